@@ -1,0 +1,167 @@
+"""Detection metrics (AUC, AP, EER, accuracy), per-group metrics and ROC plots.
+
+Convention everywhere: label 1 = fake, 0 = real; a score is the fake probability (higher = more fake);
+a sample is called fake when score >= threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
+
+from .errors import ForgeryDetError
+
+OVERALL = "overall"
+
+
+def _check(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as int 0/1 and scores as finite floats, same length, at least one sample."""
+    y = np.asarray(labels).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise ForgeryDetError(f"{y.size} labels but {s.size} scores: give one score per labelled sample")
+    if y.size == 0:
+        raise ForgeryDetError("no samples to evaluate: the label list is empty")
+    if not np.isin(y, (0, 1)).all():
+        bad = sorted({str(v) for v in y[~np.isin(y, (0, 1))]})[:5]
+        raise ForgeryDetError(f"labels must be 0 (real) or 1 (fake), got {bad}")
+    if not np.isfinite(s).all():
+        raise ForgeryDetError(f"{int((~np.isfinite(s)).sum())} scores are NaN or infinite: fix the scoring step")
+    return y.astype(np.int64), s
+
+
+def _need_both(y: np.ndarray) -> None:
+    n_fake = int(y.sum())
+    if n_fake == 0 or n_fake == y.size:
+        only = "fake" if n_fake else "real"
+        raise ForgeryDetError(
+            f"only {only} samples ({y.size}): AUC/EER need both classes; add {'real' if n_fake else 'fake'} "
+            "samples to the evaluation list"
+        )
+
+
+def eer(labels: Any, scores: Any) -> tuple[float, float]:
+    """Equal error rate and its threshold.
+
+    Walks the ROC curve (every threshold, none dropped) to where the false-negative rate 1 - TPR falls
+    to the false-positive rate, and interpolates linearly between the two ROC points around that
+    crossing; the threshold is interpolated the same way. Returns (eer, threshold).
+    """
+    y, s = _check(labels, scores)
+    _need_both(y)
+    fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)  # thresholds decreasing, thr[0] = +inf
+    fnr = 1.0 - tpr
+    d = fnr - fpr  # starts at 1 (nothing called fake), ends at -1 (everything called fake)
+    j = int(np.flatnonzero(d <= 0)[0])  # first ROC point where FNR <= FPR; j >= 1 since d[0] = 1
+    i = j - 1
+    t = d[i] / (d[i] - d[j])  # fraction of the way from point i to point j where d = 0
+    rate = fpr[i] + t * (fpr[j] - fpr[i])
+    lo = thr[i] if np.isfinite(thr[i]) else thr[j]  # +inf stands for "above every score"
+    threshold = lo + t * (thr[j] - lo)
+    return float(rate), float(threshold)
+
+
+def binary_metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str, Any]:
+    """AUC, AP, EER (+ its threshold) and accuracy at `threshold`, with sample counts.
+
+    Raises ForgeryDetError when only one class is present (AUC and EER are undefined then).
+    """
+    y, s = _check(labels, scores)
+    _need_both(y)
+    rate, eer_thr = eer(y, s)
+    return {
+        "auc": float(roc_auc_score(y, s)),
+        "ap": float(average_precision_score(y, s)),
+        "eer": rate,
+        "eer_threshold": eer_thr,
+        "accuracy": float(accuracy_score(y, (s >= threshold).astype(np.int64))),
+        "threshold": float(threshold),
+        "n": int(y.size),
+        "n_real": int((y == 0).sum()),
+        "n_fake": int((y == 1).sum()),
+    }
+
+
+def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: float = 0.5) -> dict[str, dict]:
+    """binary_metrics per group (e.g. per source dataset) plus 'overall'.
+
+    A group (or the whole set) holding a single class gets {'error', 'n', 'n_real', 'n_fake', 'accuracy'}
+    instead of AUC/EER, so one all-fake source never stops the rest of an evaluation.
+    """
+    y, s = _check(labels, scores)
+    g = np.asarray([str(v) for v in groups], dtype=object)
+    if g.size != y.size:
+        raise ForgeryDetError(f"{y.size} labels but {g.size} group names: give one group per sample")
+    if OVERALL in set(g):
+        raise ForgeryDetError(f"a group is named {OVERALL!r}, which is reserved for all samples: rename it")
+    out: dict[str, dict] = {}
+    for name in sorted(set(g)):
+        m = g == name
+        out[name] = _metrics_or_error(y[m], s[m], threshold)
+    out[OVERALL] = _metrics_or_error(y, s, threshold)
+    return out
+
+
+def _metrics_or_error(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, Any]:
+    try:
+        return binary_metrics(y, s, threshold)
+    except ForgeryDetError as e:
+        return {
+            "error": str(e),
+            "accuracy": float(accuracy_score(y, (s >= threshold).astype(np.int64))),
+            "threshold": float(threshold),
+            "n": int(y.size),
+            "n_real": int((y == 0).sum()),
+            "n_fake": int((y == 1).sum()),
+        }
+
+
+def roc_plot(curves: dict[str, tuple[Any, Any]], path: Path, title: str) -> Path:
+    """One ROC curve per entry (name -> (labels, scores)), AUC in the legend, written atomically as PNG.
+
+    Entries with a single class cannot have a curve and are listed in the legend as such.
+    """
+    from matplotlib.figure import Figure  # Figure without pyplot: no global state, Agg canvas
+
+    if not curves:
+        raise ForgeryDetError("no ROC curves to plot: give at least one (labels, scores) pair")
+    fig = Figure(figsize=(5.5, 5), dpi=110)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance")
+    plotted = 0
+    for name, (labels, scores) in curves.items():
+        y, s = _check(labels, scores)
+        if y.min() == y.max():
+            ax.plot([], [], linestyle="none", label=f"{name}: one class only, no ROC (n={y.size})")
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, linewidth=1.8, label=f"{name}: AUC {roc_auc_score(y, s):.3f} (n={y.size})")
+        plotted += 1
+    if plotted == 0:
+        raise ForgeryDetError("every ROC curve holds a single class: add both real and fake samples")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (real called fake)",
+           ylabel="true positive rate (fake caught)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a matplotlib Figure to `path` as PNG atomically (temp file in the same folder + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,106 @@
+"""Metrics: AUC/AP against scikit-learn, EER against hand-worked ROC curves, one-class handling, ROC plot."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.metrics import binary_metrics, eer, grouped_metrics, roc_plot
+
+
+def test_auc_ap_match_sklearn_on_random_scores():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0, 1)  # fakes score higher, with overlap
+    m = binary_metrics(labels, scores, threshold=0.5)
+    assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert m["ap"] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    assert m["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == labels))
+    assert (m["n"], m["n_real"], m["n_fake"]) == (200, int((labels == 0).sum()), int(labels.sum()))
+    assert 0.5 < m["auc"] < 1.0 and 0.0 < m["eer"] < 0.5
+
+
+def test_eer_exact_roc_point():
+    # reals 0.1 0.2 0.3 0.6, fakes 0.4 0.7 0.8 0.9 (fake when score >= t).
+    # t=0.6: reals >= t: {0.6} -> FPR 1/4; fakes < t: {0.4} -> FNR 1/4. The ROC point itself has FPR = FNR.
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9]
+    rate, thr = eer(labels, scores)
+    assert rate == pytest.approx(0.25)
+    assert thr == pytest.approx(0.6)
+
+
+def test_eer_interpolated_between_roc_points():
+    # reals 0.1 0.2 0.5 0.5, fakes 0.5 0.5 0.8 0.9. ROC points (threshold: FPR, FNR):
+    #   0.9: (0, 3/4)   0.8: (0, 1/2)   0.5: (1/2, 0)   -- the tie at 0.5 moves both rates at once.
+    # FNR - FPR goes from +1/2 at t=0.8 to -1/2 at t=0.5, so it crosses zero halfway:
+    #   EER = 0 + 0.5 * (1/2 - 0) = 0.25, threshold = 0.8 + 0.5 * (0.5 - 0.8) = 0.65.
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.5, 0.5, 0.5, 0.5, 0.8, 0.9]
+    rate, thr = eer(labels, scores)
+    assert rate == pytest.approx(0.25)
+    assert thr == pytest.approx(0.65)
+
+
+def test_eer_perfect_and_inverted_separation():
+    assert eer([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == pytest.approx((0.0, 0.8))
+    rate, _ = eer([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1])
+    assert rate == pytest.approx(1.0)
+
+
+def test_eer_threshold_balances_error_rates_on_many_samples():
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1], 1000)
+    scores = rng.normal(labels * 1.0, 1.0)
+    rate, thr = eer(labels, scores)
+    fpr = np.mean(scores[labels == 0] >= thr)
+    fnr = np.mean(scores[labels == 1] < thr)
+    assert abs(fpr - fnr) < 0.01 and rate == pytest.approx((fpr + fnr) / 2, abs=0.005)
+    assert rate == pytest.approx(0.3085, abs=0.03)  # two unit normals 1 apart: EER = Phi(-0.5)
+
+
+@pytest.mark.parametrize("labels, only", [([0, 0, 0], "real"), ([1, 1], "fake")])
+def test_one_class_raises(labels, only):
+    with pytest.raises(ForgeryDetError, match=f"only {only} samples.*need both classes"):
+        binary_metrics(labels, np.linspace(0.1, 0.9, len(labels)))
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ForgeryDetError, match="labels but"):
+        binary_metrics([0, 1, 1], [0.2, 0.7])
+    with pytest.raises(ForgeryDetError, match="0 \\(real\\) or 1 \\(fake\\)"):
+        binary_metrics([0, 2], [0.2, 0.7])
+    with pytest.raises(ForgeryDetError, match="NaN"):
+        binary_metrics([0, 1], [0.2, float("nan")])
+
+
+def test_grouped_metrics_with_one_class_group():
+    labels = [0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.6, 0.7, 0.9, 0.4, 0.8]
+    groups = ["ffpp", "ffpp", "ffpp", "ffpp", "stylegan", "stylegan"]
+    out = grouped_metrics(labels, scores, groups, threshold=0.5)
+    assert set(out) == {"ffpp", "stylegan", "overall"}
+    assert out["ffpp"]["auc"] == pytest.approx(roc_auc_score([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9]))
+    assert "auc" not in out["stylegan"] and "only fake samples" in out["stylegan"]["error"]
+    assert out["stylegan"]["n"] == 2 and out["stylegan"]["accuracy"] == pytest.approx(0.5)  # 0.4 missed, 0.8 caught
+    assert out["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert out["overall"]["n"] == 6
+
+
+def test_roc_plot_writes_png_atomically(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 50)
+    curves = {
+        "frames": (labels, rng.normal(labels, 1.0)),
+        "videos": (labels[::10], rng.normal(labels[::10], 0.5)),
+        "stylegan only": ([1, 1, 1], [0.9, 0.8, 0.3]),
+    }
+    path = roc_plot(curves, tmp_path / "plots" / "roc.png", "test ROC")
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape[0] > 300 and img.shape[1] > 300
+    assert sorted(p.name for p in path.parent.iterdir()) == ["roc.png"]  # no temp file left behind
+    with pytest.raises(ForgeryDetError, match="single class"):
+        roc_plot({"x": ([1, 1], [0.2, 0.3])}, tmp_path / "none.png", "t")
