@@ -1,0 +1,27 @@
+"""Losses: BCE on the head's logit, and InfoNCE against the queue of real-face keys."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """logits (B,), labels (B,) with 1 = fake."""
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """MoCo InfoNCE: each query's positive is its own key (the key encoder's view of the same face); the
+    negatives are the queue of real-face keys. For a fake face this pushes it away from every real face;
+    for a real face it is instance discrimination among reals.
+
+    q: (B,D) online features, k: (B,D) keys, queue: (K,D) real keys (filled slots only). All L2-normalised here.
+    """
+    q = F.normalize(q.float(), dim=-1)  # (B,D)
+    k = F.normalize(k.float(), dim=-1)  # (B,D)
+    l_pos = (q * k).sum(dim=-1, keepdim=True)  # (B,1)
+    l_neg = q @ F.normalize(queue.float(), dim=-1).T  # (B,K)
+    logits = torch.cat([l_pos, l_neg], dim=1) / temperature  # (B,1+K)
+    labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)  # the positive is column 0
+    return F.cross_entropy(logits, labels)

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from forgerydet.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from forgerydet.cli import app
+from forgerydet.errors import ForgeryDetError
+from tests.helpers import tiny_model
+
+
+def filled_model():
+    m = tiny_model().eval()
+    keys = m.encode_keys(torch.rand(9, 3, 64, 64))
+    m.bank.rebuild(keys, m.key_fingerprint(), source=torch.arange(9))
+    return m
+
+
+def test_round_trip_identical_outputs(tmp_path):
+    m = filled_model()
+    x = torch.rand(2, 3, 64, 64)
+    ref = m(x, "single")
+    opt = torch.optim.AdamW(m.trainable_parameters(), lr=1e-3)
+    m(x, "pair", reference=x.flip(0))["logits"].sum().backward()
+    opt.step()
+    ref = m(x, "single")
+    p = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=[f"f{i}.png" for i in range(9)],
+                        optimizer_state=opt.state_dict(), history=[{"epoch": 1, "val_auc": 0.5}])
+    ck = load_checkpoint(p)
+    got = ck.model.eval()(x, "single")
+    for k in ("logits", "attention", "neighbours", "similarities"):
+        assert torch.equal(got[k], ref[k]), k
+    assert ck.meta["bank_sources"][3] == "f3.png" and ck.meta["history"][0]["epoch"] == 1
+    opt2 = torch.optim.AdamW(ck.model.trainable_parameters(), lr=1e-3)
+    opt2.load_state_dict(ck.train_json["optimizer_state"])
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["param_groups"] == s2["param_groups"]
+    for pid in s1["state"]:
+        for name in s1["state"][pid]:
+            assert torch.equal(torch.as_tensor(s1["state"][pid][name]), torch.as_tensor(s2["state"][pid][name]))
+
+
+def test_another_backbone_refused(tmp_path):
+    p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
+    with pytest.raises(ForgeryDetError, match="backbone 'test_efficientnet', not 'resnet10t'"):
+        load_checkpoint(p, expect_backbone="resnet10t")
+
+
+def test_config_edited_to_another_backbone_refused(tmp_path):
+    p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
+    from safetensors import safe_open
+
+    with safe_open(str(p), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    cfg["backbone"] = "resnet10t"
+    meta["config"] = json.dumps(cfg)
+    save_file(tensors, str(p), metadata=meta)
+    with pytest.raises(ForgeryDetError, match="do not fit backbone 'resnet10t'"):
+        load_checkpoint(p)
+
+
+def test_stale_bank_fingerprint_refused(tmp_path):
+    m = filled_model()
+    with torch.no_grad():
+        next(m.key_encoder.parameters()).add_(0.01)  # encoder moved on, bank not rebuilt
+    p = save_checkpoint(tmp_path / "m.safetensors", m)
+    with pytest.raises(ForgeryDetError, match="rebuild-bank"):
+        load_checkpoint(p)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path, damage):
+    p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
+    data = p.read_bytes()
+    p.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 10, "empty": b""}[damage])
+    with pytest.raises(ForgeryDetError, match="not a readable forgerydet checkpoint"):
+        load_checkpoint(p)
+    r = CliRunner().invoke(app, ["info", str(p)])
+    assert r.exit_code == 1 and "not a readable forgerydet checkpoint" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_other_format_version_refused(tmp_path):
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "v9.safetensors"),
+              metadata={"format": "forgerydet-checkpoint", "format_version": "9"})
+    with pytest.raises(ForgeryDetError, match="format 9"):
+        read_meta(tmp_path / "v9.safetensors")
+
+
+def test_save_is_atomic_on_crash(tmp_path, monkeypatch):
+    p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
+    before = p.read_bytes()
+    import forgerydet.checkpoint as ckmod
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckmod, "save_file", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(p, filled_model())
+    assert p.read_bytes() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left behind
+
+
+def test_info_command(tmp_path):
+    p = save_checkpoint(tmp_path / "m.safetensors", filled_model(), history=[{"epoch": 1, "val_auc": 0.75}])
+    r = CliRunner().invoke(app, ["info", str(p)])
+    assert r.exit_code == 0, r.output
+    assert "test_efficientnet" in r.output and "9 / 37" in r.output and "0.7500" in r.output
+    r = CliRunner().invoke(app, ["info", str(tmp_path / "missing.safetensors")])
+    assert r.exit_code == 1 and "not found" in r.output
