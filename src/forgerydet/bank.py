@@ -69,11 +69,15 @@ class MemoryBank(nn.Module):
         return self.keys[: self.filled]  # slots fill from 0 upwards and stay filled
 
     @torch.no_grad()
-    def retrieve(self, query: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def retrieve(
+        self, query: torch.Tensor, k: int = 1, exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cosine top-k among filled entries.
 
-        query: (B,D) (normalised here). Returns reference tokens (B,N,D) = the L2-normalised mean of the top-k
-        entries' tokens, their slot indices (B,k) and cosine similarities (B,k), best first.
+        query: (B,D) (normalised here). exclude: optional (B,F) bool mask over the filled slots, True = may not
+        be retrieved for that query (training uses it to hide a face's own source video from it, as at scan time).
+        Returns reference tokens (B,N,D) = the L2-normalised mean of the top-k entries' tokens, their slot
+        indices (B,k) and cosine similarities (B,k), best first.
         """
         n = self.filled
         if n == 0:
@@ -81,6 +85,8 @@ class MemoryBank(nn.Module):
         k = min(int(k), n)
         q = F.normalize(query.float(), dim=-1)  # (B,D)
         sims = q @ self.keys[:n].T  # (B,F)
+        if exclude is not None:
+            sims = sims.masked_fill(exclude, -3.0)  # below any cosine: only used if nothing else is left
         top_sim, top_idx = sims.topk(k, dim=-1)  # (B,k), (B,k)
         ref = self.values[top_idx].float().mean(dim=1)  # (B,k,N,D) -> (B,N,D)
         return F.normalize(ref, dim=-1), top_idx, top_sim

@@ -99,11 +99,13 @@ class Detector(nn.Module):
         reference: torch.Tensor | None = None,
         reference_tokens: torch.Tensor | None = None,
         topk: int | None = None,
+        exclude: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """x: faces (B,3,S,S) in [0,1].
 
         mode='pair' needs `reference` images (B,3,S,S) or `reference_tokens` (B,N,D) from the key encoder.
-        mode='single' retrieves the reference from the bank.
+        mode='single' retrieves the reference from the bank (`exclude`: (B,F) bool mask of slots each face may
+        not retrieve, see MemoryBank.retrieve).
         Returns a dict: logits (B,), attention (B,h,N,N), saliency (B,g,g), tokens (B,N,D) online,
         keys (B,N,D) key-encoder tokens of x, reference (B,N,D); in 'single' mode also neighbours (B,k)
         slot indices and similarities (B,k); in 'pair' mode with reference images, reference_keys (B,N,D).
@@ -124,7 +126,7 @@ class Detector(nn.Module):
                 raise ForgeryDetError("mode 'pair' needs a reference face for every input")
         else:
             keys = self.encode_keys(x)  # (B,N,D)
-            ref, idx, sims = self.bank.retrieve(pooled(keys), topk or self.cfg.topk)  # (B,N,D), (B,k), (B,k)
+            ref, idx, sims = self.bank.retrieve(pooled(keys), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
             out["neighbours"], out["similarities"] = idx, sims
         logits, attn = self.classify(q, ref)
         g = self.cfg.grid

@@ -1,0 +1,136 @@
+"""`forgerydet train` and `forgerydet rebuild-bank`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .cli_common import console, user_errors
+from .config import DEFAULT_BACKBONE
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, transient=True, disable=int(os.environ.get("RANK", "0")) != 0)
+
+
+class _TrainView:
+    """Renders the training loop's events: a step bar per epoch, and one line per bank rebuild and epoch."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.p = progress
+        self.task = None
+        self.quiet = int(os.environ.get("RANK", "0")) != 0
+
+    def __call__(self, e: dict) -> None:
+        kind = e["event"]
+        if self.quiet:
+            return
+        if kind == "start":
+            console.print(
+                f"training [bold]{e['backbone']}[/] ({e['img_size']} px, weights: {e['pretrained']}) on {e['device']}"
+                f"{' x' + str(e['world']) + ' ranks' if e['world'] > 1 else ''}: {e['train_pairs']} training pairs, "
+                f"{e['train_reals']} real training faces, {e['val_faces']} validation faces, "
+                f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}"
+            )
+            if e["pretrained"] == "none":
+                console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
+                              "expect weak transfer to real forgeries (see README: pretrained backbones)")
+        elif kind == "epoch_start":
+            self.task = self.p.add_task(f"epoch {e['epoch']}", total=e["steps"], info="")
+        elif kind == "step" and self.task is not None:
+            self.p.update(self.task, completed=e["step"],
+                          info=f"loss {e['loss']:.3f} lr {e['lr']:.2e} {e['img_s']:.0f} img/s")
+        elif kind == "rebuild_progress":
+            pass
+        elif kind == "rebuild":
+            if self.task is not None:
+                self.p.remove_task(self.task)
+                self.task = None
+            console.print(f"epoch {e['epoch']}: bank rebuilt from {e['real_faces']} real training faces -> "
+                          f"{e['entries']} entries in {e['seconds']:.1f} s")
+        elif kind == "epoch_end":
+            console.print(
+                f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} ({e['train_img_s']:.0f} img/s) | val 'single' "
+                f"AUC {e['val_auc']:.4f} AP {e['val_ap']:.4f} EER {e['val_eer']:.4f} acc {e['val_acc']:.4f} "
+                f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f}"
+                + (" [green]best[/]" if e["best"] else "")
+            )
+
+
+def train(
+    pairs: Annotated[Path, typer.Option(help="pairs.csv (from `forgerydet pairs`).")] = Path("pairs.csv"),
+    out: Annotated[Path, typer.Option(help="Run folder: best.safetensors, last.safetensors, metrics.jsonl.")] = Path("models/run"),
+    backbone: Annotated[str, typer.Option(help="timm model name.")] = DEFAULT_BACKBONE,
+    pretrained: Annotated[str, typer.Option(help="'auto' (packaged/hub-cache/$FORGERYDET_WEIGHTS), 'none', or a weights file.")] = "auto",
+    img_size: Annotated[Optional[int], typer.Option(help="Face size in pixels (default: the backbone's).")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Batch size per process.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 3e-4,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
+    bank_size: Annotated[int, typer.Option(help="Memory-bank entries K (65536 suits a GPU).")] = 16384,
+    momentum: Annotated[float, typer.Option(help="Key-encoder EMA momentum m.")] = 0.999,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature.")] = 0.07,
+    nce_weight: Annotated[float, typer.Option(help="Weight of the InfoNCE loss.")] = 0.1,
+    single_share: Annotated[float, typer.Option(help="Share of batches trained in 'single' (bank) mode.")] = 0.5,
+    dim: Annotated[int, typer.Option(help="Token dimension D.")] = 64,
+    grid: Annotated[int, typer.Option(help="Token grid side (N = grid^2).")] = 7,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap on steps per epoch (quick runs).")] = None,
+    workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+    amp: Annotated[str, typer.Option(help="'auto' (bf16 on GPU, off on CPU), 'bf16', 'fp16', 'off'.")] = "auto",
+    augment: Annotated[bool, typer.Option(help="Forgery-suited augmentation (flip, scale, JPEG, blur, ...).")] = True,
+    sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings.")] = False,
+) -> None:
+    """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
+    from .config import ModelConfig
+    from .train import TrainConfig, train as run_train
+
+    with user_errors():
+        try:
+            mcfg = ModelConfig(backbone=backbone, pretrained=pretrained, img_size=img_size, dim=dim, grid=grid,
+                               bank_size=bank_size, momentum=momentum, temperature=temperature)
+        except ValueError as e:
+            from .errors import ForgeryDetError
+
+            raise ForgeryDetError(str(e)) from None
+        tcfg = TrainConfig(pairs=str(pairs), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
+                           workers=workers, seed=seed, device=device, amp=amp, augment=augment,
+                           sbi_online=sbi_online, steps_per_epoch=steps_per_epoch)
+        with _progress() as p:
+            res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p))
+    if res["rank"] == 0:
+        console.print(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
+
+
+def rebuild_bank(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint whose bank to rebuild (written back in place).")],
+    pairs: Annotated[Path, typer.Option(help="pairs.csv: its 'train' real faces fill the bank.")] = Path("pairs.csv"),
+    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of in place.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 0,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+) -> None:
+    """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
+    from .train import rebuild_checkpoint_bank
+
+    with user_errors(), _progress() as p:
+        task = p.add_task("encoding real faces", total=None, info="")
+        res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,
+                                      progress=lambda a, b: p.update(task, completed=a, total=b))
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
+                      f"bank size {res['bank_size']}) in {res['seconds']:.1f} s -> {res['checkpoint']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command("rebuild-bank")(rebuild_bank)

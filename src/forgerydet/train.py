@@ -1,0 +1,449 @@
+"""Training: one flat loop (nanoGPT style) that mixes 'pair' and 'single' batches, keeps the MoCo queue
+of real keys, rebuilds the bank from every real training face at each epoch end, validates in 'single'
+mode, and writes atomic best/last checkpoints that resume bit-for-bit. Runs as one process or under
+`torchrun` (DDP: NCCL on GPUs, gloo on CPUs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+
+from .backbone import pooled
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig, _from_dict
+from .data import FaceList, PairsTable, TrainPairs, read_pairs, validation_lists
+from .errors import ForgeryDetError
+from .losses import bce_loss, info_nce
+from .metrics import binary_metrics
+from .model import Detector
+
+Event = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (stored in every training checkpoint; --resume reuses them).
+
+    pairs: pairs.csv path. out: run folder (best/last checkpoints, metrics.jsonl).
+    epochs, batch_size, lr (AdamW peak), weight_decay, warmup (fraction of all steps, linear), clip (grad norm),
+    nce_weight (lambda of InfoNCE), single_share (share of batches in 'single' mode), workers (data loader
+    processes), seed, device ('auto' | 'cpu' | 'cuda' | 'cuda:N'), amp ('auto': bf16 on CUDA, off on CPU;
+    'bf16' | 'fp16' | 'off'), augment, sbi_online (re-make self-blended fakes every epoch),
+    steps_per_epoch (cap, for quick runs; None = the whole epoch), val_batch_size.
+    """
+
+    pairs: str = "pairs.csv"
+    out: str = "models/run"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup: float = 0.05
+    clip: float = 1.0
+    nce_weight: float = 0.1
+    single_share: float = 0.5
+    workers: int = 1
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    augment: bool = True
+    sbi_online: bool = True
+    steps_per_epoch: int | None = None
+    val_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name, ok in (
+            ("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 2), ("lr", self.lr > 0),
+            ("single_share", 0.0 <= self.single_share <= 1.0), ("warmup", 0.0 <= self.warmup < 1.0),
+            ("workers", self.workers >= 0), ("amp", self.amp in ("auto", "bf16", "fp16", "off")),
+        ):
+            if not ok:
+                raise ForgeryDetError(f"invalid training option {name}={getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---- schedule (pure functions of the step) ----------------------------------------------------------------
+def cosine_lr(step: int, total: int, base: float, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` fraction of steps, then cosine decay to 1% of base."""
+    w = max(1, int(round(warmup * total)))
+    if step < w:
+        return base * (step + 1) / w
+    t = min(1.0, (step - w) / max(1, total - w))
+    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+# ---- distributed helpers -----------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def on(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(device: str) -> Dist:
+    """Use torchrun's environment when present (NCCL on GPUs, gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ForgeryDetError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
+    if world <= 1:
+        return Dist(0, 1, torch.device(device))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank, world, dev)
+
+
+def gather_rows(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Concatenate a (B,...) tensor from every rank (B may differ per rank), in rank order."""
+    if not d.on:
+        return t
+    n = torch.tensor([t.shape[0]], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(d.world)]
+    dist.all_gather(sizes, n)
+    m = int(max(s.item() for s in sizes))
+    pad = torch.zeros((m - t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+    buf = [torch.zeros((m,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device) for _ in range(d.world)]
+    dist.all_gather(buf, torch.cat([t, pad]).contiguous())
+    return torch.cat([b[: int(s.item())] for b, s in zip(buf, sizes)])
+
+
+def _autocast(device: torch.device, amp: str):
+    if device.type != "cuda" or amp == "off":
+        return torch.autocast(device_type=device.type, enabled=False)
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _loader(ds, batch_size: int, workers: int, d: Dist, shuffle_free: bool = True) -> DataLoader:
+    if d.on:  # each rank takes every world-th sample of the (already seeded-shuffled) order
+        ds = Subset(ds, list(range(d.rank, len(ds), d.world)))
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False,
+                      persistent_workers=False, pin_memory=False)
+
+
+# ---- bank rebuild (shared by the epoch end and `forgerydet rebuild-bank`) -----------------------------------
+@torch.no_grad()
+def rebuild_bank(
+    model: Detector,
+    real_paths: list[Path],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    dist_ctx: Dist | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, float]:
+    """Replace the bank with the key encoder's features of exactly these real faces.
+
+    Under DDP each rank encodes a shard and all ranks gather the same full set, so every rank holds an
+    identical bank. Returns (entries written, seconds)."""
+    d = dist_ctx or Dist(device=next(model.parameters()).device)
+    t0 = time.perf_counter()
+    if not real_paths:
+        raise ForgeryDetError("no real training faces to build the bank from")
+    model.eval()
+    ds = FaceList(real_paths, [0] * len(real_paths), model.img_size)
+    loader = _loader(ds, batch_size, workers, d)
+    values, ids = [], []
+    done = 0
+    for batch in loader:
+        values.append(model.encode_keys(batch["x"].to(d.device)))  # (B,N,D)
+        ids.append(batch["index"].to(d.device))
+        done += len(batch["index"]) * d.world
+        if progress:
+            progress(min(done, len(ds)), len(ds))
+    v = gather_rows(torch.cat(values), d)  # (M,N,D)
+    i = gather_rows(torch.cat(ids), d)  # (M,)
+    order = i.argsort()
+    n = model.bank.rebuild(v[order], model.key_fingerprint().to(v.device), source=i[order],
+                           generator=torch.Generator().manual_seed(seed))
+    return n, time.perf_counter() - t0
+
+
+# ---- validation ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: list[Path] | None, mode: str,
+                device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off") -> np.ndarray:
+    """Fake probability of each face, in 'single' (bank) or 'pair' (given references) mode."""
+    model.eval()
+    ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
+    out = []
+    for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers):
+        x = batch["x"].to(device)
+        with _autocast(device, amp):
+            o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
+        out.append(torch.sigmoid(o["logits"].float()).cpu())
+    return torch.cat(out).numpy()
+
+
+def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: TrainConfig) -> dict[str, float]:
+    paths, labels, refs, _ = validation_lists(table, "val")
+    single = score_faces(model, paths, labels, refs, "single", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    pair = score_faces(model, paths, labels, refs, "pair", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    m = binary_metrics(labels, single)
+    mp = binary_metrics(labels, pair)
+    lab = torch.tensor(labels, dtype=torch.float32)
+    loss = float(torch.nn.functional.binary_cross_entropy(torch.tensor(single, dtype=torch.float32).clamp(1e-6, 1 - 1e-6), lab))
+    return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
+            "val_auc_pair": mp["auc"], "val_n": len(labels)}
+
+
+# ---- state for bit-for-bit resume ---------------------------------------------------------------------------
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng_torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng_cuda_{i}"] = s
+    py = random.getstate()
+    nps = np.random.get_state(legacy=False)
+    nps["state"] = {"key": nps["state"]["key"].tolist(), "pos": int(nps["state"]["pos"])}
+    return tensors, {"rng_python": [py[0], list(py[1]), py[2]], "rng_numpy": nps}
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng_torch"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng_cuda_"))]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    a, b, c = js["rng_python"]
+    random.setstate((a, tuple(b), c))
+    nps = dict(js["rng_numpy"])
+    nps["state"] = {"key": np.array(nps["state"]["key"], dtype=np.uint32), "pos": nps["state"]["pos"]}
+    np.random.set_state(nps)
+
+
+def _json_safe(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+# ---- the loop -----------------------------------------------------------------------------------------------
+def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = False,
+          on_event: Event | None = None) -> dict[str, Any]:
+    """Train a detector; returns a summary (paths of best/last checkpoints, history)."""
+    emit = on_event or (lambda e: None)
+    out = Path(tcfg.out)
+    last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
+    d = setup_distributed(tcfg.device)
+
+    # -- model, optimizer, state (fresh or resumed) --
+    history: list[dict[str, Any]] = []
+    start_epoch, step, best = 0, 0, -1.0
+    ck = None
+    if resume:
+        if not last_path.is_file():
+            raise ForgeryDetError(f"nothing to resume: {last_path} does not exist (train without --resume first)")
+        ck = load_checkpoint(last_path, "cpu")
+        stored = ck.train_json.get("train_config")
+        if not stored:
+            raise ForgeryDetError(f"{last_path} holds no training state (was it written by rebuild-bank only?)")
+        tcfg = _from_dict(TrainConfig, {**stored, "out": str(out), "device": tcfg.device, "workers": tcfg.workers})
+        model = ck.model
+        mcfg = model.cfg
+        history = list(ck.meta.get("history") or [])
+        start_epoch, step, best = ck.train_json["epoch"], ck.train_json["step"], ck.train_json["best"]
+    else:
+        mcfg = mcfg or ModelConfig()
+        torch.manual_seed(tcfg.seed)
+        model = Detector(mcfg)
+    table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
+    train_reals = [p for p, _ in table.reals("train")]
+    groups = {g: i for i, g in enumerate(sorted({g for _, g in table.reals("train")}))}
+    real_group = torch.tensor([groups[g] for _, g in table.reals("train")], dtype=torch.long)  # (R,)
+    model.to(d.device)
+    real_group = real_group.to(d.device)
+    params = model.trainable_parameters()
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.lr)
+    if ck is not None:
+        opt.load_state_dict(ck.train_json["optimizer_state"])
+        _set_rng_state(ck.train_tensors, ck.train_json)
+    else:
+        random.seed(tcfg.seed)
+        np.random.seed(tcfg.seed)
+    net = model
+    if d.on:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
+    use_scaler = d.device.type == "cuda" and tcfg.amp == "fp16"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online)
+    steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
+    steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
+    total = steps_epoch * tcfg.epochs
+    emit({"event": "start", "rank": d.rank, "world": d.world, "device": str(d.device),
+          "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
+          "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
+          "start_epoch": start_epoch, "pretrained": model.pretrained_source, "backbone": mcfg.backbone,
+          "img_size": model.img_size, "bank_size": mcfg.bank_size})
+
+    for epoch in range(start_epoch, tcfg.epochs):
+        # ---- train one epoch ----
+        model.train()
+        ds.set_epoch(epoch)
+        mode_rng = np.random.default_rng([tcfg.seed, epoch, 11])  # same sequence on every rank
+        loader = _loader(ds, tcfg.batch_size, tcfg.workers, d)
+        emit({"event": "epoch_start", "epoch": epoch + 1, "steps": steps_epoch})
+        t_epoch, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for i, batch in enumerate(loader):
+            if i >= steps_epoch:
+                break
+            t0 = time.perf_counter()
+            lr = cosine_lr(step, total, tcfg.lr, tcfg.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, ref = batch["x"].to(d.device), batch["ref"].to(d.device)
+            y = batch["label"].to(d.device)
+            single = bool(mode_rng.random() < tcfg.single_share) and model.bank.filled >= 1
+            exclude = None
+            if single:  # a face may not recall its own source video: at scan time it never can
+                slot_group = torch.where(model.bank.source[: model.bank.filled] >= 0,
+                                         real_group[model.bank.source[: model.bank.filled].clamp(min=0)],
+                                         torch.full_like(model.bank.source[: model.bank.filled], -1))  # (F,)
+                own = real_group[batch["ref_id"].to(d.device)]  # (B,) group of the face (fake: of its real)
+                exclude = own[:, None] == slot_group[None, :]  # (B,F)
+            with _autocast(d.device, tcfg.amp):
+                o = net(x, "single" if single else "pair", reference=None if single else ref, exclude=exclude)
+                loss_bce = bce_loss(o["logits"], y)
+                queue = model.bank.filled_keys()
+                loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["keys"]), queue, mcfg.temperature)
+                            if queue.shape[0] > 0 and tcfg.nce_weight > 0 else torch.zeros((), device=d.device))
+                loss = loss_bce + tcfg.nce_weight * loss_nce
+            if not torch.isfinite(loss):
+                raise ForgeryDetError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, tcfg.clip)
+            scaler.step(opt)
+            scaler.update()
+            model.momentum_update()
+            # ---- enqueue real keys (real inputs, and the real references of 'pair' batches), from every rank ----
+            is_real = y < 0.5
+            new_v, new_id = [o["keys"][is_real]], [batch["x_real_id"].to(d.device)[is_real]]
+            if not single:
+                new_v.append(o["reference_keys"])
+                new_id.append(batch["ref_id"].to(d.device))
+            v_all = gather_rows(torch.cat(new_v).float(), d)
+            id_all = gather_rows(torch.cat(new_id), d)
+            if mcfg.slot_momentum > 0 and model.bank.filled > 0 and v_all.shape[0] > 0:
+                _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)
+                model.bank.update_slots(nearest[:, 0], v_all, mcfg.slot_momentum)
+            else:
+                model.bank.enqueue(v_all, id_all)
+            step += 1
+            seen += x.shape[0] * d.world
+            loss_sum += float(loss.detach())
+            emit({"event": "step", "epoch": epoch + 1, "step": i + 1, "steps": steps_epoch, "loss": float(loss.detach()),
+                  "bce": float(loss_bce.detach()), "nce": float(loss_nce.detach()), "lr": lr,
+                  "mode": "single" if single else "pair", "img_s": x.shape[0] * d.world / max(1e-9, time.perf_counter() - t0)})
+        train_time = time.perf_counter() - t_epoch
+
+        # ---- epoch end: sync BN statistics, rebuild the bank from ALL real training faces ----
+        if d.on:
+            for b in list(model.encoder.buffers()) + list(model.key_encoder.buffers()):
+                dist.broadcast(b, 0)
+        n_bank, t_bank = rebuild_bank(model, train_reals, batch_size=tcfg.val_batch_size, workers=tcfg.workers,
+                                      dist_ctx=d, seed=tcfg.seed + epoch,
+                                      progress=lambda a, b: emit({"event": "rebuild_progress", "done": a, "total": b}))
+        emit({"event": "rebuild", "epoch": epoch + 1, "entries": n_bank, "seconds": t_bank, "real_faces": len(train_reals)})
+
+        # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, steps_epoch),
+                                  "train_img_s": seen / max(1e-9, train_time), "bank_entries": n_bank,
+                                  "bank_seconds": t_bank}
+        if d.main:
+            record.update(validate(model, table, d.device, tcfg))
+            history.append(_json_safe(record))
+            improved = record["val_auc"] > best
+            best = max(best, record["val_auc"])
+            rng_t, rng_j = _rng_state()
+            common = dict(bank_sources=[str(p) for p in train_reals], history=history,
+                          extra={"threshold": 0.5, "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
+            save_checkpoint(last_path, model, optimizer_state=opt.state_dict(), train_tensors=rng_t,
+                            train_json={**rng_j, "epoch": epoch + 1, "step": step, "best": best,
+                                        "train_config": tcfg.to_dict()}, **common)
+            if improved:
+                save_checkpoint(best_path, model, **common)
+            _write_jsonl(log_path, history)
+            emit({"event": "epoch_end", **record, "best": improved, "last_path": str(last_path),
+                  "best_path": str(best_path)})
+        if d.on:
+            dist.barrier()
+    if d.on and dist.is_initialized():
+        dist.destroy_process_group()
+    return {"best": str(best_path), "last": str(last_path), "history": history, "rank": d.rank}
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """The per-epoch metrics log, rewritten whole and atomically from the checkpoint's history, so it always
+    agrees with the last checkpoint (also after a crash and --resume)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
+
+
+def rebuild_checkpoint_bank(
+    checkpoint: str | Path,
+    pairs: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+    out: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """`forgerydet rebuild-bank`: refill a checkpoint's bank from all real training faces of pairs.csv with
+    its own key encoder (the same code as the epoch-end rebuild) and store it back atomically, keeping
+    weights, history and training state. Under torchrun the encoding is sharded across ranks."""
+    d = setup_distributed(device)
+    ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
+    table = read_pairs(pairs, need_splits=("train",))
+    reals = [p for p, _ in table.reals("train")]
+    model = ck.model.to(d.device)
+    n, secs = rebuild_bank(model, reals, batch_size=batch_size, workers=workers, dist_ctx=d, progress=progress)
+    target = Path(out or checkpoint)
+    if d.main:
+        tj = dict(ck.train_json)
+        opt_state = tj.pop("optimizer_state", None)
+        save_checkpoint(target, model, bank_sources=[str(p) for p in reals], history=ck.meta.get("history"),
+                        optimizer_state=opt_state, train_tensors=ck.train_tensors, train_json=tj,
+                        extra={**(ck.meta.get("extra") or {}), "bank_rebuilt_from": str(Path(pairs))})
+    if d.on:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"entries": n, "seconds": secs, "real_faces": len(reals), "checkpoint": str(target),
+            "bank_size": model.cfg.bank_size}
