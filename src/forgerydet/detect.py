@@ -204,9 +204,12 @@ class FaceDetector:
         for i, img in enumerate(small):
             by_shape.setdefault(img.shape, []).append(i)
         mtcnn = self.mtcnn
-        for idx in by_shape.values():
+        for shape, idx in by_shape.items():
             # MTCNN's own min_face_size is in detection pixels; smaller faces are filtered below anyway.
-            mtcnn.min_face_size = max(12, int(cfg.min_face * scales[idx[0]]))
+            min_size = max(12, int(cfg.min_face * scales[idx[0]]))
+            if min(shape[:2]) < min_size:
+                continue  # no face this large fits (and MTCNN fails on an empty image pyramid)
+            mtcnn.min_face_size = min_size
             for b in range(0, len(idx), cfg.batch_size):
                 chunk = idx[b : b + cfg.batch_size]
                 batch = np.stack([small[i] for i in chunk])  # (B,h,w,3)
