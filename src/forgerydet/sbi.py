@@ -66,7 +66,8 @@ class SBIConfig:
       forehead:                 'extended' brow lift factor range (1.5, 2.5) (brows at y*-factor).
       inner_shrink:             'inner' shrink factor range (0.8, 0.95).
       outline_jitter:           std of per-point Gaussian jitter of the outline, in face units (0.03).
-      full81_p:                 with 81 landmarks, probability of using all 81 (forehead) rather than the first 68 (0.75).
+      full81_p:                 with 81 landmarks, probability of using all 81 (forehead) rather than the
+                                first 68 (0.75).
       work_side, work_jitter:   the mask is processed at about work_side px (224), each axis rescaled by
                                 U(work_jitter) (192/224 .. 256/224, the original's random 192-256 resize).
       elastic_alpha, elastic_sigma: elastic deformation (cv2.remap) with displacement alpha and smoothing
