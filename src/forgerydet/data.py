@@ -127,15 +127,20 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
     return table
 
 
+def resize_face(img: np.ndarray, size: int) -> np.ndarray:
+    """A face crop (H,W,3) to (size,size,3), the same way for training, validation and scanning."""
+    if img.shape[0] != size or img.shape[1] != size:
+        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (size, size), interpolation=interp)
+    return img
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """RGB uint8 (size,size,3)."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ForgeryDetError(f"cannot read image {path} (missing, unreadable or not an image)")
-    if img.shape[0] != size or img.shape[1] != size:
-        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
-        img = cv2.resize(img, (size, size), interpolation=interp)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(resize_face(img, size), cv2.COLOR_BGR2RGB)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,105 @@
+"""`forgerydet scan`: verdicts for videos, images and folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .cli_common import console, err_console, fail, user_errors
+
+CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
+               "frames_with_face", "error"]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    from .checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def scan(
+    paths: Annotated[list[str], typer.Argument(help="Videos, images, folders or glob patterns.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: models/default.safetensors or $FORGERYDET_MODEL).")] = None,
+    frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = 32,
+    aggregation: Annotated[str, typer.Option(help="mean | max-then-mean (SBI) | confident (DFDC winner) | track-max.")] = "max-then-mean",
+    threshold: Annotated[Optional[float], typer.Option(help="Fake-probability threshold (default: the checkpoint's).")] = None,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 32,
+    detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = 640,
+    min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = 0.9,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-file, per-track and per-frame scores as JSON.")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write one row per file as CSV.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (with PNGs) into this folder.")] = None,
+) -> None:
+    """Score every face in 'single' mode against the checkpoint's bank; print a verdict per file."""
+    from .detect import DetectorConfig
+    from .scan import ScanConfig, Scanner, json_record
+
+    t_start = time.perf_counter()
+    with user_errors():
+        det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
+        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
+                         device=device, keep_crops=24 if report else 0, detector=det)
+        scanner = Scanner(checkpoint, cfg)
+        settings = scanner.settings()
+        results = []
+        with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+                      TimeElapsedColumn(), console=console, transient=True) as p:
+            task = p.add_task("scan", total=None, name="")
+            for rec in scanner.scan(paths, progress=lambda i, n, name: p.update(task, completed=i, total=n, name=Path(name).name)):
+                results.append(rec)
+                if rec["status"] != "ok":
+                    err_console.print(f"[red]{Path(rec['path']).name}:[/] {rec['error']}", highlight=False, soft_wrap=True)
+    console.print(_table(results))
+    settings["seconds"] = round(time.perf_counter() - t_start, 3)
+    with user_errors():
+        if json_out:
+            doc = {"forgerydet_version": __version__, "settings": settings, "files": [json_record(r) for r in results]}
+            _write_atomic(json_out, json.dumps(doc, indent=1))
+            console.print(f"JSON: {json_out}")
+        if csv_out:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(results)
+            _write_atomic(csv_out, buf.getvalue())
+            console.print(f"CSV: {csv_out}")
+        if report:
+            from .report import write_report
+
+            index = write_report(results, report, settings)
+            console.print(f"report: {index}")
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        raise fail(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
+
+
+def _table(results: list[dict]) -> Table:
+    t = Table(title="forgerydet scan", title_justify="left")
+    t.add_column("file", overflow="fold", min_width=12)
+    for c, j in (("verdict", "center"), ("fake prob.", "right"), ("faces / tracks", "right"), ("frames used", "right")):
+        t.add_column(c, justify=j, no_wrap=True)
+    t.add_column("note", max_width=36, overflow="ellipsis", no_wrap=True)
+    for r in results:
+        if r["status"] == "ok":
+            colour = "red" if r["verdict"] == "FAKE" else "green"
+            t.add_row(Path(r["path"]).name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}",
+                      f"{r['n_faces']} / {r['n_tracks']}", f"{r['frames_with_face']} / {r['frames_sampled']}", "")
+        else:
+            t.add_row(Path(r["path"]).name, "[yellow]no face[/]" if r["status"] == "no_face" else "[red]error[/]", "-",
+                      f"{r['n_faces']} / {r['n_tracks']}", f"{r['frames_with_face']} / {r['frames_sampled']}",
+                      "no face found" if r["status"] == "no_face" else "unreadable (see above)")
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(scan)

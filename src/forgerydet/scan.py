@@ -1,0 +1,248 @@
+"""Scanning: videos, images and folders -> faces -> 'single'-mode scores against the checkpoint's bank ->
+per-track and per-file verdicts. Files are processed one at a time (a stream), and only the few face crops a
+report shows are kept, so memory does not grow with the number or length of the videos. Scanning never
+writes the bank or the checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from .aggregate import STRATEGIES, aggregate, track_scores
+from .checkpoint import Checkpoint, load_checkpoint
+from .data import resize_face, to_tensor
+from .detect import DetectorConfig, FaceDetector
+from .errors import ForgeryDetError
+from .extract import ExtractConfig, detect_source
+from .video import expand_sources
+
+DEFAULT_CHECKPOINT_NAMES = ("default.safetensors", "default/best.safetensors")
+MODELS_ENV = "FORGERYDET_MODEL"
+
+
+@dataclass
+class ScanConfig:
+    """num_frames: frames sampled per video (evenly). aggregation: how face scores become a file score (see
+    aggregate.STRATEGIES). threshold: fake-probability cut for the verdict (None: the checkpoint's).
+    batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
+    crop/attention are kept for a report (0: none). detector: MTCNN settings."""
+
+    num_frames: int = 32
+    aggregation: str = "max-then-mean"
+    threshold: float | None = None
+    batch_size: int = 32
+    device: str = "auto"
+    keep_crops: int = 0
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in STRATEGIES:
+            raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
+        if self.num_frames < 1:
+            raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ForgeryDetError(f"device {device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ForgeryDetError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
+    return dev
+
+
+def find_default_checkpoint() -> Path:
+    """$FORGERYDET_MODEL, else models/default.safetensors (or models/default/best.safetensors) in the current
+    folder, else in the forgerydet source checkout."""
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        if not Path(env).is_file():
+            raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which does not exist")
+        return Path(env)
+    roots = [Path.cwd() / "models", Path(__file__).resolve().parents[2] / "models"]
+    for root in roots:
+        for name in DEFAULT_CHECKPOINT_NAMES:
+            if (root / name).is_file():
+                return root / name
+    raise ForgeryDetError(
+        "no checkpoint given and no default found (looked for models/default.safetensors): run `make demo` to "
+        "train a small one from the sample data, or train your own with `forgerydet pairs ...` then "
+        "`forgerydet train --pairs pairs.csv --out models/mine` and pass --checkpoint models/mine/best.safetensors "
+        f"(or copy it to models/default.safetensors, or set ${MODELS_ENV})"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _TimedDetector(FaceDetector):
+    """FaceDetector that adds up the seconds spent detecting (the rest of detect_source is decoding)."""
+
+    seconds = 0.0
+
+    def faces(self, frames):
+        t0 = time.perf_counter()
+        try:
+            return super().faces(frames)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+class Scanner:
+    """Loads a checkpoint once and scans files one by one."""
+
+    def __init__(self, checkpoint: str | Path | None, config: ScanConfig | None = None) -> None:
+        self.config = cfg = config or ScanConfig()
+        self.device = resolve_device(cfg.device)
+        path = Path(checkpoint) if checkpoint else find_default_checkpoint()
+        self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
+        self.model = self.checkpoint.model.eval()
+        if self.model.bank.filled == 0:
+            raise ForgeryDetError(
+                f"{path}: the memory bank is empty, so there are no real faces to compare with: run "
+                f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
+            )
+        meta = self.checkpoint.meta
+        self.threshold = cfg.threshold if cfg.threshold is not None else float((meta.get("extra") or {}).get("threshold", 0.5))
+        self.bank_sources: list[str] = list(meta.get("bank_sources") or [])
+        if cfg.detector.device == DetectorConfig().device:
+            cfg.detector.device = str(self.device)
+        self.detector = _TimedDetector(cfg.detector)
+        self.extract_config = ExtractConfig(num_frames=cfg.num_frames, detector=cfg.detector)
+        self.sha256 = file_sha256(path)
+
+    def settings(self) -> dict[str, Any]:
+        m, meta = self.model, self.checkpoint.meta
+        return {
+            "checkpoint": str(self.checkpoint.path),
+            "checkpoint_sha256": self.sha256[:16],
+            "bank_fingerprint": meta.get("fingerprint"),
+            "backbone": m.cfg.backbone,
+            "pretrained_weights": meta.get("pretrained_source"),
+            "bank_entries": m.bank.filled,
+            "aggregation": self.config.aggregation,
+            "threshold": self.threshold,
+            "frames_per_video": self.config.num_frames,
+            "face_size": m.img_size,
+            "device": str(self.device),
+            "mode": "single (difference against the bank's nearest real faces)",
+        }
+
+    @torch.inference_mode()
+    def _score(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Fake probabilities, attention maps and neighbours for face crops, in batches."""
+        m = self.model
+        probs, sal, nb, sim = [], [], [], []
+        for i in range(0, len(crops), self.config.batch_size):
+            x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
+            o = m(x.to(self.device), "single")
+            probs.append(torch.sigmoid(o["logits"].float()).cpu().numpy())
+            sal.append(o["saliency"].float().cpu().numpy())
+            slots = o["neighbours"]
+            nb.append(slots.cpu().numpy())
+            sim.append(o["similarities"].float().cpu().numpy())
+        return {"p": np.concatenate(probs), "sal": np.concatenate(sal), "nb": np.concatenate(nb), "sim": np.concatenate(sim)}
+
+    def _source_of(self, slot: int) -> str | None:
+        sid = int(self.model.bank.source[slot])
+        return self.bank_sources[sid] if 0 <= sid < len(self.bank_sources) else None
+
+    def scan_file(self, path: Path) -> dict[str, Any]:
+        """One file -> its result record (see report.write_report for the layout)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        det0 = self.detector.seconds
+        rec: dict[str, Any] = {"path": str(path), "kind": None, "status": "ok", "error": None, "verdict": None,
+                               "score": None, "threshold": self.threshold, "frames_sampled": 0, "frames_with_face": 0,
+                               "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+        try:
+            src = detect_source(path, self.extract_config, self.detector)
+        except ForgeryDetError as e:
+            rec.update(status="error", error=str(e), timing={"total_s": time.perf_counter() - t0})
+            return rec
+        t_detect = self.detector.seconds - det0
+        t_decode = time.perf_counter() - t0 - t_detect
+        faces = src.all_faces
+        rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
+                   n_faces=len(faces), n_tracks=src.num_tracks)
+        if len(src.frames) >= 2 and src.frames[-1][1] > 0:
+            rec["fps"] = None  # sampled frames carry their own times
+        if not faces:
+            rec.update(status="no_face", error="no face found" + (f" in {len(src.frames)} sampled frames" if src.kind == "video" else ""),
+                       timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
+            return rec
+        t1 = time.perf_counter()
+        out = self._score([f.crop for f in faces])
+        t_model = time.perf_counter() - t1
+        scores = out["p"]
+        tids = np.array([f.track_id for f in faces])
+        fids = np.array([f.frame_index for f in faces])
+        confs = np.array([f.confidence for f in faces])
+        rec["score"] = float(aggregate(scores, cfg.aggregation, track_ids=tids, frame_ids=fids, confidences=confs))
+        rec["verdict"] = "FAKE" if rec["score"] >= self.threshold else "REAL"
+        per_track = track_scores(scores, tids, "mean", frame_ids=fids)
+        rec["tracks"] = [{"track_id": int(t), "score": float(s), "n_faces": int((tids == t).sum())} for t, s in sorted(per_track.items())]
+        for k, f in enumerate(faces):
+            rec["faces"].append({
+                "frame_index": int(f.frame_index), "time": float(f.time), "track_id": int(f.track_id),
+                "box": [round(float(v), 1) for v in f.box], "confidence": float(f.confidence), "score": float(scores[k]),
+                "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
+                "neighbours": [{"slot": int(s), "similarity": float(v), "source": self._source_of(int(s))}
+                               for s, v in zip(out["nb"][k], out["sim"][k])],
+            })
+        self._trim_arrays(rec)
+        rec["timing"] = {"decode_s": t_decode, "detect_s": t_detect, "model_s": t_model, "total_s": time.perf_counter() - t0}
+        return rec
+
+    def _trim_arrays(self, rec: dict[str, Any]) -> None:
+        """Keep crops/attention only for the faces a report will show, so memory stays flat over many files."""
+        keep: set[int] = set()
+        if self.config.keep_crops > 0:
+            from .report import select_faces
+
+            keep = set(select_faces(rec["faces"], self.config.keep_crops))
+        for i, f in enumerate(rec["faces"]):
+            if i not in keep:
+                f["crop"] = None
+                f["attention"] = None
+
+    def scan(self, paths: list[str | Path], progress: Callable[[int, int, str], None] | None = None) -> Iterator[dict[str, Any]]:
+        """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record."""
+        files = []
+        for p in paths:
+            try:
+                files.extend(expand_sources([p]))
+            except ForgeryDetError as e:
+                yield {"path": str(p), "kind": None, "status": "error", "error": str(e), "verdict": None, "score": None,
+                       "threshold": self.threshold, "frames_sampled": 0, "frames_with_face": 0, "n_faces": 0,
+                       "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+        for i, f in enumerate(files):
+            if progress:
+                progress(i, len(files), str(f))
+            yield self.scan_file(f)
+        if progress:
+            progress(len(files), len(files), "")
+
+
+def json_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able part of a result record (no crops or attention arrays)."""
+    out = {k: v for k, v in rec.items() if k != "faces"}
+    out["faces"] = [{k: v for k, v in f.items() if k not in ("crop", "attention")} for f in rec["faces"]]
+    return out
