@@ -323,7 +323,8 @@ def self_blend(
     mouth left, mouth right) in crop pixels, or (68,2)/(81,2). Returns (fake uint8 (H,W,3), mask float32
     (H,W) in [0,1]) where mask is the effective blend weight (face_mask x blend ratio):
     fake = mask*src + (1-mask)*img, so pixels with mask == 0 equal img exactly.
-    Deterministic for a given rng state.
+    Deterministic for a given rng state. Give it crops with margin around the face (extract's 1.3x box):
+    on a crop tighter than the jaw line the mask can fill the frame and the fake then has no boundary.
     """
     cfg = cfg or SBIConfig()
     _check_image(img)
