@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
@@ -165,7 +166,14 @@ def _check_file(path: Path) -> None:
 
 def _open_video(path: Path) -> cv2.VideoCapture:
     _check_file(path)
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    # FFmpeg's and OpenCV's own log lines ("moov atom not found") would duplicate our one-line error.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
         cap.release()
         raise ForgeryDetError(f"{path}: cannot open the video (corrupt, truncated, or not a video file)")

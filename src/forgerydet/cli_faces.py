@@ -1,0 +1,138 @@
+"""Commands `extract` (face crops + faces.csv) and `pairs` (pairs.csv for training)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .cli_common import console, err_console, fail, user_errors
+
+Frames = Annotated[Optional[int], typer.Option("--frames", help="Frames sampled evenly per video (default 32).")]
+Every = Annotated[Optional[int], typer.Option("--every", help="Sample every n-th frame instead.")]
+Fps = Annotated[Optional[float], typer.Option("--fps", help="Sample this many frames per second of video instead.")]
+Size = Annotated[int, typer.Option("--size", help="Face crop side in pixels.")]
+Margin = Annotated[float, typer.Option("--margin", help="Crop side = (1 + margin) x the face box's longer side.")]
+DetectSide = Annotated[int, typer.Option("--detect-side", help="MTCNN runs on a copy downscaled to this longest side.")]
+MinConf = Annotated[float, typer.Option("--min-confidence", help="Drop faces MTCNN is less sure of.")]
+MinFace = Annotated[int, typer.Option("--min-face", help="Drop faces whose box is smaller (full-resolution pixels).")]
+Device = Annotated[str, typer.Option("--device", help="Torch device for MTCNN: cpu, cuda, cuda:1 ...")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Frames per MTCNN call.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+
+
+def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size):
+    from .detect import DetectorConfig
+    from .extract import ExtractConfig
+
+    det = DetectorConfig(
+        detect_side=detect_side, min_confidence=min_confidence, min_face=min_face, margin=margin,
+        size=size, batch_size=batch_size, device=device,
+    )  # fmt: skip
+    return ExtractConfig(num_frames=frames, every=every, fps=fps, detector=det)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator:
+    bar = Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err_console, transient=False,
+    )  # fmt: skip
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _report_errors(errors: list[tuple[str, str]], total_label: str) -> None:
+    if errors:
+        for _, msg in errors:
+            err_console.print(f"[red]failed:[/] {msg}", highlight=False, soft_wrap=True)
+        raise fail(f"{len(errors)} {total_label} failed (listed above); everything else was done")
+
+
+def extract_cmd(
+    sources: Annotated[list[Path], typer.Argument(help="Videos, images, folders (searched recursively) or globs.")],
+    out: Out,
+    frames: Frames = None,
+    every: Every = None,
+    fps: Fps = None,
+    size: Size = 224,
+    margin: Margin = 0.3,
+    detect_side: DetectSide = 640,
+    min_confidence: MinConf = 0.9,
+    min_face: MinFace = 32,
+    device: Device = "cpu",
+    batch_size: BatchSize = 8,
+) -> None:
+    """Detect faces, write PNG crops and OUT/faces.csv. Re-running into the same folder skips finished files."""
+    from .extract import extract
+
+    with user_errors():
+        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size)
+        with _progress("extract") as progress:
+            s = extract(sources, out, config, progress=progress)
+    table = Table(title=f"extract -> {s.index}", show_header=False)
+    for k, v in [
+        ("files", s.sources), ("processed now", s.processed), ("skipped (done before)", s.skipped),
+        ("face crops written", s.faces), ("face tracks", s.tracks), ("frames without a face", s.no_face_frames),
+        ("files failed", len(s.errors)),
+    ]:  # fmt: skip
+        table.add_row(k, str(v))
+    console.print(table)
+    _report_errors(s.errors, "file(s)")
+
+
+def pairs_cmd(
+    out: Out,
+    sources: Annotated[Optional[list[Path]], typer.Argument(help="With --self-blend: real videos, images, folders or faces.csv indexes.")] = None,
+    ffpp: Annotated[Optional[Path], typer.Option("--ffpp", help="FaceForensics++ root (original_sequences/, manipulated_sequences/).")] = None,
+    compression: Annotated[Optional[str], typer.Option("--compression", help="FF++ compression folder (raw, c23, c40); needed when several exist.")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="FF++ methods to use, comma-separated (default: all found).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="CSV with columns real,fake (optional group,method); paths relative to it.")] = None,
+    real_dir: Annotated[Optional[Path], typer.Option("--real-dir", help="Folder of real files (with --fake-dir).")] = None,
+    fake_dir: Annotated[Optional[Path], typer.Option("--fake-dir", help="Folder of fakes named like their real (same stem, or real stem + suffix).")] = None,
+    self_blend: Annotated[bool, typer.Option("--self-blend", help="Make one self-blended pseudo-fake per real face of SOURCES.")] = False,
+    val: Annotated[float, typer.Option("--val", help="Fraction of groups (source videos) for validation.")] = 0.15,
+    test: Annotated[float, typer.Option("--test", help="Fraction of groups for test.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the split and the self-blending.")] = 0,
+    frames: Frames = None,
+    every: Every = None,
+    fps: Fps = None,
+    size: Size = 224,
+    margin: Margin = 0.3,
+    detect_side: DetectSide = 640,
+    min_confidence: MinConf = 0.9,
+    min_face: MinFace = 32,
+    device: Device = "cpu",
+    batch_size: BatchSize = 8,
+) -> None:
+    """Write OUT/pairs.csv (real,fake,group,split,method,landmarks) and the face crops it names."""
+    from .pairs import SPLITS, make_pairs
+
+    with user_errors():
+        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size)
+        with _progress("pairs") as progress:
+            s = make_pairs(
+                out, config, ffpp=ffpp, compression=compression, methods=methods, mapping=mapping,
+                real_dir=real_dir, fake_dir=fake_dir, self_blend=self_blend, sources=sources,
+                val=val, test=test, seed=seed, progress=progress,
+            )  # fmt: skip
+    table = Table(title=f"pairs -> {s.pairs_csv}")
+    for col in ("split", "groups", "pairs"):
+        table.add_column(col)
+    for split in SPLITS:
+        table.add_row(split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0)))
+    console.print(table)
+    console.print("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())), highlight=False)
+    for w in s.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    _report_errors(s.errors, "file(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract")(extract_cmd)
+    app.command("pairs")(pairs_cmd)
