@@ -1,0 +1,59 @@
+"""`forgerydet evaluate`: metrics on a labelled list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .cli_common import console, err_console, user_errors
+
+
+def evaluate(
+    list_csv: Annotated[Path, typer.Argument(help="CSV with columns path,label[,group]; label 0/1 or real/fake.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: models/default.safetensors).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
+    crops: Annotated[bool, typer.Option(help="Listed images are face crops already: score them as they are.")] = False,
+    frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 32,
+    aggregation: Annotated[str, typer.Option(help="mean | max-then-mean | confident | track-max.")] = "max-then-mean",
+    threshold: Annotated[Optional[float], typer.Option(help="Threshold for accuracy (default: the checkpoint's).")] = None,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+) -> None:
+    """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
+    from .evaluate import evaluate as run
+
+    with user_errors():
+        from .scan import ScanConfig
+
+        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device)
+        with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+                      TimeElapsedColumn(), console=console, transient=True) as p:
+            task = p.add_task("eval", total=None, name="")
+            res = run(list_csv, checkpoint, config=cfg, crops=crops, out_dir=out,
+                      progress=lambda i, n, name: p.update(task, completed=i, total=n, name=name))
+    for s in res["skipped"]:
+        err_console.print(f"[yellow]skipped[/] {Path(s['path']).name}: {s['error']}", highlight=False)
+    console.print(metrics_table(res))
+    console.print(f"metrics: {res['metrics_json']}" + (f"   ROC: {res['roc_png']}" if res.get("roc_png") else ""))
+
+
+def metrics_table(res: dict) -> Table:
+    t = Table(title=f"evaluation (threshold {res['threshold']:.2f})", title_justify="left")
+    for c in ("level", "group", "n (real/fake)", "AUC", "AP", "EER", "accuracy"):
+        t.add_column(c, justify="left" if c in ("level", "group") else "right")
+    for level in ("frame_level", "video_level"):
+        for g, m in res[level].items():
+            counts = f"{m['n']} ({m['n_real']}/{m['n_fake']})"
+            if "error" in m:
+                t.add_row(level.split("_")[0], g, counts, "-", "-", "-", f"{m['accuracy']:.3f}")
+            else:
+                t.add_row(level.split("_")[0], g, counts, f"{m['auc']:.3f}", f"{m['ap']:.3f}", f"{m['eer']:.3f}",
+                          f"{m['accuracy']:.3f}")
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(evaluate)
