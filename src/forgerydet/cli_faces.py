@@ -75,7 +75,7 @@ def extract_cmd(
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size)
         with _progress("extract") as progress:
             s = extract(sources, out, config, progress=progress)
-    table = Table(title=f"extract -> {s.index}", show_header=False)
+    table = Table(show_header=False)
     for k, v in [
         ("files", s.sources), ("processed now", s.processed), ("skipped (done before)", s.skipped),
         ("face crops written", s.faces), ("face tracks", s.tracks), ("frames without a face", s.no_face_frames),
@@ -83,6 +83,7 @@ def extract_cmd(
     ]:  # fmt: skip
         table.add_row(k, str(v))
     console.print(table)
+    console.print(f"index: {s.index}", highlight=False, soft_wrap=True)
     _report_errors(s.errors, "file(s)")
 
 
@@ -121,13 +122,14 @@ def pairs_cmd(
                 real_dir=real_dir, fake_dir=fake_dir, self_blend=self_blend, sources=sources,
                 val=val, test=test, seed=seed, progress=progress,
             )  # fmt: skip
-    table = Table(title=f"pairs -> {s.pairs_csv}")
+    table = Table()
     for col in ("split", "groups", "pairs"):
         table.add_column(col)
     for split in SPLITS:
         table.add_row(split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0)))
     console.print(table)
     console.print("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())), highlight=False)
+    console.print(f"wrote {s.pairs_csv}", highlight=False, soft_wrap=True)
     for w in s.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     _report_errors(s.errors, "file(s)")
