@@ -133,3 +133,13 @@ def test_min_face_and_confidence_filter(astronaut):
     assert 0.9 < conf < 1.0
     above = float(np.nextafter(conf, np.float32(1.0)))
     assert len(FaceDetector(DetectorConfig(size=64, detect_side=256, min_confidence=above)).detect([frame])[0]) == 0
+
+
+def test_device_errors_are_clear():
+    import torch
+
+    with pytest.raises(ForgeryDetError, match="not valid"):
+        FaceDetector(DetectorConfig(device="gpu")).mtcnn
+    if not torch.cuda.is_available():
+        with pytest.raises(ForgeryDetError, match="CUDA is not available"):
+            FaceDetector(DetectorConfig(device="cuda")).detect([np.zeros((64, 64, 3), np.uint8)])
