@@ -1,0 +1,146 @@
+"""Helpers shared by the bench scripts: machine description, load average, timing with medians, the
+`figures` list every script prints with `--json`, and astronaut-derived face images.
+
+A figure is a dict: name, value (float or None when not measured), unit, target (text such as "≥ 0.6"),
+ok (True / False, or None when there is no target or no value), note (optional text).
+bench/run_all.py reads the `figures` list of each script's JSON object.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine(device: str = "cpu") -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": device,
+        "loadavg": loadavg(),
+    }
+    tuning = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD", "OMP_NUM_THREADS")}
+    if tuning:
+        info["env"] = tuning  # allocator / thread settings change these figures a lot: say so
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so wall-clock timings are real (no-op on CPU)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call of fn, queued GPU work included. CPU seconds add up the
+    time of all this process's threads, so they grow less than wall time when other processes share the cores."""
+    sync(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str = "cpu",
+                cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Wall seconds of each function over `repeats` rounds after `warmup` untimed rounds, run round-robin (the
+    order rotates each round) so that a load change on a shared machine hits every variant alike.
+    CPU seconds go into `cpu` when a dict is given."""
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(warmup + repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            wall, proc = timed(fns[n], device)
+            if r >= warmup:
+                times[n].append(wall)
+                if cpu is not None:
+                    cpu.setdefault(n, []).append(proc)
+    return times
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def figure(name: str, value: float | None, unit: str = "", target: str = "", ok: bool | None = None,
+           note: str = "") -> dict[str, Any]:
+    return {"name": name, "value": None if value is None else float(value), "unit": unit, "target": target,
+            "ok": None if (ok is None or value is None) else bool(ok), "note": note}
+
+
+def fmt_value(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    a = abs(v)
+    s = f"{v:,.0f}" if a >= 1000 else f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 1 else f"{v:.3f}"
+    return f"{s} {unit}".strip()
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else "PASS" if ok else "FAIL"
+
+
+def print_figures(figures: list[dict[str, Any]]) -> None:
+    """One human-readable line per figure, target next to it."""
+    width = max((len(f["name"]) for f in figures), default=0)
+    for f in figures:
+        target = f"target {f['target']}  {verdict(f['ok'])}" if f["target"] else ""
+        note = f"  ({f['note']})" if f.get("note") else ""
+        print(f"{f['name']:<{width}}  {fmt_value(f['value'], f['unit']):>14}   {target}{note}")
+
+
+def astronaut_faces(n: int, size: int = 224, seed: int = 0) -> list[np.ndarray]:
+    """n distinct RGB uint8 (size,size,3) face crops derived from skimage's astronaut photo: random shifts,
+    scales, flips, brightness/contrast and noise around the head, with crop margin as `extract` writes."""
+    import cv2
+    from skimage.data import astronaut
+
+    photo = astronaut()  # (512,512,3); the face box is about x 160-250, y 60-170
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        side = int(rng.integers(190, 250))
+        cx, cy = 225 + int(rng.integers(-12, 13)), 125 + int(rng.integers(-12, 13))
+        x0, y0 = max(0, cx - side // 2), max(0, cy - side // 2)
+        crop = photo[y0 : y0 + side, x0 : x0 + side]
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+        noise = rng.normal(0, 4, crop.shape)
+        out.append(np.clip(crop.astype(np.float32) * gain + bias + noise, 0, 255).astype(np.uint8))
+    return out
