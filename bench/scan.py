@@ -6,7 +6,9 @@
    model and the bank add at most 30% to what finding the faces costs anyway. Skipped when the video is absent.
 2. Peak RSS of a scan of a generated 10-minute video against a generated 10-second one (320x240, 25 fps, mp4v,
    the astronaut's face from scikit-image pasted in and moving), each scanned in its own subprocess that
-   reports its ru_maxrss. Target: within 200 MB of each other (memory must not grow with video length).
+   reports its ru_maxrss. Target: within 200 MB of each other (memory must not grow with video length). As
+   loading the scanner can peak higher than scanning, the peak during the scan alone is shown too (the
+   high-water mark is reset after loading through /proc/self/clear_refs), with the same target.
    The videos are written to a temp folder and deleted afterwards.
 
 Without --checkpoint a checkpoint is built in a temp folder: Detector(ModelConfig()) with the packaged ImageNet
@@ -87,15 +89,36 @@ def write_video(path: Path, seconds: float, fps: float = 25.0, size: tuple[int, 
     return path
 
 
+def _status_mb(field: str) -> float | None:
+    """VmRSS / VmHWM of this process from /proc (Linux), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def child(args) -> None:
-    """Scan one file in this process; print its record's figures and this process's peak RSS as JSON."""
+    """Scan one file in this process; print its record's figures and this process's peak RSS as JSON: the whole
+    process's (ru_maxrss, loading included) and, where Linux allows resetting the high-water mark after
+    loading (/proc/self/clear_refs), the peak during the scan alone."""
     from forgerydet.scan import ScanConfig, Scanner
 
     scanner = Scanner(args.checkpoint, ScanConfig(num_frames=args.frames, device=args.device))
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    loaded_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    loaded_rss = _status_mb("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # high-water mark := current RSS
+        reset = True
+    except OSError:
+        reset = False
     rec = scanner.scan_file(Path(args.child))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"maxrss_mb": peak, "loaded_maxrss_mb": loaded, "status": rec["status"], "error": rec["error"],
+    scan_peak = _status_mb("VmHWM") if reset else None
+    peak = max(loaded_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps({"maxrss_mb": peak, "loaded_maxrss_mb": loaded_peak, "loaded_rss_mb": loaded_rss,
+                      "scan_peak_rss_mb": scan_peak, "status": rec["status"], "error": rec["error"],
                       "frames_sampled": rec["frames_sampled"], "n_faces": rec["n_faces"], "timing": rec.get("timing")}))
 
 
@@ -163,17 +186,27 @@ def bench_rss(args, checkpoint: Path, tmp: Path, log) -> tuple[list[dict], dict]
             raise RuntimeError(f"the generated {label} video gave status {res['status']}: {res['error']}")
         res["seconds"] = seconds
         out[label] = res
-    diff = out["long"]["maxrss_mb"] - out["short"]["maxrss_mb"]
     s, lg = out["short"], out["long"]
+    diff = lg["maxrss_mb"] - s["maxrss_mb"]
     figs = [
-        figure(f"scan peak RSS, {args.short_seconds:g} s video", s["maxrss_mb"], "MB",
-               note=f"{s['maxrss_mb'] - s['loaded_maxrss_mb']:.0f} MB above the loaded scanner, {s['n_faces']} faces"),
-        figure(f"scan peak RSS, {args.long_seconds / 60:g} min video", lg["maxrss_mb"], "MB",
-               note=f"{lg['maxrss_mb'] - lg['loaded_maxrss_mb']:.0f} MB above the loaded scanner, {lg['n_faces']} faces, "
-                    f"scan {lg['timing']['total_s']:.1f} s"),
-        figure("scan peak RSS: long - short video", diff, "MB", f"≤ {RSS_TARGET_MB:g} MB", abs(diff) <= RSS_TARGET_MB),
+        figure(f"scan process peak RSS, {args.short_seconds:g} s video", s["maxrss_mb"], "MB",
+               note=f"loading the scanner peaked at {s['loaded_maxrss_mb']:.0f} MB"),
+        figure(f"scan process peak RSS, {args.long_seconds / 60:g} min video", lg["maxrss_mb"], "MB",
+               note=f"loading the scanner peaked at {lg['loaded_maxrss_mb']:.0f} MB; scan {lg['timing']['total_s']:.1f} s"),
+        figure("scan process peak RSS: long - short video", diff, "MB", f"≤ {RSS_TARGET_MB:g} MB", abs(diff) <= RSS_TARGET_MB),
     ]
-    return figs, {"short": s, "long": lg, "difference_mb": diff}
+    scan_diff = None
+    if s["scan_peak_rss_mb"] is not None and lg["scan_peak_rss_mb"] is not None:
+        scan_diff = lg["scan_peak_rss_mb"] - s["scan_peak_rss_mb"]
+        figs += [
+            figure(f"peak RSS during the scan only, {args.short_seconds:g} s video", s["scan_peak_rss_mb"], "MB",
+                   note=f"{s['loaded_rss_mb']:.0f} MB before the scan"),
+            figure(f"peak RSS during the scan only, {args.long_seconds / 60:g} min video", lg["scan_peak_rss_mb"], "MB",
+                   note=f"{lg['loaded_rss_mb']:.0f} MB before the scan"),
+            figure("peak RSS during the scan: long - short video", scan_diff, "MB", f"≤ {RSS_TARGET_MB:g} MB",
+                   abs(scan_diff) <= RSS_TARGET_MB),
+        ]
+    return figs, {"short": s, "long": lg, "difference_mb": diff, "scan_difference_mb": scan_diff}
 
 
 def main() -> dict | None:

@@ -13,7 +13,7 @@
 Steps are timed round-robin (the order rotates every round) after warm-up rounds, and medians are shown, so a
 shared machine's load hits every variant alike. Default run: about 2-3 minutes on 2 CPU cores.
 
-    .venv/bin/python bench/train.py [--batch 32] [--repeats 4] [--rebuild-images 128] [--device cpu] [--json]
+    .venv/bin/python bench/train.py [--batch 32] [--repeats 3] [--rebuild-images 128] [--device cpu] [--json]
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def main() -> dict:
     ap.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm backbone (default: %(default)s)")
     ap.add_argument("--img-size", type=int, default=None, help="face size (default: the backbone's own)")
     ap.add_argument("--batch", type=int, default=TrainConfig().batch_size, help="batch size (default: %(default)s, TrainConfig's)")
-    ap.add_argument("--repeats", type=int, default=4, help="timed rounds of every step variant (default: %(default)s)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds of every step variant (default: %(default)s)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default: %(default)s)")
     ap.add_argument("--reals", type=int, default=2000, help="distinct real faces behind the bank's entries")
     ap.add_argument("--rebuild-images", type=int, default=128, help="real face PNGs for the rebuild (default: %(default)s)")
