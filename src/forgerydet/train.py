@@ -143,11 +143,20 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def _loader(ds, batch_size: int, workers: int, d: Dist, shuffle_free: bool = True) -> DataLoader:
+def _worker_init(_: int) -> None:
+    """Data workers decode and augment with OpenCV; one thread each, so they do not fight the training
+    process's compute threads for the cores (oversubscribed OpenMP threads slow CPU training many-fold)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _loader(ds, batch_size: int, workers: int, d: Dist) -> DataLoader:
     if d.on:  # each rank takes every world-th sample of the (already seeded-shuffled) order
         ds = Subset(ds, list(range(d.rank, len(ds), d.world)))
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False,
-                      persistent_workers=False, pin_memory=False)
+                      persistent_workers=False, pin_memory=False, worker_init_fn=_worker_init if workers else None)
 
 
 # ---- bank rebuild (shared by the epoch end and `forgerydet rebuild-bank`) -----------------------------------
@@ -197,7 +206,7 @@ def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: lis
     model.eval()
     ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
     out = []
-    for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers):
+    for batch in _loader(ds, batch_size, workers, Dist(device=device)):
         x = batch["x"].to(device)
         with _autocast(device, amp):
             o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
