@@ -85,19 +85,21 @@ def scan(
 
 def _table(results: list[dict]) -> Table:
     t = Table(title="forgerydet scan", title_justify="left")
-    t.add_column("file", overflow="fold", min_width=12)
-    for c, j in (("verdict", "center"), ("fake prob.", "right"), ("faces / tracks", "right"), ("frames used", "right")):
-        t.add_column(c, justify=j, no_wrap=True)
-    t.add_column("note", max_width=36, overflow="ellipsis", no_wrap=True)
+    t.add_column("file", overflow="fold", min_width=16, ratio=1)
+    t.add_column("verdict", justify="center", min_width=7)
+    t.add_column("p(fake)", justify="right", min_width=7)
+    t.add_column("faces/tracks", justify="right")
+    t.add_column("frames", justify="right", min_width=6)
+    t.add_column("note", max_width=16, overflow="fold")
     for r in results:
+        counts = (f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}")
         if r["status"] == "ok":
             colour = "red" if r["verdict"] == "FAKE" else "green"
-            t.add_row(Path(r["path"]).name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}",
-                      f"{r['n_faces']} / {r['n_tracks']}", f"{r['frames_with_face']} / {r['frames_sampled']}", "")
+            t.add_row(Path(r["path"]).name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "")
+        elif r["status"] == "no_face":
+            t.add_row(Path(r["path"]).name, "[yellow]none[/]", "-", *counts, "no face found")
         else:
-            t.add_row(Path(r["path"]).name, "[yellow]no face[/]" if r["status"] == "no_face" else "[red]error[/]", "-",
-                      f"{r['n_faces']} / {r['n_tracks']}", f"{r['frames_with_face']} / {r['frames_sampled']}",
-                      "no face found" if r["status"] == "no_face" else "unreadable (see above)")
+            t.add_row(Path(r["path"]).name, "[red]error[/]", "-", *counts, "unreadable, see above")
     return t
 
 
