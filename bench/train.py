@@ -1,7 +1,8 @@
 """Training speed of the full method against a plain classifier, and the cost of a bank rebuild (issue 4).
 
-1. img/s of one training step of the full method, exactly as in forgerydet.train.train (forward in 'pair' and
-   in 'single' mode, BCE + InfoNCE against a full bank, backward, clip, AdamW step, momentum update, enqueue),
+1. img/s of one training step of the full method: forgerydet.train.train_step, which train() calls ('pair':
+   BCE + InfoNCE against a full bank, enqueue; 'single': bank retrieval, BCE; both: backward, clip, AdamW
+   step, momentum update),
    against a plain timm classifier with the same backbone, batch and image size (BCE, backward, AdamW step).
    The 50/50 mix (TrainConfig.single_share = 0.5) is the mean of the two step times.
    Target: full method (mix) >= 0.6x the plain classifier's img/s.
@@ -30,84 +31,35 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import astronaut_faces, figure, interleaved, machine, median, print_figures  # noqa: E402
 
-from forgerydet.backbone import create_backbone, pooled  # noqa: E402
+from forgerydet.backbone import create_backbone  # noqa: E402
 from forgerydet.config import DEFAULT_BACKBONE, ModelConfig  # noqa: E402
 from forgerydet.data import FaceList  # noqa: E402
-from forgerydet.losses import bce_loss, info_nce  # noqa: E402
 from forgerydet.model import Detector  # noqa: E402
-from forgerydet.train import Dist, TrainConfig, _autocast, cosine_lr, gather_rows, rebuild_bank  # noqa: E402
+from forgerydet.train import Dist, StepContext, TrainConfig, _autocast, cosine_lr, rebuild_bank, train_step  # noqa: E402
 
 MIX_TARGET = 0.6
 REBUILD_TARGET = 1.1
 
 
 class FullStep:
-    """One training step of the full method.
-
-    A faithful copy of the body of the step loop in src/forgerydet/train.py (train(), `for i, batch in
-    enumerate(loader)`), single process (gather_rows is the identity without DDP). Keep the two in step:
-    a shared `train_step(...)` in forgerydet.train would remove this duplication.
-    """
+    """One training step of the full method: forgerydet.train.train_step, the very function train() calls,
+    with the same optimizer groups and a cosine learning rate (single process: gather_rows is the identity)."""
 
     def __init__(self, model: Detector, tcfg: TrainConfig, device: torch.device, real_group: torch.Tensor):
-        self.model, self.tcfg, self.device = model, tcfg, device
-        self.mcfg = model.cfg
-        self.real_group = real_group
-        self.params = model.trainable_parameters()
-        decay = [p for p in self.params if p.ndim >= 2]
-        no_decay = [p for p in self.params if p.ndim < 2]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
-                                      {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.lr)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tcfg.amp == "fp16")
-        self.dist = Dist(device=device)  # one process: gather_rows is the identity
+        params = model.trainable_parameters()
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.lr)
+        scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tcfg.amp == "fp16")
+        self.ctx = StepContext(model, model, opt, scaler, params, real_group, tcfg, Dist(device=device))
         self.step, self.total = 0, 1000
 
     def __call__(self, batch: dict[str, torch.Tensor], single: bool) -> float:
-        model, tcfg, mcfg, d_device, opt, scaler = self.model, self.tcfg, self.mcfg, self.device, self.opt, self.scaler
-        real_group = self.real_group
-        lr = cosine_lr(self.step, self.total, tcfg.lr, tcfg.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, ref = batch["x"].to(d_device), batch["ref"].to(d_device)
-        y = batch["label"].to(d_device)
-        single = single and model.bank.filled >= 1
-        exclude = None
-        if single:
-            slot_group = torch.where(model.bank.source[: model.bank.filled] >= 0,
-                                     real_group[model.bank.source[: model.bank.filled].clamp(min=0)],
-                                     torch.full_like(model.bank.source[: model.bank.filled], -1))  # (F,)
-            own = real_group[batch["ref_id"].to(d_device)]  # (B,)
-            exclude = own[:, None] == slot_group[None, :]  # (B,F)
-        with _autocast(d_device, tcfg.amp):
-            o = model(x, "single" if single else "pair", reference=None if single else ref, exclude=exclude)
-            loss_bce = bce_loss(o["logits"], y)
-            queue = model.bank.filled_keys()
-            loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["keys"]), queue, mcfg.temperature)
-                        if queue.shape[0] > 0 and tcfg.nce_weight > 0 else torch.zeros((), device=d_device))
-            loss = loss_bce + tcfg.nce_weight * loss_nce
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss became {loss.item()} at step {self.step}")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(self.params, tcfg.clip)
-        scaler.step(opt)
-        scaler.update()
-        model.momentum_update()
-        is_real = y < 0.5
-        new_v, new_id = [o["keys"][is_real]], [batch["x_real_id"].to(d_device)[is_real]]
-        if not single:
-            new_v.append(o["reference_keys"])
-            new_id.append(batch["ref_id"].to(d_device))
-        v_all = gather_rows(torch.cat(new_v).float(), self.dist)
-        id_all = gather_rows(torch.cat(new_id), self.dist)
-        if mcfg.slot_momentum > 0 and model.bank.filled > 0 and v_all.shape[0] > 0:
-            _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)
-            model.bank.update_slots(nearest[:, 0], v_all, mcfg.slot_momentum)
-        else:
-            model.bank.enqueue(v_all, id_all)
+        lr = cosine_lr(self.step, self.total, self.ctx.tcfg.lr, self.ctx.tcfg.warmup)
+        r = train_step(self.ctx, batch, single, lr, self.step)
         self.step += 1
-        return float(loss.detach())  # the loop reads the loss back every step too (its `step` event)
+        return r["loss"]
 
 
 class PlainStep:
@@ -293,4 +245,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    from forgerydet.runtime import tune_malloc
+
+    tune_malloc()  # as the forgerydet CLI does at start-up
     main()

@@ -22,7 +22,11 @@ def test_shapes_and_finite(backbone, mode):
     out = m(x, mode, reference=torch.rand(3, 3, S, S) if mode == "pair" else None)
     N, D = 16, 32
     assert out["logits"].shape == (3,)
-    assert out["tokens"].shape == out["keys"].shape == out["reference"].shape == (3, N, D)
+    assert out["tokens"].shape == out["reference"].shape == (3, N, D)
+    if mode == "pair":
+        assert out["keys"].shape == out["reference_keys"].shape == (3, N, D)
+    else:  # one backbone pass: retrieval uses the online tokens
+        assert out["keys"] is None
     assert out["attention"].shape == (3, 4, N, N)
     assert out["saliency"].shape == (3, 4, 4)
     assert torch.isfinite(out["logits"]).all() and torch.isfinite(out["attention"]).all()
@@ -38,9 +42,9 @@ def test_every_trainable_parameter_gets_a_gradient_and_key_encoder_none(mode):
     x = torch.rand(4, 3, 64, 64)
     m.bank.enqueue(m.encode_keys(torch.rand(6, 3, 64, 64)))
     out = m(x, mode, reference=torch.rand(4, 3, 64, 64) if mode == "pair" else None)
-    loss = bce_loss(out["logits"], torch.tensor([0, 1, 0, 1])) + info_nce(
-        pooled(out["tokens"]), pooled(out["keys"]), m.bank.filled_keys()
-    )
+    loss = bce_loss(out["logits"], torch.tensor([0, 1, 0, 1]))
+    if mode == "pair":
+        loss = loss + info_nce(pooled(out["tokens"]), pooled(out["keys"]), m.bank.filled_keys())
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []
@@ -69,6 +73,15 @@ def test_pair_mode_needs_reference_and_unknown_mode_refused():
         m(torch.rand(1, 3, 64, 64), "pair")
     with pytest.raises(ForgeryDetError, match="mode"):
         m(torch.rand(1, 3, 64, 64), "triple")
+
+
+def test_single_mode_uses_one_backbone_pass(monkeypatch):
+    m = tiny_model().eval()
+    m.bank.enqueue(m.encode_keys(torch.rand(5, 3, 64, 64)))
+    calls = []
+    monkeypatch.setattr(m.key_encoder, "forward", lambda x: calls.append(x) or None)
+    out = m(torch.rand(2, 3, 64, 64), "single")
+    assert calls == [] and out["logits"].shape == (2,)
 
 
 def test_single_mode_on_empty_bank_is_a_clear_error():

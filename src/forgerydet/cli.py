@@ -32,6 +32,9 @@ def main(
     ] = None,
 ) -> None:
     """forgerydet: trustworthy face-forgery verdicts on a laptop CPU or a GPU."""
+    from .runtime import tune_malloc
+
+    tune_malloc()
 
 
 def _register() -> None:

@@ -107,8 +107,9 @@ class Detector(nn.Module):
         mode='single' retrieves the reference from the bank (`exclude`: (B,F) bool mask of slots each face may
         not retrieve, see MemoryBank.retrieve).
         Returns a dict: logits (B,), attention (B,h,N,N), saliency (B,g,g), tokens (B,N,D) online,
-        keys (B,N,D) key-encoder tokens of x, reference (B,N,D); in 'single' mode also neighbours (B,k)
-        slot indices and similarities (B,k); in 'pair' mode with reference images, reference_keys (B,N,D).
+        reference (B,N,D), keys (B,N,D) key-encoder tokens of x ('pair' mode; None in 'single' mode, which
+        retrieves with the online tokens and so needs one backbone pass); in 'single' mode also neighbours
+        (B,k) slot indices and similarities (B,k); in 'pair' mode with reference images, reference_keys (B,N,D).
         """
         if mode not in MODES:
             raise ForgeryDetError(f"unknown mode {mode!r}: use one of {MODES}")
@@ -125,8 +126,10 @@ class Detector(nn.Module):
             else:
                 raise ForgeryDetError("mode 'pair' needs a reference face for every input")
         else:
-            keys = self.encode_keys(x)  # (B,N,D)
-            ref, idx, sims = self.bank.retrieve(pooled(keys), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
+            # The bank holds key-encoder features; the query is the online encoder's, as in MoCo (InfoNCE
+            # trains q to match the keys). This keeps 'single' mode at ONE backbone pass, at scan time too.
+            keys = None
+            ref, idx, sims = self.bank.retrieve(pooled(q.detach()), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
             out["neighbours"], out["similarities"] = idx, sims
         logits, attn = self.classify(q, ref)
         g = self.cfg.grid

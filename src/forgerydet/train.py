@@ -255,6 +255,69 @@ def _json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+# ---- one optimisation step (also timed by bench/train.py) --------------------------------------------------
+@dataclass
+class StepContext:
+    model: Detector
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    params: list[torch.nn.Parameter]
+    real_group: torch.Tensor  # (R,) group id of every real training face
+    tcfg: TrainConfig
+    dist: Dist
+
+
+def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, lr: float, step: int = 0) -> dict[str, Any]:
+    """One step on one batch, in 'single' (bank) or 'pair' mode; returns the losses and the mode used.
+
+    'pair': difference against the paired real faces (key encoder); loss = BCE + lambda * InfoNCE (online
+    query vs. its key, the real queue as negatives); the keys of the real faces (inputs and references)
+    are gathered from every rank and enqueued. 'single': difference against the bank's nearest real faces,
+    never of the face's own source group; loss = BCE. The key encoder follows the EMA after every step.
+    """
+    model, tcfg, d = ctx.model, ctx.tcfg, ctx.dist
+    for g in ctx.opt.param_groups:
+        g["lr"] = lr
+    x, ref = batch["x"].to(d.device), batch["ref"].to(d.device)
+    y = batch["label"].to(d.device)
+    single = single and model.bank.filled >= 1
+    exclude = None
+    if single:  # a face may not recall its own source video: at scan time it never can
+        src = model.bank.source[: model.bank.filled]  # (F,)
+        slot_group = torch.where(src >= 0, ctx.real_group[src.clamp(min=0)], torch.full_like(src, -1))  # (F,)
+        own = ctx.real_group[batch["ref_id"].to(d.device)]  # (B,) group of the face (a fake: of its real)
+        exclude = own[:, None] == slot_group[None, :]  # (B,F)
+    with _autocast(d.device, tcfg.amp):
+        o = ctx.net(x, "single" if single else "pair", reference=None if single else ref, exclude=exclude)
+        loss_bce = bce_loss(o["logits"], y)
+        queue = model.bank.filled_keys()
+        use_nce = not single and queue.shape[0] > 0 and tcfg.nce_weight > 0
+        loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["keys"]), queue, model.cfg.temperature)
+                    if use_nce else torch.zeros((), device=d.device))
+        loss = loss_bce + tcfg.nce_weight * loss_nce
+    if not torch.isfinite(loss):
+        raise ForgeryDetError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
+    ctx.opt.zero_grad(set_to_none=True)
+    ctx.scaler.scale(loss).backward()
+    ctx.scaler.unscale_(ctx.opt)
+    torch.nn.utils.clip_grad_norm_(ctx.params, tcfg.clip)
+    ctx.scaler.step(ctx.opt)
+    ctx.scaler.update()
+    model.momentum_update()
+    if not single:  # ---- enqueue real keys (real inputs and every reference), from every rank ----
+        is_real = y < 0.5
+        v_all = gather_rows(torch.cat([o["keys"][is_real], o["reference_keys"]]).float(), d)  # (M,N,D)
+        id_all = gather_rows(torch.cat([batch["x_real_id"].to(d.device)[is_real], batch["ref_id"].to(d.device)]), d)
+        if model.cfg.slot_momentum > 0 and model.bank.filled > 0:
+            _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)
+            model.bank.update_slots(nearest[:, 0], v_all, model.cfg.slot_momentum)
+        else:
+            model.bank.enqueue(v_all, id_all)
+    return {"loss": float(loss.detach()), "bce": float(loss_bce.detach()), "nce": float(loss_nce.detach()),
+            "mode": "single" if single else "pair"}
+
+
 # ---- the loop -----------------------------------------------------------------------------------------------
 def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = False,
           on_event: Event | None = None) -> dict[str, Any]:
@@ -308,6 +371,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     use_scaler = d.device.type == "cuda" and tcfg.amp == "fp16"
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
+    ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online)
     steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
@@ -331,53 +395,14 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                 break
             t0 = time.perf_counter()
             lr = cosine_lr(step, total, tcfg.lr, tcfg.warmup)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, ref = batch["x"].to(d.device), batch["ref"].to(d.device)
-            y = batch["label"].to(d.device)
-            single = bool(mode_rng.random() < tcfg.single_share) and model.bank.filled >= 1
-            exclude = None
-            if single:  # a face may not recall its own source video: at scan time it never can
-                slot_group = torch.where(model.bank.source[: model.bank.filled] >= 0,
-                                         real_group[model.bank.source[: model.bank.filled].clamp(min=0)],
-                                         torch.full_like(model.bank.source[: model.bank.filled], -1))  # (F,)
-                own = real_group[batch["ref_id"].to(d.device)]  # (B,) group of the face (fake: of its real)
-                exclude = own[:, None] == slot_group[None, :]  # (B,F)
-            with _autocast(d.device, tcfg.amp):
-                o = net(x, "single" if single else "pair", reference=None if single else ref, exclude=exclude)
-                loss_bce = bce_loss(o["logits"], y)
-                queue = model.bank.filled_keys()
-                loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["keys"]), queue, mcfg.temperature)
-                            if queue.shape[0] > 0 and tcfg.nce_weight > 0 else torch.zeros((), device=d.device))
-                loss = loss_bce + tcfg.nce_weight * loss_nce
-            if not torch.isfinite(loss):
-                raise ForgeryDetError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, tcfg.clip)
-            scaler.step(opt)
-            scaler.update()
-            model.momentum_update()
-            # ---- enqueue real keys (real inputs, and the real references of 'pair' batches), from every rank ----
-            is_real = y < 0.5
-            new_v, new_id = [o["keys"][is_real]], [batch["x_real_id"].to(d.device)[is_real]]
-            if not single:
-                new_v.append(o["reference_keys"])
-                new_id.append(batch["ref_id"].to(d.device))
-            v_all = gather_rows(torch.cat(new_v).float(), d)
-            id_all = gather_rows(torch.cat(new_id), d)
-            if mcfg.slot_momentum > 0 and model.bank.filled > 0 and v_all.shape[0] > 0:
-                _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)
-                model.bank.update_slots(nearest[:, 0], v_all, mcfg.slot_momentum)
-            else:
-                model.bank.enqueue(v_all, id_all)
+            single = bool(mode_rng.random() < tcfg.single_share)
+            r = train_step(ctx, batch, single, lr, step)
+            x = batch["x"]
             step += 1
             seen += x.shape[0] * d.world
-            loss_sum += float(loss.detach())
-            emit({"event": "step", "epoch": epoch + 1, "step": i + 1, "steps": steps_epoch, "loss": float(loss.detach()),
-                  "bce": float(loss_bce.detach()), "nce": float(loss_nce.detach()), "lr": lr,
-                  "mode": "single" if single else "pair", "img_s": x.shape[0] * d.world / max(1e-9, time.perf_counter() - t0)})
+            loss_sum += r["loss"]
+            emit({"event": "step", "epoch": epoch + 1, "step": i + 1, "steps": steps_epoch, **r, "lr": lr,
+                  "img_s": x.shape[0] * d.world / max(1e-9, time.perf_counter() - t0)})
         train_time = time.perf_counter() - t_epoch
 
         # ---- epoch end: sync BN statistics, rebuild the bank from ALL real training faces ----
