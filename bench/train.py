@@ -89,9 +89,8 @@ def make_batch(B: int, S: int, n_reals: int, device: torch.device, g: torch.Gene
     """A batch shaped like TrainPairs' (fake, real, fake, real, ...), random pixels."""
     label = torch.tensor([1.0, 0.0] * (B // 2) + [1.0] * (B % 2))  # (B,)
     ref_id = torch.randint(0, n_reals, (B,), generator=g)  # (B,)
-    x_real_id = torch.where(label < 0.5, torch.randint(0, n_reals, (B,), generator=g), torch.full((B,), -1))
     batch = {"x": torch.rand(B, 3, S, S, generator=g), "ref": torch.rand(B, 3, S, S, generator=g), "label": label,
-             "ref_id": ref_id, "x_real_id": x_real_id}
+             "ref_id": ref_id}
     return {k: v.to(device) for k, v in batch.items()}
 
 

@@ -23,10 +23,9 @@ def test_shapes_and_finite(backbone, mode):
     N, D = 16, 32
     assert out["logits"].shape == (3,)
     assert out["tokens"].shape == out["reference"].shape == (3, N, D)
-    if mode == "pair":
-        assert out["keys"].shape == out["reference_keys"].shape == (3, N, D)
-    else:  # one backbone pass: retrieval uses the online tokens
-        assert out["keys"] is None
+    if mode == "pair":  # the key encoder sees only the reference
+        assert out["reference_keys"].shape == (3, N, D)
+        torch.testing.assert_close(out["reference"], out["reference_keys"])
     assert out["attention"].shape == (3, 4, N, N)
     assert out["saliency"].shape == (3, 4, 4)
     assert torch.isfinite(out["logits"]).all() and torch.isfinite(out["attention"]).all()
@@ -44,7 +43,7 @@ def test_every_trainable_parameter_gets_a_gradient_and_key_encoder_none(mode):
     out = m(x, mode, reference=torch.rand(4, 3, 64, 64) if mode == "pair" else None)
     loss = bce_loss(out["logits"], torch.tensor([0, 1, 0, 1]))
     if mode == "pair":
-        loss = loss + info_nce(pooled(out["tokens"]), pooled(out["keys"]), m.bank.filled_keys())
+        loss = loss + info_nce(pooled(out["tokens"]), pooled(out["reference_keys"]), m.bank.filled_keys())
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []

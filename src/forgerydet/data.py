@@ -221,7 +221,6 @@ class TrainPairs(Dataset):
             "ref": to_tensor(ref),
             "label": torch.tensor(float(label)),
             "ref_id": torch.tensor(self.real_id[real_path], dtype=torch.long),
-            "x_real_id": torch.tensor(self.real_id[self.reals[j][0]] if label == 0 else -1, dtype=torch.long),
         }
 
 

@@ -107,9 +107,9 @@ class Detector(nn.Module):
         mode='single' retrieves the reference from the bank (`exclude`: (B,F) bool mask of slots each face may
         not retrieve, see MemoryBank.retrieve).
         Returns a dict: logits (B,), attention (B,h,N,N), saliency (B,g,g), tokens (B,N,D) online,
-        reference (B,N,D), keys (B,N,D) key-encoder tokens of x ('pair' mode; None in 'single' mode, which
-        retrieves with the online tokens and so needs one backbone pass); in 'single' mode also neighbours
-        (B,k) slot indices and similarities (B,k); in 'pair' mode with reference images, reference_keys (B,N,D).
+        reference (B,N,D); in 'single' mode also neighbours (B,k) slot indices and similarities (B,k); in
+        'pair' mode with reference images, reference_keys (B,N,D) (the key encoder's view of the references).
+        The key encoder only ever sees the reference (real) faces: 'single' mode is one backbone pass.
         """
         if mode not in MODES:
             raise ForgeryDetError(f"unknown mode {mode!r}: use one of {MODES}")
@@ -118,17 +118,15 @@ class Detector(nn.Module):
         q = self.encode(x)  # (B,N,D)
         if mode == "pair":
             if reference is not None:
-                k_all = self.encode_keys(torch.cat([x, reference], dim=0))  # (2B,N,D)
-                keys, ref = k_all[:B], k_all[B:]  # (B,N,D) each
+                ref = self.encode_keys(reference)  # (B,N,D)
                 out["reference_keys"] = ref
             elif reference_tokens is not None:
-                keys, ref = self.encode_keys(x), reference_tokens  # (B,N,D) each
+                ref = reference_tokens  # (B,N,D)
             else:
                 raise ForgeryDetError("mode 'pair' needs a reference face for every input")
         else:
             # The bank holds key-encoder features; the query is the online encoder's, as in MoCo (InfoNCE
             # trains q to match the keys). This keeps 'single' mode at ONE backbone pass, at scan time too.
-            keys = None
             ref, idx, sims = self.bank.retrieve(pooled(q.detach()), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
             out["neighbours"], out["similarities"] = idx, sims
         logits, attn = self.classify(q, ref)
@@ -138,7 +136,6 @@ class Detector(nn.Module):
             attention=attn,
             saliency=DifferenceAttention.saliency(attn).reshape(B, g, g),  # (B,g,g)
             tokens=q,
-            keys=keys,
             reference=ref,
         )
         return out

@@ -271,10 +271,13 @@ class StepContext:
 def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, lr: float, step: int = 0) -> dict[str, Any]:
     """One step on one batch, in 'single' (bank) or 'pair' mode; returns the losses and the mode used.
 
-    'pair': difference against the paired real faces (key encoder); loss = BCE + lambda * InfoNCE (online
-    query vs. its key, the real queue as negatives); the keys of the real faces (inputs and references)
-    are gathered from every rank and enqueued. 'single': difference against the bank's nearest real faces,
-    never of the face's own source group; loss = BCE. The key encoder follows the EMA after every step.
+    'pair': difference against the paired real faces (key encoder); loss = BCE + lambda * InfoNCE whose
+    positive is the key of that real reference (for a real face: another frame of its source, a second
+    view of the same real face; for a fake: the real face it was made from) and whose negatives are the
+    queue of real keys; this aligns the online query with the key space the bank is searched in. The
+    references' keys are gathered from every rank and enqueued. 'single': difference against the bank's
+    nearest real faces, never of the face's own source group; loss = BCE. The key encoder follows the
+    EMA after every step.
     """
     model, tcfg, d = ctx.model, ctx.tcfg, ctx.dist
     for g in ctx.opt.param_groups:
@@ -293,7 +296,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
         loss_bce = bce_loss(o["logits"], y)
         queue = model.bank.filled_keys()
         use_nce = not single and queue.shape[0] > 0 and tcfg.nce_weight > 0
-        loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["keys"]), queue, model.cfg.temperature)
+        loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["reference_keys"]), queue, model.cfg.temperature)
                     if use_nce else torch.zeros((), device=d.device))
         loss = loss_bce + tcfg.nce_weight * loss_nce
     if not torch.isfinite(loss):
@@ -305,10 +308,9 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
     ctx.scaler.step(ctx.opt)
     ctx.scaler.update()
     model.momentum_update()
-    if not single:  # ---- enqueue real keys (real inputs and every reference), from every rank ----
-        is_real = y < 0.5
-        v_all = gather_rows(torch.cat([o["keys"][is_real], o["reference_keys"]]).float(), d)  # (M,N,D)
-        id_all = gather_rows(torch.cat([batch["x_real_id"].to(d.device)[is_real], batch["ref_id"].to(d.device)]), d)
+    if not single:  # ---- enqueue the real references' keys, from every rank ----
+        v_all = gather_rows(o["reference_keys"].float(), d)  # (M,N,D)
+        id_all = gather_rows(batch["ref_id"].to(d.device), d)  # (M,)
         if model.cfg.slot_momentum > 0 and model.bank.filled > 0:
             _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)
             model.bank.update_slots(nearest[:, 0], v_all, model.cfg.slot_momentum)
