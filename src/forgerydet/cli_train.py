@@ -81,7 +81,7 @@ def train(
     dim: Annotated[int, typer.Option(help="Token dimension D.")] = 64,
     grid: Annotated[int, typer.Option(help="Token grid side (N = grid^2).")] = 7,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap on steps per epoch (quick runs).")] = None,
-    workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 1,
+    workers: Annotated[int, typer.Option(help="Data-loading processes (-1: auto, none on <= 4 cores).")] = -1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
     amp: Annotated[str, typer.Option(help="'auto' (bf16 on GPU, off on CPU), 'bf16', 'fp16', 'off'.")] = "auto",

@@ -114,8 +114,8 @@ def generated_material(out: Path) -> tuple[list[Path], list[tuple[Path, int, str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("demo_out"))
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--img-size", type=int, default=160)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--frames", type=int, default=16, help="frames sampled per video when scanning")
     ap.add_argument("--no-random-baseline", action="store_true", help="skip the random-init comparison run")
@@ -155,7 +155,7 @@ def main() -> None:
         run_dir = out / "models" / name
         run(["train", "--pairs", str(pairs_csv), "--out", str(run_dir), "--pretrained", weights,
              "--img-size", str(args.img_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-             "--lr", "5e-4", "--bank-size", "4096", "--workers", "1", "--device", "cpu"])
+             "--lr", "5e-4", "--bank-size", "4096", "--device", "cpu"])
         ck = run_dir / "best.safetensors"
         hist = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         best = max(hist, key=lambda h: h["val_auc"])
