@@ -8,6 +8,7 @@ bench/run_all.py reads the `figures` list of each script's JSON object.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -144,3 +145,14 @@ def astronaut_faces(n: int, size: int = 224, seed: int = 0) -> list[np.ndarray]:
         noise = rng.normal(0, 4, crop.shape)
         out.append(np.clip(crop.astype(np.float32) * gain + bias + noise, 0, 255).astype(np.uint8))
     return out
+
+
+def finish(res: dict[str, Any], figures: list[dict[str, Any]], as_json: bool, device: str = "cpu") -> dict[str, Any]:
+    """Close a bench script's run: attach its figures and the load average, print JSON or the load line."""
+    res["figures"] = figures
+    res["loadavg_end"] = machine(device)["loadavg"]
+    if as_json:
+        print(json.dumps(res))
+    else:
+        print(f"load average at the end: {res['loadavg_end']}")
+    return res

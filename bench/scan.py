@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, astronaut_faces, figure, interleaved, machine, median, print_figures  # noqa: E402
+from _common import REPO, astronaut_faces, figure, finish, interleaved, machine, median, print_figures  # noqa: E402
 
 RATIO_TARGET = 1.3
 RSS_TARGET_MB = 200.0
@@ -268,13 +268,7 @@ def main() -> dict | None:
             res["rss"] = d
             if not args.json:
                 print_figures(f)
-    res["figures"] = figs
-    res["loadavg_end"] = machine(args.device)["loadavg"]
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print(f"load average at the end: {res['loadavg_end']}")
-    return res
+    return finish(res, figs, args.json, args.device)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ shared machine's load hits every variant alike. Default run: about 2-3 minutes o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import astronaut_faces, figure, interleaved, machine, median, print_figures  # noqa: E402
+from _common import astronaut_faces, figure, finish, interleaved, machine, median, print_figures  # noqa: E402
 
 from forgerydet.backbone import create_backbone  # noqa: E402
 from forgerydet.config import DEFAULT_BACKBONE, ModelConfig  # noqa: E402
@@ -234,13 +233,7 @@ def main() -> dict:
         res["rebuild"] = d
         if not args.json:
             print_figures(f)
-    res["figures"] = figs
-    res["loadavg_end"] = machine(args.device)["loadavg"]
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print(f"load average at the end: {res['loadavg_end']}")
-    return res
+    return finish(res, figs, args.json, args.device)
 
 
 if __name__ == "__main__":
