@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ForgeryDetError
 
-DEFAULT_BACKBONE = "mobilenetv2_100"
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 
 
 @dataclass
