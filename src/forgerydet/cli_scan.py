@@ -59,6 +59,9 @@ def scan(
                 results.append(rec)
                 if rec["status"] != "ok":
                     err_console.print(f"[red]{Path(rec['path']).name}:[/] {rec['error']}", highlight=False, soft_wrap=True)
+    console.print(f"checkpoint {settings['checkpoint']} ({settings['backbone']}, weights {settings['pretrained_weights']}, "
+                  f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}); "
+                  f"aggregation {settings['aggregation']}, threshold {settings['threshold']:.2f}", highlight=False)
     console.print(_table(results))
     settings["seconds"] = round(time.perf_counter() - t_start, 3)
     with user_errors():
