@@ -4,8 +4,6 @@ checkpoints, the optimizer/RNG state. Loading never unpickles anything; writes a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
+from .atomic import atomic_write
 from .bank import fingerprint_hex
 from .config import ModelConfig
 from .errors import ForgeryDetError
@@ -37,23 +36,6 @@ class Checkpoint:
     @property
     def fingerprint(self) -> str:
         return self.meta.get("fingerprint", "")
-
-
-def atomic_write_bytes(path: Path, writer) -> Path:
-    """Call writer(tmp_path) then move the finished file into place; a crash never leaves a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -115,7 +97,7 @@ def save_checkpoint(
         "train": json.dumps(tjson),
         "extra": json.dumps(extra or {}),
     }
-    return atomic_write_bytes(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), durable=True)
 
 
 def _open_error(path: Path, e: Exception) -> ForgeryDetError:

@@ -14,16 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
+from .atomic import write_text_atomic
 from .cli_common import console, err_console, fail, user_errors
 
 CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
                "frames_with_face", "error"]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    from .checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def scan(
@@ -67,14 +62,14 @@ def scan(
     with user_errors():
         if json_out:
             doc = {"forgerydet_version": __version__, "settings": settings, "files": [json_record(r) for r in results]}
-            _write_atomic(json_out, json.dumps(doc, indent=1))
+            write_text_atomic(json_out, json.dumps(doc, indent=1))
             console.print(f"JSON: {json_out}")
         if csv_out:
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             w.writeheader()
             w.writerows(results)
-            _write_atomic(csv_out, buf.getvalue())
+            write_text_atomic(csv_out, buf.getvalue())
             console.print(f"CSV: {csv_out}")
         if report:
             from .report import write_report

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from .atomic import write_text_atomic
 from .data import load_image
 from .errors import ForgeryDetError
 from .metrics import grouped_metrics, roc_plot
@@ -113,7 +112,7 @@ def evaluate(
     }
     if out_dir:
         out = Path(out_dir)
-        atomic_write_bytes(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
+        write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
         curves = {"frame level": (face_y, face_s), "video level": (file_y, file_s)}
         curves = {k: v for k, v in curves.items() if len(set(v[0])) == 2}
         if curves:

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from .atomic import atomic_write, write_text_atomic
 from .detect import LANDMARK_NAMES, DetectorConfig, Face, FaceDetector
 from .errors import ForgeryDetError
 from .track import assign_tracks
@@ -159,19 +160,13 @@ def source_key(path: str | Path) -> str:
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
     """Write an RGB (H,W,3) or grey (H,W) uint8 image as PNG, atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    if not cv2.imwrite(str(tmp), img):
-        raise ForgeryDetError(f"cannot write {path}: check the folder is writable and the disk not full")
-    os.replace(tmp, path)
 
+    def imwrite(tmp: Path) -> None:
+        if not cv2.imwrite(str(tmp), img):
+            raise ForgeryDetError(f"cannot write {path}: check the folder is writable and the disk not full")
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, imwrite, suffix=".png")
 
 
 def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[dict]) -> None:

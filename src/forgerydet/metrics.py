@@ -6,14 +6,13 @@ a sample is called fake when score >= threshold.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
+from .atomic import atomic_write
 from .errors import ForgeryDetError
 
 OVERALL = "overall"
@@ -154,14 +153,4 @@ def roc_plot(curves: dict[str, tuple[Any, Any]], path: Path, title: str) -> Path
 
 def save_figure(fig: Any, path: Path) -> Path:
     """Write a matplotlib Figure to `path` as PNG atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
@@ -19,6 +17,7 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .metrics import save_figure
 
 MAX_FACES = 24  # faces shown per file
@@ -30,18 +29,6 @@ ProgressFn = Callable[[int, int], None]
 
 
 # ----------------------------------------------------------------------------- files
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _as_rgb(img: Any) -> np.ndarray:
     a = np.asarray(img)
@@ -64,7 +51,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 HxWx3 image
         raise RuntimeError(f"could not encode {path.name} as PNG")
-    _atomic_write(path, buf.tobytes())
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def heatmap_overlay(crop: Any, attention: Any, alpha: float = HEAT_ALPHA) -> np.ndarray:
@@ -367,5 +354,5 @@ def write_report(
 
     page = "\n".join(head + summary + body + [_TEST_HOOK, "</body></html>", ""])
     index = out_dir / "index.html"
-    _atomic_write(index, page.encode("utf-8"))
+    write_bytes_atomic(index, page.encode("utf-8"))
     return index

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
+from .atomic import write_text_atomic
 from .backbone import pooled
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, _from_dict
@@ -456,10 +457,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """The per-epoch metrics log, rewritten whole and atomically from the checkpoint's history, so it always
     agrees with the last checkpoint (also after a crash and --resume)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def rebuild_checkpoint_bank(
