@@ -1,6 +1,5 @@
 import csv
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

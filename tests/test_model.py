@@ -1,4 +1,3 @@
-import copy
 
 import pytest
 import torch
@@ -8,7 +7,7 @@ from forgerydet.backbone import pooled
 from forgerydet.config import ModelConfig
 from forgerydet.errors import ForgeryDetError
 from forgerydet.losses import bce_loss, info_nce
-from tests.helpers import tiny_config, tiny_model
+from tests.helpers import tiny_model
 
 
 @pytest.mark.parametrize("backbone", ["test_efficientnet", "test_vit", "resnet10t"])

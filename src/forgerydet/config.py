@@ -4,7 +4,7 @@ model from them before loading weights strictly."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ForgeryDetError
