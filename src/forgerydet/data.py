@@ -135,12 +135,17 @@ def resize_face(img: np.ndarray, size: int) -> np.ndarray:
     return img
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """RGB uint8 (size,size,3)."""
+def read_rgb(path: Path) -> np.ndarray:
+    """The image as stored, RGB uint8 (H,W,3)."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ForgeryDetError(f"cannot read image {path} (missing, unreadable or not an image)")
-    return cv2.cvtColor(resize_face(img, size), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """RGB uint8 (size,size,3)."""
+    return resize_face(read_rgb(path), size)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -196,11 +201,13 @@ class TrainPairs(Dataset):
         rng = sample_rng(self.seed, self.epoch, i)
         if label == 1:
             row = self.rows[j]
-            real = load_image(row.real, self.size)
+            raw = read_rgb(row.real)
+            real = resize_face(raw, self.size)
             if self.sbi_online and row.method == "sbi" and row.landmarks is not None:
                 from .sbi import self_blend
 
-                fake, _ = self_blend(real, _scale_landmarks(row.landmarks, row.real, self.size), rng)
+                lm = row.landmarks * (self.size / raw.shape[1])  # stored in the crop's own pixels
+                fake, _ = self_blend(real, lm, rng)
             else:
                 fake = load_image(row.fake, self.size)
             x, ref, real_path = fake, real, row.real
@@ -222,19 +229,6 @@ class TrainPairs(Dataset):
             "label": torch.tensor(float(label)),
             "ref_id": torch.tensor(self.real_id[real_path], dtype=torch.long),
         }
-
-
-_SIZE_CACHE: dict[Path, int] = {}
-
-
-def _scale_landmarks(lm: np.ndarray, real_path: Path, size: int) -> np.ndarray:
-    """Landmarks are stored in the crop's own pixels; scale them to the training size."""
-    side = _SIZE_CACHE.get(real_path)
-    if side is None:
-        img = cv2.imread(str(real_path), cv2.IMREAD_UNCHANGED)
-        side = int(img.shape[1]) if img is not None else size
-        _SIZE_CACHE[real_path] = side
-    return lm * (size / side)
 
 
 class FaceList(Dataset):

@@ -164,14 +164,18 @@ class Scanner:
         sid = int(self.model.bank.source[slot])
         return self.bank_sources[sid] if 0 <= sid < len(self.bank_sources) else None
 
+    def _record(self, path: str | Path) -> dict[str, Any]:
+        """A file's result record before anything is known (see report.write_report for the layout)."""
+        return {"path": str(path), "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
+                "threshold": self.threshold, "frames_sampled": 0, "frames_with_face": 0, "n_faces": 0,
+                "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+
     def scan_file(self, path: Path) -> dict[str, Any]:
         """One file -> its result record (see report.write_report for the layout)."""
         cfg = self.config
         t0 = time.perf_counter()
         det0 = self.detector.seconds
-        rec: dict[str, Any] = {"path": str(path), "kind": None, "status": "ok", "error": None, "verdict": None,
-                               "score": None, "threshold": self.threshold, "frames_sampled": 0, "frames_with_face": 0,
-                               "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+        rec = self._record(path)
         try:
             src = detect_source(path, self.extract_config, self.detector)
         except ForgeryDetError as e:
@@ -182,8 +186,6 @@ class Scanner:
         faces = src.all_faces
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
                    n_faces=len(faces), n_tracks=src.num_tracks)
-        if len(src.frames) >= 2 and src.frames[-1][1] > 0:
-            rec["fps"] = None  # sampled frames carry their own times
         if not faces:
             rec.update(status="no_face", error="no face found" + (f" in {len(src.frames)} sampled frames" if src.kind == "video" else ""),
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
@@ -230,9 +232,7 @@ class Scanner:
             try:
                 files.extend(expand_sources([p]))
             except ForgeryDetError as e:
-                yield {"path": str(p), "kind": None, "status": "error", "error": str(e), "verdict": None, "score": None,
-                       "threshold": self.threshold, "frames_sampled": 0, "frames_with_face": 0, "n_faces": 0,
-                       "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+                yield {**self._record(p), "status": "error", "error": str(e)}
         for i, f in enumerate(files):
             if progress:
                 progress(i, len(files), str(f))
