@@ -46,8 +46,6 @@ class _TrainView:
         elif kind == "step" and self.task is not None:
             self.p.update(self.task, completed=e["step"],
                           info=f"loss {e['loss']:.3f} lr {e['lr']:.2e} {e['img_s']:.0f} img/s")
-        elif kind == "rebuild_progress":
-            pass
         elif kind == "rebuild":
             if self.task is not None:
                 self.p.remove_task(self.task)
