@@ -110,6 +110,11 @@ def pairs_cmd(
     min_face: MinFace = 32,
     device: Device = "cpu",
     batch_size: BatchSize = 8,
+    group_pattern: Annotated[Optional[str], typer.Option("--group-pattern", help="With --self-blend: regex searched in each file stem; its first group (or match) is the split group, e.g. '^(.+)_\\d{4}$' keeps LFW's photos of one person together.")] = None,
+    online: Annotated[bool, typer.Option("--online", help="With --self-blend: write no fakes for train rows (training makes a new one every epoch); only val/test fakes are written.")] = False,
+    image_format: Annotated[str, typer.Option("--format", help="With --self-blend: crop file format, png or jpg (smaller; fakes are blended from the decoded JPEG).")] = "png",
+    jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="With --format jpg.")] = 95,
+    workers: Annotated[int, typer.Option("--workers", help="With --self-blend: processes detecting faces in still images (0 = one per core).")] = 0,
 ) -> None:
     """Write OUT/pairs.csv (real,fake,group,split,method,landmarks) and the face crops it names."""
     from .pairs import SPLITS, make_pairs
@@ -121,6 +126,8 @@ def pairs_cmd(
                 out, config, ffpp=ffpp, compression=compression, methods=methods, mapping=mapping,
                 real_dir=real_dir, fake_dir=fake_dir, self_blend=self_blend, sources=sources,
                 val=val, test=test, seed=seed, progress=progress,
+                blend_options=dict(group_pattern=group_pattern, online=online, image_format=image_format,
+                                   jpeg_quality=jpeg_quality, workers=workers) if self_blend else None,
             )  # fmt: skip
     table = Table()
     for col in ("split", "groups", "pairs"):
@@ -129,6 +136,8 @@ def pairs_cmd(
         table.add_row(split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0)))
     console.print(table)
     console.print("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())), highlight=False)
+    if s.images:
+        console.print("still images: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.images.items()), highlight=False)
     console.print(f"wrote {s.pairs_csv}", highlight=False, soft_wrap=True)
     for w in s.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)

@@ -36,7 +36,8 @@ class _TrainView:
                 f"training [bold]{e['backbone']}[/] ({e['img_size']} px, weights: {e['pretrained']}) on {e['device']}"
                 f"{' x' + str(e['world']) + ' ranks' if e['world'] > 1 else ''}: {e['train_pairs']} training pairs, "
                 f"{e['train_reals']} real training faces, {e['val_faces']} validation faces, "
-                f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}"
+                f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}, "
+                f"tuning {e['tune']} ({e['trainable']:,} trainable parameters)"
             )
             if e["pretrained"] == "none":
                 console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
@@ -56,9 +57,11 @@ class _TrainView:
             console.print(
                 f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} ({e['train_img_s']:.0f} img/s) | val 'single' "
                 f"AUC {e['val_auc']:.4f} AP {e['val_ap']:.4f} EER {e['val_eer']:.4f} acc {e['val_acc']:.4f} "
-                f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f}"
-                + (" [green]best[/]" if e["best"] else "")
+                f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | threshold {e['threshold']:.3f} "
+                f"T {e['temperature']:.2f}" + (" [green]best[/]" if e["best"] else "")
             )
+        elif kind == "budget":
+            console.print(f"time budget reached after epoch {e['epoch']} ({e['minutes']:.1f} min): stopping")
 
 
 def train(
@@ -86,6 +89,9 @@ def train(
     augment: Annotated[bool, typer.Option(help="Forgery-suited augmentation (flip, scale, JPEG, blur, ...).")] = True,
     sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings.")] = False,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
+    tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs).")] = "all",
+    calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = 0.05,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
     from .config import ModelConfig
@@ -102,7 +108,8 @@ def train(
         tcfg = TrainConfig(pairs=str(pairs), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
-                           sbi_online=sbi_online, steps_per_epoch=steps_per_epoch)
+                           sbi_online=sbi_online, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
+                           calibration_fpr=calibration_fpr, tune=tune)
         with _progress() as p:
             res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p))
     if res["rank"] == 0:

@@ -29,7 +29,7 @@ SPLITS = ("train", "val", "test")
 @dataclass
 class PairRow:
     real: Path
-    fake: Path
+    fake: Path | None  # None: an 'sbi' train row whose fake is made afresh every epoch from the landmarks
     group: str
     split: str
     method: str = ""
@@ -88,14 +88,17 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
                 )
             for i, raw in enumerate(reader, start=2):
                 rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+                online = rec.get("method") == "sbi" and rec.get("split") == "train" and bool(rec.get("landmarks"))
                 for c in REQUIRED_COLUMNS:
-                    if not rec.get(c):
-                        raise ForgeryDetError(f"{path}:{i}: column {c!r} is empty")
+                    if not rec.get(c) and not (c == "fake" and online):  # online self-blends need no fake file
+                        raise ForgeryDetError(f"{path}:{i}: column {c!r} is empty"
+                                              + (" (only 'sbi' train rows with landmarks may leave it empty)" if c == "fake" else ""))
                 if rec["split"] not in SPLITS:
                     raise ForgeryDetError(
                         f"{path}:{i}: column 'split' is {rec['split']!r}; use one of {', '.join(SPLITS)}"
                     )
                 real, fake = (Path(rec[c]) if Path(rec[c]).is_absolute() else base / rec[c] for c in ("real", "fake"))
+                fake = fake if rec["fake"] else None
                 table.rows.append(
                     PairRow(real, fake, rec["group"], rec["split"], rec.get("method", ""),
                             _parse_landmarks(rec.get("landmarks", ""), i, path), i)
@@ -114,7 +117,7 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
     if check_files:
         for r in table.rows:
             for c, p in (("real", r.real), ("fake", r.fake)):
-                if not p.is_file():
+                if p is not None and not p.is_file():
                     raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: file not found: {p}")
     train_groups = {r.group for r in table.split("train")}
     for s in ("val", "test"):
@@ -174,6 +177,8 @@ class TrainPairs(Dataset):
             self.by_group.setdefault(g, []).append(p)
         self.real_id = {p: i for i, (p, _) in enumerate(self.reals)}
         self.size, self.seed, self.augment, self.sbi_online = size, seed, augment, sbi_online
+        if not sbi_online and any(r.fake is None for r in self.rows):
+            raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online)")
         self.epoch = 0
         self._order: list[tuple[int, int]] = []
         self.set_epoch(0)

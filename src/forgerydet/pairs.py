@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from .detect import Face, FaceDetector, crop_faces
@@ -46,6 +47,7 @@ from .extract import (
     write_csv_atomic,
     write_png,
 )
+from .atomic import write_bytes_atomic
 from .video import expand_sources, iter_frames, media_kind, read_image, sample_indices, video_info
 
 PAIRS_COLUMNS = ["real", "fake", "group", "split", "method", "landmarks"]
@@ -108,14 +110,19 @@ class PairsSummary:
     methods: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message): the batch went on
     warnings: list[str] = field(default_factory=list)
+    images: dict[str, int] = field(default_factory=dict)  # still images: ok / padded (tight crop) / no_face / error
 
 
-def _finish(rows: list[dict], out_dir: Path, val: float, test: float, seed: int, summary: PairsSummary) -> PairsSummary:
+def _finish(rows: list[dict], out_dir: Path, val: float, test: float, seed: int, summary: PairsSummary,
+            splits: dict[str, str] | None = None) -> PairsSummary:
     if not rows:
         raise ForgeryDetError(
             "no pair could be made (no face found or every file failed" + (f": {summary.errors[0][1]}" if summary.errors else "") + ")"
         )
-    splits = assign_splits((r["group"] for r in rows), val, test, seed)
+    if splits is None:
+        splits = assign_splits((r["group"] for r in rows), val, test, seed)
+    present = {r["group"] for r in rows}
+    splits = {g: s for g, s in splits.items() if g in present}
     for r in rows:
         r["split"] = splits[r["group"]]
     summary.pairs_csv = write_pairs(rows, out_dir / PAIRS_NAME)
@@ -450,6 +457,17 @@ def pairs_from_ffpp(
 # ---------------------------------------------------------------- self-blending
 
 
+def group_of(path: Path, default: str, pattern: "re.Pattern[str] | None") -> str:
+    """The group (split unit) of a source: the pattern's first capture group (or whole match) searched in
+    the file stem, e.g. r'^(.+)_\\d{4}$' for LFW's Person_Name_0001; else `default` (the file)."""
+    if pattern is None:
+        return default
+    m = pattern.search(Path(path).stem)
+    if not m:
+        return default
+    return m.group(1) if m.groups() else m.group(0)
+
+
 def pairs_from_self_blend(
     sources: Sequence[str | Path],
     out_dir: str | Path,
@@ -460,33 +478,68 @@ def pairs_from_self_blend(
     seed: int = 0,
     detector: FaceDetector | None = None,
     progress: Progress | None = None,
+    group_pattern: str | None = None,
+    online: bool = False,
+    image_format: str = "png",
+    jpeg_quality: int = 95,
+    workers: int = 0,
 ) -> PairsSummary:
     """One self-blended pseudo-fake per real face (method 'sbi'), deterministic for a seed.
 
     sources: videos, images, folders, globs, or extract indexes (faces.csv: their `ok` crops and
-    landmarks are used as the real faces, no detection). Group = source file. Each fake's blending mask
-    is written beside it as <fake>_mask.png.
+    landmarks are used as the real faces, no detection). Group = source file, or the `group_pattern`
+    match in its stem (e.g. the person of LFW-style names). Still images go through a pool of `workers`
+    processes (0 = one per core) with a padded retry for tight crops (counted in the summary).
+    online: train rows get an empty `fake` (training makes a new self-blend every epoch from the
+    landmarks); only validation/test fakes are written. image_format 'jpg' stores crops as JPEG (smaller
+    folders); the fake is then blended from the DECODED real crop, so real and fake share every artifact.
+    Each written fake's blending mask is written beside it as <fake>_mask.png.
     """
+    import re
+
+    from .selfblend_images import iter_image_faces
+
+    if image_format not in ("png", "jpg"):
+        raise ForgeryDetError(f"--format {image_format!r}: use png or jpg")
+    if not 1 <= jpeg_quality <= 100:
+        raise ForgeryDetError(f"--jpeg-quality {jpeg_quality}: use 1..100")
     try:
-        from .sbi import self_blend
-    except ImportError as e:  # pragma: no cover - only while sbi.py is missing from a checkout
-        raise ForgeryDetError(f"self-blending needs forgerydet.sbi, which cannot be imported ({e})") from None
+        pattern = re.compile(group_pattern) if group_pattern else None
+    except re.error as e:
+        raise ForgeryDetError(f"--group-pattern {group_pattern!r} is not a valid regular expression ({e})") from None
+    from .sbi import self_blend
+
     config = config or ExtractConfig()
     out_dir = Path(out_dir)
     indexes = [Path(s) for s in sources if str(s).lower().endswith(".csv")]
     media = expand_sources([s for s in sources if not str(s).lower().endswith(".csv")]) if len(indexes) < len(sources) else []
+    images = [p for p in media if media_kind(p) == "image"]
+    videos = [p for p in media if media_kind(p) != "image"]
 
     index_rows = []
     for idx in indexes:
         index_rows.extend(r for r in read_index(idx) if r.status == "ok")
     source_names = list(dict.fromkeys([Path(r.source) for r in index_rows] + list(media)))
-    groups = unique_group_names(source_names)
-    assign_splits(set(groups.values()), val, test, seed)
-    detector = detector or (FaceDetector(config.detector) if media else None)
+    files = unique_group_names(source_names)
+    groups = {p: group_of(p, files[p], pattern) for p in source_names}
+    splits = assign_splits(set(groups.values()), val, test, seed)
+    detector = detector or (FaceDetector(config.detector) if videos else None)
     summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)
     rows: list[dict] = []
     ordinal = 0
-    total = len(media) + (1 if index_rows else 0)
+    total = len(media) + len(index_rows)
+    ext = "." + image_format
+
+    def store(rel: str, rgb: np.ndarray) -> np.ndarray:
+        """Write a crop; return it as a reader will decode it."""
+        if image_format == "png":
+            write_png(out_dir / rel, rgb)
+            return rgb
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise ForgeryDetError(f"cannot encode {rel} as JPEG")
+        write_bytes_atomic(out_dir / rel, buf.tobytes())
+        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     def blend_and_write(real_rel: str, crop: np.ndarray, lm: np.ndarray | None, group: str, fake_rel: str) -> None:
         nonlocal ordinal
@@ -495,25 +548,54 @@ def pairs_from_self_blend(
         if lm is None or not np.all(np.isfinite(lm)):
             summary.warnings.append(f"{real_rel}: no landmarks, no self-blended fake made")
             return
+        if online and splits[group] == "train":
+            rows.append(_row(real_rel, "", group, "sbi", lm))
+            return
         fake, mask = self_blend(crop, lm, rng)
-        write_png(out_dir / fake_rel, fake)
-        write_png(out_dir / fake_rel.replace(".png", "_mask.png"), (np.clip(mask, 0, 1) * 255).round().astype(np.uint8))
+        fake = store(fake_rel, fake)
+        write_png(out_dir / fake_rel.replace(ext, "_mask.png"), (np.clip(mask, 0, 1) * 255).round().astype(np.uint8))
         rows.append(_row(real_rel, fake_rel, group, "sbi", lm))
 
     done = 0
-    if index_rows:
-        for r in index_rows:
-            if r.crop is None or not r.crop.is_file():
-                summary.errors.append((str(r.crop), "crop listed in the index is missing"))
-                continue
-            crop = read_image(r.crop)
-            key = source_key(r.source)
-            fake_rel = f"crops/sbi/{key}/{r.crop.stem}.png"
-            blend_and_write(_rel(r.crop, out_dir), crop, r.landmarks, groups[Path(r.source)], fake_rel)
-        done += 1
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
         if progress is not None:
             progress(done, total)
-    for path in media:
+
+    for r in index_rows:
+        if r.crop is None or not r.crop.is_file():
+            summary.errors.append((str(r.crop), "crop listed in the index is missing"))
+        else:
+            crop = read_image(r.crop)
+            key = source_key(r.source)
+            fake_rel = f"crops/sbi/{key}/{r.crop.stem}{ext}"
+            blend_and_write(_rel(r.crop, out_dir), crop, r.landmarks, groups[Path(r.source)], fake_rel)
+        tick()
+    counts = {"ok": 0, "padded": 0, "no_face": 0, "error": 0}
+    for face in iter_image_faces(images, config.detector, workers):
+        counts[face.status] += 1
+        if face.status == "error":
+            summary.errors.append((str(face.path), face.message))
+        elif face.status == "no_face":
+            summary.warnings.append(face.message)
+        else:
+            key = source_key(face.path)
+            real_rel = f"crops/real/{key}/f000000_0{ext}"
+            crop = store(real_rel, face.crop)
+            blend_and_write(real_rel, crop, face.landmarks, groups[face.path], f"crops/sbi/{key}/f000000_0{ext}")
+        tick()
+    if images:
+        summary.images = dict(counts)
+        if counts["padded"]:
+            summary.warnings.append(
+                f"{counts['padded']} of {len(images)} images are tight crops: the face was found only after "
+                f"padding the image with a black border (their crops are black where the image ended)"
+            )
+        if counts["no_face"]:
+            summary.warnings.append(f"{counts['no_face']} of {len(images)} images: no face found, skipped")
+    for path in videos:
         try:
             found = detect_source(path, config, detector)
         except ForgeryDetError as e:
@@ -524,15 +606,12 @@ def pairs_from_self_blend(
                 summary.warnings.append(f"{path}: no face found")
             for frame_faces in found.faces:
                 for k, f in enumerate(frame_faces):
-                    name = f"f{f.frame_index:06d}_{k}.png"
+                    name = f"f{f.frame_index:06d}_{k}{ext}"
                     real_rel = f"crops/real/{key}/{name}"
-                    write_png(out_dir / real_rel, f.crop)
-                    blend_and_write(real_rel, f.crop, f.landmarks_crop, groups[path], f"crops/sbi/{key}/{name}")
-        done += 1
-        if progress is not None:
-            progress(done, total)
-    return _finish(rows, out_dir, val, test, seed, summary)
-
+                    crop = store(real_rel, f.crop)
+                    blend_and_write(real_rel, crop, f.landmarks_crop, groups[path], f"crops/sbi/{key}/{name}")
+        tick()
+    return _finish(rows, out_dir, val, test, seed, summary, splits=splits)
 
 
 def make_pairs(
@@ -551,6 +630,7 @@ def make_pairs(
     test: float = 0.0,
     seed: int = 0,
     progress: Progress | None = None,
+    blend_options: dict | None = None,
 ) -> PairsSummary:
     """The `forgerydet pairs` command: exactly one of ffpp / mapping / real_dir+fake_dir / self_blend
     (which uses `sources`). methods may be a comma-separated string. Returns the summary: files that
@@ -562,6 +642,8 @@ def make_pairs(
             "choose exactly one of --ffpp ROOT, --mapping FILE.csv, --real-dir D --fake-dir D, --self-blend SRC..."
             + (f" (got {', '.join(modes)})" if modes else "")
         )
+    if blend_options and not self_blend:
+        raise ForgeryDetError("--group-pattern, --online, --format, --jpeg-quality and --workers apply to --self-blend only")
     if sources and not self_blend:
         raise ForgeryDetError("source paths are only used with --self-blend; the other modes take --ffpp, --mapping or --real-dir/--fake-dir")
     kw = dict(val=val, test=test, seed=seed, progress=progress)
@@ -576,7 +658,7 @@ def make_pairs(
     if self_blend:
         if not sources:
             raise ForgeryDetError("--self-blend needs real sources: videos, images, folders or a faces.csv index")
-        return pairs_from_self_blend(sources, out_dir, config, **kw)
+        return pairs_from_self_blend(sources, out_dir, config, **kw, **(blend_options or {}))
     if not (real_dir and fake_dir):
         raise ForgeryDetError("give both --real-dir and --fake-dir")
     entries, unmatched = match_dirs(real_dir, fake_dir)

@@ -120,7 +120,9 @@ class Scanner:
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
             )
         meta = self.checkpoint.meta
-        self.threshold = cfg.threshold if cfg.threshold is not None else float((meta.get("extra") or {}).get("threshold", 0.5))
+        extra = meta.get("extra") or {}
+        self.threshold = cfg.threshold if cfg.threshold is not None else float(extra.get("threshold", 0.5))
+        self.temperature = float(extra.get("temperature", 1.0))  # calibrated on validation faces (calibrate.py)
         self.bank_sources: list[str] = list(meta.get("bank_sources") or [])
         if cfg.detector.device == DetectorConfig().device:
             cfg.detector.device = str(self.device)
@@ -139,6 +141,7 @@ class Scanner:
             "bank_entries": m.bank.filled,
             "aggregation": self.config.aggregation,
             "threshold": self.threshold,
+            "temperature": self.temperature,
             "frames_per_video": self.config.num_frames,
             "face_size": m.img_size,
             "device": str(self.device),
@@ -153,7 +156,7 @@ class Scanner:
         for i in range(0, len(crops), self.config.batch_size):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
             o = m(x.to(self.device), "single")
-            probs.append(torch.sigmoid(o["logits"].float()).cpu().numpy())
+            probs.append(torch.sigmoid(o["logits"].float() / self.temperature).cpu().numpy())
             sal.append(o["saliency"].float().cpu().numpy())
             slots = o["neighbours"]
             nb.append(slots.cpu().numpy())

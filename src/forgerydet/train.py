@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .atomic import write_text_atomic
 from .backbone import pooled
+from .calibrate import calibrate
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, _from_dict
 from .data import FaceList, PairsTable, TrainPairs, read_pairs, validation_lists
@@ -43,7 +44,13 @@ class TrainConfig:
     processes; -1 = auto: none on machines of up to 4 cores, where a loader process costs the training
     more than it gives - measured on 2 cores: 25 img/s without, 10 img/s with one), seed, device ('auto' | 'cpu' | 'cuda' | 'cuda:N'), amp ('auto': bf16 on CUDA, off on CPU;
     'bf16' | 'fp16' | 'off'), augment, sbi_online (re-make self-blended fakes every epoch),
-    steps_per_epoch (cap, for quick runs; None = the whole epoch), val_batch_size.
+    steps_per_epoch (cap, for quick runs; None = the whole epoch), val_batch_size,
+    max_minutes (wall-clock budget: the learning-rate schedule follows the larger of step/total and
+    elapsed/budget, and training ends at the first epoch end past the budget; None = run all epochs),
+    calibration_fpr (the stored threshold lets at most this share of held-out real validation faces be
+    called FAKE; see calibrate.py), tune ('all': the whole backbone is fine-tuned; 'norm': only its
+    normalisation layers' affine parameters, as GenD / LN-tuning of foundation encoders, the projection,
+    DifferenceAttention and head being trained in full).
     """
 
     pairs: str = "pairs.csv"
@@ -64,18 +71,41 @@ class TrainConfig:
     sbi_online: bool = True
     steps_per_epoch: int | None = None
     val_batch_size: int = 64
+    max_minutes: float | None = None
+    calibration_fpr: float = 0.05
+    tune: str = "all"
 
     def __post_init__(self) -> None:
         for name, ok in (
             ("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 2), ("lr", self.lr > 0),
             ("single_share", 0.0 <= self.single_share <= 1.0), ("warmup", 0.0 <= self.warmup < 1.0),
             ("workers", self.workers >= -1), ("amp", self.amp in ("auto", "bf16", "fp16", "off")),
+            ("max_minutes", self.max_minutes is None or self.max_minutes > 0),
+            ("calibration_fpr", 0.0 < self.calibration_fpr < 1.0), ("tune", self.tune in TUNE_MODES),
         ):
             if not ok:
                 raise ForgeryDetError(f"invalid training option {name}={getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+TUNE_MODES = ("all", "norm")
+_NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._BatchNorm)
+
+
+def set_tuning(model: Detector, tune: str) -> int:
+    """'norm': freeze the online backbone except its normalisation layers' affine parameters (LN-tuning);
+    'all': train everything. The key encoder is never trained (it follows the EMA). Returns the number
+    of trainable parameters."""
+    if tune == "norm":
+        for p in model.encoder.backbone.parameters():
+            p.requires_grad_(False)
+        for m in model.encoder.backbone.modules():
+            if isinstance(m, _NORMS):
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(True)
+    return sum(p.numel() for p in model.trainable_parameters())
 
 
 # ---- schedule (pure functions of the step) ----------------------------------------------------------------
@@ -213,7 +243,7 @@ def rebuild_bank(
 @torch.no_grad()
 def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: list[Path] | None, mode: str,
                 device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off") -> np.ndarray:
-    """Fake probability of each face, in 'single' (bank) or 'pair' (given references) mode."""
+    """The logit of each face (sigmoid: fake probability), in 'single' (bank) or 'pair' (given references) mode."""
     model.eval()
     ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
     out = []
@@ -221,20 +251,24 @@ def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: lis
         x = batch["x"].to(device)
         with _autocast(device, amp):
             o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
-        out.append(torch.sigmoid(o["logits"].float()).cpu())
+        out.append(o["logits"].float().cpu())
     return torch.cat(out).numpy()
 
 
 def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: TrainConfig) -> dict[str, float]:
+    """'single'- and 'pair'-mode metrics on the validation split, and the calibration (temperature,
+    threshold) of the 'single' scores, which is what `scan` uses."""
     paths, labels, refs, _ = validation_lists(table, "val")
-    single = score_faces(model, paths, labels, refs, "single", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    logits = score_faces(model, paths, labels, refs, "single", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
     pair = score_faces(model, paths, labels, refs, "pair", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    single = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     m = binary_metrics(labels, single)
-    mp = binary_metrics(labels, pair)
+    mp = binary_metrics(labels, 1.0 / (1.0 + np.exp(-pair.astype(np.float64))))
     lab = torch.tensor(labels, dtype=torch.float32)
     loss = float(torch.nn.functional.binary_cross_entropy(torch.tensor(single, dtype=torch.float32).clamp(1e-6, 1 - 1e-6), lab))
     return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
-            "val_auc_pair": mp["auc"], "val_n": len(labels)}
+            "val_auc_pair": mp["auc"], "val_n": len(labels),
+            "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr)}
 
 
 # ---- state for bit-for-bit resume ---------------------------------------------------------------------------
@@ -364,6 +398,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     train_reals = [p for p, _ in table.reals("train")]
     groups = {g: i for i, g in enumerate(sorted({g for _, g in table.reals("train")}))}
     real_group = torch.tensor([groups[g] for _, g in table.reals("train")], dtype=torch.long)  # (R,)
+    n_trainable = set_tuning(model, tcfg.tune)
     model.to(d.device)
     real_group = real_group.to(d.device)
     params = model.trainable_parameters()
@@ -389,11 +424,13 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
     total = steps_epoch * tcfg.epochs
+    t_start = time.perf_counter()
+    budget = tcfg.max_minutes * 60.0 if tcfg.max_minutes else None
     emit({"event": "start", "rank": d.rank, "world": d.world, "device": str(d.device),
           "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
           "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
           "start_epoch": start_epoch, "pretrained": model.pretrained_source, "backbone": mcfg.backbone,
-          "img_size": model.img_size, "bank_size": mcfg.bank_size})
+          "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable})
 
     for epoch in range(start_epoch, tcfg.epochs):
         # ---- train one epoch ----
@@ -402,16 +439,20 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         mode_rng = np.random.default_rng([tcfg.seed, epoch, 11])  # same sequence on every rank
         loader = _loader(ds, tcfg.batch_size, tcfg.workers, d)
         emit({"event": "epoch_start", "epoch": epoch + 1, "steps": steps_epoch})
-        t_epoch, seen, loss_sum = time.perf_counter(), 0, 0.0
+        t_epoch, seen, loss_sum, done = time.perf_counter(), 0, 0.0, 0
         for i, batch in enumerate(loader):
             if i >= steps_epoch:
                 break
             t0 = time.perf_counter()
-            lr = cosine_lr(step, total, tcfg.lr, tcfg.warmup)
+            if budget is not None and t0 - t_start >= budget:
+                break  # out of time: finish this epoch's end (bank, validation, checkpoints) and stop
+            at = step if budget is None else max(step, int(total * (t0 - t_start) / budget))
+            lr = cosine_lr(at, total, tcfg.lr, tcfg.warmup)
             single = bool(mode_rng.random() < tcfg.single_share)
             r = train_step(ctx, batch, single, lr, step)
             x = batch["x"]
             step += 1
+            done += 1
             seen += x.shape[0] * d.world
             loss_sum += r["loss"]
             emit({"event": "step", "epoch": epoch + 1, "step": i + 1, "steps": steps_epoch, **r, "lr": lr,
@@ -427,17 +468,20 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         emit({"event": "rebuild", "epoch": epoch + 1, "entries": n_bank, "seconds": t_bank, "real_faces": len(train_reals)})
 
         # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, steps_epoch),
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, done),
                                   "train_img_s": seen / max(1e-9, train_time), "bank_entries": n_bank,
                                   "bank_seconds": t_bank}
         if d.main:
             record.update(validate(model, table, d.device, tcfg))
+            cal = record.pop("calibration")
+            record.update(threshold=cal["threshold"], temperature=cal["temperature"])
             history.append(_json_safe(record))
             improved = record["val_auc"] > best
             best = max(best, record["val_auc"])
             rng_t, rng_j = _rng_state()
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
-                          extra={"threshold": 0.5, "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
+                          extra={"threshold": cal["threshold"], "temperature": cal["temperature"], "calibration": cal,
+                                 "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
             save_checkpoint(last_path, model, optimizer_state=opt.state_dict(), train_tensors=rng_t,
                             train_json={**rng_j, "epoch": epoch + 1, "step": step, "best": best,
                                         "train_config": tcfg.to_dict()}, **common)
@@ -448,6 +492,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                   "best_path": str(best_path)})
         if d.on:
             dist.barrier()
+        if budget is not None and time.perf_counter() - t_start >= budget:
+            emit({"event": "budget", "epoch": epoch + 1, "minutes": (time.perf_counter() - t_start) / 60})
+            break
     if d.on and dist.is_initialized():
         dist.destroy_process_group()
     return {"best": str(best_path), "last": str(last_path), "history": history, "rank": d.rank}
