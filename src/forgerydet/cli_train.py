@@ -136,6 +136,26 @@ def rebuild_bank(
                       f"bank size {res['bank_size']}) in {res['seconds']:.1f} s -> {res['checkpoint']}")
 
 
+def calibrate(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to calibrate (written back in place).")],
+    pairs: Annotated[Path, typer.Option(help="pairs.csv: its 'val' split (real faces held out from training) is scored.")] = Path("pairs.csv"),
+    fpr: Annotated[float, typer.Option(help="Share of held-out real faces the threshold may call FAKE.")] = 0.05,
+    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of in place.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+) -> None:
+    """Store a threshold (at a false-positive rate on held-out real faces) and a temperature in a checkpoint."""
+    from .train import calibrate_checkpoint
+
+    with user_errors():
+        r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out)
+    console.print(
+        f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces: temperature {r['temperature']:.3f}, "
+        f"threshold {r['threshold']:.4f} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
+        f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command("rebuild-bank")(rebuild_bank)
+    app.command("calibrate")(calibrate)

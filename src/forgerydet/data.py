@@ -204,23 +204,29 @@ class TrainPairs(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         label, j = self._order[i]
         rng = sample_rng(self.seed, self.epoch, i)
+        # Self-blending and augmentation run at the crop's own resolution (at most the model's), and the
+        # result is resized to the model's input at the end: at scan time, too, a face is compressed at its
+        # native size in the footage and only then resized. (It is also several times cheaper for small crops.)
         if label == 1:
             row = self.rows[j]
             raw = read_rgb(row.real)
-            real = resize_face(raw, self.size)
+            work = min(self.size, *raw.shape[:2])
+            real = resize_face(raw, work)
             if self.sbi_online and row.method == "sbi" and row.landmarks is not None:
                 from .sbi import self_blend
 
-                lm = row.landmarks * (self.size / raw.shape[1])  # stored in the crop's own pixels
+                lm = row.landmarks * (work / raw.shape[1])  # stored in the crop's own pixels
                 fake, _ = self_blend(real, lm, rng)
             else:
-                fake = load_image(row.fake, self.size)
+                fake = load_image(row.fake, work)
             x, ref, real_path = fake, real, row.real
         else:
             real_path, group = self.reals[j]
-            x = load_image(real_path, self.size)
+            x_raw = read_rgb(real_path)
             ref_path = self._other_real(real_path, group, rng)
-            ref = x.copy() if ref_path == real_path else load_image(ref_path, self.size)
+            ref_raw = x_raw if ref_path == real_path else read_rgb(ref_path)
+            work = min(self.size, *x_raw.shape[:2], *ref_raw.shape[:2])
+            x, ref = resize_face(x_raw, work), resize_face(ref_raw, work)
             real_path = ref_path
         if self.augment:
             from .augment import augment_one, augment_pair
@@ -228,6 +234,7 @@ class TrainPairs(Dataset):
             ref, x = augment_pair(ref, x, rng)
             if label == 0 and real_path == self.reals[j][0]:
                 ref = augment_one(ref, rng)  # same image as reference: make sure the difference is not zero
+        x, ref = resize_face(x, self.size), resize_face(ref, self.size)
         return {
             "x": to_tensor(x),
             "ref": to_tensor(ref),

@@ -537,3 +537,42 @@ def rebuild_checkpoint_bank(
         dist.destroy_process_group()
     return {"entries": n, "seconds": secs, "real_faces": len(reals), "checkpoint": str(target),
             "bank_size": model.cfg.bank_size}
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    pairs: str | Path,
+    *,
+    fpr: float = 0.05,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """`forgerydet calibrate`: score the validation split of pairs.csv in 'single' mode (the scan's mode)
+    and store a temperature and a threshold (at most `fpr` of its real faces called FAKE) in the
+    checkpoint, atomically, keeping everything else. Returns the calibration record."""
+    if not 0.0 < fpr < 1.0:
+        raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
+    d = setup_distributed(device)
+    ck = load_checkpoint(checkpoint, "cpu")
+    if ck.model.bank.filled == 0:
+        raise ForgeryDetError(f"{checkpoint}: the bank is empty; run `forgerydet rebuild-bank` first")
+    table = read_pairs(pairs, need_splits=("val",))
+    model = ck.model.to(d.device)
+    paths, labels, refs, _ = validation_lists(table, "val")
+    amp = "auto" if d.device.type == "cuda" else "off"
+    logits = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp)
+    cal = calibrate(logits, np.asarray(labels), fpr)
+    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64) / cal["temperature"]))
+    cal["val_auc"] = binary_metrics(labels, probs)["auc"]
+    cal["calibrated_on"] = str(Path(pairs))
+    tj = dict(ck.train_json)
+    opt_state = tj.pop("optimizer_state", None)
+    extra = {**(ck.meta.get("extra") or {}), "threshold": cal["threshold"], "temperature": cal["temperature"],
+             "calibration": cal}
+    target = Path(out or checkpoint)
+    save_checkpoint(target, model, bank_sources=ck.meta.get("bank_sources"), history=ck.meta.get("history"),
+                    optimizer_state=opt_state, train_tensors=ck.train_tensors, train_json=tj, extra=extra)
+    return {**cal, "checkpoint": str(target)}
+

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# How the shipped default model (models/forgerydet-base.safetensors) was trained: on a one-GPU machine,
+# from a zip of the self-blend pairs folder made by `make model-data` (WebP crops) and the packaged ImageNet
+# weights exported as files (tools/README.md). Trains the candidate backbones side by side under one
+# wall-clock budget (the CPU data pipeline is shared, so each gets half of it), then exports each run's
+# best checkpoint as fp16 weight files small enough to copy back (tools/transfer_weights.py).
+#
+#   CARRY=.dev/carry OUTDIR=/tmp/out MINUTES=7 bash tools/device_train.sh
+set -euo pipefail
+CARRY=$(realpath "${CARRY:-.dev/carry}")
+OUTDIR=${OUTDIR:-/tmp/out}
+MINUTES=${MINUTES:-7}
+WORKERS=${WORKERS:-7}
+DEVICE=${DEVICE:-cuda}
+BACKBONES=${BACKBONES:-"tf_efficientnet_lite0 tf_efficientnet_lite2"}
+DATA=${DATA:-/tmp/fd_data}
+RUNS=${RUNS:-/tmp/fd_runs}
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+mkdir -p "$OUTDIR" "$RUNS"
+t0=$(date +%s)
+say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+
+say "machine: $(nvidia-smi -L 2>/dev/null | head -1); $(nproc) cores"
+python3 - "$CARRY/faces.zip" "$DATA" <<'PY'
+import csv, io, sys, zipfile
+import cv2, numpy as np
+z = zipfile.ZipFile(sys.argv[1]); z.extractall(sys.argv[2])
+first = next(n for n in z.namelist() if n.endswith(".webp"))
+ok = cv2.imdecode(np.frombuffer(z.read(first), np.uint8), cv2.IMREAD_COLOR) is not None
+print("unzipped", len(z.namelist()), "files; OpenCV decodes WebP:", ok)
+if not ok:
+    sys.exit("this OpenCV cannot decode WebP")
+rows = list(csv.DictReader(open(f"{sys.argv[2]}/pairs.csv")))
+small = [r for r in rows if r["split"] == "train"][:64] + [r for r in rows if r["split"] == "val"][:32]
+with open(f"{sys.argv[2]}/smoke.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(small)
+PY
+python3 -c "import torch, timm, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'timm', timm.__version__, 'cv2', cv2.__version__)"
+
+say "smoke test: 4 steps + epoch end (bank rebuild, validation, calibration, checkpoint) on 96 rows"
+python3 -m forgerydet train --pairs $DATA/smoke.csv --out $RUNS/smoke --backbone tf_efficientnet_lite0 \
+  --pretrained "$CARRY/tf_efficientnet_lite0.safetensors" --img-size 224 --epochs 1 --steps-per-epoch 4 \
+  --batch-size 16 --workers 4 --bank-size 256 --device "$DEVICE" 2>&1 | grep -v "━" | tail -4
+python3 tools/transfer_weights.py export $RUNS/smoke/best.safetensors /tmp/smoke_export
+say "smoke test passed"
+
+for bb in $BACKBONES; do
+  python3 -m forgerydet train --pairs $DATA/pairs.csv --out $RUNS/$bb --backbone $bb \
+    --pretrained "$CARRY/$bb.safetensors" --img-size 224 --epochs 100 --max-minutes "$MINUTES" \
+    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 \
+    > $RUNS/$bb.log 2>&1 &
+done
+wait || true
+say "training finished"
+for bb in $BACKBONES; do
+  echo "== $bb"; grep -v "━" $RUNS/$bb.log | grep -E "^(training|epoch|time|checkpoints|Error|error)|Traceback|Error" | cut -c1-400 || true
+  if [ -f $RUNS/$bb/best.safetensors ]; then
+    python3 tools/transfer_weights.py export $RUNS/$bb/best.safetensors "$OUTDIR/$bb"
+  fi
+done
+for bb in $BACKBONES; do grep -v "━" $RUNS/$bb.log | tail -30; done > "$OUTDIR/logs.txt"
+say "exported: $(ls $OUTDIR | tr '\n' ' ')"

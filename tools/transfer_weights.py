@@ -1,0 +1,52 @@
+"""Move a trained run between machines under a per-file size limit (used to bring the shipped model back
+from a GPU machine whose outputs come back as files of at most 16 MB).
+
+    python tools/transfer_weights.py export RUN/best.safetensors OUTDIR/NAME   # NAME.enc/.key.safetensors (fp16) + NAME.json
+    python tools/transfer_weights.py import OUTDIR/NAME CHECKPOINT.safetensors  # fp32 checkpoint, EMPTY bank
+
+The bank is not carried: after `import`, refill it with `forgerydet rebuild-bank` and re-calibrate with
+`forgerydet calibrate` (the same code the training's epoch end runs). fp16 rounding of the weights is
+the only change; the imported model is what gets validated and shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from forgerydet.checkpoint import load_checkpoint, save_checkpoint
+from forgerydet.config import ModelConfig
+from forgerydet.model import Detector
+
+
+def export(ckpt: str, prefix: str) -> None:
+    ck = load_checkpoint(ckpt, "cpu", check_bank=False)
+    sd = ck.model.state_dict()
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items() if not k.startswith("bank.")}
+    save_file({k: v for k, v in half.items() if not k.startswith("key_encoder.")}, prefix + ".enc.safetensors")
+    save_file({k: v for k, v in half.items() if k.startswith("key_encoder.")}, prefix + ".key.safetensors")
+    meta = {k: ck.meta.get(k) for k in ("config", "history", "extra", "pretrained_source", "bank_sources")}
+    meta["bank_sources"] = len(meta["bank_sources"] or [])
+    Path(prefix + ".json").write_text(json.dumps(meta))
+
+
+def import_(prefix: str, out: str) -> None:
+    meta = json.loads(Path(prefix + ".json").read_text())
+    model = Detector(ModelConfig.from_dict(meta["config"]), pretrained="none")
+    model.pretrained_source = meta.get("pretrained_source") or "none"
+    state = {**load_file(prefix + ".enc.safetensors"), **load_file(prefix + ".key.safetensors")}
+    own = model.state_dict()
+    for k, v in own.items():
+        if k.startswith("bank."):
+            state[k] = v  # empty bank: rebuild-bank fills it
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    save_checkpoint(out, model, history=meta.get("history"), extra={**(meta.get("extra") or {}), "imported_from": Path(prefix).name})
+
+
+if __name__ == "__main__":
+    cmd, a, b = sys.argv[1:4]
+    {"export": export, "import": import_}[cmd](a, b)
