@@ -111,7 +111,7 @@ def test_extract_command_exit_code_after_finishing(media, tmp_path):
 def test_extract_shared_videos_one_track_each(shared_data, tmp_path):
     videos = shared_data / "videos"
     cfg = ExtractConfig(num_frames=4, detector=DetectorConfig(size=112))
-    s = extract([videos], tmp_path / "faces", cfg)
+    s = extract(sorted(videos.glob("anchor_*.mp4")), tmp_path / "faces", cfg)  # the three of one scene
     assert (s.sources, s.faces, s.tracks, s.errors) == (3, 12, 3, [])
     rows = read_csv(tmp_path / "faces" / "faces.csv")
     per_source = {}

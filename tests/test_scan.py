@@ -102,8 +102,10 @@ def test_empty_bank_and_missing_checkpoint_are_clear(tmp_path, monkeypatch):
     with pytest.raises(ForgeryDetError, match="make demo"):
         find_default_checkpoint()
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "default.safetensors").write_bytes(b"x")
-    assert find_default_checkpoint() == Path.cwd() / "models" / "default.safetensors"
+    (tmp_path / "models" / "forgerydet-base.safetensors").write_bytes(b"x")
+    assert find_default_checkpoint() == Path.cwd() / "models" / "forgerydet-base.safetensors"
+    monkeypatch.setenv("FORGERYDET_MODEL", str(checkpoint))
+    assert find_default_checkpoint() == checkpoint
 
 
 def test_bad_options_are_one_line(checkpoint):
@@ -121,7 +123,7 @@ def test_scan_shared_videos_with_report_in_a_browser(shared_data, checkpoint, tm
 
     from tests.test_report import IMG_SRC, _browser
 
-    videos = sorted((shared_data / "videos").glob("*.mp4"))
+    videos = sorted((shared_data / "videos").glob("anchor_*.mp4"))
     rep = tmp_path / "rep"
     out = tmp_path / "out.json"
     r = CliRunner().invoke(app, ["scan", *map(str, videos), "--checkpoint", str(checkpoint), "--frames", "6",

@@ -14,7 +14,7 @@ from .cli_common import console, err_console, user_errors
 
 def evaluate(
     list_csv: Annotated[Path, typer.Argument(help="CSV with columns path,label[,group]; label 0/1 or real/fake.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: models/default.safetensors).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
     crops: Annotated[bool, typer.Option(help="Listed images are face crops already: score them as they are.")] = False,
     frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 32,

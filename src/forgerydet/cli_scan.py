@@ -23,7 +23,7 @@ CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_
 
 def scan(
     paths: Annotated[list[str], typer.Argument(help="Videos, images, folders or glob patterns.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: models/default.safetensors or $FORGERYDET_MODEL).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
     frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = 32,
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean (SBI) | confident (DFDC winner) | track-max.")] = "max-then-mean",
     threshold: Annotated[Optional[float], typer.Option(help="Fake-probability threshold (default: the checkpoint's).")] = None,

@@ -8,7 +8,8 @@
 4. `forgerydet rebuild-bank`, `forgerydet scan` (with JSON and an HTML report) on ../shared/data/videos
    (or a generated real video and a self-blended fake of it), `forgerydet evaluate` at video level on those
    videos and at frame level on ../shared/data/faces/ffpp (20 real, 20 fake FF++ crops);
-5. a summary of both runs, and the pretrained model copied to models/default.safetensors for `scan`.
+5. a summary of both runs. The demo's models stay in demo_out/: the shipped default model
+   (models/forgerydet-base.safetensors) is never overwritten.
 
 Every step runs the real `forgerydet` command (printed before it runs), as a user would.
 The shared samples are used for evaluation only where they are never trained on: the videos and the FF++
@@ -22,7 +23,6 @@ import csv
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -119,7 +119,6 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--frames", type=int, default=16, help="frames sampled per video when scanning")
     ap.add_argument("--no-random-baseline", action="store_true", help="skip the random-init comparison run")
-    ap.add_argument("--no-install-default", action="store_true", help="do not copy the model to models/default.safetensors")
     args = ap.parse_args()
     t0 = time.time()
     out: Path = args.out
@@ -132,7 +131,7 @@ def main() -> None:
               "the three anchor videos and the FF++ crops are held out for evaluation")
         sources = sorted((shared / "faces" / "celeba_stargan").glob("*_real.png")) + sorted(
             (shared / "faces" / "dfdc" / "real").glob("*.png")) + sorted((shared / "photos").glob("*.*"))
-        videos = [(p, 0 if "real" in p.stem else 1, "anchor") for p in sorted((shared / "videos").glob("*.mp4"))]
+        videos = [(p, 0 if "real" in p.stem else 1, "anchor") for p in sorted((shared / "videos").glob("anchor_*.mp4"))]
         ffpp = sorted((shared / "faces" / "ffpp").glob("*.png"))
         ffpp_rows = [(p, 0 if p.stem.endswith("_real") else 1, "ffpp") for p in ffpp]
     else:
@@ -182,12 +181,6 @@ def main() -> None:
             res["frame_auc_ffpp"] = mf["frame_level"]["overall"].get("auc")
             res["acc_ffpp"] = mf["frame_level"]["overall"].get("accuracy")
         summary[name] = res
-
-    if not args.no_install_default:
-        target = REPO / "models" / "default.safetensors"
-        target.parent.mkdir(exist_ok=True)
-        shutil.copyfile(summary["pretrained"]["checkpoint"], target)
-        print(f"\ninstalled {target} as the default checkpoint for `forgerydet scan`")
 
     say(f"summary (demo took {(time.time() - t0) / 60:.1f} min)")
     cols = [("val AUC single", "val_auc_single"), ("val AUC pair", "val_auc_pair"),

@@ -64,23 +64,20 @@ def resolve_device(device: str) -> torch.device:
 
 
 def find_default_checkpoint() -> Path:
-    """$FORGERYDET_MODEL, else models/default.safetensors (or models/default/best.safetensors) in the current
-    folder, else in the forgerydet source checkout."""
+    """$FORGERYDET_MODEL, else the shipped model models/forgerydet-base.safetensors (in the current folder,
+    else in the forgerydet source checkout)."""
     env = os.environ.get(MODELS_ENV)
     if env:
         if not Path(env).is_file():
             raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which does not exist")
         return Path(env)
-    roots = [Path.cwd() / "models", Path(__file__).resolve().parents[2] / "models"]
-    for root in roots:
-        for name in DEFAULT_CHECKPOINT_NAMES:
-            if (root / name).is_file():
-                return root / name
+    for root in (Path.cwd() / "models", Path(__file__).resolve().parents[2] / "models"):
+        if (root / SHIPPED_MODEL).is_file():
+            return root / SHIPPED_MODEL
     raise ForgeryDetError(
-        "no checkpoint given and no default found (looked for models/default.safetensors): run `make demo` to "
-        "train a small one from the sample data, or train your own with `forgerydet pairs ...` then "
-        "`forgerydet train --pairs pairs.csv --out models/mine` and pass --checkpoint models/mine/best.safetensors "
-        f"(or copy it to models/default.safetensors, or set ${MODELS_ENV})"
+        f"no checkpoint given and the shipped model models/{SHIPPED_MODEL} is not here (a copy of the "
+        "repository without its models/ folder?): pass --checkpoint FILE, set ${MODELS_ENV}, or train one "
+        "(`make demo` trains a small one, `make model` the shipped one)"
     )
 
 
