@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_value, loadavg, machine, verdict  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("bank", "extract", "train", "scan")
+SCRIPTS = ("bank", "extract", "pairs", "train", "scan")
 
 
 def _bank_figures(res: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Move a trained run between machines under a per-file size limit (used to bring the shipped model back
 from a GPU machine whose outputs come back as files of at most 16 MB).
 
-    python tools/transfer_weights.py export RUN/best.safetensors OUTDIR/NAME   # NAME.enc/.key.safetensors (fp16) + NAME.json
+    python tools/transfer_weights.py export RUN/best.safetensors OUTDIR/NAME   # NAME.enc/.key.safetensors (fp16; the metadata inside .enc)
     python tools/transfer_weights.py import OUTDIR/NAME CHECKPOINT.safetensors  # fp32 checkpoint, EMPTY bank
 
 The bank is not carried: after `import`, refill it with `forgerydet rebuild-bank` and re-calibrate with
@@ -27,15 +27,19 @@ def export(ckpt: str, prefix: str) -> None:
     ck = load_checkpoint(ckpt, "cpu", check_bank=False)
     sd = ck.model.state_dict()
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items() if not k.startswith("bank.")}
-    save_file({k: v for k, v in half.items() if not k.startswith("key_encoder.")}, prefix + ".enc.safetensors")
-    save_file({k: v for k, v in half.items() if k.startswith("key_encoder.")}, prefix + ".key.safetensors")
     meta = {k: ck.meta.get(k) for k in ("config", "history", "extra", "pretrained_source", "bank_sources")}
     meta["bank_sources"] = len(meta["bank_sources"] or [])
-    Path(prefix + ".json").write_text(json.dumps(meta))
+    save_file({k: v for k, v in half.items() if not k.startswith("key_encoder.")}, prefix + ".enc.safetensors",
+              metadata={"meta": json.dumps(meta)})
+    save_file({k: v for k, v in half.items() if k.startswith("key_encoder.")}, prefix + ".key.safetensors")
 
 
 def import_(prefix: str, out: str) -> None:
-    meta = json.loads(Path(prefix + ".json").read_text())
+    from safetensors import safe_open
+
+    with safe_open(prefix + ".enc.safetensors", "pt") as f:
+        stored = (f.metadata() or {}).get("meta")
+    meta = json.loads(stored if stored else Path(prefix + ".json").read_text())
     model = Detector(ModelConfig.from_dict(meta["config"]), pretrained="none")
     model.pretrained_source = meta.get("pretrained_source") or "none"
     state = {**load_file(prefix + ".enc.safetensors"), **load_file(prefix + ".key.safetensors")}

@@ -90,6 +90,7 @@ def train(
     sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
+    reference: Annotated[str, typer.Option(help="'bank' (the method) or 'none' (ablation: a plain classifier on the face's own features, no bank).")] = "bank",
     tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs).")] = "all",
     calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = 0.05,
 ) -> None:
@@ -100,7 +101,8 @@ def train(
     with user_errors():
         try:
             mcfg = ModelConfig(backbone=backbone, pretrained=pretrained, img_size=img_size, dim=dim, grid=grid,
-                               bank_size=bank_size, momentum=momentum, temperature=temperature)
+                               bank_size=bank_size, momentum=momentum, temperature=temperature,
+                               reference=reference)
         except ValueError as e:
             from .errors import ForgeryDetError
 

@@ -29,6 +29,9 @@ class ModelConfig:
     temperature:     InfoNCE temperature (tau).
     slot_momentum:   optional EMA update of the nearest bank slot by real faces in training (0 = off).
     drop:            dropout before the head.
+    reference:       'bank' (the method: the difference is taken against a real reference) or 'none' (the
+                     ablation "plain classifier": the reference is zero, so the head sees the face's own
+                     features; no bank is used or needed).
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -43,6 +46,7 @@ class ModelConfig:
     temperature: float = 0.07
     slot_momentum: float = 0.0
     drop: float = 0.1
+    reference: str = "bank"
 
     def __post_init__(self) -> None:
         checks = [
@@ -54,6 +58,7 @@ class ModelConfig:
             (self.temperature > 0, f"temperature={self.temperature} must be > 0"),
             (0.0 <= self.slot_momentum < 1.0, f"slot_momentum={self.slot_momentum} must be in [0, 1)"),
             (self.img_size is None or self.img_size >= 16, f"img_size={self.img_size} must be >= 16"),
+            (self.reference in ("bank", "none"), f"reference={self.reference!r} must be 'bank' or 'none'"),
         ]
         for ok, msg in checks:
             if not ok:

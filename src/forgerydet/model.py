@@ -116,7 +116,11 @@ class Detector(nn.Module):
         B = x.shape[0]
         out: dict[str, Any] = {}
         q = self.encode(x)  # (B,N,D)
-        if mode == "pair":
+        if self.cfg.reference == "none":  # ablation: no reference at all, the head sees q itself
+            ref = torch.zeros_like(q)  # (B,N,D)
+            out["neighbours"] = torch.zeros((B, 0), dtype=torch.long, device=q.device)  # (B,0)
+            out["similarities"] = torch.zeros((B, 0), device=q.device)  # (B,0)
+        elif mode == "pair":
             if reference is not None:
                 ref = self.encode_keys(reference)  # (B,N,D)
                 out["reference_keys"] = ref

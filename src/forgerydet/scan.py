@@ -111,7 +111,7 @@ class Scanner:
         path = Path(checkpoint) if checkpoint else find_default_checkpoint()
         self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
         self.model = self.checkpoint.model.eval()
-        if self.model.bank.filled == 0:
+        if self.model.bank.filled == 0 and self.model.cfg.reference == "bank":
             raise ForgeryDetError(
                 f"{path}: the memory bank is empty, so there are no real faces to compare with: run "
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"

@@ -340,7 +340,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
         o = ctx.net(x, "single" if single else "pair", reference=None if single else ref, exclude=exclude)
         loss_bce = bce_loss(o["logits"], y)
         queue = model.bank.filled_keys()
-        use_nce = not single and queue.shape[0] > 0 and tcfg.nce_weight > 0
+        use_nce = not single and queue.shape[0] > 0 and tcfg.nce_weight > 0 and "reference_keys" in o
         loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["reference_keys"]), queue, model.cfg.temperature)
                     if use_nce else torch.zeros((), device=d.device))
         loss = loss_bce + tcfg.nce_weight * loss_nce
@@ -353,7 +353,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
     ctx.scaler.step(ctx.opt)
     ctx.scaler.update()
     model.momentum_update()
-    if not single:  # ---- enqueue the real references' keys, from every rank ----
+    if not single and "reference_keys" in o:  # ---- enqueue the real references' keys, from every rank ----
         v_all = gather_rows(o["reference_keys"].float(), d)  # (M,N,D)
         id_all = gather_rows(batch["ref_id"].to(d.device), d)  # (M,)
         if model.cfg.slot_momentum > 0 and model.bank.filled > 0:
@@ -463,8 +463,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         if d.on:
             for b in list(model.encoder.buffers()) + list(model.key_encoder.buffers()):
                 dist.broadcast(b, 0)
-        n_bank, t_bank = rebuild_bank(model, train_reals, batch_size=tcfg.val_batch_size, workers=tcfg.workers,
-                                      dist_ctx=d, seed=tcfg.seed + epoch)
+        n_bank, t_bank = 0, 0.0
+        if mcfg.reference == "bank":  # the 'none' ablation uses no bank
+            n_bank, t_bank = rebuild_bank(model, train_reals, batch_size=tcfg.val_batch_size, workers=tcfg.workers,
+                                          dist_ctx=d, seed=tcfg.seed + epoch)
         emit({"event": "rebuild", "epoch": epoch + 1, "entries": n_bank, "seconds": t_bank, "real_faces": len(train_reals)})
 
         # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
@@ -556,7 +558,7 @@ def calibrate_checkpoint(
         raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu")
-    if ck.model.bank.filled == 0:
+    if ck.model.bank.filled == 0 and ck.model.cfg.reference == "bank":
         raise ForgeryDetError(f"{checkpoint}: the bank is empty; run `forgerydet rebuild-bank` first")
     table = read_pairs(pairs, need_splits=("val",))
     model = ck.model.to(d.device)

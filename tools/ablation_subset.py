@@ -1,0 +1,27 @@
+"""Unzip the training pairs (see device_train.sh) and write subset.csv: the train rows of the groups whose
+crc32 % 6 == 0 (about 1/6 of the real faces) plus every validation row; rest.csv: the other train rows
+(the '5x more real faces' for ablation (d)) plus the validation rows.
+
+    python tools/ablation_subset.py faces.zip DATA_DIR      (or a folder that holds pairs.csv already)
+"""
+
+import csv
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+src, data = Path(sys.argv[1]), Path(sys.argv[2])
+if src.suffix == ".zip":
+    zipfile.ZipFile(src).extractall(data)
+rows = list(csv.DictReader(open(data / "pairs.csv")))
+val = [r for r in rows if r["split"] != "train"]
+train = [r for r in rows if r["split"] == "train"]
+inside = [r for r in train if zlib.crc32(r["group"].encode()) % 6 == 0]
+outside = [r for r in train if zlib.crc32(r["group"].encode()) % 6 != 0]
+for name, part in (("subset.csv", inside), ("rest.csv", outside)):
+    with open(data / name, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(part + val)
+print(f"subset: {len(inside)} train rows ({len({r['group'] for r in inside})} groups); rest: {len(outside)}; val: {len(val)}")
