@@ -113,3 +113,20 @@ def test_info_command(tmp_path):
     assert "test_efficientnet" in r.output and "9 / 37" in r.output and "0.7500" in r.output
     r = CliRunner().invoke(app, ["info", str(tmp_path / "missing.safetensors")])
     assert r.exit_code == 1 and "not found" in r.output
+
+
+def test_half_size_checkpoint_is_lossless_or_refused(tmp_path):
+    m = tiny_model().eval()
+    with pytest.raises(ForgeryDetError, match="fp16"):  # fp32 weights that fp16 cannot hold exactly
+        save_checkpoint(tmp_path / "no.safetensors", m, half=True)
+    with torch.no_grad():
+        for t in list(m.parameters()) + [b for b in m.buffers() if b.is_floating_point()]:
+            t.copy_(t.half().float())  # what a model shipped at fp16 holds
+    keys = m.encode_keys(torch.rand(5, 3, 64, 64))
+    m.bank.rebuild(keys, m.key_fingerprint(), source=torch.arange(5))
+    full = save_checkpoint(tmp_path / "full.safetensors", m)
+    half = save_checkpoint(tmp_path / "half.safetensors", m, half=True)
+    assert half.stat().st_size < 0.8 * full.stat().st_size
+    x = torch.rand(2, 3, 64, 64)
+    a, b = load_checkpoint(full).model.eval()(x, "single"), load_checkpoint(half).model.eval()(x, "single")
+    assert torch.equal(a["logits"], b["logits"]) and torch.equal(a["neighbours"], b["neighbours"])

@@ -3,6 +3,7 @@ from a GPU machine whose outputs come back as files of at most 16 MB).
 
     python tools/transfer_weights.py export RUN/best.safetensors OUTDIR/NAME   # NAME.enc/.key.safetensors (fp16; the metadata inside .enc)
     python tools/transfer_weights.py import OUTDIR/NAME CHECKPOINT.safetensors  # fp32 checkpoint, EMPTY bank
+    python tools/transfer_weights.py ship CHECKPOINT.safetensors models/forgerydet-base.safetensors  # fp16 weights
 
 The bank is not carried: after `import`, refill it with `forgerydet rebuild-bank` and re-calibrate with
 `forgerydet calibrate` (the same code the training's epoch end runs). fp16 rounding of the weights is
@@ -51,6 +52,17 @@ def import_(prefix: str, out: str) -> None:
     save_checkpoint(out, model, history=meta.get("history"), extra={**(meta.get("extra") or {}), "imported_from": Path(prefix).name})
 
 
+def ship(ckpt: str, out: str) -> None:
+    """The file to commit: weights at fp16 (lossless for imported models, whose weights came as fp16),
+    bank, config, history and calibration; no optimizer or training state."""
+    ck = load_checkpoint(ckpt, "cpu")
+    save_checkpoint(out, ck.model, bank_sources=ck.meta.get("bank_sources"), history=ck.meta.get("history"),
+                    extra=ck.meta.get("extra"), half=True)
+    again = load_checkpoint(out, "cpu")  # fingerprint and strict load are checked here
+    for (k, a), (_, b) in zip(ck.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
 if __name__ == "__main__":
     cmd, a, b = sys.argv[1:4]
-    {"export": export, "import": import_}[cmd](a, b)
+    {"export": export, "import": import_, "ship": ship}[cmd](a, b)

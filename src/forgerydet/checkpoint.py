@@ -72,10 +72,22 @@ def save_checkpoint(
     train_tensors: dict[str, torch.Tensor] | None = None,
     train_json: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
-    """Write a checkpoint file atomically. `bank_sources[i]` names the real face whose id is i in bank.source."""
+    """Write a checkpoint file atomically. `bank_sources[i]` names the real face whose id is i in bank.source.
+
+    half=True stores the float weights (not the bank) as fp16, for a smaller file to ship; it is refused
+    unless every weight is exactly representable in fp16 (so the loaded model, and the fingerprint its
+    bank was made with, are unchanged). Loading casts them back to the model's fp32."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        for k, v in tensors.items():
+            if v.is_floating_point() and v.dtype == torch.float32 and not k.startswith("model.bank."):
+                h = v.half()
+                if not torch.equal(h.float(), v):
+                    raise ForgeryDetError(f"{k} is not exactly representable in fp16: cannot store this model at half size")
+                tensors[k] = h
     tjson: dict[str, Any] = dict(train_json or {})
     if optimizer_state is not None:
         otensors, ometa = _flatten_optimizer(optimizer_state)
