@@ -7,27 +7,38 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from .errors import ForgeryDetError
+from .errors import ForgeryDetError, os_error_text, printable
 
 console = Console()
 err_console = Console(stderr=True)
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 
-def fail(message: str) -> typer.Exit:
-    """Print one red line on stderr and return the Exit(1) to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one red line on stderr and return the Exit(code) to raise. File names in the message are shown
+    printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup."""
+    err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def note(label: str, message: str, style: str = "red") -> None:
+    """One coloured line on stderr about one file of a batch (the batch goes on)."""
+    head = f"[{style}]{escape(printable(label))}[/] " if label else ""
+    err_console.print(f"{head}{escape(printable(message))}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a ForgeryDetError (and the OS errors a user can cause) into one red line and exit code 1."""
+    """Turn a ForgeryDetError (and any OS error: missing file, no permission, read-only file system, full
+    disk) into one red line and exit code 1; Ctrl-C into "interrupted" and exit code 130."""
     try:
         yield
     except ForgeryDetError as e:
         raise fail(str(e)) from None
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-        raise fail(f"{e.strerror or type(e).__name__}: {e.filename}") from None
+    except OSError as e:
+        raise fail(os_error_text(e)) from None
     except KeyboardInterrupt:
-        raise fail("interrupted") from None
+        raise fail("interrupted", EXIT_INTERRUPTED) from None
