@@ -27,7 +27,7 @@ CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_
 
 def scan(
     paths: Annotated[list[str], typer.Argument(help="Videos, images, folders or glob patterns.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: models/default.safetensors or $FORGERYDET_MODEL).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: models/default.safetensors or $FORGERYDET_MODEL).")] = None,
     frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = 32,
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean (SBI) | confident (DFDC winner) | track-max.")] = "max-then-mean",
     threshold: Annotated[Optional[float], typer.Option(help="Fake-probability threshold (default: the checkpoint's).")] = None,
@@ -35,9 +35,9 @@ def scan(
     batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 32,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = 640,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = 0.9,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-file, per-track and per-frame scores as JSON.")] = None,
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write one row per file as CSV.")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (with PNGs) into this folder.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON.")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV.")] = None,
+    report: Annotated[Optional[Path], typer.Option(readable=False, help="Write an HTML report (with PNGs) into this folder.")] = None,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank; print a verdict per file.
 

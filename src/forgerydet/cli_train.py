@@ -62,8 +62,9 @@ class _TrainView:
 
 
 def train(
-    pairs: Annotated[Path, typer.Option(help="pairs.csv (from `forgerydet pairs`).")] = Path("pairs.csv"),
-    out: Annotated[Path, typer.Option(help="Run folder: best.safetensors, last.safetensors, metrics.jsonl.")] = Path("models/run"),
+    ctx: typer.Context,
+    pairs: Annotated[Path, typer.Option(readable=False, help="pairs.csv (from `forgerydet pairs`).")] = Path("pairs.csv"),
+    out: Annotated[Path, typer.Option(readable=False, help="Run folder: best.safetensors, last.safetensors, metrics.jsonl.")] = Path("models/run"),
     backbone: Annotated[str, typer.Option(help="timm model name.")] = DEFAULT_BACKBONE,
     pretrained: Annotated[str, typer.Option(help="'auto' (packaged/hub-cache/$FORGERYDET_WEIGHTS), 'none', or a weights file.")] = "auto",
     img_size: Annotated[Optional[int], typer.Option(help="Face size in pixels (default: the backbone's).")] = None,
@@ -85,7 +86,8 @@ def train(
     amp: Annotated[str, typer.Option(help="'auto' (bf16 on GPU, off on CPU), 'bf16', 'fp16', 'off'.")] = "auto",
     augment: Annotated[bool, typer.Option(help="Forgery-suited augmentation (flip, scale, JPEG, blur, ...).")] = True,
     sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = True,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings; only "
+                                         "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
     from .config import ModelConfig
@@ -103,16 +105,20 @@ def train(
                            weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
                            sbi_online=sbi_online, steps_per_epoch=steps_per_epoch)
+        from click.core import ParameterSource
+
+        given = {name for name in ctx.params
+                 if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)}
         with _progress() as p:
-            res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p))
+            res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
     if res["rank"] == 0:
         console.print(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
 
 
 def rebuild_bank(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint whose bank to rebuild (written back in place).")],
-    pairs: Annotated[Path, typer.Option(help="pairs.csv: its 'train' real faces fill the bank.")] = Path("pairs.csv"),
-    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of in place.")] = None,
+    checkpoint: Annotated[Path, typer.Option(readable=False, help="Checkpoint whose bank to rebuild (written back in place).")],
+    pairs: Annotated[Path, typer.Option(readable=False, help="pairs.csv: its 'train' real faces fill the bank.")] = Path("pairs.csv"),
+    out: Annotated[Optional[Path], typer.Option(readable=False, help="Write to this file instead of in place.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 0,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",

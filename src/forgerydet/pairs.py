@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .atomic import check_output
 from .detect import Face, FaceDetector, crop_faces
 from .errors import ForgeryDetError
 from .extract import (
@@ -564,6 +565,7 @@ def make_pairs(
         )
     if sources and not self_blend:
         raise ForgeryDetError("source paths are only used with --self-blend; the other modes take --ffpp, --mapping or --real-dir/--fake-dir")
+    check_output(out_dir, "--out", folder=True)  # before any face is detected
     kw = dict(val=val, test=test, seed=seed, progress=progress)
     if ffpp:
         if isinstance(methods, str):
