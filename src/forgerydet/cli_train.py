@@ -105,10 +105,9 @@ def train(
                            weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
                            sbi_online=sbi_online, steps_per_epoch=steps_per_epoch)
-        from click.core import ParameterSource
-
+        # options the user typed (by the source's name: typer may bring its own click and its own enum)
         given = {name for name in ctx.params
-                 if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)}
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
         with _progress() as p:
             res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
     if res["rank"] == 0:

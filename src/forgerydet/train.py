@@ -231,7 +231,7 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     pair = score_faces(model, paths, labels, refs, "pair", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
     if not (np.isfinite(single).all() and np.isfinite(pair).all()):
         raise ForgeryDetError(f"training diverged: the model's outputs became NaN or infinite (learning rate "
-                              f"{tcfg.lr:g}): lower --lr (e.g. {tcfg.lr / 10:g}) and train again into a new --out")
+                              f"{tcfg.lr:g}): lower --lr (the default is {TrainConfig.lr:g}) and train again into a new --out")
     m = binary_metrics(labels, single)
     mp = binary_metrics(labels, pair)
     lab = torch.tensor(labels, dtype=torch.float32)

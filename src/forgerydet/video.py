@@ -23,6 +23,7 @@ import contextlib
 import glob
 import math
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,8 @@ def read_image(path: str | Path) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
         raise ForgeryDetError(f"{path}: cannot read the file ({os_reason(e)})") from None
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    with _quiet_native_stderr():  # libpng/libjpeg print their own warnings; our one line says it better
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None or bgr.size == 0:
         raise ForgeryDetError(f"{path}: cannot decode the image (corrupt or not an image file)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -175,6 +177,26 @@ def _check_file(path: Path) -> None:
         raise ForgeryDetError(f"{path}: the file is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise ForgeryDetError(f"{path}: cannot read the file (permission denied)")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a native call: libpng ("libpng error: ..."), libjpeg and OpenCV's own
+    "[ WARN ]" lines go straight to it and would sit beside our one-line error."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager
@@ -205,7 +227,7 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
-        with _cv_path(path) as name:
+        with _cv_path(path) as name, _quiet_native_stderr():
             cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
     finally:
         cv2.utils.logging.setLogLevel(level)
