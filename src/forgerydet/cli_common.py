@@ -8,6 +8,7 @@ from typing import Iterator
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress, ProgressColumn
 
 from .errors import ForgeryDetError, os_error_text, printable
 
@@ -15,6 +16,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+
+
+def progress_bar(*columns: str | ProgressColumn, on: Console = console, disable: bool = False) -> Progress:
+    """The one progress-bar setup: transient (gone once done, so no stale bar sits above a result or an error
+    line), and off where the console is not a terminal (a pipe or file gets the results, not bar frames)."""
+    return Progress(*columns, console=on, transient=True, disable=disable or not on.is_terminal)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

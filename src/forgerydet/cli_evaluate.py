@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rich.markup import escape
 
-from .cli_common import console, fail, note, user_errors
+from .cli_common import console, fail, note, progress_bar, user_errors
 from .errors import printable
 
 
@@ -32,8 +32,8 @@ def evaluate(
         from .scan import ScanConfig
 
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device)
-        with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
-                      TimeElapsedColumn(), console=console, transient=True) as p:
+        with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")
             res = run(list_csv, checkpoint, config=cfg, crops=crops, out_dir=out,
                       progress=lambda i, n, name: p.update(task, completed=i, total=n, name=name))

@@ -8,10 +8,10 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli_common import console, err_console, fail, note, user_errors
+from .cli_common import console, err_console, fail, note, progress_bar, user_errors
 from .errors import printable
 
 Frames = Annotated[Optional[int], typer.Option("--frames", help="Frames sampled evenly per video (default 32).")]
@@ -40,10 +40,8 @@ def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_f
 
 @contextmanager
 def _progress(label: str) -> Iterator:
-    bar = Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,  # no stale bar above an error line or the summary
-    )  # fmt: skip
+    bar = progress_bar(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn(), on=err_console)
     with bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from .atomic import check_output, write_text_atomic
-from .cli_common import EXIT_INTERRUPTED, console, fail, note, user_errors
+from .cli_common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
 from .errors import ForgeryDetError, os_error_text, printable
 
 CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
@@ -64,8 +64,8 @@ def scan(
     for r in bad_paths:
         note("skipped:", r["error"])
     interrupted = False
-    with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
-                  TimeElapsedColumn(), console=console, transient=True) as p:
+    with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+                      TimeElapsedColumn()) as p:
         task = p.add_task("scan", total=len(files), name="")
         done = 0
         try:

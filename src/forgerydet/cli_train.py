@@ -9,14 +9,14 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .cli_common import console, user_errors
+from .cli_common import console, progress_bar, user_errors
 from .config import DEFAULT_BACKBONE
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=True, disable=int(os.environ.get("RANK", "0")) != 0)
+    return progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        disable=int(os.environ.get("RANK", "0")) != 0)
 
 
 class _TrainView:
