@@ -1,4 +1,7 @@
-"""What every CLI command shares: the console, and turning library errors into one red line."""
+"""What every CLI command shares: the console, progress bars, and turning library errors into one red line.
+
+Path arguments and options are declared `readable=False`: click's own readability check would stop an
+unreadable file with exit code 2 and a usage box; the library says "permission denied" in one line instead."""
 
 from __future__ import annotations
 

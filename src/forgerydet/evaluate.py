@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .atomic import check_output, write_text_atomic
 from .data import load_image
-from .errors import ForgeryDetError
+from .errors import ForgeryDetError, path_text
 from .metrics import grouped_metrics, roc_plot
 from .scan import ScanConfig, Scanner, json_record
 
@@ -85,14 +85,14 @@ def evaluate(
             try:
                 img = load_image(it.path, scanner.model.img_size)
             except ForgeryDetError as e:
-                skipped.append({"path": str(it.path), "status": "error", "error": str(e)})
+                skipped.append({"path": path_text(it.path), "status": "error", "error": path_text(e)})
                 continue
             s = float(scanner._score([img])["p"][0])
-            rec = {"path": str(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
+            rec = {"path": path_text(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
         else:
             rec = json_record(scanner.scan_file(it.path))
         if rec["status"] != "ok":
-            skipped.append({"path": str(it.path), "status": rec["status"], "error": rec.get("error")})
+            skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error")})
             continue
         for f in rec["faces"]:
             face_y.append(it.label)
@@ -101,7 +101,7 @@ def evaluate(
         file_y.append(it.label)
         file_s.append(rec["score"])
         file_g.append(it.group)
-        records.append({"path": str(it.path), "label": it.label, "group": it.group, "score": rec["score"],
+        records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
                         "n_faces": len(rec["faces"])})
     if progress:
         progress(len(items), len(items), "")

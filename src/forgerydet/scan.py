@@ -122,7 +122,7 @@ class Scanner:
     def settings(self) -> dict[str, Any]:
         m, meta = self.model, self.checkpoint.meta
         return {
-            "checkpoint": str(self.checkpoint.path),
+            "checkpoint": path_text(self.checkpoint.path),
             "checkpoint_sha256": self.sha256[:16],
             "bank_fingerprint": meta.get("fingerprint"),
             "backbone": m.cfg.backbone,
