@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from rich.markup import escape
 
 from .cli_common import console, fail, note, progress_bar, user_errors
 from .errors import printable

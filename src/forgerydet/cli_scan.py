@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from . import __version__
-from rich.markup import escape
 from rich.text import Text
 
+from . import __version__
 from .atomic import check_output, write_text_atomic
 from .cli_common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
 from .errors import ForgeryDetError, os_error_text, printable
@@ -81,13 +80,14 @@ def scan(
             interrupted = True
             results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
                         for f in files[done:]]
-    console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
-                         f"{settings['pretrained_weights']}, bank {settings['bank_entries']} real faces, fingerprint "
-                         f"{settings['bank_fingerprint']}); aggregation {settings['aggregation']}, threshold "
-                         f"{settings['threshold']:.2f}"), highlight=False)
-    console.print(_table(results))
-    settings["seconds"] = round(time.perf_counter() - t_start, 3)
-    problems = [write_error for option, path, _ in outputs if (write_error := _write_output(option, path, results, settings))]
+    with user_errors():  # a second Ctrl-C while the outputs are written is still one line
+        console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
+                             f"{settings['pretrained_weights']}, bank {settings['bank_entries']} real faces, fingerprint "
+                             f"{settings['bank_fingerprint']}); aggregation {settings['aggregation']}, threshold "
+                             f"{settings['threshold']:.2f}"), highlight=False)
+        console.print(_table(results))
+        settings["seconds"] = round(time.perf_counter() - t_start, 3)
+        problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
     if interrupted:
         raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
             problems + ["the outputs hold the files scanned so far, the rest marked not_scanned"]), EXIT_INTERRUPTED)

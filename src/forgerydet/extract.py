@@ -36,7 +36,7 @@ import numpy as np
 
 from .atomic import check_output, write_bytes_atomic, write_text_atomic
 from .detect import LANDMARK_NAMES, DetectorConfig, Face, FaceDetector
-from .errors import ForgeryDetError, os_error_text, path_text
+from .errors import ForgeryDetError, path_text
 from .track import assign_tracks
 from .video import MediaKind, expand_sources, iter_frames, media_kind
 
@@ -338,10 +338,7 @@ def extract(
     out_dir = Path(out_dir)
     files = expand_sources(sources)
     check_output(out_dir, "--out", folder=True)  # before any face is detected
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ForgeryDetError(f"cannot create {os_error_text(e, out_dir)}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, config)
     detector = detector or FaceDetector(config.detector)
     summary = ExtractSummary(index=out_dir / INDEX_NAME, sources=len(files))
