@@ -457,7 +457,8 @@ def test_15_unreadable_file_is_permission_denied_not_corrupt(ck, face_png, tmp_p
     monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if Path(p) == locked else real_access(p, m, *a, **k))
     r = cli("scan", locked, face_png, "--checkpoint", ck, "--device", "cpu")
     assert r.exit_code == 1 and clean(r)
-    assert r.stderr.splitlines()[0] == f"{locked}: cannot read the file (permission denied)"
+    assert r.stderr.splitlines() == [f"{locked}: cannot read the file (permission denied)",
+                                     "error: 1 of 2 file(s) got no verdict (see above)"]
     r = cli("extract", locked, "--out", tmp_path / "faces")  # was exit 2 with a usage box (click's own check)
     assert r.exit_code == 1 and clean(r) and "Usage" not in r.output
     assert r.stderr.splitlines() == [f"failed: {locked}: cannot read the file (permission denied)",
