@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
