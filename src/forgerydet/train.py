@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .atomic import check_output, write_text_atomic
 from .backbone import pooled
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ModelConfig, _from_dict
 from .data import FaceList, PairsTable, TrainPairs, read_pairs, validation_lists
 from .errors import ForgeryDetError
@@ -464,7 +464,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     return {"best": str(best_path), "last": str(last_path), "history": history, "rank": d.rank}
 
 
-def _resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, stored: dict[str, Any], ck, given: Collection[str],
+def _resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, stored: dict[str, Any], ck: Checkpoint, given: Collection[str],
                     last_path: Path) -> TrainConfig:
     """The stored training config, with where-to-run options and a raised epoch count taken from this call;
     a ForgeryDetError for any other explicitly given option that differs from the stored run."""
