@@ -42,8 +42,8 @@ def main() -> None:
                  "--bank-size", "4096", "--seed", str(seed), "--device", "cpu"])
             train_s = time.time() - t0
             ck = str(d / "best.safetensors")
-            run(["evaluate", str(ffpp_list), "--checkpoint", ck, "--crops", "--device", "cpu", "--out", str(d / "ev_ffpp")])
-            run(["evaluate", str(vid_list), "--checkpoint", ck, "--frames", "16", "--device", "cpu", "--out", str(d / "ev_vid")])
+            run(["evaluate", str(ffpp_list), "--checkpoint", ck, "--crops", "--device", "cpu", "--out", str(d / "ev_ffpp")], allow_fail=True)
+            run(["evaluate", str(vid_list), "--checkpoint", ck, "--frames", "16", "--device", "cpu", "--out", str(d / "ev_vid")], allow_fail=True)  # exit 1 = a file skipped
             f = json.loads((d / "ev_ffpp" / "metrics.json").read_text())["frame_level"]["overall"]
             v = json.loads((d / "ev_vid" / "metrics.json").read_text())
             hist = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]

@@ -94,13 +94,15 @@ def test_other_format_version_refused(tmp_path):
 def test_save_is_atomic_on_crash(tmp_path, monkeypatch):
     p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
     before = p.read_bytes()
-    import forgerydet.checkpoint as ckmod
+    import errno
 
-    def boom(*a, **k):
-        raise OSError("disk full")
+    import forgerydet.atomic as atomic_mod
 
-    monkeypatch.setattr(ckmod, "save_file", boom)
-    with pytest.raises(OSError):
+    def boom(*a, **k):  # the temp file is written, then the disk fills before it is safe
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic_mod.os, "fsync", boom)
+    with pytest.raises(ForgeryDetError, match=f"cannot write {p}: no space left on device"):
         save_checkpoint(p, filled_model())
     assert p.read_bytes() == before
     assert [f.name for f in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left behind

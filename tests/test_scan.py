@@ -92,7 +92,8 @@ def test_empty_bank_and_missing_checkpoint_are_clear(tmp_path, monkeypatch):
     empty = save_checkpoint(tmp_path / "empty.safetensors", tiny_model())
     with pytest.raises(ForgeryDetError, match="bank is empty"):
         Scanner(empty, ScanConfig(device="cpu"))
-    r = CliRunner().invoke(app, ["scan", "x.mp4", "--checkpoint", str(empty)])
+    (tmp_path / "x.mp4").write_bytes(b"x")  # paths are checked before the checkpoint: give one that exists
+    r = CliRunner().invoke(app, ["scan", str(tmp_path / "x.mp4"), "--checkpoint", str(empty)])
     assert r.exit_code == 1 and "rebuild-bank" in r.output and "Traceback" not in r.output
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FORGERYDET_MODEL", raising=False)

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from . import __version__
-from .atomic import atomic_write
+from .atomic import write_bytes_atomic
 from .bank import fingerprint_hex
 from .config import ModelConfig
 from .errors import ForgeryDetError
@@ -109,7 +109,9 @@ def save_checkpoint(
         "train": json.dumps(tjson),
         "extra": json.dumps(extra or {}),
     }
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), durable=True)
+    # serialised in memory, then ONE atomic write: safetensors' save_file would add its own hidden temp file,
+    # and a kill mid-write would leave two; the next write of this file removes a killed writer's temp
+    return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
 
 
 def _open_error(path: Path, e: Exception) -> ForgeryDetError:
@@ -145,7 +147,11 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             meta[k] = json.loads(raw.get(k) or "null")
     except json.JSONDecodeError as e:
         raise _open_error(path, e) from None
-    meta["bank_fill"] = int(raw.get("bank_fill", 0))
+    try:
+        meta["bank_fill"] = int(raw.get("bank_fill", 0))
+    except ValueError:
+        raise ForgeryDetError(f"{path}: its metadata field bank_fill is {raw.get('bank_fill')!r}, not a whole number "
+                              f"(was the file edited?): re-copy it or run `forgerydet rebuild-bank`") from None
     meta["tensor_names"] = keys
     return meta
 
@@ -171,6 +177,11 @@ def load_checkpoint(
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise _open_error(path, e) from None
+    bad = [k for k, v in tensors.items() if k.startswith("model.") and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ForgeryDetError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0][6:]}): "
+                              f"the training diverged or the file was damaged; use an earlier checkpoint or retrain "
+                              f"with a lower --lr")
     model = Detector(cfg, pretrained="none")
     model.pretrained_source = meta.get("pretrained_source", "none")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

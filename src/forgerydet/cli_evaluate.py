@@ -6,16 +6,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli_common import console, err_console, user_errors
+from .cli_common import console, fail, note, progress_bar, user_errors
+from .errors import printable
 
 
 def evaluate(
-    list_csv: Annotated[Path, typer.Argument(help="CSV with columns path,label[,group]; label 0/1 or real/fake.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
+    list_csv: Annotated[Path, typer.Argument(readable=False, help="CSV with columns path,label[,group]; label 0/1 or real/fake.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
+    out: Annotated[Path, typer.Option(readable=False, help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
     crops: Annotated[bool, typer.Option(help="Listed images are face crops already: score them as they are.")] = False,
     frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 32,
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean | confident | track-max.")] = "max-then-mean",
@@ -29,15 +31,22 @@ def evaluate(
         from .scan import ScanConfig
 
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device)
-        with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
-                      TimeElapsedColumn(), console=console, transient=True) as p:
+        with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")
             res = run(list_csv, checkpoint, config=cfg, crops=crops, out_dir=out,
                       progress=lambda i, n, name: p.update(task, completed=i, total=n, name=name))
     for s in res["skipped"]:
-        err_console.print(f"[yellow]skipped[/] {Path(s['path']).name}: {s['error']}", highlight=False)
+        named = (s["error"] or "").startswith(s["path"])
+        note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
     console.print(metrics_table(res))
-    console.print(f"metrics: {res['metrics_json']}" + (f"   ROC: {res['roc_png']}" if res.get("roc_png") else ""))
+    written = [f"metrics: {res['metrics_json']}"] if res.get("metrics_json") else []
+    written += [f"ROC: {res['roc_png']}"] if res.get("roc_png") else []
+    if written:
+        console.print(escape(printable("   ".join(written))), highlight=False)
+    problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete
+    if problems:
+        raise fail("; ".join(problems))
 
 
 def metrics_table(res: dict) -> Table:

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli_common import console, err_console, fail, user_errors
+from .cli_common import console, err_console, fail, note, progress_bar, user_errors
+from .errors import printable
 
 Frames = Annotated[Optional[int], typer.Option("--frames", help="Frames sampled evenly per video (default 32).")]
 Every = Annotated[Optional[int], typer.Option("--every", help="Sample every n-th frame instead.")]
@@ -22,7 +24,7 @@ MinConf = Annotated[float, typer.Option("--min-confidence", help="Drop faces MTC
 MinFace = Annotated[int, typer.Option("--min-face", help="Drop faces whose box is smaller (full-resolution pixels).")]
 Device = Annotated[str, typer.Option("--device", help="Torch device for MTCNN: cpu, cuda, cuda:1 ...")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Frames per MTCNN call.")]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+Out = Annotated[Path, typer.Option("--out", "-o", readable=False, help="Output folder.")]
 
 
 def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size):
@@ -38,10 +40,8 @@ def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_f
 
 @contextmanager
 def _progress(label: str) -> Iterator:
-    bar = Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, transient=False,
-    )  # fmt: skip
+    bar = progress_bar(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn(), on=err_console)
     with bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
@@ -50,12 +50,12 @@ def _progress(label: str) -> Iterator:
 def _report_errors(errors: list[tuple[str, str]], total_label: str) -> None:
     if errors:
         for _, msg in errors:
-            err_console.print(f"[red]failed:[/] {msg}", highlight=False, soft_wrap=True)
+            note("failed:", msg)
         raise fail(f"{len(errors)} {total_label} failed (listed above); everything else was done")
 
 
 def extract_cmd(
-    sources: Annotated[list[Path], typer.Argument(help="Videos, images, folders (searched recursively) or globs.")],
+    sources: Annotated[list[Path], typer.Argument(readable=False, help="Videos, images, folders (searched recursively) or globs.")],
     out: Out,
     frames: Frames = None,
     every: Every = None,
@@ -83,19 +83,19 @@ def extract_cmd(
     ]:  # fmt: skip
         table.add_row(k, str(v))
     console.print(table)
-    console.print(f"index: {s.index}", highlight=False, soft_wrap=True)
+    console.print(escape(printable(f"index: {s.index}")), highlight=False, soft_wrap=True)
     _report_errors(s.errors, "file(s)")
 
 
 def pairs_cmd(
     out: Out,
-    sources: Annotated[Optional[list[Path]], typer.Argument(help="With --self-blend: real videos, images, folders or faces.csv indexes.")] = None,
-    ffpp: Annotated[Optional[Path], typer.Option("--ffpp", help="FaceForensics++ root (original_sequences/, manipulated_sequences/).")] = None,
+    sources: Annotated[Optional[list[Path]], typer.Argument(readable=False, help="With --self-blend: real videos, images, folders or faces.csv indexes.")] = None,
+    ffpp: Annotated[Optional[Path], typer.Option("--ffpp", readable=False, help="FaceForensics++ root (original_sequences/, manipulated_sequences/).")] = None,
     compression: Annotated[Optional[str], typer.Option("--compression", help="FF++ compression folder (raw, c23, c40); needed when several exist.")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="FF++ methods to use, comma-separated (default: all found).")] = None,
-    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="CSV with columns real,fake (optional group,method); paths relative to it.")] = None,
-    real_dir: Annotated[Optional[Path], typer.Option("--real-dir", help="Folder of real files (with --fake-dir).")] = None,
-    fake_dir: Annotated[Optional[Path], typer.Option("--fake-dir", help="Folder of fakes named like their real (same stem, or real stem + suffix).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", readable=False, help="CSV with columns real,fake (optional group,method); paths relative to it.")] = None,
+    real_dir: Annotated[Optional[Path], typer.Option("--real-dir", readable=False, help="Folder of real files (with --fake-dir).")] = None,
+    fake_dir: Annotated[Optional[Path], typer.Option("--fake-dir", readable=False, help="Folder of fakes named like their real (same stem, or real stem + suffix).")] = None,
     self_blend: Annotated[bool, typer.Option("--self-blend", help="Make one self-blended pseudo-fake per real face of SOURCES.")] = False,
     val: Annotated[float, typer.Option("--val", help="Fraction of groups (source videos) for validation.")] = 0.15,
     test: Annotated[float, typer.Option("--test", help="Fraction of groups for test.")] = 0.0,
@@ -138,9 +138,9 @@ def pairs_cmd(
     console.print("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())), highlight=False)
     if s.images:
         console.print("still images: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.images.items()), highlight=False)
-    console.print(f"wrote {s.pairs_csv}", highlight=False, soft_wrap=True)
+    console.print(escape(printable(f"wrote {s.pairs_csv}")), highlight=False, soft_wrap=True)
     for w in s.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        note("warning:", w, style="yellow")
     _report_errors(s.errors, "file(s)")
 
 

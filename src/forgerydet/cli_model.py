@@ -12,7 +12,7 @@ from .cli_common import console, user_errors
 
 
 def info(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (.safetensors) to describe.")],
+    checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors) to describe.")],
 ) -> None:
     """Show a checkpoint's backbone, config, bank size/fill, encoder fingerprint and training history."""
     from .checkpoint import read_meta

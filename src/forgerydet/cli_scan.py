@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
-from .atomic import write_text_atomic
-from .cli_common import console, err_console, fail, user_errors
+from .atomic import check_output, write_text_atomic
+from .cli_common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
+from .errors import ForgeryDetError, os_error_text, printable
 
 CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
                "frames_with_face", "error"]
@@ -23,7 +26,7 @@ CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_
 
 def scan(
     paths: Annotated[list[str], typer.Argument(help="Videos, images, folders or glob patterns.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
     frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = 32,
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean (SBI) | confident (DFDC winner) | track-max.")] = "max-then-mean",
     threshold: Annotated[Optional[float], typer.Option(help="Fake-probability threshold (default: the checkpoint's).")] = None,
@@ -31,54 +34,96 @@ def scan(
     batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = 32,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = 640,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = 0.9,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-file, per-track and per-frame scores as JSON.")] = None,
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write one row per file as CSV.")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (with PNGs) into this folder.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON.")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV.")] = None,
+    report: Annotated[Optional[Path], typer.Option(readable=False, help="Write an HTML report (with PNGs) into this folder.")] = None,
 ) -> None:
-    """Score every face in 'single' mode against the checkpoint's bank; print a verdict per file."""
+    """Score every face in 'single' mode against the checkpoint's bank; print a verdict per file.
+
+    Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every
+    other output is still written); 130 after Ctrl-C, with the outputs holding the files scanned so far and
+    the rest marked not_scanned."""
     from .detect import DetectorConfig
-    from .scan import ScanConfig, Scanner, json_record
+    from .scan import ScanConfig, Scanner, empty_record, expand_scan_paths
 
     t_start = time.perf_counter()
     with user_errors():
+        outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
+        for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
+            check_output(path, option, folder=folder)
         det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                          device=device, keep_crops=24 if report else 0, detector=det)
+        files, bad_paths = expand_scan_paths(paths)
+        if not files:  # checked before the model loads
+            raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
         scanner = Scanner(checkpoint, cfg)
-        settings = scanner.settings()
-        results = []
-        with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
-                      TimeElapsedColumn(), console=console, transient=True) as p:
-            task = p.add_task("scan", total=None, name="")
-            for rec in scanner.scan(paths, progress=lambda i, n, name: p.update(task, completed=i, total=n, name=Path(name).name)):
+    settings = scanner.settings()
+    results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
+    for r in bad_paths:
+        note("skipped:", r["error"])
+    interrupted = False
+    with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+                      TimeElapsedColumn()) as p:
+        task = p.add_task("scan", total=len(files), name="")
+        done = 0
+        try:
+            for f in files:
+                p.update(task, completed=done, name=escape(printable(f.name)))
+                rec = scanner.scan_file(f)
                 results.append(rec)
-                if rec["status"] != "ok":
-                    err_console.print(f"[red]{Path(rec['path']).name}:[/] {rec['error']}", highlight=False, soft_wrap=True)
-    console.print(f"checkpoint {settings['checkpoint']} ({settings['backbone']}, weights {settings['pretrained_weights']}, "
-                  f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}); "
-                  f"aggregation {settings['aggregation']}, threshold {settings['threshold']:.2f}", highlight=False)
-    console.print(_table(results))
-    settings["seconds"] = round(time.perf_counter() - t_start, 3)
-    with user_errors():
-        if json_out:
+                done += 1
+                if rec["status"] != "ok":  # most errors start with the path already
+                    named = rec["error"].startswith(rec["path"])
+                    note("" if named else f"{Path(rec['path']).name}:", rec["error"])
+        except KeyboardInterrupt:
+            interrupted = True
+            results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
+                        for f in files[done:]]
+    with user_errors():  # a second Ctrl-C while the outputs are written is still one line
+        console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
+                             f"{settings['pretrained_weights']}, bank {settings['bank_entries']} real faces, fingerprint "
+                             f"{settings['bank_fingerprint']}); aggregation {settings['aggregation']}, threshold "
+                             f"{settings['threshold']:.2f}"), highlight=False)
+        console.print(_table(results))
+        settings["seconds"] = round(time.perf_counter() - t_start, 3)
+        problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
+    if interrupted:
+        raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
+            problems + ["the outputs hold the files scanned so far, the rest marked not_scanned"]), EXIT_INTERRUPTED)
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
+    if problems:
+        raise fail("; ".join(problems))
+
+
+def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:
+    """Write one output (each on its own, so one failing does not lose the others); the error text, or None."""
+    from .scan import json_record
+
+    try:
+        if option == "--json":
             doc = {"forgerydet_version": __version__, "settings": settings, "files": [json_record(r) for r in results]}
-            write_text_atomic(json_out, json.dumps(doc, indent=1))
-            console.print(f"JSON: {json_out}")
-        if csv_out:
+            write_text_atomic(path, json.dumps(doc, indent=1))
+            console.print(escape(f"JSON: {printable(path)}"), highlight=False)
+        elif option == "--csv":
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             w.writeheader()
             w.writerows(results)
-            write_text_atomic(csv_out, buf.getvalue())
-            console.print(f"CSV: {csv_out}")
-        if report:
+            write_text_atomic(path, buf.getvalue())
+            console.print(escape(f"CSV: {printable(path)}"), highlight=False)
+        else:
             from .report import write_report
 
-            index = write_report(results, report, settings)
-            console.print(f"report: {index}")
-    failed = [r for r in results if r["status"] != "ok"]
-    if failed:
-        raise fail(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
+            index = write_report(results, path, settings)
+            console.print(escape(f"report: {printable(index)}"), highlight=False)
+    except ForgeryDetError as e:
+        return f"{option}: {e}"
+    except OSError as e:
+        return f"{option}: cannot write {os_error_text(e)}"
+    return None
 
 
 def _table(results: list[dict]) -> Table:
@@ -91,13 +136,16 @@ def _table(results: list[dict]) -> Table:
     t.add_column("note", max_width=16, overflow="fold")
     for r in results:
         counts = (f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}")
+        name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds
         if r["status"] == "ok":
             colour = "red" if r["verdict"] == "FAKE" else "green"
-            t.add_row(Path(r["path"]).name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "")
+            t.add_row(name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "")
         elif r["status"] == "no_face":
-            t.add_row(Path(r["path"]).name, "[yellow]none[/]", "-", *counts, "no face found")
+            t.add_row(name, "[yellow]none[/]", "-", *counts, "no face found")
+        elif r["status"] == "not_scanned":
+            t.add_row(name, "[yellow]-[/]", "-", *counts, "not scanned (interrupted)")
         else:
-            t.add_row(Path(r["path"]).name, "[red]error[/]", "-", *counts, "unreadable, see above")
+            t.add_row(name, "[red]error[/]", "-", *counts, "see above")
     return t
 
 

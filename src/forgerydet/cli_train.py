@@ -9,14 +9,14 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .cli_common import console, user_errors
+from .cli_common import console, progress_bar, user_errors
 from .config import DEFAULT_BACKBONE
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=True, disable=int(os.environ.get("RANK", "0")) != 0)
+    return progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        disable=int(os.environ.get("RANK", "0")) != 0)
 
 
 class _TrainView:
@@ -65,8 +65,9 @@ class _TrainView:
 
 
 def train(
-    pairs: Annotated[Path, typer.Option(help="pairs.csv (from `forgerydet pairs`).")] = Path("pairs.csv"),
-    out: Annotated[Path, typer.Option(help="Run folder: best.safetensors, last.safetensors, metrics.jsonl.")] = Path("models/run"),
+    ctx: typer.Context,
+    pairs: Annotated[Path, typer.Option(readable=False, help="pairs.csv (from `forgerydet pairs`).")] = Path("pairs.csv"),
+    out: Annotated[Path, typer.Option(readable=False, help="Run folder: best.safetensors, last.safetensors, metrics.jsonl.")] = Path("models/run"),
     backbone: Annotated[str, typer.Option(help="timm model name.")] = DEFAULT_BACKBONE,
     pretrained: Annotated[str, typer.Option(help="'auto' (packaged/hub-cache/$FORGERYDET_WEIGHTS), 'none', or a weights file.")] = "auto",
     img_size: Annotated[Optional[int], typer.Option(help="Face size in pixels (default: the backbone's).")] = None,
@@ -88,7 +89,8 @@ def train(
     amp: Annotated[str, typer.Option(help="'auto' (bf16 on GPU, off on CPU), 'bf16', 'fp16', 'off'.")] = "auto",
     augment: Annotated[bool, typer.Option(help="Forgery-suited augmentation (flip, scale, JPEG, blur, ...).")] = True,
     sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = True,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings; only "
+                                         "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
     reference: Annotated[str, typer.Option(help="'bank' (the method) or 'none' (ablation: a plain classifier on the face's own features, no bank).")] = "bank",
     tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs).")] = "all",
@@ -112,16 +114,19 @@ def train(
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
                            sbi_online=sbi_online, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
                            calibration_fpr=calibration_fpr, tune=tune)
+        # options the user typed (by the source's name: typer may bring its own click and its own enum)
+        given = {name for name in ctx.params
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
         with _progress() as p:
-            res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p))
+            res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
     if res["rank"] == 0:
         console.print(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
 
 
 def rebuild_bank(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint whose bank to rebuild (written back in place).")],
-    pairs: Annotated[Path, typer.Option(help="pairs.csv: its 'train' real faces fill the bank.")] = Path("pairs.csv"),
-    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of in place.")] = None,
+    checkpoint: Annotated[Path, typer.Option(readable=False, help="Checkpoint whose bank to rebuild (written back in place).")],
+    pairs: Annotated[Path, typer.Option(readable=False, help="pairs.csv: its 'train' real faces fill the bank.")] = Path("pairs.csv"),
+    out: Annotated[Optional[Path], typer.Option(readable=False, help="Write to this file instead of in place.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 0,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import ForgeryDetError
+from .video import read_image
 
 REQUIRED_COLUMNS = ("real", "fake", "group", "split")
 OPTIONAL_COLUMNS = ("method", "landmarks")
@@ -139,11 +140,8 @@ def resize_face(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """The image as stored, RGB uint8 (H,W,3)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ForgeryDetError(f"cannot read image {path} (missing, unreadable or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """The image as stored, RGB uint8 (H,W,3) (video.read_image: any file name, clear errors)."""
+    return read_image(path)
 
 
 def load_image(path: Path, size: int) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""The one exception type the library raises for problems a user can cause or fix."""
+"""The one exception type the library raises for problems a user can cause or fix, and the text helpers
+that keep file names and OS errors readable in messages and outputs."""
+
+from __future__ import annotations
+
+import errno
+import unicodedata
 
 
 class ForgeryDetError(Exception):
@@ -6,3 +12,50 @@ class ForgeryDetError(Exception):
 
     The CLI prints it as one red line and exits with code 1; library code never prints.
     """
+
+
+def path_text(s: object) -> str:
+    """A file name (or a message holding one) as valid Unicode text, for JSON, CSV, HTML and messages.
+
+    On Linux a file name is bytes; Python keeps bytes that are not UTF-8 as surrogate escapes, which cannot
+    be written as UTF-8 (and crash OpenCV). Each such byte becomes the four characters `\\xNN` (bad\\xff.png),
+    the documented, lossless spelling: `os.fsencode` of the name is recovered by decoding those escapes.
+    Names that are valid UTF-8 pass unchanged."""
+    s = str(s)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def printable(s: object) -> str:
+    """path_text(s) with control characters (a newline or tab in a file name) written as escapes, so that a
+    name stays on its table row and an error stays one line."""
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+                   for c in path_text(s))
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "no space left on device: free some space or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",
+    errno.EROFS: "read-only file system: choose a writable location",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def os_reason(e: OSError) -> str:
+    """What went wrong, and what to do where that is clear (full disk, read-only file system)."""
+    return _OS_ADVICE.get(e.errno or -1) or e.strerror or str(e) or type(e).__name__
+
+
+def os_error_text(e: OSError, path: object | None = None) -> str:
+    """One line for an OSError: the user's path (not a temp file's), what went wrong, what to do."""
+    what = os_reason(e)
+    where = path if path is not None else e.filename
+    return f"{path_text(where)}: {what}" if where is not None else what

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from .atomic import write_text_atomic
+from .atomic import check_output, write_text_atomic
 from .data import load_image
-from .errors import ForgeryDetError
+from .errors import ForgeryDetError, path_text
 from .metrics import grouped_metrics, roc_plot
 from .scan import ScanConfig, Scanner, json_record
 
@@ -66,7 +66,12 @@ def evaluate(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
     """Score every listed file and compute metrics. crops=True: images are already face crops (scored as they
-    are, no detection). Writes metrics.json and roc.png into out_dir when given."""
+    are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
+    any scanning, and each file is written on its own; a write that fails anyway (full disk) is listed in
+    result["output_errors"] instead of losing the metrics. result["problems"] lists what makes the result
+    incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty."""
+    if out_dir:
+        check_output(out_dir, "--out", folder=True)
     items = read_list(list_csv)
     scanner = Scanner(checkpoint, config or ScanConfig())
     thr = scanner.threshold
@@ -80,14 +85,14 @@ def evaluate(
             try:
                 img = load_image(it.path, scanner.model.img_size)
             except ForgeryDetError as e:
-                skipped.append({"path": str(it.path), "status": "error", "error": str(e)})
+                skipped.append({"path": path_text(it.path), "status": "error", "error": path_text(e)})
                 continue
             s = float(scanner._score([img])["p"][0])
-            rec = {"path": str(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
+            rec = {"path": path_text(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
         else:
             rec = json_record(scanner.scan_file(it.path))
         if rec["status"] != "ok":
-            skipped.append({"path": str(it.path), "status": rec["status"], "error": rec.get("error")})
+            skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error")})
             continue
         for f in rec["faces"]:
             face_y.append(it.label)
@@ -96,7 +101,7 @@ def evaluate(
         file_y.append(it.label)
         file_s.append(rec["score"])
         file_g.append(it.group)
-        records.append({"path": str(it.path), "label": it.label, "group": it.group, "score": rec["score"],
+        records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
                         "n_faces": len(rec["faces"])})
     if progress:
         progress(len(items), len(items), "")
@@ -110,12 +115,26 @@ def evaluate(
         "files": records,
         "skipped": skipped,
     }
+    problems = []
+    if skipped:
+        problems.append(f"{len(skipped)} of {len(items)} listed file(s) were skipped (see above); the metrics use the rest")
+    if len(set(file_y)) < 2:
+        only = "real" if set(file_y) == {0} else "fake"
+        problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: fix or replace the skipped files")
+    result["problems"] = problems
+    result["output_errors"] = []
     if out_dir:
         out = Path(out_dir)
-        write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
+        try:
+            write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
+            result["metrics_json"] = str(out / "metrics.json")
+        except ForgeryDetError as e:
+            result["output_errors"].append(str(e))
         curves = {"frame level": (face_y, face_s), "video level": (file_y, file_s)}
         curves = {k: v for k, v in curves.items() if len(set(v[0])) == 2}
         if curves:
-            result["roc_png"] = str(roc_plot(curves, out / "roc.png", f"ROC: {Path(list_csv).name}"))
-        result["metrics_json"] = str(out / "metrics.json")
+            try:
+                result["roc_png"] = str(roc_plot(curves, out / "roc.png", f"ROC: {Path(list_csv).name}"))
+            except ForgeryDetError as e:
+                result["output_errors"].append(str(e))
     return result

@@ -34,9 +34,9 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from .atomic import atomic_write, write_text_atomic
+from .atomic import check_output, write_bytes_atomic, write_text_atomic
 from .detect import LANDMARK_NAMES, DetectorConfig, Face, FaceDetector
-from .errors import ForgeryDetError
+from .errors import ForgeryDetError, path_text
 from .track import assign_tracks
 from .video import MediaKind, expand_sources, iter_frames, media_kind
 
@@ -153,20 +153,19 @@ def detect_source(
 def source_key(path: str | Path) -> str:
     """A folder-safe, unique name for a source: stem + 8 hex digits of its absolute path."""
     p = Path(os.path.abspath(path))
-    digest = hashlib.sha1(str(p).encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(os.fsencode(p)).hexdigest()[:8]  # the name's bytes: any file name, same key as before
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in p.stem)[:60] or "source"
     return f"{stem}-{digest}"
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB (H,W,3) or grey (H,W) uint8 image as PNG, atomically (temp file + rename)."""
+    """Write an RGB (H,W,3) or grey (H,W) uint8 image as PNG, atomically (temp file + rename). Encoded in
+    memory and written by Python, so OpenCV never sees the (possibly non-UTF-8) folder name."""
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-
-    def imwrite(tmp: Path) -> None:
-        if not cv2.imwrite(str(tmp), img):
-            raise ForgeryDetError(f"cannot write {path}: check the folder is writable and the disk not full")
-
-    atomic_write(path, imwrite, suffix=".png")
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 image
+        raise ForgeryDetError(f"cannot encode {path.name} as PNG")
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[dict]) -> None:
@@ -338,6 +337,7 @@ def extract(
     config = config or ExtractConfig()
     out_dir = Path(out_dir)
     files = expand_sources(sources)
+    check_output(out_dir, "--out", folder=True)  # before any face is detected
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, config)
     detector = detector or FaceDetector(config.detector)
@@ -363,12 +363,12 @@ def extract(
 def _extract_one(
     path: Path, key: str, out_dir: Path, config: ExtractConfig, detector: FaceDetector, summary: ExtractSummary
 ) -> list[dict]:
-    source = os.path.abspath(path)
+    source = path_text(os.path.abspath(path))  # a non-UTF-8 name is stored as \xNN (errors.path_text)
     try:
         found = detect_source(path, config, detector)
     except ForgeryDetError as e:
-        summary.errors.append((source, str(e)))
-        return [empty_row(source, "error", message=str(e))]
+        summary.errors.append((source, path_text(e)))
+        return [empty_row(source, "error", message=path_text(e))]
     rows: list[dict] = []
     for (index, time), faces in zip(found.frames, found.faces):
         if not faces:

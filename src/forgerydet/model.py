@@ -10,6 +10,7 @@ Modes:
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import torch
@@ -146,3 +147,77 @@ class Detector(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+
+# ---- what a configuration can hold and costs (checked before training starts) -----------------------------
+ACTIVATION_FLOATS_PER_PIXEL = 64  # rough training activations of a timm CNN per input pixel (forward + backward)
+
+
+def estimate_train_bytes(cfg: ModelConfig, batch_size: int, img_size: int, num_params: int = 0) -> int:
+    """A rough lower bound of the memory one training step needs: the bank (fp32 keys, fp16 token maps), the
+    attention maps of a batch (B,h,N,N; forward, softmax and gradients, 'pair' and 'single' batches), the
+    retrieved references (B,k,N,D) and backbone activations; plus weights, gradients and AdamW state when
+    num_params is given. Good to refuse a run that cannot fit (a --grid of 100 needs ~200 GB), not to plan one."""
+    n = cfg.grid * cfg.grid
+    bank = cfg.bank_size * (cfg.dim * 4 + n * cfg.dim * 2 + 8)
+    attention = batch_size * cfg.heads * n * n * 4 * 4
+    references = batch_size * cfg.topk * n * cfg.dim * 4 * 2
+    activations = batch_size * img_size * img_size * ACTIVATION_FLOATS_PER_PIXEL * 4
+    weights = num_params * 4 * 5  # online + key encoder, gradients, two AdamW moments
+    return bank + attention + references + activations + weights
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory of the device: the GPU's free memory, or MemAvailable of the machine; None if unknown."""
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except RuntimeError:
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg: ModelConfig, batch_size: int, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a configuration whose estimated memory exceeds what is free."""
+    img = cfg.img_size or 224
+    need, free = estimate_train_bytes(cfg, batch_size, img), available_bytes(device)
+    if free is not None and need > free:
+        raise ForgeryDetError(
+            f"this configuration needs at least ~{need / 2**30:.1f} GiB ({cfg.grid}x{cfg.grid} tokens of D={cfg.dim}, "
+            f"bank {cfg.bank_size:,}, batch {batch_size}, {img} px) but {device} has {free / 2**30:.1f} GiB free: "
+            f"lower --grid, --dim, --bank-size, --batch-size or --img-size")
+
+
+def check_tokens(model: Detector) -> None:
+    """Refuse a token grid or dimension the backbone cannot fill: grid at most twice the side of the backbone's
+    last feature map at this image size (beyond that the pooled tokens are only repeats of feature cells), and
+    dim at most its channels (a wider projection adds no information)."""
+    cfg, bb = model.cfg, model.encoder.backbone
+    info = getattr(bb, "feature_info", None)
+    reduction = None
+    try:
+        reduction = int(info[-1]["reduction"]) if info else None
+    except (KeyError, TypeError, IndexError):
+        reduction = None
+    if reduction:
+        side = -(-model.img_size // reduction)
+    else:
+        with torch.no_grad():
+            side = int(min(model.encoder.feature_map(torch.zeros(1, 3, model.img_size, model.img_size)).shape[-2:]))
+    channels = int(bb.num_features)
+    if cfg.grid > 2 * side:
+        raise ForgeryDetError(
+            f"--grid {cfg.grid} is more than the backbone can fill: {cfg.backbone} gives a {side}x{side} feature map at "
+            f"{model.img_size} px, so use --grid <= {2 * side} (or a larger --img-size)")
+    if cfg.dim > channels:
+        raise ForgeryDetError(f"--dim {cfg.dim} is more than the {channels} channels {cfg.backbone} produces: use --dim <= {channels}")

@@ -29,6 +29,7 @@ beside their fakes as *_mask.png).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from .atomic import check_output
 from .detect import Face, FaceDetector, crop_faces
 from .errors import ForgeryDetError
 from .extract import (
@@ -495,8 +497,6 @@ def pairs_from_self_blend(
     folders); the fake is then blended from the DECODED real crop, so real and fake share every artifact.
     Each written fake's blending mask is written beside it as <fake>_mask.png.
     """
-    import re
-
     from .selfblend_images import iter_image_faces
 
     if image_format not in ("png", "jpg"):
@@ -646,6 +646,7 @@ def make_pairs(
         raise ForgeryDetError("--group-pattern, --online, --format, --jpeg-quality and --workers apply to --self-blend only")
     if sources and not self_blend:
         raise ForgeryDetError("source paths are only used with --self-blend; the other modes take --ffpp, --mapping or --real-dir/--fake-dir")
+    check_output(out_dir, "--out", folder=True)  # before any face is detected
     kw = dict(val=val, test=test, seed=seed, progress=progress)
     if ffpp:
         if isinstance(methods, str):

@@ -18,7 +18,9 @@ import cv2
 import numpy as np
 
 from .atomic import write_bytes_atomic
+from .errors import ForgeryDetError, path_text
 from .metrics import save_figure
+from .video import read_image
 
 MAX_FACES = 24  # faces shown per file
 THUMB = 160  # longest side of a face thumbnail (px)
@@ -142,7 +144,7 @@ th{background:#f0f0f0}
 
 
 def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
+    return html.escape(path_text(x), quote=True)
 
 
 def _num(x: Any, fmt: str = ".3f") -> str:
@@ -171,6 +173,8 @@ def _verdict_badge(r: dict) -> str:
         return '<span class="verdict v-error">ERROR</span>'
     if status == "no_face":
         return '<span class="verdict v-none">NO FACE</span>'
+    if status == "not_scanned":
+        return '<span class="verdict v-none">NOT SCANNED</span>'
     v = r.get("verdict")
     cls = {"FAKE": "v-fake", "REAL": "v-real"}.get(v, "v-none")
     return f'<span class="verdict {cls}">{_e(v or "?")}</span>'
@@ -192,11 +196,14 @@ class _Images:
     def neighbour(self, source: str) -> str | None:
         """Thumbnail of a bank face's source image, or None when it is not readable here."""
         if source not in self._neighbours:
-            img = cv2.imread(source, cv2.IMREAD_COLOR) if Path(source).is_file() else None
-            if img is None:
+            try:
+                rgb = read_image(source) if Path(source).is_file() else None
+            except ForgeryDetError:
+                rgb = None
+            if rgb is None:
                 self._neighbours[source] = None
             else:
-                rgb = _shrink(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), NEIGHBOUR_THUMB)
+                rgb = _shrink(rgb, NEIGHBOUR_THUMB)
                 self._neighbours[source] = self.png(f"bank/n{len(self._neighbours):05d}.png", rgb)
         return self._neighbours[source]
 
@@ -246,6 +253,10 @@ def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
     status = r.get("status", "ok")
     kind = r.get("kind", "?")
     sampled = r.get("frames_sampled", 0)
+    if status == "not_scanned":
+        out.append(f'<p class="notice">{_e(r.get("error") or "not scanned")}</p>')
+        out.append("</section>")
+        return "".join(out)
     if status == "error":
         why = _e(r.get("error") or "unknown error")
         out.append(f'<p class="notice error"><b>Could not scan this file:</b> {why}</p>')
@@ -324,9 +335,9 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     imgs = _Images(out_dir)
 
-    counts = {k: 0 for k in ("FAKE", "REAL", "no_face", "error")}
+    counts = {k: 0 for k in ("FAKE", "REAL", "no_face", "error", "not_scanned")}
     for r in results:
-        key = r.get("status") if r.get("status") in ("no_face", "error") else r.get("verdict")
+        key = r.get("status") if r.get("status") in ("no_face", "error", "not_scanned") else r.get("verdict")
         if key in counts:
             counts[key] += 1
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -336,7 +347,8 @@ def write_report(
         "<title>forgerydet scan report</title>", f"<style>{_CSS}</style></head><body>",
         "<h1>forgerydet scan report</h1>",
         f'<p class="meta">{_e(stamp)} · {len(results)} files: {counts["FAKE"]} fake, {counts["REAL"]} real, '
-        f'{counts["no_face"]} without a face, {counts["error"]} errors</p>',
+        f'{counts["no_face"]} without a face, {counts["error"]} errors'
+        + (f', {counts["not_scanned"]} not scanned (interrupted)' if counts["not_scanned"] else "") + "</p>",
         "<h2>Settings</h2><table>",
     ]
     head += [f"<tr><th>{_e(k)}</th><td>{_e(_setting_value(v))}</td></tr>" for k, v in settings.items()]

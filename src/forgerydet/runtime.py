@@ -6,6 +6,10 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -27,3 +31,27 @@ def tune_malloc() -> bool:
         return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
     except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
         return False
+
+
+def resolve_device(device: str) -> "torch.device":
+    """The one device resolver (scan, evaluate, train, rebuild-bank): 'auto' (a GPU when there is one),
+    'cpu', 'cuda' or 'cuda:N'; anything else, or a GPU that is not there, is a ForgeryDetError."""
+    import torch
+
+    from .errors import ForgeryDetError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ForgeryDetError(f"device {device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ForgeryDetError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ForgeryDetError(f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist: "
+                                  f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return dev

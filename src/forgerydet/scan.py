@@ -19,11 +19,12 @@ from .aggregate import STRATEGIES, aggregate, track_scores
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import resize_face, to_tensor
 from .detect import DetectorConfig, FaceDetector
-from .errors import ForgeryDetError
+from .errors import ForgeryDetError, path_text
 from .extract import ExtractConfig, detect_source
+from .runtime import resolve_device
 from .video import expand_sources
 
-DEFAULT_CHECKPOINT_NAMES = ("default.safetensors", "default/best.safetensors")
+SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
 MODELS_ENV = "FORGERYDET_MODEL"
 
 
@@ -49,18 +50,8 @@ class ScanConfig:
             raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ForgeryDetError(f"device {device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ForgeryDetError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
-    return dev
+        if self.batch_size < 1:
+            raise ForgeryDetError(f"--batch-size must be >= 1, got {self.batch_size}")
 
 
 def find_default_checkpoint() -> Path:
@@ -117,9 +108,8 @@ class Scanner:
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
             )
         meta = self.checkpoint.meta
-        extra = meta.get("extra") or {}
-        self.threshold = cfg.threshold if cfg.threshold is not None else float(extra.get("threshold", 0.5))
-        self.temperature = float(extra.get("temperature", 1.0))  # calibrated on validation faces (calibrate.py)
+        self.threshold = cfg.threshold if cfg.threshold is not None else stored_threshold(path, meta)
+        self.temperature = stored_temperature(path, meta)  # calibrated on validation faces (calibrate.py)
         self.bank_sources: list[str] = list(meta.get("bank_sources") or [])
         if cfg.detector.device == DetectorConfig().device:
             cfg.detector.device = str(self.device)
@@ -130,7 +120,7 @@ class Scanner:
     def settings(self) -> dict[str, Any]:
         m, meta = self.model, self.checkpoint.meta
         return {
-            "checkpoint": str(self.checkpoint.path),
+            "checkpoint": path_text(self.checkpoint.path),
             "checkpoint_sha256": self.sha256[:16],
             "bank_fingerprint": meta.get("fingerprint"),
             "backbone": m.cfg.backbone,
@@ -166,9 +156,7 @@ class Scanner:
 
     def _record(self, path: str | Path) -> dict[str, Any]:
         """A file's result record before anything is known (see report.write_report for the layout)."""
-        return {"path": str(path), "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
-                "threshold": self.threshold, "frames_sampled": 0, "frames_with_face": 0, "n_faces": 0,
-                "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+        return empty_record(path, self.threshold)
 
     def scan_file(self, path: Path) -> dict[str, Any]:
         """One file -> its result record (see report.write_report for the layout)."""
@@ -179,7 +167,7 @@ class Scanner:
         try:
             src = detect_source(path, self.extract_config, self.detector)
         except ForgeryDetError as e:
-            rec.update(status="error", error=str(e), timing={"total_s": time.perf_counter() - t0})
+            rec.update(status="error", error=path_text(e), timing={"total_s": time.perf_counter() - t0})
             return rec
         t_detect = self.detector.seconds - det0
         t_decode = time.perf_counter() - t0 - t_detect
@@ -227,18 +215,69 @@ class Scanner:
 
     def scan(self, paths: list[str | Path], progress: Callable[[int, int, str], None] | None = None) -> Iterator[dict[str, Any]]:
         """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record."""
-        files = []
-        for p in paths:
-            try:
-                files.extend(expand_sources([p]))
-            except ForgeryDetError as e:
-                yield {**self._record(p), "status": "error", "error": str(e)}
+        files, bad = expand_scan_paths(paths, self.threshold)
+        yield from bad
         for i, f in enumerate(files):
             if progress:
                 progress(i, len(files), str(f))
             yield self.scan_file(f)
         if progress:
             progress(len(files), len(files), "")
+
+
+def empty_record(path: str | Path, threshold: float | None = None, status: str = "ok", error: str | None = None) -> dict[str, Any]:
+    """A file's result record before anything is known (see report.write_report for the layout). The path
+    is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
+    return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
+            "verdict": None, "score": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
+            "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+
+
+def expand_scan_paths(paths: list[str | Path], threshold: float | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The files to scan (folders and globs expanded, duplicates dropped, order kept) and an error record per
+    path that names nothing scannable. Cheap: call it before loading a model."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    bad = []
+    for p in paths:
+        try:
+            found = expand_sources([p])
+        except ForgeryDetError as e:
+            bad.append(empty_record(p, threshold, "error", str(e)))
+            continue
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+    return files, bad
+
+
+def stored_threshold(path: Path, meta: dict[str, Any]) -> float:
+    """The checkpoint's decision threshold (extra.threshold, default 0.5), checked: a hand-edited value that
+    is not a number in (0, 1) is a clear error, not a traceback at the first verdict."""
+    raw = (meta.get("extra") or {}).get("threshold", 0.5)
+    try:
+        thr = float(raw)
+    except (TypeError, ValueError):
+        thr = float("nan")
+    if isinstance(raw, bool) or not 0.0 < thr < 1.0:
+        raise ForgeryDetError(f"{path}: its stored threshold {raw!r} is not a number in (0, 1) (was the metadata "
+                              f"edited?): pass --threshold, or re-save the checkpoint")
+    return thr
+
+
+def stored_temperature(path: Path, meta: dict[str, Any]) -> float:
+    """The checkpoint's logit temperature (extra.temperature, default 1), checked like the threshold."""
+    raw = (meta.get("extra") or {}).get("temperature", 1.0)
+    try:
+        t = float(raw)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if isinstance(raw, bool) or not 0.0 < t < 1e3:
+        raise ForgeryDetError(f"{path}: its stored temperature {raw!r} is not a positive number (was the metadata "
+                              f"edited?): re-calibrate with `forgerydet calibrate`")
+    return t
 
 
 def json_record(rec: dict[str, Any]) -> dict[str, Any]:

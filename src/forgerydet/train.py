@@ -13,23 +13,24 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
-from .atomic import write_text_atomic
+from .atomic import check_output, write_text_atomic
 from .backbone import pooled
 from .calibrate import calibrate
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ModelConfig, _from_dict
 from .data import FaceList, PairsTable, TrainPairs, read_pairs, validation_lists
 from .errors import ForgeryDetError
 from .losses import bce_loss, info_nce
 from .metrics import binary_metrics
-from .model import Detector
+from .model import Detector, check_memory, check_tokens
+from .runtime import resolve_device
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -44,7 +45,7 @@ class TrainConfig:
     processes; -1 = auto: none on machines of up to 4 cores, where a loader process costs the training
     more than it gives - measured on 2 cores: 25 img/s without, 10 img/s with one), seed, device ('auto' | 'cpu' | 'cuda' | 'cuda:N'), amp ('auto': bf16 on CUDA, off on CPU;
     'bf16' | 'fp16' | 'off'), augment, sbi_online (re-make self-blended fakes every epoch),
-    steps_per_epoch (cap, for quick runs; None = the whole epoch), val_batch_size,
+    steps_per_epoch (cap, for quick runs; None = the whole epoch; 0 is refused), val_batch_size,
     max_minutes (wall-clock budget: the learning-rate schedule follows the larger of step/total and
     elapsed/budget, and training ends at the first epoch end past the budget; None = run all epochs),
     calibration_fpr (the stored threshold lets at most this share of held-out real validation faces be
@@ -82,6 +83,8 @@ class TrainConfig:
             ("workers", self.workers >= -1), ("amp", self.amp in ("auto", "bf16", "fp16", "off")),
             ("max_minutes", self.max_minutes is None or self.max_minutes > 0),
             ("calibration_fpr", 0.0 < self.calibration_fpr < 1.0), ("tune", self.tune in TUNE_MODES),
+            ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1),
+            ("val_batch_size", self.val_batch_size >= 1), ("weight_decay", self.weight_decay >= 0),
         ):
             if not ok:
                 raise ForgeryDetError(f"invalid training option {name}={getattr(self, name)!r}")
@@ -137,14 +140,11 @@ class Dist:
 def setup_distributed(device: str) -> Dist:
     """Use torchrun's environment when present (NCCL on GPUs, gloo on CPUs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ForgeryDetError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
+    dev = resolve_device(device)  # the one resolver: a bad name is a clear error, not a torch traceback
     if world <= 1:
-        return Dist(0, 1, torch.device(device))
+        return Dist(0, 1, dev)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
+    if dev.type == "cuda":
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     else:
@@ -261,6 +261,9 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     paths, labels, refs, _ = validation_lists(table, "val")
     logits = score_faces(model, paths, labels, refs, "single", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
     pair = score_faces(model, paths, labels, refs, "pair", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    if not (np.isfinite(logits).all() and np.isfinite(pair).all()):
+        raise ForgeryDetError(f"training diverged: the model's outputs became NaN or infinite (learning rate "
+                              f"{tcfg.lr:g}): lower --lr (the default is {TrainConfig.lr:g}) and train again into a new --out")
     single = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     m = binary_metrics(labels, single)
     mp = binary_metrics(labels, 1.0 / (1.0 + np.exp(-pair.astype(np.float64))))
@@ -367,11 +370,17 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
 
 # ---- the loop -----------------------------------------------------------------------------------------------
 def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = False,
-          on_event: Event | None = None) -> dict[str, Any]:
-    """Train a detector; returns a summary (paths of best/last checkpoints, history)."""
+          on_event: Event | None = None, given: Collection[str] = ()) -> dict[str, Any]:
+    """Train a detector; returns a summary (paths of best/last checkpoints, history).
+
+    resume: continue OUT/last.safetensors with its stored settings. `given` names the TrainConfig/ModelConfig
+    fields the user set explicitly: with resume, `epochs` may raise the stored count (extending a finished
+    run; the cosine schedule is stretched to the new total), `device`/`workers` may change, and any other
+    given field that differs from the stored run is refused."""
     emit = on_event or (lambda e: None)
     out = Path(tcfg.out)
     last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
+    check_output(out, "--out", folder=True)  # before an epoch of work, not after it
     d = setup_distributed(tcfg.device)
 
     # -- model, optimizer, state (fresh or resumed) --
@@ -385,15 +394,17 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         stored = ck.train_json.get("train_config")
         if not stored:
             raise ForgeryDetError(f"{last_path} holds no training state (was it written by rebuild-bank only?)")
-        tcfg = _from_dict(TrainConfig, {**stored, "out": str(out), "device": tcfg.device, "workers": tcfg.workers})
+        tcfg = _resumed_config(tcfg, mcfg, stored, ck, given, last_path)
         model = ck.model
         mcfg = model.cfg
         history = list(ck.meta.get("history") or [])
         start_epoch, step, best = ck.train_json["epoch"], ck.train_json["step"], ck.train_json["best"]
     else:
         mcfg = mcfg or ModelConfig()
+        check_memory(mcfg, tcfg.batch_size, d.device)  # before the bank is allocated
         torch.manual_seed(tcfg.seed)
         model = Detector(mcfg)
+        check_tokens(model)
     table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
     train_reals = [p for p, _ in table.reals("train")]
     groups = {g: i for i, g in enumerate(sorted({g for _, g in table.reals("train")}))}
@@ -502,6 +513,38 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     return {"best": str(best_path), "last": str(last_path), "history": history, "rank": d.rank}
 
 
+def _resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, stored: dict[str, Any], ck: Checkpoint, given: Collection[str],
+                    last_path: Path) -> TrainConfig:
+    """The stored training config, with where-to-run options and a raised epoch count taken from this call;
+    a ForgeryDetError for any other explicitly given option that differs from the stored run."""
+    may_change = {"out", "device", "workers", "epochs", "max_minutes"}
+    model_cfg = ck.model.cfg.to_dict()
+    conflicts = []
+    for name in sorted(set(given) - may_change):
+        if name in stored:
+            now, before = getattr(tcfg, name), stored[name]
+            same = now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())
+        elif mcfg is not None and name in model_cfg:
+            now, before = getattr(mcfg, name), model_cfg[name]
+            same = now == before
+        else:
+            continue
+        if not same:
+            conflicts.append(f"--{name.replace('_', '-')} {now} (the run has {before})")
+    if conflicts:
+        raise ForgeryDetError(f"--resume continues {last_path.parent} with its stored settings, but "
+                              f"{', '.join(conflicts)}: drop these options, or train into a new --out")
+    done = int(ck.train_json["epoch"])
+    epochs = tcfg.epochs if "epochs" in given else int(stored["epochs"])
+    if epochs <= done:
+        raise ForgeryDetError(
+            f"{last_path} has finished {done} epoch(s)" + (f", so --epochs {epochs} leaves nothing to train" if "epochs" in given
+                                                          else " (all it was asked for)")
+            + f": pass --epochs N with N > {done} to train more")
+    return _from_dict(TrainConfig, {**stored, "out": tcfg.out, "device": tcfg.device, "workers": tcfg.workers,
+                                    "epochs": epochs})
+
+
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """The per-epoch metrics log, rewritten whole and atomically from the checkpoint's history, so it always
     agrees with the last checkpoint (also after a crash and --resume)."""
@@ -521,6 +564,9 @@ def rebuild_checkpoint_bank(
     """`forgerydet rebuild-bank`: refill a checkpoint's bank from all real training faces of pairs.csv with
     its own key encoder (the same code as the epoch-end rebuild) and store it back atomically, keeping
     weights, history and training state. Under torchrun the encoding is sharded across ranks."""
+    if batch_size < 1:
+        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
+    check_output(out or checkpoint, "--out" if out else "--checkpoint")
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
     table = read_pairs(pairs, need_splits=("train",))

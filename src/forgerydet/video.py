@@ -9,15 +9,22 @@ every sampled frame took 2.4-4 s, because each seek re-decodes from a distant ke
 only pays off when the gap is longer than the keyframe interval, hence the threshold.
 
 Rotation metadata (phone videos) is honoured: OpenCV's FFmpeg backend applies the display matrix
-when `CAP_PROP_ORIENTATION_AUTO` is on, which this module sets explicitly. Images go through
-`cv2.imread`, which applies EXIF orientation.
+when `CAP_PROP_ORIENTATION_AUTO` is on, which this module sets explicitly. Images are read as bytes and
+decoded with `cv2.imdecode`, which applies EXIF orientation.
+
+OpenCV is never handed a file name that is not valid UTF-8 (on Linux a name is bytes, e.g. `bad\xff.png`):
+OpenCV 5 crashes the process on such a name. Images are read by Python; a video is opened through a
+temporary symbolic link with an ASCII name (`_cv_path`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import math
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
@@ -25,7 +32,7 @@ from typing import Iterable, Iterator, Literal, Sequence
 import cv2
 import numpy as np
 
-from .errors import ForgeryDetError
+from .errors import ForgeryDetError, os_reason
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
@@ -146,10 +153,16 @@ def sample_indices(
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 (H,W,3), EXIF orientation applied."""
+    """An image file as RGB uint8 (H,W,3), EXIF orientation applied. Read as bytes by Python, then
+    decoded by OpenCV, so any file name works and an unreadable file is told apart from a corrupt one."""
     path = Path(path)
     _check_file(path)
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise ForgeryDetError(f"{path}: cannot read the file ({os_reason(e)})") from None
+    with _quiet_native_stderr():  # libpng/libjpeg print their own warnings; our one line says it better
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None or bgr.size == 0:
         raise ForgeryDetError(f"{path}: cannot decode the image (corrupt or not an image file)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -162,6 +175,49 @@ def _check_file(path: Path) -> None:
         raise ForgeryDetError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise ForgeryDetError(f"{path}: the file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise ForgeryDetError(f"{path}: cannot read the file (permission denied)")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a native call: libpng ("libpng error: ..."), libjpeg and OpenCV's own
+    "[ WARN ]" lines go straight to it and would sit beside our one-line error."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _cv_path(path: Path) -> Iterator[str]:
+    """A name OpenCV can open for `path`: the path itself when it is valid UTF-8, else a temporary ASCII
+    symbolic link to it (removed on exit; an opened capture keeps its file open)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = ""
+    if name:
+        yield name
+        return
+    with tempfile.TemporaryDirectory(prefix="forgerydet-") as d:
+        link = os.path.join(d, "media" + "".join(c for c in path.suffix if c.isascii()))
+        try:
+            os.symlink(os.path.abspath(path), link)
+        except OSError as e:
+            raise ForgeryDetError(f"{path}: cannot open a file of this name ({os_reason(e)}): rename it to valid UTF-8") from None
+        yield link
 
 
 def _open_video(path: Path) -> cv2.VideoCapture:
@@ -171,7 +227,8 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        with _cv_path(path) as name, _quiet_native_stderr():
+            cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
     finally:
         cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
