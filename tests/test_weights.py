@@ -333,3 +333,13 @@ def test_dinov2_mapping_refuses_an_unplaced_weight(tmp_path):
     onnx.save(proto, str(tmp_path / "renamed.onnx"))
     with pytest.raises(ForgeryDetError, match=r"node '/backbone/encoder/layer.5/attention/MatMul_7' has no place"):
         _dinov2_from_onnx(tmp_path / "renamed.onnx", "test")
+
+
+def test_export_refuses_what_is_not_packaged(tmp_path, capsys):
+    from forgerydet.weights import _main
+
+    assert _main(["export", SMALL, str(tmp_path / "w.safetensors")]) == 2
+    assert f"no packaged weights for '{SMALL}'" in capsys.readouterr().err
+    assert _main(["export", "mobilenetv2_100", str(tmp_path / "w.pth")]) == 2
+    assert "writes .safetensors" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -194,6 +194,9 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Pa
     out = Path(out).expanduser()
     if out.suffix.lower() != ".safetensors":
         raise ForgeryDetError(f"export writes .safetensors, not {out.name!r}")
+    if _packaged_path(model_name) is None:
+        have = ", ".join(packaged_backbones()) or "none installed"
+        raise ForgeryDetError(f"no packaged weights for {model_name!r} here (packaged: {have})")
     model = timm.create_model(model_name, pretrained=False)
     desc = load_pretrained(model, model_name, "packaged")
     state = {
@@ -580,6 +583,7 @@ def _dinov2_from_onnx(path: Path, label: str) -> dict[str, torch.Tensor]:
 def _main(argv: list[str] | None = None) -> int:
     """python -m forgerydet.weights {list | export NAME OUT.safetensors [--dtype fp32|bf16|fp16]}"""
     import argparse
+    import sys
 
     ap = argparse.ArgumentParser(prog="python -m forgerydet.weights", description="Packaged ImageNet weights.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -596,7 +600,7 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         path = export_packaged(args.name, args.out, args.dtype)
     except ForgeryDetError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     size = path.stat().st_size / 2**20
     print(f"{path} ({size:.1f} MiB, {args.dtype}): use --backbone {args.name} --pretrained {path}")
