@@ -46,6 +46,8 @@ class MemoryBank(nn.Module):
     Unfilled slots are never retrieved. No `K % B == 0` requirement: writes wrap around.
     """
 
+    _ENTRY_BUFFERS = ("keys", "values", "source")  # one row per slot; stored for filled slots only
+
     def __init__(self, size: int, tokens: int, dim: int, token_dtype: torch.dtype = torch.float16) -> None:
         super().__init__()
         for name, v in (("size", size), ("tokens", tokens), ("dim", dim)):
@@ -159,6 +161,37 @@ class MemoryBank(nn.Module):
         self.enqueue(values, source)
         self.fingerprint.copy_(fingerprint)
         return n
+
+    # ---- storage: filled entries only ---------------------------------------------------------------------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """Save only the filled entries (F rows of keys/values/source, fp16 token maps): a checkpoint does not
+        carry K - F empty slots. Slots fill from 0 upwards and a wrapped queue is full, so [:F] is all of them."""
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        n = self.filled
+        for name in self._ENTRY_BUFFERS:
+            destination[prefix + name] = destination[prefix + name][:n]  # (K,...) -> (F,...)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        """Accept F <= K filled rows (current format) or the whole K-row buffer (checkpoints written before
+        filled-only storage): rows are placed at slots 0..F-1 and the rest of the K slots stay empty."""
+        fill_key = prefix + "fill"
+        present = [prefix + n for n in self._ENTRY_BUFFERS if prefix + n in state_dict]
+        if present and fill_key in state_dict:
+            rows = {int(state_dict[k].shape[0]) for k in present}
+            n = int(state_dict[fill_key])
+            if len(rows) != 1 or (rows != {n} and rows != {self.size}) or n > self.size:
+                error_msgs.append(
+                    f"bank entries do not fit: {sorted(rows)} rows for fill={n} in a bank of {self.size} slots"
+                )
+                return
+            for name in self._ENTRY_BUFFERS:
+                key = prefix + name
+                if key in state_dict:
+                    full = getattr(self, name).detach().clone()  # (K,...) with this bank's empty-slot value
+                    full.fill_(-1 if name == "source" else 0)
+                    full[:n] = state_dict[key][:n].to(full.dtype)
+                    state_dict[key] = full
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, tokens={self.num_tokens}, dim={self.dim}, fill={self.filled}"
