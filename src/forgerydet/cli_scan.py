@@ -34,8 +34,11 @@ def scan(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-file, per-track and per-frame scores as JSON.")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write one row per file as CSV.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (with PNGs) into this folder.")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
+    references: Annotated[Optional[Path], typer.Option(help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
 ) -> None:
-    """Score every face in 'single' mode against the checkpoint's bank; print a verdict per file."""
+    """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
+    verdict per file."""
     from .detect import DetectorConfig
     from .scan import ScanConfig, Scanner, json_record
 
@@ -43,7 +46,8 @@ def scan(
     with user_errors():
         det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
-                         device=device, keep_crops=24 if report else 0, detector=det)
+                         device=device, keep_crops=24 if report else 0, detector=det, reference=reference,
+                         references=str(references) if references else None)
         scanner = Scanner(checkpoint, cfg)
         settings = scanner.settings()
         results = []
@@ -54,10 +58,12 @@ def scan(
                 results.append(rec)
                 if rec["status"] != "ok":
                     err_console.print(f"[red]{Path(rec['path']).name}:[/] {rec['error']}", highlight=False, soft_wrap=True)
+    compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
+                f"{settings['reference_file']} (fingerprint {settings['reference_fingerprint']})" if reference else
+                f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
     console.print(f"checkpoint {settings['checkpoint']} ({settings['backbone']}, weights {settings['pretrained_weights']}, "
-                  f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}); "
-                  f"aggregation {settings['aggregation']}, threshold {settings['threshold']:.2f}", highlight=False)
-    console.print(_table(results))
+                  f"{compared}); aggregation {settings['aggregation']}, threshold {settings['threshold']:.2f}", highlight=False)
+    console.print(_table(results, reference=bool(reference)))
     settings["seconds"] = round(time.perf_counter() - t_start, 3)
     with user_errors():
         if json_out:
@@ -81,7 +87,14 @@ def scan(
         raise fail(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
 
 
-def _table(results: list[dict]) -> Table:
+def _enrolled_used(r: dict, n: int = 2) -> str:
+    """The enrolled faces a file was compared with most, with their mean similarity: 'd0.mp4 f12 0.83 (x9)'."""
+    used = (r.get("reference") or {}).get("used") or []
+    return ", ".join(f"{Path(u['source']).name} f{u['frame_index']} {u['mean_similarity']:.2f} x{u['times']}"
+                     for u in used[:n]) + (f" +{len(used) - n} more" if len(used) > n else "")
+
+
+def _table(results: list[dict], reference: bool = False) -> Table:
     t = Table(title="forgerydet scan", title_justify="left")
     t.add_column("file", overflow="fold", min_width=16, ratio=1)
     t.add_column("verdict", justify="center", min_width=7)
@@ -89,15 +102,18 @@ def _table(results: list[dict]) -> Table:
     t.add_column("faces/tracks", justify="right")
     t.add_column("frames", justify="right", min_width=6)
     t.add_column("note", max_width=16, overflow="fold")
+    if reference:
+        t.add_column("nearest enrolled (sim)", overflow="fold", ratio=1)
     for r in results:
+        more = [_enrolled_used(r)] if reference else []
         counts = (f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}")
         if r["status"] == "ok":
             colour = "red" if r["verdict"] == "FAKE" else "green"
-            t.add_row(Path(r["path"]).name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "")
+            t.add_row(Path(r["path"]).name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "", *more)
         elif r["status"] == "no_face":
-            t.add_row(Path(r["path"]).name, "[yellow]none[/]", "-", *counts, "no face found")
+            t.add_row(Path(r["path"]).name, "[yellow]none[/]", "-", *counts, "no face found", *more)
         else:
-            t.add_row(Path(r["path"]).name, "[red]error[/]", "-", *counts, "unreadable, see above")
+            t.add_row(Path(r["path"]).name, "[red]error[/]", "-", *counts, "unreadable, see above", *more)
     return t
 
 

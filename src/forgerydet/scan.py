@@ -21,6 +21,7 @@ from .data import resize_face, to_tensor
 from .detect import DetectorConfig, FaceDetector
 from .errors import ForgeryDetError
 from .extract import ExtractConfig, detect_source
+from .references import PersonReferences, load_person, references_path
 from .video import expand_sources
 
 DEFAULT_CHECKPOINT_NAMES = ("default.safetensors", "default/best.safetensors")
@@ -32,7 +33,9 @@ class ScanConfig:
     """num_frames: frames sampled per video (evenly). aggregation: how face scores become a file score (see
     aggregate.STRATEGIES). threshold: fake-probability cut for the verdict (None: the checkpoint's).
     batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
-    crop/attention are kept for a report (0: none). detector: MTCNN settings."""
+    crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
+    `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
+    checkpoint, see references.references_path)."""
 
     num_frames: int = 32
     aggregation: str = "max-then-mean"
@@ -41,6 +44,8 @@ class ScanConfig:
     device: str = "auto"
     keep_crops: int = 0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    reference: str | None = None
+    references: str | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in STRATEGIES:
@@ -114,7 +119,11 @@ class Scanner:
         path = Path(checkpoint) if checkpoint else find_default_checkpoint()
         self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
         self.model = self.checkpoint.model.eval()
-        if self.model.bank.filled == 0:
+        self.references: PersonReferences | None = None
+        if cfg.reference is not None:
+            self.references = load_person(cfg.references or references_path(path), cfg.reference, self.model)
+            self.references.bank.to(self.device)
+        elif self.model.bank.filled == 0:
             raise ForgeryDetError(
                 f"{path}: the memory bank is empty, so there are no real faces to compare with: run "
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
@@ -143,7 +152,15 @@ class Scanner:
             "face_size": m.img_size,
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
-        }
+        } | self._reference_settings()
+
+    def _reference_settings(self) -> dict[str, Any]:
+        r = self.references
+        if r is None:
+            return {}
+        return {"mode": f"reference (difference against the nearest enrolled real faces of {r.name!r})",
+                "reference": r.name, "reference_file": str(r.path), "reference_faces": r.bank.filled,
+                "reference_fingerprint": r.fingerprint[:16]}
 
     @torch.inference_mode()
     def _score(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -152,13 +169,21 @@ class Scanner:
         probs, sal, nb, sim = [], [], [], []
         for i in range(0, len(crops), self.config.batch_size):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
-            o = m(x.to(self.device), "single")
+            o = m(x.to(self.device), "single", bank=None if self.references is None else self.references.bank)
             probs.append(torch.sigmoid(o["logits"].float()).cpu().numpy())
             sal.append(o["saliency"].float().cpu().numpy())
             slots = o["neighbours"]
             nb.append(slots.cpu().numpy())
             sim.append(o["similarities"].float().cpu().numpy())
         return {"p": np.concatenate(probs), "sal": np.concatenate(sal), "nb": np.concatenate(nb), "sim": np.concatenate(sim)}
+
+    def _neighbour(self, slot: int, similarity: float) -> dict[str, Any]:
+        """A retrieved entry: global-bank slot and its source image, or an enrolled face of the reference person
+        (its source video and frame; `thumb` is its picture, for the report only)."""
+        nb: dict[str, Any] = {"slot": slot, "similarity": similarity}
+        if self.references is not None:
+            return nb | self.references.neighbour(slot)
+        return nb | {"source": self._source_of(slot)}
 
     def _source_of(self, slot: int) -> str | None:
         sid = int(self.model.bank.source[slot])
@@ -206,12 +231,26 @@ class Scanner:
                 "frame_index": int(f.frame_index), "time": float(f.time), "track_id": int(f.track_id),
                 "box": [round(float(v), 1) for v in f.box], "confidence": float(f.confidence), "score": float(scores[k]),
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
-                "neighbours": [{"slot": int(s), "similarity": float(v), "source": self._source_of(int(s))}
-                               for s, v in zip(out["nb"][k], out["sim"][k])],
+                "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
+        if self.references is not None:
+            rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
         rec["timing"] = {"decode_s": t_decode, "detect_s": t_detect, "model_s": t_model, "total_s": time.perf_counter() - t0}
         return rec
+
+    def _reference_summary(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
+        """Which enrolled faces a file was compared with: each one's uses and mean similarity, most used first."""
+        used: dict[int, list[float]] = {}
+        for f in faces:
+            for nb in f["neighbours"]:
+                used.setdefault(nb["slot"], []).append(nb["similarity"])
+        order = sorted(used, key=lambda s: (-len(used[s]), -float(np.mean(used[s]))))
+        r = self.references
+        assert r is not None
+        return {"name": r.name, "file": str(r.path), "enrolled_faces": r.bank.filled,
+                "used": [{"slot": s, "source": r.entries[s]["source"], "frame_index": r.entries[s]["frame_index"],
+                          "times": len(used[s]), "mean_similarity": round(float(np.mean(used[s])), 4)} for s in order]}
 
     def _trim_arrays(self, rec: dict[str, Any]) -> None:
         """Keep crops/attention only for the faces a report will show, so memory stays flat over many files."""
@@ -224,6 +263,8 @@ class Scanner:
             if i not in keep:
                 f["crop"] = None
                 f["attention"] = None
+                for nb in f["neighbours"]:
+                    nb.pop("thumb", None)
 
     def scan(self, paths: list[str | Path], progress: Callable[[int, int, str], None] | None = None) -> Iterator[dict[str, Any]]:
         """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record."""
@@ -245,4 +286,7 @@ def json_record(rec: dict[str, Any]) -> dict[str, Any]:
     """The JSON-able part of a result record (no crops or attention arrays)."""
     out = {k: v for k, v in rec.items() if k != "faces"}
     out["faces"] = [{k: v for k, v in f.items() if k not in ("crop", "attention")} for f in rec["faces"]]
+    for f in out["faces"]:
+        if "neighbours" in f:
+            f["neighbours"] = [{k: v for k, v in nb.items() if k != "thumb"} for nb in f["neighbours"]]
     return out
