@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import coreset
 from .errors import ForgeryDetError
 
 FINGERPRINT_BYTES = 32
@@ -140,16 +141,18 @@ class MemoryBank(nn.Module):
         fingerprint: torch.Tensor,
         source: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        select: str = "random",
     ) -> int:
         """Replace the whole content with these entries (all real training faces, from one encoder).
 
-        More entries than K: a uniformly random subset of K is kept (seeded by `generator`).
+        More entries than K: K are kept, chosen by `select`: 'random' (uniform) or 'coreset' (greedy k-center
+        on the pooled keys, see coreset.py: the faces that cover the real distribution); seeded by `generator`.
         Returns the number of entries written.
         """
         self._check(values)
         n = values.shape[0]
         if n > self.size:
-            keep = torch.randperm(n, generator=generator)[: self.size].sort().values.to(values.device)  # (K,)
+            keep = coreset.select(self._keys_of(values), self.size, select, generator).to(values.device)  # (K,)
             values = values[keep]
             source = None if source is None else source[keep.to(source.device)]
             n = self.size
