@@ -61,3 +61,32 @@ def test_bank_rebuild_by_coreset_keeps_the_rare_faces():
                      generator=torch.Generator().manual_seed(s), select="random")
         hits += bool({398, 399} & set(bank.source.tolist()))
     assert hits < 10
+
+
+def test_rebuild_bank_command_selects_a_coreset(tmp_path):
+    from typer.testing import CliRunner
+
+    from forgerydet.checkpoint import load_checkpoint, save_checkpoint
+    from forgerydet.cli import app
+    from tests.helpers import tiny_model
+    from tests.test_train import make_synthetic_pairs
+
+    pairs = make_synthetic_pairs(tmp_path / "pairs")  # 24 real training faces
+    ck = save_checkpoint(tmp_path / "ck.safetensors", tiny_model(bank_size=6))
+    got = {}
+    for how in ("coreset", "random"):
+        r = CliRunner().invoke(app, ["rebuild-bank", "--checkpoint", str(ck), "--pairs", str(pairs), "--device", "cpu",
+                                     "--select", how, "--out", str(tmp_path / f"{how}.safetensors")])
+        assert r.exit_code == 0 and f"{how} selection" in " ".join(r.output.split()), r.output
+        c = load_checkpoint(tmp_path / f"{how}.safetensors")
+        assert c.model.bank.filled == 6 and c.meta["extra"]["bank_selection"] == how
+        got[how] = c.model.bank
+    model = load_checkpoint(tmp_path / "coreset.safetensors").model.eval()
+    from forgerydet.data import load_image, read_pairs, to_tensor
+
+    reals = [p for p, _ in read_pairs(pairs).reals("train")]
+    keys = MemoryBank._keys_of(model.encode_keys(torch.stack([to_tensor(load_image(p, model.img_size)) for p in reals])))
+    radius = {how: coverage_radius(keys, b.source[:6]) for how, b in got.items()}
+    assert radius["coreset"] <= radius["random"] + 1e-4, radius
+    r = CliRunner().invoke(app, ["rebuild-bank", "--checkpoint", str(ck), "--pairs", str(pairs), "--select", "best"])
+    assert r.exit_code == 1 and "unknown --select 'best'" in r.output
