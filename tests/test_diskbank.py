@@ -86,3 +86,40 @@ def test_broken_or_reused_folders_are_clear(tmp_path):
     with pytest.raises(ValueError):
         write_bank(tmp_path / "keep", [e, torch.zeros(2, 3, 16)], 4, 16, "ef" * 32)
     assert [p.name for p in (tmp_path / "keep").iterdir()] == ["mine.txt"]  # only the failed write's files removed
+
+
+def test_rebuild_to_disk_bank_and_scan_with_it(tmp_path, astronaut):
+    import json
+
+    import cv2
+
+    from tests._faces_util import face_frames
+
+    from typer.testing import CliRunner
+
+    from forgerydet.checkpoint import save_checkpoint
+    from forgerydet.cli import app
+    from tests.test_train import make_synthetic_pairs
+
+    pairs = make_synthetic_pairs(tmp_path / "pairs")  # 24 real training faces
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "ck.safetensors", tiny_model(bank_size=4))
+    before = ck.read_bytes()
+    r = CliRunner().invoke(app, ["rebuild-bank", "--checkpoint", str(ck), "--pairs", str(pairs), "--device", "cpu",
+                                 "--disk-bank", str(tmp_path / "disk")])
+    assert r.exit_code == 0 and "24 real faces" in r.output, r.output
+    assert ck.read_bytes() == before
+    out = tmp_path / "scan.json"
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+    r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(ck), "--bank", str(tmp_path / "disk"),
+                                 "--device", "cpu", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["bank_entries"] == 24 and doc["settings"]["bank"] == str(tmp_path / "disk")
+    faces = doc["files"][0]["faces"]
+    assert faces and all(nb["source"].endswith("_real.png") and "_f" in nb["source"] for f in faces for nb in f["neighbours"])
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.safetensors", tiny_model(bank_size=4))
+    r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(other), "--bank", str(tmp_path / "disk"), "--device", "cpu"])
+    assert r.exit_code == 1 and "filled by another key encoder" in r.output and "Traceback" not in r.output

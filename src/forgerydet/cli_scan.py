@@ -36,6 +36,7 @@ def scan(
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report (with PNGs) into this folder.")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
     references: Annotated[Optional[Path], typer.Option(help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
+    bank: Annotated[Optional[Path], typer.Option(help="A disk bank folder (from `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank.")] = None,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file."""
@@ -47,7 +48,7 @@ def scan(
         det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                          device=device, keep_crops=24 if report else 0, detector=det, reference=reference,
-                         references=str(references) if references else None)
+                         references=str(references) if references else None, bank=str(bank) if bank else None)
         scanner = Scanner(checkpoint, cfg)
         settings = scanner.settings()
         results = []

@@ -7,6 +7,7 @@ has millions of real faces. A DiskBank keeps them in a folder:
     DIR/values.f16   (M,N,D) fp16 token maps, raw, memory-mapped: a query reads only the k rows it retrieves
     DIR/keys.f32     (M,D) fp32 L2-normalised pooled keys, raw, memory-mapped (exact scan / re-ranking)
     DIR/keys.faiss   faiss IVF index of the keys, 8-bit codes (M >= exact_limit and faiss installed: `scale` extra)
+    DIR/sources.txt  one line per entry: the real face it came from (optional); sources.idx: (M+1,) int64 offsets
 
 Retrieval has MemoryBank.retrieve's contract (reference tokens, slot indices, similarities, best first), so
 `Detector.forward(x, 'single', bank=DiskBank.open(DIR))` works unchanged. Up to `exact_limit` entries (or
@@ -84,21 +85,33 @@ class DiskBankWriter:
         self.tokens, self.dim, self.fingerprint, self.count = int(tokens), int(dim), fingerprint, 0
         self._values = open(self.dir / "values.f16", "wb")
         self._keys = open(self.dir / "keys.f32", "wb")
+        self._sources = open(self.dir / "sources.txt", "wb")
+        self._offsets = [0]
 
     @torch.no_grad()
-    def add(self, values: torch.Tensor) -> None:
-        """values: (B,N,D) token maps of real faces from the key encoder."""
+    def add(self, values: torch.Tensor, sources: list[str] | None = None) -> None:
+        """values: (B,N,D) token maps of real faces from the key encoder; sources: where each came from."""
         if values.ndim != 3 or values.shape[1:] != (self.tokens, self.dim):
             raise ValueError(f"bank entries must be (B,{self.tokens},{self.dim}), got {tuple(values.shape)}")
+        if sources is not None and len(sources) != values.shape[0]:
+            raise ValueError(f"{len(sources)} sources for {values.shape[0]} entries")
+        for src in sources if sources is not None else [""] * values.shape[0]:
+            line = src.replace("\n", " ").encode("utf-8") + b"\n"
+            self._sources.write(line)
+            self._offsets.append(self._offsets[-1] + len(line))
         k = F.normalize(values.detach().to("cpu").float().mean(dim=1), dim=-1)  # (B,D), as MemoryBank.enqueue
         v = values.detach().to("cpu", torch.float16)  # (B,N,D)
         self._values.write(v.contiguous().numpy().tobytes())
         self._keys.write(k.contiguous().numpy().tobytes())
         self.count += v.shape[0]
 
+    def _close_files(self) -> None:
+        for f in (self._values, self._keys, self._sources):
+            f.close()
+
     def close(self, index: IndexConfig | None = None, seed: int = 0) -> "DiskBank":
-        self._values.close()
-        self._keys.close()
+        self._close_files()
+        np.asarray(self._offsets, dtype=np.int64).tofile(self.dir / "sources.idx")
         cfg = index or IndexConfig()
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "entries": self.count, "tokens": self.tokens,
                 "dim": self.dim, "fingerprint": self.fingerprint, "index": asdict(cfg), "indexed": False}
@@ -144,6 +157,7 @@ class DiskBank:
         self.keys = _keys_map(folder, m, self.dim) if m else np.zeros((0, self.dim), np.float32)  # (M,D)
         self.values = (np.memmap(folder / "values.f16", dtype=np.float16, mode="r", shape=(m, self.num_tokens, self.dim))
                        if m else np.zeros((0, self.num_tokens, self.dim), np.float16))  # (M,N,D)
+        self._src_offsets = np.memmap(folder / "sources.idx", dtype=np.int64, mode="r") if m else None  # (M+1,)
         self.index_cfg = IndexConfig(**meta.get("index", {}))
         self.index = None
         if meta.get("indexed"):
@@ -162,7 +176,7 @@ class DiskBank:
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise ForgeryDetError(f"{folder} is not a forgerydet disk bank of format {FORMAT_VERSION}")
         m, n, d = int(meta["entries"]), int(meta["tokens"]), int(meta["dim"])
-        for name, nbytes in (("values.f16", m * n * d * 2), ("keys.f32", m * d * 4)):
+        for name, nbytes in (("values.f16", m * n * d * 2), ("keys.f32", m * d * 4), ("sources.idx", (m + 1) * 8)):
             if not (folder / name).is_file() or (folder / name).stat().st_size != nbytes:
                 raise ForgeryDetError(f"{folder}/{name} is missing or truncated: rebuild the bank")
         return cls(folder, meta)
@@ -174,6 +188,16 @@ class DiskBank:
     @property
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
+
+    def source_of(self, slot: int) -> str | None:
+        """The real face entry `slot` came from (None when not recorded); reads one line of sources.txt."""
+        if self._src_offsets is None or not 0 <= slot < self.size:
+            return None
+        a, b = int(self._src_offsets[slot]), int(self._src_offsets[slot + 1])
+        with open(self.dir / "sources.txt", "rb") as f:
+            f.seek(a)
+            line = f.read(b - a).decode("utf-8").rstrip("\n")
+        return line or None
 
     def to(self, device) -> "DiskBank":  # rows are read to the query's device at retrieval
         return self
@@ -234,19 +258,82 @@ class DiskBank:
         return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
 
 
-def write_bank(folder: str | Path, batches: Iterable[torch.Tensor], tokens: int, dim: int, fingerprint: str,
-               index: IndexConfig | None = None, seed: int = 0) -> DiskBank:
-    """Write a DiskBank from batches of (B,N,D) key-encoder token maps; a failed write leaves no bank behind."""
+def write_bank(folder: str | Path, batches: Iterable[torch.Tensor | tuple[torch.Tensor, list[str]]], tokens: int,
+               dim: int, fingerprint: str, index: IndexConfig | None = None, seed: int = 0) -> DiskBank:
+    """Write a DiskBank from batches of (B,N,D) key-encoder token maps (or (values, sources) pairs); a failed
+    write leaves no bank behind."""
     folder = Path(folder)
     w = DiskBankWriter(folder, tokens, dim, fingerprint)
     try:
         for b in batches:
-            w.add(b)
+            w.add(*b) if isinstance(b, tuple) else w.add(b)
         return w.close(index, seed)
     except BaseException:
-        w._values.close()
-        w._keys.close()
+        w._close_files()
         if not (folder / "bank.json").exists():  # remove only what this write created
-            for name in ("values.f16", "keys.f32", "keys.faiss", ".keys.faiss.tmp"):
+            for name in ("values.f16", "keys.f32", "keys.faiss", ".keys.faiss.tmp", "sources.txt", "sources.idx"):
                 (folder / name).unlink(missing_ok=True)
         raise
+
+
+# ---- for the CLI --------------------------------------------------------------------------------------------
+def open_for(folder: str | Path, model) -> DiskBank:
+    """Open a disk bank for scanning with `model`, refusing one written by another key encoder."""
+    from .references import fingerprint_full
+
+    bank = DiskBank.open(folder)
+    want = fingerprint_full(model.key_fingerprint())
+    if bank.fingerprint != want:
+        raise ForgeryDetError(
+            f"{folder} was filled by another key encoder (fingerprint {bank.fingerprint[:16]}, this model's "
+            f"{want[:16]}): rebuild it with `forgerydet rebuild-bank --checkpoint CK --pairs PAIRS.csv --disk-bank DIR`"
+        )
+    if bank.num_tokens != model.bank.num_tokens or bank.dim != model.bank.dim:
+        raise ForgeryDetError(f"{folder} holds {bank.num_tokens}x{bank.dim} tokens, the model {model.bank.num_tokens}x{model.bank.dim}")
+    return bank
+
+
+@torch.no_grad()
+def rebuild_disk_bank(
+    checkpoint: str | Path,
+    pairs: str | Path,
+    folder: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int = 0,
+    index: IndexConfig | None = None,
+    progress=None,
+) -> dict:
+    """`forgerydet rebuild-bank --disk-bank DIR`: EVERY real training face of pairs.csv, encoded by the
+    checkpoint's key encoder, into a new disk bank (no selection, no K limit). The checkpoint is not written."""
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from .checkpoint import load_checkpoint
+    from .data import FaceList, read_pairs
+    from .references import fingerprint_full
+    from .scan import resolve_device
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    model = load_checkpoint(checkpoint, dev, check_bank=False).model.eval()
+    reals = [p for p, _ in read_pairs(pairs, need_splits=("train",)).reals("train")]
+    if not reals:
+        raise ForgeryDetError(f"{pairs} has no real training faces to build the bank from")
+    loader = DataLoader(FaceList(reals, [0] * len(reals), model.img_size), batch_size=batch_size, num_workers=workers)
+
+    def batches():
+        done = 0
+        for b in loader:
+            v = model.encode_keys(b["x"].to(dev))  # (B,N,D)
+            yield v, [str(reals[int(i)]) for i in b["index"]]
+            done += len(b["index"])
+            if progress:
+                progress(done, len(reals))
+
+    bank = write_bank(folder, batches(), model.bank.num_tokens, model.bank.dim, fingerprint_full(model.key_fingerprint()),
+                      index)
+    return {"entries": bank.filled, "indexed": bank.index is not None, "folder": str(folder),
+            "disk_mb": bank.nbytes_on_disk() / 2**20, "seconds": time.perf_counter() - t0}

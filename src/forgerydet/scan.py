@@ -35,7 +35,8 @@ class ScanConfig:
     batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
     crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
     `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
-    checkpoint, see references.references_path)."""
+    checkpoint, see references.references_path). bank: a disk bank folder (diskbank.py, written by
+    `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank."""
 
     num_frames: int = 32
     aggregation: str = "max-then-mean"
@@ -46,6 +47,7 @@ class ScanConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     reference: str | None = None
     references: str | None = None
+    bank: str | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in STRATEGIES:
@@ -123,7 +125,14 @@ class Scanner:
         if cfg.reference is not None:
             self.references = load_person(cfg.references or references_path(path), cfg.reference, self.model)
             self.references.bank.to(self.device)
-        elif self.model.bank.filled == 0:
+        self.disk_bank = None
+        if cfg.bank is not None:
+            if cfg.reference is not None:
+                raise ForgeryDetError("give --reference or --bank, not both: a person's faces replace the bank")
+            from .diskbank import open_for
+
+            self.disk_bank = open_for(cfg.bank, self.model)
+        elif self.references is None and self.model.bank.filled == 0:
             raise ForgeryDetError(
                 f"{path}: the memory bank is empty, so there are no real faces to compare with: run "
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
@@ -155,7 +164,11 @@ class Scanner:
         } | self._reference_settings()
 
     def _reference_settings(self) -> dict[str, Any]:
-        r = self.references
+        r, d = self.references, self.disk_bank
+        if d is not None:
+            return {"mode": "single (difference against the disk bank's nearest real faces)", "bank": str(d.dir),
+                    "bank_entries": d.filled, "bank_fingerprint": d.fingerprint[:16],
+                    "bank_search": "faiss + exact re-ranking" if d.index is not None else "exact"}
         if r is None:
             return {}
         return {"mode": f"reference (difference against the nearest enrolled real faces of {r.name!r})",
@@ -169,7 +182,7 @@ class Scanner:
         probs, sal, nb, sim = [], [], [], []
         for i in range(0, len(crops), self.config.batch_size):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
-            o = m(x.to(self.device), "single", bank=None if self.references is None else self.references.bank)
+            o = m(x.to(self.device), "single", bank=self._bank())
             probs.append(torch.sigmoid(o["logits"].float()).cpu().numpy())
             sal.append(o["saliency"].float().cpu().numpy())
             slots = o["neighbours"]
@@ -177,12 +190,18 @@ class Scanner:
             sim.append(o["similarities"].float().cpu().numpy())
         return {"p": np.concatenate(probs), "sal": np.concatenate(sal), "nb": np.concatenate(nb), "sim": np.concatenate(sim)}
 
+    def _bank(self):
+        """What 'single' mode retrieves from: the reference person's faces, a disk bank, or (None) the model's."""
+        return self.references.bank if self.references is not None else self.disk_bank
+
     def _neighbour(self, slot: int, similarity: float) -> dict[str, Any]:
         """A retrieved entry: global-bank slot and its source image, or an enrolled face of the reference person
         (its source video and frame; `thumb` is its picture, for the report only)."""
         nb: dict[str, Any] = {"slot": slot, "similarity": similarity}
         if self.references is not None:
             return nb | self.references.neighbour(slot)
+        if self.disk_bank is not None:
+            return nb | {"source": self.disk_bank.source_of(slot)}
         return nb | {"source": self._source_of(slot)}
 
     def _source_of(self, slot: int) -> str | None:
