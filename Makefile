@@ -15,7 +15,7 @@ install:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,scale]"
 	$(PIP) install --no-deps $(WEIGHT_PKGS)
 	$(VENV)/bin/forgerydet --version
 
