@@ -39,11 +39,9 @@ EXACT_LIMIT = 100_000
 
 
 def faiss_available() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("faiss") is not None
 
 
 def _faiss():
