@@ -4,8 +4,11 @@ The in-checkpoint MemoryBank holds K entries in RAM (65,536 x 7x7x64 fp16 tokens
 has millions of real faces. A DiskBank keeps them in a folder:
 
     DIR/bank.json    format, entries (M), tokens (N), dim (D), fingerprint (key encoder, 64 hex), index settings
-    DIR/values.f16   (M,N,D) fp16 token maps, raw, memory-mapped: a query reads only the k rows it retrieves
-    DIR/keys.f32     (M,D) fp32 L2-normalised pooled keys, raw, memory-mapped (exact scan / re-ranking)
+    DIR/values.f16   (M,N,D) fp16 token maps, raw: a query reads only the k rows it retrieves, by positioned
+                     reads (os.pread), not a memory map: on this machine's kernel a page fault maps a whole
+                     large folio, so a memory map's RSS grew by ~1.3 MB per 6 KB row read (measured)
+    DIR/keys.f32     (M,D) fp32 L2-normalised pooled keys, raw, memory-mapped (exact scan / re-ranking: 4,096
+                     scattered 256-byte rows per 64 queries, where Python-level preads would cost ~35 ms)
     DIR/keys.faiss   faiss IVF index of the keys, 8-bit codes (M >= exact_limit and faiss installed: `scale` extra)
     DIR/sources.txt  one line per entry: the real face it came from (optional); sources.idx: (M+1,) int64 offsets
 
@@ -153,8 +156,7 @@ class DiskBank:
         self.size = m = int(meta["entries"])
         self.num_tokens, self.dim = int(meta["tokens"]), int(meta["dim"])
         self.keys = _keys_map(folder, m, self.dim) if m else np.zeros((0, self.dim), np.float32)  # (M,D)
-        self.values = (np.memmap(folder / "values.f16", dtype=np.float16, mode="r", shape=(m, self.num_tokens, self.dim))
-                       if m else np.zeros((0, self.num_tokens, self.dim), np.float16))  # (M,N,D)
+        self._values_path = folder / "values.f16"  # (M,N,D) fp16, read row by row (read_values)
         self._src_offsets = np.memmap(folder / "sources.idx", dtype=np.int64, mode="r") if m else None  # (M+1,)
         self.index_cfg = IndexConfig(**meta.get("index", {}))
         self.index = None
@@ -186,6 +188,24 @@ class DiskBank:
     @property
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
+
+    def read_values(self, rows: np.ndarray) -> np.ndarray:
+        """Token maps (U,N,D) fp16 of the given sorted distinct rows, read from disk (consecutive rows at once)."""
+        row = self.num_tokens * self.dim * 2
+        out = np.empty((len(rows), self.num_tokens, self.dim), np.float16)  # (U,N,D)
+        fd = os.open(self._values_path, os.O_RDONLY)
+        try:
+            i = 0
+            while i < len(rows):
+                j = i + 1
+                while j < len(rows) and rows[j] == rows[j - 1] + 1:
+                    j += 1
+                buf = os.pread(fd, row * (j - i), int(rows[i]) * row)
+                out[i:j] = np.frombuffer(buf, np.float16).reshape(j - i, self.num_tokens, self.dim)
+                i = j
+        finally:
+            os.close(fd)
+        return out
 
     def source_of(self, slot: int) -> str | None:
         """The real face entry `slot` came from (None when not recorded); reads one line of sources.txt."""
@@ -246,7 +266,7 @@ class DiskBank:
         q = F.normalize(query.float(), dim=-1).cpu().numpy()  # (B,D)
         sims, idx = self.search(q, k)  # (B,k), (B,k)
         rows = np.sort(np.unique(idx))
-        tok = torch.from_numpy(np.asarray(self.values[rows], dtype=np.float32))  # (U,N,D), read from disk
+        tok = torch.from_numpy(self.read_values(rows).astype(np.float32))  # (U,N,D), read from disk
         pos = torch.from_numpy(np.searchsorted(rows, idx))  # (B,k)
         ref = F.normalize(tok[pos].mean(dim=1), dim=-1)  # (B,k,N,D) -> (B,N,D)
         dev = query.device
