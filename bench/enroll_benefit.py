@@ -12,6 +12,9 @@ For every real talking-head video in ../shared/data/train/videos (12 people, d*.
 4. report frame-level AUC (fake = positive) and the real/fake score gap (mean p(fake) of the forgeries minus
    mean p(fake) of the held-out reals), pooled over all people, for (a), (b) and (c); also the mean cosine
    similarity of the retrieved neighbours (how close the reference was).
+5. two diagnostics for the "why": the same neighbour similarity with the KEY encoder on both sides (is the
+   person's own footage nearer in the bank's own space? retrieval uses the online encoder's query), and the
+   mean |p(a) - p(c)| per face (does the head's output depend on which reference it is given at all?).
 
 The checkpoint must have a filled global bank. Its bank may contain these videos' frames if it was trained on
 them: the script says whether any bank source is one of the videos (that would favour (b)).
@@ -34,18 +37,32 @@ from _common import REPO, figure, finish, machine, print_figures  # noqa: E402
 DEFAULT_VIDEOS = REPO.parent / "shared" / "data" / "train" / "videos"
 
 
-def collect(videos: list[Path], frames: int, device: str) -> dict[str, list]:
-    """Main-track faces of each video, in frame order."""
+def collect(videos: list[Path], frames: int, device: str, cache: Path | None) -> dict[str, list[tuple]]:
+    """Main-track faces of each video in frame order, as (frame_index, crop, landmarks_crop); with --cache, kept
+    in an .npz keyed by the settings so a rerun (another checkpoint) skips the face detection."""
     from forgerydet.detect import DetectorConfig, FaceDetector
     from forgerydet.extract import ExtractConfig, detect_source
     from forgerydet.references import choose_faces
 
+    tag = f"{frames}:" + ",".join(f"{v.name}:{v.stat().st_size}" for v in videos)
+    if cache is not None and cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        if str(z["tag"]) == tag:
+            return {v.stem: [(int(i), c, lm) for i, c, lm in zip(z[f"{v.stem}.idx"], z[f"{v.stem}.crops"], z[f"{v.stem}.lm"])]
+                    for v in videos}
     det = FaceDetector(DetectorConfig(device=device))
     xcfg = ExtractConfig(num_frames=frames, detector=det.config)
     out = {}
     for v in videos:
         faces, _ = choose_faces(detect_source(v, xcfg, det), "main-track")
-        out[v.stem] = sorted(faces, key=lambda f: f.frame_index)
+        out[v.stem] = [(f.frame_index, f.crop, f.landmarks_crop) for f in sorted(faces, key=lambda f: f.frame_index)]
+    if cache is not None:
+        arrays = {"tag": np.array(tag)}
+        for k, fs in out.items():
+            arrays[f"{k}.idx"] = np.array([f[0] for f in fs], np.int64)
+            arrays[f"{k}.crops"] = np.stack([f[1] for f in fs]) if fs else np.zeros((0, 224, 224, 3), np.uint8)
+            arrays[f"{k}.lm"] = np.stack([f[2] for f in fs]) if fs else np.zeros((0, 5, 2), np.float32)
+        np.savez(cache, **arrays)
     return out
 
 
@@ -72,6 +89,7 @@ def main() -> dict:
     ap.add_argument("--frames", type=int, default=32, help="frames sampled per video (half enrolled, half held out)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=None, help="keep the detected faces in this .npz for reruns")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -93,7 +111,7 @@ def main() -> dict:
     videos = sorted(args.videos.glob("d*.mp4"), key=lambda p: int(p.stem[1:]) if p.stem[1:].isdigit() else 0)
     if len(videos) < 2:
         raise SystemExit(f"need at least two videos in {args.videos}")
-    faces = collect(videos, args.frames, args.device)
+    faces = collect(videos, args.frames, args.device, args.cache)
     t_detect = time.perf_counter() - t0
 
     rng = np.random.default_rng(args.seed)
@@ -103,15 +121,16 @@ def main() -> dict:
         fs = faces[name]
         half = len(fs) // 2
         enrol, rest = fs[:half], fs[half:]
-        vals = encode_faces(model, [f.crop for f in enrol], torch.device(args.device))  # (R,N,D)
+        vals = encode_faces(model, [f[1] for f in enrol], torch.device(args.device))  # (R,N,D)
         bank = MemoryBank(len(enrol), vals.shape[1], vals.shape[2]).to(args.device)
         bank.rebuild(vals.to(args.device), model.key_fingerprint())
         banks[name] = bank
-        reals = [f.crop for f in rest]
-        fakes = [self_blend(f.crop, f.landmarks_crop, rng)[0] for f in rest]
+        reals = [f[1] for f in rest]
+        fakes = [self_blend(f[1], f[2], rng)[0] for f in rest]
         held[name] = (reals, fakes)
 
     rows = {m: {"y": [], "p": [], "sim": []} for m in ("reference", "global", "other")}
+    key_sim = {"reference": [], "global": []}  # key encoder on both sides: held-out reals vs own refs / global bank
     per_person = {}
     for i, name in enumerate(people):
         reals, fakes = held[name]
@@ -126,6 +145,10 @@ def main() -> dict:
             rows[mode]["sim"] += sim.tolist()
             pp[mode] = {"gap": float(p[len(reals):].mean() - p[: len(reals)].mean())}
         per_person[name] = {"enrolled": len(faces[name]) // 2, "held_out": len(reals), **pp}
+        kq = MemoryBank._keys_of(encode_faces(model, reals, torch.device(args.device)).to(args.device))  # (R,D)
+        for mode, bank in (("reference", banks[name]), ("global", model.bank)):
+            _, _, sims = bank.retrieve(kq, model.cfg.topk)  # (R,k)
+            key_sim[mode] += sims.mean(dim=1).cpu().tolist()
 
     res: dict = {"checkpoint": str(ck_path), "backbone": model.cfg.backbone, "global_bank_entries": model.bank.filled,
                  "people": len(people), "frames_per_video": args.frames, "seconds_detect": round(t_detect, 1)}
@@ -139,6 +162,9 @@ def main() -> dict:
                          "real_mean": float(p[y == 0].mean()), "fake_mean": float(p[y == 1].mean()),
                          "neighbour_similarity": float(np.mean(r["sim"])), "n_real": m["n_real"], "n_fake": m["n_fake"]}
     res["summary"], res["per_person"] = summary, per_person
+    pa, pc = np.array(rows["reference"]["p"]), np.array(rows["other"]["p"])
+    res["mean_abs_dp_own_vs_other_refs"] = float(np.abs(pa - pc).mean())
+    res["key_space_similarity"] = {k: float(np.mean(v)) for k, v in key_sim.items()}
     res["reference_gap_wins"] = sum(1 for v in per_person.values() if v["reference"]["gap"] > v["global"]["gap"])
     a, b, c = summary["reference"], summary["global"], summary["other"]
     figures = [
@@ -150,6 +176,9 @@ def main() -> dict:
         figure("real/fake gap, another person's references (c)", c["gap"]),
         figure("neighbour similarity, own references (a)", a["neighbour_similarity"]),
         figure("neighbour similarity, global bank (b)", b["neighbour_similarity"]),
+        figure("neighbour similarity, key encoder both sides, own references", res["key_space_similarity"]["reference"]),
+        figure("neighbour similarity, key encoder both sides, global bank", res["key_space_similarity"]["global"]),
+        figure("mean |p(fake) own refs - p(fake) other person's refs| per face", res["mean_abs_dp_own_vs_other_refs"]),
         figure("people whose gap is larger with own references", res["reference_gap_wins"], "", note=f"of {len(people)}"),
     ]
     res["machine"] = machine(args.device)
