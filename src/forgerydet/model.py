@@ -129,7 +129,8 @@ class Detector(nn.Module):
         else:
             # The bank holds key-encoder features; the query is the online encoder's, as in MoCo (InfoNCE
             # trains q to match the keys). This keeps 'single' mode at ONE backbone pass, at scan time too.
-            ref, idx, sims = (self.bank if bank is None else bank).retrieve(pooled(q.detach()), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
+            bank = self.bank if bank is None else bank
+            ref, idx, sims = bank.retrieve(pooled(q.detach()), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
             out["neighbours"], out["similarities"] = idx, sims
         logits, attn = self.classify(q, ref)
         g = self.cfg.grid

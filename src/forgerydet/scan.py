@@ -121,14 +121,14 @@ class Scanner:
         path = Path(checkpoint) if checkpoint else find_default_checkpoint()
         self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
         self.model = self.checkpoint.model.eval()
+        if cfg.reference is not None and cfg.bank is not None:
+            raise ForgeryDetError("give --reference or --bank, not both: a person's faces replace the bank")
         self.references: PersonReferences | None = None
         if cfg.reference is not None:
             self.references = load_person(cfg.references or references_path(path), cfg.reference, self.model)
             self.references.bank.to(self.device)
         self.disk_bank = None
         if cfg.bank is not None:
-            if cfg.reference is not None:
-                raise ForgeryDetError("give --reference or --bank, not both: a person's faces replace the bank")
             from .diskbank import open_for
 
             self.disk_bank = open_for(cfg.bank, self.model)
