@@ -208,3 +208,8 @@ def test_enrolling_into_a_file_being_read(ck, media, enrolled):
         enroll("B", [media["photo"]], checkpoint=ck, into=enrolled, config=EnrollConfig(device="cpu"))
         assert f.get_tensor("values").shape[0] == 1 and json.loads(f.metadata()["people"]) == {"A": [0, 1]}
     assert read_references(enrolled).people() == {"A": 1, "B": 1}
+
+
+def test_references_file_without_a_name(ck, enrolled):
+    r = run("scan", "x.mp4", "--checkpoint", ck, "--references", enrolled)
+    one_error_line(r, "--references FILE needs --reference NAME")

@@ -54,6 +54,8 @@ class ScanConfig:
             raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
         if self.num_frames < 1:
             raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
+        if self.references is not None and self.reference is None:
+            raise ForgeryDetError("--references FILE needs --reference NAME: which enrolled person to compare with")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
 
