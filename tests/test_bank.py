@@ -113,3 +113,31 @@ def test_fingerprint_changes_with_weights():
     with torch.no_grad():
         lin.weight[0, 0] += 1e-3
     assert not torch.equal(a, encoder_fingerprint(lin))
+
+
+def test_state_dict_holds_filled_entries_only_and_round_trips():
+    bank = MemoryBank(9, 3, 4)
+    bank.enqueue(entries(4, seed=1), source=torch.tensor([5, 6, 7, 8]))
+    sd = bank.state_dict()
+    assert sd["keys"].shape == (4, 4) and sd["values"].shape == (4, 3, 4) and sd["source"].shape == (4,)
+    assert sd["values"].dtype == torch.float16
+    fresh = MemoryBank(9, 3, 4)
+    fresh.load_state_dict(sd, strict=True)
+    for name in ("keys", "values", "source", "ptr", "fill"):
+        assert torch.equal(getattr(fresh, name), getattr(bank, name)), name
+    assert fresh.source.tolist()[4:] == [-1] * 5 and (fresh.values[4:] == 0).all()
+    fresh.enqueue(entries(2, seed=2))  # the pointer came back too: writing goes on after the restored entries
+    assert fresh.filled == 6 and torch.equal(fresh.values[:4], bank.values[:4])
+
+
+def test_full_buffer_state_dict_of_older_checkpoints_loads():
+    bank = MemoryBank(6, 3, 4)
+    bank.enqueue(entries(2, seed=3))
+    old = {k: v.clone() for k, v in bank.state_dict().items()}
+    old["keys"], old["values"], old["source"] = bank.keys.clone(), bank.values.clone(), bank.source.clone()  # K rows
+    fresh = MemoryBank(6, 3, 4)
+    fresh.load_state_dict(old, strict=True)
+    assert fresh.filled == 2 and torch.equal(fresh.values, bank.values) and torch.equal(fresh.keys, bank.keys)
+    bad = dict(old, keys=bank.keys[:3])  # 3 rows fit neither fill=2 nor K=6
+    with pytest.raises(RuntimeError, match="bank entries do not fit"):
+        MemoryBank(6, 3, 4).load_state_dict(bad)

@@ -132,3 +132,26 @@ def test_half_size_checkpoint_is_lossless_or_refused(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     a, b = load_checkpoint(full).model.eval()(x, "single"), load_checkpoint(half).model.eval()(x, "single")
     assert torch.equal(a["logits"], b["logits"]) and torch.equal(a["neighbours"], b["neighbours"])
+
+
+def test_checkpoint_stores_filled_bank_only_and_loads_older_full_buffers(tmp_path):
+    from safetensors import safe_open
+
+    m = filled_model()  # 9 of 37 slots filled
+    p = save_checkpoint(tmp_path / "m.safetensors", m)
+    with safe_open(str(p), "pt") as f:
+        assert f.get_slice("model.bank.values").get_shape() == [9, 16, 32]
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert tensors["model.bank.values"].dtype == torch.float16
+    ck = load_checkpoint(p)
+    assert ck.model.bank.values.shape[0] == 37 and ck.model.bank.filled == 9
+    assert torch.equal(ck.model.bank.values, m.bank.values) and torch.equal(ck.model.bank.keys, m.bank.keys)
+    # a checkpoint written before filled-only storage holds all 37 slots
+    for name in ("keys", "values", "source"):
+        tensors[f"model.bank.{name}"] = getattr(m.bank, name).clone()
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=meta)
+    assert old.stat().st_size > p.stat().st_size
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(load_checkpoint(old).model.eval()(x)["logits"], ck.model.eval()(x)["logits"])

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import coreset
 from .errors import ForgeryDetError
 
 FINGERPRINT_BYTES = 32
@@ -45,6 +46,8 @@ class MemoryBank(nn.Module):
     The bank only changes when asked: `enqueue`, `update_slots` and `rebuild` write; `retrieve` never does.
     Unfilled slots are never retrieved. No `K % B == 0` requirement: writes wrap around.
     """
+
+    _ENTRY_BUFFERS = ("keys", "values", "source")  # one row per slot; stored for filled slots only
 
     def __init__(self, size: int, tokens: int, dim: int, token_dtype: torch.dtype = torch.float16) -> None:
         super().__init__()
@@ -138,16 +141,18 @@ class MemoryBank(nn.Module):
         fingerprint: torch.Tensor,
         source: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        select: str = "random",
     ) -> int:
         """Replace the whole content with these entries (all real training faces, from one encoder).
 
-        More entries than K: a uniformly random subset of K is kept (seeded by `generator`).
+        More entries than K: K are kept, chosen by `select`: 'random' (uniform) or 'coreset' (greedy k-center
+        on the pooled keys, see coreset.py: the faces that cover the real distribution); seeded by `generator`.
         Returns the number of entries written.
         """
         self._check(values)
         n = values.shape[0]
         if n > self.size:
-            keep = torch.randperm(n, generator=generator)[: self.size].sort().values.to(values.device)  # (K,)
+            keep = coreset.select(self._keys_of(values), self.size, select, generator).to(values.device)  # (K,)
             values = values[keep]
             source = None if source is None else source[keep.to(source.device)]
             n = self.size
@@ -159,6 +164,37 @@ class MemoryBank(nn.Module):
         self.enqueue(values, source)
         self.fingerprint.copy_(fingerprint)
         return n
+
+    # ---- storage: filled entries only ---------------------------------------------------------------------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """Save only the filled entries (F rows of keys/values/source, fp16 token maps): a checkpoint does not
+        carry K - F empty slots. Slots fill from 0 upwards and a wrapped queue is full, so [:F] is all of them."""
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        n = self.filled
+        for name in self._ENTRY_BUFFERS:
+            destination[prefix + name] = destination[prefix + name][:n]  # (K,...) -> (F,...)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        """Accept F <= K filled rows (current format) or the whole K-row buffer (checkpoints written before
+        filled-only storage): rows are placed at slots 0..F-1 and the rest of the K slots stay empty."""
+        fill_key = prefix + "fill"
+        present = [prefix + n for n in self._ENTRY_BUFFERS if prefix + n in state_dict]
+        if present and fill_key in state_dict:
+            rows = {int(state_dict[k].shape[0]) for k in present}
+            n = int(state_dict[fill_key])
+            if len(rows) != 1 or (rows != {n} and rows != {self.size}) or n > self.size:
+                error_msgs.append(
+                    f"bank entries do not fit: {sorted(rows)} rows for fill={n} in a bank of {self.size} slots"
+                )
+                return
+            for name in self._ENTRY_BUFFERS:
+                key = prefix + name
+                if key in state_dict:
+                    full = getattr(self, name).detach().clone()  # (K,...) with this bank's empty-slot value
+                    full.fill_(-1 if name == "source" else 0)
+                    full[:n] = state_dict[key][:n].to(full.dtype)
+                    state_dict[key] = full
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, tokens={self.num_tokens}, dim={self.dim}, fill={self.filled}"

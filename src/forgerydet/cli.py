@@ -40,7 +40,7 @@ def main(
 def _register() -> None:
     import importlib
 
-    for name in ("cli_model", "cli_faces", "cli_train", "cli_scan", "cli_evaluate"):
+    for name in ("cli_model", "cli_faces", "cli_train", "cli_scan", "cli_evaluate", "cli_enroll"):
         try:
             module = importlib.import_module(f"forgerydet.{name}")
         except ModuleNotFoundError as e:  # an area not built yet in this checkout

@@ -37,8 +37,12 @@ def scan(
     json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON.")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV.")] = None,
     report: Annotated[Optional[Path], typer.Option(readable=False, help="Write an HTML report (with PNGs) into this folder.")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
+    references: Annotated[Optional[Path], typer.Option(readable=False, help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
+    bank: Annotated[Optional[Path], typer.Option(readable=False, help="A disk bank folder (from `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank.")] = None,
 ) -> None:
-    """Score every face in 'single' mode against the checkpoint's bank; print a verdict per file.
+    """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
+    verdict per file.
 
     Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every
     other output is still written); 130 after Ctrl-C, with the outputs holding the files scanned so far and
@@ -53,7 +57,8 @@ def scan(
             check_output(path, option, folder=folder)
         det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
-                         device=device, keep_crops=24 if report else 0, detector=det)
+                         device=device, keep_crops=24 if report else 0, detector=det, reference=reference,
+                         references=str(references) if references else None, bank=str(bank) if bank else None)
         files, bad_paths = expand_scan_paths(paths)
         if not files:  # checked before the model loads
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
@@ -81,11 +86,13 @@ def scan(
             results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
                         for f in files[done:]]
     with user_errors():  # a second Ctrl-C while the outputs are written is still one line
+        compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
+                    f"{printable(settings['reference_file'])} (fingerprint {settings['reference_fingerprint']})"
+                    if reference else f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
         console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
-                             f"{settings['pretrained_weights']}, bank {settings['bank_entries']} real faces, fingerprint "
-                             f"{settings['bank_fingerprint']}); aggregation {settings['aggregation']}, threshold "
-                             f"{settings['threshold']:.2f}"), highlight=False)
-        console.print(_table(results))
+                             f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
+                             f"threshold {settings['threshold']:.2f}"), highlight=False)
+        console.print(_table(results, reference=bool(reference)))
         settings["seconds"] = round(time.perf_counter() - t_start, 3)
         problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
     if interrupted:
@@ -126,7 +133,14 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict) 
     return None
 
 
-def _table(results: list[dict]) -> Table:
+def _enrolled_used(r: dict, n: int = 2) -> str:
+    """The enrolled faces a file was compared with most, with their mean similarity: 'd0.mp4 f12 0.83 (x9)'."""
+    used = (r.get("reference") or {}).get("used") or []
+    return ", ".join(f"{Path(u['source']).name} f{u['frame_index']} {u['mean_similarity']:.2f} x{u['times']}"
+                     for u in used[:n]) + (f" +{len(used) - n} more" if len(used) > n else "")
+
+
+def _table(results: list[dict], reference: bool = False) -> Table:
     t = Table(title="forgerydet scan", title_justify="left")
     t.add_column("file", overflow="fold", min_width=16, ratio=1)
     t.add_column("verdict", justify="center", min_width=7)
@@ -134,18 +148,21 @@ def _table(results: list[dict]) -> Table:
     t.add_column("faces/tracks", justify="right")
     t.add_column("frames", justify="right", min_width=6)
     t.add_column("note", max_width=16, overflow="fold")
+    if reference:
+        t.add_column("nearest enrolled (sim)", overflow="fold", ratio=1)
     for r in results:
+        more = [_enrolled_used(r)] if reference else []
         counts = (f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}")
         name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds
         if r["status"] == "ok":
             colour = "red" if r["verdict"] == "FAKE" else "green"
-            t.add_row(name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "")
+            t.add_row(name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "", *more)
         elif r["status"] == "no_face":
-            t.add_row(name, "[yellow]none[/]", "-", *counts, "no face found")
+            t.add_row(name, "[yellow]none[/]", "-", *counts, "no face found", *more)
         elif r["status"] == "not_scanned":
-            t.add_row(name, "[yellow]-[/]", "-", *counts, "not scanned (interrupted)")
+            t.add_row(name, "[yellow]-[/]", "-", *counts, "not scanned (interrupted)", *more)
         else:
-            t.add_row(name, "[red]error[/]", "-", *counts, "see above")
+            t.add_row(name, "[red]error[/]", "-", *counts, "see above", *more)
     return t
 
 

@@ -130,17 +130,36 @@ def rebuild_bank(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = 0,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+    select: Annotated[str, typer.Option(help="More real faces than bank slots: keep a 'coreset' (greedy k-center on the pooled keys: faces that cover the real distribution) or a 'random' subset.")] = "coreset",
+    disk_bank: Annotated[Optional[Path], typer.Option(help="Write EVERY real face to this new disk-bank folder (memory-mapped, faiss past 100,000 entries; for `scan --bank`) instead of the checkpoint's bank.")] = None,
 ) -> None:
     """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
+    if disk_bank is not None:
+        from .diskbank import rebuild_disk_bank
+
+        with user_errors(), _progress() as p:
+            task = p.add_task("encoding real faces", total=None, info="")
+            res = rebuild_disk_bank(checkpoint, pairs, disk_bank, device=device, batch_size=batch_size, workers=workers,
+                                    progress=lambda a, b: p.update(task, completed=a, total=b))
+        console.print(f"disk bank written: {res['entries']} real faces, {res['disk_mb']:.1f} MB, "
+                      f"{'faiss index' if res['indexed'] else 'exact search'}, in {res['seconds']:.1f} s -> {res['folder']} "
+                      f"(use it with `forgerydet scan --bank {res['folder']}`; {checkpoint} is unchanged)")
+        return
     from .train import rebuild_checkpoint_bank
 
     with user_errors(), _progress() as p:
+        from .coreset import SELECTIONS
+        from .errors import ForgeryDetError
+
+        if select not in SELECTIONS:
+            raise ForgeryDetError(f"unknown --select {select!r}: use one of {', '.join(SELECTIONS)}")
         task = p.add_task("encoding real faces", total=None, info="")
         res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,
-                                      progress=lambda a, b: p.update(task, completed=a, total=b))
+                                      progress=lambda a, b: p.update(task, completed=a, total=b), select=select)
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
-                      f"bank size {res['bank_size']}) in {res['seconds']:.1f} s -> {res['checkpoint']}")
+                      f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
+                      f"in {res['seconds']:.1f} s -> {res['checkpoint']}")
 
 
 def calibrate(

@@ -101,12 +101,14 @@ class Detector(nn.Module):
         reference_tokens: torch.Tensor | None = None,
         topk: int | None = None,
         exclude: torch.Tensor | None = None,
+        bank: MemoryBank | None = None,
     ) -> dict[str, Any]:
         """x: faces (B,3,S,S) in [0,1].
 
         mode='pair' needs `reference` images (B,3,S,S) or `reference_tokens` (B,N,D) from the key encoder.
         mode='single' retrieves the reference from the bank (`exclude`: (B,F) bool mask of slots each face may
-        not retrieve, see MemoryBank.retrieve).
+        not retrieve, see MemoryBank.retrieve); `bank` retrieves from another bank of this key encoder instead of
+        the model's own (e.g. one person's enrolled faces, see references.py).
         Returns a dict: logits (B,), attention (B,h,N,N), saliency (B,g,g), tokens (B,N,D) online,
         reference (B,N,D); in 'single' mode also neighbours (B,k) slot indices and similarities (B,k); in
         'pair' mode with reference images, reference_keys (B,N,D) (the key encoder's view of the references).
@@ -132,7 +134,8 @@ class Detector(nn.Module):
         else:
             # The bank holds key-encoder features; the query is the online encoder's, as in MoCo (InfoNCE
             # trains q to match the keys). This keeps 'single' mode at ONE backbone pass, at scan time too.
-            ref, idx, sims = self.bank.retrieve(pooled(q.detach()), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
+            bank = self.bank if bank is None else bank
+            ref, idx, sims = bank.retrieve(pooled(q.detach()), topk or self.cfg.topk, exclude)  # (B,N,D), (B,k), (B,k)
             out["neighbours"], out["similarities"] = idx, sims
         logits, attn = self.classify(q, ref)
         g = self.cfg.grid

@@ -193,6 +193,13 @@ class _Images:
         _write_png(path, rgb)
         return _src(self.out_dir, path)
 
+    def reference(self, slot: int, thumb: np.ndarray) -> str:
+        """The stored picture of an enrolled reference face (written once per report)."""
+        key = f"ref:{slot}"
+        if key not in self._neighbours:
+            self._neighbours[key] = self.png(f"refs/r{slot:05d}.png", _as_rgb(thumb))
+        return self._neighbours[key]  # type: ignore[return-value]
+
     def neighbour(self, source: str) -> str | None:
         """Thumbnail of a bank face's source image, or None when it is not readable here."""
         if source not in self._neighbours:
@@ -231,14 +238,21 @@ def _face_html(imgs: _Images, key: str, face: dict, thr: float) -> str:
     )
     nbs = face.get("neighbours") or []
     if nbs:
-        parts.append('<div class="nbrs" title="nearest real faces in the memory bank">')
+        person = nbs[0].get("person")
+        what = f"nearest enrolled real faces of {person}" if person else "nearest real faces in the memory bank"
+        parts.append(f'<div class="nbrs" title="{_e(what)}">')
         for nb in nbs:
             source = nb.get("source")
-            src = imgs.neighbour(str(source)) if source else None
+            if nb.get("thumb") is not None:  # an enrolled reference face: its stored picture
+                src = imgs.reference(int(nb.get("slot", 0)), nb["thumb"])
+            else:
+                src = imgs.neighbour(str(source)) if source else None
             label = Path(str(source)).name if source else f"slot {nb.get('slot', '?')}"
+            if person:
+                label = f"{person}: {label} frame {nb.get('frame_index', '?')}"
             sim = f"sim {_num(nb.get('similarity'), '.2f')}"
             if src:
-                pic = f'<img src="{src}" alt="{_e(label)}" title="{_e(source)}">'
+                pic = f'<img src="{src}" alt="{_e(label)}" title="{_e(label if person else source)}">'
             else:
                 pic = f'<span class="name" title="{_e(source or label)}">{_e(label)}</span>'
             parts.append(f'<div class="nb">{pic}{_e(sim)}</div>')
@@ -299,7 +313,8 @@ def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
         note = (("the only face" if len(faces) == 1 else f"all {len(faces)} faces") if len(chosen) == len(faces) else
                 f"{len(chosen)} of {len(faces)} faces: the highest-scoring ones and the rest evenly over time")
         out.append(f'<p class="meta">Showing {note}. Each face: crop, DifferenceAttention heatmap '
-                   "(scaled per face), nearest real bank faces with cosine similarity.</p>")
+                   "(scaled per face), nearest real faces (of the bank, or of the enrolled reference person) with cosine "
+                   "similarity.</p>")
         out.append('<div class="grid">')
         for j in chosen:
             out.append(_face_html(imgs, f"{anchor}/f{j:04d}", faces[j], thr))

@@ -22,6 +22,7 @@ from .detect import DetectorConfig, FaceDetector
 from .errors import ForgeryDetError, path_text
 from .extract import ExtractConfig, detect_source
 from .runtime import resolve_device
+from .references import PersonReferences, load_person, references_path
 from .video import expand_sources
 
 SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
@@ -33,7 +34,10 @@ class ScanConfig:
     """num_frames: frames sampled per video (evenly). aggregation: how face scores become a file score (see
     aggregate.STRATEGIES). threshold: fake-probability cut for the verdict (None: the checkpoint's).
     batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
-    crop/attention are kept for a report (0: none). detector: MTCNN settings."""
+    crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
+    `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
+    checkpoint, see references.references_path). bank: a disk bank folder (diskbank.py, written by
+    `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank."""
 
     num_frames: int = 32
     aggregation: str = "max-then-mean"
@@ -42,12 +46,17 @@ class ScanConfig:
     device: str = "auto"
     keep_crops: int = 0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    reference: str | None = None
+    references: str | None = None
+    bank: str | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation not in STRATEGIES:
             raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
         if self.num_frames < 1:
             raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
+        if self.references is not None and self.reference is None:
+            raise ForgeryDetError("--references FILE needs --reference NAME: which enrolled person to compare with")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
         if self.batch_size < 1:
@@ -102,7 +111,18 @@ class Scanner:
         path = Path(checkpoint) if checkpoint else find_default_checkpoint()
         self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
         self.model = self.checkpoint.model.eval()
-        if self.model.bank.filled == 0 and self.model.cfg.reference == "bank":
+        if cfg.reference is not None and cfg.bank is not None:
+            raise ForgeryDetError("give --reference or --bank, not both: a person's faces replace the bank")
+        self.references: PersonReferences | None = None
+        if cfg.reference is not None:
+            self.references = load_person(cfg.references or references_path(path), cfg.reference, self.model)
+            self.references.bank.to(self.device)
+        self.disk_bank = None
+        if cfg.bank is not None:
+            from .diskbank import open_for
+
+            self.disk_bank = open_for(cfg.bank, self.model)
+        elif self.references is None and self.model.bank.filled == 0 and self.model.cfg.reference == "bank":
             raise ForgeryDetError(
                 f"{path}: the memory bank is empty, so there are no real faces to compare with: run "
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
@@ -133,7 +153,19 @@ class Scanner:
             "face_size": m.img_size,
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
-        }
+        } | self._reference_settings()
+
+    def _reference_settings(self) -> dict[str, Any]:
+        r, d = self.references, self.disk_bank
+        if d is not None:
+            return {"mode": "single (difference against the disk bank's nearest real faces)", "bank": str(d.dir),
+                    "bank_entries": d.filled, "bank_fingerprint": d.fingerprint[:16],
+                    "bank_search": "faiss + exact re-ranking" if d.index is not None else "exact"}
+        if r is None:
+            return {}
+        return {"mode": f"reference (difference against the nearest enrolled real faces of {r.name!r})",
+                "reference": r.name, "reference_file": str(r.path), "reference_faces": r.bank.filled,
+                "reference_fingerprint": r.fingerprint[:16]}
 
     @torch.inference_mode()
     def _score(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -142,13 +174,27 @@ class Scanner:
         probs, sal, nb, sim = [], [], [], []
         for i in range(0, len(crops), self.config.batch_size):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
-            o = m(x.to(self.device), "single")
+            o = m(x.to(self.device), "single", bank=self._bank())
             probs.append(torch.sigmoid(o["logits"].float() / self.temperature).cpu().numpy())
             sal.append(o["saliency"].float().cpu().numpy())
             slots = o["neighbours"]
             nb.append(slots.cpu().numpy())
             sim.append(o["similarities"].float().cpu().numpy())
         return {"p": np.concatenate(probs), "sal": np.concatenate(sal), "nb": np.concatenate(nb), "sim": np.concatenate(sim)}
+
+    def _bank(self):
+        """What 'single' mode retrieves from: the reference person's faces, a disk bank, or (None) the model's."""
+        return self.references.bank if self.references is not None else self.disk_bank
+
+    def _neighbour(self, slot: int, similarity: float) -> dict[str, Any]:
+        """A retrieved entry: global-bank slot and its source image, or an enrolled face of the reference person
+        (its source video and frame; `thumb` is its picture, for the report only)."""
+        nb: dict[str, Any] = {"slot": slot, "similarity": similarity}
+        if self.references is not None:
+            return nb | self.references.neighbour(slot)
+        if self.disk_bank is not None:
+            return nb | {"source": self.disk_bank.source_of(slot)}
+        return nb | {"source": self._source_of(slot)}
 
     def _source_of(self, slot: int) -> str | None:
         sid = int(self.model.bank.source[slot])
@@ -194,12 +240,26 @@ class Scanner:
                 "frame_index": int(f.frame_index), "time": float(f.time), "track_id": int(f.track_id),
                 "box": [round(float(v), 1) for v in f.box], "confidence": float(f.confidence), "score": float(scores[k]),
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
-                "neighbours": [{"slot": int(s), "similarity": float(v), "source": self._source_of(int(s))}
-                               for s, v in zip(out["nb"][k], out["sim"][k])],
+                "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
+        if self.references is not None:
+            rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
         rec["timing"] = {"decode_s": t_decode, "detect_s": t_detect, "model_s": t_model, "total_s": time.perf_counter() - t0}
         return rec
+
+    def _reference_summary(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
+        """Which enrolled faces a file was compared with: each one's uses and mean similarity, most used first."""
+        used: dict[int, list[float]] = {}
+        for f in faces:
+            for nb in f["neighbours"]:
+                used.setdefault(nb["slot"], []).append(nb["similarity"])
+        order = sorted(used, key=lambda s: (-len(used[s]), -float(np.mean(used[s]))))
+        r = self.references
+        assert r is not None
+        return {"name": r.name, "file": str(r.path), "enrolled_faces": r.bank.filled,
+                "used": [{"slot": s, "source": r.entries[s]["source"], "frame_index": r.entries[s]["frame_index"],
+                          "times": len(used[s]), "mean_similarity": round(float(np.mean(used[s])), 4)} for s in order]}
 
     def _trim_arrays(self, rec: dict[str, Any]) -> None:
         """Keep crops/attention only for the faces a report will show, so memory stays flat over many files."""
@@ -212,6 +272,8 @@ class Scanner:
             if i not in keep:
                 f["crop"] = None
                 f["attention"] = None
+                for nb in f["neighbours"]:
+                    nb.pop("thumb", None)
 
     def scan(self, paths: list[str | Path], progress: Callable[[int, int, str], None] | None = None) -> Iterator[dict[str, Any]]:
         """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record."""
@@ -284,4 +346,7 @@ def json_record(rec: dict[str, Any]) -> dict[str, Any]:
     """The JSON-able part of a result record (no crops or attention arrays)."""
     out = {k: v for k, v in rec.items() if k != "faces"}
     out["faces"] = [{k: v for k, v in f.items() if k not in ("crop", "attention")} for f in rec["faces"]]
+    for f in out["faces"]:
+        if "neighbours" in f:
+            f["neighbours"] = [{k: v for k, v in nb.items() if k != "thumb"} for nb in f["neighbours"]]
     return out

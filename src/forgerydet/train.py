@@ -211,8 +211,10 @@ def rebuild_bank(
     dist_ctx: Dist | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    select: str = "random",
 ) -> tuple[int, float]:
-    """Replace the bank with the key encoder's features of exactly these real faces.
+    """Replace the bank with the key encoder's features of exactly these real faces (more than K: K chosen by
+    `select`, 'random' or 'coreset', see MemoryBank.rebuild).
 
     Under DDP each rank encodes a shard and all ranks gather the same full set, so every rank holds an
     identical bank. Returns (entries written, seconds)."""
@@ -235,7 +237,7 @@ def rebuild_bank(
     i = gather_rows(torch.cat(ids), d)  # (M,)
     order = i.argsort()
     n = model.bank.rebuild(v[order], model.key_fingerprint().to(v.device), source=i[order],
-                           generator=torch.Generator().manual_seed(seed))
+                           generator=torch.Generator().manual_seed(seed), select=select)
     return n, time.perf_counter() - t0
 
 
@@ -560,6 +562,7 @@ def rebuild_checkpoint_bank(
     workers: int = 0,
     out: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    select: str = "coreset",
 ) -> dict[str, Any]:
     """`forgerydet rebuild-bank`: refill a checkpoint's bank from all real training faces of pairs.csv with
     its own key encoder (the same code as the epoch-end rebuild) and store it back atomically, keeping
@@ -572,19 +575,21 @@ def rebuild_checkpoint_bank(
     table = read_pairs(pairs, need_splits=("train",))
     reals = [p for p, _ in table.reals("train")]
     model = ck.model.to(d.device)
-    n, secs = rebuild_bank(model, reals, batch_size=batch_size, workers=workers, dist_ctx=d, progress=progress)
+    n, secs = rebuild_bank(model, reals, batch_size=batch_size, workers=workers, dist_ctx=d, progress=progress,
+                           select=select)
     target = Path(out or checkpoint)
     if d.main:
         tj = dict(ck.train_json)
         opt_state = tj.pop("optimizer_state", None)
         save_checkpoint(target, model, bank_sources=[str(p) for p in reals], history=ck.meta.get("history"),
                         optimizer_state=opt_state, train_tensors=ck.train_tensors, train_json=tj,
-                        extra={**(ck.meta.get("extra") or {}), "bank_rebuilt_from": str(Path(pairs))})
+                        extra={**(ck.meta.get("extra") or {}), "bank_rebuilt_from": str(Path(pairs)),
+                               "bank_selection": select if len(reals) > model.cfg.bank_size else "all"})
     if d.on:
         dist.barrier()
         dist.destroy_process_group()
     return {"entries": n, "seconds": secs, "real_faces": len(reals), "checkpoint": str(target),
-            "bank_size": model.cfg.bank_size}
+            "bank_size": model.cfg.bank_size, "select": select}
 
 
 def calibrate_checkpoint(
