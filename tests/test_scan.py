@@ -105,8 +105,8 @@ def test_empty_bank_and_missing_checkpoint_are_clear(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "forgerydet-base.safetensors").write_bytes(b"x")
     assert find_default_checkpoint() == Path.cwd() / "models" / "forgerydet-base.safetensors"
-    monkeypatch.setenv("FORGERYDET_MODEL", str(checkpoint))
-    assert find_default_checkpoint() == checkpoint
+    monkeypatch.setenv("FORGERYDET_MODEL", str(empty))
+    assert find_default_checkpoint() == empty
 
 
 def test_bad_options_are_one_line(checkpoint):
