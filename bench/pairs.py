@@ -5,7 +5,7 @@ processes, MTCNN batches, padded retry for tight crops), both writing crops and 
 Images: real faces of other people from ../shared/data/train (LFW and CelebA, some tight crops), or
 astronaut-derived faces where that folder is absent. Target: the pool >= 4x the per-file path's faces/s.
 
-    .venv/bin/python bench/pairs.py [--n 240] [--json]
+    .venv/bin/python bench/pairs.py [--n 480] [--json]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def pool(paths: list[Path], out: Path, workers: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=240)
+    ap.add_argument("--n", type=int, default=480)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     import torch
