@@ -315,31 +315,28 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None) -
     return files, bad
 
 
-def stored_threshold(path: Path, meta: dict[str, Any]) -> float:
-    """The checkpoint's decision threshold (extra.threshold, default 0.5), checked: a hand-edited value that
-    is not a number in (0, 1) is a clear error, not a traceback at the first verdict."""
-    raw = (meta.get("extra") or {}).get("threshold", 0.5)
+def _stored_number(path: Path, meta: dict[str, Any], key: str, default: float, high: float, advice: str) -> float:
+    """extra[key] of a checkpoint as a number in (0, high), checked: a hand-edited value is a clear error, not
+    a traceback at the first verdict."""
+    raw = (meta.get("extra") or {}).get(key, default)
     try:
-        thr = float(raw)
+        value = float(raw)
     except (TypeError, ValueError):
-        thr = float("nan")
-    if isinstance(raw, bool) or not 0.0 < thr < 1.0:
-        raise ForgeryDetError(f"{path}: its stored threshold {raw!r} is not a number in (0, 1) (was the metadata "
-                              f"edited?): pass --threshold, or re-save the checkpoint")
-    return thr
+        value = float("nan")
+    if isinstance(raw, bool) or not 0.0 < value < high:
+        raise ForgeryDetError(f"{path}: its stored {key} {raw!r} is not a number in (0, {high:g}) (was the metadata "
+                              f"edited?): {advice}")
+    return value
+
+
+def stored_threshold(path: Path, meta: dict[str, Any]) -> float:
+    """The checkpoint's decision threshold (extra.threshold, default 0.5)."""
+    return _stored_number(path, meta, "threshold", 0.5, 1.0, "pass --threshold, or re-save the checkpoint")
 
 
 def stored_temperature(path: Path, meta: dict[str, Any]) -> float:
-    """The checkpoint's logit temperature (extra.temperature, default 1), checked like the threshold."""
-    raw = (meta.get("extra") or {}).get("temperature", 1.0)
-    try:
-        t = float(raw)
-    except (TypeError, ValueError):
-        t = float("nan")
-    if isinstance(raw, bool) or not 0.0 < t < 1e3:
-        raise ForgeryDetError(f"{path}: its stored temperature {raw!r} is not a positive number (was the metadata "
-                              f"edited?): re-calibrate with `forgerydet calibrate`")
-    return t
+    """The checkpoint's logit temperature (extra.temperature, default 1: uncalibrated)."""
+    return _stored_number(path, meta, "temperature", 1.0, 1e3, "re-calibrate with `forgerydet calibrate`")
 
 
 def json_record(rec: dict[str, Any]) -> dict[str, Any]:
