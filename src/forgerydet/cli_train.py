@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .calibrate import DEFAULT_FPR
 from .cli_common import console, progress_bar, user_errors
 from .config import DEFAULT_BACKBONE
 
@@ -94,7 +95,7 @@ def train(
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
     reference: Annotated[str, typer.Option(help="'bank' (the method) or 'none' (ablation: a plain classifier on the face's own features, no bank).")] = "bank",
     tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs).")] = "all",
-    calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = 0.05,
+    calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = DEFAULT_FPR,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
     from .config import ModelConfig
@@ -165,7 +166,7 @@ def rebuild_bank(
 def calibrate(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint to calibrate (written back in place).")],
     pairs: Annotated[Path, typer.Option(help="pairs.csv: its 'val' split (real faces held out from training) is scored.")] = Path("pairs.csv"),
-    fpr: Annotated[float, typer.Option(help="Share of held-out real faces the threshold may call FAKE.")] = 0.05,
+    fpr: Annotated[float, typer.Option(help="Share of held-out real faces the threshold may call FAKE.")] = DEFAULT_FPR,
     out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of in place.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .atomic import check_output, write_text_atomic
 from .backbone import pooled
-from .calibrate import calibrate
+from .calibrate import DEFAULT_FPR, calibrate
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ModelConfig, _from_dict
 from .data import FaceList, PairsTable, TrainPairs, read_pairs, validation_lists
@@ -73,7 +73,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     val_batch_size: int = 64
     max_minutes: float | None = None
-    calibration_fpr: float = 0.05
+    calibration_fpr: float = DEFAULT_FPR
     tune: str = "all"
 
     def __post_init__(self) -> None:
@@ -596,7 +596,7 @@ def calibrate_checkpoint(
     checkpoint: str | Path,
     pairs: str | Path,
     *,
-    fpr: float = 0.05,
+    fpr: float = DEFAULT_FPR,
     device: str = "auto",
     batch_size: int = 64,
     workers: int = 0,
