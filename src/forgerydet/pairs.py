@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from .atomic import check_output
+from .atomic import check_output, write_bytes_atomic
 from .detect import Face, FaceDetector, crop_faces
 from .errors import ForgeryDetError
 from .extract import (
@@ -49,7 +49,6 @@ from .extract import (
     write_csv_atomic,
     write_png,
 )
-from .atomic import write_bytes_atomic
 from .video import expand_sources, iter_frames, media_kind, read_image, sample_indices, video_info
 
 PAIRS_COLUMNS = ["real", "fake", "group", "split", "method", "landmarks"]
@@ -558,9 +557,9 @@ def pairs_from_self_blend(
 
     done = 0
 
-    def tick(n: int = 1) -> None:
+    def tick() -> None:
         nonlocal done
-        done += n
+        done += 1
         if progress is not None:
             progress(done, total)
 

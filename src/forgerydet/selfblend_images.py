@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 
 from .detect import DetectorConfig, FaceDetector, crop_face
+from .errors import ForgeryDetError
+from .video import read_image
 
 PAD = 0.25  # tight-crop retry: black border of this fraction of the image side on every edge
 CHUNK = 32  # images per worker task
@@ -38,16 +40,6 @@ class ImageFace:
     message: str = ""
 
 
-def read_rgb_bytes(path: Path) -> np.ndarray | None:
-    """Decode from bytes (works for any file name OpenCV's path API cannot take); None when unreadable."""
-    try:
-        buf = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def _largest(det) -> int:
     area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])  # (N,)
     return int(np.argmax(area))
@@ -56,21 +48,24 @@ def _largest(det) -> int:
 def faces_of_images(paths: Sequence[Path], detector: FaceDetector) -> list[ImageFace]:
     """The largest face of each image (one process; see `iter_image_faces` for the pool)."""
     cfg = detector.config
-    images = [read_rgb_bytes(p) for p in paths]
-    ok = [i for i, im in enumerate(images) if im is not None]
-    out: list[ImageFace] = [ImageFace(p, "error", message=f"{p}: cannot read or decode the image") for p in paths]
+    out: list[ImageFace | None] = [None] * len(paths)
+    images: dict[int, np.ndarray] = {}
+    for i, p in enumerate(paths):
+        try:
+            images[i] = read_image(p)  # from bytes: any file name; says unreadable vs corrupt
+        except ForgeryDetError as e:
+            out[i] = ImageFace(p, "error", message=str(e))
+    ok = list(images)
     dets = dict(zip(ok, detector.detect([images[i] for i in ok])))
-    missed = [i for i in ok if len(dets[i]) == 0]
-    padded = {}
-    for i in missed:
-        h, w = images[i].shape[:2]
-        b = int(round(PAD * max(h, w)))
-        padded[i] = (b, cv2.copyMakeBorder(images[i], b, b, b, b, cv2.BORDER_CONSTANT, value=(0, 0, 0)))
-    retry = dict(zip(padded, detector.detect([padded[i][1] for i in padded]))) if padded else {}
+    padded = {}  # tight crops: the image with a black border of PAD x its side on every edge
+    for i in (i for i in ok if len(dets[i]) == 0):
+        b = int(round(PAD * max(images[i].shape[:2])))
+        padded[i] = cv2.copyMakeBorder(images[i], b, b, b, b, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    retry = dict(zip(padded, detector.detect(list(padded.values())))) if padded else {}
     for i in ok:
         det, img, status = dets[i], images[i], "ok"
         if len(det) == 0:
-            det, img, status = retry[i], padded[i][1], "padded"
+            det, img, status = retry[i], padded[i], "padded"
         if len(det) == 0:
             out[i] = ImageFace(paths[i], "no_face", message=f"{paths[i]}: no face found (also not with padding)")
             continue
