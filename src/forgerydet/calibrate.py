@@ -15,6 +15,11 @@ import numpy as np
 DEFAULT_FPR = 0.05
 
 
+def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Fake probabilities of logits, in float64: sigmoid(logit / temperature)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64) / temperature))
+
+
 def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
     z = logits / t
     # log(1 + exp(-|z|)) + max(z, 0) - y z: the stable binary cross-entropy of sigmoid(z)
@@ -48,7 +53,7 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, fpr: float = DEFAULT_FPR) 
     logits = np.asarray(logits, np.float64)
     labels = np.asarray(labels, np.int64)
     t = fit_temperature(logits, labels)
-    probs = 1.0 / (1.0 + np.exp(-logits / t))
+    probs = sigmoid(logits, t)
     thr = threshold_at_fpr(probs[labels == 0], fpr)
     fake = probs[labels == 1]
     return {

@@ -114,6 +114,18 @@ def save_checkpoint(
     return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
 
 
+def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extra: dict[str, Any],
+                      bank_sources: list[str] | None = None) -> Path:
+    """Write a changed model of a loaded checkpoint (a rebuilt bank, a new calibration) to `path`, keeping the
+    checkpoint's history and training state (optimizer, RNG, schedule: `--resume` still works), its bank
+    sources unless new ones are given, and its extra fields with `extra` merged over them."""
+    tj = dict(ck.train_json)
+    opt_state = tj.pop("optimizer_state", None)
+    return save_checkpoint(path, model, bank_sources=ck.meta.get("bank_sources") if bank_sources is None else bank_sources,
+                           history=ck.meta.get("history"), optimizer_state=opt_state, train_tensors=ck.train_tensors,
+                           train_json=tj, extra={**(ck.meta.get("extra") or {}), **extra})
+
+
 def _open_error(path: Path, e: Exception) -> ForgeryDetError:
     return ForgeryDetError(
         f"{path} is not a readable forgerydet checkpoint (truncated or corrupted? {type(e).__name__}: "

@@ -82,6 +82,11 @@ class Detector(nn.Module):
             else:
                 bk.copy_(bq)
 
+    @property
+    def uses_bank(self) -> bool:
+        """Whether 'single' mode needs the bank: False for the reference='none' ablation."""
+        return self.cfg.reference == "bank"
+
     def key_fingerprint(self) -> torch.Tensor:
         return encoder_fingerprint(self.key_encoder)
 
@@ -119,7 +124,7 @@ class Detector(nn.Module):
         B = x.shape[0]
         out: dict[str, Any] = {}
         q = self.encode(x)  # (B,N,D)
-        if self.cfg.reference == "none":  # ablation: no reference at all, the head sees q itself
+        if not self.uses_bank:  # ablation: no reference at all, the head sees q itself
             ref = torch.zeros_like(q)  # (B,N,D)
             out["neighbours"] = torch.zeros((B, 0), dtype=torch.long, device=q.device)  # (B,0)
             out["similarities"] = torch.zeros((B, 0), device=q.device)  # (B,0)

@@ -122,7 +122,7 @@ class Scanner:
             from .diskbank import open_for
 
             self.disk_bank = open_for(cfg.bank, self.model)
-        elif self.references is None and self.model.bank.filled == 0 and self.model.cfg.reference == "bank":
+        elif self.references is None and self.model.bank.filled == 0 and self.model.uses_bank:
             raise ForgeryDetError(
                 f"{path}: the memory bank is empty, so there are no real faces to compare with: run "
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"

@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, Subset
 
 from .atomic import check_output, write_text_atomic
 from .backbone import pooled
-from .calibrate import DEFAULT_FPR, calibrate
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .calibrate import DEFAULT_FPR, calibrate, sigmoid
+from .checkpoint import Checkpoint, load_checkpoint, resave_checkpoint, save_checkpoint
 from .config import ModelConfig, _from_dict
 from .data import FaceList, PairsTable, TrainPairs, read_pairs, validation_lists
 from .errors import ForgeryDetError
@@ -266,9 +266,9 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     if not (np.isfinite(logits).all() and np.isfinite(pair).all()):
         raise ForgeryDetError(f"training diverged: the model's outputs became NaN or infinite (learning rate "
                               f"{tcfg.lr:g}): lower --lr (the default is {TrainConfig.lr:g}) and train again into a new --out")
-    single = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    single = sigmoid(logits)
     m = binary_metrics(labels, single)
-    mp = binary_metrics(labels, 1.0 / (1.0 + np.exp(-pair.astype(np.float64))))
+    mp = binary_metrics(labels, sigmoid(pair))
     lab = torch.tensor(labels, dtype=torch.float32)
     loss = float(torch.nn.functional.binary_cross_entropy(torch.tensor(single, dtype=torch.float32).clamp(1e-6, 1 - 1e-6), lab))
     return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
@@ -477,7 +477,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             for b in list(model.encoder.buffers()) + list(model.key_encoder.buffers()):
                 dist.broadcast(b, 0)
         n_bank, t_bank = 0, 0.0
-        if mcfg.reference == "bank":  # the 'none' ablation uses no bank
+        if model.uses_bank:
             n_bank, t_bank = rebuild_bank(model, train_reals, batch_size=tcfg.val_batch_size, workers=tcfg.workers,
                                           dist_ctx=d, seed=tcfg.seed + epoch)
         emit({"event": "rebuild", "epoch": epoch + 1, "entries": n_bank, "seconds": t_bank, "real_faces": len(train_reals)})
@@ -579,12 +579,9 @@ def rebuild_checkpoint_bank(
                            select=select)
     target = Path(out or checkpoint)
     if d.main:
-        tj = dict(ck.train_json)
-        opt_state = tj.pop("optimizer_state", None)
-        save_checkpoint(target, model, bank_sources=[str(p) for p in reals], history=ck.meta.get("history"),
-                        optimizer_state=opt_state, train_tensors=ck.train_tensors, train_json=tj,
-                        extra={**(ck.meta.get("extra") or {}), "bank_rebuilt_from": str(Path(pairs)),
-                               "bank_selection": select if len(reals) > model.cfg.bank_size else "all"})
+        resave_checkpoint(ck, target, model, bank_sources=[str(p) for p in reals],
+                          extra={"bank_rebuilt_from": str(Path(pairs)),
+                                 "bank_selection": select if len(reals) > model.cfg.bank_size else "all"})
     if d.on:
         dist.barrier()
         dist.destroy_process_group()
@@ -607,9 +604,12 @@ def calibrate_checkpoint(
     checkpoint, atomically, keeping everything else. Returns the calibration record."""
     if not 0.0 < fpr < 1.0:
         raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
+    if batch_size < 1:
+        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
+    check_output(out or checkpoint, "--out" if out else "--checkpoint")  # before the scoring, not after it
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu")
-    if ck.model.bank.filled == 0 and ck.model.cfg.reference == "bank":
+    if ck.model.bank.filled == 0 and ck.model.uses_bank:
         raise ForgeryDetError(f"{checkpoint}: the bank is empty; run `forgerydet rebuild-bank` first")
     table = read_pairs(pairs, need_splits=("val",))
     model = ck.model.to(d.device)
@@ -617,15 +617,10 @@ def calibrate_checkpoint(
     amp = "auto" if d.device.type == "cuda" else "off"
     logits = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp)
     cal = calibrate(logits, np.asarray(labels), fpr)
-    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64) / cal["temperature"]))
-    cal["val_auc"] = binary_metrics(labels, probs)["auc"]
+    cal["val_auc"] = binary_metrics(labels, sigmoid(logits, cal["temperature"]))["auc"]
     cal["calibrated_on"] = str(Path(pairs))
-    tj = dict(ck.train_json)
-    opt_state = tj.pop("optimizer_state", None)
-    extra = {**(ck.meta.get("extra") or {}), "threshold": cal["threshold"], "temperature": cal["temperature"],
-             "calibration": cal}
     target = Path(out or checkpoint)
-    save_checkpoint(target, model, bank_sources=ck.meta.get("bank_sources"), history=ck.meta.get("history"),
-                    optimizer_state=opt_state, train_tensors=ck.train_tensors, train_json=tj, extra=extra)
+    resave_checkpoint(ck, target, model, extra={"threshold": cal["threshold"], "temperature": cal["temperature"],
+                                                "calibration": cal})
     return {**cal, "checkpoint": str(target)}
 
