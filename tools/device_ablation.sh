@@ -6,19 +6,11 @@
 # Training uses the groups whose crc32 % 6 == 0 (about 1/6 of the real faces), validation the usual split.
 #
 #   CARRY=.dev/carry OUTDIR=/tmp/out MINUTES=2.5 bash tools/device_ablation.sh
-set -euo pipefail
-CARRY=$(realpath "${CARRY:-.dev/carry}")
-OUTDIR=${OUTDIR:-/tmp/out}
 MINUTES=${MINUTES:-2.5}
 WORKERS=${WORKERS:-5}
-DEVICE=${DEVICE:-cuda}
 BACKBONE=${BACKBONE:-tf_efficientnet_lite0}
-DATA=${DATA:-/tmp/fd_data}
 RUNS=${RUNS:-/tmp/fd_ablation}
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-mkdir -p "$OUTDIR" "$RUNS"
-t0=$(date +%s)
-say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+source "$(dirname "$0")/device_env.sh"
 python3 tools/ablation_subset.py "$CARRY/faces.zip" "$DATA"
 declare -A OPTS=([a_plain]="--reference none" [b_pair_only]="--single-share 0" [c_full]="")
 for run in a_plain b_pair_only c_full; do

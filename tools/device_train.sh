@@ -1,24 +1,17 @@
 #!/usr/bin/env bash
 # How the shipped default model (models/forgerydet-base.safetensors) was trained: on a one-GPU machine,
 # from a zip of the self-blend pairs folder made by `make model-data` (WebP crops) and the packaged ImageNet
-# weights exported as files (tools/README.md). Trains the candidate backbones side by side under one
-# wall-clock budget (the CPU data pipeline is shared, so each gets half of it), then exports each run's
-# best checkpoint as fp16 weight files small enough to copy back (tools/transfer_weights.py).
+# weights as fp16 safetensors files (what `python -m forgerydet.weights export NAME FILE --dtype fp16`
+# writes). Trains the candidate backbones side by side under one wall-clock budget (the CPU data pipeline is
+# shared, so each gets half of it), then exports each run's best checkpoint as fp16 weight files small enough
+# to copy back (tools/transfer_weights.py).
 #
 #   CARRY=.dev/carry OUTDIR=/tmp/out MINUTES=7 bash tools/device_train.sh
-set -euo pipefail
-CARRY=$(realpath "${CARRY:-.dev/carry}")
-OUTDIR=${OUTDIR:-/tmp/out}
 MINUTES=${MINUTES:-7}
 WORKERS=${WORKERS:-7}
-DEVICE=${DEVICE:-cuda}
 BACKBONES=${BACKBONES:-"tf_efficientnet_lite0 tf_efficientnet_lite2"}
-DATA=${DATA:-/tmp/fd_data}
 RUNS=${RUNS:-/tmp/fd_runs}
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-mkdir -p "$OUTDIR" "$RUNS"
-t0=$(date +%s)
-say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+source "$(dirname "$0")/device_env.sh"
 
 say "machine: $(nvidia-smi -L 2>/dev/null | head -1); $(nproc) cores"
 python3 - "$CARRY/faces.zip" "$DATA" <<'PY'
