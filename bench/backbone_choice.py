@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from forgerydet.demo import find_shared, run, write_list
-from forgerydet.weights import packaged_backbones
+from forgerydet.model.weights import packaged_backbones
 
 
 def main() -> None:

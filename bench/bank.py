@@ -2,7 +2,7 @@
 
 1. The in-checkpoint MemoryBank (issue 2): 64 queries against a full bank of 65,536 entries on this CPU.
    Targets: retrieve under 50 ms, bank memory under 600 MB.
-2. The bank at scale (issue 12): a DiskBank (forgerydet.diskbank) of 10^4, 10^5 and 10^6 synthetic entries
+2. The bank at scale (issue 12): a DiskBank (forgerydet.model.diskbank) of 10^4, 10^5 and 10^6 synthetic entries
    (7x7 tokens x D=64, fp16 on disk). Each size is built in its own process (time, peak RSS), then opened and
    queried in another: 64 queries, top-4, median over repeats; the resident memory of that process after the
    queries (VmRSS: Python + torch + faiss + the pages read); recall@4 of the retrieval against an exact scan of
@@ -38,8 +38,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import figure, finish, machine, print_figures  # noqa: E402
 
-from forgerydet.bank import MemoryBank  # noqa: E402
-from forgerydet.config import ModelConfig  # noqa: E402
+from forgerydet.model.bank import MemoryBank
+from forgerydet.model.config import ModelConfig
 
 QUERY_MS_TARGET, RSS_MB_TARGET, RECALL_TARGET = 50.0, 2048.0, 0.95
 PER_CENTRE = 100
@@ -81,7 +81,7 @@ def _entries(centres: torch.Tensor, count: int, g: torch.Generator) -> torch.Ten
 
 
 def child_build(folder: Path, m: int) -> dict:
-    from forgerydet.diskbank import write_bank
+    from forgerydet.model.diskbank import write_bank
 
     cfg = ModelConfig()
     n, d = cfg.grid * cfg.grid, cfg.dim
@@ -104,7 +104,7 @@ def _rss_mb() -> float:
 def child_query(folder: Path, m: int, queries: int, repeats: int, k: int) -> dict:
     import numpy as np
 
-    from forgerydet.diskbank import DiskBank, faiss_available
+    from forgerydet.model.diskbank import DiskBank, faiss_available
 
     cfg = ModelConfig()
     if faiss_available():
@@ -171,7 +171,7 @@ def main() -> dict:
         figure(f"bank memory, {n:,} entries", res["bank_mb"], "MB", "< 600 MB", res["bank_mb"] < 600),
     ]
     if not args.no_scale:
-        from forgerydet.diskbank import faiss_available
+        from forgerydet.model.diskbank import faiss_available
 
         res["faiss"] = faiss_available()
         res["scale"] = scale_part([int(s) for s in args.scale.split(",") if s], args.queries, max(5, args.repeats // 2),

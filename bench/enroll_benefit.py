@@ -3,7 +3,7 @@
 For every real talking-head video in ../shared/data/train/videos (12 people, d*.mp4):
 1. sample --frames frames evenly, detect faces (MTCNN, as scan) and keep the main track (as `enroll`);
 2. enrol the first half of those frames as that person's references (key encoder, as `enroll`);
-3. score the second half (held-out real frames) and self-blended forgeries of them (forgerydet.sbi.self_blend
+3. score the second half (held-out real frames) and self-blended forgeries of them (forgerydet.pairs.sbi.self_blend
    with the MTCNN landmarks, one per held-out face, seeded) in 'single' mode against
    (a) that person's references (`scan --reference` does exactly this), and
    (b) the checkpoint's global bank (plain `scan`);
@@ -40,9 +40,9 @@ DEFAULT_VIDEOS = REPO.parent / "shared" / "data" / "train" / "videos"
 def collect(videos: list[Path], frames: int, device: str, cache: Path | None) -> dict[str, list[tuple]]:
     """Main-track faces of each video in frame order, as (frame_index, crop, landmarks_crop); with --cache, kept
     in an .npz keyed by the settings so a rerun (another checkpoint) skips the face detection."""
-    from forgerydet.detect import DetectorConfig, FaceDetector
-    from forgerydet.extract import ExtractConfig, detect_source
-    from forgerydet.references import choose_faces
+    from forgerydet.faces.detect import DetectorConfig, FaceDetector
+    from forgerydet.faces.pipeline import ExtractConfig, detect_source
+    from forgerydet.scan.enroll import choose_faces
 
     tag = f"{frames}:" + ",".join(f"{v.name}:{v.stat().st_size}" for v in videos)
     if cache is not None and cache.is_file():
@@ -70,7 +70,7 @@ def score(model, crops: list[np.ndarray], bank, device, batch: int = 32) -> tupl
     """p(fake) and the mean neighbour similarity of each face, 'single' mode against `bank` (None: global)."""
     import torch
 
-    from forgerydet.data import resize_face, to_tensor
+    from forgerydet.model.inputs import resize_face, to_tensor
 
     ps, sims = [], []
     with torch.inference_mode():
@@ -95,12 +95,12 @@ def main() -> dict:
 
     import torch
 
-    from forgerydet.bank import MemoryBank
-    from forgerydet.checkpoint import load_checkpoint
     from forgerydet.metrics import binary_metrics
-    from forgerydet.references import encode_faces
-    from forgerydet.sbi import self_blend
-    from forgerydet.scan import find_default_checkpoint
+    from forgerydet.model.bank import MemoryBank
+    from forgerydet.model.checkpoint import load_checkpoint
+    from forgerydet.pairs.sbi import self_blend
+    from forgerydet.scan.enroll import encode_faces
+    from forgerydet.scan.scanner import find_default_checkpoint
 
     t0 = time.perf_counter()
     ck_path = args.checkpoint or find_default_checkpoint()

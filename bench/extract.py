@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import torch
 
-from forgerydet.detect import DetectorConfig, FaceDetector, crop_faces
-from forgerydet.extract import ExtractConfig, detect_source
-from forgerydet.video import iter_frames, video_info
+from forgerydet.faces.detect import DetectorConfig, FaceDetector, crop_faces
+from forgerydet.faces.media import iter_frames, video_info
+from forgerydet.faces.pipeline import ExtractConfig, detect_source
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "videos" / "anchor_real.mp4"
 

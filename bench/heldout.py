@@ -61,8 +61,8 @@ def lists(tmp: Path) -> dict[str, tuple[Path, bool]]:
 
 
 def evaluate_checkpoint(ck: str, frames: int) -> dict:
-    from forgerydet.evaluate import evaluate
-    from forgerydet.scan import ScanConfig
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.evaluate import evaluate
 
     out = {}
     with tempfile.TemporaryDirectory() as t:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from forgerydet.pairs.selfblend import BlendOptions
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, figure, finish, machine, print_figures  # noqa: E402
 
@@ -30,7 +32,6 @@ def images(n: int, tmp: Path) -> list[Path]:
         celeba = sorted((shared / "celeba").glob("*.jpg"))[: n - len(lfw)]
         return lfw + celeba
     import cv2
-
     from _common import astronaut_faces
 
     out = []
@@ -43,9 +44,10 @@ def images(n: int, tmp: Path) -> list[Path]:
 
 def per_file(paths: list[Path], out: Path) -> int:
     """The path every source took before: detect_source per file, crop, blend, write PNGs."""
-    from forgerydet.extract import ExtractConfig, detect_source, write_png
-    from forgerydet.detect import FaceDetector
-    from forgerydet.sbi import self_blend
+    from forgerydet.faces.detect import FaceDetector
+    from forgerydet.faces.pipeline import ExtractConfig, detect_source
+    from forgerydet.io import write_png
+    from forgerydet.pairs.sbi import self_blend
 
     cfg = ExtractConfig()
     det = FaceDetector(cfg.detector)
@@ -62,9 +64,9 @@ def per_file(paths: list[Path], out: Path) -> int:
 
 
 def pool(paths: list[Path], out: Path, workers: int) -> int:
-    from forgerydet.pairs import pairs_from_self_blend
+    from forgerydet.pairs.selfblend import pairs_from_self_blend
 
-    s = pairs_from_self_blend(paths, out, val=0.1, workers=workers)
+    s = pairs_from_self_blend(paths, out, val=0.1, options=BlendOptions(workers=workers))
     return s.rows
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from skimage.data import chelsea
 from timm.data import ImageNetInfo
 
-from forgerydet.weights import load_pretrained, packaged_backbones
+from forgerydet.model.weights import load_pretrained, packaged_backbones
 
 
 def main() -> None:

@@ -42,10 +42,10 @@ def build_checkpoint(path: Path, n_faces: int, device: str) -> Path:
     """A checkpoint of the default model whose bank holds n_faces astronaut-derived real crops."""
     import torch
 
-    from forgerydet.checkpoint import save_checkpoint
-    from forgerydet.config import ModelConfig
-    from forgerydet.data import to_tensor
-    from forgerydet.model import Detector
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.model.config import ModelConfig
+    from forgerydet.model.detector import Detector
+    from forgerydet.model.inputs import to_tensor
 
     torch.manual_seed(0)
     model = Detector(ModelConfig()).to(device).eval()
@@ -104,7 +104,8 @@ def child(args) -> None:
     """Scan one file in this process; print its record's figures and this process's peak RSS as JSON: the whole
     process's (ru_maxrss, loading included) and, where Linux allows resetting the high-water mark after
     loading (/proc/self/clear_refs), the peak during the scan alone."""
-    from forgerydet.scan import ScanConfig, Scanner
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.scanner import Scanner
 
     scanner = Scanner(args.checkpoint, ScanConfig(num_frames=args.frames, device=args.device))
     loaded_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
@@ -123,7 +124,8 @@ def child(args) -> None:
 
 
 def bench_timing(args, checkpoint: Path, log) -> tuple[list[dict], dict]:
-    from forgerydet.scan import ScanConfig, Scanner
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.scanner import Scanner
 
     video = Path(args.video)
     if not video.is_file():

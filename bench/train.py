@@ -1,13 +1,13 @@
 """Training speed of the full method against a plain classifier, and the cost of a bank rebuild (issue 4).
 
-1. img/s of one training step of the full method: forgerydet.train.train_step, which train() calls ('pair':
+1. img/s of one training step of the full method: forgerydet.training.loop.train_step, which train() calls ('pair':
    BCE + InfoNCE against a full bank, enqueue; 'single': bank retrieval, BCE; both: backward, clip, AdamW
    step, momentum update),
    against a plain timm classifier with the same backbone, batch and image size (BCE, backward, AdamW step).
    The 50/50 mix (TrainConfig.single_share = 0.5) is the mean of the two step times.
    Target: full method (mix) >= 0.6x the plain classifier's img/s.
    Inputs are random tensors already on the device: data loading is excluded from both sides.
-2. One bank rebuild (forgerydet.train.rebuild_bank over N real face PNGs in a temp folder) against plain
+2. One bank rebuild (forgerydet.training.bankfill.rebuild_bank over N real face PNGs in a temp folder) against plain
    no-grad inference of the key encoder over the same files, loaded by the same FaceList/DataLoader.
    Image loading is INCLUDED on both sides. Target: rebuild <= 1.1x the plain inference.
 
@@ -30,18 +30,21 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import astronaut_faces, figure, finish, interleaved, machine, median, print_figures  # noqa: E402
 
-from forgerydet.backbone import create_backbone  # noqa: E402
-from forgerydet.config import DEFAULT_BACKBONE, ModelConfig  # noqa: E402
-from forgerydet.data import FaceList  # noqa: E402
-from forgerydet.model import Detector  # noqa: E402
-from forgerydet.train import Dist, StepContext, TrainConfig, _autocast, cosine_lr, rebuild_bank, train_step  # noqa: E402
+from forgerydet.model.backbone import create_backbone
+from forgerydet.model.config import DEFAULT_BACKBONE, ModelConfig
+from forgerydet.model.detector import Detector
+from forgerydet.training.bankfill import rebuild_bank
+from forgerydet.training.config import TrainConfig
+from forgerydet.training.data import FaceList
+from forgerydet.training.distributed import Dist, autocast
+from forgerydet.training.loop import StepContext, cosine_lr, train_step
 
 MIX_TARGET = 0.6
 REBUILD_TARGET = 1.1
 
 
 class FullStep:
-    """One training step of the full method: forgerydet.train.train_step, the very function train() calls,
+    """One training step of the full method: forgerydet.training.loop.train_step, the very function train() calls,
     with the same optimizer groups and a cosine learning rate (single process: gather_rows is the identity)."""
 
     def __init__(self, model: Detector, tcfg: TrainConfig, device: torch.device, real_group: torch.Tensor):
@@ -75,7 +78,7 @@ class PlainStep:
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> float:
         x, y = batch["x"].to(self.device), batch["label"].to(self.device)
-        with _autocast(self.device, self.tcfg.amp):
+        with autocast(self.device, self.tcfg.amp):
             logits = self.net((x - self.mean) / self.std).squeeze(-1)  # (B,1) -> (B,)
             loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         self.opt.zero_grad(set_to_none=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How the shipped default model (models/forgerydet-base.safetensors) was trained: on a one-GPU machine,
 # from a zip of the self-blend pairs folder made by `make model-data` (WebP crops) and the packaged ImageNet
-# weights as fp16 safetensors files (what `python -m forgerydet.weights export NAME FILE --dtype fp16`
+# weights as fp16 safetensors files (what `forgerydet weights export NAME FILE --dtype fp16`
 # writes). Trains the candidate backbones side by side under one wall-clock budget (the CPU data pipeline is
 # shared, so each gets half of it), then exports each run's best checkpoint as fp16 weight files small enough
 # to copy back (tools/transfer_weights.py).

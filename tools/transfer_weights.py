@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from forgerydet.checkpoint import load_checkpoint, save_checkpoint
-from forgerydet.config import ModelConfig
-from forgerydet.model import Detector
+from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
+from forgerydet.model.config import ModelConfig
+from forgerydet.model.detector import Detector
 
 
 def export(ckpt: str, prefix: str) -> None:

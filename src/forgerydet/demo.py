@@ -69,9 +69,9 @@ def generated_material(out: Path) -> tuple[list[Path], list[tuple[Path, int, str
     self-blended fake video of it for scanning."""
     from skimage.data import astronaut
 
-    from .detect import DetectorConfig, FaceDetector
-    from .sbi import self_blend
-    from .video import Frame
+    from forgerydet.faces.detect import DetectorConfig, FaceDetector
+    from forgerydet.faces.media import Frame
+    from forgerydet.pairs.sbi import self_blend
 
     photo = astronaut()
     reals_dir = out / "generated_reals"

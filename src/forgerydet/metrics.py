@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
-from .atomic import atomic_write
-from .errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import atomic_write
 
 OVERALL = "overall"
 

@@ -6,10 +6,16 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+class Progress(Protocol):
+    """How every long library loop reports: progress(done, total) after each item, or progress(done, total, item)
+    with the name of the item about to be worked on (a file). The CLI renders it; library code never prints."""
+
+    def __call__(self, done: int, total: int, item: str = "") -> None: ...
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -38,7 +44,7 @@ def resolve_device(device: str) -> "torch.device":
     'cpu', 'cuda' or 'cuda:N'; anything else, or a GPU that is not there, is a ForgeryDetError."""
     import torch
 
-    from .errors import ForgeryDetError
+    from forgerydet.errors import ForgeryDetError
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,54 @@
+"""What every CLI command shares: the console, progress bars, and turning library errors into one red line.
+
+Path arguments and options are declared `readable=False`: click's own readability check would stop an
+unreadable file with exit code 2 and a usage box; the library says "permission denied" in one line instead."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, ProgressColumn
+
+from forgerydet.errors import ForgeryDetError, os_error_text, printable
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+
+
+def progress_bar(*columns: str | ProgressColumn, on: Console = console, disable: bool = False) -> Progress:
+    """The one progress-bar setup: transient (gone once done, so no stale bar sits above a result or an error
+    line), and off where the console is not a terminal (a pipe or file gets the results, not bar frames)."""
+    return Progress(*columns, console=on, transient=True, disable=disable or not on.is_terminal)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one red line on stderr and return the Exit(code) to raise. File names in the message are shown
+    printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup."""
+    err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def note(label: str, message: str, style: str = "red") -> None:
+    """One coloured line on stderr about one file of a batch (the batch goes on)."""
+    head = f"[{style}]{escape(printable(label))}[/] " if label else ""
+    err_console.print(f"{head}{escape(printable(message))}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a ForgeryDetError (and any OS error: missing file, no permission, read-only file system, full
+    disk) into one red line and exit code 1; Ctrl-C into "interrupted" and exit code 130."""
+    try:
+        yield
+    except ForgeryDetError as e:
+        raise fail(str(e)) from None
+    except OSError as e:
+        raise fail(os_error_text(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED) from None

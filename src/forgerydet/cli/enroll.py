@@ -1,0 +1,80 @@
+"""`forgerydet enroll`: a known person's real faces into a reference file (list, add, remove)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from forgerydet.cli.common import console, fail, user_errors
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.scan.config import EnrollConfig
+
+
+def enroll_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="The person's name (as `scan --reference NAME` will use it).")] = None,
+    sources: Annotated[Optional[list[str]], typer.Argument(help="Real videos, images or folders of that person.")] = None,
+    into: Annotated[Optional[Path], typer.Option(help="Reference file (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Model whose key encoder encodes the faces (default: models/default.safetensors or $FORGERYDET_MODEL).")] = None,
+    face: Annotated[str, typer.Option(help="Which faces of a source: main-track (tracked over most frames) | largest (per frame) | all (bystanders too).")] = EnrollConfig.face,
+    frames: Annotated[int, typer.Option(help="Frames sampled evenly per video (as scan).")] = EnrollConfig.num_frames,
+    list_: Annotated[bool, typer.Option("--list", help="List the people enrolled in the reference file.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's faces from the reference file.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait while another forgerydet process uses the reference file.")] = EnrollConfig.wait,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = EnrollConfig.device,
+    detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
+    min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
+) -> None:
+    """Enrol NAME's real faces from SOURCES (added to what is enrolled already), or --list / --remove."""
+    from forgerydet.model import references as refs
+
+    with user_errors():
+        path = into or refs.references_path(checkpoint or _default_checkpoint())
+        if list_:
+            _list(path)
+            return
+        if not name:
+            raise fail("give the person's NAME (or --list)")
+        if remove:
+            n = refs.remove_person(path, name, wait=wait)
+            console.print(f"removed {name!r}: {n} enrolled faces, from {path}", highlight=False)
+            return
+        if not sources:
+            raise fail(f"give real videos or images of {name!r} to enrol (or --remove / --list)")
+        from forgerydet.scan.enroll import enroll
+
+        cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait,
+                                detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))
+        with Progress(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[f]}"),
+                      TimeElapsedColumn(), console=console, transient=True) as p:
+            task = p.add_task("enroll", total=None, f="")
+            res = enroll(name, sources, checkpoint=checkpoint, into=into, config=cfg,
+                              progress=lambda i, n, f="": p.update(task, completed=i, total=n, f=Path(f).name))
+    for src, n, which in res.sources:
+        console.print(f"  {Path(src).name}: {which}", highlight=False)
+    dup = f" ({res.duplicates} already enrolled, skipped)" if res.duplicates else ""
+    console.print(f"enrolled {res.added} faces of {name!r}{dup}: {res.total} in all; {res.people} people in {res.path} "
+                  f"(key encoder of {res.checkpoint})", highlight=False)
+
+
+def _default_checkpoint() -> Path:
+    from forgerydet.scan.scanner import find_default_checkpoint
+
+    return find_default_checkpoint()
+
+
+def _list(path: Path) -> None:
+    from forgerydet.model.references import list_people
+
+    refs, people = list_people(path)
+    t = Table(title=f"{path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})", title_justify="left")
+    for col in ("person", "faces", "sources", "face choice"):
+        t.add_column(col, justify="right" if col in ("faces", "sources") else "left")
+    for name, p in people.items():
+        t.add_row(name, str(p["faces"]), str(p["sources"]), p["face"])
+    console.print(t)
+    if not people:
+        console.print("nobody enrolled")

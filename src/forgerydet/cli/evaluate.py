@@ -1,0 +1,65 @@
+"""`forgerydet evaluate`: metrics on a labelled list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from forgerydet.cli.common import console, fail, note, progress_bar, user_errors
+from forgerydet.errors import printable
+from forgerydet.scan.config import ScanConfig
+
+
+def evaluate_cmd(
+    list_csv: Annotated[Path, typer.Argument(readable=False, help="CSV with columns path,label[,group]; label 0/1 or real/fake.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
+    out: Annotated[Path, typer.Option(readable=False, help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
+    crops: Annotated[bool, typer.Option(help="Listed images are face crops already: score them as they are.")] = False,
+    frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = ScanConfig.num_frames,
+    aggregation: Annotated[str, typer.Option(help="mean | max-then-mean | confident | track-max.")] = ScanConfig.aggregation,
+    threshold: Annotated[Optional[float], typer.Option(help="Threshold for accuracy (default: the checkpoint's).")] = None,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = ScanConfig.device,
+) -> None:
+    """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
+    from forgerydet.scan.evaluate import evaluate as run
+
+    with user_errors():
+        from forgerydet.scan.config import ScanConfig
+
+        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device)
+        with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
+            task = p.add_task("eval", total=None, name="")
+            res = run(list_csv, checkpoint, config=cfg, crops=crops, out_dir=out,
+                      progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name))
+    for s in res["skipped"]:
+        named = (s["error"] or "").startswith(s["path"])
+        note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
+    console.print(metrics_table(res))
+    written = [f"metrics: {res['metrics_json']}"] if res.get("metrics_json") else []
+    written += [f"ROC: {res['roc_png']}"] if res.get("roc_png") else []
+    if written:
+        console.print(escape(printable("   ".join(written))), highlight=False)
+    problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete
+    if problems:
+        raise fail("; ".join(problems))
+
+
+def metrics_table(res: dict) -> Table:
+    t = Table(title=f"evaluation (threshold {res['threshold']:.2f})", title_justify="left")
+    for c in ("level", "group", "n (real/fake)", "AUC", "AP", "EER", "accuracy"):
+        t.add_column(c, justify="left" if c in ("level", "group") else "right")
+    for level in ("frame_level", "video_level"):
+        for g, m in res[level].items():
+            counts = f"{m['n']} ({m['n_real']}/{m['n_fake']})"
+            if "error" in m:
+                t.add_row(level.split("_")[0], g, counts, "-", "-", "-", f"{m['accuracy']:.3f}")
+            else:
+                t.add_row(level.split("_")[0], g, counts, f"{m['auc']:.3f}", f"{m['ap']:.3f}", f"{m['eer']:.3f}",
+                          f"{m['accuracy']:.3f}")
+    return t

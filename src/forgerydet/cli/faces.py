@@ -1,0 +1,148 @@
+"""Commands `extract` (face crops + faces.csv) and `pairs` (pairs.csv for training)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from forgerydet.cli.common import console, err_console, fail, note, progress_bar, user_errors
+from forgerydet.errors import printable
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.pairs.selfblend import BlendOptions
+from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE
+
+Frames = Annotated[Optional[int], typer.Option("--frames", help="Frames sampled evenly per video (default 32).")]
+Every = Annotated[Optional[int], typer.Option("--every", help="Sample every n-th frame instead.")]
+Fps = Annotated[Optional[float], typer.Option("--fps", help="Sample this many frames per second of video instead.")]
+Size = Annotated[int, typer.Option("--size", help="Face crop side in pixels.")]
+Margin = Annotated[float, typer.Option("--margin", help="Crop side = (1 + margin) x the face box's longer side.")]
+DetectSide = Annotated[int, typer.Option("--detect-side", help="MTCNN runs on a copy downscaled to this longest side.")]
+MinConf = Annotated[float, typer.Option("--min-confidence", help="Drop faces MTCNN is less sure of.")]
+MinFace = Annotated[int, typer.Option("--min-face", help="Drop faces whose box is smaller (full-resolution pixels).")]
+Device = Annotated[str, typer.Option("--device", help="Torch device for MTCNN: cpu, cuda, cuda:1 ...")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Frames per MTCNN call.")]
+Out = Annotated[Path, typer.Option("--out", "-o", readable=False, help="Output folder.")]
+
+
+def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size):
+    from forgerydet.faces.detect import DetectorConfig
+    from forgerydet.faces.pipeline import ExtractConfig
+
+    det = DetectorConfig(
+        detect_side=detect_side, min_confidence=min_confidence, min_face=min_face, margin=margin,
+        size=size, batch_size=batch_size, device=device,
+    )  # fmt: skip
+    return ExtractConfig(num_frames=frames, every=every, fps=fps, detector=det)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator:
+    bar = progress_bar(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn(), on=err_console)
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total, item="": bar.update(task, completed=done, total=total)
+
+
+def _report_errors(errors: list[tuple[str, str]], total_label: str) -> None:
+    if errors:
+        for _, msg in errors:
+            note("failed:", msg)
+        raise fail(f"{len(errors)} {total_label} failed (listed above); everything else was done")
+
+
+def extract_cmd(
+    sources: Annotated[list[Path], typer.Argument(readable=False, help="Videos, images, folders (searched recursively) or globs.")],
+    out: Out,
+    frames: Frames = None,
+    every: Every = None,
+    fps: Fps = None,
+    size: Size = DetectorConfig.size,
+    margin: Margin = DetectorConfig.margin,
+    detect_side: DetectSide = DetectorConfig.detect_side,
+    min_confidence: MinConf = DetectorConfig.min_confidence,
+    min_face: MinFace = DetectorConfig.min_face,
+    device: Device = DetectorConfig.device,
+    batch_size: BatchSize = DetectorConfig.batch_size,
+) -> None:
+    """Detect faces, write PNG crops and OUT/faces.csv. Re-running into the same folder skips finished files."""
+    from forgerydet.faces.index import extract
+
+    with user_errors():
+        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size)
+        with _progress("extract") as progress:
+            s = extract(sources, out, config, progress=progress)
+    table = Table(show_header=False)
+    for k, v in [
+        ("files", s.sources), ("processed now", s.processed), ("skipped (done before)", s.skipped),
+        ("face crops written", s.faces), ("face tracks", s.tracks), ("frames without a face", s.no_face_frames),
+        ("files failed", len(s.errors)),
+    ]:  # fmt: skip
+        table.add_row(k, str(v))
+    console.print(table)
+    console.print(escape(printable(f"index: {s.index}")), highlight=False, soft_wrap=True)
+    _report_errors(s.errors, "file(s)")
+
+
+def pairs_cmd(
+    out: Out,
+    sources: Annotated[Optional[list[Path]], typer.Argument(readable=False, help="With --self-blend: real videos, images, folders or faces.csv indexes.")] = None,
+    ffpp: Annotated[Optional[Path], typer.Option("--ffpp", readable=False, help="FaceForensics++ root (original_sequences/, manipulated_sequences/).")] = None,
+    compression: Annotated[Optional[str], typer.Option("--compression", help="FF++ compression folder (raw, c23, c40); needed when several exist.")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="FF++ methods to use, comma-separated (default: all found).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", readable=False, help="CSV with columns real,fake (optional group,method); paths relative to it.")] = None,
+    real_dir: Annotated[Optional[Path], typer.Option("--real-dir", readable=False, help="Folder of real files (with --fake-dir).")] = None,
+    fake_dir: Annotated[Optional[Path], typer.Option("--fake-dir", readable=False, help="Folder of fakes named like their real (same stem, or real stem + suffix).")] = None,
+    self_blend: Annotated[bool, typer.Option("--self-blend", help="Make one self-blended pseudo-fake per real face of SOURCES.")] = False,
+    val: Annotated[float, typer.Option("--val", help="Fraction of groups (source videos) for validation.")] = VAL_SHARE,
+    test: Annotated[float, typer.Option("--test", help="Fraction of groups for test.")] = TEST_SHARE,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the split and the self-blending.")] = 0,
+    frames: Frames = None,
+    every: Every = None,
+    fps: Fps = None,
+    size: Size = DetectorConfig.size,
+    margin: Margin = DetectorConfig.margin,
+    detect_side: DetectSide = DetectorConfig.detect_side,
+    min_confidence: MinConf = DetectorConfig.min_confidence,
+    min_face: MinFace = DetectorConfig.min_face,
+    device: Device = DetectorConfig.device,
+    batch_size: BatchSize = DetectorConfig.batch_size,
+    group_pattern: Annotated[Optional[str], typer.Option("--group-pattern", help="With --self-blend: regex searched in each file stem; its first group (or match) is the split group, e.g. '^(.+)_\\d{4}$' keeps LFW's photos of one person together.")] = None,
+    online: Annotated[bool, typer.Option("--online", help="With --self-blend: write no fakes for train rows (training makes a new one every epoch); only val/test fakes are written.")] = False,
+    image_format: Annotated[str, typer.Option("--format", help="With --self-blend: crop file format, png or jpg (smaller; fakes are blended from the decoded JPEG).")] = BlendOptions.image_format,
+    jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="With --format jpg.")] = BlendOptions.jpeg_quality,
+    workers: Annotated[int, typer.Option("--workers", help="With --self-blend: processes detecting faces in still images (0 = one per core).")] = BlendOptions.workers,
+) -> None:
+    """Write OUT/pairs.csv (real,fake,group,split,method,landmarks) and the face crops it names."""
+    from forgerydet.pairs.build import make_pairs
+    from forgerydet.pairs.table import SPLITS
+
+    with user_errors():
+        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size)
+        with _progress("pairs") as progress:
+            s = make_pairs(
+                out, config, ffpp=ffpp, compression=compression, methods=methods, mapping=mapping,
+                real_dir=real_dir, fake_dir=fake_dir, self_blend=self_blend, sources=sources,
+                val=val, test=test, seed=seed, progress=progress,
+                blend=BlendOptions(group_pattern=group_pattern, online=online, image_format=image_format,
+                                   jpeg_quality=jpeg_quality, workers=workers),
+            )  # fmt: skip
+    table = Table()
+    for col in ("split", "groups", "pairs"):
+        table.add_column(col)
+    for split in SPLITS:
+        table.add_row(split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0)))
+    console.print(table)
+    console.print("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())), highlight=False)
+    if s.images:
+        console.print("still images: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.images.items()), highlight=False)
+    console.print(escape(printable(f"wrote {s.pairs_csv}")), highlight=False, soft_wrap=True)
+    for w in s.warnings:
+        note("warning:", w, style="yellow")
+    _report_errors(s.errors, "file(s)")

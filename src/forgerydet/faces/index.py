@@ -1,0 +1,236 @@
+"""The faces.csv index and the resumable batch job behind `forgerydet extract`.
+
+Extract folder layout:
+    OUT/faces.csv               the index (INDEX_COLUMNS), rebuilt from the parts at the end of every run
+    OUT/extract.json            the sampling/cropping settings; a re-run with other settings is refused
+    OUT/parts/<key>.csv         one source's rows, written (temp + rename) after its crops: the done-marker
+    OUT/crops/<key>/f<frame:06d>_<k>.png   face k (most confident first) of that frame
+`<key>` is the file stem plus a short hash of its absolute path (io.source_key). A source whose part exists
+(and is not an error) is skipped on a re-run; failed sources are tried again.
+
+faces.csv rows: one per face (status `ok`), one per sampled frame without a face (`no_face`, empty box,
+landmark, crop columns), one per unreadable file (`error`, with the message). Box and confidence are
+in full-resolution frame pixels; the landmark columns are in crop pixels."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
+from forgerydet.faces.media import expand_sources
+from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.io import check_output, read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
+from forgerydet.runtime import Progress
+
+LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in ("x", "y")]
+
+
+INDEX_COLUMNS = [
+    "source", "frame_index", "time", "track_id", "x1", "y1", "x2", "y2",
+    *LANDMARK_COLUMNS, "confidence", "crop", "status", "message",
+]  # fmt: skip
+
+
+INDEX_NAME = "faces.csv"
+
+
+SETTINGS_NAME = "extract.json"
+
+
+
+
+def _fmt(x: float, nd: int) -> str:
+    return "" if not np.isfinite(x) else f"{x:.{nd}f}"
+
+
+def face_row(source: str, face: Face, crop_rel: str) -> dict:
+    row = {
+        "source": source, "frame_index": face.frame_index, "time": _fmt(face.time, 3),
+        "track_id": face.track_id, "confidence": _fmt(face.confidence, 4), "crop": crop_rel,
+        "status": "ok", "message": "",
+    }  # fmt: skip
+    row.update({k: _fmt(v, 1) for k, v in zip(("x1", "y1", "x2", "y2"), face.box)})
+    row.update({k: _fmt(v, 2) for k, v in zip(LANDMARK_COLUMNS, face.landmarks_crop.reshape(-1))})
+    return row
+
+
+def empty_row(source: str, status: str, frame_index: int | str = "", time: float | None = None, message: str = "") -> dict:
+    row = {c: "" for c in INDEX_COLUMNS}
+    row.update(source=source, frame_index=frame_index, status=status, message=message)
+    if time is not None:
+        row["time"] = _fmt(time, 3)
+    return row
+
+
+@dataclass
+class IndexRow:
+    """One row of faces.csv, parsed. `crop` is an absolute path (None unless status is 'ok')."""
+
+    source: str
+    frame_index: int | None
+    time: float | None
+    track_id: int | None
+    box: np.ndarray | None  # (4,)
+    landmarks: np.ndarray | None  # (5,2) crop pixels
+    confidence: float | None
+    crop: Path | None
+    status: str
+    message: str
+
+
+def read_index(path: str | Path) -> list[IndexRow]:
+    """Parse an extract index (faces.csv); crop paths are resolved against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForgeryDetError(f"{path}: no such index file; run `forgerydet extract` first")
+    rows = read_csv_rows(path, INDEX_COLUMNS)
+
+    def num(s: str, typ=float):
+        return typ(s) if s not in ("", None) else None
+
+    out = []
+    for r in rows:
+        ok = r["status"] == "ok"
+        try:
+            lm = np.array([float(r[c]) for c in LANDMARK_COLUMNS], np.float32).reshape(5, 2) if ok and r[LANDMARK_COLUMNS[0]] else None
+            out.append(
+                IndexRow(
+                    source=r["source"],
+                    frame_index=num(r["frame_index"], int),
+                    time=num(r["time"]),
+                    track_id=num(r["track_id"], int),
+                    box=np.array([float(r[c]) for c in ("x1", "y1", "x2", "y2")], np.float32) if ok else None,
+                    landmarks=lm,
+                    confidence=num(r["confidence"]),
+                    crop=(path.parent / r["crop"]).resolve() if ok and r["crop"] else None,
+                    status=r["status"],
+                    message=r["message"],
+                )
+            )
+        except ValueError as e:
+            raise ForgeryDetError(f"{path}: malformed row for {r.get('source')!r} ({e})") from None
+    return out
+
+
+@dataclass
+class ExtractSummary:
+    index: Path
+    sources: int = 0
+    processed: int = 0
+    skipped: int = 0  # already complete from an earlier run
+    faces: int = 0  # crops written by this run
+    no_face_frames: int = 0  # sampled frames without a face, this run
+    tracks: int = 0  # face tracks found by this run (summed over sources)
+    errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (source, message)
+
+
+def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
+    path = out_dir / SETTINGS_NAME
+    wanted = config.settings()
+    if path.is_file():
+        try:
+            have = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise ForgeryDetError(f"{path} is corrupt; delete it or use another --out folder") from None
+        if have != wanted:
+            diff = ", ".join(f"{k}: {have.get(k)} -> {v}" for k, v in wanted.items() if have.get(k) != v)
+            raise ForgeryDetError(
+                f"{out_dir} was extracted with other settings ({diff}); use another --out folder or the same settings"
+            )
+    else:
+        write_text_atomic(path, json.dumps(wanted, indent=2) + "\n")
+
+
+def _part_done(part: Path) -> bool:
+    if not part.is_file():
+        return False
+    try:
+        rows = read_csv_rows(part, INDEX_COLUMNS)
+    except ForgeryDetError:
+        return False
+    return bool(rows) and all(r["status"] != "error" for r in rows)
+
+
+def rebuild_index(out_dir: Path) -> Path:
+    """Write OUT/faces.csv from every part (rows ordered by source, frame, then as written)."""
+    rows: list[dict] = []
+    for part in sorted((out_dir / "parts").glob("*.csv")):
+        try:
+            rows.extend(read_csv_rows(part, INDEX_COLUMNS))
+        except ForgeryDetError:
+            continue  # a part from an interrupted write of another version; its source is redone next run
+    rows.sort(key=lambda r: (r["source"], int(r["frame_index"]) if r["frame_index"] else -1))
+    index = out_dir / INDEX_NAME
+    write_csv_atomic(index, INDEX_COLUMNS, rows)
+    return index
+
+
+def extract(
+    sources: Sequence[str | Path],
+    out_dir: str | Path,
+    config: ExtractConfig | None = None,
+    progress: Progress | None = None,
+    detector: FaceDetector | None = None,
+) -> ExtractSummary:
+    """Extract face crops and the faces.csv index for every source (files, folders, globs).
+
+    An unreadable file gets an `error` row and the batch goes on; sources completed by an earlier run
+    into the same folder are skipped. `progress(done, total)` is called after every source.
+    Returns the summary; the caller decides what a non-empty `errors` means (the CLI exits 1).
+    """
+    config = config or ExtractConfig()
+    out_dir = Path(out_dir)
+    files = expand_sources(sources)
+    check_output(out_dir, "--out", folder=True)  # before any face is detected
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(out_dir, config)
+    detector = detector or FaceDetector(config.detector)
+    summary = ExtractSummary(index=out_dir / INDEX_NAME, sources=len(files))
+    try:
+        for n, path in enumerate(files, 1):
+            key = source_key(path)
+            part = out_dir / "parts" / f"{key}.csv"
+            if _part_done(part):
+                summary.skipped += 1
+            else:
+                rows = _extract_one(path, key, out_dir, config, detector, summary)
+                write_csv_atomic(part, INDEX_COLUMNS, rows)
+                summary.processed += 1
+            if progress is not None:
+                progress(n, len(files))
+    finally:
+        if (out_dir / "parts").is_dir():
+            rebuild_index(out_dir)
+    return summary
+
+
+def _extract_one(
+    path: Path, key: str, out_dir: Path, config: ExtractConfig, detector: FaceDetector, summary: ExtractSummary
+) -> list[dict]:
+    source = path_text(os.path.abspath(path))  # a non-UTF-8 name is stored as \xNN (errors.path_text)
+    try:
+        found = detect_source(path, config, detector)
+    except ForgeryDetError as e:
+        summary.errors.append((source, path_text(e)))
+        return [empty_row(source, "error", message=path_text(e))]
+    rows: list[dict] = []
+    for (index, time), faces in zip(found.frames, found.faces):
+        if not faces:
+            rows.append(empty_row(source, "no_face", index, time))
+            summary.no_face_frames += 1
+            continue
+        for k, face in enumerate(faces):
+            rel = f"crops/{key}/f{index:06d}_{k}.png"
+            write_png(out_dir / rel, face.crop)
+            rows.append(face_row(source, face, rel))
+            summary.faces += 1
+    summary.tracks += found.num_tracks
+    return rows

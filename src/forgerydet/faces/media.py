@@ -1,0 +1,278 @@
+"""Reading videos and images as RGB frames: which files are media, and which frames to sample.
+
+Frames are streamed (a generator), so memory does not grow with video length. Sampled frames are
+reached without converting every frame: short gaps are skipped with `grab()` (demux + decode, no
+colour conversion or copy), gaps longer than `seek_threshold` frames are jumped with a seek
+(`CAP_PROP_POS_FRAMES`, which decodes forward from the previous keyframe). Measured on the 640x480
+sample videos (32 of ~400 frames, keyframes far apart) grab-skipping took ~0.3 s where seeking to
+every sampled frame took 2.4-4 s, because each seek re-decodes from a distant keyframe; seeking
+only pays off when the gap is longer than the keyframe interval, hence the threshold.
+
+Rotation metadata (phone videos) is honoured: OpenCV's FFmpeg backend applies the display matrix
+when `CAP_PROP_ORIENTATION_AUTO` is on, which this module sets explicitly. Images are read as bytes and
+decoded with `cv2.imdecode`, which applies EXIF orientation.
+
+OpenCV is never handed a file name that is not valid UTF-8 (on Linux a name is bytes, e.g. `bad\xff.png`):
+OpenCV 5 crashes the process on such a name. Images are read by Python; a video is opened through a
+temporary symbolic link with an ASCII name (`_cv_path`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, Sequence
+
+import cv2
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError, os_reason
+from forgerydet.io import check_readable_file, quiet_native_stderr, read_image
+
+VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+DEFAULT_NUM_FRAMES = 32
+DEFAULT_SEEK_THRESHOLD = 300  # frames; ~12 s at 25 fps, longer than most keyframe intervals
+
+MediaKind = Literal["video", "image"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its index in the video (0 for an image), time in seconds, RGB uint8 (H,W,3)."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.frame_count / self.fps if self.fps > 0 else 0.0
+
+
+def media_kind(path: str | Path) -> MediaKind:
+    """'video' or 'image' by file extension; ForgeryDetError for anything else."""
+    ext = Path(path).suffix.lower()
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext in IMAGE_EXTS:
+        return "image"
+    raise ForgeryDetError(
+        f"{path}: unsupported file type '{ext or '(none)'}'; "
+        f"give a video ({', '.join(sorted(VIDEO_EXTS))}) or an image ({', '.join(sorted(IMAGE_EXTS))})"
+    )
+
+
+def is_media(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTS | IMAGE_EXTS
+
+
+def expand_sources(paths: Iterable[str | Path]) -> list[Path]:
+    """Files, folders (searched recursively for images and videos, sorted) and glob patterns -> file list.
+
+    Order is kept and duplicates are dropped. A path that does not exist, a glob that matches nothing,
+    or a folder without media raises ForgeryDetError before any work starts. A file given by name is
+    kept whatever its extension, so that a batch records its error instead of skipping it silently.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_media(f))
+            if not found:
+                raise ForgeryDetError(f"folder {p} holds no image or video files")
+            for f in found:
+                add(f)
+        elif p.exists():
+            add(p)
+        elif glob.has_magic(str(raw)):
+            matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
+            files = [m for m in matches if m.is_file() and is_media(m)]
+            if not files:
+                raise ForgeryDetError(f"no image or video file matches '{raw}'")
+            for f in files:
+                add(f)
+        else:
+            raise ForgeryDetError(f"{p}: no such file or folder")
+    return out
+
+
+def sample_indices(
+    frame_count: int,
+    video_fps: float = 0.0,
+    num_frames: int | None = None,
+    every: int | None = None,
+    fps: float | None = None,
+) -> list[int]:
+    """Which frame indices to read: `num_frames` spread evenly over the video (first and last included),
+    or every `every`-th frame, or `fps` frames per second of video. Exactly one of the three may be set;
+    none set means DEFAULT_NUM_FRAMES evenly."""
+    modes = [m for m in (num_frames, every, fps) if m is not None]
+    if len(modes) > 1:
+        raise ForgeryDetError("choose one way to sample frames: a number of frames, every n-th frame, or an fps")
+    if frame_count <= 0:
+        return []
+    if every is not None:
+        if every < 1:
+            raise ForgeryDetError(f"every={every}: sample every n-th frame with n >= 1")
+        return list(range(0, frame_count, every))
+    if fps is not None:
+        if fps <= 0:
+            raise ForgeryDetError(f"fps={fps}: the sampling rate must be > 0")
+        if video_fps <= 0:
+            raise ForgeryDetError("the video does not state its frame rate; sample by number of frames instead of fps")
+        step = video_fps / fps
+        return sorted({min(frame_count - 1, int(round(k * step))) for k in range(int(math.ceil(frame_count / step)))})
+    t = DEFAULT_NUM_FRAMES if num_frames is None else num_frames
+    if t < 1:
+        raise ForgeryDetError(f"frames={t}: sample at least one frame")
+    if t >= frame_count:
+        return list(range(frame_count))
+    return sorted({int(round(x)) for x in np.linspace(0, frame_count - 1, t)})
+
+
+@contextlib.contextmanager
+def _cv_path(path: Path) -> Iterator[str]:
+    """A name OpenCV can open for `path`: the path itself when it is valid UTF-8, else a temporary ASCII
+    symbolic link to it (removed on exit; an opened capture keeps its file open)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = ""
+    if name:
+        yield name
+        return
+    with tempfile.TemporaryDirectory(prefix="forgerydet-") as d:
+        link = os.path.join(d, "media" + "".join(c for c in path.suffix if c.isascii()))
+        try:
+            os.symlink(os.path.abspath(path), link)
+        except OSError as e:
+            raise ForgeryDetError(f"{path}: cannot open a file of this name ({os_reason(e)}): rename it to valid UTF-8") from None
+        yield link
+
+
+def _open_video(path: Path) -> cv2.VideoCapture:
+    check_readable_file(path)
+    # FFmpeg's and OpenCV's own log lines ("moov atom not found") would duplicate our one-line error.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        with _cv_path(path) as name, quiet_native_stderr():
+            cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if not cap.isOpened():
+        cap.release()
+        raise ForgeryDetError(f"{path}: cannot open the video (corrupt, truncated, or not a video file)")
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    return cap
+
+
+def _count_by_grabbing(path: Path) -> int:
+    cap = _open_video(path)
+    try:
+        n = 0
+        while cap.grab():
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame count, fps and (display-oriented) size of a video. The count comes from the container,
+    or from grabbing through the video once when the container does not state it."""
+    path = Path(path)
+    cap = _open_video(path)
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+    if n <= 0:
+        n = _count_by_grabbing(path)
+    if n <= 0:
+        raise ForgeryDetError(f"{path}: the video holds no frames")
+    if not math.isfinite(fps):
+        fps = 0.0
+    return VideoInfo(frame_count=n, fps=fps, width=w, height=h)
+
+
+def iter_frames(
+    path: str | Path,
+    num_frames: int | None = None,
+    every: int | None = None,
+    fps: float | None = None,
+    indices: Sequence[int] | None = None,
+    seek_threshold: int = DEFAULT_SEEK_THRESHOLD,
+) -> Iterator[Frame]:
+    """Stream the sampled frames of a video (or the one frame of an image) as Frame(index, time, RGB).
+
+    Sampling: `num_frames` evenly (default 32), or `every` n-th frame, or `fps` per second, or explicit
+    `indices` (e.g. the frames sampled from the real video of a pair; indices past the end are dropped).
+    The file is opened and checked now, so a missing, empty, corrupt or non-media file raises
+    ForgeryDetError at the call, not at the first `next()`. A video whose sampled frames cannot be
+    decoded at all raises ForgeryDetError while iterating; one that breaks off part-way simply ends.
+    """
+    path = Path(path)
+    if media_kind(path) == "image":
+        image = read_image(path)
+        return iter([Frame(0, 0.0, image)])
+    info = video_info(path)
+    if indices is not None:
+        wanted = sorted({int(i) for i in indices if 0 <= int(i) < info.frame_count})
+    else:
+        wanted = sample_indices(info.frame_count, info.fps, num_frames, every, fps)
+    cap = _open_video(path)
+    return _stream(cap, path, wanted, info.fps, seek_threshold)
+
+
+def _stream(cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int) -> Iterator[Frame]:
+    try:
+        pos = 0  # index of the frame the next grab() returns
+        delivered = 0
+        for i in wanted:
+            if i - pos > seek_threshold:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                pos = i
+            ok = True
+            while ok and pos < i:
+                ok = cap.grab()
+                pos += 1
+            if not ok or not cap.grab():
+                break
+            pos += 1
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                break
+            t = i / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            yield Frame(i, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            delivered += 1
+        if wanted and delivered == 0:
+            raise ForgeryDetError(f"{path}: no frame could be decoded (corrupt video or unsupported codec)")
+    finally:
+        cap.release()

@@ -1,0 +1,118 @@
+"""One file -> its sampled frames -> tracked faces: `detect_source(path, config, detector)` returns
+SourceFaces (crops in memory, track ids set) for every sampled frame of a video or image. This is what scan,
+enroll, pairs and extract call; ExtractConfig (frame sampling, tracking, detection) is its config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import DetectorConfig, Face, FaceDetector
+from forgerydet.faces.media import MediaKind, iter_frames, media_kind
+from forgerydet.faces.track import assign_tracks
+
+
+@dataclass
+class ExtractConfig:
+    """Frame sampling, tracking and detection settings for one extraction.
+
+    num_frames / every / fps: how frames are sampled (at most one set; none set = 32 evenly).
+    iou_threshold:            least IoU for a face to continue a track from the previous sampled frame.
+    detector:                 MTCNN and crop settings (size, margin, detect_side, device, ...).
+    """
+
+    num_frames: int | None = None
+    every: int | None = None
+    fps: float | None = None
+    iou_threshold: float = 0.3
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.num_frames, self.every, self.fps)) > 1:
+            raise ForgeryDetError("choose one way to sample frames: --frames, --every or --fps")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ForgeryDetError(f"iou_threshold={self.iou_threshold} must be in (0, 1]")
+
+    def settings(self) -> dict:
+        """What decides the written crops (device and batch size do not)."""
+        d = self.detector
+        return {
+            "num_frames": self.num_frames, "every": self.every, "fps": self.fps,
+            "iou_threshold": self.iou_threshold, "size": d.size, "margin": d.margin,
+            "detect_side": d.detect_side, "min_confidence": d.min_confidence, "min_face": d.min_face,
+        }  # fmt: skip
+
+
+@dataclass
+class SourceFaces:
+    """The sampled frames of one file and the faces found on each (track ids set)."""
+
+    source: Path
+    kind: MediaKind
+    frames: list[tuple[int, float]]  # (frame_index, time) of every sampled frame
+    faces: list[list[Face]]  # per sampled frame, most confident first
+
+    @property
+    def all_faces(self) -> list[Face]:
+        return [f for fr in self.faces for f in fr]
+
+    @property
+    def num_tracks(self) -> int:
+        return len({f.track_id for f in self.all_faces})
+
+    def main_track(self) -> int | None:
+        """The track seen on most frames (ties: larger mean box area); None without faces."""
+        stats: dict[int, list[float]] = {}
+        for f in self.all_faces:
+            area = float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+            stats.setdefault(f.track_id, []).append(area)
+        if not stats:
+            return None
+        return max(stats, key=lambda t: (len(stats[t]), float(np.mean(stats[t])), -t))
+
+
+def detect_source(
+    path: str | Path,
+    config: ExtractConfig | None = None,
+    detector: FaceDetector | None = None,
+    indices: Sequence[int] | None = None,
+) -> SourceFaces:
+    """Sample frames of one video/image, detect and crop faces, assign track ids.
+
+    Frames are decoded and detected in batches of `detector.config.batch_size` and dropped after
+    cropping, so memory holds the crops only. `indices` overrides the sampling (frame-aligned pairs).
+    Raises ForgeryDetError for a file that cannot be read.
+    """
+    config = config or ExtractConfig()
+    detector = detector or FaceDetector(config.detector)
+    path = Path(path)
+    kind = media_kind(path)
+    stream = iter_frames(path, config.num_frames, config.every, config.fps, indices=indices)
+    frames: list[tuple[int, float]] = []
+    faces: list[list[Face]] = []
+    batch = []
+    bs = detector.config.batch_size
+    for frame in stream:
+        batch.append(frame)
+        if len(batch) == bs:
+            faces.extend(detector.faces(batch))
+            frames.extend((f.index, f.time) for f in batch)
+            batch = []
+    if batch:
+        faces.extend(detector.faces(batch))
+        frames.extend((f.index, f.time) for f in batch)
+    ids = assign_tracks([np.array([f.box for f in fr]).reshape(-1, 4) for fr in faces], config.iou_threshold)
+    for fr, fr_ids in zip(faces, ids):
+        for face, tid in zip(fr, fr_ids):
+            face.track_id = tid
+    return SourceFaces(path, kind, frames, faces)
+
+
+# ---------------------------------------------------------------- files
+
+
+# ---------------------------------------------------------------- the batch job

@@ -1,0 +1,242 @@
+"""Files: atomic writes, reading images, PNG and CSV, and folder-safe names (the only copies of each).
+
+Atomic writes: write into a temp file in the target's folder, then rename it into place, so a crash never leaves
+a half-written checkpoint, index, report or log. check_output checks output locations before work starts, so
+a bad --out/--json fails in a second instead of after the work; OS errors become one ForgeryDetError naming the
+user's path. Files get the permissions `open()` would give (0o666 minus the umask), not mkstemp's 0o600. Temp
+files are named `.NAME.PID.XXXXXXXX.SUFFIX`; one left behind by a killed process (the process id no longer
+runs) is removed by the next durable write of the same file (checkpoints are ~100 MB each).
+
+Images are read as bytes by Python and decoded by OpenCV (read_image), so any file name works (OpenCV never
+sees a name that is not UTF-8) and an unreadable file is told apart from a corrupt one."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import hashlib
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError, os_error_text, os_reason, path_text
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it the only portable way (set and restore)
+    os.umask(mask)
+    return mask
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_leftovers(path: Path, suffix: str = ".tmp") -> list[Path]:
+    """Delete temp files of `path` left by writers that were killed (their process is gone); returns them."""
+    removed = []
+    prefix = f".{path.name}."
+    for tmp in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*" + glob.escape(suffix))):
+        pid = os.path.basename(tmp)[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_running(int(pid)):
+            try:
+                os.unlink(tmp)
+                removed.append(Path(tmp))
+            except OSError:
+                pass
+    return removed
+
+
+def atomic_write(path: str | Path, writer: Callable[[Path], object], *, suffix: str = ".tmp", durable: bool = False) -> Path:
+    """Call writer(tmp_path), then move the finished file to `path`; on any failure the temp file is removed
+    and `path` is untouched. suffix: the temp file's ending (e.g. '.png' where the writer picks the format
+    from it). durable: fsync before the rename (checkpoints), so a power cut cannot leave an empty file; a
+    durable write also removes temp files of `path` that killed writers left behind.
+    An OSError (read-only file system, full disk, no permission) becomes a ForgeryDetError naming `path`."""
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if durable:
+            remove_leftovers(path, suffix)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        writer(Path(tmp))
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        raise ForgeryDetError(f"cannot write {os_error_text(e, path)}") from None
+    except BaseException:
+        _discard(tmp)
+        raise
+    return path
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), durable=durable)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """UTF-8 text; a file name with bytes that are not UTF-8 is written as `\\xNN` (errors.path_text)."""
+    return write_bytes_atomic(path, path_text(text).encode("utf-8"))
+
+
+def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path:
+    """Refuse now, before any work, an output the writers could not create later: a folder where a file is
+    wanted (or the reverse), a parent that is a file, a location that is read-only or not writable.
+
+    Probes by creating (and removing) an empty temp file in the nearest existing folder; nothing else is
+    created. A full disk cannot be foreseen: atomic_write reports it when it happens."""
+    p = Path(path)
+    label = f"{option} {path_text(p)}"
+    if folder and p.exists() and not p.is_dir():
+        raise ForgeryDetError(f"{label}: an existing file, not a folder: give a folder path")
+    if not folder and p.is_dir():
+        raise ForgeryDetError(f"{label}: a folder, not a file: give a file path inside it")
+    d = p if folder else p.parent
+    d = Path(os.path.abspath(d))
+    while not d.exists() and d.parent != d:
+        d = d.parent
+    if not d.is_dir():
+        raise ForgeryDetError(f"{label}: {path_text(d)} is a file, so nothing can be written below it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".forgerydet-probe.", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ForgeryDetError(f"{label}: cannot write there ({os_reason(e)})") from None
+    return p
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 (H,W,3), EXIF orientation applied. Read as bytes by Python, then
+    decoded by OpenCV, so any file name works and an unreadable file is told apart from a corrupt one."""
+    path = Path(path)
+    check_readable_file(path)
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise ForgeryDetError(f"{path}: cannot read the file ({os_reason(e)})") from None
+    with quiet_native_stderr():  # libpng/libjpeg print their own warnings; our one line says it better
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None or bgr.size == 0:
+        raise ForgeryDetError(f"{path}: cannot decode the image (corrupt or not an image file)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def check_readable_file(path: Path) -> None:
+    if not path.exists():
+        raise ForgeryDetError(f"{path}: no such file")
+    if not path.is_file():
+        raise ForgeryDetError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ForgeryDetError(f"{path}: the file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise ForgeryDetError(f"{path}: cannot read the file (permission denied)")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a native call: libpng ("libpng error: ..."), libjpeg and OpenCV's own
+    "[ WARN ]" lines go straight to it and would sit beside our one-line error."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def source_key(path: str | Path) -> str:
+    """A folder-safe, unique name for a source: stem + 8 hex digits of its absolute path."""
+    p = Path(os.path.abspath(path))
+    digest = hashlib.sha1(os.fsencode(p)).hexdigest()[:8]  # the name's bytes: any file name, same key as before
+    stem = safe_name(p.stem, "source", 60)
+    return f"{stem}-{digest}"
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB (H,W,3) or grey (H,W) uint8 image as PNG, atomically (temp file + rename). Encoded in
+    memory and written by Python, so OpenCV never sees the (possibly non-UTF-8) folder name."""
+    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 image
+        raise ForgeryDetError(f"cannot encode {path.name} as PNG")
+    write_bytes_atomic(path, buf.tobytes())
+
+
+def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    write_text_atomic(path, buf.getvalue())
+
+
+def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a CSV as dicts; ForgeryDetError naming the missing columns if any are absent."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ForgeryDetError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected columns {', '.join(required)}"
+                )
+            return list(reader)
+    except UnicodeDecodeError:
+        raise ForgeryDetError(f"{path}: not a UTF-8 text CSV file") from None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_name(name: str, default: str = "method", limit: int | None = None) -> str:
+    """`name` as a folder-safe file name: characters other than letters, digits and -_. become '_'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:limit] or default

@@ -1,0 +1,299 @@
+"""The checkpoint file and its typed contents (the only owner of that format).
+
+One safetensors file holds: the weights (`model.*`), the memory bank inside them, and metadata (JSON strings):
+the ModelConfig, the bank's encoder fingerprint and fill, the bank sources (the real face behind each bank
+source id), the training history, the calibration (threshold, temperature) and other extras; a training
+checkpoint (`last`) also holds its TrainState (optimizer tensors `optim.*`, RNG tensors `train.*`, position and
+TrainConfig). Loading rebuilds the Detector from the stored config and loads strictly; it never unpickles
+anything. Writes are atomic (one temp file + rename), so a crash never leaves a broken checkpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save
+
+from forgerydet import __version__
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import write_bytes_atomic
+from forgerydet.model.bank import fingerprint_hex
+from forgerydet.model.config import ModelConfig
+from forgerydet.model.detector import Detector
+
+FORMAT = "forgerydet-checkpoint"
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+
+
+DEFAULT_THRESHOLD = 0.5  # the verdict threshold of a checkpoint that was never calibrated
+DEFAULT_TEMPERATURE = 1.0  # logits as they are
+
+
+@dataclass
+class TrainState:
+    """What `train --resume` needs to continue bit for bit: the epochs and steps done, the best validation AUC so
+    far, the run's TrainConfig (as stored), the optimizer state, and the RNG states (torch/CUDA generator
+    tensors; Python's and NumPy's states as JSON)."""
+
+    epoch: int
+    step: int
+    best: float
+    train_config: dict[str, Any]
+    optimizer_state: dict[str, Any] | None = None
+    rng_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (bank included), where it came from, and what it stores, read and checked
+    here (a hand-edited value is a ForgeryDetError naming the file, not a traceback later)."""
+
+    model: Detector
+    meta: dict[str, Any]  # the decoded metadata, as read_meta returns it
+    path: Path
+    train_state: TrainState | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta.get("fingerprint", "")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Calibration, provenance (trained_on, bank_rebuilt_from, bank_selection, epochs_done) and notes."""
+        return dict(self.meta.get("extra") or {})
+
+    @property
+    def bank_sources(self) -> list[str]:
+        """bank_sources[i]: the real face whose id is i in the bank's `source` buffer."""
+        return list(self.meta.get("bank_sources") or [])
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per trained epoch (losses, validation metrics, calibration)."""
+        return list(self.meta.get("history") or [])
+
+    @property
+    def threshold(self) -> float:
+        """The verdict threshold on the calibrated fake probability (DEFAULT_THRESHOLD when never calibrated)."""
+        return _stored_number(self.path, self.meta, "threshold", DEFAULT_THRESHOLD, 1.0,
+                              "pass --threshold, or re-save the checkpoint")
+
+    @property
+    def temperature(self) -> float:
+        """The logit temperature fitted on validation faces (DEFAULT_TEMPERATURE: uncalibrated)."""
+        return _stored_number(self.path, self.meta, "temperature", DEFAULT_TEMPERATURE, 1e3,
+                              "re-calibrate with `forgerydet calibrate`")
+
+
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain_state: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        plain_state[str(pid)] = {}
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{pid}.{name}"] = v
+            else:
+                plain_state[str(pid)][name] = v
+    return tensors, {"param_groups": sd["param_groups"], "state": plain_state}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(pid): dict(st) for pid, st in meta["state"].items()}
+    for key, t in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = t
+    # JSON turned tuples (e.g. Adam's betas) into lists; give them back as the optimizer wrote them
+    groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Detector,
+    *,
+    bank_sources: list[str] | None = None,
+    history: list[dict[str, Any]] | None = None,
+    train_state: TrainState | None = None,
+    extra: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a checkpoint file atomically. `bank_sources[i]` names the real face whose id is i in bank.source.
+
+    half=True stores the float weights (not the bank) as fp16, for a smaller file to ship; it is refused
+    unless every weight is exactly representable in fp16 (so the loaded model, and the fingerprint its
+    bank was made with, are unchanged). Loading casts them back to the model's fp32."""
+    path = Path(path)
+    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        for k, v in tensors.items():
+            if v.is_floating_point() and v.dtype == torch.float32 and not k.startswith("model.bank."):
+                h = v.half()
+                if not torch.equal(h.float(), v):
+                    raise ForgeryDetError(f"{k} is not exactly representable in fp16: cannot store this model at half size")
+                tensors[k] = h
+    tjson: dict[str, Any] = {}
+    if train_state is not None:
+        ts = train_state
+        tjson = {**ts.rng, "epoch": ts.epoch, "step": ts.step, "best": ts.best, "train_config": ts.train_config}
+        if ts.optimizer_state is not None:
+            otensors, ometa = _flatten_optimizer(ts.optimizer_state)
+            tensors.update({k: v.detach().to("cpu").contiguous() for k, v in otensors.items()})
+            tjson["optimizer"] = ometa
+        for k, v in ts.rng_tensors.items():
+            tensors[f"train.{k}"] = v.detach().to("cpu").contiguous()
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "forgerydet_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": json.dumps(model.cfg.to_dict()),
+        "pretrained_source": model.pretrained_source,
+        "fingerprint": fingerprint_hex(model.bank.fingerprint),
+        "bank_fill": str(model.bank.filled),
+        "bank_sources": json.dumps(bank_sources or []),
+        "history": json.dumps(history or []),
+        "train": json.dumps(tjson),
+        "extra": json.dumps(extra or {}),
+    }
+    # serialised in memory, then ONE atomic write: safetensors' save_file would add its own hidden temp file,
+    # and a kill mid-write would leave two; the next write of this file removes a killed writer's temp
+    return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
+
+
+def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extra: dict[str, Any],
+                      bank_sources: list[str] | None = None) -> Path:
+    """Write a changed model of a loaded checkpoint (a rebuilt bank, a new calibration) to `path`, keeping the
+    checkpoint's history and training state (optimizer, RNG, schedule: `--resume` still works), its bank
+    sources unless new ones are given, and its extra fields with `extra` merged over them."""
+    return save_checkpoint(path, model, bank_sources=ck.bank_sources if bank_sources is None else bank_sources,
+                           history=ck.history, train_state=ck.train_state, extra={**ck.extra, **extra})
+
+
+def _open_error(path: Path, e: Exception) -> ForgeryDetError:
+    return ForgeryDetError(
+        f"{path} is not a readable forgerydet checkpoint (truncated or corrupted? {type(e).__name__}: "
+        f"{str(e)[:120]}); re-copy it or train a new one"
+    )
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's metadata (decoded JSON fields), without building the model."""
+    path = Path(path)
+    if not path.exists():
+        raise ForgeryDetError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise ForgeryDetError(f"{path} is a folder: give the checkpoint file inside it (e.g. {path}/best{SUFFIX})")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+            keys = list(f.keys())
+    except Exception as e:  # safetensors raises several types for broken headers
+        raise _open_error(path, e) from None
+    if raw.get("format") != FORMAT:
+        raise ForgeryDetError(f"{path} is a safetensors file but not a forgerydet checkpoint")
+    if raw.get("format_version") != str(FORMAT_VERSION):
+        raise ForgeryDetError(
+            f"{path} is checkpoint format {raw.get('format_version')}, this forgerydet "
+            f"({__version__}) reads format {FORMAT_VERSION}: use a matching forgerydet version or retrain"
+        )
+    meta: dict[str, Any] = dict(raw)
+    try:
+        for k in ("config", "bank_sources", "history", "train", "extra"):
+            meta[k] = json.loads(raw.get(k) or "null")
+    except json.JSONDecodeError as e:
+        raise _open_error(path, e) from None
+    try:
+        meta["bank_fill"] = int(raw.get("bank_fill", 0))
+    except ValueError:
+        raise ForgeryDetError(f"{path}: its metadata field bank_fill is {raw.get('bank_fill')!r}, not a whole number "
+                              f"(was the file edited?): re-copy it or run `forgerydet rebuild-bank`") from None
+    meta["tensor_names"] = keys
+    return meta
+
+
+def load_checkpoint(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    expect_backbone: str | None = None,
+    check_bank: bool = True,
+) -> Checkpoint:
+    """Rebuild the model from the stored config, load weights strictly, verify the bank's fingerprint."""
+    path = Path(path)
+    meta = read_meta(path)
+    cfg = ModelConfig.from_dict(meta["config"])
+    if expect_backbone is not None and expect_backbone != cfg.backbone:
+        raise ForgeryDetError(
+            f"{path} was trained with backbone {cfg.backbone!r}, not {expect_backbone!r}: "
+            f"drop the backbone option or use a checkpoint of that backbone"
+        )
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise _open_error(path, e) from None
+    bad = [k for k, v in tensors.items() if k.startswith("model.") and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ForgeryDetError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0][6:]}): "
+                              f"the training diverged or the file was damaged; use an earlier checkpoint or retrain "
+                              f"with a lower --lr")
+    model = Detector(cfg, pretrained="none")
+    model.pretrained_source = meta.get("pretrained_source", "none")
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).split("\n")[1:2]
+        raise ForgeryDetError(
+            f"{path}: weights do not fit backbone {cfg.backbone!r} of its config ({' '.join(first).strip()[:160]}); "
+            f"the file was edited or written by another tool"
+        ) from None
+    if check_bank and model.bank.filled > 0:
+        expected = model.key_fingerprint()
+        if not torch.equal(expected, model.bank.fingerprint):
+            raise ForgeryDetError(
+                f"{path}: the memory bank was filled by another encoder (bank fingerprint "
+                f"{fingerprint_hex(model.bank.fingerprint)}, key encoder {fingerprint_hex(expected)}): "
+                f"run `forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
+            )
+    model.to(device)
+    return Checkpoint(model=model, meta=meta, path=path, train_state=_train_state(meta.get("train") or {}, tensors))
+
+
+_POSITION = ("epoch", "step", "best", "train_config", "optimizer")
+
+
+def _train_state(tj: dict[str, Any], tensors: dict[str, torch.Tensor]) -> TrainState | None:
+    """The TrainState stored in a training checkpoint; None in one written without it (a shipped model)."""
+    if "train_config" not in tj:
+        return None
+    optimizer = None
+    if "optimizer" in tj:
+        optimizer = _unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, tj["optimizer"])
+    return TrainState(epoch=int(tj["epoch"]), step=int(tj["step"]), best=float(tj["best"]),
+                      train_config=tj["train_config"], optimizer_state=optimizer,
+                      rng_tensors={k[len("train.") :]: v for k, v in tensors.items() if k.startswith("train.")},
+                      rng={k: v for k, v in tj.items() if k not in _POSITION})
+
+
+def _stored_number(path: Path, meta: dict[str, Any], key: str, default: float, high: float, advice: str) -> float:
+    """extra[key] of a checkpoint as a number in (0, high), checked: a hand-edited value is a clear error, not
+    a traceback at the first verdict."""
+    raw = (meta.get("extra") or {}).get(key, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(raw, bool) or not 0.0 < value < high:
+        raise ForgeryDetError(f"{path}: its stored {key} {raw!r} is not a number in (0, {high:g}) (was the metadata "
+                              f"edited?): {advice}")
+    return value

@@ -1,0 +1,85 @@
+"""Configuration dataclasses. They are stored (as JSON) in every checkpoint, and loading rebuilds the
+model from them before loading weights strictly."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from forgerydet.errors import ForgeryDetError
+
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a Detector.
+
+    backbone:        any timm model name.
+    pretrained:      'auto' (packaged weights, else timm hub cache, else $FORGERYDET_WEIGHTS/<name>.*, else
+                     random init), 'none', or a path to a weights file. Only used when a model is first built.
+    img_size:        face crop side in pixels (None = the backbone's own default input size).
+    dim:             token dimension D after projection.
+    grid:            spatial tokens are pooled to grid x grid, so N = grid**2.
+    heads:           DifferenceAttention heads (dim % heads == 0).
+    bank_size:       K, memory-bank entries (65,536 suits a GPU; 16,384 is the CPU default).
+    topk:            bank entries averaged into the reference in 'single' mode.
+    momentum:        EMA momentum of the key encoder (m).
+    temperature:     InfoNCE temperature (tau).
+    slot_momentum:   optional EMA update of the nearest bank slot by real faces in training (0 = off).
+    drop:            dropout before the head.
+    reference:       'bank' (the method: the difference is taken against a real reference) or 'none' (the
+                     ablation "plain classifier": the reference is zero, so the head sees the face's own
+                     features; no bank is used or needed).
+    """
+
+    backbone: str = DEFAULT_BACKBONE
+    pretrained: str = "auto"
+    img_size: int | None = None
+    dim: int = 64
+    grid: int = 7
+    heads: int = 4
+    bank_size: int = 16384
+    topk: int = 4
+    momentum: float = 0.999
+    temperature: float = 0.07
+    slot_momentum: float = 0.0
+    drop: float = 0.1
+    reference: str = "bank"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.dim > 0 and self.dim % self.heads == 0, f"dim={self.dim} must be a positive multiple of heads={self.heads}"),
+            (self.grid >= 1, f"grid={self.grid} must be >= 1"),
+            (self.bank_size >= 1, f"bank_size={self.bank_size} must be >= 1"),
+            (1 <= self.topk <= self.bank_size, f"topk={self.topk} must be in [1, bank_size]"),
+            (0.0 <= self.momentum < 1.0, f"momentum={self.momentum} must be in [0, 1)"),
+            (self.temperature > 0, f"temperature={self.temperature} must be > 0"),
+            (0.0 <= self.slot_momentum < 1.0, f"slot_momentum={self.slot_momentum} must be in [0, 1)"),
+            (self.img_size is None or self.img_size >= 16, f"img_size={self.img_size} must be >= 16"),
+            (self.reference in ("bank", "none"), f"reference={self.reference!r} must be 'bank' or 'none'"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ForgeryDetError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return config_from_dict(cls, d)
+
+
+def config_from_dict(cls, d: dict[str, Any]):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ForgeryDetError(
+            f"config has unknown fields {sorted(unknown)}: it was written by another forgerydet version"
+        )
+    try:
+        return cls(**d)
+    except (TypeError, ForgeryDetError) as e:
+        raise ForgeryDetError(f"invalid {cls.__name__}: {e}") from None

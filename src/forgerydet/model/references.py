@@ -1,0 +1,296 @@
+"""Reference banks: a known person's real faces, enrolled with `forgerydet enroll NAME VIDEO...` into a reference
+file beside the model (never into the model checkpoint), and recalled by `scan --reference NAME`, which takes
+the difference against that person's nearest enrolled faces instead of the global bank.
+
+Reference file (safetensors, written atomically; rows grouped by person):
+    tensors   values (M,N,D) fp16        the key encoder's token maps of every enrolled face
+              thumbs (M,T,T,3) uint8     a small picture of each face, for the report
+    metadata  format, format_version, fingerprint (SHA-256 hex of the key encoder that encoded the rows),
+              backbone, tokens (N), dim (D), people (JSON: name -> [first row, rows]),
+              entries (JSON list, one per row: person, source, frame_index, time, track_id, box, confidence, face)
+
+A file is only valid with the key encoder that wrote it: another model's file is refused. Writers take an
+exclusive lock (a hidden `.NAME.lock` file beside it) around read-merge-write, readers a shared one while
+reading; the write itself is temp file + rename, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from forgerydet import __version__
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import atomic_write
+from forgerydet.model.bank import MemoryBank
+
+FORMAT = "forgerydet-references"
+FORMAT_VERSION = "1"
+SUFFIX = ".refs.safetensors"
+THUMB = 48  # side of the stored face thumbnails (px)
+MAX_NAME = 100
+
+try:  # advisory locks; where fcntl is missing (Windows) writes are still atomic, only unserialised
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+
+def references_path(checkpoint: str | Path) -> Path:
+    """The default reference file of a checkpoint: models/default.safetensors -> models/default.refs.safetensors."""
+    p = Path(checkpoint)
+    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
+    return p.with_name(stem + SUFFIX)
+
+
+def fingerprint_full(fp: torch.Tensor) -> str:
+    return bytes(fp.to("cpu").tolist()).hex()  # (32,) uint8 -> 64 hex digits
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        raise ForgeryDetError(f"person name {name!r} is not usable: give 1 to {MAX_NAME} printable characters")
+    return name
+
+
+# ----------------------------------------------------------------------------- locking
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[None]:
+    """Hold a shared (readers) or exclusive (writers) advisory lock on `path` for the block, waiting at most
+    `wait` seconds for other forgerydet processes; then a ForgeryDetError that says the file is in use."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    lock = path.parent / f".{path.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ForgeryDetError(
+                        f"{path} is in use by another forgerydet process (being "
+                        f"{'read or written' if exclusive else 'written'}); nothing was changed: try again when it "
+                        f"has finished, or give more time with --wait"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# ----------------------------------------------------------------------------- the file
+
+@dataclass
+class ReferenceFile:
+    """A whole reference file in memory (enrol, list, remove). Rows are grouped by person."""
+
+    fingerprint: str  # 64 hex digits
+    backbone: str
+    tokens: int
+    dim: int
+    values: torch.Tensor  # (M,N,D) fp16
+    thumbs: torch.Tensor  # (M,T,T,3) uint8
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, fingerprint: str, backbone: str, tokens: int, dim: int) -> "ReferenceFile":
+        return cls(fingerprint, backbone, tokens, dim, torch.zeros(0, tokens, dim, dtype=torch.float16),
+                   torch.zeros(0, THUMB, THUMB, 3, dtype=torch.uint8), [])
+
+    def people(self) -> dict[str, int]:
+        """name -> number of enrolled faces, in file order."""
+        out: dict[str, int] = {}
+        for e in self.entries:
+            out[e["person"]] = out.get(e["person"], 0) + 1
+        return out
+
+    def rows_of(self, name: str) -> list[int]:
+        return [i for i, e in enumerate(self.entries) if e["person"] == name]
+
+    def without(self, name: str) -> "ReferenceFile":
+        keep = [i for i, e in enumerate(self.entries) if e["person"] != name]
+        idx = torch.tensor(keep, dtype=torch.long)
+        return ReferenceFile(self.fingerprint, self.backbone, self.tokens, self.dim, self.values[idx],
+                             self.thumbs[idx], [self.entries[i] for i in keep])
+
+    def plus(self, values: torch.Tensor, thumbs: torch.Tensor, entries: list[dict[str, Any]]) -> "ReferenceFile":
+        """Add rows, keeping every person's rows together (a person's new rows follow their old ones)."""
+        vals = torch.cat([self.values, values.to(torch.float16)])  # (M+B,N,D)
+        th = torch.cat([self.thumbs, thumbs])  # (M+B,T,T,3)
+        ents = self.entries + entries
+        order: list[str] = list(dict.fromkeys(e["person"] for e in ents))
+        rank = {name: i for i, name in enumerate(order)}
+        idx = sorted(range(len(ents)), key=lambda i: (rank[ents[i]["person"]], i))
+        t = torch.tensor(idx, dtype=torch.long)
+        return ReferenceFile(self.fingerprint, self.backbone, self.tokens, self.dim, vals[t], th[t], [ents[i] for i in idx])
+
+    def save(self, path: Path) -> Path:
+        people: dict[str, list[int]] = {}
+        for i, e in enumerate(self.entries):
+            people.setdefault(e["person"], [i, 0])[1] += 1
+        meta = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "forgerydet_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fingerprint": self.fingerprint,
+            "backbone": self.backbone, "tokens": str(self.tokens), "dim": str(self.dim),
+            "people": json.dumps(people), "entries": json.dumps(self.entries),
+        }  # fmt: skip
+        tensors = {"values": self.values.contiguous(), "thumbs": self.thumbs.contiguous()}
+        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), durable=True)
+
+
+def _corrupt(path: Path, why: str) -> ForgeryDetError:
+    return ForgeryDetError(
+        f"{path} is not a readable forgerydet reference file ({why}); it was left as it is: restore it, or move "
+        f"it away and enrol again (or enrol into another file with --into)"
+    )
+
+
+def _read_header(path: Path, f) -> dict[str, Any]:
+    raw = f.metadata() or {}
+    if raw.get("format") != FORMAT:
+        raise ForgeryDetError(f"{path} is not a forgerydet reference file (a checkpoint? give the file that "
+                              f"`forgerydet enroll` wrote, e.g. *{SUFFIX})")
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise ForgeryDetError(f"{path} is reference format {raw.get('format_version')}, this forgerydet reads "
+                              f"format {FORMAT_VERSION}: enrol again")
+    try:
+        meta = dict(raw, people=json.loads(raw["people"]), entries=json.loads(raw["entries"]),
+                    tokens=int(raw["tokens"]), dim=int(raw["dim"]))
+    except (KeyError, ValueError) as e:
+        raise _corrupt(path, f"bad metadata: {type(e).__name__}") from None
+    shape = f.get_slice("values").get_shape()
+    if list(shape) != [len(meta["entries"]), meta["tokens"], meta["dim"]]:
+        raise _corrupt(path, f"values of shape {shape} do not match {len(meta['entries'])} entries")
+    return meta
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
+    if not path.exists():
+        raise ForgeryDetError(f"reference file not found: {path} (enrol a person first: `forgerydet enroll NAME VIDEO...`)")
+    if path.is_dir():
+        raise ForgeryDetError(f"{path} is a folder: give the reference file (*{SUFFIX})")
+    try:
+        f = safe_open(str(path), framework="pt", device="cpu")
+    except Exception as e:  # safetensors raises several types for broken headers
+        raise _corrupt(path, f"truncated or corrupted? {type(e).__name__}") from None
+    with f:
+        yield f, _read_header(path, f)
+
+
+def read_references(path: str | Path, *, wait: float = 30.0) -> ReferenceFile:
+    """The whole reference file (under a shared lock)."""
+    path = Path(path)
+    with file_lock(path, exclusive=False, wait=wait):
+        return read_unlocked(path)
+
+
+def check_fingerprint(path: Path, fingerprint: str, model_fingerprint: str, checkpoint: str | Path | None = None) -> None:
+    if fingerprint != model_fingerprint:
+        raise ForgeryDetError(
+            f"{path} was enrolled with another key encoder (fingerprint {fingerprint[:16]}, this model's "
+            f"{model_fingerprint[:16]}{', ' + str(checkpoint) if checkpoint else ''}): its faces cannot be compared with "
+            f"this model; enrol the person again for this model (into another file with --into)"
+        )
+
+
+# ----------------------------------------------------------------------------- one person, for scanning
+
+@dataclass
+class PersonReferences:
+    """One person's enrolled faces as a small MemoryBank for 'single'-mode retrieval at scan time."""
+
+    name: str
+    path: Path
+    fingerprint: str
+    bank: MemoryBank
+    entries: list[dict[str, Any]]
+    thumbs: np.ndarray  # (R,T,T,3) uint8
+
+    def neighbour(self, slot: int) -> dict[str, Any]:
+        e = self.entries[slot]
+        return {"person": self.name, "source": e["source"], "frame_index": e["frame_index"],
+                "thumb": self.thumbs[slot]}
+
+
+def load_person(path: str | Path, name: str, model, *, wait: float = 30.0) -> PersonReferences:
+    """Read only `name`'s rows of a reference file, checked against the model's key encoder."""
+    path = Path(path)
+    name = check_name(name)
+    with file_lock(path, exclusive=False, wait=wait), _open(path) as (f, meta):
+        check_fingerprint(path, meta["fingerprint"], fingerprint_full(model.key_fingerprint()))
+        people = meta["people"]
+        if name not in people:
+            known = ", ".join(sorted(people)) or "nobody yet"
+            raise ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {known}): enrol with "
+                                  f"`forgerydet enroll {name!r} VIDEO...`")
+        start, count = int(people[name][0]), int(people[name][1])
+        try:
+            values = f.get_slice("values")[start : start + count]  # (R,N,D)
+            thumbs = f.get_slice("thumbs")[start : start + count].numpy()  # (R,T,T,3)
+        except Exception as e:
+            raise _corrupt(path, f"unreadable tensors: {type(e).__name__}") from None
+    entries = meta["entries"][start : start + count]
+    if count == 0 or any(e.get("person") != name for e in entries) or values.shape[1:] != model.bank.values.shape[1:]:
+        raise _corrupt(path, f"the rows of {name!r} do not match its index")
+    bank = MemoryBank(count, values.shape[1], values.shape[2])
+    bank.rebuild(values, model.key_fingerprint(), source=torch.arange(count))
+    return PersonReferences(name, path, meta["fingerprint"], bank, entries, thumbs)
+
+
+# ----------------------------------------------------------------------------- enrolling
+
+
+def read_unlocked(path: Path) -> ReferenceFile:
+    """The whole file, for a caller that holds the lock."""
+    with _open(path) as (f, meta):
+        try:
+            values, thumbs = f.get_tensor("values"), f.get_tensor("thumbs")
+        except Exception as e:
+            raise _corrupt(path, f"unreadable tensors: {type(e).__name__}") from None
+    return ReferenceFile(meta["fingerprint"], meta.get("backbone", "?"), meta["tokens"], meta["dim"], values, thumbs,
+                         meta["entries"])
+
+
+def remove_person(path: str | Path, name: str, *, wait: float = 10.0) -> int:
+    """Remove a person's faces from a reference file; returns how many were removed."""
+    path = Path(path)
+    name = check_name(name)
+    with file_lock(path, exclusive=True, wait=wait):
+        refs = read_unlocked(path)
+        n = refs.people().get(name, 0)
+        if n == 0:
+            known = ", ".join(refs.people()) or "nobody"
+            raise ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {known}): nothing removed")
+        refs.without(name).save(path)
+    return n
+
+
+def list_people(path: str | Path) -> tuple[ReferenceFile, dict[str, dict[str, Any]]]:
+    """The file and, per person: faces, sources (distinct files) and the face choice used."""
+    refs = read_references(path)
+    out: dict[str, dict[str, Any]] = {}
+    for e in refs.entries:
+        p = out.setdefault(e["person"], {"faces": 0, "sources": set(), "face": set()})
+        p["faces"] += 1
+        p["sources"].add(e["source"])
+        p["face"].add(e.get("face", "?"))
+    return refs, {k: {"faces": v["faces"], "sources": len(v["sources"]), "face": ", ".join(sorted(v["face"]))}
+                  for k, v in out.items()}

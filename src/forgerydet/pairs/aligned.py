@@ -1,0 +1,194 @@
+"""Frame-aligned crops of real/fake media pairs: the same frame indices are sampled from the real and
+the fake video, faces are detected on the REAL frame only, and that box crops both frames (rescaled when the
+fake's size differs). On each real frame the largest face is used (the manipulated face of FF++ / DFDC-style
+data is the main subject). Images: the real's largest face; a fake of the same size is cut with that box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import Face, FaceDetector, crop_faces
+from forgerydet.faces.media import iter_frames, media_kind, sample_indices, video_info
+from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.io import read_image, safe_name, source_key, write_png
+from forgerydet.pairs.discover import MappingEntry, find_ffpp, unique_group_names
+from forgerydet.pairs.table import (
+    PAIRS_NAME,
+    TEST_SHARE,
+    VAL_SHARE,
+    PairsSummary,
+    assign_splits,
+    finish_pairs,
+    pair_row,
+)
+from forgerydet.runtime import Progress
+
+
+def _area(face: Face) -> float:
+    return float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+
+
+def _scale_boxes(boxes: np.ndarray, src_shape: tuple[int, int], dst_shape: tuple[int, int]) -> np.ndarray:
+    sy, sx = dst_shape[0] / src_shape[0], dst_shape[1] / src_shape[1]
+    return boxes * np.array([sx, sy, sx, sy], np.float32)  # (N,4)
+
+
+def pairs_from_mapping(
+    entries: Sequence[MappingEntry],
+    out_dir: str | Path,
+    config: ExtractConfig | None = None,
+    *,
+    val: float = VAL_SHARE,
+    test: float = TEST_SHARE,
+    seed: int = 0,
+    detector: FaceDetector | None = None,
+    progress: Progress | None = None,
+) -> PairsSummary:
+    """Frame-aligned pairs for explicit (real, fake) files; writes crops and OUT/pairs.csv.
+
+    Videos: indices are sampled over the shortest of the real and all its fakes, faces detected on the
+    real frames (the largest face of each), the same box crops each fake frame (rescaled if the fake's
+    size differs). Images: the real's largest face; a fake of the same size is cut with that box, a fake of
+    another size gets its own detection. A file that fails is recorded in `errors` and skipped.
+    """
+    config = config or ExtractConfig()
+    out_dir = Path(out_dir)
+    if not entries:
+        raise ForgeryDetError("no real/fake pair to make: the mapping is empty")
+    reals = list(dict.fromkeys(e.real for e in entries))
+    auto_groups = unique_group_names(reals)
+    groups = {e.real: e.group or auto_groups[e.real] for e in entries}
+    assign_splits(set(groups.values()), val, test, seed)  # fail before the slow part
+    detector = detector or FaceDetector(config.detector)
+    summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)
+    rows: list[dict] = []
+    done = 0
+    for real in reals:
+        mine = [e for e in entries if e.real == real]
+        try:
+            rows.extend(_pairs_for_real(real, mine, groups[real], out_dir, config, detector, summary))
+        except ForgeryDetError as e:
+            summary.errors.append((str(real), str(e)))
+        done += len(mine)
+        if progress is not None:
+            progress(done, len(entries))
+    return finish_pairs(rows, out_dir, val, test, seed, summary)
+
+
+def _pairs_for_real(
+    real: Path, entries: list[MappingEntry], group: str, out_dir: Path, config: ExtractConfig,
+    detector: FaceDetector, summary: PairsSummary,
+) -> list[dict]:  # fmt: skip
+    size, margin = config.detector.size, config.detector.margin
+    kind = media_kind(real)
+    rkey = source_key(real)
+    if kind == "image":
+        image = read_image(real)
+        faces = detector.faces([_as_frame(image)])[0]
+        if not faces:
+            summary.warnings.append(f"{real}: no face found; its {len(entries)} fake(s) were skipped")
+            return []
+        rface = max(faces, key=_area)
+        real_rel = f"crops/real/{rkey}/f000000_0.png"
+        write_png(out_dir / real_rel, rface.crop)
+        rows = []
+        for e in entries:
+            try:
+                if media_kind(e.fake) != "image":
+                    raise ForgeryDetError(f"{e.fake}: the real {real.name} is an image but this fake is not")
+                fimg = read_image(e.fake)
+                if fimg.shape == image.shape:
+                    fface = crop_faces(_as_frame(fimg), rface.box[None], None, None, margin, size)[0]
+                else:
+                    found = detector.faces([_as_frame(fimg)])[0]
+                    if not found:
+                        summary.warnings.append(f"{e.fake}: other size than its real and no face found; skipped")
+                        continue
+                    fface = max(found, key=_area)
+            except ForgeryDetError as err:
+                summary.errors.append((str(e.fake), str(err)))
+                continue
+            fake_rel = f"crops/{safe_name(e.method)}/{source_key(e.fake)}/f000000_0.png"
+            write_png(out_dir / fake_rel, fface.crop)
+            rows.append(pair_row(real_rel, fake_rel, group, e.method, rface.landmarks_crop))
+        return rows
+
+    # videos: sample over the shortest of the real and its readable fakes
+    rinfo = video_info(real)
+    counts = [rinfo.frame_count]
+    fakes: list[tuple[MappingEntry, object]] = []
+    for e in entries:
+        try:
+            if media_kind(e.fake) != "video":
+                raise ForgeryDetError(f"{e.fake}: the real {real.name} is a video but this fake is not")
+            finfo = video_info(e.fake)
+        except ForgeryDetError as err:
+            summary.errors.append((str(e.fake), str(err)))
+            continue
+        counts.append(finfo.frame_count)
+        fakes.append((e, finfo))
+    if not fakes:
+        return []
+    indices = sample_indices(min(counts), rinfo.fps, config.num_frames, config.every, config.fps)
+    found = detect_source(real, config, detector, indices=indices)
+    rfaces = [max(fr, key=_area) for fr in found.faces if fr]
+    if not rfaces:
+        summary.warnings.append(f"{real}: no face found on the sampled frames; its {len(fakes)} fake(s) were skipped")
+        return []
+    by_index = {f.frame_index: f for f in rfaces}
+    real_shape = (rinfo.height, rinfo.width)
+    real_rel = {}
+    for f in rfaces:
+        real_rel[f.frame_index] = f"crops/real/{rkey}/f{f.frame_index:06d}.png"
+        write_png(out_dir / real_rel[f.frame_index], f.crop)
+    rows = []
+    for e, finfo in fakes:
+        fkey = source_key(e.fake)
+        n_before = len(rows)
+        try:
+            for frame in iter_frames(e.fake, indices=sorted(by_index)):
+                rface = by_index[frame.index]
+                box = _scale_boxes(rface.box[None], real_shape, frame.image.shape[:2])
+                fface = crop_faces(frame, box, None, None, config.detector.margin, config.detector.size)[0]
+                fake_rel = f"crops/{safe_name(e.method)}/{fkey}/f{frame.index:06d}.png"
+                write_png(out_dir / fake_rel, fface.crop)
+                rows.append(pair_row(real_rel[frame.index], fake_rel, group, e.method, rface.landmarks_crop))
+        except ForgeryDetError as err:
+            summary.errors.append((str(e.fake), str(err)))
+        if len(rows) - n_before < len(by_index):
+            summary.warnings.append(f"{e.fake}: {len(by_index) - (len(rows) - n_before)} of {len(by_index)} frames could not be read")
+    return rows
+
+
+def _as_frame(image: np.ndarray):
+    from forgerydet.faces.media import Frame
+
+    return Frame(0, 0.0, image)
+
+
+def pairs_from_ffpp(
+    root: str | Path,
+    out_dir: str | Path,
+    config: ExtractConfig | None = None,
+    *,
+    compression: str | None = None,
+    methods: Sequence[str] | None = None,
+    val: float = VAL_SHARE,
+    test: float = TEST_SHARE,
+    seed: int = 0,
+    detector: FaceDetector | None = None,
+    progress: Progress | None = None,
+) -> PairsSummary:
+    """Pairs from a FaceForensics++ tree (see find_ffpp): fake A_B with real A, frame-aligned, group A."""
+    tree = find_ffpp(root, compression, methods)
+    if not tree.fakes:
+        raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4)")
+    # A real without fakes still makes no pair; fakes that match no real are reported.
+    summary_extra = [f"{len(tree.unmatched)} fake video(s) match no real id and were skipped (e.g. {tree.unmatched[0].name})"] if tree.unmatched else []
+    s = pairs_from_mapping(tree.fakes, out_dir, config, val=val, test=test, seed=seed, detector=detector, progress=progress)
+    s.warnings[:0] = summary_extra
+    return s

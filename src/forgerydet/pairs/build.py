@@ -1,0 +1,112 @@
+"""`forgerydet pairs`: the one entry point that picks how pairs are made.
+
+- from a FaceForensics++ tree (aligned.pairs_from_ffpp): fake video A_B is paired with real video A;
+- from explicit real/fake files (aligned.pairs_from_mapping, with discover.read_mapping_csv or match_dirs);
+- from real faces alone (selfblend.pairs_from_self_blend): one self-blended pseudo-fake per real face.
+
+Output folder: OUT/pairs.csv (table.py), OUT/crops/real/<key>/..., OUT/crops/<method>/<key>/... (sbi masks
+beside their fakes as *_mask.png)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.pipeline import ExtractConfig
+from forgerydet.io import check_output
+from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
+from forgerydet.pairs.discover import (
+    FFppTree,
+    MappingEntry,
+    find_ffpp,
+    match_dirs,
+    read_mapping_csv,
+    unique_group_names,
+)
+from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
+from forgerydet.pairs.table import (
+    PAIRS_COLUMNS,
+    TEST_SHARE,
+    VAL_SHARE,
+    PairsSummary,
+    assign_splits,
+    format_landmarks,
+    write_pairs,
+)
+from forgerydet.runtime import Progress
+
+# ---------------------------------------------------------------- rows, reading, splitting
+
+
+# ---------------------------------------------------------------- discovering pairs
+
+
+# ---------------------------------------------------------------- frame-aligned cropping
+
+
+# ---------------------------------------------------------------- self-blending
+
+
+def make_pairs(
+    out_dir: str | Path,
+    config: ExtractConfig | None = None,
+    *,
+    ffpp: str | Path | None = None,
+    compression: str | None = None,
+    methods: str | Sequence[str] | None = None,
+    mapping: str | Path | None = None,
+    real_dir: str | Path | None = None,
+    fake_dir: str | Path | None = None,
+    self_blend: bool = False,
+    sources: Sequence[str | Path] | None = None,
+    val: float = VAL_SHARE,
+    test: float = TEST_SHARE,
+    seed: int = 0,
+    progress: Progress | None = None,
+    blend: BlendOptions | None = None,
+) -> PairsSummary:
+    """The `forgerydet pairs` command: exactly one of ffpp / mapping / real_dir+fake_dir / self_blend
+    (which uses `sources`). methods may be a comma-separated string. Returns the summary: files that
+    failed are listed in its `errors`, not raised."""
+    modes = [m for m, on in (("--ffpp", ffpp), ("--mapping", mapping), ("--real-dir/--fake-dir", real_dir or fake_dir),
+                             ("--self-blend", self_blend)) if on]  # fmt: skip
+    if len(modes) != 1:
+        raise ForgeryDetError(
+            "choose exactly one of --ffpp ROOT, --mapping FILE.csv, --real-dir D --fake-dir D, --self-blend SRC..."
+            + (f" (got {', '.join(modes)})" if modes else "")
+        )
+    if blend is not None and blend != BlendOptions() and not self_blend:
+        raise ForgeryDetError("--group-pattern, --online, --format, --jpeg-quality and --workers apply to --self-blend only")
+    if sources and not self_blend:
+        raise ForgeryDetError("source paths are only used with --self-blend; the other modes take --ffpp, --mapping or --real-dir/--fake-dir")
+    check_output(out_dir, "--out", folder=True)  # before any face is detected
+    kw = dict(val=val, test=test, seed=seed, progress=progress)
+    if ffpp:
+        if isinstance(methods, str):
+            methods = [m.strip() for m in methods.split(",") if m.strip()]
+        return pairs_from_ffpp(ffpp, out_dir, config, compression=compression, methods=methods or None, **kw)
+    if compression or methods:
+        raise ForgeryDetError("--compression and --methods apply to --ffpp only")
+    if mapping:
+        return pairs_from_mapping(read_mapping_csv(mapping), out_dir, config, **kw)
+    if self_blend:
+        if not sources:
+            raise ForgeryDetError("--self-blend needs real sources: videos, images, folders or a faces.csv index")
+        return pairs_from_self_blend(sources, out_dir, config, **kw, options=blend)
+    if not (real_dir and fake_dir):
+        raise ForgeryDetError("give both --real-dir and --fake-dir")
+    entries, unmatched = match_dirs(real_dir, fake_dir)
+    if not entries:
+        raise ForgeryDetError(f"no fake in {fake_dir} is named after a real in {real_dir} (same stem, or real stem + suffix)")
+    s = pairs_from_mapping(entries, out_dir, config, **kw)
+    if unmatched:
+        s.warnings.insert(0, f"{len(unmatched)} fake(s) named after no real were skipped (e.g. {unmatched[0].name})")
+    return s
+
+
+__all__ = [
+    "PAIRS_COLUMNS", "PairsSummary", "MappingEntry", "FFppTree", "write_pairs",
+    "assign_splits", "read_mapping_csv", "match_dirs", "find_ffpp", "pairs_from_ffpp", "pairs_from_mapping",
+    "pairs_from_self_blend", "make_pairs", "format_landmarks", "unique_group_names",
+]  # fmt: skip

@@ -1,0 +1,161 @@
+"""Finding which real and fake files belong together, before any face is detected: a mapping CSV
+(real,fake[,group,method]), two folders matched by file name, a FaceForensics++ tree (fake A_B made on real A),
+and the group (split unit) of a file: its name, or a pattern's match in it (the person of LFW-style names)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.media import expand_sources, media_kind
+from forgerydet.io import read_csv_rows
+
+MAPPING_COLUMNS = ["real", "fake"]  # optional: group, method
+
+
+def unique_group_names(paths: Sequence[Path]) -> dict[Path, str]:
+    """File stems as group ids; stems shared by different files get their parent folders prefixed."""
+    names: dict[Path, str] = {}
+    absp = {p: Path(os.path.abspath(p)) for p in paths}
+    depth = {p: 1 for p in paths}
+    while True:
+        for p in paths:
+            parts = absp[p].with_suffix("").parts
+            names[p] = "/".join(parts[-depth[p] :])
+        clash: dict[str, list[Path]] = {}
+        for p in paths:
+            clash.setdefault(names[p], []).append(p)
+        grow = [p for ps in clash.values() if len({absp[q] for q in ps}) > 1 for p in ps]
+        if not grow:
+            return names
+        for p in grow:
+            depth[p] += 1
+
+
+@dataclass
+class MappingEntry:
+    real: Path
+    fake: Path
+    group: str | None = None
+    method: str = "mapping"
+
+
+def read_mapping_csv(path: str | Path) -> list[MappingEntry]:
+    """A CSV with columns real,fake (and optionally group, method): paths relative to the CSV's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForgeryDetError(f"{path}: no such mapping file")
+    rows = read_csv_rows(path, MAPPING_COLUMNS)
+    if not rows:
+        raise ForgeryDetError(f"{path}: the mapping has no rows")
+    out = []
+    for r in rows:
+        out.append(
+            MappingEntry(
+                real=path.parent / r["real"],
+                fake=path.parent / r["fake"],
+                group=(r.get("group") or None),
+                method=(r.get("method") or "mapping"),
+            )
+        )
+    return out
+
+
+def match_dirs(real_dir: str | Path, fake_dir: str | Path) -> tuple[list[MappingEntry], list[Path]]:
+    """Pair each fake with the real of the same stem, else the real whose stem is the fake stem's longest
+    prefix (preferring a prefix followed by '_', '-' or '.'); returns (entries, fakes left unmatched)."""
+    reals = expand_sources([real_dir])
+    fakes = expand_sources([fake_dir])
+    by_stem: dict[str, Path] = {}
+    for r in reals:
+        if r.stem in by_stem:
+            raise ForgeryDetError(f"two real files share the name '{r.stem}': {by_stem[r.stem]} and {r}; rename one")
+        by_stem[r.stem] = r
+    entries, unmatched = [], []
+    for f in fakes:
+        stem = f.stem
+        real = by_stem.get(stem)
+        if real is None:
+            prefixes = [s for s in by_stem if stem.startswith(s)]
+            if prefixes:
+                sep = [s for s in prefixes if stem[len(s)] in "_-. "]
+                real = by_stem[max(sep or prefixes, key=len)]
+        if real is None:
+            unmatched.append(f)
+        else:
+            entries.append(MappingEntry(real, f))
+    return entries, unmatched
+
+
+@dataclass
+class FFppTree:
+    """What was found in a FaceForensics++ root for one compression level."""
+
+    compression: str
+    reals: dict[str, Path]  # video id A -> original_sequences/youtube/<comp>/videos/A.mp4
+    fakes: list[MappingEntry]  # A_B of each method, group A, method = the method folder
+    unmatched: list[Path]  # fake videos whose name does not start with a known real id
+
+
+def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequence[str] | None = None) -> FFppTree:
+    """Parse original_sequences/youtube/<comp>/videos/A.mp4 and manipulated_sequences/<METHOD>/<comp>/videos/A_B.mp4."""
+    root = Path(root)
+    real_base = root / "original_sequences" / "youtube"
+    if not real_base.is_dir():
+        raise ForgeryDetError(
+            f"{root}: not a FaceForensics++ folder (no original_sequences/youtube); see data/README.md for the layout"
+        )
+    comps = sorted(d.name for d in real_base.iterdir() if (d / "videos").is_dir())
+    if not comps:
+        raise ForgeryDetError(f"{real_base}: no <compression>/videos folder (expected e.g. c23/videos)")
+    if compression is None:
+        if len(comps) > 1:
+            raise ForgeryDetError(f"{root} holds several compression levels ({', '.join(comps)}); choose one with --compression")
+        compression = comps[0]
+    elif compression not in comps:
+        raise ForgeryDetError(f"compression '{compression}' not found under {real_base}; found {', '.join(comps)}")
+    reals = {p.stem: p for p in sorted((real_base / compression / "videos").glob("*")) if p.is_file() and media_kind_ok(p)}
+    if not reals:
+        raise ForgeryDetError(f"{real_base / compression / 'videos'} holds no videos")
+    man_base = root / "manipulated_sequences"
+    found = sorted(d.name for d in man_base.iterdir() if (d / compression / "videos").is_dir()) if man_base.is_dir() else []
+    if methods:
+        missing = [m for m in methods if m not in found]
+        if missing:
+            raise ForgeryDetError(f"method(s) {', '.join(missing)} not found under {man_base} for {compression}; found {', '.join(found) or 'none'}")
+        found = [m for m in found if m in methods]
+    if not found:
+        raise ForgeryDetError(f"{man_base}: no <METHOD>/{compression}/videos folder with fakes")
+    fakes, unmatched = [], []
+    for method in found:
+        for p in sorted((man_base / method / compression / "videos").glob("*")):
+            if not (p.is_file() and media_kind_ok(p)):
+                continue
+            a = p.stem.split("_")[0]
+            if a in reals:
+                fakes.append(MappingEntry(reals[a], p, group=a, method=method))
+            else:
+                unmatched.append(p)
+    return FFppTree(compression, reals, fakes, unmatched)
+
+
+def media_kind_ok(p: Path) -> bool:
+    try:
+        return media_kind(p) == "video"
+    except ForgeryDetError:
+        return False
+
+
+def group_of(path: Path, default: str, pattern: "re.Pattern[str] | None") -> str:
+    """The group (split unit) of a source: the pattern's first capture group (or whole match) searched in
+    the file stem, e.g. r'^(.+)_\\d{4}$' for LFW's Person_Name_0001; else `default` (the file)."""
+    if pattern is None:
+        return default
+    m = pattern.search(Path(path).stem)
+    if not m:
+        return default
+    return m.group(1) if m.groups() else m.group(0)

@@ -1,0 +1,199 @@
+"""Self-blended pairs from real faces alone (`forgerydet pairs --self-blend`): one pseudo-fake per real
+face (sbi.self_blend), deterministic for a seed; still images go through faces.stills' process pool, videos
+and faces.csv indexes through faces.pipeline. With `online`, train rows carry no fake file: training blends
+a new one every epoch from the stored landmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import FaceDetector
+from forgerydet.faces.index import read_index
+from forgerydet.faces.media import expand_sources, media_kind
+from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.io import read_image, source_key, write_bytes_atomic, write_png
+from forgerydet.pairs.discover import group_of, unique_group_names
+from forgerydet.pairs.table import (
+    PAIRS_NAME,
+    TEST_SHARE,
+    VAL_SHARE,
+    PairsSummary,
+    assign_splits,
+    finish_pairs,
+    pair_row,
+)
+from forgerydet.runtime import Progress
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))).as_posix()
+
+
+@dataclass
+class BlendOptions:
+    """How `pairs --self-blend` groups and stores its faces.
+
+    group_pattern: a regex searched in each file stem; its first group (or the match) is the split group (e.g.
+                   r'^(.+)_\\d{4}$' keeps LFW's photos of one person together); None: the group is the file.
+    online:        train rows get no fake file: training blends a new one every epoch from the landmarks.
+    image_format:  'png', or 'jpg' (smaller folders; the fake is blended from the DECODED real crop, so real and
+                   fake share every artifact). jpeg_quality: for 'jpg'.
+    workers:       processes detecting faces in still images (0: one per core).
+    """
+
+    group_pattern: str | None = None
+    online: bool = False
+    image_format: str = "png"
+    jpeg_quality: int = 95
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_format not in ("png", "jpg"):
+            raise ForgeryDetError(f"--format {self.image_format!r}: use png or jpg")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ForgeryDetError(f"--jpeg-quality {self.jpeg_quality}: use 1..100")
+
+    def pattern(self) -> "re.Pattern[str] | None":
+        try:
+            return re.compile(self.group_pattern) if self.group_pattern else None
+        except re.error as e:
+            raise ForgeryDetError(f"--group-pattern {self.group_pattern!r} is not a valid regular expression ({e})") from None
+
+
+def pairs_from_self_blend(
+    sources: Sequence[str | Path],
+    out_dir: str | Path,
+    config: ExtractConfig | None = None,
+    *,
+    val: float = VAL_SHARE,
+    test: float = TEST_SHARE,
+    seed: int = 0,
+    detector: FaceDetector | None = None,
+    progress: Progress | None = None,
+    options: BlendOptions | None = None,
+) -> PairsSummary:
+    """One self-blended pseudo-fake per real face (method 'sbi'), deterministic for a seed.
+
+    sources: videos, images, folders, globs, or extract indexes (faces.csv: their `ok` crops and
+    landmarks are used as the real faces, no detection). Grouping, storage and worker processes: see
+    BlendOptions. Still images go through faces.stills' process pool with a padded retry for tight crops
+    (counted in the summary). Each written fake's blending mask is written beside it as <fake>_mask.png.
+    """
+    from forgerydet.faces.stills import iter_image_faces
+
+    opts = options or BlendOptions()
+    pattern = opts.pattern()
+    online, image_format, jpeg_quality = opts.online, opts.image_format, opts.jpeg_quality
+    from forgerydet.pairs.sbi import self_blend
+
+    config = config or ExtractConfig()
+    out_dir = Path(out_dir)
+    indexes = [Path(s) for s in sources if str(s).lower().endswith(".csv")]
+    media = expand_sources([s for s in sources if not str(s).lower().endswith(".csv")]) if len(indexes) < len(sources) else []
+    images = [p for p in media if media_kind(p) == "image"]
+    videos = [p for p in media if media_kind(p) != "image"]
+
+    index_rows = []
+    for idx in indexes:
+        index_rows.extend(r for r in read_index(idx) if r.status == "ok")
+    source_names = list(dict.fromkeys([Path(r.source) for r in index_rows] + list(media)))
+    files = unique_group_names(source_names)
+    groups = {p: group_of(p, files[p], pattern) for p in source_names}
+    splits = assign_splits(set(groups.values()), val, test, seed)
+    detector = detector or (FaceDetector(config.detector) if videos else None)
+    summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)
+    rows: list[dict] = []
+    ordinal = 0
+    total = len(media) + len(index_rows)
+    ext = "." + image_format
+
+    def store(rel: str, rgb: np.ndarray) -> np.ndarray:
+        """Write a crop; return it as a reader will decode it."""
+        if image_format == "png":
+            write_png(out_dir / rel, rgb)
+            return rgb
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise ForgeryDetError(f"cannot encode {rel} as JPEG")
+        write_bytes_atomic(out_dir / rel, buf.tobytes())
+        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    def blend_and_write(real_rel: str, crop: np.ndarray, lm: np.ndarray | None, group: str, fake_rel: str) -> None:
+        nonlocal ordinal
+        rng = np.random.default_rng([seed, ordinal])
+        ordinal += 1
+        if lm is None or not np.all(np.isfinite(lm)):
+            summary.warnings.append(f"{real_rel}: no landmarks, no self-blended fake made")
+            return
+        if online and splits[group] == "train":
+            rows.append(pair_row(real_rel, "", group, "sbi", lm))
+            return
+        fake, mask = self_blend(crop, lm, rng)
+        fake = store(fake_rel, fake)
+        write_png(out_dir / fake_rel.replace(ext, "_mask.png"), (np.clip(mask, 0, 1) * 255).round().astype(np.uint8))
+        rows.append(pair_row(real_rel, fake_rel, group, "sbi", lm))
+
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    for r in index_rows:
+        if r.crop is None or not r.crop.is_file():
+            summary.errors.append((str(r.crop), "crop listed in the index is missing"))
+        else:
+            crop = read_image(r.crop)
+            key = source_key(r.source)
+            fake_rel = f"crops/sbi/{key}/{r.crop.stem}{ext}"
+            blend_and_write(_rel(r.crop, out_dir), crop, r.landmarks, groups[Path(r.source)], fake_rel)
+        tick()
+    counts = {"ok": 0, "padded": 0, "no_face": 0, "error": 0}
+    for face in iter_image_faces(images, config.detector, opts.workers):
+        counts[face.status] += 1
+        if face.status == "error":
+            summary.errors.append((str(face.path), face.message))
+        elif face.status == "no_face":
+            summary.warnings.append(face.message)
+        else:
+            key = source_key(face.path)
+            real_rel = f"crops/real/{key}/f000000_0{ext}"
+            crop = store(real_rel, face.crop)
+            blend_and_write(real_rel, crop, face.landmarks, groups[face.path], f"crops/sbi/{key}/f000000_0{ext}")
+        tick()
+    if images:
+        summary.images = dict(counts)
+        if counts["padded"]:
+            summary.warnings.append(
+                f"{counts['padded']} of {len(images)} images are tight crops: the face was found only after "
+                f"padding the image with a black border (their crops are black where the image ended)"
+            )
+        if counts["no_face"]:
+            summary.warnings.append(f"{counts['no_face']} of {len(images)} images: no face found, skipped")
+    for path in videos:
+        try:
+            found = detect_source(path, config, detector)
+        except ForgeryDetError as e:
+            summary.errors.append((str(path), str(e)))
+        else:
+            key = source_key(path)
+            if not found.all_faces:
+                summary.warnings.append(f"{path}: no face found")
+            for frame_faces in found.faces:
+                for k, f in enumerate(frame_faces):
+                    name = f"f{f.frame_index:06d}_{k}{ext}"
+                    real_rel = f"crops/real/{key}/{name}"
+                    crop = store(real_rel, f.crop)
+                    blend_and_write(real_rel, crop, f.landmarks_crop, groups[path], f"crops/sbi/{key}/{name}")
+        tick()
+    return finish_pairs(rows, out_dir, val, test, seed, summary, splits=splits)

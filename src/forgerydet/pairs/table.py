@@ -1,0 +1,230 @@
+"""The pairs.csv format: its only writer (rows, splits, the summary of a `forgerydet pairs` run) and its
+only reader (read_pairs: every problem named by line and column, leaks between splits refused).
+
+pairs.csv columns (PAIRS_COLUMNS), one row per (real face, fake face) pair:
+    real       path of the real face crop (PNG), relative to the folder holding pairs.csv
+    fake       path of the fake face crop (PNG), same convention
+    group      source video / identity id (FF++: the real video id A); the unit of splitting, so no
+               group is in two splits and no source leaks between training and validation
+    split      train, val or test
+    method     manipulation name: the FF++ method folder (Deepfakes, Face2Face, ...), `mapping`
+               (or the mapping CSV's method column), or `sbi` for self-blended pseudo-fakes
+    landmarks  the 5 landmarks of the REAL face in crop pixels, 10 space-separated numbers
+               (x y for left eye, right eye, nose, mouth left, mouth right); empty when unknown.
+               Training uses them to make fresh self-blended fakes every epoch.
+
+Paths are relative to the folder holding pairs.csv unless absolute. Splits are by group (assign_splits):
+no group is in two splits."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import write_csv_atomic
+
+PAIRS_COLUMNS = ["real", "fake", "group", "split", "method", "landmarks"]
+
+
+PAIRS_NAME = "pairs.csv"
+
+
+SPLITS = ("train", "val", "test")
+
+VAL_SHARE = 0.15  # default share of groups (source videos / identities) held out for validation
+TEST_SHARE = 0.0  # and for test
+
+
+def format_landmarks(lm: np.ndarray | None) -> str:
+    if lm is None or not np.all(np.isfinite(lm)):
+        return ""
+    return " ".join(f"{v:.2f}" for v in np.asarray(lm, np.float64).reshape(-1))
+
+
+def assign_splits(groups: Iterable[str], val: float = VAL_SHARE, test: float = TEST_SHARE, seed: int = 0) -> dict[str, str]:
+    """Split groups (not frames) into train/val/test; deterministic for a seed and a set of groups.
+
+    Each requested split (fraction > 0) gets round(fraction x groups) groups, at least one; train keeps
+    the rest and must keep at least one. Too few groups raises ForgeryDetError.
+    """
+    for name, frac in (("val", val), ("test", test)):
+        if not 0.0 <= frac < 1.0:
+            raise ForgeryDetError(f"--{name} {frac}: a split fraction must be in [0, 1)")
+    uniq = sorted(set(groups))
+    n = len(uniq)
+    n_val = max(1, round(val * n)) if val > 0 else 0
+    n_test = max(1, round(test * n)) if test > 0 else 0
+    if n - n_val - n_test < 1:
+        need = 1 + (val > 0) + (test > 0)
+        raise ForgeryDetError(
+            f"only {n} group(s) (source videos / identities) but --val {val} --test {test} need at least {need} "
+            f"(no group may be in two splits); add sources, or set --val 0 / --test 0"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    split = {}
+    for rank, i in enumerate(order):
+        split[uniq[i]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return split
+
+
+def write_pairs(rows: Sequence[dict], path: str | Path) -> Path:
+    """Write pairs.csv atomically (rows are dicts with PAIRS_COLUMNS keys)."""
+    path = Path(path)
+    write_csv_atomic(path, PAIRS_COLUMNS, rows)
+    return path
+
+
+@dataclass
+class PairsSummary:
+    pairs_csv: Path
+    rows: int = 0
+    groups: int = 0
+    split_rows: dict[str, int] = field(default_factory=dict)
+    split_groups: dict[str, int] = field(default_factory=dict)
+    methods: dict[str, int] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message): the batch went on
+    warnings: list[str] = field(default_factory=list)
+    images: dict[str, int] = field(default_factory=dict)  # still images: ok / padded (tight crop) / no_face / error
+
+
+def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed: int, summary: PairsSummary,
+            splits: dict[str, str] | None = None) -> PairsSummary:
+    if not rows:
+        raise ForgeryDetError(
+            "no pair could be made (no face found or every file failed" + (f": {summary.errors[0][1]}" if summary.errors else "") + ")"
+        )
+    if splits is None:
+        splits = assign_splits((r["group"] for r in rows), val, test, seed)
+    present = {r["group"] for r in rows}
+    splits = {g: s for g, s in splits.items() if g in present}
+    for r in rows:
+        r["split"] = splits[r["group"]]
+    summary.pairs_csv = write_pairs(rows, out_dir / PAIRS_NAME)
+    summary.rows = len(rows)
+    summary.groups = len(splits)
+    for s in SPLITS:
+        summary.split_rows[s] = sum(r["split"] == s for r in rows)
+        summary.split_groups[s] = sum(v == s for v in splits.values())
+    for r in rows:
+        summary.methods[r["method"]] = summary.methods.get(r["method"], 0) + 1
+    return summary
+
+
+def pair_row(real_rel: str, fake_rel: str, group: str, method: str, landmarks: np.ndarray | None) -> dict:
+    return {"real": real_rel, "fake": fake_rel, "group": group, "split": "", "method": method,
+            "landmarks": format_landmarks(landmarks)}  # fmt: skip
+
+
+REQUIRED_COLUMNS = ("real", "fake", "group", "split")
+
+
+OPTIONAL_COLUMNS = ("method", "landmarks")
+
+
+@dataclass
+class PairRow:
+    real: Path
+    fake: Path | None  # None: an 'sbi' train row whose fake is made afresh every epoch from the landmarks
+    group: str
+    split: str
+    method: str = ""
+    landmarks: np.ndarray | None = None  # (5,2) in real-crop pixels
+    line: int = 0  # line number in pairs.csv, for messages
+
+
+@dataclass
+class PairsTable:
+    path: Path
+    rows: list[PairRow] = field(default_factory=list)
+
+    def split(self, name: str) -> list[PairRow]:
+        return [r for r in self.rows if r.split == name]
+
+    def reals(self, split: str) -> list[tuple[Path, str]]:
+        """Unique real faces of a split with their group, in first-seen order."""
+        seen: dict[Path, str] = {}
+        for r in self.split(split):
+            seen.setdefault(r.real, r.group)
+        return list(seen.items())
+
+    def fakes(self, split: str) -> list[PairRow]:
+        return self.split(split)
+
+
+def _parse_landmarks(text: str, line: int, path: Path) -> np.ndarray | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        vals = np.array([float(v) for v in text.replace(",", " ").split()], dtype=np.float32)
+    except ValueError:
+        raise ForgeryDetError(f"{path}:{line}: column 'landmarks' must be 10 numbers, got {text[:40]!r}") from None
+    if vals.size != 10:
+        raise ForgeryDetError(f"{path}:{line}: column 'landmarks' must be 10 numbers (5 x,y points), got {vals.size}")
+    return vals.reshape(5, 2)
+
+
+def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), check_files: bool = True) -> PairsTable:
+    """Read and validate pairs.csv; every problem is a ForgeryDetError naming the line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForgeryDetError(f"pairs file not found: {path} (make one with `forgerydet pairs`)")
+    base = path.parent
+    table = PairsTable(path=path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            cols = [c.strip() for c in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+            if missing:
+                raise ForgeryDetError(
+                    f"{path}: missing column(s) {', '.join(missing)}; needed: {', '.join(REQUIRED_COLUMNS)} "
+                    f"(optional: {', '.join(OPTIONAL_COLUMNS)}); found: {', '.join(cols) or 'none'}"
+                )
+            for i, raw in enumerate(reader, start=2):
+                rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+                online = rec.get("method") == "sbi" and rec.get("split") == "train" and bool(rec.get("landmarks"))
+                for c in REQUIRED_COLUMNS:
+                    if not rec.get(c) and not (c == "fake" and online):  # online self-blends need no fake file
+                        raise ForgeryDetError(f"{path}:{i}: column {c!r} is empty"
+                                              + (" (only 'sbi' train rows with landmarks may leave it empty)" if c == "fake" else ""))
+                if rec["split"] not in SPLITS:
+                    raise ForgeryDetError(
+                        f"{path}:{i}: column 'split' is {rec['split']!r}; use one of {', '.join(SPLITS)}"
+                    )
+                real, fake = (Path(rec[c]) if Path(rec[c]).is_absolute() else base / rec[c] for c in ("real", "fake"))
+                fake = fake if rec["fake"] else None
+                table.rows.append(
+                    PairRow(real, fake, rec["group"], rec["split"], rec.get("method", ""),
+                            _parse_landmarks(rec.get("landmarks", ""), i, path), i)
+                )
+    except UnicodeDecodeError:
+        raise ForgeryDetError(f"{path} is not a UTF-8 CSV file") from None
+    except csv.Error as e:
+        raise ForgeryDetError(f"{path}: not a valid CSV ({e})") from None
+    if not table.rows:
+        raise ForgeryDetError(f"{path} has a header but no rows")
+    for s in need_splits:
+        if not table.split(s):
+            raise ForgeryDetError(
+                f"{path}: the {s!r} split is empty; re-run `forgerydet pairs` with a split that leaves faces for {s!r}"
+            )
+    if check_files:
+        for r in table.rows:
+            for c, p in (("real", r.real), ("fake", r.fake)):
+                if p is not None and not p.is_file():
+                    raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: file not found: {p}")
+    train_groups = {r.group for r in table.split("train")}
+    for s in ("val", "test"):
+        shared = train_groups & {r.group for r in table.split(s)}
+        if shared:
+            raise ForgeryDetError(
+                f"{path}: group(s) {', '.join(sorted(shared)[:5])} appear in 'train' and {s!r}: "
+                f"splits must be by source/identity (re-run `forgerydet pairs`)"
+            )
+    return table

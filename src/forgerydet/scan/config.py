@@ -1,0 +1,68 @@
+"""The scan-time configs: ScanConfig (scan, evaluate) and EnrollConfig (enroll). Light on purpose (no torch), so
+the CLI reads its defaults from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.faces.media import DEFAULT_NUM_FRAMES
+from forgerydet.scan.aggregate import STRATEGIES
+
+FACE_CHOICES = ("main-track", "largest", "all")  # which faces of a source `enroll` takes
+
+
+@dataclass
+class ScanConfig:
+    """num_frames: frames sampled per video (evenly). aggregation: how face scores become a file score (see
+    aggregate.STRATEGIES). threshold: fake-probability cut for the verdict (None: the checkpoint's).
+    batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
+    crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
+    `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
+    checkpoint, see references.references_path). bank: a disk bank folder (diskbank.py, written by
+    `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank."""
+
+    num_frames: int = DEFAULT_NUM_FRAMES
+    aggregation: str = "max-then-mean"
+    threshold: float | None = None
+    batch_size: int = 32
+    device: str = "auto"
+    keep_crops: int = 0
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    reference: str | None = None
+    references: str | None = None
+    bank: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in STRATEGIES:
+            raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
+        if self.num_frames < 1:
+            raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
+        if self.references is not None and self.reference is None:
+            raise ForgeryDetError("--references FILE needs --reference NAME: which enrolled person to compare with")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
+        if self.batch_size < 1:
+            raise ForgeryDetError(f"--batch-size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class EnrollConfig:
+    """num_frames: frames sampled evenly per video (as scan). face: which faces of a source to enrol:
+    'main-track' (the face tracked over most frames), 'largest' (the largest face of each frame) or 'all'
+    (every face, bystanders included). batch_size: faces per encoder call. wait: seconds to wait for another
+    process using the reference file. detector: MTCNN settings (as scan)."""
+
+    num_frames: int = DEFAULT_NUM_FRAMES
+    face: str = "main-track"
+    device: str = "auto"
+    batch_size: int = 32
+    wait: float = 10.0
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def __post_init__(self) -> None:
+        if self.face not in FACE_CHOICES:
+            raise ForgeryDetError(f"unknown --face {self.face!r}: use one of {', '.join(FACE_CHOICES)}")
+        if self.num_frames < 1:
+            raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")

@@ -1,0 +1,143 @@
+"""`forgerydet enroll`: a known person's real videos/images -> their faces (as scan finds them) -> key-encoder
+features in that person's rows of a reference file beside the model (model.references owns the file)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import DetectorConfig, Face
+from forgerydet.model.inputs import resize_face, to_tensor
+from forgerydet.model.references import (
+    THUMB,
+    ReferenceFile,
+    check_fingerprint,
+    check_name,
+    file_lock,
+    fingerprint_full,
+    read_references,
+    read_unlocked,
+    references_path,
+)
+from forgerydet.runtime import Progress
+from forgerydet.scan.config import EnrollConfig
+
+
+def choose_faces(src, how: str) -> tuple[list[Face], str]:
+    """The faces of one source (extract.SourceFaces) to enrol, and a sentence saying which were taken."""
+    faces = src.all_faces
+    tracks = src.num_tracks
+    if not faces:
+        return [], "no face found"
+    if how == "all":
+        return faces, f"all {len(faces)} faces of {tracks} track(s)" + (" (bystanders included)" if tracks > 1 else "")
+    if how == "largest":
+        chosen = [max(fr, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))) for fr in src.faces if fr]
+        other = len(faces) - len(chosen)
+        return chosen, f"the largest face of each frame ({len(chosen)} faces)" + (f"; {other} smaller face(s) left out" if other else "")
+    tid = src.main_track()
+    chosen = [f for f in faces if f.track_id == tid]
+    other = tracks - 1
+    frames = len(src.frames)
+    return chosen, (f"main track {tid}, on {len(chosen)} of {frames} sampled frame(s)"
+                    + (f"; {other} other track(s) ({len(faces) - len(chosen)} faces) left out" if other else ""))
+
+
+@dataclass
+class EnrollResult:
+    name: str
+    path: Path
+    checkpoint: Path
+    added: int
+    duplicates: int  # faces already enrolled for this person (same source, frame and track), not added again
+    total: int  # this person's faces in the file now
+    people: int
+    sources: list[tuple[str, int, str]]  # (file, faces taken, which)
+
+
+def encode_faces(model, crops: Sequence[np.ndarray], device: torch.device, batch_size: int = 32) -> torch.Tensor:
+    """Key-encoder token maps of face crops: (B,N,D) fp16 on the CPU."""
+    out = []
+    for i in range(0, len(crops), batch_size):
+        x = torch.stack([to_tensor(resize_face(c, model.img_size)) for c in crops[i : i + batch_size]])  # (B,3,S,S)
+        out.append(model.encode_keys(x.to(device)).to("cpu", torch.float16))  # (B,N,D)
+    return torch.cat(out) if out else torch.zeros(0, model.bank.num_tokens, model.bank.dim, dtype=torch.float16)
+
+
+def enroll(
+    name: str,
+    sources: Sequence[str | Path],
+    *,
+    checkpoint: str | Path | None = None,
+    into: str | Path | None = None,
+    config: EnrollConfig | None = None,
+    progress: Progress | None = None,
+) -> EnrollResult:
+    """Enrol a person's real faces from videos/images into a reference file (created, or added to).
+
+    Nothing is written unless every source was read and at least one face was found; the file is refused if
+    another key encoder wrote it, and the write is atomic under an exclusive lock."""
+    from forgerydet.faces.detect import FaceDetector
+    from forgerydet.faces.media import expand_sources
+    from forgerydet.faces.pipeline import ExtractConfig, detect_source
+    from forgerydet.model.checkpoint import load_checkpoint
+    from forgerydet.runtime import resolve_device
+    from forgerydet.scan.scanner import find_default_checkpoint
+
+    cfg = config or EnrollConfig()
+    name = check_name(name)
+    files = expand_sources(sources)
+    device = resolve_device(cfg.device)
+    ck_path = Path(checkpoint) if checkpoint else find_default_checkpoint()
+    model = load_checkpoint(ck_path, device, check_bank=False).model.eval()
+    fp = fingerprint_full(model.key_fingerprint())
+    path = Path(into) if into else references_path(ck_path)
+    if path.exists():  # refuse a foreign or broken file before the slow part
+        check_fingerprint(path, read_references(path, wait=cfg.wait).fingerprint, fp, ck_path)
+    det_cfg = cfg.detector
+    if det_cfg.device == DetectorConfig().device:
+        det_cfg.device = str(device)
+    detector = FaceDetector(det_cfg)
+    xcfg = ExtractConfig(num_frames=cfg.num_frames, detector=det_cfg)
+    crops: list[np.ndarray] = []
+    entries: list[dict[str, Any]] = []
+    report: list[tuple[str, int, str]] = []
+    for i, f in enumerate(files):
+        if progress:
+            progress(i, len(files), str(f))
+        src = detect_source(f, xcfg, detector)
+        chosen, which = choose_faces(src, cfg.face)
+        report.append((str(f), len(chosen), which))
+        for face in chosen:
+            crops.append(face.crop)
+            entries.append({"person": name, "source": os.path.abspath(f), "frame_index": int(face.frame_index),
+                            "time": round(float(face.time), 3), "track_id": int(face.track_id),
+                            "box": [round(float(v), 1) for v in face.box], "confidence": round(float(face.confidence), 4),
+                            "face": cfg.face})
+    if progress:
+        progress(len(files), len(files), "")
+    if not crops:
+        raise ForgeryDetError(f"no face found in {len(files)} source(s) for {name!r}: nothing enrolled, "
+                              f"{path} {'unchanged' if path.exists() else 'not created'}")
+    values = encode_faces(model, crops, device, cfg.batch_size)  # (B,N,D)
+    thumbs = torch.from_numpy(np.stack([resize_face(c, THUMB) for c in crops]))  # (B,T,T,3)
+    with file_lock(path, exclusive=True, wait=cfg.wait):
+        if path.exists():
+            refs = read_unlocked(path)  # again: another enrolment may have written it meanwhile
+            check_fingerprint(path, refs.fingerprint, fp, ck_path)
+        else:
+            refs = ReferenceFile.empty(fp, model.cfg.backbone, model.bank.num_tokens, model.bank.dim)
+        have = {(e["source"], e["frame_index"], e["track_id"]) for e in refs.entries if e["person"] == name}
+        new = [i for i, e in enumerate(entries) if (e["source"], e["frame_index"], e["track_id"]) not in have]
+        if new:
+            idx = torch.tensor(new, dtype=torch.long)
+            refs = refs.plus(values[idx], thumbs[idx], [entries[i] for i in new])
+            refs.save(path)
+    return EnrollResult(name, path, ck_path, len(new), len(entries) - len(new), refs.people().get(name, 0),
+                        len(refs.people()), report)

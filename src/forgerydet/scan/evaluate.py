@@ -1,0 +1,142 @@
+"""Evaluation: a labelled list of videos, images or face crops -> frame-level and video(file)-level AUC,
+AP, EER and accuracy, per group and overall, with the same scanning code as `scan`.
+
+LIST.csv columns: path, label (0/1 or real/fake), optional group (dataset/method). Relative paths are
+resolved against the list's folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.io import check_output, write_text_atomic
+from forgerydet.metrics import grouped_metrics, roc_plot
+from forgerydet.model.inputs import load_image
+from forgerydet.runtime import Progress
+from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.records import json_record
+from forgerydet.scan.scanner import Scanner
+
+LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1, "pristine": 0, "original": 0, "manipulated": 1}
+
+
+@dataclass
+class Item:
+    path: Path
+    label: int
+    group: str
+
+
+def read_list(path: str | Path) -> list[Item]:
+    path = Path(path)
+    if not path.is_file():
+        raise ForgeryDetError(f"list not found: {path} (a CSV with columns path,label[,group])")
+    items: list[Item] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in ("path", "label") if c not in cols]
+        if missing:
+            raise ForgeryDetError(f"{path}: missing column(s) {', '.join(missing)}; needed: path, label (optional: group); found: {', '.join(cols) or 'none'}")
+        for i, raw in enumerate(reader, start=2):
+            rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+            lab = rec["label"].lower()
+            if lab not in LABELS:
+                raise ForgeryDetError(f"{path}:{i}: column 'label' is {rec['label']!r}; use 0/1 or real/fake")
+            p = Path(rec["path"])
+            items.append(Item(p if p.is_absolute() else path.parent / p, LABELS[lab], rec.get("group") or "all"))
+    if not items:
+        raise ForgeryDetError(f"{path} has a header but no rows")
+    present = {it.label for it in items}
+    if present != {0, 1}:
+        only = "real" if present == {0} else "fake"
+        raise ForgeryDetError(f"{path} holds only {only} samples: AUC, AP and EER need both real and fake ones; add the other class")
+    return items
+
+
+def evaluate(
+    list_csv: str | Path,
+    checkpoint: str | Path | None,
+    *,
+    config: ScanConfig | None = None,
+    crops: bool = False,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Score every listed file and compute metrics. crops=True: images are already face crops (scored as they
+    are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
+    any scanning, and each file is written on its own; a write that fails anyway (full disk) is listed in
+    result["output_errors"] instead of losing the metrics. result["problems"] lists what makes the result
+    incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty."""
+    if out_dir:
+        check_output(out_dir, "--out", folder=True)
+    items = read_list(list_csv)
+    scanner = Scanner(checkpoint, config or ScanConfig())
+    thr = scanner.threshold
+    face_y, face_s, face_g = [], [], []
+    file_y, file_s, file_g = [], [], []
+    records, skipped = [], []
+    for i, it in enumerate(items):
+        if progress:
+            progress(i, len(items), it.path.name)
+        if crops and it.path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+            try:
+                img = load_image(it.path, scanner.model.img_size)
+            except ForgeryDetError as e:
+                skipped.append({"path": path_text(it.path), "status": "error", "error": path_text(e)})
+                continue
+            s = float(scanner._score([img])["p"][0])
+            rec = {"path": path_text(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
+        else:
+            rec = json_record(scanner.scan_file(it.path))
+        if rec["status"] != "ok":
+            skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error")})
+            continue
+        for f in rec["faces"]:
+            face_y.append(it.label)
+            face_s.append(f["score"])
+            face_g.append(it.group)
+        file_y.append(it.label)
+        file_s.append(rec["score"])
+        file_g.append(it.group)
+        records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
+                        "n_faces": len(rec["faces"])})
+    if progress:
+        progress(len(items), len(items), "")
+    if not records:
+        raise ForgeryDetError("no listed file produced a score (all unreadable or without faces)")
+    result = {
+        "checkpoint": scanner.settings(),
+        "threshold": thr,
+        "frame_level": grouped_metrics(face_y, face_s, face_g, thr),
+        "video_level": grouped_metrics(file_y, file_s, file_g, thr),
+        "files": records,
+        "skipped": skipped,
+    }
+    problems = []
+    if skipped:
+        problems.append(f"{len(skipped)} of {len(items)} listed file(s) were skipped (see above); the metrics use the rest")
+    if len(set(file_y)) < 2:
+        only = "real" if set(file_y) == {0} else "fake"
+        problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: fix or replace the skipped files")
+    result["problems"] = problems
+    result["output_errors"] = []
+    if out_dir:
+        out = Path(out_dir)
+        try:
+            write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
+            result["metrics_json"] = str(out / "metrics.json")
+        except ForgeryDetError as e:
+            result["output_errors"].append(str(e))
+        curves = {"frame level": (face_y, face_s), "video level": (file_y, file_s)}
+        curves = {k: v for k, v in curves.items() if len(set(v[0])) == 2}
+        if curves:
+            try:
+                result["roc_png"] = str(roc_plot(curves, out / "roc.png", f"ROC: {Path(list_csv).name}"))
+            except ForgeryDetError as e:
+                result["output_errors"].append(str(e))
+    return result

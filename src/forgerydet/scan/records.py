@@ -1,0 +1,51 @@
+"""The scan result record, one per file: its layout and its JSON form (the only owner of that format; the
+CLI's --json/--csv and the report read it), and which faces keep their pictures for a report.
+
+    path, kind ('video'|'image'), status ('ok'|'no_face'|'error'|'not_scanned'), error, verdict ('FAKE'|'REAL'),
+    score (aggregated fake probability), threshold, frames_sampled, frames_with_face, n_faces, n_tracks, fps,
+    tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
+    neighbours [{slot, similarity, source | reference fields}], crop, attention}], timing, reference"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgerydet.errors import path_text
+
+MAX_FACES = 24  # faces a report shows per file (and whose crops a scan keeps)
+
+
+def empty_record(path: str | Path, threshold: float | None = None, status: str = "ok", error: str | None = None) -> dict[str, Any]:
+    """A file's result record before anything is known (see report.write_report for the layout). The path
+    is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
+    return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
+            "verdict": None, "score": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
+            "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": []}
+
+
+def json_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able part of a result record (no crops or attention arrays)."""
+    out = {k: v for k, v in rec.items() if k != "faces"}
+    out["faces"] = [{k: v for k, v in f.items() if k not in ("crop", "attention")} for f in rec["faces"]]
+    for f in out["faces"]:
+        if "neighbours" in f:
+            f["neighbours"] = [{k: v for k, v in nb.items() if k != "thumb"} for nb in f["neighbours"]]
+    return out
+
+
+def select_faces(faces: list[dict], max_faces: int = MAX_FACES) -> list[int]:
+    """Indices of at most `max_faces` faces, in time order: the highest-scoring quarter, the rest spread
+    evenly over time."""
+    n = len(faces)
+    order = sorted(range(n), key=lambda i: (faces[i].get("frame_index", 0), faces[i].get("track_id", 0)))
+    if n <= max_faces:
+        return order
+    n_top = max(1, max_faces // 4)
+    top = set(sorted(range(n), key=lambda i: -float(faces[i].get("score") or 0.0))[:n_top])
+    rest = [i for i in order if i not in top]
+    picks = np.unique(np.round(np.linspace(0, len(rest) - 1, max_faces - n_top)).astype(int))
+    chosen = top | {rest[p] for p in picks}
+    return [i for i in order if i in chosen]

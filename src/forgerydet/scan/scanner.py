@@ -1,0 +1,266 @@
+"""Scanning: videos, images and folders -> faces -> 'single'-mode scores against the checkpoint's bank ->
+per-track and per-file verdicts. Files are processed one at a time (a stream), and only the few face crops a
+report shows are kept, so memory does not grow with the number or length of the videos. Scanning never
+writes the bank or the checkpoint."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.faces.detect import DetectorConfig, FaceDetector
+from forgerydet.faces.media import expand_sources
+from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.io import file_sha256
+from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
+from forgerydet.model.inputs import resize_face, to_tensor
+from forgerydet.model.references import PersonReferences, load_person, references_path
+from forgerydet.runtime import Progress, resolve_device
+from forgerydet.scan.aggregate import aggregate, track_scores
+from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.records import empty_record
+
+SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
+MODELS_ENV = "FORGERYDET_MODEL"
+
+
+def find_default_checkpoint() -> Path:
+    """$FORGERYDET_MODEL, else the shipped model models/forgerydet-base.safetensors (in the current folder,
+    else in the forgerydet source checkout)."""
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        if not Path(env).is_file():
+            raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which does not exist")
+        return Path(env)
+    for root in (Path.cwd() / "models", Path(__file__).resolve().parents[3] / "models"):
+        if (root / SHIPPED_MODEL).is_file():
+            return root / SHIPPED_MODEL
+    raise ForgeryDetError(
+        f"no checkpoint given and the shipped model models/{SHIPPED_MODEL} is not here (a copy of the "
+        "repository without its models/ folder?): pass --checkpoint FILE, set ${MODELS_ENV}, or train one "
+        "(`make demo` trains a small one, `make model` the shipped one)"
+    )
+
+
+class _TimedDetector(FaceDetector):
+    """FaceDetector that adds up the seconds spent detecting (the rest of detect_source is decoding)."""
+
+    seconds = 0.0
+
+    def faces(self, frames):
+        t0 = time.perf_counter()
+        try:
+            return super().faces(frames)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+class Scanner:
+    """Loads a checkpoint once and scans files one by one."""
+
+    def __init__(self, checkpoint: str | Path | None, config: ScanConfig | None = None) -> None:
+        self.config = cfg = config or ScanConfig()
+        self.device = resolve_device(cfg.device)
+        path = Path(checkpoint) if checkpoint else find_default_checkpoint()
+        self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
+        self.model = self.checkpoint.model.eval()
+        if cfg.reference is not None and cfg.bank is not None:
+            raise ForgeryDetError("give --reference or --bank, not both: a person's faces replace the bank")
+        self.references: PersonReferences | None = None
+        if cfg.reference is not None:
+            self.references = load_person(cfg.references or references_path(path), cfg.reference, self.model)
+            self.references.bank.to(self.device)
+        self.disk_bank = None
+        if cfg.bank is not None:
+            from forgerydet.model.diskbank import open_for
+
+            self.disk_bank = open_for(cfg.bank, self.model)
+        elif self.references is None and self.model.bank.filled == 0 and self.model.uses_bank:
+            raise ForgeryDetError(
+                f"{path}: the memory bank is empty, so there are no real faces to compare with: run "
+                f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
+            )
+        ck = self.checkpoint
+        self.threshold = cfg.threshold if cfg.threshold is not None else ck.threshold
+        self.temperature = ck.temperature  # fitted on validation faces (model.calibration)
+        self.bank_sources = ck.bank_sources
+        if cfg.detector.device == DetectorConfig().device:
+            cfg.detector.device = str(self.device)
+        self.detector = _TimedDetector(cfg.detector)
+        self.extract_config = ExtractConfig(num_frames=cfg.num_frames, detector=cfg.detector)
+        self.sha256 = file_sha256(path)
+
+    def settings(self) -> dict[str, Any]:
+        m, meta = self.model, self.checkpoint.meta
+        return {
+            "checkpoint": path_text(self.checkpoint.path),
+            "checkpoint_sha256": self.sha256[:16],
+            "bank_fingerprint": meta.get("fingerprint"),
+            "backbone": m.cfg.backbone,
+            "pretrained_weights": meta.get("pretrained_source"),
+            "bank_entries": m.bank.filled,
+            "aggregation": self.config.aggregation,
+            "threshold": self.threshold,
+            "temperature": self.temperature,
+            "frames_per_video": self.config.num_frames,
+            "face_size": m.img_size,
+            "device": str(self.device),
+            "mode": "single (difference against the bank's nearest real faces)",
+        } | self._reference_settings()
+
+    def _reference_settings(self) -> dict[str, Any]:
+        r, d = self.references, self.disk_bank
+        if d is not None:
+            return {"mode": "single (difference against the disk bank's nearest real faces)", "bank": str(d.dir),
+                    "bank_entries": d.filled, "bank_fingerprint": d.fingerprint[:16],
+                    "bank_search": "faiss + exact re-ranking" if d.index is not None else "exact"}
+        if r is None:
+            return {}
+        return {"mode": f"reference (difference against the nearest enrolled real faces of {r.name!r})",
+                "reference": r.name, "reference_file": str(r.path), "reference_faces": r.bank.filled,
+                "reference_fingerprint": r.fingerprint[:16]}
+
+    @torch.inference_mode()
+    def _score(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Fake probabilities, attention maps and neighbours for face crops, in batches."""
+        m = self.model
+        probs, sal, nb, sim = [], [], [], []
+        for i in range(0, len(crops), self.config.batch_size):
+            x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
+            o = m(x.to(self.device), "single", bank=self._bank())
+            probs.append(torch.sigmoid(o["logits"].float() / self.temperature).cpu().numpy())
+            sal.append(o["saliency"].float().cpu().numpy())
+            slots = o["neighbours"]
+            nb.append(slots.cpu().numpy())
+            sim.append(o["similarities"].float().cpu().numpy())
+        return {"p": np.concatenate(probs), "sal": np.concatenate(sal), "nb": np.concatenate(nb), "sim": np.concatenate(sim)}
+
+    def _bank(self):
+        """What 'single' mode retrieves from: the reference person's faces, a disk bank, or (None) the model's."""
+        return self.references.bank if self.references is not None else self.disk_bank
+
+    def _neighbour(self, slot: int, similarity: float) -> dict[str, Any]:
+        """A retrieved entry: global-bank slot and its source image, or an enrolled face of the reference person
+        (its source video and frame; `thumb` is its picture, for the report only)."""
+        nb: dict[str, Any] = {"slot": slot, "similarity": similarity}
+        if self.references is not None:
+            return nb | self.references.neighbour(slot)
+        if self.disk_bank is not None:
+            return nb | {"source": self.disk_bank.source_of(slot)}
+        return nb | {"source": self._source_of(slot)}
+
+    def _source_of(self, slot: int) -> str | None:
+        sid = int(self.model.bank.source[slot])
+        return self.bank_sources[sid] if 0 <= sid < len(self.bank_sources) else None
+
+    def _record(self, path: str | Path) -> dict[str, Any]:
+        """A file's result record before anything is known (see report.write_report for the layout)."""
+        return empty_record(path, self.threshold)
+
+    def scan_file(self, path: Path) -> dict[str, Any]:
+        """One file -> its result record (see report.write_report for the layout)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        det0 = self.detector.seconds
+        rec = self._record(path)
+        try:
+            src = detect_source(path, self.extract_config, self.detector)
+        except ForgeryDetError as e:
+            rec.update(status="error", error=path_text(e), timing={"total_s": time.perf_counter() - t0})
+            return rec
+        t_detect = self.detector.seconds - det0
+        t_decode = time.perf_counter() - t0 - t_detect
+        faces = src.all_faces
+        rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
+                   n_faces=len(faces), n_tracks=src.num_tracks)
+        if not faces:
+            rec.update(status="no_face", error="no face found" + (f" in {len(src.frames)} sampled frames" if src.kind == "video" else ""),
+                       timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
+            return rec
+        t1 = time.perf_counter()
+        out = self._score([f.crop for f in faces])
+        t_model = time.perf_counter() - t1
+        scores = out["p"]
+        tids = np.array([f.track_id for f in faces])
+        fids = np.array([f.frame_index for f in faces])
+        confs = np.array([f.confidence for f in faces])
+        rec["score"] = float(aggregate(scores, cfg.aggregation, track_ids=tids, frame_ids=fids, confidences=confs))
+        rec["verdict"] = "FAKE" if rec["score"] >= self.threshold else "REAL"
+        per_track = track_scores(scores, tids, "mean", frame_ids=fids)
+        rec["tracks"] = [{"track_id": int(t), "score": float(s), "n_faces": int((tids == t).sum())} for t, s in sorted(per_track.items())]
+        for k, f in enumerate(faces):
+            rec["faces"].append({
+                "frame_index": int(f.frame_index), "time": float(f.time), "track_id": int(f.track_id),
+                "box": [round(float(v), 1) for v in f.box], "confidence": float(f.confidence), "score": float(scores[k]),
+                "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
+                "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
+            })
+        if self.references is not None:
+            rec["reference"] = self._reference_summary(rec["faces"])
+        self._trim_arrays(rec)
+        rec["timing"] = {"decode_s": t_decode, "detect_s": t_detect, "model_s": t_model, "total_s": time.perf_counter() - t0}
+        return rec
+
+    def _reference_summary(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
+        """Which enrolled faces a file was compared with: each one's uses and mean similarity, most used first."""
+        used: dict[int, list[float]] = {}
+        for f in faces:
+            for nb in f["neighbours"]:
+                used.setdefault(nb["slot"], []).append(nb["similarity"])
+        order = sorted(used, key=lambda s: (-len(used[s]), -float(np.mean(used[s]))))
+        r = self.references
+        assert r is not None
+        return {"name": r.name, "file": str(r.path), "enrolled_faces": r.bank.filled,
+                "used": [{"slot": s, "source": r.entries[s]["source"], "frame_index": r.entries[s]["frame_index"],
+                          "times": len(used[s]), "mean_similarity": round(float(np.mean(used[s])), 4)} for s in order]}
+
+    def _trim_arrays(self, rec: dict[str, Any]) -> None:
+        """Keep crops/attention only for the faces a report will show, so memory stays flat over many files."""
+        keep: set[int] = set()
+        if self.config.keep_crops > 0:
+            from forgerydet.scan.records import select_faces
+
+            keep = set(select_faces(rec["faces"], self.config.keep_crops))
+        for i, f in enumerate(rec["faces"]):
+            if i not in keep:
+                f["crop"] = None
+                f["attention"] = None
+                for nb in f["neighbours"]:
+                    nb.pop("thumb", None)
+
+    def scan(self, paths: list[str | Path], progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record."""
+        files, bad = expand_scan_paths(paths, self.threshold)
+        yield from bad
+        for i, f in enumerate(files):
+            if progress:
+                progress(i, len(files), str(f))
+            yield self.scan_file(f)
+        if progress:
+            progress(len(files), len(files), "")
+
+
+def expand_scan_paths(paths: list[str | Path], threshold: float | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The files to scan (folders and globs expanded, duplicates dropped, order kept) and an error record per
+    path that names nothing scannable. Cheap: call it before loading a model."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    bad = []
+    for p in paths:
+        try:
+            found = expand_sources([p])
+        except ForgeryDetError as e:
+            bad.append(empty_record(p, threshold, "error", str(e)))
+            continue
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+    return files, bad

@@ -1,0 +1,147 @@
+"""Every write of the memory bank outside a training step: the rebuild at each epoch end from all real
+training faces, `forgerydet rebuild-bank` on a checkpoint (same code), and `rebuild-bank --disk-bank` (every
+real face into a disk bank, model.diskbank). Under torchrun each rank encodes a shard and all ranks gather."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import check_output
+from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
+from forgerydet.model.detector import Detector
+from forgerydet.model.diskbank import IndexConfig, write_bank
+from forgerydet.pairs.table import read_pairs
+from forgerydet.runtime import Progress
+from forgerydet.training.config import TrainConfig
+from forgerydet.training.data import FaceList
+from forgerydet.training.distributed import Dist, gather_rows, make_loader, setup_distributed
+from forgerydet.training.distributed import auto_workers
+
+
+@torch.no_grad()
+def rebuild_bank(
+    model: Detector,
+    real_paths: list[Path],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    dist_ctx: Dist | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    select: str = "random",
+) -> tuple[int, float]:
+    """Replace the bank with the key encoder's features of exactly these real faces (more than K: K chosen by
+    `select`, 'random' or 'coreset', see MemoryBank.rebuild).
+
+    Under DDP each rank encodes a shard and all ranks gather the same full set, so every rank holds an
+    identical bank. Returns (entries written, seconds)."""
+    d = dist_ctx or Dist(device=next(model.parameters()).device)
+    t0 = time.perf_counter()
+    if not real_paths:
+        raise ForgeryDetError("no real training faces to build the bank from")
+    model.eval()
+    ds = FaceList(real_paths, [0] * len(real_paths), model.img_size)
+    loader = make_loader(ds, batch_size, workers, d)
+    values, ids = [], []
+    done = 0
+    for batch in loader:
+        values.append(model.encode_keys(batch["x"].to(d.device)))  # (B,N,D)
+        ids.append(batch["index"].to(d.device))
+        done += len(batch["index"]) * d.world
+        if progress:
+            progress(min(done, len(ds)), len(ds))
+    v = gather_rows(torch.cat(values), d)  # (M,N,D)
+    i = gather_rows(torch.cat(ids), d)  # (M,)
+    order = i.argsort()
+    n = model.bank.rebuild(v[order], model.key_fingerprint().to(v.device), source=i[order],
+                           generator=torch.Generator().manual_seed(seed), select=select)
+    return n, time.perf_counter() - t0
+
+
+def rebuild_checkpoint_bank(
+    checkpoint: str | Path,
+    pairs: str | Path,
+    *,
+    device: str = TrainConfig.device,
+    batch_size: int = TrainConfig.val_batch_size,
+    workers: int = TrainConfig.workers,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    select: str = "coreset",
+) -> dict[str, Any]:
+    """`forgerydet rebuild-bank`: refill a checkpoint's bank from all real training faces of pairs.csv with
+    its own key encoder (the same code as the epoch-end rebuild) and store it back atomically, keeping
+    weights, history and training state. Under torchrun the encoding is sharded across ranks."""
+    if batch_size < 1:
+        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
+    check_output(out or checkpoint, "--out" if out else "--checkpoint")
+    d = setup_distributed(device)
+    ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
+    table = read_pairs(pairs, need_splits=("train",))
+    reals = [p for p, _ in table.reals("train")]
+    model = ck.model.to(d.device)
+    n, secs = rebuild_bank(model, reals, batch_size=batch_size, workers=workers, dist_ctx=d, progress=progress,
+                           select=select)
+    target = Path(out or checkpoint)
+    if d.main:
+        resave_checkpoint(ck, target, model, bank_sources=[str(p) for p in reals],
+                          extra={"bank_rebuilt_from": str(Path(pairs)),
+                                 "bank_selection": select if len(reals) > model.cfg.bank_size else "all"})
+    if d.on:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"entries": n, "seconds": secs, "real_faces": len(reals), "checkpoint": str(target),
+            "bank_size": model.cfg.bank_size, "select": select}
+
+
+@torch.no_grad()
+def rebuild_disk_bank(
+    checkpoint: str | Path,
+    pairs: str | Path,
+    folder: str | Path,
+    *,
+    device: str = TrainConfig.device,
+    batch_size: int = TrainConfig.val_batch_size,
+    workers: int = TrainConfig.workers,
+    index: IndexConfig | None = None,
+    progress=None,
+) -> dict:
+    """`forgerydet rebuild-bank --disk-bank DIR`: EVERY real training face of pairs.csv, encoded by the
+    checkpoint's key encoder, into a new disk bank (no selection, no K limit). The checkpoint is not written."""
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from forgerydet.model.checkpoint import load_checkpoint
+    from forgerydet.model.references import fingerprint_full
+    from forgerydet.pairs.table import read_pairs
+    from forgerydet.runtime import resolve_device
+    from forgerydet.training.data import FaceList
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    model = load_checkpoint(checkpoint, dev, check_bank=False).model.eval()
+    reals = [p for p, _ in read_pairs(pairs, need_splits=("train",)).reals("train")]
+    if not reals:
+        raise ForgeryDetError(f"{pairs} has no real training faces to build the bank from")
+    loader = DataLoader(FaceList(reals, [0] * len(reals), model.img_size), batch_size=batch_size, num_workers=auto_workers(workers))
+
+    def batches():
+        done = 0
+        for b in loader:
+            v = model.encode_keys(b["x"].to(dev))  # (B,N,D)
+            yield v, [str(reals[int(i)]) for i in b["index"]]
+            done += len(b["index"])
+            if progress:
+                progress(done, len(reals))
+
+    bank = write_bank(folder, batches(), model.bank.num_tokens, model.bank.dim, fingerprint_full(model.key_fingerprint()),
+                      index)
+    return {"entries": bank.filled, "indexed": bank.index is not None, "folder": str(folder),
+            "disk_mb": bank.nbytes_on_disk() / 2**20, "seconds": time.perf_counter() - t0}

@@ -1,0 +1,160 @@
+"""Training data: reading and validating pairs.csv, and the datasets that feed training, validation and
+the bank rebuild.
+
+pairs.csv columns (see data/README.md): real, fake, group, split, method, landmarks.
+Paths are relative to the folder of pairs.csv unless absolute. Rows of method 'sbi' whose real face has
+landmarks get a NEW self-blended fake every epoch (the fake on disk is only the first draw), so the model
+never memorises a fixed pool of pseudo-fakes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import read_image
+from forgerydet.model.inputs import load_image, resize_face, to_tensor
+from forgerydet.pairs.table import PairsTable
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """Per-sample randomness that depends only on (seed, epoch, index): identical across workers, ranks
+    and resumed runs."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+class TrainPairs(Dataset):
+    """One epoch of balanced training samples: every fake row once, and as many real faces (cycled in a
+    seeded order), interleaved. Each sample carries a reference face for 'pair' mode:
+    a fake's reference is the real face it was made from; a real face's reference is ANOTHER real face of
+    its group (another frame) or, when the group has only one, a differently augmented copy of itself —
+    never the identical image, so a zero difference can never mean 'real'.
+    """
+
+    def __init__(self, table: PairsTable, size: int, seed: int = 0, augment: bool = True, sbi_online: bool = True):
+        self.rows = table.fakes("train")
+        self.reals = table.reals("train")
+        self.by_group: dict[str, list[Path]] = {}
+        for p, g in self.reals:
+            self.by_group.setdefault(g, []).append(p)
+        self.real_id = {p: i for i, (p, _) in enumerate(self.reals)}
+        self.size, self.seed, self.augment, self.sbi_online = size, seed, augment, sbi_online
+        if not sbi_online and any(r.fake is None for r in self.rows):
+            raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online)")
+        self.epoch = 0
+        self._order: list[tuple[int, int]] = []
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        rng = np.random.default_rng([self.seed, epoch, 7])
+        n = len(self.rows)
+        reals = np.concatenate([rng.permutation(len(self.reals)) for _ in range(n // max(1, len(self.reals)) + 1)])[:n]
+        fakes = rng.permutation(n)
+        order: list[tuple[int, int]] = []
+        for f, r in zip(fakes, reals):
+            order += [(1, int(f)), (0, int(r))]
+        self._order = order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def _other_real(self, path: Path, group: str, rng: np.random.Generator) -> Path:
+        others = [p for p in self.by_group[group] if p != path]
+        return others[int(rng.integers(len(others)))] if others else path
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        label, j = self._order[i]
+        rng = sample_rng(self.seed, self.epoch, i)
+        # Self-blending and augmentation run at the crop's own resolution (at most the model's), and the
+        # result is resized to the model's input at the end: at scan time, too, a face is compressed at its
+        # native size in the footage and only then resized. (It is also several times cheaper for small crops.)
+        if label == 1:
+            row = self.rows[j]
+            raw = read_image(row.real)
+            work = min(self.size, *raw.shape[:2])
+            real = resize_face(raw, work)
+            if self.sbi_online and row.method == "sbi" and row.landmarks is not None:
+                from forgerydet.pairs.sbi import self_blend
+
+                lm = row.landmarks * (work / raw.shape[1])  # stored in the crop's own pixels
+                fake, _ = self_blend(real, lm, rng)
+            else:
+                fake = load_image(row.fake, work)
+            x, ref, real_path = fake, real, row.real
+        else:
+            real_path, group = self.reals[j]
+            x_raw = read_image(real_path)
+            ref_path = self._other_real(real_path, group, rng)
+            ref_raw = x_raw if ref_path == real_path else read_image(ref_path)
+            work = min(self.size, *x_raw.shape[:2], *ref_raw.shape[:2])
+            x, ref = resize_face(x_raw, work), resize_face(ref_raw, work)
+            real_path = ref_path
+        if self.augment:
+            from forgerydet.training.augment import augment_one, augment_pair
+
+            ref, x = augment_pair(ref, x, rng)
+            if label == 0 and real_path == self.reals[j][0]:
+                ref = augment_one(ref, rng)  # same image as reference: make sure the difference is not zero
+        x, ref = resize_face(x, self.size), resize_face(ref, self.size)
+        return {
+            "x": to_tensor(x),
+            "ref": to_tensor(ref),
+            "label": torch.tensor(float(label)),
+            "ref_id": torch.tensor(self.real_id[real_path], dtype=torch.long),
+        }
+
+
+class FaceList(Dataset):
+    """Plain images with labels, no augmentation (validation, bank rebuild, evaluation of crops)."""
+
+    def __init__(self, paths: list[Path], labels: list[int], size: int, refs: list[Path] | None = None):
+        self.paths, self.labels, self.size, self.refs = paths, labels, size, refs
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = {
+            "x": to_tensor(load_image(self.paths[i], self.size)),
+            "label": torch.tensor(float(self.labels[i])),
+            "index": torch.tensor(i, dtype=torch.long),
+        }
+        if self.refs is not None:
+            item["ref"] = to_tensor(load_image(self.refs[i], self.size))
+        return item
+
+
+def validation_lists(table: PairsTable, split: str = "val") -> tuple[list[Path], list[int], list[Path], list[str]]:
+    """Unique faces of a split: (paths, labels, pair-mode references, groups). A fake's reference is its
+    real face; a real face's reference is another real of its group (itself when it is alone: that real
+    then gets a zero difference in the 'pair' figure only, which is why 'single' is the headline)."""
+    paths: list[Path] = []
+    labels: list[int] = []
+    refs: list[Path] = []
+    groups: list[str] = []
+    reals = table.reals(split)
+    by_group: dict[str, list[Path]] = {}
+    for p, g in reals:
+        by_group.setdefault(g, []).append(p)
+    for p, g in reals:
+        members = by_group[g]
+        paths.append(p)
+        labels.append(0)
+        refs.append(members[(members.index(p) + 1) % len(members)])
+        groups.append(g)
+    seen: set[Path] = set()
+    for r in table.fakes(split):
+        if r.fake in seen:
+            continue
+        seen.add(r.fake)
+        paths.append(r.fake)
+        labels.append(1)
+        refs.append(r.real)
+        groups.append(r.group)
+    return paths, labels, refs, groups

@@ -1,0 +1,91 @@
+"""Where training runs: one process or `torchrun` DDP (NCCL on GPUs, gloo on CPUs), gathering rows from
+every rank, mixed precision on GPUs, and the data loaders (sharded per rank, one thread per loader process)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+
+from forgerydet.runtime import resolve_device
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def on(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(device: str) -> Dist:
+    """Use torchrun's environment when present (NCCL on GPUs, gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = resolve_device(device)  # the one resolver: a bad name is a clear error, not a torch traceback
+    if world <= 1:
+        return Dist(0, 1, dev)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank, world, dev)
+
+
+def gather_rows(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Concatenate a (B,...) tensor from every rank (B may differ per rank), in rank order."""
+    if not d.on:
+        return t
+    n = torch.tensor([t.shape[0]], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(d.world)]
+    dist.all_gather(sizes, n)
+    m = int(max(s.item() for s in sizes))
+    pad = torch.zeros((m - t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+    buf = [torch.zeros((m,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device) for _ in range(d.world)]
+    dist.all_gather(buf, torch.cat([t, pad]).contiguous())
+    return torch.cat([b[: int(s.item())] for b, s in zip(buf, sizes)])
+
+
+def autocast(device: torch.device, amp: str):
+    if device.type != "cuda" or amp == "off":
+        return torch.autocast(device_type=device.type, enabled=False)
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _worker_init(_: int) -> None:
+    """Data workers decode and augment with OpenCV; one thread each, so they do not fight the training
+    process's compute threads for the cores (oversubscribed OpenMP threads slow CPU training many-fold)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def auto_workers(workers: int) -> int:
+    """-1: no loader processes on small machines (<= 4 cores), else half the cores up to 8."""
+    if workers >= 0:
+        return workers
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 4 else min(8, cores // 2)
+
+
+def make_loader(ds, batch_size: int, workers: int, d: Dist) -> DataLoader:
+    workers = auto_workers(workers)
+    if d.on:  # each rank takes every world-th sample of the (already seeded-shuffled) order
+        ds = Subset(ds, list(range(d.rank, len(ds), d.world)))
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False,
+                      persistent_workers=False, pin_memory=False, worker_init_fn=_worker_init if workers else None)

@@ -1,0 +1,290 @@
+"""Training: one flat loop (nanoGPT style) that mixes 'pair' and 'single' batches, keeps the MoCo queue
+of real keys, rebuilds the bank from every real training face at each epoch end, validates in 'single'
+mode, and writes atomic best/last checkpoints that resume bit-for-bit. Runs as one process or under
+`torchrun` (DDP: NCCL on GPUs, gloo on CPUs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Collection
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import check_output, write_text_atomic
+from forgerydet.model.backbone import pooled
+from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
+from forgerydet.model.config import ModelConfig
+from forgerydet.model.detector import Detector, check_memory, check_tokens
+from forgerydet.model.losses import bce_loss, info_nce
+from forgerydet.pairs.table import read_pairs
+from forgerydet.training.bankfill import rebuild_bank
+from forgerydet.training.config import TrainConfig
+from forgerydet.training.data import TrainPairs, validation_lists
+from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
+from forgerydet.training.state import resumed_config, rng_state, set_rng_state
+from forgerydet.training.validate import validate
+
+Event = Callable[[dict[str, Any]], None]
+
+
+_NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._BatchNorm)
+
+
+def set_tuning(model: Detector, tune: str) -> int:
+    """'norm': freeze the online backbone except its normalisation layers' affine parameters (LN-tuning);
+    'all': train everything. The key encoder is never trained (it follows the EMA). Returns the number
+    of trainable parameters."""
+    if tune == "norm":
+        for p in model.encoder.backbone.parameters():
+            p.requires_grad_(False)
+        for m in model.encoder.backbone.modules():
+            if isinstance(m, _NORMS):
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(True)
+    return sum(p.numel() for p in model.trainable_parameters())
+
+
+# ---- schedule (pure functions of the step) ----------------------------------------------------------------
+def cosine_lr(step: int, total: int, base: float, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` fraction of steps, then cosine decay to 1% of base."""
+    w = max(1, int(round(warmup * total)))
+    if step < w:
+        return base * (step + 1) / w
+    t = min(1.0, (step - w) / max(1, total - w))
+    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+# ---- distributed helpers -----------------------------------------------------------------------------------
+
+
+# ---- bank rebuild (shared by the epoch end and `forgerydet rebuild-bank`) -----------------------------------
+
+
+# ---- validation ---------------------------------------------------------------------------------------------
+
+
+# ---- state for bit-for-bit resume ---------------------------------------------------------------------------
+def _json_safe(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+# ---- one optimisation step (also timed by bench/train.py) --------------------------------------------------
+@dataclass
+class StepContext:
+    model: Detector
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    params: list[torch.nn.Parameter]
+    real_group: torch.Tensor  # (R,) group id of every real training face
+    tcfg: TrainConfig
+    dist: Dist
+
+
+def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, lr: float, step: int = 0) -> dict[str, Any]:
+    """One step on one batch, in 'single' (bank) or 'pair' mode; returns the losses and the mode used.
+
+    'pair': difference against the paired real faces (key encoder); loss = BCE + lambda * InfoNCE whose
+    positive is the key of that real reference (for a real face: another frame of its source, a second
+    view of the same real face; for a fake: the real face it was made from) and whose negatives are the
+    queue of real keys; this aligns the online query with the key space the bank is searched in. The
+    references' keys are gathered from every rank and enqueued. 'single': difference against the bank's
+    nearest real faces, never of the face's own source group; loss = BCE. The key encoder follows the
+    EMA after every step.
+    """
+    model, tcfg, d = ctx.model, ctx.tcfg, ctx.dist
+    for g in ctx.opt.param_groups:
+        g["lr"] = lr
+    x, ref = batch["x"].to(d.device), batch["ref"].to(d.device)
+    y = batch["label"].to(d.device)
+    single = single and model.bank.filled >= 1
+    exclude = None
+    if single:  # a face may not recall its own source video: at scan time it never can
+        src = model.bank.source[: model.bank.filled]  # (F,)
+        slot_group = torch.where(src >= 0, ctx.real_group[src.clamp(min=0)], torch.full_like(src, -1))  # (F,)
+        own = ctx.real_group[batch["ref_id"].to(d.device)]  # (B,) group of the face (a fake: of its real)
+        exclude = own[:, None] == slot_group[None, :]  # (B,F)
+    with autocast(d.device, tcfg.amp):
+        o = ctx.net(x, "single" if single else "pair", reference=None if single else ref, exclude=exclude)
+        loss_bce = bce_loss(o["logits"], y)
+        queue = model.bank.filled_keys()
+        use_nce = not single and queue.shape[0] > 0 and tcfg.nce_weight > 0 and "reference_keys" in o
+        loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["reference_keys"]), queue, model.cfg.temperature)
+                    if use_nce else torch.zeros((), device=d.device))
+        loss = loss_bce + tcfg.nce_weight * loss_nce
+    if not torch.isfinite(loss):
+        raise ForgeryDetError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
+    ctx.opt.zero_grad(set_to_none=True)
+    ctx.scaler.scale(loss).backward()
+    ctx.scaler.unscale_(ctx.opt)
+    torch.nn.utils.clip_grad_norm_(ctx.params, tcfg.clip)
+    ctx.scaler.step(ctx.opt)
+    ctx.scaler.update()
+    model.momentum_update()
+    if not single and "reference_keys" in o:  # ---- enqueue the real references' keys, from every rank ----
+        v_all = gather_rows(o["reference_keys"].float(), d)  # (M,N,D)
+        id_all = gather_rows(batch["ref_id"].to(d.device), d)  # (M,)
+        if model.cfg.slot_momentum > 0 and model.bank.filled > 0:
+            _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)
+            model.bank.update_slots(nearest[:, 0], v_all, model.cfg.slot_momentum)
+        else:
+            model.bank.enqueue(v_all, id_all)
+    return {"loss": float(loss.detach()), "bce": float(loss_bce.detach()), "nce": float(loss_nce.detach()),
+            "mode": "single" if single else "pair"}
+
+
+# ---- the loop -----------------------------------------------------------------------------------------------
+def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = False,
+          on_event: Event | None = None, given: Collection[str] = ()) -> dict[str, Any]:
+    """Train a detector; returns a summary (paths of best/last checkpoints, history).
+
+    resume: continue OUT/last.safetensors with its stored settings. `given` names the TrainConfig/ModelConfig
+    fields the user set explicitly: with resume, `epochs` may raise the stored count (extending a finished
+    run; the cosine schedule is stretched to the new total), `device`/`workers` may change, and any other
+    given field that differs from the stored run is refused."""
+    emit = on_event or (lambda e: None)
+    out = Path(tcfg.out)
+    last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
+    check_output(out, "--out", folder=True)  # before an epoch of work, not after it
+    d = setup_distributed(tcfg.device)
+
+    # -- model, optimizer, state (fresh or resumed) --
+    history: list[dict[str, Any]] = []
+    start_epoch, step, best = 0, 0, -1.0
+    ck = None
+    if resume:
+        if not last_path.is_file():
+            raise ForgeryDetError(f"nothing to resume: {last_path} does not exist (train without --resume first)")
+        ck = load_checkpoint(last_path, "cpu")
+        state = ck.train_state
+        if state is None:
+            raise ForgeryDetError(f"{last_path} holds no training state (was it written by rebuild-bank only?)")
+        tcfg = resumed_config(tcfg, mcfg, state, ck, given, last_path)
+        model = ck.model
+        mcfg = model.cfg
+        history = ck.history
+        start_epoch, step, best = state.epoch, state.step, state.best
+    else:
+        mcfg = mcfg or ModelConfig()
+        check_memory(mcfg, tcfg.batch_size, d.device)  # before the bank is allocated
+        torch.manual_seed(tcfg.seed)
+        model = Detector(mcfg)
+        check_tokens(model)
+    table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
+    train_reals = [p for p, _ in table.reals("train")]
+    groups = {g: i for i, g in enumerate(sorted({g for _, g in table.reals("train")}))}
+    real_group = torch.tensor([groups[g] for _, g in table.reals("train")], dtype=torch.long)  # (R,)
+    n_trainable = set_tuning(model, tcfg.tune)
+    model.to(d.device)
+    real_group = real_group.to(d.device)
+    params = model.trainable_parameters()
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.lr)
+    if ck is not None and ck.train_state is not None:
+        opt.load_state_dict(ck.train_state.optimizer_state)
+        set_rng_state(ck.train_state)
+    else:
+        random.seed(tcfg.seed)
+        np.random.seed(tcfg.seed)
+    net = model
+    if d.on:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
+    use_scaler = d.device.type == "cuda" and tcfg.amp == "fp16"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
+    ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online)
+    steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
+    steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
+    total = steps_epoch * tcfg.epochs
+    t_start = time.perf_counter()
+    budget = tcfg.max_minutes * 60.0 if tcfg.max_minutes else None
+    emit({"event": "start", "rank": d.rank, "world": d.world, "device": str(d.device),
+          "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
+          "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
+          "start_epoch": start_epoch, "pretrained": model.pretrained_source, "backbone": mcfg.backbone,
+          "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable})
+
+    for epoch in range(start_epoch, tcfg.epochs):
+        # ---- train one epoch ----
+        model.train()
+        ds.set_epoch(epoch)
+        mode_rng = np.random.default_rng([tcfg.seed, epoch, 11])  # same sequence on every rank
+        loader = make_loader(ds, tcfg.batch_size, tcfg.workers, d)
+        emit({"event": "epoch_start", "epoch": epoch + 1, "steps": steps_epoch})
+        t_epoch, seen, loss_sum, done = time.perf_counter(), 0, 0.0, 0
+        for i, batch in enumerate(loader):
+            if i >= steps_epoch:
+                break
+            t0 = time.perf_counter()
+            if budget is not None and t0 - t_start >= budget:
+                break  # out of time: finish this epoch's end (bank, validation, checkpoints) and stop
+            at = step if budget is None else max(step, int(total * (t0 - t_start) / budget))
+            lr = cosine_lr(at, total, tcfg.lr, tcfg.warmup)
+            single = bool(mode_rng.random() < tcfg.single_share)
+            r = train_step(ctx, batch, single, lr, step)
+            x = batch["x"]
+            step += 1
+            done += 1
+            seen += x.shape[0] * d.world
+            loss_sum += r["loss"]
+            emit({"event": "step", "epoch": epoch + 1, "step": i + 1, "steps": steps_epoch, **r, "lr": lr,
+                  "img_s": x.shape[0] * d.world / max(1e-9, time.perf_counter() - t0)})
+        train_time = time.perf_counter() - t_epoch
+
+        # ---- epoch end: sync BN statistics, rebuild the bank from ALL real training faces ----
+        if d.on:
+            for b in list(model.encoder.buffers()) + list(model.key_encoder.buffers()):
+                dist.broadcast(b, 0)
+        n_bank, t_bank = 0, 0.0
+        if model.uses_bank:
+            n_bank, t_bank = rebuild_bank(model, train_reals, batch_size=tcfg.val_batch_size, workers=tcfg.workers,
+                                          dist_ctx=d, seed=tcfg.seed + epoch)
+        emit({"event": "rebuild", "epoch": epoch + 1, "entries": n_bank, "seconds": t_bank, "real_faces": len(train_reals)})
+
+        # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, done),
+                                  "train_img_s": seen / max(1e-9, train_time), "bank_entries": n_bank,
+                                  "bank_seconds": t_bank}
+        if d.main:
+            record.update(validate(model, table, d.device, tcfg))
+            cal = record.pop("calibration")
+            record.update(threshold=cal["threshold"], temperature=cal["temperature"])
+            history.append(_json_safe(record))
+            improved = record["val_auc"] > best
+            best = max(best, record["val_auc"])
+            common = dict(bank_sources=[str(p) for p in train_reals], history=history,
+                          extra={"threshold": cal["threshold"], "temperature": cal["temperature"], "calibration": cal,
+                                 "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
+            save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),
+                            **common)
+            if improved:
+                save_checkpoint(best_path, model, **common)
+            _write_jsonl(log_path, history)
+            emit({"event": "epoch_end", **record, "best": improved, "last_path": str(last_path),
+                  "best_path": str(best_path)})
+        if d.on:
+            dist.barrier()
+        if budget is not None and time.perf_counter() - t_start >= budget:
+            emit({"event": "budget", "epoch": epoch + 1, "minutes": (time.perf_counter() - t_start) / 60})
+            break
+    if d.on and dist.is_initialized():
+        dist.destroy_process_group()
+    return {"best": str(best_path), "last": str(last_path), "history": history, "rank": d.rank}
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """The per-epoch metrics log, rewritten whole and atomically from the checkpoint's history, so it always
+    agrees with the last checkpoint (also after a crash and --resume)."""
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))

@@ -1,0 +1,78 @@
+"""Resuming a run: the TrainState stored at every epoch end (position, best AUC, optimizer, every RNG) and
+the stored TrainConfig, with the options `--resume` may change taken from the new call."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Collection
+
+import numpy as np
+import torch
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.checkpoint import Checkpoint, TrainState
+from forgerydet.model.config import ModelConfig, config_from_dict
+from forgerydet.training.config import TrainConfig
+
+
+def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
+              optimizer_state: dict[str, Any]) -> TrainState:
+    """The TrainState to store after `epoch` epochs: position, best AUC, config, optimizer and every RNG's state."""
+    tensors = {"rng_torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng_cuda_{i}"] = s
+    py = random.getstate()
+    nps = np.random.get_state(legacy=False)
+    nps["state"] = {"key": nps["state"]["key"].tolist(), "pos": int(nps["state"]["pos"])}
+    return TrainState(epoch, step, best, train_config, optimizer_state, tensors,
+                      {"rng_python": [py[0], list(py[1]), py[2]], "rng_numpy": nps})
+
+
+def set_rng_state(state: TrainState) -> None:
+    """Put every RNG back where a stored run left it (bit-for-bit resume)."""
+    tensors, js = state.rng_tensors, state.rng
+    torch.set_rng_state(tensors["rng_torch"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng_cuda_"))]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    a, b, c = js["rng_python"]
+    random.setstate((a, tuple(b), c))
+    nps = dict(js["rng_numpy"])
+    nps["state"] = {"key": np.array(nps["state"]["key"], dtype=np.uint32), "pos": nps["state"]["pos"]}
+    np.random.set_state(nps)
+
+
+def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainState, ck: Checkpoint, given: Collection[str],
+                   last_path: Path) -> TrainConfig:
+    """The stored training config, with where-to-run options and a raised epoch count taken from this call;
+    a ForgeryDetError for any other explicitly given option that differs from the stored run."""
+    stored = state.train_config
+    may_change = {"out", "device", "workers", "epochs", "max_minutes"}
+    model_cfg = ck.model.cfg.to_dict()
+    conflicts = []
+    for name in sorted(set(given) - may_change):
+        if name in stored:
+            now, before = getattr(tcfg, name), stored[name]
+            same = now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())
+        elif mcfg is not None and name in model_cfg:
+            now, before = getattr(mcfg, name), model_cfg[name]
+            same = now == before
+        else:
+            continue
+        if not same:
+            conflicts.append(f"--{name.replace('_', '-')} {now} (the run has {before})")
+    if conflicts:
+        raise ForgeryDetError(f"--resume continues {last_path.parent} with its stored settings, but "
+                              f"{', '.join(conflicts)}: drop these options, or train into a new --out")
+    done = state.epoch
+    epochs = tcfg.epochs if "epochs" in given else int(stored["epochs"])
+    if epochs <= done:
+        raise ForgeryDetError(
+            f"{last_path} has finished {done} epoch(s)" + (f", so --epochs {epochs} leaves nothing to train" if "epochs" in given
+                                                          else " (all it was asked for)")
+            + f": pass --epochs N with N > {done} to train more")
+    return config_from_dict(TrainConfig, {**stored, "out": tcfg.out, "device": tcfg.device, "workers": tcfg.workers,
+                                    "epochs": epochs})

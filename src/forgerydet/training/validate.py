@@ -1,0 +1,92 @@
+"""Validation and calibration: score the validation split in 'single' mode (what scan sees) and 'pair'
+mode, the metrics of both, and the calibration (temperature, threshold at a real-face FPR) that training stores
+every epoch and `forgerydet calibrate` stores on demand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import check_output
+from forgerydet.metrics import binary_metrics
+from forgerydet.model.calibration import DEFAULT_FPR, calibrate, sigmoid
+from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
+from forgerydet.model.detector import Detector
+from forgerydet.pairs.table import PairsTable, read_pairs
+from forgerydet.training.config import TrainConfig
+from forgerydet.training.data import FaceList, validation_lists
+from forgerydet.training.distributed import Dist, autocast, make_loader, setup_distributed
+
+
+@torch.no_grad()
+def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: list[Path] | None, mode: str,
+                device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off") -> np.ndarray:
+    """The logit of each face (sigmoid: fake probability), in 'single' (bank) or 'pair' (given references) mode."""
+    model.eval()
+    ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
+    out = []
+    for batch in make_loader(ds, batch_size, workers, Dist(device=device)):
+        x = batch["x"].to(device)
+        with autocast(device, amp):
+            o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
+        out.append(o["logits"].float().cpu())
+    return torch.cat(out).numpy()
+
+
+def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: TrainConfig) -> dict[str, float]:
+    """'single'- and 'pair'-mode metrics on the validation split, and the calibration (temperature,
+    threshold) of the 'single' scores, which is what `scan` uses."""
+    paths, labels, refs, _ = validation_lists(table, "val")
+    logits = score_faces(model, paths, labels, refs, "single", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    pair = score_faces(model, paths, labels, refs, "pair", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    if not (np.isfinite(logits).all() and np.isfinite(pair).all()):
+        raise ForgeryDetError(f"training diverged: the model's outputs became NaN or infinite (learning rate "
+                              f"{tcfg.lr:g}): lower --lr (the default is {TrainConfig.lr:g}) and train again into a new --out")
+    single = sigmoid(logits)
+    m = binary_metrics(labels, single)
+    mp = binary_metrics(labels, sigmoid(pair))
+    lab = torch.tensor(labels, dtype=torch.float32)
+    loss = float(torch.nn.functional.binary_cross_entropy(torch.tensor(single, dtype=torch.float32).clamp(1e-6, 1 - 1e-6), lab))
+    return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
+            "val_auc_pair": mp["auc"], "val_n": len(labels),
+            "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr)}
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    pairs: str | Path,
+    *,
+    fpr: float = DEFAULT_FPR,
+    device: str = TrainConfig.device,
+    batch_size: int = TrainConfig.val_batch_size,
+    workers: int = TrainConfig.workers,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """`forgerydet calibrate`: score the validation split of pairs.csv in 'single' mode (the scan's mode)
+    and store a temperature and a threshold (at most `fpr` of its real faces called FAKE) in the
+    checkpoint, atomically, keeping everything else. Returns the calibration record."""
+    if not 0.0 < fpr < 1.0:
+        raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
+    if batch_size < 1:
+        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
+    check_output(out or checkpoint, "--out" if out else "--checkpoint")  # before the scoring, not after it
+    d = setup_distributed(device)
+    ck = load_checkpoint(checkpoint, "cpu")
+    if ck.model.bank.filled == 0 and ck.model.uses_bank:
+        raise ForgeryDetError(f"{checkpoint}: the bank is empty; run `forgerydet rebuild-bank` first")
+    table = read_pairs(pairs, need_splits=("val",))
+    model = ck.model.to(d.device)
+    paths, labels, refs, _ = validation_lists(table, "val")
+    amp = "auto" if d.device.type == "cuda" else "off"
+    logits = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp)
+    cal = calibrate(logits, np.asarray(labels), fpr)
+    cal["val_auc"] = binary_metrics(labels, sigmoid(logits, cal["temperature"]))["auc"]
+    cal["calibrated_on"] = str(Path(pairs))
+    target = Path(out or checkpoint)
+    resave_checkpoint(ck, target, model, extra={"threshold": cal["threshold"], "temperature": cal["temperature"],
+                                                "calibration": cal})
+    return {**cal, "checkpoint": str(target)}

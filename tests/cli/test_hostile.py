@@ -1,0 +1,477 @@
+"""Hostile input (issue 13): what a new user can throw at the CLI gives one red line on stderr and a
+documented exit code (1; 130 after Ctrl-C), never a traceback, and every other requested output is still
+written and correct. One test (or a few) per numbered case of the issue; extend this file for new cases.
+
+Everything is tiny and CPU-only: a 64 px test_efficientnet checkpoint built once per module, a synthetic
+pairs.csv, generated images and videos. Where an OS condition cannot be made in a test (the suite may run as
+root, so a chmod'ed folder stays writable; no read-only mount or full disk), the OS error is monkeypatched
+at the system call the code really makes (tempfile.mkstemp, os.replace, os.access)."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from forgerydet.cli.app import app
+from forgerydet.model.checkpoint import save_checkpoint
+from tests._faces_util import face_frames, head, write_video
+from tests.helpers import make_synthetic_pairs, tiny_model
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_TRAIN = ["--backbone", "test_efficientnet", "--pretrained", "none", "--img-size", "64", "--dim", "32",
+              "--grid", "4", "--bank-size", "37", "--batch-size", "4", "--steps-per-epoch", "1", "--workers", "0",
+              "--device", "cpu", "--no-augment"]
+
+
+# ----------------------------------------------------------------------------- helpers and fixtures
+
+def cli(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def clean(r) -> bool:
+    """No exception escaped the command (CliRunner keeps a traceback out of the output) and none was printed."""
+    return (r.exception is None or isinstance(r.exception, SystemExit)) and "Traceback" not in r.output
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def assert_one_error(r, *needles: str, code: int = 1, stderr: str | None = None) -> str:
+    """Exit `code`, no exception escaped (CliRunner keeps tracebacks out of the output), and stderr is exactly
+    one line, 'error: ...', holding every needle. Returns that line."""
+    err = r.stderr if stderr is None else stderr
+    out = r.output if stderr is None else stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "Traceback" not in out
+    assert r.exit_code == code, out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.safetensors", m,
+                           bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)])
+
+
+@pytest.fixture(scope="module")
+def face_png(tmp_path_factory, astronaut) -> Path:
+    p = tmp_path_factory.mktemp("img") / "face.png"
+    p.write_bytes(cv2.imencode(".png", cv2.cvtColor(head(astronaut), cv2.COLOR_RGB2BGR))[1].tobytes())
+    return p
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    return make_synthetic_pairs(tmp_path_factory.mktemp("pairs"), groups=4, frames=2, val_groups=2)
+
+
+@pytest.fixture(scope="module")
+def run1(tmp_path_factory, pairs) -> Path:
+    """A finished one-epoch training run (OUT folder)."""
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    r = cli("train", "--pairs", pairs, "--out", out, "--epochs", 1, *TINY_TRAIN)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def put(folder: Path, name: bytes, data: bytes) -> Path:
+    """Write a file whose name is raw bytes; return it as Python sees it (surrogate-escaped str)."""
+    raw = os.path.join(os.fsencode(folder), name)
+    with open(raw, "wb") as f:
+        f.write(data)
+    return Path(os.fsdecode(raw))
+
+
+def edit_meta(src: Path, dst: Path, **changes: str) -> Path:
+    """Copy a checkpoint with metadata fields changed by hand (as a user with a text editor would)."""
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta.update(changes)
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def fail_syscall(monkeypatch, module, name: str, err: int, when) -> None:
+    """Make module.name raise OSError(err) when when(*args) is true (a read-only mount, a full disk)."""
+    real = getattr(module, name)
+
+    def fake(*a, **k):
+        if when(*a, **k):
+            raise OSError(err, os.strerror(err))
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, fake)
+
+
+def under(folder: Path):
+    return lambda *a, **k: str(k.get("dir", "")).startswith(str(folder))
+
+
+# ----------------------------------------------------------------------------- 1. file names that are not UTF-8
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux")
+def test_1_non_utf8_names_scan_in_a_subprocess(ck, astronaut, tmp_path):
+    """OpenCV 5 segfaulted on such a name; one bad file must not kill the batch, and the names must reach
+    JSON, CSV, HTML and the table losslessly (a byte that is not UTF-8 is written \\xNN)."""
+    d = tmp_path / "in"
+    d.mkdir()
+    put(d, b"bad\xff.png", cv2.imencode(".png", cv2.cvtColor(head(astronaut), cv2.COLOR_RGB2BGR))[1].tobytes())
+    video = write_video(tmp_path / "v.mp4", face_frames(astronaut, 3), fps=5)
+    put(d, b"clip\xfe.mp4", video.read_bytes())
+    put(d, b"cut\xfd.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # corrupt: one per-file line, the batch goes on
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "forgerydet", "scan", str(d), "--checkpoint", str(ck), "--device", "cpu",
+                        "--frames", "2", "--json", str(out / "s.json"), "--csv", str(out / "s.csv"),
+                        "--report", str(out / "rep")], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 1, p.stderr  # one file got no verdict
+    assert "Traceback" not in p.stderr and "WARN" not in p.stderr and "libpng" not in p.stderr
+    assert p.stderr.splitlines() == [f"{d}/cut\\xfd.png: cannot decode the image (corrupt or not an image file)",
+                                     "error: 1 of 3 file(s) got no verdict (see above)"]
+    doc = json.loads((out / "s.json").read_text(encoding="utf-8"))
+    recs = {Path(f["path"]).name: f for f in doc["files"]}
+    assert set(recs) == {"bad\\xff.png", "clip\\xfe.mp4", "cut\\xfd.png"}
+    assert recs["bad\\xff.png"]["status"] == "ok" and recs["clip\\xfe.mp4"]["status"] == "ok"
+    assert recs["clip\\xfe.mp4"]["kind"] == "video" and recs["clip\\xfe.mp4"]["frames_sampled"] == 2
+    assert recs["cut\\xfd.png"]["status"] == "error"
+    # the stored spelling gives the file back: decode the \xNN escapes to bytes
+    back = os.fsdecode(recs["bad\\xff.png"]["path"].encode("ascii").decode("unicode_escape").encode("latin-1"))
+    assert Path(back).is_file()
+    with open(out / "s.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(recs)
+    page = (out / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "bad\\xff.png" in page and "clip\\xfe.mp4" in page
+    assert "bad\\xff.png" in p.stdout  # the table
+
+
+def test_1_non_utf8_names_extract(astronaut, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    put(d, b"bad\xff.png", cv2.imencode(".png", cv2.cvtColor(head(astronaut), cv2.COLOR_RGB2BGR))[1].tobytes())
+    put(d, b"fine.png", cv2.imencode(".png", cv2.cvtColor(head(astronaut), cv2.COLOR_RGB2BGR))[1].tobytes())
+    r = cli("extract", d, "--out", tmp_path / "faces", "--size", 64)
+    assert r.exit_code == 0 and r.exception is None, r.output
+    with open(tmp_path / "faces" / "faces.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(Path(r["source"]).name for r in rows) == ["bad\\xff.png", "fine.png"]
+    assert all(r["status"] == "ok" and (tmp_path / "faces" / r["crop"]).is_file() for r in rows)
+
+
+# ----------------------------------------------------------------------------- 2-4. outputs checked before the work
+
+def test_2_train_out_is_a_file_refused_before_training(pairs, tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    r = cli("train", "--pairs", pairs, "--out", f, "--epochs", 1, *TINY_TRAIN)
+    assert_one_error(r, f"--out {f}", "not a folder")
+    assert "epoch" not in r.stdout and f.read_text() == "x"
+
+
+def test_3_scan_report_on_a_file_and_json_below_a_file(ck, face_png, tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("keep")
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--report", f)
+    assert_one_error(r, f"--report {f}", "not a folder")
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", f / "x.json")
+    assert_one_error(r, f"--json {f / 'x.json'}", f"{f} is a file")
+    assert "checkpoint" not in r.stdout  # refused before the model loaded
+    assert f.read_text() == "keep"
+
+
+def test_4_unwritable_json_is_named_and_refused_before_the_scan(ck, face_png, tmp_path):
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", "/proc/x.json", "--csv", tmp_path / "a.csv")
+    line = assert_one_error(r, "--json /proc/x.json", "cannot write there")
+    assert ".tmp" not in line and not (tmp_path / "a.csv").exists()
+
+
+def test_4_json_failing_at_write_time_keeps_the_other_outputs(ck, face_png, tmp_path, monkeypatch):
+    js = tmp_path / "x.json"
+    fail_syscall(monkeypatch, os, "replace", errno.ENOSPC, lambda src, dst: str(dst) == str(js))
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", js, "--csv", tmp_path / "a.csv",
+            "--report", tmp_path / "rep")
+    assert_one_error(r, f"--json: cannot write {js}: no space left on device")
+    assert not js.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    rows = list(csv.DictReader(open(tmp_path / "a.csv", newline="", encoding="utf-8")))
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and 0 <= float(rows[0]["score"]) <= 1
+    assert (tmp_path / "rep" / "index.html").is_file()
+
+
+# ----------------------------------------------------------------------------- 5. read-only file system, full disk
+
+@pytest.mark.parametrize("command", ["scan-json", "scan-report", "evaluate", "extract", "pairs"])
+def test_5_read_only_output_refused_before_work(command, ck, face_png, tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    fail_syscall(monkeypatch, tempfile, "mkstemp", errno.EROFS, under(ro))
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"path,label\n{face_png},0\n{face_png},1\n")
+    args = {
+        "scan-json": ["scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", ro / "s.json"],
+        "scan-report": ["scan", face_png, "--checkpoint", ck, "--device", "cpu", "--report", ro / "rep"],
+        "evaluate": ["evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--crops", "--out", ro / "ev"],
+        "extract": ["extract", face_png, "--out", ro / "faces"],
+        "pairs": ["pairs", "--self-blend", face_png, "--out", ro / "p"],
+    }[command]
+    t0 = time.perf_counter()
+    r = cli(*args)
+    assert_one_error(r, str(ro), "read-only file system")
+    assert time.perf_counter() - t0 < 5 and list(ro.iterdir()) == []  # before any work, nothing half-written
+
+
+def test_5_full_disk_after_evaluation_keeps_the_metrics(ck, face_png, tmp_path, monkeypatch):
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"path,label\n{face_png},0\n{face_png},1\n")
+    ev = tmp_path / "ev"
+    fail_syscall(monkeypatch, os, "replace", errno.ENOSPC, lambda src, dst: Path(dst).name == "metrics.json")
+    r = cli("evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--crops", "--out", ev)
+    assert_one_error(r, f"cannot write {ev / 'metrics.json'}: no space left on device")
+    assert "overall" in r.stdout and "ROC:" in r.stdout  # the metrics table was printed, the plot written
+    assert (ev / "roc.png").is_file() and not (ev / "metrics.json").exists()
+
+
+def test_5_any_os_error_is_one_line():
+    import typer
+
+    from forgerydet.cli.common import user_errors
+
+    with pytest.raises(typer.Exit) as e:
+        with user_errors():
+            raise OSError(errno.EIO, "Input/output error", "/data/x.mp4")
+    assert e.value.exit_code == 1
+
+
+# ----------------------------------------------------------------------------- 6-8. values checked up front
+
+@pytest.mark.parametrize("bs", ["0", "-1"])
+def test_6_scan_batch_size(bs, ck, face_png):
+    assert_one_error(cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--batch-size", bs),
+                     f"--batch-size must be >= 1, got {bs}")
+
+
+def test_6_rebuild_bank_batch_size(ck, pairs, tmp_path):
+    assert_one_error(cli("rebuild-bank", "--checkpoint", ck, "--pairs", pairs, "--batch-size", 0, "--out",
+                         tmp_path / "o.safetensors"), "--batch-size must be >= 1, got 0")
+
+
+def test_7_train_bogus_device(pairs, tmp_path):
+    assert_one_error(cli("train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN, "--device", "bogus"),
+                     "device 'bogus' is not valid")
+
+
+def test_8_grid_dim_and_memory_bounded_before_training(pairs, tmp_path):
+    base = ["train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN]
+    # test_efficientnet at 64 px gives a 2x2 feature map: at most a 4x4 grid of tokens
+    assert_one_error(cli(*base, "--grid", 5), "--grid 5 is more than the backbone can fill", "--grid <= 4")
+    assert_one_error(cli(*base, "--dim", 512), "--dim 512 is more than the 256 channels")
+    line = assert_one_error(cli(*base, "--bank-size", 10**10), "this configuration needs at least", "GiB free")
+    assert "--bank-size" in line
+    assert not (tmp_path / "r" / "last.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------- 9. resume
+
+def test_9_resume_refuses_conflicting_options_and_a_finished_run(run1, pairs):
+    assert_one_error(cli("train", "--out", run1, "--resume"), "has finished 1 epoch(s)", "--epochs N with N > 1")
+    assert_one_error(cli("train", "--out", run1, "--resume", "--backbone", "resnet18", "--pairs", pairs),
+                     "--backbone resnet18 (the run has test_efficientnet)", "train into a new --out")
+    assert_one_error(cli("train", "--out", run1, "--resume", "--epochs", 1), "--epochs 1 leaves nothing to train")
+
+
+def test_9_resume_extends_a_finished_run_with_more_epochs(run1, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run1, run)
+    r = cli("train", "--out", run, "--resume", "--epochs", 2, "--device", "cpu", "--workers", 0)
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "epochs 2..2" in r.stdout and "epoch 2:" in r.stdout
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+
+
+# ----------------------------------------------------------------------------- 10. evaluate's exit code
+
+def test_10_evaluate_exits_1_when_files_are_skipped_and_still_writes(ck, face_png, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"path,label\n{face_png},0\n{face_png},1\n{bad},1\n")
+    r = cli("evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--crops", "--out", tmp_path / "ev")
+    assert r.exit_code == 1 and clean(r)
+    assert error_lines(r.stderr) == ["error: 1 of 3 listed file(s) were skipped (see above); the metrics use the rest"]
+    assert [x for x in r.stderr.splitlines() if not x.startswith("error:")] == [
+        f"skipped {bad}: cannot decode the image (corrupt or not an image file)"]
+    res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert len(res["files"]) == 2 and res["skipped"][0]["path"] == str(bad)
+
+
+def test_10_evaluate_exits_1_when_skipping_leaves_one_class(ck, face_png, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"path,label\n{face_png},0\n{bad},1\n")
+    r = cli("evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--crops", "--out", tmp_path / "ev")
+    assert r.exit_code == 1 and clean(r)
+    (line,) = error_lines(r.stderr)
+    assert "only real files got a score, so AUC, AP and EER are undefined" in line
+    assert (tmp_path / "ev" / "metrics.json").is_file()
+
+
+# ----------------------------------------------------------------------------- 11-12. checkpoint writes
+
+def test_11_killed_checkpoint_write_leaves_one_temp_that_the_next_write_removes(tmp_path, monkeypatch):
+    target = tmp_path / "last.safetensors"
+    code = ("import sys, time; from forgerydet.io import atomic_write\n"
+            "def w(tmp):\n    tmp.write_bytes(b'x' * 1000); time.sleep(60)\n"
+            f"atomic_write({str(target)!r}, w, durable=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    p = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not list(tmp_path.glob(".last.safetensors.*")):
+            time.sleep(0.05)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert len(list(tmp_path.glob(".last.safetensors.*"))) == 1  # the kill left its temp file
+    temps_at_rename = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        temps_at_rename.append(sorted(x.name for x in tmp_path.iterdir() if x.name.startswith(".")))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    save_checkpoint(target, tiny_model())
+    assert len(temps_at_rename) == 1 and len(temps_at_rename[0]) == 1  # one temp file for the whole write
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["last.safetensors"]  # the killed writer's is gone
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_12_outputs_respect_the_umask(mask, mode, ck, face_png, tmp_path):
+    old = os.umask(mask)
+    try:
+        r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", tmp_path / "s.json",
+                "--csv", tmp_path / "s.csv", "--report", tmp_path / "rep")
+        save_checkpoint(tmp_path / "m.safetensors", tiny_model())
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.output
+    for p in ("s.json", "s.csv", "rep/index.html", "m.safetensors"):
+        assert stat.S_IMODE((tmp_path / p).stat().st_mode) == mode, p
+
+
+# ----------------------------------------------------------------------------- 13. Ctrl-C keeps the scanned files
+
+def test_13_ctrl_c_writes_what_was_scanned(ck, face_png, tmp_path, monkeypatch):
+    from forgerydet.scan.scanner import Scanner
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"f{i}.png")
+        shutil.copy(face_png, files[-1])
+    real = Scanner.scan_file
+    calls = []
+
+    def interrupted_on_second(self, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, path)
+
+    monkeypatch.setattr(Scanner, "scan_file", interrupted_on_second)
+    r = cli("scan", *files, "--checkpoint", ck, "--device", "cpu", "--json", tmp_path / "s.json", "--csv", tmp_path / "s.csv")
+    assert_one_error(r, "interrupted after 1 of 3 file(s)", "rest marked not_scanned", code=130)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert [f["status"] for f in doc["files"]] == ["ok", "not_scanned", "not_scanned"]
+    assert [Path(f["path"]).name for f in doc["files"]] == ["f0.png", "f1.png", "f2.png"]
+    rows = list(csv.DictReader(open(tmp_path / "s.csv", newline="", encoding="utf-8")))
+    assert [x["status"] for x in rows] == ["ok", "not_scanned", "not_scanned"]
+
+
+# ----------------------------------------------------------------------------- 14. training values, edited checkpoints
+
+def test_14_steps_per_epoch_zero_refused(pairs, tmp_path):
+    assert_one_error(cli("train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN, "--steps-per-epoch", 0),
+                     "steps_per_epoch=0")
+
+
+def test_14_diverged_run_says_lower_the_learning_rate(pairs, tmp_path):
+    r = cli("train", "--pairs", pairs, "--out", tmp_path / "r", "--epochs", 1, *TINY_TRAIN, "--lr", "1e6")
+    line = assert_one_error(r, "training diverged", "lower --lr")
+    assert "scoring step" not in line and not (tmp_path / "r" / "last.safetensors").exists()
+
+
+def test_14_hand_edited_metadata_and_nan_weights(ck, face_png, tmp_path):
+    fill = edit_meta(ck, tmp_path / "fill.safetensors", bank_fill="lots")
+    assert_one_error(cli("info", fill), "bank_fill is 'lots'")
+    assert_one_error(cli("scan", face_png, "--checkpoint", fill, "--device", "cpu"), "bank_fill is 'lots'")
+    with safe_open(str(ck), framework="pt") as f:
+        extra = json.loads(f.metadata()["extra"])
+    thr = edit_meta(ck, tmp_path / "thr.safetensors", extra=json.dumps({**extra, "threshold": "high"}))
+    assert_one_error(cli("scan", face_png, "--checkpoint", thr, "--device", "cpu"), "stored threshold 'high'")
+    assert cli("scan", face_png, "--checkpoint", thr, "--device", "cpu", "--threshold", 0.5).exit_code == 0
+    with safe_open(str(ck), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    name = next(k for k in tensors if k.startswith("model.head") and tensors[k].is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, str(tmp_path / "nan.safetensors"), metadata=meta)
+    assert_one_error(cli("scan", face_png, "--checkpoint", tmp_path / "nan.safetensors", "--device", "cpu"),
+                     "NaN or infinite values", "lower --lr")
+
+
+# ----------------------------------------------------------------------------- 15. smaller points
+
+def test_15_unreadable_file_is_permission_denied_not_corrupt(ck, face_png, tmp_path, monkeypatch):
+    locked = tmp_path / "locked.png"
+    shutil.copy(face_png, locked)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if Path(p) == locked else real_access(p, m, *a, **k))
+    r = cli("scan", locked, face_png, "--checkpoint", ck, "--device", "cpu")
+    assert r.exit_code == 1 and clean(r)
+    assert r.stderr.splitlines() == [f"{locked}: cannot read the file (permission denied)",
+                                     "error: 1 of 2 file(s) got no verdict (see above)"]
+    r = cli("extract", locked, "--out", tmp_path / "faces")  # was exit 2 with a usage box (click's own check)
+    assert r.exit_code == 1 and clean(r) and "Usage" not in r.output
+    assert r.stderr.splitlines() == [f"failed: {locked}: cannot read the file (permission denied)",
+                                     "error: 1 file(s) failed (listed above); everything else was done"]
+
+
+def test_15_newline_in_a_name_stays_on_its_row(ck, face_png, tmp_path):
+    odd = tmp_path / "two\nlines.png"
+    shutil.copy(face_png, odd)
+    r = cli("scan", odd, "--checkpoint", ck, "--device", "cpu", "--json", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    assert any("two\\nlines.png" in line for line in r.stdout.splitlines())
+    assert json.loads((tmp_path / "s.json").read_text())["files"][0]["path"] == str(odd)  # JSON escapes it itself
+
+
+def test_15_all_paths_missing_fails_before_the_model_loads(tmp_path):
+    r = cli("scan", tmp_path / "a.mp4", tmp_path / "b.png", "--checkpoint", tmp_path / "no.safetensors")
+    assert_one_error(r, "nothing to scan", "a.mp4: no such file", "b.png: no such file")  # not "checkpoint not found"

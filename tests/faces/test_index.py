@@ -1,0 +1,99 @@
+"""The extract job: crops + faces.csv, no_face and error rows, resume, and the `extract` command."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from forgerydet.cli.app import app
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import DetectorConfig, FaceDetector
+from forgerydet.faces.index import INDEX_COLUMNS, extract, read_index
+from forgerydet.faces.pipeline import ExtractConfig
+from tests._faces_util import read_csv
+from tests.faces.conftest import CFG
+
+
+class SpyDetector(FaceDetector):
+    """Counts the frames it is asked to detect on."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.frames_seen = 0
+
+    def faces(self, frames):
+        self.frames_seen += len(frames)
+        return super().faces(frames)
+
+
+def test_extract_batch_records_no_face_and_errors_then_resumes(media, tmp_path):
+    out = tmp_path / "faces"
+    sources = [media / n for n in ("face.mp4", "noface.mp4", "corrupt.mp4", "notes.mp4")]
+    spy = SpyDetector(CFG.detector)
+    calls = []
+    s = extract(sources, out, CFG, progress=lambda d, t: calls.append((d, t)), detector=spy)
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert (s.processed, s.skipped, s.faces, s.no_face_frames, s.tracks) == (4, 0, 3, 3, 1)
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in s.errors) == ["corrupt.mp4", "notes.mp4"]
+
+    rows = read_csv(out / "faces.csv")
+    assert list(rows[0]) == INDEX_COLUMNS
+    by = {}
+    for r in rows:
+        by.setdefault(r["source"].rsplit("/", 1)[-1], []).append(r)
+    assert [r["status"] for r in by["face.mp4"]] == ["ok"] * 3
+    assert {r["track_id"] for r in by["face.mp4"]} == {"0"}
+    assert [r["status"] for r in by["noface.mp4"]] == ["no_face"] * 3  # every sampled frame accounted for
+    assert [r["frame_index"] for r in by["noface.mp4"]] == ["0", "2", "5"]
+    for name in ("corrupt.mp4", "notes.mp4"):
+        (row,) = by[name]
+        assert row["status"] == "error" and name in row["message"] and "cannot open" in row["message"]
+    for r in by["face.mp4"]:
+        crop = cv2.imread(str(out / r["crop"]))
+        assert crop.shape == (64, 64, 3)
+        lm = np.array([float(r[c]) for c in INDEX_COLUMNS[8:18]]).reshape(5, 2)
+        assert ((lm > 0) & (lm < 64)).all()
+
+    parsed = read_index(out / "faces.csv")
+    ok = [r for r in parsed if r.status == "ok"]
+    assert len(ok) == 3 and all(r.crop.is_file() and r.landmarks.shape == (5, 2) for r in ok)
+
+    # re-run: finished sources are skipped (no detection), failed ones are tried again
+    spy2 = SpyDetector(CFG.detector)
+    s2 = extract(sources, out, CFG, detector=spy2)
+    assert (s2.processed, s2.skipped, spy2.frames_seen, len(s2.errors)) == (2, 2, 0, 2)
+    assert read_csv(out / "faces.csv") == rows  # the index is rebuilt identically
+
+    with pytest.raises(ForgeryDetError, match="other settings"):
+        extract(sources, out, ExtractConfig(num_frames=5, detector=CFG.detector))
+
+
+def test_extract_command_exit_code_after_finishing(media, tmp_path):
+    out = tmp_path / "cli"
+    args = ["extract", str(media / "notes.mp4"), str(media / "noface.mp4"), "--out", str(out), "--frames", "2",
+            "--size", "64", "--detect-side", "96"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1
+    assert "notes.mp4" in res.output and "1 file(s) failed" in res.output
+    rows = read_csv(out / "faces.csv")
+    assert [r["status"] for r in rows] == ["no_face", "no_face", "error"]  # the good file was still done
+
+    res = CliRunner().invoke(app, ["extract", str(media / "nothing.mp4"), "--out", str(out)])
+    assert res.exit_code == 1 and "no such file" in res.output
+    res = CliRunner().invoke(app, ["extract", str(media / "face.mp4"), "--out", str(out), "--every", "2", "--fps", "1"])
+    assert res.exit_code == 1 and "one way to sample" in res.output
+
+
+@pytest.mark.slow
+def test_extract_shared_videos_one_track_each(shared_data, tmp_path):
+    videos = shared_data / "videos"
+    cfg = ExtractConfig(num_frames=4, detector=DetectorConfig(size=112))
+    s = extract(sorted(videos.glob("anchor_*.mp4")), tmp_path / "faces", cfg)  # the three of one scene
+    assert (s.sources, s.faces, s.tracks, s.errors) == (3, 12, 3, [])
+    rows = read_csv(tmp_path / "faces" / "faces.csv")
+    per_source = {}
+    for r in rows:
+        per_source.setdefault(r["source"], set()).add(r["track_id"])
+    assert len(per_source) == 3 and all(ids == {"0"} for ids in per_source.values())

@@ -1,0 +1,162 @@
+"""Frame sampling and media reading (no face detection here)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import forgerydet.faces.media as video
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.media import expand_sources, iter_frames, media_kind, sample_indices, video_info
+from forgerydet.io import read_image
+from tests._faces_util import CountingCapture, level_frames, rotate_90, write_video
+
+
+@pytest.fixture
+def level_video(tmp_path):
+    """60 frames, frame i flat grey 4*i (mp4v, 10 fps)."""
+    return write_video(tmp_path / "levels.mp4", level_frames(60))
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    CountingCapture.calls = {}
+    monkeypatch.setattr(video.cv2, "VideoCapture", CountingCapture)
+    return CountingCapture.calls
+
+
+def _sequential(path) -> list[np.ndarray]:
+    """Every frame, decoded one after another with plain read(): the ground truth for sampling."""
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            return out
+        out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def _same_frames(frames, path) -> bool:
+    truth = _sequential(path)
+    return all(np.array_equal(f.image, truth[f.index]) for f in frames)
+
+
+def test_sample_indices_modes():
+    assert sample_indices(100, 25.0, num_frames=5) == [0, 25, 50, 74, 99]  # first and last included
+    assert sample_indices(3, 25.0, num_frames=8) == [0, 1, 2]  # fewer frames than asked: all of them
+    assert sample_indices(10, 25.0, every=4) == [0, 4, 8]
+    assert sample_indices(100, 25.0, fps=5) == list(range(0, 100, 5))
+    assert sample_indices(0, 25.0, num_frames=4) == []
+    assert len(sample_indices(1000)) == video.DEFAULT_NUM_FRAMES
+    with pytest.raises(ForgeryDetError, match="one way"):
+        sample_indices(100, 25.0, num_frames=4, every=2)
+    with pytest.raises(ForgeryDetError, match="frame rate"):
+        sample_indices(100, 0.0, fps=1)
+
+
+def test_sampled_frames_are_the_right_frames(level_video):
+    info = video_info(level_video)
+    assert (info.frame_count, info.fps, info.width, info.height) == (60, 10.0, 64, 48)
+    frames = list(iter_frames(level_video, num_frames=6))
+    want = sample_indices(60, 10.0, num_frames=6)
+    assert [f.index for f in frames] == want
+    assert _same_frames(frames, level_video)  # the content is that frame's, not just the label
+    assert [f.time for f in frames] == pytest.approx([i / 10 for i in want])
+    assert frames[0].image.dtype == np.uint8 and frames[0].image.shape == (48, 64, 3)
+
+
+def test_grab_skipping_decodes_only_sampled_frames(level_video, counting):
+    frames = list(iter_frames(level_video, every=10))
+    assert [f.index for f in frames] == [0, 10, 20, 30, 40, 50]
+    assert counting.get("retrieve", 0) == 6  # colour conversion + copy only for sampled frames
+    assert counting.get("read", 0) == 0
+    assert counting.get("grab", 0) == 51  # demuxing stops at the last sampled frame (50), not at 60
+    assert _same_frames(frames, level_video)
+
+
+def test_seeking_reads_only_sampled_frames(level_video, counting):
+    frames = list(iter_frames(level_video, num_frames=4, seek_threshold=0))
+    want = sample_indices(60, 10.0, num_frames=4)
+    assert [f.index for f in frames] == want
+    assert _same_frames(frames, level_video)  # seeking lands on the exact frame
+    assert counting.get("seek", 0) == 3  # every gap is longer than the threshold (the first index is 0)
+    assert counting.get("grab", 0) == 4 and counting.get("retrieve", 0) == 4  # no frame skipped by grabbing
+
+
+def test_frames_are_streamed(level_video, counting):
+    it = iter_frames(level_video, num_frames=10)
+    first = next(it)
+    assert first.index == 0 and counting.get("retrieve", 0) == 1  # nothing decoded ahead
+    it.close()
+
+
+def test_explicit_indices_drop_past_the_end(level_video):
+    assert [f.index for f in iter_frames(level_video, indices=[50, 3, 3, 70])] == [3, 50]
+
+
+def test_rotation_metadata_is_honoured(tmp_path):
+    frames = []
+    for i in range(5):
+        f = np.zeros((48, 64, 3), np.uint8)
+        f[:16, :16] = 255  # a white block in the top-left corner
+        frames.append(f)
+    plain = write_video(tmp_path / "plain.mp4", frames)
+    rotated = rotate_90(plain, tmp_path / "rotated.mp4")
+    a = next(iter_frames(plain, num_frames=1)).image
+    b = next(iter_frames(rotated, num_frames=1)).image
+    assert a.shape == (48, 64, 3) and b.shape == (64, 48, 3)
+    assert a[:16, :16].mean() > 200
+    assert b[:16, -16:].mean() > 200 and b[:16, :16].mean() < 50  # turned 90 degrees clockwise
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".bmp"])
+def test_images_read_as_rgb(tmp_path, ext):
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    path = tmp_path / f"red{ext}"
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    (frame,) = list(iter_frames(path))
+    assert (frame.index, frame.time) == (0, 0.0)
+    assert frame.image.shape == (20, 30, 3)
+    assert frame.image[..., 0].mean() > 180 and frame.image[..., 2].mean() < 20
+    assert media_kind(path) == "image"
+
+
+def test_bad_files_raise_clear_errors(tmp_path, level_video):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(level_video.read_bytes()[:2000])
+    bad_png = tmp_path / "bad.png"
+    bad_png.write_text("not an image")
+    with pytest.raises(ForgeryDetError, match="empty"):
+        iter_frames(empty)
+    for p in (text, truncated):
+        with pytest.raises(ForgeryDetError, match=p.name):
+            list(iter_frames(p))
+    with pytest.raises(ForgeryDetError, match="cannot decode"):
+        read_image(bad_png)
+    with pytest.raises(ForgeryDetError, match="unsupported file type"):
+        media_kind(tmp_path / "x.txt")
+    with pytest.raises(ForgeryDetError, match="no such file"):
+        iter_frames(tmp_path / "missing.mp4")
+
+
+def test_expand_sources(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    for name in ("a/2.png", "a/deep/1.mp4", "a/notes.txt", "b.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    got = expand_sources([tmp_path / "a", tmp_path / "b.jpg", tmp_path / "a" / "2.png"])
+    assert got == [tmp_path / "a/2.png", tmp_path / "a/deep/1.mp4", tmp_path / "b.jpg"]  # sorted, recursive, deduped
+    assert expand_sources([str(tmp_path / "**" / "*.mp4")]) == [tmp_path / "a/deep/1.mp4"]
+    assert expand_sources([tmp_path / "a/notes.txt"]) == [tmp_path / "a/notes.txt"]  # named files kept: the batch records the error
+    with pytest.raises(ForgeryDetError, match="no such file"):
+        expand_sources([tmp_path / "nope.mp4"])
+    with pytest.raises(ForgeryDetError, match="matches"):
+        expand_sources([str(tmp_path / "*.avi")])
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ForgeryDetError, match="holds no image or video"):
+        expand_sources([tmp_path / "c"])

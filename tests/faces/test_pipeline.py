@@ -1,0 +1,17 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forgerydet.faces.pipeline import detect_source
+from tests.faces.conftest import CFG
+
+
+def test_detect_source_one_track(media):
+    found = detect_source(media / "face.mp4", CFG)
+    assert [i for i, _ in found.frames] == [0, 4, 7]
+    assert [len(f) for f in found.faces] == [1, 1, 1]
+    assert found.num_tracks == 1 and found.main_track() == 0
+    boxes = np.array([f.box for f in found.all_faces])
+    assert (np.diff(boxes[:, 0]) > 0).all()  # follows the face moving right

@@ -1,0 +1,14 @@
+"""TODO docstring."""
+
+
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.config import ModelConfig
+
+
+def test_config_validation_names_bad_value():
+    with pytest.raises(ForgeryDetError, match="heads=3"):
+        ModelConfig(dim=32, heads=3)
+    with pytest.raises(ForgeryDetError, match="momentum=1.5"):
+        ModelConfig(momentum=1.5)

@@ -1,0 +1,85 @@
+
+import pytest
+import torch
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.backbone import pooled
+from forgerydet.model.losses import bce_loss, info_nce
+from tests.helpers import tiny_model
+
+
+@pytest.mark.parametrize("backbone", ["test_efficientnet", "test_vit", "resnet10t"])
+@pytest.mark.parametrize("mode", ["pair", "single"])
+def test_shapes_and_finite(backbone, mode):
+    kw = {"img_size": 160} if backbone == "test_vit" else {}
+    m = tiny_model(backbone=backbone, **kw).eval()
+    S = m.img_size
+    x = torch.rand(3, 3, S, S)
+    m.bank.enqueue(m.encode_keys(torch.rand(5, 3, S, S)))
+    out = m(x, mode, reference=torch.rand(3, 3, S, S) if mode == "pair" else None)
+    N, D = 16, 32
+    assert out["logits"].shape == (3,)
+    assert out["tokens"].shape == out["reference"].shape == (3, N, D)
+    if mode == "pair":  # the key encoder sees only the reference
+        assert out["reference_keys"].shape == (3, N, D)
+        torch.testing.assert_close(out["reference"], out["reference_keys"])
+    assert out["attention"].shape == (3, 4, N, N)
+    assert out["saliency"].shape == (3, 4, 4)
+    assert torch.isfinite(out["logits"]).all() and torch.isfinite(out["attention"]).all()
+    # attention rows are distributions
+    torch.testing.assert_close(out["attention"].sum(-1), torch.ones(3, 4, N))
+    if mode == "single":
+        assert out["neighbours"].shape == out["similarities"].shape == (3, 2)
+
+
+@pytest.mark.parametrize("mode", ["pair", "single"])
+def test_every_trainable_parameter_gets_a_gradient_and_key_encoder_none(mode):
+    m = tiny_model(drop=0.0).train()
+    x = torch.rand(4, 3, 64, 64)
+    m.bank.enqueue(m.encode_keys(torch.rand(6, 3, 64, 64)))
+    out = m(x, mode, reference=torch.rand(4, 3, 64, 64) if mode == "pair" else None)
+    loss = bce_loss(out["logits"], torch.tensor([0, 1, 0, 1]))
+    if mode == "pair":
+        loss = loss + info_nce(pooled(out["tokens"]), pooled(out["reference_keys"]), m.bank.filled_keys())
+    loss.backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert missing == []
+    assert all(p.grad is None for p in m.key_encoder.parameters())
+    assert all(not p.requires_grad for p in m.key_encoder.parameters())
+
+
+def test_key_encoder_follows_ema_exactly():
+    m = tiny_model(momentum=0.9)
+    with torch.no_grad():
+        for p in m.encoder.parameters():
+            p.add_(torch.randn_like(p))
+    before_k = [p.clone() for p in m.key_encoder.parameters()]
+    online = [p.clone() for p in m.encoder.parameters()]
+    m.momentum_update()
+    for k0, q, k1 in zip(before_k, online, m.key_encoder.parameters()):
+        torch.testing.assert_close(k1, 0.9 * k0 + 0.1 * q, rtol=0, atol=1e-6)
+    # the key encoder stays in eval mode even when the model trains (stable BN statistics for the bank)
+    m.train()
+    assert not m.key_encoder.training and m.encoder.training
+
+
+def test_pair_mode_needs_reference_and_unknown_mode_refused():
+    m = tiny_model()
+    with pytest.raises(ForgeryDetError, match="reference"):
+        m(torch.rand(1, 3, 64, 64), "pair")
+    with pytest.raises(ForgeryDetError, match="mode"):
+        m(torch.rand(1, 3, 64, 64), "triple")
+
+
+def test_single_mode_uses_one_backbone_pass(monkeypatch):
+    m = tiny_model().eval()
+    m.bank.enqueue(m.encode_keys(torch.rand(5, 3, 64, 64)))
+    calls = []
+    monkeypatch.setattr(m.key_encoder, "forward", lambda x: calls.append(x) or None)
+    out = m(torch.rand(2, 3, 64, 64), "single")
+    assert calls == [] and out["logits"].shape == (2,)
+
+
+def test_single_mode_on_empty_bank_is_a_clear_error():
+    with pytest.raises(ForgeryDetError, match="bank is empty"):
+        tiny_model()(torch.rand(1, 3, 64, 64), "single")

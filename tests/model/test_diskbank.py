@@ -1,0 +1,123 @@
+"""The disk bank: exact search equals MemoryBank's, faiss + exact re-ranking agrees with exact search, the
+Detector retrieves from it unchanged, and broken folders are clear errors."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.bank import MemoryBank
+from forgerydet.model.diskbank import DiskBank, IndexConfig, faiss_available, write_bank
+from tests.helpers import tiny_model
+
+
+def clustered_entries(m: int, n: int = 4, d: int = 16, clusters: int = 40, seed: int = 0) -> torch.Tensor:
+    """(m,n,d) token maps around `clusters` centres (faces of the same video are alike)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(clusters, n, d, generator=g)
+    which = torch.randint(clusters, (m,), generator=g)
+    return F.normalize(centres[which] + 0.5 * torch.randn(m, n, d, generator=g), dim=-1)
+
+
+def test_exact_disk_bank_matches_memory_bank(tmp_path):
+    e = clustered_entries(300)
+    disk = write_bank(tmp_path / "b", [e[:128], e[128:]], 4, 16, "ab" * 32)
+    assert disk.index is None and disk.filled == 300
+    mem = MemoryBank(300, 4, 16)
+    mem.enqueue(e)
+    q = torch.randn(7, 16)
+    r1, i1, s1 = mem.retrieve(q, 3)
+    r2, i2, s2 = disk.retrieve(q, 3)
+    assert torch.equal(i1, i2)
+    torch.testing.assert_close(s1, s2)
+    torch.testing.assert_close(r1, r2)
+    # chunked scan equals one pass
+    s3, i3 = disk.search_exact(F.normalize(q, dim=-1).numpy(), 3, chunk=17)
+    assert np.array_equal(i3, i1.numpy())
+
+
+def test_detector_retrieves_from_a_disk_bank(tmp_path):
+    m = tiny_model().eval()
+    x = torch.rand(5, 3, 64, 64)
+    vals = m.encode_keys(torch.rand(20, 3, 64, 64))
+    disk = write_bank(tmp_path / "b", [vals], m.bank.num_tokens, m.bank.dim, "00" * 32)
+    mem = MemoryBank(20, m.bank.num_tokens, m.bank.dim)
+    mem.enqueue(vals)
+    a, b = m(x, "single", bank=mem), m(x, "single", bank=disk)
+    assert torch.equal(a["neighbours"], b["neighbours"])
+    torch.testing.assert_close(a["logits"], b["logits"])
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu not installed (the optional 'scale' extra)")
+def test_faiss_candidates_reranked_agree_with_exact(tmp_path):
+    m = 6000
+    e = clustered_entries(m, n=2, d=32, clusters=150, seed=1)
+    cfg = IndexConfig(nlist=32, nprobe=16, candidates=64, train_size=m, exact_limit=1000)
+    disk = write_bank(tmp_path / "b", [e[i : i + 1000] for i in range(0, m, 1000)], 2, 32, "cd" * 32, cfg)
+    assert disk.index is not None and (tmp_path / "b" / "keys.faiss").is_file()
+    g = torch.Generator().manual_seed(2)
+    q = F.normalize(e[torch.randint(m, (64,), generator=g)].mean(1) + 0.3 * torch.randn(64, 32, generator=g), dim=-1)
+    es, ei = disk.search_exact(q.numpy(), 4)
+    fs, fi = disk.search(q.numpy(), 4)
+    recall = np.mean([len(set(a) & set(b)) / 4 for a, b in zip(ei, fi)])
+    assert recall >= 0.95, recall
+    # re-ranked similarities are exact cosines of the returned entries, best first
+    keys = F.normalize(e.float().mean(1), dim=-1).numpy()
+    np.testing.assert_allclose(fs, np.einsum("bd,bkd->bk", q.numpy(), keys[fi]), atol=2e-3)
+    assert (np.diff(fs, axis=1) <= 1e-6).all()
+    ref, idx, sims = disk.retrieve(q, 4)
+    assert ref.shape == (64, 2, 32) and torch.equal(idx, torch.from_numpy(fi))
+
+
+def test_broken_or_reused_folders_are_clear(tmp_path):
+    e = clustered_entries(10)
+    write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32)
+    with pytest.raises(ForgeryDetError, match="already holds a bank"):
+        write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32)
+    vf = tmp_path / "b" / "values.f16"
+    vf.write_bytes(vf.read_bytes()[:100])
+    with pytest.raises(ForgeryDetError, match="truncated"):
+        DiskBank.open(tmp_path / "b")
+    with pytest.raises(ForgeryDetError, match="no finished disk bank"):
+        DiskBank.open(tmp_path / "nothing")
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "mine.txt").write_text("user file")
+    with pytest.raises(ValueError):
+        write_bank(tmp_path / "keep", [e, torch.zeros(2, 3, 16)], 4, 16, "ef" * 32)
+    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["mine.txt"]  # only the failed write's files removed
+
+
+def test_rebuild_to_disk_bank_and_scan_with_it(tmp_path, astronaut):
+    import json
+
+    import cv2
+    from typer.testing import CliRunner
+
+    from forgerydet.cli.app import app
+    from forgerydet.model.checkpoint import save_checkpoint
+    from tests._faces_util import face_frames
+    from tests.helpers import make_synthetic_pairs
+
+    pairs = make_synthetic_pairs(tmp_path / "pairs")  # 24 real training faces
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "ck.safetensors", tiny_model(bank_size=4))
+    before = ck.read_bytes()
+    r = CliRunner().invoke(app, ["rebuild-bank", "--checkpoint", str(ck), "--pairs", str(pairs), "--device", "cpu",
+                                 "--disk-bank", str(tmp_path / "disk")])
+    assert r.exit_code == 0 and "24 real faces" in r.output, r.output
+    assert ck.read_bytes() == before
+    out = tmp_path / "scan.json"
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+    r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(ck), "--bank", str(tmp_path / "disk"),
+                                 "--device", "cpu", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["bank_entries"] == 24 and doc["settings"]["bank"] == str(tmp_path / "disk")
+    faces = doc["files"][0]["faces"]
+    assert faces and all(nb["source"].endswith("_real.png") and "_f" in nb["source"] for f in faces for nb in f["neighbours"])
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.safetensors", tiny_model(bank_size=4))
+    r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(other), "--bank", str(tmp_path / "disk"), "--device", "cpu"])
+    assert r.exit_code == 1 and "filled by another key encoder" in r.output and "Traceback" not in r.output

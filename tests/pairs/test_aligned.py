@@ -1,0 +1,89 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from forgerydet.cli.app import app
+from forgerydet.errors import ForgeryDetError
+from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
+from forgerydet.pairs.discover import read_mapping_csv
+from forgerydet.pairs.table import PAIRS_COLUMNS
+from tests._faces_util import face_frames, head, read_csv, write_video
+from tests.pairs.pairs_util import CFG, brighter, crop, ffpp_tree, split_groups, write_img, write_mapping
+
+
+def test_ffpp_pairs_are_frame_aligned_and_split_by_source(tmp_path, astronaut):
+    def frames_for(a, fake):
+        fr = face_frames(astronaut, 6, shift=4 if a == "000" else 6)  # the face moves every frame
+        return [brighter(f) for f in fr] if fake else fr
+
+    root, out = tmp_path / "ffpp", tmp_path / "out"
+    ffpp_tree(root, frames_for)
+    s = pairs_from_ffpp(root, out, CFG, val=0.5, seed=0)
+    rows = read_csv(out / "pairs.csv")
+    assert list(rows[0]) == PAIRS_COLUMNS
+    assert len(rows) == s.rows == 8  # 2 reals x 2 methods x 2 frames
+    assert s.methods == {"Deepfakes": 4, "Face2Face": 4}
+    assert any("01_02__walk__ABC.mp4" in w for w in s.warnings)  # unmatched fakes are reported
+    splits = split_groups(rows)
+    assert splits == {"train": splits["train"], "val": splits["val"]} and splits["train"] | splits["val"] == {"000", "001"}
+    assert not splits["train"] & splits["val"]
+    for r in rows:
+        assert r["fake"].split("/")[1] == r["method"] and r["real"].startswith("crops/real/")
+        assert r["real"].rsplit("/", 1)[1] == r["fake"].rsplit("/", 1)[1]  # same frame index
+        diff = crop(out, r["fake"]) - crop(out, r["real"])
+        # the fake is the real frame +30: same frame, same box -> a flat +30 (zero on the black padding)
+        inside = crop(out, r["real"]).sum(-1) > 0
+        assert abs(np.median(diff[inside]) - 30) <= 2 and np.percentile(np.abs(diff[inside] - 30), 90) <= 4
+        assert len(r["landmarks"].split()) == 10
+
+
+def test_too_few_groups_fails_before_detection(tmp_path, astronaut):
+    v = write_video(tmp_path / "a.mp4", face_frames(astronaut, 2))
+    with pytest.raises(ForgeryDetError, match="only 1 group"):
+        pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, [("a.mp4", "a.mp4")])), tmp_path / "out", CFG)
+    assert not (tmp_path / "out").exists() and v.exists()
+
+
+def test_mapping_images_and_bad_files(tmp_path, astronaut):
+    face = cv2.resize(head(astronaut), (128, 128))
+    frame = np.full((160, 192, 3), 90, np.uint8)
+    frame[16:144, 32:160] = face
+    write_img(tmp_path / "real" / "p1.png", frame)
+    write_img(tmp_path / "fake" / "p1_swap.png", brighter(frame))  # same size: cut with the real's box
+    write_img(tmp_path / "fake" / "p1_big.png", cv2.resize(frame, (288, 240)))  # other size: own detection
+    (tmp_path / "fake" / "p1_broken.png").write_text("not a png")
+    path = write_mapping(tmp_path, [
+        ("real/p1.png", "fake/p1_swap.png", "person1", "FaceSwap"),
+        ("real/p1.png", "fake/p1_big.png", "person1", "FaceSwap"),
+        ("real/p1.png", "fake/p1_broken.png", "person1", "FaceSwap"),
+    ], extra=("group", "method"))  # fmt: skip
+    entries = read_mapping_csv(path)
+    assert entries[0].real == tmp_path / "real/p1.png" and entries[0].group == "person1"
+    s = pairs_from_mapping(entries, tmp_path / "out", CFG, val=0.0)
+    rows = read_csv(tmp_path / "out" / "pairs.csv")
+    assert [(r["group"], r["method"], r["split"]) for r in rows] == [("person1", "FaceSwap", "train")] * 2
+    assert [p.rsplit("/", 1)[-1] for p, _ in s.errors] == ["p1_broken.png"]
+    real = crop(tmp_path / "out", rows[0]["real"])
+    assert abs(np.median(crop(tmp_path / "out", rows[0]["fake"]) - real) - 30) <= 2
+    big = crop(tmp_path / "out", rows[1]["fake"])
+    assert np.abs(big - real).mean() < 25  # the same face, found again at the other size
+
+
+@pytest.mark.slow
+def test_shared_videos_mapping_pairs_both_fakes(shared_data, tmp_path):
+    v = shared_data / "videos"
+    mapping = write_mapping(tmp_path, [(v / "anchor_real.mp4", v / "anchor_fake_ffpp.mp4"),
+                                  (v / "anchor_real.mp4", v / "anchor_fake_deeperforensics.mp4")])  # fmt: skip
+    res = CliRunner().invoke(app, ["pairs", "--mapping", str(mapping), "--out", str(tmp_path / "out"),
+                                   "--frames", "3", "--size", "112", "--val", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = read_csv(tmp_path / "out" / "pairs.csv")
+    assert len(rows) == 6 and {r["group"] for r in rows} == {"anchor_real"}
+    fakes = {r["fake"].split("/")[2].rsplit("-", 1)[0] for r in rows}
+    assert fakes == {"anchor_fake_ffpp", "anchor_fake_deeperforensics"}
+    assert len({r["real"] for r in rows}) == 3  # each real crop serves both fakes

@@ -1,0 +1,47 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.pairs.discover import find_ffpp, match_dirs, unique_group_names
+from tests.pairs.pairs_util import ffpp_tree
+
+
+def test_group_names_from_stems_disambiguated(tmp_path):
+    a, b, c = tmp_path / "x" / "clip.mp4", tmp_path / "y" / "clip.mp4", tmp_path / "y" / "other.mp4"
+    assert unique_group_names([a, b, c]) == {a: "x/clip", b: "y/clip", c: "other"}
+
+
+def test_ffpp_parser(tmp_path):
+    tiny = lambda a, fake: [np.zeros((16, 16, 3), np.uint8)] * 2  # noqa: E731
+    ffpp_tree(tmp_path, tiny, comps=("c23", "c40"))
+    with pytest.raises(ForgeryDetError, match="several compression levels.*c23, c40"):
+        find_ffpp(tmp_path)
+    tree = find_ffpp(tmp_path, compression="c40")
+    assert tree.compression == "c40" and sorted(tree.reals) == ["000", "001"]
+    got = sorted((e.method, e.fake.name, e.real.name, e.group) for e in tree.fakes)
+    assert got == [
+        ("Deepfakes", "000_001.mp4", "000.mp4", "000"), ("Deepfakes", "001_000.mp4", "001.mp4", "001"),
+        ("Face2Face", "000_001.mp4", "000.mp4", "000"), ("Face2Face", "001_000.mp4", "001.mp4", "001"),
+    ]  # fmt: skip
+    assert [p.name for p in tree.unmatched] == ["01_02__walk__ABC.mp4"]
+    assert {e.method for e in find_ffpp(tmp_path, "c23", methods=["Face2Face"]).fakes} == {"Face2Face"}
+    with pytest.raises(ForgeryDetError, match="NeuralTextures"):
+        find_ffpp(tmp_path, "c23", methods=["NeuralTextures"])
+    with pytest.raises(ForgeryDetError, match="not a FaceForensics"):
+        find_ffpp(tmp_path / "manipulated_sequences")
+
+
+def test_match_dirs(tmp_path):
+    for name in ("real/1.mp4", "real/10.mp4", "real/a.png", "fake/1.mp4", "fake/10_3.mp4", "fake/1_x.mp4",
+                 "fake/a-edited.png", "fake/zzz.png"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    entries, unmatched = match_dirs(tmp_path / "real", tmp_path / "fake")
+    assert sorted((e.fake.name, e.real.name) for e in entries) == [
+        ("1.mp4", "1.mp4"), ("10_3.mp4", "10.mp4"), ("1_x.mp4", "1.mp4"), ("a-edited.png", "a.png")
+    ]  # fmt: skip
+    assert [p.name for p in unmatched] == ["zzz.png"]

@@ -1,0 +1,34 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.faces.index import extract
+from forgerydet.faces.pipeline import ExtractConfig
+from forgerydet.pairs.selfblend import pairs_from_self_blend
+from tests._faces_util import head, read_csv
+from tests.pairs.pairs_util import crop, write_img
+
+
+def test_self_blend_from_index_and_from_images_is_deterministic(tmp_path, astronaut):
+    photo = write_img(tmp_path / "people" / "astro.png", cv2.resize(head(astronaut), (160, 160)))
+    cfg = ExtractConfig(detector=DetectorConfig(size=96, detect_side=192))
+    extract([photo], tmp_path / "faces", cfg)
+    a = pairs_from_self_blend([tmp_path / "faces" / "faces.csv"], tmp_path / "a", cfg, val=0.0, seed=3)
+    b = pairs_from_self_blend([tmp_path / "people"], tmp_path / "b", cfg, val=0.0, seed=3)
+    b2 = pairs_from_self_blend([photo], tmp_path / "b2", cfg, val=0.0, seed=3)
+    rows_a, rows_b = read_csv(tmp_path / "a" / "pairs.csv"), read_csv(tmp_path / "b" / "pairs.csv")
+    assert a.rows == b.rows == b2.rows == 1 and rows_a[0]["method"] == "sbi" and rows_a[0]["group"] == "astro"
+    assert (tmp_path / "a" / rows_a[0]["real"]).resolve().parent.parent == (tmp_path / "faces" / "crops").resolve()
+    fake_a, fake_b = crop(tmp_path / "a", rows_a[0]["fake"]), crop(tmp_path / "b", rows_b[0]["fake"])
+    np.testing.assert_array_equal(fake_b, crop(tmp_path / "b2", rows_b[0]["fake"]))  # same seed, same fake
+    assert np.abs(fake_a - fake_b).mean() < 1.0  # the index keeps landmarks to 0.01 px: nearly the same fake
+    real = crop(tmp_path / "a", rows_a[0]["real"])
+    mask = cv2.imread(str(tmp_path / "a" / rows_a[0]["fake"].replace(".png", "_mask.png")), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (96, 96) and mask.max() > 0
+    assert np.abs(fake_a - real).max() > 0 and (fake_a[mask == 0] == real[mask == 0]).all()
+    c = pairs_from_self_blend([tmp_path / "people"], tmp_path / "c", cfg, val=0.0, seed=4)
+    assert c.rows == 1 and not np.array_equal(crop(tmp_path / "c", rows_b[0]["fake"]), fake_b)

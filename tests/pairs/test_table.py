@@ -1,0 +1,29 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.pairs.table import assign_splits
+
+
+def test_splits_are_by_group_disjoint_and_deterministic():
+    groups = [f"v{i:03d}" for i in range(20)]
+    s = assign_splits(groups + groups[:5], val=0.15, test=0.1, seed=0)  # repeats: one entry per group
+    assert set(s) == set(groups)
+    counts = {k: list(s.values()).count(k) for k in ("train", "val", "test")}
+    assert counts == {"train": 15, "val": 3, "test": 2}
+    assert assign_splits(reversed(groups), val=0.15, test=0.1, seed=0) == s  # order of input does not matter
+    assert assign_splits(groups, val=0.15, test=0.1, seed=1) != s
+    assert set(assign_splits(groups, val=0.0, test=0.0).values()) == {"train"}
+
+
+def test_too_few_groups_is_an_error_not_an_empty_split():
+    assert sorted(assign_splits(["a", "b"], val=0.01).values()) == ["train", "val"]  # rounds up to one group
+    with pytest.raises(ForgeryDetError, match="only 1 group.*--val 0"):
+        assign_splits(["a"], val=0.15)
+    with pytest.raises(ForgeryDetError, match="at least 3"):
+        assign_splits(["a", "b"], val=0.15, test=0.15)
+    with pytest.raises(ForgeryDetError, match="fraction"):
+        assign_splits(["a", "b"], val=1.0)

@@ -1,0 +1,67 @@
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from forgerydet.cli.app import app
+from forgerydet.metrics import eer
+from forgerydet.model.checkpoint import save_checkpoint
+from forgerydet.model.inputs import load_image
+from forgerydet.scan.scanner import ScanConfig, Scanner
+from tests.helpers import tiny_model
+
+
+@pytest.fixture
+def setup(tmp_path):
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(8, 3, 64, 64)), m.key_fingerprint())
+    ck = save_checkpoint(tmp_path / "ck.safetensors", m)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        if i % 2:
+            img[20:40, 20:40] = 250
+        p = tmp_path / f"face{i}.png"
+        cv2.imwrite(str(p), img)
+        rows.append({"path": p.name, "label": "fake" if i % 2 else "real", "group": "A" if i < 6 else "B"})
+    lst = tmp_path / "list.csv"
+    with open(lst, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "group"])
+        w.writeheader()
+        w.writerows(rows)
+    return ck, lst, rows
+
+
+def test_evaluate_auc_equals_sklearn_on_the_same_scores(setup, tmp_path):
+    ck, lst, rows = setup
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--out", str(tmp_path / "ev"),
+                                 "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert (tmp_path / "ev" / "roc.png").is_file()
+    scanner = Scanner(ck, ScanConfig(device="cpu"))
+    scores = [float(scanner._score([load_image(tmp_path / r_["path"], 64)])["p"][0]) for r_ in rows]
+    labels = [1 if r_["label"] == "fake" else 0 for r_ in rows]
+    assert res["frame_level"]["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert res["frame_level"]["A"]["auc"] == pytest.approx(roc_auc_score(labels[:6], scores[:6]))
+    assert res["video_level"]["overall"]["eer"] == pytest.approx(eer(labels, scores)[0])
+    assert "frame" in r.output and "overall" in r.output
+
+
+def test_one_class_list_is_a_clear_message(setup, tmp_path):
+    ck, lst, rows = setup
+    one = tmp_path / "reals.csv"
+    one.write_text("path,label\n" + "".join(f"{r['path']},0\n" for r in rows if r["label"] == "real"))
+    r = CliRunner().invoke(app, ["evaluate", str(one), "--checkpoint", str(ck), "--crops", "--device", "cpu"])
+    assert r.exit_code == 1 and "only real samples" in r.output and "Traceback" not in r.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\nx.png,1\n")
+    r = CliRunner().invoke(app, ["evaluate", str(bad), "--checkpoint", str(ck)])
+    assert r.exit_code == 1 and "missing column(s) path" in r.output

@@ -1,0 +1,161 @@
+"""HTML scan report: files written, every <img> resolves, strings escaped; and a real headless browser
+loads the page with no broken image."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+from urllib.parse import unquote
+
+import cv2
+import numpy as np
+import pytest
+
+from forgerydet.scan.figures import heatmap_overlay
+from forgerydet.scan.records import select_faces
+from forgerydet.scan.report import write_report
+
+IMG_SRC = re.compile(r'<img\b[^>]*\bsrc="([^"]+)"')
+NASTY = 'clip <b>"bold"</b> & <script>alert(1)</script>.mp4'
+
+
+def _faces(rng, astronaut, n_frames, tracks, bank_png, fps=25.0):
+    """Faces of a fake video: crops cut from the astronaut photo with noise, random attention maps."""
+    faces = []
+    for k in range(n_frames):
+        frame = k * 5
+        for t in range(tracks):
+            y, x = 30 + 4 * t, 170 + 2 * k % 20
+            crop = cv2.resize(astronaut[y:y + 200, x:x + 200], (96, 96))
+            crop = np.clip(crop.astype(int) + rng.integers(-20, 20, crop.shape), 0, 255).astype(np.uint8)
+            score = float(np.clip(0.3 + 0.5 * t + 0.2 * np.sin(k / 3) + rng.normal(0, 0.05), 0, 1))
+            faces.append({
+                "frame_index": frame, "time": frame / fps, "track_id": t, "box": [10.0, 20.0, 110.0, 140.0],
+                "confidence": 0.99, "score": score, "crop": crop,
+                "attention": rng.random((7, 7)).astype(np.float32),
+                "neighbours": [
+                    {"slot": 3, "similarity": 0.91, "source": str(bank_png)},  # exists: thumbnail
+                    {"slot": 17, "similarity": 0.85, "source": "/nowhere/real_faces/000_0042.png"},  # gone: name
+                    {"slot": 40, "similarity": 0.80, "source": None},  # unknown: slot number
+                ],
+            })
+    return faces
+
+
+@pytest.fixture
+def results(tmp_path, astronaut):
+    rng = np.random.default_rng(0)
+    bank_png = tmp_path / "bank_real_face.png"
+    cv2.imwrite(str(bank_png), cv2.cvtColor(astronaut[20:240, 150:370], cv2.COLOR_RGB2BGR))
+    video_faces = _faces(rng, astronaut, n_frames=16, tracks=2, bank_png=bank_png)  # 32 faces: > 24 shown
+    image_faces = _faces(rng, astronaut, n_frames=1, tracks=1, bank_png=bank_png)
+    for f in image_faces:
+        f["time"] = None
+    base = {"threshold": 0.5, "error": None}
+    return [
+        {**base, "path": f"/data/{NASTY}", "kind": "video", "status": "ok", "verdict": "FAKE", "score": 0.71,
+         "frames_sampled": 16, "frames_with_face": 16, "n_faces": 32, "n_tracks": 2, "fps": 25.0,
+         "tracks": [{"track_id": 0, "score": 0.31, "n_faces": 16}, {"track_id": 1, "score": 0.81, "n_faces": 16}],
+         "faces": video_faces},
+        {**base, "path": "/data/portrait.jpg", "kind": "image", "status": "ok", "verdict": "REAL", "score": 0.28,
+         "frames_sampled": 1, "frames_with_face": 1, "n_faces": 1, "n_tracks": 1, "fps": None,
+         "tracks": [{"track_id": 0, "score": 0.28, "n_faces": 1}], "faces": image_faces},
+        {**base, "path": "/data/empty_room.mp4", "kind": "video", "status": "no_face", "verdict": None, "score": None,
+         "frames_sampled": 16, "frames_with_face": 0, "n_faces": 0, "n_tracks": 0, "fps": 30.0, "tracks": [],
+         "faces": []},
+        {**base, "path": "/data/broken.mp4", "kind": "video", "status": "error", "verdict": None, "score": None,
+         "error": "cannot decode video: moov atom not found", "frames_sampled": 0, "frames_with_face": 0,
+         "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": []},
+    ]
+
+
+SETTINGS = {"checkpoint": "models/demo", "fingerprint": "ab12cd34", "backbone": "mobilenetv2_100",
+            "pretrained": "imagenet (packaged)", "aggregation": "confident", "threshold": 0.5,
+            "frames per video": 16, "device": "cpu", "seconds": 12.345}
+
+
+@pytest.fixture
+def report(tmp_path, results):
+    calls = []
+    index = write_report(results, tmp_path / "report", SETTINGS, progress=lambda i, n: calls.append((i, n)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    return index
+
+
+def test_every_img_points_at_an_existing_png(report):
+    assert report.name == "index.html" and report.is_file()
+    page = report.read_text(encoding="utf-8")
+    srcs = IMG_SRC.findall(page)
+    # video: 24 faces x (crop + heatmap + 1 bank thumbnail) + timeline; image: 1 x 3; none for no_face/error
+    assert len(srcs) == 24 * 3 + 1 + 3
+    for src in srcs:
+        rel = unquote(html.unescape(src))
+        assert not rel.startswith(("/", "http:", "https:", "file:")), src
+        path = report.parent / rel
+        assert path.suffix == ".png" and cv2.imread(str(path)) is not None, src
+    assert not list(report.parent.rglob("*.tmp"))  # atomic writes leave no temp files
+    # the one bank source that exists is thumbnailed once, however many faces retrieved it
+    assert len(list((report.parent / "img" / "bank").glob("*.png"))) == 1
+
+
+def test_page_content_and_escaping(report):
+    page = report.read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in page and html.escape(NASTY) in page
+    assert "No face found" in page and "moov atom not found" in page
+    assert "000_0042.png" in page and "slot 40" in page  # neighbours without a picture are named
+    assert "24 of 32 faces" in page and "the only face" in page and "1 face in 1 track" in page
+    assert "mobilenetv2_100" in page and "12.35" in page  # settings table
+    assert "http://" not in page and "https://" not in page  # no external resources
+
+
+def test_select_faces_keeps_top_scores_and_spreads_over_time():
+    faces = [{"frame_index": i, "track_id": 0, "score": s} for i, s in enumerate(np.linspace(0, 0.5, 100))]
+    faces[37]["score"] = 0.99  # a spike in the middle
+    chosen = select_faces(faces, 24)
+    assert len(chosen) <= 24 and chosen == sorted(chosen)
+    assert 37 in chosen and 0 in chosen and 99 in chosen
+    assert np.diff(chosen).max() <= 10  # no long stretch of time left unshown
+    assert select_faces(faces[:5], 24) == [0, 1, 2, 3, 4]
+
+
+def test_heatmap_overlay_follows_attention():
+    crop = np.full((64, 64, 3), 128, np.uint8)
+    att = np.zeros((4, 4), np.float32)
+    att[0, 3] = 1.0  # attention in the top-right cell only
+    out = heatmap_overlay(crop, att)
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    top_right, bottom_left = out[:16, 48:].astype(int), out[48:, :16].astype(int)
+    assert top_right[..., 0].mean() > bottom_left[..., 0].mean() + 40  # hot (red) where attention was
+    assert bottom_left[..., 2].mean() > top_right[..., 2].mean() + 40  # cold (blue) elsewhere
+    assert np.array_equal(heatmap_overlay(crop, np.zeros((4, 4))).shape, crop.shape)  # all-zero map is fine
+
+
+def find_browser() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("no headless browser found: `apt-get install chromium` to run the browser test")
+
+
+@pytest.mark.slow
+def test_headless_browser_loads_every_image(report, tmp_path):
+    browser = find_browser()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    url = report.resolve().as_uri()
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=60).stdout
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    broken = re.search(r'data-broken="(\d+)"', dom)
+    assert loaded and broken, "the page's load hook did not run:\n" + dom[:500]
+    n_img = len(IMG_SRC.findall(report.read_text(encoding="utf-8")))
+    assert (int(loaded.group(1)), int(broken.group(1))) == (n_img, 0)
+
+    shot = tmp_path / "screenshot.png"
+    subprocess.run(flags + ["--hide-scrollbars", "--window-size=1280,1600", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=60)
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (1600, 1280)
+    assert img.std() > 20  # a rendered page, not a blank canvas

@@ -1,0 +1,144 @@
+"""Scanning: JSON schema, the no-face path, a corrupt file inside a batch, default checkpoint lookup,
+and that scanning never writes the checkpoint/bank."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from forgerydet.cli.app import app
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.checkpoint import save_checkpoint
+from forgerydet.scan.scanner import ScanConfig, Scanner, find_default_checkpoint
+from tests._faces_util import face_frames, write_video
+from tests.helpers import tiny_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    path = tmp_path_factory.mktemp("ck") / "tiny.safetensors"
+    return save_checkpoint(path, m, bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)])
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, astronaut) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media")
+    face = write_video(d / "face.mp4", face_frames(astronaut, 6), fps=5)
+    rng = np.random.default_rng(0)
+    noface = write_video(d / "noface.mp4", [rng.integers(0, 255, (96, 96, 3), dtype=np.uint8) for _ in range(4)])
+    fake_mp4 = d / "notes.mp4"
+    fake_mp4.write_text("this is a text file, not a video\n")
+    corrupt = d / "corrupt.mp4"
+    corrupt.write_bytes(face.read_bytes()[:700])
+    return {"face": face, "noface": noface, "text": fake_mp4, "corrupt": corrupt}
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_scan_batch_json_schema_and_failures(checkpoint, media, tmp_path):
+    before = sha(checkpoint)
+    out = tmp_path / "out.json"
+    csv_out = tmp_path / "out.csv"
+    files = [media["text"], media["face"], media["noface"], media["corrupt"]]
+    r = CliRunner().invoke(app, ["scan", *map(str, files), "--checkpoint", str(checkpoint), "--frames", "4",
+                                 "--device", "cpu", "--json", str(out), "--csv", str(csv_out)])
+    assert r.exit_code == 1, r.output  # some files got no verdict
+    assert "Traceback" not in r.output
+    assert "3 of 4 file(s) got no verdict" in r.output
+    doc = json.loads(out.read_text())
+    assert set(doc["settings"]) >= {"checkpoint", "checkpoint_sha256", "bank_fingerprint", "backbone", "aggregation",
+                                    "threshold", "frames_per_video", "device", "seconds"}
+    recs = {Path(f["path"]).name: f for f in doc["files"]}
+    assert [Path(f["path"]).name for f in doc["files"]] == [p.name for p in files]  # order kept, nothing dropped
+    ok = recs["face.mp4"]
+    assert ok["status"] == "ok" and ok["verdict"] in ("FAKE", "REAL") and 0.0 <= ok["score"] <= 1.0
+    assert ok["n_tracks"] == 1 and ok["frames_sampled"] == 4 and len(ok["faces"]) == ok["n_faces"] >= 4
+    for f in ok["faces"]:
+        assert 0.0 <= f["score"] <= 1.0 and len(f["box"]) == 4 and f["track_id"] == 0
+        assert len(f["neighbours"]) == 2 and all(n["source"].startswith("/nowhere/real_") for n in f["neighbours"])
+        assert "crop" not in f and "attention" not in f
+    assert set(ok["timing"]) == {"decode_s", "detect_s", "model_s", "total_s"}
+    assert ok["tracks"] == [{"track_id": 0, "score": pytest.approx(ok["score"]), "n_faces": ok["n_faces"]}]
+    assert recs["noface.mp4"]["status"] == "no_face" and recs["noface.mp4"]["score"] is None
+    assert recs["noface.mp4"]["frames_sampled"] == 4 and recs["noface.mp4"]["faces"] == []
+    for bad in ("notes.mp4", "corrupt.mp4"):
+        assert recs[bad]["status"] == "error" and recs[bad]["error"], recs[bad]
+    assert csv_out.read_text().count("\n") == 5
+    assert sha(checkpoint) == before  # scanning never writes the bank or the checkpoint
+
+
+def test_scanner_keeps_crops_only_for_the_report(checkpoint, media):
+    s = Scanner(checkpoint, ScanConfig(num_frames=3, device="cpu", keep_crops=2))
+    rec = s.scan_file(media["face"])
+    kept = [f for f in rec["faces"] if f["crop"] is not None]
+    assert len(kept) == 2 and all(f["attention"].shape == (4, 4) for f in kept)
+    s.config.keep_crops = 0
+    assert all(f["crop"] is None for f in s.scan_file(media["face"])["faces"])
+
+
+def test_empty_bank_and_missing_checkpoint_are_clear(tmp_path, monkeypatch):
+    empty = save_checkpoint(tmp_path / "empty.safetensors", tiny_model())
+    with pytest.raises(ForgeryDetError, match="bank is empty"):
+        Scanner(empty, ScanConfig(device="cpu"))
+    (tmp_path / "x.mp4").write_bytes(b"x")  # paths are checked before the checkpoint: give one that exists
+    r = CliRunner().invoke(app, ["scan", str(tmp_path / "x.mp4"), "--checkpoint", str(empty)])
+    assert r.exit_code == 1 and "rebuild-bank" in r.output and "Traceback" not in r.output
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    import forgerydet.scan.scanner as scan_mod
+
+    monkeypatch.setattr(scan_mod, "__file__", str(tmp_path / "src" / "forgerydet" / "scan" / "scanner.py"))
+    with pytest.raises(ForgeryDetError, match="make demo"):
+        find_default_checkpoint()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "forgerydet-base.safetensors").write_bytes(b"x")
+    assert find_default_checkpoint() == Path.cwd() / "models" / "forgerydet-base.safetensors"
+    monkeypatch.setenv("FORGERYDET_MODEL", str(empty))
+    assert find_default_checkpoint() == empty
+
+
+def test_bad_options_are_one_line(checkpoint):
+    r = CliRunner().invoke(app, ["scan", "x.mp4", "--checkpoint", str(checkpoint), "--aggregation", "median"])
+    assert r.exit_code == 1 and "unknown aggregation 'median'" in r.output
+    r = CliRunner().invoke(app, ["scan", "/no/such/file.mp4", "--checkpoint", str(checkpoint), "--device", "cpu"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_scan_shared_videos_with_report_in_a_browser(shared_data, checkpoint, tmp_path):
+    import re
+    import subprocess
+
+    from tests.scan.test_report import IMG_SRC, find_browser
+
+    videos = sorted((shared_data / "videos").glob("anchor_*.mp4"))
+    rep = tmp_path / "rep"
+    out = tmp_path / "out.json"
+    r = CliRunner().invoke(app, ["scan", *map(str, videos), "--checkpoint", str(checkpoint), "--frames", "6",
+                                 "--device", "cpu", "--json", str(out), "--report", str(rep)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert len(doc["files"]) == 3 and all(0 <= f["score"] <= 1 and f["faces"] for f in doc["files"])
+    browser = find_browser()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    index = rep / "index.html"
+    dom = subprocess.run(flags + ["--dump-dom", index.resolve().as_uri()], capture_output=True, text=True, timeout=60).stdout
+    n_img = len(IMG_SRC.findall(index.read_text(encoding="utf-8")))
+    assert n_img > 3 * 6  # faces, heatmaps and timelines
+    assert re.search(r'data-images-loaded="(\d+)"', dom).group(1) == str(n_img)
+    assert re.search(r'data-broken="(\d+)"', dom).group(1) == "0"

@@ -1,0 +1,143 @@
+"""Pair augmentation: shared geometry/colour, independent quality transforms, deterministic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.training.augment import AugmentConfig, augment_one, augment_pair, h264_roundtrip, jpeg_roundtrip
+
+NO_QUALITY = AugmentConfig(quality=False)
+ONLY_FLIP = AugmentConfig(hflip_p=1.0, affine_p=0.0, color_p=0.0, quality=False)
+
+
+@pytest.fixture(scope="module")
+def face(astronaut: np.ndarray) -> np.ndarray:
+    return cv2.resize(astronaut[30:230, 130:330], (224, 224), interpolation=cv2.INTER_AREA)  # (224,224,3)
+
+
+def _marked(h: int = 64, w: int = 64) -> np.ndarray:
+    img = np.full((h, w, 3), 40, np.uint8)
+    img[10:14, 5:9] = (255, 0, 0)
+    return img
+
+
+def test_same_image_as_real_and_fake_stays_equal_without_quality_ops(face):
+    for seed in range(20):
+        r, f = augment_pair(face, face.copy(), np.random.default_rng(seed), NO_QUALITY)
+        assert r.shape == face.shape and r.dtype == np.uint8
+        np.testing.assert_array_equal(r, f)
+
+
+def test_geometry_and_colour_are_shared_across_the_pair(face):
+    """A different 'fake' (the face with a mark) keeps its difference in the same place after augmentation."""
+    fake = face.copy()
+    fake[100:110, 60:70] = 0
+    cfg = AugmentConfig(affine_p=1.0, color_p=1.0, quality=False)
+    changed = 0
+    for seed in range(10):
+        r, f = augment_pair(face, fake, np.random.default_rng(seed), cfg)
+        plain, _ = augment_pair(face, face, np.random.default_rng(seed), cfg)
+        np.testing.assert_array_equal(r, plain)  # the real face saw exactly what it sees when alone in a pair
+        diff = np.abs(r.astype(int) - f).sum(2) > 0
+        changed += diff.any()
+        ys, xs = np.nonzero(diff)
+        # the 10x10 mark moved at most by the small affine, never to the other side of the face
+        assert 40 < xs.mean() < 184 and 60 < ys.mean() < 150
+    assert changed == 10
+
+
+def test_flip_moves_the_mark_identically():
+    img = _marked()
+    r, f = augment_pair(img, img.copy(), np.random.default_rng(0), ONLY_FLIP)
+    for out in (r, f):
+        ys, xs = np.nonzero((out == (255, 0, 0)).all(2))
+        assert ys.min() == 10 and ys.max() == 13 and xs.min() == 64 - 9 and xs.max() == 64 - 6
+    one = augment_one(img, np.random.default_rng(0), ONLY_FLIP)
+    np.testing.assert_array_equal(one, img[:, ::-1])
+
+
+def test_no_flip_when_its_probability_is_zero():
+    img = _marked()
+    cfg = dataclasses.replace(ONLY_FLIP, hflip_p=0.0)
+    r, f = augment_pair(img, img, np.random.default_rng(0), cfg)
+    np.testing.assert_array_equal(r, img)
+    np.testing.assert_array_equal(f, img)
+
+
+def test_quality_ops_are_drawn_per_image(face):
+    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, jpeg_p=1.0, blur_p=0.5, noise_p=0.5, rescale_p=0.5, video_p=0)
+    differs = sum(
+        not np.array_equal(*augment_pair(face, face.copy(), np.random.default_rng(seed), cfg)) for seed in range(10)
+    )
+    assert differs == 10  # same input, independent quality draws -> different outputs
+
+
+@pytest.mark.parametrize("quality", [30, 60, 95])
+def test_jpeg_changes_pixels_more_at_low_quality(face, quality):
+    out = jpeg_roundtrip(face, quality)
+    assert out.shape == face.shape and out.dtype == np.uint8
+    err = np.abs(out.astype(int) - face).mean()
+    assert err > 0.5
+    assert err > np.abs(jpeg_roundtrip(face, 100).astype(int) - face).mean()
+    if quality < 95:
+        assert err > np.abs(jpeg_roundtrip(face, quality + 30).astype(int) - face).mean()
+
+
+def test_jpeg_in_augment_changes_pixels(face):
+    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, blur_p=0, rescale_p=0, noise_p=0, video_p=0, jpeg_p=1.0)
+    out = augment_one(face, np.random.default_rng(0), cfg)
+    assert np.abs(out.astype(int) - face).mean() > 0.5
+
+
+def test_video_roundtrip_degrades_with_crf(face):
+    errs = []
+    for crf in (23, 35, 47):
+        out = h264_roundtrip(face, crf)
+        assert out.shape == face.shape and out.dtype == np.uint8
+        errs.append(np.abs(out.astype(int) - face).mean())
+    assert 0.5 < errs[0] < errs[1] < errs[2]
+    np.testing.assert_array_equal(h264_roundtrip(face, 30), h264_roundtrip(face, 30))
+
+
+def test_deterministic_for_a_seed(face):
+    fake = np.ascontiguousarray(face[:, ::-1])
+    cfg = AugmentConfig(video_p=0.5)  # every op live
+    for seed in range(5):
+        a = augment_pair(face, fake, np.random.default_rng(seed), cfg)
+        b = augment_pair(face, fake, np.random.default_rng(seed), cfg)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(augment_one(face, np.random.default_rng(seed), cfg),
+                                       augment_one(face, np.random.default_rng(seed), cfg))
+    outs = [augment_one(face, np.random.default_rng(s), cfg) for s in range(4)]
+    assert len({o.tobytes() for o in outs}) > 1
+
+
+def test_odd_sizes_keep_their_shape():
+    img = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    cfg = AugmentConfig(hflip_p=1, affine_p=1, color_p=1, blur_p=1, rescale_p=1, noise_p=1, video_p=1, jpeg_p=1)
+    r, f = augment_pair(img, img, np.random.default_rng(0), cfg)
+    assert r.shape == f.shape == img.shape and r.dtype == f.dtype == np.uint8
+
+
+def test_bad_inputs_say_what_is_wrong(face):
+    with pytest.raises(ForgeryDetError, match="one size"):
+        augment_pair(face, face[:100], np.random.default_rng(0))
+    with pytest.raises(ForgeryDetError, match="uint8"):
+        augment_one(face.astype(np.float32), np.random.default_rng(0))
+    with pytest.raises(ForgeryDetError, match="jpeg_p"):
+        AugmentConfig(jpeg_p=1.5)
+
+
+def test_flip_composes_with_an_identity_affine():
+    img = _marked()
+    cfg = AugmentConfig(hflip_p=1.0, affine_p=1.0, scale=(1.0, 1.0), translate=0.0, rotate_deg=0.0,
+                        color_p=0.0, quality=False)
+    r, f = augment_pair(img, img, np.random.default_rng(0), cfg)
+    np.testing.assert_array_equal(r, img[:, ::-1])
+    np.testing.assert_array_equal(f, img[:, ::-1])

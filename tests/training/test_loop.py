@@ -1,0 +1,150 @@
+"""Training: loss goes down, resume is bit-for-bit, the bank rebuild uses exactly the real training faces,
+bad pairs.csv files are clear errors, and DDP (2 gloo processes) matches one process."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from forgerydet.cli.app import app
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.checkpoint import load_checkpoint
+from forgerydet.pairs.table import read_pairs
+from forgerydet.scan.scanner import Scanner
+from forgerydet.training.loop import cosine_lr, set_tuning, train
+from tests.helpers import tcfg, tiny_config, tiny_model
+
+
+def test_cosine_schedule_is_a_pure_function():
+    assert cosine_lr(0, 100, 1.0, 0.1) == pytest.approx(0.1)
+    assert cosine_lr(9, 100, 1.0, 0.1) == pytest.approx(1.0)
+    assert cosine_lr(99, 100, 1.0, 0.1) == pytest.approx(0.01, abs=1e-3)
+    assert cosine_lr(50, 100, 1.0, 0.1) > cosine_lr(60, 100, 1.0, 0.1)
+
+
+@pytest.mark.slow
+def test_loss_decreases_and_bank_rebuilt_every_epoch(pairs, tmp_path):
+    events = []
+    res = train(tcfg(pairs, tmp_path / "run", epochs=4), tiny_config(bank_size=64, drop=0.0), on_event=events.append)
+    hist = res["history"]
+    assert len(hist) == 4
+    assert hist[-1]["train_loss"] < 0.8 * hist[0]["train_loss"], [h["train_loss"] for h in hist]
+    assert hist[-1]["val_auc"] >= 0.9  # the patch is plainly visible
+    rebuilds = [e for e in events if e["event"] == "rebuild"]
+    assert [e["entries"] for e in rebuilds] == [24] * 4  # 6 train groups x 4 real frames, every epoch
+    modes = {e["mode"] for e in events if e["event"] == "step"}
+    assert modes == {"pair", "single"}  # the scan-time path is trained too
+    for name in ("best.safetensors", "last.safetensors", "metrics.jsonl"):
+        assert (tmp_path / "run" / name).is_file()
+    r = CliRunner().invoke(app, ["info", str(tmp_path / "run" / "best.safetensors")])
+    assert r.exit_code == 0 and "24 / 64" in r.output
+
+
+def _model_tensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(("model.", "optim."))}
+
+
+@pytest.mark.slow
+def test_resume_after_kill_is_bit_for_bit(pairs, tmp_path):
+    cfg = tiny_config(bank_size=64, drop=0.2)
+    train(tcfg(pairs, tmp_path / "a", epochs=3, augment=True), cfg)
+
+    class Killed(Exception):
+        pass
+
+    def kill(e):
+        if e["event"] == "step" and e["epoch"] == 3 and e["step"] == 2:
+            raise Killed  # dies mid-epoch, after the epoch-2 checkpoint
+    with pytest.raises(Killed):
+        train(tcfg(pairs, tmp_path / "b", epochs=3, augment=True), cfg, on_event=kill)
+    assert load_checkpoint(tmp_path / "b" / "last.safetensors").meta["extra"]["epochs_done"] == 2
+    train(tcfg(pairs, tmp_path / "b", epochs=3, augment=True), resume=True)
+    a, b = _model_tensors(tmp_path / "a" / "last.safetensors"), _model_tensors(tmp_path / "b" / "last.safetensors")
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert different == []
+    la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(la) == len(lb) == 3
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_bad_pairs_files_are_clear_errors(pairs, tmp_path):
+    d = pairs.parent
+    cases = {
+        "missing column": (_write_csv(tmp_path / "a.csv", ["real", "fake", "split"], [["x", "y", "train"]]), "missing column(s) group"),
+        "missing file": (_write_csv(tmp_path / "b.csv", ["real", "fake", "group", "split"],
+                                    [[str(d / "g0_f0_real.png"), str(d / "nope.png"), "g0", "train"],
+                                     [str(d / "g5_f0_real.png"), str(d / "g5_f0_fake.png"), "g5", "val"]]), "b.csv:2: column 'fake': file not found"),
+        "bad split": (_write_csv(tmp_path / "c.csv", ["real", "fake", "group", "split"],
+                                 [[str(d / "g0_f0_real.png"), str(d / "g0_f0_fake.png"), "g0", "training"]]), "c.csv:2: column 'split' is 'training'"),
+        "empty val": (_write_csv(tmp_path / "e.csv", ["real", "fake", "group", "split"],
+                                 [[str(d / "g0_f0_real.png"), str(d / "g0_f0_fake.png"), "g0", "train"]]), "'val' split is empty"),
+        "leak": (_write_csv(tmp_path / "f.csv", ["real", "fake", "group", "split"],
+                            [[str(d / "g0_f0_real.png"), str(d / "g0_f0_fake.png"), "g0", "train"],
+                             [str(d / "g0_f1_real.png"), str(d / "g0_f1_fake.png"), "g0", "val"]]), "appear in 'train' and 'val'"),
+        "bad landmarks": (_write_csv(tmp_path / "g.csv", ["real", "fake", "group", "split", "landmarks"],
+                                     [[str(d / "g0_f0_real.png"), str(d / "g0_f0_fake.png"), "g0", "train", "1 2 3"]]), "g.csv:2: column 'landmarks'"),
+    }
+    for name, (path, msg) in cases.items():
+        with pytest.raises(ForgeryDetError, match=None) as ei:
+            read_pairs(path, need_splits=("train", "val"))
+        assert msg in str(ei.value), (name, str(ei.value))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.safetensors").write_bytes(b"precious")
+    r = CliRunner().invoke(app, ["train", "--pairs", str(cases["missing file"][0]), "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 1 and "file not found" in r.output and "Traceback" not in r.output
+    assert (out / "last.safetensors").read_bytes() == b"precious"  # nothing already written is lost
+
+
+def test_training_stores_calibration_and_keeps_to_the_time_budget(pairs, tmp_path):
+    res = train(tcfg(pairs, tmp_path / "run", epochs=50, max_minutes=0.001), tiny_config(bank_size=64))
+    assert len(res["history"]) == 1  # the budget ended the run at the first epoch end
+    ck = load_checkpoint(res["best"])
+    extra = ck.meta["extra"]
+    cal = extra["calibration"]
+    assert 0 < extra["threshold"] < 1 and extra["temperature"] > 0 and cal["target_fpr"] == 0.05
+    assert cal["val_fpr"] <= 0.05 + 1e-9
+    scanner = Scanner(res["best"])
+    assert scanner.threshold == extra["threshold"] and scanner.temperature == extra["temperature"]
+    r = CliRunner().invoke(app, ["calibrate", "--checkpoint", res["best"], "--pairs", str(pairs), "--fpr", "0.2",
+                                 "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    again = load_checkpoint(res["best"]).meta["extra"]["calibration"]
+    assert again["target_fpr"] == 0.2 and again["val_fpr"] <= 0.2 + 1e-9
+    r = CliRunner().invoke(app, ["calibrate", "--checkpoint", res["best"], "--pairs", str(pairs), "--fpr", "1.5"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+def test_norm_tuning_trains_only_normalisation_in_the_backbone():
+    m = tiny_model()
+    total = sum(p.numel() for p in m.trainable_parameters())
+    n = set_tuning(m, "norm")
+    assert 0 < n < total
+    trainable = {k for k, p in m.named_parameters() if p.requires_grad}
+    assert any(k.startswith("attention.") for k in trainable) and any(k.startswith("head.") for k in trainable)
+    assert not any(k.startswith("key_encoder.") for k in trainable)
+    backbone = [k for k in trainable if k.startswith("encoder.backbone.")]
+    assert backbone and all(".bn" in k or "norm" in k for k in backbone), backbone
+
+
+def test_no_reference_ablation_ignores_bank_and_mode():
+    m = tiny_model(reference="none").eval()
+    x = torch.rand(3, 3, 64, 64)
+    a, b = m(x, "single"), m(x, "pair", reference=x.flip(0))
+    assert torch.equal(a["logits"], b["logits"]) and a["neighbours"].shape == (3, 0)
+    assert m.bank.filled == 0  # it never needed one
