@@ -152,7 +152,7 @@ def main() -> dict:
 
     res: dict = {"checkpoint": str(ck_path), "backbone": model.cfg.backbone, "global_bank_entries": model.bank.filled,
                  "people": len(people), "frames_per_video": args.frames, "seconds_detect": round(t_detect, 1)}
-    sources = {str(Path(s).resolve()) for s in (ck.meta.get("bank_sources") or [])}
+    sources = {str(Path(s).resolve()) for s in ck.bank_sources}
     res["global_bank_holds_these_videos"] = any(str(v.resolve()) in s or v.stem + "_" in Path(s).name for v in videos for s in sources)
     summary = {}
     for mode, r in rows.items():

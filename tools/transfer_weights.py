@@ -56,9 +56,9 @@ def ship(ckpt: str, out: str) -> None:
     """The file to commit: weights at fp16 (lossless for imported models, whose weights came as fp16),
     bank, config, history and calibration; no optimizer or training state."""
     ck = load_checkpoint(ckpt, "cpu")
-    sources = [Path(p).name for p in ck.meta.get("bank_sources") or []]  # file names, not this machine's paths
-    save_checkpoint(out, ck.model, bank_sources=sources, history=ck.meta.get("history"),
-                    extra=ck.meta.get("extra"), half=True)
+    sources = [Path(p).name for p in ck.bank_sources]  # file names, not this machine's paths
+    save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history,
+                    extra=ck.extra, half=True)
     again = load_checkpoint(out, "cpu")  # fingerprint and strict load are checked here
     for (k, a), (_, b) in zip(ck.model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(a, b), k

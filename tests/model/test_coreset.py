@@ -78,7 +78,7 @@ def test_rebuild_bank_command_selects_a_coreset(tmp_path):
                                      "--select", how, "--out", str(tmp_path / f"{how}.safetensors")])
         assert r.exit_code == 0 and f"{how} selection" in " ".join(r.output.split()), r.output
         c = load_checkpoint(tmp_path / f"{how}.safetensors")
-        assert c.model.bank.filled == 6 and c.meta["extra"]["bank_selection"] == how
+        assert c.model.bank.filled == 6 and c.extra["bank_selection"] == how
         got[how] = c.model.bank
     model = load_checkpoint(tmp_path / "coreset.safetensors").model.eval()
     from forgerydet.model.inputs import load_image, to_tensor

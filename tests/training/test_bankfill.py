@@ -34,7 +34,7 @@ def test_rebuild_bank_holds_exactly_the_training_reals(pairs, tmp_path):
     torch.testing.assert_close(bank.values[:24].float(), expected, atol=2e-3, rtol=0)  # fp16 storage
     assert bank.source[:24].tolist() == list(range(24))
     val_and_fakes = {r.fake for r in table.rows} | {p for p, _ in table.reals("val")}
-    stored = load_checkpoint(tmp_path / "rebuilt.safetensors").meta["bank_sources"]
+    stored = load_checkpoint(tmp_path / "rebuilt.safetensors").bank_sources
     assert set(stored) == {str(p) for p in reals} and not (set(stored) & {str(p) for p in val_and_fakes})
 
 

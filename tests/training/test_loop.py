@@ -63,7 +63,7 @@ def test_resume_after_kill_is_bit_for_bit(pairs, tmp_path):
             raise Killed  # dies mid-epoch, after the epoch-2 checkpoint
     with pytest.raises(Killed):
         train(tcfg(pairs, tmp_path / "b", epochs=3, augment=True), cfg, on_event=kill)
-    assert load_checkpoint(tmp_path / "b" / "last.safetensors").meta["extra"]["epochs_done"] == 2
+    assert load_checkpoint(tmp_path / "b" / "last.safetensors").extra["epochs_done"] == 2
     train(tcfg(pairs, tmp_path / "b", epochs=3, augment=True), resume=True)
     a, b = _model_tensors(tmp_path / "a" / "last.safetensors"), _model_tensors(tmp_path / "b" / "last.safetensors")
     assert a.keys() == b.keys()
@@ -115,7 +115,7 @@ def test_training_stores_calibration_and_keeps_to_the_time_budget(pairs, tmp_pat
     res = train(tcfg(pairs, tmp_path / "run", epochs=50, max_minutes=0.001), tiny_config(bank_size=64))
     assert len(res["history"]) == 1  # the budget ended the run at the first epoch end
     ck = load_checkpoint(res["best"])
-    extra = ck.meta["extra"]
+    extra = ck.extra
     cal = extra["calibration"]
     assert 0 < extra["threshold"] < 1 and extra["temperature"] > 0 and cal["target_fpr"] == 0.05
     assert cal["val_fpr"] <= 0.05 + 1e-9
@@ -124,7 +124,7 @@ def test_training_stores_calibration_and_keeps_to_the_time_budget(pairs, tmp_pat
     r = CliRunner().invoke(app, ["calibrate", "--checkpoint", res["best"], "--pairs", str(pairs), "--fpr", "0.2",
                                  "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    again = load_checkpoint(res["best"]).meta["extra"]["calibration"]
+    again = load_checkpoint(res["best"]).extra["calibration"]
     assert again["target_fpr"] == 0.2 and again["val_fpr"] <= 0.2 + 1e-9
     r = CliRunner().invoke(app, ["calibrate", "--checkpoint", res["best"], "--pairs", str(pairs), "--fpr", "1.5"])
     assert r.exit_code == 1 and "Traceback" not in r.output

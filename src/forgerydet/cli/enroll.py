@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, user_errors
+from forgerydet.cli.common import console, fail, progress_bar, user_errors
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan.config import EnrollConfig
 
@@ -48,8 +48,8 @@ def enroll_cmd(
 
         cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait,
                                 detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))
-        with Progress(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[f]}"),
-                      TimeElapsedColumn(), console=console, transient=True) as p:
+        with progress_bar(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[f]}"),
+                          TimeElapsedColumn()) as p:
             task = p.add_task("enroll", total=None, f="")
             res = enroll(name, sources, checkpoint=checkpoint, into=into, config=cfg,
                               progress=lambda i, n, f="": p.update(task, completed=i, total=n, f=Path(f).name))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,15 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet import __version__
 from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_output, write_text_atomic
 from forgerydet.scan.config import ScanConfig
-
-CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-               "frames_with_face", "error"]
 
 
 def scan_cmd(
@@ -49,9 +42,7 @@ def scan_cmd(
     Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every
     other output is still written); 130 after Ctrl-C, with the outputs holding the files scanned so far and
     the rest marked not_scanned."""
-    from forgerydet.faces.detect import DetectorConfig
-    from forgerydet.scan.config import ScanConfig
-    from forgerydet.scan.records import empty_record
+    from forgerydet.scan.records import MAX_FACES, empty_record
     from forgerydet.scan.scanner import Scanner, expand_scan_paths
 
     t_start = time.perf_counter()
@@ -61,7 +52,7 @@ def scan_cmd(
             check_output(path, option, folder=folder)
         det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
-                         device=device, keep_crops=24 if report else 0, detector=det, reference=reference,
+                         device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
                          references=str(references) if references else None, bank=str(bank) if bank else None)
         files, bad_paths = expand_scan_paths(paths)
         if not files:  # checked before the model loads
@@ -77,9 +68,7 @@ def scan_cmd(
         task = p.add_task("scan", total=len(files), name="")
         done = 0
         try:
-            for f in files:
-                p.update(task, completed=done, name=escape(printable(f.name)))
-                rec = scanner.scan_file(f)
+            for rec in scanner.scan(files, lambda i, n, item="": p.update(task, completed=i, name=escape(printable(Path(item).name)))):
                 results.append(rec)
                 done += 1
                 if rec["status"] != "ok":  # most errors start with the path already
@@ -111,19 +100,14 @@ def scan_cmd(
 
 def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:
     """Write one output (each on its own, so one failing does not lose the others); the error text, or None."""
-    from forgerydet.scan.records import json_record
+    from forgerydet.scan.records import csv_text, json_text
 
     try:
         if option == "--json":
-            doc = {"forgerydet_version": __version__, "settings": settings, "files": [json_record(r) for r in results]}
-            write_text_atomic(path, json.dumps(doc, indent=1))
+            write_text_atomic(path, json_text(results, settings))
             console.print(escape(f"JSON: {printable(path)}"), highlight=False)
         elif option == "--csv":
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(results)
-            write_text_atomic(path, buf.getvalue())
+            write_text_atomic(path, csv_text(results))
             console.print(escape(f"CSV: {printable(path)}"), highlight=False)
         else:
             from forgerydet.scan.report import write_report

@@ -110,9 +110,3 @@ def detect_source(
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
     return SourceFaces(path, kind, frames, faces)
-
-
-# ---------------------------------------------------------------- files
-
-
-# ---------------------------------------------------------------- the batch job

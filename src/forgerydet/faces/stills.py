@@ -3,7 +3,7 @@ batches of images, with a retry on a black-padded copy for tight crops where the
 (MTCNN misses those; the padding gives the 1.3x crop its margin, as a face at a frame edge gets at
 scan time).
 
-Used by `pairs --self-blend` for image sources (videos keep the frame-sampling path of extract.py).
+Used by `pairs --self-blend` for image sources (videos keep the frame-sampling path of faces/pipeline.py).
 Results come back in input order; nothing here writes files.
 """
 

@@ -255,7 +255,7 @@ def load_person(path: str | Path, name: str, model, *, wait: float = 30.0) -> Pe
     return PersonReferences(name, path, meta["fingerprint"], bank, entries, thumbs)
 
 
-# ----------------------------------------------------------------------------- enrolling
+# ----------------------------------------------------------------------------- whole-file reads and edits (enroll writes through these)
 
 
 def read_unlocked(path: Path) -> ReferenceFile:

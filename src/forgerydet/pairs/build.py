@@ -16,36 +16,10 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.io import check_output
 from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
-from forgerydet.pairs.discover import (
-    FFppTree,
-    MappingEntry,
-    find_ffpp,
-    match_dirs,
-    read_mapping_csv,
-    unique_group_names,
-)
+from forgerydet.pairs.discover import match_dirs, read_mapping_csv
 from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
-from forgerydet.pairs.table import (
-    PAIRS_COLUMNS,
-    TEST_SHARE,
-    VAL_SHARE,
-    PairsSummary,
-    assign_splits,
-    format_landmarks,
-    write_pairs,
-)
+from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE, PairsSummary
 from forgerydet.runtime import Progress
-
-# ---------------------------------------------------------------- rows, reading, splitting
-
-
-# ---------------------------------------------------------------- discovering pairs
-
-
-# ---------------------------------------------------------------- frame-aligned cropping
-
-
-# ---------------------------------------------------------------- self-blending
 
 
 def make_pairs(
@@ -103,10 +77,3 @@ def make_pairs(
     if unmatched:
         s.warnings.insert(0, f"{len(unmatched)} fake(s) named after no real were skipped (e.g. {unmatched[0].name})")
     return s
-
-
-__all__ = [
-    "PAIRS_COLUMNS", "PairsSummary", "MappingEntry", "FFppTree", "write_pairs",
-    "assign_splits", "read_mapping_csv", "match_dirs", "find_ffpp", "pairs_from_ffpp", "pairs_from_mapping",
-    "pairs_from_self_blend", "make_pairs", "format_landmarks", "unique_group_names",
-]  # fmt: skip

@@ -20,7 +20,7 @@ class ScanConfig:
     batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
     crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
     `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
-    checkpoint, see references.references_path). bank: a disk bank folder (diskbank.py, written by
+    checkpoint, see model.references.references_path). bank: a disk bank folder (diskbank.py, written by
     `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank."""
 
     num_frames: int = DEFAULT_NUM_FRAMES

@@ -30,7 +30,7 @@ from forgerydet.scan.config import EnrollConfig
 
 
 def choose_faces(src, how: str) -> tuple[list[Face], str]:
-    """The faces of one source (extract.SourceFaces) to enrol, and a sentence saying which were taken."""
+    """The faces of one source (faces.pipeline.SourceFaces) to enrol, and a sentence saying which were taken."""
     faces = src.all_faces
     tracks = src.num_tracks
     if not faces:

@@ -8,18 +8,22 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from forgerydet import __version__
 from forgerydet.errors import path_text
 
 MAX_FACES = 24  # faces a report shows per file (and whose crops a scan keeps)
 
 
 def empty_record(path: str | Path, threshold: float | None = None, status: str = "ok", error: str | None = None) -> dict[str, Any]:
-    """A file's result record before anything is known (see report.write_report for the layout). The path
+    """A file's result record before anything is known (see scan/records.py for the layout). The path
     is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
     return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
             "verdict": None, "score": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
@@ -49,3 +53,22 @@ def select_faces(faces: list[dict], max_faces: int = MAX_FACES) -> list[int]:
     picks = np.unique(np.round(np.linspace(0, len(rest) - 1, max_faces - n_top)).astype(int))
     chosen = top | {rest[p] for p in picks}
     return [i for i in order if i in chosen]
+
+
+CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
+               "frames_with_face", "error"]  # `scan --csv`: one row per file
+
+
+def json_text(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """`scan --json`: the version, the scan's settings and every file's record (without pictures)."""
+    doc = {"forgerydet_version": __version__, "settings": settings, "files": [json_record(r) for r in results]}
+    return json.dumps(doc, indent=1)
+
+
+def csv_text(results: list[dict[str, Any]]) -> str:
+    """`scan --csv`: CSV_COLUMNS of every file's record."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(results)
+    return buf.getvalue()

@@ -160,11 +160,11 @@ class Scanner:
         return self.bank_sources[sid] if 0 <= sid < len(self.bank_sources) else None
 
     def _record(self, path: str | Path) -> dict[str, Any]:
-        """A file's result record before anything is known (see report.write_report for the layout)."""
+        """A file's result record before anything is known (see scan/records.py for the layout)."""
         return empty_record(path, self.threshold)
 
     def scan_file(self, path: Path) -> dict[str, Any]:
-        """One file -> its result record (see report.write_report for the layout)."""
+        """One file -> its result record (see scan/records.py for the layout)."""
         cfg = self.config
         t0 = time.perf_counter()
         det0 = self.detector.seconds

@@ -20,8 +20,7 @@ from forgerydet.pairs.table import read_pairs
 from forgerydet.runtime import Progress
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import FaceList
-from forgerydet.training.distributed import Dist, gather_rows, make_loader, setup_distributed
-from forgerydet.training.distributed import auto_workers
+from forgerydet.training.distributed import Dist, auto_workers, gather_rows, make_loader, setup_distributed
 
 
 @torch.no_grad()

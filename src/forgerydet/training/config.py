@@ -24,7 +24,7 @@ class TrainConfig:
     max_minutes (wall-clock budget: the learning-rate schedule follows the larger of step/total and
     elapsed/budget, and training ends at the first epoch end past the budget; None = run all epochs),
     calibration_fpr (the stored threshold lets at most this share of held-out real validation faces be
-    called FAKE; see calibrate.py), tune ('all': the whole backbone is fine-tuned; 'norm': only its
+    called FAKE; see model/calibration.py), tune ('all': the whole backbone is fine-tuned; 'norm': only its
     normalisation layers' affine parameters, as GenD / LN-tuning of foundation encoders, the projection,
     DifferenceAttention and head being trained in full).
     """

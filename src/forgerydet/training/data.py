@@ -95,12 +95,12 @@ class TrainPairs(Dataset):
             work = min(self.size, *x_raw.shape[:2], *ref_raw.shape[:2])
             x, ref = resize_face(x_raw, work), resize_face(ref_raw, work)
             real_path = ref_path
-        if self.augment:
-            from forgerydet.training.augment import augment_one, augment_pair
+        from forgerydet.training.augment import augment_one, augment_pair
 
+        if self.augment:
             ref, x = augment_pair(ref, x, rng)
-            if label == 0 and real_path == self.reals[j][0]:
-                ref = augment_one(ref, rng)  # same image as reference: make sure the difference is not zero
+        if label == 0 and real_path == self.reals[j][0]:
+            ref = augment_one(ref, rng)  # same image as reference (with --no-augment too): the difference is never zero
         x, ref = resize_face(x, self.size), resize_face(ref, self.size)
         return {
             "x": to_tensor(x),

@@ -62,15 +62,6 @@ def cosine_lr(step: int, total: int, base: float, warmup: float) -> float:
     return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-# ---- distributed helpers -----------------------------------------------------------------------------------
-
-
-# ---- bank rebuild (shared by the epoch end and `forgerydet rebuild-bank`) -----------------------------------
-
-
-# ---- validation ---------------------------------------------------------------------------------------------
-
-
 # ---- state for bit-for-bit resume ---------------------------------------------------------------------------
 def _json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

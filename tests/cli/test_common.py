@@ -1,0 +1,65 @@
+"""cli/common.py: the one red error line (printable, never rich markup), per-file notes, user errors as exit 1
+(Ctrl-C as 130), and progress bars that stay off when the console is not a terminal."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import typer
+
+from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
+from forgerydet.errors import ForgeryDetError
+from tests.cli._cli_util import cli, one_error
+
+
+def test_fail_prints_one_literal_line_and_returns_the_exit(capsys):
+    e = fail("bad [bold]x[/] in two\nlines " + os.fsdecode(b"\xff"))
+    assert isinstance(e, typer.Exit) and e.exit_code == 1
+    assert fail("again", 7).exit_code == 7
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["error: bad [bold]x[/] in two\\nlines \\xff", "error: again"]
+
+
+def test_note_is_one_line_with_its_label(capsys):
+    note("skipped:", "a\tb.png: no such file")
+    note("", "plain")
+    assert capsys.readouterr().err.splitlines() == ["skipped: a\\tb.png: no such file", "plain"]
+
+
+def test_a_long_message_is_not_wrapped(capsys):
+    msg = "x" * 300
+    fail(msg)
+    assert capsys.readouterr().err == f"error: {msg}\n"
+
+
+@pytest.mark.parametrize("exc,line,code", [
+    (ForgeryDetError("it broke: do this"), "error: it broke: do this", 1),
+    (OSError(errno.EIO, "Input/output error", "/data/x.mp4"), "error: /data/x.mp4: Input/output error", 1),
+    (OSError(errno.EROFS, "Read-only", "/ro/o.json"), "error: /ro/o.json: read-only file system: choose a writable location", 1),
+    (KeyboardInterrupt(), "error: interrupted", EXIT_INTERRUPTED),
+])
+def test_user_errors(exc, line, code, capsys):
+    with pytest.raises(typer.Exit) as e:
+        with user_errors():
+            raise exc
+    assert e.value.exit_code == code and capsys.readouterr().err.splitlines() == [line]
+    assert EXIT_INTERRUPTED == 130
+
+
+def test_user_errors_let_bugs_through():
+    with pytest.raises(ZeroDivisionError):
+        with user_errors():
+            1 / 0
+
+
+def test_progress_bar_is_off_and_transient_off_a_terminal():
+    bar = progress_bar("x")
+    assert not console.is_terminal  # pytest captures stdout
+    assert bar.disable and bar.live.transient
+
+
+def test_a_path_with_markup_reaches_the_user_as_typed(tmp_path):
+    p = tmp_path / "[red]x[/red].safetensors"
+    one_error(cli("info", p), f"{p}")

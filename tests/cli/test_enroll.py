@@ -1,0 +1,89 @@
+"""cli/enroll.py: defaults from EnrollConfig, the options reaching `enroll`, its summary, --list of an empty file,
+and the missing NAME / SOURCES messages. (Enrolling for real, --remove and the file's errors:
+tests/scan/test_enroll.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from forgerydet.cli.enroll import enroll_cmd
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.model.references import ReferenceFile
+from forgerydet.scan import enroll
+from forgerydet.scan.config import EnrollConfig
+from forgerydet.scan.enroll import EnrollResult
+from tests.cli._cli_util import cli, defaults, one_error
+
+
+def test_defaults_are_enroll_configs():
+    got = defaults(enroll_cmd)
+    cfg = {f.name: f.default for f in dataclasses.fields(EnrollConfig) if f.default is not dataclasses.MISSING}
+    assert (got["face"], got["frames"], got["wait"], got["device"]) == (
+        cfg["face"], cfg["num_frames"], cfg["wait"], cfg["device"])
+    assert (got["detect_side"], got["min_confidence"]) == (DetectorConfig.detect_side, DetectorConfig.min_confidence)
+    assert got["list_"] is got["remove"] is False and got["into"] is got["checkpoint"] is None
+
+
+@pytest.fixture
+def fake_enroll(monkeypatch):
+    calls = []
+
+    def run(name, sources, *, checkpoint, into, config, progress):
+        calls.append({"name": name, "sources": sources, "checkpoint": checkpoint, "into": into, "config": config})
+        progress(0, 2, "/v/a.mp4")
+        return EnrollResult(name, Path("/m/x.refs.safetensors"), Path("/m/x.safetensors"), added=3, duplicates=2,
+                            total=5, people=2, sources=[("/v/a.mp4", 3, "main track 0, on 3 of 3 sampled frame(s)"),
+                                                        ("/v/b.png", 0, "no face found")])
+
+    monkeypatch.setattr(enroll, "enroll", run)
+    return calls
+
+
+def test_options_reach_enroll_and_the_summary_is_printed(fake_enroll, tmp_path):
+    r = cli("enroll", "Ann Lee", "/v/a.mp4", "/v/b.png", "--checkpoint", tmp_path / "x.safetensors", "--into",
+            tmp_path / "r.safetensors", "--face", "all", "--frames", 5, "--wait", "2.5", "--device", "cpu",
+            "--detect-side", 320, "--min-confidence", "0.8")
+    assert r.exit_code == 0, r.output
+    (call,) = fake_enroll
+    assert (call["name"], call["sources"], call["checkpoint"], call["into"]) == (
+        "Ann Lee", ["/v/a.mp4", "/v/b.png"], tmp_path / "x.safetensors", tmp_path / "r.safetensors")
+    c = call["config"]
+    assert (c.face, c.num_frames, c.wait, c.device, c.batch_size) == ("all", 5, 2.5, "cpu", EnrollConfig.batch_size)
+    assert (c.detector.detect_side, c.detector.min_confidence, c.detector.size) == (320, 0.8, DetectorConfig.size)
+    assert [line for line in r.stdout.splitlines() if line] == [
+        "  a.mp4: main track 0, on 3 of 3 sampled frame(s)",
+        "  b.png: no face found",
+        "enrolled 3 faces of 'Ann Lee' (2 already enrolled, skipped): 5 in all; 2 people in /m/x.refs.safetensors "
+        "(key encoder of /m/x.safetensors)",
+    ]
+
+
+def test_a_bad_face_choice_is_one_line_before_enrolling(fake_enroll, tmp_path):
+    one_error(cli("enroll", "A", "/v/a.mp4", "--into", tmp_path / "r.safetensors", "--face", "biggest"),
+              "unknown --face 'biggest': use one of main-track, largest, all")
+    assert fake_enroll == []
+
+
+def test_missing_name_or_sources(tmp_path):
+    into = ["--into", tmp_path / "r.safetensors"]
+    one_error(cli("enroll", *into), "give the person's NAME (or --list)")
+    one_error(cli("enroll", "Ann", *into), "give real videos or images of 'Ann' to enrol (or --remove / --list)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_of_an_empty_file_and_of_no_file(tmp_path):
+    p = ReferenceFile.empty("ab" * 32, "test_efficientnet", 16, 32).save(tmp_path / "r.refs.safetensors")
+    r = cli("enroll", "--list", "--into", p)
+    assert r.exit_code == 0, r.output
+    assert "(key encoder abababababababab, test_efficientnet)" in r.flat and r.stdout.rstrip().endswith("nobody enrolled")
+    ck = tmp_path / "m.safetensors"  # the default file is beside the checkpoint
+    one_error(cli("enroll", "--list", "--checkpoint", ck), f"reference file not found: {tmp_path / 'm.refs.safetensors'}")
+
+
+def test_piped_output_holds_only_the_results(fake_enroll, tmp_path):
+    r = cli("enroll", "A", "/v/a.mp4", "--into", tmp_path / "r.safetensors")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == "  a.mp4: main track 0, on 3 of 3 sampled frame(s)"

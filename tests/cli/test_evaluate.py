@@ -1,0 +1,95 @@
+"""cli/evaluate.py: defaults from ScanConfig, the options reaching the library, the metrics table (a group whose
+AUC is undefined shows '-'), skipped files as notes, and problems as one error line after everything was printed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from forgerydet.cli.evaluate import evaluate_cmd
+from forgerydet.scan import evaluate
+from forgerydet.scan.config import ScanConfig
+from tests.cli._cli_util import cli, defaults, one_error
+
+
+def test_defaults_are_scan_configs():
+    got = defaults(evaluate_cmd)
+    scan = {f.name: f.default for f in dataclasses.fields(ScanConfig) if f.default is not dataclasses.MISSING}
+    assert (got["frames"], got["aggregation"], got["threshold"], got["device"]) == (
+        scan["num_frames"], scan["aggregation"], scan["threshold"], scan["device"])
+    assert got["crops"] is False and got["checkpoint"] is None and got["out"] == Path("eval_out")
+    assert defaults(evaluate.evaluate)["crops"] is False
+
+
+def _metrics(n_real: int, n_fake: int, auc: float | None, acc: float) -> dict:
+    m = {"n": n_real + n_fake, "n_real": n_real, "n_fake": n_fake, "accuracy": acc}
+    if auc is None:
+        return {**m, "error": "only one class"}
+    return {**m, "auc": auc, "ap": auc - 0.05, "eer": 1 - auc}
+
+
+@pytest.fixture
+def fake_evaluate(monkeypatch):
+    calls = []
+    result = {
+        "threshold": 0.42,
+        "frame_level": {"overall": _metrics(3, 4, 0.875, 0.75), "celeb": _metrics(0, 2, None, 0.5)},
+        "video_level": {"overall": _metrics(1, 2, 1.0, 1.0)},
+        "skipped": [{"path": "/d/a.png", "error": "/d/a.png: cannot decode the image", "status": "error"},
+                    {"path": "/d/b.mp4", "error": None, "status": "no_face"}],
+        "metrics_json": "ev/metrics.json", "roc_png": "ev/roc.png", "output_errors": [], "problems": [],
+    }
+
+    def run(list_csv, checkpoint, *, config, crops, out_dir, progress):
+        calls.append({"list": list_csv, "checkpoint": checkpoint, "config": config, "crops": crops, "out": out_dir})
+        progress(1, 2, "a.png")
+        return dict(result)
+
+    monkeypatch.setattr(evaluate, "evaluate", run)
+    return calls, result
+
+
+def _rows(stdout: str) -> list[list[str]]:
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in stdout.splitlines() if line.startswith("│")]
+
+
+def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_path):
+    calls, _ = fake_evaluate
+    r = cli("evaluate", tmp_path / "l.csv", "--checkpoint", tmp_path / "c.safetensors", "--out", tmp_path / "ev",
+            "--crops", "--frames", 6, "--aggregation", "track-max", "--threshold", "0.42", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    (call,) = calls
+    assert (call["list"], call["checkpoint"], call["crops"], call["out"]) == (
+        tmp_path / "l.csv", tmp_path / "c.safetensors", True, tmp_path / "ev")
+    c = call["config"]
+    assert (c.num_frames, c.aggregation, c.threshold, c.device) == (6, "track-max", 0.42, "cpu")
+    assert "evaluation (threshold 0.42)" in r.stdout
+    assert _rows(r.stdout) == [
+        ["frame", "overall", "7 (3/4)", "0.875", "0.825", "0.125", "0.750"],
+        ["frame", "celeb", "2 (0/2)", "-", "-", "-", "0.500"],
+        ["video", "overall", "3 (1/2)", "1.000", "0.950", "0.000", "1.000"],
+    ]
+    assert "metrics: ev/metrics.json   ROC: ev/roc.png" in r.stdout
+    # a skipped file's note names it once: the path when the message does not start with it
+    assert r.stderr.splitlines() == ["skipped /d/a.png: cannot decode the image", "skipped b.mp4: no_face"]
+
+
+def test_problems_exit_1_after_the_results(fake_evaluate, tmp_path):
+    _, result = fake_evaluate
+    result.update(metrics_json=None, output_errors=["cannot write ev/metrics.json: no space left on device"],
+                  problems=["2 of 9 listed file(s) were skipped (see above); the metrics use the rest"])
+    r = cli("evaluate", tmp_path / "l.csv")
+    assert r.exit_code == 1 and "overall" in r.stdout and "ROC: ev/roc.png" in r.stdout and "metrics:" not in r.stdout
+    assert [x for x in r.stderr.splitlines() if x.startswith("error:")] == [
+        "error: cannot write ev/metrics.json: no space left on device; 2 of 9 listed file(s) were skipped (see above); "
+        "the metrics use the rest"]
+
+
+def test_bad_options_are_one_line_before_the_library_runs(fake_evaluate, tmp_path):
+    calls, _ = fake_evaluate
+    one_error(cli("evaluate", tmp_path / "l.csv", "--aggregation", "median"), "unknown aggregation 'median'")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--threshold", "1.5"), "--threshold must be in (0, 1), got 1.5")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--frames", 0), "--frames must be >= 1, got 0")
+    assert calls == []

@@ -1,0 +1,118 @@
+"""cli/faces.py: `extract` and `pairs` take their defaults from the library, pass every option on, and print
+their summary (extract: the counts, a re-run skipping what is done; pairs: the splits, methods, still images,
+warnings, and failed files as exit 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from forgerydet.cli.faces import extract_cmd, pairs_cmd
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.faces.media import DEFAULT_NUM_FRAMES
+from forgerydet.pairs import build
+from forgerydet.pairs.selfblend import BlendOptions
+from forgerydet.pairs.table import PairsSummary
+from tests.cli._cli_util import cli, defaults, one_error
+
+DETECTOR = {f.name: f.default for f in dataclasses.fields(DetectorConfig)}
+
+
+@pytest.mark.parametrize("cmd", [extract_cmd, pairs_cmd])
+def test_detector_options_default_to_detector_config(cmd):
+    got = defaults(cmd)
+    shared = {k: got[k] for k in got if k in DETECTOR}
+    assert shared == {k: DETECTOR[k] for k in ("size", "margin", "detect_side", "min_confidence", "min_face", "device",
+                                               "batch_size")}
+    assert got["frames"] is got["every"] is got["fps"] is None  # the library picks: DEFAULT_NUM_FRAMES evenly
+
+
+def test_pairs_options_default_to_the_librarys():
+    got, lib = defaults(pairs_cmd), defaults(build.make_pairs)
+    assert {k: got[k] for k in ("val", "test", "seed")} == {k: lib[k] for k in ("val", "test", "seed")}
+    blend = {f.name: f.default for f in dataclasses.fields(BlendOptions)}
+    assert {"group_pattern": got["group_pattern"], "online": got["online"], "image_format": got["image_format"],
+            "jpeg_quality": got["jpeg_quality"], "workers": got["workers"]} == blend
+
+
+def test_help_states_the_librarys_frame_count():
+    for command in ("extract", "pairs"):
+        r = cli(command, "--help")
+        assert f"Frames sampled evenly per video (default {DEFAULT_NUM_FRAMES})." in r.flat, r.output
+
+
+def _table(output: str) -> dict[str, str]:
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_extract_prints_its_counts_and_a_rerun_skips(face_png, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(face_png, src / "a.png")
+    (src / "b.png").write_bytes(b"not a png")
+    args = ["extract", src, "--out", tmp_path / "faces", "--size", 64]
+    r = cli(*args)
+    assert r.exit_code == 1, r.output  # b.png failed, the rest was done
+    assert _table(r.stdout) == {"files": "2", "processed now": "2", "skipped (done before)": "0",
+                                "face crops written": "1", "face tracks": "1", "frames without a face": "0",
+                                "files failed": "1"}
+    assert f"index: {tmp_path / 'faces' / 'faces.csv'}" in r.stdout
+    assert r.stderr.splitlines() == [f"failed: {src / 'b.png'}: cannot decode the image (corrupt or not an image file)",
+                                     "error: 1 file(s) failed (listed above); everything else was done"]
+    (src / "b.png").unlink()
+    r = cli(*args)
+    assert r.exit_code == 0, r.output
+    assert _table(r.stdout)["skipped (done before)"] == "1" and _table(r.stdout)["face crops written"] == "0"
+
+
+@pytest.fixture
+def fake_pairs(monkeypatch, tmp_path):
+    calls = []
+
+    def run(out, config, **kw):
+        calls.append({"out": out, "config": config, **kw})
+        kw["progress"](1, 2, "x")
+        return PairsSummary(Path(out) / "pairs.csv", rows=5, groups=3, split_rows={"train": 4, "val": 1},
+                            split_groups={"train": 2, "val": 1}, methods={"sbi": 5},
+                            errors=[("bad.png", "bad.png: cannot decode")], warnings=["2 tight crops were padded"],
+                            images={"ok": 4, "no_face": 1})
+
+    monkeypatch.setattr(build, "make_pairs", run)
+    return calls
+
+
+def test_pairs_passes_every_option(fake_pairs, tmp_path):
+    r = cli("pairs", "--self-blend", tmp_path / "a.png", "--out", tmp_path / "p", "--val", "0.3", "--seed", 7,
+            "--frames", 4, "--size", 96, "--group-pattern", "^(.+)_\\d+$", "--online", "--format", "jpg",
+            "--jpeg-quality", 80, "--workers", 2)
+    (call,) = fake_pairs
+    assert call["self_blend"] is True and call["sources"] == [tmp_path / "a.png"] and call["out"] == tmp_path / "p"
+    assert (call["val"], call["test"], call["seed"]) == (0.3, 0.0, 7)
+    assert call["config"].num_frames == 4 and call["config"].detector.size == 96
+    assert call["blend"] == BlendOptions(group_pattern="^(.+)_\\d+$", online=True, image_format="jpg", jpeg_quality=80,
+                                         workers=2)
+    assert call["ffpp"] is call["mapping"] is call["real_dir"] is call["fake_dir"] is None
+    # the summary: split table, methods, still images, where it was written; warnings and failures on stderr
+    rows = [[c.strip() for c in line.strip("│ ").split("│")] for line in r.stdout.splitlines() if line.startswith("│")]
+    assert rows == [["train", "2", "4"], ["val", "1", "1"], ["test", "0", "0"]]
+    assert "methods: sbi 5" in r.stdout and "still images: ok 4, no face 1" in r.stdout
+    assert f"wrote {tmp_path / 'p' / 'pairs.csv'}" in r.stdout
+    assert r.exit_code == 1 and r.stderr.splitlines() == [
+        "warning: 2 tight crops were padded", "failed: bad.png: cannot decode",
+        "error: 1 file(s) failed (listed above); everything else was done"]
+
+
+def test_pairs_bad_blend_option_is_one_line_before_any_work(fake_pairs, tmp_path):
+    one_error(cli("pairs", "--self-blend", tmp_path, "--out", tmp_path / "p", "--format", "webp"),
+              "--format 'webp': use png or jpg")
+    one_error(cli("pairs", "--self-blend", tmp_path, "--out", tmp_path / "p", "--frames", 2, "--every", 3),
+              "choose one way to sample frames: --frames, --every or --fps")
+    assert fake_pairs == []

@@ -1,0 +1,59 @@
+"""cli/model.py: `info` shows what a checkpoint stores (calibration and other extras, training state, history
+with missing values), and `weights export` takes the library's default precision and refuses a bad one."""
+
+from __future__ import annotations
+
+import torch
+
+from forgerydet.cli.model import weights_export_cmd
+from forgerydet.model.checkpoint import TrainState, save_checkpoint
+from forgerydet.model.weights import WEIGHT_DTYPES, export_packaged
+from tests.cli._cli_util import cli, defaults, one_error
+from tests.helpers import tiny_model
+
+
+def _row(output: str, label: str) -> str:
+    """The value cell of a two-column info row."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if cells[0] == label:
+            return cells[1]
+    raise AssertionError(f"no row {label!r} in\n{output}")
+
+
+def test_info_shows_extras_history_and_training_state(tmp_path):
+    torch.manual_seed(0)
+    m = tiny_model()
+    m.bank.rebuild(m.encode_keys(torch.rand(3, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(3))
+    p = save_checkpoint(tmp_path / "m.safetensors", m, extra={"threshold": 0.4213, "epochs_done": 2},
+                        history=[{"epoch": 1, "train_loss": 0.5, "val_auc": 0.75}, {"epoch": 2, "val_auc": 0.8}],
+                        train_state=TrainState(2, 10, 0.8, {}, {"state": {}, "param_groups": []}))
+    r = cli("info", p)
+    assert r.exit_code == 0, r.output
+    assert _row(r.output, "threshold") == "0.4213" and _row(r.output, "epochs done") == "2"
+    assert _row(r.output, "training state") == "yes (resumable)"
+    assert _row(r.output, "bank") == "3 / 37 entries filled" and _row(r.output, "image size") == "64"
+    assert _row(r.output, "tokens") == "4x4 x D=32, 4 heads"
+    assert "backbone=test_efficientnet" in _row(r.output, "config")
+    hist = [line for line in r.output.splitlines() if line.startswith("│") and "epoch" not in line][-2:]
+    cells = [[c.strip() for c in h.strip("│ ").split("│")] for h in hist]
+    assert cells == [["1", "0.5000", "0.7500"], ["2", "-", "0.8000"]]  # epoch, train_loss, val_auc
+
+
+def test_info_of_a_plain_checkpoint(tmp_path):
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(img_size=None))
+    r = cli("info", p)
+    assert r.exit_code == 0, r.output
+    assert _row(r.output, "training state") == "no" and _row(r.output, "image size") == "backbone default"
+    assert _row(r.output, "bank") == "0 / 37 entries filled" and "training history" not in r.output
+
+
+def test_weights_export_default_precision_is_the_librarys():
+    assert defaults(weights_export_cmd)["dtype"] == defaults(export_packaged)["dtype"] == "fp32"
+    assert "fp32" in WEIGHT_DTYPES
+
+
+def test_weights_export_refuses_an_unknown_precision(tmp_path):
+    one_error(cli("weights", "export", "mobilenetv2_100", tmp_path / "w.safetensors", "--dtype", "fp8"),
+              "dtype must be one of fp32, bf16, fp16, not 'fp8'")
+    assert list(tmp_path.iterdir()) == []

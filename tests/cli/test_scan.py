@@ -1,0 +1,113 @@
+"""cli/scan.py: option defaults from ScanConfig/DetectorConfig, the options reaching the scanner, the CSV's exact
+columns, the JSON document's layout, the verdict table's rows, and a missing path skipped with the batch going on."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from forgerydet import __version__
+from forgerydet.cli.scan import scan_cmd
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.scan import records, scanner
+from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.records import CSV_COLUMNS
+from tests.cli._cli_util import cli, defaults, one_error
+
+
+@pytest.fixture(scope="module")
+def grey_png(tmp_path_factory):
+    p = tmp_path_factory.mktemp("grey") / "wall.png"
+    cv2.imwrite(str(p), np.full((96, 96, 3), 120, np.uint8))
+    return p
+
+
+def test_defaults_are_scan_config_and_detector_config():
+    got = defaults(scan_cmd)
+    scan = {f.name: f.default for f in dataclasses.fields(ScanConfig) if f.default is not dataclasses.MISSING}
+    det = {f.name: f.default for f in dataclasses.fields(DetectorConfig)}
+    assert got["frames"] == scan["num_frames"]
+    for name in ("aggregation", "threshold", "device", "batch_size", "reference", "references", "bank"):
+        assert got[name] == scan[name], name
+    assert (got["detect_side"], got["min_confidence"]) == (det["detect_side"], det["min_confidence"])
+
+
+@pytest.fixture
+def stop_at_scanner(monkeypatch):
+    """Record the ScanConfig the command builds, then stop (no model is loaded)."""
+    seen = []
+
+    def fake(checkpoint, cfg):
+        seen.append((checkpoint, cfg))
+        raise ForgeryDetError("stopped by the test")
+
+    monkeypatch.setattr(scanner, "Scanner", fake)
+    return seen
+
+
+def test_options_reach_the_scan_config(stop_at_scanner, face_png, tmp_path):
+    one_error(cli("scan", face_png, "--checkpoint", tmp_path / "c.safetensors", "--frames", 5, "--aggregation", "mean",
+                  "--threshold", "0.3", "--device", "cpu", "--batch-size", 3, "--detect-side", 320,
+                  "--min-confidence", "0.8", "--reference", "Ann", "--bank", tmp_path / "disk"), "stopped by the test")
+    ((ck, cfg),) = stop_at_scanner
+    assert ck == tmp_path / "c.safetensors"
+    assert (cfg.num_frames, cfg.aggregation, cfg.threshold, cfg.device, cfg.batch_size, cfg.keep_crops) == (
+        5, "mean", 0.3, "cpu", 3, 0)
+    assert (cfg.detector.detect_side, cfg.detector.min_confidence, cfg.detector.size) == (320, 0.8, DetectorConfig.size)
+    assert (cfg.reference, cfg.references, cfg.bank) == ("Ann", None, str(tmp_path / "disk"))
+
+
+def test_a_report_keeps_crops_of_the_faces_it_shows(stop_at_scanner, face_png, tmp_path, monkeypatch):
+    cli("scan", face_png, "--checkpoint", tmp_path / "c.safetensors", "--report", tmp_path / "rep")
+    assert stop_at_scanner[0][1].keep_crops == records.MAX_FACES
+    monkeypatch.setattr(records, "MAX_FACES", 5)  # read from the library, not repeated
+    cli("scan", face_png, "--checkpoint", tmp_path / "c.safetensors", "--report", tmp_path / "rep")
+    assert stop_at_scanner[1][1].keep_crops == 5
+
+
+def _table_rows(stdout: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if line.startswith("│") and len(cells) == 6:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face_png, grey_png, tmp_path):
+    missing = tmp_path / "gone.mp4"
+    r = cli("scan", face_png, grey_png, missing, "--checkpoint", checkpoint, "--device", "cpu",
+            "--json", tmp_path / "s.json", "--csv", tmp_path / "s.csv")
+    assert r.exit_code == 1, r.output
+    assert r.stderr.splitlines() == [f"skipped: {missing}: no such file or folder", "wall.png: no face found",
+                                     "error: 2 of 3 file(s) got no verdict (see above)"]
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert list(doc) == ["forgerydet_version", "settings", "files"] and doc["forgerydet_version"] == __version__
+    assert isinstance(doc["settings"]["seconds"], float) and doc["settings"]["seconds"] > 0
+    recs = {r_["path"]: r_ for r_ in doc["files"]}
+    assert [recs[str(p)]["status"] for p in (face_png, grey_png, missing)] == ["ok", "no_face", "error"]
+    assert [r_["path"] for r_ in doc["files"]][0] == str(missing)  # bad paths come first, as they were found first
+    with open(tmp_path / "s.csv", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == CSV_COLUMNS
+        rows = {row["path"]: row for row in reader}
+    face = recs[str(face_png)]
+    assert rows[str(face_png)] == {
+        "path": str(face_png), "status": "ok", "verdict": face["verdict"], "score": str(face["score"]),
+        "threshold": str(face["threshold"]), "n_faces": "1", "n_tracks": "1", "frames_sampled": "1",
+        "frames_with_face": "1", "error": ""}  # fmt: skip
+    assert rows[str(grey_png)]["status"] == "no_face" and rows[str(grey_png)]["score"] == ""
+    assert rows[str(missing)]["error"] == f"{missing}: no such file or folder"
+    table = _table_rows(r.stdout)
+    assert table["face.png"] == [face["verdict"], f"{face['score']:.3f}", "1/1", "1/1", ""]
+    assert table["wall.png"] == ["none", "-", "0/0", "0/1", "no face found"]
+    assert table["gone.mp4"] == ["error", "-", "0/0", "0/0", "see above"]
+    assert r.stdout.splitlines()[0].startswith(f"checkpoint {checkpoint} (test_efficientnet, weights none, bank 10 real "
+                                               "faces, fingerprint ")
+    assert "JSON: " + str(tmp_path / "s.json") in r.stdout and "CSV: " + str(tmp_path / "s.csv") in r.stdout

@@ -1,0 +1,146 @@
+"""cli/train.py: `train`, `rebuild-bank` and `calibrate` take their defaults from the library, pass exactly what
+was typed (the options given by the user, for --resume), render the training events, and print the results."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from forgerydet.cli.train import calibrate_cmd, rebuild_bank_cmd, train_cmd
+from forgerydet.model.config import ModelConfig
+from forgerydet.training import bankfill, loop, validate
+from forgerydet.training.config import TrainConfig
+from tests.cli._cli_util import cli, defaults, one_error
+
+
+def test_train_defaults_are_the_configs():
+    got = defaults(train_cmd)
+    tfields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    mfields = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    checked = []
+    for name, value in got.items():
+        if name in tfields:
+            want = tfields[name]
+        elif name in mfields:
+            want = mfields[name]
+        else:
+            assert name == "resume" and value is False
+            continue
+        assert (str(value) if isinstance(value, Path) else value) == want, name
+        checked.append(name)
+    assert len(checked) == len(got) - 1 == 27
+
+
+def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
+    lib = defaults(bankfill.rebuild_checkpoint_bank)
+    cmd = defaults(rebuild_bank_cmd)
+    assert {k: cmd[k] for k in ("batch_size", "workers", "device", "select")} == {
+        k: lib[k] for k in ("batch_size", "workers", "device", "select")}
+    assert cmd["out"] is lib["out"] is None and str(cmd["pairs"]) == TrainConfig.pairs
+    lib, cmd = defaults(validate.calibrate_checkpoint), defaults(calibrate_cmd)
+    assert {k: cmd[k] for k in ("fpr", "batch_size", "device")} == {k: lib[k] for k in ("fpr", "batch_size", "device")}
+    assert cmd["out"] is lib["out"] is None and str(cmd["pairs"]) == TrainConfig.pairs
+
+
+EVENTS = [
+    {"event": "start", "backbone": "test_efficientnet", "img_size": 64, "pretrained": "none", "device": "cpu", "world": 1,
+     "train_pairs": 12, "train_reals": 12, "val_faces": 8, "steps_per_epoch": 3, "start_epoch": 0, "epochs": 2,
+     "tune": "all", "trainable": 123456},
+    {"event": "epoch_start", "epoch": 1, "steps": 3},
+    {"event": "step", "step": 1, "loss": 0.7, "lr": 1e-3, "img_s": 10.0},
+    {"event": "rebuild", "epoch": 1, "real_faces": 12, "entries": 12, "seconds": 0.25},
+    {"event": "epoch_end", "epoch": 1, "train_loss": 0.6931, "train_img_s": 12.0, "val_auc": 0.75, "val_ap": 0.7,
+     "val_eer": 0.25, "val_acc": 0.625, "val_loss": 0.69, "val_auc_pair": 0.8, "threshold": 0.512, "temperature": 1.5,
+     "best": True},
+    {"event": "budget", "epoch": 1, "minutes": 0.5},
+]
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    calls = []
+
+    def run(tcfg, mcfg, *, resume, on_event, given):
+        calls.append({"tcfg": tcfg, "mcfg": mcfg, "resume": resume, "given": given})
+        for e in EVENTS:
+            on_event(e)
+        return {"rank": 0, "best": "R/best.safetensors", "last": "R/last.safetensors"}
+
+    monkeypatch.setattr(loop, "train", run)
+    return calls
+
+
+def test_train_passes_the_configs_and_the_typed_options(fake_train, tmp_path):
+    r = cli("train", "--pairs", tmp_path / "p.csv", "--out", tmp_path / "run", "--epochs", 4, "--dim", 32,
+            "--lr", "0.001", "--no-augment", "--resume")
+    assert r.exit_code == 0, r.output
+    (call,) = fake_train
+    assert call["resume"] is True and call["given"] == {"pairs", "out", "epochs", "dim", "lr", "augment"}
+    t, m = call["tcfg"], call["mcfg"]
+    assert (t.pairs, t.out, t.epochs, t.lr, t.augment) == (str(tmp_path / "p.csv"), str(tmp_path / "run"), 4, 1e-3, False)
+    assert t.batch_size == TrainConfig.batch_size and m.dim == 32 and m.grid == ModelConfig.grid
+    cli("train", "--out", tmp_path / "r2")
+    assert fake_train[1]["given"] == {"out"} and fake_train[1]["resume"] is False
+
+
+def test_train_renders_every_event(fake_train, tmp_path):
+    r = cli("train", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == ("training test_efficientnet (64 px, weights: none) on cpu: 12 training pairs, 12 real training "
+                        "faces, 8 validation faces, 3 steps/epoch, epochs 1..2, tuning all (123,456 trainable parameters)")
+    assert lines[1].startswith("notice: backbone starts from RANDOM weights")
+    assert "epoch 1: bank rebuilt from 12 real training faces -> 12 entries in 0.2 s" in lines
+    assert ("epoch 1: train loss 0.6931 (12 img/s) | val 'single' AUC 0.7500 AP 0.7000 EER 0.2500 acc 0.6250 loss "
+            "0.6900 | val 'pair' AUC 0.8000 | threshold 0.512 T 1.50 best") in lines
+    assert "time budget reached after epoch 1 (0.5 min): stopping" in lines
+    assert lines[-1] == "checkpoints: best R/best.safetensors  last R/last.safetensors  (inspect with `forgerydet info`)"
+
+
+def test_other_ranks_print_nothing(fake_train, tmp_path):
+    r = cli("train", "--out", tmp_path / "run", RANK="1")
+    assert r.exit_code == 0 and r.stdout.count("epoch 1") == 0 and "training test_efficientnet" not in r.stdout
+
+
+def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
+    one_error(cli("train", "--out", tmp_path / "run", "--reference", "neighbours"), "reference")
+    one_error(cli("train", "--out", tmp_path / "run", "--amp", "fp8"), "invalid training option amp='fp8'")
+    assert fake_train == []
+
+
+def test_rebuild_bank_passes_its_options_and_reports(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(checkpoint, pairs, **kw):
+        calls.append((checkpoint, pairs, kw))
+        return {"entries": 16, "real_faces": 40, "bank_size": 16, "select": kw["select"], "seconds": 1.25,
+                "checkpoint": str(kw["out"])}
+
+    monkeypatch.setattr(bankfill, "rebuild_checkpoint_bank", fake)
+    r = cli("rebuild-bank", "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "p.csv", "--out",
+            tmp_path / "o.safetensors", "--select", "random", "--batch-size", 8, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    ((ck, pairs, kw),) = calls
+    assert (ck, pairs) == (tmp_path / "c.safetensors", tmp_path / "p.csv")
+    assert {k: kw[k] for k in ("device", "batch_size", "workers", "out", "select")} == {
+        "device": "cpu", "batch_size": 8, "workers": TrainConfig.workers, "out": tmp_path / "o.safetensors", "select": "random"}
+    assert r.flat == (f"bank rebuilt: 16 entries written (from 40 real training faces, bank size 16, random selection) "
+                      f"in 1.2 s -> {tmp_path / 'o.safetensors'}")
+
+
+def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake(checkpoint, pairs, **kw):
+        seen.update(kw, checkpoint=checkpoint)
+        return {"val_reals": 8, "val_fakes": 6, "temperature": 1.23456, "threshold": 0.61234, "val_fpr": 0.125,
+                "val_tpr": 0.5, "val_auc": 0.875, "checkpoint": "C.safetensors"}
+
+    monkeypatch.setattr(validate, "calibrate_checkpoint", fake)
+    r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors", "--fpr", "0.1")
+    assert r.exit_code == 0, r.output
+    assert seen["fpr"] == 0.1 and seen["out"] is None and seen["batch_size"] == TrainConfig.val_batch_size
+    assert r.flat == ("calibrated on 8 real / 6 fake validation faces: temperature 1.235, threshold 0.6123 (real faces "
+                      "called FAKE: 0.125, pseudo-fakes caught: 0.500, AUC 0.8750) -> C.safetensors")

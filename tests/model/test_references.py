@@ -1,0 +1,162 @@
+"""references.py: the reference file format (rows grouped by person, exact round trip), names, the file's
+checks (format, version, shape, key encoder), one person's rows as a bank, removing and listing. (Enrolling
+and `scan --reference` end to end: tests/scan/test_enroll.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.references import (
+    FORMAT,
+    THUMB,
+    ReferenceFile,
+    check_fingerprint,
+    check_name,
+    fingerprint_full,
+    list_people,
+    load_person,
+    read_references,
+    references_path,
+    remove_person,
+)  # fmt: skip
+from tests.helpers import tiny_model
+
+N, D = 16, 32  # tokens and dim of the tiny model
+
+
+def entry(person: str, i: int, face: str = "main-track") -> dict:
+    return {"person": person, "source": f"/v/{person}_{i // 2}.mp4", "frame_index": i, "time": i / 10,
+            "track_id": 0, "box": [0, 0, 10, 10], "confidence": 0.99, "face": face}
+
+
+def rows(b: int, start: float) -> tuple[torch.Tensor, torch.Tensor]:
+    values = torch.arange(b * N * D, dtype=torch.float32).reshape(b, N, D) / 64 + start  # exact in fp16
+    thumbs = torch.full((b, THUMB, THUMB, 3), int(start), dtype=torch.uint8)
+    return values, thumbs
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return tiny_model(bank_size=16).eval()
+
+
+def refs_for(model) -> ReferenceFile:
+    fp = fingerprint_full(model.key_fingerprint())
+    r = ReferenceFile.empty(fp, "test_efficientnet", N, D)
+    r = r.plus(*rows(2, 1), [entry("A", 0), entry("A", 1)])
+    r = r.plus(*rows(1, 2), [entry("B", 0, "all")])
+    return r.plus(*rows(2, 3), [entry("A", 2), entry("A", 3, "largest")])  # A's new rows join A's old ones
+
+
+def test_default_path_for_other_suffixes():
+    assert references_path("/m/run.pt") == Path("/m/run.pt.refs.safetensors")
+    assert references_path(Path("best.safetensors")) == Path("best.refs.safetensors")
+
+
+def test_fingerprint_full_is_64_hex_digits():
+    fp = torch.arange(32, dtype=torch.uint8)
+    assert fingerprint_full(fp) == bytes(range(32)).hex() and len(fingerprint_full(fp)) == 64
+
+
+def test_names():
+    assert check_name("  Astro Naut ") == "Astro Naut"
+    assert check_name("x" * 100) == "x" * 100
+    for bad in ("", "   ", "x" * 101, "two\nlines", "tab\there", None):
+        with pytest.raises(ForgeryDetError, match="is not usable: give 1 to 100 printable characters"):
+            check_name(bad)
+
+
+def test_plus_keeps_each_persons_rows_together(model):
+    r = refs_for(model)
+    assert [(e["person"], e["frame_index"]) for e in r.entries] == [("A", 0), ("A", 1), ("A", 2), ("A", 3), ("B", 0)]
+    assert r.values.dtype == torch.float16 and r.values.shape == (5, N, D)
+    assert r.thumbs[:, 0, 0, 0].tolist() == [1, 1, 3, 3, 2]  # the rows moved with their entries
+    assert r.values[:, 0, 0].tolist() == [1.0, 1.0 + 512 / 64, 3.0, 3.0 + 512 / 64, 2.0]
+    assert r.people() == {"A": 4, "B": 1} and r.rows_of("B") == [4]
+    w = r.without("A")
+    assert w.people() == {"B": 1} and w.values[:, 0, 0].tolist() == [2.0] and w.thumbs.shape == (1, THUMB, THUMB, 3)
+
+
+def test_save_and_read_are_an_exact_round_trip(model, tmp_path):
+    r = refs_for(model)
+    p = r.save(tmp_path / "x.refs.safetensors")
+    back = read_references(p)
+    assert torch.equal(back.values, r.values) and torch.equal(back.thumbs, r.thumbs)
+    assert back.entries == r.entries and (back.fingerprint, back.backbone, back.tokens, back.dim) == (
+        r.fingerprint, "test_efficientnet", N, D)
+    with safe_open(str(p), "pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == FORMAT and meta["format_version"] == "1"
+    assert json.loads(meta["people"]) == {"A": [0, 4], "B": [4, 1]}
+    # no temp file left; the reader's lock file sits beside it (hidden)
+    assert sorted(x.name for x in tmp_path.iterdir()) == [".x.refs.safetensors.lock", "x.refs.safetensors"]
+
+
+def test_load_person_reads_only_that_persons_rows(model, tmp_path):
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    b = load_person(p, " B ", model)
+    assert b.name == "B" and b.bank.filled == 1 and b.entries == [entry("B", 0, "all")]
+    assert torch.equal(b.bank.values[0].float(), rows(1, 2)[0][0]) and b.thumbs.shape == (1, THUMB, THUMB, 3)
+    nb = b.neighbour(0)
+    assert {k: v for k, v in nb.items() if k != "thumb"} == {"person": "B", "source": "/v/B_0.mp4", "frame_index": 0}
+    assert nb["thumb"].shape == (THUMB, THUMB, 3) and (nb["thumb"] == 2).all()
+    a = load_person(p, "A", model)
+    assert a.bank.filled == 4 and [e["frame_index"] for e in a.entries] == [0, 1, 2, 3]
+    with pytest.raises(ForgeryDetError) as e:
+        load_person(p, "C", model)
+    assert str(e.value) == f"'C' is not enrolled in {p} (enrolled: A, B): enrol with `forgerydet enroll 'C' VIDEO...`"
+
+
+def test_another_models_file_is_refused(model, tmp_path):
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    torch.manual_seed(1)
+    other = tiny_model(bank_size=16).eval()
+    with pytest.raises(ForgeryDetError, match="was enrolled with another key encoder"):
+        load_person(p, "A", other)
+    with pytest.raises(ForgeryDetError) as e:
+        check_fingerprint(p, "ab" * 32, "cd" * 32, "m.safetensors")
+    assert f"(fingerprint {'ab' * 8}, this model's {'cd' * 8}, m.safetensors)" in str(e.value)
+    check_fingerprint(p, "ab" * 32, "ab" * 32)  # the same key encoder: no error
+
+
+def test_file_checks(model, tmp_path):
+    with pytest.raises(ForgeryDetError, match=r"reference file not found: .*nope\.safetensors \(enrol a person first"):
+        read_references(tmp_path / "nope.safetensors")
+    with pytest.raises(ForgeryDetError, match="is a folder: give the reference file"):
+        read_references(tmp_path)
+    r = refs_for(model)
+    p = r.save(tmp_path / "r.safetensors")
+    with safe_open(str(p), "pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(tmp_path / "v2.safetensors"), metadata={**meta, "format_version": "2"})
+    with pytest.raises(ForgeryDetError, match="is reference format 2, this forgerydet reads format 1: enrol again"):
+        read_references(tmp_path / "v2.safetensors")
+    save_file(tensors, str(tmp_path / "short.safetensors"), metadata={**meta, "entries": json.dumps(r.entries[:3])})
+    with pytest.raises(ForgeryDetError, match=r"values of shape \[5, 16, 32\] do not match 3 entries\); it was left as it is"):
+        read_references(tmp_path / "short.safetensors")
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "tokens": "many"})
+    with pytest.raises(ForgeryDetError, match=r"not a readable forgerydet reference file \(bad metadata: ValueError\)"):
+        read_references(tmp_path / "bad.safetensors")
+
+
+def test_remove_and_list(model, tmp_path):
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    refs, people = list_people(p)
+    assert people == {"A": {"faces": 4, "sources": 2, "face": "largest, main-track"},
+                      "B": {"faces": 1, "sources": 1, "face": "all"}}
+    assert remove_person(p, "A") == 4
+    assert read_references(p).people() == {"B": 1}
+    with pytest.raises(ForgeryDetError) as e:
+        remove_person(p, "A")
+    assert str(e.value) == f"'A' is not enrolled in {p} (enrolled: B): nothing removed"
+    assert remove_person(p, "B") == 1
+    refs, people = list_people(p)
+    assert people == {} and refs.values.shape == (0, N, D)

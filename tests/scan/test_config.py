@@ -1,0 +1,65 @@
+"""scan/config.py: ScanConfig and EnrollConfig defaults and their checks (each message names the option and
+the bad value); light enough for the CLI to read its defaults from (no torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.scan.aggregate import STRATEGIES
+from forgerydet.scan.config import FACE_CHOICES, EnrollConfig, ScanConfig
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def test_scan_defaults():
+    c = ScanConfig()
+    assert (c.num_frames, c.aggregation, c.threshold, c.batch_size, c.device, c.keep_crops) == (
+        32, "max-then-mean", None, 32, "auto", 0)
+    assert c.detector == DetectorConfig() and c.detector is not ScanConfig().detector  # one per config
+    assert (c.reference, c.references, c.bank) == (None, None, None)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"aggregation": "median"}, f"unknown aggregation 'median': use one of {', '.join(STRATEGIES)}"),
+    ({"num_frames": 0}, "--frames must be >= 1, got 0"),
+    ({"references": "r.safetensors"}, "--references FILE needs --reference NAME: which enrolled person to compare with"),
+    ({"threshold": 0.0}, "--threshold must be in (0, 1), got 0.0"),
+    ({"threshold": 1.0}, "--threshold must be in (0, 1), got 1.0"),
+    ({"batch_size": 0}, "--batch-size must be >= 1, got 0"),
+])
+def test_scan_checks(kw, msg):
+    with pytest.raises(ForgeryDetError) as e:
+        ScanConfig(**kw)
+    assert str(e.value) == msg
+
+
+def test_scan_accepts_every_strategy_and_a_named_reference():
+    assert [ScanConfig(aggregation=s).aggregation for s in STRATEGIES] == list(STRATEGIES)
+    c = ScanConfig(reference="A", references="r.safetensors", threshold=0.01, num_frames=1, batch_size=1)
+    assert (c.reference, c.references, c.threshold) == ("A", "r.safetensors", 0.01)
+
+
+def test_enroll_defaults_and_checks():
+    c = EnrollConfig()
+    assert (c.num_frames, c.face, c.device, c.batch_size, c.wait) == (32, "main-track", "auto", 32, 10.0)
+    assert FACE_CHOICES == ("main-track", "largest", "all")
+    assert [EnrollConfig(face=f).face for f in FACE_CHOICES] == list(FACE_CHOICES)
+    with pytest.raises(ForgeryDetError) as e:
+        EnrollConfig(face="biggest")
+    assert str(e.value) == "unknown --face 'biggest': use one of main-track, largest, all"
+    with pytest.raises(ForgeryDetError, match=r"^--frames must be >= 1, got -1$"):
+        EnrollConfig(num_frames=-1)
+
+
+def test_importing_the_configs_does_not_import_torch():
+    code = "import sys; import forgerydet.scan.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)},
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

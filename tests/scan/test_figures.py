@@ -1,0 +1,84 @@
+"""scan/figures.py: pictures for the report: any array as RGB uint8, thumbnails, the heatmap overlay's exact
+blend, and the score-over-time plot (one line per track, the threshold, time or frame axis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forgerydet.io import read_image
+from forgerydet.scan import figures
+from forgerydet.scan.figures import HEAT_ALPHA, as_rgb, heatmap_overlay, shrink, timeline_plot
+
+
+def test_as_rgb():
+    grey = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert np.array_equal(as_rgb(grey), np.repeat(grey[:, :, None], 3, axis=2))
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert as_rgb(rgba).shape == (2, 2, 3) and as_rgb(rgba).flags["C_CONTIGUOUS"]
+    floats = np.array([[[-5.0, 12.7, 300.0]]])
+    assert as_rgb(floats).tolist() == [[[0, 12, 255]]] and as_rgb(floats).dtype == np.uint8
+    assert as_rgb([[[1, 2, 3]]]).tolist() == [[[1, 2, 3]]]  # a nested list (from JSON) works too
+
+
+def test_shrink_keeps_the_aspect_and_never_enlarges():
+    img = np.zeros((100, 50, 3), np.uint8)
+    assert shrink(img, 20).shape == (20, 10, 3)
+    assert shrink(img, 100) is img and shrink(img, 400) is img
+    assert shrink(np.zeros((300, 2, 3), np.uint8), 30).shape == (30, 1, 3)  # never a zero-width picture
+
+
+def test_overlay_of_an_empty_map_is_the_coldest_colour_blended_exactly():
+    crop = np.full((8, 8, 3), 100, np.uint8)
+    # JET(0) is RGB (0, 0, 128): 0.55 * 100 = 55 in R and G, 55 + 0.45 * 128 = 112.6 in B
+    for att in (np.zeros((2, 2)), np.full((2, 2), np.nan), np.array([[-1.0, -np.inf], [np.inf, -2.0]])):
+        out = heatmap_overlay(crop, att)
+        assert out.shape == (8, 8, 3) and out.dtype == np.uint8
+        assert out[..., 0].tolist() == [[55] * 8] * 8 and out[..., 1].tolist() == [[55] * 8] * 8
+        assert set(out[..., 2].ravel().tolist()) == {113}
+    assert HEAT_ALPHA == 0.45
+
+
+def test_overlay_scales_by_its_own_peak_and_alpha_zero_is_the_crop():
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    att = rng.random((4, 4)).astype(np.float32)
+    assert np.array_equal(heatmap_overlay(crop, att), heatmap_overlay(crop, 1000 * att))  # where, not how much
+    assert np.array_equal(heatmap_overlay(crop, att, alpha=0.0), crop)
+    hot = heatmap_overlay(np.zeros((4, 4, 3), np.uint8), np.ones((2, 2)), alpha=1.0)
+    assert set(map(tuple, hot.reshape(-1, 3).tolist())) == {(128, 0, 0)}  # JET(255) = dark red
+
+
+def _faces(times: bool) -> list[dict]:
+    out = []
+    for fi, tid, s in [(0, 0, 0.2), (10, 0, 0.4), (5, 1, 0.9), (0, 1, 0.8), (20, 0, 0.3)]:
+        out.append({"frame_index": fi, "track_id": tid, "score": s, "time": fi / 10 if times else None})
+    return out
+
+
+@pytest.mark.parametrize("times", [True, False])
+def test_timeline_has_one_sorted_line_per_track_and_the_threshold(times, tmp_path, monkeypatch):
+    seen = {}
+
+    def capture(fig, path):
+        seen["fig"] = fig
+        return path
+
+    monkeypatch.setattr(figures, "save_figure", capture)
+    assert timeline_plot({"faces": _faces(times), "threshold": 0.35}, tmp_path / "t.png") == tmp_path / "t.png"
+    ax = seen["fig"].axes[0]
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.get_lines()}
+    k = 0.1 if times else 1.0
+    assert lines["track 0"] == (pytest.approx([0, 10 * k, 20 * k]), [0.2, 0.4, 0.3])
+    assert lines["track 1"] == (pytest.approx([0, 5 * k]), [0.8, 0.9])
+    assert list(lines["threshold 0.35"][1]) == [0.35, 0.35]
+    assert ax.get_xlabel() == ("time (s)" if times else "frame") and ax.get_ylabel() == "fake probability"
+    assert ax.get_ylim() == (-0.02, 1.02)
+
+
+def test_timeline_writes_a_png(tmp_path):
+    out = timeline_plot({"faces": _faces(True)}, tmp_path / "plots" / "t.png")  # threshold missing: 0.5
+    img = read_image(out)
+    assert img.shape == (260, 750, 3) and img.std() > 0
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["t.png"]

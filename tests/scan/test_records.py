@@ -1,0 +1,84 @@
+"""scan/records.py: the empty record's layout, the JSON form (no pictures), and which faces keep their crops."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+
+from forgerydet import __version__
+from forgerydet.scan.records import CSV_COLUMNS, MAX_FACES, csv_text, empty_record, json_record, json_text, select_faces
+
+
+def test_empty_record_layout():
+    assert empty_record("/v/a.mp4", 0.4) == {
+        "path": "/v/a.mp4", "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
+        "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "n_faces": 0, "n_tracks": 0, "fps": None,
+        "tracks": [], "faces": [],
+    }  # fmt: skip
+
+
+def test_empty_record_stores_names_as_text():
+    bad = os.fsdecode(b"/v/clip\xff.mp4")
+    r = empty_record(bad, None, "error", f"{bad}: cannot decode")
+    assert r["path"] == "/v/clip\\xff.mp4" and r["error"] == "/v/clip\\xff.mp4: cannot decode"
+    assert r["status"] == "error" and r["threshold"] is None
+    json.dumps(r).encode("utf-8")  # writable as UTF-8 JSON
+
+
+def test_json_record_drops_the_pictures_and_leaves_the_record_alone():
+    rec = empty_record("/v/a.mp4", 0.5)
+    rec["faces"] = [{"frame_index": 3, "score": 0.7, "crop": np.zeros((4, 4, 3), np.uint8), "attention": np.ones((2, 2)),
+                     "neighbours": [{"slot": 1, "similarity": 0.9, "source": "r.png", "thumb": np.zeros((2, 2, 3))}]},
+                    {"frame_index": 4, "score": 0.1}]
+    before = copy.deepcopy({k: v for k, v in rec.items() if k != "faces"})
+    out = json_record(rec)
+    assert out["faces"] == [{"frame_index": 3, "score": 0.7, "neighbours": [{"slot": 1, "similarity": 0.9, "source": "r.png"}]},
+                            {"frame_index": 4, "score": 0.1}]
+    json.dumps(out)
+    assert "crop" in rec["faces"][0] and "thumb" in rec["faces"][0]["neighbours"][0]  # the report still has them
+    assert {k: v for k, v in rec.items() if k != "faces"} == before
+
+
+def test_select_faces_hand_worked():
+    """8 faces, room for 4: the top quarter (1 face: #5), then 3 spread over the 7 others (their 1st, 4th, 7th)."""
+    faces = [{"frame_index": i, "track_id": 0, "score": 0.1} for i in range(8)]
+    faces[5]["score"] = 0.9
+    assert select_faces(faces, 4) == [0, 3, 5, 7]
+    assert MAX_FACES == 24
+
+
+def test_select_faces_orders_by_time_then_track_and_returns_input_indices():
+    faces = [{"frame_index": 2, "track_id": 1}, {"frame_index": 0, "track_id": 0}, {"frame_index": 2, "track_id": 0},
+             {"frame_index": 1}]
+    assert select_faces(faces) == [1, 3, 2, 0]
+    many = [{"frame_index": 9 - i, "score": None} for i in range(10)]  # no scores: the top is the first in the list
+    # the top: index 0 (frame 9); the other 9 in time order are indices 9..1, of which the 1st, 5th and 9th
+    assert select_faces(many, 4) == [9, 5, 1, 0]
+
+
+def _scanned() -> list[dict]:
+    ok = {**empty_record("/v/a,b.mp4", 0.5), "kind": "video", "verdict": "FAKE", "score": 0.75, "frames_sampled": 4,
+          "frames_with_face": 3, "n_faces": 3, "n_tracks": 1, "timing": {"total_s": 1.0},
+          "faces": [{"frame_index": 0, "score": 0.75, "crop": np.zeros((2, 2, 3), np.uint8)}]}
+    return [ok, empty_record("/v/x.png", 0.5, "error", "/v/x.png: no such file")]
+
+
+def test_json_text_is_the_version_the_settings_and_the_records():
+    recs = _scanned()
+    doc = json.loads(json_text(recs, {"threshold": 0.5, "seconds": 1.5}))
+    assert doc == {"forgerydet_version": __version__, "settings": {"threshold": 0.5, "seconds": 1.5},
+                   "files": [json_record(r) for r in recs]}
+    assert "crop" not in doc["files"][0]["faces"][0]
+
+
+def test_csv_text_is_one_row_per_file_with_exactly_the_columns():
+    assert CSV_COLUMNS == ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
+                           "frames_with_face", "error"]
+    assert csv_text(_scanned()).splitlines() == [
+        ",".join(CSV_COLUMNS),
+        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,',
+        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file",
+    ]

@@ -1,0 +1,223 @@
+"""io.py: atomic writes (all or nothing, no temp left, OS errors named by the user's path), leftovers of killed
+writers, output checks before work, reading images, PNG and CSV round trips, hashes and folder-safe names."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import (
+    atomic_write,
+    check_output,
+    file_sha256,
+    quiet_native_stderr,
+    read_csv_rows,
+    read_image,
+    remove_leftovers,
+    safe_name,
+    source_key,
+    write_bytes_atomic,
+    write_csv_atomic,
+    write_png,
+    write_text_atomic,
+)  # fmt: skip
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+def test_atomic_write_moves_the_finished_file_into_place(tmp_path):
+    seen = []
+
+    def writer(tmp: Path) -> None:
+        seen.append(tmp)
+        assert tmp.parent == tmp_path / "sub" and tmp.name.startswith(f".out.bin.{os.getpid()}.")
+        assert tmp.name.endswith(".png")
+        tmp.write_bytes(b"\x00\x01done")
+
+    assert atomic_write(tmp_path / "sub" / "out.bin", writer, suffix=".png") == tmp_path / "sub" / "out.bin"
+    assert (tmp_path / "sub" / "out.bin").read_bytes() == b"\x00\x01done"
+    assert not seen[0].exists() and sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["out.bin"]
+
+
+def test_failed_writer_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "index.csv"
+    target.write_text("old")
+
+    def broken(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        atomic_write(target, broken)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["index.csv"]
+
+
+def test_os_error_becomes_one_error_naming_the_target(tmp_path):
+    def full(tmp: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    with pytest.raises(ForgeryDetError) as e:
+        atomic_write(tmp_path / "ck.safetensors", full)
+    assert str(e.value) == f"cannot write {tmp_path / 'ck.safetensors'}: no space left on device: free some space or write elsewhere"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_bytes_and_text(tmp_path):
+    write_bytes_atomic(tmp_path / "a.bin", b"\xff\x00", durable=True)
+    assert (tmp_path / "a.bin").read_bytes() == b"\xff\x00"
+    write_text_atomic(tmp_path / "t.txt", "vidéo " + os.fsdecode(b"bad\xff.png"))
+    assert (tmp_path / "t.txt").read_bytes() == "vidéo bad\\xff.png".encode("utf-8")
+
+
+def test_remove_leftovers_removes_only_dead_writers_temps(tmp_path):
+    target = tmp_path / "last.safetensors"
+    dead = tmp_path / f".last.safetensors.{_dead_pid()}.ab12.tmp"
+    mine = tmp_path / f".last.safetensors.{os.getpid()}.cd34.tmp"
+    odd = tmp_path / ".last.safetensors.notapid.tmp"
+    other = tmp_path / f".best.safetensors.{_dead_pid()}.ef56.tmp"
+    for p in (dead, mine, odd, other):
+        p.write_bytes(b"x")
+    assert remove_leftovers(target) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, odd.name, other.name])
+
+
+def test_durable_write_removes_leftovers_plain_write_does_not(tmp_path):
+    target = tmp_path / "m.bin"
+    dead = tmp_path / f".m.bin.{_dead_pid()}.zz.tmp"
+    dead.write_bytes(b"x")
+    write_bytes_atomic(target, b"1")
+    assert dead.exists()
+    write_bytes_atomic(target, b"2", durable=True)
+    assert not dead.exists() and target.read_bytes() == b"2"
+
+
+# ----------------------------------------------------------------------------- check_output
+
+def test_check_output_accepts_new_paths_and_creates_nothing(tmp_path):
+    assert check_output(tmp_path / "a" / "b" / "s.json", "--json") == tmp_path / "a" / "b" / "s.json"
+    assert check_output(tmp_path / "rep", "--report", folder=True) == tmp_path / "rep"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_output_refuses_a_file_for_a_folder_and_the_reverse(tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("keep")
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(f, "--out", folder=True)
+    assert str(e.value) == f"--out {f}: an existing file, not a folder: give a folder path"
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(tmp_path, "--json")
+    assert str(e.value) == f"--json {tmp_path}: a folder, not a file: give a file path inside it"
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(f / "deeper" / "x.csv", "--csv")
+    assert str(e.value) == f"--csv {f / 'deeper' / 'x.csv'}: {f} is a file, so nothing can be written below it"
+    assert f.read_text() == "keep"
+
+
+# ----------------------------------------------------------------------------- images
+
+def test_png_round_trip_keeps_rgb_order_and_grey(tmp_path):
+    rgb = np.zeros((5, 7, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    rgb[2, 3] = (1, 2, 3)
+    write_png(tmp_path / "c.png", rgb)
+    back = read_image(tmp_path / "c.png")
+    assert back.shape == (5, 7, 3) and back.dtype == np.uint8 and np.array_equal(back, rgb)
+    grey = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    write_png(tmp_path / "g.png", grey)
+    g = read_image(tmp_path / "g.png")
+    assert np.array_equal(g, np.repeat(grey[:, :, None], 3, axis=2))
+    assert cv2.imread(str(tmp_path / "c.png"))[0, 0].tolist() == [0, 0, 200]  # stored BGR, as PNG readers expect
+
+
+def test_read_image_with_a_name_that_is_not_utf8(tmp_path):
+    raw = os.path.join(os.fsencode(tmp_path), b"bad\xff.png")
+    ok, buf = cv2.imencode(".png", np.full((3, 4, 3), 9, np.uint8))
+    with open(raw, "wb") as f:
+        f.write(buf.tobytes())
+    assert read_image(os.fsdecode(raw)).shape == (3, 4, 3)
+
+
+def test_read_image_tells_the_failures_apart(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")
+    cases = {
+        tmp_path / "none.png": "no such file",
+        tmp_path: "not a file",
+        tmp_path / "empty.png": "the file is empty (0 bytes)",
+        tmp_path / "junk.png": "cannot decode the image (corrupt or not an image file)",
+    }
+    for path, why in cases.items():
+        with pytest.raises(ForgeryDetError) as e:
+            read_image(path)
+        assert str(e.value) == f"{path}: {why}"
+
+
+def test_quiet_native_stderr_silences_fd2_and_restores_it(capfd):
+    os.write(2, b"before\n")
+    with quiet_native_stderr():
+        os.write(2, b"libpng error: noise\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nafter\n"
+
+
+# ----------------------------------------------------------------------------- CSV, hashes, names
+
+def test_csv_round_trip_and_exact_contents(tmp_path):
+    p = tmp_path / "t.csv"
+    write_csv_atomic(p, ["path", "label"], [{"path": "a,b.png", "label": 1}, {"path": "c.png", "label": 0}])
+    assert p.read_bytes() == b'path,label\n"a,b.png",1\nc.png,0\n'
+    assert read_csv_rows(p, ["path"]) == [{"path": "a,b.png", "label": "1"}, {"path": "c.png", "label": "0"}]
+
+
+def test_read_csv_rows_names_missing_columns_and_bad_encoding(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("path,score\nx,1\n")
+    with pytest.raises(ForgeryDetError) as e:
+        read_csv_rows(p, ["path", "label", "group"])
+    assert str(e.value) == f"{p}: missing column(s) label, group; expected columns path, label, group"
+    p.write_bytes(b"path,label\n\xff\xfe,1\n")
+    with pytest.raises(ForgeryDetError, match="not a UTF-8 text CSV file"):
+        read_csv_rows(p, ["path"])
+
+
+def test_file_sha256(tmp_path):
+    (tmp_path / "abc").write_bytes(b"abc")
+    assert file_sha256(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    big = os.urandom(3 * (1 << 20) + 5)  # several read chunks
+    (tmp_path / "big").write_bytes(big)
+    assert file_sha256(tmp_path / "big") == hashlib.sha256(big).hexdigest()
+
+
+def test_safe_name():
+    assert safe_name("Deep Fakes/v2 (c23)") == "Deep_Fakes_v2__c23_"
+    assert safe_name("Face2Face-x_1.0") == "Face2Face-x_1.0"
+    assert safe_name("") == "method" and safe_name("", "source") == "source"
+    assert safe_name("abcdef", limit=3) == "abc"
+
+
+def test_source_key_is_the_stem_and_the_absolute_paths_hash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    key = source_key("clips/my clip.mp4")
+    digest = hashlib.sha1(os.fsencode(str(tmp_path / "clips" / "my clip.mp4"))).hexdigest()[:8]
+    assert key == f"my_clip-{digest}"
+    assert source_key(tmp_path / "clips" / "my clip.mp4") == key  # relative and absolute: the same source
+    assert source_key(tmp_path / "other" / "my clip.mp4") != key  # same name elsewhere: another source
+    assert source_key("/x/" + "a" * 100 + ".mp4").startswith("a" * 60 + "-")
+    assert len(source_key("/x/" + "a" * 100 + ".mp4")) == 69
+    assert source_key(os.fsdecode(b"/x/\xff.mp4")).startswith("_-")  # folder-safe whatever the bytes

@@ -1,0 +1,104 @@
+"""runtime.py: the one device resolver (every bad name a ForgeryDetError saying what to use) and malloc tuning."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import pytest
+import torch
+
+from forgerydet import runtime
+from forgerydet.errors import ForgeryDetError
+from forgerydet.runtime import resolve_device, tune_malloc
+
+
+def test_cpu_and_auto():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_auto_without_a_gpu_is_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["bogus", "", "mps", "meta", "cuda:x", "gpu"])
+def test_names_other_than_cpu_and_cuda_are_refused(name):
+    with pytest.raises(ForgeryDetError) as e:
+        resolve_device(name)
+    assert str(e.value) == f"device {name!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_cuda_without_a_gpu_says_use_cpu(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ForgeryDetError) as e:
+        resolve_device(name)
+    assert str(e.value) == f"device {name!r} asked for, but no CUDA GPU is available: use --device cpu"
+
+
+def test_cuda_index_past_the_gpus_names_the_range(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ForgeryDetError, match=r"only 2 GPU\(s\) exist: use cuda:0\.\.cuda:1$"):
+        resolve_device("cuda:2")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # exists: no CUDA call is made
+    assert resolve_device("cuda") == torch.device("cuda")
+
+
+def test_tune_malloc_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("FORGERYDET_MALLOC_TUNING", "0")
+    called = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a: called.append(a))
+    assert tune_malloc() is False and called == []
+
+
+def test_tune_malloc_only_on_linux(monkeypatch):
+    monkeypatch.delenv("FORGERYDET_MALLOC_TUNING", raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert tune_malloc() is False
+
+
+def test_tune_malloc_sets_both_glibc_options(monkeypatch):
+    monkeypatch.delenv("FORGERYDET_MALLOC_TUNING", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    assert tune_malloc() is True
+    assert calls == [(runtime.M_MMAP_MAX, 0), (runtime.M_TRIM_THRESHOLD, 1 << 30)]
+    assert (runtime.M_MMAP_MAX, runtime.M_TRIM_THRESHOLD) == (-4, -1)  # glibc's malloc.h values
+
+
+def test_tune_malloc_without_glibc_is_false_not_an_error(monkeypatch):
+    monkeypatch.delenv("FORGERYDET_MALLOC_TUNING", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+
+    def no_libc(name):
+        raise OSError("not found")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert tune_malloc() is False
+
+    class Musl:  # mallopt missing, or refusing the setting
+        def mallopt(self, param, value):
+            return 0
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Musl())
+    assert tune_malloc() is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_tune_malloc_on_this_machine(monkeypatch):
+    monkeypatch.delenv("FORGERYDET_MALLOC_TUNING", raising=False)
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    assert tune_malloc() is True

@@ -1,0 +1,134 @@
+"""training/data.py: per-sample randomness, the balanced training epoch (every fake once, as many reals, each
+with its pair-mode reference), plain face lists, and the validation lists."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from forgerydet.model.inputs import load_image, to_tensor
+from forgerydet.pairs.table import read_pairs
+from forgerydet.training.data import FaceList, TrainPairs, sample_rng, validation_lists
+
+
+@pytest.fixture(scope="module")
+def table(pairs):
+    return read_pairs(pairs, need_splits=("train", "val"))
+
+
+def test_sample_rng_depends_only_on_seed_epoch_index():
+    draw = lambda *k: sample_rng(*k).integers(0, 2**31, 4).tolist()  # noqa: E731
+    assert draw(0, 1, 2) == draw(0, 1, 2)
+    assert len({tuple(draw(*k)) for k in [(0, 1, 2), (1, 1, 2), (0, 2, 2), (0, 1, 3)]}) == 4
+
+
+def test_an_epoch_is_every_fake_once_and_as_many_reals_interleaved(table):
+    ds = TrainPairs(table, 64, seed=0, augment=False)
+    assert len(ds) == 2 * 24  # 6 train groups x 4 frames
+    items = [ds[i] for i in range(len(ds))]
+    assert [int(it["label"]) for it in items] == [1, 0] * 24
+    refs_of_fakes = Counter(int(it["ref_id"]) for it in items[0::2])
+    assert sorted(refs_of_fakes) == list(range(24)) and set(refs_of_fakes.values()) == {1}  # each fake's own real
+    for it in items[:4]:
+        assert it["x"].shape == it["ref"].shape == (3, 64, 64) and it["x"].dtype == torch.float32
+        assert it["label"].shape == () and it["ref_id"].dtype == torch.long
+
+
+def test_a_fakes_reference_is_the_real_it_was_made_from(table):
+    ds = TrainPairs(table, 64, seed=0, augment=False)
+    item = ds[0]  # the epoch starts with a fake
+    real = ds.reals[int(item["ref_id"])][0]
+    (row,) = [r for r in ds.rows if r.real == real]  # one fake per real in the synthetic pairs
+    assert float(item["label"]) == 1.0
+    assert torch.equal(item["x"], to_tensor(load_image(row.fake, 64)))
+    assert torch.equal(item["ref"], to_tensor(load_image(row.real, 64)))
+
+
+def test_a_reals_reference_is_another_frame_of_its_group(table):
+    ds = TrainPairs(table, 64, seed=0, augment=False)
+    paths = [p for p, _ in ds.reals]
+    groups = dict(ds.reals)
+    by_pixels = {to_tensor(load_image(p, 64)).sum().item(): p for p in paths}
+    for k in range(1, len(ds), 2):
+        item = ds[k]
+        ref = paths[int(item["ref_id"])]
+        x = by_pixels[item["x"].sum().item()]
+        assert ref != x and groups[ref] == groups[x]
+        assert torch.equal(item["ref"], to_tensor(load_image(ref, 64)))
+
+
+def test_epochs_reorder_deterministically(table):
+    a, b = TrainPairs(table, 64, seed=0, augment=False), TrainPairs(table, 64, seed=0, augment=False)
+    first = [int(a[i]["ref_id"]) for i in range(0, 12)]
+    assert first == [int(b[i]["ref_id"]) for i in range(0, 12)]  # another worker or rank: the same samples
+    a.set_epoch(1)
+    assert a.epoch == 1 and [int(a[i]["ref_id"]) for i in range(0, 12)] != first
+    c = TrainPairs(table, 64, seed=5, augment=False)
+    assert [int(c[i]["ref_id"]) for i in range(0, 12)] != first
+
+
+def test_augmented_samples_are_reproducible(table):
+    a, b = TrainPairs(table, 64, seed=3), TrainPairs(table, 64, seed=3)
+    for i in (0, 1, 7):
+        assert torch.equal(a[i]["x"], b[i]["x"]) and torch.equal(a[i]["ref"], b[i]["ref"])
+
+
+def _single_frame_table(pairs: Path, tmp_path: Path):
+    """Two groups of one frame each (still photos: the self-blend case), a third for validation."""
+    for name in ("g0_f0_real.png", "g0_f0_fake.png", "g1_f0_real.png", "g1_f0_fake.png", "g6_f0_real.png", "g6_f0_fake.png"):
+        shutil.copy(pairs.parent / name, tmp_path / name)
+    (tmp_path / "pairs.csv").write_text("real,fake,group,split\n" "g0_f0_real.png,g0_f0_fake.png,g0,train\n"
+                                        "g1_f0_real.png,g1_f0_fake.png,g1,train\n" "g6_f0_real.png,g6_f0_fake.png,g6,val\n")
+    return read_pairs(tmp_path / "pairs.csv", need_splits=("train", "val"))
+
+
+def test_a_lone_real_is_never_its_own_identical_reference_with_augmentation(pairs, tmp_path):
+    ds = TrainPairs(_single_frame_table(pairs, tmp_path), 64, seed=0, augment=True)
+    for k in (1, 3):
+        assert not torch.equal(ds[k]["x"], ds[k]["ref"])
+
+
+def test_a_lone_real_is_never_its_own_identical_reference_without_augmentation(pairs, tmp_path):
+    ds = TrainPairs(_single_frame_table(pairs, tmp_path), 64, seed=0, augment=False)
+    for k in (1, 3):
+        assert not torch.equal(ds[k]["x"], ds[k]["ref"])
+
+
+def test_face_list(table):
+    paths, labels, refs, _ = validation_lists(table)
+    ds = FaceList(paths[:3], labels[:3], 32)
+    item = ds[2]
+    assert len(ds) == 3 and set(item) == {"x", "label", "index"}
+    assert item["x"].shape == (3, 32, 32) and int(item["index"]) == 2 and float(item["label"]) == 0.0
+    assert torch.equal(item["x"], to_tensor(load_image(paths[2], 32)))
+    with_refs = FaceList(paths, labels, 32, refs=refs)[9]
+    assert float(with_refs["label"]) == 1.0 and torch.equal(with_refs["ref"], to_tensor(load_image(refs[9], 32)))
+
+
+def test_validation_lists(table, pairs):
+    d = pairs.parent
+    paths, labels, refs, groups = validation_lists(table, "val")
+    names = lambda ps: [p.name for p in ps]  # noqa: E731
+    reals = [f"g{g}_f{f}_real.png" for g in (6, 7) for f in range(4)]
+    assert names(paths) == reals + [r.replace("real", "fake") for r in reals]
+    assert labels == [0] * 8 + [1] * 8 and groups == ["g6"] * 4 + ["g7"] * 4 + ["g6"] * 4 + ["g7"] * 4
+    # a real's reference: the next real of its group (cyclic); a fake's: its real
+    assert names(refs[:4]) == ["g6_f1_real.png", "g6_f2_real.png", "g6_f3_real.png", "g6_f0_real.png"]
+    assert names(refs[8:]) == reals
+    assert all(p.parent == d for p in paths + refs)
+    assert np.array_equal(validation_lists(table, "train")[1], [0] * 24 + [1] * 24)
+
+
+def test_validation_lists_count_a_fake_once(pairs, tmp_path):
+    for name in ("g6_f0_real.png", "g6_f1_real.png", "g6_f0_fake.png"):
+        shutil.copy(pairs.parent / name, tmp_path / name)
+    (tmp_path / "pairs.csv").write_text("real,fake,group,split\n" "g6_f0_real.png,g6_f0_fake.png,g6,val\n"
+                                        "g6_f1_real.png,g6_f0_fake.png,g6,val\n")
+    paths, labels, refs, _ = validation_lists(read_pairs(tmp_path / "pairs.csv", need_splits=("val",)))
+    assert [p.name for p in paths] == ["g6_f0_real.png", "g6_f1_real.png", "g6_f0_fake.png"] and labels == [0, 0, 1]
+    assert refs[2].name == "g6_f0_real.png"

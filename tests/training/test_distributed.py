@@ -1,0 +1,110 @@
+"""training/distributed.py: the single-process Dist, rank-ordered gathering of uneven rows, mixed precision only
+on GPUs, the automatic worker count, and loaders sharded per rank in order."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.training import distributed
+from forgerydet.training.distributed import Dist, auto_workers, autocast, gather_rows, make_loader, setup_distributed
+
+
+class Numbers(Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {"i": torch.tensor(i)}
+
+
+def test_dist_defaults():
+    d = Dist()
+    assert (d.rank, d.world, d.device, d.main, d.on) == (0, 1, torch.device("cpu"), True, False)
+    assert Dist(rank=1, world=2).main is False and Dist(rank=1, world=2).on is True
+
+
+@pytest.mark.parametrize("world", [None, "1"])
+def test_setup_without_torchrun_is_one_process(world, monkeypatch):
+    if world is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("WORLD_SIZE", world)
+    assert setup_distributed("cpu") == Dist(0, 1, torch.device("cpu"))
+    assert not dist.is_initialized()
+
+
+def test_setup_checks_the_device_first(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun's variables without the rest: the device error comes first
+    with pytest.raises(ForgeryDetError, match="device 'tpu' is not valid"):
+        setup_distributed("tpu")
+
+
+def test_gather_rows_of_one_process_is_the_tensor_itself():
+    t = torch.arange(6).reshape(3, 2)
+    assert gather_rows(t, Dist()) is t
+
+
+def test_gather_rows_pads_uneven_ranks_and_trims_in_rank_order(monkeypatch):
+    """Rank 0 of 2 holds 3 rows, rank 1 holds 1; all_gather is played by a fake peer."""
+    mine = torch.arange(6.0).reshape(3, 2)  # (3,2)
+    peer = torch.tensor([[9.0, 9.5]])  # (1,2)
+    calls = []
+
+    def fake_all_gather(out: list, t: torch.Tensor) -> None:
+        calls.append(tuple(t.shape))
+        if len(calls) == 1:  # the sizes
+            out[0].copy_(t)
+            out[1].fill_(1)
+        else:  # the rows, padded to the largest count
+            out[0].copy_(t)
+            out[1].copy_(torch.cat([peer, torch.zeros(2, 2)]))
+
+    monkeypatch.setattr(distributed.dist, "all_gather", fake_all_gather)
+    got = gather_rows(mine, Dist(0, 2))
+    assert calls == [(1,), (3, 2)]
+    assert torch.equal(got, torch.cat([mine, peer]))  # (4,2): no padding rows
+
+
+def test_autocast_is_off_on_the_cpu_whatever_is_asked():
+    a = torch.rand(4, 4)
+    for amp in ("auto", "bf16", "fp16", "off"):
+        with autocast(torch.device("cpu"), amp):
+            assert (a @ a).dtype == torch.float32
+            assert not torch.is_autocast_enabled("cpu")
+
+
+def test_autocast_on_a_gpu_picks_the_dtype(monkeypatch):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CUDA is missing here: torch says it disables itself
+        assert autocast(torch.device("cuda"), "fp16").fast_dtype == torch.float16
+        assert autocast(torch.device("cuda"), "bf16").fast_dtype == torch.bfloat16
+        assert autocast(torch.device("cuda"), "auto").fast_dtype == torch.bfloat16
+        assert autocast(torch.device("cuda"), "off")._enabled is False
+
+
+@pytest.mark.parametrize("cores,want", [(None, 0), (1, 0), (2, 0), (4, 0), (6, 3), (8, 4), (16, 8), (64, 8)])
+def test_auto_workers(cores, want, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert auto_workers(-1) == want
+    assert auto_workers(0) == 0 and auto_workers(3) == 3  # an explicit count is kept
+
+
+def test_loader_keeps_the_order_and_shards_by_rank(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    one = make_loader(Numbers(10), 4, -1, Dist())
+    assert one.num_workers == 0 and one.worker_init_fn is None
+    assert [b["i"].tolist() for b in one] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # no shuffle, last batch kept
+    shards = [[i for b in make_loader(Numbers(10), 2, 0, Dist(r, 3)) for i in b["i"].tolist()] for r in range(3)]
+    assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert make_loader(Numbers(10), 2, 2, Dist()).worker_init_fn is not None  # one thread per loader process

@@ -1,0 +1,82 @@
+"""training/state.py: the stored RNG states put back bit for bit, and which options `--resume` takes anew
+(where to run, more epochs) and which must match the stored run."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.training.config import TrainConfig
+from forgerydet.training.state import resumed_config, rng_state, set_rng_state
+from tests.helpers import tiny_config
+
+LAST = Path("/runs/a/last.safetensors")
+
+
+def _draws() -> tuple:
+    return torch.rand(3).tolist(), random.random(), np.random.rand(2).tolist()
+
+
+def test_rng_states_round_trip_through_json():
+    torch.manual_seed(1)
+    random.seed(2)
+    np.random.seed(3)
+    st = rng_state(2, 40, 0.75, {"lr": 1e-3}, {"state": {}})
+    assert (st.epoch, st.step, st.best, st.train_config, st.optimizer_state) == (2, 40, 0.75, {"lr": 1e-3}, {"state": {}})
+    assert st.rng_tensors["rng_torch"].dtype == torch.uint8
+    st.rng = json.loads(json.dumps(st.rng))  # as stored in the checkpoint's metadata
+    first = _draws()
+    _draws()  # the run moves on (or a new process starts elsewhere)
+    set_rng_state(st)
+    assert _draws() == first
+
+
+def _stored(**kw) -> tuple:
+    stored = TrainConfig(pairs="data/pairs.csv", out="/runs/a", epochs=3, lr=1e-3, device="cpu", **kw)
+    state = rng_state(2, 20, 0.9, stored.to_dict(), None)
+    ck = SimpleNamespace(model=SimpleNamespace(cfg=tiny_config()))
+    return stored, state, ck
+
+
+def test_where_to_run_and_more_epochs_come_from_the_new_call():
+    stored, state, ck = _stored()
+    call = TrainConfig(pairs="other.csv", out="/runs/b", epochs=5, lr=0.5, device="auto", workers=2)
+    got = resumed_config(call, None, state, ck, {"out", "epochs", "device", "workers"}, LAST)
+    assert (got.out, got.epochs, got.device, got.workers) == ("/runs/b", 5, "auto", 2)
+    assert (got.pairs, got.lr, got.batch_size) == ("data/pairs.csv", 1e-3, stored.batch_size)  # not given: stored
+
+
+def test_given_options_equal_to_the_stored_run_are_fine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, state, ck = _stored()
+    call = TrainConfig(pairs=str(tmp_path / "data" / "pairs.csv"), lr=1e-3, epochs=4)  # the same file, absolute
+    got = resumed_config(call, tiny_config(), state, ck, {"pairs", "lr", "epochs", "dim"}, LAST)
+    assert got.epochs == 4 and got.pairs == "data/pairs.csv"
+
+
+def test_conflicting_options_are_all_named():
+    _, state, ck = _stored()
+    call = TrainConfig(lr=0.5, batch_size=8, epochs=4)
+    with pytest.raises(ForgeryDetError) as e:
+        resumed_config(call, tiny_config(dim=64), state, ck, {"lr", "batch_size", "dim", "epochs"}, LAST)
+    assert str(e.value) == ("--resume continues /runs/a with its stored settings, but --batch-size 8 (the run has 32), "
+                            "--dim 64 (the run has 32), --lr 0.5 (the run has 0.001): drop these options, or train "
+                            "into a new --out")
+
+
+def test_nothing_left_to_train():
+    _, state, ck = _stored()
+    state.epoch = 3
+    with pytest.raises(ForgeryDetError) as e:
+        resumed_config(TrainConfig(), None, state, ck, set(), LAST)
+    assert str(e.value) == f"{LAST} has finished 3 epoch(s) (all it was asked for): pass --epochs N with N > 3 to train more"
+    with pytest.raises(ForgeryDetError, match=r"so --epochs 2 leaves nothing to train: pass --epochs N with N > 3"):
+        resumed_config(TrainConfig(epochs=2), None, state, ck, {"epochs"}, LAST)
+    assert resumed_config(TrainConfig(), None, _stored()[1], ck, set(), LAST).epochs == 3  # 2 of 3 done: go on

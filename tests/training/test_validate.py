@@ -1,0 +1,113 @@
+"""training/validate.py: scoring faces in 'single' and 'pair' mode (independent of the batch size), the
+validation metrics and calibration, divergence as a clear error, and `calibrate` into another file."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.calibration import sigmoid
+from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
+from forgerydet.model.inputs import load_image, to_tensor
+from forgerydet.pairs.table import read_pairs
+from forgerydet.training.config import TrainConfig
+from forgerydet.training.data import validation_lists
+from forgerydet.training.validate import calibrate_checkpoint, score_faces, validate
+from tests.helpers import tcfg, tiny_model
+
+CPU = torch.device("cpu")
+
+
+def _filled(seed: int = 0):
+    torch.manual_seed(seed)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    return m
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _filled()
+
+
+@pytest.fixture(scope="module")
+def val(pairs):
+    table = read_pairs(pairs, need_splits=("train", "val"))
+    return table, validation_lists(table, "val")
+
+
+def test_scores_are_the_models_logits_whatever_the_batch_size(model, val):
+    _, (paths, labels, refs, _) = val
+    x = torch.stack([to_tensor(load_image(p, 64)) for p in paths])  # (16,3,64,64)
+    r = torch.stack([to_tensor(load_image(p, 64)) for p in refs])
+    with torch.no_grad():
+        want_single = model(x, "single")["logits"].numpy()  # (16,)
+        want_pair = model(x, "pair", reference=r)["logits"].numpy()
+    single = score_faces(model, paths, labels, refs, "single", CPU, batch_size=5)
+    assert single.shape == (16,) and single.dtype == np.float32
+    np.testing.assert_allclose(single, want_single, atol=1e-5)
+    np.testing.assert_allclose(score_faces(model, paths, labels, refs, "pair", CPU, batch_size=16), want_pair, atol=1e-5)
+    assert not np.allclose(single, want_pair)  # the two modes really differ
+
+
+def test_scoring_puts_the_model_in_eval_mode(val):
+    m = _filled().train()
+    _, (paths, labels, refs, _) = val
+    a = score_faces(m, paths[:4], labels[:4], None, "single", CPU)
+    assert not m.training
+    np.testing.assert_array_equal(a, score_faces(m, paths[:4], labels[:4], None, "single", CPU))  # no dropout
+
+
+def test_validate_reports_both_modes_and_the_calibration(model, val, pairs, tmp_path):
+    table, (paths, labels, refs, _) = val
+    res = validate(model, table, CPU, tcfg(pairs, tmp_path, val_batch_size=7))
+    assert res["val_n"] == 16 and set(res) == {"val_auc", "val_ap", "val_eer", "val_acc", "val_loss", "val_auc_pair",
+                                               "val_n", "calibration"}
+    logits = score_faces(model, paths, labels, refs, "single", CPU)
+    p = np.clip(sigmoid(logits), 1e-6, 1 - 1e-6)
+    y = np.asarray(labels)
+    assert res["val_loss"] == pytest.approx(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))), rel=1e-4)
+    assert res["val_acc"] == pytest.approx(float(np.mean((sigmoid(logits) >= 0.5) == y)))
+    for k in ("val_auc", "val_ap", "val_eer", "val_auc_pair"):
+        assert 0.0 <= res[k] <= 1.0
+    cal = res["calibration"]
+    assert cal["target_fpr"] == TrainConfig.calibration_fpr and cal["temperature"] > 0 and 0 < cal["threshold"] < 1
+
+
+def test_nan_outputs_say_lower_the_learning_rate(val, pairs, tmp_path):
+    m = _filled()
+    with torch.no_grad():
+        for p in m.head.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ForgeryDetError) as e:
+        validate(m, val[0], CPU, tcfg(pairs, tmp_path, lr=0.5))
+    assert str(e.value) == ("training diverged: the model's outputs became NaN or infinite (learning rate 0.5): lower "
+                            "--lr (the default is 0.0003) and train again into a new --out")
+
+
+def test_calibrate_into_another_file_keeps_the_original(model, pairs, tmp_path):
+    ck = save_checkpoint(tmp_path / "m.safetensors", model, bank_sources=[f"/r/{i}.png" for i in range(10)])
+    before = hashlib.sha256(ck.read_bytes()).hexdigest()
+    out = tmp_path / "cal" / "m2.safetensors"
+    res = calibrate_checkpoint(ck, pairs, fpr=0.25, device="cpu", batch_size=4, workers=0, out=out)
+    assert hashlib.sha256(ck.read_bytes()).hexdigest() == before
+    assert res["checkpoint"] == str(out) and res["calibrated_on"] == str(pairs) and res["target_fpr"] == 0.25
+    assert res["val_fpr"] <= 0.25 and res["val_reals"] == 8 and res["val_fakes"] == 8
+    extra = load_checkpoint(out).meta["extra"]
+    assert extra["threshold"] == res["threshold"] and extra["temperature"] == res["temperature"]
+    assert extra["calibration"]["val_auc"] == res["val_auc"]
+
+
+def test_calibrate_refuses_bad_values_and_an_empty_bank(pairs, tmp_path):
+    empty = save_checkpoint(tmp_path / "e.safetensors", tiny_model(bank_size=16))
+    with pytest.raises(ForgeryDetError, match=r"^--fpr 0.0: use a rate in \(0, 1\)$"):
+        calibrate_checkpoint(empty, pairs, fpr=0.0)
+    with pytest.raises(ForgeryDetError, match="^--batch-size must be >= 1, got 0$"):
+        calibrate_checkpoint(empty, pairs, batch_size=0)
+    with pytest.raises(ForgeryDetError) as e:
+        calibrate_checkpoint(empty, pairs, device="cpu")
+    assert str(e.value) == f"{empty}: the bank is empty; run `forgerydet rebuild-bank` first"
