@@ -3,7 +3,7 @@ from a GPU machine whose outputs come back as files of at most 16 MB).
 
     python tools/transfer_weights.py export RUN/best.safetensors OUTDIR/NAME   # NAME.enc/.key.safetensors (fp16; the metadata inside .enc)
     python tools/transfer_weights.py import OUTDIR/NAME CHECKPOINT.safetensors  # fp32 checkpoint, EMPTY bank
-    python tools/transfer_weights.py ship CHECKPOINT.safetensors models/forgerydet-base.safetensors  # fp16 weights
+    python tools/transfer_weights.py ship CHECKPOINT.safetensors models/forgerydet-base.safetensors  # fp16 if lossless
 
 The bank is not carried: after `import`, refill it with `forgerydet rebuild-bank` and re-calibrate with
 `forgerydet calibrate` (the same code the training's epoch end runs). fp16 rounding of the weights is
@@ -13,12 +13,14 @@ the only change; the imported model is what gets validated and shipped.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from forgerydet.errors import ForgeryDetError
 from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
 from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector
@@ -53,16 +55,21 @@ def import_(prefix: str, out: str) -> None:
 
 
 def ship(ckpt: str, out: str) -> None:
-    """The file to commit: weights at fp16 (lossless for imported models, whose weights came as fp16),
-    bank, config, history and calibration; no optimizer or training state."""
+    """The file to commit: the weights (at fp16 when that is lossless, as for imported models whose weights came
+    as fp16; else at fp32), bank, config, history and calibration; no optimizer or training state. Bank sources
+    are stored relative to the folder that holds them all (the pairs folder), not as this machine's paths."""
     ck = load_checkpoint(ckpt, "cpu")
-    sources = [Path(p).name for p in ck.bank_sources]  # file names, not this machine's paths
-    save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history,
-                    extra=ck.extra, half=True)
+    paths = ck.bank_sources
+    root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+    sources = [os.path.relpath(p, root) if root else p for p in paths]
+    try:
+        save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history, extra=ck.extra, half=True)
+    except ForgeryDetError as e:  # weights trained in fp32: keep them exact
+        print(f"not lossless at fp16 ({e}); writing fp32 weights")
+        save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history, extra=ck.extra)
     again = load_checkpoint(out, "cpu")  # fingerprint and strict load are checked here
     for (k, a), (_, b) in zip(ck.model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(a, b), k
-
 
 if __name__ == "__main__":
     cmd, a, b = sys.argv[1:4]
