@@ -71,19 +71,9 @@ def assert_one_error(r, *needles: str, code: int = 1, stderr: str | None = None)
 
 
 @pytest.fixture(scope="module")
-def ck(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    m = tiny_model(bank_size=16).eval()
-    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.safetensors", m,
-                           bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)])
-
-
-@pytest.fixture(scope="module")
-def face_png(tmp_path_factory, astronaut) -> Path:
-    p = tmp_path_factory.mktemp("img") / "face.png"
-    p.write_bytes(cv2.imencode(".png", cv2.cvtColor(head(astronaut), cv2.COLOR_RGB2BGR))[1].tobytes())
-    return p
+def ck(checkpoint: Path) -> Path:
+    """The tiny filled checkpoint of tests/cli/conftest.py (face_png comes from there too)."""
+    return checkpoint
 
 
 @pytest.fixture(scope="module")
