@@ -47,12 +47,12 @@ def enroll_cmd(
         from forgerydet.scan.enroll import enroll
 
         cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait,
-                                detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))
+                           detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))
         with progress_bar(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[f]}"),
                           TimeElapsedColumn()) as p:
             task = p.add_task("enroll", total=None, f="")
             res = enroll(name, sources, checkpoint=checkpoint, into=into, config=cfg,
-                              progress=lambda i, n, f="": p.update(task, completed=i, total=n, f=Path(f).name))
+                         progress=lambda i, n, f="": p.update(task, completed=i, total=n, f=Path(f).name))
     for src, n, which in res.sources:
         console.print(f"  {Path(src).name}: {which}", highlight=False)
     dup = f" ({res.duplicates} already enrolled, skipped)" if res.duplicates else ""

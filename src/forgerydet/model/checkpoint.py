@@ -29,8 +29,6 @@ from forgerydet.model.detector import Detector
 FORMAT = "forgerydet-checkpoint"
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
-
-
 DEFAULT_THRESHOLD = 0.5  # the verdict threshold of a checkpoint that was never calibrated
 DEFAULT_TEMPERATURE = 1.0  # logits as they are
 

@@ -20,6 +20,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import read_image
 from forgerydet.model.inputs import load_image, resize_face, to_tensor
 from forgerydet.pairs.table import PairsTable
+from forgerydet.training.augment import augment_one, augment_pair
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -95,8 +96,6 @@ class TrainPairs(Dataset):
             work = min(self.size, *x_raw.shape[:2], *ref_raw.shape[:2])
             x, ref = resize_face(x_raw, work), resize_face(ref_raw, work)
             real_path = ref_path
-        from forgerydet.training.augment import augment_one, augment_pair
-
         if self.augment:
             ref, x = augment_pair(ref, x, rng)
         if label == 0 and real_path == self.reals[j][0]:

@@ -150,7 +150,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     # -- model, optimizer, state (fresh or resumed) --
     history: list[dict[str, Any]] = []
     start_epoch, step, best = 0, 0, -1.0
-    ck = None
+    state = None  # the stored TrainState when resuming
     if resume:
         if not last_path.is_file():
             raise ForgeryDetError(f"nothing to resume: {last_path} does not exist (train without --resume first)")
@@ -181,9 +181,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.lr)
-    if ck is not None and ck.train_state is not None:
-        opt.load_state_dict(ck.train_state.optimizer_state)
-        set_rng_state(ck.train_state)
+    if state is not None:
+        opt.load_state_dict(state.optimizer_state)
+        set_rng_state(state)
     else:
         random.seed(tcfg.seed)
         np.random.seed(tcfg.seed)
