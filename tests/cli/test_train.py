@@ -143,4 +143,14 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     assert seen["fpr"] == 0.1 and seen["out"] is None and seen["batch_size"] == TrainConfig.val_batch_size
     assert r.flat == ("calibrated on 8 real / 6 fake validation faces: temperature 1.235, threshold 0.6123 (real faces "
-                      "called FAKE: 0.125, pseudo-fakes caught: 0.500, AUC 0.8750) -> C.safetensors")
+                      "called FAKE: 0.125, pseudo-fakes caught: 0.500, AUC 0.8750) -> C.safetensors bank fusion: none "
+                      "(the nearest-bank similarity was no evidence on these faces, or the model has no bank): scans "
+                      "use the temperature alone")
+    fusion = {"logit": 0.8661, "similarity": -3.6674, "bias": 1.2203, "threshold": 0.71834, "val_fpr": 0.05,
+              "val_tpr": 0.856, "val_auc": 0.96481}
+    monkeypatch.setattr(validate, "calibrate_checkpoint", lambda *a, **kw: {**fake(*a, **kw), "bank_fusion": fusion})
+    r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors")
+    assert r.exit_code == 0, r.output
+    assert r.flat.endswith("bank fusion: p = sigmoid(0.866 * logit -3.667 * nearest similarity +1.220), threshold "
+                           "0.7183 (real faces called FAKE: 0.050, pseudo-fakes caught: 0.856, AUC 0.9648); scans "
+                           "against this bank use it")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forgerydet.model.calibration import calibrate, fit_temperature, threshold_at_fpr
+from forgerydet.model.calibration import calibrate, fit_fusion, fit_temperature, fused_logits, sigmoid, threshold_at_fpr
 
 
 def test_temperature_recovers_the_true_scale():
@@ -26,3 +26,32 @@ def test_threshold_at_fpr_is_exact_on_a_worked_example():
     assert thr > 0.95 and (reals >= thr).sum() == 0
     c = calibrate(np.array([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0]), np.array([0, 0, 0, 1, 1, 1]), fpr=0.34)
     assert c["val_fpr"] <= 0.34 and c["val_reals"] == 3 and c["val_fakes"] == 3
+
+
+def _fusion_data(n: int = 20000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    logit, sim = rng.normal(0, 2, n), rng.normal(0.6, 0.1, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.8 * logit - 6.0 * sim + 3.0)))).astype(int)
+    return logit, sim, y
+
+
+def test_bank_fusion_recovers_the_true_weights_and_keeps_its_false_positive_rate():
+    logit, sim, y = _fusion_data()
+    f = fit_fusion(logit, sim, y)
+    assert f["logit"] == pytest.approx(0.8, rel=0.08) and f["similarity"] == pytest.approx(-6.0, rel=0.08)
+    assert f["bias"] == pytest.approx(3.0, rel=0.1)
+    np.testing.assert_allclose(fused_logits(logit[:3], sim[:3], f), f["logit"] * logit[:3] + f["similarity"] * sim[:3] + f["bias"])
+    c = calibrate(logit, y, fpr=0.05, similarities=sim)
+    bf = c["bank_fusion"]
+    reals = sigmoid(fused_logits(logit, sim, bf))[y == 0]
+    assert bf["val_fpr"] == pytest.approx(float(np.mean(reals >= bf["threshold"]))) and bf["val_fpr"] <= 0.05
+    assert bf["val_tpr"] > c["val_tpr"]  # the similarity is evidence here: more fakes caught at the same FPR
+    assert "bank_fusion" not in calibrate(logit, y, fpr=0.05)  # no similarities given: temperature only
+
+
+def test_bank_fusion_is_dropped_when_the_similarity_is_no_evidence_of_realness():
+    logit, sim, y = _fusion_data()
+    assert fit_fusion(logit, -sim, y) is None  # similar to the bank = MORE fake: not a bank of real faces
+    assert fit_fusion(-logit, sim, y) is None  # the head's logit pointing the wrong way
+    assert fit_fusion(logit, sim, np.zeros_like(y)) is None  # one class: nothing to fit
+    assert calibrate(logit, y, similarities=-sim)["bank_fusion"] is None

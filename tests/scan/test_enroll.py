@@ -207,3 +207,30 @@ def test_enrolling_into_a_file_being_read(ck, media, enrolled):
 def test_references_file_without_a_name(ck, enrolled):
     r = run("scan", "x.mp4", "--checkpoint", ck, "--references", enrolled)
     one_error_line(r, "--references FILE needs --reference NAME")
+
+
+def test_the_bank_fusion_applies_against_the_own_bank_only(ck, media, enrolled, tmp_path):
+    """A calibration's bank fusion (p = sigmoid(a logit + b similarity + c)) and its threshold are used against
+    the checkpoint's own bank; a person's references have other similarities, so there the temperature and its
+    threshold apply."""
+    from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.scanner import Scanner
+
+    c = load_checkpoint(ck)
+    fused = tmp_path / "fused.safetensors"
+    resave_checkpoint(c, fused, c.model, extra={"threshold": 0.7, "temperature": 1.0, "bank_fusion": {
+        "logit": 0.0, "similarity": 0.0, "bias": 2.0, "threshold": 0.3}})
+    cfg = dict(device="cpu", num_frames=1)
+    own = next(Scanner(fused, ScanConfig(**cfg)).scan([media["photo"]]))
+    assert own["threshold"] == 0.3 and own["score"] == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-6)
+    plain = next(Scanner(ck, ScanConfig(**cfg)).scan([media["photo"]]))
+    ref = next(Scanner(fused, ScanConfig(reference="A", references=enrolled, **cfg)).scan([media["photo"]]))
+    assert ref["threshold"] == 0.7 and ref["score"] != pytest.approx(own["score"], abs=1e-6)
+    assert 0.0 < plain["score"] < 1.0 and plain["threshold"] == 0.5  # never calibrated: no fusion, threshold 0.5
+    user = next(Scanner(fused, ScanConfig(threshold=0.95, **cfg)).scan([media["photo"]]))
+    assert user["threshold"] == 0.95 and user["verdict"] == "REAL"  # --threshold wins over the stored one
+    resave_checkpoint(c, fused, c.model, extra={"bank_fusion": {"logit": 1.0, "similarity": "x", "bias": 0.0,
+                                                                 "threshold": 0.5}})
+    r = run("scan", media["photo"], "--checkpoint", fused, "--device", "cpu")
+    one_error_line(r, "stored bank_fusion", "re-calibrate with `forgerydet calibrate`")

@@ -102,6 +102,23 @@ def test_calibrate_into_another_file_keeps_the_original(model, pairs, tmp_path):
     assert extra["calibration"]["val_auc"] == res["val_auc"]
 
 
+
+def test_calibrate_stores_the_bank_fusion_and_replaces_a_stale_one(model, pairs, tmp_path):
+    stale = {"logit": 9.0, "similarity": -9.0, "bias": 9.0, "threshold": 0.9}
+    ck = save_checkpoint(tmp_path / "m.safetensors", model, bank_sources=[f"/r/{i}.png" for i in range(10)],
+                         extra={"bank_fusion": stale})
+    res = calibrate_checkpoint(ck, pairs, fpr=0.25, device="cpu", batch_size=4, workers=0)
+    assert "bank_fusion" in res  # a dict, or None when the similarity was no evidence on these faces
+    stored = load_checkpoint(ck)
+    assert stored.meta["extra"]["bank_fusion"] == res["bank_fusion"] != stale
+    if res["bank_fusion"] is not None:
+        f = res["bank_fusion"]
+        assert f["logit"] > 0 > f["similarity"] and f["val_fpr"] <= 0.25 and 0.0 <= f["val_auc"] <= 1.0
+        assert stored.bank_fusion == {k: f[k] for k in ("logit", "similarity", "bias", "threshold")}
+    else:
+        assert stored.bank_fusion is None
+
+
 def test_calibrate_refuses_bad_values_and_an_empty_bank(pairs, tmp_path):
     empty = save_checkpoint(tmp_path / "e.safetensors", tiny_model(bank_size=16))
     with pytest.raises(ForgeryDetError, match=r"^--fpr 0.0: use a rate in \(0, 1\)$"):

@@ -165,7 +165,8 @@ def calibrate_cmd(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = TrainConfig.val_batch_size,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = TrainConfig.device,
 ) -> None:
-    """Store a threshold (at a false-positive rate on held-out real faces) and a temperature in a checkpoint."""
+    """Store a threshold (at a false-positive rate on held-out real faces), a temperature and the bank fusion
+    (the nearest real face's similarity as a second input) in a checkpoint."""
     from forgerydet.training.validate import calibrate_checkpoint
 
     with user_errors():
@@ -174,3 +175,10 @@ def calibrate_cmd(
         f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces: temperature {r['temperature']:.3f}, "
         f"threshold {r['threshold']:.4f} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
         f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}", highlight=False, soft_wrap=True)
+    f = r.get("bank_fusion")
+    console.print(
+        f"bank fusion: p = sigmoid({f['logit']:.3f} * logit {f['similarity']:+.3f} * nearest similarity {f['bias']:+.3f}), "
+        f"threshold {f['threshold']:.4f} (real faces called FAKE: {f['val_fpr']:.3f}, pseudo-fakes caught: "
+        f"{f['val_tpr']:.3f}, AUC {f['val_auc']:.4f}); scans against this bank use it" if f else
+        "bank fusion: none (the nearest-bank similarity was no evidence on these faces, or the model has no bank): "
+        "scans use the temperature alone", highlight=False, soft_wrap=True)

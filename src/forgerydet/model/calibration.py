@@ -2,6 +2,14 @@
 (probabilities that mean something) and a decision threshold chosen on REAL faces at a target
 false-positive rate. Both are stored in the checkpoint and used by `scan`, `evaluate` and the report.
 
+The bank fusion: in 'single' mode a face's cosine similarity to its nearest real face in the bank is evidence
+of its own (bench/bank_use.py: on held-out forgeries the fakes sit farther from the bank than the reals). The
+head barely reads it from the difference tokens, so calibration adds it as a second input of a Platt scaling
+(a logistic regression on [logit, nearest similarity], fitted on the same validation faces):
+p = sigmoid(a * logit + b * similarity + c), with its own threshold at the same false-positive rate. It is
+used only against the bank it was fitted with (a person's references or a disk bank have other similarity
+distributions); there the temperature and its threshold apply.
+
 Why a false-positive rate on real faces and not an EER on real+pseudo-fake faces: the validation fakes
 are self-blended pseudo-fakes, easier than real forgeries, so an EER threshold would sit too high for
 real forgeries; the real faces, on the other hand, are genuine, so "at most 5% of held-out real faces
@@ -9,6 +17,8 @@ called FAKE" is a promise the threshold can keep.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -48,20 +58,52 @@ def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
     return float(np.clip(thr, 1e-6, 1.0 - 1e-6))
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, fpr: float = DEFAULT_FPR) -> dict[str, float]:
-    """Temperature (on all validation faces) and threshold (on the real ones) from validation logits."""
+def fused_logits(logits: np.ndarray, similarities: np.ndarray, fusion: dict[str, float]) -> np.ndarray:
+    """a * logit + b * nearest similarity + c (see the module docstring); sigmoid of it is the fake probability."""
+    return (fusion["logit"] * np.asarray(logits, np.float64) + fusion["similarity"] * np.asarray(similarities, np.float64)
+            + fusion["bias"])
+
+
+def fit_fusion(logits: np.ndarray, similarities: np.ndarray, labels: np.ndarray) -> dict[str, float] | None:
+    """The Platt scaling on [logit, nearest similarity]: {'logit': a, 'similarity': b, 'bias': c}, or None when
+    the fit gives the similarity no weight towards REAL (b >= 0) or the logit no weight towards FAKE (a <= 0):
+    then the similarity is no evidence on these faces and the temperature alone is kept."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels, np.int64)
+    if len(np.unique(labels)) < 2:
+        return None
+    x = np.c_[np.asarray(logits, np.float64), np.asarray(similarities, np.float64)]  # (n,2)
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(x, labels)  # C: next to no shrinkage, 3 numbers
+    a, b = (float(v) for v in lr.coef_[0])
+    if not (a > 0.0 and b < 0.0):
+        return None
+    return {"logit": a, "similarity": b, "bias": float(lr.intercept_[0])}
+
+
+def _rates(probs: np.ndarray, labels: np.ndarray, thr: float) -> dict[str, float]:
+    real, fake = probs[labels == 0], probs[labels == 1]
+    return {"val_fpr": float(np.mean(real >= thr)) if real.size else float("nan"),
+            "val_tpr": float(np.mean(fake >= thr)) if fake.size else float("nan")}
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, fpr: float = DEFAULT_FPR,
+              similarities: np.ndarray | None = None) -> dict[str, Any]:
+    """Temperature (on all validation faces) and threshold (on the real ones) from validation logits; with the
+    faces' nearest-bank similarities also the bank fusion ('bank_fusion': a, b, c and its own threshold and
+    rates, or None when the similarity carries no evidence)."""
     logits = np.asarray(logits, np.float64)
     labels = np.asarray(labels, np.int64)
     t = fit_temperature(logits, labels)
     probs = sigmoid(logits, t)
     thr = threshold_at_fpr(probs[labels == 0], fpr)
-    fake = probs[labels == 1]
-    return {
-        "temperature": t,
-        "threshold": thr,
-        "target_fpr": fpr,
-        "val_fpr": float(np.mean(probs[labels == 0] >= thr)) if (labels == 0).any() else float("nan"),
-        "val_tpr": float(np.mean(fake >= thr)) if fake.size else float("nan"),
-        "val_reals": int((labels == 0).sum()),
-        "val_fakes": int((labels == 1).sum()),
-    }
+    out: dict[str, Any] = {"temperature": t, "threshold": thr, "target_fpr": fpr, **_rates(probs, labels, thr),
+                           "val_reals": int((labels == 0).sum()), "val_fakes": int((labels == 1).sum())}
+    if similarities is not None:
+        fusion = fit_fusion(logits, similarities, labels)
+        if fusion is not None:
+            fp = sigmoid(fused_logits(logits, similarities, fusion))
+            fusion["threshold"] = threshold_at_fpr(fp[labels == 0], fpr)
+            fusion.update(_rates(fp, labels, fusion["threshold"]))
+        out["bank_fusion"] = fusion
+    return out

@@ -89,6 +89,26 @@ class Checkpoint:
         return _stored_number(self.path, self.meta, "temperature", DEFAULT_TEMPERATURE, 1e3,
                               "re-calibrate with `forgerydet calibrate`")
 
+    @property
+    def bank_fusion(self) -> dict[str, float] | None:
+        """The calibration's bank fusion (model/calibration.py): logit, similarity and bias weights and its own
+        threshold, checked; None when the checkpoint has none (never calibrated, or the similarity was no
+        evidence)."""
+        raw = (self.meta.get("extra") or {}).get("bank_fusion")
+        if raw is None:
+            return None
+        keys = ("logit", "similarity", "bias", "threshold")
+        try:
+            fusion = {k: float(raw[k]) for k in keys}
+            ok = all(not isinstance(raw[k], bool) for k in keys) and all(abs(v) < 1e6 for v in fusion.values())
+        except (TypeError, ValueError, KeyError):
+            ok = False
+        if not ok or not 0.0 < fusion["threshold"] < 1.0:
+            raise ForgeryDetError(f"{self.path}: its stored bank_fusion {raw!r} is not four numbers (logit, similarity, "
+                                  f"bias, threshold in (0, 1)) (was the metadata edited?): re-calibrate with "
+                                  f"`forgerydet calibrate`")
+        return fusion
+
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}

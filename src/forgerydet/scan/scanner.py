@@ -18,6 +18,7 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.media import expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import file_sha256
+from forgerydet.model.calibration import fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
@@ -87,8 +88,15 @@ class Scanner:
                 f"`forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
             )
         ck = self.checkpoint
-        self.threshold = cfg.threshold if cfg.threshold is not None else ck.threshold
         self.temperature = ck.temperature  # fitted on validation faces (model.calibration)
+        # the bank fusion was fitted against the model's own bank: a person's references or a disk bank have
+        # other similarity distributions, so there the temperature and its threshold apply
+        own_bank = self.references is None and self.disk_bank is None and self.model.uses_bank
+        self.fusion = ck.bank_fusion if own_bank else None
+        if cfg.threshold is not None:
+            self.threshold = cfg.threshold
+        else:
+            self.threshold = self.fusion["threshold"] if self.fusion is not None else ck.threshold
         self.bank_sources = ck.bank_sources
         if cfg.detector.device == DetectorConfig().device:
             cfg.detector.device = str(self.device)
@@ -108,6 +116,9 @@ class Scanner:
             "aggregation": self.config.aggregation,
             "threshold": self.threshold,
             "temperature": self.temperature,
+            "bank_fusion": None if self.fusion is None else {k: v for k, v in self.fusion.items() if k != "threshold"},
+            "probability": "sigmoid(logit / temperature)" if self.fusion is None else
+                           "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
             "face_size": m.img_size,
             "device": str(self.device),
@@ -134,7 +145,11 @@ class Scanner:
         for i in range(0, len(crops), self.config.batch_size):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
             o = m(x.to(self.device), "single", bank=self._bank())
-            probs.append(torch.sigmoid(o["logits"].float() / self.temperature).cpu().numpy())
+            logits = o["logits"].float().cpu().numpy()
+            if self.fusion is None:
+                probs.append(sigmoid(logits, self.temperature))
+            else:
+                probs.append(sigmoid(fused_logits(logits, o["similarities"][:, 0].float().cpu().numpy(), self.fusion)))
             sal.append(o["saliency"].float().cpu().numpy())
             slots = o["neighbours"]
             nb.append(slots.cpu().numpy())

@@ -30,7 +30,7 @@ from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
 from forgerydet.training.state import resumed_config, rng_state, set_rng_state
-from forgerydet.training.validate import validate
+from forgerydet.training.validate import calibration_extra, validate
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -256,8 +256,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             improved = record["val_auc"] > best
             best = max(best, record["val_auc"])
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
-                          extra={"threshold": cal["threshold"], "temperature": cal["temperature"], "calibration": cal,
-                                 "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
+                          extra={**calibration_extra(cal), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
             save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),
                             **common)
             if improved:

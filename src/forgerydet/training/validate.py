@@ -13,7 +13,7 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import check_output
 from forgerydet.metrics import binary_metrics
-from forgerydet.model.calibration import DEFAULT_FPR, calibrate, sigmoid
+from forgerydet.model.calibration import DEFAULT_FPR, calibrate, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
 from forgerydet.pairs.table import PairsTable, read_pairs
@@ -24,24 +24,42 @@ from forgerydet.training.distributed import Dist, autocast, make_loader, setup_d
 
 @torch.no_grad()
 def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: list[Path] | None, mode: str,
-                device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off") -> np.ndarray:
-    """The logit of each face (sigmoid: fake probability), in 'single' (bank) or 'pair' (given references) mode."""
+                device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off",
+                similarity: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The logit of each face (sigmoid: fake probability), in 'single' (bank) or 'pair' (given references) mode;
+    with similarity=True ('single' mode) also each face's cosine similarity to its nearest bank entry."""
     model.eval()
     ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
-    out = []
+    out, sims = [], []
     for batch in make_loader(ds, batch_size, workers, Dist(device=device)):
         x = batch["x"].to(device)
         with autocast(device, amp):
             o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
         out.append(o["logits"].float().cpu())
-    return torch.cat(out).numpy()
+        if similarity:
+            sims.append(nearest_similarity(o["similarities"]).cpu())
+    logits = torch.cat(out).numpy()
+    return (logits, torch.cat(sims).numpy()) if similarity else logits
+
+
+def nearest_similarity(similarities: torch.Tensor) -> torch.Tensor:
+    """(B,k) retrieved similarities, best first -> (B,) the nearest one; NaN where nothing was retrieved (the
+    reference='none' ablation), which leaves the bank fusion out."""
+    if similarities.shape[-1] == 0:
+        return torch.full(similarities.shape[:-1], float("nan"))
+    return similarities[..., 0].float()
+
+
+def _fusion_input(model: Detector, sims: np.ndarray) -> np.ndarray | None:
+    return sims if model.uses_bank and np.isfinite(sims).all() else None
 
 
 def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: TrainConfig) -> dict[str, float]:
     """'single'- and 'pair'-mode metrics on the validation split, and the calibration (temperature,
     threshold) of the 'single' scores, which is what `scan` uses."""
     paths, labels, refs, _ = validation_lists(table, "val")
-    logits = score_faces(model, paths, labels, refs, "single", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    logits, sims = score_faces(model, paths, labels, refs, "single", device, tcfg.val_batch_size, tcfg.workers,
+                               tcfg.amp, similarity=True)
     pair = score_faces(model, paths, labels, refs, "pair", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
     if not (np.isfinite(logits).all() and np.isfinite(pair).all()):
         raise ForgeryDetError(f"training diverged: the model's outputs became NaN or infinite (learning rate "
@@ -53,7 +71,7 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     loss = float(torch.nn.functional.binary_cross_entropy(torch.tensor(single, dtype=torch.float32).clamp(1e-6, 1 - 1e-6), lab))
     return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
             "val_auc_pair": mp["auc"], "val_n": len(labels),
-            "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr)}
+            "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr, _fusion_input(model, sims))}
 
 
 def calibrate_checkpoint(
@@ -67,8 +85,8 @@ def calibrate_checkpoint(
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """`forgerydet calibrate`: score the validation split of pairs.csv in 'single' mode (the scan's mode)
-    and store a temperature and a threshold (at most `fpr` of its real faces called FAKE) in the
-    checkpoint, atomically, keeping everything else. Returns the calibration record."""
+    and store a temperature and a threshold (at most `fpr` of its real faces called FAKE), and the bank fusion
+    (model/calibration.py) with its own threshold, in the checkpoint, atomically, keeping everything else. Returns the calibration record."""
     if not 0.0 < fpr < 1.0:
         raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
     if batch_size < 1:
@@ -82,11 +100,20 @@ def calibrate_checkpoint(
     model = ck.model.to(d.device)
     paths, labels, refs, _ = validation_lists(table, "val")
     amp = "auto" if d.device.type == "cuda" else "off"
-    logits = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp)
-    cal = calibrate(logits, np.asarray(labels), fpr)
+    logits, sims = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp,
+                               similarity=True)
+    cal = calibrate(logits, np.asarray(labels), fpr, _fusion_input(model, sims))
     cal["val_auc"] = binary_metrics(labels, sigmoid(logits, cal["temperature"]))["auc"]
+    if cal.get("bank_fusion"):
+        cal["bank_fusion"]["val_auc"] = binary_metrics(labels, fused_logits(logits, sims, cal["bank_fusion"]))["auc"]
     cal["calibrated_on"] = str(Path(pairs))
     target = Path(out or checkpoint)
-    resave_checkpoint(ck, target, model, extra={"threshold": cal["threshold"], "temperature": cal["temperature"],
-                                                "calibration": cal})
+    resave_checkpoint(ck, target, model, extra=calibration_extra(cal))
     return {**cal, "checkpoint": str(target)}
+
+
+def calibration_extra(cal: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint fields a calibration sets: threshold and temperature, the bank fusion (None clears a stale
+    one) and the whole record."""
+    return {"threshold": cal["threshold"], "temperature": cal["temperature"], "bank_fusion": cal.get("bank_fusion"),
+            "calibration": cal}
