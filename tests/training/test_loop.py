@@ -148,3 +148,11 @@ def test_no_reference_ablation_ignores_bank_and_mode():
     a, b = m(x, "single"), m(x, "pair", reference=x.flip(0))
     assert torch.equal(a["logits"], b["logits"]) and a["neighbours"].shape == (3, 0)
     assert m.bank.filled == 0  # it never needed one
+
+
+def test_no_reference_training_has_no_bank_to_rebuild_or_fuse(pairs, tmp_path):
+    events = []
+    train(tcfg(pairs, tmp_path / "run", epochs=1), tiny_config(bank_size=64, reference="none"), on_event=events.append)
+    assert not [e for e in events if e["event"] == "rebuild"]  # nothing to rebuild, nothing to report
+    ck = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert ck.bank_fusion is None and ck.model.bank.filled == 0  # no similarity to fuse: the temperature alone

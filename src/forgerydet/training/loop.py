@@ -239,10 +239,11 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             for b in list(model.encoder.buffers()) + list(model.key_encoder.buffers()):
                 dist.broadcast(b, 0)
         n_bank, t_bank = 0, 0.0
-        if model.uses_bank:
+        if model.uses_bank:  # the reference='none' ablation has no bank: nothing to rebuild or to report
             n_bank, t_bank = rebuild_bank(model, train_reals, batch_size=tcfg.val_batch_size, workers=tcfg.workers,
                                           dist_ctx=d, seed=tcfg.seed + epoch)
-        emit({"event": "rebuild", "epoch": epoch + 1, "entries": n_bank, "seconds": t_bank, "real_faces": len(train_reals)})
+            emit({"event": "rebuild", "epoch": epoch + 1, "entries": n_bank, "seconds": t_bank,
+                  "real_faces": len(train_reals)})
 
         # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
         record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, done),
