@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from forgerydet.pairs.selfblend import BlendOptions
+from forgerydet.pairs.table import read_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, figure, finish, machine, print_figures  # noqa: E402
@@ -106,7 +107,7 @@ def versus_revision(rev: str, paths: list[Path], tmp: Path) -> tuple[list[float]
             secs[which].append(time.perf_counter() - t0)
             if r.returncode != 0:
                 return f"{which} code failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
-            rows[which] = sum(1 for _ in open(out / "pairs.csv")) - 1
+            rows[which] = len(read_pairs(out / "pairs.csv").rows)
         return secs["old"], secs["new"], rows["old"], rows["new"]
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)

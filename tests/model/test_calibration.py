@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forgerydet.model.calibration import calibrate, fit_fusion, fit_temperature, fused_logits, sigmoid, threshold_at_fpr
+from forgerydet.model.calibration import (calibrate, fit_fusion, fit_temperature, fused_logits, nearest_similarity, sigmoid,
+                                         threshold_at_fpr)
 
 
 def test_temperature_recovers_the_true_scale():
@@ -55,3 +56,8 @@ def test_bank_fusion_is_dropped_when_the_similarity_is_no_evidence_of_realness()
     assert fit_fusion(-logit, sim, y) is None  # the head's logit pointing the wrong way
     assert fit_fusion(logit, sim, np.zeros_like(y)) is None  # one class: nothing to fit
     assert calibrate(logit, y, similarities=-sim)["bank_fusion"] is None
+
+
+def test_nearest_similarity_is_the_first_retrieved_or_nan_without_a_bank():
+    np.testing.assert_array_equal(nearest_similarity(np.array([[0.9, 0.5], [0.7, 0.1]])), [0.9, 0.7])
+    assert np.isnan(nearest_similarity(np.zeros((3, 0)))).all() and nearest_similarity(np.zeros((3, 0))).shape == (3,)

@@ -58,6 +58,13 @@ def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
     return float(np.clip(thr, 1e-6, 1.0 - 1e-6))
 
 
+def nearest_similarity(similarities: np.ndarray) -> np.ndarray:
+    """(B,k) retrieved similarities, best first -> (B,) the nearest one, the fusion's second input; NaN where
+    nothing was retrieved (the reference='none' ablation), which leaves the fusion out."""
+    sims = np.asarray(similarities, np.float64)
+    return sims[..., 0] if sims.shape[-1] else np.full(sims.shape[:-1], np.nan)
+
+
 def fused_logits(logits: np.ndarray, similarities: np.ndarray, fusion: dict[str, float]) -> np.ndarray:
     """a * logit + b * nearest similarity + c (see the module docstring); sigmoid of it is the fake probability."""
     return (fusion["logit"] * np.asarray(logits, np.float64) + fusion["similarity"] * np.asarray(similarities, np.float64)

@@ -18,7 +18,7 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.media import expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import file_sha256
-from forgerydet.model.calibration import fused_logits, sigmoid
+from forgerydet.model.calibration import fused_logits, nearest_similarity, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
@@ -149,7 +149,8 @@ class Scanner:
             if self.fusion is None:
                 probs.append(sigmoid(logits, self.temperature))
             else:
-                probs.append(sigmoid(fused_logits(logits, o["similarities"][:, 0].float().cpu().numpy(), self.fusion)))
+                sims = nearest_similarity(o["similarities"].float().cpu().numpy())
+                probs.append(sigmoid(fused_logits(logits, sims, self.fusion)))
             sal.append(o["saliency"].float().cpu().numpy())
             slots = o["neighbours"]
             nb.append(slots.cpu().numpy())

@@ -13,7 +13,7 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import check_output
 from forgerydet.metrics import binary_metrics
-from forgerydet.model.calibration import DEFAULT_FPR, calibrate, fused_logits, sigmoid
+from forgerydet.model.calibration import DEFAULT_FPR, calibrate, fused_logits, nearest_similarity, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
 from forgerydet.pairs.table import PairsTable, read_pairs
@@ -37,21 +37,14 @@ def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: lis
             o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
         out.append(o["logits"].float().cpu())
         if similarity:
-            sims.append(nearest_similarity(o["similarities"]).cpu())
+            sims.append(nearest_similarity(o["similarities"].float().cpu().numpy()))
     logits = torch.cat(out).numpy()
-    return (logits, torch.cat(sims).numpy()) if similarity else logits
+    return (logits, np.concatenate(sims)) if similarity else logits
 
 
-def nearest_similarity(similarities: torch.Tensor) -> torch.Tensor:
-    """(B,k) retrieved similarities, best first -> (B,) the nearest one; NaN where nothing was retrieved (the
-    reference='none' ablation), which leaves the bank fusion out."""
-    if similarities.shape[-1] == 0:
-        return torch.full(similarities.shape[:-1], float("nan"))
-    return similarities[..., 0].float()
-
-
-def _fusion_input(model: Detector, sims: np.ndarray) -> np.ndarray | None:
-    return sims if model.uses_bank and np.isfinite(sims).all() else None
+def _fusion_input(sims: np.ndarray) -> np.ndarray | None:
+    """The similarities the fusion is fitted on; None for a model without a bank (NaN: nothing retrieved)."""
+    return sims if np.isfinite(sims).all() else None
 
 
 def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: TrainConfig) -> dict[str, float]:
@@ -71,7 +64,7 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     loss = float(torch.nn.functional.binary_cross_entropy(torch.tensor(single, dtype=torch.float32).clamp(1e-6, 1 - 1e-6), lab))
     return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
             "val_auc_pair": mp["auc"], "val_n": len(labels),
-            "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr, _fusion_input(model, sims))}
+            "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr, _fusion_input(sims))}
 
 
 def calibrate_checkpoint(
@@ -102,7 +95,7 @@ def calibrate_checkpoint(
     amp = "auto" if d.device.type == "cuda" else "off"
     logits, sims = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp,
                                similarity=True)
-    cal = calibrate(logits, np.asarray(labels), fpr, _fusion_input(model, sims))
+    cal = calibrate(logits, np.asarray(labels), fpr, _fusion_input(sims))
     cal["val_auc"] = binary_metrics(labels, sigmoid(logits, cal["temperature"]))["auc"]
     if cal.get("bank_fusion"):
         cal["bank_fusion"]["val_auc"] = binary_metrics(labels, fused_logits(logits, sims, cal["bank_fusion"]))["auc"]
