@@ -156,3 +156,25 @@ def test_no_reference_training_has_no_bank_to_rebuild_or_fuse(pairs, tmp_path):
     assert not [e for e in events if e["event"] == "rebuild"]  # nothing to rebuild, nothing to report
     ck = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert ck.bank_fusion is None and ck.model.bank.filled == 0  # no similarity to fuse: the temperature alone
+
+
+def test_init_fine_tunes_a_checkpoint_with_its_settings(pairs, tmp_path):
+    train(tcfg(pairs, tmp_path / "a", epochs=1), tiny_config(bank_size=64))
+    start = tmp_path / "a" / "best.safetensors"
+    base = load_checkpoint(start).model
+    events = []
+    # no model config given: the checkpoint's is used, its weights are the start (not a fresh init)
+    train(tcfg(pairs, tmp_path / "b", epochs=1, lr=1e-12, init=str(start)), on_event=events.append)
+    began = next(e for e in events if e["event"] == "start")
+    assert began["init"] == str(start) and began["bank_size"] == 64
+    tuned = load_checkpoint(tmp_path / "b" / "last.safetensors")
+    assert tuned.model.cfg.to_dict() == base.cfg.to_dict()
+    a, b = base.state_dict(), tuned.model.state_dict()
+    w = next(k for k in a if k.startswith("encoder.") and k.endswith("weight") and a[k].ndim == 4)
+    assert torch.allclose(a[w], b[w], atol=1e-6)  # lr ~0: still the checkpoint's weights
+    assert tuned.train_state.train_config["init"] == str(start)  # recorded, so --resume continues it
+    # a model option that contradicts the checkpoint is refused, not ignored; so is a file that is not there
+    with pytest.raises(ForgeryDetError, match="--init .* keeps that model's settings.*--bank-size 128"):
+        train(tcfg(pairs, tmp_path / "c", epochs=1, init=str(start)), tiny_config(bank_size=128), given={"bank_size"})
+    with pytest.raises(ForgeryDetError):
+        train(tcfg(pairs, tmp_path / "d", epochs=1, init=str(tmp_path / "missing.safetensors")))

@@ -40,8 +40,9 @@ class _TrainView:
                 f"{e['train_reals']} real training faces, {e['val_faces']} validation faces, "
                 f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}, "
                 f"tuning {e['tune']} ({e['trainable']:,} trainable parameters)"
+                + (f", starting from {e['init']}" if e.get("init") else "")
             )
-            if e["pretrained"] == "none":
+            if e["pretrained"] == "none" and not e.get("init"):
                 console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
                               "expect weak transfer to real forgeries (see README: pretrained backbones)")
         elif kind == "epoch_start":
@@ -97,6 +98,7 @@ def train_cmd(
     reference: Annotated[str, typer.Option(help="'bank' (the method) or 'none' (ablation: a plain classifier on the face's own features, no bank).")] = ModelConfig.reference,
     tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs).")] = TrainConfig.tune,
     calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = TrainConfig.calibration_fpr,
+    init: Annotated[Optional[Path], typer.Option(readable=False, help="Start from this checkpoint's weights, key encoder and bank (fine-tune, e.g. models/forgerydet-base.safetensors on your own faces); its model settings are kept, optimizer and schedule start afresh.")] = None,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
     from forgerydet.training.loop import train as run_train
@@ -108,7 +110,7 @@ def train_cmd(
                            weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
                            sbi_online=sbi_online, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
-                           calibration_fpr=calibration_fpr, tune=tune)
+                           calibration_fpr=calibration_fpr, tune=tune, init=None if init is None else str(init))
         # options the user typed (by the source's name: typer may bring its own click and its own enum)
         given = {name for name in ctx.params
                  if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}

@@ -26,7 +26,9 @@ class TrainConfig:
     calibration_fpr (the stored threshold lets at most this share of held-out real validation faces be
     called FAKE; see model/calibration.py), tune ('all': the whole backbone is fine-tuned; 'norm': only its
     normalisation layers' affine parameters, as GenD / LN-tuning of foundation encoders, the projection,
-    DifferenceAttention and head being trained in full).
+    DifferenceAttention and head being trained in full), init (a checkpoint whose weights, key encoder and bank
+    a new run starts from, e.g. the shipped model fine-tuned on one's own faces; its model config is kept, the
+    optimizer and schedule start afresh; None = a new model).
     """
 
     pairs: str = "pairs.csv"
@@ -50,6 +52,7 @@ class TrainConfig:
     max_minutes: float | None = None
     calibration_fpr: float = DEFAULT_FPR
     tune: str = "all"
+    init: str | None = None
 
     def __post_init__(self) -> None:
         for name, ok in (

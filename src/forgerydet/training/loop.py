@@ -163,6 +163,11 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         mcfg = model.cfg
         history = ck.history
         start_epoch, step, best = state.epoch, state.step, state.best
+    elif tcfg.init:
+        model = init_model(tcfg.init, mcfg, given)
+        mcfg = model.cfg
+        check_memory(mcfg, tcfg.batch_size, d.device)
+        torch.manual_seed(tcfg.seed)
     else:
         mcfg = mcfg or ModelConfig()
         check_memory(mcfg, tcfg.batch_size, d.device)  # before the bank is allocated
@@ -204,7 +209,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     emit({"event": "start", "rank": d.rank, "world": d.world, "device": str(d.device),
           "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
           "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
-          "start_epoch": start_epoch, "pretrained": model.pretrained_source, "backbone": mcfg.backbone,
+          "start_epoch": start_epoch, "pretrained": model.pretrained_source, "init": tcfg.init, "backbone": mcfg.backbone,
           "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable})
 
     for epoch in range(start_epoch, tcfg.epochs):
@@ -273,6 +278,19 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     if d.on and dist.is_initialized():
         dist.destroy_process_group()
     return {"best": str(best_path), "last": str(last_path), "history": history, "rank": d.rank}
+
+
+def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> Detector:
+    """The model of checkpoint `path` (weights, key encoder, bank), to fine-tune in a new run. Its model config
+    is kept: a model option given explicitly that differs from it is a ForgeryDetError, not silently ignored."""
+    ck = load_checkpoint(Path(path), "cpu")
+    stored = ck.model.cfg.to_dict()
+    conflicts = [f"--{k.replace('_', '-')} {getattr(mcfg, k)} (it has {stored[k]})" for k in sorted(given)
+                 if mcfg is not None and k in stored and k != "pretrained" and getattr(mcfg, k) != stored[k]]
+    if conflicts:
+        raise ForgeryDetError(f"--init {path} keeps that model's settings, but {', '.join(conflicts)}: drop these "
+                              f"options, or train a new model without --init")
+    return ck.model
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
