@@ -4,7 +4,9 @@ processes, MTCNN batches, padded retry for tight crops), both writing crops and 
 
 Images: real faces from ../shared/data/train, by default half LFW and half UTKFace (the mix the issue timed;
 UTKFace photos are tight crops that fill the image), `--sources lfw,celeba` for another mix; astronaut-derived
-faces where that folder is absent.
+faces where that folder is absent. Videos: the issue's figure also covered the 12 real videos of
+../shared/data/train/videos at 24 frames each; `--videos 12` adds them (`--frames` per video) to the
+comparison against the old revision, so the whole mix the issue timed can be timed again (default 0: images only).
 
 The speed target of issue 10 (">= 4x faster on 2 cores") is against the code that issue measured (about 5
 faces/s): `--against REV` (default d4b3900, the last commit before the speed-up) checks that revision out into a
@@ -13,7 +15,8 @@ its code and with this checkout's, in subprocesses of this interpreter, in the o
 median of two each). `--against none` skips it. The in-process comparison (today's per-file path vs the pool)
 is printed too; it is no target: the per-file path already has the batched, downscaled detection.
 
-    .venv/bin/python bench/pairs.py [--n 480] [--sources lfw,utkface] [--against d4b3900|none] [--json]
+    .venv/bin/python bench/pairs.py [--n 480] [--sources lfw,utkface] [--videos 0] [--frames 24]
+                                    [--against d4b3900|none] [--json]
 """
 
 from __future__ import annotations
@@ -82,9 +85,16 @@ def pool(paths: list[Path], out: Path, workers: int) -> int:
     return s.rows
 
 
-def versus_revision(rev: str, paths: list[Path], tmp: Path) -> tuple[list[float], list[float], int, int] | str:
+def train_videos(n: int) -> list[Path]:
+    """The first n real videos of ../shared/data/train/videos (none where that folder is absent)."""
+    shared = Path(os.environ.get("FORGERYDET_SHARED_DATA", REPO.parent / "shared" / "data")) / "train" / "videos"
+    return sorted(shared.glob("*.mp4"))[:n] if n and shared.is_dir() else []
+
+
+def versus_revision(rev: str, paths: list[Path], tmp: Path, videos: list[Path] = (), frames: int = 24
+                    ) -> tuple[list[float], list[float], int, int] | str:
     """Wall seconds of `forgerydet pairs --self-blend` with REV's code and with this checkout's (old, new, new, old),
-    and the rows each wrote; or why it could not run."""
+    and the rows each wrote; or why it could not run. `videos` are passed too, at `frames` frames each."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         return "no git checkout here"
     src = tmp / "images"
@@ -102,8 +112,9 @@ def versus_revision(rev: str, paths: list[Path], tmp: Path) -> tuple[list[float]
             out = tmp / f"out{k}"
             env = {**os.environ, "PYTHONPATH": str((tree if which == "old" else REPO) / "src")}
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "forgerydet", "pairs", "--self-blend", str(src), "--out", str(out),
-                                "--seed", "0"], env=env, capture_output=True, text=True)
+            cmd = [sys.executable, "-m", "forgerydet", "pairs", "--self-blend", str(src), *map(str, videos),
+                   "--out", str(out), "--seed", "0"] + (["--frames", str(frames)] if videos else [])
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
             secs[which].append(time.perf_counter() - t0)
             if r.returncode != 0:
                 return f"{which} code failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
@@ -117,6 +128,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=480)
     ap.add_argument("--sources", default="lfw,utkface", help="comma-separated folders of ../shared/data/train")
+    ap.add_argument("--videos", type=int, default=0, help="also pass this many train videos (the issue's mix: 12)")
+    ap.add_argument("--frames", type=int, default=24, help="frames per video")
     ap.add_argument("--against", default="d4b3900", help="git revision to time against ('none': skip)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -133,7 +146,8 @@ def main() -> None:
         t0 = time.perf_counter()
         n_new = pool(paths, tmp / "b", 0)
         s_new = time.perf_counter() - t0
-        rev = None if a.against == "none" else versus_revision(a.against, paths, tmp)
+        videos = train_videos(a.videos)
+        rev = None if a.against == "none" else versus_revision(a.against, paths, tmp, videos, a.frames)
     old, new = n_old / s_old, n_new / s_new
     figures = []
     if isinstance(rev, tuple):
@@ -141,7 +155,8 @@ def main() -> None:
         fo, fn = ro / float(np.median(so)), rn / float(np.median(sn))
         figures += [
             figure(f"pairs --self-blend, code of {a.against}", fo, "faces/s",
-                   note=f"{ro} faces; " + ", ".join(f"{x:.1f}" for x in so) + " s"),
+                   note=f"{ro} faces ({len(paths)} images, {len(videos)} videos x {a.frames} frames); "
+                   + ", ".join(f"{x:.1f}" for x in so) + " s"),
             figure("pairs --self-blend, this checkout", fn, "faces/s",
                    note=f"{rn} faces; " + ", ".join(f"{x:.1f}" for x in sn) + " s"),
             figure(f"pairs: this checkout / {a.against} faces/s", fn / fo, "x", "≥ 4", fn / fo >= 4),
@@ -153,7 +168,7 @@ def main() -> None:
         figure(f"pairs: image pool ({os.cpu_count()} processes)", new, "faces/s", note=f"{n_new} faces in {s_new:.1f} s"),
         figure("pairs: pool / per-file faces/s (in process)", new / old, "x"),
     ]
-    res = {"machine": machine(), "images": len(paths), "sources": a.sources}
+    res = {"machine": machine(), "images": len(paths), "sources": a.sources, "videos": len(videos), "frames": a.frames}
     if not a.json:
         print_figures(figures)
     finish(res, figures, a.json)
