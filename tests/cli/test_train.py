@@ -30,7 +30,7 @@ def test_train_defaults_are_the_configs():
             continue
         assert (str(value) if isinstance(value, Path) else value) == want, name
         checked.append(name)
-    assert len(checked) == len(got) - 1 == 27
+    assert len(checked) == len(got) - 1 == 28  # every option but --resume is a config field (--init included)
 
 
 def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
@@ -154,3 +154,15 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     assert r.flat.endswith("bank fusion: p = sigmoid(0.866 * logit -3.667 * nearest similarity +1.220), threshold "
                            "0.7183 (real faces called FAKE: 0.050, pseudo-fakes caught: 0.856, AUC 0.9648); scans "
                            "against this bank use it")
+
+
+def test_init_from_a_missing_or_bad_file_is_one_line(tmp_path):
+    from tests.helpers import make_synthetic_pairs
+
+    pairs = make_synthetic_pairs(tmp_path / "p")
+    one_error(cli("train", "--pairs", pairs, "--out", tmp_path / "run", "--init", tmp_path / "nope.safetensors"),
+              "nope.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint")
+    one_error(cli("train", "--pairs", pairs, "--out", tmp_path / "run2", "--init", junk), "junk.safetensors")
+    assert not (tmp_path / "run" / "last.safetensors").exists()
