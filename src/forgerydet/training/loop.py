@@ -29,7 +29,7 @@ from forgerydet.training.bankfill import rebuild_bank
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
-from forgerydet.training.state import resumed_config, rng_state, set_rng_state
+from forgerydet.training.state import option_conflicts, resumed_config, rng_state, set_rng_state
 from forgerydet.training.validate import calibration_extra, validate
 
 Event = Callable[[dict[str, Any]], None]
@@ -284,9 +284,7 @@ def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> D
     """The model of checkpoint `path` (weights, key encoder, bank), to fine-tune in a new run. Its model config
     is kept: a model option given explicitly that differs from it is a ForgeryDetError, not silently ignored."""
     ck = load_checkpoint(Path(path), "cpu")
-    stored = ck.model.cfg.to_dict()
-    conflicts = [f"--{k.replace('_', '-')} {getattr(mcfg, k)} (it has {stored[k]})" for k in sorted(given)
-                 if mcfg is not None and k in stored and k != "pretrained" and getattr(mcfg, k) != stored[k]]
+    conflicts = option_conflicts(set(given) - {"pretrained"}, [(mcfg, ck.model.cfg.to_dict())], "it has")
     if conflicts:
         raise ForgeryDetError(f"--init {path} keeps that model's settings, but {', '.join(conflicts)}: drop these "
                               f"options, or train a new model without --init")

@@ -45,25 +45,28 @@ def set_rng_state(state: TrainState) -> None:
     np.random.set_state(nps)
 
 
+def option_conflicts(names: Collection[str], sources: list[tuple[Any, dict[str, Any]]], has: str) -> list[str]:
+    """'--name NOW (HAS BEFORE)' for each option in `names` whose value in a config differs from the stored one;
+    `sources` pairs a config object (None: not given) with its stored dict, the first holding the name decides."""
+    conflicts = []
+    for name in sorted(names):
+        for cfg, stored in sources:
+            if cfg is None or name not in stored:
+                continue
+            now, before = getattr(cfg, name), stored[name]
+            if not (now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())):
+                conflicts.append(f"--{name.replace('_', '-')} {now} ({has} {before})")
+            break
+    return conflicts
+
+
 def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainState, ck: Checkpoint, given: Collection[str],
                    last_path: Path) -> TrainConfig:
     """The stored training config, with where-to-run options and a raised epoch count taken from this call;
     a ForgeryDetError for any other explicitly given option that differs from the stored run."""
     stored = state.train_config
     may_change = {"out", "device", "workers", "epochs", "max_minutes"}
-    model_cfg = ck.model.cfg.to_dict()
-    conflicts = []
-    for name in sorted(set(given) - may_change):
-        if name in stored:
-            now, before = getattr(tcfg, name), stored[name]
-            same = now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())
-        elif mcfg is not None and name in model_cfg:
-            now, before = getattr(mcfg, name), model_cfg[name]
-            same = now == before
-        else:
-            continue
-        if not same:
-            conflicts.append(f"--{name.replace('_', '-')} {now} (the run has {before})")
+    conflicts = option_conflicts(set(given) - may_change, [(tcfg, stored), (mcfg, ck.model.cfg.to_dict())], "the run has")
     if conflicts:
         raise ForgeryDetError(f"--resume continues {last_path.parent} with its stored settings, but "
                               f"{', '.join(conflicts)}: drop these options, or train into a new --out")
