@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FORGERYDET_SHARED_DATA", REPO.parent / "shared" / "data"))  # ../shared/data
 
 
 def cpu_model() -> str:

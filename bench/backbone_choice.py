@@ -106,9 +106,10 @@ def main() -> None:
         print(f"\npick (highest mean of FF++ and DFDC crop AUC): {best['backbone']} "
               f"({(best['ffpp_crops_auc'] + best['dfdc_crops_auc']) / 2:.3f})")
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "results.json").write_text(json.dumps({"machine": machine(), "minutes": a.minutes, "rows": rows}, indent=1))
+    payload = json.dumps({"machine": m, "minutes": a.minutes, "rows": rows}, indent=1)
+    (a.out / "results.json").write_text(payload)
     if a.json:
-        a.json.write_text(json.dumps({"machine": machine(), "minutes": a.minutes, "rows": rows}, indent=1))
+        a.json.write_text(payload)
 
 
 if __name__ == "__main__":

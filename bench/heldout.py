@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("FORGERYDET_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED_DATA as DATA  # noqa: E402
+
 VIDEOS = {  # name -> label
     "anchor_real.mp4": 0, "val_real_film_clip.mp4": 0,
     "anchor_fake_ffpp.mp4": 1, "anchor_fake_deeperforensics.mp4": 1,

@@ -36,11 +36,11 @@ from forgerydet.pairs.selfblend import BlendOptions
 from forgerydet.pairs.table import read_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, figure, finish, machine, print_figures  # noqa: E402
+from _common import REPO, SHARED_DATA, figure, finish, machine, print_figures  # noqa: E402
 
 
 def images(n: int, tmp: Path, sources: list[str]) -> list[Path]:
-    shared = Path(os.environ.get("FORGERYDET_SHARED_DATA", REPO.parent / "shared" / "data")) / "train"
+    shared = SHARED_DATA / "train"
     if shared.is_dir():
         out: list[Path] = []
         for k, src in enumerate(sources):  # n split evenly, the first files of each source
@@ -87,7 +87,7 @@ def pool(paths: list[Path], out: Path, workers: int) -> int:
 
 def train_videos(n: int) -> list[Path]:
     """The first n real videos of ../shared/data/train/videos (none where that folder is absent)."""
-    shared = Path(os.environ.get("FORGERYDET_SHARED_DATA", REPO.parent / "shared" / "data")) / "train" / "videos"
+    shared = SHARED_DATA / "train" / "videos"
     return sorted(shared.glob("*.mp4"))[:n] if n and shared.is_dir() else []
 
 
