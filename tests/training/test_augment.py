@@ -70,7 +70,8 @@ def test_no_flip_when_its_probability_is_zero():
 
 
 def test_quality_ops_are_drawn_per_image(face):
-    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, jpeg_p=1.0, blur_p=0.5, noise_p=0.5, rescale_p=0.5, video_p=0)
+    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, jpeg_p=1.0, blur_p=0.5, noise_p=0.5, rescale_p=0.5, video_p=0,
+                        sharpen_p=0.5)
     differs = sum(
         not np.array_equal(*augment_pair(face, face.copy(), np.random.default_rng(seed), cfg)) for seed in range(10)
     )
@@ -86,6 +87,23 @@ def test_jpeg_changes_pixels_more_at_low_quality(face, quality):
     assert err > np.abs(jpeg_roundtrip(face, 100).astype(int) - face).mean()
     if quality < 95:
         assert err > np.abs(jpeg_roundtrip(face, quality + 30).astype(int) - face).mean()
+
+
+def test_sharpen_in_augment_is_the_self_blend_kernel_on_the_whole_face(face):
+    """Real faces get the self-blend's sharpen too, so that kernel alone is no fake cue: more high-frequency
+    energy, and exactly pairs/sbi.sharpen at the drawn strength."""
+    from forgerydet.pairs.sbi import sharpen
+
+    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, blur_p=0, rescale_p=0, noise_p=0, video_p=0, jpeg_p=0,
+                        sharpen_p=1.0, sharpen_alpha=(0.4, 0.4), sharpen_lightness=(0.8, 0.8))
+    out = augment_one(face, np.random.default_rng(0), cfg)
+    np.testing.assert_array_equal(out, sharpen(face, 0.4, 0.8))
+    def lap(im):
+        return cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    assert lap(out) > 2 * lap(face)
+    off = augment_one(face, np.random.default_rng(0), dataclasses.replace(cfg, sharpen_p=0.0))
+    np.testing.assert_array_equal(off, face)
 
 
 def test_jpeg_in_augment_changes_pixels(face):
@@ -132,6 +150,8 @@ def test_bad_inputs_say_what_is_wrong(face):
         augment_one(face.astype(np.float32), np.random.default_rng(0))
     with pytest.raises(ForgeryDetError, match="jpeg_p"):
         AugmentConfig(jpeg_p=1.5)
+    with pytest.raises(ForgeryDetError, match="sharpen_alpha"):
+        AugmentConfig(sharpen_alpha=(0.2, 1.5))
 
 
 def test_flip_composes_with_an_identity_affine():

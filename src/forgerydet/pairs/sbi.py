@@ -286,6 +286,19 @@ def _color_transform(x: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) ->
     return np.clip(cv2.transform(x, m), 0, 255)
 
 
+def sharpen(x: np.ndarray, alpha: float, lightness: float) -> np.ndarray:
+    """albumentations' Sharpen kernel, (1 - alpha) * identity + alpha * (8 + lightness centre, -1 around), on an
+    (H,W,3) image in 0..255; float32 in -> float32 out, uint8 in -> uint8 out. Also the training augmentation's
+    camera sharpening (training/augment.py), so that this kernel alone never marks a face as self-blended."""
+    effect = np.full((3, 3), -1.0, np.float32)
+    effect[1, 1] = 8.0 + lightness
+    identity = np.zeros((3, 3), np.float32)
+    identity[1, 1] = 1.0
+    kernel = (1.0 - alpha) * identity + alpha * effect
+    out = np.clip(cv2.filter2D(x.astype(np.float32, copy=False), -1, kernel, borderType=cv2.BORDER_REFLECT_101), 0, 255)
+    return out.round().astype(np.uint8) if x.dtype == np.uint8 else out
+
+
 def _frequency_transform(x: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) -> np.ndarray:
     """x: float32 (H,W,3) -> same; one of down-/up-scale, sharpen, blur."""
     h, w = x.shape[:2]
@@ -295,13 +308,7 @@ def _frequency_transform(x: np.ndarray, rng: np.random.Generator, cfg: SBIConfig
         small = cv2.resize(x, (max(1, w // r), max(1, h // r)), interpolation=cv2.INTER_NEAREST)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     if op == 1:
-        a, light = rng.uniform(*cfg.sharpen_alpha), rng.uniform(*cfg.sharpen_lightness)
-        effect = np.full((3, 3), -1.0, np.float32)
-        effect[1, 1] = 8.0 + light
-        identity = np.zeros((3, 3), np.float32)
-        identity[1, 1] = 1.0
-        kernel = (1.0 - a) * identity + a * effect
-        return np.clip(cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT_101), 0, 255)
+        return sharpen(x, rng.uniform(*cfg.sharpen_alpha), rng.uniform(*cfg.sharpen_lightness))
     return cv2.GaussianBlur(x, (0, 0), rng.uniform(*cfg.blur_sigma))
 
 
