@@ -1,6 +1,6 @@
 """`pairs --self-blend` on still images: the per-file path (one image at a time through `detect_source`,
-as every source went before) against the image pool (`selfblend_images.iter_image_faces`: worker
-processes, MTCNN batches, padded retry for tight crops), both writing crops and self-blended fakes.
+as every source went before) against the worker pool (`faces.stills.iter_faces`: worker
+processes, MTCNN batches, padded retry for tight crops, videos one per task), both writing crops and self-blended fakes.
 
 Images: real faces from ../shared/data/train, by default half LFW and half UTKFace (the mix the issue timed;
 UTKFace photos are tight crops that fill the image), `--sources lfw,celeba` for another mix; astronaut-derived

@@ -15,7 +15,7 @@ from forgerydet.pairs.discover import group_of
 from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
 from forgerydet.pairs.table import read_pairs
 from forgerydet.training.data import TrainPairs
-from tests._faces_util import head, read_csv
+from tests._faces_util import face_frames, head, read_csv, write_video
 
 CFG = ExtractConfig(detector=DetectorConfig(size=96, detect_side=192))
 
@@ -78,6 +78,27 @@ def test_pool_groups_online_rows_and_jpeg(people, tmp_path):
         assert item["x"].shape == (3, 64, 64) and item["ref"].shape == (3, 64, 64)
     with pytest.raises(ForgeryDetError, match="online"):
         TrainPairs(table, 64, sbi_online=False)
+
+
+def test_videos_share_the_pool_and_change_nothing(people, tmp_path, astronaut):
+    """Videos go through the worker pool beside the images: the same rows and crops as in one process, in the same
+    order; an unreadable video is one error, the others still count."""
+    vids = tmp_path / "vids"
+    for i in range(3):
+        write_video(vids / f"clip{i}.mp4", face_frames(astronaut, 6, shift=2 + i))
+    (vids / "broken.mp4").write_bytes(b"not a video")
+    srcs = [people, vids]
+    opts = dict(online=True, image_format="jpg")
+    s2 = pairs_from_self_blend(srcs, tmp_path / "a", CFG, val=0.34, seed=0, options=BlendOptions(workers=2, **opts))
+    s1 = pairs_from_self_blend(srcs, tmp_path / "b", CFG, val=0.34, seed=0, options=BlendOptions(workers=1, **opts))
+    rows = read_csv(tmp_path / "a" / "pairs.csv")
+    assert rows == read_csv(tmp_path / "b" / "pairs.csv")
+    from_videos = [r for r in rows if r["group"].startswith("clip")]
+    assert len(from_videos) == 3 * 6 and {r["group"] for r in from_videos} == {"clip0", "clip1", "clip2"}
+    for r in from_videos:
+        a, b = (cv2.imread(str(tmp_path / d / r["real"])) for d in ("a", "b"))
+        np.testing.assert_array_equal(a, b)
+    assert [e[0] for e in s2.errors] == [e[0] for e in s1.errors] == [str(vids / "broken.mp4")]
 
 
 def test_empty_fake_only_for_sbi_train_rows_with_landmarks(tmp_path):

@@ -117,7 +117,7 @@ def pairs_cmd(
     online: Annotated[bool, typer.Option("--online", help="With --self-blend: write no fakes for train rows (training makes a new one every epoch); only val/test fakes are written.")] = False,
     image_format: Annotated[str, typer.Option("--format", help="With --self-blend: crop file format, png or jpg (smaller; fakes are blended from the decoded JPEG).")] = BlendOptions.image_format,
     jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="With --format jpg.")] = BlendOptions.jpeg_quality,
-    workers: Annotated[int, typer.Option("--workers", help="With --self-blend: processes detecting faces in still images (0 = one per core).")] = BlendOptions.workers,
+    workers: Annotated[int, typer.Option("--workers", help="With --self-blend: processes detecting faces in still images and videos (0 = one per core).")] = BlendOptions.workers,
 ) -> None:
     """Write OUT/pairs.csv (real,fake,group,split,method,landmarks) and the face crops it names."""
     from forgerydet.pairs.build import make_pairs

@@ -1,30 +1,35 @@
-"""Still images -> face crops with landmarks, fast: a pool of worker processes, each running MTCNN on
-batches of images, with a retry on a black-padded copy for tight crops where the face fills the image
-(MTCNN misses those; the padding gives the 1.3x crop its margin, as a face at a frame edge gets at
-scan time).
+"""Images and videos -> face crops with landmarks, fast: a pool of worker processes, each running MTCNN.
+Still images go in batches, with a retry on a black-padded copy for tight crops where the face fills the image
+(MTCNN misses those; the padding gives the 1.3x crop its margin, as a face at a frame edge gets at scan
+time). Videos go one per task through faces/pipeline.py's frame sampling and tracking, so several videos are
+decoded and detected at once, and alongside the last image batches.
 
-Used by `pairs --self-blend` for image sources (videos keep the frame-sampling path of faces/pipeline.py).
-Results come back in input order; nothing here writes files.
+Used by `pairs --self-blend`. Results come back in input order (images, then videos) with only a few tasks
+ahead in memory (a video's crops are megabytes; thousands of FF++ videos must not pile up); nothing here
+writes files.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, FaceDetector, crop_face
+from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
 from forgerydet.io import read_image
 
 PAD = 0.25  # tight-crop retry: black border of this fraction of the image side on every edge
 CHUNK = 32  # images per worker task
+AHEAD = 2  # tasks submitted ahead per worker process (bounds memory; keeps every process busy)
 
 
 @dataclass
@@ -46,7 +51,7 @@ def _largest(det) -> int:
 
 
 def faces_of_images(paths: Sequence[Path], detector: FaceDetector) -> list[ImageFace]:
-    """The largest face of each image (one process; see `iter_image_faces` for the pool)."""
+    """The largest face of each image (one process; see `iter_faces` for the pool)."""
     cfg = detector.config
     out: list[ImageFace | None] = [None] * len(paths)
     images: dict[int, np.ndarray] = {}
@@ -75,6 +80,22 @@ def faces_of_images(paths: Sequence[Path], detector: FaceDetector) -> list[Image
     return out
 
 
+@dataclass
+class VideoFaces:
+    """One video's sampled frames and faces (faces/pipeline.SourceFaces), or why it could not be read."""
+
+    path: Path
+    found: SourceFaces | None = None
+    error: str = ""
+
+
+def faces_of_video(path: Path, config: ExtractConfig, detector: FaceDetector) -> VideoFaces:
+    try:
+        return VideoFaces(path, detect_source(path, config, detector))
+    except ForgeryDetError as e:
+        return VideoFaces(path, error=str(e))
+
+
 _WORKER_DETECTOR: FaceDetector | None = None
 
 
@@ -87,9 +108,21 @@ def _init_worker(config: DetectorConfig) -> None:
     _WORKER_DETECTOR = FaceDetector(config)
 
 
-def _work(paths: list[Path]) -> list[ImageFace]:
+def _work(task: tuple[str, Any, ExtractConfig]) -> list[ImageFace] | VideoFaces:
     assert _WORKER_DETECTOR is not None
-    return faces_of_images(paths, _WORKER_DETECTOR)
+    kind, what, config = task
+    return faces_of_images(what, _WORKER_DETECTOR) if kind == "images" else faces_of_video(what, config, _WORKER_DETECTOR)
+
+
+def _ordered(submit: Callable[[Any], Any], tasks: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """Results of `tasks` in order, with at most `ahead` submitted and not yet consumed."""
+    pending: deque = deque()
+    for task in tasks:
+        pending.append(submit(task))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def pool_size(workers: int) -> int:
@@ -97,15 +130,26 @@ def pool_size(workers: int) -> int:
     return max(1, os.cpu_count() or 1) if workers <= 0 else workers
 
 
-def iter_image_faces(paths: Sequence[Path], config: DetectorConfig, workers: int = 0) -> Iterator[ImageFace]:
-    """Yield one ImageFace per path, in order. workers <= 0: one process per core; 1: in this process."""
+def iter_faces(images: Sequence[Path], videos: Sequence[Path], config: ExtractConfig,
+               workers: int = 0) -> Iterator[ImageFace | VideoFaces]:
+    """One ImageFace per image, then one VideoFaces per video, in order. workers <= 0: one process per core;
+    1: in this process."""
     workers = pool_size(workers)
-    chunks = [list(paths[i : i + CHUNK]) for i in range(0, len(paths), CHUNK)]
-    if workers == 1 or len(chunks) <= 1:
-        det = FaceDetector(config)
-        for c in chunks:
-            yield from faces_of_images(c, det)
+    chunks = [list(images[i : i + CHUNK]) for i in range(0, len(images), CHUNK)]
+    tasks = [("images", c, config) for c in chunks] + [("video", Path(v), config) for v in videos]
+    if workers == 1 or len(tasks) <= 1:
+        det = FaceDetector(config.detector)
+        for kind, what, _ in tasks:
+            if kind == "images":
+                yield from faces_of_images(what, det)
+            else:
+                yield faces_of_video(what, config, det)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(config,)) as ex:
-        for res in ex.map(_work, chunks):
-            yield from res
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(config.detector,)) as ex:
+        for res in _ordered(lambda t: ex.submit(_work, t), tasks, AHEAD * workers):
+            if isinstance(res, VideoFaces):
+                yield res
+            else:
+                yield from res
+

@@ -18,7 +18,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import FaceDetector
 from forgerydet.faces.index import read_index
 from forgerydet.faces.media import expand_sources, media_kind
-from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.io import read_image, source_key, write_bytes_atomic, write_png
 from forgerydet.pairs.discover import group_of, unique_group_names
 from forgerydet.pairs.table import (
@@ -46,7 +46,7 @@ class BlendOptions:
     online:        train rows get no fake file: training blends a new one every epoch from the landmarks.
     image_format:  'png', or 'jpg' (smaller folders; the fake is blended from the DECODED real crop, so real and
                    fake share every artifact). jpeg_quality: for 'jpg'.
-    workers:       processes detecting faces in still images (0: one per core).
+    workers:       processes detecting faces in still images and videos (0: one per core).
     """
 
     group_pattern: str | None = None
@@ -84,10 +84,10 @@ def pairs_from_self_blend(
 
     sources: videos, images, folders, globs, or extract indexes (faces.csv: their `ok` crops and
     landmarks are used as the real faces, no detection). Grouping, storage and worker processes: see
-    BlendOptions. Still images go through faces.stills' process pool with a padded retry for tight crops
-    (counted in the summary). Each written fake's blending mask is written beside it as <fake>_mask.png.
+    BlendOptions. Still images and videos go through faces.stills' process pool (images with a padded retry
+    for tight crops, counted in the summary; videos one per task). Each written fake's blending mask is written beside it as <fake>_mask.png.
     """
-    from forgerydet.faces.stills import iter_image_faces
+    from forgerydet.faces.stills import VideoFaces, faces_of_video, iter_faces
 
     opts = options or BlendOptions()
     pattern = opts.pattern()
@@ -108,7 +108,6 @@ def pairs_from_self_blend(
     files = unique_group_names(source_names)
     groups = {p: group_of(p, files[p], pattern) for p in source_names}
     splits = assign_splits(set(groups.values()), val, test, seed)
-    detector = detector or (FaceDetector(config.detector) if videos else None)
     summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)
     rows: list[dict] = []
     ordinal = 0
@@ -158,8 +157,27 @@ def pairs_from_self_blend(
             fake_rel = f"crops/sbi/{key}/{r.crop.stem}{ext}"
             blend_and_write(_rel(r.crop, out_dir), crop, r.landmarks, groups[Path(r.source)], fake_rel)
         tick()
+    def video(item: VideoFaces) -> None:
+        if item.found is None:
+            summary.errors.append((str(item.path), item.error))
+        else:
+            key = source_key(item.path)
+            if not item.found.all_faces:
+                summary.warnings.append(f"{item.path}: no face found")
+            for frame_faces in item.found.faces:
+                for k, f in enumerate(frame_faces):
+                    name = f"f{f.frame_index:06d}_{k}{ext}"
+                    real_rel = f"crops/real/{key}/{name}"
+                    crop = store(real_rel, f.crop)
+                    blend_and_write(real_rel, crop, f.landmarks_crop, groups[item.path], f"crops/sbi/{key}/{name}")
+        tick()
+
     counts = {"ok": 0, "padded": 0, "no_face": 0, "error": 0}
-    for face in iter_image_faces(images, config.detector, opts.workers):
+    # videos share the images' worker pool, unless a detector was handed in (then they use it, here)
+    for face in iter_faces(images, videos if detector is None else [], config, opts.workers):
+        if isinstance(face, VideoFaces):
+            video(face)
+            continue
         counts[face.status] += 1
         if face.status == "error":
             summary.errors.append((str(face.path), face.message))
@@ -180,20 +198,6 @@ def pairs_from_self_blend(
             )
         if counts["no_face"]:
             summary.warnings.append(f"{counts['no_face']} of {len(images)} images: no face found, skipped")
-    for path in videos:
-        try:
-            found = detect_source(path, config, detector)
-        except ForgeryDetError as e:
-            summary.errors.append((str(path), str(e)))
-        else:
-            key = source_key(path)
-            if not found.all_faces:
-                summary.warnings.append(f"{path}: no face found")
-            for frame_faces in found.faces:
-                for k, f in enumerate(frame_faces):
-                    name = f"f{f.frame_index:06d}_{k}{ext}"
-                    real_rel = f"crops/real/{key}/{name}"
-                    crop = store(real_rel, f.crop)
-                    blend_and_write(real_rel, crop, f.landmarks_crop, groups[path], f"crops/sbi/{key}/{name}")
-        tick()
+    for path in videos if detector is not None else []:
+        video(faces_of_video(path, config, detector))
     return finish_pairs(rows, out_dir, val, test, seed, summary, splits=splits)
