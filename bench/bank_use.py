@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, figure, finish, print_figures  # noqa: E402
+from _common import SHARED_DATA, figure, finish, print_figures  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "faces"
+DATA = SHARED_DATA / "faces"
 VARIANTS = ("nearest", "key", "random", "farthest", "self", "zero")
 
 
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not DATA.is_dir():
-        sys.exit(f"{DATA} not found: this bench needs ../shared/data")
+        sys.exit(f"{DATA} not found: this bench needs ../shared/data (or FORGERYDET_SHARED_DATA)")
     import torch
 
     from forgerydet.model.checkpoint import load_checkpoint

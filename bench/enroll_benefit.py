@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, figure, finish, machine, print_figures  # noqa: E402
+from _common import SHARED_DATA, figure, finish, machine, print_figures  # noqa: E402
 
-DEFAULT_VIDEOS = REPO.parent / "shared" / "data" / "train" / "videos"
+DEFAULT_VIDEOS = SHARED_DATA / "train" / "videos"
 
 
 def collect(videos: list[Path], frames: int, device: str, cache: Path | None) -> dict[str, list[tuple]]:
