@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.training.augment import AugmentConfig, augment_one, augment_pair, h264_roundtrip, jpeg_roundtrip
+from forgerydet.training.augment import (
+    AugmentConfig,
+    augment_one,
+    augment_pair,
+    h264_roundtrip,
+    jpeg_roundtrip,
+    motion_blur,
+)
 
 NO_QUALITY = AugmentConfig(quality=False)
 ONLY_FLIP = AugmentConfig(hflip_p=1.0, affine_p=0.0, color_p=0.0, quality=False)
@@ -95,7 +102,7 @@ def test_sharpen_in_augment_is_the_self_blend_kernel_on_the_whole_face(face):
     from forgerydet.pairs.sbi import sharpen
 
     cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, blur_p=0, rescale_p=0, noise_p=0, video_p=0, jpeg_p=0,
-                        sharpen_p=1.0, sharpen_alpha=(0.4, 0.4), sharpen_lightness=(0.8, 0.8))
+                        motion_p=0, sharpen_p=1.0, sharpen_alpha=(0.4, 0.4), sharpen_lightness=(0.8, 0.8))
     out = augment_one(face, np.random.default_rng(0), cfg)
     np.testing.assert_array_equal(out, sharpen(face, 0.4, 0.8))
     def lap(im):
@@ -104,6 +111,25 @@ def test_sharpen_in_augment_is_the_self_blend_kernel_on_the_whole_face(face):
     assert lap(out) > 2 * lap(face)
     off = augment_one(face, np.random.default_rng(0), dataclasses.replace(cfg, sharpen_p=0.0))
     np.testing.assert_array_equal(off, face)
+
+
+@pytest.mark.parametrize("angle, along", [(0.0, 1), (90.0, 0)])
+def test_motion_blur_smears_along_its_direction_only(angle, along):
+    img = np.zeros((21, 21, 3), np.uint8)
+    img[10, 10] = 255
+    out = motion_blur(img, 7.0, angle)[:, :, 0].astype(np.int64)
+    assert abs(int(out.sum()) - 255) <= 3  # brightness kept
+    spread = np.nonzero(out.sum(axis=1 - along))[0]  # the rows (angle 90) or columns (angle 0) it reaches
+    across = np.nonzero(out.sum(axis=along))[0]
+    assert spread.min() == 7 and spread.max() == 13  # 7 px long
+    assert across.max() - across.min() <= 1  # and about one pixel wide
+
+
+def test_motion_blur_is_drawn_per_image(face):
+    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, blur_p=0, rescale_p=0, noise_p=0, video_p=0, jpeg_p=0,
+                        sharpen_p=0, motion_p=1.0)
+    r, f = augment_pair(face, face.copy(), np.random.default_rng(0), cfg)
+    assert not np.array_equal(r, f) and not np.array_equal(r, face)
 
 
 def test_jpeg_in_augment_changes_pixels(face):
@@ -150,6 +176,8 @@ def test_bad_inputs_say_what_is_wrong(face):
         augment_one(face.astype(np.float32), np.random.default_rng(0))
     with pytest.raises(ForgeryDetError, match="jpeg_p"):
         AugmentConfig(jpeg_p=1.5)
+    with pytest.raises(ForgeryDetError, match="motion_length"):
+        AugmentConfig(motion_length=(0.5, 3.0))
     with pytest.raises(ForgeryDetError, match="sharpen_alpha"):
         AugmentConfig(sharpen_alpha=(0.2, 1.5))
 
