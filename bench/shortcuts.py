@@ -1,0 +1,125 @@
+"""Does the model call a REAL face fake for how it was captured (sharpened, smeared, re-encoded) rather than for
+tampering? Held-out real faces and their self-blends, each degraded the same way, scored as `evaluate --crops`
+scores crops (the checkpoint's calibrated probability and stored threshold): per degradation, the real faces'
+mean fake probability, the share of them called FAKE, and the real-vs-self-blend AUC.
+
+A degradation that lifts the reals far above the calibrated false-positive rate (5 % for the shipped model) is a
+shortcut: the model learned it as a sign of forgery, and real footage that carries it gets flagged. It found two
+in the model shipped before 2026-12-01 evening: SBI's sharpen kernel and motion blur (training/augment.py).
+
+The faces: the 'val' split of a pairs.csv that training never saw, e.g. the calibration pairs of `make model-data`
+(runs/base_calib_pairs/pairs.csv: 2,321 held-out real photos of the four training sources); `--n` of them, seeded.
+
+    .venv/bin/python bench/shortcuts.py CHECKPOINT [CHECKPOINT ...] --pairs runs/base_calib_pairs/pairs.csv
+                                        [--n 200] [--seed 0] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import figure, finish, machine  # noqa: E402
+
+
+def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    from forgerydet.pairs.sbi import sharpen
+    from forgerydet.training.augment import h264_roundtrip, jpeg_roundtrip, motion_blur
+
+    def rescale(x: np.ndarray, f: float) -> np.ndarray:
+        small = cv2.resize(x, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, x.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+
+    return {
+        "as is": lambda x: x,
+        "SBI sharpen (alpha 0.35, lightness 0.75)": lambda x: sharpen(x, 0.35, 0.75),
+        "Gaussian blur sigma 1.5": lambda x: cv2.GaussianBlur(x, (0, 0), 1.5),
+        "Gaussian blur sigma 2": lambda x: cv2.GaussianBlur(x, (0, 0), 2.0),
+        "motion blur 7 px horizontal": lambda x: motion_blur(x, 7.0, 0.0),
+        "motion blur 7 px diagonal": lambda x: motion_blur(x, 7.0, 45.0),
+        "MPEG-4 round trip, CRF-like 40": lambda x: h264_roundtrip(x, 40),
+        "JPEG quality 40": lambda x: jpeg_roundtrip(x, 40),
+        "down to 0.35x and back up": lambda x: rescale(x, 0.35),
+        "contrast x1.4": lambda x: np.clip((x.astype(np.float32) - 128) * 1.4 + 128, 0, 255).astype(np.uint8),
+    }
+
+
+def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
+    """(real, self-blend) file pairs of the val split, n of them at random (seeded)."""
+    from forgerydet.pairs.table import read_pairs
+
+    table = read_pairs(pairs_csv, need_splits=("val",))
+    rows = [r for r in table.rows if r.split == "val" and r.fake is not None]
+    if not rows:
+        sys.exit(f"{pairs_csv}: no 'val' rows with a written fake (make the pairs with --val, without --online)")
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
+    return [(rows[i].real, rows[i].fake) for i in sorted(pick)]
+
+
+def score(checkpoint: str, pairs: list[tuple[Path, Path]]) -> list[dict]:
+    from forgerydet.io import read_image
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.evaluate import evaluate
+
+    out = []
+    with tempfile.TemporaryDirectory() as t:
+        for k, (name, fn) in enumerate(_degradations().items()):
+            lst = Path(t) / f"{k}.csv"
+            with open(lst, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["path", "label", "group"])
+                for j, (real, fake) in enumerate(pairs):
+                    for label, src in ((0, real), (1, fake)):
+                        p = Path(t) / f"{k}_{j}_{label}.png"
+                        cv2.imwrite(str(p), cv2.cvtColor(fn(read_image(src)), cv2.COLOR_RGB2BGR))
+                        w.writerow([p, label, "faces"])
+            r = evaluate(lst, checkpoint, config=ScanConfig(device="cpu"), crops=True)
+            reals = np.array([f["score"] for f in r["files"] if f["label"] == 0])
+            out.append({"degradation": name, "real_mean_p": float(reals.mean()),
+                        "real_called_fake": float((reals >= r["threshold"]).mean()),
+                        "auc": r["frame_level"]["overall"].get("auc"), "threshold": r["threshold"]})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--pairs", type=Path, required=True, help="pairs.csv whose 'val' split was never trained on")
+    ap.add_argument("--n", type=int, default=200, help="real/self-blend pairs to score (default 200)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if not args.pairs.is_file():
+        sys.exit(f"{args.pairs} not found: give the pairs.csv of held-out real faces (make model-data writes one)")
+    pairs = faces(args.pairs, args.n, args.seed)
+    res = {"machine": machine(), "pairs": str(args.pairs), "n": len(pairs), "seed": args.seed, "checkpoints": {}}
+    figures = []
+    for ck in args.checkpoints:
+        res["checkpoints"][ck] = score(ck, pairs)
+        for r in res["checkpoints"][ck]:
+            figures.append(figure(f"{Path(ck).name}: {r['degradation']}: real called FAKE", r["real_called_fake"],
+                                  note=f"real mean p {r['real_mean_p']:.3f}, AUC "
+                                       f"{'n/a' if r['auc'] is None else format(r['auc'], '.3f')}"))
+    if not args.json:
+        rows = res["checkpoints"]
+        print(f"{len(pairs)} held-out real faces of {args.pairs} and their self-blends, degraded alike")
+        print("| degradation | " + " | ".join(f"{Path(c).name}: real p / called FAKE / AUC" for c in rows) + " |")
+        print("|---|" + "---:|" * len(rows))
+        for k, r0 in enumerate(rows[args.checkpoints[0]]):
+            cells = [rows[c][k] for c in args.checkpoints]
+            print(f"| {r0['degradation']} | " + " | ".join(
+                f"{c['real_mean_p']:.2f} / {100 * c['real_called_fake']:.0f} % / "
+                f"{'n/a' if c['auc'] is None else format(c['auc'], '.3f')}" for c in cells) + " |")
+        print("thresholds: " + ", ".join(f"{Path(c).name} {rows[c][0]['threshold']:.3f}" for c in rows))
+    finish(res, figures, args.json)
+
+if __name__ == "__main__":
+    main()
