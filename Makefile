@@ -65,7 +65,11 @@ model: model-data
 	# then fine-tuned on all non-calibration training photos (11,594 training faces): 3 short epochs, a fresh schedule
 	$(VENV)/bin/forgerydet train --pairs runs/base_all_pairs/pairs.csv --out $(MODEL_RUN)_all --init $(MODEL_RUN)/best.safetensors \
 	  --epochs 3 --steps-per-epoch 400 --lr 2e-4 --batch-size 32 --seed 0 --max-minutes 100
-	$(PY) tools/transfer_weights.py ship $(MODEL_RUN)_all/best.safetensors $(MODEL_RUN)/ship.safetensors
+	# then fine-tuned again with real faces sharpened and motion-blurred too (training/augment.py): the shipped file
+	# got 1 epoch with sharpening alone, then these 3 epochs from it; with today's code every stage has both
+	$(VENV)/bin/forgerydet train --pairs runs/base_all_pairs/pairs.csv --out $(MODEL_RUN)_aug --init $(MODEL_RUN)_all/best.safetensors \
+	  --epochs 3 --steps-per-epoch 400 --lr 2e-4 --batch-size 32 --seed 2 --max-minutes 80
+	$(PY) tools/transfer_weights.py ship $(MODEL_RUN)_aug/best.safetensors $(MODEL_RUN)/ship.safetensors
 	$(VENV)/bin/forgerydet calibrate --checkpoint $(MODEL_RUN)/ship.safetensors --pairs runs/base_calib_pairs/pairs.csv
 	@echo "check it (bench/heldout.py $(MODEL_RUN)/ship.safetensors), then copy it over models/forgerydet-base.safetensors"
 
