@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.faces.detect import DetectorConfig, FaceDetector, crop_face
+from forgerydet.faces.detect import FaceDetector, crop_face
 from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
 from forgerydet.io import read_image
 
@@ -96,22 +96,30 @@ def faces_of_video(path: Path, config: ExtractConfig, detector: FaceDetector) ->
         return VideoFaces(path, error=str(e))
 
 
-_WORKER_DETECTOR: FaceDetector | None = None
+Task = tuple[str, Any]  # ("images", [paths of one chunk]) or ("video", path)
 
 
-def _init_worker(config: DetectorConfig) -> None:
-    global _WORKER_DETECTOR
+def _faces_of(task: Task, config: ExtractConfig, detector: FaceDetector) -> list[ImageFace] | list[VideoFaces]:
+    """One task's results, in this process: a chunk's ImageFaces, or a video's one VideoFaces."""
+    kind, what = task
+    return faces_of_images(what, detector) if kind == "images" else [faces_of_video(what, config, detector)]
+
+
+_WORKER: tuple[ExtractConfig, FaceDetector] | None = None
+
+
+def _init_worker(config: ExtractConfig) -> None:
+    global _WORKER
     import torch
 
     torch.set_num_threads(1)  # one thread per process: processes, not threads, use the cores
     cv2.setNumThreads(1)
-    _WORKER_DETECTOR = FaceDetector(config)
+    _WORKER = (config, FaceDetector(config.detector))
 
 
-def _work(task: tuple[str, Any, ExtractConfig]) -> list[ImageFace] | VideoFaces:
-    assert _WORKER_DETECTOR is not None
-    kind, what, config = task
-    return faces_of_images(what, _WORKER_DETECTOR) if kind == "images" else faces_of_video(what, config, _WORKER_DETECTOR)
+def _work(task: Task) -> list[ImageFace] | list[VideoFaces]:
+    assert _WORKER is not None
+    return _faces_of(task, *_WORKER)
 
 
 def _ordered(submit: Callable[[Any], Any], tasks: Iterable[Any], ahead: int) -> Iterator[Any]:
@@ -136,20 +144,13 @@ def iter_faces(images: Sequence[Path], videos: Sequence[Path], config: ExtractCo
     1: in this process."""
     workers = pool_size(workers)
     chunks = [list(images[i : i + CHUNK]) for i in range(0, len(images), CHUNK)]
-    tasks = [("images", c, config) for c in chunks] + [("video", Path(v), config) for v in videos]
+    tasks: list[Task] = [("images", c) for c in chunks] + [("video", Path(v)) for v in videos]
     if workers == 1 or len(tasks) <= 1:
         det = FaceDetector(config.detector)
-        for kind, what, _ in tasks:
-            if kind == "images":
-                yield from faces_of_images(what, det)
-            else:
-                yield faces_of_video(what, config, det)
+        for task in tasks:
+            yield from _faces_of(task, config, det)
         return
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(config.detector,)) as ex:
+                             initargs=(config,)) as ex:
         for res in _ordered(lambda t: ex.submit(_work, t), tasks, AHEAD * workers):
-            if isinstance(res, VideoFaces):
-                yield res
-            else:
-                yield from res
-
+            yield from res

@@ -157,6 +157,7 @@ def pairs_from_self_blend(
             fake_rel = f"crops/sbi/{key}/{r.crop.stem}{ext}"
             blend_and_write(_rel(r.crop, out_dir), crop, r.landmarks, groups[Path(r.source)], fake_rel)
         tick()
+
     def video(item: VideoFaces) -> None:
         if item.found is None:
             summary.errors.append((str(item.path), item.error))

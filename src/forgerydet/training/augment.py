@@ -10,7 +10,8 @@ Sharpening is there because the self-blend's source transform sharpens the blend
 "sharpened = fake". Measured on the model shipped before this transform existed: 200 held-out real photos
 scored p 0.07 (6 % above the threshold) as they are and p 0.61 (68 % above) after SBI's own sharpen, while
 the same self-blends scored about the same either way. Broadcast and film cameras sharpen in-camera ("detail"):
-a suspected (not shown) reason real footage was flagged. A fake that is sharpened whole keeps its cue: the inside/outside inconsistency.
+a suspected (not shown) reason real footage was flagged. A fake that is sharpened whole keeps its cue: the
+inside/outside inconsistency.
 Motion blur, for the same reason: real video frames are often smeared along the motion, photos seldom are, and
 the model trained with sharpening alone scored 150 held-out real photos p 0.11 (7 % flagged) as they are,
 p 0.42 (32 %) after a 7-pixel horizontal motion blur and p 0.98 (all of them) after a 7-pixel diagonal one,
