@@ -105,6 +105,7 @@ def test_sharpen_in_augment_is_the_self_blend_kernel_on_the_whole_face(face):
                         motion_p=0, sharpen_p=1.0, sharpen_alpha=(0.4, 0.4), sharpen_lightness=(0.8, 0.8))
     out = augment_one(face, np.random.default_rng(0), cfg)
     np.testing.assert_array_equal(out, sharpen(face, 0.4, 0.8))
+
     def lap(im):
         return cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
 
