@@ -110,3 +110,25 @@ def test_device_errors_are_clear():
     if not torch.cuda.is_available():
         with pytest.raises(ForgeryDetError, match="CUDA is not available"):
             FaceDetector(DetectorConfig(device="cuda")).detect([np.zeros((64, 64, 3), np.uint8)])
+
+
+def test_channels_last_mtcnn_finds_the_same_faces(astronaut, detector):
+    """The CPU detector's nets are stored channels-last (the speed-up); boxes, landmarks and confidences match
+    facenet-pytorch's own NCHW nets to float rounding."""
+    import torch
+    from facenet_pytorch import MTCNN
+
+    frames = [_framed(astronaut, 128), _framed(astronaut, 256), np.full((100, 150, 3), 120, np.uint8)]
+    fast = detector.detect(frames)
+    weights = [m.weight for net in (detector.mtcnn.pnet, detector.mtcnn.rnet, detector.mtcnn.onet)
+               for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    assert all(not w.is_contiguous() for w in weights if w.shape[-1] > 1)  # 1x1 kernels: both layouts agree
+    plain = FaceDetector(detector.config)
+    plain._mtcnn = MTCNN(keep_all=True, select_largest=False, device="cpu")
+    slow = plain.detect(frames)
+    assert [len(d) for d in fast] == [len(d) for d in slow] == [1, 1, 0]
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
+        np.testing.assert_allclose(a.confidences, b.confidences, atol=1e-5)

@@ -163,6 +163,17 @@ def crop_faces(
     return faces
 
 
+def channels_last(mtcnn) -> None:
+    """Store MTCNN's three nets' weights channels-last (NHWC), in place. On a CPU their convolutions then give
+    channels-last outputs, and PyTorch's max_pool2d is vectorised for those but not for NCHW with
+    ceil_mode, which the nets use: RNet and ONet run 3-4x faster, PNet 1.5-2x, the same numbers to float
+    rounding (bench/pairs.py). facenet-pytorch's inputs stay NCHW; nothing else changes."""
+    import torch
+
+    for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
+        net.to(memory_format=torch.channels_last)
+
+
 class FaceDetector:
     """MTCNN over batches of frames; boxes and landmarks in full-resolution coordinates.
 
@@ -186,7 +197,10 @@ class FaceDetector:
                 raise ForgeryDetError(f"device '{self.config.device}' is not valid ({e}); use 'cpu' or 'cuda'") from None
             if device.type == "cuda" and not torch.cuda.is_available():
                 raise ForgeryDetError(f"device '{self.config.device}' requested but CUDA is not available; use --device cpu")
-            self._mtcnn = MTCNN(keep_all=True, select_largest=False, device=device)
+            mtcnn = MTCNN(keep_all=True, select_largest=False, device=device)
+            if device.type == "cpu":
+                channels_last(mtcnn)
+            self._mtcnn = mtcnn
         return self._mtcnn
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
