@@ -40,6 +40,20 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     assert cells == [["1", "0.5000", "0.7500"], ["2", "-", "0.8000"]]  # epoch, train_loss, val_auc
 
 
+def test_info_says_which_bank_the_calibration_was_fitted_against(tmp_path):
+    torch.manual_seed(0)
+    m = tiny_model()
+    m.bank.rebuild(m.encode_keys(torch.rand(3, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(3))
+    cases = {"this bank": {"bank_contents": m.bank.contents_digest()}, "an earlier bank": {"bank_contents": "0" * 16},
+             "unknown": {"threshold": 0.4}}
+    for want, cal in cases.items():
+        p = save_checkpoint(tmp_path / "m.safetensors", m, extra={"threshold": 0.4, "calibration": cal})
+        r = cli("info", p)
+        assert r.exit_code == 0 and _row(r.output, "calibrated against") == want, r.output
+    r = cli("info", save_checkpoint(tmp_path / "n.safetensors", m))
+    assert _row(r.output, "calibrated against") == "not calibrated"
+
+
 def test_info_of_a_plain_checkpoint(tmp_path):
     p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(img_size=None))
     r = cli("info", p)

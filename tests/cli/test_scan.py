@@ -111,3 +111,28 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     assert r.stdout.splitlines()[0].startswith(f"checkpoint {checkpoint} (test_efficientnet, weights none, bank 10 real "
                                                "faces, fingerprint ")
     assert "JSON: " + str(tmp_path / "s.json") in r.stdout and "CSV: " + str(tmp_path / "s.csv") in r.stdout
+
+
+def test_a_calibration_fitted_against_an_earlier_bank_is_noted_unless_a_threshold_is_given(face_png, tmp_path):
+    import torch
+
+    from forgerydet.model.checkpoint import save_checkpoint
+    from tests.helpers import tiny_model
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    cal = {"threshold": 0.4, "temperature": 1.0}
+    sources = [f"/nowhere/real_{i}.png" for i in range(10)]
+    stale = save_checkpoint(tmp_path / "stale.safetensors", m, bank_sources=sources,
+                            extra={**cal, "calibration": {**cal, "bank_contents": "0123456789abcdef"}})
+    fresh = save_checkpoint(tmp_path / "fresh.safetensors", m, bank_sources=sources,
+                            extra={**cal, "calibration": {**cal, "bank_contents": m.bank.contents_digest()}})
+    r = cli("scan", face_png, "--checkpoint", stale, "--device", "cpu", "--json", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.stderr.split()) == ("note: the checkpoint's threshold and bank fusion were fitted against an "
+                                          "earlier bank (it was rebuilt since): refit them with `forgerydet calibrate`")
+    assert json.loads((tmp_path / "s.json").read_text())["settings"]["calibrated_against"] == "an earlier bank"
+    for args in ([fresh], [stale, "--threshold", "0.5"]):
+        r = cli("scan", face_png, "--checkpoint", *args, "--device", "cpu")
+        assert r.exit_code == 0 and r.stderr == "", r.output

@@ -116,7 +116,7 @@ def test_rebuild_bank_passes_its_options_and_reports(monkeypatch, tmp_path):
     def fake(checkpoint, pairs, **kw):
         calls.append((checkpoint, pairs, kw))
         return {"entries": 16, "real_faces": 40, "bank_size": 16, "select": kw["select"], "seconds": 1.25,
-                "checkpoint": str(kw["out"])}
+                "checkpoint": str(kw["out"]), "calibration_stale": False, "calibrated_on": None}
 
     monkeypatch.setattr(bankfill, "rebuild_checkpoint_bank", fake)
     r = cli("rebuild-bank", "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "p.csv", "--out",
@@ -128,6 +128,20 @@ def test_rebuild_bank_passes_its_options_and_reports(monkeypatch, tmp_path):
         "device": "cpu", "batch_size": 8, "workers": TrainConfig.workers, "out": tmp_path / "o.safetensors", "select": "random"}
     assert r.flat == (f"bank rebuilt: 16 entries written (from 40 real training faces, bank size 16, random selection) "
                       f"in 1.2 s -> {tmp_path / 'o.safetensors'}")
+    assert r.stderr == ""
+
+
+def test_rebuild_bank_says_when_the_stored_calibration_was_fitted_against_the_old_bank(monkeypatch, tmp_path):
+    def fake(checkpoint, pairs, **kw):
+        return {"entries": 16, "real_faces": 40, "bank_size": 16, "select": "coreset", "seconds": 1.25,
+                "checkpoint": str(checkpoint), "calibration_stale": True, "calibrated_on": "calib/pairs.csv"}
+
+    monkeypatch.setattr(bankfill, "rebuild_checkpoint_bank", fake)
+    r = cli("rebuild-bank", "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "p.csv")
+    assert r.exit_code == 0, r.output
+    note = " ".join(r.stderr.split())
+    assert note.startswith("note: its threshold and bank fusion were fitted against the bank this replaced")
+    assert f"forgerydet calibrate --checkpoint {tmp_path / 'c.safetensors'} --pairs calib/pairs.csv" in note
 
 
 def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):

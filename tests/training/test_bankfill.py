@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""training/bankfill.py: `rebuild-bank` fills the bank with exactly the training reals (one process and two), and says when the stored calibration was fitted against the bank it replaced."""
 
 from __future__ import annotations
 
@@ -58,3 +58,45 @@ def test_two_process_gloo_torchrun_matches_one_process_fill(pairs, tmp_path):
     b2 = load_checkpoint(tmp_path / "two" / "last.safetensors").model.bank
     assert b1.filled == b2.filled == 24
     assert b1.source[:24].tolist() == b2.source[:24].tolist() == list(range(24))
+
+
+def test_rebuild_marks_a_calibration_fitted_against_the_bank_it_replaced(pairs, tmp_path):
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.training.validate import calibrate_checkpoint
+    from tests.helpers import tiny_model
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=64).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    ck = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=[f"/r/{i}.png" for i in range(10)])
+    assert load_checkpoint(ck).calibration_bank == "not calibrated"
+    calibrate_checkpoint(ck, pairs, fpr=0.25, device="cpu", batch_size=4, workers=0)
+    calibrated = load_checkpoint(ck)
+    assert calibrated.calibration_bank == "this bank"
+    assert calibrated.extra["calibration"]["bank_contents"] == calibrated.model.bank.contents_digest()
+
+    res = rebuild_checkpoint_bank(ck, pairs, device="cpu", out=tmp_path / "rebuilt.safetensors")
+    assert res["calibration_stale"] and res["calibrated_on"] == str(pairs)
+    rebuilt = load_checkpoint(tmp_path / "rebuilt.safetensors")
+    assert rebuilt.calibration_bank == "an earlier bank"
+    assert rebuilt.threshold == calibrated.threshold  # kept, and said to be stale, not silently dropped
+    calibrate_checkpoint(tmp_path / "rebuilt.safetensors", pairs, fpr=0.25, device="cpu", batch_size=4, workers=0)
+    assert load_checkpoint(tmp_path / "rebuilt.safetensors").calibration_bank == "this bank"
+
+
+def test_a_calibration_older_than_the_record_is_unknown_until_a_rebuild_replaces_its_bank(pairs, tmp_path):
+    from forgerydet.model.checkpoint import save_checkpoint
+    from tests.helpers import tiny_model
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=64).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    old = {"threshold": 0.4, "temperature": 1.0, "calibrated_on": "calib.csv"}  # as calibrated before 2026-12-01
+    ck = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=[f"/r/{i}.png" for i in range(10)],
+                         extra={"threshold": 0.4, "temperature": 1.0, "calibration": old})
+    assert load_checkpoint(ck).calibration_bank == "unknown"
+    res = rebuild_checkpoint_bank(ck, pairs, device="cpu")
+    assert res["calibration_stale"] and res["calibrated_on"] == "calib.csv"
+    assert load_checkpoint(ck).calibration_bank == "an earlier bank"
+    uncalibrated = save_checkpoint(tmp_path / "u.safetensors", m, bank_sources=[f"/r/{i}.png" for i in range(10)])
+    assert not rebuild_checkpoint_bank(uncalibrated, pairs, device="cpu")["calibration_stale"]

@@ -15,7 +15,7 @@ def info_cmd(
     checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors) to describe.")],
 ) -> None:
     """Show a checkpoint's backbone, config, bank size/fill, encoder fingerprint and training history."""
-    from forgerydet.model.checkpoint import read_meta
+    from forgerydet.model.checkpoint import calibration_bank, read_meta
 
     with user_errors():
         meta = read_meta(checkpoint)
@@ -34,6 +34,7 @@ def info_cmd(
         ("created", meta.get("created", "?")),
         ("file size", f"{checkpoint.stat().st_size / 2**20:.1f} MB"),
         ("training state", "yes (resumable)" if (meta.get("train") or {}).get("optimizer") else "no"),
+        ("calibrated against", calibration_bank(meta)),
     ]
     extra = meta.get("extra") or {}
     for k, v in extra.items():

@@ -59,6 +59,10 @@ def scan_cmd(
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
         scanner = Scanner(checkpoint, cfg)
     settings = scanner.settings()
+    if settings["calibrated_against"] == "an earlier bank" and "reference" not in settings and "bank" not in settings \
+            and threshold is None:
+        note("note:", "the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt "
+                      "since): refit them with `forgerydet calibrate`", style="yellow")
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
     for r in bad_paths:
         note("skipped:", r["error"])

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import console, progress_bar, user_errors
+from forgerydet.cli.common import console, note, progress_bar, user_errors
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
 from forgerydet.training.config import TrainConfig
@@ -157,6 +157,11 @@ def rebuild_bank_cmd(
         console.print(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
                       f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
                       f"in {res['seconds']:.1f} s -> {res['checkpoint']}")
+        if res["calibration_stale"]:
+            on = res["calibrated_on"] or "PAIRS.csv"
+            note("note:", f"its threshold and bank fusion were fitted against the bank this replaced; scans still "
+                          f"use them until you refit them: forgerydet calibrate --checkpoint {res['checkpoint']} "
+                          f"--pairs {on}", style="yellow")
 
 
 def calibrate_cmd(

@@ -71,6 +71,14 @@ class MemoryBank(nn.Module):
         """The keys of filled slots only (F,D): the negatives for InfoNCE."""
         return self.keys[: self.filled]  # slots fill from 0 upwards and stay filled
 
+    def contents_digest(self) -> str:
+        """16 hex digits of SHA-256 over the filled keys (fp32) in slot order: which real faces the bank holds,
+        not only which encoder wrote them (`fingerprint`). A calibration records it, so a rebuilt bank is seen
+        to differ from the one the threshold and the bank fusion were fitted against."""
+        h = hashlib.sha256(str(self.filled).encode())
+        h.update(self.filled_keys().detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     @torch.no_grad()
     def retrieve(
         self, query: torch.Tensor, k: int = 1, exclude: torch.Tensor | None = None

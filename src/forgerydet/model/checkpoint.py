@@ -78,6 +78,13 @@ class Checkpoint:
         return list(self.meta.get("history") or [])
 
     @property
+    def calibration_bank(self) -> str:
+        """Whether the stored calibration was fitted against the bank this file holds: 'this bank', 'an
+        earlier bank' (the bank was rebuilt since: refit with `forgerydet calibrate`), 'unknown' (calibrated before
+        forgerydet recorded it) or 'not calibrated'."""
+        return calibration_bank(self.meta)
+
+    @property
     def threshold(self) -> float:
         """The verdict threshold on the calibrated fake probability (DEFAULT_THRESHOLD when never calibrated)."""
         return _stored_number(self.path, self.meta, "threshold", DEFAULT_THRESHOLD, 1.0,
@@ -177,6 +184,7 @@ def save_checkpoint(
         "pretrained_source": model.pretrained_source,
         "fingerprint": fingerprint_hex(model.bank.fingerprint),
         "bank_fill": str(model.bank.filled),
+        "bank_contents": model.bank.contents_digest(),
         "bank_sources": json.dumps(bank_sources or []),
         "history": json.dumps(history or []),
         "train": json.dumps(tjson),
@@ -185,6 +193,17 @@ def save_checkpoint(
     # serialised in memory, then ONE atomic write: safetensors' save_file would add its own hidden temp file,
     # and a kill mid-write would leave two; the next write of this file removes a killed writer's temp
     return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
+
+
+def calibration_bank(meta: dict[str, Any]) -> str:
+    """Checkpoint.calibration_bank from a checkpoint's metadata alone (`info` reads no tensors)."""
+    cal = (meta.get("extra") or {}).get("calibration")
+    if not isinstance(cal, dict):
+        return "not calibrated"
+    fitted, held = cal.get("bank_contents"), meta.get("bank_contents")
+    if not fitted or not held:
+        return "unknown"
+    return "this bank" if fitted == held else "an earlier bank"
 
 
 def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extra: dict[str, Any],

@@ -117,6 +117,7 @@ class Scanner:
             "threshold": self.threshold,
             "temperature": self.temperature,
             "bank_fusion": None if self.fusion is None else {k: v for k, v in self.fusion.items() if k != "threshold"},
+            "calibrated_against": self.checkpoint.calibration_bank,
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,

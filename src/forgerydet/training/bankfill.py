@@ -85,18 +85,26 @@ def rebuild_checkpoint_bank(
     table = read_pairs(pairs, need_splits=("train",))
     reals = [p for p, _ in table.reals("train")]
     model = ck.model.to(d.device)
+    # a calibration made before forgerydet recorded its bank was made against the bank being replaced
+    cal = ck.extra.get("calibration") if isinstance(ck.extra.get("calibration"), dict) else None
+    if cal is not None and not cal.get("bank_contents"):
+        cal = {**cal, "bank_contents": model.bank.contents_digest()}
     n, secs = rebuild_bank(model, reals, batch_size=batch_size, workers=workers, dist_ctx=d, progress=progress,
                            select=select)
     target = Path(out or checkpoint)
     if d.main:
+        extra = {"bank_rebuilt_from": str(Path(pairs)),
+                 "bank_selection": select if len(reals) > model.cfg.bank_size else "all"}
         resave_checkpoint(ck, target, model, bank_sources=[str(p) for p in reals],
-                          extra={"bank_rebuilt_from": str(Path(pairs)),
-                                 "bank_selection": select if len(reals) > model.cfg.bank_size else "all"})
+                          extra=extra if cal is None else {**extra, "calibration": cal})
     if d.on:
         dist.barrier()
         dist.destroy_process_group()
     return {"entries": n, "seconds": secs, "real_faces": len(reals), "checkpoint": str(target),
-            "bank_size": model.cfg.bank_size, "select": select}
+            "bank_size": model.cfg.bank_size, "select": select,
+            # the stored threshold and bank fusion were fitted against the bank just replaced
+            "calibration_stale": cal is not None and cal["bank_contents"] != model.bank.contents_digest(),
+            "calibrated_on": None if cal is None else cal.get("calibrated_on")}
 
 
 @torch.no_grad()

@@ -262,7 +262,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             improved = record["val_auc"] > best
             best = max(best, record["val_auc"])
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
-                          extra={**calibration_extra(cal), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
+                          extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
             save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),
                             **common)
             if improved:

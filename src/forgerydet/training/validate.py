@@ -101,12 +101,13 @@ def calibrate_checkpoint(
         cal["bank_fusion"]["val_auc"] = binary_metrics(labels, fused_logits(logits, sims, cal["bank_fusion"]))["auc"]
     cal["calibrated_on"] = str(Path(pairs))
     target = Path(out or checkpoint)
-    resave_checkpoint(ck, target, model, extra=calibration_extra(cal))
+    resave_checkpoint(ck, target, model, extra=calibration_extra(cal, model))
     return {**cal, "checkpoint": str(target)}
 
 
-def calibration_extra(cal: dict[str, Any]) -> dict[str, Any]:
+def calibration_extra(cal: dict[str, Any], model: Detector) -> dict[str, Any]:
     """The checkpoint fields a calibration sets: threshold and temperature, the bank fusion (None clears a stale
-    one) and the whole record."""
+    one) and the whole record, which names the bank it was fitted against (`MemoryBank.contents_digest`)."""
+    cal = {**cal, "bank_contents": model.bank.contents_digest()}
     return {"threshold": cal["threshold"], "temperature": cal["temperature"], "bank_fusion": cal.get("bank_fusion"),
             "calibration": cal}
