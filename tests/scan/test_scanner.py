@@ -142,3 +142,21 @@ def test_scan_shared_videos_with_report_in_a_browser(shared_data, checkpoint, tm
     assert n_img > 3 * 6  # faces, heatmaps and timelines
     assert re.search(r'data-images-loaded="(\d+)"', dom).group(1) == str(n_img)
     assert re.search(r'data-broken="(\d+)"', dom).group(1) == "0"
+
+
+def test_flip_tta_averages_the_logits_of_a_face_and_its_mirror_image(checkpoint, astronaut):
+    crop = np.ascontiguousarray(astronaut[30:230, 140:340])  # the head, not symmetric
+    mirror = np.ascontiguousarray(crop[:, ::-1])
+    plain = Scanner(checkpoint, ScanConfig(device="cpu"))
+    tta = Scanner(checkpoint, ScanConfig(device="cpu", tta="flip"))
+    assert plain.fusion is None  # uncalibrated: p = sigmoid(logit / T)
+    p1, p2 = plain._score([crop, mirror])["p"]
+    t = plain.temperature
+    logit = lambda p: t * np.log(p / (1 - p))  # noqa: E731
+    want = 1 / (1 + np.exp(-(logit(p1) + logit(p2)) / 2 / t))
+    got, got_mirror = tta._score([crop, mirror])["p"]
+    np.testing.assert_allclose([got, got_mirror], [want, want], rtol=1e-4)
+    assert abs(p1 - p2) > 1e-4  # the two views really differ, so the average is not either one
+    assert tta.settings()["tta"] == "flip" and plain.settings()["tta"] == "none"
+    with pytest.raises(ForgeryDetError, match=r"unknown --tta 'rotate': use one of none, flip"):
+        ScanConfig(tta="rotate")

@@ -24,6 +24,7 @@ def evaluate_cmd(
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean | confident | track-max.")] = ScanConfig.aggregation,
     threshold: Annotated[Optional[float], typer.Option(help="Threshold for accuracy (default: the checkpoint's).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = ScanConfig.device,
+    tta: Annotated[str, typer.Option(help="'flip': also score each face's mirror image and average; 'none'.")] = ScanConfig.tta,
 ) -> None:
     """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
     from forgerydet.scan.evaluate import evaluate as run
@@ -31,7 +32,7 @@ def evaluate_cmd(
     with user_errors():
         from forgerydet.scan.config import ScanConfig
 
-        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device)
+        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta)
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")

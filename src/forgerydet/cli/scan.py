@@ -35,6 +35,7 @@ def scan_cmd(
     reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
     references: Annotated[Optional[Path], typer.Option(readable=False, help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
     bank: Annotated[Optional[Path], typer.Option(readable=False, help="A disk bank folder (from `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank.")] = None,
+    tta: Annotated[str, typer.Option(help="'flip': also score each face's mirror image and average (twice the model time); 'none'.")] = ScanConfig.tta,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file.
@@ -53,7 +54,8 @@ def scan_cmd(
         det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                          device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
-                         references=str(references) if references else None, bank=str(bank) if bank else None)
+                         references=str(references) if references else None, bank=str(bank) if bank else None,
+                         tta=tta)
         files, bad_paths = expand_scan_paths(paths)
         if not files:  # checked before the model loads
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))

@@ -11,6 +11,7 @@ from forgerydet.faces.media import DEFAULT_NUM_FRAMES
 from forgerydet.scan.aggregate import STRATEGIES
 
 FACE_CHOICES = ("main-track", "largest", "all")  # which faces of a source `enroll` takes
+TTA_CHOICES = ("none", "flip")  # test-time augmentation of each face (scan, evaluate)
 
 
 @dataclass
@@ -21,7 +22,9 @@ class ScanConfig:
     crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
     `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
     checkpoint, see model.references.references_path). bank: a disk bank folder (diskbank.py, written by
-    `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank."""
+    `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank. tta: 'flip' scores each face and its
+    mirror image and averages the two logits (and nearest-bank similarities) before the calibrated probability:
+    twice the model time; 'none' scores the face as it is."""
 
     num_frames: int = DEFAULT_NUM_FRAMES
     aggregation: str = "max-then-mean"
@@ -33,8 +36,11 @@ class ScanConfig:
     reference: str | None = None
     references: str | None = None
     bank: str | None = None
+    tta: str = "none"
 
     def __post_init__(self) -> None:
+        if self.tta not in TTA_CHOICES:
+            raise ForgeryDetError(f"unknown --tta {self.tta!r}: use one of {', '.join(TTA_CHOICES)}")
         if self.aggregation not in STRATEGIES:
             raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
         if self.num_frames < 1:

@@ -121,6 +121,7 @@ class Scanner:
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
+            "tta": self.config.tta,
             "face_size": m.img_size,
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
@@ -147,10 +148,14 @@ class Scanner:
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
             o = m(x.to(self.device), "single", bank=self._bank())
             logits = o["logits"].float().cpu().numpy()
+            sims = nearest_similarity(o["similarities"].float().cpu().numpy())
+            if self.config.tta == "flip":  # the mirror image too; attention and neighbours stay the face's own
+                of = m(x.flip(-1).to(self.device), "single", bank=self._bank())
+                logits = (logits + of["logits"].float().cpu().numpy()) / 2
+                sims = (sims + nearest_similarity(of["similarities"].float().cpu().numpy())) / 2
             if self.fusion is None:
                 probs.append(sigmoid(logits, self.temperature))
             else:
-                sims = nearest_similarity(o["similarities"].float().cpu().numpy())
                 probs.append(sigmoid(fused_logits(logits, sims, self.fusion)))
             sal.append(o["saliency"].float().cpu().numpy())
             slots = o["neighbours"]
