@@ -128,3 +128,22 @@ def test_calibrate_refuses_bad_values_and_an_empty_bank(pairs, tmp_path):
     with pytest.raises(ForgeryDetError) as e:
         calibrate_checkpoint(empty, pairs, device="cpu")
     assert str(e.value) == f"{empty}: the bank is empty; run `forgerydet rebuild-bank` first"
+
+
+def test_flip_scoring_and_calibration_are_what_scan_tta_flip_scores(model, val, pairs, tmp_path):
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.scanner import Scanner
+
+    _, (paths, labels, refs, _) = val
+    x = torch.stack([to_tensor(load_image(p, 64)) for p in paths])  # (16,3,64,64)
+    with torch.no_grad():
+        want = ((model(x, "single")["logits"] + model(x.flip(-1), "single")["logits"]) / 2).numpy()
+    got, sims = score_faces(model, paths, labels, refs, "single", CPU, batch_size=5, similarity=True, tta="flip")
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, score_faces(model, paths, labels, refs, "single", CPU))
+    ck = save_checkpoint(tmp_path / "m.safetensors", model, bank_sources=[f"/r/{i}.png" for i in range(10)])
+    assert calibrate_checkpoint(ck, pairs, fpr=0.25, device="cpu", batch_size=4, workers=0, tta="flip")["tta"] == "flip"
+    assert Scanner(ck, ScanConfig(device="cpu")).settings()["tta"] == "flip"  # scans follow the calibration
+    assert Scanner(ck, ScanConfig(device="cpu", tta="none")).settings()["tta"] == "none"  # unless told otherwise
+    with pytest.raises(ForgeryDetError, match=r"^unknown --tta 'both': use one of none, flip$"):
+        calibrate_checkpoint(ck, pairs, tta="both")

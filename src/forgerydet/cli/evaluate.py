@@ -24,7 +24,7 @@ def evaluate_cmd(
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean | confident | track-max.")] = ScanConfig.aggregation,
     threshold: Annotated[Optional[float], typer.Option(help="Threshold for accuracy (default: the checkpoint's).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = ScanConfig.device,
-    tta: Annotated[str, typer.Option(help="'flip': also score each face's mirror image and average; 'none'.")] = ScanConfig.tta,
+    tta: Annotated[Optional[str], typer.Option(help="'flip': also score each face's mirror image and average; 'none'. Default: as the checkpoint was calibrated, else none.")] = ScanConfig.tta,
 ) -> None:
     """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
     from forgerydet.scan.evaluate import evaluate as run

@@ -35,7 +35,7 @@ def scan_cmd(
     reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
     references: Annotated[Optional[Path], typer.Option(readable=False, help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
     bank: Annotated[Optional[Path], typer.Option(readable=False, help="A disk bank folder (from `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank.")] = None,
-    tta: Annotated[str, typer.Option(help="'flip': also score each face's mirror image and average (twice the model time); 'none'.")] = ScanConfig.tta,
+    tta: Annotated[Optional[str], typer.Option(help="'flip': also score each face's mirror image and average (twice the model time); 'none'. Default: as the checkpoint was calibrated (`calibrate --tta`), else none.")] = ScanConfig.tta,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file.

@@ -171,15 +171,17 @@ def calibrate_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of in place.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = TrainConfig.val_batch_size,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = TrainConfig.device,
+    tta: Annotated[str, typer.Option(help="'flip': score each face averaged with its mirror image, as `scan --tta flip`; scans of this checkpoint then do so by default. 'none': as it is.")] = "none",
 ) -> None:
     """Store a threshold (at a false-positive rate on held-out real faces), a temperature and the bank fusion
     (the nearest real face's similarity as a second input) in a checkpoint."""
     from forgerydet.training.validate import calibrate_checkpoint
 
     with user_errors():
-        r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out)
+        r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out, tta=tta)
     console.print(
-        f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces: temperature {r['temperature']:.3f}, "
+        f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces"
+        f"{' (each face averaged with its mirror image)' if r['tta'] == 'flip' else ''}: temperature {r['temperature']:.3f}, "
         f"threshold {r['threshold']:.4f} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
         f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}", highlight=False, soft_wrap=True)
     f = r.get("bank_fusion")

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+TTA_CHOICES = ("none", "flip")  # how a face is scored: as it is, or averaged with its mirror image (scan, calibrate)
+
 DEFAULT_FPR = 0.05
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES
+from forgerydet.model.calibration import TTA_CHOICES
 from forgerydet.scan.aggregate import STRATEGIES
 
 FACE_CHOICES = ("main-track", "largest", "all")  # which faces of a source `enroll` takes
-TTA_CHOICES = ("none", "flip")  # test-time augmentation of each face (scan, evaluate)
 
 
 @dataclass
@@ -24,7 +24,8 @@ class ScanConfig:
     checkpoint, see model.references.references_path). bank: a disk bank folder (diskbank.py, written by
     `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank. tta: 'flip' scores each face and its
     mirror image and averages the two logits (and nearest-bank similarities) before the calibrated probability:
-    twice the model time; 'none' scores the face as it is."""
+    twice the model time; 'none' scores the face as it is; None: as the checkpoint was calibrated
+    (`calibrate --tta`), else 'none'."""
 
     num_frames: int = DEFAULT_NUM_FRAMES
     aggregation: str = "max-then-mean"
@@ -36,10 +37,10 @@ class ScanConfig:
     reference: str | None = None
     references: str | None = None
     bank: str | None = None
-    tta: str = "none"
+    tta: str | None = None
 
     def __post_init__(self) -> None:
-        if self.tta not in TTA_CHOICES:
+        if self.tta is not None and self.tta not in TTA_CHOICES:
             raise ForgeryDetError(f"unknown --tta {self.tta!r}: use one of {', '.join(TTA_CHOICES)}")
         if self.aggregation not in STRATEGIES:
             raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")

@@ -18,7 +18,7 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.media import expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import file_sha256
-from forgerydet.model.calibration import fused_logits, nearest_similarity, sigmoid
+from forgerydet.model.calibration import TTA_CHOICES, fused_logits, nearest_similarity, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
@@ -98,6 +98,11 @@ class Scanner:
         else:
             self.threshold = self.fusion["threshold"] if self.fusion is not None else ck.threshold
         self.bank_sources = ck.bank_sources
+        # score faces as the threshold was fitted (calibrate --tta), unless told otherwise
+        self.tta = cfg.tta or str((ck.extra.get("calibration") or {}).get("tta") or "none")
+        if self.tta not in TTA_CHOICES:
+            raise ForgeryDetError(f"{path}: its calibration's tta {self.tta!r} is not one of {', '.join(TTA_CHOICES)} "
+                                  f"(was the metadata edited?): re-calibrate with `forgerydet calibrate`")
         if cfg.detector.device == DetectorConfig().device:
             cfg.detector.device = str(self.device)
         self.detector = _TimedDetector(cfg.detector)
@@ -121,7 +126,7 @@ class Scanner:
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
-            "tta": self.config.tta,
+            "tta": self.tta,
             "face_size": m.img_size,
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
@@ -149,7 +154,7 @@ class Scanner:
             o = m(x.to(self.device), "single", bank=self._bank())
             logits = o["logits"].float().cpu().numpy()
             sims = nearest_similarity(o["similarities"].float().cpu().numpy())
-            if self.config.tta == "flip":  # the mirror image too; attention and neighbours stay the face's own
+            if self.tta == "flip":  # the mirror image too; attention and neighbours stay the face's own
                 of = m(x.flip(-1).to(self.device), "single", bank=self._bank())
                 logits = (logits + of["logits"].float().cpu().numpy()) / 2
                 sims = (sims + nearest_similarity(of["similarities"].float().cpu().numpy())) / 2

@@ -13,7 +13,8 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import check_output
 from forgerydet.metrics import binary_metrics
-from forgerydet.model.calibration import DEFAULT_FPR, calibrate, fused_logits, nearest_similarity, sigmoid
+from forgerydet.model.calibration import (DEFAULT_FPR, TTA_CHOICES, calibrate, fused_logits, nearest_similarity,
+                                          sigmoid)
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
 from forgerydet.pairs.table import PairsTable, read_pairs
@@ -25,19 +26,27 @@ from forgerydet.training.distributed import Dist, autocast, make_loader, setup_d
 @torch.no_grad()
 def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: list[Path] | None, mode: str,
                 device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off",
-                similarity: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                similarity: bool = False, tta: str = "none") -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The logit of each face (sigmoid: fake probability), in 'single' (bank) or 'pair' (given references) mode;
-    with similarity=True ('single' mode) also each face's cosine similarity to its nearest bank entry."""
+    with similarity=True ('single' mode) also each face's cosine similarity to its nearest bank entry.
+    tta='flip' ('single' mode): the mean over the face and its mirror image, as `scan --tta flip` scores."""
     model.eval()
     ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
     out, sims = [], []
+    views = (False, True) if tta == "flip" else (False,)
     for batch in make_loader(ds, batch_size, workers, Dist(device=device)):
-        x = batch["x"].to(device)
-        with autocast(device, amp):
-            o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
-        out.append(o["logits"].float().cpu())
+        logit_views, sim_views = [], []
+        for flipped in views:
+            x = batch["x"].to(device)
+            x = x.flip(-1) if flipped else x
+            with autocast(device, amp):
+                o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
+            logit_views.append(o["logits"].float().cpu())
+            if similarity:
+                sim_views.append(nearest_similarity(o["similarities"].float().cpu().numpy()))
+        out.append(sum(logit_views) / len(views))
         if similarity:
-            sims.append(nearest_similarity(o["similarities"].float().cpu().numpy()))
+            sims.append(sum(sim_views) / len(views))
     logits = torch.cat(out).numpy()
     return (logits, np.concatenate(sims)) if similarity else logits
 
@@ -76,10 +85,15 @@ def calibrate_checkpoint(
     batch_size: int = TrainConfig.val_batch_size,
     workers: int = TrainConfig.workers,
     out: str | Path | None = None,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """`forgerydet calibrate`: score the validation split of pairs.csv in 'single' mode (the scan's mode)
     and store a temperature and a threshold (at most `fpr` of its real faces called FAKE), and the bank fusion
-    (model/calibration.py) with its own threshold, in the checkpoint, atomically, keeping everything else. Returns the calibration record."""
+    (model/calibration.py) with its own threshold, in the checkpoint, atomically, keeping everything else.
+    tta='flip' scores as `scan --tta flip` does, and the record's 'tta' makes that the checkpoint's scan default.
+    Returns the calibration record."""
+    if tta not in TTA_CHOICES:
+        raise ForgeryDetError(f"unknown --tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
     if not 0.0 < fpr < 1.0:
         raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
     if batch_size < 1:
@@ -94,8 +108,9 @@ def calibrate_checkpoint(
     paths, labels, refs, _ = validation_lists(table, "val")
     amp = "auto" if d.device.type == "cuda" else "off"
     logits, sims = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp,
-                               similarity=True)
+                               similarity=True, tta=tta)
     cal = calibrate(logits, np.asarray(labels), fpr, _fusion_input(sims))
+    cal["tta"] = tta
     cal["val_auc"] = binary_metrics(labels, sigmoid(logits, cal["temperature"]))["auc"]
     if cal.get("bank_fusion"):
         cal["bank_fusion"]["val_auc"] = binary_metrics(labels, fused_logits(logits, sims, cal["bank_fusion"]))["auc"]
