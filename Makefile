@@ -36,7 +36,7 @@ demo:
 # The shipped model (models/README.md): a seeded subset of the real photos in $(SHARED)/train (whole LFW people +
 # UTKFace) and its 12 videos -> self-blended pairs at 224 px (JPEG q95, fakes blended online) -> lite0 trained for a
 # 58-minute budget, then resumed for two epochs -> fine-tuned (--init) on those faces plus EVERY other training photo
-# that is not in the calibration set -> calibrated on 2,400 OTHER real photos of the four sources
+# that is not in the calibration set -> calibrated on 2,400 OTHER real photos of the four sources (each face with its mirror image)
 # (tools/subset_faces.py --exclude). On 2 CPU cores: model-data ~5 min, model ~3 h (the shipped file was made this
 # way, on this machine).
 SHARED ?= ../shared/data
@@ -70,7 +70,7 @@ model: model-data
 	$(VENV)/bin/forgerydet train --pairs runs/base_all_pairs/pairs.csv --out $(MODEL_RUN)_aug --init $(MODEL_RUN)_all/best.safetensors \
 	  --epochs 3 --steps-per-epoch 400 --lr 2e-4 --batch-size 32 --seed 2 --max-minutes 80
 	$(PY) tools/transfer_weights.py ship $(MODEL_RUN)_aug/best.safetensors $(MODEL_RUN)/ship.safetensors
-	$(VENV)/bin/forgerydet calibrate --checkpoint $(MODEL_RUN)/ship.safetensors --pairs runs/base_calib_pairs/pairs.csv
+	$(VENV)/bin/forgerydet calibrate --checkpoint $(MODEL_RUN)/ship.safetensors --pairs runs/base_calib_pairs/pairs.csv --tta flip
 	@echo "check it (bench/heldout.py $(MODEL_RUN)/ship.safetensors), then copy it over models/forgerydet-base.safetensors"
 
 bench:
