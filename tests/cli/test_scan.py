@@ -136,3 +136,24 @@ def test_a_calibration_fitted_against_an_earlier_bank_is_noted_unless_a_threshol
     for args in ([fresh], [stale, "--threshold", "0.5"]):
         r = cli("scan", face_png, "--checkpoint", *args, "--device", "cpu")
         assert r.exit_code == 0 and r.stderr == "", r.output
+
+
+def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
+    import torch
+
+    from forgerydet.model.checkpoint import save_checkpoint
+    from tests.helpers import tiny_model
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    cal = {"threshold": 0.4, "temperature": 1.0}
+    ck = save_checkpoint(tmp_path / "flip.safetensors", m, bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)],
+                         extra={**cal, "calibration": {**cal, "tta": "flip", "bank_contents": m.bank.contents_digest()}})
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--tta", "none")
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.stderr.split()) == ("note: the checkpoint was calibrated with --tta flip; scored with --tta none, "
+                                          "its threshold and probabilities are only approximately calibrated")
+    for args in ([], ["--tta", "none", "--threshold", "0.5"]):  # the calibration's own way, or a threshold given
+        r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", *args)
+        assert r.exit_code == 0 and r.stderr == "", r.output

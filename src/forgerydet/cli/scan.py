@@ -65,6 +65,11 @@ def scan_cmd(
             and threshold is None:
         note("note:", "the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt "
                       "since): refit them with `forgerydet calibrate`", style="yellow")
+    if settings["tta"] != settings["calibrated_tta"] and settings["calibrated_against"] != "not calibrated" \
+            and threshold is None:
+        note("note:", f"the checkpoint was calibrated with --tta {settings['calibrated_tta']}; scored with --tta "
+                      f"{settings['tta']}, its threshold and probabilities are only approximately calibrated",
+             style="yellow")
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
     for r in bad_paths:
         note("skipped:", r["error"])

@@ -99,10 +99,12 @@ class Scanner:
             self.threshold = self.fusion["threshold"] if self.fusion is not None else ck.threshold
         self.bank_sources = ck.bank_sources
         # score faces as the threshold was fitted (calibrate --tta), unless told otherwise
-        self.tta = cfg.tta or str((ck.extra.get("calibration") or {}).get("tta") or "none")
-        if self.tta not in TTA_CHOICES:
-            raise ForgeryDetError(f"{path}: its calibration's tta {self.tta!r} is not one of {', '.join(TTA_CHOICES)} "
-                                  f"(was the metadata edited?): re-calibrate with `forgerydet calibrate`")
+        self.calibrated_tta = str((ck.extra.get("calibration") or {}).get("tta") or "none")
+        if self.calibrated_tta not in TTA_CHOICES:
+            raise ForgeryDetError(f"{path}: its calibration's tta {self.calibrated_tta!r} is not one of "
+                                  f"{', '.join(TTA_CHOICES)} (was the metadata edited?): re-calibrate with "
+                                  f"`forgerydet calibrate`")
+        self.tta = cfg.tta or self.calibrated_tta
         if cfg.detector.device == DetectorConfig().device:
             cfg.detector.device = str(self.device)
         self.detector = _TimedDetector(cfg.detector)
@@ -127,6 +129,7 @@ class Scanner:
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
             "tta": self.tta,
+            "calibrated_tta": self.calibrated_tta,
             "face_size": m.img_size,
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
