@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from forgerydet.errors import ForgeryDetError
+
 TTA_CHOICES = ("none", "flip")  # how a face is scored: as it is, or averaged with its mirror image (scan, calibrate)
+
+
+def check_tta(tta: str) -> None:
+    """One clear error for a test-time augmentation that is not one of TTA_CHOICES (scan, evaluate, calibrate)."""
+    if tta not in TTA_CHOICES:
+        raise ForgeryDetError(f"unknown --tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
 
 DEFAULT_FPR = 0.05
 

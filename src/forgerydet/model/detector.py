@@ -13,6 +13,7 @@ import copy
 import os
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -20,6 +21,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.model.attention import DifferenceAttention
 from forgerydet.model.backbone import Encoder, pooled
 from forgerydet.model.bank import MemoryBank, encoder_fingerprint
+from forgerydet.model.calibration import nearest_similarity
 from forgerydet.model.config import ModelConfig
 
 MODES = ("pair", "single")
@@ -152,6 +154,21 @@ class Detector(nn.Module):
             reference=ref,
         )
         return out
+
+    @torch.no_grad()
+    def single_scores(self, x: torch.Tensor, tta: str = "none",
+                      bank: MemoryBank | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """'single' mode as calibration and scan score it: the forward outputs for x (B,3,S,S), and the logits (B,)
+        and nearest-bank similarities (B,) (model/calibration.py), both the means over x and its mirror image with
+        tta='flip'. The outputs (attention, neighbours) stay those of x as it is."""
+        o = self(x, "single", bank=bank)
+        logits = o["logits"].float().cpu().numpy()
+        sims = nearest_similarity(o["similarities"].float().cpu().numpy())
+        if tta == "flip":
+            of = self(x.flip(-1), "single", bank=bank)
+            logits = (logits + of["logits"].float().cpu().numpy()) / 2
+            sims = (sims + nearest_similarity(of["similarities"].float().cpu().numpy())) / 2
+        return o, logits, sims
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

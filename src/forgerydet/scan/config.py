@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES
-from forgerydet.model.calibration import TTA_CHOICES
+from forgerydet.model.calibration import check_tta
 from forgerydet.scan.aggregate import STRATEGIES
 
 FACE_CHOICES = ("main-track", "largest", "all")  # which faces of a source `enroll` takes
@@ -40,8 +40,8 @@ class ScanConfig:
     tta: str | None = None
 
     def __post_init__(self) -> None:
-        if self.tta is not None and self.tta not in TTA_CHOICES:
-            raise ForgeryDetError(f"unknown --tta {self.tta!r}: use one of {', '.join(TTA_CHOICES)}")
+        if self.tta is not None:
+            check_tta(self.tta)
         if self.aggregation not in STRATEGIES:
             raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
         if self.num_frames < 1:

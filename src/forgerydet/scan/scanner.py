@@ -18,7 +18,7 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.media import expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import file_sha256
-from forgerydet.model.calibration import TTA_CHOICES, fused_logits, nearest_similarity, sigmoid
+from forgerydet.model.calibration import TTA_CHOICES, fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
@@ -154,13 +154,7 @@ class Scanner:
         probs, sal, nb, sim = [], [], [], []
         for i in range(0, len(crops), self.config.batch_size):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
-            o = m(x.to(self.device), "single", bank=self._bank())
-            logits = o["logits"].float().cpu().numpy()
-            sims = nearest_similarity(o["similarities"].float().cpu().numpy())
-            if self.tta == "flip":  # the mirror image too; attention and neighbours stay the face's own
-                of = m(x.flip(-1).to(self.device), "single", bank=self._bank())
-                logits = (logits + of["logits"].float().cpu().numpy()) / 2
-                sims = (sims + nearest_similarity(of["similarities"].float().cpu().numpy())) / 2
+            o, logits, sims = m.single_scores(x.to(self.device), self.tta, bank=self._bank())
             if self.fusion is None:
                 probs.append(sigmoid(logits, self.temperature))
             else:

@@ -13,8 +13,7 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import check_output
 from forgerydet.metrics import binary_metrics
-from forgerydet.model.calibration import (DEFAULT_FPR, TTA_CHOICES, calibrate, fused_logits, nearest_similarity,
-                                          sigmoid)
+from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_tta, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
 from forgerydet.pairs.table import PairsTable, read_pairs
@@ -33,21 +32,16 @@ def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: lis
     model.eval()
     ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
     out, sims = [], []
-    views = (False, True) if tta == "flip" else (False,)
     for batch in make_loader(ds, batch_size, workers, Dist(device=device)):
-        logit_views, sim_views = [], []
-        for flipped in views:
-            x = batch["x"].to(device)
-            x = x.flip(-1) if flipped else x
-            with autocast(device, amp):
-                o = model(x, mode, reference=batch["ref"].to(device) if mode == "pair" else None)
-            logit_views.append(o["logits"].float().cpu())
-            if similarity:
-                sim_views.append(nearest_similarity(o["similarities"].float().cpu().numpy()))
-        out.append(sum(logit_views) / len(views))
-        if similarity:
-            sims.append(sum(sim_views) / len(views))
-    logits = torch.cat(out).numpy()
+        x = batch["x"].to(device)
+        with autocast(device, amp):
+            if mode == "single":
+                _, logits, s = model.single_scores(x, tta)
+                sims.append(s)
+            else:
+                logits = model(x, mode, reference=batch["ref"].to(device))["logits"].float().cpu().numpy()
+        out.append(logits)
+    logits = np.concatenate(out).astype(np.float32)
     return (logits, np.concatenate(sims)) if similarity else logits
 
 
@@ -92,8 +86,7 @@ def calibrate_checkpoint(
     (model/calibration.py) with its own threshold, in the checkpoint, atomically, keeping everything else.
     tta='flip' scores as `scan --tta flip` does, and the record's 'tta' makes that the checkpoint's scan default.
     Returns the calibration record."""
-    if tta not in TTA_CHOICES:
-        raise ForgeryDetError(f"unknown --tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
+    check_tta(tta)
     if not 0.0 < fpr < 1.0:
         raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
     if batch_size < 1:
