@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""detect_source (faces/pipeline.py): frames of one source -> tracked face crops."""
 
 from __future__ import annotations
 

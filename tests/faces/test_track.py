@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The IoU face tracker (faces/track.py): box IoU, tracks that follow faces, threshold and gap."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""DifferenceAttention (model/attention.py): what the face attends to in its difference tokens."""
 
 
 import torch

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""ModelConfig validation (model/config.py): a bad value is named in one clear error."""
 
 
 import pytest

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The losses (model/losses.py): InfoNCE against a slow reference loop and a hand-worked value."""
 
 
 import pytest

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""Real/fake pairs from FF++ layouts and mapping files (pairs/aligned.py): frame-aligned crops, splits by source."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""Finding real/fake files (pairs/discover.py): FF++ folder parsing, matched folders, group names."""
 
 from __future__ import annotations
 

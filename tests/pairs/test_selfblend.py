@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""pairs --self-blend (pairs/selfblend.py): deterministic pseudo-fakes from indexes and images."""
 
 from __future__ import annotations
 

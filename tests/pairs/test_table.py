@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""pairs.csv splits (pairs/table.py): by group, disjoint, deterministic, never silently empty."""
 
 from __future__ import annotations
 
