@@ -72,14 +72,16 @@ class PlainStep:
                  tcfg: TrainConfig, device: torch.device):
         net = create_backbone(backbone, img_size)  # timm.create_model(name, pretrained=False, ...)
         net.reset_classifier(1)  # num_classes=1 (weights do not change the speed)
-        self.net = net.to(device).train()
+        # the memory layout the detector's encoder uses (model/backbone.py), so the ratio is like for like
+        self.net = net.to(device, memory_format=torch.channels_last).train()
         self.mean, self.std, self.tcfg, self.device = mean, std, tcfg, device
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> float:
         x, y = batch["x"].to(self.device), batch["label"].to(self.device)
         with autocast(self.device, self.tcfg.amp):
-            logits = self.net((x - self.mean) / self.std).squeeze(-1)  # (B,1) -> (B,)
+            x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+            logits = self.net(x).squeeze(-1)  # (B,1) -> (B,)
             loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,13 +118,30 @@ def bench_steps(args, device: torch.device) -> tuple[list[dict], dict]:
     S = model.img_size
     real_group = fill_bank(model, args.reals, max(1, args.reals // 10), g)
     full = FullStep(model, tcfg, device, real_group)
+    # the same model with its encoders in NCHW, to measure what channels-last storage buys
+    nchw = Detector(ModelConfig(backbone=args.backbone, img_size=args.img_size)).to(device)
+    nchw.load_state_dict(model.state_dict())
+    for enc in (nchw.encoder, nchw.key_encoder):
+        enc.set_memory_format(torch.contiguous_format)
+    nchw.train()
+    full_nchw = FullStep(nchw, tcfg, device, real_group)
     plain = PlainStep(args.backbone, args.img_size, model.mean, model.std, tcfg, device)
     batch = make_batch(args.batch, S, args.reals, device, g)
     cpu: dict[str, list[float]] = {}
+
+    @torch.no_grad()
+    def infer(m: Detector) -> None:
+        m.eval()
+        m.encode(batch["x"])
+        m.train()
+
     times = interleaved({
         "plain": lambda: plain(batch),
         "pair": lambda: full(batch, single=False),
         "single": lambda: full(batch, single=True),
+        "pair_nchw": lambda: full_nchw(batch, single=False),
+        "infer": lambda: infer(model),
+        "infer_nchw": lambda: infer(nchw),
     }, args.repeats, args.warmup, str(device), cpu)
     B = args.batch
     t = {k: median(v) for k, v in times.items()}
@@ -140,6 +159,10 @@ def bench_steps(args, device: torch.device) -> tuple[list[dict], dict]:
         figure("train step: full method, 50/50 mix", ips["mix"], "img/s", note=f"{t['mix']:.2f} s/step"),
         figure("train: full (mix) / plain img/s", ratio, "x", f"≥ {MIX_TARGET}", ratio >= MIX_TARGET,
                note=f"same ratio in process CPU time: {cpu_ratio:.2f}x"),
+        figure("train step 'pair': encoders NCHW / channels-last time", t["pair_nchw"] / t["pair"], "x",
+               note=f"{t['pair_nchw']:.2f} against {t['pair']:.2f} s/step"),
+        figure("encoder inference: NCHW / channels-last time", t["infer_nchw"] / t["infer"], "x",
+               note=f"batch {B}: {t['infer_nchw']:.3f} against {t['infer']:.3f} s"),
     ]
     detail = {"backbone": args.backbone, "img_size": S, "batch": B, "bank_entries": model.bank.filled,
               "pretrained": model.pretrained_source, "step_seconds": {k: sorted(v) for k, v in times.items()},
