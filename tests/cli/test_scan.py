@@ -101,7 +101,7 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     assert rows[str(face_png)] == {
         "path": str(face_png), "status": "ok", "verdict": face["verdict"], "score": str(face["score"]),
         "threshold": str(face["threshold"]), "n_faces": "1", "n_tracks": "1", "frames_sampled": "1",
-        "frames_with_face": "1", "error": ""}  # fmt: skip
+        "frames_with_face": "1", "error": "", "notes": ""}  # fmt: skip
     assert rows[str(grey_png)]["status"] == "no_face" and rows[str(grey_png)]["score"] == ""
     assert rows[str(missing)]["error"] == f"{missing}: no such file or folder"
     table = _table_rows(r.stdout)
@@ -157,3 +157,21 @@ def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
     for args in ([], ["--tta", "none", "--threshold", "0.5"]):  # the calibration's own way, or a threshold given
         r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", *args)
         assert r.exit_code == 0 and r.stderr == "", r.output
+
+
+def test_a_small_face_gets_a_note_in_the_table_json_and_report(checkpoint, astronaut, tmp_path):
+    small = tmp_path / "small.png"  # the astronaut at half size: MTCNN's box is about 42 x 53 px
+    cv2.imwrite(str(small), cv2.cvtColor(cv2.resize(astronaut, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+                                         cv2.COLOR_RGB2BGR))
+    r = cli("scan", small, "--checkpoint", checkpoint, "--device", "cpu", "--json", tmp_path / "s.json",
+            "--report", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    (rec,) = json.loads((tmp_path / "s.json").read_text())["files"]
+    x0, y0, x1, y1 = rec["faces"][0]["box"]
+    side = min(x1 - x0, y1 - y0)
+    assert side < records.SMALL_FACE_PX
+    assert rec["notes"] == [f"small faces (median {side:.0f} px): less reliable"]
+    assert "small faces" in " ".join(r.stdout.split())
+    table = [line for line in r.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 and line[-1] in "┓┃┩│┘" for line in table)  # whole, on 80 columns
+    assert "small faces" in (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")

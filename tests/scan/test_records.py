@@ -9,14 +9,17 @@ import os
 import numpy as np
 
 from forgerydet import __version__
-from forgerydet.scan.records import CSV_COLUMNS, MAX_FACES, csv_text, empty_record, json_record, json_text, select_faces
+from forgerydet.scan.records import (
+    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, csv_text, empty_record, json_record, json_text, reliability_notes,
+    select_faces,
+)
 
 
 def test_empty_record_layout():
     assert empty_record("/v/a.mp4", 0.4) == {
         "path": "/v/a.mp4", "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
         "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "n_faces": 0, "n_tracks": 0, "fps": None,
-        "tracks": [], "faces": [],
+        "tracks": [], "faces": [], "notes": [],
     }  # fmt: skip
 
 
@@ -76,9 +79,23 @@ def test_json_text_is_the_version_the_settings_and_the_records():
 
 def test_csv_text_is_one_row_per_file_with_exactly_the_columns():
     assert CSV_COLUMNS == ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-                           "frames_with_face", "error"]
-    assert csv_text(_scanned()).splitlines() == [
+                           "frames_with_face", "error", "notes"]
+    rows = _scanned()
+    rows[0]["notes"] = ["small faces (median 40 px): less reliable", "other"]
+    assert csv_text(rows).splitlines() == [
         ",".join(CSV_COLUMNS),
-        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,',
-        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file",
+        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other',
+        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,",
     ]
+
+
+def test_reliability_notes_flag_a_file_whose_median_face_is_small():
+    def faces(*sides):  # square boxes of these sides
+        return [{"box": [10.0, 20.0, 10.0 + s, 20.0 + s]} for s in sides]
+
+    assert reliability_notes([]) == []
+    assert reliability_notes(faces(SMALL_FACE_PX, 200, 300)) == []
+    assert reliability_notes(faces(30, 40, 500)) == ["small faces (median 40 px): less reliable"]
+    # the shorter side counts: a tall thin box is small
+    assert reliability_notes([{"box": [0.0, 0.0, 50.0, 300.0]}]) == ["small faces (median 50 px): less reliable"]
+    assert reliability_notes(faces(100), small_px=120) == ["small faces (median 100 px): less reliable"]

@@ -146,7 +146,7 @@ def _table(results: list[dict], reference: bool = False) -> Table:
     t.add_column("p(fake)", justify="right", min_width=7)
     t.add_column("faces/tracks", justify="right")
     t.add_column("frames", justify="right", min_width=6)
-    t.add_column("note", max_width=16, overflow="fold")
+    t.add_column("note", max_width=13, overflow="fold")  # 13: the table still fits 80 columns
     if reference:
         t.add_column("nearest enrolled (sim)", overflow="fold", ratio=1)
     for r in results:
@@ -155,7 +155,8 @@ def _table(results: list[dict], reference: bool = False) -> Table:
         name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds
         if r["status"] == "ok":
             colour = "red" if r["verdict"] == "FAKE" else "green"
-            t.add_row(name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, "", *more)
+            note = Text("; ".join(r.get("notes") or []), style="yellow")
+            t.add_row(name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, note, *more)
         elif r["status"] == "no_face":
             t.add_row(name, "[yellow]none[/]", "-", *counts, "no face found", *more)
         elif r["status"] == "not_scanned":

@@ -49,9 +49,9 @@ class Encoder(nn.Module):
         # Convolution weights channels-last (NHWC) and inputs made so in feature_map: PyTorch's CPU kernels
         # run faster on them (2-core Xeon, lite0 at 224 px, 2026-12-01: a 'pair' training step 1.39x,
         # encoder inference 1.22x, bench/train.py; a scan's model stage 1.31x, bench/scan.py); NVIDIA
-        # documents the same for its tensor cores (not measured here: no GPU). Outputs agree with NCHW to float rounding (~1e-6); gradients of the first layers differ by
-        # up to a few % of their largest entry (NCHW's own error against float64 is ~10x smaller): noise far
-        # below a mini-batch's.
+        # documents the same for its tensor cores (not measured here: no GPU). Outputs agree with NCHW to
+        # float rounding (~1e-6); gradients of the first layers differ by up to a few % of their largest
+        # entry (NCHW's own error against float64 is ~10x smaller): noise far below a mini-batch's.
         # load_state_dict copies into these tensors, so checkpoints and EMA updates keep the layout.
         self.set_memory_format(torch.channels_last)
 

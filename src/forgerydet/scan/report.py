@@ -202,6 +202,8 @@ def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
             meta.append(f"{float(fps):.2f} fps")
     meta.append(f"{_count(r.get('n_faces', 0), 'face')} in {_count(r.get('n_tracks', 0), 'track')}")
     out.append(f'<p class="meta">{" · ".join(meta)}</p>')
+    for note in r.get("notes") or []:
+        out.append(f'<p class="notice"><b>Note:</b> {_e(note)}</p>')
 
     tracks = r.get("tracks") or []
     if tracks:
