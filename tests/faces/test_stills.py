@@ -3,12 +3,19 @@ file names, online (fake-less) train rows, JPEG crops; and pairs.csv rows withou
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import cv2
 import numpy as np
 import pytest
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
+from forgerydet.faces import stills
 from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.faces.stills import faces_of_images
 from forgerydet.pairs.discover import group_of
@@ -121,3 +128,52 @@ def test_group_of():
     pat = re.compile(r"^(.+)_\d{4}$")
     assert group_of("x/Jane_Doe_0003.jpg", "file", pat) == "Jane_Doe"
     assert group_of("x/42.jpg", "file", pat) == "file" and group_of("x/42.jpg", "file", None) == "file"
+
+
+_ORPHAN = '''
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+if __name__ == "__main__":
+    from forgerydet.faces import stills
+    from forgerydet.faces.pipeline import ExtractConfig
+
+    parent = os.getpid() if sys.argv[1] == "watch" else None
+    ex = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=stills._init_worker,
+                             initargs=(ExtractConfig(), parent))
+    print(ex.submit(os.getpid).result(), flush=True)
+    ex.submit(time.sleep, 60)  # the worker is busy, as with a long video, when its parent is killed
+    time.sleep(60)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+@pytest.mark.parametrize("mode", ["watch", "none"])
+def test_pool_workers_exit_when_their_parent_is_killed(tmp_path, mode):
+    """The pool's workers outlived a SIGTERMed `pairs` (holding a gigabyte each); with the parent's pid in
+    their initializer they exit within seconds. 'none' (no watch) shows the test can tell the difference."""
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN)
+    proc = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        assert _alive(worker)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 3 * stills.WATCH_S + 2
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    gone = not _alive(worker)
+    if not gone:
+        os.kill(worker, signal.SIGKILL)
+    assert gone == (mode == "watch")

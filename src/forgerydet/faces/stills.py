@@ -106,11 +106,30 @@ def _faces_of(task: Task, config: ExtractConfig, detector: FaceDetector) -> list
 
 
 _WORKER: tuple[ExtractConfig, FaceDetector] | None = None
+WATCH_S = 1.0  # how often a worker checks that the process that started it is still there
 
 
-def _init_worker(config: ExtractConfig) -> None:
+def exit_with_parent(parent: int, every: float = WATCH_S) -> None:
+    """End this worker process once `parent` is gone. A pool's workers outlive a parent that was killed
+    (SIGTERM from a job scheduler, the OOM killer) and would go on detecting faces nobody reads, holding a
+    gigabyte each, until their task queue breaks; a daemon thread polls the parent pid and exits instead."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="forgerydet-parent-watch", daemon=True).start()
+
+
+def _init_worker(config: ExtractConfig, parent: int | None = None) -> None:
     global _WORKER
     import torch
+
+    if parent is not None:
+        exit_with_parent(parent)
 
     torch.set_num_threads(1)  # one thread per process: processes, not threads, use the cores
     cv2.setNumThreads(1)
@@ -151,6 +170,6 @@ def iter_faces(images: Sequence[Path], videos: Sequence[Path], config: ExtractCo
             yield from _faces_of(task, config, det)
         return
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(config,)) as ex:
+                             initargs=(config, os.getpid())) as ex:
         for res in _ordered(lambda t: ex.submit(_work, t), tasks, AHEAD * workers):
             yield from res
