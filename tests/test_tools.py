@@ -1,0 +1,53 @@
+"""tools/average_weights.py: the weight-space average of two checkpoints (a candidate for the shipped model)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
+from tests.helpers import tiny_model
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _saved(tmp_path, name, seed, **kw):
+    torch.manual_seed(seed)
+    m = tiny_model(**kw).eval()
+    keys = m.encode_keys(torch.rand(5, 3, 64, 64))
+    m.bank.rebuild(keys, m.key_fingerprint(), source=torch.arange(5))
+    return save_checkpoint(tmp_path / name, m), m
+
+
+def test_average_is_the_weighted_mean_of_every_weight_with_an_empty_bank(tmp_path):
+    avg = _tool("average_weights")
+    pa, a = _saved(tmp_path, "a.safetensors", 0)
+    pb, b = _saved(tmp_path, "b.safetensors", 1)
+    out = tmp_path / "ab.safetensors"
+    avg.average(str(pa), str(pb), str(out), 0.25)
+    ck = load_checkpoint(out, "cpu")  # strict load; an empty bank has nothing to mismatch
+    sa, sb, so = a.state_dict(), b.state_dict(), ck.model.state_dict()
+    floats = [k for k in so if so[k].is_floating_point() and not k.startswith("bank.")]
+    assert floats and any(not torch.equal(sa[k], sb[k]) for k in floats)
+    for k in floats:
+        torch.testing.assert_close(so[k], 0.75 * sa[k] + 0.25 * sb[k], rtol=1e-6, atol=1e-7)
+    assert int(ck.model.bank.fill) == 0 and int(a.bank.fill) == 5
+    assert ck.extra["averaged"]["alpha"] == 0.25
+
+
+def test_average_refuses_two_different_models(tmp_path):
+    avg = _tool("average_weights")
+    pa, _ = _saved(tmp_path, "a.safetensors", 0)
+    pb, _ = _saved(tmp_path, "b.safetensors", 0, dim=16)
+    with pytest.raises(SystemExit, match="different models"):
+        avg.average(str(pa), str(pb), str(tmp_path / "ab.safetensors"), 0.5)
