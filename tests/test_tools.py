@@ -51,3 +51,27 @@ def test_average_refuses_two_different_models(tmp_path):
     pb, _ = _saved(tmp_path, "b.safetensors", 0, dim=16)
     with pytest.raises(SystemExit, match="different models"):
         avg.average(str(pa), str(pb), str(tmp_path / "ab.safetensors"), 0.5)
+
+
+def test_unseen_photos_keeps_only_photos_and_people_the_checkpoint_never_trained_on(tmp_path):
+    tool = _tool("unseen_photos")
+    train = tmp_path / "train"
+    names = {"lfw": ["Ann_0001", "Ann_0002", "Bob_0001", "Bob_0002", "Cid_0001", "Dee_0001"],
+             "utkface": [f"{i}_0_0" for i in range(6)]}
+    for src, stems in names.items():
+        (train / src).mkdir(parents=True)
+        for s in stems:
+            (train / src / f"{s}.jpg").write_bytes(b"x")
+    _, m = _saved(tmp_path, "unused.safetensors", 0)
+    # trained on: one photo of Ann (so Ann's other photo must not be chosen either), Cid, and utkface 0-2
+    seen = ["Ann_0001-0123abcd/f000000_0.jpg", "Cid_0001-89abcdef/f000000_0.jpg"] + [
+        f"{i}_0_0-0000000{i}/f000000_0.jpg" for i in range(3)]
+    ck = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=seen + ["x"] * (5 - len(seen)))
+    out = tmp_path / "out"
+    counts = tool.split(str(ck), str(out), str(train), per_source=10, seed=1, rest=True)
+    assert sorted(p.name for p in (out / "lfw").iterdir()) == ["Bob_0001.jpg", "Bob_0002.jpg", "Dee_0001.jpg"]
+    assert sorted(p.name for p in (out / "utkface").iterdir()) == ["3_0_0.jpg", "4_0_0.jpg", "5_0_0.jpg"]
+    assert sorted(p.name for p in (out / "rest" / "lfw").iterdir()) == ["Ann_0001.jpg", "Ann_0002.jpg", "Cid_0001.jpg"]
+    assert counts == {"lfw": (3, 4), "utkface": (3, 3)}
+    few = tool.split(str(ck), str(tmp_path / "few"), str(train), per_source=1, seed=1, rest=False)
+    assert few["utkface"][0] == 1 and 1 <= few["lfw"][0] <= 2  # whole people: Bob brings both his photos

@@ -1,0 +1,101 @@
+"""The real photos of ../shared/data/train that a checkpoint never trained on, to calibrate or probe THAT model.
+
+    python tools/unseen_photos.py CHECKPOINT OUT [--train ../shared/data/train] [--per-source 600] [--seed 1]
+                                  [--rest]
+
+A checkpoint's `bank_sources` lists every real training face it was trained on (folder `<photo stem>-<hash>`);
+photos whose stem is not there were never trained on (they were validation faces, calibration faces, or had no
+face). OUT/<source>/ gets up to `--per-source` of them per source (LFW: whole people, none of whom was trained
+on, so no one is on both sides), as symlinks (copies where links cannot be made); `--rest` also links every
+other photo into OUT/rest/<source>/ (a training pool disjoint from OUT/<source>/).
+
+Why: `make model-data` draws its calibration photos against ITS OWN seeded base subset, which is not the one the
+shipped file was trained from; measured 2026-12-01, 1,798 of its 2,400 calibration photos (75 %) were training
+photos of models/forgerydet-base.safetensors. Anything run on the shipped file (calibrate, bench/shortcuts.py)
+needs photos from here instead; `make shipped-calib` makes them and their self-blended pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import sys
+from pathlib import Path
+
+SOURCES = ("lfw", "utkface", "celeba", "rmfd_web")
+LFW_PERSON = re.compile(r"_\d{4}$")
+HASHED = re.compile(r"-[0-9a-f]{8}$")
+
+
+def trained_stems(checkpoint: str) -> set[str]:
+    from forgerydet.model.checkpoint import read_meta
+
+    sources = read_meta(checkpoint).get("bank_sources") or []
+    if not sources:
+        raise SystemExit(f"{checkpoint} lists no training faces (bank_sources): cannot tell which photos it saw")
+    return {HASHED.sub("", Path(p).parts[0]) for p in sources}
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def split(checkpoint: str, out: str, train: str, per_source: int, seed: int, rest: bool) -> dict[str, tuple[int, int]]:
+    seen = trained_stems(checkpoint)
+    people_seen = {LFW_PERSON.sub("", s) for s in seen}
+    rng = random.Random(seed)
+    counts = {}
+    for src in SOURCES:
+        folder = Path(train) / src
+        if not folder.is_dir():
+            continue
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        unseen = [p for p in files if p.stem not in seen]
+        if src == "lfw":  # whole people, none of them trained on
+            person = {p: LFW_PERSON.sub("", p.stem) for p in files}
+            people = sorted({person[p] for p in unseen} - people_seen)
+            rng.shuffle(people)
+            chosen_people: set[str] = set()
+            n = 0
+            for who in people:
+                if n >= per_source:
+                    break
+                chosen_people.add(who)
+                n += sum(person[p] == who for p in unseen)
+            chosen = [p for p in unseen if person[p] in chosen_people]
+            others = [p for p in files if person[p] not in chosen_people]
+        else:
+            chosen = rng.sample(unseen, min(per_source, len(unseen)))
+            picked = set(chosen)
+            others = [p for p in files if p not in picked]
+        for p in chosen:
+            _link(p, Path(out) / src / p.name)
+        if rest:
+            for p in others:
+                _link(p, Path(out) / "rest" / src / p.name)
+        counts[src] = (len(chosen), len(unseen))
+        print(f"{src}: {len(chosen)} photos never trained on (of {len(unseen)} unseen, {len(files)} in all) -> {Path(out) / src}")
+    if not counts:
+        raise SystemExit(f"no photo folders ({', '.join(SOURCES)}) under {train}")
+    return counts
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("out")
+    ap.add_argument("--train", default="../shared/data/train")
+    ap.add_argument("--per-source", type=int, default=600)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rest", action="store_true", help="also link every other photo into OUT/rest/")
+    a = ap.parse_args()
+    if Path(a.out).exists() and any(Path(a.out).iterdir()):
+        sys.exit(f"{a.out} is not empty: choose a new folder")
+    split(a.checkpoint, a.out, a.train, a.per_source, a.seed, a.rest)
