@@ -170,7 +170,7 @@ def test_pool_workers_exit_when_their_parent_is_killed(tmp_path, mode):
     finally:
         proc.kill()
         proc.wait()
-    deadline = time.monotonic() + 3 * stills.WATCH_S + 2
+    deadline = time.monotonic() + 2 * stills.WATCH_S + 1
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
     gone = not _alive(worker)
