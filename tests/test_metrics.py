@@ -104,3 +104,32 @@ def test_roc_plot_writes_png_atomically(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["roc.png"]  # no temp file left behind
     with pytest.raises(ForgeryDetError, match="single class"):
         roc_plot({"x": ([1, 1], [0.2, 0.3])}, tmp_path / "none.png", "t")
+
+
+def test_bootstrap_auc_intervals_are_paired_and_honest():
+    from forgerydet.metrics import bootstrap_auc, interval
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 20 + [1] * 20)
+    good = np.r_[rng.normal(0, 1, 20), rng.normal(1.5, 1, 20)]
+    noise = rng.normal(0, 1, 40)
+    perfect = y + 0.1 * rng.random(40)
+    b = bootstrap_auc(y, good, noise, perfect, n_boot=3000, seed=1)
+    assert b.shape == (3000, 3)
+    lo, hi = interval(b[:, 0])
+    assert lo < roc_auc_score(y, good) < hi and 0.6 < lo and hi - lo > 0.1  # 20 + 20 crops: a wide interval
+    lo, hi = interval(b[:, 1])
+    assert lo < 0.5 < hi
+    assert interval(b[:, 2]) == (1.0, 1.0)
+    d = interval(b[:, 0] - b[:, 0])
+    assert d == (0.0, 0.0)  # the same resamples for every list: a list against itself differs by exactly 0
+    assert np.array_equal(b, bootstrap_auc(y, good, noise, perfect, n_boot=3000, seed=1))
+    # each resample's AUC is roc_auc_score's on the same resample
+    np.testing.assert_allclose(bootstrap_auc(y, good, n_boot=50, seed=2).mean(),
+                               np.mean([roc_auc_score(y[np.r_[i, 20 + j]], good[np.r_[i, 20 + j]])
+                                        for i, j in zip(*_resamples(50, 2))]), rtol=1e-12)
+
+
+def _resamples(n_boot, seed):
+    rng = np.random.default_rng(seed)
+    return list(rng.integers(0, 20, (n_boot, 20))), list(rng.integers(0, 20, (n_boot, 20)))
