@@ -88,6 +88,11 @@ def test_grouped_metrics_with_one_class_group():
     assert out["stylegan"]["n"] == 2 and out["stylegan"]["accuracy"] == pytest.approx(0.5)  # 0.4 missed, 0.8 caught
     assert out["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
     assert out["overall"]["n"] == 6
+    assert all("auc_ci" not in m for m in out.values())  # only when asked (evaluate asks)
+    ci = grouped_metrics(labels, scores, groups, threshold=0.5, ci=True)
+    lo, hi = ci["overall"]["auc_ci"]
+    assert lo <= ci["overall"]["auc"] <= hi and 0.0 <= lo < hi <= 1.0
+    assert ci["ffpp"]["auc_ci"][1] == 1.0 and "auc_ci" not in ci["stylegan"]
 
 
 def test_roc_plot_writes_png_atomically(tmp_path):

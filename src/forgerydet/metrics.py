@@ -90,22 +90,26 @@ def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0) 
     """AUC of each score list on `n_boot` stratified bootstrap resamples (reals and fakes resampled separately,
     with replacement, the same resample for every list, so differences between lists are paired): (n_boot, k).
 
-    AUC is the Mann-Whitney statistic (ties count one half), as roc_auc_score computes it. For the small
-    held-out sets (tens of crops, a few videos): memory grows with n_real x n_fake per resample."""
+    Each resample's AUC is the Mann-Whitney statistic from average ranks (ties count one half), which is what
+    roc_auc_score computes; O(n log n) per resample, in chunks, so it serves 40 crops and 40,000 faces alike."""
+    from scipy.stats import rankdata
+
     y, _ = _check(labels, scores[0])
     _need_both(y)
     rng = np.random.default_rng(seed)
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     ir = rng.integers(0, real.size, (n_boot, real.size))  # (B,n_r) positions among the reals
     jf = rng.integers(0, fake.size, (n_boot, fake.size))  # (B,n_f)
+    n_r, n_f = real.size, fake.size
     out = np.empty((n_boot, len(scores)))
-    chunk = max(1, int(2e7 // (real.size * fake.size)))
+    chunk = max(1, int(4e6 // (n_r + n_f)))
     for k, sc in enumerate(scores):
         _, s = _check(y, sc)
-        wins = (s[fake][None, :] > s[real][:, None]) + 0.5 * (s[fake][None, :] == s[real][:, None])  # (n_r,n_f)
+        sr, sf = s[real], s[fake]
         for b in range(0, n_boot, chunk):
-            sub = wins[ir[b : b + chunk, :, None], jf[b : b + chunk, None, :]]  # (b,n_r,n_f)
-            out[b : b + chunk, k] = sub.mean(axis=(1, 2))
+            both = np.concatenate([sr[ir[b : b + chunk]], sf[jf[b : b + chunk]]], axis=1)  # (b,n_r+n_f)
+            ranks = rankdata(both, axis=1)[:, n_r:]  # the fakes' average ranks
+            out[b : b + chunk, k] = (ranks.sum(axis=1) - n_f * (n_f + 1) / 2.0) / (n_r * n_f)
     return out
 
 
@@ -116,8 +120,10 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: float = 0.5) -> dict[str, dict]:
-    """binary_metrics per group (e.g. per source dataset) plus 'overall'.
+def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: float = 0.5,
+                    ci: bool = False) -> dict[str, dict]:
+    """binary_metrics per group (e.g. per source dataset) plus 'overall'; ci=True adds 'auc_ci', the 95 %
+    stratified bootstrap interval of the AUC (1,000 resamples, seeded), where an AUC exists.
 
     A group (or the whole set) holding a single class gets {'error', 'n', 'n_real', 'n_fake', 'accuracy'}
     instead of AUC/EER, so one all-fake source never stops the rest of an evaluation.
@@ -133,6 +139,11 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
         m = g == name
         out[name] = _metrics_or_error(y[m], s[m], threshold)
     out[OVERALL] = _metrics_or_error(y, s, threshold)
+    if ci:
+        for name, m in out.items():
+            if "auc" in m:
+                sel = np.ones_like(y, bool) if name == OVERALL else g == name
+                m["auc_ci"] = list(interval(bootstrap_auc(y[sel], s[sel], n_boot=1000, seed=0)[:, 0]))
     return out
 
 

@@ -35,7 +35,8 @@ def fake_evaluate(monkeypatch):
     calls = []
     result = {
         "threshold": 0.42,
-        "frame_level": {"overall": _metrics(3, 4, 0.875, 0.75), "celeb": _metrics(0, 2, None, 0.5)},
+        "frame_level": {"overall": {**_metrics(3, 4, 0.875, 0.75), "auc_ci": [0.5, 1.0]},
+                        "celeb": _metrics(0, 2, None, 0.5)},
         "video_level": {"overall": _metrics(1, 2, 1.0, 1.0)},
         "skipped": [{"path": "/d/a.png", "error": "/d/a.png: cannot decode the image", "status": "error"},
                     {"path": "/d/b.mp4", "error": None, "status": "no_face"}],
@@ -67,9 +68,9 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
     assert (c.num_frames, c.aggregation, c.threshold, c.device) == (6, "track-max", 0.42, "cpu")
     assert "evaluation (threshold 0.42)" in r.stdout
     assert _rows(r.stdout) == [
-        ["frame", "overall", "7 (3/4)", "0.875", "0.825", "0.125", "0.750"],
-        ["frame", "celeb", "2 (0/2)", "-", "-", "-", "0.500"],
-        ["video", "overall", "3 (1/2)", "1.000", "0.950", "0.000", "1.000"],
+        ["frame", "overall", "7 (3/4)", "0.875", "0.50-1.00", "0.825", "0.125", "0.750"],
+        ["frame", "celeb", "2 (0/2)", "-", "-", "-", "-", "0.500"],
+        ["video", "overall", "3 (1/2)", "1.000", "-", "0.950", "0.000", "1.000"],
     ]
     assert "metrics: ev/metrics.json   ROC: ev/roc.png" in r.stdout
     # a skipped file's note names it once: the path when the message does not start with it

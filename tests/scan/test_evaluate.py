@@ -52,6 +52,9 @@ def test_evaluate_auc_equals_sklearn_on_the_same_scores(setup, tmp_path):
     assert res["frame_level"]["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
     assert res["frame_level"]["A"]["auc"] == pytest.approx(roc_auc_score(labels[:6], scores[:6]))
     assert res["video_level"]["overall"]["eer"] == pytest.approx(eer(labels, scores)[0])
+    lo, hi = res["frame_level"]["overall"]["auc_ci"]  # the bootstrap interval of the same AUC, stored and shown
+    assert lo <= res["frame_level"]["overall"]["auc"] <= hi
+    assert f"{lo:.2f}-{hi:.2f}" in r.output
     assert "frame" in r.output and "overall" in r.output
 
 

@@ -112,8 +112,8 @@ def evaluate(
     result = {
         "checkpoint": scanner.settings(),
         "threshold": thr,
-        "frame_level": grouped_metrics(face_y, face_s, face_g, thr),
-        "video_level": grouped_metrics(file_y, file_s, file_g, thr),
+        "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True),
+        "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True),
         "files": records,
         "skipped": skipped,
     }
