@@ -135,12 +135,11 @@ def main() -> None:
         sys.exit(f"{DATA} not found: this bench needs ../shared/data (or FORGERYDET_SHARED_DATA)")
     else:
         results = {ck: evaluate_checkpoint(ck, a.frames) for ck in a.checkpoints}
-    names = NAMES
-    print("| checkpoint | threshold | " + " | ".join(f"{n} AUC" for n in names) + " |")
-    print("|---|---:|" + "---:|" * len(names))
+    print("| checkpoint | threshold | " + " | ".join(f"{n} AUC" for n in NAMES) + " |")
+    print("|---|---:|" + "---:|" * len(NAMES))
     for ck, r in results.items():
         print(f"| {Path(ck).name} | {r['videos']['threshold']:.3f} | "
-              + " | ".join(f"{r[n]['auc']:.3f}" if r[n]["auc"] is not None else "n/a" for n in names) + " |")
+              + " | ".join(f"{r[n]['auc']:.3f}" if r[n]["auc"] is not None else "n/a" for n in NAMES) + " |")
     for ck, r in results.items():
         print(f"\n{Path(ck).name}: videos at threshold {r['videos']['threshold']:.3f}")
         for f in r["videos"]["files"]:

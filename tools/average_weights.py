@@ -18,7 +18,6 @@ import argparse
 import torch
 
 from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
-from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector
 
 
@@ -27,7 +26,7 @@ def average(a_path: str, b_path: str, out: str, alpha: float) -> None:
     b = load_checkpoint(b_path, "cpu", check_bank=False)
     if a.model.cfg.to_dict() != b.model.cfg.to_dict():
         raise SystemExit(f"{a_path} and {b_path} are different models (configs differ): cannot average them")
-    model = Detector(ModelConfig.from_dict(a.model.cfg.to_dict()), pretrained="none")
+    model = Detector(a.model.cfg, pretrained="none")
     model.pretrained_source = a.model.pretrained_source
     sa, sb, own = a.model.state_dict(), b.model.state_dict(), model.state_dict()
     state = {}

@@ -25,9 +25,10 @@ import shutil
 import sys
 from pathlib import Path
 
-SOURCES = ("lfw", "utkface", "celeba", "rmfd_web")
-LFW_PERSON = re.compile(r"_\d{4}$")
-HASHED = re.compile(r"-[0-9a-f]{8}$")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from subset_faces import SOURCES, person  # noqa: E402  (LFW people as tools/subset_faces.py parses them)
+
+HASHED = re.compile(r"-[0-9a-f]{8}$")  # io.source_key's suffix on a training face's folder name
 
 
 def trained_stems(checkpoint: str) -> set[str]:
@@ -49,7 +50,7 @@ def _link(src: Path, dst: Path) -> None:
 
 def split(checkpoint: str, out: str, train: str, per_source: int, seed: int, rest: bool) -> dict[str, tuple[int, int]]:
     seen = trained_stems(checkpoint)
-    people_seen = {LFW_PERSON.sub("", s) for s in seen}
+    people_seen = {person(f"{s}.jpg") for s in seen}
     rng = random.Random(seed)
     counts = {}
     for src in SOURCES:
@@ -59,8 +60,8 @@ def split(checkpoint: str, out: str, train: str, per_source: int, seed: int, res
         files = sorted(p for p in folder.iterdir() if p.is_file())
         unseen = [p for p in files if p.stem not in seen]
         if src == "lfw":  # whole people, none of them trained on
-            person = {p: LFW_PERSON.sub("", p.stem) for p in files}
-            people = sorted({person[p] for p in unseen} - people_seen)
+            who_is = {p: person(p.name) for p in files}
+            people = sorted({who_is[p] for p in unseen} - people_seen)
             rng.shuffle(people)
             chosen_people: set[str] = set()
             n = 0
@@ -68,9 +69,9 @@ def split(checkpoint: str, out: str, train: str, per_source: int, seed: int, res
                 if n >= per_source:
                     break
                 chosen_people.add(who)
-                n += sum(person[p] == who for p in unseen)
-            chosen = [p for p in unseen if person[p] in chosen_people]
-            others = [p for p in files if person[p] not in chosen_people]
+                n += sum(who_is[p] == who for p in unseen)
+            chosen = [p for p in unseen if who_is[p] in chosen_people]
+            others = [p for p in files if who_is[p] not in chosen_people]
         else:
             chosen = rng.sample(unseen, min(per_source, len(unseen)))
             picked = set(chosen)

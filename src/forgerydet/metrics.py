@@ -134,16 +134,17 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
         raise ForgeryDetError(f"{y.size} labels but {g.size} group names: give one group per sample")
     if OVERALL in set(g):
         raise ForgeryDetError(f"a group is named {OVERALL!r}, which is reserved for all samples: rename it")
+    def metrics(ys: np.ndarray, ss: np.ndarray) -> dict[str, Any]:
+        m = _metrics_or_error(ys, ss, threshold)
+        if ci and "auc" in m:
+            m["auc_ci"] = list(interval(bootstrap_auc(ys, ss, n_boot=1000, seed=0)[:, 0]))
+        return m
+
     out: dict[str, dict] = {}
     for name in sorted(set(g)):
         m = g == name
-        out[name] = _metrics_or_error(y[m], s[m], threshold)
-    out[OVERALL] = _metrics_or_error(y, s, threshold)
-    if ci:
-        for name, m in out.items():
-            if "auc" in m:
-                sel = np.ones_like(y, bool) if name == OVERALL else g == name
-                m["auc_ci"] = list(interval(bootstrap_auc(y[sel], s[sel], n_boot=1000, seed=0)[:, 0]))
+        out[name] = metrics(y[m], s[m])
+    out[OVERALL] = metrics(y, s)
     return out
 
 
