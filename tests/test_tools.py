@@ -57,16 +57,17 @@ def test_unseen_photos_keeps_only_photos_and_people_the_checkpoint_never_trained
     tool = _tool("unseen_photos")
     train = tmp_path / "train"
     names = {"lfw": ["Ann_0001", "Ann_0002", "Bob_0001", "Bob_0002", "Cid_0001", "Dee_0001"],
-             "utkface": [f"{i}_0_0" for i in range(6)]}
+             "utkface": [f"{i}_0_0" for i in range(6)] + ["copy_(2)"]}
     for src, stems in names.items():
         (train / src).mkdir(parents=True)
         for s in stems:
             (train / src / f"{s}.jpg").write_bytes(b"x")
     _, m = _saved(tmp_path, "unused.safetensors", 0)
     # trained on: one photo of Ann (so Ann's other photo must not be chosen either), Cid, and utkface 0-2
-    seen = ["Ann_0001-0123abcd/f000000_0.jpg", "Cid_0001-89abcdef/f000000_0.jpg"] + [
+    # and "copy_(2)", whose folder name io.source_key made folder-safe: "copy__2_-..."
+    seen = ["Ann_0001-0123abcd/f000000_0.jpg", "Cid_0001-89abcdef/f000000_0.jpg", "copy__2_-0a1b2c3d/f000000_0.jpg"] + [
         f"{i}_0_0-0000000{i}/f000000_0.jpg" for i in range(3)]
-    ck = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=seen + ["x"] * (5 - len(seen)))
+    ck = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=seen)
     out = tmp_path / "out"
     counts = tool.split(str(ck), str(out), str(train), per_source=10, seed=1, rest=True)
     assert sorted(p.name for p in (out / "lfw").iterdir()) == ["Bob_0001.jpg", "Bob_0002.jpg", "Dee_0001.jpg"]

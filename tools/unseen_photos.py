@@ -31,6 +31,13 @@ from subset_faces import SOURCES, person  # noqa: E402  (LFW people as tools/sub
 HASHED = re.compile(r"-[0-9a-f]{8}$")  # io.source_key's suffix on a training face's folder name
 
 
+def key_stem(path: Path) -> str:
+    """A photo's stem as it appears in a training face's folder name (io.source_key: safe_name of the stem)."""
+    from forgerydet.io import safe_name
+
+    return safe_name(path.stem, "source", 60)
+
+
 def trained_stems(checkpoint: str) -> set[str]:
     from forgerydet.model.checkpoint import read_meta
 
@@ -58,7 +65,7 @@ def split(checkpoint: str, out: str, train: str, per_source: int, seed: int, res
         if not folder.is_dir():
             continue
         files = sorted(p for p in folder.iterdir() if p.is_file())
-        unseen = [p for p in files if p.stem not in seen]
+        unseen = [p for p in files if key_stem(p) not in seen]
         if src == "lfw":  # whole people, none of them trained on
             who_is = {p: person(p.name) for p in files}
             people = sorted({who_is[p] for p in unseen} - people_seen)
