@@ -4,6 +4,7 @@ AUC is undefined shows '-'), skipped files as notes, and problems as one error l
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,10 @@ def fake_evaluate(monkeypatch):
 
 
 def _rows(stdout: str) -> list[list[str]]:
-    return [[c.strip() for c in line.split("│")[1:-1]] for line in stdout.splitlines() if line.startswith("│")]
+    """The table's body rows, cells split on the column gaps (2+ spaces; no cell here holds two spaces)."""
+    lines = stdout.splitlines()
+    body = lines[next(i for i, line in enumerate(lines) if line.strip().startswith("─")) + 1 :]
+    return [re.split(r"\s{2,}", line.strip()) for line in body if line.strip().startswith(("frame", "video"))]
 
 
 def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_path):
@@ -68,13 +72,28 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
     assert (c.num_frames, c.aggregation, c.threshold, c.device) == (6, "track-max", 0.42, "cpu")
     assert "evaluation (threshold 0.42)" in r.stdout
     assert _rows(r.stdout) == [
-        ["frame", "overall", "7 (3/4)", "0.875", "0.50-1.00", "0.825", "0.125", "0.750"],
-        ["frame", "celeb", "2 (0/2)", "-", "-", "-", "-", "0.500"],
-        ["video", "overall", "3 (1/2)", "1.000", "-", "0.950", "0.000", "1.000"],
+        ["frame", "overall", "3", "4", "0.875", "0.50-1.00", "0.825", "0.125", "0.750"],
+        ["frame", "celeb", "0", "2", "-", "-", "-", "-", "0.500"],
+        ["video", "overall", "1", "2", "1.000", "-", "0.950", "0.000", "1.000"],
     ]
     assert "metrics: ev/metrics.json   ROC: ev/roc.png" in r.stdout
     # a skipped file's note names it once: the path when the message does not start with it
     assert r.stderr.splitlines() == ["skipped /d/a.png: cannot decode the image", "skipped b.mp4: no_face"]
+
+
+def test_the_table_fits_80_columns_with_every_figure_whole(fake_evaluate, tmp_path):
+    """An 80-column terminal shows every header and every figure whole; a long group name folds instead
+    (an "n (real/fake)" column was cut to "(real/fa…" there once the interval column came in)."""
+    _, result = fake_evaluate
+    result["frame_level"]["a_very_long_group_name_from_a_csv"] = {**_metrics(1000, 5000, 0.5, 0.5), "auc_ci": [0.25, 0.75]}
+    r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
+    assert r.exit_code == 0, r.output
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    header = next(line for line in r.stdout.splitlines() if line.strip().startswith("level"))
+    assert header.split() == ["level", "group", "real", "fake", "AUC", "95", "%", "CI", "AP", "EER", "accuracy"]
+    assert "…" not in r.stdout
+    long_row = next(row for row in _rows(r.stdout) if row[2] == "1000")
+    assert long_row[2:] == ["1000", "5000", "0.500", "0.25-0.75", "0.450", "0.500", "0.500"]
 
 
 def test_problems_exit_1_after_the_results(fake_evaluate, tmp_path):

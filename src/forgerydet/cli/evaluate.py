@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -52,18 +53,26 @@ def evaluate_cmd(
 
 
 def metrics_table(res: dict) -> Table:
-    t = Table(title=f"evaluation (threshold {res['threshold']:.2f})", title_justify="left")
-    for c in ("level", "group", "n (real/fake)", "AUC", "95 % CI", "AP", "EER", "accuracy"):
-        t.add_column(c, justify="left" if c in ("level", "group") else "right")
+    t = Table(title=f"evaluation (threshold {res['threshold']:.2f})", title_justify="left", box=box.SIMPLE_HEAD)
+    rows = []
     for level in ("frame_level", "video_level"):
         for g, m in res[level].items():
-            counts = f"{m['n']} ({m['n_real']}/{m['n_fake']})"
+            counts = [str(m["n_real"]), str(m["n_fake"])]
             if "error" in m:
-                t.add_row(level.split("_")[0], g, counts, "-", "-", "-", "-", f"{m['accuracy']:.3f}")
+                rows.append([level.split("_")[0], g, *counts, "-", "-", "-", "-", f"{m['accuracy']:.3f}"])
             else:
                 ci = f"{m['auc_ci'][0]:.2f}-{m['auc_ci'][1]:.2f}" if m.get("auc_ci") else "-"
-                t.add_row(level.split("_")[0], g, counts, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}", f"{m['eer']:.3f}",
-                          f"{m['accuracy']:.3f}")
+                rows.append([level.split("_")[0], g, *counts, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}",
+                             f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
+    # real and fake counts get columns of their own (one "n (real/fake)" column was cut to "(real/fa…" on 80
+    # columns), and a figure column is never narrower than its widest figure: a narrow terminal folds the
+    # group names, it never cuts or breaks a number
+    for k, c in enumerate(("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")):
+        text = c in ("level", "group")
+        widest = max((len(r[k]) for r in rows), default=1)
+        t.add_column(c, justify="left" if text else "right", overflow="fold", min_width=None if text else widest)
+    for r in rows:
+        t.add_row(*r)
     t.caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
                  "independent, so frame-level intervals are too narrow")
     return t
