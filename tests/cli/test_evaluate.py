@@ -57,6 +57,7 @@ def _rows(stdout: str) -> list[list[str]]:
     """The table's body rows, cells split on the column gaps (2+ spaces; no cell here holds two spaces)."""
     lines = stdout.splitlines()
     body = lines[next(i for i, line in enumerate(lines) if line.strip().startswith("─")) + 1 :]
+    body = body[: next((i for i, line in enumerate(body) if not line.strip()), len(body))]  # the caption follows
     return [re.split(r"\s{2,}", line.strip()) for line in body if line.strip().startswith(("frame", "video"))]
 
 

@@ -53,7 +53,8 @@ def evaluate_cmd(
 
 
 def metrics_table(res: dict) -> Table:
-    t = Table(title=f"evaluation (threshold {res['threshold']:.2f})", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(title=f"evaluation (threshold {res['threshold']:.2f})", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False)
     rows = []
     for level in ("frame_level", "video_level"):
         for g, m in res[level].items():
