@@ -87,6 +87,7 @@ def test_the_table_fits_80_columns_with_every_figure_whole(fake_evaluate, tmp_pa
     (an "n (real/fake)" column was cut to "(real/fa…" there once the interval column came in)."""
     _, result = fake_evaluate
     result["frame_level"]["a_very_long_group_name_from_a_csv"] = {**_metrics(1000, 5000, 0.5, 0.5), "auc_ci": [0.25, 0.75]}
+    result["video_level"]["[b]"] = _metrics(1, 1, 1.0, 1.0)  # a user's group name is text, not rich markup
     r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
     assert r.exit_code == 0, r.output
     assert max(len(line) for line in r.stdout.splitlines()) <= 80
@@ -95,6 +96,7 @@ def test_the_table_fits_80_columns_with_every_figure_whole(fake_evaluate, tmp_pa
     assert "…" not in r.stdout
     long_row = next(row for row in _rows(r.stdout) if row[2] == "1000")
     assert long_row[2:] == ["1000", "5000", "0.500", "0.25-0.75", "0.450", "0.500", "0.500"]
+    assert ["video", "[b]", "1", "1", "1.000", "-", "0.950", "0.000", "1.000"] in _rows(r.stdout)
 
 
 def test_problems_exit_1_after_the_results(fake_evaluate, tmp_path):

@@ -66,14 +66,14 @@ def metrics_table(res: dict) -> Table:
                 rows.append([level.split("_")[0], g, *counts, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}",
                              f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
     # real and fake counts get columns of their own (one "n (real/fake)" column was cut to "(real/fa…" on 80
-    # columns), and a figure column is never narrower than its widest figure: a narrow terminal folds the
-    # group names, it never cuts or breaks a number
+    # columns), and a figure column is never narrower than its widest figure: down to 75 columns a narrow
+    # terminal folds the group names and never cuts or breaks a number (below that rich drops the last column)
     for k, c in enumerate(("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")):
         text = c in ("level", "group")
         widest = max((len(r[k]) for r in rows), default=1)
         t.add_column(c, justify="left" if text else "right", overflow="fold", min_width=None if text else widest)
     for r in rows:
-        t.add_row(*r)
+        t.add_row(*(escape(x) for x in r))  # a group named "[b]" from a user's CSV is text, not rich markup
     t.caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
                  "independent, so frame-level intervals are too narrow")
     return t
