@@ -83,6 +83,20 @@ def test_list_of_an_empty_file_and_of_no_file(tmp_path):
     one_error(cli("enroll", "--list", "--checkpoint", ck), f"reference file not found: {tmp_path / 'm.refs.safetensors'}")
 
 
+def test_list_prints_names_as_text_not_rich_markup(tmp_path, monkeypatch):
+    """A person or folder named "[x]" is listed as it is (rich read it as a markup tag and dropped it)."""
+    from forgerydet.model import references
+
+    (tmp_path / "[refs]").mkdir()
+    p = ReferenceFile.empty("ab" * 32, "test_efficientnet", 16, 32).save(tmp_path / "[refs]" / "r.refs.safetensors")
+    refs = ReferenceFile.empty("ab" * 32, "test_efficientnet", 16, 32)
+    people = {"[bold]Ann[/bold]": {"faces": 3, "sources": 1, "face": "largest"}}
+    monkeypatch.setattr(references, "list_people", lambda path: (refs, people))
+    r = cli("enroll", "--list", "--into", p)
+    assert r.exit_code == 0, r.output
+    assert "[bold]Ann[/bold]" in r.stdout and "[refs]" in r.stdout
+
+
 def test_piped_output_holds_only_the_results(fake_enroll, tmp_path):
     r = cli("enroll", "A", "/v/a.mp4", "--into", tmp_path / "r.safetensors")
     assert r.exit_code == 0, r.output

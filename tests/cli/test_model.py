@@ -71,3 +71,13 @@ def test_weights_export_refuses_an_unknown_precision(tmp_path):
     one_error(cli("weights", "export", "mobilenetv2_100", tmp_path / "w.safetensors", "--dtype", "fp8"),
               "dtype must be one of fp32, bf16, fp16, not 'fp8'")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_info_prints_paths_and_values_as_text_not_rich_markup(tmp_path):
+    """A folder named "[run]" or a stored value holding "[bold]" is shown as it is, not read as rich markup
+    (which dropped it from the title and the row)."""
+    (tmp_path / "[run]").mkdir()
+    p = save_checkpoint(tmp_path / "[run]" / "m.safetensors", tiny_model(), extra={"note": "[bold]kept[/bold]"})
+    r = cli("info", p)
+    assert r.exit_code == 0, r.output
+    assert "[run]" in r.output and _row(r.output, "note") == "[bold]kept[/bold]"
