@@ -100,6 +100,21 @@ def test_train_renders_every_event(fake_train, tmp_path):
     assert lines[-1] == "checkpoints: best R/best.safetensors  last R/last.safetensors  (inspect with `forgerydet info`)"
 
 
+def test_paths_in_the_lines_are_text_not_rich_markup(monkeypatch, tmp_path):
+    """A run folder named "[run]" stays in the lines, and one named "[/x]" no longer raises a MarkupError (with a
+    traceback) after the checkpoints were written."""
+    def run(tcfg, mcfg, *, resume, on_event, given):
+        on_event({**EVENTS[0], "pretrained": "w/[run]/w.safetensors", "init": "[/x]/init.safetensors"})
+        return {"rank": 0, "best": "[run]/best.safetensors", "last": "[/x]/last.safetensors"}
+
+    monkeypatch.setattr(loop, "train", run)
+    r = cli("train", "--out", tmp_path / "run")
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "weights: w/[run]/w.safetensors" in r.stdout and "starting from [/x]/init.safetensors" in r.flat
+    assert r.stdout.splitlines()[-1] == (
+        "checkpoints: best [run]/best.safetensors  last [/x]/last.safetensors  (inspect with `forgerydet info`)")
+
+
 def test_other_ranks_print_nothing(fake_train, tmp_path):
     r = cli("train", "--out", tmp_path / "run", RANK="1")
     assert r.exit_code == 0 and r.stdout.count("epoch 1") == 0 and "training test_efficientnet" not in r.stdout

@@ -34,6 +34,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def say(message: str) -> None:
+    """One result line on stdout that holds file or person names: shown printable and never read as rich
+    markup (a folder "[run]" vanished from the line, "[/x]" raised a MarkupError after the work was done)."""
+    console.print(escape(printable(message)), highlight=False, soft_wrap=True)
+
+
 def note(label: str, message: str, style: str = "red") -> None:
     """One coloured line on stderr about one file of a batch (the batch goes on)."""
     head = f"[{style}]{escape(printable(label))}[/] " if label else ""

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.markup import escape
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, progress_bar, user_errors
+from forgerydet.cli.common import console, fail, progress_bar, say, user_errors
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan.config import EnrollConfig
 
@@ -41,7 +41,7 @@ def enroll_cmd(
             raise fail("give the person's NAME (or --list)")
         if remove:
             n = refs.remove_person(path, name, wait=wait)
-            console.print(f"removed {name!r}: {n} enrolled faces, from {path}", highlight=False)
+            say(f"removed {name!r}: {n} enrolled faces, from {path}")
             return
         if not sources:
             raise fail(f"give real videos or images of {name!r} to enrol (or --remove / --list)")
@@ -55,10 +55,10 @@ def enroll_cmd(
             res = enroll(name, sources, checkpoint=checkpoint, into=into, config=cfg,
                          progress=lambda i, n, f="": p.update(task, completed=i, total=n, f=Path(f).name))
     for src, n, which in res.sources:
-        console.print(f"  {Path(src).name}: {which}", highlight=False)
+        say(f"  {Path(src).name}: {which}")
     dup = f" ({res.duplicates} already enrolled, skipped)" if res.duplicates else ""
-    console.print(f"enrolled {res.added} faces of {name!r}{dup}: {res.total} in all; {res.people} people in {res.path} "
-                  f"(key encoder of {res.checkpoint})", highlight=False)
+    say(f"enrolled {res.added} faces of {name!r}{dup}: {res.total} in all; {res.people} people in {res.path} "
+        f"(key encoder of {res.checkpoint})")
 
 
 def _default_checkpoint() -> Path:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from forgerydet.cli.common import console, user_errors
+from forgerydet.cli.common import console, say, user_errors
 
 
 def info_cmd(
@@ -80,5 +80,4 @@ def weights_export_cmd(
 
     with user_errors():
         path = export_packaged(name, out, dtype)
-    console.print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB, {dtype}): use --backbone {name} --pretrained {path}",
-                  highlight=False, soft_wrap=True)
+    say(f"{path} ({path.stat().st_size / 2**20:.1f} MiB, {dtype}): use --backbone {name} --pretrained {path}")

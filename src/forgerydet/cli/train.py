@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import console, note, progress_bar, user_errors
+from forgerydet.cli.common import console, note, progress_bar, say, user_errors
+from forgerydet.errors import printable
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
 from forgerydet.training.config import TrainConfig
@@ -35,12 +37,13 @@ class _TrainView:
             return
         if kind == "start":
             console.print(
-                f"training [bold]{e['backbone']}[/] ({e['img_size']} px, weights: {e['pretrained']}) on {e['device']}"
+                f"training [bold]{escape(e['backbone'])}[/] ({e['img_size']} px, weights: "
+                f"{escape(printable(str(e['pretrained'])))}) on {e['device']}"
                 f"{' x' + str(e['world']) + ' ranks' if e['world'] > 1 else ''}: {e['train_pairs']} training pairs, "
                 f"{e['train_reals']} real training faces, {e['val_faces']} validation faces, "
                 f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}, "
                 f"tuning {e['tune']} ({e['trainable']:,} trainable parameters)"
-                + (f", starting from {e['init']}" if e.get("init") else "")
+                + (f", starting from {escape(printable(str(e['init'])))}" if e.get("init") else "")
             )
             if e["pretrained"] == "none" and not e.get("init"):
                 console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
@@ -117,7 +120,7 @@ def train_cmd(
         with _progress() as p:
             res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
     if res["rank"] == 0:
-        console.print(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
+        say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
 
 
 def rebuild_bank_cmd(
@@ -138,9 +141,9 @@ def rebuild_bank_cmd(
             task = p.add_task("encoding real faces", total=None, info="")
             res = rebuild_disk_bank(checkpoint, pairs, disk_bank, device=device, batch_size=batch_size, workers=workers,
                                     progress=lambda a, b, item="": p.update(task, completed=a, total=b))
-        console.print(f"disk bank written: {res['entries']} real faces, {res['disk_mb']:.1f} MB, "
-                      f"{'faiss index' if res['indexed'] else 'exact search'}, in {res['seconds']:.1f} s -> {res['folder']} "
-                      f"(use it with `forgerydet scan --bank {res['folder']}`; {checkpoint} is unchanged)")
+        say(f"disk bank written: {res['entries']} real faces, {res['disk_mb']:.1f} MB, "
+            f"{'faiss index' if res['indexed'] else 'exact search'}, in {res['seconds']:.1f} s -> {res['folder']} "
+            f"(use it with `forgerydet scan --bank {res['folder']}`; {checkpoint} is unchanged)")
         return
     from forgerydet.training.bankfill import rebuild_checkpoint_bank
 
@@ -154,9 +157,9 @@ def rebuild_bank_cmd(
         res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,
                                       progress=lambda a, b, item="": p.update(task, completed=a, total=b), select=select)
     if int(os.environ.get("RANK", "0")) == 0:
-        console.print(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
-                      f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
-                      f"in {res['seconds']:.1f} s -> {res['checkpoint']}")
+        say(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
+            f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
+            f"in {res['seconds']:.1f} s -> {res['checkpoint']}")
         if res["calibration_stale"]:
             on = res["calibrated_on"] or "PAIRS.csv"
             note("note:", f"its threshold and bank fusion were fitted against the bank this replaced; scans still "
@@ -179,11 +182,11 @@ def calibrate_cmd(
 
     with user_errors():
         r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out, tta=tta)
-    console.print(
+    say(
         f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces"
         f"{' (each face averaged with its mirror image)' if r['tta'] == 'flip' else ''}: temperature {r['temperature']:.3f}, "
         f"threshold {r['threshold']:.4f} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
-        f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}", highlight=False, soft_wrap=True)
+        f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}")
     f = r.get("bank_fusion")
     console.print(
         f"bank fusion: p = sigmoid({f['logit']:.3f} * logit {f['similarity']:+.3f} * nearest similarity {f['bias']:+.3f}), "
