@@ -9,7 +9,7 @@ import os
 import pytest
 import typer
 
-from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
+from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, shown, user_errors
 from forgerydet.errors import ForgeryDetError
 from tests.cli._cli_util import cli, one_error
 
@@ -63,3 +63,12 @@ def test_progress_bar_is_off_and_transient_off_a_terminal():
 def test_a_path_with_markup_reaches_the_user_as_typed(tmp_path):
     p = tmp_path / "[red]x[/red].safetensors"
     one_error(cli("info", p), f"{p}")
+
+
+def test_shown_makes_user_text_printable_and_never_markup():
+    """One function makes names safe for every line and table cell: control characters as escapes, brackets as text."""
+    from rich.console import Console
+
+    c = Console(width=200, record=True)
+    c.print(shown("run[/x]/a\nb [bold]Ann[/bold]"), highlight=False)
+    assert c.export_text().strip() == "run[/x]/a\\nb [bold]Ann[/bold]"

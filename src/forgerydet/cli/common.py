@@ -27,23 +27,29 @@ def progress_bar(*columns: str | ProgressColumn, on: Console = console, disable:
     return Progress(*columns, console=on, transient=True, disable=disable or not on.is_terminal)
 
 
+def shown(text: object) -> str:
+    """User text (a file, folder, group or person name) made safe for a rich string: printable (undecodable bytes
+    as \\xNN, a newline as \\n) and never read as rich markup (a folder "[run]" vanished from a line, "[/x]"
+    raised a MarkupError after the work was done)."""
+    return escape(printable(text))
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one red line on stderr and return the Exit(code) to raise. File names in the message are shown
     printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup."""
-    err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def say(message: str) -> None:
-    """One result line on stdout that holds file or person names: shown printable and never read as rich
-    markup (a folder "[run]" vanished from the line, "[/x]" raised a MarkupError after the work was done)."""
-    console.print(escape(printable(message)), highlight=False, soft_wrap=True)
+    """One result line on stdout that holds file or person names (see `shown`)."""
+    console.print(shown(message), highlight=False, soft_wrap=True)
 
 
 def note(label: str, message: str, style: str = "red") -> None:
     """One coloured line on stderr about one file of a batch (the batch goes on)."""
-    head = f"[{style}]{escape(printable(label))}[/] " if label else ""
-    err_console.print(f"{head}{escape(printable(message))}", highlight=False, soft_wrap=True)
+    head = f"[{style}]{shown(label)}[/] " if label else ""
+    err_console.print(f"{head}{shown(message)}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -7,10 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.markup import escape
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, progress_bar, say, user_errors
+from forgerydet.cli.common import console, fail, progress_bar, say, shown, user_errors
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan.config import EnrollConfig
 
@@ -71,11 +70,11 @@ def _list(path: Path) -> None:
     from forgerydet.model.references import list_people
 
     refs, people = list_people(path)
-    t = Table(title=escape(f"{path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})"), title_justify="left")
+    t = Table(title=shown(f"{path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})"), title_justify="left")
     for col in ("person", "faces", "sources", "face choice"):
         t.add_column(col, justify="right" if col in ("faces", "sources") else "left")
     for name, p in people.items():
-        t.add_row(escape(name), str(p["faces"]), str(p["sources"]), escape(p["face"]))  # names are text, not markup
+        t.add_row(shown(name), str(p["faces"]), str(p["sources"]), shown(p["face"]))  # names are text, not markup
     console.print(t)
     if not people:
         console.print("nobody enrolled")

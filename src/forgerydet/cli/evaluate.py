@@ -7,12 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, note, progress_bar, user_errors
-from forgerydet.errors import printable
+from forgerydet.cli.common import console, fail, note, progress_bar, shown, user_errors
 from forgerydet.scan.config import ScanConfig
 
 
@@ -46,7 +44,7 @@ def evaluate_cmd(
     written = [f"metrics: {res['metrics_json']}"] if res.get("metrics_json") else []
     written += [f"ROC: {res['roc_png']}"] if res.get("roc_png") else []
     if written:
-        console.print(escape(printable("   ".join(written))), highlight=False)
+        console.print(shown("   ".join(written)), highlight=False)
     problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete
     if problems:
         raise fail("; ".join(problems))
@@ -58,13 +56,12 @@ def metrics_table(res: dict) -> Table:
     rows = []
     for level in ("frame_level", "video_level"):
         for g, m in res[level].items():
-            counts = [str(m["n_real"]), str(m["n_fake"])]
+            head = [level.split("_")[0], g, str(m["n_real"]), str(m["n_fake"])]
             if "error" in m:
-                rows.append([level.split("_")[0], g, *counts, "-", "-", "-", "-", f"{m['accuracy']:.3f}"])
+                rows.append([*head, "-", "-", "-", "-", f"{m['accuracy']:.3f}"])
             else:
                 ci = f"{m['auc_ci'][0]:.2f}-{m['auc_ci'][1]:.2f}" if m.get("auc_ci") else "-"
-                rows.append([level.split("_")[0], g, *counts, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}",
-                             f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
+                rows.append([*head, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}", f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
     # real and fake counts get columns of their own (one "n (real/fake)" column was cut to "(real/fa…" on 80
     # columns), and a figure column is never narrower than its widest figure: down to 75 columns a narrow
     # terminal folds the group names and never cuts or breaks a number (below that rich drops the last column)
@@ -73,7 +70,7 @@ def metrics_table(res: dict) -> Table:
         widest = max((len(r[k]) for r in rows), default=1)
         t.add_column(c, justify="left" if text else "right", overflow="fold", min_width=None if text else widest)
     for r in rows:
-        t.add_row(*(escape(x) for x in r))  # a group named "[b]" from a user's CSV is text, not rich markup
+        t.add_row(*(shown(x) for x in r))  # a group named "[b]" from a user's CSV is text, not rich markup
     t.caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
                  "independent, so frame-level intervals are too narrow")
     return t

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from forgerydet.cli.common import console, say, user_errors
+from forgerydet.cli.common import console, say, shown, user_errors
 
 
 def info_cmd(
@@ -21,7 +20,7 @@ def info_cmd(
     with user_errors():
         meta = read_meta(checkpoint)
     cfg = meta["config"] or {}
-    t = Table(title=escape(str(checkpoint)), show_header=False, title_justify="left")
+    t = Table(title=shown(checkpoint), show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     rows = [
@@ -42,7 +41,7 @@ def info_cmd(
         rows.append((k.replace("_", " "), str(v)))
     rows.append(("config", ", ".join(f"{k}={v}" for k, v in cfg.items())))
     for k, v in rows:
-        t.add_row(escape(k), escape(v))  # paths and names in a checkpoint are text, not rich markup
+        t.add_row(shown(k), shown(v))  # paths and names in a checkpoint are text, not rich markup
     console.print(t)
     history = meta.get("history") or []
     if history:

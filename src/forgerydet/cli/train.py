@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import console, note, progress_bar, say, user_errors
-from forgerydet.errors import printable
+from forgerydet.cli.common import console, note, progress_bar, say, shown, user_errors
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
 from forgerydet.training.config import TrainConfig
@@ -37,13 +35,13 @@ class _TrainView:
             return
         if kind == "start":
             console.print(
-                f"training [bold]{escape(e['backbone'])}[/] ({e['img_size']} px, weights: "
-                f"{escape(printable(str(e['pretrained'])))}) on {e['device']}"
+                f"training [bold]{shown(e['backbone'])}[/] ({e['img_size']} px, weights: {shown(e['pretrained'])}) "
+                f"on {e['device']}"
                 f"{' x' + str(e['world']) + ' ranks' if e['world'] > 1 else ''}: {e['train_pairs']} training pairs, "
                 f"{e['train_reals']} real training faces, {e['val_faces']} validation faces, "
                 f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}, "
                 f"tuning {e['tune']} ({e['trainable']:,} trainable parameters)"
-                + (f", starting from {escape(printable(str(e['init'])))}" if e.get("init") else "")
+                + (f", starting from {shown(e['init'])}" if e.get("init") else "")
             )
             if e["pretrained"] == "none" and not e.get("init"):
                 console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
