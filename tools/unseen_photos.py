@@ -23,6 +23,7 @@ import random
 import re
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,7 +69,8 @@ def split(checkpoint: str, out: str, train: str, per_source: int, seed: int, res
         unseen = [p for p in files if key_stem(p) not in seen]
         if src == "lfw":  # whole people, none of them trained on
             who_is = {p: person(p.name) for p in files}
-            people = sorted({who_is[p] for p in unseen} - people_seen)
+            unseen_of = Counter(who_is[p] for p in unseen)  # each person's photos never trained on
+            people = sorted(set(unseen_of) - people_seen)
             rng.shuffle(people)
             chosen_people: set[str] = set()
             n = 0
@@ -76,7 +78,7 @@ def split(checkpoint: str, out: str, train: str, per_source: int, seed: int, res
                 if n >= per_source:
                     break
                 chosen_people.add(who)
-                n += sum(who_is[p] == who for p in unseen)
+                n += unseen_of[who]
             chosen = [p for p in unseen if who_is[p] in chosen_people]
             others = [p for p in files if who_is[p] not in chosen_people]
         else:
