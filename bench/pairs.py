@@ -11,12 +11,15 @@ comparison against the old revision, so the whole mix the issue timed can be tim
 The speed target of issue 10 (">= 4x faster on 2 cores") is against the code that issue measured (about 5
 faces/s): `--against REV` (default d4b3900, the last commit before the speed-up) checks that revision out into a
 temporary git worktree and times the same command, `forgerydet pairs --self-blend DIR --out OUT --seed 0`, with
-its code and with this checkout's, in subprocesses of this interpreter, in the order old, new, new, old (the
-median of two each). `--against none` skips it. The in-process comparison (today's per-file path vs the pool)
+its code and with this checkout's, in subprocesses of this interpreter, in the order old, new, all, all, new, old
+(the median of two each). 'new' is this checkout's default, which since 2026-12-04 writes no fake for train rows
+(`--online`: training re-blends every epoch and never read them); 'all' adds `--all-fakes`, so it writes every
+file the old code wrote (crop, fake and mask per face), the like-for-like figure. `--against none` skips it.
+`--png` also times OpenCV's default PNG encoding against io.write_png's settings on the crops written. The in-process comparison (today's per-file path vs the pool)
 is printed too; it is no target: the per-file path already has the batched, downscaled detection.
 
     .venv/bin/python bench/pairs.py [--n 480] [--sources lfw,utkface] [--videos 0] [--frames 24]
-                                    [--against d4b3900|none] [--json]
+                                    [--against d4b3900|none] [--png] [--json]
 """
 
 from __future__ import annotations
@@ -78,10 +81,26 @@ def per_file(paths: list[Path], out: Path) -> int:
     return n
 
 
+def png_times(crops: list[Path]) -> tuple[float, float, float, float]:
+    """ms per encode and mean bytes of the colour crops, with OpenCV's default PNG settings and io.write_png's."""
+    import cv2
+
+    from forgerydet.io import PNG_RGB_PARAMS
+
+    imgs = [cv2.imread(str(p)) for p in crops]
+    out = []
+    for params in ([], PNG_RGB_PARAMS):
+        t0, size = time.perf_counter(), 0
+        for img in imgs:
+            size += len(cv2.imencode(".png", img, params)[1])
+        out += [(time.perf_counter() - t0) / len(imgs) * 1e3, size / len(imgs)]
+    return tuple(out)
+
+
 def pool(paths: list[Path], out: Path, workers: int) -> int:
     from forgerydet.pairs.selfblend import pairs_from_self_blend
 
-    s = pairs_from_self_blend(paths, out, val=0.1, options=BlendOptions(workers=workers))
+    s = pairs_from_self_blend(paths, out, val=0.1, options=BlendOptions(workers=workers, online=False))  # as per_file: every fake
     return s.rows
 
 
@@ -92,9 +111,10 @@ def train_videos(n: int) -> list[Path]:
 
 
 def versus_revision(rev: str, paths: list[Path], tmp: Path, videos: list[Path] = (), frames: int = 24
-                    ) -> tuple[list[float], list[float], int, int] | str:
-    """Wall seconds of `forgerydet pairs --self-blend` with REV's code and with this checkout's (old, new, new, old),
-    and the rows each wrote; or why it could not run. `videos` are passed too, at `frames` frames each."""
+                    ) -> tuple[dict[str, list[float]], dict[str, int]] | str:
+    """Wall seconds of `forgerydet pairs --self-blend` with REV's code ('old') and with this checkout's, as it is
+    ('new') and with --all-fakes ('all'), run old, new, all, all, new, old; and the rows each wrote; or why it could
+    not run. `videos` are passed too, at `frames` frames each."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         return "no git checkout here"
     src = tmp / "images"
@@ -106,20 +126,22 @@ def versus_revision(rev: str, paths: list[Path], tmp: Path, videos: list[Path] =
     if r.returncode != 0:
         return f"git worktree add {rev} failed: {r.stderr.strip().splitlines()[-1:]}"
     try:
-        secs: dict[str, list[float]] = {"old": [], "new": []}
+        secs: dict[str, list[float]] = {"old": [], "new": [], "all": []}
         rows: dict[str, int] = {}
-        for k, which in enumerate(("old", "new", "new", "old")):
+        for k, which in enumerate(("old", "new", "all", "all", "new", "old")):
             out = tmp / f"out{k}"
             env = {**os.environ, "PYTHONPATH": str((tree if which == "old" else REPO) / "src")}
             t0 = time.perf_counter()
             cmd = [sys.executable, "-m", "forgerydet", "pairs", "--self-blend", str(src), *map(str, videos),
-                   "--out", str(out), "--seed", "0"] + (["--frames", str(frames)] if videos else [])
+                   "--out", str(out), "--seed", "0"] + (["--frames", str(frames)] if videos else []) \
+                + (["--all-fakes"] if which == "all" else [])
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)
             secs[which].append(time.perf_counter() - t0)
             if r.returncode != 0:
                 return f"{which} code failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
             rows[which] = len(read_pairs(out / "pairs.csv").rows)
-        return secs["old"], secs["new"], rows["old"], rows["new"]
+            shutil.rmtree(out)
+        return secs, rows
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
 
@@ -131,6 +153,7 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=0, help="also pass this many train videos (the issue's mix: 12)")
     ap.add_argument("--frames", type=int, default=24, help="frames per video")
     ap.add_argument("--against", default="d4b3900", help="git revision to time against ('none': skip)")
+    ap.add_argument("--png", action="store_true", help="also time PNG encoding of the crops (default vs io.write_png)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     import torch
@@ -146,20 +169,23 @@ def main() -> None:
         t0 = time.perf_counter()
         n_new = pool(paths, tmp / "b", 0)
         s_new = time.perf_counter() - t0
+        png = png_times(sorted((tmp / "b" / "crops" / "real").glob("*/*.png"))[:300]) if a.png else None
         videos = train_videos(a.videos)
         rev = None if a.against == "none" else versus_revision(a.against, paths, tmp, videos, a.frames)
     old, new = n_old / s_old, n_new / s_new
     figures = []
     if isinstance(rev, tuple):
-        so, sn, ro, rn = rev
-        fo, fn = ro / float(np.median(so)), rn / float(np.median(sn))
+        secs, rows = rev
+        fo, fn, fa = (rows[w] / float(np.median(secs[w])) for w in ("old", "new", "all"))
+        times = {w: ", ".join(f"{x:.1f}" for x in secs[w]) + " s" for w in secs}
         figures += [
             figure(f"pairs --self-blend, code of {a.against}", fo, "faces/s",
-                   note=f"{ro} faces ({len(paths)} images, {len(videos)} videos x {a.frames} frames); "
-                   + ", ".join(f"{x:.1f}" for x in so) + " s"),
-            figure("pairs --self-blend, this checkout", fn, "faces/s",
-                   note=f"{rn} faces; " + ", ".join(f"{x:.1f}" for x in sn) + " s"),
+                   note=f"{rows['old']} faces ({len(paths)} images, {len(videos)} videos x {a.frames} frames); {times['old']}"),
+            figure("pairs --self-blend, this checkout", fn, "faces/s", note=f"{rows['new']} faces; {times['new']}"),
+            figure("pairs --self-blend --all-fakes, this checkout", fa, "faces/s",
+                   note=f"{rows['all']} faces, every fake written as the old code did; {times['all']}"),
             figure(f"pairs: this checkout / {a.against} faces/s", fn / fo, "x", "≥ 4", fn / fo >= 4),
+            figure(f"pairs: this checkout --all-fakes / {a.against} faces/s", fa / fo, "x"),
         ]
     elif rev is not None:
         figures.append(figure(f"pairs: this checkout / {a.against} faces/s", None, "x", "≥ 4", note=rev))
@@ -168,6 +194,11 @@ def main() -> None:
         figure(f"pairs: image pool ({os.cpu_count()} processes)", new, "faces/s", note=f"{n_new} faces in {s_new:.1f} s"),
         figure("pairs: pool / per-file faces/s (in process)", new / old, "x"),
     ]
+    if png:
+        figures += [
+            figure("PNG encode of a crop, OpenCV default", png[0], "ms", note=f"{png[1] / 1e3:.1f} kB"),
+            figure("PNG encode of a crop, io.write_png", png[2], "ms", note=f"{png[3] / 1e3:.1f} kB"),
+        ]
     res = {"machine": machine(), "images": len(paths), "sources": a.sources, "videos": len(videos), "frames": a.frames}
     if not a.json:
         print_figures(figures)

@@ -62,7 +62,7 @@ def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
     table = read_pairs(pairs_csv, need_splits=("val",))
     rows = [r for r in table.rows if r.split == "val" and r.fake is not None]
     if not rows:
-        sys.exit(f"{pairs_csv}: no 'val' rows with a written fake (make the pairs with --val, without --online)")
+        sys.exit(f"{pairs_csv}: no 'val' rows with a written fake (make the pairs with --val: val rows always get a written fake)")
     pick = np.random.default_rng(seed).permutation(len(rows))[:n]
     return [(rows[i].real, rows[i].fake) for i in sorted(pick)]
 

@@ -143,6 +143,9 @@ def test_png_round_trip_keeps_rgb_order_and_grey(tmp_path):
     g = read_image(tmp_path / "g.png")
     assert np.array_equal(g, np.repeat(grey[:, :, None], 3, axis=2))
     assert cv2.imread(str(tmp_path / "c.png"))[0, 0].tolist() == [0, 0, 200]  # stored BGR, as PNG readers expect
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)  # every row filter path
+    write_png(tmp_path / "n.png", noisy)
+    assert np.array_equal(read_image(tmp_path / "n.png"), noisy)  # the faster encoder settings stay lossless
 
 
 def test_read_image_with_a_name_that_is_not_utf8(tmp_path):

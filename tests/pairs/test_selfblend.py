@@ -8,7 +8,7 @@ import numpy as np
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.index import extract
 from forgerydet.faces.pipeline import ExtractConfig
-from forgerydet.pairs.selfblend import pairs_from_self_blend
+from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
 from tests._faces_util import head, read_csv
 from tests.pairs.pairs_util import crop, write_img
 
@@ -17,9 +17,10 @@ def test_self_blend_from_index_and_from_images_is_deterministic(tmp_path, astron
     photo = write_img(tmp_path / "people" / "astro.png", cv2.resize(head(astronaut), (160, 160)))
     cfg = ExtractConfig(detector=DetectorConfig(size=96, detect_side=192))
     extract([photo], tmp_path / "faces", cfg)
-    a = pairs_from_self_blend([tmp_path / "faces" / "faces.csv"], tmp_path / "a", cfg, val=0.0, seed=3)
-    b = pairs_from_self_blend([tmp_path / "people"], tmp_path / "b", cfg, val=0.0, seed=3)
-    b2 = pairs_from_self_blend([photo], tmp_path / "b2", cfg, val=0.0, seed=3)
+    every = BlendOptions(online=False)  # a fake file for the train row too
+    a = pairs_from_self_blend([tmp_path / "faces" / "faces.csv"], tmp_path / "a", cfg, val=0.0, seed=3, options=every)
+    b = pairs_from_self_blend([tmp_path / "people"], tmp_path / "b", cfg, val=0.0, seed=3, options=every)
+    b2 = pairs_from_self_blend([photo], tmp_path / "b2", cfg, val=0.0, seed=3, options=every)
     rows_a, rows_b = read_csv(tmp_path / "a" / "pairs.csv"), read_csv(tmp_path / "b" / "pairs.csv")
     assert a.rows == b.rows == b2.rows == 1 and rows_a[0]["method"] == "sbi" and rows_a[0]["group"] == "astro"
     assert (tmp_path / "a" / rows_a[0]["real"]).resolve().parent.parent == (tmp_path / "faces" / "crops").resolve()
@@ -30,5 +31,21 @@ def test_self_blend_from_index_and_from_images_is_deterministic(tmp_path, astron
     mask = cv2.imread(str(tmp_path / "a" / rows_a[0]["fake"].replace(".png", "_mask.png")), cv2.IMREAD_GRAYSCALE)
     assert mask.shape == (96, 96) and mask.max() > 0
     assert np.abs(fake_a - real).max() > 0 and (fake_a[mask == 0] == real[mask == 0]).all()
-    c = pairs_from_self_blend([tmp_path / "people"], tmp_path / "c", cfg, val=0.0, seed=4)
+    c = pairs_from_self_blend([tmp_path / "people"], tmp_path / "c", cfg, val=0.0, seed=4, options=every)
     assert c.rows == 1 and not np.array_equal(crop(tmp_path / "c", rows_b[0]["fake"]), fake_b)
+
+
+def test_by_default_only_held_out_rows_get_a_fake_file(tmp_path, astronaut):
+    """Training re-blends train rows every epoch and never reads their stored fake, so by default none is written
+    (no blend, no fake or mask PNG for them); val and test rows keep theirs, since validation scores those."""
+    base = cv2.resize(head(astronaut), (160, 160))
+    for i in range(4):
+        write_img(tmp_path / "people" / f"p{i}.png", np.roll(base, 3 * i, axis=1))
+    cfg = ExtractConfig(detector=DetectorConfig(size=96, detect_side=192))
+    s = pairs_from_self_blend([tmp_path / "people"], tmp_path / "out", cfg, val=0.5, test=0.0, seed=0, options=BlendOptions(workers=1))
+    rows = read_csv(tmp_path / "out" / "pairs.csv")
+    assert s.rows == 4 and {r["split"] for r in rows} == {"train", "val"}
+    for r in rows:
+        assert (r["fake"] == "") == (r["split"] == "train") and r["landmarks"]
+    fakes = sorted(p.name for p in (tmp_path / "out" / "crops" / "sbi").rglob("*.png"))
+    assert len(fakes) == 2 * sum(r["split"] == "val" for r in rows)  # a fake and its mask per val row only

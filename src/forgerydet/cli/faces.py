@@ -114,7 +114,7 @@ def pairs_cmd(
     device: Device = DetectorConfig.device,
     batch_size: BatchSize = DetectorConfig.batch_size,
     group_pattern: Annotated[Optional[str], typer.Option("--group-pattern", help="With --self-blend: regex searched in each file stem; its first group (or match) is the split group, e.g. '^(.+)_\\d{4}$' keeps LFW's photos of one person together.")] = None,
-    online: Annotated[bool, typer.Option("--online", help="With --self-blend: write no fakes for train rows (training makes a new one every epoch); only val/test fakes are written.")] = False,
+    online: Annotated[bool, typer.Option("--online/--all-fakes", help="With --self-blend: --online (default) writes no fakes for train rows, since training makes a new one every epoch and never reads them; only val/test fakes are written. --all-fakes writes one for every row (needed by train --no-sbi-online).")] = BlendOptions.online,
     image_format: Annotated[str, typer.Option("--format", help="With --self-blend: crop file format, png or jpg (smaller; fakes are blended from the decoded JPEG).")] = BlendOptions.image_format,
     jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="With --format jpg.")] = BlendOptions.jpeg_quality,
     workers: Annotated[int, typer.Option("--workers", help="With --self-blend: processes detecting faces in still images and videos (0 = one per core).")] = BlendOptions.workers,

@@ -51,7 +51,7 @@ def make_pairs(
             + (f" (got {', '.join(modes)})" if modes else "")
         )
     if blend is not None and blend != BlendOptions() and not self_blend:
-        raise ForgeryDetError("--group-pattern, --online, --format, --jpeg-quality and --workers apply to --self-blend only")
+        raise ForgeryDetError("--group-pattern, --online/--all-fakes, --format, --jpeg-quality and --workers apply to --self-blend only")
     if sources and not self_blend:
         raise ForgeryDetError("source paths are only used with --self-blend; the other modes take --ffpp, --mapping or --real-dir/--fake-dir")
     check_output(out_dir, "--out", folder=True)  # before any face is detected

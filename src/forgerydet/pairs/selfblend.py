@@ -43,14 +43,17 @@ class BlendOptions:
 
     group_pattern: a regex searched in each file stem; its first group (or the match) is the split group (e.g.
                    r'^(.+)_\\d{4}$' keeps LFW's photos of one person together); None: the group is the file.
-    online:        train rows get no fake file: training blends a new one every epoch from the landmarks.
+    online:        train rows get no fake file: training blends a new one every epoch from the landmarks (the
+                   default: `train` re-blends every epoch and never reads a train row's stored fake, so writing
+                   one costs a blend and two PNGs per face for nothing). False (`--all-fakes`): every row gets a
+                   stored fake and mask, for `train --no-sbi-online` or for looking at them.
     image_format:  'png', or 'jpg' (smaller folders; the fake is blended from the DECODED real crop, so real and
                    fake share every artifact). jpeg_quality: for 'jpg'.
     workers:       processes detecting faces in still images and videos (0: one per core).
     """
 
     group_pattern: str | None = None
-    online: bool = False
+    online: bool = True
     image_format: str = "png"
     jpeg_quality: int = 95
     workers: int = 0

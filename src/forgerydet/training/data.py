@@ -46,7 +46,7 @@ class TrainPairs(Dataset):
         self.real_id = {p: i for i, (p, _) in enumerate(self.reals)}
         self.size, self.seed, self.augment, self.sbi_online = size, seed, augment, sbi_online
         if not sbi_online and any(r.fake is None for r in self.rows):
-            raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online)")
+            raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online, or make the pairs with `pairs --self-blend --all-fakes`)")
         self.epoch = 0
         self._order: list[tuple[int, int]] = []
         self.set_epoch(0)
