@@ -14,12 +14,11 @@ temporary git worktree and times the same command, `forgerydet pairs --self-blen
 its code and with this checkout's, in subprocesses of this interpreter, in the order old, new, all, all, new, old
 (the median of two each). 'new' is this checkout's default, which since 2026-12-04 writes no fake for train rows
 (`--online`: training re-blends every epoch and never read them); 'all' adds `--all-fakes`, so it writes every
-file the old code wrote (crop, fake and mask per face), the like-for-like figure. `--against none` skips it.
-`--png` also times OpenCV's default PNG encoding against io.write_png's settings on the crops written. The in-process comparison (today's per-file path vs the pool)
+file the old code wrote (crop, fake and mask per face), the like-for-like figure. `--against none` skips it. The in-process comparison (today's per-file path vs the pool)
 is printed too; it is no target: the per-file path already has the batched, downscaled detection.
 
     .venv/bin/python bench/pairs.py [--n 480] [--sources lfw,utkface] [--videos 0] [--frames 24]
-                                    [--against d4b3900|none] [--png] [--json]
+                                    [--against d4b3900|none] [--json]
 """
 
 from __future__ import annotations
@@ -81,22 +80,6 @@ def per_file(paths: list[Path], out: Path) -> int:
     return n
 
 
-def png_times(crops: list[Path]) -> tuple[float, float, float, float]:
-    """ms per encode and mean bytes of the colour crops, with OpenCV's default PNG settings and io.write_png's."""
-    import cv2
-
-    from forgerydet.io import PNG_RGB_PARAMS
-
-    imgs = [cv2.imread(str(p)) for p in crops]
-    out = []
-    for params in ([], PNG_RGB_PARAMS):
-        t0, size = time.perf_counter(), 0
-        for img in imgs:
-            size += len(cv2.imencode(".png", img, params)[1])
-        out += [(time.perf_counter() - t0) / len(imgs) * 1e3, size / len(imgs)]
-    return tuple(out)
-
-
 def pool(paths: list[Path], out: Path, workers: int) -> int:
     from forgerydet.pairs.selfblend import pairs_from_self_blend
 
@@ -153,7 +136,6 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=0, help="also pass this many train videos (the issue's mix: 12)")
     ap.add_argument("--frames", type=int, default=24, help="frames per video")
     ap.add_argument("--against", default="d4b3900", help="git revision to time against ('none': skip)")
-    ap.add_argument("--png", action="store_true", help="also time PNG encoding of the crops (default vs io.write_png)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     import torch
@@ -169,7 +151,6 @@ def main() -> None:
         t0 = time.perf_counter()
         n_new = pool(paths, tmp / "b", 0)
         s_new = time.perf_counter() - t0
-        png = png_times(sorted((tmp / "b" / "crops" / "real").glob("*/*.png"))[:300]) if a.png else None
         videos = train_videos(a.videos)
         rev = None if a.against == "none" else versus_revision(a.against, paths, tmp, videos, a.frames)
     old, new = n_old / s_old, n_new / s_new
@@ -194,11 +175,6 @@ def main() -> None:
         figure(f"pairs: image pool ({os.cpu_count()} processes)", new, "faces/s", note=f"{n_new} faces in {s_new:.1f} s"),
         figure("pairs: pool / per-file faces/s (in process)", new / old, "x"),
     ]
-    if png:
-        figures += [
-            figure("PNG encode of a crop, OpenCV default", png[0], "ms", note=f"{png[1] / 1e3:.1f} kB"),
-            figure("PNG encode of a crop, io.write_png", png[2], "ms", note=f"{png[3] / 1e3:.1f} kB"),
-        ]
     res = {"machine": machine(), "images": len(paths), "sources": a.sources, "videos": len(videos), "frames": a.frames}
     if not a.json:
         print_figures(figures)

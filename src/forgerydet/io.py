@@ -195,21 +195,11 @@ def source_key(path: str | Path) -> str:
     return f"{stem}-{digest}"
 
 
-# Colour PNGs: the 'average' row filter with Huffman-only zlib. On 224 px face crops that encodes 20-25 % faster
-# than OpenCV's default (sub filter, RLE) and the files are ~6 % smaller (bench/pairs.py --png); lossless either
-# way. Grey images (self-blend masks: large flat areas) stay on the default, which is faster and 2x smaller there.
-# An OpenCV without the filter flag keeps its default.
-PNG_RGB_PARAMS = (
-    [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_AVG, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER") else []
-)
-
-
 def write_png(path: Path, rgb: np.ndarray) -> None:
     """Write an RGB (H,W,3) or grey (H,W) uint8 image as PNG, atomically (temp file + rename). Encoded in
     memory and written by Python, so OpenCV never sees the (possibly non-UTF-8) folder name."""
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(".png", img, PNG_RGB_PARAMS if rgb.ndim == 3 else [])
+    ok, buf = cv2.imencode(".png", img)
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 image
         raise ForgeryDetError(f"cannot encode {path.name} as PNG")
     write_bytes_atomic(path, buf.tobytes())
