@@ -45,6 +45,7 @@ def test_by_default_only_held_out_rows_get_a_fake_file(tmp_path, astronaut):
     s = pairs_from_self_blend([tmp_path / "people"], tmp_path / "out", cfg, val=0.5, test=0.0, seed=0, options=BlendOptions(workers=1))
     rows = read_csv(tmp_path / "out" / "pairs.csv")
     assert s.rows == 4 and {r["split"] for r in rows} == {"train", "val"}
+    assert s.blended_online == sum(r["split"] == "train" for r in rows)  # what `pairs` reports
     for r in rows:
         assert (r["fake"] == "") == (r["split"] == "train") and r["landmarks"]
     fakes = sorted(p.name for p in (tmp_path / "out" / "crops" / "sbi").rglob("*.png"))

@@ -140,6 +140,9 @@ def pairs_cmd(
         table.add_row(split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0)))
     console.print(table)
     console.print("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())), highlight=False)
+    if s.blended_online:
+        console.print(f"fakes: {s.blended_online} train row(s) have none stored; training blends a new one every "
+                      "epoch (--all-fakes writes them)", highlight=False)
     if s.images:
         console.print("still images: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.images.items()), highlight=False)
     console.print(escape(printable(f"wrote {s.pairs_csv}")), highlight=False, soft_wrap=True)

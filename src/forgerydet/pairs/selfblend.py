@@ -137,6 +137,7 @@ def pairs_from_self_blend(
             return
         if online and splits[group] == "train":
             rows.append(pair_row(real_rel, "", group, "sbi", lm))
+            summary.blended_online += 1
             return
         fake, mask = self_blend(crop, lm, rng)
         fake = store(fake_rel, fake)

@@ -90,6 +90,7 @@ class PairsSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message): the batch went on
     warnings: list[str] = field(default_factory=list)
     images: dict[str, int] = field(default_factory=dict)  # still images: ok / padded (tight crop) / no_face / error
+    blended_online: int = 0  # self-blend train rows written without a fake file: training blends them every epoch
 
 
 def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed: int, summary: PairsSummary,
