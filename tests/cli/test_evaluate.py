@@ -99,6 +99,25 @@ def test_the_table_fits_80_columns_with_every_figure_whole(fake_evaluate, tmp_pa
     assert ["video", "[b]", "1", "1", "1.000", "-", "0.950", "0.000", "1.000"] in _rows(r.stdout)
 
 
+def test_a_narrow_terminal_gets_two_tables_with_every_figure_whole(fake_evaluate, tmp_path):
+    """Below ~75 columns one table cannot hold every figure (rich cropped the accuracy column to '1.'): the
+    counts, AUC and interval come in one table, AP, EER and accuracy in a second, both led by level and group."""
+    _, result = fake_evaluate
+    result["frame_level"]["a_very_long_group_name_from_a_csv"] = {**_metrics(1000, 5000, 0.5, 0.5), "auc_ci": [0.25, 0.75]}
+    for width in (60, 50):
+        r = cli("evaluate", tmp_path / "l.csv", COLUMNS=str(width))
+        assert r.exit_code == 0, r.output
+        lines = r.stdout.splitlines()
+        assert max(len(line) for line in lines) <= width and "…" not in r.stdout
+        headers = [line.split() for line in lines if line.strip().startswith("level")]
+        assert headers == [["level", "group", "real", "fake", "AUC", "95", "%", "CI"], ["level", "group", "AP", "EER", "accuracy"]]
+        tokens = r.stdout.split()
+        for figure in ("1000", "5000", "0.500", "0.25-0.75", "0.450", "0.950"):
+            assert figure in tokens, (width, figure)
+    wide = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
+    assert len([line for line in wide.stdout.splitlines() if line.strip().startswith("level")]) == 1  # one table
+
+
 def test_problems_exit_1_after_the_results(fake_evaluate, tmp_path):
     _, result = fake_evaluate
     result.update(metrics_json=None, output_errors=["cannot write ev/metrics.json: no space left on device"],

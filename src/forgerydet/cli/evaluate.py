@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -40,7 +43,7 @@ def evaluate_cmd(
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
-    console.print(metrics_table(res))
+    console.print(metrics_table(res, console.width))
     written = [f"metrics: {res['metrics_json']}"] if res.get("metrics_json") else []
     written += [f"ROC: {res['roc_png']}"] if res.get("roc_png") else []
     if written:
@@ -50,9 +53,15 @@ def evaluate_cmd(
         raise fail("; ".join(problems))
 
 
-def metrics_table(res: dict) -> Table:
-    t = Table(title=f"evaluation (threshold {res['threshold']:.2f})", title_justify="left", box=box.SIMPLE_HEAD,
-              pad_edge=False)
+COLUMNS = ("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")
+# Where one table is wider than the terminal (below ~75 columns with a short group name), two tables share the
+# row labels: level, group and counts with the AUC and its interval, then level and group with AP, EER, accuracy
+# (each figure whole down to ~45 columns; rich would otherwise cut the last column off).
+SPLIT = (COLUMNS[:6], COLUMNS[:2] + COLUMNS[6:])
+
+
+def metrics_table(res: dict, width: int | None = None) -> RenderableType:
+    """The metrics as one table, or as two tables (SPLIT) where one would not fit `width` terminal columns."""
     rows = []
     for level in ("frame_level", "video_level"):
         for g, m in res[level].items():
@@ -62,15 +71,37 @@ def metrics_table(res: dict) -> Table:
             else:
                 ci = f"{m['auc_ci'][0]:.2f}-{m['auc_ci'][1]:.2f}" if m.get("auc_ci") else "-"
                 rows.append([*head, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}", f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
+    title = f"evaluation (threshold {res['threshold']:.2f})"
+    caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
+               "independent, so frame-level intervals are too narrow")
+    whole = _table(rows, COLUMNS, title, caption)
+    if width is None or _every_figure_whole(whole, rows, width):
+        return whole
+    first, second = SPLIT
+    return Group(_table(rows, first, title, None), _table(rows, second, None, caption))
+
+
+def _every_figure_whole(table: Table, rows: list[list[str]], width: int) -> bool:
+    """Whether `table` printed on `width` columns shows every figure whole: rich folds the group names, then crops
+    the last columns off (a figure cut to '1.' is one token fewer of '1.000')."""
+    probe = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)
+    probe.print(table)
+    shown_tokens = Counter(probe.file.getvalue().split())
+    wanted = Counter(r[k] for r in rows for k in range(2, len(COLUMNS)))  # the counts and figures
+    return all(shown_tokens[tok] >= n for tok, n in wanted.items())
+
+
+def _table(rows: list[list[str]], columns: tuple[str, ...], title: str | None, caption: str | None) -> Table:
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, caption=caption)
+    picked = [COLUMNS.index(c) for c in columns]
     # real and fake counts get columns of their own (one "n (real/fake)" column was cut to "(real/fa…" on 80
-    # columns), and a figure column is never narrower than its widest figure: down to 75 columns a narrow
-    # terminal folds the group names and never cuts or breaks a number (below that rich drops the last column)
-    for k, c in enumerate(("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")):
+    # columns), and a figure column is never narrower than its widest figure: a narrow terminal folds the group
+    # names and never cuts or breaks a number
+    for k in picked:
+        c = COLUMNS[k]
         text = c in ("level", "group")
         widest = max((len(r[k]) for r in rows), default=1)
         t.add_column(c, justify="left" if text else "right", overflow="fold", min_width=None if text else widest)
     for r in rows:
-        t.add_row(*(shown(x) for x in r))  # a group named "[b]" from a user's CSV is text, not rich markup
-    t.caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
-                 "independent, so frame-level intervals are too narrow")
+        t.add_row(*(shown(r[k]) for k in picked))  # a group named "[b]" from a user's CSV is text, not rich markup
     return t
