@@ -14,8 +14,9 @@ temporary git worktree and times the same command, `forgerydet pairs --self-blen
 its code and with this checkout's, in subprocesses of this interpreter, in the order old, new, all, all, new, old
 (the median of two each). 'new' is this checkout's default, which since 2026-12-04 writes no fake for train rows
 (`--online`: training re-blends every epoch and never read them); 'all' adds `--all-fakes`, so it writes every
-file the old code wrote (crop, fake and mask per face), the like-for-like figure. `--against none` skips it. The in-process comparison (today's per-file path vs the pool)
-is printed too; it is no target: the per-file path already has the batched, downscaled detection.
+file the old code wrote (crop, fake and mask per face), the like-for-like figure. `--against none` skips it.
+The in-process comparison (today's per-file path vs the pool, both writing every fake) is printed too; it is no
+target: the per-file path already has the batched, downscaled detection.
 
     .venv/bin/python bench/pairs.py [--n 480] [--sources lfw,utkface] [--videos 0] [--frames 24]
                                     [--against d4b3900|none] [--json]
