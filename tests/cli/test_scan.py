@@ -175,3 +175,34 @@ def test_a_small_face_gets_a_note_in_the_table_json_and_report(checkpoint, astro
     table = [line for line in r.stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert table and all(len(line) <= 80 and line[-1] in "┓┃┩│┘" for line in table)  # whole, on 80 columns
     assert "small faces" in (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():
+    """The note column was the first thing rich cropped below 80 columns ('small f' on 70, nothing on 60): where
+    the table cannot show every note whole, notes come as one line per file under a table without them."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from forgerydet.cli.scan import _table
+
+    files = [{"path": "/v/some_long_video_name_2024.mp4", "status": "ok", "verdict": "FAKE", "score": 0.405, "n_faces": 32,
+              "n_tracks": 1, "frames_with_face": 32, "frames_sampled": 32,
+              "notes": ["small faces (median 48 px): less reliable"]},
+             {"path": "/v/[b].mp4", "status": "no_face", "n_faces": 0, "n_tracks": 0, "frames_with_face": 0,
+              "frames_sampled": 32}]
+
+    def printed(width):
+        out = Console(width=width, file=StringIO(), color_system=None)
+        out.print(_table(files, width=width))
+        return out.file.getvalue()
+
+    wide = printed(80)
+    assert wide.splitlines()[1].count("┳") == 5 and "note" in wide  # one table, the note column in it
+    for width in (70, 60):
+        text = printed(width)
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "note" not in text.splitlines()[2] and "0.405" in text.split() and "FAKE" in text.split()
+        flat = " ".join(text.split())
+        assert "some_long_video_name_2024.mp4: small faces (median 48 px): less reliable" in flat
+        assert "[b].mp4: no face found" in flat  # a file name is text, not rich markup

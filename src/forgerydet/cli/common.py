@@ -6,10 +6,12 @@ unreadable file with exit code 2 and a usage box; the library says "permission d
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import io
+from collections import Counter
+from typing import Iterable, Iterator
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import Progress, ProgressColumn
 
@@ -32,6 +34,17 @@ def shown(text: object) -> str:
     as \\xNN, a newline as \\n) and never read as rich markup (a folder "[run]" vanished from a line, "[/x]"
     raised a MarkupError after the work was done)."""
     return escape(printable(text))
+
+
+def shows_whole(renderable: RenderableType, width: int, texts: Iterable[str]) -> bool:
+    """Whether `renderable` printed on `width` columns shows every word of `texts` whole. A table wider than the
+    terminal gets its columns folded (a word broken across lines) and then cropped (a column cut to '1.' or gone):
+    either leaves a word of some text fewer times on screen than the texts hold it."""
+    probe = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)
+    probe.print(renderable)
+    on_screen = Counter(probe.file.getvalue().split())
+    wanted = Counter(word for text in texts for word in str(text).split())
+    return all(on_screen[word] >= n for word, n in wanted.items())
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
-from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, note, progress_bar, shown, user_errors
+from forgerydet.cli.common import console, fail, note, progress_bar, shown, shows_whole, user_errors
 from forgerydet.scan.config import ScanConfig
 
 
@@ -75,20 +73,10 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
                "independent, so frame-level intervals are too narrow")
     whole = _table(rows, COLUMNS, title, caption)
-    if width is None or _every_figure_whole(whole, rows, width):
-        return whole
+    if width is None or shows_whole(whole, width, (r[k] for r in rows for k in range(2, len(COLUMNS)))):
+        return whole  # every count and figure whole; the group names may fold
     first, second = SPLIT
     return Group(_table(rows, first, title, None), _table(rows, second, None, caption))
-
-
-def _every_figure_whole(table: Table, rows: list[list[str]], width: int) -> bool:
-    """Whether `table` printed on `width` columns shows every figure whole: rich folds the group names, then crops
-    the last columns off (a figure cut to '1.' is one token fewer of '1.000')."""
-    probe = Console(width=width, file=io.StringIO(), color_system=None, highlight=False)
-    probe.print(table)
-    shown_tokens = Counter(probe.file.getvalue().split())
-    wanted = Counter(r[k] for r in rows for k in range(2, len(COLUMNS)))  # the counts and figures
-    return all(shown_tokens[tok] >= n for tok, n in wanted.items())
 
 
 def _table(rows: list[list[str]], columns: tuple[str, ...], title: str | None, caption: str | None) -> Table:

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, user_errors
+from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, shows_whole, user_errors
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_output, write_text_atomic
@@ -96,7 +97,7 @@ def scan_cmd(
         console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
                              f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
                              f"threshold {settings['threshold']:.2f}"), highlight=False)
-        console.print(_table(results, reference=bool(reference)))
+        console.print(_table(results, reference=bool(reference), width=console.width))
         settings["seconds"] = round(time.perf_counter() - t_start, 3)
         problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
     if interrupted:
@@ -139,28 +140,44 @@ def _enrolled_used(r: dict, n: int = 2) -> str:
                      for u in used[:n]) + (f" +{len(used) - n} more" if len(used) > n else "")
 
 
-def _table(results: list[dict], reference: bool = False) -> Table:
+def _table(results: list[dict], reference: bool = False, width: int | None = None) -> RenderableType:
+    """The verdict table; where it would not show every verdict, score, count and note whole on `width` columns,
+    the notes (and enrolled matches) leave the table for lines of their own under it."""
+    rows = [_row(r, reference) for r in results]
+    whole = _verdicts(rows, notes=True, reference=reference)
+    if width is None or shows_whole(whole, width, (x.plain if isinstance(x, Text) else x for row in rows for x in row[1:])):
+        return whole
+    lines = [Text.assemble((f"{row[0].plain}: ", "bold"), row[5]) for row in rows if row[5].plain]
+    lines += [Text(f"{row[0].plain}: nearest enrolled {row[6]}") for row in rows if reference and row[6]]
+    return Group(_verdicts(rows, notes=False, reference=False), *lines)
+
+
+def _row(r: dict, reference: bool) -> list:
+    """file, verdict (markup), p(fake), faces/tracks, frames, note (Text), [nearest enrolled]."""
+    more = [_enrolled_used(r)] if reference else []
+    counts = [f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}"]
+    name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds
+    if r["status"] == "ok":
+        colour = "red" if r["verdict"] == "FAKE" else "green"
+        note = Text("; ".join(r.get("notes") or []), style="yellow")
+        return [name, Text(r["verdict"], style=f"bold {colour}"), f"{r['score']:.3f}", *counts, note, *more]
+    verdict, note = {"no_face": (Text("none", style="yellow"), "no face found"),
+                     "not_scanned": (Text("-", style="yellow"), "not scanned (interrupted)")}.get(
+        r["status"], (Text("error", style="red"), "see above"))
+    return [name, verdict, "-", *counts, Text(note), *more]
+
+
+def _verdicts(rows: list[list], notes: bool, reference: bool) -> Table:
     t = Table(title="forgerydet scan", title_justify="left")
-    t.add_column("file", overflow="fold", min_width=16, ratio=1)
+    t.add_column("file", overflow="fold", min_width=16 if notes else 10, ratio=1)
     t.add_column("verdict", justify="center", min_width=7)
     t.add_column("p(fake)", justify="right", min_width=7)
-    t.add_column("faces/tracks", justify="right")
+    t.add_column("faces/tracks", justify="right", overflow="fold")
     t.add_column("frames", justify="right", min_width=6)
-    t.add_column("note", max_width=13, overflow="fold")  # 13: the table still fits 80 columns
+    if notes:
+        t.add_column("note", max_width=13, overflow="fold")  # 13: the table still fits 80 columns
     if reference:
         t.add_column("nearest enrolled (sim)", overflow="fold", ratio=1)
-    for r in results:
-        more = [_enrolled_used(r)] if reference else []
-        counts = (f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}")
-        name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds
-        if r["status"] == "ok":
-            colour = "red" if r["verdict"] == "FAKE" else "green"
-            note = Text("; ".join(r.get("notes") or []), style="yellow")
-            t.add_row(name, f"[bold {colour}]{r['verdict']}[/]", f"{r['score']:.3f}", *counts, note, *more)
-        elif r["status"] == "no_face":
-            t.add_row(name, "[yellow]none[/]", "-", *counts, "no face found", *more)
-        elif r["status"] == "not_scanned":
-            t.add_row(name, "[yellow]-[/]", "-", *counts, "not scanned (interrupted)", *more)
-        else:
-            t.add_row(name, "[red]error[/]", "-", *counts, "see above", *more)
+    for row in rows:
+        t.add_row(*row[:5], *([row[5]] if notes else []), *(row[6:] if reference else []))
     return t
