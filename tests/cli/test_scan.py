@@ -184,7 +184,7 @@ def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():
 
     from rich.console import Console
 
-    from forgerydet.cli.scan import _table
+    from forgerydet.cli.scan import verdict_table
 
     files = [{"path": "/v/some_long_video_name_2024.mp4", "status": "ok", "verdict": "FAKE", "score": 0.405, "n_faces": 32,
               "n_tracks": 1, "frames_with_face": 32, "frames_sampled": 32,
@@ -194,7 +194,7 @@ def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():
 
     def printed(width):
         out = Console(width=width, file=StringIO(), color_system=None)
-        out.print(_table(files, width=width))
+        out.print(verdict_table(files, width=width))
         return out.file.getvalue()
 
     wide = printed(80)

@@ -97,7 +97,7 @@ def scan_cmd(
         console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
                              f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
                              f"threshold {settings['threshold']:.2f}"), highlight=False)
-        console.print(_table(results, reference=bool(reference), width=console.width))
+        console.print(verdict_table(results, reference=bool(reference), width=console.width))
         settings["seconds"] = round(time.perf_counter() - t_start, 3)
         problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
     if interrupted:
@@ -140,7 +140,7 @@ def _enrolled_used(r: dict, n: int = 2) -> str:
                      for u in used[:n]) + (f" +{len(used) - n} more" if len(used) > n else "")
 
 
-def _table(results: list[dict], reference: bool = False, width: int | None = None) -> RenderableType:
+def verdict_table(results: list[dict], reference: bool = False, width: int | None = None) -> RenderableType:
     """The verdict table; where it would not show every verdict, score, count and note whole on `width` columns,
     the notes (and enrolled matches) leave the table for lines of their own under it."""
     rows = [_row(r, reference) for r in results]
