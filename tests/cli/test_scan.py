@@ -197,6 +197,10 @@ def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():
         out.print(verdict_table(files, width=width))
         return out.file.getvalue()
 
+    no_notes = [{**files[0], "notes": []}]
+    out = Console(width=62, file=StringIO(), color_system=None)
+    out.print(verdict_table(no_notes, width=62))
+    assert "note" not in out.file.getvalue()  # an empty note column is not left cut off at the edge either
     wide = printed(80)
     assert wide.splitlines()[1].count("┳") == 5 and "note" in wide  # one table, the note column in it
     for width in (70, 60):

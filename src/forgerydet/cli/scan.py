@@ -145,8 +145,9 @@ def verdict_table(results: list[dict], reference: bool = False, width: int | Non
     the notes (and enrolled matches) leave the table for lines of their own under it."""
     rows = [_row(r, reference) for r in results]
     whole = _verdicts(rows, notes=True, reference=reference)
-    if width is None or shows_whole(whole, width, (x.plain if isinstance(x, Text) else x for row in rows for x in row[1:])):
-        return whole
+    cells = [x.plain if isinstance(x, Text) else x for row in rows for x in row[1:]]
+    if width is None or shows_whole(whole, width, ["verdict", "p(fake)", "frames", "note", *cells]):
+        return whole  # every verdict, score, count and note whole, and the right edge there; file names may fold
     lines = [Text.assemble((f"{row[0].plain}: ", "bold"), row[5]) for row in rows if row[5].plain]
     lines += [Text(f"{row[0].plain}: nearest enrolled {row[6]}") for row in rows if reference and row[6]]
     return Group(_verdicts(rows, notes=False, reference=False), *lines)
