@@ -142,6 +142,24 @@ def test_norm_tuning_trains_only_normalisation_in_the_backbone():
     assert backbone and all(".bn" in k or "norm" in k for k in backbone), backbone
 
 
+def test_frozen_backbone_trains_everything_but_the_backbone_and_leaves_it_unchanged(pairs, tmp_path):
+    m = tiny_model()
+    n = set_tuning(m, "none")
+    trainable = {k for k, p in m.named_parameters() if p.requires_grad}
+    assert n == sum(p.numel() for k, p in m.named_parameters() if k in trainable) > 0
+    assert any(k.startswith("attention.") for k in trainable) and any(k.startswith("head.") for k in trainable)
+    assert not any(k.startswith(("encoder.backbone.", "key_encoder.")) for k in trainable)
+    assert any(k.startswith("encoder.") for k in trainable)  # the projection after the backbone is trained
+    torch.manual_seed(0)  # the run below builds its model after the same seed
+    start = tiny_model(bank_size=64).state_dict()
+    before = {k: v.clone() for k, v in start.items() if k.startswith("encoder.") and v.is_floating_point()}
+    res = train(tcfg(pairs, tmp_path / "run", epochs=1, tune="none"), tiny_config(bank_size=64))
+    after = load_checkpoint(res["last"]).model.state_dict()
+    moved = {k for k, v in before.items() if "running_" not in k and not torch.equal(v, after[k])}
+    assert moved and all(not k.startswith("encoder.backbone.") for k in moved), moved  # the projection learnt;
+    # the frozen backbone's weights are untouched (its BatchNorm running statistics may move, as in 'norm')
+
+
 def test_no_reference_ablation_ignores_bank_and_mode():
     m = tiny_model(reference="none").eval()
     x = torch.rand(3, 3, 64, 64)

@@ -97,7 +97,7 @@ def train_cmd(
                                          "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
     reference: Annotated[str, typer.Option(help="'bank' (the method) or 'none' (ablation: a plain classifier on the face's own features, no bank).")] = ModelConfig.reference,
-    tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs).")] = TrainConfig.tune,
+    tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs); 'none': keep it frozen and train the projection, DifferenceAttention and head only.")] = TrainConfig.tune,
     calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = TrainConfig.calibration_fpr,
     init: Annotated[Optional[Path], typer.Option(readable=False, help="Start from this checkpoint's weights, key encoder and bank (fine-tune, e.g. models/forgerydet-base.safetensors on your own faces); its model settings are kept, optimizer and schedule start afresh.")] = None,
 ) -> None:

@@ -26,7 +26,8 @@ class TrainConfig:
     calibration_fpr (the stored threshold lets at most this share of held-out real validation faces be
     called FAKE; see model/calibration.py), tune ('all': the whole backbone is fine-tuned; 'norm': only its
     normalisation layers' affine parameters, as GenD / LN-tuning of foundation encoders, the projection,
-    DifferenceAttention and head being trained in full), init (a checkpoint whose weights, key encoder and bank
+    DifferenceAttention and head being trained in full; 'none': the backbone frozen whole, only the projection,
+    DifferenceAttention and head trained, so no gradient runs through the backbone), init (a checkpoint whose weights, key encoder and bank
     a new run starts from, e.g. the shipped model fine-tuned on one's own faces; its model config is kept, the
     optimizer and schedule start afresh; None = a new model).
     """
@@ -71,4 +72,4 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-TUNE_MODES = ("all", "norm")
+TUNE_MODES = ("all", "norm", "none")

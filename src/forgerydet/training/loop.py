@@ -40,11 +40,14 @@ _NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._Ba
 
 def set_tuning(model: Detector, tune: str) -> int:
     """'norm': freeze the online backbone except its normalisation layers' affine parameters (LN-tuning);
+    'none': freeze the online backbone whole (a frozen foundation encoder under a trained projection,
+    DifferenceAttention and head; nothing is back-propagated through it, so a step costs about a forward pass);
     'all': train everything. The key encoder is never trained (it follows the EMA). Returns the number
     of trainable parameters."""
-    if tune == "norm":
+    if tune in ("norm", "none"):
         for p in model.encoder.backbone.parameters():
             p.requires_grad_(False)
+    if tune == "norm":
         for m in model.encoder.backbone.modules():
             if isinstance(m, _NORMS):
                 for p in m.parameters(recurse=False):
