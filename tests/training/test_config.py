@@ -18,7 +18,7 @@ def test_defaults():
     assert (c.epochs, c.batch_size, c.lr, c.weight_decay, c.warmup, c.workers, c.device, c.amp) == (
         10, 32, 3e-4, 0.05, 0.05, -1, "auto", "auto")
     assert c.steps_per_epoch is None and c.max_minutes is None and c.calibration_fpr == DEFAULT_FPR
-    assert c.tune == "all" and TUNE_MODES == ("all", "norm")
+    assert c.tune == "all" and TUNE_MODES == ("all", "norm", "none")
 
 
 @pytest.mark.parametrize("name,bad", [
