@@ -33,7 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -131,14 +130,10 @@ class Frozen:
 
 
 def load(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
-    from forgerydet.io import read_image
+    """The images at SIZE, resized as training, `evaluate --crops` and `scan` resize a face (model.inputs)."""
+    from forgerydet.model.inputs import load_image
 
-    imgs = []
-    for p, _ in items:
-        img = read_image(p)
-        interp = cv2.INTER_AREA if max(img.shape[:2]) > SIZE else cv2.INTER_LINEAR
-        imgs.append(cv2.resize(img, (SIZE, SIZE), interpolation=interp))
-    return np.stack(imgs), np.array([y for _, y in items])  # (B,S,S,3), (B,)
+    return np.stack([load_image(p, SIZE) for p, _ in items]), np.array([y for _, y in items])  # (B,S,S,3), (B,)
 
 
 def features(model: Frozen, images: np.ndarray, batch: int = 32) -> np.ndarray:

@@ -154,7 +154,7 @@ def verdict_table(results: list[dict], reference: bool = False, width: int | Non
 
 
 def _row(r: dict, reference: bool) -> list:
-    """file, verdict (markup), p(fake), faces/tracks, frames, note (Text), [nearest enrolled]."""
+    """One table row: file (Text), verdict (Text), p(fake), faces/tracks, frames, note (Text), [nearest enrolled]."""
     more = [_enrolled_used(r)] if reference else []
     counts = [f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}"]
     name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds

@@ -27,9 +27,9 @@ class TrainConfig:
     called FAKE; see model/calibration.py), tune ('all': the whole backbone is fine-tuned; 'norm': only its
     normalisation layers' affine parameters, as GenD / LN-tuning of foundation encoders, the projection,
     DifferenceAttention and head being trained in full; 'none': the backbone frozen whole, only the projection,
-    DifferenceAttention and head trained, so no gradient runs through the backbone), init (a checkpoint whose weights, key encoder and bank
-    a new run starts from, e.g. the shipped model fine-tuned on one's own faces; its model config is kept, the
-    optimizer and schedule start afresh; None = a new model).
+    DifferenceAttention and head trained, so no gradient runs through the backbone), init (a checkpoint whose
+    weights, key encoder and bank a new run starts from, e.g. the shipped model fine-tuned on one's own faces;
+    its model config is kept, the optimizer and schedule start afresh; None = a new model).
     """
 
     pairs: str = "pairs.csv"
