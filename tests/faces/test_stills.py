@@ -140,7 +140,7 @@ if __name__ == "__main__":
     from forgerydet.faces.pipeline import ExtractConfig
 
     parent = os.getpid() if sys.argv[1] == "watch" else None
-    ex = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=stills._init_worker,
+    ex = ProcessPoolExecutor(1, mp_context=stills.worker_context(), initializer=stills._init_worker,
                              initargs=(ExtractConfig(), parent))
     print(ex.submit(os.getpid).result(), flush=True)
     ex.submit(time.sleep, 60)  # the worker is busy, as with a long video, when its parent is killed
