@@ -227,10 +227,28 @@ class FaceDetector:
             for b in range(0, len(idx), cfg.batch_size):
                 chunk = idx[b : b + cfg.batch_size]
                 batch = np.stack([small[i] for i in chunk])  # (B,h,w,3)
-                boxes, probs, points = mtcnn.detect(batch, landmarks=True)
-                for j, i in enumerate(chunk):
-                    out[i] = self._filter(boxes[j], probs[j], points[j], scales[i])
+                for j, (boxes, probs, points) in enumerate(self._cascade(batch)):
+                    out[chunk[j]] = self._filter(boxes, probs, points, scales[chunk[j]])
         return [d if d is not None else Detections.empty() for d in out]
+
+    def _cascade(self, batch: np.ndarray) -> list[tuple]:
+        """MTCNN on a (B,h,w,3) uint8 batch: per image (boxes (N,4), probs (N,), landmarks (N,5,2)), or Nones.
+        On a CPU, faces/cascade.py's copy of facenet-pytorch's cascade (the same numbers, its area resampling
+        from one summed-area table); elsewhere, or for a box too large for it, facenet-pytorch's own."""
+        import torch
+
+        mtcnn = self.mtcnn
+        if torch.device(mtcnn.device).type == "cpu":
+            from forgerydet.faces.cascade import detect_face
+
+            try:
+                found = detect_face(batch, mtcnn.min_face_size, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
+                                    mtcnn.thresholds, mtcnn.factor)
+                return [(b[:, :4], b[:, 4], p) if len(b) else (None, None, None) for b, p in found]
+            except ValueError:
+                pass
+        boxes, probs, points = mtcnn.detect(batch, landmarks=True)
+        return list(zip(boxes, probs, points))
 
     def _filter(self, boxes, probs, points, scale: float) -> Detections:
         if boxes is None:

@@ -148,7 +148,7 @@ def _init_worker(config: ExtractConfig, parent: int | None = None) -> None:
     _WORKER = (config, FaceDetector(config.detector))
 
 
-PRELOAD = ("torch", "torchvision", "facenet_pytorch", "forgerydet.faces.stills")
+PRELOAD = ("torch", "torchvision", "facenet_pytorch", "forgerydet.faces.cascade", "forgerydet.faces.stills")
 
 
 def worker_context():

@@ -1,0 +1,205 @@
+"""MTCNN's three-stage cascade, as facenet-pytorch 2.5.3 runs it (`facenet_pytorch.models.utils.detect_face.
+detect_face`, MIT licence, (c) Tim Esler), with its area resampling computed from a summed-area table.
+
+The cascade resamples with `interpolate(mode='area')` (adaptive average pooling) many times per image: once per
+pyramid level, then once per candidate box for RNet (24x24) and again for ONet (48x48), ~25 boxes per photo and
+~40 per video frame. Profiled on this repository's data (one process, 2-core VM) that resampling was 26 % of a
+photo's detection and 40 % of a 512-px video frame's: each call averages every pixel of its box, and a face in a
+video frame is hundreds of pixels wide. Here one integer summed-area table per batch serves every level and
+every box, and all the boxes of a stage are gathered in one indexing operation.
+
+**The numbers are identical, bit for bit** (tests/faces/test_cascade.py compares this with facenet-pytorch's own
+`MTCNN.detect` on photos and video frames): the input is 8-bit, so every window sum is an exact integer (in the
+table, then in float32 below 2^24), and the mean is taken as PyTorch's CPU kernel takes it, `sum / kh / kw` in
+float32, with the same window bounds (floor and ceil of i * in / out). Everything else is facenet-pytorch's code
+path, step for step: the same networks, thresholds, non-maximum suppressions and box arithmetic.
+
+One deliberate difference: facenet-pytorch skips a box whose clipped region is empty when it cuts the crops but
+not when it reads the scores back, so such a box (one lying wholly outside the image) would misalign the two and
+fail; here the box is dropped from both.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from facenet_pytorch.models.utils.detect_face import (
+    batched_nms,
+    batched_nms_numpy,
+    bbreg,
+    fixed_batch_process,
+    generateBoundingBox,
+    pad,
+    rerec,
+)
+
+_EXACT_SUM = 2**24  # float32 holds every integer below this exactly
+
+
+class AreaTable:
+    """Summed-area tables of a batch of 8-bit images (B,H,W,3) (OpenCV's `integral`, int32), for exact area
+    (adaptive average) resampling of the whole images or of boxes in them, as `torch.nn.functional.interpolate(
+    mode='area')` computes it."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        b, h, w, _ = images.shape
+        depth = cv2.CV_32S if 255 * h * w < 2**31 else cv2.CV_64F  # CV_64F: exact below 2^53
+        self.table = np.stack([cv2.integral(im, sdepth=depth) for im in images])  # (B,H+1,W+1,3)
+        self.height, self.width = h, w
+
+    def resample(self, index: np.ndarray, y0: np.ndarray, x0: np.ndarray, hb: np.ndarray, wb: np.ndarray,
+                 out_h: int, out_w: int) -> torch.Tensor:
+        """Area-resample the regions rows y0..y0+hb, columns x0..x0+wb of images `index` (all (N,) int64) to
+        (N,3,out_h,out_w) float32, laid out channels-last as facenet-pytorch's resampled crops are."""
+        if len(index) == 0:
+            return torch.zeros((0, out_h, out_w, 3)).permute(0, 3, 1, 2)
+        i = np.arange(out_h)
+        j = np.arange(out_w)
+        r0 = y0[:, None] + (i[None] * hb[:, None]) // out_h  # (N,out_h): floor(i * in / out)
+        r1 = y0[:, None] - (-(i[None] + 1) * hb[:, None]) // out_h  # ceil((i + 1) * in / out)
+        c0 = x0[:, None] + (j[None] * wb[:, None]) // out_w  # (N,out_w)
+        c1 = x0[:, None] - (-(j[None] + 1) * wb[:, None]) // out_w
+        kh, kw = r1 - r0, c1 - c0
+        if int(kh.max()) * int(kw.max()) * 255 >= _EXACT_SUM:
+            raise ValueError("area windows too large for exact float32 sums")
+        t = self.table
+        s_img, s_row = t.strides[0] // t.itemsize, t.strides[1] // t.itemsize  # flat offsets (C-contiguous)
+        flat = t.reshape(-1)
+        rows = [(index * s_img)[:, None] + r * s_row for r in (r0, r1)]  # (N,out_h) offsets of each row
+        cols = [c[:, :, None] * 3 + np.arange(3) for c in (c0, c1)]  # (N,out_w,3) offsets within a row
+
+        def at(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return np.take(flat, r[:, :, None, None] + c[:, None])  # (N,out_h,out_w,3)
+
+        s = at(rows[1], cols[1]) - at(rows[0], cols[1]) - at(rows[1], cols[0]) + at(rows[0], cols[0])
+        s = s.astype(np.float32) / kh[:, :, None, None].astype(np.float32) / kw[:, None, :, None].astype(np.float32)
+        return torch.from_numpy(s).permute(0, 3, 1, 2)
+
+    def whole(self, out_h: int, out_w: int) -> torch.Tensor:
+        """Every image resampled to (out_h,out_w): (B,3,out_h,out_w) float32, channels-last. One set of windows
+        serves the batch, so rows and then columns are gathered whole (np.take), not element by element."""
+        i, j = np.arange(out_h), np.arange(out_w)
+        h, w = self.height, self.width
+        r0, r1 = (i * h) // out_h, -((-(i + 1) * h) // out_h)
+        c0, c1 = (j * w) // out_w, -((-(j + 1) * w) // out_w)
+        kh, kw = r1 - r0, c1 - c0
+        if int(kh.max()) * int(kw.max()) * 255 >= _EXACT_SUM:
+            raise ValueError("area windows too large for exact float32 sums")
+        rows = np.take(self.table, r1, axis=1) - np.take(self.table, r0, axis=1)  # (B,out_h,W+1,3)
+        s = np.take(rows, c1, axis=2) - np.take(rows, c0, axis=2)  # (B,out_h,out_w,3)
+        s = s.astype(np.float32) / kh[None, :, None, None].astype(np.float32) / kw[None, None, :, None].astype(np.float32)
+        return torch.from_numpy(s).permute(0, 3, 1, 2)
+
+
+def _crops(table: AreaTable, boxes: torch.Tensor, image_inds: torch.Tensor, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """facenet-pytorch's per-box crops (pad(), then rows y-1..ey and columns x-1..ex of the box's image) resampled
+    to size x size, all at once; and which boxes had a non-empty region (the others get no crop)."""
+    y, ey, x, ex = (v.astype(np.int64) for v in pad(boxes, table.width, table.height))
+    keep = (ey > y - 1) & (ex > x - 1)
+    y0, x0 = (y - 1)[keep], (x - 1)[keep]
+    return table.resample(image_inds.numpy()[keep], y0, x0, ey[keep] - y0, ex[keep] - x0, size, size), keep
+
+
+@torch.no_grad()
+def detect_face(imgs: np.ndarray, minsize: float, pnet, rnet, onet, threshold, factor: float):
+    """facenet-pytorch's detect_face for a (B,H,W,3) uint8 batch on the CPU: per image, boxes (N,5) [x1,y1,x2,y2,
+    prob] and landmarks (N,5,2), as arrays (an image without faces gets empty ones). ValueError where an area
+    window is too large for exact float32 sums (a box over ~6,000 px wide); the caller then uses facenet-pytorch."""
+    images = np.ascontiguousarray(imgs)
+    table = AreaTable(images)
+    batch_size, h, w = images.shape[:3]
+    m = 12.0 / minsize
+    minl = min(h, w) * m
+
+    scales = []
+    scale_i = m
+    while minl >= 12:
+        scales.append(scale_i)
+        scale_i = scale_i * factor
+        minl = minl * factor
+
+    # First stage
+    boxes, image_inds, scale_picks = [], [], []
+    offset = 0
+    for scale in scales:
+        im_data = table.whole(int(h * scale + 1), int(w * scale + 1))
+        im_data = (im_data - 127.5) * 0.0078125
+        reg, probs = pnet(im_data)
+        boxes_scale, image_inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
+        boxes.append(boxes_scale)
+        image_inds.append(image_inds_scale)
+        pick = batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], image_inds_scale, 0.5)
+        scale_picks.append(pick + offset)
+        offset += boxes_scale.shape[0]
+
+    boxes = torch.cat(boxes, dim=0)
+    image_inds = torch.cat(image_inds, dim=0)
+    scale_picks = torch.cat(scale_picks, dim=0)
+    boxes, image_inds = boxes[scale_picks], image_inds[scale_picks]
+
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+    boxes, image_inds = boxes[pick], image_inds[pick]
+
+    regw = boxes[:, 2] - boxes[:, 0]
+    regh = boxes[:, 3] - boxes[:, 1]
+    qq1 = boxes[:, 0] + boxes[:, 5] * regw
+    qq2 = boxes[:, 1] + boxes[:, 6] * regh
+    qq3 = boxes[:, 2] + boxes[:, 7] * regw
+    qq4 = boxes[:, 3] + boxes[:, 8] * regh
+    boxes = torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)
+    boxes = rerec(boxes)
+
+    # Second stage
+    if len(boxes) > 0:
+        im_data, keep = _crops(table, boxes, image_inds, 24)
+        boxes, image_inds = boxes[torch.from_numpy(keep)], image_inds[torch.from_numpy(keep)]
+    if len(boxes) > 0:
+        im_data = (im_data - 127.5) * 0.0078125
+        out = fixed_batch_process(im_data, rnet)
+        out0 = out[0].permute(1, 0)
+        out1 = out[1].permute(1, 0)
+        score = out1[1, :]
+        ipass = score > threshold[1]
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds = image_inds[ipass]
+        mv = out0[:, ipass].permute(1, 0)
+
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+        boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
+        boxes = bbreg(boxes, mv)
+        boxes = rerec(boxes)
+
+    # Third stage
+    points = torch.zeros(0, 5, 2)
+    if len(boxes) > 0:
+        im_data, keep = _crops(table, boxes, image_inds, 48)
+        boxes, image_inds = boxes[torch.from_numpy(keep)], image_inds[torch.from_numpy(keep)]
+    if len(boxes) > 0:
+        im_data = (im_data - 127.5) * 0.0078125
+        out = fixed_batch_process(im_data, onet)
+        out0 = out[0].permute(1, 0)
+        out1 = out[1].permute(1, 0)
+        out2 = out[2].permute(1, 0)
+        score = out2[1, :]
+        points = out1
+        ipass = score > threshold[2]
+        points = points[:, ipass]
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds = image_inds[ipass]
+        mv = out0[:, ipass].permute(1, 0)
+
+        w_i = boxes[:, 2] - boxes[:, 0] + 1
+        h_i = boxes[:, 3] - boxes[:, 1] + 1
+        points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
+        points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
+        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
+        boxes = bbreg(boxes, mv)
+
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+        boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
+
+    boxes = boxes.numpy()
+    points = points.numpy()
+    image_inds = image_inds.numpy()
+    return [(boxes[image_inds == b].copy(), points[image_inds == b].copy()) for b in range(batch_size)]

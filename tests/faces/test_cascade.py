@@ -1,0 +1,99 @@
+"""faces/cascade.py: MTCNN's cascade with its area resampling from a summed-area table must give facenet-pytorch's
+own numbers bit for bit (the only reason it exists is speed)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.nn.functional import interpolate
+
+from forgerydet.faces.cascade import AreaTable, detect_face
+from tests._faces_util import head
+
+
+def _boxes_like_facenet(rng: np.random.Generator, h: int, w: int, n: int):
+    """n random regions (y0, x0, height, width), all inside an h x w image, of any size from 1 px to the image."""
+    y0 = rng.integers(0, h, n)
+    x0 = rng.integers(0, w, n)
+    return y0, x0, rng.integers(1, h - y0 + 1), rng.integers(1, w - x0 + 1)
+
+
+@pytest.mark.parametrize("out", [12, 24, 48, 57])
+def test_area_table_equals_torch_area_resampling_bit_for_bit(out):
+    rng = np.random.default_rng(out)
+    images = rng.integers(0, 256, (3, 97, 131, 3), dtype=np.uint8)
+    table = AreaTable(images)
+    planar = torch.from_numpy(images).permute(0, 3, 1, 2).float()  # (B,3,H,W) as facenet-pytorch holds them
+    idx = rng.integers(0, 3, 200)
+    y0, x0, hb, wb = _boxes_like_facenet(rng, 97, 131, 200)  # down- and up-sampling alike
+    got = table.resample(idx, y0, x0, hb, wb, out, out)
+    for k in range(200):
+        want = interpolate(planar[idx[k], :, y0[k] : y0[k] + hb[k], x0[k] : x0[k] + wb[k]][None], size=(out, out),
+                           mode="area")
+        assert torch.equal(got[k : k + 1], want), k
+    for oh, ow in ((out, out + 7), (97, 131), (200, 150)):  # the pyramid's whole-image levels, also upwards
+        assert torch.equal(table.whole(oh, ow), interpolate(planar, size=(oh, ow), mode="area"))
+
+
+def test_area_table_refuses_windows_too_large_for_exact_sums():
+    table = AreaTable(np.zeros((1, 300, 300, 3), np.uint8))
+    assert torch.equal(table.whole(3, 3), torch.zeros(1, 3, 3, 3))  # 100x100 windows: exact
+    with pytest.raises(ValueError, match="too large"):
+        table.whole(1, 1)  # one 300x300 window: 255 x 90,000 is past float32's exact integers
+
+
+def _same_as_facenet(mtcnn, batch: np.ndarray) -> int:
+    """Compare faces/cascade.py with facenet-pytorch's MTCNN.detect on one batch; the number of faces."""
+    ours = detect_face(batch, mtcnn.min_face_size, mtcnn.pnet, mtcnn.rnet, mtcnn.onet, mtcnn.thresholds, mtcnn.factor)
+    boxes, probs, points = mtcnn.detect(batch, landmarks=True)
+    n = 0
+    for (b, p), fb, fprob, fp in zip(ours, boxes, probs, points):
+        if fb is None:
+            assert len(b) == 0 and len(p) == 0
+            continue
+        assert np.array_equal(b[:, :4], fb) and np.array_equal(b[:, 4], fprob) and np.array_equal(p, fp)
+        n += len(b)
+    return n
+
+
+def _scene(astronaut: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """The astronaut's head at a random place and size on a noisy 240x320 frame."""
+    frame = rng.integers(60, 180, (240, 320, 3), dtype=np.uint8)
+    face = cv2.resize(head(astronaut), (side, side), interpolation=cv2.INTER_AREA)
+    y, x = int(rng.integers(0, 240 - side + 1)), int(rng.integers(0, 320 - side + 1))
+    frame[y : y + side, x : x + side] = face
+    return frame
+
+
+def test_cascade_finds_what_facenet_finds_bit_for_bit(astronaut, detector_mtcnn):
+    rng = np.random.default_rng(0)
+    batch = np.stack([_scene(astronaut, s, rng) for s in (40, 80, 120, 200, 240)] + [np.full((240, 320, 3), 120, np.uint8)])
+    assert _same_as_facenet(detector_mtcnn, batch) >= 5  # every head found, the blank frame empty
+    tight = np.stack([cv2.resize(head(astronaut), (150, 150)) for _ in range(2)])  # a face filling the image
+    _same_as_facenet(detector_mtcnn, tight)
+
+
+def test_cascade_on_real_photos_and_video_frames(shared_data, detector_mtcnn):
+    """The shared data's photos of every source and frames of its videos: the same boxes, scores and landmarks."""
+    found = 0
+    for src in ("lfw", "utkface", "celeba", "rmfd_web"):
+        paths = sorted((shared_data / "train" / src).glob("*.jpg"))[:16]
+        images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+        for shape in {im.shape for im in images}:
+            found += _same_as_facenet(detector_mtcnn, np.stack([im for im in images if im.shape == shape]))
+    for video in sorted((shared_data / "train" / "videos").glob("*.mp4"))[:3]:
+        cap = cv2.VideoCapture(str(video))
+        frames = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB) for _ in range(4)]
+        found += _same_as_facenet(detector_mtcnn, np.stack(frames))
+    assert found >= 60
+
+
+@pytest.fixture(scope="module")
+def detector_mtcnn():
+    from forgerydet.faces.detect import DetectorConfig, FaceDetector
+
+    mtcnn = FaceDetector(DetectorConfig()).mtcnn  # channels-last nets, as the detector runs them
+    mtcnn.min_face_size = 20
+    return mtcnn
