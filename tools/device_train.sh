@@ -7,7 +7,11 @@
 # to copy back (tools/transfer_weights.py).
 #
 #   CARRY=.dev/carry OUTDIR=/tmp/out MINUTES=7 bash tools/device_train.sh
+# TUNE=norm trains only the backbone's normalisation layers (the LN-tuning recipe for a ViT such as
+# vit_small_patch14_dinov2; `train --tune`), TUNE=none freezes the backbone whole; the default trains all of it.
+# Mind the 64 MiB carry: DINOv2 ViT-S/14 alone is ~44 MB as fp16, so its faces.zip must stay under ~20 MB.
 MINUTES=${MINUTES:-7}
+TUNE=${TUNE:-all}
 WORKERS=${WORKERS:-7}
 BACKBONES=${BACKBONES:-"tf_efficientnet_lite0 tf_efficientnet_lite2"}
 RUNS=${RUNS:-/tmp/fd_runs}
@@ -40,7 +44,7 @@ say "smoke test passed"
 for bb in $BACKBONES; do
   python3 -m forgerydet train --pairs $DATA/pairs.csv --out $RUNS/$bb --backbone $bb \
     --pretrained "$CARRY/$bb.safetensors" --img-size 224 --epochs 100 --max-minutes "$MINUTES" \
-    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 \
+    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 --tune "$TUNE" \
     > $RUNS/$bb.log 2>&1 &
 done
 wait || true
