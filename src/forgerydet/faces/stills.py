@@ -166,6 +166,16 @@ def worker_context():
     return ctx
 
 
+def start_pool_early(workers: int) -> None:
+    """Start the fork server (and its ~2 s of imports) now, so that it overlaps whatever the caller does before
+    `iter_faces` (listing and grouping thousands of files); `iter_faces` then finds it running. Nothing for
+    workers == 1 or where there is no fork server."""
+    from multiprocessing import forkserver
+
+    if pool_size(workers) > 1 and worker_context().get_start_method() == "forkserver":
+        forkserver.ensure_running()
+
+
 def _work(task: Task) -> list[ImageFace] | list[VideoFaces]:
     assert _WORKER is not None
     return _faces_of(task, *_WORKER)

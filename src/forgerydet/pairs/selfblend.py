@@ -90,9 +90,11 @@ def pairs_from_self_blend(
     BlendOptions. Still images and videos go through faces.stills' process pool (images with a padded retry
     for tight crops, counted in the summary; videos one per task). Each written fake's blending mask is written beside it as <fake>_mask.png.
     """
-    from forgerydet.faces.stills import VideoFaces, faces_of_video, iter_faces
+    from forgerydet.faces.stills import VideoFaces, faces_of_video, iter_faces, start_pool_early
 
     opts = options or BlendOptions()
+    if detector is None and any(not str(s).lower().endswith(".csv") for s in sources):
+        start_pool_early(opts.workers)  # its imports overlap the listing and grouping below
     pattern = opts.pattern()
     online, image_format, jpeg_quality = opts.online, opts.image_format, opts.jpeg_quality
     from forgerydet.pairs.sbi import self_blend
