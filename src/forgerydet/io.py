@@ -4,7 +4,7 @@ Atomic writes: write into a temp file in the target's folder, then rename it int
 a half-written checkpoint, index, report or log. check_output checks output locations before work starts, so
 a bad --out/--json fails in a second instead of after the work; OS errors become one ForgeryDetError naming the
 user's path. Files get the permissions `open()` would give (0o666 minus the umask), not mkstemp's 0o600. Temp
-files are named `.NAME.PID.XXXXXXXX.SUFFIX`; one left behind by a killed process (the process id no longer
+files are named `.NAME.PID.RANDOM.SUFFIX`; one left behind by a killed process (the process id no longer
 runs) is removed by the next durable write of the same file (checkpoints are ~100 MB each).
 
 Images are read as bytes by Python and decoded by OpenCV (read_image), so any file name works (OpenCV never
@@ -29,17 +29,17 @@ import numpy as np
 from forgerydet.errors import ForgeryDetError, os_error_text, os_reason, path_text
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # no /proc: read it the only portable way (set and restore)
-    os.umask(mask)
-    return mask
+def _new_temp(directory: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """Create a new empty file prefix<random>suffix in `directory`, open for writing: (fd, path). Created with mode
+    0o666 like any new file, so the kernel applies the process's umask (mkstemp's 0o600 would need a chmod and a
+    read of the umask on every write: pairs writes thousands of crops)."""
+    for _ in range(100):
+        tmp = os.path.join(directory, f"{prefix}{os.urandom(5).hex()}{suffix}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name in {directory}")
 
 
 def _pid_running(pid: int) -> bool:
@@ -67,11 +67,13 @@ def remove_leftovers(path: Path, suffix: str = ".tmp") -> list[Path]:
     return removed
 
 
-def atomic_write(path: str | Path, writer: Callable[[Path], object], *, suffix: str = ".tmp", durable: bool = False) -> Path:
-    """Call writer(tmp_path), then move the finished file to `path`; on any failure the temp file is removed
-    and `path` is untouched. suffix: the temp file's ending (e.g. '.png' where the writer picks the format
-    from it). durable: fsync before the rename (checkpoints), so a power cut cannot leave an empty file; a
-    durable write also removes temp files of `path` that killed writers left behind.
+def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, suffix: str = ".tmp",
+                 durable: bool = False) -> Path:
+    """Call writer(tmp_path) (or write the bytes `writer` into the temp file), then move the finished file to
+    `path`; on any failure the temp file is removed and `path` is untouched. suffix: the temp file's ending
+    (e.g. '.png' where the writer picks the format from it). durable: fsync before the rename (checkpoints), so
+    a power cut cannot leave an empty file; a durable write also removes temp files of `path` that killed
+    writers left behind. The file gets the permissions the umask gives any new file.
     An OSError (read-only file system, full disk, no permission) becomes a ForgeryDetError naming `path`."""
     path = Path(path)
     tmp: str | None = None
@@ -79,13 +81,18 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object], *, suffix: 
         path.parent.mkdir(parents=True, exist_ok=True)
         if durable:
             remove_leftovers(path, suffix)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())
-        writer(Path(tmp))
-        if durable:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+        fd, tmp = _new_temp(path.parent, f".{path.name}.{os.getpid()}.", suffix)
+        with open(fd, "wb") as f:
+            if isinstance(writer, bytes):
+                f.write(writer)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+        if not isinstance(writer, bytes):
+            writer(Path(tmp))
+            if durable:
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         _discard(tmp)
@@ -105,7 +112,7 @@ def _discard(tmp: str | None) -> None:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data), durable=durable)
+    return atomic_write(path, bytes(data), durable=durable)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
