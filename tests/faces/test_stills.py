@@ -177,3 +177,19 @@ def test_pool_workers_exit_when_their_parent_is_killed(tmp_path, mode):
     if not gone:
         os.kill(worker, signal.SIGKILL)
     assert gone == (mode == "watch")
+
+
+def test_pool_workers_come_from_a_fork_server_or_else_spawn(monkeypatch):
+    """Workers are forks of a server that imported torch and facenet-pytorch once; where that server cannot
+    start (no Unix sockets in a sandbox), the pool spawns them instead of failing."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        assert stills.worker_context().get_start_method() == "forkserver"
+
+    def refuse():
+        raise PermissionError("no Unix sockets here")
+
+    monkeypatch.setattr(forkserver, "ensure_running", refuse)
+    assert stills.worker_context().get_start_method() == "spawn"

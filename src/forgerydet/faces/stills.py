@@ -156,24 +156,27 @@ def worker_context():
     facenet-pytorch once, so each worker is a fork of it and starts in milliseconds instead of spending ~1.5-3 s
     of a core on those imports (on 2 cores, 5-10 % of a 4,800-photo `pairs` run). The server runs no torch op
     before forking (no thread pools to break), and exits when this process does. Where the platform has no
-    fork server (Windows), plain spawn."""
+    fork server (Windows), or where it cannot be started (a sandbox without Unix sockets), plain spawn."""
     import multiprocessing
+    from multiprocessing import forkserver
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return get_context("spawn")
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload(list(PRELOAD))
+    try:
+        forkserver.ensure_running()  # a no-op once it runs
+    except OSError:
+        return get_context("spawn")
     return ctx
 
 
 def start_pool_early(workers: int) -> None:
     """Start the fork server (and its ~2 s of imports) now, so that it overlaps whatever the caller does before
     `iter_faces` (listing and grouping thousands of files); `iter_faces` then finds it running. Nothing for
-    workers == 1 or where there is no fork server."""
-    from multiprocessing import forkserver
-
-    if pool_size(workers) > 1 and worker_context().get_start_method() == "forkserver":
-        forkserver.ensure_running()
+    workers == 1."""
+    if pool_size(workers) > 1:
+        worker_context()
 
 
 def _work(task: Task) -> list[ImageFace] | list[VideoFaces]:
