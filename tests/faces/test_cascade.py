@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn.functional import interpolate
 
-from forgerydet.faces.cascade import AreaTable, detect_face
+from forgerydet.faces.cascade import AreaTable, WindowTooLarge, detect_face
 from tests._faces_util import head
 
 
@@ -40,7 +40,7 @@ def test_area_table_equals_torch_area_resampling_bit_for_bit(out):
 def test_area_table_refuses_windows_too_large_for_exact_sums():
     table = AreaTable(np.zeros((1, 300, 300, 3), np.uint8))
     assert torch.equal(table.whole(3, 3), torch.zeros(1, 3, 3, 3))  # 100x100 windows: exact
-    with pytest.raises(ValueError, match="too large"):
+    with pytest.raises(WindowTooLarge, match="too large"):
         table.whole(1, 1)  # one 300x300 window: 255 x 90,000 is past float32's exact integers
 
 
@@ -97,3 +97,20 @@ def detector_mtcnn():
     mtcnn = FaceDetector(DetectorConfig()).mtcnn  # channels-last nets, as the detector runs them
     mtcnn.min_face_size = 20
     return mtcnn
+
+
+def test_detector_falls_back_to_facenet_where_windows_are_too_large(astronaut, monkeypatch):
+    """A box too large for exact sums (over ~6,000 px) goes through facenet-pytorch's own cascade: same faces."""
+    from forgerydet.faces import cascade
+    from forgerydet.faces.detect import DetectorConfig, FaceDetector
+
+    frame = _scene(astronaut, 120, np.random.default_rng(1))
+    want = FaceDetector(DetectorConfig()).detect([frame])[0]
+
+    def too_large(*args, **kwargs):
+        raise WindowTooLarge("area windows too large for exact float32 sums")
+
+    monkeypatch.setattr(cascade, "detect_face", too_large)
+    got = FaceDetector(DetectorConfig()).detect([frame])[0]
+    assert len(want) == len(got) == 1
+    assert np.array_equal(want.boxes, got.boxes) and np.array_equal(want.landmarks, got.landmarks)

@@ -37,6 +37,10 @@ from facenet_pytorch.models.utils.detect_face import (
 _EXACT_SUM = 2**24  # float32 holds every integer below this exactly
 
 
+class WindowTooLarge(ValueError):
+    """An area window whose 8-bit sum could pass 2^24, where float32 sums stop being exact."""
+
+
 class AreaTable:
     """Summed-area tables of a batch of 8-bit images (B,H,W,3) (OpenCV's `integral`, int32), for exact area
     (adaptive average) resampling of the whole images or of boxes in them, as `torch.nn.functional.interpolate(
@@ -62,7 +66,7 @@ class AreaTable:
         c1 = x0[:, None] - (-(j[None] + 1) * wb[:, None]) // out_w
         kh, kw = r1 - r0, c1 - c0
         if int(kh.max()) * int(kw.max()) * 255 >= _EXACT_SUM:
-            raise ValueError("area windows too large for exact float32 sums")
+            raise WindowTooLarge("area windows too large for exact float32 sums")
         t = self.table
         s_img, s_row = t.strides[0] // t.itemsize, t.strides[1] // t.itemsize  # flat offsets (C-contiguous)
         flat = t.reshape(-1)
@@ -85,7 +89,7 @@ class AreaTable:
         c0, c1 = (j * w) // out_w, -((-(j + 1) * w) // out_w)
         kh, kw = r1 - r0, c1 - c0
         if int(kh.max()) * int(kw.max()) * 255 >= _EXACT_SUM:
-            raise ValueError("area windows too large for exact float32 sums")
+            raise WindowTooLarge("area windows too large for exact float32 sums")
         rows = np.take(self.table, r1, axis=1) - np.take(self.table, r0, axis=1)  # (B,out_h,W+1,3)
         s = np.take(rows, c1, axis=2) - np.take(rows, c0, axis=2)  # (B,out_h,out_w,3)
         s = s.astype(np.float32) / kh[None, :, None, None].astype(np.float32) / kw[None, None, :, None].astype(np.float32)
@@ -104,7 +108,7 @@ def _crops(table: AreaTable, boxes: torch.Tensor, image_inds: torch.Tensor, size
 @torch.no_grad()
 def detect_face(imgs: np.ndarray, minsize: float, pnet, rnet, onet, threshold, factor: float):
     """facenet-pytorch's detect_face for a (B,H,W,3) uint8 batch on the CPU: per image, boxes (N,5) [x1,y1,x2,y2,
-    prob] and landmarks (N,5,2), as arrays (an image without faces gets empty ones). ValueError where an area
+    prob] and landmarks (N,5,2), as arrays (an image without faces gets empty ones). WindowTooLarge where an area
     window is too large for exact float32 sums (a box over ~6,000 px wide); the caller then uses facenet-pytorch."""
     images = np.ascontiguousarray(imgs)
     table = AreaTable(images)

@@ -239,13 +239,13 @@ class FaceDetector:
 
         mtcnn = self.mtcnn
         if torch.device(mtcnn.device).type == "cpu":
-            from forgerydet.faces.cascade import detect_face
+            from forgerydet.faces.cascade import WindowTooLarge, detect_face
 
             try:
                 found = detect_face(batch, mtcnn.min_face_size, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
                                     mtcnn.thresholds, mtcnn.factor)
                 return [(b[:, :4], b[:, 4], p) if len(b) else (None, None, None) for b, p in found]
-            except ValueError:
+            except WindowTooLarge:
                 pass
         boxes, probs, points = mtcnn.detect(batch, landmarks=True)
         return list(zip(boxes, probs, points))
