@@ -42,6 +42,8 @@ def test_area_table_refuses_windows_too_large_for_exact_sums():
     assert torch.equal(table.whole(3, 3), torch.zeros(1, 3, 3, 3))  # 100x100 windows: exact
     with pytest.raises(WindowTooLarge, match="too large"):
         table.whole(1, 1)  # one 300x300 window: 255 x 90,000 is past float32's exact integers
+    with pytest.raises(WindowTooLarge, match="too large"):
+        AreaTable(np.zeros((1, 3000, 3000, 3), np.uint8))  # 9 megapixels: int32 sums could overflow
 
 
 def _same_as_facenet(mtcnn, batch: np.ndarray) -> int:

@@ -38,18 +38,21 @@ _EXACT_SUM = 2**24  # float32 holds every integer below this exactly
 
 
 class WindowTooLarge(ValueError):
-    """An area window whose 8-bit sum could pass 2^24, where float32 sums stop being exact."""
+    """An area window whose 8-bit sum could pass 2^24, where float32 sums stop being exact, or an image whose
+    table could pass int32 (the caller then uses facenet-pytorch's own cascade)."""
 
 
 class AreaTable:
-    """Summed-area tables of a batch of 8-bit images (B,H,W,3) (OpenCV's `integral`, int32), for exact area
+    """Summed-area tables of a batch of 8-bit images (B,H,W,3) (OpenCV's `integral`, int32: 4 bytes a pixel and
+    channel, as the float32 batch facenet-pytorch builds; images up to ~8.4 megapixels), for exact area
     (adaptive average) resampling of the whole images or of boxes in them, as `torch.nn.functional.interpolate(
     mode='area')` computes it."""
 
     def __init__(self, images: np.ndarray) -> None:
-        b, h, w, _ = images.shape
-        depth = cv2.CV_32S if 255 * h * w < 2**31 else cv2.CV_64F  # CV_64F: exact below 2^53
-        self.table = np.stack([cv2.integral(im, sdepth=depth) for im in images])  # (B,H+1,W+1,3)
+        h, w = images.shape[1:3]
+        if 255 * h * w >= 2**31:  # over ~8.4 megapixels at detection size: int32 sums could overflow
+            raise WindowTooLarge(f"a {w}x{h} image is too large for an int32 summed-area table")
+        self.table = np.stack([cv2.integral(im, sdepth=cv2.CV_32S) for im in images])  # (B,H+1,W+1,3)
         self.height, self.width = h, w
 
     def resample(self, index: np.ndarray, y0: np.ndarray, x0: np.ndarray, hb: np.ndarray, wb: np.ndarray,
