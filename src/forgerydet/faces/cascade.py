@@ -108,6 +108,17 @@ def _crops(table: AreaTable, boxes: torch.Tensor, image_inds: torch.Tensor, size
     return table.resample(image_inds.numpy()[keep], y0, x0, ey[keep] - y0, ex[keep] - x0, size, size), keep
 
 
+def _stage(table: AreaTable, boxes: torch.Tensor, image_inds: torch.Tensor, size: int, net):
+    """R-Net's or O-Net's pass: every box cropped at size x size, normalised as facenet-pytorch does, through
+    `net` in its batches of 512: (the boxes and image indices that had a crop, the net's outputs or None)."""
+    im_data, keep = _crops(table, boxes, image_inds, size)
+    k = torch.from_numpy(keep)
+    boxes, image_inds = boxes[k], image_inds[k]
+    if len(boxes) == 0:
+        return boxes, image_inds, None
+    return boxes, image_inds, fixed_batch_process((im_data - 127.5) * 0.0078125, net)
+
+
 @torch.no_grad()
 def detect_face(imgs: np.ndarray, minsize: float, pnet, rnet, onet, threshold, factor: float):
     """facenet-pytorch's detect_face for a (B,H,W,3) uint8 batch on the CPU: per image, boxes (N,5) [x1,y1,x2,y2,
@@ -159,11 +170,8 @@ def detect_face(imgs: np.ndarray, minsize: float, pnet, rnet, onet, threshold, f
 
     # Second stage
     if len(boxes) > 0:
-        im_data, keep = _crops(table, boxes, image_inds, 24)
-        boxes, image_inds = boxes[torch.from_numpy(keep)], image_inds[torch.from_numpy(keep)]
+        boxes, image_inds, out = _stage(table, boxes, image_inds, 24, rnet)
     if len(boxes) > 0:
-        im_data = (im_data - 127.5) * 0.0078125
-        out = fixed_batch_process(im_data, rnet)
         out0 = out[0].permute(1, 0)
         out1 = out[1].permute(1, 0)
         score = out1[1, :]
@@ -180,11 +188,8 @@ def detect_face(imgs: np.ndarray, minsize: float, pnet, rnet, onet, threshold, f
     # Third stage
     points = torch.zeros(0, 5, 2)
     if len(boxes) > 0:
-        im_data, keep = _crops(table, boxes, image_inds, 48)
-        boxes, image_inds = boxes[torch.from_numpy(keep)], image_inds[torch.from_numpy(keep)]
+        boxes, image_inds, out = _stage(table, boxes, image_inds, 48, onet)
     if len(boxes) > 0:
-        im_data = (im_data - 127.5) * 0.0078125
-        out = fixed_batch_process(im_data, onet)
         out0 = out[0].permute(1, 0)
         out1 = out[1].permute(1, 0)
         out2 = out[2].permute(1, 0)
