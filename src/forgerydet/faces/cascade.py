@@ -3,7 +3,7 @@ detect_face`, MIT licence, (c) Tim Esler), with its area resampling computed fro
 
 The cascade resamples with `interpolate(mode='area')` (adaptive average pooling) many times per image: once per
 pyramid level, then once per candidate box for RNet (24x24) and again for ONet (48x48), ~25 boxes per photo and
-~40 per video frame. Profiled on this repository's data (one process, 2-core VM) that resampling was 26 % of a
+~40 per video frame. Profiled on this repository's data (one process, 2-core VM) that resampling was a quarter to a third of a
 photo's detection and 40 % of a 512-px video frame's: each call averages every pixel of its box, and a face in a
 video frame is hundreds of pixels wide. Here one integer summed-area table per batch serves every level and
 every box, and all the boxes of a stage are gathered in one indexing operation.
