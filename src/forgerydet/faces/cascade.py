@@ -42,6 +42,30 @@ class WindowTooLarge(ValueError):
     table could pass int32 (the caller then uses facenet-pytorch's own cascade)."""
 
 
+def _cells(y0, hb, out_h: int, x0, wb, out_w: int) -> tuple[np.ndarray, ...]:
+    """Row and column bounds of the area cells, as PyTorch's adaptive average pooling draws them: cell i of `out`
+    over `length` pixels from `start` spans floor(i * length / out) to ceil((i + 1) * length / out). y0, hb, x0,
+    wb: (N,) arrays (boxes) or 0-d (whole images). Returns r0, r1 (...,out_h) and c0, c1 (...,out_w);
+    WindowTooLarge where a cell's 8-bit sum could leave float32's exact integers."""
+
+    def bounds(start, length, out: int) -> tuple[np.ndarray, np.ndarray]:
+        i = np.arange(out)
+        start, length = np.asarray(start)[..., None], np.asarray(length)[..., None]
+        return start + (i * length) // out, start - (-(i + 1) * length) // out
+
+    (r0, r1), (c0, c1) = bounds(y0, hb, out_h), bounds(x0, wb, out_w)
+    if int((r1 - r0).max()) * int((c1 - c0).max()) * 255 >= _EXACT_SUM:
+        raise WindowTooLarge("area windows too large for exact float32 sums")
+    return r0, r1, c0, c1
+
+
+def _means(sums: np.ndarray, r0, r1, c0, c1) -> torch.Tensor:
+    """Exact cell sums (B,out_h,out_w,3) -> means as PyTorch's CPU kernel takes them (sum / kh / kw in float32),
+    as a (B,3,out_h,out_w) tensor laid out channels-last like facenet-pytorch's resampled images."""
+    kh, kw = (r1 - r0).astype(np.float32), (c1 - c0).astype(np.float32)
+    return torch.from_numpy(sums.astype(np.float32) / kh[..., None, None] / kw[..., None, :, None]).permute(0, 3, 1, 2)
+
+
 class AreaTable:
     """Summed-area tables of a batch of 8-bit images (B,H,W,3) (OpenCV's `integral`, int32: 4 bytes a pixel and
     channel, as the float32 batch facenet-pytorch builds; images up to ~8.4 megapixels), for exact area
@@ -61,15 +85,7 @@ class AreaTable:
         (N,3,out_h,out_w) float32, laid out channels-last as facenet-pytorch's resampled crops are."""
         if len(index) == 0:
             return torch.zeros((0, out_h, out_w, 3)).permute(0, 3, 1, 2)
-        i = np.arange(out_h)
-        j = np.arange(out_w)
-        r0 = y0[:, None] + (i[None] * hb[:, None]) // out_h  # (N,out_h): floor(i * in / out)
-        r1 = y0[:, None] - (-(i[None] + 1) * hb[:, None]) // out_h  # ceil((i + 1) * in / out)
-        c0 = x0[:, None] + (j[None] * wb[:, None]) // out_w  # (N,out_w)
-        c1 = x0[:, None] - (-(j[None] + 1) * wb[:, None]) // out_w
-        kh, kw = r1 - r0, c1 - c0
-        if int(kh.max()) * int(kw.max()) * 255 >= _EXACT_SUM:
-            raise WindowTooLarge("area windows too large for exact float32 sums")
+        r0, r1, c0, c1 = _cells(y0, hb, out_h, x0, wb, out_w)  # (N,out_h), (N,out_w)
         t = self.table
         s_img, s_row = t.strides[0] // t.itemsize, t.strides[1] // t.itemsize  # flat offsets (C-contiguous)
         flat = t.reshape(-1)
@@ -80,23 +96,14 @@ class AreaTable:
             return np.take(flat, r[:, :, None, None] + c[:, None])  # (N,out_h,out_w,3)
 
         s = at(rows[1], cols[1]) - at(rows[0], cols[1]) - at(rows[1], cols[0]) + at(rows[0], cols[0])
-        s = s.astype(np.float32) / kh[:, :, None, None].astype(np.float32) / kw[:, None, :, None].astype(np.float32)
-        return torch.from_numpy(s).permute(0, 3, 1, 2)
+        return _means(s, r0, r1, c0, c1)
 
     def whole(self, out_h: int, out_w: int) -> torch.Tensor:
-        """Every image resampled to (out_h,out_w): (B,3,out_h,out_w) float32, channels-last. One set of windows
+        """Every image resampled to (out_h,out_w): (B,3,out_h,out_w) float32, channels-last. One set of cells
         serves the batch, so rows and then columns are gathered whole (np.take), not element by element."""
-        i, j = np.arange(out_h), np.arange(out_w)
-        h, w = self.height, self.width
-        r0, r1 = (i * h) // out_h, -((-(i + 1) * h) // out_h)
-        c0, c1 = (j * w) // out_w, -((-(j + 1) * w) // out_w)
-        kh, kw = r1 - r0, c1 - c0
-        if int(kh.max()) * int(kw.max()) * 255 >= _EXACT_SUM:
-            raise WindowTooLarge("area windows too large for exact float32 sums")
+        r0, r1, c0, c1 = _cells(0, self.height, out_h, 0, self.width, out_w)  # (out_h,), (out_w,)
         rows = np.take(self.table, r1, axis=1) - np.take(self.table, r0, axis=1)  # (B,out_h,W+1,3)
-        s = np.take(rows, c1, axis=2) - np.take(rows, c0, axis=2)  # (B,out_h,out_w,3)
-        s = s.astype(np.float32) / kh[None, :, None, None].astype(np.float32) / kw[None, None, :, None].astype(np.float32)
-        return torch.from_numpy(s).permute(0, 3, 1, 2)
+        return _means(np.take(rows, c1, axis=2) - np.take(rows, c0, axis=2), r0, r1, c0, c1)
 
 
 def _crops(table: AreaTable, boxes: torch.Tensor, image_inds: torch.Tensor, size: int) -> tuple[torch.Tensor, np.ndarray]:
