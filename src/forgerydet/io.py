@@ -82,13 +82,14 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
         if durable:
             remove_leftovers(path, suffix)
         fd, tmp = _new_temp(path.parent, f".{path.name}.{os.getpid()}.", suffix)
-        with open(fd, "wb") as f:
-            if isinstance(writer, bytes):
+        if isinstance(writer, bytes):
+            with open(fd, "wb") as f:
                 f.write(writer)
                 if durable:
                     f.flush()
                     os.fsync(f.fileno())
-        if not isinstance(writer, bytes):
+        else:
+            os.close(fd)
             writer(Path(tmp))
             if durable:
                 with open(tmp, "rb+") as f:

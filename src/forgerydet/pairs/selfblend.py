@@ -93,8 +93,6 @@ def pairs_from_self_blend(
     from forgerydet.faces.stills import VideoFaces, faces_of_video, iter_faces, start_pool_early
 
     opts = options or BlendOptions()
-    if detector is None and any(not str(s).lower().endswith(".csv") for s in sources):
-        start_pool_early(opts.workers)  # its imports overlap the listing and grouping below
     pattern = opts.pattern()
     online, image_format, jpeg_quality = opts.online, opts.image_format, opts.jpeg_quality
     from forgerydet.pairs.sbi import self_blend
@@ -102,6 +100,8 @@ def pairs_from_self_blend(
     config = config or ExtractConfig()
     out_dir = Path(out_dir)
     indexes = [Path(s) for s in sources if str(s).lower().endswith(".csv")]
+    if detector is None and len(indexes) < len(sources):
+        start_pool_early(opts.workers)  # its imports overlap the listing and grouping below
     media = expand_sources([s for s in sources if not str(s).lower().endswith(".csv")]) if len(indexes) < len(sources) else []
     images = [p for p in media if media_kind(p) == "image"]
     videos = [p for p in media if media_kind(p) != "image"]
