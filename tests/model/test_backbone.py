@@ -37,3 +37,82 @@ def test_encoder_stores_convolutions_channels_last_and_matches_nchw():
     other = tiny_model()
     other.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in other.encoder.parameters() if p.ndim == 4)
+
+
+def _randomise_batchnorm_statistics(module, seed: int = 0) -> int:
+    """Running statistics and affine parameters far from their initial values, so that folding has to be right."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n = 0
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
+                m.weight.copy_(torch.randn(c, generator=g))
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+                n += 1
+    return n
+
+
+@pytest.mark.parametrize("backbone", ["test_efficientnet", "resnet10t"])
+def test_folding_batchnorm_into_convolutions_keeps_the_tokens(backbone):
+    import copy
+
+    import torch
+
+    torch.manual_seed(0)
+    model = tiny_model(backbone=backbone).eval()
+    n_bn = _randomise_batchnorm_statistics(model.encoder)
+    x = torch.rand(3, 3, 64, 64)
+    plain = copy.deepcopy(model.encoder)
+    folded = model.encoder.fold_batchnorm()
+    assert folded == n_bn > 0  # in these nets every BatchNorm follows a convolution
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.encoder.parameters() if p.ndim == 4)
+    with torch.no_grad():
+        want, got = plain(x), model.encoder(x)
+    assert (got - want).abs().max().item() < 1e-5
+    # the key encoder, whose fingerprint banks and references carry, is not touched
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.key_encoder.modules())
+    with pytest.raises(ValueError, match="inference"):
+        tiny_model(backbone=backbone).train().encoder.fold_batchnorm()
+
+
+def test_folding_is_refused_where_a_convolution_output_is_also_used_elsewhere():
+    import torch
+    import torch.nn as nn
+
+    from forgerydet.model.backbone import fold_batchnorm
+
+    class Skip(nn.Module):  # y = bn(conv(x)) + conv(x): folding bn into conv would change the second term
+        num_features = 8
+
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+
+        def forward_features(self, x):
+            c = self.conv(x)
+            return self.bn(c) + c
+
+        forward = forward_features
+
+    torch.manual_seed(0)
+    skip = Skip().eval()
+    _randomise_batchnorm_statistics(skip)
+    x = torch.rand(2, 3, 16, 16)
+    # the module-level function cannot see the second use: it folds, and the output changes
+    changed = Skip().eval()
+    changed.load_state_dict(skip.state_dict())
+    assert fold_batchnorm(changed, x) == 1
+    with torch.no_grad():
+        assert (changed(x) - skip(x)).abs().max().item() > 1e-2
+    # the encoder compares before and after, and keeps its backbone as it was
+    model = tiny_model(backbone="resnet10t").eval()
+    model.encoder.backbone = skip
+    model.encoder.proj = nn.Conv2d(8, model.encoder.proj.out_channels, 1)
+    assert model.encoder.fold_batchnorm() == 0
+    assert model.encoder.backbone is skip and isinstance(skip.bn, nn.BatchNorm2d)
