@@ -160,3 +160,27 @@ def test_flip_tta_averages_the_logits_of_a_face_and_its_mirror_image(checkpoint,
     assert tta.settings()["tta"] == "flip" and plain.settings()["tta"] == "none"
     with pytest.raises(ForgeryDetError, match=r"unknown --tta 'rotate': use one of none, flip"):
         ScanConfig(tta="rotate")
+
+
+def test_scores_do_not_depend_on_the_batch_or_on_the_folded_batchnorms(checkpoint, astronaut):
+    from forgerydet.model.calibration import sigmoid
+    from forgerydet.model.checkpoint import load_checkpoint
+    from forgerydet.model.inputs import resize_face, to_tensor
+    from forgerydet.scan.config import CPU_BATCH
+
+    rng = np.random.default_rng(0)
+    crops = [np.ascontiguousarray(astronaut[y : y + 180, x : x + 180]) for y, x in rng.integers(0, 300, (9, 2))]
+    default = Scanner(checkpoint, ScanConfig(device="cpu"))
+    assert default.batch_size == CPU_BATCH and default.folded_batchnorms > 0
+    want = default._score(crops)["p"]
+    for bs in (1, 32):
+        s = Scanner(checkpoint, ScanConfig(device="cpu", batch_size=bs))
+        assert s.batch_size == bs
+        np.testing.assert_allclose(s._score(crops)["p"], want, atol=1e-6)
+    # the checkpoint's model as stored (BatchNorms unfolded) gives the same probabilities
+    model = load_checkpoint(checkpoint, torch.device("cpu")).model.eval()
+    with torch.inference_mode():
+        _, logits, _ = model.single_scores(torch.stack([to_tensor(resize_face(c, model.img_size)) for c in crops]))
+    np.testing.assert_allclose(sigmoid(logits, default.temperature), want, atol=1e-5)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in default.model.encoder.modules())
