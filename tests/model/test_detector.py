@@ -83,3 +83,25 @@ def test_single_mode_uses_one_backbone_pass(monkeypatch):
 def test_single_mode_on_empty_bank_is_a_clear_error():
     with pytest.raises(ForgeryDetError, match="bank is empty"):
         tiny_model()(torch.rand(1, 3, 64, 64), "single")
+
+
+def test_key_features_match_encode_keys_in_chunks_with_folded_batchnorms():
+    import torch
+
+    from forgerydet.model.config import CPU_FORWARD_BATCH
+
+    torch.manual_seed(0)
+    model = tiny_model(backbone="resnet10t").eval()
+    with torch.no_grad():  # BatchNorm statistics far from their initial values, so that folding has to be right
+        for m in model.key_encoder.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.1, 2.0)
+    fp = model.key_fingerprint().clone()
+    x = torch.rand(2 * CPU_FORWARD_BATCH + 1, 3, 64, 64)  # two whole chunks and a remainder
+    encode = model.key_features()
+    got = encode(x)
+    assert got.shape == model.encode_keys(x).shape and not got.requires_grad
+    assert (got - model.encode_keys(x)).abs().max().item() < 1e-5
+    assert torch.equal(model.key_fingerprint(), fp)  # the key encoder itself is untouched
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.key_encoder.modules())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from forgerydet.model.attention import DifferenceAttention
 from forgerydet.model.backbone import Encoder, pooled
 from forgerydet.model.bank import MemoryBank, encoder_fingerprint
 from forgerydet.model.calibration import nearest_similarity
-from forgerydet.model.config import ModelConfig
+from forgerydet.model.config import CPU_FORWARD_BATCH, ModelConfig
 
 MODES = ("pair", "single")
 
@@ -71,6 +71,25 @@ class Detector(nn.Module):
     def encode_keys(self, x: torch.Tensor) -> torch.Tensor:
         """Key (momentum) encoder, no gradients: images (B,3,S,S) in [0,1] -> tokens (B,N,D)."""
         return self.key_encoder(self.normalize(x))
+
+    def key_features(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """encode_keys for encoding many faces (bank rebuilds, enrolment): a copy of the key encoder with its
+        BatchNorms folded into the convolutions (Encoder.fold_batchnorm; tokens equal to ~1e-6), run
+        CPU_FORWARD_BATCH faces a call on a CPU. Take a new one after the key encoder changes. Fingerprints
+        still come from the key encoder itself. 2-core AVX2 EPYC, shipped model, 128 faces in calls of 64 as
+        bankfill makes them, 2026-12-04: 5.41 s as stored, 3.42 s folded, 1.72 s folded and 4 a call."""
+        keys = copy.deepcopy(self.key_encoder).eval()
+        keys.fold_batchnorm()
+        chunk = CPU_FORWARD_BATCH if next(keys.parameters()).device.type == "cpu" else None
+
+        @torch.no_grad()
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            x = self.normalize(x)
+            if chunk is None or len(x) <= chunk:
+                return keys(x)
+            return torch.cat([keys(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+
+        return encode
 
     @torch.no_grad()
     def momentum_update(self, momentum: float | None = None) -> None:

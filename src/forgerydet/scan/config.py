@@ -9,6 +9,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES
 from forgerydet.model.calibration import check_tta
+from forgerydet.model.config import CPU_FORWARD_BATCH
 from forgerydet.scan.aggregate import STRATEGIES
 
 FACE_CHOICES = ("main-track", "largest", "all")
@@ -18,7 +19,7 @@ FACE_CHOICES = ("main-track", "largest", "all")
 # scoring them again and again in one process, batches of 2/4/8/16/32 took 1.54/1.20/1.25/1.61/2.09 s, of it
 # 0.01/0.00/0.27/0.62/1.32 s in the kernel; in fresh `forgerydet scan` processes (what a user runs; 3 each,
 # BatchNorms folded) the model stage took a median 1.13 s at 32 and 1.00 s at 4. Scores are the same.
-CPU_BATCH = 4
+CPU_BATCH = CPU_FORWARD_BATCH
 GPU_BATCH = 32  # which faces of a source `enroll` takes
 
 

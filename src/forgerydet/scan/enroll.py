@@ -64,9 +64,10 @@ class EnrollResult:
 def encode_faces(model, crops: Sequence[np.ndarray], device: torch.device, batch_size: int = 32) -> torch.Tensor:
     """Key-encoder token maps of face crops: (B,N,D) fp16 on the CPU."""
     out = []
+    encode = model.key_features() if crops else None
     for i in range(0, len(crops), batch_size):
         x = torch.stack([to_tensor(resize_face(c, model.img_size)) for c in crops[i : i + batch_size]])  # (B,3,S,S)
-        out.append(model.encode_keys(x.to(device)).to("cpu", torch.float16))  # (B,N,D)
+        out.append(encode(x.to(device)).to("cpu", torch.float16))  # (B,N,D)
     return torch.cat(out) if out else torch.zeros(0, model.bank.num_tokens, model.bank.dim, dtype=torch.float16)
 
 

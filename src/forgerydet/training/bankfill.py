@@ -49,8 +49,9 @@ def rebuild_bank(
     loader = make_loader(ds, batch_size, workers, d)
     values, ids = [], []
     done = 0
+    encode = model.key_features()
     for batch in loader:
-        values.append(model.encode_keys(batch["x"].to(d.device)))  # (B,N,D)
+        values.append(encode(batch["x"].to(d.device)))  # (B,N,D)
         ids.append(batch["index"].to(d.device))
         done += len(batch["index"]) * d.world
         if progress:
@@ -139,10 +140,12 @@ def rebuild_disk_bank(
         raise ForgeryDetError(f"{pairs} has no real training faces to build the bank from")
     loader = DataLoader(FaceList(reals, [0] * len(reals), model.img_size), batch_size=batch_size, num_workers=auto_workers(workers))
 
+    encode = model.key_features()
+
     def batches():
         done = 0
         for b in loader:
-            v = model.encode_keys(b["x"].to(dev))  # (B,N,D)
+            v = encode(b["x"].to(dev))  # (B,N,D)
             yield v, [str(reals[int(i)]) for i in b["index"]]
             done += len(b["index"])
             if progress:
