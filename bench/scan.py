@@ -5,8 +5,7 @@
    after a warm-up scan. Target: total / (decode + detection) <= 1.3 on CPU with the default backbone, i.e. the
    model and the bank add at most 30% to what finding the faces costs anyway. Skipped when the video is absent.
    Beside it, the encoder on that video's faces as the scanner runs it (BatchNorms folded into the
-   convolutions, its CPU batch of 4) against the checkpoint's encoder as stored, at that batch and at 32 faces
-   a call (the default before 2026-12-04), round-robin in one process: ratios, no target.
+   convolutions) against the checkpoint's encoder as stored, round-robin in one process: a ratio, no target.
 2. Peak RSS of a scan of a generated 10-minute video against a generated 10-second one (320x240, 25 fps, mp4v,
    the astronaut's face from scikit-image pasted in and moving), each scanned in its own subprocess that
    reports its ru_maxrss. Target: within 200 MB of each other (memory must not grow with video length). As
@@ -171,40 +170,35 @@ def bench_timing(args, checkpoint: Path, log) -> tuple[list[dict], dict]:
 
 
 def encoder_fold(scanner, checkpoint: Path, video: Path, args) -> dict:
-    """The scanner's encoder as it scans (BatchNorms folded into the convolutions, Encoder.fold_batchnorm; its
-    batch size) against the same checkpoint's encoder as stored, at that batch size and at 32 faces a call (the
-    default before 2026-12-04), on the video's face crops, timed round-robin in this process."""
+    """The scanner's encoder (BatchNorms folded into the convolutions, Encoder.fold_batchnorm) against the same
+    checkpoint's encoder as stored, at the scanner's batch size, on the video's face crops, round-robin."""
     import torch
 
     from forgerydet.faces.pipeline import detect_source
     from forgerydet.model.checkpoint import load_checkpoint
     from forgerydet.model.inputs import resize_face, to_tensor
 
-    model, bs = scanner.model, scanner.batch_size
+    model, bs = scanner.model, scanner.config.batch_size
     crops = [f.crop for f in detect_source(video, scanner.extract_config, scanner.detector).all_faces]
     if not crops:
         return {"figures": [], "detail": {}}
     plain = load_checkpoint(checkpoint, scanner.device).model.eval()
     x = torch.stack([to_tensor(resize_face(c, model.img_size)) for c in crops]).to(scanner.device)
 
-    def run(m, b):
+    def run(m):
         with torch.inference_mode():
-            for i in range(0, len(x), b):
-                m.encode(x[i : i + b])
+            for i in range(0, len(x), bs):
+                m.encode(x[i : i + bs])
 
-    times = interleaved({"stored, 32": lambda: run(plain, 32), f"stored, {bs}": lambda: run(plain, bs),
-                         f"folded, {bs}": lambda: run(model, bs)}, args.repeats, args.warmup, args.device)
+    times = interleaved({"stored": lambda: run(plain), "folded": lambda: run(model)}, args.repeats, args.warmup,
+                        args.device)
     with torch.inference_mode():
         diff = (plain.encode(x) - model.encode(x)).abs().max().item()
-    med = {k: median(v) for k, v in times.items()}
-    old, unfolded, now = med["stored, 32"], med[f"stored, {bs}"], med[f"folded, {bs}"]
-    note = f"{len(crops)} faces; {scanner.folded_batchnorms} BatchNorms folded, tokens differ by <= {diff:.1e}"
-    return {"figures": [
-        figure(f"scan: encoder as scanned (folded, batch {bs}) vs stored at batch 32", old / now, "x",
-               note=f"{old:.3f} s -> {now:.3f} s; {note}"),
-        figure(f"scan: encoder at batch {bs}, BatchNorm folded vs not", unfolded / now, "x",
-               note=f"{unfolded:.3f} s -> {now:.3f} s"),
-    ], "detail": {"folded": scanner.folded_batchnorms, "batch": bs, "seconds": times, "max_token_diff": diff}}
+    st, fo = median(times["stored"]), median(times["folded"])
+    note = (f"{st:.3f} s -> {fo:.3f} s; {len(crops)} faces, {bs} a call; {scanner.folded_batchnorms} BatchNorms folded, "
+            f"tokens differ by <= {diff:.1e}")
+    return {"figures": [figure("scan: encoder with BatchNorm folded / as stored", st / fo, "x", note=note)],
+            "detail": {"folded": scanner.folded_batchnorms, "batch": bs, "seconds": times, "max_token_diff": diff}}
 
 
 def bench_rss(args, checkpoint: Path, tmp: Path, log) -> tuple[list[dict], dict]:

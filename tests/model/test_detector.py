@@ -85,10 +85,8 @@ def test_single_mode_on_empty_bank_is_a_clear_error():
         tiny_model()(torch.rand(1, 3, 64, 64), "single")
 
 
-def test_key_features_match_encode_keys_in_chunks_with_folded_batchnorms():
+def test_key_features_match_encode_keys_with_folded_batchnorms():
     import torch
-
-    from forgerydet.model.config import CPU_FORWARD_BATCH
 
     torch.manual_seed(0)
     model = tiny_model(backbone="resnet10t").eval()
@@ -98,7 +96,7 @@ def test_key_features_match_encode_keys_in_chunks_with_folded_batchnorms():
                 m.running_mean.normal_(0, 0.5)
                 m.running_var.uniform_(0.1, 2.0)
     fp = model.key_fingerprint().clone()
-    x = torch.rand(2 * CPU_FORWARD_BATCH + 1, 3, 64, 64)  # two whole chunks and a remainder
+    x = torch.rand(9, 3, 64, 64)
     encode = model.key_features()
     got = encode(x)
     assert got.shape == model.encode_keys(x).shape and not got.requires_grad

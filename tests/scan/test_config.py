@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 def test_scan_defaults():
     c = ScanConfig()
     assert (c.num_frames, c.aggregation, c.threshold, c.batch_size, c.device, c.keep_crops) == (
-        32, "max-then-mean", None, None, "auto", 0)  # batch None: the Scanner picks by device
+        32, "max-then-mean", None, 32, "auto", 0)
     assert c.detector == DetectorConfig() and c.detector is not ScanConfig().detector  # one per config
     assert (c.reference, c.references, c.bank) == (None, None, None)
 

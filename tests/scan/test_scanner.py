@@ -166,16 +166,13 @@ def test_scores_do_not_depend_on_the_batch_or_on_the_folded_batchnorms(checkpoin
     from forgerydet.model.calibration import sigmoid
     from forgerydet.model.checkpoint import load_checkpoint
     from forgerydet.model.inputs import resize_face, to_tensor
-    from forgerydet.scan.config import CPU_BATCH
-
     rng = np.random.default_rng(0)
     crops = [np.ascontiguousarray(astronaut[y : y + 180, x : x + 180]) for y, x in rng.integers(0, 300, (9, 2))]
     default = Scanner(checkpoint, ScanConfig(device="cpu"))
-    assert default.batch_size == CPU_BATCH and default.folded_batchnorms > 0
+    assert default.folded_batchnorms > 0
     want = default._score(crops)["p"]
-    for bs in (1, 32):
+    for bs in (1, 4):
         s = Scanner(checkpoint, ScanConfig(device="cpu", batch_size=bs))
-        assert s.batch_size == bs
         np.testing.assert_allclose(s._score(crops)["p"], want, atol=1e-6)
     # the checkpoint's model as stored (BatchNorms unfolded) gives the same probabilities
     model = load_checkpoint(checkpoint, torch.device("cpu")).model.eval()

@@ -17,7 +17,7 @@ from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progres
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_output, write_text_atomic
-from forgerydet.scan.config import CPU_BATCH, GPU_BATCH, ScanConfig
+from forgerydet.scan.config import ScanConfig
 
 
 def scan_cmd(
@@ -27,9 +27,7 @@ def scan_cmd(
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean (SBI) | confident (DFDC winner) | track-max.")] = ScanConfig.aggregation,
     threshold: Annotated[Optional[float], typer.Option(help="Fake-probability threshold (default: the checkpoint's).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = ScanConfig.device,
-    batch_size: Annotated[Optional[int], typer.Option(
-        help=f"Faces per model call (default: {CPU_BATCH} on a CPU, where larger batches run slower; {GPU_BATCH} on a GPU).",
-        show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = ScanConfig.batch_size,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
     json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON.")] = None,

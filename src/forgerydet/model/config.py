@@ -10,11 +10,6 @@ from typing import Any
 from forgerydet.errors import ForgeryDetError
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
-# Faces per encoder call when many are encoded without gradients on a CPU (scan, bank rebuilds, enrolment): a
-# batch's largest activations above glibc's 32 MB mmap ceiling (lite0 at 224 px: 4.8 MB a face) can be mapped
-# afresh and given back on every call, and those page faults cost more than the arithmetic; see
-# scan/config.py and Detector.key_features for the measurements. GPUs keep the caller's batch.
-CPU_FORWARD_BATCH = 4
 
 
 @dataclass

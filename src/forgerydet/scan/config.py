@@ -9,25 +9,16 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES
 from forgerydet.model.calibration import check_tta
-from forgerydet.model.config import CPU_FORWARD_BATCH
 from forgerydet.scan.aggregate import STRATEGIES
 
-FACE_CHOICES = ("main-track", "largest", "all")
-# Faces per model call when --batch-size is not given. On a CPU small batches run faster: a batch's largest
-# activations (lite0 at 224 px: 4.8 MB a face) above glibc's 32 MB mmap ceiling can be mapped afresh and given
-# back on every call. 2-core AVX2 EPYC, 2026-12-04, shipped model (flip), the 32 faces of anchor_real.mp4:
-# scoring them again and again in one process, batches of 2/4/8/16/32 took 1.54/1.20/1.25/1.61/2.09 s, of it
-# 0.01/0.00/0.27/0.62/1.32 s in the kernel; in fresh `forgerydet scan` processes (what a user runs; 3 each,
-# BatchNorms folded) the model stage took a median 1.13 s at 32 and 1.00 s at 4. Scores are the same.
-CPU_BATCH = CPU_FORWARD_BATCH
-GPU_BATCH = 32  # which faces of a source `enroll` takes
+FACE_CHOICES = ("main-track", "largest", "all")  # which faces of a source `enroll` takes
 
 
 @dataclass
 class ScanConfig:
     """num_frames: frames sampled per video (evenly). aggregation: how face scores become a file score (see
     aggregate.STRATEGIES). threshold: fake-probability cut for the verdict (None: the checkpoint's).
-    batch_size: faces per model call (None: CPU_BATCH on a CPU, GPU_BATCH on a GPU). device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
+    batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
     crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
     `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
     checkpoint, see model.references.references_path). bank: a disk bank folder (diskbank.py, written by
@@ -39,7 +30,7 @@ class ScanConfig:
     num_frames: int = DEFAULT_NUM_FRAMES
     aggregation: str = "max-then-mean"
     threshold: float | None = None
-    batch_size: int | None = None
+    batch_size: int = 32
     device: str = "auto"
     keep_crops: int = 0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -59,7 +50,7 @@ class ScanConfig:
             raise ForgeryDetError("--references FILE needs --reference NAME: which enrolled person to compare with")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
-        if self.batch_size is not None and self.batch_size < 1:
+        if self.batch_size < 1:
             raise ForgeryDetError(f"--batch-size must be >= 1, got {self.batch_size}")
 
 

@@ -24,7 +24,7 @@ from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
 from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, track_scores
-from forgerydet.scan.config import CPU_BATCH, GPU_BATCH, ScanConfig
+from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import empty_record, reliability_notes
 
 SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
@@ -72,12 +72,11 @@ class Scanner:
         self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
         self.model = self.checkpoint.model.eval()
         # scanning never trains or saves the model: its BatchNorms go into the convolutions before them (tokens
-        # equal to ~1e-6). Fresh `forgerydet scan anchor_real.mp4` processes, shipped model, 2-core AVX2 EPYC,
-        # 2026-12-04, 3 each: model stage median 1.29 -> 1.13 s at batch 32, 1.17 -> 1.00 s at batch 4. Only
-        # the online encoder ('single' mode's one pass); the key encoder, whose fingerprint banks and references
-        # carry, stays as stored.
+        # equal to ~1e-6; the shipped model's encoder on 32 faces 1.18x faster, 2-core AVX2 EPYC, 2026-12-04,
+        # with the CLI's malloc setting; fresh `forgerydet scan anchor_real.mp4` processes, 3 each: model stage
+        # median 1.29 -> 1.13 s). Only the online encoder ('single' mode's one pass); the key encoder, whose
+        # fingerprint banks and references carry, stays as stored.
         self.folded_batchnorms = self.model.encoder.fold_batchnorm()
-        self.batch_size = cfg.batch_size or (GPU_BATCH if self.device.type == "cuda" else CPU_BATCH)
         if cfg.reference is not None and cfg.bank is not None:
             raise ForgeryDetError("give --reference or --bank, not both: a person's faces replace the bank")
         self.references: PersonReferences | None = None
@@ -159,7 +158,7 @@ class Scanner:
         """Fake probabilities, attention maps and neighbours for face crops, in batches."""
         m = self.model
         probs, sal, nb, sim = [], [], [], []
-        bs = self.batch_size
+        bs = self.config.batch_size
         for i in range(0, len(crops), bs):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + bs]])
             o, logits, sims = m.single_scores(x.to(self.device), self.tta, bank=self._bank())
