@@ -124,7 +124,7 @@ def fold_batchnorm(module: nn.Module, example: torch.Tensor) -> int:
     BatchNormAct2d: its activation). Which conv feeds which BatchNorm is seen on one forward pass of `example`.
     Inference only: the result has other parameters and no running statistics. It is exact only if each such
     conv output feeds nothing but its BatchNorm, which this cannot see: compare outputs (Encoder.fold_batchnorm).
-    Returns the number folded. On CPU it saves the BatchNorm passes, ~a quarter of an EfficientNet's time."""
+    Returns the number folded. It saves the BatchNorm passes: lite0's encoder 1.18x faster on a 2-core CPU."""
     produced: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}
     pairs: list[tuple[nn.Conv2d, str]] = []
     names = {m: n for n, m in module.named_modules()}

@@ -158,9 +158,8 @@ class Scanner:
         """Fake probabilities, attention maps and neighbours for face crops, in batches."""
         m = self.model
         probs, sal, nb, sim = [], [], [], []
-        bs = self.config.batch_size
-        for i in range(0, len(crops), bs):
-            x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + bs]])
+        for i in range(0, len(crops), self.config.batch_size):
+            x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
             o, logits, sims = m.single_scores(x.to(self.device), self.tta, bank=self._bank())
             if self.fusion is None:
                 probs.append(sigmoid(logits, self.temperature))
