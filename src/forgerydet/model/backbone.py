@@ -44,7 +44,7 @@ class Encoder(nn.Module):
 
             self.pretrained_source = load_pretrained(self.backbone, cfg.backbone, pretrained)
         self.data_config = timm.data.resolve_model_data_config(self.backbone)
-        self.input_size = int(cfg.img_size or self.data_config["input_size"][-1])
+        self.input_size = int(cfg.img_size or self.data_config["input_size"][-1])  # face crop side (Detector.img_size)
         self.num_prefix_tokens = int(getattr(self.backbone, "num_prefix_tokens", 0) or 0)
         self.backbone.reset_classifier(0)
         self.proj = nn.Conv2d(self.backbone.num_features, cfg.dim, kernel_size=1)

@@ -49,7 +49,7 @@ class Detector(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Dropout(cfg.drop), nn.Linear(cfg.dim, 1))
         self.bank = MemoryBank(cfg.bank_size, cfg.grid * cfg.grid, cfg.dim)
         dc = self.encoder.data_config
-        self.img_size = int(cfg.img_size or dc["input_size"][-1])
+        self.img_size = self.encoder.input_size
         self.register_buffer("mean", torch.tensor(dc["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(dc["std"]).view(1, 3, 1, 1), persistent=False)
         self.key_encoder.eval()
