@@ -100,9 +100,10 @@ def pairs_from_self_blend(
     config = config or ExtractConfig()
     out_dir = Path(out_dir)
     indexes = [Path(s) for s in sources if str(s).lower().endswith(".csv")]
-    if detector is None and len(indexes) < len(sources):
+    files = [s for s in sources if not str(s).lower().endswith(".csv")]
+    if detector is None and files:
         start_pool_early(opts.workers)  # its imports overlap the listing and grouping below
-    media = expand_sources([s for s in sources if not str(s).lower().endswith(".csv")]) if len(indexes) < len(sources) else []
+    media = expand_sources(files) if files else []
     images = [p for p in media if media_kind(p) == "image"]
     videos = [p for p in media if media_kind(p) != "image"]
 
