@@ -58,3 +58,21 @@ def tcfg(pairs: Path, out: Path, **kw) -> TrainConfig:
     base = dict(pairs=str(pairs), out=str(out), epochs=2, batch_size=6, lr=2e-3, workers=0, seed=0, device="cpu",
                 augment=False, warmup=0.1)
     return TrainConfig(**{**base, **kw})
+
+
+def randomise_batchnorm_statistics(module, seed: int = 0) -> int:
+    """Running statistics and affine parameters far from their initial values, so that folding has to be right."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n = 0
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
+                m.weight.copy_(torch.randn(c, generator=g))
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+                n += 1
+    return n

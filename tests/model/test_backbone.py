@@ -4,7 +4,7 @@
 import pytest
 
 from forgerydet.errors import ForgeryDetError
-from tests.helpers import tiny_model
+from tests.helpers import randomise_batchnorm_statistics, tiny_model
 
 
 def test_unknown_backbone_is_a_clear_error():
@@ -39,24 +39,6 @@ def test_encoder_stores_convolutions_channels_last_and_matches_nchw():
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in other.encoder.parameters() if p.ndim == 4)
 
 
-def _randomise_batchnorm_statistics(module, seed: int = 0) -> int:
-    """Running statistics and affine parameters far from their initial values, so that folding has to be right."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    n = 0
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
-                m.weight.copy_(torch.randn(c, generator=g))
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
-                n += 1
-    return n
-
-
 @pytest.mark.parametrize("backbone", ["test_efficientnet", "resnet10t"])
 def test_folding_batchnorm_into_convolutions_keeps_the_tokens(backbone):
     import copy
@@ -65,7 +47,7 @@ def test_folding_batchnorm_into_convolutions_keeps_the_tokens(backbone):
 
     torch.manual_seed(0)
     model = tiny_model(backbone=backbone).eval()
-    n_bn = _randomise_batchnorm_statistics(model.encoder)
+    n_bn = randomise_batchnorm_statistics(model.encoder)
     x = torch.rand(3, 3, 64, 64)
     plain = copy.deepcopy(model.encoder)
     folded = model.encoder.fold_batchnorm()
@@ -102,7 +84,7 @@ def test_folding_is_refused_where_a_convolution_output_is_also_used_elsewhere():
 
     torch.manual_seed(0)
     skip = Skip().eval()
-    _randomise_batchnorm_statistics(skip)
+    randomise_batchnorm_statistics(skip)
     x = torch.rand(2, 3, 16, 16)
     # the module-level function cannot see the second use: it folds, and the output changes
     changed = Skip().eval()
