@@ -1,5 +1,6 @@
 """faces/cascade.py: MTCNN's cascade with its area resampling from a summed-area table must give facenet-pytorch's
-own numbers bit for bit (the only reason it exists is speed)."""
+own numbers bit for bit (the only reason it exists is speed), except where facenet-pytorch lets one image's boxes
+suppress another's in a batch: there each image must get what it gets alone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch.nn.functional import interpolate
 
-from forgerydet.faces.cascade import AreaTable, WindowTooLarge, detect_face
+from forgerydet.faces.cascade import AreaTable, WindowTooLarge, batched_nms, batched_nms_numpy, detect_face, detect_faces
 from tests._faces_util import head
 
 
@@ -60,6 +61,23 @@ def _same_as_facenet(mtcnn, batch: np.ndarray) -> int:
     return n
 
 
+def _as_facenet_alone(mtcnn, found: list, images: list[np.ndarray]) -> int:
+    """Compare per-image results of faces/cascade.py with facenet-pytorch's MTCNN.detect on each image by itself:
+    the same faces, boxes and landmarks to 1e-3 px (R-Net's and O-Net's float rounding depends on how many boxes
+    share a call, ~1e-5 px); the number of faces."""
+    n = 0
+    for (b, p), image in zip(found, images):
+        fb, fprob, fp = (v[0] for v in mtcnn.detect(image[None], landmarks=True))
+        if fb is None:
+            assert len(b) == 0 and len(p) == 0
+            continue
+        assert len(b) == len(fb)
+        assert np.allclose(b[:, :4], fb.astype(np.float32), atol=1e-3) and np.allclose(p, fp.astype(np.float32), atol=1e-3)
+        assert np.allclose(b[:, 4], fprob.astype(np.float32), atol=1e-5)
+        n += len(b)
+    return n
+
+
 def _scene(astronaut: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
     """The astronaut's head at a random place and size on a noisy 240x320 frame."""
     frame = rng.integers(60, 180, (240, 320, 3), dtype=np.uint8)
@@ -78,18 +96,61 @@ def test_cascade_finds_what_facenet_finds_bit_for_bit(astronaut, detector_mtcnn)
 
 
 def test_cascade_on_real_photos_and_video_frames(shared_data, detector_mtcnn):
-    """The shared data's photos of every source and frames of its videos: the same boxes, scores and landmarks."""
+    """The shared data's photos of every source and frames of its videos: each photo's boxes, scores and
+    landmarks as facenet-pytorch finds them on that photo alone, whichever photos share its call (UTKFace's,
+    CelebA's and RMFD's tight crops are where facenet-pytorch's own batches differ: see test_nms_keeps_images_apart);
+    video frames, whose boxes stay inside the frame, bit for bit as facenet-pytorch's batch."""
+    m = detector_mtcnn
     found = 0
     for src in ("lfw", "utkface", "celeba", "rmfd_web"):
         paths = sorted((shared_data / "train" / src).glob("*.jpg"))[:16]
         images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
-        for shape in {im.shape for im in images}:
-            found += _same_as_facenet(detector_mtcnn, np.stack([im for im in images if im.shape == shape]))
+        shapes = list(dict.fromkeys(im.shape for im in images))
+        batches = [np.stack([im for im in images if im.shape == shape]) for shape in shapes]
+        pooled = detect_faces(batches, [m.min_face_size] * len(batches), m.pnet, m.rnet, m.onet, m.thresholds, m.factor)
+        found += _as_facenet_alone(m, pooled, [im for batch in batches for im in batch])
     for video in sorted((shared_data / "train" / "videos").glob("*.mp4"))[:3]:
         cap = cv2.VideoCapture(str(video))
         frames = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB) for _ in range(4)]
         found += _same_as_facenet(detector_mtcnn, np.stack(frames))
     assert found >= 60
+
+
+def test_detect_faces_pools_batches_of_different_sizes(astronaut, detector_mtcnn):
+    """Batches of three sizes in one call: each image gets what it gets through facenet-pytorch alone, and what
+    detect_face gives its own batch."""
+    m = detector_mtcnn
+    rng = np.random.default_rng(3)
+    batches = [np.stack([_scene(astronaut, s, rng) for s in sides]) for sides in ((60, 110), (150,), (90, 40, 200))]
+    batches[1] = batches[1][:, :200, :280]  # another size
+    batches[2] = np.stack([cv2.resize(im, (360, 270)) for im in batches[2]])
+    pooled = detect_faces(batches, [20, 20, 20], m.pnet, m.rnet, m.onet, m.thresholds, m.factor)
+    assert len(pooled) == 6
+    assert _as_facenet_alone(m, pooled, [im for batch in batches for im in batch]) >= 6
+    each = [r for batch in batches for r in detect_face(batch, 20, m.pnet, m.rnet, m.onet, m.thresholds, m.factor)]
+    for (b, p), (eb, ep) in zip(pooled, each):
+        assert b.shape == eb.shape and np.allclose(b, eb, atol=1e-3) and np.allclose(p, ep, atol=1e-3)
+
+
+def test_nms_keeps_images_apart():
+    """torchvision's batched_nms, which facenet-pytorch calls, keeps images apart by shifting each image's boxes by
+    its index x (largest coordinate + 1), which assumes no coordinate is below 0; a tight crop's face box starts
+    above and left of the image. Here a box of image 1 reaching past the top left would suppress image 0's face
+    (IoU 0.83 once shifted); and in the last stage's 'Min' overlap, any box inside another's shifted copy."""
+    from facenet_pytorch.models.utils import detect_face as facenet
+
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 100.0], [-105.0, -105.0, 5.0, 5.0]])
+    scores = torch.tensor([0.90, 0.95])
+    images = torch.tensor([0, 1])
+    assert facenet.batched_nms(boxes, scores, images, 0.7).tolist() == [1]  # the bug this avoids
+    assert sorted(batched_nms(boxes, scores, images, 0.7).tolist()) == [0, 1]
+    near = torch.tensor([[0.0, 0.0, 100.0, 100.0], [5.0, 5.0, 105.0, 105.0]])  # IoU 0.82
+    assert batched_nms(near, scores, torch.tensor([0, 0]), 0.7).tolist() == [1]  # one image: plain NMS
+    boxes = torch.tensor([[0.0, 0.0, 110.0, 110.0], [-120.0, -120.0, 100.0, 100.0]])
+    assert facenet.batched_nms_numpy(boxes, scores, images, 0.7, "Min").tolist() == [1]
+    assert sorted(batched_nms_numpy(boxes, scores, images, 0.7, "Min").tolist()) == [0, 1]
+    assert batched_nms_numpy(boxes, scores, torch.tensor([0, 0]), 0.7, "Min").tolist() == [1]  # one inside the other
+    assert len(batched_nms(boxes[:0], scores[:0], images[:0], 0.7)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +173,7 @@ def test_detector_falls_back_to_facenet_where_windows_are_too_large(astronaut, m
     def too_large(*args, **kwargs):
         raise WindowTooLarge("area windows too large for exact float32 sums")
 
-    monkeypatch.setattr(cascade, "detect_face", too_large)
+    monkeypatch.setattr(cascade, "detect_faces", too_large)
     got = FaceDetector(DetectorConfig()).detect([frame])[0]
     assert len(want) == len(got) == 1
     assert np.array_equal(want.boxes, got.boxes) and np.array_equal(want.landmarks, got.landmarks)
