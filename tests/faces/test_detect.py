@@ -132,3 +132,32 @@ def test_channels_last_mtcnn_finds_the_same_faces(astronaut, detector):
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
         np.testing.assert_allclose(a.confidences, b.confidences, atol=1e-5)
+
+
+def test_each_image_gets_its_own_faces_whatever_shares_its_call(astronaut, monkeypatch):
+    """Images of many sizes in one `detect` call (full batches, remainders, photos of one of a kind, tight crops
+    whose boxes start outside the image, large frames split across calls by the pixel bound): each image's faces
+    are those it gets when detected alone (to R-Net's float rounding)."""
+    from forgerydet.faces import detect as detect_module
+
+    monkeypatch.setattr(detect_module, "POOL_PIXELS", 300_000)  # several pooled calls even for these few images
+    det = FaceDetector(DetectorConfig(batch_size=4))
+    rng = np.random.default_rng(5)
+    images = [_framed(astronaut, 96) for _ in range(5)]  # a full batch of 4 and one left over
+    images += [cv2.resize(head(astronaut)[20:200, 30:190], (w, w + 10)) for w in (90, 104, 117)]  # one of a kind
+    # Two tight crops of one size, whose face boxes start above and left of the image: facenet-pytorch's batched
+    # suppression let the second's boxes change the first's face when the two shared a batch.
+    images += [cv2.resize(head(astronaut)[c - s - dy : c + s - dy, c - s : c + s], (150, 150))
+               for c, s, dy in ((110, 49, 20), (110, 82, 0))]
+    images += [cv2.resize(_framed(astronaut, 160), (400 + 40 * k, 200 + 20 * k)) for k in range(3)]
+    images += [rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)]  # no face
+    order = rng.permutation(len(images))
+    images = [images[i] for i in order]
+    together = det.detect(images)
+    alone = [det.detect([im])[0] for im in images]
+    assert sum(len(d) > 0 for d in together) >= 11
+    for t, a in zip(together, alone):
+        assert len(t) == len(a)
+        np.testing.assert_allclose(t.boxes, a.boxes, atol=1e-3)
+        np.testing.assert_allclose(t.landmarks, a.landmarks, atol=1e-3)
+        np.testing.assert_allclose(t.confidences, a.confidences, atol=1e-5)

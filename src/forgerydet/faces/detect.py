@@ -164,6 +164,7 @@ def crop_faces(
 
 
 POOL = 32  # images at most in one cascade call of batches smaller than batch_size (see FaceDetector.detect)
+POOL_PIXELS = 4_000_000  # and detection-size pixels at most (ten 640x640 photos): bounds the tables' memory
 
 
 def channels_last(mtcnn) -> None:
@@ -231,10 +232,14 @@ class FaceDetector:
         # (measured: 8 LFW photos already give R-Net hundreds of boxes).
         full = [[b] for b in batches if len(b[0]) == cfg.batch_size]
         pools: list[list[tuple[list[int], int]]] = []
+        pixels = 0  # of the last pool: its summed-area tables (12 bytes a pixel) live until its call ends
         for b in (b for b in batches if len(b[0]) < cfg.batch_size):
-            if not pools or sum(len(c) for c, _ in pools[-1]) + len(b[0]) > POOL:
+            more = len(b[0]) * small[b[0][0]].shape[0] * small[b[0][0]].shape[1]
+            if not pools or sum(len(c) for c, _ in pools[-1]) + len(b[0]) > POOL or pixels + more > POOL_PIXELS:
                 pools.append([])
+                pixels = 0
             pools[-1].append(b)
+            pixels += more
         for pool in full + pools:
             chunks = [c for c, _ in pool]
             found = self._cascade([np.stack([small[i] for i in c]) for c in chunks], [m for _, m in pool])
