@@ -177,3 +177,33 @@ def test_detector_falls_back_to_facenet_where_windows_are_too_large(astronaut, m
     got = FaceDetector(DetectorConfig()).detect([frame])[0]
     assert len(want) == len(got) == 1
     assert np.array_equal(want.boxes, got.boxes) and np.array_equal(want.landmarks, got.landmarks)
+
+
+def test_facenet_cascade_suppresses_per_image_where_it_runs(astronaut, monkeypatch):
+    """Where facenet-pytorch's own cascade runs (a GPU; here forced on the CPU, as for a too-large box), two tight
+    crops sharing a batch get the faces each gets alone (facenet-pytorch's batched suppression changed the first's
+    by 17 px), and facenet-pytorch's functions are its own again afterwards."""
+    from facenet_pytorch.models.utils import detect_face as facenet
+
+    from forgerydet.faces import cascade
+    from forgerydet.faces.detect import DetectorConfig, FaceDetector
+
+    crops = [cv2.resize(head(astronaut)[110 - s - dy : 110 + s - dy, 110 - s : 110 + s], (150, 150))
+             for s, dy in ((49, 20), (82, 0))]
+
+    def too_large(*args, **kwargs):
+        raise WindowTooLarge("area windows too large for exact float32 sums")
+
+    monkeypatch.setattr(cascade, "detect_faces", too_large)
+    det = FaceDetector(DetectorConfig())
+    together = det.detect(crops)
+    alone = [det.detect([c])[0] for c in crops]
+    mtcnn = det.mtcnn
+    mtcnn.min_face_size = 32
+    unpatched = mtcnn.detect(np.stack(crops), landmarks=True)[0][0]  # facenet-pytorch as it ships
+    assert not np.allclose(np.asarray(unpatched, np.float32)[0], alone[0].boxes[0], atol=1.0)  # the bug is there
+    for t, a in zip(together, alone):
+        assert len(t) == len(a) == 1
+        np.testing.assert_allclose(t.boxes, a.boxes, atol=1e-3)
+        np.testing.assert_allclose(t.landmarks, a.landmarks, atol=1e-3)
+    assert facenet.batched_nms is not cascade.batched_nms and facenet.batched_nms_numpy is not cascade.batched_nms_numpy

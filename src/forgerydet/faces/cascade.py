@@ -23,11 +23,16 @@ Deliberate differences:
   face filling a photo) and breaks ties by the other images' boxes, so a photo's faces depended on its batch.
   Each image now gets what facenet-pytorch gives it alone (to R-Net's float rounding, ~1e-5 px, which depends on
   how many boxes share a call); a batch without such boxes, bit for bit what facenet-pytorch gives the batch.
+  Where facenet-pytorch's own cascade runs (a GPU; a box too large for exact sums), faces/detect.py runs it
+  inside `facenet_suppressing_per_image`, with the same suppression.
 - `detect_faces` takes batches of different sizes in one call: P-Net on each, R-Net and O-Net on all their
   boxes together (photos of many sizes, each a batch of its own, no longer pay a pass of each net per photo).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -132,7 +137,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, image_inds: torch.Ten
     UTKFace photos in batches of 8 differed from the photo alone, by up to 50 px. P-Net's own boxes never start
     below 0; `detect_faces` keeps torchvision's `batched_nms` for those (one call per pyramid level)."""
     if len(boxes) == 0:
-        return torch.empty((0,), dtype=torch.int64)
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     if bool((image_inds == image_inds[0]).all()):
         return nms(boxes, scores, threshold)
     keep = []
@@ -148,13 +153,29 @@ def batched_nms_numpy(boxes: torch.Tensor, scores: torch.Tensor, image_inds: tor
     """facenet-pytorch's numpy NMS of the last stage ('Min': overlap / the smaller area), each image on its own
     (see `batched_nms`). Kept indices, image by image."""
     if len(boxes) == 0:
-        return torch.empty((0,), dtype=torch.int64)
-    b, s, inds = boxes.numpy(), scores.numpy(), image_inds.numpy()
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    b, s, inds = boxes.cpu().numpy(), scores.cpu().numpy(), image_inds.cpu().numpy()
     keep = []
     for k in np.unique(inds):
         sel = np.flatnonzero(inds == k)
         keep.append(sel[nms_numpy(b[sel], s[sel], threshold, method).astype(np.int64)])
-    return torch.from_numpy(np.concatenate(keep))
+    return torch.from_numpy(np.concatenate(keep)).to(boxes.device)
+
+
+@contextmanager
+def facenet_suppressing_per_image() -> Iterator[None]:
+    """Within this block facenet-pytorch's own cascade (`MTCNN.detect`: on a GPU, or on a CPU for a box too large
+    for exact area sums) suppresses each image's boxes on their own too, with `batched_nms` and
+    `batched_nms_numpy` here in place of the ones its detect_face module calls (restored on leaving). Not for use
+    from several threads at once."""
+    from facenet_pytorch.models.utils import detect_face as facenet
+
+    saved = facenet.batched_nms, facenet.batched_nms_numpy
+    facenet.batched_nms, facenet.batched_nms_numpy = batched_nms, batched_nms_numpy
+    try:
+        yield
+    finally:
+        facenet.batched_nms, facenet.batched_nms_numpy = saved
 
 
 class Tables:

@@ -252,13 +252,13 @@ class FaceDetector:
         (boxes (N,4), probs (N,), landmarks (N,5,2)), or Nones. On a CPU, faces/cascade.py's copy of
         facenet-pytorch's cascade (the same numbers, its area resampling from summed-area tables, R-Net and O-Net
         over the boxes of every batch at once); elsewhere, or for a box too large for it, facenet-pytorch's own,
-        batch by batch."""
+        batch by batch, with the same per-image suppression."""
         import torch
+
+        from forgerydet.faces.cascade import WindowTooLarge, detect_faces, facenet_suppressing_per_image
 
         mtcnn = self.mtcnn
         if torch.device(mtcnn.device).type == "cpu":
-            from forgerydet.faces.cascade import WindowTooLarge, detect_faces
-
             try:
                 found = detect_faces(batches, min_sizes, mtcnn.pnet, mtcnn.rnet, mtcnn.onet, mtcnn.thresholds,
                                      mtcnn.factor)
@@ -266,10 +266,11 @@ class FaceDetector:
             except WindowTooLarge:
                 pass
         out = []
-        for batch, min_size in zip(batches, min_sizes):
-            mtcnn.min_face_size = min_size
-            boxes, probs, points = mtcnn.detect(batch, landmarks=True)
-            out += list(zip(boxes, probs, points))
+        with facenet_suppressing_per_image():
+            for batch, min_size in zip(batches, min_sizes):
+                mtcnn.min_face_size = min_size
+                boxes, probs, points = mtcnn.detect(batch, landmarks=True)
+                out += list(zip(boxes, probs, points))
         return out
 
     def _filter(self, boxes, probs, points, scale: float) -> Detections:
