@@ -232,14 +232,14 @@ class FaceDetector:
         # (measured: 8 LFW photos already give R-Net hundreds of boxes).
         full = [[b] for b in batches if len(b[0]) == cfg.batch_size]
         pools: list[list[tuple[list[int], int]]] = []
-        pixels = 0  # of the last pool: its summed-area tables (12 bytes a pixel) live until its call ends
+        images = pixels = 0  # in the last pool: its summed-area tables (12 bytes a pixel) live until its call ends
         for b in (b for b in batches if len(b[0]) < cfg.batch_size):
             more = len(b[0]) * small[b[0][0]].shape[0] * small[b[0][0]].shape[1]
-            if not pools or sum(len(c) for c, _ in pools[-1]) + len(b[0]) > POOL or pixels + more > POOL_PIXELS:
+            if not pools or images + len(b[0]) > POOL or pixels + more > POOL_PIXELS:
                 pools.append([])
-                pixels = 0
+                images = pixels = 0
             pools[-1].append(b)
-            pixels += more
+            images, pixels = images + len(b[0]), pixels + more
         for pool in full + pools:
             chunks = [c for c, _ in pool]
             found = self._cascade([np.stack([small[i] for i in c]) for c in chunks], [m for _, m in pool])
