@@ -11,7 +11,7 @@ import torch
 from torch.nn.functional import interpolate
 
 from forgerydet.faces.cascade import AreaTable, WindowTooLarge, batched_nms, batched_nms_numpy, detect_face, detect_faces
-from tests._faces_util import head
+from tests._faces_util import head, tight_pair
 
 
 def _boxes_like_facenet(rng: np.random.Generator, h: int, w: int, n: int):
@@ -153,6 +153,11 @@ def test_nms_keeps_images_apart():
     assert len(batched_nms(boxes[:0], scores[:0], images[:0], 0.7)) == 0
 
 
+def _too_large(*args, **kwargs):
+    """In place of cascade.detect_faces: what it raises for a box too large for exact sums."""
+    raise WindowTooLarge("area windows too large for exact float32 sums")
+
+
 @pytest.fixture(scope="module")
 def detector_mtcnn():
     from forgerydet.faces.detect import DetectorConfig, FaceDetector
@@ -170,10 +175,7 @@ def test_detector_falls_back_to_facenet_where_windows_are_too_large(astronaut, m
     frame = _scene(astronaut, 120, np.random.default_rng(1))
     want = FaceDetector(DetectorConfig()).detect([frame])[0]
 
-    def too_large(*args, **kwargs):
-        raise WindowTooLarge("area windows too large for exact float32 sums")
-
-    monkeypatch.setattr(cascade, "detect_faces", too_large)
+    monkeypatch.setattr(cascade, "detect_faces", _too_large)
     got = FaceDetector(DetectorConfig()).detect([frame])[0]
     assert len(want) == len(got) == 1
     assert np.array_equal(want.boxes, got.boxes) and np.array_equal(want.landmarks, got.landmarks)
@@ -188,13 +190,8 @@ def test_facenet_cascade_suppresses_per_image_where_it_runs(astronaut, monkeypat
     from forgerydet.faces import cascade
     from forgerydet.faces.detect import DetectorConfig, FaceDetector
 
-    crops = [cv2.resize(head(astronaut)[110 - s - dy : 110 + s - dy, 110 - s : 110 + s], (150, 150))
-             for s, dy in ((49, 20), (82, 0))]
-
-    def too_large(*args, **kwargs):
-        raise WindowTooLarge("area windows too large for exact float32 sums")
-
-    monkeypatch.setattr(cascade, "detect_faces", too_large)
+    crops = tight_pair(astronaut)
+    monkeypatch.setattr(cascade, "detect_faces", _too_large)
     det = FaceDetector(DetectorConfig())
     together = det.detect(crops)
     alone = [det.detect([c])[0] for c in crops]

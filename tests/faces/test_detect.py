@@ -9,7 +9,7 @@ import pytest
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, FaceDetector, crop_face, crop_faces, square_box
 from forgerydet.faces.media import Frame
-from tests._faces_util import head
+from tests._faces_util import head, tight_pair
 
 # ---------------------------------------------------------------- cropping (no detector)
 
@@ -145,10 +145,7 @@ def test_each_image_gets_its_own_faces_whatever_shares_its_call(astronaut, monke
     rng = np.random.default_rng(5)
     images = [_framed(astronaut, 96) for _ in range(5)]  # a full batch of 4 and one left over
     images += [cv2.resize(head(astronaut)[20:200, 30:190], (w, w + 10)) for w in (90, 104, 117)]  # one of a kind
-    # Two tight crops of one size, whose face boxes start above and left of the image: facenet-pytorch's batched
-    # suppression let the second's boxes change the first's face when the two shared a batch.
-    images += [cv2.resize(head(astronaut)[c - s - dy : c + s - dy, c - s : c + s], (150, 150))
-               for c, s, dy in ((110, 49, 20), (110, 82, 0))]
+    images += tight_pair(astronaut)  # facenet-pytorch's batched suppression mixed these two up
     images += [cv2.resize(_framed(astronaut, 160), (400 + 40 * k, 200 + 20 * k)) for k in range(3)]
     images += [rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)]  # no face
     order = rng.permutation(len(images))
