@@ -114,3 +114,36 @@ def test_dense_landmarks_use_their_hull(face):
 def test_bad_inputs_say_what_is_wrong(img, lm, msg):
     with pytest.raises(ForgeryDetError, match=msg):
         self_blend(img, lm, np.random.default_rng(0))
+
+
+def test_local_masks_cover_one_facial_part(face):
+    """'local' masks (train --sbi-local) blend one part - eyes, nose, mouth or lower face - not the whole face:
+    a fraction of a whole-face mask, centred on that part, and each part comes up."""
+    img, lm = face
+    eye_dist = float(np.linalg.norm(lm[1] - lm[0]))
+    eyes_y, mouth_y = (lm[0, 1] + lm[1, 1]) / 2, (lm[3, 1] + lm[4, 1]) / 2
+    local, whole = SBIConfig(mask_probs=(0, 0, 0, 1)), SBIConfig()
+    near, areas = {"eyes": 0, "mouth": 0}, []
+    for seed in range(40):
+        m = face_mask(img.shape, lm, np.random.default_rng(seed), local)
+        assert m.dtype == np.float32 and m.max() == pytest.approx(1.0)
+        areas.append((m > 0.5).sum())
+        assert 0 < areas[-1] < 3 * eye_dist**2, seed  # the lower face, grown by dilation, at most
+        ys, xs = np.nonzero(m > 0.5)
+        assert lm[0, 0] - eye_dist < xs.mean() < lm[1, 0] + eye_dist, seed
+        assert eyes_y - eye_dist < ys.mean() < mouth_y + eye_dist, seed
+        near["eyes"] += abs(ys.mean() - eyes_y) < 0.25 * eye_dist
+        near["mouth"] += abs(ys.mean() - mouth_y) < 0.25 * eye_dist
+    assert min(near.values()) >= 4, near
+    whole_areas = [(face_mask(img.shape, lm, np.random.default_rng(s), whole) > 0.5).sum() for s in range(40)]
+    assert np.median(areas) < 0.4 * np.median(whole_areas)
+
+
+def test_a_share_of_local_masks_leaves_the_other_kinds_in_proportion():
+    assert SBIConfig.with_local(0.0) == SBIConfig()
+    assert SBIConfig.with_local(0.2).mask_probs == pytest.approx((0.4, 0.2, 0.2, 0.2))
+    assert SBIConfig.with_local(1.0).mask_probs == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(ForgeryDetError, match=r"\[0, 1\]"):
+        SBIConfig.with_local(1.5)
+    with pytest.raises(ForgeryDetError, match="mask_probs"):
+        SBIConfig(mask_probs=(0.5, 0.25, 0.25))  # four kinds since 'local'

@@ -132,3 +132,37 @@ def test_validation_lists_count_a_fake_once(pairs, tmp_path):
     paths, labels, refs, _ = validation_lists(read_pairs(tmp_path / "pairs.csv", need_splits=("val",)))
     assert [p.name for p in paths] == ["g6_f0_real.png", "g6_f1_real.png", "g6_f0_fake.png"] and labels == [0, 0, 1]
     assert refs[2].name == "g6_f0_real.png"
+
+
+def test_online_self_blends_follow_the_share_of_local_masks(tmp_path, astronaut):
+    """`train --sbi-local 1`: every pseudo-fake blended online changes one facial part, so far fewer pixels than the
+    whole-face blends of the default (0) on the same faces and seeds."""
+    import cv2
+    from facenet_pytorch import MTCNN
+
+    from tests._faces_util import head
+    from forgerydet.pairs.table import format_landmarks
+
+    face = np.ascontiguousarray(head(astronaut))
+    _, _, points = MTCNN(device="cpu").detect(face, landmarks=True)
+    lines = ["real,fake,group,split,method,landmarks"]
+    for i in range(3):
+        shifted = np.roll(face, 2 * i, axis=1)  # three 'people', one photo each
+        cv2.imwrite(str(tmp_path / f"p{i}.png"), shifted[:, :, ::-1])
+        lines.append(f"p{i}.png,,p{i},train,sbi,{format_landmarks(np.asarray(points[0], np.float64) + [2 * i, 0])}")
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    table = read_pairs(tmp_path / "pairs.csv", need_splits=("train",))
+
+    def changed(share: float) -> float:
+        ds = TrainPairs(table, 128, seed=0, augment=False, sbi_local=share)
+        total = 0.0
+        for epoch in range(8):
+            ds.set_epoch(epoch)
+            for k in range(0, len(ds), 2):  # the fakes; each item's reference is the real it was blended from
+                item = ds[k]
+                assert float(item["label"]) == 1.0
+                total += float(((item["x"] - item["ref"]).abs().amax(0) > 4 / 255).float().mean())
+        return total
+
+    assert TrainPairs(table, 128, sbi_local=0.3).sbi_config.mask_probs[3] == pytest.approx(0.3)
+    assert changed(1.0) < 0.5 * changed(0.0)

@@ -93,6 +93,7 @@ def train_cmd(
     amp: Annotated[str, typer.Option(help="'auto' (bf16 on GPU, off on CPU), 'bf16', 'fp16', 'off'.")] = TrainConfig.amp,
     augment: Annotated[bool, typer.Option(help="Forgery-suited augmentation (flip, scale, JPEG, blur, ...).")] = TrainConfig.augment,
     sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = TrainConfig.sbi_online,
+    sbi_local: Annotated[float, typer.Option(help="Share of online self-blends whose mask is one facial part (eyes, nose, mouth or lower face) instead of the whole face: pseudo-fakes of local edits (reenactment, a re-rendered mouth).")] = TrainConfig.sbi_local,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings; only "
                                          "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
@@ -110,7 +111,7 @@ def train_cmd(
         tcfg = TrainConfig(pairs=str(pairs), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
-                           sbi_online=sbi_online, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
+                           sbi_online=sbi_online, sbi_local=sbi_local, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
                            calibration_fpr=calibration_fpr, tune=tune, init=None if init is None else str(init))
         # options the user typed (by the source's name: typer may bring its own click and its own enum)
         given = {name for name in ctx.params

@@ -38,7 +38,18 @@ _JAW = np.concatenate([_JAW_RIGHT, _JAW_RIGHT[1:] * _MIRROR])
 _BROWS = np.concatenate([_BROW_RIGHT, _BROW_RIGHT * _MIRROR])
 _FACE_CENTRE = np.array([0.0, 0.55])  # the nose: "inner" masks shrink towards it
 _EYE_MOUTH_RATIO = 1.09  # mean face: eye-to-mouth distance / eye-to-eye distance
-_MASK_KINDS = ("face", "extended", "inner")
+_MASK_KINDS = ("face", "extended", "inner", "local")
+# 'local' masks cover one facial part, an ellipse in face units: (centre x, centre y, half-width, half-height).
+# A face swap replaces the whole face; reenactment and local edits (Face2Face, NeuralTextures' mouth) re-render
+# only part of it, so their boundary lies inside the face, where a whole-face self-blend never puts one.
+_PARTS = {
+    "eyes": (0.0, -0.05, 0.95, 0.38),  # both eyes and the lower brows
+    "nose": (0.0, 0.5, 0.32, 0.42),
+    "mouth": (0.0, 1.02, 0.7, 0.35),
+    "lower": (0.0, 0.95, 0.85, 0.62),  # nose tip to above the chin: the mouth region with its surround
+}
+_ELLIPSE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
+                     np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))], 1)  # (16,2) unit circle
 
 
 @dataclass
@@ -60,9 +71,12 @@ class SBIConfig:
       translate:                (x, y) shift as a fraction of width/height, U(-t, t) each: (0.03, 0.015).
       scale:                    zoom about the centre, U(0.95, 1/0.95).
     Mask (face_mask):
-      mask_probs:               probabilities of the 5-point mask kinds ('face' = brows to chin,
-                                'extended' = brows raised to the forehead, 'inner' = outline shrunk towards
-                                the nose), (0.5, 0.25, 0.25).
+      mask_probs:               probabilities of the mask kinds ('face' = brows to chin, 'extended' = brows
+                                raised to the forehead, 'inner' = outline shrunk towards the nose, 'local' =
+                                one facial part: eyes, nose, mouth or lower face, each half-axis scaled by
+                                U(local_scale)), (0.5, 0.25, 0.25, 0). With 68/81 landmarks the hull is used,
+                                except that a share mask_probs[3] / sum of masks are 'local'.
+      local_scale:              'local' part size range (0.85, 1.15).
       forehead:                 'extended' brow lift factor range (1.5, 2.5) (brows at y*-factor).
       inner_shrink:             'inner' shrink factor range (0.8, 0.95).
       outline_jitter:           std of per-point Gaussian jitter of the outline, in face units (0.03).
@@ -94,7 +108,8 @@ class SBIConfig:
     blur_sigma: tuple[float, float] = (0.5, 1.5)
     translate: tuple[float, float] = (0.03, 0.015)
     scale: tuple[float, float] = (0.95, 1 / 0.95)
-    mask_probs: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    mask_probs: tuple[float, float, float, float] = (0.5, 0.25, 0.25, 0.0)
+    local_scale: tuple[float, float] = (0.85, 1.15)
     forehead: tuple[float, float] = (1.5, 2.5)
     inner_shrink: tuple[float, float] = (0.8, 0.95)
     outline_jitter: float = 0.03
@@ -109,15 +124,25 @@ class SBIConfig:
     blur_mask_sigma: tuple[float, float] = (0.06, 0.56)
     blend_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 
+    @classmethod
+    def with_local(cls, share: float) -> "SBIConfig":
+        """The default self-blend with a share of 'local' masks (one facial part) in place of whole-face ones,
+        the other kinds keeping their proportions (`train --sbi-local`)."""
+        if not 0.0 <= share <= 1.0:
+            raise ForgeryDetError(f"the share of local masks must be in [0, 1], got {share}")
+        face, extended, inner, _ = cls.mask_probs
+        k = 1.0 - share
+        return cls(mask_probs=(face * k, extended * k, inner * k, share))
+
     def __post_init__(self) -> None:
         probs = [("rgb_shift_p", self.rgb_shift_p), ("dilate_p", self.dilate_p), ("full81_p", self.full81_p)]
         for name, p in probs:
             if not 0.0 <= p <= 1.0:
                 raise ForgeryDetError(f"{name}={p} must be in [0, 1]")
-        for name, ps, n in [("freq_probs", self.freq_probs, 3), ("mask_probs", self.mask_probs, 3)]:
+        for name, ps, n in [("freq_probs", self.freq_probs, 3), ("mask_probs", self.mask_probs, 4)]:
             if len(ps) != n or min(ps) < 0 or sum(ps) <= 0:
                 raise ForgeryDetError(f"{name}={ps} must be {n} non-negative weights with a positive sum")
-        ranges = ["sharpen_alpha", "sharpen_lightness", "blur_sigma", "scale", "forehead", "inner_shrink",
+        ranges = ["sharpen_alpha", "sharpen_lightness", "blur_sigma", "scale", "forehead", "inner_shrink", "local_scale",
                   "work_jitter", "morph_size", "blur_size", "blur_mask_sigma"]
         for name in ranges:
             lo, hi = getattr(self, name)
@@ -176,22 +201,33 @@ def _face_frame(lm5: np.ndarray) -> tuple[np.ndarray, float]:
 # ---------------------------------------------------------------------------------------------- the mask
 
 
-def _outline(lm: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) -> np.ndarray:
-    """(P,2) pixel points whose convex hull is the (unsoftened) blending region."""
-    if len(lm) == 81:
-        return lm if rng.random() < cfg.full81_p else lm[:68]
-    if len(lm) == 68:
-        return lm
-    kind = _MASK_KINDS[rng.choice(3, p=np.asarray(cfg.mask_probs) / sum(cfg.mask_probs))]
-    jaw, brows = _JAW.copy(), _BROWS.copy()
-    if kind == "extended":
-        brows[:, 1] *= rng.uniform(*cfg.forehead)
-    pts = np.concatenate([jaw, brows])  # (P,2) face units
-    if kind == "inner":
-        pts = _FACE_CENTRE + (pts - _FACE_CENTRE) * rng.uniform(*cfg.inner_shrink)
+def _outline(lm: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) -> tuple[np.ndarray, float | None]:
+    """(P,2) pixel points whose convex hull is the (unsoftened) blending region, and for a 'local' mask the
+    part's smaller diameter in face units (None otherwise), which bounds its erosion and blur."""
+    probs = np.asarray(cfg.mask_probs, np.float64) / sum(cfg.mask_probs)
+    if len(lm) in (68, 81):
+        # (no draw when local masks are off, so a seed gives the masks it gave before they existed)
+        if not (probs[3] > 0 and rng.random() < probs[3]):
+            return (lm if len(lm) == 68 or rng.random() < cfg.full81_p else lm[:68]), None
+        kind = "local"
+    else:
+        kind = _MASK_KINDS[rng.choice(4, p=probs)]  # one uniform draw: with probs[3] = 0 as with 3 kinds
+    part = None
+    if kind == "local":
+        cx, cy, ax, ay = _PARTS[list(_PARTS)[rng.integers(len(_PARTS))]]
+        half = np.array([ax, ay]) * rng.uniform(*cfg.local_scale, size=2)
+        pts = np.array([cx, cy]) + _ELLIPSE * half
+        part = float(2 * min(half[0], half[1] * _EYE_MOUTH_RATIO))  # y units are eye-to-mouth distances
+    else:
+        jaw, brows = _JAW.copy(), _BROWS.copy()
+        if kind == "extended":
+            brows[:, 1] *= rng.uniform(*cfg.forehead)
+        pts = np.concatenate([jaw, brows])  # (P,2) face units
+        if kind == "inner":
+            pts = _FACE_CENTRE + (pts - _FACE_CENTRE) * rng.uniform(*cfg.inner_shrink)
     pts = pts + rng.normal(0.0, cfg.outline_jitter, pts.shape)
-    a, _ = _face_frame(lm)
-    return pts @ a[:, :2].T + a[:, 2]
+    a, _ = _face_frame(_five_points(lm))
+    return pts @ a[:, :2].T + a[:, 2], part
 
 
 def _odd(x: float) -> int:
@@ -210,7 +246,7 @@ def face_mask(
     cfg = cfg or SBIConfig()
     h, w = int(shape[0]), int(shape[1])
     lm = _check_landmarks(landmarks)
-    pts = _outline(lm, rng, cfg)  # (P,2) image pixels
+    pts, part = _outline(lm, rng, cfg)  # (P,2) image pixels
 
     base = min(1.0, cfg.work_side / min(h, w))
     fy, fx = base * rng.uniform(*cfg.work_jitter, size=2)
@@ -236,15 +272,17 @@ def face_mask(
         field[..., 1] += np.arange(hs, dtype=np.float32)[:, None]
         mask = cv2.remap(mask, field, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-    k = _odd(rng.uniform(*cfg.morph_size) * s)
+    # a facial part is smaller than the face: its erosion and blur stay under a third of its diameter
+    cap = np.inf if part is None else part * s / 3
+    k = _odd(min(rng.uniform(*cfg.morph_size) * s, cap))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     morphed = cv2.dilate(mask, kernel) if rng.random() < cfg.dilate_p else cv2.erode(mask, kernel)
     if morphed.max() > 127:  # an erosion that removed the whole region is skipped
         mask = morphed
     mask = mask.astype(np.float32) / 255.0
 
-    kb = _odd(rng.uniform(*cfg.blur_size) * s)
-    mask = cv2.GaussianBlur(mask, (kb, kb), rng.uniform(*cfg.blur_mask_sigma) * s)
+    kb = _odd(min(rng.uniform(*cfg.blur_size) * s, cap))
+    mask = cv2.GaussianBlur(mask, (kb, kb), min(rng.uniform(*cfg.blur_mask_sigma) * s, cap))
     peak = float(mask.max())
     if peak <= 0:
         raise ForgeryDetError("the face region from these landmarks lies outside the image: check the landmarks")

@@ -37,7 +37,11 @@ class TrainPairs(Dataset):
     never the identical image, so a zero difference can never mean 'real'.
     """
 
-    def __init__(self, table: PairsTable, size: int, seed: int = 0, augment: bool = True, sbi_online: bool = True):
+    def __init__(self, table: PairsTable, size: int, seed: int = 0, augment: bool = True, sbi_online: bool = True,
+                 sbi_local: float = 0.0):
+        from forgerydet.pairs.sbi import SBIConfig
+
+        self.sbi_config = SBIConfig.with_local(sbi_local)  # how online self-blends are made (TrainConfig.sbi_local)
         self.rows = table.fakes("train")
         self.reals = table.reals("train")
         self.by_group: dict[str, list[Path]] = {}
@@ -84,7 +88,7 @@ class TrainPairs(Dataset):
                 from forgerydet.pairs.sbi import self_blend
 
                 lm = row.landmarks * (work / raw.shape[1])  # stored in the crop's own pixels
-                fake, _ = self_blend(real, lm, rng)
+                fake, _ = self_blend(real, lm, rng, self.sbi_config)
             else:
                 fake = load_image(row.fake, work)
             x, ref, real_path = fake, real, row.real

@@ -203,7 +203,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
-    ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online)
+    ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
+                    sbi_local=tcfg.sbi_local)
     steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
     total = steps_epoch * tcfg.epochs
