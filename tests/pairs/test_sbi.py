@@ -147,3 +147,18 @@ def test_a_share_of_local_masks_leaves_the_other_kinds_in_proportion():
         SBIConfig.with_local(1.5)
     with pytest.raises(ForgeryDetError, match="mask_probs"):
         SBIConfig(mask_probs=(0.5, 0.25, 0.25))  # four kinds since 'local'
+
+
+def test_dense_landmarks_take_local_masks_too(face):
+    """With 68 points the hull is the whole-face mask; a local share replaces it by a facial part placed by the
+    same 5 points, so it lies inside the hull and is smaller."""
+    img, lm = face
+    centre = lm.mean(0)
+    angle = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    ring = centre + 60 * np.stack([np.cos(angle), np.sin(angle)], 1)  # (68,2), around the whole face
+    ring[36:42], ring[42:48] = lm[0], lm[1]
+    ring[30], ring[48], ring[54] = lm[2], lm[3], lm[4]
+    hull = [(face_mask(img.shape, ring, np.random.default_rng(s)) > 0.5).sum() for s in range(8)]
+    local = [(face_mask(img.shape, ring, np.random.default_rng(s), SBIConfig(mask_probs=(0, 0, 0, 1))) > 0.5).sum()
+             for s in range(8)]
+    assert max(local) < min(hull)

@@ -1,0 +1,120 @@
+"""Does the model catch a blend inside the face, as well as one at its edge? Held-out real faces, each with two
+self-blends made from it (pairs/sbi.py, seeded): a whole-face one (the default masks, as training uses) and a
+'local' one (one facial part: eyes, nose, mouth or lower face; `train --sbi-local`), scored as `evaluate --crops`
+scores crops (the checkpoint's calibrated probability and stored threshold). Per kind: real-vs-fake AUC and the
+share of the fakes called FAKE; and the real faces' share called FAKE.
+
+Why: a whole-face self-blend puts its boundary at the face's edge, where a face swap leaves one; reenactment and
+local edits (Face2Face, NeuralTextures' re-rendered mouth) leave theirs inside the face. A model that misses local
+self-blends has no reason to catch those forgeries. These are pseudo-fakes of the kind a local-mask model trains
+on, so for such a model this measures what it learned, not how it generalises to real reenactment.
+
+The faces: the 'val' split of a pairs.csv that the checkpoint never trained on (for the shipped file, `make
+shipped-calib`: runs/shipped_calib_pairs/pairs.csv), `--n` of them, seeded, with their stored landmarks.
+
+    .venv/bin/python bench/local_blends.py CHECKPOINT [CHECKPOINT ...] --pairs runs/shipped_calib_pairs/pairs.csv
+                                           [--n 300] [--seed 0] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import figure, finish, machine  # noqa: E402
+
+KINDS = ("whole face", "local")
+
+
+def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, np.ndarray]]:
+    """(real crop, its 5 landmarks in crop pixels) of n 'val' rows at random (seeded)."""
+    from forgerydet.pairs.table import read_pairs
+
+    table = read_pairs(pairs_csv, need_splits=("val",))
+    rows = [r for r in table.rows if r.split == "val" and r.landmarks is not None]
+    if not rows:
+        sys.exit(f"{pairs_csv}: no 'val' rows with landmarks (make the pairs with `pairs --self-blend --val ...`)")
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
+    return [(rows[i].real, rows[i].landmarks) for i in sorted(pick)]
+
+
+def write_lists(items: list[tuple[Path, np.ndarray]], folder: Path, seed: int) -> dict[str, Path]:
+    """One evaluate list per kind (the same real faces in each), the fakes written as PNG into folder."""
+    from forgerydet.io import read_image
+    from forgerydet.pairs.sbi import SBIConfig, self_blend
+
+    configs = {"whole face": SBIConfig(), "local": SBIConfig(mask_probs=(0.0, 0.0, 0.0, 1.0))}
+    lists = {}
+    for k, (kind, cfg) in enumerate(configs.items()):
+        lists[kind] = folder / f"{k}.csv"
+        with open(lists[kind], "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "label", "group"])
+            for j, (real, lm) in enumerate(items):
+                img = read_image(real)
+                fake, _ = self_blend(img, lm, np.random.default_rng([seed, j]), cfg)
+                p = folder / f"{k}_{j}.png"
+                cv2.imwrite(str(p), cv2.cvtColor(fake, cv2.COLOR_RGB2BGR))
+                w.writerow([Path(real).resolve(), 0, "faces"])  # evaluate reads paths relative to the list
+                w.writerow([p, 1, "faces"])
+    return lists
+
+
+def score(checkpoint: str, lists: dict[str, Path]) -> dict[str, dict]:
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.evaluate import evaluate
+
+    out = {}
+    for kind, lst in lists.items():
+        r = evaluate(lst, checkpoint, config=ScanConfig(device="cpu"), crops=True)
+        if r["skipped"]:
+            sys.exit(f"{len(r['skipped'])} faces were skipped, e.g. {r['skipped'][0]['error']}")
+        p = {lab: np.array([f["score"] for f in r["files"] if f["label"] == lab]) for lab in (0, 1)}
+        out[kind] = {"auc": r["frame_level"]["overall"].get("auc"), "threshold": r["threshold"],
+                     "fakes_called_fake": float((p[1] >= r["threshold"]).mean()),
+                     "reals_called_fake": float((p[0] >= r["threshold"]).mean()),
+                     "fake_mean_p": float(p[1].mean()), "real_mean_p": float(p[0].mean())}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--pairs", type=Path, required=True, help="pairs.csv whose 'val' split was never trained on")
+    ap.add_argument("--n", type=int, default=300, help="real faces (default 300), each with one fake of each kind")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if not args.pairs.is_file():
+        sys.exit(f"{args.pairs} not found: give the pairs.csv of held-out real faces (`make shipped-calib` writes one)")
+    items = faces(args.pairs, args.n, args.seed)
+    res = {"machine": machine(), "pairs": str(args.pairs), "n": len(items), "seed": args.seed, "checkpoints": {}}
+    figures = []
+    with tempfile.TemporaryDirectory() as t:
+        lists = write_lists(items, Path(t), args.seed)
+        for ck in args.checkpoints:
+            res["checkpoints"][ck] = s = score(ck, lists)
+            for kind in KINDS:
+                figures.append(figure(f"{Path(ck).name}: {kind} self-blends: AUC", s[kind]["auc"],
+                                      note=f"fakes called FAKE {100 * s[kind]['fakes_called_fake']:.0f} %, "
+                                           f"reals {100 * s[kind]['reals_called_fake']:.0f} %"))
+    if not args.json:
+        print(f"{len(items)} held-out real faces of {args.pairs}, each with a whole-face and a local self-blend")
+        print("| checkpoint | threshold | reals called FAKE | whole face: AUC / caught | local: AUC / caught |")
+        print("|---|---:|---:|---:|---:|")
+        for ck, s in res["checkpoints"].items():
+            w, loc = s["whole face"], s["local"]
+            print(f"| {Path(ck).name} | {w['threshold']:.3f} | {100 * w['reals_called_fake']:.0f} % | "
+                  f"{w['auc']:.3f} / {100 * w['fakes_called_fake']:.0f} % | {loc['auc']:.3f} / {100 * loc['fakes_called_fake']:.0f} % |")
+    finish(res, figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
