@@ -157,3 +157,38 @@ def finish(res: dict[str, Any], figures: list[dict[str, Any]], as_json: bool, de
     else:
         print(f"load average at the end: {res['loadavg_end']}")
     return res
+
+
+def checkpoints_and_pairs_args(doc: str, n: int, n_help: str):
+    """The command line of the benches that score CHECKPOINT ... on the held-out real faces of a pairs.csv
+    (shortcuts.py, local_blends.py): checkpoints, --pairs (checked to exist), --n, --seed, --json."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--pairs", type=Path, required=True, help="pairs.csv whose 'val' split was never trained on")
+    ap.add_argument("--n", type=int, default=n, help=n_help)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if not args.pairs.is_file():
+        sys.exit(f"{args.pairs} not found: give the pairs.csv of held-out real faces (`make shipped-calib` writes one "
+                 "for the shipped file, `make model-data` for a retrain)")
+    return args
+
+
+def crop_scores(list_csv: Path, checkpoint: str) -> dict[str, Any]:
+    """An evaluate list of face crops scored as `evaluate --crops` scores them (the checkpoint's calibrated
+    probability): {'real': (n,), 'fake': (m,) scores, 'threshold', 'auc'}; exits if a listed face was skipped."""
+    import sys
+
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.evaluate import evaluate
+
+    r = evaluate(list_csv, checkpoint, config=ScanConfig(device="cpu"), crops=True)
+    if r["skipped"]:
+        sys.exit(f"{len(r['skipped'])} faces were skipped, e.g. {r['skipped'][0]['error']}")
+    by = {lab: np.array([f["score"] for f in r["files"] if f["label"] == lab]) for lab in (0, 1)}
+    return {"real": by[0], "fake": by[1], "threshold": r["threshold"], "auc": r["frame_level"]["overall"].get("auc")}
+

@@ -18,7 +18,6 @@ shipped-calib`: runs/shipped_calib_pairs/pairs.csv), `--n` of them, seeded, with
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import figure, finish, machine  # noqa: E402
+from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine  # noqa: E402
 
 KINDS = ("whole face", "local")
 
@@ -68,32 +67,18 @@ def write_lists(items: list[tuple[Path, np.ndarray]], folder: Path, seed: int) -
 
 
 def score(checkpoint: str, lists: dict[str, Path]) -> dict[str, dict]:
-    from forgerydet.scan.config import ScanConfig
-    from forgerydet.scan.evaluate import evaluate
-
     out = {}
     for kind, lst in lists.items():
-        r = evaluate(lst, checkpoint, config=ScanConfig(device="cpu"), crops=True)
-        if r["skipped"]:
-            sys.exit(f"{len(r['skipped'])} faces were skipped, e.g. {r['skipped'][0]['error']}")
-        p = {lab: np.array([f["score"] for f in r["files"] if f["label"] == lab]) for lab in (0, 1)}
-        out[kind] = {"auc": r["frame_level"]["overall"].get("auc"), "threshold": r["threshold"],
-                     "fakes_called_fake": float((p[1] >= r["threshold"]).mean()),
-                     "reals_called_fake": float((p[0] >= r["threshold"]).mean()),
-                     "fake_mean_p": float(p[1].mean()), "real_mean_p": float(p[0].mean())}
+        c = crop_scores(lst, checkpoint)
+        thr = c["threshold"]
+        out[kind] = {"auc": c["auc"], "threshold": thr, "fakes_called_fake": float((c["fake"] >= thr).mean()),
+                     "reals_called_fake": float((c["real"] >= thr).mean()),
+                     "fake_mean_p": float(c["fake"].mean()), "real_mean_p": float(c["real"].mean())}
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoints", nargs="+")
-    ap.add_argument("--pairs", type=Path, required=True, help="pairs.csv whose 'val' split was never trained on")
-    ap.add_argument("--n", type=int, default=300, help="real faces (default 300), each with one fake of each kind")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    if not args.pairs.is_file():
-        sys.exit(f"{args.pairs} not found: give the pairs.csv of held-out real faces (`make shipped-calib` writes one)")
+    args = checkpoints_and_pairs_args(__doc__, 300, "real faces (default 300), each with one fake of each kind")
     items = faces(args.pairs, args.n, args.seed)
     res = {"machine": machine(), "pairs": str(args.pairs), "n": len(items), "seed": args.seed, "checkpoints": {}}
     figures = []

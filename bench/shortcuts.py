@@ -19,7 +19,6 @@ them on it). `--n` of them, seeded.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import figure, finish, machine  # noqa: E402
+from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine  # noqa: E402
 
 
 def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -69,8 +68,6 @@ def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
 
 def score(checkpoint: str, pairs: list[tuple[Path, Path]]) -> list[dict]:
     from forgerydet.io import read_image
-    from forgerydet.scan.config import ScanConfig
-    from forgerydet.scan.evaluate import evaluate
 
     out = []
     with tempfile.TemporaryDirectory() as t:
@@ -84,24 +81,15 @@ def score(checkpoint: str, pairs: list[tuple[Path, Path]]) -> list[dict]:
                         p = Path(t) / f"{k}_{j}_{label}.png"
                         cv2.imwrite(str(p), cv2.cvtColor(fn(read_image(src)), cv2.COLOR_RGB2BGR))
                         w.writerow([p, label, "faces"])
-            r = evaluate(lst, checkpoint, config=ScanConfig(device="cpu"), crops=True)
-            reals = np.array([f["score"] for f in r["files"] if f["label"] == 0])
-            out.append({"degradation": name, "real_mean_p": float(reals.mean()),
-                        "real_called_fake": float((reals >= r["threshold"]).mean()),
-                        "auc": r["frame_level"]["overall"].get("auc"), "threshold": r["threshold"]})
+            c = crop_scores(lst, checkpoint)
+            out.append({"degradation": name, "real_mean_p": float(c["real"].mean()),
+                        "real_called_fake": float((c["real"] >= c["threshold"]).mean()),
+                        "auc": c["auc"], "threshold": c["threshold"]})
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoints", nargs="+")
-    ap.add_argument("--pairs", type=Path, required=True, help="pairs.csv whose 'val' split was never trained on")
-    ap.add_argument("--n", type=int, default=200, help="real/self-blend pairs to score (default 200)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    if not args.pairs.is_file():
-        sys.exit(f"{args.pairs} not found: give the pairs.csv of held-out real faces (make model-data writes one)")
+    args = checkpoints_and_pairs_args(__doc__, 200, "real/self-blend pairs to score (default 200)")
     pairs = faces(args.pairs, args.n, args.seed)
     res = {"machine": machine(), "pairs": str(args.pairs), "n": len(pairs), "seed": args.seed, "checkpoints": {}}
     figures = []
