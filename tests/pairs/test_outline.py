@@ -32,14 +32,14 @@ def test_five_points_of_68_landmarks():
 
 def test_local_outlines_lie_on_one_part_and_whole_ones_round_the_face():
     centres = {name: np.array([110.0 + 60.0 * cx, 100.0 + 60.0 * cy]) for name, (cx, cy, _, _) in PARTS.items()}
-    hit = set()
+    hit, frame = set(), face_frame(LM5)[0]
     for seed in range(40):
-        pts, part = outline(LM5, np.random.default_rng(seed), SBIConfig(mask_probs=(0, 0, 0, 1)))
+        pts, part = outline(LM5, frame, np.random.default_rng(seed), SBIConfig(mask_probs=(0, 0, 0, 1)))
         assert part is not None and 0.5 < part < 2.2  # the part's smaller diameter, in eye distances
         name = min(centres, key=lambda n: np.linalg.norm(pts.mean(0) - centres[n]))
         assert np.linalg.norm(pts.mean(0) - centres[name]) < 10, seed
         hit.add(name)
-        whole, none = outline(LM5, np.random.default_rng(seed), SBIConfig())
+        whole, none = outline(LM5, frame, np.random.default_rng(seed), SBIConfig())
         assert none is None
         assert np.ptp(whole[:, 0]) > np.ptp(pts[:, 0]) and np.ptp(whole[:, 1]) > np.ptp(pts[:, 1]), seed
     assert hit == set(PARTS)

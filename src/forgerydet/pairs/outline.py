@@ -58,9 +58,10 @@ def face_frame(lm5: np.ndarray) -> tuple[np.ndarray, float]:
     return a.T, s
 
 
-def outline(lm: np.ndarray, rng: np.random.Generator, cfg: Any) -> tuple[np.ndarray, float | None]:
+def outline(lm: np.ndarray, frame: np.ndarray, rng: np.random.Generator, cfg: Any) -> tuple[np.ndarray, float | None]:
     """(P,2) pixel points whose convex hull is the (unsoftened) blending region, and for a 'local' mask the
-    part's smaller diameter in face units (None otherwise), which bounds its erosion and blur. cfg: the
+    part's smaller diameter in face units (None otherwise), which bounds its erosion and blur. frame: the
+    landmarks' face frame, face_frame(five_points(lm))[0], which places the mean-face outline. cfg: the
     self-blend's SBIConfig (pairs/sbi.py: mask_probs, full81_p, forehead, inner_shrink, local_scale,
     outline_jitter)."""
     probs = np.asarray(cfg.mask_probs, np.float64) / sum(cfg.mask_probs)
@@ -85,5 +86,4 @@ def outline(lm: np.ndarray, rng: np.random.Generator, cfg: Any) -> tuple[np.ndar
         if kind == "inner":
             pts = FACE_CENTRE + (pts - FACE_CENTRE) * rng.uniform(*cfg.inner_shrink)
     pts = pts + rng.normal(0.0, cfg.outline_jitter, pts.shape)
-    a, _ = face_frame(five_points(lm))
-    return pts @ a[:, :2].T + a[:, 2], part
+    return pts @ frame[:, :2].T + frame[:, 2], part

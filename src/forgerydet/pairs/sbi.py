@@ -171,13 +171,13 @@ def face_mask(
     cfg = cfg or SBIConfig()
     h, w = int(shape[0]), int(shape[1])
     lm = _check_landmarks(landmarks)
-    pts, part = outline(lm, rng, cfg)  # (P,2) image pixels
+    frame, size = face_frame(five_points(lm))  # the face's placement and size s in pixels
+    pts, part = outline(lm, frame, rng, cfg)  # (P,2) image pixels
 
     base = min(1.0, cfg.work_side / min(h, w))
     fy, fx = base * rng.uniform(*cfg.work_jitter, size=2)
     hs, ws = max(8, round(h * fy)), max(8, round(w * fx))
     sy, sx = hs / h, ws / w
-    _, size = face_frame(five_points(lm))
     s = size * float(np.sqrt(sx * sy))  # face size in work pixels
 
     mask = np.zeros((hs, ws), np.uint8)  # binary work is uint8: morphology is ~3x faster than in float
