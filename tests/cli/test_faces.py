@@ -68,9 +68,12 @@ def test_extract_prints_its_counts_and_a_rerun_skips(face_png, tmp_path):
     assert r.stderr.splitlines() == [f"failed: {src / 'b.png'}: cannot decode the image (corrupt or not an image file)",
                                      "error: 1 file(s) failed (listed above); everything else was done"]
     (src / "b.png").unlink()
+    (src / "c.heic").write_bytes(b"x")
     r = cli(*args)
     assert r.exit_code == 0, r.output
     assert _table(r.stdout)["skipped (done before)"] == "1" and _table(r.stdout)["face crops written"] == "0"
+    assert r.stderr.startswith("not extracted: the folders and patterns given hold 1 file neither image nor video "
+                               "(.heic 1); images are ")
 
 
 @pytest.fixture

@@ -113,6 +113,19 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     assert "JSON: " + str(tmp_path / "s.json") in r.stdout and "CSV: " + str(tmp_path / "s.csv") in r.stdout
 
 
+def test_a_folder_scan_says_which_files_it_left_out(checkpoint, face_png, tmp_path):
+    folder = tmp_path / "case"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "sub" / "face.tiff"), cv2.imread(str(face_png)))  # TIFF is scanned
+    for name in ("IMG_1.HEIC", "sub/IMG_2.heic", "notes.txt", ".DS_Store"):
+        (folder / name).write_bytes(b"x")
+    r = cli("scan", folder, "--checkpoint", checkpoint, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "face.tiff" in _table_rows(r.stdout) and len(_table_rows(r.stdout)) == 1
+    assert r.stderr.splitlines()[0].startswith("not scanned: the folders and patterns given hold 3 files neither "
+                                               "image nor video (.heic 2, .txt 1); images are ")
+
+
 def test_a_calibration_fitted_against_an_earlier_bank_is_noted_unless_a_threshold_is_given(face_png, tmp_path):
     import torch
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 import forgerydet.faces.media as video
 from forgerydet.errors import ForgeryDetError
-from forgerydet.faces.media import expand_sources, iter_frames, media_kind, sample_indices, video_info
+from forgerydet.faces.media import describe_skipped, expand_sources, iter_frames, media_kind, sample_indices, video_info
 from forgerydet.io import read_image
 from tests._faces_util import CountingCapture, level_frames, rotate_90, write_video
 
@@ -160,3 +162,20 @@ def test_expand_sources(tmp_path):
     (tmp_path / "c").mkdir()
     with pytest.raises(ForgeryDetError, match="holds no image or video"):
         expand_sources([tmp_path / "c"])
+
+
+def test_expand_sources_collects_what_it_leaves_out(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    for name in ("a/1.tiff", "a/2.TIF", "a/notes.txt", "a/deep/x.heic", "a/deep/y.heic", "a/.DS_Store", "a/README"):
+        (tmp_path / name).write_bytes(b"x")
+    skipped: list[Path] = []
+    got = expand_sources([tmp_path / "a", str(tmp_path / "a" / "*"), tmp_path / "a" / "notes.txt"], skipped)
+    assert got == [tmp_path / "a/1.tiff", tmp_path / "a/2.TIF", tmp_path / "a/notes.txt"]  # TIFF is an image
+    # the folder and the glob both reach README (counted once below); notes.txt, named, is scanned and gets its
+    # own error; hidden files are never media and are not listed
+    assert sorted(p.name for p in skipped) == ["README", "README", "x.heic", "y.heic"]
+    line = describe_skipped(skipped + [tmp_path / "b" / "z.txt"])
+    assert line.startswith("4 files neither image nor video (.heic 2, (none) 1, .txt 1); images are ")
+    assert ".tiff" in line and ".jpg" in line
+    assert describe_skipped([tmp_path / "a/notes.txt"]).startswith("1 file neither")
+    assert expand_sources([tmp_path / "a"]) == got[:2]  # without a list to fill, the same files

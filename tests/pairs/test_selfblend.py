@@ -19,7 +19,12 @@ def test_self_blend_from_index_and_from_images_is_deterministic(tmp_path, astron
     extract([photo], tmp_path / "faces", cfg)
     every = BlendOptions(online=False)  # a fake file for the train row too
     a = pairs_from_self_blend([tmp_path / "faces" / "faces.csv"], tmp_path / "a", cfg, val=0.0, seed=3, options=every)
+    (tmp_path / "people" / "notes.txt").write_text("who is who")
     b = pairs_from_self_blend([tmp_path / "people"], tmp_path / "b", cfg, val=0.0, seed=3, options=every)
+    said = [w for w in b.warnings if w.startswith("not used:")]
+    assert len(said) == 1 and said[0].startswith("not used: the folders and patterns given hold 1 file neither image "
+                                                 "nor video (.txt 1)")
+    assert not any(w.startswith("not used:") for w in a.warnings)  # an index names no other files
     b2 = pairs_from_self_blend([photo], tmp_path / "b2", cfg, val=0.0, seed=3, options=every)
     rows_a, rows_b = read_csv(tmp_path / "a" / "pairs.csv"), read_csv(tmp_path / "b" / "pairs.csv")
     assert a.rows == b.rows == b2.rows == 1 and rows_a[0]["method"] == "sbi" and rows_a[0]["group"] == "astro"

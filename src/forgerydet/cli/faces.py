@@ -87,6 +87,8 @@ def extract_cmd(
         table.add_row(k, str(v))
     console.print(table)
     console.print(escape(printable(f"index: {s.index}")), highlight=False, soft_wrap=True)
+    if s.not_media:
+        note("not extracted:", "the folders and patterns given hold " + s.not_media, style="yellow")
     _report_errors(s.errors, "file(s)")
 
 

@@ -45,6 +45,7 @@ def scan_cmd(
     other output is still written); 130 after Ctrl-C, with the outputs holding the files scanned so far and
     the rest marked not_scanned."""
     from forgerydet.scan.records import MAX_FACES, empty_record
+    from forgerydet.faces.media import describe_skipped
     from forgerydet.scan.scanner import Scanner, expand_scan_paths
 
     t_start = time.perf_counter()
@@ -57,7 +58,8 @@ def scan_cmd(
                          device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
                          references=str(references) if references else None, bank=str(bank) if bank else None,
                          tta=tta)
-        files, bad_paths = expand_scan_paths(paths)
+        skipped: list[Path] = []
+        files, bad_paths = expand_scan_paths(paths, skipped=skipped)
         if not files:  # checked before the model loads
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
         scanner = Scanner(checkpoint, cfg)
@@ -74,6 +76,8 @@ def scan_cmd(
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
     for r in bad_paths:
         note("skipped:", r["error"])
+    if skipped:
+        note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
     interrupted = False
     with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
                       TimeElapsedColumn()) as p:

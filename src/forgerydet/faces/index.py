@@ -25,7 +25,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
-from forgerydet.faces.media import expand_sources
+from forgerydet.faces.media import describe_skipped, expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import check_output, read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
 from forgerydet.runtime import Progress
@@ -130,6 +130,7 @@ class ExtractSummary:
     no_face_frames: int = 0  # sampled frames without a face, this run
     tracks: int = 0  # face tracks found by this run (summed over sources)
     errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (source, message)
+    not_media: str = ""  # describe_skipped() of the folders' and globs' other files, "" when none
 
 
 def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
@@ -188,12 +189,14 @@ def extract(
     """
     config = config or ExtractConfig()
     out_dir = Path(out_dir)
-    files = expand_sources(sources)
+    others: list[Path] = []
+    files = expand_sources(sources, others)
     check_output(out_dir, "--out", folder=True)  # before any face is detected
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, config)
     detector = detector or FaceDetector(config.detector)
-    summary = ExtractSummary(index=out_dir / INDEX_NAME, sources=len(files))
+    summary = ExtractSummary(index=out_dir / INDEX_NAME, sources=len(files),
+                             not_media=describe_skipped(others) if others else "")
     try:
         for n, path in enumerate(files, 1):
             key = source_key(path)

@@ -24,6 +24,7 @@ import glob
 import math
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
@@ -35,7 +36,10 @@ from forgerydet.errors import ForgeryDetError, os_reason
 from forgerydet.io import check_readable_file, quiet_native_stderr, read_image
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+# what OpenCV's image codecs read (TIFF is common in forensic archives); a build without one of them still
+# gives that file its one-line "cannot decode" error in a batch
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".avif",
+                        ".ppm", ".pgm"})
 DEFAULT_NUM_FRAMES = 32
 DEFAULT_SEEK_THRESHOLD = 300  # frames; ~12 s at 25 fps, longer than most keyframe intervals
 
@@ -80,15 +84,18 @@ def is_media(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS | IMAGE_EXTS
 
 
-def expand_sources(paths: Iterable[str | Path]) -> list[Path]:
+def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = None) -> list[Path]:
     """Files, folders (searched recursively for images and videos, sorted) and glob patterns -> file list.
 
     Order is kept and duplicates are dropped. A path that does not exist, a glob that matches nothing,
     or a folder without media raises ForgeryDetError before any work starts. A file given by name is
     kept whatever its extension, so that a batch records its error instead of skipping it silently.
+    Files that a folder or glob holds but that are neither image nor video (hidden files aside) are
+    appended to `skipped`, when given, for the caller to report (see `describe_skipped`).
     """
     out: list[Path] = []
     seen: set[Path] = set()
+    start = len(skipped) if skipped is not None else 0
 
     def add(p: Path) -> None:
         key = p.resolve()
@@ -99,7 +106,9 @@ def expand_sources(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_media(f))
+            listed = sorted(f for f in p.rglob("*") if f.is_file())
+            found = [f for f in listed if is_media(f)]
+            _note_skipped(listed, skipped)
             if not found:
                 raise ForgeryDetError(f"folder {p} holds no image or video files")
             for f in found:
@@ -109,13 +118,30 @@ def expand_sources(paths: Iterable[str | Path]) -> list[Path]:
         elif glob.has_magic(str(raw)):
             matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
             files = [m for m in matches if m.is_file() and is_media(m)]
+            _note_skipped([m for m in matches if m.is_file()], skipped)
             if not files:
                 raise ForgeryDetError(f"no image or video file matches '{raw}'")
             for f in files:
                 add(f)
         else:
             raise ForgeryDetError(f"{p}: no such file or folder")
+    if skipped is not None:  # a file also given by name is scanned (and gets its error), so it is not "left out"
+        skipped[start:] = [f for f in skipped[start:] if f.resolve() not in seen]
     return out
+
+
+def _note_skipped(files: list[Path], skipped: list[Path] | None) -> None:
+    if skipped is not None:
+        skipped += [f for f in files if not is_media(f) and not f.name.startswith(".")]
+
+
+def describe_skipped(skipped: Sequence[Path]) -> str:
+    """One line for files a folder or glob held that are not scanned: how many, by extension (most first)."""
+    unique = {Path(f).resolve(): Path(f) for f in skipped}.values()  # a file reached twice counts once
+    counts = Counter(f.suffix.lower() or "(none)" for f in unique)
+    kinds = ", ".join(f"{ext} {n}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    n = sum(counts.values())
+    return f"{n} file{'s' if n != 1 else ''} neither image nor video ({kinds}); images are {', '.join(sorted(IMAGE_EXTS))}"
 
 
 def sample_indices(

@@ -17,7 +17,7 @@ import numpy as np
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import FaceDetector
 from forgerydet.faces.index import read_index
-from forgerydet.faces.media import expand_sources, media_kind
+from forgerydet.faces.media import describe_skipped, expand_sources, media_kind
 from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.io import read_image, source_key, write_bytes_atomic, write_png
 from forgerydet.pairs.discover import group_of, unique_group_names
@@ -103,7 +103,8 @@ def pairs_from_self_blend(
     files = [s for s in sources if not str(s).lower().endswith(".csv")]
     if detector is None and files:
         start_pool_early(opts.workers)  # its imports overlap the listing and grouping below
-    media = expand_sources(files) if files else []
+    others: list[Path] = []
+    media = expand_sources(files, others) if files else []
     images = [p for p in media if media_kind(p) == "image"]
     videos = [p for p in media if media_kind(p) != "image"]
 
@@ -115,6 +116,8 @@ def pairs_from_self_blend(
     groups = {p: group_of(p, files[p], pattern) for p in source_names}
     splits = assign_splits(set(groups.values()), val, test, seed)
     summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)
+    if others:
+        summary.warnings.append("not used: the folders and patterns given hold " + describe_skipped(others))
     rows: list[dict] = []
     ordinal = 0
     total = len(media) + len(index_rows)

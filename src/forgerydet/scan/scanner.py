@@ -277,15 +277,17 @@ class Scanner:
             progress(len(files), len(files), "")
 
 
-def expand_scan_paths(paths: list[str | Path], threshold: float | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
+def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
+                      skipped: list[Path] | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
     """The files to scan (folders and globs expanded, duplicates dropped, order kept) and an error record per
-    path that names nothing scannable. Cheap: call it before loading a model."""
+    path that names nothing scannable; files of other types inside folders and globs go to `skipped` when
+    given. Cheap: call it before loading a model."""
     files: list[Path] = []
     seen: set[Path] = set()
     bad = []
     for p in paths:
         try:
-            found = expand_sources([p])
+            found = expand_sources([p], skipped)
         except ForgeryDetError as e:
             bad.append(empty_record(p, threshold, "error", str(e)))
             continue
