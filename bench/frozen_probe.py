@@ -12,7 +12,10 @@ asks the same of the backbones that ship offline, with no training of the backbo
    (ViT: blocks 4 and 8 of 12, each through the final norm; lite0: the pooled 28x28 and 14x14 stage outputs),
    since blending artifacts are low-level and the last layer may have pooled them away;
 3. a logistic regression on standardised features, its C chosen on the self-blend val split only;
-4. AUC (with a 95 % stratified bootstrap interval) on the self-blend val split and on the held-out crops that
+4. with `--nearest K`, also the method's idea without its training: each face's features beside their difference
+   to the mean of its K nearest real training faces ([f, f - nearest], cosine retrieval; a training face never
+   recalls its own group), probed the same way;
+5. AUC (with a 95 % stratified bootstrap interval) on the self-blend val split and on the held-out crops that
    `bench/heldout.py` scores as crops: FF++ (20/20), DFDC (11/6), CelebA vs StarGAN, CelebA vs StyleGAN3.
 
 Nothing is tuned on the held-out crops. For reference, the shipped model (fine-tuned lite0 with the full method)
@@ -20,7 +23,7 @@ scores FF++ crops 0.915 and DFDC crops 0.909 (models/README.md). Needs ../shared
 at the default --n 1200.
 
     .venv/bin/python bench/frozen_probe.py [--n 1200] [--backbones tf_efficientnet_lite0,vit_small_patch14_dinov2]
-                                           [--layers last|multi] [--seed 0] [--json]
+                                           [--layers last|multi] [--nearest K] [--seed 0] [--json]
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ def photos(n: int, seed: int) -> list[Path]:
     return lfw[: n // 2] + utk[: n - n // 2]
 
 
-def self_blends(paths: list[Path], out: Path, seed: int) -> dict[str, list[tuple[Path, int]]]:
-    """split -> [(image, label)]: every real face and its stored self-blend."""
+def self_blends(paths: list[Path], out: Path, seed: int) -> tuple[dict[str, list[tuple[Path, int]]], dict[str, np.ndarray]]:
+    """split -> [(image, label)]: every real face and its stored self-blend; and split -> each face's group."""
     from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
     from forgerydet.pairs.table import read_pairs
 
@@ -76,10 +79,29 @@ def self_blends(paths: list[Path], out: Path, seed: int) -> dict[str, list[tuple
     pairs_from_self_blend([src], out / "pairs", val=0.3, test=0.0, seed=seed, options=opts)
     table = read_pairs(out / "pairs" / "pairs.csv")
     split: dict[str, list[tuple[Path, int]]] = {"train": [], "val": []}
+    groups: dict[str, list[str]] = {"train": [], "val": []}
     for r in table.rows:
         if r.fake is not None:
             split[r.split] += [(r.real, 0), (r.fake, 1)]
-    return split
+            groups[r.split] += [r.group, r.group]
+    return split, {k: np.array(v) for k, v in groups.items()}
+
+
+class NearestReal:
+    """The method's idea on frozen features: each face beside the mean of its k nearest real training faces
+    (cosine), as [f, f - nearest]. A training face never recalls a face of its own group (person or photo),
+    as in training's 'single' steps: its own source would make "no difference" mean real."""
+
+    def __init__(self, feats: np.ndarray, groups: np.ndarray, k: int):
+        self.bank, self.groups, self.k = feats, groups, k
+        self.unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+
+    def __call__(self, f: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        sim = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ self.unit.T
+        if groups is not None:
+            sim[groups[:, None] == self.groups[None, :]] = -np.inf
+        idx = np.argpartition(-sim, self.k - 1, axis=1)[:, : self.k]
+        return np.concatenate([f, f - self.bank[idx].mean(1)], axis=1)
 
 
 def heldout() -> dict[str, list[tuple[Path, int]]]:
@@ -163,6 +185,8 @@ def main() -> None:
     ap.add_argument("--backbones", default="tf_efficientnet_lite0,vit_small_patch14_dinov2")
     ap.add_argument("--layers", choices=("last", "multi"), default="last")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--nearest", type=int, default=0, metavar="K",
+                    help="also probe [f, f - mean of the K nearest real training faces] (the bank's idea); 0: off")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if not (SHARED_DATA / "train").is_dir():
@@ -172,10 +196,10 @@ def main() -> None:
     from forgerydet.metrics import bootstrap_auc, interval
 
     torch.manual_seed(a.seed)
-    figures, res = [], {"n_photos": a.n, "seed": a.seed, "layers": a.layers, "backbones": {}}
+    figures, res = [], {"n_photos": a.n, "seed": a.seed, "layers": a.layers, "nearest": a.nearest, "backbones": {}}
     with tempfile.TemporaryDirectory() as t:
         t0 = time.perf_counter()
-        split = self_blends(photos(a.n, a.seed), Path(t), a.seed)
+        split, groups = self_blends(photos(a.n, a.seed), Path(t), a.seed)
         sets = {name: load(items) for name, items in heldout().items()}
         (tr_x, tr_y), (va_x, va_y) = load(split["train"]), load(split["val"])
         prep = time.perf_counter() - t0
@@ -183,19 +207,25 @@ def main() -> None:
             t0 = time.perf_counter()
             model = Frozen(name, a.layers)
             f_tr, f_va = features(model, tr_x), features(model, va_x)
-            val_auc, c, clf = probe(f_tr, tr_y, f_va, va_y)
-            row = {"weights": model.weights, "features": int(f_tr.shape[1]), "C": c}
-            scored = {"self-blend val": (va_y, clf.decision_function(f_va))}
-            scored.update({k: (y, clf.decision_function(features(model, x))) for k, (x, y) in sets.items()})
-            for k, (y, s) in scored.items():
-                lo, hi = interval(bootstrap_auc(y, s)[:, 0])
-                auc = float(roc_auc_score(y, s))
-                row[k] = {"auc": auc, "ci": [lo, hi], "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum())}
-                figures.append(figure(f"{name} ({a.layers}) frozen + linear probe: {k}", auc, "AUC",
-                                      note=f"95 % CI {lo:.2f}-{hi:.2f}, {int((y == 0).sum())} real / {int((y == 1).sum())} fake"))
-            row["seconds"] = time.perf_counter() - t0
-            res["backbones"][name] = row
-            print(f"{name}: {f_tr.shape[1]} features, C={c}, {row['seconds']:.0f} s", file=sys.stderr)
+            f_sets = {k: features(model, x) for k, (x, _) in sets.items()}
+            variants = {"": lambda f, g=None: f}
+            if a.nearest:
+                variants[f", nearest {a.nearest}"] = NearestReal(f_tr[tr_y == 0], groups["train"][tr_y == 0], a.nearest)
+            for tag, view in variants.items():
+                x_tr, x_va = view(f_tr, groups["train"]), view(f_va, groups["val"])
+                val_auc, c, clf = probe(x_tr, tr_y, x_va, va_y)
+                row = {"weights": model.weights, "features": int(x_tr.shape[1]), "C": c}
+                scored = {"self-blend val": (va_y, clf.decision_function(x_va))}
+                scored.update({k: (sets[k][1], clf.decision_function(view(f))) for k, f in f_sets.items()})
+                for k, (y, s) in scored.items():
+                    lo, hi = interval(bootstrap_auc(y, s)[:, 0])
+                    auc = float(roc_auc_score(y, s))
+                    row[k] = {"auc": auc, "ci": [lo, hi], "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum())}
+                    figures.append(figure(f"{name} ({a.layers}{tag}) frozen + linear probe: {k}", auc, "AUC",
+                                          note=f"95 % CI {lo:.2f}-{hi:.2f}, {int((y == 0).sum())} real / {int((y == 1).sum())} fake"))
+                row["seconds"] = time.perf_counter() - t0
+                res["backbones"][name + tag] = row
+                print(f"{name}{tag}: {x_tr.shape[1]} features, C={c}, {row['seconds']:.0f} s", file=sys.stderr)
         res.update(train_faces=int(len(tr_y)), val_faces=int(len(va_y)), prep_seconds=prep)
     if not a.json:
         print(f"self-blends: {len(tr_y)} train / {len(va_y)} val faces (half real), made in {prep:.0f} s")
