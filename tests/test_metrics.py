@@ -84,15 +84,24 @@ def test_grouped_metrics_with_one_class_group():
     out = grouped_metrics(labels, scores, groups, threshold=0.5)
     assert set(out) == {"ffpp", "stylegan", "overall"}
     assert out["ffpp"]["auc"] == pytest.approx(roc_auc_score([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9]))
-    assert "auc" not in out["stylegan"] and "only fake samples" in out["stylegan"]["error"]
-    assert out["stylegan"]["n"] == 2 and out["stylegan"]["accuracy"] == pytest.approx(0.5)  # 0.4 missed, 0.8 caught
+    # an all-fake group is measured against every real of the set (FF++ per-method figures are made so)
+    assert out["stylegan"]["against"] == "real" and "against" not in out["ffpp"]
+    assert out["stylegan"]["auc"] == pytest.approx(roc_auc_score([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.8]))
+    assert (out["stylegan"]["n"], out["stylegan"]["n_real"], out["stylegan"]["n_fake"]) == (4, 2, 2)
+    assert out["stylegan"]["accuracy"] == pytest.approx(0.5)  # 0.1 right, 0.6 wrong, 0.4 missed, 0.8 caught
+    reals_apart = grouped_metrics(labels, scores, ["originals"] * 2 + ["ffpp"] * 4, threshold=0.5)
+    assert reals_apart["originals"]["against"] == "fake" and reals_apart["originals"]["n_fake"] == 4
+    assert reals_apart["ffpp"]["against"] == "real" and reals_apart["ffpp"]["n_real"] == 2
+    only_fakes = grouped_metrics([1, 1, 1], [0.2, 0.9, 0.7], ["a", "a", "b"], threshold=0.5)
+    assert "only fake samples" in only_fakes["a"]["error"] and "against" not in only_fakes["a"]
+    assert only_fakes["b"]["n"] == 1 and only_fakes["b"]["accuracy"] == 1.0 and "auc" not in only_fakes["overall"]
     assert out["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
     assert out["overall"]["n"] == 6
     assert all("auc_ci" not in m for m in out.values())  # only when asked (evaluate asks)
     ci = grouped_metrics(labels, scores, groups, threshold=0.5, ci=True)
     lo, hi = ci["overall"]["auc_ci"]
     assert lo <= ci["overall"]["auc"] <= hi and 0.0 <= lo < hi <= 1.0
-    assert ci["ffpp"]["auc_ci"][1] == 1.0 and "auc_ci" not in ci["stylegan"]
+    assert ci["ffpp"]["auc_ci"][1] == 1.0 and len(ci["stylegan"]["auc_ci"]) == 2
 
 
 def test_roc_plot_writes_png_atomically(tmp_path):

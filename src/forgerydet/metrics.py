@@ -125,8 +125,11 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
     """binary_metrics per group (e.g. per source dataset) plus 'overall'; ci=True adds 'auc_ci', the 95 %
     stratified bootstrap interval of the AUC (1,000 resamples, seeded), where an AUC exists.
 
-    A group (or the whole set) holding a single class gets {'error', 'n', 'n_real', 'n_fake', 'accuracy'}
-    instead of AUC/EER, so one all-fake source never stops the rest of an evaluation.
+    A group holding a single class is measured against every sample of the other class in the whole set, as
+    per-method figures on FaceForensics++ are (each method's fakes against all originals): its metrics then
+    carry 'against' = 'real' or 'fake', the class borrowed. Where the whole set holds one class, that group
+    (and 'overall') gets {'error', 'n', 'n_real', 'n_fake', 'accuracy'} instead of AUC/EER, so one all-fake
+    source never stops the rest of an evaluation.
     """
     y, s = _check(labels, scores)
     g = np.asarray([str(v) for v in groups], dtype=object)
@@ -141,9 +144,15 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
         return m
 
     out: dict[str, dict] = {}
+    both = len(np.unique(y)) == 2
     for name in sorted(set(g)):
         m = g == name
-        out[name] = metrics(y[m], s[m])
+        own = np.unique(y[m])
+        if len(own) == 1 and both:  # borrow the other class from the whole set
+            sel = m | (y != own[0])
+            out[name] = {**metrics(y[sel], s[sel]), "against": "fake" if own[0] == 0 else "real"}
+        else:
+            out[name] = metrics(y[m], s[m])
     out[OVERALL] = metrics(y, s)
     return out
 

@@ -135,3 +135,32 @@ def test_bad_options_are_one_line_before_the_library_runs(fake_evaluate, tmp_pat
     one_error(cli("evaluate", tmp_path / "l.csv", "--threshold", "1.5"), "--threshold must be in (0, 1), got 1.5")
     one_error(cli("evaluate", tmp_path / "l.csv", "--frames", 0), "--frames must be >= 1, got 0")
     assert calls == []
+
+
+def test_a_dataset_layout_instead_of_a_list(fake_evaluate, tmp_path):
+    """--real/--fake (each path a group) reach the library as items; a one-class group is marked and explained."""
+    calls, result = fake_evaluate
+    for name in ("Celeb-real/a.mp4", "Celeb-real/b.mp4", "YouTube-real/c.mp4", "Celeb-synthesis/d.mp4",
+                 "Celeb-synthesis/e.mp4", "Celeb-synthesis/f.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    result["video_level"]["Celeb-synthesis"] = {**_metrics(3, 3, 0.75, 0.5), "against": "real"}
+    r = cli("evaluate", "--real", tmp_path / "Celeb-real", "--real", tmp_path / "YouTube-real",
+            "--fake", tmp_path / "Celeb-synthesis", "--per-group", 2)
+    assert r.exit_code == 0, r.output
+    items = calls[0]["list"]
+    assert [(it.group, it.label) for it in items] == [("Celeb-real", 0)] * 2 + [("YouTube-real", 0)] + [("Celeb-synthesis", 1)] * 2
+    assert ["video", "Celeb-synthesis*", "3", "3", "0.750", "-", "0.700", "0.250", "0.500"] in _rows(r.stdout)
+    assert "* a group of one class, measured against every sample of the other class" in " ".join(r.stdout.split())
+
+
+def test_one_evaluation_set_is_asked_for(fake_evaluate, tmp_path):
+    calls, _ = fake_evaluate
+    one_error(cli("evaluate"), "give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER or --real PATH --fake PATH")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--ffpp", tmp_path), "give one evaluation set: LIST.csv, --ffpp ROOT, "
+              "--dfdc FOLDER or --real PATH --fake PATH (got LIST.csv and --ffpp)")
+    one_error(cli("evaluate", "--real", tmp_path), "--real and --fake go together: give at least one path of each")
+    one_error(cli("evaluate", "--dfdc", tmp_path, "--split", tmp_path / "s.json"), "--compression, --methods and --split go with --ffpp")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--per-group", 5), "--per-group goes with --ffpp, --dfdc or --real/--fake")
+    one_error(cli("evaluate", "--dfdc", tmp_path), "neither metadata.json nor labels.csv found")
+    assert calls == []

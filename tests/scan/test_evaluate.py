@@ -68,3 +68,23 @@ def test_one_class_list_is_a_clear_message(setup, tmp_path):
     bad.write_text("file,label\nx.png,1\n")
     r = CliRunner().invoke(app, ["evaluate", str(bad), "--checkpoint", str(ck)])
     assert r.exit_code == 1 and "missing column(s) path" in r.output
+
+
+def test_a_real_and_a_fake_folder_score_as_the_same_list_does(setup, tmp_path):
+    """`evaluate --real R --fake F` (items, not a CSV) gives the list's overall figures; each folder is a group of
+    one class, measured against the whole other class."""
+    ck, lst, rows = setup
+    for r_ in rows:
+        folder = tmp_path / ("fakes" if r_["label"] == "fake" else "reals")
+        folder.mkdir(exist_ok=True)
+        (folder / r_["path"]).symlink_to(tmp_path / r_["path"])
+    args = ["--checkpoint", str(ck), "--crops", "--device", "cpu"]
+    r = CliRunner().invoke(app, ["evaluate", str(lst), *args, "--out", str(tmp_path / "a")])
+    r2 = CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "reals"), "--fake", str(tmp_path / "fakes"), *args,
+                                  "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0 and r2.exit_code == 0, r2.output
+    a, b = (json.loads((tmp_path / x / "metrics.json").read_text()) for x in "ab")
+    assert b["frame_level"]["overall"]["auc"] == pytest.approx(a["frame_level"]["overall"]["auc"])
+    assert b["frame_level"]["fakes"]["against"] == "real" and b["frame_level"]["reals"]["against"] == "fake"
+    assert b["frame_level"]["fakes"]["auc"] == pytest.approx(a["frame_level"]["overall"]["auc"])
+    assert (tmp_path / "b" / "roc.png").is_file()

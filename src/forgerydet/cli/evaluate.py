@@ -16,7 +16,7 @@ from forgerydet.scan.config import ScanConfig
 
 
 def evaluate_cmd(
-    list_csv: Annotated[Path, typer.Argument(readable=False, help="CSV with columns path,label[,group]; label 0/1 or real/fake.")],
+    list_csv: Annotated[Optional[Path], typer.Argument(readable=False, help="CSV with columns path,label[,group]; label 0/1 or real/fake. Or one of --ffpp, --dfdc, --real/--fake instead.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
     out: Annotated[Path, typer.Option(readable=False, help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
     crops: Annotated[bool, typer.Option(help="Listed images are face crops already: score them as they are.")] = False,
@@ -25,18 +25,30 @@ def evaluate_cmd(
     threshold: Annotated[Optional[float], typer.Option(help="Threshold for accuracy (default: the checkpoint's).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = ScanConfig.device,
     tta: Annotated[Optional[str], typer.Option(help="'flip': also score each face's mirror image and average; 'none'. Default: as the checkpoint was calibrated, else none.")] = ScanConfig.tta,
+    ffpp: Annotated[Optional[Path], typer.Option("--ffpp", readable=False, help="A FaceForensics++ root: originals real, each method's fakes a group (measured against all originals).")] = None,
+    compression: Annotated[Optional[str], typer.Option("--compression", help="With --ffpp: raw, c23 or c40 (needed when several exist).")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="With --ffpp: methods, comma-separated (default: all found).")] = None,
+    split: Annotated[Optional[Path], typer.Option("--split", readable=False, help="With --ffpp: an official split file (splits/test.json of the FaceForensics repository): only its videos.")] = None,
+    dfdc: Annotated[Optional[Path], typer.Option("--dfdc", readable=False, help="A DFDC folder with metadata.json (training parts) or labels.csv (test set).")] = None,
+    real: Annotated[Optional[list[Path]], typer.Option("--real", readable=False, help="Real files, folders or globs (repeat; each is a group), with --fake.")] = None,
+    fake: Annotated[Optional[list[Path]], typer.Option("--fake", readable=False, help="Fake files, folders or globs (repeat; each is a group), with --real.")] = None,
+    per_group: Annotated[Optional[int], typer.Option("--per-group", help="At most N files of each group, a seeded random draw (a quick figure; not with LIST.csv).")] = None,
 ) -> None:
     """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
+    from forgerydet.scan.evalsets import evaluation_source
     from forgerydet.scan.evaluate import evaluate as run
 
     with user_errors():
         from forgerydet.scan.config import ScanConfig
 
+        source = evaluation_source(list_csv, ffpp=ffpp, compression=compression,
+                                   methods=[m.strip() for m in methods.split(",") if m.strip()] if methods else None,
+                                   split=split, dfdc=dfdc, real=real or (), fake=fake or (), per_group=per_group)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta)
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")
-            res = run(list_csv, checkpoint, config=cfg, crops=crops, out_dir=out,
+            res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out,
                       progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name))
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
@@ -63,7 +75,8 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     rows = []
     for level in ("frame_level", "video_level"):
         for g, m in res[level].items():
-            head = [level.split("_")[0], g, str(m["n_real"]), str(m["n_fake"])]
+            group = f"{g}*" if "against" in m else g  # a one-class group, measured with the other class of the set
+            head = [level.split("_")[0], group, str(m["n_real"]), str(m["n_fake"])]
             if "error" in m:
                 rows.append([*head, "-", "-", "-", "-", f"{m['accuracy']:.3f}"])
             else:
@@ -72,6 +85,8 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     title = f"evaluation (threshold {res['threshold']:.2f})"
     caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
                "independent, so frame-level intervals are too narrow")
+    if any("against" in m for level in ("frame_level", "video_level") for m in res[level].values()):
+        caption += "\n* a group of one class, measured against every sample of the other class"
     whole = _table(rows, COLUMNS, title, caption)
     if width is None or shows_whole(whole, width, (r[k] for r in rows for k in range(2, len(COLUMNS)))):
         return whole  # every count and figure whole; the group names may fold

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.io import check_output, write_text_atomic
 from forgerydet.metrics import grouped_metrics, roc_plot
 from forgerydet.model.inputs import load_image
@@ -51,15 +52,20 @@ def read_list(path: str | Path) -> list[Item]:
             items.append(Item(p if p.is_absolute() else path.parent / p, LABELS[lab], rec.get("group") or "all"))
     if not items:
         raise ForgeryDetError(f"{path} has a header but no rows")
+    return check_classes(items, str(path))
+
+
+def check_classes(items: list[Item], what: str) -> list[Item]:
+    """The items, if they hold both real and fake ones (else AUC, AP and EER are undefined)."""
     present = {it.label for it in items}
     if present != {0, 1}:
-        only = "real" if present == {0} else "fake"
-        raise ForgeryDetError(f"{path} holds only {only} samples: AUC, AP and EER need both real and fake ones; add the other class")
+        only = "real" if present == {0} else "fake" if present == {1} else "no"
+        raise ForgeryDetError(f"{what} holds only {only} samples: AUC, AP and EER need both real and fake ones; add the other class")
     return items
 
 
 def evaluate(
-    list_csv: str | Path,
+    source: str | Path | list[Item],
     checkpoint: str | Path | None,
     *,
     config: ScanConfig | None = None,
@@ -67,14 +73,18 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Score every listed file and compute metrics. crops=True: images are already face crops (scored as they
+    """Score every file of `source` (a LIST.csv, or items from scan.evalsets) and compute metrics. crops=True:
+    images are already face crops (scored as they
     are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
     any scanning, and each file is written on its own; a write that fails anyway (full disk) is listed in
     result["output_errors"] instead of losing the metrics. result["problems"] lists what makes the result
     incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty."""
     if out_dir:
         check_output(out_dir, "--out", folder=True)
-    items = read_list(list_csv)
+    if isinstance(source, list):
+        items, title = check_classes(source, "the evaluation set"), "the evaluation set"
+    else:
+        items, title = read_list(source), Path(source).name
     scanner = Scanner(checkpoint, config or ScanConfig())
     thr = scanner.threshold
     face_y, face_s, face_g = [], [], []
@@ -83,7 +93,7 @@ def evaluate(
     for i, it in enumerate(items):
         if progress:
             progress(i, len(items), it.path.name)
-        if crops and it.path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+        if crops and it.path.suffix.lower() in IMAGE_EXTS:
             try:
                 img = load_image(it.path, scanner.model.img_size)
             except ForgeryDetError as e:
@@ -136,7 +146,7 @@ def evaluate(
         curves = {k: v for k, v in curves.items() if len(set(v[0])) == 2}
         if curves:
             try:
-                result["roc_png"] = str(roc_plot(curves, out / "roc.png", f"ROC: {Path(list_csv).name}"))
+                result["roc_png"] = str(roc_plot(curves, out / "roc.png", f"ROC: {title}"))
             except ForgeryDetError as e:
                 result["output_errors"].append(str(e))
     return result

@@ -1,0 +1,141 @@
+"""Labelled lists for `evaluate`, read from the layouts datasets ship in, so that no list has to be written by hand:
+
+- a FaceForensics++ tree: the originals are real (group 'original'), each manipulation method's videos are fake
+  (group = the method), optionally only the videos of an official split file (FF++'s `splits/test.json`: pairs
+  of video ids [A, B]; it keeps A, B, A_B and B_A);
+- a DFDC folder: `metadata.json` (training parts: {"x.mp4": {"label": "REAL" | "FAKE", ...}}) or `labels.csv`
+  (the public test set: filename,label with 1 = fake); group = the folder's name;
+- folders (or files, globs) of real and of fake files, e.g. Celeb-DF's `Celeb-real`, `YouTube-real` and
+  `Celeb-synthesis`: group = the name of the path given.
+
+Each group can be cut to a seeded random sample (`per_group`), for a quick figure on a laptop. A group that
+holds one class is measured against all of the other class (`metrics.grouped_metrics`)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Sequence
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.media import expand_sources
+from forgerydet.io import read_csv_rows
+from forgerydet.pairs.discover import find_ffpp
+from forgerydet.scan.evaluate import Item
+
+REAL_GROUP = "original"  # the FF++ originals
+
+
+def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequence[str] | None = None,
+               split: str | Path | None = None) -> list[Item]:
+    """Originals (real, group 'original') and each method's fakes (group = method) of a FaceForensics++ tree."""
+    tree = find_ffpp(root, compression, methods)
+    reals = dict(tree.reals)
+    # a fake named after no original (DeepFakeDetection's, made on original_sequences/actors) is still a fake
+    fakes = sorted([(e.fake, e.method) for e in tree.fakes] + [(p, p.parents[2].name) for p in tree.unmatched],
+                   key=lambda f: (f[1], f[0].name))
+    if split is not None:
+        pairs = _split_pairs(Path(split))
+        ids = {i for pair in pairs for i in pair}
+        names = {f"{a}_{b}" for a, b in pairs} | {f"{b}_{a}" for a, b in pairs}
+        reals = {k: v for k, v in reals.items() if k in ids}
+        fakes = [(p, m) for p, m in fakes if p.stem in names]
+        if not reals or not fakes:
+            raise ForgeryDetError(f"{split}: none of its video ids is in {root} (for {tree.compression})")
+    return [Item(p, 0, REAL_GROUP) for _, p in sorted(reals.items())] + [Item(p, 1, m) for p, m in fakes]
+
+
+def _split_pairs(path: Path) -> list[tuple[str, str]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [(str(a), str(b)) for a, b in data]
+    except FileNotFoundError:
+        raise ForgeryDetError(f"{path}: no such split file") from None
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise ForgeryDetError(f"{path}: not a FaceForensics++ split file (a JSON list of [id, id] pairs, like "
+                              "splits/test.json of the FaceForensics repository)") from None
+    if not pairs:
+        raise ForgeryDetError(f"{path}: the split lists no pairs")
+    return pairs
+
+
+def dfdc_items(folder: str | Path) -> list[Item]:
+    """The videos of a DFDC folder, labelled by its metadata.json (REAL/FAKE) or labels.csv (filename,label)."""
+    folder = Path(folder)
+    meta, labels = folder / "metadata.json", folder / "labels.csv"
+    if meta.is_file():
+        try:
+            entries = json.loads(meta.read_text(encoding="utf-8"))
+            named = {name: str(m["label"]).upper() for name, m in entries.items()}
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+            raise ForgeryDetError(f"{meta}: not DFDC metadata (a JSON object of file name -> {{\"label\": "
+                                  "\"REAL\" or \"FAKE\", ...}})") from None
+        bad = sorted(n for n, lab in named.items() if lab not in ("REAL", "FAKE"))
+        if bad:
+            raise ForgeryDetError(f"{meta}: label of {bad[0]} is neither REAL nor FAKE")
+        found = {n: int(lab == "FAKE") for n, lab in named.items()}
+    elif labels.is_file():
+        rows = read_csv_rows(labels, ["filename", "label"])
+        bad = [r["filename"] for r in rows if r["label"].strip() not in ("0", "1")]
+        if bad:
+            raise ForgeryDetError(f"{labels}: label of {bad[0]} is not 0 (real) or 1 (fake)")
+        found = {r["filename"].strip(): int(r["label"].strip()) for r in rows}
+    else:
+        raise ForgeryDetError(f"{folder}: neither metadata.json nor labels.csv found (a DFDC part or test folder)")
+    missing = [n for n in found if not (folder / n).is_file()]
+    if len(missing) == len(found):
+        raise ForgeryDetError(f"{folder}: none of the {len(found)} videos its labels name is there (e.g. {missing[0]})")
+    group = folder.resolve().name
+    return [Item(folder / n, lab, group) for n, lab in sorted(found.items())]  # a missing one is skipped, and said
+
+
+def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path]) -> list[Item]:
+    """Every image and video of the real and of the fake paths (folders searched recursively, globs); each
+    path given is a group, named after it (its folder or file name, or the pattern)."""
+    items: list[Item] = []
+    for label, paths in ((0, real), (1, fake)):
+        for p in paths:
+            group = Path(p).name or str(p)
+            items += [Item(f, label, group) for f in expand_sources([p])]
+    return items
+
+
+def sample_per_group(items: list[Item], n: int, seed: int = 0) -> list[Item]:
+    """At most n items of each group, a seeded random draw (the list's order kept)."""
+    if n < 1:
+        raise ForgeryDetError(f"--per-group must be >= 1, got {n}")
+    rng = random.Random(seed)
+    by_group: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_group.setdefault(it.group, []).append(i)
+    keep = {i for idx in by_group.values() for i in (idx if len(idx) <= n else rng.sample(idx, n))}
+    return [it for i, it in enumerate(items) if i in keep]
+
+
+def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | None = None,
+                      compression: str | None = None, methods: Sequence[str] | None = None,
+                      split: str | Path | None = None, dfdc: str | Path | None = None,
+                      real: Sequence[str | Path] = (), fake: Sequence[str | Path] = (),
+                      per_group: int | None = None) -> str | Path | list[Item]:
+    """What `evaluate` scores: LIST.csv as given, or the items of exactly one dataset layout (see the module)."""
+    given = [name for name, v in (("LIST.csv", list_csv), ("--ffpp", ffpp), ("--dfdc", dfdc),
+                                  ("--real/--fake", real or fake)) if v]
+    if len(given) != 1:
+        raise ForgeryDetError("give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER or --real PATH --fake PATH"
+                              + (f" (got {' and '.join(given)})" if given else ""))
+    if (compression or methods or split) and not ffpp:
+        raise ForgeryDetError("--compression, --methods and --split go with --ffpp")
+    if per_group is not None and list_csv:
+        raise ForgeryDetError("--per-group goes with --ffpp, --dfdc or --real/--fake, not with LIST.csv")
+    if list_csv:
+        return list_csv
+    if ffpp:
+        items = ffpp_items(ffpp, compression, methods, split)
+    elif dfdc:
+        items = dfdc_items(dfdc)
+    else:
+        if not (real and fake):
+            raise ForgeryDetError("--real and --fake go together: give at least one path of each")
+        items = folder_items(real, fake)
+    return sample_per_group(items, per_group) if per_group is not None else items

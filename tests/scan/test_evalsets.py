@@ -1,0 +1,114 @@
+"""scan/evalsets.py: evaluation sets read from FaceForensics++, DFDC and real/fake folder layouts (no decoding:
+the files here are placeholders), the per-group sample, and which options go together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.scan.evalsets import dfdc_items, evaluation_source, ffpp_items, folder_items, sample_per_group
+from forgerydet.scan.evaluate import Item
+
+
+def _touch(root: Path, *names: str) -> None:
+    for n in names:
+        (root / n).parent.mkdir(parents=True, exist_ok=True)
+        (root / n).write_bytes(b"x")
+
+
+@pytest.fixture
+def ffpp(tmp_path) -> Path:
+    root = tmp_path / "FFPP"
+    _touch(root, *(f"original_sequences/youtube/c23/videos/{i}.mp4" for i in ("000", "003", "010", "011")))
+    for method in ("Deepfakes", "NeuralTextures"):
+        _touch(root, *(f"manipulated_sequences/{method}/c23/videos/{n}.mp4" for n in ("000_003", "003_000", "010_011")))
+    _touch(root, "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__walk__X.mp4")  # made on actors/
+    return root
+
+
+def test_ffpp_originals_are_real_and_each_method_a_group(ffpp, tmp_path):
+    items = ffpp_items(ffpp)
+    assert [(it.path.name, it.label, it.group) for it in items[:4]] == [
+        (f"{i}.mp4", 0, "original") for i in ("000", "003", "010", "011")]
+    assert sorted({(it.group, it.label) for it in items[4:]}) == [("DeepFakeDetection", 1), ("Deepfakes", 1),
+                                                                  ("NeuralTextures", 1)]
+    assert len(items) == 4 + 7  # DeepFakeDetection's fake is named after no original, and is still a fake
+    only = ffpp_items(ffpp, "c23", ["NeuralTextures"])
+    assert {it.group for it in only} == {"original", "NeuralTextures"}
+    split = tmp_path / "test.json"
+    split.write_text(json.dumps([["003", "000"]]))  # FF++'s splits/*.json: [target, source] id pairs
+    kept = ffpp_items(ffpp, split=split)
+    assert sorted((it.group, it.path.stem) for it in kept) == [
+        ("Deepfakes", "000_003"), ("Deepfakes", "003_000"), ("NeuralTextures", "000_003"), ("NeuralTextures", "003_000"),
+        ("original", "000"), ("original", "003")]
+    split.write_text(json.dumps([["900", "901"]]))
+    with pytest.raises(ForgeryDetError, match="none of its video ids"):
+        ffpp_items(ffpp, split=split)
+    split.write_text("{not json")
+    with pytest.raises(ForgeryDetError, match="not a FaceForensics\\+\\+ split file"):
+        ffpp_items(ffpp, split=split)
+    with pytest.raises(ForgeryDetError, match="no such split file"):
+        ffpp_items(ffpp, split=tmp_path / "none.json")
+    with pytest.raises(ForgeryDetError, match="not a FaceForensics"):
+        ffpp_items(tmp_path)
+
+
+def test_dfdc_labels_from_metadata_or_labels_csv(tmp_path):
+    part = tmp_path / "dfdc_train_part_7"
+    _touch(part, "a.mp4", "b.mp4", "c.mp4")
+    meta = {"a.mp4": {"label": "FAKE", "original": "b.mp4", "split": "train"}, "b.mp4": {"label": "REAL"},
+            "c.mp4": {"label": "fake", "original": "b.mp4"}, "gone.mp4": {"label": "REAL"}}
+    (part / "metadata.json").write_text(json.dumps(meta))
+    items = dfdc_items(part)
+    assert [(it.path.name, it.label, it.group) for it in items] == [
+        ("a.mp4", 1, "dfdc_train_part_7"), ("b.mp4", 0, "dfdc_train_part_7"), ("c.mp4", 1, "dfdc_train_part_7"),
+        ("gone.mp4", 0, "dfdc_train_part_7")]  # listed, so that evaluate reports it skipped instead of dropping it
+    (part / "metadata.json").write_text(json.dumps({"a.mp4": {"label": "MAYBE"}}))
+    with pytest.raises(ForgeryDetError, match="neither REAL nor FAKE"):
+        dfdc_items(part)
+    (part / "metadata.json").write_text(json.dumps({"z.mp4": {"label": "REAL"}}))
+    with pytest.raises(ForgeryDetError, match="none of the 1 videos its labels name is there"):
+        dfdc_items(part)
+    (part / "metadata.json").write_text("[1, 2]")
+    with pytest.raises(ForgeryDetError, match="not DFDC metadata"):
+        dfdc_items(part)
+    test = tmp_path / "test_videos"
+    _touch(test, "x.mp4", "y.mp4")
+    (test / "labels.csv").write_text("filename,label\nx.mp4,1\ny.mp4,0\n")
+    assert [(it.path.name, it.label) for it in dfdc_items(test)] == [("x.mp4", 1), ("y.mp4", 0)]
+    (test / "labels.csv").write_text("filename,label\nx.mp4,0.7\n")
+    with pytest.raises(ForgeryDetError, match="not 0 \\(real\\) or 1 \\(fake\\)"):
+        dfdc_items(test)
+
+
+def test_real_and_fake_paths_are_groups_named_after_them(tmp_path):
+    _touch(tmp_path, "Celeb-real/a.mp4", "Celeb-real/deep/b.jpg", "Celeb-real/notes.txt", "Celeb-synthesis/c.mp4")
+    items = folder_items([tmp_path / "Celeb-real"], [tmp_path / "Celeb-synthesis"])
+    assert [(it.path.name, it.label, it.group) for it in items] == [
+        ("a.mp4", 0, "Celeb-real"), ("b.jpg", 0, "Celeb-real"), ("c.mp4", 1, "Celeb-synthesis")]
+    with pytest.raises(ForgeryDetError, match="no such file"):
+        folder_items([tmp_path / "missing"], [tmp_path / "Celeb-synthesis"])
+
+
+def test_per_group_sample_is_seeded_and_keeps_the_order():
+    items = [Item(Path(f"{g}{i}.mp4"), int(g == "f"), g) for g in ("r", "f", "s") for i in range(10)][:25]
+    a, b = sample_per_group(items, 3), sample_per_group(items, 3)
+    assert a == b and [it.group for it in a] == ["r"] * 3 + ["f"] * 3 + ["s"] * 3
+    assert a == [it for it in items if it in a]  # the list's order
+    assert sample_per_group(items, 100) == items
+    assert sample_per_group(items, 3, seed=1) != a
+    with pytest.raises(ForgeryDetError, match="--per-group must be >= 1"):
+        sample_per_group(items, 0)
+
+
+def test_evaluation_source(ffpp, tmp_path):
+    assert evaluation_source(tmp_path / "list.csv") == tmp_path / "list.csv"
+    items = evaluation_source(ffpp=ffpp, methods=["Deepfakes"], per_group=2)  # never DeepFakeDetection here
+    assert [it.group for it in items] == ["original"] * 2 + ["Deepfakes"] * 2
+    with pytest.raises(ForgeryDetError, match="got LIST.csv and --dfdc"):
+        evaluation_source(tmp_path / "list.csv", dfdc=tmp_path)
+    with pytest.raises(ForgeryDetError, match="--real and --fake go together"):
+        evaluation_source(fake=[tmp_path])
