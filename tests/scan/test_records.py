@@ -10,8 +10,8 @@ import numpy as np
 
 from forgerydet import __version__
 from forgerydet.scan.records import (
-    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, csv_text, empty_record, json_record, json_text, reliability_notes,
-    select_faces,
+    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, csv_text, empty_record, json_record, json_text, many_faces_note,
+    reliability_notes, select_faces,
 )
 
 
@@ -99,3 +99,16 @@ def test_reliability_notes_flag_a_file_whose_median_face_is_small():
     # the shorter side counts: a tall thin box is small
     assert reliability_notes([{"box": [0.0, 0.0, 50.0, 300.0]}]) == ["small faces (median 50 px): less reliable"]
     assert reliability_notes(faces(100), small_px=120) == ["small faces (median 100 px): less reliable"]
+
+
+def test_a_fake_verdict_on_several_faces_says_which_faces():
+    def tracks(*scores):
+        return [{"track_id": i, "score": s, "n_faces": 1} for i, s in enumerate(scores)]
+
+    assert many_faces_note(tracks(0.05, 0.66, 0.2, 0.54), "FAKE", 0.338) == ["2 of 4 faces above the threshold (tracks 1, 3)"]
+    assert many_faces_note(tracks(0.05, 0.66), "FAKE", 0.338) == ["1 of 2 faces above the threshold (track 1)"]
+    # the file score takes each frame's highest face, so it can pass the threshold while no track's mean does
+    assert many_faces_note(tracks(0.3, 0.3), "FAKE", 0.338) == ["0 of 2 faces above the threshold"]
+    assert many_faces_note(tracks(0.9), "FAKE", 0.338) == []  # one face: nothing to add
+    assert many_faces_note(tracks(0.1, 0.2), "REAL", 0.338) == []
+    assert many_faces_note([], None, 0.338) == []

@@ -45,6 +45,16 @@ def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_
     return [f"small faces (median {median:.0f} px): less reliable"] if median < small_px else []
 
 
+def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold: float) -> list[str]:
+    """Which faces a FAKE verdict on a file of several faces comes from. The threshold holds per face (at most
+    its false-positive rate of real faces above it), so a file of many real faces is called FAKE more often."""
+    if verdict != "FAKE" or len(tracks) < 2:
+        return []
+    above = [str(t["track_id"]) for t in tracks if t["score"] >= threshold]
+    which = f" (track{'s' if len(above) > 1 else ''} {', '.join(above)})" if above else ""
+    return [f"{len(above)} of {len(tracks)} faces above the threshold{which}"]
+
+
 def json_record(rec: dict[str, Any]) -> dict[str, Any]:
     """The JSON-able part of a result record (no crops or attention arrays)."""
     out = {k: v for k, v in rec.items() if k != "faces"}

@@ -25,7 +25,7 @@ from forgerydet.model.references import PersonReferences, load_person, reference
 from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, track_scores
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.records import empty_record, reliability_notes
+from forgerydet.scan.records import empty_record, many_faces_note, reliability_notes
 
 SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
 MODELS_ENV = "FORGERYDET_MODEL"
@@ -231,7 +231,7 @@ class Scanner:
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
-        rec["notes"] = reliability_notes(rec["faces"])
+        rec["notes"] = reliability_notes(rec["faces"]) + many_faces_note(rec["tracks"], rec["verdict"], self.threshold)
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
