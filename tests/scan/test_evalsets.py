@@ -72,6 +72,9 @@ def test_dfdc_labels_from_metadata_or_labels_csv(tmp_path):
     (part / "metadata.json").write_text(json.dumps({"z.mp4": {"label": "REAL"}}))
     with pytest.raises(ForgeryDetError, match="none of the 1 videos its labels name is there"):
         dfdc_items(part)
+    (part / "metadata.json").write_text("{}")
+    with pytest.raises(ForgeryDetError, match="lists no videos"):
+        dfdc_items(part)
     (part / "metadata.json").write_text("[1, 2]")
     with pytest.raises(ForgeryDetError, match="not DFDC metadata"):
         dfdc_items(part)

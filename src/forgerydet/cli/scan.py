@@ -44,8 +44,8 @@ def scan_cmd(
     Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every
     other output is still written); 130 after Ctrl-C, with the outputs holding the files scanned so far and
     the rest marked not_scanned."""
-    from forgerydet.scan.records import MAX_FACES, empty_record
     from forgerydet.faces.media import describe_skipped
+    from forgerydet.scan.records import MAX_FACES, empty_record
     from forgerydet.scan.scanner import Scanner, expand_scan_paths
 
     t_start = time.perf_counter()

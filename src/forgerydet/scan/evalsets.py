@@ -83,6 +83,8 @@ def dfdc_items(folder: str | Path) -> list[Item]:
         found = {r["filename"].strip(): int(r["label"].strip()) for r in rows}
     else:
         raise ForgeryDetError(f"{folder}: neither metadata.json nor labels.csv found (a DFDC part or test folder)")
+    if not found:
+        raise ForgeryDetError(f"{meta if meta.is_file() else labels}: lists no videos")
     missing = [n for n in found if not (folder / n).is_file()]
     if len(missing) == len(found):
         raise ForgeryDetError(f"{folder}: none of the {len(found)} videos its labels name is there (e.g. {missing[0]})")

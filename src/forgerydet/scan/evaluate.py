@@ -2,7 +2,7 @@
 AP, EER and accuracy, per group and overall, with the same scanning code as `scan`.
 
 LIST.csv columns: path, label (0/1 or real/fake), optional group (dataset/method). Relative paths are
-resolved against the list's folder."""
+resolved against the list's folder. scan/evalsets.py makes the same items from dataset layouts."""
 
 from __future__ import annotations
 
@@ -74,8 +74,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Score every file of `source` (a LIST.csv, or items from scan.evalsets) and compute metrics. crops=True:
-    images are already face crops (scored as they
-    are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
+    images are already face crops (scored as they are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
     any scanning, and each file is written on its own; a write that fails anyway (full disk) is listed in
     result["output_errors"] instead of losing the metrics. result["problems"] lists what makes the result
     incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty."""
