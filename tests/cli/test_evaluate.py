@@ -149,7 +149,9 @@ def test_a_dataset_layout_instead_of_a_list(fake_evaluate, tmp_path):
             "--fake", tmp_path / "Celeb-synthesis", "--per-group", 2)
     assert r.exit_code == 0, r.output
     items = calls[0]["list"]
-    assert [(it.group, it.label) for it in items] == [("Celeb-real", 0)] * 2 + [("YouTube-real", 0)] + [("Celeb-synthesis", 1)] * 2
+    d = tmp_path.name
+    assert [(it.group, it.label) for it in items] == [
+        (f"{d}/Celeb-real", 0)] * 2 + [(f"{d}/YouTube-real", 0)] + [(f"{d}/Celeb-synthesis", 1)] * 2
     assert ["video", "Celeb-synthesis*", "3", "3", "0.750", "-", "0.700", "0.250", "0.500"] in _rows(r.stdout)
     assert "* a group of one class, measured against every sample of the other class" in " ".join(r.stdout.split())
 

@@ -88,10 +88,16 @@ def test_dfdc_labels_from_metadata_or_labels_csv(tmp_path):
 
 
 def test_real_and_fake_paths_are_groups_named_after_them(tmp_path):
-    _touch(tmp_path, "Celeb-real/a.mp4", "Celeb-real/deep/b.jpg", "Celeb-real/notes.txt", "Celeb-synthesis/c.mp4")
+    _touch(tmp_path, "Celeb-real/a.mp4", "Celeb-real/deep/b.jpg", "Celeb-real/notes.txt", "Celeb-synthesis/c.mp4",
+           "dfdc/real/d.png", "dfdc/fake/e.png", "ffpp/1_real.png", "ffpp/1_fake.png")
     items = folder_items([tmp_path / "Celeb-real"], [tmp_path / "Celeb-synthesis"])
     assert [(it.path.name, it.label, it.group) for it in items] == [
-        ("a.mp4", 0, "Celeb-real"), ("b.jpg", 0, "Celeb-real"), ("c.mp4", 1, "Celeb-synthesis")]
+        ("a.mp4", 0, f"{tmp_path.name}/Celeb-real"), ("b.jpg", 0, f"{tmp_path.name}/Celeb-real"),
+        ("c.mp4", 1, f"{tmp_path.name}/Celeb-synthesis")]
+    mixed = folder_items([tmp_path / "dfdc/real", str(tmp_path / "ffpp" / "*_real.png")],
+                         [tmp_path / "dfdc/fake", str(tmp_path / "ffpp" / "*_fake.png")])
+    assert [it.group for it in mixed] == ["dfdc/real", "ffpp/*_real.png", "dfdc/fake", "ffpp/*_fake.png"]
+    assert folder_items([tmp_path / "dfdc/real"], [tmp_path / "ffpp/1_fake.png"])[1].group == "ffpp/1_fake.png"
     with pytest.raises(ForgeryDetError, match="no such file"):
         folder_items([tmp_path / "missing"], [tmp_path / "Celeb-synthesis"])
 

@@ -6,7 +6,7 @@
 - a DFDC folder: `metadata.json` (training parts: {"x.mp4": {"label": "REAL" | "FAKE", ...}}) or `labels.csv`
   (the public test set: filename,label with 1 = fake); group = the folder's name;
 - folders (or files, globs) of real and of fake files, e.g. Celeb-DF's `Celeb-real`, `YouTube-real` and
-  `Celeb-synthesis`: group = the name of the path given.
+  `Celeb-synthesis`: group = the last two parts of the path given.
 
 Each group can be cut to a seeded random sample (`per_group`), for a quick figure on a laptop. A group that
 holds one class is measured against all of the other class (`metrics.grouped_metrics`)."""
@@ -94,11 +94,13 @@ def dfdc_items(folder: str | Path) -> list[Item]:
 
 def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path]) -> list[Item]:
     """Every image and video of the real and of the fake paths (folders searched recursively, globs); each
-    path given is a group, named after it (its folder or file name, or the pattern)."""
+    path given is a group, named by its last two parts as given ('dfdc/real', 'ffpp/*_fake.png'), so that
+    folders called real and fake in two datasets stay apart."""
     items: list[Item] = []
     for label, paths in ((0, real), (1, fake)):
         for p in paths:
-            group = Path(p).name or str(p)
+            parts = [x for x in Path(p).parts if x not in (".", "..", "/")]
+            group = "/".join(parts[-2:]) or str(p)
             items += [Item(f, label, group) for f in expand_sources([p])]
     return items
 
