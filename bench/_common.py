@@ -161,7 +161,7 @@ def finish(res: dict[str, Any], figures: list[dict[str, Any]], as_json: bool, de
 
 def checkpoints_and_pairs_args(doc: str, n: int, n_help: str):
     """The command line of the benches that score CHECKPOINT ... on the held-out real faces of a pairs.csv
-    (shortcuts.py, local_blends.py): checkpoints, --pairs (checked to exist), --n, --seed, --json."""
+    (shortcuts.py, local_blends.py, heatmaps.py): checkpoints, --pairs (checked to exist), --n, --seed, --json."""
     import argparse
     import sys
 

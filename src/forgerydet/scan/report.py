@@ -225,8 +225,8 @@ def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
         note = (("the only face" if len(faces) == 1 else f"all {len(faces)} faces") if len(chosen) == len(faces) else
                 f"{len(chosen)} of {len(faces)} faces: the highest-scoring ones and the rest evenly over time")
         out.append(f'<p class="meta">Showing {note}. Each face: crop, DifferenceAttention heatmap '
-                   "(scaled per face), nearest real faces (of the bank, or of the enrolled reference person) with cosine "
-                   "similarity.</p>")
+                   "(scaled per face: where the model attended, not a map of the forgery), nearest real faces (of the "
+                   "bank, or of the enrolled reference person) with cosine similarity.</p>")
         out.append('<div class="grid">')
         for j in chosen:
             out.append(_face_html(imgs, f"{anchor}/f{j:04d}", faces[j], thr))

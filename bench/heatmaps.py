@@ -1,0 +1,106 @@
+"""Does the report's heatmap show where a face was forged? Held-out self-blends, whose blend masks are known, scored
+on the token grid the heatmap is drawn from (7x7 for the shipped model).
+
+For each fake of a pairs.csv's 'val' split (`--n`, seeded; for the shipped file, `make shipped-calib`'s pairs, which
+it never trained on) and each map, the per-face AUC of the map's cells at telling (a) the blended cells (mask
+> 0.5, area-averaged to the grid) from the untouched ones, and (b) the blend's boundary band (0.05 < mask < 0.95)
+from the rest; the mean over faces. Maps:
+- attention: the DifferenceAttention saliency that `scan --report` draws;
+- Grad-CAM (Selvaraju et al. 2017) on the face tokens: ReLU of the tokens weighted by the mean gradient of the
+  'single'-mode logit, and gradient x input per token;
+- a fixed centre prior (minus the distance to the grid's centre): what a map that knows nothing about the face
+  gets, since a face crop holds its face, and so the blend, in the middle.
+
+    .venv/bin/python bench/heatmaps.py CHECKPOINT --pairs runs/shipped_calib_pairs/pairs.csv [--n 200] [--json]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import checkpoints_and_pairs_args, figure, finish, print_figures  # noqa: E402
+
+MAPS = ("attention", "Grad-CAM", "gradient x input", "centre prior")
+
+
+def fakes(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
+    """(fake crop, its blend mask) of n 'val' rows at random (seeded)."""
+    from forgerydet.pairs.table import read_pairs
+
+    rows = [r for r in read_pairs(pairs_csv, need_splits=("val",)).rows if r.split == "val" and r.fake is not None]
+    out = [(r.fake, r.fake.with_name(r.fake.stem + "_mask.png")) for r in rows]
+    out = [(f, m) for f, m in out if m.is_file()]
+    if not out:
+        sys.exit(f"{pairs_csv}: no 'val' fakes with a stored mask (make them with `pairs --self-blend --val ...`)")
+    pick = np.random.default_rng(seed).permutation(len(out))[:n]
+    return [out[i] for i in sorted(pick)]
+
+
+def maps(model, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each map (B,g,g) for faces x (B,3,S,S) in 'single' mode against the model's bank."""
+    from forgerydet.model.attention import DifferenceAttention
+    from forgerydet.model.backbone import pooled
+
+    g = model.cfg.grid
+    q = model.encode(x).detach().requires_grad_(True)  # (B,N,D)
+    ref, _, _ = model.bank.retrieve(pooled(q.detach()), model.cfg.topk, None)
+    logits, attn = model.classify(q, ref)
+    (grad,) = torch.autograd.grad(logits.sum(), q)  # (B,N,D)
+    cam = torch.relu((q * grad.mean(1, keepdim=True)).sum(-1))  # (B,N)
+    gxi = torch.relu((q * grad).sum(-1))  # (B,N)
+    cy, cx = np.mgrid[0:g, 0:g]
+    centre = -((cy - (g - 1) / 2) ** 2 + (cx - (g - 1) / 2) ** 2).astype(np.float64)
+    B = x.shape[0]
+    return {"attention": DifferenceAttention.saliency(attn).reshape(B, g, g).detach().numpy(),
+            "Grad-CAM": cam.reshape(B, g, g).detach().numpy(), "gradient x input": gxi.reshape(B, g, g).detach().numpy(),
+            "centre prior": np.broadcast_to(centre, (B, g, g))}
+
+
+def main() -> None:
+    a = checkpoints_and_pairs_args(__doc__, 200, "blended faces to score")
+    from sklearn.metrics import roc_auc_score
+
+    from forgerydet.model.checkpoint import load_checkpoint
+    from forgerydet.model.inputs import load_image, to_tensor
+
+    torch.manual_seed(a.seed)
+    jitter = np.random.default_rng(a.seed)  # breaks ties in the flat centre prior the same way for every map
+    figures, res = [], {"n": a.n, "seed": a.seed, "checkpoints": {}}
+    for ck in a.checkpoints:
+        model = load_checkpoint(ck, "cpu").model.eval()
+        g, S = model.cfg.grid, model.img_size
+        items = fakes(Path(a.pairs), a.n, a.seed)
+        auc: dict[str, dict[str, list[float]]] = {m: {"blended": [], "boundary": []} for m in MAPS}
+        for i in range(0, len(items), 16):
+            batch = items[i : i + 16]
+            got = maps(model, torch.stack([to_tensor(load_image(f, S)) for f, _ in batch]))
+            for j, (_, mask_path) in enumerate(batch):
+                mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+                cells = cv2.resize(mask, (g, g), interpolation=cv2.INTER_AREA).ravel()
+                noise = 1e-9 * jitter.random(g * g)
+                truths = {"blended": cells > 0.5, "boundary": (cells > 0.05) & (cells < 0.95)}
+                for name, m in got.items():
+                    for kind, t in truths.items():
+                        if 0 < t.sum() < t.size:
+                            auc[name][kind].append(float(roc_auc_score(t, m[j].ravel() + noise)))
+        row = {}
+        for name in MAPS:
+            row[name] = {kind: float(np.mean(v)) for kind, v in auc[name].items()} | {
+                f"faces_{kind}": len(v) for kind, v in auc[name].items()}
+            for kind in ("blended", "boundary"):
+                figures.append(figure(f"{Path(ck).name}: {name} -> {kind} cells", row[name][kind], "AUC",
+                                      note=f"mean over {row[name]['faces_' + kind]} held-out self-blends, {g}x{g} grid"))
+        res["checkpoints"][str(ck)] = row
+    if not a.json:
+        print_figures(figures)
+    finish(res, figures, a.json)
+
+
+if __name__ == "__main__":
+    main()
