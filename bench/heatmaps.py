@@ -1,10 +1,11 @@
 """Does the report's heatmap show where a face was forged? Held-out self-blends, whose blend masks are known, scored
 on the token grid the heatmap is drawn from (7x7 for the shipped model).
 
-For each fake of a pairs.csv's 'val' split (`--n`, seeded; for the shipped file, `make shipped-calib`'s pairs, which
-it never trained on) and each map, the per-face AUC of the map's cells at telling (a) the blended cells (mask
-> 0.5, area-averaged to the grid) from the untouched ones, and (b) the blend's boundary band (0.05 < mask < 0.95)
-from the rest; the mean over faces. Maps:
+Two sets from a pairs.csv's 'val' split (`--n` of each, seeded; for the shipped file, `make shipped-calib`'s pairs,
+which it never trained on): its stored whole-face self-blends, and local self-blends (one facial part, off the
+crop's centre: `train --sbi-local`) made now from its reals. For each face and map, the AUC of the map's cells at
+telling (a) the blended cells (mask > half its peak, area-averaged to the grid) from the untouched ones, and (b)
+the blend's boundary band (5-95 % of the peak) from the rest; the mean over faces. Maps:
 - attention: the DifferenceAttention saliency that `scan --report` draws;
 - Grad-CAM (Selvaraju et al. 2017) on the face tokens: ReLU of the tokens weighted by the mean gradient of the
   'single'-mode logit, and gradient x input per token;
@@ -29,17 +30,32 @@ from _common import checkpoints_and_pairs_args, figure, finish, print_figures  #
 MAPS = ("attention", "Grad-CAM", "gradient x input", "centre prior")
 
 
-def fakes(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
-    """(fake crop, its blend mask) of n 'val' rows at random (seeded)."""
+def whole_face(pairs_csv: Path, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fake crop RGB, its blend mask) of n stored 'val' self-blends at random (seeded)."""
+    from forgerydet.io import read_image
     from forgerydet.pairs.table import read_pairs
 
     rows = [r for r in read_pairs(pairs_csv, need_splits=("val",)).rows if r.split == "val" and r.fake is not None]
-    out = [(r.fake, r.fake.with_name(r.fake.stem + "_mask.png")) for r in rows]
-    out = [(f, m) for f, m in out if m.is_file()]
-    if not out:
+    found = [(r.fake, r.fake.with_name(r.fake.stem + "_mask.png")) for r in rows]
+    found = [(f, m) for f, m in found if m.is_file()]
+    if not found:
         sys.exit(f"{pairs_csv}: no 'val' fakes with a stored mask (make them with `pairs --self-blend --val ...`)")
-    pick = np.random.default_rng(seed).permutation(len(out))[:n]
-    return [out[i] for i in sorted(pick)]
+    pick = np.random.default_rng(seed).permutation(len(found))[:n]
+    return [(read_image(found[i][0]), cv2.imread(str(found[i][1]), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255)
+            for i in sorted(pick)]
+
+
+def local(pairs_csv: Path, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fake, mask) of n local self-blends (one facial part, `train --sbi-local`) made now from 'val' reals."""
+    from forgerydet.io import read_image
+    from forgerydet.pairs.sbi import SBIConfig, self_blend
+    from forgerydet.pairs.table import read_pairs
+
+    rows = [r for r in read_pairs(pairs_csv, need_splits=("val",)).rows if r.split == "val" and r.landmarks is not None]
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
+    cfg = SBIConfig(mask_probs=(0.0, 0.0, 0.0, 1.0))
+    return [self_blend(read_image(rows[i].real), rows[i].landmarks, np.random.default_rng([seed, int(i)]), cfg)
+            for i in sorted(pick)]
 
 
 def maps(model, x: torch.Tensor) -> dict[str, np.ndarray]:
@@ -67,36 +83,37 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from forgerydet.model.checkpoint import load_checkpoint
-    from forgerydet.model.inputs import load_image, to_tensor
+    from forgerydet.model.inputs import resize_face, to_tensor
 
     torch.manual_seed(a.seed)
     jitter = np.random.default_rng(a.seed)  # breaks ties in the flat centre prior the same way for every map
     figures, res = [], {"n": a.n, "seed": a.seed, "checkpoints": {}}
+    sets = {"whole-face blends": whole_face(Path(a.pairs), a.n, a.seed), "local blends": local(Path(a.pairs), a.n, a.seed)}
     for ck in a.checkpoints:
         model = load_checkpoint(ck, "cpu").model.eval()
         g, S = model.cfg.grid, model.img_size
-        items = fakes(Path(a.pairs), a.n, a.seed)
-        auc: dict[str, dict[str, list[float]]] = {m: {"blended": [], "boundary": []} for m in MAPS}
-        for i in range(0, len(items), 16):
-            batch = items[i : i + 16]
-            got = maps(model, torch.stack([to_tensor(load_image(f, S)) for f, _ in batch]))
-            for j, (_, mask_path) in enumerate(batch):
-                mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
-                cells = cv2.resize(mask, (g, g), interpolation=cv2.INTER_AREA).ravel()
-                noise = 1e-9 * jitter.random(g * g)
-                truths = {"blended": cells > 0.5, "boundary": (cells > 0.05) & (cells < 0.95)}
-                for name, m in got.items():
-                    for kind, t in truths.items():
-                        if 0 < t.sum() < t.size:
-                            auc[name][kind].append(float(roc_auc_score(t, m[j].ravel() + noise)))
-        row = {}
-        for name in MAPS:
-            row[name] = {kind: float(np.mean(v)) for kind, v in auc[name].items()} | {
-                f"faces_{kind}": len(v) for kind, v in auc[name].items()}
-            for kind in ("blended", "boundary"):
-                figures.append(figure(f"{Path(ck).name}: {name} -> {kind} cells", row[name][kind], "AUC",
-                                      note=f"mean over {row[name]['faces_' + kind]} held-out self-blends, {g}x{g} grid"))
-        res["checkpoints"][str(ck)] = row
+        res["checkpoints"][str(ck)] = row = {}
+        for set_name, items in sets.items():
+            auc: dict[str, dict[str, list[float]]] = {m: {"blended": [], "boundary": []} for m in MAPS}
+            for i in range(0, len(items), 16):
+                batch = items[i : i + 16]
+                got = maps(model, torch.stack([to_tensor(resize_face(f, S)) for f, _ in batch]))
+                for j, (_, mask) in enumerate(batch):
+                    cells = cv2.resize(mask / max(float(mask.max()), 1e-6), (g, g), interpolation=cv2.INTER_AREA).ravel()
+                    noise = 1e-9 * jitter.random(g * g)
+                    truths = {"blended": cells > 0.5, "boundary": (cells > 0.05) & (cells < 0.95)}
+                    for name, m in got.items():
+                        for kind, t in truths.items():
+                            if 0 < t.sum() < t.size:
+                                auc[name][kind].append(float(roc_auc_score(t, m[j].ravel() + noise)))
+            row[set_name] = {}
+            for name in MAPS:
+                row[set_name][name] = {kind: float(np.mean(v)) for kind, v in auc[name].items()} | {
+                    f"faces_{kind}": len(v) for kind, v in auc[name].items()}
+                for kind in ("blended", "boundary"):
+                    r = row[set_name][name]
+                    figures.append(figure(f"{Path(ck).name}, {set_name}: {name} -> {kind} cells", r[kind], "AUC",
+                                          note=f"mean over {r['faces_' + kind]} held-out faces, {g}x{g} grid"))
     if not a.json:
         print_figures(figures)
     finish(res, figures, a.json)
