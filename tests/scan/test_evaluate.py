@@ -89,3 +89,35 @@ def test_a_real_and_a_fake_folder_score_as_the_same_list_does(setup, tmp_path):
     assert fakes["against"] == "real" and reals["against"] == "fake"
     assert fakes["auc"] == pytest.approx(a["frame_level"]["overall"]["auc"])
     assert (tmp_path / "b" / "roc.png").is_file()
+
+
+def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
+    """A long evaluation stopped with Ctrl-C writes metrics of the files it scored and exits 130; stopped before
+    any file was scored, it is only "interrupted"."""
+    ck, lst, rows = setup
+    real = Scanner._score
+    calls = []
+
+    def stop_at(n):
+        def score(self, crops):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(self, crops)
+        return score
+
+    monkeypatch.setattr(Scanner, "_score", stop_at(9))
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out", str(tmp_path / "ev")]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 130, r.output
+    assert "interrupted after 8 of 12 listed file(s): the metrics use the files scored so far" in " ".join(r.output.split())
+    res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert res["interrupted"] == {"done": 8, "total": 12} and len(res["files"]) == 8
+    labels = [1 if r_["label"] == "fake" else 0 for r_ in rows[:8]]
+    scores = [f["score"] for f in res["files"]]
+    assert res["frame_level"]["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert res["frame_level"]["overall"]["n"] == 8
+    calls.clear()
+    monkeypatch.setattr(Scanner, "_score", stop_at(1))
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output

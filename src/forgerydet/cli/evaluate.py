@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, note, progress_bar, shown, shows_whole, user_errors
+from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, shown, shows_whole, user_errors
 from forgerydet.scan.config import ScanConfig
 
 
@@ -60,7 +60,7 @@ def evaluate_cmd(
         console.print(shown("   ".join(written)), highlight=False)
     problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete
     if problems:
-        raise fail("; ".join(problems))
+        raise fail("; ".join(problems), EXIT_INTERRUPTED if res.get("interrupted") else 1)
 
 
 COLUMNS = ("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")

@@ -89,32 +89,33 @@ def evaluate(
     face_y, face_s, face_g = [], [], []
     file_y, file_s, file_g = [], [], []
     records, skipped = [], []
-    for i, it in enumerate(items):
-        if progress:
-            progress(i, len(items), it.path.name)
-        if crops and it.path.suffix.lower() in IMAGE_EXTS:
-            try:
-                img = load_image(it.path, scanner.model.img_size)
-            except ForgeryDetError as e:
-                skipped.append({"path": path_text(it.path), "status": "error", "error": path_text(e)})
+    done, interrupted = 0, False
+    try:
+        for i, it in enumerate(items):
+            if progress:
+                progress(i, len(items), it.path.name)
+            rec = _score_item(scanner, it, crops)
+            done = i + 1
+            if rec["status"] != "ok":
+                skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error")})
                 continue
-            s = float(scanner._score([img])["p"][0])
-            rec = {"path": path_text(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
-        else:
-            rec = json_record(scanner.scan_file(it.path))
-        if rec["status"] != "ok":
-            skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error")})
-            continue
-        for f in rec["faces"]:
-            face_y.append(it.label)
-            face_s.append(f["score"])
-            face_g.append(it.group)
-        file_y.append(it.label)
-        file_s.append(rec["score"])
-        file_g.append(it.group)
-        records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
-                        "n_faces": len(rec["faces"])})
-    if progress:
+            n = len(rec["faces"])
+            face_y += [it.label] * n
+            face_s += [f["score"] for f in rec["faces"]]
+            face_g += [it.group] * n
+            file_y.append(it.label)
+            file_s.append(rec["score"])
+            file_g.append(it.group)
+            records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
+                            "n_faces": n})
+    except KeyboardInterrupt:  # a long evaluation stopped by Ctrl-C still reports the files it scored
+        if not records:
+            raise
+        interrupted = True
+        k, m = len(records), sum(r["n_faces"] for r in records)  # `records` grows last: drop a half-added file
+        file_y, file_s, file_g = file_y[:k], file_s[:k], file_g[:k]
+        face_y, face_s, face_g = face_y[:m], face_s[:m], face_g[:m]
+    if progress and not interrupted:
         progress(len(items), len(items), "")
     if not records:
         raise ForgeryDetError("no listed file produced a score (all unreadable or without faces)")
@@ -127,6 +128,9 @@ def evaluate(
         "skipped": skipped,
     }
     problems = []
+    if interrupted:
+        result["interrupted"] = {"done": done, "total": len(items)}
+        problems.append(f"interrupted after {done} of {len(items)} listed file(s): the metrics use the files scored so far")
     if skipped:
         problems.append(f"{len(skipped)} of {len(items)} listed file(s) were skipped (see above); the metrics use the rest")
     if len(set(file_y)) < 2:
@@ -149,3 +153,15 @@ def evaluate(
             except ForgeryDetError as e:
                 result["output_errors"].append(str(e))
     return result
+
+
+def _score_item(scanner: Scanner, it: Item, crops: bool) -> dict[str, Any]:
+    """One listed file's record: a face crop scored as it is (crops=True), else scanned as `scan` does."""
+    if crops and it.path.suffix.lower() in IMAGE_EXTS:
+        try:
+            img = load_image(it.path, scanner.model.img_size)
+        except ForgeryDetError as e:
+            return {"path": path_text(it.path), "status": "error", "error": path_text(e)}
+        s = float(scanner._score([img])["p"][0])
+        return {"path": path_text(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
+    return json_record(scanner.scan_file(it.path))
