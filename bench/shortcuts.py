@@ -51,6 +51,11 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "JPEG quality 40": lambda x: jpeg_roundtrip(x, 40),
         "down to 0.35x and back up": lambda x: rescale(x, 0.35),
         "contrast x1.4": lambda x: np.clip((x.astype(np.float32) - 128) * 1.4 + 128, 0, 255).astype(np.uint8),
+        # beauty filters and retouching smooth skin and keep edges (the shared group photo's airbrushed faces
+        # score FAKE): two strengths of OpenCV's bilateral filter, and its edge-preserving filter
+        "skin smoothing, bilateral d 9 sigma 40": lambda x: cv2.bilateralFilter(x, 9, 40, 40),
+        "skin smoothing, bilateral d 9 sigma 75": lambda x: cv2.bilateralFilter(x, 9, 75, 75),
+        "edge-preserving smoothing (sigma_s 60, sigma_r 0.4)": lambda x: cv2.edgePreservingFilter(x, flags=1, sigma_s=60, sigma_r=0.4),
     }
 
 

@@ -2,7 +2,7 @@
 
 A real/fake pair gets the SAME geometric and colour transform (so the difference between them is still
 the tampering), then each member gets its OWN independent quality transforms (blur, motion blur, sharpening,
-rescale, noise, video-codec and JPEG re-encoding at random strength). The second part breaks the source/compression
+skin smoothing, rescale, noise, video-codec and JPEG re-encoding at random strength). The second part breaks the source/compression
 shortcut of DESIGN.md: whether a face was re-encoded, and how hard, no longer tells real from fake.
 
 Sharpening is there because the self-blend's source transform sharpens the blended face one time in three
@@ -55,12 +55,16 @@ class AugmentConfig:
                                 crop's working resolution (0.15; 3..9 px).
       sharpen_p, sharpen_alpha, sharpen_lightness: the self-blend's own sharpen kernel (pairs/sbi.py) on the
                                 whole image (0.2; alpha 0.1..0.5, lightness 0.5..1.0), as camera sharpening.
+      smooth_p, smooth_sigma:   skin smoothing as beauty filters and retouching do it (0.15): half the time OpenCV's
+                                bilateral filter (9 px, colour and space sigma U(smooth_sigma), 20..90), else its
+                                edge-preserving filter (sigma_s 20..80, sigma_r 0.15..0.45). bench/shortcuts.py found
+                                the model trained without it calling 82 % of smoothed real faces FAKE.
       rescale_p, rescale:       down to U(rescale) of the side (area), back up (bilinear or bicubic) (0.3; 0.4..0.9).
       noise_p, noise_std:       additive Gaussian noise, std in 0..255 units (0.2; 1..6).
       video_p, video_crf:       video-codec round trip (h264_roundtrip) at CRF-like U(video_crf) (0.1; 18..40).
       jpeg_p, jpeg_quality:     JPEG re-encode at integer quality in [lo, hi] (0.5; 30..95).
-    Applied in that order (capture blur, motion blur, in-camera sharpening, resize, noise, video encode, a final JPEG), as
-    footage is made.
+    Applied in that order (capture blur, motion blur, in-camera sharpening, beauty smoothing, resize, noise, video
+    encode, a final JPEG), as footage is made.
     """
 
     hflip_p: float = 0.5
@@ -81,6 +85,8 @@ class AugmentConfig:
     sharpen_p: float = 0.2
     sharpen_alpha: tuple[float, float] = (0.1, 0.5)
     sharpen_lightness: tuple[float, float] = (0.5, 1.0)
+    smooth_p: float = 0.15
+    smooth_sigma: tuple[float, float] = (20.0, 90.0)
     rescale_p: float = 0.3
     rescale: tuple[float, float] = (0.4, 0.9)
     noise_p: float = 0.2
@@ -248,6 +254,16 @@ def motion_blur(img: np.ndarray, length: float, angle_deg: float) -> np.ndarray:
     return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
 
 
+def skin_smooth(img: np.ndarray, rng: np.random.Generator, sigma: tuple[float, float] = (20.0, 90.0)) -> np.ndarray:
+    """Edge-keeping smoothing of a (H,W,3) uint8 image, as beauty filters and retouching smooth skin: OpenCV's
+    bilateral filter (9 px, colour and space sigma U(sigma)) or, half the time, its edge-preserving filter."""
+    if rng.random() < 0.5:
+        s = float(rng.uniform(*sigma))
+        return cv2.bilateralFilter(img, 9, s, s)
+    return cv2.edgePreservingFilter(img, flags=1, sigma_s=float(rng.uniform(20.0, 80.0)),
+                                    sigma_r=float(rng.uniform(0.15, 0.45)))
+
+
 def _quality(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """Independent per-image degradations, in capture order."""
     if not cfg.quality:
@@ -259,6 +275,8 @@ def _quality(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> n
         img = motion_blur(img, rng.uniform(*cfg.motion_length), rng.uniform(0.0, 180.0))
     if rng.random() < cfg.sharpen_p:
         img = sharpen(img, rng.uniform(*cfg.sharpen_alpha), rng.uniform(*cfg.sharpen_lightness))
+    if rng.random() < cfg.smooth_p:
+        img = skin_smooth(img, rng, cfg.smooth_sigma)
     if rng.random() < cfg.rescale_p:
         f = rng.uniform(*cfg.rescale)
         small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
@@ -281,7 +299,8 @@ def augment_pair(
     real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The SAME random geometry (flip, zoom, rotation, shift) and colour jitter for both members of a pair,
-    then independent per-image quality transforms (blur, motion blur, sharpening, rescale, noise, video codec, JPEG 30..95).
+    then independent per-image quality transforms (blur, motion blur, sharpening, skin smoothing, rescale, noise,
+    video codec, JPEG 30..95).
     Both (H,W,3) uint8 of one size in and out. Deterministic for a given rng state."""
     cfg = cfg or AugmentConfig()
     _check(real, "real face")
