@@ -192,3 +192,17 @@ def crop_scores(list_csv: Path, checkpoint: str) -> dict[str, Any]:
     by = {lab: np.array([f["score"] for f in r["files"] if f["label"] == lab]) for lab in (0, 1)}
     return {"real": by[0], "fake": by[1], "threshold": r["threshold"], "auc": r["frame_level"]["overall"].get("auc")}
 
+
+def val_faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, np.ndarray]]:
+    """(real crop, its 5 landmarks in crop pixels) of n 'val' rows at random (seeded): the held-out faces that
+    local_blends.py and heatmaps.py self-blend."""
+    import sys
+
+    from forgerydet.pairs.table import read_pairs
+
+    table = read_pairs(pairs_csv, need_splits=("val",))
+    rows = [r for r in table.rows if r.split == "val" and r.landmarks is not None]
+    if not rows:
+        sys.exit(f"{pairs_csv}: no 'val' rows with landmarks (make the pairs with `pairs --self-blend --val ...`)")
+    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
+    return [(rows[i].real, rows[i].landmarks) for i in sorted(pick)]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import checkpoints_and_pairs_args, figure, finish, print_figures  # noqa: E402
+from _common import checkpoints_and_pairs_args, figure, finish, print_figures, val_faces  # noqa: E402
 
 MAPS = ("attention", "Grad-CAM", "gradient x input", "centre prior")
 
@@ -49,13 +49,10 @@ def local(pairs_csv: Path, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarr
     """(fake, mask) of n local self-blends (one facial part, `train --sbi-local`) made now from 'val' reals."""
     from forgerydet.io import read_image
     from forgerydet.pairs.sbi import SBIConfig, self_blend
-    from forgerydet.pairs.table import read_pairs
 
-    rows = [r for r in read_pairs(pairs_csv, need_splits=("val",)).rows if r.split == "val" and r.landmarks is not None]
-    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
     cfg = SBIConfig(mask_probs=(0.0, 0.0, 0.0, 1.0))
-    return [self_blend(read_image(rows[i].real), rows[i].landmarks, np.random.default_rng([seed, int(i)]), cfg)
-            for i in sorted(pick)]
+    return [self_blend(read_image(real), lm, np.random.default_rng([seed, j]), cfg)
+            for j, (real, lm) in enumerate(val_faces(pairs_csv, n, seed))]
 
 
 def maps(model, x: torch.Tensor) -> dict[str, np.ndarray]:

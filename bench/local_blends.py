@@ -27,21 +27,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine  # noqa: E402
+from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine, val_faces  # noqa: E402
 
 KINDS = ("whole face", "local")
-
-
-def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, np.ndarray]]:
-    """(real crop, its 5 landmarks in crop pixels) of n 'val' rows at random (seeded)."""
-    from forgerydet.pairs.table import read_pairs
-
-    table = read_pairs(pairs_csv, need_splits=("val",))
-    rows = [r for r in table.rows if r.split == "val" and r.landmarks is not None]
-    if not rows:
-        sys.exit(f"{pairs_csv}: no 'val' rows with landmarks (make the pairs with `pairs --self-blend --val ...`)")
-    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
-    return [(rows[i].real, rows[i].landmarks) for i in sorted(pick)]
 
 
 def write_lists(items: list[tuple[Path, np.ndarray]], folder: Path, seed: int) -> dict[str, Path]:
@@ -79,7 +67,7 @@ def score(checkpoint: str, lists: dict[str, Path]) -> dict[str, dict]:
 
 def main() -> None:
     args = checkpoints_and_pairs_args(__doc__, 300, "real faces (default 300), each with one fake of each kind")
-    items = faces(args.pairs, args.n, args.seed)
+    items = val_faces(args.pairs, args.n, args.seed)
     res = {"machine": machine(), "pairs": str(args.pairs), "n": len(items), "seed": args.seed, "checkpoints": {}}
     figures = []
     with tempfile.TemporaryDirectory() as t:
