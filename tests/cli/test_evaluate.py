@@ -156,13 +156,27 @@ def test_a_dataset_layout_instead_of_a_list(fake_evaluate, tmp_path):
     assert "* a group of one class, measured against every sample of the other class" in " ".join(r.stdout.split())
 
 
+def test_celebdf_test_list_reaches_the_library(fake_evaluate, tmp_path):
+    calls, _ = fake_evaluate
+    for name in ("Celeb-real/id0_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4", "YouTube-real/00001.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "List_of_testing_videos.txt").write_text("1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n")
+    assert cli("evaluate", "--celebdf", tmp_path).exit_code == 0
+    assert [(it.path.name, it.label) for it in calls[0]["list"]] == [("id0_0000.mp4", 0), ("id0_id1_0000.mp4", 1)]
+    assert cli("evaluate", "--celebdf", tmp_path, "--celebdf-all").exit_code == 0
+    assert len(calls[1]["list"]) == 3
+
+
 def test_one_evaluation_set_is_asked_for(fake_evaluate, tmp_path):
     calls, _ = fake_evaluate
-    one_error(cli("evaluate"), "give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER or --real PATH --fake PATH")
+    one_error(cli("evaluate"), "give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER, --celebdf ROOT or --real PATH --fake PATH")
     one_error(cli("evaluate", tmp_path / "l.csv", "--ffpp", tmp_path), "give one evaluation set: LIST.csv, --ffpp ROOT, "
-              "--dfdc FOLDER or --real PATH --fake PATH (got LIST.csv and --ffpp)")
+              "--dfdc FOLDER, --celebdf ROOT or --real PATH --fake PATH (got LIST.csv and --ffpp)")
     one_error(cli("evaluate", "--real", tmp_path), "--real and --fake go together: give at least one path of each")
     one_error(cli("evaluate", "--dfdc", tmp_path, "--split", tmp_path / "s.json"), "--compression, --methods and --split go with --ffpp")
-    one_error(cli("evaluate", tmp_path / "l.csv", "--per-group", 5), "--per-group goes with --ffpp, --dfdc or --real/--fake")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--per-group", 5), "--per-group goes with --ffpp, --dfdc, --celebdf or --real/--fake")
     one_error(cli("evaluate", "--dfdc", tmp_path), "neither metadata.json nor labels.csv found")
+    one_error(cli("evaluate", "--celebdf", tmp_path), "no List_of_testing_videos.txt (Celeb-DF's official test list)")
+    one_error(cli("evaluate", "--dfdc", tmp_path, "--celebdf-all"), "--celebdf-all goes with --celebdf")
     assert calls == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.scan.evalsets import dfdc_items, evaluation_source, ffpp_items, folder_items, sample_per_group
+from forgerydet.scan.evalsets import celebdf_items, dfdc_items, evaluation_source, ffpp_items, folder_items, sample_per_group
 from forgerydet.scan.evaluate import Item
 
 
@@ -85,6 +85,37 @@ def test_dfdc_labels_from_metadata_or_labels_csv(tmp_path):
     (test / "labels.csv").write_text("filename,label\nx.mp4,0.7\n")
     with pytest.raises(ForgeryDetError, match="not 0 \\(real\\) or 1 \\(fake\\)"):
         dfdc_items(test)
+
+
+def test_celebdf_test_list_labels_1_as_real(tmp_path):
+    """Celeb-DF's List_of_testing_videos.txt says 1 for real; copies differ in folder case and a videos/ level."""
+    root = tmp_path / "Celeb-DF-v2"
+    _touch(root, "Celeb-real/id0_0000.mp4", "Celeb-real/id0_0001.mp4", "Youtube-real/videos/00170.mp4",
+           "Celeb-synthesis/id0_id1_0000.mp4", "Celeb-synthesis/id1_id0_0000.mp4", "Celeb-synthesis/notes.txt")
+    listed = root / "List_of_testing_videos.txt"
+    listed.write_text("1 YouTube-real/00170.mp4\n1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n"
+                      "0 Celeb-synthesis/id9_id8_0000.mp4\n\n")
+    items = celebdf_items(root)
+    assert [(it.path.relative_to(root).as_posix(), it.label, it.group) for it in items] == [
+        ("Youtube-real/videos/00170.mp4", 0, "Youtube-real"), ("Celeb-real/id0_0000.mp4", 0, "Celeb-real"),
+        ("Celeb-synthesis/id0_id1_0000.mp4", 1, "Celeb-synthesis"),
+        ("Celeb-synthesis/id9_id8_0000.mp4", 1, "Celeb-synthesis")]  # missing: evaluate skips it and says so
+    every = celebdf_items(root, everything=True)
+    assert sorted((it.path.name, it.label) for it in every) == [
+        ("00170.mp4", 0), ("id0_0000.mp4", 0), ("id0_0001.mp4", 0), ("id0_id1_0000.mp4", 1), ("id1_id0_0000.mp4", 1)]
+    listed.write_text("1 Celeb-real/id0_0000.mp4\nreal Celeb-real/id0_0001.mp4\n")
+    with pytest.raises(ForgeryDetError, match="line 2: not '1 Celeb-real/NAME.mp4'"):
+        celebdf_items(root)
+    listed.write_text("0 Celeb-synthesis/id7_id8_0000.mp4\n")
+    with pytest.raises(ForgeryDetError, match="none of the 1 videos List_of_testing_videos.txt names is there"):
+        celebdf_items(root)
+    listed.unlink()
+    with pytest.raises(ForgeryDetError, match="--celebdf-all scores every video instead"):
+        celebdf_items(root)
+    with pytest.raises(ForgeryDetError, match="no such folder"):
+        celebdf_items(tmp_path / "none")
+    with pytest.raises(ForgeryDetError, match="none of Celeb-real, YouTube-real, Celeb-synthesis"):
+        celebdf_items(tmp_path, everything=True)
 
 
 def test_real_and_fake_paths_are_groups_named_after_them(tmp_path):

@@ -16,7 +16,7 @@ from forgerydet.scan.config import ScanConfig
 
 
 def evaluate_cmd(
-    list_csv: Annotated[Optional[Path], typer.Argument(readable=False, help="CSV with columns path,label[,group]; label 0/1 or real/fake. Or one of --ffpp, --dfdc, --real/--fake instead.")] = None,
+    list_csv: Annotated[Optional[Path], typer.Argument(readable=False, help="CSV with columns path,label[,group]; label 0/1 or real/fake. Or one of --ffpp, --dfdc, --celebdf, --real/--fake instead.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
     out: Annotated[Path, typer.Option(readable=False, help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
     crops: Annotated[bool, typer.Option(help="Listed images are face crops already: score them as they are.")] = False,
@@ -30,6 +30,8 @@ def evaluate_cmd(
     methods: Annotated[Optional[str], typer.Option("--methods", help="With --ffpp: methods, comma-separated (default: all found).")] = None,
     split: Annotated[Optional[Path], typer.Option("--split", readable=False, help="With --ffpp: an official split file (splits/test.json of the FaceForensics repository): only its videos.")] = None,
     dfdc: Annotated[Optional[Path], typer.Option("--dfdc", readable=False, help="A DFDC folder with metadata.json (training parts) or labels.csv (test set).")] = None,
+    celebdf: Annotated[Optional[Path], typer.Option("--celebdf", readable=False, help="A Celeb-DF root: the videos of its official test list (List_of_testing_videos.txt).")] = None,
+    celebdf_all: Annotated[bool, typer.Option("--celebdf-all", help="With --celebdf: every video of Celeb-real, YouTube-real and Celeb-synthesis, not the test list's.")] = False,
     real: Annotated[Optional[list[Path]], typer.Option("--real", readable=False, help="Real files, folders or globs (repeat; each is a group), with --fake.")] = None,
     fake: Annotated[Optional[list[Path]], typer.Option("--fake", readable=False, help="Fake files, folders or globs (repeat; each is a group), with --real.")] = None,
     per_group: Annotated[Optional[int], typer.Option("--per-group", help="At most N files of each group, a seeded random draw (a quick figure; not with LIST.csv).")] = None,
@@ -43,7 +45,7 @@ def evaluate_cmd(
 
         source = evaluation_source(list_csv, ffpp=ffpp, compression=compression,
                                    methods=[m.strip() for m in methods.split(",") if m.strip()] if methods else None,
-                                   split=split, dfdc=dfdc, real=real or (), fake=fake or (), per_group=per_group)
+                                   split=split, dfdc=dfdc, celebdf=celebdf, celebdf_all=celebdf_all, real=real or (), fake=fake or (), per_group=per_group)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta)
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:

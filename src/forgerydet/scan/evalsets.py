@@ -5,8 +5,10 @@
   of video ids [A, B]; it keeps A, B, A_B and B_A);
 - a DFDC folder: `metadata.json` (training parts: {"x.mp4": {"label": "REAL" | "FAKE", ...}}) or `labels.csv`
   (the public test set: filename,label with 1 = fake); group = the folder's name;
-- folders (or files, globs) of real and of fake files, e.g. Celeb-DF's `Celeb-real`, `YouTube-real` and
-  `Celeb-synthesis`: group = the last two parts of the path given.
+- a Celeb-DF (v1 or v2) root: the videos of its official test list `List_of_testing_videos.txt` (lines
+  "1 YouTube-real/00170.mp4": 1 = real, 0 = fake, the other way round from DFDC), or, with `everything`, every
+  video of `Celeb-real` and `YouTube-real` (real) and `Celeb-synthesis` (fake); group = that folder;
+- folders (or files, globs) of real and of fake files: group = the last two parts of the path given.
 
 Each group can be cut to a seeded random sample (`per_group`), for a quick figure on a laptop. A group that
 holds one class is measured against all of the other class (`metrics.grouped_metrics`)."""
@@ -92,6 +94,47 @@ def dfdc_items(folder: str | Path) -> list[Item]:
     return [Item(folder / n, lab, group) for n, lab in sorted(found.items())]  # a missing one is skipped, and said
 
 
+CELEBDF_TEST_LIST = "List_of_testing_videos.txt"
+CELEBDF_FOLDERS = {"celeb-real": 0, "youtube-real": 0, "celeb-synthesis": 1}
+
+
+def celebdf_items(root: str | Path, everything: bool = False) -> list[Item]:
+    """Celeb-DF's official test videos (or, with `everything`, all its videos), group = the source folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ForgeryDetError(f"{root}: no such folder (a Celeb-DF root, holding Celeb-real, YouTube-real, "
+                              f"Celeb-synthesis and {CELEBDF_TEST_LIST})")
+    # copies differ in the folder's case ('Youtube-real') and some keep the videos one level down ('videos/')
+    folders = {d.name.lower(): d for d in root.iterdir() if d.is_dir() and d.name.lower() in CELEBDF_FOLDERS}
+    listed = root / CELEBDF_TEST_LIST
+    if everything:
+        if not folders:
+            raise ForgeryDetError(f"{root}: none of Celeb-real, YouTube-real, Celeb-synthesis is there")
+        return [Item(p, CELEBDF_FOLDERS[key], d.name) for key, d in sorted(folders.items())
+                for p in expand_sources([d]) if p.suffix.lower() == ".mp4"]
+    if not listed.is_file():
+        raise ForgeryDetError(f"{root}: no {CELEBDF_TEST_LIST} (Celeb-DF's official test list); "
+                              "--celebdf-all scores every video instead")
+    items = []
+    for n, line in enumerate(listed.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        folder, _, name = parts[-1].strip().partition("/")
+        if len(parts) != 2 or parts[0] not in ("0", "1") or folder.lower() not in CELEBDF_FOLDERS or not name:
+            raise ForgeryDetError(f"{listed}, line {n}: not '1 Celeb-real/NAME.mp4' or '0 Celeb-synthesis/NAME.mp4' "
+                                  f"(got {line.strip()[:60]!r})")
+        d = folders.get(folder.lower(), root / folder)
+        path = d / name if (d / name).is_file() or not (d / "videos" / name).is_file() else d / "videos" / name
+        items.append(Item(path, 1 - int(parts[0]), d.name))  # the list's 1 is real
+    if not items:
+        raise ForgeryDetError(f"{listed}: lists no videos")
+    if not any(it.path.is_file() for it in items):
+        raise ForgeryDetError(f"{root}: none of the {len(items)} videos {CELEBDF_TEST_LIST} names is there "
+                              f"(e.g. {items[0].path})")
+    return items  # a missing one is skipped, and said
+
+
 def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path]) -> list[Item]:
     """Every image and video of the real and of the fake paths (folders searched recursively, globs); each
     path given is a group, named by its last two parts as given ('dfdc/real', 'ffpp/*_fake.png'), so that
@@ -120,24 +163,29 @@ def sample_per_group(items: list[Item], n: int, seed: int = 0) -> list[Item]:
 def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | None = None,
                       compression: str | None = None, methods: Sequence[str] | None = None,
                       split: str | Path | None = None, dfdc: str | Path | None = None,
-                      real: Sequence[str | Path] = (), fake: Sequence[str | Path] = (),
+                      celebdf: str | Path | None = None, celebdf_all: bool = False, real: Sequence[str | Path] = (), fake: Sequence[str | Path] = (),
                       per_group: int | None = None) -> str | Path | list[Item]:
     """What `evaluate` scores: LIST.csv as given, or the items of exactly one dataset layout (see the module)."""
     given = [name for name, v in (("LIST.csv", list_csv), ("--ffpp", ffpp), ("--dfdc", dfdc),
-                                  ("--real/--fake", real or fake)) if v]
+                                  ("--celebdf", celebdf), ("--real/--fake", real or fake)) if v]
     if len(given) != 1:
-        raise ForgeryDetError("give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER or --real PATH --fake PATH"
+        raise ForgeryDetError("give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER, --celebdf ROOT or "
+                              "--real PATH --fake PATH"
                               + (f" (got {' and '.join(given)})" if given else ""))
     if (compression or methods or split) and not ffpp:
         raise ForgeryDetError("--compression, --methods and --split go with --ffpp")
+    if celebdf_all and not celebdf:
+        raise ForgeryDetError("--celebdf-all goes with --celebdf")
     if per_group is not None and list_csv:
-        raise ForgeryDetError("--per-group goes with --ffpp, --dfdc or --real/--fake, not with LIST.csv")
+        raise ForgeryDetError("--per-group goes with --ffpp, --dfdc, --celebdf or --real/--fake, not with LIST.csv")
     if list_csv:
         return list_csv
     if ffpp:
         items = ffpp_items(ffpp, compression, methods, split)
     elif dfdc:
         items = dfdc_items(dfdc)
+    elif celebdf:
+        items = celebdf_items(celebdf, celebdf_all)
     else:
         if not (real and fake):
             raise ForgeryDetError("--real and --fake go together: give at least one path of each")
