@@ -285,9 +285,10 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
     files: list[Path] = []
     seen: set[Path] = set()
     bad = []
+    left: list[Path] = []
     for p in paths:
         try:
-            found = expand_sources([p], skipped)
+            found = expand_sources([p], left)
         except ForgeryDetError as e:
             bad.append(empty_record(p, threshold, "error", str(e)))
             continue
@@ -296,4 +297,6 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
             if key not in seen:
                 seen.add(key)
                 files.append(f)
+    if skipped is not None:  # a file one argument leaves out but another names is scanned, so not "left out"
+        skipped += [f for f in left if f.resolve() not in seen]
     return files, bad
