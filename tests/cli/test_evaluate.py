@@ -83,10 +83,11 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
 
 
 def test_the_table_fits_80_columns_with_every_figure_whole(fake_evaluate, tmp_path):
-    """An 80-column terminal shows every header and every figure whole; a long group name folds instead
-    (an "n (real/fake)" column was cut to "(real/fa…" there once the interval column came in)."""
+    """An 80-column terminal shows every header and every figure whole in one table where the group names fit
+    (an "n (real/fake)" column was cut to "(real/fa…" there once the interval column came in); a name too long
+    for its column even in two tables folds."""
     _, result = fake_evaluate
-    result["frame_level"]["a_very_long_group_name_from_a_csv"] = {**_metrics(1000, 5000, 0.5, 0.5), "auc_ci": [0.25, 0.75]}
+    result["frame_level"]["a_very_long_group_name_from_a_csv_file_that_no_table_holds_whole"] = {**_metrics(1000, 5000, 0.5, 0.5), "auc_ci": [0.25, 0.75]}
     result["video_level"]["[b]"] = _metrics(1, 1, 1.0, 1.0)  # a user's group name is text, not rich markup
     r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
     assert r.exit_code == 0, r.output
@@ -114,8 +115,21 @@ def test_a_narrow_terminal_gets_two_tables_with_every_figure_whole(fake_evaluate
         tokens = r.stdout.split()
         for figure in ("1000", "5000", "0.500", "0.25-0.75", "0.450", "0.950"):
             assert figure in tokens, (width, figure)
-    wide = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
+    wide = cli("evaluate", tmp_path / "l.csv", COLUMNS="120")
     assert len([line for line in wide.stdout.splitlines() if line.strip().startswith("level")]) == 1  # one table
+
+
+def test_80_columns_split_the_table_rather_than_fold_a_method_name(fake_evaluate, tmp_path):
+    """One table leaves a group name ~9 characters on 80 columns, so 'NeuralTextures*' would be broken in two;
+    two tables keep it whole. Short names keep one table."""
+    _, result = fake_evaluate
+    r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
+    assert len([line for line in r.stdout.splitlines() if line.strip().startswith("level")]) == 1
+    result["video_level"]["NeuralTextures"] = {**_metrics(20, 20, 0.75, 0.5), "against": "real"}
+    r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
+    lines = r.stdout.splitlines()
+    assert len([line for line in lines if line.strip().startswith("level")]) == 2 and max(map(len, lines)) <= 80
+    assert ["video", "NeuralTextures*", "20", "20", "0.750", "-"] in _rows(r.stdout)
 
 
 def test_problems_exit_1_after_the_results(fake_evaluate, tmp_path):

@@ -66,9 +66,10 @@ def evaluate_cmd(
 
 
 COLUMNS = ("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")
-# Where one table is wider than the terminal (below ~75 columns with a short group name), two tables share the
-# row labels: level, group and counts with the AUC and its interval, then level and group with AP, EER, accuracy
-# (each figure whole down to ~45 columns; rich would otherwise cut the last column off).
+# Where one table is wider than the terminal (below ~75 columns with a short group name, or on 80 columns with a
+# group name over ~9 characters, such as 'NeuralTextures*' or 'Celeb-synthesis*', which it would fold), two tables
+# share the row labels: level, group and counts with the AUC and its interval, then level and group with AP, EER,
+# accuracy (each figure whole down to ~45 columns; rich would otherwise cut the last column off).
 SPLIT = (COLUMNS[:6], COLUMNS[:2] + COLUMNS[6:])
 
 
@@ -90,10 +91,15 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     if any("against" in m for level in ("frame_level", "video_level") for m in res[level].values()):
         caption += "\n* a group of one class, measured against every sample of the other class"
     whole = _table(rows, COLUMNS, title, caption)
-    if width is None or shows_whole(whole, width, (r[k] for r in rows for k in range(2, len(COLUMNS)))):
-        return whole  # every count and figure whole; the group names may fold
+    figures = [r[k] for r in rows for k in range(2, len(COLUMNS))]
+    names = [r[1] for r in rows]
+    if width is None or shows_whole(whole, width, figures + names):
+        return whole
     first, second = SPLIT
-    return Group(_table(rows, first, title, None), _table(rows, second, None, caption))
+    split = Group(_table(rows, first, title, None), _table(rows, second, None, caption))
+    if shows_whole(whole, width, figures) and not shows_whole(split, width, names):
+        return whole  # the group names fold either way: one table, every figure whole
+    return split  # every figure whole, and the group names too where two tables leave them room
 
 
 def _table(rows: list[list[str]], columns: tuple[str, ...], title: str | None, caption: str | None) -> Table:
