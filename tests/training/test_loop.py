@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from forgerydet.cli.app import app
 from forgerydet.errors import ForgeryDetError
-from forgerydet.model.checkpoint import load_checkpoint
+from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
 from forgerydet.pairs.table import read_pairs
 from forgerydet.scan.scanner import Scanner
 from forgerydet.training.loop import cosine_lr, set_tuning, train
@@ -192,6 +192,13 @@ def test_init_fine_tunes_a_checkpoint_with_its_settings(pairs, tmp_path):
     assert torch.allclose(a[w], b[w], atol=1e-6)  # lr ~0: still the checkpoint's weights
     assert tuned.train_state.train_config["init"] == str(start)  # recorded, so --resume continues it
     # a model option that contradicts the checkpoint is refused, not ignored; so is a file that is not there
+    # a bank filled from another run's faces (the shipped file's: ~12,000) names sources this run does not have
+    ck = load_checkpoint(start)
+    ck.model.bank.source[: ck.model.bank.filled] = 10_000
+    save_checkpoint(tmp_path / "other_run.safetensors", ck.model)
+    res = train(tcfg(pairs, tmp_path / "e", epochs=1, steps_per_epoch=2, single_share=1.0,
+                     init=str(tmp_path / "other_run.safetensors")))
+    assert len(res["history"]) == 1  # it trained in 'single' mode (it raised an IndexError before)
     with pytest.raises(ForgeryDetError, match="--init .* keeps that model's settings.*--bank-size 128"):
         train(tcfg(pairs, tmp_path / "c", epochs=1, init=str(start)), tiny_config(bank_size=128), given={"bank_size"})
     with pytest.raises(ForgeryDetError):

@@ -292,6 +292,10 @@ def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> D
     if conflicts:
         raise ForgeryDetError(f"--init {path} keeps that model's settings, but {', '.join(conflicts)}: drop these "
                               f"options, or train a new model without --init")
+    # the bank's source ids number the real faces of the run that filled it, not this run's: used as this run's,
+    # they excluded the wrong faces and, past this run's count, crashed the first 'single' step; unknown (-1)
+    # until the first epoch-end rebuild writes this run's faces
+    ck.model.bank.source.fill_(-1)
     return ck.model
 
 
