@@ -26,7 +26,7 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     m = tiny_model()
     m.bank.rebuild(m.encode_keys(torch.rand(3, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(3))
     p = save_checkpoint(tmp_path / "m.safetensors", m, extra={"threshold": 0.4213, "epochs_done": 2},
-                        history=[{"epoch": 1, "train_loss": 0.5, "val_auc": 0.75}, {"epoch": 2, "val_auc": 0.8}],
+                        history=[{"epoch": 1, "train_loss": 0.5, "val_auc": 0.75}, {"epoch": 2, "val_auc": 0.8, "watch_auc": 0.9}],
                         train_state=TrainState(2, 10, 0.8, {}, {"state": {}, "param_groups": []}))
     r = cli("info", p)
     assert r.exit_code == 0, r.output
@@ -37,7 +37,7 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     assert "backbone=test_efficientnet" in _row(r.output, "config")
     hist = [line for line in r.output.splitlines() if line.startswith("│") and "epoch" not in line][-2:]
     cells = [[c.strip() for c in h.strip("│ ").split("│")] for h in hist]
-    assert cells == [["1", "0.5000", "0.7500"], ["2", "-", "0.8000"]]  # epoch, train_loss, val_auc
+    assert cells == [["1", "0.5000", "0.7500", "-"], ["2", "-", "0.8000", "0.9000"]]  # epoch, train_loss, val_auc, watch_auc
 
 
 def test_info_says_which_bank_the_calibration_was_fitted_against(tmp_path):

@@ -30,7 +30,7 @@ def test_train_defaults_are_the_configs():
             continue
         assert (str(value) if isinstance(value, Path) else value) == want, name
         checked.append(name)
-    assert len(checked) == len(got) - 1 == 29  # every option but --resume is a config field (--init included)
+    assert len(checked) == len(got) - 1 == 31  # every option but --resume is a config field (--init, --watch, --select included)
 
 
 def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
@@ -126,6 +126,27 @@ def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "1.5"), "invalid training option sbi_local=1.5")
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "0.2", "--no-sbi-online"), "needs --sbi-online")
     assert fake_train == []
+
+
+def test_a_watch_list_reaches_training_and_its_auc_is_printed(monkeypatch, tmp_path):
+    calls = []
+
+    def run(tcfg, mcfg, *, resume, on_event, given):
+        calls.append(tcfg)
+        on_event({**EVENTS[0], "watch_faces": 40})
+        on_event({**EVENTS[4], "watch_auc": 0.8125, "watch_ap": 0.79, "watch_n": 40})
+        return {"rank": 0, "best": "R/best.safetensors", "last": "R/last.safetensors"}
+
+    monkeypatch.setattr(loop, "train", run)
+    r = cli("train", "--out", tmp_path / "run", "--watch", tmp_path / "ffpp_test.csv", "--select", "watch")
+    assert r.exit_code == 0, r.output
+    assert (calls[0].watch, calls[0].select) == (str(tmp_path / "ffpp_test.csv"), "watch")
+    assert r.flat.startswith("training test_efficientnet") and ", watching 40 held-out faces" in r.flat
+    assert "| threshold 0.512 T 1.50 | watch AUC 0.8125 AP 0.7900 best" in r.flat
+    one_error(cli("train", "--out", tmp_path / "run", "--select", "watch"), "--select watch picks the best epoch by "
+              "the watch list: give --watch LIST.csv")
+    one_error(cli("train", "--out", tmp_path / "run", "--select", "last"), "invalid training option select='last'")
+    assert len(calls) == 1
 
 
 def test_the_share_of_local_self_blends_reaches_training(fake_train, tmp_path):

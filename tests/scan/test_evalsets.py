@@ -10,7 +10,7 @@ import pytest
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.scan.evalsets import celebdf_items, dfdc_items, evaluation_source, ffpp_items, folder_items, sample_per_group
-from forgerydet.scan.evaluate import Item
+from forgerydet.pairs.labels import Item
 
 
 def _touch(root: Path, *names: str) -> None:

@@ -19,12 +19,13 @@ def test_defaults():
         10, 32, 3e-4, 0.05, 0.05, -1, "auto", "auto")
     assert c.steps_per_epoch is None and c.max_minutes is None and c.calibration_fpr == DEFAULT_FPR
     assert c.tune == "all" and TUNE_MODES == ("all", "norm", "none")
+    assert c.watch is None and c.select == "val"
 
 
 @pytest.mark.parametrize("name,bad", [
     ("epochs", 0), ("batch_size", 1), ("lr", 0.0), ("lr", -1e-3), ("single_share", 1.5), ("single_share", -0.1),
     ("warmup", 1.0), ("warmup", -0.01), ("workers", -2), ("amp", "fp8"), ("max_minutes", 0), ("calibration_fpr", 0.0),
-    ("calibration_fpr", 1.0), ("tune", "some"), ("steps_per_epoch", 0), ("val_batch_size", 0), ("weight_decay", -0.1),
+    ("calibration_fpr", 1.0), ("tune", "some"), ("steps_per_epoch", 0), ("val_batch_size", 0), ("weight_decay", -0.1), ("select", "best"),
 ])
 def test_each_bad_value_is_named(name, bad):
     with pytest.raises(ForgeryDetError) as e:

@@ -130,6 +130,50 @@ def test_training_stores_calibration_and_keeps_to_the_time_budget(pairs, tmp_pat
     assert r.exit_code == 1 and "Traceback" not in r.output
 
 
+def _watch_list(pairs: Path, split: str, out: Path, swapped: bool = False) -> Path:
+    """path,label rows of a split's real and fake faces (the synthetic pairs store both); `swapped` labels them
+    the other way round, so that its AUC is 1 - the validation AUC and the two pick different epochs."""
+    table = read_pairs(pairs)
+    real, fake = ("fake", "real") if swapped else ("real", "fake")
+    rows = [[str(r.real), real] for r in table.split(split)] + [[str(r.fake), fake] for r in table.split(split)]
+    return _write_csv(out, ["path", "label"], rows)
+
+
+def test_a_watch_list_is_scored_every_epoch_and_can_pick_the_best(pairs, tmp_path):
+    """--watch: held-out faces scored at each epoch end (AUC in the history); --select watch: best.safetensors is
+    the epoch of the highest watch AUC, not of the highest validation AUC."""
+    watch = _watch_list(pairs, "val", tmp_path / "watch.csv", swapped=True)
+    events = []
+    res = train(tcfg(pairs, tmp_path / "run", epochs=3, steps_per_epoch=2, watch=str(watch), select="watch"),
+                tiny_config(bank_size=64), on_event=events.append)
+    hist = res["history"]
+    n = len(read_pairs(pairs).split("val"))
+    assert [h["watch_n"] for h in hist] == [2 * n] * 3 and all(0 <= h["watch_auc"] <= 1 for h in hist)
+    assert next(e for e in events if e["event"] == "start")["watch_faces"] == 2 * n
+    aucs = [h["watch_auc"] for h in hist]
+    assert aucs == pytest.approx([1 - h["val_auc"] for h in hist])
+    best_epoch = aucs.index(max(aucs)) + 1
+    val = [h["val_auc"] for h in hist]
+    assert best_epoch != val.index(max(val)) + 1  # the two rules disagree here, and the watch list's won
+    assert load_checkpoint(res["best"]).extra["epochs_done"] == best_epoch
+    marked = [e["epoch"] for e in events if e["event"] == "epoch_end" and e["best"]]
+    assert marked[-1] == best_epoch and marked == sorted(set(marked))
+
+
+def test_a_watch_list_of_training_faces_or_videos_is_refused_before_training(pairs, tmp_path):
+    with pytest.raises(ForgeryDetError, match="is a training face of"):
+        train(tcfg(pairs, tmp_path / "a", watch=str(_watch_list(pairs, "train", tmp_path / "w.csv"))), tiny_config())
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    table = read_pairs(pairs)
+    bad = _write_csv(tmp_path / "v.csv", ["path", "label"], [[str(table.split("val")[0].real), "0"], [str(clip), "1"]])
+    with pytest.raises(ForgeryDetError, match="is not an image; the watch list holds face crops"):
+        train(tcfg(pairs, tmp_path / "b", watch=str(bad)), tiny_config())
+    with pytest.raises(ForgeryDetError, match="give --watch LIST.csv"):
+        tcfg(pairs, tmp_path / "c", select="watch")
+    assert not (tmp_path / "a" / "last.safetensors").exists() and not (tmp_path / "b" / "last.safetensors").exists()
+
+
 def test_norm_tuning_trains_only_normalisation_in_the_backbone():
     m = tiny_model()
     total = sum(p.numel() for p in m.trainable_parameters())

@@ -16,7 +16,7 @@ from forgerydet.model.inputs import load_image, to_tensor
 from forgerydet.pairs.table import read_pairs
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import validation_lists
-from forgerydet.training.validate import calibrate_checkpoint, score_faces, validate
+from forgerydet.training.validate import calibrate_checkpoint, read_watch, score_faces, validate
 from tests.helpers import tcfg, tiny_model
 
 CPU = torch.device("cpu")
@@ -147,3 +147,29 @@ def test_flip_scoring_and_calibration_are_what_scan_tta_flip_scores(model, val, 
     assert Scanner(ck, ScanConfig(device="cpu", tta="none")).settings()["tta"] == "none"  # unless told otherwise
     with pytest.raises(ForgeryDetError, match=r"^unknown --tta 'both': use one of none, flip$"):
         calibrate_checkpoint(ck, pairs, tta="both")
+
+
+def test_a_watch_list_is_a_path_label_csv_or_the_test_split_of_another_pairs_csv(pairs, tmp_path):
+    table = read_pairs(pairs)
+    val = table.split("val")
+    listed = tmp_path / "watch.csv"
+    listed.write_text("path,label\n" + "".join(f"{r.real},real\n{r.fake},fake\n" for r in val))
+    paths, labels = read_watch(listed, table)
+    assert labels == [0, 1] * len(val) and paths[:2] == [val[0].real, val[0].fake]
+    # a pairs.csv: its test split, each real face once however many fakes it has
+    text = pairs.read_text().splitlines()
+    other = pairs.parent / "other_pairs.csv"  # beside the first, so that its relative paths still resolve
+    other.write_text("\n".join([text[0]] + [line.replace(",val,", ",test,") for line in text[1:]
+                                            if ",val," in line]) + "\n")
+    paths, labels = read_watch(other, table)
+    reals = list(dict.fromkeys(r.real for r in val))
+    assert paths == reals + [r.fake for r in val] and labels == [0] * len(reals) + [1] * len(val)
+    other.unlink()  # the folder is shared by the module's tests
+    with pytest.raises(ForgeryDetError, match="no such file"):
+        read_watch(tmp_path / "none.csv", table)
+    listed.write_text("path,label\n" + "".join(f"{r.real},real\n" for r in val))
+    with pytest.raises(ForgeryDetError, match="holds only real samples"):
+        read_watch(listed, table)
+    listed.write_text(f"path,label\n{val[0].real},real\n{tmp_path / 'gone.png'},fake\n")
+    with pytest.raises(ForgeryDetError, match="gone.png: no such file"):
+        read_watch(listed, table)

@@ -46,7 +46,8 @@ def info_cmd(
     history = meta.get("history") or []
     if history:
         h = Table(title="training history (validation in 'single' mode)", title_justify="left")
-        cols = [c for c in ("epoch", "train_loss", "val_auc", "val_auc_pair", "val_ap", "val_eer", "val_acc", "bank_entries") if any(c in r for r in history)]
+        cols = [c for c in ("epoch", "train_loss", "val_auc", "val_auc_pair", "val_ap", "val_eer", "val_acc", "watch_auc",
+                            "bank_entries") if any(c in r for r in history)]  # watch_auc: `train --watch`
         for c in cols:
             h.add_column(c, justify="right")
         for r in history:

@@ -42,6 +42,7 @@ class _TrainView:
                 f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}, "
                 f"tuning {e['tune']} ({e['trainable']:,} trainable parameters)"
                 + (f", starting from {shown(e['init'])}" if e.get("init") else "")
+                + (f", watching {e['watch_faces']} held-out faces" if e.get("watch_faces") else "")
             )
             if e["pretrained"] == "none" and not e.get("init"):
                 console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
@@ -62,7 +63,9 @@ class _TrainView:
                 f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} ({e['train_img_s']:.0f} img/s) | val 'single' "
                 f"AUC {e['val_auc']:.4f} AP {e['val_ap']:.4f} EER {e['val_eer']:.4f} acc {e['val_acc']:.4f} "
                 f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | threshold {e['threshold']:.3f} "
-                f"T {e['temperature']:.2f}" + (" [green]best[/]" if e["best"] else "")
+                f"T {e['temperature']:.2f}"
+                + (f" | watch AUC {e['watch_auc']:.4f} AP {e['watch_ap']:.4f}" if "watch_auc" in e else "")
+                + (" [green]best[/]" if e["best"] else "")
             )
         elif kind == "budget":
             console.print(f"time budget reached after epoch {e['epoch']} ({e['minutes']:.1f} min): stopping")
@@ -101,6 +104,8 @@ def train_cmd(
     tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs); 'none': keep it frozen and train the projection, DifferenceAttention and head only.")] = TrainConfig.tune,
     calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = TrainConfig.calibration_fpr,
     init: Annotated[Optional[Path], typer.Option(readable=False, help="Start from this checkpoint's weights, key encoder and bank (fine-tune, e.g. models/forgerydet-base.safetensors on your own faces); its model settings are kept, optimizer and schedule start afresh.")] = None,
+    watch: Annotated[Optional[Path], typer.Option(readable=False, help="CSV path,label[,group] of face crops never trained on (real forgeries of your own, e.g. FF++ test faces from `extract`): scored at every epoch end, AUC in the log and history.")] = None,
+    select: Annotated[str, typer.Option(help="Which AUC picks best.safetensors: 'val' (self-blend validation split) or 'watch' (the --watch list).")] = TrainConfig.select,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
     from forgerydet.training.loop import train as run_train
@@ -112,7 +117,8 @@ def train_cmd(
                            weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
                            sbi_online=sbi_online, sbi_local=sbi_local, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
-                           calibration_fpr=calibration_fpr, tune=tune, init=None if init is None else str(init))
+                           calibration_fpr=calibration_fpr, tune=tune, init=None if init is None else str(init),
+                           watch=None if watch is None else str(watch), select=select)
         # options the user typed (by the source's name: typer may bring its own click and its own enum)
         given = {name for name in ctx.params
                  if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}

@@ -24,7 +24,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.media import expand_sources
 from forgerydet.io import read_csv_rows
 from forgerydet.pairs.discover import find_ffpp
-from forgerydet.scan.evaluate import Item
+from forgerydet.pairs.labels import Item
 
 REAL_GROUP = "original"  # the FF++ originals
 

@@ -6,9 +6,7 @@ resolved against the list's folder. scan/evalsets.py makes the same items from d
 
 from __future__ import annotations
 
-import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,52 +15,11 @@ from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.io import check_output, write_text_atomic
 from forgerydet.metrics import grouped_metrics, roc_plot
 from forgerydet.model.inputs import load_image
+from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import json_record
 from forgerydet.scan.scanner import Scanner
-
-LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1, "pristine": 0, "original": 0, "manipulated": 1}
-
-
-@dataclass
-class Item:
-    path: Path
-    label: int
-    group: str
-
-
-def read_list(path: str | Path) -> list[Item]:
-    path = Path(path)
-    if not path.is_file():
-        raise ForgeryDetError(f"list not found: {path} (a CSV with columns path,label[,group])")
-    items: list[Item] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in ("path", "label") if c not in cols]
-        if missing:
-            raise ForgeryDetError(f"{path}: missing column(s) {', '.join(missing)}; needed: path, label (optional: group); found: {', '.join(cols) or 'none'}")
-        for i, raw in enumerate(reader, start=2):
-            rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-            lab = rec["label"].lower()
-            if lab not in LABELS:
-                raise ForgeryDetError(f"{path}:{i}: column 'label' is {rec['label']!r}; use 0/1 or real/fake")
-            p = Path(rec["path"])
-            items.append(Item(p if p.is_absolute() else path.parent / p, LABELS[lab], rec.get("group") or "all"))
-    if not items:
-        raise ForgeryDetError(f"{path} has a header but no rows")
-    return check_classes(items, str(path))
-
-
-def check_classes(items: list[Item], what: str) -> list[Item]:
-    """The items, if they hold both real and fake ones (else AUC, AP and EER are undefined)."""
-    present = {it.label for it in items}
-    if present != {0, 1}:
-        only = "real" if present == {0} else "fake" if present == {1} else "no"
-        raise ForgeryDetError(f"{what} holds only {only} samples: AUC, AP and EER need both real and fake ones; add the other class")
-    return items
-
 
 def evaluate(
     source: str | Path | list[Item],

@@ -31,7 +31,10 @@ class TrainConfig:
     DifferenceAttention and head being trained in full; 'none': the backbone frozen whole, only the projection,
     DifferenceAttention and head trained, so no gradient runs through the backbone), init (a checkpoint whose
     weights, key encoder and bank a new run starts from, e.g. the shipped model fine-tuned on one's own faces;
-    its model config is kept, the optimizer and schedule start afresh; None = a new model).
+    its model config is kept, the optimizer and schedule start afresh; None = a new model), watch (a CSV
+    path,label[,group] of face crops never trained on, e.g. real forgeries of one's own: scored in 'single' mode
+    at every epoch end, its AUC kept in the history), select ('val': best.safetensors is the epoch of the highest
+    self-blend validation AUC; 'watch': of the highest watch-list AUC).
     """
 
     pairs: str = "pairs.csv"
@@ -57,6 +60,8 @@ class TrainConfig:
     calibration_fpr: float = DEFAULT_FPR
     tune: str = "all"
     init: str | None = None
+    watch: str | None = None
+    select: str = "val"
 
     def __post_init__(self) -> None:
         for name, ok in (
@@ -67,10 +72,12 @@ class TrainConfig:
             ("calibration_fpr", 0.0 < self.calibration_fpr < 1.0), ("tune", self.tune in TUNE_MODES),
             ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1),
             ("val_batch_size", self.val_batch_size >= 1), ("weight_decay", self.weight_decay >= 0),
-            ("sbi_local", 0.0 <= self.sbi_local <= 1.0),
+            ("sbi_local", 0.0 <= self.sbi_local <= 1.0), ("select", self.select in SELECT_BY),
         ):
             if not ok:
                 raise ForgeryDetError(f"invalid training option {name}={getattr(self, name)!r}")
+        if self.select == "watch" and not self.watch:
+            raise ForgeryDetError("--select watch picks the best epoch by the watch list: give --watch LIST.csv")
         if self.sbi_local > 0 and not self.sbi_online:
             raise ForgeryDetError("--sbi-local shapes the self-blends made during training: it needs --sbi-online")
 
@@ -79,3 +86,4 @@ class TrainConfig:
 
 
 TUNE_MODES = ("all", "norm", "none")
+SELECT_BY = ("val", "watch")

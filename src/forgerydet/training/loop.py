@@ -30,7 +30,7 @@ from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
 from forgerydet.training.state import option_conflicts, resumed_config, rng_state, set_rng_state
-from forgerydet.training.validate import calibration_extra, validate
+from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -178,6 +178,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         model = Detector(mcfg)
         check_tokens(model)
     table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
+    watch = read_watch(tcfg.watch, table) if tcfg.watch else None
     train_reals = [p for p, _ in table.reals("train")]
     groups = {g: i for i, g in enumerate(sorted({g for _, g in table.reals("train")}))}
     real_group = torch.tensor([groups[g] for _, g in table.reals("train")], dtype=torch.long)  # (R,)
@@ -214,7 +215,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
           "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
           "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
           "start_epoch": start_epoch, "pretrained": model.pretrained_source, "init": tcfg.init, "backbone": mcfg.backbone,
-          "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable})
+          "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable,
+          "watch_faces": len(watch[0]) if watch else 0})
 
     for epoch in range(start_epoch, tcfg.epochs):
         # ---- train one epoch ----
@@ -262,9 +264,12 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             record.update(validate(model, table, d.device, tcfg))
             cal = record.pop("calibration")
             record.update(threshold=cal["threshold"], temperature=cal["temperature"])
+            if watch:
+                record.update(score_watch(model, *watch, d.device, tcfg))
             history.append(_json_safe(record))
-            improved = record["val_auc"] > best
-            best = max(best, record["val_auc"])
+            key = record["watch_auc" if tcfg.select == "watch" else "val_auc"]
+            improved = key > best
+            best = max(best, key)
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
             save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),

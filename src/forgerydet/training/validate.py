@@ -11,12 +11,14 @@ import numpy as np
 import torch
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.io import check_output
 from forgerydet.metrics import binary_metrics
 from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_tta, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
-from forgerydet.pairs.table import PairsTable, read_pairs
+from forgerydet.pairs.labels import Item, check_classes, read_list
+from forgerydet.pairs.table import REQUIRED_COLUMNS, PairsTable, read_pairs
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import FaceList, validation_lists
 from forgerydet.training.distributed import Dist, autocast, make_loader, setup_distributed
@@ -68,6 +70,43 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
             "val_auc_pair": mp["auc"], "val_n": len(labels),
             "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr, _fusion_input(sims))}
+
+
+def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[int]]:
+    """The face crops and labels of a `--watch` list, checked before training starts (every file an image that
+    exists, both classes present, none of them a training face): a CSV path,label[,group] as `evaluate` reads, or
+    another pairs.csv, whose 'test' split's real and fake faces are taken (`pairs --ffpp ... --test 0.15`)."""
+    if not Path(path).is_file():
+        raise ForgeryDetError(f"--watch {path}: no such file (a CSV path,label or a pairs.csv with a test split)")
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        header = {c.strip() for c in f.readline().split(",")}
+    if set(REQUIRED_COLUMNS) <= header:
+        rows = read_pairs(path, need_splits=("test",)).split("test")
+        reals = dict.fromkeys(r.real for r in rows)  # a real face paired with several fakes counts once
+        items = check_classes([Item(p, 0, "real") for p in reals] + [Item(r.fake, 1, "fake") for r in rows if r.fake],
+                              f"the test split of {path}")
+    else:
+        items = read_list(path)
+    for it in items:
+        if it.path.suffix.lower() not in IMAGE_EXTS:
+            raise ForgeryDetError(f"--watch {path}: {it.path} is not an image; the watch list holds face crops "
+                                  "(make them from videos with `forgerydet extract`)")
+        if not it.path.is_file():
+            raise ForgeryDetError(f"--watch {path}: {it.path}: no such file")
+    trained = {p.resolve() for r in table.split("train") for p in (r.real, r.fake) if p is not None}
+    seen = [it.path for it in items if it.path.resolve() in trained]
+    if seen:
+        raise ForgeryDetError(f"--watch {path}: {seen[0]} is a training face of {table.path} ({len(seen)} in all); "
+                              "a watch list measures faces the model never trains on")
+    return [it.path for it in items], [it.label for it in items]
+
+
+def score_watch(model: Detector, paths: list[Path], labels: list[int], device: torch.device,
+                tcfg: TrainConfig) -> dict[str, float]:
+    """AUC and AP of the watch list, scored in 'single' mode against the freshly rebuilt bank (as `scan` scores)."""
+    logits = score_faces(model, paths, labels, None, "single", device, tcfg.val_batch_size, tcfg.workers, tcfg.amp)
+    m = binary_metrics(labels, sigmoid(logits))
+    return {"watch_auc": m["auc"], "watch_ap": m["ap"], "watch_n": len(labels)}
 
 
 def calibrate_checkpoint(

@@ -1,0 +1,40 @@
+"""pairs/labels.py: the path,label[,group] lists that `evaluate` and `train --watch` read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.pairs.labels import Item, check_classes, read_list
+
+
+def test_labels_groups_and_relative_paths(tmp_path):
+    listed = tmp_path / "lists" / "l.csv"
+    listed.parent.mkdir()
+    listed.write_text("path,label,group\na.png,real,ffpp\n/abs/b.mp4,FAKE,ffpp\nc.png, manipulated ,\nd.png,pristine,\n")
+    assert read_list(listed) == [Item(listed.parent / "a.png", 0, "ffpp"), Item(Path("/abs/b.mp4"), 1, "ffpp"),
+                                 Item(listed.parent / "c.png", 1, "all"), Item(listed.parent / "d.png", 0, "all")]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("file,label\na.png,0\n", "missing column(s) path; needed: path, label (optional: group); found: file, label"),
+    ("path,label\na.png,0\nb.png,maybe\n", "l.csv:3: column 'label' is 'maybe'; use 0/1 or real/fake"),
+    ("path,label\n", "has a header but no rows"),
+    ("path,label\na.png,1\nb.png,fake\n", "holds only fake samples: AUC, AP and EER need both"),
+])
+def test_each_problem_is_one_error_naming_the_line(tmp_path, text, message):
+    (tmp_path / "l.csv").write_text(text)
+    with pytest.raises(ForgeryDetError) as e:
+        read_list(tmp_path / "l.csv")
+    assert message in str(e.value)
+    with pytest.raises(ForgeryDetError, match="list not found"):
+        read_list(tmp_path / "none.csv")
+
+
+def test_check_classes_names_the_missing_class():
+    both = [Item(Path("a"), 0, "g"), Item(Path("b"), 1, "g")]
+    assert check_classes(both, "x") is both
+    with pytest.raises(ForgeryDetError, match="the test split holds only real samples"):
+        check_classes(both[:1], "the test split")
