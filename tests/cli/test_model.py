@@ -38,6 +38,8 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     hist = [line for line in r.output.splitlines() if line.startswith("│") and "epoch" not in line][-2:]
     cells = [[c.strip() for c in h.strip("│ ").split("│")] for h in hist]
     assert cells == [["1", "0.5000", "0.7500", "-"], ["2", "-", "0.8000", "0.9000"]]  # epoch, train_loss, val_auc, watch_auc
+    table = r.output[r.output.index("training history"):]
+    assert "…" not in table and table.split().count("AUC") == 2  # 'val AUC' and 'watch AUC', whole on 80 columns
 
 
 def test_info_says_which_bank_the_calibration_was_fitted_against(tmp_path):

@@ -11,6 +11,10 @@ from rich.table import Table
 from forgerydet.cli.common import console, say, shown, user_errors
 
 
+# history fields -> headers ('watch AUC': `train --watch`); the field names were cut to "train_l…" on 80 columns
+HISTORY_COLUMNS = {"epoch": "epoch", "train_loss": "loss", "val_auc": "val AUC", "val_auc_pair": "pair AUC",
+                   "val_ap": "AP", "val_eer": "EER", "val_acc": "acc", "watch_auc": "watch AUC", "bank_entries": "bank"}
+
 def info_cmd(
     checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors) to describe.")],
 ) -> None:
@@ -46,10 +50,9 @@ def info_cmd(
     history = meta.get("history") or []
     if history:
         h = Table(title="training history (validation in 'single' mode)", title_justify="left")
-        cols = [c for c in ("epoch", "train_loss", "val_auc", "val_auc_pair", "val_ap", "val_eer", "val_acc", "watch_auc",
-                            "bank_entries") if any(c in r for r in history)]  # watch_auc: `train --watch`
+        cols = [c for c in HISTORY_COLUMNS if any(c in r for r in history)]
         for c in cols:
-            h.add_column(c, justify="right")
+            h.add_column(HISTORY_COLUMNS[c], justify="right")  # short headers: whole on 80 columns
         for r in history:
             h.add_row(*[_fmt(r.get(c)) for c in cols])
         console.print(h)
