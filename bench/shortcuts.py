@@ -56,7 +56,18 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "skin smoothing, bilateral d 9 sigma 40": lambda x: cv2.bilateralFilter(x, 9, 40, 40),
         "skin smoothing, bilateral d 9 sigma 75": lambda x: cv2.bilateralFilter(x, 9, 75, 75),
         "edge-preserving smoothing (sigma_s 60, sigma_r 0.4)": lambda x: cv2.edgePreservingFilter(x, flags=1, sigma_s=60, sigma_r=0.4),
+        # film and graded video (2026-12-05): a warm grade, desaturation and film grain, each past training's
+        # colour jitter (saturation x0.8-1.2, hue +-5 degrees) and noise (std 1-6)
+        "warm grade (R x1.15, B x0.80)": lambda x: np.clip(x.astype(np.float32) * [1.15, 1.0, 0.80], 0, 255).astype(np.uint8),
+        "desaturated (saturation x0.4)": lambda x: _saturation(x, 0.4),
+        "film grain (Gaussian noise std 10)": lambda x: np.clip(
+            x + np.random.default_rng(int(x[::16, ::16].sum())).normal(0, 10, x.shape), 0, 255).astype(np.uint8),
     }
+
+
+def _saturation(rgb: np.ndarray, factor: float) -> np.ndarray:
+    grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.clip(grey[..., None] + (rgb - grey[..., None]) * factor, 0, 255).astype(np.uint8)
 
 
 def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
