@@ -62,7 +62,24 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "desaturated (saturation x0.4)": lambda x: _saturation(x, 0.4),
         "film grain (Gaussian noise std 10)": lambda x: np.clip(
             x + np.random.default_rng(int(x[::16, ::16].sum())).normal(0, 10, x.shape), 0, 255).astype(np.uint8),
+        # headwear and hands: a cloth-coloured band, soft-edged and textured, over part of the face's outline
+        "cloth over the forehead (top 22 %)": lambda x: _cloth(x, "top", 0.22),
+        "cloth over one cheek (left 18 %)": lambda x: _cloth(x, "left", 0.18),
     }
+
+
+def _cloth(rgb: np.ndarray, side: str, share: float) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    if side == "top":
+        mask[: int(h * share)] = 1.0
+    else:
+        mask[:, : int(w * share)] = 1.0
+    mask = cv2.GaussianBlur(mask, (0, 0), max(h, w) * 0.01)[..., None]
+    rng = np.random.default_rng(int(rgb[::16, ::16].sum()))
+    folds = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(h, w) * 0.03)
+    cloth = np.array([225, 215, 195], np.float32) * (1 + 0.4 * folds / (np.abs(folds).max() + 1e-6))[..., None]
+    return np.clip(rgb * (1 - mask) + cloth * mask, 0, 255).astype(np.uint8)
 
 
 def _saturation(rgb: np.ndarray, factor: float) -> np.ndarray:
