@@ -193,16 +193,25 @@ def crop_scores(list_csv: Path, checkpoint: str) -> dict[str, Any]:
     return {"real": by[0], "fake": by[1], "threshold": r["threshold"], "auc": r["frame_level"]["overall"].get("auc")}
 
 
-def val_faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, np.ndarray]]:
-    """(real crop, its 5 landmarks in crop pixels) of n 'val' rows at random (seeded): the held-out faces that
-    local_blends.py and heatmaps.py self-blend."""
+def val_rows(pairs_csv: Path, n: int, seed: int, has: str, missing: str) -> list[Any]:
+    """n 'val' rows of pairs_csv whose field `has` ('landmarks', 'fake') is set, drawn at random (seeded) and kept
+    in file order: the held-out faces the shortcut, local-blend and heatmap benches use. Exits with
+    '{pairs_csv}: {missing}' when there is none."""
     import sys
 
     from forgerydet.pairs.table import read_pairs
 
     table = read_pairs(pairs_csv, need_splits=("val",))
-    rows = [r for r in table.rows if r.split == "val" and r.landmarks is not None]
+    rows = [r for r in table.rows if r.split == "val" and getattr(r, has) is not None]
     if not rows:
-        sys.exit(f"{pairs_csv}: no 'val' rows with landmarks (make the pairs with `pairs --self-blend --val ...`)")
+        sys.exit(f"{pairs_csv}: {missing}")
     pick = np.random.default_rng(seed).permutation(len(rows))[:n]
-    return [(rows[i].real, rows[i].landmarks) for i in sorted(pick)]
+    return [rows[i] for i in sorted(pick)]
+
+
+def val_faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, np.ndarray]]:
+    """(real crop, its 5 landmarks in crop pixels) of n 'val' rows at random (seeded): the held-out faces that
+    local_blends.py and heatmaps.py self-blend."""
+    rows = val_rows(pairs_csv, n, seed, "landmarks",
+                    "no 'val' rows with landmarks (make the pairs with `pairs --self-blend --val ...`)")
+    return [(r.real, r.landmarks) for r in rows]

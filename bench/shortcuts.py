@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine  # noqa: E402
+from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine, val_rows  # noqa: E402
 
 
 def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -60,8 +60,7 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         # colour jitter (saturation x0.8-1.2, hue +-5 degrees) and noise (std 1-6)
         "warm grade (R x1.15, B x0.80)": lambda x: np.clip(x.astype(np.float32) * [1.15, 1.0, 0.80], 0, 255).astype(np.uint8),
         "desaturated (saturation x0.4)": lambda x: _saturation(x, 0.4),
-        "film grain (Gaussian noise std 10)": lambda x: np.clip(
-            x + np.random.default_rng(int(x[::16, ::16].sum())).normal(0, 10, x.shape), 0, 255).astype(np.uint8),
+        "film grain (Gaussian noise std 10)": lambda x: np.clip(x + _rng(x).normal(0, 10, x.shape), 0, 255).astype(np.uint8),
         # headwear and hands: a cloth-coloured band, soft-edged and textured, over part of the face's outline
         "cloth over the forehead (top 22 %)": lambda x: _cloth(x, "top", 0.22),
         "cloth over one cheek (left 18 %)": lambda x: _cloth(x, "left", 0.18),
@@ -76,10 +75,15 @@ def _cloth(rgb: np.ndarray, side: str, share: float) -> np.ndarray:
     else:
         mask[:, : int(w * share)] = 1.0
     mask = cv2.GaussianBlur(mask, (0, 0), max(h, w) * 0.01)[..., None]
-    rng = np.random.default_rng(int(rgb[::16, ::16].sum()))
+    rng = _rng(rgb)
     folds = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(h, w) * 0.03)
     cloth = np.array([225, 215, 195], np.float32) * (1 + 0.4 * folds / (np.abs(folds).max() + 1e-6))[..., None]
     return np.clip(rgb * (1 - mask) + cloth * mask, 0, 255).astype(np.uint8)
+
+
+def _rng(img: np.ndarray) -> np.random.Generator:
+    """A generator seeded by the image itself: the same noise for the same face in every run and checkpoint."""
+    return np.random.default_rng(int(img[::16, ::16].sum()))
 
 
 def _saturation(rgb: np.ndarray, factor: float) -> np.ndarray:
@@ -89,14 +93,9 @@ def _saturation(rgb: np.ndarray, factor: float) -> np.ndarray:
 
 def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
     """(real, self-blend) file pairs of the val split, n of them at random (seeded)."""
-    from forgerydet.pairs.table import read_pairs
-
-    table = read_pairs(pairs_csv, need_splits=("val",))
-    rows = [r for r in table.rows if r.split == "val" and r.fake is not None]
-    if not rows:
-        sys.exit(f"{pairs_csv}: no 'val' rows with a written fake (make the pairs with --val: val rows always get a written fake)")
-    pick = np.random.default_rng(seed).permutation(len(rows))[:n]
-    return [(rows[i].real, rows[i].fake) for i in sorted(pick)]
+    rows = val_rows(pairs_csv, n, seed, "fake",
+                    "no 'val' rows with a written fake (make the pairs with --val: val rows always get a written fake)")
+    return [(r.real, r.fake) for r in rows]
 
 
 def score(checkpoint: str, pairs: list[tuple[Path, Path]]) -> list[dict]:
