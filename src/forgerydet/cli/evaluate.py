@@ -45,7 +45,8 @@ def evaluate_cmd(
 
         source = evaluation_source(list_csv, ffpp=ffpp, compression=compression,
                                    methods=[m.strip() for m in methods.split(",") if m.strip()] if methods else None,
-                                   split=split, dfdc=dfdc, celebdf=celebdf, celebdf_all=celebdf_all, real=real or (), fake=fake or (), per_group=per_group)
+                                   split=split, dfdc=dfdc, celebdf=celebdf, celebdf_all=celebdf_all,
+                                   real=real or (), fake=fake or (), per_group=per_group)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta)
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
@@ -93,11 +94,14 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     whole = _table(rows, COLUMNS, title, caption)
     figures = [r[k] for r in rows for k in range(2, len(COLUMNS))]
     names = [r[1] for r in rows]
-    if width is None or shows_whole(whole, width, figures + names):
+    if width is None:
+        return whole
+    figures_whole = shows_whole(whole, width, figures)
+    if figures_whole and shows_whole(whole, width, names):
         return whole
     first, second = SPLIT
     split = Group(_table(rows, first, title, None), _table(rows, second, None, caption))
-    if shows_whole(whole, width, figures) and not shows_whole(split, width, names):
+    if figures_whole and not shows_whole(split, width, names):
         return whole  # the group names fold either way: one table, every figure whole
     return split  # every figure whole, and the group names too where two tables leave them room
 

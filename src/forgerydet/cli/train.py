@@ -104,7 +104,7 @@ def train_cmd(
     tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs); 'none': keep it frozen and train the projection, DifferenceAttention and head only.")] = TrainConfig.tune,
     calibration_fpr: Annotated[float, typer.Option(help="The stored threshold lets at most this share of held-out real validation faces be called FAKE.")] = TrainConfig.calibration_fpr,
     init: Annotated[Optional[Path], typer.Option(readable=False, help="Start from this checkpoint's weights, key encoder and bank (fine-tune, e.g. models/forgerydet-base.safetensors on your own faces); its model settings are kept, optimizer and schedule start afresh.")] = None,
-    watch: Annotated[Optional[Path], typer.Option(readable=False, help="CSV path,label[,group] of face crops never trained on (real forgeries of your own, e.g. FF++ test faces from `extract`): scored at every epoch end, AUC in the log and history.")] = None,
+    watch: Annotated[Optional[Path], typer.Option(readable=False, help="Face crops never trained on (real forgeries of your own): a CSV path,label[,group], or another pairs.csv whose 'test' split is taken; scored at every epoch end, AUC in the log and history.")] = None,
     select: Annotated[str, typer.Option(help="Which AUC picks best.safetensors: 'val' (self-blend validation split) or 'watch' (the --watch list).")] = TrainConfig.select,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""

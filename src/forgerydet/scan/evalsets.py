@@ -163,7 +163,8 @@ def sample_per_group(items: list[Item], n: int, seed: int = 0) -> list[Item]:
 def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | None = None,
                       compression: str | None = None, methods: Sequence[str] | None = None,
                       split: str | Path | None = None, dfdc: str | Path | None = None,
-                      celebdf: str | Path | None = None, celebdf_all: bool = False, real: Sequence[str | Path] = (), fake: Sequence[str | Path] = (),
+                      celebdf: str | Path | None = None, celebdf_all: bool = False,
+                      real: Sequence[str | Path] = (), fake: Sequence[str | Path] = (),
                       per_group: int | None = None) -> str | Path | list[Item]:
     """What `evaluate` scores: LIST.csv as given, or the items of exactly one dataset layout (see the module)."""
     given = [name for name, v in (("LIST.csv", list_csv), ("--ffpp", ffpp), ("--dfdc", dfdc),
