@@ -465,3 +465,11 @@ def test_15_newline_in_a_name_stays_on_its_row(ck, face_png, tmp_path):
 def test_15_all_paths_missing_fails_before_the_model_loads(tmp_path):
     r = cli("scan", tmp_path / "a.mp4", tmp_path / "b.png", "--checkpoint", tmp_path / "no.safetensors")
     assert_one_error(r, "nothing to scan", "a.mp4: no such file", "b.png: no such file")  # not "checkpoint not found"
+
+
+def test_15_a_list_that_is_not_utf8_is_one_line(ck, tmp_path):
+    """A Latin-1 path,label list (evaluate LIST.csv, train --watch) raised a UnicodeDecodeError with a traceback."""
+    lst = tmp_path / "latin1.csv"
+    lst.write_bytes(b"path,label\n\xe9t\xe9.png,real\nb.png,fake\n")
+    r = cli("evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--out", tmp_path / "ev")
+    assert_one_error(r, f"{lst}: not a UTF-8 text CSV file")

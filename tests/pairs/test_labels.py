@@ -31,6 +31,9 @@ def test_each_problem_is_one_error_naming_the_line(tmp_path, text, message):
     assert message in str(e.value)
     with pytest.raises(ForgeryDetError, match="list not found"):
         read_list(tmp_path / "none.csv")
+    (tmp_path / "latin1.csv").write_bytes(b"path,label\n\xe9t\xe9.png,real\nb.png,fake\n")
+    with pytest.raises(ForgeryDetError, match="latin1.csv: not a UTF-8 text CSV file"):
+        read_list(tmp_path / "latin1.csv")  # a UnicodeDecodeError and its traceback before
 
 
 def test_check_classes_names_the_missing_class():

@@ -27,6 +27,16 @@ def read_list(path: str | Path) -> list[Item]:
     path = Path(path)
     if not path.is_file():
         raise ForgeryDetError(f"list not found: {path} (a CSV with columns path,label[,group])")
+    try:
+        items = _read_rows(path)
+    except UnicodeDecodeError:
+        raise ForgeryDetError(f"{path}: not a UTF-8 text CSV file") from None  # as io.read_csv_rows says it
+    if not items:
+        raise ForgeryDetError(f"{path} has a header but no rows")
+    return check_classes(items, str(path))
+
+
+def _read_rows(path: Path) -> list[Item]:
     items: list[Item] = []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -41,9 +51,7 @@ def read_list(path: str | Path) -> list[Item]:
                 raise ForgeryDetError(f"{path}:{i}: column 'label' is {rec['label']!r}; use 0/1 or real/fake")
             p = Path(rec["path"])
             items.append(Item(p if p.is_absolute() else path.parent / p, LABELS[lab], rec.get("group") or "all"))
-    if not items:
-        raise ForgeryDetError(f"{path} has a header but no rows")
-    return check_classes(items, str(path))
+    return items
 
 
 def check_classes(items: list[Item], what: str) -> list[Item]:
