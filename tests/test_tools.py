@@ -1,4 +1,5 @@
-"""tools/average_weights.py: the weight-space average of two checkpoints (a candidate for the shipped model)."""
+"""tools/average_weights.py: the weight-space average of two checkpoints (a candidate for the shipped model);
+tools/transfer_weights.py ship: the file to commit."""
 
 from __future__ import annotations
 
@@ -76,3 +77,24 @@ def test_unseen_photos_keeps_only_photos_and_people_the_checkpoint_never_trained
     assert counts == {"lfw": (3, 4), "utkface": (3, 3)}
     few = tool.split(str(ck), str(tmp_path / "few"), str(train), per_source=1, seed=1, rest=False)
     assert few["utkface"][0] == 1 and 1 <= few["lfw"][0] <= 2  # whole people: Bob brings both his photos
+
+
+def test_ship_by_reference_leaves_the_frozen_backbone_to_its_weights_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from forgerydet.model.checkpoint import read_meta
+
+    torch.manual_seed(3)
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("test_efficientnet").state_dict().items()}, str(weights))
+    src, m = _saved(tmp_path, "run.safetensors", 0, pretrained=str(weights))  # backbone as loaded: all frozen
+    ship = _tool("transfer_weights").ship
+    ship(str(src), str(tmp_path / "whole.safetensors"))
+    ship(str(src), str(tmp_path / "slim.safetensors"), by_reference=True)
+    assert read_meta(tmp_path / "whole.safetensors")["by_reference"] is None
+    assert len(read_meta(tmp_path / "slim.safetensors")["by_reference"]["keys"]) > 10
+    assert (tmp_path / "slim.safetensors").stat().st_size < (tmp_path / "whole.safetensors").stat().st_size
+    got = load_checkpoint(tmp_path / "slim.safetensors").model.state_dict()
+    for k, v in m.state_dict().items():
+        assert torch.equal(got[k], v), k

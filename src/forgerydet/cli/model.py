@@ -30,6 +30,7 @@ def info_cmd(
     rows = [
         ("backbone", cfg.get("backbone", "?")),
         ("pretrained weights", meta.get("pretrained_source", "?")),
+        ("stored by reference", _by_reference(meta.get("by_reference"))),
         ("image size", str(cfg.get("img_size") or "backbone default")),
         ("bank", f"{meta['bank_fill']:,} / {cfg.get('bank_size', 0):,} entries filled"),
         ("bank fingerprint", meta.get("fingerprint", "?")),
@@ -56,6 +57,14 @@ def info_cmd(
         for r in history:
             h.add_row(*[_fmt(r.get(c)) for c in cols])
         console.print(h)
+
+
+def _by_reference(record) -> str:
+    """What a file leaves out to its pretrained weights (model/frozen.py), for `info`."""
+    keys = (record or {}).get("keys") if isinstance(record, dict) else None
+    if not keys:
+        return "nothing (every weight is in the file)"
+    return f"{len(keys)} frozen backbone tensors (loading needs the pretrained weights above)"
 
 
 def _fmt(v) -> str:

@@ -4,8 +4,9 @@ One safetensors file holds: the weights (`model.*`), the memory bank inside them
 the ModelConfig, the bank's encoder fingerprint and fill, the bank sources (the real face behind each bank
 source id), the training history, the calibration (threshold, temperature) and other extras; a training
 checkpoint (`last`) also holds its TrainState (optimizer tensors `optim.*`, RNG tensors `train.*`, position and
-TrainConfig). Loading rebuilds the Detector from the stored config and loads strictly; it never unpickles
-anything. Writes are atomic (one temp file + rename), so a crash never leaves a broken checkpoint."""
+TrainConfig). A file may leave out backbone tensors that are still exactly their pretrained weights and name
+them in `by_reference` (model/frozen.py); loading takes them from those weights again. Loading rebuilds the
+Detector from the stored config and loads strictly; it never unpickles anything. Writes are atomic (one temp file + rename), so a crash never leaves a broken checkpoint."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from safetensors.torch import save
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import write_bytes_atomic
+from forgerydet.model import frozen
 from forgerydet.model.bank import fingerprint_hex
 from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector
@@ -150,14 +152,19 @@ def save_checkpoint(
     train_state: TrainState | None = None,
     extra: dict[str, Any] | None = None,
     half: bool = False,
+    by_reference: bool = False,
 ) -> Path:
     """Write a checkpoint file atomically. `bank_sources[i]` names the real face whose id is i in bank.source.
 
     half=True stores the float weights (not the bank) as fp16, for a smaller file to ship; it is refused
     unless every weight is exactly representable in fp16 (so the loaded model, and the fingerprint its
-    bank was made with, are unchanged). Loading casts them back to the model's fp32."""
+    bank was made with, are unchanged). Loading casts them back to the model's fp32.
+
+    by_reference=True leaves out the backbone tensors that are still exactly the pretrained weights the model
+    was built from (model/frozen.py: a frozen or LN-tuned backbone); loading needs those weights installed."""
     path = Path(path)
-    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state, record = frozen.split(model) if by_reference else (model.state_dict(), None)
+    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in state.items()}
     if half:
         for k, v in tensors.items():
             if v.is_floating_point() and v.dtype == torch.float32 and not k.startswith("model.bank."):
@@ -190,6 +197,8 @@ def save_checkpoint(
         "train": json.dumps(tjson),
         "extra": json.dumps(extra or {}),
     }
+    if record is not None and record["keys"]:
+        meta["by_reference"] = json.dumps(record)
     # serialised in memory, then ONE atomic write: safetensors' save_file would add its own hidden temp file,
     # and a kill mid-write would leave two; the next write of this file removes a killed writer's temp
     return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
@@ -212,7 +221,8 @@ def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extr
     checkpoint's history and training state (optimizer, RNG, schedule: `--resume` still works), its bank
     sources unless new ones are given, and its extra fields with `extra` merged over them."""
     return save_checkpoint(path, model, bank_sources=ck.bank_sources if bank_sources is None else bank_sources,
-                           history=ck.history, train_state=ck.train_state, extra={**ck.extra, **extra})
+                           history=ck.history, train_state=ck.train_state, extra={**ck.extra, **extra},
+                           by_reference=bool(ck.meta.get("by_reference")))
 
 
 def _open_error(path: Path, e: Exception) -> ForgeryDetError:
@@ -244,7 +254,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         )
     meta: dict[str, Any] = dict(raw)
     try:
-        for k in ("config", "bank_sources", "history", "train", "extra"):
+        for k in ("config", "bank_sources", "history", "train", "extra", "by_reference"):
             meta[k] = json.loads(raw.get(k) or "null")
     except json.JSONDecodeError as e:
         raise _open_error(path, e) from None
@@ -286,6 +296,8 @@ def load_checkpoint(
     model = Detector(cfg, pretrained="none")
     model.pretrained_source = meta.get("pretrained_source", "none")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    if meta.get("by_reference"):
+        state = frozen.restore(cfg, meta["by_reference"], state, path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
