@@ -10,7 +10,8 @@ import pytest
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import config_from_dict
-from forgerydet.training.config import TUNE_MODES, TrainConfig
+from forgerydet.training.augment import AugmentConfig
+from forgerydet.training.config import TUNE_MODES, TrainConfig, augment_config
 
 
 def test_defaults():
@@ -50,3 +51,17 @@ def test_dict_form_is_json_and_round_trips():
     d["epochs"] = 0
     with pytest.raises(ForgeryDetError, match=r"invalid TrainConfig: invalid training option epochs=0"):
         config_from_dict(TrainConfig, d)
+
+
+def test_a_recorded_augmentation_comes_back_from_json_and_bad_ones_are_refused():
+    recorded = json.loads(json.dumps(dataclasses.asdict(AugmentConfig(noise_std=(2.0, 9.0)))))
+    assert recorded["noise_std"] == [2.0, 9.0]
+    assert augment_config(recorded) == AugmentConfig(noise_std=(2.0, 9.0))
+    assert augment_config(None) == AugmentConfig()
+    assert TrainConfig(augmentation=recorded).augmentation == recorded
+    with pytest.raises(ForgeryDetError, match=r"unknown fields \['sparkle_p'\]"):
+        TrainConfig(augmentation={"sparkle_p": 0.5})
+    with pytest.raises(ForgeryDetError, match="noise_p=2"):
+        TrainConfig(augmentation={"noise_p": 2})
+    with pytest.raises(ForgeryDetError, match="a dict of AugmentConfig fields"):
+        TrainConfig(augmentation=[1, 2])

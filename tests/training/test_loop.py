@@ -247,3 +247,47 @@ def test_init_fine_tunes_a_checkpoint_with_its_settings(pairs, tmp_path):
         train(tcfg(pairs, tmp_path / "c", epochs=1, init=str(start)), tiny_config(bank_size=128), given={"bank_size"})
     with pytest.raises(ForgeryDetError):
         train(tcfg(pairs, tmp_path / "d", epochs=1, init=str(tmp_path / "missing.safetensors")))
+
+
+def test_a_run_keeps_its_recorded_augmentation_when_resumed(pairs, tmp_path, monkeypatch):
+    import json
+
+    from forgerydet.training import data as data_mod
+    from forgerydet.training.augment import AugmentConfig
+
+    seen = []
+    real_init = data_mod.TrainPairs.__init__
+
+    def spy(self, *a, **kw):
+        seen.append(kw["augment_cfg"])
+        real_init(self, *a, **kw)
+    monkeypatch.setattr(data_mod.TrainPairs, "__init__", spy)
+    out = tmp_path / "run"
+    train(tcfg(pairs, out, epochs=1, augment=True, steps_per_epoch=2), tiny_config(bank_size=64))
+    stored = load_checkpoint(out / "last.safetensors").train_state.train_config["augmentation"]
+    assert stored["blur_sigma"] == [0.3, 1.5] and seen[0] == AugmentConfig()  # today's defaults, recorded
+
+    # the run is resumed by a forgerydet whose defaults changed: it keeps what it recorded
+    with safe_open(str(out / "last.safetensors"), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tj = json.loads(meta["train"])
+    tj["train_config"]["augmentation"]["blur_sigma"] = [0.5, 2.5]
+    meta["train"] = json.dumps(tj)
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(out / "last.safetensors"), metadata=meta)
+    events = []
+    train(tcfg(pairs, out, epochs=2), resume=True, on_event=events.append, given={"epochs"})
+    assert seen[1].blur_sigma == (0.5, 2.5) and seen[1].noise_std == AugmentConfig().noise_std
+    assert not [e for e in events if e["event"] == "notice"]
+
+    # a run started before the augmentation was recorded continues with today's defaults, and says so
+    del tj["train_config"]["augmentation"]
+    tj["train_config"]["epochs"] = 2
+    meta["train"] = json.dumps(tj)
+    save_file(tensors, str(out / "last.safetensors"), metadata=meta)
+    events = []
+    train(tcfg(pairs, out, epochs=2), resume=True, on_event=events.append, given={"epochs"})
+    notices = [e["text"] for e in events if e["event"] == "notice"]
+    assert len(notices) == 1 and "recorded no augmentation setting for affine_p, blur_p" in notices[0]
+    assert seen[2] == AugmentConfig()

@@ -47,6 +47,8 @@ class _TrainView:
             if e["pretrained"] == "none" and not e.get("init"):
                 console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
                               "expect weak transfer to real forgeries (see README: pretrained backbones)")
+        elif kind == "notice":
+            console.print(f"[yellow]notice:[/] {shown(e['text'])}")
         elif kind == "epoch_start":
             self.task = self.p.add_task(f"epoch {e['epoch']}", total=e["steps"], info="")
         elif kind == "step" and self.task is not None:

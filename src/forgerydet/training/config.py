@@ -8,6 +8,7 @@ from typing import Any
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
+from forgerydet.training.augment import AugmentConfig
 
 
 @dataclass
@@ -34,7 +35,9 @@ class TrainConfig:
     its model config is kept, the optimizer and schedule start afresh; None = a new model), watch (a CSV
     path,label[,group] of face crops never trained on, e.g. real forgeries of one's own: scored in 'single' mode
     at every epoch end, its AUC kept in the history), select ('val': best.safetensors is the epoch of the highest
-    self-blend validation AUC; 'watch': of the highest watch-list AUC).
+    self-blend validation AUC; 'watch': of the highest watch-list AUC), augmentation (the AugmentConfig fields the
+    run trains with, recorded when it starts, so `--resume` keeps them when forgerydet's defaults change between
+    sessions; None = today's defaults, recorded at the start).
     """
 
     pairs: str = "pairs.csv"
@@ -62,6 +65,7 @@ class TrainConfig:
     init: str | None = None
     watch: str | None = None
     select: str = "val"
+    augmentation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name, ok in (
@@ -78,11 +82,25 @@ class TrainConfig:
                 raise ForgeryDetError(f"invalid training option {name}={getattr(self, name)!r}")
         if self.select == "watch" and not self.watch:
             raise ForgeryDetError("--select watch picks the best epoch by the watch list: give --watch LIST.csv")
+        augment_config(self.augmentation)  # a bad recorded value fails here, before any work
         if self.sbi_local > 0 and not self.sbi_online:
             raise ForgeryDetError("--sbi-local shapes the self-blends made during training: it needs --sbi-online")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def augment_config(recorded: dict[str, Any] | None) -> AugmentConfig:
+    """The AugmentConfig of a recorded `augmentation` (JSON turned its ranges into lists), or today's defaults."""
+    if recorded is None:
+        return AugmentConfig()
+    if not isinstance(recorded, dict):
+        raise ForgeryDetError(f"invalid training option augmentation={recorded!r}: a dict of AugmentConfig fields")
+    unknown = set(recorded) - {f.name for f in dataclasses.fields(AugmentConfig)}
+    if unknown:
+        raise ForgeryDetError(f"the run's augmentation has unknown fields {sorted(unknown)}: it was written by another "
+                              f"forgerydet version")
+    return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
 
 
 TUNE_MODES = ("all", "norm", "none")

@@ -20,7 +20,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import read_image
 from forgerydet.model.inputs import load_image, resize_face, to_tensor
 from forgerydet.pairs.table import PairsTable
-from forgerydet.training.augment import augment_one, augment_pair
+from forgerydet.training.augment import AugmentConfig, augment_one, augment_pair
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -38,7 +38,7 @@ class TrainPairs(Dataset):
     """
 
     def __init__(self, table: PairsTable, size: int, seed: int = 0, augment: bool = True, sbi_online: bool = True,
-                 sbi_local: float = 0.0):
+                 sbi_local: float = 0.0, augment_cfg: AugmentConfig | None = None):
         from forgerydet.pairs.sbi import SBIConfig
 
         self.sbi_config = SBIConfig.with_local(sbi_local)  # how online self-blends are made (TrainConfig.sbi_local)
@@ -49,6 +49,7 @@ class TrainPairs(Dataset):
             self.by_group.setdefault(g, []).append(p)
         self.real_id = {p: i for i, (p, _) in enumerate(self.reals)}
         self.size, self.seed, self.augment, self.sbi_online = size, seed, augment, sbi_online
+        self.augment_cfg = augment_cfg or AugmentConfig()
         if not sbi_online and any(r.fake is None for r in self.rows):
             raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online, or make the pairs with `pairs --self-blend --all-fakes`)")
         self.epoch = 0
@@ -101,9 +102,9 @@ class TrainPairs(Dataset):
             x, ref = resize_face(x_raw, work), resize_face(ref_raw, work)
             real_path = ref_path
         if self.augment:
-            ref, x = augment_pair(ref, x, rng)
+            ref, x = augment_pair(ref, x, rng, self.augment_cfg)
         if label == 0 and real_path == self.reals[j][0]:
-            ref = augment_one(ref, rng)  # same image as reference (with --no-augment too): the difference is never zero
+            ref = augment_one(ref, rng, self.augment_cfg)  # same image as reference (with --no-augment too): the difference is never zero
         x, ref = resize_face(x, self.size), resize_face(ref, self.size)
         return {
             "x": to_tensor(x),

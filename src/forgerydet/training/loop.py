@@ -5,6 +5,7 @@ mode, and writes atomic best/last checkpoints that resume bit-for-bit. Runs as o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -26,7 +27,8 @@ from forgerydet.model.detector import Detector, check_memory, check_tokens
 from forgerydet.model.losses import bce_loss, info_nce
 from forgerydet.pairs.table import read_pairs
 from forgerydet.training.bankfill import rebuild_bank
-from forgerydet.training.config import TrainConfig
+from forgerydet.training.augment import AugmentConfig
+from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
 from forgerydet.training.state import option_conflicts, resumed_config, rng_state, set_rng_state
@@ -177,6 +179,11 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         torch.manual_seed(tcfg.seed)
         model = Detector(mcfg)
         check_tokens(model)
+    unrecorded = sorted({f.name for f in dataclasses.fields(AugmentConfig)} - set(tcfg.augmentation or {}))
+    if state is not None and unrecorded:  # a run started before forgerydet recorded (all of) its augmentation
+        emit({"event": "notice", "text": f"the run recorded no augmentation setting for {', '.join(unrecorded)}: "
+                                         f"it continues with today's defaults for them"})
+    tcfg = dataclasses.replace(tcfg, augmentation=dataclasses.asdict(augment_config(tcfg.augmentation)))
     table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
     watch = read_watch(tcfg.watch, table) if tcfg.watch else None
     train_reals = [p for p, _ in table.reals("train")]
@@ -205,7 +212,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
 
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
-                    sbi_local=tcfg.sbi_local)
+                    sbi_local=tcfg.sbi_local, augment_cfg=augment_config(tcfg.augmentation))
     steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
     total = steps_epoch * tcfg.epochs
