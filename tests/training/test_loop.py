@@ -265,20 +265,20 @@ def test_a_run_keeps_its_recorded_augmentation_when_resumed(pairs, tmp_path, mon
     out = tmp_path / "run"
     train(tcfg(pairs, out, epochs=1, augment=True, steps_per_epoch=2), tiny_config(bank_size=64))
     stored = load_checkpoint(out / "last.safetensors").train_state.train_config["augmentation"]
-    assert stored["blur_sigma"] == [0.3, 1.5] and seen[0] == AugmentConfig()  # today's defaults, recorded
+    assert stored["blur_sigma"] == list(AugmentConfig().blur_sigma) and seen[0] == AugmentConfig()  # today's, recorded
 
     # the run is resumed by a forgerydet whose defaults changed: it keeps what it recorded
     with safe_open(str(out / "last.safetensors"), "pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     tj = json.loads(meta["train"])
-    tj["train_config"]["augmentation"]["blur_sigma"] = [0.5, 2.5]
+    tj["train_config"]["augmentation"]["blur_sigma"] = [0.5, 3.5]
     meta["train"] = json.dumps(tj)
     from safetensors.torch import save_file
 
     save_file(tensors, str(out / "last.safetensors"), metadata=meta)
     events = []
     train(tcfg(pairs, out, epochs=2), resume=True, on_event=events.append, given={"epochs"})
-    assert seen[1].blur_sigma == (0.5, 2.5) and seen[1].noise_std == AugmentConfig().noise_std
+    assert seen[1].blur_sigma == (0.5, 3.5) and seen[1].noise_std == AugmentConfig().noise_std
     assert not [e for e in events if e["event"] == "notice"]
 
     # a run started before the augmentation was recorded continues with today's defaults, and says so
