@@ -6,7 +6,8 @@ source id), the training history, the calibration (threshold, temperature) and o
 checkpoint (`last`) also holds its TrainState (optimizer tensors `optim.*`, RNG tensors `train.*`, position and
 TrainConfig). A file may leave out backbone tensors that are still exactly their pretrained weights and name
 them in `by_reference` (model/frozen.py); loading takes them from those weights again. Loading rebuilds the
-Detector from the stored config and loads strictly; it never unpickles anything. Writes are atomic (one temp file + rename), so a crash never leaves a broken checkpoint."""
+Detector from the stored config and loads strictly; it never unpickles anything. Writes are atomic (one temp
+file + rename), so a crash never leaves a broken checkpoint."""
 
 from __future__ import annotations
 

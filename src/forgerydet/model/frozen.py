@@ -95,5 +95,6 @@ def restore(cfg: ModelConfig, record: Any, state: dict[str, torch.Tensor], path:
     missing = [k for k in keys if k not in ref]
     if missing or tensors_digest(ref, keys) != digest:
         raise ForgeryDetError(f"{path}: the pretrained weights {source} loaded here differ from those it was trained "
-                              f"from ({len(missing) or 'sha256'} mismatch): it needs the exact weights file it names")
+                              f"from ({f'{len(missing)} tensors missing' if missing else 'sha256 differs'}): it "
+                              f"needs the exact weights it names")
     return {**{k: ref[k] for k in keys}, **state}
