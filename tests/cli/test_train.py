@@ -56,6 +56,7 @@ EVENTS = [
      "val_eer": 0.25, "val_acc": 0.625, "val_loss": 0.69, "val_auc_pair": 0.8, "threshold": 0.512, "temperature": 1.5,
      "best": True},
     {"event": "budget", "epoch": 1, "minutes": 0.5},
+    {"event": "notice", "text": "the run recorded no augmentation setting for blur_p: it continues with today's defaults"},
 ]
 
 
@@ -93,6 +94,7 @@ def test_train_renders_every_event(fake_train, tmp_path):
     assert lines[0] == ("training test_efficientnet (64 px, weights: none) on cpu: 12 training pairs, 12 real training "
                         "faces, 8 validation faces, 3 steps/epoch, epochs 1..2, tuning all (123,456 trainable parameters)")
     assert lines[1].startswith("notice: backbone starts from RANDOM weights")
+    assert "notice: the run recorded no augmentation setting for blur_p: it continues with today's defaults" in lines
     assert "epoch 1: bank rebuilt from 12 real training faces -> 12 entries in 0.2 s" in lines
     assert ("epoch 1: train loss 0.6931 (12 img/s) | val 'single' AUC 0.7500 AP 0.7000 EER 0.2500 acc 0.6250 loss "
             "0.6900 | val 'pair' AUC 0.8000 | threshold 0.512 T 1.50 best") in lines
