@@ -58,6 +58,20 @@ def test_key_encoder_follows_ema_exactly():
     m.momentum_update()
     for k0, q, k1 in zip(before_k, online, m.key_encoder.parameters()):
         torch.testing.assert_close(k1, 0.9 * k0 + 0.1 * q, rtol=0, atol=1e-6)
+
+
+def test_a_key_tensor_equal_to_its_online_tensor_stays_bit_identical():
+    """A frozen backbone weight: the EMA of a constant must be that constant, not a rounding random walk."""
+    m = tiny_model(momentum=0.999)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in m.encoder.parameters():
+            p.copy_(torch.randn_like(p) * 3.7)
+        m.key_encoder.load_state_dict(m.encoder.state_dict())
+    for _ in range(50):
+        m.momentum_update()
+    for (name, k), q in zip(m.key_encoder.named_parameters(), m.encoder.parameters()):
+        assert torch.equal(k, q), name
     # the key encoder stays in eval mode even when the model trains (stable BN statistics for the bank)
     m.train()
     assert not m.key_encoder.training and m.encoder.training
