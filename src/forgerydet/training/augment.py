@@ -54,7 +54,7 @@ class AugmentConfig:
                       or microphone covers it. bench/shortcuts.py found the model trained without it calling 20 %
                       of real faces with the forehead covered FAKE.
     Per image, independent draws (quality; all off when quality=False):
-      blur_p, blur_sigma:       Gaussian blur (0.2; sigma 0.3..1.5 px).
+      blur_p, blur_sigma:       Gaussian blur (0.2; sigma 0.3..2.5 px).
       motion_p, motion_length:  linear motion blur along a uniform random direction, length in pixels of the
                                 crop's working resolution (0.15; 3..9 px).
       sharpen_p, sharpen_alpha, sharpen_lightness: the self-blend's own sharpen kernel (pairs/sbi.py) on the
@@ -64,7 +64,7 @@ class AugmentConfig:
                                 edge-preserving filter (sigma_s 20..80, sigma_r 0.15..0.45). bench/shortcuts.py found
                                 the model trained without it calling 82 % of smoothed real faces FAKE.
       rescale_p, rescale:       down to U(rescale) of the side (area), back up (bilinear or bicubic) (0.3; 0.4..0.9).
-      noise_p, noise_std:       additive Gaussian noise, std in 0..255 units (0.2; 1..6).
+      noise_p, noise_std:       additive Gaussian noise, std in 0..255 units (0.2; 1..12).
       video_p, video_crf:       video-codec round trip (h264_roundtrip) at CRF-like U(video_crf) (0.1; 18..40).
       jpeg_p, jpeg_quality:     JPEG re-encode at integer quality in [lo, hi] (0.5; 30..95).
     Applied in that order (capture blur, motion blur, in-camera sharpening, beauty smoothing, resize, noise, video
@@ -85,7 +85,7 @@ class AugmentConfig:
     occlude_share: tuple[float, float] = (0.1, 0.3)
     quality: bool = True
     blur_p: float = 0.2
-    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    blur_sigma: tuple[float, float] = (0.3, 2.5)
     motion_p: float = 0.15
     motion_length: tuple[float, float] = (3.0, 9.0)
     sharpen_p: float = 0.2
@@ -96,7 +96,7 @@ class AugmentConfig:
     rescale_p: float = 0.3
     rescale: tuple[float, float] = (0.4, 0.9)
     noise_p: float = 0.2
-    noise_std: tuple[float, float] = (1.0, 6.0)
+    noise_std: tuple[float, float] = (1.0, 12.0)
     video_p: float = 0.1
     video_crf: tuple[int, int] = (18, 40)
     jpeg_p: float = 0.5
