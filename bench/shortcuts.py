@@ -57,7 +57,7 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "skin smoothing, bilateral d 9 sigma 75": lambda x: cv2.bilateralFilter(x, 9, 75, 75),
         "edge-preserving smoothing (sigma_s 60, sigma_r 0.4)": lambda x: cv2.edgePreservingFilter(x, flags=1, sigma_s=60, sigma_r=0.4),
         # film and graded video (2026-12-05): a warm grade, desaturation and film grain, each past training's
-        # colour jitter (saturation x0.8-1.2, hue +-5 degrees) and noise (std 1-6)
+        # colour jitter (saturation x0.8-1.2, hue +-5 degrees) and noise (std 1-6 then; 1-12 since the widening, models/README.md)
         "warm grade (R x1.15, B x0.80)": lambda x: np.clip(x.astype(np.float32) * [1.15, 1.0, 0.80], 0, 255).astype(np.uint8),
         "desaturated (saturation x0.4)": lambda x: _saturation(x, 0.4),
         "film grain (Gaussian noise std 10)": lambda x: np.clip(x + _rng(x).normal(0, 10, x.shape), 0, 255).astype(np.uint8),
