@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.model.backbone import Encoder
 from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector
 
@@ -53,18 +54,21 @@ def tensors_digest(state: dict[str, torch.Tensor], keys: list[str]) -> str:
 
 
 def _reference_state(cfg: ModelConfig, source: str, what: str) -> dict[str, torch.Tensor]:
+    """The backbone as `source` loads it, under the keys of both encoders of a Detector (the key encoder is a
+    copy of the encoder: one Encoder is built, no second copy and no bank)."""
     choice = source_choice(source)
     if choice is None:
         raise ForgeryDetError(f"{what}: its backbone has no pretrained source to refer to ({source!r})")
     try:
-        ref = Detector(cfg, pretrained=choice)
+        ref = Encoder(cfg, pretrained=choice)
     except ForgeryDetError as e:
         raise ForgeryDetError(f"{what} refers to the pretrained weights {source} for its frozen backbone, which "
                               f"cannot be loaded here: {e}") from None
     if ref.pretrained_source != source:
         raise ForgeryDetError(f"{what} refers to the pretrained weights {source} for its frozen backbone, but "
                               f"{ref.pretrained_source} is what loads here: install the package or file it names")
-    return ref.state_dict()
+    backbone = ref.backbone.state_dict()
+    return {prefix + k: v for prefix in BACKBONE_PREFIXES for k, v in backbone.items()}
 
 
 def split(model: Detector) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
