@@ -8,6 +8,7 @@ from typing import Any
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
+from forgerydet.model.config import config_from_dict
 from forgerydet.training.augment import AugmentConfig
 
 
@@ -96,11 +97,7 @@ def augment_config(recorded: dict[str, Any] | None) -> AugmentConfig:
         return AugmentConfig()
     if not isinstance(recorded, dict):
         raise ForgeryDetError(f"invalid training option augmentation={recorded!r}: a dict of AugmentConfig fields")
-    unknown = set(recorded) - {f.name for f in dataclasses.fields(AugmentConfig)}
-    if unknown:
-        raise ForgeryDetError(f"the run's augmentation has unknown fields {sorted(unknown)}: it was written by another "
-                              f"forgerydet version")
-    return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    return config_from_dict(AugmentConfig, {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
 
 
 TUNE_MODES = ("all", "norm", "none")

@@ -183,7 +183,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     if state is not None and unrecorded:  # a run started before forgerydet recorded (all of) its augmentation
         emit({"event": "notice", "text": f"the run recorded no augmentation setting for {', '.join(unrecorded)}: "
                                          f"it continues with today's defaults for them"})
-    tcfg = dataclasses.replace(tcfg, augmentation=dataclasses.asdict(augment_config(tcfg.augmentation)))
+    augmentation = augment_config(tcfg.augmentation)
+    tcfg = dataclasses.replace(tcfg, augmentation=dataclasses.asdict(augmentation))
     table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
     watch = read_watch(tcfg.watch, table) if tcfg.watch else None
     train_reals = [p for p, _ in table.reals("train")]
@@ -212,7 +213,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
 
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
-                    sbi_local=tcfg.sbi_local, augment_cfg=augment_config(tcfg.augmentation))
+                    sbi_local=tcfg.sbi_local, augment_cfg=augmentation)
     steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
     total = steps_epoch * tcfg.epochs
