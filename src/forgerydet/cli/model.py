@@ -15,6 +15,7 @@ from forgerydet.cli.common import console, say, shown, user_errors
 HISTORY_COLUMNS = {"epoch": "epoch", "train_loss": "loss", "val_auc": "val AUC", "val_auc_pair": "pair AUC",
                    "val_ap": "AP", "val_eer": "EER", "val_acc": "acc", "watch_auc": "watch AUC", "bank_entries": "bank"}
 
+
 def info_cmd(
     checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors) to describe.")],
 ) -> None:
@@ -61,7 +62,7 @@ def info_cmd(
 
 def _by_reference(record) -> str:
     """What a file leaves out to its pretrained weights (model/frozen.py), for `info`."""
-    keys = (record or {}).get("keys") if isinstance(record, dict) else None
+    keys = record.get("keys") if isinstance(record, dict) else None
     if not keys:
         return "nothing (every weight is in the file)"
     return f"{len(keys)} frozen backbone tensors (loading needs the pretrained weights above)"
