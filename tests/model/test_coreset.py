@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from forgerydet.model.bank import MemoryBank
-from forgerydet.model.coreset import coverage_radius, kcenter_greedy, select
+from forgerydet.model.coreset import coverage_radius, kcenter_greedy, random_subset, select
 
 
 def clustered(m: int, d: int = 16, clusters: int = 8, rare: int = 3, seed: int = 0) -> torch.Tensor:
@@ -45,6 +45,14 @@ def test_selection_is_seeded_distinct_and_complete_when_k_covers_all():
     assert select(keys, 500, "coreset").tolist() == list(range(200))
     with pytest.raises(ValueError, match="unknown selection"):
         select(keys, 5, "best")
+
+
+def test_a_random_subset_drawn_without_keys_is_the_random_selection_of_those_keys():
+    keys = torch.randn(50, 8)
+    idx = random_subset(50, 12, torch.Generator().manual_seed(3))
+    assert idx.tolist() == select(keys, 12, "random", torch.Generator().manual_seed(3)).tolist()
+    assert idx.tolist() == sorted(set(idx.tolist())) and len(idx) == 12
+    assert random_subset(5, 12).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_bank_rebuild_by_coreset_keeps_the_rare_faces():

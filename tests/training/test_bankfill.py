@@ -12,9 +12,11 @@ import torch
 
 from forgerydet.model.checkpoint import load_checkpoint
 from forgerydet.pairs.table import read_pairs
-from forgerydet.training.bankfill import rebuild_checkpoint_bank
+from forgerydet.model.coreset import select
+from forgerydet.model.inputs import load_image, to_tensor
+from forgerydet.training.bankfill import rebuild_bank, rebuild_checkpoint_bank
 from forgerydet.training.loop import train
-from tests.helpers import tcfg, tiny_config
+from tests.helpers import tcfg, tiny_config, tiny_model
 
 
 def test_rebuild_bank_holds_exactly_the_training_reals(pairs, tmp_path):
@@ -25,8 +27,6 @@ def test_rebuild_bank_holds_exactly_the_training_reals(pairs, tmp_path):
     model = load_checkpoint(tmp_path / "rebuilt.safetensors").model.eval()
     table = read_pairs(pairs)
     reals = [p for p, _ in table.reals("train")]
-    from forgerydet.model.inputs import load_image, to_tensor
-
     x = torch.stack([to_tensor(load_image(p, model.img_size)) for p in reals])
     expected = model.encode_keys(x)
     bank = model.bank
@@ -36,6 +36,22 @@ def test_rebuild_bank_holds_exactly_the_training_reals(pairs, tmp_path):
     val_and_fakes = {r.fake for r in table.rows} | {p for p, _ in table.reals("val")}
     stored = load_checkpoint(tmp_path / "rebuilt.safetensors").bank_sources
     assert set(stored) == {str(p) for p in reals} and not (set(stored) & {str(p) for p in val_and_fakes})
+
+
+def test_a_random_rebuild_encodes_only_the_faces_it_keeps_the_same_ones_as_selecting_after_encoding_all(pairs):
+    torch.manual_seed(0)
+    model = tiny_model(bank_size=8).eval()
+    reals = [p for p, _ in read_pairs(pairs).reals("train")]
+    with torch.no_grad():
+        every = model.encode_keys(torch.stack([to_tensor(load_image(p, model.img_size)) for p in reals]))  # (24,N,D)
+    want = select(every.mean(dim=1), 8, "random", torch.Generator().manual_seed(5))  # encode all, then select
+    encoded = []
+    encode = model.key_features
+    model.key_features = lambda: (lambda x: encoded.append(len(x)) or encode()(x))
+    n, _ = rebuild_bank(model, reals, batch_size=5, seed=5, select="random")
+    assert n == 8 and sum(encoded) == 8  # 8 of 24 faces encoded
+    assert model.bank.source[:8].tolist() == want.tolist()
+    torch.testing.assert_close(model.bank.values[:8].float(), every[want], atol=2e-3, rtol=0)  # fp16 storage
 
 
 @pytest.mark.slow

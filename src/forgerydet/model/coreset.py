@@ -61,7 +61,14 @@ def select(keys: torch.Tensor, k: int, how: str = "random", generator: torch.Gen
     if k >= m:
         return torch.arange(m, device=keys.device)
     if how == "coreset":
-        idx = kcenter_greedy(keys, k, generator)
-    else:
-        idx = torch.randperm(m, generator=generator)[:k].to(keys.device)
-    return idx.sort().values
+        return kcenter_greedy(keys, k, generator).sort().values
+    return random_subset(m, k, generator).to(keys.device)
+
+
+def random_subset(m: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sorted indices (k,) of k of m items drawn uniformly without replacement ('random' selection). It needs
+    no keys, so a caller can draw first and encode only the k chosen faces: the same draw as select(keys, k,
+    'random', generator) with an equally seeded generator. k >= m returns every index."""
+    if k >= m:
+        return torch.arange(m)
+    return torch.randperm(m, generator=generator)[:k].sort().values

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import check_output
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
+from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector
 from forgerydet.model.diskbank import IndexConfig, write_bank
 from forgerydet.pairs.table import read_pairs
@@ -36,7 +37,8 @@ def rebuild_bank(
     select: str = "random",
 ) -> tuple[int, float]:
     """Replace the bank with the key encoder's features of exactly these real faces (more than K: K chosen by
-    `select`, 'random' or 'coreset', see MemoryBank.rebuild).
+    `select`, 'random' or 'coreset', see MemoryBank.rebuild; 'random' draws its K before encoding and encodes
+    only those).
 
     Under DDP each rank encodes a shard and all ranks gather the same full set, so every rank holds an
     identical bank. Returns (entries written, seconds)."""
@@ -45,7 +47,12 @@ def rebuild_bank(
     if not real_paths:
         raise ForgeryDetError("no real training faces to build the bank from")
     model.eval()
-    ds = FaceList(real_paths, [0] * len(real_paths), model.img_size)
+    generator = torch.Generator().manual_seed(seed)
+    # 'random' keeps K faces drawn uniformly whatever their features: draw them first and encode only those,
+    # the same K faces (same generator) as encoding all and selecting afterwards, at K/M of the cost
+    keep = random_subset(len(real_paths), model.bank.size, generator) if select == "random" else None
+    paths = real_paths if keep is None else [real_paths[j] for j in keep.tolist()]
+    ds = FaceList(paths, [0] * len(paths), model.img_size)
     loader = make_loader(ds, batch_size, workers, d)
     values, ids = [], []
     done = 0
@@ -59,8 +66,9 @@ def rebuild_bank(
     v = gather_rows(torch.cat(values), d)  # (M,N,D)
     i = gather_rows(torch.cat(ids), d)  # (M,)
     order = i.argsort()
-    n = model.bank.rebuild(v[order], model.key_fingerprint().to(v.device), source=i[order],
-                           generator=torch.Generator().manual_seed(seed), select=select)
+    source = i[order] if keep is None else keep.to(i.device)[i[order]]  # index into real_paths
+    n = model.bank.rebuild(v[order], model.key_fingerprint().to(v.device), source=source, generator=generator,
+                           select=select)
     return n, time.perf_counter() - t0
 
 
