@@ -84,7 +84,7 @@ shipped-calib:
 
 # Judge a trained checkpoint as every candidate for the shipped file was judged (models/README.md): ship it, calibrate it
 # with the flip on photos the shipped file never trained on, then the held-out, robustness and shortcut benches, all
-# written to runs/$(NAME).log and printed (~10 min on 2 CPU cores, alone). Write down the rule it must pass BEFORE running this.
+# written to runs/$(NAME).log and printed (7.5 min on 2 CPU cores, alone). Write down the rule it must pass BEFORE running this.
 #   make candidate CKPT=runs/ft/best.safetensors NAME=cand_ft
 NAME ?= candidate
 candidate:
