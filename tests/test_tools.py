@@ -79,6 +79,34 @@ def test_unseen_photos_keeps_only_photos_and_people_the_checkpoint_never_trained
     assert few["utkface"][0] == 1 and 1 <= few["lfw"][0] <= 2  # whole people: Bob brings both his photos
 
 
+def test_unseen_photos_counts_the_faces_of_earlier_runs_as_seen(tmp_path):
+    # a fine-tune's or an average's own bank_sources miss the faces its start trained on; earlier_faces has them
+    tool = _tool("unseen_photos")
+    train = tmp_path / "train"
+    (train / "utkface").mkdir(parents=True)
+    for i in range(5):
+        (train / "utkface" / f"{i}_0_0.jpg").write_bytes(b"x")
+    _, m = _saved(tmp_path, "unused.safetensors", 0)
+    ck = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=["/abs/run/crops/real/0_0_0-00000000/f000000_0.jpg"],
+                         extra={"earlier_faces": ["1_0_0-11111111", "2_0_0-22222222"]})
+    tool.split(str(ck), str(tmp_path / "out"), str(train), per_source=10, seed=1, rest=False)
+    assert sorted(p.name for p in (tmp_path / "out" / "utkface").iterdir()) == ["3_0_0.jpg", "4_0_0.jpg"]
+
+
+def test_average_keeps_both_parents_training_faces_as_earlier_faces(tmp_path):
+    avg = _tool("average_weights")
+    _, ma = _saved(tmp_path, "unused_a.safetensors", 0)
+    _, mb = _saved(tmp_path, "unused_b.safetensors", 1)
+    pa = save_checkpoint(tmp_path / "a.safetensors", ma, bank_sources=["/r/crops/real/Ann_0001-0123abcd/f0.jpg"],
+                         extra={"earlier_faces": ["Old_0001-89abcdef"]})
+    pb = save_checkpoint(tmp_path / "b.safetensors", mb, bank_sources=["Bob_0001-00112233/f0.jpg"])
+    out = tmp_path / "ab.safetensors"
+    avg.average(str(pa), str(pb), str(out), 0.5)
+    ck = load_checkpoint(out, check_bank=False)
+    assert ck.extra["earlier_faces"] == ["Ann_0001-0123abcd", "Bob_0001-00112233", "Old_0001-89abcdef"]
+    assert ck.training_faces == set(ck.extra["earlier_faces"])  # its bank is empty until rebuild-bank
+
+
 def test_ship_by_reference_leaves_the_frozen_backbone_to_its_weights_file(tmp_path):
     import timm
     from safetensors.torch import save_file

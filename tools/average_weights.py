@@ -5,7 +5,9 @@ fine-tuned model with the model it started from often keeps the robustness of bo
 
 OUT holds (1 - alpha) x A + alpha x B for every floating-point weight (encoder, head, key encoder), A's
 integer buffers, A's config and history, and an EMPTY memory bank with no calibration: the averaged key
-encoder writes features the old banks were not made with. Refill and calibrate it as an imported model is:
+encoder writes features the old banks were not made with; it lists both inputs' training faces (and their
+earlier ones) as `earlier_faces`, so tools/unseen_photos.py never offers them for calibration. Refill and calibrate
+it as an imported model is:
 
     forgerydet rebuild-bank --checkpoint OUT --pairs PAIRS.csv --select random
     forgerydet calibrate --checkpoint OUT --pairs CALIB_PAIRS.csv --tta flip
@@ -38,7 +40,9 @@ def average(a_path: str, b_path: str, out: str, alpha: float) -> None:
         else:
             state[k] = sa[k]
     model.load_state_dict(state, strict=True)
-    extra = {"averaged": {"a": a_path, "b": b_path, "alpha": alpha}}
+    # both parents' training faces stay "seen" (tools/unseen_photos.py), though rebuild-bank lists only its own
+    extra = {"averaged": {"a": a_path, "b": b_path, "alpha": alpha},
+             "earlier_faces": sorted(a.training_faces | b.training_faces)}
     save_checkpoint(out, model, history=a.meta.get("history"), extra=extra)
     print(f"wrote {out}: {1 - alpha:g} x {a_path} + {alpha:g} x {b_path} (bank empty, not calibrated)")
 

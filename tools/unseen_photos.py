@@ -3,7 +3,8 @@
     python tools/unseen_photos.py CHECKPOINT OUT [--train ../shared/data/train] [--per-source 600] [--seed 1]
                                   [--rest]
 
-A checkpoint's `bank_sources` lists every real training face it was trained on (folder `<photo stem>-<hash>`);
+A checkpoint's `bank_sources` lists every real training face of its run (folder `<photo stem>-<hash>`), and its
+extra `earlier_faces` those of the runs it was fine-tuned or averaged from (recorded since 2026-12-05 evening);
 photos whose stem is not there were never trained on (they were validation faces, calibration faces, or had no
 face). OUT/<source>/ gets up to `--per-source` of them per source (LFW: whole people, none of whom was trained
 on, so no one is on both sides), as symlinks (copies where links cannot be made); `--rest` also links every
@@ -40,12 +41,16 @@ def key_stem(path: Path) -> str:
 
 
 def trained_stems(checkpoint: str) -> set[str]:
+    """The photo stems of every face the checkpoint's weights saw: its own run's (bank_sources) and, for a
+    fine-tune (--init) or a weight average, those of the runs before it (extra 'earlier_faces')."""
     from forgerydet.model.checkpoint import read_meta
 
-    sources = read_meta(checkpoint).get("bank_sources") or []
+    meta = read_meta(checkpoint)
+    sources = meta.get("bank_sources") or []
     if not sources:
         raise SystemExit(f"{checkpoint} lists no training faces (bank_sources): cannot tell which photos it saw")
-    return {HASHED.sub("", Path(p).parts[0]) for p in sources}
+    faces = {Path(p).parent.name for p in sources} | set((meta.get("extra") or {}).get("earlier_faces") or [])
+    return {HASHED.sub("", f) for f in faces}
 
 
 def _link(src: Path, dst: Path) -> None:

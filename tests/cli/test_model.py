@@ -25,12 +25,14 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     torch.manual_seed(0)
     m = tiny_model()
     m.bank.rebuild(m.encode_keys(torch.rand(3, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(3))
-    p = save_checkpoint(tmp_path / "m.safetensors", m, extra={"threshold": 0.4213, "epochs_done": 2},
+    p = save_checkpoint(tmp_path / "m.safetensors", m, extra={"threshold": 0.4213, "epochs_done": 2,
+                                                             "earlier_faces": [f"P_{i:04d}-0123abcd" for i in range(1200)]},
                         history=[{"epoch": 1, "train_loss": 0.5, "val_auc": 0.75}, {"epoch": 2, "val_auc": 0.8, "watch_auc": 0.9}],
                         train_state=TrainState(2, 10, 0.8, {}, {"state": {}, "param_groups": []}))
     r = cli("info", p)
     assert r.exit_code == 0, r.output
     assert _row(r.output, "threshold") == "0.4213" and _row(r.output, "epochs done") == "2"
+    assert _row(r.output, "earlier faces") == "1,200 entries"  # a long list is counted, not printed whole
     assert _row(r.output, "training state") == "yes (resumable)"
     assert _row(r.output, "bank") == "3 / 37 entries filled" and _row(r.output, "image size") == "64"
     assert _row(r.output, "tokens") == "4x4 x D=32, 4 heads"

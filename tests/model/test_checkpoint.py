@@ -172,3 +172,14 @@ def test_uncalibrated_checkpoint_defaults_and_no_train_state(tmp_path):
     bad = load_checkpoint(save_checkpoint(tmp_path / "b.safetensors", filled_model(), extra={"threshold": 1.5}))
     with pytest.raises(ForgeryDetError, match="stored threshold 1.5 is not a number in"):
         bad.threshold
+
+
+def test_training_faces_are_this_runs_face_folders_and_the_earlier_runs_ones(tmp_path):
+    m = tiny_model()
+    sources = ["/abs/pairs/crops/real/Ann_0001-0123abcd/f000000_0.jpg", "Bob_0002-89abcdef/f000003_1.jpg"]
+    path = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=sources,
+                           extra={"earlier_faces": ["Cid_0001-00112233"]})
+    assert load_checkpoint(path, check_bank=False).training_faces == {
+        "Ann_0001-0123abcd", "Bob_0002-89abcdef", "Cid_0001-00112233"}
+    plain = save_checkpoint(tmp_path / "p.safetensors", m)
+    assert load_checkpoint(plain, check_bank=False).training_faces == set()

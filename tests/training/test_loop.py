@@ -235,6 +235,12 @@ def test_init_fine_tunes_a_checkpoint_with_its_settings(pairs, tmp_path):
     w = next(k for k in a if k.startswith("encoder.") and k.endswith("weight") and a[k].ndim == 4)
     assert torch.allclose(a[w], b[w], atol=1e-6)  # lr ~0: still the checkpoint's weights
     assert tuned.train_state.train_config["init"] == str(start)  # recorded, so --resume continues it
+    # the start's training faces stay counted as seen (tools/unseen_photos.py), though this run's bank lists its own
+    seen_before = load_checkpoint(start).training_faces
+    assert seen_before and tuned.extra["earlier_faces"] == sorted(seen_before)
+    assert seen_before <= tuned.training_faces
+    train(tcfg(pairs, tmp_path / "b", epochs=2), resume=True, given={"epochs"})  # and a resumed run too
+    assert load_checkpoint(tmp_path / "b" / "last.safetensors").extra["earlier_faces"] == sorted(seen_before)
     # a model option that contradicts the checkpoint is refused, not ignored; so is a file that is not there
     # a bank filled from another run's faces (the shipped file's: ~12,000) names sources this run does not have
     ck = load_checkpoint(start)

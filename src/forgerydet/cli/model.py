@@ -43,8 +43,8 @@ def info_cmd(
         ("calibrated against", calibration_bank(meta)),
     ]
     extra = meta.get("extra") or {}
-    for k, v in extra.items():
-        rows.append((k.replace("_", " "), str(v)))
+    for k, v in extra.items():  # a long list (earlier_faces: thousands of faces) is summarised, not printed
+        rows.append((k.replace("_", " "), f"{len(v):,} entries" if isinstance(v, list) and len(v) > 8 else str(v)))
     rows.append(("config", ", ".join(f"{k}={v}" for k, v in cfg.items())))
     for k, v in rows:
         t.add_row(shown(k), shown(v))  # paths and names in a checkpoint are text, not rich markup

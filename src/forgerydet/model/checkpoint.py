@@ -76,6 +76,12 @@ class Checkpoint:
         return list(self.meta.get("bank_sources") or [])
 
     @property
+    def training_faces(self) -> set[str]:
+        """The real faces to count as seen by these weights, as face folder names (`<stem>-<hash>`): this run's
+        (bank_sources) and those of every run it was fine-tuned (--init) or averaged from (extra 'earlier_faces')."""
+        return {Path(p).parent.name for p in self.bank_sources} | set(self.extra.get("earlier_faces") or [])
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         """One record per trained epoch (losses, validation metrics, calibration)."""
         return list(self.meta.get("history") or [])

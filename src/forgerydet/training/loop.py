@@ -167,9 +167,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         model = ck.model
         mcfg = model.cfg
         history = ck.history
+        earlier = list(ck.extra.get("earlier_faces") or [])
         start_epoch, step, best = state.epoch, state.step, state.best
     elif tcfg.init:
-        model = init_model(tcfg.init, mcfg, given)
+        model, earlier = init_model(tcfg.init, mcfg, given)
         mcfg = model.cfg
         check_memory(mcfg, tcfg.batch_size, d.device)
         torch.manual_seed(tcfg.seed)
@@ -178,6 +179,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         check_memory(mcfg, tcfg.batch_size, d.device)  # before the bank is allocated
         torch.manual_seed(tcfg.seed)
         model = Detector(mcfg)
+        earlier = []
         check_tokens(model)
     unrecorded = sorted({f.name for f in dataclasses.fields(AugmentConfig)} - set(tcfg.augmentation or {}))
     if state is not None and unrecorded:  # a run started before forgerydet recorded (all of) its augmentation
@@ -279,7 +281,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             improved = key > best
             best = max(best, key)
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
-                          extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1})
+                          extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,
+                                 **({"earlier_faces": earlier} if earlier else {})})
             save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),
                             **common)
             if improved:
@@ -297,9 +300,11 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     return {"best": str(best_path), "last": str(last_path), "history": history, "rank": d.rank}
 
 
-def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> Detector:
-    """The model of checkpoint `path` (weights, key encoder, bank), to fine-tune in a new run. Its model config
-    is kept: a model option given explicitly that differs from it is a ForgeryDetError, not silently ignored."""
+def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> tuple[Detector, list[str]]:
+    """The model of checkpoint `path` (weights, key encoder, bank), to fine-tune in a new run, and the real faces
+    its weights have seen (Checkpoint.training_faces), which the new run's checkpoints carry on as 'earlier_faces'
+    so that tools/unseen_photos.py never offers them as unseen. Its model config is kept: a model option given
+    explicitly that differs from it is a ForgeryDetError, not silently ignored."""
     ck = load_checkpoint(Path(path), "cpu")
     conflicts = option_conflicts(set(given) - {"pretrained"}, [(mcfg, ck.model.cfg.to_dict())], "it has")
     if conflicts:
@@ -309,7 +314,7 @@ def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> D
     # they excluded the wrong faces and, past this run's count, crashed the first 'single' step; unknown (-1)
     # until the first epoch-end rebuild writes this run's faces
     ck.model.bank.source.fill_(-1)
-    return ck.model
+    return ck.model, sorted(ck.training_faces)
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
