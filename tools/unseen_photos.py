@@ -43,14 +43,12 @@ def key_stem(path: Path) -> str:
 def trained_stems(checkpoint: str) -> set[str]:
     """The photo stems of every face the checkpoint's weights saw: its own run's (bank_sources) and, for a
     fine-tune (--init) or a weight average, those of the runs before it (extra 'earlier_faces')."""
-    from forgerydet.model.checkpoint import read_meta
+    from forgerydet.model.checkpoint import read_meta, training_faces
 
     meta = read_meta(checkpoint)
-    sources = meta.get("bank_sources") or []
-    if not sources:
+    if not meta.get("bank_sources"):
         raise SystemExit(f"{checkpoint} lists no training faces (bank_sources): cannot tell which photos it saw")
-    faces = {Path(p).parent.name for p in sources} | set((meta.get("extra") or {}).get("earlier_faces") or [])
-    return {HASHED.sub("", f) for f in faces}
+    return {HASHED.sub("", f) for f in training_faces(meta)}
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -79,7 +79,7 @@ class Checkpoint:
     def training_faces(self) -> set[str]:
         """The real faces to count as seen by these weights, as face folder names (`<stem>-<hash>`): this run's
         (bank_sources) and those of every run it was fine-tuned (--init) or averaged from (extra 'earlier_faces')."""
-        return {Path(p).parent.name for p in self.bank_sources} | set(self.extra.get("earlier_faces") or [])
+        return training_faces(self.meta)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -209,6 +209,11 @@ def save_checkpoint(
     # serialised in memory, then ONE atomic write: safetensors' save_file would add its own hidden temp file,
     # and a kill mid-write would leave two; the next write of this file removes a killed writer's temp
     return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
+
+
+def training_faces(meta: dict[str, Any]) -> set[str]:
+    """Checkpoint.training_faces from a checkpoint's metadata alone (tools/unseen_photos.py reads no tensors)."""
+    return {Path(p).parent.name for p in meta.get("bank_sources") or []} | set((meta.get("extra") or {}).get("earlier_faces") or [])
 
 
 def calibration_bank(meta: dict[str, Any]) -> str:
