@@ -30,7 +30,7 @@ def test_train_defaults_are_the_configs():
             continue
         assert (str(value) if isinstance(value, Path) else value) == want, name
         checked.append(name)
-    assert len(checked) == len(got) - 1 == 31  # every option but --resume is a config field (--init, --watch, --select included)
+    assert len(checked) == len(got) - 1 == 32  # every option but --resume is a config field (--init, --watch, --select, --aug included)
 
 
 def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
@@ -155,6 +155,17 @@ def test_the_share_of_local_self_blends_reaches_training(fake_train, tmp_path):
     assert cli("train", "--out", tmp_path / "run").exit_code == 0
     assert cli("train", "--out", tmp_path / "run", "--sbi-local", "0.25").exit_code == 0
     assert [c["tcfg"].sbi_local for c in fake_train] == [0.0, 0.25]
+
+
+def test_aug_changes_reach_training_and_bad_ones_are_one_line(fake_train, tmp_path):
+    r = cli("train", "--out", tmp_path / "run", "--aug", "noise_p=0.4", "--aug", "blur_sigma=0.3,3")
+    assert r.exit_code == 0, r.output
+    assert fake_train[0]["tcfg"].augmentation == {"noise_p": 0.4, "blur_sigma": (0.3, 3.0)}
+    assert fake_train[0]["given"] == {"out", "augmentation"}  # so that --resume compares it with the run's
+    assert cli("train", "--out", tmp_path / "run").exit_code == 0 and fake_train[1]["tcfg"].augmentation is None
+    one_error(cli("train", "--out", tmp_path / "run", "--aug", "sparkle=1"), "--aug sparkle: no such augmentation setting")
+    one_error(cli("train", "--out", tmp_path / "run", "--aug", "noise_p=0.4", "--no-augment"), "--no-augment")
+    assert len(fake_train) == 2
 
 
 def test_rebuild_bank_passes_its_options_and_reports(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import config_from_dict
 from forgerydet.training.augment import AugmentConfig
-from forgerydet.training.config import TUNE_MODES, TrainConfig, augment_config
+from forgerydet.training.config import TUNE_MODES, TrainConfig, augment_config, augmentation_with
 
 
 def test_defaults():
@@ -65,3 +65,42 @@ def test_a_recorded_augmentation_comes_back_from_json_and_bad_ones_are_refused()
         TrainConfig(augmentation={"noise_p": 2})
     with pytest.raises(ForgeryDetError, match="a dict of AugmentConfig fields"):
         TrainConfig(augmentation=[1, 2])
+
+
+def test_aug_changes_parse_as_each_fields_type_and_leave_the_rest_to_the_defaults():
+    assert augmentation_with(None) is None and augmentation_with([]) is None
+    got = augmentation_with(["noise_p=0.4", "blur-sigma = 0.5, 3", "jpeg_quality=40,90", "quality=FALSE"])
+    assert got == {"noise_p": 0.4, "blur_sigma": (0.5, 3.0), "jpeg_quality": (40, 90), "quality": False}
+    assert isinstance(got["jpeg_quality"][0], int) and isinstance(got["blur_sigma"][0], float)
+    assert augment_config(got) == AugmentConfig(noise_p=0.4, blur_sigma=(0.5, 3.0), jpeg_quality=(40, 90), quality=False)
+    assert augmentation_with(["quality=on"]) == {"quality": True}
+    assert TrainConfig(augmentation=got).augmentation == got  # a partial dict is a valid TrainConfig
+
+
+@pytest.mark.parametrize("items, message", [
+    (["noise_p"], "--aug 'noise_p': expected NAME=VALUE, e.g. --aug noise_p=0.4"),
+    (["=0.4"], "--aug '=0.4': expected NAME=VALUE"),
+    (["noise_p="], "--aug 'noise_p=': expected NAME=VALUE"),
+    (["sparkle_p=0.5"], "--aug sparkle_p: no such augmentation setting; use one of hflip_p, affine_p,"),
+    (["noise_p=0.3", "noise-p=0.4"], "--aug noise_p is given twice"),
+    (["noise_p=lots"], "--aug noise_p=lots: expected a number (today: 0.2)"),
+    (["noise_p=nan"], "--aug noise_p=nan: expected a number"),
+    (["noise_p=1.5"], "--aug: noise_p=1.5 must be in [0, 1]"),
+    (["noise_std=3"], "--aug noise_std=3: expected two numbers LOW,HIGH (today: 1.0,12.0)"),
+    (["noise_std=1,2,3"], "--aug noise_std=1,2,3: expected two numbers"),
+    (["noise_std=1,inf"], "--aug noise_std=1,inf: expected two numbers"),
+    (["jpeg_quality=30.5,90"], "--aug jpeg_quality=30.5,90: expected two whole numbers LOW,HIGH (today: 30,95)"),
+    (["blur_sigma=3,1"], "--aug: blur_sigma=(3.0, 1.0) must be a (low, high) pair with 0 <= low <= high"),
+    (["jpeg_quality=30,101"], "--aug: jpeg_quality=(30, 101) must lie in [1, 100]"),
+    (["quality=maybe"], "--aug quality=maybe: expected true or false"),
+])
+def test_a_bad_aug_change_is_named(items, message):
+    with pytest.raises(ForgeryDetError) as e:
+        augmentation_with(items)
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_aug_changes_need_augmentation_on():
+    with pytest.raises(ForgeryDetError, match="--aug changes the augmentation that --no-augment turns off"):
+        augmentation_with(["noise_p=0.4"], augment=False)
+    assert augmentation_with(None, augment=False) is None

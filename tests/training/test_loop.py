@@ -256,6 +256,7 @@ def test_init_fine_tunes_a_checkpoint_with_its_settings(pairs, tmp_path):
 
 
 def test_a_run_keeps_its_recorded_augmentation_when_resumed(pairs, tmp_path, monkeypatch):
+    import dataclasses
     import json
 
     from forgerydet.training import data as data_mod
@@ -297,3 +298,11 @@ def test_a_run_keeps_its_recorded_augmentation_when_resumed(pairs, tmp_path, mon
     notices = [e["text"] for e in events if e["event"] == "notice"]
     assert len(notices) == 1 and "recorded no augmentation setting for affine_p, blur_p" in notices[0]
     assert seen[2] == AugmentConfig()
+
+    # `train --aug noise_p=0.4`: the change trains, and the run records every field with it
+    out2 = tmp_path / "run2"
+    train(tcfg(pairs, out2, epochs=1, augment=True, steps_per_epoch=2, augmentation={"noise_p": 0.4}),
+          tiny_config(bank_size=64))
+    assert seen[3] == AugmentConfig(noise_p=0.4)
+    stored = load_checkpoint(out2 / "last.safetensors").train_state.train_config["augmentation"]
+    assert stored == json.loads(json.dumps(dataclasses.asdict(AugmentConfig(noise_p=0.4))))

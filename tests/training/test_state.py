@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.state import resumed_config, rng_state, set_rng_state
 from tests.helpers import tiny_config
@@ -69,6 +71,24 @@ def test_conflicting_options_are_all_named():
     assert str(e.value) == ("--resume continues /runs/a with its stored settings, but --batch-size 8 (the run has 32), "
                             "--dim 64 (the run has 32), --lr 0.5 (the run has 0.001): drop these options, or train "
                             "into a new --out")
+
+
+def test_a_resumed_run_takes_an_aug_change_only_when_the_run_has_it():
+    """`--aug` given again on --resume: the settings typed are compared with those the run recorded (JSON lists
+    read as pairs); a differing one is named as the other options are, the ones not typed are not compared."""
+    recorded = json.loads(json.dumps({**dataclasses.asdict(AugmentConfig(blur_sigma=(0.3, 1.5))), "noise_p": 0.4}))
+    _, state, ck = _stored(augmentation=recorded)
+    same = TrainConfig(augmentation={"noise_p": 0.4}, epochs=4)
+    assert resumed_config(same, None, state, ck, {"augmentation", "epochs"}, LAST).augmentation == recorded
+    other = TrainConfig(augmentation={"noise_p": 0.2, "noise_std": (1.0, 12.0), "blur_sigma": (0.3, 2.5)}, epochs=4)
+    with pytest.raises(ForgeryDetError) as e:
+        resumed_config(other, None, state, ck, {"augmentation", "epochs"}, LAST)
+    assert str(e.value) == ("--resume continues /runs/a with its stored settings, but --aug blur_sigma=0.3,2.5 (the run "
+                            "has 0.3,1.5), --aug noise_p=0.2 (the run has 0.4): drop these options, or train into a "
+                            "new --out")
+    _, old, ck = _stored()  # a run that recorded no augmentation: today's defaults
+    with pytest.raises(ForgeryDetError, match=r"but --aug noise_p=0.4 \(the run has 0.2\)"):
+        resumed_config(same, None, old, ck, {"augmentation", "epochs"}, LAST)
 
 
 def test_nothing_left_to_train():

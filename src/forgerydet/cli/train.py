@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from forgerydet.cli.common import console, note, progress_bar, say, shown, user_errors
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
-from forgerydet.training.config import TrainConfig
+from forgerydet.training.config import TrainConfig, augmentation_with
 
 
 def _progress() -> Progress:
@@ -99,6 +99,7 @@ def train_cmd(
     augment: Annotated[bool, typer.Option(help="Forgery-suited augmentation (flip, scale, JPEG, blur, ...).")] = TrainConfig.augment,
     sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = TrainConfig.sbi_online,
     sbi_local: Annotated[float, typer.Option(help="Share of online self-blends whose mask is one facial part (eyes, nose, mouth or lower face) instead of the whole face: pseudo-fakes of local edits (reenactment, a re-rendered mouth).")] = TrainConfig.sbi_local,
+    augmentation: Annotated[Optional[list[str]], typer.Option("--aug", metavar="NAME=VALUE", help="Change one augmentation setting (repeatable), e.g. --aug noise_p=0.4 --aug blur_sigma=0.3,2.5 --aug quality=false: the fields of forgerydet.training.augment.AugmentConfig (probabilities *_p, LOW,HIGH ranges); the others keep today's defaults. Recorded in the run.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings; only "
                                          "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
@@ -120,7 +121,8 @@ def train_cmd(
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
                            sbi_online=sbi_online, sbi_local=sbi_local, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
                            calibration_fpr=calibration_fpr, tune=tune, init=None if init is None else str(init),
-                           watch=None if watch is None else str(watch), select=select)
+                           watch=None if watch is None else str(watch), select=select,
+                           augmentation=augmentation_with(augmentation, augment))
         # options the user typed (by the source's name: typer may bring its own click and its own enum)
         given = {name for name in ctx.params
                  if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
@@ -38,7 +39,8 @@ class TrainConfig:
     at every epoch end, its AUC kept in the history), select ('val': best.safetensors is the epoch of the highest
     self-blend validation AUC; 'watch': of the highest watch-list AUC), augmentation (the AugmentConfig fields the
     run trains with, recorded when it starts, so `--resume` keeps them when forgerydet's defaults change between
-    sessions; None = today's defaults, recorded at the start).
+    sessions; None = today's defaults, a dict of some fields (`train --aug`) = today's defaults for the rest; the
+    run records every field at its start).
     """
 
     pairs: str = "pairs.csv"
@@ -98,6 +100,62 @@ def augment_config(recorded: dict[str, Any] | None) -> AugmentConfig:
     if not isinstance(recorded, dict):
         raise ForgeryDetError(f"invalid training option augmentation={recorded!r}: a dict of AugmentConfig fields")
     return config_from_dict(AugmentConfig, {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _aug_value(name: str, text: str, default: Any) -> Any:
+    """One `--aug NAME=TEXT` value, parsed as the type of the field's default (bool, float, or a LOW,HIGH pair)."""
+    if isinstance(default, bool):
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ForgeryDetError(f"--aug {name}={text}: expected true or false")
+    if isinstance(default, tuple):
+        parts = [t.strip() for t in text.split(",")]
+        kind, what = (int, "whole numbers") if isinstance(default[0], int) else (float, "numbers")
+        try:
+            pair = tuple(kind(t) for t in parts)
+            if len(pair) == 2 and all(math.isfinite(v) for v in pair):
+                return pair
+        except ValueError:
+            pass
+        raise ForgeryDetError(f"--aug {name}={text}: expected two {what} LOW,HIGH (today: {default[0]},{default[1]})")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ForgeryDetError(f"--aug {name}={text}: expected a number (today: {default})")
+    return value
+
+
+def augmentation_with(changes: Sequence[str] | None, augment: bool = True) -> dict[str, Any] | None:
+    """The `augmentation` of a run whose `train --aug NAME=VALUE ...` changes some of today's AugmentConfig
+    defaults: the changed fields only (the run records every field when it starts). None when nothing is changed.
+    A ForgeryDetError for an unknown or repeated field, a value that does not parse or is out of range, or changes
+    to the augmentation that --no-augment turns off."""
+    if not changes:
+        return None
+    if not augment:
+        raise ForgeryDetError("--aug changes the augmentation that --no-augment turns off: give one or the other")
+    base = dataclasses.asdict(AugmentConfig())
+    new: dict[str, Any] = {}
+    for item in changes:
+        name, eq, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not name or not text.strip():
+            raise ForgeryDetError(f"--aug {item!r}: expected NAME=VALUE, e.g. --aug noise_p=0.4")
+        if name not in base:
+            raise ForgeryDetError(f"--aug {name}: no such augmentation setting; use one of {', '.join(base)}")
+        if name in new:
+            raise ForgeryDetError(f"--aug {name} is given twice")
+        new[name] = _aug_value(name, text.strip(), base[name])
+    try:
+        AugmentConfig(**{**base, **new})
+    except ForgeryDetError as e:
+        raise ForgeryDetError(f"--aug: {e}") from None
+    return new
 
 
 TUNE_MODES = ("all", "norm", "none")

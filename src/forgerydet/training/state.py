@@ -13,7 +13,7 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.checkpoint import Checkpoint, TrainState
 from forgerydet.model.config import ModelConfig, config_from_dict
-from forgerydet.training.config import TrainConfig
+from forgerydet.training.config import TrainConfig, augment_config
 
 
 def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
@@ -45,6 +45,15 @@ def set_rng_state(state: TrainState) -> None:
     np.random.set_state(nps)
 
 
+def _augmentation_conflicts(now: dict[str, Any] | None, before: dict[str, Any] | None, has: str) -> list[str]:
+    """'--aug name=NOW (HAS BEFORE)' for each setting given now that differs from the stored one (JSON's lists
+    read as pairs; a setting the stored run did not record is today's default)."""
+    a, b = augment_config(now), augment_config(before)
+    show = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
+    return [f"--aug {k}={show(getattr(a, k))} ({has} {show(getattr(b, k))})" for k in sorted(now or {})
+            if getattr(a, k) != getattr(b, k)]
+
+
 def option_conflicts(names: Collection[str], sources: list[tuple[Any, dict[str, Any]]], has: str) -> list[str]:
     """'--name NOW (HAS BEFORE)' for each option in `names` whose value in a config differs from the stored one;
     `sources` pairs a config object (None: not given) with its stored dict, the first holding the name decides."""
@@ -54,7 +63,9 @@ def option_conflicts(names: Collection[str], sources: list[tuple[Any, dict[str, 
             if cfg is None or name not in stored:
                 continue
             now, before = getattr(cfg, name), stored[name]
-            if not (now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())):
+            if name == "augmentation":
+                conflicts += _augmentation_conflicts(now, before, has)
+            elif not (now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())):
                 conflicts.append(f"--{name.replace('_', '-')} {now} ({has} {before})")
             break
     return conflicts
