@@ -85,6 +85,15 @@ def score(checkpoint: str) -> list[dict]:
     return out
 
 
+def set_means(rows: list[dict]) -> dict[str, float]:
+    """Each set's AUC averaged over every degradation, 'as is' included: the robustness mean the ship rules use
+    (models/README.md). A set with an undefined AUC in any row has no mean."""
+    sets: dict[str, list] = {}
+    for r in rows:
+        sets.setdefault(r["set"], []).append(r["auc"])
+    return {k: float(np.mean(v)) for k, v in sets.items() if None not in v}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+")
@@ -97,6 +106,9 @@ def main() -> None:
                       note=f"reals called FAKE {100 * r['real_called_fake']:.0f} %, "
                            f"fakes {100 * r['fake_called_fake']:.0f} %")
                for ck, rows in res["checkpoints"].items() for r in rows]
+    res["means"] = {ck: set_means(rows) for ck, rows in res["checkpoints"].items()}
+    figures += [figure(f"{Path(ck).name}: {name} mean AUC over {len(degradations())} conditions", m)
+                for ck, ms in res["means"].items() for name, m in ms.items()]
     if not args.json:
         print("held-out FF++ (20/20) and DFDC (11/6) crops, degraded alike; AUC / reals called FAKE / fakes called FAKE")
         cks = args.checkpoints
@@ -107,6 +119,9 @@ def main() -> None:
             print(f"| {r0['degradation']} | {r0['set']} | " + " | ".join(
                 f"{'n/a' if c['auc'] is None else format(c['auc'], '.3f')} / {100 * c['real_called_fake']:.0f} % / "
                 f"{100 * c['fake_called_fake']:.0f} %" for c in cells) + " |")
+        for name in res["means"][cks[0]]:
+            print(f"| **mean AUC of the {len(degradations())} rows** | {name} | " + " | ".join(
+                format(res["means"][c][name], ".3f") if name in res["means"][c] else "n/a" for c in cks) + " |")
     finish(res, figures, args.json)
 
 
