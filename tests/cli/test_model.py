@@ -3,6 +3,8 @@ with missing values), and `weights export` takes the library's default precision
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from forgerydet.cli.model import weights_export_cmd
@@ -42,6 +44,32 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     assert cells == [["1", "0.5000", "0.7500", "-"], ["2", "-", "0.8000", "0.9000"]]  # epoch, train_loss, val_auc, watch_auc
     table = r.output[r.output.index("training history"):]
     assert "…" not in table and table.split().count("AUC") == 2  # 'val AUC' and 'watch AUC', whole on 80 columns
+
+
+def test_info_shows_a_runs_training_settings_and_what_its_augmentation_changed(tmp_path):
+    import dataclasses
+
+    from forgerydet.training.augment import AugmentConfig
+    from forgerydet.training.config import TrainConfig
+
+    aug = json.loads(json.dumps(dataclasses.asdict(AugmentConfig(noise_p=0.4, blur_sigma=(0.3, 3.0)))))
+    for tc, want in [
+        (TrainConfig(epochs=3, steps_per_epoch=400, lr=2e-4, seed=41, augmentation=aug),
+         ("3 epochs of 400 steps, batch 32, lr 0.0002, seed 41, tune all, 0.5 of batches in 'single' mode",
+          "today's defaults except blur_sigma=0.3,3.0, noise_p=0.4")),
+        (TrainConfig(epochs=1), ("1 epoch, batch 32, lr 0.0003, seed 0, tune all, 0.5 of batches in 'single' mode",
+                                 "today's defaults")),
+        (TrainConfig(augment=False), (None, "off (--no-augment)")),
+    ]:
+        p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(),
+                            train_state=TrainState(1, 10, 0.8, tc.to_dict(), {"state": {}, "param_groups": []}))
+        r = cli("info", p)
+        assert r.exit_code == 0, r.output
+        assert want[0] is None or _row(r.output, "training") == want[0]
+        assert _row(r.output, "augmentation") == want[1]
+    r = cli("info", save_checkpoint(tmp_path / "n.safetensors", tiny_model()))  # no training state: no such rows
+    labels = {line.strip("│ ").split("│")[0].strip() for line in r.output.splitlines() if line.startswith("│")}
+    assert "training state" in labels and not labels & {"training", "augmentation"}
 
 
 def test_info_says_which_bank_the_calibration_was_fitted_against(tmp_path):

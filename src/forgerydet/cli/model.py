@@ -42,6 +42,7 @@ def info_cmd(
         ("training state", "yes (resumable)" if (meta.get("train") or {}).get("optimizer") else "no"),
         ("calibrated against", calibration_bank(meta)),
     ]
+    rows += _training_rows((meta.get("train") or {}).get("train_config"))
     extra = meta.get("extra") or {}
     for k, v in extra.items():  # a long list (earlier_faces: thousands of faces) is summarised, not printed
         rows.append((k.replace("_", " "), f"{len(v):,} entries" if isinstance(v, list) and len(v) > 8 else str(v)))
@@ -58,6 +59,29 @@ def info_cmd(
         for r in history:
             h.add_row(*[_fmt(r.get(c)) for c in cols])
         console.print(h)
+
+
+def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
+    """A training checkpoint's main settings, and its augmentation as the fields that differ from today's defaults."""
+    if not tc:
+        return []
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.training.config import augment_config
+
+    steps, epochs = tc.get("steps_per_epoch"), tc.get("epochs")
+    rows = [("training", f"{epochs} epoch{'' if epochs == 1 else 's'}{f' of {steps} steps' if steps else ''}, "
+                         f"batch {tc.get('batch_size')}, "
+                         f"lr {tc.get('lr')}, seed {tc.get('seed')}, tune {tc.get('tune')}, "
+                         f"{tc.get('single_share')} of batches in 'single' mode")]
+    if not tc.get("augment", True):
+        return rows + [("augmentation", "off (--no-augment)")]
+    try:
+        now, today = augment_config(tc.get("augmentation")), augment_config(None)
+    except ForgeryDetError as e:
+        return rows + [("augmentation", f"unreadable: {e}")]
+    show = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
+    changed = [f"{k}={show(v)}" for k, v in vars(now).items() if v != getattr(today, k)]
+    return rows + [("augmentation", "today's defaults" + (f" except {', '.join(changed)}" if changed else ""))]
 
 
 def _by_reference(record) -> str:
