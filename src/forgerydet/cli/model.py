@@ -24,7 +24,7 @@ def info_cmd(
 
     with user_errors():
         meta = read_meta(checkpoint)
-    cfg = meta["config"] or {}
+    cfg, train = meta["config"] or {}, meta.get("train") or {}
     t = Table(title=shown(checkpoint), show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
@@ -39,10 +39,10 @@ def info_cmd(
         ("format / written by", f"{meta['format_version']} / forgerydet {meta.get('forgerydet_version')}"),
         ("created", meta.get("created", "?")),
         ("file size", f"{checkpoint.stat().st_size / 2**20:.1f} MB"),
-        ("training state", "yes (resumable)" if (meta.get("train") or {}).get("optimizer") else "no"),
+        ("training state", "yes (resumable)" if train.get("optimizer") else "no"),
         ("calibrated against", calibration_bank(meta)),
     ]
-    rows += _training_rows((meta.get("train") or {}).get("train_config"))
+    rows += _training_rows(train.get("train_config"))
     extra = meta.get("extra") or {}
     for k, v in extra.items():  # a long list (earlier_faces: thousands of faces) is summarised, not printed
         rows.append((k.replace("_", " "), f"{len(v):,} entries" if isinstance(v, list) and len(v) > 8 else str(v)))
@@ -66,7 +66,7 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
     if not tc:
         return []
     from forgerydet.errors import ForgeryDetError
-    from forgerydet.training.config import augment_config
+    from forgerydet.training.config import aug_text, augment_config
 
     steps, epochs = tc.get("steps_per_epoch"), tc.get("epochs")
     rows = [("training", f"{epochs} epoch{'' if epochs == 1 else 's'}{f' of {steps} steps' if steps else ''}, "
@@ -79,8 +79,7 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
         now, today = augment_config(tc.get("augmentation")), augment_config(None)
     except ForgeryDetError as e:
         return rows + [("augmentation", f"unreadable: {e}")]
-    show = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
-    changed = [f"{k}={show(v)}" for k, v in vars(now).items() if v != getattr(today, k)]
+    changed = [f"{k}={aug_text(v)}" for k, v in vars(now).items() if v != getattr(today, k)]
     return rows + [("augmentation", "today's defaults" + (f" except {', '.join(changed)}" if changed else ""))]
 
 

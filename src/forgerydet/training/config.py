@@ -105,6 +105,11 @@ def augment_config(recorded: dict[str, Any] | None) -> AugmentConfig:
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
+def aug_text(value: Any) -> str:
+    """An augmentation setting's value as `train --aug` takes it: LOW,HIGH for a range, else the value."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def _aug_value(name: str, text: str, default: Any) -> Any:
     """One `--aug NAME=TEXT` value, parsed as the type of the field's default (bool, float, or a LOW,HIGH pair)."""
     if isinstance(default, bool):
@@ -120,7 +125,7 @@ def _aug_value(name: str, text: str, default: Any) -> Any:
                 return pair
         except ValueError:
             pass
-        raise ForgeryDetError(f"--aug {name}={text}: expected two {what} LOW,HIGH (today: {default[0]},{default[1]})")
+        raise ForgeryDetError(f"--aug {name}={text}: expected two {what} LOW,HIGH (today: {aug_text(default)})")
     try:
         value = float(text)
     except ValueError:

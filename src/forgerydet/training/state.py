@@ -13,7 +13,7 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.checkpoint import Checkpoint, TrainState
 from forgerydet.model.config import ModelConfig, config_from_dict
-from forgerydet.training.config import TrainConfig, augment_config
+from forgerydet.training.config import TrainConfig, aug_text, augment_config
 
 
 def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
@@ -49,8 +49,7 @@ def _augmentation_conflicts(now: dict[str, Any] | None, before: dict[str, Any] |
     """'--aug name=NOW (HAS BEFORE)' for each setting given now that differs from the stored one (JSON's lists
     read as pairs; a setting the stored run did not record is today's default)."""
     a, b = augment_config(now), augment_config(before)
-    show = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)  # noqa: E731
-    return [f"--aug {k}={show(getattr(a, k))} ({has} {show(getattr(b, k))})" for k in sorted(now or {})
+    return [f"--aug {k}={aug_text(getattr(a, k))} ({has} {aug_text(getattr(b, k))})" for k in sorted(now or {})
             if getattr(a, k) != getattr(b, k)]
 
 
