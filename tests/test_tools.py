@@ -1,4 +1,4 @@
-"""tools/average_weights.py: the weight-space average of two checkpoints (a candidate for the shipped model);
+"""tools/average_weights.py: weight-space averages of checkpoints (WiSE-FT, uniform soups: candidates for the shipped model);
 tools/transfer_weights.py ship: the file to commit."""
 
 from __future__ import annotations
@@ -44,6 +44,28 @@ def test_average_is_the_weighted_mean_of_every_weight_with_an_empty_bank(tmp_pat
         torch.testing.assert_close(so[k], 0.75 * sa[k] + 0.25 * sb[k], rtol=1e-6, atol=1e-7)
     assert int(ck.model.bank.fill) == 0 and int(a.bank.fill) == 5
     assert ck.extra["averaged"]["alpha"] == 0.25
+
+
+def test_soup_is_the_uniform_mean_of_three_checkpoints_and_keeps_all_their_faces(tmp_path):
+    avg = _tool("average_weights")
+    models, paths = [], []
+    for i in range(3):
+        _, m = _saved(tmp_path, f"unused_{i}.safetensors", i)
+        paths.append(str(save_checkpoint(tmp_path / f"m{i}.safetensors", m, bank_sources=[f"P{i}_0001-0000000{i}/f0.jpg"])))
+        models.append(m)
+    out = tmp_path / "soup.safetensors"
+    avg.soup(paths, str(out))
+    ck = load_checkpoint(out, "cpu")
+    so, states = ck.model.state_dict(), [m.state_dict() for m in models]
+    floats = [k for k in so if so[k].is_floating_point() and not k.startswith("bank.")]
+    assert floats and any(not torch.equal(states[0][k], states[2][k]) for k in floats)
+    for k in floats:
+        torch.testing.assert_close(so[k], (states[0][k] + states[1][k] + states[2][k]) / 3, rtol=1e-6, atol=1e-7)
+    assert int(ck.model.bank.fill) == 0
+    assert ck.extra["averaged"] == {"inputs": paths}
+    assert ck.extra["earlier_faces"] == ["P0_0001-00000000", "P1_0001-00000001", "P2_0001-00000002"]
+    with pytest.raises(SystemExit, match="at least two"):
+        avg.soup(paths[:1], str(tmp_path / "one.safetensors"))
 
 
 def test_average_refuses_two_different_models(tmp_path):
