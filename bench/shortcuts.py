@@ -64,6 +64,9 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         # headwear and hands: a cloth-coloured band, soft-edged and textured, over part of the face's outline
         "cloth over the forehead (top 22 %)": lambda x: _cloth(x, "top", 0.22),
         "cloth over one cheek (left 18 %)": lambda x: _cloth(x, "left", 0.18),
+        # side light (2026-12-05 late): a shadow's edge down the face, alone and with the band (the film real: both)
+        "side shadow (right 40 % at x0.5)": lambda x: _shadow(x, 0.4, 0.5),
+        "cloth over the forehead + side shadow": lambda x: _shadow(_cloth(x, "top", 0.22), 0.4, 0.5),
     }
 
 
@@ -79,6 +82,15 @@ def _cloth(rgb: np.ndarray, side: str, share: float) -> np.ndarray:
     folds = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(h, w) * 0.03)
     cloth = np.array([225, 215, 195], np.float32) * (1 + 0.4 * folds / (np.abs(folds).max() + 1e-6))[..., None]
     return np.clip(rgb * (1 - mask) + cloth * mask, 0, 255).astype(np.uint8)
+
+
+def _shadow(rgb: np.ndarray, share: float, gain: float) -> np.ndarray:
+    """The right `share` of the crop at `gain` of its brightness, behind an edge blurred by 3 % of the width."""
+    h, w = rgb.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    mask[:, int(w * (1 - share)):] = 1.0
+    mask = cv2.GaussianBlur(mask, (0, 0), max(2.0, w * 0.03))[..., None]
+    return np.clip(rgb * (1 - (1 - gain) * mask), 0, 255).astype(np.uint8)
 
 
 def _rng(img: np.ndarray) -> np.random.Generator:

@@ -138,6 +138,32 @@ def test_an_occluding_band_covers_the_same_edge_of_both_faces(face):
         AugmentConfig(occlude_share=(0.1, 1.0))
 
 
+def test_a_side_shadow_darkens_the_same_side_of_both_faces_and_is_off_by_default(face):
+    """Side light (training/scene.py): one side of both faces darker by the same gain, the other side untouched, the
+    'forgery' in the middle still telling the two apart; with shade_p 0 (the default) nothing is drawn at all."""
+    fake = face.copy()
+    fake[100:124, 100:124] = 0
+    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, occlude_p=0, quality=False, shade_p=1.0)
+    sides = set()
+    for seed in range(10):
+        r, f = augment_pair(face, fake, np.random.default_rng(seed), cfg)
+        ratio = r.astype(float).mean((0, 2)) / face.astype(float).mean((0, 2))  # per column
+        dark = ratio < 0.9
+        assert dark.any() and not dark.all() and ratio.min() >= 0.39 and np.abs(ratio[~dark] - 1).max() < 0.1
+        sides.add("left" if dark[0] else "right")
+        keep = np.ones(face.shape[:2], bool)
+        keep[100:124, 100:124] = False
+        np.testing.assert_array_equal(r[keep], f[keep])  # the same shadow on both
+        assert (augment_one(face, np.random.default_rng(seed), cfg) == r).all()
+    assert sides == {"left", "right"}
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    augment_pair(face, fake, rng_a, AugmentConfig())
+    augment_pair(face, fake, rng_b, AugmentConfig(shade_p=0.0, shade_gain=(0.1, 0.2)))
+    assert rng_a.random() == rng_b.random()  # off: the same random numbers, so earlier runs reproduce
+    with pytest.raises(ForgeryDetError, match="shade_gain"):
+        AugmentConfig(shade_gain=(0.5, 1.5))
+
+
 def test_skin_smoothing_flattens_texture_and_keeps_edges(face):
     """Real faces get beauty-filter smoothing too (bench/shortcuts.py: without it, 82 % of smoothed real faces were
     called FAKE): less fine texture than the face, yet its strong edges sharper than a Gaussian blur of equal

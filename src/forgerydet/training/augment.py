@@ -33,6 +33,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.pairs.sbi import sharpen
+from forgerydet.training.scene import apply_band, apply_shade, draw_band, draw_shade
 
 
 @dataclass
@@ -52,7 +53,10 @@ class AugmentConfig:
       occlude_p, occlude_share: a soft-edged band of one random colour over the top (half the time), the bottom or
                       one side of the face, U(occlude_share) of its side (0.1; 0.1..0.3), as a hat, headscarf, hand
                       or microphone covers it. bench/shortcuts.py found the model trained without it calling 20 %
-                      of real faces with the forehead covered FAKE.
+                      of real faces with the forehead covered FAKE (training/scene.py).
+      shade_p, shade_gain, shade_share, shade_soft: the left or right U(shade_share) of the face darkened to
+                      U(shade_gain) behind an edge blurred by U(shade_soft) x the width, as side light casts it (0, off
+                      by default until measured; 0.4..0.8; 0.2..0.6; 0.01..0.08; training/scene.py).
     Per image, independent draws (quality; all off when quality=False):
       blur_p, blur_sigma:       Gaussian blur (0.2; sigma 0.3..2.5 px).
       motion_p, motion_length:  linear motion blur along a uniform random direction, length in pixels of the
@@ -83,6 +87,10 @@ class AugmentConfig:
     hue_deg: float = 5.0
     occlude_p: float = 0.1
     occlude_share: tuple[float, float] = (0.1, 0.3)
+    shade_p: float = 0.0
+    shade_gain: tuple[float, float] = (0.4, 0.8)
+    shade_share: tuple[float, float] = (0.2, 0.6)
+    shade_soft: tuple[float, float] = (0.01, 0.08)
     quality: bool = True
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.3, 2.5)
@@ -115,6 +123,7 @@ class AugmentConfig:
             (self.motion_length[0] >= 1, f"motion_length={self.motion_length} must be at least 1 pixel"),
             (0 < self.rescale[0] <= self.rescale[1] <= 1, f"rescale={self.rescale} must lie in (0, 1]"),
             (self.occlude_share[1] < 1, f"occlude_share={self.occlude_share} must lie in [0, 1)"),
+            (self.shade_gain[1] <= 1 and self.shade_share[1] <= 1, "shade_gain and shade_share must lie in [0, 1]"),
             (1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100,
              f"jpeg_quality={self.jpeg_quality} must lie in [1, 100]"),
             (self.video_crf[1] <= 51, f"video_crf={self.video_crf} must lie in [0, 51]"),
@@ -184,21 +193,6 @@ def _apply_color(img: np.ndarray, params: tuple[float, float, float, float] | No
     a = b * c * (_YIQ2RGB @ yiq @ _RGB2YIQ)  # (3,3)
     m = np.hstack([a, np.full((3, 1), (1.0 - c) * pivot)]).astype(np.float32)  # (3,4)
     return cv2.transform(img.astype(np.float32), m).clip(0, 255).round().astype(np.uint8)
-
-
-def _occluder(h: int, w: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mask (H,W,1) float32, colour (3,)) of one band over an edge of the face, or None (see AugmentConfig)."""
-    if rng.random() >= cfg.occlude_p:
-        return None
-    side, share = ("top", "top", "bottom", "left", "right")[rng.integers(5)], rng.uniform(*cfg.occlude_share)
-    mask = np.zeros((h, w), np.float32)
-    n = max(1, round(share * (h if side in ("top", "bottom") else w)))
-    mask[{"top": np.s_[:n], "bottom": np.s_[h - n:], "left": np.s_[:, :n], "right": np.s_[:, w - n:]}[side]] = 1.0
-    return cv2.GaussianBlur(mask, (0, 0), max(h, w) * 0.01)[..., None], rng.uniform(0, 255, 3).astype(np.float32)
-
-
-def _apply_occluder(img: np.ndarray, occ: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    return img if occ is None else np.clip(img * (1 - occ[0]) + occ[1] * occ[0], 0, 255).astype(np.uint8)
 
 
 def _grey_mean(img: np.ndarray) -> float:
@@ -320,9 +314,9 @@ def _quality(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> n
 def augment_pair(
     real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The SAME random geometry (flip, zoom, rotation, shift), colour jitter and occluding band for both members of a pair,
-    then independent per-image quality transforms (blur, motion blur, sharpening, skin smoothing, rescale, noise,
-    video codec, JPEG 30..95).
+    """The SAME random geometry (flip, zoom, rotation, shift), colour jitter, occluding band and side shadow for both
+    members of a pair, then independent per-image quality transforms (blur, motion blur, sharpening, skin smoothing,
+    rescale, noise, video codec, JPEG 30..95).
     Both (H,W,3) uint8 of one size in and out. Deterministic for a given rng state."""
     cfg = cfg or AugmentConfig()
     _check(real, "real face")
@@ -335,8 +329,10 @@ def augment_pair(
     m = _geometry(h, w, rng, cfg)
     color = _color(rng, cfg)
     pivot = _grey_mean(real) if color is not None else 0.0  # contrast pivot from the real face, used for both
-    occ = _occluder(h, w, rng, cfg)  # the same band on both: an occluding edge is no sign of forgery
-    out = [_apply_occluder(_apply_color(_apply_geometry(img, m), color, pivot), occ) for img in (real, fake)]
+    band = draw_band(h, w, rng, cfg.occlude_p, cfg.occlude_share)  # the same band and shadow on both: an edge
+    shade = draw_shade(h, w, rng, cfg.shade_p, cfg.shade_gain, cfg.shade_share, cfg.shade_soft)  # is no sign of forgery
+    out = [apply_shade(apply_band(_apply_color(_apply_geometry(img, m), color, pivot), band), shade)
+           for img in (real, fake)]
     return _quality(out[0], rng, cfg), _quality(out[1], rng, cfg)
 
 
@@ -348,4 +344,6 @@ def augment_one(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | 
     m = _geometry(h, w, rng, cfg)
     color = _color(rng, cfg)
     img = _apply_color(_apply_geometry(img, m), color, _grey_mean(img) if color is not None else 0.0)
-    return _quality(_apply_occluder(img, _occluder(h, w, rng, cfg)), rng, cfg)
+    img = apply_band(img, draw_band(h, w, rng, cfg.occlude_p, cfg.occlude_share))
+    img = apply_shade(img, draw_shade(h, w, rng, cfg.shade_p, cfg.shade_gain, cfg.shade_share, cfg.shade_soft))
+    return _quality(img, rng, cfg)
