@@ -33,7 +33,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.pairs.sbi import sharpen
-from forgerydet.training.scene import apply_band, apply_shade, draw_band, draw_shade
+from forgerydet.training.scene import Band, Shade, apply_band, apply_shade, draw_band, draw_shade
 
 
 @dataclass
@@ -195,6 +195,16 @@ def _apply_color(img: np.ndarray, params: tuple[float, float, float, float] | No
     return cv2.transform(img.astype(np.float32), m).clip(0, 255).round().astype(np.uint8)
 
 
+def _scene(h: int, w: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[Band | None, Shade | None]:
+    """The occluding band and side shadow (training/scene.py), drawn once for a pair or a lone face, in that order."""
+    return (draw_band(h, w, rng, cfg.occlude_p, cfg.occlude_share),
+            draw_shade(h, w, rng, cfg.shade_p, cfg.shade_gain, cfg.shade_share, cfg.shade_soft))
+
+
+def _apply_scene(img: np.ndarray, scene: tuple[Band | None, Shade | None]) -> np.ndarray:
+    return apply_shade(apply_band(img, scene[0]), scene[1])
+
+
 def _grey_mean(img: np.ndarray) -> float:
     return float(img.reshape(-1, 3).mean(0) @ _LUMA)
 
@@ -329,10 +339,8 @@ def augment_pair(
     m = _geometry(h, w, rng, cfg)
     color = _color(rng, cfg)
     pivot = _grey_mean(real) if color is not None else 0.0  # contrast pivot from the real face, used for both
-    band = draw_band(h, w, rng, cfg.occlude_p, cfg.occlude_share)  # the same band and shadow on both: an edge
-    shade = draw_shade(h, w, rng, cfg.shade_p, cfg.shade_gain, cfg.shade_share, cfg.shade_soft)  # is no sign of forgery
-    out = [apply_shade(apply_band(_apply_color(_apply_geometry(img, m), color, pivot), band), shade)
-           for img in (real, fake)]
+    scene = _scene(h, w, rng, cfg)  # the same band and shadow on both: an edge across the face is no sign of forgery
+    out = [_apply_scene(_apply_color(_apply_geometry(img, m), color, pivot), scene) for img in (real, fake)]
     return _quality(out[0], rng, cfg), _quality(out[1], rng, cfg)
 
 
@@ -344,6 +352,4 @@ def augment_one(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | 
     m = _geometry(h, w, rng, cfg)
     color = _color(rng, cfg)
     img = _apply_color(_apply_geometry(img, m), color, _grey_mean(img) if color is not None else 0.0)
-    img = apply_band(img, draw_band(h, w, rng, cfg.occlude_p, cfg.occlude_share))
-    img = apply_shade(img, draw_shade(h, w, rng, cfg.shade_p, cfg.shade_gain, cfg.shade_share, cfg.shade_soft))
-    return _quality(img, rng, cfg)
+    return _quality(_apply_scene(img, _scene(h, w, rng, cfg)), rng, cfg)
