@@ -68,6 +68,36 @@ def rotate_90(path: Path, out: Path) -> Path:
     return out
 
 
+def with_pixel_aspect(path: Path, out: Path, h_spacing: int, v_spacing: int) -> Path:
+    """Copy an OpenCV-written mp4 with a `pasp` box (pixel aspect h_spacing:v_spacing) added to its video sample
+    entry, as anamorphic DVD / broadcast files carry; FFmpeg reads it as the stream's sample aspect ratio. The
+    sizes of the boxes that hold it grow by 16 bytes; the media data comes before them, so no offset moves."""
+    data = bytearray(path.read_bytes())
+
+    def child(start: int, end: int, name: str) -> tuple[int, int]:
+        i = start
+        while i < end:
+            size, kind = struct.unpack(">I4s", data[i : i + 8])
+            if kind == name.encode():
+                return i, size
+            i += size
+        raise AssertionError(f"no {name} box")
+
+    chain = [child(0, len(data), "moov")]
+    assert child(0, len(data), "mdat")[0] < chain[0][0]
+    for name in ("trak", "mdia", "minf", "stbl", "stsd"):
+        o, s = chain[-1]
+        chain.append(child(o + 8, o + s, name))
+    o, _ = chain[-1]
+    entry = (o + 16, struct.unpack(">I", data[o + 16 : o + 20])[0])  # stsd: header, version/flags, entry count
+    chain.append(entry)
+    data[entry[0] + entry[1] : entry[0] + entry[1]] = struct.pack(">I4sII", 16, b"pasp", h_spacing, v_spacing)
+    for o, s in chain:
+        data[o : o + 4] = struct.pack(">I", s + 16)
+    out.write_bytes(bytes(data))
+    return out
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))

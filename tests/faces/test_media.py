@@ -10,9 +10,17 @@ import pytest
 
 import forgerydet.faces.media as video
 from forgerydet.errors import ForgeryDetError
-from forgerydet.faces.media import describe_skipped, expand_sources, iter_frames, media_kind, sample_indices, video_info
+from forgerydet.faces.media import (
+    describe_skipped,
+    expand_sources,
+    iter_frames,
+    media_kind,
+    sample_indices,
+    square_pixel_size,
+    video_info,
+)
 from forgerydet.io import read_image
-from tests._faces_util import CountingCapture, level_frames, rotate_90, write_video
+from tests._faces_util import CountingCapture, level_frames, rotate_90, with_pixel_aspect, write_video
 
 
 @pytest.fixture
@@ -110,6 +118,68 @@ def test_rotation_metadata_is_honoured(tmp_path):
     assert a.shape == (48, 64, 3) and b.shape == (64, 48, 3)
     assert a[:16, :16].mean() > 200
     assert b[:16, -16:].mean() > 200 and b[:16, :16].mean() < 50  # turned 90 degrees clockwise
+
+
+def _squeezed_disc(n: int = 3) -> list[np.ndarray]:
+    """A white disc (radius 16) as an anamorphic 4:3-pixel frame stores it: squeezed to 3/4 of its width."""
+    frames = []
+    for _ in range(n):
+        f = np.zeros((48, 64, 3), np.uint8)
+        cv2.ellipse(f, (32, 24), (12, 16), 0, 0, 360, (255, 255, 255), -1)
+        frames.append(f)
+    return frames
+
+
+def _blob_aspect(rgb: np.ndarray) -> float:
+    ys, xs = np.nonzero(rgb[..., 0] > 128)
+    return (xs.max() - xs.min() + 1) / (ys.max() - ys.min() + 1)
+
+
+def test_anamorphic_video_is_stretched_to_square_pixels(tmp_path):
+    plain = write_video(tmp_path / "plain.mp4", _squeezed_disc())
+    wide = with_pixel_aspect(plain, tmp_path / "wide.mp4", 4, 3)
+    a = next(iter_frames(plain, num_frames=1)).image
+    b = next(iter_frames(wide, num_frames=1)).image
+    assert a.shape == (48, 64, 3) and b.shape == (48, 85, 3)  # 64 x 4/3, never shrunk
+    assert _blob_aspect(a) == pytest.approx(0.75, abs=0.08)
+    assert _blob_aspect(b) == pytest.approx(1.0, abs=0.08)  # the disc is round again
+    info = video_info(wide)
+    assert (info.width, info.height, info.pixel_aspect) == (85, 48, pytest.approx(4 / 3))
+    assert video_info(plain).pixel_aspect == 1.0
+
+
+def test_tall_pixels_stretch_the_height_and_turned_video_the_other_axis(tmp_path):
+    plain = write_video(tmp_path / "plain.mp4", _squeezed_disc())
+    tall = with_pixel_aspect(plain, tmp_path / "tall.mp4", 3, 4)
+    assert next(iter_frames(tall, num_frames=1)).image.shape == (64, 64, 3)  # 48 / (3/4)
+    turned = rotate_90(with_pixel_aspect(plain, tmp_path / "wide.mp4", 4, 3), tmp_path / "turned.mp4")
+    frame = next(iter_frames(turned, num_frames=1)).image
+    assert frame.shape == (85, 48, 3)  # upright 48 x 64, its stored width (now its height) stretched
+    assert _blob_aspect(frame) == pytest.approx(1.0, abs=0.08)
+    info = video_info(turned)
+    assert (info.width, info.height) == (48, 85)
+
+
+def test_an_implausible_pixel_aspect_is_ignored(tmp_path):
+    plain = write_video(tmp_path / "plain.mp4", _squeezed_disc())
+    odd = with_pixel_aspect(plain, tmp_path / "odd.mp4", 100, 1)
+    assert next(iter_frames(odd, num_frames=1)).image.shape == (48, 64, 3)
+    assert video_info(odd).pixel_aspect == 1.0
+
+
+@pytest.mark.parametrize(
+    "stored, sar, turned, shown",
+    [
+        ((720, 576), 64 / 45, False, (1024, 576)),  # PAL DVD, 16:9
+        ((720, 576), 16 / 15, False, (768, 576)),  # PAL DVD, 4:3
+        ((720, 480), 8 / 9, False, (720, 540)),  # NTSC DVD, 4:3: taller, not narrower
+        ((1440, 1080), 4 / 3, False, (1920, 1080)),  # HDV
+        ((1080, 1440), 4 / 3, True, (1080, 1920)),  # HDV shot upright: the stored width is the height now
+        ((640, 480), 1.0, False, (640, 480)),
+    ],
+)
+def test_square_pixel_size(stored, sar, turned, shown):
+    assert square_pixel_size(*stored, sar, turned) == shown
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".bmp"])

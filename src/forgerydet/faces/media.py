@@ -12,6 +12,12 @@ Rotation metadata (phone videos) is honoured: OpenCV's FFmpeg backend applies th
 when `CAP_PROP_ORIENTATION_AUTO` is on, which this module sets explicitly. Images are read as bytes and
 decoded with `cv2.imdecode`, which applies EXIF orientation.
 
+Non-square pixels (anamorphic video: DVD and broadcast SD at 720x576 or 720x480, HDV at 1440x1080) are made
+square: OpenCV hands over the frame as stored, so a face in a 16:9 PAL frame would reach the detector and the
+model squeezed to 71 % of its width. The stream's sample aspect ratio (`CAP_PROP_SAR_NUM` / `_DEN`, the container's
+`pasp` box or the codec's own field) stretches each frame along the short axis, never shrinking it, so no detail
+is lost; face boxes and crops are in those square-pixel frames.
+
 OpenCV is never handed a file name that is not valid UTF-8 (on Linux a name is bytes, e.g. `bad\xff.png`):
 OpenCV 5 crashes the process on such a name. Images are read by Python; a video is opened through a
 temporary symbolic link with an ASCII name (`_cv_path`).
@@ -57,10 +63,14 @@ class Frame:
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """`width` x `height` is the size of the frames `iter_frames` delivers: display-oriented, square pixels.
+    `pixel_aspect` is the stored frames' sample aspect ratio (1.0 for square pixels)."""
+
     frame_count: int
     fps: float
     width: int
     height: int
+    pixel_aspect: float = 1.0
 
     @property
     def duration(self) -> float:
@@ -217,6 +227,25 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     return cap
 
 
+def _pixel_aspect(cap: cv2.VideoCapture) -> tuple[float, bool]:
+    """(the stored frames' sample aspect ratio, whether the display matrix turns them by 90 or 270 degrees).
+    An unknown (0/1) or implausible ratio (beyond 4:1) counts as square pixels."""
+    num, den = cap.get(cv2.CAP_PROP_SAR_NUM), cap.get(cv2.CAP_PROP_SAR_DEN)
+    sar = num / den if num > 0 and den > 0 else 1.0
+    if not 0.25 <= sar <= 4.0 or abs(sar - 1.0) < 1e-3:
+        sar = 1.0
+    return sar, int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META))) % 180 == 90
+
+
+def square_pixel_size(width: int, height: int, sar: float, turned: bool) -> tuple[int, int]:
+    """The (width, height) a delivered frame of `width` x `height` (already turned upright) takes with square
+    pixels: stretched along one axis, never shrunk. A turned frame's stored width is its height now."""
+    stretch_x = sar if not turned else 1.0 / sar  # how much wider the displayed frame is than delivered
+    if stretch_x >= 1.0:
+        return max(1, round(width * stretch_x)), height
+    return width, max(1, round(height / stretch_x))
+
+
 def _count_by_grabbing(path: Path) -> int:
     cap = _open_video(path)
     try:
@@ -237,6 +266,7 @@ def video_info(path: str | Path) -> VideoInfo:
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        sar, turned = _pixel_aspect(cap)
     finally:
         cap.release()
     if n <= 0:
@@ -245,7 +275,8 @@ def video_info(path: str | Path) -> VideoInfo:
         raise ForgeryDetError(f"{path}: the video holds no frames")
     if not math.isfinite(fps):
         fps = 0.0
-    return VideoInfo(frame_count=n, fps=fps, width=w, height=h)
+    w, h = square_pixel_size(w, h, sar, turned)
+    return VideoInfo(frame_count=n, fps=fps, width=w, height=h, pixel_aspect=sar)
 
 
 def iter_frames(
@@ -278,6 +309,7 @@ def iter_frames(
 
 
 def _stream(cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int) -> Iterator[Frame]:
+    sar, turned = _pixel_aspect(cap)
     try:
         pos = 0  # index of the frame the next grab() returns
         delivered = 0
@@ -296,6 +328,9 @@ def _stream(cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, se
             if not ok or bgr is None:
                 break
             t = i / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if sar != 1.0:  # anamorphic: stretch to square pixels (linear along one axis, as players do)
+                bgr = cv2.resize(bgr, square_pixel_size(bgr.shape[1], bgr.shape[0], sar, turned),
+                                 interpolation=cv2.INTER_LINEAR)
             yield Frame(i, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             delivered += 1
         if wanted and delivered == 0:
