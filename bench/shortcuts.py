@@ -67,6 +67,10 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         # side light (2026-12-05 late): a shadow's edge down the face, alone and with the band (the film real: both)
         "side shadow (right 40 % at x0.5)": lambda x: _shadow(x, 0.4, 0.5),
         "cloth over the forehead + side shadow": lambda x: _shadow(_cloth(x, "top", 0.22), 0.4, 0.5),
+        # interlaced video decoded as stored (2026-12-05 night): the odd rows from a field the face moved in
+        # (scan deinterlaces such video now, faces/playback.py; bench/interlace.py measures that on whole videos)
+        "interlaced, moved 4 px between fields": lambda x: _woven(x, 4),
+        "interlaced, moved 8 px between fields": lambda x: _woven(x, 8),
     }
 
 
@@ -91,6 +95,15 @@ def _shadow(rgb: np.ndarray, share: float, gain: float) -> np.ndarray:
     mask[:, int(w * (1 - share)):] = 1.0
     mask = cv2.GaussianBlur(mask, (0, 0), max(2.0, w * 0.03))[..., None]
     return np.clip(rgb * (1 - (1 - gain) * mask), 0, 255).astype(np.uint8)
+
+
+def _woven(rgb: np.ndarray, dx: float) -> np.ndarray:
+    """The crop's even rows with the odd rows of the crop shifted dx pixels to the right (reflected at the edge)."""
+    h, w = rgb.shape[:2]
+    moved = cv2.warpAffine(rgb, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REFLECT_101)
+    out = rgb.copy()
+    out[1::2] = moved[1::2]
+    return out
 
 
 def _rng(img: np.ndarray) -> np.random.Generator:

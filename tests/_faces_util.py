@@ -23,6 +23,18 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path
     return path
 
 
+def weave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """An interlaced frame: even rows from the first field's instant, odd rows from the second's."""
+    out = first.copy()
+    out[1::2] = second[1::2]
+    return out
+
+
+def shifted(rgb: np.ndarray, dx: float) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return cv2.warpAffine(rgb, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REFLECT_101)
+
+
 def level_frames(n: int, size: tuple[int, int] = (48, 64), step: int = 4) -> list[np.ndarray]:
     """Frame i is flat grey level step*i: its index can be read back from the decoded mean."""
     h, w = size

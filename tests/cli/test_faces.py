@@ -12,6 +12,7 @@ import pytest
 
 from forgerydet.cli.faces import extract_cmd, pairs_cmd
 from forgerydet.faces.detect import DetectorConfig
+from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES
 from forgerydet.pairs import build
 from forgerydet.pairs.selfblend import BlendOptions
@@ -28,6 +29,7 @@ def test_detector_options_default_to_detector_config(cmd):
     assert shared == {k: DETECTOR[k] for k in ("size", "margin", "detect_side", "min_confidence", "min_face", "device",
                                                "batch_size")}
     assert got["frames"] is got["every"] is got["fps"] is None  # the library picks: DEFAULT_NUM_FRAMES evenly
+    assert got["deinterlace"] is ExtractConfig.deinterlace is True
 
 
 def test_pairs_options_default_to_the_librarys():
@@ -95,8 +97,9 @@ def fake_pairs(monkeypatch, tmp_path):
 def test_pairs_passes_every_option(fake_pairs, tmp_path):
     r = cli("pairs", "--self-blend", tmp_path / "a.png", "--out", tmp_path / "p", "--val", "0.3", "--seed", 7,
             "--frames", 4, "--size", 96, "--group-pattern", "^(.+)_\\d+$", "--online", "--format", "jpg",
-            "--jpeg-quality", 80, "--workers", 2)
+            "--jpeg-quality", 80, "--workers", 2, "--no-deinterlace")
     (call,) = fake_pairs
+    assert call["config"].deinterlace is False
     assert call["self_blend"] is True and call["sources"] == [tmp_path / "a.png"] and call["out"] == tmp_path / "p"
     assert (call["val"], call["test"], call["seed"]) == (0.3, 0.0, 7)
     assert call["config"].num_frames == 4 and call["config"].detector.size == 96

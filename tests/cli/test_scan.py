@@ -18,6 +18,7 @@ from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan import records, scanner
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import CSV_COLUMNS
+from tests._faces_util import shifted, weave, write_video
 from tests.cli._cli_util import cli, defaults, one_error
 
 
@@ -33,7 +34,7 @@ def test_defaults_are_scan_config_and_detector_config():
     scan = {f.name: f.default for f in dataclasses.fields(ScanConfig) if f.default is not dataclasses.MISSING}
     det = {f.name: f.default for f in dataclasses.fields(DetectorConfig)}
     assert got["frames"] == scan["num_frames"]
-    for name in ("aggregation", "threshold", "device", "batch_size", "reference", "references", "bank"):
+    for name in ("aggregation", "threshold", "device", "batch_size", "reference", "references", "bank", "deinterlace"):
         assert got[name] == scan[name], name
     assert (got["detect_side"], got["min_confidence"]) == (det["detect_side"], det["min_confidence"])
 
@@ -54,13 +55,15 @@ def stop_at_scanner(monkeypatch):
 def test_options_reach_the_scan_config(stop_at_scanner, face_png, tmp_path):
     one_error(cli("scan", face_png, "--checkpoint", tmp_path / "c.safetensors", "--frames", 5, "--aggregation", "mean",
                   "--threshold", "0.3", "--device", "cpu", "--batch-size", 3, "--detect-side", 320,
-                  "--min-confidence", "0.8", "--reference", "Ann", "--bank", tmp_path / "disk"), "stopped by the test")
+                  "--min-confidence", "0.8", "--reference", "Ann", "--bank", tmp_path / "disk", "--no-deinterlace"),
+              "stopped by the test")
     ((ck, cfg),) = stop_at_scanner
     assert ck == tmp_path / "c.safetensors"
     assert (cfg.num_frames, cfg.aggregation, cfg.threshold, cfg.device, cfg.batch_size, cfg.keep_crops) == (
         5, "mean", 0.3, "cpu", 3, 0)
     assert (cfg.detector.detect_side, cfg.detector.min_confidence, cfg.detector.size) == (320, 0.8, DetectorConfig.size)
     assert (cfg.reference, cfg.references, cfg.bank) == ("Ann", None, str(tmp_path / "disk"))
+    assert cfg.deinterlace is False
 
 
 def test_a_report_keeps_crops_of_the_faces_it_shows(stop_at_scanner, face_png, tmp_path, monkeypatch):
@@ -188,6 +191,21 @@ def test_a_small_face_gets_a_note_in_the_table_json_and_report(checkpoint, astro
     table = [line for line in r.stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert table and all(len(line) <= 80 and line[-1] in "┓┃┩│┘" for line in table)  # whole, on 80 columns
     assert "small faces" in (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+
+
+def test_an_interlaced_video_is_deinterlaced_and_noted(checkpoint, astronaut, tmp_path):
+    head = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    frames = [weave(shifted(head, 2 * k), shifted(head, 2 * k + 5)) for k in range(4)]
+    video = write_video(tmp_path / "tv.mp4", frames)
+    for flag, want in ((None, 4), ("--no-deinterlace", 0)):
+        out = tmp_path / f"{flag}.json"
+        r = cli("scan", video, "--checkpoint", checkpoint, "--device", "cpu", "--frames", 4, "--json", out,
+                *([flag] if flag else []))
+        assert r.exit_code == 0, r.output
+        doc = json.loads(out.read_text())
+        (rec,) = doc["files"]
+        assert rec["frames_deinterlaced"] == want and doc["settings"]["deinterlace"] is (want > 0)
+        assert ("interlaced: 4 of 4 frames deinterlaced" in rec["notes"]) is (want > 0)
 
 
 def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():

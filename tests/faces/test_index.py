@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -68,6 +70,21 @@ def test_extract_batch_records_no_face_and_errors_then_resumes(media, tmp_path):
 
     with pytest.raises(ForgeryDetError, match="other settings"):
         extract(sources, out, ExtractConfig(num_frames=5, detector=CFG.detector))
+    with pytest.raises(ForgeryDetError, match="deinterlace: True -> False"):
+        extract(sources, out, ExtractConfig(num_frames=CFG.num_frames, detector=CFG.detector, deinterlace=False))
+
+
+def test_a_folder_extracted_before_deinterlacing_resumes_only_without_it(media, tmp_path):
+    """extract.json written before 2026-12-05 has no "deinterlace": its frames were never deinterlaced."""
+    out = tmp_path / "old"
+    extract([media / "face.mp4"], out, CFG)
+    settings = json.loads((out / "extract.json").read_text())
+    del settings["deinterlace"]
+    (out / "extract.json").write_text(json.dumps(settings))
+    with pytest.raises(ForgeryDetError, match="deinterlace: False -> True"):
+        extract([media / "face.mp4"], out, CFG)
+    old = ExtractConfig(num_frames=CFG.num_frames, detector=CFG.detector, deinterlace=False)
+    assert extract([media / "face.mp4"], out, old).skipped == 1
 
 
 def test_extract_command_exit_code_after_finishing(media, tmp_path):

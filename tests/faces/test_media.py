@@ -16,11 +16,11 @@ from forgerydet.faces.media import (
     iter_frames,
     media_kind,
     sample_indices,
-    square_pixel_size,
     video_info,
 )
+from forgerydet.faces.playback import INTERLACE_PROBE_FRAMES
 from forgerydet.io import read_image
-from tests._faces_util import CountingCapture, level_frames, rotate_90, with_pixel_aspect, write_video
+from tests._faces_util import CountingCapture, level_frames, rotate_90, shifted, weave, with_pixel_aspect, write_video
 
 
 @pytest.fixture
@@ -95,9 +95,18 @@ def test_seeking_reads_only_sampled_frames(level_video, counting):
 
 
 def test_frames_are_streamed(level_video, counting):
-    it = iter_frames(level_video, num_frames=10)
+    it = iter_frames(level_video, num_frames=10, deinterlace=False)
     first = next(it)
     assert first.index == 0 and counting.get("retrieve", 0) == 1  # nothing decoded ahead
+    it.close()
+
+
+def test_frames_are_streamed_after_the_interlace_probe(level_video, counting):
+    it = iter_frames(level_video, num_frames=12)
+    assert next(it).index == 0 and counting["retrieve"] == INTERLACE_PROBE_FRAMES  # held until decided
+    for k in range(1, INTERLACE_PROBE_FRAMES + 2):
+        next(it)
+    assert counting["retrieve"] == INTERLACE_PROBE_FRAMES + 2  # then one at a time
     it.close()
 
 
@@ -160,26 +169,24 @@ def test_tall_pixels_stretch_the_height_and_turned_video_the_other_axis(tmp_path
     assert (info.width, info.height) == (48, 85)
 
 
+def test_an_interlaced_video_is_deinterlaced_unless_asked_not_to(tmp_path, astronaut):
+    still = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
+    frames = [weave(shifted(still, 2 * k), shifted(still, 2 * k + 5)) for k in range(6)]  # moving between fields
+    path = write_video(tmp_path / "interlaced.mp4", frames)
+    got = list(iter_frames(path, num_frames=6))
+    assert [f.deinterlaced for f in got] == [True] * 6
+    raw = list(iter_frames(path, num_frames=6, deinterlace=False))
+    assert not any(f.deinterlaced for f in raw)
+    assert np.abs(got[0].image.astype(int) - raw[0].image).mean() > 1.0
+    plain = write_video(tmp_path / "plain.mp4", [shifted(still, 2 * k) for k in range(6)])
+    assert not any(f.deinterlaced for f in iter_frames(plain, num_frames=6))
+
+
 def test_an_implausible_pixel_aspect_is_ignored(tmp_path):
     plain = write_video(tmp_path / "plain.mp4", _squeezed_disc())
     odd = with_pixel_aspect(plain, tmp_path / "odd.mp4", 100, 1)
     assert next(iter_frames(odd, num_frames=1)).image.shape == (48, 64, 3)
     assert video_info(odd).pixel_aspect == 1.0
-
-
-@pytest.mark.parametrize(
-    "stored, sar, turned, shown",
-    [
-        ((720, 576), 64 / 45, False, (1024, 576)),  # PAL DVD, 16:9
-        ((720, 576), 16 / 15, False, (768, 576)),  # PAL DVD, 4:3
-        ((720, 480), 8 / 9, False, (720, 540)),  # NTSC DVD, 4:3: taller, not narrower
-        ((1440, 1080), 4 / 3, False, (1920, 1080)),  # HDV
-        ((1080, 1440), 4 / 3, True, (1080, 1920)),  # HDV shot upright: the stored width is the height now
-        ((640, 480), 1.0, False, (640, 480)),
-    ],
-)
-def test_square_pixel_size(stored, sar, turned, shown):
-    assert square_pixel_size(*stored, sar, turned) == shown
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".bmp"])

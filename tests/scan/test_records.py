@@ -10,7 +10,7 @@ import numpy as np
 
 from forgerydet import __version__
 from forgerydet.scan.records import (
-    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, csv_text, empty_record, json_record, json_text, many_faces_note,
+    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, csv_text, deinterlaced_note, empty_record, json_record, json_text, many_faces_note,
     reliability_notes, select_faces,
 )
 
@@ -18,7 +18,8 @@ from forgerydet.scan.records import (
 def test_empty_record_layout():
     assert empty_record("/v/a.mp4", 0.4) == {
         "path": "/v/a.mp4", "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
-        "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "n_faces": 0, "n_tracks": 0, "fps": None,
+        "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "n_faces": 0,
+        "n_tracks": 0, "fps": None,
         "tracks": [], "faces": [], "notes": [],
     }  # fmt: skip
 
@@ -87,6 +88,11 @@ def test_csv_text_is_one_row_per_file_with_exactly_the_columns():
         '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other',
         "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,",
     ]
+
+
+def test_a_deinterlaced_video_is_noted():
+    assert deinterlaced_note(0, 32) == []
+    assert deinterlaced_note(32, 32) == ["interlaced: 32 of 32 frames deinterlaced"]
 
 
 def test_reliability_notes_flag_a_file_whose_median_face_is_small():

@@ -28,9 +28,10 @@ MinFace = Annotated[int, typer.Option("--min-face", help="Drop faces whose box i
 Device = Annotated[str, typer.Option("--device", help="Torch device for MTCNN: cpu, cuda, cuda:1 ...")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Frames per MTCNN call.")]
 Out = Annotated[Path, typer.Option("--out", "-o", readable=False, help="Output folder.")]
+Deinterlace = Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="Deinterlace video frames that show interlacing combing (one field kept); --no-deinterlace: frames as stored.")]
 
 
-def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size):
+def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size, deinterlace):
     from forgerydet.faces.detect import DetectorConfig
     from forgerydet.faces.pipeline import ExtractConfig
 
@@ -38,7 +39,7 @@ def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_f
         detect_side=detect_side, min_confidence=min_confidence, min_face=min_face, margin=margin,
         size=size, batch_size=batch_size, device=device,
     )  # fmt: skip
-    return ExtractConfig(num_frames=frames, every=every, fps=fps, detector=det)
+    return ExtractConfig(num_frames=frames, every=every, fps=fps, detector=det, deinterlace=deinterlace)
 
 
 @contextmanager
@@ -70,12 +71,14 @@ def extract_cmd(
     min_face: MinFace = DetectorConfig.min_face,
     device: Device = DetectorConfig.device,
     batch_size: BatchSize = DetectorConfig.batch_size,
+    deinterlace: Deinterlace = True,
 ) -> None:
     """Detect faces, write PNG crops and OUT/faces.csv. Re-running into the same folder skips finished files."""
     from forgerydet.faces.index import extract
 
     with user_errors():
-        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size)
+        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
+                         deinterlace)
         with _progress("extract") as progress:
             s = extract(sources, out, config, progress=progress)
     table = Table(show_header=False)
@@ -115,6 +118,7 @@ def pairs_cmd(
     min_face: MinFace = DetectorConfig.min_face,
     device: Device = DetectorConfig.device,
     batch_size: BatchSize = DetectorConfig.batch_size,
+    deinterlace: Deinterlace = True,
     group_pattern: Annotated[Optional[str], typer.Option("--group-pattern", help="With --self-blend: regex searched in each file stem; its first group (or match) is the split group, e.g. '^(.+)_\\d{4}$' keeps LFW's photos of one person together.")] = None,
     online: Annotated[bool, typer.Option("--online/--all-fakes", help="With --self-blend: --online (default) writes no fakes for train rows, since training makes a new one every epoch and never reads them; only val/test fakes are written. --all-fakes writes one for every row (needed by train --no-sbi-online).")] = BlendOptions.online,
     image_format: Annotated[str, typer.Option("--format", help="With --self-blend: crop file format, png or jpg (smaller; fakes are blended from the decoded JPEG).")] = BlendOptions.image_format,
@@ -126,7 +130,8 @@ def pairs_cmd(
     from forgerydet.pairs.table import SPLITS
 
     with user_errors():
-        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size)
+        config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
+                         deinterlace)
         with _progress("pairs") as progress:
             s = make_pairs(
                 out, config, ffpp=ffpp, compression=compression, methods=methods, mapping=mapping,

@@ -36,6 +36,7 @@ def scan_cmd(
     reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
     references: Annotated[Optional[Path], typer.Option(readable=False, help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
     bank: Annotated[Optional[Path], typer.Option(readable=False, help="A disk bank folder (from `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank.")] = None,
+    deinterlace: Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="Deinterlace video frames that show interlacing combing (one field kept, noted per file); --no-deinterlace: frames as stored.")] = ScanConfig.deinterlace,
     tta: Annotated[Optional[str], typer.Option(help="'flip': also score each face's mirror image and average (twice the model time); 'none'. Default: as the checkpoint was calibrated (`calibrate --tta`), else none.")] = ScanConfig.tta,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
@@ -57,7 +58,7 @@ def scan_cmd(
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                          device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
                          references=str(references) if references else None, bank=str(bank) if bank else None,
-                         tta=tta)
+                         tta=tta, deinterlace=deinterlace)
         skipped: list[Path] = []
         files, bad_paths = expand_scan_paths(paths, skipped=skipped)
         if not files:  # checked before the model loads

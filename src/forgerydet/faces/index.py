@@ -141,6 +141,8 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
             have = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             raise ForgeryDetError(f"{path} is corrupt; delete it or use another --out folder") from None
+        if isinstance(have, dict):  # a folder written before frames were deinterlaced (2026-12-05) was not
+            have.setdefault("deinterlace", False)
         if have != wanted:
             diff = ", ".join(f"{k}: {have.get(k)} -> {v}" for k, v in wanted.items() if have.get(k) != v)
             raise ForgeryDetError(

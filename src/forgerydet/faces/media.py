@@ -12,11 +12,8 @@ Rotation metadata (phone videos) is honoured: OpenCV's FFmpeg backend applies th
 when `CAP_PROP_ORIENTATION_AUTO` is on, which this module sets explicitly. Images are read as bytes and
 decoded with `cv2.imdecode`, which applies EXIF orientation.
 
-Non-square pixels (anamorphic video: DVD and broadcast SD at 720x576 or 720x480, HDV at 1440x1080) are made
-square: OpenCV hands over the frame as stored, so a face in a 16:9 PAL frame would reach the detector and the
-model squeezed to 71 % of its width. The stream's sample aspect ratio (`CAP_PROP_SAR_NUM` / `_DEN`, the container's
-`pasp` box or the codec's own field) stretches each frame along the short axis, never shrinking it, so no detail
-is lost; face boxes and crops are in those square-pixel frames.
+What a player does before showing a frame is done too (faces/playback.py): anamorphic video is stretched to
+square pixels and interlaced video is deinterlaced, so faces are detected and scored as a viewer sees them.
 
 OpenCV is never handed a file name that is not valid UTF-8 (on Linux a name is bytes, e.g. `bad\xff.png`):
 OpenCV 5 crashes the process on such a name. Images are read by Python; a video is opened through a
@@ -39,6 +36,7 @@ import cv2
 import numpy as np
 
 from forgerydet.errors import ForgeryDetError, os_reason
+from forgerydet.faces.playback import Frame, Playback, pixel_aspect, square_pixel_size
 from forgerydet.io import check_readable_file, quiet_native_stderr, read_image
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
@@ -50,15 +48,6 @@ DEFAULT_NUM_FRAMES = 32
 DEFAULT_SEEK_THRESHOLD = 300  # frames; ~12 s at 25 fps, longer than most keyframe intervals
 
 MediaKind = Literal["video", "image"]
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One decoded frame: its index in the video (0 for an image), time in seconds, RGB uint8 (H,W,3)."""
-
-    index: int
-    time: float
-    image: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -227,25 +216,6 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def _pixel_aspect(cap: cv2.VideoCapture) -> tuple[float, bool]:
-    """(the stored frames' sample aspect ratio, whether the display matrix turns them by 90 or 270 degrees).
-    An unknown (0/1) or implausible ratio (beyond 4:1) counts as square pixels."""
-    num, den = cap.get(cv2.CAP_PROP_SAR_NUM), cap.get(cv2.CAP_PROP_SAR_DEN)
-    sar = num / den if num > 0 and den > 0 else 1.0
-    if not 0.25 <= sar <= 4.0 or abs(sar - 1.0) < 1e-3:
-        sar = 1.0
-    return sar, int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META))) % 180 == 90
-
-
-def square_pixel_size(width: int, height: int, sar: float, turned: bool) -> tuple[int, int]:
-    """The (width, height) a delivered frame of `width` x `height` (already turned upright) takes with square
-    pixels: stretched along one axis, never shrunk. A turned frame's stored width is its height now."""
-    stretch_x = sar if not turned else 1.0 / sar  # how much wider the displayed frame is than delivered
-    if stretch_x >= 1.0:
-        return max(1, round(width * stretch_x)), height
-    return width, max(1, round(height / stretch_x))
-
-
 def _count_by_grabbing(path: Path) -> int:
     cap = _open_video(path)
     try:
@@ -266,7 +236,7 @@ def video_info(path: str | Path) -> VideoInfo:
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        sar, turned = _pixel_aspect(cap)
+        sar, turned = pixel_aspect(cap)
     finally:
         cap.release()
     if n <= 0:
@@ -286,6 +256,7 @@ def iter_frames(
     fps: float | None = None,
     indices: Sequence[int] | None = None,
     seek_threshold: int = DEFAULT_SEEK_THRESHOLD,
+    deinterlace: bool = True,
 ) -> Iterator[Frame]:
     """Stream the sampled frames of a video (or the one frame of an image) as Frame(index, time, RGB).
 
@@ -294,6 +265,7 @@ def iter_frames(
     The file is opened and checked now, so a missing, empty, corrupt or non-media file raises
     ForgeryDetError at the call, not at the first `next()`. A video whose sampled frames cannot be
     decoded at all raises ForgeryDetError while iterating; one that breaks off part-way simply ends.
+    `deinterlace`: an interlaced video (combing on its frames) is deinterlaced (faces/playback.py; Frame.deinterlaced).
     """
     path = Path(path)
     if media_kind(path) == "image":
@@ -305,11 +277,13 @@ def iter_frames(
     else:
         wanted = sample_indices(info.frame_count, info.fps, num_frames, every, fps)
     cap = _open_video(path)
-    return _stream(cap, path, wanted, info.fps, seek_threshold)
+    return _stream(cap, path, wanted, info.fps, seek_threshold, deinterlace)
 
 
-def _stream(cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int) -> Iterator[Frame]:
-    sar, turned = _pixel_aspect(cap)
+def _stream(
+    cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int, deinterlace: bool
+) -> Iterator[Frame]:
+    shown = Playback(*pixel_aspect(cap), deinterlace=deinterlace)
     try:
         pos = 0  # index of the frame the next grab() returns
         delivered = 0
@@ -328,10 +302,11 @@ def _stream(cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, se
             if not ok or bgr is None:
                 break
             t = i / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            if sar != 1.0:  # anamorphic: stretch to square pixels (linear along one axis, as players do)
-                bgr = cv2.resize(bgr, square_pixel_size(bgr.shape[1], bgr.shape[0], sar, turned),
-                                 interpolation=cv2.INTER_LINEAR)
-            yield Frame(i, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            for frame in shown.push(i, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)):
+                yield frame
+                delivered += 1
+        for frame in shown.flush():
+            yield frame
             delivered += 1
         if wanted and delivered == 0:
             raise ForgeryDetError(f"{path}: no frame could be decoded (corrupt video or unsupported codec)")

@@ -23,6 +23,7 @@ class ExtractConfig:
     num_frames / every / fps: how frames are sampled (at most one set; none set = 32 evenly).
     iou_threshold:            least IoU for a face to continue a track from the previous sampled frame.
     detector:                 MTCNN and crop settings (size, margin, detect_side, device, ...).
+    deinterlace:              deinterlace video frames that show interlacing combing (faces/interlace.py).
     """
 
     num_frames: int | None = None
@@ -30,6 +31,7 @@ class ExtractConfig:
     fps: float | None = None
     iou_threshold: float = 0.3
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    deinterlace: bool = True
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.num_frames, self.every, self.fps)) > 1:
@@ -44,6 +46,7 @@ class ExtractConfig:
             "num_frames": self.num_frames, "every": self.every, "fps": self.fps,
             "iou_threshold": self.iou_threshold, "size": d.size, "margin": d.margin,
             "detect_side": d.detect_side, "min_confidence": d.min_confidence, "min_face": d.min_face,
+            "deinterlace": self.deinterlace,
         }  # fmt: skip
 
 
@@ -55,6 +58,7 @@ class SourceFaces:
     kind: MediaKind
     frames: list[tuple[int, float]]  # (frame_index, time) of every sampled frame
     faces: list[list[Face]]  # per sampled frame, most confident first
+    deinterlaced: int = 0  # sampled frames that showed interlacing combing and were deinterlaced
 
     @property
     def all_faces(self) -> list[Face]:
@@ -91,12 +95,15 @@ def detect_source(
     detector = detector or FaceDetector(config.detector)
     path = Path(path)
     kind = media_kind(path)
-    stream = iter_frames(path, config.num_frames, config.every, config.fps, indices=indices)
+    stream = iter_frames(path, config.num_frames, config.every, config.fps, indices=indices,
+                         deinterlace=config.deinterlace)
     frames: list[tuple[int, float]] = []
     faces: list[list[Face]] = []
     batch = []
     bs = detector.config.batch_size
+    deinterlaced = 0
     for frame in stream:
+        deinterlaced += frame.deinterlaced
         batch.append(frame)
         if len(batch) == bs:
             faces.extend(detector.faces(batch))
@@ -109,4 +116,4 @@ def detect_source(
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
-    return SourceFaces(path, kind, frames, faces)
+    return SourceFaces(path, kind, frames, faces, deinterlaced)

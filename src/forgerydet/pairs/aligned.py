@@ -150,7 +150,7 @@ def _pairs_for_real(
         fkey = source_key(e.fake)
         n_before = len(rows)
         try:
-            for frame in iter_frames(e.fake, indices=sorted(by_index)):
+            for frame in iter_frames(e.fake, indices=sorted(by_index), deinterlace=config.deinterlace):
                 rface = by_index[frame.index]
                 box = _scale_boxes(rface.box[None], real_shape, frame.image.shape[:2])
                 fface = crop_faces(frame, box, None, None, config.detector.margin, config.detector.size)[0]

@@ -25,7 +25,8 @@ class ScanConfig:
     `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank. tta: 'flip' scores each face and its
     mirror image and averages the two logits (and nearest-bank similarities) before the calibrated probability:
     twice the model time; 'none' scores the face as it is; None: as the checkpoint was calibrated
-    (`calibrate --tta`), else 'none'."""
+    (`calibrate --tta`), else 'none'. deinterlace: video frames that show interlacing combing are deinterlaced
+    before detection (faces/interlace.py); False scans frames as stored."""
 
     num_frames: int = DEFAULT_NUM_FRAMES
     aggregation: str = "max-then-mean"
@@ -38,6 +39,7 @@ class ScanConfig:
     references: str | None = None
     bank: str | None = None
     tta: str | None = None
+    deinterlace: bool = True
 
     def __post_init__(self) -> None:
         if self.tta is not None:

@@ -32,7 +32,7 @@ def empty_record(path: str | Path, threshold: float | None = None, status: str =
     is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
     return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
             "verdict": None, "score": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
-            "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": [], "notes": []}
+            "frames_deinterlaced": 0, "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": [], "notes": []}
 
 
 def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_PX) -> list[str]:
@@ -43,6 +43,14 @@ def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_
     sides = [min(f["box"][2] - f["box"][0], f["box"][3] - f["box"][1]) for f in faces]
     median = float(np.median(sides))
     return [f"small faces (median {median:.0f} px): less reliable"] if median < small_px else []
+
+
+def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
+    """Say so when sampled frames showed interlacing combing and were deinterlaced before detection (one field
+    kept, half the vertical resolution): interlaced broadcast or DVD footage."""
+    if deinterlaced == 0:
+        return []
+    return [f"interlaced: {deinterlaced} of {sampled} frames deinterlaced"]
 
 
 def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold: float) -> list[str]:

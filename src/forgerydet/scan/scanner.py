@@ -25,7 +25,7 @@ from forgerydet.model.references import PersonReferences, load_person, reference
 from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, track_scores
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.records import empty_record, many_faces_note, reliability_notes
+from forgerydet.scan.records import deinterlaced_note, empty_record, many_faces_note, reliability_notes
 
 SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
 MODELS_ENV = "FORGERYDET_MODEL"
@@ -114,7 +114,8 @@ class Scanner:
         if cfg.detector.device == DetectorConfig().device:
             cfg.detector.device = str(self.device)
         self.detector = _TimedDetector(cfg.detector)
-        self.extract_config = ExtractConfig(num_frames=cfg.num_frames, detector=cfg.detector)
+        self.extract_config = ExtractConfig(num_frames=cfg.num_frames, detector=cfg.detector,
+                                            deinterlace=cfg.deinterlace)
         self.sha256 = file_sha256(path)
 
     def settings(self) -> dict[str, Any]:
@@ -134,6 +135,7 @@ class Scanner:
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
+            "deinterlace": self.config.deinterlace,
             "tta": self.tta,
             "calibrated_tta": self.calibrated_tta,
             "face_size": m.img_size,
@@ -208,7 +210,7 @@ class Scanner:
         t_decode = time.perf_counter() - t0 - t_detect
         faces = src.all_faces
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
-                   n_faces=len(faces), n_tracks=src.num_tracks)
+                   frames_deinterlaced=src.deinterlaced, n_faces=len(faces), n_tracks=src.num_tracks)
         if not faces:
             rec.update(status="no_face", error="no face found" + (f" in {len(src.frames)} sampled frames" if src.kind == "video" else ""),
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
@@ -231,7 +233,8 @@ class Scanner:
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
-        rec["notes"] = reliability_notes(rec["faces"]) + many_faces_note(rec["tracks"], rec["verdict"], self.threshold)
+        rec["notes"] = (reliability_notes(rec["faces"]) + deinterlaced_note(src.deinterlaced, len(src.frames))
+                        + many_faces_note(rec["tracks"], rec["verdict"], self.threshold))
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
