@@ -2,7 +2,8 @@
 CLI's --json/--csv and the report read it), and which faces keep their pictures for a report.
 
     path, kind ('video'|'image'), status ('ok'|'no_face'|'error'|'not_scanned'), error, verdict ('FAKE'|'REAL'),
-    score (aggregated fake probability), threshold, frames_sampled, frames_with_face, n_faces, n_tracks, fps,
+    score (aggregated fake probability), threshold, frames_sampled, frames_with_face, frames_deinterlaced (sampled
+    frames of an interlaced video, deinterlaced before detection: faces/playback.py), n_faces, n_tracks, fps,
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
     neighbours [{slot, similarity, source | reference fields}], crop, attention}], notes [why a verdict deserves
     less trust], timing, reference"""
