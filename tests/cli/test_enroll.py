@@ -25,6 +25,7 @@ def test_defaults_are_enroll_configs():
         cfg["face"], cfg["num_frames"], cfg["wait"], cfg["device"])
     assert (got["detect_side"], got["min_confidence"]) == (DetectorConfig.detect_side, DetectorConfig.min_confidence)
     assert got["list_"] is got["remove"] is False and got["into"] is got["checkpoint"] is None
+    assert got["deinterlace"] is cfg["deinterlace"] is True
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def fake_enroll(monkeypatch):
 def test_options_reach_enroll_and_the_summary_is_printed(fake_enroll, tmp_path):
     r = cli("enroll", "Ann Lee", "/v/a.mp4", "/v/b.png", "--checkpoint", tmp_path / "x.safetensors", "--into",
             tmp_path / "r.safetensors", "--face", "all", "--frames", 5, "--wait", "2.5", "--device", "cpu",
-            "--detect-side", 320, "--min-confidence", "0.8")
+            "--detect-side", 320, "--min-confidence", "0.8", "--no-deinterlace")
     assert r.exit_code == 0, r.output
     (call,) = fake_enroll
     assert (call["name"], call["sources"], call["checkpoint"], call["into"]) == (
@@ -53,6 +54,7 @@ def test_options_reach_enroll_and_the_summary_is_printed(fake_enroll, tmp_path):
     c = call["config"]
     assert (c.face, c.num_frames, c.wait, c.device, c.batch_size) == ("all", 5, 2.5, "cpu", EnrollConfig.batch_size)
     assert (c.detector.detect_side, c.detector.min_confidence, c.detector.size) == (320, 0.8, DetectorConfig.size)
+    assert c.deinterlace is False
     assert [line for line in r.stdout.splitlines() if line] == [
         "  a.mp4: main track 0, on 3 of 3 sampled frame(s)",
         "  b.png: no face found",

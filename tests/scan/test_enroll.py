@@ -234,3 +234,19 @@ def test_the_bank_fusion_applies_against_the_own_bank_only(ck, media, enrolled, 
                                                                  "threshold": 0.5}})
     r = run("scan", media["photo"], "--checkpoint", fused, "--device", "cpu")
     one_error_line(r, "stored bank_fusion", "re-calibrate with `forgerydet calibrate`")
+
+
+@pytest.mark.parametrize("deinterlace", [True, False])
+def test_enroll_decodes_as_scan_does(ck, media, tmp_path, monkeypatch, deinterlace):
+    import forgerydet.faces.pipeline as pipeline
+
+    seen, real_detect = [], pipeline.detect_source
+
+    def spy(path, config, detector):
+        seen.append(config.deinterlace)
+        return real_detect(path, config, detector)
+
+    monkeypatch.setattr(pipeline, "detect_source", spy)
+    cfg = EnrollConfig(num_frames=2, device="cpu", deinterlace=deinterlace)
+    enroll("Ann", [media["face"]], checkpoint=ck, into=tmp_path / "r.safetensors", config=cfg)
+    assert seen == [deinterlace]

@@ -27,6 +27,7 @@ def enroll_cmd(
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = EnrollConfig.device,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
+    deinterlace: Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="As scan's: deinterlace video frames that show interlacing combing; --no-deinterlace: frames as stored.")] = EnrollConfig.deinterlace,
 ) -> None:
     """Enrol NAME's real faces from SOURCES (added to what is enrolled already), or --list / --remove."""
     from forgerydet.model import references as refs
@@ -46,7 +47,7 @@ def enroll_cmd(
             raise fail(f"give real videos or images of {name!r} to enrol (or --remove / --list)")
         from forgerydet.scan.enroll import enroll
 
-        cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait,
+        cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait, deinterlace=deinterlace,
                            detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))
         with progress_bar(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[f]}"),
                           TimeElapsedColumn()) as p:

@@ -61,7 +61,7 @@ class EnrollConfig:
     """num_frames: frames sampled evenly per video (as scan). face: which faces of a source to enrol:
     'main-track' (the face tracked over most frames), 'largest' (the largest face of each frame) or 'all'
     (every face, bystanders included). batch_size: faces per encoder call. wait: seconds to wait for another
-    process using the reference file. detector: MTCNN settings (as scan)."""
+    process using the reference file. detector: MTCNN settings (as scan). deinterlace: as scan's."""
 
     num_frames: int = DEFAULT_NUM_FRAMES
     face: str = "main-track"
@@ -69,6 +69,7 @@ class EnrollConfig:
     batch_size: int = 32
     wait: float = 10.0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    deinterlace: bool = True
 
     def __post_init__(self) -> None:
         if self.face not in FACE_CHOICES:

@@ -105,7 +105,7 @@ def enroll(
     if det_cfg.device == DetectorConfig().device:
         det_cfg.device = str(device)
     detector = FaceDetector(det_cfg)
-    xcfg = ExtractConfig(num_frames=cfg.num_frames, detector=det_cfg)
+    xcfg = ExtractConfig(num_frames=cfg.num_frames, detector=det_cfg, deinterlace=cfg.deinterlace)
     crops: list[np.ndarray] = []
     entries: list[dict[str, Any]] = []
     report: list[tuple[str, int, str]] = []
