@@ -45,10 +45,10 @@ def comb_map(rgb: np.ndarray, threshold: float = COMB_THRESHOLD, block: int = CO
     empty for a frame too small to hold one block. A pixel is combed when it differs from the rows above and
     below (the other field) by more than `threshold` in the same direction, and agrees with the rows two above
     and below (its own field) more than with them (TIVTC's metric 0), so a thin horizontal line is not."""
+    h, w = ((rgb.shape[0] - 4) // block) * block, (rgb.shape[1] // block) * block  # whole blocks of rows 2..H-3
+    if h <= 0 or w <= 0:
+        return np.zeros((0, 0))
     combed = _combed_pixels(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), threshold)
-    h, w = (combed.shape[0] // block) * block, (combed.shape[1] // block) * block
-    if h == 0 or w == 0:
-        return np.zeros((h // block, w // block))
     return combed[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
 
 
