@@ -41,8 +41,8 @@ def _combed_pixels(grey: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def comb_map(rgb: np.ndarray, threshold: float = COMB_THRESHOLD, block: int = COMB_BLOCK) -> np.ndarray:
-    """The share of combed pixels in each `block` x `block` block of an RGB uint8 frame (H,W,3): (H//b, W//b),
-    empty for a frame too small to hold one block. A pixel is combed when it differs from the rows above and
+    """The share of combed pixels in each `block` x `block` block of rows 2..H-3 of an RGB uint8 frame (H,W,3):
+    ((H-4)//b, W//b), empty for a frame too small to hold one block. A pixel is combed when it differs from the rows above and
     below (the other field) by more than `threshold` in the same direction, and agrees with the rows two above
     and below (its own field) more than with them (TIVTC's metric 0), so a thin horizontal line is not."""
     h, w = ((rgb.shape[0] - 4) // block) * block, (rgb.shape[1] // block) * block  # whole blocks of rows 2..H-3
@@ -79,7 +79,7 @@ def deinterlace(rgb: np.ndarray) -> np.ndarray:
                 best, rows = cost, mean
             else:
                 better = cv2.compare(cost, best, cv2.CMP_LT)
-                cv2.copyTo(mean, better, rows)
+                rows = cv2.copyTo(mean, better, rows)
                 best = cv2.min(cost, best)
         out[1 : 2 * n : 2] = rows
     if h % 2 == 0:
