@@ -18,7 +18,7 @@ from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan import records, scanner
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import CSV_COLUMNS
-from tests._faces_util import shifted, weave, write_video
+from tests._faces_util import shifted, weave, with_pixel_aspect, write_video
 from tests.cli._cli_util import cli, defaults, one_error
 
 
@@ -206,6 +206,19 @@ def test_an_interlaced_video_is_deinterlaced_and_noted(checkpoint, astronaut, tm
         (rec,) = doc["files"]
         assert rec["frames_deinterlaced"] == want and doc["settings"]["deinterlace"] is (want > 0)
         assert ("interlaced: 4 of 4 frames deinterlaced" in rec["notes"]) is (want > 0)
+
+
+def test_an_anamorphic_video_is_scanned_with_square_pixels_and_says_so(checkpoint, astronaut, tmp_path):
+    squeezed = cv2.resize(astronaut, (192, 256), interpolation=cv2.INTER_AREA)  # stored at 3/4 of its width
+    plain = write_video(tmp_path / "sq.mp4", [squeezed] * 3)
+    video = with_pixel_aspect(plain, tmp_path / "dvd.mp4", 4, 3)
+    r = cli("scan", plain, video, "--checkpoint", checkpoint, "--device", "cpu", "--frames", 2, "--json",
+            tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    as_stored, shown = json.loads((tmp_path / "s.json").read_text())["files"]
+    assert as_stored["pixel_aspect"] == 1.0 and shown["pixel_aspect"] == pytest.approx(4 / 3)
+    width = lambda rec: rec["faces"][0]["box"][2] - rec["faces"][0]["box"][0]  # noqa: E731
+    assert width(shown) / width(as_stored) == pytest.approx(4 / 3, abs=0.12)  # boxes in square-pixel frames
 
 
 def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():

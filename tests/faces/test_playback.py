@@ -80,7 +80,9 @@ def test_a_turned_frames_fields_are_its_columns(combed):
 
 def test_non_square_pixels_are_stretched(still):
     (frame,) = play(Playback(sar=4 / 3), [still])
-    assert frame.image.shape == (128, 171, 3)
+    assert frame.image.shape == (128, 171, 3) and frame.pixel_aspect == pytest.approx(4 / 3)
+    (frame,) = play(Playback(), [still])
+    assert frame.pixel_aspect == 1.0
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,8 @@ from forgerydet.scan.records import (
 def test_empty_record_layout():
     assert empty_record("/v/a.mp4", 0.4) == {
         "path": "/v/a.mp4", "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
-        "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "n_faces": 0,
-        "n_tracks": 0, "fps": None,
-        "tracks": [], "faces": [], "notes": [],
+        "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0,
+        "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": [], "notes": [],
     }  # fmt: skip
 
 

@@ -59,6 +59,7 @@ class SourceFaces:
     frames: list[tuple[int, float]]  # (frame_index, time) of every sampled frame
     faces: list[list[Face]]  # per sampled frame, most confident first
     deinterlaced: int = 0  # sampled frames that showed interlacing combing and were deinterlaced
+    pixel_aspect: float = 1.0  # the stored frames' pixel aspect; boxes are in frames stretched to square pixels
 
     @property
     def all_faces(self) -> list[Face]:
@@ -101,9 +102,10 @@ def detect_source(
     faces: list[list[Face]] = []
     batch = []
     bs = detector.config.batch_size
-    deinterlaced = 0
+    deinterlaced, pixel_aspect = 0, 1.0
     for frame in stream:
         deinterlaced += frame.deinterlaced
+        pixel_aspect = frame.pixel_aspect
         batch.append(frame)
         if len(batch) == bs:
             faces.extend(detector.faces(batch))
@@ -116,4 +118,4 @@ def detect_source(
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
-    return SourceFaces(path, kind, frames, faces, deinterlaced)
+    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect)

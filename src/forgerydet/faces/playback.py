@@ -29,13 +29,15 @@ INTERLACE_PROBE_FRAMES = 8
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: its index in the video (0 for an image), time in seconds, RGB uint8 (H,W,3), and
-    whether it was deinterlaced (its video showed interlacing combing)."""
+    """One decoded frame: its index in the video (0 for an image), time in seconds, RGB uint8 (H,W,3), whether
+    it was deinterlaced (its video showed interlacing combing), and the stored frames' pixel aspect (the image is
+    already stretched to square pixels; 1.0 for square-pixel video and images)."""
 
     index: int
     time: float
     image: np.ndarray
     deinterlaced: bool = False
+    pixel_aspect: float = 1.0
 
 
 def pixel_aspect(cap: cv2.VideoCapture) -> tuple[float, bool]:
@@ -94,4 +96,4 @@ class Playback:
         if self.sar != 1.0:  # stretch to square pixels (linear along one axis, as players do)
             rgb = cv2.resize(rgb, square_pixel_size(rgb.shape[1], rgb.shape[0], self.sar, self.turned),
                              interpolation=cv2.INTER_LINEAR)
-        return Frame(index, time, rgb, bool(self.interlaced))
+        return Frame(index, time, rgb, bool(self.interlaced), self.sar)

@@ -3,7 +3,8 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
 
     path, kind ('video'|'image'), status ('ok'|'no_face'|'error'|'not_scanned'), error, verdict ('FAKE'|'REAL'),
     score (aggregated fake probability), threshold, frames_sampled, frames_with_face, frames_deinterlaced (sampled
-    frames of an interlaced video, deinterlaced before detection: faces/playback.py), n_faces, n_tracks, fps,
+    frames of an interlaced video, deinterlaced before detection: faces/playback.py), pixel_aspect (the stored
+    frames' sample aspect ratio; boxes are in frames stretched to square pixels), n_faces, n_tracks, fps,
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
     neighbours [{slot, similarity, source | reference fields}], crop, attention}], notes [why a verdict deserves
     less trust], timing, reference"""
@@ -33,7 +34,8 @@ def empty_record(path: str | Path, threshold: float | None = None, status: str =
     is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
     return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
             "verdict": None, "score": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
-            "frames_deinterlaced": 0, "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": [], "notes": []}
+            "frames_deinterlaced": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [],
+            "faces": [], "notes": []}
 
 
 def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_PX) -> list[str]:

@@ -210,7 +210,8 @@ class Scanner:
         t_decode = time.perf_counter() - t0 - t_detect
         faces = src.all_faces
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
-                   frames_deinterlaced=src.deinterlaced, n_faces=len(faces), n_tracks=src.num_tracks)
+                   frames_deinterlaced=src.deinterlaced, pixel_aspect=src.pixel_aspect, n_faces=len(faces),
+                   n_tracks=src.num_tracks)
         if not faces:
             rec.update(status="no_face", error="no face found" + (f" in {len(src.frames)} sampled frames" if src.kind == "video" else ""),
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
