@@ -10,7 +10,7 @@ FAKE and 8 pixels 36 % (as is 4 %). Whole videos (bench/interlace.py): the real 
 
 Detection follows the block test of the TIVTC / Decomb combing detectors (IsCombedTIVTC: cthresh 9, metric 0,
 MI 80 of a 16 x 16 block), asking for two such blocks. Interlacing is a property of the stream, so it is decided per
-video (faces/media.py): a video is treated as interlaced once one of its first sampled frames shows combing, and
+video (faces/playback.py): a video is treated as interlaced once one of its first sampled frames shows combing, and
 then every frame is deinterlaced: the even field kept, the odd rows interpolated along edges (edge-line average).
 """
 
@@ -42,9 +42,9 @@ def _combed_pixels(grey: np.ndarray, threshold: float) -> np.ndarray:
 
 def comb_map(rgb: np.ndarray, threshold: float = COMB_THRESHOLD, block: int = COMB_BLOCK) -> np.ndarray:
     """The share of combed pixels in each `block` x `block` block of rows 2..H-3 of an RGB uint8 frame (H,W,3):
-    ((H-4)//b, W//b), empty for a frame too small to hold one block. A pixel is combed when it differs from the rows above and
-    below (the other field) by more than `threshold` in the same direction, and agrees with the rows two above
-    and below (its own field) more than with them (TIVTC's metric 0), so a thin horizontal line is not."""
+    ((H-4)//b, W//b), empty for a frame too small to hold one block. A pixel is combed when it differs from the
+    rows above and below (the other field) by more than `threshold` in the same direction, and agrees with the rows
+    two above and below (its own field) more than with them (TIVTC's metric 0), so a thin horizontal line is not."""
     h, w = ((rgb.shape[0] - 4) // block) * block, (rgb.shape[1] // block) * block  # whole blocks of rows 2..H-3
     if h <= 0 or w <= 0:
         return np.zeros((0, 0))

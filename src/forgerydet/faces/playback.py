@@ -65,11 +65,12 @@ class Playback:
     fields as stored."""
 
     def __init__(self, sar: float = 1.0, turned: bool = False, deinterlace: bool = True) -> None:
-        self.sar, self.turned, self.deinterlace = sar, turned, deinterlace
+        self.sar, self.turned = sar, turned
         self.interlaced: bool | None = None if deinterlace else False  # None: not decided yet
         self._held: list[tuple[int, float, np.ndarray]] = []
 
     def _fields_as_rows(self, rgb: np.ndarray) -> np.ndarray:
+        """A turned frame transposed so its fields are rows (and, applied again, back)."""
         return np.ascontiguousarray(rgb.transpose(1, 0, 2)) if self.turned else rgb
 
     def push(self, index: int, time: float, rgb: np.ndarray) -> list[Frame]:
@@ -91,8 +92,7 @@ class Playback:
 
     def _show(self, index: int, time: float, rgb: np.ndarray) -> Frame:
         if self.interlaced:
-            rgb = deinterlace(self._fields_as_rows(rgb))
-            rgb = np.ascontiguousarray(rgb.transpose(1, 0, 2)) if self.turned else rgb
+            rgb = self._fields_as_rows(deinterlace(self._fields_as_rows(rgb)))
         if self.sar != 1.0:  # stretch to square pixels (linear along one axis, as players do)
             rgb = cv2.resize(rgb, square_pixel_size(rgb.shape[1], rgb.shape[0], self.sar, self.turned),
                              interpolation=cv2.INTER_LINEAR)

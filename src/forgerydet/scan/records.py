@@ -50,7 +50,7 @@ def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_
 
 def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
     """Say so when sampled frames showed interlacing combing and were deinterlaced before detection (one field
-    kept, half the vertical resolution): interlaced broadcast or DVD footage."""
+    kept, the other interpolated from it): interlaced broadcast or DVD footage."""
     if deinterlaced == 0:
         return []
     return [f"interlaced: {deinterlaced} of {sampled} frames deinterlaced"]
