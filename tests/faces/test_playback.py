@@ -69,6 +69,18 @@ def test_no_deinterlace_leaves_frames_as_stored_and_holds_nothing(combed):
     assert not frame.deinterlaced and np.array_equal(frame.image, combed)
 
 
+def test_a_decision_made_elsewhere_is_kept_and_nothing_is_held(still, combed, monkeypatch):
+    import forgerydet.faces.playback as playback
+
+    monkeypatch.setattr(playback, "is_combed", lambda rgb: pytest.fail("decided already: no frame is tested"))
+    (frame,) = Playback(interlaced=True).push(0, 0.0, still)  # a pair's fake, decoded as its interlaced real was
+    assert frame.deinterlaced and np.array_equal(frame.image, deinterlace(still))
+    (frame,) = Playback(interlaced=False).push(0, 0.0, combed)
+    assert not frame.deinterlaced and np.array_equal(frame.image, combed)
+    (frame,) = Playback(deinterlace=False, interlaced=True).push(0, 0.0, combed)  # --no-deinterlace wins
+    assert not frame.deinterlaced and np.array_equal(frame.image, combed)
+
+
 def test_a_turned_frames_fields_are_its_columns(combed):
     upright = np.ascontiguousarray(combed.transpose(1, 0, 2))  # the weave runs down the columns now
     (frame,) = play(Playback(turned=True), [upright])

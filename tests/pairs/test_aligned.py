@@ -12,7 +12,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
 from forgerydet.pairs.discover import read_mapping_csv
 from forgerydet.pairs.table import PAIRS_COLUMNS
-from tests._faces_util import face_frames, head, read_csv, write_video
+from tests._faces_util import face_frames, head, read_csv, shifted, weave, write_video
 from tests.pairs.pairs_util import CFG, brighter, crop, ffpp_tree, split_groups, write_img, write_mapping
 
 
@@ -72,6 +72,29 @@ def test_mapping_images_and_bad_files(tmp_path, astronaut):
     assert abs(np.median(crop(tmp_path / "out", rows[0]["fake"]) - real) - 30) <= 2
     big = crop(tmp_path / "out", rows[1]["fake"])
     assert np.abs(big - real).mean() < 25  # the same face, found again at the other size
+
+
+@pytest.mark.parametrize("real_woven", [True, False])
+def test_a_fake_video_is_deinterlaced_exactly_when_its_real_is(tmp_path, astronaut, real_woven):
+    # the fake is the real's other version: the same frames, woven (fields 5 px apart) where the real is not, or
+    # the other way round. Woven frames keep the progressive ones' even rows, and deinterlacing keeps the even
+    # rows and interpolates the odd ones from them, so decoded alike the two crops nearly agree; a fake decided
+    # on its own frames would differ from its real by the deinterlacing (measured: mean 4.4-4.7 either way)
+    progressive = face_frames(astronaut, 6, shift=4)
+    woven = [weave(f, shifted(f, 5)) for f in progressive]
+    real, fake = (woven, progressive) if real_woven else (progressive, woven)
+    for k in (1, 2):
+        write_video(tmp_path / f"r{k}.mp4", real)
+        write_video(tmp_path / f"f{k}.mp4", fake)
+    path = write_mapping(tmp_path, [(f"r{k}.mp4", f"f{k}.mp4", f"g{k}", "swap") for k in (1, 2)], extra=("group", "method"))
+    pairs_from_mapping(read_mapping_csv(path), tmp_path / "out", CFG, val=0.5)
+    rows = read_csv(tmp_path / "out" / "pairs.csv")
+    assert len(rows) == 4
+    diffs = [np.abs(crop(tmp_path / "out", r["fake"]) - crop(tmp_path / "out", r["real"])).mean() for r in rows]
+    if real_woven:
+        assert max(diffs) < 3.7  # both deinterlaced: the same even field (3.0 here, the codec's doing)
+    else:
+        assert min(diffs) > 10  # neither deinterlaced: the fake keeps its combing (17 here)
 
 
 @pytest.mark.slow

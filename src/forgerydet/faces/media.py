@@ -257,6 +257,7 @@ def iter_frames(
     indices: Sequence[int] | None = None,
     seek_threshold: int = DEFAULT_SEEK_THRESHOLD,
     deinterlace: bool = True,
+    interlaced: bool | None = None,
 ) -> Iterator[Frame]:
     """Stream the sampled frames of a video (or the one frame of an image) as Frame(index, time, RGB).
 
@@ -266,6 +267,7 @@ def iter_frames(
     ForgeryDetError at the call, not at the first `next()`. A video whose sampled frames cannot be
     decoded at all raises ForgeryDetError while iterating; one that breaks off part-way simply ends.
     `deinterlace`: an interlaced video (combing on its frames) is deinterlaced (faces/playback.py; Frame.deinterlaced).
+    `interlaced`: that decision when it is already made (a pair's fake follows its real); None: made on the frames.
     """
     path = Path(path)
     if media_kind(path) == "image":
@@ -277,13 +279,12 @@ def iter_frames(
     else:
         wanted = sample_indices(info.frame_count, info.fps, num_frames, every, fps)
     cap = _open_video(path)
-    return _stream(cap, path, wanted, info.fps, seek_threshold, deinterlace)
+    return _stream(cap, path, wanted, info.fps, seek_threshold, Playback(*pixel_aspect(cap), deinterlace, interlaced))
 
 
 def _stream(
-    cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int, deinterlace: bool
+    cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int, shown: Playback
 ) -> Iterator[Frame]:
-    shown = Playback(*pixel_aspect(cap), deinterlace=deinterlace)
     try:
         pos = 0  # index of the frame the next grab() returns
         delivered = 0

@@ -62,11 +62,13 @@ def square_pixel_size(width: int, height: int, sar: float, turned: bool) -> tupl
 class Playback:
     """Frames of one video in, frames as shown out: `push` each decoded frame (in order) and deliver what it
     returns, then deliver `flush()`. `sar`, `turned`: from `pixel_aspect`. `deinterlace`: False leaves the
-    fields as stored."""
+    fields as stored. `interlaced`: the decision when it was made elsewhere (a pair's fake is decoded as its real
+    was, so the two never differ by deinterlacing alone); None: decided here, on the first frames."""
 
-    def __init__(self, sar: float = 1.0, turned: bool = False, deinterlace: bool = True) -> None:
+    def __init__(self, sar: float = 1.0, turned: bool = False, deinterlace: bool = True,
+                 interlaced: bool | None = None) -> None:
         self.sar, self.turned = sar, turned
-        self.interlaced: bool | None = None if deinterlace else False  # None: not decided yet
+        self.interlaced: bool | None = interlaced if deinterlace else False  # None: not decided yet
         self._held: list[tuple[int, float, np.ndarray]] = []
 
     def _fields_as_rows(self, rgb: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Frame-aligned crops of real/fake media pairs: the same frame indices are sampled from the real and
 the fake video, faces are detected on the REAL frame only, and that box crops both frames (rescaled when the
 fake's size differs). On each real frame the largest face is used (the manipulated face of FF++ / DFDC-style
-data is the main subject). Images: the real's largest face; a fake of the same size is cut with that box."""
+data is the main subject). Images: the real's largest face; a fake of the same size is cut with that box.
+Each fake video is deinterlaced exactly when its real was (faces/playback.py decides on the real's frames): were
+the two decided apart, a pair could differ by deinterlacing alone, a difference a detector would learn."""
 
 from __future__ import annotations
 
@@ -145,12 +147,13 @@ def _pairs_for_real(
     for f in rfaces:
         real_rel[f.frame_index] = f"crops/real/{rkey}/f{f.frame_index:06d}.png"
         write_png(out_dir / real_rel[f.frame_index], f.crop)
+    interlaced = found.deinterlaced > 0  # each fake is decoded as its real was: deinterlaced or not, never one alone
     rows = []
     for e, finfo in fakes:
         fkey = source_key(e.fake)
         n_before = len(rows)
         try:
-            for frame in iter_frames(e.fake, indices=sorted(by_index), deinterlace=config.deinterlace):
+            for frame in iter_frames(e.fake, indices=sorted(by_index), deinterlace=config.deinterlace, interlaced=interlaced):
                 rface = by_index[frame.index]
                 box = _scale_boxes(rface.box[None], real_shape, frame.image.shape[:2])
                 fface = crop_faces(frame, box, None, None, config.detector.margin, config.detector.size)[0]
