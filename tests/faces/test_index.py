@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import cv2
@@ -14,7 +15,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.index import INDEX_COLUMNS, extract, read_index
 from forgerydet.faces.pipeline import ExtractConfig
-from tests._faces_util import read_csv
+from tests._faces_util import face_frames, read_csv, shifted, weave, with_pixel_aspect, write_video
 from tests.faces.conftest import CFG
 
 
@@ -52,6 +53,8 @@ def test_extract_batch_records_no_face_and_errors_then_resumes(media, tmp_path):
     for name in ("corrupt.mp4", "notes.mp4"):
         (row,) = by[name]
         assert row["status"] == "error" and name in row["message"] and "cannot open" in row["message"]
+        assert row["pixel_aspect"] == row["deinterlaced"] == ""  # nothing was shown
+    assert {(r["pixel_aspect"], r["deinterlaced"]) for r in by["face.mp4"] + by["noface.mp4"]} == {("1", "0")}
     for r in by["face.mp4"]:
         crop = cv2.imread(str(out / r["crop"]))
         assert crop.shape == (64, 64, 3)
@@ -85,6 +88,28 @@ def test_a_folder_extracted_before_deinterlacing_resumes_only_without_it(media, 
         extract([media / "face.mp4"], out, CFG)
     old = ExtractConfig(num_frames=CFG.num_frames, detector=CFG.detector, deinterlace=False)
     assert extract([media / "face.mp4"], out, old).skipped == 1
+
+
+def test_the_index_says_how_frames_were_shown_and_older_parts_still_read(tmp_path, astronaut):
+    woven = [weave(f, shifted(f, 5)) for f in face_frames(astronaut, 6, shift=4)]  # the face moves between fields
+    plain = write_video(tmp_path / "v" / "interlaced.mp4", woven)
+    wide = with_pixel_aspect(plain, tmp_path / "v" / "wide.mp4", 4, 3)
+    out = tmp_path / "faces"
+    extract([plain, wide], out, CFG)
+    rows = [r for r in read_index(out / "faces.csv") if r.status == "ok"]
+    assert {(r.source.rsplit("/", 1)[-1], round(r.pixel_aspect, 4), r.deinterlaced) for r in rows} == {
+        ("interlaced.mp4", 1.0, True), ("wide.mp4", 1.3333, True)}  # fmt: skip
+    # a part written before the two columns existed: its source counts as done and its rows leave them empty
+    (part,) = [p for p in (out / "parts").glob("wide-*.csv")]
+    old = [{k: v for k, v in r.items() if k not in ("pixel_aspect", "deinterlaced")} for r in read_csv(part)]
+    with open(part, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(old[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(old)
+    assert extract([plain, wide], out, CFG).skipped == 2
+    by = {r["source"].rsplit("/", 1)[-1]: r for r in read_csv(out / "faces.csv") if r["status"] == "ok"}
+    assert (by["wide.mp4"]["pixel_aspect"], by["wide.mp4"]["deinterlaced"]) == ("", "")
+    assert {(r.pixel_aspect, r.deinterlaced) for r in read_index(out / "faces.csv") if "wide" in r.source} == {(1.0, False)}
 
 
 def test_extract_command_exit_code_after_finishing(media, tmp_path):

@@ -10,7 +10,10 @@ Extract folder layout:
 
 faces.csv rows: one per face (status `ok`), one per sampled frame without a face (`no_face`, empty box,
 landmark, crop columns), one per unreadable file (`error`, with the message). Box and confidence are
-in full-resolution frame pixels; the landmark columns are in crop pixels."""
+in full-resolution frame pixels (upright, square pixels: faces/playback.py); the landmark columns are in crop
+pixels. `pixel_aspect` is the stored frames' pixel aspect (to map a box back to stored pixels) and `deinterlaced`
+1 when the video showed interlacing combing and its frames were deinterlaced. A folder written before those two
+columns (2026-12-06) still reads; its rows leave them empty (read as 1.0 and False)."""
 
 from __future__ import annotations
 
@@ -26,17 +29,18 @@ import numpy as np
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from forgerydet.faces.media import describe_skipped, expand_sources
-from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
 from forgerydet.io import check_output, read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
 from forgerydet.runtime import Progress
 
 LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in ("x", "y")]
 
 
-INDEX_COLUMNS = [
+REQUIRED_COLUMNS = [
     "source", "frame_index", "time", "track_id", "x1", "y1", "x2", "y2",
     *LANDMARK_COLUMNS, "confidence", "crop", "status", "message",
 ]  # fmt: skip
+INDEX_COLUMNS = [*REQUIRED_COLUMNS, "pixel_aspect", "deinterlaced"]  # the last two: since 2026-12-06
 
 
 INDEX_NAME = "faces.csv"
@@ -49,6 +53,11 @@ SETTINGS_NAME = "extract.json"
 
 def _fmt(x: float, nd: int) -> str:
     return "" if not np.isfinite(x) else f"{x:.{nd}f}"
+
+
+def _shown(found: SourceFaces) -> dict:
+    """The columns that say how a source's frames were shown (faces/playback.py)."""
+    return {"pixel_aspect": f"{found.pixel_aspect:.6g}", "deinterlaced": int(found.deinterlaced > 0)}
 
 
 def face_row(source: str, face: Face, crop_rel: str) -> dict:
@@ -72,7 +81,10 @@ def empty_row(source: str, status: str, frame_index: int | str = "", time: float
 
 @dataclass
 class IndexRow:
-    """One row of faces.csv, parsed. `crop` is an absolute path (None unless status is 'ok')."""
+    """One row of faces.csv, parsed. `crop` is an absolute path (None unless status is 'ok'). `pixel_aspect`: the
+    stored frames' sample aspect ratio (the box is in frames stretched to square pixels, as
+    faces/playback.square_pixel_size does); `deinterlaced`: its video was deinterlaced (both unknown in older
+    folders: 1.0, False)."""
 
     source: str
     frame_index: int | None
@@ -84,6 +96,8 @@ class IndexRow:
     crop: Path | None
     status: str
     message: str
+    pixel_aspect: float = 1.0
+    deinterlaced: bool = False
 
 
 def read_index(path: str | Path) -> list[IndexRow]:
@@ -91,7 +105,7 @@ def read_index(path: str | Path) -> list[IndexRow]:
     path = Path(path)
     if not path.is_file():
         raise ForgeryDetError(f"{path}: no such index file; run `forgerydet extract` first")
-    rows = read_csv_rows(path, INDEX_COLUMNS)
+    rows = read_csv_rows(path, REQUIRED_COLUMNS)
 
     def num(s: str, typ=float):
         return typ(s) if s not in ("", None) else None
@@ -113,6 +127,8 @@ def read_index(path: str | Path) -> list[IndexRow]:
                     crop=(path.parent / r["crop"]).resolve() if ok and r["crop"] else None,
                     status=r["status"],
                     message=r["message"],
+                    pixel_aspect=num(r.get("pixel_aspect")) or 1.0,
+                    deinterlaced=r.get("deinterlaced") == "1",
                 )
             )
         except ValueError as e:
@@ -156,7 +172,7 @@ def _part_done(part: Path) -> bool:
     if not part.is_file():
         return False
     try:
-        rows = read_csv_rows(part, INDEX_COLUMNS)
+        rows = read_csv_rows(part, REQUIRED_COLUMNS)
     except ForgeryDetError:
         return False
     return bool(rows) and all(r["status"] != "error" for r in rows)
@@ -167,7 +183,7 @@ def rebuild_index(out_dir: Path) -> Path:
     rows: list[dict] = []
     for part in sorted((out_dir / "parts").glob("*.csv")):
         try:
-            rows.extend(read_csv_rows(part, INDEX_COLUMNS))
+            rows.extend(read_csv_rows(part, REQUIRED_COLUMNS))  # a part written before the last columns leaves them empty
         except ForgeryDetError:
             continue  # a part from an interrupted write of another version; its source is redone next run
     rows.sort(key=lambda r: (r["source"], int(r["frame_index"]) if r["frame_index"] else -1))
@@ -227,15 +243,16 @@ def _extract_one(
         summary.errors.append((source, path_text(e)))
         return [empty_row(source, "error", message=path_text(e))]
     rows: list[dict] = []
+    shown = _shown(found)
     for (index, time), faces in zip(found.frames, found.faces):
         if not faces:
-            rows.append(empty_row(source, "no_face", index, time))
+            rows.append(empty_row(source, "no_face", index, time) | shown)
             summary.no_face_frames += 1
             continue
         for k, face in enumerate(faces):
             rel = f"crops/{key}/f{index:06d}_{k}.png"
             write_png(out_dir / rel, face.crop)
-            rows.append(face_row(source, face, rel))
+            rows.append(face_row(source, face, rel) | shown)
             summary.faces += 1
     summary.tracks += found.num_tracks
     return rows
