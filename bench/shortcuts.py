@@ -14,12 +14,13 @@ model-data` (runs/base_calib_pairs/pairs.csv, which hold 75 % of the SHIPPED fil
 them on it). `--n` of them, seeded.
 
     .venv/bin/python bench/shortcuts.py CHECKPOINT [CHECKPOINT ...] --pairs runs/shipped_calib_pairs/pairs.csv
-                                        [--n 200] [--seed 0] [--json]
+                                        [--n 200] [--seed 0] [--only TEXT] [--json]
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -71,6 +72,10 @@ def _degradations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         # (scan deinterlaces such video now, faces/playback.py; bench/interlace.py measures that on whole videos)
         "interlaced, moved 4 px between fields": lambda x: _woven(x, 4),
         "interlaced, moved 8 px between fields": lambda x: _woven(x, 8),
+        # shallow depth of field (2026-12-06): the person kept sharp and the background blurred, as phones' portrait
+        # and cinematic modes do it (their segmentation here: OpenCV's GrabCut from the crop's inner rectangle)
+        "portrait mode, background blur sigma 3": lambda x: _portrait(x, 3.0),
+        "portrait mode, background blur sigma 6": lambda x: _portrait(x, 6.0),
     }
 
 
@@ -106,6 +111,26 @@ def _woven(rgb: np.ndarray, dx: float) -> np.ndarray:
     return out
 
 
+_PERSON: dict[bytes, np.ndarray] = {}  # sha1 of an image -> its person mask (H,W,1): 200 KB a 224 px face
+
+
+def _portrait(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    """Everything GrabCut does not take for the person (seeded from the rectangle 6 % in from the sides and 3 % from
+    top and bottom: the background of a face crop lies at its sides and top) blurred by sigma px, behind an edge of 1
+    px. The person's mask is computed once per image (both rows use it)."""
+    key = hashlib.sha1(rgb.tobytes()).digest()
+    if key not in _PERSON:
+        h, w = rgb.shape[:2]
+        mask = np.zeros((h, w), np.uint8)
+        cv2.setRNGSeed(0)
+        cv2.grabCut(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), mask, (int(w * 0.06), int(h * 0.03), int(w * 0.88),
+                    int(h * 0.97)), np.zeros((1, 65)), np.zeros((1, 65)), 4, cv2.GC_INIT_WITH_RECT)  # fmt: skip
+        person = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+        _PERSON[key] = cv2.GaussianBlur(person, (0, 0), 1.0)[..., None]
+    m = _PERSON[key]
+    return np.clip(rgb * m + cv2.GaussianBlur(rgb, (0, 0), sigma) * (1 - m), 0, 255).astype(np.uint8)
+
+
 def _rng(img: np.ndarray) -> np.random.Generator:
     """A generator seeded by the image itself: the same noise for the same face in every run and checkpoint."""
     return np.random.default_rng(int(img[::16, ::16].sum()))
@@ -123,12 +148,13 @@ def faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, Path]]:
     return [(r.real, r.fake) for r in rows]
 
 
-def score(checkpoint: str, pairs: list[tuple[Path, Path]]) -> list[dict]:
+def score(checkpoint: str, pairs: list[tuple[Path, Path]], only: str = "") -> list[dict]:
     from forgerydet.io import read_image
 
     out = []
+    rows = {k: v for k, v in _degradations().items() if k == "as is" or only.lower() in k.lower()}
     with tempfile.TemporaryDirectory() as t:
-        for k, (name, fn) in enumerate(_degradations().items()):
+        for k, (name, fn) in enumerate(rows.items()):
             lst = Path(t) / f"{k}.csv"
             with open(lst, "w", newline="") as fh:
                 w = csv.writer(fh)
@@ -146,12 +172,13 @@ def score(checkpoint: str, pairs: list[tuple[Path, Path]]) -> list[dict]:
 
 
 def main() -> None:
-    args = checkpoints_and_pairs_args(__doc__, 200, "real/self-blend pairs to score (default 200)")
+    args = checkpoints_and_pairs_args(__doc__, 200, "real/self-blend pairs to score (default 200)",
+                                      "score only the rows whose name holds TEXT (and 'as is')")
     pairs = faces(args.pairs, args.n, args.seed)
     res = {"machine": machine(), "pairs": str(args.pairs), "n": len(pairs), "seed": args.seed, "checkpoints": {}}
     figures = []
     for ck in args.checkpoints:
-        res["checkpoints"][ck] = score(ck, pairs)
+        res["checkpoints"][ck] = score(ck, pairs, args.only)
         for r in res["checkpoints"][ck]:
             figures.append(figure(f"{Path(ck).name}: {r['degradation']}: real called FAKE", r["real_called_fake"],
                                   note=f"real mean p {r['real_mean_p']:.3f}, AUC "

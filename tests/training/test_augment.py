@@ -164,6 +164,28 @@ def test_a_side_shadow_darkens_the_same_side_of_both_faces_and_is_off_by_default
         AugmentConfig(shade_gain=(0.5, 1.5))
 
 
+def test_a_defocused_background_falls_on_both_faces_alike_and_is_off_by_default(face):
+    """Shallow depth of field (training/scene.py): the corners of both faces blurred the same way, the middle (where
+    the 'forgery' is) untouched; with defocus_p 0 (the default) nothing is drawn at all."""
+    fake = face.copy()
+    fake[100:124, 100:124] = 0
+    cfg = AugmentConfig(hflip_p=0, affine_p=0, color_p=0, occlude_p=0, quality=False, defocus_p=1.0)
+    for seed in range(5):
+        r, f = augment_pair(face, fake, np.random.default_rng(seed), cfg)
+        assert np.array_equal(r[90:134, 90:134], face[90:134, 90:134]) and not f[100:124, 100:124].any()
+        detail = [cv2.Laplacian(cv2.cvtColor(x[-40:, :40], cv2.COLOR_RGB2GRAY), cv2.CV_32F).var() for x in (face, r)]
+        assert detail[1] < 0.5 * detail[0]  # a lower corner (the astronaut's suit) lost its detail
+        keep = np.ones(face.shape[:2], bool)
+        keep[96:128, 96:128] = False
+        np.testing.assert_array_equal(r[keep], f[keep])  # the same blur on both, outside the blurred 'forgery'
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    augment_pair(face, fake, rng_a, AugmentConfig())
+    augment_pair(face, fake, rng_b, AugmentConfig(defocus_p=0.0, defocus_sigma=(3.0, 9.0)))
+    assert rng_a.random() == rng_b.random()  # off: the same random numbers, so earlier runs reproduce
+    with pytest.raises(ForgeryDetError, match="defocus_axes"):
+        AugmentConfig(defocus_axes=(0.4, 1.5))
+
+
 def test_skin_smoothing_flattens_texture_and_keeps_edges(face):
     """Real faces get beauty-filter smoothing too (bench/shortcuts.py: without it, 82 % of smoothed real faces were
     called FAKE): less fine texture than the face, yet its strong edges sharper than a Gaussian blur of equal

@@ -33,7 +33,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.pairs.sbi import sharpen
-from forgerydet.training.scene import Band, Shade, apply_band, apply_shade, draw_band, draw_shade
+from forgerydet.training.scene import apply_scene, draw_scene
 
 
 @dataclass
@@ -57,6 +57,9 @@ class AugmentConfig:
       shade_p, shade_gain, shade_share, shade_soft: the left or right U(shade_share) of the face darkened to
                       U(shade_gain) behind an edge blurred by U(shade_soft) x the width, as side light casts it (0, off
                       by default until measured; 0.4..0.8; 0.2..0.6; 0.01..0.08; training/scene.py).
+      defocus_p, defocus_sigma, defocus_axes: all but an ellipse about the head, U(defocus_axes) of the width across
+                      each side, blurred by sigma U(defocus_sigma) px at 224 px, as a shallow depth of field (0, off
+                      by default until measured; 1.5..6; 0.36..0.50; training/scene.py).
     Per image, independent draws (quality; all off when quality=False):
       blur_p, blur_sigma:       Gaussian blur (0.2; sigma 0.3..2.5 px).
       motion_p, motion_length:  linear motion blur along a uniform random direction, length in pixels of the
@@ -91,6 +94,9 @@ class AugmentConfig:
     shade_gain: tuple[float, float] = (0.4, 0.8)
     shade_share: tuple[float, float] = (0.2, 0.6)
     shade_soft: tuple[float, float] = (0.01, 0.08)
+    defocus_p: float = 0.0
+    defocus_sigma: tuple[float, float] = (1.5, 6.0)
+    defocus_axes: tuple[float, float] = (0.36, 0.50)
     quality: bool = True
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.3, 2.5)
@@ -124,6 +130,8 @@ class AugmentConfig:
             (0 < self.rescale[0] <= self.rescale[1] <= 1, f"rescale={self.rescale} must lie in (0, 1]"),
             (self.occlude_share[1] < 1, f"occlude_share={self.occlude_share} must lie in [0, 1)"),
             (self.shade_gain[1] <= 1 and self.shade_share[1] <= 1, "shade_gain and shade_share must lie in [0, 1]"),
+            (self.defocus_sigma[0] > 0 and 0 < self.defocus_axes[0] and self.defocus_axes[1] <= 1,
+             f"defocus_sigma={self.defocus_sigma} must be > 0 and defocus_axes={self.defocus_axes} in (0, 1]"),
             (1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100,
              f"jpeg_quality={self.jpeg_quality} must lie in [1, 100]"),
             (self.video_crf[1] <= 51, f"video_crf={self.video_crf} must lie in [0, 51]"),
@@ -193,16 +201,6 @@ def _apply_color(img: np.ndarray, params: tuple[float, float, float, float] | No
     a = b * c * (_YIQ2RGB @ yiq @ _RGB2YIQ)  # (3,3)
     m = np.hstack([a, np.full((3, 1), (1.0 - c) * pivot)]).astype(np.float32)  # (3,4)
     return cv2.transform(img.astype(np.float32), m).clip(0, 255).round().astype(np.uint8)
-
-
-def _scene(h: int, w: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[Band | None, Shade | None]:
-    """The occluding band and side shadow (training/scene.py), drawn once for a pair or a lone face, in that order."""
-    return (draw_band(h, w, rng, cfg.occlude_p, cfg.occlude_share),
-            draw_shade(h, w, rng, cfg.shade_p, cfg.shade_gain, cfg.shade_share, cfg.shade_soft))
-
-
-def _apply_scene(img: np.ndarray, scene: tuple[Band | None, Shade | None]) -> np.ndarray:
-    return apply_shade(apply_band(img, scene[0]), scene[1])
 
 
 def _grey_mean(img: np.ndarray) -> float:
@@ -324,9 +322,9 @@ def _quality(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> n
 def augment_pair(
     real: np.ndarray, fake: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The SAME random geometry (flip, zoom, rotation, shift), colour jitter, occluding band and side shadow for both
-    members of a pair, then independent per-image quality transforms (blur, motion blur, sharpening, skin smoothing,
-    rescale, noise, video codec, JPEG 30..95).
+    """The SAME random geometry (flip, zoom, rotation, shift), colour jitter, band, side shadow and background blur
+    for both members of a pair, then independent per-image quality transforms (blur, motion blur, sharpening, skin
+    smoothing, rescale, noise, video codec, JPEG 30..95).
     Both (H,W,3) uint8 of one size in and out. Deterministic for a given rng state."""
     cfg = cfg or AugmentConfig()
     _check(real, "real face")
@@ -339,8 +337,8 @@ def augment_pair(
     m = _geometry(h, w, rng, cfg)
     color = _color(rng, cfg)
     pivot = _grey_mean(real) if color is not None else 0.0  # contrast pivot from the real face, used for both
-    scene = _scene(h, w, rng, cfg)  # the same band and shadow on both: an edge across the face is no sign of forgery
-    out = [_apply_scene(_apply_color(_apply_geometry(img, m), color, pivot), scene) for img in (real, fake)]
+    scene = draw_scene(h, w, rng, cfg)  # the same band, shadow, background on both: an edge there is no sign of forgery
+    out = [apply_scene(_apply_color(_apply_geometry(img, m), color, pivot), scene) for img in (real, fake)]
     return _quality(out[0], rng, cfg), _quality(out[1], rng, cfg)
 
 
@@ -352,4 +350,4 @@ def augment_one(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig | 
     m = _geometry(h, w, rng, cfg)
     color = _color(rng, cfg)
     img = _apply_color(_apply_geometry(img, m), color, _grey_mean(img) if color is not None else 0.0)
-    return _quality(_apply_scene(img, _scene(h, w, rng, cfg)), rng, cfg)
+    return _quality(apply_scene(img, draw_scene(h, w, rng, cfg)), rng, cfg)
