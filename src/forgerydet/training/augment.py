@@ -58,8 +58,8 @@ class AugmentConfig:
                       U(shade_gain) behind an edge blurred by U(shade_soft) x the width, as side light casts it (0, off
                       by default until measured; 0.4..0.8; 0.2..0.6; 0.01..0.08; training/scene.py).
       defocus_p, defocus_sigma, defocus_axes: all but an ellipse about the head, U(defocus_axes) of the width across
-                      each side, blurred by sigma U(defocus_sigma) px at 224 px, as a shallow depth of field (0, off
-                      by default until measured; 1.5..6; 0.36..0.50; training/scene.py).
+                      each side, blurred by sigma U(defocus_sigma) px at 224 px, as a shallow depth of field (0: three
+                      seeds at 0.2 did not earn it, models/README.md; 1.5..6; 0.36..0.50; training/scene.py).
     Per image, independent draws (quality; all off when quality=False):
       blur_p, blur_sigma:       Gaussian blur (0.2; sigma 0.3..2.5 px).
       motion_p, motion_length:  linear motion blur along a uniform random direction, length in pixels of the

@@ -12,7 +12,9 @@ the face, not how it was tampered with. The self-blend's boundary runs around th
 - `draw_defocus`: the background out of focus around a sharp head (a shallow depth of field: film, portrait
   lenses, phones' portrait and cinematic modes). The shipped model calls 39 % / 62 % of 200 held-out real photos
   FAKE with the background blurred by sigma 3 / 6 px around the person (GrabCut's segmentation, as a phone does it:
-  bench/shortcuts.py), against 4 % as they are: a sharpness edge near the face outline reads as a blend.
+  bench/shortcuts.py), against 4 % as they are: a sharpness edge near the face outline reads as a blend. Off by
+  default: at defocus_p 0.2 three one-epoch seeds cut the sigma-3 figure (38 -> 22 %) but not the sigma-6 one on
+  every seed (models/README.md, "Portrait mode").
 
 Each `draw_*` returns the transform's parameters, drawn once per pair, or None; `apply_*` applies them to one image;
 `draw_scene` / `apply_scene` do all three as an AugmentConfig (training/augment.py) says.
