@@ -138,6 +138,14 @@ def test_an_occluding_band_covers_the_same_edge_of_both_faces(face):
         AugmentConfig(occlude_share=(0.1, 1.0))
 
 
+def assert_off_draws_nothing(face: np.ndarray, fake: np.ndarray, **off) -> None:
+    """A transform at probability 0 (with any ranges) draws no random number, so runs from before it reproduce."""
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    augment_pair(face, fake, rng_a, AugmentConfig())
+    augment_pair(face, fake, rng_b, AugmentConfig(**off))
+    assert rng_a.random() == rng_b.random()
+
+
 def test_a_side_shadow_darkens_the_same_side_of_both_faces_and_is_off_by_default(face):
     """Side light (training/scene.py): one side of both faces darker by the same gain, the other side untouched, the
     'forgery' in the middle still telling the two apart; with shade_p 0 (the default) nothing is drawn at all."""
@@ -156,10 +164,7 @@ def test_a_side_shadow_darkens_the_same_side_of_both_faces_and_is_off_by_default
         np.testing.assert_array_equal(r[keep], f[keep])  # the same shadow on both
         assert (augment_one(face, np.random.default_rng(seed), cfg) == r).all()
     assert sides == {"left", "right"}
-    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    augment_pair(face, fake, rng_a, AugmentConfig())
-    augment_pair(face, fake, rng_b, AugmentConfig(shade_p=0.0, shade_gain=(0.1, 0.2)))
-    assert rng_a.random() == rng_b.random()  # off: the same random numbers, so earlier runs reproduce
+    assert_off_draws_nothing(face, fake, shade_p=0.0, shade_gain=(0.1, 0.2))
     with pytest.raises(ForgeryDetError, match="shade_gain"):
         AugmentConfig(shade_gain=(0.5, 1.5))
 
@@ -178,10 +183,7 @@ def test_a_defocused_background_falls_on_both_faces_alike_and_is_off_by_default(
         keep = np.ones(face.shape[:2], bool)
         keep[96:128, 96:128] = False
         np.testing.assert_array_equal(r[keep], f[keep])  # the same blur on both, outside the blurred 'forgery'
-    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    augment_pair(face, fake, rng_a, AugmentConfig())
-    augment_pair(face, fake, rng_b, AugmentConfig(defocus_p=0.0, defocus_sigma=(3.0, 9.0)))
-    assert rng_a.random() == rng_b.random()  # off: the same random numbers, so earlier runs reproduce
+    assert_off_draws_nothing(face, fake, defocus_p=0.0, defocus_sigma=(3.0, 9.0))
     with pytest.raises(ForgeryDetError, match="defocus_axes"):
         AugmentConfig(defocus_axes=(0.4, 1.5))
 
