@@ -10,7 +10,7 @@ import torch
 
 from forgerydet import runtime
 from forgerydet.errors import ForgeryDetError
-from forgerydet.runtime import resolve_device, tune_malloc
+from forgerydet.runtime import native_bf16, resolve_device, tune_malloc
 
 
 def test_cpu_and_auto():
@@ -102,3 +102,15 @@ def test_tune_malloc_on_this_machine(monkeypatch):
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     assert tune_malloc() is True
+
+
+def test_native_bf16_is_what_torch_reports_of_this_cpu(monkeypatch):
+    want = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    assert native_bf16() is want
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert native_bf16() is True
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert native_bf16() is False
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # an older or newer torch without the check
+    assert native_bf16() is False

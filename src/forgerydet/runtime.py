@@ -61,3 +61,13 @@ def resolve_device(device: str) -> "torch.device":
             raise ForgeryDetError(f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist: "
                                   f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return dev
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where `--precision bf16` roughly halves a
+    scan's model time (lite0 on 32 faces 0.30 -> 0.16 s, 2-core Xeon, 2026-12-06); elsewhere bf16 is emulated."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)

@@ -175,6 +175,39 @@ def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
         assert r.exit_code == 0 and r.stderr == "", r.output
 
 
+def test_scoring_in_another_precision_than_the_calibration_is_noted(face_png, tmp_path, monkeypatch):
+    import torch
+
+    from forgerydet.cli import scan as scan_cli
+    from forgerydet.model.checkpoint import save_checkpoint
+    from tests.helpers import tiny_model
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    cal = {"threshold": 0.4, "temperature": 1.0}
+    ck = save_checkpoint(tmp_path / "bf16.safetensors", m, bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)],
+                         extra={**cal, "calibration": {**cal, "precision": "bf16", "bank_contents": m.bank.contents_digest()}})
+    monkeypatch.setattr(scan_cli, "native_bf16", lambda: True)
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--precision", "fp32", "--json", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.stderr.split()) == ("note: the checkpoint was calibrated in bf16; scored in fp32, its threshold "
+                                          "and probabilities are only approximately calibrated")
+    settings = json.loads((tmp_path / "s.json").read_text())["settings"]
+    assert (settings["precision"], settings["calibrated_precision"]) == ("fp32", "bf16")
+    for args in ([], ["--precision", "fp32", "--threshold", "0.5"]):  # the calibration's own way, or a threshold given
+        r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", *args)
+        assert r.exit_code == 0 and r.stderr == "", r.output
+    monkeypatch.setattr(scan_cli, "native_bf16", lambda: False)
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.stderr.split()) == ("note: this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision "
+                                          "fp32 is likely faster")
+    one_error(cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--precision", "fp16"),
+              "--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32")
+    one_error(cli("scan", face_png, "--checkpoint", ck, "--precision", "half"), "unknown --precision 'half'")
+
+
 def test_a_small_face_gets_a_note_in_the_table_json_and_report(checkpoint, astronaut, tmp_path):
     small = tmp_path / "small.png"  # the astronaut at half size: MTCNN's box is about 42 x 53 px
     cv2.imwrite(str(small), cv2.cvtColor(cv2.resize(astronaut, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),

@@ -40,8 +40,8 @@ def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
         k: lib[k] for k in ("batch_size", "workers", "device", "select")}
     assert cmd["out"] is lib["out"] is None and str(cmd["pairs"]) == TrainConfig.pairs
     lib, cmd = defaults(validate.calibrate_checkpoint), defaults(calibrate_cmd)
-    assert {k: cmd[k] for k in ("fpr", "batch_size", "device", "tta")} == {
-        k: lib[k] for k in ("fpr", "batch_size", "device", "tta")}
+    assert {k: cmd[k] for k in ("fpr", "batch_size", "device", "tta", "precision")} == {
+        k: lib[k] for k in ("fpr", "batch_size", "device", "tta", "precision")}
     assert cmd["out"] is lib["out"] is None and str(cmd["pairs"]) == TrainConfig.pairs
 
 
@@ -208,13 +208,14 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     def fake(checkpoint, pairs, **kw):
         seen.update(kw, checkpoint=checkpoint)
         return {"val_reals": 8, "val_fakes": 6, "temperature": 1.23456, "threshold": 0.61234, "val_fpr": 0.125,
-                "val_tpr": 0.5, "val_auc": 0.875, "checkpoint": "C.safetensors", "tta": kw["tta"]}
+                "val_tpr": 0.5, "val_auc": 0.875, "checkpoint": "C.safetensors", "tta": kw["tta"],
+                "precision": kw["precision"]}
 
     monkeypatch.setattr(validate, "calibrate_checkpoint", fake)
     r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors", "--fpr", "0.1")
     assert r.exit_code == 0, r.output
     assert seen["fpr"] == 0.1 and seen["out"] is None and seen["batch_size"] == TrainConfig.val_batch_size
-    assert seen["tta"] == "none"
+    assert seen["tta"] == "none" and seen["precision"] == "fp32"
     assert r.flat == ("calibrated on 8 real / 6 fake validation faces: temperature 1.235, threshold 0.6123 (real faces "
                       "called FAKE: 0.125, pseudo-fakes caught: 0.500, AUC 0.8750) -> C.safetensors bank fusion: none "
                       "(the nearest-bank similarity was no evidence on these faces, or the model has no bank): scans "
@@ -230,6 +231,9 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors", "--tta", "flip")
     assert r.exit_code == 0 and seen["tta"] == "flip", r.output
     assert r.flat.startswith("calibrated on 8 real / 6 fake validation faces (each face averaged with its mirror image):")
+    r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors", "--precision", "bf16")
+    assert r.exit_code == 0 and seen["precision"] == "bf16", r.output
+    assert r.flat.startswith("calibrated on 8 real / 6 fake validation faces in bf16: temperature 1.235")
 
 
 def test_init_from_a_missing_or_bad_file_is_one_line(tmp_path):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forgerydet.model.calibration import (calibrate, fit_fusion, fit_temperature, fused_logits, nearest_similarity, sigmoid,
-                                         threshold_at_fpr)
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.calibration import (PRECISION_CHOICES, calibrate, check_precision, fit_fusion, fit_temperature,
+                                         fused_logits, nearest_similarity, sigmoid, threshold_at_fpr)
 
 
 def test_temperature_recovers_the_true_scale():
@@ -61,3 +62,10 @@ def test_bank_fusion_is_dropped_when_the_similarity_is_no_evidence_of_realness()
 def test_nearest_similarity_is_the_first_retrieved_or_nan_without_a_bank():
     np.testing.assert_array_equal(nearest_similarity(np.array([[0.9, 0.5], [0.7, 0.1]])), [0.9, 0.7])
     assert np.isnan(nearest_similarity(np.zeros((3, 0)))).all() and nearest_similarity(np.zeros((3, 0))).shape == (3,)
+
+
+def test_check_precision_accepts_the_choices_and_names_them_otherwise():
+    for p in PRECISION_CHOICES:
+        check_precision(p)
+    with pytest.raises(ForgeryDetError, match=r"^unknown --precision 'FP32': use one of fp32, bf16, fp16$"):
+        check_precision("FP32")

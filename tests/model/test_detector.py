@@ -1,9 +1,11 @@
 
+import numpy as np
 import pytest
 import torch
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.backbone import pooled
+from forgerydet.model.detector import precision_autocast
 from forgerydet.model.losses import bce_loss, info_nce
 from tests.helpers import randomise_batchnorm_statistics, tiny_model
 
@@ -113,3 +115,33 @@ def test_key_features_match_encode_keys_with_folded_batchnorms():
     assert (got - model.encode_keys(x)).abs().max().item() < 1e-5
     assert torch.equal(model.key_fingerprint(), fp)  # the key encoder itself is untouched
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.key_encoder.modules())
+
+
+def test_precision_autocast_turns_bf16_on_and_fp32_off_even_inside_another():
+    cpu, a = torch.device("cpu"), torch.rand(4, 4)
+    with precision_autocast(cpu, "bf16"):
+        assert (a @ a).dtype == torch.bfloat16
+        with precision_autocast(cpu, "fp32"):
+            assert (a @ a).dtype == torch.float32
+    with pytest.raises(ForgeryDetError, match=r"^--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32$"):
+        precision_autocast(cpu, "fp16")
+    with pytest.raises(ForgeryDetError, match=r"^unknown --precision 'tf32': use one of fp32, bf16, fp16$"):
+        precision_autocast(cpu, "tf32")
+
+
+def test_single_scores_in_bf16_run_every_pass_in_bf16(monkeypatch):
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    x = torch.rand(3, 3, 64, 64)
+    seen = []
+    forward = type(m).forward
+    monkeypatch.setattr(type(m), "forward", lambda self, *a, **k: (seen.append(torch.get_autocast_dtype("cpu")
+                                                                               if torch.is_autocast_enabled("cpu")
+                                                                               else None), forward(self, *a, **k))[1])
+    with torch.inference_mode():
+        _, fp32, _ = m.single_scores(x, "flip")
+        _, bf16, sims = m.single_scores(x, "flip", precision="bf16")
+    assert seen == [None, None, torch.bfloat16, torch.bfloat16]  # the face and its mirror image alike
+    assert fp32.dtype == bf16.dtype == np.float32 and sims.dtype == np.float64
+    assert not np.array_equal(fp32, bf16) and np.allclose(fp32, bf16, atol=0.2)

@@ -174,6 +174,39 @@ def test_flip_tta_averages_the_logits_of_a_face_and_its_mirror_image(checkpoint,
         ScanConfig(tta="rotate")
 
 
+def test_bf16_scores_are_near_the_fp32_ones_and_fp16_needs_a_gpu(checkpoint, astronaut):
+    rng = np.random.default_rng(1)
+    crops = [np.ascontiguousarray(astronaut[y : y + 180, x : x + 180]) for y, x in rng.integers(0, 300, (6, 2))]
+    fp32 = Scanner(checkpoint, ScanConfig(device="cpu"))
+    bf16 = Scanner(checkpoint, ScanConfig(device="cpu", precision="bf16"))
+    assert (fp32.settings()["precision"], bf16.settings()["precision"]) == ("fp32", "bf16")
+    assert fp32.settings()["calibrated_precision"] == bf16.settings()["calibrated_precision"] == "fp32"
+    a, b = fp32._score(crops), bf16._score(crops)
+    assert not np.array_equal(a["p"], b["p"])  # bf16 arithmetic really ran
+    np.testing.assert_allclose(b["p"], a["p"], atol=0.05)
+    assert b["sal"].dtype == b["sim"].dtype == np.float32  # the report's arrays stay fp32
+    with pytest.raises(ForgeryDetError, match=r"^--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32$"):
+        Scanner(checkpoint, ScanConfig(device="cpu", precision="fp16"))
+    with pytest.raises(ForgeryDetError, match=r"^unknown --precision 'fp8': use one of fp32, bf16, fp16$"):
+        ScanConfig(precision="fp8")
+
+
+def test_a_calibration_in_fp16_is_scanned_in_fp32_on_a_cpu(checkpoint, tmp_path):
+    from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
+
+    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    cal = {"threshold": 0.4, "temperature": 1.0}
+    for precision, want in (("fp16", "fp32"), ("bf16", "bf16"), ("fp64", None)):
+        path = resave_checkpoint(ck, tmp_path / f"{precision}.safetensors", ck.model,
+                                 extra={**cal, "calibration": {**cal, "precision": precision}})
+        if want is None:
+            with pytest.raises(ForgeryDetError, match=r"its calibration's precision 'fp64' is not one of fp32, bf16, fp16"):
+                Scanner(path, ScanConfig(device="cpu"))
+            continue
+        s = Scanner(path, ScanConfig(device="cpu")).settings()
+        assert (s["precision"], s["calibrated_precision"]) == (want, precision)
+
+
 def test_scores_do_not_depend_on_the_batch_or_on_the_folded_batchnorms(checkpoint, astronaut):
     from forgerydet.model.calibration import sigmoid
     from forgerydet.model.checkpoint import load_checkpoint

@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training import distributed
-from forgerydet.training.distributed import Dist, auto_workers, autocast, gather_rows, make_loader, setup_distributed
+from forgerydet.training.distributed import (Dist, amp_precision, auto_workers, autocast, gather_rows, make_loader,
+                                             setup_distributed)
 
 
 class Numbers(Dataset):
@@ -91,6 +92,12 @@ def test_autocast_on_a_gpu_picks_the_dtype(monkeypatch):
         assert autocast(torch.device("cuda"), "bf16").fast_dtype == torch.bfloat16
         assert autocast(torch.device("cuda"), "auto").fast_dtype == torch.bfloat16
         assert autocast(torch.device("cuda"), "off")._enabled is False
+
+
+def test_amp_precision_names_what_autocast_computes_in():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert [amp_precision(cpu, a) for a in ("auto", "bf16", "fp16", "off")] == ["fp32"] * 4
+    assert [amp_precision(gpu, a) for a in ("auto", "bf16", "fp16", "off")] == ["bf16", "bf16", "fp16", "fp32"]
 
 
 @pytest.mark.parametrize("cores,want", [(None, 0), (1, 0), (2, 0), (4, 0), (6, 3), (8, 4), (16, 8), (64, 8)])

@@ -76,6 +76,7 @@ def test_validate_reports_both_modes_and_the_calibration(model, val, pairs, tmp_
         assert 0.0 <= res[k] <= 1.0
     cal = res["calibration"]
     assert cal["target_fpr"] == TrainConfig.calibration_fpr and cal["temperature"] > 0 and 0 < cal["threshold"] < 1
+    assert cal["precision"] == "fp32"  # training on a CPU scores in fp32 whatever --amp says (distributed.autocast)
 
 
 def test_nan_outputs_say_lower_the_learning_rate(val, pairs, tmp_path):
@@ -147,6 +148,30 @@ def test_flip_scoring_and_calibration_are_what_scan_tta_flip_scores(model, val, 
     assert Scanner(ck, ScanConfig(device="cpu", tta="none")).settings()["tta"] == "none"  # unless told otherwise
     with pytest.raises(ForgeryDetError, match=r"^unknown --tta 'both': use one of none, flip$"):
         calibrate_checkpoint(ck, pairs, tta="both")
+
+
+def test_calibrating_in_bf16_scores_in_bf16_and_scans_follow_it(model, val, pairs, tmp_path):
+    from forgerydet.scan.config import ScanConfig
+    from forgerydet.scan.scanner import Scanner
+
+    _, (paths, labels, refs, _) = val
+    x = torch.stack([to_tensor(load_image(p, 64)) for p in paths])  # (16,3,64,64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = model(x, "single")["logits"].float().numpy()
+    got = score_faces(model, paths, labels, refs, "single", CPU, batch_size=5, precision="bf16")
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    fp32 = score_faces(model, paths, labels, refs, "single", CPU, batch_size=5)
+    assert not np.array_equal(got, fp32)  # bf16 arithmetic really ran
+    np.testing.assert_allclose(got, fp32, atol=0.2)  # and stays near fp32
+    ck = save_checkpoint(tmp_path / "m.safetensors", model, bank_sources=[f"/r/{i}.png" for i in range(10)])
+    assert calibrate_checkpoint(ck, pairs, fpr=0.25, device="cpu", batch_size=4, precision="bf16")["precision"] == "bf16"
+    assert Scanner(ck, ScanConfig(device="cpu")).settings()["precision"] == "bf16"  # scans follow the calibration
+    assert Scanner(ck, ScanConfig(device="cpu", precision="fp32")).settings()["precision"] == "fp32"  # unless told
+    assert calibrate_checkpoint(ck, pairs, fpr=0.25, device="cpu", batch_size=4)["precision"] == "fp32"
+    with pytest.raises(ForgeryDetError, match=r"^--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32$"):
+        calibrate_checkpoint(ck, pairs, device="cpu", precision="fp16")
+    with pytest.raises(ForgeryDetError, match=r"^unknown --precision 'int8': use one of fp32, bf16, fp16$"):
+        calibrate_checkpoint(ck, pairs, precision="int8")
 
 
 def test_a_watch_list_is_a_path_label_csv_or_the_test_split_of_another_pairs_csv(pairs, tmp_path):

@@ -11,7 +11,8 @@ from rich.console import Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, shown, shows_whole, user_errors
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, shown, shows_whole,
+                                   user_errors)
 from forgerydet.scan.config import ScanConfig
 
 
@@ -25,6 +26,7 @@ def evaluate_cmd(
     threshold: Annotated[Optional[float], typer.Option(help="Threshold for accuracy (default: the checkpoint's).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = ScanConfig.device,
     tta: Annotated[Optional[str], typer.Option(help="'flip': also score each face's mirror image and average; 'none'. Default: as the checkpoint was calibrated, else none.")] = ScanConfig.tta,
+    precision: Annotated[Optional[str], typer.Option(help=PRECISION_HELP)] = ScanConfig.precision,
     ffpp: Annotated[Optional[Path], typer.Option("--ffpp", readable=False, help="A FaceForensics++ root: originals real, each method's fakes a group (measured against all originals).")] = None,
     compression: Annotated[Optional[str], typer.Option("--compression", help="With --ffpp: raw, c23 or c40 (needed when several exist).")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="With --ffpp: methods, comma-separated (default: all found).")] = None,
@@ -47,7 +49,8 @@ def evaluate_cmd(
                                    methods=[m.strip() for m in methods.split(",") if m.strip()] if methods else None,
                                    split=split, dfdc=dfdc, celebdf=celebdf, celebdf_all=celebdf_all,
                                    real=real or (), fake=fake or (), per_group=per_group)
-        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta)
+        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
+                         precision=precision)
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")

@@ -13,10 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, shows_whole, user_errors
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, shows_whole,
+                                   user_errors)
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_output, write_text_atomic
+from forgerydet.runtime import native_bf16
 from forgerydet.scan.config import ScanConfig
 
 
@@ -38,6 +40,7 @@ def scan_cmd(
     bank: Annotated[Optional[Path], typer.Option(readable=False, help="A disk bank folder (from `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank.")] = None,
     deinterlace: Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="Deinterlace video frames that show interlacing combing (one field kept, noted per file); --no-deinterlace: frames as stored.")] = ScanConfig.deinterlace,
     tta: Annotated[Optional[str], typer.Option(help="'flip': also score each face's mirror image and average (twice the model time); 'none'. Default: as the checkpoint was calibrated (`calibrate --tta`), else none.")] = ScanConfig.tta,
+    precision: Annotated[Optional[str], typer.Option(help=PRECISION_HELP)] = ScanConfig.precision,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file.
@@ -58,7 +61,7 @@ def scan_cmd(
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                          device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
                          references=str(references) if references else None, bank=str(bank) if bank else None,
-                         tta=tta, deinterlace=deinterlace)
+                         tta=tta, deinterlace=deinterlace, precision=precision)
         skipped: list[Path] = []
         files, bad_paths = expand_scan_paths(paths, skipped=skipped)
         if not files:  # checked before the model loads
@@ -73,6 +76,14 @@ def scan_cmd(
             and threshold is None:
         note("note:", f"the checkpoint was calibrated with --tta {settings['calibrated_tta']}; scored with --tta "
                       f"{settings['tta']}, its threshold and probabilities are only approximately calibrated",
+             style="yellow")
+    if settings["precision"] != settings["calibrated_precision"] and settings["calibrated_against"] != "not calibrated" \
+            and threshold is None:
+        note("note:", f"the checkpoint was calibrated in {settings['calibrated_precision']}; scored in "
+                      f"{settings['precision']}, its threshold and probabilities are only approximately calibrated",
+             style="yellow")
+    if settings["precision"] == "bf16" and settings["device"] == "cpu" and not native_bf16():
+        note("note:", "this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision fp32 is likely faster",
              style="yellow")
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
     for r in bad_paths:

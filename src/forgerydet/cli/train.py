@@ -184,16 +184,19 @@ def calibrate_cmd(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = TrainConfig.val_batch_size,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = TrainConfig.device,
     tta: Annotated[str, typer.Option(help="'flip': score each face averaged with its mirror image, as `scan --tta flip`; scans of this checkpoint then do so by default. 'none': as it is.")] = "none",
+    precision: Annotated[str, typer.Option(help="'fp32'; 'bf16' (CPU or GPU) or 'fp16' (GPU): score in that arithmetic, as `scan --precision`; scans of this checkpoint then do so by default.")] = "fp32",
 ) -> None:
     """Store a threshold (at a false-positive rate on held-out real faces), a temperature and the bank fusion
     (the nearest real face's similarity as a second input) in a checkpoint."""
     from forgerydet.training.validate import calibrate_checkpoint
 
     with user_errors():
-        r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out, tta=tta)
+        r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out, tta=tta,
+                                 precision=precision)
     say(
         f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces"
-        f"{' (each face averaged with its mirror image)' if r['tta'] == 'flip' else ''}: temperature {r['temperature']:.3f}, "
+        f"{' (each face averaged with its mirror image)' if r['tta'] == 'flip' else ''}"
+        f"{' in ' + r['precision'] if r['precision'] != 'fp32' else ''}: temperature {r['temperature']:.3f}, "
         f"threshold {r['threshold']:.4f} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
         f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}")
     f = r.get("bank_fusion")

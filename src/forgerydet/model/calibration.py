@@ -32,6 +32,18 @@ def check_tta(tta: str) -> None:
     if tta not in TTA_CHOICES:
         raise ForgeryDetError(f"unknown --tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
 
+
+# the arithmetic a face is scored in (scan, evaluate, calibrate): fp32; bf16 (autocast, CPU or CUDA: a scan's model
+# stage 1.8x faster on a CPU with AVX512-BF16, the six shared videos' scores within 0.045 of fp32's); fp16 (CUDA only)
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str) -> None:
+    """One clear error for a precision that is not one of PRECISION_CHOICES."""
+    if precision not in PRECISION_CHOICES:
+        raise ForgeryDetError(f"unknown --precision {precision!r}: use one of {', '.join(PRECISION_CHOICES)}")
+
+
 DEFAULT_FPR = 0.05
 
 

@@ -21,10 +21,21 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.model.attention import DifferenceAttention
 from forgerydet.model.backbone import Encoder, pooled
 from forgerydet.model.bank import MemoryBank, encoder_fingerprint
-from forgerydet.model.calibration import nearest_similarity
+from forgerydet.model.calibration import check_precision, nearest_similarity
 from forgerydet.model.config import ModelConfig
 
 MODES = ("pair", "single")
+
+
+def precision_autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context that scores faces in `precision` (model/calibration.PRECISION_CHOICES) on `device`:
+    fp32 turns autocast off (also inside an outer one), bf16 works on a CPU or CUDA, fp16 needs CUDA."""
+    check_precision(precision)
+    if precision == "fp16" and device.type != "cuda":
+        raise ForgeryDetError(f"--precision fp16 needs a CUDA GPU, not {device.type}: use bf16 or fp32")
+    if precision == "fp32":
+        return torch.autocast(device_type=device.type, enabled=False)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 class Detector(nn.Module):
@@ -176,16 +187,18 @@ class Detector(nn.Module):
         return out
 
     @torch.no_grad()
-    def single_scores(self, x: torch.Tensor, tta: str = "none",
-                      bank: MemoryBank | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    def single_scores(self, x: torch.Tensor, tta: str = "none", bank: MemoryBank | None = None,
+                      precision: str = "fp32") -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
         """'single' mode as calibration and scan score it: the forward outputs for x (B,3,S,S), and the logits (B,)
         and nearest-bank similarities (B,) (model/calibration.py), both the means over x and its mirror image with
-        tta='flip'. The outputs (attention, neighbours) stay those of x as it is."""
-        o = self(x, "single", bank=bank)
+        tta='flip'. The outputs (attention, neighbours) stay those of x as it is. precision: the arithmetic of the
+        forward passes (precision_autocast)."""
+        with precision_autocast(x.device, precision):
+            o = self(x, "single", bank=bank)
+            of = self(x.flip(-1), "single", bank=bank) if tta == "flip" else None
         logits = o["logits"].float().cpu().numpy()
         sims = nearest_similarity(o["similarities"].float().cpu().numpy())
-        if tta == "flip":
-            of = self(x.flip(-1), "single", bank=bank)
+        if of is not None:
             logits = (logits + of["logits"].float().cpu().numpy()) / 2
             sims = (sims + nearest_similarity(of["similarities"].float().cpu().numpy())) / 2
         return o, logits, sims

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES
-from forgerydet.model.calibration import check_tta
+from forgerydet.model.calibration import check_precision, check_tta
 from forgerydet.scan.aggregate import STRATEGIES
 
 FACE_CHOICES = ("main-track", "largest", "all")  # which faces of a source `enroll` takes
@@ -26,7 +26,9 @@ class ScanConfig:
     mirror image and averages the two logits (and nearest-bank similarities) before the calibrated probability:
     twice the model time; 'none' scores the face as it is; None: as the checkpoint was calibrated
     (`calibrate --tta`), else 'none'. deinterlace: video frames that show interlacing combing are deinterlaced
-    before detection (faces/interlace.py); False scans frames as stored."""
+    before detection (faces/interlace.py); False scans frames as stored. precision: the model's arithmetic,
+    'fp32', 'bf16' (faster on a CPU with AVX512-BF16 or AMX, and on a GPU) or 'fp16' (GPU); None: as the checkpoint
+    was calibrated (`calibrate --precision`), else fp32."""
 
     num_frames: int = DEFAULT_NUM_FRAMES
     aggregation: str = "max-then-mean"
@@ -40,10 +42,13 @@ class ScanConfig:
     bank: str | None = None
     tta: str | None = None
     deinterlace: bool = True
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.tta is not None:
             check_tta(self.tta)
+        if self.precision is not None:
+            check_precision(self.precision)
         if self.aggregation not in STRATEGIES:
             raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
         if self.num_frames < 1:

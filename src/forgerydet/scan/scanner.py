@@ -18,8 +18,9 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.media import expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import file_sha256
-from forgerydet.model.calibration import TTA_CHOICES, fused_logits, sigmoid
+from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
+from forgerydet.model.detector import precision_autocast
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
 from forgerydet.runtime import Progress, resolve_device
@@ -68,6 +69,8 @@ class Scanner:
     def __init__(self, checkpoint: str | Path | None, config: ScanConfig | None = None) -> None:
         self.config = cfg = config or ScanConfig()
         self.device = resolve_device(cfg.device)
+        if cfg.precision is not None:
+            precision_autocast(self.device, cfg.precision)  # fp16 on a CPU: one clear line before the model loads
         path = Path(checkpoint) if checkpoint else find_default_checkpoint()
         self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
         self.model = self.checkpoint.model.eval()
@@ -111,6 +114,15 @@ class Scanner:
                                   f"{', '.join(TTA_CHOICES)} (was the metadata edited?): re-calibrate with "
                                   f"`forgerydet calibrate`")
         self.tta = cfg.tta or self.calibrated_tta
+        # and in the arithmetic it was fitted in (calibrate --precision; training on a GPU: its amp), unless told
+        # otherwise; a GPU's fp16 on a CPU is fp32, the nearer of the two a CPU has
+        self.calibrated_precision = str((ck.extra.get("calibration") or {}).get("precision") or "fp32")
+        if self.calibrated_precision not in PRECISION_CHOICES:
+            raise ForgeryDetError(f"{path}: its calibration's precision {self.calibrated_precision!r} is not one of "
+                                  f"{', '.join(PRECISION_CHOICES)} (was the metadata edited?): re-calibrate with "
+                                  f"`forgerydet calibrate`")
+        fallback = "fp32" if self.calibrated_precision == "fp16" and self.device.type != "cuda" else None
+        self.precision = cfg.precision or fallback or self.calibrated_precision
         if cfg.detector.device == DetectorConfig().device:
             cfg.detector.device = str(self.device)
         self.detector = _TimedDetector(cfg.detector)
@@ -138,6 +150,8 @@ class Scanner:
             "deinterlace": self.config.deinterlace,
             "tta": self.tta,
             "calibrated_tta": self.calibrated_tta,
+            "precision": self.precision,
+            "calibrated_precision": self.calibrated_precision,
             "face_size": m.img_size,
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
@@ -162,7 +176,7 @@ class Scanner:
         probs, sal, nb, sim = [], [], [], []
         for i in range(0, len(crops), self.config.batch_size):
             x = torch.stack([to_tensor(resize_face(c, m.img_size)) for c in crops[i : i + self.config.batch_size]])
-            o, logits, sims = m.single_scores(x.to(self.device), self.tta, bank=self._bank())
+            o, logits, sims = m.single_scores(x.to(self.device), self.tta, bank=self._bank(), precision=self.precision)
             if self.fusion is None:
                 probs.append(sigmoid(logits, self.temperature))
             else:

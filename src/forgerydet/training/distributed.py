@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
+from forgerydet.model.detector import precision_autocast
 from forgerydet.runtime import resolve_device
 
 
@@ -59,11 +60,18 @@ def gather_rows(t: torch.Tensor, d: Dist) -> torch.Tensor:
     return torch.cat([b[: int(s.item())] for b, s in zip(buf, sizes)])
 
 
-def autocast(device: torch.device, amp: str):
+def amp_precision(device: torch.device, amp: str) -> str:
+    """What `autocast(device, amp)` computes in, as a scan's --precision: 'fp32', 'bf16' or 'fp16'."""
     if device.type != "cuda" or amp == "off":
-        return torch.autocast(device_type=device.type, enabled=False)
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+        return "fp32"
+    return "fp16" if amp == "fp16" else "bf16"
+
+
+def autocast(device: torch.device, amp: str) -> torch.autocast:
+    """Training's mixed precision: `amp` on CUDA ('auto' is bf16), off on a CPU (bf16 steps measured no faster
+    there: a lite0 encoder step on 32 faces 1.20-1.21 s in bf16 against 1.15-1.23 s in fp32, 2-core AVX512-BF16
+    Xeon, 2026-12-06)."""
+    return precision_autocast(device, amp_precision(device, amp))
 
 
 def _worker_init(_: int) -> None:

@@ -14,33 +14,35 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.io import check_output
 from forgerydet.metrics import binary_metrics
-from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_tta, fused_logits, sigmoid
+from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_precision, check_tta, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
-from forgerydet.model.detector import Detector
+from forgerydet.model.detector import Detector, precision_autocast
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.pairs.table import REQUIRED_COLUMNS, PairsTable, read_pairs
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import FaceList, validation_lists
-from forgerydet.training.distributed import Dist, autocast, make_loader, setup_distributed
+from forgerydet.training.distributed import Dist, amp_precision, autocast, make_loader, setup_distributed
 
 
 @torch.no_grad()
 def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: list[Path] | None, mode: str,
                 device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off",
-                similarity: bool = False, tta: str = "none") -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                similarity: bool = False, tta: str = "none",
+                precision: str | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The logit of each face (sigmoid: fake probability), in 'single' (bank) or 'pair' (given references) mode;
     with similarity=True ('single' mode) also each face's cosine similarity to its nearest bank entry.
-    tta='flip' ('single' mode): the mean over the face and its mirror image, as `scan --tta flip` scores."""
+    tta='flip' ('single' mode): the mean over the face and its mirror image, as `scan --tta flip` scores.
+    precision ('single' mode): the arithmetic, as `scan --precision`; None: what `amp` makes of it on `device`."""
     model.eval()
     ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
     out, sims = [], []
     for batch in make_loader(ds, batch_size, workers, Dist(device=device)):
         x = batch["x"].to(device)
-        with autocast(device, amp):
-            if mode == "single":
-                _, logits, s = model.single_scores(x, tta)
-                sims.append(s)
-            else:
+        if mode == "single":  # in the precision a scan of this calibration scores in
+            _, logits, s = model.single_scores(x, tta, precision=precision or amp_precision(device, amp))
+            sims.append(s)
+        else:
+            with autocast(device, amp):
                 logits = model(x, mode, reference=batch["ref"].to(device))["logits"].float().cpu().numpy()
         out.append(logits)
     logits = np.concatenate(out).astype(np.float32)
@@ -69,7 +71,8 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     loss = float(torch.nn.functional.binary_cross_entropy(torch.tensor(single, dtype=torch.float32).clamp(1e-6, 1 - 1e-6), lab))
     return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
             "val_auc_pair": mp["auc"], "val_n": len(labels),
-            "calibration": calibrate(logits, np.asarray(labels), tcfg.calibration_fpr, _fusion_input(sims))}
+            "calibration": {**calibrate(logits, np.asarray(labels), tcfg.calibration_fpr, _fusion_input(sims)),
+                            "precision": amp_precision(device, tcfg.amp)}}
 
 
 def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[int]]:
@@ -119,13 +122,15 @@ def calibrate_checkpoint(
     workers: int = TrainConfig.workers,
     out: str | Path | None = None,
     tta: str = "none",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """`forgerydet calibrate`: score the validation split of pairs.csv in 'single' mode (the scan's mode)
     and store a temperature and a threshold (at most `fpr` of its real faces called FAKE), and the bank fusion
     (model/calibration.py) with its own threshold, in the checkpoint, atomically, keeping everything else.
-    tta='flip' scores as `scan --tta flip` does, and the record's 'tta' makes that the checkpoint's scan default.
-    Returns the calibration record."""
+    tta='flip' scores as `scan --tta flip` does, and the record's 'tta' makes that the checkpoint's scan default;
+    precision likewise ('fp32', 'bf16', 'fp16': model/calibration.PRECISION_CHOICES). Returns the calibration record."""
     check_tta(tta)
+    check_precision(precision)
     if not 0.0 < fpr < 1.0:
         raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
     if batch_size < 1:
@@ -138,11 +143,12 @@ def calibrate_checkpoint(
     table = read_pairs(pairs, need_splits=("val",))
     model = ck.model.to(d.device)
     paths, labels, refs, _ = validation_lists(table, "val")
-    amp = "auto" if d.device.type == "cuda" else "off"
-    logits, sims = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers, amp,
-                               similarity=True, tta=tta)
+    precision_autocast(d.device, precision)  # fp16 on a CPU: refused before the scoring
+    logits, sims = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers,
+                               similarity=True, tta=tta, precision=precision)
     cal = calibrate(logits, np.asarray(labels), fpr, _fusion_input(sims))
     cal["tta"] = tta
+    cal["precision"] = precision
     cal["val_auc"] = binary_metrics(labels, sigmoid(logits, cal["temperature"]))["auc"]
     if cal.get("bank_fusion"):
         cal["bank_fusion"]["val_auc"] = binary_metrics(labels, fused_logits(logits, sims, cal["bank_fusion"]))["auc"]
