@@ -8,7 +8,7 @@
 - the six videos: per-video fake probability and verdict at the checkpoint's stored threshold, and the
   video AUC (2 real, 4 fake).
 
-    python bench/heldout.py CHECKPOINT [CHECKPOINT ...] [--frames 32] [--json out.json]
+    python bench/heldout.py CHECKPOINT [CHECKPOINT ...] [--frames 32] [--json out.json] [--precision fp32 bf16]
     python bench/heldout.py --from-json A.json [B.json ...]     # print saved results again, no scoring
 
 Tune nothing on these: they are 40 + 17 crops and 6 videos of a handful of people. How little they can tell
@@ -65,14 +65,14 @@ def lists(tmp: Path) -> dict[str, tuple[Path, bool]]:
     }
 
 
-def evaluate_checkpoint(ck: str, frames: int) -> dict:
+def evaluate_checkpoint(ck: str, frames: int, precision: str | None = None) -> dict:
     from forgerydet.scan.config import ScanConfig
     from forgerydet.scan.evaluate import evaluate
 
     out = {}
     with tempfile.TemporaryDirectory() as t:
         for name, (lst, crops) in lists(Path(t)).items():
-            r = evaluate(lst, ck, config=ScanConfig(num_frames=frames, device="cpu"), crops=crops)
+            r = evaluate(lst, ck, config=ScanConfig(num_frames=frames, device="cpu", precision=precision), crops=crops)
             level = "video_level" if name == "videos" else "frame_level"
             m = r[level]["overall"]
             out[name] = {"auc": m.get("auc"), "accuracy": m.get("accuracy"), "n": m.get("n"),
@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="*")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--precision", nargs="+", default=[None], metavar="P",
+                    help="score each checkpoint in each of these (fp32, bf16; default: as it was calibrated), as "
+                         "`scan --precision`; results are named 'CHECKPOINT (P)'")
     ap.add_argument("--from-json", type=Path, nargs="+", help="print the results saved by --json, scoring nothing")
     a = ap.parse_args()
     if a.from_json:
@@ -134,7 +137,8 @@ def main() -> None:
     elif not DATA.is_dir():
         sys.exit(f"{DATA} not found: this bench needs ../shared/data (or FORGERYDET_SHARED_DATA)")
     else:
-        results = {ck: evaluate_checkpoint(ck, a.frames) for ck in a.checkpoints}
+        results = {ck if p is None else f"{ck} ({p})": evaluate_checkpoint(ck, a.frames, p)
+                   for ck in a.checkpoints for p in a.precision}
     print("| checkpoint | threshold | " + " | ".join(f"{n} AUC" for n in NAMES) + " |")
     print("|---|---:|" + "---:|" * len(NAMES))
     for ck, r in results.items():

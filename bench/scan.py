@@ -4,6 +4,8 @@
    frames, from the Scanner's own record timing (decode_s, detect_s, model_s, total_s), medians over repeats
    after a warm-up scan. Target: total / (decode + detection) <= 1.3 on CPU with the default backbone, i.e. the
    model and the bank add at most 30% to what finding the faces costs anyway. Skipped when the video is absent.
+   Where the CPU has bf16 instructions (AVX512-BF16 or AMX), or on a GPU, the same scan with `--precision bf16` is
+   timed round-robin with it and gets the same three figures (same target; --no-bf16 leaves it out).
    Beside it, the encoder on that video's faces as the scanner runs it (BatchNorms folded into the
    convolutions) against the checkpoint's encoder as stored, round-robin in one process: a ratio, no target.
 2. Peak RSS of a scan of a generated 10-minute video against a generated 10-second one (320x240, 25 fps, mp4v,
@@ -17,7 +19,7 @@ Without --checkpoint a checkpoint is built in a temp folder: Detector(ModelConfi
 weights, its bank rebuilt (key encoder) from --bank-images astronaut-derived face crops. Its scores mean nothing;
 its cost is that of any checkpoint with this backbone. Default run: about 2 minutes on 2 CPU cores.
 
-    .venv/bin/python bench/scan.py [--video PATH] [--frames 32] [--repeats 3] [--checkpoint CK] [--json]
+    .venv/bin/python bench/scan.py [--video PATH] [--frames 32] [--repeats 3] [--checkpoint CK] [--precision P] [--json]
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def child(args) -> None:
 
 
 def bench_timing(args, checkpoint: Path, log) -> tuple[list[dict], dict]:
+    from forgerydet.runtime import native_bf16
     from forgerydet.scan.config import ScanConfig
     from forgerydet.scan.scanner import Scanner
 
@@ -135,37 +138,48 @@ def bench_timing(args, checkpoint: Path, log) -> tuple[list[dict], dict]:
         log(msg)
         return [figure("scan: total / (decode + detection)", None, "x", f"≤ {RATIO_TARGET}", note=msg)], {"skipped": msg}
     t0 = time.perf_counter()
-    scanner = Scanner(checkpoint, ScanConfig(num_frames=args.frames, device=args.device))
+    scanner = Scanner(checkpoint, ScanConfig(num_frames=args.frames, device=args.device, precision=args.precision))
     load_s = time.perf_counter() - t0
-    records = []
+    scanners = {scanner.precision: scanner}
+    fast = args.device.startswith("cuda") or native_bf16()
+    if fast and "bf16" not in scanners and not args.no_bf16:  # the faster arithmetic beside it, same run
+        scanners["bf16"] = Scanner(checkpoint, ScanConfig(num_frames=args.frames, device=args.device, precision="bf16"))
+    records: dict[str, list[dict]] = {k: [] for k in scanners}
 
-    def scan_once() -> None:
-        rec = scanner.scan_file(video)
+    def scan_once(key: str) -> None:
+        rec = scanners[key].scan_file(video)
         if rec["status"] != "ok":
             raise RuntimeError(f"scan of {video} failed: {rec['status']} {rec['error']}")
-        records.append(rec)
+        records[key].append(rec)
 
-    interleaved({"scan": scan_once}, args.repeats, args.warmup, args.device)
-    timed = records[args.warmup :]
-    parts = {k: median([r["timing"][k] for r in timed]) for k in ("decode_s", "detect_s", "model_s", "total_s")}
-    base = parts["decode_s"] + parts["detect_s"]
-    ratio = parts["total_s"] / base
-    other = median([r["timing"]["total_s"] - r["timing"]["decode_s"] - r["timing"]["detect_s"] - r["timing"]["model_s"]
-                    for r in timed])  # scoring aggregation, record building
-    r0 = timed[0]
-    figs = [
-        figure(f"scan {video.name}, {args.frames} frames: decode", parts["decode_s"], "s"),
-        figure(f"scan {video.name}: face detection (MTCNN)", parts["detect_s"], "s"),
-        figure(f"scan {video.name}: model + bank", parts["model_s"], "s",
-               note=f"{r0['n_faces']} faces, {r0['n_faces'] / max(parts['model_s'], 1e-9):.1f} faces/s"),
-        figure(f"scan {video.name}: total per video", parts["total_s"], "s", note=f"aggregation etc. {other:.3f} s"),
-        figure("scan: total / (decode + detection)", ratio, "x", f"≤ {RATIO_TARGET}", ratio <= RATIO_TARGET),
-    ]
+    interleaved({k: (lambda k=k: scan_once(k)) for k in scanners}, args.repeats, args.warmup, args.device)
+    figs, detail = [], {"video": str(video), "frames": args.frames, "scanner_load_s": load_s,
+                        "default_precision": scanner.precision}
+    for key, recs in records.items():
+        timed = recs[args.warmup :]
+        parts = {k: median([r["timing"][k] for r in timed]) for k in ("decode_s", "detect_s", "model_s", "total_s")}
+        ratio = parts["total_s"] / (parts["decode_s"] + parts["detect_s"])
+        other = median([r["timing"]["total_s"] - r["timing"]["decode_s"] - r["timing"]["detect_s"]
+                        - r["timing"]["model_s"] for r in timed])  # scoring aggregation, record building
+        r0 = timed[0]
+        label = "scan" if key == scanner.precision else f"scan --precision {key}"
+        if key == scanner.precision:
+            figs += [figure(f"scan {video.name}, {args.frames} frames: decode", parts["decode_s"], "s"),
+                     figure(f"scan {video.name}: face detection (MTCNN)", parts["detect_s"], "s")]
+        figs += [
+            figure(f"{label} {video.name}: model + bank ({key})", parts["model_s"], "s",
+                   note=f"{r0['n_faces']} faces, {r0['n_faces'] / max(parts['model_s'], 1e-9):.1f} faces/s"),
+            figure(f"{label} {video.name}: total per video", parts["total_s"], "s",
+                   note=f"aggregation etc. {other:.3f} s; video score {r0['score']:.3f}"),
+            figure(f"{label}: total / (decode + detection)", ratio, "x", f"≤ {RATIO_TARGET}", ratio <= RATIO_TARGET),
+        ]
+        detail[key] = {"n_faces": r0["n_faces"], "frames_sampled": r0["frames_sampled"], "median": parts,
+                       "ratio": ratio, "score": r0["score"], "all_timings": [r["timing"] for r in timed]}
+    if len(records) == 1 and not fast:
+        figs.append(figure("scan --precision bf16", None, "", note="not timed: this CPU has no bf16 instructions"))
     fold = encoder_fold(scanner, checkpoint, video, args)
     figs += fold["figures"]
-    detail = {"video": str(video), "frames": args.frames, "n_faces": r0["n_faces"], "frames_sampled": r0["frames_sampled"],
-              "scanner_load_s": load_s, "median": parts, "ratio": ratio,
-              "all_timings": [r["timing"] for r in timed], "batchnorm_fold": fold["detail"]}
+    detail["batchnorm_fold"] = fold["detail"]
     return figs, detail
 
 
@@ -262,6 +276,9 @@ def main() -> dict | None:
     ap.add_argument("--skip-rss", action="store_true", help="only the timing part")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, for the model and MTCNN (default: %(default)s)")
+    ap.add_argument("--precision", default=None, help="fp32 | bf16 | fp16: the main scan's arithmetic (default: as the "
+                    "checkpoint was calibrated); a bf16 scan is timed beside it where the CPU has bf16 instructions or on a GPU")
+    ap.add_argument("--no-bf16", action="store_true", help="time the main scan only")
     ap.add_argument("--json", action="store_true", help="print one JSON object (for bench/run_all.py)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
