@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.scan.aggregate import STRATEGIES, aggregate, confident, track_scores
+from forgerydet.scan.aggregate import STRATEGIES, aggregate, confident, frame_interval, track_scores
 
 
 def test_mean():
@@ -113,3 +113,42 @@ def test_every_strategy_gives_a_probability():
     for strategy in STRATEGIES:
         v = aggregate(s, strategy, track_ids=np.tile([0, 1], 20), frame_ids=ids)
         assert s.min() <= v <= s.max()
+
+
+def _video(n_frames: int, seed: int = 0, faces_per_frame: int = 2):
+    rng = np.random.default_rng(seed)
+    s = rng.beta(2, 5, n_frames * faces_per_frame)  # (F,) face scores
+    frames = np.repeat(np.arange(n_frames) * 10, faces_per_frame)  # frame indices, not 0..n-1
+    tracks = np.tile(np.arange(faces_per_frame), n_frames)
+    return s, frames, tracks
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_frame_interval_is_aggregate_over_resampled_frames(strategy):
+    s, frames, tracks = _video(12)
+    lo, hi = frame_interval(s, strategy, frame_ids=frames, track_ids=tracks, level=0.8, n_boot=300, seed=3)
+    # the same resamplings, each aggregated the plain way
+    draws = np.random.default_rng(3).integers(0, 12, (300, 12))
+    vals = []
+    for d in draws:
+        idx = np.concatenate([np.flatnonzero(frames == 10 * k) for k in d])
+        new_frames = np.repeat(np.arange(12), 2)  # a frame drawn twice counts twice
+        vals.append(aggregate(s[idx], strategy, frame_ids=new_frames, track_ids=tracks[idx]))
+    want = np.quantile(vals, [0.1, 0.9])
+    np.testing.assert_allclose([lo, hi], want, atol=1e-12)
+    score = aggregate(s, strategy, frame_ids=frames, track_ids=tracks)
+    assert lo < score < hi and lo < hi
+    assert frame_interval(s, strategy, frame_ids=frames, track_ids=tracks, level=0.8, n_boot=300, seed=3) == (lo, hi)
+
+
+def test_frame_interval_narrows_with_more_frames_and_is_none_for_one_frame():
+    widths = []
+    for n in (16, 256):
+        s, frames, _ = _video(n, seed=1)
+        lo, hi = frame_interval(s, "max-then-mean", frame_ids=frames)
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2.5  # ~1/sqrt(frames): 4x narrower for 16x the frames, give or take
+    assert frame_interval([0.2, 0.9], "max-then-mean", frame_ids=[5, 5]) is None  # one frame: an image
+    assert frame_interval([0.4] * 6, "mean", frame_ids=range(6)) == pytest.approx((0.4, 0.4))  # no spread, no width
+    with pytest.raises(ValueError, match="frame_ids has 2 entries for 3 scores"):
+        frame_interval([0.1, 0.2, 0.3], "mean", frame_ids=[1, 2])

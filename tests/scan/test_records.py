@@ -10,15 +10,15 @@ import numpy as np
 
 from forgerydet import __version__
 from forgerydet.scan.records import (
-    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, csv_text, deinterlaced_note, empty_record, json_record, json_text, many_faces_note,
-    reliability_notes, select_faces,
+    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, csv_text, deinterlaced_note, empty_record, json_record, json_text,
+    many_faces_note, reliability_notes, select_faces,
 )
 
 
 def test_empty_record_layout():
     assert empty_record("/v/a.mp4", 0.4) == {
         "path": "/v/a.mp4", "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
-        "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0,
+        "score_interval": None, "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0,
         "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": [], "notes": [],
     }  # fmt: skip
 
@@ -117,3 +117,15 @@ def test_a_fake_verdict_on_several_faces_says_which_faces():
     assert many_faces_note(tracks(0.9), "FAKE", 0.338) == []  # one face: nothing to add
     assert many_faces_note(tracks(0.1, 0.2), "REAL", 0.338) == []
     assert many_faces_note([], None, 0.338) == []
+
+
+def test_a_verdict_that_depends_on_the_sampled_frames_is_a_close_call():
+    assert close_call_note((0.333, 0.470), 0.338, 32, 32) == [
+        "close call: resampling its 32 frames with faces moves the score over 0.333-0.470 (90%), across the threshold "
+        "0.338; scan more frames (--frames 128) to settle it"]
+    assert close_call_note((0.2, 0.5), 0.338, 20, 32)[0].startswith("close call: resampling its 20 frames with faces")
+    assert close_call_note((0.2, 0.5), 0.338, 20, 32)[0].endswith("(--frames 128) to settle it")
+    assert close_call_note((0.247, 0.334), 0.338, 32, 32) == []  # all below: REAL whichever frames
+    assert close_call_note((0.338, 0.5), 0.338, 32, 32) == []  # all at or above: FAKE whichever frames
+    assert close_call_note((0.3, 0.338), 0.338, 32, 32)[0].startswith("close call")  # its top reaches FAKE
+    assert close_call_note(None, 0.338, 1, 1) == []  # an image

@@ -56,7 +56,7 @@ def results(tmp_path, astronaut):
     base = {"threshold": 0.5, "error": None}
     return [
         {**base, "path": f"/data/{NASTY}", "kind": "video", "status": "ok", "verdict": "FAKE", "score": 0.71,
-         "frames_sampled": 16, "frames_with_face": 16, "n_faces": 32, "n_tracks": 2, "fps": 25.0,
+         "score_interval": [0.634, 0.7712], "frames_sampled": 16, "frames_with_face": 16, "n_faces": 32, "n_tracks": 2, "fps": 25.0,
          "tracks": [{"track_id": 0, "score": 0.31, "n_faces": 16}, {"track_id": 1, "score": 0.81, "n_faces": 16}],
          "faces": video_faces},
         {**base, "path": "/data/portrait.jpg", "kind": "image", "status": "ok", "verdict": "REAL", "score": 0.28,
@@ -107,6 +107,8 @@ def test_page_content_and_escaping(report):
     assert "000_0042.png" in page and "slot 40" in page  # neighbours without a picture are named
     assert "24 of 32 faces" in page and "the only face" in page and "1 face in 1 track" in page
     assert "mobilenetv2_100" in page and "12.35" in page  # settings table
+    assert "(threshold 0.5; 0.63-0.77 over resampled frames)" in page  # the video's; an image has none
+    assert page.count("over resampled frames") == 1
     assert "http://" not in page and "https://" not in page  # no external resources
 
 

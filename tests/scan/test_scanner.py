@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -77,6 +78,28 @@ def test_scan_batch_json_schema_and_failures(checkpoint, media, tmp_path):
         assert recs[bad]["status"] == "error" and recs[bad]["error"], recs[bad]
     assert csv_out.read_text().count("\n") == 5
     assert sha(checkpoint) == before  # scanning never writes the bank or the checkpoint
+
+
+def test_a_video_gets_its_frame_resampling_interval_and_a_close_call_note(checkpoint, media, tmp_path, astronaut):
+    from forgerydet.scan.aggregate import frame_interval
+
+    rec = Scanner(checkpoint, ScanConfig(num_frames=6, device="cpu")).scan_file(media["face"])
+    scores = [f["score"] for f in rec["faces"]]
+    frames = [f["frame_index"] for f in rec["faces"]]
+    lo, hi = rec["score_interval"]
+    assert (lo, hi) == frame_interval(scores, "max-then-mean", frame_ids=frames, level=0.9)
+    assert lo <= rec["score"] <= hi and lo < hi  # the six frames' faces differ
+    assert not any(n.startswith("close call") for n in rec["notes"])  # the tiny model's threshold 0.5 is far away
+    at = Scanner(checkpoint, ScanConfig(num_frames=6, device="cpu", threshold=(lo + hi) / 2)).scan_file(media["face"])
+    assert tuple(at["score_interval"]) == (lo, hi)
+    assert at["notes"][-1] == (f"close call: resampling its 6 frames with faces moves the score over {lo:.3f}-{hi:.3f} "
+                               f"(90%), across the threshold {(lo + hi) / 2:.3f}; scan more frames (--frames 24) to "
+                               f"settle it")
+    png = tmp_path / "face.png"
+    cv2.imwrite(str(png), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    image = Scanner(checkpoint, ScanConfig(device="cpu", threshold=0.01)).scan_file(png)
+    assert image["status"] == "ok" and image["score_interval"] is None
+    assert not any(n.startswith("close call") for n in image["notes"])
 
 
 def test_scanner_keeps_crops_only_for_the_report(checkpoint, media):

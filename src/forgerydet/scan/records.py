@@ -2,7 +2,8 @@
 CLI's --json/--csv and the report read it), and which faces keep their pictures for a report.
 
     path, kind ('video'|'image'), status ('ok'|'no_face'|'error'|'not_scanned'), error, verdict ('FAKE'|'REAL'),
-    score (aggregated fake probability), threshold, frames_sampled, frames_with_face, frames_deinterlaced (sampled
+    score (aggregated fake probability), score_interval ([low, high]: the score's central 90 % over resamplings of
+    the sampled frames, aggregate.frame_interval; None for an image), threshold, frames_sampled, frames_with_face, frames_deinterlaced (sampled
     frames of an interlaced video, deinterlaced before detection: faces/playback.py), pixel_aspect (the stored
     frames' sample aspect ratio; boxes are in frames stretched to square pixels), n_faces, n_tracks, fps,
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
@@ -33,7 +34,7 @@ def empty_record(path: str | Path, threshold: float | None = None, status: str =
     """A file's result record before anything is known (see scan/records.py for the layout). The path
     is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
     return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
-            "verdict": None, "score": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
+            "verdict": None, "score": None, "score_interval": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
             "frames_deinterlaced": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [],
             "faces": [], "notes": []}
 
@@ -54,6 +55,20 @@ def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
     if deinterlaced == 0:
         return []
     return [f"interlaced: {deinterlaced} of {sampled} frames deinterlaced"]
+
+
+INTERVAL_LEVEL = 0.9  # the share of frame resamplings a file's score_interval holds
+
+
+def close_call_note(interval: tuple[float, float] | None, threshold: float, frames: int, sampled: int) -> list[str]:
+    """Say so when the verdict depends on which frames were sampled: the threshold lies inside the score's
+    frame-resampling interval (over the `frames` with a face of `sampled`). More frames narrow it (about as
+    1 / sqrt(frames)), so the note suggests four times as many."""
+    if interval is None or not interval[0] < threshold <= interval[1]:
+        return []
+    return [f"close call: resampling its {frames} frames with faces moves the score over {interval[0]:.3f}-"
+            f"{interval[1]:.3f} ({INTERVAL_LEVEL:.0%}), across the threshold {threshold:.3f}; scan more frames "
+            f"(--frames {4 * sampled}) to settle it"]
 
 
 def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold: float) -> list[str]:

@@ -195,7 +195,9 @@ def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
 
     thr = float(r.get("threshold", 0.5))
     fps = r.get("fps")
-    meta = [f"fake probability <b>{_num(r.get('score'))}</b> (threshold {thr:g})", _e(kind)]
+    iv = r.get("score_interval")
+    spread = f"; {_num(iv[0], '.2f')}-{_num(iv[1], '.2f')} over resampled frames" if iv else ""
+    meta = [f"fake probability <b>{_num(r.get('score'))}</b> (threshold {thr:g}{spread})", _e(kind)]
     if kind == "video":
         meta.append(f"{_e(r.get('frames_with_face', 0))} of {_e(sampled)} sampled frames with a face")
         if fps:

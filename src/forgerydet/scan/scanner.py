@@ -24,9 +24,10 @@ from forgerydet.model.detector import precision_autocast
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
 from forgerydet.runtime import Progress, resolve_device
-from forgerydet.scan.aggregate import aggregate, track_scores
+from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.records import deinterlaced_note, empty_record, many_faces_note, reliability_notes
+from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, many_faces_note,
+                                     reliability_notes)
 
 SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
 MODELS_ENV = "FORGERYDET_MODEL"
@@ -239,6 +240,8 @@ class Scanner:
         confs = np.array([f.confidence for f in faces])
         rec["score"] = float(aggregate(scores, cfg.aggregation, track_ids=tids, frame_ids=fids, confidences=confs))
         rec["verdict"] = "FAKE" if rec["score"] >= self.threshold else "REAL"
+        rec["score_interval"] = frame_interval(scores, cfg.aggregation, frame_ids=fids, track_ids=tids,
+                                               level=INTERVAL_LEVEL)
         per_track = track_scores(scores, tids, "mean", frame_ids=fids)
         rec["tracks"] = [{"track_id": int(t), "score": float(s), "n_faces": int((tids == t).sum())} for t, s in sorted(per_track.items())]
         for k, f in enumerate(faces):
@@ -249,7 +252,9 @@ class Scanner:
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
         rec["notes"] = (reliability_notes(rec["faces"]) + deinterlaced_note(src.deinterlaced, len(src.frames))
-                        + many_faces_note(rec["tracks"], rec["verdict"], self.threshold))
+                        + many_faces_note(rec["tracks"], rec["verdict"], self.threshold)
+                        + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
+                                          cfg.num_frames))
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
