@@ -79,13 +79,14 @@ def test_json_text_is_the_version_the_settings_and_the_records():
 
 def test_csv_text_is_one_row_per_file_with_exactly_the_columns():
     assert CSV_COLUMNS == ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-                           "frames_with_face", "error", "notes"]
+                           "frames_with_face", "error", "notes", "score_low", "score_high"]
     rows = _scanned()
     rows[0]["notes"] = ["small faces (median 40 px): less reliable", "other"]
+    rows[0]["score_interval"] = [0.625, 0.8125]
     assert csv_text(rows).splitlines() == [
         ",".join(CSV_COLUMNS),
-        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other',
-        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,",
+        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other,0.625,0.8125',
+        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,,,",
     ]
 
 

@@ -106,8 +106,9 @@ def select_faces(faces: list[dict], max_faces: int = MAX_FACES) -> list[int]:
     return [i for i in order if i in chosen]
 
 
+# `scan --csv`: one row per file (notes joined by '; '); new columns go at the end, so older readers keep working
 CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-               "frames_with_face", "error", "notes"]  # `scan --csv`: one row per file (notes joined by '; ')
+               "frames_with_face", "error", "notes", "score_low", "score_high"]
 
 
 def json_text(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
@@ -121,5 +122,7 @@ def csv_text(results: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     w.writeheader()
-    w.writerows({**r, "notes": "; ".join(r.get("notes") or [])} for r in results)
+    for r in results:
+        low, high = r.get("score_interval") or (None, None)
+        w.writerow({**r, "notes": "; ".join(r.get("notes") or []), "score_low": low, "score_high": high})
     return buf.getvalue()
