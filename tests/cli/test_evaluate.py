@@ -78,8 +78,18 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
         ["video", "overall", "1", "2", "1.000", "-", "0.950", "0.000", "1.000"],
     ]
     assert "metrics: ev/metrics.json   ROC: ev/roc.png" in r.stdout
+    assert "close calls" not in r.stdout  # no video had an interval (crops)
     # a skipped file's note names it once: the path when the message does not start with it
     assert r.stderr.splitlines() == ["skipped /d/a.png: cannot decode the image", "skipped b.mp4: no_face"]
+
+
+def test_close_calls_get_a_line_under_the_table(fake_evaluate, tmp_path):
+    _, result = fake_evaluate
+    result["close_calls"] = {"videos": 40, "close_calls": 3, "accuracy_close_calls": 1 / 3, "accuracy_others": 0.918}
+    r = cli("evaluate", tmp_path / "l.csv", "--checkpoint", tmp_path / "c.safetensors")
+    assert r.exit_code == 0, r.output
+    assert ("close calls (the threshold inside a video's score interval over resampled frames): 3 of 40 videos; "
+            "accuracy 0.33 on them, 0.92 on the other 37") in r.flat
 
 
 def test_the_table_fits_80_columns_with_every_figure_whole(fake_evaluate, tmp_path):

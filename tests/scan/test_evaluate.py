@@ -56,6 +56,7 @@ def test_evaluate_auc_equals_sklearn_on_the_same_scores(setup, tmp_path):
     assert lo <= res["frame_level"]["overall"]["auc"] <= hi
     assert f"{lo:.2f}-{hi:.2f}" in r.output
     assert "frame" in r.output and "overall" in r.output
+    assert res["close_calls"] is None and all(f["score_interval"] is None for f in res["files"])  # crops: no frames
 
 
 def test_one_class_list_is_a_clear_message(setup, tmp_path):
@@ -121,3 +122,21 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(Scanner, "_score", stop_at(1))
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output
+
+
+def test_videos_carry_their_score_interval_and_the_close_calls_are_summed_up(setup, tmp_path, astronaut):
+    from forgerydet.scan.evaluate import evaluate
+    from forgerydet.scan.records import close_call_summary
+    from tests._faces_util import face_frames, write_video
+
+    ck, _, _ = setup
+    items = tmp_path / "videos.csv"
+    write_video(tmp_path / "a.mp4", face_frames(astronaut, 5), fps=5)
+    write_video(tmp_path / "b.mp4", face_frames(astronaut, 5, shift=9), fps=5)
+    items.write_text("path,label\na.mp4,real\nb.mp4,fake\n")
+    res = evaluate(items, ck, config=ScanConfig(num_frames=5, device="cpu"))
+    for f in res["files"]:
+        lo, hi = f["score_interval"]
+        assert lo <= f["score"] <= hi
+    assert res["close_calls"] == close_call_summary(res["files"], res["threshold"])
+    assert res["close_calls"]["videos"] == 2

@@ -7,10 +7,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from forgerydet import __version__
 from forgerydet.scan.records import (
-    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, csv_text, deinterlaced_note, empty_record, json_record, json_text,
+    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, close_call_summary, csv_text, deinterlaced_note, empty_record, json_record, json_text,
     many_faces_note, reliability_notes, select_faces,
 )
 
@@ -130,3 +131,16 @@ def test_a_verdict_that_depends_on_the_sampled_frames_is_a_close_call():
     assert close_call_note((0.338, 0.5), 0.338, 32, 32) == []  # all at or above: FAKE whichever frames
     assert close_call_note((0.3, 0.338), 0.338, 32, 32)[0].startswith("close call")  # its top reaches FAKE
     assert close_call_note(None, 0.338, 1, 1) == []  # an image
+
+
+def test_close_call_summary_counts_them_and_the_accuracy_on_each_side():
+    def f(score, label, interval):
+        return {"score": score, "label": label, "score_interval": interval}
+
+    files = [f(0.40, 1, [0.33, 0.47]), f(0.30, 1, [0.25, 0.35]),  # close calls: one right, one wrong
+             f(0.10, 0, [0.05, 0.15]), f(0.70, 1, [0.60, 0.80]), f(0.60, 0, [0.50, 0.70]),  # others: 2 of 3 right
+             f(0.90, 1, None)]  # an image: no interval, not counted
+    assert close_call_summary(files, 0.338) == {"videos": 5, "close_calls": 2, "accuracy_close_calls": 0.5,
+                                                "accuracy_others": pytest.approx(2 / 3)}
+    assert close_call_summary(files[2:5], 0.338)["accuracy_close_calls"] is None
+    assert close_call_summary([f(0.9, 1, None)], 0.338) is None

@@ -60,6 +60,12 @@ def evaluate_cmd(
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
     console.print(metrics_table(res, console.width))
+    cc = res.get("close_calls")
+    if cc:
+        acc = lambda a: "-" if a is None else f"{a:.2f}"  # noqa: E731
+        console.print(f"close calls (the threshold inside a video's score interval over resampled frames): "
+                      f"{cc['close_calls']} of {cc['videos']} videos; accuracy {acc(cc['accuracy_close_calls'])} on "
+                      f"them, {acc(cc['accuracy_others'])} on the other {cc['videos'] - cc['close_calls']}", highlight=False)
     written = [f"metrics: {res['metrics_json']}"] if res.get("metrics_json") else []
     written += [f"ROC: {res['roc_png']}"] if res.get("roc_png") else []
     if written:

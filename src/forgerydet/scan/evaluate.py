@@ -18,7 +18,7 @@ from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.records import json_record
+from forgerydet.scan.records import close_call_summary, json_record
 from forgerydet.scan.scanner import Scanner
 
 def evaluate(
@@ -64,7 +64,7 @@ def evaluate(
             file_s.append(rec["score"])
             file_g.append(it.group)
             records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
-                            "n_faces": n})
+                            "score_interval": rec.get("score_interval"), "n_faces": n})
     except KeyboardInterrupt:  # a long evaluation stopped by Ctrl-C still reports the files it scored
         if not records:
             raise
@@ -81,6 +81,7 @@ def evaluate(
         "threshold": thr,
         "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True),
         "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True),
+        "close_calls": close_call_summary(records, thr),
         "files": records,
         "skipped": skipped,
     }

@@ -64,11 +64,32 @@ def close_call_note(interval: tuple[float, float] | None, threshold: float, fram
     """Say so when the verdict depends on which frames were sampled: the threshold lies inside the score's
     frame-resampling interval (over the `frames` with a face of `sampled`). More frames narrow it (about as
     1 / sqrt(frames)), so the note suggests four times as many."""
-    if interval is None or not interval[0] < threshold <= interval[1]:
+    if not is_close_call(interval, threshold):
         return []
     return [f"close call: resampling its {frames} frames with faces moves the score over {interval[0]:.3f}-"
             f"{interval[1]:.3f} ({INTERVAL_LEVEL:.0%}), across the threshold {threshold:.3f}; scan more frames "
             f"(--frames {4 * sampled}) to settle it"]
+
+
+def is_close_call(interval: tuple[float, float] | list[float] | None, threshold: float) -> bool:
+    """Whether the threshold lies inside a score's frame-resampling interval (close_call_note's test)."""
+    return interval is not None and interval[0] < threshold <= interval[1]
+
+
+def close_call_summary(files: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
+    """`evaluate`: of the scored files with a score_interval (videos), how many were close calls, and the
+    accuracy at the threshold on those and on the others (label 1: fake). None when no file has an interval."""
+    videos = [f for f in files if f.get("score_interval") is not None]
+    if not videos:
+        return None
+    close = [is_close_call(f["score_interval"], threshold) for f in videos]
+
+    def accuracy(rows: list[dict[str, Any]]) -> float | None:
+        return sum((r["score"] >= threshold) == bool(r["label"]) for r in rows) / len(rows) if rows else None
+
+    return {"videos": len(videos), "close_calls": sum(close),
+            "accuracy_close_calls": accuracy([f for f, c in zip(videos, close) if c]),
+            "accuracy_others": accuracy([f for f, c in zip(videos, close) if not c])}
 
 
 def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold: float) -> list[str]:
