@@ -154,7 +154,8 @@ def test_a_calibration_fitted_against_an_earlier_bank_is_noted_unless_a_threshol
         assert r.exit_code == 0 and r.stderr == "", r.output
 
 
-def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
+def _calibrated_as(path, **record):
+    """A tiny checkpoint with a filled bank whose calibration record says `record` (tta, precision)."""
     import torch
 
     from forgerydet.model.checkpoint import save_checkpoint
@@ -164,8 +165,12 @@ def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
     m = tiny_model(bank_size=16).eval()
     m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
     cal = {"threshold": 0.4, "temperature": 1.0}
-    ck = save_checkpoint(tmp_path / "flip.safetensors", m, bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)],
-                         extra={**cal, "calibration": {**cal, "tta": "flip", "bank_contents": m.bank.contents_digest()}})
+    return save_checkpoint(path, m, bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)],
+                           extra={**cal, "calibration": {**cal, **record, "bank_contents": m.bank.contents_digest()}})
+
+
+def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
+    ck = _calibrated_as(tmp_path / "flip.safetensors", tta="flip")
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--tta", "none")
     assert r.exit_code == 0, r.output
     assert " ".join(r.stderr.split()) == ("note: the checkpoint was calibrated with --tta flip; scored with --tta none, "
@@ -176,18 +181,9 @@ def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
 
 
 def test_scoring_in_another_precision_than_the_calibration_is_noted(face_png, tmp_path, monkeypatch):
-    import torch
-
     from forgerydet.cli import scan as scan_cli
-    from forgerydet.model.checkpoint import save_checkpoint
-    from tests.helpers import tiny_model
 
-    torch.manual_seed(0)
-    m = tiny_model(bank_size=16).eval()
-    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
-    cal = {"threshold": 0.4, "temperature": 1.0}
-    ck = save_checkpoint(tmp_path / "bf16.safetensors", m, bank_sources=[f"/nowhere/real_{i}.png" for i in range(10)],
-                         extra={**cal, "calibration": {**cal, "precision": "bf16", "bank_contents": m.bank.contents_digest()}})
+    ck = _calibrated_as(tmp_path / "bf16.safetensors", precision="bf16")
     monkeypatch.setattr(scan_cli, "native_bf16", lambda: True)
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--precision", "fp32", "--json", tmp_path / "s.json")
     assert r.exit_code == 0, r.output
