@@ -65,7 +65,7 @@ def resolve_device(device: str) -> "torch.device":
 
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where `--precision bf16` roughly halves a
-    scan's model time (lite0 on 32 faces 0.30 -> 0.16 s, 2-core Xeon, 2026-12-06); elsewhere bf16 is emulated."""
+    scan's model time (lite0 on 32 faces 0.30 -> 0.16 s, 2-core AMD EPYC VM, 2026-12-06); elsewhere bf16 is emulated."""
     import torch
 
     cpu = getattr(torch, "cpu", None)

@@ -3,8 +3,8 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
 
     path, kind ('video'|'image'), status ('ok'|'no_face'|'error'|'not_scanned'), error, verdict ('FAKE'|'REAL'),
     score (aggregated fake probability), score_interval ([low, high]: the score's central 90 % over resamplings of
-    the sampled frames, aggregate.frame_interval; None for an image), threshold, frames_sampled, frames_with_face, frames_deinterlaced (sampled
-    frames of an interlaced video, deinterlaced before detection: faces/playback.py), pixel_aspect (the stored
+    the sampled frames, aggregate.frame_interval; None for an image), threshold, frames_sampled, frames_with_face,
+    frames_deinterlaced (sampled frames of an interlaced video, deinterlaced before detection: faces/playback.py), pixel_aspect (the stored
     frames' sample aspect ratio; boxes are in frames stretched to square pixels), n_faces, n_tracks, fps,
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
     neighbours [{slot, similarity, source | reference fields}], crop, attention}], notes [why a verdict deserves
@@ -34,8 +34,8 @@ def empty_record(path: str | Path, threshold: float | None = None, status: str =
     """A file's result record before anything is known (see scan/records.py for the layout). The path
     is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
     return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
-            "verdict": None, "score": None, "score_interval": None, "threshold": threshold, "frames_sampled": 0, "frames_with_face": 0,
-            "frames_deinterlaced": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [],
+            "verdict": None, "score": None, "score_interval": None, "threshold": threshold, "frames_sampled": 0,
+            "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [],
             "faces": [], "notes": []}
 
 

@@ -69,8 +69,8 @@ def amp_precision(device: torch.device, amp: str) -> str:
 
 def autocast(device: torch.device, amp: str) -> torch.autocast:
     """Training's mixed precision: `amp` on CUDA ('auto' is bf16), off on a CPU (bf16 steps measured no faster
-    there: a lite0 encoder step on 32 faces 1.20-1.21 s in bf16 against 1.15-1.23 s in fp32, 2-core AVX512-BF16
-    Xeon, 2026-12-06)."""
+    there: a lite0 encoder step on 32 faces 1.20-1.21 s in bf16 against 1.15-1.23 s in fp32, 2-core AMD EPYC VM with
+    AVX512-BF16, 2026-12-06)."""
     return precision_autocast(device, amp_precision(device, amp))
 
 
