@@ -4,8 +4,9 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
     path, kind ('video'|'image'), status ('ok'|'no_face'|'error'|'not_scanned'), error, verdict ('FAKE'|'REAL'),
     score (aggregated fake probability), score_interval ([low, high]: the score's central 90 % over resamplings of
     the sampled frames, aggregate.frame_interval; None for an image), threshold, frames_sampled, frames_with_face,
-    frames_deinterlaced (sampled frames of an interlaced video, deinterlaced before detection: faces/playback.py), pixel_aspect (the stored
-    frames' sample aspect ratio; boxes are in frames stretched to square pixels), n_faces, n_tracks, fps,
+    frames_deinterlaced (sampled frames of an interlaced video, deinterlaced before detection: faces/playback.py),
+    pixel_aspect (the stored frames' sample aspect ratio; boxes are in frames stretched to square pixels), n_faces,
+    n_tracks, fps,
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
     neighbours [{slot, similarity, source | reference fields}], crop, attention}], notes [why a verdict deserves
     less trust], timing, reference"""
