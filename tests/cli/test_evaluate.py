@@ -42,6 +42,8 @@ def fake_evaluate(monkeypatch):
         "skipped": [{"path": "/d/a.png", "error": "/d/a.png: cannot decode the image", "status": "error"},
                     {"path": "/d/b.mp4", "error": None, "status": "no_face"}],
         "metrics_json": "ev/metrics.json", "roc_png": "ev/roc.png", "output_errors": [], "problems": [],
+        "checkpoint": {"calibrated_against": "this bank", "tta": "flip", "calibrated_tta": "flip", "precision": "fp32",
+                       "calibrated_precision": "fp32", "device": "cpu"},
     }
 
     def run(list_csv, checkpoint, *, config, crops, out_dir, progress):
@@ -81,6 +83,18 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
     assert "close calls" not in r.stdout  # no video had an interval (crops)
     # a skipped file's note names it once: the path when the message does not start with it
     assert r.stderr.splitlines() == ["skipped /d/a.png: cannot decode the image", "skipped b.mp4: no_face"]
+
+
+def test_scoring_otherwise_than_the_calibration_is_noted(fake_evaluate, tmp_path):
+    _, result = fake_evaluate
+    result["checkpoint"] = {**result["checkpoint"], "precision": "bf16"}
+    result["skipped"] = []
+    r = cli("evaluate", tmp_path / "l.csv", "--checkpoint", tmp_path / "c.safetensors", "--precision", "bf16")
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.stderr.split()) == ("note: the checkpoint was calibrated in fp32; scored in bf16, its threshold "
+                                          "and probabilities are only approximately calibrated")
+    r = cli("evaluate", tmp_path / "l.csv", "--checkpoint", tmp_path / "c.safetensors", "--threshold", "0.5")
+    assert r.exit_code == 0 and r.stderr == "", r.output  # a threshold given: nothing calibrated is relied on
 
 
 def test_close_calls_get_a_line_under_the_table(fake_evaluate, tmp_path):

@@ -181,10 +181,10 @@ def test_scoring_otherwise_than_the_calibration_is_noted(face_png, tmp_path):
 
 
 def test_scoring_in_another_precision_than_the_calibration_is_noted(face_png, tmp_path, monkeypatch):
-    from forgerydet.cli import scan as scan_cli
+    from forgerydet import runtime
 
     ck = _calibrated_as(tmp_path / "bf16.safetensors", precision="bf16")
-    monkeypatch.setattr(scan_cli, "native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "native_bf16", lambda: True)
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--precision", "fp32", "--json", tmp_path / "s.json")
     assert r.exit_code == 0, r.output
     assert " ".join(r.stderr.split()) == ("note: the checkpoint was calibrated in bf16; scored in fp32, its threshold "
@@ -194,7 +194,7 @@ def test_scoring_in_another_precision_than_the_calibration_is_noted(face_png, tm
     for args in ([], ["--precision", "fp32", "--threshold", "0.5"]):  # the calibration's own way, or a threshold given
         r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", *args)
         assert r.exit_code == 0 and r.stderr == "", r.output
-    monkeypatch.setattr(scan_cli, "native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda: False)
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert " ".join(r.stderr.split()) == ("note: this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision "

@@ -11,8 +11,8 @@ from rich.console import Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, shown, shows_whole,
-                                   user_errors)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, settings_notes,
+                                   shown, shows_whole, user_errors)
 from forgerydet.scan.config import ScanConfig
 
 
@@ -59,6 +59,8 @@ def evaluate_cmd(
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
+    for line in settings_notes(res["checkpoint"], threshold):
+        note("note:", line, style="yellow")
     console.print(metrics_table(res, console.width))
     cc = res.get("close_calls")
     if cc:

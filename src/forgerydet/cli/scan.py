@@ -13,12 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, shows_whole,
-                                   user_errors)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, settings_notes,
+                                   shows_whole, user_errors)
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_output, write_text_atomic
-from forgerydet.runtime import native_bf16
 from forgerydet.scan.config import ScanConfig
 
 
@@ -68,23 +67,8 @@ def scan_cmd(
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
         scanner = Scanner(checkpoint, cfg)
     settings = scanner.settings()
-    if settings["calibrated_against"] == "an earlier bank" and "reference" not in settings and "bank" not in settings \
-            and threshold is None:
-        note("note:", "the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt "
-                      "since): refit them with `forgerydet calibrate`", style="yellow")
-    if settings["tta"] != settings["calibrated_tta"] and settings["calibrated_against"] != "not calibrated" \
-            and threshold is None:
-        note("note:", f"the checkpoint was calibrated with --tta {settings['calibrated_tta']}; scored with --tta "
-                      f"{settings['tta']}, its threshold and probabilities are only approximately calibrated",
-             style="yellow")
-    if settings["precision"] != settings["calibrated_precision"] and settings["calibrated_against"] != "not calibrated" \
-            and threshold is None:
-        note("note:", f"the checkpoint was calibrated in {settings['calibrated_precision']}; scored in "
-                      f"{settings['precision']}, its threshold and probabilities are only approximately calibrated",
-             style="yellow")
-    if settings["precision"] == "bf16" and settings["device"] == "cpu" and not native_bf16():
-        note("note:", "this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision fp32 is likely faster",
-             style="yellow")
+    for line in settings_notes(settings, threshold):
+        note("note:", line, style="yellow")
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
     for r in bad_paths:
         note("skipped:", r["error"])
