@@ -69,3 +69,7 @@ def test_check_precision_accepts_the_choices_and_names_them_otherwise():
         check_precision(p)
     with pytest.raises(ForgeryDetError, match=r"^unknown --precision 'FP32': use one of fp32, bf16, fp16$"):
         check_precision("FP32")
+    check_precision("fp16", "cuda")
+    check_precision("bf16", "cpu")
+    with pytest.raises(ForgeryDetError, match=r"^--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32$"):
+        check_precision("fp16", "cpu")

@@ -38,10 +38,13 @@ def check_tta(tta: str) -> None:
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 
 
-def check_precision(precision: str) -> None:
-    """One clear error for a precision that is not one of PRECISION_CHOICES."""
+def check_precision(precision: str, device_type: str | None = None) -> None:
+    """One clear error for a precision that is not one of PRECISION_CHOICES, or (given the device type: 'cpu',
+    'cuda') one that device cannot compute in: fp16 needs CUDA."""
     if precision not in PRECISION_CHOICES:
         raise ForgeryDetError(f"unknown --precision {precision!r}: use one of {', '.join(PRECISION_CHOICES)}")
+    if precision == "fp16" and device_type is not None and device_type != "cuda":
+        raise ForgeryDetError(f"--precision fp16 needs a CUDA GPU, not {device_type}: use bf16 or fp32")
 
 
 DEFAULT_FPR = 0.05

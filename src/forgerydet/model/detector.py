@@ -30,9 +30,7 @@ MODES = ("pair", "single")
 def precision_autocast(device: torch.device, precision: str) -> torch.autocast:
     """The autocast context that scores faces in `precision` (model/calibration.PRECISION_CHOICES) on `device`:
     fp32 turns autocast off (also inside an outer one), bf16 works on a CPU or CUDA, fp16 needs CUDA."""
-    check_precision(precision)
-    if precision == "fp16" and device.type != "cuda":
-        raise ForgeryDetError(f"--precision fp16 needs a CUDA GPU, not {device.type}: use bf16 or fp32")
+    check_precision(precision, device.type)
     if precision == "fp32":
         return torch.autocast(device_type=device.type, enabled=False)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

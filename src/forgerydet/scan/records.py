@@ -61,6 +61,11 @@ def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
 INTERVAL_LEVEL = 0.9  # the share of frame resamplings a file's score_interval holds
 
 
+def is_close_call(interval: tuple[float, float] | list[float] | None, threshold: float) -> bool:
+    """Whether the threshold lies inside a score's frame-resampling interval (close_call_note's test)."""
+    return interval is not None and interval[0] < threshold <= interval[1]
+
+
 def close_call_note(interval: tuple[float, float] | None, threshold: float, frames: int, sampled: int) -> list[str]:
     """Say so when the verdict depends on which frames were sampled: the threshold lies inside the score's
     frame-resampling interval (over the `frames` with a face of `sampled`). More frames narrow it (about as
@@ -70,11 +75,6 @@ def close_call_note(interval: tuple[float, float] | None, threshold: float, fram
     return [f"close call: resampling its {frames} frames with faces moves the score over {interval[0]:.3f}-"
             f"{interval[1]:.3f} ({INTERVAL_LEVEL:.0%}), across the threshold {threshold:.3f}; scan more frames "
             f"(--frames {4 * sampled}) to settle it"]
-
-
-def is_close_call(interval: tuple[float, float] | list[float] | None, threshold: float) -> bool:
-    """Whether the threshold lies inside a score's frame-resampling interval (close_call_note's test)."""
-    return interval is not None and interval[0] < threshold <= interval[1]
 
 
 def close_call_summary(files: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:

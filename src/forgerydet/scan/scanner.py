@@ -18,9 +18,8 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.media import expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import file_sha256
-from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, fused_logits, sigmoid
+from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
-from forgerydet.model.detector import precision_autocast
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
 from forgerydet.runtime import Progress, resolve_device
@@ -64,6 +63,15 @@ class _TimedDetector(FaceDetector):
             self.seconds += time.perf_counter() - t0
 
 
+def _calibrated(ck: Checkpoint, path: Path, key: str, choices: tuple[str, ...], default: str) -> str:
+    """How the checkpoint's calibration scored faces (its record's `key`, `default` when absent), checked."""
+    value = str((ck.extra.get("calibration") or {}).get(key) or default)
+    if value not in choices:
+        raise ForgeryDetError(f"{path}: its calibration's {key} {value!r} is not one of {', '.join(choices)} (was the "
+                              f"metadata edited?): re-calibrate with `forgerydet calibrate`")
+    return value
+
+
 class Scanner:
     """Loads a checkpoint once and scans files one by one."""
 
@@ -71,7 +79,7 @@ class Scanner:
         self.config = cfg = config or ScanConfig()
         self.device = resolve_device(cfg.device)
         if cfg.precision is not None:
-            precision_autocast(self.device, cfg.precision)  # fp16 on a CPU: one clear line before the model loads
+            check_precision(cfg.precision, self.device.type)  # fp16 on a CPU: one clear line before the model loads
         path = Path(checkpoint) if checkpoint else find_default_checkpoint()
         self.checkpoint: Checkpoint = load_checkpoint(path, self.device)
         self.model = self.checkpoint.model.eval()
@@ -109,19 +117,11 @@ class Scanner:
             self.threshold = self.fusion["threshold"] if self.fusion is not None else ck.threshold
         self.bank_sources = ck.bank_sources
         # score faces as the threshold was fitted (calibrate --tta), unless told otherwise
-        self.calibrated_tta = str((ck.extra.get("calibration") or {}).get("tta") or "none")
-        if self.calibrated_tta not in TTA_CHOICES:
-            raise ForgeryDetError(f"{path}: its calibration's tta {self.calibrated_tta!r} is not one of "
-                                  f"{', '.join(TTA_CHOICES)} (was the metadata edited?): re-calibrate with "
-                                  f"`forgerydet calibrate`")
+        self.calibrated_tta = _calibrated(ck, path, "tta", TTA_CHOICES, "none")
         self.tta = cfg.tta or self.calibrated_tta
         # and in the arithmetic it was fitted in (calibrate --precision; training on a GPU: its amp), unless told
         # otherwise; a GPU's fp16 on a CPU is fp32, the nearer of the two a CPU has
-        self.calibrated_precision = str((ck.extra.get("calibration") or {}).get("precision") or "fp32")
-        if self.calibrated_precision not in PRECISION_CHOICES:
-            raise ForgeryDetError(f"{path}: its calibration's precision {self.calibrated_precision!r} is not one of "
-                                  f"{', '.join(PRECISION_CHOICES)} (was the metadata edited?): re-calibrate with "
-                                  f"`forgerydet calibrate`")
+        self.calibrated_precision = _calibrated(ck, path, "precision", PRECISION_CHOICES, "fp32")
         fallback = "fp32" if self.calibrated_precision == "fp16" and self.device.type != "cuda" else None
         self.precision = cfg.precision or fallback or self.calibrated_precision
         if cfg.detector.device == DetectorConfig().device:

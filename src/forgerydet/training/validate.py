@@ -16,7 +16,7 @@ from forgerydet.io import check_output
 from forgerydet.metrics import binary_metrics
 from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_precision, check_tta, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
-from forgerydet.model.detector import Detector, precision_autocast
+from forgerydet.model.detector import Detector
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.pairs.table import REQUIRED_COLUMNS, PairsTable, read_pairs
 from forgerydet.training.config import TrainConfig
@@ -143,7 +143,7 @@ def calibrate_checkpoint(
     table = read_pairs(pairs, need_splits=("val",))
     model = ck.model.to(d.device)
     paths, labels, refs, _ = validation_lists(table, "val")
-    precision_autocast(d.device, precision)  # fp16 on a CPU: refused before the scoring
+    check_precision(precision, d.device.type)  # fp16 on a CPU: refused before the scoring
     logits, sims = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers,
                                similarity=True, tta=tta, precision=precision)
     cal = calibrate(logits, np.asarray(labels), fpr, _fusion_input(sims))
