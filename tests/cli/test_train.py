@@ -30,7 +30,7 @@ def test_train_defaults_are_the_configs():
             continue
         assert (str(value) if isinstance(value, Path) else value) == want, name
         checked.append(name)
-    assert len(checked) == len(got) - 1 == 32  # every option but --resume is a config field (--init, --watch, --select, --aug included)
+    assert len(checked) == len(got) - 1 == 33  # every option but --resume is a config field (--init, --watch, --select, --aug, --swap-blends included)
 
 
 def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
@@ -138,6 +138,8 @@ def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     one_error(cli("train", "--out", tmp_path / "run", "--amp", "fp8"), "invalid training option amp='fp8'")
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "1.5"), "invalid training option sbi_local=1.5")
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "0.2", "--no-sbi-online"), "needs --sbi-online")
+    one_error(cli("train", "--out", tmp_path / "run", "--swap-blends", "2"), "invalid training option swap_blends=2.0")
+    one_error(cli("train", "--out", tmp_path / "run", "--swap-blends", "0.3", "--no-sbi-online"), "needs --sbi-online")
     assert fake_train == []
 
 
@@ -166,6 +168,12 @@ def test_the_share_of_local_self_blends_reaches_training(fake_train, tmp_path):
     assert cli("train", "--out", tmp_path / "run").exit_code == 0
     assert cli("train", "--out", tmp_path / "run", "--sbi-local", "0.25").exit_code == 0
     assert [c["tcfg"].sbi_local for c in fake_train] == [0.0, 0.25]
+
+
+def test_the_share_of_swap_blends_reaches_training(fake_train, tmp_path):
+    assert cli("train", "--out", tmp_path / "run").exit_code == 0
+    assert cli("train", "--out", tmp_path / "run", "--swap-blends", "0.3").exit_code == 0
+    assert [c["tcfg"].swap_blends for c in fake_train] == [0.0, 0.3]
 
 
 def test_aug_changes_reach_training_and_bad_ones_are_one_line(fake_train, tmp_path):

@@ -21,12 +21,20 @@ def test_defaults():
     assert c.steps_per_epoch is None and c.max_minutes is None and c.calibration_fpr == DEFAULT_FPR
     assert c.tune == "all" and TUNE_MODES == ("all", "norm", "none")
     assert c.watch is None and c.select == "val"
+    assert c.sbi_local == 0.0 and c.swap_blends == 0.0
+
+
+def test_pseudo_fakes_made_in_training_need_online_blending():
+    for option in ({"sbi_local": 0.2}, {"swap_blends": 0.3}):
+        with pytest.raises(ForgeryDetError, match="needs --sbi-online"):
+            TrainConfig(sbi_online=False, **option)
 
 
 @pytest.mark.parametrize("name,bad", [
     ("epochs", 0), ("batch_size", 1), ("lr", 0.0), ("lr", -1e-3), ("single_share", 1.5), ("single_share", -0.1),
     ("warmup", 1.0), ("warmup", -0.01), ("workers", -2), ("amp", "fp8"), ("max_minutes", 0), ("calibration_fpr", 0.0),
     ("calibration_fpr", 1.0), ("tune", "some"), ("steps_per_epoch", 0), ("val_batch_size", 0), ("weight_decay", -0.1), ("select", "best"),
+    ("swap_blends", 1.5), ("swap_blends", -0.1),
 ])
 def test_each_bad_value_is_named(name, bad):
     with pytest.raises(ForgeryDetError) as e:
@@ -37,7 +45,7 @@ def test_each_bad_value_is_named(name, bad):
 @pytest.mark.parametrize("name,ok", [
     ("epochs", 1), ("batch_size", 2), ("single_share", 0.0), ("single_share", 1.0), ("warmup", 0.0), ("workers", 0),
     ("amp", "off"), ("amp", "fp16"), ("amp", "bf16"), ("max_minutes", 0.5), ("tune", "norm"), ("steps_per_epoch", 1),
-    ("weight_decay", 0.0),
+    ("weight_decay", 0.0), ("swap_blends", 0.0), ("swap_blends", 1.0),
 ])
 def test_boundary_values_are_accepted(name, ok):
     assert getattr(TrainConfig(**{name: ok}), name) == ok

@@ -166,3 +166,50 @@ def test_online_self_blends_follow_the_share_of_local_masks(tmp_path, astronaut)
 
     assert TrainPairs(table, 128, sbi_local=0.3).sbi_config.mask_probs[3] == pytest.approx(0.3)
     assert changed(1.0) < 0.5 * changed(0.0)
+
+
+def test_online_fakes_blended_from_another_person_follow_their_share(tmp_path, astronaut, monkeypatch):
+    """`train --swap-blends 1`: every online pseudo-fake takes its inner face from a real face of ANOTHER group; the
+    default (0) makes the same self-blends as before the option existed (no random draw is added)."""
+    import cv2
+    from facenet_pytorch import MTCNN
+
+    from tests._faces_util import head
+    from forgerydet.pairs.table import format_landmarks
+
+    face = np.ascontiguousarray(head(astronaut))
+    _, _, points = MTCNN(device="cpu").detect(face, landmarks=True)
+    lines = ["real,fake,group,split,method,landmarks"]
+    for i in range(3):
+        person = np.roll(face, 2 * i, axis=1) if i != 2 else np.ascontiguousarray(face[:, ::-1])
+        cv2.imwrite(str(tmp_path / f"p{i}.png"), person[:, :, ::-1])
+        lm = np.asarray(points[0], np.float64) + [2 * i, 0]
+        if i == 2:  # the mirror image: x flipped, the eyes and mouth corners swap sides
+            lm = np.stack([face.shape[1] - 1 - lm[:, 0], lm[:, 1]], 1)[[1, 0, 2, 4, 3]]
+        lines.append(f"p{i}.png,,p{i},train,sbi,{format_landmarks(lm)}")
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    table = read_pairs(tmp_path / "pairs.csv", need_splits=("train",))
+
+    def fakes(ds):
+        return [ds[k]["x"] for k in range(0, len(ds), 2)]
+
+    plain = fakes(TrainPairs(table, 96, seed=0, augment=False))
+    same = TrainPairs(table, 96, seed=0, augment=False, swap_blends=0.0)
+    monkeypatch.setattr(same, "_donor", lambda *a: pytest.fail("no donor is drawn at --swap-blends 0"))
+    assert all(torch.equal(a, b) for a, b in zip(plain, fakes(same)))
+
+    swapped = TrainPairs(table, 96, seed=0, augment=False, swap_blends=1.0)
+    pick = swapped._donor
+    donors = []
+
+    def spy(row, rng):
+        donor = pick(row, rng)
+        donors.append((row.group, donor.group))
+        return donor
+
+    monkeypatch.setattr(swapped, "_donor", spy)
+    for epoch in range(3):
+        swapped.set_epoch(epoch)
+        out = fakes(swapped)
+    assert len(donors) == 9 and all(target != donor for target, donor in donors)
+    assert not any(torch.equal(a, b) for a, b in zip(plain, out))

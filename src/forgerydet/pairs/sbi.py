@@ -133,13 +133,13 @@ class SBIConfig:
 # ---------------------------------------------------------------------------------------------- checks
 
 
-def _check_image(img: np.ndarray) -> None:
+def check_image(img: np.ndarray) -> None:
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         got = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         raise ForgeryDetError(f"self-blending needs an (H,W,3) uint8 RGB face crop, got {got}")
 
 
-def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
+def check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.ndim != 2 or lm.shape[1] != 2 or lm.shape[0] not in (5, 68, 81):
         raise ForgeryDetError(
@@ -170,7 +170,7 @@ def face_mask(
     """
     cfg = cfg or SBIConfig()
     h, w = int(shape[0]), int(shape[1])
-    lm = _check_landmarks(landmarks)
+    lm = check_landmarks(landmarks)
     frame, size = face_frame(five_points(lm))  # the face's placement and size s in pixels
     pts, part = outline(lm, frame, rng, cfg)  # (P,2) image pixels
 
@@ -232,7 +232,7 @@ def _color_matrix(hue_deg: float, saturation: float) -> np.ndarray:
     return _YIQ2RGB @ yiq @ _RGB2YIQ
 
 
-def _color_transform(x: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) -> np.ndarray:
+def color_transform(x: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) -> np.ndarray:
     """x: float32 (H,W,3) RGB in 0..255 -> same. RGB shift, hue/saturation, brightness/contrast, folded
     into one affine colour map (one cv2.transform pass)."""
     shift = np.zeros(3)
@@ -262,7 +262,7 @@ def sharpen(x: np.ndarray, alpha: float, lightness: float) -> np.ndarray:
     return out.round().astype(np.uint8) if x.dtype == np.uint8 else out
 
 
-def _frequency_transform(x: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) -> np.ndarray:
+def frequency_transform(x: np.ndarray, rng: np.random.Generator, cfg: SBIConfig) -> np.ndarray:
     """x: float32 (H,W,3) -> same; one of down-/up-scale, sharpen, blur."""
     h, w = x.shape[:2]
     op = rng.choice(3, p=np.asarray(cfg.freq_probs) / sum(cfg.freq_probs))
@@ -297,11 +297,11 @@ def self_blend(
     on a crop tighter than the jaw line the mask can fill the frame and the fake then has no boundary.
     """
     cfg = cfg or SBIConfig()
-    _check_image(img)
-    lm = _check_landmarks(landmarks)
+    check_image(img)
+    lm = check_landmarks(landmarks)
     h, w = img.shape[:2]
     target = img.astype(np.float32)
-    source = _frequency_transform(_color_transform(target, rng, cfg), rng, cfg)
+    source = frequency_transform(color_transform(target, rng, cfg), rng, cfg)
     m = _source_affine(h, w, rng, cfg)
     source = cv2.warpAffine(source, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     lm_moved = lm @ m[:, :2].T + m[:, 2]  # the mask follows the moved source face

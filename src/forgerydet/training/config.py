@@ -24,7 +24,9 @@ class TrainConfig:
     more than it gives - measured on 2 cores: 25 img/s without, 10 img/s with one), seed, device ('auto' | 'cpu' | 'cuda' | 'cuda:N'), amp ('auto': bf16 on CUDA, off on CPU;
     'bf16' | 'fp16' | 'off'), augment, sbi_online (re-make self-blended fakes every epoch), sbi_local (share of
     those online self-blends whose mask is one facial part - eyes, nose, mouth or lower face - instead of the
-    whole face: pseudo-fakes of local edits, see pairs/sbi.py; 0 = whole-face masks only),
+    whole face: pseudo-fakes of local edits, see pairs/sbi.py; 0 = whole-face masks only), swap_blends (share of
+    online pseudo-fakes blended from ANOTHER person's face, pose-matched, instead of the face itself: Face X-ray's
+    blended images, see pairs/swapblend.py; 0 = self-blends only),
     steps_per_epoch (cap, for quick runs; None = the whole epoch; 0 is refused), val_batch_size,
     max_minutes (wall-clock budget: the learning-rate schedule follows the larger of step/total and
     elapsed/budget, and training ends at the first epoch end past the budget; None = run all epochs),
@@ -60,6 +62,7 @@ class TrainConfig:
     augment: bool = True
     sbi_online: bool = True
     sbi_local: float = 0.0
+    swap_blends: float = 0.0
     steps_per_epoch: int | None = None
     val_batch_size: int = 64
     max_minutes: float | None = None
@@ -79,7 +82,8 @@ class TrainConfig:
             ("calibration_fpr", 0.0 < self.calibration_fpr < 1.0), ("tune", self.tune in TUNE_MODES),
             ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1),
             ("val_batch_size", self.val_batch_size >= 1), ("weight_decay", self.weight_decay >= 0),
-            ("sbi_local", 0.0 <= self.sbi_local <= 1.0), ("select", self.select in SELECT_BY),
+            ("sbi_local", 0.0 <= self.sbi_local <= 1.0), ("swap_blends", 0.0 <= self.swap_blends <= 1.0),
+            ("select", self.select in SELECT_BY),
         ):
             if not ok:
                 raise ForgeryDetError(f"invalid training option {name}={getattr(self, name)!r}")
@@ -88,6 +92,8 @@ class TrainConfig:
         augment_config(self.augmentation)  # a bad recorded value fails here, before any work
         if self.sbi_local > 0 and not self.sbi_online:
             raise ForgeryDetError("--sbi-local shapes the self-blends made during training: it needs --sbi-online")
+        if self.swap_blends > 0 and not self.sbi_online:
+            raise ForgeryDetError("--swap-blends makes pseudo-fakes during training: it needs --sbi-online")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

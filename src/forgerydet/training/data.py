@@ -38,7 +38,7 @@ class TrainPairs(Dataset):
     """
 
     def __init__(self, table: PairsTable, size: int, seed: int = 0, augment: bool = True, sbi_online: bool = True,
-                 sbi_local: float = 0.0, augment_cfg: AugmentConfig | None = None):
+                 sbi_local: float = 0.0, augment_cfg: AugmentConfig | None = None, swap_blends: float = 0.0):
         from forgerydet.pairs.sbi import SBIConfig
 
         self.sbi_config = SBIConfig.with_local(sbi_local)  # how online self-blends are made (TrainConfig.sbi_local)
@@ -52,6 +52,13 @@ class TrainPairs(Dataset):
         self.augment_cfg = augment_cfg or AugmentConfig()
         if not sbi_online and any(r.fake is None for r in self.rows):
             raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online, or make the pairs with `pairs --self-blend --all-fakes`)")
+        self.swap_blends = swap_blends  # share of online fakes blended from another person (TrainConfig.swap_blends)
+        self._donors = [k for k, r in enumerate(self.rows) if r.method == "sbi" and r.landmarks is not None]
+        if swap_blends > 0 and self._donors:
+            from forgerydet.pairs.swapblend import pose_key
+
+            self._donor_keys = np.stack([pose_key(self.rows[k].landmarks) for k in self._donors])
+            self._donor_groups = np.array([self.rows[k].group for k in self._donors])
         self.epoch = 0
         self._order: list[tuple[int, int]] = []
         self.set_epoch(0)
@@ -74,6 +81,16 @@ class TrainPairs(Dataset):
         others = [p for p in self.by_group[group] if p != path]
         return others[int(rng.integers(len(others)))] if others else path
 
+    def _donor(self, row: Any, rng: np.random.Generator) -> Any:
+        """The row whose real face, of another group and nearest in pose among random candidates, is blended
+        into `row`'s (None when no other group has landmarks: a self-blend is made instead)."""
+        if not self._donors:
+            return None
+        from forgerydet.pairs.swapblend import pick_donor, pose_key
+
+        k = pick_donor(self._donor_keys, self._donor_groups, pose_key(row.landmarks), row.group, rng)
+        return None if k is None else self.rows[self._donors[k]]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         label, j = self._order[i]
         rng = sample_rng(self.seed, self.epoch, i)
@@ -89,7 +106,16 @@ class TrainPairs(Dataset):
                 from forgerydet.pairs.sbi import self_blend
 
                 lm = row.landmarks * (work / raw.shape[1])  # stored in the crop's own pixels
-                fake, _ = self_blend(real, lm, rng, self.sbi_config)
+                donor = self._donor(row, rng) if self.swap_blends > 0 and rng.random() < self.swap_blends else None
+                if donor is None:
+                    fake, _ = self_blend(real, lm, rng, self.sbi_config)
+                else:
+                    from forgerydet.pairs.swapblend import swap_blend
+
+                    d_raw = read_image(donor.real)
+                    d_work = min(self.size, *d_raw.shape[:2])
+                    d_lm = donor.landmarks * (d_work / d_raw.shape[1])
+                    fake, _ = swap_blend(real, lm, resize_face(d_raw, d_work), d_lm, rng, self.sbi_config)
             else:
                 fake = load_image(row.fake, work)
             x, ref, real_path = fake, real, row.real

@@ -215,7 +215,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
 
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
-                    sbi_local=tcfg.sbi_local, augment_cfg=augmentation)
+                    sbi_local=tcfg.sbi_local, augment_cfg=augmentation, swap_blends=tcfg.swap_blends)
     steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
     total = steps_epoch * tcfg.epochs
