@@ -212,9 +212,9 @@ def val_rows(pairs_csv: Path, n: int, seed: int, has: str, missing: str) -> list
     return [rows[i] for i in sorted(pick)]
 
 
-def val_faces(pairs_csv: Path, n: int, seed: int) -> list[tuple[Path, np.ndarray]]:
-    """(real crop, its 5 landmarks in crop pixels) of n 'val' rows at random (seeded): the held-out faces that
-    local_blends.py and heatmaps.py self-blend."""
+def val_faces(pairs_csv: Path, n: int, seed: int, groups: bool = False) -> list[tuple]:
+    """(real crop, its 5 landmarks in crop pixels[, its group]) of n 'val' rows at random (seeded): the held-out
+    faces that local_blends.py and heatmaps.py blend."""
     rows = val_rows(pairs_csv, n, seed, "landmarks",
                     "no 'val' rows with landmarks (make the pairs with `pairs --self-blend --val ...`)")
-    return [(r.real, r.landmarks) for r in rows]
+    return [(r.real, r.landmarks, r.group) if groups else (r.real, r.landmarks) for r in rows]

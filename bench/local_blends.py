@@ -1,13 +1,15 @@
-"""Does the model catch a blend inside the face, as well as one at its edge? Held-out real faces, each with two
-self-blends made from it (pairs/sbi.py, seeded): a whole-face one (the default masks, as training uses) and a
-'local' one (one facial part: eyes, nose, mouth or lower face; `train --sbi-local`), scored as `evaluate --crops`
+"""Which kinds of blend does the model catch? Held-out real faces, each with three pseudo-fakes made from it
+(seeded): a whole-face self-blend (pairs/sbi.py, the default masks, as training uses), a 'local' one (one facial
+part: eyes, nose, mouth or lower face; `train --sbi-local`), and one blended from ANOTHER of the held-out people
+(pairs/swapblend.py, the donor nearest in pose among 32; `train --swap-blends`), scored as `evaluate --crops`
 scores crops (the checkpoint's calibrated probability and stored threshold). Per kind: real-vs-fake AUC and the
 share of the fakes called FAKE; and the real faces' share called FAKE.
 
 Why: a whole-face self-blend puts its boundary at the face's edge, where a face swap leaves one; reenactment and
-local edits (Face2Face, NeuralTextures' re-rendered mouth) leave theirs inside the face. A model that misses local
-self-blends has no reason to catch those forgeries. These are pseudo-fakes of the kind a local-mask model trains
-on, so for such a model this measures what it learned, not how it generalises to real reenactment.
+local edits (Face2Face, NeuralTextures' re-rendered mouth) leave theirs inside the face; a face swap also puts
+another person's face inside the outline. A model that misses local self-blends has no reason to catch those
+forgeries. These are pseudo-fakes of the kinds the options train on, so for a model trained with one this measures
+what it learned, not how it generalises to real forgeries.
 
 The faces: the 'val' split of a pairs.csv that the checkpoint never trained on (for the shipped file, `make
 shipped-calib`: runs/shipped_calib_pairs/pairs.csv), `--n` of them, seeded, with their stored landmarks.
@@ -29,24 +31,35 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine, val_faces  # noqa: E402
 
-KINDS = ("whole face", "local")
+KINDS = ("whole face", "local", "another person")
 
 
-def write_lists(items: list[tuple[Path, np.ndarray]], folder: Path, seed: int) -> dict[str, Path]:
+def write_lists(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: int) -> dict[str, Path]:
     """One evaluate list per kind (the same real faces in each), the fakes written as PNG into folder."""
     from forgerydet.io import read_image
     from forgerydet.pairs.sbi import SBIConfig, self_blend
+    from forgerydet.pairs.swapblend import pick_donor, pose_key, swap_blend
 
-    configs = {"whole face": SBIConfig(), "local": SBIConfig(mask_probs=(0.0, 0.0, 0.0, 1.0))}
+    keys = np.stack([pose_key(lm) for _, lm, _ in items])
+    groups = np.array([g for _, _, g in items])
+
+    def from_another(j: int, img: np.ndarray, lm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        d = pick_donor(keys, groups, keys[j], groups[j], rng)
+        if d is None:
+            raise SystemExit("every held-out face is of one person: no donor for a blend from another person")
+        return swap_blend(img, lm, read_image(items[d][0]), items[d][1], rng)[0]
+
+    configs = {"whole face": SBIConfig(), "local": SBIConfig(mask_probs=(0.0, 0.0, 0.0, 1.0)), "another person": None}
     lists = {}
     for k, (kind, cfg) in enumerate(configs.items()):
         lists[kind] = folder / f"{k}.csv"
         with open(lists[kind], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["path", "label", "group"])
-            for j, (real, lm) in enumerate(items):
+            for j, (real, lm, _) in enumerate(items):
                 img = read_image(real)
-                fake, _ = self_blend(img, lm, np.random.default_rng([seed, j]), cfg)
+                rng = np.random.default_rng([seed, j])
+                fake = self_blend(img, lm, rng, cfg)[0] if cfg is not None else from_another(j, img, lm, rng)
                 p = folder / f"{k}_{j}.png"
                 cv2.imwrite(str(p), cv2.cvtColor(fake, cv2.COLOR_RGB2BGR))
                 w.writerow([Path(real).resolve(), 0, "faces"])  # evaluate reads paths relative to the list
@@ -67,7 +80,7 @@ def score(checkpoint: str, lists: dict[str, Path]) -> dict[str, dict]:
 
 def main() -> None:
     args = checkpoints_and_pairs_args(__doc__, 300, "real faces (default 300), each with one fake of each kind")
-    items = val_faces(args.pairs, args.n, args.seed)
+    items = val_faces(args.pairs, args.n, args.seed, groups=True)
     res = {"machine": machine(), "pairs": str(args.pairs), "n": len(items), "seed": args.seed, "checkpoints": {}}
     figures = []
     with tempfile.TemporaryDirectory() as t:
@@ -79,13 +92,14 @@ def main() -> None:
                                       note=f"fakes called FAKE {100 * s[kind]['fakes_called_fake']:.0f} %, "
                                            f"reals {100 * s[kind]['reals_called_fake']:.0f} %"))
     if not args.json:
-        print(f"{len(items)} held-out real faces of {args.pairs}, each with a whole-face and a local self-blend")
-        print("| checkpoint | threshold | reals called FAKE | whole face: AUC / caught | local: AUC / caught |")
-        print("|---|---:|---:|---:|---:|")
+        print(f"{len(items)} held-out real faces of {args.pairs}, each with a whole-face and a local self-blend and a "
+              "blend from another person")
+        print("| checkpoint | threshold | reals called FAKE | " + " | ".join(f"{k}: AUC / caught" for k in KINDS) + " |")
+        print("|---|---:|---:|" + "---:|" * len(KINDS))
         for ck, s in res["checkpoints"].items():
-            w, loc = s["whole face"], s["local"]
-            print(f"| {Path(ck).name} | {w['threshold']:.3f} | {100 * w['reals_called_fake']:.0f} % | "
-                  f"{w['auc']:.3f} / {100 * w['fakes_called_fake']:.0f} % | {loc['auc']:.3f} / {100 * loc['fakes_called_fake']:.0f} % |")
+            w = s["whole face"]
+            cells = " | ".join(f"{s[k]['auc']:.3f} / {100 * s[k]['fakes_called_fake']:.0f} %" for k in KINDS)
+            print(f"| {Path(ck).name} | {w['threshold']:.3f} | {100 * w['reals_called_fake']:.0f} % | {cells} |")
     finish(res, figures, args.json)
 
 
