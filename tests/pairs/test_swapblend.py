@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.pairs.swapblend import content_box, pick_donor, pose_key, similarity, swap_blend
+from forgerydet.pairs.sbi import SBIConfig
+from forgerydet.pairs.swapblend import content_box, pick_donor, pose_key, similarity, swap_blend, swap_masks
 
 SIZE = 224
 
@@ -102,3 +103,10 @@ def test_the_donor_is_another_person_in_the_nearest_pose():
     assert pick_donor(keys[:1], groups[:1], keys[0], "me", rng) is None
     with pytest.raises(ForgeryDetError, match="degenerate"):
         pose_key(np.ones((5, 2)))
+
+
+def test_swaps_replace_the_inner_face_and_keep_the_share_of_local_masks():
+    assert swap_masks(SBIConfig()).mask_probs == (0.6, 0.0, 0.4, 0.0)  # never the forehead-raised 'extended' mask
+    face, extended, inner, local = swap_masks(SBIConfig.with_local(0.25)).mask_probs
+    assert extended == 0.0 and local == pytest.approx(0.25) and (face, inner) == pytest.approx((0.45, 0.3))
+    assert swap_masks(SBIConfig.with_local(1.0)).mask_probs == (0.0, 0.0, 0.0, 1.0)

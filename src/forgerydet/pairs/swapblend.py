@@ -9,8 +9,9 @@ and light inside the target's untouched forehead, hair, ears and jaw. These pseu
 Made as a self-blend is, so the two kinds differ in the source: the donor is similarity-aligned (eyes, nose,
 mouth corners), its colour matched to the target's inside the mask (mean and standard deviation per channel, as
 Face X-ray's colour correction), then given SBI's source colour and frequency transforms, and blended at SBI's
-blend ratios through SBI's soft mask on the target's landmarks, of the face or inner-face kind only (a swap
-replaces the inner face; the forehead and hair stay the target's), and nowhere outside the donor's own picture
+blend ratios through SBI's soft mask on the target's landmarks, of the face or inner-face kind (a swap replaces
+the inner face; the forehead and hair stay the target's; with `--sbi-local` that share is one facial part), and
+nowhere outside the donor's own picture
 (a tight crop's black padding is never blended in). Pixels outside the mask are the target's, so in 'pair' mode
 the target real face is the reference the fake was made from.
 """
@@ -98,6 +99,13 @@ def _match_colour(src: np.ndarray, tgt: np.ndarray, weight: np.ndarray) -> np.nd
     return np.clip((src - ms) * gain + mt, 0, 255).astype(np.float32)
 
 
+def swap_masks(cfg: SBIConfig) -> SBIConfig:
+    """cfg with its whole-face mask kinds replaced by SWAP_MASKS' face and inner kinds; its share of 'local' masks
+    (`train --sbi-local`: one facial part, here taken from the other person) is kept."""
+    local = cfg.mask_probs[3] / sum(cfg.mask_probs)
+    return dataclasses.replace(cfg, mask_probs=tuple(p * (1.0 - local) for p in SWAP_MASKS[:3]) + (local,))
+
+
 def swap_blend(
     target: np.ndarray, target_landmarks: np.ndarray, donor: np.ndarray, donor_landmarks: np.ndarray,
     rng: np.random.Generator, cfg: SBIConfig | None = None,
@@ -121,7 +129,7 @@ def swap_blend(
     inside = cv2.warpAffine(_inside(donor), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=0) * _inside(target)
     inside = cv2.GaussianBlur(cv2.erode(inside, np.ones((5, 5), np.uint8)), (0, 0), max(1.0, w / 64))
-    swap_cfg = dataclasses.replace(cfg, mask_probs=SWAP_MASKS) if cfg.mask_probs[3] == 0 else cfg
+    swap_cfg = swap_masks(cfg)
     mask = face_mask((h, w), tlm, rng, swap_cfg) * inside
     tgt = target.astype(np.float32)
     source = _match_colour(source, tgt, mask)
