@@ -11,9 +11,8 @@ mouth corners), its colour matched to the target's inside the mask (mean and sta
 Face X-ray's colour correction), then given SBI's source colour and frequency transforms, and blended at SBI's
 blend ratios through SBI's soft mask on the target's landmarks, of the face or inner-face kind (a swap replaces
 the inner face; the forehead and hair stay the target's; with `--sbi-local` that share is one facial part), and
-nowhere outside the donor's own picture
-(a tight crop's black padding is never blended in). Pixels outside the mask are the target's, so in 'pair' mode
-the target real face is the reference the fake was made from.
+nowhere outside the donor's own picture (a tight crop's black padding is never blended in). Pixels outside the
+mask are the target's, so in 'pair' mode the target real face is the reference the fake was made from.
 """
 
 from __future__ import annotations
