@@ -1,9 +1,12 @@
 """Which kinds of blend does the model catch? Held-out real faces, each with three pseudo-fakes made from it
 (seeded): a whole-face self-blend (pairs/sbi.py, the default masks, as training uses), a 'local' one (one facial
 part: eyes, nose, mouth or lower face; `train --sbi-local`), and one blended from ANOTHER of the held-out people
-(pairs/swapblend.py, the donor nearest in pose among 32; `train --swap-blends`), scored as `evaluate --crops`
-scores crops (the checkpoint's calibrated probability and stored threshold). Per kind: real-vs-fake AUC and the
-share of the fakes called FAKE; and the real faces' share called FAKE.
+(pairs/swapblend.py, the donor nearest in pose among 32; `train --swap-blends`); and four self-blends whose source
+differs from the face in ONE way only, no colour change, blended whole (ratio 1, face or inner mask): downscaled x2
+or x4 and back up (a Deepfakes-like low-resolution inner face), blurred (sigma 0.5-1.5), or sharpened. Each is scored
+as `evaluate --crops` scores crops (the checkpoint's calibrated probability and stored threshold). Per kind:
+real-vs-fake AUC and the share of the fakes called FAKE; and the real faces' share called FAKE. `--only TEXT`
+scores the kinds whose name contains TEXT.
 
 Why: a whole-face self-blend puts its boundary at the face's edge, where a face swap leaves one; reenactment and
 local edits (Face2Face, NeuralTextures' re-rendered mouth) leave theirs inside the face; a face swap also puts
@@ -15,7 +18,7 @@ The faces: the 'val' split of a pairs.csv that the checkpoint never trained on (
 shipped-calib`: runs/shipped_calib_pairs/pairs.csv), `--n` of them, seeded, with their stored landmarks.
 
     .venv/bin/python bench/local_blends.py CHECKPOINT [CHECKPOINT ...] --pairs runs/shipped_calib_pairs/pairs.csv
-                                           [--n 300] [--seed 0] [--json]
+                                           [--n 300] [--seed 0] [--only TEXT] [--json]
 """
 
 from __future__ import annotations
@@ -31,13 +34,29 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import checkpoints_and_pairs_args, crop_scores, figure, finish, machine, val_faces  # noqa: E402
 
-KINDS = ("whole face", "local", "another person")
+ONE_CHANGE = dict(rgb_shift_p=0.0, hue_shift_deg=1e-6, saturation=1e-6, brightness=1e-6, contrast=1e-6,
+                  mask_probs=(0.5, 0.0, 0.5, 0.0), blend_ratios=(1.0,))  # no colour change, blended whole
 
 
-def write_lists(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: int) -> dict[str, Path]:
+def configs() -> dict:
+    """Every kind: its SBIConfig, or None for the blend from another person."""
+    from forgerydet.pairs.sbi import SBIConfig
+
+    return {"whole face": SBIConfig(), "local": SBIConfig(mask_probs=(0.0, 0.0, 0.0, 1.0)), "another person": None,
+            "only downscaled x2": SBIConfig(**ONE_CHANGE, freq_probs=(1, 0, 0), downscale_factors=(2,)),
+            "only downscaled x4": SBIConfig(**ONE_CHANGE, freq_probs=(1, 0, 0), downscale_factors=(4,)),
+            "only blurred": SBIConfig(**ONE_CHANGE, freq_probs=(0, 0, 1)),
+            "only sharpened": SBIConfig(**ONE_CHANGE, freq_probs=(0, 1, 0))}
+
+
+KINDS = tuple(configs())
+
+
+def write_lists(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: int, kinds: tuple[str, ...]
+                ) -> dict[str, Path]:
     """One evaluate list per kind (the same real faces in each), the fakes written as PNG into folder."""
     from forgerydet.io import read_image
-    from forgerydet.pairs.sbi import SBIConfig, self_blend
+    from forgerydet.pairs.sbi import self_blend
     from forgerydet.pairs.swapblend import pick_donor, pose_key, swap_blend
 
     keys = np.stack([pose_key(lm) for _, lm, _ in items])
@@ -49,9 +68,8 @@ def write_lists(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: i
             raise SystemExit("every held-out face is of one person: no donor for a blend from another person")
         return swap_blend(img, lm, read_image(items[d][0]), items[d][1], rng)[0]
 
-    configs = {"whole face": SBIConfig(), "local": SBIConfig(mask_probs=(0.0, 0.0, 0.0, 1.0)), "another person": None}
     lists = {}
-    for k, (kind, cfg) in enumerate(configs.items()):
+    for k, (kind, cfg) in enumerate((kind, cfg) for kind, cfg in configs().items() if kind in kinds):
         lists[kind] = folder / f"{k}.csv"
         with open(lists[kind], "w", newline="") as fh:
             w = csv.writer(fh)
@@ -79,26 +97,29 @@ def score(checkpoint: str, lists: dict[str, Path]) -> dict[str, dict]:
 
 
 def main() -> None:
-    args = checkpoints_and_pairs_args(__doc__, 300, "real faces (default 300), each with one fake of each kind")
+    args = checkpoints_and_pairs_args(__doc__, 300, "real faces (default 300), each with one fake of each kind",
+                                      "score only the kinds whose name contains TEXT (e.g. 'only', 'another')")
+    kinds = tuple(k for k in KINDS if args.only in k)
+    if not kinds:
+        sys.exit(f"--only {args.only!r} matches no kind: {', '.join(KINDS)}")
     items = val_faces(args.pairs, args.n, args.seed, groups=True)
     res = {"machine": machine(), "pairs": str(args.pairs), "n": len(items), "seed": args.seed, "checkpoints": {}}
     figures = []
     with tempfile.TemporaryDirectory() as t:
-        lists = write_lists(items, Path(t), args.seed)
+        lists = write_lists(items, Path(t), args.seed, kinds)
         for ck in args.checkpoints:
             res["checkpoints"][ck] = s = score(ck, lists)
-            for kind in KINDS:
+            for kind in kinds:
                 figures.append(figure(f"{Path(ck).name}: {kind} self-blends: AUC", s[kind]["auc"],
                                       note=f"fakes called FAKE {100 * s[kind]['fakes_called_fake']:.0f} %, "
                                            f"reals {100 * s[kind]['reals_called_fake']:.0f} %"))
     if not args.json:
-        print(f"{len(items)} held-out real faces of {args.pairs}, each with a whole-face and a local self-blend and a "
-              "blend from another person")
-        print("| checkpoint | threshold | reals called FAKE | " + " | ".join(f"{k}: AUC / caught" for k in KINDS) + " |")
-        print("|---|---:|---:|" + "---:|" * len(KINDS))
+        print(f"{len(items)} held-out real faces of {args.pairs}, each with one pseudo-fake of each kind")
+        print("| checkpoint | threshold | reals called FAKE | " + " | ".join(f"{k}: AUC / caught" for k in kinds) + " |")
+        print("|---|---:|---:|" + "---:|" * len(kinds))
         for ck, s in res["checkpoints"].items():
-            w = s["whole face"]
-            cells = " | ".join(f"{s[k]['auc']:.3f} / {100 * s[k]['fakes_called_fake']:.0f} %" for k in KINDS)
+            w = s[kinds[0]]
+            cells = " | ".join(f"{s[k]['auc']:.3f} / {100 * s[k]['fakes_called_fake']:.0f} %" for k in kinds)
             print(f"| {Path(ck).name} | {w['threshold']:.3f} | {100 * w['reals_called_fake']:.0f} % | {cells} |")
     finish(res, figures, args.json)
 
