@@ -183,7 +183,8 @@ def checkpoints_and_pairs_args(doc: str, n: int, n_help: str, rows_help: str = "
 
 def crop_scores(list_csv: Path, checkpoint: str) -> dict[str, Any]:
     """An evaluate list of face crops scored as `evaluate --crops` scores them (the checkpoint's calibrated
-    probability): {'real': (n,), 'fake': (m,) scores, 'threshold', 'auc'}; exits if a listed face was skipped."""
+    probability): {'real': (n,), 'fake': (m,) scores, 'fake_groups': (m,) the fakes' groups, 'threshold', 'auc'};
+    exits if a listed face was skipped."""
     import sys
 
     from forgerydet.scan.config import ScanConfig
@@ -193,7 +194,9 @@ def crop_scores(list_csv: Path, checkpoint: str) -> dict[str, Any]:
     if r["skipped"]:
         sys.exit(f"{len(r['skipped'])} faces were skipped, e.g. {r['skipped'][0]['error']}")
     by = {lab: np.array([f["score"] for f in r["files"] if f["label"] == lab]) for lab in (0, 1)}
-    return {"real": by[0], "fake": by[1], "threshold": r["threshold"], "auc": r["frame_level"]["overall"].get("auc")}
+    fake_groups = np.array([f["group"] for f in r["files"] if f["label"] == 1])
+    return {"real": by[0], "fake": by[1], "fake_groups": fake_groups, "threshold": r["threshold"],
+            "auc": r["frame_level"]["overall"].get("auc")}
 
 
 def val_rows(pairs_csv: Path, n: int, seed: int, has: str, missing: str) -> list[Any]:

@@ -52,9 +52,9 @@ def configs() -> dict:
 KINDS = tuple(configs())
 
 
-def write_lists(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: int, kinds: tuple[str, ...]
-                ) -> dict[str, Path]:
-    """One evaluate list per kind (the same real faces in each), the fakes written as PNG into folder."""
+def write_list(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: int, kinds: tuple[str, ...]) -> Path:
+    """One evaluate list: every real face once (group 'real'), then each kind's fakes made from them (group: the
+    kind), written as PNG into folder; so each real face is scored once, not once per kind."""
     from forgerydet.io import read_image
     from forgerydet.pairs.sbi import self_blend
     from forgerydet.pairs.swapblend import pick_donor, pose_key, swap_blend
@@ -68,31 +68,34 @@ def write_lists(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: i
             raise SystemExit("every held-out face is of one person: no donor for a blend from another person")
         return swap_blend(img, lm, read_image(items[d][0]), items[d][1], rng)[0]
 
-    lists = {}
-    for k, (kind, cfg) in enumerate((kind, cfg) for kind, cfg in configs().items() if kind in kinds):
-        lists[kind] = folder / f"{k}.csv"
-        with open(lists[kind], "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["path", "label", "group"])
+    lst = folder / "faces.csv"
+    with open(lst, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "group"])
+        w.writerows([Path(real).resolve(), 0, "real"] for real, _, _ in items)  # paths absolute: evaluate reads relative
+        for k, (kind, cfg) in enumerate((kind, cfg) for kind, cfg in configs().items() if kind in kinds):
             for j, (real, lm, _) in enumerate(items):
                 img = read_image(real)
                 rng = np.random.default_rng([seed, j])
                 fake = self_blend(img, lm, rng, cfg)[0] if cfg is not None else from_another(j, img, lm, rng)
                 p = folder / f"{k}_{j}.png"
                 cv2.imwrite(str(p), cv2.cvtColor(fake, cv2.COLOR_RGB2BGR))
-                w.writerow([Path(real).resolve(), 0, "faces"])  # evaluate reads paths relative to the list
-                w.writerow([p, 1, "faces"])
-    return lists
+                w.writerow([p, 1, kind])
+    return lst
 
 
-def score(checkpoint: str, lists: dict[str, Path]) -> dict[str, dict]:
+def score(checkpoint: str, lst: Path, kinds: tuple[str, ...]) -> dict[str, dict]:
+    from forgerydet.metrics import binary_metrics
+
+    c = crop_scores(lst, checkpoint)
+    real, thr = c["real"], c["threshold"]
     out = {}
-    for kind, lst in lists.items():
-        c = crop_scores(lst, checkpoint)
-        thr = c["threshold"]
-        out[kind] = {"auc": c["auc"], "threshold": thr, "fakes_called_fake": float((c["fake"] >= thr).mean()),
-                     "reals_called_fake": float((c["real"] >= thr).mean()),
-                     "fake_mean_p": float(c["fake"].mean()), "real_mean_p": float(c["real"].mean())}
+    for kind in kinds:
+        fake = c["fake"][c["fake_groups"] == kind]
+        auc = binary_metrics(np.r_[np.zeros(real.size), np.ones(fake.size)], np.r_[real, fake])["auc"]
+        out[kind] = {"auc": auc, "threshold": thr, "fakes_called_fake": float((fake >= thr).mean()),
+                     "reals_called_fake": float((real >= thr).mean()),
+                     "fake_mean_p": float(fake.mean()), "real_mean_p": float(real.mean())}
     return out
 
 
@@ -106,11 +109,11 @@ def main() -> None:
     res = {"machine": machine(), "pairs": str(args.pairs), "n": len(items), "seed": args.seed, "checkpoints": {}}
     figures = []
     with tempfile.TemporaryDirectory() as t:
-        lists = write_lists(items, Path(t), args.seed, kinds)
+        lst = write_list(items, Path(t), args.seed, kinds)
         for ck in args.checkpoints:
-            res["checkpoints"][ck] = s = score(ck, lists)
+            res["checkpoints"][ck] = s = score(ck, lst, kinds)
             for kind in kinds:
-                figures.append(figure(f"{Path(ck).name}: {kind} self-blends: AUC", s[kind]["auc"],
+                figures.append(figure(f"{Path(ck).name}: {kind} blends: AUC", s[kind]["auc"],
                                       note=f"fakes called FAKE {100 * s[kind]['fakes_called_fake']:.0f} %, "
                                            f"reals {100 * s[kind]['reals_called_fake']:.0f} %"))
     if not args.json:
