@@ -91,6 +91,14 @@ class TrainPairs(Dataset):
         k = pick_donor(self._donor_keys, self._donor_groups, pose_key(row.landmarks), row.group, rng)
         return None if k is None else self.rows[self._donors[k]]
 
+    def _working_face(self, row: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """A row's real face at its working size (its own resolution, at most the model's; see __getitem__) and its
+        landmarks, stored in the crop's own pixels, scaled to that size (None when it has none)."""
+        raw = read_image(row.real)
+        work = min(self.size, *raw.shape[:2])
+        lm = None if row.landmarks is None else row.landmarks * (work / raw.shape[1])
+        return resize_face(raw, work), lm
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         label, j = self._order[i]
         rng = sample_rng(self.seed, self.epoch, i)
@@ -99,25 +107,19 @@ class TrainPairs(Dataset):
         # native size in the footage and only then resized. (It is also several times cheaper for small crops.)
         if label == 1:
             row = self.rows[j]
-            raw = read_image(row.real)
-            work = min(self.size, *raw.shape[:2])
-            real = resize_face(raw, work)
-            if self.sbi_online and row.method == "sbi" and row.landmarks is not None:
+            real, lm = self._working_face(row)
+            if self.sbi_online and row.method == "sbi" and lm is not None:
                 from forgerydet.pairs.sbi import self_blend
 
-                lm = row.landmarks * (work / raw.shape[1])  # stored in the crop's own pixels
                 donor = self._donor(row, rng) if self.swap_blends > 0 and rng.random() < self.swap_blends else None
                 if donor is None:
                     fake, _ = self_blend(real, lm, rng, self.sbi_config)
                 else:
                     from forgerydet.pairs.swapblend import swap_blend
 
-                    d_raw = read_image(donor.real)
-                    d_work = min(self.size, *d_raw.shape[:2])
-                    d_lm = donor.landmarks * (d_work / d_raw.shape[1])
-                    fake, _ = swap_blend(real, lm, resize_face(d_raw, d_work), d_lm, rng, self.sbi_config)
+                    fake, _ = swap_blend(real, lm, *self._working_face(donor), rng, self.sbi_config)
             else:
-                fake = load_image(row.fake, work)
+                fake = load_image(row.fake, real.shape[0])
             x, ref, real_path = fake, real, row.real
         else:
             real_path, group = self.reals[j]
