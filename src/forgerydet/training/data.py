@@ -53,8 +53,10 @@ class TrainPairs(Dataset):
         if not sbi_online and any(r.fake is None for r in self.rows):
             raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online, or make the pairs with `pairs --self-blend --all-fakes`)")
         self.swap_blends = swap_blends  # share of online fakes blended from another person (TrainConfig.swap_blends)
-        self._donors = [k for k, r in enumerate(self.rows) if r.method == "sbi" and r.landmarks is not None]
-        if swap_blends > 0 and self._donors:
+        # the rows whose real face can be a donor (those that are self-blended online), and their poses and groups
+        self._donors = [k for k, r in enumerate(self.rows) if r.method == "sbi" and r.landmarks is not None] \
+            if swap_blends > 0 else []
+        if self._donors:
             from forgerydet.pairs.swapblend import pose_key
 
             self._donor_keys = np.stack([pose_key(self.rows[k].landmarks) for k in self._donors])
