@@ -159,10 +159,10 @@ def finish(res: dict[str, Any], figures: list[dict[str, Any]], as_json: bool, de
     return res
 
 
-def checkpoints_and_pairs_args(doc: str, n: int, n_help: str, rows_help: str = ""):
+def checkpoints_and_pairs_args(doc: str, n: int, n_help: str, rows_help: str = "", flags: dict[str, str] | None = None):
     """The command line of the benches that score CHECKPOINT ... on the held-out real faces of a pairs.csv
     (shortcuts.py, local_blends.py, heatmaps.py): checkpoints, --pairs (checked to exist), --n, --seed, --json;
-    --only TEXT where rows_help is given."""
+    --only TEXT where rows_help is given; a store_true option per `flags` entry (option: help)."""
     import argparse
     import sys
 
@@ -174,6 +174,8 @@ def checkpoints_and_pairs_args(doc: str, n: int, n_help: str, rows_help: str = "
     ap.add_argument("--json", action="store_true")
     if rows_help:
         ap.add_argument("--only", default="", metavar="TEXT", help=rows_help)
+    for option, text in (flags or {}).items():
+        ap.add_argument(option, action="store_true", help=text)
     args = ap.parse_args()
     if not args.pairs.is_file():
         sys.exit(f"{args.pairs} not found: give the pairs.csv of held-out real faces (`make shipped-calib` writes one "

@@ -10,9 +10,13 @@ the blend's boundary band (5-95 % of the peak) from the rest; the mean over face
 - Grad-CAM (Selvaraju et al. 2017) on the face tokens: ReLU of the tokens weighted by the mean gradient of the
   'single'-mode logit, and gradient x input per token;
 - a fixed centre prior (minus the distance to the grid's centre): what a map that knows nothing about the face
-  gets, since a face crop holds its face, and so the blend, in the middle.
+  gets, since a face crop holds its face, and so the blend, in the middle;
+- with --occlusion, occlusion sensitivity (Zeiler & Fergus 2014): the drop of the 'single'-mode logit when one
+  cell of the face is replaced, by the face's mean colour or by a blurred copy of itself (Gaussian sigma 3 px);
+  one model pass per cell (49 per face at 7x7), so a few minutes at --n 200.
 
-    .venv/bin/python bench/heatmaps.py CHECKPOINT --pairs runs/shipped_calib_pairs/pairs.csv [--n 200] [--json]
+    .venv/bin/python bench/heatmaps.py CHECKPOINT --pairs runs/shipped_calib_pairs/pairs.csv [--n 200] [--occlusion]
+                                       [--json]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import checkpoints_and_pairs_args, figure, finish, print_figures, val_faces  # noqa: E402
 
 MAPS = ("attention", "Grad-CAM", "gradient x input", "centre prior")
+OCCLUSION = ("occlusion, mean colour", "occlusion, blurred")
 
 
 def whole_face(pairs_csv: Path, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -75,9 +80,39 @@ def maps(model, x: torch.Tensor) -> dict[str, np.ndarray]:
             "centre prior": np.broadcast_to(centre, (B, g, g))}
 
 
+def occlusion(model, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each occlusion map (B,g,g): the 'single'-mode logit of each face minus its logit with one grid cell replaced
+    by the face's mean colour, or by the same cell of the face blurred (sigma 3 px)."""
+    g, S = model.cfg.grid, x.shape[-1]
+    edges = np.linspace(0, S, g + 1).round().astype(int)
+    out = {name: np.zeros((x.shape[0], g, g)) for name in OCCLUSION}
+    with torch.inference_mode():
+        base = model(x, "single")["logits"].float()  # (B,)
+        for b in range(x.shape[0]):
+            face = x[b].numpy().transpose(1, 2, 0)  # (S,S,3)
+            for name, alt in zip(OCCLUSION, (np.broadcast_to(face.reshape(-1, 3).mean(0), face.shape),
+                                             cv2.GaussianBlur(face, (0, 0), 3))):
+                views = []
+                for i in range(g):
+                    for j in range(g):
+                        v = face.copy()
+                        rows, cols = slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1])
+                        v[rows, cols] = alt[rows, cols]
+                        views.append(v)
+                batch = torch.from_numpy(np.stack(views).transpose(0, 3, 1, 2).copy())  # (g*g,3,S,S)
+                out[name][b] = (base[b] - model(batch, "single")["logits"].float()).reshape(g, g).numpy()
+    return out
+
+
 def main() -> None:
-    a = checkpoints_and_pairs_args(__doc__, 200, "blended faces to score")
+    a = checkpoints_and_pairs_args(__doc__, 200, "blended faces to score",
+                                   flags={"--occlusion": "also occlusion maps (49 model passes a face at 7x7)"})
+    names = MAPS + (OCCLUSION if a.occlusion else ())
     from sklearn.metrics import roc_auc_score
+
+    from forgerydet.runtime import tune_malloc
+
+    tune_malloc()  # as the forgerydet CLI does at start-up
 
     from forgerydet.model.checkpoint import load_checkpoint
     from forgerydet.model.inputs import resize_face, to_tensor
@@ -91,10 +126,11 @@ def main() -> None:
         g, S = model.cfg.grid, model.img_size
         res["checkpoints"][str(ck)] = row = {}
         for set_name, items in sets.items():
-            auc: dict[str, dict[str, list[float]]] = {m: {"blended": [], "boundary": []} for m in MAPS}
+            auc: dict[str, dict[str, list[float]]] = {m: {"blended": [], "boundary": []} for m in names}
             for i in range(0, len(items), 16):
                 batch = items[i : i + 16]
-                got = maps(model, torch.stack([to_tensor(resize_face(f, S)) for f, _ in batch]))
+                x = torch.stack([to_tensor(resize_face(f, S)) for f, _ in batch])
+                got = maps(model, x) | (occlusion(model, x) if a.occlusion else {})
                 for j, (_, mask) in enumerate(batch):
                     cells = cv2.resize(mask / max(float(mask.max()), 1e-6), (g, g), interpolation=cv2.INTER_AREA).ravel()
                     noise = 1e-9 * jitter.random(g * g)
@@ -104,7 +140,7 @@ def main() -> None:
                             if 0 < t.sum() < t.size:
                                 auc[name][kind].append(float(roc_auc_score(t, m[j].ravel() + noise)))
             row[set_name] = {}
-            for name in MAPS:
+            for name in names:
                 row[set_name][name] = {kind: float(np.mean(v)) for kind, v in auc[name].items()} | {
                     f"faces_{kind}": len(v) for kind, v in auc[name].items()}
                 for kind in ("blended", "boundary"):
