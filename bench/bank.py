@@ -196,9 +196,6 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    from forgerydet.runtime import tune_malloc
-
-    tune_malloc()  # as the forgerydet CLI does at start-up
     if len(sys.argv) > 1 and sys.argv[1] == "--_build":
         print(json.dumps(child_build(Path(sys.argv[2]), int(sys.argv[3]))))
     elif len(sys.argv) > 1 and sys.argv[1] == "--_query":

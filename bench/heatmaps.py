@@ -110,10 +110,6 @@ def main() -> None:
     names = MAPS + (OCCLUSION if a.occlusion else ())
     from sklearn.metrics import roc_auc_score
 
-    from forgerydet.runtime import tune_malloc
-
-    tune_malloc()  # as the forgerydet CLI does at start-up
-
     from forgerydet.model.checkpoint import load_checkpoint
     from forgerydet.model.inputs import resize_face, to_tensor
 

@@ -327,7 +327,4 @@ def main() -> dict | None:
 
 
 if __name__ == "__main__":
-    from forgerydet.runtime import tune_malloc
-
-    tune_malloc()  # as the forgerydet CLI does at start-up
     main()

@@ -263,7 +263,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    from forgerydet.runtime import tune_malloc
-
-    tune_malloc()  # as the forgerydet CLI does at start-up
     main()
