@@ -148,3 +148,36 @@ def test_ship_by_reference_leaves_the_frozen_backbone_to_its_weights_file(tmp_pa
     got = load_checkpoint(tmp_path / "slim.safetensors").model.state_dict()
     for k, v in m.state_dict().items():
         assert torch.equal(got[k], v), k
+
+
+def test_device_carry_packs_whole_groups_as_webp_within_its_budget(tmp_path, monkeypatch, capsys):
+    import sys
+    import zipfile
+
+    import cv2
+
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.pairs.table import read_pairs
+    from tests.helpers import make_synthetic_pairs
+
+    carry = _tool("device_carry")
+    pairs = make_synthetic_pairs(tmp_path / "pairs", groups=8, frames=4, val_groups=2)
+    whole = carry.pack_faces(pairs, tmp_path / "all.zip", 10**8)
+    assert (whole["rows"], whole["groups"], whole["splits"]) == (32, 8, {"train": 24, "val": 8, "test": 0})
+    budget = whole["bytes"] // 2
+    half = carry.pack_faces(pairs, tmp_path / "half.zip", budget)
+    assert half["bytes"] <= budget and 0 < half["rows"] < 32 and half["rows"] % 4 == 0  # whole groups only
+    with zipfile.ZipFile(tmp_path / "half.zip") as z:
+        z.extractall(tmp_path / "x")
+    table = read_pairs(tmp_path / "x" / "pairs.csv", need_splits=())
+    original = {(r.group, r.split) for r in read_pairs(pairs, need_splits=()).rows}
+    assert len(table.rows) == half["rows"] and {(r.group, r.split) for r in table.rows} <= original
+    for r in table.rows[:3]:
+        assert r.real.suffix == r.fake.suffix == ".webp"
+        assert cv2.imread(str(r.real)).shape == cv2.imread(str(r.fake)).shape == (64, 64, 3)
+    with pytest.raises(ForgeryDetError, match="no group of .* fits in"):
+        carry.pack_faces(pairs, tmp_path / "none.zip", 100)
+    monkeypatch.setattr(sys, "argv", ["device_carry.py", str(pairs), str(tmp_path / "carry"), "--backbones", ""])
+    carry.main()
+    out = capsys.readouterr().out
+    assert "faces.zip: 32 of 32 rows, 8 of 8 groups" in out and "MiB in all (the device machine takes 64 MiB)" in out
