@@ -59,6 +59,7 @@ def write_list(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: in
     from forgerydet.pairs.sbi import self_blend
     from forgerydet.pairs.swapblend import pick_donor, pose_key, swap_blend
 
+    images = [read_image(real) for real, _, _ in items]  # read once: each is blended once per kind, and a donor
     keys = np.stack([pose_key(lm) for _, lm, _ in items])
     groups = np.array([g for _, _, g in items])
 
@@ -66,7 +67,7 @@ def write_list(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: in
         d = pick_donor(keys, groups, keys[j], groups[j], rng)
         if d is None:
             raise SystemExit("every held-out face is of one person: no donor for a blend from another person")
-        return swap_blend(img, lm, read_image(items[d][0]), items[d][1], rng)[0]
+        return swap_blend(img, lm, images[d], items[d][1], rng)[0]
 
     lst = folder / "faces.csv"
     with open(lst, "w", newline="") as fh:
@@ -74,8 +75,7 @@ def write_list(items: list[tuple[Path, np.ndarray, str]], folder: Path, seed: in
         w.writerow(["path", "label", "group"])
         w.writerows([Path(real).resolve(), 0, "real"] for real, _, _ in items)  # paths absolute: evaluate reads relative
         for k, (kind, cfg) in enumerate((kind, cfg) for kind, cfg in configs().items() if kind in kinds):
-            for j, (real, lm, _) in enumerate(items):
-                img = read_image(real)
+            for j, ((_, lm, _), img) in enumerate(zip(items, images)):
                 rng = np.random.default_rng([seed, j])
                 fake = self_blend(img, lm, rng, cfg)[0] if cfg is not None else from_another(j, img, lm, rng)
                 p = folder / f"{k}_{j}.png"
