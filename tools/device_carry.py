@@ -5,10 +5,10 @@ backbone's packaged ImageNet weights as an fp16 safetensors file.
     python tools/device_carry.py PAIRS.csv OUT_DIR [--max-mb 20] [--backbones tf_efficientnet_lite0,...] [--quality 90]
 
 Where the faces do not fit in --max-mb, whole groups (people, videos) are taken in a seeded random order, each one
-that still fits, so the splits keep about their shares; the rows kept and the size are printed. Train rows whose fakes are made online
-carry their real face only, as in the pairs.csv. Every file in the zip is named by its row, so two folders' crops of
-the same name cannot collide. `.dev/` is git-ignored, so a carry there is never committed: name it in the device
-call's carry list.
+that still fits, so the splits keep about their shares; the rows kept and the size are printed. Train rows whose
+fakes are made online carry their real face only, as in the pairs.csv. Every file in the zip is named by its row,
+so two folders' crops of the same name cannot collide. `.dev/` is git-ignored, so a carry there is never
+committed: name it in the device call's carry list.
 
 A dry run on this CPU before a device session (the smoke test, a minute of training, the epoch end and the export;
 3.3 min for lite0 on 2 cores, 9 min for DINOv2 ViT-S/14 with TUNE=norm, 2026-12-06):

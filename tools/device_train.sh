@@ -13,9 +13,9 @@
 # vit_small_patch14_dinov2; `train --tune`), TUNE=none freezes the backbone whole; the default trains all of it.
 # Mind the 64 MiB carry: DINOv2 ViT-S/14 alone is ~44 MB as fp16, so its faces.zip must stay under ~20 MB.
 # NOT YET WORKING for a ViT: files come back at most 16 MiB each and 64 MiB together, but the export below writes
-# the whole encoder and key encoder in fp16 (43 MB each for ViT-S/14, in a CPU dry run). An LN-tuned run would need an export of
-# only the tensors that differ from the pretrained weights (as `transfer_weights.py ship --by-reference` leaves
-# them out, but without the bank). The CNNs' exports fit (lite0 ~7 MB a file).
+# the whole encoder and key encoder in fp16 (43 MB each for ViT-S/14, in a CPU dry run). An LN-tuned run would
+# need an export of only the tensors that differ from the pretrained weights (as `transfer_weights.py ship
+# --by-reference` leaves them out, but without the bank). The CNNs' exports fit (lite0 7.1 MB a file).
 MINUTES=${MINUTES:-7}
 TUNE=${TUNE:-all}
 WORKERS=${WORKERS:-7}
