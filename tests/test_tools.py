@@ -150,6 +150,56 @@ def test_ship_by_reference_leaves_the_frozen_backbone_to_its_weights_file(tmp_pa
         assert torch.equal(got[k], v), k
 
 
+def test_export_by_reference_carries_only_what_training_changed_and_imports_at_full_precision(tmp_path, capsys):
+    import timm
+    from safetensors.torch import save_file
+
+    from forgerydet.errors import ForgeryDetError
+
+    torch.manual_seed(5)
+    plain = {k: v.contiguous() for k, v in timm.create_model("test_efficientnet").state_dict().items()}
+    w32, w16, other = (str(tmp_path / n) for n in ("w32.safetensors", "w16.safetensors", "other.safetensors"))
+    save_file(plain, w32)
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in plain.items()}, w16)  # the GPU machine's copy
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in plain.items()}, other)
+    src, m = _saved(tmp_path, "run.safetensors", 0, pretrained=w16)
+    with torch.no_grad():  # training changed one backbone norm (as --tune norm does) in both encoders
+        for enc in (m.encoder, m.key_encoder):
+            enc.backbone.bn1.weight.add_(0.25)
+    src = save_checkpoint(tmp_path / "tuned.safetensors", m)
+    tw = _tool("transfer_weights")
+    tw.export(str(src), str(tmp_path / "whole"))
+    tw.export(str(src), str(tmp_path / "slim"), by_reference=True)
+    size = {n: sum((tmp_path / f"{n}.{p}.safetensors").stat().st_size for p in ("enc", "key")) for n in ("whole", "slim")}
+    assert size["slim"] < size["whole"] / 2
+    with pytest.raises(ForgeryDetError, match="--reference"):
+        tw.import_(str(tmp_path / "slim"), str(tmp_path / "x.safetensors"))
+    with pytest.raises(ForgeryDetError, match="not those it was trained from"):
+        tw.import_(str(tmp_path / "slim"), str(tmp_path / "x.safetensors"), reference=other)
+    with pytest.raises(SystemExit, match="^Error: .*not those it was trained from"):
+        tw.main(["import", str(tmp_path / "slim"), str(tmp_path / "x.safetensors"), "--reference", other])
+    assert not (tmp_path / "x.safetensors").exists()
+
+    tw.import_(str(tmp_path / "whole"), str(tmp_path / "whole.safetensors"))
+    whole = load_checkpoint(tmp_path / "whole.safetensors").model.state_dict()
+    for ref in (w16, w32):  # the copy it trained from, or the full-precision weights it was rounded from
+        tw.import_(str(tmp_path / "slim"), str(tmp_path / "slim.safetensors"), reference=ref)
+        ck = load_checkpoint(tmp_path / "slim.safetensors")
+        assert ck.model.pretrained_source == f"file:{Path(ref).resolve()}" and ck.model.cfg.pretrained == ref
+        got = ck.model.state_dict()
+        rounded = 0
+        for k, v in whole.items():
+            if k.startswith("bank."):
+                continue
+            name = k.split("backbone.", 1)[-1]
+            if "backbone." in k and name != "bn1.weight" and name in plain and plain[name].is_floating_point():
+                assert torch.equal(got[k], plain[name].half().float() if ref == w16 else plain[name]), k
+                rounded += not torch.equal(v, plain[name])
+            else:  # trained tensors: as the fp16 trip left them
+                assert torch.equal(got[k], v), k
+        assert rounded > 10 if ref == w32 else rounded > 0
+
+
 def test_device_carry_packs_whole_groups_as_webp_within_its_budget(tmp_path, monkeypatch, capsys):
     import sys
     import zipfile

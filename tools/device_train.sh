@@ -12,10 +12,9 @@
 # TUNE=norm trains only the backbone's normalisation layers (the LN-tuning recipe for a ViT such as
 # vit_small_patch14_dinov2; `train --tune`), TUNE=none freezes the backbone whole; the default trains all of it.
 # Mind the 64 MiB carry: DINOv2 ViT-S/14 alone is ~44 MB as fp16, so its faces.zip must stay under ~20 MB.
-# NOT YET WORKING for a ViT: files come back at most 16 MiB each and 64 MiB together, but the export below writes
-# the whole encoder and key encoder in fp16 (43 MB each for ViT-S/14, in a CPU dry run). An LN-tuned run would
-# need an export of only the tensors that differ from the pretrained weights (as `transfer_weights.py ship
-# --by-reference` leaves them out, but without the bank). The CNNs' exports fit (lite0 7.1 MB a file).
+# Files come back at most 16 MiB each and 64 MiB together: with TUNE=norm or none the export leaves out the
+# backbone tensors still equal to the carried weights (`transfer_weights.py export --by-reference`: 0.27 MB for an
+# LN-tuned ViT-S/14 instead of 2 x 43 MB), and `import ... --reference packaged` puts them back here.
 MINUTES=${MINUTES:-7}
 TUNE=${TUNE:-all}
 WORKERS=${WORKERS:-7}
@@ -40,12 +39,13 @@ with open(f"{sys.argv[2]}/smoke.csv", "w", newline="") as f:
 PY
 python3 -c "import torch, timm, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'timm', timm.__version__, 'cv2', cv2.__version__)"
 
+EXPORT_BY=$([ "$TUNE" = all ] || echo --by-reference)  # frozen backbone tensors stay behind (see above)
 SMOKE=${BACKBONES%% *}  # the first backbone: the carry holds its weights (tools/device_carry.py --backbones)
 say "smoke test ($SMOKE): 4 steps + epoch end (bank rebuild, validation, calibration, checkpoint) on 96 rows"
 python3 -m forgerydet train --pairs $DATA/smoke.csv --out $RUNS/smoke --backbone "$SMOKE" \
   --pretrained "$CARRY/$SMOKE.safetensors" --img-size 224 --epochs 1 --steps-per-epoch 4 \
   --batch-size 16 --workers 4 --bank-size 256 --device "$DEVICE" --tune "$TUNE" 2>&1 | grep -v "━" | tail -4
-python3 tools/transfer_weights.py export $RUNS/smoke/best.safetensors /tmp/smoke_export
+python3 tools/transfer_weights.py export $RUNS/smoke/best.safetensors /tmp/smoke_export $EXPORT_BY
 say "smoke test passed"
 
 for bb in $BACKBONES; do
@@ -59,7 +59,7 @@ say "training finished"
 for bb in $BACKBONES; do
   echo "== $bb"; grep -v "━" $RUNS/$bb.log | grep -E "^(training|epoch|time|checkpoints|Error|error)|Traceback|Error" | cut -c1-400 || true
   if [ -f $RUNS/$bb/best.safetensors ]; then
-    python3 tools/transfer_weights.py export $RUNS/$bb/best.safetensors "$OUTDIR/$bb"
+    python3 tools/transfer_weights.py export $RUNS/$bb/best.safetensors "$OUTDIR/$bb" $EXPORT_BY
   fi
 done
 for bb in $BACKBONES; do grep -v "━" $RUNS/$bb.log | tail -30; done > "$OUTDIR/logs.txt"
