@@ -224,3 +224,18 @@ def test_source_key_is_the_stem_and_the_absolute_paths_hash(tmp_path, monkeypatc
     assert source_key("/x/" + "a" * 100 + ".mp4").startswith("a" * 60 + "-")
     assert len(source_key("/x/" + "a" * 100 + ".mp4")) == 69
     assert source_key(os.fsdecode(b"/x/\xff.mp4")).startswith("_-")  # folder-safe whatever the bytes
+
+
+def test_same_file_and_check_not_input_see_through_links(tmp_path):
+    from forgerydet.io import check_not_input, same_file
+
+    a = tmp_path / "a.png"
+    a.write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(a)
+    os.link(a, tmp_path / "hard.png")
+    assert same_file(a, tmp_path / "link.png") and same_file(a, tmp_path / "hard.png")
+    assert same_file(tmp_path / "new.json", tmp_path / "sub" / ".." / "new.json")  # neither exists yet
+    assert not same_file(a, tmp_path / "b.png")
+    check_not_input(tmp_path / "out.json", "--json", [("the photo", a), ("nothing", None)])
+    with pytest.raises(ForgeryDetError, match=r"^--json .*hard.png is the photo: writing there would replace it"):
+        check_not_input(tmp_path / "hard.png", "--json", [("the photo", a)])

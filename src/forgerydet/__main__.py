@@ -1,3 +1,3 @@
-from forgerydet.cli.app import app
+from forgerydet.cli.app import cli
 
-app(prog_name="forgerydet")
+cli()

@@ -148,6 +148,26 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
     return p
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (links and hard links included; a path that does not exist yet is compared
+    by its resolved name)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_not_input(path: str | Path, option: str, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """Refuse now an output file that is one of the command's inputs (`inputs`: (what it is, path) pairs, None
+    skipped): writing it would replace that input, the data loss the atomic writes exist to prevent."""
+    for what, src in inputs:
+        if src is not None and same_file(path, src):
+            raise ForgeryDetError(f"{option} {path_text(Path(path))} is {what}: writing there would replace it; "
+                                  f"give another path")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as RGB uint8 (H,W,3), EXIF orientation applied. Read as bytes by Python, then
     decoded by OpenCV, so any file name works and an unreadable file is told apart from a corrupt one."""

@@ -49,6 +49,10 @@ def test_config_rejects_nonsense():
         DetectorConfig(margin=-0.1)
     with pytest.raises(ForgeryDetError, match="min_confidence"):
         DetectorConfig(min_confidence=1.5)
+    for bad in (dict(margin=1e9), dict(margin=float("nan")), dict(size=100_000_000), dict(detect_side=10**6)):
+        with pytest.raises(ForgeryDetError, match=next(iter(bad))):  # an upper bound too: no absurd allocation
+            DetectorConfig(**bad)
+    DetectorConfig(margin=4.0, size=2048, detect_side=8192)
 
 
 # ---------------------------------------------------------------- tracker

@@ -63,6 +63,10 @@ def test_sample_indices_modes():
         sample_indices(100, 25.0, num_frames=4, every=2)
     with pytest.raises(ForgeryDetError, match="frame rate"):
         sample_indices(100, 0.0, fps=1)
+    assert sample_indices(100, 25.0, fps=1e12) == list(range(100))  # above the video's rate: every frame, at once
+    for bad in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(ForgeryDetError, match="sampling rate"):
+            sample_indices(100, 25.0, fps=bad)
 
 
 def test_sampled_frames_are_the_right_frames(level_video):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from forgerydet.faces.pipeline import detect_source
+from forgerydet.errors import ForgeryDetError
+
+from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from tests.faces.conftest import CFG
 
 
@@ -15,3 +18,11 @@ def test_detect_source_one_track(media):
     assert found.num_tracks == 1 and found.main_track() == 0
     boxes = np.array([f.box for f in found.all_faces])
     assert (np.diff(boxes[:, 0]) > 0).all()  # follows the face moving right
+
+
+@pytest.mark.parametrize("bad,option", [(dict(num_frames=0), "--frames"), (dict(every=0), "--every"),
+                                        (dict(fps=float("nan")), "--fps"), (dict(fps=float("inf")), "--fps"),
+                                        (dict(fps=-1.0), "--fps")])
+def test_sampling_settings_are_checked_when_made_not_per_file(bad, option):
+    with pytest.raises(ForgeryDetError, match=f"^{option} "):
+        ExtractConfig(**bad)

@@ -83,9 +83,14 @@ def test_broken_or_reused_folders_are_clear(tmp_path):
         DiskBank.open(tmp_path / "nothing")
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "mine.txt").write_text("user file")
+    with pytest.raises(ForgeryDetError, match=r"already holds other files \(mine.txt\): give a new or empty"):
+        write_bank(tmp_path / "keep", [e], 4, 16, "ef" * 32)  # refused before writing next to a user's files
+    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["mine.txt"]
     with pytest.raises(ValueError):
-        write_bank(tmp_path / "keep", [e, torch.zeros(2, 3, 16)], 4, 16, "ef" * 32)
-    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["mine.txt"]  # only the failed write's files removed
+        write_bank(tmp_path / "fresh", [e, torch.zeros(2, 3, 16)], 4, 16, "ef" * 32)
+    assert not list((tmp_path / "fresh").glob("*"))  # the failed write's files removed
+    write_bank(tmp_path / "fresh", [e], 4, 16, "ef" * 32)  # and the folder can be written again
+    assert DiskBank.open(tmp_path / "fresh").size == 10
 
 
 def test_rebuild_to_disk_bank_and_scan_with_it(tmp_path, astronaut):

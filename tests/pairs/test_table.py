@@ -27,3 +27,13 @@ def test_too_few_groups_is_an_error_not_an_empty_split():
         assign_splits(["a", "b"], val=0.15, test=0.15)
     with pytest.raises(ForgeryDetError, match="fraction"):
         assign_splits(["a", "b"], val=1.0)
+
+
+def test_split_shares_must_leave_some_to_train_on():
+    from forgerydet.pairs.table import check_split_shares
+
+    check_split_shares(0.45, 0.45)
+    with pytest.raises(ForgeryDetError, match="leave no share to train on"):
+        check_split_shares(0.6, 0.4)
+    with pytest.raises(ForgeryDetError, match="leave no share"):
+        assign_splits([f"g{i}" for i in range(50)], val=0.5, test=0.5)

@@ -58,5 +58,34 @@ weights.command("list")(weights_list_cmd)
 weights.command("export")(weights_export_cmd)
 app.add_typer(weights, name="weights")
 
+
+def cli(argv: list[str] | None = None) -> None:
+    """The `forgerydet` console command: `app`, with a usage error (an unknown option, a missing argument, a value
+    of the wrong type) told in one red line with exit code 1 like any other bad input, not click's boxed usage
+    text and exit code 2. `forgerydet` alone still prints the help."""
+    import sys
+
+    try:  # typer >= 0.20 carries its own copy of click
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+    from forgerydet.cli.common import EXIT_INTERRUPTED, fail
+
+    try:
+        code = app(args=argv, prog_name="forgerydet", standalone_mode=False)
+    except NoArgsIsHelpError as e:  # `forgerydet`, `forgerydet weights`: the help, as before
+        e.show()
+        sys.exit(e.exit_code)
+    except UsageError as e:
+        where = e.ctx.command_path if e.ctx else "forgerydet"
+        code = fail(f"{e.format_message()} (see `{where} --help`)").exit_code
+    except ClickException as e:
+        code = fail(e.format_message()).exit_code
+    except typer.Abort:  # Ctrl-C outside a command's own handling
+        code = fail("interrupted", EXIT_INTERRUPTED).exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    cli()

@@ -33,22 +33,26 @@ def enroll_cmd(
     from forgerydet.model import references as refs
 
     with user_errors():
+        cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait, deinterlace=deinterlace,
+                           detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))  # checks all
         path = into or refs.references_path(checkpoint or _default_checkpoint())
+        if list_ and (name or remove or sources):
+            raise fail("--list lists the whole reference file: it takes no NAME, sources or --remove")
         if list_:
             _list(path)
             return
         if not name:
             raise fail("give the person's NAME (or --list)")
+        if remove and sources:
+            raise fail(f"--remove takes only the NAME to remove, not sources ({len(sources)} given)")
         if remove:
-            n = refs.remove_person(path, name, wait=wait)
+            n = refs.remove_person(path, name, wait=cfg.wait)
             say(f"removed {name!r}: {n} enrolled faces, from {path}")
             return
         if not sources:
             raise fail(f"give real videos or images of {name!r} to enrol (or --remove / --list)")
         from forgerydet.scan.enroll import enroll
 
-        cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait, deinterlace=deinterlace,
-                           detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))
         with progress_bar(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[f]}"),
                           TimeElapsedColumn()) as p:
             task = p.add_task("enroll", total=None, f="")

@@ -17,7 +17,7 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fa
                                    shows_whole, user_errors)
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
-from forgerydet.io import check_output, write_text_atomic
+from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
 from forgerydet.scan.config import ScanConfig
 
 
@@ -65,6 +65,7 @@ def scan_cmd(
         files, bad_paths = expand_scan_paths(paths, skipped=skipped)
         if not files:  # checked before the model loads
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
+        _check_outputs_apart(outputs, files, checkpoint, references)
         scanner = Scanner(checkpoint, cfg)
     settings = scanner.settings()
     for line in settings_notes(settings, threshold):
@@ -108,6 +109,25 @@ def scan_cmd(
         problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
     if problems:
         raise fail("; ".join(problems))
+
+
+def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path], checkpoint: Optional[Path],
+                         references: Optional[Path]) -> None:
+    """No output file may be a file the scan reads (`--json photo.png`, `--csv model.safetensors`) or the other
+    output: it would be replaced."""
+    from forgerydet.scan.scanner import find_default_checkpoint
+
+    if checkpoint is None:
+        try:
+            checkpoint = find_default_checkpoint()
+        except ForgeryDetError:  # the Scanner says so next, in its own words
+            pass
+    inputs = [("the checkpoint", checkpoint), ("the --references file", references)]
+    files_out = [(option, path) for option, path, folder in outputs if not folder]
+    for option, path in files_out:
+        check_not_input(path, option, [*inputs, *(("a file being scanned", f) for f in files)])
+    if len(files_out) == 2 and same_file(files_out[0][1], files_out[1][1]):
+        raise ForgeryDetError(f"--json and --csv name the same file ({printable(files_out[0][1])}): give each its own path")
 
 
 def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from forgerydet.cli.common import console, note, progress_bar, say, shown, user_errors
+from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
 from forgerydet.runtime import resolve_device
@@ -148,6 +149,9 @@ def rebuild_bank_cmd(
     disk_bank: Annotated[Optional[Path], typer.Option(help="Write EVERY real face to this new disk-bank folder (memory-mapped, faiss past 100,000 entries; for `scan --bank`) instead of the checkpoint's bank.")] = None,
 ) -> None:
     """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
+    if workers < -1:
+        with user_errors():
+            raise ForgeryDetError(f"--workers {workers}: use -1 (auto), 0 (none) or a number of processes")
     if disk_bank is not None:
         from forgerydet.training.bankfill import rebuild_disk_bank
 
@@ -162,7 +166,6 @@ def rebuild_bank_cmd(
     from forgerydet.training.bankfill import rebuild_checkpoint_bank
 
     with user_errors(), _progress() as p:
-        from forgerydet.errors import ForgeryDetError
         from forgerydet.model.coreset import SELECTIONS
 
         if select not in SELECTIONS:

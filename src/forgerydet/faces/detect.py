@@ -45,11 +45,11 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.detect_side >= 64, f"detect_side={self.detect_side} must be >= 64"),
+            (64 <= self.detect_side <= 8192, f"detect_side={self.detect_side} must be in [64, 8192]"),
             (0.0 <= self.min_confidence <= 1.0, f"min_confidence={self.min_confidence} must be in [0, 1]"),
             (self.min_face >= 1, f"min_face={self.min_face} must be >= 1"),
-            (self.margin >= 0.0, f"margin={self.margin} must be >= 0"),
-            (self.size >= 16, f"size={self.size} must be >= 16"),
+            (0.0 <= self.margin <= 4.0, f"margin={self.margin} must be in [0, 4] (the crop's side is 1 + margin box sides)"),
+            (16 <= self.size <= 2048, f"size={self.size} must be in [16, 2048] pixels"),
             (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
         ]
         for ok, msg in checks:

@@ -163,11 +163,11 @@ def sample_indices(
             raise ForgeryDetError(f"every={every}: sample every n-th frame with n >= 1")
         return list(range(0, frame_count, every))
     if fps is not None:
-        if fps <= 0:
-            raise ForgeryDetError(f"fps={fps}: the sampling rate must be > 0")
+        if not 0 < fps < math.inf:  # NaN fails too
+            raise ForgeryDetError(f"fps={fps}: the sampling rate must be a number > 0")
         if video_fps <= 0:
             raise ForgeryDetError("the video does not state its frame rate; sample by number of frames instead of fps")
-        step = video_fps / fps
+        step = max(1.0, video_fps / fps)  # faster than the video's own rate: every frame
         return sorted({min(frame_count - 1, int(round(k * step))) for k in range(int(math.ceil(frame_count / step)))})
     t = DEFAULT_NUM_FRAMES if num_frames is None else num_frames
     if t < 1:

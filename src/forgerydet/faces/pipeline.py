@@ -36,6 +36,11 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.num_frames, self.every, self.fps)) > 1:
             raise ForgeryDetError("choose one way to sample frames: --frames, --every or --fps")
+        for option, value in (("--frames", self.num_frames), ("--every", self.every)):
+            if value is not None and value < 1:
+                raise ForgeryDetError(f"{option} {value}: must be >= 1")
+        if self.fps is not None and not 0.0 < self.fps < float("inf"):  # NaN fails too
+            raise ForgeryDetError(f"--fps {self.fps}: the sampling rate must be a number > 0")
         if not 0.0 < self.iou_threshold <= 1.0:
             raise ForgeryDetError(f"iou_threshold={self.iou_threshold} must be in (0, 1]")
 

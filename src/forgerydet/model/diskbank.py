@@ -74,6 +74,9 @@ class IndexConfig:
     exact_limit: int = EXACT_LIMIT
 
 
+BANK_FILES = frozenset({"values.f16", "keys.f32", "sources.txt", "keys.faiss", "bank.json"})  # what a writer makes
+
+
 class DiskBankWriter:
     """Stream entries into DIR (a new folder): `add(values)` per batch, then `close()` writes keys' index and
     bank.json. Nothing of the bank stays in RAM but the current batch."""
@@ -82,6 +85,10 @@ class DiskBankWriter:
         self.dir = Path(folder)
         if (self.dir / "bank.json").exists():
             raise ForgeryDetError(f"{self.dir} already holds a bank: write a new one into another folder")
+        others = sorted(p.name for p in self.dir.iterdir() if p.name not in BANK_FILES) if self.dir.is_dir() else []
+        if others:  # a crashed write's own files may be overwritten, nobody else's
+            raise ForgeryDetError(f"--disk-bank {self.dir} already holds other files ({', '.join(others[:3])}"
+                                  f"{', ...' if len(others) > 3 else ''}): give a new or empty folder")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tokens, self.dim, self.fingerprint, self.count = int(tokens), int(dim), fingerprint, 0
         self._values = open(self.dir / "values.f16", "wb")

@@ -27,11 +27,11 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import atomic_write
+from forgerydet.io import write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
 
 FORMAT = "forgerydet-references"
@@ -152,7 +152,8 @@ class ReferenceFile:
             "people": json.dumps(people), "entries": json.dumps(self.entries),
         }  # fmt: skip
         tensors = {"values": self.values.contiguous(), "thumbs": self.thumbs.contiguous()}
-        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), durable=True)
+        # serialised in memory: safetensors reports a full disk as its own error, not an OSError atomic_write names
+        return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
 
 
 def _corrupt(path: Path, why: str) -> ForgeryDetError:

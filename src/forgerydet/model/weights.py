@@ -184,9 +184,9 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Pa
     (resampled to the size in use when loaded). dtype: 'fp32', 'bf16' or 'fp16' (halves the file; loads into
     an fp32 model)."""
     import timm
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from forgerydet.io import atomic_write
+    from forgerydet.io import check_output, write_bytes_atomic
 
     if dtype not in WEIGHT_DTYPES:
         raise ForgeryDetError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype!r}")
@@ -196,13 +196,15 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Pa
     if _packaged_path(model_name) is None:
         have = ", ".join(packaged_backbones()) or "none installed"
         raise ForgeryDetError(f"no packaged weights for {model_name!r} here (packaged: {have})")
+    check_output(out, "OUT")  # a parent that is a file, a read-only place: one line, before the work
     model = timm.create_model(model_name, pretrained=False)
     desc = load_pretrained(model, model_name, "packaged")
     state = {
         k: (v.to(WEIGHT_DTYPES[dtype]) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
     }
     meta = {"format": "pt", "timm_model": model_name, "source": desc, "dtype": dtype}
-    return atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=meta), suffix=".safetensors")
+    # serialised in memory: safetensors reports a full disk as its own error, not an OSError atomic_write names
+    return write_bytes_atomic(out, save(state, metadata=meta), durable=True)
 
 
 # ---------------------------------------------------------------------------------------------- sources

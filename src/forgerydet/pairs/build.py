@@ -14,11 +14,11 @@ from typing import Sequence
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.pipeline import ExtractConfig
-from forgerydet.io import check_output
+from forgerydet.io import check_not_input, check_output
 from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
 from forgerydet.pairs.discover import match_dirs, read_mapping_csv
 from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
-from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE, PairsSummary
+from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE, PairsSummary, check_split_shares
 from forgerydet.runtime import Progress
 
 
@@ -54,7 +54,10 @@ def make_pairs(
         raise ForgeryDetError("--group-pattern, --online/--all-fakes, --format, --jpeg-quality and --workers apply to --self-blend only")
     if sources and not self_blend:
         raise ForgeryDetError("source paths are only used with --self-blend; the other modes take --ffpp, --mapping or --real-dir/--fake-dir")
+    check_split_shares(val, test)
     check_output(out_dir, "--out", folder=True)  # before any face is detected
+    if mapping:  # OUT/pairs.csv must not be the mapping being read
+        check_not_input(Path(out_dir) / "pairs.csv", "--out", [("the --mapping file", mapping)])
     kw = dict(val=val, test=test, seed=seed, progress=progress)
     if ffpp:
         if isinstance(methods, str):

@@ -48,7 +48,7 @@ def read_mapping_csv(path: str | Path) -> list[MappingEntry]:
     """A CSV with columns real,fake (and optionally group, method): paths relative to the CSV's folder."""
     path = Path(path)
     if not path.is_file():
-        raise ForgeryDetError(f"{path}: no such mapping file")
+        raise ForgeryDetError(f"{path}: a folder, not a mapping CSV file" if path.is_dir() else f"{path}: no such mapping file")
     rows = read_csv_rows(path, MAPPING_COLUMNS)
     if not rows:
         raise ForgeryDetError(f"{path}: the mapping has no rows")

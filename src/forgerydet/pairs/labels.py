@@ -26,7 +26,8 @@ def read_list(path: str | Path) -> list[Item]:
     """The rows of a path,label[,group] CSV; every problem a ForgeryDetError naming the line."""
     path = Path(path)
     if not path.is_file():
-        raise ForgeryDetError(f"list not found: {path} (a CSV with columns path,label[,group])")
+        raise ForgeryDetError(f"{path} is a folder, not a list (a CSV with columns path,label[,group])" if path.is_dir()
+                              else f"list not found: {path} (a CSV with columns path,label[,group])")
     try:
         items = _read_rows(path)
     except UnicodeDecodeError:

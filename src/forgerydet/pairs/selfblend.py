@@ -63,6 +63,8 @@ class BlendOptions:
             raise ForgeryDetError(f"--format {self.image_format!r}: use png or jpg")
         if not 1 <= self.jpeg_quality <= 100:
             raise ForgeryDetError(f"--jpeg-quality {self.jpeg_quality}: use 1..100")
+        if self.workers < 0:
+            raise ForgeryDetError(f"--workers {self.workers}: use 0 (one per core) or a number of processes")
 
     def pattern(self) -> "re.Pattern[str] | None":
         try:

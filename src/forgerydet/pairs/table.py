@@ -46,15 +46,22 @@ def format_landmarks(lm: np.ndarray | None) -> str:
     return " ".join(f"{v:.2f}" for v in np.asarray(lm, np.float64).reshape(-1))
 
 
+def check_split_shares(val: float, test: float) -> None:
+    """The --val and --test shares: each in [0, 1), and some share left to train on (checked before any work)."""
+    for name, frac in (("val", val), ("test", test)):
+        if not 0.0 <= frac < 1.0:
+            raise ForgeryDetError(f"--{name} {frac}: a split fraction must be in [0, 1)")
+    if val + test >= 1.0:
+        raise ForgeryDetError(f"--val {val} + --test {test} leave no share to train on: keep their sum below 1")
+
+
 def assign_splits(groups: Iterable[str], val: float = VAL_SHARE, test: float = TEST_SHARE, seed: int = 0) -> dict[str, str]:
     """Split groups (not frames) into train/val/test; deterministic for a seed and a set of groups.
 
     Each requested split (fraction > 0) gets round(fraction x groups) groups, at least one; train keeps
     the rest and must keep at least one. Too few groups raises ForgeryDetError.
     """
-    for name, frac in (("val", val), ("test", test)):
-        if not 0.0 <= frac < 1.0:
-            raise ForgeryDetError(f"--{name} {frac}: a split fraction must be in [0, 1)")
+    check_split_shares(val, test)
     uniq = sorted(set(groups))
     n = len(uniq)
     n_val = max(1, round(val * n)) if val > 0 else 0
@@ -174,6 +181,9 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
     """Read and validate pairs.csv; every problem is a ForgeryDetError naming the line and column."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():  # the folder `forgerydet pairs --out` wrote: the file is inside it
+            hint = f" (did you mean {path / 'pairs.csv'}?)" if (path / "pairs.csv").is_file() else ""
+            raise ForgeryDetError(f"{path} is a folder, not a pairs CSV file{hint}")
         raise ForgeryDetError(f"pairs file not found: {path} (make one with `forgerydet pairs`)")
     base = path.parent
     table = PairsTable(path=path)

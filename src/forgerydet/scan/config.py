@@ -81,3 +81,5 @@ class EnrollConfig:
             raise ForgeryDetError(f"unknown --face {self.face!r}: use one of {', '.join(FACE_CHOICES)}")
         if self.num_frames < 1:
             raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
+        if not 0 <= self.wait < float("inf"):  # NaN fails too
+            raise ForgeryDetError(f"--wait must be a number of seconds >= 0, got {self.wait}")

@@ -13,6 +13,7 @@ import torch
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, Face
+from forgerydet.io import check_not_input, check_output
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import (
     THUMB,
@@ -99,6 +100,9 @@ def enroll(
     model = load_checkpoint(ck_path, device, check_bank=False).model.eval()
     fp = fingerprint_full(model.key_fingerprint())
     path = Path(into) if into else references_path(ck_path)
+    option = "--into" if into else "the reference file beside the model"
+    check_output(path, option)  # before the lock file beside it is made, and before the slow part
+    check_not_input(path, option, [("the checkpoint", ck_path), *(("a source being enrolled", f) for f in files)])
     if path.exists():  # refuse a foreign or broken file before the slow part
         check_fingerprint(path, read_references(path, wait=cfg.wait).fingerprint, fp, ck_path)
     det_cfg = cfg.detector

