@@ -237,8 +237,9 @@ def test_5_read_only_output_refused_before_work(command, ck, face_png, tmp_path,
 
 
 def test_5_full_disk_after_evaluation_keeps_the_metrics(ck, face_png, tmp_path, monkeypatch):
+    twin = shutil.copy(face_png, tmp_path / "twin.png")  # a file is listed once, with one label
     lst = tmp_path / "list.csv"
-    lst.write_text(f"path,label\n{face_png},0\n{face_png},1\n")
+    lst.write_text(f"path,label\n{face_png},0\n{twin},1\n")
     ev = tmp_path / "ev"
     fail_syscall(monkeypatch, os, "replace", errno.ENOSPC, lambda src, dst: Path(dst).name == "metrics.json")
     r = cli("evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--crops", "--out", ev)
@@ -311,7 +312,8 @@ def test_10_evaluate_exits_1_when_files_are_skipped_and_still_writes(ck, face_pn
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     lst = tmp_path / "list.csv"
-    lst.write_text(f"path,label\n{face_png},0\n{face_png},1\n{bad},1\n")
+    twin = shutil.copy(face_png, tmp_path / "twin.png")
+    lst.write_text(f"path,label\n{face_png},0\n{twin},1\n{bad},1\n")
     r = cli("evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--crops", "--out", tmp_path / "ev")
     assert r.exit_code == 1 and clean(r)
     assert error_lines(r.stderr) == ["error: 1 of 3 listed file(s) were skipped (see above); the metrics use the rest"]
@@ -409,7 +411,7 @@ def test_13_ctrl_c_writes_what_was_scanned(ck, face_png, tmp_path, monkeypatch):
 
 def test_14_steps_per_epoch_zero_refused(pairs, tmp_path):
     assert_one_error(cli("train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN, "--steps-per-epoch", 0),
-                     "steps_per_epoch=0")
+                     "--steps-per-epoch 0: use >= 1")
 
 
 def test_14_diverged_run_says_lower_the_learning_rate(pairs, tmp_path):

@@ -134,3 +134,61 @@ def test_the_console_command_still_prints_help_and_runs_commands(capsys):
     with pytest.raises(SystemExit) as e:
         console_command(["--version"])
     assert e.value.code == 0 and "forgerydet" in capsys.readouterr().out
+
+
+@pytest.fixture
+def term_handler_restored():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_mid_scan_writes_the_outputs_as_ctrl_c_does(term_handler_restored, checkpoint, face_png, tmp_path,
+                                                           monkeypatch):
+    """`timeout`, job schedulers and `docker stop` send SIGTERM: it used to end the scan with nothing written."""
+    import json
+    import signal
+
+    from forgerydet.scan.scanner import Scanner
+
+    files = [Path(shutil.copy(face_png, tmp_path / f"f{i}.png")) for i in range(3)]
+    real, calls = Scanner.scan_file, []
+
+    def terminated_on_second(self, path):
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, path)
+
+    monkeypatch.setattr(Scanner, "scan_file", terminated_on_second)
+    r = cli("scan", *files, "--checkpoint", checkpoint, "--device", "cpu", "--json", tmp_path / "s.json")
+    one_error(r, "interrupted after 1 of 3 file(s)", code=130)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert [f["status"] for f in doc["files"]] == ["ok", "not_scanned", "not_scanned"]
+
+
+def test_report_into_a_folder_whose_index_html_is_not_a_report_is_refused(checkpoint, face_png, tmp_path):
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "index.html").write_text("<html>mine</html>")
+    one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--report", rep), "not a forgerydet report")
+    assert (rep / "index.html").read_text() == "<html>mine</html>"
+    (rep / "index.html").unlink()
+    assert cli("scan", face_png, "--checkpoint", checkpoint, "--report", rep).exit_code == 0
+    assert cli("scan", face_png, "--checkpoint", checkpoint, "--report", rep).exit_code == 0  # its own: replaced
+
+
+def test_interrupted_training_says_how_to_resume(small_pairs, tmp_path, monkeypatch):
+    import forgerydet.training.loop as loop
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", stopped)
+    out = tmp_path / "run"
+    one_error(cli("train", "--pairs", small_pairs, "--out", out), "nothing to resume", code=130)
+    out.mkdir()
+    (out / "last.safetensors").write_bytes(b"x")
+    one_error(cli("train", "--pairs", small_pairs, "--out", out), f"train --out {out} --resume` continues", code=130)

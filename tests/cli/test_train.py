@@ -135,10 +135,10 @@ def test_other_ranks_print_nothing(fake_train, tmp_path):
 
 def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     one_error(cli("train", "--out", tmp_path / "run", "--reference", "neighbours"), "reference")
-    one_error(cli("train", "--out", tmp_path / "run", "--amp", "fp8"), "invalid training option amp='fp8'")
-    one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "1.5"), "invalid training option sbi_local=1.5")
+    one_error(cli("train", "--out", tmp_path / "run", "--amp", "fp8"), "invalid training option --amp 'fp8': use one of auto, bf16, fp16, off")
+    one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "1.5"), "invalid training option --sbi-local 1.5: use a share in [0, 1]")
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "0.2", "--no-sbi-online"), "needs --sbi-online")
-    one_error(cli("train", "--out", tmp_path / "run", "--swap-blends", "2"), "invalid training option swap_blends=2.0")
+    one_error(cli("train", "--out", tmp_path / "run", "--swap-blends", "2"), "invalid training option --swap-blends 2.0")
     one_error(cli("train", "--out", tmp_path / "run", "--swap-blends", "0.3", "--no-sbi-online"), "needs --sbi-online")
     assert fake_train == []
 
@@ -160,7 +160,7 @@ def test_a_watch_list_reaches_training_and_its_auc_is_printed(monkeypatch, tmp_p
     assert "| threshold 0.512 T 1.50 | watch AUC 0.8125 AP 0.7900 best" in r.flat
     one_error(cli("train", "--out", tmp_path / "run", "--select", "watch"), "--select watch picks the best epoch by "
               "the watch list: give --watch LIST.csv")
-    one_error(cli("train", "--out", tmp_path / "run", "--select", "last"), "invalid training option select='last'")
+    one_error(cli("train", "--out", tmp_path / "run", "--select", "last"), "invalid training option --select 'last': use one of val, watch")
     assert len(calls) == 1
 
 

@@ -73,3 +73,13 @@ def test_check_precision_accepts_the_choices_and_names_them_otherwise():
     check_precision("bf16", "cpu")
     with pytest.raises(ForgeryDetError, match=r"^--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32$"):
         check_precision("fp16", "cpu")
+
+
+def test_threshold_keeps_its_rate_when_scores_tie_across_the_cut():
+    from forgerydet.model.calibration import threshold_at_fpr
+
+    tied = np.array([0.2] * 300 + [0.49594255] * 300)  # 600 copies of 2 faces
+    thr = threshold_at_fpr(tied, 0.05)
+    assert (tied >= thr).mean() <= 0.05 and thr > 0.49594255
+    spread = np.linspace(0, 1, 101)
+    assert threshold_at_fpr(spread, 0.05) == pytest.approx(0.96)  # no tie: unchanged, 5 of 101 at or above

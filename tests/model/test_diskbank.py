@@ -79,8 +79,13 @@ def test_broken_or_reused_folders_are_clear(tmp_path):
     vf.write_bytes(vf.read_bytes()[:100])
     with pytest.raises(ForgeryDetError, match="truncated"):
         DiskBank.open(tmp_path / "b")
+    with pytest.raises(ForgeryDetError, match="nothing: not found; give the folder"):
+        DiskBank.open(tmp_path / "nothing")
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(ForgeryDetError, match="no finished disk bank"):
         DiskBank.open(tmp_path / "nothing")
+    with pytest.raises(ForgeryDetError, match="values.f16: a file; give the folder"):
+        DiskBank.open(tmp_path / "b" / "values.f16")
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "mine.txt").write_text("user file")
     with pytest.raises(ForgeryDetError, match=r"already holds other files \(mine.txt\): give a new or empty"):

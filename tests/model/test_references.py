@@ -160,3 +160,16 @@ def test_remove_and_list(model, tmp_path):
     assert remove_person(p, "B") == 1
     refs, people = list_people(p)
     assert people == {} and refs.values.shape == (0, N, D)
+
+
+def test_a_file_of_another_kind_is_not_called_a_damaged_reference_file(tmp_path):
+    from forgerydet.model.references import read_references
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    with pytest.raises(ForgeryDetError, match=r"clip.mp4 is not a forgerydet reference file: give the file"):
+        read_references(video)
+    broken = tmp_path / "ann.refs.safetensors"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    with pytest.raises(ForgeryDetError, match="not a readable forgerydet reference file .truncated or corrupted"):
+        read_references(broken)

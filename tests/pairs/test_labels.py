@@ -41,3 +41,13 @@ def test_check_classes_names_the_missing_class():
     assert check_classes(both, "x") is both
     with pytest.raises(ForgeryDetError, match="the test split holds only real samples"):
         check_classes(both[:1], "the test split")
+
+
+def test_a_file_listed_twice_is_refused_naming_both_lines(tmp_path):
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.pairs.labels import read_list
+
+    lst = tmp_path / "l.csv"
+    lst.write_text("path,label\na.png,0\nb.png,1\n./a.png,1\n")
+    with pytest.raises(ForgeryDetError, match=r"l.csv:4: ./a.png is already listed on line 2"):
+        read_list(lst)

@@ -140,3 +140,24 @@ def test_videos_carry_their_score_interval_and_the_close_calls_are_summed_up(set
         assert lo <= f["score"] <= hi
     assert res["close_calls"] == close_call_summary(res["files"], res["threshold"])
     assert res["close_calls"]["videos"] == 2
+
+
+def test_interrupted_while_only_one_class_was_scored_says_so_not_fix_the_skipped_files(setup, tmp_path, monkeypatch):
+    ck, _, rows = setup
+    lst = tmp_path / "reals_first.csv"
+    with open(lst, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "group"])
+        w.writeheader()
+        w.writerows(sorted(rows, key=lambda r: r["label"] != "real"))
+    real, calls = Scanner._score, []
+
+    def score(self, crops):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, crops)
+
+    monkeypatch.setattr(Scanner, "_score", score)
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu"])
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 130 and "interrupted before any other was scored" in flat and "skipped files" not in flat

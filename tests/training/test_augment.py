@@ -298,3 +298,9 @@ def test_flip_composes_with_an_identity_affine():
     r, f = augment_pair(img, img, np.random.default_rng(0), cfg)
     np.testing.assert_array_equal(r, img[:, ::-1])
     np.testing.assert_array_equal(f, img[:, ::-1])
+
+
+@pytest.mark.parametrize("bad", [dict(translate=5.0), dict(translate=-0.1), dict(rotate_deg=720.0)])
+def test_geometry_beyond_the_crop_is_refused(bad):
+    with pytest.raises(ForgeryDetError, match=next(iter(bad))):  # a shift of 5 sides moves the face out of the crop
+        AugmentConfig(**bad)

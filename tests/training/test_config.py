@@ -34,12 +34,13 @@ def test_pseudo_fakes_made_in_training_need_online_blending():
     ("epochs", 0), ("batch_size", 1), ("lr", 0.0), ("lr", -1e-3), ("single_share", 1.5), ("single_share", -0.1),
     ("warmup", 1.0), ("warmup", -0.01), ("workers", -2), ("amp", "fp8"), ("max_minutes", 0), ("calibration_fpr", 0.0),
     ("calibration_fpr", 1.0), ("tune", "some"), ("steps_per_epoch", 0), ("val_batch_size", 0), ("weight_decay", -0.1), ("select", "best"),
-    ("swap_blends", 1.5), ("swap_blends", -0.1),
+    ("swap_blends", 1.5), ("swap_blends", -0.1), ("lr", float("inf")), ("lr", float("nan")), ("nce_weight", -1.0),
+    ("max_minutes", float("nan")), ("clip", 0.0), ("weight_decay", float("nan")),
 ])
 def test_each_bad_value_is_named(name, bad):
     with pytest.raises(ForgeryDetError) as e:
         TrainConfig(**{name: bad})
-    assert str(e.value) == f"invalid training option {name}={bad!r}"
+    assert str(e.value).startswith(f"invalid training option --{name.replace('_', '-')} {bad!r}: use ")
 
 
 @pytest.mark.parametrize("name,ok", [
@@ -57,7 +58,7 @@ def test_dict_form_is_json_and_round_trips():
     assert list(d) == [f.name for f in dataclasses.fields(TrainConfig)]
     assert config_from_dict(TrainConfig, json.loads(json.dumps(d))) == c  # as stored in, and read from, a checkpoint
     d["epochs"] = 0
-    with pytest.raises(ForgeryDetError, match=r"invalid TrainConfig: invalid training option epochs=0"):
+    with pytest.raises(ForgeryDetError, match=r"invalid TrainConfig: invalid training option --epochs 0: use a whole number >= 1"):
         config_from_dict(TrainConfig, d)
 
 

@@ -100,3 +100,12 @@ def test_nothing_left_to_train():
     with pytest.raises(ForgeryDetError, match=r"so --epochs 2 leaves nothing to train: pass --epochs N with N > 3"):
         resumed_config(TrainConfig(epochs=2), None, state, ck, {"epochs"}, LAST)
     assert resumed_config(TrainConfig(), None, _stored()[1], ck, set(), LAST).epochs == 3  # 2 of 3 done: go on
+
+
+def test_a_stored_none_reads_as_none_not_pythons_none():
+    from types import SimpleNamespace
+
+    from forgerydet.training.state import option_conflicts
+
+    got = option_conflicts(["init"], [(SimpleNamespace(init="run1/best.safetensors"), {"init": None})], "the run has")
+    assert got == ["--init run1/best.safetensors (the run has none)"]

@@ -39,9 +39,18 @@ def main(
     ] = None,
 ) -> None:
     """forgerydet: trustworthy face-forgery verdicts on a laptop CPU or a GPU."""
+    import signal
+    import threading
+
     from forgerydet.runtime import tune_malloc
 
     tune_malloc()
+    if threading.current_thread() is threading.main_thread():  # SIGTERM (`timeout`, a scheduler, `docker stop`)
+        signal.signal(signal.SIGTERM, _terminated)  # is Ctrl-C: scan and evaluate still write what they have
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 app.command("info")(info_cmd)

@@ -18,7 +18,7 @@ def enroll_cmd(
     name: Annotated[Optional[str], typer.Argument(help="The person's name (as `scan --reference NAME` will use it).")] = None,
     sources: Annotated[Optional[list[str]], typer.Argument(help="Real videos, images or folders of that person.")] = None,
     into: Annotated[Optional[Path], typer.Option(help="Reference file (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Model whose key encoder encodes the faces (default: models/default.safetensors or $FORGERYDET_MODEL).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Model whose key encoder encodes the faces (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
     face: Annotated[str, typer.Option(help="Which faces of a source: main-track (tracked over most frames) | largest (per frame) | all (bystanders too).")] = EnrollConfig.face,
     frames: Annotated[int, typer.Option(help="Frames sampled evenly per video (as scan).")] = EnrollConfig.num_frames,
     list_: Annotated[bool, typer.Option("--list", help="List the people enrolled in the reference file.")] = False,

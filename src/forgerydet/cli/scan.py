@@ -56,6 +56,10 @@ def scan_cmd(
         outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
         for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
             check_output(path, option, folder=folder)
+        if report:
+            from forgerydet.scan.report import check_report_folder
+
+            check_report_folder(report)
         det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                          device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import console, note, progress_bar, say, shown, user_errors
+from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, say, shown, user_errors
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
@@ -132,8 +132,14 @@ def train_cmd(
         if "amp" in given and amp in ("bf16", "fp16") and resolve_device(device).type == "cpu":
             note("note:", f"--amp {amp} applies on a GPU: on a CPU training runs in fp32 (bf16 steps measured no "
                           f"faster there; README, \"Faster scans in bf16\")", style="yellow")
-        with _progress() as p:
-            res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
+        try:
+            with _progress() as p:
+                res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the finished epochs are in last.safetensors)
+            last = Path(out) / "last.safetensors"
+            hint = (f"last.safetensors holds the last finished epoch; `forgerydet train --out {out} --resume` "
+                    f"continues" if last.is_file() else "no epoch had finished, so there is nothing to resume")
+            raise fail(f"interrupted: {hint}", EXIT_INTERRUPTED) from None
     if res["rank"] == 0:
         say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
 

@@ -80,6 +80,8 @@ def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
         return 0.5
     k = int(np.floor(fpr * p.size))  # how many reals may be at or above the threshold
     thr = p[p.size - k] if k > 0 else np.nextafter(p[-1], 1.0)
+    if 0 < k < p.size and p[p.size - k - 1] >= thr:  # the k-th highest is tied with faces below the cut: at that
+        thr = np.nextafter(thr, 1.0)  # value more than k would be at or above it, so the tie goes below instead
     return float(np.clip(thr, 1e-6, 1.0 - 1e-6))
 
 

@@ -174,6 +174,10 @@ class DiskBank:
     @classmethod
     def open(cls, folder: str | Path) -> "DiskBank":
         folder = Path(folder)
+        if not folder.is_dir():
+            what = "a file" if folder.exists() else "not found"
+            raise ForgeryDetError(f"--bank {folder}: {what}; give the folder that `forgerydet rebuild-bank --disk-bank` "
+                                  f"wrote")
         try:
             meta = json.loads((folder / "bank.json").read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -191,6 +191,9 @@ def _open(path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
     try:
         f = safe_open(str(path), framework="pt", device="cpu")
     except Exception as e:  # safetensors raises several types for broken headers
+        if not path.name.endswith(".safetensors"):  # a video or a CSV given by mistake, not a damaged file of ours
+            raise ForgeryDetError(f"{path} is not a forgerydet reference file: give the file that `forgerydet "
+                                  f"enroll` wrote (*{SUFFIX})") from None
         raise _corrupt(path, f"truncated or corrupted? {type(e).__name__}") from None
     with f:
         yield f, _read_header(path, f)

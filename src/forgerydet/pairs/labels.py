@@ -5,6 +5,7 @@ list's folder), and the check that a list holds both classes."""
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def read_list(path: str | Path) -> list[Item]:
 
 def _read_rows(path: Path) -> list[Item]:
     items: list[Item] = []
+    seen: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         cols = [c.strip() for c in reader.fieldnames or []]
@@ -51,7 +53,13 @@ def _read_rows(path: Path) -> list[Item]:
             if lab not in LABELS:
                 raise ForgeryDetError(f"{path}:{i}: column 'label' is {rec['label']!r}; use 0/1 or real/fake")
             p = Path(rec["path"])
-            items.append(Item(p if p.is_absolute() else path.parent / p, LABELS[lab], rec.get("group") or "all"))
+            p = p if p.is_absolute() else path.parent / p
+            key = os.path.normpath(p)
+            if key in seen:  # scored twice it would count twice, and with both labels it would score against itself
+                raise ForgeryDetError(f"{path}:{i}: {rec['path']} is already listed on line {seen[key]}: list each "
+                                      f"file once, with one label")
+            seen[key] = i
+            items.append(Item(p, LABELS[lab], rec.get("group") or "all"))
     return items
 
 

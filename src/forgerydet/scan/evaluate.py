@@ -93,7 +93,9 @@ def evaluate(
         problems.append(f"{len(skipped)} of {len(items)} listed file(s) were skipped (see above); the metrics use the rest")
     if len(set(file_y)) < 2:
         only = "real" if set(file_y) == {0} else "fake"
-        problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: fix or replace the skipped files")
+        why = ("the evaluation was interrupted before any other was scored" if interrupted and not skipped
+               else "fix or replace the skipped files")
+        problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: {why}")
     result["problems"] = problems
     result["output_errors"] = []
     if out_dir:

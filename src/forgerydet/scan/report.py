@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import read_image, write_bytes_atomic, write_png
 from forgerydet.runtime import Progress
 from forgerydet.scan.figures import as_rgb, heatmap_overlay, shrink, timeline_plot
@@ -251,6 +251,25 @@ window.addEventListener('load', function () {
 </script>"""
 
 
+REPORT_TITLE = "<title>forgerydet scan report</title>"  # every report's page has it: an index.html without it is not ours
+
+
+def check_report_folder(out_dir: Path) -> None:
+    """Refuse, before the scan, a --report folder whose index.html forgerydet did not write: the report would
+    replace it (the images it adds go under img/, beside the user's other files)."""
+    index = Path(out_dir) / "index.html"
+    try:
+        with open(index, "rb") as f:
+            start = f.read(4096)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ForgeryDetError(f"--report {path_text(out_dir)}: cannot read its index.html ({os_reason(e)})") from None
+    if REPORT_TITLE.encode() not in start:
+        raise ForgeryDetError(f"--report {path_text(out_dir)} holds an index.html that is not a forgerydet report: "
+                              f"the report would replace it; give a new or empty folder")
+
+
 def write_report(
     results: list[dict],
     out_dir: Path,
@@ -273,7 +292,7 @@ def write_report(
     head = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>forgerydet scan report</title>", f"<style>{_CSS}</style></head><body>",
+        REPORT_TITLE, f"<style>{_CSS}</style></head><body>",
         "<h1>forgerydet scan report</h1>",
         f'<p class="meta">{_e(stamp)} · {len(results)} files: {counts["FAKE"]} fake, {counts["REAL"]} real, '
         f'{counts["no_face"]} without a face, {counts["error"]} errors'

@@ -135,7 +135,8 @@ class AugmentConfig:
             (1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100,
              f"jpeg_quality={self.jpeg_quality} must lie in [1, 100]"),
             (self.video_crf[1] <= 51, f"video_crf={self.video_crf} must lie in [0, 51]"),
-            (self.translate >= 0 and self.rotate_deg >= 0, "translate and rotate_deg must be >= 0"),
+            (0 <= self.translate <= 0.5, f"translate={self.translate} must lie in [0, 0.5] (a share of the side)"),
+            (0 <= self.rotate_deg <= 180, f"rotate_deg={self.rotate_deg} must lie in [0, 180]"),
             (min(self.brightness, self.contrast, self.saturation, self.hue_deg) >= 0, "colour ranges must be >= 0"),
         ]
         for ok, msg in checks:

@@ -74,19 +74,30 @@ class TrainConfig:
     augmentation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        for name, ok in (
-            ("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 2), ("lr", self.lr > 0),
-            ("single_share", 0.0 <= self.single_share <= 1.0), ("warmup", 0.0 <= self.warmup < 1.0),
-            ("workers", self.workers >= -1), ("amp", self.amp in ("auto", "bf16", "fp16", "off")),
-            ("max_minutes", self.max_minutes is None or self.max_minutes > 0),
-            ("calibration_fpr", 0.0 < self.calibration_fpr < 1.0), ("tune", self.tune in TUNE_MODES),
-            ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1),
-            ("val_batch_size", self.val_batch_size >= 1), ("weight_decay", self.weight_decay >= 0),
-            ("sbi_local", 0.0 <= self.sbi_local <= 1.0), ("swap_blends", 0.0 <= self.swap_blends <= 1.0),
-            ("select", self.select in SELECT_BY),
+        fin = math.isfinite
+        for name, ok, rule in (
+            ("epochs", self.epochs >= 1, "a whole number >= 1"), ("batch_size", self.batch_size >= 2, ">= 2"),
+            ("lr", self.lr > 0 and fin(self.lr), "a number > 0"),
+            ("single_share", 0.0 <= self.single_share <= 1.0, "a share in [0, 1]"),
+            ("warmup", 0.0 <= self.warmup < 1.0, "a share in [0, 1)"),
+            ("clip", self.clip > 0 and fin(self.clip), "a gradient norm > 0"),
+            ("nce_weight", self.nce_weight >= 0 and fin(self.nce_weight), "a loss weight >= 0"),
+            ("workers", self.workers >= -1, "-1 (auto), 0 (none) or a number of processes"),
+            ("amp", self.amp in ("auto", "bf16", "fp16", "off"), "one of auto, bf16, fp16, off"),
+            ("max_minutes", self.max_minutes is None or (self.max_minutes > 0 and fin(self.max_minutes)),
+             "a number of minutes > 0"),
+            ("calibration_fpr", 0.0 < self.calibration_fpr < 1.0, "a rate in (0, 1)"),
+            ("tune", self.tune in TUNE_MODES, f"one of {', '.join(TUNE_MODES)}"),
+            ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1, ">= 1"),
+            ("val_batch_size", self.val_batch_size >= 1, ">= 1"),
+            ("weight_decay", self.weight_decay >= 0 and fin(self.weight_decay), "a number >= 0"),
+            ("sbi_local", 0.0 <= self.sbi_local <= 1.0, "a share in [0, 1]"),
+            ("swap_blends", 0.0 <= self.swap_blends <= 1.0, "a share in [0, 1]"),
+            ("select", self.select in SELECT_BY, f"one of {', '.join(SELECT_BY)}"),
         ):
-            if not ok:
-                raise ForgeryDetError(f"invalid training option {name}={getattr(self, name)!r}")
+            if not ok:  # named as the option a user gives (a resumed run's stored settings use the same names)
+                raise ForgeryDetError(f"invalid training option --{name.replace('_', '-')} {getattr(self, name)!r}: "
+                                      f"use {rule}")
         if self.select == "watch" and not self.watch:
             raise ForgeryDetError("--select watch picks the best epoch by the watch list: give --watch LIST.csv")
         augment_config(self.augmentation)  # a bad recorded value fails here, before any work

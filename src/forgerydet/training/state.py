@@ -65,7 +65,8 @@ def option_conflicts(names: Collection[str], sources: list[tuple[Any, dict[str, 
             if name == "augmentation":
                 conflicts += _augmentation_conflicts(now, before, has)
             elif not (now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())):
-                conflicts.append(f"--{name.replace('_', '-')} {now} ({has} {before})")
+                was = "none" if before is None else before  # not Python's `None`
+                conflicts.append(f"--{name.replace('_', '-')} {now} ({has} {was})")
             break
     return conflicts
 
