@@ -260,3 +260,17 @@ def test_expand_sources_collects_what_it_leaves_out(tmp_path):
     assert ".tiff" in line and ".jpg" in line
     assert describe_skipped([tmp_path / "a/notes.txt"]).startswith("1 file neither")
     assert expand_sources([tmp_path / "a"]) == got[:2]  # without a list to fill, the same files
+
+
+def test_a_link_loop_and_a_folder_are_named_as_such(tmp_path):
+    from forgerydet.faces.media import expand_sources, media_kind
+
+    (tmp_path / "self1").symlink_to(tmp_path / "self1")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere.mp4")
+    for name in ("self1", "gone"):
+        with pytest.raises(ForgeryDetError, match="a symbolic link to nothing readable"):
+            expand_sources([tmp_path / name])
+    with pytest.raises(ForgeryDetError, match="no such file or folder"):
+        expand_sources([tmp_path / "missing.mp4"])
+    with pytest.raises(ForgeryDetError, match="a folder, where a video or image file is wanted"):
+        media_kind(tmp_path)

@@ -110,3 +110,9 @@ def test_shared_videos_mapping_pairs_both_fakes(shared_data, tmp_path):
     fakes = {r["fake"].split("/")[2].rsplit("-", 1)[0] for r in rows}
     assert fakes == {"anchor_fake_ffpp", "anchor_fake_deeperforensics"}
     assert len({r["real"] for r in rows}) == 3  # each real crop serves both fakes
+
+
+def test_a_mapping_whose_real_files_are_all_missing_says_so_before_the_split_count(tmp_path):
+    with pytest.raises(ForgeryDetError, match=r"none of the 1 real file\(s\) the mapping names exists"):
+        pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, [("gone.mp4", "gone_fake.mp4")])),
+                           tmp_path / "out", CFG)

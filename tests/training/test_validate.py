@@ -198,3 +198,6 @@ def test_a_watch_list_is_a_path_label_csv_or_the_test_split_of_another_pairs_csv
     listed.write_text(f"path,label\n{val[0].real},real\n{tmp_path / 'gone.png'},fake\n")
     with pytest.raises(ForgeryDetError, match="gone.png: no such file"):
         read_watch(listed, table)
+    listed.write_text(f"path,label\n{tmp_path / 'gone.png'},fake\n")  # one class AND a missing file: the file first
+    with pytest.raises(ForgeryDetError, match="gone.png: no such file"):
+        read_watch(listed, table)

@@ -73,6 +73,8 @@ def media_kind(path: str | Path) -> MediaKind:
         return "video"
     if ext in IMAGE_EXTS:
         return "image"
+    if Path(path).is_dir():
+        raise ForgeryDetError(f"{path}: a folder, where a video or image file is wanted")
     raise ForgeryDetError(
         f"{path}: unsupported file type '{ext or '(none)'}'; "
         f"give a video ({', '.join(sorted(VIDEO_EXTS))}) or an image ({', '.join(sorted(IMAGE_EXTS))})"
@@ -122,6 +124,8 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
                 raise ForgeryDetError(f"no image or video file matches '{raw}'")
             for f in files:
                 add(f)
+        elif p.is_symlink():  # exists() follows the link: a dangling link or a loop
+            raise ForgeryDetError(f"{p}: a symbolic link to nothing readable (dangling, or a loop)")
         else:
             raise ForgeryDetError(f"{p}: no such file or folder")
     if skipped is not None:  # a file also given by name is scanned (and gets its error), so it is not "left out"

@@ -64,6 +64,8 @@ def pairs_from_mapping(
     reals = list(dict.fromkeys(e.real for e in entries))
     auto_groups = unique_group_names(reals)
     groups = {e.real: e.group or auto_groups[e.real] for e in entries}
+    if not any(Path(r).is_file() for r in reals):  # said before the split count, which would hide it
+        raise ForgeryDetError(f"none of the {len(reals)} real file(s) the mapping names exists (first: {reals[0]})")
     assign_splits(set(groups.values()), val, test, seed)  # fail before the slow part
     detector = detector or FaceDetector(config.detector)
     summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)

@@ -23,8 +23,9 @@ class Item:
     group: str
 
 
-def read_list(path: str | Path) -> list[Item]:
-    """The rows of a path,label[,group] CSV; every problem a ForgeryDetError naming the line."""
+def read_list(path: str | Path, *, both_classes: bool = True) -> list[Item]:
+    """The rows of a path,label[,group] CSV; every problem a ForgeryDetError naming the line. both_classes=False
+    leaves `check_classes` to the caller (after it has checked the files, a more useful error first)."""
     path = Path(path)
     if not path.is_file():
         raise ForgeryDetError(f"{path} is a folder, not a list (a CSV with columns path,label[,group])" if path.is_dir()
@@ -35,7 +36,7 @@ def read_list(path: str | Path) -> list[Item]:
         raise ForgeryDetError(f"{path}: not a UTF-8 text CSV file") from None  # as io.read_csv_rows says it
     if not items:
         raise ForgeryDetError(f"{path} has a header but no rows")
-    return check_classes(items, str(path))
+    return check_classes(items, str(path)) if both_classes else items
 
 
 def _read_rows(path: Path) -> list[Item]:

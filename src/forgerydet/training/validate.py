@@ -89,13 +89,14 @@ def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[in
         items = check_classes([Item(p, 0, "real") for p in reals] + [Item(r.fake, 1, "fake") for r in rows if r.fake],
                               f"the test split of {path}")
     else:
-        items = read_list(path)
+        items = read_list(path, both_classes=False)  # a missing file is the first thing to say
     for it in items:
         if it.path.suffix.lower() not in IMAGE_EXTS:
             raise ForgeryDetError(f"--watch {path}: {it.path} is not an image; the watch list holds face crops "
                                   "(make them from videos with `forgerydet extract`)")
         if not it.path.is_file():
             raise ForgeryDetError(f"--watch {path}: {it.path}: no such file")
+    check_classes(items, str(path))
     trained = {p.resolve() for r in table.split("train") for p in (r.real, r.fake) if p is not None}
     seen = [it.path for it in items if it.path.resolve() in trained]
     if seen:
