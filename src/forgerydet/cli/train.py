@@ -156,8 +156,7 @@ def rebuild_bank_cmd(
 ) -> None:
     """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
     if workers < -1:
-        with user_errors():
-            raise ForgeryDetError(f"--workers {workers}: use -1 (auto), 0 (none) or a number of processes")
+        raise fail(f"--workers {workers}: use -1 (auto), 0 (none) or a number of processes")
     if disk_bank is not None:
         from forgerydet.training.bankfill import rebuild_disk_bank
 

@@ -147,6 +147,19 @@ def describe_skipped(skipped: Sequence[Path]) -> str:
     return f"{n} file{'s' if n != 1 else ''} neither image nor video ({kinds}); images are {', '.join(sorted(IMAGE_EXTS))}"
 
 
+def check_sampling(num_frames: int | None = None, every: int | None = None, fps: float | None = None) -> None:
+    """The frame-sampling settings, named as the options that set them: at most one set, each in range.
+    ExtractConfig checks them when it is made (before any folder is written), sample_indices for direct callers."""
+    if sum(m is not None for m in (num_frames, every, fps)) > 1:
+        raise ForgeryDetError("choose one way to sample frames: --frames, --every or --fps")
+    if num_frames is not None and num_frames < 1:
+        raise ForgeryDetError(f"--frames {num_frames}: sample at least one frame")
+    if every is not None and every < 1:
+        raise ForgeryDetError(f"--every {every}: sample every n-th frame with n >= 1")
+    if fps is not None and not 0 < fps < math.inf:  # NaN fails too
+        raise ForgeryDetError(f"--fps {fps}: the sampling rate must be a number > 0")
+
+
 def sample_indices(
     frame_count: int,
     video_fps: float = 0.0,
@@ -157,25 +170,17 @@ def sample_indices(
     """Which frame indices to read: `num_frames` spread evenly over the video (first and last included),
     or every `every`-th frame, or `fps` frames per second of video. Exactly one of the three may be set;
     none set means DEFAULT_NUM_FRAMES evenly."""
-    modes = [m for m in (num_frames, every, fps) if m is not None]
-    if len(modes) > 1:
-        raise ForgeryDetError("choose one way to sample frames: a number of frames, every n-th frame, or an fps")
+    check_sampling(num_frames, every, fps)
     if frame_count <= 0:
         return []
     if every is not None:
-        if every < 1:
-            raise ForgeryDetError(f"every={every}: sample every n-th frame with n >= 1")
         return list(range(0, frame_count, every))
     if fps is not None:
-        if not 0 < fps < math.inf:  # NaN fails too
-            raise ForgeryDetError(f"fps={fps}: the sampling rate must be a number > 0")
         if video_fps <= 0:
             raise ForgeryDetError("the video does not state its frame rate; sample by number of frames instead of fps")
         step = max(1.0, video_fps / fps)  # faster than the video's own rate: every frame
         return sorted({min(frame_count - 1, int(round(k * step))) for k in range(int(math.ceil(frame_count / step)))})
     t = DEFAULT_NUM_FRAMES if num_frames is None else num_frames
-    if t < 1:
-        raise ForgeryDetError(f"frames={t}: sample at least one frame")
     if t >= frame_count:
         return list(range(frame_count))
     return sorted({int(round(x)) for x in np.linspace(0, frame_count - 1, t)})

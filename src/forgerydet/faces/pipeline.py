@@ -12,7 +12,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, Face, FaceDetector
-from forgerydet.faces.media import MediaKind, iter_frames, media_kind
+from forgerydet.faces.media import MediaKind, check_sampling, iter_frames, media_kind
 from forgerydet.faces.track import assign_tracks
 
 
@@ -34,13 +34,7 @@ class ExtractConfig:
     deinterlace: bool = True
 
     def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.num_frames, self.every, self.fps)) > 1:
-            raise ForgeryDetError("choose one way to sample frames: --frames, --every or --fps")
-        for option, value in (("--frames", self.num_frames), ("--every", self.every)):
-            if value is not None and value < 1:
-                raise ForgeryDetError(f"{option} {value}: must be >= 1")
-        if self.fps is not None and not 0.0 < self.fps < float("inf"):  # NaN fails too
-            raise ForgeryDetError(f"--fps {self.fps}: the sampling rate must be a number > 0")
+        check_sampling(self.num_frames, self.every, self.fps)  # before any folder is written
         if not 0.0 < self.iou_threshold <= 1.0:
             raise ForgeryDetError(f"iou_threshold={self.iou_threshold} must be in (0, 1]")
 
