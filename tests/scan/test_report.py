@@ -100,6 +100,23 @@ def test_every_img_points_at_an_existing_png(report):
     assert len(list((report.parent / "img" / "bank").glob("*.png"))) == 1
 
 
+def test_a_reused_report_folder_keeps_only_the_new_reports_images(report, results):
+    """Scanning another video into the same folder must not leave the first video's faces beside the new page
+    (they would travel with the folder when it is shared); files a report does not write are left alone."""
+    folder = report.parent
+    mine = [folder / "img" / "notes.png", folder / "img" / "file-000" / "keep.png", folder / "photo.png"]
+    for p in mine:
+        p.write_bytes(b"user's")
+    first = {p for p in (folder / "img").rglob("*.png") if p not in mine}
+    index = write_report(results[1:2], folder, SETTINGS)  # only the portrait now: one face, one bank thumbnail
+    left = {p for p in (folder / "img").rglob("*.png") if p not in mine}
+    shown = {(folder / unquote(html.unescape(s))).resolve() for s in IMG_SRC.findall(index.read_text("utf-8"))}
+    assert {p.resolve() for p in left} == shown and len(shown) == 3
+    assert len(first) == 24 * 2 + 1 + 2 + 1  # crops and heatmaps, timeline, the portrait's two, one bank thumbnail
+    assert all(p.read_bytes() == b"user's" for p in mine)
+    assert not (folder / "img" / "file-001").exists() and (folder / "img" / "file-000").is_dir()
+
+
 def test_page_content_and_escaping(report):
     page = report.read_text(encoding="utf-8")
     assert "<script>alert(1)" not in page and html.escape(NASTY) in page

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -96,11 +97,13 @@ class _Images:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.root = out_dir / "img"
+        self.written: set[Path] = set()
         self._neighbours: dict[str, str | None] = {}
 
     def png(self, rel: str, rgb: np.ndarray) -> str:
         path = self.root / rel
         write_png(path, rgb)
+        self.written.add(path)
         return _src(self.out_dir, path)
 
     def reference(self, slot: int, thumb: np.ndarray) -> str:
@@ -221,6 +224,7 @@ def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
     if kind == "video" and faces:
         path = imgs.root / f"{anchor}/timeline.png"
         timeline_plot(r, path)
+        imgs.written.add(path)
         out.append(f'<img class="timeline" src="{_src(imgs.out_dir, path)}" alt="score over time">')
     if faces:
         chosen = select_faces(faces, max_faces)
@@ -252,22 +256,42 @@ window.addEventListener('load', function () {
 
 
 REPORT_TITLE = "<title>forgerydet scan report</title>"  # every report's page has it: an index.html without it is not ours
+# the names _Images and _file_html give the PNGs under img/: only these are ever removed from a reused folder
+_OUR_IMAGE = re.compile(r"(file-\d{3,}/(f\d{4,}_(face|heat)|timeline)|refs/r\d{5,}|bank/n\d{5,})\.png")
 
 
-def check_report_folder(out_dir: Path) -> None:
+def check_report_folder(out_dir: Path) -> bool:
     """Refuse, before the scan, a --report folder whose index.html forgerydet did not write: the report would
-    replace it (the images it adds go under img/, beside the user's other files)."""
+    replace it (the images it adds go under img/, beside the user's other files). True when the folder holds an
+    earlier report, which the new one replaces."""
     index = Path(out_dir) / "index.html"
     try:
         with open(index, "rb") as f:
             start = f.read(4096)
     except FileNotFoundError:
-        return
+        return False
     except OSError as e:
         raise ForgeryDetError(f"--report {path_text(out_dir)}: cannot read its index.html ({os_reason(e)})") from None
     if REPORT_TITLE.encode() not in start:
         raise ForgeryDetError(f"--report {path_text(out_dir)} holds an index.html that is not a forgerydet report: "
                               f"the report would replace it; give a new or empty folder")
+    return True
+
+
+def _remove_stale(imgs: _Images) -> int:
+    """Delete the earlier report's images that the new page does not show (its faces of other videos would stay
+    beside it, and travel with the folder when it is shared); returns how many. Only names a report writes are
+    touched, then the folders they leave empty."""
+    removed = 0
+    for path in sorted(imgs.root.rglob("*.png")) if imgs.root.is_dir() else []:
+        rel = path.relative_to(imgs.root).as_posix()
+        if path not in imgs.written and _OUR_IMAGE.fullmatch(rel) and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed += 1
+    for folder in sorted((p for p in imgs.root.glob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
+        if re.fullmatch(r"file-\d{3,}|refs|bank", folder.name) and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def write_report(
@@ -278,8 +302,10 @@ def write_report(
     max_faces: int = MAX_FACES,
     progress: Progress | None = None,
 ) -> Path:
-    """Write out_dir/index.html (+ PNGs under out_dir/img) for scan results; returns the HTML path."""
+    """Write out_dir/index.html (+ PNGs under out_dir/img) for scan results; returns the HTML path. An earlier
+    report in out_dir is replaced whole: its images that the new page does not show are removed."""
     out_dir = Path(out_dir)
+    replacing = check_report_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     imgs = _Images(out_dir)
 
@@ -315,4 +341,6 @@ def write_report(
     page = "\n".join(head + summary + body + [_TEST_HOOK, "</body></html>", ""])
     index = out_dir / "index.html"
     write_bytes_atomic(index, page.encode("utf-8"))
+    if replacing:
+        _remove_stale(imgs)
     return index
