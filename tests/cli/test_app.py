@@ -4,6 +4,7 @@ stays light (no torch)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 from forgerydet import __version__, runtime
 from tests.cli._cli_util import cli
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
 COMMANDS = ["info", "extract", "pairs", "train", "rebuild-bank", "calibrate", "scan", "evaluate", "enroll", "weights"]
 
 
@@ -70,3 +72,51 @@ def test_python_dash_m_runs_the_app():
     p = _python("import runpy, sys; sys.argv = ['forgerydet', '--version']; runpy.run_module('forgerydet', run_name='__main__')")
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"forgerydet {__version__}\n"
+
+
+# `forgerydet CMD [SUB] ...` (or `-m forgerydet ...`) up to the end of the shell command or inline code span
+_WRITTEN = re.compile(r"(?:\bforgerydet|-m forgerydet)\s+([a-z][a-z-]*)(?:\s+([a-z][a-z-]*))?([^`&;|>\n]*)")
+_DOCUMENTED = ["README.md", "models/README.md", "data/README.md", "bench/README.md", "Makefile", "tools/device_train.sh",
+               "tools/device_ablation.sh"]
+
+
+def _written_commands(text: str):
+    """(line, command path, option names) of every forgerydet command written in a document or script."""
+    from typer.main import get_command
+
+    from forgerydet.cli.app import app
+
+    root = get_command(app)
+    text = text.replace("\\\n", " ")  # shell continuation lines
+    for m in _WRITTEN.finditer(text):
+        cmd, path, rest = root.commands.get(m.group(1)), [m.group(1)], m.group(3)
+        if cmd is None:
+            continue
+        if hasattr(cmd, "commands"):  # a group: `weights export ...`
+            if m.group(2) not in cmd.commands:
+                continue
+            cmd, path = cmd.commands[m.group(2)], path + [m.group(2)]
+        elif m.group(2):
+            rest = m.group(2) + rest
+        known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+        used = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest)
+        yield text[: m.start()].count("\n") + 1, " ".join(path), used, known
+
+
+def test_every_option_the_docs_and_scripts_write_exists():
+    """A renamed or removed option must not leave `make model`, the GPU script or a README example failing
+    an hour in: every `forgerydet CMD --option` written in them is an option of CMD."""
+    wrong, seen = [], 0
+    for name in _DOCUMENTED:
+        for line, cmd, used, known in _written_commands((REPO / name).read_text(encoding="utf-8")):
+            seen += 1
+            wrong += [f"{name}:{line}: forgerydet {cmd} {o}" for o in used if o not in known]
+    assert not wrong, wrong
+    assert seen > 50  # the pattern does find the commands
+
+
+def test_the_docs_check_finds_an_unknown_option():
+    found = list(_written_commands("run `forgerydet train --pairs p.csv --bogus 1` then\n"
+                                   "forgerydet weights export a b --dtype fp16 --nope && forgerydet scan v.mp4"))
+    assert [(c, [o for o in used if o not in known]) for _, c, used, known in found] == [
+        ("train", ["--bogus"]), ("weights export", ["--nope"]), ("scan", [])]
