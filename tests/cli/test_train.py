@@ -221,6 +221,23 @@ def test_rebuild_bank_says_when_the_stored_calibration_was_fitted_against_the_ol
     assert f"forgerydet calibrate --checkpoint {tmp_path / 'c.safetensors'} --pairs calib/pairs.csv" in note
 
 
+def test_the_refit_line_keeps_how_the_calibration_was_fitted(monkeypatch, tmp_path):
+    """Pasting the printed line must not turn a flip-calibrated file into a single-view one (calibrate defaults to
+    --tta none, fp32 and 5 %); a path with a space is quoted."""
+    ck = tmp_path / "my models" / "c.safetensors"
+
+    def fake(checkpoint, pairs, **kw):
+        return {"entries": 16, "real_faces": 40, "bank_size": 16, "select": "coreset", "seconds": 1.25,
+                "checkpoint": str(checkpoint), "calibration_stale": True, "calibrated_on": "calib/pairs.csv",
+                "calibrated_with": {"tta": "flip", "precision": "bf16", "target_fpr": 0.01}}
+
+    monkeypatch.setattr(bankfill, "rebuild_checkpoint_bank", fake)
+    r = cli("rebuild-bank", "--checkpoint", ck, "--pairs", tmp_path / "p.csv")
+    assert r.exit_code == 0, r.output
+    assert (f"forgerydet calibrate --checkpoint '{ck}' --pairs calib/pairs.csv --tta flip --precision bf16 "
+            "--fpr 0.01") in " ".join(r.stderr.split())
+
+
 def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     seen = {}
 

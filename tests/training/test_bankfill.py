@@ -93,6 +93,7 @@ def test_rebuild_marks_a_calibration_fitted_against_the_bank_it_replaced(pairs, 
 
     res = rebuild_checkpoint_bank(ck, pairs, device="cpu", out=tmp_path / "rebuilt.safetensors")
     assert res["calibration_stale"] and res["calibrated_on"] == str(pairs)
+    assert res["calibrated_with"] == {"tta": "none", "precision": "fp32", "target_fpr": 0.25}  # for the refit line
     rebuilt = load_checkpoint(tmp_path / "rebuilt.safetensors")
     assert rebuilt.calibration_bank == "an earlier bank"
     assert rebuilt.threshold == calibrated.threshold  # kept, and said to be stale, not silently dropped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -183,10 +184,22 @@ def rebuild_bank_cmd(
             f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
             f"in {res['seconds']:.1f} s -> {res['checkpoint']}")
         if res["calibration_stale"]:
-            on = res["calibrated_on"] or "PAIRS.csv"
-            note("note:", f"its threshold and bank fusion were fitted against the bank this replaced; scans still "
-                          f"use them until you refit them: forgerydet calibrate --checkpoint {res['checkpoint']} "
-                          f"--pairs {on}", style="yellow")
+            note("note:", "its threshold and bank fusion were fitted against the bank this replaced; scans still "
+                          f"use them until you refit them: {_recalibrate_line(res)}", style="yellow")
+
+
+def _recalibrate_line(res: dict) -> str:
+    """The `calibrate` command that refits a rebuilt bank's calibration as it was fitted (its --tta, --precision
+    and --fpr, which a bare `calibrate` would reset), ready to paste."""
+    how = res.get("calibrated_with") or {}
+    args = ["forgerydet", "calibrate", "--checkpoint", str(res["checkpoint"]), "--pairs", res["calibrated_on"] or "PAIRS.csv"]
+    if how.get("tta", "none") != "none":
+        args += ["--tta", str(how["tta"])]
+    if how.get("precision", "fp32") != "fp32":
+        args += ["--precision", str(how["precision"])]
+    if how.get("target_fpr") is not None and float(how["target_fpr"]) != DEFAULT_FPR:
+        args += ["--fpr", f"{float(how['target_fpr']):g}"]
+    return " ".join(a if a == "PAIRS.csv" else shlex.quote(a) for a in args)
 
 
 def calibrate_cmd(

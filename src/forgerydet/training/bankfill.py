@@ -114,7 +114,9 @@ def rebuild_checkpoint_bank(
             "bank_size": model.cfg.bank_size, "select": select,
             # the stored threshold and bank fusion were fitted against the bank just replaced
             "calibration_stale": cal is not None and cal["bank_contents"] != model.bank.contents_digest(),
-            "calibrated_on": None if cal is None else cal.get("calibrated_on")}
+            "calibrated_on": None if cal is None else cal.get("calibrated_on"),
+            # how it was fitted, so that refitting it keeps that (`calibrate` defaults to --tta none, fp32, 5 %)
+            "calibrated_with": {} if cal is None else {k: cal[k] for k in ("tta", "precision", "target_fpr") if k in cal}}
 
 
 @torch.no_grad()
