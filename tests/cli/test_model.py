@@ -33,7 +33,7 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
                         train_state=TrainState(2, 10, 0.8, {}, {"state": {}, "param_groups": []}))
     r = cli("info", p)
     assert r.exit_code == 0, r.output
-    assert _row(r.output, "threshold") == "0.4213" and _row(r.output, "epochs done") == "2"
+    assert _row(r.output, "verdict threshold") == "0.421" and _row(r.output, "epochs done") == "2"
     assert _row(r.output, "earlier faces") == "1,200 entries"  # a long list is counted, not printed whole
     assert _row(r.output, "training state") == "yes (resumable)"
     assert _row(r.output, "bank") == "3 / 37 entries filled" and _row(r.output, "image size") == "64"
@@ -44,6 +44,28 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     assert cells == [["1", "0.5000", "0.7500", "-"], ["2", "-", "0.8000", "0.9000"]]  # epoch, train_loss, val_auc, watch_auc
     table = r.output[r.output.index("training history"):]
     assert "…" not in table and table.split().count("AUC") == 2  # 'val AUC' and 'watch AUC', whole on 80 columns
+
+
+def test_info_names_the_threshold_a_scan_uses_and_how_it_was_fitted(tmp_path):
+    """With a bank fusion a plain scan uses the fusion's threshold, not the head's (info showed the head's alone,
+    and the calibration as a raw dict)."""
+    fusion = {"logit": 1.062, "similarity": -0.1, "bias": -0.127, "threshold": 0.338, "val_fpr": 0.04998,
+              "val_tpr": 0.958, "val_auc": 0.9895}
+    cal = {"temperature": 0.921, "threshold": 0.382, "target_fpr": 0.05, "val_fpr": 0.05, "val_tpr": 0.95,
+           "val_reals": 2321, "val_fakes": 2321, "bank_fusion": fusion, "tta": "flip", "precision": "fp32",
+           "calibrated_on": "calib/pairs.csv"}
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(),
+                        extra={"threshold": 0.382, "temperature": 0.921, "bank_fusion": fusion, "calibration": cal})
+    r = cli("info", p, COLUMNS="250")
+    assert r.exit_code == 0, r.output
+    assert _row(r.output, "verdict threshold") == ("0.338 on p = sigmoid(1.062 x logit - 0.100 x nearest-bank "
+                                                   "similarity - 0.127): the bank fusion, what `scan` and `evaluate` "
+                                                   "use with this file's bank")
+    assert _row(r.output, "head threshold") == "0.382, temperature 0.921 (with --reference or --bank)"
+    assert _row(r.output, "calibration") == (
+        "on calib/pairs.csv; 2,321 real / 2,321 pseudo-fake faces; each averaged with its mirror image (--tta flip); "
+        "reals called FAKE 5.0 % (target 5 %), pseudo-fakes caught 95.8 %, AUC 0.990")
+    assert "{" not in r.output  # no raw dicts
 
 
 def test_info_shows_a_runs_training_settings_and_what_its_augmentation_changed(tmp_path):

@@ -55,6 +55,9 @@ EVENTS = [
     {"event": "epoch_end", "epoch": 1, "train_loss": 0.6931, "train_img_s": 12.0, "val_auc": 0.75, "val_ap": 0.7,
      "val_eer": 0.25, "val_acc": 0.625, "val_loss": 0.69, "val_auc_pair": 0.8, "threshold": 0.512, "temperature": 1.5,
      "best": True},
+    {"event": "epoch_end", "epoch": 2, "train_loss": 0.6, "train_img_s": 12.0, "val_auc": 0.8, "val_ap": 0.7,
+     "val_eer": 0.25, "val_acc": 0.625, "val_loss": 0.69, "val_auc_pair": 0.8, "threshold": 0.322, "temperature": 1.2,
+     "fusion_threshold": 0.73, "best": False},
     {"event": "budget", "epoch": 1, "minutes": 0.5},
     {"event": "notice", "text": "the run recorded no augmentation setting for blur_p: it continues with today's defaults"},
 ]
@@ -109,6 +112,9 @@ def test_train_renders_every_event(fake_train, tmp_path):
     assert "epoch 1: bank rebuilt from 12 real training faces -> 12 entries in 0.2 s" in lines
     assert ("epoch 1: train loss 0.6931 (12 img/s) | val 'single' AUC 0.7500 AP 0.7000 EER 0.2500 acc 0.6250 loss "
             "0.6900 | val 'pair' AUC 0.8000 | threshold 0.512 T 1.50 best") in lines
+    # with a bank fusion the threshold shown first is the one a scan of the checkpoint uses
+    assert lines[lines.index("time budget reached after epoch 1 (0.5 min): stopping") - 1].endswith(
+        "| threshold 0.730 (bank fusion, as scan uses it; head 0.322 T 1.20)")
     assert "time budget reached after epoch 1 (0.5 min): stopping" in lines
     assert lines[-1] == "checkpoints: best R/best.safetensors  last R/last.safetensors  (inspect with `forgerydet info`)"
 

@@ -43,7 +43,8 @@ def info_cmd(
         ("calibrated against", calibration_bank(meta)),
     ]
     rows += _training_rows(train.get("train_config"))
-    extra = meta.get("extra") or {}
+    extra = dict(meta.get("extra") or {})
+    rows += _calibration_rows(extra)  # takes the calibration's keys out of extra
     for k, v in extra.items():  # a long list (earlier_faces: thousands of faces) is summarised, not printed
         rows.append((k.replace("_", " "), f"{len(v):,} entries" if isinstance(v, list) and len(v) > 8 else str(v)))
     rows.append(("config", ", ".join(f"{k}={v}" for k, v in cfg.items())))
@@ -81,6 +82,43 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
         return rows + [("augmentation", f"unreadable: {e}")]
     changed = [f"{k}={aug_text(v)}" for k, v in vars(now).items() if v != getattr(today, k)]
     return rows + [("augmentation", "today's defaults" + (f" except {', '.join(changed)}" if changed else ""))]
+
+
+def _num(v, fmt: str = ".3f") -> str:
+    return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def _calibration_rows(extra: dict) -> list[tuple[str, str]]:
+    """The stored threshold(s), temperature and bank fusion as `scan` uses them, and how they were fitted, in words;
+    pops those keys from `extra` (they were printed as raw dicts, and the threshold shown was not the one a plain
+    scan uses when there is a bank fusion)."""
+    thr, temp = extra.pop("threshold", None), extra.pop("temperature", None)
+    fusion, cal = extra.pop("bank_fusion", None), extra.pop("calibration", None)
+    rows = []
+    head = None if thr is None else _num(thr) + ("" if temp is None else f", temperature {_num(temp)}")
+    if isinstance(fusion, dict) and "threshold" in fusion:
+        sim, bias = float(fusion.get("similarity", 0)), float(fusion.get("bias", 0))
+        rows.append(("verdict threshold", f"{_num(fusion['threshold'])} on p = sigmoid({_num(fusion.get('logit'))} x logit "
+                                          f"{'-' if sim < 0 else '+'} {abs(sim):.3f} x nearest-bank similarity "
+                                          f"{'-' if bias < 0 else '+'} {abs(bias):.3f}): the bank fusion, what `scan` "
+                                          f"and `evaluate` use with this file's bank"))
+        if head:
+            rows.append(("head threshold", f"{head} (with --reference or --bank)"))
+    elif head:
+        rows.append(("verdict threshold", head))
+    if isinstance(cal, dict):
+        parts = [f"on {cal['calibrated_on']}" if cal.get("calibrated_on") else None,
+                 f"{cal['val_reals']:,} real / {cal.get('val_fakes', 0):,} pseudo-fake faces"
+                 if isinstance(cal.get("val_reals"), int) else None,
+                 "each averaged with its mirror image (--tta flip)" if cal.get("tta") == "flip" else None,
+                 f"in {cal['precision']}" if cal.get("precision") not in (None, "fp32") else None]
+        scored = fusion if isinstance(fusion, dict) and "val_fpr" in fusion else cal
+        if "val_fpr" in scored:
+            target = f" (target {_num(100 * cal['target_fpr'], '.0f')} %)" if isinstance(cal.get("target_fpr"), float) else ""
+            parts.append(f"reals called FAKE {_num(100 * scored['val_fpr'], '.1f')} %{target}, pseudo-fakes caught "
+                         f"{_num(100 * scored.get('val_tpr', float('nan')), '.1f')} %, AUC {_num(scored.get('val_auc', float('nan')))}")
+        rows.append(("calibration", "; ".join(p for p in parts if p) or str(cal)))
+    return rows
 
 
 def _by_reference(record) -> str:

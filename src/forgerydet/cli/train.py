@@ -67,8 +67,10 @@ class _TrainView:
             console.print(
                 f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} ({e['train_img_s']:.0f} img/s) | val 'single' "
                 f"AUC {e['val_auc']:.4f} AP {e['val_ap']:.4f} EER {e['val_eer']:.4f} acc {e['val_acc']:.4f} "
-                f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | threshold {e['threshold']:.3f} "
-                f"T {e['temperature']:.2f}"
+                f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | "
+                + (f"threshold {e['fusion_threshold']:.3f} (bank fusion, as scan uses it; head {e['threshold']:.3f} "
+                   f"T {e['temperature']:.2f})" if "fusion_threshold" in e else
+                   f"threshold {e['threshold']:.3f} T {e['temperature']:.2f}")
                 + (f" | watch AUC {e['watch_auc']:.4f} AP {e['watch_ap']:.4f}" if "watch_auc" in e else "")
                 + (" [green]best[/]" if e["best"] else "")
             )

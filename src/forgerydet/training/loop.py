@@ -274,6 +274,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             record.update(validate(model, table, d.device, tcfg))
             cal = record.pop("calibration")
             record.update(threshold=cal["threshold"], temperature=cal["temperature"])
+            if isinstance(cal.get("bank_fusion"), dict):  # what a scan of this checkpoint uses (scan/scanner.py)
+                record["fusion_threshold"] = cal["bank_fusion"]["threshold"]
             if watch:
                 record.update(score_watch(model, *watch, d.device, tcfg))
             history.append(_json_safe(record))
