@@ -42,7 +42,9 @@ def find_shared() -> Path | None:
 
 
 def say(msg: str) -> None:
-    print(f"\n\033[1m== {msg}\033[0m", flush=True)
+    """A step heading, bold on a terminal; plain where the output goes to a log file (no escape codes in it)."""
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() and os.environ.get("NO_COLOR") is None else ("", "")
+    print(f"\n{bold}== {msg}{plain}", flush=True)
 
 
 def run(args: list[str], allow_fail: bool = False) -> int:

@@ -42,6 +42,24 @@ def test_every_command_has_help():
         assert r.exit_code == 0 and "Usage: " in r.output and f" {name} " in r.output, (name, r.output)
 
 
+def test_help_paragraphs_are_not_broken_mid_sentence():
+    """typer keeps the line breaks of a docstring's later paragraphs (scan's help broke at 'written (every' and
+    'so far and'), so each later paragraph is one line; the first is joined by typer."""
+    from typer.main import get_command
+
+    from forgerydet.cli.app import app
+
+    def commands(group):
+        for cmd in group.commands.values():
+            yield from commands(cmd) if hasattr(cmd, "commands") else [cmd]
+
+    broken = [(c.name, p[:40]) for c in commands(get_command(app))
+              for p in (c.help or "").strip().split("\n\n")[1:] if "\n" in p.strip()]
+    assert not broken
+    r = cli("scan", "--help", COLUMNS="400")
+    assert "an output could not be written (every other output is still written); 130 after" in r.output
+
+
 def test_version():
     r = cli("--version")
     assert r.exit_code == 0 and r.output == f"forgerydet {__version__}\n"

@@ -87,7 +87,7 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
     assert refs.is_file() and sha(ck) == before  # the reference file is beside the model, never in it
     # the same faces again are not duplicated; a photo adds to the same person
     r = run("enroll", "Astro Naut", media["face"], media["photo"], "--checkpoint", ck, "--frames", "3", "--device", "cpu")
-    assert r.exit_code == 0 and "enrolled 1 faces" in r.flat and "3 already enrolled" in r.flat, r.output
+    assert r.exit_code == 0 and "enrolled 1 face of" in r.flat and "3 already enrolled" in r.flat and "; 1 person in " in r.flat, r.output
     r = run("enroll", "--list", "--checkpoint", ck)
     assert r.exit_code == 0 and "Astro Naut" in r.output and " 4 " in r.output, r.output
     f = read_references(refs)

@@ -61,7 +61,8 @@ def enroll_cmd(
     for src, n, which in res.sources:
         say(f"  {Path(src).name}: {which}")
     dup = f" ({res.duplicates} already enrolled, skipped)" if res.duplicates else ""
-    say(f"enrolled {res.added} faces of {name!r}{dup}: {res.total} in all; {res.people} people in {res.path} "
+    people = "1 person" if res.people == 1 else f"{res.people} people"
+    say(f"enrolled {res.added} face{'' if res.added == 1 else 's'} of {name!r}{dup}: {res.total} in all; {people} in {res.path} "
         f"(key encoder of {res.checkpoint})")
 
 

@@ -44,9 +44,8 @@ def scan_cmd(
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file.
 
-    Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every
-    other output is still written); 130 after Ctrl-C, with the outputs holding the files scanned so far and
-    the rest marked not_scanned."""
+    Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every other output is still written); 130 after Ctrl-C or SIGTERM, with the outputs holding the files scanned so far and the rest marked not_scanned.
+    """  # typer prints a paragraph after the first with its line breaks: one line each
     from forgerydet.faces.media import describe_skipped
     from forgerydet.scan.records import MAX_FACES, empty_record
     from forgerydet.scan.scanner import Scanner, expand_scan_paths

@@ -320,7 +320,7 @@ def write_report(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         REPORT_TITLE, f"<style>{_CSS}</style></head><body>",
         "<h1>forgerydet scan report</h1>",
-        f'<p class="meta">{_e(stamp)} · {len(results)} files: {counts["FAKE"]} fake, {counts["REAL"]} real, '
+        f'<p class="meta">{_e(stamp)} · {_count(len(results), "file")}: {counts["FAKE"]} fake, {counts["REAL"]} real, '
         f'{counts["no_face"]} without a face, {counts["error"]} errors'
         + (f', {counts["not_scanned"]} not scanned (interrupted)' if counts["not_scanned"] else "") + "</p>",
         "<h2>Settings</h2><table>",
