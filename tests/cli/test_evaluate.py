@@ -215,6 +215,6 @@ def test_one_evaluation_set_is_asked_for(fake_evaluate, tmp_path):
     one_error(cli("evaluate", "--dfdc", tmp_path, "--split", tmp_path / "s.json"), "--compression, --methods and --split go with --ffpp")
     one_error(cli("evaluate", tmp_path / "l.csv", "--per-group", 5), "--per-group goes with --ffpp, --dfdc, --celebdf or --real/--fake")
     one_error(cli("evaluate", "--dfdc", tmp_path), "neither metadata.json nor labels.csv found")
-    one_error(cli("evaluate", "--celebdf", tmp_path), "no List_of_testing_videos.txt (Celeb-DF's official test list)")
+    one_error(cli("evaluate", "--celebdf", tmp_path), "not a Celeb-DF root (no Celeb-real, YouTube-real, Celeb-synthesis or List_of_testing_videos.txt)")
     one_error(cli("evaluate", "--dfdc", tmp_path, "--celebdf-all"), "--celebdf-all goes with --celebdf")
     assert calls == []

@@ -33,6 +33,8 @@ def test_ffpp_parser(tmp_path):
         find_ffpp(tmp_path, "c23", methods=["NeuralTextures"])
     with pytest.raises(ForgeryDetError, match="not a FaceForensics"):
         find_ffpp(tmp_path / "manipulated_sequences")
+    with pytest.raises(ForgeryDetError, match="no such folder"):
+        find_ffpp(tmp_path / "FFPP")
 
 
 def test_match_dirs(tmp_path):

@@ -56,6 +56,30 @@ def test_ffpp_originals_are_real_and_each_method_a_group(ffpp, tmp_path):
         ffpp_items(tmp_path)
 
 
+def test_ffpp_split_lists_its_missing_videos_and_the_actors_are_dfds_reals(ffpp, tmp_path):
+    """A partly downloaded FF++ scored with a split file: the split's videos not on disk are listed (evaluate then
+    reports them skipped and exits 1, as for DFDC and Celeb-DF) instead of a quiet subset. DeepFakeDetection's
+    fakes are measured against the actors' originals too, and a method downloaded only at another compression
+    level is named in a note."""
+    split = tmp_path / "test.json"
+    split.write_text(json.dumps([["003", "000"], ["011", "500"]]))  # 500 is not downloaded; neither is 011_500 etc.
+    kept = ffpp_items(ffpp, split=split)
+    missing = sorted((it.group, it.path.stem) for it in kept if not it.path.exists())
+    assert missing == [("Deepfakes", "011_500"), ("Deepfakes", "500_011"), ("NeuralTextures", "011_500"),
+                       ("NeuralTextures", "500_011"), ("original", "500")]
+    assert len(kept) == 6 + 1 + 5  # 000, 003 and their fakes; 011; the five missing ones
+    assert all(it.path.parent.is_dir() for it in kept)  # named where the tree keeps them
+    _touch(ffpp, "original_sequences/actors/c23/videos/01__walk.mp4", "manipulated_sequences/Face2Face/c40/videos/000_003.mp4")
+    notes: list[str] = []
+    items = ffpp_items(ffpp, notes=notes)
+    assert [(it.path.name, it.label) for it in items if it.group == "actors"] == [("01__walk.mp4", 0)]
+    assert notes == ["Face2Face has no c23/videos (it has c40): not used; choose that level with --compression to use it"]
+    assert not [it for it in ffpp_items(ffpp, methods=["Deepfakes"]) if it.group == "actors"]  # no DFD fakes: no actors
+    notes.clear()
+    evaluation_source(ffpp=ffpp, notes=notes)
+    assert len(notes) == 1
+
+
 def test_dfdc_labels_from_metadata_or_labels_csv(tmp_path):
     part = tmp_path / "dfdc_train_part_7"
     _touch(part, "a.mp4", "b.mp4", "c.mp4")
@@ -76,8 +100,9 @@ def test_dfdc_labels_from_metadata_or_labels_csv(tmp_path):
     with pytest.raises(ForgeryDetError, match="lists no videos"):
         dfdc_items(part)
     (part / "metadata.json").write_text("[1, 2]")
-    with pytest.raises(ForgeryDetError, match="not DFDC metadata"):
+    with pytest.raises(ForgeryDetError, match="not DFDC metadata") as e:
         dfdc_items(part)
+    assert str(e.value).endswith('{"label": "REAL" or "FAKE", ...})')  # the braces balance (it ended '...}})')
     test = tmp_path / "test_videos"
     _touch(test, "x.mp4", "y.mp4")
     (test / "labels.csv").write_text("filename,label\nx.mp4,1\ny.mp4,0\n")
@@ -114,8 +139,13 @@ def test_celebdf_test_list_labels_1_as_real(tmp_path):
         celebdf_items(root)
     with pytest.raises(ForgeryDetError, match="no such folder"):
         celebdf_items(tmp_path / "none")
-    with pytest.raises(ForgeryDetError, match="none of Celeb-real, YouTube-real, Celeb-synthesis"):
-        celebdf_items(tmp_path, everything=True)
+    # the wrong level, with or without --celebdf-all: where the root is, not an option that fails again
+    for everything in (False, True):
+        with pytest.raises(ForgeryDetError, match=f"not a Celeb-DF root .*; {root} looks like one"):
+            celebdf_items(tmp_path, everything=everything)
+        with pytest.raises(ForgeryDetError, match=f"one of Celeb-DF's video folders: give --celebdf the folder that "
+                                                  f"holds it \\({root}\\)"):
+            celebdf_items(root / "Celeb-real", everything=everything)
 
 
 def test_real_and_fake_paths_are_groups_named_after_them(tmp_path):

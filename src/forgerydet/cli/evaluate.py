@@ -45,10 +45,13 @@ def evaluate_cmd(
     with user_errors():
         from forgerydet.scan.config import ScanConfig
 
+        layout_notes: list[str] = []
         source = evaluation_source(list_csv, ffpp=ffpp, compression=compression,
                                    methods=[m.strip() for m in methods.split(",") if m.strip()] if methods else None,
                                    split=split, dfdc=dfdc, celebdf=celebdf, celebdf_all=celebdf_all,
-                                   real=real or (), fake=fake or (), per_group=per_group)
+                                   real=real or (), fake=fake or (), per_group=per_group, notes=layout_notes)
+        for line in layout_notes:
+            note("note:", line, style="yellow")
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
                          precision=precision)
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),

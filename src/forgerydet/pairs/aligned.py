@@ -194,6 +194,7 @@ def pairs_from_ffpp(
         raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4)")
     # A real without fakes still makes no pair; fakes that match no real are reported.
     summary_extra = [f"{len(tree.unmatched)} fake video(s) match no real id and were skipped (e.g. {tree.unmatched[0].name})"] if tree.unmatched else []
+    summary_extra += tree.notes()  # methods downloaded only at another compression level
     s = pairs_from_mapping(tree.fakes, out_dir, config, val=val, test=test, seed=seed, detector=detector, progress=progress)
     s.warnings[:0] = summary_extra
     return s

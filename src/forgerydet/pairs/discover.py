@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -99,12 +99,23 @@ class FFppTree:
     reals: dict[str, Path]  # video id A -> original_sequences/youtube/<comp>/videos/A.mp4
     fakes: list[MappingEntry]  # A_B of each method, group A, method = the method folder
     unmatched: list[Path]  # fake videos whose name does not start with a known real id
+    # methods left out because they have no videos at this compression, with the levels they do have
+    elsewhere: dict[str, list[str]] = field(default_factory=dict)
+    actors: dict[str, Path] = field(default_factory=dict)  # original_sequences/actors/<comp>/videos (DeepFakeDetection's originals)
+
+    def notes(self) -> list[str]:
+        """What a user should hear about this tree: methods downloaded only at other compression levels."""
+        return [f"{m} has no {self.compression}/videos (it has {', '.join(c)}): not used; choose that level with "
+                f"--compression to use it" for m, c in sorted(self.elsewhere.items())]
 
 
 def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequence[str] | None = None) -> FFppTree:
     """Parse original_sequences/youtube/<comp>/videos/A.mp4 and manipulated_sequences/<METHOD>/<comp>/videos/A_B.mp4."""
     root = Path(root)
     real_base = root / "original_sequences" / "youtube"
+    if not root.is_dir():
+        raise ForgeryDetError(f"{root}: no such folder (a FaceForensics++ root, holding original_sequences and "
+                              f"manipulated_sequences)")
     if not real_base.is_dir():
         raise ForgeryDetError(
             f"{root}: not a FaceForensics++ folder (no original_sequences/youtube); see data/README.md for the layout"
@@ -123,11 +134,14 @@ def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequenc
         raise ForgeryDetError(f"{real_base / compression / 'videos'} holds no videos")
     man_base = root / "manipulated_sequences"
     found = sorted(d.name for d in man_base.iterdir() if (d / compression / "videos").is_dir()) if man_base.is_dir() else []
+    elsewhere = {d.name: levels for d in sorted(man_base.iterdir()) if d.is_dir() and d.name not in found
+                 and (levels := sorted(c.name for c in d.iterdir() if (c / "videos").is_dir()))} if man_base.is_dir() else {}
     if methods:
         missing = [m for m in methods if m not in found]
         if missing:
             raise ForgeryDetError(f"method(s) {', '.join(missing)} not found under {man_base} for {compression}; found {', '.join(found) or 'none'}")
         found = [m for m in found if m in methods]
+        elsewhere = {}  # the methods asked for are all there
     if not found:
         raise ForgeryDetError(f"{man_base}: no <METHOD>/{compression}/videos folder with fakes")
     fakes, unmatched = [], []
@@ -140,7 +154,9 @@ def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequenc
                 fakes.append(MappingEntry(reals[a], p, group=a, method=method))
             else:
                 unmatched.append(p)
-    return FFppTree(compression, reals, fakes, unmatched)
+    actors_dir = root / "original_sequences" / "actors" / compression / "videos"
+    actors = {p.stem: p for p in sorted(actors_dir.glob("*")) if p.is_file() and media_kind_ok(p)} if actors_dir.is_dir() else {}
+    return FFppTree(compression, reals, fakes, unmatched, elsewhere, actors)
 
 
 def media_kind_ok(p: Path) -> bool:

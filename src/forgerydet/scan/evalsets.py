@@ -29,23 +29,42 @@ from forgerydet.pairs.labels import Item
 REAL_GROUP = "original"  # the FF++ originals
 
 
+ACTORS_GROUP = "actors"  # original_sequences/actors: the originals of DeepFakeDetection's fakes
+
+
 def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequence[str] | None = None,
-               split: str | Path | None = None) -> list[Item]:
-    """Originals (real, group 'original') and each method's fakes (group = method) of a FaceForensics++ tree."""
+               split: str | Path | None = None, notes: list[str] | None = None) -> list[Item]:
+    """Originals (real, group 'original') and each method's fakes (group = method) of a FaceForensics++ tree.
+    DeepFakeDetection's fakes (named after no youtube original) are fakes too, and where they are scored the
+    actors' originals they were made from are reals (group 'actors'). With a split file every video it names is
+    listed, so one not on disk is reported as skipped (as a DFDC or Celeb-DF list's are), not silently left
+    out. `notes` collects what the user should hear (methods present only at another compression level)."""
     tree = find_ffpp(root, compression, methods)
+    if notes is not None:
+        notes += tree.notes()
     reals = dict(tree.reals)
     # a fake named after no original (DeepFakeDetection's, made on original_sequences/actors) is still a fake
     fakes = sorted([(e.fake, e.method) for e in tree.fakes] + [(p, p.parents[2].name) for p in tree.unmatched],
                    key=lambda f: (f[1], f[0].name))
+    actors = tree.actors if tree.unmatched else {}
     if split is not None:
         pairs = _split_pairs(Path(split))
         ids = {i for pair in pairs for i in pair}
         names = {f"{a}_{b}" for a, b in pairs} | {f"{b}_{a}" for a, b in pairs}
         reals = {k: v for k, v in reals.items() if k in ids}
         fakes = [(p, m) for p, m in fakes if p.stem in names]
+        actors = {}
         if not reals or not fakes:
             raise ForgeryDetError(f"{split}: none of its video ids is in {root} (for {tree.compression})")
-    return [Item(p, 0, REAL_GROUP) for _, p in sorted(reals.items())] + [Item(p, 1, m) for p, m in fakes]
+        real_dir = next(iter(tree.reals.values())).parent
+        reals.update({i: real_dir / f"{i}.mp4" for i in ids if i not in reals})  # missing: skipped, and said
+        have = {(m, p.stem) for p, m in fakes}
+        for method in sorted({m for _, m in fakes}):
+            fake_dir = next(p for p, m in fakes if m == method).parent
+            fakes += [(fake_dir / f"{n}.mp4", method) for n in sorted(names) if (method, n) not in have]
+        fakes.sort(key=lambda f: (f[1], f[0].name))
+    return ([Item(p, 0, REAL_GROUP) for _, p in sorted(reals.items())] + [Item(p, 0, ACTORS_GROUP) for _, p in sorted(actors.items())]
+            + [Item(p, 1, m) for p, m in fakes])
 
 
 def _split_pairs(path: Path) -> list[tuple[str, str]]:
@@ -72,7 +91,7 @@ def dfdc_items(folder: str | Path) -> list[Item]:
             named = {name: str(m["label"]).upper() for name, m in entries.items()}
         except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
             raise ForgeryDetError(f"{meta}: not DFDC metadata (a JSON object of file name -> {{\"label\": "
-                                  "\"REAL\" or \"FAKE\", ...}})") from None
+                                  "\"REAL\" or \"FAKE\", ...})") from None
         bad = sorted(n for n, lab in named.items() if lab not in ("REAL", "FAKE"))
         if bad:
             raise ForgeryDetError(f"{meta}: label of {bad[0]} is neither REAL nor FAKE")
@@ -98,6 +117,14 @@ CELEBDF_TEST_LIST = "List_of_testing_videos.txt"
 CELEBDF_FOLDERS = {"celeb-real": 0, "youtube-real": 0, "celeb-synthesis": 1}
 
 
+def _holds_celebdf(folder: Path) -> bool:
+    try:
+        return any((c.is_dir() and c.name.lower() in CELEBDF_FOLDERS) or c.name == CELEBDF_TEST_LIST
+                   for c in folder.iterdir())
+    except OSError:
+        return False
+
+
 def celebdf_items(root: str | Path, everything: bool = False) -> list[Item]:
     """Celeb-DF's official test videos (or, with `everything`, all its videos), group = the source folder."""
     root = Path(root)
@@ -107,6 +134,13 @@ def celebdf_items(root: str | Path, everything: bool = False) -> list[Item]:
     # copies differ in the folder's case ('Youtube-real') and some keep the videos one level down ('videos/')
     folders = {d.name.lower(): d for d in root.iterdir() if d.is_dir() and d.name.lower() in CELEBDF_FOLDERS}
     listed = root / CELEBDF_TEST_LIST
+    if not folders and not listed.is_file():  # the wrong level: say where the root is rather than suggest options
+        if root.resolve().name.lower() in CELEBDF_FOLDERS:
+            raise ForgeryDetError(f"{root} is one of Celeb-DF's video folders: give --celebdf the folder that holds "
+                                  f"it ({root.resolve().parent})")
+        below = sorted(d for d in root.iterdir() if d.is_dir() and _holds_celebdf(d))
+        raise ForgeryDetError(f"{root}: not a Celeb-DF root (no Celeb-real, YouTube-real, Celeb-synthesis or "
+                              f"{CELEBDF_TEST_LIST})" + (f"; {below[0]} looks like one" if below else ""))
     if everything:
         if not folders:
             raise ForgeryDetError(f"{root}: none of Celeb-real, YouTube-real, Celeb-synthesis is there")
@@ -165,8 +199,9 @@ def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | 
                       split: str | Path | None = None, dfdc: str | Path | None = None,
                       celebdf: str | Path | None = None, celebdf_all: bool = False,
                       real: Sequence[str | Path] = (), fake: Sequence[str | Path] = (),
-                      per_group: int | None = None) -> str | Path | list[Item]:
-    """What `evaluate` scores: LIST.csv as given, or the items of exactly one dataset layout (see the module)."""
+                      per_group: int | None = None, notes: list[str] | None = None) -> str | Path | list[Item]:
+    """What `evaluate` scores: LIST.csv as given, or the items of exactly one dataset layout (see the module);
+    `notes` collects what the user should hear about the layout."""
     given = [name for name, v in (("LIST.csv", list_csv), ("--ffpp", ffpp), ("--dfdc", dfdc),
                                   ("--celebdf", celebdf), ("--real/--fake", real or fake)) if v]
     if len(given) != 1:
@@ -182,7 +217,7 @@ def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | 
     if list_csv:
         return list_csv
     if ffpp:
-        items = ffpp_items(ffpp, compression, methods, split)
+        items = ffpp_items(ffpp, compression, methods, split, notes)
     elif dfdc:
         items = dfdc_items(dfdc)
     elif celebdf:
