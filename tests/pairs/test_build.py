@@ -37,3 +37,30 @@ def test_pairs_command_mode_errors(tmp_path):
     assert res.exit_code == 1 and "missing column(s) real, fake" in res.output
     with pytest.raises(ForgeryDetError, match="only used with --self-blend"):
         make_pairs(tmp_path, sources=["a.mp4"], mapping="m.csv")
+
+
+def test_a_rerun_into_the_same_folder_says_what_the_earlier_run_left(tmp_path, astronaut):
+    """pairs.csv is replaced whole; the earlier run's crops it no longer names stay (nothing is deleted) and are
+    counted in a warning (a user re-running with fewer sources saw 384 unexplained PNGs)."""
+    import cv2
+    import numpy as np
+
+    from forgerydet.faces.detect import DetectorConfig
+    from forgerydet.faces.pipeline import ExtractConfig
+    from forgerydet.pairs.selfblend import BlendOptions
+    from tests._faces_util import head
+    from tests.pairs.pairs_util import write_img
+
+    base = cv2.resize(head(astronaut), (160, 160))
+    photos = [write_img(tmp_path / "people" / f"p{i}.png", np.roll(base, 3 * i, axis=1)) for i in range(4)]
+    cfg = ExtractConfig(detector=DetectorConfig(size=96, detect_side=192))
+    every = BlendOptions(online=False, workers=1)  # crop, fake and mask per face
+    first = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos, val=0.0, blend=every)
+    assert first.rows == 4 and not any("earlier run" in w for w in first.warnings)
+    again = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos, val=0.0, blend=every)
+    assert not any("earlier run" in w for w in again.warnings)  # the same run again names every file
+    fewer = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos[:1], val=0.0, blend=every)
+    said = [w for w in fewer.warnings if "earlier run" in w]
+    assert said == [f"{tmp_path / 'out' / 'crops'} also holds 9 file(s) of an earlier run that pairs.csv does not "
+                    f"name (delete that folder first for a clean one)"]
+    assert len([p for p in (tmp_path / "out" / "crops").rglob("*") if p.is_file()]) == 12  # nothing deleted

@@ -9,6 +9,7 @@ beside their fakes as *_mask.png)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +60,33 @@ def make_pairs(
     if mapping:  # OUT/pairs.csv must not be the mapping being read
         check_not_input(Path(out_dir) / "pairs.csv", "--out", [("the --mapping file", mapping)])
     kw = dict(val=val, test=test, seed=seed, progress=progress)
+    summary = _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_dir, self_blend, sources,
+                     blend, kw)
+    stale = _stale_crops(Path(out_dir), summary.pairs_csv)
+    if stale:
+        summary.warnings.append(f"{Path(out_dir) / 'crops'} also holds {stale} file(s) of an earlier run that "
+                                f"pairs.csv does not name (delete that folder first for a clean one)")
+    return summary
+
+
+def _stale_crops(out_dir: Path, pairs_csv: Path) -> int:
+    """Files under OUT/crops that the pairs.csv just written names neither as a crop nor as a fake's mask: what an
+    earlier run into the same folder left (they cost disk space and confuse a look at the folder, nothing else)."""
+    crops = out_dir / "crops"
+    if not crops.is_dir():
+        return 0
+    named = set()
+    with open(pairs_csv, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            for rel in (row.get("real"), row.get("fake")):
+                if rel:
+                    p = pairs_csv.parent / rel  # an absolute path stays itself
+                    named |= {p, p.with_name(p.stem + "_mask.png")}
+    return sum(1 for p in crops.rglob("*") if p.is_file() and p not in named)
+
+
+def _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_dir, self_blend, sources, blend,
+           kw) -> PairsSummary:
     if ffpp:
         if isinstance(methods, str):
             methods = [m.strip() for m in methods.split(",") if m.strip()]
