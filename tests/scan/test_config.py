@@ -12,7 +12,7 @@ import pytest
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan.aggregate import STRATEGIES
-from forgerydet.scan.config import FACE_CHOICES, EnrollConfig, ScanConfig
+from forgerydet.scan.config import FACE_CHOICES, EnrollConfig, ScanConfig, expand_scan_paths, find_default_checkpoint
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -63,3 +63,49 @@ def test_importing_the_configs_does_not_import_torch():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_the_default_checkpoint_is_the_env_var_else_the_shipped_model(tmp_path, monkeypatch):
+    import forgerydet.scan.config as config_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "src" / "forgerydet" / "scan" / "config.py"))
+    with pytest.raises(ForgeryDetError, match="make demo"):
+        find_default_checkpoint()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "forgerydet-base.safetensors").write_bytes(b"x")
+    assert find_default_checkpoint() == Path.cwd() / "models" / "forgerydet-base.safetensors"
+    mine = tmp_path / "mine.safetensors"
+    monkeypatch.setenv("FORGERYDET_MODEL", str(mine))
+    with pytest.raises(ForgeryDetError, match="points to .*mine.safetensors, which does not exist"):
+        find_default_checkpoint()
+    mine.write_bytes(b"x")
+    assert find_default_checkpoint() == mine
+
+
+def test_expand_scan_paths_counts_left_out_files_once_and_never_a_named_one(tmp_path):
+    (tmp_path / "case").mkdir()
+    for name in ("case/a.png", "case/notes.txt", "case/IMG_1.heic"):
+        (tmp_path / name).write_bytes(b"x")
+    skipped: list[Path] = []
+    files, bad = expand_scan_paths([tmp_path / "case", tmp_path / "case/notes.txt", tmp_path / "case/*",
+                                    tmp_path / "gone.mp4"], skipped=skipped)
+    assert [f.name for f in files] == ["a.png", "notes.txt"]  # named: scanned, and it gets its own error
+    assert [f.name for f in skipped] == ["IMG_1.heic", "IMG_1.heic"]  # by the folder and the glob; counted once
+    assert [b["error"] for b in bad] == [f"{tmp_path / 'gone.mp4'}: no such file or folder"]
+
+
+def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
+    """scan and evaluate check their paths first: a typo costs a fraction of a second, not the ~5 s of
+    importing torch and timm before the error line."""
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom forgerydet.cli.app import app\n"
+            f"r = CliRunner().invoke(app, ['scan', {str(tmp_path / 'gone.mp4')!r}])\n"
+            "assert r.exit_code == 1 and 'no such file' in r.output, r.output\n"
+            f"r = CliRunner().invoke(app, ['evaluate', '--ffpp', {str(tmp_path / 'FFPP')!r}])\n"
+            "assert r.exit_code == 1 and 'no such folder' in r.output, r.output\n"
+            "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(SRC)})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"

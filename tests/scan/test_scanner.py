@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from forgerydet.cli.app import app
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.checkpoint import save_checkpoint
-from forgerydet.scan.scanner import ScanConfig, Scanner, expand_scan_paths, find_default_checkpoint
+from forgerydet.scan.scanner import ScanConfig, Scanner
 from tests._faces_util import face_frames, write_video
 from tests.helpers import tiny_model
 
@@ -118,30 +118,6 @@ def test_empty_bank_and_missing_checkpoint_are_clear(tmp_path, monkeypatch):
     (tmp_path / "x.mp4").write_bytes(b"x")  # paths are checked before the checkpoint: give one that exists
     r = CliRunner().invoke(app, ["scan", str(tmp_path / "x.mp4"), "--checkpoint", str(empty)])
     assert r.exit_code == 1 and "rebuild-bank" in r.output and "Traceback" not in r.output
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
-    import forgerydet.scan.scanner as scan_mod
-
-    monkeypatch.setattr(scan_mod, "__file__", str(tmp_path / "src" / "forgerydet" / "scan" / "scanner.py"))
-    with pytest.raises(ForgeryDetError, match="make demo"):
-        find_default_checkpoint()
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "forgerydet-base.safetensors").write_bytes(b"x")
-    assert find_default_checkpoint() == Path.cwd() / "models" / "forgerydet-base.safetensors"
-    monkeypatch.setenv("FORGERYDET_MODEL", str(empty))
-    assert find_default_checkpoint() == empty
-
-
-def test_expand_scan_paths_counts_left_out_files_once_and_never_a_named_one(tmp_path):
-    (tmp_path / "case").mkdir()
-    for name in ("case/a.png", "case/notes.txt", "case/IMG_1.heic"):
-        (tmp_path / name).write_bytes(b"x")
-    skipped: list[Path] = []
-    files, bad = expand_scan_paths([tmp_path / "case", tmp_path / "case/notes.txt", tmp_path / "case/*",
-                                    tmp_path / "gone.mp4"], skipped=skipped)
-    assert [f.name for f in files] == ["a.png", "notes.txt"]  # named: scanned, and it gets its own error
-    assert [f.name for f in skipped] == ["IMG_1.heic", "IMG_1.heic"]  # by the folder and the glob; counted once
-    assert [b["error"] for b in bad] == [f"{tmp_path / 'gone.mp4'}: no such file or folder"]
 
 
 def test_bad_options_are_one_line(checkpoint):

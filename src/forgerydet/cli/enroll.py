@@ -67,7 +67,7 @@ def enroll_cmd(
 
 
 def _default_checkpoint() -> Path:
-    from forgerydet.scan.scanner import find_default_checkpoint
+    from forgerydet.scan.config import find_default_checkpoint
 
     return find_default_checkpoint()
 

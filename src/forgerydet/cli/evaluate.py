@@ -40,7 +40,6 @@ def evaluate_cmd(
 ) -> None:
     """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
     from forgerydet.scan.evalsets import evaluation_source
-    from forgerydet.scan.evaluate import evaluate as run
 
     with user_errors():
         from forgerydet.scan.config import ScanConfig
@@ -52,6 +51,7 @@ def evaluate_cmd(
                                    real=real or (), fake=fake or (), per_group=per_group, notes=layout_notes)
         for line in layout_notes:
             note("note:", line, style="yellow")
+        from forgerydet.scan.evaluate import evaluate as run  # torch and timm: ~5 s, after the layout was read
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
                          precision=precision)
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),

@@ -48,7 +48,7 @@ def scan_cmd(
     """  # typer prints a paragraph after the first with its line breaks: one line each
     from forgerydet.faces.media import describe_skipped
     from forgerydet.scan.records import MAX_FACES, empty_record
-    from forgerydet.scan.scanner import Scanner, expand_scan_paths
+    from forgerydet.scan.config import expand_scan_paths
 
     t_start = time.perf_counter()
     with user_errors():
@@ -69,6 +69,8 @@ def scan_cmd(
         if not files:  # checked before the model loads
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
         _check_outputs_apart(outputs, files, checkpoint, references)
+        from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
+
         scanner = Scanner(checkpoint, cfg)
     settings = scanner.settings()
     for line in settings_notes(settings, threshold):
@@ -118,7 +120,7 @@ def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path
                          references: Optional[Path]) -> None:
     """No output file may be a file the scan reads (`--json photo.png`, `--csv model.safetensors`) or the other
     output: it would be replaced."""
-    from forgerydet.scan.scanner import find_default_checkpoint
+    from forgerydet.scan.config import find_default_checkpoint
 
     if checkpoint is None:
         try:

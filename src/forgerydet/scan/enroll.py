@@ -90,7 +90,7 @@ def enroll(
     from forgerydet.faces.pipeline import ExtractConfig, detect_source
     from forgerydet.model.checkpoint import load_checkpoint
     from forgerydet.runtime import resolve_device
-    from forgerydet.scan.scanner import find_default_checkpoint
+    from forgerydet.scan.config import find_default_checkpoint
 
     cfg = config or EnrollConfig()
     name = check_name(name)

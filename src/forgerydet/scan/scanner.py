@@ -5,7 +5,6 @@ writes the bank or the checkpoint."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,7 +14,6 @@ import torch
 
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
-from forgerydet.faces.media import expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import file_sha256
 from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
@@ -24,31 +22,9 @@ from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import PersonReferences, load_person, references_path
 from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
-from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, many_faces_note,
                                      reliability_notes)
-
-SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md
-MODELS_ENV = "FORGERYDET_MODEL"
-
-
-def find_default_checkpoint() -> Path:
-    """$FORGERYDET_MODEL, else the shipped model models/forgerydet-base.safetensors (in the current folder,
-    else in the forgerydet source checkout)."""
-    env = os.environ.get(MODELS_ENV)
-    if env:
-        if not Path(env).is_file():
-            raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which does not exist")
-        return Path(env)
-    for root in (Path.cwd() / "models", Path(__file__).resolve().parents[3] / "models"):
-        if (root / SHIPPED_MODEL).is_file():
-            return root / SHIPPED_MODEL
-    raise ForgeryDetError(
-        f"no checkpoint given and the shipped model models/{SHIPPED_MODEL} is not here (a copy of the "
-        "repository without its models/ folder?): pass --checkpoint FILE, set ${MODELS_ENV}, or train one "
-        "(`make demo` trains a small one, `make model` the shipped one)"
-    )
-
 
 class _TimedDetector(FaceDetector):
     """FaceDetector that adds up the seconds spent detecting (the rest of detect_source is decoding)."""
@@ -298,28 +274,3 @@ class Scanner:
             yield self.scan_file(f)
         if progress:
             progress(len(files), len(files), "")
-
-
-def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
-                      skipped: list[Path] | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
-    """The files to scan (folders and globs expanded, duplicates dropped, order kept) and an error record per
-    path that names nothing scannable; files of other types inside folders and globs go to `skipped` when
-    given. Cheap: call it before loading a model."""
-    files: list[Path] = []
-    seen: set[Path] = set()
-    bad = []
-    left: list[Path] = []
-    for p in paths:
-        try:
-            found = expand_sources([p], left)
-        except ForgeryDetError as e:
-            bad.append(empty_record(p, threshold, "error", str(e)))
-            continue
-        for f in found:
-            key = f.resolve()
-            if key not in seen:
-                seen.add(key)
-                files.append(f)
-    if skipped is not None:  # a file one argument leaves out but another names is scanned, so not "left out"
-        skipped += [f for f in left if f.resolve() not in seen]
-    return files, bad
