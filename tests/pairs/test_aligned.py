@@ -72,6 +72,14 @@ def test_mapping_images_and_bad_files(tmp_path, astronaut):
     assert abs(np.median(crop(tmp_path / "out", rows[0]["fake"]) - real) - 30) <= 2
     big = crop(tmp_path / "out", rows[1]["fake"])
     assert np.abs(big - real).mean() < 25  # the same face, found again at the other size
+    # a broken REAL costs all its fakes: the error says how many (the failed-file count alone hid them)
+    (tmp_path / "real" / "p2.png").write_text("not a png")
+    write_img(tmp_path / "fake" / "p2_a.png", frame)
+    write_img(tmp_path / "fake" / "p2_b.png", frame)
+    path = write_mapping(tmp_path, [("real/p1.png", "fake/p1_swap.png"), ("real/p2.png", "fake/p2_a.png"),
+                                    ("real/p2.png", "fake/p2_b.png")])
+    s = pairs_from_mapping(read_mapping_csv(path), tmp_path / "out2", CFG, val=0.0)
+    assert s.rows == 1 and len(s.errors) == 1 and s.errors[0][1].endswith("(so its 2 fake(s) made no pairs)")
 
 
 @pytest.mark.parametrize("real_woven", [True, False])

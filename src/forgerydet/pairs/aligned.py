@@ -75,8 +75,9 @@ def pairs_from_mapping(
         mine = [e for e in entries if e.real == real]
         try:
             rows.extend(_pairs_for_real(real, mine, groups[real], out_dir, config, detector, summary))
-        except ForgeryDetError as e:
-            summary.errors.append((str(real), str(e)))
+        except ForgeryDetError as e:  # its fakes make no pairs either: say how many, they are not counted elsewhere
+            lost = f" (so its {len(mine)} fake(s) made no pairs)" if mine else ""
+            summary.errors.append((str(real), str(e) + lost))
         done += len(mine)
         if progress is not None:
             progress(done, len(entries))
