@@ -124,3 +124,37 @@ def test_a_mapping_whose_real_files_are_all_missing_says_so_before_the_split_cou
     with pytest.raises(ForgeryDetError, match=r"none of the 1 real file\(s\) the mapping names exists"):
         pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, [("gone.mp4", "gone_fake.mp4")])),
                            tmp_path / "out", CFG)
+
+
+def test_ffpp_official_split_files_decide_each_videos_split(tmp_path, astronaut):
+    """pairs --ffpp --splits DIR: FF++'s train/val/test.json put both ids of a listed pair in that split (as
+    published results do), fakes of ids no file lists are left out and counted, and a bad folder is one line."""
+    import json
+
+    from forgerydet.pairs.build import make_pairs
+
+    frames_for = lambda a, fake: face_frames(astronaut, 2)  # noqa: E731
+    root = tmp_path / "ffpp"
+    ffpp_tree(root, frames_for)
+    for a, b in (("002", "003"), ("003", "002"), ("004", "000")):
+        write_video(root / f"original_sequences/youtube/c23/videos/{a}.mp4", frames_for(a, False))
+        write_video(root / f"manipulated_sequences/Deepfakes/c23/videos/{a}_{b}.mp4", frames_for(a, True))
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "train.json").write_text(json.dumps([["000", "001"]]))
+    (splits / "val.json").write_text(json.dumps([["003", "002"]]))
+    s = make_pairs(tmp_path / "out", CFG, ffpp=root, splits=splits)
+    rows = read_csv(tmp_path / "out" / "pairs.csv")
+    assert {(r["group"], r["split"]) for r in rows} == {("000", "train"), ("001", "train"), ("002", "val"), ("003", "val")}
+    assert any(w.startswith("1 fake video(s) of ids that no split file lists were left out (e.g. 004_000.mp4)")
+               for w in s.warnings)
+    with pytest.raises(ForgeryDetError, match="--splits decides the splits: leave out --val and --test"):
+        make_pairs(tmp_path / "o2", CFG, ffpp=root, splits=splits, val=0.3)
+    with pytest.raises(ForgeryDetError, match="goes with --ffpp"):
+        make_pairs(tmp_path / "o2", CFG, mapping=tmp_path / "m.csv", splits=splits)
+    (splits / "test.json").write_text(json.dumps([["001", "009"]]))
+    with pytest.raises(ForgeryDetError, match="video 001 is in both train.json and test.json"):
+        make_pairs(tmp_path / "o2", CFG, ffpp=root, splits=splits)
+    with pytest.raises(ForgeryDetError, match="none of train.json, val.json, test.json is there"):
+        make_pairs(tmp_path / "o2", CFG, ffpp=root, splits=tmp_path)
+    assert not (tmp_path / "o2").exists()

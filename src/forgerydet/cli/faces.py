@@ -101,6 +101,7 @@ def pairs_cmd(
     ffpp: Annotated[Optional[Path], typer.Option("--ffpp", readable=False, help="FaceForensics++ root (original_sequences/, manipulated_sequences/).")] = None,
     compression: Annotated[Optional[str], typer.Option("--compression", help="FF++ compression folder (raw, c23, c40); needed when several exist.")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="FF++ methods to use, comma-separated (default: all found).")] = None,
+    splits: Annotated[Optional[Path], typer.Option("--splits", readable=False, help="With --ffpp: the folder of FaceForensics++'s official split files (dataset/splits of its repository: train.json, val.json, test.json); each video goes to the split that lists it, as in published results, instead of --val/--test fractions.")] = None,
     mapping: Annotated[Optional[Path], typer.Option("--mapping", readable=False, help="CSV with columns real,fake (optional group,method); paths relative to it.")] = None,
     real_dir: Annotated[Optional[Path], typer.Option("--real-dir", readable=False, help="Folder of real files (with --fake-dir).")] = None,
     fake_dir: Annotated[Optional[Path], typer.Option("--fake-dir", readable=False, help="Folder of fakes named like their real (same stem, or real stem + suffix).")] = None,
@@ -136,7 +137,7 @@ def pairs_cmd(
             s = make_pairs(
                 out, config, ffpp=ffpp, compression=compression, methods=methods, mapping=mapping,
                 real_dir=real_dir, fake_dir=fake_dir, self_blend=self_blend, sources=sources,
-                val=val, test=test, seed=seed, progress=progress,
+                val=val, test=test, seed=seed, progress=progress, splits=splits,
                 blend=BlendOptions(group_pattern=group_pattern, online=online, image_format=image_format,
                                    jpeg_quality=jpeg_quality, workers=workers),
             )  # fmt: skip

@@ -17,7 +17,7 @@ from forgerydet.faces.detect import Face, FaceDetector, crop_faces
 from forgerydet.faces.media import iter_frames, media_kind, sample_indices, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import read_image, safe_name, source_key, write_png
-from forgerydet.pairs.discover import MappingEntry, find_ffpp, unique_group_names
+from forgerydet.pairs.discover import MappingEntry, find_ffpp, read_ffpp_splits, unique_group_names
 from forgerydet.pairs.table import (
     PAIRS_NAME,
     TEST_SHARE,
@@ -49,8 +49,10 @@ def pairs_from_mapping(
     seed: int = 0,
     detector: FaceDetector | None = None,
     progress: Progress | None = None,
+    splits: dict[str, str] | None = None,
 ) -> PairsSummary:
-    """Frame-aligned pairs for explicit (real, fake) files; writes crops and OUT/pairs.csv.
+    """Frame-aligned pairs for explicit (real, fake) files; writes crops and OUT/pairs.csv. `splits` (group ->
+    'train' / 'val' / 'test') replaces the seeded val/test fractions.
 
     Videos: indices are sampled over the shortest of the real and all its fakes, faces detected on the
     real frames (the largest face of each), the same box crops each fake frame (rescaled if the fake's
@@ -66,7 +68,8 @@ def pairs_from_mapping(
     groups = {e.real: e.group or auto_groups[e.real] for e in entries}
     if not any(Path(r).is_file() for r in reals):  # said before the split count, which would hide it
         raise ForgeryDetError(f"none of the {len(reals)} real file(s) the mapping names exists (first: {reals[0]})")
-    assign_splits(set(groups.values()), val, test, seed)  # fail before the slow part
+    if splits is None:
+        assign_splits(set(groups.values()), val, test, seed)  # fail before the slow part
     detector = detector or FaceDetector(config.detector)
     summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)
     rows: list[dict] = []
@@ -81,7 +84,7 @@ def pairs_from_mapping(
         done += len(mine)
         if progress is not None:
             progress(done, len(entries))
-    return finish_pairs(rows, out_dir, val, test, seed, summary)
+    return finish_pairs(rows, out_dir, val, test, seed, summary, splits=splits)
 
 
 def _pairs_for_real(
@@ -188,14 +191,28 @@ def pairs_from_ffpp(
     seed: int = 0,
     detector: FaceDetector | None = None,
     progress: Progress | None = None,
+    splits: str | Path | None = None,
 ) -> PairsSummary:
-    """Pairs from a FaceForensics++ tree (see find_ffpp): fake A_B with real A, frame-aligned, group A."""
+    """Pairs from a FaceForensics++ tree (see find_ffpp): fake A_B with real A, frame-aligned, group A. `splits`:
+    a folder of FF++'s official split files (read_ffpp_splits), which then decide each group's split."""
     tree = find_ffpp(root, compression, methods)
     if not tree.fakes:
         raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4)")
     # A real without fakes still makes no pair; fakes that match no real are reported.
     summary_extra = [f"{len(tree.unmatched)} fake video(s) match no real id and were skipped (e.g. {tree.unmatched[0].name})"] if tree.unmatched else []
     summary_extra += tree.notes()  # methods downloaded only at another compression level
-    s = pairs_from_mapping(tree.fakes, out_dir, config, val=val, test=test, seed=seed, detector=detector, progress=progress)
+    entries, of = tree.fakes, None
+    if splits is not None:
+        split_of = read_ffpp_splits(splits)
+        entries = [e for e in tree.fakes if e.group in split_of]
+        if not entries:
+            raise ForgeryDetError(f"--splits {splits}: none of its video ids is in {root} (for {tree.compression})")
+        left = len(tree.fakes) - len(entries)
+        if left:
+            summary_extra.append(f"{left} fake video(s) of ids that no split file lists were left out "
+                                 f"(e.g. {next(e.fake.name for e in tree.fakes if e.group not in split_of)})")
+        of = {e.group: split_of[e.group] for e in entries}
+    s = pairs_from_mapping(entries, out_dir, config, val=val, test=test, seed=seed, detector=detector,
+                           progress=progress, splits=of)
     s.warnings[:0] = summary_extra
     return s

@@ -40,6 +40,7 @@ def make_pairs(
     seed: int = 0,
     progress: Progress | None = None,
     blend: BlendOptions | None = None,
+    splits: str | Path | None = None,
 ) -> PairsSummary:
     """The `forgerydet pairs` command: exactly one of ffpp / mapping / real_dir+fake_dir / self_blend
     (which uses `sources`). methods may be a comma-separated string. Returns the summary: files that
@@ -56,12 +57,16 @@ def make_pairs(
     if sources and not self_blend:
         raise ForgeryDetError("source paths are only used with --self-blend; the other modes take --ffpp, --mapping or --real-dir/--fake-dir")
     check_split_shares(val, test)
+    if splits is not None and not ffpp:
+        raise ForgeryDetError("--splits (FaceForensics++'s official split files) goes with --ffpp")
+    if splits is not None and (val, test) != (VAL_SHARE, TEST_SHARE):
+        raise ForgeryDetError("--splits decides the splits: leave out --val and --test")
     check_output(out_dir, "--out", folder=True)  # before any face is detected
     if mapping:  # OUT/pairs.csv must not be the mapping being read
         check_not_input(Path(out_dir) / "pairs.csv", "--out", [("the --mapping file", mapping)])
     kw = dict(val=val, test=test, seed=seed, progress=progress)
     summary = _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_dir, self_blend, sources,
-                     blend, kw)
+                     blend, kw, splits)
     stale = _stale_crops(Path(out_dir), summary.pairs_csv)
     if stale:
         summary.warnings.append(f"{Path(out_dir) / 'crops'} also holds {stale} file(s) of an earlier run that "
@@ -86,11 +91,12 @@ def _stale_crops(out_dir: Path, pairs_csv: Path) -> int:
 
 
 def _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_dir, self_blend, sources, blend,
-           kw) -> PairsSummary:
+           kw, splits) -> PairsSummary:
     if ffpp:
         if isinstance(methods, str):
             methods = [m.strip() for m in methods.split(",") if m.strip()]
-        return pairs_from_ffpp(ffpp, out_dir, config, compression=compression, methods=methods or None, **kw)
+        return pairs_from_ffpp(ffpp, out_dir, config, compression=compression, methods=methods or None, splits=splits,
+                               **kw)
     if compression or methods:
         raise ForgeryDetError("--compression and --methods apply to --ffpp only")
     if mapping:

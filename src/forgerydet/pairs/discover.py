@@ -4,6 +4,7 @@ and the group (split unit) of a file: its name, or a pattern's match in it (the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -175,3 +176,40 @@ def group_of(path: Path, default: str, pattern: "re.Pattern[str] | None") -> str
     if not m:
         return default
     return m.group(1) if m.groups() else m.group(0)
+
+
+def read_ffpp_split(path: Path) -> list[tuple[str, str]]:
+    """The [target, source] video-id pairs of one FaceForensics++ split file (its dataset/splits/*.json)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [(str(a), str(b)) for a, b in data]
+    except FileNotFoundError:
+        raise ForgeryDetError(f"{path}: no such split file") from None
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise ForgeryDetError(f"{path}: not a FaceForensics++ split file (a JSON list of [id, id] pairs, like "
+                              "splits/test.json of the FaceForensics repository)") from None
+    if not pairs:
+        raise ForgeryDetError(f"{path}: the split lists no pairs")
+    return pairs
+
+
+FFPP_SPLITS = ("train", "val", "test")  # dataset/splits/train.json, val.json, test.json of the FaceForensics repository
+
+
+def read_ffpp_splits(folder: str | Path) -> dict[str, str]:
+    """Video id -> 'train' / 'val' / 'test' from a folder of FaceForensics++'s official split files (the ones
+    present; both ids of a listed pair go to its split, as fakes A_B and B_A are made from them)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ForgeryDetError(f"--splits {folder}: no such folder (the FaceForensics repository's dataset/splits, "
+                              f"holding {', '.join(s + '.json' for s in FFPP_SPLITS)})")
+    found = [s for s in FFPP_SPLITS if (folder / f"{s}.json").is_file()]
+    if not found:
+        raise ForgeryDetError(f"--splits {folder}: none of {', '.join(s + '.json' for s in FFPP_SPLITS)} is there")
+    of: dict[str, str] = {}
+    for split in found:
+        for pair in read_ffpp_split(folder / f"{split}.json"):
+            for vid in pair:
+                if of.setdefault(vid, split) != split:
+                    raise ForgeryDetError(f"--splits {folder}: video {vid} is in both {of[vid]}.json and {split}.json")
+    return of

@@ -23,7 +23,7 @@ from typing import Sequence
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.media import expand_sources
 from forgerydet.io import read_csv_rows
-from forgerydet.pairs.discover import find_ffpp
+from forgerydet.pairs.discover import find_ffpp, read_ffpp_split
 from forgerydet.pairs.labels import Item
 
 REAL_GROUP = "original"  # the FF++ originals
@@ -48,7 +48,7 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
                    key=lambda f: (f[1], f[0].name))
     actors = tree.actors if tree.unmatched else {}
     if split is not None:
-        pairs = _split_pairs(Path(split))
+        pairs = read_ffpp_split(Path(split))
         ids = {i for pair in pairs for i in pair}
         names = {f"{a}_{b}" for a, b in pairs} | {f"{b}_{a}" for a, b in pairs}
         reals = {k: v for k, v in reals.items() if k in ids}
@@ -65,20 +65,6 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
         fakes.sort(key=lambda f: (f[1], f[0].name))
     return ([Item(p, 0, REAL_GROUP) for _, p in sorted(reals.items())] + [Item(p, 0, ACTORS_GROUP) for _, p in sorted(actors.items())]
             + [Item(p, 1, m) for p, m in fakes])
-
-
-def _split_pairs(path: Path) -> list[tuple[str, str]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        pairs = [(str(a), str(b)) for a, b in data]
-    except FileNotFoundError:
-        raise ForgeryDetError(f"{path}: no such split file") from None
-    except (ValueError, TypeError, UnicodeDecodeError):
-        raise ForgeryDetError(f"{path}: not a FaceForensics++ split file (a JSON list of [id, id] pairs, like "
-                              "splits/test.json of the FaceForensics repository)") from None
-    if not pairs:
-        raise ForgeryDetError(f"{path}: the split lists no pairs")
-    return pairs
 
 
 def dfdc_items(folder: str | Path) -> list[Item]:
