@@ -84,8 +84,9 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
     return rows + [("augmentation", "today's defaults" + (f" except {', '.join(changed)}" if changed else ""))]
 
 
-def _num(v, fmt: str = ".3f") -> str:
-    return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+def _num(v, fmt: str = ".3f", scale: float = 1.0) -> str:
+    """A stored number as text; anything else (a file written by hand) as it is, never an exception."""
+    return format(v if scale == 1.0 else v * scale, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _calibration_rows(extra: dict) -> list[tuple[str, str]]:
@@ -97,26 +98,27 @@ def _calibration_rows(extra: dict) -> list[tuple[str, str]]:
     rows = []
     head = None if thr is None else _num(thr) + ("" if temp is None else f", temperature {_num(temp)}")
     if isinstance(fusion, dict) and "threshold" in fusion:
-        sim, bias = float(fusion.get("similarity", 0)), float(fusion.get("bias", 0))
+        sim, bias = fusion.get("similarity", 0), fusion.get("bias", 0)
+        sign = lambda v: "-" if isinstance(v, (int, float)) and v < 0 else "+"  # noqa: E731
+        mag = lambda v: _num(abs(v)) if isinstance(v, (int, float)) else str(v)  # noqa: E731
         rows.append(("verdict threshold", f"{_num(fusion['threshold'])} on p = sigmoid({_num(fusion.get('logit'))} x logit "
-                                          f"{'-' if sim < 0 else '+'} {abs(sim):.3f} x nearest-bank similarity "
-                                          f"{'-' if bias < 0 else '+'} {abs(bias):.3f}): the bank fusion, what `scan` "
-                                          f"and `evaluate` use with this file's bank"))
+                                          f"{sign(sim)} {mag(sim)} x nearest-bank similarity {sign(bias)} {mag(bias)}): "
+                                          f"the bank fusion, what `scan` and `evaluate` use with this file's bank"))
         if head:
             rows.append(("head threshold", f"{head} (with --reference or --bank)"))
     elif head:
         rows.append(("verdict threshold", head))
     if isinstance(cal, dict):
         parts = [f"on {cal['calibrated_on']}" if cal.get("calibrated_on") else None,
-                 f"{cal['val_reals']:,} real / {cal.get('val_fakes', 0):,} pseudo-fake faces"
-                 if isinstance(cal.get("val_reals"), int) else None,
+                 f"{_num(cal['val_reals'], ',')} real / {_num(cal.get('val_fakes', '?'), ',')} pseudo-fake faces"
+                 if "val_reals" in cal else None,
                  "each averaged with its mirror image (--tta flip)" if cal.get("tta") == "flip" else None,
                  f"in {cal['precision']}" if cal.get("precision") not in (None, "fp32") else None]
         scored = fusion if isinstance(fusion, dict) and "val_fpr" in fusion else cal
         if "val_fpr" in scored:
-            target = f" (target {_num(100 * cal['target_fpr'], '.0f')} %)" if isinstance(cal.get("target_fpr"), float) else ""
-            parts.append(f"reals called FAKE {_num(100 * scored['val_fpr'], '.1f')} %{target}, pseudo-fakes caught "
-                         f"{_num(100 * scored.get('val_tpr', float('nan')), '.1f')} %, AUC {_num(scored.get('val_auc', float('nan')))}")
+            target = f" (target {_num(cal['target_fpr'], '.0f', 100)} %)" if "target_fpr" in cal else ""
+            parts.append(f"reals called FAKE {_num(scored['val_fpr'], '.1f', 100)} %{target}, pseudo-fakes caught "
+                         f"{_num(scored.get('val_tpr', '?'), '.1f', 100)} %, AUC {_num(scored.get('val_auc', '?'))}")
         rows.append(("calibration", "; ".join(p for p in parts if p) or str(cal)))
     return rows
 

@@ -10,6 +10,7 @@ beside their fakes as *_mask.png)."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -85,9 +86,9 @@ def _stale_crops(out_dir: Path, pairs_csv: Path) -> int:
         for row in csv.DictReader(f):
             for rel in (row.get("real"), row.get("fake")):
                 if rel:
-                    p = pairs_csv.parent / rel  # an absolute path stays itself
+                    p = Path(os.path.abspath(pairs_csv.parent / rel))  # an absolute path stays itself
                     named |= {p, p.with_name(p.stem + "_mask.png")}
-    return sum(1 for p in crops.rglob("*") if p.is_file() and p not in named)
+    return sum(1 for p in crops.rglob("*") if p.is_file() and Path(os.path.abspath(p)) not in named)
 
 
 def _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_dir, self_blend, sources, blend,
