@@ -69,7 +69,8 @@ def test_ffpp_split_lists_its_missing_videos_and_the_actors_are_dfds_reals(ffpp,
                        ("NeuralTextures", "500_011"), ("original", "500")]
     assert len(kept) == 6 + 1 + 5  # 000, 003 and their fakes; 011; the five missing ones
     assert all(it.path.parent.is_dir() for it in kept)  # named where the tree keeps them
-    _touch(ffpp, "original_sequences/actors/c23/videos/01__walk.mp4", "manipulated_sequences/Face2Face/c40/videos/000_003.mp4")
+    _touch(ffpp, "original_sequences/actors/c23/videos/01__walk.mp4", "manipulated_sequences/Face2Face/c40/videos/000_003.mp4",
+           "manipulated_sequences/Face2Face/masks/videos/000_003.mp4", "manipulated_sequences/FaceSwap/masks/videos/000_003.mp4")
     notes: list[str] = []
     items = ffpp_items(ffpp, notes=notes)
     assert [(it.path.name, it.label) for it in items if it.group == "actors"] == [("01__walk.mp4", 0)]
