@@ -88,7 +88,8 @@ def fake_pairs(monkeypatch, tmp_path):
         return PairsSummary(Path(out) / "pairs.csv", rows=5, groups=3, split_rows={"train": 4, "val": 1},
                             split_groups={"train": 2, "val": 1}, methods={"sbi": 5},
                             errors=[("bad.png", "bad.png: cannot decode")], warnings=["2 tight crops were padded"],
-                            images={"ok": 4, "no_face": 1}, blended_online=4)
+                            images={"ok": 4, "no_face": 1}, blended_online=4,
+                            videos={"ok": 2, "no_face": 1, "error": 0, "faces": 48})
 
     monkeypatch.setattr(build, "make_pairs", run)
     return calls
@@ -110,6 +111,7 @@ def test_pairs_passes_every_option(fake_pairs, tmp_path):
     rows = [[c.strip() for c in line.strip("│ ").split("│")] for line in r.stdout.splitlines() if line.startswith("│")]
     assert rows == [["train", "2", "4"], ["val", "1", "1"], ["test", "0", "0"]]
     assert "methods: sbi 5" in r.stdout and "still images: ok 4, no face 1" in r.stdout
+    assert "videos: ok 2 (48 faces), no face 1, error 0" in r.stdout  # the videos had no line of their own
     assert "fakes: 4 train row(s) have none stored; training blends a new one every epoch (--all-fakes writes them)" in r.flat
     assert f"wrote {tmp_path / 'p' / 'pairs.csv'}" in r.stdout
     assert r.exit_code == 1 and r.stderr.splitlines() == [

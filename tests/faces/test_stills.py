@@ -106,6 +106,7 @@ def test_videos_share_the_pool_and_change_nothing(people, tmp_path, astronaut):
         a, b = (cv2.imread(str(tmp_path / d / r["real"])) for d in ("a", "b"))
         np.testing.assert_array_equal(a, b)
     assert [e[0] for e in s2.errors] == [e[0] for e in s1.errors] == [str(vids / "broken.mp4")]
+    assert s2.videos == s1.videos == {"ok": 3, "no_face": 0, "error": 1, "faces": 18}  # what `pairs` prints
 
 
 def test_empty_fake_only_for_sbi_train_rows_with_landmarks(tmp_path):

@@ -153,6 +153,9 @@ def pairs_cmd(
                       "epoch (--all-fakes writes them)", highlight=False)
     if s.images:
         console.print("still images: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s.images.items()), highlight=False)
+    if s.videos:
+        v = s.videos
+        console.print(f"videos: ok {v['ok']} ({v['faces']} faces), no face {v['no_face']}, error {v['error']}", highlight=False)
     console.print(escape(printable(f"wrote {s.pairs_csv}")), highlight=False, soft_wrap=True)
     for w in s.warnings:
         note("warning:", w, style="yellow")

@@ -171,10 +171,16 @@ def pairs_from_self_blend(
         tick()
 
     def video(item: VideoFaces) -> None:
+        if not summary.videos:
+            summary.videos.update(ok=0, no_face=0, error=0, faces=0)
+        seen = summary.videos
         if item.found is None:
             summary.errors.append((str(item.path), item.error))
+            seen["error"] += 1
         else:
             key = source_key(item.path)
+            seen["ok" if item.found.all_faces else "no_face"] += 1
+            seen["faces"] += len(item.found.all_faces)
             if not item.found.all_faces:
                 summary.warnings.append(f"{item.path}: no face found")
             for frame_faces in item.found.faces:

@@ -97,6 +97,7 @@ class PairsSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message): the batch went on
     warnings: list[str] = field(default_factory=list)
     images: dict[str, int] = field(default_factory=dict)  # still images: ok / padded (tight crop) / no_face / error
+    videos: dict[str, int] = field(default_factory=dict)  # self-blended videos: ok / no_face / error, and their faces
     blended_online: int = 0  # self-blend train rows written without a fake file: training blends them every epoch
 
 
