@@ -63,6 +63,15 @@ EVENTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def pairs_files(tmp_path, monkeypatch):
+    """train checks its --pairs file before loading torch: these tests, which replace the training loop, run
+    where the default pairs.csv and the p.csv they name exist."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("pairs.csv", "p.csv"):
+        (tmp_path / name).write_text("real,fake,group,split\n")
+
+
 @pytest.fixture
 def fake_train(monkeypatch):
     calls = []
@@ -132,6 +141,17 @@ def test_paths_in_the_lines_are_text_not_rich_markup(monkeypatch, tmp_path):
     assert "weights: w/[run]/w.safetensors" in r.stdout and "starting from [/x]/init.safetensors" in r.flat
     assert r.stdout.splitlines()[-1] == (
         "checkpoints: best [run]/best.safetensors  last [/x]/last.safetensors  (inspect with `forgerydet info`)")
+
+
+def test_a_missing_pairs_file_is_one_line_before_training_loads(fake_train, tmp_path):
+    one_error(cli("train", "--pairs", tmp_path / "gone.csv", "--out", tmp_path / "run"),
+              f"pairs file not found: {tmp_path / 'gone.csv'}")
+    one_error(cli("train", "--pairs", tmp_path, "--out", tmp_path / "run"), "is a folder, not a pairs CSV file (did you "
+              "mean")
+    assert fake_train == []
+    (tmp_path / "pairs.csv").unlink()
+    assert cli("train", "--out", tmp_path / "run", "--resume").exit_code == 0  # a resumed run has its own pairs
+    assert len(fake_train) == 1
 
 
 def test_other_ranks_print_nothing(fake_train, tmp_path):

@@ -117,8 +117,6 @@ def train_cmd(
     select: Annotated[str, typer.Option(help="Which AUC picks best.safetensors: 'val' (self-blend validation split) or 'watch' (the --watch list).")] = TrainConfig.select,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
-    from forgerydet.training.loop import train as run_train
-
     with user_errors():
         mcfg = ModelConfig(backbone=backbone, pretrained=pretrained, img_size=img_size, dim=dim, grid=grid,
                            bank_size=bank_size, momentum=momentum, temperature=temperature, reference=reference)
@@ -132,6 +130,12 @@ def train_cmd(
         # options the user typed (by the source's name: typer may bring its own click and its own enum)
         given = {name for name in ctx.params
                  if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        if not resume or "pairs" in given:  # a mistyped path: one line now, not after ~6 s of importing torch
+            from forgerydet.pairs.table import check_pairs_path
+
+            check_pairs_path(pairs)
+        from forgerydet.training.loop import train as run_train
+
         if "amp" in given and amp in ("bf16", "fp16") and resolve_device(device).type == "cpu":
             note("note:", f"--amp {amp} applies on a GPU: on a CPU training runs in fp32 (bf16 steps measured no "
                           f"faster there; README, \"Faster scans in bf16\")", style="yellow")

@@ -178,14 +178,21 @@ def _parse_landmarks(text: str, line: int, path: Path) -> np.ndarray | None:
     return vals.reshape(5, 2)
 
 
-def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), check_files: bool = True) -> PairsTable:
-    """Read and validate pairs.csv; every problem is a ForgeryDetError naming the line and column."""
+def check_pairs_path(path: str | Path) -> None:
+    """A pairs CSV that is not there (or is the folder holding it) is one ForgeryDetError; cheap, so commands call
+    it before loading torch."""
     path = Path(path)
     if not path.is_file():
         if path.is_dir():  # the folder `forgerydet pairs --out` wrote: the file is inside it
             hint = f" (did you mean {path / 'pairs.csv'}?)" if (path / "pairs.csv").is_file() else ""
             raise ForgeryDetError(f"{path} is a folder, not a pairs CSV file{hint}")
         raise ForgeryDetError(f"pairs file not found: {path} (make one with `forgerydet pairs`)")
+
+
+def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), check_files: bool = True) -> PairsTable:
+    """Read and validate pairs.csv; every problem is a ForgeryDetError naming the line and column."""
+    path = Path(path)
+    check_pairs_path(path)
     base = path.parent
     table = PairsTable(path=path)
     try:
