@@ -149,6 +149,9 @@ def test_a_missing_pairs_file_is_one_line_before_training_loads(fake_train, tmp_
     one_error(cli("train", "--pairs", tmp_path, "--out", tmp_path / "run"), "is a folder, not a pairs CSV file (did you "
               "mean")
     assert fake_train == []
+    for cmd in ("rebuild-bank", "calibrate"):  # the same check, before their library code (and torch) loads
+        one_error(cli(cmd, "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "gone.csv"),
+                  f"pairs file not found: {tmp_path / 'gone.csv'}")
     (tmp_path / "pairs.csv").unlink()
     assert cli("train", "--out", tmp_path / "run", "--resume").exit_code == 0  # a resumed run has its own pairs
     assert len(fake_train) == 1
