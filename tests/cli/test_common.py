@@ -93,3 +93,40 @@ def test_settings_notes_say_how_a_scan_departs_from_its_calibration(monkeypatch)
     assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16"}, None) == [
         "this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision fp32 is likely faster"]
     assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16", "device": "cuda:0"}, None) == []
+
+
+def test_stdout_outlives_its_reader(tmp_path):
+    """`forgerydet ... | head`: once the reader has gone, writes are dropped instead of raising BrokenPipeError, so
+    the command still writes its files (it ended before them, with exit 1 and nothing said)."""
+    import subprocess
+    import sys
+
+    from forgerydet.cli.common import PipeSafeStdout
+
+    class Closed:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def write(self, text):
+            self.calls += 1
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+        encoding = "utf-8"
+
+    stream = Closed()
+    safe = PipeSafeStdout(stream)
+    assert safe.write("verdict table") == len("verdict table") and safe.encoding == "utf-8"
+    safe.flush()
+    safe.write("more")
+    assert stream.calls == 1  # dropped once the reader left
+    # end to end: a command whose stdout is closed early still does its work after printing
+    code = ("import sys\nfrom forgerydet.cli.common import console, guard_stdout\nguard_stdout()\n"
+            "for i in range(20000):\n    console.print(f'line {i}')\n"
+            f"open({str(tmp_path / 'written.txt')!r}, 'w').write('done')\n")
+    p = subprocess.run(f"{sys.executable} -c \"$CODE\" | head -c 10", shell=True, capture_output=True, text=True,
+                       env={**__import__("os").environ, "CODE": code}, timeout=120)
+    assert p.stdout == "line 0\nlin" and "BrokenPipe" not in p.stderr, p.stderr
+    assert (tmp_path / "written.txt").read_text() == "done"

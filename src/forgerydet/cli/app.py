@@ -42,9 +42,11 @@ def main(
     import signal
     import threading
 
+    from forgerydet.cli.common import guard_stdout
     from forgerydet.runtime import tune_malloc
 
     tune_malloc()
+    guard_stdout()  # `forgerydet scan ... | head`: the outputs are still written
     if threading.current_thread() is threading.main_thread():  # SIGTERM (`timeout`, a scheduler, `docker stop`)
         signal.signal(signal.SIGTERM, _terminated)  # is Ctrl-C: scan and evaluate still write what they have
 

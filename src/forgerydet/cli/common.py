@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 from collections import Counter
 from typing import Iterable, Iterator
 
@@ -103,3 +105,45 @@ def user_errors() -> Iterator[None]:
         raise fail(os_error_text(e)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+
+class PipeSafeStdout:
+    """sys.stdout that outlives its reader: `forgerydet scan ... --json out.json | head` closed the pipe while the
+    table was printed, and the BrokenPipeError ended the command before out.json was written. Once the reader has
+    gone, output is dropped (the interpreter's last flush too) and the command finishes its work."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def _reader_left(self) -> None:
+        self._gone = True
+        try:  # the descriptor too, so the final flush at exit does not raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def guard_stdout() -> None:
+    """Install PipeSafeStdout once (the app's callback calls it before every command)."""
+    if not isinstance(sys.stdout, PipeSafeStdout):
+        sys.stdout = PipeSafeStdout(sys.stdout)
+
