@@ -4,6 +4,8 @@ a bad setting or path, and the malloc setting applied once."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import cv2
 import pytest
@@ -47,4 +49,33 @@ def test_a_bad_setting_is_one_error_before_any_model_loads():
         api.scan_config(frame=4)
     with pytest.raises(ForgeryDetError, match="frames"):
         api.scan_config(frames=0)
-    assert api.scan_config(frames=12, aggregation="mean").num_frames == 12
+    # the wrong type is one line too (they were TypeErrors from deep in the scan, or accepted: "no" was True)
+    for kw, said in [({"frames": "abc"}, "frames='abc': use int"), ({"frames": 2.5}, "frames=2.5: use int"),
+                     ({"frames": True}, "frames=True: use int"), ({"threshold": "0.5"}, "use float or None"),
+                     ({"deinterlace": "no"}, "deinterlace='no': use bool"), ({"bank": 123}, "use str or None"),
+                     ({"detect_side": "x"}, "detect_side='x': use int"), ({"keep_crops": -1}, "keep_crops must be >= 0")]:
+        with pytest.raises(ForgeryDetError, match=re.escape(said)):
+            api.scan_config(**kw)
+    c = api.scan_config(frames=12, aggregation="mean", threshold=1 / 3, detect_side=960, min_confidence=0.95,
+                        bank=Path("/banks/b"))
+    assert (c.num_frames, c.detector.detect_side, c.detector.min_confidence, c.bank) == (12, 960, 0.95, "/banks/b")
+
+
+def test_one_path_alone_is_one_path_and_notes_are_warnings(checkpoint, tmp_path, astronaut, monkeypatch):
+    """scanner.scan("a.jpg") read the string as five one-character paths, '.' (the whole folder) among them; and
+    what the CLI prints as notes (a calibration fitted on another bank) reached a script as nothing."""
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("a.png", cv2.cvtColor(head(astronaut), cv2.COLOR_RGB2BGR))
+    (tmp_path / "sub").mkdir()
+    cv2.imwrite("sub/b.png", cv2.cvtColor(head(astronaut), cv2.COLOR_RGB2BGR))
+    scanner = api.open_scanner(checkpoint, device="cpu")
+    assert [r["path"] for r in scanner.scan("a.png")] == ["a.png"]
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    calibrated = save_checkpoint(tmp_path / "cal.safetensors", m, extra={
+        "threshold": 0.5, "temperature": 1.0, "calibration": {"threshold": 0.5, "temperature": 1.0, "tta": "none"}})
+    with pytest.warns(UserWarning, match="calibrated with --tta none; scored with --tta flip"):
+        api.open_scanner(calibrated, device="cpu", tta="flip")
+    with pytest.raises(ForgeryDetError, match="paths=5: give a path or a list of paths"):
+        api.scan(5, checkpoint, device="cpu")

@@ -12,8 +12,10 @@
 Each record is what `forgerydet scan --json` writes per file (`files` in that JSON): status, verdict, score and its
 interval over resampled frames, tracks, faces with their scores and nearest real faces, notes, timings. Settings
 are ScanConfig's fields, named like the CLI options (`frames` for --frames, `tta`, `precision`, `aggregation`,
-`threshold`, `reference`, `bank`, ...). Bad settings or paths raise forgerydet.errors.ForgeryDetError with the
-CLI's one-line message.
+`threshold`, `reference`, `bank`, `detect_side`, ...). A bad setting (unknown, of the wrong type or out of range) or
+checkpoint raises forgerydet.errors.ForgeryDetError with the CLI's one-line message; a path that names nothing
+scannable is a record with status 'error', as in the CLI's JSON. What the CLI prints as notes about the
+calibration (a bank rebuilt since, another --tta or precision) comes as a UserWarning.
 
 Like the CLI, opening a scanner sets glibc's malloc to keep large freed buffers (runtime.tune_malloc: a 32-frame scan
 of anchor_real.mp4 through this module took 1.26-1.40 s with it and 2.09 s without, 2-core VM, 2026-12-06); set
@@ -21,28 +23,56 @@ FORGERYDET_MALLOC_TUNING=0 to leave the host process's allocator alone."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+import json
+import typing
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, os_error_text
+from forgerydet.faces.detect import DetectorConfig
+from forgerydet.model.config import check_checkpoint_path
 from forgerydet.runtime import tune_malloc
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.records import json_record
+from forgerydet.scan.records import json_record, settings_notes
 
 _ALIASES = {"frames": "num_frames"}  # CLI option name -> ScanConfig field
+_DETECTOR = ("detect_side", "min_confidence")  # scan's face-detector options (DetectorConfig fields)
+_PATHS = ("references", "bank")  # may be given as a Path
 _tuned: list[bool] = []  # tune_malloc runs once per process
 
 
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    """A setting of the wrong type is one ForgeryDetError here, not a TypeError from deep in the scan."""
+    allowed = tuple(typing.get_args(hint)) or (hint,)
+    if float in allowed:
+        allowed += (int,)  # 1 for 1.0
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed if t is not int or float not in allowed)
+        raise ForgeryDetError(f"scan setting {name}={value!r}: use {names}")
+
+
 def scan_config(**settings: Any) -> ScanConfig:
-    """A ScanConfig from CLI-style names (`frames=64`, `tta="flip"`); an unknown name is one ForgeryDetError."""
-    known = {f.name for f in fields(ScanConfig)}
-    kw = {_ALIASES.get(k, k): v for k, v in settings.items()}
-    unknown = sorted(k for k in kw if k not in known)
+    """A ScanConfig from CLI-style names (`frames=64`, `tta="flip"`, `detect_side=960`); an unknown name, a value of
+    the wrong type or out of range is one ForgeryDetError."""
+    hints = typing.get_type_hints(ScanConfig)
+    det_hints = typing.get_type_hints(DetectorConfig)
+    names = sorted((set(hints) - set(_ALIASES.values()) - {"detector"}) | set(_ALIASES) | set(_DETECTOR))
+    unknown = sorted(k for k in settings if k not in names)
     if unknown:
-        names = sorted((known - set(_ALIASES.values())) | set(_ALIASES))
         raise ForgeryDetError(f"unknown scan setting(s) {', '.join(unknown)}: use {', '.join(names)}")
-    return ScanConfig(**kw)
+    kw: dict[str, Any] = {}
+    det: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name in _PATHS and isinstance(value, Path):
+            value = str(value)
+        if name in _DETECTOR:
+            _check_type(name, value, det_hints[name])
+            det[name] = value
+        else:
+            _check_type(name, value, hints[_ALIASES.get(name, name)])
+            kw[_ALIASES.get(name, name)] = value
+    return ScanConfig(**kw, detector=DetectorConfig(**det))
 
 
 def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
@@ -50,16 +80,26 @@ def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
     `.settings()` is what `scan --json` stores as settings. checkpoint None: $FORGERYDET_MODEL, else the shipped
     model."""
     cfg = scan_config(**settings)
+    if checkpoint is not None:
+        check_checkpoint_path(checkpoint)
     if not _tuned:
         _tuned.append(tune_malloc())
     from forgerydet.scan.scanner import Scanner  # torch: after the settings were checked
 
-    return Scanner(checkpoint, cfg)
+    scanner = Scanner(checkpoint, cfg)
+    for line in settings_notes(scanner.settings(), cfg.threshold):  # what the CLI prints as notes
+        warnings.warn(f"forgerydet: {line}", UserWarning, stacklevel=2)
+    return scanner
 
 
 def scan(paths: str | Path | Sequence[str | Path], checkpoint: str | Path | None = None,
          **settings: Any) -> list[dict[str, Any]]:
     """Scan videos, images, folders or globs; one JSON-safe record per file: first one with status 'error' per path
     that names nothing scannable (as in the CLI's JSON), then the files in the order given."""
-    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    return [json_record(r) for r in open_scanner(checkpoint, **settings).scan(items)]
+    if not isinstance(paths, (str, Path)) and not isinstance(paths, typing.Iterable):
+        raise ForgeryDetError(f"paths={paths!r}: give a path or a list of paths")
+    scanner = open_scanner(checkpoint, **settings)
+    try:  # the records as the JSON file holds them (lists, not tuples), so they compare equal to a loaded one
+        return [json.loads(json.dumps(json_record(r))) for r in scanner.scan(paths)]
+    except OSError as e:  # a folder that cannot be listed: the CLI's line
+        raise ForgeryDetError(os_error_text(e)) from None

@@ -13,6 +13,14 @@ from tests._faces_util import head
 from tests.helpers import make_synthetic_pairs, tiny_model
 
 
+@pytest.fixture
+def stand_in_checkpoint(tmp_path) -> Path:
+    """tmp_path/c.safetensors: the file the tests that replace the library pass as --checkpoint (the commands
+    check that it exists before loading anything)."""
+    (tmp_path / "c.safetensors").write_bytes(b"stand-in")
+    return tmp_path / "c.safetensors"
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import os
 import pytest
 import typer
 
-from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, settings_notes, shown, user_errors
+from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, shown, user_errors
 from forgerydet.errors import ForgeryDetError
 from tests.cli._cli_util import cli, one_error
 
@@ -72,27 +72,6 @@ def test_shown_makes_user_text_printable_and_never_markup():
     c = Console(width=200, record=True)
     c.print(shown("run[/x]/a\nb [bold]Ann[/bold]"), highlight=False)
     assert c.export_text().strip() == "run[/x]/a\\nb [bold]Ann[/bold]"
-
-
-def test_settings_notes_say_how_a_scan_departs_from_its_calibration(monkeypatch):
-    from forgerydet import runtime
-
-    monkeypatch.setattr(runtime, "native_bf16", lambda: True)
-    same = {"calibrated_against": "this bank", "tta": "flip", "calibrated_tta": "flip", "precision": "fp32",
-            "calibrated_precision": "fp32", "device": "cpu"}
-    assert settings_notes(same, None) == []
-    other = {**same, "calibrated_against": "an earlier bank", "tta": "none", "precision": "bf16"}
-    notes = settings_notes(other, None)
-    assert [n.split(";")[0].split(":")[0] for n in notes] == [
-        "the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt since)",
-        "the checkpoint was calibrated with --tta flip", "the checkpoint was calibrated in fp32"]
-    assert settings_notes(other, 0.5) == []  # a threshold given: the calibration is not relied on
-    assert settings_notes({**other, "reference": "alice"}, None) == notes[1:]  # a person's faces, not the bank
-    assert settings_notes({**same, "calibrated_against": "not calibrated", "precision": "bf16"}, None) == []
-    monkeypatch.setattr(runtime, "native_bf16", lambda: False)
-    assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16"}, None) == [
-        "this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision fp32 is likely faster"]
-    assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16", "device": "cuda:0"}, None) == []
 
 
 def test_stdout_outlives_its_reader(tmp_path):

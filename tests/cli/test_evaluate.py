@@ -14,6 +14,8 @@ from forgerydet.scan import evaluate
 from forgerydet.scan.config import ScanConfig
 from tests.cli._cli_util import cli, defaults, one_error
 
+pytestmark = pytest.mark.usefixtures("stand_in_checkpoint")  # tmp_path/c.safetensors exists (conftest)
+
 
 def test_defaults_are_scan_configs():
     got = defaults(evaluate_cmd)

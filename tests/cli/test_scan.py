@@ -21,6 +21,8 @@ from forgerydet.scan.records import CSV_COLUMNS
 from tests._faces_util import shifted, weave, with_pixel_aspect, write_video
 from tests.cli._cli_util import cli, defaults, one_error
 
+pytestmark = pytest.mark.usefixtures("stand_in_checkpoint")  # tmp_path/c.safetensors exists (conftest)
+
 
 @pytest.fixture(scope="module")
 def grey_png(tmp_path_factory):

@@ -14,6 +14,8 @@ from forgerydet.training import bankfill, loop, validate
 from forgerydet.training.config import TrainConfig
 from tests.cli._cli_util import cli, defaults, one_error
 
+pytestmark = pytest.mark.usefixtures("stand_in_checkpoint")  # tmp_path/c.safetensors exists (conftest)
+
 
 def test_train_defaults_are_the_configs():
     got = defaults(train_cmd)
@@ -254,6 +256,8 @@ def test_the_refit_line_keeps_how_the_calibration_was_fitted(monkeypatch, tmp_pa
     """Pasting the printed line must not turn a flip-calibrated file into a single-view one (calibrate defaults to
     --tta none, fp32 and 5 %); a path with a space is quoted."""
     ck = tmp_path / "my models" / "c.safetensors"
+    ck.parent.mkdir()
+    ck.write_bytes(b"stand-in")
 
     def fake(checkpoint, pairs, **kw):
         return {"entries": 16, "real_faces": 40, "bank_size": 16, "select": "coreset", "seconds": 1.25,

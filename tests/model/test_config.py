@@ -12,3 +12,15 @@ def test_config_validation_names_bad_value():
         ModelConfig(dim=32, heads=3)
     with pytest.raises(ForgeryDetError, match="momentum=1.5"):
         ModelConfig(momentum=1.5)
+
+
+def test_a_checkpoint_path_that_is_missing_or_a_folder_is_one_line(tmp_path):
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.model.config import check_checkpoint_path
+
+    with pytest.raises(ForgeryDetError, match="checkpoint not found: .*nope.safetensors"):
+        check_checkpoint_path(tmp_path / "nope.safetensors")
+    with pytest.raises(ForgeryDetError, match="is a folder: give the checkpoint file inside it"):
+        check_checkpoint_path(tmp_path)
+    (tmp_path / "c.safetensors").write_bytes(b"x")
+    assert check_checkpoint_path(str(tmp_path / "c.safetensors")) == tmp_path / "c.safetensors"

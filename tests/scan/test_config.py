@@ -97,13 +97,18 @@ def test_expand_scan_paths_counts_left_out_files_once_and_never_a_named_one(tmp_
 
 
 def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
-    """scan and evaluate check their paths first: a typo costs a fraction of a second, not the ~5 s of
-    importing torch and timm before the error line."""
+    """scan, evaluate, info and calibrate check their paths (media, dataset, checkpoint) first: a typo costs a
+    fraction of a second, not the ~5 s of importing torch and timm before the error line."""
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom forgerydet.cli.app import app\n"
             f"r = CliRunner().invoke(app, ['scan', {str(tmp_path / 'gone.mp4')!r}])\n"
             "assert r.exit_code == 1 and 'no such file' in r.output, r.output\n"
             f"r = CliRunner().invoke(app, ['evaluate', '--ffpp', {str(tmp_path / 'FFPP')!r}])\n"
             "assert r.exit_code == 1 and 'no such folder' in r.output, r.output\n"
+            f"img = {str(tmp_path / 'a.png')!r}\nopen(img, 'wb').write(b'x')\n"
+            f"for args in (['scan', img, '--checkpoint', 'nope.safetensors'], ['info', 'nope.safetensors'],\n"
+            "             ['calibrate', '--checkpoint', 'nope.safetensors', '--pairs', 'p.csv']):\n"
+            "    r = CliRunner().invoke(app, args)\n"
+            "    assert r.exit_code == 1 and 'checkpoint not found: nope.safetensors' in r.output, r.output\n"
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**__import__("os").environ, "PYTHONPATH": str(SRC)})

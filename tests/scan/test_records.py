@@ -12,7 +12,7 @@ import pytest
 from forgerydet import __version__
 from forgerydet.scan.records import (
     CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, close_call_summary, csv_text, deinterlaced_note, empty_record, json_record, json_text,
-    many_faces_note, reliability_notes, select_faces,
+    many_faces_note, reliability_notes, select_faces, settings_notes,
 )
 
 
@@ -144,3 +144,24 @@ def test_close_call_summary_counts_them_and_the_accuracy_on_each_side():
                                                 "accuracy_others": pytest.approx(2 / 3)}
     assert close_call_summary(files[2:5], 0.338)["accuracy_close_calls"] is None
     assert close_call_summary([f(0.9, 1, None)], 0.338) is None
+
+
+def test_settings_notes_say_how_a_scan_departs_from_its_calibration(monkeypatch):
+    from forgerydet import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda: True)
+    same = {"calibrated_against": "this bank", "tta": "flip", "calibrated_tta": "flip", "precision": "fp32",
+            "calibrated_precision": "fp32", "device": "cpu"}
+    assert settings_notes(same, None) == []
+    other = {**same, "calibrated_against": "an earlier bank", "tta": "none", "precision": "bf16"}
+    notes = settings_notes(other, None)
+    assert [n.split(";")[0].split(":")[0] for n in notes] == [
+        "the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt since)",
+        "the checkpoint was calibrated with --tta flip", "the checkpoint was calibrated in fp32"]
+    assert settings_notes(other, 0.5) == []  # a threshold given: the calibration is not relied on
+    assert settings_notes({**other, "reference": "alice"}, None) == notes[1:]  # a person's faces, not the bank
+    assert settings_notes({**same, "calibrated_against": "not calibrated", "precision": "bf16"}, None) == []
+    monkeypatch.setattr(runtime, "native_bf16", lambda: False)
+    assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16"}, None) == [
+        "this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision fp32 is likely faster"]
+    assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16", "device": "cuda:0"}, None) == []

@@ -11,9 +11,10 @@ from rich.console import Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, settings_notes,
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar,
                                    shown, shows_whole, user_errors)
 from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.records import settings_notes
 
 
 def evaluate_cmd(
@@ -51,6 +52,10 @@ def evaluate_cmd(
                                    real=real or (), fake=fake or (), per_group=per_group, notes=layout_notes)
         for line in layout_notes:
             note("note:", line, style="yellow")
+        if checkpoint is not None:
+            from forgerydet.model.config import check_checkpoint_path
+
+            check_checkpoint_path(checkpoint)
         from forgerydet.scan.evaluate import evaluate as run  # torch and timm: ~5 s, after the layout was read
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
                          precision=precision)

@@ -20,9 +20,12 @@ def info_cmd(
     checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors) to describe.")],
 ) -> None:
     """Show a checkpoint's backbone, config, bank size/fill, encoder fingerprint and training history."""
-    from forgerydet.model.checkpoint import calibration_bank, read_meta
+    from forgerydet.model.config import check_checkpoint_path
 
     with user_errors():
+        check_checkpoint_path(checkpoint)  # before torch loads (~5 s)
+        from forgerydet.model.checkpoint import calibration_bank, read_meta
+
         meta = read_meta(checkpoint)
     cfg, train = meta["config"] or {}, meta.get("train") or {}
     t = Table(title=shown(checkpoint), show_header=False, title_justify="left")

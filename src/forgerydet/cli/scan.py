@@ -13,12 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar, settings_notes,
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar,
                                    shows_whole, user_errors)
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
+from forgerydet.model.config import check_checkpoint_path
 from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.records import settings_notes
 
 
 def scan_cmd(
@@ -69,6 +71,8 @@ def scan_cmd(
         if not files:  # checked before the model loads
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
         _check_outputs_apart(outputs, files, checkpoint, references)
+        if checkpoint is not None:
+            check_checkpoint_path(checkpoint)
         from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
         scanner = Scanner(checkpoint, cfg)

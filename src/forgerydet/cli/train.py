@@ -164,7 +164,7 @@ def rebuild_bank_cmd(
     """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
     if workers < -1:
         raise fail(f"--workers {workers}: use -1 (auto), 0 (none) or a number of processes")
-    _check_pairs_first(pairs)
+    _check_inputs_first(checkpoint, pairs)
     if disk_bank is not None:
         from forgerydet.training.bankfill import rebuild_disk_bank
 
@@ -195,11 +195,13 @@ def rebuild_bank_cmd(
                           f"use them until you refit them: {_recalibrate_line(res)}", style="yellow")
 
 
-def _check_pairs_first(pairs: Path) -> None:
-    """A mistyped --pairs is one line before torch loads (~6 s), not after."""
+def _check_inputs_first(checkpoint: Path, pairs: Path) -> None:
+    """A mistyped --checkpoint or --pairs is one line before torch loads (~6 s), not after."""
+    from forgerydet.model.config import check_checkpoint_path
     from forgerydet.pairs.table import check_pairs_path
 
     with user_errors():
+        check_checkpoint_path(checkpoint)
         check_pairs_path(pairs)
 
 
@@ -229,7 +231,7 @@ def calibrate_cmd(
 ) -> None:
     """Store a threshold (at a false-positive rate on held-out real faces), a temperature and the bank fusion
     (the nearest real face's similarity as a second input) in a checkpoint."""
-    _check_pairs_first(pairs)
+    _check_inputs_first(checkpoint, pairs)
     from forgerydet.training.validate import calibrate_checkpoint
 
     with user_errors():

@@ -26,12 +26,11 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import write_bytes_atomic
 from forgerydet.model import frozen
 from forgerydet.model.bank import fingerprint_hex
-from forgerydet.model.config import ModelConfig
+from forgerydet.model.config import ModelConfig, check_checkpoint_path
 from forgerydet.model.detector import Detector
 
 FORMAT = "forgerydet-checkpoint"
 FORMAT_VERSION = 1
-SUFFIX = ".safetensors"
 DEFAULT_THRESHOLD = 0.5  # the verdict threshold of a checkpoint that was never calibrated
 DEFAULT_TEMPERATURE = 1.0  # logits as they are
 
@@ -246,11 +245,7 @@ def _open_error(path: Path, e: Exception) -> ForgeryDetError:
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The checkpoint's metadata (decoded JSON fields), without building the model."""
-    path = Path(path)
-    if not path.exists():
-        raise ForgeryDetError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise ForgeryDetError(f"{path} is a folder: give the checkpoint file inside it (e.g. {path}/best{SUFFIX})")
+    path = check_checkpoint_path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from forgerydet.errors import ForgeryDetError
@@ -83,3 +84,15 @@ def config_from_dict(cls, d: dict[str, Any]):
         return cls(**d)
     except (TypeError, ForgeryDetError) as e:
         raise ForgeryDetError(f"invalid {cls.__name__}: {e}") from None
+
+
+def check_checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint path that is missing or a folder is one ForgeryDetError. Light (no torch), so commands call it
+    before loading anything; model/checkpoint.py's read_meta starts with it."""
+    path = Path(path)
+    if not path.exists():
+        raise ForgeryDetError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise ForgeryDetError(f"{path} is a folder: give the checkpoint file inside it (e.g. {path}/best.safetensors)")
+    return path
+

@@ -65,6 +65,8 @@ class ScanConfig:
             raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
         if self.batch_size < 1:
             raise ForgeryDetError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.keep_crops < 0:
+            raise ForgeryDetError(f"keep_crops must be >= 0 (faces kept for a report), got {self.keep_crops}")
 
 
 @dataclass

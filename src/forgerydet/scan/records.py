@@ -148,3 +148,26 @@ def csv_text(results: list[dict[str, Any]]) -> str:
         low, high = r.get("score_interval") or (None, None)
         w.writerow({**r, "notes": "; ".join(r.get("notes") or []), "score_low": low, "score_high": high})
     return buf.getvalue()
+
+
+def settings_notes(settings: dict, threshold: float | None) -> list[str]:
+    """Why a scan's (or evaluation's) probabilities and verdicts are less calibrated than the checkpoint says, from
+    Scanner.settings(): a bank rebuilt since the calibration, another --tta or --precision than it was fitted with
+    (none of these when a --threshold was given), and bf16 on a CPU that only emulates it."""
+    from forgerydet.runtime import native_bf16
+
+    out = []
+    calibrated = settings["calibrated_against"] != "not calibrated" and threshold is None
+    if settings["calibrated_against"] == "an earlier bank" and "reference" not in settings and "bank" not in settings \
+            and threshold is None:
+        out.append("the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt "
+                   "since): refit them with `forgerydet calibrate`")
+    if settings["tta"] != settings["calibrated_tta"] and calibrated:
+        out.append(f"the checkpoint was calibrated with --tta {settings['calibrated_tta']}; scored with --tta "
+                   f"{settings['tta']}, its threshold and probabilities are only approximately calibrated")
+    if settings["precision"] != settings["calibrated_precision"] and calibrated:
+        out.append(f"the checkpoint was calibrated in {settings['calibrated_precision']}; scored in "
+                   f"{settings['precision']}, its threshold and probabilities are only approximately calibrated")
+    if settings["precision"] == "bf16" and settings["device"] == "cpu" and not native_bf16():
+        out.append("this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision fp32 is likely faster")
+    return out

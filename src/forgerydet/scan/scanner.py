@@ -264,9 +264,10 @@ class Scanner:
                 for nb in f["neighbours"]:
                     nb.pop("thumb", None)
 
-    def scan(self, paths: list[str | Path], progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-        """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record."""
-        files, bad = expand_scan_paths(paths, self.threshold)
+    def scan(self, paths: str | Path | list[str | Path], progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record. One
+        path may be given alone (a string was read as a list of one-character paths, '.' among them)."""
+        files, bad = expand_scan_paths([paths] if isinstance(paths, (str, Path)) else list(paths), self.threshold)
         yield from bad
         for i, f in enumerate(files):
             if progress:
