@@ -63,15 +63,15 @@ def test_info_names_the_threshold_a_scan_uses_and_how_it_was_fitted(tmp_path):
                                                    "use with this file's bank")
     assert _row(r.output, "head threshold") == "0.382, temperature 0.921 (with --reference or --bank)"
     assert _row(r.output, "calibration") == (
-        "on calib/pairs.csv; 2,321 real / 2,321 pseudo-fake faces; each averaged with its mirror image (--tta flip); "
-        "reals called FAKE 5.0 % (target 5 %), pseudo-fakes caught 95.8 %, AUC 0.990")
+        "on calib/pairs.csv; 2,321 real / 2,321 fake faces; each averaged with its mirror image (--tta flip); "
+        "reals called FAKE 5.0 % (target 5 %), fakes caught 95.8 %, AUC 0.990")
     assert "{" not in r.output  # no raw dicts
     odd = save_checkpoint(tmp_path / "odd.safetensors", tiny_model(),  # hand-edited metadata: text, never a traceback
                           extra={"threshold": "high", "bank_fusion": {"threshold": 0.3, "similarity": "a", "bias": None},
                                  "calibration": {"val_reals": "many", "val_fpr": "q", "target_fpr": None}})
     r = cli("info", odd, COLUMNS="250")
     assert r.exit_code == 0 and r.exception is None, r.output
-    assert _row(r.output, "calibration") == "many real / ? pseudo-fake faces; reals called FAKE q % (target None %), pseudo-fakes caught ? %, AUC ?"
+    assert _row(r.output, "calibration") == "many real / ? fake faces; reals called FAKE q % (target None %), fakes caught ? %"
 
 
 def test_info_shows_a_runs_training_settings_and_what_its_augmentation_changed(tmp_path):

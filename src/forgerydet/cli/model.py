@@ -113,15 +113,16 @@ def _calibration_rows(extra: dict) -> list[tuple[str, str]]:
         rows.append(("verdict threshold", head))
     if isinstance(cal, dict):
         parts = [f"on {cal['calibrated_on']}" if cal.get("calibrated_on") else None,
-                 f"{_num(cal['val_reals'], ',')} real / {_num(cal.get('val_fakes', '?'), ',')} pseudo-fake faces"
+                 f"{_num(cal['val_reals'], ',')} real / {_num(cal.get('val_fakes', '?'), ',')} fake faces"
                  if "val_reals" in cal else None,
                  "each averaged with its mirror image (--tta flip)" if cal.get("tta") == "flip" else None,
                  f"in {cal['precision']}" if cal.get("precision") not in (None, "fp32") else None]
         scored = fusion if isinstance(fusion, dict) and "val_fpr" in fusion else cal
         if "val_fpr" in scored:
             target = f" (target {_num(cal['target_fpr'], '.0f', 100)} %)" if "target_fpr" in cal else ""
-            parts.append(f"reals called FAKE {_num(scored['val_fpr'], '.1f', 100)} %{target}, pseudo-fakes caught "
-                         f"{_num(scored.get('val_tpr', '?'), '.1f', 100)} %, AUC {_num(scored.get('val_auc', '?'))}")
+            auc = f", AUC {_num(scored['val_auc'])}" if "val_auc" in scored else ""  # training's own has none
+            parts.append(f"reals called FAKE {_num(scored['val_fpr'], '.1f', 100)} %{target}, fakes caught "
+                         f"{_num(scored.get('val_tpr', '?'), '.1f', 100)} %{auc}")
         rows.append(("calibration", "; ".join(p for p in parts if p) or str(cal)))
     return rows
 

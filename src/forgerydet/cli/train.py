@@ -195,6 +195,9 @@ def rebuild_bank_cmd(
                           f"use them until you refit them: {_recalibrate_line(res)}", style="yellow")
 
 
+FEW_REALS = 200  # calibrate warns below this many held-out real faces
+
+
 def _check_inputs_first(checkpoint: Path, pairs: Path) -> None:
     """A mistyped --checkpoint or --pairs is one line before torch loads (~6 s), not after."""
     from forgerydet.model.config import check_checkpoint_path
@@ -209,14 +212,18 @@ def _recalibrate_line(res: dict) -> str:
     """The `calibrate` command that refits a rebuilt bank's calibration as it was fitted (its --tta, --precision
     and --fpr, which a bare `calibrate` would reset), ready to paste."""
     how = res.get("calibrated_with") or {}
-    args = ["forgerydet", "calibrate", "--checkpoint", str(res["checkpoint"]), "--pairs", res["calibrated_on"] or "PAIRS.csv"]
+    on = res["calibrated_on"]
+    here = bool(on) and Path(on).is_file()  # a path recorded on another machine, or relative to another folder
+    args = ["forgerydet", "calibrate", "--checkpoint", str(res["checkpoint"]), "--pairs", on if here else "PAIRS.csv"]
     if how.get("tta", "none") != "none":
         args += ["--tta", str(how["tta"])]
     if how.get("precision", "fp32") != "fp32":
         args += ["--precision", str(how["precision"])]
     if how.get("target_fpr") is not None and float(how["target_fpr"]) != DEFAULT_FPR:
         args += ["--fpr", f"{float(how['target_fpr']):g}"]
-    return " ".join(a if a == "PAIRS.csv" else shlex.quote(a) for a in args)
+    line = " ".join(a if a == "PAIRS.csv" else shlex.quote(a) for a in args)
+    return line + (f" (it was fitted on {on}, which is not here: give held-out real faces of your own)" if on and not here
+                   else "")
 
 
 def calibrate_cmd(
@@ -250,3 +257,7 @@ def calibrate_cmd(
         f"{f['val_tpr']:.3f}, AUC {f['val_auc']:.4f}); scans against this bank use it" if f else
         "bank fusion: none (the nearest-bank similarity was no evidence on these faces, or the model has no bank): "
         "scans use the temperature alone", highlight=False, soft_wrap=True)
+    if r["val_reals"] < FEW_REALS:  # 2 reals gave a threshold of 0.0001, and a real video scanned FAKE
+        note("note:", f"only {r['val_reals']} held-out real face(s): at a {fpr:g} false-positive rate the threshold "
+                      f"rests on the top {int(fpr * r['val_reals'])} of them, so the rate scans see can be far from it; "
+                      f"calibrate on a few hundred or more", style="yellow")
