@@ -215,6 +215,7 @@ def test_one_evaluation_set_is_asked_for(fake_evaluate, tmp_path):
               "--dfdc FOLDER, --celebdf ROOT or --real PATH --fake PATH (got LIST.csv and --ffpp)")
     one_error(cli("evaluate", "--real", tmp_path), "--real and --fake go together: give at least one path of each")
     one_error(cli("evaluate", "--dfdc", tmp_path, "--split", tmp_path / "s.json"), "--compression, --methods and --split go with --ffpp")
+    one_error(cli("evaluate", "--split", tmp_path / "s.json"), "--compression, --methods and --split go with --ffpp")  # not "give one set"
     one_error(cli("evaluate", tmp_path / "l.csv", "--per-group", 5), "--per-group goes with --ffpp, --dfdc, --celebdf or --real/--fake")
     one_error(cli("evaluate", "--dfdc", tmp_path), "neither metadata.json nor labels.csv found")
     one_error(cli("evaluate", "--celebdf", tmp_path), "not a Celeb-DF root (no Celeb-real, YouTube-real, Celeb-synthesis or List_of_testing_videos.txt)")

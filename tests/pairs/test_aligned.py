@@ -141,13 +141,18 @@ def test_ffpp_official_split_files_decide_each_videos_split(tmp_path, astronaut)
         write_video(root / f"manipulated_sequences/Deepfakes/c23/videos/{a}_{b}.mp4", frames_for(a, True))
     splits = tmp_path / "splits"
     splits.mkdir()
-    (splits / "train.json").write_text(json.dumps([["000", "001"]]))
+    (splits / "train.json").write_text(json.dumps([["000", "001"], ["905", "906"]]))  # 905, 906 not downloaded
     (splits / "val.json").write_text(json.dumps([["003", "002"]]))
     s = make_pairs(tmp_path / "out", CFG, ffpp=root, splits=splits)
     rows = read_csv(tmp_path / "out" / "pairs.csv")
     assert {(r["group"], r["split"]) for r in rows} == {("000", "train"), ("001", "train"), ("002", "val"), ("003", "val")}
     assert any(w.startswith("1 fake video(s) of ids that no split file lists were left out (e.g. 004_000.mp4)")
                for w in s.warnings)
+    # what the split files name that is not here is said, per file (a partly downloaded FF++, or ids as numbers)
+    assert f"train.json: 2 of 4 listed video ids are not under {root} for c23 (e.g. 905)" in s.warnings
+    assert f"no test.json in {splits}: the test split is empty" in s.warnings
+    with pytest.raises(ForgeryDetError, match="is a file: give the folder that holds train.json"):
+        make_pairs(tmp_path / "o2", CFG, ffpp=root, splits=splits / "train.json")
     with pytest.raises(ForgeryDetError, match="--splits decides the splits: leave out --val and --test"):
         make_pairs(tmp_path / "o2", CFG, ffpp=root, splits=splits, val=0.3)
     with pytest.raises(ForgeryDetError, match="goes with --ffpp"):

@@ -52,6 +52,8 @@ def test_ffpp_originals_are_real_and_each_method_a_group(ffpp, tmp_path):
         ffpp_items(ffpp, split=split)
     with pytest.raises(ForgeryDetError, match="no such split file"):
         ffpp_items(ffpp, split=tmp_path / "none.json")
+    with pytest.raises(ForgeryDetError, match="is a folder: give one split file in it"):  # it was "Is a directory"
+        ffpp_items(ffpp, split=tmp_path)
     with pytest.raises(ForgeryDetError, match="not a FaceForensics"):
         ffpp_items(tmp_path)
 

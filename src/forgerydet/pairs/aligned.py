@@ -212,6 +212,14 @@ def pairs_from_ffpp(
             summary_extra.append(f"{left} fake video(s) of ids that no split file lists were left out "
                                  f"(e.g. {next(e.fake.name for e in tree.fakes if e.group not in split_of)})")
         of = {e.group: split_of[e.group] for e in entries}
+        for split in ("train", "val", "test"):  # what a partly downloaded FF++ (or ids written as numbers) leaves out
+            listed = {i for i, sp in split_of.items() if sp == split}
+            absent = sorted(listed - set(tree.reals))
+            if not listed:
+                summary_extra.append(f"no {split}.json in {splits}: the {split} split is empty")
+            elif absent:
+                summary_extra.append(f"{split}.json: {len(absent)} of {len(listed)} listed video ids are not under "
+                                     f"{root} for {tree.compression} (e.g. {absent[0]})")
     s = pairs_from_mapping(entries, out_dir, config, val=val, test=test, seed=seed, detector=detector,
                            progress=progress, splits=of)
     s.warnings[:0] = summary_extra

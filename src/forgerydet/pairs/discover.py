@@ -185,6 +185,8 @@ def read_ffpp_split(path: Path) -> list[tuple[str, str]]:
         pairs = [(str(a), str(b)) for a, b in data]
     except FileNotFoundError:
         raise ForgeryDetError(f"{path}: no such split file") from None
+    except IsADirectoryError:
+        raise ForgeryDetError(f"{path} is a folder: give one split file in it, e.g. {Path(path) / 'test.json'}") from None
     except (ValueError, TypeError, UnicodeDecodeError):
         raise ForgeryDetError(f"{path}: not a FaceForensics++ split file (a JSON list of [id, id] pairs, like "
                               "splits/test.json of the FaceForensics repository)") from None
@@ -200,6 +202,9 @@ def read_ffpp_splits(folder: str | Path) -> dict[str, str]:
     """Video id -> 'train' / 'val' / 'test' from a folder of FaceForensics++'s official split files (the ones
     present; both ids of a listed pair go to its split, as fakes A_B and B_A are made from them)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise ForgeryDetError(f"--splits {folder} is a file: give the folder that holds "
+                              f"{', '.join(s + '.json' for s in FFPP_SPLITS)} ({folder.parent})")
     if not folder.is_dir():
         raise ForgeryDetError(f"--splits {folder}: no such folder (the FaceForensics repository's dataset/splits, "
                               f"holding {', '.join(s + '.json' for s in FFPP_SPLITS)})")

@@ -188,14 +188,14 @@ def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | 
                       per_group: int | None = None, notes: list[str] | None = None) -> str | Path | list[Item]:
     """What `evaluate` scores: LIST.csv as given, or the items of exactly one dataset layout (see the module);
     `notes` collects what the user should hear about the layout."""
+    if (compression or methods or split) and not ffpp:  # before "give one evaluation set", which hides it
+        raise ForgeryDetError("--compression, --methods and --split go with --ffpp")
     given = [name for name, v in (("LIST.csv", list_csv), ("--ffpp", ffpp), ("--dfdc", dfdc),
                                   ("--celebdf", celebdf), ("--real/--fake", real or fake)) if v]
     if len(given) != 1:
         raise ForgeryDetError("give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER, --celebdf ROOT or "
                               "--real PATH --fake PATH"
                               + (f" (got {' and '.join(given)})" if given else ""))
-    if (compression or methods or split) and not ffpp:
-        raise ForgeryDetError("--compression, --methods and --split go with --ffpp")
     if celebdf_all and not celebdf:
         raise ForgeryDetError("--celebdf-all goes with --celebdf")
     if per_group is not None and list_csv:
