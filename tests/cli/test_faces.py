@@ -119,6 +119,16 @@ def test_pairs_passes_every_option(fake_pairs, tmp_path):
         "error: 1 file(s) failed (listed above); everything else was done"]
 
 
+def test_pairs_splits_refuses_a_typed_val_even_at_its_default(fake_pairs, tmp_path):
+    one_error(cli("pairs", "--ffpp", tmp_path, "--splits", tmp_path, "--val", "0.15", "--out", tmp_path / "p"),
+              "--splits decides the splits: leave out --val")
+    one_error(cli("pairs", "--ffpp", tmp_path, "--splits", tmp_path, "--val", "0.15", "--test", "0.15", "--out",
+                  tmp_path / "p"), "leave out --val and --test")
+    assert fake_pairs == []
+    assert cli("pairs", "--ffpp", tmp_path, "--splits", tmp_path, "--out", tmp_path / "p").exit_code == 1  # the stand-in has a failed file
+    assert fake_pairs[0]["splits"] == tmp_path
+
+
 def test_pairs_bad_blend_option_is_one_line_before_any_work(fake_pairs, tmp_path):
     one_error(cli("pairs", "--self-blend", tmp_path, "--out", tmp_path / "p", "--format", "webp"),
               "--format 'webp': use png or jpg")

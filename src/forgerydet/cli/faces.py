@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 
 from forgerydet.cli.common import console, err_console, fail, note, progress_bar, user_errors
-from forgerydet.errors import printable
+from forgerydet.errors import ForgeryDetError, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.pairs.selfblend import BlendOptions
 from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE
@@ -96,6 +96,7 @@ def extract_cmd(
 
 
 def pairs_cmd(
+    ctx: typer.Context,
     out: Out,
     sources: Annotated[Optional[list[Path]], typer.Argument(readable=False, help="With --self-blend: real videos, images, folders or faces.csv indexes.")] = None,
     ffpp: Annotated[Optional[Path], typer.Option("--ffpp", readable=False, help="FaceForensics++ root (original_sequences/, manipulated_sequences/).")] = None,
@@ -131,6 +132,10 @@ def pairs_cmd(
     from forgerydet.pairs.table import SPLITS
 
     with user_errors():
+        typed = [f"--{n}" for n in ("val", "test")  # even at their default values: the split files decide
+                 if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+        if splits is not None and typed:
+            raise ForgeryDetError(f"--splits decides the splits: leave out {' and '.join(typed)}")
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
                          deinterlace)
         with _progress("pairs") as progress:
