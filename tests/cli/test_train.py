@@ -151,6 +151,10 @@ def test_a_missing_pairs_file_is_one_line_before_training_loads(fake_train, tmp_
     one_error(cli("train", "--pairs", tmp_path, "--out", tmp_path / "run"), "is a folder, not a pairs CSV file (did you "
               "mean")
     assert fake_train == []
+    one_error(cli("train", "--init", tmp_path / "nope.safetensors", "--out", tmp_path / "run"),
+              f"checkpoint not found: {tmp_path / 'nope.safetensors'}")
+    one_error(cli("train", "--watch", tmp_path / "nope.csv", "--out", tmp_path / "run"),
+              f"--watch {tmp_path / 'nope.csv'}: no such file")
     for cmd in ("rebuild-bank", "calibrate"):  # the same check, before their library code (and torch) loads
         one_error(cli(cmd, "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "gone.csv"),
                   f"pairs file not found: {tmp_path / 'gone.csv'}")
@@ -184,6 +188,7 @@ def test_a_watch_list_reaches_training_and_its_auc_is_printed(monkeypatch, tmp_p
         return {"rank": 0, "best": "R/best.safetensors", "last": "R/last.safetensors"}
 
     monkeypatch.setattr(loop, "train", run)
+    (tmp_path / "ffpp_test.csv").write_text("path,label\n")  # the stand-in list (train checks it exists)
     r = cli("train", "--out", tmp_path / "run", "--watch", tmp_path / "ffpp_test.csv", "--select", "watch")
     assert r.exit_code == 0, r.output
     assert (calls[0].watch, calls[0].select) == (str(tmp_path / "ffpp_test.csv"), "watch")

@@ -134,6 +134,14 @@ def train_cmd(
             from forgerydet.pairs.table import check_pairs_path
 
             check_pairs_path(pairs)
+        if init is not None:
+            from forgerydet.model.config import check_checkpoint_path
+
+            check_checkpoint_path(init)
+        if watch is not None:
+            from forgerydet.training.config import check_watch_path
+
+            check_watch_path(watch)
         from forgerydet.training.loop import train as run_train
 
         if "amp" in given and amp in ("bf16", "fp16") and resolve_device(device).type == "cpu":

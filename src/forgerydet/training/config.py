@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from forgerydet.errors import ForgeryDetError
@@ -182,3 +183,10 @@ def augmentation_with(changes: Sequence[str] | None, augment: bool = True) -> di
 
 TUNE_MODES = ("all", "norm", "none")
 SELECT_BY = ("val", "watch")
+
+
+def check_watch_path(path: str | Path) -> None:
+    """A --watch list that is not there is one ForgeryDetError (light: `train` calls it before loading torch)."""
+    if not Path(path).is_file():
+        raise ForgeryDetError(f"--watch {path}: no such file (a CSV path,label or a pairs.csv with a test split)")
+

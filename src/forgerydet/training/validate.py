@@ -19,7 +19,7 @@ from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.pairs.table import REQUIRED_COLUMNS, PairsTable, read_pairs
-from forgerydet.training.config import TrainConfig
+from forgerydet.training.config import TrainConfig, check_watch_path
 from forgerydet.training.data import FaceList, validation_lists
 from forgerydet.training.distributed import Dist, amp_precision, autocast, make_loader, setup_distributed
 
@@ -79,8 +79,7 @@ def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[in
     """The face crops and labels of a `--watch` list, checked before training starts (every file an image that
     exists, both classes present, none of them a training face): a CSV path,label[,group] as `evaluate` reads, or
     another pairs.csv, whose 'test' split's real and fake faces are taken (`pairs --ffpp ... --test 0.15`)."""
-    if not Path(path).is_file():
-        raise ForgeryDetError(f"--watch {path}: no such file (a CSV path,label or a pairs.csv with a test split)")
+    check_watch_path(path)
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         header = {c.strip() for c in f.readline().split(",")}
     if set(REQUIRED_COLUMNS) <= header:
