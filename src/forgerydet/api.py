@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from forgerydet.errors import ForgeryDetError, os_error_text
 from forgerydet.faces.detect import DetectorConfig
-from forgerydet.model.config import check_checkpoint_path
+from forgerydet.model.config import check_bank_folder, check_checkpoint_path, check_references_file
 from forgerydet.runtime import tune_malloc
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import json_record, settings_notes
@@ -82,6 +82,10 @@ def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
     cfg = scan_config(**settings)
     if checkpoint is not None:
         check_checkpoint_path(checkpoint)
+    if cfg.bank is not None:
+        check_bank_folder(cfg.bank)
+    if cfg.references is not None:
+        check_references_file(cfg.references)
     if not _tuned:
         _tuned.append(tune_malloc())
     from forgerydet.scan.scanner import Scanner  # torch: after the settings were checked

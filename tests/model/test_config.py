@@ -24,3 +24,18 @@ def test_a_checkpoint_path_that_is_missing_or_a_folder_is_one_line(tmp_path):
         check_checkpoint_path(tmp_path)
     (tmp_path / "c.safetensors").write_bytes(b"x")
     assert check_checkpoint_path(str(tmp_path / "c.safetensors")) == tmp_path / "c.safetensors"
+
+
+def test_a_missing_bank_folder_or_reference_file_is_one_line(tmp_path):
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.model.config import check_bank_folder, check_references_file
+
+    with pytest.raises(ForgeryDetError, match="--bank .*nope: not found; give the folder that `forgerydet rebuild-bank"):
+        check_bank_folder(tmp_path / "nope")
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(ForgeryDetError, match="--bank .*f: a file;"):
+        check_bank_folder(tmp_path / "f")
+    assert check_bank_folder(tmp_path) == tmp_path
+    with pytest.raises(ForgeryDetError, match="reference file not found: .*r.refs.safetensors \\(enrol a person first"):
+        check_references_file(tmp_path / "r.refs.safetensors")
+    assert check_references_file(tmp_path / "f") == tmp_path / "f"

@@ -109,6 +109,10 @@ def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
             "             ['calibrate', '--checkpoint', 'nope.safetensors', '--pairs', 'p.csv']):\n"
             "    r = CliRunner().invoke(app, args)\n"
             "    assert r.exit_code == 1 and 'checkpoint not found: nope.safetensors' in r.output, r.output\n"
+            "r = CliRunner().invoke(app, ['scan', img, '--bank', 'nope_dir'])\n"
+            "assert r.exit_code == 1 and '--bank nope_dir: not found' in r.output, r.output\n"
+            "r = CliRunner().invoke(app, ['scan', img, '--reference', 'Ann', '--references', 'nope.refs.safetensors'])\n"
+            "assert r.exit_code == 1 and 'reference file not found: nope.refs.safetensors' in r.output, r.output\n"
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**__import__("os").environ, "PYTHONPATH": str(SRC)})

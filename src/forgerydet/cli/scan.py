@@ -18,7 +18,7 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fa
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
-from forgerydet.model.config import check_checkpoint_path
+from forgerydet.model.config import check_bank_folder, check_checkpoint_path, check_references_file
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import settings_notes
 
@@ -73,6 +73,10 @@ def scan_cmd(
         _check_outputs_apart(outputs, files, checkpoint, references)
         if checkpoint is not None:
             check_checkpoint_path(checkpoint)
+        if bank is not None:
+            check_bank_folder(bank)
+        if references is not None:
+            check_references_file(references)
         from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
         scanner = Scanner(checkpoint, cfg)

@@ -96,3 +96,22 @@ def check_checkpoint_path(path: str | Path) -> Path:
         raise ForgeryDetError(f"{path} is a folder: give the checkpoint file inside it (e.g. {path}/best.safetensors)")
     return path
 
+
+def check_bank_folder(folder: str | Path) -> Path:
+    """`--bank`: the folder `rebuild-bank --disk-bank` wrote must be there (light; the disk bank's own checks of its
+    files follow in model/diskbank.py)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "a file" if folder.exists() else "not found"
+        raise ForgeryDetError(f"--bank {folder}: {what}; give the folder that `forgerydet rebuild-bank --disk-bank` "
+                              f"wrote")
+    return folder
+
+
+def check_references_file(path: str | Path) -> Path:
+    """A person's reference file (model/references.py) must be there (light)."""
+    path = Path(path)
+    if not path.exists():
+        raise ForgeryDetError(f"reference file not found: {path} (enrol a person first: `forgerydet enroll NAME VIDEO...`)")
+    return path
+

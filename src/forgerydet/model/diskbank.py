@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import write_text_atomic
+from forgerydet.model.config import check_bank_folder
 
 FORMAT = "forgerydet-diskbank"
 FORMAT_VERSION = 1
@@ -173,11 +174,7 @@ class DiskBank:
 
     @classmethod
     def open(cls, folder: str | Path) -> "DiskBank":
-        folder = Path(folder)
-        if not folder.is_dir():
-            what = "a file" if folder.exists() else "not found"
-            raise ForgeryDetError(f"--bank {folder}: {what}; give the folder that `forgerydet rebuild-bank --disk-bank` "
-                                  f"wrote")
+        folder = check_bank_folder(folder)
         try:
             meta = json.loads((folder / "bank.json").read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -33,6 +33,7 @@ from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
+from forgerydet.model.config import check_references_file
 
 FORMAT = "forgerydet-references"
 FORMAT_VERSION = "1"
@@ -184,8 +185,7 @@ def _read_header(path: Path, f) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
-    if not path.exists():
-        raise ForgeryDetError(f"reference file not found: {path} (enrol a person first: `forgerydet enroll NAME VIDEO...`)")
+    check_references_file(path)
     if path.is_dir():
         raise ForgeryDetError(f"{path} is a folder: give the reference file (*{SUFFIX})")
     try:
