@@ -31,9 +31,8 @@ from typing import Any, Sequence
 
 from forgerydet.errors import ForgeryDetError, os_error_text
 from forgerydet.faces.detect import DetectorConfig
-from forgerydet.model.config import check_bank_folder, check_checkpoint_path, check_references_file
 from forgerydet.runtime import tune_malloc
-from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.config import ScanConfig, check_scan_inputs
 from forgerydet.scan.records import json_record, settings_notes
 
 _ALIASES = {"frames": "num_frames"}  # CLI option name -> ScanConfig field
@@ -80,12 +79,7 @@ def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
     `.settings()` is what `scan --json` stores as settings. checkpoint None: $FORGERYDET_MODEL, else the shipped
     model."""
     cfg = scan_config(**settings)
-    if checkpoint is not None:
-        check_checkpoint_path(checkpoint)
-    if cfg.bank is not None:
-        check_bank_folder(cfg.bank)
-    if cfg.references is not None:
-        check_references_file(cfg.references)
+    check_scan_inputs(checkpoint, cfg)
     if not _tuned:
         _tuned.append(tune_malloc())
     from forgerydet.scan.scanner import Scanner  # torch: after the settings were checked

@@ -12,7 +12,8 @@ import pytest
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan.aggregate import STRATEGIES
-from forgerydet.scan.config import FACE_CHOICES, EnrollConfig, ScanConfig, expand_scan_paths, find_default_checkpoint
+from forgerydet.scan.config import (FACE_CHOICES, EnrollConfig, ScanConfig, check_scan_inputs, expand_scan_paths,
+                                    find_default_checkpoint)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -118,3 +119,17 @@ def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
                        env={**__import__("os").environ, "PYTHONPATH": str(SRC)})
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+def test_a_scans_other_input_files_are_checked_in_one_place(tmp_path):
+    """The CLI and the API both call check_scan_inputs before torch loads: checkpoint, --bank, --references."""
+    ck = tmp_path / "c.safetensors"
+    ck.write_bytes(b"x")
+    check_scan_inputs(None, ScanConfig())  # the default checkpoint is the Scanner's to find
+    check_scan_inputs(ck, ScanConfig(bank=str(tmp_path)))
+    with pytest.raises(ForgeryDetError, match="checkpoint not found"):
+        check_scan_inputs(tmp_path / "nope.safetensors", ScanConfig())
+    with pytest.raises(ForgeryDetError, match="--bank .*: not found"):
+        check_scan_inputs(ck, ScanConfig(bank=str(tmp_path / "nope")))
+    with pytest.raises(ForgeryDetError, match="reference file not found"):
+        check_scan_inputs(ck, ScanConfig(reference="Ann", references=str(tmp_path / "r.refs.safetensors")))

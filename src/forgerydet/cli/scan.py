@@ -18,8 +18,7 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fa
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
-from forgerydet.model.config import check_bank_folder, check_checkpoint_path, check_references_file
-from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.records import settings_notes
 
 
@@ -49,8 +48,7 @@ def scan_cmd(
     Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every other output is still written); 130 after Ctrl-C or SIGTERM, with the outputs holding the files scanned so far and the rest marked not_scanned.
     """  # typer prints a paragraph after the first with its line breaks: one line each
     from forgerydet.faces.media import describe_skipped
-    from forgerydet.scan.records import MAX_FACES, empty_record
-    from forgerydet.scan.config import expand_scan_paths
+    from forgerydet.scan.records import MAX_FACES, empty_record  # read when called (tests set MAX_FACES)
 
     t_start = time.perf_counter()
     with user_errors():
@@ -71,12 +69,7 @@ def scan_cmd(
         if not files:  # checked before the model loads
             raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
         _check_outputs_apart(outputs, files, checkpoint, references)
-        if checkpoint is not None:
-            check_checkpoint_path(checkpoint)
-        if bank is not None:
-            check_bank_folder(bank)
-        if references is not None:
-            check_references_file(references)
+        check_scan_inputs(checkpoint, cfg)
         from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
         scanner = Scanner(checkpoint, cfg)

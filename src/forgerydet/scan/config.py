@@ -14,6 +14,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources
 from forgerydet.model.calibration import check_precision, check_tta
+from forgerydet.model.config import check_bank_folder, check_checkpoint_path, check_references_file
 from forgerydet.scan.aggregate import STRATEGIES
 from forgerydet.scan.records import empty_record
 
@@ -138,3 +139,15 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
     if skipped is not None:  # a file one argument leaves out but another names is scanned, so not "left out"
         skipped += [f for f in left if f.resolve() not in seen]
     return files, bad
+
+
+def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
+    """The files a scan reads besides its media, checked before torch loads (~5 s): the checkpoint (None: the
+    default one, looked up by the Scanner), a --bank folder and a --references file."""
+    if checkpoint is not None:
+        check_checkpoint_path(checkpoint)
+    if cfg.bank is not None:
+        check_bank_folder(cfg.bank)
+    if cfg.references is not None:
+        check_references_file(cfg.references)
+
