@@ -28,6 +28,13 @@ PRECISION_HELP = ("'fp32'; 'bf16' (about half the model time on a CPU with AVX51
                   "checkpoint was calibrated (`calibrate --precision`), else fp32.")
 
 
+def typed_options(ctx: typer.Context) -> set[str]:
+    """The parameters a user typed on the command line, even at their default values (by the source's name: typer
+    may bring its own click and its own enum)."""
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+
+
 def progress_bar(*columns: str | ProgressColumn, on: Console = console, disable: bool = False) -> Progress:
     """The one progress-bar setup: transient (gone once done, so no stale bar sits above a result or an error
     line), and off where the console is not a terminal (a pipe or file gets the results, not bar frames)."""

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, err_console, fail, note, progress_bar, user_errors
+from forgerydet.cli.common import console, err_console, fail, note, progress_bar, typed_options, user_errors
 from forgerydet.errors import ForgeryDetError, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.pairs.selfblend import BlendOptions
@@ -132,8 +132,8 @@ def pairs_cmd(
     from forgerydet.pairs.table import SPLITS
 
     with user_errors():
-        typed = [f"--{n}" for n in ("val", "test")  # even at their default values: the split files decide
-                 if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+        given = typed_options(ctx)  # --val/--test even at their default values: the split files decide
+        typed = [f"--{n}" for n in ("val", "test") if n in given]
         if splits is not None and typed:
             raise ForgeryDetError(f"--splits decides the splits: leave out {' and '.join(typed)}")
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,

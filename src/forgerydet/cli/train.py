@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, say, shown, user_errors
+from forgerydet.cli.common import (EXIT_INTERRUPTED, console, fail, note, progress_bar, say, shown, typed_options,
+                                   user_errors)
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
@@ -127,9 +128,7 @@ def train_cmd(
                            calibration_fpr=calibration_fpr, tune=tune, init=None if init is None else str(init),
                            watch=None if watch is None else str(watch), select=select,
                            augmentation=augmentation_with(augmentation, augment))
-        # options the user typed (by the source's name: typer may bring its own click and its own enum)
-        given = {name for name in ctx.params
-                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        given = typed_options(ctx)
         if not resume or "pairs" in given:  # a mistyped path: one line now, not after ~6 s of importing torch
             from forgerydet.pairs.table import check_pairs_path
 

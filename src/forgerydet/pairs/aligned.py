@@ -17,7 +17,7 @@ from forgerydet.faces.detect import Face, FaceDetector, crop_faces
 from forgerydet.faces.media import iter_frames, media_kind, sample_indices, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import read_image, safe_name, source_key, write_png
-from forgerydet.pairs.discover import MappingEntry, find_ffpp, read_ffpp_splits, unique_group_names
+from forgerydet.pairs.discover import FFPP_SPLITS, MappingEntry, find_ffpp, read_ffpp_splits, unique_group_names
 from forgerydet.pairs.table import (
     PAIRS_NAME,
     TEST_SHARE,
@@ -212,7 +212,7 @@ def pairs_from_ffpp(
             summary_extra.append(f"{left} fake video(s) of ids that no split file lists were left out "
                                  f"(e.g. {next(e.fake.name for e in tree.fakes if e.group not in split_of)})")
         of = {e.group: split_of[e.group] for e in entries}
-        for split in ("train", "val", "test"):  # what a partly downloaded FF++ (or ids written as numbers) leaves out
+        for split in FFPP_SPLITS:  # what a partly downloaded FF++ (or ids written as numbers) leaves out
             listed = {i for i, sp in split_of.items() if sp == split}
             absent = sorted(listed - set(tree.reals))
             if not listed:

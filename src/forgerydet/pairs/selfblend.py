@@ -170,10 +170,11 @@ def pairs_from_self_blend(
             blend_and_write(_rel(r.crop, out_dir), crop, r.landmarks, groups[Path(r.source)], fake_rel)
         tick()
 
+    seen = summary.videos  # filled below when there are videos
+    if videos:
+        seen.update(ok=0, no_face=0, error=0, faces=0)
+
     def video(item: VideoFaces) -> None:
-        if not summary.videos:
-            summary.videos.update(ok=0, no_face=0, error=0, faces=0)
-        seen = summary.videos
         if item.found is None:
             summary.errors.append((str(item.path), item.error))
             seen["error"] += 1
