@@ -7,6 +7,7 @@ import pytest
 
 from forgerydet.errors import ForgeryDetError
 
+from forgerydet.faces.media import video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from tests.faces.conftest import CFG
 
@@ -18,6 +19,18 @@ def test_detect_source_one_track(media):
     assert found.num_tracks == 1 and found.main_track() == 0
     boxes = np.array([f.box for f in found.all_faces])
     assert (np.diff(boxes[:, 0]) > 0).all()  # follows the face moving right
+    # the video's own facts travel with its faces (scan's record states them), read once
+    info = video_info(media / "face.mp4")
+    assert found.info == info and info.frame_count == 8
+    assert found.frame_size == (info.width, info.height)
+
+
+def test_iter_frames_uses_a_video_info_it_is_given(media):
+    from forgerydet.faces.media import VideoInfo, iter_frames
+
+    told = VideoInfo(frame_count=3, fps=1.0, width=1, height=1)  # says 3 frames at 1 fps: sampling follows it
+    frames = list(iter_frames(media / "face.mp4", num_frames=8, info=told))
+    assert [f.index for f in frames] == [0, 1, 2] and [f.time for f in frames] == [0.0, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("bad,option", [(dict(num_frames=0), "--frames"), (dict(every=0), "--every"),

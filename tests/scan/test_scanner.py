@@ -74,6 +74,15 @@ def test_scan_batch_json_schema_and_failures(checkpoint, media, tmp_path):
     assert ok["tracks"] == [{"track_id": 0, "score": pytest.approx(ok["score"]), "n_faces": ok["n_faces"]}]
     assert recs["noface.mp4"]["status"] == "no_face" and recs["noface.mp4"]["score"] is None
     assert recs["noface.mp4"]["frames_sampled"] == 4 and recs["noface.mp4"]["faces"] == []
+    # what a finding must name: the exact file (its bytes' sha256), and the video's rate, length and frame size
+    assert doc["settings"]["checkpoint_sha256"] == before  # whole, not shortened
+    assert ok["sha256"] == sha(media["face"]) and recs["noface.mp4"]["sha256"] == sha(media["noface"])
+    assert ok["fps"] == pytest.approx(5.0) and ok["duration_s"] == pytest.approx(6 / 5)
+    cap = cv2.VideoCapture(str(media["face"]))
+    assert (ok["width"], ok["height"]) == (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    cap.release()
+    assert all(recs[bad]["sha256"] is None and recs[bad]["fps"] is None for bad in ("notes.mp4", "corrupt.mp4"))
+    assert csv_out.read_text().splitlines()[0].endswith(",sha256") and sha(media["face"]) in csv_out.read_text()
     for bad in ("notes.mp4", "corrupt.mp4"):
         assert recs[bad]["status"] == "error" and recs[bad]["error"], recs[bad]
     assert csv_out.read_text().count("\n") == 5
@@ -100,6 +109,15 @@ def test_a_video_gets_its_frame_resampling_interval_and_a_close_call_note(checkp
     image = Scanner(checkpoint, ScanConfig(device="cpu", threshold=0.01)).scan_file(png)
     assert image["status"] == "ok" and image["score_interval"] is None
     assert not any(n.startswith("close call") for n in image["notes"])
+
+
+def test_an_image_record_has_its_size_and_hash_and_no_frame_rate(checkpoint, astronaut, tmp_path):
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    rec = Scanner(checkpoint, ScanConfig(device="cpu")).scan_file(path)
+    assert rec["status"] == "ok", rec
+    assert (rec["width"], rec["height"]) == (astronaut.shape[1], astronaut.shape[0])
+    assert rec["sha256"] == sha(path) and rec["fps"] is None and rec["duration_s"] is None
 
 
 def test_scanner_keeps_crops_only_for_the_report(checkpoint, media):

@@ -267,6 +267,7 @@ def iter_frames(
     seek_threshold: int = DEFAULT_SEEK_THRESHOLD,
     deinterlace: bool = True,
     interlaced: bool | None = None,
+    info: VideoInfo | None = None,
 ) -> Iterator[Frame]:
     """Stream the sampled frames of a video (or the one frame of an image) as Frame(index, time, RGB).
 
@@ -277,12 +278,13 @@ def iter_frames(
     decoded at all raises ForgeryDetError while iterating; one that breaks off part-way simply ends.
     `deinterlace`: an interlaced video (combing on its frames) is deinterlaced (faces/playback.py; Frame.deinterlaced).
     `interlaced`: that decision when it is already made (a pair's fake follows its real); None: made on the frames.
+    `info`: the video's video_info(path) when the caller already has it (not read again).
     """
     path = Path(path)
     if media_kind(path) == "image":
         image = read_image(path)
         return iter([Frame(0, 0.0, image)])
-    info = video_info(path)
+    info = info or video_info(path)
     if indices is not None:
         wanted = sorted({int(i) for i in indices if 0 <= int(i) < info.frame_count})
     else:

@@ -12,7 +12,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, Face, FaceDetector
-from forgerydet.faces.media import MediaKind, check_sampling, iter_frames, media_kind
+from forgerydet.faces.media import MediaKind, VideoInfo, check_sampling, iter_frames, media_kind, video_info
 from forgerydet.faces.track import assign_tracks
 
 
@@ -59,6 +59,8 @@ class SourceFaces:
     faces: list[list[Face]]  # per sampled frame, most confident first
     deinterlaced: int = 0  # sampled frames that showed interlacing combing and were deinterlaced
     pixel_aspect: float = 1.0  # the stored frames' pixel aspect; boxes are in frames stretched to square pixels
+    frame_size: tuple[int, int] | None = None  # (width, height) of the decoded frames (square pixels); None: none decoded
+    info: VideoInfo | None = None  # a video's frame count, frame rate and size as its container states them
 
     @property
     def all_faces(self) -> list[Face]:
@@ -95,16 +97,18 @@ def detect_source(
     detector = detector or FaceDetector(config.detector)
     path = Path(path)
     kind = media_kind(path)
+    info = video_info(path) if kind == "video" else None
     stream = iter_frames(path, config.num_frames, config.every, config.fps, indices=indices,
-                         deinterlace=config.deinterlace)
+                         deinterlace=config.deinterlace, info=info)
     frames: list[tuple[int, float]] = []
     faces: list[list[Face]] = []
     batch = []
     bs = detector.config.batch_size
-    deinterlaced, pixel_aspect = 0, 1.0
+    deinterlaced, pixel_aspect, size = 0, 1.0, None
     for frame in stream:
         deinterlaced += frame.deinterlaced
         pixel_aspect = frame.pixel_aspect
+        size = size or (int(frame.image.shape[1]), int(frame.image.shape[0]))
         batch.append(frame)
         if len(batch) == bs:
             faces.extend(detector.faces(batch))
@@ -117,4 +121,4 @@ def detect_source(
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
-    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect)
+    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, size, info)

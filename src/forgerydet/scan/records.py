@@ -6,7 +6,8 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
     the sampled frames, aggregate.frame_interval; None for an image), threshold, frames_sampled, frames_with_face,
     frames_deinterlaced (sampled frames of an interlaced video, deinterlaced before detection: faces/playback.py),
     pixel_aspect (the stored frames' sample aspect ratio; boxes are in frames stretched to square pixels), n_faces,
-    n_tracks, fps,
+    n_tracks, fps and duration_s (a video's frame rate and length as its container states them; None for an image),
+    width and height (of the decoded frames, square pixels), sha256 (of the file's bytes: which file was judged),
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
     neighbours [{slot, similarity, source | reference fields}], crop, attention}], notes [why a verdict deserves
     less trust], timing, reference"""
@@ -23,6 +24,7 @@ import numpy as np
 
 from forgerydet import __version__
 from forgerydet.errors import path_text
+from forgerydet.io import file_sha256
 
 MAX_FACES = 24  # faces a report shows per file (and whose crops a scan keeps)
 # Faces whose box's shorter side (frame pixels) is below this, as a file's median, get a note. bench/robustness.py
@@ -36,8 +38,22 @@ def empty_record(path: str | Path, threshold: float | None = None, status: str =
     is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
     return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
             "verdict": None, "score": None, "score_interval": None, "threshold": threshold, "frames_sampled": 0,
-            "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [],
-            "faces": [], "notes": []}
+            "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "duration_s": None,
+            "width": None, "height": None, "sha256": None, "tracks": [], "faces": [], "notes": []}
+
+
+def media_facts(path: Path, src: Any) -> dict[str, Any]:
+    """What a record says of the scanned file itself (faces.pipeline.SourceFaces `src`): its frame rate and length
+    (videos), the decoded frames' size and the sha256 of its bytes, so that a finding names the exact file."""
+    info = src.info
+    width, height = src.frame_size or (None, None)
+    try:
+        digest: str | None = file_sha256(path)
+    except OSError:  # gone or unreadable since it was decoded a moment ago: the rest of the record stands
+        digest = None
+    return {"fps": info.fps if info is not None and info.fps > 0 else None,
+            "duration_s": info.duration if info is not None and info.fps > 0 else None,
+            "width": width, "height": height, "sha256": digest}
 
 
 def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_PX) -> list[str]:
@@ -130,7 +146,7 @@ def select_faces(faces: list[dict], max_faces: int = MAX_FACES) -> list[int]:
 
 # `scan --csv`: one row per file (notes joined by '; '); new columns go at the end, so older readers keep working
 CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-               "frames_with_face", "error", "notes", "score_low", "score_high"]
+               "frames_with_face", "error", "notes", "score_low", "score_high", "sha256"]
 
 
 def json_text(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:

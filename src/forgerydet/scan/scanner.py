@@ -24,7 +24,7 @@ from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, many_faces_note,
-                                     reliability_notes)
+                                     media_facts, reliability_notes)
 
 class _TimedDetector(FaceDetector):
     """FaceDetector that adds up the seconds spent detecting (the rest of detect_source is decoding)."""
@@ -111,7 +111,7 @@ class Scanner:
         m, meta = self.model, self.checkpoint.meta
         return {
             "checkpoint": path_text(self.checkpoint.path),
-            "checkpoint_sha256": self.sha256[:16],
+            "checkpoint_sha256": self.sha256,
             "bank_fingerprint": meta.get("fingerprint"),
             "backbone": m.cfg.backbone,
             "pretrained_weights": meta.get("pretrained_source"),
@@ -202,7 +202,7 @@ class Scanner:
         faces = src.all_faces
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
                    frames_deinterlaced=src.deinterlaced, pixel_aspect=src.pixel_aspect, n_faces=len(faces),
-                   n_tracks=src.num_tracks)
+                   n_tracks=src.num_tracks, **media_facts(path, src))
         if not faces:
             rec.update(status="no_face", error="no face found" + (f" in {len(src.frames)} sampled frames" if src.kind == "video" else ""),
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
