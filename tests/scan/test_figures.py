@@ -8,7 +8,7 @@ import pytest
 
 from forgerydet.io import read_image
 from forgerydet.scan import figures
-from forgerydet.scan.figures import HEAT_ALPHA, as_rgb, heatmap_overlay, shrink, timeline_plot
+from forgerydet.scan.figures import HEAT_ALPHA, as_rgb, attention_spread, heatmap_overlay, shrink, timeline_plot
 
 
 def test_as_rgb():
@@ -40,14 +40,21 @@ def test_overlay_of_an_empty_map_is_the_coldest_colour_blended_exactly():
     assert HEAT_ALPHA == 0.45
 
 
-def test_overlay_scales_by_its_own_peak_and_alpha_zero_is_the_crop():
+def test_overlay_stretches_its_own_range_and_alpha_zero_is_the_crop():
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
     att = rng.random((4, 4)).astype(np.float32)
     assert np.array_equal(heatmap_overlay(crop, att), heatmap_overlay(crop, 1000 * att))  # where, not how much
+    # a mild map (every cell within 10 % of the peak) gets the whole colour range, not red all over
+    mild = 0.9 + 0.1 * att
+    diff = heatmap_overlay(crop, mild).astype(int) - heatmap_overlay(crop, att).astype(int)
+    assert np.abs(diff).max() <= 1  # the same picture, but for float rounding
     assert np.array_equal(heatmap_overlay(crop, att, alpha=0.0), crop)
-    hot = heatmap_overlay(np.zeros((4, 4, 3), np.uint8), np.ones((2, 2)), alpha=1.0)
-    assert set(map(tuple, hot.reshape(-1, 3).tolist())) == {(128, 0, 0)}  # JET(255) = dark red
+    hot = heatmap_overlay(np.zeros((40, 40, 3), np.uint8), np.array([[1.0, 2.0], [1.0, 1.0]]), alpha=1.0)
+    assert tuple(hot[0, 39]) == (128, 0, 0)  # JET(255): the peak's corner dark red
+    assert hot[39, 0, 2] > 120 and hot[39, 0, :2].max() == 0  # the least-attended corner blue
+    flat = heatmap_overlay(np.zeros((4, 4, 3), np.uint8), np.ones((2, 2)), alpha=1.0)
+    assert set(map(tuple, flat.reshape(-1, 3).tolist())) == {(0, 0, 128)}  # a flat map has no focus: all cold
 
 
 def _faces(times: bool) -> list[dict]:
@@ -72,7 +79,11 @@ def test_timeline_has_one_sorted_line_per_track_and_the_threshold(times, tmp_pat
     k = 0.1 if times else 1.0
     assert lines["track 0"] == (pytest.approx([0, 10 * k, 20 * k]), [0.2, 0.4, 0.3])
     assert lines["track 1"] == (pytest.approx([0, 5 * k]), [0.8, 0.9])
-    assert list(lines["threshold 0.35"][1]) == [0.35, 0.35]
+    assert list(lines["threshold 0.350"][1]) == [0.35, 0.35]
+    assert not any(name.startswith("file score") for name in lines)  # none given, none drawn
+    timeline_plot({"faces": _faces(times), "threshold": 0.35, "score": 0.4567}, tmp_path / "t.png")
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in seen["fig"].axes[0].get_lines()}
+    assert lines["file score 0.457"] == [0.4567, 0.4567]  # the file's score beside its frames', 3 decimals as elsewhere
     assert ax.get_xlabel() == ("time (s)" if times else "frame") and ax.get_ylabel() == "fake probability"
     assert ax.get_ylim() == (-0.02, 1.02)
 
@@ -82,3 +93,10 @@ def test_timeline_writes_a_png(tmp_path):
     img = read_image(out)
     assert img.shape == (260, 750, 3) and img.std() > 0
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["t.png"]
+
+
+def test_attention_spread_is_the_ratio_of_the_most_to_the_least_attended_cell():
+    assert attention_spread(np.array([[1.0, 2.0], [1.5, 1.2]])) == pytest.approx(2.0)
+    assert attention_spread(np.full((3, 3), 0.02)) == pytest.approx(1.0)  # flat
+    assert attention_spread(np.array([[0.0, 1.0]])) is None and attention_spread(np.zeros((0, 0))) is None
+    assert attention_spread(np.array([[np.nan, 1.0]])) is None  # a NaN cell counts as 0, as in the overlay

@@ -30,17 +30,33 @@ def shrink(rgb: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
+def _clean(attention: Any) -> np.ndarray:
+    a = np.asarray(attention, dtype=np.float32)
+    return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+
+
+def attention_spread(attention: Any) -> float | None:
+    """How much more attention the most-attended cell of a map got than the least (max / min): 1.0 is a flat map.
+    None when the least is 0 (or the map is empty). The overlay stretches every map from blue to red, so the
+    report prints this beside it: the shipped model's maps are mild (1.1-1.7 on the six validation videos)."""
+    a = _clean(attention)
+    if a.size == 0 or float(a.min()) <= 0:
+        return None
+    return float(a.max() / a.min())
+
+
 def heatmap_overlay(crop: Any, attention: Any, alpha: float = HEAT_ALPHA) -> np.ndarray:
     """The g x g attention map upsampled to the crop (cv2.resize), JET-coloured and alpha-blended on it.
 
-    The map is scaled by its own maximum, so colours show where this face's attention went, not how much.
+    The map is stretched from its own minimum (blue) to its maximum (red), so colours show where this face's
+    attention went relative to the rest of it, not how much (attention_spread says that). Scaled by the maximum
+    alone, the maps of a model that attends mildly everywhere came out red all over.
     """
     rgb = as_rgb(crop)
     h, w = rgb.shape[:2]
-    a = np.asarray(attention, dtype=np.float32)
-    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
-    peak = float(a.max()) if a.size else 0.0
-    a = a / peak if peak > 0 else np.zeros_like(a)
+    a = _clean(attention)
+    low, high = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    a = (a - low) / (high - low) if high > low else np.zeros_like(a)
     up = cv2.resize(a, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)  # (g,g) -> (H,W)
     heat = cv2.applyColorMap((up * 255).astype(np.uint8), cv2.COLORMAP_JET)  # (H,W,3) BGR
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
@@ -48,7 +64,7 @@ def heatmap_overlay(crop: Any, attention: Any, alpha: float = HEAT_ALPHA) -> np.
 
 
 def timeline_plot(result: dict, path: Path) -> Path:
-    """Score over time, one line per track, with the decision threshold."""
+    """Score over time, one line per track, with the decision threshold and the file's score."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 2.6), dpi=100)
@@ -63,9 +79,15 @@ def timeline_plot(result: dict, path: Path) -> Path:
         xs, ys = zip(*pts)
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, label=f"track {tid}")
     thr = float(result.get("threshold", 0.5))
-    ax.axhline(thr, color="crimson", linestyle="--", linewidth=1, label=f"threshold {thr:g}")
+    ax.axhline(thr, color="crimson", linestyle="--", linewidth=1, label=f"threshold {thr:.3f}")
+    if result.get("score") is not None:
+        ax.axhline(float(result["score"]), color="dimgrey", linestyle=":", linewidth=1.2,
+                   label=f"file score {float(result['score']):.3f}")
     ax.set(ylim=(-0.02, 1.02), xlabel="time (s)" if use_time else "frame", ylabel="fake probability")
+    ax.xaxis.label.set_size(11)
+    ax.yaxis.label.set_size(11)
+    ax.tick_params(labelsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10, frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)
