@@ -9,7 +9,8 @@ import os
 import pytest
 import typer
 
-from forgerydet.cli.common import EXIT_INTERRUPTED, console, fail, note, progress_bar, shown, user_errors
+from forgerydet.cli.common import (EXIT_INTERRUPTED, command_line, console, fail, note, progress_bar, shown,
+                                   user_errors)
 from forgerydet.errors import ForgeryDetError
 from tests.cli._cli_util import cli, one_error
 
@@ -109,3 +110,14 @@ def test_stdout_outlives_its_reader(tmp_path):
                        env={**__import__("os").environ, "CODE": code}, timeout=120)
     assert p.stdout == "line 0\nlin" and "BrokenPipe" not in p.stderr, p.stderr
     assert (tmp_path / "written.txt").read_text() == "done"
+
+
+def test_the_command_line_is_what_a_shell_would_take_back(monkeypatch):
+    import shlex
+    import sys
+
+    argv = ["/venv/bin/forgerydet", "scan", "my clip.mp4", os.fsdecode(b"bad\xff.mp4"), "--frames", "64"]
+    monkeypatch.setattr(sys, "argv", argv)
+    line = command_line()
+    assert line == "forgerydet scan 'my clip.mp4' 'bad\\xff.mp4' --frames 64"
+    assert shlex.split(line)[1:3] == ["scan", "my clip.mp4"]

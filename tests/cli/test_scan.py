@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 
 import cv2
@@ -96,6 +97,7 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     doc = json.loads((tmp_path / "s.json").read_text())
     assert list(doc) == ["forgerydet_version", "settings", "files"] and doc["forgerydet_version"] == __version__
     assert isinstance(doc["settings"]["seconds"], float) and doc["settings"]["seconds"] > 0
+    assert doc["settings"]["command"].startswith("forgerydet ")  # how the outputs were made (sys.argv, shell-quoted)
     recs = {r_["path"]: r_ for r_ in doc["files"]}
     assert [recs[str(p)]["status"] for p in (face_png, grey_png, missing)] == ["ok", "no_face", "error"]
     assert [r_["path"] for r_ in doc["files"]][0] == str(missing)  # bad paths come first, as they were found first
@@ -107,7 +109,8 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     assert rows[str(face_png)] == {
         "path": str(face_png), "status": "ok", "verdict": face["verdict"], "score": str(face["score"]),
         "threshold": str(face["threshold"]), "n_faces": "1", "n_tracks": "1", "frames_sampled": "1",
-        "frames_with_face": "1", "error": "", "notes": "", "score_low": "", "score_high": ""}  # fmt: skip (an image)
+        "frames_with_face": "1", "error": "", "notes": "", "score_low": "", "score_high": "",
+        "sha256": hashlib.sha256(face_png.read_bytes()).hexdigest()}  # fmt: skip (an image)
     assert rows[str(grey_png)]["status"] == "no_face" and rows[str(grey_png)]["score"] == ""
     assert rows[str(missing)]["error"] == f"{missing}: no such file or folder"
     table = _table_rows(r.stdout)

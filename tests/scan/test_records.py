@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 
@@ -12,16 +13,38 @@ import pytest
 from forgerydet import __version__
 from forgerydet.scan.records import (
     CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, close_call_summary, csv_text, deinterlaced_note, empty_record, json_record, json_text,
-    many_faces_note, reliability_notes, select_faces, settings_notes,
+    many_faces_note, media_facts, reliability_notes, select_faces, settings_notes,
 )
+
+WHY = "; the threshold is set per face, so a file of {} real faces is called FAKE more often than one of a single face"
 
 
 def test_empty_record_layout():
     assert empty_record("/v/a.mp4", 0.4) == {
         "path": "/v/a.mp4", "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
         "score_interval": None, "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0,
-        "n_faces": 0, "n_tracks": 0, "fps": None, "tracks": [], "faces": [], "notes": [],
+        "n_faces": 0, "n_tracks": 0, "fps": None, "duration_s": None, "width": None, "height": None, "sha256": None,
+        "tracks": [], "faces": [], "notes": [],
     }  # fmt: skip
+
+
+def test_media_facts_name_the_file_and_a_videos_rate_length_and_size(tmp_path):
+    from types import SimpleNamespace
+
+    from forgerydet.faces.media import VideoInfo
+
+    f = tmp_path / "clip.mp4"
+    f.write_bytes(b"not really a video")
+    video = SimpleNamespace(info=VideoInfo(frame_count=50, fps=25.0, width=640, height=480), frame_size=(640, 480))
+    assert media_facts(f, video) == {"fps": 25.0, "duration_s": 2.0, "width": 640, "height": 480,
+                                     "sha256": hashlib.sha256(b"not really a video").hexdigest()}
+    image = SimpleNamespace(info=None, frame_size=(30, 20))
+    assert media_facts(f, image)["fps"] is None and media_facts(f, image)["duration_s"] is None
+    unstated = SimpleNamespace(info=VideoInfo(frame_count=50, fps=0.0, width=8, height=8), frame_size=None)
+    assert media_facts(f, unstated) | {"sha256": None} == {"fps": None, "duration_s": None, "width": None,
+                                                           "height": None, "sha256": None}
+    f.unlink()  # gone since it was decoded: the rest of the record stands, no hash
+    assert media_facts(f, video)["sha256"] is None
 
 
 def test_empty_record_stores_names_as_text():
@@ -80,14 +103,15 @@ def test_json_text_is_the_version_the_settings_and_the_records():
 
 def test_csv_text_is_one_row_per_file_with_exactly_the_columns():
     assert CSV_COLUMNS == ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-                           "frames_with_face", "error", "notes", "score_low", "score_high"]
+                           "frames_with_face", "error", "notes", "score_low", "score_high", "sha256"]
     rows = _scanned()
     rows[0]["notes"] = ["small faces (median 40 px): less reliable", "other"]
     rows[0]["score_interval"] = [0.625, 0.8125]
+    rows[0]["sha256"] = "ab" * 32
     assert csv_text(rows).splitlines() == [
         ",".join(CSV_COLUMNS),
-        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other,0.625,0.8125',
-        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,,,",
+        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other,0.625,0.8125,' + "ab" * 32,
+        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,,,,",
     ]
 
 
@@ -112,10 +136,10 @@ def test_a_fake_verdict_on_several_faces_says_which_faces():
     def tracks(*scores):
         return [{"track_id": i, "score": s, "n_faces": 1} for i, s in enumerate(scores)]
 
-    assert many_faces_note(tracks(0.05, 0.66, 0.2, 0.54), "FAKE", 0.338) == ["2 of 4 faces above the threshold (tracks 1, 3)"]
-    assert many_faces_note(tracks(0.05, 0.66), "FAKE", 0.338) == ["1 of 2 faces above the threshold (track 1)"]
+    assert many_faces_note(tracks(0.05, 0.66, 0.2, 0.54), "FAKE", 0.338) == ["2 of 4 faces above the threshold (tracks 1, 3)" + WHY.format(4)]
+    assert many_faces_note(tracks(0.05, 0.66), "FAKE", 0.338) == ["1 of 2 faces above the threshold (track 1)" + WHY.format(2)]
     # the file score takes each frame's highest face, so it can pass the threshold while no track's mean does
-    assert many_faces_note(tracks(0.3, 0.3), "FAKE", 0.338) == ["0 of 2 faces above the threshold"]
+    assert many_faces_note(tracks(0.3, 0.3), "FAKE", 0.338) == ["0 of 2 faces above the threshold" + WHY.format(2)]
     assert many_faces_note(tracks(0.9), "FAKE", 0.338) == []  # one face: nothing to add
     assert many_faces_note(tracks(0.1, 0.2), "REAL", 0.338) == []
     assert many_faces_note([], None, 0.338) == []

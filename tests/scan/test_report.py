@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from forgerydet import __version__
 from forgerydet.scan.figures import heatmap_overlay
 from forgerydet.scan.records import select_faces
 from forgerydet.scan.report import write_report
@@ -123,8 +124,8 @@ def test_page_content_and_escaping(report):
     assert "No face found" in page and "moov atom not found" in page
     assert "000_0042.png" in page and "slot 40" in page  # neighbours without a picture are named
     assert "24 of 32 faces" in page and "the only face" in page and "1 face in 1 track" in page
-    assert "mobilenetv2_100" in page and "12.35" in page  # settings table
-    assert "(threshold 0.5; 0.63-0.77 over resampled frames)" in page  # the video's; an image has none
+    assert "mobilenetv2_100" in page and "12.345" in page  # settings table
+    assert "(threshold 0.500; 0.634-0.771 over resampled frames)" in page  # the video's; an image has none
     assert page.count("over resampled frames") == 1
     assert "http://" not in page and "https://" not in page  # no external resources
 
@@ -178,3 +179,29 @@ def test_headless_browser_loads_every_image(report, tmp_path):
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (1600, 1280)
     assert img.std() > 20  # a rendered page, not a blank canvas
+
+
+def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, results):
+    settings = SETTINGS | {"checkpoint_sha256": "f" * 64, "command": "forgerydet scan 'a b.mp4' --report r",
+                           "threshold": 0.337873}
+    results[0]["notes"] = ["close call: it depends on the frames"]
+    results[0] |= {"sha256": "c" * 64, "duration_s": 12.5, "width": 640, "height": 480}
+    page = write_report(results, tmp_path / "r", settings).read_text(encoding="utf-8")
+    files, guide, first, cfg = (page.index(s) for s in ("<h2>Files</h2>", "How to read this report",
+                                                        'id="file-000"', "<b>Settings</b>"))
+    assert files < guide < first < cfg  # verdicts first, the settings folded away at the end
+    assert "A REAL verdict is never proof" in page and "closed or downcast eyes" in page
+    # how it was made: version, model and its hash, the threshold to 3 decimals as everywhere, the command
+    assert f"forgerydet {__version__}" in page and "f" * 16 + "…" in page and "threshold 0.338" in page
+    assert html.escape("forgerydet scan 'a b.mp4' --report r") in page
+    assert "0.3379" not in page and "0.337873" not in page
+    # the file judged: its hash, length, rate and size; its notes also in the summary table
+    assert "c" * 64 in page and "12.5 s · 25.00 fps · 640x480 px" in page
+    assert page.count("close call: it depends on the frames") == 2
+    # a score's side of the threshold is a sign, not only a colour
+    assert "0.710 ▲" in page and "0.280 ▼" in page and 'title="at or above the threshold 0.500"' in page
+    # a photo's faces are named by number; a video's by time, frame and track
+    assert "face 0 · det" in page and "0.20 s, frame 5 · track 1" in page
+    # the plot in words, for a reader who cannot see it
+    assert re.search(r'alt="score over time: 32 faces, \d+ at or above the threshold 0.500, highest 0.\d{3} at', page)
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shlex
 import sys
 from collections import Counter
 from typing import Iterable, Iterator
@@ -17,7 +18,7 @@ from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import Progress, ProgressColumn
 
-from forgerydet.errors import ForgeryDetError, os_error_text, printable
+from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,6 +27,12 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 PRECISION_HELP = ("'fp32'; 'bf16' (about half the model time on a CPU with AVX512-BF16 or AMX, and on a GPU; scores "
                   "move slightly: the shipped model's video scores by up to 0.04); 'fp16' (GPU only). Default: as the "
                   "checkpoint was calibrated (`calibrate --precision`), else fp32.")
+
+
+def command_line() -> str:
+    """This run's command as a shell would take it back (`forgerydet scan 'my clip.mp4' --frames 64`), for outputs
+    that must say how they were made; a file name's non-UTF-8 bytes as \\xNN (errors.path_text)."""
+    return shlex.join(["forgerydet", *(path_text(a) for a in sys.argv[1:])])
 
 
 def typed_options(ctx: typer.Context) -> set[str]:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar,
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, fail, note, progress_bar,
                                    shows_whole, user_errors)
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
@@ -73,7 +73,7 @@ def scan_cmd(
         from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
         scanner = Scanner(checkpoint, cfg)
-    settings = scanner.settings()
+    settings = scanner.settings() | {"command": command_line()}
     for line in settings_notes(settings, threshold):
         note("note:", line, style="yellow")
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
@@ -103,7 +103,7 @@ def scan_cmd(
                     if reference else f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
         console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
                              f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
-                             f"threshold {settings['threshold']:.2f}"), highlight=False)
+                             f"threshold {settings['threshold']:.3f}"), highlight=False)
         console.print(verdict_table(results, reference=bool(reference), width=console.width))
         settings["seconds"] = round(time.perf_counter() - t_start, 3)
         problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]

@@ -116,7 +116,8 @@ def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold
         return []
     above = [str(t["track_id"]) for t in tracks if t["score"] >= threshold]
     which = f" (track{'s' if len(above) > 1 else ''} {', '.join(above)})" if above else ""
-    return [f"{len(above)} of {len(tracks)} faces above the threshold{which}"]
+    return [f"{len(above)} of {len(tracks)} faces above the threshold{which}; the threshold is set per face, so a "
+            f"file of {len(tracks)} real faces is called FAKE more often than one of a single face"]
 
 
 def json_record(rec: dict[str, Any]) -> dict[str, Any]:

@@ -8,73 +8,38 @@ No external URLs; every string is HTML-escaped; every file is written atomically
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import numpy as np
-
+from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, os_reason, path_text
-from forgerydet.io import read_image, write_bytes_atomic, write_png
+from forgerydet.io import write_bytes_atomic
 from forgerydet.runtime import Progress
-from forgerydet.scan.figures import as_rgb, heatmap_overlay, shrink, timeline_plot
+from forgerydet.scan.figures import timeline_plot
+from forgerydet.scan.html import CSS, count, esc, guide_html, mark, num, rel_src
 from forgerydet.scan.records import MAX_FACES, select_faces
-
-THUMB = 160  # longest side of a face thumbnail (px)
-NEIGHBOUR_THUMB = 64  # longest side of a neighbour thumbnail (px)
+from forgerydet.scan.report_faces import ReportImages, face_html
 
 
-# ----------------------------------------------------------------------------- html
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa}
-h1{margin:0 0 4px} h2{margin:0;font-size:1.15em;word-break:break-all}
-table{border-collapse:collapse;font-size:.9em;margin:8px 0}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f0f0f0}
-.file{background:#fff;border:1px solid #ddd;border-radius:8px;padding:14px 16px;margin:18px 0}
-.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:700;margin-right:8px}
-.v-fake{background:#c62828}.v-real{background:#2e7d32}.v-none{background:#757575}.v-error{background:#6a1b9a}
-.notice{padding:8px 12px;border-radius:4px;background:#fff3e0;border-left:4px solid #ef6c00}
-.notice.error{background:#f3e5f5;border-left-color:#6a1b9a}
-.meta{color:#555;margin:6px 0}
-.grid{display:flex;flex-wrap:wrap;gap:10px}
-.face{margin:0;border:1px solid #e0e0e0;border-radius:6px;padding:6px;width:252px;background:#fcfcfc}
-.face img.crop{width:120px;height:120px;object-fit:cover}
-.face figcaption{font-size:.8em;margin-top:3px}
-.s-fake{color:#c62828;font-weight:700}.s-real{color:#2e7d32;font-weight:700}
-.nbrs{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
-.nb{font-size:.7em;width:56px;text-align:center;overflow-wrap:anywhere}
-.nb img{width:56px;height:56px;object-fit:cover;display:block}
-.nb .name{display:block;width:56px;height:56px;background:#eee;overflow:hidden;font-size:.85em}
-.timeline{max-width:100%}
-"""
-
-
-def _e(x: Any) -> str:
-    return html.escape(path_text(x), quote=True)
-
-
-def _num(x: Any, fmt: str = ".3f") -> str:
-    return "–" if x is None else format(float(x), fmt)
-
-
-def _count(n: Any, word: str) -> str:
-    return f"{_e(n)} {word}" + ("" if n == 1 else "s")
-
-
-def _src(out_dir: Path, path: Path) -> str:
-    return _e(quote(path.relative_to(out_dir).as_posix()))
+def _rounded(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 3)
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_rounded(x) for x in v]
+    return v
 
 
 def _setting_value(v: Any) -> str:
+    """A setting as the page shows it: numbers to 3 decimals (the threshold reads the same everywhere)."""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.3f}" if abs(v) < 1e4 else f"{v:.4g}"
     if isinstance(v, (dict, list, tuple)):
-        return json.dumps(v, sort_keys=True, default=str)
+        return json.dumps(_rounded(v), sort_keys=True, default=str)
     return str(v)
 
 
@@ -88,136 +53,78 @@ def _verdict_badge(r: dict) -> str:
         return '<span class="verdict v-none">NOT SCANNED</span>'
     v = r.get("verdict")
     cls = {"FAKE": "v-fake", "REAL": "v-real"}.get(v, "v-none")
-    return f'<span class="verdict {cls}">{_e(v or "?")}</span>'
+    return f'<span class="verdict {cls}">{esc(v or "?")}</span>'
 
 
-class _Images:
-    """Writes the report's PNGs under out_dir/img and hands back their relative src."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.root = out_dir / "img"
-        self.written: set[Path] = set()
-        self._neighbours: dict[str, str | None] = {}
-
-    def png(self, rel: str, rgb: np.ndarray) -> str:
-        path = self.root / rel
-        write_png(path, rgb)
-        self.written.add(path)
-        return _src(self.out_dir, path)
-
-    def reference(self, slot: int, thumb: np.ndarray) -> str:
-        """The stored picture of an enrolled reference face (written once per report)."""
-        key = f"ref:{slot}"
-        if key not in self._neighbours:
-            self._neighbours[key] = self.png(f"refs/r{slot:05d}.png", as_rgb(thumb))
-        return self._neighbours[key]  # type: ignore[return-value]
-
-    def neighbour(self, source: str) -> str | None:
-        """Thumbnail of a bank face's source image, or None when it is not readable here."""
-        if source not in self._neighbours:
-            try:
-                rgb = read_image(source) if Path(source).is_file() else None
-            except ForgeryDetError:
-                rgb = None
-            if rgb is None:
-                self._neighbours[source] = None
-            else:
-                rgb = shrink(rgb, NEIGHBOUR_THUMB)
-                self._neighbours[source] = self.png(f"bank/n{len(self._neighbours):05d}.png", rgb)
-        return self._neighbours[source]
+def _file_facts(r: dict) -> str:
+    """What was scanned: a video's length, frame rate and size, and the file's sha256 (one line)."""
+    facts = []
+    if r.get("duration_s") is not None:
+        facts.append(f"{float(r['duration_s']):.1f} s")
+    if r.get("fps"):
+        facts.append(f"{float(r['fps']):.2f} fps")
+    if r.get("width") and r.get("height"):
+        facts.append(f"{esc(r['width'])}x{esc(r['height'])} px")
+    if r.get("sha256"):
+        facts.append(f"sha256 <code>{esc(r['sha256'])}</code>")
+    return f'<p class="meta">{" · ".join(facts)}</p>' if facts else ""
 
 
-def _face_html(imgs: _Images, key: str, face: dict, thr: float) -> str:
-    score = face.get("score")
-    cls = "s-fake" if score is not None and score >= thr else "s-real"
-    parts = ['<figure class="face">', "<div>"]
-    crop = face.get("crop")
-    if crop is not None:
-        rgb = as_rgb(crop)
-        alt = f"face, frame {face.get('frame_index')}"
-        parts.append(f'<img class="crop" src="{imgs.png(key + "_face.png", shrink(rgb, THUMB))}" alt="{_e(alt)}"> ')
-        if face.get("attention") is not None:
-            heat = shrink(heatmap_overlay(rgb, face["attention"]), THUMB)
-            parts.append(f'<img class="crop" src="{imgs.png(key + "_heat.png", heat)}" alt="attention heatmap">')
-    else:
-        parts.append('<span class="meta">(no crop stored)</span>')
-    parts.append("</div>")
-    t = face.get("time")
-    when = f"frame {_e(face.get('frame_index', '?'))}" + (f" ({float(t):.2f} s)" if t is not None else "")
-    parts.append(
-        f'<figcaption><span class="{cls}">score {_num(score)}</span> · {when} · track {_e(face.get("track_id", "?"))}'
-        f' · det {_num(face.get("confidence"), ".2f")}</figcaption>'
-    )
-    nbs = face.get("neighbours") or []
-    if nbs:
-        person = nbs[0].get("person")
-        what = f"nearest enrolled real faces of {person}" if person else "nearest real faces in the memory bank"
-        parts.append(f'<div class="nbrs" title="{_e(what)}">')
-        for nb in nbs:
-            source = nb.get("source")
-            if nb.get("thumb") is not None:  # an enrolled reference face: its stored picture
-                src = imgs.reference(int(nb.get("slot", 0)), nb["thumb"])
-            else:
-                src = imgs.neighbour(str(source)) if source else None
-            label = Path(str(source)).name if source else f"slot {nb.get('slot', '?')}"
-            if person:
-                label = f"{person}: {label} frame {nb.get('frame_index', '?')}"
-            sim = f"sim {_num(nb.get('similarity'), '.2f')}"
-            if src:
-                pic = f'<img src="{src}" alt="{_e(label)}" title="{_e(label if person else source)}">'
-            else:
-                pic = f'<span class="name" title="{_e(source or label)}">{_e(label)}</span>'
-            parts.append(f'<div class="nb">{pic}{_e(sim)}</div>')
-        parts.append("</div>")
-    parts.append("</figure>")
-    return "".join(parts)
+def _timeline_alt(r: dict, thr: float) -> str:
+    """The score-over-time plot in words, for a reader who cannot see it."""
+    faces = r.get("faces") or []
+    scored = [f for f in faces if f.get("score") is not None]
+    if not scored:
+        return "score over time"
+    top = max(scored, key=lambda f: float(f["score"]))
+    when = f"{float(top['time']):.2f} s" if top.get("time") is not None else f"frame {top.get('frame_index')}"
+    above = sum(float(f["score"]) >= thr for f in scored)
+    return (f"score over time: {len(scored)} faces, {above} at or above the threshold {thr:.3f}, "
+            f"highest {float(top['score']):.3f} at {when}")
 
 
-def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
+def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     anchor = f"file-{idx:03d}"
-    out = [f'<section class="file" id="{anchor}">', f"<h2>{_verdict_badge(r)}{_e(r.get('path', '?'))}</h2>"]
+    out = [f'<section class="file" id="{anchor}">', f"<h2>{_verdict_badge(r)}{esc(r.get('path', '?'))}</h2>"]
     status = r.get("status", "ok")
     kind = r.get("kind", "?")
     sampled = r.get("frames_sampled", 0)
     if status == "not_scanned":
-        out.append(f'<p class="notice">{_e(r.get("error") or "not scanned")}</p>')
+        out.append(f'<p class="notice">{esc(r.get("error") or "not scanned")}</p>')
         out.append("</section>")
         return "".join(out)
     if status == "error":
-        why = _e(r.get("error") or "unknown error")
+        why = esc(r.get("error") or "unknown error")
         out.append(f'<p class="notice error"><b>Could not scan this file:</b> {why}</p>')
         out.append("</section>")
         return "".join(out)
+    out.append(_file_facts(r))
     if status == "no_face":
-        what = f"{_e(sampled)} sampled frames" if kind == "video" else "the image"
+        what = f"{esc(sampled)} sampled frames" if kind == "video" else "the image"
         out.append(f'<p class="notice"><b>No face found</b> in {what}: there is nothing to judge, so no verdict.'
-                   + (f" {_e(r['error'])}" if r.get("error") else "") + "</p>")
+                   + (f" {esc(r['error'])}" if r.get("error") else "") + "</p>")
         out.append("</section>")
         return "".join(out)
 
     thr = float(r.get("threshold", 0.5))
-    fps = r.get("fps")
     iv = r.get("score_interval")
-    spread = f"; {_num(iv[0], '.2f')}-{_num(iv[1], '.2f')} over resampled frames" if iv else ""
-    meta = [f"fake probability <b>{_num(r.get('score'))}</b> (threshold {thr:g}{spread})", _e(kind)]
+    spread = f"; {num(iv[0])}-{num(iv[1])} over resampled frames" if iv else ""
+    meta = [f"fake probability <b>{mark(r.get('score'), thr)}</b> (threshold {thr:.3f}{spread})", esc(kind)]
     if kind == "video":
-        meta.append(f"{_e(r.get('frames_with_face', 0))} of {_e(sampled)} sampled frames with a face")
-        if fps:
-            meta.append(f"{float(fps):.2f} fps")
-    meta.append(f"{_count(r.get('n_faces', 0), 'face')} in {_count(r.get('n_tracks', 0), 'track')}")
+        meta.append(f"{esc(r.get('frames_with_face', 0))} of {esc(sampled)} sampled frames with a face")
+    meta.append(f"{count(r.get('n_faces', 0), 'face')} in {count(r.get('n_tracks', 0), 'track')}")
     out.append(f'<p class="meta">{" · ".join(meta)}</p>')
     for note in r.get("notes") or []:
-        out.append(f'<p class="notice"><b>Note:</b> {_e(note)}</p>')
+        out.append(f'<p class="notice"><b>Note:</b> {esc(note)}</p>')
 
     tracks = r.get("tracks") or []
     if tracks:
-        out.append("<table><tr><th>track</th><th>faces</th><th>score</th></tr>")
+        who = "face" if kind == "image" else "track"
+        out.append(f"<table><tr><th>{who}</th><th>faces</th><th>score</th></tr>" if kind != "image" else
+                   f"<table><tr><th>{who}</th><th>score</th></tr>")
         for t in tracks:
-            s = t.get("score")
-            cls = "s-fake" if s is not None and s >= thr else "s-real"
-            out.append(f'<tr><td>{_e(t.get("track_id"))}</td><td>{_e(t.get("n_faces"))}</td>'
-                       f'<td class="{cls}">{_num(s)}</td></tr>')
+            n = "" if kind == "image" else f"<td>{esc(t.get('n_faces'))}</td>"
+            out.append(f"<tr><td>{esc(t.get('track_id'))}</td>{n}<td>{mark(t.get('score'), thr)}</td></tr>")
         out.append("</table>")
 
     faces = r.get("faces") or []
@@ -225,17 +132,16 @@ def _file_html(imgs: _Images, idx: int, r: dict, max_faces: int) -> str:
         path = imgs.root / f"{anchor}/timeline.png"
         timeline_plot(r, path)
         imgs.written.add(path)
-        out.append(f'<img class="timeline" src="{_src(imgs.out_dir, path)}" alt="score over time">')
+        out.append(f'<img class="timeline" src="{rel_src(imgs.out_dir, path)}" alt="{esc(_timeline_alt(r, thr))}">')
     if faces:
         chosen = select_faces(faces, max_faces)
         note = (("the only face" if len(faces) == 1 else f"all {len(faces)} faces") if len(chosen) == len(faces) else
                 f"{len(chosen)} of {len(faces)} faces: the highest-scoring ones and the rest evenly over time")
-        out.append(f'<p class="meta">Showing {note}. Each face: crop, DifferenceAttention heatmap '
-                   "(scaled per face: where the model attended, not a map of the forgery), nearest real faces (of the "
-                   "bank, or of the enrolled reference person) with cosine similarity.</p>")
+        out.append(f'<p class="meta">Showing {note}. Each face: crop, where the model attended (not a map of the '
+                   "forgery), the real faces it was compared with and their similarity.</p>")
         out.append('<div class="grid">')
         for j in chosen:
-            out.append(_face_html(imgs, f"{anchor}/f{j:04d}", faces[j], thr))
+            out.append(face_html(imgs, f"{anchor}/f{j:04d}", faces[j], thr, kind))
         out.append("</div>")
     out.append("</section>")
     return "".join(out)
@@ -256,7 +162,7 @@ window.addEventListener('load', function () {
 
 
 REPORT_TITLE = "<title>forgerydet scan report</title>"  # every report's page has it: an index.html without it is not ours
-# the names _Images and _file_html give the PNGs under img/: only these are ever removed from a reused folder
+# the names ReportImages and _file_html give the PNGs under img/: only these are ever removed from a reused folder
 _OUR_IMAGE = re.compile(r"(file-\d{3,}/(f\d{4,}_(face|heat)|timeline)|refs/r\d{5,}|bank/n\d{5,})\.png")
 
 
@@ -278,7 +184,7 @@ def check_report_folder(out_dir: Path) -> bool:
     return True
 
 
-def _remove_stale(imgs: _Images) -> int:
+def _remove_stale(imgs: ReportImages) -> int:
     """Delete the earlier report's images that the new page does not show (its faces of other videos would stay
     beside it, and travel with the folder when it is shared); returns how many. Only names a report writes are
     touched, then the folders they leave empty."""
@@ -294,6 +200,22 @@ def _remove_stale(imgs: _Images) -> int:
     return removed
 
 
+def _provenance(settings: dict) -> str:
+    """One line under the title: the forgerydet version, the model (and its sha256), the threshold and, from the
+    CLI, the command that made the report."""
+    parts = [f"forgerydet {esc(__version__)}"]
+    if settings.get("checkpoint"):
+        digest = f" (sha256 <code>{esc(str(settings['checkpoint_sha256'])[:16])}…</code>)" \
+            if settings.get("checkpoint_sha256") else ""
+        parts.append(f"model {esc(settings['checkpoint'])}{digest}")
+    if isinstance(settings.get("threshold"), (int, float)):
+        parts.append(f"threshold {float(settings['threshold']):.3f}")
+    line = f'<p class="meta">{" · ".join(parts)}</p>'
+    if settings.get("command"):
+        line += f'<p class="meta">command: <code>{esc(settings["command"])}</code></p>'
+    return line
+
+
 def write_report(
     results: list[dict],
     out_dir: Path,
@@ -307,7 +229,7 @@ def write_report(
     out_dir = Path(out_dir)
     replacing = check_report_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    imgs = _Images(out_dir)
+    imgs = ReportImages(out_dir)
 
     counts = {k: 0 for k in ("FAKE", "REAL", "no_face", "error", "not_scanned")}
     for r in results:
@@ -318,27 +240,31 @@ def write_report(
     head = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        REPORT_TITLE, f"<style>{_CSS}</style></head><body>",
+        REPORT_TITLE, f"<style>{CSS}</style></head><body>",
         "<h1>forgerydet scan report</h1>",
-        f'<p class="meta">{_e(stamp)} · {_count(len(results), "file")}: {counts["FAKE"]} fake, {counts["REAL"]} real, '
+        f'<p class="meta">{esc(stamp)} · {count(len(results), "file")}: {counts["FAKE"]} fake, {counts["REAL"]} real, '
         f'{counts["no_face"]} without a face, {counts["error"]} errors'
         + (f', {counts["not_scanned"]} not scanned (interrupted)' if counts["not_scanned"] else "") + "</p>",
-        "<h2>Settings</h2><table>",
+        _provenance(settings),
     ]
-    head += [f"<tr><th>{_e(k)}</th><td>{_e(_setting_value(v))}</td></tr>" for k, v in settings.items()]
-    head.append("</table>")
-
-    summary = ["<h2>Files</h2><table><tr><th>file</th><th>verdict</th><th>score</th><th>faces</th></tr>"]
+    summary = ['<h2>Files</h2><div class="scroll"><table><tr><th>file</th><th>verdict</th><th>score</th>'
+               "<th>faces</th><th>notes</th></tr>"]
     body: list[str] = []
     for i, r in enumerate(results):
-        summary.append(f'<tr><td><a href="#file-{i:03d}">{_e(r.get("path", "?"))}</a></td><td>{_verdict_badge(r)}</td>'
-                       f'<td>{_num(r.get("score"))}</td><td>{_e(r.get("n_faces", 0))}</td></tr>')
+        thr = float(r.get("threshold") or 0.5)
+        notes = "; ".join(r.get("notes") or [])
+        summary.append(f'<tr><td><a href="#file-{i:03d}" title="{esc(r.get("path", "?"))}">'
+                       f'{esc(Path(str(r.get("path", "?"))).name)}</a></td><td>{_verdict_badge(r)}</td>'
+                       f'<td>{mark(r.get("score"), thr)}</td><td>{esc(r.get("n_faces", 0))}</td><td>{esc(notes)}</td></tr>')
         body.append(_file_html(imgs, i, r, max_faces))
         if progress is not None:
             progress(i + 1, len(results))
-    summary.append("</table>")
+    summary += ["</table></div>", guide_html()]
+    tail = ['<details class="file"><summary><b>Settings</b>: everything this scan used, to repeat it</summary><table>']
+    tail += [f"<tr><th>{esc(k)}</th><td>{esc(_setting_value(v))}</td></tr>" for k, v in settings.items()]
+    tail.append("</table></details>")
 
-    page = "\n".join(head + summary + body + [_TEST_HOOK, "</body></html>", ""])
+    page = "\n".join(head + summary + body + tail + [_TEST_HOOK, "</body></html>", ""])
     index = out_dir / "index.html"
     write_bytes_atomic(index, page.encode("utf-8"))
     if replacing:

@@ -1,0 +1,97 @@
+"""The report's HTML vocabulary: escaping and number formats, the page's style, the threshold marks that do not
+rely on colour, and the fixed "How to read this report" text. Shared by report.py (the page) and
+report_faces.py (the face cards)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from forgerydet.errors import path_text
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa}
+h1{margin:0 0 4px} h2{margin:0;font-size:1.15em;word-break:break-all}
+table{border-collapse:collapse;font-size:.9em;margin:8px 0}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}
+.scroll{overflow-x:auto;max-width:100%}
+.file{background:#fff;border:1px solid #ddd;border-radius:8px;padding:14px 16px;margin:18px 0}
+.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:700;margin-right:8px}
+.v-fake{background:#c62828}.v-real{background:#2e7d32}.v-none{background:#757575}.v-error{background:#6a1b9a}
+.notice{padding:8px 12px;border-radius:4px;background:#fff3e0;border-left:4px solid #ef6c00}
+.notice.error{background:#f3e5f5;border-left-color:#6a1b9a}
+.guide{background:#eef3fb;border-left:4px solid #3b6fb6;padding:6px 14px;border-radius:4px;margin:12px 0}
+.guide summary{font-weight:700;cursor:pointer}.guide li{margin:3px 0}
+.meta{color:#555;margin:6px 0}
+code{overflow-wrap:anywhere;background:#f0f0f0;padding:0 3px;border-radius:3px}
+.grid{display:flex;flex-wrap:wrap;gap:10px}
+.face{margin:0;border:1px solid #e0e0e0;border-radius:6px;padding:6px;width:252px;max-width:100%;background:#fcfcfc}
+.face img.crop{width:120px;height:120px;object-fit:cover}
+.face figcaption{font-size:.8em;margin-top:3px}
+.s-fake{color:#c62828;font-weight:700}.s-real{color:#2e7d32;font-weight:700}
+.nbrs{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
+.nb{font-size:.7em;width:56px;text-align:center;overflow-wrap:anywhere}
+.nb img{width:56px;height:56px;object-fit:cover;display:block}
+.nbl{font-size:.75em;margin:4px 0 0;padding-left:16px;overflow-wrap:anywhere}
+.timeline{max-width:100%;height:auto}
+"""
+
+ABOVE, BELOW = "▲", "▼"  # beside a score, so that the colour is never the only sign of which side of the threshold
+
+GUIDE = [
+    "<b>Score and verdict.</b> Each face gets a fake probability; a video's score combines its sampled frames "
+    "(the aggregation named at the end). A file is called FAKE when its score reaches the threshold, which was "
+    "chosen on held-out real faces at a set share of false alarms (<code>forgerydet info CHECKPOINT</code> says "
+    f"which). {ABOVE} marks a score at or above the threshold, {BELOW} one below it.",
+    "<b>A REAL verdict is never proof.</b> This model learned the traces of blending a face into a frame. It misses "
+    "many reenactments and local edits (Face2Face, NeuralTextures, mouth or eye edits) and whole-image synthesis "
+    "(GAN-made faces).",
+    "<b>Read a FAKE verdict with care</b> on small faces, heavy re-encoding or blur, retouched or smoothed skin, "
+    "headwear across the forehead, hard side light, blurred portrait-mode backgrounds, closed or downcast eyes "
+    "(blinks) and files of many faces: each raises real faces' scores. Notes under a file name the cases the scan "
+    "can detect; look at the frames that drive its score for the others.",
+    "<b>The heatmap</b> shows where the model looked within each face, stretched from blue (least) to red (most); "
+    "the caption says how much more the most-attended cell got than the least. It is not a map of the forgery.",
+    "<b>Nearest real faces</b> are the bank's faces each face was compared with, with the cosine similarity of "
+    "their features (1 = identical). Their pictures appear only when the images the bank was built from are on this "
+    "machine; otherwise their names are given.",
+    "Measurements behind all of this: README.md, section \"When a verdict deserves less trust\", and models/README.md "
+    "(the shipped model's card) in the forgerydet repository.",
+]
+
+
+def esc(x: Any) -> str:
+    """Any value as escaped HTML text (a file name's non-UTF-8 bytes as \\xNN, errors.path_text)."""
+    return html.escape(path_text(x), quote=True)
+
+
+def num(x: Any, fmt: str = ".3f") -> str:
+    return "–" if x is None else format(float(x), fmt)
+
+
+def count(n: Any, word: str) -> str:
+    return f"{esc(n)} {word}" + ("" if n == 1 else "s")
+
+
+def rel_src(out_dir: Path, path: Path) -> str:
+    """A file under out_dir as an escaped, URL-quoted relative src."""
+    return esc(quote(path.relative_to(out_dir).as_posix()))
+
+
+def mark(score: Any, threshold: float) -> str:
+    """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below."""
+    if score is None:
+        return "–"
+    above = float(score) >= threshold
+    side = "at or above" if above else "below"
+    return (f'<span class="{"s-fake" if above else "s-real"}" title="{side} the threshold {threshold:.3f}">'
+            f'{num(score)} {ABOVE if above else BELOW}</span>')
+
+
+def guide_html() -> str:
+    """The fixed 'How to read this report' box (open by default; it folds away)."""
+    items = "".join(f"<li>{item}</li>" for item in GUIDE)
+    return f'<details class="guide" open><summary>How to read this report</summary><ul>{items}</ul></details>'

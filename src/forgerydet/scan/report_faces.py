@@ -1,0 +1,137 @@
+"""The report's face cards: each shown face's crop, its DifferenceAttention heatmap (with how uneven the map is)
+and the real faces it was compared with (their pictures when the bank's source images are on this machine,
+their names otherwise), plus the PNG writer that keeps track of every image the page uses."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import read_image, write_png
+from forgerydet.scan.figures import as_rgb, attention_spread, heatmap_overlay, shrink
+from forgerydet.scan.html import esc, mark, num, rel_src
+
+THUMB = 160  # longest side of a face thumbnail (px)
+NEIGHBOUR_THUMB = 64  # longest side of a neighbour thumbnail (px)
+FLAT_SPREAD = 1.25  # a map whose most-attended cell got less than this times the least is called nearly uniform
+_SOURCE_KEY = re.compile(r"(.+)-[0-9a-f]{8}")  # io.source_key: a source's stem and 8 hex digits of its path
+_CROP_NAME = re.compile(r"f(\d+)_\d+\.\w+")  # the crops `extract` and `pairs` write: frame index, face number
+
+
+class ReportImages:
+    """Writes the report's PNGs under out_dir/img and hands back their relative src; `written` lists them all."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.root = out_dir / "img"
+        self.written: set[Path] = set()
+        self._neighbours: dict[str, str | None] = {}
+
+    def png(self, rel: str, rgb: np.ndarray) -> str:
+        path = self.root / rel
+        write_png(path, rgb)
+        self.written.add(path)
+        return rel_src(self.out_dir, path)
+
+    def reference(self, slot: int, thumb: np.ndarray) -> str:
+        """The stored picture of an enrolled reference face (written once per report)."""
+        key = f"ref:{slot}"
+        if key not in self._neighbours:
+            self._neighbours[key] = self.png(f"refs/r{slot:05d}.png", as_rgb(thumb))
+        return self._neighbours[key]  # type: ignore[return-value]
+
+    def neighbour(self, source: str) -> str | None:
+        """Thumbnail of a bank face's source image, or None when it is not readable here."""
+        if source not in self._neighbours:
+            try:
+                rgb = read_image(source) if Path(source).is_file() else None
+            except ForgeryDetError:
+                rgb = None
+            if rgb is None:
+                self._neighbours[source] = None
+            else:
+                rgb = shrink(rgb, NEIGHBOUR_THUMB)
+                self._neighbours[source] = self.png(f"bank/n{len(self._neighbours):05d}.png", rgb)
+        return self._neighbours[source]
+
+
+def source_label(source: str) -> str:
+    """A readable name for a bank face's source: the photo or video a crop was cut from, as `pairs`/`extract` name
+    their folders (stem-8 hex digits/f000123_0.jpg -> 'stem, frame 123'), else the file's own name."""
+    p = Path(source)
+    folder, crop = _SOURCE_KEY.fullmatch(p.parent.name), _CROP_NAME.fullmatch(p.name)
+    if folder is None or crop is None:
+        return p.name
+    frame = int(crop.group(1))
+    return folder.group(1) + (f", frame {frame}" if frame else "")
+
+
+def spread_caption(attention: Any) -> str:
+    """What the heatmap's colours stand for on this face: how much more its most-attended cell got."""
+    spread = attention_spread(attention)
+    if spread is None:
+        return "heatmap: some cells got no attention"
+    flat = " (nearly uniform)" if spread < FLAT_SPREAD else ""
+    return f"heatmap: most-attended cell {spread:.2f}x the least{flat}"
+
+
+def _neighbours_html(imgs: ReportImages, nbs: list[dict]) -> str:
+    person = nbs[0].get("person")
+    what = f"nearest enrolled real faces of {person}" if person else "nearest real faces in the memory bank"
+    pictures, names = [], []
+    for nb in nbs:
+        source = nb.get("source")
+        if nb.get("thumb") is not None:  # an enrolled reference face: its stored picture
+            src = imgs.reference(int(nb.get("slot", 0)), nb["thumb"])
+        else:
+            src = imgs.neighbour(str(source)) if source else None
+        label = source_label(str(source)) if source else f"slot {nb.get('slot', '?')}"
+        if person:
+            label = f"{person}: {Path(str(source)).name} frame {nb.get('frame_index', '?')}"
+        sim = f"sim {num(nb.get('similarity'), '.2f')}"
+        if src:
+            pictures.append(f'<div class="nb"><img src="{src}" alt="{esc(label)}, {sim}" '
+                            f'title="{esc(label if person else source)}">{esc(sim)}</div>')
+        else:
+            names.append(f'<li title="{esc(source or label)}">{esc(label)} · {esc(sim)}</li>')
+    out = f'<div class="nbrs" title="{esc(what)}">{"".join(pictures)}</div>' if pictures else ""
+    if names:
+        out += f'<ul class="nbl" aria-label="{esc(what)}">{"".join(names)}</ul>'
+    return out
+
+
+def face_html(imgs: ReportImages, key: str, face: dict, thr: float, kind: str = "video") -> str:
+    """One face card: crop, heatmap and caption (score with its threshold mark; where in the file), neighbours.
+    A still image's faces are named by number (its track id), a video's by time, frame and track."""
+    score = face.get("score")
+    t = face.get("time")
+    if kind == "image":
+        where = f"face {esc(face.get('track_id', '?'))}"
+    else:
+        where = (f"{float(t):.2f} s, " if t is not None else "") + f"frame {esc(face.get('frame_index', '?'))}" \
+                + f" · track {esc(face.get('track_id', '?'))}"
+    parts = ['<figure class="face">', "<div>"]
+    crop = face.get("crop")
+    heat_note = ""
+    if crop is not None:
+        rgb = as_rgb(crop)
+        alt = f"{where}, score {num(score)}"
+        parts.append(f'<img class="crop" src="{imgs.png(key + "_face.png", shrink(rgb, THUMB))}" alt="{esc(alt)}"> ')
+        if face.get("attention") is not None:
+            heat_note = spread_caption(face["attention"])
+            heat = shrink(heatmap_overlay(rgb, face["attention"]), THUMB)
+            parts.append(f'<img class="crop" src="{imgs.png(key + "_heat.png", heat)}" '
+                         f'alt="{esc(f"attention heatmap of that face; {heat_note}")}">')
+    else:
+        parts.append('<span class="meta">(no crop stored)</span>')
+    parts.append("</div>")
+    parts.append(f"<figcaption>score {mark(score, thr)} · {where} · det {num(face.get('confidence'), '.2f')}"
+                 + (f"<br>{esc(heat_note)}" if heat_note else "") + "</figcaption>")
+    if face.get("neighbours"):
+        parts.append(_neighbours_html(imgs, face["neighbours"]))
+    parts.append("</figure>")
+    return "".join(parts)

@@ -1,0 +1,38 @@
+"""scan/html.py: the report's escaping, number formats, threshold marks (a sign beside the colour) and its
+fixed reading guide."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from forgerydet.scan.html import ABOVE, BELOW, GUIDE, count, esc, guide_html, mark, num, rel_src
+
+
+def test_esc_escapes_markup_and_shows_undecodable_bytes():
+    assert esc('<b a="1">&') == "&lt;b a=&quot;1&quot;&gt;&amp;"
+    assert esc(os.fsdecode(b"clip\xff.mp4")) == "clip\\xff.mp4" and esc(3) == "3"
+
+
+def test_numbers_and_counts():
+    assert num(0.337873) == "0.338" and num(None) == "–" and num(0.5, ".2f") == "0.50"
+    assert count(1, "face") == "1 face" and count(6, "face") == "6 faces" and count(0, "file") == "0 files"
+
+
+def test_rel_src_is_relative_quoted_and_escaped(tmp_path):
+    assert rel_src(tmp_path, tmp_path / "img" / "a b&c.png") == "img/a%20b%26c.png"
+    assert rel_src(Path("/r"), Path("/r/x.png")) == "x.png"
+
+
+def test_a_mark_says_the_side_of_the_threshold_in_a_sign_and_a_title_not_only_in_colour():
+    above, below = mark(0.5, 0.5), mark(0.4999, 0.5)
+    assert "0.500 " + ABOVE in above and 's-fake' in above and 'title="at or above the threshold 0.500"' in above
+    assert "0.500 " + BELOW in below and 's-real' in below and 'title="below the threshold 0.500"' in below
+    assert mark(None, 0.5) == "–"
+
+
+def test_the_guide_is_one_open_box_with_every_point():
+    box = guide_html()
+    assert box.startswith('<details class="guide" open>') and box.count("<li>") == len(GUIDE) == 6
+    assert "A REAL verdict is never proof" in box and "not a map of the forgery" in box
+    assert "http" not in box  # offline: names README sections, links nowhere
