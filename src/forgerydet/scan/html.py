@@ -43,7 +43,8 @@ ABOVE, BELOW = "▲", "▼"  # beside a score, so that the colour is never the o
 
 GUIDE = [
     "<b>Score and verdict.</b> Each face gets a fake probability; a video's score combines its sampled frames "
-    "(the aggregation named at the end). A file is called FAKE when its score reaches the threshold, which was "
+    "(the aggregation named at the end). The probability was fitted on as many fakes as real faces, so it is too "
+    "high where fakes are rare. A file is called FAKE when its score reaches the threshold, which was "
     "chosen on held-out real faces at a set share of false alarms (<code>forgerydet info CHECKPOINT</code> says "
     f"which). {ABOVE} marks a score at or above the threshold, {BELOW} one below it.",
     "<b>A REAL verdict is never proof.</b> This model learned the traces of blending a face into a frame. It misses "
