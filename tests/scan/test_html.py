@@ -27,12 +27,16 @@ def test_rel_src_is_relative_quoted_and_escaped(tmp_path):
 def test_a_mark_says_the_side_of_the_threshold_in_a_sign_and_a_title_not_only_in_colour():
     above, below = mark(0.5, 0.5), mark(0.4999, 0.5)
     assert "0.500 " + ABOVE in above and 's-fake' in above and 'title="at or above the threshold 0.500"' in above
-    assert "0.500 " + BELOW in below and 's-real' in below and 'title="below the threshold 0.500"' in below
+    assert "0.4999 " + BELOW in below and 's-real' in below and 'title="below the threshold 0.5000"' in below
     assert mark(None, 0.5) == "–"
+    # below the threshold but equal to 3 decimals: more decimals, never '0.338 ▼' beside 'threshold 0.338'
+    assert ">0.3376 ▼<" in mark(0.3376, 0.337873) and 'threshold 0.3379"' in mark(0.3376, 0.337873)
+    assert ">0.338 ▲<" in mark(0.33790, 0.337873)
 
 
 def test_the_guide_is_one_open_box_with_every_point():
     box = guide_html()
     assert box.startswith('<details class="guide" open>') and box.count("<li>") == len(GUIDE) == 6
     assert "A REAL verdict is never proof" in box and "not a map of the forgery" in box
+    assert "unrelated people" in box and "closed or downcast eyes" in box
     assert "http" not in box  # offline: names README sections, links nowhere

@@ -140,6 +140,8 @@ def test_a_fake_verdict_on_several_faces_says_which_faces():
     assert many_faces_note(tracks(0.05, 0.66), "FAKE", 0.338) == ["1 of 2 faces above the threshold (track 1)" + WHY.format(2)]
     # the file score takes each frame's highest face, so it can pass the threshold while no track's mean does
     assert many_faces_note(tracks(0.3, 0.3), "FAKE", 0.338) == ["0 of 2 faces above the threshold" + WHY.format(2)]
+    assert many_faces_note(tracks(0.05, 0.66, 0.2, 0.54), "FAKE", 0.338, "image") == [
+        "2 of 4 faces above the threshold (faces 1, 3)" + WHY.format(4)]  # a photo's faces are faces, not tracks
     assert many_faces_note(tracks(0.9), "FAKE", 0.338) == []  # one face: nothing to add
     assert many_faces_note(tracks(0.1, 0.2), "REAL", 0.338) == []
     assert many_faces_note([], None, 0.338) == []

@@ -183,7 +183,7 @@ def test_headless_browser_loads_every_image(report, tmp_path):
 
 def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, results):
     settings = SETTINGS | {"checkpoint_sha256": "f" * 64, "command": "forgerydet scan 'a b.mp4' --report r",
-                           "threshold": 0.337873}
+                           "working_directory": "/home/ann", "threshold": 0.337873}
     results[0]["notes"] = ["close call: it depends on the frames"]
     results[0] |= {"sha256": "c" * 64, "duration_s": 12.5, "width": 640, "height": 480}
     page = write_report(results, tmp_path / "r", settings).read_text(encoding="utf-8")
@@ -193,15 +193,16 @@ def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, result
     assert "A REAL verdict is never proof" in page and "closed or downcast eyes" in page
     # how it was made: version, model and its hash, the threshold to 3 decimals as everywhere, the command
     assert f"forgerydet {__version__}" in page and "f" * 16 + "…" in page and "threshold 0.338" in page
-    assert html.escape("forgerydet scan 'a b.mp4' --report r") in page
+    assert "command (in /home/ann): <code>" + html.escape("forgerydet scan 'a b.mp4' --report r") in page
     assert "0.3379" not in page and "0.337873" not in page
     # the file judged: its hash, length, rate and size; its notes also in the summary table
     assert "c" * 64 in page and "12.5 s · 25.00 fps · 640x480 px" in page
-    assert page.count("close call: it depends on the frames") == 2
+    assert page.count("close call: it depends on the frames") == 2  # under the file in the summary, and in its section
+    assert '<tr class="noterow"><td colspan="4">Note: close call: it depends on the frames</td></tr>' in page
     # a score's side of the threshold is a sign, not only a colour
     assert "0.710 ▲" in page and "0.280 ▼" in page and 'title="at or above the threshold 0.500"' in page
     # a photo's faces are named by number; a video's by time, frame and track
-    assert "face 0 · det" in page and "0.20 s, frame 5 · track 1" in page
+    assert "face 0 · detection" in page and "0.20 s, frame 5 · track 1" in page
     # the plot in words, for a reader who cannot see it
     assert re.search(r'alt="score over time: 32 faces, \d+ at or above the threshold 0.500, highest 0.\d{3} at', page)
 

@@ -14,11 +14,12 @@ def test_source_labels_name_the_photo_or_video_a_bank_face_came_from():
     assert source_label("d9-1cd967e8/f000280_0.jpg") == "d9, frame 280"
     assert source_label("/nowhere/real_faces/000_0042.png") == "000_0042.png"  # not a crop folder: its own name
     assert source_label("x-notahash/f000001_0.jpg") == "f000001_0.jpg"
+    assert source_label("58-966ab166/f000000_0.jpg") == "photo 58"  # a number alone would read as a count
 
 
 def test_the_spread_caption_says_how_uneven_the_map_is():
-    assert spread_caption(np.array([[1.0, 2.0]])) == "heatmap: most-attended cell 2.00x the least"
-    assert spread_caption(np.array([[1.0, 1.1]])).endswith("(nearly uniform)") and FLAT_SPREAD == 1.25
+    assert spread_caption(np.array([[1.0, 2.0]])) == "heatmap: most-attended cell 2.00x the least; red = 2x or more"
+    assert "1.10x the least (nearly uniform)" in spread_caption(np.array([[1.0, 1.1]])) and FLAT_SPREAD == 1.25
     assert spread_caption(np.array([[0.0, 1.0]])) == "heatmap: some cells got no attention"
 
 
@@ -34,7 +35,7 @@ def test_a_video_face_card(tmp_path):
     cv2.imwrite(str(here), np.full((80, 80, 3), 128, np.uint8))
     imgs = ReportImages(tmp_path / "report")
     card = face_html(imgs, "file-000/f0001", _face(tmp_path, [str(here), "p-0123abcd/f000000_0.jpg"]), 0.5)
-    assert "0.610 ▲" in card and "0.48 s, frame 12 · track 1 · det 0.99" in card
+    assert "0.610 ▲" in card and "0.48 s, frame 12 · track 1 · detection 0.99" in card
     assert 'alt="0.48 s, frame 12 · track 1, score 0.610"' in card and "attention heatmap of that face; heatmap:" in card
     assert '<img src="img/bank/n00000.png" alt="bank.png, sim 0.70"' in card  # a picture where the image is here
     assert '<li title="p-0123abcd/f000000_0.jpg">p · sim 0.60</li>' in card  # a name where it is not
@@ -43,4 +44,4 @@ def test_a_video_face_card(tmp_path):
 
 def test_a_still_images_faces_are_numbered_not_timed(tmp_path):
     card = face_html(ReportImages(tmp_path), "file-000/f0000", _face(tmp_path, []), 0.7, kind="image")
-    assert "0.610 ▼" in card and "· face 1 · det 0.99" in card and "frame" not in card and "nbl" not in card
+    assert "0.610 ▼" in card and "· face 1 · detection 0.99" in card and "frame" not in card and "nbl" not in card

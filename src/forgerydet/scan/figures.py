@@ -37,27 +37,35 @@ def _clean(attention: Any) -> np.ndarray:
 
 def attention_spread(attention: Any) -> float | None:
     """How much more attention the most-attended cell of a map got than the least (max / min): 1.0 is a flat map.
-    None when the least is 0 (or the map is empty). The overlay stretches every map from blue to red, so the
-    report prints this beside it: the shipped model's maps are mild (1.1-1.7 on the six validation videos)."""
+    None when the least is 0 (or the map is empty). The shipped model's maps are mild: 1.1-1.7 on the six
+    validation videos' faces (2026-12-06)."""
     a = _clean(attention)
     if a.size == 0 or float(a.min()) <= 0:
         return None
     return float(a.max() / a.min())
 
 
+FULL_SPREAD = 2.0  # a cell with this many times the attention of the face's least-attended cell is drawn full red
+
+
 def heatmap_overlay(crop: Any, attention: Any, alpha: float = HEAT_ALPHA) -> np.ndarray:
     """The g x g attention map upsampled to the crop (cv2.resize), JET-coloured and alpha-blended on it.
 
-    The map is stretched from its own minimum (blue) to its maximum (red), so colours show where this face's
-    attention went relative to the rest of it, not how much (attention_spread says that). Scaled by the maximum
-    alone, the maps of a model that attends mildly everywhere came out red all over.
+    Colour is each cell's attention relative to the face's least-attended cell, on a fixed scale: blue at 1x, red
+    at FULL_SPREAD (2x) or more. So a nearly uniform map stays nearly all blue and every face is drawn on the
+    same scale. (Scaled by its own maximum, every mild map came out red all over; stretched from its own minimum
+    to its maximum, every mild map looked sharply focused.) A map with cells of no attention at all, where a
+    ratio has no meaning, is scaled by its maximum.
     """
     rgb = as_rgb(crop)
     h, w = rgb.shape[:2]
     a = _clean(attention)
     low, high = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    a = (a - low) / (high - low) if high > low else np.zeros_like(a)
-    up = cv2.resize(a, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)  # (g,g) -> (H,W)
+    if low > 0:
+        a = (a / low - 1.0) / (FULL_SPREAD - 1.0)
+    else:
+        a = a / high if high > 0 else np.zeros_like(a)
+    up = cv2.resize(a.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)  # (g,g) -> (H,W)
     heat = cv2.applyColorMap((up * 255).astype(np.uint8), cv2.COLORMAP_JET)  # (H,W,3) BGR
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
     return cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
@@ -88,6 +96,7 @@ def timeline_plot(result: dict, path: Path) -> Path:
     ax.yaxis.label.set_size(11)
     ax.tick_params(labelsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10, frameon=False)
+    # above the plot, across its width: still legible when a phone shrinks the picture
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=4, fontsize=10, frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)

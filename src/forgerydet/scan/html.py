@@ -31,6 +31,7 @@ code{overflow-wrap:anywhere;background:#f0f0f0;padding:0 3px;border-radius:3px}
 .face{margin:0;border:1px solid #e0e0e0;border-radius:6px;padding:6px;width:252px;max-width:100%;background:#fcfcfc}
 .face img.crop{width:120px;height:120px;object-fit:cover}
 .face figcaption{font-size:.8em;margin-top:3px}
+.noterow td{border-top:none;font-size:.85em;color:#6d4c00;background:#fff8ee}
 .s-fake{color:#c62828;font-weight:700}.s-real{color:#2e7d32;font-weight:700}
 .nbrs{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
 .nb{font-size:.7em;width:56px;text-align:center;overflow-wrap:anywhere}
@@ -49,16 +50,20 @@ GUIDE = [
     f"which). {ABOVE} marks a score at or above the threshold, {BELOW} one below it.",
     "<b>A REAL verdict is never proof.</b> This model learned the traces of blending a face into a frame. It misses "
     "many reenactments and local edits (Face2Face, NeuralTextures, mouth or eye edits) and whole-image synthesis "
-    "(GAN-made faces).",
-    "<b>Read a FAKE verdict with care</b> on small faces, heavy re-encoding or blur, retouched or smoothed skin, "
-    "headwear across the forehead, hard side light, blurred portrait-mode backgrounds, closed or downcast eyes "
-    "(blinks) and files of many faces: each raises real faces' scores. Notes under a file name the cases the scan "
-    "can detect; look at the frames that drive its score for the others.",
-    "<b>The heatmap</b> shows where the model looked within each face, stretched from blue (least) to red (most); "
-    "the caption says how much more the most-attended cell got than the least. It is not a map of the forgery.",
+    "(GAN-made faces), and even some face swaps of the kind it learned score low (a FaceForensics++ Deepfakes video "
+    "0.08). Small faces and heavy re-encoding hide forgeries further.",
+    "<b>What raises real faces' scores</b> (a FAKE verdict then deserves care): retouched or smoothed skin, headwear "
+    "across the forehead, hard side light, a blurred portrait-mode background, closed or downcast eyes (blinks), "
+    "strong blur or re-encoding, and interlaced video (deinterlaced, which helps). A file of many faces is called "
+    "FAKE more often too: each face is another chance to cross the threshold. Notes under a file name the cases "
+    "the scan can detect; for the others, look at the frames that drive its score.",
+    "<b>The heatmap</b> shows where the model looked within each face, against the face's least-attended cell: "
+    "blue there, red where a cell got twice as much or more. The caption gives the actual ratio; most maps of the "
+    "shipped model are nearly uniform. It is not a map of the forgery.",
     "<b>Nearest real faces</b> are the bank's faces each face was compared with, with the cosine similarity of "
-    "their features (1 = identical). Their pictures appear only when the images the bank was built from are on this "
-    "machine; otherwise their names are given.",
+    "their features (1 = identical). They are other, unrelated people: a name says which training photo or video "
+    "frame it was, not who is in this file. Their pictures appear only when the images the bank was built from are "
+    "found at the paths it recorded (relative ones from the current folder); otherwise their names are given.",
     "Measurements behind all of this: README.md, section \"When a verdict deserves less trust\", and models/README.md "
     "(the shipped model's card) in the forgerydet repository.",
 ]
@@ -83,13 +88,15 @@ def rel_src(out_dir: Path, path: Path) -> str:
 
 
 def mark(score: Any, threshold: float) -> str:
-    """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below."""
+    """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below. A score below
+    the threshold that rounds to its 3 decimals gets more, so that '0.338 ▼' never sits beside 'threshold 0.338'."""
     if score is None:
         return "–"
     above = float(score) >= threshold
     side = "at or above" if above else "below"
-    return (f'<span class="{"s-fake" if above else "s-real"}" title="{side} the threshold {threshold:.3f}">'
-            f'{num(score)} {ABOVE if above else BELOW}</span>')
+    digits = 3 if above else next((d for d in range(3, 7) if f"{float(score):.{d}f}" != f"{threshold:.{d}f}"), 6)
+    return (f'<span class="{"s-fake" if above else "s-real"}" title="{side} the threshold {threshold:.{digits}f}">'
+            f'{num(score, f".{digits}f")} {ABOVE if above else BELOW}</span>')
 
 
 def guide_html() -> str:

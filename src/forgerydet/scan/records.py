@@ -109,13 +109,15 @@ def close_call_summary(files: list[dict[str, Any]], threshold: float) -> dict[st
             "accuracy_others": accuracy([f for f, c in zip(videos, close) if not c])}
 
 
-def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold: float) -> list[str]:
-    """Which faces a FAKE verdict on a file of several faces comes from. The threshold holds per face (at most
-    its false-positive rate of real faces above it), so a file of many real faces is called FAKE more often."""
+def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold: float, kind: str = "video") -> list[str]:
+    """Which faces a FAKE verdict on a file of several faces comes from (a video's tracks; a still image's faces,
+    numbered as its track ids). The threshold holds per face (at most its false-positive rate of real faces above
+    it), so a file of many real faces is called FAKE more often."""
     if verdict != "FAKE" or len(tracks) < 2:
         return []
     above = [str(t["track_id"]) for t in tracks if t["score"] >= threshold]
-    which = f" (track{'s' if len(above) > 1 else ''} {', '.join(above)})" if above else ""
+    word = "face" if kind == "image" else "track"
+    which = f" ({word}{'s' if len(above) > 1 else ''} {', '.join(above)})" if above else ""
     return [f"{len(above)} of {len(tracks)} faces above the threshold{which}; the threshold is set per face, so a "
             f"file of {len(tracks)} real faces is called FAKE more often than one of a single face"]
 

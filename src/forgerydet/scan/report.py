@@ -212,7 +212,8 @@ def _provenance(settings: dict) -> str:
         parts.append(f"threshold {float(settings['threshold']):.3f}")
     line = f'<p class="meta">{" · ".join(parts)}</p>'
     if settings.get("command"):
-        line += f'<p class="meta">command: <code>{esc(settings["command"])}</code></p>'
+        where = f" (in {esc(settings['working_directory'])})" if settings.get("working_directory") else ""
+        line += f'<p class="meta">command{where}: <code>{esc(settings["command"])}</code></p>'
     return line
 
 
@@ -247,15 +248,16 @@ def write_report(
         + (f', {counts["not_scanned"]} not scanned (interrupted)' if counts["not_scanned"] else "") + "</p>",
         _provenance(settings),
     ]
+    # a file's notes go on a full-width row under it, so that they stay readable on a phone
     summary = ['<h2>Files</h2><div class="scroll"><table><tr><th>file</th><th>verdict</th><th>score</th>'
-               "<th>faces</th><th>notes</th></tr>"]
+               "<th>faces</th></tr>"]
     body: list[str] = []
     for i, r in enumerate(results):
         thr = float(r.get("threshold") or 0.5)
-        notes = "; ".join(r.get("notes") or [])
         summary.append(f'<tr><td><a href="#file-{i:03d}" title="{esc(r.get("path", "?"))}">'
                        f'{esc(Path(str(r.get("path", "?"))).name)}</a></td><td>{_verdict_badge(r)}</td>'
-                       f'<td>{mark(r.get("score"), thr)}</td><td>{esc(r.get("n_faces", 0))}</td><td>{esc(notes)}</td></tr>')
+                       f'<td>{mark(r.get("score"), thr)}</td><td>{esc(r.get("n_faces", 0))}</td></tr>')
+        summary += [f'<tr class="noterow"><td colspan="4">Note: {esc(n)}</td></tr>' for n in r.get("notes") or []]
         body.append(_file_html(imgs, i, r, max_faces))
         if progress is not None:
             progress(i + 1, len(results))

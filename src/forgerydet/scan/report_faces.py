@@ -66,8 +66,9 @@ def source_label(source: str) -> str:
     folder, crop = _SOURCE_KEY.fullmatch(p.parent.name), _CROP_NAME.fullmatch(p.name)
     if folder is None or crop is None:
         return p.name
-    frame = int(crop.group(1))
-    return folder.group(1) + (f", frame {frame}" if frame else "")
+    frame, stem = int(crop.group(1)), folder.group(1)
+    stem = f"photo {stem}" if stem.isdigit() else stem  # web photos named by number: '58' alone reads as a count
+    return stem + (f", frame {frame}" if frame else "")
 
 
 def spread_caption(attention: Any) -> str:
@@ -76,7 +77,7 @@ def spread_caption(attention: Any) -> str:
     if spread is None:
         return "heatmap: some cells got no attention"
     flat = " (nearly uniform)" if spread < FLAT_SPREAD else ""
-    return f"heatmap: most-attended cell {spread:.2f}x the least{flat}"
+    return f"heatmap: most-attended cell {spread:.2f}x the least{flat}; red = 2x or more"
 
 
 def _neighbours_html(imgs: ReportImages, nbs: list[dict]) -> str:
@@ -129,7 +130,7 @@ def face_html(imgs: ReportImages, key: str, face: dict, thr: float, kind: str = 
     else:
         parts.append('<span class="meta">(no crop stored)</span>')
     parts.append("</div>")
-    parts.append(f"<figcaption>score {mark(score, thr)} · {where} · det {num(face.get('confidence'), '.2f')}"
+    parts.append(f"<figcaption>score {mark(score, thr)} · {where} · detection {num(face.get('confidence'), '.2f')}"
                  + (f"<br>{esc(heat_note)}" if heat_note else "") + "</figcaption>")
     if face.get("neighbours"):
         parts.append(_neighbours_html(imgs, face["neighbours"]))

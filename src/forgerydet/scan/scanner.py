@@ -228,7 +228,7 @@ class Scanner:
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
         rec["notes"] = (reliability_notes(rec["faces"]) + deinterlaced_note(src.deinterlaced, len(src.frames))
-                        + many_faces_note(rec["tracks"], rec["verdict"], self.threshold)
+                        + many_faces_note(rec["tracks"], rec["verdict"], self.threshold, src.kind)
                         + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
                                           cfg.num_frames))
         if self.references is not None:
