@@ -8,8 +8,8 @@ import pytest
 
 from forgerydet.io import read_image
 from forgerydet.scan import figures
-from forgerydet.scan.figures import (FULL_SPREAD, HEAT_ALPHA, as_rgb, attention_spread, heatmap_overlay, shrink,
-                                     timeline_plot)
+from forgerydet.scan.figures import (FULL_SPREAD, HEAT_ALPHA, as_rgb, attention_spread, heatmap_overlay, overview_picture,
+                                     shrink, timeline_plot)
 
 
 def test_as_rgb():
@@ -102,3 +102,13 @@ def test_attention_spread_is_the_ratio_of_the_most_to_the_least_attended_cell():
     assert attention_spread(np.full((3, 3), 0.02)) == pytest.approx(1.0)  # flat
     assert attention_spread(np.array([[0.0, 1.0]])) is None and attention_spread(np.zeros((0, 0))) is None
     assert attention_spread(np.array([[np.nan, 1.0]])) is None  # a NaN cell counts as 0, as in the overlay
+
+
+def test_overview_boxes_each_face_in_the_colour_of_its_side_of_the_threshold():
+    image = np.full((100, 200, 3), 255, np.uint8)
+    faces = [{"track_id": 0, "box": [20, 40, 80, 90], "score": 0.1}, {"track_id": 1, "box": [240, 40, 320, 90], "score": 0.8}]
+    out = overview_picture(image, faces, frame_width=400, threshold=0.5)  # the picture is half the frame's width
+    assert out.shape == image.shape and np.array_equal(image, np.full((100, 200, 3), 255, np.uint8))  # a copy
+    assert tuple(out[30, 10]) == (46, 125, 50)  # face 0's box (frame x 20 -> 10 here): green, below
+    assert tuple(out[30, 120]) == (198, 40, 40)  # face 1's box (frame x 240 -> 120): red, at or above
+    assert tuple(out[70, 100]) == (255, 255, 255)  # between the boxes: untouched

@@ -123,7 +123,7 @@ def test_page_content_and_escaping(report):
     assert "<script>alert(1)" not in page and html.escape(NASTY) in page
     assert "No face found" in page and "moov atom not found" in page
     assert "000_0042.png" in page and "slot 40" in page  # neighbours without a picture are named
-    assert "24 of 32 faces" in page and "the only face" in page and "1 face in 1 track" in page
+    assert "24 of 32 faces" in page and "the only face" in page and "image · 1 face</p>" in page
     assert "mobilenetv2_100" in page and "12.345" in page  # settings table
     assert "(threshold 0.500; 0.634-0.771 over resampled frames)" in page  # the video's; an image has none
     assert page.count("over resampled frames") == 1
@@ -206,3 +206,18 @@ def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, result
     # the plot in words, for a reader who cannot see it
     assert re.search(r'alt="score over time: 32 faces, \d+ at or above the threshold 0.500, highest 0.\d{3} at', page)
 
+
+
+def test_a_photo_gets_an_overview_with_its_faces_numbered(tmp_path, results, astronaut):
+    photo = results[1] | {"width": 400, "height": 300, "overview": np.zeros((150, 200, 3), np.uint8)}
+    photo["faces"] = [f | {"track_id": k, "box": [20.0 + 150 * k, 40.0, 120.0 + 150 * k, 160.0], "score": s}
+                      for k, (f, s) in enumerate(zip(photo["faces"] * 2, (0.2, 0.9)))]
+    index = write_report([photo], tmp_path / "r", SETTINGS)
+    page = index.read_text(encoding="utf-8")
+    assert 'src="img/file-000/overview.png"' in page
+    assert 'alt="the image with its 2 faces boxed and numbered from the left; faces 1 at or above the threshold"' in page
+    pic = cv2.cvtColor(cv2.imread(str(index.parent / "img/file-000/overview.png")), cv2.COLOR_BGR2RGB)
+    assert pic.shape == (150, 200, 3)  # drawn on the shrunk copy, boxes scaled to it (frame 400 px wide)
+    assert tuple(pic[50, 10]) == (46, 125, 50) and tuple(pic[50, 85]) == (198, 40, 40)  # left edges: green, red
+    write_report([results[1]], tmp_path / "r", SETTINGS)  # the same folder, a photo without one: it goes
+    assert not (index.parent / "img/file-000/overview.png").exists()

@@ -120,6 +120,23 @@ def test_an_image_record_has_its_size_and_hash_and_no_frame_rate(checkpoint, ast
     assert rec["sha256"] == sha(path) and rec["fps"] is None and rec["duration_s"] is None
 
 
+def test_a_photos_faces_are_numbered_left_to_right_and_it_is_kept_only_for_a_report(checkpoint, astronaut, tmp_path):
+    from forgerydet.scan.records import json_record
+
+    head = cv2.resize(astronaut[0:300, 100:400], (200, 200))
+    canvas = np.full((260, 560, 3), 90, np.uint8)
+    canvas[30:230, 20:220] = (head * 0.9).astype(np.uint8)  # the left face a little darker: detected second or first
+    canvas[30:230, 340:540] = head
+    path = tmp_path / "two.png"
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    rec = Scanner(checkpoint, ScanConfig(device="cpu", keep_crops=24)).scan_file(path)
+    assert rec["n_faces"] == 2, rec
+    assert sorted((f["box"][0], f["track_id"]) for f in rec["faces"])[0][1] == 0  # the leftmost is face 0
+    assert rec["overview"].shape == (260, 560, 3) and "overview" not in json_record(rec)
+    plain = Scanner(checkpoint, ScanConfig(device="cpu")).scan_file(path)
+    assert "overview" not in plain  # no report, no picture kept
+
+
 def test_scanner_keeps_crops_only_for_the_report(checkpoint, media):
     s = Scanner(checkpoint, ScanConfig(num_frames=3, device="cpu", keep_crops=2))
     rec = s.scan_file(media["face"])

@@ -71,6 +71,26 @@ def heatmap_overlay(crop: Any, attention: Any, alpha: float = HEAT_ALPHA) -> np.
     return cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
 
 
+def overview_picture(image: Any, faces: list[dict], frame_width: int, threshold: float) -> np.ndarray:
+    """A still image with every face's box and number drawn on it (its track id, as the report's cards name it):
+    red for a face at or above the threshold, green below. `image` may be a shrunk copy of the frame the boxes
+    (frame pixels) were found on, `frame_width` wide."""
+    out = as_rgb(image).copy()
+    scale = out.shape[1] / max(1, frame_width)
+    thick = max(2, round(out.shape[1] / 400))
+    for f in faces:
+        x1, y1, x2, y2 = (int(round(float(v) * scale)) for v in f["box"])
+        colour = (198, 40, 40) if f.get("score") is not None and float(f["score"]) >= threshold else (46, 125, 50)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        label, font = str(f.get("track_id", "?")), cv2.FONT_HERSHEY_SIMPLEX
+        size = max(0.6, (x2 - x1) / 90)
+        (tw, th), _ = cv2.getTextSize(label, font, size, thick)
+        top = max(th + 4, y1 - 4)
+        cv2.rectangle(out, (x1, top - th - 4), (x1 + tw + 6, top + 2), colour, -1)  # a filled tag behind the number
+        cv2.putText(out, label, (x1 + 3, top - 1), font, size, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
 def timeline_plot(result: dict, path: Path) -> Path:
     """Score over time, one line per track, with the decision threshold and the file's score."""
     from matplotlib.figure import Figure

@@ -10,7 +10,8 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
     width and height (of the decoded frames, square pixels), sha256 (of the file's bytes: which file was judged),
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
     neighbours [{slot, similarity, source | reference fields}], crop, attention}], notes [why a verdict deserves
-    less trust], timing, reference"""
+    less trust], timing, reference; for a report only (never in the JSON): overview (a still image, shrunk, on
+    which the report numbers its faces)"""
 
 from __future__ import annotations
 
@@ -123,8 +124,8 @@ def many_faces_note(tracks: list[dict[str, Any]], verdict: str | None, threshold
 
 
 def json_record(rec: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-able part of a result record (no crops or attention arrays)."""
-    out = {k: v for k, v in rec.items() if k != "faces"}
+    """The JSON-able part of a result record (no crops, attention arrays or overview picture)."""
+    out = {k: v for k, v in rec.items() if k not in ("faces", "overview")}
     out["faces"] = [{k: v for k, v in f.items() if k not in ("crop", "attention")} for f in rec["faces"]]
     for f in out["faces"]:
         if "neighbours" in f:

@@ -17,7 +17,7 @@ from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import write_bytes_atomic
 from forgerydet.runtime import Progress
-from forgerydet.scan.figures import timeline_plot
+from forgerydet.scan.figures import overview_picture, timeline_plot
 from forgerydet.scan.html import CSS, count, esc, guide_html, mark, num, rel_src
 from forgerydet.scan.records import MAX_FACES, select_faces
 from forgerydet.scan.report_faces import ReportImages, face_html
@@ -83,6 +83,16 @@ def _timeline_alt(r: dict, thr: float) -> str:
             f"highest {float(top['score']):.3f} at {when}")
 
 
+def _overview_html(imgs: ReportImages, anchor: str, r: dict, thr: float) -> str:
+    """A still image with its faces boxed and numbered (red at or above the threshold), so that 'face 2' of a group
+    photo can be found in it."""
+    src = imgs.png(f"{anchor}/overview.png", overview_picture(r["overview"], r["faces"], int(r["width"]), thr))
+    above = [str(f.get("track_id")) for f in r["faces"] if f.get("score") is not None and float(f["score"]) >= thr]
+    said = f"faces {', '.join(above)} at or above the threshold" if above else "no face at or above the threshold"
+    alt = f"the image with its {len(r['faces'])} faces boxed and numbered from the left; {said}"
+    return f'<img class="timeline" src="{src}" alt="{esc(alt)}">'
+
+
 def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     anchor = f"file-{idx:03d}"
     out = [f'<section class="file" id="{anchor}">', f"<h2>{_verdict_badge(r)}{esc(r.get('path', '?'))}</h2>"]
@@ -112,7 +122,8 @@ def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     meta = [f"fake probability <b>{mark(r.get('score'), thr)}</b> (threshold {thr:.3f}{spread})", esc(kind)]
     if kind == "video":
         meta.append(f"{esc(r.get('frames_with_face', 0))} of {esc(sampled)} sampled frames with a face")
-    meta.append(f"{count(r.get('n_faces', 0), 'face')} in {count(r.get('n_tracks', 0), 'track')}")
+    meta.append(count(r.get("n_faces", 0), "face") if kind == "image" else
+                f"{count(r.get('n_faces', 0), 'face')} in {count(r.get('n_tracks', 0), 'track')}")
     out.append(f'<p class="meta">{" · ".join(meta)}</p>')
     for note in r.get("notes") or []:
         out.append(f'<p class="notice"><b>Note:</b> {esc(note)}</p>')
@@ -128,6 +139,8 @@ def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
         out.append("</table>")
 
     faces = r.get("faces") or []
+    if kind == "image" and faces and r.get("overview") is not None and r.get("width"):
+        out.append(_overview_html(imgs, anchor, r, thr))
     if kind == "video" and faces:
         path = imgs.root / f"{anchor}/timeline.png"
         timeline_plot(r, path)
@@ -163,7 +176,7 @@ window.addEventListener('load', function () {
 
 REPORT_TITLE = "<title>forgerydet scan report</title>"  # every report's page has it: an index.html without it is not ours
 # the names ReportImages and _file_html give the PNGs under img/: only these are ever removed from a reused folder
-_OUR_IMAGE = re.compile(r"(file-\d{3,}/(f\d{4,}_(face|heat)|timeline)|refs/r\d{5,}|bank/n\d{5,})\.png")
+_OUR_IMAGE = re.compile(r"(file-\d{3,}/(f\d{4,}_(face|heat)|timeline|overview)|refs/r\d{5,}|bank/n\d{5,})\.png")
 
 
 def check_report_folder(out_dir: Path) -> bool:

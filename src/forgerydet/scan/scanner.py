@@ -15,7 +15,7 @@ import torch
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
-from forgerydet.io import file_sha256
+from forgerydet.io import file_sha256, read_image
 from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
@@ -25,6 +25,15 @@ from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, many_faces_note,
                                      media_facts, reliability_notes)
+
+OVERVIEW_SIDE = 960  # longest side of the copy of a still image a report numbers its faces on (px)
+
+
+def _number_left_to_right(faces: list) -> None:
+    """Give a still image's faces (one frame, detector order) track ids 0, 1, ... from left to right."""
+    for k, f in enumerate(sorted(faces, key=lambda f: (float(f.box[0]), float(f.box[1])))):
+        f.track_id = k
+
 
 class _TimedDetector(FaceDetector):
     """FaceDetector that adds up the seconds spent detecting (the rest of detect_source is decoding)."""
@@ -200,6 +209,8 @@ class Scanner:
         t_detect = self.detector.seconds - det0
         t_decode = time.perf_counter() - t0 - t_detect
         faces = src.all_faces
+        if src.kind == "image":  # a photo's faces are numbered left to right, as a reader looks for them
+            _number_left_to_right(faces)
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
                    frames_deinterlaced=src.deinterlaced, pixel_aspect=src.pixel_aspect, n_faces=len(faces),
                    n_tracks=src.num_tracks, **media_facts(path, src))
@@ -234,6 +245,13 @@ class Scanner:
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
+        if src.kind == "image" and cfg.keep_crops > 0:
+            from forgerydet.scan.figures import shrink  # the report's module (with scikit-learn): only for a report
+
+            try:  # the photo itself, for the report to number its faces on (detection kept no frame)
+                rec["overview"] = shrink(read_image(path), OVERVIEW_SIDE)
+            except ForgeryDetError:  # changed or gone since it was read a moment ago: the report shows no overview
+                pass
         rec["timing"] = {"decode_s": t_decode, "detect_s": t_detect, "model_s": t_model, "total_s": time.perf_counter() - t0}
         return rec
 
