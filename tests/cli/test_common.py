@@ -10,7 +10,7 @@ import pytest
 import typer
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, command_line, console, fail, note, progress_bar, shown,
-                                   user_errors)
+                                   user_errors, working_directory)
 from forgerydet.errors import ForgeryDetError
 from tests.cli._cli_util import cli, one_error
 
@@ -121,3 +121,12 @@ def test_the_command_line_is_what_a_shell_would_take_back(monkeypatch):
     line = command_line()
     assert line == "forgerydet scan 'my clip.mp4' 'bad\\xff.mp4' --frames 64"
     assert shlex.split(line)[1:3] == ["scan", "my clip.mp4"]
+
+
+def test_the_working_directory_is_none_once_it_is_gone(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    assert working_directory() == str(gone)
+    gone.rmdir()
+    assert working_directory() is None  # os.getcwd() raises: the report then says no folder, nothing breaks

@@ -35,6 +35,15 @@ def command_line() -> str:
     return shlex.join(["forgerydet", *(path_text(a) for a in sys.argv[1:])])
 
 
+def working_directory() -> str | None:
+    """The folder the command runs in (relative paths in command_line() are from there); None when it has been
+    deleted or cannot be read."""
+    try:
+        return path_text(os.getcwd())
+    except OSError:
+        return None
+
+
 def typed_options(ctx: typer.Context) -> set[str]:
     """The parameters a user typed on the command line, even at their default values (by the source's name: typer
     may bring its own click and its own enum)."""

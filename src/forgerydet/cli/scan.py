@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, fail, note, progress_bar,
-                                   shows_whole, user_errors)
-from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
+                                   shows_whole, user_errors, working_directory)
+from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
@@ -73,7 +73,7 @@ def scan_cmd(
         from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
         scanner = Scanner(checkpoint, cfg)
-    settings = scanner.settings() | {"command": command_line(), "working_directory": path_text(Path.cwd())}
+    settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
     for line in settings_notes(settings, threshold):
         note("note:", line, style="yellow")
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
