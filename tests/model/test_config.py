@@ -39,3 +39,5 @@ def test_a_missing_bank_folder_or_reference_file_is_one_line(tmp_path):
     with pytest.raises(ForgeryDetError, match="reference file not found: .*r.refs.safetensors \\(enrol a person first"):
         check_references_file(tmp_path / "r.refs.safetensors")
     assert check_references_file(tmp_path / "f") == tmp_path / "f"
+    with pytest.raises(ForgeryDetError, match=r"is a folder: give the reference file \(\*\.refs\.safetensors\)"):
+        check_references_file(tmp_path)  # the same line whether the CLI checks first or the file is opened

@@ -108,10 +108,16 @@ def check_bank_folder(folder: str | Path) -> Path:
     return folder
 
 
+REFERENCES_SUFFIX = ".refs.safetensors"  # the file `enroll` writes beside a model (model/references.py)
+
+
 def check_references_file(path: str | Path) -> Path:
-    """A person's reference file (model/references.py) must be there (light)."""
+    """A person's reference file (model/references.py) must be there and not be a folder (light; model/references.py
+    opens it with this check, and `scan --references` runs it before torch loads)."""
     path = Path(path)
     if not path.exists():
         raise ForgeryDetError(f"reference file not found: {path} (enrol a person first: `forgerydet enroll NAME VIDEO...`)")
+    if path.is_dir():
+        raise ForgeryDetError(f"{path} is a folder: give the reference file (*{REFERENCES_SUFFIX})")
     return path
 

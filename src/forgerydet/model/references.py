@@ -33,11 +33,11 @@ from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
-from forgerydet.model.config import check_references_file
+from forgerydet.model.config import REFERENCES_SUFFIX, check_references_file
 
 FORMAT = "forgerydet-references"
 FORMAT_VERSION = "1"
-SUFFIX = ".refs.safetensors"
+SUFFIX = REFERENCES_SUFFIX
 THUMB = 48  # side of the stored face thumbnails (px)
 MAX_NAME = 100
 
@@ -186,8 +186,6 @@ def _read_header(path: Path, f) -> dict[str, Any]:
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
     check_references_file(path)
-    if path.is_dir():
-        raise ForgeryDetError(f"{path} is a folder: give the reference file (*{SUFFIX})")
     try:
         f = safe_open(str(path), framework="pt", device="cpu")
     except Exception as e:  # safetensors raises several types for broken headers
