@@ -7,7 +7,7 @@ import pytest
 
 from forgerydet.errors import ForgeryDetError
 
-from forgerydet.faces.media import video_info
+from forgerydet.faces.media import iter_frames, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from tests.faces.conftest import CFG
 
@@ -22,7 +22,20 @@ def test_detect_source_one_track(media):
     # the video's own facts travel with its faces (scan's record states them), read once
     info = video_info(media / "face.mp4")
     assert found.info == info and info.frame_count == 8
-    assert found.frame_size == (info.width, info.height)
+    first = next(iter_frames(media / "face.mp4", num_frames=1))
+    assert first.image.shape[:2] == (info.height, info.width)  # the size the record gives is the decoded frames'
+    assert found.still is None  # a video keeps no frame
+
+
+def test_an_image_source_keeps_its_pixels(tmp_path, astronaut):
+    import cv2
+
+    from forgerydet.io import read_image
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    found = detect_source(path, CFG)
+    assert found.info is None and np.array_equal(found.still, read_image(path))  # one frame: no second decode needed
 
 
 def test_iter_frames_uses_a_video_info_it_is_given(media):

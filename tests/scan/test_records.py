@@ -35,14 +35,17 @@ def test_media_facts_name_the_file_and_a_videos_rate_length_and_size(tmp_path):
 
     f = tmp_path / "clip.mp4"
     f.write_bytes(b"not really a video")
-    video = SimpleNamespace(info=VideoInfo(frame_count=50, fps=25.0, width=640, height=480), frame_size=(640, 480))
+    video = SimpleNamespace(info=VideoInfo(frame_count=50, fps=25.0, width=640, height=480), still=None)
     assert media_facts(f, video) == {"fps": 25.0, "duration_s": 2.0, "width": 640, "height": 480,
                                      "sha256": hashlib.sha256(b"not really a video").hexdigest()}
-    image = SimpleNamespace(info=None, frame_size=(30, 20))
+    image = SimpleNamespace(info=None, still=np.zeros((20, 30, 3), np.uint8))
     assert media_facts(f, image)["fps"] is None and media_facts(f, image)["duration_s"] is None
-    unstated = SimpleNamespace(info=VideoInfo(frame_count=50, fps=0.0, width=8, height=8), frame_size=None)
-    assert media_facts(f, unstated) | {"sha256": None} == {"fps": None, "duration_s": None, "width": None,
-                                                           "height": None, "sha256": None}
+    assert (media_facts(f, image)["width"], media_facts(f, image)["height"]) == (30, 20)
+    unstated = SimpleNamespace(info=VideoInfo(frame_count=50, fps=0.0, width=8, height=8), still=None)
+    assert media_facts(f, unstated) | {"sha256": None} == {"fps": None, "duration_s": None, "width": 8,
+                                                           "height": 8, "sha256": None}  # no rate: no rate, no length
+    nothing = SimpleNamespace(info=None, still=None)
+    assert media_facts(f, nothing)["width"] is None and media_facts(f, nothing)["height"] is None
     f.unlink()  # gone since it was decoded: the rest of the record stands, no hash
     assert media_facts(f, video)["sha256"] is None
 

@@ -59,8 +59,8 @@ class SourceFaces:
     faces: list[list[Face]]  # per sampled frame, most confident first
     deinterlaced: int = 0  # sampled frames that showed interlacing combing and were deinterlaced
     pixel_aspect: float = 1.0  # the stored frames' pixel aspect; boxes are in frames stretched to square pixels
-    frame_size: tuple[int, int] | None = None  # (width, height) of the decoded frames (square pixels); None: none decoded
-    info: VideoInfo | None = None  # a video's frame count, frame rate and size as its container states them
+    info: VideoInfo | None = None  # a video's frame count, frame rate and size (that of its decoded frames)
+    still: np.ndarray | None = field(default=None, repr=False)  # an image source's pixels (RGB), kept: it is one frame
 
     @property
     def all_faces(self) -> list[Face]:
@@ -104,11 +104,11 @@ def detect_source(
     faces: list[list[Face]] = []
     batch = []
     bs = detector.config.batch_size
-    deinterlaced, pixel_aspect, size = 0, 1.0, None
+    deinterlaced, pixel_aspect, still = 0, 1.0, None
     for frame in stream:
         deinterlaced += frame.deinterlaced
         pixel_aspect = frame.pixel_aspect
-        size = size or (int(frame.image.shape[1]), int(frame.image.shape[0]))
+        still = frame.image if kind == "image" else None
         batch.append(frame)
         if len(batch) == bs:
             faces.extend(detector.faces(batch))
@@ -121,4 +121,4 @@ def detect_source(
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
-    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, size, info)
+    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, info, still)

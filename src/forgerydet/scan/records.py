@@ -46,8 +46,9 @@ def empty_record(path: str | Path, threshold: float | None = None, status: str =
 def media_facts(path: Path, src: Any) -> dict[str, Any]:
     """What a record says of the scanned file itself (faces.pipeline.SourceFaces `src`): its frame rate and length
     (videos), the decoded frames' size and the sha256 of its bytes, so that a finding names the exact file."""
-    info = src.info
-    width, height = src.frame_size or (None, None)
+    info, still = src.info, src.still
+    width, height = (info.width, info.height) if info is not None else \
+        (int(still.shape[1]), int(still.shape[0])) if still is not None else (None, None)
     try:
         digest: str | None = file_sha256(path)
     except OSError:  # gone or unreadable since it was decoded a moment ago: the rest of the record stands

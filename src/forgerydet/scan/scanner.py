@@ -15,7 +15,7 @@ import torch
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
-from forgerydet.io import file_sha256, read_image
+from forgerydet.io import file_sha256
 from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
@@ -245,13 +245,10 @@ class Scanner:
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
-        if src.kind == "image" and cfg.keep_crops > 0:
+        if src.still is not None and cfg.keep_crops > 0:  # the photo, for the report to number its faces on
             from forgerydet.scan.figures import shrink  # the report's module (with scikit-learn): only for a report
 
-            try:  # the photo itself, for the report to number its faces on (detection kept no frame)
-                rec["overview"] = shrink(read_image(path), OVERVIEW_SIDE)
-            except ForgeryDetError:  # changed or gone since it was read a moment ago: the report shows no overview
-                pass
+            rec["overview"] = shrink(src.still, OVERVIEW_SIDE)
         rec["timing"] = {"decode_s": t_decode, "detect_s": t_detect, "model_s": t_model, "total_s": time.perf_counter() - t0}
         return rec
 
