@@ -86,15 +86,21 @@ def config_from_dict(cls, d: dict[str, Any]):
         raise ForgeryDetError(f"invalid {cls.__name__}: {e}") from None
 
 
+def _a_file(path: str | Path, missing: str, folder: str) -> Path:
+    """`path` as a Path when it names a file; else one ForgeryDetError: `missing` or `folder`, with {path} filled."""
+    path = Path(path)
+    if not path.exists():
+        raise ForgeryDetError(missing.format(path=path))
+    if path.is_dir():
+        raise ForgeryDetError(folder.format(path=path))
+    return path
+
+
 def check_checkpoint_path(path: str | Path) -> Path:
     """A checkpoint path that is missing or a folder is one ForgeryDetError. Light (no torch), so commands call it
     before loading anything; model/checkpoint.py's read_meta starts with it."""
-    path = Path(path)
-    if not path.exists():
-        raise ForgeryDetError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise ForgeryDetError(f"{path} is a folder: give the checkpoint file inside it (e.g. {path}/best.safetensors)")
-    return path
+    return _a_file(path, "checkpoint not found: {path}",
+                   "{path} is a folder: give the checkpoint file inside it (e.g. {path}/best.safetensors)")
 
 
 def check_bank_folder(folder: str | Path) -> Path:
@@ -114,10 +120,5 @@ REFERENCES_SUFFIX = ".refs.safetensors"  # the file `enroll` writes beside a mod
 def check_references_file(path: str | Path) -> Path:
     """A person's reference file (model/references.py) must be there and not be a folder (light; model/references.py
     opens it with this check, and `scan --references` runs it before torch loads)."""
-    path = Path(path)
-    if not path.exists():
-        raise ForgeryDetError(f"reference file not found: {path} (enrol a person first: `forgerydet enroll NAME VIDEO...`)")
-    if path.is_dir():
-        raise ForgeryDetError(f"{path} is a folder: give the reference file (*{REFERENCES_SUFFIX})")
-    return path
-
+    return _a_file(path, "reference file not found: {path} (enrol a person first: `forgerydet enroll NAME VIDEO...`)",
+                   f"{{path}} is a folder: give the reference file (*{REFERENCES_SUFFIX})")
