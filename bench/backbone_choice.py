@@ -77,7 +77,7 @@ def main() -> None:
         run(["train", "--pairs", str(a.pairs), "--out", str(d), "--backbone", backbone, "--img-size", str(size),
              "--epochs", "1000", "--max-minutes", str(a.minutes), "--batch-size", str(a.batch_size),
              "--bank-size", "4096", "--seed", str(a.seed), "--device", "cpu",
-             "--tune", a.vit_tune if vit else "all"])
+             "--tune", a.vit_tune if vit else "all", "--overwrite"])  # a rerun of the bench trains afresh
         wall = (time.time() - t0) / 60
         hist = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
         r = evaluate_checkpoint(str(d / "best.safetensors"), a.frames)

@@ -16,7 +16,7 @@ declare -A OPTS=([a_plain]="--reference none" [b_pair_only]="--single-share 0" [
 for run in a_plain b_pair_only c_full; do
   python3 -m forgerydet train --pairs $DATA/subset.csv --out $RUNS/$run --backbone $BACKBONE \
     --pretrained "$CARRY/$BACKBONE.safetensors" --img-size 224 --epochs 200 --max-minutes "$MINUTES" \
-    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 ${OPTS[$run]} \
+    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 --overwrite ${OPTS[$run]} \
     > $RUNS/$run.log 2>&1 &
 done
 wait || true

@@ -44,14 +44,14 @@ SMOKE=${BACKBONES%% *}  # the first backbone: the carry holds its weights (tools
 say "smoke test ($SMOKE): 4 steps + epoch end (bank rebuild, validation, calibration, checkpoint) on 96 rows"
 python3 -m forgerydet train --pairs $DATA/smoke.csv --out $RUNS/smoke --backbone "$SMOKE" \
   --pretrained "$CARRY/$SMOKE.safetensors" --img-size 224 --epochs 1 --steps-per-epoch 4 \
-  --batch-size 16 --workers 4 --bank-size 256 --device "$DEVICE" --tune "$TUNE" 2>&1 | grep -v "━" | tail -4
+  --batch-size 16 --workers 4 --bank-size 256 --device "$DEVICE" --tune "$TUNE" --overwrite 2>&1 | grep -v "━" | tail -4
 python3 tools/transfer_weights.py export $RUNS/smoke/best.safetensors /tmp/smoke_export $EXPORT_BY
 say "smoke test passed"
 
 for bb in $BACKBONES; do
   python3 -m forgerydet train --pairs $DATA/pairs.csv --out $RUNS/$bb --backbone $bb \
     --pretrained "$CARRY/$bb.safetensors" --img-size 224 --epochs 100 --max-minutes "$MINUTES" \
-    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 --tune "$TUNE" \
+    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 --tune "$TUNE" --overwrite \
     > $RUNS/$bb.log 2>&1 &
 done
 wait || true

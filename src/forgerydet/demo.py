@@ -156,7 +156,7 @@ def main() -> None:
         run_dir = out / "models" / name
         run(["train", "--pairs", str(pairs_csv), "--out", str(run_dir), "--pretrained", weights,
              "--img-size", str(args.img_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-             "--lr", "5e-4", "--bank-size", "4096", "--device", "cpu"])
+             "--lr", "5e-4", "--bank-size", "4096", "--device", "cpu", "--overwrite"])  # the demo remakes its own runs
         ck = run_dir / "best.safetensors"
         hist = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         best = max(hist, key=lambda h: h["val_auc"])

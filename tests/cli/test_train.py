@@ -28,11 +28,11 @@ def test_train_defaults_are_the_configs():
         elif name in mfields:
             want = mfields[name]
         else:
-            assert name == "resume" and value is False
+            assert name in ("resume", "overwrite") and value is False
             continue
         assert (str(value) if isinstance(value, Path) else value) == want, name
         checked.append(name)
-    assert len(checked) == len(got) - 1 == 33  # every option but --resume is a config field (--init, --watch, --select, --aug, --swap-blends included)
+    assert len(checked) == len(got) - 2 == 33  # every option but --resume and --overwrite is a config field (--init, --watch, --select, --aug, --swap-blends included)
 
 
 def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
@@ -78,8 +78,8 @@ def pairs_files(tmp_path, monkeypatch):
 def fake_train(monkeypatch):
     calls = []
 
-    def run(tcfg, mcfg, *, resume, on_event, given):
-        calls.append({"tcfg": tcfg, "mcfg": mcfg, "resume": resume, "given": given})
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
+        calls.append({"tcfg": tcfg, "mcfg": mcfg, "resume": resume, "given": given, "overwrite": overwrite})
         for e in EVENTS:
             on_event(e)
         return {"rank": 0, "best": "R/best.safetensors", "last": "R/last.safetensors"}
@@ -98,7 +98,9 @@ def test_train_passes_the_configs_and_the_typed_options(fake_train, tmp_path):
     assert (t.pairs, t.out, t.epochs, t.lr, t.augment) == (str(tmp_path / "p.csv"), str(tmp_path / "run"), 4, 1e-3, False)
     assert t.batch_size == TrainConfig.batch_size and m.dim == 32 and m.grid == ModelConfig.grid
     cli("train", "--out", tmp_path / "r2")
-    assert fake_train[1]["given"] == {"out"} and fake_train[1]["resume"] is False
+    assert fake_train[1]["given"] == {"out"} and fake_train[1]["resume"] is False and fake_train[1]["overwrite"] is False
+    cli("train", "--out", tmp_path / "r2", "--overwrite")
+    assert fake_train[2]["given"] == {"out"} and fake_train[2]["overwrite"] is True
 
 
 def test_amp_asked_for_on_a_cpu_says_it_trains_in_fp32(fake_train, tmp_path):
@@ -133,7 +135,7 @@ def test_train_renders_every_event(fake_train, tmp_path):
 def test_paths_in_the_lines_are_text_not_rich_markup(monkeypatch, tmp_path):
     """A run folder named "[run]" stays in the lines, and one named "[/x]" no longer raises a MarkupError (with a
     traceback) after the checkpoints were written."""
-    def run(tcfg, mcfg, *, resume, on_event, given):
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
         on_event({**EVENTS[0], "pretrained": "w/[run]/w.safetensors", "init": "[/x]/init.safetensors"})
         return {"rank": 0, "best": "[run]/best.safetensors", "last": "[/x]/last.safetensors"}
 
@@ -155,6 +157,8 @@ def test_a_missing_pairs_file_is_one_line_before_training_loads(fake_train, tmp_
               f"checkpoint not found: {tmp_path / 'nope.safetensors'}")
     one_error(cli("train", "--watch", tmp_path / "nope.csv", "--out", tmp_path / "run"),
               f"--watch {tmp_path / 'nope.csv'}: no such file")
+    one_error(cli("train", "--out", tmp_path / "run", "--resume", "--overwrite"),
+              "--resume continues the run in --out and --overwrite replaces it: give one of them")
     for cmd in ("rebuild-bank", "calibrate"):  # the same check, before their library code (and torch) loads
         one_error(cli(cmd, "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "gone.csv"),
                   f"pairs file not found: {tmp_path / 'gone.csv'}")
@@ -181,7 +185,7 @@ def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
 def test_a_watch_list_reaches_training_and_its_auc_is_printed(monkeypatch, tmp_path):
     calls = []
 
-    def run(tcfg, mcfg, *, resume, on_event, given):
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
         calls.append(tcfg)
         on_event({**EVENTS[0], "watch_faces": 40})
         on_event({**EVENTS[4], "watch_auc": 0.8125, "watch_ap": 0.79, "watch_n": 40})

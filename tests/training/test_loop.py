@@ -106,7 +106,8 @@ def test_bad_pairs_files_are_clear_errors(pairs, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "last.safetensors").write_bytes(b"precious")
-    r = CliRunner().invoke(app, ["train", "--pairs", str(cases["missing file"][0]), "--out", str(out), "--device", "cpu"])
+    r = CliRunner().invoke(app, ["train", "--pairs", str(cases["missing file"][0]), "--out", str(out), "--device", "cpu",
+                                 "--overwrite"])  # even when told to replace the run
     assert r.exit_code == 1 and "file not found" in r.output and "Traceback" not in r.output
     assert (out / "last.safetensors").read_bytes() == b"precious"  # nothing already written is lost
 
@@ -306,3 +307,35 @@ def test_a_run_keeps_its_recorded_augmentation_when_resumed(pairs, tmp_path, mon
     assert seen[3] == AugmentConfig(noise_p=0.4)
     stored = load_checkpoint(out2 / "last.safetensors").train_state.train_config["augmentation"]
     assert stored == json.loads(json.dumps(dataclasses.asdict(AugmentConfig(noise_p=0.4))))
+
+
+def test_a_run_folder_is_never_replaced_unasked_and_resumes_from_anywhere(pairs, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(pairs.parent.parent)
+    rel = str(pairs.relative_to(pairs.parent.parent))  # typed relative to the folder the run starts in
+    out = tmp_path / "run"
+    train(tcfg(rel, out, epochs=1, steps_per_epoch=2), tiny_config(bank_size=64))
+    before = {n: (out / n).read_bytes() for n in ("best.safetensors", "last.safetensors", "metrics.jsonl")}
+    with pytest.raises(ForgeryDetError, match=r"already holds a training run \(1 epoch logged\)"):
+        train(tcfg(rel, out, epochs=1, steps_per_epoch=2), tiny_config(bank_size=64))  # the same command again
+    assert {n: (out / n).read_bytes() for n in before} == before
+
+    # best.safetensors records how it was trained (not the optimizer or RNG states, which only resuming needs)
+    best = load_checkpoint(out / "best.safetensors").train_state
+    assert best.train_config["steps_per_epoch"] == 2 and best.train_config["pairs"] == rel
+    assert best.optimizer_state is None and best.epoch == 1
+
+    # resumed from another folder: the run's own pairs file, found from the folder it started in
+    monkeypatch.chdir(tmp_path)
+    res = train(tcfg("unused.csv", out, epochs=2), resume=True, given={"epochs"})
+    assert [h["epoch"] for h in res["history"]] == [1, 2]
+
+    # a copy of best.safetensors as last cannot be continued
+    other = tmp_path / "copied"
+    other.mkdir()
+    shutil.copy(out / "best.safetensors", other / "last.safetensors")
+    with pytest.raises(ForgeryDetError, match="holds no training state to continue .* with --init instead"):
+        train(tcfg(rel, other, epochs=3), resume=True, given={"epochs"})
+    train(tcfg(str(pairs), out, epochs=1, steps_per_epoch=2), tiny_config(bank_size=64), overwrite=True)
+    assert len(load_checkpoint(out / "last.safetensors").history) == 1  # replaced, as asked

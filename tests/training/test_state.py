@@ -1,10 +1,12 @@
 """training/state.py: the stored RNG states put back bit for bit, and which options `--resume` takes anew
-(where to run, more epochs) and which must match the stored run."""
+(where to run, more epochs) and which must match the stored run; a new run refused over an existing one; a resumed
+run's files found from the folder it started in, and refused when they changed."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +18,8 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig
-from forgerydet.training.state import resumed_config, rng_state, set_rng_state
+from forgerydet.training.state import (check_new_run, check_same_data, resumed_config, rng_state, set_rng_state,
+                                      stamp_new_run)
 from tests.helpers import tiny_config
 
 LAST = Path("/runs/a/last.safetensors")
@@ -109,3 +112,79 @@ def test_a_stored_none_reads_as_none_not_pythons_none():
 
     got = option_conflicts(["init"], [(SimpleNamespace(init="run1/best.safetensors"), {"init": None})], "the run has")
     assert got == ["--init run1/best.safetensors (the run has none)"]
+
+
+def test_a_new_run_is_refused_over_an_existing_one_unless_told(tmp_path):
+    out = tmp_path / "run"
+    check_new_run(out, overwrite=False)  # no folder yet
+    out.mkdir()
+    check_new_run(out, overwrite=False)  # an empty folder
+    (out / "best.safetensors").write_bytes(b"x")
+    with pytest.raises(ForgeryDetError, match=r"already holds a training run \(best.safetensors\): continue it with "
+                                              r"--resume, train into another --out, or give --overwrite"):
+        check_new_run(out, overwrite=False)
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n')
+    with pytest.raises(ForgeryDetError, match=r"\(3 epochs logged\)"):
+        check_new_run(out, overwrite=False)
+    check_new_run(out, overwrite=True)
+    assert (out / "best.safetensors").read_bytes() == b"x"  # nothing is removed before the new run writes
+
+
+def _started_in(start: Path, pairs: str = "sbi/pairs.csv", **kw) -> TrainConfig:
+    """A run started in folder `start` with a relative pairs path, as training stamps it."""
+    f = start / pairs
+    f.parent.mkdir(parents=True, exist_ok=True)
+    if not f.exists():
+        f.write_text("real,fake,group,split\n")
+    cwd = Path.cwd()
+    try:
+        os.chdir(start)
+        return stamp_new_run(TrainConfig(pairs=pairs, out=str(start / "run"), epochs=3, device="cpu", **kw))
+    finally:
+        os.chdir(cwd)
+
+
+def test_a_resumed_run_finds_its_files_from_any_folder(tmp_path, monkeypatch):
+    start = tmp_path / "project"
+    stored = _started_in(start)
+    assert stored.workdir == str(start) and set(stored.data_sha256) == {"pairs"}
+    state = rng_state(1, 10, 0.9, stored.to_dict(), None)
+    ck = SimpleNamespace(model=SimpleNamespace(cfg=tiny_config()))
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sbi").mkdir(parents=True)
+    (elsewhere / "sbi" / "pairs.csv").write_text("real,fake,group,split\nother\n")  # the same relative name
+    monkeypatch.chdir(elsewhere)
+    call = TrainConfig(out=str(start / "run"), epochs=4)
+    got = resumed_config(call, None, state, ck, {"out", "epochs"}, LAST)
+    assert Path(got.pairs) == start / "sbi" / "pairs.csv"  # the run's file, not this folder's namesake
+    assert check_same_data(got, LAST) == []
+    # the same file named from here is no conflict; this folder's namesake is
+    resumed_config(TrainConfig(pairs=str(start / "sbi" / "pairs.csv"), epochs=4), None, state, ck, {"pairs"}, LAST)
+    with pytest.raises(ForgeryDetError, match=r"--pairs sbi/pairs.csv \(the run has .*project/sbi/pairs.csv\)"):
+        resumed_config(TrainConfig(pairs="sbi/pairs.csv", epochs=4), None, state, ck, {"pairs"}, LAST)
+    # from the folder it started in, the stored relative path is kept as it was typed
+    monkeypatch.chdir(start)
+    assert resumed_config(call, None, state, ck, {"out", "epochs"}, LAST).pairs == "sbi/pairs.csv"
+
+
+def test_a_resumed_run_refuses_changed_or_missing_data(tmp_path, monkeypatch):
+    start = tmp_path / "project"
+    (start / "watch.csv").parent.mkdir(parents=True)
+    (start / "watch.csv").write_text("path,label\n")
+    stored = _started_in(start, watch="watch.csv")
+    monkeypatch.chdir(start)
+    assert set(stored.data_sha256) == {"pairs", "watch"} and check_same_data(stored, LAST) == []
+    (start / "watch.csv").write_text("path,label\na.png,0\n")
+    with pytest.raises(ForgeryDetError, match=r"watch.csv has changed since the run started .*so its faces may differ"):
+        check_same_data(stored, LAST)
+    (start / "sbi" / "pairs.csv").write_text("real,fake,group,split\nnew split\n")
+    with pytest.raises(ForgeryDetError, match=r"sbi/pairs.csv has changed since the run started \(another sha256\), so "
+                                              r"its splits and faces may differ: restore that file, or start a new run "
+                                              r"from this one with `forgerydet train --init /runs/a/last.safetensors"):
+        check_same_data(stored, LAST)
+    (start / "sbi" / "pairs.csv").unlink()
+    with pytest.raises(ForgeryDetError, match=r"the run's --pairs file sbi/pairs.csv is gone \(the run started in "):
+        check_same_data(stored, LAST)
+    # a run stored before the digests were recorded is not checked, and says which files it could not check
+    old = dataclasses.replace(stored, data_sha256=None, workdir=None)
+    assert check_same_data(old, LAST) == ["pairs", "watch"]

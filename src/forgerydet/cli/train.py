@@ -109,6 +109,7 @@ def train_cmd(
     augmentation: Annotated[Optional[list[str]], typer.Option("--aug", metavar="NAME=VALUE", help="Change one augmentation setting (repeatable), e.g. --aug noise_p=0.4 --aug blur_sigma=0.3,2.5 --aug quality=false: the fields of forgerydet.training.augment.AugmentConfig (probabilities *_p, LOW,HIGH ranges); the others keep today's defaults. Recorded in the run.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings; only "
                                          "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run already in OUT (its checkpoints and log are rewritten at the first epoch end); without it such a folder is refused, so that repeating a command does not lose a run.")] = False,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: the LR schedule follows elapsed time and training stops at the first epoch end past it.")] = None,
     reference: Annotated[str, typer.Option(help="'bank' (the method) or 'none' (ablation: a plain classifier on the face's own features, no bank).")] = ModelConfig.reference,
     tune: Annotated[str, typer.Option(help="'all': fine-tune the whole backbone; 'norm': only its normalisation layers (LN-tuning, for foundation ViTs); 'none': keep it frozen and train the projection, DifferenceAttention and head only.")] = TrainConfig.tune,
@@ -129,6 +130,8 @@ def train_cmd(
                            watch=None if watch is None else str(watch), select=select,
                            augmentation=augmentation_with(augmentation, augment))
         given = typed_options(ctx)
+        if resume and overwrite:
+            raise ForgeryDetError("--resume continues the run in --out and --overwrite replaces it: give one of them")
         if not resume or "pairs" in given:  # a mistyped path: one line now, not after ~6 s of importing torch
             from forgerydet.pairs.table import check_pairs_path
 
@@ -148,7 +151,8 @@ def train_cmd(
                           f"faster there; README, \"Faster scans in bf16\")", style="yellow")
         try:
             with _progress() as p:
-                res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume"})
+                res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume", "overwrite"},
+                              overwrite=overwrite)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the finished epochs are in last.safetensors)
             last = Path(out) / "last.safetensors"
             hint = (f"last.safetensors holds the last finished epoch; `forgerydet train --out {out} --resume` "

@@ -43,7 +43,10 @@ class TrainConfig:
     self-blend validation AUC; 'watch': of the highest watch-list AUC), augmentation (the AugmentConfig fields the
     run trains with, recorded when it starts, so `--resume` keeps them when forgerydet's defaults change between
     sessions; None = today's defaults, a dict of some fields (`train --aug`) = today's defaults for the rest; the
-    run records every field at its start).
+    run records every field at its start), workdir (the folder the run was started in: relative paths above are
+    from there, so `--resume` finds the same files from any folder; None in runs started before 2026-12-06),
+    data_sha256 (the sha256 of the pairs file and of the watch list when the run started: `--resume` refuses
+    changed files, whose splits or faces would differ; None likewise).
     """
 
     pairs: str = "pairs.csv"
@@ -73,6 +76,8 @@ class TrainConfig:
     watch: str | None = None
     select: str = "val"
     augmentation: dict[str, Any] | None = None
+    workdir: str | None = None
+    data_sha256: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         fin = math.isfinite

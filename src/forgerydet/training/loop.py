@@ -21,7 +21,7 @@ import torch.distributed as dist
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import check_output, write_text_atomic
 from forgerydet.model.backbone import pooled
-from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
+from forgerydet.model.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector, check_memory, check_tokens
 from forgerydet.model.losses import bce_loss, info_nce
@@ -31,7 +31,8 @@ from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
-from forgerydet.training.state import option_conflicts, resumed_config, rng_state, set_rng_state
+from forgerydet.training.state import (check_new_run, check_same_data, option_conflicts, resumed_config, rng_state,
+                                      set_rng_state, stamp_new_run)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate
 
 Event = Callable[[dict[str, Any]], None]
@@ -139,10 +140,12 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
 
 # ---- the loop -----------------------------------------------------------------------------------------------
 def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = False,
-          on_event: Event | None = None, given: Collection[str] = ()) -> dict[str, Any]:
+          on_event: Event | None = None, given: Collection[str] = (), overwrite: bool = False) -> dict[str, Any]:
     """Train a detector; returns a summary (paths of best/last checkpoints, history).
 
-    resume: continue OUT/last.safetensors with its stored settings. `given` names the TrainConfig/ModelConfig
+    A new run into a folder that holds one is refused unless `overwrite` (state.check_new_run).
+    resume: continue OUT/last.safetensors with its stored settings (its files found from the folder it started in,
+    and refused if they changed: state.check_same_data). `given` names the TrainConfig/ModelConfig
     fields the user set explicitly: with resume, `epochs` may raise the stored count (extending a finished
     run; the cosine schedule is stretched to the new total), `device`/`workers` may change, and any other
     given field that differs from the stored run is refused."""
@@ -150,6 +153,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     out = Path(tcfg.out)
     last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
     check_output(out, "--out", folder=True)  # before an epoch of work, not after it
+    if not resume:
+        check_new_run(out, overwrite)
     d = setup_distributed(tcfg.device)
 
     # -- model, optimizer, state (fresh or resumed) --
@@ -161,9 +166,14 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             raise ForgeryDetError(f"nothing to resume: {last_path} does not exist (train without --resume first)")
         ck = load_checkpoint(last_path, "cpu")
         state = ck.train_state
-        if state is None:
-            raise ForgeryDetError(f"{last_path} holds no training state (was it written by rebuild-bank only?)")
+        if state is None or state.optimizer_state is None:
+            raise ForgeryDetError(f"{last_path} holds no training state to continue (a best.safetensors or a "
+                                  f"shipped file copied there?): start a new run from it with --init instead")
         tcfg = resumed_config(tcfg, mcfg, state, ck, given, last_path)
+        unchecked = check_same_data(tcfg, last_path)
+        if unchecked:
+            emit({"event": "notice", "text": f"the run recorded no sha256 of its {' and '.join(unchecked)} file: "
+                                             f"it cannot check that they are unchanged since it started"})
         model = ck.model
         mcfg = model.cfg
         history = ck.history
@@ -189,6 +199,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     tcfg = dataclasses.replace(tcfg, augmentation=dataclasses.asdict(augmentation))
     table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
     watch = read_watch(tcfg.watch, table) if tcfg.watch else None
+    if state is None:
+        tcfg = stamp_new_run(tcfg)
     train_reals = [p for p, _ in table.reals("train")]
     groups = {g: i for i, g in enumerate(sorted({g for _, g in table.reals("train")}))}
     real_group = torch.tensor([groups[g] for _, g in table.reals("train")], dtype=torch.long)  # (R,)
@@ -287,8 +299,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                                  **({"earlier_faces": earlier} if earlier else {})})
             save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),
                             **common)
-            if improved:
-                save_checkpoint(best_path, model, **common)
+            if improved:  # how it was trained, without what only resuming needs (optimizer, RNG states)
+                save_checkpoint(best_path, model, train_state=TrainState(epoch + 1, step, best, tcfg.to_dict()),
+                                **common)
             _write_jsonl(log_path, history)
             emit({"event": "epoch_end", **record, "best": improved, "last_path": str(last_path),
                   "best_path": str(best_path)})

@@ -1,8 +1,12 @@
-"""Resuming a run: the TrainState stored at every epoch end (position, best AUC, optimizer, every RNG) and
-the stored TrainConfig, with the options `--resume` may change taken from the new call."""
+"""Starting and resuming a run: a new run never replaces one already in its folder unasked, and records where it
+was started and what its data files held; the TrainState stored at every epoch end (position, best AUC, optimizer,
+every RNG) and the stored TrainConfig, with the options `--resume` may change taken from the new call, the
+run's relative paths taken from the folder it was started in, and its data files checked unchanged."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
 from pathlib import Path
 from typing import Any, Collection
@@ -10,7 +14,8 @@ from typing import Any, Collection
 import numpy as np
 import torch
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.io import file_sha256
 from forgerydet.model.checkpoint import Checkpoint, TrainState
 from forgerydet.model.config import ModelConfig, config_from_dict
 from forgerydet.training.config import TrainConfig, aug_text, augment_config
@@ -45,6 +50,72 @@ def set_rng_state(state: TrainState) -> None:
     np.random.set_state(nps)
 
 
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl")
+PATH_FIELDS = ("pairs", "watch", "init")  # TrainConfig fields that name files, relative to the run's workdir
+
+
+def check_new_run(out: Path, overwrite: bool) -> None:
+    """A run started without --resume into a folder that holds one would replace its checkpoints and log at its
+    first epoch end: refused (a repeated command after Ctrl-C is the usual way there) unless `overwrite`."""
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    if not found or overwrite:
+        return
+    try:
+        logged = sum(1 for line in (out / "metrics.jsonl").read_text(errors="replace").splitlines() if line.strip())
+    except OSError:
+        logged = 0
+    what = f"{logged} epoch{'' if logged == 1 else 's'} logged" if logged else ", ".join(found)
+    raise ForgeryDetError(f"--out {path_text(out)} already holds a training run ({what}): continue it with --resume, "
+                          f"train into another --out, or give --overwrite to replace it")
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was deleted under the process
+        return None
+
+
+def stamp_new_run(tcfg: TrainConfig) -> TrainConfig:
+    """`tcfg` with the folder it starts in and the sha256 of its pairs file and watch list recorded."""
+    digests = {name: file_sha256(Path(getattr(tcfg, name))) for name in ("pairs", "watch") if getattr(tcfg, name)}
+    return dataclasses.replace(tcfg, workdir=_cwd(), data_sha256=digests)
+
+
+def _from_workdir(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored config with its relative file paths made absolute from the folder the run started in, where
+    that is not the current folder (a run stored before workdir was recorded: unchanged, from the current folder)."""
+    workdir, here = stored.get("workdir"), _cwd()
+    if not workdir or (here is not None and os.path.realpath(workdir) == os.path.realpath(here)):
+        return stored
+    return {**stored, **{name: os.path.join(workdir, stored[name]) for name in PATH_FIELDS
+                         if stored.get(name) and not os.path.isabs(stored[name])}}
+
+
+def check_same_data(tcfg: TrainConfig, last_path: Path) -> list[str]:
+    """A ForgeryDetError where a data file of a resumed run is gone or has changed since the run started (new splits
+    would mix validation faces into training and break the history's comparison across epochs); the names of the
+    files the run recorded no sha256 for (runs started before it was recorded), to say they were not checked."""
+    digests = tcfg.data_sha256 or {}
+    unchecked = []
+    for name in ("pairs", "watch"):
+        path = getattr(tcfg, name)
+        if not path:
+            continue
+        if name not in digests:
+            unchecked.append(name)
+            continue
+        if not Path(path).is_file():
+            raise ForgeryDetError(f"--resume: the run's --{name} file {path_text(path)} is gone"
+                                  + (f" (the run started in {path_text(tcfg.workdir)})" if tcfg.workdir else ""))
+        if file_sha256(Path(path)) != digests[name]:
+            raise ForgeryDetError(
+                f"--resume: {path_text(path)} has changed since the run started (another sha256), so its "
+                f"{'splits and faces' if name == 'pairs' else 'faces'} may differ: restore that file, or start a new "
+                f"run from this one with `forgerydet train --init {path_text(last_path)} --out NEW_FOLDER ...`")
+    return unchecked
+
+
 def _augmentation_conflicts(now: dict[str, Any] | None, before: dict[str, Any] | None, has: str) -> list[str]:
     """'--aug name=NOW (HAS BEFORE)' for each setting given now that differs from the stored one (JSON's lists
     read as pairs; a setting the stored run did not record is today's default)."""
@@ -64,7 +135,8 @@ def option_conflicts(names: Collection[str], sources: list[tuple[Any, dict[str, 
             now, before = getattr(cfg, name), stored[name]
             if name == "augmentation":
                 conflicts += _augmentation_conflicts(now, before, has)
-            elif not (now == before or (name == "pairs" and Path(now).resolve() == Path(before).resolve())):
+            elif not (now == before or (name in PATH_FIELDS and now is not None and before is not None
+                                        and Path(now).resolve() == Path(before).resolve())):
                 was = "none" if before is None else before  # not Python's `None`
                 conflicts.append(f"--{name.replace('_', '-')} {now} ({has} {was})")
             break
@@ -75,7 +147,7 @@ def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainStat
                    last_path: Path) -> TrainConfig:
     """The stored training config, with where-to-run options and a raised epoch count taken from this call;
     a ForgeryDetError for any other explicitly given option that differs from the stored run."""
-    stored = state.train_config
+    stored = _from_workdir(state.train_config)
     may_change = {"out", "device", "workers", "epochs", "max_minutes"}
     conflicts = option_conflicts(set(given) - may_change, [(tcfg, stored), (mcfg, ck.model.cfg.to_dict())], "the run has")
     if conflicts:
