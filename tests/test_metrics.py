@@ -98,10 +98,16 @@ def test_grouped_metrics_with_one_class_group():
     assert out["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
     assert out["overall"]["n"] == 6
     assert all("auc_ci" not in m for m in out.values())  # only when asked (evaluate asks)
-    ci = grouped_metrics(labels, scores, groups, threshold=0.5, ci=True)
+    few = grouped_metrics(labels, scores, groups, threshold=0.5, ci=True)
+    assert all(m["auc_ci"] is None for m in few.values())  # 2 reals: too few for an interval (it would be ~0 wide)
+    y = np.repeat([0, 1], [6, 8])
+    s = np.r_[np.linspace(0.1, 0.6, 6), np.linspace(0.3, 0.9, 8)]
+    g = ["ffpp"] * 10 + ["stylegan"] * 4
+    ci = grouped_metrics(y, s, g, threshold=0.5, ci=True)
     lo, hi = ci["overall"]["auc_ci"]
     assert lo <= ci["overall"]["auc"] <= hi and 0.0 <= lo < hi <= 1.0
-    assert ci["ffpp"]["auc_ci"][1] == 1.0 and len(ci["stylegan"]["auc_ci"]) == 2
+    assert ci["ffpp"]["auc_ci"] is None and ci["ffpp"]["n_fake"] == 4  # 6 reals but only 4 fakes
+    assert ci["stylegan"]["n_real"] == 6 and ci["stylegan"]["auc_ci"] is None  # measured against all 6 reals, 4 fakes
 
 
 def test_roc_plot_writes_png_atomically(tmp_path):

@@ -16,6 +16,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import atomic_write
 
 OVERALL = "overall"
+CI_MIN_PER_CLASS = 5  # fewer real or fake samples than this: no bootstrap interval (with one of each it is 0 wide)
 
 
 def _check(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +124,9 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: float = 0.5,
                     ci: bool = False) -> dict[str, dict]:
     """binary_metrics per group (e.g. per source dataset) plus 'overall'; ci=True adds 'auc_ci', the 95 %
-    stratified bootstrap interval of the AUC (1,000 resamples, seeded), where an AUC exists.
+    stratified bootstrap interval of the AUC (1,000 resamples, seeded), where an AUC exists; None where the
+    samples hold fewer than CI_MIN_PER_CLASS of a class (resampling one real and one fake gives an interval of
+    width 0, which would read as exact).
 
     A group holding a single class is measured against every sample of the other class in the whole set, as
     per-method figures on FaceForensics++ are (each method's fakes against all originals): its metrics then
@@ -140,7 +143,8 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
     def metrics(ys: np.ndarray, ss: np.ndarray) -> dict[str, Any]:
         m = _metrics_or_error(ys, ss, threshold)
         if ci and "auc" in m:
-            m["auc_ci"] = list(interval(bootstrap_auc(ys, ss, n_boot=1000, seed=0)[:, 0]))
+            few = min(m["n_real"], m["n_fake"]) < CI_MIN_PER_CLASS
+            m["auc_ci"] = None if few else list(interval(bootstrap_auc(ys, ss, n_boot=1000, seed=0)[:, 0]))
         return m
 
     out: dict[str, dict] = {}

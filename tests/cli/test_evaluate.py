@@ -45,7 +45,8 @@ def fake_evaluate(monkeypatch):
                     {"path": "/d/b.mp4", "error": None, "status": "no_face"}],
         "metrics_json": "ev/metrics.json", "roc_png": "ev/roc.png", "output_errors": [], "problems": [],
         "checkpoint": {"calibrated_against": "this bank", "tta": "flip", "calibrated_tta": "flip", "precision": "fp32",
-                       "calibrated_precision": "fp32", "device": "cpu"},
+                       "calibrated_precision": "fp32", "device": "cpu", "checkpoint": "runs/m.safetensors",
+                       "backbone": "resnet10t", "pretrained_weights": "none", "bank_entries": 64, "threshold": 0.42},
     }
 
     def run(list_csv, checkpoint, *, config, crops, out_dir, progress):
@@ -75,12 +76,15 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
         tmp_path / "l.csv", tmp_path / "c.safetensors", True, tmp_path / "ev")
     c = call["config"]
     assert (c.num_frames, c.aggregation, c.threshold, c.device) == (6, "track-max", 0.42, "cpu")
-    assert "evaluation (threshold 0.42)" in r.stdout
+    assert r.stdout.splitlines()[0] == ("checkpoint runs/m.safetensors (resnet10t, weights none, bank 64 real faces); "
+                                        "threshold 0.420")  # which model: a forgotten --checkpoint shows here
+    assert "evaluation (threshold 0.420)" in r.stdout
     assert _rows(r.stdout) == [
         ["frame", "overall", "3", "4", "0.875", "0.50-1.00", "0.825", "0.125", "0.750"],
         ["frame", "celeb", "0", "2", "-", "-", "-", "-", "0.500"],
         ["video", "overall", "1", "2", "1.000", "-", "0.950", "0.000", "1.000"],
     ]
+    assert "too few" not in r.stdout
     assert "metrics: ev/metrics.json   ROC: ev/roc.png" in r.stdout
     assert "close calls" not in r.stdout  # no video had an interval (crops)
     # a skipped file's note names it once: the path when the message does not start with it
@@ -221,3 +225,12 @@ def test_one_evaluation_set_is_asked_for(fake_evaluate, tmp_path):
     one_error(cli("evaluate", "--celebdf", tmp_path), "not a Celeb-DF root (no Celeb-real, YouTube-real, Celeb-synthesis or List_of_testing_videos.txt)")
     one_error(cli("evaluate", "--dfdc", tmp_path, "--celebdf-all"), "--celebdf-all goes with --celebdf")
     assert calls == []
+
+
+def test_an_interval_from_too_few_samples_is_not_shown_as_exact(fake_evaluate, tmp_path):
+    _, result = fake_evaluate
+    result["video_level"] = {"overall": {**_metrics(1, 1, 1.0, 1.0), "auc_ci": None}}  # one video of each class
+    r = cli("evaluate", tmp_path / "l.csv")
+    assert r.exit_code == 0, r.output
+    assert _rows(r.stdout)[-1] == ["video", "overall", "1", "1", "1.000", "too few", "0.950", "0.000", "1.000"]
+    assert "too few: under 5 real or 5 fake samples, no interval is given" in " ".join(r.stdout.split())

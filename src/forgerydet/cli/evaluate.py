@@ -13,6 +13,7 @@ from rich.table import Table
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar,
                                    shown, shows_whole, user_errors)
+from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import settings_notes
 
@@ -69,6 +70,7 @@ def evaluate_cmd(
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
     for line in settings_notes(res["checkpoint"], threshold):
         note("note:", line, style="yellow")
+    console.print(checkpoint_line(res["checkpoint"]), highlight=False)
     console.print(metrics_table(res, console.width))
     cc = res.get("close_calls")
     if cc:
@@ -83,6 +85,12 @@ def evaluate_cmd(
     problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete
     if problems:
         raise fail("; ".join(problems), EXIT_INTERRUPTED if res.get("interrupted") else 1)
+
+
+def checkpoint_line(settings: dict) -> str:
+    """Which model was evaluated (a forgotten --checkpoint evaluates the shipped one), as scan names it."""
+    return shown(f"checkpoint {settings['checkpoint']} ({settings['backbone']}, weights {settings['pretrained_weights']}, "
+                 f"bank {settings['bank_entries']} real faces); threshold {settings['threshold']:.3f}")
 
 
 COLUMNS = ("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")
@@ -103,11 +111,14 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
             if "error" in m:
                 rows.append([*head, "-", "-", "-", "-", f"{m['accuracy']:.3f}"])
             else:
-                ci = f"{m['auc_ci'][0]:.2f}-{m['auc_ci'][1]:.2f}" if m.get("auc_ci") else "-"
+                ci = (f"{m['auc_ci'][0]:.2f}-{m['auc_ci'][1]:.2f}" if m.get("auc_ci") else
+                      "too few" if "auc_ci" in m else "-")
                 rows.append([*head, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}", f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
-    title = f"evaluation (threshold {res['threshold']:.2f})"
+    title = f"evaluation (threshold {res['threshold']:.3f})"
     caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
                "independent, so frame-level intervals are too narrow")
+    if any("auc_ci" in m and m["auc_ci"] is None for level in ("frame_level", "video_level") for m in res[level].values()):
+        caption += f"\ntoo few: under {CI_MIN_PER_CLASS} real or {CI_MIN_PER_CLASS} fake samples, no interval is given"
     if any("against" in m for level in ("frame_level", "video_level") for m in res[level].values()):
         caption += "\n* a group of one class, measured against every sample of the other class"
     whole = _table(rows, COLUMNS, title, caption)
