@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -84,11 +85,27 @@ def test_corrupted_checkpoint_is_a_clear_error(tmp_path, damage):
     p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
     data = p.read_bytes()
     p.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 10, "empty": b""}[damage])
-    with pytest.raises(ForgeryDetError, match="not a readable forgerydet checkpoint"):
+    said = ("not a readable forgerydet checkpoint (truncated or corrupted?" if damage == "truncate" else
+            "is not a forgerydet checkpoint: not a safetensors file (damaged, or another kind of file renamed?)")
+    with pytest.raises(ForgeryDetError, match=re.escape(said)):
         load_checkpoint(p)
     r = CliRunner().invoke(app, ["info", str(p)])
-    assert r.exit_code == 1 and "not a readable forgerydet checkpoint" in r.output
+    assert r.exit_code == 1 and said in " ".join(r.output.split())
     assert "Traceback" not in r.output
+
+
+def test_a_file_of_another_kind_is_not_called_a_damaged_checkpoint(tmp_path):
+    import cv2
+    import numpy as np
+
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("real,fake,group,split\n")
+    for p in (photo, csv):
+        with pytest.raises(ForgeryDetError, match=re.escape(f"{p} is not a forgerydet checkpoint: not a safetensors "
+                                                            f"file; give the .safetensors file")):
+            read_meta(p)
 
 
 def test_other_format_version_refused(tmp_path):
