@@ -37,3 +37,26 @@ def test_split_shares_must_leave_some_to_train_on():
         check_split_shares(0.6, 0.4)
     with pytest.raises(ForgeryDetError, match="leave no share"):
         assign_splits([f"g{i}" for i in range(50)], val=0.5, test=0.5)
+
+
+def test_a_pairs_file_moved_away_from_its_crops_says_where_paths_are_taken_from(tmp_path):
+    from forgerydet.pairs.table import read_pairs
+
+    (tmp_path / "sbi" / "crops").mkdir(parents=True)
+    for name in ("r.png", "f.png", "r2.png", "f2.png"):
+        (tmp_path / "sbi" / "crops" / name).write_bytes(b"x")
+    text = "real,fake,group,split\ncrops/r.png,crops/f.png,a,train\ncrops/r2.png,crops/f2.png,b,val\n"
+    (tmp_path / "sbi" / "pairs.csv").write_text(text)
+    assert len(read_pairs(tmp_path / "sbi" / "pairs.csv").rows) == 2  # beside its crops: found
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "pairs.csv").write_text(text)
+    with pytest.raises(ForgeryDetError) as e:
+        read_pairs(tmp_path / "moved" / "pairs.csv")
+    assert str(e.value) == (f"{tmp_path / 'moved' / 'pairs.csv'}:2: column 'real': file not found: "
+                            f"{tmp_path / 'moved' / 'crops' / 'r.png'} (relative paths in a pairs file are taken from "
+                            f"its folder, {tmp_path / 'moved'}: was it moved or copied away from its crops?)")
+    absolute = f"real,fake,group,split\n{tmp_path / 'gone.png'},{tmp_path / 'f.png'},a,train\n"
+    (tmp_path / "abs.csv").write_text(absolute)
+    with pytest.raises(ForgeryDetError) as e:
+        read_pairs(tmp_path / "abs.csv")
+    assert str(e.value).endswith(f"file not found: {tmp_path / 'gone.png'}")  # written absolute: no such hint

@@ -195,6 +195,7 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
     check_pairs_path(path)
     base = path.parent
     table = PairsTable(path=path)
+    relative: set[tuple[int, str]] = set()  # (line, column) of the paths written relative to the file's folder
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -217,6 +218,7 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
                         f"{path}:{i}: column 'split' is {rec['split']!r}; use one of {', '.join(SPLITS)}"
                     )
                 real, fake = (Path(rec[c]) if Path(rec[c]).is_absolute() else base / rec[c] for c in ("real", "fake"))
+                relative.update((i, c) for c in ("real", "fake") if not Path(rec[c]).is_absolute())
                 fake = fake if rec["fake"] else None
                 table.rows.append(
                     PairRow(real, fake, rec["group"], rec["split"], rec.get("method", ""),
@@ -237,7 +239,9 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
         for r in table.rows:
             for c, p in (("real", r.real), ("fake", r.fake)):
                 if p is not None and not p.is_file():
-                    raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: file not found: {p}")
+                    moved = (f" (relative paths in a pairs file are taken from its folder, {base}: was it moved or "
+                             f"copied away from its crops?)" if (r.line, c) in relative else "")
+                    raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: file not found: {p}{moved}")
     train_groups = {r.group for r in table.split("train")}
     for s in ("val", "test"):
         shared = train_groups & {r.group for r in table.split(s)}
