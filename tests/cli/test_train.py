@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from forgerydet.cli.train import calibrate_cmd, rebuild_bank_cmd, train_cmd
+from forgerydet.cli.common import console
+from forgerydet.cli.train import _TrainView, calibrate_cmd, rebuild_bank_cmd, train_cmd
 from forgerydet.model.config import ModelConfig
 from forgerydet.training import bankfill, loop, validate
 from forgerydet.training.config import TrainConfig
@@ -130,6 +131,30 @@ def test_train_renders_every_event(fake_train, tmp_path):
         "| threshold 0.730 (bank fusion, as scan uses it; head 0.322 T 1.20)")
     assert "time budget reached after epoch 1 (0.5 min): stopping" in lines
     assert lines[-1] == "checkpoints: best R/best.safetensors  last R/last.safetensors  (inspect with `forgerydet info`)"
+
+
+def test_a_log_file_gets_a_step_line_a_minute_and_every_epoch_the_time_left():
+    """Run in the background (nohup, a scheduler), the output is no terminal and the step bar is off: a line every
+    60 s says the run is alive and how far it is, and each epoch end how long the epochs left take at its pace."""
+    from rich.progress import Progress
+
+    now = [1000.0]
+    view = _TrainView(Progress(disable=True), clock=lambda: now[0])
+    assert view.log_steps  # pytest's output is not a terminal
+    with console.capture() as cap:
+        view({**EVENTS[0], "epochs": 4, "steps_per_epoch": 100, "max_minutes": 90})
+        view({"event": "epoch_start", "epoch": 1, "steps": 100})
+        for step in range(1, 101):
+            now[0] += 1.5  # 1.5 s a step: a line at steps 40 and 80
+            view({"event": "step", "step": step, "loss": 0.5, "lr": 2e-4, "img_s": 21.0})
+        now[0] += 30  # bank rebuild, validation, checkpoints
+        view({**EVENTS[4], "epoch": 1})
+    text = " ".join(cap.get().split())  # lines longer than the console's width are wrapped
+    assert text.count("epoch 1: step") == 2
+    assert "epoch 1: step 40/100, loss 0.500, lr 2.00e-04, 21 img/s; 2 min of this epoch's steps left epoch 1: " \
+           "step 80/100, loss 0.500, lr 2.00e-04, 21 img/s; <1 min of this epoch's steps left epoch 1: train loss" in text
+    assert text.endswith("epoch 1 took 3 min; the 3 epochs left: about 9 min at this pace (--max-minutes 90 ends the "
+                         "run at the first epoch end past it)")
 
 
 def test_paths_in_the_lines_are_text_not_rich_markup(monkeypatch, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,19 +26,56 @@ def _progress() -> Progress:
                         disable=int(os.environ.get("RANK", "0")) != 0)
 
 
-class _TrainView:
-    """Renders the training loop's events: a step bar per epoch, and one line per bank rebuild and epoch."""
+LOG_EVERY_S = 60.0  # where the output is not a terminal (nohup, a job scheduler): a step line this often
 
-    def __init__(self, progress: Progress) -> None:
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "<1 min"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class _TrainView:
+    """Renders the training loop's events: a step bar per epoch on a terminal (a step line every LOG_EVERY_S
+    elsewhere, where the bar is off: a log file of a run in the background shows it is alive and how far it is),
+    one line per bank rebuild and epoch, and after each epoch the time the epochs left take at its pace."""
+
+    def __init__(self, progress: Progress, clock=time.monotonic) -> None:
         self.p = progress
         self.task = None
         self.quiet = int(os.environ.get("RANK", "0")) != 0
+        self.log_steps = not console.is_terminal
+        self.clock = clock
+        self.epochs, self.max_minutes, self.epoch, self.steps = 0, None, 0, 0
+        self.t_epoch = self.t_line = 0.0
+
+    def _step_line(self, e: dict) -> None:
+        now = self.clock()
+        if now - self.t_line < LOG_EVERY_S:
+            return
+        self.t_line = now
+        left = (now - self.t_epoch) / e["step"] * (self.steps - e["step"])
+        console.print(f"epoch {self.epoch}: step {e['step']}/{self.steps}, loss {e['loss']:.3f}, lr {e['lr']:.2e}, "
+                      f"{e['img_s']:.0f} img/s; {_duration(left)} of this epoch's steps left", highlight=False)
+
+    def _pace_line(self, epoch: int) -> None:
+        left = self.epochs - epoch
+        if left <= 0 or not self.t_epoch:
+            return
+        took = self.clock() - self.t_epoch  # steps, bank rebuild, validation and checkpoints
+        line = (f"epoch {epoch} took {_duration(took)}; the {left} epoch{'' if left == 1 else 's'} left: about "
+                f"{_duration(took * left)} at this pace")
+        if self.max_minutes:
+            line += f" (--max-minutes {self.max_minutes:g} ends the run at the first epoch end past it)"
+        console.print(line, highlight=False)
 
     def __call__(self, e: dict) -> None:
         kind = e["event"]
         if self.quiet:
             return
         if kind == "start":
+            self.epochs, self.max_minutes = e["epochs"], e.get("max_minutes")
             console.print(
                 f"training [bold]{shown(e['backbone'])}[/] ({e['img_size']} px, weights: {shown(e['pretrained'])}) "
                 f"on {e['device']}"
@@ -55,9 +93,13 @@ class _TrainView:
             console.print(f"[yellow]notice:[/] {shown(e['text'])}")
         elif kind == "epoch_start":
             self.task = self.p.add_task(f"epoch {e['epoch']}", total=e["steps"], info="")
+            self.epoch, self.steps = e["epoch"], e["steps"]
+            self.t_epoch = self.t_line = self.clock()
         elif kind == "step" and self.task is not None:
             self.p.update(self.task, completed=e["step"],
                           info=f"loss {e['loss']:.3f} lr {e['lr']:.2e} {e['img_s']:.0f} img/s")
+            if self.log_steps:
+                self._step_line(e)
         elif kind == "rebuild":
             if self.task is not None:
                 self.p.remove_task(self.task)
@@ -75,6 +117,7 @@ class _TrainView:
                 + (f" | watch AUC {e['watch_auc']:.4f} AP {e['watch_ap']:.4f}" if "watch_auc" in e else "")
                 + (" [green]best[/]" if e["best"] else "")
             )
+            self._pace_line(e["epoch"])
         elif kind == "budget":
             console.print(f"time budget reached after epoch {e['epoch']} ({e['minutes']:.1f} min): stopping")
 
