@@ -161,3 +161,39 @@ def test_interrupted_while_only_one_class_was_scored_says_so_not_fix_the_skipped
     r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu"])
     flat = " ".join(r.output.split())
     assert r.exit_code == 130 and "interrupted before any other was scored" in flat and "skipped files" not in flat
+
+
+def test_real_files_the_checkpoint_trained_on_and_crops_given_for_videos_are_noted(setup, tmp_path, monkeypatch):
+    from forgerydet.model.checkpoint import load_checkpoint
+    from forgerydet.scan.evaluate import evaluate
+
+    ck, lst, rows = setup
+    monkeypatch.chdir(tmp_path)
+    res = evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True)
+    assert res["notes"] == []  # none of these faces is in its bank
+    m = load_checkpoint(ck).model
+    sources = ["face0.png", "face2.png"] + [f"elsewhere/f{i}.png" for i in range(6)]  # relative, as training records
+    trained = save_checkpoint(tmp_path / "trained.safetensors", m, bank_sources=sources)
+    res = evaluate(lst, trained, config=ScanConfig(device="cpu"), crops=True)
+    assert res["notes"] == [f"2 of the real files are faces this checkpoint trained on and holds in its bank (e.g. "
+                            f"{tmp_path / 'face0.png'}): the bank recalls each as its own nearest real face, so they "
+                            f"score more real than unseen faces would; evaluate on faces it never trained on"]
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(trained), "--crops", "--device", "cpu",
+                                 "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0 and "note: 2 of the real files are faces this checkpoint trained on" in " ".join(r.stderr.split())
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["notes"] == res["notes"]
+    # from another folder the relative bank paths name other files: nothing is claimed
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert evaluate(lst, trained, config=ScanConfig(device="cpu"), crops=True)["notes"] == []
+
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64))
+    for _ in range(3):
+        w.write(np.full((64, 64, 3), 128, np.uint8))
+    w.release()
+    with open(lst, "a", newline="") as f:
+        f.write(f"{video},real,B\n")
+    res = evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True)
+    assert res["notes"] == ["--crops applies to images: the 1 video listed was scanned as `scan` does, with face "
+                            "detection"]

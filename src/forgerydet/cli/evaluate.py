@@ -68,7 +68,7 @@ def evaluate_cmd(
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
-    for line in settings_notes(res["checkpoint"], threshold):
+    for line in settings_notes(res["checkpoint"], threshold) + res.get("notes", []):
         note("note:", line, style="yellow")
     console.print(checkpoint_line(res["checkpoint"]), highlight=False)
     console.print(metrics_table(res, console.width))

@@ -97,6 +97,7 @@ def evaluate(
                else "fix or replace the skipped files")
         problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: {why}")
     result["problems"] = problems
+    result["notes"] = _notes(items, crops, scanner.checkpoint.meta)
     result["output_errors"] = []
     if out_dir:
         out = Path(out_dir)
@@ -113,6 +114,30 @@ def evaluate(
             except ForgeryDetError as e:
                 result["output_errors"].append(str(e))
     return result
+
+
+def _bank_faces(meta: dict[str, Any]) -> set[Path]:
+    """The checkpoint's bank faces (bank_sources) as resolved paths: recorded relative to the folder training ran in,
+    which a training checkpoint names (TrainConfig.workdir); else taken from the current folder."""
+    workdir = (((meta.get("train") or {}).get("train_config") or {}).get("workdir")) or "."
+    return {(Path(workdir) / p).resolve() for p in meta.get("bank_sources") or []}
+
+
+def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
+    """What the metrics should be read with: real files that are the checkpoint's own bank faces (the bank recalls
+    each as its own nearest real face, so they score more real than unseen faces), and --crops given for videos."""
+    notes = []
+    bank = _bank_faces(meta)
+    seen = [it.path for it in items if it.label == 0 and it.path.resolve() in bank]
+    if seen:
+        notes.append(f"{len(seen)} of the real files are faces this checkpoint trained on and holds in its bank (e.g. "
+                     f"{path_text(seen[0])}): the bank recalls each as its own nearest real face, so they score more "
+                     f"real than unseen faces would; evaluate on faces it never trained on")
+    videos = sum(1 for it in items if it.path.suffix.lower() not in IMAGE_EXTS)
+    if crops and videos:
+        notes.append(f"--crops applies to images: the {videos} video{'' if videos == 1 else 's'} listed "
+                     f"{'was' if videos == 1 else 'were'} scanned as `scan` does, with face detection")
+    return notes
 
 
 def _score_item(scanner: Scanner, it: Item, crops: bool) -> dict[str, Any]:
