@@ -241,6 +241,21 @@ def test_a_calibration_in_fp16_is_scanned_in_fp32_on_a_cpu(checkpoint, tmp_path)
         assert (s["precision"], s["calibrated_precision"]) == (want, precision)
 
 
+def test_the_share_of_pseudo_fakes_the_calibration_caught_is_in_the_settings(checkpoint, tmp_path):
+    from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
+
+    ck = load_checkpoint(checkpoint, torch.device("cpu"))
+    cal = {"threshold": 0.4, "temperature": 1.0}
+    head = resave_checkpoint(ck, tmp_path / "head.safetensors", ck.model,
+                             extra={**cal, "bank_fusion": None, "calibration": {**cal, "val_tpr": 0.25}})
+    assert Scanner(head, ScanConfig(device="cpu")).settings()["calibration_caught"] == 0.25
+    assert Scanner(head, ScanConfig(device="cpu", threshold=0.5)).settings()["calibration_caught"] is None
+    fusion = {"logit": 1.0, "similarity": -0.1, "bias": 0.0, "threshold": 0.3, "val_tpr": 0.9}
+    fused = resave_checkpoint(ck, tmp_path / "fused.safetensors", ck.model,
+                              extra={**cal, "bank_fusion": fusion, "calibration": {**cal, "val_tpr": 0.25}})
+    assert Scanner(fused, ScanConfig(device="cpu")).settings()["calibration_caught"] == 0.9  # the threshold scans use
+
+
 def test_scores_do_not_depend_on_the_batch_or_on_the_folded_batchnorms(checkpoint, astronaut):
     from forgerydet.model.calibration import sigmoid
     from forgerydet.model.checkpoint import load_checkpoint

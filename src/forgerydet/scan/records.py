@@ -171,10 +171,14 @@ def csv_text(results: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+WEAK_CATCH = 0.5  # a calibration that caught fewer of its pseudo-fakes than this: a model that detects little
+
+
 def settings_notes(settings: dict, threshold: float | None) -> list[str]:
     """Why a scan's (or evaluation's) probabilities and verdicts are less calibrated than the checkpoint says, from
     Scanner.settings(): a bank rebuilt since the calibration, another --tta or --precision than it was fitted with
-    (none of these when a --threshold was given), and bf16 on a CPU that only emulates it."""
+    (none of these when a --threshold was given), a checkpoint whose calibration caught under WEAK_CATCH of its
+    pseudo-fakes, and bf16 on a CPU that only emulates it."""
     from forgerydet.runtime import native_bf16
 
     out = []
@@ -189,6 +193,11 @@ def settings_notes(settings: dict, threshold: float | None) -> list[str]:
     if settings["precision"] != settings["calibrated_precision"] and calibrated:
         out.append(f"the checkpoint was calibrated in {settings['calibrated_precision']}; scored in "
                    f"{settings['precision']}, its threshold and probabilities are only approximately calibrated")
+    caught = settings.get("calibration_caught")
+    if caught is not None and caught < WEAK_CATCH and threshold is None:
+        out.append(f"at its threshold this checkpoint caught only {100 * caught:.0f} % of the self-blended fakes it "
+                   f"was calibrated on: it detects little yet, so a REAL verdict from it means little (train it "
+                   f"longer, or on more faces)")
     if settings["precision"] == "bf16" and settings["device"] == "cpu" and not native_bf16():
         out.append("this CPU has no bf16 instructions (AVX512-BF16 or AMX): --precision fp32 is likely faster")
     return out

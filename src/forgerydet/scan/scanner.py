@@ -141,7 +141,18 @@ class Scanner:
             "face_size": m.img_size,
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
+            "calibration_caught": self._caught(),
         } | self._reference_settings()
+
+    def _caught(self) -> float | None:
+        """The share of its validation pseudo-fakes the checkpoint's calibration caught at the threshold a scan
+        uses (the fusion's or the head's); None with a --threshold of the user's or where it was not recorded."""
+        if self.config.threshold is not None:
+            return None
+        extra = self.checkpoint.extra
+        record = extra.get("bank_fusion") if self.fusion is not None else extra.get("calibration")
+        caught = record.get("val_tpr") if isinstance(record, dict) else None
+        return float(caught) if isinstance(caught, (int, float)) and 0.0 <= caught <= 1.0 else None
 
     def _reference_settings(self) -> dict[str, Any]:
         r, d = self.references, self.disk_bank
