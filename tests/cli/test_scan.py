@@ -98,6 +98,7 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     assert list(doc) == ["forgerydet_version", "settings", "files"] and doc["forgerydet_version"] == __version__
     assert isinstance(doc["settings"]["seconds"], float) and doc["settings"]["seconds"] > 0
     assert doc["settings"]["command"].startswith("forgerydet ")  # how the outputs were made (sys.argv, shell-quoted)
+    assert doc["settings"]["notes"] == []  # what the CLI notes about the model and settings (none for this one)
     recs = {r_["path"]: r_ for r_ in doc["files"]}
     assert [recs[str(p)]["status"] for p in (face_png, grey_png, missing)] == ["ok", "no_face", "error"]
     assert [r_["path"] for r_ in doc["files"]][0] == str(missing)  # bad paths come first, as they were found first

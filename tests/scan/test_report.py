@@ -183,7 +183,8 @@ def test_headless_browser_loads_every_image(report, tmp_path):
 
 def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, results):
     settings = SETTINGS | {"checkpoint_sha256": "f" * 64, "command": "forgerydet scan 'a b.mp4' --report r",
-                           "working_directory": "/home/ann", "threshold": 0.337873}
+                           "working_directory": "/home/ann", "threshold": 0.337873,
+                           "notes": ["this checkpoint caught only 0 % of <its> fakes"]}
     results[0]["notes"] = ["close call: it depends on the frames"]
     results[0] |= {"sha256": "c" * 64, "duration_s": 12.5, "width": 640, "height": 480}
     page = write_report(results, tmp_path / "r", settings).read_text(encoding="utf-8")
@@ -195,6 +196,8 @@ def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, result
     assert f"forgerydet {__version__}" in page and "f" * 16 + "…" in page and "threshold 0.338" in page
     assert "command (in /home/ann): <code>" + html.escape("forgerydet scan 'a b.mp4' --report r") in page
     assert "0.3379" not in page and "0.337873" not in page
+    # the CLI's notes on the model and settings, under the title for a reader who did not run the scan
+    assert page.index('<p class="warn">Note: this checkpoint caught only 0 % of &lt;its&gt; fakes</p>') < files
     # the file judged: its hash, length, rate and size; its notes also in the summary table
     assert "c" * 64 in page and "12.5 s · 25.00 fps · 640x480 px" in page
     assert page.count("close call: it depends on the frames") == 2  # under the file in the summary, and in its section

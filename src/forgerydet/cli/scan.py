@@ -74,7 +74,8 @@ def scan_cmd(
 
         scanner = Scanner(checkpoint, cfg)
     settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
-    for line in settings_notes(settings, threshold):
+    settings["notes"] = settings_notes(settings, threshold)  # printed now, and kept with the JSON and the report
+    for line in settings["notes"]:
         note("note:", line, style="yellow")
     results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
     for r in bad_paths:

@@ -26,6 +26,7 @@ th{background:#f0f0f0}
 .guide{background:#eef3fb;border-left:4px solid #3b6fb6;padding:6px 14px;border-radius:4px;margin:12px 0}
 .guide summary{font-weight:700;cursor:pointer}.guide li{margin:3px 0}
 .meta{color:#555;margin:6px 0}
+.warn{color:#6d4c00;background:#fff8ee;margin:6px 0;padding:4px 8px}
 code{overflow-wrap:anywhere;background:#f0f0f0;padding:0 3px;border-radius:3px}
 .grid{display:flex;flex-wrap:wrap;gap:10px}
 .face{margin:0;border:1px solid #e0e0e0;border-radius:6px;padding:6px;width:252px;max-width:100%;background:#fcfcfc}

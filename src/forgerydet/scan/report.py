@@ -215,7 +215,7 @@ def _remove_stale(imgs: ReportImages) -> int:
 
 def _provenance(settings: dict) -> str:
     """One line under the title: the forgerydet version, the model (and its sha256), the threshold and, from the
-    CLI, the command that made the report."""
+    CLI, the command that made the report and its notes on the model and the settings."""
     parts = [f"forgerydet {esc(__version__)}"]
     if settings.get("checkpoint"):
         digest = f" (sha256 <code>{esc(str(settings['checkpoint_sha256'])[:16])}…</code>)" \
@@ -227,6 +227,9 @@ def _provenance(settings: dict) -> str:
     if settings.get("command"):
         where = f" (in {esc(settings['working_directory'])})" if settings.get("working_directory") else ""
         line += f'<p class="meta">command{where}: <code>{esc(settings["command"])}</code></p>'
+    # what the CLI printed as notes about the model and the settings (records.settings_notes): a reader of the page
+    # needs them as much as the person who ran the scan
+    line += "".join(f'<p class="warn">Note: {esc(n)}</p>' for n in settings.get("notes") or [])
     return line
 
 
