@@ -280,7 +280,7 @@ def test_7_train_bogus_device(pairs, tmp_path):
 def test_8_grid_dim_and_memory_bounded_before_training(pairs, tmp_path):
     base = ["train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN]
     # test_efficientnet at 64 px gives a 2x2 feature map: at most a 4x4 grid of tokens
-    assert_one_error(cli(*base, "--grid", 5), "--grid 5 is more than the backbone can fill", "--grid <= 4")
+    assert_one_error(cli(*base, "--grid", 5), "--grid 5 is more than the backbone can fill", "use --grid 4 or less")
     assert_one_error(cli(*base, "--dim", 512), "--dim 512 is more than the 256 channels")
     line = assert_one_error(cli(*base, "--bank-size", 10**10), "this configuration needs at least", "GiB free")
     assert "--bank-size" in line

@@ -274,6 +274,7 @@ def check_tokens(model: Detector) -> None:
     if cfg.grid > 2 * side:
         raise ForgeryDetError(
             f"--grid {cfg.grid} is more than the backbone can fill: {cfg.backbone} gives a {side}x{side} feature map at "
-            f"{model.img_size} px, so use --grid <= {2 * side} (or a larger --img-size)")
+            f"{model.img_size} px, and the token grid's side may be at most twice the map's: use --grid {2 * side} or "
+            f"less (or a larger --img-size)")
     if cfg.dim > channels:
         raise ForgeryDetError(f"--dim {cfg.dim} is more than the {channels} channels {cfg.backbone} produces: use --dim <= {channels}")
