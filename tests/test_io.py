@@ -19,6 +19,7 @@ from forgerydet.io import (
     atomic_write,
     check_output,
     file_sha256,
+    looks_like_safetensors,
     quiet_native_stderr,
     read_csv_rows,
     read_image,
@@ -205,6 +206,18 @@ def test_file_sha256(tmp_path):
     big = os.urandom(3 * (1 << 20) + 5)  # several read chunks
     (tmp_path / "big").write_bytes(big)
     assert file_sha256(tmp_path / "big") == hashlib.sha256(big).hexdigest()
+
+
+def test_looks_like_safetensors(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "a.safetensors"))
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "a.safetensors").read_bytes()[:12])  # a damaged one
+    (tmp_path / "p.csv").write_text("real,fake,group,split\n")
+    (tmp_path / "empty").write_bytes(b"")
+    assert looks_like_safetensors(tmp_path / "a.safetensors") and looks_like_safetensors(tmp_path / "cut.safetensors")
+    assert not any(looks_like_safetensors(tmp_path / n) for n in ("p.csv", "empty", "missing"))
 
 
 def test_safe_name():

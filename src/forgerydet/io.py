@@ -257,6 +257,16 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
         raise ForgeryDetError(f"{path}: not a UTF-8 text CSV file") from None
 
 
+def looks_like_safetensors(path: Path) -> bool:
+    """Whether a file starts as a safetensors file does: an 8-byte header length, then its JSON header's '{' (tells
+    a damaged checkpoint from a photo or a CSV given by mistake)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(9)[8:9] == b"{"
+    except OSError:
+        return False
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from forgerydet.cli.common import console
-from forgerydet.cli.train import _TrainView, calibrate_cmd, rebuild_bank_cmd, train_cmd
+from forgerydet.cli.train import TrainView, calibrate_cmd, rebuild_bank_cmd, train_cmd
 from forgerydet.model.config import ModelConfig
 from forgerydet.training import bankfill, loop, validate
 from forgerydet.training.config import TrainConfig
@@ -139,7 +139,7 @@ def test_a_log_file_gets_a_step_line_a_minute_and_every_epoch_the_time_left():
     from rich.progress import Progress
 
     now = [1000.0]
-    view = _TrainView(Progress(disable=True), clock=lambda: now[0])
+    view = TrainView(Progress(disable=True), clock=lambda: now[0])
     assert view.log_steps  # pytest's output is not a terminal
     with console.capture() as cap:
         view({**EVENTS[0], "epochs": 4, "steps_per_epoch": 100, "max_minutes": 90})

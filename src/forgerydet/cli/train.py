@@ -36,7 +36,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-class _TrainView:
+class TrainView:
     """Renders the training loop's events: a step bar per epoch on a terminal (a step line every LOG_EVERY_S
     elsewhere, where the bar is off: a log file of a run in the background shows it is alive and how far it is),
     one line per bank rebuild and epoch, and after each epoch the time the epochs left take at its pace."""
@@ -194,7 +194,7 @@ def train_cmd(
                           f"faster there; README, \"Faster scans in bf16\")", style="yellow")
         try:
             with _progress() as p:
-                res = run_train(tcfg, mcfg, resume=resume, on_event=_TrainView(p), given=given - {"resume", "overwrite"},
+                res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the finished epochs are in last.safetensors)
             last = Path(out) / "last.safetensors"

@@ -23,7 +23,7 @@ from safetensors.torch import save
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import write_bytes_atomic
+from forgerydet.io import looks_like_safetensors, write_bytes_atomic
 from forgerydet.model import frozen
 from forgerydet.model.bank import fingerprint_hex
 from forgerydet.model.config import ModelConfig, check_checkpoint_path
@@ -237,21 +237,14 @@ def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extr
 
 
 def _open_error(path: Path, e: Exception) -> ForgeryDetError:
-    """A file safetensors cannot open: a damaged checkpoint where it starts as one does (an 8-byte header length,
-    then the JSON header's '{'), else another kind of file given by mistake (a photo, a CSV), said so."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        head = b""
-    if head[8:9] != b"{":
+    """A file safetensors cannot open: a damaged checkpoint where it starts as one does, else another kind of file
+    given by mistake (a photo, a CSV), said so."""
+    if not looks_like_safetensors(path):
         renamed = " (damaged, or another kind of file renamed?)" if path.name.endswith(".safetensors") else ""
         return ForgeryDetError(f"{path} is not a forgerydet checkpoint: not a safetensors file{renamed}; give the "
                                f".safetensors file that `forgerydet train` wrote, or the shipped one")
-    return ForgeryDetError(
-        f"{path} is not a readable forgerydet checkpoint (truncated or corrupted? {type(e).__name__}: "
-        f"{str(e)[:120]}); re-copy it or train a new one"
-    )
+    return ForgeryDetError(f"{path} is not a readable forgerydet checkpoint (truncated or corrupted? "
+                           f"{type(e).__name__}: {str(e)[:120]}); re-copy it or train a new one")
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
