@@ -257,6 +257,14 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
         raise ForgeryDetError(f"{path}: not a UTF-8 text CSV file") from None
 
 
+def current_folder() -> str | None:
+    """The process's working folder, as relative paths written now are from; None when it was deleted under it."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
 def looks_like_safetensors(path: Path) -> bool:
     """Whether a file starts as a safetensors file does: an 8-byte header length, then its JSON header's '{' (tells
     a damaged checkpoint from a photo or a CSV given by mistake)."""

@@ -182,10 +182,14 @@ def test_real_files_the_checkpoint_trained_on_and_crops_given_for_videos_are_not
                                  "--out", str(tmp_path / "ev")])
     assert r.exit_code == 0 and "note: 2 of the real files are faces this checkpoint trained on" in " ".join(r.stderr.split())
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["notes"] == res["notes"]
-    # from another folder the relative bank paths name other files: nothing is claimed
+    # from another folder the relative bank paths name other files: nothing is claimed, unless the checkpoint
+    # recorded the folder they are relative to (training and rebuild-bank do since 2026-12-06)
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     assert evaluate(lst, trained, config=ScanConfig(device="cpu"), crops=True)["notes"] == []
+    rooted = save_checkpoint(tmp_path / "rooted.safetensors", m, bank_sources=sources,
+                             extra={"bank_sources_root": str(tmp_path)})
+    assert evaluate(lst, rooted, config=ScanConfig(device="cpu"), crops=True)["notes"] == res["notes"]
 
     video = tmp_path / "clip.avi"
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 64))

@@ -42,6 +42,16 @@ def test_a_video_face_card(tmp_path):
     assert {p.name for p in imgs.written} == {"f0001_face.png", "f0001_heat.png", "n00000.png"}
 
 
+def test_relative_bank_sources_are_found_from_the_folder_the_bank_was_written_in(tmp_path, monkeypatch):
+    (tmp_path / "crops" / "p-0123abcd").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "crops" / "p-0123abcd" / "f000000_0.jpg"), np.full((80, 80, 3), 128, np.uint8))
+    monkeypatch.chdir(tmp_path / "crops")  # another folder than the one training ran in
+    face = _face(tmp_path, ["crops/p-0123abcd/f000000_0.jpg"])
+    assert "<img" not in face_html(ReportImages(tmp_path / "r1"), "file-000/f0001", face, 0.5).split("heatmap")[-1]
+    card = face_html(ReportImages(tmp_path / "r2", bank_root=str(tmp_path)), "file-000/f0001", face, 0.5)
+    assert '<img src="img/bank/n00000.png" alt="p, sim 0.70"' in card
+
+
 def test_a_still_images_faces_are_numbered_not_timed(tmp_path):
     card = face_html(ReportImages(tmp_path), "file-000/f0000", _face(tmp_path, []), 0.7, kind="image")
     assert "0.610 ▼" in card and "· face 1 · detection 0.99" in card and "frame" not in card and "nbl" not in card

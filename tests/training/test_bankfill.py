@@ -19,10 +19,13 @@ from forgerydet.training.loop import train
 from tests.helpers import tcfg, tiny_config, tiny_model
 
 
-def test_rebuild_bank_holds_exactly_the_training_reals(pairs, tmp_path):
+def test_rebuild_bank_holds_exactly_the_training_reals(pairs, tmp_path, monkeypatch):
     train(tcfg(pairs, tmp_path / "run", epochs=1, steps_per_epoch=2), tiny_config(bank_size=64))
     ck_path = tmp_path / "run" / "last.safetensors"
+    monkeypatch.chdir(tmp_path)
     res = rebuild_checkpoint_bank(ck_path, pairs, device="cpu", out=tmp_path / "rebuilt.safetensors")
+    # the folder its bank sources' paths are relative to, for the report's thumbnails from elsewhere
+    assert load_checkpoint(tmp_path / "rebuilt.safetensors").extra["bank_sources_root"] == str(tmp_path)
     assert res["entries"] == 24
     model = load_checkpoint(tmp_path / "rebuilt.safetensors").model.eval()
     table = read_pairs(pairs)

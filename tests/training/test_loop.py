@@ -325,6 +325,7 @@ def test_a_run_folder_is_never_replaced_unasked_and_resumes_from_anywhere(pairs,
     best = load_checkpoint(out / "best.safetensors").train_state
     assert best.train_config["steps_per_epoch"] == 2 and best.train_config["pairs"] == rel
     assert best.optimizer_state is None and best.epoch == 1
+    assert load_checkpoint(out / "best.safetensors").extra["bank_sources_root"] == str(pairs.parent.parent)
 
     # resumed from another folder: the run's own pairs file, found from the folder it started in
     monkeypatch.chdir(tmp_path)

@@ -117,10 +117,10 @@ def evaluate(
 
 
 def _bank_faces(meta: dict[str, Any]) -> set[Path]:
-    """The checkpoint's bank faces (bank_sources) as resolved paths: recorded relative to the folder training ran in,
-    which a training checkpoint names (TrainConfig.workdir); else taken from the current folder."""
-    workdir = (((meta.get("train") or {}).get("train_config") or {}).get("workdir")) or "."
-    return {(Path(workdir) / p).resolve() for p in meta.get("bank_sources") or []}
+    """The checkpoint's bank faces (bank_sources) as resolved paths: recorded relative to the folder the bank was
+    written in (extra 'bank_sources_root'); where that is not recorded, taken from the current folder."""
+    root = (meta.get("extra") or {}).get("bank_sources_root") or "."
+    return {(Path(root) / p).resolve() for p in meta.get("bank_sources") or []}
 
 
 def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:

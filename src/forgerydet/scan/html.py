@@ -64,7 +64,8 @@ GUIDE = [
     "<b>Nearest real faces</b> are the bank's faces each face was compared with, with the cosine similarity of "
     "their features (1 = identical). They are other, unrelated people: a name says which training photo or video "
     "frame it was, not who is in this file. Their pictures appear only when the images the bank was built from are "
-    "found at the paths it recorded (relative ones from the current folder); otherwise their names are given.",
+    "found at the paths it recorded (relative ones from the folder the bank was written in, where the checkpoint "
+    "names it, else from the current folder); otherwise their names are given.",
     "Measurements behind all of this: README.md, section \"When a verdict deserves less trust\", and models/README.md "
     "(the shipped model's card) in the forgerydet repository.",
 ]

@@ -246,7 +246,7 @@ def write_report(
     out_dir = Path(out_dir)
     replacing = check_report_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    imgs = ReportImages(out_dir)
+    imgs = ReportImages(out_dir, settings.get("bank_sources_root"))
 
     counts = {k: 0 for k in ("FAKE", "REAL", "no_face", "error", "not_scanned")}
     for r in results:

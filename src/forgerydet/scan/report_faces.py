@@ -23,10 +23,13 @@ _CROP_NAME = re.compile(r"f(\d+)_\d+\.\w+")  # the crops `extract` and `pairs` w
 
 
 class ReportImages:
-    """Writes the report's PNGs under out_dir/img and hands back their relative src; `written` lists them all."""
+    """Writes the report's PNGs under out_dir/img and hands back their relative src; `written` lists them all.
+    bank_root: the folder the checkpoint's bank sources are relative to (the scan setting bank_sources_root; None:
+    the current folder), where their pictures are looked up for thumbnails."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, bank_root: str | None = None) -> None:
         self.out_dir = out_dir
+        self.bank_root = bank_root
         self.root = out_dir / "img"
         self.written: set[Path] = set()
         self._neighbours: dict[str, str | None] = {}
@@ -47,8 +50,9 @@ class ReportImages:
     def neighbour(self, source: str) -> str | None:
         """Thumbnail of a bank face's source image, or None when it is not readable here."""
         if source not in self._neighbours:
+            path = Path(self.bank_root or ".") / source  # an absolute source stays itself
             try:
-                rgb = read_image(source) if Path(source).is_file() else None
+                rgb = read_image(path) if path.is_file() else None
             except ForgeryDetError:
                 rgb = None
             if rgb is None:

@@ -142,6 +142,8 @@ class Scanner:
             "device": str(self.device),
             "mode": "single (difference against the bank's nearest real faces)",
             "calibration_caught": self._caught(),
+            # the folder the bank's recorded source paths are relative to (written with the bank since 2026-12-06)
+            "bank_sources_root": self.checkpoint.extra.get("bank_sources_root"),
         } | self._reference_settings()
 
     def _caught(self) -> float | None:

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_not_input, check_output
+from forgerydet.io import check_not_input, check_output, current_folder
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector
@@ -103,7 +103,7 @@ def rebuild_checkpoint_bank(
                            select=select)
     target = Path(out or checkpoint)
     if d.main:
-        extra = {"bank_rebuilt_from": str(Path(pairs)),
+        extra = {"bank_rebuilt_from": str(Path(pairs)), "bank_sources_root": current_folder(),
                  "bank_selection": select if len(reals) > model.cfg.bank_size else "all"}
         resave_checkpoint(ck, target, model, bank_sources=[str(p) for p in reals],
                           extra=extra if cal is None else {**extra, "calibration": cal})

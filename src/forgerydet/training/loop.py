@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_output, write_text_atomic
+from forgerydet.io import check_output, current_folder, write_text_atomic
 from forgerydet.model.backbone import pooled
 from forgerydet.model.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from forgerydet.model.config import ModelConfig
@@ -297,6 +297,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             best = max(best, key)
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,
+                                 "bank_sources_root": current_folder(),
                                  **({"earlier_faces": earlier} if earlier else {})})
             save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),
                             **common)

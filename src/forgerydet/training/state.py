@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.io import file_sha256
+from forgerydet.io import current_folder, file_sha256
 from forgerydet.model.checkpoint import Checkpoint, TrainState
 from forgerydet.model.config import ModelConfig, config_from_dict
 from forgerydet.training.config import TrainConfig, aug_text, augment_config
@@ -69,23 +69,16 @@ def check_new_run(out: Path, overwrite: bool) -> None:
                           f"train into another --out, or give --overwrite to replace it")
 
 
-def _cwd() -> str | None:
-    try:
-        return os.getcwd()
-    except OSError:  # the folder was deleted under the process
-        return None
-
-
 def stamp_new_run(tcfg: TrainConfig) -> TrainConfig:
     """`tcfg` with the folder it starts in and the sha256 of its pairs file and watch list recorded."""
     digests = {name: file_sha256(Path(getattr(tcfg, name))) for name in ("pairs", "watch") if getattr(tcfg, name)}
-    return dataclasses.replace(tcfg, workdir=_cwd(), data_sha256=digests)
+    return dataclasses.replace(tcfg, workdir=current_folder(), data_sha256=digests)
 
 
 def _from_workdir(stored: dict[str, Any]) -> dict[str, Any]:
     """The stored config with its relative file paths made absolute from the folder the run started in, where
     that is not the current folder (a run stored before workdir was recorded: unchanged, from the current folder)."""
-    workdir, here = stored.get("workdir"), _cwd()
+    workdir, here = stored.get("workdir"), current_folder()
     if not workdir or (here is not None and os.path.realpath(workdir) == os.path.realpath(here)):
         return stored
     return {**stored, **{name: os.path.join(workdir, stored[name]) for name in PATH_FIELDS
