@@ -164,6 +164,13 @@ def test_real_and_fake_paths_are_groups_named_after_them(tmp_path):
     assert folder_items([tmp_path / "dfdc/real"], [tmp_path / "ffpp/1_fake.png"])[1].group == "ffpp/1_fake.png"
     with pytest.raises(ForgeryDetError, match="no such file"):
         folder_items([tmp_path / "missing"], [tmp_path / "Celeb-synthesis"])
+    # FaceForensics++'s folders all end in c23/videos: each keeps a group of its own, named as far back as it takes
+    ff = "FFPP/original_sequences/youtube/c23/videos", *(f"FFPP/manipulated_sequences/{m}/c23/videos"
+                                                         for m in ("Deepfakes", "Face2Face"))
+    _touch(tmp_path, *(f"{d}/{i}.mp4" for d in ff for i in range(2)))
+    items = folder_items([tmp_path / ff[0]], [tmp_path / ff[1], tmp_path / ff[2]])
+    assert [it.group for it in items] == (["youtube/c23/videos"] * 2 + ["Deepfakes/c23/videos"] * 2
+                                          + ["Face2Face/c23/videos"] * 2)
 
 
 def test_per_group_sample_is_seeded_and_keeps_the_order():
@@ -175,6 +182,11 @@ def test_per_group_sample_is_seeded_and_keeps_the_order():
     assert sample_per_group(items, 3, seed=1) != a
     with pytest.raises(ForgeryDetError, match="--per-group must be >= 1"):
         sample_per_group(items, 0)
+    # a group of both classes (a DFDC part: mostly fakes) keeps up to n of each, never only fakes
+    part = [Item(Path(f"{i}.mp4"), int(i >= 2), "dfdc_train_part_0") for i in range(12)]
+    for seed in range(5):
+        got = sample_per_group(part, 2, seed=seed)
+        assert sorted(it.label for it in got) == [0, 0, 1, 1]
 
 
 def test_evaluation_source(ffpp, tmp_path):

@@ -38,7 +38,7 @@ def evaluate_cmd(
     celebdf_all: Annotated[bool, typer.Option("--celebdf-all", help="With --celebdf: every video of Celeb-real, YouTube-real and Celeb-synthesis, not the test list's.")] = False,
     real: Annotated[Optional[list[Path]], typer.Option("--real", readable=False, help="Real files, folders or globs (repeat; each is a group), with --fake.")] = None,
     fake: Annotated[Optional[list[Path]], typer.Option("--fake", readable=False, help="Fake files, folders or globs (repeat; each is a group), with --real.")] = None,
-    per_group: Annotated[Optional[int], typer.Option("--per-group", help="At most N files of each group, a seeded random draw (a quick figure; not with LIST.csv).")] = None,
+    per_group: Annotated[Optional[int], typer.Option("--per-group", help="At most N files of each group and class, a seeded random draw (a quick figure; not with LIST.csv).")] = None,
 ) -> None:
     """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
     from forgerydet.scan.evalsets import evaluation_source

@@ -8,9 +8,10 @@
 - a Celeb-DF (v1 or v2) root: the videos of its official test list `List_of_testing_videos.txt` (lines
   "1 YouTube-real/00170.mp4": 1 = real, 0 = fake, the other way round from DFDC), or, with `everything`, every
   video of `Celeb-real` and `YouTube-real` (real) and `Celeb-synthesis` (fake); group = that folder;
-- folders (or files, globs) of real and of fake files: group = the last two parts of the path given.
+- folders (or files, globs) of real and of fake files: group = the last parts of the path given, as many as it
+  takes to tell the paths apart (at least two).
 
-Each group can be cut to a seeded random sample (`per_group`), for a quick figure on a laptop. A group that
+Each group can be cut to a seeded random sample of each class (`per_group`), for a quick figure on a laptop. A group that
 holds one class is measured against all of the other class (`metrics.grouped_metrics`)."""
 
 from __future__ import annotations
@@ -158,24 +159,37 @@ def celebdf_items(root: str | Path, everything: bool = False) -> list[Item]:
 def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path]) -> list[Item]:
     """Every image and video of the real and of the fake paths (folders searched recursively, globs); each
     path given is a group, named by its last two parts as given ('dfdc/real', 'ffpp/*_fake.png'), so that
-    folders called real and fake in two datasets stay apart."""
+    folders called real and fake in two datasets stay apart, or by as many more as it takes to tell it from the
+    other paths (FaceForensics++'s 'Deepfakes/c23/videos' and 'Face2Face/c23/videos', not both 'c23/videos')."""
+    names = _group_names([*real, *fake])
     items: list[Item] = []
     for label, paths in ((0, real), (1, fake)):
         for p in paths:
-            parts = [x for x in Path(p).parts if x not in (".", "..", "/")]
-            group = "/".join(parts[-2:]) or str(p)
-            items += [Item(f, label, group) for f in expand_sources([p])]
+            items += [Item(f, label, names[str(p)]) for f in expand_sources([p])]
     return items
 
 
+def _group_names(paths: Sequence[str | Path]) -> dict[str, str]:
+    """Each path's shortest ending of two or more parts that no other path given ends with."""
+    parts = {str(p): [x for x in Path(p).parts if x not in (".", "..", "/")] for p in paths}
+    names = {}
+    for p, ps in parts.items():
+        k = 2
+        while k < len(ps) and any(q[-k:] == ps[-k:] for o, q in parts.items() if o != p):
+            k += 1
+        names[p] = "/".join(ps[-k:]) or p
+    return names
+
+
 def sample_per_group(items: list[Item], n: int, seed: int = 0) -> list[Item]:
-    """At most n items of each group, a seeded random draw (the list's order kept)."""
+    """At most n items of each group and class, a seeded random draw (the list's order kept): a group of both
+    classes (a DFDC part, ~80 % fakes) keeps some of each."""
     if n < 1:
         raise ForgeryDetError(f"--per-group must be >= 1, got {n}")
     rng = random.Random(seed)
-    by_group: dict[str, list[int]] = {}
+    by_group: dict[tuple[str, int], list[int]] = {}
     for i, it in enumerate(items):
-        by_group.setdefault(it.group, []).append(i)
+        by_group.setdefault((it.group, it.label), []).append(i)
     keep = {i for idx in by_group.values() for i in (idx if len(idx) <= n else rng.sample(idx, n))}
     return [it for i, it in enumerate(items) if i in keep]
 
