@@ -23,14 +23,18 @@ def test_ffpp_pairs_are_frame_aligned_and_split_by_source(tmp_path, astronaut):
 
     root, out = tmp_path / "ffpp", tmp_path / "out"
     ffpp_tree(root, frames_for)
+    for a, b in (("002", "003"), ("003", "002")):  # a second pair of people
+        write_video(root / f"original_sequences/youtube/c23/videos/{a}.mp4", frames_for(a, False))
+        write_video(root / f"manipulated_sequences/Deepfakes/c23/videos/{a}_{b}.mp4", frames_for(a, True))
     s = pairs_from_ffpp(root, out, CFG, val=0.5, seed=0)
     rows = read_csv(out / "pairs.csv")
     assert list(rows[0]) == PAIRS_COLUMNS
-    assert len(rows) == s.rows == 8  # 2 reals x 2 methods x 2 frames
-    assert s.methods == {"Deepfakes": 4, "Face2Face": 4}
+    assert len(rows) == s.rows == 12  # 2 reals x 2 methods x 2 frames, and 2 reals x 1 method x 2 frames
+    assert s.methods == {"Deepfakes": 8, "Face2Face": 4}
     assert any("01_02__walk__ABC.mp4" in w for w in s.warnings)  # unmatched fakes are reported
+    # fake 000_001 puts 001's face on 000's video: the two ids are one group, so no face is in two splits
     splits = split_groups(rows)
-    assert splits == {"train": splits["train"], "val": splits["val"]} and splits["train"] | splits["val"] == {"000", "001"}
+    assert splits == {"train": splits["train"], "val": splits["val"]} and splits["train"] | splits["val"] == {"000+001", "002+003"}
     assert not splits["train"] & splits["val"]
     for r in rows:
         assert r["fake"].split("/")[1] == r["method"] and r["real"].startswith("crops/real/")
@@ -145,7 +149,7 @@ def test_ffpp_official_split_files_decide_each_videos_split(tmp_path, astronaut)
     (splits / "val.json").write_text(json.dumps([["003", "002"]]))
     s = make_pairs(tmp_path / "out", CFG, ffpp=root, splits=splits)
     rows = read_csv(tmp_path / "out" / "pairs.csv")
-    assert {(r["group"], r["split"]) for r in rows} == {("000", "train"), ("001", "train"), ("002", "val"), ("003", "val")}
+    assert {(r["group"], r["split"]) for r in rows} == {("000+001", "train"), ("002+003", "val")}
     assert any(w.startswith("1 fake video(s) of ids that no split file lists were left out (e.g. 004_000.mp4)")
                for w in s.warnings)
     # what the split files name that is not here is said, per file (a partly downloaded FF++, or ids as numbers)

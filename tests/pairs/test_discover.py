@@ -23,9 +23,9 @@ def test_ffpp_parser(tmp_path):
     tree = find_ffpp(tmp_path, compression="c40")
     assert tree.compression == "c40" and sorted(tree.reals) == ["000", "001"]
     got = sorted((e.method, e.fake.name, e.real.name, e.group) for e in tree.fakes)
-    assert got == [
-        ("Deepfakes", "000_001.mp4", "000.mp4", "000"), ("Deepfakes", "001_000.mp4", "001.mp4", "001"),
-        ("Face2Face", "000_001.mp4", "000.mp4", "000"), ("Face2Face", "001_000.mp4", "001.mp4", "001"),
+    assert got == [  # fake A_B shows B's face: ids A and B are one group (split unit)
+        ("Deepfakes", "000_001.mp4", "000.mp4", "000+001"), ("Deepfakes", "001_000.mp4", "001.mp4", "000+001"),
+        ("Face2Face", "000_001.mp4", "000.mp4", "000+001"), ("Face2Face", "001_000.mp4", "001.mp4", "000+001"),
     ]  # fmt: skip
     assert [p.name for p in tree.unmatched] == ["01_02__walk__ABC.mp4"]
     assert {e.method for e in find_ffpp(tmp_path, "c23", methods=["Face2Face"]).fakes} == {"Face2Face"}
@@ -47,3 +47,11 @@ def test_match_dirs(tmp_path):
         ("1.mp4", "1.mp4"), ("10_3.mp4", "10.mp4"), ("1_x.mp4", "1.mp4"), ("a-edited.png", "a.png")
     ]  # fmt: skip
     assert [p.name for p in unmatched] == ["zzz.png"]
+
+
+def test_ids_joined_by_fakes_are_one_group():
+    from forgerydet.pairs.discover import identity_groups
+
+    got = identity_groups(["000_003", "003_000", "001_870", "002_006", "006_010", "011"])
+    assert got == {"000": "000+003", "003": "000+003", "001": "001+870", "870": "001+870", "002": "002+006+010",
+                   "006": "002+006+010", "010": "002+006+010", "011": "011"}  # through 006, and alone

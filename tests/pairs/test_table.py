@@ -19,6 +19,16 @@ def test_splits_are_by_group_disjoint_and_deterministic():
     assert set(assign_splits(groups, val=0.0, test=0.0).values()) == {"train"}
 
 
+def test_a_few_groups_more_or_less_move_almost_none_across_splits():
+    groups = [f"{i:03d}" for i in range(1000)]
+    full = assign_splits(groups, val=0.15, test=0.15, seed=0)
+    for drop in (0, 123, 500, 999):  # a video that failed, a method left out
+        less = assign_splits([g for g in groups if g != groups[drop]], val=0.15, test=0.15, seed=0)
+        assert sum(less[g] != full[g] for g in less) <= 2
+    more = assign_splits(groups + ["new1", "new2"], val=0.15, test=0.15, seed=0)
+    assert sum(more[g] != full[g] for g in groups) <= 4
+
+
 def test_too_few_groups_is_an_error_not_an_empty_split():
     assert sorted(assign_splits(["a", "b"], val=0.01).values()) == ["train", "val"]  # rounds up to one group
     with pytest.raises(ForgeryDetError, match="only 1 group.*--val 0"):

@@ -201,3 +201,20 @@ def test_real_files_the_checkpoint_trained_on_and_crops_given_for_videos_are_not
     res = evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True)
     assert res["notes"] == ["--crops applies to images: the 1 video listed was scanned as `scan` does, with face "
                             "detection"]
+
+
+def test_real_videos_the_checkpoint_trained_on_are_noted(setup, tmp_path, monkeypatch):
+    from forgerydet.io import source_key
+    from forgerydet.model.checkpoint import load_checkpoint
+    from forgerydet.scan.evaluate import evaluate
+
+    ck, lst, rows = setup
+    m = load_checkpoint(ck).model
+    # `pairs` cut the training faces of face2.png into crops/real/<source_key>/: the bank lists those crops
+    sources = [f"pairs/crops/real/{source_key(tmp_path / 'face2.png')}/f000000_0.png", "pairs/crops/real/x-00000000/f1.png"]
+    trained = save_checkpoint(tmp_path / "trained.safetensors", m, bank_sources=sources)
+    res = evaluate(lst, trained, config=ScanConfig(device="cpu"), crops=True)  # (a photo here: scored as a crop)
+    assert res["notes"] == [f"1 of the real files are videos or photos this checkpoint's training faces were cut from "
+                            f"(e.g. {tmp_path / 'face2.png'}): it has seen those faces, so they flatter its figures; "
+                            f"evaluate on sources it never trained on (FaceForensics++: pairs --splits, then evaluate "
+                            f"--split test.json)"]

@@ -7,6 +7,7 @@ the two decided apart, a pair could differ by deinterlacing alone, a difference 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +18,8 @@ from forgerydet.faces.detect import Face, FaceDetector, crop_faces
 from forgerydet.faces.media import iter_frames, media_kind, sample_indices, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import read_image, safe_name, source_key, write_png
-from forgerydet.pairs.discover import FFPP_SPLITS, MappingEntry, find_ffpp, read_ffpp_splits, unique_group_names
+from forgerydet.pairs.discover import (FFPP_SPLITS, MappingEntry, find_ffpp, identity_groups, read_ffpp_splits,
+                                      unique_group_names)
 from forgerydet.pairs.table import (
     PAIRS_NAME,
     TEST_SHARE,
@@ -193,7 +195,8 @@ def pairs_from_ffpp(
     progress: Progress | None = None,
     splits: str | Path | None = None,
 ) -> PairsSummary:
-    """Pairs from a FaceForensics++ tree (see find_ffpp): fake A_B with real A, frame-aligned, group A. `splits`:
+    """Pairs from a FaceForensics++ tree (see find_ffpp): fake A_B with real A, frame-aligned, group 'A+B' (the ids
+    the fakes join: discover.identity_groups). `splits`:
     a folder of FF++'s official split files (read_ffpp_splits), which then decide each group's split."""
     tree = find_ffpp(root, compression, methods)
     if not tree.fakes:
@@ -204,14 +207,20 @@ def pairs_from_ffpp(
     entries, of = tree.fakes, None
     if splits is not None:
         split_of = read_ffpp_splits(splits)
-        entries = [e for e in tree.fakes if e.group in split_of]
+        entries = [e for e in tree.fakes if e.real.stem in split_of]
+        ids = identity_groups(e.fake.stem for e in entries)  # joined by the fakes kept, not by those left out
+        entries = [dataclasses.replace(e, group=ids[e.real.stem]) for e in entries]
         if not entries:
             raise ForgeryDetError(f"--splits {splits}: none of its video ids is in {root} (for {tree.compression})")
         left = len(tree.fakes) - len(entries)
         if left:
             summary_extra.append(f"{left} fake video(s) of ids that no split file lists were left out "
-                                 f"(e.g. {next(e.fake.name for e in tree.fakes if e.group not in split_of)})")
-        of = {e.group: split_of[e.group] for e in entries}
+                                 f"(e.g. {next(e.fake.name for e in tree.fakes if e.real.stem not in split_of)})")
+        of = {}
+        for e in entries:  # the official files keep both ids of a pair in one split: a group is in one
+            if of.setdefault(e.group, split_of[e.real.stem]) != split_of[e.real.stem]:
+                raise ForgeryDetError(f"--splits {splits}: the ids of {e.group} (joined by their fakes) are in "
+                                      f"different split files, so a face would be in two splits")
         for split in FFPP_SPLITS:  # what a partly downloaded FF++ (or ids written as numbers) leaves out
             listed = {i for i, sp in split_of.items() if sp == split}
             absent = sorted(listed - set(tree.reals))

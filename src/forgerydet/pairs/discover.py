@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.media import expand_sources, media_kind
@@ -98,7 +99,7 @@ class FFppTree:
 
     compression: str
     reals: dict[str, Path]  # video id A -> original_sequences/youtube/<comp>/videos/A.mp4
-    fakes: list[MappingEntry]  # A_B of each method, group A, method = the method folder
+    fakes: list[MappingEntry]  # A_B of each method, group = identity_groups' (A+B), method = the method folder
     unmatched: list[Path]  # fake videos whose name does not start with a known real id
     # methods left out because they have no videos at this compression, with the levels they do have
     elsewhere: dict[str, list[str]] = field(default_factory=dict)
@@ -155,9 +156,33 @@ def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequenc
                 fakes.append(MappingEntry(reals[a], p, group=a, method=method))
             else:
                 unmatched.append(p)
+    ids = identity_groups(e.fake.stem for e in fakes)
+    fakes = [dataclasses.replace(e, group=ids[e.group]) for e in fakes]
     actors_dir = root / "original_sequences" / "actors" / compression / "videos"
     actors = {p.stem: p for p in sorted(actors_dir.glob("*")) if p.is_file() and media_kind_ok(p)} if actors_dir.is_dir() else {}
     return FFppTree(compression, reals, fakes, unmatched, elsewhere, actors)
+
+
+def identity_groups(stems: Iterable[str]) -> dict[str, str]:
+    """The split unit of each id of FaceForensics++ fakes named A_B (B's face on A's video): ids joined by a fake,
+    directly or through others, are one group, named by its ids joined with '+' ('000+003'), so that no face is
+    in two splits (group A alone put fake 000_003 in test while real 003 and fake 003_000 trained)."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]  # halve the path
+            x = parent[x]
+        return x
+    for stem in stems:
+        a, _, rest = stem.partition("_")
+        b = rest.split("_")[0]
+        ra, rb = root(a), root(b or a)
+        parent[max(ra, rb)] = min(ra, rb)
+    members: dict[str, list[str]] = {}
+    for x in parent:
+        members.setdefault(root(x), []).append(x)
+    return {x: "+".join(sorted(m)) for m in members.values() for x in m}
 
 
 def media_kind_ok(p: Path) -> bool:

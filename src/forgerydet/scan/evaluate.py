@@ -12,8 +12,9 @@ from typing import Any
 
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.io import check_output, write_text_atomic
+from forgerydet.io import check_output, source_key, write_text_atomic
 from forgerydet.metrics import grouped_metrics, roc_plot
+from forgerydet.model.checkpoint import training_faces
 from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.runtime import Progress
@@ -133,6 +134,14 @@ def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
         notes.append(f"{len(seen)} of the real files are faces this checkpoint trained on and holds in its bank (e.g. "
                      f"{path_text(seen[0])}): the bank recalls each as its own nearest real face, so they score more "
                      f"real than unseen faces would; evaluate on faces it never trained on")
+    # a video (or photo) whose crops it trained on: `pairs` names a source's crop folder by io.source_key
+    cut = training_faces(meta)
+    sources = [it.path for it in items if it.label == 0 and it.path.resolve() not in bank and source_key(it.path) in cut]
+    if sources:
+        notes.append(f"{len(sources)} of the real files are videos or photos this checkpoint's training faces were cut "
+                     f"from (e.g. {path_text(sources[0])}): it has seen those faces, so they flatter its figures; "
+                     f"evaluate on sources it never trained on (FaceForensics++: pairs --splits, then evaluate --split "
+                     f"test.json)")
     videos = sum(1 for it in items if it.path.suffix.lower() not in IMAGE_EXTS)
     if crops and videos:
         notes.append(f"--crops applies to images: the {videos} video{'' if videos == 1 else 's'} listed "
