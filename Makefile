@@ -46,16 +46,16 @@ BLEND = --group-pattern '^(.+)_\d{4}$$' --size 224 --format jpg --jpeg-quality 9
 model-data:
 	$(PY) tools/subset_faces.py runs/base_subset --lfw 1250 --utkface 1250 --seed 0 --train $(SHARED)/train
 	$(VENV)/bin/forgerydet pairs --self-blend runs/base_subset/lfw runs/base_subset/utkface $(SHARED)/train/videos \
-	  --frames 24 --online --val 0.05 $(BLEND) --out runs/base_pairs
+	  --frames 24 --online --val 0.05 $(BLEND) --out runs/base_pairs --overwrite
 	$(PY) tools/subset_faces.py runs/base_calib --lfw 600 --utkface 600 --celeba 600 --rmfd_web 600 --seed 1 \
 	  --exclude runs/base_subset --train $(SHARED)/train
 	$(VENV)/bin/forgerydet pairs --self-blend runs/base_calib/lfw runs/base_calib/utkface runs/base_calib/celeba \
-	  runs/base_calib/rmfd_web --val 0.97 $(BLEND) --out runs/base_calib_pairs
+	  runs/base_calib/rmfd_web --val 0.97 $(BLEND) --out runs/base_calib_pairs --overwrite
 	$(PY) tools/subset_faces.py runs/base_more --lfw 99999 --utkface 99999 --celeba 99999 --rmfd_web 99999 --seed 2 \
 	  --exclude runs/base_subset --exclude runs/base_calib --train $(SHARED)/train
 	$(VENV)/bin/forgerydet pairs --self-blend runs/base_subset/lfw runs/base_subset/utkface runs/base_more/lfw \
 	  runs/base_more/utkface runs/base_more/celeba runs/base_more/rmfd_web $(SHARED)/train/videos \
-	  --frames 24 --online --val 0.05 $(BLEND) --out runs/base_all_pairs
+	  --frames 24 --online --val 0.05 $(BLEND) --out runs/base_all_pairs --overwrite
 
 model: model-data
 	$(VENV)/bin/forgerydet train --pairs runs/base_pairs/pairs.csv --out $(MODEL_RUN) --backbone $(MODEL_BACKBONE) \

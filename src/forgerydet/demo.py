@@ -144,7 +144,8 @@ def main() -> None:
 
     say("2. self-blended pairs from real faces only")
     pairs_dir = out / "pairs"
-    run(["pairs", "--self-blend", *map(str, sources), "--out", str(pairs_dir), "--val", "0.25", "--seed", "0"])
+    run(["pairs", "--self-blend", *map(str, sources), "--out", str(pairs_dir), "--val", "0.25", "--seed", "0",
+         "--overwrite"])  # the demo remakes its own
     pairs_csv = pairs_dir / "pairs.csv"
 
     runs = {"pretrained": "auto"} if args.no_random_baseline else {"pretrained": "auto", "random-init": "none"}

@@ -57,9 +57,14 @@ def test_a_rerun_into_the_same_folder_says_what_the_earlier_run_left(tmp_path, a
     every = BlendOptions(online=False, workers=1)  # crop, fake and mask per face
     first = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos, val=0.0, blend=every)
     assert first.rows == 4 and not any("earlier run" in w for w in first.warnings)
-    again = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos, val=0.0, blend=every)
+    before = (tmp_path / "out" / "pairs.csv").read_bytes()
+    with pytest.raises(ForgeryDetError, match=r"already holds a pairs.csv \(4 rows\): give another --out, or --overwrite"):
+        make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos[:1], val=0.0, blend=every)
+    assert (tmp_path / "out" / "pairs.csv").read_bytes() == before  # never replaced unasked
+    again = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos, val=0.0, blend=every, overwrite=True)
     assert not any("earlier run" in w for w in again.warnings)  # the same run again names every file
-    fewer = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos[:1], val=0.0, blend=every)
+    fewer = make_pairs(tmp_path / "out", cfg, self_blend=True, sources=photos[:1], val=0.0, blend=every,
+                       overwrite=True)
     said = [w for w in fewer.warnings if "earlier run" in w]
     assert said == [f"{tmp_path / 'out' / 'crops'} also holds 9 file(s) of an earlier run that pairs.csv does not "
                     f"name (delete that folder first for a clean one)"]

@@ -126,6 +126,7 @@ def pairs_cmd(
     image_format: Annotated[str, typer.Option("--format", help="With --self-blend: crop file format, png or jpg (smaller; fakes are blended from the decoded JPEG).")] = BlendOptions.image_format,
     jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="With --format jpg.")] = BlendOptions.jpeg_quality,
     workers: Annotated[int, typer.Option("--workers", help="With --self-blend: processes detecting faces in still images and videos (0 = one per core).")] = BlendOptions.workers,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the pairs.csv already in OUT (refused without it).")] = False,
 ) -> None:
     """Write OUT/pairs.csv (real,fake,group,split,method,landmarks) and the face crops it names."""
     from forgerydet.pairs.build import make_pairs
@@ -142,7 +143,7 @@ def pairs_cmd(
             s = make_pairs(
                 out, config, ffpp=ffpp, compression=compression, methods=methods, mapping=mapping,
                 real_dir=real_dir, fake_dir=fake_dir, self_blend=self_blend, sources=sources,
-                val=val, test=test, seed=seed, progress=progress, splits=splits,
+                val=val, test=test, seed=seed, progress=progress, splits=splits, overwrite=overwrite,
                 blend=BlendOptions(group_pattern=group_pattern, online=online, image_format=image_format,
                                    jpeg_quality=jpeg_quality, workers=workers),
             )  # fmt: skip

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.io import check_not_input, check_output
 from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
@@ -42,10 +42,12 @@ def make_pairs(
     progress: Progress | None = None,
     blend: BlendOptions | None = None,
     splits: str | Path | None = None,
+    overwrite: bool = False,
 ) -> PairsSummary:
     """The `forgerydet pairs` command: exactly one of ffpp / mapping / real_dir+fake_dir / self_blend
     (which uses `sources`). methods may be a comma-separated string. Returns the summary: files that
-    failed are listed in its `errors`, not raised."""
+    failed are listed in its `errors`, not raised. An OUT that holds a pairs.csv is refused unless `overwrite`
+    (FF++ pairs were silently replaced by a DFDC mapping's)."""
     modes = [m for m, on in (("--ffpp", ffpp), ("--mapping", mapping), ("--real-dir/--fake-dir", real_dir or fake_dir),
                              ("--self-blend", self_blend)) if on]  # fmt: skip
     if len(modes) != 1:
@@ -65,6 +67,7 @@ def make_pairs(
     check_output(out_dir, "--out", folder=True)  # before any face is detected
     if mapping:  # OUT/pairs.csv must not be the mapping being read
         check_not_input(Path(out_dir) / "pairs.csv", "--out", [("the --mapping file", mapping)])
+    _check_new_pairs(Path(out_dir) / "pairs.csv", overwrite)
     kw = dict(val=val, test=test, seed=seed, progress=progress)
     summary = _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_dir, self_blend, sources,
                      blend, kw, splits)
@@ -73,6 +76,19 @@ def make_pairs(
         summary.warnings.append(f"{Path(out_dir) / 'crops'} also holds {stale} file(s) of an earlier run that "
                                 f"pairs.csv does not name (delete that folder first for a clean one)")
     return summary
+
+
+def _check_new_pairs(pairs_csv: Path, overwrite: bool) -> None:
+    if overwrite or not pairs_csv.exists():
+        return
+    try:
+        with open(pairs_csv, newline="", encoding="utf-8", errors="replace") as f:
+            rows = f" ({max(0, sum(1 for _ in f) - 1):,} rows)"
+    except OSError:
+        rows = ""
+    raise ForgeryDetError(f"--out {path_text(pairs_csv.parent)} already holds a pairs.csv{rows}: give another --out, or "
+                          f"--overwrite to replace it (a training run on it then refuses to resume: its splits may "
+                          f"differ)")
 
 
 def _stale_crops(out_dir: Path, pairs_csv: Path) -> int:
