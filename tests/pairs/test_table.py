@@ -70,3 +70,15 @@ def test_a_pairs_file_moved_away_from_its_crops_says_where_paths_are_taken_from(
     with pytest.raises(ForgeryDetError) as e:
         read_pairs(tmp_path / "abs.csv")
     assert str(e.value).endswith(f"file not found: {tmp_path / 'gone.png'}")  # written absolute: no such hint
+
+
+def test_too_few_groups_after_failures_names_the_files_that_failed(tmp_path):
+    from forgerydet.pairs.table import PairsSummary, finish_pairs, pair_row
+
+    rows = [pair_row("crops/real/a.png", "crops/x/a.png", "a", "x", None)]
+    summary = PairsSummary(pairs_csv=tmp_path / "pairs.csv", errors=[("b.mp4", "b.mp4: cannot decode the video")])
+    with pytest.raises(ForgeryDetError) as e:
+        finish_pairs(rows, tmp_path, 0.15, 0.0, 0, summary)
+    assert str(e.value).endswith("; 1 file(s) failed, taking their groups with them (first: b.mp4: cannot decode "
+                                 "the video)")
+    assert not (tmp_path / "pairs.csv").exists()
