@@ -49,8 +49,9 @@ def fake_evaluate(monkeypatch):
                        "backbone": "resnet10t", "pretrained_weights": "none", "bank_entries": 64, "threshold": 0.42},
     }
 
-    def run(list_csv, checkpoint, *, config, crops, out_dir, progress):
-        calls.append({"list": list_csv, "checkpoint": checkpoint, "config": config, "crops": crops, "out": out_dir})
+    def run(list_csv, checkpoint, *, config, crops, out_dir, progress, notes=None):
+        calls.append({"list": list_csv, "checkpoint": checkpoint, "config": config, "crops": crops, "out": out_dir,
+                      "notes": notes})
         progress(1, 2, "a.png")
         return dict(result)
 
@@ -234,3 +235,18 @@ def test_an_interval_from_too_few_samples_is_not_shown_as_exact(fake_evaluate, t
     assert r.exit_code == 0, r.output
     assert _rows(r.stdout)[-1] == ["video", "overall", "1", "1", "1.000", "too few", "0.950", "0.000", "1.000"]
     assert "too few: under 5 real or 5 fake samples, no interval is given" in " ".join(r.stdout.split())
+
+
+def test_what_reading_the_layout_found_reaches_metrics_json_and_is_said_once(fake_evaluate, tmp_path):
+    calls, result = fake_evaluate
+    for name in ("original_sequences/youtube/c23/videos/000.mp4", "manipulated_sequences/Deepfakes/c23/videos/000_001.mp4",
+                 "manipulated_sequences/FaceSwap/c40/videos/000_001.mp4"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    said = "FaceSwap has no c23/videos (it has c40): not used; choose that level with --compression to use it"
+    result["notes"] = [said]  # what the library returns: the layout's notes first (metrics.json keeps them)
+    r = cli("evaluate", "--ffpp", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert calls[0]["notes"] == [said]
+    assert " ".join(r.stderr.split()).count(said) == 1  # said before the scoring, not again after it
+    one_error(cli("evaluate", "--celebdf-all"), "--celebdf-all goes with --celebdf")

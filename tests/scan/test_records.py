@@ -196,6 +196,6 @@ def test_settings_notes_say_how_a_scan_departs_from_its_calibration(monkeypatch)
     assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16", "device": "cuda:0"}, None) == []
     weak = {**same, "calibration_caught": 0.0}
     assert settings_notes(weak, None) == [
-        "at its threshold this checkpoint caught only 0 % of the self-blended fakes it was calibrated on: it detects "
+        "at its threshold this checkpoint caught only 0 % of the validation fakes it was calibrated on: it detects "
         "little yet, so a REAL verdict from it means little (train it longer, or on more faces)"]
     assert settings_notes(weak, 0.5) == [] and settings_notes({**same, "calibration_caught": 0.958}, None) == []

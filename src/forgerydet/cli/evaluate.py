@@ -63,12 +63,12 @@ def evaluate_cmd(
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")
-            res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out,
+            res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out, notes=layout_notes,
                       progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name))
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
-    for line in settings_notes(res["checkpoint"], threshold) + res.get("notes", []):
+    for line in settings_notes(res["checkpoint"], threshold) + res.get("notes", [])[len(layout_notes):]:  # those: above
         note("note:", line, style="yellow")
     console.print(checkpoint_line(res["checkpoint"]), highlight=False)
     console.print(metrics_table(res, console.width))

@@ -204,14 +204,14 @@ def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | 
     `notes` collects what the user should hear about the layout."""
     if (compression or methods or split) and not ffpp:  # before "give one evaluation set", which hides it
         raise ForgeryDetError("--compression, --methods and --split go with --ffpp")
+    if celebdf_all and not celebdf:  # likewise
+        raise ForgeryDetError("--celebdf-all goes with --celebdf")
     given = [name for name, v in (("LIST.csv", list_csv), ("--ffpp", ffpp), ("--dfdc", dfdc),
                                   ("--celebdf", celebdf), ("--real/--fake", real or fake)) if v]
     if len(given) != 1:
         raise ForgeryDetError("give one evaluation set: LIST.csv, --ffpp ROOT, --dfdc FOLDER, --celebdf ROOT or "
                               "--real PATH --fake PATH"
                               + (f" (got {' and '.join(given)})" if given else ""))
-    if celebdf_all and not celebdf:
-        raise ForgeryDetError("--celebdf-all goes with --celebdf")
     if per_group is not None and list_csv:
         raise ForgeryDetError("--per-group goes with --ffpp, --dfdc, --celebdf or --real/--fake, not with LIST.csv")
     if list_csv:

@@ -30,12 +30,14 @@ def evaluate(
     crops: bool = False,
     out_dir: str | Path | None = None,
     progress: Progress | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score every file of `source` (a LIST.csv, or items from scan.evalsets) and compute metrics. crops=True:
     images are already face crops (scored as they are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
     any scanning, and each file is written on its own; a write that fails anyway (full disk) is listed in
     result["output_errors"] instead of losing the metrics. result["problems"] lists what makes the result
-    incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty."""
+    incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty. `notes` (what
+    reading a dataset's layout found, e.g. a method left out) lead result["notes"], which metrics.json keeps."""
     if out_dir:
         check_output(out_dir, "--out", folder=True)
     if isinstance(source, list):
@@ -98,7 +100,7 @@ def evaluate(
                else "fix or replace the skipped files")
         problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: {why}")
     result["problems"] = problems
-    result["notes"] = _notes(items, crops, scanner.checkpoint.meta)
+    result["notes"] = list(notes or []) + _notes(items, crops, scanner.checkpoint.meta)
     result["output_errors"] = []
     if out_dir:
         out = Path(out_dir)

@@ -195,7 +195,7 @@ def settings_notes(settings: dict, threshold: float | None) -> list[str]:
                    f"{settings['precision']}, its threshold and probabilities are only approximately calibrated")
     caught = settings.get("calibration_caught")
     if caught is not None and caught < WEAK_CATCH and threshold is None:
-        out.append(f"at its threshold this checkpoint caught only {100 * caught:.0f} % of the self-blended fakes it "
+        out.append(f"at its threshold this checkpoint caught only {100 * caught:.0f} % of the validation fakes it "
                    f"was calibrated on: it detects little yet, so a REAL verdict from it means little (train it "
                    f"longer, or on more faces)")
     if settings["precision"] == "bf16" and settings["device"] == "cpu" and not native_bf16():
