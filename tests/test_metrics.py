@@ -110,6 +110,19 @@ def test_grouped_metrics_with_one_class_group():
     assert ci["stylegan"]["n_real"] == 6 and ci["stylegan"]["auc_ci"] is None  # measured against all 6 reals, 4 fakes
 
 
+def test_a_one_class_group_borrows_the_other_class_from_its_own_pool():
+    # FaceForensics++: Deepfakes against the YouTube originals only, DeepFakeDetection against the actors' videos
+    labels = [0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.9, 0.6, 0.8, 0.3, 0.95]
+    groups = ["original", "original", "actors", "Deepfakes", "Deepfakes", "DeepFakeDetection", "DeepFakeDetection"]
+    pools = ["youtube", "youtube", "actors", "youtube", "youtube", "actors", "actors"]
+    out = grouped_metrics(labels, scores, groups, threshold=0.5, pools=pools)
+    assert (out["Deepfakes"]["n_real"], out["Deepfakes"]["auc"]) == (2, 1.0)  # not also the actors' 0.9
+    assert (out["DeepFakeDetection"]["n_real"], out["DeepFakeDetection"]["auc"]) == (1, 0.5)
+    assert out["overall"]["n"] == 7
+    assert grouped_metrics(labels, scores, groups, threshold=0.5)["Deepfakes"]["n_real"] == 3  # no pools: all reals
+
+
 def test_roc_plot_writes_png_atomically(tmp_path):
     rng = np.random.default_rng(3)
     labels = np.repeat([0, 1], 50)

@@ -122,7 +122,7 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 
 
 def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: float = 0.5,
-                    ci: bool = False) -> dict[str, dict]:
+                    ci: bool = False, pools: Sequence[str] | None = None) -> dict[str, dict]:
     """binary_metrics per group (e.g. per source dataset) plus 'overall'; ci=True adds 'auc_ci', the 95 %
     stratified bootstrap interval of the AUC (1,000 resamples, seeded), where an AUC exists; None where the
     samples hold fewer than CI_MIN_PER_CLASS of a class (resampling one real and one fake gives an interval of
@@ -132,10 +132,13 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
     per-method figures on FaceForensics++ are (each method's fakes against all originals): its metrics then
     carry 'against' = 'real' or 'fake', the class borrowed. Where the whole set holds one class, that group
     (and 'overall') gets {'error', 'n', 'n_real', 'n_fake', 'accuracy'} instead of AUC/EER, so one all-fake
-    source never stops the rest of an evaluation.
+    source never stops the rest of an evaluation. `pools` (one per sample; '' = any) limits the borrowed class to
+    the samples of the group's own pool: FaceForensics++'s methods against the YouTube originals, not also the
+    actors' videos that DeepFakeDetection's fakes were made on.
     """
     y, s = _check(labels, scores)
     g = np.asarray([str(v) for v in groups], dtype=object)
+    pool = np.asarray(list(pools) if pools is not None else [""] * g.size, dtype=object)
     if g.size != y.size:
         raise ForgeryDetError(f"{y.size} labels but {g.size} group names: give one group per sample")
     if OVERALL in set(g):
@@ -152,8 +155,9 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
     for name in sorted(set(g)):
         m = g == name
         own = np.unique(y[m])
-        if len(own) == 1 and both:  # borrow the other class from the whole set
-            sel = m | (y != own[0])
+        if len(own) == 1 and both:  # borrow the other class from the whole set (or the group's pool)
+            mine = set(pool[m]) - {""}
+            sel = m | ((y != own[0]) & (np.isin(pool, list(mine)) if len(mine) == 1 else True))
             out[name] = {**metrics(y[sel], s[sel]), "against": "fake" if own[0] == 0 else "real"}
         else:
             out[name] = metrics(y[m], s[m])

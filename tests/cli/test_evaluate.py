@@ -198,7 +198,8 @@ def test_a_dataset_layout_instead_of_a_list(fake_evaluate, tmp_path):
     assert [(it.group, it.label) for it in items] == [
         (f"{d}/Celeb-real", 0)] * 2 + [(f"{d}/YouTube-real", 0)] + [(f"{d}/Celeb-synthesis", 1)] * 2
     assert ["video", "Celeb-synthesis*", "3", "3", "0.750", "-", "0.700", "0.250", "0.500"] in _rows(r.stdout)
-    assert "* a group of one class, measured against every sample of the other class" in " ".join(r.stdout.split())
+    assert ("* a group of one class, measured against every sample of the other class (with --ffpp: the originals its "
+            "fakes were made on)") in " ".join(r.stdout.split())
 
 
 def test_celebdf_test_list_reaches_the_library(fake_evaluate, tmp_path):

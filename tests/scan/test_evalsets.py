@@ -76,6 +76,10 @@ def test_ffpp_split_lists_its_missing_videos_and_the_actors_are_dfds_reals(ffpp,
     notes: list[str] = []
     items = ffpp_items(ffpp, notes=notes)
     assert [(it.path.name, it.label) for it in items if it.group == "actors"] == [("01__walk.mp4", 0)]
+    # each method is measured against the originals its fakes were made on: DFD's the actors', the rest YouTube's
+    assert {(it.group, it.pool) for it in items} == {("original", "youtube"), ("actors", "actors"),
+                                                     ("DeepFakeDetection", "actors"), ("Deepfakes", "youtube"),
+                                                     ("NeuralTextures", "youtube")}
     assert notes == ["Face2Face has no c23/videos (it has c40): not used; choose that level with --compression to use it"]
     assert not [it for it in ffpp_items(ffpp, methods=["Deepfakes"]) if it.group == "actors"]  # no DFD fakes: no actors
     notes.clear()

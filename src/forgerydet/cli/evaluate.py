@@ -120,7 +120,8 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     if any("auc_ci" in m and m["auc_ci"] is None for level in ("frame_level", "video_level") for m in res[level].values()):
         caption += f"\ntoo few: under {CI_MIN_PER_CLASS} real or {CI_MIN_PER_CLASS} fake samples, no interval is given"
     if any("against" in m for level in ("frame_level", "video_level") for m in res[level].values()):
-        caption += "\n* a group of one class, measured against every sample of the other class"
+        caption += ("\n* a group of one class, measured against every sample of the other class (with --ffpp: the "
+                    "originals its fakes were made on)")
     whole = _table(rows, COLUMNS, title, caption)
     figures = [r[k] for r in rows for k in range(2, len(COLUMNS))]
     names = [r[1] for r in rows]

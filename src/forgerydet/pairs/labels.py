@@ -16,11 +16,15 @@ LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1, "pristine": 0, "original": 0, "m
 
 @dataclass
 class Item:
-    """One labelled file: label 0 real, 1 fake; group: the dataset or method it is measured in."""
+    """One labelled file: label 0 real, 1 fake; group: the dataset or method it is measured in; pool: where a
+    group of one class finds the other class (metrics.grouped_metrics), '' for all of the set (FaceForensics++:
+    DeepFakeDetection's fakes and the actors' originals are one pool, the other methods and the YouTube originals
+    another)."""
 
     path: Path
     label: int
     group: str
+    pool: str = ""
 
 
 def read_list(path: str | Path, *, both_classes: bool = True) -> list[Item]:

@@ -64,8 +64,10 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
             fake_dir = next(p for p, m in fakes if m == method).parent
             fakes += [(fake_dir / f"{n}.mp4", method) for n in sorted(names) if (method, n) not in have]
         fakes.sort(key=lambda f: (f[1], f[0].name))
-    return ([Item(p, 0, REAL_GROUP) for _, p in sorted(reals.items())] + [Item(p, 0, ACTORS_GROUP) for _, p in sorted(actors.items())]
-            + [Item(p, 1, m) for p, m in fakes])
+    dfd = {p for p in tree.unmatched}  # made on the actors' videos, the rest on the YouTube originals
+    return ([Item(p, 0, REAL_GROUP, "youtube") for _, p in sorted(reals.items())]
+            + [Item(p, 0, ACTORS_GROUP, "actors") for _, p in sorted(actors.items())]
+            + [Item(p, 1, m, "actors" if p in dfd else "youtube") for p, m in fakes])
 
 
 def dfdc_items(folder: str | Path) -> list[Item]:

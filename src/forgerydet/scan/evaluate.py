@@ -46,8 +46,8 @@ def evaluate(
         items, title = read_list(source), Path(source).name
     scanner = Scanner(checkpoint, config or ScanConfig())
     thr = scanner.threshold
-    face_y, face_s, face_g = [], [], []
-    file_y, file_s, file_g = [], [], []
+    face_y, face_s, face_g, face_p = [], [], [], []
+    file_y, file_s, file_g, file_p = [], [], [], []
     records, skipped = [], []
     done, interrupted = 0, False
     try:
@@ -63,9 +63,11 @@ def evaluate(
             face_y += [it.label] * n
             face_s += [f["score"] for f in rec["faces"]]
             face_g += [it.group] * n
+            face_p += [it.pool] * n
             file_y.append(it.label)
             file_s.append(rec["score"])
             file_g.append(it.group)
+            file_p.append(it.pool)
             records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
                             "score_interval": rec.get("score_interval"), "n_faces": n})
     except KeyboardInterrupt:  # a long evaluation stopped by Ctrl-C still reports the files it scored
@@ -73,8 +75,8 @@ def evaluate(
             raise
         interrupted = True
         k, m = len(records), sum(r["n_faces"] for r in records)  # `records` grows last: drop a half-added file
-        file_y, file_s, file_g = file_y[:k], file_s[:k], file_g[:k]
-        face_y, face_s, face_g = face_y[:m], face_s[:m], face_g[:m]
+        file_y, file_s, file_g, file_p = file_y[:k], file_s[:k], file_g[:k], file_p[:k]
+        face_y, face_s, face_g, face_p = face_y[:m], face_s[:m], face_g[:m], face_p[:m]
     if progress and not interrupted:
         progress(len(items), len(items), "")
     if not records:
@@ -82,8 +84,8 @@ def evaluate(
     result = {
         "checkpoint": scanner.settings(),
         "threshold": thr,
-        "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True),
-        "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True),
+        "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True, pools=face_p),
+        "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True, pools=file_p),
         "close_calls": close_call_summary(records, thr),
         "files": records,
         "skipped": skipped,
