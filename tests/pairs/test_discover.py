@@ -55,3 +55,14 @@ def test_ids_joined_by_fakes_are_one_group():
     got = identity_groups(["000_003", "003_000", "001_870", "002_006", "006_010", "011"])
     assert got == {"000": "000+003", "003": "000+003", "001": "001+870", "870": "001+870", "002": "002+006+010",
                    "006": "002+006+010", "010": "002+006+010", "011": "011"}  # through 006, and alone
+
+
+def test_a_root_one_level_off_says_where_the_ffpp_root_is(tmp_path):
+    tiny = lambda a, fake: [np.zeros((16, 16, 3), np.uint8)] * 2  # noqa: E731
+    ffpp_tree(tmp_path / "FFPP", tiny)
+    with pytest.raises(ForgeryDetError, match=rf"no original_sequences/youtube\) \({tmp_path / 'FFPP'} looks like one\)"):
+        find_ffpp(tmp_path)
+    with pytest.raises(ForgeryDetError, match=rf"\(give the folder that holds it: {tmp_path / 'FFPP'}\)"):
+        find_ffpp(tmp_path / "FFPP" / "original_sequences")
+    with pytest.raises(ForgeryDetError, match=r"no original_sequences/youtube\); see data/README.md"):
+        find_ffpp(tmp_path / "FFPP" / "original_sequences" / "youtube" / "c23" / "videos")  # too deep to guess

@@ -71,6 +71,13 @@ def test_ffpp_split_lists_its_missing_videos_and_the_actors_are_dfds_reals(ffpp,
                        ("NeuralTextures", "500_011"), ("original", "500")]
     assert len(kept) == 6 + 1 + 5  # 000, 003 and their fakes; 011; the five missing ones
     assert all(it.path.parent.is_dir() for it in kept)  # named where the tree keeps them
+    # a method downloaded in part, none of it the split's, is listed too (its videos skipped), not left out unsaid
+    _touch(ffpp, "original_sequences/youtube/c23/videos/998.mp4", "manipulated_sequences/FaceSwap/c23/videos/998_997.mp4")
+    swap = sorted(it.path.stem for it in ffpp_items(ffpp, split=split) if it.group == "FaceSwap")
+    assert swap == ["000_003", "003_000", "011_500", "500_011"]
+    for name in ("original_sequences/youtube/c23/videos/998.mp4", "manipulated_sequences/FaceSwap/c23/videos/998_997.mp4"):
+        (ffpp / name).unlink()
+    (ffpp / "manipulated_sequences/FaceSwap").rename(tmp_path / "FaceSwap")
     _touch(ffpp, "original_sequences/actors/c23/videos/01__walk.mp4", "manipulated_sequences/Face2Face/c40/videos/000_003.mp4",
            "manipulated_sequences/Face2Face/masks/videos/000_003.mp4", "manipulated_sequences/FaceSwap/masks/videos/000_003.mp4")
     notes: list[str] = []

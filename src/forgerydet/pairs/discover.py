@@ -120,7 +120,8 @@ def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequenc
                               f"manipulated_sequences)")
     if not real_base.is_dir():
         raise ForgeryDetError(
-            f"{root}: not a FaceForensics++ folder (no original_sequences/youtube); see data/README.md for the layout"
+            f"{root}: not a FaceForensics++ folder (no original_sequences/youtube){_ffpp_root_hint(root)}; see "
+            f"data/README.md for the layout"
         )
     comps = sorted(d.name for d in real_base.iterdir() if (d / "videos").is_dir())
     if not comps:
@@ -183,6 +184,18 @@ def identity_groups(stems: Iterable[str]) -> dict[str, str]:
     for x in parent:
         members.setdefault(root(x), []).append(x)
     return {x: "+".join(sorted(m)) for m in members.values() for x in m}
+
+
+def _ffpp_root_hint(root: Path) -> str:
+    """Where the FaceForensics++ root is, when `root` is one level off: a folder inside it, or the folder holding it."""
+    for up in (root, *root.parents[:3]):
+        if (up / "original_sequences" / "youtube").is_dir() and up != root:
+            return f" (give the folder that holds it: {up})"
+    try:
+        inside = sorted(d for d in root.iterdir() if (d / "original_sequences" / "youtube").is_dir())
+    except OSError:
+        inside = []
+    return f" ({inside[0]} looks like one)" if inside else ""
 
 
 def media_kind_ok(p: Path) -> bool:

@@ -49,6 +49,8 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
                    key=lambda f: (f[1], f[0].name))
     actors = tree.actors if tree.unmatched else {}
     if split is not None:
+        dirs = {m: p.parent for p, m in fakes}  # every method found, also one without a video of the split here
+        named_after_actors = {p.parents[2].name for p in tree.unmatched} - {e.method for e in tree.fakes}
         pairs = read_ffpp_split(Path(split))
         ids = {i for pair in pairs for i in pair}
         names = {f"{a}_{b}" for a, b in pairs} | {f"{b}_{a}" for a, b in pairs}
@@ -60,8 +62,9 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
         real_dir = next(iter(tree.reals.values())).parent
         reals.update({i: real_dir / f"{i}.mp4" for i in ids if i not in reals})  # missing: skipped, and said
         have = {(m, p.stem) for p, m in fakes}
-        for method in sorted({m for _, m in fakes}):
-            fake_dir = next(p for p, m in fakes if m == method).parent
+        for method, fake_dir in sorted(dirs.items()):
+            if method in named_after_actors:
+                continue  # DeepFakeDetection's fakes are named after actors, never after a split's ids
             fakes += [(fake_dir / f"{n}.mp4", method) for n in sorted(names) if (method, n) not in have]
         fakes.sort(key=lambda f: (f[1], f[0].name))
     dfd = {p for p in tree.unmatched}  # made on the actors' videos, the rest on the YouTube originals
