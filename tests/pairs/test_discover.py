@@ -66,3 +66,16 @@ def test_a_root_one_level_off_says_where_the_ffpp_root_is(tmp_path):
         find_ffpp(tmp_path / "FFPP" / "original_sequences")
     with pytest.raises(ForgeryDetError, match=r"no original_sequences/youtube\); see data/README.md"):
         find_ffpp(tmp_path / "FFPP" / "original_sequences" / "youtube" / "c23" / "videos")  # too deep to guess
+
+
+def test_split_ids_written_as_numbers_read_as_the_file_names_do(tmp_path):
+    import json
+
+    from forgerydet.pairs.discover import read_ffpp_split
+
+    (tmp_path / "test.json").write_text(json.dumps([[0, 3], ["071", "054"]]))
+    assert read_ffpp_split(tmp_path / "test.json") == [("000", "003"), ("071", "054")]
+    for bad in ({"000": "003"}, ["ab"], [[1, 2, 3]], "000_003"):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(ForgeryDetError, match="not a FaceForensics\\+\\+ split file"):
+            read_ffpp_split(tmp_path / "bad.json")

@@ -220,7 +220,11 @@ def read_ffpp_split(path: Path) -> list[tuple[str, str]]:
     """The [target, source] video-id pairs of one FaceForensics++ split file (its dataset/splits/*.json)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        pairs = [(str(a), str(b)) for a, b in data]
+        # ids as the repository writes them ("000"); written as numbers (0), the three digits of the file names
+        pairs = [tuple(f"{v:03d}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in pair)
+                 for pair in data]
+        if not isinstance(data, list) or any(not isinstance(p, list) or len(p) != 2 for p in data):
+            raise ValueError("not a list of pairs")
     except FileNotFoundError:
         raise ForgeryDetError(f"{path}: no such split file") from None
     except IsADirectoryError:

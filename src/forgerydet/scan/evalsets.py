@@ -142,9 +142,10 @@ def celebdf_items(root: str | Path, everything: bool = False) -> list[Item]:
         raise ForgeryDetError(f"{root}: no {CELEBDF_TEST_LIST} (Celeb-DF's official test list); "
                               "--celebdf-all scores every video instead")
     items = []
-    for n, line in enumerate(listed.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    # utf-8-sig: a list saved on Windows starts with a byte-order mark; '#' lines are comments
+    for n, line in enumerate(listed.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
         parts = line.split(maxsplit=1)
-        if not parts:
+        if not parts or parts[0].startswith("#"):
             continue
         folder, _, name = parts[-1].strip().partition("/")
         if len(parts) != 2 or parts[0] not in ("0", "1") or folder.lower() not in CELEBDF_FOLDERS or not name:
