@@ -79,3 +79,11 @@ def test_split_ids_written_as_numbers_read_as_the_file_names_do(tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(ForgeryDetError, match="not a FaceForensics\\+\\+ split file"):
             read_ffpp_split(tmp_path / "bad.json")
+
+
+def test_methods_that_name_none_are_refused_not_read_as_all(tmp_path):
+    tiny = lambda a, fake: [np.zeros((16, 16, 3), np.uint8)] * 2  # noqa: E731
+    ffpp_tree(tmp_path, tiny)
+    with pytest.raises(ForgeryDetError, match="--methods names no method"):
+        find_ffpp(tmp_path, methods=[])  # `--methods ,` after splitting
+    assert {e.method for e in find_ffpp(tmp_path).fakes} == {"Deepfakes", "Face2Face"}  # not given: all

@@ -112,8 +112,7 @@ def _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_
     if ffpp:
         if isinstance(methods, str):
             methods = [m.strip() for m in methods.split(",") if m.strip()]
-        return pairs_from_ffpp(ffpp, out_dir, config, compression=compression, methods=methods or None, splits=splits,
-                               **kw)
+        return pairs_from_ffpp(ffpp, out_dir, config, compression=compression, methods=methods, splits=splits, **kw)
     if compression or methods:
         raise ForgeryDetError("--compression and --methods apply to --ffpp only")
     if mapping:

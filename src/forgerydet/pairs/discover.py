@@ -139,6 +139,9 @@ def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequenc
     found = sorted(d.name for d in man_base.iterdir() if (d / compression / "videos").is_dir()) if man_base.is_dir() else []
     elsewhere = {d.name: levels for d in sorted(man_base.iterdir()) if d.is_dir() and d.name not in found
                  and (levels := sorted(c.name for c in d.iterdir() if c.name != "masks" and (c / "videos").is_dir()))} if man_base.is_dir() else {}
+    if methods is not None and not methods:  # `--methods ,` named none; it used to mean all of them
+        raise ForgeryDetError("--methods names no method: give method folder names separated by commas, e.g. "
+                              "--methods Deepfakes,Face2Face")
     if methods:
         missing = [m for m in methods if m not in found]
         if missing:
