@@ -80,7 +80,7 @@ shipped-calib:
 	rm -rf runs/shipped_unseen
 	$(PY) tools/unseen_photos.py models/forgerydet-base.safetensors runs/shipped_unseen --train $(SHARED)/train
 	$(VENV)/bin/forgerydet pairs --self-blend runs/shipped_unseen/lfw runs/shipped_unseen/utkface runs/shipped_unseen/celeba \
-	  runs/shipped_unseen/rmfd_web --val 0.97 $(BLEND) --out runs/shipped_calib_pairs
+	  runs/shipped_unseen/rmfd_web --val 0.97 $(BLEND) --out runs/shipped_calib_pairs --overwrite
 
 # Judge a trained checkpoint as every candidate for the shipped file was judged (models/README.md): ship it, calibrate it
 # with the flip on photos the shipped file never trained on, then the held-out, robustness and shortcut benches, all

@@ -231,3 +231,16 @@ def test_device_carry_packs_whole_groups_as_webp_within_its_budget(tmp_path, mon
     carry.main()
     out = capsys.readouterr().out
     assert "faces.zip: 32 of 32 rows, 8 of 8 groups" in out and "MiB in all (the device machine takes 64 MiB)" in out
+
+
+def test_ship_stores_bank_sources_from_their_common_folder_without_this_machines_root(tmp_path):
+    from forgerydet.model.checkpoint import read_meta
+
+    _, m = _saved(tmp_path, "x.safetensors", 0)
+    sources = [f"runs/p/crops/real/a-0000000{i}/f000000_0.jpg" for i in range(5)]
+    src = save_checkpoint(tmp_path / "run.safetensors", m, bank_sources=sources,
+                          extra={"bank_sources_root": "/home/dev/forgerydet", "trained_on": "runs/p/pairs.csv"})
+    _tool("transfer_weights").ship(str(src), str(tmp_path / "ship.safetensors"))
+    meta = read_meta(tmp_path / "ship.safetensors")
+    assert meta["bank_sources"][0] == "a-00000000/f000000_0.jpg"  # relative to the folder that holds them all
+    assert "bank_sources_root" not in meta["extra"] and meta["extra"]["trained_on"] == "runs/p/pairs.csv"

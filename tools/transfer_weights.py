@@ -113,14 +113,15 @@ def ship(ckpt: str, out: str, by_reference: bool = False) -> None:
     paths = ck.bank_sources
     root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
     sources = [os.path.relpath(p, root) if root else p for p in paths]
+    extra = {k: v for k, v in ck.extra.items() if k != "bank_sources_root"}  # this machine's folder fits no more
     try:
-        save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history, extra=ck.extra, half=True,
+        save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history, extra=extra, half=True,
                         by_reference=by_reference)
     except ForgeryDetError as e:  # weights trained in fp32: keep them exact
         if "fp16" not in str(e):
             raise
         print(f"not lossless at fp16 ({e}); writing fp32 weights")
-        save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history, extra=ck.extra,
+        save_checkpoint(out, ck.model, bank_sources=sources, history=ck.history, extra=extra,
                         by_reference=by_reference)
     again = load_checkpoint(out, "cpu")  # fingerprint and strict load are checked here
     for (k, a), (_, b) in zip(ck.model.state_dict().items(), again.model.state_dict().items()):

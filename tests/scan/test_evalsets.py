@@ -40,6 +40,11 @@ def test_ffpp_originals_are_real_and_each_method_a_group(ffpp, tmp_path):
     assert {it.group for it in only} == {"original", "NeuralTextures"}
     split = tmp_path / "test.json"
     split.write_text(json.dumps([["003", "000"]]))  # FF++'s splits/*.json: [target, source] id pairs
+    notes: list[str] = []
+    alone = ffpp_items(ffpp, notes=notes)  # DeepFakeDetection's fakes without the actors' videos they were made on
+    assert {it.pool for it in alone} == {"youtube"} and len(notes) == 1
+    assert notes[0].startswith("DeepFakeDetection: fakes named after no YouTube original") and "measured against the " \
+        "YouTube originals" in notes[0]
     kept = ffpp_items(ffpp, split=split)
     assert sorted((it.group, it.path.stem) for it in kept) == [
         ("Deepfakes", "000_003"), ("Deepfakes", "003_000"), ("NeuralTextures", "000_003"), ("NeuralTextures", "003_000"),
@@ -65,6 +70,11 @@ def test_ffpp_split_lists_its_missing_videos_and_the_actors_are_dfds_reals(ffpp,
     level is named in a note."""
     split = tmp_path / "test.json"
     split.write_text(json.dumps([["003", "000"], ["011", "500"]]))  # 500 is not downloaded; neither is 011_500 etc.
+    notes: list[str] = []
+    alone = ffpp_items(ffpp, notes=notes)  # DeepFakeDetection's fakes without the actors' videos they were made on
+    assert {it.pool for it in alone} == {"youtube"} and len(notes) == 1
+    assert notes[0].startswith("DeepFakeDetection: fakes named after no YouTube original") and "measured against the " \
+        "YouTube originals" in notes[0]
     kept = ffpp_items(ffpp, split=split)
     missing = sorted((it.group, it.path.stem) for it in kept if not it.path.exists())
     assert missing == [("Deepfakes", "011_500"), ("Deepfakes", "500_011"), ("NeuralTextures", "011_500"),
@@ -178,6 +188,11 @@ def test_real_and_fake_paths_are_groups_named_after_them(tmp_path):
     assert folder_items([tmp_path / "dfdc/real"], [tmp_path / "ffpp/1_fake.png"])[1].group == "ffpp/1_fake.png"
     with pytest.raises(ForgeryDetError, match="no such file"):
         folder_items([tmp_path / "missing"], [tmp_path / "Celeb-synthesis"])
+    # paths that end alike however far back keep the path as given
+    _touch(tmp_path, "data/real/a.png", "x/data/real/b.png", "x/data/fake/c.png")
+    monkey = folder_items([str(tmp_path / "x" / "data" / "real"), str(tmp_path / "x" / ".." / "data" / "real")],
+                          [str(tmp_path / "x" / "data" / "fake")])
+    assert len({it.group for it in monkey}) == 3
     # FaceForensics++'s folders all end in c23/videos: each keeps a group of its own, named as far back as it takes
     ff = "FFPP/original_sequences/youtube/c23/videos", *(f"FFPP/manipulated_sequences/{m}/c23/videos"
                                                          for m in ("Deepfakes", "Face2Face"))

@@ -175,15 +175,16 @@ def test_real_files_the_checkpoint_trained_on_and_crops_given_for_videos_are_not
     sources = ["face0.png", "face2.png"] + [f"elsewhere/f{i}.png" for i in range(6)]  # relative, as training records
     trained = save_checkpoint(tmp_path / "trained.safetensors", m, bank_sources=sources)
     res = evaluate(lst, trained, config=ScanConfig(device="cpu"), crops=True)
-    assert res["notes"] == [f"2 of the real files are faces this checkpoint trained on and holds in its bank (e.g. "
-                            f"{tmp_path / 'face0.png'}): the bank recalls each as its own nearest real face, so they "
-                            f"score more real than unseen faces would; evaluate on faces it never trained on"]
+    assert res["notes"] == [f"2 of the real files are faces this checkpoint trained on, whose bank was filled from "
+                            f"them (e.g. {tmp_path / 'face0.png'}): the nearest bank face can be the face itself, so "
+                            f"they score more real than unseen faces would; evaluate on faces it never trained on"]
     r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(trained), "--crops", "--device", "cpu",
                                  "--out", str(tmp_path / "ev")])
-    assert r.exit_code == 0 and "note: 2 of the real files are faces this checkpoint trained on" in " ".join(r.stderr.split())
+    assert r.exit_code == 0 and "note: 2 of the real files are faces this checkpoint trained on," in " ".join(r.stderr.split())
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["notes"] == res["notes"]
     # from another folder the relative bank paths name other files: nothing is claimed, unless the checkpoint
-    # recorded the folder they are relative to (training and rebuild-bank do since 2026-12-06)
+    # recorded the folder they are relative to (training and rebuild-bank do since 2026-12-06); a recorded folder
+    # that is not here (a checkpoint copied from another machine) falls back to the current one
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     assert evaluate(lst, trained, config=ScanConfig(device="cpu"), crops=True)["notes"] == []
@@ -218,3 +219,18 @@ def test_real_videos_the_checkpoint_trained_on_are_noted(setup, tmp_path, monkey
                             f"(e.g. {tmp_path / 'face2.png'}): it has seen those faces, so they flatter its figures; "
                             f"evaluate on sources it never trained on (FaceForensics++: pairs --splits, then evaluate "
                             f"--split test.json)"]
+
+
+def test_scoring_otherwise_than_the_calibration_is_in_the_notes(setup, tmp_path):
+    from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
+    from forgerydet.scan.evaluate import evaluate
+
+    ck, lst, _ = setup
+    c = load_checkpoint(ck)
+    cal = {"threshold": 0.4, "temperature": 1.0}
+    flip = resave_checkpoint(c, tmp_path / "flip.safetensors", c.model,
+                             extra={**cal, "calibration": {**cal, "tta": "flip", "bank_contents": c.model.bank.contents_digest()}})
+    res = evaluate(lst, flip, config=ScanConfig(device="cpu", tta="none"), crops=True, out_dir=tmp_path / "ev")
+    assert [n.split(";")[0] for n in res["notes"]] == ["the checkpoint was calibrated with --tta flip"]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["notes"] == res["notes"]
+    assert evaluate(lst, flip, config=ScanConfig(device="cpu", tta="none", threshold=0.5), crops=True)["notes"] == []

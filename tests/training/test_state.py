@@ -188,3 +188,28 @@ def test_a_resumed_run_refuses_changed_or_missing_data(tmp_path, monkeypatch):
     # a run stored before the digests were recorded is not checked, and says which files it could not check
     old = dataclasses.replace(stored, data_sha256=None, workdir=None)
     assert check_same_data(old, LAST) == ["pairs", "watch"]
+
+
+def test_a_moved_project_resumes_from_where_it_is_now(tmp_path, monkeypatch):
+    start = tmp_path / "project"
+    stored = _started_in(start)
+    state = rng_state(1, 10, 0.9, stored.to_dict(), None)
+    ck = SimpleNamespace(model=SimpleNamespace(cfg=tiny_config()))
+    start.rename(tmp_path / "moved")  # or copied back from the GPU machine
+    monkeypatch.chdir(tmp_path / "moved")
+    got = resumed_config(TrainConfig(out="run", epochs=4), None, state, ck, {"out", "epochs"}, LAST)
+    assert got.pairs == "sbi/pairs.csv" and check_same_data(got, LAST) == []  # from here, as typed
+    # the same file given again, by another name: its recorded sha256 says it is the run's
+    again = resumed_config(TrainConfig(pairs=str(tmp_path / "moved" / "sbi" / "pairs.csv"), epochs=4), None, state, ck,
+                           {"pairs", "epochs"}, LAST)
+    assert Path(again.pairs) == tmp_path / "moved" / "sbi" / "pairs.csv"
+    (tmp_path / "other.csv").write_text("real,fake,group,split\nx\n")
+    with pytest.raises(ForgeryDetError, match="--pairs .*other.csv \\(the run has sbi/pairs.csv\\)"):
+        resumed_config(TrainConfig(pairs=str(tmp_path / "other.csv"), epochs=4), None, state, ck, {"pairs"}, LAST)
+
+
+def test_a_new_time_budget_on_resume_is_taken():
+    stored, state, ck = _stored(max_minutes=58)
+    got = resumed_config(TrainConfig(epochs=7, max_minutes=95), None, state, ck, {"epochs", "max_minutes"}, LAST)
+    assert got.max_minutes == 95  # make model's second step stretches the budget so (it was accepted, then ignored)
+    assert resumed_config(TrainConfig(epochs=7), None, state, ck, {"epochs"}, LAST).max_minutes == 58

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import Progress, ProgressColumn
 
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
+from forgerydet.io import current_folder
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,10 +39,8 @@ def command_line() -> str:
 def working_directory() -> str | None:
     """The folder the command runs in (relative paths in command_line() are from there); None when it has been
     deleted or cannot be read."""
-    try:
-        return path_text(os.getcwd())
-    except OSError:
-        return None
+    here = current_folder()
+    return None if here is None else path_text(here)
 
 
 def typed_options(ctx: typer.Context) -> set[str]:

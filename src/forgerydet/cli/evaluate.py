@@ -15,7 +15,6 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fa
                                    shown, shows_whole, user_errors)
 from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.records import settings_notes
 
 
 def evaluate_cmd(
@@ -68,7 +67,7 @@ def evaluate_cmd(
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
-    for line in settings_notes(res["checkpoint"], threshold) + res.get("notes", [])[len(layout_notes):]:  # those: above
+    for line in [n for n in res.get("notes", []) if n not in layout_notes]:  # those were said before the scoring
         note("note:", line, style="yellow")
     console.print(checkpoint_line(res["checkpoint"]), highlight=False)
     console.print(metrics_table(res, console.width))

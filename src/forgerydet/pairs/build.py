@@ -87,8 +87,8 @@ def _check_new_pairs(pairs_csv: Path, overwrite: bool) -> None:
     except OSError:
         rows = ""
     raise ForgeryDetError(f"--out {path_text(pairs_csv.parent)} already holds a pairs.csv{rows}: give another --out, or "
-                          f"--overwrite to replace it (a training run on it then refuses to resume: its splits may "
-                          f"differ)")
+                          f"--overwrite to replace it (a training run started on it refuses to resume if its content "
+                          f"changes)")
 
 
 def _stale_crops(out_dir: Path, pairs_csv: Path) -> int:

@@ -115,8 +115,8 @@ def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed:
         except ForgeryDetError as e:  # enough groups before detection, too few after: say which files fell out
             if not summary.errors:
                 raise
-            raise ForgeryDetError(f"{e}; {len(summary.errors)} file(s) failed, taking their groups with them (first: "
-                                  f"{summary.errors[0][1]})") from None
+            raise ForgeryDetError(f"{e}; {len(summary.errors)} file(s) failed, which may have taken groups with them "
+                                  f"(first: {summary.errors[0][1]})") from None
     present = {r["group"] for r in rows}
     splits = {g: s for g, s in splits.items() if g in present}
     for r in rows:

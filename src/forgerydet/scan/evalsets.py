@@ -67,10 +67,16 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
                 continue  # DeepFakeDetection's fakes are named after actors, never after a split's ids
             fakes += [(fake_dir / f"{n}.mp4", method) for n in sorted(names) if (method, n) not in have]
         fakes.sort(key=lambda f: (f[1], f[0].name))
-    dfd = {p for p in tree.unmatched}  # made on the actors' videos, the rest on the YouTube originals
+    # the fakes of a method named after no YouTube id (DeepFakeDetection's) were made on the actors' videos: those
+    # are their reals, where they are here; every other method is measured against the YouTube originals
+    on_actors = {p.parents[2].name for p in tree.unmatched} - {e.method for e in tree.fakes} if actors else set()
+    if tree.unmatched and not tree.actors and notes is not None and split is None:
+        notes.append(f"{', '.join(sorted({p.parents[2].name for p in tree.unmatched}))}: fakes named after no YouTube "
+                     f"original (DeepFakeDetection's are made on original_sequences/actors, which is not here for "
+                     f"{tree.compression}): measured against the YouTube originals")
     return ([Item(p, 0, REAL_GROUP, "youtube") for _, p in sorted(reals.items())]
             + [Item(p, 0, ACTORS_GROUP, "actors") for _, p in sorted(actors.items())]
-            + [Item(p, 1, m, "actors" if p in dfd else "youtube") for p, m in fakes])
+            + [Item(p, 1, m, "actors" if m in on_actors else "youtube") for p, m in fakes])
 
 
 def dfdc_items(folder: str | Path) -> list[Item]:
@@ -184,6 +190,9 @@ def _group_names(paths: Sequence[str | Path]) -> dict[str, str]:
         while k < len(ps) and any(q[-k:] == ps[-k:] for o, q in parts.items() if o != p):
             k += 1
         names[p] = "/".join(ps[-k:]) or p
+    for p, name in names.items():  # '../data/real' and 'data/real' end alike however far back: the path as given
+        if any(o != p and other == name for o, other in names.items()):
+            names[p] = p
     return names
 
 

@@ -19,7 +19,7 @@ from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.records import close_call_summary, json_record
+from forgerydet.scan.records import close_call_summary, json_record, settings_notes
 from forgerydet.scan.scanner import Scanner
 
 def evaluate(
@@ -102,7 +102,9 @@ def evaluate(
                else "fix or replace the skipped files")
         problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: {why}")
     result["problems"] = problems
-    result["notes"] = list(notes or []) + _notes(items, crops, scanner.checkpoint.meta)
+    # what reading the layout found, how this scoring departs from the calibration, what the files are to the model
+    result["notes"] = (list(notes or []) + settings_notes(result["checkpoint"], scanner.config.threshold)
+                       + _notes(items, crops, scanner.checkpoint.meta))
     result["output_errors"] = []
     if out_dir:
         out = Path(out_dir)
@@ -122,10 +124,10 @@ def evaluate(
 
 
 def _bank_faces(meta: dict[str, Any]) -> set[Path]:
-    """The checkpoint's bank faces (bank_sources) as resolved paths: recorded relative to the folder the bank was
-    written in (extra 'bank_sources_root'); where that is not recorded, taken from the current folder."""
-    root = (meta.get("extra") or {}).get("bank_sources_root") or "."
-    return {(Path(root) / p).resolve() for p in meta.get("bank_sources") or []}
+    """The checkpoint's training faces (bank_sources) as resolved paths: recorded relative to the folder the bank
+    was written in (extra 'bank_sources_root'), and from the current folder (a root not recorded, or elsewhere)."""
+    roots = {(meta.get("extra") or {}).get("bank_sources_root") or ".", "."}
+    return {(Path(root) / p).resolve() for root in roots for p in meta.get("bank_sources") or []}
 
 
 def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
@@ -135,9 +137,9 @@ def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
     bank = _bank_faces(meta)
     seen = [it.path for it in items if it.label == 0 and it.path.resolve() in bank]
     if seen:
-        notes.append(f"{len(seen)} of the real files are faces this checkpoint trained on and holds in its bank (e.g. "
-                     f"{path_text(seen[0])}): the bank recalls each as its own nearest real face, so they score more "
-                     f"real than unseen faces would; evaluate on faces it never trained on")
+        notes.append(f"{len(seen)} of the real files are faces this checkpoint trained on, whose bank was filled from "
+                     f"them (e.g. {path_text(seen[0])}): the nearest bank face can be the face itself, so they score "
+                     f"more real than unseen faces would; evaluate on faces it never trained on")
     # a video (or photo) whose crops it trained on: `pairs` names a source's crop folder by io.source_key
     cut = training_faces(meta)
     sources = [it.path for it in items if it.label == 0 and it.path.resolve() not in bank and source_key(it.path) in cut]

@@ -51,6 +51,8 @@ class ReportImages:
         """Thumbnail of a bank face's source image, or None when it is not readable here."""
         if source not in self._neighbours:
             path = Path(self.bank_root or ".") / source  # an absolute source stays itself
+            if not path.is_file():  # a checkpoint copied from the machine it was made on: from here, as typed
+                path = Path(source)
             try:
                 rgb = read_image(path) if path.is_file() else None
             except ForgeryDetError:

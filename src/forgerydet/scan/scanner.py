@@ -143,7 +143,8 @@ class Scanner:
             "mode": "single (difference against the bank's nearest real faces)",
             "calibration_caught": self._caught(),
             # the folder the bank's recorded source paths are relative to (written with the bank since 2026-12-06)
-            "bank_sources_root": self.checkpoint.extra.get("bank_sources_root"),
+            "bank_sources_root": self.checkpoint.extra.get("bank_sources_root")
+            if self.disk_bank is None and self.references is None else None,
         } | self._reference_settings()
 
     def _caught(self) -> float | None:

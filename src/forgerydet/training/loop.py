@@ -293,7 +293,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                 record.update(score_watch(model, *watch, d.device, tcfg))
             history.append(_json_safe(record))
             key = record["watch_auc" if tcfg.select == "watch" else "val_auc"]
-            improved = key > best
+            improved = key > best or (state is None and epoch == start_epoch)  # a new run's first: never the old best
             best = max(best, key)
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,

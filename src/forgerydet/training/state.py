@@ -77,12 +77,24 @@ def stamp_new_run(tcfg: TrainConfig) -> TrainConfig:
 
 def _from_workdir(stored: dict[str, Any]) -> dict[str, Any]:
     """The stored config with its relative file paths made absolute from the folder the run started in, where
-    that is not the current folder (a run stored before workdir was recorded: unchanged, from the current folder)."""
+    that is not the current folder and the file is there (a project moved or copied elsewhere, or a run stored
+    before workdir was recorded: from the current folder, as typed)."""
     workdir, here = stored.get("workdir"), current_folder()
     if not workdir or (here is not None and os.path.realpath(workdir) == os.path.realpath(here)):
         return stored
-    return {**stored, **{name: os.path.join(workdir, stored[name]) for name in PATH_FIELDS
-                         if stored.get(name) and not os.path.isabs(stored[name])}}
+    found = {name: os.path.join(workdir, stored[name]) for name in PATH_FIELDS
+             if stored.get(name) and not os.path.isabs(stored[name])}
+    return {**stored, **{k: v for k, v in found.items() if os.path.exists(v) or not os.path.exists(stored[k])}}
+
+
+def _same_files(tcfg: TrainConfig, stored: dict[str, Any], given: Collection[str]) -> dict[str, Any]:
+    """`stored` with a data file given again on --resume under another name (from another folder, a copy) taken as
+    the run's own where its sha256 is the one the run recorded."""
+    digests = stored.get("data_sha256") or {}
+    same = {name: getattr(tcfg, name) for name in ("pairs", "watch") if name in given and name in digests
+            and getattr(tcfg, name) and Path(getattr(tcfg, name)).is_file()
+            and file_sha256(Path(getattr(tcfg, name))) == digests[name]}
+    return {**stored, **same}
 
 
 def check_same_data(tcfg: TrainConfig, last_path: Path) -> list[str]:
@@ -140,7 +152,7 @@ def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainStat
                    last_path: Path) -> TrainConfig:
     """The stored training config, with where-to-run options and a raised epoch count taken from this call;
     a ForgeryDetError for any other explicitly given option that differs from the stored run."""
-    stored = _from_workdir(state.train_config)
+    stored = _same_files(tcfg, _from_workdir(state.train_config), given)
     may_change = {"out", "device", "workers", "epochs", "max_minutes"}
     conflicts = option_conflicts(set(given) - may_change, [(tcfg, stored), (mcfg, ck.model.cfg.to_dict())], "the run has")
     if conflicts:
@@ -154,4 +166,5 @@ def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainStat
                                                           else " (all it was asked for)")
             + f": pass --epochs N with N > {done} to train more")
     return config_from_dict(TrainConfig, {**stored, "out": tcfg.out, "device": tcfg.device, "workers": tcfg.workers,
-                                    "epochs": epochs})
+                                          "epochs": epochs,  # and a new budget, which was accepted and then ignored
+                                          **({"max_minutes": tcfg.max_minutes} if "max_minutes" in given else {})})
