@@ -123,6 +123,9 @@ def test_dfdc_labels_from_metadata_or_labels_csv(tmp_path):
     (part / "metadata.json").write_text("{}")
     with pytest.raises(ForgeryDetError, match="lists no videos"):
         dfdc_items(part)
+    with pytest.raises(ForgeryDetError, match=r"neither metadata.json nor labels.csv found \(a DFDC part or test "
+                                              r"folder\); it holds 1 that do \(e.g. .*dfdc_train_part_7\): give one"):
+        dfdc_items(tmp_path)  # the folder above the parts
     (part / "metadata.json").write_text("[1, 2]")
     with pytest.raises(ForgeryDetError, match="not DFDC metadata") as e:
         dfdc_items(part)

@@ -101,7 +101,12 @@ def dfdc_items(folder: str | Path) -> list[Item]:
             raise ForgeryDetError(f"{labels}: label of {bad[0]} is not 0 (real) or 1 (fake)")
         found = {r["filename"].strip(): int(r["label"].strip()) for r in rows}
     else:
-        raise ForgeryDetError(f"{folder}: neither metadata.json nor labels.csv found (a DFDC part or test folder)")
+        try:  # a folder above the parts: name them
+            parts = sorted(d.name for d in folder.iterdir() if (d / "metadata.json").is_file() or (d / "labels.csv").is_file())
+        except OSError:
+            parts = []
+        hint = f"; it holds {len(parts)} that do (e.g. {folder / parts[0]}): give one of them" if parts else ""
+        raise ForgeryDetError(f"{folder}: neither metadata.json nor labels.csv found (a DFDC part or test folder){hint}")
     if not found:
         raise ForgeryDetError(f"{meta if meta.is_file() else labels}: lists no videos")
     missing = [n for n in found if not (folder / n).is_file()]
