@@ -167,3 +167,16 @@ def test_ffpp_official_split_files_decide_each_videos_split(tmp_path, astronaut)
     with pytest.raises(ForgeryDetError, match="none of train.json, val.json, test.json is there"):
         make_pairs(tmp_path / "o2", CFG, ffpp=root, splits=tmp_path)
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_fake_of_another_shape_than_its_real_is_warned_about(tmp_path, astronaut):
+    frames = face_frames(astronaut, 3)
+    write_video(tmp_path / "r.mp4", frames)
+    write_video(tmp_path / "same.mp4", [cv2.resize(f, (144, 144)) for f in frames])  # smaller, same shape: fine
+    write_video(tmp_path / "wide.mp4", [cv2.resize(f, (256, 192)) for f in frames])  # stretched: boxes misalign
+    s = pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, [("r.mp4", "same.mp4"), ("r.mp4", "wide.mp4")])),
+                           tmp_path / "out", CFG, val=0.0)
+    said = [w for w in s.warnings if "another shape" in w]
+    assert said == [f"{tmp_path / 'wide.mp4'}: 256x192, another shape than its real r.mp4 (192x192): the real's face "
+                    f"boxes are stretched to fit it, so its crops may not line up with the real's (a re-framed or "
+                    f"cropped copy?)"]

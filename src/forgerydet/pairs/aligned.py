@@ -160,6 +160,10 @@ def _pairs_for_real(
     for e, finfo in fakes:
         fkey = source_key(e.fake)
         n_before = len(rows)
+        if abs(finfo.width * rinfo.height - finfo.height * rinfo.width) > 0.02 * finfo.width * rinfo.height:
+            summary.warnings.append(f"{e.fake}: {finfo.width}x{finfo.height}, another shape than its real {real.name} "
+                                    f"({rinfo.width}x{rinfo.height}): the real's face boxes are stretched to fit it, so "
+                                    f"its crops may not line up with the real's (a re-framed or cropped copy?)")
         try:
             for frame in iter_frames(e.fake, indices=sorted(by_index), deinterlace=config.deinterlace, interlaced=interlaced):
                 rface = by_index[frame.index]
