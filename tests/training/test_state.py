@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,8 +19,8 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig
-from forgerydet.training.state import (check_new_run, check_same_data, resumed_config, rng_state, set_rng_state,
-                                      stamp_new_run)
+from forgerydet.training.state import (check_new_run, check_same_data, data_path, resumed_config, rng_state,
+                                      set_rng_state, stamp_new_run)
 from tests.helpers import tiny_config
 
 LAST = Path("/runs/a/last.safetensors")
@@ -156,7 +157,8 @@ def test_a_resumed_run_finds_its_files_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)
     call = TrainConfig(out=str(start / "run"), epochs=4)
     got = resumed_config(call, None, state, ck, {"out", "epochs"}, LAST)
-    assert Path(got.pairs) == start / "sbi" / "pairs.csv"  # the run's file, not this folder's namesake
+    assert got.pairs == "sbi/pairs.csv"  # kept as typed, so that a later move of the project still finds it
+    assert Path(data_path(got, "pairs")) == start / "sbi" / "pairs.csv"  # the run's file, not this folder's namesake
     assert check_same_data(got, LAST) == []
     # the same file named from here is no conflict; this folder's namesake is
     resumed_config(TrainConfig(pairs=str(start / "sbi" / "pairs.csv"), epochs=4), None, state, ck, {"pairs"}, LAST)
@@ -165,6 +167,12 @@ def test_a_resumed_run_finds_its_files_from_any_folder(tmp_path, monkeypatch):
     # from the folder it started in, the stored relative path is kept as it was typed
     monkeypatch.chdir(start)
     assert resumed_config(call, None, state, ck, {"out", "epochs"}, LAST).pairs == "sbi/pairs.csv"
+    # resumed from elsewhere, then the project moved: still found (the resumed run stored the path as typed)
+    state2 = rng_state(2, 20, 0.9, got.to_dict(), None)
+    start.rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    again = resumed_config(TrainConfig(epochs=5), None, state2, ck, {"epochs"}, LAST)
+    assert data_path(again, "pairs") == "sbi/pairs.csv" and check_same_data(again, LAST) == []
 
 
 def test_a_resumed_run_refuses_changed_or_missing_data(tmp_path, monkeypatch):
@@ -198,7 +206,7 @@ def test_a_moved_project_resumes_from_where_it_is_now(tmp_path, monkeypatch):
     start.rename(tmp_path / "moved")  # or copied back from the GPU machine
     monkeypatch.chdir(tmp_path / "moved")
     got = resumed_config(TrainConfig(out="run", epochs=4), None, state, ck, {"out", "epochs"}, LAST)
-    assert got.pairs == "sbi/pairs.csv" and check_same_data(got, LAST) == []  # from here, as typed
+    assert got.pairs == data_path(got, "pairs") == "sbi/pairs.csv" and check_same_data(got, LAST) == []  # from here
     # the same file given again, by another name: its recorded sha256 says it is the run's
     again = resumed_config(TrainConfig(pairs=str(tmp_path / "moved" / "sbi" / "pairs.csv"), epochs=4), None, state, ck,
                            {"pairs", "epochs"}, LAST)
@@ -206,6 +214,11 @@ def test_a_moved_project_resumes_from_where_it_is_now(tmp_path, monkeypatch):
     (tmp_path / "other.csv").write_text("real,fake,group,split\nx\n")
     with pytest.raises(ForgeryDetError, match="--pairs .*other.csv \\(the run has sbi/pairs.csv\\)"):
         resumed_config(TrainConfig(pairs=str(tmp_path / "other.csv"), epochs=4), None, state, ck, {"pairs"}, LAST)
+    # a copy beside the original: its own file, while that has the recorded content (the original's may change)
+    shutil.copytree(tmp_path / "moved", tmp_path / "copy")
+    (tmp_path / "moved" / "sbi" / "pairs.csv").write_text("real,fake,group,split\nchanged\n")
+    monkeypatch.chdir(tmp_path / "copy")
+    assert check_same_data(resumed_config(TrainConfig(epochs=4), None, state, ck, {"epochs"}, LAST), LAST) == []
 
 
 def test_a_new_time_budget_on_resume_is_taken():

@@ -77,8 +77,8 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
                          f"batch {tc.get('batch_size')}, "
                          f"lr {tc.get('lr')}, seed {tc.get('seed')}, tune {tc.get('tune')}, "
                          f"{tc.get('single_share')} of batches in 'single' mode")]
-    if tc.get("pairs"):  # the data, and the folder its relative paths are from (runs since 2026-12-06)
-        rows.append(("trained on", str(tc["pairs"]) + (f" (started in {tc['workdir']})" if tc.get("workdir") else "")))
+    if tc.get("workdir"):  # the folder its relative paths (trained on, below) are from: runs since 2026-12-06
+        rows.append(("started in", str(tc["workdir"])))
     if not tc.get("augment", True):
         return rows + [("augmentation", "off (--no-augment)")]
     try:

@@ -206,7 +206,9 @@ def pairs_from_ffpp(
     if not tree.fakes:
         raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4)")
     # A real without fakes still makes no pair; fakes that match no real are reported.
-    summary_extra = [f"{len(tree.unmatched)} fake video(s) match no real id and were skipped (e.g. {tree.unmatched[0].name})"] if tree.unmatched else []
+    summary_extra = [f"{len(tree.unmatched)} fake video(s) are named after no YouTube original and were skipped (e.g. "
+                     f"{tree.unmatched[0].name}; DeepFakeDetection's, made on original_sequences/actors, are not "
+                     f"paired by --ffpp: a --mapping pairs them)"] if tree.unmatched else []
     summary_extra += tree.notes()  # methods downloaded only at another compression level
     entries, of = tree.fakes, None
     if splits is not None:

@@ -31,8 +31,8 @@ from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
-from forgerydet.training.state import (check_new_run, check_same_data, option_conflicts, resumed_config, rng_state,
-                                      set_rng_state, stamp_new_run)
+from forgerydet.training.state import (check_new_run, check_same_data, data_path, option_conflicts, resumed_config,
+                                      rng_state, set_rng_state, stamp_new_run)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate
 
 Event = Callable[[dict[str, Any]], None]
@@ -197,8 +197,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                                          f"it continues with today's defaults for them"})
     augmentation = augment_config(tcfg.augmentation)
     tcfg = dataclasses.replace(tcfg, augmentation=dataclasses.asdict(augmentation))
-    table = read_pairs(tcfg.pairs, need_splits=("train", "val"))
-    watch = read_watch(tcfg.watch, table) if tcfg.watch else None
+    table = read_pairs(data_path(tcfg, "pairs"), need_splits=("train", "val"))
+    watch = read_watch(data_path(tcfg, "watch"), table) if tcfg.watch else None
     if state is None:
         tcfg = stamp_new_run(tcfg)
     train_reals = [p for p, _ in table.reals("train")]

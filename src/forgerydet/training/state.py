@@ -75,16 +75,24 @@ def stamp_new_run(tcfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(tcfg, workdir=current_folder(), data_sha256=digests)
 
 
-def _from_workdir(stored: dict[str, Any]) -> dict[str, Any]:
-    """The stored config with its relative file paths made absolute from the folder the run started in, where
-    that is not the current folder and the file is there (a project moved or copied elsewhere, or a run stored
-    before workdir was recorded: from the current folder, as typed)."""
-    workdir, here = stored.get("workdir"), current_folder()
-    if not workdir or (here is not None and os.path.realpath(workdir) == os.path.realpath(here)):
-        return stored
-    found = {name: os.path.join(workdir, stored[name]) for name in PATH_FIELDS
-             if stored.get(name) and not os.path.isabs(stored[name])}
-    return {**stored, **{k: v for k, v in found.items() if os.path.exists(v) or not os.path.exists(stored[k])}}
+def _found(stored: dict[str, Any], name: str) -> str | None:
+    """Where a run's file `name` (a path as typed when it started) is now: from the current folder where it is there
+    with the content the run recorded (the folder it started in, a moved project, a copy), else from the folder the
+    run started in (a resume from elsewhere), else as typed (its absence is said later)."""
+    path, workdir = stored.get(name), stored.get("workdir")
+    if not path or os.path.isabs(path) or not workdir:
+        return path
+    digest = (stored.get("data_sha256") or {}).get(name)
+    if os.path.isfile(path) and (digest is None or file_sha256(Path(path)) == digest):
+        return path
+    there = os.path.join(workdir, path)
+    return there if os.path.exists(there) else path
+
+
+def data_path(tcfg: TrainConfig, name: str) -> str | None:
+    """The file a run reads for its option `name` ('pairs', 'watch'): see _found. The config keeps the path as typed,
+    so that a run resumed from elsewhere and then moved still finds its files."""
+    return _found(dataclasses.asdict(tcfg), name)
 
 
 def _same_files(tcfg: TrainConfig, stored: dict[str, Any], given: Collection[str]) -> dict[str, Any]:
@@ -104,7 +112,7 @@ def check_same_data(tcfg: TrainConfig, last_path: Path) -> list[str]:
     digests = tcfg.data_sha256 or {}
     unchecked = []
     for name in ("pairs", "watch"):
-        path = getattr(tcfg, name)
+        path = data_path(tcfg, name)
         if not path:
             continue
         if name not in digests:
@@ -152,9 +160,10 @@ def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainStat
                    last_path: Path) -> TrainConfig:
     """The stored training config, with where-to-run options and a raised epoch count taken from this call;
     a ForgeryDetError for any other explicitly given option that differs from the stored run."""
-    stored = _same_files(tcfg, _from_workdir(state.train_config), given)
+    stored = _same_files(tcfg, state.train_config, given)
+    here = {**stored, **{name: _found(stored, name) for name in PATH_FIELDS}}  # its files as found now, to compare
     may_change = {"out", "device", "workers", "epochs", "max_minutes"}
-    conflicts = option_conflicts(set(given) - may_change, [(tcfg, stored), (mcfg, ck.model.cfg.to_dict())], "the run has")
+    conflicts = option_conflicts(set(given) - may_change, [(tcfg, here), (mcfg, ck.model.cfg.to_dict())], "the run has")
     if conflicts:
         raise ForgeryDetError(f"--resume continues {last_path.parent} with its stored settings, but "
                               f"{', '.join(conflicts)}: drop these options, or train into a new --out")
