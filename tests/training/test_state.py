@@ -226,3 +226,16 @@ def test_a_new_time_budget_on_resume_is_taken():
     got = resumed_config(TrainConfig(epochs=7, max_minutes=95), None, state, ck, {"epochs", "max_minutes"}, LAST)
     assert got.max_minutes == 95  # make model's second step stretches the budget so (it was accepted, then ignored)
     assert resumed_config(TrainConfig(epochs=7), None, state, ck, {"epochs"}, LAST).max_minutes == 58
+
+
+def test_the_best_epoch_is_the_highest_auc_then_the_lowest_validation_loss():
+    from forgerydet.training.state import improves
+
+    h = [{"val_auc": 0.9, "val_loss": 0.6}, {"val_auc": 1.0, "val_loss": 0.66}]  # AUC 1.0 first at epoch 2
+    assert improves({"val_auc": 1.0, "val_loss": 0.43}, h, 1.0, "val")  # the same AUC, surer: the better epoch
+    assert not improves({"val_auc": 1.0, "val_loss": 0.70}, h, 1.0, "val")
+    assert not improves({"val_auc": 0.95, "val_loss": 0.1}, h, 1.0, "val")  # the AUC decides first
+    assert improves({"val_auc": 0.8, "val_loss": 0.9}, [], -1.0, "val")
+    w = [{"val_auc": 0.7, "watch_auc": 0.8, "val_loss": 0.5}]
+    assert improves({"val_auc": 0.6, "watch_auc": 0.8, "val_loss": 0.4}, w, 0.8, "watch")
+    assert not improves({"val_auc": 0.9, "watch_auc": 0.79, "val_loss": 0.1}, w, 0.8, "watch")

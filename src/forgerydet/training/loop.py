@@ -31,8 +31,8 @@ from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
-from forgerydet.training.state import (check_new_run, check_same_data, data_path, option_conflicts, resumed_config,
-                                      rng_state, set_rng_state, stamp_new_run)
+from forgerydet.training.state import (check_new_run, check_same_data, data_path, improves, option_conflicts,
+                                      resumed_config, rng_state, set_rng_state, stamp_new_run)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate
 
 Event = Callable[[dict[str, Any]], None]
@@ -293,7 +293,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                 record.update(score_watch(model, *watch, d.device, tcfg))
             history.append(_json_safe(record))
             key = record["watch_auc" if tcfg.select == "watch" else "val_auc"]
-            improved = key > best or (state is None and epoch == start_epoch)  # a new run's first: never the old best
+            # a new run's first epoch is always its best so far: never the best of a run it replaces
+            improved = improves(record, history[:-1], best, tcfg.select) or (state is None and epoch == start_epoch)
             best = max(best, key)
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,

@@ -129,6 +129,17 @@ def check_same_data(tcfg: TrainConfig, last_path: Path) -> list[str]:
     return unchecked
 
 
+def improves(record: dict[str, Any], earlier: list[dict[str, Any]], best: float, select: str) -> bool:
+    """Whether an epoch's record beats the best so far (`earlier`: the records before it): a higher validation AUC
+    (the watch list's with select='watch'), or the same AUC at a lower validation loss. A small validation set
+    reaches AUC 1.0 within a few epochs, and the first epoch that does, kept until then, was seldom the best."""
+    name = "watch_auc" if select == "watch" else "val_auc"
+    if record[name] > best:
+        return True
+    tied = [h["val_loss"] for h in earlier if h.get(name) == best and isinstance(h.get("val_loss"), float)]
+    return record[name] == best and bool(tied) and record["val_loss"] < min(tied)
+
+
 def _augmentation_conflicts(now: dict[str, Any] | None, before: dict[str, Any] | None, has: str) -> list[str]:
     """'--aug name=NOW (HAS BEFORE)' for each setting given now that differs from the stored one (JSON's lists
     read as pairs; a setting the stored run did not record is today's default)."""
