@@ -40,7 +40,7 @@ class TrainConfig:
     its model config is kept, the optimizer and schedule start afresh; None = a new model), watch (a CSV
     path,label[,group] of face crops never trained on, e.g. real forgeries of one's own: scored in 'single' mode
     at every epoch end, its AUC kept in the history), select ('val': best.safetensors is the epoch of the highest
-    self-blend validation AUC; 'watch': of the highest watch-list AUC), augmentation (the AugmentConfig fields the
+    self-blend validation AUC; 'watch': of the highest watch-list AUC; ties go to the lower validation loss), augmentation (the AugmentConfig fields the
     run trains with, recorded when it starts, so `--resume` keeps them when forgerydet's defaults change between
     sessions; None = today's defaults, a dict of some fields (`train --aug`) = today's defaults for the rest; the
     run records every field at its start), workdir (the folder the run was started in: relative paths above are
