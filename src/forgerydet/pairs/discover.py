@@ -105,6 +105,16 @@ class FFppTree:
     elsewhere: dict[str, list[str]] = field(default_factory=dict)
     actors: dict[str, Path] = field(default_factory=dict)  # original_sequences/actors/<comp>/videos (DeepFakeDetection's originals)
 
+    @staticmethod
+    def method_of(fake: Path) -> str:
+        """The method folder of a fake video: manipulated_sequences/<METHOD>/<comp>/videos/<name>."""
+        return fake.parents[2].name
+
+    @property
+    def actors_methods(self) -> set[str]:
+        """The methods none of whose fakes is named after a YouTube id (DeepFakeDetection's, made on the actors')."""
+        return {self.method_of(p) for p in self.unmatched} - {e.method for e in self.fakes}
+
     def notes(self) -> list[str]:
         """What a user should hear about this tree: methods downloaded only at other compression levels."""
         return [f"{m} has no {self.compression}/videos (it has {', '.join(c)}): not used; choose that level with "
@@ -223,11 +233,11 @@ def read_ffpp_split(path: Path) -> list[tuple[str, str]]:
     """The [target, source] video-id pairs of one FaceForensics++ split file (its dataset/splits/*.json)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list) or any(not isinstance(p, list) or len(p) != 2 for p in data):
+            raise ValueError("not a list of pairs")
         # ids as the repository writes them ("000"); written as numbers (0), the three digits of the file names
         pairs = [tuple(f"{v:03d}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in pair)
                  for pair in data]
-        if not isinstance(data, list) or any(not isinstance(p, list) or len(p) != 2 for p in data):
-            raise ValueError("not a list of pairs")
     except FileNotFoundError:
         raise ForgeryDetError(f"{path}: no such split file") from None
     except IsADirectoryError:

@@ -45,12 +45,12 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
         notes += tree.notes()
     reals = dict(tree.reals)
     # a fake named after no original (DeepFakeDetection's, made on original_sequences/actors) is still a fake
-    fakes = sorted([(e.fake, e.method) for e in tree.fakes] + [(p, p.parents[2].name) for p in tree.unmatched],
+    fakes = sorted([(e.fake, e.method) for e in tree.fakes] + [(p, tree.method_of(p)) for p in tree.unmatched],
                    key=lambda f: (f[1], f[0].name))
     actors = tree.actors if tree.unmatched else {}
     if split is not None:
         dirs = {m: p.parent for p, m in fakes}  # every method found, also one without a video of the split here
-        named_after_actors = {p.parents[2].name for p in tree.unmatched} - {e.method for e in tree.fakes}
+        named_after_actors = tree.actors_methods  # DeepFakeDetection's fakes are named after actors, never after a split's ids
         pairs = read_ffpp_split(Path(split))
         ids = {i for pair in pairs for i in pair}
         names = {f"{a}_{b}" for a, b in pairs} | {f"{b}_{a}" for a, b in pairs}
@@ -64,14 +64,14 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
         have = {(m, p.stem) for p, m in fakes}
         for method, fake_dir in sorted(dirs.items()):
             if method in named_after_actors:
-                continue  # DeepFakeDetection's fakes are named after actors, never after a split's ids
+                continue
             fakes += [(fake_dir / f"{n}.mp4", method) for n in sorted(names) if (method, n) not in have]
         fakes.sort(key=lambda f: (f[1], f[0].name))
     # the fakes of a method named after no YouTube id (DeepFakeDetection's) were made on the actors' videos: those
     # are their reals, where they are here; every other method is measured against the YouTube originals
-    on_actors = {p.parents[2].name for p in tree.unmatched} - {e.method for e in tree.fakes} if actors else set()
+    on_actors = tree.actors_methods if actors else set()
     if tree.unmatched and not tree.actors and notes is not None and split is None:
-        notes.append(f"{', '.join(sorted({p.parents[2].name for p in tree.unmatched}))}: fakes named after no YouTube "
+        notes.append(f"{', '.join(sorted({tree.method_of(p) for p in tree.unmatched}))}: fakes named after no YouTube "
                      f"original (DeepFakeDetection's are made on original_sequences/actors, which is not here for "
                      f"{tree.compression}): measured against the YouTube originals")
     return ([Item(p, 0, REAL_GROUP, "youtube") for _, p in sorted(reals.items())]

@@ -126,8 +126,8 @@ def evaluate(
 def _bank_faces(meta: dict[str, Any]) -> set[Path]:
     """The checkpoint's training faces (bank_sources) as resolved paths: recorded relative to the folder the bank
     was written in (extra 'bank_sources_root'), and from the current folder (a root not recorded, or elsewhere)."""
-    roots = {(meta.get("extra") or {}).get("bank_sources_root") or ".", "."}
-    return {(Path(root) / p).resolve() for root in roots for p in meta.get("bank_sources") or []}
+    roots = {Path((meta.get("extra") or {}).get("bank_sources_root") or ".").resolve(), Path.cwd()}  # one when equal
+    return {(root / p).resolve() for root in roots for p in meta.get("bank_sources") or []}
 
 
 def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
@@ -135,14 +135,15 @@ def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
     each as its own nearest real face, so they score more real than unseen faces), and --crops given for videos."""
     notes = []
     bank = _bank_faces(meta)
-    seen = [it.path for it in items if it.label == 0 and it.path.resolve() in bank]
+    reals = [(it.path, it.path.resolve()) for it in items if it.label == 0]  # each resolved once
+    seen = [p for p, where in reals if where in bank]
     if seen:
         notes.append(f"{len(seen)} of the real files are faces this checkpoint trained on, whose bank was filled from "
                      f"them (e.g. {path_text(seen[0])}): the nearest bank face can be the face itself, so they score "
                      f"more real than unseen faces would; evaluate on faces it never trained on")
     # a video (or photo) whose crops it trained on: `pairs` names a source's crop folder by io.source_key
     cut = training_faces(meta)
-    sources = [it.path for it in items if it.label == 0 and it.path.resolve() not in bank and source_key(it.path) in cut]
+    sources = [p for p, where in reals if where not in bank and source_key(p) in cut]
     if sources:
         notes.append(f"{len(sources)} of the real files are videos or photos this checkpoint's training faces were cut "
                      f"from (e.g. {path_text(sources[0])}): it has seen those faces, so they flatter its figures; "
