@@ -229,3 +229,33 @@ def test_evaluation_source(ffpp, tmp_path):
         evaluation_source(tmp_path / "list.csv", dfdc=tmp_path)
     with pytest.raises(ForgeryDetError, match="--real and --fake go together"):
         evaluation_source(fake=[tmp_path])
+
+
+def test_folder_inside_ffpp_leaves_masks_out_and_notes_levels(tmp_path):
+    m = tmp_path / "manipulated_sequences" / "Deepfakes"
+    _touch(tmp_path, "original_sequences/youtube/c23/videos/000.mp4",
+           "manipulated_sequences/Deepfakes/c23/videos/000_003.mp4",
+           "manipulated_sequences/Deepfakes/c40/videos/000_003.mp4",
+           "manipulated_sequences/Deepfakes/masks/videos/000_003.mp4")
+    notes: list[str] = []
+    items = folder_items([tmp_path / "original_sequences"], [m], notes)
+    assert sorted(str(it.path.relative_to(m)) for it in items if it.label == 1) == [
+        "c23/videos/000_003.mp4", "c40/videos/000_003.mp4"]
+    assert any("left out 1 files under masks/videos" in n for n in notes)
+    assert any("holds videos at c23, c40" in n and f"{m}/c23/videos" in n for n in notes)
+    # one level given: nothing to say; a folder called masks given by name is the user's choice
+    notes.clear()
+    assert len(folder_items([tmp_path / "original_sequences"], [m / "c23" / "videos", m / "masks"], notes)) == 3
+    assert notes == []
+    # a real folder of people wearing masks is not FF++'s: only masks/videos is left out
+    _touch(tmp_path, "people/masks/a.jpg")
+    assert len(folder_items([tmp_path / "people"], [m / "c23"], notes)) == 2 and notes == []
+    (m / "c23" / "videos" / "000_003.mp4").unlink()
+    (m / "c40" / "videos" / "000_003.mp4").unlink()
+    with pytest.raises(ForgeryDetError, match="holds only FaceForensics\\+\\+ manipulation masks"):
+        folder_items([tmp_path / "original_sequences"], [m])
+    # through evaluation_source, the notes reach the caller
+    _touch(tmp_path, "manipulated_sequences/Deepfakes/c23/videos/000_003.mp4")
+    notes.clear()
+    evaluation_source(real=[tmp_path / "original_sequences"], fake=[m], notes=notes)
+    assert any("masks/videos" in n for n in notes)

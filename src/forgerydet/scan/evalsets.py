@@ -173,17 +173,53 @@ def celebdf_items(root: str | Path, everything: bool = False) -> list[Item]:
     return items  # a missing one is skipped, and said
 
 
-def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path]) -> list[Item]:
+def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path],
+                 notes: list[str] | None = None) -> list[Item]:
     """Every image and video of the real and of the fake paths (folders searched recursively, globs); each
     path given is a group, named by its last two parts as given ('dfdc/real', 'ffpp/*_fake.png'), so that
     folders called real and fake in two datasets stay apart, or by as many more as it takes to tell it from the
-    other paths (FaceForensics++'s 'Deepfakes/c23/videos' and 'Face2Face/c23/videos', not both 'c23/videos')."""
+    other paths (FaceForensics++'s 'Deepfakes/c23/videos' and 'Face2Face/c23/videos', not both 'c23/videos').
+
+    A folder inside a FaceForensics++ tree (a method's folder) also holds its `masks/videos`, the manipulation
+    masks, which are not videos to score: they are left out, and `notes` says so, as it does for a folder that
+    holds the same videos at several compression levels (each is scored as a video of its own)."""
     names = _group_names([*real, *fake])
     items: list[Item] = []
     for label, paths in ((0, real), (1, fake)):
         for p in paths:
-            items += [Item(f, label, names[str(p)]) for f in expand_sources([p])]
+            files = expand_sources([p])
+            if Path(p).is_dir():
+                files = _without_ffpp_masks(Path(p), files, notes)
+            items += [Item(f, label, names[str(p)]) for f in files]
     return items
+
+
+FFPP_LEVELS = ("raw", "c0", "c23", "c40")  # FaceForensics++'s compression folders, each holding videos/
+
+
+def _without_ffpp_masks(folder: Path, files: list[Path], notes: list[str] | None) -> list[Path]:
+    """files less those under a `masks/videos` folder below `folder`; notes name what was left out, and the
+    compression levels when `folder` holds videos at more than one."""
+    def below(f: Path) -> tuple[str, ...]:
+        return f.relative_to(folder).parts[:-1]
+
+    def masks(f: Path) -> bool:
+        dirs = below(f)
+        return any(a == "masks" and b == "videos" for a, b in zip(dirs, dirs[1:]))
+
+    kept = [f for f in files if not masks(f)]
+    if files and not kept:
+        raise ForgeryDetError(f"{folder}: holds only FaceForensics++ manipulation masks (masks/videos), no videos "
+                              f"to score")
+    levels = sorted({d for f in kept for d, nxt in zip(below(f), below(f)[1:] + ("",))
+                     if d in FFPP_LEVELS and nxt == "videos"}, key=FFPP_LEVELS.index)
+    if notes is not None and len(kept) < len(files):
+        notes.append(f"{folder}: left out {len(files) - len(kept)} files under masks/videos (FaceForensics++'s "
+                     f"manipulation masks, not videos to score)")
+    if notes is not None and len(levels) > 1:
+        notes.append(f"{folder}: holds videos at {', '.join(levels)}; each copy is scored as a video of its own "
+                     f"(give {folder}/{levels[0]}/videos for one level, or --ffpp ROOT --compression LEVEL)")
+    return kept
 
 
 def _group_names(paths: Sequence[str | Path]) -> dict[str, str]:
@@ -245,5 +281,5 @@ def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | 
     else:
         if not (real and fake):
             raise ForgeryDetError("--real and --fake go together: give at least one path of each")
-        items = folder_items(real, fake)
+        items = folder_items(real, fake, notes)
     return sample_per_group(items, per_group) if per_group is not None else items
