@@ -4,6 +4,7 @@ validation metrics and calibration, divergence as a clear error, and `calibrate`
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from forgerydet.model.inputs import load_image, to_tensor
 from forgerydet.pairs.table import read_pairs
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import validation_lists
-from forgerydet.training.validate import calibrate_checkpoint, read_watch, score_faces, validate
+from forgerydet.training.validate import (calibrate_checkpoint, crop_source, read_watch, score_faces, validate,
+                                          watch_notice)
 from tests.helpers import tcfg, tiny_model
 
 CPU = torch.device("cpu")
@@ -201,3 +203,20 @@ def test_a_watch_list_is_a_path_label_csv_or_the_test_split_of_another_pairs_csv
     listed.write_text(f"path,label\n{tmp_path / 'gone.png'},fake\n")  # one class AND a missing file: the file first
     with pytest.raises(ForgeryDetError, match="gone.png: no such file"):
         read_watch(listed, table)
+
+
+def test_a_watch_list_of_one_source_per_class_is_warned_about():
+    assert crop_source(Path("d/real/abarnvbtwb-003-00.png")) == str(Path("d/real/abarnvbtwb"))
+    assert crop_source(Path("lfw/Aaron_Peirsol_0001.jpg")) == str(Path("lfw/Aaron_Peirsol"))
+    assert crop_source(Path("out/crops/clip-1234abcd/f000012_0.png")) == str(Path("out/crops/clip-1234abcd"))
+    assert crop_source(Path("faces/0001.png")) == "faces"
+    one = [Path(f"d/real/abarnvbtwb-{i:03d}-00.png") for i in range(11)]
+    fakes = [Path(f"d/fake/{n}-001-00.png") for n in ("aagf", "aapn", "abcd")]
+    said = watch_notice("w.csv", one + fakes, [0] * 11 + [1] * 3)
+    assert said and "its 11 real faces look cut from one source (abarnvbtwb)" in said and "fake faces" not in said
+    said = watch_notice("w.csv", one + [Path(f"d/fake/x-{i}.png") for i in range(3)], [0] * 11 + [1] * 3)
+    assert "real faces" in said and "its 3 fake faces look cut from one source (x)" in said
+    # several sources, or too few faces to say: nothing
+    many = [Path(f"ffpp/{i}_deepfake_real.png") for i in (102, 104, 117)]
+    assert watch_notice("w.csv", many + fakes, [0] * 3 + [1] * 3) is None
+    assert watch_notice("w.csv", one[:2] + fakes, [0] * 2 + [1] * 3) is None

@@ -33,7 +33,7 @@ from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
 from forgerydet.training.state import (check_new_run, check_same_data, data_path, improves, option_conflicts,
                                       resumed_config, rng_state, set_rng_state, stamp_new_run)
-from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate
+from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate, watch_notice
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -199,6 +199,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     tcfg = dataclasses.replace(tcfg, augmentation=dataclasses.asdict(augmentation))
     table = read_pairs(data_path(tcfg, "pairs"), need_splits=("train", "val"))
     watch = read_watch(data_path(tcfg, "watch"), table) if tcfg.watch else None
+    if watch and (said := watch_notice(tcfg.watch, *watch)):
+        emit({"event": "notice", "text": said})
     if state is None:
         tcfg = stamp_new_run(tcfg)
     train_reals = [p for p, _ in table.reals("train")]

@@ -4,6 +4,7 @@ every epoch and `forgerydet calibrate` stores on demand."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,36 @@ def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[in
         raise ForgeryDetError(f"--watch {path}: {seen[0]} is a training face of {table.path} ({len(seen)} in all); "
                               "a watch list measures faces the model never trains on")
     return [it.path for it in items], [it.label for it in items]
+
+
+_SOURCE_FOLDER = re.compile(r"-[0-9a-f]{8}$")  # extract's and pairs' crop folders: io.source_key's stem-HASH
+_FRAME_SUFFIX = re.compile(r"(?:[-_. ]*\d+)+$")  # 'clip-003-00', 'Person_Name_0001': the frame or photo number
+
+
+def crop_source(path: Path) -> str:
+    """The video or photo a face crop was most likely cut from, guessed from its name: the crop folder `extract`
+    and `pairs` write per source (NAME-1234abcd/f000012_0.png), else the file name less its trailing numbers
+    (a DFDC crop 'abarnvbtwb-003-00.png', an LFW photo 'Person_Name_0001.png')."""
+    if _SOURCE_FOLDER.search(path.parent.name):
+        return str(path.parent)
+    stem = _FRAME_SUFFIX.sub("", path.stem)
+    return str(path.parent / stem) if stem else str(path.parent)
+
+
+def watch_notice(path: str | Path, paths: list[Path], labels: list[int]) -> str | None:
+    """A warning when the real or the fake faces of a watch list (three or more) all look cut from one source:
+    their AUC then measures that one video, and `--select watch` picks epochs by it (an untrained model has been
+    seen to reach 1.0 on such a list)."""
+    said = []
+    for label, name in ((0, "real"), (1, "fake")):
+        faces = [p for p, y in zip(paths, labels) if y == label]
+        sources = {crop_source(p) for p in faces}
+        if len(faces) >= 3 and len(sources) == 1:
+            said.append(f"its {len(faces)} {name} faces look cut from one source ({Path(next(iter(sources))).name})")
+    if not said:
+        return None
+    return (f"--watch {path}: {' and '.join(said)}; its AUC then tells that one source from the rest more than real "
+            f"from fake, and --select watch would pick epochs by it: add faces of other videos or photos")
 
 
 def score_watch(model: Detector, paths: list[Path], labels: list[int], device: torch.device,
