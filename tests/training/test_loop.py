@@ -151,6 +151,7 @@ def test_a_watch_list_is_scored_every_epoch_and_can_pick_the_best(pairs, tmp_pat
     n = len(read_pairs(pairs).split("val"))
     assert [h["watch_n"] for h in hist] == [2 * n] * 3 and all(0 <= h["watch_auc"] <= 1 for h in hist)
     assert next(e for e in events if e["event"] == "start")["watch_faces"] == 2 * n
+    assert not any("look cut from one source" in e.get("text", "") for e in events)  # faces of several sources
     aucs = [h["watch_auc"] for h in hist]
     assert aucs == pytest.approx([1 - h["val_auc"] for h in hist])
     best_epoch = aucs.index(max(aucs)) + 1
@@ -159,6 +160,22 @@ def test_a_watch_list_is_scored_every_epoch_and_can_pick_the_best(pairs, tmp_pat
     assert load_checkpoint(res["best"]).extra["epochs_done"] == best_epoch
     marked = [e["epoch"] for e in events if e["event"] == "epoch_end" and e["best"]]
     assert marked[-1] == best_epoch and marked == sorted(set(marked))
+
+
+def test_a_watch_list_of_one_source_is_noticed_when_training_starts(pairs, tmp_path):
+    table = read_pairs(pairs)
+    one = tmp_path / "clip-1234abcd"
+    one.mkdir()
+    rows = []
+    for i, r in enumerate(table.split("val")):
+        (one / f"f{i:06d}_0.png").write_bytes(r.real.read_bytes())
+        rows += [[str(one / f"f{i:06d}_0.png"), "real"], [str(r.fake), "fake"]]
+    watch = _write_csv(tmp_path / "watch.csv", ["path", "label"], rows)
+    events = []
+    train(tcfg(pairs, tmp_path / "run", epochs=1, steps_per_epoch=1, watch=str(watch)), tiny_config(bank_size=64),
+          on_event=events.append)
+    said = [e["text"] for e in events if e["event"] == "notice"]
+    assert len(said) == 1 and "real faces look cut from one source (clip-1234abcd)" in said[0]
 
 
 def test_a_watch_list_of_training_faces_or_videos_is_refused_before_training(pairs, tmp_path):
