@@ -151,17 +151,27 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
         return m
 
     out: dict[str, dict] = {}
+    for name, (sel, against) in group_samples(y, g, pool).items():
+        out[name] = {**metrics(y[sel], s[sel]), **({"against": against} if against else {})}
+    out[OVERALL] = metrics(y, s)
+    return out
+
+
+def group_samples(y: np.ndarray, groups: np.ndarray, pools: np.ndarray) -> dict[str, tuple[np.ndarray, str | None]]:
+    """Each group's samples as grouped_metrics measures them (a boolean mask over all samples), and the class it
+    borrows ('real' or 'fake', None when it holds both): a group of one class takes the other class from the
+    whole set, or from its own pool where its samples name one."""
+    out: dict[str, tuple[np.ndarray, str | None]] = {}
     both = len(np.unique(y)) == 2
-    for name in sorted(set(g)):
-        m = g == name
+    for name in sorted(set(groups)):
+        m = groups == name
         own = np.unique(y[m])
         if len(own) == 1 and both:  # borrow the other class from the whole set (or the group's pool)
-            mine = set(pool[m]) - {""}
-            sel = m | ((y != own[0]) & (np.isin(pool, list(mine)) if len(mine) == 1 else True))
-            out[name] = {**metrics(y[sel], s[sel]), "against": "fake" if own[0] == 0 else "real"}
+            mine = set(pools[m]) - {""}
+            sel = m | ((y != own[0]) & (np.isin(pools, list(mine)) if len(mine) == 1 else True))
+            out[name] = (sel, "fake" if own[0] == 0 else "real")
         else:
-            out[name] = metrics(y[m], s[m])
-    out[OVERALL] = metrics(y, s)
+            out[name] = (m, None)
     return out
 
 

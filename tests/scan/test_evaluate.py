@@ -12,6 +12,7 @@ from forgerydet.cli.app import app
 from forgerydet.metrics import eer
 from forgerydet.model.checkpoint import save_checkpoint
 from forgerydet.model.inputs import load_image
+from forgerydet.scan.evaluate import group_curves
 from forgerydet.scan.scanner import ScanConfig, Scanner
 from tests.helpers import tiny_model
 
@@ -46,6 +47,7 @@ def test_evaluate_auc_equals_sklearn_on_the_same_scores(setup, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert (tmp_path / "ev" / "roc.png").is_file()
+    assert (tmp_path / "ev" / "roc_groups.png").is_file() and "per group: " in r.output  # groups A and B
     scanner = Scanner(ck, ScanConfig(device="cpu"))
     scores = [float(scanner._score([load_image(tmp_path / r_["path"], 64)])["p"][0]) for r_ in rows]
     labels = [1 if r_["label"] == "fake" else 0 for r_ in rows]
@@ -90,6 +92,10 @@ def test_a_real_and_a_fake_folder_score_as_the_same_list_does(setup, tmp_path):
     assert fakes["against"] == "real" and reals["against"] == "fake"
     assert fakes["auc"] == pytest.approx(a["frame_level"]["overall"]["auc"])
     assert (tmp_path / "b" / "roc.png").is_file()
+    # each folder's curve is drawn against the class it borrows, as its figures are measured
+    curves = group_curves(*zip(*[(f["label"], f["score"], f["group"], "") for f in b["files"]]))
+    assert sorted(curves) == [f"{tmp_path.name}/fakes vs real", f"{tmp_path.name}/reals vs fake"]
+    assert (tmp_path / "b" / "roc_groups.png").is_file()
 
 
 def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from forgerydet.scan.config import ScanConfig
 def evaluate_cmd(
     list_csv: Annotated[Optional[Path], typer.Argument(readable=False, help="CSV with columns path,label[,group]; label 0/1 or real/fake. Or one of --ffpp, --dfdc, --celebdf, --real/--fake instead.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(readable=False, help="Checkpoint (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
-    out: Annotated[Path, typer.Option(readable=False, help="Folder for metrics.json and roc.png.")] = Path("eval_out"),
+    out: Annotated[Path, typer.Option(readable=False, help="Folder for metrics.json, roc.png and roc_groups.png.")] = Path("eval_out"),
     crops: Annotated[bool, typer.Option(help="Listed images are face crops already: score them as they are.")] = False,
     frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = ScanConfig.num_frames,
     aggregation: Annotated[str, typer.Option(help="mean | max-then-mean | confident | track-max.")] = ScanConfig.aggregation,
@@ -79,6 +79,7 @@ def evaluate_cmd(
                       f"them, {acc(cc['accuracy_others'])} on the other {cc['videos'] - cc['close_calls']}", highlight=False)
     written = [f"metrics: {res['metrics_json']}"] if res.get("metrics_json") else []
     written += [f"ROC: {res['roc_png']}"] if res.get("roc_png") else []
+    written += [f"per group: {res['roc_groups_png']}"] if res.get("roc_groups_png") else []
     if written:
         console.print(shown("   ".join(written)), highlight=False)
     problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete

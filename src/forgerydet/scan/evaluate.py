@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.io import check_output, source_key, write_text_atomic
-from forgerydet.metrics import grouped_metrics, roc_plot
+from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.checkpoint import training_faces
 from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
@@ -120,7 +122,25 @@ def evaluate(
                 result["roc_png"] = str(roc_plot(curves, out / "roc.png", f"ROC: {title}"))
             except ForgeryDetError as e:
                 result["output_errors"].append(str(e))
+        per_group = group_curves(file_y, file_s, file_g, file_p)
+        if len(per_group) > 1:
+            try:
+                result["roc_groups_png"] = str(roc_plot(per_group, out / "roc_groups.png",
+                                                        f"ROC per group (video level): {title}"))
+            except ForgeryDetError as e:
+                result["output_errors"].append(str(e))
     return result
+
+
+def group_curves(y: list[int], s: list[float], g: list[str], p: list[str]) -> dict[str, tuple[Any, Any]]:
+    """Each group's file-level (labels, scores) with both classes, as grouped_metrics measures it: a group of
+    one class against the other class it borrows (FF++ methods against the originals)."""
+    ya, sa = np.asarray(y), np.asarray(s)
+    out = {}
+    for name, (sel, against) in group_samples(ya, np.asarray(g, dtype=object), np.asarray(p, dtype=object)).items():
+        if len(set(ya[sel])) == 2:
+            out[name if against is None else f"{name} vs {against}"] = (ya[sel], sa[sel])
+    return out
 
 
 def _bank_faces(meta: dict[str, Any]) -> set[Path]:
