@@ -6,8 +6,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,7 @@ from forgerydet.io import (
     check_output,
     current_folder,
     file_sha256,
+    is_stream,
     looks_like_safetensors,
     quiet_native_stderr,
     read_csv_rows,
@@ -263,3 +266,35 @@ def test_same_file_and_check_not_input_see_through_links(tmp_path):
     check_not_input(tmp_path / "out.json", "--json", [("the photo", a), ("nothing", None)])
     with pytest.raises(ForgeryDetError, match=r"^--json .*hard.png is the photo: writing there would replace it"):
         check_not_input(tmp_path / "hard.png", "--json", [("the photo", a)])
+
+
+def test_an_output_that_is_a_link_is_written_through_and_a_stream_in_place(tmp_path):
+    """`--json link.json` replaces the link's target and keeps the link; `--json /dev/stdout` or a named pipe is
+    written into, never replaced by a regular file (as root, replacing /dev/stdout broke the machine's)."""
+    target = tmp_path / "real" / "target.json"
+    target.parent.mkdir()
+    target.write_text('{"old": 1}')
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert check_output(link, "--json") == link
+    write_text_atomic(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "real" / "later.json")
+    write_text_atomic(dangling, "made")
+    assert dangling.is_symlink() and (tmp_path / "real" / "later.json").read_text() == "made"
+    # a stream: /dev/null and a FIFO with a reader
+    assert is_stream("/dev/null") and not is_stream(target) and not is_stream(tmp_path) and not is_stream(tmp_path / "x")
+    assert check_output("/dev/null", "--csv") == Path("/dev/null")
+    write_text_atomic("/dev/null", "gone")
+    atomic_write("/dev/null", lambda p: p.write_bytes(b"via a temp file"), suffix=".png")
+    assert Path("/dev/null").is_char_device()
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_text_atomic(fifo, "a,b\n")
+    reader.join(10)
+    assert got == ["a,b\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert not list(tmp_path.glob(".*"))  # no temp file left anywhere

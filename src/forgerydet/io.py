@@ -18,6 +18,7 @@ import glob
 import hashlib
 import io
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -74,8 +75,14 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
     (e.g. '.png' where the writer picks the format from it). durable: fsync before the rename (checkpoints), so
     a power cut cannot leave an empty file; a durable write also removes temp files of `path` that killed
     writers left behind. The file gets the permissions the umask gives any new file.
-    An OSError (read-only file system, full disk, no permission) becomes a ForgeryDetError naming `path`."""
+    An OSError (read-only file system, full disk, no permission) becomes a ForgeryDetError naming `path`.
+    A symbolic link is written through (its target replaced, the link kept); a device or named pipe
+    (/dev/stdout, a FIFO a pipeline reads) is a stream, written in place (see `is_stream`)."""
     path = Path(path)
+    if is_stream(path):
+        return _write_stream(path, writer, suffix)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +111,34 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
     return path
 
 
+def is_stream(path: str | Path) -> bool:
+    """Whether `path` (links followed) is there and is neither a regular file nor a folder: a terminal, /dev/null,
+    /dev/stdout, a named pipe. Such an output cannot be replaced by a rename; it is written in place."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _write_stream(path: Path, writer: Callable[[Path], object] | bytes, suffix: str) -> Path:
+    """atomic_write's way for a stream: the bytes (a callable writer's through a temp file) written in one go."""
+    data, tmp = writer, None
+    try:
+        if not isinstance(data, bytes):
+            fd, tmp = tempfile.mkstemp(prefix=".forgerydet.", suffix=suffix)
+            os.close(fd)
+            writer(Path(tmp))
+            data = Path(tmp).read_bytes()
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise ForgeryDetError(f"cannot write {os_error_text(e, path)}") from None
+    finally:
+        _discard(tmp)
+    return path
+
+
 def _discard(tmp: str | None) -> None:
     if tmp is not None:
         try:
@@ -129,11 +164,15 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
     created. A full disk cannot be foreseen: atomic_write reports it when it happens."""
     p = Path(path)
     label = f"{option} {path_text(p)}"
+    if not folder and is_stream(p):  # /dev/stdout, a named pipe: written in place, if it can be opened for writing
+        if not os.access(p, os.W_OK):
+            raise ForgeryDetError(f"{label}: cannot write there (no permission)")
+        return p
     if folder and p.exists() and not p.is_dir():
         raise ForgeryDetError(f"{label}: an existing file, not a folder: give a folder path")
     if not folder and p.is_dir():
         raise ForgeryDetError(f"{label}: a folder, not a file: give a file path inside it")
-    d = p if folder else p.parent
+    d = p if folder else (Path(os.path.realpath(p)).parent if p.is_symlink() else p.parent)  # a link: its target's
     d = Path(os.path.abspath(d))
     while not d.exists() and d.parent != d:
         d = d.parent
