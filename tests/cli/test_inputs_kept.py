@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from forgerydet.cli.app import cli as console_command
+from forgerydet.scan.report import written_by_report
 from tests.cli._cli_util import cli, one_error
 
 
@@ -37,6 +38,17 @@ def test_scan_refuses_an_output_that_is_a_scanned_file_the_checkpoint_or_the_oth
     folder.mkdir()
     shutil.copy(face_png, folder / "a.png")
     one_error(cli("scan", folder, "--checkpoint", model, "--json", folder / "a.png"), "a file being scanned")
+    # an output the report writes: its page (an earlier report's, kept), or a file in its image folders
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "index.html").write_text("<html><title>forgerydet scan report</title></html>")
+    page = _bytes(rep / "index.html")
+    for out in (rep / "index.html", rep / "file-001" / "x.json"):
+        one_error(cli("scan", photo, "--checkpoint", model, "--report", rep, "--json", out),
+                  "is a file the --report writes")
+    assert _bytes(rep / "index.html") == page
+    assert written_by_report(rep, tmp_path / "rep" / "." / "index.html") and not written_by_report(rep, rep / "scan.json")
+    assert not written_by_report(rep, tmp_path / "index.html") and written_by_report(rep, rep / "bank" / "n00001.png")
 
 
 @pytest.mark.parametrize("command", ["calibrate", "rebuild-bank"])

@@ -135,6 +135,14 @@ def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path
         check_not_input(path, option, [*inputs, *(("a file being scanned", f) for f in files)])
     if len(files_out) == 2 and same_file(files_out[0][1], files_out[1][1]):
         raise ForgeryDetError(f"--json and --csv name the same file ({printable(files_out[0][1])}): give each its own path")
+    report = next((path for option, path, folder in outputs if folder), None)
+    if report is not None:
+        from forgerydet.scan.report import written_by_report
+
+        for option, path in files_out:
+            if written_by_report(report, path):
+                raise ForgeryDetError(f"{option} {printable(path)} is a file the --report writes (its page or its images): "
+                                      f"give a path outside them")
 
 
 def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,14 @@ def check_report_folder(out_dir: Path) -> bool:
         raise ForgeryDetError(f"--report {path_text(out_dir)} holds an index.html that is not a forgerydet report: "
                               f"the report would replace it; give a new or empty folder")
     return True
+
+
+def written_by_report(out_dir: Path, path: Path) -> bool:
+    """Whether `path` (links followed) is the report's page in `out_dir` or lies in one of its image folders."""
+    root, p = Path(os.path.realpath(out_dir)), Path(os.path.realpath(path))
+    if p.parent == root:
+        return p.name == "index.html"
+    return p.is_relative_to(root) and bool(re.fullmatch(r"file-\d{3,}|refs|bank", p.relative_to(root).parts[0]))
 
 
 def _remove_stale(imgs: ReportImages) -> int:
