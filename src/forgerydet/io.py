@@ -224,6 +224,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def check_readable_file(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise ForgeryDetError(f"{path}: a symbolic link to nothing readable (dangling, or a loop)")
     if not path.exists():
         raise ForgeryDetError(f"{path}: no such file")
     if not path.is_file():

@@ -274,3 +274,19 @@ def test_a_link_loop_and_a_folder_are_named_as_such(tmp_path):
         expand_sources([tmp_path / "missing.mp4"])
     with pytest.raises(ForgeryDetError, match="a folder, where a video or image file is wanted"):
         media_kind(tmp_path)
+
+
+def test_a_broken_link_in_a_folder_is_listed_so_that_it_gets_its_error(tmp_path):
+    from forgerydet.io import read_image
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "ok.png").write_bytes(b"x")
+    (tmp_path / "c" / "dangling.mp4").symlink_to(tmp_path / "nonexistent" / "x.mp4")
+    (tmp_path / "c" / "selfl.png").symlink_to(tmp_path / "c" / "selfl.png")
+    (tmp_path / "c" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # not media: left out, and said
+    skipped: list[Path] = []
+    got = expand_sources([tmp_path / "c"], skipped)
+    assert [p.name for p in got] == ["dangling.mp4", "ok.png", "selfl.png"] and [p.name for p in skipped] == ["gone.txt"]
+    for p in got[::2]:
+        with pytest.raises(ForgeryDetError, match="a symbolic link to nothing readable"):
+            read_image(p)

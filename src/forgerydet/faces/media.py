@@ -99,7 +99,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     start = len(skipped) if skipped is not None else 0
 
     def add(p: Path) -> None:
-        key = p.resolve()
+        key = file_key(p)
         if key not in seen:
             seen.add(key)
             out.append(p)
@@ -107,7 +107,8 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            listed = sorted(f for f in p.rglob("*") if f.is_file())
+            # a broken link (dangling, or a loop) is listed too, so that it gets its error rather than vanishing
+            listed = sorted(f for f in p.rglob("*") if f.is_file() or (f.is_symlink() and not f.exists()))
             found = [f for f in listed if is_media(f)]
             _note_skipped(listed, skipped)
             if not found:
@@ -129,8 +130,16 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
         else:
             raise ForgeryDetError(f"{p}: no such file or folder")
     if skipped is not None:  # a file also given by name is scanned (and gets its error), so it is not "left out"
-        skipped[start:] = [f for f in skipped[start:] if f.resolve() not in seen]
+        skipped[start:] = [f for f in skipped[start:] if file_key(f) not in seen]
     return out
+
+
+def file_key(p: Path) -> Path:
+    """A file's identity for dropping duplicates: its resolved path; a link loop's own absolute path."""
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # a loop: Python 3.11 raises RuntimeError, 3.13 OSError
+        return Path(os.path.abspath(p))
 
 
 def _note_skipped(files: list[Path], skipped: list[Path] | None) -> None:
@@ -140,7 +149,7 @@ def _note_skipped(files: list[Path], skipped: list[Path] | None) -> None:
 
 def describe_skipped(skipped: Sequence[Path]) -> str:
     """One line for files a folder or glob held that are not scanned: how many, by extension (most first)."""
-    unique = {Path(f).resolve(): Path(f) for f in skipped}.values()  # a file reached twice counts once
+    unique = {file_key(Path(f)): Path(f) for f in skipped}.values()  # a file reached twice counts once
     counts = Counter(f.suffix.lower() or "(none)" for f in unique)
     kinds = ", ".join(f"{ext} {n}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     n = sum(counts.values())

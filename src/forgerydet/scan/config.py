@@ -12,7 +12,7 @@ from typing import Any
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
-from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources
+from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
 from forgerydet.model.calibration import check_precision, check_tta
 from forgerydet.model.config import check_bank_folder, check_checkpoint_path, check_references_file
 from forgerydet.scan.aggregate import STRATEGIES
@@ -132,12 +132,12 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
             bad.append(empty_record(p, threshold, "error", str(e)))
             continue
         for f in found:
-            key = f.resolve()
+            key = file_key(f)
             if key not in seen:
                 seen.add(key)
                 files.append(f)
     if skipped is not None:  # a file one argument leaves out but another names is scanned, so not "left out"
-        skipped += [f for f in left if f.resolve() not in seen]
+        skipped += [f for f in left if file_key(f) not in seen]
     return files, bad
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.faces.media import IMAGE_EXTS
+from forgerydet.faces.media import IMAGE_EXTS, file_key
 from forgerydet.io import check_output, source_key, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.checkpoint import training_faces
@@ -155,7 +155,7 @@ def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
     each as its own nearest real face, so they score more real than unseen faces), and --crops given for videos."""
     notes = []
     bank = _bank_faces(meta)
-    reals = [(it.path, it.path.resolve()) for it in items if it.label == 0]  # each resolved once
+    reals = [(it.path, file_key(it.path)) for it in items if it.label == 0]  # each resolved once
     seen = [p for p, where in reals if where in bank]
     if seen:
         notes.append(f"{len(seen)} of the real files are faces this checkpoint trained on, whose bank was filled from "
