@@ -405,6 +405,17 @@ def test_13_ctrl_c_writes_what_was_scanned(ck, face_png, tmp_path, monkeypatch):
     assert [Path(f["path"]).name for f in doc["files"]] == ["f0.png", "f1.png", "f2.png"]
     rows = list(csv.DictReader(open(tmp_path / "s.csv", newline="", encoding="utf-8")))
     assert [x["status"] for x in rows] == ["ok", "not_scanned", "not_scanned"]
+    # stopped while the model loads: nothing written, and the line says so (an earlier run's outputs stay)
+    before = (tmp_path / "s.json").read_bytes()
+
+    def interrupted_loading(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Scanner, "__init__", interrupted_loading)
+    r = cli("scan", *files, "--checkpoint", ck, "--json", tmp_path / "s.json", "--csv", tmp_path / "new.csv")
+    assert_one_error(r, "interrupted while the model loaded, before any file was scanned: no output was written",
+                     code=130)
+    assert (tmp_path / "s.json").read_bytes() == before and not (tmp_path / "new.csv").exists()
 
 
 # ----------------------------------------------------------------------------- 14. training values, edited checkpoints

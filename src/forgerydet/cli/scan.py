@@ -45,7 +45,7 @@ def scan_cmd(
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file.
 
-    Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every other output is still written); 130 after Ctrl-C or SIGTERM, with the outputs holding the files scanned so far and the rest marked not_scanned.
+    Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every other output is still written); 130 after Ctrl-C or SIGTERM, with the outputs holding the files scanned so far and the rest marked not_scanned (stopped while the model loads, before any file is scanned, nothing is written).
     """  # typer prints a paragraph after the first with its line breaks: one line each
     from forgerydet.faces.media import describe_skipped
     from forgerydet.scan.records import MAX_FACES, empty_record  # read when called (tests set MAX_FACES)
@@ -72,7 +72,11 @@ def scan_cmd(
         check_scan_inputs(checkpoint, cfg)
         from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
-        scanner = Scanner(checkpoint, cfg)
+        try:
+            scanner = Scanner(checkpoint, cfg)
+        except KeyboardInterrupt:  # no file scanned yet: nothing to write, and files at the output paths are old
+            raise fail("interrupted while the model loaded, before any file was scanned: no output was written "
+                       "(files already at the output paths are an earlier run's)", EXIT_INTERRUPTED) from None
     settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
     settings["notes"] = settings_notes(settings, threshold)  # printed now, and kept with the JSON and the report
     for line in settings["notes"]:
