@@ -114,4 +114,8 @@ def test_loader_keeps_the_order_and_shards_by_rank(monkeypatch):
     assert [b["i"].tolist() for b in one] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # no shuffle, last batch kept
     shards = [[i for b in make_loader(Numbers(10), 2, 0, Dist(r, 3)) for i in b["i"].tolist()] for r in range(3)]
     assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    # training alternates fake, real: in units of 2, each of an even number of ranks gets both classes
+    pairs = [[i for b in make_loader(Numbers(10), 4, 0, Dist(r, 2), unit=2) for i in b["i"].tolist()] for r in range(2)]
+    assert pairs == [[0, 1, 4, 5, 8, 9], [2, 3, 6, 7]]
+    assert all({i % 2 for i in shard} == {0, 1} for shard in pairs)
     assert make_loader(Numbers(10), 2, 2, Dist()).worker_init_fn is not None  # one thread per loader process

@@ -91,9 +91,14 @@ def auto_workers(workers: int) -> int:
     return 0 if cores <= 4 else min(8, cores // 2)
 
 
-def make_loader(ds, batch_size: int, workers: int, d: Dist) -> DataLoader:
+def make_loader(ds, batch_size: int, workers: int, d: Dist, unit: int = 1) -> DataLoader:
+    """The samples of `ds` in order, in batches; under DDP each rank takes every world-th run of `unit` samples of
+    the (already seeded-shuffled) order. Training's order alternates a fake and a real (unit 2): sharded by sample,
+    an even number of ranks gave each rank one class only, so BatchNorm normalised fakes and reals apart and rank
+    0's buffers, shared at each epoch end, were the fakes' statistics."""
     workers = auto_workers(workers)
-    if d.on:  # each rank takes every world-th sample of the (already seeded-shuffled) order
-        ds = Subset(ds, list(range(d.rank, len(ds), d.world)))
+    if d.on:
+        ds = Subset(ds, [i for k in range(d.rank * unit, len(ds), d.world * unit)
+                         for i in range(k, min(k + unit, len(ds)))])
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False,
                       persistent_workers=False, pin_memory=False, worker_init_fn=_worker_init if workers else None)

@@ -248,7 +248,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         model.train()
         ds.set_epoch(epoch)
         mode_rng = np.random.default_rng([tcfg.seed, epoch, 11])  # same sequence on every rank
-        loader = make_loader(ds, tcfg.batch_size, tcfg.workers, d)
+        loader = make_loader(ds, tcfg.batch_size, tcfg.workers, d, unit=2)  # a (fake, real) pair stays on one rank
         emit({"event": "epoch_start", "epoch": epoch + 1, "steps": steps_epoch})
         t_epoch, seen, loss_sum, done = time.perf_counter(), 0, 0.0, 0
         for i, batch in enumerate(loader):
