@@ -217,9 +217,10 @@ def test_frozen_backbone_trains_everything_but_the_backbone_and_leaves_it_unchan
     before = {k: v.clone() for k, v in start.items() if k.startswith("encoder.") and v.is_floating_point()}
     res = train(tcfg(pairs, tmp_path / "run", epochs=1, tune="none"), tiny_config(bank_size=64))
     after = load_checkpoint(res["last"]).model.state_dict()
-    moved = {k for k, v in before.items() if "running_" not in k and not torch.equal(v, after[k])}
+    moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
     assert moved and all(not k.startswith("encoder.backbone.") for k in moved), moved  # the projection learnt;
-    # the frozen backbone's weights are untouched (its BatchNorm running statistics may move, as in 'norm')
+    # the frozen backbone is untouched, its BatchNorm running statistics too (in 'norm' they move with training)
+    assert any("running_" in k for k in before if k.startswith("encoder.backbone."))
 
 
 def test_no_reference_ablation_ignores_bank_and_mode():

@@ -246,6 +246,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     for epoch in range(start_epoch, tcfg.epochs):
         # ---- train one epoch ----
         model.train()
+        if tcfg.tune == "none":  # frozen whole: its BatchNorm keeps its statistics and normalises as at scan time
+            model.encoder.backbone.eval()
         ds.set_epoch(epoch)
         mode_rng = np.random.default_rng([tcfg.seed, epoch, 11])  # same sequence on every rank
         loader = make_loader(ds, tcfg.batch_size, tcfg.workers, d, unit=2)  # a (fake, real) pair stays on one rank
