@@ -248,6 +248,10 @@ def test_init_fine_tunes_a_checkpoint_with_its_settings(pairs, tmp_path):
     train(tcfg(pairs, tmp_path / "b", epochs=1, lr=1e-12, init=str(start)), on_event=events.append)
     began = next(e for e in events if e["event"] == "start")
     assert began["init"] == str(start) and began["bank_size"] == 64
+    # the inherited bank is refilled from this run's reals before the first step, so that a 'single' step never
+    # recalls a face's own source (the inherited entries' sources are unknown)
+    kinds = [(e["event"], e.get("epoch")) for e in events if e["event"] in ("rebuild", "step")]
+    assert kinds[0] == ("rebuild", 0) and kinds[1][0] == "step"
     tuned = load_checkpoint(tmp_path / "b" / "last.safetensors")
     assert tuned.model.cfg.to_dict() == base.cfg.to_dict()
     a, b = base.state_dict(), tuned.model.state_dict()

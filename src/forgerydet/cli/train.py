@@ -104,7 +104,8 @@ class TrainView:
             if self.task is not None:
                 self.p.remove_task(self.task)
                 self.task = None
-            console.print(f"epoch {e['epoch']}: bank rebuilt from {e['real_faces']} real training faces -> "
+            when = f"epoch {e['epoch']}" if e["epoch"] else "before epoch 1 (--init)"
+            console.print(f"{when}: bank rebuilt from {e['real_faces']} real training faces -> "
                           f"{e['entries']} entries in {e['seconds']:.1f} s")
         elif kind == "epoch_end":
             console.print(

@@ -243,6 +243,13 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
           "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable,
           "watch_faces": len(watch[0]) if watch else 0})
 
+    if tcfg.init and state is None and model.uses_bank:
+        # the bank --init brings may hold this run's own faces under unknown sources, and a 'single' step would then
+        # recall a face's own source (its difference ~0), which a scan never can: refill it from this run's reals
+        n_bank, t_bank = rebuild_bank(model, train_reals, batch_size=tcfg.val_batch_size, workers=tcfg.workers,
+                                      dist_ctx=d, seed=tcfg.seed - 1)
+        emit({"event": "rebuild", "epoch": 0, "entries": n_bank, "seconds": t_bank, "real_faces": len(train_reals)})
+
     for epoch in range(start_epoch, tcfg.epochs):
         # ---- train one epoch ----
         model.train()
@@ -334,7 +341,7 @@ def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> t
                               f"options, or train a new model without --init")
     # the bank's source ids number the real faces of the run that filled it, not this run's: used as this run's,
     # they excluded the wrong faces and, past this run's count, crashed the first 'single' step; unknown (-1)
-    # until the first epoch-end rebuild writes this run's faces
+    # until `train` refills it from this run's faces before the first step
     ck.model.bank.source.fill_(-1)
     return ck.model, sorted(ck.training_faces)
 
