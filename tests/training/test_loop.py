@@ -362,3 +362,22 @@ def test_a_run_folder_is_never_replaced_unasked_and_resumes_from_anywhere(pairs,
         train(tcfg(rel, other, epochs=3), resume=True, given={"epochs"})
     train(tcfg(str(pairs), out, epochs=1, steps_per_epoch=2), tiny_config(bank_size=64), overwrite=True)
     assert len(load_checkpoint(out / "last.safetensors").history) == 1  # replaced, as asked
+
+
+def test_infonce_negatives_leave_out_the_queries_own_source(pairs, tmp_path, monkeypatch):
+    """After an epoch-end rebuild the bank holds every training real, so each 'pair' query's own source (its
+    positive's near-copy) is in the queue: those slots are excluded from its negatives, and only those."""
+    import forgerydet.training.loop as loop
+
+    seen = []
+    real = loop.info_nce
+
+    def recording(q, k, queue, temperature, exclude=None):
+        seen.append((queue.shape[0], exclude.clone()))
+        return real(q, k, queue, temperature, exclude=exclude)
+
+    monkeypatch.setattr(loop, "info_nce", recording)
+    train(tcfg(pairs, tmp_path / "run", epochs=2, steps_per_epoch=2, single_share=0.0), tiny_config(bank_size=64))
+    assert seen and all(ex.shape == (ex.shape[0], n) for n, ex in seen)
+    assert any(ex.any() for _, ex in seen[2:])  # epoch 2, after the rebuild: own-source slots are there, excluded
+    assert all(not ex.all(dim=1).any() for _, ex in seen)  # never every negative of a query

@@ -92,7 +92,8 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
     'pair': difference against the paired real faces (key encoder); loss = BCE + lambda * InfoNCE whose
     positive is the key of that real reference (for a real face: another frame of its source, a second
     view of the same real face; for a fake: the real face it was made from) and whose negatives are the
-    queue of real keys; this aligns the online query with the key space the bank is searched in. The
+    queue of real keys other than its own source's; this aligns the online query with the key space the bank
+    is searched in. The
     references' keys are gathered from every rank and enqueued. 'single': difference against the bank's
     nearest real faces, never of the face's own source group; loss = BCE. The key encoder follows the
     EMA after every step.
@@ -103,19 +104,20 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
     x, ref = batch["x"].to(d.device), batch["ref"].to(d.device)
     y = batch["label"].to(d.device)
     single = single and model.bank.filled >= 1
-    exclude = None
-    if single:  # a face may not recall its own source video: at scan time it never can
-        src = model.bank.source[: model.bank.filled]  # (F,)
-        slot_group = torch.where(src >= 0, ctx.real_group[src.clamp(min=0)], torch.full_like(src, -1))  # (F,)
-        own = ctx.real_group[batch["ref_id"].to(d.device)]  # (B,) group of the face (a fake: of its real)
-        exclude = own[:, None] == slot_group[None, :]  # (B,F)
+    # the filled slots of the face's own source group (a fake: its real's): a 'single' step may not recall them,
+    # as a scan never can; a 'pair' step's InfoNCE does not count them as negatives of their own near-copy
+    src = model.bank.source[: model.bank.filled]  # (F,)
+    slot_group = torch.where(src >= 0, ctx.real_group[src.clamp(min=0)], torch.full_like(src, -1))  # (F,)
+    own = ctx.real_group[batch["ref_id"].to(d.device)]  # (B,)
+    own_slots = own[:, None] == slot_group[None, :]  # (B,F)
     with autocast(d.device, tcfg.amp):
-        o = ctx.net(x, "single" if single else "pair", reference=None if single else ref, exclude=exclude)
+        o = ctx.net(x, "single" if single else "pair", reference=None if single else ref,
+                    exclude=own_slots if single else None)
         loss_bce = bce_loss(o["logits"], y)
         queue = model.bank.filled_keys()
         use_nce = not single and queue.shape[0] > 0 and tcfg.nce_weight > 0 and "reference_keys" in o
-        loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["reference_keys"]), queue, model.cfg.temperature)
-                    if use_nce else torch.zeros((), device=d.device))
+        loss_nce = (info_nce(pooled(o["tokens"]), pooled(o["reference_keys"]), queue, model.cfg.temperature,
+                             exclude=own_slots) if use_nce else torch.zeros((), device=d.device))
         loss = loss_bce + tcfg.nce_weight * loss_nce
     if not torch.isfinite(loss):
         raise ForgeryDetError(f"loss became {loss.item()} at step {step}: lower --lr or check the data")
