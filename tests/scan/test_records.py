@@ -12,8 +12,8 @@ import pytest
 
 from forgerydet import __version__
 from forgerydet.scan.records import (
-    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, close_call_summary, csv_text, deinterlaced_note, empty_record, json_record, json_text,
-    many_faces_note, media_facts, reliability_notes, select_faces, settings_notes,
+    CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, close_call_summary, csv_text, deinterlaced_note, empty_record, few_frames_note, json_record, json_text,
+    many_faces_note, media_facts, no_face_error, reliability_notes, select_faces, settings_notes,
 )
 
 WHY = "; the threshold is set per face, so a file of {} real faces is called FAKE more often than one of a single face"
@@ -121,6 +121,21 @@ def test_csv_text_is_one_row_per_file_with_exactly_the_columns():
 def test_a_deinterlaced_video_is_noted():
     assert deinterlaced_note(0, 32) == []
     assert deinterlaced_note(32, 32) == ["interlaced: 32 of 32 frames deinterlaced"]
+
+
+def test_a_video_judged_on_one_frame_is_noted():
+    assert few_frames_note("video", 1, None) == [
+        "1 frame with a face: the verdict rests on that frame alone (no interval over frames)"]
+    assert few_frames_note("video", 2, (0.1, 0.3)) == [] and few_frames_note("image", 1, None) == []
+
+
+def test_no_face_on_a_frame_shrunk_for_detection_names_detect_side():
+    assert no_face_error("image", 1, 800, 600, 640) == "no face found"
+    assert no_face_error("video", 32, 1280, 720, 640) == "no face found in 32 sampled frames"
+    assert no_face_error("image", 1, 4000, 200, 640) == (
+        "no face found (the detector saw the 4000x200 frame shrunk to 640 px on its longest side: a small face may "
+        "be found with --detect-side 2560)")
+    assert no_face_error("video", 8, None, None, 640) == "no face found in 8 sampled frames"
 
 
 def test_reliability_notes_flag_a_file_whose_median_face_is_small():

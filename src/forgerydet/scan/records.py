@@ -76,6 +76,25 @@ def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
     return [f"interlaced: {deinterlaced} of {sampled} frames deinterlaced"]
 
 
+def few_frames_note(kind: str | None, frames: int, interval: Any) -> list[str]:
+    """Say so when a video's verdict rests on a single frame with a face (a one-frame clip, or faces in one
+    sampled frame only): no interval over frames can tell how much it depends on that frame."""
+    if kind != "video" or interval is not None or frames != 1:
+        return []
+    return ["1 frame with a face: the verdict rests on that frame alone (no interval over frames)"]
+
+
+def no_face_error(kind: str | None, sampled: int, width: int | None, height: int | None, detect_side: int) -> str:
+    """The error of a file without a face; where MTCNN saw the frame shrunk by more than half, the hint that a
+    small face may need a larger --detect-side."""
+    text = "no face found" + (f" in {sampled} sampled frames" if kind == "video" else "")
+    longest = max(width or 0, height or 0)
+    if longest > 2 * detect_side:
+        text += (f" (the detector saw the {width}x{height} frame shrunk to {detect_side} px on its longest side: a "
+                 f"small face may be found with --detect-side {min(longest, 4 * detect_side)})")
+    return text
+
+
 INTERVAL_LEVEL = 0.9  # the share of frame resamplings a file's score_interval holds
 
 

@@ -23,8 +23,8 @@ from forgerydet.model.references import PersonReferences, load_person, reference
 from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
-from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, many_faces_note,
-                                     media_facts, reliability_notes)
+from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
+                                     many_faces_note, media_facts, no_face_error, reliability_notes)
 
 OVERVIEW_SIDE = 960  # longest side of the copy of a still image a report numbers its faces on (px)
 
@@ -229,7 +229,9 @@ class Scanner:
                    frames_deinterlaced=src.deinterlaced, pixel_aspect=src.pixel_aspect, n_faces=len(faces),
                    n_tracks=src.num_tracks, **media_facts(path, src))
         if not faces:
-            rec.update(status="no_face", error="no face found" + (f" in {len(src.frames)} sampled frames" if src.kind == "video" else ""),
+            rec.update(status="no_face", error=no_face_error(src.kind, len(src.frames), rec["width"], rec["height"],
+                                                             cfg.detector.detect_side),
+                       notes=deinterlaced_note(src.deinterlaced, len(src.frames)),
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
             return rec
         t1 = time.perf_counter()
@@ -255,7 +257,8 @@ class Scanner:
         rec["notes"] = (reliability_notes(rec["faces"]) + deinterlaced_note(src.deinterlaced, len(src.frames))
                         + many_faces_note(rec["tracks"], rec["verdict"], self.threshold, src.kind)
                         + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
-                                          cfg.num_frames))
+                                          cfg.num_frames)
+                        + few_frames_note(src.kind, rec["frames_with_face"], rec["score_interval"]))
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
         self._trim_arrays(rec)
