@@ -290,3 +290,21 @@ def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():
         flat = " ".join(text.split())
         assert "some_long_video_name_2024.mp4: small faces (median 48 px): less reliable" in flat
         assert "[b].mp4: no face found" in flat  # a file name is text, not rich markup
+
+
+def test_files_of_one_name_in_two_folders_are_told_apart_in_the_table():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from forgerydet.cli.scan import verdict_table
+    from forgerydet.scan.records import shortest_names
+
+    assert shortest_names(["d/x/face.png", "d/y/face.png", "d/y/other.mp4"]) == ["x/face.png", "y/face.png", "other.mp4"]
+    assert shortest_names(["a/b/f.png", "c/b/f.png"]) == ["a/b/f.png", "c/b/f.png"]
+    assert shortest_names(["f.png", "f.png"]) == ["f.png", "f.png"]  # the same path twice: nothing tells them apart
+    rec = {"status": "ok", "verdict": "REAL", "score": 0.1, "n_faces": 1, "n_tracks": 1, "frames_with_face": 1,
+           "frames_sampled": 1, "notes": []}
+    out = Console(width=100, file=StringIO(), color_system=None)
+    out.print(verdict_table([{**rec, "path": "d/x/face.png"}, {**rec, "path": "d/y/face.png"}], width=100))
+    assert "x/face.png" in out.file.getvalue() and "y/face.png" in out.file.getvalue()

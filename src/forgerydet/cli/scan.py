@@ -19,7 +19,7 @@ from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
-from forgerydet.scan.records import settings_notes
+from forgerydet.scan.records import settings_notes, shortest_names
 
 
 def scan_cmd(
@@ -182,7 +182,8 @@ def _enrolled_used(r: dict, n: int = 2) -> str:
 def verdict_table(results: list[dict], reference: bool = False, width: int | None = None) -> RenderableType:
     """The verdict table; where it would not show every verdict, score, count and note whole on `width` columns,
     the notes (and enrolled matches) leave the table for lines of their own under it."""
-    rows = [_row(r, reference) for r in results]
+    names = shortest_names([r["path"] for r in results])
+    rows = [_row(r, reference, name) for r, name in zip(results, names)]
     whole = _verdicts(rows, notes=True, reference=reference)
     cells = [x.plain if isinstance(x, Text) else x for row in rows for x in row[1:]]
     if width is None or shows_whole(whole, width, ["verdict", "p(fake)", "frames", "note", *cells]):
@@ -192,11 +193,11 @@ def verdict_table(results: list[dict], reference: bool = False, width: int | Non
     return Group(_verdicts(rows, notes=False, reference=False), *lines)
 
 
-def _row(r: dict, reference: bool) -> list:
+def _row(r: dict, reference: bool, shown_name: str) -> list:
     """One table row: file (Text), verdict (Text), p(fake), faces/tracks, frames, note (Text), [nearest enrolled]."""
     more = [_enrolled_used(r)] if reference else []
     counts = [f"{r['n_faces']}/{r['n_tracks']}", f"{r['frames_with_face']}/{r['frames_sampled']}"]
-    name = Text(printable(Path(r["path"]).name))  # one row per file, whatever characters its name holds
+    name = Text(printable(shown_name))  # one row per file, whatever characters its name holds
     if r["status"] == "ok":
         colour = "red" if r["verdict"] == "FAKE" else "green"
         note = Text("; ".join(r.get("notes") or []), style="yellow")

@@ -76,6 +76,19 @@ def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
     return [f"interlaced: {deinterlaced} of {sampled} frames deinterlaced"]
 
 
+def shortest_names(paths: list[str]) -> list[str]:
+    """Each path's shortest ending that no other path ends with (its file name, unless two files share it:
+    then 'x/face.png' and 'y/face.png'), so that the table's rows can be told apart."""
+    parts = [Path(p).parts for p in paths]
+    out = []
+    for i, ps in enumerate(parts):
+        k = 1
+        while k < len(ps) and any(q[-k:] == ps[-k:] for j, q in enumerate(parts) if j != i):
+            k += 1
+        out.append(str(Path(*ps[-k:])) if ps else str(paths[i]))
+    return out
+
+
 def few_frames_note(kind: str | None, frames: int, interval: Any) -> list[str]:
     """Say so when a video's verdict rests on a single frame with a face (a one-frame clip, or faces in one
     sampled frame only): no interval over frames can tell how much it depends on that frame."""

@@ -20,7 +20,7 @@ from forgerydet.io import write_bytes_atomic
 from forgerydet.runtime import Progress
 from forgerydet.scan.figures import overview_picture, timeline_plot
 from forgerydet.scan.html import CSS, count, esc, guide_html, mark, num, rel_src
-from forgerydet.scan.records import MAX_FACES, select_faces
+from forgerydet.scan.records import MAX_FACES, select_faces, shortest_names
 from forgerydet.scan.report_faces import ReportImages, face_html
 
 
@@ -277,10 +277,11 @@ def write_report(
     summary = ['<h2>Files</h2><div class="scroll"><table><tr><th>file</th><th>verdict</th><th>score</th>'
                "<th>faces</th></tr>"]
     body: list[str] = []
+    names = shortest_names([str(r.get("path", "?")) for r in results])  # x/face.png and y/face.png, not face.png twice
     for i, r in enumerate(results):
         thr = float(r.get("threshold") or 0.5)
         summary.append(f'<tr><td><a href="#file-{i:03d}" title="{esc(r.get("path", "?"))}">'
-                       f'{esc(Path(str(r.get("path", "?"))).name)}</a></td><td>{_verdict_badge(r)}</td>'
+                       f'{esc(names[i])}</a></td><td>{_verdict_badge(r)}</td>'
                        f'<td>{mark(r.get("score"), thr)}</td><td>{esc(r.get("n_faces", 0))}</td></tr>')
         summary += [f'<tr class="noterow"><td colspan="4">Note: {esc(n)}</td></tr>' for n in r.get("notes") or []]
         body.append(_file_html(imgs, i, r, max_faces))
