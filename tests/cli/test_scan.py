@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -97,6 +98,7 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     doc = json.loads((tmp_path / "s.json").read_text())
     assert list(doc) == ["forgerydet_version", "settings", "files"] and doc["forgerydet_version"] == __version__
     assert isinstance(doc["settings"]["seconds"], float) and doc["settings"]["seconds"] > 0
+    assert doc["settings"]["interrupted"] is False and doc["settings"]["finished"][:4].isdigit()  # ISO 8601, local zone
     assert doc["settings"]["command"].startswith("forgerydet ")  # how the outputs were made (sys.argv, shell-quoted)
     assert doc["settings"]["notes"] == []  # what the CLI notes about the model and settings (none for this one)
     recs = {r_["path"]: r_ for r_ in doc["files"]}
@@ -308,3 +310,23 @@ def test_files_of_one_name_in_two_folders_are_told_apart_in_the_table():
     out = Console(width=100, file=StringIO(), color_system=None)
     out.print(verdict_table([{**rec, "path": "d/x/face.png"}, {**rec, "path": "d/y/face.png"}], width=100))
     assert "x/face.png" in out.file.getvalue() and "y/face.png" in out.file.getvalue()
+
+
+def test_json_or_csv_dash_goes_to_standard_output_alone(checkpoint, face_png, grey_png, tmp_path):
+    """`--json -` (or `--csv -`): standard output holds that document and nothing else, for a pipeline to parse;
+    the table, notes and file lines go to standard error."""
+    r = cli("scan", face_png, grey_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", "-",
+            "--csv", tmp_path / "s.csv")
+    assert r.exit_code == 1  # the wall has no face
+    doc = json.loads(r.stdout)
+    assert [Path(f["path"]).name for f in doc["files"]] == [face_png.name, grey_png.name]
+    assert "forgerydet scan" in r.stderr and "CSV: " in r.stderr and "no face found" in r.stderr
+    assert not (tmp_path / "-").exists() and (tmp_path / "s.csv").is_file()
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--csv", "-")
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("path,status,verdict,score")
+    assert len(r.stdout.splitlines()) == 2 and ("REAL" in r.stderr or "FAKE" in r.stderr)
+    one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--json", "-", "--csv", "-"),
+              "--json - and --csv - both name standard output")
+    # the next command prints its table on standard output again
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu")
+    assert "forgerydet scan" in r.stdout

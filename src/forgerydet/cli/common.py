@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 from collections import Counter
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import typer
 from rich.console import Console, RenderableType
@@ -84,6 +84,20 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def say(message: str) -> None:
     """One result line on stdout that holds file or person names (see `shown`)."""
     console.print(shown(message), highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def console_on(stream: Any) -> Iterator[None]:
+    """`console` prints to `stream` (None: standard output, as always) until the block ends; then to whatever
+    standard output is at the time again, as it was made (a test runner swaps sys.stdout per command)."""
+    if stream is None:
+        yield
+        return
+    console.file = stream
+    try:
+        yield
+    finally:
+        console.file = None  # type: ignore[assignment]  # rich: None = sys.stdout when printing
 
 
 def note(label: str, message: str, style: str = "red") -> None:

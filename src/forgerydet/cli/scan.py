@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, fail, note, progress_bar,
-                                   shows_whole, user_errors, working_directory)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, console_on, fail, note,
+                                   progress_bar, shows_whole, user_errors, working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
@@ -32,8 +34,8 @@ def scan_cmd(
     batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = ScanConfig.batch_size,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
-    json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON.")] = None,
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON ('-': to standard output, and everything else to standard error).")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV ('-': to standard output, and everything else to standard error).")] = None,
     report: Annotated[Optional[Path], typer.Option(readable=False, help="Write an HTML report (with PNGs) into this folder.")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
     references: Annotated[Optional[Path], typer.Option(readable=False, help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
@@ -47,79 +49,86 @@ def scan_cmd(
 
     Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every other output is still written); 130 after Ctrl-C or SIGTERM, with the outputs holding the files scanned so far and the rest marked not_scanned (stopped while the model loads, before any file is scanned, nothing is written).
     """  # typer prints a paragraph after the first with its line breaks: one line each
-    from forgerydet.faces.media import describe_skipped
-    from forgerydet.scan.records import MAX_FACES, empty_record  # read when called (tests set MAX_FACES)
+    # standard output holds a '-' output alone: the table and every other line go to stderr
+    with console_on(sys.stderr if STDOUT in (json_out, csv_out) else None):
+        from forgerydet.faces.media import describe_skipped
+        from forgerydet.scan.records import MAX_FACES, empty_record  # read when called (tests set MAX_FACES)
 
-    t_start = time.perf_counter()
-    with user_errors():
-        outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
-        for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
-            check_output(path, option, folder=folder)
-        if report:
-            from forgerydet.scan.report import check_report_folder
+        t_start = time.perf_counter()
+        with user_errors():
+            outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
+            if json_out == STDOUT and csv_out == STDOUT:
+                raise ForgeryDetError("--json - and --csv - both name standard output: give one of them a file")
+            for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
+                if path != STDOUT or folder:
+                    check_output(path, option, folder=folder)
+            if report:
+                from forgerydet.scan.report import check_report_folder
 
-            check_report_folder(report)
-        det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
-        cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
-                         device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
-                         references=str(references) if references else None, bank=str(bank) if bank else None,
-                         tta=tta, deinterlace=deinterlace, precision=precision)
-        skipped: list[Path] = []
-        files, bad_paths = expand_scan_paths(paths, skipped=skipped)
-        if not files:  # checked before the model loads
-            raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
-        _check_outputs_apart(outputs, files, checkpoint, references)
-        check_scan_inputs(checkpoint, cfg)
-        from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
+                check_report_folder(report)
+            det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
+            cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
+                             device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
+                             references=str(references) if references else None, bank=str(bank) if bank else None,
+                             tta=tta, deinterlace=deinterlace, precision=precision)
+            skipped: list[Path] = []
+            files, bad_paths = expand_scan_paths(paths, skipped=skipped)
+            if not files:  # checked before the model loads
+                raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
+            _check_outputs_apart(outputs, files, checkpoint, references)
+            check_scan_inputs(checkpoint, cfg)
+            from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
-        try:
-            scanner = Scanner(checkpoint, cfg)
-        except KeyboardInterrupt:  # no file scanned yet: nothing to write, and files at the output paths are old
-            raise fail("interrupted while the model loaded, before any file was scanned: no output was written "
-                       "(files already at the output paths are an earlier run's)", EXIT_INTERRUPTED) from None
-    settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
-    settings["notes"] = settings_notes(settings, threshold)  # printed now, and kept with the JSON and the report
-    for line in settings["notes"]:
-        note("note:", line, style="yellow")
-    results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
-    for r in bad_paths:
-        note("skipped:", r["error"])
-    if skipped:
-        note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
-    interrupted = False
-    with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
-                      TimeElapsedColumn()) as p:
-        task = p.add_task("scan", total=len(files), name="")
-        done = 0
-        try:
-            for rec in scanner.scan(files, lambda i, n, item="": p.update(task, completed=i, name=escape(printable(Path(item).name)))):
-                results.append(rec)
-                done += 1
-                if rec["status"] != "ok":  # most errors start with the path already
-                    named = rec["error"].startswith(rec["path"])
-                    note("" if named else f"{Path(rec['path']).name}:", rec["error"])
-        except KeyboardInterrupt:
-            interrupted = True
-            results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
-                        for f in files[done:]]
-    with user_errors():  # a second Ctrl-C while the outputs are written is still one line
-        compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
-                    f"{printable(settings['reference_file'])} (fingerprint {settings['reference_fingerprint']})"
-                    if reference else f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
-        console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
-                             f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
-                             f"threshold {settings['threshold']:.3f}"), highlight=False)
-        console.print(verdict_table(results, reference=bool(reference), width=console.width))
-        settings["seconds"] = round(time.perf_counter() - t_start, 3)
-        problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
-    if interrupted:
-        raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
-            problems + ["the outputs hold the files scanned so far, the rest marked not_scanned"]), EXIT_INTERRUPTED)
-    failed = [r for r in results if r["status"] != "ok"]
-    if failed:
-        problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
-    if problems:
-        raise fail("; ".join(problems))
+            try:
+                scanner = Scanner(checkpoint, cfg)
+            except KeyboardInterrupt:  # no file scanned yet: nothing to write, and files at the output paths are old
+                raise fail("interrupted while the model loaded, before any file was scanned: no output was written "
+                           "(files already at the output paths are an earlier run's)", EXIT_INTERRUPTED) from None
+        settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
+        settings["notes"] = settings_notes(settings, threshold)  # printed now, and kept with the JSON and the report
+        for line in settings["notes"]:
+            note("note:", line, style="yellow")
+        results = [{**r, "threshold": scanner.threshold} for r in bad_paths]
+        for r in bad_paths:
+            note("skipped:", r["error"])
+        if skipped:
+            note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
+        interrupted = False
+        with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
+                          TimeElapsedColumn()) as p:
+            task = p.add_task("scan", total=len(files), name="")
+            done = 0
+            try:
+                for rec in scanner.scan(files, lambda i, n, item="": p.update(task, completed=i, name=escape(printable(Path(item).name)))):
+                    results.append(rec)
+                    done += 1
+                    if rec["status"] != "ok":  # most errors start with the path already
+                        named = rec["error"].startswith(rec["path"])
+                        note("" if named else f"{Path(rec['path']).name}:", rec["error"])
+            except KeyboardInterrupt:
+                interrupted = True
+                results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
+                            for f in files[done:]]
+        with user_errors():  # a second Ctrl-C while the outputs are written is still one line
+            compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
+                        f"{printable(settings['reference_file'])} (fingerprint {settings['reference_fingerprint']})"
+                        if reference else f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
+            console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
+                                 f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
+                                 f"threshold {settings['threshold']:.3f}"), highlight=False)
+            console.print(verdict_table(results, reference=bool(reference), width=console.width))
+            settings["seconds"] = round(time.perf_counter() - t_start, 3)
+            settings["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            settings["interrupted"] = interrupted  # then the files not reached are marked not_scanned
+            problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
+        if interrupted:
+            raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
+                problems + ["the outputs hold the files scanned so far, the rest marked not_scanned"]), EXIT_INTERRUPTED)
+        failed = [r for r in results if r["status"] != "ok"]
+        if failed:
+            problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
+        if problems:
+            raise fail("; ".join(problems))
 
 
 def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path], checkpoint: Optional[Path],
@@ -134,7 +143,7 @@ def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path
         except ForgeryDetError:  # the Scanner says so next, in its own words
             pass
     inputs = [("the checkpoint", checkpoint), ("the --references file", references)]
-    files_out = [(option, path) for option, path, folder in outputs if not folder]
+    files_out = [(option, path) for option, path, folder in outputs if not folder and path != STDOUT]
     for option, path in files_out:
         check_not_input(path, option, [*inputs, *(("a file being scanned", f) for f in files)])
     if len(files_out) == 2 and same_file(files_out[0][1], files_out[1][1]):
@@ -149,17 +158,22 @@ def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path
                                       f"give a path outside them")
 
 
+STDOUT = Path("-")  # --json - / --csv -: that output on standard output
+
+
 def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:
     """Write one output (each on its own, so one failing does not lose the others); the error text, or None."""
     from forgerydet.scan.records import csv_text, json_text
 
     try:
-        if option == "--json":
-            write_text_atomic(path, json_text(results, settings))
-            console.print(escape(f"JSON: {printable(path)}"), highlight=False)
-        elif option == "--csv":
-            write_text_atomic(path, csv_text(results))
-            console.print(escape(f"CSV: {printable(path)}"), highlight=False)
+        if option in ("--json", "--csv"):
+            text = json_text(results, settings) if option == "--json" else csv_text(results)
+            if path == STDOUT and option != "--report":
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+                sys.stdout.flush()
+                return None
+            write_text_atomic(path, text)
+            console.print(escape(f"{option[2:].upper()}: {printable(path)}"), highlight=False)
         else:
             from forgerydet.scan.report import write_report
 
