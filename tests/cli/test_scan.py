@@ -99,6 +99,7 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     assert list(doc) == ["forgerydet_version", "settings", "files"] and doc["forgerydet_version"] == __version__
     assert isinstance(doc["settings"]["seconds"], float) and doc["settings"]["seconds"] > 0
     assert doc["settings"]["interrupted"] is False and doc["settings"]["finished"][:4].isdigit()  # ISO 8601, local zone
+    assert doc["settings"]["other_files"] == []
     assert doc["settings"]["command"].startswith("forgerydet ")  # how the outputs were made (sys.argv, shell-quoted)
     assert doc["settings"]["notes"] == []  # what the CLI notes about the model and settings (none for this one)
     recs = {r_["path"]: r_ for r_ in doc["files"]}
@@ -131,11 +132,13 @@ def test_a_folder_scan_says_which_files_it_left_out(checkpoint, face_png, tmp_pa
     cv2.imwrite(str(folder / "sub" / "face.tiff"), cv2.imread(str(face_png)))  # TIFF is scanned
     for name in ("IMG_1.HEIC", "sub/IMG_2.heic", "notes.txt", ".DS_Store"):
         (folder / name).write_bytes(b"x")
-    r = cli("scan", folder, "--checkpoint", checkpoint, "--device", "cpu")
+    r = cli("scan", folder, "--checkpoint", checkpoint, "--device", "cpu", "--json", tmp_path / "s.json")
     assert r.exit_code == 0, r.output
     assert "face.tiff" in _table_rows(r.stdout) and len(_table_rows(r.stdout)) == 1
     assert r.stderr.splitlines()[0].startswith("not scanned: the folders and patterns given hold 3 files neither "
                                                "image nor video (.heic 2, .txt 1); images are ")
+    left = json.loads((tmp_path / "s.json").read_text())["settings"]["other_files"]  # and the JSON lists them
+    assert sorted(Path(f).name for f in left) == ["IMG_1.HEIC", "IMG_2.heic", "notes.txt"]
 
 
 def test_a_calibration_fitted_against_an_earlier_bank_is_noted_unless_a_threshold_is_given(face_png, tmp_path):

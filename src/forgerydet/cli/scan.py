@@ -17,7 +17,7 @@ from rich.text import Text
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, console_on, fail, note,
                                    progress_bar, shows_whole, user_errors, working_directory)
-from forgerydet.errors import ForgeryDetError, os_error_text, printable
+from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
@@ -93,6 +93,8 @@ def scan_cmd(
             note("skipped:", r["error"])
         if skipped:
             note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
+        # kept with the outputs too, so that a pipeline can account for every file of the folders it gave
+        settings["other_files"] = [path_text(f) for f in skipped]
         interrupted = False
         with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
                           TimeElapsedColumn()) as p:
