@@ -42,6 +42,17 @@ def test_every_command_has_help():
         assert r.exit_code == 0 and "Usage: " in r.output and f" {name} " in r.output, (name, r.output)
 
 
+def test_flags_show_no_value_type_in_help():
+    """typer >= 0.29 prints a type beside every option, `--overwrite <bool>` for a flag too, which reads as if it
+    took a value; forgerydet's commands blank it for flags and keep it for options that take one."""
+    for args in (["--help"], ["train", "--help"], ["scan", "--help"], ["weights", "--help"], ["weights", "list", "--help"]):
+        r = cli(*args)
+        assert r.exit_code == 0 and "<bool>" not in r.output, (args, r.output)
+    assert "<int>" in cli("scan", "--help").output  # --frames takes a value, and says which
+    r = cli("train", "--help")
+    assert r.exit_code == 0 and "--overwrite" in r.output
+
+
 def test_help_paragraphs_are_not_broken_mid_sentence():
     """typer keeps the line breaks of a docstring's later paragraphs (scan's help broke at 'written (every' and
     'so far and'), so each later paragraph is one line; the first is joined by typer."""

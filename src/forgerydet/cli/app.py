@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from forgerydet import __version__
 from forgerydet.cli.enroll import enroll_cmd
@@ -16,7 +17,28 @@ from forgerydet.cli.model import info_cmd, weights_export_cmd, weights_list_cmd
 from forgerydet.cli.scan import scan_cmd
 from forgerydet.cli.train import calibrate_cmd, rebuild_bank_cmd, train_cmd
 
+class _PlainFlags:
+    """Help without a value type for flags: typer >= 0.29 shows `--help <bool>`, `--overwrite <bool>`, which reads as
+    if the flag took a value (`--overwrite true`). A flag's metavar is set to '' before the help is drawn."""
+
+    def get_params(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class PlainFlagsCommand(_PlainFlags, TyperCommand):
+    pass
+
+
+class PlainFlagsGroup(_PlainFlags, TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=PlainFlagsGroup,
     name="forgerydet",
     help="Face-forgery (deepfake) detector: extract faces, build pairs, train, scan videos, evaluate.",
     no_args_is_help=True,
@@ -55,18 +77,19 @@ def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-app.command("info")(info_cmd)
-app.command("extract")(extract_cmd)
-app.command("pairs")(pairs_cmd)
-app.command("train")(train_cmd)
-app.command("rebuild-bank")(rebuild_bank_cmd)
-app.command("calibrate")(calibrate_cmd)
-app.command("scan")(scan_cmd)
-app.command("evaluate")(evaluate_cmd)
-app.command("enroll")(enroll_cmd)
-weights = typer.Typer(help="The packaged ImageNet weights of the backbones (offline).", no_args_is_help=True)
-weights.command("list")(weights_list_cmd)
-weights.command("export")(weights_export_cmd)
+app.command("info", cls=PlainFlagsCommand)(info_cmd)
+app.command("extract", cls=PlainFlagsCommand)(extract_cmd)
+app.command("pairs", cls=PlainFlagsCommand)(pairs_cmd)
+app.command("train", cls=PlainFlagsCommand)(train_cmd)
+app.command("rebuild-bank", cls=PlainFlagsCommand)(rebuild_bank_cmd)
+app.command("calibrate", cls=PlainFlagsCommand)(calibrate_cmd)
+app.command("scan", cls=PlainFlagsCommand)(scan_cmd)
+app.command("evaluate", cls=PlainFlagsCommand)(evaluate_cmd)
+app.command("enroll", cls=PlainFlagsCommand)(enroll_cmd)
+weights = typer.Typer(cls=PlainFlagsGroup, help="The packaged ImageNet weights of the backbones (offline).",
+                      no_args_is_help=True)
+weights.command("list", cls=PlainFlagsCommand)(weights_list_cmd)
+weights.command("export", cls=PlainFlagsCommand)(weights_export_cmd)
 app.add_typer(weights, name="weights")
 
 
