@@ -106,7 +106,7 @@ def scan_cmd(
                     done += 1
                     if rec["status"] != "ok":  # most errors start with the path already
                         named = rec["error"].startswith(rec["path"])
-                        note("" if named else f"{Path(rec['path']).name}:", rec["error"])
+                        note("" if named else f"{printable(rec['path'])}:", rec["error"])  # the path, as other errors name it
             except KeyboardInterrupt:
                 interrupted = True
                 results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
