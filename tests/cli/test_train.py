@@ -207,6 +207,19 @@ def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     assert fake_train == []
 
 
+def test_an_epoch_without_bank_fusion_says_why(monkeypatch, tmp_path):
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
+        on_event({**EVENTS[0]})
+        on_event({**EVENTS[4], "bank_entries": 12})
+        return {"rank": 0, "best": "R/best.safetensors", "last": "R/last.safetensors"}
+
+    monkeypatch.setattr(loop, "train", run)
+    r = cli("train", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert "threshold 0.512 T 1.50 (head alone: the nearest-bank similarity was no evidence on the validation faces)" \
+        in r.flat
+
+
 def test_a_watch_list_reaches_training_and_its_auc_is_printed(monkeypatch, tmp_path):
     calls = []
 

@@ -114,7 +114,9 @@ class TrainView:
                 f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | "
                 + (f"threshold {e['fusion_threshold']:.3f} (bank fusion, as scan uses it; head {e['threshold']:.3f} "
                    f"T {e['temperature']:.2f})" if "fusion_threshold" in e else
-                   f"threshold {e['threshold']:.3f} T {e['temperature']:.2f}")
+                   f"threshold {e['threshold']:.3f} T {e['temperature']:.2f}"
+                   + (" (head alone: the nearest-bank similarity was no evidence on the validation faces)"
+                      if e.get("bank_entries") else ""))
                 + (f" | watch AUC {e['watch_auc']:.4f} AP {e['watch_ap']:.4f}" if "watch_auc" in e else "")
                 + (" [green]best[/]" if e["best"] else "")
             )
