@@ -298,3 +298,27 @@ def test_an_output_that_is_a_link_is_written_through_and_a_stream_in_place(tmp_p
     reader.join(10)
     assert got == ["a,b\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert not list(tmp_path.glob(".*"))  # no temp file left anywhere
+
+
+def test_a_replaced_file_keeps_its_permissions_and_a_read_only_one_is_refused(tmp_path, monkeypatch):
+    private = tmp_path / "model.safetensors"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    write_bytes_atomic(private, b"new", durable=True)
+    assert private.read_bytes() == b"new" and stat.S_IMODE(private.stat().st_mode) == 0o600  # not widened to 0644
+    shared = tmp_path / "shared.json"
+    shared.write_text("{}")
+    shared.chmod(0o664)
+    write_text_atomic(shared, "[]")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664
+    # read-only to the user (root may write anything, so the test asks os.access as a user would be answered)
+    locked = tmp_path / "locked.safetensors"
+    locked.write_bytes(b"keep")
+    locked.chmod(0o444)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == locked and m == os.W_OK else real_access(p, m))
+    with pytest.raises(ForgeryDetError, match="locked.safetensors: the file is read-only"):
+        check_output(locked, "--checkpoint")
+    with pytest.raises(ForgeryDetError, match="cannot write .*locked.safetensors: the file is read-only"):
+        write_bytes_atomic(locked, b"gone", durable=True)
+    assert locked.read_bytes() == b"keep" and not list(tmp_path.glob(".*"))

@@ -83,6 +83,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
         return _write_stream(path, writer, suffix)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
+    mode = _kept_mode(path)
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,8 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
             if durable:
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
+        if mode is not None:  # a replaced file keeps its permissions (a private model stays private)
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as e:
         _discard(tmp)
@@ -109,6 +112,21 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
         _discard(tmp)
         raise
     return path
+
+
+def _kept_mode(path: Path) -> int | None:
+    """The permission bits of the regular file `path` replaces (None when there is none); a file its owner made
+    read-only is refused, as `check_output` refuses it before any work (a rename would replace it regardless)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if not os.access(path, os.W_OK):
+        raise ForgeryDetError(f"cannot write {path_text(path)}: the file is read-only (make it writable, or give "
+                              f"another path)")
+    return stat.S_IMODE(st.st_mode)
 
 
 def is_stream(path: str | Path) -> bool:
@@ -172,6 +190,8 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
         raise ForgeryDetError(f"{label}: an existing file, not a folder: give a folder path")
     if not folder and p.is_dir():
         raise ForgeryDetError(f"{label}: a folder, not a file: give a file path inside it")
+    if not folder and p.is_file() and not os.access(p, os.W_OK):
+        raise ForgeryDetError(f"{label}: the file is read-only (make it writable, or give another path)")
     d = p if folder else (Path(os.path.realpath(p)).parent if p.is_symlink() else p.parent)  # a link: its target's
     d = Path(os.path.abspath(d))
     while not d.exists() and d.parent != d:
