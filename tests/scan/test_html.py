@@ -40,3 +40,7 @@ def test_the_guide_is_one_open_box_with_every_point():
     assert "A REAL verdict is never proof" in box and "not a map of the forgery" in box
     assert "unrelated people" in box and "closed or downcast eyes" in box
     assert "http" not in box  # offline: names README sections, links nowhere
+    # against a person's enrolled faces, the neighbours are that person's, not unrelated people
+    ref = guide_html("Anchor <b>")
+    assert ref.count("<li>") == 6 and "unrelated people</li>" not in ref and "Nearest real faces" not in ref
+    assert "enrolled as &#x27;Anchor &lt;b&gt;&#x27;" in ref and "no surer than a plain scan" in ref

@@ -203,7 +203,15 @@ def test_settings_notes_say_how_a_scan_departs_from_its_calibration(monkeypatch)
         "the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt since)",
         "the checkpoint was calibrated with --tta flip", "the checkpoint was calibrated in fp32"]
     assert settings_notes(other, 0.5) == []  # a threshold given: the calibration is not relied on
-    assert settings_notes({**other, "reference": "alice"}, None) == notes[1:]  # a person's faces, not the bank
+    with_ref = settings_notes({**other, "reference": "alice"}, None)  # a person's faces, not the bank: said so
+    assert with_ref[1:] == notes[1:] and with_ref[0].startswith("compared with the enrolled faces of 'alice', not the "
+                                                                "bank: the model reads the difference")
+    assert settings_notes({**same, "reference": "alice"}, 0.5)[0].endswith("no surer than a plain scan's")
+    disk = settings_notes({**same, "bank": "db", "bank_entries": 107}, None)
+    assert disk == ["the threshold was fitted against the checkpoint's own bank, not the disk bank db (107 faces): its "
+                    "similarities differ in scale, so the head's threshold applies (no bank fusion), only approximately "
+                    "calibrated for this bank"]
+    assert settings_notes({**same, "bank": "db", "bank_entries": 107}, 0.5) == []
     assert settings_notes({**same, "calibrated_against": "not calibrated", "precision": "bf16"}, None) == []
     monkeypatch.setattr(runtime, "native_bf16", lambda: False)
     assert settings_notes({**same, "precision": "bf16", "calibrated_precision": "bf16"}, None) == [

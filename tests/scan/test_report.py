@@ -183,7 +183,7 @@ def test_headless_browser_loads_every_image(report, tmp_path):
 
 def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, results):
     settings = SETTINGS | {"checkpoint_sha256": "f" * 64, "command": "forgerydet scan 'a b.mp4' --report r",
-                           "working_directory": "/home/ann", "threshold": 0.337873,
+                           "working_directory": "/home/ann", "threshold": 0.337873, "bank_entries": 4096,
                            "notes": ["this checkpoint caught only 0 % of <its> fakes"]}
     results[0]["notes"] = ["close call: it depends on the frames"]
     results[0] |= {"sha256": "c" * 64, "duration_s": 12.5, "width": 640, "height": 480}
@@ -195,6 +195,9 @@ def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, result
     # how it was made: version, model and its hash, the threshold to 3 decimals as everywhere, the command
     assert f"forgerydet {__version__}" in page and "f" * 16 + "…" in page and "threshold 0.338" in page
     assert "command (in /home/ann): <code>" + html.escape("forgerydet scan 'a b.mp4' --report r") in page
+    assert "compared with the checkpoint's bank (4096 real faces)" in page  # what the faces were compared with
+    ref = write_report(results, tmp_path / "r2", settings | {"reference": "Ann", "reference_faces": 18}).read_text()
+    assert "compared with the enrolled faces of &#x27;Ann&#x27; (18 faces)" in ref and "enrolled as &#x27;Ann" in ref
     assert "0.3379" not in page and "0.337873" not in page
     # the CLI's notes on the model and settings, under the title for a reader who did not run the scan
     assert page.index('<p class="warn">Note: this checkpoint caught only 0 % of &lt;its&gt; fakes</p>') < files

@@ -114,7 +114,10 @@ def scan_cmd(
         with user_errors():  # a second Ctrl-C while the outputs are written is still one line
             compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
                         f"{printable(settings['reference_file'])} (fingerprint {settings['reference_fingerprint']})"
-                        if reference else f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
+                        if reference else
+                        f"disk bank {printable(settings['bank'])}: {settings['bank_entries']} real faces, fingerprint "
+                        f"{settings['bank_fingerprint']}" if "bank" in settings else
+                        f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
             console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
                                  f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
                                  f"threshold {settings['threshold']:.3f}"), highlight=False)

@@ -101,7 +101,19 @@ def mark(score: Any, threshold: float) -> str:
             f'{num(score, f".{digits}f")} {ABOVE if above else BELOW}</span>')
 
 
-def guide_html() -> str:
-    """The fixed 'How to read this report' box (open by default; it folds away)."""
-    items = "".join(f"<li>{item}</li>" for item in GUIDE)
+def reference_guide(name: str) -> str:
+    """The guide's item on neighbours when a scan compared faces with a person's enrolled faces, not the bank."""
+    return (f"<b>Nearest enrolled faces</b> are the real faces enrolled as {esc(repr(name))} that each face was "
+            "compared with, instead of the bank's unrelated people, with the cosine similarity of their features "
+            "(1 = identical). A face far less similar to them than they are to one another may not be that person at "
+            "all, and the comparison then says little. The model reads this difference only weakly: a verdict against "
+            "enrolled faces is no surer than a plain scan's (see the note above).")
+
+
+def guide_html(reference: str | None = None) -> str:
+    """The fixed 'How to read this report' box (open by default; it folds away); with `reference` (a scan against
+    a person's enrolled faces) its item on the nearest faces describes those instead of the bank's."""
+    guide = GUIDE if reference is None else [reference_guide(reference) if g.startswith("<b>Nearest real faces</b>")
+                                             else g for g in GUIDE]
+    items = "".join(f"<li>{item}</li>" for item in guide)
     return f'<details class="guide" open><summary>How to read this report</summary><ul>{items}</ul></details>'

@@ -214,11 +214,20 @@ def settings_notes(settings: dict, threshold: float | None) -> list[str]:
     from forgerydet.runtime import native_bf16
 
     out = []
-    calibrated = settings["calibrated_against"] != "not calibrated" and threshold is None
+    calibrated = "not calibrated" not in settings["calibrated_against"] and threshold is None
     if settings["calibrated_against"] == "an earlier bank" and "reference" not in settings and "bank" not in settings \
             and threshold is None:
         out.append("the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt "
                    "since): refit them with `forgerydet calibrate`")
+    if "bank" in settings and calibrated:
+        out.append(f"the threshold was fitted against the checkpoint's own bank, not the disk bank {settings['bank']} "
+                   f"({settings['bank_entries']} faces): its similarities differ in scale, so the head's threshold "
+                   f"applies (no bank fusion), only approximately calibrated for this bank")
+    if "reference" in settings:
+        out.append(f"compared with the enrolled faces of {settings['reference']!r}, not the bank: the model reads the "
+                   f"difference to its reference only weakly (README, 'Does the head use the bank?') and how it fares "
+                   f"against face swaps of the enrolled person is unmeasured, so such a verdict is no surer than a "
+                   f"plain scan's" + ("; the head's threshold applies (no bank fusion)" if threshold is None else ""))
     if settings["tta"] != settings["calibrated_tta"] and calibrated:
         out.append(f"the checkpoint was calibrated with --tta {settings['calibrated_tta']}; scored with --tta "
                    f"{settings['tta']}, its threshold and probabilities are only approximately calibrated")

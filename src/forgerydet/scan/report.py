@@ -232,6 +232,13 @@ def _provenance(settings: dict) -> str:
         parts.append(f"model {esc(settings['checkpoint'])}{digest}")
     if isinstance(settings.get("threshold"), (int, float)):
         parts.append(f"threshold {float(settings['threshold']):.3f}")
+    if settings.get("reference"):  # what the faces were compared with: a person's enrolled faces, a disk bank, the bank
+        parts.append(f"compared with the enrolled faces of {esc(repr(settings['reference']))} "
+                     f"({esc(settings.get('reference_faces'))} faces)")
+    elif settings.get("bank"):
+        parts.append(f"compared with the disk bank {esc(settings['bank'])} ({esc(settings.get('bank_entries'))} faces)")
+    elif settings.get("bank_entries") is not None:
+        parts.append(f"compared with the checkpoint's bank ({esc(settings['bank_entries'])} real faces)")
     line = f'<p class="meta">{" · ".join(parts)}</p>'
     if settings.get("command"):
         where = f" (in {esc(settings['working_directory'])})" if settings.get("working_directory") else ""
@@ -287,7 +294,7 @@ def write_report(
         body.append(_file_html(imgs, i, r, max_faces))
         if progress is not None:
             progress(i + 1, len(results))
-    summary += ["</table></div>", guide_html()]
+    summary += ["</table></div>", guide_html(settings.get("reference"))]
     tail = ['<details class="file"><summary><b>Settings</b>: everything this scan used, to repeat it</summary><table>']
     tail += [f"<tr><th>{esc(k)}</th><td>{esc(_setting_value(v))}</td></tr>" for k, v in settings.items()]
     tail.append("</table></details>")

@@ -129,7 +129,9 @@ class Scanner:
             "threshold": self.threshold,
             "temperature": self.temperature,
             "bank_fusion": None if self.fusion is None else {k: v for k, v in self.fusion.items() if k != "threshold"},
-            "calibrated_against": self.checkpoint.calibration_bank,
+            "calibrated_against": self.checkpoint.calibration_bank if self.disk_bank is None and self.references is None
+            else f"the checkpoint's bank ({self.checkpoint.calibration_bank}), not the "
+                 f"{'disk bank' if self.disk_bank is not None else 'enrolled faces'} this scan compares with",
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
