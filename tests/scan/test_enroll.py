@@ -109,6 +109,12 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
             assert nb["source"].endswith(("face.mp4", "still.png")) and "thumb" not in nb
     used = rec["reference"]["used"]
     assert sum(u["times"] for u in used) == 2 * len(rec["faces"]) and rec["reference"]["name"] == "Astro Naut"
+    # how alike this file's faces are to the enrolled ones, beside how alike those are to one another
+    top = [f["neighbours"][0]["similarity"] for f in rec["faces"]]
+    assert rec["reference"]["nearest_similarity_median"] == pytest.approx(float(np.median(top)), abs=1e-4)
+    assert 0.5 < rec["reference"]["enrolled_similarity_median"] <= 1.0001  # frames of one face: alike
+    assert not any(n.startswith("unlike") for n in rec["notes"])  # the same face as enrolled
+    assert any(n.startswith("compared with the enrolled faces of 'Astro Naut'") for n in s["notes"])
     html = (rep / "index.html").read_text()
     assert "Astro Naut" in html and "nearest enrolled real faces" in html and list((rep / "img" / "refs").glob("*.png"))
     # the scan really retrieved from the person's faces, not from the global bank

@@ -13,7 +13,7 @@ import pytest
 from forgerydet import __version__
 from forgerydet.scan.records import (
     CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, close_call_summary, csv_text, deinterlaced_note, empty_record, few_frames_note, json_record, json_text,
-    many_faces_note, media_facts, no_face_error, reliability_notes, select_faces, settings_notes,
+    many_faces_note, media_facts, no_face_error, reliability_notes, select_faces, settings_notes, unlike_reference_note,
 )
 
 WHY = "; the threshold is set per face, so a file of {} real faces is called FAKE more often than one of a single face"
@@ -222,3 +222,13 @@ def test_settings_notes_say_how_a_scan_departs_from_its_calibration(monkeypatch)
         "at its threshold this checkpoint caught only 0 % of the validation fakes it was calibrated on: it detects "
         "little yet, so a REAL verdict from it means little (train it longer, or on more faces)"]
     assert settings_notes(weak, 0.5) == [] and settings_notes({**same, "calibration_caught": 0.958}, None) == []
+
+
+def test_a_file_unlike_the_enrolled_person_is_noted():
+    summary = {"name": "Film", "nearest_similarity_median": 0.16, "enrolled_similarity_median": 0.93}
+    assert unlike_reference_note(summary) == [
+        "unlike 'Film': its faces' nearest enrolled similarity (median 0.16) is far below the enrolled faces' to one "
+        "another (0.93); it may be someone else, and the comparison says little"]
+    assert unlike_reference_note({**summary, "nearest_similarity_median": 0.9}) == []  # the person's own footage
+    assert unlike_reference_note({**summary, "enrolled_similarity_median": None}) == []  # one enrolled face: unknown
+    assert unlike_reference_note({**summary, "nearest_similarity_median": None}) == []

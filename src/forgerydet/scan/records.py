@@ -97,6 +97,19 @@ def few_frames_note(kind: str | None, frames: int, interval: Any) -> list[str]:
     return ["1 frame with a face: the verdict rests on that frame alone (no interval over frames)"]
 
 
+UNLIKE_REFERENCE = 0.5  # a file's faces under this share of the enrolled faces' own likeness: likely someone else
+
+
+def unlike_reference_note(summary: dict[str, Any]) -> list[str]:
+    """Say so when a file's faces are far less like the enrolled person's faces (median nearest similarity) than
+    those are like one another: the face may be someone else's, and a comparison with that person says little."""
+    mine, theirs = summary.get("nearest_similarity_median"), summary.get("enrolled_similarity_median")
+    if mine is None or theirs is None or theirs <= 0 or mine >= UNLIKE_REFERENCE * theirs:
+        return []
+    return [f"unlike {summary['name']!r}: its faces' nearest enrolled similarity (median {mine:.2f}) is far below "
+            f"the enrolled faces' to one another ({theirs:.2f}); it may be someone else, and the comparison says little"]
+
+
 def no_face_error(kind: str | None, sampled: int, width: int | None, height: int | None, detect_side: int) -> str:
     """The error of a file without a face; where MTCNN saw the frame shrunk by more than half, the hint that a
     small face may need a larger --detect-side."""

@@ -5,6 +5,7 @@ writes the bank or the checkpoint."""
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,7 +25,8 @@ from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
-                                     many_faces_note, media_facts, no_face_error, reliability_notes)
+                                     many_faces_note, media_facts, no_face_error, reliability_notes,
+                                     unlike_reference_note)
 
 OVERVIEW_SIDE = 960  # longest side of the copy of a still image a report numbers its faces on (px)
 
@@ -263,6 +265,7 @@ class Scanner:
                         + few_frames_note(src.kind, rec["frames_with_face"], rec["score_interval"]))
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
+            rec["notes"] += unlike_reference_note(rec["reference"])
         self._trim_arrays(rec)
         if src.still is not None and cfg.keep_crops > 0:  # the photo, for the report to number its faces on
             from forgerydet.scan.figures import shrink  # the report's module (with scikit-learn): only for a report
@@ -280,9 +283,24 @@ class Scanner:
         order = sorted(used, key=lambda s: (-len(used[s]), -float(np.mean(used[s]))))
         r = self.references
         assert r is not None
+        nearest = [f["neighbours"][0]["similarity"] for f in faces if f["neighbours"]]
         return {"name": r.name, "file": str(r.path), "enrolled_faces": r.bank.filled,
+                # each face's similarity to its nearest enrolled face, and the enrolled faces' to their nearest other
+                "nearest_similarity_median": round(float(np.median(nearest)), 4) if nearest else None,
+                "enrolled_similarity_median": self.enrolled_similarity,
                 "used": [{"slot": s, "source": r.entries[s]["source"], "frame_index": r.entries[s]["frame_index"],
                           "times": len(used[s]), "mean_similarity": round(float(np.mean(used[s])), 4)} for s in order]}
+
+    @functools.cached_property
+    def enrolled_similarity(self) -> float | None:
+        """The median, over the enrolled faces, of each one's cosine similarity to its nearest other enrolled face:
+        how alike the person's own faces are (None with fewer than two)."""
+        keys = self.references.bank.filled_keys().float()  # (F,D), unit length
+        if keys.shape[0] < 2:
+            return None
+        sims = keys @ keys.T
+        sims.fill_diagonal_(-2.0)
+        return round(float(sims.max(dim=1).values.median()), 4)
 
     def _trim_arrays(self, rec: dict[str, Any]) -> None:
         """Keep crops/attention only for the faces a report will show, so memory stays flat over many files."""
