@@ -147,6 +147,17 @@ def test_file_checks(model, tmp_path):
         read_references(tmp_path / "bad.safetensors")
 
 
+def test_an_index_that_names_rows_past_the_end_is_one_error(model, tmp_path):
+    """A hand-edited index ({"A": [0, 99]} over 5 rows) was a 53-line traceback in `scan --reference`."""
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    with safe_open(str(p), "pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    for people in ({"A": [0, 99], "B": [4, 1]}, {"A": [-1, 4], "B": [4, 1]}):
+        save_file(tensors, str(tmp_path / "edited.safetensors"), metadata={**meta, "people": json.dumps(people)})
+        with pytest.raises(ForgeryDetError, match="the rows of 'A' do not match its index"):
+            load_person(tmp_path / "edited.safetensors", "A", model)
+
+
 def test_remove_and_list(model, tmp_path):
     p = refs_for(model).save(tmp_path / "r.safetensors")
     refs, people = list_people(p)

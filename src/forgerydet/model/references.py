@@ -250,7 +250,8 @@ def load_person(path: str | Path, name: str, model, *, wait: float = 30.0) -> Pe
         except Exception as e:
             raise _corrupt(path, f"unreadable tensors: {type(e).__name__}") from None
     entries = meta["entries"][start : start + count]
-    if count == 0 or any(e.get("person") != name for e in entries) or values.shape[1:] != model.bank.values.shape[1:]:
+    if count <= 0 or start < 0 or values.shape[0] != count or len(entries) != count or thumbs.shape[0] != count \
+            or any(e.get("person") != name for e in entries) or values.shape[1:] != model.bank.values.shape[1:]:
         raise _corrupt(path, f"the rows of {name!r} do not match its index")
     bank = MemoryBank(count, values.shape[1], values.shape[2])
     bank.rebuild(values, model.key_fingerprint(), source=torch.arange(count))
