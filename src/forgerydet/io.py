@@ -207,6 +207,15 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
     return p
 
 
+def check_checkpoint_out(path: str | Path, option: str) -> None:
+    """Refuse now a checkpoint output that would replace an existing file that is not a checkpoint (a list, an
+    image, a pairs file given by mistake): writing a checkpoint there would lose it."""
+    p = Path(path)
+    if p.is_file() and not looks_like_safetensors(p):
+        raise ForgeryDetError(f"{option} {path_text(p)} is an existing file that is not a checkpoint (safetensors): "
+                              f"writing the checkpoint there would replace it; give a new path")
+
+
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one file (links and hard links included; a path that does not exist yet is compared
     by its resolved name)."""

@@ -103,6 +103,21 @@ def test_rebuild_bank_workers_and_disk_bank_folder(checkpoint, small_pairs, tmp_
     a_file.write_text("x")
     one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--disk-bank", a_file),
               "--disk-bank", "not a folder")
+    # options that do nothing with a disk bank are refused, not ignored
+    one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--disk-bank", tmp_path / "d",
+                  "--out", tmp_path / "zz.safetensors"), "--out goes with the checkpoint's own bank")
+    one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--disk-bank", tmp_path / "d",
+                  "--select", "random"), "--select chooses which faces fit the checkpoint's bank")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "zz.safetensors").exists()
+
+
+@pytest.mark.parametrize("command", ["calibrate", "rebuild-bank"])
+def test_out_onto_a_file_that_is_not_a_checkpoint_is_refused(command, checkpoint, small_pairs, tmp_path):
+    listed = tmp_path / "list2.txt"
+    listed.write_text("path,label\nx.png,1\n")
+    one_error(cli(command, "--checkpoint", checkpoint, "--pairs", small_pairs, "--out", listed, "--device", "cpu"),
+              "is an existing file that is not a checkpoint")
+    assert listed.read_text() == "path,label\nx.png,1\n"
 
 
 def test_a_folder_given_for_a_csv_says_so(tmp_path):

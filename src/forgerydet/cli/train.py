@@ -215,7 +215,7 @@ def rebuild_bank_cmd(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = TrainConfig.val_batch_size,
     workers: Annotated[int, typer.Option(help="Data-loading processes (-1: auto, none on <= 4 cores).")] = TrainConfig.workers,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = TrainConfig.device,
-    select: Annotated[str, typer.Option(help="More real faces than bank slots: keep a 'coreset' (greedy k-center on the pooled keys: faces that cover the real distribution) or a 'random' subset.")] = "coreset",
+    select: Annotated[Optional[str], typer.Option(help="More real faces than bank slots: keep a 'coreset' (greedy k-center on the pooled keys: faces that cover the real distribution; the default) or a 'random' subset.")] = None,
     disk_bank: Annotated[Optional[Path], typer.Option(help="Write EVERY real face to this new disk-bank folder (memory-mapped, faiss past 100,000 entries; for `scan --bank`) instead of the checkpoint's bank.")] = None,
 ) -> None:
     """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
@@ -224,6 +224,12 @@ def rebuild_bank_cmd(
     _check_inputs_first(checkpoint, pairs)
     if disk_bank is not None:
         from forgerydet.training.bankfill import rebuild_disk_bank
+
+        if out is not None:  # it was ignored: the checkpoint is never written with --disk-bank
+            raise fail(f"--out goes with the checkpoint's own bank; --disk-bank writes every face to {disk_bank} and "
+                       f"leaves {checkpoint} unchanged: drop one of them")
+        if select is not None:
+            raise fail("--select chooses which faces fit the checkpoint's bank; a disk bank keeps every face: drop it")
 
         with user_errors(), _progress() as p:
             task = p.add_task("encoding real faces", total=None, info="")
@@ -238,6 +244,7 @@ def rebuild_bank_cmd(
     with user_errors(), _progress() as p:
         from forgerydet.model.coreset import SELECTIONS
 
+        select = select or "coreset"
         if select not in SELECTIONS:
             raise ForgeryDetError(f"unknown --select {select!r}: use one of {', '.join(SELECTIONS)}")
         task = p.add_task("encoding real faces", total=None, info="")

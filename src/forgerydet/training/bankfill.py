@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_not_input, check_output, current_folder
+from forgerydet.io import check_checkpoint_out, check_not_input, check_output, current_folder
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector
@@ -90,6 +90,8 @@ def rebuild_checkpoint_bank(
         raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
     check_output(out or checkpoint, "--out" if out else "--checkpoint")
     check_not_input(out or checkpoint, "--out" if out else "--checkpoint", [("the --pairs file", pairs)])
+    if out:
+        check_checkpoint_out(out, "--out")
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
     table = read_pairs(pairs, need_splits=("train",))

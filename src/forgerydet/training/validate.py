@@ -13,7 +13,7 @@ import torch
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.io import check_not_input, check_output
+from forgerydet.io import check_checkpoint_out, check_not_input, check_output
 from forgerydet.metrics import binary_metrics
 from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_precision, check_tta, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
@@ -168,6 +168,8 @@ def calibrate_checkpoint(
         raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
     check_output(out or checkpoint, "--out" if out else "--checkpoint")  # before the scoring, not after it
     check_not_input(out or checkpoint, "--out" if out else "--checkpoint", [("the --pairs file", pairs)])
+    if out:
+        check_checkpoint_out(out, "--out")
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu")
     if ck.model.bank.filled == 0 and ck.model.uses_bank:
