@@ -8,6 +8,7 @@ import json
 import torch
 
 from forgerydet.cli.model import weights_export_cmd
+from forgerydet.model.bank import fingerprint_hex
 from forgerydet.model.checkpoint import TrainState, save_checkpoint
 from forgerydet.model.weights import WEIGHT_DTYPES, export_packaged
 from tests.cli._cli_util import cli, defaults, one_error
@@ -38,6 +39,9 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     assert _row(r.output, "training state") == "yes (resumable)"
     assert _row(r.output, "bank") == "3 / 37 entries filled" and _row(r.output, "image size") == "64"
     assert _row(r.output, "tokens") == "4x4 x D=32, 4 heads"
+    # the encoder's fingerprint and the bank's contents are two rows: a rebuild changes the second only
+    assert _row(r.output, "key encoder fingerprint").startswith(fingerprint_hex(m.bank.fingerprint)[:16])
+    assert _row(r.output, "bank contents").startswith(m.bank.contents_digest())
     assert "backbone=test_efficientnet" in _row(r.output, "config")
     hist = [line for line in r.output.splitlines() if line.startswith("│") and "epoch" not in line][-2:]
     cells = [[c.strip() for c in h.strip("│ ").split("│")] for h in hist]

@@ -24,6 +24,10 @@ def test_a_checkpoint_path_that_is_missing_or_a_folder_is_one_line(tmp_path):
         check_checkpoint_path(tmp_path)
     (tmp_path / "c.safetensors").write_bytes(b"x")
     assert check_checkpoint_path(str(tmp_path / "c.safetensors")) == tmp_path / "c.safetensors"
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "bank.json").write_text("{}")
+    with pytest.raises(ForgeryDetError, match="db is a disk bank .* not a checkpoint: use it with `forgerydet scan --bank"):
+        check_checkpoint_path(tmp_path / "db")
 
 
 def test_a_missing_bank_folder_or_reference_file_is_one_line(tmp_path):

@@ -98,7 +98,10 @@ def _a_file(path: str | Path, missing: str, folder: str) -> Path:
 
 def check_checkpoint_path(path: str | Path) -> Path:
     """A checkpoint path that is missing or a folder is one ForgeryDetError. Light (no torch), so commands call it
-    before loading anything; model/checkpoint.py's read_meta starts with it."""
+    before loading anything; model/checkpoint.py's read_meta starts with it. A disk bank's folder is named as one."""
+    if (Path(path) / "bank.json").is_file():
+        raise ForgeryDetError(f"{path} is a disk bank (from `rebuild-bank --disk-bank`), not a checkpoint: use it with "
+                              f"`forgerydet scan --bank {path} --checkpoint MODEL` (MODEL: the checkpoint that wrote it)")
     return _a_file(path, "checkpoint not found: {path}",
                    "{path} is a folder: give the checkpoint file inside it (e.g. {path}/best.safetensors)")
 
