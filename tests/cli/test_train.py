@@ -39,8 +39,9 @@ def test_train_defaults_are_the_configs():
 def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
     lib = defaults(bankfill.rebuild_checkpoint_bank)
     cmd = defaults(rebuild_bank_cmd)
-    assert {k: cmd[k] for k in ("batch_size", "workers", "device", "select")} == {
-        k: lib[k] for k in ("batch_size", "workers", "device", "select")}
+    assert {k: cmd[k] for k in ("batch_size", "workers", "device")} == {
+        k: lib[k] for k in ("batch_size", "workers", "device")}
+    assert cmd["select"] is None and lib["select"] == "coreset"  # not given: the library's (refused with --disk-bank)
     assert cmd["out"] is lib["out"] is None and str(cmd["pairs"]) == TrainConfig.pairs
     lib, cmd = defaults(validate.calibrate_checkpoint), defaults(calibrate_cmd)
     assert {k: cmd[k] for k in ("fpr", "batch_size", "device", "tta", "precision")} == {
@@ -360,11 +361,18 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     assert r.exit_code == 0 and seen["precision"] == "bf16", r.output
     assert r.flat.startswith("calibrated on 800 real / 6 fake validation faces in bf16: temperature 1.235")
     # few held-out reals: said (2 of them gave a threshold of 0.0001, and a real video scanned FAKE)
+    monkeypatch.setattr(validate, "calibrate_checkpoint", lambda *a, **kw: {**fake(*a, **kw), "val_reals": 40})
+    r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors")
+    assert r.exit_code == 0 and " ".join(r.stderr.split()) == (
+        "note: only 40 held-out real face(s): at a 0.05 false-positive rate the threshold rests on the top 2 of them, "
+        "so the rate scans see can be far from it; calibrate on a few hundred or more")
+    # a rate under one face: the threshold is the highest real score, said so ('the top 0 of them' said nothing)
     monkeypatch.setattr(validate, "calibrate_checkpoint", lambda *a, **kw: {**fake(*a, **kw), "val_reals": 2})
     r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors")
     assert r.exit_code == 0 and " ".join(r.stderr.split()) == (
-        "note: only 2 held-out real face(s): at a 0.05 false-positive rate the threshold rests on the top 0 of them, "
-        "so the rate scans see can be far from it; calibrate on a few hundred or more")
+        "note: --fpr 0.05 is less than one of the 2 held-out real faces (1/2 = 0.500): the threshold sits at the "
+        "highest real score, and a rate this small cannot be resolved on them; calibrate on more real faces, or give "
+        "a larger --fpr")
 
 
 def test_init_from_a_missing_or_bad_file_is_one_line(tmp_path):

@@ -244,12 +244,12 @@ def rebuild_bank_cmd(
     with user_errors(), _progress() as p:
         from forgerydet.model.coreset import SELECTIONS
 
-        select = select or "coreset"
-        if select not in SELECTIONS:
+        if select is not None and select not in SELECTIONS:
             raise ForgeryDetError(f"unknown --select {select!r}: use one of {', '.join(SELECTIONS)}")
         task = p.add_task("encoding real faces", total=None, info="")
+        chosen = {} if select is None else {"select": select}  # none given: the library's default (coreset)
         res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,
-                                      progress=lambda a, b, item="": p.update(task, completed=a, total=b), select=select)
+                                      progress=lambda a, b, item="": p.update(task, completed=a, total=b), **chosen)
     if int(os.environ.get("RANK", "0")) == 0:
         say(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
             f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
@@ -321,7 +321,12 @@ def calibrate_cmd(
         f"{f['val_tpr']:.3f}, AUC {f['val_auc']:.4f}); scans against this bank use it" if f else
         "bank fusion: none (the nearest-bank similarity was no evidence on these faces, or the model has no bank): "
         "scans use the temperature alone", highlight=False, soft_wrap=True)
-    if r["val_reals"] < FEW_REALS:  # 2 reals gave a threshold of 0.0001, and a real video scanned FAKE
-        note("note:", f"only {r['val_reals']} held-out real face(s): at a {fpr:g} false-positive rate the threshold "
-                      f"rests on the top {int(fpr * r['val_reals'])} of them, so the rate scans see can be far from it; "
+    n, top = r["val_reals"], int(fpr * r["val_reals"])
+    if top == 0:  # 'rests on the top 0 of them' said nothing
+        note("note:", f"--fpr {fpr:g} is less than one of the {n} held-out real faces (1/{n} = {1 / n:.3f}): the "
+                      f"threshold sits at the highest real score, and a rate this small cannot be resolved on them; "
+                      f"calibrate on more real faces, or give a larger --fpr", style="yellow")
+    elif n < FEW_REALS:  # 2 reals gave a threshold of 0.0001, and a real video scanned FAKE
+        note("note:", f"only {n} held-out real face(s): at a {fpr:g} false-positive rate the threshold "
+                      f"rests on the top {top} of them, so the rate scans see can be far from it; "
                       f"calibrate on a few hundred or more", style="yellow")
