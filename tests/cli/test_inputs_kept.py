@@ -154,6 +154,38 @@ def test_usage_errors_are_one_line_and_exit_1(argv, needle, capsys):
     assert "--help" in err[0]
 
 
+def test_ctrl_c_outside_a_commands_own_handling_is_one_line(checkpoint, small_pairs, capsys, monkeypatch):
+    """typer >= 0.29 turns a Ctrl-C that no command catches (one while torch loads) into a silent exit 130; the
+    console command says "interrupted", once, and a command that said more is not repeated."""
+    import forgerydet.cli.train as train_cli
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli, "_check_inputs_first", stopped)
+    with pytest.raises(SystemExit) as e:
+        console_command(["rebuild-bank", "--checkpoint", str(checkpoint), "--pairs", str(small_pairs)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 130 and err == ["error: interrupted"]
+    import forgerydet.training.loop as loop
+
+    monkeypatch.setattr(loop, "train", stopped)
+    with pytest.raises(SystemExit) as e:
+        console_command(["train", "--pairs", str(small_pairs), "--out", str(small_pairs.parent / "run")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 130 and len(err) == 1 and "nothing to resume" in err[0]
+
+
+def test_the_console_entry_point_is_light_and_runs_the_command(capsys):
+    import subprocess
+    import sys
+
+    code = ("import sys; from forgerydet.cli import main; "
+            "assert 'typer' not in sys.modules and 'torch' not in sys.modules; sys.argv = ['forgerydet', '--version']; main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("forgerydet "), r.stderr
+
+
 def test_the_console_command_still_prints_help_and_runs_commands(capsys):
     with pytest.raises(SystemExit) as e:
         console_command([])

@@ -104,10 +104,13 @@ def cli(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-    from forgerydet.cli.common import EXIT_INTERRUPTED, fail
+    from forgerydet.cli.common import EXIT_INTERRUPTED, fail, said_errors
 
+    said = len(said_errors)
     try:
         code = app(args=argv, prog_name="forgerydet", standalone_mode=False)
+        if code == EXIT_INTERRUPTED and len(said_errors) == said:  # typer >= 0.29 turns a Ctrl-C that no command
+            code = fail("interrupted", EXIT_INTERRUPTED).exit_code  # handled (one while torch loads) into a silent 130
     except NoArgsIsHelpError as e:  # `forgerydet`, `forgerydet weights`: the help, as before
         e.show()
         sys.exit(e.exit_code)

@@ -74,10 +74,14 @@ def shows_whole(renderable: RenderableType, width: int, texts: Iterable[str]) ->
     return all(on_screen[word] >= n for word, n in wanted.items())
 
 
+said_errors: list[str] = []  # every line `fail` printed in this process (cli.app.cli reads it)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one red line on stderr and return the Exit(code) to raise. File names in the message are shown
     printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup."""
     err_console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
+    said_errors.append(message)
     return typer.Exit(code)
 
 
