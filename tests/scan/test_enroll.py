@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -88,6 +89,12 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
     # the same faces again are not duplicated; a photo adds to the same person
     r = run("enroll", "Astro Naut", media["face"], media["photo"], "--checkpoint", ck, "--frames", "3", "--device", "cpu")
     assert r.exit_code == 0 and "enrolled 1 face of" in r.flat and "3 already enrolled" in r.flat and "; 1 person in " in r.flat, r.output
+    # the same footage under another name (a link, a copy) is the same faces too
+    (tmp_path / "link.mp4").symlink_to(media["face"])
+    shutil.copy(media["face"], tmp_path / "copy.mp4")
+    r = run("enroll", "Astro Naut", tmp_path / "link.mp4", tmp_path / "copy.mp4", "--checkpoint", ck, "--frames", "3",
+            "--device", "cpu")
+    assert r.exit_code == 0 and "6 already enrolled" in r.flat, r.output
     r = run("enroll", "--list", "--checkpoint", ck)
     assert r.exit_code == 0 and "Astro Naut" in r.output and " 4 " in r.output, r.output
     f = read_references(refs)

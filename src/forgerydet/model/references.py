@@ -7,7 +7,7 @@ Reference file (safetensors, written atomically; rows grouped by person):
               thumbs (M,T,T,3) uint8     a small picture of each face, for the report
     metadata  format, format_version, fingerprint (SHA-256 hex of the key encoder that encoded the rows),
               backbone, tokens (N), dim (D), people (JSON: name -> [first row, rows]),
-              entries (JSON list, one per row: person, source, frame_index, time, track_id, box, confidence, face)
+              entries (JSON list, one per row: person, source, frame_index, time, track_id, box, confidence, face, and since 2026-12-06 sha256)
 
 A file is only valid with the key encoder that wrote it: another model's file is refused. Writers take an
 exclusive lock (a hidden `.NAME.lock` file beside it) around read-merge-write, readers a shared one while

@@ -13,7 +13,7 @@ import torch
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, Face
-from forgerydet.io import check_not_input, check_output
+from forgerydet.io import check_not_input, check_output, file_sha256
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import (
     THUMB,
@@ -60,6 +60,14 @@ class EnrollResult:
     total: int  # this person's faces in the file now
     people: int
     sources: list[tuple[str, int, str]]  # (file, faces taken, which)
+
+
+def _same_face_keys(entry: dict) -> list[tuple]:
+    """What makes two enrolled faces one: the same frame and track of the same file, known by its content (sha256,
+    recorded since 2026-12-06) or, for an entry without it, by its path with links resolved."""
+    at = (entry["frame_index"], entry["track_id"])
+    keys = [("path", os.path.realpath(entry["source"]), *at)]
+    return keys + ([("sha256", entry["sha256"], *at)] if entry.get("sha256") else [])
 
 
 def encode_faces(model, crops: Sequence[np.ndarray], device: torch.device, batch_size: int = 32) -> torch.Tensor:
@@ -119,12 +127,13 @@ def enroll(
         src = detect_source(f, xcfg, detector)
         chosen, which = choose_faces(src, cfg.face)
         report.append((str(f), len(chosen), which))
+        digest = file_sha256(f) if chosen else None  # the same footage under another name or a link is a duplicate
         for face in chosen:
             crops.append(face.crop)
             entries.append({"person": name, "source": os.path.abspath(f), "frame_index": int(face.frame_index),
                             "time": round(float(face.time), 3), "track_id": int(face.track_id),
                             "box": [round(float(v), 1) for v in face.box], "confidence": round(float(face.confidence), 4),
-                            "face": cfg.face})
+                            "face": cfg.face, "sha256": digest})
     if progress:
         progress(len(files), len(files), "")
     if not crops:
@@ -138,8 +147,8 @@ def enroll(
             check_fingerprint(path, refs.fingerprint, fp, ck_path)
         else:
             refs = ReferenceFile.empty(fp, model.cfg.backbone, model.bank.num_tokens, model.bank.dim)
-        have = {(e["source"], e["frame_index"], e["track_id"]) for e in refs.entries if e["person"] == name}
-        new = [i for i, e in enumerate(entries) if (e["source"], e["frame_index"], e["track_id"]) not in have]
+        have = {k for e in refs.entries if e["person"] == name for k in _same_face_keys(e)}
+        new = [i for i, e in enumerate(entries) if not have & set(_same_face_keys(e))]
         if new:
             idx = torch.tensor(new, dtype=torch.long)
             refs = refs.plus(values[idx], thumbs[idx], [entries[i] for i in new])
