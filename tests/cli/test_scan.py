@@ -114,7 +114,7 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
         "path": str(face_png), "status": "ok", "verdict": face["verdict"], "score": str(face["score"]),
         "threshold": str(face["threshold"]), "n_faces": "1", "n_tracks": "1", "frames_sampled": "1",
         "frames_with_face": "1", "error": "", "notes": "", "score_low": "", "score_high": "",
-        "sha256": hashlib.sha256(face_png.read_bytes()).hexdigest()}  # fmt: skip (an image)
+        "sha256": hashlib.sha256(face_png.read_bytes()).hexdigest(), "reference": ""}  # fmt: skip (an image)
     assert rows[str(grey_png)]["status"] == "no_face" and rows[str(grey_png)]["score"] == ""
     assert rows[str(missing)]["error"] == f"{missing}: no such file or folder"
     table = _table_rows(r.stdout)

@@ -106,16 +106,19 @@ def test_json_text_is_the_version_the_settings_and_the_records():
 
 def test_csv_text_is_one_row_per_file_with_exactly_the_columns():
     assert CSV_COLUMNS == ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-                           "frames_with_face", "error", "notes", "score_low", "score_high", "sha256"]
+                           "frames_with_face", "error", "notes", "score_low", "score_high", "sha256", "reference"]
     rows = _scanned()
     rows[0]["notes"] = ["small faces (median 40 px): less reliable", "other"]
     rows[0]["score_interval"] = [0.625, 0.8125]
     rows[0]["sha256"] = "ab" * 32
     assert csv_text(rows).splitlines() == [
         ",".join(CSV_COLUMNS),
-        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other,0.625,0.8125,' + "ab" * 32,
-        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,,,,",
+        '"/v/a,b.mp4",ok,FAKE,0.75,0.5,3,1,4,3,,small faces (median 40 px): less reliable; other,0.625,0.8125,'
+        + "ab" * 32 + ",",
+        "/v/x.png,error,,,0.5,0,0,0,0,/v/x.png: no such file,,,,,",
     ]
+    rows[0]["reference"] = {"name": "Jane Doe", "used": []}  # scanned against an enrolled person: named
+    assert csv_text(rows).splitlines()[1].endswith("ab" * 32 + ",Jane Doe")
 
 
 def test_a_deinterlaced_video_is_noted():

@@ -196,7 +196,7 @@ def select_faces(faces: list[dict], max_faces: int = MAX_FACES) -> list[int]:
 
 # `scan --csv`: one row per file (notes joined by '; '); new columns go at the end, so older readers keep working
 CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_tracks", "frames_sampled",
-               "frames_with_face", "error", "notes", "score_low", "score_high", "sha256"]
+               "frames_with_face", "error", "notes", "score_low", "score_high", "sha256", "reference"]
 
 
 def json_text(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
@@ -212,7 +212,8 @@ def csv_text(results: list[dict[str, Any]]) -> str:
     w.writeheader()
     for r in results:
         low, high = r.get("score_interval") or (None, None)
-        w.writerow({**r, "notes": "; ".join(r.get("notes") or []), "score_low": low, "score_high": high})
+        w.writerow({**r, "notes": "; ".join(r.get("notes") or []), "score_low": low, "score_high": high,
+                    "reference": (r.get("reference") or {}).get("name", "")})  # the enrolled person compared with
     return buf.getvalue()
 
 
