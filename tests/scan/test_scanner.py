@@ -82,7 +82,7 @@ def test_scan_batch_json_schema_and_failures(checkpoint, media, tmp_path):
     assert (ok["width"], ok["height"]) == (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     cap.release()
     assert all(recs[bad]["sha256"] is None and recs[bad]["fps"] is None for bad in ("notes.mp4", "corrupt.mp4"))
-    assert csv_out.read_text().splitlines()[0].endswith(",sha256") and sha(media["face"]) in csv_out.read_text()
+    assert csv_out.read_text().splitlines()[0].endswith(",sha256,reference") and sha(media["face"]) in csv_out.read_text()
     for bad in ("notes.mp4", "corrupt.mp4"):
         assert recs[bad]["status"] == "error" and recs[bad]["error"], recs[bad]
     assert csv_out.read_text().count("\n") == 5
