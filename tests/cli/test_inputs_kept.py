@@ -43,12 +43,13 @@ def test_scan_refuses_an_output_that_is_a_scanned_file_the_checkpoint_or_the_oth
     rep.mkdir()
     (rep / "index.html").write_text("<html><title>forgerydet scan report</title></html>")
     page = _bytes(rep / "index.html")
-    for out in (rep / "index.html", rep / "file-001" / "x.json"):
+    for out in (rep / "index.html", rep / "img" / "file-001" / "x.json", rep / "img" / "file-000" / "overview.png"):
         one_error(cli("scan", photo, "--checkpoint", model, "--report", rep, "--json", out),
                   "is a file the --report writes")
     assert _bytes(rep / "index.html") == page
     assert written_by_report(rep, tmp_path / "rep" / "." / "index.html") and not written_by_report(rep, rep / "scan.json")
-    assert not written_by_report(rep, tmp_path / "index.html") and written_by_report(rep, rep / "bank" / "n00001.png")
+    assert not written_by_report(rep, tmp_path / "index.html") and written_by_report(rep, rep / "img" / "bank" / "n00001.png")
+    assert not written_by_report(rep, rep / "file-001" / "x.json")  # beside the report's folders: the user's
 
 
 @pytest.mark.parametrize("command", ["calibrate", "rebuild-bank"])

@@ -290,3 +290,5 @@ def test_a_broken_link_in_a_folder_is_listed_so_that_it_gets_its_error(tmp_path)
     for p in got[::2]:
         with pytest.raises(ForgeryDetError, match="a symbolic link to nothing readable"):
             read_image(p)
+    # a glob lists them too
+    assert [p.name for p in expand_sources([str(tmp_path / "c" / "*.*")])] == ["dangling.mp4", "ok.png", "selfl.png"]

@@ -94,8 +94,10 @@ def test_a_real_and_a_fake_folder_score_as_the_same_list_does(setup, tmp_path):
     assert (tmp_path / "b" / "roc.png").is_file()
     # each folder's curve is drawn against the class it borrows, as its figures are measured
     curves = group_curves(*zip(*[(f["label"], f["score"], f["group"], "") for f in b["files"]]))
-    assert sorted(curves) == [f"{tmp_path.name}/fakes vs real", f"{tmp_path.name}/reals vs fake"]
-    assert (tmp_path / "b" / "roc_groups.png").is_file()
+    assert sorted(curves) == [f"{tmp_path.name}/fakes vs real"]  # the reals' curve against every fake is the same
+    assert not (tmp_path / "b" / "roc_groups.png").exists()  # one curve: roc.png already has it
+    two = group_curves([0, 0, 1, 1, 1], [0.1, 0.2, 0.9, 0.3, 0.8], ["o", "o", "DF", "F2F", "F2F"], [""] * 5)
+    assert sorted(two) == ["DF vs real", "F2F vs real"]  # FF++: each method against the originals
 
 
 def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):

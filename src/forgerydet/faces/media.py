@@ -119,7 +119,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
             add(p)
         elif glob.has_magic(str(raw)):
             matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
-            files = [m for m in matches if m.is_file() and is_media(m)]
+            files = [m for m in matches if (m.is_file() or (m.is_symlink() and not m.exists())) and is_media(m)]
             _note_skipped([m for m in matches if m.is_file()], skipped)
             if not files:
                 raise ForgeryDetError(f"no image or video file matches '{raw}'")

@@ -134,11 +134,12 @@ def evaluate(
 
 def group_curves(y: list[int], s: list[float], g: list[str], p: list[str]) -> dict[str, tuple[Any, Any]]:
     """Each group's file-level (labels, scores) with both classes, as grouped_metrics measures it: a group of
-    one class against the other class it borrows (FF++ methods against the originals)."""
+    fakes against the reals it borrows (FF++ methods against the originals); groups of reals alone are left out."""
     ya, sa = np.asarray(y), np.asarray(s)
     out = {}
     for name, (sel, against) in group_samples(ya, np.asarray(g, dtype=object), np.asarray(p, dtype=object)).items():
-        if len(set(ya[sel])) == 2:
+        # a group of reals against every fake repeats the overall curve (and, beside one fake folder, that folder's)
+        if len(set(ya[sel])) == 2 and against != "fake":
             out[name if against is None else f"{name} vs {against}"] = (ya[sel], sa[sel])
     return out
 

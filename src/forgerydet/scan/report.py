@@ -203,7 +203,7 @@ def written_by_report(out_dir: Path, path: Path) -> bool:
     root, p = Path(os.path.realpath(out_dir)), Path(os.path.realpath(path))
     if p.parent == root:
         return p.name == "index.html"
-    return p.is_relative_to(root) and bool(re.fullmatch(r"file-\d{3,}|refs|bank", p.relative_to(root).parts[0]))
+    return p.is_relative_to(root) and p.relative_to(root).parts[0] == "img"  # the report's pictures, all of them
 
 
 def _remove_stale(imgs: ReportImages) -> int:

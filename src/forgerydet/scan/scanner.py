@@ -131,9 +131,7 @@ class Scanner:
             "threshold": self.threshold,
             "temperature": self.temperature,
             "bank_fusion": None if self.fusion is None else {k: v for k, v in self.fusion.items() if k != "threshold"},
-            "calibrated_against": self.checkpoint.calibration_bank if self.disk_bank is None and self.references is None
-            else f"the checkpoint's bank ({self.checkpoint.calibration_bank}), not the "
-                 f"{'disk bank' if self.disk_bank is not None else 'enrolled faces'} this scan compares with",
+            "calibrated_against": self._calibrated_against(),
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
@@ -150,6 +148,16 @@ class Scanner:
             "bank_sources_root": self.checkpoint.extra.get("bank_sources_root")
             if self.disk_bank is None and self.references is None else None,
         } | self._reference_settings()
+
+    def _calibrated_against(self) -> str:
+        """The checkpoint's calibration_bank ('this bank', 'an earlier bank', 'not calibrated'); against a disk bank
+        or a person's faces, that the calibration is the checkpoint bank's and not theirs."""
+        cb = self.checkpoint.calibration_bank
+        if (self.disk_bank is None and self.references is None) or cb == "not calibrated":
+            return cb
+        other = "disk bank" if self.disk_bank is not None else "enrolled faces"
+        return f"the checkpoint's own bank{' (since rebuilt)' if cb == 'an earlier bank' else ''}, not the {other} " \
+               f"this scan compares with"
 
     def _caught(self) -> float | None:
         """The share of its validation pseudo-fakes the checkpoint's calibration caught at the threshold a scan
