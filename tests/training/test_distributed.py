@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training import distributed
-from forgerydet.training.distributed import (Dist, amp_precision, auto_workers, autocast, gather_rows, make_loader,
+from forgerydet.training.distributed import (Dist, amp_precision, auto_workers, autocast, gather_rows, make_loader, shard,
                                              setup_distributed)
 
 
@@ -117,5 +117,10 @@ def test_loader_keeps_the_order_and_shards_by_rank(monkeypatch):
     # training alternates fake, real: in units of 2, each of an even number of ranks gets both classes
     pairs = [[i for b in make_loader(Numbers(10), 4, 0, Dist(r, 2), unit=2) for i in b["i"].tolist()] for r in range(2)]
     assert pairs == [[0, 1, 4, 5, 8, 9], [2, 3, 6, 7]]
-    assert all({i % 2 for i in shard} == {0, 1} for shard in pairs)
+    assert all({i % 2 for i in one} == {0, 1} for one in pairs)
+    # shards of pairs differ by up to 2 samples: training runs the smallest shard's batches on every rank, or a
+    # rank one batch short would leave the others waiting in an all-reduce (1,025 pairs, 2 ranks, batch 32)
+    sizes = [len(shard(2050, r, 2, 2)) for r in range(2)]
+    assert sizes == [1026, 1024] and [-(-n // 32) for n in sizes] == [33, 32]
+    assert shard(10, 1, 2, 2) == [2, 3, 6, 7] and shard(10, 0, 3) == [0, 3, 6, 9]
     assert make_loader(Numbers(10), 2, 2, Dist()).worker_init_fn is not None  # one thread per loader process

@@ -91,6 +91,11 @@ def auto_workers(workers: int) -> int:
     return 0 if cores <= 4 else min(8, cores // 2)
 
 
+def shard(n: int, rank: int, world: int, unit: int = 1) -> list[int]:
+    """The sample indices of `rank`: every world-th run of `unit` consecutive samples of 0..n-1."""
+    return [i for k in range(rank * unit, n, world * unit) for i in range(k, min(k + unit, n))]
+
+
 def make_loader(ds, batch_size: int, workers: int, d: Dist, unit: int = 1) -> DataLoader:
     """The samples of `ds` in order, in batches; under DDP each rank takes every world-th run of `unit` samples of
     the (already seeded-shuffled) order. Training's order alternates a fake and a real (unit 2): sharded by sample,
@@ -98,7 +103,6 @@ def make_loader(ds, batch_size: int, workers: int, d: Dist, unit: int = 1) -> Da
     0's buffers, shared at each epoch end, were the fakes' statistics."""
     workers = auto_workers(workers)
     if d.on:
-        ds = Subset(ds, [i for k in range(d.rank * unit, len(ds), d.world * unit)
-                         for i in range(k, min(k + unit, len(ds)))])
+        ds = Subset(ds, shard(len(ds), d.rank, d.world, unit))
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False,
                       persistent_workers=False, pin_memory=False, worker_init_fn=_worker_init if workers else None)

@@ -30,7 +30,7 @@ from forgerydet.training.bankfill import rebuild_bank
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
-from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed
+from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed, shard
 from forgerydet.training.state import (check_new_run, check_same_data, data_path, improves, option_conflicts,
                                       resumed_config, rng_state, set_rng_state, stamp_new_run)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate, watch_notice
@@ -232,7 +232,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
                     sbi_local=tcfg.sbi_local, augment_cfg=augmentation, swap_blends=tcfg.swap_blends)
-    steps_full = math.ceil(len(ds) / d.world / tcfg.batch_size)
+    # every rank runs the same number of steps (DDP's all-reduce waits for all): the smallest shard's batches
+    steps_full = math.ceil(min(len(shard(len(ds), r, d.world, 2)) for r in range(d.world)) / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
     total = steps_epoch * tcfg.epochs
     t_start = time.perf_counter()
