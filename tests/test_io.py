@@ -300,6 +300,20 @@ def test_an_output_that_is_a_link_is_written_through_and_a_stream_in_place(tmp_p
     assert not list(tmp_path.glob(".*"))  # no temp file left anywhere
 
 
+def test_dev_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
+    """`scan --json /dev/stdout > out.log`: /dev/stdout leads to the user's regular file; a rename replaced it
+    (the lines printed before were lost, and those after went to the deleted file)."""
+    log = tmp_path / "out.log"
+    code = ("import sys; from forgerydet.io import write_text_atomic; print('table', flush=True); "
+            "write_text_atomic('/dev/stdout', '{\"json\": 1}\\n'); print('after', flush=True)")
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == 'table\n{"json": 1}\nafter\n'
+    assert is_stream("/dev/stdout") and is_stream("/proc/self/fd/1") and is_stream("/dev/fd/2")
+    assert not is_stream("/dev/shm/model.safetensors")  # a file on /dev/shm is a file: replaced, never appended to
+
+
 def test_a_replaced_file_keeps_its_permissions_and_a_read_only_one_is_refused(tmp_path, monkeypatch):
     private = tmp_path / "model.safetensors"
     private.write_bytes(b"old")

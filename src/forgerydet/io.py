@@ -1,14 +1,9 @@
 """Files: atomic writes, reading images, PNG and CSV, and folder-safe names (the only copies of each).
 
-Atomic writes: write into a temp file in the target's folder, then rename it into place, so a crash never leaves
-a half-written checkpoint, index, report or log. check_output checks output locations before work starts, so
-a bad --out/--json fails in a second instead of after the work; OS errors become one ForgeryDetError naming the
-user's path. Files get the permissions `open()` would give (0o666 minus the umask), not mkstemp's 0o600. Temp
-files are named `.NAME.PID.RANDOM.SUFFIX`; one left behind by a killed process (the process id no longer
-runs) is removed by the next durable write of the same file (checkpoints are ~100 MB each).
-
-Images are read as bytes by Python and decoded by OpenCV (read_image), so any file name works (OpenCV never
-sees a name that is not UTF-8) and an unreadable file is told apart from a corrupt one."""
+Atomic writes go to a temp file `.NAME.PID.RANDOM.SUFFIX` beside the target, then are renamed into place, so a crash
+never leaves a half-written file; a durable write removes temp files of killed writers. check_output checks output
+locations before work starts, and OS errors become one ForgeryDetError naming the user's path. Images are read as
+bytes and decoded by OpenCV (read_image), so any file name works and an unreadable file is told from a corrupt one."""
 
 from __future__ import annotations
 
@@ -18,6 +13,7 @@ import glob
 import hashlib
 import io
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -49,7 +45,7 @@ def _pid_running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except OSError:  # exists, owned by someone else
-        return True
+        pass
     return True
 
 
@@ -74,10 +70,9 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
     `path`; on any failure the temp file is removed and `path` is untouched. suffix: the temp file's ending
     (e.g. '.png' where the writer picks the format from it). durable: fsync before the rename (checkpoints), so
     a power cut cannot leave an empty file; a durable write also removes temp files of `path` that killed
-    writers left behind. The file gets the permissions the umask gives any new file.
-    An OSError (read-only file system, full disk, no permission) becomes a ForgeryDetError naming `path`.
-    A symbolic link is written through (its target replaced, the link kept); a device or named pipe
-    (/dev/stdout, a FIFO a pipeline reads) is a stream, written in place (see `is_stream`)."""
+    writers left behind. A new file gets the umask's permissions, a replaced one keeps its own. An OSError (full
+    disk, no permission) becomes a ForgeryDetError naming `path`. A symbolic link is written through (its target
+    replaced); a device, a named pipe or /dev/stdout is written in place (`is_stream`)."""
     path = Path(path)
     if is_stream(path):
         return _write_stream(path, writer, suffix)
@@ -117,21 +112,20 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
 def _kept_mode(path: Path) -> int | None:
     """The permission bits of the regular file `path` replaces (None when there is none); a file its owner made
     read-only is refused, as `check_output` refuses it before any work (a rename would replace it regardless)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
+    if not os.path.isfile(path):
         return None
     if not os.access(path, os.W_OK):
         raise ForgeryDetError(f"cannot write {path_text(path)}: the file is read-only (make it writable, or give "
                               f"another path)")
-    return stat.S_IMODE(st.st_mode)
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def is_stream(path: str | Path) -> bool:
-    """Whether `path` (links followed) is there and is neither a regular file nor a folder: a terminal, /dev/null,
-    /dev/stdout, a named pipe. Such an output cannot be replaced by a rename; it is written in place."""
+    """Whether `path` is written in place, never replaced by a rename: it is there and is neither a regular file nor
+    a folder (a terminal, /dev/null, a named pipe), or it is a name of an open descriptor (/dev/stdout, /dev/fd/N,
+    /proc/self/fd/N), which may lead to a regular file (`--json /dev/stdout > out.log`) that a rename would replace."""
+    if re.fullmatch(r"/dev/(stdout|stderr|fd/\d+)|/proc/[^/]+/fd/\d+", os.path.abspath(path)):
+        return True
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -140,14 +134,25 @@ def is_stream(path: str | Path) -> bool:
 
 
 def _write_stream(path: Path, writer: Callable[[Path], object] | bytes, suffix: str) -> Path:
-    """atomic_write's way for a stream: the bytes (a callable writer's through a temp file) written in one go."""
+    """atomic_write's way for a stream: the bytes (a callable writer's through a temp file) in one go; this
+    process's own descriptor (/dev/stdout: 1) through that descriptor, so they land where its next line will."""
     data, tmp = writer, None
+    own = re.fullmatch(r"/dev/(stdout|stderr)|/dev/fd/(\d+)|/proc/self/fd/(\d+)", os.path.abspath(path))
     try:
         if not isinstance(data, bytes):
             fd, tmp = tempfile.mkstemp(prefix=".forgerydet.", suffix=suffix)
             os.close(fd)
             writer(Path(tmp))
             data = Path(tmp).read_bytes()
+        if own:
+            fd = {"stdout": 1, "stderr": 2}.get(own[1] or "") or int(own[2] or own[3])
+            for stream in (sys.stdout, sys.stderr):  # what Python buffered for it goes first
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            return path
         with open(path, "wb") as f:
             f.write(data)
     except OSError as e:
@@ -159,10 +164,8 @@ def _write_stream(path: Path, writer: Callable[[Path], object] | bytes, suffix: 
 
 def _discard(tmp: str | None) -> None:
     if tmp is not None:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False) -> Path:
@@ -208,8 +211,7 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
 
 
 def check_checkpoint_out(path: str | Path, option: str) -> None:
-    """Refuse now a checkpoint output that would replace an existing file that is not a checkpoint (a list, an
-    image, a pairs file given by mistake): writing a checkpoint there would lose it."""
+    """Refuse now a checkpoint output onto an existing file that is not a checkpoint (a list given by mistake)."""
     p = Path(path)
     if p.is_file() and not looks_like_safetensors(p):
         raise ForgeryDetError(f"{option} {path_text(p)} is an existing file that is not a checkpoint (safetensors): "

@@ -50,6 +50,9 @@ def test_scan_refuses_an_output_that_is_a_scanned_file_the_checkpoint_or_the_oth
     assert written_by_report(rep, tmp_path / "rep" / "." / "index.html") and not written_by_report(rep, rep / "scan.json")
     assert not written_by_report(rep, tmp_path / "index.html") and written_by_report(rep, rep / "img" / "bank" / "n00001.png")
     assert not written_by_report(rep, rep / "file-001" / "x.json")  # beside the report's folders: the user's
+    assert written_by_report(rep, rep) and written_by_report(rep, rep / "img")  # the folder, its picture folder
+    one_error(cli("scan", photo, "--checkpoint", model, "--report", tmp_path / "new", "--json", tmp_path / "new"),
+              "is a file the --report writes")
 
 
 @pytest.mark.parametrize("command", ["calibrate", "rebuild-bank"])

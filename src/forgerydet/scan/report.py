@@ -201,8 +201,10 @@ def check_report_folder(out_dir: Path) -> bool:
 def written_by_report(out_dir: Path, path: Path) -> bool:
     """Whether `path` (links followed) is the report's page in `out_dir` or lies in one of its image folders."""
     root, p = Path(os.path.realpath(out_dir)), Path(os.path.realpath(path))
+    if p == root:  # the folder itself
+        return True
     if p.parent == root:
-        return p.name == "index.html"
+        return p.name in ("index.html", "img")
     return p.is_relative_to(root) and p.relative_to(root).parts[0] == "img"  # the report's pictures, all of them
 
 
