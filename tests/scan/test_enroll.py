@@ -95,6 +95,10 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
     r = run("enroll", "Astro Naut", tmp_path / "link.mp4", tmp_path / "copy.mp4", "--checkpoint", ck, "--frames", "3",
             "--device", "cpu")
     assert r.exit_code == 0 and "6 already enrolled" in r.flat, r.output
+    # a copy given beside the original in one call: its faces once
+    r = run("enroll", "Bob", media["face"], tmp_path / "copy.mp4", "--checkpoint", ck, "--frames", "3", "--device", "cpu")
+    assert r.exit_code == 0 and "enrolled 3 faces of 'Bob'" in r.flat and "3 already enrolled" in r.flat, r.output
+    run("enroll", "Bob", "--remove", "--checkpoint", ck)
     r = run("enroll", "--list", "--checkpoint", ck)
     assert r.exit_code == 0 and "Astro Naut" in r.output and " 4 " in r.output, r.output
     f = read_references(refs)

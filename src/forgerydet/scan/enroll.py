@@ -62,12 +62,15 @@ class EnrollResult:
     sources: list[tuple[str, int, str]]  # (file, faces taken, which)
 
 
-def _same_face_keys(entry: dict) -> list[tuple]:
+def _same_face_keys(entry: dict, new: bool = False) -> list[tuple]:
     """What makes two enrolled faces one: the same frame and track of the same file, known by its content (sha256,
-    recorded since 2026-12-06) or, for an entry without it, by its path with links resolved."""
+    recorded since 2026-12-06) or, for a stored entry without it, by its path with links resolved. A new face (with
+    its sha256) also gives its path key, to meet such older entries."""
     at = (entry["frame_index"], entry["track_id"])
-    keys = [("path", os.path.realpath(entry["source"]), *at)]
-    return keys + ([("sha256", entry["sha256"], *at)] if entry.get("sha256") else [])
+    by_path = ("path", os.path.realpath(entry["source"]), *at)
+    if not entry.get("sha256"):
+        return [by_path]
+    return [("sha256", entry["sha256"], *at)] + ([by_path] if new else [])
 
 
 def encode_faces(model, crops: Sequence[np.ndarray], device: torch.device, batch_size: int = 32) -> torch.Tensor:
@@ -148,7 +151,11 @@ def enroll(
         else:
             refs = ReferenceFile.empty(fp, model.cfg.backbone, model.bank.num_tokens, model.bank.dim)
         have = {k for e in refs.entries if e["person"] == name for k in _same_face_keys(e)}
-        new = [i for i, e in enumerate(entries) if not have & set(_same_face_keys(e))]
+        new = []
+        for i, e in enumerate(entries):  # against the file, and against the faces of this call (a copy given beside)
+            if not have & set(_same_face_keys(e, new=True)):
+                new.append(i)
+                have.update(_same_face_keys(e))
         if new:
             idx = torch.tensor(new, dtype=torch.long)
             refs = refs.plus(values[idx], thumbs[idx], [entries[i] for i in new])
