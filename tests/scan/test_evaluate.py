@@ -96,6 +96,10 @@ def test_a_real_and_a_fake_folder_score_as_the_same_list_does(setup, tmp_path):
     curves = group_curves(*zip(*[(f["label"], f["score"], f["group"], "") for f in b["files"]]))
     assert sorted(curves) == [f"{tmp_path.name}/fakes vs real"]  # the reals' curve against every fake is the same
     assert not (tmp_path / "b" / "roc_groups.png").exists()  # one curve: roc.png already has it
+    (tmp_path / "b" / "roc_groups.png").write_bytes(b"an earlier evaluation's")
+    CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "reals"), "--fake", str(tmp_path / "fakes"), *args,
+                             "--out", str(tmp_path / "b")])
+    assert not (tmp_path / "b" / "roc_groups.png").exists()  # not left beside metrics it does not belong to
     two = group_curves([0, 0, 1, 1, 1], [0.1, 0.2, 0.9, 0.3, 0.8], ["o", "o", "DF", "F2F", "F2F"], [""] * 5)
     assert sorted(two) == ["DF vs real", "F2F vs real"]  # FF++: each method against the originals
 

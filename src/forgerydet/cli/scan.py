@@ -94,7 +94,7 @@ def scan_cmd(
         if skipped:
             note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
         # kept with the outputs too, so that a pipeline can account for every file of the folders it gave
-        settings["other_files"] = [path_text(f) for f in skipped]
+        settings["other_files"] = list(dict.fromkeys(path_text(f) for f in skipped))  # reached twice: once
         interrupted = False
         with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
                           TimeElapsedColumn()) as p:

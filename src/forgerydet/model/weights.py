@@ -186,7 +186,7 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Pa
     import timm
     from safetensors.torch import save
 
-    from forgerydet.io import check_output, write_bytes_atomic
+    from forgerydet.io import check_checkpoint_out, check_output, write_bytes_atomic
 
     if dtype not in WEIGHT_DTYPES:
         raise ForgeryDetError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype!r}")
@@ -197,6 +197,7 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Pa
         have = ", ".join(packaged_backbones()) or "none installed"
         raise ForgeryDetError(f"no packaged weights for {model_name!r} here (packaged: {have})")
     check_output(out, "OUT")  # a parent that is a file, a read-only place: one line, before the work
+    check_checkpoint_out(out, "OUT")  # an existing file named .safetensors that is not one (a copy of notes)
     model = timm.create_model(model_name, pretrained=False)
     desc = load_pretrained(model, model_name, "packaged")
     state = {

@@ -129,6 +129,8 @@ def evaluate(
                                                         f"ROC per group (video level): {title}"))
             except ForgeryDetError as e:
                 result["output_errors"].append(str(e))
+        else:  # an earlier evaluation's per-group plot would sit beside these metrics as if it were theirs
+            (out / "roc_groups.png").unlink(missing_ok=True)
     return result
 
 

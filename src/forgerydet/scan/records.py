@@ -16,6 +16,7 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import io
 import json
 from pathlib import Path
@@ -80,13 +81,14 @@ def shortest_names(paths: list[str]) -> list[str]:
     """Each path's shortest ending that no other path ends with (its file name, unless two files share it:
     then 'x/face.png' and 'y/face.png'), so that the table's rows can be told apart."""
     parts = [Path(p).parts for p in paths]
-    out = []
-    for i, ps in enumerate(parts):
-        k = 1
-        while k < len(ps) and any(q[-k:] == ps[-k:] for j, q in enumerate(parts) if j != i):
-            k += 1
-        out.append(str(Path(*ps[-k:])) if ps else str(paths[i]))
-    return out
+    k = [1] * len(parts)  # each path's ending length; lengthened while another path's ending of that length matches
+    while True:
+        endings = Counter(ps[-n:] for ps, n in zip(parts, k))
+        longer = [i for i, ps in enumerate(parts) if k[i] < len(ps) and endings[ps[-k[i]:]] > 1]
+        if not longer:
+            return [str(Path(*ps[-n:])) if ps else str(p) for p, ps, n in zip(paths, parts, k)]
+        for i in longer:
+            k[i] += 1
 
 
 def few_frames_note(kind: str | None, frames: int, interval: Any) -> list[str]:
