@@ -178,6 +178,10 @@ def test_a_verdict_that_depends_on_the_sampled_frames_is_a_close_call():
     assert close_call_note((0.338, 0.5), 0.338, 32, 32) == []  # all at or above: FAKE whichever frames
     assert close_call_note((0.3, 0.338), 0.338, 32, 32)[0].startswith("close call")  # its top reaches FAKE
     assert close_call_note(None, 0.338, 1, 1) == []  # an image
+    # a 2-frame video, both frames scanned: more frames cannot be had
+    assert close_call_note((0.2, 0.5), 0.338, 2, 32, 2)[0].endswith(
+        "only 2 frames of the video could be read, all scanned, so more frames cannot settle it")
+    assert close_call_note((0.2, 0.5), 0.338, 20, 32, 32)[0].endswith("(--frames 128) to settle it")
 
 
 def test_close_call_summary_counts_them_and_the_accuracy_on_each_side():

@@ -131,15 +131,19 @@ def is_close_call(interval: tuple[float, float] | list[float] | None, threshold:
     return interval is not None and interval[0] < threshold <= interval[1]
 
 
-def close_call_note(interval: tuple[float, float] | None, threshold: float, frames: int, sampled: int) -> list[str]:
+def close_call_note(interval: tuple[float, float] | None, threshold: float, frames: int, sampled: int,
+                    got: int | None = None) -> list[str]:
     """Say so when the verdict depends on which frames were sampled: the threshold lies inside the score's
-    frame-resampling interval (over the `frames` with a face of `sampled`). More frames narrow it (about as
-    1 / sqrt(frames)), so the note suggests four times as many."""
+    frame-resampling interval (over the `frames` with a face of `sampled` asked for). More frames narrow it (about
+    as 1 / sqrt(frames)), so the note suggests four times as many; where the video gave fewer than were asked for
+    (`got`: it has no more), it says that more cannot be had."""
     if not is_close_call(interval, threshold):
         return []
-    return [f"close call: resampling its {frames} frames with faces moves the score over {interval[0]:.3f}-"
-            f"{interval[1]:.3f} ({INTERVAL_LEVEL:.0%}), across the threshold {threshold:.3f}; scan more frames "
-            f"(--frames {4 * sampled}) to settle it"]
+    head = (f"close call: resampling its {frames} frames with faces moves the score over {interval[0]:.3f}-"
+            f"{interval[1]:.3f} ({INTERVAL_LEVEL:.0%}), across the threshold {threshold:.3f}; ")
+    if got is not None and got < sampled:
+        return [head + f"only {got} frames of the video could be read, all scanned, so more frames cannot settle it"]
+    return [head + f"scan more frames (--frames {4 * sampled}) to settle it"]
 
 
 def close_call_summary(files: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:

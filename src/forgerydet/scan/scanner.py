@@ -269,7 +269,7 @@ class Scanner:
         rec["notes"] = (reliability_notes(rec["faces"]) + deinterlaced_note(src.deinterlaced, len(src.frames))
                         + many_faces_note(rec["tracks"], rec["verdict"], self.threshold, src.kind)
                         + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
-                                          cfg.num_frames)
+                                          cfg.num_frames, len(src.frames))
                         + few_frames_note(src.kind, rec["frames_with_face"], rec["score_interval"]))
         if self.references is not None:
             rec["reference"] = self._reference_summary(rec["faces"])
