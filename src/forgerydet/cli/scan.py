@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,8 +58,10 @@ def scan_cmd(
         t_start = time.perf_counter()
         with user_errors():
             outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
-            if json_out == STDOUT and csv_out == STDOUT:
-                raise ForgeryDetError("--json - and --csv - both name standard output: give one of them a file")
+            to_stdout = [o for o, p in (("--json", json_out), ("--csv", csv_out)) if p is not None and (
+                p == STDOUT or os.path.abspath(p) in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"))]
+            if len(to_stdout) == 2:  # '-' and /dev/stdout are one output: the two documents would run together
+                raise ForgeryDetError("--json and --csv both name standard output: give one of them a file")
             for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
                 if path != STDOUT or folder:
                     check_output(path, option, folder=folder)
