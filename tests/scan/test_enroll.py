@@ -208,11 +208,17 @@ def test_corrupt_reference_file(ck, media, enrolled):
     assert sha(enrolled) == before  # never overwritten: the user may want to recover it
 
 
-def test_enrolling_into_a_file_being_read(ck, media, enrolled):
+def test_enrolling_into_a_file_being_read(ck, media, enrolled, monkeypatch):
+    import forgerydet.faces.pipeline as pipeline
+
     before = sha(enrolled)
+    detected = []
+    real = pipeline.detect_source
+    monkeypatch.setattr(pipeline, "detect_source", lambda *a, **k: detected.append(a) or real(*a, **k))
     with file_lock(enrolled, exclusive=False, wait=0):  # a reader (scan) is reading it
         r = run("enroll", "B", media["photo"], "--into", enrolled, "--checkpoint", ck, "--device", "cpu", "--wait", "0")
     one_error_line(r, "in use by another forgerydet process", "nothing was changed")
+    assert detected == []  # said before the detection and encoding, not after them
     assert sha(enrolled) == before
     # without a lock the write is still atomic: a reader that opened the file before keeps a whole file
     with safe_open(str(enrolled), "pt") as f:

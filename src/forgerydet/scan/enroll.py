@@ -116,6 +116,8 @@ def enroll(
     check_not_input(path, option, [("the checkpoint", ck_path), *(("a source being enrolled", f) for f in files)])
     if path.exists():  # refuse a foreign or broken file before the slow part
         check_fingerprint(path, read_references(path, wait=cfg.wait).fingerprint, fp, ck_path)
+        with file_lock(path, exclusive=True, wait=cfg.wait):  # and one another process holds (a scan reading it),
+            pass  # rather than after the detection and encoding; the write takes the lock again
     det_cfg = cfg.detector
     if det_cfg.device == DetectorConfig().device:
         det_cfg.device = str(device)
