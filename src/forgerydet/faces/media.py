@@ -107,8 +107,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            # a broken link (dangling, or a loop) is listed too, so that it gets its error rather than vanishing
-            listed = sorted(f for f in p.rglob("*") if f.is_file() or (f.is_symlink() and not f.exists()))
+            listed = sorted(f for f in p.rglob("*") if f.is_file() or broken_link(f))
             found = [f for f in listed if is_media(f)]
             _note_skipped(listed, skipped)
             if not found:
@@ -119,19 +118,25 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
             add(p)
         elif glob.has_magic(str(raw)):
             matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
-            files = [m for m in matches if (m.is_file() or (m.is_symlink() and not m.exists())) and is_media(m)]
+            files = [m for m in matches if (m.is_file() or broken_link(m)) and is_media(m)]
             _note_skipped([m for m in matches if m.is_file()], skipped)
             if not files:
                 raise ForgeryDetError(f"no image or video file matches '{raw}'")
             for f in files:
                 add(f)
-        elif p.is_symlink():  # exists() follows the link: a dangling link or a loop
+        elif broken_link(p):
             raise ForgeryDetError(f"{p}: a symbolic link to nothing readable (dangling, or a loop)")
         else:
             raise ForgeryDetError(f"{p}: no such file or folder")
     if skipped is not None:  # a file also given by name is scanned (and gets its error), so it is not "left out"
         skipped[start:] = [f for f in skipped[start:] if file_key(f) not in seen]
     return out
+
+
+def broken_link(p: Path) -> bool:
+    """A symbolic link that leads to no file (dangling, or a loop: exists() follows the link); a folder or glob lists
+    it, so that it gets its error (io.check_readable_file's) rather than vanishing."""
+    return p.is_symlink() and not p.exists()
 
 
 def file_key(p: Path) -> Path:
