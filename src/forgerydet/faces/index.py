@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -41,6 +42,9 @@ REQUIRED_COLUMNS = [
     *LANDMARK_COLUMNS, "confidence", "crop", "status", "message",
 ]  # fmt: skip
 INDEX_COLUMNS = [*REQUIRED_COLUMNS, "pixel_aspect", "deinterlaced"]  # the last two: since 2026-12-06
+
+
+SOURCE_FOLDER = re.compile(r"(.+)-[0-9a-f]{8}")  # a source's crop folder, io.source_key: its stem and 8 hex digits
 
 
 INDEX_NAME = "faces.csv"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.index import SOURCE_FOLDER
 from forgerydet.io import read_image, write_png
 from forgerydet.scan.figures import as_rgb, attention_spread, heatmap_overlay, shrink
 from forgerydet.scan.html import esc, mark, num, rel_src
@@ -18,7 +19,6 @@ from forgerydet.scan.html import esc, mark, num, rel_src
 THUMB = 160  # longest side of a face thumbnail (px)
 NEIGHBOUR_THUMB = 64  # longest side of a neighbour thumbnail (px)
 FLAT_SPREAD = 1.25  # a map whose most-attended cell got less than this times the least is called nearly uniform
-_SOURCE_KEY = re.compile(r"(.+)-[0-9a-f]{8}")  # io.source_key: a source's stem and 8 hex digits of its path
 _CROP_NAME = re.compile(r"f(\d+)_\d+\.\w+")  # the crops `extract` and `pairs` write: frame index, face number
 
 
@@ -69,7 +69,7 @@ def source_label(source: str) -> str:
     """A readable name for a bank face's source: the photo or video a crop was cut from, as `pairs`/`extract` name
     their folders (stem-8 hex digits/f000123_0.jpg -> 'stem, frame 123'), else the file's own name."""
     p = Path(source)
-    folder, crop = _SOURCE_KEY.fullmatch(p.parent.name), _CROP_NAME.fullmatch(p.name)
+    folder, crop = SOURCE_FOLDER.fullmatch(p.parent.name), _CROP_NAME.fullmatch(p.name)
     if folder is None or crop is None:
         return p.name
     frame, stem = int(crop.group(1)), folder.group(1)

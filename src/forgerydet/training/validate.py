@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.faces.index import SOURCE_FOLDER
 from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.io import check_checkpoint_out, check_not_input, check_output
 from forgerydet.metrics import binary_metrics
@@ -105,7 +106,6 @@ def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[in
     return [it.path for it in items], [it.label for it in items]
 
 
-_SOURCE_FOLDER = re.compile(r"-[0-9a-f]{8}$")  # extract's and pairs' crop folders: io.source_key's stem-HASH
 _FRAME_SUFFIX = re.compile(r"(?:[-_. ]*\d+)+$")  # 'clip-003-00', 'Person_Name_0001': the frame or photo number
 
 
@@ -113,7 +113,7 @@ def crop_source(path: Path) -> str:
     """The video or photo a face crop was most likely cut from, guessed from its name: the crop folder `extract`
     and `pairs` write per source (NAME-1234abcd/f000012_0.png), else the file name less its trailing numbers
     (a DFDC crop 'abarnvbtwb-003-00.png', an LFW photo 'Person_Name_0001.png')."""
-    if _SOURCE_FOLDER.search(path.parent.name):
+    if SOURCE_FOLDER.fullmatch(path.parent.name):
         return str(path.parent)
     stem = _FRAME_SUFFIX.sub("", path.stem)
     return str(path.parent / stem) if stem else str(path.parent)
