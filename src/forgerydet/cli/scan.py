@@ -176,7 +176,7 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict) 
     try:
         if option in ("--json", "--csv"):
             text = json_text(results, settings) if option == "--json" else csv_text(results)
-            if path == STDOUT and option != "--report":
+            if path == STDOUT:
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
                 sys.stdout.flush()
                 return None

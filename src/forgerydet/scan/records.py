@@ -16,9 +16,9 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
 from __future__ import annotations
 
 import csv
-from collections import Counter
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +234,7 @@ def settings_notes(settings: dict, threshold: float | None) -> list[str]:
     from forgerydet.runtime import native_bf16
 
     out = []
-    calibrated = "not calibrated" not in settings["calibrated_against"] and threshold is None
+    calibrated = settings["calibrated_against"] != "not calibrated" and threshold is None
     if settings["calibrated_against"] == "an earlier bank" and "reference" not in settings and "bank" not in settings \
             and threshold is None:
         out.append("the checkpoint's threshold and bank fusion were fitted against an earlier bank (it was rebuilt "
