@@ -11,7 +11,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import config_from_dict
 from forgerydet.training.augment import AugmentConfig
-from forgerydet.training.config import TUNE_MODES, TrainConfig, augment_config, augmentation_with
+from forgerydet.training.config import TUNE_MODES, TrainConfig, augment_config, augmentation_with, check_checkpoint_rewrite
 
 
 def test_defaults():
@@ -113,3 +113,20 @@ def test_aug_changes_need_augmentation_on():
     with pytest.raises(ForgeryDetError, match="--aug changes the augmentation that --no-augment turns off"):
         augmentation_with(["noise_p=0.4"], augment=False)
     assert augmentation_with(None, augment=False) is None
+
+
+def test_a_checkpoint_rewrite_is_checked_before_any_work(tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("real,fake\n")
+    ck = tmp_path / "m.safetensors"
+    ck.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    check_checkpoint_rewrite(ck, None, pairs, 8)  # in place: fine
+    check_checkpoint_rewrite(ck, tmp_path / "new.safetensors", pairs, 8)
+    with pytest.raises(ForgeryDetError, match="--batch-size must be >= 1"):
+        check_checkpoint_rewrite(ck, None, pairs, 0)
+    with pytest.raises(ForgeryDetError, match="--out .*pairs.csv is the --pairs file"):
+        check_checkpoint_rewrite(ck, pairs, pairs, 8)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(ForgeryDetError, match="--out .*notes.txt is an existing file that is not a checkpoint"):
+        check_checkpoint_rewrite(ck, notes, pairs, 8)

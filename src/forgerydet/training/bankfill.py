@@ -12,14 +12,14 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_checkpoint_out, check_not_input, check_output, current_folder
+from forgerydet.io import check_output, current_folder
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector
 from forgerydet.model.diskbank import IndexConfig, write_bank
 from forgerydet.pairs.table import read_pairs
 from forgerydet.runtime import Progress
-from forgerydet.training.config import TrainConfig
+from forgerydet.training.config import TrainConfig, check_checkpoint_rewrite
 from forgerydet.training.data import FaceList
 from forgerydet.training.distributed import Dist, auto_workers, gather_rows, make_loader, setup_distributed
 
@@ -86,12 +86,7 @@ def rebuild_checkpoint_bank(
     """`forgerydet rebuild-bank`: refill a checkpoint's bank from all real training faces of pairs.csv with
     its own key encoder (the same code as the epoch-end rebuild) and store it back atomically, keeping
     weights, history and training state. Under torchrun the encoding is sharded across ranks."""
-    if batch_size < 1:
-        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
-    check_output(out or checkpoint, "--out" if out else "--checkpoint")
-    check_not_input(out or checkpoint, "--out" if out else "--checkpoint", [("the --pairs file", pairs)])
-    if out:
-        check_checkpoint_out(out, "--out")
+    check_checkpoint_rewrite(checkpoint, out, pairs, batch_size)  # before the scoring, not after it
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
     table = read_pairs(pairs, need_splits=("train",))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.io import check_checkpoint_out, check_not_input, check_output
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import config_from_dict
 from forgerydet.training.augment import AugmentConfig
@@ -195,3 +196,15 @@ def check_watch_path(path: str | Path) -> None:
     if not Path(path).is_file():
         raise ForgeryDetError(f"--watch {path}: no such file (a CSV path,label or a pairs.csv with a test split)")
 
+
+def check_checkpoint_rewrite(checkpoint: str | Path, out: str | Path | None, pairs: str | Path, batch_size: int) -> None:
+    """`calibrate`'s and `rebuild-bank`'s checks before any scoring: the batch size, and the file the checkpoint is
+    rewritten into (--out, else itself in place): writable, not the --pairs file, and an --out not a file of
+    another kind."""
+    if batch_size < 1:
+        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
+    target, option = (out, "--out") if out else (checkpoint, "--checkpoint")
+    check_output(target, option)
+    check_not_input(target, option, [("the --pairs file", pairs)])
+    if out:
+        check_checkpoint_out(out, option)

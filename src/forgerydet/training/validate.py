@@ -14,14 +14,13 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.index import SOURCE_FOLDER
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.io import check_checkpoint_out, check_not_input, check_output
 from forgerydet.metrics import binary_metrics
 from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_precision, check_tta, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.pairs.table import REQUIRED_COLUMNS, PairsTable, read_pairs
-from forgerydet.training.config import TrainConfig, check_watch_path
+from forgerydet.training.config import TrainConfig, check_checkpoint_rewrite, check_watch_path
 from forgerydet.training.data import FaceList, validation_lists
 from forgerydet.training.distributed import Dist, amp_precision, autocast, make_loader, setup_distributed
 
@@ -164,12 +163,7 @@ def calibrate_checkpoint(
     check_precision(precision)
     if not 0.0 < fpr < 1.0:
         raise ForgeryDetError(f"--fpr {fpr}: use a rate in (0, 1)")
-    if batch_size < 1:
-        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
-    check_output(out or checkpoint, "--out" if out else "--checkpoint")  # before the scoring, not after it
-    check_not_input(out or checkpoint, "--out" if out else "--checkpoint", [("the --pairs file", pairs)])
-    if out:
-        check_checkpoint_out(out, "--out")
+    check_checkpoint_rewrite(checkpoint, out, pairs, batch_size)  # before the scoring, not after it
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu")
     if ck.model.bank.filled == 0 and ck.model.uses_bank:
