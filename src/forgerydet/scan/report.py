@@ -21,7 +21,7 @@ from forgerydet.runtime import Progress
 from forgerydet.scan.figures import overview_picture, timeline_plot
 from forgerydet.scan.html import CSS, count, esc, guide_html, mark, num, rel_src
 from forgerydet.scan.records import MAX_FACES, select_faces, shortest_names
-from forgerydet.scan.report_faces import ReportImages, face_html
+from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html
 
 
 
@@ -204,8 +204,8 @@ def written_by_report(out_dir: Path, path: Path) -> bool:
     if p == root:  # the folder itself
         return True
     if p.parent == root:
-        return p.name in ("index.html", "img")
-    return p.is_relative_to(root) and p.relative_to(root).parts[0] == "img"  # the report's pictures, all of them
+        return p.name in ("index.html", IMG_FOLDER)
+    return p.is_relative_to(root) and p.relative_to(root).parts[0] == IMG_FOLDER  # the report's pictures, all of them
 
 
 def _remove_stale(imgs: ReportImages) -> int:

@@ -19,6 +19,7 @@ from forgerydet.scan.html import esc, mark, num, rel_src
 THUMB = 160  # longest side of a face thumbnail (px)
 NEIGHBOUR_THUMB = 64  # longest side of a neighbour thumbnail (px)
 FLAT_SPREAD = 1.25  # a map whose most-attended cell got less than this times the least is called nearly uniform
+IMG_FOLDER = "img"  # the report's pictures: out_dir/img/...
 _CROP_NAME = re.compile(r"f(\d+)_\d+\.\w+")  # the crops `extract` and `pairs` write: frame index, face number
 
 
@@ -30,7 +31,7 @@ class ReportImages:
     def __init__(self, out_dir: Path, bank_root: str | None = None) -> None:
         self.out_dir = out_dir
         self.bank_root = bank_root
-        self.root = out_dir / "img"
+        self.root = out_dir / IMG_FOLDER
         self.written: set[Path] = set()
         self._neighbours: dict[str, str | None] = {}
 
