@@ -200,19 +200,15 @@ FFPP_LEVELS = ("raw", "c0", "c23", "c40")  # FaceForensics++'s compression folde
 def _without_ffpp_masks(folder: Path, files: list[Path], notes: list[str] | None) -> list[Path]:
     """files less those under a `masks/videos` folder below `folder`; notes name what was left out, and the
     compression levels when `folder` holds videos at more than one."""
-    def below(f: Path) -> tuple[str, ...]:
-        return f.relative_to(folder).parts[:-1]
+    def over_videos(f: Path) -> set[str]:  # the folders right above a `videos` folder on f's path: masks, c23, ...
+        dirs = f.relative_to(folder).parts[:-1]
+        return {a for a, b in zip(dirs, dirs[1:]) if b == "videos"}
 
-    def masks(f: Path) -> bool:
-        dirs = below(f)
-        return any(a == "masks" and b == "videos" for a, b in zip(dirs, dirs[1:]))
-
-    kept = [f for f in files if not masks(f)]
+    kept = [f for f in files if "masks" not in over_videos(f)]
     if files and not kept:
         raise ForgeryDetError(f"{folder}: holds only FaceForensics++ manipulation masks (masks/videos), no videos "
                               f"to score")
-    levels = sorted({d for f in kept for d, nxt in zip(below(f), below(f)[1:] + ("",))
-                     if d in FFPP_LEVELS and nxt == "videos"}, key=FFPP_LEVELS.index)
+    levels = sorted({d for f in kept for d in over_videos(f) if d in FFPP_LEVELS}, key=FFPP_LEVELS.index)
     if notes is not None and len(kept) < len(files):
         notes.append(f"{folder}: left out {len(files) - len(kept)} files under masks/videos (FaceForensics++'s "
                      f"manipulation masks, not videos to score)")
