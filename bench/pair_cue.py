@@ -8,7 +8,8 @@ alignment alone (a code audit on 2026-12-06 measured AUC 0.88 on 120 samples of 
 such a reference: it compares with other people's faces from the bank. This prints that AUC for a pairs.csv, so a
 change to how references are drawn can be measured against it. No model is involved.
 
-    .venv/bin/python bench/pair_cue.py --pairs runs/base_pairs/pairs.csv [--n 200] [--size 224] [--seed 0] [--json]
+    .venv/bin/python bench/pair_cue.py --pairs runs/base_pairs/pairs.csv [--n 200] [--size 224] [--seed 0]
+                                       [--pair-reference source|other|reaugmented] [--json]
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=200, help="training samples drawn (half fakes, half reals)")
     ap.add_argument("--size", type=int, default=224, help="face size, as train --img-size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pair-reference", default="source", help="how references are drawn, as train --pair-reference "
+                    "(source, other, reaugmented)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not args.pairs.is_file():
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    ds = TrainPairs(read_pairs(args.pairs, need_splits=("train",)), args.size, seed=args.seed)
+    ds = TrainPairs(read_pairs(args.pairs, need_splits=("train",)), args.size, seed=args.seed,
+                    pair_reference=args.pair_reference)
     picked = np.random.default_rng(args.seed).choice(len(ds), size=min(args.n, len(ds)), replace=False)
     labels, diffs, same = [], [], []
     for i in sorted(int(k) for k in picked):  # the epoch's order alternates a fake and a real
@@ -61,10 +65,12 @@ def main(argv: list[str] | None = None) -> dict:
         figure("fakes: median share of pixels matching their reference", float(np.median(same[y == 1]))),
         figure("reals: median share of pixels matching their reference", float(np.median(same[y == 0]))),
     ]
-    res = {"bench": "pair_cue", "pairs": str(args.pairs), "n": int(y.size), "fakes": int(y.sum()),
+    res = {"bench": "pair_cue", "pairs": str(args.pairs), "pair_reference": args.pair_reference, "n": int(y.size),
+           "fakes": int(y.sum()),
            "machine": machine()}
     if not args.json:
-        print(f"{args.pairs}: {y.size} training samples ({int(y.sum())} fakes), {args.size} px, seed {args.seed}")
+        print(f"{args.pairs}: {y.size} training samples ({int(y.sum())} fakes), {args.size} px, seed {args.seed}, "
+              f"--pair-reference {args.pair_reference}")
         print_figures(figures)
     return finish(res, figures, args.json)
 

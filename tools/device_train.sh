@@ -15,8 +15,11 @@
 # Files come back at most 16 MiB each and 64 MiB together: with TUNE=norm or none the export leaves out the
 # backbone tensors still equal to the carried weights (`transfer_weights.py export --by-reference`: 0.27 MB for an
 # LN-tuned ViT-S/14 instead of 2 x 43 MB), and `import ... --reference packaged` puts them back here.
+# PAIR_REF=other or reaugmented: `train --pair-reference` (misaligned 'pair' references for both classes; the
+# default `source` keeps the alignment cue README "Training so that scanning works" measures).
 MINUTES=${MINUTES:-7}
 TUNE=${TUNE:-all}
+PAIR_REF=${PAIR_REF:-source}
 WORKERS=${WORKERS:-7}
 BACKBONES=${BACKBONES:-"tf_efficientnet_lite0 tf_efficientnet_lite2"}
 RUNS=${RUNS:-/tmp/fd_runs}
@@ -51,7 +54,7 @@ say "smoke test passed"
 for bb in $BACKBONES; do
   python3 -m forgerydet train --pairs $DATA/pairs.csv --out $RUNS/$bb --backbone $bb \
     --pretrained "$CARRY/$bb.safetensors" --img-size 224 --epochs 100 --max-minutes "$MINUTES" \
-    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 --tune "$TUNE" --overwrite \
+    --batch-size 64 --lr 3e-4 --workers "$WORKERS" --bank-size 4096 --device "$DEVICE" --seed 0 --tune "$TUNE" --pair-reference "$PAIR_REF" --overwrite \
     > $RUNS/$bb.log 2>&1 &
 done
 wait || true

@@ -33,7 +33,7 @@ def test_train_defaults_are_the_configs():
             continue
         assert (str(value) if isinstance(value, Path) else value) == want, name
         checked.append(name)
-    assert len(checked) == len(got) - 2 == 33  # every option but --resume and --overwrite is a config field (--init, --watch, --select, --aug, --swap-blends included)
+    assert len(checked) == len(got) - 2 == 34  # every option but --resume and --overwrite is a config field (--init, --watch, --select, --aug, --swap-blends, --pair-reference included)
 
 
 def test_rebuild_bank_and_calibrate_defaults_are_the_librarys():
@@ -205,6 +205,8 @@ def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "0.2", "--no-sbi-online"), "needs --sbi-online")
     one_error(cli("train", "--out", tmp_path / "run", "--swap-blends", "2"), "invalid training option --swap-blends 2.0")
     one_error(cli("train", "--out", tmp_path / "run", "--swap-blends", "0.3", "--no-sbi-online"), "needs --sbi-online")
+    one_error(cli("train", "--out", tmp_path / "run", "--pair-reference", "self"),
+              "invalid training option --pair-reference 'self': use one of source, other, reaugmented")
     assert fake_train == []
 
 
@@ -253,6 +255,12 @@ def test_the_share_of_swap_blends_reaches_training(fake_train, tmp_path):
     assert cli("train", "--out", tmp_path / "run").exit_code == 0
     assert cli("train", "--out", tmp_path / "run", "--swap-blends", "0.3").exit_code == 0
     assert [c["tcfg"].swap_blends for c in fake_train] == [0.0, 0.3]
+
+
+def test_the_pair_reference_reaches_training(fake_train, tmp_path):
+    assert cli("train", "--out", tmp_path / "run").exit_code == 0
+    assert cli("train", "--out", tmp_path / "run", "--pair-reference", "reaugmented").exit_code == 0
+    assert [c["tcfg"].pair_reference for c in fake_train] == ["source", "reaugmented"]
 
 
 def test_aug_changes_reach_training_and_bad_ones_are_one_line(fake_train, tmp_path):

@@ -11,7 +11,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import config_from_dict
 from forgerydet.training.augment import AugmentConfig
-from forgerydet.training.config import TUNE_MODES, TrainConfig, augment_config, augmentation_with, check_checkpoint_rewrite
+from forgerydet.training.config import PAIR_REFERENCES, TUNE_MODES, TrainConfig, augment_config, augmentation_with, check_checkpoint_rewrite
 
 
 def test_defaults():
@@ -22,6 +22,7 @@ def test_defaults():
     assert c.tune == "all" and TUNE_MODES == ("all", "norm", "none")
     assert c.watch is None and c.select == "val"
     assert c.sbi_local == 0.0 and c.swap_blends == 0.0
+    assert c.pair_reference == "source" and PAIR_REFERENCES == ("source", "other", "reaugmented")
 
 
 def test_pseudo_fakes_made_in_training_need_online_blending():
@@ -35,7 +36,7 @@ def test_pseudo_fakes_made_in_training_need_online_blending():
     ("warmup", 1.0), ("warmup", -0.01), ("workers", -2), ("amp", "fp8"), ("max_minutes", 0), ("calibration_fpr", 0.0),
     ("calibration_fpr", 1.0), ("tune", "some"), ("steps_per_epoch", 0), ("val_batch_size", 0), ("weight_decay", -0.1), ("select", "best"),
     ("swap_blends", 1.5), ("swap_blends", -0.1), ("lr", float("inf")), ("lr", float("nan")), ("nce_weight", -1.0),
-    ("max_minutes", float("nan")), ("clip", 0.0), ("weight_decay", float("nan")),
+    ("max_minutes", float("nan")), ("clip", 0.0), ("weight_decay", float("nan")), ("pair_reference", "self"),
 ])
 def test_each_bad_value_is_named(name, bad):
     with pytest.raises(ForgeryDetError) as e:
@@ -46,7 +47,8 @@ def test_each_bad_value_is_named(name, bad):
 @pytest.mark.parametrize("name,ok", [
     ("epochs", 1), ("batch_size", 2), ("single_share", 0.0), ("single_share", 1.0), ("warmup", 0.0), ("workers", 0),
     ("amp", "off"), ("amp", "fp16"), ("amp", "bf16"), ("max_minutes", 0.5), ("tune", "norm"), ("steps_per_epoch", 1),
-    ("weight_decay", 0.0), ("swap_blends", 0.0), ("swap_blends", 1.0),
+    ("weight_decay", 0.0), ("swap_blends", 0.0), ("swap_blends", 1.0), ("pair_reference", "other"),
+    ("pair_reference", "reaugmented"),
 ])
 def test_boundary_values_are_accepted(name, ok):
     assert getattr(TrainConfig(**{name: ok}), name) == ok

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from forgerydet.errors import ForgeryDetError
 from forgerydet.model.inputs import load_image, to_tensor
 from forgerydet.pairs.table import read_pairs
 from forgerydet.training.data import FaceList, TrainPairs, sample_rng, validation_lists
@@ -76,6 +77,63 @@ def test_augmented_samples_are_reproducible(table):
     a, b = TrainPairs(table, 64, seed=3), TrainPairs(table, 64, seed=3)
     for i in (0, 1, 7):
         assert torch.equal(a[i]["x"], b[i]["x"]) and torch.equal(a[i]["ref"], b[i]["ref"])
+
+
+def test_pair_reference_other_gives_a_fake_another_frame_of_its_person(table):
+    ds = TrainPairs(table, 64, seed=0, augment=False, pair_reference="other")
+    paths, groups = [p for p, _ in ds.reals], dict(ds.reals)
+    for k in range(0, 12, 2):  # fakes
+        item = ds[k]
+        ref = paths[int(item["ref_id"])]
+        (row,) = [r for r in ds.rows if torch.equal(item["x"], to_tensor(load_image(r.fake, 64)))]
+        assert ref != row.real and groups[ref] == row.group  # 4 frames a group: never the aligned source
+        assert torch.equal(item["ref"], to_tensor(load_image(ref, 64)))
+    assert TrainPairs(table, 64, seed=0, augment=False)[1]["ref_id"] == ds[1]["ref_id"]  # reals as before
+
+
+def test_pair_reference_reaugmented_gives_both_classes_their_own_source_augmented_again(table):
+    ds = TrainPairs(table, 64, seed=0, augment=False, pair_reference="reaugmented")
+    paths = [p for p, _ in ds.reals]
+    for k in range(8):
+        item = ds[k]
+        ref = paths[int(item["ref_id"])]
+        if k % 2:  # a real: itself, but never pixel for pixel
+            assert torch.equal(item["x"], to_tensor(load_image(ref, 64)))
+        else:  # a fake: the real it was made from
+            assert [r.real for r in ds.rows if torch.equal(item["x"], to_tensor(load_image(r.fake, 64)))] == [ref]
+        assert not torch.equal(item["ref"], to_tensor(load_image(ref, 64)))  # a second augmentation
+
+
+def test_pair_reference_other_falls_back_to_the_source_augmented_again_for_a_lone_real(pairs, tmp_path):
+    ds = TrainPairs(_single_frame_table(pairs, tmp_path), 64, seed=0, augment=False, pair_reference="other")
+    real = to_tensor(load_image(ds.rows[0].real, 64))
+    for k in (0, 2):  # each fake's group holds only the real it was made from
+        assert ds.reals[int(ds[k]["ref_id"])][0] in [r.real for r in ds.rows]
+        assert not any(torch.equal(ds[k]["ref"], to_tensor(load_image(r.real, 64))) for r in ds.rows)
+    assert real.shape == (3, 64, 64)
+
+
+def test_only_the_named_pair_references_are_accepted(table):
+    with pytest.raises(ForgeryDetError, match="--pair-reference 'mirror': use one of source, other, reaugmented"):
+        TrainPairs(table, 64, pair_reference="mirror")
+
+
+def test_only_source_references_line_up_with_the_fakes(table):
+    """The alignment cue bench/pair_cue.py measures: with 'source' a fake matches its reference outside the blend,
+    which no real does; 'other' and 'reaugmented' take that away."""
+    def matching(mode: str) -> tuple[float, float]:
+        ds = TrainPairs(table, 64, seed=1, pair_reference=mode)
+        share = [[], []]
+        for k in range(24):
+            it = ds[k]
+            share[int(it["label"])].append(float(((it["x"] - it["ref"]).abs().max(0).values < 3 / 255).float().mean()))
+        return float(np.median(share[1])), float(np.median(share[0]))
+
+    fake, real = matching("source")  # the synthetic fakes differ from their reals all over: 9 % of pixels still match
+    assert fake > 0.05 and real < 0.01
+    for mode in ("other", "reaugmented"):
+        fake, real = matching(mode)
+        assert fake < 0.01 and real < 0.01, mode
 
 
 def _single_frame_table(pairs: Path, tmp_path: Path):

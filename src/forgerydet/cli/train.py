@@ -152,6 +152,7 @@ def train_cmd(
     sbi_online: Annotated[bool, typer.Option(help="Re-make self-blended fakes every epoch.")] = TrainConfig.sbi_online,
     sbi_local: Annotated[float, typer.Option(help="Share of online self-blends whose mask is one facial part (eyes, nose, mouth or lower face) instead of the whole face: pseudo-fakes of local edits (reenactment, a re-rendered mouth).")] = TrainConfig.sbi_local,
     swap_blends: Annotated[float, typer.Option(help="Share of online pseudo-fakes blended from ANOTHER person's face (pose-matched, colour-matched; Face X-ray's blended images) instead of the face itself: the traces of a face swap.")] = TrainConfig.swap_blends,
+    pair_reference: Annotated[str, typer.Option(help="How 'pair' steps draw references: 'source' (a fake against the real it was blended from, aligned; a real against another frame), 'other' (both against another frame or photo of the person) or 'reaugmented' (both against their own source augmented again). With 'source' the alignment alone tells fakes from reals (bench/pair_cue.py).")] = TrainConfig.pair_reference,
     augmentation: Annotated[Optional[list[str]], typer.Option("--aug", metavar="NAME=VALUE", help="Change one augmentation setting (repeatable), e.g. --aug noise_p=0.4 --aug blur_sigma=0.3,2.5 --aug quality=false: the fields of forgerydet.training.augment.AugmentConfig (probabilities *_p, LOW,HIGH ranges); the others keep today's defaults. Recorded in the run.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors with its stored settings; only "
                                          "--epochs (to extend the run), --device and --workers may be given anew.")] = False,
@@ -171,7 +172,7 @@ def train_cmd(
         tcfg = TrainConfig(pairs=str(pairs), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, nce_weight=nce_weight, single_share=single_share,
                            workers=workers, seed=seed, device=device, amp=amp, augment=augment,
-                           sbi_online=sbi_online, sbi_local=sbi_local, swap_blends=swap_blends, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
+                           sbi_online=sbi_online, sbi_local=sbi_local, swap_blends=swap_blends, pair_reference=pair_reference, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes,
                            calibration_fpr=calibration_fpr, tune=tune, init=None if init is None else str(init),
                            watch=None if watch is None else str(watch), select=select,
                            augmentation=augmentation_with(augmentation, augment))

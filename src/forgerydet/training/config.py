@@ -28,7 +28,9 @@ class TrainConfig:
     those online self-blends whose mask is one facial part - eyes, nose, mouth or lower face - instead of the
     whole face: pseudo-fakes of local edits, see pairs/sbi.py; 0 = whole-face masks only), swap_blends (share of
     online pseudo-fakes blended from ANOTHER person's face, pose-matched, instead of the face itself: Face X-ray's
-    blended images, see pairs/swapblend.py; 0 = self-blends only),
+    blended images, see pairs/swapblend.py; 0 = self-blends only), pair_reference (how 'pair' steps' references are
+    drawn, training/data.PAIR_REFERENCES: 'source' = a fake against the real it was blended from, aligned, a real
+    against another frame; 'other' / 'reaugmented' misalign both classes' references alike, see TrainPairs),
     steps_per_epoch (cap, for quick runs; None = the whole epoch; 0 is refused), val_batch_size,
     max_minutes (wall-clock budget: the learning-rate schedule follows the larger of step/total and
     elapsed/budget, and training ends at the first epoch end past the budget; None = run all epochs),
@@ -68,6 +70,7 @@ class TrainConfig:
     sbi_online: bool = True
     sbi_local: float = 0.0
     swap_blends: float = 0.0
+    pair_reference: str = "source"
     steps_per_epoch: int | None = None
     val_batch_size: int = 64
     max_minutes: float | None = None
@@ -101,6 +104,7 @@ class TrainConfig:
             ("sbi_local", 0.0 <= self.sbi_local <= 1.0, "a share in [0, 1]"),
             ("swap_blends", 0.0 <= self.swap_blends <= 1.0, "a share in [0, 1]"),
             ("select", self.select in SELECT_BY, f"one of {', '.join(SELECT_BY)}"),
+            ("pair_reference", self.pair_reference in PAIR_REFERENCES, f"one of {', '.join(PAIR_REFERENCES)}"),
         ):
             if not ok:  # named as the option a user gives (a resumed run's stored settings use the same names)
                 raise ForgeryDetError(f"invalid training option --{name.replace('_', '-')} {getattr(self, name)!r}: "
@@ -189,6 +193,7 @@ def augmentation_with(changes: Sequence[str] | None, augment: bool = True) -> di
 
 TUNE_MODES = ("all", "norm", "none")
 SELECT_BY = ("val", "watch")
+PAIR_REFERENCES = ("source", "other", "reaugmented")  # how 'pair' steps draw references (training/data.TrainPairs)
 
 
 def check_watch_path(path: str | Path) -> None:

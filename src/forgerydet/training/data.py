@@ -21,6 +21,7 @@ from forgerydet.io import read_image
 from forgerydet.model.inputs import load_image, resize_face, to_tensor
 from forgerydet.pairs.table import PairsTable
 from forgerydet.training.augment import AugmentConfig, augment_one, augment_pair
+from forgerydet.training.config import PAIR_REFERENCES
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -35,10 +36,18 @@ class TrainPairs(Dataset):
     a fake's reference is the real face it was made from; a real face's reference is ANOTHER real face of
     its group (another frame) or, when the group has only one, a differently augmented copy of itself —
     never the identical image, so a zero difference can never mean 'real'.
+
+    pair_reference chooses how references are drawn (PAIR_REFERENCES). 'source' is the above: a fake's
+    reference lines up with it pixel for pixel outside the blend and a real's does not, so the alignment alone
+    tells the classes apart (bench/pair_cue.py). 'other' gives both classes another real of the group (a fake:
+    another frame or photo of the person it was made from), or the face's own source augmented again where the
+    group has one real; 'reaugmented' gives both their own source image augmented a second time (a fake: the
+    real it was blended from; a real: itself). Either way both classes' references are misaligned alike.
     """
 
     def __init__(self, table: PairsTable, size: int, seed: int = 0, augment: bool = True, sbi_online: bool = True,
-                 sbi_local: float = 0.0, augment_cfg: AugmentConfig | None = None, swap_blends: float = 0.0):
+                 sbi_local: float = 0.0, augment_cfg: AugmentConfig | None = None, swap_blends: float = 0.0,
+                 pair_reference: str = "source"):
         from forgerydet.pairs.sbi import SBIConfig
 
         self.sbi_config = SBIConfig.with_local(sbi_local)  # how online self-blends are made (TrainConfig.sbi_local)
@@ -52,6 +61,9 @@ class TrainPairs(Dataset):
         self.augment_cfg = augment_cfg or AugmentConfig()
         if not sbi_online and any(r.fake is None for r in self.rows):
             raise ForgeryDetError(f"{table.path}: train rows without a fake file need self-blending online (drop --no-sbi-online, or make the pairs with `pairs --self-blend --all-fakes`)")
+        if pair_reference not in PAIR_REFERENCES:
+            raise ForgeryDetError(f"--pair-reference {pair_reference!r}: use one of {', '.join(PAIR_REFERENCES)}")
+        self.pair_reference = pair_reference
         self.swap_blends = swap_blends  # share of online fakes blended from another person (TrainConfig.swap_blends)
         # the rows whose real face can be a donor (those that are self-blended online), and their poses and groups
         self._donors = [k for k, r in enumerate(self.rows) if r.method == "sbi" and r.landmarks is not None] \
@@ -123,18 +135,24 @@ class TrainPairs(Dataset):
             else:
                 fake = load_image(row.fake, real.shape[0])
             x, ref, real_path = fake, real, row.real
+            if self.pair_reference == "other" and (other := self._other_real(row.real, row.group, rng)) != row.real:
+                ref_raw = read_image(other)
+                work = min(x.shape[0], *ref_raw.shape[:2])
+                x, ref, real_path = resize_face(x, work), resize_face(ref_raw, work), other
+            again = self.pair_reference != "source" and real_path == row.real
         else:
             real_path, group = self.reals[j]
             x_raw = read_image(real_path)
-            ref_path = self._other_real(real_path, group, rng)
+            ref_path = real_path if self.pair_reference == "reaugmented" else self._other_real(real_path, group, rng)
             ref_raw = x_raw if ref_path == real_path else read_image(ref_path)
             work = min(self.size, *x_raw.shape[:2], *ref_raw.shape[:2])
             x, ref = resize_face(x_raw, work), resize_face(ref_raw, work)
+            again = ref_path == real_path  # same image as reference (with --no-augment too): the difference is never zero
             real_path = ref_path
         if self.augment:
             ref, x = augment_pair(ref, x, rng, self.augment_cfg)
-        if label == 0 and real_path == self.reals[j][0]:
-            ref = augment_one(ref, rng, self.augment_cfg)  # same image as reference (with --no-augment too): the difference is never zero
+        if again:
+            ref = augment_one(ref, rng, self.augment_cfg)
         x, ref = resize_face(x, self.size), resize_face(ref, self.size)
         return {
             "x": to_tensor(x),

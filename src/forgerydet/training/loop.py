@@ -231,7 +231,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
 
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
-                    sbi_local=tcfg.sbi_local, augment_cfg=augmentation, swap_blends=tcfg.swap_blends)
+                    sbi_local=tcfg.sbi_local, augment_cfg=augmentation, swap_blends=tcfg.swap_blends,
+                    pair_reference=tcfg.pair_reference)
     # every rank runs the same number of steps (DDP's all-reduce waits for all): the smallest shard's batches
     steps_full = math.ceil(min(len(shard(len(ds), r, d.world, 2)) for r in range(d.world)) / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
