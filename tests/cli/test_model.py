@@ -100,6 +100,17 @@ def test_info_shows_a_runs_training_settings_and_what_its_augmentation_changed(t
         assert want[0] is None or _row(r.output, "training") == want[0]
         assert _row(r.output, "augmentation") == want[1]
         assert "started in" not in r.output  # a run that recorded no folder (before 2026-12-06)
+        assert _row(r.output, "fakes and references") == "self-blends re-made every epoch; 'pair' references: source"
+    for tc, want in [
+        (TrainConfig(swap_blends=0.3, pair_reference="other"),
+         "self-blends re-made every epoch (0.3 from another person); 'pair' references: other"),
+        (TrainConfig(sbi_online=False), "fakes as stored (--no-sbi-online); 'pair' references: source"),
+    ]:
+        p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), train_state=TrainState(1, 10, 0.8, tc.to_dict()))
+        assert _row(cli("info", p, COLUMNS="200").output, "fakes and references") == want
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "pair_reference"}  # a run from before the option
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), train_state=TrainState(1, 10, 0.8, old))
+    assert _row(cli("info", p, COLUMNS="200").output, "fakes and references").endswith("'pair' references: source")
     tc = dataclasses.replace(TrainConfig(pairs="sbi/pairs.csv"), workdir="/home/ann/cases")
     p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), train_state=TrainState(1, 10, 0.8, tc.to_dict()))
     assert _row(cli("info", p, COLUMNS="200").output, "started in") == "/home/ann/cases"

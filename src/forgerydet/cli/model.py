@@ -78,6 +78,11 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
                          f"batch {tc.get('batch_size')}, "
                          f"lr {tc.get('lr')}, seed {tc.get('seed')}, tune {tc.get('tune')}, "
                          f"{tc.get('single_share')} of batches in 'single' mode")]
+    shares = [f"{tc[k]} {what}" for k, what in (("sbi_local", "of one facial part"), ("swap_blends", "from another person"))
+              if tc.get(k)]
+    rows.append(("fakes and references", ("self-blends re-made every epoch" if tc.get("sbi_online", True) else
+                                          "fakes as stored (--no-sbi-online)") + (f" ({', '.join(shares)})" if shares else "")
+                 + f"; 'pair' references: {tc.get('pair_reference', 'source')}"))
     if tc.get("workdir"):  # the folder its relative paths (trained on, below) are from: runs since 2026-12-06
         rows.append(("started in", str(tc["workdir"])))
     if not tc.get("augment", True):
