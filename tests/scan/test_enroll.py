@@ -98,6 +98,10 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
     # a copy given beside the original in one call: its faces once
     r = run("enroll", "Bob", media["face"], tmp_path / "copy.mp4", "--checkpoint", ck, "--frames", "3", "--device", "cpu")
     assert r.exit_code == 0 and "enrolled 3 faces of 'Bob'" in r.flat and "3 already enrolled" in r.flat, r.output
+    assert r.flat.count("warning:") == 2 and "the same file is enrolled as 'Astro Naut' too" in r.flat  # both names of it
+    r = run("enroll", "Bob", media["photo"], "--checkpoint", ck, "--frames", "3", "--device", "cpu")  # Astro Naut's too
+    assert r.exit_code == 0 and r.flat.count("warning:") == 1 and f"{media['photo']}: the same file is enrolled as " \
+        "'Astro Naut' too" in r.flat, r.output
     run("enroll", "Bob", "--remove", "--checkpoint", ck)
     r = run("enroll", "--list", "--checkpoint", ck)
     assert r.exit_code == 0 and "Astro Naut" in r.output and " 4 " in r.output, r.output

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, progress_bar, say, shown, user_errors
+from forgerydet.cli.common import console, fail, note, progress_bar, say, shown, user_errors
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.scan.config import EnrollConfig
 
@@ -60,6 +60,9 @@ def enroll_cmd(
                          progress=lambda i, n, f="": p.update(task, completed=i, total=n, f=Path(f).name))
     for src, n, which in res.sources:
         say(f"  {Path(src).name}: {which}")
+    for src, other in res.also_as:
+        note("warning:", f"{src}: the same file is enrolled as {other!r} too; the faces of one person under two names make a "
+             f"comparison with either say less (`forgerydet enroll {other!r} --remove` if that was a mistake)", style="yellow")
     dup = f" ({res.duplicates} already enrolled, skipped)" if res.duplicates else ""
     people = "1 person" if res.people == 1 else f"{res.people} people"
     say(f"enrolled {res.added} face{'' if res.added == 1 else 's'} of {name!r}{dup}: {res.total} in all; {people} in {res.path} "

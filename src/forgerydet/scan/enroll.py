@@ -4,7 +4,7 @@ features in that person's rows of a reference file beside the model (model.refer
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,6 +60,7 @@ class EnrollResult:
     total: int  # this person's faces in the file now
     people: int
     sources: list[tuple[str, int, str]]  # (file, faces taken, which)
+    also_as: list[tuple[str, str]] = field(default_factory=list)  # (file, another person it is enrolled as)
 
 
 def _same_face_keys(entry: dict, new: bool = False) -> list[tuple]:
@@ -126,6 +127,7 @@ def enroll(
     crops: list[np.ndarray] = []
     entries: list[dict[str, Any]] = []
     report: list[tuple[str, int, str]] = []
+    digests: dict[str, str] = {}  # file -> sha256, for files with faces
     for i, f in enumerate(files):
         if progress:
             progress(i, len(files), str(f))
@@ -133,6 +135,8 @@ def enroll(
         chosen, which = choose_faces(src, cfg.face)
         report.append((str(f), len(chosen), which))
         digest = file_sha256(f) if chosen else None  # the same footage under another name or a link is a duplicate
+        if digest:
+            digests[str(f)] = digest
         for face in chosen:
             crops.append(face.crop)
             entries.append({"person": name, "source": os.path.abspath(f), "frame_index": int(face.frame_index),
@@ -153,6 +157,8 @@ def enroll(
         else:
             refs = ReferenceFile.empty(fp, model.cfg.backbone, model.bank.num_tokens, model.bank.dim)
         have = {k for e in refs.entries if e["person"] == name for k in _same_face_keys(e)}
+        owners = {e["sha256"]: e["person"] for e in refs.entries if e.get("sha256") and e["person"] != name}
+        also_as = [(f, owners[d]) for f, d in digests.items() if d in owners]  # enrolled, but not only as NAME
         new = []
         for i, e in enumerate(entries):  # against the file, and against the faces of this call (a copy given beside)
             if not have & set(_same_face_keys(e, new=True)):
@@ -163,4 +169,4 @@ def enroll(
             refs = refs.plus(values[idx], thumbs[idx], [entries[i] for i in new])
             refs.save(path)
     return EnrollResult(name, path, ck_path, len(new), len(entries) - len(new), refs.people().get(name, 0),
-                        len(refs.people()), report)
+                        len(refs.people()), report, also_as)
