@@ -243,6 +243,21 @@ def test_report_into_a_folder_whose_index_html_is_not_a_report_is_refused(checkp
     assert cli("scan", face_png, "--checkpoint", checkpoint, "--report", rep).exit_code == 0  # its own: replaced
 
 
+def test_a_report_whose_page_is_read_only_is_refused_before_the_scan(checkpoint, face_png, tmp_path, monkeypatch):
+    from forgerydet.scan.scanner import Scanner
+
+    rep = tmp_path / "rep"
+    assert cli("scan", face_png, "--checkpoint", checkpoint, "--report", rep).exit_code == 0
+    page = (rep / "index.html").read_bytes()
+    real_access = os.access  # root may write anything: os.access answers as it would a user
+    monkeypatch.setattr(os, "access", lambda p, m, **k: False if Path(p) == rep / "index.html" and m == os.W_OK
+                        else real_access(p, m, **k))
+    monkeypatch.setattr(Scanner, "scan_file", lambda *a, **k: pytest.fail("scanned before the check"))
+    one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--report", rep, "--json", tmp_path / "s.json"),
+              f"--report {rep}: its index.html is read-only")
+    assert (rep / "index.html").read_bytes() == page and not (tmp_path / "s.json").exists()
+
+
 def test_interrupted_training_says_how_to_resume(small_pairs, tmp_path, monkeypatch):
     import forgerydet.training.loop as loop
 

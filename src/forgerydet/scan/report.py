@@ -195,6 +195,9 @@ def check_report_folder(out_dir: Path) -> bool:
     if REPORT_TITLE.encode() not in start:
         raise ForgeryDetError(f"--report {path_text(out_dir)} holds an index.html that is not a forgerydet report: "
                               f"the report would replace it; give a new or empty folder")
+    if not os.access(index, os.W_OK):  # else refused only when the page is written, after the whole scan
+        raise ForgeryDetError(f"--report {path_text(out_dir)}: its index.html is read-only (make it writable, or give "
+                              f"another folder)")
     return True
 
 
