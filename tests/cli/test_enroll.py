@@ -103,3 +103,27 @@ def test_piped_output_holds_only_the_results(fake_enroll, tmp_path):
     r = cli("enroll", "A", "/v/a.mp4", "--into", tmp_path / "r.safetensors")
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[0] == "  a.mp4: main track 0, on 3 of 3 sampled frame(s)"
+
+
+def test_one_persons_files_are_listed_and_removed_by_name(tmp_path):
+    import torch
+
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    entries = [{"person": "Ann", "source": str(src), "frame_index": i, "time": 0.0, "track_id": 0, "box": [0, 0, 9, 9],
+                "confidence": 0.99, "face": "main-track", "sha256": "ab" * 32} for src, i in ((a, 0), (a, 1), (b, 0))]
+    refs = ReferenceFile.empty("ab" * 32, "test_efficientnet", 16, 32)
+    p = refs.plus(torch.zeros(3, 16, 32), torch.zeros(3, 48, 48, 3, dtype=torch.uint8), entries).save(tmp_path / "r.refs.safetensors")
+    r = cli("enroll", "--list", "Ann", "--into", p, COLUMNS="200")
+    assert r.exit_code == 0, r.output
+    assert f"Ann in {p}" in r.flat and f"{a} │ 2 │ main-track │ abababababababab" in r.flat and f"{b} │ 1 │" in r.flat
+    one_error(cli("enroll", "--list", "Bob", "--into", p), f"'Bob' is not enrolled in {p} (enrolled: Ann)")
+    one_error(cli("enroll", "--list", "Ann", a, "--into", p), "--list lists the reference file (with NAME, one "
+              "person's files): it takes no sources or --remove")
+    one_error(cli("enroll", "Ann", tmp_path / "c.mp4", "--remove", "--into", p), "c.mp4: not among the sources 'Ann' "
+              "was enrolled with (see `forgerydet enroll --list 'Ann'`): nothing removed")
+    r = cli("enroll", "Ann", a, "--remove", "--into", p)
+    assert r.exit_code == 0 and f"removed 2 faces of 'Ann' enrolled from 1 file(s), from {p} (1 left)" in r.flat, r.output
+    r = cli("enroll", "Ann", b, "--remove", "--into", p)
+    assert r.exit_code == 0 and "(none left: 'Ann' is no longer enrolled)" in r.flat, r.output

@@ -4,6 +4,8 @@ and `scan --reference` end to end: tests/scan/test_enroll.py.)"""
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 from pathlib import Path
 
@@ -22,9 +24,11 @@ from forgerydet.model.references import (
     fingerprint_full,
     list_people,
     load_person,
+    person_sources,
     read_references,
     references_path,
     remove_person,
+    remove_sources,
 )  # fmt: skip
 from tests.helpers import tiny_model
 
@@ -171,6 +175,42 @@ def test_remove_and_list(model, tmp_path):
     assert remove_person(p, "B") == 1
     refs, people = list_people(p)
     assert people == {} and refs.values.shape == (0, N, D)
+
+
+def test_one_persons_sources_are_listed_and_removed_one_at_a_time(model, tmp_path):
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    assert person_sources(p, "A") == [
+        {"source": "/v/A_0.mp4", "faces": 2, "face": "main-track", "sha256": None},
+        {"source": "/v/A_1.mp4", "faces": 2, "face": "main-track", "sha256": None},
+    ]
+    with pytest.raises(ForgeryDetError, match=r"'C' is not enrolled in .* \(enrolled: A, B\)$"):
+        person_sources(p, "C")
+    before = p.read_bytes()
+    for bad, why in ((["/v/A_0.mp4", "/v/B_0.mp4"], "/v/B_0.mp4: not among the sources 'A' was enrolled with"),
+                     (["/v/A_9.mp4"], "/v/A_9.mp4: not among")):
+        with pytest.raises(ForgeryDetError, match=why + ".*nothing removed"):
+            remove_sources(p, "A", bad)
+        assert p.read_bytes() == before  # one unknown source: nothing removed
+    with pytest.raises(ForgeryDetError, match="'C' is not enrolled .*: nothing removed"):
+        remove_sources(p, "C", ["/v/A_0.mp4"])
+    assert remove_sources(p, "A", ["/v/A_1.mp4"]) == (2, 2)
+    f = read_references(p)
+    assert f.people() == {"A": 2, "B": 1} and [e["frame_index"] for e in f.entries if e["person"] == "A"] == [0, 1]
+    assert torch.equal(f.values[:2], refs_for(model).values[:2])  # the rows kept are the same faces
+    assert remove_sources(p, "A", ["/v/A_0.mp4"]) == (2, 0) and read_references(p).people() == {"B": 1}
+
+
+def test_a_source_is_found_by_its_content_after_a_move(model, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"video bytes")
+    r = ReferenceFile.empty(fingerprint_full(model.key_fingerprint()), "test_efficientnet", N, D)
+    r = r.plus(*rows(2, 1), [{**entry("A", i), "source": str(clip), "sha256": hashlib.sha256(b"video bytes").hexdigest()}
+                             for i in (0, 1)])
+    p = r.save(tmp_path / "r.safetensors")
+    moved = tmp_path / "kept" / "renamed.mp4"
+    moved.parent.mkdir()
+    clip.rename(moved)
+    assert remove_sources(p, "A", [str(moved)]) == (2, 0)
 
 
 def test_a_file_of_another_kind_is_not_called_a_damaged_reference_file(tmp_path):

@@ -21,30 +21,33 @@ def enroll_cmd(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Model whose key encoder encodes the faces (default: $FORGERYDET_MODEL, else the shipped models/forgerydet-base.safetensors).")] = None,
     face: Annotated[str, typer.Option(help="Which faces of a source: main-track (tracked over most frames) | largest (per frame) | all (bystanders too).")] = EnrollConfig.face,
     frames: Annotated[int, typer.Option(help="Frames sampled evenly per video (as scan).")] = EnrollConfig.num_frames,
-    list_: Annotated[bool, typer.Option("--list", help="List the people enrolled in the reference file.")] = False,
-    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's faces from the reference file.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the people enrolled in the reference file; with NAME, the files that person was enrolled from.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's faces from the reference file; with SOURCES, only the faces enrolled from those files.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait while another forgerydet process uses the reference file.")] = EnrollConfig.wait,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = EnrollConfig.device,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
     deinterlace: Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="As scan's: deinterlace video frames that show interlacing combing; --no-deinterlace: frames as stored.")] = EnrollConfig.deinterlace,
 ) -> None:
-    """Enrol NAME's real faces from SOURCES (added to what is enrolled already), or --list / --remove."""
+    """Enrol NAME's real faces from SOURCES (added to what is enrolled already), or --list [NAME] / --remove [SOURCES]."""
     from forgerydet.model import references as refs
 
     with user_errors():
         cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait, deinterlace=deinterlace,
                            detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))  # checks all
         path = into or refs.references_path(checkpoint or _default_checkpoint())
-        if list_ and (name or remove or sources):
-            raise fail("--list lists the whole reference file: it takes no NAME, sources or --remove")
+        if list_ and (remove or sources):
+            raise fail("--list lists the reference file (with NAME, one person's files): it takes no sources or --remove")
         if list_:
-            _list(path)
+            _list(path) if name is None else _list_sources(path, name)
             return
         if not name:
             raise fail("give the person's NAME (or --list)")
         if remove and sources:
-            raise fail(f"--remove takes only the NAME to remove, not sources ({len(sources)} given)")
+            n, left = refs.remove_sources(path, name, sources, wait=cfg.wait)
+            rest = f"{left} left" if left else f"none left: {name!r} is no longer enrolled"
+            say(f"removed {n} face{'' if n == 1 else 's'} of {name!r} enrolled from {len(sources)} file(s), from {path} ({rest})")
+            return
         if remove:
             n = refs.remove_person(path, name, wait=cfg.wait)
             say(f"removed {name!r}: {n} enrolled faces, from {path}")
@@ -87,3 +90,15 @@ def _list(path: Path) -> None:
     console.print(t)
     if not people:
         console.print("nobody enrolled")
+
+
+def _list_sources(path: Path, name: str) -> None:
+    from forgerydet.model.references import person_sources
+
+    rows = person_sources(path, name)
+    t = Table(title=shown(f"{name} in {path}"), title_justify="left")
+    for col in ("source", "faces", "face choice", "sha256"):
+        t.add_column(col, justify="right" if col == "faces" else "left")
+    for r in rows:
+        t.add_row(shown(r["source"]), str(r["faces"]), shown(r["face"]), (r["sha256"] or "not recorded")[:16])
+    console.print(t)

@@ -31,7 +31,7 @@ from safetensors.torch import save
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import write_bytes_atomic
+from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
 from forgerydet.model.config import REFERENCES_SUFFIX, check_references_file
 
@@ -126,7 +126,10 @@ class ReferenceFile:
         return [i for i, e in enumerate(self.entries) if e["person"] == name]
 
     def without(self, name: str) -> "ReferenceFile":
-        keep = [i for i, e in enumerate(self.entries) if e["person"] != name]
+        return self.without_rows({i for i, e in enumerate(self.entries) if e["person"] == name})
+
+    def without_rows(self, rows: set[int]) -> "ReferenceFile":
+        keep = [i for i in range(len(self.entries)) if i not in rows]
         idx = torch.tensor(keep, dtype=torch.long)
         return ReferenceFile(self.fingerprint, self.backbone, self.tokens, self.dim, self.values[idx],
                              self.thumbs[idx], [self.entries[i] for i in keep])
@@ -280,10 +283,59 @@ def remove_person(path: str | Path, name: str, *, wait: float = 10.0) -> int:
         refs = read_unlocked(path)
         n = refs.people().get(name, 0)
         if n == 0:
-            known = ", ".join(refs.people()) or "nobody"
-            raise ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {known}): nothing removed")
+            raise _not_enrolled(refs, name, path, ": nothing removed")
         refs.without(name).save(path)
     return n
+
+
+def _not_enrolled(refs: ReferenceFile, name: str, path: Path, tail: str = "") -> ForgeryDetError:
+    return ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {', '.join(refs.people()) or 'nobody'}){tail}")
+
+
+def _source_rows(refs: ReferenceFile, name: str, source: str | Path) -> set[int]:
+    """The rows of `name` enrolled from `source`: by its path as enrolled (links resolved) or, where the file is
+    still there, by its content (the sha256 recorded since 2026-12-06: a copy or a renamed file)."""
+    paths = {os.path.abspath(source), os.path.realpath(source)}
+    digest = file_sha256(Path(source)) if os.path.isfile(source) else None
+    return {i for i in refs.rows_of(name) if refs.entries[i]["source"] in paths
+            or os.path.realpath(refs.entries[i]["source"]) in paths
+            or (digest is not None and refs.entries[i].get("sha256") == digest)}
+
+
+def remove_sources(path: str | Path, name: str, sources: list[str], *, wait: float = 10.0) -> tuple[int, int]:
+    """Remove the faces `name` was enrolled with from `sources` only; returns (removed, left for `name`). A source
+    that matches none of them is refused, and then nothing is removed."""
+    path = Path(path)
+    name = check_name(name)
+    with file_lock(path, exclusive=True, wait=wait):
+        refs = read_unlocked(path)
+        if name not in refs.people():
+            raise _not_enrolled(refs, name, path, ": nothing removed")
+        rows: set[int] = set()
+        for src in sources:
+            found = _source_rows(refs, name, src)
+            if not found:
+                raise ForgeryDetError(f"{src}: not among the sources {name!r} was enrolled with (see `forgerydet "
+                                      f"enroll --list {name!r}`): nothing removed")
+            rows |= found
+        refs.without_rows(rows).save(path)
+    return len(rows), refs.people()[name] - len(rows)
+
+
+def person_sources(path: str | Path, name: str) -> list[dict[str, Any]]:
+    """One row per file `name` was enrolled from, in enrolment order: source, faces, face (the choice), sha256
+    (None for faces enrolled before 2026-12-06)."""
+    refs = read_references(path)
+    name = check_name(name)
+    if name not in refs.people():
+        raise _not_enrolled(refs, name, path)
+    out: dict[str, dict[str, Any]] = {}
+    for i in refs.rows_of(name):
+        e = refs.entries[i]
+        row = out.setdefault(e["source"], {"source": e["source"], "faces": 0, "face": e.get("face", "?"),
+                                           "sha256": e.get("sha256")})
+        row["faces"] += 1
+    return list(out.values())
 
 
 def list_people(path: str | Path) -> tuple[ReferenceFile, dict[str, dict[str, Any]]]:
