@@ -75,8 +75,9 @@ def test_enroll_refuses_its_source_as_the_reference_file_and_contradictory_optio
     before = _bytes(photo)
     one_error(cli("enroll", "ann", photo, "--checkpoint", checkpoint, "--into", photo), "--into", "a source being enrolled")
     assert _bytes(photo) == before
-    one_error(cli("enroll", "ann", "--list", "--into", tmp_path / "r.safetensors"), "--list")
-    one_error(cli("enroll", "ann", photo, "--remove", "--into", tmp_path / "r.safetensors"), "--remove takes only")
+    one_error(cli("enroll", "ann", photo, "--list", "--into", tmp_path / "r.safetensors"), "--list", "takes no sources")
+    one_error(cli("enroll", "ann", "--list", "--remove", "--into", tmp_path / "r.safetensors"), "--list", "or --remove")
+    one_error(cli("enroll", "ann", photo, "--remove", "--into", tmp_path / "r.safetensors"), "reference file not found")
     one_error(cli("enroll", "ann", photo, "--wait", "-1", "--into", tmp_path / "r.safetensors"), "--wait")
     one_error(cli("enroll", "ann", photo, "--checkpoint", checkpoint, "--into", "/proc/r.safetensors"), "--into /proc")
 
