@@ -24,6 +24,7 @@ from forgerydet.io import (
     file_sha256,
     is_stream,
     looks_like_safetensors,
+    own_descriptor,
     quiet_native_stderr,
     read_csv_rows,
     read_image,
@@ -312,6 +313,9 @@ def test_dev_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
     assert log.read_text() == 'table\n{"json": 1}\nafter\n'
     assert is_stream("/dev/stdout") and is_stream("/proc/self/fd/1") and is_stream("/dev/fd/2")
     assert not is_stream("/dev/shm/model.safetensors")  # a file on /dev/shm is a file: replaced, never appended to
+    assert [own_descriptor(p) for p in ("/dev/stdout", "/dev/stderr", "/dev/fd/0", "/proc/self/fd/1", "/dev/fd/7")] \
+        == [1, 2, 0, 1, 7]
+    assert own_descriptor("/proc/1/fd/1") is None and own_descriptor("/dev/null") is None  # another process's; a device
 
 
 def test_a_replaced_file_keeps_its_permissions_and_a_read_only_one_is_refused(tmp_path, monkeypatch):

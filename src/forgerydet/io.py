@@ -27,9 +27,8 @@ from forgerydet.errors import ForgeryDetError, os_error_text, os_reason, path_te
 
 
 def _new_temp(directory: Path, prefix: str, suffix: str) -> tuple[int, str]:
-    """Create a new empty file prefix<random>suffix in `directory`, open for writing: (fd, path). Created with mode
-    0o666 like any new file, so the kernel applies the process's umask (mkstemp's 0o600 would need a chmod and a
-    read of the umask on every write: pairs writes thousands of crops)."""
+    """Create a new empty file prefix<random>suffix in `directory`, open for writing: (fd, path); mode 0o666 less the
+    umask, as any new file (mkstemp's 0o600 would need a chmod and a umask read per write: pairs writes thousands)."""
     for _ in range(100):
         tmp = os.path.join(directory, f"{prefix}{os.urandom(5).hex()}{suffix}")
         try:
@@ -56,11 +55,9 @@ def remove_leftovers(path: Path, suffix: str = ".tmp") -> list[Path]:
     for tmp in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*" + glob.escape(suffix))):
         pid = os.path.basename(tmp)[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_running(int(pid)):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
                 removed.append(Path(tmp))
-            except OSError:
-                pass
     return removed
 
 
@@ -121,9 +118,8 @@ def _kept_mode(path: Path) -> int | None:
 
 
 def is_stream(path: str | Path) -> bool:
-    """Whether `path` is written in place, never replaced by a rename: it is there and is neither a regular file nor
-    a folder (a terminal, /dev/null, a named pipe), or it is a name of an open descriptor (/dev/stdout, /dev/fd/N,
-    /proc/self/fd/N), which may lead to a regular file (`--json /dev/stdout > out.log`) that a rename would replace."""
+    """Whether `path` is written in place, never renamed over: it is there and is no regular file or folder (a terminal,
+    a named pipe), or it names an open descriptor (/dev/stdout, /dev/fd/N: maybe a file, `--json /dev/stdout > log`)."""
     if re.fullmatch(r"/dev/(stdout|stderr|fd/\d+)|/proc/[^/]+/fd/\d+", os.path.abspath(path)):
         return True
     try:
@@ -133,25 +129,30 @@ def is_stream(path: str | Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def own_descriptor(path: str | Path) -> int | None:
+    """The descriptor of this process that `path` names (/dev/stdout 1, /dev/stderr 2, /dev/fd/N, /proc/self/fd/N)."""
+    m = re.fullmatch(r"/dev/(stdout|stderr)|/dev/fd/(\d+)|/proc/self/fd/(\d+)", os.path.abspath(path))
+    return None if m is None else {"stdout": 1, "stderr": 2}.get(m[1] or "") or int(m[2] or m[3])
+
+
 def _write_stream(path: Path, writer: Callable[[Path], object] | bytes, suffix: str) -> Path:
     """atomic_write's way for a stream: the bytes (a callable writer's through a temp file) in one go; this
     process's own descriptor (/dev/stdout: 1) through that descriptor, so they land where its next line will."""
     data, tmp = writer, None
-    own = re.fullmatch(r"/dev/(stdout|stderr)|/dev/fd/(\d+)|/proc/self/fd/(\d+)", os.path.abspath(path))
+    own = own_descriptor(path)
     try:
         if not isinstance(data, bytes):
             fd, tmp = tempfile.mkstemp(prefix=".forgerydet.", suffix=suffix)
             os.close(fd)
             writer(Path(tmp))
             data = Path(tmp).read_bytes()
-        if own:
-            fd = {"stdout": 1, "stderr": 2}.get(own[1] or "") or int(own[2] or own[3])
+        if own is not None:
             for stream in (sys.stdout, sys.stderr):  # what Python buffered for it goes first
                 with contextlib.suppress(Exception):
                     stream.flush()
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(own, view):]
             return path
         with open(path, "wb") as f:
             f.write(data)
@@ -309,8 +310,7 @@ def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[dict]) -
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
-    for r in rows:
-        w.writerow(r)
+    w.writerows(rows)
     write_text_atomic(path, buf.getvalue())
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_lin
                                    progress_bar, shows_whole, user_errors, working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
-from forgerydet.io import check_not_input, check_output, same_file, write_text_atomic
+from forgerydet.io import check_not_input, check_output, own_descriptor, same_file, write_text_atomic
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.records import settings_notes, shortest_names
 
@@ -58,8 +57,8 @@ def scan_cmd(
         t_start = time.perf_counter()
         with user_errors():
             outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
-            to_stdout = [o for o, p in (("--json", json_out), ("--csv", csv_out)) if p is not None and (
-                p == STDOUT or os.path.abspath(p) in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"))]
+            to_stdout = [o for o, p in (("--json", json_out), ("--csv", csv_out))
+                         if p is not None and (p == STDOUT or own_descriptor(p) == 1)]
             if len(to_stdout) == 2:  # '-' and /dev/stdout are one output: the two documents would run together
                 raise ForgeryDetError("--json and --csv both name standard output: give one of them a file")
             for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
