@@ -328,6 +328,10 @@ def test_json_or_csv_dash_goes_to_standard_output_alone(checkpoint, face_png, gr
     r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--csv", "-")
     assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("path,status,verdict,score")
     assert len(r.stdout.splitlines()) == 2 and ("REAL" in r.stderr or "FAKE" in r.stderr)
+    for name in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):  # standard output by another name: the same
+        r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", name)
+        assert r.exit_code == 0 and json.loads(r.stdout)["files"][0]["status"] == "ok"  # the JSON alone: no table
+        assert "forgerydet scan" in r.stderr and "JSON: " not in r.stderr
     for other in ("-", "/dev/stdout"):
         one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--json", "-", "--csv", other),
                   "--json and --csv both name standard output")

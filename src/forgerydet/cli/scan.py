@@ -34,8 +34,8 @@ def scan_cmd(
     batch_size: Annotated[int, typer.Option(help="Faces per model call.")] = ScanConfig.batch_size,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
-    json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON ('-': to standard output, and everything else to standard error).")] = None,
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV ('-': to standard output, and everything else to standard error).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", readable=False, help="Write per-file, per-track and per-frame scores as JSON ('-' or /dev/stdout: to standard output, and everything else to standard error).")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", readable=False, help="Write one row per file as CSV ('-' or /dev/stdout: to standard output, and everything else to standard error).")] = None,
     report: Annotated[Optional[Path], typer.Option(readable=False, help="Write an HTML report (with PNGs) into this folder.")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Compare with this enrolled person's real faces (see `forgerydet enroll`) instead of the global bank.")] = None,
     references: Annotated[Optional[Path], typer.Option(readable=False, help="Reference file of --reference (default: CHECKPOINT.refs.safetensors beside the model).")] = None,
@@ -49,7 +49,9 @@ def scan_cmd(
 
     Exit code 0 when every file got a verdict; 1 when some did not or an output could not be written (every other output is still written); 130 after Ctrl-C or SIGTERM, with the outputs holding the files scanned so far and the rest marked not_scanned (stopped while the model loads, before any file is scanned, nothing is written).
     """  # typer prints a paragraph after the first with its line breaks: one line each
-    # standard output holds a '-' output alone: the table and every other line go to stderr
+    # /dev/stdout (/dev/fd/1, /proc/self/fd/1) is '-': standard output holds that output alone, the table and
+    # every other line go to stderr (else `--json /dev/stdout | jq` would get the table too)
+    json_out, csv_out = (STDOUT if p is not None and own_descriptor(p) == 1 else p for p in (json_out, csv_out))
     with console_on(sys.stderr if STDOUT in (json_out, csv_out) else None):
         from forgerydet.faces.media import describe_skipped
         from forgerydet.scan.records import MAX_FACES, empty_record  # read when called (tests set MAX_FACES)
@@ -57,9 +59,7 @@ def scan_cmd(
         t_start = time.perf_counter()
         with user_errors():
             outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
-            to_stdout = [o for o, p in (("--json", json_out), ("--csv", csv_out))
-                         if p is not None and (p == STDOUT or own_descriptor(p) == 1)]
-            if len(to_stdout) == 2:  # '-' and /dev/stdout are one output: the two documents would run together
+            if json_out == csv_out == STDOUT:  # the two documents would run together
                 raise ForgeryDetError("--json and --csv both name standard output: give one of them a file")
             for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
                 if path != STDOUT or folder:
