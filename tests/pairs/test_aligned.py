@@ -46,6 +46,41 @@ def test_ffpp_pairs_are_frame_aligned_and_split_by_source(tmp_path, astronaut):
         assert len(r["landmarks"].split()) == 10
 
 
+
+def test_deepfakedetection_fakes_pair_with_the_actors_video_they_were_made_on(tmp_path, astronaut):
+    """DeepFakeDetection's A_B__SCENE__CODE fakes are made on original_sequences/actors' A__SCENE or B__SCENE (the
+    name's order is not documented): each is paired, frame-aligned, with the one whose frames it matches; one with
+    neither actor's video here is skipped and said; with the official splits (YouTube ids only) they are left out."""
+    def frames_for(a, fake):
+        fr = face_frames(astronaut, 6, shift=4 if a == "000" else 6)
+        return [brighter(f) for f in fr] if fake else fr
+
+    root, out = tmp_path / "ffpp", tmp_path / "out"
+    ffpp_tree(root, frames_for)
+    actors, dfd = root / "original_sequences/actors/c23/videos", root / "manipulated_sequences/DeepFakeDetection/c23/videos"
+    on_01 = face_frames(astronaut, 6, shift=5)
+    write_video(actors / "01__walk.mp4", on_01)
+    write_video(actors / "02__walk.mp4", face_frames(astronaut, 6, shift=5, change=lambda f: np.ascontiguousarray(f[:, ::-1])))
+    write_video(dfd / "02_01__walk__XYZ.mp4", [brighter(f) for f in on_01])  # made on 01's video, named 02 first
+    write_video(dfd / "03_04__walk__Q.mp4", [brighter(f) for f in on_01])  # no video of actor 03 or 04 here
+    s = pairs_from_ffpp(root, out, CFG, val=0.5, seed=0)
+    rows = [r for r in read_csv(out / "pairs.csv") if r["method"] == "DeepFakeDetection"]
+    assert len(rows) == 2 and s.methods["DeepFakeDetection"] == 2
+    assert {r["group"] for r in rows} == {"actor01+actor02"}
+    for r in rows:
+        assert "01__walk" in r["real"] and "02_01__walk__XYZ" in r["fake"]
+        diff = crop(out, r["fake"]) - crop(out, r["real"])
+        inside = crop(out, r["real"]).sum(-1) > 0
+        assert abs(np.median(diff[inside]) - 30) <= 2  # the same frame of the video it was made on, +30
+    assert any("03_04__walk__Q.mp4" in w and "skipped" in w for w in s.warnings)
+    assert any("DeepFakeDetection fake(s) paired" in w for w in s.warnings)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "train.json").write_text('[["000", "001"]]')
+    s = pairs_from_ffpp(root, tmp_path / "out2", CFG, splits=splits)
+    assert "DeepFakeDetection" not in s.methods
+    assert any("left out" in w and "official split" in w for w in s.warnings)
+
 def test_too_few_groups_fails_before_detection(tmp_path, astronaut):
     v = write_video(tmp_path / "a.mp4", face_frames(astronaut, 2))
     with pytest.raises(ForgeryDetError, match="only 1 group"):

@@ -18,8 +18,8 @@ from forgerydet.faces.detect import Face, FaceDetector, crop_faces
 from forgerydet.faces.media import iter_frames, media_kind, sample_indices, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import read_image, safe_name, source_key, write_png
-from forgerydet.pairs.discover import (FFPP_SPLITS, MappingEntry, find_ffpp, identity_groups, read_ffpp_splits,
-                                      unique_group_names)
+from forgerydet.pairs.discover import (FFPP_SPLITS, MappingEntry, actor_fakes, find_ffpp, identity_groups,
+                                      read_ffpp_splits, unique_group_names)
 from forgerydet.pairs.table import (
     PAIRS_NAME,
     TEST_SHARE,
@@ -200,17 +200,31 @@ def pairs_from_ffpp(
     splits: str | Path | None = None,
 ) -> PairsSummary:
     """Pairs from a FaceForensics++ tree (see find_ffpp): fake A_B with real A, frame-aligned, group 'A+B' (the ids
-    the fakes join: discover.identity_groups). `splits`:
+    the fakes join: discover.identity_groups); DeepFakeDetection's with the actors' video they were made on
+    (discover.actor_fakes). `splits`:
     a folder of FF++'s official split files (read_ffpp_splits), which then decide each group's split."""
     tree = find_ffpp(root, compression, methods)
-    if not tree.fakes:
-        raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4)")
+    # DeepFakeDetection's fakes, made on the actors' videos (the official splits list YouTube ids only)
+    on_actors, left = actor_fakes(tree) if splits is None else ([], tree.unmatched)
+    if not tree.fakes and not on_actors:
+        raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4, "
+                              f"DeepFakeDetection's A_B__SCENE__CODE.mp4 after original_sequences/actors' A__SCENE.mp4)")
     # A real without fakes still makes no pair; fakes that match no real are reported.
-    summary_extra = [f"{len(tree.unmatched)} fake video(s) are named after no YouTube original and were skipped (e.g. "
-                     f"{tree.unmatched[0].name}; DeepFakeDetection's, made on original_sequences/actors, are not "
-                     f"paired by --ffpp: a --mapping pairs them)"] if tree.unmatched else []
+    summary_extra = []
+    if left and splits is not None:
+        summary_extra.append(f"{len(left)} fake video(s) named after no YouTube original were left out: the official "
+                             f"split files list YouTube ids only (e.g. {left[0].name})")
+    elif left:
+        summary_extra.append(f"{len(left)} fake video(s) are named after no YouTube original and no actors' video here "
+                             f"and were skipped (e.g. {left[0].name}; DeepFakeDetection's A_B__SCENE__CODE is paired with "
+                             f"original_sequences/actors/{tree.compression}/videos/A__SCENE or B__SCENE; a --mapping "
+                             f"pairs any other)")
+    if on_actors:
+        summary_extra.append(f"{len(on_actors)} DeepFakeDetection fake(s) paired with the actors' videos they were made "
+                             f"on, in {len({e.group for e in on_actors})} group(s) (the actors their fakes join: each "
+                             f"group stays in one split)")
     summary_extra += tree.notes()  # methods downloaded only at another compression level
-    entries, of = tree.fakes, None
+    entries, of = tree.fakes + on_actors, None
     if splits is not None:
         split_of = read_ffpp_splits(splits)
         entries = [e for e in tree.fakes if e.real.stem in split_of]

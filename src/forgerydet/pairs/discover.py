@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
+import numpy as np
+
 from forgerydet.errors import ForgeryDetError
-from forgerydet.faces.media import expand_sources, media_kind
+from forgerydet.faces.media import expand_sources, iter_frames, media_kind
 from forgerydet.io import read_csv_rows
 
 MAPPING_COLUMNS = ["real", "fake"]  # optional: group, method
@@ -176,6 +179,41 @@ def find_ffpp(root: str | Path, compression: str | None = None, methods: Sequenc
     actors = {p.stem: p for p in sorted(actors_dir.glob("*")) if p.is_file() and media_kind_ok(p)} if actors_dir.is_dir() else {}
     return FFppTree(compression, reals, fakes, unmatched, elsewhere, actors)
 
+
+DFD_NAME = re.compile(r"(\d+)_(\d+)__(.+)__[^_]+")  # DeepFakeDetection's 01_02__exit_phone_room__YVGY8LOK
+
+
+def actor_fakes(tree: FFppTree) -> tuple[list[MappingEntry], list[Path]]:
+    """DeepFakeDetection's fakes (tree.unmatched named A_B__SCENE__CODE) paired with the actors' video they were
+    made on: A__SCENE or B__SCENE, whichever the fake's frames match (its background is that video's; the name's
+    order is not documented), or the one of them that is here. Group: the actors the fakes join (identity_groups,
+    ids 'actorA'), method: the fake's folder. Returns (entries, fakes left unpaired). Reads two frames a video."""
+    entries, left = [], []
+    for p in tree.unmatched:
+        m = DFD_NAME.fullmatch(p.stem)
+        here = [(a, tree.actors[f"{a}__{m[3]}"]) for a in (m[1], m[2]) if f"{a}__{m[3]}" in tree.actors] if m else []
+        if not here:
+            left.append(p)
+            continue
+        a, real = min(here, key=lambda c: _frame_distance(p, c[1])) if len(here) == 2 else here[0]
+        entries.append(MappingEntry(real, p, group=f"actor{a}", method=tree.method_of(p)))
+    ids = identity_groups(f"actor{m[1]}_actor{m[2]}" for e in entries if (m := DFD_NAME.fullmatch(e.fake.stem)))
+    return [dataclasses.replace(e, group=ids[e.group]) for e in entries], left
+
+
+def _frame_distance(a: Path, b: Path, indices: Sequence[int] = (0, 12)) -> float:
+    """How unlike two videos' first frames are: mean absolute difference of their small grey images, each less its
+    own mean (a fake's colour shift does not count; another recording does). Unreadable: infinity."""
+    def small(path: Path) -> list[np.ndarray]:
+        try:
+            frames = [cv2.resize(f.image, (64, 64), interpolation=cv2.INTER_AREA) for f in iter_frames(path, indices=indices)]
+        except ForgeryDetError:
+            return []
+        grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in frames]
+        return [g - g.mean() for g in grey]
+    fa, fb = small(a), small(b)
+    n = min(len(fa), len(fb))
+    return float(np.mean([np.abs(x - y).mean() for x, y in zip(fa[:n], fb[:n])])) if n else float("inf")
 
 def identity_groups(stems: Iterable[str]) -> dict[str, str]:
     """The split unit of each id of FaceForensics++ fakes named A_B (B's face on A's video): ids joined by a fake,
