@@ -19,7 +19,7 @@ import pytest
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import (
     atomic_write,
-    check_output,
+    broken_link,
     current_folder,
     file_sha256,
     is_stream,
@@ -36,6 +36,7 @@ from forgerydet.io import (
     write_png,
     write_text_atomic,
 )  # fmt: skip
+from forgerydet.paths import check_output
 
 
 def _dead_pid() -> int:
@@ -114,27 +115,6 @@ def test_durable_write_removes_leftovers_plain_write_does_not(tmp_path):
 
 # ----------------------------------------------------------------------------- check_output
 
-def test_check_output_accepts_new_paths_and_creates_nothing(tmp_path):
-    assert check_output(tmp_path / "a" / "b" / "s.json", "--json") == tmp_path / "a" / "b" / "s.json"
-    assert check_output(tmp_path / "rep", "--report", folder=True) == tmp_path / "rep"
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_check_output_refuses_a_file_for_a_folder_and_the_reverse(tmp_path):
-    f = tmp_path / "f.txt"
-    f.write_text("keep")
-    with pytest.raises(ForgeryDetError) as e:
-        check_output(f, "--out", folder=True)
-    assert str(e.value) == f"--out {f}: an existing file, not a folder: give a folder path"
-    with pytest.raises(ForgeryDetError) as e:
-        check_output(tmp_path, "--json")
-    assert str(e.value) == f"--json {tmp_path}: a folder, not a file: give a file path inside it"
-    with pytest.raises(ForgeryDetError) as e:
-        check_output(f / "deeper" / "x.csv", "--csv")
-    assert str(e.value) == f"--csv {f / 'deeper' / 'x.csv'}: {f} is a file, so nothing can be written below it"
-    assert f.read_text() == "keep"
-
-
 # ----------------------------------------------------------------------------- images
 
 def test_png_round_trip_keeps_rgb_order_and_grey(tmp_path):
@@ -175,6 +155,17 @@ def test_read_image_tells_the_failures_apart(tmp_path):
         with pytest.raises(ForgeryDetError) as e:
             read_image(path)
         assert str(e.value) == f"{path}: {why}"
+
+
+def test_a_link_to_nothing_is_told_from_a_missing_file(tmp_path):
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "ok.png").write_bytes(b"x")
+    assert broken_link(tmp_path / "dangling.png") and broken_link(tmp_path / "loop.png")
+    assert not broken_link(tmp_path / "ok.png") and not broken_link(tmp_path / "none.png")
+    for name in ("dangling.png", "loop.png"):
+        with pytest.raises(ForgeryDetError, match="a symbolic link to nothing readable"):
+            read_image(tmp_path / name)
 
 
 def test_quiet_native_stderr_silences_fd2_and_restores_it(capfd):
@@ -252,21 +243,6 @@ def test_source_key_is_the_stem_and_the_absolute_paths_hash(tmp_path, monkeypatc
     assert source_key("/x/" + "a" * 100 + ".mp4").startswith("a" * 60 + "-")
     assert len(source_key("/x/" + "a" * 100 + ".mp4")) == 69
     assert source_key(os.fsdecode(b"/x/\xff.mp4")).startswith("_-")  # folder-safe whatever the bytes
-
-
-def test_same_file_and_check_not_input_see_through_links(tmp_path):
-    from forgerydet.io import check_not_input, same_file
-
-    a = tmp_path / "a.png"
-    a.write_bytes(b"x")
-    (tmp_path / "link.png").symlink_to(a)
-    os.link(a, tmp_path / "hard.png")
-    assert same_file(a, tmp_path / "link.png") and same_file(a, tmp_path / "hard.png")
-    assert same_file(tmp_path / "new.json", tmp_path / "sub" / ".." / "new.json")  # neither exists yet
-    assert not same_file(a, tmp_path / "b.png")
-    check_not_input(tmp_path / "out.json", "--json", [("the photo", a), ("nothing", None)])
-    with pytest.raises(ForgeryDetError, match=r"^--json .*hard.png is the photo: writing there would replace it"):
-        check_not_input(tmp_path / "hard.png", "--json", [("the photo", a)])
 
 
 def test_an_output_that_is_a_link_is_written_through_and_a_stream_in_place(tmp_path):

@@ -1,5 +1,5 @@
 """The package layout's rules, checked on the source: imports point one way (cli -> scan/training ->
-model/pairs/faces -> io/errors/runtime/metrics; api -> scan), no import cycle between modules, no private name used outside
+model/pairs/faces -> paths/io/errors/runtime/metrics; api -> scan), no import cycle between modules, no private name used outside
 its module, commands registered statically, no module much over 350 lines, and a test file per module."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "forgerydet"
 TESTS = Path(__file__).resolve().parent
-BASE = {"forgerydet", "errors", "io", "runtime", "metrics"}  # the bottom layer (forgerydet = the package's __init__)
+BASE = {"forgerydet", "errors", "io", "paths", "runtime", "metrics"}  # the bottom layer (forgerydet = the package's __init__)
 MAY_IMPORT = {  # stage -> the stages it may import (besides itself)
     "errors": set(),
     "io": {"errors"},
+    "paths": {"errors", "io"},  # output checks, on io's streams and file kinds
     "runtime": {"errors"},
     "metrics": {"errors", "io"},
     "forgerydet": set(),

@@ -19,7 +19,8 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_lin
                                    progress_bar, shows_whole, user_errors, working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
-from forgerydet.io import check_not_input, check_output, own_descriptor, same_file, write_text_atomic
+from forgerydet.io import own_descriptor, write_text_atomic
+from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.records import settings_notes, shortest_names
 

@@ -31,7 +31,8 @@ from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from forgerydet.faces.media import describe_skipped, expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
-from forgerydet.io import check_output, read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
+from forgerydet.io import read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
+from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 
 LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in ("x", "y")]

@@ -37,7 +37,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError, os_reason
 from forgerydet.faces.playback import Frame, Playback, pixel_aspect, square_pixel_size
-from forgerydet.io import check_readable_file, quiet_native_stderr, read_image
+from forgerydet.io import broken_link, check_readable_file, quiet_native_stderr, read_image
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
 # what OpenCV's image codecs read (TIFF is common in forensic archives); a build without one of them still
@@ -107,6 +107,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
+            # a link to nothing is listed, so that it gets its error (io.check_readable_file's) rather than vanishing
             listed = sorted(f for f in p.rglob("*") if f.is_file() or broken_link(f))
             found = [f for f in listed if is_media(f)]
             _note_skipped(listed, skipped)
@@ -131,12 +132,6 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     if skipped is not None:  # a file also given by name is scanned (and gets its error), so it is not "left out"
         skipped[start:] = [f for f in skipped[start:] if file_key(f) not in seen]
     return out
-
-
-def broken_link(p: Path) -> bool:
-    """A symbolic link that leads to no file (dangling, or a loop: exists() follows the link); a folder or glob lists
-    it, so that it gets its error (io.check_readable_file's) rather than vanishing."""
-    return p.is_symlink() and not p.exists()
 
 
 def file_key(p: Path) -> Path:

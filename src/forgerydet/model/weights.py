@@ -186,7 +186,8 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Pa
     import timm
     from safetensors.torch import save
 
-    from forgerydet.io import check_checkpoint_out, check_output, write_bytes_atomic
+    from forgerydet.io import write_bytes_atomic
+    from forgerydet.paths import check_checkpoint_out, check_output
 
     if dtype not in WEIGHT_DTYPES:
         raise ForgeryDetError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype!r}")

@@ -16,11 +16,11 @@ from typing import Sequence
 
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.pipeline import ExtractConfig
-from forgerydet.io import check_not_input, check_output
 from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
 from forgerydet.pairs.discover import match_dirs, read_mapping_csv
 from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
 from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE, PairsSummary, check_split_shares
+from forgerydet.paths import check_not_input, check_output
 from forgerydet.runtime import Progress
 
 

@@ -13,7 +13,7 @@ import torch
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, Face
-from forgerydet.io import check_not_input, check_output, file_sha256
+from forgerydet.io import file_sha256
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import (
     THUMB,
@@ -26,6 +26,7 @@ from forgerydet.model.references import (
     read_unlocked,
     references_path,
 )
+from forgerydet.paths import check_not_input, check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import EnrollConfig
 

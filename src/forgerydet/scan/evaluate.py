@@ -14,11 +14,12 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS, file_key
-from forgerydet.io import check_output, source_key, write_text_atomic
+from forgerydet.io import source_key, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.checkpoint import training_faces
 from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
+from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes

@@ -12,12 +12,13 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_output, current_folder
+from forgerydet.io import current_folder
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector
 from forgerydet.model.diskbank import IndexConfig, write_bank
 from forgerydet.pairs.table import read_pairs
+from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.training.config import TrainConfig, check_checkpoint_rewrite
 from forgerydet.training.data import FaceList

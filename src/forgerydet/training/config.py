@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_checkpoint_out, check_not_input, check_output
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import config_from_dict
+from forgerydet.paths import check_checkpoint_out, check_not_input, check_output
 from forgerydet.training.augment import AugmentConfig
 
 

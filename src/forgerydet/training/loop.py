@@ -19,13 +19,14 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import check_output, current_folder, write_text_atomic
+from forgerydet.io import current_folder, write_text_atomic
 from forgerydet.model.backbone import pooled
 from forgerydet.model.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector, check_memory, check_tokens
 from forgerydet.model.losses import bce_loss, info_nce
 from forgerydet.pairs.table import read_pairs
+from forgerydet.paths import check_output
 from forgerydet.training.bankfill import rebuild_bank
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config

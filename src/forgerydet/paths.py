@@ -1,0 +1,74 @@
+"""Output paths checked before any work: a location the writers could not create later (check_output), a
+checkpoint output onto a file that is not one, an output that is one of the command's inputs (check_not_input,
+same_file). Each refusal is one ForgeryDetError naming the user's path; nothing is created."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from forgerydet.errors import ForgeryDetError, os_reason, path_text
+from forgerydet.io import is_stream, looks_like_safetensors
+
+
+def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path:
+    """Refuse now, before any work, an output the writers could not create later: a folder where a file is
+    wanted (or the reverse), a parent that is a file, a location that is read-only or not writable.
+
+    Probes by creating (and removing) an empty temp file in the nearest existing folder; nothing else is
+    created. A full disk cannot be foreseen: atomic_write reports it when it happens."""
+    p = Path(path)
+    label = f"{option} {path_text(p)}"
+    if not folder and is_stream(p):  # /dev/stdout, a named pipe: written in place, if it can be opened for writing
+        if not os.access(p, os.W_OK):
+            raise ForgeryDetError(f"{label}: cannot write there (no permission)")
+        return p
+    if folder and p.exists() and not p.is_dir():
+        raise ForgeryDetError(f"{label}: an existing file, not a folder: give a folder path")
+    if not folder and p.is_dir():
+        raise ForgeryDetError(f"{label}: a folder, not a file: give a file path inside it")
+    if not folder and p.is_file() and not os.access(p, os.W_OK):
+        raise ForgeryDetError(f"{label}: the file is read-only (make it writable, or give another path)")
+    d = p if folder else (Path(os.path.realpath(p)).parent if p.is_symlink() else p.parent)  # a link: its target's
+    d = Path(os.path.abspath(d))
+    while not d.exists() and d.parent != d:
+        d = d.parent
+    if not d.is_dir():
+        raise ForgeryDetError(f"{label}: {path_text(d)} is a file, so nothing can be written below it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".forgerydet-probe.", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ForgeryDetError(f"{label}: cannot write there ({os_reason(e)})") from None
+    return p
+
+
+def check_checkpoint_out(path: str | Path, option: str) -> None:
+    """Refuse now a checkpoint output onto an existing file that is not a checkpoint (a list given by mistake)."""
+    p = Path(path)
+    if p.is_file() and not looks_like_safetensors(p):
+        raise ForgeryDetError(f"{option} {path_text(p)} is an existing file that is not a checkpoint (safetensors): "
+                              f"writing the checkpoint there would replace it; give a new path")
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (links and hard links included; a path that does not exist yet is compared
+    by its resolved name)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_not_input(path: str | Path, option: str, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """Refuse now an output file that is one of the command's inputs (`inputs`: (what it is, path) pairs, None
+    skipped): writing it would replace that input, the data loss the atomic writes exist to prevent."""
+    for what, src in inputs:
+        if src is not None and same_file(path, src):
+            raise ForgeryDetError(f"{option} {path_text(Path(path))} is {what}: writing there would replace it; "
+                                  f"give another path")

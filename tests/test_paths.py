@@ -1,0 +1,59 @@
+"""Output paths checked before any work (paths.py): unwritable locations, a file for a folder, an output that is
+an input."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.paths import check_checkpoint_out, check_not_input, check_output, same_file
+
+
+def test_check_output_accepts_new_paths_and_creates_nothing(tmp_path):
+    assert check_output(tmp_path / "a" / "b" / "s.json", "--json") == tmp_path / "a" / "b" / "s.json"
+    assert check_output(tmp_path / "rep", "--report", folder=True) == tmp_path / "rep"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_output_refuses_a_file_for_a_folder_and_the_reverse(tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("keep")
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(f, "--out", folder=True)
+    assert str(e.value) == f"--out {f}: an existing file, not a folder: give a folder path"
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(tmp_path, "--json")
+    assert str(e.value) == f"--json {tmp_path}: a folder, not a file: give a file path inside it"
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(f / "deeper" / "x.csv", "--csv")
+    assert str(e.value) == f"--csv {f / 'deeper' / 'x.csv'}: {f} is a file, so nothing can be written below it"
+    assert f.read_text() == "keep"
+
+
+def test_same_file_and_check_not_input_see_through_links(tmp_path):
+    a = tmp_path / "a.png"
+    a.write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(a)
+    os.link(a, tmp_path / "hard.png")
+    assert same_file(a, tmp_path / "link.png") and same_file(a, tmp_path / "hard.png")
+    assert same_file(tmp_path / "new.json", tmp_path / "sub" / ".." / "new.json")  # neither exists yet
+    assert not same_file(a, tmp_path / "b.png")
+    check_not_input(tmp_path / "out.json", "--json", [("the photo", a), ("nothing", None)])
+    with pytest.raises(ForgeryDetError, match=r"^--json .*hard.png is the photo: writing there would replace it"):
+        check_not_input(tmp_path / "hard.png", "--json", [("the photo", a)])
+
+
+def test_a_checkpoint_output_onto_a_file_that_is_not_one_is_refused(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    listing = tmp_path / "faces.csv"
+    listing.write_text("path,label\n")
+    with pytest.raises(ForgeryDetError, match=r"^--out .*faces.csv is an existing file that is not a checkpoint"):
+        check_checkpoint_out(listing, "--out")
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "old.safetensors"))
+    check_checkpoint_out(tmp_path / "old.safetensors", "--out")  # an earlier checkpoint may be replaced
+    check_checkpoint_out(tmp_path / "new.safetensors", "--out")
+    assert listing.read_text() == "path,label\n"
