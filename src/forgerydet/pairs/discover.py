@@ -185,35 +185,44 @@ DFD_NAME = re.compile(r"(\d+)_(\d+)__(.+)__[^_]+")  # DeepFakeDetection's 01_02_
 
 def actor_fakes(tree: FFppTree) -> tuple[list[MappingEntry], list[Path]]:
     """DeepFakeDetection's fakes (tree.unmatched named A_B__SCENE__CODE) paired with the actors' video they were
-    made on: A__SCENE or B__SCENE, whichever the fake's frames match (its background is that video's; the name's
-    order is not documented), or the one of them that is here. Group: the actors the fakes join (identity_groups,
-    ids 'actorA'), method: the fake's folder. Returns (entries, fakes left unpaired). Reads two frames a video."""
-    entries, left = [], []
+    made on: A__SCENE or B__SCENE, whichever the fake's first frames match (its background is that video's; the
+    name's order is not documented), or the one of them that is here. Group: the actors the fakes join
+    (identity_groups, ids 'actorA'), method: the fake's folder. Returns (entries, fakes left unpaired). Reads the
+    first frames of each video concerned once."""
+    entries, left, seen = [], [], {}
+
+    def frames(path: Path) -> list[np.ndarray]:
+        if path not in seen:
+            seen[path] = _first_frames(path)
+        return seen[path]
     for p in tree.unmatched:
         m = DFD_NAME.fullmatch(p.stem)
         here = [(a, tree.actors[f"{a}__{m[3]}"]) for a in (m[1], m[2]) if f"{a}__{m[3]}" in tree.actors] if m else []
         if not here:
             left.append(p)
             continue
-        a, real = min(here, key=lambda c: _frame_distance(p, c[1])) if len(here) == 2 else here[0]
+        a, real = min(here, key=lambda c: _distance(frames(p), frames(c[1]))) if len(here) == 2 else here[0]
         entries.append(MappingEntry(real, p, group=f"actor{a}", method=tree.method_of(p)))
     ids = identity_groups(f"actor{m[1]}_actor{m[2]}" for e in entries if (m := DFD_NAME.fullmatch(e.fake.stem)))
     return [dataclasses.replace(e, group=ids[e.group]) for e in entries], left
 
 
-def _frame_distance(a: Path, b: Path, indices: Sequence[int] = (0, 12)) -> float:
-    """How unlike two videos' first frames are: mean absolute difference of their small grey images, each less its
-    own mean (a fake's colour shift does not count; another recording does). Unreadable: infinity."""
-    def small(path: Path) -> list[np.ndarray]:
-        try:
-            frames = [cv2.resize(f.image, (64, 64), interpolation=cv2.INTER_AREA) for f in iter_frames(path, indices=indices)]
-        except ForgeryDetError:
-            return []
-        grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in frames]
-        return [g - g.mean() for g in grey]
-    fa, fb = small(a), small(b)
-    n = min(len(fa), len(fb))
-    return float(np.mean([np.abs(x - y).mean() for x, y in zip(fa[:n], fb[:n])])) if n else float("inf")
+def _first_frames(path: Path, indices: Sequence[int] = (0, 8)) -> list[np.ndarray]:
+    """A video's frames at `indices` as 64x64 grey images less their own mean (a fake's colour shift does not count;
+    another recording does); none if it cannot be read."""
+    try:
+        small = [cv2.resize(f.image, (64, 64), interpolation=cv2.INTER_AREA) for f in iter_frames(path, indices=indices)]
+    except ForgeryDetError:
+        return []
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in small]
+    return [g - g.mean() for g in grey]
+
+
+def _distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Mean absolute difference of two videos' first frames (_first_frames); infinity when either has none."""
+    n = min(len(a), len(b))
+    return float(np.mean([np.abs(x - y).mean() for x, y in zip(a[:n], b[:n])])) if n else float("inf")
+
 
 def identity_groups(stems: Iterable[str]) -> dict[str, str]:
     """The split unit of each id of FaceForensics++ fakes named A_B (B's face on A's video): ids joined by a fake,
