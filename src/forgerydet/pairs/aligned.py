@@ -205,7 +205,7 @@ def pairs_from_ffpp(
     a folder of FF++'s official split files (read_ffpp_splits), which then decide each group's split."""
     tree = find_ffpp(root, compression, methods)
     # DeepFakeDetection's fakes, made on the actors' videos (the official splits list YouTube ids only)
-    on_actors, left = actor_fakes(tree) if splits is None else ([], tree.unmatched)
+    on_actors, left = actor_fakes(tree, progress) if splits is None else ([], tree.unmatched)
     if not tree.fakes and not on_actors:
         raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4, "
                               f"DeepFakeDetection's A_B__SCENE__CODE.mp4 after original_sequences/actors' A__SCENE.mp4)")
