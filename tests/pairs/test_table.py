@@ -82,3 +82,17 @@ def test_too_few_groups_after_failures_names_the_files_that_failed(tmp_path):
     assert str(e.value).endswith("; 1 file(s) failed, which may have taken groups with them (first: b.mp4: cannot "
                                  "decode the video)")
     assert not (tmp_path / "pairs.csv").exists()
+
+
+def test_one_group_holding_most_pairs_is_warned_of(tmp_path):
+    """DeepFakeDetection's fakes join its actors into one group: whichever split it lands in is mostly its faces."""
+    from forgerydet.pairs.table import PairsSummary, finish_pairs, pair_row
+
+    rows = [pair_row(f"crops/real/{g}{i}.png", f"crops/x/{g}{i}.png", g, "x", None)
+            for g, n in (("a", 2), ("b", 2), ("c", 2), ("d", 2), ("actor01+actor02", 10)) for i in range(n)]
+    s = finish_pairs(rows, tmp_path, 0.2, 0.0, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv"))
+    split = next(r["split"] for r in rows if r["group"].startswith("actor"))
+    [w] = s.warnings
+    assert w.startswith(f"group actor01+actor02 holds 10 of the 18 pairs (56%), all in {split}: ") and "never split" in w
+    even = [pair_row(f"crops/real/{g}.png", f"crops/x/{g}.png", g, "x", None) for g in "abcdefgh"]
+    assert finish_pairs(even, tmp_path, 0.2, 0.0, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv")).warnings == []

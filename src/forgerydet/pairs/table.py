@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -129,7 +130,21 @@ def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed:
         summary.split_groups[s] = sum(v == s for v in splits.values())
     for r in rows:
         summary.methods[r["method"]] = summary.methods.get(r["method"], 0) + 1
+    summary.warnings += _big_group(rows, splits)
     return summary
+
+
+def _big_group(rows: list[dict], splits: dict[str, str]) -> list[str]:
+    """A warning when one group holds over a quarter of the pairs among four groups or more (DeepFakeDetection's
+    actors, whom its fakes join into one group): a group is never split, so its split is mostly its faces."""
+    counts = Counter(r["group"] for r in rows)
+    group, n = counts.most_common(1)[0]
+    if len(counts) < 4 or n <= len(rows) / 4:
+        return []
+    name = group if len(group) <= 40 else group[:37] + "..."
+    return [f"group {name} holds {n} of the {len(rows)} pairs ({n / len(rows):.0%}), all in {splits[group]}: a group is "
+            f"never split (its faces share people), so that split is mostly this group; another --seed draws the "
+            f"splits again"]
 
 
 def pair_row(real_rel: str, fake_rel: str, group: str, method: str, landmarks: np.ndarray | None) -> dict:
