@@ -94,5 +94,11 @@ def test_one_group_holding_most_pairs_is_warned_of(tmp_path):
     split = next(r["split"] for r in rows if r["group"].startswith("actor"))
     [w] = s.warnings
     assert w.startswith(f"group actor01+actor02 holds 10 of the 18 pairs (56%), all in {split}: ") and "never split" in w
-    even = [pair_row(f"crops/real/{g}.png", f"crops/x/{g}.png", g, "x", None) for g in "abcdefgh"]
-    assert finish_pairs(even, tmp_path, 0.2, 0.0, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv")).warnings == []
+    for sizes in ((1,) * 8, (4, 3, 3), (5, 5)):  # even groups; three of which none is much larger; two groups
+        rows = [pair_row(f"crops/real/{g}{i}.png", f"crops/x/{g}{i}.png", g, "x", None)
+                for g, n in zip("abcdefgh", sizes) for i in range(n)]
+        assert finish_pairs(rows, tmp_path, 0.2, 0.0, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv")).warnings == []
+    rows = [pair_row(f"crops/real/{g}{i}.png", f"crops/x/{g}{i}.png", g, "x", None)
+            for g, n in zip("abc", (6, 6, 22)) for i in range(n)]  # the three groups of a small tree with DFD
+    assert "holds 22 of the 34 pairs (65%)" in finish_pairs(rows, tmp_path, 0.3, 0.0, 0,
+                                                           PairsSummary(pairs_csv=tmp_path / "pairs.csv")).warnings[0]

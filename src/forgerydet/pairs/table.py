@@ -135,11 +135,12 @@ def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed:
 
 
 def _big_group(rows: list[dict], splits: dict[str, str]) -> list[str]:
-    """A warning when one group holds over a quarter of the pairs among four groups or more (DeepFakeDetection's
-    actors, whom its fakes join into one group): a group is never split, so its split is mostly its faces."""
+    """A warning when, among three groups or more, one holds over a quarter of the pairs and over 1.5x a group's mean
+    share (DeepFakeDetection's actors, whom its fakes join into one group): a group is never split, so its split
+    is mostly its faces."""
     counts = Counter(r["group"] for r in rows)
     group, n = counts.most_common(1)[0]
-    if len(counts) < 4 or n <= len(rows) / 4:
+    if len(counts) < 3 or n <= max(len(rows) / 4, 1.5 * len(rows) / len(counts)):
         return []
     name = group if len(group) <= 40 else group[:37] + "..."
     return [f"group {name} holds {n} of the {len(rows)} pairs ({n / len(rows):.0%}), all in {splits[group]}: a group is "
