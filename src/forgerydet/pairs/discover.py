@@ -189,7 +189,7 @@ def actor_fakes(tree: FFppTree, progress: Progress | None = None) -> tuple[list[
     made on: A__SCENE or B__SCENE, whichever the fake's first frames match (its background is that video's; the
     name's order is not documented), or the one of them that is here. Group: the actors the fakes join
     (identity_groups, ids 'actorA'), method: the fake's folder. Returns (entries, fakes left unpaired). Reads the
-    first frames of each video concerned once (~0.1 s a 1080p video); `progress(done, total)` after each fake."""
+    first two frames of each video concerned once; `progress(done, total)` after each fake."""
     entries, left, seen = [], [], {}
 
     def frames(path: Path) -> list[np.ndarray]:
