@@ -8,6 +8,7 @@ import json
 import os
 import re
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -190,12 +191,8 @@ def actor_fakes(tree: FFppTree, progress: Progress | None = None) -> tuple[list[
     name's order is not documented), or the one of them that is here. Group: the actors the fakes join
     (identity_groups, ids 'actorA'), method: the fake's folder. Returns (entries, fakes left unpaired). Reads the
     first two frames of each video concerned once; `progress(done, total)` after each fake."""
-    entries, left, seen = [], [], {}
-
-    def frames(path: Path) -> list[np.ndarray]:
-        if path not in seen:
-            seen[path] = _first_frames(path)
-        return seen[path]
+    entries, left, joined = [], [], []
+    frames = functools.cache(_first_frames)  # each video read once, however many fakes name it
     for k, p in enumerate(tree.unmatched):
         if progress is not None:
             progress(k, len(tree.unmatched))
@@ -206,7 +203,8 @@ def actor_fakes(tree: FFppTree, progress: Progress | None = None) -> tuple[list[
             continue
         a, real = min(here, key=lambda c: _distance(frames(p), frames(c[1]))) if len(here) == 2 else here[0]
         entries.append(MappingEntry(real, p, group=f"actor{a}", method=tree.method_of(p)))
-    ids = identity_groups(f"actor{m[1]}_actor{m[2]}" for e in entries if (m := DFD_NAME.fullmatch(e.fake.stem)))
+        joined.append(f"actor{m[1]}_actor{m[2]}")
+    ids = identity_groups(joined)
     return [dataclasses.replace(e, group=ids[e.group]) for e in entries], left
 
 
