@@ -249,6 +249,22 @@ def test_an_interlaced_video_is_deinterlaced_and_noted(checkpoint, astronaut, tm
         assert ("interlaced: 4 of 4 frames deinterlaced" in rec["notes"]) is (want > 0)
 
 
+def test_a_cut_off_video_is_scanned_on_the_frames_it_has_and_says_so(checkpoint, astronaut, tmp_path):
+    """A video cut short states its whole length; the sampled frames past the cut are skipped, counted and noted
+    (they used to end the sampling without a word, the verdict resting on the first few frames)."""
+    head = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    whole = write_video(tmp_path / "whole.mkv", [shifted(head, k) for k in range(40)])
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    r = cli("scan", cut, "--checkpoint", checkpoint, "--device", "cpu", "--frames", 8, "--json", tmp_path / "c.json")
+    assert r.exit_code == 0, r.output
+    (rec,) = json.loads((tmp_path / "c.json").read_text())["files"]
+    lost = rec["frames_unreadable"]
+    assert 0 < lost < 8 and rec["frames_sampled"] == 8 - lost
+    assert (f"damaged video: {lost} of 8 sampled frames could not be decoded and were skipped; the verdict rests on "
+            f"the other {8 - lost}") in rec["notes"]
+
+
 def test_an_anamorphic_video_is_scanned_with_square_pixels_and_says_so(checkpoint, astronaut, tmp_path):
     squeezed = cv2.resize(astronaut, (192, 256), interpolation=cv2.INTER_AREA)  # stored at 3/4 of its width
     plain = write_video(tmp_path / "sq.mp4", [squeezed] * 3)

@@ -206,6 +206,70 @@ def test_images_read_as_rgb(tmp_path, ext):
     assert media_kind(path) == "image"
 
 
+class _DamagedCapture:
+    """A capture whose grab() fails at some frame positions without moving on: `once` fail one time (a damaged
+    packet, after which FFmpeg decodes that frame), `dead` fail until a seek jumps past them (cut or torn data)."""
+
+    once: set[int] = set()
+    dead: range = range(0)
+    real_cls = cv2.VideoCapture
+
+    def __init__(self, *args):
+        self._cap = _DamagedCapture.real_cls(*args)
+        self._failed: set[int] = set()
+
+    def grab(self):
+        p = int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))
+        if p in self.dead or (p in self.once and p not in self._failed):
+            self._failed.add(p)
+            return False
+        return self._cap.grab()
+
+    def __getattr__(self, name):
+        return getattr(self._cap, name)
+
+
+@pytest.fixture
+def damaged(monkeypatch):
+    monkeypatch.setattr(video.cv2, "VideoCapture", _DamagedCapture)
+    _DamagedCapture.once, _DamagedCapture.dead = set(), range(0)
+    return _DamagedCapture
+
+
+def test_a_damaged_packet_before_a_sampled_frame_costs_no_frame(level_video, damaged):
+    """One failed grab used to end the sampling: a glitch at frame 5 turned a 10-frame scan into a 1-frame one."""
+    damaged.once = {5, 27}
+    bad: list[int] = []
+    frames = list(iter_frames(level_video, num_frames=10, unreadable=bad))
+    assert [f.index for f in frames] == sample_indices(60, num_frames=10) and bad == []
+    assert _same_frames(frames, level_video)
+
+
+def test_frames_in_torn_data_are_skipped_and_named_and_the_rest_still_read(level_video, damaged):
+    damaged.dead = range(10, 30)  # frames 10-29 cannot be decoded; a seek past them works
+    bad: list[int] = []
+    frames = list(iter_frames(level_video, num_frames=10, unreadable=bad))
+    want = sample_indices(60, num_frames=10)
+    assert bad == [i for i in want if 10 <= i < 30]
+    assert [f.index for f in frames] == [i for i in want if not 10 <= i < 30]
+    assert _same_frames(frames, level_video)
+
+
+def test_a_cut_off_video_gives_the_frames_before_the_cut_and_names_the_rest(tmp_path):
+    """A video cut short (an interrupted download) still states its whole length: the sampled frames past the cut
+    are listed as unreadable instead of the stream ending without a word."""
+    whole = write_video(tmp_path / "whole.mkv", level_frames(60))
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    readable = len(_sequential(cut))
+    assert video_info(cut).frame_count == 60 and 10 < readable < 60
+    bad: list[int] = []
+    frames = list(iter_frames(cut, num_frames=10, unreadable=bad))
+    want = sample_indices(60, num_frames=10)
+    assert [f.index for f in frames] == [i for i in want if i < readable] and _same_frames(frames, cut)
+    assert bad == [i for i in want if i >= readable]
+
+
 def test_bad_files_raise_clear_errors(tmp_path, level_video):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")

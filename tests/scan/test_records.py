@@ -14,6 +14,7 @@ from forgerydet import __version__
 from forgerydet.scan.records import (
     CSV_COLUMNS, MAX_FACES, SMALL_FACE_PX, close_call_note, close_call_summary, csv_text, deinterlaced_note, empty_record, few_frames_note, json_record, json_text,
     many_faces_note, media_facts, no_face_error, reliability_notes, select_faces, settings_notes, unlike_reference_note,
+    unreadable_note,
 )
 
 WHY = "; the threshold is set per face, so a file of {} real faces is called FAKE more often than one of a single face"
@@ -22,10 +23,16 @@ WHY = "; the threshold is set per face, so a file of {} real faces is called FAK
 def test_empty_record_layout():
     assert empty_record("/v/a.mp4", 0.4) == {
         "path": "/v/a.mp4", "kind": None, "status": "ok", "error": None, "verdict": None, "score": None,
-        "score_interval": None, "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0,
-        "n_faces": 0, "n_tracks": 0, "fps": None, "duration_s": None, "width": None, "height": None, "sha256": None,
+        "score_interval": None, "threshold": 0.4, "frames_sampled": 0, "frames_with_face": 0, "frames_deinterlaced": 0, "frames_unreadable": 0,
+        "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "duration_s": None, "width": None, "height": None, "sha256": None,
         "tracks": [], "faces": [], "notes": [],
     }  # fmt: skip
+
+
+def test_unreadable_frames_get_a_note_that_says_what_the_verdict_rests_on():
+    assert unreadable_note(0, 32) == []
+    assert unreadable_note(10, 6) == ["damaged video: 10 of 16 sampled frames could not be decoded and were skipped; "
+                                      "the verdict rests on the other 6"]
 
 
 def test_media_facts_name_the_file_and_a_videos_rate_length_and_size(tmp_path):

@@ -92,6 +92,8 @@ def extract_cmd(
     console.print(escape(printable(f"index: {s.index}")), highlight=False, soft_wrap=True)
     if s.not_media:
         note("not extracted:", "the folders and patterns given hold " + s.not_media, style="yellow")
+    for w in s.warnings:
+        note("warning:", w, style="yellow")
     _report_errors(s.errors, "file(s)")
 
 

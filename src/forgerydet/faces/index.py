@@ -152,6 +152,7 @@ class ExtractSummary:
     tracks: int = 0  # face tracks found by this run (summed over sources)
     errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (source, message)
     not_media: str = ""  # describe_skipped() of the folders' and globs' other files, "" when none
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a damaged video's frames skipped
 
 
 def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
@@ -248,6 +249,7 @@ def _extract_one(
         summary.errors.append((source, path_text(e)))
         return [empty_row(source, "error", message=path_text(e))]
     rows: list[dict] = []
+    summary.warnings += found.unreadable_warning()
     shown = _shown(found)
     for (index, time), faces in zip(found.frames, found.faces):
         if not faces:

@@ -277,6 +277,7 @@ def iter_frames(
     deinterlace: bool = True,
     interlaced: bool | None = None,
     info: VideoInfo | None = None,
+    unreadable: list[int] | None = None,
 ) -> Iterator[Frame]:
     """Stream the sampled frames of a video (or the one frame of an image) as Frame(index, time, RGB).
 
@@ -284,7 +285,9 @@ def iter_frames(
     `indices` (e.g. the frames sampled from the real video of a pair; indices past the end are dropped).
     The file is opened and checked now, so a missing, empty, corrupt or non-media file raises
     ForgeryDetError at the call, not at the first `next()`. A video whose sampled frames cannot be
-    decoded at all raises ForgeryDetError while iterating; one that breaks off part-way simply ends.
+    decoded at all raises ForgeryDetError while iterating. A sampled frame that cannot be decoded (a damaged or
+    cut-off video) is skipped, the stream goes on at the next one (reached by a seek that must land on it), and
+    its index is appended to `unreadable` when a list is given.
     `deinterlace`: an interlaced video (combing on its frames) is deinterlaced (faces/playback.py; Frame.deinterlaced).
     `interlaced`: that decision when it is already made (a pair's fake follows its real); None: made on the frames.
     `info`: the video's video_info(path) when the caller already has it (not read again).
@@ -299,29 +302,32 @@ def iter_frames(
     else:
         wanted = sample_indices(info.frame_count, info.fps, num_frames, every, fps)
     cap = _open_video(path)
-    return _stream(cap, path, wanted, info.fps, seek_threshold, Playback(*pixel_aspect(cap), deinterlace, interlaced))
+    return _stream(cap, path, wanted, info.fps, seek_threshold, Playback(*pixel_aspect(cap), deinterlace, interlaced),
+                   unreadable)
 
 
 def _stream(
-    cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int, shown: Playback
+    cap: cv2.VideoCapture, path: Path, wanted: list[int], fps: float, seek_threshold: int, shown: Playback,
+    unreadable: list[int] | None = None,
 ) -> Iterator[Frame]:
     try:
         pos = 0  # index of the frame the next grab() returns
         delivered = 0
+        lost = False  # the stream broke: reach the next sampled frame by a seek, and check that it landed
         for i in wanted:
-            if i - pos > seek_threshold:
+            if lost or i - pos > seek_threshold:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, i)
                 pos = i
-            ok = True
-            while ok and pos < i:
-                ok = cap.grab()
-                pos += 1
-            if not ok or not cap.grab():
-                break
-            pos += 1
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:
-                break
+            ok, pos = _grab_through(cap, pos, i)
+            if ok and lost and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) != i + 1:
+                ok = False  # a seek into damaged data "succeeds" at another frame: not frame i
+            bgr = cap.retrieve()[1] if ok else None
+            if bgr is None:
+                lost = True
+                if unreadable is not None:
+                    unreadable.append(i)
+                continue
+            lost = False
             t = i / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             for frame in shown.push(i, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)):
                 yield frame
@@ -333,3 +339,22 @@ def _stream(
             raise ForgeryDetError(f"{path}: no frame could be decoded (corrupt video or unsupported codec)")
     finally:
         cap.release()
+
+
+GRAB_RETRIES = 3  # failed grabs in a row before a frame counts as lost (one damaged packet fails one grab)
+
+
+def _grab_through(cap: cv2.VideoCapture, pos: int, i: int) -> tuple[bool, int]:
+    """Grab frames pos..i (the last one is left for retrieve()); (whether frame i was grabbed, the next position).
+    A failed grab is tried again: FFmpeg skips a damaged packet and the next grab returns the same frame, so
+    the position is read back from the capture rather than counted."""
+    failed = 0
+    while pos <= i:
+        if cap.grab():
+            pos, failed = pos + 1, 0
+            continue
+        failed += 1
+        if failed > GRAB_RETRIES:
+            return False, pos
+        pos = max(pos, int(cap.get(cv2.CAP_PROP_POS_FRAMES)))
+    return True, pos

@@ -61,6 +61,15 @@ class SourceFaces:
     pixel_aspect: float = 1.0  # the stored frames' pixel aspect; boxes are in frames stretched to square pixels
     info: VideoInfo | None = None  # a video's frame count, frame rate and size (that of its decoded frames)
     still: np.ndarray | None = field(default=None, repr=False)  # an image source's pixels (RGB), kept: it is one frame
+    unreadable: list[int] = field(default_factory=list)  # sampled frame indices that could not be decoded (damaged video)
+
+    def unreadable_warning(self) -> list[str]:
+        """A warning naming the file when some of its sampled frames could not be decoded, else none."""
+        if not self.unreadable:
+            return []
+        n = len(self.unreadable)
+        return [f"{self.source}: {n} of {n + len(self.frames)} sampled frames could not be decoded (a damaged or cut-off "
+                "video) and were skipped"]
 
     @property
     def all_faces(self) -> list[Face]:
@@ -98,8 +107,9 @@ def detect_source(
     path = Path(path)
     kind = media_kind(path)
     info = video_info(path) if kind == "video" else None
+    unreadable: list[int] = []
     stream = iter_frames(path, config.num_frames, config.every, config.fps, indices=indices,
-                         deinterlace=config.deinterlace, info=info)
+                         deinterlace=config.deinterlace, info=info, unreadable=unreadable)
     frames: list[tuple[int, float]] = []
     faces: list[list[Face]] = []
     batch = []
@@ -121,4 +131,4 @@ def detect_source(
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
-    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, info, still)
+    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, info, still, unreadable)

@@ -145,6 +145,7 @@ def _pairs_for_real(
         return []
     indices = sample_indices(min(counts), rinfo.fps, config.num_frames, config.every, config.fps)
     found = detect_source(real, config, detector, indices=indices)
+    summary.warnings += found.unreadable_warning()
     rfaces = [max(fr, key=_area) for fr in found.faces if fr]
     if not rfaces:
         summary.warnings.append(f"{real}: no face found on the sampled frames; its {len(fakes)} fake(s) were skipped")

@@ -182,6 +182,7 @@ def pairs_from_self_blend(
             key = source_key(item.path)
             seen["ok" if item.found.all_faces else "no_face"] += 1
             seen["faces"] += len(item.found.all_faces)
+            summary.warnings += item.found.unreadable_warning()
             if not item.found.all_faces:
                 summary.warnings.append(f"{item.path}: no face found")
             for frame_faces in item.found.faces:

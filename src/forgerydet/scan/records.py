@@ -5,6 +5,7 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
     score (aggregated fake probability), score_interval ([low, high]: the score's central 90 % over resamplings of
     the sampled frames, aggregate.frame_interval; None for an image), threshold, frames_sampled, frames_with_face,
     frames_deinterlaced (sampled frames of an interlaced video, deinterlaced before detection: faces/playback.py),
+    frames_unreadable (sampled frames of a damaged or cut-off video that could not be decoded and were skipped),
     pixel_aspect (the stored frames' sample aspect ratio; boxes are in frames stretched to square pixels), n_faces,
     n_tracks, fps and duration_s (a video's frame rate and length as its container states them; None for an image),
     width and height (of the decoded frames, square pixels), sha256 (of the file's bytes: which file was judged),
@@ -40,7 +41,7 @@ def empty_record(path: str | Path, threshold: float | None = None, status: str =
     is stored as text (errors.path_text: a non-UTF-8 byte of a file name as \\xNN)."""
     return {"path": path_text(path), "kind": None, "status": status, "error": None if error is None else path_text(error),
             "verdict": None, "score": None, "score_interval": None, "threshold": threshold, "frames_sampled": 0,
-            "frames_with_face": 0, "frames_deinterlaced": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "duration_s": None,
+            "frames_with_face": 0, "frames_deinterlaced": 0, "frames_unreadable": 0, "pixel_aspect": 1.0, "n_faces": 0, "n_tracks": 0, "fps": None, "duration_s": None,
             "width": None, "height": None, "sha256": None, "tracks": [], "faces": [], "notes": []}
 
 
@@ -75,6 +76,14 @@ def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
     if deinterlaced == 0:
         return []
     return [f"interlaced: {deinterlaced} of {sampled} frames deinterlaced"]
+
+
+def unreadable_note(unreadable: int, decoded: int) -> list[str]:
+    """Say so when sampled frames could not be decoded (a damaged or cut-off video): the verdict rests on the others."""
+    if unreadable == 0:
+        return []
+    return [f"damaged video: {unreadable} of {unreadable + decoded} sampled frames could not be decoded and were "
+            f"skipped; the verdict rests on the other {decoded}"]
 
 
 def shortest_names(paths: list[str]) -> list[str]:

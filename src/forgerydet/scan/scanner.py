@@ -25,6 +25,7 @@ from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
+                                     unreadable_note,
                                      many_faces_note, media_facts, no_face_error, reliability_notes,
                                      unlike_reference_note)
 
@@ -238,12 +239,14 @@ class Scanner:
         if src.kind == "image":  # a photo's faces are numbered left to right, as a reader looks for them
             _number_left_to_right(faces)
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
-                   frames_deinterlaced=src.deinterlaced, pixel_aspect=src.pixel_aspect, n_faces=len(faces),
+                   frames_deinterlaced=src.deinterlaced, frames_unreadable=len(src.unreadable),
+                   pixel_aspect=src.pixel_aspect, n_faces=len(faces),
                    n_tracks=src.num_tracks, **media_facts(path, src))
         if not faces:
             rec.update(status="no_face", error=no_face_error(src.kind, len(src.frames), rec["width"], rec["height"],
                                                              cfg.detector.detect_side),
-                       notes=deinterlaced_note(src.deinterlaced, len(src.frames)),
+                       notes=unreadable_note(len(src.unreadable), len(src.frames))
+                       + deinterlaced_note(src.deinterlaced, len(src.frames)),
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
             return rec
         t1 = time.perf_counter()
@@ -266,7 +269,8 @@ class Scanner:
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
-        rec["notes"] = (reliability_notes(rec["faces"]) + deinterlaced_note(src.deinterlaced, len(src.frames))
+        rec["notes"] = (unreadable_note(len(src.unreadable), len(src.frames)) + reliability_notes(rec["faces"])
+                        + deinterlaced_note(src.deinterlaced, len(src.frames))
                         + many_faces_note(rec["tracks"], rec["verdict"], self.threshold, src.kind)
                         + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
                                           cfg.num_frames, len(src.frames))
