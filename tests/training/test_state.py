@@ -106,6 +106,19 @@ def test_nothing_left_to_train():
     assert resumed_config(TrainConfig(), None, _stored()[1], ck, set(), LAST).epochs == 3  # 2 of 3 done: go on
 
 
+def test_an_unfinished_run_is_not_cut_short_by_a_smaller_epoch_count():
+    """`--resume --epochs 5` on an 8-epoch run stopped after 3 used to train epochs 4-5 on a schedule recomputed
+    for 5; the run keeps its length (or is extended)."""
+    _, state, ck = _stored()
+    state.epoch, state.train_config["epochs"] = 3, 8
+    with pytest.raises(ForgeryDetError) as e:
+        resumed_config(TrainConfig(epochs=5), None, state, ck, {"epochs"}, LAST)
+    assert str(e.value).startswith("--epochs 5 would cut /runs/a, a run of 8 epochs with 3 done, short")
+    assert resumed_config(TrainConfig(epochs=8), None, state, ck, {"epochs"}, LAST).epochs == 8
+    assert resumed_config(TrainConfig(epochs=10), None, state, ck, {"epochs"}, LAST).epochs == 10
+    assert resumed_config(TrainConfig(), None, state, ck, set(), LAST).epochs == 8
+
+
 def test_a_stored_none_reads_as_none_not_pythons_none():
     from types import SimpleNamespace
 

@@ -185,6 +185,11 @@ def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainStat
             f"{last_path} has finished {done} epoch(s)" + (f", so --epochs {epochs} leaves nothing to train" if "epochs" in given
                                                           else " (all it was asked for)")
             + f": pass --epochs N with N > {done} to train more")
+    if epochs < int(stored["epochs"]) and done < int(stored["epochs"]):
+        raise ForgeryDetError(
+            f"--epochs {epochs} would cut {last_path.parent}, a run of {stored['epochs']} epochs with {done} done, short "
+            f"and change its learning-rate schedule midway: resume without --epochs (best.safetensors already holds "
+            f"its best epoch so far), or train a shorter run into a new --out")
     return config_from_dict(TrainConfig, {**stored, "out": tcfg.out, "device": tcfg.device, "workers": tcfg.workers,
                                           "epochs": epochs,  # and a new budget, which was accepted and then ignored
                                           **({"max_minutes": tcfg.max_minutes} if "max_minutes" in given else {})})
