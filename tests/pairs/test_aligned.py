@@ -83,9 +83,22 @@ def test_deepfakedetection_fakes_pair_with_the_actors_video_they_were_made_on(tm
 
 def test_too_few_groups_fails_before_detection(tmp_path, astronaut):
     v = write_video(tmp_path / "a.mp4", face_frames(astronaut, 2))
+    write_video(tmp_path / "a_fake.mp4", face_frames(astronaut, 2))
     with pytest.raises(ForgeryDetError, match="only 1 group"):
-        pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, [("a.mp4", "a.mp4")])), tmp_path / "out", CFG)
+        pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, [("a.mp4", "a_fake.mp4")])), tmp_path / "out", CFG)
     assert not (tmp_path / "out").exists() and v.exists()
+
+
+def test_a_mapping_row_whose_fake_is_its_real_or_empty_is_refused_by_line(tmp_path):
+    """Identical crops labelled real and fake would teach 'like its reference = fake'; an empty cell used to name
+    the mapping's folder ('.: a folder, where a video or image file is wanted')."""
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "b.mp4").write_bytes(b"x")
+    with pytest.raises(ForgeryDetError) as e:
+        read_mapping_csv(write_mapping(tmp_path, [("a.mp4", "b.mp4"), ("a.mp4", "./a.mp4")]))
+    assert str(e.value).startswith(f"{tmp_path / 'mapping.csv'}:3: real and fake are the same file (a.mp4)")
+    with pytest.raises(ForgeryDetError, match=r"mapping.csv:2: column 'fake' is empty$"):
+        read_mapping_csv(write_mapping(tmp_path, [("a.mp4", "")]))
 
 
 def test_mapping_images_and_bad_files(tmp_path, astronaut):

@@ -49,6 +49,15 @@ def test_match_dirs(tmp_path):
     assert [p.name for p in unmatched] == ["zzz.png"]
 
 
+def test_match_dirs_refuses_one_folder_as_both(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "1.mp4").write_bytes(b"x")
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    for fake in (tmp_path / "real", tmp_path / "alias", tmp_path / "real" / "."):
+        with pytest.raises(ForgeryDetError, match="--real-dir and --fake-dir are the same folder"):
+            match_dirs(tmp_path / "real", fake)
+
+
 def test_ids_joined_by_fakes_are_one_group():
     from forgerydet.pairs.discover import identity_groups
 

@@ -60,21 +60,33 @@ def read_mapping_csv(path: str | Path) -> list[MappingEntry]:
     if not rows:
         raise ForgeryDetError(f"{path}: the mapping has no rows")
     out = []
-    for r in rows:
-        out.append(
-            MappingEntry(
-                real=path.parent / r["real"],
-                fake=path.parent / r["fake"],
-                group=(r.get("group") or None),
-                method=(r.get("method") or "mapping"),
-            )
-        )
+    for line, r in enumerate(rows, start=2):  # line 1 is the header
+        for col in ("real", "fake"):
+            if not (r.get(col) or "").strip():
+                raise ForgeryDetError(f"{path}:{line}: column '{col}' is empty")
+        e = MappingEntry(real=path.parent / r["real"], fake=path.parent / r["fake"], group=(r.get("group") or None),
+                         method=(r.get("method") or "mapping"))
+        if _same(e.real, e.fake):
+            raise ForgeryDetError(f"{path}:{line}: real and fake are the same file ({r['real']}); a fake is compared "
+                                  "with the real it was made from, never with itself")
+        out.append(e)
     return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (a link or another spelling of the path counts)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def match_dirs(real_dir: str | Path, fake_dir: str | Path) -> tuple[list[MappingEntry], list[Path]]:
     """Pair each fake with the real of the same stem, else the real whose stem is the fake stem's longest
     prefix (preferring a prefix followed by '_', '-' or '.'); returns (entries, fakes left unmatched)."""
+    if _same(Path(real_dir), Path(fake_dir)):
+        raise ForgeryDetError(f"--real-dir and --fake-dir are the same folder ({fake_dir}): each real would be paired "
+                              "with itself as its fake")
     reals = expand_sources([real_dir])
     fakes = expand_sources([fake_dir])
     by_stem: dict[str, Path] = {}
@@ -93,6 +105,9 @@ def match_dirs(real_dir: str | Path, fake_dir: str | Path) -> tuple[list[Mapping
                 real = by_stem[max(sep or prefixes, key=len)]
         if real is None:
             unmatched.append(f)
+        elif _same(real, f):
+            raise ForgeryDetError(f"{f} is in both --real-dir and --fake-dir: a fake is compared with the real it was "
+                                  "made from, never with itself")
         else:
             entries.append(MappingEntry(real, f))
     return entries, unmatched
