@@ -98,6 +98,16 @@ def test_bad_pairs_files_are_clear_errors(pairs, tmp_path):
                              [str(d / "g0_f1_real.png"), str(d / "g0_f1_fake.png"), "g0", "val"]]), "appear in 'train' and 'val'"),
         "bad landmarks": (_write_csv(tmp_path / "g.csv", ["real", "fake", "group", "split", "landmarks"],
                                      [[str(d / "g0_f0_real.png"), str(d / "g0_f0_fake.png"), "g0", "train", "1 2 3"]]), "g.csv:2: column 'landmarks'"),
+        # NaN or collapsed landmarks used to pass here and stop training mid-epoch (or never, were the row not drawn)
+        "NaN landmarks": (_write_csv(tmp_path / "h.csv", ["real", "fake", "group", "split", "method", "landmarks"],
+                                     [[str(d / "g0_f0_real.png"), "", "g0", "train", "sbi", " ".join(["nan"] * 10)]]),
+                          "h.csv:2: column 'landmarks' holds NaN or infinite values"),
+        "one point": (_write_csv(tmp_path / "i.csv", ["real", "fake", "group", "split", "method", "landmarks"],
+                                 [[str(d / "g0_f0_real.png"), "", "g0", "train", "sbi", " ".join(["1e9"] * 10)]]),
+                      "i.csv:2: column 'landmarks' puts the 5 points within 2 px of each other"),
+        "bad split, online row": (_write_csv(tmp_path / "j.csv", ["real", "fake", "group", "split", "method", "landmarks"],
+                                             [[str(d / "g0_f0_real.png"), "", "g0", "bogus", "sbi", "1 2 3 4 5 6 7 8 9 10"]]),
+                                  "j.csv:2: column 'split' is 'bogus'"),  # not "column 'fake' is empty"
     }
     for name, (path, msg) in cases.items():
         with pytest.raises(ForgeryDetError, match=None) as ei:

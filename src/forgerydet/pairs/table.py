@@ -199,7 +199,13 @@ def _parse_landmarks(text: str, line: int, path: Path) -> np.ndarray | None:
         raise ForgeryDetError(f"{path}:{line}: column 'landmarks' must be 10 numbers, got {text[:40]!r}") from None
     if vals.size != 10:
         raise ForgeryDetError(f"{path}:{line}: column 'landmarks' must be 10 numbers (5 x,y points), got {vals.size}")
-    return vals.reshape(5, 2)
+    lm = vals.reshape(5, 2)
+    if not np.isfinite(lm).all():  # what `pairs` writes for a face without landmarks is an empty cell, never NaN
+        raise ForgeryDetError(f"{path}:{line}: column 'landmarks' holds NaN or infinite values; leave it empty for a "
+                              "face without landmarks")
+    if float(np.ptp(lm, axis=0).max()) < 2.0:  # the self-blend mask needs a face (pairs/outline.face_frame)
+        raise ForgeryDetError(f"{path}:{line}: column 'landmarks' puts the 5 points within 2 px of each other: not a face")
+    return lm
 
 
 def check_pairs_path(path: str | Path) -> None:
@@ -232,15 +238,15 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
                 )
             for i, raw in enumerate(reader, start=2):
                 rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+                if rec.get("split") and rec["split"] not in SPLITS:  # first: a mistyped split, not an empty fake, is the mistake
+                    raise ForgeryDetError(
+                        f"{path}:{i}: column 'split' is {rec['split']!r}; use one of {', '.join(SPLITS)}"
+                    )
                 online = rec.get("method") == "sbi" and rec.get("split") == "train" and bool(rec.get("landmarks"))
                 for c in REQUIRED_COLUMNS:
                     if not rec.get(c) and not (c == "fake" and online):  # online self-blends need no fake file
                         raise ForgeryDetError(f"{path}:{i}: column {c!r} is empty"
                                               + (" (only 'sbi' train rows with landmarks may leave it empty)" if c == "fake" else ""))
-                if rec["split"] not in SPLITS:
-                    raise ForgeryDetError(
-                        f"{path}:{i}: column 'split' is {rec['split']!r}; use one of {', '.join(SPLITS)}"
-                    )
                 real, fake = (Path(rec[c]) if Path(rec[c]).is_absolute() else base / rec[c] for c in ("real", "fake"))
                 relative.update((i, c) for c in ("real", "fake") if not Path(rec[c]).is_absolute())
                 fake = fake if rec["fake"] else None
