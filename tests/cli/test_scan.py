@@ -249,6 +249,25 @@ def test_an_interlaced_video_is_deinterlaced_and_noted(checkpoint, astronaut, tm
         assert ("interlaced: 4 of 4 frames deinterlaced" in rec["notes"]) is (want > 0)
 
 
+def test_a_report_inside_the_scanned_folder_is_not_scanned_on_the_next_run(checkpoint, astronaut, tmp_path):
+    """`scan photos --report photos`, run twice: the second run used to give the report's own crops, heatmaps and
+    page verdicts (13 "files" by the third run); one of its pictures named on its own would be overwritten."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), cv2.cvtColor(cv2.resize(astronaut, (256, 256)), cv2.COLOR_RGB2BGR))
+    for run in range(2):
+        r = cli("scan", photos, "--checkpoint", checkpoint, "--device", "cpu", "--report", photos, "--json", tmp_path / "s.json")
+        assert r.exit_code == 0, r.output
+        doc = json.loads((tmp_path / "s.json").read_text())
+        assert [Path(f["path"]).name for f in doc["files"]] == ["a.png"] and doc["settings"]["other_files"] == [], run
+    pictures = sorted((photos / "img").rglob("*.png"))
+    assert pictures
+    before = pictures[0].read_bytes()
+    one_error(cli("scan", pictures[0], "--checkpoint", checkpoint, "--device", "cpu", "--report", photos),
+              "lies where the --report")
+    assert pictures[0].read_bytes() == before
+
+
 def test_a_cut_off_video_is_scanned_on_the_frames_it_has_and_says_so(checkpoint, astronaut, tmp_path):
     """A video cut short states its whole length; the sampled frames past the cut are skipped, counted and noted
     (they used to end the sampling without a word, the verdict resting on the first few frames)."""

@@ -112,6 +112,19 @@ def test_the_index_says_how_frames_were_shown_and_older_parts_still_read(tmp_pat
     assert {(r.pixel_aspect, r.deinterlaced) for r in read_index(out / "faces.csv") if "wide" in r.source} == {(1.0, False)}
 
 
+def test_an_out_folder_inside_the_source_folder_is_not_read_back_as_sources(tmp_path, astronaut):
+    """`extract photos --out photos/faces` (or `--out photos`), run again: its crops used to become sources,
+    more each run, and faces.csv filled with crops of crops."""
+    for name, inside in (("a", "faces"), ("b", ".")):
+        src = tmp_path / name
+        src.mkdir()
+        cv2.imwrite(str(src / "p.png"), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+        out = src / inside
+        first, again = extract([src], out, CFG), extract([src], out, CFG)
+        assert (first.sources, first.faces, again.sources, again.skipped, again.not_media) == (1, 1, 1, 1, "")
+        assert [r.source.rsplit("/", 1)[-1] for r in read_index(out / "faces.csv")] == ["p.png"]
+
+
 def test_extract_command_exit_code_after_finishing(media, tmp_path):
     out = tmp_path / "cli"
     args = ["extract", str(media / "notes.mp4"), str(media / "noface.mp4"), "--out", str(out), "--frames", "2",

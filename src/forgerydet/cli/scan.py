@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,9 @@ def scan_cmd(
                              tta=tta, deinterlace=deinterlace, precision=precision)
             skipped: list[Path] = []
             files, bad_paths = expand_scan_paths(paths, skipped=skipped)
+            if report:
+                files = _without_report_files(files, paths, report)
+                skipped = _without_report_files(skipped, [], report)  # its index.html is not "a file left out"
             if not files:  # checked before the model loads
                 raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
             _check_outputs_apart(outputs, files, checkpoint, references)
@@ -164,6 +168,20 @@ def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path
             if written_by_report(report, path):
                 raise ForgeryDetError(f"{option} {printable(path)} is a file the --report writes (its page or its images): "
                                       f"give a path outside them")
+
+
+def _without_report_files(files: list[Path], paths: list[Path], report: Path) -> list[Path]:
+    """The files to scan less an earlier report's page and pictures in the --report folder, which a folder given to
+    scan holds after a first run (the report's crops and heatmaps got verdicts of their own); one of them named
+    on its own is refused: the report would overwrite it."""
+    from forgerydet.scan.report import written_by_report
+
+    named = {os.path.realpath(p) for p in paths}
+    for f in files:
+        if written_by_report(report, f) and os.path.realpath(f) in named:
+            raise ForgeryDetError(f"{printable(f)} lies where the --report {printable(report)} writes its page and images, "
+                                  f"so the report would overwrite it: give another --report folder")
+    return [f for f in files if not written_by_report(report, f)]
 
 
 STDOUT = Path("-")  # --json - / --csv -: that output on standard output

@@ -198,6 +198,14 @@ def rebuild_index(out_dir: Path) -> Path:
     return index
 
 
+def _written_here(out_dir: Path, path: Path) -> bool:
+    """Whether `path` is one of the files extract writes into out_dir (its crops, parts, index or settings): a source
+    folder that holds --out would otherwise give crops of crops, and more each re-run."""
+    root, p = os.path.realpath(out_dir), os.path.realpath(path)
+    rel = Path(os.path.relpath(p, root)).parts
+    return bool(rel) and rel[0] != ".." and (rel[0] in ("crops", "parts") or (len(rel) == 1 and rel[0] in (INDEX_NAME, SETTINGS_NAME)))
+
+
 def extract(
     sources: Sequence[str | Path],
     out_dir: str | Path,
@@ -214,7 +222,8 @@ def extract(
     config = config or ExtractConfig()
     out_dir = Path(out_dir)
     others: list[Path] = []
-    files = expand_sources(sources, others)
+    files = [f for f in expand_sources(sources, others) if not _written_here(out_dir, f)]
+    others = [f for f in others if not _written_here(out_dir, f)]
     check_output(out_dir, "--out", folder=True)  # before any face is detected
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, config)
