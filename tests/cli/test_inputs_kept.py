@@ -148,15 +148,18 @@ def test_weights_export_below_a_file_and_on_a_full_disk_is_one_line(tmp_path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temp file left behind
 
 
-@pytest.mark.parametrize("argv,needle", [(["scan", "--frames", "abc", "x.mp4"], "Invalid value for '--frames'"),
-                                         (["scan"], "Missing argument"), (["scan", "--bogus"], "No such option"),
-                                         (["nosuchcommand"], "No such command")])
-def test_usage_errors_are_one_line_and_exit_1(argv, needle, capsys):
+@pytest.mark.parametrize("argv,needle,where", [
+    (["scan", "--frames", "abc", "x.mp4"], "Invalid value for '--frames'", "forgerydet scan"),
+    (["scan"], "Missing argument", "forgerydet scan"), (["scan", "--bogus"], "No such option", "forgerydet scan"),
+    (["scan", "x.mp4", "--frames"], "Option '--frames' requires an argument", "forgerydet scan"),  # was `forgerydet`
+    (["weights", "export", "--dtype"], "requires an argument", "forgerydet weights export"),
+    (["nosuchcommand"], "No such command", "forgerydet")])
+def test_usage_errors_are_one_line_and_exit_1(argv, needle, where, capsys):
     with pytest.raises(SystemExit) as e:
         console_command(argv)
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert e.value.code == 1 and len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
-    assert "--help" in err[0]
+    assert err[0].endswith(f"(see `{where} --help`)"), err
 
 
 def test_ctrl_c_outside_a_commands_own_handling_is_one_line(checkpoint, small_pairs, capsys, monkeypatch):

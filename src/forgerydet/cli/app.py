@@ -93,6 +93,20 @@ weights.command("export", cls=PlainFlagsCommand)(weights_export_cmd)
 app.add_typer(weights, name="weights")
 
 
+def _typed_command(args: list[str]) -> str:
+    """`forgerydet CMD [SUB]` as far as the arguments name commands (for 'see ... --help')."""
+    from typer.main import get_command
+
+    cmd, path = get_command(app), ["forgerydet"]
+    for tok in args:
+        sub = getattr(cmd, "commands", {}).get(tok)
+        if sub is None:
+            break
+        cmd = sub
+        path.append(tok)
+    return " ".join(path)
+
+
 def cli(argv: list[str] | None = None) -> None:
     """The `forgerydet` console command: `app`, with a usage error (an unknown option, a missing argument, a value
     of the wrong type) told in one red line with exit code 1 like any other bad input, not click's boxed usage
@@ -116,6 +130,8 @@ def cli(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except UsageError as e:
         where = e.ctx.command_path if e.ctx else "forgerydet"
+        if where == "forgerydet":  # a missing option value is raised in the root's context: name the command typed
+            where = _typed_command(sys.argv[1:] if argv is None else argv)
         code = fail(f"{e.format_message()} (see `{where} --help`)").exit_code
     except ClickException as e:
         code = fail(e.format_message()).exit_code
