@@ -447,6 +447,7 @@ def test_14_hand_edited_metadata_and_nan_weights(ck, face_png, tmp_path):
     save_file(tensors, str(tmp_path / "nan.safetensors"), metadata=meta)
     assert_one_error(cli("scan", face_png, "--checkpoint", tmp_path / "nan.safetensors", "--device", "cpu"),
                      "NaN or infinite values", "lower --lr")
+    assert_one_error(cli("info", tmp_path / "nan.safetensors"), "NaN or infinite values")  # was described as sound
 
 
 # ----------------------------------------------------------------------------- 15. smaller points

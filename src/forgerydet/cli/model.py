@@ -26,7 +26,7 @@ def info_cmd(
         check_checkpoint_path(checkpoint)  # before torch loads (~5 s)
         from forgerydet.model.checkpoint import calibration_bank, read_meta
 
-        meta = read_meta(checkpoint)
+        meta = read_meta(checkpoint, check_weights=True)  # a damaged copy is not described as sound (scan refuses it)
     cfg, train = meta["config"] or {}, meta.get("train") or {}
     t = Table(title=shown(checkpoint), show_header=False, title_justify="left")
     t.add_column(style="bold")

@@ -7,7 +7,7 @@ checkpoint (`last`) also holds its TrainState (optimizer tensors `optim.*`, RNG 
 TrainConfig). A file may leave out backbone tensors that are still exactly their pretrained weights and name
 them in `by_reference` (model/frozen.py); loading takes them from those weights again. Loading rebuilds the
 Detector from the stored config and loads strictly; it never unpickles anything. Writes are atomic (one temp
-file + rename), so a crash never leaves a broken checkpoint."""
+file + rename), so a crash never leaves a broken checkpoint. Reading the metadata alone: model/meta.py."""
 
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from safetensors.torch import save
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import looks_like_safetensors, write_bytes_atomic
+from forgerydet.io import write_bytes_atomic
 from forgerydet.model import frozen
 from forgerydet.model.bank import fingerprint_hex
-from forgerydet.model.config import ModelConfig, check_checkpoint_path
+from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector
+from forgerydet.model.meta import (FORMAT, FORMAT_VERSION, calibration_bank, non_finite, open_error, read_meta,
+                                   refuse_non_finite, training_faces)
 
-FORMAT = "forgerydet-checkpoint"
-FORMAT_VERSION = 1
 DEFAULT_THRESHOLD = 0.5  # the verdict threshold of a checkpoint that was never calibrated
 DEFAULT_TEMPERATURE = 1.0  # logits as they are
 
@@ -210,22 +210,6 @@ def save_checkpoint(
     return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
 
 
-def training_faces(meta: dict[str, Any]) -> set[str]:
-    """Checkpoint.training_faces from a checkpoint's metadata alone (tools/unseen_photos.py reads no tensors)."""
-    return {Path(p).parent.name for p in meta.get("bank_sources") or []} | set((meta.get("extra") or {}).get("earlier_faces") or [])
-
-
-def calibration_bank(meta: dict[str, Any]) -> str:
-    """Checkpoint.calibration_bank from a checkpoint's metadata alone (`info` reads no tensors)."""
-    cal = (meta.get("extra") or {}).get("calibration")
-    if not isinstance(cal, dict):
-        return "not calibrated"
-    fitted, held = cal.get("bank_contents"), meta.get("bank_contents")
-    if not fitted or not held:
-        return "unknown"
-    return "this bank" if fitted == held else "an earlier bank"
-
-
 def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extra: dict[str, Any],
                       bank_sources: list[str] | None = None) -> Path:
     """Write a changed model of a loaded checkpoint (a rebuilt bank, a new calibration) to `path`, keeping the
@@ -234,48 +218,6 @@ def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extr
     return save_checkpoint(path, model, bank_sources=ck.bank_sources if bank_sources is None else bank_sources,
                            history=ck.history, train_state=ck.train_state, extra={**ck.extra, **extra},
                            by_reference=bool(ck.meta.get("by_reference")))
-
-
-def _open_error(path: Path, e: Exception) -> ForgeryDetError:
-    """A file safetensors cannot open: a damaged checkpoint where it starts as one does, else another kind of file
-    given by mistake (a photo, a CSV), said so."""
-    if not looks_like_safetensors(path):
-        renamed = " (damaged, or another kind of file renamed?)" if path.name.endswith(".safetensors") else ""
-        return ForgeryDetError(f"{path} is not a forgerydet checkpoint: not a safetensors file{renamed}; give the "
-                               f".safetensors file that `forgerydet train` wrote, or the shipped one")
-    return ForgeryDetError(f"{path} is not a readable forgerydet checkpoint (truncated or corrupted? "
-                           f"{type(e).__name__}: {str(e)[:120]}); re-copy it or train a new one")
-
-
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's metadata (decoded JSON fields), without building the model."""
-    path = check_checkpoint_path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-            keys = list(f.keys())
-    except Exception as e:  # safetensors raises several types for broken headers
-        raise _open_error(path, e) from None
-    if raw.get("format") != FORMAT:
-        raise ForgeryDetError(f"{path} is a safetensors file but not a forgerydet checkpoint")
-    if raw.get("format_version") != str(FORMAT_VERSION):
-        raise ForgeryDetError(
-            f"{path} is checkpoint format {raw.get('format_version')}, this forgerydet "
-            f"({__version__}) reads format {FORMAT_VERSION}: use a matching forgerydet version or retrain"
-        )
-    meta: dict[str, Any] = dict(raw)
-    try:
-        for k in ("config", "bank_sources", "history", "train", "extra", "by_reference"):
-            meta[k] = json.loads(raw.get(k) or "null")
-    except json.JSONDecodeError as e:
-        raise _open_error(path, e) from None
-    try:
-        meta["bank_fill"] = int(raw.get("bank_fill", 0))
-    except ValueError:
-        raise ForgeryDetError(f"{path}: its metadata field bank_fill is {raw.get('bank_fill')!r}, not a whole number "
-                              f"(was the file edited?): re-copy it or run `forgerydet rebuild-bank`") from None
-    meta["tensor_names"] = keys
-    return meta
 
 
 def load_checkpoint(
@@ -298,12 +240,8 @@ def load_checkpoint(
         with safe_open(str(path), framework="pt", device="cpu") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise _open_error(path, e) from None
-    bad = [k for k, v in tensors.items() if k.startswith("model.") and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise ForgeryDetError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0][6:]}): "
-                              f"the training diverged or the file was damaged; use an earlier checkpoint or retrain "
-                              f"with a lower --lr")
+        raise open_error(path, e) from None
+    refuse_non_finite(path, [k for k, v in tensors.items() if non_finite(k, v)])
     model = Detector(cfg, pretrained="none")
     model.pretrained_source = meta.get("pretrained_source", "none")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -1,0 +1,95 @@
+"""A checkpoint's metadata read without building its model (the format's name and version, the decoded JSON
+fields, which faces it trained on, which bank it was calibrated against), and the one-line errors for a file that
+is not a readable checkpoint or whose weights hold NaN or infinite values. model/checkpoint.py writes and loads
+the whole file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from forgerydet import __version__
+from forgerydet.errors import ForgeryDetError
+from forgerydet.io import looks_like_safetensors
+from forgerydet.model.config import check_checkpoint_path
+
+FORMAT = "forgerydet-checkpoint"
+FORMAT_VERSION = 1
+
+
+def open_error(path: Path, e: Exception) -> ForgeryDetError:
+    """A file safetensors cannot open: a damaged checkpoint where it starts as one does, else another kind of file
+    given by mistake (a photo, a CSV), said so."""
+    if not looks_like_safetensors(path):
+        renamed = " (damaged, or another kind of file renamed?)" if path.name.endswith(".safetensors") else ""
+        return ForgeryDetError(f"{path} is not a forgerydet checkpoint: not a safetensors file{renamed}; give the "
+                               f".safetensors file that `forgerydet train` wrote, or the shipped one")
+    return ForgeryDetError(f"{path} is not a readable forgerydet checkpoint (truncated or corrupted? "
+                           f"{type(e).__name__}: {str(e)[:120]}); re-copy it or train a new one")
+
+
+def non_finite(key: str, v: torch.Tensor) -> bool:
+    """Whether tensor `key` is a model weight holding NaN or infinite values."""
+    return key.startswith("model.") and v.is_floating_point() and not bool(torch.isfinite(v).all())
+
+
+def refuse_non_finite(path: Path, bad: list[str]) -> None:
+    """The one-line error for a checkpoint whose weights `bad` hold NaN or infinite values, if any do."""
+    if bad:
+        raise ForgeryDetError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0][6:]}): "
+                              f"the training diverged or the file was damaged; use an earlier checkpoint or retrain "
+                              f"with a lower --lr")
+
+
+def read_meta(path: str | Path, *, check_weights: bool = False) -> dict[str, Any]:
+    """The checkpoint's metadata (decoded JSON fields), without building the model. check_weights: refuse weights
+    holding NaN or infinite values too, as load_checkpoint does (for `info`; one tensor in memory at a time)."""
+    path = check_checkpoint_path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+            keys = list(f.keys())
+            bad = [k for k in keys if check_weights and raw.get("format") == FORMAT and non_finite(k, f.get_tensor(k))]
+    except Exception as e:  # safetensors raises several types for broken headers
+        raise open_error(path, e) from None
+    if raw.get("format") != FORMAT:
+        raise ForgeryDetError(f"{path} is a safetensors file but not a forgerydet checkpoint")
+    if raw.get("format_version") != str(FORMAT_VERSION):
+        raise ForgeryDetError(
+            f"{path} is checkpoint format {raw.get('format_version')}, this forgerydet "
+            f"({__version__}) reads format {FORMAT_VERSION}: use a matching forgerydet version or retrain"
+        )
+    meta: dict[str, Any] = dict(raw)
+    try:
+        for k in ("config", "bank_sources", "history", "train", "extra", "by_reference"):
+            meta[k] = json.loads(raw.get(k) or "null")
+    except json.JSONDecodeError as e:
+        raise open_error(path, e) from None
+    try:
+        meta["bank_fill"] = int(raw.get("bank_fill", 0))
+    except ValueError:
+        raise ForgeryDetError(f"{path}: its metadata field bank_fill is {raw.get('bank_fill')!r}, not a whole number "
+                              f"(was the file edited?): re-copy it or run `forgerydet rebuild-bank`") from None
+    meta["tensor_names"] = keys
+    refuse_non_finite(path, bad)
+    return meta
+
+
+def training_faces(meta: dict[str, Any]) -> set[str]:
+    """Checkpoint.training_faces from a checkpoint's metadata alone (tools/unseen_photos.py reads no tensors)."""
+    return {Path(p).parent.name for p in meta.get("bank_sources") or []} | set((meta.get("extra") or {}).get("earlier_faces") or [])
+
+
+def calibration_bank(meta: dict[str, Any]) -> str:
+    """Checkpoint.calibration_bank from a checkpoint's metadata alone (`info` reads no tensors)."""
+    cal = (meta.get("extra") or {}).get("calibration")
+    if not isinstance(cal, dict):
+        return "not calibrated"
+    fitted, held = cal.get("bank_contents"), meta.get("bank_contents")
+    if not fitted or not held:
+        return "unknown"
+    return "this bank" if fitted == held else "an earlier bank"
