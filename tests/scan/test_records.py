@@ -146,6 +146,7 @@ def test_no_face_on_a_frame_shrunk_for_detection_names_detect_side():
         "no face found (the detector saw the 4000x200 frame shrunk to 640 px on its longest side: a small face may "
         "be found with --detect-side 2560)")
     assert no_face_error("video", 8, None, None, 640) == "no face found in 8 sampled frames"
+    assert no_face_error("image", 1, 20000, 2, 640) == "no face found"  # not "try --detect-side 2560" for a 2 px strip
 
 
 def test_reliability_notes_flag_a_file_whose_median_face_is_small():

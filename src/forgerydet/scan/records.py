@@ -121,12 +121,15 @@ def unlike_reference_note(summary: dict[str, Any]) -> list[str]:
             f"the enrolled faces' to one another ({theirs:.2f}); it may be someone else, and the comparison says little"]
 
 
+NO_FACE_BELOW_PX = 32  # a frame whose shorter side is smaller holds no face the detector keeps (DetectorConfig.min_face)
+
+
 def no_face_error(kind: str | None, sampled: int, width: int | None, height: int | None, detect_side: int) -> str:
     """The error of a file without a face; where MTCNN saw the frame shrunk by more than half, the hint that a
     small face may need a larger --detect-side."""
     text = "no face found" + (f" in {sampled} sampled frames" if kind == "video" else "")
-    longest = max(width or 0, height or 0)
-    if longest > 2 * detect_side:
+    longest, shortest = max(width or 0, height or 0), min(width or 0, height or 0)
+    if longest > 2 * detect_side and shortest >= NO_FACE_BELOW_PX:  # a 20000x2 strip holds no face at any size
         text += (f" (the detector saw the {width}x{height} frame shrunk to {detect_side} px on its longest side: a "
                  f"small face may be found with --detect-side {min(longest, 4 * detect_side)})")
     return text
