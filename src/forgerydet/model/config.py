@@ -114,6 +114,8 @@ def check_bank_folder(folder: str | Path) -> Path:
         what = "a file" if folder.exists() else "not found"
         raise ForgeryDetError(f"--bank {folder}: {what}; give the folder that `forgerydet rebuild-bank --disk-bank` "
                               f"wrote")
+    if not (folder / "bank.json").is_file():  # written last by the bank's writer: checked before torch loads
+        raise ForgeryDetError(f"{folder} holds no finished disk bank (no bank.json)")
     return folder
 
 
