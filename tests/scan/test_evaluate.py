@@ -246,3 +246,22 @@ def test_scoring_otherwise_than_the_calibration_is_in_the_notes(setup, tmp_path)
     assert [n.split(";")[0] for n in res["notes"]] == ["the checkpoint was calibrated with --tta flip"]
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["notes"] == res["notes"]
     assert evaluate(lst, flip, config=ScanConfig(device="cpu", tta="none", threshold=0.5), crops=True)["notes"] == []
+
+
+def test_a_listed_file_that_is_not_there_is_said_before_the_model_loads(tmp_path, monkeypatch):
+    """Missing files in a list used to be found one by one while the others were scored (the README: every path
+    is checked before the model loads)."""
+    import forgerydet.scan.evaluate as ev
+    from forgerydet.errors import ForgeryDetError
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    lst = tmp_path / "list.csv"
+    lst.write_text("path,label\na.png,0\ngone.png,1\n")
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(ev, "Scanner", no_model)
+    with pytest.raises(ForgeryDetError) as e:
+        ev.evaluate(lst, None)
+    assert str(e.value).startswith(f"{lst}: 1 listed file(s) not found (e.g. {tmp_path / 'gone.png'})")

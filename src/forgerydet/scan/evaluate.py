@@ -7,6 +7,7 @@ resolved against the list's folder. scan/evalsets.py makes the same items from d
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ def evaluate(
         items, title = check_classes(source, "the evaluation set"), "the evaluation set"
     else:
         items, title = read_list(source), Path(source).name
+        gone = [it.path for it in items if not os.path.lexists(it.path)]
+        if gone:  # a bad path is said before the model loads, not after the other files were scored
+            raise ForgeryDetError(f"{source}: {len(gone)} listed file(s) not found (e.g. {path_text(gone[0])}); relative "
+                                  f"paths are taken from the list's folder: fix the list")
     scanner = Scanner(checkpoint, config or ScanConfig())
     thr = scanner.threshold
     face_y, face_s, face_g, face_p = [], [], [], []
