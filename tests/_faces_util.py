@@ -146,3 +146,26 @@ class CountingCapture:
 
     def __getattr__(self, name):
         return getattr(self._cap, name)
+
+
+class DamagedCapture:
+    """A capture whose grab() fails at some frame positions without moving on: `once` fail one time (a damaged
+    packet, after which FFmpeg decodes that frame), `dead` fail until a seek jumps past them (cut or torn data)."""
+
+    once: set[int] = set()
+    dead: range = range(0)
+    real_cls = cv2.VideoCapture
+
+    def __init__(self, *args):
+        self._cap = DamagedCapture.real_cls(*args)
+        self._failed: set[int] = set()
+
+    def grab(self):
+        p = int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))
+        if p in self.dead or (p in self.once and p not in self._failed):
+            self._failed.add(p)
+            return False
+        return self._cap.grab()
+
+    def __getattr__(self, name):
+        return getattr(self._cap, name)

@@ -20,7 +20,7 @@ from forgerydet.faces.media import (
 )
 from forgerydet.faces.playback import INTERLACE_PROBE_FRAMES
 from forgerydet.io import read_image
-from tests._faces_util import CountingCapture, level_frames, rotate_90, shifted, weave, with_pixel_aspect, write_video
+from tests._faces_util import CountingCapture, DamagedCapture, level_frames, rotate_90, shifted, weave, with_pixel_aspect, write_video
 
 
 @pytest.fixture
@@ -206,34 +206,11 @@ def test_images_read_as_rgb(tmp_path, ext):
     assert media_kind(path) == "image"
 
 
-class _DamagedCapture:
-    """A capture whose grab() fails at some frame positions without moving on: `once` fail one time (a damaged
-    packet, after which FFmpeg decodes that frame), `dead` fail until a seek jumps past them (cut or torn data)."""
-
-    once: set[int] = set()
-    dead: range = range(0)
-    real_cls = cv2.VideoCapture
-
-    def __init__(self, *args):
-        self._cap = _DamagedCapture.real_cls(*args)
-        self._failed: set[int] = set()
-
-    def grab(self):
-        p = int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))
-        if p in self.dead or (p in self.once and p not in self._failed):
-            self._failed.add(p)
-            return False
-        return self._cap.grab()
-
-    def __getattr__(self, name):
-        return getattr(self._cap, name)
-
-
 @pytest.fixture
 def damaged(monkeypatch):
-    monkeypatch.setattr(video.cv2, "VideoCapture", _DamagedCapture)
-    _DamagedCapture.once, _DamagedCapture.dead = set(), range(0)
-    return _DamagedCapture
+    monkeypatch.setattr(video.cv2, "VideoCapture", DamagedCapture)
+    DamagedCapture.once, DamagedCapture.dead = set(), range(0)
+    return DamagedCapture
 
 
 def test_a_damaged_packet_before_a_sampled_frame_costs_no_frame(level_video, damaged):

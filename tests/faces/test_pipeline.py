@@ -9,6 +9,7 @@ from forgerydet.errors import ForgeryDetError
 
 from forgerydet.faces.media import iter_frames, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from tests._faces_util import DamagedCapture, level_frames, write_video
 from tests.faces.conftest import CFG
 
 
@@ -52,3 +53,16 @@ def test_iter_frames_uses_a_video_info_it_is_given(media):
 def test_sampling_settings_are_checked_when_made_not_per_file(bad, option):
     with pytest.raises(ForgeryDetError, match=f"^{option} "):
         ExtractConfig(**bad)
+
+
+def test_frames_missing_only_at_the_very_end_are_an_overstated_count_not_damage(tmp_path, monkeypatch):
+    """A container that states a frame or two more than it holds (a count estimated from its duration) is not a
+    damaged video: only failures before its end, or past the last 3 frames / 2 %, are reported unreadable."""
+    import forgerydet.faces.media as media
+
+    video = write_video(tmp_path / "levels.mp4", level_frames(60))
+    monkeypatch.setattr(media.cv2, "VideoCapture", DamagedCapture)
+    cfg = ExtractConfig(num_frames=10, detector=CFG.detector)
+    for dead, want in ((range(58, 60), []), (range(40, 60), [46, 52, 59]), (range(20, 30), [20, 26])):
+        DamagedCapture.once, DamagedCapture.dead = set(), dead
+        assert detect_source(video, cfg).unreadable == want, dead

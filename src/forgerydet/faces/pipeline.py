@@ -49,6 +49,12 @@ class ExtractConfig:
         }  # fmt: skip
 
 
+# Sampled frames that fail only at a video's very end (after every frame that decoded, within the last 3 frames or
+# 2 % of the stated count) are an overstated frame count (estimated from duration x rate, variable frame rate),
+# not damage, and are not reported as unreadable.
+TAIL_SLACK, TAIL_SLACK_SHARE = 3, 0.02
+
+
 @dataclass
 class SourceFaces:
     """The sampled frames of one file and the faces found on each (track ids set)."""
@@ -127,6 +133,11 @@ def detect_source(
     if batch:
         faces.extend(detector.faces(batch))
         frames.extend((f.index, f.time) for f in batch)
+    if info is not None and unreadable:  # a container that states a frame or two more than it holds is not damaged
+        last = max((i for i, _ in frames), default=-1)
+        slack = max(TAIL_SLACK, round(TAIL_SLACK_SHARE * info.frame_count))
+        if min(unreadable) > last and min(unreadable) >= info.frame_count - slack:
+            unreadable = []
     ids = assign_tracks([np.array([f.box for f in fr]).reshape(-1, 4) for fr in faces], config.iou_threshold)
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
