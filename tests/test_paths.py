@@ -51,9 +51,18 @@ def test_a_checkpoint_output_onto_a_file_that_is_not_one_is_refused(tmp_path):
 
     listing = tmp_path / "faces.csv"
     listing.write_text("path,label\n")
-    with pytest.raises(ForgeryDetError, match=r"^--out .*faces.csv is an existing file that is not a checkpoint"):
+    with pytest.raises(ForgeryDetError, match=r"^--out .*faces.csv is an existing file that is not a forgerydet "
+                                              r"checkpoint \(not a safetensors file\)"):
         check_checkpoint_out(listing, "--out")
-    save_file({"w": torch.zeros(1)}, str(tmp_path / "old.safetensors"))
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "old.safetensors"), metadata={"format": "forgerydet-checkpoint"})
     check_checkpoint_out(tmp_path / "old.safetensors", "--out")  # an earlier checkpoint may be replaced
     check_checkpoint_out(tmp_path / "new.safetensors", "--out")
     assert listing.read_text() == "path,label\n"
+    # `calibrate --out people.refs.safetensors` replaced every enrolled person with a checkpoint; plain weights too
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "people.refs.safetensors"), metadata={"format": "forgerydet-references"})
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    for name, kind in (("people.refs.safetensors", "of format forgerydet-references"), ("plain.safetensors", "of format unnamed")):
+        with pytest.raises(ForgeryDetError, match=f"is an existing file that is not a forgerydet checkpoint \\(a safetensors file {kind}\\)"):
+            check_checkpoint_out(tmp_path / name, "--out")
+    with pytest.raises(ForgeryDetError, match=r"^OUT .*old.safetensors already exists: give a new path, or --overwrite"):
+        check_checkpoint_out(tmp_path / "old.safetensors", "OUT", overwrite=False)  # weights export onto a model

@@ -4,6 +4,7 @@ same_file). Each refusal is one ForgeryDetError naming the user's path; nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -46,12 +47,34 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
     return p
 
 
-def check_checkpoint_out(path: str | Path, option: str) -> None:
-    """Refuse now a checkpoint output onto an existing file that is not a checkpoint (a list given by mistake)."""
+CHECKPOINT_FORMAT = "forgerydet-checkpoint"  # model/meta.FORMAT (paths.py is a base module and cannot import it)
+
+
+def check_checkpoint_out(path: str | Path, option: str, *, overwrite: bool = True) -> None:
+    """Refuse now a checkpoint output onto an existing file that is not a forgerydet checkpoint (a list given by
+    mistake, an enrolled people's reference file, exported weights); overwrite=False refuses any existing file."""
     p = Path(path)
-    if p.is_file() and not looks_like_safetensors(p):
-        raise ForgeryDetError(f"{option} {path_text(p)} is an existing file that is not a checkpoint (safetensors): "
-                              f"writing the checkpoint there would replace it; give a new path")
+    if not p.is_file():
+        return
+    if not overwrite:
+        raise ForgeryDetError(f"{option} {path_text(p)} already exists: give a new path, or --overwrite to replace it")
+    kind = safetensors_format(p) if looks_like_safetensors(p) else None
+    if kind != CHECKPOINT_FORMAT:
+        what = "not a safetensors file" if kind is None else f"a safetensors file of format {kind or 'unnamed'}"
+        raise ForgeryDetError(f"{option} {path_text(p)} is an existing file that is not a forgerydet checkpoint "
+                              f"({what}): writing the checkpoint there would replace it; give a new path")
+
+
+def safetensors_format(path: Path) -> str | None:
+    """The `format` its header's metadata names ('' when none; a forgerydet reference file says
+    'forgerydet-references'), read without torch; None when the header cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            head = json.loads(f.read(n)) if 2 <= n <= 1 << 28 else None
+    except (OSError, ValueError):
+        return None
+    return str(((head or {}).get("__metadata__") or {}).get("format") or "") if isinstance(head, dict) else None
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

