@@ -269,6 +269,16 @@ def test_bad_files_raise_clear_errors(tmp_path, level_video):
         iter_frames(tmp_path / "missing.mp4")
 
 
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    """`forgerydet scan "$VIDEO"` with VIDEO unset scanned every file of the current folder (Path("") is ".")."""
+    (tmp_path / "a.png").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    for given in ([""], [Path("a.png"), ""]):
+        with pytest.raises(ForgeryDetError, match=r"^an empty path was given \(an unset variable\?\)"):
+            expand_sources(given)
+    assert expand_sources(["."]) == [Path("a.png")]
+
+
 def test_expand_sources(tmp_path):
     (tmp_path / "a" / "deep").mkdir(parents=True)
     for name in ("a/2.png", "a/deep/1.mp4", "a/notes.txt", "b.jpg"):

@@ -99,13 +99,14 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     start = len(skipped) if skipped is not None else 0
 
     def add(p: Path) -> None:
-        key = file_key(p)
-        if key not in seen:
-            seen.add(key)
+        if file_key(p) not in seen:
+            seen.add(file_key(p))
             out.append(p)
 
     for raw in paths:
         p = Path(raw)
+        if not str(raw):  # Path("") is the current folder: `scan "$VIDEO"` with VIDEO unset scanned all of it
+            raise ForgeryDetError("an empty path was given (an unset variable?): name a file, folder or pattern")
         if p.is_dir():
             # a link to nothing is listed, so that it gets its error (io.check_readable_file's) rather than vanishing
             listed = sorted(f for f in p.rglob("*") if f.is_file() or broken_link(f))
@@ -345,9 +346,8 @@ GRAB_RETRIES = 3  # failed grabs in a row before a frame counts as lost (one dam
 
 
 def _grab_through(cap: cv2.VideoCapture, pos: int, i: int) -> tuple[bool, int]:
-    """Grab frames pos..i (the last one is left for retrieve()); (whether frame i was grabbed, the next position).
-    A failed grab is tried again: FFmpeg skips a damaged packet and the next grab returns the same frame, so
-    the position is read back from the capture rather than counted."""
+    """Grab frames pos..i, the last left for retrieve(): (frame i grabbed?, next position). A failed grab is tried
+    again (FFmpeg skips a damaged packet; the next grab returns that frame): the position is read back, not counted."""
     failed = 0
     while pos <= i:
         if cap.grab():
