@@ -259,3 +259,29 @@ def test_folder_inside_ffpp_leaves_masks_out_and_notes_levels(tmp_path):
     notes.clear()
     evaluation_source(real=[tmp_path / "original_sequences"], fake=[m], notes=notes)
     assert any("masks/videos" in n for n in notes)
+
+
+def test_a_file_given_as_real_and_as_fake_is_refused(tmp_path):
+    """Scored with both labels it counted against itself, exit 0 (the README refuses it for a list already)."""
+    for name in ("r/a.png", "f/b.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(tmp_path / "r" / "a.png")
+    for fake in ([tmp_path / "f", tmp_path / "r" / "a.png"], [tmp_path / "link.png"]):
+        with pytest.raises(ForgeryDetError, match=r"a.png is given as real \(--real\) and as fake \(--fake\)|"
+                                                  r"link.png is given as real"):
+            folder_items([tmp_path / "r"], fake)
+    assert len(folder_items([tmp_path / "r"], [tmp_path / "f"])) == 2
+
+
+def test_evaluates_own_plots_in_an_out_folder_inside_a_real_folder_are_not_scored(tmp_path, monkeypatch):
+    """`evaluate --real reals --fake fakes --out reals`, run again, scored its own roc.png as a real face."""
+    import forgerydet.scan.evaluate as ev
+
+    for name in ("reals/roc.png", "reals/roc_groups.png", "fakes/b.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    items = folder_items([tmp_path / "reals"], [tmp_path / "fakes"])
+    monkeypatch.setattr(ev, "Scanner", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(ForgeryDetError, match="holds only fake samples"):  # the two plots were its only reals
+        ev.evaluate(items, None, out_dir=tmp_path / "reals")

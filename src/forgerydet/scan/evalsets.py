@@ -21,8 +21,8 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from forgerydet.errors import ForgeryDetError
-from forgerydet.faces.media import expand_sources
+from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.faces.media import expand_sources, file_key
 from forgerydet.io import read_csv_rows
 from forgerydet.pairs.discover import find_ffpp, read_ffpp_split
 from forgerydet.pairs.labels import Item
@@ -191,6 +191,10 @@ def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path],
             if Path(p).is_dir():
                 files = _without_ffpp_masks(Path(p), files, notes)
             items += [Item(f, label, names[str(p)]) for f in files]
+    real_keys = {file_key(it.path) for it in items if it.label == 0}
+    both = next((it.path for it in items if it.label == 1 and file_key(it.path) in real_keys), None)
+    if both is not None:  # scored with both labels it would count against itself
+        raise ForgeryDetError(f"{path_text(both)} is given as real (--real) and as fake (--fake): give each file one label")
     return items
 
 

@@ -45,6 +45,8 @@ def evaluate(
     if out_dir:
         check_output(out_dir, "--out", folder=True)
     if isinstance(source, list):
+        if out_dir:  # an --out inside a --real folder: its roc.png was scored as a real face on the next run
+            source = [it for it in source if not _written_here(Path(out_dir), it.path)]
         items, title = check_classes(source, "the evaluation set"), "the evaluation set"
     else:
         items, title = read_list(source), Path(source).name
@@ -138,6 +140,11 @@ def evaluate(
         else:  # an earlier evaluation's per-group plot would sit beside these metrics as if it were theirs
             (out / "roc_groups.png").unlink(missing_ok=True)
     return result
+
+
+def _written_here(out_dir: Path, path: Path) -> bool:
+    """Whether `path` is one of the plots evaluate writes into out_dir (metrics.json is no image or video)."""
+    return path.name in ("roc.png", "roc_groups.png") and os.path.realpath(path.parent) == os.path.realpath(out_dir)
 
 
 def group_curves(y: list[int], s: list[float], g: list[str], p: list[str]) -> dict[str, tuple[Any, Any]]:
