@@ -77,5 +77,11 @@ def test_one_path_alone_is_one_path_and_notes_are_warnings(checkpoint, tmp_path,
         "threshold": 0.5, "temperature": 1.0, "calibration": {"threshold": 0.5, "temperature": 1.0, "tta": "none"}})
     with pytest.warns(UserWarning, match="calibrated with --tta none; scored with --tta flip"):
         api.open_scanner(calibrated, device="cpu", tta="flip")
-    with pytest.raises(ForgeryDetError, match="paths=5: give a path or a list of paths"):
+    with pytest.raises(ForgeryDetError, match=r"paths=5: give a path \(str or pathlib.Path\) or a list of them"):
         api.scan(5, checkpoint, device="cpu")
+    # these reached deep code as a TypeError with a traceback (bytes were iterated as numbers)
+    for bad in ([123], b"a.png", ["a.png", None]):
+        with pytest.raises(ForgeryDetError, match=r"give a path \(str or pathlib.Path\) or a list of them"):
+            api.scan(bad, checkpoint, device="cpu")
+    with pytest.raises(ForgeryDetError, match=r"checkpoint=123: give a path"):
+        api.scan("a.png", 123, device="cpu")

@@ -78,6 +78,8 @@ def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
     """A loaded Scanner (scan/scanner.py): `.scan(paths)` yields one record per file, `.scan_file(path)` scores one,
     `.settings()` is what `scan --json` stores as settings. checkpoint None: $FORGERYDET_MODEL, else the shipped
     model."""
+    if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
+        raise ForgeryDetError(f"checkpoint={checkpoint!r}: give a path (str or pathlib.Path), or None for the shipped model")
     cfg = scan_config(**settings)
     check_scan_inputs(checkpoint, cfg)
     if not _tuned:
@@ -94,10 +96,12 @@ def scan(paths: str | Path | Sequence[str | Path], checkpoint: str | Path | None
          **settings: Any) -> list[dict[str, Any]]:
     """Scan videos, images, folders or globs; one JSON-safe record per file: first one with status 'error' per path
     that names nothing scannable (as in the CLI's JSON), then the files in the order given."""
-    if not isinstance(paths, (str, Path)) and not isinstance(paths, typing.Iterable):
-        raise ForgeryDetError(f"paths={paths!r}: give a path or a list of paths")
+    listed = [paths] if isinstance(paths, (str, Path)) else list(paths) if isinstance(paths, typing.Iterable) and \
+        not isinstance(paths, (bytes, bytearray)) else None
+    if listed is None or not all(isinstance(p, (str, Path)) for p in listed):
+        raise ForgeryDetError(f"paths={paths!r}: give a path (str or pathlib.Path) or a list of them")
     scanner = open_scanner(checkpoint, **settings)
     try:  # the records as the JSON file holds them (lists, not tuples), so they compare equal to a loaded one
-        return [json.loads(json.dumps(json_record(r))) for r in scanner.scan(paths)]
+        return [json.loads(json.dumps(json_record(r))) for r in scanner.scan(listed)]
     except OSError as e:  # a folder that cannot be listed: the CLI's line
         raise ForgeryDetError(os_error_text(e)) from None
