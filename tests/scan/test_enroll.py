@@ -221,7 +221,8 @@ def test_enrolling_into_a_file_being_read(ck, media, enrolled, monkeypatch):
     monkeypatch.setattr(pipeline, "detect_source", lambda *a, **k: detected.append(a) or real(*a, **k))
     with file_lock(enrolled, exclusive=False, wait=0):  # a reader (scan) is reading it
         r = run("enroll", "B", media["photo"], "--into", enrolled, "--checkpoint", ck, "--device", "cpu", "--wait", "0")
-    one_error_line(r, "in use by another forgerydet process", "nothing was changed")
+    one_error_line(r, "in use by another forgerydet process", "nothing was changed",
+                   "(waited 0 s; `enroll --wait SECONDS` waits longer)")  # scan has no --wait: not "give it --wait"
     assert detected == []  # said before the detection and encoding, not after them
     assert sha(enrolled) == before
     # without a lock the write is still atomic: a reader that opened the file before keeps a whole file

@@ -88,7 +88,7 @@ def file_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[None]:
                     raise ForgeryDetError(
                         f"{path} is in use by another forgerydet process (being "
                         f"{'read or written' if exclusive else 'written'}); nothing was changed: try again when it "
-                        f"has finished, or give more time with --wait"
+                        f"has finished (waited {wait:g} s; `enroll --wait SECONDS` waits longer)"
                     ) from None
                 time.sleep(0.05)
         yield
