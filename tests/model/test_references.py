@@ -224,3 +224,21 @@ def test_a_file_of_another_kind_is_not_called_a_damaged_reference_file(tmp_path)
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
     with pytest.raises(ForgeryDetError, match="not a readable forgerydet reference file .truncated or corrupted"):
         read_references(broken)
+
+
+def test_no_lock_file_is_left_beside_a_file_that_is_not_a_reference_file(tmp_path):
+    """`enroll NAME photo --into clip.mp4` was refused but left .clip.mp4.lock in the user's folder (and a later
+    disk bank built from that folder listed it among its other files)."""
+    from forgerydet.model.references import file_lock, read_references
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a reference file")
+    with pytest.raises(ForgeryDetError, match="not a forgerydet reference file"):
+        read_references(clip, wait=0)
+    with file_lock(clip, exclusive=True, wait=0):
+        pass
+    with pytest.raises(ForgeryDetError, match="reference file not found"):
+        read_references(tmp_path / "none.refs.safetensors", wait=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    with file_lock(tmp_path / "new.refs.safetensors", exclusive=True, wait=0):  # a file to be written: locked
+        assert (tmp_path / ".new.refs.safetensors.lock").exists()

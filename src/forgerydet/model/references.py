@@ -34,6 +34,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
 from forgerydet.model.config import REFERENCES_SUFFIX, check_references_file
+from forgerydet.paths import safetensors_format
 
 FORMAT = "forgerydet-references"
 FORMAT_VERSION = "1"
@@ -74,6 +75,9 @@ def file_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover
         yield
         return
+    if (not exclusive and not path.exists()) or (path.is_file() and safetensors_format(path) != FORMAT):
+        yield  # nothing to read, or not ours: _open's error follows, and no lock file is left beside someone
+        return  # else's file (`enroll --into clip.mp4` left one) or a missing one
     lock = path.parent / f".{path.name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
