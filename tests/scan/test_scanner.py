@@ -132,6 +132,7 @@ def test_a_photos_faces_are_numbered_left_to_right_and_it_is_kept_only_for_a_rep
     rec = Scanner(checkpoint, ScanConfig(device="cpu", keep_crops=24)).scan_file(path)
     assert rec["n_faces"] == 2, rec
     assert sorted((f["box"][0], f["track_id"]) for f in rec["faces"])[0][1] == 0  # the leftmost is face 0
+    assert [f["track_id"] for f in rec["faces"]] == [0, 1]  # listed in that order: faces[k] is the note's face k
     assert rec["overview"].shape == (260, 560, 3) and "overview" not in json_record(rec)
     plain = Scanner(checkpoint, ScanConfig(device="cpu")).scan_file(path)
     assert "overview" not in plain  # no report, no picture kept

@@ -236,8 +236,9 @@ class Scanner:
         t_detect = self.detector.seconds - det0
         t_decode = time.perf_counter() - t0 - t_detect
         faces = src.all_faces
-        if src.kind == "image":  # a photo's faces are numbered left to right, as a reader looks for them
-            _number_left_to_right(faces)
+        if src.kind == "image":  # a photo's faces are numbered left to right, as a reader looks for them, and listed
+            _number_left_to_right(faces)  # in that order: the JSON's faces[k] is the note's and the report's face k
+            faces.sort(key=lambda f: f.track_id)
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
                    frames_deinterlaced=src.deinterlaced, frames_unreadable=len(src.unreadable),
                    pixel_aspect=src.pixel_aspect, n_faces=len(faces),
