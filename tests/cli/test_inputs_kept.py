@@ -121,8 +121,18 @@ def test_out_onto_a_file_that_is_not_a_checkpoint_is_refused(command, checkpoint
     listed = tmp_path / "list2.txt"
     listed.write_text("path,label\nx.png,1\n")
     one_error(cli(command, "--checkpoint", checkpoint, "--pairs", small_pairs, "--out", listed, "--device", "cpu"),
-              "is an existing file that is not a checkpoint")
+              "is an existing file that is not a forgerydet checkpoint (not a safetensors file)")
     assert listed.read_text() == "path,label\nx.png,1\n"
+    # an enrolled people's reference file is safetensors too: it became a checkpoint, every person lost
+    from safetensors.torch import save_file
+    import torch
+
+    people = tmp_path / "m.refs.safetensors"
+    save_file({"values": torch.zeros(1)}, str(people), metadata={"format": "forgerydet-references"})
+    before = people.read_bytes()
+    one_error(cli(command, "--checkpoint", checkpoint, "--pairs", small_pairs, "--out", people, "--device", "cpu"),
+              "(a safetensors file of format forgerydet-references)")
+    assert people.read_bytes() == before
 
 
 def test_a_folder_given_for_a_csv_says_so(tmp_path):

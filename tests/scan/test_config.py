@@ -126,6 +126,7 @@ def test_a_scans_other_input_files_are_checked_in_one_place(tmp_path):
     ck = tmp_path / "c.safetensors"
     ck.write_bytes(b"x")
     check_scan_inputs(None, ScanConfig())  # the default checkpoint is the Scanner's to find
+    (tmp_path / "bank.json").write_text("{}")  # a finished disk bank (its files are the DiskBank's to check)
     check_scan_inputs(ck, ScanConfig(bank=str(tmp_path)))
     with pytest.raises(ForgeryDetError, match="checkpoint not found"):
         check_scan_inputs(tmp_path / "nope.safetensors", ScanConfig())

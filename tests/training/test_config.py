@@ -130,5 +130,5 @@ def test_a_checkpoint_rewrite_is_checked_before_any_work(tmp_path):
         check_checkpoint_rewrite(ck, pairs, pairs, 8)
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
-    with pytest.raises(ForgeryDetError, match="--out .*notes.txt is an existing file that is not a checkpoint"):
+    with pytest.raises(ForgeryDetError, match="--out .*notes.txt is an existing file that is not a forgerydet checkpoint"):
         check_checkpoint_rewrite(ck, notes, pairs, 8)
