@@ -162,6 +162,17 @@ def test_several_faces_enrol_the_main_one_and_say_so(ck, media, tmp_path):
     assert read_references(into).people() == {"A": 3, "B": 6}
 
 
+def test_a_cut_off_video_is_enrolled_from_the_frames_it_has_and_says_so(ck, astronaut, tmp_path):
+    """Its report line used to say "on 1 of 1 sampled frame(s)", the frames that could not be decoded unsaid."""
+    whole = write_video(tmp_path / "whole.mkv", face_frames(astronaut, 40, shift=1), fps=5)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    r = run("enroll", "A", cut, "--into", tmp_path / "refs.safetensors", "--checkpoint", ck, "--frames", "8",
+            "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "sampled frame(s) could not be decoded (a damaged or cut-off video)" in r.flat, r.output
+
+
 # ----------------------------------------------------------------------------- bad input: one line, exit 1, nothing lost
 
 @pytest.fixture

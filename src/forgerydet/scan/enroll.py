@@ -134,6 +134,8 @@ def enroll(
             progress(i, len(files), str(f))
         src = detect_source(f, xcfg, detector)
         chosen, which = choose_faces(src, cfg.face)
+        if src.unreadable:  # a damaged or cut-off video: said in its report line, as scan notes it
+            which += f"; {len(src.unreadable)} sampled frame(s) could not be decoded (a damaged or cut-off video)"
         report.append((str(f), len(chosen), which))
         digest = file_sha256(f) if chosen else None  # the same footage under another name or a link is a duplicate
         if digest:
