@@ -96,9 +96,11 @@ def scan(paths: str | Path | Sequence[str | Path], checkpoint: str | Path | None
          **settings: Any) -> list[dict[str, Any]]:
     """Scan videos, images, folders or globs; one JSON-safe record per file: first one with status 'error' per path
     that names nothing scannable (as in the CLI's JSON), then the files in the order given."""
-    listed = [paths] if isinstance(paths, (str, Path)) else list(paths) if isinstance(paths, typing.Iterable) and \
-        not isinstance(paths, (bytes, bytearray)) else None
-    if listed is None or not all(isinstance(p, (str, Path)) for p in listed):
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    iterable = isinstance(paths, typing.Iterable) and not isinstance(paths, (bytes, bytearray))  # bytes: numbers
+    listed = list(paths) if iterable else []
+    if not iterable or not all(isinstance(p, (str, Path)) for p in listed):
         raise ForgeryDetError(f"paths={paths!r}: give a path (str or pathlib.Path) or a list of them")
     scanner = open_scanner(checkpoint, **settings)
     try:  # the records as the JSON file holds them (lists, not tuples), so they compare equal to a loaded one

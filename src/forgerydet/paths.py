@@ -50,14 +50,12 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
 CHECKPOINT_FORMAT = "forgerydet-checkpoint"  # model/meta.FORMAT (paths.py is a base module and cannot import it)
 
 
-def check_checkpoint_out(path: str | Path, option: str, *, overwrite: bool = True) -> None:
+def check_checkpoint_out(path: str | Path, option: str) -> None:
     """Refuse now a checkpoint output onto an existing file that is not a forgerydet checkpoint (a list given by
-    mistake, an enrolled people's reference file, exported weights); overwrite=False refuses any existing file."""
+    mistake, an enrolled people's reference file, exported weights)."""
     p = Path(path)
     if not p.is_file():
         return
-    if not overwrite:
-        raise ForgeryDetError(f"{option} {path_text(p)} already exists: give a new path, or --overwrite to replace it")
     kind = safetensors_format(p) if looks_like_safetensors(p) else None
     if kind != CHECKPOINT_FORMAT:
         what = "not a safetensors file" if kind is None else f"a safetensors file of format {kind or 'unnamed'}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from forgerydet.cli.model import weights_export_cmd
+from forgerydet.errors import ForgeryDetError
 from forgerydet.model.bank import fingerprint_hex
 from forgerydet.model.checkpoint import TrainState, save_checkpoint
 from forgerydet.model.weights import WEIGHT_DTYPES, export_packaged
@@ -168,6 +170,8 @@ def test_weights_export_does_not_replace_an_existing_file_unless_told(tmp_path):
     model.write_bytes(b"a trained model")
     one_error(cli("weights", "export", "mobilenetv2_100", model), "already exists: give a new path, or --overwrite")
     assert model.read_bytes() == b"a trained model"
+    with pytest.raises(ForgeryDetError, match=r"^OUT .*mine.safetensors already exists: give a new path, or --overwrite"):
+        export_packaged("mobilenetv2_100", model)  # the library refuses too, not only the CLI
     r = cli("weights", "export", "mobilenetv2_100", model, "--overwrite")
     assert r.exit_code == 0, r.output
     assert model.read_bytes() != b"a trained model"

@@ -99,8 +99,9 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     start = len(skipped) if skipped is not None else 0
 
     def add(p: Path) -> None:
-        if file_key(p) not in seen:
-            seen.add(file_key(p))
+        key = file_key(p)
+        if key not in seen:
+            seen.add(key)
             out.append(p)
 
     for raw in paths:
@@ -286,9 +287,8 @@ def iter_frames(
     `indices` (e.g. the frames sampled from the real video of a pair; indices past the end are dropped).
     The file is opened and checked now, so a missing, empty, corrupt or non-media file raises
     ForgeryDetError at the call, not at the first `next()`. A video whose sampled frames cannot be
-    decoded at all raises ForgeryDetError while iterating. A sampled frame that cannot be decoded (a damaged or
-    cut-off video) is skipped, the stream goes on at the next one (reached by a seek that must land on it), and
-    its index is appended to `unreadable` when a list is given.
+    decoded at all raises ForgeryDetError while iterating. One that cannot (a damaged or cut-off video) is skipped,
+    its index appended to `unreadable` if given, and the next reached by a seek that must land on it.
     `deinterlace`: an interlaced video (combing on its frames) is deinterlaced (faces/playback.py; Frame.deinterlaced).
     `interlaced`: that decision when it is already made (a pair's fake follows its real); None: made on the frames.
     `info`: the video's video_info(path) when the caller already has it (not read again).

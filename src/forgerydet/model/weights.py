@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.model.weights_mapping import dinov2_from_onnx, load_strict, read_state_dict, to_model_state
 
 __all__ = ["export_packaged", "load_pretrained", "packaged_backbones", "pretrained_notice", "WEIGHTS_ENV"]
@@ -187,7 +187,7 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
     from safetensors.torch import save
 
     from forgerydet.io import write_bytes_atomic
-    from forgerydet.paths import check_checkpoint_out, check_output
+    from forgerydet.paths import check_output
 
     if dtype not in WEIGHT_DTYPES:
         raise ForgeryDetError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype!r}")
@@ -198,8 +198,8 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
         have = ", ".join(packaged_backbones()) or "none installed"
         raise ForgeryDetError(f"no packaged weights for {model_name!r} here (packaged: {have})")
     check_output(out, "OUT")  # a parent that is a file, a read-only place: one line, before the work
-    if not overwrite:  # a trained model, a reference file, an earlier export: never replaced unasked
-        check_checkpoint_out(out, "OUT", overwrite=False)
+    if out.is_file() and not overwrite:  # a trained model, a reference file, an earlier export: never replaced unasked
+        raise ForgeryDetError(f"OUT {path_text(out)} already exists: give a new path, or --overwrite to replace it")
     model = timm.create_model(model_name, pretrained=False)
     desc = load_pretrained(model, model_name, "packaged")
     state = {
