@@ -3,6 +3,7 @@ an input."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -64,3 +65,23 @@ def test_a_checkpoint_output_onto_a_file_that_is_not_one_is_refused(tmp_path):
     for name, kind in (("people.refs.safetensors", "of format forgerydet-references"), ("plain.safetensors", "of format unnamed")):
         with pytest.raises(ForgeryDetError, match=f"is an existing file that is not a forgerydet checkpoint \\(a safetensors file {kind}\\)"):
             check_checkpoint_out(tmp_path / name, "--out")
+
+
+def _safetensors_header(path, header) -> None:
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw)
+
+
+def test_safetensors_metadata_is_read_from_the_header_alone(tmp_path):
+    from forgerydet.paths import safetensors_format, safetensors_metadata
+
+    f = tmp_path / "a.safetensors"
+    _safetensors_header(f, {"__metadata__": {"format": "forgerydet-references", "people": "{}"}})
+    assert safetensors_metadata(f) == {"format": "forgerydet-references", "people": "{}"}
+    assert safetensors_format(f) == "forgerydet-references"
+    _safetensors_header(f, {"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})
+    assert safetensors_metadata(f) == {} and safetensors_format(f) == ""
+    for bad in (b"", b"\x05\x00\x00\x00\x00\x00\x00\x00[1,2]", b"\xff" * 8 + b"{}", b"\x02\x00\x00\x00\x00\x00\x00\x00{"):
+        f.write_bytes(bad)
+        assert safetensors_metadata(f) is None and safetensors_format(f) is None, bad
+    assert safetensors_metadata(tmp_path / "missing.safetensors") is None

@@ -63,16 +63,26 @@ def check_checkpoint_out(path: str | Path, option: str) -> None:
                               f"({what}): writing the checkpoint there would replace it; give a new path")
 
 
-def safetensors_format(path: Path) -> str | None:
-    """The `format` its header's metadata names ('' when none; a forgerydet reference file says
-    'forgerydet-references'), read without torch; None when the header cannot be read."""
+def safetensors_metadata(path: str | Path) -> dict | None:
+    """The `__metadata__` of a safetensors file's header ({} when it has none), read without torch; None when the
+    header cannot be read."""
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
             head = json.loads(f.read(n)) if 2 <= n <= 1 << 28 else None
     except (OSError, ValueError):
         return None
-    return str(((head or {}).get("__metadata__") or {}).get("format") or "") if isinstance(head, dict) else None
+    if not isinstance(head, dict):
+        return None
+    meta = head.get("__metadata__") or {}
+    return meta if isinstance(meta, dict) else None
+
+
+def safetensors_format(path: Path) -> str | None:
+    """The `format` its header's metadata names ('' when none; a forgerydet reference file says
+    'forgerydet-references'), read without torch; None when the header cannot be read."""
+    meta = safetensors_metadata(path)
+    return None if meta is None else str(meta.get("format") or "")
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

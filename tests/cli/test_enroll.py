@@ -80,7 +80,7 @@ def test_list_of_an_empty_file_and_of_no_file(tmp_path):
     p = ReferenceFile.empty("ab" * 32, "test_efficientnet", 16, 32).save(tmp_path / "r.refs.safetensors")
     r = cli("enroll", "--list", "--into", p)
     assert r.exit_code == 0, r.output
-    assert "(key encoder abababababababab, test_efficientnet)" in r.flat and r.stdout.rstrip().endswith("nobody enrolled")
+    assert r.stdout == f"nobody enrolled in {p} (key encoder abababababababab, test_efficientnet)\n"  # no empty table
     ck = tmp_path / "m.safetensors"  # the default file is beside the checkpoint
     one_error(cli("enroll", "--list", "--checkpoint", ck), f"reference file not found: {tmp_path / 'm.refs.safetensors'}")
 
@@ -124,6 +124,17 @@ def test_one_persons_files_are_listed_and_removed_by_name(tmp_path):
     one_error(cli("enroll", "Ann", tmp_path / "c.mp4", "--remove", "--into", p), "c.mp4: not among the sources 'Ann' "
               "was enrolled with (see `forgerydet enroll --list 'Ann'`): nothing removed")
     r = cli("enroll", "Ann", a, "--remove", "--into", p)
-    assert r.exit_code == 0 and f"removed 2 faces of 'Ann' enrolled from 1 file(s), from {p} (1 left)" in r.flat, r.output
-    r = cli("enroll", "Ann", b, "--remove", "--into", p)
+    assert r.exit_code == 0 and f"removed 2 faces of 'Ann' enrolled from 1 file, from {p} (1 left)" in r.flat, r.output
+    assert r.stdout.splitlines()[1:] == [f"  {a}"], r.output
+    copy = tmp_path / "copy_of_b.mp4"  # the same bytes under another name: the file enrolled is named
+    copy.write_bytes(b"b")
+    import hashlib
+
+    digest = hashlib.sha256(b"b").hexdigest()
+    refs = ReferenceFile.empty("ab" * 32, "test_efficientnet", 16, 32)
+    entries = [{**entries[2], "sha256": digest}, {**entries[2], "frame_index": 1, "sha256": digest}]
+    p = refs.plus(torch.zeros(2, 16, 32), torch.zeros(2, 48, 48, 3, dtype=torch.uint8), entries).save(p)
+    r = cli("enroll", "Ann", copy, "--remove", "--into", p)
     assert r.exit_code == 0 and "(none left: 'Ann' is no longer enrolled)" in r.flat, r.output
+    assert r.stdout.splitlines()[1:] == [f"  {b} (not a path given: found by its content, the same bytes as a file "
+                                         "given)"], r.output

@@ -48,3 +48,31 @@ def test_a_missing_bank_folder_or_reference_file_is_one_line(tmp_path):
     assert check_references_file(tmp_path / "f") == tmp_path / "f"
     with pytest.raises(ForgeryDetError, match=r"is a folder: give the reference file \(\*\.refs\.safetensors\)"):
         check_references_file(tmp_path)  # the same line whether the CLI checks first or the file is opened
+
+
+def test_a_name_not_enrolled_is_found_from_the_reference_files_header(tmp_path):
+    """`scan --reference NAME` checks NAME before torch loads; anything it cannot read there is left to
+    model/references.py, which names the problem."""
+    import json
+
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.model.config import check_enrolled, references_path
+
+    def header(path, meta):
+        raw = json.dumps({"__metadata__": meta}).encode()
+        path.write_bytes(len(raw).to_bytes(8, "little") + raw)
+
+    p = tmp_path / "m.refs.safetensors"
+    header(p, {"format": "forgerydet-references", "people": json.dumps({"Ann": [0, 3], "Bo": [3, 1]})})
+    check_enrolled(p, "Ann")
+    check_enrolled(p, " Bo ")  # names are taken stripped, as enroll stores them
+    with pytest.raises(ForgeryDetError) as e:
+        check_enrolled(p, "Cy")
+    assert str(e.value) == f"'Cy' is not enrolled in {p} (enrolled: Ann, Bo): enrol with `forgerydet enroll 'Cy' VIDEO...`"
+    for meta in ({"format": "forgerydet-checkpoint"}, {"format": "forgerydet-references", "people": "{"},
+                 {"format": "forgerydet-references"}, {"format": "forgerydet-references", "people": "[1]"}):
+        header(p, meta)
+        check_enrolled(p, "Cy")  # not a reference file, or a damaged one: said when it is opened
+    p.write_bytes(b"garbage")
+    check_enrolled(p, "Cy")
+    assert references_path(tmp_path / "best.safetensors") == tmp_path / "best.refs.safetensors"

@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.model.config import references_path
 from forgerydet.model.references import (
     FORMAT,
     THUMB,
@@ -26,7 +27,6 @@ from forgerydet.model.references import (
     load_person,
     person_sources,
     read_references,
-    references_path,
     remove_person,
     remove_sources,
 )  # fmt: skip
@@ -76,6 +76,16 @@ def test_names():
     for bad in ("", "   ", "x" * 101, "two\nlines", "tab\there", None):
         with pytest.raises(ForgeryDetError, match="is not usable: give 1 to 100 printable characters"):
             check_name(bad)
+    with pytest.raises(ForgeryDetError) as e:  # a long name is not echoed in full
+        check_name("y" * 5000)
+    assert str(e.value) == ("person name of 5,000 characters ('yyyyyyyyyyyyyyyyyyyyyyyy'...) is not usable: give 1 to "
+                            "100 printable characters")
+    with pytest.raises(ForgeryDetError, match=r"^person name '   ' \(spaces only\) is not usable"):
+        check_name("   ")
+    with pytest.raises(ForgeryDetError, match=r"^person name '' \(empty\) is not usable"):
+        check_name("")
+    with pytest.raises(ForgeryDetError, match=r"^person name 'two\\nlines' is not usable"):
+        check_name("two\nlines")
 
 
 def test_plus_keeps_each_persons_rows_together(model):
@@ -193,11 +203,11 @@ def test_one_persons_sources_are_listed_and_removed_one_at_a_time(model, tmp_pat
         assert p.read_bytes() == before  # one unknown source: nothing removed
     with pytest.raises(ForgeryDetError, match="'C' is not enrolled .*: nothing removed"):
         remove_sources(p, "C", ["/v/A_0.mp4"])
-    assert remove_sources(p, "A", ["/v/A_1.mp4"]) == (2, 2)
+    assert remove_sources(p, "A", ["/v/A_1.mp4"]) == (2, 2, [("/v/A_1.mp4", False)])
     f = read_references(p)
     assert f.people() == {"A": 2, "B": 1} and [e["frame_index"] for e in f.entries if e["person"] == "A"] == [0, 1]
     assert torch.equal(f.values[:2], refs_for(model).values[:2])  # the rows kept are the same faces
-    assert remove_sources(p, "A", ["/v/A_0.mp4"]) == (2, 0) and read_references(p).people() == {"B": 1}
+    assert remove_sources(p, "A", ["/v/A_0.mp4"]) == (2, 0, [("/v/A_0.mp4", False)]) and read_references(p).people() == {"B": 1}
 
 
 def test_a_source_is_found_by_its_content_after_a_move(model, tmp_path):
@@ -210,7 +220,7 @@ def test_a_source_is_found_by_its_content_after_a_move(model, tmp_path):
     moved = tmp_path / "kept" / "renamed.mp4"
     moved.parent.mkdir()
     clip.rename(moved)
-    assert remove_sources(p, "A", [str(moved)]) == (2, 0)
+    assert remove_sources(p, "A", [str(moved)]) == (2, 0, [(str(clip), True)])  # the file enrolled is named
 
 
 def test_a_file_of_another_kind_is_not_called_a_damaged_reference_file(tmp_path):

@@ -100,7 +100,7 @@ def test_expand_scan_paths_counts_left_out_files_once_and_never_a_named_one(tmp_
 def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
     """scan, evaluate, info and calibrate check their paths (media, dataset, checkpoint) first: a typo costs a
     fraction of a second, not the ~5 s of importing torch and timm before the error line."""
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom forgerydet.cli.app import app\n"
+    code = ("import json, sys\nfrom typer.testing import CliRunner\nfrom forgerydet.cli.app import app\n"
             f"r = CliRunner().invoke(app, ['scan', {str(tmp_path / 'gone.mp4')!r}])\n"
             "assert r.exit_code == 1 and 'no such file' in r.output, r.output\n"
             f"r = CliRunner().invoke(app, ['evaluate', '--ffpp', {str(tmp_path / 'FFPP')!r}])\n"
@@ -114,6 +114,11 @@ def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
             "assert r.exit_code == 1 and '--bank nope_dir: not found' in r.output, r.output\n"
             "r = CliRunner().invoke(app, ['scan', img, '--reference', 'Ann', '--references', 'nope.refs.safetensors'])\n"
             "assert r.exit_code == 1 and 'reference file not found: nope.refs.safetensors' in r.output, r.output\n"
+            f"refs = {str(tmp_path / 'r.refs.safetensors')!r}\nmeta = json.dumps({{'__metadata__': {{'format': "
+            "'forgerydet-references', 'people': json.dumps({'Ann': [0, 2]})}}).encode()\n"
+            "open(refs, 'wb').write(len(meta).to_bytes(8, 'little') + meta)\n"
+            "r = CliRunner().invoke(app, ['scan', img, '--reference', 'Bob', '--references', refs])\n"
+            "assert r.exit_code == 1 and \"'Bob' is not enrolled\" in r.output and 'enrolled: Ann' in r.output, r.output\n"
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**__import__("os").environ, "PYTHONPATH": str(SRC)})

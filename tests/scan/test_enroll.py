@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from forgerydet.cli.app import app
 from forgerydet.model.checkpoint import save_checkpoint
-from forgerydet.model.references import file_lock, load_person, read_references, references_path
+from forgerydet.model.config import references_path
+from forgerydet.model.references import file_lock, load_person, read_references
 from forgerydet.scan.enroll import EnrollConfig, enroll
 from tests._faces_util import face_frames, head, write_video
 from tests.helpers import tiny_model

@@ -122,6 +122,7 @@ def test_page_content_and_escaping(report):
     page = report.read_text(encoding="utf-8")
     assert "<script>alert(1)" not in page and html.escape(NASTY) in page
     assert "No face found" in page and "moov atom not found" in page
+    assert "without a face, 1 error</p>" in page  # one error, not "1 errors"
     assert "000_0042.png" in page and "slot 40" in page  # neighbours without a picture are named
     assert "24 of 32 faces" in page and "the only face" in page and "image · 1 face</p>" in page
     assert "mobilenetv2_100" in page and "12.345" in page  # settings table

@@ -31,11 +31,12 @@ def enroll_cmd(
 ) -> None:
     """Enrol NAME's real faces from SOURCES (added to what is enrolled already), or --list [NAME] / --remove [SOURCES]."""
     from forgerydet.model import references as refs
+    from forgerydet.model.config import references_path
 
     with user_errors():
         cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait, deinterlace=deinterlace,
                            detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))  # checks all
-        path = into or refs.references_path(checkpoint or _default_checkpoint())
+        path = into or references_path(checkpoint or _default_checkpoint())
         if list_ and (remove or sources):
             raise fail("--list lists the reference file (with NAME, one person's files): it takes no sources or --remove")
         if list_:
@@ -44,13 +45,17 @@ def enroll_cmd(
         if not name:
             raise fail("give the person's NAME (or --list)")
         if remove and sources:
-            n, left = refs.remove_sources(path, name, sources, wait=cfg.wait)
+            n, left, matched = refs.remove_sources(path, name, sources, wait=cfg.wait)
             rest = f"{left} left" if left else f"none left: {name!r} is no longer enrolled"
-            say(f"removed {n} face{'' if n == 1 else 's'} of {name!r} enrolled from {len(sources)} file(s), from {path} ({rest})")
+            say(f"removed {n} face{'' if n == 1 else 's'} of {name!r} enrolled from {len(matched)} file"
+                f"{'' if len(matched) == 1 else 's'}, from {path} ({rest})")
+            for src, by_content in matched:  # a copy or a renamed file is found by its bytes: say which file that was
+                say(f"  {src}" + (" (not a path given: found by its content, the same bytes as a file given)"
+                                  if by_content else ""))
             return
         if remove:
             n = refs.remove_person(path, name, wait=cfg.wait)
-            say(f"removed {name!r}: {n} enrolled faces, from {path}")
+            say(f"removed {name!r}: {n} enrolled face{'' if n == 1 else 's'}, from {path}")
             return
         if not sources:
             raise fail(f"give real videos or images of {name!r} to enrol (or --remove / --list)")
@@ -82,14 +87,15 @@ def _list(path: Path) -> None:
     from forgerydet.model.references import list_people
 
     refs, people = list_people(path)
+    if not people:  # every person removed: no empty table
+        say(f"nobody enrolled in {path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})")
+        return
     t = Table(title=shown(f"{path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})"), title_justify="left")
     for col in ("person", "faces", "sources", "face choice"):
         t.add_column(col, justify="right" if col in ("faces", "sources") else "left")
     for name, p in people.items():
         t.add_row(shown(name), str(p["faces"]), str(p["sources"]), shown(p["face"]))  # names are text, not markup
     console.print(t)
-    if not people:
-        console.print("nobody enrolled")
 
 
 def _list_sources(path: Path, name: str) -> None:

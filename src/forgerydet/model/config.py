@@ -4,11 +4,13 @@ model from them before loading weights strictly."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.paths import safetensors_metadata
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 
@@ -127,3 +129,35 @@ def check_references_file(path: str | Path) -> Path:
     opens it with this check, and `scan --references` runs it before torch loads)."""
     return _a_file(path, "reference file not found: {path} (enrol a person first: `forgerydet enroll NAME VIDEO...`)",
                    f"{{path}} is a folder: give the reference file (*{REFERENCES_SUFFIX})")
+
+
+REFERENCES_FORMAT = "forgerydet-references"  # the `format` of a reference file's header (model/references.py)
+MAX_NAME = 100  # longest enrolled person's name (model/references.check_name)
+
+
+def references_path(checkpoint: str | Path) -> Path:
+    """The default reference file of a checkpoint: models/default.safetensors -> models/default.refs.safetensors."""
+    p = Path(checkpoint)
+    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
+    return p.with_name(stem + REFERENCES_SUFFIX)
+
+
+def not_enrolled(name: str, path: str | Path, people: Iterable[str]) -> ForgeryDetError:
+    known = ", ".join(sorted(people)) or "nobody yet"
+    return ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {known}): enrol with "
+                           f"`forgerydet enroll {name!r} VIDEO...`")
+
+
+def check_enrolled(path: str | Path, name: str) -> None:
+    """`scan --reference NAME`: refuse a name the reference file does not hold, from its header alone (light: before
+    torch loads). A file whose header cannot be read here passes: model/references.py says what is wrong with it."""
+    meta = safetensors_metadata(path)
+    if not meta or meta.get("format") != REFERENCES_FORMAT:
+        return
+    try:
+        people = json.loads(meta["people"])
+    except (KeyError, TypeError, ValueError):
+        return
+    name = name.strip()
+    if isinstance(people, dict) and 0 < len(name) <= MAX_NAME and name not in people:  # else check_name says
+        raise not_enrolled(name, path, people)

@@ -33,14 +33,19 @@ from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
-from forgerydet.model.config import REFERENCES_SUFFIX, check_references_file
+from forgerydet.model.config import (
+    MAX_NAME,
+    REFERENCES_FORMAT,
+    REFERENCES_SUFFIX,
+    check_references_file,
+    not_enrolled,
+)
 from forgerydet.paths import safetensors_format
 
-FORMAT = "forgerydet-references"
+FORMAT = REFERENCES_FORMAT
 FORMAT_VERSION = "1"
 SUFFIX = REFERENCES_SUFFIX
 THUMB = 48  # side of the stored face thumbnails (px)
-MAX_NAME = 100
 
 try:  # advisory locks; where fcntl is missing (Windows) writes are still atomic, only unserialised
     import fcntl
@@ -48,21 +53,17 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 
-def references_path(checkpoint: str | Path) -> Path:
-    """The default reference file of a checkpoint: models/default.safetensors -> models/default.refs.safetensors."""
-    p = Path(checkpoint)
-    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
-    return p.with_name(stem + SUFFIX)
-
-
 def fingerprint_full(fp: torch.Tensor) -> str:
     return bytes(fp.to("cpu").tolist()).hex()  # (32,) uint8 -> 64 hex digits
 
 
 def check_name(name: str) -> str:
-    name = (name or "").strip()
+    given = name or ""
+    name = given.strip()
     if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-        raise ForgeryDetError(f"person name {name!r} is not usable: give 1 to {MAX_NAME} printable characters")
+        shown = (f"of {len(name):,} characters ({name[:24]!r}...)" if len(name) > MAX_NAME else
+                 f"{given!r}" + (" (empty)" if not given else " (spaces only)" if not name else ""))
+        raise ForgeryDetError(f"person name {shown} is not usable: give 1 to {MAX_NAME} printable characters")
     return name
 
 
@@ -247,9 +248,7 @@ def load_person(path: str | Path, name: str, model, *, wait: float = 30.0) -> Pe
         check_fingerprint(path, meta["fingerprint"], fingerprint_full(model.key_fingerprint()))
         people = meta["people"]
         if name not in people:
-            known = ", ".join(sorted(people)) or "nobody yet"
-            raise ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {known}): enrol with "
-                                  f"`forgerydet enroll {name!r} VIDEO...`")
+            raise not_enrolled(name, path, people)
         start, count = int(people[name][0]), int(people[name][1])
         try:
             values = f.get_slice("values")[start : start + count]  # (R,N,D)
@@ -306,9 +305,11 @@ def _source_rows(refs: ReferenceFile, name: str, source: str | Path) -> set[int]
             or (digest is not None and refs.entries[i].get("sha256") == digest)}
 
 
-def remove_sources(path: str | Path, name: str, sources: list[str], *, wait: float = 10.0) -> tuple[int, int]:
-    """Remove the faces `name` was enrolled with from `sources` only; returns (removed, left for `name`). A source
-    that matches none of them is refused, and then nothing is removed."""
+def remove_sources(path: str | Path, name: str, sources: list[str], *,
+                   wait: float = 10.0) -> tuple[int, int, list[tuple[str, bool]]]:
+    """Remove the faces `name` was enrolled with from `sources` only; returns (removed, left for `name`, the enrolled
+    sources they came from, each with whether it was found by its content alone: another file of the same bytes).
+    A source that matches none of them is refused, and then nothing is removed."""
     path = Path(path)
     name = check_name(name)
     with file_lock(path, exclusive=True, wait=wait):
@@ -323,7 +324,10 @@ def remove_sources(path: str | Path, name: str, sources: list[str], *, wait: flo
                                       f"enroll --list {name!r}`): nothing removed")
             rows |= found
         refs.without_rows(rows).save(path)
-    return len(rows), refs.people()[name] - len(rows)
+    given = {os.path.realpath(src) for src in sources} | {os.path.abspath(src) for src in sources}
+    enrolled = dict.fromkeys(refs.entries[i]["source"] for i in sorted(rows))
+    matched = [(src, src not in given and os.path.realpath(src) not in given) for src in enrolled]
+    return len(rows), refs.people()[name] - len(rows), matched
 
 
 def person_sources(path: str | Path, name: str) -> list[dict[str, Any]]:

@@ -14,7 +14,13 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
 from forgerydet.model.calibration import check_precision, check_tta
-from forgerydet.model.config import check_bank_folder, check_checkpoint_path, check_references_file
+from forgerydet.model.config import (
+    check_bank_folder,
+    check_checkpoint_path,
+    check_enrolled,
+    check_references_file,
+    references_path,
+)
 from forgerydet.scan.aggregate import STRATEGIES
 from forgerydet.scan.records import empty_record
 
@@ -28,7 +34,7 @@ class ScanConfig:
     batch_size: faces per model call. device: 'auto' | 'cpu' | 'cuda[:N]'. keep_crops: faces per file whose
     crop/attention are kept for a report (0: none). detector: MTCNN settings. reference: a person enrolled with
     `forgerydet enroll`, whose faces replace the global bank; references: their file (default: beside the
-    checkpoint, see model.references.references_path). bank: a disk bank folder (diskbank.py, written by
+    checkpoint, see model.config.references_path). bank: a disk bank folder (diskbank.py, written by
     `rebuild-bank --disk-bank`) to use instead of the checkpoint's bank. tta: 'flip' scores each face and its
     mirror image and averages the two logits (and nearest-bank similarities) before the calibrated probability:
     twice the model time; 'none' scores the face as it is; None: as the checkpoint was calibrated
@@ -150,4 +156,13 @@ def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
         check_bank_folder(cfg.bank)
     if cfg.references is not None:
         check_references_file(cfg.references)
+    if cfg.reference is not None:  # a name not enrolled, said now rather than after the model loads
+        if cfg.references is None:
+            try:
+                checkpoint = checkpoint if checkpoint is not None else find_default_checkpoint()
+            except ForgeryDetError:  # the Scanner says so, in its own words
+                return
+        refs = Path(cfg.references) if cfg.references is not None else references_path(checkpoint)
+        if refs.is_file():
+            check_enrolled(refs, cfg.reference)
 

@@ -14,6 +14,7 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, Face
 from forgerydet.io import file_sha256
+from forgerydet.model.config import references_path
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.references import (
     THUMB,
@@ -24,7 +25,6 @@ from forgerydet.model.references import (
     fingerprint_full,
     read_references,
     read_unlocked,
-    references_path,
 )
 from forgerydet.paths import check_not_input, check_output
 from forgerydet.runtime import Progress

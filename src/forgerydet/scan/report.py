@@ -281,7 +281,7 @@ def write_report(
         REPORT_TITLE, f"<style>{CSS}</style></head><body>",
         "<h1>forgerydet scan report</h1>",
         f'<p class="meta">{esc(stamp)} · {count(len(results), "file")}: {counts["FAKE"]} fake, {counts["REAL"]} real, '
-        f'{counts["no_face"]} without a face, {counts["error"]} errors'
+        f'{counts["no_face"]} without a face, {count(counts["error"], "error")}'
         + (f', {counts["not_scanned"]} not scanned (interrupted)' if counts["not_scanned"] else "") + "</p>",
         _provenance(settings),
     ]

@@ -20,7 +20,8 @@ from forgerydet.io import file_sha256
 from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
-from forgerydet.model.references import PersonReferences, load_person, references_path
+from forgerydet.model.config import references_path
+from forgerydet.model.references import PersonReferences, load_person
 from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
