@@ -136,6 +136,29 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output
 
 
+def test_stopped_while_writing_the_plots_says_what_is_missing(setup, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM after every file was scored, while the plots are drawn: exit 130, metrics.json complete and
+    naming the plots not written, and an earlier run's plot at that name removed (it would pass for this run's)."""
+    import forgerydet.scan.evaluate as ev
+
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "roc.png").write_bytes(b"an earlier evaluation's plot")
+    (out / "roc_groups.png").write_bytes(b"an earlier evaluation's plot")
+    monkeypatch.setattr(ev, "roc_plot", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(out)])
+    assert r.exit_code == 130, r.output
+    flat = " ".join(r.output.split())
+    assert "interrupted while writing the outputs: roc.png, roc_groups.png not written" in flat, r.output
+    assert f"metrics: {out / 'metrics.json'}" in flat and "ROC:" not in flat
+    res = json.loads((out / "metrics.json").read_text())
+    assert len(res["files"]) == 12 and "interrupted" not in res  # every file was scored
+    assert res["output_errors"] == ["interrupted while writing the outputs: roc.png, roc_groups.png not written"]
+    assert sorted(f.name for f in out.iterdir()) == ["metrics.json"]
+
+
 def test_videos_carry_their_score_interval_and_the_close_calls_are_summed_up(setup, tmp_path, astronaut):
     from forgerydet.scan.evaluate import evaluate
     from forgerydet.scan.records import close_call_summary

@@ -84,7 +84,7 @@ def evaluate_cmd(
         console.print(shown("   ".join(written)), highlight=False)
     problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete
     if problems:
-        raise fail("; ".join(problems), EXIT_INTERRUPTED if res.get("interrupted") else 1)
+        raise fail("; ".join(problems), EXIT_INTERRUPTED if res.get("interrupted") or res.get("output_interrupted") else 1)
 
 
 def checkpoint_line(settings: dict) -> str:

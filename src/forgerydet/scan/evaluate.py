@@ -6,6 +6,7 @@ resolved against the list's folder. scan/evalsets.py makes the same items from d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -117,34 +118,52 @@ def evaluate(
                        + _notes(items, crops, scanner.checkpoint.meta))
     result["output_errors"] = []
     if out_dir:
-        out = Path(out_dir)
-        try:
-            write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
-            result["metrics_json"] = str(out / "metrics.json")
-        except ForgeryDetError as e:
-            result["output_errors"].append(str(e))
         curves = {"frame level": (face_y, face_s), "video level": (file_y, file_s)}
-        curves = {k: v for k, v in curves.items() if len(set(v[0])) == 2}
-        if curves:
-            try:
-                result["roc_png"] = str(roc_plot(curves, out / "roc.png", f"ROC: {title}"))
-            except ForgeryDetError as e:
-                result["output_errors"].append(str(e))
-        per_group = group_curves(file_y, file_s, file_g, file_p)
-        if len(per_group) > 1:
-            try:
-                result["roc_groups_png"] = str(roc_plot(per_group, out / "roc_groups.png",
-                                                        f"ROC per group (video level): {title}"))
-            except ForgeryDetError as e:
-                result["output_errors"].append(str(e))
-        else:  # an earlier evaluation's per-group plot would sit beside these metrics as if it were theirs
-            (out / "roc_groups.png").unlink(missing_ok=True)
+        _write_outputs(result, Path(out_dir), title, {k: v for k, v in curves.items() if len(set(v[0])) == 2},
+                       group_curves(file_y, file_s, file_g, file_p))
     return result
+
+
+PLOTS = ("roc.png", "roc_groups.png")
+
+
+def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, per_group: dict) -> None:
+    """metrics.json, then the plots, each on its own: a write that fails (full disk) goes to result["output_errors"]
+    and the others are still written. Ctrl-C or SIGTERM while writing stops the rest; what was not written is named
+    there (and in metrics.json when it was written: it is written again, best-effort) and result["output_interrupted"]
+    is set. A plot this run did not write is removed: an earlier evaluation's would sit beside these metrics as if
+    it were theirs."""
+    jobs = [("metrics.json", "metrics_json", lambda p: write_text_atomic(p, json.dumps(result, indent=1)))]
+    if curves:
+        jobs.append(("roc.png", "roc_png", lambda p: roc_plot(curves, p, f"ROC: {title}")))
+    if len(per_group) > 1:
+        jobs.append(("roc_groups.png", "roc_groups_png",
+                     lambda p: roc_plot(per_group, p, f"ROC per group (video level): {title}")))
+    written: list[str] = []
+    errors_then = 0
+    try:
+        for name, key, write in jobs:
+            try:
+                result[key] = str(write(out / name))
+                written.append(name)
+                errors_then = len(result["output_errors"]) if name == "metrics.json" else errors_then
+            except ForgeryDetError as e:
+                result["output_errors"].append(str(e))
+    except KeyboardInterrupt:
+        left = [name for name, _, _ in jobs if name not in written]
+        result["output_errors"].append(f"interrupted while writing the outputs: {', '.join(left)} not written")
+        result["output_interrupted"] = True
+    for name in PLOTS:
+        if name not in written:
+            (out / name).unlink(missing_ok=True)
+    if "metrics.json" in written and len(result["output_errors"]) > errors_then:  # metrics.json says what is missing
+        with contextlib.suppress(ForgeryDetError, KeyboardInterrupt):
+            write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
 
 
 def _written_here(out_dir: Path, path: Path) -> bool:
     """Whether `path` is one of the plots evaluate writes into out_dir (metrics.json is no image or video)."""
-    return path.name in ("roc.png", "roc_groups.png") and os.path.realpath(path.parent) == os.path.realpath(out_dir)
+    return path.name in PLOTS and os.path.realpath(path.parent) == os.path.realpath(out_dir)
 
 
 def group_curves(y: list[int], s: list[float], g: list[str], p: list[str]) -> dict[str, tuple[Any, Any]]:
