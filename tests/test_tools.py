@@ -1,5 +1,5 @@
 """tools/average_weights.py: weight-space averages of checkpoints (WiSE-FT, uniform soups: candidates for the shipped model);
-tools/transfer_weights.py ship: the file to commit."""
+tools/transfer_weights.py ship: the file to commit; tools/cli_docs.py: the command reference docs/cli.md."""
 
 from __future__ import annotations
 
@@ -244,3 +244,27 @@ def test_ship_stores_bank_sources_from_their_common_folder_without_this_machines
     meta = read_meta(tmp_path / "ship.safetensors")
     assert meta["bank_sources"][0] == "a-00000000/f000000_0.jpg"  # relative to the folder that holds them all
     assert "bank_sources_root" not in meta["extra"] and meta["extra"]["trained_on"] == "runs/p/pairs.csv"
+
+
+def test_the_command_reference_is_current_and_names_every_option():
+    """docs/cli.md is generated from the CLI (`make docs`): a changed option or help text without `make docs`
+    fails here, so the reference a user reads is what --help says."""
+    import click
+    import typer
+
+    from forgerydet.cli.app import app
+
+    docs = _tool("cli_docs")
+    text = docs.render()
+    assert docs.OUT.read_text(encoding="utf-8") == text, "docs/cli.md is stale: run `make docs`"
+    assert "&#x27;" not in text and "&quot;" not in text  # typer's HTML escapes turned back into quotes
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        subs = cmd.commands.items() if isinstance(cmd, click.Group) else [(None, cmd)]
+        for sub, c in subs:
+            title = f"## `forgerydet {name}{' ' + sub if sub else ''}`"
+            assert title in text, title
+            for param in c.params:
+                for opt in param.opts:
+                    if opt.startswith("--"):
+                        assert f"`{opt}" in text, (name, sub, opt)
