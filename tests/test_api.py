@@ -59,6 +59,12 @@ def test_a_bad_setting_is_one_error_before_any_model_loads():
     c = api.scan_config(frames=12, aggregation="mean", threshold=1 / 3, detect_side=960, min_confidence=0.95,
                         bank=Path("/banks/b"))
     assert (c.num_frames, c.detector.detect_side, c.detector.min_confidence, c.bank) == (12, 960, 0.95, "/banks/b")
+    c = api.scan_config(start="1:30", end=120)  # times as the CLI takes them, or seconds
+    assert (c.start, c.end) == (90.0, 120.0)
+    for kw, said in [({"start": "soon"}, "start 'soon': give a time"), ({"end": -1}, "end -1: a time must be"),
+                     ({"start": 5, "end": 2}, "--end 0:02 is not after --start 0:05")]:
+        with pytest.raises(ForgeryDetError, match=re.escape(said)):
+            api.scan_config(**kw)
 
 
 def test_one_path_alone_is_one_path_and_notes_are_warnings(checkpoint, tmp_path, astronaut, monkeypatch):

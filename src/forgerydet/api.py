@@ -12,7 +12,7 @@
 Each record is what `forgerydet scan --json` writes per file (`files` in that JSON): status, verdict, score and its
 interval over resampled frames, tracks, faces with their scores and nearest real faces, notes, timings. Settings
 are ScanConfig's fields, named like the CLI options (`frames` for --frames, `tta`, `precision`, `aggregation`,
-`threshold`, `reference`, `bank`, `detect_side`, ...). A bad setting (unknown, of the wrong type or out of range) or
+`threshold`, `reference`, `bank`, `detect_side`, `start`/`end` as seconds or '1:30'...). A bad setting (unknown, of the wrong type or out of range) or
 checkpoint raises forgerydet.errors.ForgeryDetError with the CLI's one-line message; a path that names nothing
 scannable is a record with status 'error', as in the CLI's JSON. What the CLI prints as notes about the
 calibration (a bank rebuilt since, another --tta or precision) comes as a UserWarning.
@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from forgerydet.errors import ForgeryDetError, os_error_text
 from forgerydet.faces.detect import DetectorConfig
+from forgerydet.faces.segment import parse_time
 from forgerydet.runtime import tune_malloc
 from forgerydet.scan.config import ScanConfig, check_scan_inputs
 from forgerydet.scan.records import json_record, settings_notes
@@ -38,6 +39,7 @@ from forgerydet.scan.records import json_record, settings_notes
 _ALIASES = {"frames": "num_frames"}  # CLI option name -> ScanConfig field
 _DETECTOR = ("detect_side", "min_confidence")  # scan's face-detector options (DetectorConfig fields)
 _PATHS = ("references", "bank")  # may be given as a Path
+_TIMES = ("start", "end")  # seconds, or the CLI's time text
 _tuned: list[bool] = []  # tune_malloc runs once per process
 
 
@@ -65,6 +67,8 @@ def scan_config(**settings: Any) -> ScanConfig:
     for name, value in settings.items():
         if name in _PATHS and isinstance(value, Path):
             value = str(value)
+        if name in _TIMES:  # as the CLI's --start/--end: 90.5, '1:30', '1:02:03.5'
+            value = parse_time(value, name)
         if name in _DETECTOR:
             _check_type(name, value, det_hints[name])
             det[name] = value

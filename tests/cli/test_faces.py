@@ -55,6 +55,30 @@ def _table(output: str) -> dict[str, str]:
     return rows
 
 
+def test_extract_and_enroll_take_start_and_end_as_scan_does(monkeypatch, tmp_path):
+    from forgerydet.faces import index
+    from forgerydet.scan import enroll
+
+    from forgerydet.errors import ForgeryDetError
+
+    seen = []
+
+    def stop(*args, config, **kw):  # the settings reach the library call; the work itself is not needed here
+        seen.append(config)
+        raise ForgeryDetError("stopped here")
+
+    monkeypatch.setattr(index, "extract", lambda sources, out, config, progress: stop(config=config))
+    one_error(cli("extract", tmp_path, "--out", tmp_path / "f", "--start", "1:00", "--end", "90.5"), "stopped here")
+    assert (seen[0].start, seen[0].end) == (60.0, 90.5)
+    monkeypatch.setattr(enroll, "enroll", stop)
+    one_error(cli("enroll", "Ann", tmp_path, "--into", tmp_path / "r.refs.safetensors", "--start", "2", "--end", "0:03"),
+              "stopped here")
+    assert (seen[1].start, seen[1].end) == (2.0, 3.0)
+    one_error(cli("extract", tmp_path, "--out", tmp_path / "f", "--start", "soon"),
+              "--start 'soon': give a time as seconds (90.5), MM:SS or HH:MM:SS")
+    one_error(cli("enroll", "Ann", tmp_path, "--start", "3", "--end", "2"), "--end 0:02 is not after --start 0:03")
+
+
 def test_extract_prints_its_counts_and_a_rerun_skips(face_png, tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -285,6 +285,31 @@ def test_a_cut_off_video_is_scanned_on_the_frames_it_has_and_says_so(checkpoint,
             f"the other {8 - lost}") in rec["notes"]
 
 
+def test_start_and_end_scan_only_that_part_of_a_long_video_and_say_so(checkpoint, astronaut, tmp_path):
+    """--start/--end: the suspect minutes of a long video, sampled as a whole video would be; the JSON, the note and
+    the report say which part the verdict is about; a photo beside it is read whole; bad times are one line."""
+    head = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    video = write_video(tmp_path / "long.mp4", [shifted(head, k % 7) for k in range(40)])  # 10 fps: 4 s
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(head, cv2.COLOR_RGB2BGR))
+    r = cli("scan", video, photo, "--checkpoint", checkpoint, "--device", "cpu", "--frames", 4, "--start", "0:01.5",
+            "--end", "3", "--json", tmp_path / "s.json", "--report", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    rec, still = doc["files"]
+    assert doc["settings"]["segment"] == "0:01.5-0:03"
+    assert sorted({f["frame_index"] for f in rec["faces"]}) == [15, 20, 24, 29]  # 4 of frames 15..29
+    assert "only 0:01.5-0:03 of 0:04 was sampled (--start/--end): the verdict is about that part" in rec["notes"]
+    assert still["status"] == "ok" and not any("--start" in n for n in still["notes"])
+    assert "videos sampled 0:01.5-0:03 only" in (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    r = cli("scan", video, "--checkpoint", checkpoint, "--device", "cpu", "--start", "5")
+    assert r.exit_code == 1 and "long.mp4: --start 0:05 is past the video's end (it is 0:04 long)" in r.flat, r.output
+    one_error(cli("scan", video, "--checkpoint", checkpoint, "--start", "2", "--end", "1:00:00x"),
+              "--end '1:00:00x': give a time as seconds (90.5), MM:SS or HH:MM:SS")
+    one_error(cli("scan", video, "--checkpoint", checkpoint, "--start", "2", "--end", "1"),
+              "--end 0:01 is not after --start 0:02: give a later --end")
+
+
 def test_an_anamorphic_video_is_scanned_with_square_pixels_and_says_so(checkpoint, astronaut, tmp_path):
     squeezed = cv2.resize(astronaut, (192, 256), interpolation=cv2.INTER_AREA)  # stored at 3/4 of its width
     plain = write_video(tmp_path / "sq.mp4", [squeezed] * 3)

@@ -66,3 +66,27 @@ def test_frames_missing_only_at_the_very_end_are_an_overstated_count_not_damage(
     for dead, want in ((range(58, 60), []), (range(40, 60), [46, 52, 59]), (range(20, 30), [20, 26])):
         DamagedCapture.once, DamagedCapture.dead = set(), dead
         assert detect_source(video, cfg).unreadable == want, dead
+
+
+def test_start_and_end_sample_only_that_part_of_a_video_with_its_own_indices_and_times(tmp_path, astronaut):
+    """--start/--end: the frames are sampled in [start, end) as they would be over a whole video, and keep their
+    indices and times in the file; an image is read whole; a start past the end names the file."""
+    import cv2
+
+    video = write_video(tmp_path / "levels.mp4", level_frames(60))  # 10 fps: 6 s
+    part = ExtractConfig(num_frames=5, detector=CFG.detector, start=1.0, end=3.0)
+    found = detect_source(video, part)
+    assert [i for i, _ in found.frames] == [10, 15, 20, 24, 29]  # 5 of frames 10..29, first and last included
+    assert [round(t, 1) for _, t in found.frames] == [1.0, 1.5, 2.0, 2.4, 2.9]
+    to_end = detect_source(video, ExtractConfig(every=10, detector=CFG.detector, start=2.5))
+    assert [i for i, _ in to_end.frames] == [25, 35, 45, 55]
+    whole = ExtractConfig(detector=CFG.detector).settings()
+    assert "start" not in whole and "end" not in whole  # a whole-video extract folder's settings as before: it resumes
+    assert part.settings()["start"] == 1.0 and part.settings()["end"] == 3.0
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    assert [i for i, _ in detect_source(photo, part).frames] == [0]
+    with pytest.raises(ForgeryDetError, match=r"levels.mp4: --start 0:07 is past the video's end \(it is 0:06 long\)"):
+        detect_source(video, ExtractConfig(detector=CFG.detector, start=7.0))
+    with pytest.raises(ForgeryDetError, match="^--end 0:01 is not after --start 0:03"):
+        ExtractConfig(start=3.0, end=1.0)

@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Annotated, Any, Iterable, Iterator, Optional
 
 import typer
 from rich.console import Console, RenderableType
@@ -24,6 +24,9 @@ from forgerydet.io import current_folder
 console = Console()
 err_console = Console(stderr=True)
 
+# --start / --end of scan, extract and enroll: parsed by faces.segment.parse_time inside user_errors (one red line)
+Start = Annotated[Optional[str], typer.Option("--start", help="Sample each video from this time on: seconds (90.5), MM:SS or HH:MM:SS (default: its start); images are read whole.")]
+End = Annotated[Optional[str], typer.Option("--end", help="Sample each video up to this time, as --start (default: its end).")]
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 PRECISION_HELP = ("'fp32'; 'bf16' (about half the model time on a CPU with AVX512-BF16 or AMX, and on a GPU; scores "
                   "move slightly: the shipped model's video scores by up to 0.04); 'fp16' (GPU only). Default: as the "

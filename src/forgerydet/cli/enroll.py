@@ -9,8 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, note, progress_bar, say, shown, user_errors
+from forgerydet.cli.common import End, Start, console, fail, note, progress_bar, say, shown, user_errors
 from forgerydet.faces.detect import DetectorConfig
+from forgerydet.faces.segment import parse_time
 from forgerydet.scan.config import EnrollConfig
 
 
@@ -28,6 +29,8 @@ def enroll_cmd(
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,
     min_confidence: Annotated[float, typer.Option(help="Least MTCNN confidence for a face.")] = DetectorConfig.min_confidence,
     deinterlace: Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="As scan's: deinterlace video frames that show interlacing combing; --no-deinterlace: frames as stored.")] = EnrollConfig.deinterlace,
+    start: Start = None,
+    end: End = None,
 ) -> None:
     """Enrol NAME's real faces from SOURCES (added to what is enrolled already), or --list [NAME] / --remove [SOURCES]."""
     from forgerydet.model import references as refs
@@ -35,6 +38,7 @@ def enroll_cmd(
 
     with user_errors():
         cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait, deinterlace=deinterlace,
+                           start=parse_time(start, "--start"), end=parse_time(end, "--end"),
                            detector=DetectorConfig(detect_side=detect_side, min_confidence=min_confidence))  # checks all
         path = into or references_path(checkpoint or _default_checkpoint())
         if list_ and (remove or sources):

@@ -11,7 +11,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from forgerydet.cli.common import console, err_console, fail, note, progress_bar, typed_options, user_errors
+from forgerydet.cli.common import (
+    End,
+    Start,
+    console,
+    err_console,
+    fail,
+    note,
+    progress_bar,
+    typed_options,
+    user_errors,
+)
 from forgerydet.errors import ForgeryDetError, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.pairs.selfblend import BlendOptions
@@ -31,15 +41,18 @@ Out = Annotated[Path, typer.Option("--out", "-o", readable=False, help="Output f
 Deinterlace = Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="Deinterlace video frames that show interlacing combing (one field kept); --no-deinterlace: frames as stored.")]
 
 
-def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size, deinterlace):
+def _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size, deinterlace,
+            start=None, end=None):
     from forgerydet.faces.detect import DetectorConfig
     from forgerydet.faces.pipeline import ExtractConfig
+    from forgerydet.faces.segment import parse_time
 
     det = DetectorConfig(
         detect_side=detect_side, min_confidence=min_confidence, min_face=min_face, margin=margin,
         size=size, batch_size=batch_size, device=device,
     )  # fmt: skip
-    return ExtractConfig(num_frames=frames, every=every, fps=fps, detector=det, deinterlace=deinterlace)
+    return ExtractConfig(num_frames=frames, every=every, fps=fps, detector=det, deinterlace=deinterlace,
+                         start=parse_time(start, "--start"), end=parse_time(end, "--end"))
 
 
 @contextmanager
@@ -72,13 +85,15 @@ def extract_cmd(
     device: Device = DetectorConfig.device,
     batch_size: BatchSize = DetectorConfig.batch_size,
     deinterlace: Deinterlace = True,
+    start: Start = None,
+    end: End = None,
 ) -> None:
     """Detect faces, write PNG crops and OUT/faces.csv. Re-running into the same folder skips finished files."""
     from forgerydet.faces.index import extract
 
     with user_errors():
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
-                         deinterlace)
+                         deinterlace, start, end)
         with _progress("extract") as progress:
             s = extract(sources, out, config, progress=progress)
     table = Table(show_header=False)

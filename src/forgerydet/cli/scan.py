@@ -16,10 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, console_on, fail, note,
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, Start, command_line, console, console_on, fail, note,
                                    progress_bar, shows_whole, user_errors, working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
+from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
@@ -45,6 +46,8 @@ def scan_cmd(
     deinterlace: Annotated[bool, typer.Option("--deinterlace/--no-deinterlace", help="Deinterlace video frames that show interlacing combing (one field kept, noted per file); --no-deinterlace: frames as stored.")] = ScanConfig.deinterlace,
     tta: Annotated[Optional[str], typer.Option(help="'flip': also score each face's mirror image and average (twice the model time); 'none'. Default: as the checkpoint was calibrated (`calibrate --tta`), else none.")] = ScanConfig.tta,
     precision: Annotated[Optional[str], typer.Option(help=PRECISION_HELP)] = ScanConfig.precision,
+    start: Start = None,
+    end: End = None,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file.
@@ -74,7 +77,8 @@ def scan_cmd(
             cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                              device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
                              references=str(references) if references else None, bank=str(bank) if bank else None,
-                             tta=tta, deinterlace=deinterlace, precision=precision)
+                             tta=tta, deinterlace=deinterlace, precision=precision,
+                             start=parse_time(start, "--start"), end=parse_time(end, "--end"))
             skipped: list[Path] = []
             files, bad_paths = expand_scan_paths(paths, skipped=skipped)
             if report:

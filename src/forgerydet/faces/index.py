@@ -166,7 +166,8 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
         if isinstance(have, dict):  # a folder written before frames were deinterlaced (2026-12-05) was not
             have.setdefault("deinterlace", False)
         if have != wanted:
-            diff = ", ".join(f"{k}: {have.get(k)} -> {v}" for k, v in wanted.items() if have.get(k) != v)
+            diff = ", ".join(f"{k}: {have.get(k)} -> {wanted.get(k)}" for k in dict.fromkeys([*wanted, *have])
+                             if have.get(k) != wanted.get(k))
             raise ForgeryDetError(
                 f"{out_dir} was extracted with other settings ({diff}); use another --out folder or the same settings"
             )

@@ -10,9 +10,18 @@ from typing import Sequence
 
 import numpy as np
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import DetectorConfig, Face, FaceDetector
-from forgerydet.faces.media import MediaKind, VideoInfo, check_sampling, iter_frames, media_kind, video_info
+from forgerydet.faces.media import (
+    MediaKind,
+    VideoInfo,
+    check_sampling,
+    iter_frames,
+    media_kind,
+    sample_indices,
+    video_info,
+)
+from forgerydet.faces.segment import check_segment, frame_span
 from forgerydet.faces.track import assign_tracks
 
 
@@ -24,6 +33,8 @@ class ExtractConfig:
     iou_threshold:            least IoU for a face to continue a track from the previous sampled frame.
     detector:                 MTCNN and crop settings (size, margin, detect_side, device, ...).
     deinterlace:              deinterlace video frames that show interlacing combing (faces/interlace.py).
+    start / end:              seconds: sample a video's frames in [start, end) only (faces/segment.py; None: from
+                              its start / to its end). Images are read whole.
     """
 
     num_frames: int | None = None
@@ -32,9 +43,12 @@ class ExtractConfig:
     iou_threshold: float = 0.3
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     deinterlace: bool = True
+    start: float | None = None
+    end: float | None = None
 
     def __post_init__(self) -> None:
         check_sampling(self.num_frames, self.every, self.fps)  # before any folder is written
+        check_segment(self.start, self.end)
         if not 0.0 < self.iou_threshold <= 1.0:
             raise ForgeryDetError(f"iou_threshold={self.iou_threshold} must be in (0, 1]")
 
@@ -46,7 +60,7 @@ class ExtractConfig:
             "iou_threshold": self.iou_threshold, "size": d.size, "margin": d.margin,
             "detect_side": d.detect_side, "min_confidence": d.min_confidence, "min_face": d.min_face,
             "deinterlace": self.deinterlace,
-        }  # fmt: skip
+        } | ({"start": self.start, "end": self.end} if (self.start, self.end) != (None, None) else {})  # fmt: skip
 
 
 # Sampled frames that fail only at a video's very end (after every frame that decoded, within the last 3 frames or
@@ -113,6 +127,9 @@ def detect_source(
     path = Path(path)
     kind = media_kind(path)
     info = video_info(path) if kind == "video" else None
+    if info is not None and indices is None and (config.start, config.end) != (None, None):
+        first, stop = frame_span(info.frame_count, info.fps, config.start, config.end, path_text(path))
+        indices = [first + i for i in sample_indices(stop - first, info.fps, config.num_frames, config.every, config.fps)]
     unreadable: list[int] = []
     stream = iter_frames(path, config.num_frames, config.every, config.fps, indices=indices,
                          deinterlace=config.deinterlace, info=info, unreadable=unreadable)

@@ -13,6 +13,7 @@ from typing import Any
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
+from forgerydet.faces.segment import check_segment
 from forgerydet.model.calibration import check_precision, check_tta
 from forgerydet.model.config import (
     check_bank_folder,
@@ -41,7 +42,8 @@ class ScanConfig:
     (`calibrate --tta`), else 'none'. deinterlace: video frames that show interlacing combing are deinterlaced
     before detection (faces/interlace.py); False scans frames as stored. precision: the model's arithmetic,
     'fp32', 'bf16' (faster on a CPU with AVX512-BF16 or AMX, and on a GPU) or 'fp16' (GPU); None: as the checkpoint
-    was calibrated (`calibrate --precision`), else fp32."""
+    was calibrated (`calibrate --precision`), else fp32. start / end: seconds: sample each video's frames in
+    [start, end) only (faces/segment.py; None: from its start / to its end); images are read whole."""
 
     num_frames: int = DEFAULT_NUM_FRAMES
     aggregation: str = "max-then-mean"
@@ -56,8 +58,11 @@ class ScanConfig:
     tta: str | None = None
     deinterlace: bool = True
     precision: str | None = None
+    start: float | None = None
+    end: float | None = None
 
     def __post_init__(self) -> None:
+        check_segment(self.start, self.end)
         if self.tta is not None:
             check_tta(self.tta)
         if self.precision is not None:
@@ -81,7 +86,7 @@ class EnrollConfig:
     """num_frames: frames sampled evenly per video (as scan). face: which faces of a source to enrol:
     'main-track' (the face tracked over most frames), 'largest' (the largest face of each frame) or 'all'
     (every face, bystanders included). batch_size: faces per encoder call. wait: seconds to wait for another
-    process using the reference file. detector: MTCNN settings (as scan). deinterlace: as scan's."""
+    process using the reference file. detector: MTCNN settings (as scan). deinterlace, start, end: as scan's."""
 
     num_frames: int = DEFAULT_NUM_FRAMES
     face: str = "main-track"
@@ -90,8 +95,11 @@ class EnrollConfig:
     wait: float = 10.0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     deinterlace: bool = True
+    start: float | None = None
+    end: float | None = None
 
     def __post_init__(self) -> None:
+        check_segment(self.start, self.end)
         if self.face not in FACE_CHOICES:
             raise ForgeryDetError(f"unknown --face {self.face!r}: use one of {', '.join(FACE_CHOICES)}")
         if self.num_frames < 1:

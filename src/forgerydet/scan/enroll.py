@@ -124,7 +124,8 @@ def enroll(
     if det_cfg.device == DetectorConfig().device:
         det_cfg.device = str(device)
     detector = FaceDetector(det_cfg)
-    xcfg = ExtractConfig(num_frames=cfg.num_frames, detector=det_cfg, deinterlace=cfg.deinterlace)
+    xcfg = ExtractConfig(num_frames=cfg.num_frames, detector=det_cfg, deinterlace=cfg.deinterlace, start=cfg.start,
+                         end=cfg.end)
     crops: list[np.ndarray] = []
     entries: list[dict[str, Any]] = []
     report: list[tuple[str, int, str]] = []

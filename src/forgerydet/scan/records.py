@@ -27,6 +27,7 @@ import numpy as np
 
 from forgerydet import __version__
 from forgerydet.errors import path_text
+from forgerydet.faces.segment import clock
 from forgerydet.io import file_sha256
 
 MAX_FACES = 24  # faces a report shows per file (and whose crops a scan keeps)
@@ -68,6 +69,15 @@ def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_
     sides = [min(f["box"][2] - f["box"][0], f["box"][3] - f["box"][1]) for f in faces]
     median = float(np.median(sides))
     return [f"small faces (median {median:.0f} px): less reliable"] if median < small_px else []
+
+
+def segment_note(kind: str, start: float | None, end: float | None, duration: float | None) -> list[str]:
+    """A video sampled in part (--start/--end): the verdict speaks for that part only."""
+    if kind != "video" or (start, end) == (None, None):
+        return []
+    length = f" of {clock(duration)}" if duration else ""
+    last = clock(min(end, duration)) if end is not None and duration else clock(end) if end is not None else "its end"
+    return [f"only {clock(start or 0.0)}-{last}{length} was sampled (--start/--end): the verdict is about that part"]
 
 
 def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:

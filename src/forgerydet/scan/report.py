@@ -244,6 +244,8 @@ def _provenance(settings: dict) -> str:
         parts.append(f"compared with the disk bank {esc(settings['bank'])} ({esc(settings.get('bank_entries'))} faces)")
     elif settings.get("bank_entries") is not None:
         parts.append(f"compared with the checkpoint's bank ({esc(settings['bank_entries'])} real faces)")
+    if settings.get("segment"):  # --start/--end: each video's verdict is about that part of it
+        parts.append(f"videos sampled {esc(settings['segment'])} only")
     line = f'<p class="meta">{" · ".join(parts)}</p>'
     if settings.get("command"):
         where = f" (in {esc(settings['working_directory'])})" if settings.get("working_directory") else ""

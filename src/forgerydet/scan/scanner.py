@@ -16,6 +16,7 @@ import torch
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.faces.segment import segment_text
 from forgerydet.io import file_sha256
 from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
@@ -26,9 +27,8 @@ from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
-                                     unreadable_note,
-                                     many_faces_note, media_facts, no_face_error, reliability_notes,
-                                     unlike_reference_note)
+                                     many_faces_note, media_facts, no_face_error, reliability_notes, segment_note,
+                                     unlike_reference_note, unreadable_note)
 
 OVERVIEW_SIDE = 960  # longest side of the copy of a still image a report numbers its faces on (px)
 
@@ -117,7 +117,7 @@ class Scanner:
             cfg.detector.device = str(self.device)
         self.detector = _TimedDetector(cfg.detector)
         self.extract_config = ExtractConfig(num_frames=cfg.num_frames, detector=cfg.detector,
-                                            deinterlace=cfg.deinterlace)
+                                            deinterlace=cfg.deinterlace, start=cfg.start, end=cfg.end)
         self.sha256 = file_sha256(path)
 
     def settings(self) -> dict[str, Any]:
@@ -137,6 +137,7 @@ class Scanner:
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
+            "segment": segment_text(self.config.start, self.config.end),  # None: each video whole
             "deinterlace": self.config.deinterlace,
             "tta": self.tta,
             "calibrated_tta": self.calibrated_tta,
@@ -247,7 +248,8 @@ class Scanner:
         if not faces:
             rec.update(status="no_face", error=no_face_error(src.kind, len(src.frames), rec["width"], rec["height"],
                                                              cfg.detector.detect_side),
-                       notes=unreadable_note(len(src.unreadable), len(src.frames))
+                       notes=segment_note(src.kind, cfg.start, cfg.end, rec["duration_s"])
+                       + unreadable_note(len(src.unreadable), len(src.frames))
                        + deinterlaced_note(src.deinterlaced, len(src.frames)),
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
             return rec
@@ -271,7 +273,8 @@ class Scanner:
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
-        rec["notes"] = (unreadable_note(len(src.unreadable), len(src.frames)) + reliability_notes(rec["faces"])
+        rec["notes"] = (segment_note(src.kind, cfg.start, cfg.end, rec["duration_s"])
+                        + unreadable_note(len(src.unreadable), len(src.frames)) + reliability_notes(rec["faces"])
                         + deinterlaced_note(src.deinterlaced, len(src.frames))
                         + many_faces_note(rec["tracks"], rec["verdict"], self.threshold, src.kind)
                         + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
