@@ -166,3 +166,26 @@ def test_bootstrap_auc_intervals_are_paired_and_honest():
 def _resamples(n_boot, seed):
     rng = np.random.default_rng(seed)
     return list(rng.integers(0, 20, (n_boot, 20))), list(rng.integers(0, 20, (n_boot, 20)))
+
+
+def test_the_bootstrap_resamples_whole_videos_when_faces_are_grouped_by_video():
+    """Frame-level intervals resample files with all their faces: with one face per file it is the plain bootstrap,
+    resample for resample; with each file's faces sharing its score it is the video-level interval exactly (faces
+    resampled one by one gave [1.0, 1.0] for one real and one fake video of 32 faces, as if exact)."""
+    from forgerydet.metrics import bootstrap_auc
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 12)
+    s = rng.normal(y * 0.8, 1.0)
+    plain = bootstrap_auc(y, s, n_boot=300, seed=3)
+    np.testing.assert_allclose(bootstrap_auc(y, s, n_boot=300, seed=3, clusters=[f"v{i}" for i in range(24)]), plain)
+    faces_y, faces_s, faces_c = np.repeat(y, 32), np.repeat(s, 32), np.repeat(np.arange(24), 32)
+    np.testing.assert_allclose(bootstrap_auc(faces_y, faces_s, n_boot=300, seed=3, clusters=faces_c), plain)
+    g = ["a"] * faces_y.size
+    frame = grouped_metrics(faces_y, faces_s, g, ci=True, clusters=faces_c)["overall"]
+    video = grouped_metrics(y, s, ["a"] * 24, ci=True)["overall"]
+    assert frame["auc"] == pytest.approx(video["auc"]) and frame["auc_ci"] == pytest.approx(video["auc_ci"])
+    assert np.diff(grouped_metrics(faces_y, faces_s, g, ci=True)["overall"]["auc_ci"])[0] < np.diff(frame["auc_ci"])[0] / 3
+    two = grouped_metrics(np.repeat([0, 1], 32), np.r_[np.zeros(32), np.ones(32)], ["a"] * 64, ci=True,
+                          clusters=np.repeat([0, 1], 32))["overall"]
+    assert two["auc"] == 1.0 and two["auc_ci"] is None  # one video a class: too few for an interval, not [1, 1]

@@ -87,9 +87,14 @@ def binary_metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str
     }
 
 
-def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0,
+                  clusters: Sequence[Any] | None = None) -> np.ndarray:
     """AUC of each score list on `n_boot` stratified bootstrap resamples (reals and fakes resampled separately,
     with replacement, the same resample for every list, so differences between lists are paired): (n_boot, k).
+    `clusters` (one id per sample, e.g. the video a face came from): whole clusters are resampled, as the faces of
+    one video are not independent samples: in 60 simulated sets of 40 videos x 32 faces (a per-video effect, as real
+    scores have), 95 % intervals resampling faces held the true AUC 22 % of the time, resampling videos 92 %
+    (2026-12-07). With one sample per cluster it is the plain bootstrap, resample for resample.
 
     Each resample's AUC is the Mann-Whitney statistic from average ranks (ties count one half), which is what
     roc_auc_score computes; O(n log n) per resample, in chunks, so it serves 40 crops and 40,000 faces alike."""
@@ -97,6 +102,8 @@ def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0) 
 
     y, _ = _check(labels, scores[0])
     _need_both(y)
+    if clusters is not None:
+        return _cluster_bootstrap_auc(y, [_check(y, sc)[1] for sc in scores], clusters, n_boot, seed)
     rng = np.random.default_rng(seed)
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     ir = rng.integers(0, real.size, (n_boot, real.size))  # (B,n_r) positions among the reals
@@ -114,6 +121,37 @@ def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0) 
     return out
 
 
+def cluster_ids(clusters: Sequence[Any], y: np.ndarray) -> np.ndarray:
+    """Cluster numbers 0..C-1 in order of first appearance; a cluster id holding both classes is split in two."""
+    keys = np.asarray([f"{c}\x00{int(label)}" for c, label in zip(clusters, y)], dtype=object)
+    if keys.size != y.size:
+        raise ForgeryDetError(f"{y.size} labels but {keys.size} cluster ids: give one per sample")
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inv]
+
+
+def _cluster_bootstrap_auc(y: np.ndarray, scores: list[np.ndarray], clusters: Sequence[Any], n_boot: int,
+                           seed: int) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    ids = cluster_ids(clusters, y)
+    order = np.argsort(ids, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(ids))[:-1])  # each cluster's samples, in their order
+    label = np.asarray([y[m[0]] for m in members])
+    real, fake = np.flatnonzero(label == 0), np.flatnonzero(label == 1)
+    rng = np.random.default_rng(seed)  # drawn as the plain bootstrap draws samples: one per cluster, the same
+    ir = rng.integers(0, real.size, (n_boot, real.size))
+    jf = rng.integers(0, fake.size, (n_boot, fake.size))
+    s = np.stack(scores, axis=1)  # (n,k)
+    out = np.empty((n_boot, len(scores)))
+    for b in range(n_boot):
+        r = np.concatenate([members[c] for c in real[ir[b]]])
+        f = np.concatenate([members[c] for c in fake[jf[b]]])
+        ranks = rankdata(np.concatenate([s[r], s[f]]), axis=0)[r.size:]  # the fakes' average ranks
+        out[b] = (ranks.sum(axis=0) - f.size * (f.size + 1) / 2.0) / (r.size * f.size)
+    return out
+
+
 def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap values (e.g. a column of bootstrap_auc, or a difference of two)."""
     a = (1.0 - level) / 2.0
@@ -122,11 +160,13 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 
 
 def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: float = 0.5,
-                    ci: bool = False, pools: Sequence[str] | None = None) -> dict[str, dict]:
+                    ci: bool = False, pools: Sequence[str] | None = None,
+                    clusters: Sequence[Any] | None = None) -> dict[str, dict]:
     """binary_metrics per group (e.g. per source dataset) plus 'overall'; ci=True adds 'auc_ci', the 95 %
     stratified bootstrap interval of the AUC (1,000 resamples, seeded), where an AUC exists; None where the
     samples hold fewer than CI_MIN_PER_CLASS of a class (resampling one real and one fake gives an interval of
-    width 0, which would read as exact).
+    width 0, which would read as exact). `clusters` (one id per sample: the file a face came from) makes the
+    bootstrap resample whole clusters, and the CI_MIN_PER_CLASS count clusters (bootstrap_auc).
 
     A group holding a single class is measured against every sample of the other class in the whole set, as
     per-method figures on FaceForensics++ are (each method's fakes against all originals): its metrics then
@@ -143,17 +183,21 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
         raise ForgeryDetError(f"{y.size} labels but {g.size} group names: give one group per sample")
     if OVERALL in set(g):
         raise ForgeryDetError(f"a group is named {OVERALL!r}, which is reserved for all samples: rename it")
-    def metrics(ys: np.ndarray, ss: np.ndarray) -> dict[str, Any]:
+    c = cluster_ids(clusters, y) if clusters is not None else np.arange(y.size)
+
+    def metrics(sel: np.ndarray) -> dict[str, Any]:
+        ys, ss, cs = y[sel], s[sel], c[sel]
         m = _metrics_or_error(ys, ss, threshold)
         if ci and "auc" in m:
-            few = min(m["n_real"], m["n_fake"]) < CI_MIN_PER_CLASS
-            m["auc_ci"] = None if few else list(interval(bootstrap_auc(ys, ss, n_boot=1000, seed=0)[:, 0]))
+            few = min(np.unique(cs[ys == 0]).size, np.unique(cs[ys == 1]).size) < CI_MIN_PER_CLASS
+            m["auc_ci"] = None if few else list(interval(bootstrap_auc(
+                ys, ss, n_boot=1000, seed=0, clusters=cs if clusters is not None else None)[:, 0]))
         return m
 
     out: dict[str, dict] = {}
     for name, (sel, against) in group_samples(y, g, pool).items():
-        out[name] = {**metrics(y[sel], s[sel]), **({"against": against} if against else {})}
-    out[OVERALL] = metrics(y, s)
+        out[name] = {**metrics(sel), **({"against": against} if against else {})}
+    out[OVERALL] = metrics(np.ones(y.size, bool))
     return out
 
 

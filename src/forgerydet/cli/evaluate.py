@@ -115,8 +115,8 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
                       "too few" if "auc_ci" in m else "-")
                 rows.append([*head, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}", f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
     title = f"evaluation (threshold {res['threshold']:.3f})"
-    caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); frames of one video are not "
-               "independent, so frame-level intervals are too narrow")
+    caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); at frame level whole files are resampled "
+               "with their faces, which are not independent samples")
     if any("auc_ci" in m and m["auc_ci"] is None for level in ("frame_level", "video_level") for m in res[level].values()):
         caption += f"\ntoo few: under {CI_MIN_PER_CLASS} real or {CI_MIN_PER_CLASS} fake samples, no interval is given"
     if any("against" in m for level in ("frame_level", "video_level") for m in res[level].values()):

@@ -57,7 +57,7 @@ def evaluate(
                                   f"paths are taken from the list's folder: fix the list")
     scanner = Scanner(checkpoint, config or ScanConfig())
     thr = scanner.threshold
-    face_y, face_s, face_g, face_p = [], [], [], []
+    face_y, face_s, face_g, face_p, face_f = [], [], [], [], []  # face_f: the file of each face (a bootstrap cluster)
     file_y, file_s, file_g, file_p = [], [], [], []
     records, skipped = [], []
     done, interrupted = 0, False
@@ -75,6 +75,7 @@ def evaluate(
             face_s += [f["score"] for f in rec["faces"]]
             face_g += [it.group] * n
             face_p += [it.pool] * n
+            face_f += [len(file_y)] * n
             file_y.append(it.label)
             file_s.append(rec["score"])
             file_g.append(it.group)
@@ -87,7 +88,7 @@ def evaluate(
         interrupted = True
         k, m = len(records), sum(r["n_faces"] for r in records)  # `records` grows last: drop a half-added file
         file_y, file_s, file_g, file_p = file_y[:k], file_s[:k], file_g[:k], file_p[:k]
-        face_y, face_s, face_g, face_p = face_y[:m], face_s[:m], face_g[:m], face_p[:m]
+        face_y, face_s, face_g, face_p, face_f = face_y[:m], face_s[:m], face_g[:m], face_p[:m], face_f[:m]
     if progress and not interrupted:
         progress(len(items), len(items), "")
     if not records:
@@ -95,7 +96,7 @@ def evaluate(
     result = {
         "checkpoint": scanner.settings(),
         "threshold": thr,
-        "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True, pools=face_p),
+        "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True, pools=face_p, clusters=face_f),
         "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True, pools=file_p),
         "close_calls": close_call_summary(records, thr),
         "files": records,
