@@ -399,3 +399,22 @@ def test_json_or_csv_dash_goes_to_standard_output_alone(checkpoint, face_png, gr
     # the next command prints its table on standard output again
     r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu")
     assert "forgerydet scan" in r.stdout
+
+
+def test_a_score_just_below_the_threshold_is_not_printed_as_the_threshold():
+    """0.33796 at threshold 0.338 is REAL: the table shows 0.33796, not '0.338 REAL' beside 'threshold 0.338'."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from forgerydet.cli.scan import verdict_table
+
+    base = {"status": "ok", "n_faces": 1, "n_tracks": 1, "frames_with_face": 1, "frames_sampled": 1, "notes": [],
+            "threshold": 0.338}
+    files = [{**base, "path": "/v/a.mp4", "verdict": "REAL", "score": 0.33796},
+             {**base, "path": "/v/b.mp4", "verdict": "FAKE", "score": 0.33812},
+             {**base, "path": "/v/c.mp4", "verdict": "REAL", "score": 0.2}]
+    out = Console(width=120, file=StringIO(), color_system=None)
+    out.print(verdict_table(files, width=120))
+    text = out.file.getvalue()
+    assert "0.33796" in text and "0.338 " in text and "0.200" in text, text

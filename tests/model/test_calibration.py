@@ -18,6 +18,16 @@ def test_temperature_recovers_the_true_scale():
     t = fit_temperature(3.0 * z, y)  # an over-confident model: logits 3x too large
     assert t == pytest.approx(3.0, rel=0.05)
     assert fit_temperature(z, np.zeros_like(y)) == 1.0  # one class: nothing to fit
+    assert fit_temperature(40.0 * z, y) == pytest.approx(40.0, rel=0.05)  # past the old search's end at T = 20
+
+
+def test_a_real_face_scored_near_one_stays_below_the_threshold():
+    """The threshold was clipped to 1 - 1e-6, under a real face at 0.9999995, which it then called FAKE at a 5 %
+    target that allowed none of 15."""
+    reals = np.r_[np.linspace(0.1, 0.9, 14), 0.9999995]
+    thr = threshold_at_fpr(reals, 0.05)
+    assert 0.9999995 < thr < 1.0 and (reals >= thr).sum() == 0
+    assert threshold_at_fpr(np.r_[reals[:-1], 1.0], 0.05) < 1.0  # a real at exactly 1.0 cannot be kept under it
 
 
 def test_threshold_at_fpr_is_exact_on_a_worked_example():

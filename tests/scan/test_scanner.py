@@ -120,6 +120,20 @@ def test_an_image_record_has_its_size_and_hash_and_no_frame_rate(checkpoint, ast
     assert rec["sha256"] == sha(path) and rec["fps"] is None and rec["duration_s"] is None
 
 
+def test_a_model_output_of_nan_is_that_files_error_not_a_traceback(checkpoint, astronaut, tmp_path, monkeypatch):
+    """An overflow in reduced precision (fp16 on a GPU) can give NaN scores; aggregation raised a ValueError."""
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    scanner = Scanner(checkpoint, ScanConfig(device="cpu"))
+    real = Scanner._score
+    monkeypatch.setattr(Scanner, "_score", lambda self, crops: {**real(self, crops), "p": np.full(len(crops), np.nan)})
+    rec = scanner.scan_file(path)
+    assert rec["status"] == "error" and rec["verdict"] is None, rec
+    assert rec["error"] == f"{path}: the model gave no number (NaN) for 1 of 1 faces in fp32: the model file may be damaged"
+    scanner.precision = "bf16"
+    assert scanner.scan_file(path)["error"].endswith("faces in bf16: scan it with --precision fp32")
+
+
 def test_a_photos_faces_are_numbered_left_to_right_and_it_is_kept_only_for_a_report(checkpoint, astronaut, tmp_path):
     from forgerydet.scan.records import json_record
 

@@ -24,6 +24,7 @@ from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
+from forgerydet.scan.html import score_digits
 from forgerydet.scan.records import settings_notes, shortest_names
 
 
@@ -245,7 +246,8 @@ def _row(r: dict, reference: bool, shown_name: str) -> list:
     if r["status"] == "ok":
         colour = "red" if r["verdict"] == "FAKE" else "green"
         note = Text("; ".join(r.get("notes") or []), style="yellow")
-        return [name, Text(r["verdict"], style=f"bold {colour}"), f"{r['score']:.3f}", *counts, note, *more]
+        digits = score_digits(r["score"], r["threshold"]) if r.get("threshold") is not None else 3
+        return [name, Text(r["verdict"], style=f"bold {colour}"), f"{r['score']:.{digits}f}", *counts, note, *more]
     verdict, note = {"no_face": (Text("none", style="yellow"), "no face found"),
                      "not_scanned": (Text("-", style="yellow"), "not scanned (interrupted)")}.get(
         r["status"], (Text("error", style="red"), "see above"))

@@ -67,14 +67,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     labels = np.asarray(labels, np.float64)
     if len(np.unique(labels)) < 2:
         return 1.0
-    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 161))
+    grid = np.exp(np.linspace(np.log(0.01), np.log(1000.0), 301))  # T ~ 26 for logits of scale 100 was past 20
     best = grid[int(np.argmin([_nll(logits, labels, t) for t in grid]))]
     fine = np.exp(np.linspace(np.log(best) - 0.05, np.log(best) + 0.05, 41))
     return float(fine[int(np.argmin([_nll(logits, labels, t) for t in fine]))])
 
 
 def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
-    """The smallest threshold that calls at most `fpr` of these real faces FAKE (score >= threshold)."""
+    """A threshold that calls at most floor(fpr x n) of these n real faces FAKE (score >= threshold): the highest
+    score among those allowed above it (any threshold down to just above the next real score calls as many), or
+    just above them all when none is allowed. It stays below 1: a real face at probability 1.0 cannot be kept
+    under it."""
     p = np.sort(np.asarray(real_probs, np.float64))
     if p.size == 0:
         return 0.5
@@ -82,7 +85,7 @@ def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
     thr = p[p.size - k] if k > 0 else np.nextafter(p[-1], 1.0)
     if 0 < k < p.size and p[p.size - k - 1] >= thr:  # the k-th highest is tied with faces below the cut: at that
         thr = np.nextafter(thr, 1.0)  # value more than k would be at or above it, so the tie goes below instead
-    return float(np.clip(thr, 1e-6, 1.0 - 1e-6))
+    return float(np.clip(thr, 1e-6, np.nextafter(1.0, 0.0)))  # 1 - 1e-6 called a real at 0.9999995 FAKE
 
 
 def nearest_similarity(similarities: np.ndarray) -> np.ndarray:

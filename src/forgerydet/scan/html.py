@@ -89,6 +89,14 @@ def rel_src(out_dir: Path, path: Path) -> str:
     return esc(quote(path.relative_to(out_dir).as_posix()))
 
 
+def score_digits(score: float, threshold: float) -> int:
+    """Decimals to show a score with beside its threshold: 3, or more for a score below it that would round to it
+    ('0.338' REAL beside threshold 0.338 reads as a contradiction; 0.33796 does not)."""
+    if float(score) >= threshold:
+        return 3
+    return next((d for d in range(3, 7) if f"{float(score):.{d}f}" != f"{threshold:.{d}f}"), 6)
+
+
 def mark(score: Any, threshold: float) -> str:
     """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below. A score below
     the threshold that rounds to its 3 decimals gets more, so that '0.338 ▼' never sits beside 'threshold 0.338'."""
@@ -96,7 +104,7 @@ def mark(score: Any, threshold: float) -> str:
         return "–"
     above = float(score) >= threshold
     side = "at or above" if above else "below"
-    digits = 3 if above else next((d for d in range(3, 7) if f"{float(score):.{d}f}" != f"{threshold:.{d}f}"), 6)
+    digits = score_digits(score, threshold)
     return (f'<span class="{"s-fake" if above else "s-real"}" title="{side} the threshold {threshold:.{digits}f}">'
             f'{num(score, f".{digits}f")} {ABOVE if above else BELOW}</span>')
 

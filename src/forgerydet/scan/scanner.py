@@ -257,6 +257,12 @@ class Scanner:
         out = self._score([f.crop for f in faces])
         t_model = time.perf_counter() - t1
         scores = out["p"]
+        if not np.isfinite(scores).all():  # an overflow in reduced precision: that file's error, not a traceback
+            advice = "scan it with --precision fp32" if self.precision != "fp32" else "the model file may be damaged"
+            rec.update(status="error", error=f"{path_text(path)}: the model gave no number (NaN) for "
+                       f"{int((~np.isfinite(scores)).sum())} of {scores.size} faces in {self.precision}: {advice}",
+                       timing={"total_s": time.perf_counter() - t0})
+            return rec
         tids = np.array([f.track_id for f in faces])
         fids = np.array([f.frame_index for f in faces])
         confs = np.array([f.confidence for f in faces])
