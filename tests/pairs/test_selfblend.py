@@ -55,3 +55,19 @@ def test_by_default_only_held_out_rows_get_a_fake_file(tmp_path, astronaut):
         assert (r["fake"] == "") == (r["split"] == "train") and r["landmarks"]
     fakes = sorted(p.name for p in (tmp_path / "out" / "crops" / "sbi").rglob("*.png"))
     assert len(fakes) == 2 * sum(r["split"] == "val" for r in rows)  # a fake and its mask per val row only
+
+
+def test_a_stored_jpeg_fake_is_compressed_once_like_its_real(tmp_path, astronaut):
+    """With --format jpg the fake used to be blended from the real's JPEG copy and compressed again: outside the
+    blend it differed from its real in half the pixels, a class cue (double compression) no scanned face carries.
+    Now both are compressed once: away from the blend (two JPEG blocks) the two files decode to the same pixels."""
+    photo = write_img(tmp_path / "people" / "astro.png", astronaut)
+    cfg = ExtractConfig(detector=DetectorConfig(size=256, margin=1.5, detect_side=512))  # room around the face
+    opts = BlendOptions(online=False, image_format="jpg", jpeg_quality=90)
+    pairs_from_self_blend([photo], tmp_path / "j", cfg, val=0.0, seed=3, options=opts)
+    (row,) = read_csv(tmp_path / "j" / "pairs.csv")
+    real, fake = crop(tmp_path / "j", row["real"]), crop(tmp_path / "j", row["fake"])
+    mask = cv2.imread(str(tmp_path / "j" / row["fake"].replace(".jpg", "_mask.png")), cv2.IMREAD_GRAYSCALE)
+    far = cv2.dilate((mask > 0).astype(np.uint8), np.ones((65, 65), np.uint8)) == 0  # 32 px: two 16-px MCUs
+    assert far.sum() > 1000 and np.abs(fake - real).max() > 0
+    assert (fake[far] == real[far]).all()

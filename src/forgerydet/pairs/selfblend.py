@@ -125,16 +125,16 @@ def pairs_from_self_blend(
     total = len(media) + len(index_rows)
     ext = "." + image_format
 
-    def store(rel: str, rgb: np.ndarray) -> np.ndarray:
-        """Write a crop; return it as a reader will decode it."""
+    def store(rel: str, rgb: np.ndarray) -> None:
+        """Write a crop. A stored fake is blended from the crop as detected, not from its JPEG copy: both faces of
+        a pair are compressed once (a fake compressed twice beside a real compressed once is a class cue)."""
         if image_format == "png":
             write_png(out_dir / rel, rgb)
-            return rgb
+            return
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         if not ok:
             raise ForgeryDetError(f"cannot encode {rel} as JPEG")
         write_bytes_atomic(out_dir / rel, buf.tobytes())
-        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     def blend_and_write(real_rel: str, crop: np.ndarray, lm: np.ndarray | None, group: str, fake_rel: str) -> None:
         nonlocal ordinal
@@ -148,7 +148,7 @@ def pairs_from_self_blend(
             summary.blended_online += 1
             return
         fake, mask = self_blend(crop, lm, rng)
-        fake = store(fake_rel, fake)
+        store(fake_rel, fake)
         write_png(out_dir / fake_rel.replace(ext, "_mask.png"), (np.clip(mask, 0, 1) * 255).round().astype(np.uint8))
         rows.append(pair_row(real_rel, fake_rel, group, "sbi", lm))
 
@@ -189,8 +189,8 @@ def pairs_from_self_blend(
                 for k, f in enumerate(frame_faces):
                     name = f"f{f.frame_index:06d}_{k}{ext}"
                     real_rel = f"crops/real/{key}/{name}"
-                    crop = store(real_rel, f.crop)
-                    blend_and_write(real_rel, crop, f.landmarks_crop, groups[item.path], f"crops/sbi/{key}/{name}")
+                    store(real_rel, f.crop)
+                    blend_and_write(real_rel, f.crop, f.landmarks_crop, groups[item.path], f"crops/sbi/{key}/{name}")
         tick()
 
     counts = {"ok": 0, "padded": 0, "no_face": 0, "error": 0}
@@ -207,8 +207,8 @@ def pairs_from_self_blend(
         else:
             key = source_key(face.path)
             real_rel = f"crops/real/{key}/f000000_0{ext}"
-            crop = store(real_rel, face.crop)
-            blend_and_write(real_rel, crop, face.landmarks, groups[face.path], f"crops/sbi/{key}/f000000_0{ext}")
+            store(real_rel, face.crop)
+            blend_and_write(real_rel, face.crop, face.landmarks, groups[face.path], f"crops/sbi/{key}/f000000_0{ext}")
         tick()
     if images:
         summary.images = dict(counts)
