@@ -65,6 +65,24 @@ def test_retrieve_never_returns_unfilled_and_matches_brute_force():
     assert idx.shape == (6, 13) and (idx < 13).all()
 
 
+def test_an_excluded_entry_never_enters_the_reference_and_retrieval_is_fp32_under_autocast():
+    """Training hides a face's own source from it; when fewer than k other entries were left, topk still returned
+    the hidden ones and they were averaged in (a real face's own features: a zero difference, the label leaked).
+    Inside a bf16 step the cosines were bf16 (18 % of top-1 neighbours reordered in a helper's check)."""
+    bank = MemoryBank(8, 3, 4, token_dtype=torch.float32)
+    e = entries(4, seed=1)
+    bank.enqueue(e)
+    q = torch.randn(2, 4)
+    own = torch.tensor([[True, True, False, False], [True, True, True, True]])  # row 1: nothing else is left
+    ref, idx, sims = bank.retrieve(q, k=4, exclude=own)
+    torch.testing.assert_close(ref[0], F.normalize(e[2:].mean(0), dim=-1))  # the two others only, not four
+    assert torch.equal(ref[1], torch.zeros(3, 4))  # all hidden: a zero reference, not its own features
+    plain, _, plain_sims = bank.retrieve(q, k=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, _, auto_sims = bank.retrieve(q, k=2)
+    assert auto_sims.dtype == torch.float32 and torch.equal(auto_sims, plain_sims)
+
+
 def test_retrieve_on_empty_bank_is_clear_and_never_writes():
     bank = MemoryBank(5, 3, 4)
     with pytest.raises(ForgeryDetError, match="empty"):

@@ -95,11 +95,17 @@ class MemoryBank(nn.Module):
             raise ForgeryDetError("the memory bank is empty: run `forgerydet rebuild-bank` (or train) to fill it")
         k = min(int(k), n)
         q = F.normalize(query.float(), dim=-1)  # (B,D)
-        sims = q @ self.keys[:n].T  # (B,F)
+        with torch.autocast(q.device.type, enabled=False):  # fp32 inside a bf16/fp16 step: bf16 cosines reordered
+            sims = q @ self.keys[:n].T  # (B,F)                  18 % of top-1 neighbours (steps of ~0.004)
         if exclude is not None:
-            sims = sims.masked_fill(exclude, -3.0)  # below any cosine: only used if nothing else is left
+            sims = sims.masked_fill(exclude, -3.0)  # below any cosine: topk returns them only when nothing else is left
         top_sim, top_idx = sims.topk(k, dim=-1)  # (B,k), (B,k)
-        ref = self.values[top_idx].float().mean(dim=1)  # (B,k,N,D) -> (B,N,D)
+        entries = self.values[top_idx].float()  # (B,k,N,D)
+        if exclude is None:
+            ref = entries.mean(dim=1)  # (B,N,D)
+        else:  # an excluded entry (the face's own source) never enters the reference; none left: a zero reference
+            w = (top_sim > -2.0).float()[:, :, None, None]  # (B,k,1,1)
+            ref = (entries * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
         return F.normalize(ref, dim=-1), top_idx, top_sim
 
     # ---- writing -------------------------------------------------------------------------------------------

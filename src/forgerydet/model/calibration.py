@@ -67,9 +67,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     labels = np.asarray(labels, np.float64)
     if len(np.unique(labels)) < 2:
         return 1.0
-    grid = np.exp(np.linspace(np.log(0.01), np.log(1000.0), 301))  # T ~ 26 for logits of scale 100 was past 20
-    best = grid[int(np.argmin([_nll(logits, labels, t) for t in grid]))]
-    fine = np.exp(np.linspace(np.log(best) - 0.05, np.log(best) + 0.05, 41))
+    grid = np.exp(np.linspace(np.log(0.01), np.log(500.0), 271))  # T ~ 26 for logits of scale 100 was past 20
+    best = grid[int(np.argmin([_nll(logits, labels, t) for t in grid]))]  # 500: a model with no signal at all
+    fine = np.clip(np.exp(np.linspace(np.log(best) - 0.05, np.log(best) + 0.05, 41)), grid[0], grid[-1])
     return float(fine[int(np.argmin([_nll(logits, labels, t) for t in fine]))])
 
 

@@ -24,7 +24,8 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     q = F.normalize(q.float(), dim=-1)  # (B,D)
     k = F.normalize(k.float(), dim=-1)  # (B,D)
     l_pos = (q * k).sum(dim=-1, keepdim=True)  # (B,1)
-    l_neg = q @ F.normalize(queue.float(), dim=-1).T  # (B,K)
+    with torch.autocast(q.device.type, enabled=False):  # fp32 inside a bf16/fp16 step, as the bank's retrieval
+        l_neg = q @ F.normalize(queue.float(), dim=-1).T  # (B,K)
     if exclude is not None:
         l_neg = l_neg.masked_fill(exclude, float("-inf"))
     logits = torch.cat([l_pos, l_neg], dim=1) / temperature  # (B,1+K)
