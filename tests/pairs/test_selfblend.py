@@ -71,3 +71,23 @@ def test_a_stored_jpeg_fake_is_compressed_once_like_its_real(tmp_path, astronaut
     far = cv2.dilate((mask > 0).astype(np.uint8), np.ones((65, 65), np.uint8)) == 0  # 32 px: two 16-px MCUs
     assert far.sum() > 1000 and np.abs(fake - real).max() > 0
     assert (fake[far] == real[far]).all()
+
+
+def test_grouping_that_may_split_one_person_is_said():
+    """Ann_0001 and Ann_0002 without --group-pattern are two groups, which can fall on both sides of the split; a
+    pattern that misses some images leaves each of those alone. Videos are their own group anyway."""
+    import re
+    from pathlib import Path
+
+    from forgerydet.pairs.selfblend import grouping_warnings
+
+    files = [Path(f"/p/{n}") for n in ("Ann_0001.jpg", "Ann_0002.jpg", "Ann_0003.png", "Bob_0001.jpg", "x.jpg",
+                                       "d0.mp4", "d1.mp4", "d2.mp4")]
+    (said,) = grouping_warnings(files, None)
+    assert said.startswith("3 images share a name before a trailing number with another (e.g. 3 named 'Ann' and a "
+                           "number): without --group-pattern each image is its own group")
+    assert grouping_warnings([Path("/p/a.jpg"), Path("/p/Ann_0001.jpg"), Path("/p/d0.mp4"), Path("/p/d1.mp4")], None) == []
+    pattern = re.compile(r"^(.+)_\d{4}$")
+    assert grouping_warnings(files, pattern) == ["--group-pattern matched 4 of 5 images; the other 1 (e.g. x.jpg) are "
+                                                 "each their own group"]
+    assert grouping_warnings(files[:4] + files[5:], pattern) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +18,7 @@ import numpy as np
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import FaceDetector
 from forgerydet.faces.index import read_index
-from forgerydet.faces.media import describe_skipped, expand_sources, media_kind
+from forgerydet.faces.media import IMAGE_EXTS, describe_skipped, expand_sources, media_kind
 from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.io import read_image, source_key, write_bytes_atomic, write_png
 from forgerydet.pairs.discover import group_of, unique_group_names
@@ -73,6 +74,30 @@ class BlendOptions:
             raise ForgeryDetError(f"--group-pattern {self.group_pattern!r} is not a valid regular expression ({e})") from None
 
 
+NUMBERED = re.compile(r"^(.+?)[_ -]?\d+$")  # Person_Name_0001, IMG-12: a name before a trailing number
+
+
+def grouping_warnings(sources: list[Path], pattern: "re.Pattern[str] | None") -> list[str]:
+    """Why the splits may hold one person on both sides: a --group-pattern that leaves still images out (each of
+    those is its own group), or none given where several share a name before a trailing number (Ann_0001, Ann_0002:
+    likely one person, split apart photo by photo). A video is its own group either way."""
+    sources = [p for p in sources if Path(p).suffix.lower() in IMAGE_EXTS]
+    if pattern is not None:
+        missed = [p for p in sources if not pattern.search(Path(p).stem)]
+        if not missed:
+            return []
+        return [f"--group-pattern matched {len(sources) - len(missed)} of {len(sources)} images; the other "
+                f"{len(missed)} (e.g. {Path(missed[0]).name}) are each their own group"]
+    stems = [m.group(1) for p in sources if (m := NUMBERED.match(Path(p).stem))]
+    shared = {k: n for k, n in Counter(stems).items() if n > 1}
+    if not shared:
+        return []
+    example = max(shared, key=lambda k: shared[k])
+    return [f"{sum(shared.values())} images share a name before a trailing number with another (e.g. {shared[example]} "
+            f"named {example!r} and a number): without --group-pattern each image is its own group, so one person's "
+            f"photos can land in both training and validation; --group-pattern '^(.+)_\\d+$' keeps them together"]
+
+
 def pairs_from_self_blend(
     sources: Sequence[str | Path],
     out_dir: str | Path,
@@ -120,6 +145,7 @@ def pairs_from_self_blend(
     summary = PairsSummary(pairs_csv=out_dir / PAIRS_NAME)
     if others:
         summary.warnings.append("not used: the folders and patterns given hold " + describe_skipped(others))
+    summary.warnings += grouping_warnings(source_names, pattern)
     rows: list[dict] = []
     ordinal = 0
     total = len(media) + len(index_rows)
