@@ -75,7 +75,7 @@ def test_extract_batch_records_no_face_and_errors_then_resumes(media, tmp_path):
         extract(sources, out, ExtractConfig(num_frames=5, detector=CFG.detector))
     with pytest.raises(ForgeryDetError, match="deinterlace: True -> False"):
         extract(sources, out, ExtractConfig(num_frames=CFG.num_frames, detector=CFG.detector, deinterlace=False))
-    with pytest.raises(ForgeryDetError, match=r"\(start: None -> 0.5\); use another --out"):  # --start/--end: written only when set
+    with pytest.raises(ForgeryDetError, match=r"\(start: None -> 0:00.5\); use another --out"):  # --start/--end: written only when set
         extract(sources, out, ExtractConfig(num_frames=CFG.num_frames, detector=CFG.detector, start=0.5))
 
 

@@ -68,11 +68,19 @@ def test_a_name_not_enrolled_is_found_from_the_reference_files_header(tmp_path):
     check_enrolled(p, " Bo ")  # names are taken stripped, as enroll stores them
     with pytest.raises(ForgeryDetError) as e:
         check_enrolled(p, "Cy")
-    assert str(e.value) == f"'Cy' is not enrolled in {p} (enrolled: Ann, Bo): enrol with `forgerydet enroll 'Cy' VIDEO...`"
-    for meta in ({"format": "forgerydet-checkpoint"}, {"format": "forgerydet-references", "people": "{"},
-                 {"format": "forgerydet-references"}, {"format": "forgerydet-references", "people": "[1]"}):
+    assert str(e.value) == f"'Cy' is not enrolled in {p} (enrolled: Ann, Bo): enrol with `forgerydet enroll Cy VIDEO...`"
+    for meta in ({"format": "forgerydet-references", "people": "{"}, {"format": "forgerydet-references"},
+                 {"format": "forgerydet-references", "people": "[1]"}):
         header(p, meta)
-        check_enrolled(p, "Cy")  # not a reference file, or a damaged one: said when it is opened
+        check_enrolled(p, "Cy")  # a damaged reference file: said when it is opened, in model/references.py's words
+    header(p, {"format": "forgerydet-checkpoint"})
+    with pytest.raises(ForgeryDetError, match=r"is not a forgerydet reference file \(a checkpoint\?"):
+        check_enrolled(p, "Cy")
+    header(p, {"format": "forgerydet-references", "people": json.dumps({"O'Brien": [0, 1]})})
+    with pytest.raises(ForgeryDetError, match=r"enrol with `forgerydet enroll 'Bo'\"'\"'s' VIDEO"):
+        check_enrolled(p, "Bo's")  # the suggested command is valid shell
+    with pytest.raises(ForgeryDetError, match="person name '' \\(empty\\) is not usable"):
+        check_enrolled(p, "")
     p.write_bytes(b"garbage")
     check_enrolled(p, "Cy")
     assert references_path(tmp_path / "best.safetensors") == tmp_path / "best.refs.safetensors"

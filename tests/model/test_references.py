@@ -126,7 +126,7 @@ def test_load_person_reads_only_that_persons_rows(model, tmp_path):
     assert a.bank.filled == 4 and [e["frame_index"] for e in a.entries] == [0, 1, 2, 3]
     with pytest.raises(ForgeryDetError) as e:
         load_person(p, "C", model)
-    assert str(e.value) == f"'C' is not enrolled in {p} (enrolled: A, B): enrol with `forgerydet enroll 'C' VIDEO...`"
+    assert str(e.value) == f"'C' is not enrolled in {p} (enrolled: A, B): enrol with `forgerydet enroll C VIDEO...`"
 
 
 def test_another_models_file_is_refused(model, tmp_path):

@@ -119,6 +119,11 @@ def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
             "open(refs, 'wb').write(len(meta).to_bytes(8, 'little') + meta)\n"
             "r = CliRunner().invoke(app, ['scan', img, '--reference', 'Bob', '--references', refs])\n"
             "assert r.exit_code == 1 and \"'Bob' is not enrolled\" in r.output and 'enrolled: Ann' in r.output, r.output\n"
+            f"ck = {str(tmp_path / 'm.safetensors')!r}\nopen(ck, 'wb').write(b'x')\n"
+            "r = CliRunner().invoke(app, ['scan', img, '--reference', 'Ann', '--checkpoint', ck])\n"
+            "assert r.exit_code == 1 and 'reference file not found' in r.output and 'm.refs.safetensors' in r.output, r.output\n"
+            "r = CliRunner().invoke(app, ['scan', img, '--reference', ' ', '--references', refs])\n"
+            "assert r.exit_code == 1 and \"person name ' ' (spaces only) is not usable\" in r.output, r.output\n"
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**__import__("os").environ, "PYTHONPATH": str(SRC)})

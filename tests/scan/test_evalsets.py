@@ -224,7 +224,7 @@ def test_per_group_sample_is_seeded_and_keeps_the_order():
 def test_evaluation_source(ffpp, tmp_path):
     assert evaluation_source(tmp_path / "list.csv") == tmp_path / "list.csv"
     items = evaluation_source(ffpp=ffpp, methods=["Deepfakes"], per_group=2)  # never DeepFakeDetection here
-    assert [it.group for it in items] == ["original"] * 2 + ["Deepfakes"] * 2
+    assert [it.group for it in items] == ["original", "Deepfakes"] * 2  # the classes interleaved for scoring
     with pytest.raises(ForgeryDetError, match="got LIST.csv and --dfdc"):
         evaluation_source(tmp_path / "list.csv", dfdc=tmp_path)
     with pytest.raises(ForgeryDetError, match="--real and --fake go together"):
@@ -285,3 +285,12 @@ def test_evaluates_own_plots_in_an_out_folder_inside_a_real_folder_are_not_score
     monkeypatch.setattr(ev, "Scanner", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(ForgeryDetError, match="holds only fake samples"):  # the two plots were its only reals
         ev.evaluate(items, None, out_dir=tmp_path / "reals")
+
+
+def test_the_classes_are_interleaved_in_scoring_order_each_keeping_its_own():
+    """An evaluation stopped partway has scored both classes (all reals first left it no AUC at all)."""
+    from forgerydet.scan.evalsets import interleaved
+
+    items = [Item(Path(f"r{i}"), 0, "g") for i in range(4)] + [Item(Path(f"f{i}"), 1, "g") for i in range(2)]
+    assert [it.path.name for it in interleaved(items)] == ["r0", "f0", "r1", "r2", "f1", "r3"]
+    assert interleaved(items[:4]) == items[:4] and interleaved([]) == []

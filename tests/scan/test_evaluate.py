@@ -136,6 +136,24 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output
 
 
+def test_stopped_while_the_metrics_are_computed_leaves_no_earlier_run_looking_like_this_one(setup, tmp_path,
+                                                                                          monkeypatch):
+    import forgerydet.scan.evaluate as ev
+
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    out.mkdir()
+    for name in ("metrics.json", "roc.png"):
+        (out / name).write_text("an earlier evaluation's")
+    monkeypatch.setattr(ev, "grouped_metrics", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(out)])
+    assert r.exit_code == 130, r.output
+    assert (f"interrupted while the metrics of the 12 scored file(s) were computed: nothing written; the earlier "
+            f"evaluation's metrics.json, roc.png in {out} removed, as they were not this run's") in " ".join(r.output.split())
+    assert list(out.iterdir()) == []
+
+
 def test_stopped_while_writing_the_plots_says_what_is_missing(setup, tmp_path, monkeypatch):
     """Ctrl-C or SIGTERM after every file was scored, while the plots are drawn: exit 130, metrics.json complete and
     naming the plots not written, and an earlier run's plot at that name removed (it would pass for this run's)."""

@@ -247,3 +247,15 @@ def test_a_file_unlike_the_enrolled_person_is_noted():
     assert unlike_reference_note({**summary, "nearest_similarity_median": 0.9}) == []  # the person's own footage
     assert unlike_reference_note({**summary, "enrolled_similarity_median": None}) == []  # one enrolled face: unknown
     assert unlike_reference_note({**summary, "nearest_similarity_median": None}) == []
+
+
+def test_the_segment_note_names_the_part_sampled_and_is_left_out_for_the_whole_video():
+    from forgerydet.scan.records import segment_note
+
+    note = "was sampled (--start/--end): the verdict is about that part"
+    assert segment_note("video", 15.5, None, 15.84) == [f"only 0:15.5-0:15.84 of 0:15.84 {note}"]
+    assert segment_note("video", 5.0, 9.5, 15.84) == [f"only 0:05-0:09.5 of 0:15.84 {note}"]
+    assert segment_note("video", None, 60.0, 15.84) == []  # --end past the end, from the start: the whole video
+    assert segment_note("video", 0.0, None, 15.84) == []
+    assert segment_note("video", 5.0, None, None) == [f"only from 0:05 on {note}"]  # no length stated
+    assert segment_note("image", 5.0, 9.0, None) == [] and segment_note("video", None, None, 10.0) == []

@@ -123,8 +123,8 @@ def user_errors() -> Iterator[None]:
         raise fail(str(e)) from None
     except OSError as e:
         raise fail(os_error_text(e)) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as e:  # a library call that was stopped may say what it left (evaluate)
+        raise fail(str(e) or "interrupted", EXIT_INTERRUPTED) from None
 
 
 class PipeSafeStdout:

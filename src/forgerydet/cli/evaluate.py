@@ -118,7 +118,7 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); at frame level whole files are resampled "
                "with their faces, which are not independent samples")
     if any("auc_ci" in m and m["auc_ci"] is None for level in ("frame_level", "video_level") for m in res[level].values()):
-        caption += f"\ntoo few: under {CI_MIN_PER_CLASS} real or {CI_MIN_PER_CLASS} fake samples, no interval is given"
+        caption += f"\ntoo few: under {CI_MIN_PER_CLASS} real or {CI_MIN_PER_CLASS} fake files (the faces of one file count once), no interval is given"
     if any("against" in m for level in ("frame_level", "video_level") for m in res[level].values()):
         caption += ("\n* a group of one class, measured against every sample of the other class (with --ffpp: the "
                     "originals its fakes were made on)")

@@ -31,6 +31,7 @@ from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from forgerydet.faces.media import describe_skipped, expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
+from forgerydet.faces.segment import clock
 from forgerydet.io import read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
@@ -166,8 +167,9 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
         if isinstance(have, dict):  # a folder written before frames were deinterlaced (2026-12-05) was not
             have.setdefault("deinterlace", False)
         if have != wanted:
-            diff = ", ".join(f"{k}: {have.get(k)} -> {wanted.get(k)}" for k in dict.fromkeys([*wanted, *have])
-                             if have.get(k) != wanted.get(k))
+            shown = lambda k, v: clock(v) if k in ("start", "end") and isinstance(v, (int, float)) else v  # noqa: E731
+            diff = ", ".join(f"{k}: {shown(k, have.get(k))} -> {shown(k, wanted.get(k))}"
+                             for k in dict.fromkeys([*wanted, *have]) if have.get(k) != wanted.get(k))
             raise ForgeryDetError(
                 f"{out_dir} was extracted with other settings ({diff}); use another --out folder or the same settings"
             )

@@ -11,6 +11,7 @@ import re
 
 from forgerydet.errors import ForgeryDetError
 
+MAX_SECONDS = 366 * 24 * 3600.0  # no video is a year long; larger numbers are typos (and overflow as floats)
 _TIME = re.compile(r"^(?:(\d+):)??(?:(\d+):)?(\d+(?:\.\d*)?|\.\d+)$")
 
 
@@ -21,46 +22,48 @@ def parse_time(text: str | float | int | None, option: str) -> float | None:
         return None
     if isinstance(text, bool):
         raise ForgeryDetError(f"{option} {text!r}: give a time as seconds (90.5), MM:SS or HH:MM:SS")
+    shown = repr(text) if len(str(text)) <= 40 else f"{str(text)[:20]!r}... ({len(str(text)):,} characters)"
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
-        m = _TIME.match(str(text).strip())
+        m = _TIME.match(str(text).strip()) if len(str(text)) <= 40 else None  # no time is 40 characters long
         if not m:
-            raise ForgeryDetError(f"{option} {text!r}: give a time as seconds (90.5), MM:SS or HH:MM:SS")
+            raise ForgeryDetError(f"{option} {shown}: give a time as seconds (90.5), MM:SS or HH:MM:SS")
         hours, minutes, secs = m.group(1), m.group(2), float(m.group(3))
         if minutes is not None and secs >= 60 or hours is not None and int(minutes) >= 60:
-            raise ForgeryDetError(f"{option} {text!r}: minutes and seconds after the first field must be under 60")
+            raise ForgeryDetError(f"{option} {shown}: minutes and seconds after the first field must be under 60")
         seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + secs
-    if not 0 <= seconds < math.inf:  # NaN fails too
-        raise ForgeryDetError(f"{option} {text!r}: a time must be a number of seconds >= 0")
+    if not 0 <= seconds < MAX_SECONDS:  # NaN fails too
+        raise ForgeryDetError(f"{option} {shown}: a time must be a number of seconds >= 0 (and under a year)")
     return seconds
 
 
 def check_segment(start: float | None, end: float | None) -> None:
     """--start and --end as numbers (parse_time made them): each >= 0 and finite, end after start."""
     for option, t in (("--start", start), ("--end", end)):
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf):
-            raise ForgeryDetError(f"{option} {t!r}: a time must be a number of seconds >= 0")
-    if start is not None and end is not None and end <= start:
-        raise ForgeryDetError(f"--end {clock(end)} is not after --start {clock(start)}: give a later --end")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < MAX_SECONDS):
+            raise ForgeryDetError(f"{option} {t!r}: a time must be a number of seconds >= 0 (and under a year)")
+    if end is not None and end <= (start or 0.0):
+        raise ForgeryDetError(f"--end {clock(end)} is not after --start {clock(start or 0.0)}: give a later --end")
 
 
 def clock(seconds: float) -> str:
     """1:02:03.5, 2:03, 0:07.25: as a player shows a time (fractions only when there are any)."""
-    whole = int(seconds)
-    frac = f"{seconds - whole:.3f}".rstrip("0").rstrip(".")[1:]  # '.5', '' for whole seconds
+    ms = int(round(seconds * 1000))  # 59.9996 is 1:00, not 0:59
+    whole = ms // 1000
+    frac = f".{ms % 1000:03d}".rstrip("0").rstrip(".")  # '.5', '' for whole seconds
     h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}{frac}" if h else f"{m}:{s:02d}{frac}"
 
 
 def frame_span(frame_count: int, fps: float, start: float | None, end: float | None, name: str) -> tuple[int, int]:
-    """The frames [first, stop) of a video that lie in [start, end) (end None: to the video's end; an end past it
-    is the end, as a player clamps it). A video without a frame rate, or a start past its last frame, is one
+    """The frames [first, stop) of a video shown during [start, end): from the one on screen at `start` to the last
+    that begins before `end` (end None: to the video's end; an end past it is the end, as a player clamps it). A video without a frame rate, or a start past its last frame, is one
     ForgeryDetError naming the file."""
     if fps <= 0 or not math.isfinite(fps):
         raise ForgeryDetError(f"{name}: the video does not state its frame rate, so --start/--end cannot be placed in it")
-    first = math.ceil((start or 0.0) * fps - 1e-6)  # the first frame shown at or after start
+    first = math.floor((start or 0.0) * fps + 1e-6)  # the frame on screen at `start`, as a player seeks
     stop = frame_count if end is None else min(frame_count, math.ceil(end * fps - 1e-6))
     if first >= frame_count:
         raise ForgeryDetError(f"{name}: --start {clock(start or 0.0)} is past the video's end (it is "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -132,7 +133,7 @@ def check_references_file(path: str | Path) -> Path:
 
 
 REFERENCES_FORMAT = "forgerydet-references"  # the `format` of a reference file's header (model/references.py)
-MAX_NAME = 100  # longest enrolled person's name (model/references.check_name)
+MAX_NAME = 100  # longest enrolled person's name (check_name)
 
 
 def references_path(checkpoint: str | Path) -> Path:
@@ -142,22 +143,40 @@ def references_path(checkpoint: str | Path) -> Path:
     return p.with_name(stem + REFERENCES_SUFFIX)
 
 
+def check_name(name: str) -> str:
+    given = name or ""
+    name = given.strip()
+    if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        shown = (f"of {len(name):,} characters ({name[:24]!r}...)" if len(name) > MAX_NAME else
+                 f"{given!r}" + (" (empty)" if not given else " (spaces only)" if not name else ""))
+        raise ForgeryDetError(f"person name {shown} is not usable: give 1 to {MAX_NAME} printable characters")
+    return name
+
+
+def not_a_references_file(path: str | Path) -> ForgeryDetError:
+    return ForgeryDetError(f"{path} is not a forgerydet reference file (a checkpoint? give the file that "
+                           f"`forgerydet enroll` wrote, e.g. *{REFERENCES_SUFFIX})")
+
+
 def not_enrolled(name: str, path: str | Path, people: Iterable[str]) -> ForgeryDetError:
     known = ", ".join(sorted(people)) or "nobody yet"
     return ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {known}): enrol with "
-                           f"`forgerydet enroll {name!r} VIDEO...`")
+                           f"`forgerydet enroll {shlex.quote(name)} VIDEO...`")  # as a shell takes it: O'Brien too
 
 
 def check_enrolled(path: str | Path, name: str) -> None:
-    """`scan --reference NAME`: refuse a name the reference file does not hold, from its header alone (light: before
-    torch loads). A file whose header cannot be read here passes: model/references.py says what is wrong with it."""
+    """`scan --reference NAME`: refuse a name the reference file does not hold, or a safetensors file of another kind,
+    from its header alone (light: before torch loads). A file whose header cannot be read here passes:
+    model/references.py says what is wrong with it."""
     meta = safetensors_metadata(path)
-    if not meta or meta.get("format") != REFERENCES_FORMAT:
+    if meta is None:  # not a safetensors header: references.py tells a damaged file from another kind
         return
+    if meta.get("format") != REFERENCES_FORMAT:
+        raise not_a_references_file(path)
     try:
         people = json.loads(meta["people"])
     except (KeyError, TypeError, ValueError):
         return
-    name = name.strip()
-    if isinstance(people, dict) and 0 < len(name) <= MAX_NAME and name not in people:  # else check_name says
+    name = check_name(name)
+    if isinstance(people, dict) and name not in people:
         raise not_enrolled(name, path, people)

@@ -34,10 +34,11 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
 from forgerydet.model.config import (
-    MAX_NAME,
+    check_name,
     REFERENCES_FORMAT,
     REFERENCES_SUFFIX,
     check_references_file,
+    not_a_references_file,
     not_enrolled,
 )
 from forgerydet.paths import safetensors_format
@@ -55,16 +56,6 @@ except ImportError:  # pragma: no cover
 
 def fingerprint_full(fp: torch.Tensor) -> str:
     return bytes(fp.to("cpu").tolist()).hex()  # (32,) uint8 -> 64 hex digits
-
-
-def check_name(name: str) -> str:
-    given = name or ""
-    name = given.strip()
-    if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-        shown = (f"of {len(name):,} characters ({name[:24]!r}...)" if len(name) > MAX_NAME else
-                 f"{given!r}" + (" (empty)" if not given else " (spaces only)" if not name else ""))
-        raise ForgeryDetError(f"person name {shown} is not usable: give 1 to {MAX_NAME} printable characters")
-    return name
 
 
 # ----------------------------------------------------------------------------- locking
@@ -175,8 +166,7 @@ def _corrupt(path: Path, why: str) -> ForgeryDetError:
 def _read_header(path: Path, f) -> dict[str, Any]:
     raw = f.metadata() or {}
     if raw.get("format") != FORMAT:
-        raise ForgeryDetError(f"{path} is not a forgerydet reference file (a checkpoint? give the file that "
-                              f"`forgerydet enroll` wrote, e.g. *{SUFFIX})")
+        raise not_a_references_file(path)
     if raw.get("format_version") != FORMAT_VERSION:
         raise ForgeryDetError(f"{path} is reference format {raw.get('format_version')}, this forgerydet reads "
                               f"format {FORMAT_VERSION}: enrol again")

@@ -19,6 +19,7 @@ from forgerydet.model.config import (
     check_bank_folder,
     check_checkpoint_path,
     check_enrolled,
+    check_name,
     check_references_file,
     references_path,
 )
@@ -164,13 +165,13 @@ def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
         check_bank_folder(cfg.bank)
     if cfg.references is not None:
         check_references_file(cfg.references)
-    if cfg.reference is not None:  # a name not enrolled, said now rather than after the model loads
+    if cfg.reference is not None:  # a bad name, a missing file, a name not enrolled: said now, not after the model
+        check_name(cfg.reference)
         if cfg.references is None:
             try:
                 checkpoint = checkpoint if checkpoint is not None else find_default_checkpoint()
             except ForgeryDetError:  # the Scanner says so, in its own words
                 return
-        refs = Path(cfg.references) if cfg.references is not None else references_path(checkpoint)
-        if refs.is_file():
-            check_enrolled(refs, cfg.reference)
+        refs = check_references_file(cfg.references if cfg.references is not None else references_path(checkpoint))
+        check_enrolled(refs, cfg.reference)
 

@@ -282,4 +282,12 @@ def evaluation_source(list_csv: str | Path | None = None, *, ffpp: str | Path | 
         if not (real and fake):
             raise ForgeryDetError("--real and --fake go together: give at least one path of each")
         items = folder_items(real, fake, notes)
-    return sample_per_group(items, per_group) if per_group is not None else items
+    return interleaved(sample_per_group(items, per_group) if per_group is not None else items)
+
+
+def interleaved(items: list[Item]) -> list[Item]:
+    """The items in a scoring order that mixes the classes evenly (each class keeps its own order): an evaluation
+    stopped partway has scored reals and fakes alike and still gets metrics (all reals first left it none)."""
+    by_class = [[it for it in items if it.label == c] for c in (0, 1)]
+    keyed = [((k + 0.5) / len(group), c, it) for c, group in enumerate(by_class) for k, it in enumerate(group)]
+    return [it for _, _, it in sorted(keyed, key=lambda t: (t[0], t[1]))]

@@ -93,15 +93,23 @@ def evaluate(
         progress(len(items), len(items), "")
     if not records:
         raise ForgeryDetError("no listed file produced a score (all unreadable or without faces)")
-    result = {
-        "checkpoint": scanner.settings(),
-        "threshold": thr,
-        "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True, pools=face_p, clusters=face_f),
-        "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True, pools=file_p),
-        "close_calls": close_call_summary(records, thr),
-        "files": records,
-        "skipped": skipped,
-    }
+    try:  # seconds on a large set (bootstrap intervals): a Ctrl-C here must not leave an earlier run's outputs looking
+        result = {  # like this one's
+            "checkpoint": scanner.settings(),
+            "threshold": thr,
+            "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True, pools=face_p, clusters=face_f),
+            "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True, pools=file_p),
+            "close_calls": close_call_summary(records, thr),
+            "files": records,
+            "skipped": skipped,
+        }
+    except KeyboardInterrupt:
+        gone = [n for n in ("metrics.json", *PLOTS) if out_dir and (Path(out_dir) / n).is_file()]
+        for name in gone:
+            (Path(out_dir) / name).unlink(missing_ok=True)
+        raise KeyboardInterrupt(f"interrupted while the metrics of the {len(records)} scored file(s) were computed: "
+                                f"nothing written" + (f"; the earlier evaluation's {', '.join(gone)} in {out_dir} "
+                                                      f"removed, as they were not this run's" if gone else "")) from None
     problems = []
     if interrupted:
         result["interrupted"] = {"done": done, "total": len(items)}

@@ -73,11 +73,13 @@ def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_
 
 def segment_note(kind: str, start: float | None, end: float | None, duration: float | None) -> list[str]:
     """A video sampled in part (--start/--end): the verdict speaks for that part only."""
-    if kind != "video" or (start, end) == (None, None):
+    start = start or 0.0
+    if kind != "video" or start <= 0 and (end is None or duration and end >= duration):  # the whole video after all
         return []
+    stop = min(end, duration) if end is not None and duration else end if end is not None else duration
+    part = f"{clock(start)}-{clock(stop)}" if stop is not None else f"from {clock(start)} on"
     length = f" of {clock(duration)}" if duration else ""
-    last = clock(min(end, duration)) if end is not None and duration else clock(end) if end is not None else "its end"
-    return [f"only {clock(start or 0.0)}-{last}{length} was sampled (--start/--end): the verdict is about that part"]
+    return [f"only {part}{length} was sampled (--start/--end): the verdict is about that part"]
 
 
 def deinterlaced_note(deinterlaced: int, sampled: int) -> list[str]:
