@@ -391,3 +391,33 @@ def test_infonce_negatives_leave_out_the_queries_own_source(pairs, tmp_path, mon
     assert seen and all(ex.shape == (ex.shape[0], n) for n, ex in seen)
     assert any(ex.any() for _, ex in seen[2:])  # epoch 2, after the rebuild: own-source slots are there, excluded
     assert all(not ex.all(dim=1).any() for _, ex in seen)  # never every negative of a query
+
+
+def test_slot_updates_grow_the_bank_first_and_keep_each_slot_to_one_source(pairs, tmp_path, monkeypatch):
+    """slot_momentum > 0 (Python API): the bank used to stay at its first few entries, updated by any face, each
+    slot keeping its first source's label (own-source exclusion then hid the wrong slots). Now a bank that is not
+    full grows, and a full one moves only a slot of the face's own source."""
+    import forgerydet.model.bank as bank_mod
+
+    updates = []
+    real_update = bank_mod.MemoryBank.update_slots
+
+    def recording(self, slots, values, momentum):
+        updates.append((self.source[slots].clone(), values))
+        return real_update(self, slots, values, momentum)
+
+    monkeypatch.setattr(bank_mod.MemoryBank, "update_slots", recording)
+    sizes = []
+    real_enqueue = bank_mod.MemoryBank.enqueue
+
+    def enqueue(self, values, source=None):
+        real_enqueue(self, values, source)
+        sizes.append(self.filled)
+
+    monkeypatch.setattr(bank_mod.MemoryBank, "enqueue", enqueue)
+    cfg = tiny_config(bank_size=16)
+    cfg.slot_momentum = 0.9
+    train(tcfg(pairs, tmp_path / "run", epochs=1, steps_per_epoch=6, single_share=0.0), cfg)
+    assert sizes[:3] == [6, 12, 16]  # it grew by each batch of 6 until full (it stayed at 6, updating those)
+    assert updates  # and then moved slots
+    assert all((src >= 0).all() for src, _ in updates)  # labelled ones, each by faces of that source (train_step)

@@ -31,7 +31,8 @@ class ModelConfig:
     topk:            bank entries averaged into the reference in 'single' mode.
     momentum:        EMA momentum of the key encoder (m).
     temperature:     InfoNCE temperature (tau).
-    slot_momentum:   optional EMA update of the nearest bank slot by real faces in training (0 = off).
+    slot_momentum:   optional EMA update of a full bank's nearest slot by real faces of its own source in training
+                     (0 = off; other faces are enqueued).
     drop:            dropout before the head.
     reference:       'bank' (the method: the difference is taken against a real reference) or 'none' (the
                      ablation "plain classifier": the reference is zero, so the head sees the face's own

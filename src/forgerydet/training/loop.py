@@ -132,10 +132,14 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
     if not single and "reference_keys" in o:  # ---- enqueue the real references' keys, from every rank ----
         v_all = gather_rows(o["reference_keys"].float(), d)  # (M,N,D)
         id_all = gather_rows(batch["ref_id"].to(d.device), d)  # (M,)
-        if model.cfg.slot_momentum > 0 and model.bank.filled > 0:
-            _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)
-            model.bank.update_slots(nearest[:, 0], v_all, model.cfg.slot_momentum)
-        else:
+        if model.cfg.slot_momentum > 0 and model.bank.filled == model.bank.size:  # a full bank: the nearest slot of
+            _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)  # the SAME source moves toward the face (a slot
+            slot = nearest[:, 0]  # keeps one source's faces, so own-source exclusion still hides it); others enqueue
+            same = model.bank.source[slot] == id_all
+            if bool(same.any()):
+                model.bank.update_slots(slot[same], v_all[same], model.cfg.slot_momentum)
+            model.bank.enqueue(v_all[~same], id_all[~same])
+        else:  # the bank grows first (slot updates used to start at one entry and keep it at the batch's few)
             model.bank.enqueue(v_all, id_all)
     return {"loss": float(loss.detach()), "bce": float(loss_bce.detach()), "nce": float(loss_nce.detach()),
             "mode": "single" if single else "pair"}
