@@ -132,10 +132,9 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], single: bool, l
     if not single and "reference_keys" in o:  # ---- enqueue the real references' keys, from every rank ----
         v_all = gather_rows(o["reference_keys"].float(), d)  # (M,N,D)
         id_all = gather_rows(batch["ref_id"].to(d.device), d)  # (M,)
-        if model.cfg.slot_momentum > 0 and model.bank.filled == model.bank.size:  # a full bank: the nearest slot of
-            _, nearest, _ = model.bank.retrieve(pooled(v_all), 1)  # the SAME source moves toward the face (a slot
-            slot = nearest[:, 0]  # keeps one source's faces, so own-source exclusion still hides it); others enqueue
-            same = model.bank.source[slot] == id_all
+        if model.cfg.slot_momentum > 0 and model.bank.filled == model.bank.size:  # full: the nearest slot moves
+            slot = model.bank.retrieve(pooled(v_all), 1)[1][:, 0]  # toward a face of ITS source only (own-source
+            same = model.bank.source[slot] == id_all  # exclusion must still hide it); the others are enqueued
             if bool(same.any()):
                 model.bank.update_slots(slot[same], v_all[same], model.cfg.slot_momentum)
             model.bank.enqueue(v_all[~same], id_all[~same])
