@@ -90,3 +90,14 @@ def test_start_and_end_sample_only_that_part_of_a_video_with_its_own_indices_and
         detect_source(video, ExtractConfig(detector=CFG.detector, start=7.0))
     with pytest.raises(ForgeryDetError, match="^--end 0:01 is not after --start 0:03"):
         ExtractConfig(start=3.0, end=1.0)
+
+
+def test_a_part_asked_for_that_a_cut_off_video_does_not_hold_is_said_so(tmp_path):
+    video = write_video(tmp_path / "whole.mkv", level_frames(40))  # 10 fps: 4 s
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    assert detect_source(cut, ExtractConfig(num_frames=4, detector=CFG.detector, start=0.2, end=1.0)).frames
+    with pytest.raises(ForgeryDetError, match=r"cut.mkv: none of the 4 frames sampled in 0:03-0:03.9 could be decoded: "
+                                              r"the video may be cut off or damaged before them \(it states a length of "
+                                              r"0:04\)"):
+        detect_source(cut, ExtractConfig(num_frames=4, detector=CFG.detector, start=3.0, end=3.9))

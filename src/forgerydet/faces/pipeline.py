@@ -21,7 +21,7 @@ from forgerydet.faces.media import (
     sample_indices,
     video_info,
 )
-from forgerydet.faces.segment import check_segment, frame_span
+from forgerydet.faces.segment import check_segment, clock, frame_span, segment_text
 from forgerydet.faces.track import assign_tracks
 
 
@@ -138,15 +138,23 @@ def detect_source(
     batch = []
     bs = detector.config.batch_size
     deinterlaced, pixel_aspect, still = 0, 1.0, None
-    for frame in stream:
-        deinterlaced += frame.deinterlaced
-        pixel_aspect = frame.pixel_aspect
-        still = frame.image if kind == "image" else None
-        batch.append(frame)
-        if len(batch) == bs:
-            faces.extend(detector.faces(batch))
-            frames.extend((f.index, f.time) for f in batch)
-            batch = []
+    try:
+        for frame in stream:
+            deinterlaced += frame.deinterlaced
+            pixel_aspect = frame.pixel_aspect
+            still = frame.image if kind == "image" else None
+            batch.append(frame)
+            if len(batch) == bs:
+                faces.extend(detector.faces(batch))
+                frames.extend((f.index, f.time) for f in batch)
+                batch = []
+    except ForgeryDetError:
+        if info is None or (config.start, config.end) == (None, None) or not unreadable:
+            raise
+        raise ForgeryDetError(  # a part asked for that the file does not hold: not "a corrupt video"
+            f"{path_text(path)}: none of the {len(unreadable)} frames sampled in {segment_text(config.start, config.end)} "
+            f"could be decoded: the video may be cut off or damaged before them (it states a length of "
+            f"{clock(info.duration)})") from None
     if batch:
         faces.extend(detector.faces(batch))
         frames.extend((f.index, f.time) for f in batch)
