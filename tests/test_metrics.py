@@ -189,3 +189,4 @@ def test_the_bootstrap_resamples_whole_videos_when_faces_are_grouped_by_video():
     two = grouped_metrics(np.repeat([0, 1], 32), np.r_[np.zeros(32), np.ones(32)], ["a"] * 64, ci=True,
                           clusters=np.repeat([0, 1], 32))["overall"]
     assert two["auc"] == 1.0 and two["auc_ci"] is None  # one video a class: too few for an interval, not [1, 1]
+    assert two["auc_ci_missing"] == "too few: under 5 real or 5 fake files" and "auc_ci_missing" not in frame

@@ -192,6 +192,9 @@ def grouped_metrics(labels: Any, scores: Any, groups: Sequence[Any], threshold: 
             few = min(np.unique(cs[ys == 0]).size, np.unique(cs[ys == 1]).size) < CI_MIN_PER_CLASS
             m["auc_ci"] = None if few else list(interval(bootstrap_auc(
                 ys, ss, n_boot=1000, seed=0, clusters=cs if clusters is not None else None)[:, 0]))
+            if few:  # metrics.json says why there is none
+                unit = "files" if clusters is not None else "samples"
+                m["auc_ci_missing"] = f"too few: under {CI_MIN_PER_CLASS} real or {CI_MIN_PER_CLASS} fake {unit}"
         return m
 
     out: dict[str, dict] = {}
