@@ -145,6 +145,8 @@ def references_path(checkpoint: str | Path) -> Path:
 
 
 def check_name(name: str) -> str:
+    """An enrolled person's name, stripped; one ForgeryDetError for an empty, too long or control-character name
+    (shown as typed, a long one cut short)."""
     given = name or ""
     name = given.strip()
     if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
