@@ -23,7 +23,7 @@ def test_times_as_a_player_writes_them(text, seconds):
     ("1:60:00", "under 60"), ("1::2", "give a time"), ("", "give a time"), ("nan", "give a time"),
     (-1.0, "a number of seconds >= 0"), (math.inf, "a number of seconds >= 0"), (math.nan, "a number of seconds >= 0"),
     (True, "give a time"), ("9" * 400 + ":00:00", r"\(406 characters\): give a time"), ("1e3", "give a time"),
-    ("99999999:00:00", "under a year"), (1e300, "under a year"),
+    ("99999999:00:00", "under a year"), (1e300, "under a year"), ("\u0661", "give a time"),  # Arabic-Indic 1
 ])  # fmt: skip
 def test_anything_else_is_one_line_naming_the_option(text, why):
     with pytest.raises(ForgeryDetError, match=f"^--end .*{why}"):

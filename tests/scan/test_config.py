@@ -144,3 +144,26 @@ def test_a_scans_other_input_files_are_checked_in_one_place(tmp_path):
         check_scan_inputs(ck, ScanConfig(bank=str(tmp_path / "nope")))
     with pytest.raises(ForgeryDetError, match="reference file not found"):
         check_scan_inputs(ck, ScanConfig(reference="Ann", references=str(tmp_path / "r.refs.safetensors")))
+
+
+def test_the_enroll_line_a_reference_refusal_suggests_enrols_where_the_scan_looks(tmp_path):
+    """Pasted, the suggested command must enrol into the file the scan read, for the model it used (it named neither,
+    so it enrolled beside the shipped model and the scan failed again), quoted for a shell."""
+    import json
+    import shlex
+
+    ck = tmp_path / "my model.safetensors"
+    ck.write_bytes(b"x")
+    with pytest.raises(ForgeryDetError) as e:
+        check_scan_inputs(ck, ScanConfig(reference="O'Brien"))
+    default = tmp_path / "my model.refs.safetensors"
+    name = "O'Brien"
+    assert str(e.value) == (f"reference file not found: {default} (enrol {name!r} first: `forgerydet enroll "
+                            f"{shlex.quote(name)} VIDEO... --checkpoint {shlex.quote(str(ck))}`)")
+    refs = tmp_path / "r.refs.safetensors"
+    meta = json.dumps({"__metadata__": {"format": "forgerydet-references", "people": json.dumps({"Bob": [0, 1]})}}).encode()
+    refs.write_bytes(len(meta).to_bytes(8, "little") + meta)
+    with pytest.raises(ForgeryDetError) as e:
+        check_scan_inputs(ck, ScanConfig(reference="Nobody", references=str(refs)))
+    command = str(e.value).split("`")[1]
+    assert shlex.split(command) == ["forgerydet", "enroll", "Nobody", "VIDEO...", "--checkpoint", str(ck), "--into", str(refs)]

@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -126,6 +127,7 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     assert "interrupted after 8 of 12 listed file(s): the metrics use the files scored so far" in " ".join(r.output.split())
     res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert res["interrupted"] == {"done": 8, "total": 12} and len(res["files"]) == 8
+    assert [Path(f).name for f in res["not_scored"]] == [r_["path"] for r_ in rows[8:]]  # named, as scan's not_scanned
     labels = [1 if r_["label"] == "fake" else 0 for r_ in rows[:8]]
     scores = [f["score"] for f in res["files"]]
     assert res["frame_level"]["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
@@ -133,7 +135,10 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     calls.clear()
     monkeypatch.setattr(Scanner, "_score", stop_at(1))
     r = CliRunner().invoke(app, args)
-    assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    assert (f"interrupted after 0 of 12 listed file(s), before any got a score: nothing written; the earlier "
+            f"evaluation's metrics.json, roc.png, roc_groups.png in {tmp_path / 'ev'} removed, as they were not this "
+            f"run's") in " ".join(r.output.split())  # the first run's outputs would have passed for this one's
 
 
 def test_stopped_while_the_metrics_are_computed_leaves_no_earlier_run_looking_like_this_one(setup, tmp_path,

@@ -12,7 +12,7 @@ import re
 from forgerydet.errors import ForgeryDetError
 
 MAX_SECONDS = 366 * 24 * 3600.0  # no video is a year long; larger numbers are typos (and overflow as floats)
-_TIME = re.compile(r"^(?:(\d+):)??(?:(\d+):)?(\d+(?:\.\d*)?|\.\d+)$")
+_TIME = re.compile(r"^(?:(\d+):)??(?:(\d+):)?(\d+(?:\.\d*)?|\.\d+)$", re.ASCII)  # ASCII digits only (float() took '١')
 
 
 def parse_time(text: str | float | int | None, option: str) -> float | None:

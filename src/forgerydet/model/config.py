@@ -161,13 +161,19 @@ def not_a_references_file(path: str | Path) -> ForgeryDetError:
                            f"`forgerydet enroll` wrote, e.g. *{REFERENCES_SUFFIX})")
 
 
-def not_enrolled(name: str, path: str | Path, people: Iterable[str]) -> ForgeryDetError:
+def enroll_command(name: str, checkpoint: str | Path | None = None, into: str | Path | None = None) -> str:
+    """The `forgerydet enroll` line that enrols `name` for this model into this file, quoted for a shell (O'Brien)."""
+    opts = "".join(f" {o} {shlex.quote(str(v))}" for o, v in (("--checkpoint", checkpoint), ("--into", into)) if v)
+    return f"forgerydet enroll {shlex.quote(name)} VIDEO...{opts}"
+
+
+def not_enrolled(name: str, path: str | Path, people: Iterable[str], *, command: str | None = None) -> ForgeryDetError:
     known = ", ".join(sorted(people)) or "nobody yet"
     return ForgeryDetError(f"{name!r} is not enrolled in {path} (enrolled: {known}): enrol with "
-                           f"`forgerydet enroll {shlex.quote(name)} VIDEO...`")  # as a shell takes it: O'Brien too
+                           f"`{command or enroll_command(name)}`")
 
 
-def check_enrolled(path: str | Path, name: str) -> None:
+def check_enrolled(path: str | Path, name: str, command: str | None = None) -> None:
     """`scan --reference NAME`: refuse a name the reference file does not hold, or a safetensors file of another kind,
     from its header alone (light: before torch loads). A file whose header cannot be read here passes:
     model/references.py says what is wrong with it."""
@@ -182,4 +188,4 @@ def check_enrolled(path: str | Path, name: str) -> None:
         return
     name = check_name(name)
     if isinstance(people, dict) and name not in people:
-        raise not_enrolled(name, path, people)
+        raise not_enrolled(name, path, people, command=command)

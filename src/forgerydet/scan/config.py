@@ -21,6 +21,7 @@ from forgerydet.model.config import (
     check_enrolled,
     check_name,
     check_references_file,
+    enroll_command,
     references_path,
 )
 from forgerydet.scan.aggregate import STRATEGIES
@@ -166,12 +167,17 @@ def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
     if cfg.references is not None:
         check_references_file(cfg.references)
     if cfg.reference is not None:  # a bad name, a missing file, a name not enrolled: said now, not after the model
-        check_name(cfg.reference)
+        name = check_name(cfg.reference)
+        # the enroll line that fixes it names the scan's own model and file (pasted, it enrols where the scan looks)
+        command = enroll_command(name, checkpoint, cfg.references)
+        given = checkpoint
         if cfg.references is None:
             try:
-                checkpoint = checkpoint if checkpoint is not None else find_default_checkpoint()
+                given = checkpoint if checkpoint is not None else find_default_checkpoint()
             except ForgeryDetError:  # the Scanner says so, in its own words
                 return
-        refs = check_references_file(cfg.references if cfg.references is not None else references_path(checkpoint))
-        check_enrolled(refs, cfg.reference)
+        refs = Path(cfg.references) if cfg.references is not None else references_path(given)
+        if not refs.exists():
+            raise ForgeryDetError(f"reference file not found: {refs} (enrol {name!r} first: `{command}`)")
+        check_enrolled(check_references_file(refs), name, command)
 

@@ -55,7 +55,10 @@ def evaluate(
         if gone:  # a bad path is said before the model loads, not after the other files were scored
             raise ForgeryDetError(f"{source}: {len(gone)} listed file(s) not found (e.g. {path_text(gone[0])}); relative "
                                   f"paths are taken from the list's folder: fix the list")
-    scanner = Scanner(checkpoint, config or ScanConfig())
+    try:
+        scanner = Scanner(checkpoint, config or ScanConfig())
+    except KeyboardInterrupt:
+        raise _stopped(out_dir, "while the model loaded, before any file was scored") from None
     thr = scanner.threshold
     face_y, face_s, face_g, face_p, face_f = [], [], [], [], []  # face_f: the file of each face (a bootstrap cluster)
     file_y, file_s, file_g, file_p = [], [], [], []
@@ -84,7 +87,7 @@ def evaluate(
                             "score_interval": rec.get("score_interval"), "n_faces": n})
     except KeyboardInterrupt:  # a long evaluation stopped by Ctrl-C still reports the files it scored
         if not records:
-            raise
+            raise _stopped(out_dir, f"after {done} of {len(items)} listed file(s), before any got a score") from None
         interrupted = True
         k, m = len(records), sum(r["n_faces"] for r in records)  # `records` grows last: drop a half-added file
         file_y, file_s, file_g, file_p = file_y[:k], file_s[:k], file_g[:k], file_p[:k]
@@ -104,15 +107,11 @@ def evaluate(
             "skipped": skipped,
         }
     except KeyboardInterrupt:
-        gone = [n for n in ("metrics.json", *PLOTS) if out_dir and (Path(out_dir) / n).is_file()]
-        for name in gone:
-            (Path(out_dir) / name).unlink(missing_ok=True)
-        raise KeyboardInterrupt(f"interrupted while the metrics of the {len(records)} scored file(s) were computed: "
-                                f"nothing written" + (f"; the earlier evaluation's {', '.join(gone)} in {out_dir} "
-                                                      f"removed, as they were not this run's" if gone else "")) from None
+        raise _stopped(out_dir, f"while the metrics of the {len(records)} scored file(s) were computed") from None
     problems = []
     if interrupted:
         result["interrupted"] = {"done": done, "total": len(items)}
+        result["not_scored"] = [path_text(it.path) for it in items[done:]]  # as scan marks them not_scanned
         problems.append(f"interrupted after {done} of {len(items)} listed file(s): the metrics use the files scored so far")
     if skipped:
         problems.append(f"{len(skipped)} of {len(items)} listed file(s) were skipped (see above); the metrics use the rest")
@@ -134,6 +133,16 @@ def evaluate(
 
 
 PLOTS = ("roc.png", "roc_groups.png")
+
+
+def _stopped(out_dir: str | Path | None, when: str) -> KeyboardInterrupt:
+    """Ctrl-C or SIGTERM before any output was written: nothing is, and an earlier evaluation's outputs in --out are
+    removed (they would pass for this run's); the message says both, for the CLI's error line."""
+    gone = [n for n in ("metrics.json", *PLOTS) if out_dir and (Path(out_dir) / n).is_file()]
+    for name in gone:
+        (Path(out_dir) / name).unlink(missing_ok=True)
+    return KeyboardInterrupt(f"interrupted {when}: nothing written" + (
+        f"; the earlier evaluation's {', '.join(gone)} in {out_dir} removed, as they were not this run's" if gone else ""))
 
 
 def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, per_group: dict) -> None:
