@@ -34,9 +34,9 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
 from forgerydet.model.config import (
-    check_name,
     REFERENCES_FORMAT,
     REFERENCES_SUFFIX,
+    check_name,
     check_references_file,
     not_a_references_file,
     not_enrolled,

@@ -164,20 +164,17 @@ def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
         check_checkpoint_path(checkpoint)
     if cfg.bank is not None:
         check_bank_folder(cfg.bank)
-    if cfg.references is not None:
-        check_references_file(cfg.references)
-    if cfg.reference is not None:  # a bad name, a missing file, a name not enrolled: said now, not after the model
-        name = check_name(cfg.reference)
+    if cfg.reference is not None:  # (--references needs it) a bad name, a missing or foreign file, a name not
+        name = check_name(cfg.reference)  # enrolled: said now, not after the model loads
         # the enroll line that fixes it names the scan's own model and file (pasted, it enrols where the scan looks)
         command = enroll_command(name, checkpoint, cfg.references)
-        given = checkpoint
-        if cfg.references is None:
+        refs = cfg.references
+        if refs is None:
             try:
-                given = checkpoint if checkpoint is not None else find_default_checkpoint()
+                refs = references_path(checkpoint if checkpoint is not None else find_default_checkpoint())
             except ForgeryDetError:  # the Scanner says so, in its own words
                 return
-        refs = Path(cfg.references) if cfg.references is not None else references_path(given)
-        if not refs.exists():
+        if not Path(refs).exists():
             raise ForgeryDetError(f"reference file not found: {refs} (enrol {name!r} first: `{command}`)")
         check_enrolled(check_references_file(refs), name, command)
 

@@ -158,13 +158,11 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
         jobs.append(("roc_groups.png", "roc_groups_png",
                      lambda p: roc_plot(per_group, p, f"ROC per group (video level): {title}")))
     written: list[str] = []
-    errors_then = 0
     try:
         for name, key, write in jobs:
             try:
                 result[key] = str(write(out / name))
                 written.append(name)
-                errors_then = len(result["output_errors"]) if name == "metrics.json" else errors_then
             except ForgeryDetError as e:
                 result["output_errors"].append(str(e))
     except KeyboardInterrupt:
@@ -174,7 +172,7 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
     for name in PLOTS:
         if name not in written:
             (out / name).unlink(missing_ok=True)
-    if "metrics.json" in written and len(result["output_errors"]) > errors_then:  # metrics.json says what is missing
+    if "metrics.json" in written and result["output_errors"]:  # written first: it says what went missing after it
         with contextlib.suppress(ForgeryDetError, KeyboardInterrupt):
             write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
 

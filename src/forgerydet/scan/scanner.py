@@ -245,12 +245,13 @@ class Scanner:
                    frames_deinterlaced=src.deinterlaced, frames_unreadable=len(src.unreadable),
                    pixel_aspect=src.pixel_aspect, n_faces=len(faces),
                    n_tracks=src.num_tracks, **media_facts(path, src))
+        sampled = (segment_note(src.kind, cfg.start, cfg.end, rec["duration_s"])  # what the frames were: said with
+                   + unreadable_note(len(src.unreadable), len(src.frames)))  # or without a face
+        deinterlaced = deinterlaced_note(src.deinterlaced, len(src.frames))
         if not faces:
             rec.update(status="no_face", error=no_face_error(src.kind, len(src.frames), rec["width"], rec["height"],
                                                              cfg.detector.detect_side),
-                       notes=segment_note(src.kind, cfg.start, cfg.end, rec["duration_s"])
-                       + unreadable_note(len(src.unreadable), len(src.frames))
-                       + deinterlaced_note(src.deinterlaced, len(src.frames)),
+                       notes=sampled + deinterlaced,
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
             return rec
         t1 = time.perf_counter()
@@ -279,9 +280,7 @@ class Scanner:
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
-        rec["notes"] = (segment_note(src.kind, cfg.start, cfg.end, rec["duration_s"])
-                        + unreadable_note(len(src.unreadable), len(src.frames)) + reliability_notes(rec["faces"])
-                        + deinterlaced_note(src.deinterlaced, len(src.frames))
+        rec["notes"] = (sampled + reliability_notes(rec["faces"]) + deinterlaced
                         + many_faces_note(rec["tracks"], rec["verdict"], self.threshold, src.kind)
                         + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
                                           cfg.num_frames, len(src.frames))
