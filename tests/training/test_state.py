@@ -19,8 +19,10 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig
-from forgerydet.training.state import (check_new_run, check_same_data, data_path, resumed_config, rng_state,
-                                      set_rng_state, stamp_new_run)
+from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
+from forgerydet.model.detector import Detector
+from forgerydet.training.state import (check_new_run, check_same_data, data_path, grad_scaler, resumed_config,
+                                      rng_state, set_rng_state, stamp_new_run)
 from tests.helpers import tiny_config
 
 LAST = Path("/runs/a/last.safetensors")
@@ -42,6 +44,41 @@ def test_rng_states_round_trip_through_json():
     _draws()  # the run moves on (or a new process starts elsewhere)
     set_rng_state(st)
     assert _draws() == first
+
+
+def _overflowed_scaler() -> torch.amp.GradScaler:
+    """An fp16 loss scaler after one overflowing step (scale halved) and two good ones (growth count 2)."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([w], lr=0.1)
+    for bad in (True, False, False):
+        opt.zero_grad()
+        scaler.scale((w * (float("inf") if bad else 1.0)).sum()).backward()
+        scaler.step(opt)
+        scaler.update()
+    return scaler
+
+
+def test_the_fp16_loss_scale_survives_a_checkpoint_and_is_put_back(tmp_path):
+    before = _overflowed_scaler()
+    assert (before.get_scale(), before.state_dict()["_growth_tracker"]) == (512.0, 2)
+    st = rng_state(1, 3, 0.5, {"lr": 1e-3}, None, before.state_dict())
+    save_checkpoint(tmp_path / "last.safetensors", Detector(tiny_config()), train_state=st)
+    stored = load_checkpoint(tmp_path / "last.safetensors").train_state
+    said: list = []
+    after = grad_scaler("cpu", True, stored, said.append)
+    assert after.state_dict() == before.state_dict() and said == []
+    fresh = grad_scaler("cpu", True, None, said.append)  # a new run starts at the default scale
+    assert fresh.get_scale() == 65536.0 and said == []
+
+
+def test_a_resumed_fp16_run_without_a_stored_scale_says_it_starts_afresh():
+    said: list = []
+    scaler = grad_scaler("cpu", True, rng_state(1, 3, 0.5, {}, {}), said.append)  # stored with no scaler in use
+    assert scaler.get_scale() == 65536.0
+    assert [e["text"] for e in said] == ["the run stored no fp16 loss-scale state: its loss scale starts afresh"]
+    assert grad_scaler("cpu", False, rng_state(1, 3, 0.5, {}, {}), said.append).state_dict() == {}
+    assert len(said) == 1  # bf16/fp32 runs have no scaler to miss
 
 
 def _stored(**kw) -> tuple:

@@ -32,8 +32,8 @@ from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed, shard
-from forgerydet.training.state import (check_new_run, check_same_data, data_path, improves, option_conflicts,
-                                      resumed_config, rng_state, set_rng_state, stamp_new_run)
+from forgerydet.training.state import (check_new_run, check_same_data, data_path, grad_scaler, improves,
+                                      option_conflicts, resumed_config, rng_state, set_rng_state, stamp_new_run)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate, watch_notice
 
 Event = Callable[[dict[str, Any]], None]
@@ -230,8 +230,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     if d.on:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
-    use_scaler = d.device.type == "cuda" and tcfg.amp == "fp16"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    scaler = grad_scaler(d.device.type, d.device.type == "cuda" and tcfg.amp == "fp16", state, emit)
 
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
@@ -319,8 +318,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,
                                  "bank_sources_root": current_folder(),
                                  **({"earlier_faces": earlier} if earlier else {})})
-            save_checkpoint(last_path, model, train_state=rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict()),
-                            **common)
+            resume = rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict(), scaler.state_dict())
+            save_checkpoint(last_path, model, train_state=resume, **common)
             if improved:  # how it was trained, without what only resuming needs (optimizer, RNG states)
                 save_checkpoint(best_path, model, train_state=TrainState(epoch + 1, step, best, tcfg.to_dict()),
                                 **common)

@@ -9,7 +9,7 @@ import dataclasses
 import os
 import random
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Callable, Collection
 
 import numpy as np
 import torch
@@ -22,8 +22,9 @@ from forgerydet.training.config import TrainConfig, aug_text, augment_config
 
 
 def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
-              optimizer_state: dict[str, Any]) -> TrainState:
-    """The TrainState to store after `epoch` epochs: position, best AUC, config, optimizer and every RNG's state."""
+              optimizer_state: dict[str, Any], scaler_state: dict[str, Any] | None = None) -> TrainState:
+    """The TrainState to store after `epoch` epochs: position, best AUC, config, optimizer, every RNG's state and
+    the fp16 loss scaler's (its scale and growth count; empty when no scaler is in use)."""
     tensors = {"rng_torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -31,8 +32,10 @@ def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
     py = random.getstate()
     nps = np.random.get_state(legacy=False)
     nps["state"] = {"key": nps["state"]["key"].tolist(), "pos": int(nps["state"]["pos"])}
-    return TrainState(epoch, step, best, train_config, optimizer_state, tensors,
-                      {"rng_python": [py[0], list(py[1]), py[2]], "rng_numpy": nps})
+    js: dict[str, Any] = {"rng_python": [py[0], list(py[1]), py[2]], "rng_numpy": nps}
+    if scaler_state:
+        js["grad_scaler"] = {k: (int(v) if k == "_growth_tracker" else float(v)) for k, v in scaler_state.items()}
+    return TrainState(epoch, step, best, train_config, optimizer_state, tensors, js)
 
 
 def set_rng_state(state: TrainState) -> None:
@@ -48,6 +51,20 @@ def set_rng_state(state: TrainState) -> None:
     nps = dict(js["rng_numpy"])
     nps["state"] = {"key": np.array(nps["state"]["key"], dtype=np.uint32), "pos": nps["state"]["pos"]}
     np.random.set_state(nps)
+
+
+def grad_scaler(device: str, enabled: bool, state: TrainState | None,
+                emit: Callable[[dict[str, Any]], None]) -> torch.amp.GradScaler:
+    """The fp16 loss scaler (the loop enables it for CUDA fp16 training only) with a resumed run's scale and growth
+    count put back, so a resumed fp16 run does not probe its loss scale again from 65,536, skipping steps."""
+    scaler = torch.amp.GradScaler(device, enabled=enabled)
+    if enabled and state is not None:
+        stored = state.rng.get("grad_scaler")
+        if stored:
+            scaler.load_state_dict(dict(stored))
+        else:  # a run stored before forgerydet kept it, or one that ran without fp16 until now
+            emit({"event": "notice", "text": "the run stored no fp16 loss-scale state: its loss scale starts afresh"})
+    return scaler
 
 
 RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl")
