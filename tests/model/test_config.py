@@ -72,7 +72,7 @@ def test_a_name_not_enrolled_is_found_from_the_reference_files_header(tmp_path):
     for meta in ({"format": "forgerydet-references", "people": "{"}, {"format": "forgerydet-references"},
                  {"format": "forgerydet-references", "people": "[1]"}):
         header(p, meta)
-        check_enrolled(p, "Cy")  # a damaged reference file: said when it is opened, in model/references.py's words
+        check_enrolled(p, "Cy")  # damaged metadata in a readable header: said when it is opened (model/references.py)
     header(p, {"format": "forgerydet-checkpoint"})
     with pytest.raises(ForgeryDetError, match=r"is not a forgerydet reference file \(a checkpoint\?"):
         check_enrolled(p, "Cy")
@@ -81,6 +81,16 @@ def test_a_name_not_enrolled_is_found_from_the_reference_files_header(tmp_path):
         check_enrolled(p, "Bo's")  # the suggested command is valid shell
     with pytest.raises(ForgeryDetError, match="person name '' \\(empty\\) is not usable"):
         check_enrolled(p, "")
-    p.write_bytes(b"garbage")
-    check_enrolled(p, "Cy")
+    for broken in (b"garbage", b"", b"\x10\x00\x00\x00\x00\x00\x00\x00{\"__metadata__\": "):  # unreadable headers
+        p.write_bytes(broken)
+        with pytest.raises(ForgeryDetError) as e:
+            check_enrolled(p, "Cy")
+        assert str(e.value) == (f"{p} is not a readable forgerydet reference file (its header cannot be read: "
+                                f"truncated or corrupted?); it was left as it is: restore it, or move it away and "
+                                f"enrol again (or enrol into another file with --into)")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    with pytest.raises(ForgeryDetError, match=r"^\S+clip.mp4 is not a forgerydet reference file \(give the file that "
+                                              r"`forgerydet enroll` wrote, e.g. \*.refs.safetensors\)$"):
+        check_enrolled(video, "Cy")  # a video given by mistake is not called damaged
     assert references_path(tmp_path / "best.safetensors") == tmp_path / "best.refs.safetensors"

@@ -122,6 +122,9 @@ def test_a_mistyped_path_is_refused_before_torch_is_imported(tmp_path):
             f"ck = {str(tmp_path / 'm.safetensors')!r}\nopen(ck, 'wb').write(b'x')\n"
             "r = CliRunner().invoke(app, ['scan', img, '--reference', 'Ann', '--checkpoint', ck])\n"
             "assert r.exit_code == 1 and 'reference file not found' in r.output and 'm.refs.safetensors' in r.output, r.output\n"
+            "open(refs, 'wb').write(b'')\n"  # a damaged (emptied) reference file
+            "r = CliRunner().invoke(app, ['scan', img, '--reference', 'Ann', '--references', refs])\n"
+            "assert r.exit_code == 1 and 'not a readable forgerydet reference file' in r.output, r.output\n"
             "r = CliRunner().invoke(app, ['scan', img, '--reference', ' ', '--references', refs])\n"
             "assert r.exit_code == 1 and \"person name ' ' (spaces only) is not usable\" in r.output, r.output\n"
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")

@@ -156,9 +156,18 @@ def check_name(name: str) -> str:
     return name
 
 
-def not_a_references_file(path: str | Path) -> ForgeryDetError:
-    return ForgeryDetError(f"{path} is not a forgerydet reference file (a checkpoint? give the file that "
-                           f"`forgerydet enroll` wrote, e.g. *{REFERENCES_SUFFIX})")
+def not_a_references_file(path: str | Path, *, safetensors: bool = True) -> ForgeryDetError:
+    """A file of another kind given as a reference file: a safetensors file (a checkpoint?) or another file (a video
+    or a CSV given by mistake)."""
+    fix = f"give the file that `forgerydet enroll` wrote, e.g. *{REFERENCES_SUFFIX}"
+    return ForgeryDetError(f"{path} is not a forgerydet reference file " + (f"(a checkpoint? {fix})" if safetensors
+                                                                          else f"({fix})"))
+
+
+def damaged_references(path: str | Path, why: str) -> ForgeryDetError:
+    """A reference file of ours that cannot be read: said so, and that it was left as it is."""
+    return ForgeryDetError(f"{path} is not a readable forgerydet reference file ({why}); it was left as it is: "
+                           f"restore it, or move it away and enrol again (or enrol into another file with --into)")
 
 
 def enroll_command(name: str, checkpoint: str | Path | None = None, into: str | Path | None = None) -> str:
@@ -174,12 +183,14 @@ def not_enrolled(name: str, path: str | Path, people: Iterable[str], *, command:
 
 
 def check_enrolled(path: str | Path, name: str, command: str | None = None) -> None:
-    """`scan --reference NAME`: refuse a name the reference file does not hold, or a safetensors file of another kind,
-    from its header alone (light: before torch loads). A file whose header cannot be read here passes:
-    model/references.py says what is wrong with it."""
+    """`scan --reference NAME`: refuse a name the reference file does not hold, a file of another kind or one whose
+    header cannot be read, from its header alone (light: before torch loads). What only reading it shows (its
+    tensors) model/references.py says."""
     meta = safetensors_metadata(path)
-    if meta is None:  # not a safetensors header: references.py tells a damaged file from another kind
-        return
+    if meta is None:  # a damaged file of ours (by its name), else another kind of file, as model/references.py says
+        if not Path(path).name.endswith(".safetensors"):
+            raise not_a_references_file(path, safetensors=False)
+        raise damaged_references(path, "its header cannot be read: truncated or corrupted?")
     if meta.get("format") != REFERENCES_FORMAT:
         raise not_a_references_file(path)
     try:

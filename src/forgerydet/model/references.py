@@ -35,9 +35,9 @@ from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
 from forgerydet.model.config import (
     REFERENCES_FORMAT,
-    REFERENCES_SUFFIX,
     check_name,
     check_references_file,
+    damaged_references,
     not_a_references_file,
     not_enrolled,
 )
@@ -45,7 +45,6 @@ from forgerydet.paths import safetensors_format
 
 FORMAT = REFERENCES_FORMAT
 FORMAT_VERSION = "1"
-SUFFIX = REFERENCES_SUFFIX
 THUMB = 48  # side of the stored face thumbnails (px)
 
 try:  # advisory locks; where fcntl is missing (Windows) writes are still atomic, only unserialised
@@ -156,13 +155,6 @@ class ReferenceFile:
         return write_bytes_atomic(path, save(tensors, metadata=meta), durable=True)
 
 
-def _corrupt(path: Path, why: str) -> ForgeryDetError:
-    return ForgeryDetError(
-        f"{path} is not a readable forgerydet reference file ({why}); it was left as it is: restore it, or move "
-        f"it away and enrol again (or enrol into another file with --into)"
-    )
-
-
 def _read_header(path: Path, f) -> dict[str, Any]:
     raw = f.metadata() or {}
     if raw.get("format") != FORMAT:
@@ -174,10 +166,10 @@ def _read_header(path: Path, f) -> dict[str, Any]:
         meta = dict(raw, people=json.loads(raw["people"]), entries=json.loads(raw["entries"]),
                     tokens=int(raw["tokens"]), dim=int(raw["dim"]))
     except (KeyError, ValueError) as e:
-        raise _corrupt(path, f"bad metadata: {type(e).__name__}") from None
+        raise damaged_references(path, f"bad metadata: {type(e).__name__}") from None
     shape = f.get_slice("values").get_shape()
     if list(shape) != [len(meta["entries"]), meta["tokens"], meta["dim"]]:
-        raise _corrupt(path, f"values of shape {shape} do not match {len(meta['entries'])} entries")
+        raise damaged_references(path, f"values of shape {shape} do not match {len(meta['entries'])} entries")
     return meta
 
 
@@ -188,9 +180,8 @@ def _open(path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
         f = safe_open(str(path), framework="pt", device="cpu")
     except Exception as e:  # safetensors raises several types for broken headers
         if not path.name.endswith(".safetensors"):  # a video or a CSV given by mistake, not a damaged file of ours
-            raise ForgeryDetError(f"{path} is not a forgerydet reference file: give the file that `forgerydet "
-                                  f"enroll` wrote (*{SUFFIX})") from None
-        raise _corrupt(path, f"truncated or corrupted? {type(e).__name__}") from None
+            raise not_a_references_file(path, safetensors=False) from None
+        raise damaged_references(path, f"truncated or corrupted? {type(e).__name__}") from None
     with f:
         yield f, _read_header(path, f)
 
@@ -244,11 +235,11 @@ def load_person(path: str | Path, name: str, model, *, wait: float = 30.0) -> Pe
             values = f.get_slice("values")[start : start + count]  # (R,N,D)
             thumbs = f.get_slice("thumbs")[start : start + count].numpy()  # (R,T,T,3)
         except Exception as e:
-            raise _corrupt(path, f"unreadable tensors: {type(e).__name__}") from None
+            raise damaged_references(path, f"unreadable tensors: {type(e).__name__}") from None
     entries = meta["entries"][start : start + count]
     if count <= 0 or start < 0 or values.shape[0] != count or len(entries) != count or thumbs.shape[0] != count \
             or any(e.get("person") != name for e in entries) or values.shape[1:] != model.bank.values.shape[1:]:
-        raise _corrupt(path, f"the rows of {name!r} do not match its index")
+        raise damaged_references(path, f"the rows of {name!r} do not match its index")
     bank = MemoryBank(count, values.shape[1], values.shape[2])
     bank.rebuild(values, model.key_fingerprint(), source=torch.arange(count))
     return PersonReferences(name, path, meta["fingerprint"], bank, entries, thumbs)
@@ -263,7 +254,7 @@ def read_unlocked(path: Path) -> ReferenceFile:
         try:
             values, thumbs = f.get_tensor("values"), f.get_tensor("thumbs")
         except Exception as e:
-            raise _corrupt(path, f"unreadable tensors: {type(e).__name__}") from None
+            raise damaged_references(path, f"unreadable tensors: {type(e).__name__}") from None
     return ReferenceFile(meta["fingerprint"], meta.get("backbone", "?"), meta["tokens"], meta["dim"], values, thumbs,
                          meta["entries"])
 
