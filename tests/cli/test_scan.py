@@ -59,7 +59,9 @@ def stop_at_scanner(monkeypatch):
 def test_options_reach_the_scan_config(stop_at_scanner, face_png, tmp_path):
     (tmp_path / "disk").mkdir()  # the --bank folder must exist and hold a bank.json (checked before the Scanner)
     (tmp_path / "disk" / "bank.json").write_text("{}")
-    (tmp_path / "c.refs.safetensors").write_bytes(b"x")  # --reference's default file must exist (checked first too)
+    meta = json.dumps({"__metadata__": {"format": "forgerydet-references", "people": json.dumps({"Ann": [0, 1]})}})
+    (tmp_path / "c.refs.safetensors").write_bytes(len(meta).to_bytes(8, "little") + meta.encode())  # --reference's
+    # default file must exist with Ann enrolled in its header (checked before the Scanner too)
     one_error(cli("scan", face_png, "--checkpoint", tmp_path / "c.safetensors", "--frames", 5, "--aggregation", "mean",
                   "--threshold", "0.3", "--device", "cpu", "--batch-size", 3, "--detect-side", 320,
                   "--min-confidence", "0.8", "--reference", "Ann", "--bank", tmp_path / "disk", "--no-deinterlace"),
