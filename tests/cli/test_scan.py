@@ -421,3 +421,69 @@ def test_a_score_just_below_the_threshold_is_not_printed_as_the_threshold():
     out.print(verdict_table(files, width=120))
     text = out.file.getvalue()
     assert "0.33796" in text and "0.338 " in text and "0.200" in text, text
+
+
+class _Crash(BaseException):
+    """What a crash looks like to the scan (power loss, kill -9, out of memory): nothing of the CLI's runs after it."""
+
+
+def test_a_crashed_scan_is_resumed_from_its_saved_json_scanning_only_what_is_left(checkpoint, face_png, grey_png,
+                                                                                  astronaut, tmp_path, monkeypatch):
+    from forgerydet.scan import resume
+
+    other = tmp_path / "face2.png"
+    cv2.imwrite(str(other), cv2.cvtColor(np.ascontiguousarray(astronaut[10:250, 150:330]), cv2.COLOR_RGB2BGR))
+    files = [face_png, grey_png, other]
+    out = tmp_path / "s.json"
+    scanned: list[str] = []
+    real_scan = scanner.Scanner.scan_file
+
+    def scan_file(self, path):
+        if len(scanned) == 2 and crash:
+            raise _Crash
+        scanned.append(Path(path).name)
+        return real_scan(self, path)
+
+    monkeypatch.setattr(scanner.Scanner, "scan_file", scan_file)
+    monkeypatch.setattr(resume.Checkpointer, "due", lambda self: True)  # saved after every file, not every minute
+    crash = True
+    with pytest.raises(_Crash):
+        cli("scan", *files, "--checkpoint", checkpoint, "--device", "cpu", "--json", out)
+    doc = json.loads(out.read_text())  # what the crash left: the JSON saved after the second file
+    assert doc["settings"]["in_progress"] is True and doc["settings"]["finished"] is None
+    assert [f["status"] for f in doc["files"]] == ["ok", "no_face", "not_scanned"]
+    assert doc["files"][2]["error"] == "not scanned yet: the scan was running when this was saved"
+    crash, scanned[:] = False, []
+    r = cli("scan", *files, "--checkpoint", checkpoint, "--device", "cpu", "--json", out, "--resume")
+    assert r.exit_code == 1 and scanned == ["face2.png"], r.output  # exit 1: the wall has no face, as before
+    assert f"resumed: 2 files taken over from the earlier scan in {out} (same settings, same bytes), 1 scanned" in r.flat
+    after = json.loads(out.read_text())
+    assert after["settings"]["in_progress"] is False and after["settings"]["resumed"] == {"from": str(out),
+                                                                                          "files_taken_over": 2}
+    assert [f["status"] for f in after["files"]] == ["ok", "no_face", "ok"]
+    assert [f.get("resumed") for f in after["files"]] == [True, True, None]
+    assert after["files"][0] == {**doc["files"][0], "resumed": True}  # the earlier scores as they were
+    scanned[:] = []
+    r = cli("scan", *files, "--checkpoint", checkpoint, "--device", "cpu", "--json", out, "--resume",
+            "--report", tmp_path / "rep")
+    assert scanned == [] and r.exit_code == 1, r.output  # all done: nothing scanned again
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert page.count("Taken over from the earlier scan this one resumed") == 2  # the two faces' files: no pictures
+
+
+def test_resume_needs_a_json_file_and_the_same_deciding_settings(checkpoint, face_png, tmp_path):
+    one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume"), "--resume goes on with the scan whose "
+              "--json file is given: give --json FILE")
+    one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume", "--json", "-"), "give --json FILE")
+    out = tmp_path / "s.json"
+    out.write_text("{}")
+    one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume", "--json", out),
+              "is not the JSON of a forgerydet scan")
+    out.unlink()  # no earlier JSON: a plain scan
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--resume", "--json", out)
+    assert r.exit_code == 0 and "0 files taken over" in r.flat, r.output
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--resume", "--json", out,
+            "--frames", 5, "--threshold", "0.2")
+    line = one_error(r, "was scanned with other settings", "resume with the same options")
+    assert "frames_per_video 32 -> 5" in line and "threshold" in line
+    assert json.loads(out.read_text())["settings"].get("resumed") is not None  # the earlier JSON is left as it was

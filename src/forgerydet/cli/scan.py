@@ -25,7 +25,8 @@ from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits
-from forgerydet.scan.records import settings_notes, shortest_names
+from forgerydet.scan.records import json_text, settings_notes, shortest_names
+from forgerydet.scan.resume import Checkpointer, earlier_records, read_earlier, resumed_line, take_over
 
 
 def scan_cmd(
@@ -49,6 +50,7 @@ def scan_cmd(
     precision: Annotated[Optional[str], typer.Option(help=PRECISION_HELP)] = ScanConfig.precision,
     start: Start = None,
     end: End = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on with the scan whose --json is given (one stopped, or crashed: the JSON is saved every so often while a scan runs): its files that got a verdict, or hold no face, are taken over when the settings that decide a score are the same and the file's bytes are those judged; the others are scanned.")] = False,
 ) -> None:
     """Score every face in 'single' mode against the checkpoint's bank (or an enrolled person's faces); print a
     verdict per file.
@@ -89,6 +91,9 @@ def scan_cmd(
                 raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
             _check_outputs_apart(outputs, files, checkpoint, references)
             check_scan_inputs(checkpoint, cfg)
+            if resume and (json_out is None or json_out == STDOUT):
+                raise ForgeryDetError("--resume goes on with the scan whose --json file is given: give --json FILE")
+            earlier_doc = read_earlier(json_out) if resume else None
             from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
             try:
@@ -97,6 +102,8 @@ def scan_cmd(
                 raise fail("interrupted while the model loaded, before any file was scanned: no output was written "
                            "(files already at the output paths are an earlier run's)", EXIT_INTERRUPTED) from None
         settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
+        with user_errors():  # before anything is said of this scan's settings
+            earlier = earlier_records(earlier_doc, json_out, settings) if resume else {}
         settings["notes"] = settings_notes(settings, threshold)  # printed now, and kept with the JSON and the report
         for line in settings["notes"]:
             note("note:", line, style="yellow")
@@ -107,18 +114,26 @@ def scan_cmd(
             note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
         # kept with the outputs too, so that a pipeline can account for every file of the folders it gave
         settings["other_files"] = list(dict.fromkeys(path_text(f) for f in skipped))  # reached twice: once
-        interrupted = False
+        keeper = Checkpointer(lambda res, st: write_text_atomic(json_out, json_text(res, st))) \
+            if json_out is not None and json_out != STDOUT else None
+        interrupted, taken = False, 0
         with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
                           TimeElapsedColumn()) as p:
             task = p.add_task("scan", total=len(files), name="")
             done = 0
             try:
-                for rec in scanner.scan(files, lambda i, n, item="": p.update(task, completed=i, name=escape(printable(Path(item).name)))):
-                    results.append(rec)
+                for f in files:
+                    p.update(task, completed=done, name=escape(printable(f.name)))
+                    rec = take_over(earlier, f) if earlier else None
+                    taken += rec is not None
+                    results.append(rec or scanner.scan_file(f))
                     done += 1
-                    if rec["status"] != "ok":  # most errors start with the path already
-                        named = rec["error"].startswith(rec["path"])
-                        note("" if named else f"{printable(rec['path'])}:", rec["error"])  # the path, as other errors name it
+                    if results[-1]["status"] != "ok":  # most errors start with the path already
+                        named = results[-1]["error"].startswith(results[-1]["path"])
+                        note("" if named else f"{printable(results[-1]['path'])}:", results[-1]["error"])
+                    if keeper is not None and keeper.due():  # what a crash would otherwise lose
+                        keeper = _save_so_far(keeper, results, files[done:], scanner.threshold, settings)
+                p.update(task, completed=done, name="")
             except KeyboardInterrupt:
                 interrupted = True
                 results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
@@ -137,6 +152,10 @@ def scan_cmd(
             settings["seconds"] = round(time.perf_counter() - t_start, 3)
             settings["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
             settings["interrupted"] = interrupted  # then the files not reached are marked not_scanned
+            settings["in_progress"] = False  # (True in the JSON saved while it ran)
+            if resume:
+                settings["resumed"] = {"from": path_text(json_out), "files_taken_over": taken}
+                note("resumed:", resumed_line(taken, json_out, done - taken))
             problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
         if interrupted:
             raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
@@ -146,6 +165,23 @@ def scan_cmd(
             problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
         if problems:
             raise fail("; ".join(problems))
+
+
+def _save_so_far(keeper: Checkpointer, results: list[dict], left: list[Path], threshold: float,
+                 settings: dict) -> Checkpointer | None:
+    """The scan so far into its --json while it runs (the files not reached marked not_scanned), for `--resume`
+    after a crash; a failed write is said once and not tried again (the JSON is still written at the end)."""
+    from forgerydet.scan.records import empty_record
+
+    rest = [empty_record(f, threshold, "not_scanned", "not scanned yet: the scan was running when this was saved")
+            for f in left]
+    try:
+        keeper.write(results + rest, settings)
+    except (OSError, ForgeryDetError) as e:
+        note("warning:", f"--json: could not save the scan so far ({os_error_text(e) if isinstance(e, OSError) else e}); "
+                         f"it goes on, and the JSON is written at its end", style="yellow")
+        return None
+    return keeper
 
 
 def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path], checkpoint: Optional[Path],
@@ -194,7 +230,7 @@ STDOUT = Path("-")  # --json - / --csv -: that output on standard output
 
 def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:
     """Write one output (each on its own, so one failing does not lose the others); the error text, or None."""
-    from forgerydet.scan.records import csv_text, json_text
+    from forgerydet.scan.records import csv_text
 
     try:
         if option in ("--json", "--csv"):

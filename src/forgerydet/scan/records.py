@@ -11,7 +11,8 @@ CLI's --json/--csv and the report read it), and which faces keep their pictures 
     width and height (of the decoded frames, square pixels), sha256 (of the file's bytes: which file was judged),
     tracks [{track_id, score, n_faces}], faces [{frame_index, time, track_id, box, confidence, score,
     neighbours [{slot, similarity, source | reference fields}], crop, attention}], notes [why a verdict deserves
-    less trust], timing, reference; for a report only (never in the JSON): overview (a still image, shrunk, on
+    less trust], timing, reference, resumed (True: taken over from an earlier scan's JSON by `scan --resume`,
+    scan/resume.py; absent otherwise); for a report only (never in the JSON): overview (a still image, shrunk, on
     which the report numbers its faces)"""
 
 from __future__ import annotations

@@ -128,6 +128,10 @@ def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     out.append(f'<p class="meta">{" · ".join(meta)}</p>')
     for note in r.get("notes") or []:
         out.append(f'<p class="notice"><b>Note:</b> {esc(note)}</p>')
+    if r.get("resumed"):  # scan --resume: the record came from the earlier scan's JSON, which keeps no pictures
+        out.append('<p class="notice">Taken over from the earlier scan this one resumed (<code>--resume</code>): its '
+                   "scores are that scan's, and its face pictures were not kept, so none are shown. Scan the file "
+                   "again without <code>--resume</code> to see them.</p>")
 
     tracks = r.get("tracks") or []
     if tracks:

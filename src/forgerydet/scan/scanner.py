@@ -137,6 +137,8 @@ class Scanner:
             "probability": "sigmoid(logit / temperature)" if self.fusion is None else
                            "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
             "frames_per_video": self.config.num_frames,
+            "detector": {k: getattr(self.config.detector, k) for k in ("detect_side", "min_confidence", "min_face",
+                                                                        "margin", "size")},  # what finds the faces
             "segment": segment_text(self.config.start, self.config.end),  # None: each video whole
             "deinterlace": self.config.deinterlace,
             "tta": self.tta,

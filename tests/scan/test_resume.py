@@ -1,0 +1,109 @@
+"""scan/resume.py: an earlier scan's JSON read back for `scan --resume` (refused when it is not one, another version
+wrote it or its deciding settings differ; only verdicts and no-face findings of unchanged files taken over), and
+the JSON saved while a scan runs no more often than its share of the time allows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from forgerydet import __version__
+from forgerydet.errors import ForgeryDetError
+from forgerydet.scan.resume import DECIDING, Checkpointer, earlier_records, read_earlier, resumed_line, take_over
+
+SETTINGS = {"checkpoint_sha256": "ab" * 32, "threshold": 0.338, "frames_per_video": 32, "tta": "flip",
+            "detector": {"detect_side": 640, "min_confidence": 0.9}, "device": "cpu", "command": "forgerydet scan x"}
+
+
+def _doc(tmp_path: Path, files: list[dict], **settings) -> Path:
+    p = tmp_path / "scan.json"
+    p.write_text(json.dumps({"forgerydet_version": __version__, "settings": {**SETTINGS, **settings}, "files": files}))
+    return p
+
+
+def _file(tmp_path: Path, name: str, data: bytes) -> tuple[Path, str]:
+    f = tmp_path / name
+    f.write_bytes(data)
+    return f, hashlib.sha256(data).hexdigest()
+
+
+def test_only_verdicts_and_no_face_findings_of_unchanged_files_are_taken_over(tmp_path):
+    a, ha = _file(tmp_path, "a.mp4", b"aaa")
+    b, hb = _file(tmp_path, "b.mp4", b"bbb")
+    c, hc = _file(tmp_path, "c.png", b"ccc")
+    d, hd = _file(tmp_path, "d.png", b"ddd")
+    files = [{"path": str(a), "status": "ok", "sha256": ha, "score": 0.9, "verdict": "FAKE"},
+             {"path": str(b), "status": "no_face", "sha256": hb},
+             {"path": str(c), "status": "error", "sha256": hc, "error": "broken"},
+             {"path": str(d), "status": "not_scanned", "sha256": None}]
+    p = _doc(tmp_path, files)
+    earlier = earlier_records(read_earlier(p), p, dict(SETTINGS, device="cuda", command="other"))  # not deciding
+    assert sorted(earlier) == [str(a), str(b)]
+    got = take_over(earlier, a)
+    assert got == {**files[0], "resumed": True}
+    assert take_over(earlier, b)["status"] == "no_face"
+    assert take_over(earlier, c) is None and take_over(earlier, d) is None  # tried again
+    a.write_bytes(b"changed")  # other bytes under the same name: scanned again
+    assert take_over(earlier, a) is None
+    a.unlink()
+    assert take_over(earlier, a) is None
+
+
+def test_no_earlier_json_means_everything_is_scanned(tmp_path):
+    assert read_earlier(tmp_path / "none.json") is None
+    assert earlier_records(None, tmp_path / "none.json", SETTINGS) == {}
+
+
+def test_a_file_that_is_no_scan_json_or_from_another_version_is_refused(tmp_path):
+    p = tmp_path / "x.json"
+    for text in ("not json", "[1, 2]", json.dumps({"settings": {}}), json.dumps({"settings": [], "files": []})):
+        p.write_text(text)
+        with pytest.raises(ForgeryDetError, match=r"^--resume: .*x.json is not the JSON of a forgerydet scan"):
+            read_earlier(p)
+    p.write_bytes(b"\xff\xfe")
+    with pytest.raises(ForgeryDetError, match="cannot read"):
+        read_earlier(p)
+    p.write_text(json.dumps({"forgerydet_version": "0.0.1", "settings": {}, "files": []}))
+    with pytest.raises(ForgeryDetError, match=f"written by forgerydet 0.0.1, this is {__version__}"):
+        read_earlier(p)
+
+
+def test_other_deciding_settings_are_refused_naming_each_difference(tmp_path):
+    p = _doc(tmp_path, [])
+    now = dict(SETTINGS, threshold=0.5, tta="none")
+    with pytest.raises(ForgeryDetError) as e:
+        earlier_records(read_earlier(p), p, now)
+    said = str(e.value)
+    assert "threshold 0.338 -> 0.5" in said and "tta 'flip' -> 'none'" in said and "frames" not in said
+    assert said.endswith("resume with the same options, or scan without --resume (or into another --json)")
+    for key in ("checkpoint_sha256", "detector", "segment", "reference", "precision", "bank_fingerprint"):
+        assert key in DECIDING  # what decides a face's score or a file's verdict
+
+
+def test_the_json_is_saved_first_after_a_while_then_within_its_share_of_the_time():
+    now = [0.0]
+    written = []
+
+    def write(results, settings):
+        written.append((len(results), settings["in_progress"], settings["finished"]))
+        now[0] += 2.0  # a write that takes 2 s
+
+    k = Checkpointer(write, first_after=30.0, share=0.05, clock=lambda: now[0])
+    assert not k.due()
+    now[0] = 30.0
+    assert k.due()
+    k.write([{}, {}], {"finished": "earlier"})
+    assert written == [(2, True, None)] and k.writes == 1
+    now[0] += 39.0  # the next one no sooner than 2 s / 5 % = 40 s after it
+    assert not k.due()
+    now[0] += 1.0
+    assert k.due()
+
+
+def test_the_resumed_line_counts_both_ways(tmp_path):
+    assert resumed_line(1, tmp_path / "s.json", 3) == (f"1 file taken over from the earlier scan in {tmp_path / 's.json'} "
+                                                       f"(same settings, same bytes), 3 scanned")
+    assert resumed_line(2, Path("s.json"), 0).startswith("2 files taken over")
