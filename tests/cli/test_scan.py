@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -475,6 +476,9 @@ def test_resume_needs_a_json_file_and_the_same_deciding_settings(checkpoint, fac
     one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume"), "--resume goes on with the scan whose "
               "--json file is given: give --json FILE")
     one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume", "--json", "-"), "give --json FILE")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # read back, it would wait for a writer
+    one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume", "--json", fifo), "not standard output, a pipe")
     out = tmp_path / "s.json"
     out.write_text("{}")
     one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume", "--json", out),
@@ -487,3 +491,27 @@ def test_resume_needs_a_json_file_and_the_same_deciding_settings(checkpoint, fac
     line = one_error(r, "was scanned with other settings", "resume with the same options")
     assert "frames_per_video 32 -> 5" in line and "threshold" in line
     assert json.loads(out.read_text())["settings"].get("resumed") is not None  # the earlier JSON is left as it was
+
+
+def test_a_json_into_a_pipe_is_written_once_at_the_end_not_while_scanning(checkpoint, face_png, grey_png, tmp_path,
+                                                                          monkeypatch):
+    """The JSON saved while a scan runs goes to files only: a pipe's reader would get two documents run together."""
+    import threading
+
+    from forgerydet.scan import resume
+
+    monkeypatch.setattr(resume.Checkpointer, "due", lambda self: True)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[dict] = []
+
+    def read() -> None:  # every document written into the pipe, up to the final one
+        while len(got) < 10 and (not got or got[-1]["settings"]["in_progress"]):
+            got.append(json.loads(fifo.read_bytes()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    r = cli("scan", face_png, grey_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", fifo)
+    reader.join(timeout=60)
+    assert r.exit_code == 1, r.output  # the wall has no face
+    assert len(got) == 1 and got[0]["settings"]["in_progress"] is False and len(got[0]["files"]) == 2

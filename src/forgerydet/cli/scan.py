@@ -91,8 +91,9 @@ def scan_cmd(
                 raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
             _check_outputs_apart(outputs, files, checkpoint, references)
             check_scan_inputs(checkpoint, cfg)
-            if resume and (json_out is None or json_out == STDOUT):
-                raise ForgeryDetError("--resume goes on with the scan whose --json file is given: give --json FILE")
+            if resume and not _a_file_to_keep(json_out):
+                raise ForgeryDetError("--resume goes on with the scan whose --json file is given: give --json FILE "
+                                      "(a file, not standard output, a pipe or a device)")
             earlier_doc = read_earlier(json_out) if resume else None
             from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
 
@@ -115,7 +116,7 @@ def scan_cmd(
         # kept with the outputs too, so that a pipeline can account for every file of the folders it gave
         settings["other_files"] = list(dict.fromkeys(path_text(f) for f in skipped))  # reached twice: once
         keeper = Checkpointer(lambda res, st: write_text_atomic(json_out, json_text(res, st))) \
-            if json_out is not None and json_out != STDOUT else None
+            if _a_file_to_keep(json_out) else None  # a pipe's reader would get two documents
         interrupted, taken = False, 0
         with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
                           TimeElapsedColumn()) as p:
@@ -165,6 +166,12 @@ def scan_cmd(
             problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
         if problems:
             raise fail("; ".join(problems))
+
+
+def _a_file_to_keep(path: Optional[Path]) -> bool:
+    """Whether --json names a file the scan can save while it runs and `--resume` read back: a regular file (also
+    through a link) or a new one; not standard output, a named pipe or a device such as /dev/stderr."""
+    return path is not None and path != STDOUT and (os.path.isfile(path) or not os.path.lexists(path))
 
 
 def _save_so_far(keeper: Checkpointer, results: list[dict], left: list[Path], threshold: float,
