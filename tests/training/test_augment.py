@@ -10,6 +10,7 @@ import pytest
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training.augment import (
+    AUG_MAXIMA,
     AugmentConfig,
     augment_one,
     augment_pair,
@@ -304,3 +305,20 @@ def test_flip_composes_with_an_identity_affine():
 def test_geometry_beyond_the_crop_is_refused(bad):
     with pytest.raises(ForgeryDetError, match=next(iter(bad))):  # a shift of 5 sides moves the face out of the crop
         AugmentConfig(**bad)
+
+
+@pytest.mark.parametrize("bad, said", [
+    (dict(blur_sigma=(1e5, 1e5)), "blur_sigma=(100000.0, 100000.0) must be at most 50"),  # hung in a C blur for hours
+    (dict(motion_length=(3.0, 1e5)), "motion_length=(3.0, 100000.0) must be at most 256"),  # asked for 2.3 TiB
+    (dict(brightness=100.0), "brightness=100.0 must be at most 1"),  # a negative colour factor
+    (dict(noise_std=(1.0, 1e30)), "noise_std=(1.0, 1e+30) must be at most 255"),
+    (dict(hue_deg=1e30), "hue_deg=1e+30 must be at most 180"),
+    (dict(scale=(0.9, 1000.0)), "scale=(0.9, 1000.0) must be at most 4"),
+])
+def test_amounts_beyond_any_picture_are_refused_before_training(bad, said):
+    with pytest.raises(ForgeryDetError) as e:
+        AugmentConfig(**bad)
+    assert str(e.value) == said
+    near = {k: tuple(x * 0 + m for x in v) if isinstance(v, tuple) else m for k, v in bad.items()
+            for m in [AUG_MAXIMA[k]]}
+    AugmentConfig(**near)  # at the most: fine

@@ -15,11 +15,8 @@ inside/outside inconsistency.
 Motion blur, for the same reason: real video frames are often smeared along the motion, photos seldom are, and
 the model trained with sharpening alone scored 150 held-out real photos p 0.11 (7 % flagged) as they are,
 p 0.42 (32 %) after a 7-pixel horizontal motion blur and p 0.98 (all of them) after a 7-pixel diagonal one,
-while a Gaussian blur inside the trained range (sigma 1.5) left them at p 0.13 (5 %).
-
-Video codec: this opencv-python-headless wheel has no software H.264 encoder (its FFmpeg offers only
-h264_v4l2m2m, which needs a hardware device; 'avc1'/'H264'/'X264' fail to open in .mp4/.avi/.mkv), so
-`h264_roundtrip` re-encodes with MPEG-4 Part 2 ('mp4v') by default. See its docstring for how quality is set.
+while a Gaussian blur inside the trained range (sigma 1.5) left them at p 0.13 (5 %). The video codec is MPEG-4
+Part 2 (this OpenCV wheel has no H.264 encoder: see `h264_roundtrip`).
 """
 
 from __future__ import annotations
@@ -142,6 +139,15 @@ class AugmentConfig:
         for ok, msg in checks:
             if not ok:
                 raise ForgeryDetError(msg)
+        for name, most in AUG_MAXIMA.items():  # a typo's 1e5 would hang a blur for hours or ask for TiBs of memory
+            if float(np.max(getattr(self, name))) > most:
+                raise ForgeryDetError(f"{name}={getattr(self, name)} must be at most {most:g}")
+
+
+# the most a range or amount may be and still transform a picture (not turn a colour factor negative or a kernel huge)
+AUG_MAXIMA = {"scale": 4.0, "brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue_deg": 180.0, "shade_soft": 0.5,
+              "defocus_sigma": 50.0, "blur_sigma": 50.0, "motion_length": 256.0, "sharpen_lightness": 5.0,
+              "smooth_sigma": 300.0, "noise_std": 255.0}
 
 
 def _check(img: np.ndarray, what: str) -> None:
