@@ -114,3 +114,24 @@ def test_native_bf16_is_what_torch_reports_of_this_cpu(monkeypatch):
     assert native_bf16() is False
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # an older or newer torch without the check
     assert native_bf16() is False
+
+
+def test_a_stop_inside_held_signals_comes_after_the_writes_that_belong_together():
+    import os
+    import signal
+
+    from forgerydet.runtime import signals_held
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)  # `timeout`, a scheduler
+            done.append("first write")
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+            done.append("second write")
+    assert done == ["first write", "second write"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with signals_held():  # nothing arrived: nothing raised
+        done.append("third")
+    assert done[-1] == "third"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
-from typing import TYPE_CHECKING, Protocol
+import threading
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -71,3 +74,23 @@ def native_bf16() -> bool:
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM arriving inside are held until its end, then raised as KeyboardInterrupt: for writes that
+    belong together (a training epoch's best and last checkpoints), so that a stop never leaves one without the
+    other. Outside the main thread, where no handler can be set, it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    before = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
+              for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    if arrived:
+        raise KeyboardInterrupt

@@ -421,3 +421,31 @@ def test_slot_updates_grow_the_bank_first_and_keep_each_slot_to_one_source(pairs
     assert sizes[:3] == [6, 12, 16]  # it grew by each batch of 6 until full (it stayed at 6, updating those)
     assert updates  # and then moved slots
     assert all((src >= 0).all() for src, _ in updates)  # labelled ones, each by faces of that source (train_step)
+
+
+def test_a_stop_while_an_epochs_checkpoints_are_written_leaves_both_or_neither(pairs, tmp_path, monkeypatch):
+    """The hostile pass stopped a run between its last and best writes: last counted the epoch as the best, best was
+    never written, and the resumed run ended naming a best.safetensors that did not exist."""
+    import os
+    import signal
+
+    import forgerydet.training.loop as loop
+
+    real_save = loop.save_checkpoint
+
+    def save(path, *a, **k):
+        out = real_save(path, *a, **k)
+        if Path(path).name == "last.safetensors":
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C right after last, before best
+        return out
+
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tcfg(pairs, run, epochs=2), tiny_config(bank_size=64))
+    assert load_checkpoint(run / "best.safetensors").extra["epochs_done"] == 1  # written before the stop took effect
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    (run / "best.safetensors").unlink()  # gone (deleted by hand): the next epoch's is saved, so the run names a file
+    res = train(tcfg(pairs, run, epochs=2), resume=True)
+    assert Path(res["best"]).is_file() and load_checkpoint(res["best"]).extra["epochs_done"] == 2

@@ -27,6 +27,7 @@ from forgerydet.model.detector import Detector, check_memory, check_tokens
 from forgerydet.model.losses import bce_loss, info_nce
 from forgerydet.pairs.table import read_pairs
 from forgerydet.paths import check_output
+from forgerydet.runtime import signals_held
 from forgerydet.training.bankfill import rebuild_bank
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
@@ -311,19 +312,19 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                 record.update(score_watch(model, *watch, d.device, tcfg))
             history.append(_json_safe(record))
             key = record["watch_auc" if tcfg.select == "watch" else "val_auc"]
-            # a new run's first epoch is always its best so far: never the best of a run it replaces
-            improved = improves(record, history[:-1], best, tcfg.select) or (state is None and epoch == start_epoch)
+            # a new run's first epoch is its best so far (never a replaced run's best), as is one where best is gone
+            first = state is None and epoch == start_epoch
+            improved = improves(record, history[:-1], best, tcfg.select) or first or not best_path.is_file()
             best = max(best, key)
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,
-                                 "bank_sources_root": current_folder(),
-                                 **({"earlier_faces": earlier} if earlier else {})})
+                                 "bank_sources_root": current_folder(), **({"earlier_faces": earlier} if earlier else {})})
             resume = rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict(), scaler.state_dict())
-            save_checkpoint(last_path, model, train_state=resume, **common)
-            if improved:  # how it was trained, without what only resuming needs (optimizer, RNG states)
-                save_checkpoint(best_path, model, train_state=TrainState(epoch + 1, step, best, tcfg.to_dict()),
-                                **common)
-            _write_jsonl(log_path, history)
+            with signals_held():  # a stop between the two would leave a best of another epoch, or of a replaced run
+                save_checkpoint(last_path, model, train_state=resume, **common)
+                if improved:  # how it was trained, without what only resuming needs (optimizer, RNG states)
+                    save_checkpoint(best_path, model, train_state=TrainState(epoch + 1, step, best, tcfg.to_dict()), **common)
+                _write_jsonl(log_path, history)
             emit({"event": "epoch_end", **record, "best": improved, "last_path": str(last_path),
                   "best_path": str(best_path)})
         if d.on:
