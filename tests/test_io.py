@@ -185,6 +185,12 @@ def test_csv_round_trip_and_exact_contents(tmp_path):
     assert read_csv_rows(p, ["path"]) == [{"path": "a,b.png", "label": "1"}, {"path": "c.png", "label": "0"}]
 
 
+def test_read_csv_rows_reads_a_file_with_a_byte_order_mark_as_without(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"\xef\xbb\xbfreal,fake\nr.png,f.png\n")  # Excel's "CSV UTF-8" (pairs --mapping, faces.csv)
+    assert read_csv_rows(p, ["real", "fake"]) == [{"real": "r.png", "fake": "f.png"}]
+
+
 def test_read_csv_rows_names_missing_columns_and_bad_encoding(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("path,score\nx,1\n")

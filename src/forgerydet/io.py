@@ -261,7 +261,7 @@ def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[dict]) -
 def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     """Rows of a CSV as dicts; ForgeryDetError naming the missing columns if any are absent."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in required if c not in (reader.fieldnames or [])]
             if missing:

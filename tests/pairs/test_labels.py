@@ -51,3 +51,9 @@ def test_a_file_listed_twice_is_refused_naming_both_lines(tmp_path):
     lst.write_text("path,label\na.png,0\nb.png,1\n./a.png,1\n")
     with pytest.raises(ForgeryDetError, match=r"l.csv:4: ./a.png is already listed on line 2"):
         read_list(lst)
+
+
+def test_a_list_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    listed = tmp_path / "l.csv"
+    listed.write_text("path,label\na.png,real\nb.png,fake\n", encoding="utf-8-sig")  # Excel's "CSV UTF-8"
+    assert read_list(listed) == [Item(tmp_path / "a.png", 0, "all"), Item(tmp_path / "b.png", 1, "all")]

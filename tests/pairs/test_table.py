@@ -102,3 +102,17 @@ def test_one_group_holding_most_pairs_is_warned_of(tmp_path):
             for g, n in zip("abc", (6, 6, 22)) for i in range(n)]  # the three groups of a small tree with DFD
     assert "holds 22 of the 34 pairs (65%)" in finish_pairs(rows, tmp_path, 0.3, 0.0, 0,
                                                            PairsSummary(pairs_csv=tmp_path / "pairs.csv")).warnings[0]
+
+
+def test_a_pairs_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a BOM: it was refused for a missing 'real' that the message listed
+    as found (the mark is invisible)."""
+    from forgerydet.pairs.table import read_pairs
+
+    (tmp_path / "crops").mkdir()
+    for name in ("r.png", "f.png", "r2.png", "f2.png"):
+        (tmp_path / "crops" / name).write_bytes(b"x")
+    text = "real,fake,group,split\r\ncrops/r.png,crops/f.png,a,train\r\ncrops/r2.png,crops/f2.png,b,val\r\n"
+    (tmp_path / "plain.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "excel.csv").write_text(text, encoding="utf-8-sig")
+    assert read_pairs(tmp_path / "excel.csv").rows == read_pairs(tmp_path / "plain.csv").rows

@@ -98,7 +98,7 @@ def _stale_crops(out_dir: Path, pairs_csv: Path) -> int:
     if not crops.is_dir():
         return 0
     named = set()
-    with open(pairs_csv, newline="", encoding="utf-8") as f:
+    with open(pairs_csv, newline="", encoding="utf-8-sig") as f:
         for row in csv.DictReader(f):
             for rel in (row.get("real"), row.get("fake")):
                 if rel:

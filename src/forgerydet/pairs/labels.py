@@ -46,7 +46,7 @@ def read_list(path: str | Path, *, both_classes: bool = True) -> list[Item]:
 def _read_rows(path: Path) -> list[Item]:
     items: list[Item] = []
     seen: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         cols = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in ("path", "label") if c not in cols]

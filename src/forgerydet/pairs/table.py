@@ -227,7 +227,7 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
     table = PairsTable(path=path)
     relative: set[tuple[int, str]] = set()  # (line, column) of the paths written relative to the file's folder
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             cols = [c.strip() for c in (reader.fieldnames or [])]
             missing = [c for c in REQUIRED_COLUMNS if c not in cols]
