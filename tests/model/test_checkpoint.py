@@ -86,6 +86,7 @@ def test_corrupted_checkpoint_is_a_clear_error(tmp_path, damage):
     data = p.read_bytes()
     p.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 10, "empty": b""}[damage])
     said = ("not a readable forgerydet checkpoint (truncated or corrupted?" if damage == "truncate" else
+            "is empty (0 bytes), not a checkpoint: an interrupted copy or download?" if damage == "empty" else
             "is not a forgerydet checkpoint: not a safetensors file (damaged, or another kind of file renamed?)")
     with pytest.raises(ForgeryDetError, match=re.escape(said)):
         load_checkpoint(p)

@@ -1,5 +1,6 @@
 """ModelConfig validation (model/config.py): a bad value is named in one clear error."""
 
+import os
 
 import pytest
 
@@ -20,10 +21,22 @@ def test_a_checkpoint_path_that_is_missing_or_a_folder_is_one_line(tmp_path):
 
     with pytest.raises(ForgeryDetError, match="checkpoint not found: .*nope.safetensors"):
         check_checkpoint_path(tmp_path / "nope.safetensors")
-    with pytest.raises(ForgeryDetError, match="is a folder: give the checkpoint file inside it"):
+    with pytest.raises(ForgeryDetError, match="is a folder that holds no .safetensors file: give a checkpoint file"):
         check_checkpoint_path(tmp_path)
     (tmp_path / "c.safetensors").write_bytes(b"x")
     assert check_checkpoint_path(str(tmp_path / "c.safetensors")) == tmp_path / "c.safetensors"
+    with pytest.raises(ForgeryDetError) as e:
+        check_checkpoint_path(tmp_path)  # named by a file it holds, not one it might
+    assert str(e.value) == f"{tmp_path} is a folder: give the checkpoint file inside it (e.g. {tmp_path / 'c.safetensors'})"
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    with pytest.raises(ForgeryDetError, match=r"empty.safetensors is empty \(0 bytes\), not a checkpoint"):
+        check_checkpoint_path(tmp_path / "empty.safetensors")
+    os.mkfifo(tmp_path / "pipe")  # read, it would wait for a writer forever (`info pipe` hung, deaf to SIGTERM)
+    with pytest.raises(ForgeryDetError, match="pipe is a pipe or a device, not a file"):
+        check_checkpoint_path(tmp_path / "pipe")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ForgeryDetError, match="loop is a symbolic link to no file .broken, or a loop."):
+        check_checkpoint_path(tmp_path / "loop")
     (tmp_path / "db").mkdir()
     (tmp_path / "db" / "bank.json").write_text("{}")
     with pytest.raises(ForgeryDetError, match="db is a disk bank .* not a checkpoint: use it with `forgerydet scan --bank"):

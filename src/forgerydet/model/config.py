@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,9 +95,13 @@ def _a_file(path: str | Path, missing: str, folder: str) -> Path:
     """`path` as a Path when it names a file; else one ForgeryDetError: `missing` or `folder`, with {path} filled."""
     path = Path(path)
     if not path.exists():
+        if os.path.lexists(path):  # a link to nothing, or a loop of links
+            raise ForgeryDetError(f"{path} is a symbolic link to no file (broken, or a loop)")
         raise ForgeryDetError(missing.format(path=path))
     if path.is_dir():
         raise ForgeryDetError(folder.format(path=path))
+    if not path.is_file():  # reading a named pipe would wait for a writer, forever
+        raise ForgeryDetError(f"{path} is a pipe or a device, not a file")
     return path
 
 
@@ -106,8 +111,14 @@ def check_checkpoint_path(path: str | Path) -> Path:
     if (Path(path) / "bank.json").is_file():
         raise ForgeryDetError(f"{path} is a disk bank (from `rebuild-bank --disk-bank`), not a checkpoint: use it with "
                               f"`forgerydet scan --bank {path} --checkpoint MODEL` (MODEL: the checkpoint that wrote it)")
-    return _a_file(path, "checkpoint not found: {path}",
-                   "{path} is a folder: give the checkpoint file inside it (e.g. {path}/best.safetensors)")
+    inside = [str(p).replace("{", "{{").replace("}", "}}")  # (the message is a template)
+              for p in sorted(Path(path).glob("*.safetensors"))] if Path(path).is_dir() else []
+    found = _a_file(path, "checkpoint not found: {path}",
+                    f"{{path}} is a folder: give the checkpoint file inside it (e.g. {inside[0]})" if inside else
+                    "{path} is a folder that holds no .safetensors file: give a checkpoint file")
+    if found.stat().st_size == 0:
+        raise ForgeryDetError(f"{path} is empty (0 bytes), not a checkpoint: an interrupted copy or download?")
+    return found
 
 
 def check_bank_folder(folder: str | Path) -> Path:
