@@ -360,3 +360,14 @@ def test_weights_list_names_the_packaged_backbones():
     r = CliRunner().invoke(app, ["weights", "list"])
     assert r.exit_code == 0
     assert [line.split("\t")[0] for line in r.output.splitlines()] == list(packaged_backbones())
+
+
+def test_a_forgerydet_checkpoint_given_as_backbone_weights_points_to_init(tmp_path):
+    """`train --pretrained RUN/best.safetensors` listed every missing and unexpected key; it is a checkpoint."""
+    ck = tmp_path / "best.safetensors"
+    save_file(_random_state(SMALL), str(ck), metadata={"format": "forgerydet-checkpoint"})
+    model = timm.create_model(SMALL, pretrained=False)
+    with pytest.raises(ForgeryDetError) as e:
+        load_pretrained(model, SMALL, str(ck))
+    assert str(e.value) == (f"weights file {ck.resolve()} is a forgerydet checkpoint, not backbone weights: to go on "
+                            f"from that model, use `forgerydet train --init {ck.resolve()}`")

@@ -36,6 +36,7 @@ import torch
 
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.model.weights_mapping import dinov2_from_onnx, load_strict, read_state_dict, to_model_state
+from forgerydet.paths import CHECKPOINT_FORMAT, safetensors_format
 
 __all__ = ["export_packaged", "load_pretrained", "packaged_backbones", "pretrained_notice", "WEIGHTS_ENV"]
 
@@ -309,6 +310,9 @@ def _load_file(model: torch.nn.Module, model_name: str, path: Path) -> str:
         )
     if path.suffix.lower() not in _SUFFIXES:
         raise ForgeryDetError(f"weights file {path} has suffix {path.suffix!r}: use one of {', '.join(_SUFFIXES)}")
+    if path.suffix.lower() == ".safetensors" and safetensors_format(path) == CHECKPOINT_FORMAT:
+        raise ForgeryDetError(f"weights file {path} is a forgerydet checkpoint, not backbone weights: to go on from "
+                              f"that model, use `forgerydet train --init {path}`")
     label = f"weights file {path}"
     load_strict(model, to_model_state(read_state_dict(path, label), model, model_name, label, _PACKAGED.get(model_name)))
     return f"file:{path}"
