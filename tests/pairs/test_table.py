@@ -116,3 +116,18 @@ def test_a_pairs_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
     (tmp_path / "plain.csv").write_text(text, encoding="utf-8")
     (tmp_path / "excel.csv").write_text(text, encoding="utf-8-sig")
     assert read_pairs(tmp_path / "excel.csv").rows == read_pairs(tmp_path / "plain.csv").rows
+
+
+def test_a_split_left_empty_by_failed_files_is_warned_of(tmp_path):
+    """Splits are drawn over the groups found before detection: with the files of 'train' all failed, pairs wrote a
+    val-only pairs.csv in silence and train refused it later."""
+    from forgerydet.pairs.table import PairsSummary, finish_pairs, pair_row
+
+    rows = [pair_row("crops/real/a.png", "crops/x/a.png", "a", "x", None)]
+    s = finish_pairs(rows, tmp_path, 0.34, 0.0, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv"),
+                     splits={"a": "val", "b": "train", "c": "train"})
+    assert s.warnings == ["no 'train' pairs: every group drawn for it gave no face (no face found, or its files "
+                          "failed); `forgerydet train` needs 'train' and 'val' pairs: add sources"]
+    s = finish_pairs(rows, tmp_path, 0.3, 0.3, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv"),
+                     splits={"a": "train", "b": "val", "c": "test"})
+    assert s.warnings[0].startswith("no 'val' or 'test' pairs: every group drawn for them gave no face")

@@ -130,6 +130,12 @@ def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed:
         summary.split_groups[s] = sum(v == s for v in splits.values())
     for r in rows:
         summary.methods[r["method"]] = summary.methods.get(r["method"], 0) + 1
+    wanted = ["train"] + ["val"] * (val > 0) + ["test"] * (test > 0)
+    empty = [s for s in wanted if not summary.split_rows[s]]
+    if empty:  # splits are drawn over the groups found before detection: all of one split may then have failed
+        summary.warnings.append(f"no {' or '.join(repr(s) for s in empty)} pairs: every group drawn for "
+                                f"{'it' if len(empty) == 1 else 'them'} gave no face (no face found, or its files "
+                                f"failed); `forgerydet train` needs 'train' and 'val' pairs: add sources")
     summary.warnings += _big_group(rows, splits)
     return summary
 
