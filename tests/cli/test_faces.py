@@ -159,3 +159,18 @@ def test_pairs_bad_blend_option_is_one_line_before_any_work(fake_pairs, tmp_path
     one_error(cli("pairs", "--self-blend", tmp_path, "--out", tmp_path / "p", "--frames", 2, "--every", 3),
               "choose one way to sample frames: --frames, --every or --fps")
     assert fake_pairs == []
+
+
+def test_an_interrupted_extract_or_pairs_says_what_a_rerun_does(face_png, tmp_path, monkeypatch):
+    """Ctrl-C said only "interrupted": extract's rerun skips the finished files, pairs' starts over."""
+    from forgerydet.faces import index
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(index, "extract", stopped)
+    one_error(cli("extract", face_png, "--out", tmp_path / "x"), "interrupted: the files finished so far are kept; run "
+              "the same command again to go on (it skips them)", code=130)
+    monkeypatch.setattr(build, "make_pairs", stopped)
+    one_error(cli("pairs", "--self-blend", face_png.parent, "--out", tmp_path / "p"), "interrupted before pairs.csv "
+              "was written: run the same command again (it starts over)", code=130)

@@ -64,6 +64,15 @@ def _progress(label: str) -> Iterator:
         yield lambda done, total, item="": bar.update(task, completed=done, total=total)
 
 
+@contextmanager
+def _said_if_stopped(message: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside: the interrupted line says what was kept and how to go on (user_errors prints it)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(message) from None
+
+
 def _report_errors(errors: list[tuple[str, str]], total_label: str) -> None:
     if errors:
         for _, msg in errors:
@@ -94,7 +103,8 @@ def extract_cmd(
     with user_errors():
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
                          deinterlace, start, end)
-        with _progress("extract") as progress:
+        with _progress("extract") as progress, _said_if_stopped(
+                "interrupted: the files finished so far are kept; run the same command again to go on (it skips them)"):
             s = extract(sources, out, config, progress=progress)
     table = Table(show_header=False)
     for k, v in [
@@ -156,7 +166,8 @@ def pairs_cmd(
             raise ForgeryDetError(f"--splits decides the splits: leave out {' and '.join(typed)}")
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
                          deinterlace)
-        with _progress("pairs") as progress:
+        with _progress("pairs") as progress, _said_if_stopped(
+                "interrupted before pairs.csv was written: run the same command again (it starts over)"):
             s = make_pairs(
                 out, config, ffpp=ffpp, compression=compression, methods=methods, mapping=mapping,
                 real_dir=real_dir, fake_dir=fake_dir, self_blend=self_blend, sources=sources,
