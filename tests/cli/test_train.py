@@ -393,3 +393,16 @@ def test_init_from_a_missing_or_bad_file_is_one_line(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     one_error(cli("train", "--pairs", pairs, "--out", tmp_path / "run2", "--init", junk), "junk.safetensors")
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_an_epoch_the_budget_ended_before_its_first_step_says_so():
+    """`--max-minutes 1e-9` printed 'train loss 0.0000 (0 img/s)' for an epoch that never trained."""
+    from rich.progress import Progress
+
+    view = TrainView(Progress(disable=True))
+    with console.capture() as cap:
+        view({**EVENTS[4], "epoch": 1, "steps_done": 0, "train_loss": 0.0, "train_img_s": 0.0})
+        view({**EVENTS[4], "epoch": 2, "steps_done": 3})
+    first, second = [" ".join(x.split()) for x in cap.get().split("epoch ")[1:3]]
+    assert first.startswith("1: no training step (the --max-minutes budget ran out before this epoch's first) | val")
+    assert second.startswith("2: train loss")

@@ -108,8 +108,10 @@ class TrainView:
             console.print(f"{when}: bank rebuilt from {e['real_faces']} real training faces -> "
                           f"{e['entries']} entries in {e['seconds']:.1f} s")
         elif kind == "epoch_end":
+            trained = (f"train loss {e['train_loss']:.4f} ({e['train_img_s']:.0f} img/s)" if e.get("steps_done", 1) else
+                       "no training step (the --max-minutes budget ran out before this epoch's first)")
             console.print(
-                f"epoch {e['epoch']}: train loss {e['train_loss']:.4f} ({e['train_img_s']:.0f} img/s) | val 'single' "
+                f"epoch {e['epoch']}: {trained} | val 'single' "
                 f"AUC {e['val_auc']:.4f} AP {e['val_ap']:.4f} EER {e['val_eer']:.4f} acc {e['val_acc']:.4f} "
                 f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | "
                 + (f"threshold {e['fusion_threshold']:.3f} (bank fusion, as scan uses it; head {e['threshold']:.3f} "

@@ -301,7 +301,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
         record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, done),
                                   "train_img_s": seen / max(1e-9, train_time), "bank_entries": n_bank,
-                                  "bank_seconds": t_bank}
+                                  "bank_seconds": t_bank, "steps_done": done}  # 0: the budget ended before one
         if d.main:
             record.update(validate(model, table, d.device, tcfg))
             cal = record.pop("calibration")
