@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,4 +287,12 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
                 f"{path}: group(s) {', '.join(sorted(shared)[:5])} appear in 'train' and {s!r}: "
                 f"splits must be by source/identity (re-run `forgerydet pairs`)"
             )
+    trained = {os.path.normpath(p): r.line for r in table.split("train") for p in (r.real, r.fake) if p is not None}
+    for s in ("val", "test"):  # the same crop under another group label: its validation would score a training face
+        both = [(r.line, trained[k]) for r in table.split(s) for p in (r.real, r.fake)
+                if p is not None and (k := os.path.normpath(p)) in trained]
+        if both:
+            raise ForgeryDetError(f"{path}: {len(both)} face file(s) of {s!r} are 'train' files too (e.g. line "
+                                  f"{both[0][0]}, the file of line {both[0][1]}), under another group: {s!r} would "
+                                  f"score faces it trained on; list each file in one split")
     return table
