@@ -348,6 +348,10 @@ def test_export_refuses_what_is_not_packaged(tmp_path):
     r = CliRunner().invoke(app, ["weights", "export", "mobilenetv2_100", str(tmp_path / "w.pth")])
     assert r.exit_code == 1 and "writes .safetensors" in r.output
     assert not list(tmp_path.iterdir())
+    (tmp_path / "w").mkdir()  # a folder: said as one, with a file name in it (it said "not 'w'")
+    r = CliRunner().invoke(app, ["weights", "export", "mobilenetv2_100", str(tmp_path / "w")])
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 1 and "is a folder: give a file name, e.g." in flat and "mobilenetv2_100.safetensors" in flat
 
 
 def test_weights_list_names_the_packaged_backbones():

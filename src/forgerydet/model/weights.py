@@ -193,6 +193,9 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
     if dtype not in WEIGHT_DTYPES:
         raise ForgeryDetError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype!r}")
     out = Path(out).expanduser()
+    if out.is_dir():
+        raise ForgeryDetError(f"OUT {path_text(out)} is a folder: give a file name, e.g. "
+                              f"{path_text(out / (model_name + '.safetensors'))}")
     if out.suffix.lower() != ".safetensors":
         raise ForgeryDetError(f"export writes .safetensors, not {out.name!r}")
     if _packaged_path(model_name) is None:
