@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_only_verdicts_and_no_face_findings_of_unchanged_files_are_taken_over(tm
              {"path": str(d), "status": "not_scanned", "sha256": None}]
     p = _doc(tmp_path, files)
     earlier = earlier_records(read_earlier(p), p, dict(SETTINGS, device="cuda", command="other"))  # not deciding
-    assert sorted(earlier) == [str(a), str(b)]
+    assert sorted(earlier) == [os.path.realpath(a), os.path.realpath(b)]
     got = take_over(earlier, a)
     assert got == {**files[0], "resumed": True}
     assert take_over(earlier, b)["status"] == "no_face"
@@ -107,3 +108,16 @@ def test_the_resumed_line_counts_both_ways(tmp_path):
     assert resumed_line(1, tmp_path / "s.json", 3) == (f"1 file taken over from the earlier scan in {tmp_path / 's.json'} "
                                                        f"(same settings, same bytes), 3 scanned")
     assert resumed_line(2, Path("s.json"), 0).startswith("2 files taken over")
+
+
+def test_a_file_is_found_again_given_relative_absolute_or_through_a_link(tmp_path, monkeypatch):
+    """The earlier scan ran in another folder with a relative path; this one names the file absolute, or a link."""
+    (tmp_path / "clips").mkdir()
+    a, ha = _file(tmp_path / "clips", "a.mp4", b"aaa")
+    p = _doc(tmp_path, [{"path": "clips/a.mp4", "status": "ok", "sha256": ha}], working_directory=str(tmp_path))
+    monkeypatch.chdir(tmp_path / "clips")  # elsewhere now
+    earlier = earlier_records(read_earlier(p), p, SETTINGS)
+    assert take_over(earlier, a) == {"path": str(a), "status": "ok", "sha256": ha, "resumed": True}
+    (tmp_path / "link.mp4").symlink_to(a)
+    assert take_over(earlier, tmp_path / "link.mp4")["path"] == str(tmp_path / "link.mp4")  # named as given now
+    assert take_over(earlier, Path("a.mp4"))["path"] == "a.mp4"

@@ -10,6 +10,7 @@ ones judged then (sha256); every other file is scanned."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -67,13 +68,21 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
     if changed:
         raise ForgeryDetError(f"--resume: {path_text(path)} was scanned with other settings ({'; '.join(changed)}): "
                               f"resume with the same options, or scan without --resume (or into another --json)")
-    return {r["path"]: r for r in doc["files"]
+    folder = before.get("working_directory") if isinstance(before.get("working_directory"), str) else os.getcwd()
+    return {where(r["path"], folder): r for r in doc["files"]
             if isinstance(r, dict) and r.get("status") in TAKEN_OVER and isinstance(r.get("path"), str) and r.get("sha256")}
 
 
+def where(path: str | Path, folder: str | None = None) -> str:
+    """A file's place, links resolved, a relative path taken from `folder` (the earlier scan's working directory;
+    None: this one's): the same file given relative, absolute or through a link is one file."""
+    return os.path.realpath(os.path.join(folder or os.getcwd(), path))
+
+
 def take_over(earlier: dict[str, dict[str, Any]], f: Path) -> dict[str, Any] | None:
-    """The earlier record of file `f` when the file still holds the bytes judged then, marked `resumed`; else None."""
-    rec = earlier.get(path_text(f))
+    """The earlier record of file `f` (found by its place: where) when the file still holds the bytes judged then,
+    with `f`'s path as given now and marked `resumed`; else None."""
+    rec = earlier.get(where(f))
     if rec is None:
         return None
     try:
@@ -81,7 +90,7 @@ def take_over(earlier: dict[str, dict[str, Any]], f: Path) -> dict[str, Any] | N
             return None
     except OSError:
         return None
-    return {**rec, "resumed": True}
+    return {**rec, "path": path_text(f), "resumed": True}
 
 
 class Checkpointer:
