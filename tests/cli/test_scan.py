@@ -486,10 +486,11 @@ def test_resume_needs_a_json_file_and_the_same_deciding_settings(checkpoint, fac
     out.unlink()  # no earlier JSON: a plain scan
     r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--resume", "--json", out)
     assert r.exit_code == 0 and "0 files taken over" in r.flat, r.output
+    assert f"--resume: no earlier scan at {out}: every file is scanned" in r.flat  # a typo is not rescanned in silence
     r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--resume", "--json", out,
             "--frames", 5, "--threshold", "0.2")
-    line = one_error(r, "was scanned with other settings", "resume with the same options")
-    assert "frames_per_video 32 -> 5" in line and "threshold" in line
+    line = one_error(r, "was scanned with other settings", "resume with its options")
+    assert "--frames: frames_per_video 32 -> 5" in line and "--threshold: threshold" in line
     assert json.loads(out.read_text())["settings"].get("resumed") is not None  # the earlier JSON is left as it was
 
 
@@ -515,3 +516,25 @@ def test_a_json_into_a_pipe_is_written_once_at_the_end_not_while_scanning(checkp
     reader.join(timeout=60)
     assert r.exit_code == 1, r.output  # the wall has no face
     assert len(got) == 1 and got[0]["settings"]["in_progress"] is False and len(got[0]["files"]) == 2
+
+
+def test_a_resumed_scan_stopped_before_the_earlier_files_keeps_their_verdicts(checkpoint, face_png, grey_png, tmp_path,
+                                                                               monkeypatch):
+    """New files sorted before the earlier ones, and Ctrl-C while scanning them: the earlier verdicts were written as
+    not_scanned (the hostile pass lost 12 of 12)."""
+    out, link = tmp_path / "s.json", tmp_path / "link.json"
+    link.symlink_to(out)  # a link to a file not made yet: saved through, and resumable (it was refused)
+    assert cli("scan", face_png, grey_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", link).exit_code == 1
+    before = json.loads(out.read_text())["files"]
+    new = tmp_path / "aaa_new.png"
+    new.write_bytes(face_png.read_bytes() + b"\0")  # other bytes: scanned
+
+    def stopped(self, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scanner.Scanner, "scan_file", stopped)
+    r = cli("scan", new, face_png, grey_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", link, "--resume")
+    one_error(r, "interrupted after 0 of 3 file(s)", "the same command with --resume goes on", code=130)
+    after = json.loads(out.read_text())["files"]
+    assert [f["status"] for f in after] == ["not_scanned", "ok", "no_face"]
+    assert after[1:] == before  # as the earlier scan judged them, to be checked by the next --resume

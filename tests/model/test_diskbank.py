@@ -1,6 +1,9 @@
 """The disk bank: exact search equals MemoryBank's, faiss + exact re-ranking agrees with exact search, the
 Detector retrieves from it unchanged, and broken folders are clear errors."""
 
+import shutil
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -96,6 +99,11 @@ def test_broken_or_reused_folders_are_clear(tmp_path):
     assert not list((tmp_path / "fresh").glob("*"))  # the failed write's files removed
     write_bank(tmp_path / "fresh", [e], 4, 16, "ef" * 32)  # and the folder can be written again
     assert DiskBank.open(tmp_path / "fresh").size == 10
+    first = DiskBank.open(tmp_path / "fresh").written  # a bank rebuilt in its folder (same fingerprint) is told apart
+    shutil.rmtree(tmp_path / "fresh")
+    time.sleep(0.01)
+    write_bank(tmp_path / "fresh", [e], 4, 16, "ef" * 32)
+    assert DiskBank.open(tmp_path / "fresh").written != first
 
 
 def test_rebuild_to_disk_bank_and_scan_with_it(tmp_path, astronaut):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -252,3 +253,13 @@ def test_no_lock_file_is_left_beside_a_file_that_is_not_a_reference_file(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
     with file_lock(tmp_path / "new.refs.safetensors", exclusive=True, wait=0):  # a file to be written: locked
         assert (tmp_path / ".new.refs.safetensors.lock").exists()
+
+
+def test_the_content_digest_changes_with_the_enrolled_faces_not_only_their_count(model, tmp_path):
+    """scan --resume compared the key encoder's fingerprint and the face count: a person enrolled again from other
+    faces, as many, kept the earlier scores."""
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    b = load_person(p, "B", model)
+    assert b.content == load_person(p, "B", model).content and len(b.content) == 16
+    other = dataclasses.replace(b, entries=[dict(b.entries[0], source="/v/other.mp4")])
+    assert other.content != b.content and other.bank.filled == b.bank.filled

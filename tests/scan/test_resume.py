@@ -13,10 +13,20 @@ import pytest
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.scan.resume import DECIDING, Checkpointer, earlier_records, read_earlier, resumed_line, take_over
+from forgerydet.scan.resume import (DECIDING, Checkpointer, earlier_records, not_reached, read_earlier,
+                                    resumed_line, take_over)
 
 SETTINGS = {"checkpoint_sha256": "ab" * 32, "threshold": 0.338, "frames_per_video": 32, "tta": "flip",
             "detector": {"detect_side": 640, "min_confidence": 0.9}, "device": "cpu", "command": "forgerydet scan x"}
+
+
+def _rec(path, status: str, sha: str | None, **more) -> dict:
+    """A record as a scan writes it (scan/records.py), trimmed to what matters here."""
+    rec = {"path": str(path), "kind": "image", "status": status, "sha256": sha, "n_faces": 1, "n_tracks": 1,
+           "frames_sampled": 1, "frames_with_face": 1, "tracks": [], "faces": [], "notes": []}
+    if status == "ok":
+        rec.update(verdict="FAKE", score=0.9)
+    return rec | more
 
 
 def _doc(tmp_path: Path, files: list[dict], **settings) -> Path:
@@ -36,10 +46,8 @@ def test_only_verdicts_and_no_face_findings_of_unchanged_files_are_taken_over(tm
     b, hb = _file(tmp_path, "b.mp4", b"bbb")
     c, hc = _file(tmp_path, "c.png", b"ccc")
     d, hd = _file(tmp_path, "d.png", b"ddd")
-    files = [{"path": str(a), "status": "ok", "sha256": ha, "score": 0.9, "verdict": "FAKE"},
-             {"path": str(b), "status": "no_face", "sha256": hb},
-             {"path": str(c), "status": "error", "sha256": hc, "error": "broken"},
-             {"path": str(d), "status": "not_scanned", "sha256": None}]
+    files = [_rec(a, "ok", ha), _rec(b, "no_face", hb), _rec(c, "error", hc, error="broken"),
+             _rec(d, "not_scanned", None)]
     p = _doc(tmp_path, files)
     earlier = earlier_records(read_earlier(p), p, dict(SETTINGS, device="cuda", command="other"))  # not deciding
     assert sorted(earlier) == [os.path.realpath(a), os.path.realpath(b)]
@@ -64,12 +72,26 @@ def test_a_file_that_is_no_scan_json_or_from_another_version_is_refused(tmp_path
         p.write_text(text)
         with pytest.raises(ForgeryDetError, match=r"^--resume: .*x.json is not the JSON of a forgerydet scan"):
             read_earlier(p)
-    p.write_bytes(b"\xff\xfe")
-    with pytest.raises(ForgeryDetError, match="cannot read"):
+    p.write_bytes(b"\xff\xfe")  # not text
+    with pytest.raises(ForgeryDetError, match="is not the JSON of a forgerydet scan"):
         read_earlier(p)
     p.write_text(json.dumps({"forgerydet_version": "0.0.1", "settings": {}, "files": []}))
-    with pytest.raises(ForgeryDetError, match=f"written by forgerydet 0.0.1, this is {__version__}"):
+    with pytest.raises(ForgeryDetError, match=f"written by forgerydet 0.0.1, this is forgerydet {__version__}"):
         read_earlier(p)
+    p.write_text(json.dumps({"settings": {}, "files": []}))
+    with pytest.raises(ForgeryDetError, match="written by an unknown version, this is"):
+        read_earlier(p)
+
+
+def test_a_record_trimmed_by_hand_is_scanned_again_not_taken_over(tmp_path):
+    """A JSON slimmed of its faces (most of its size), or a verdict without its score, crashed the resumed scan
+    after its work (KeyError in the output) and lost it."""
+    a, ha = _file(tmp_path, "a.png", b"aaa")
+    for trimmed in ({k: v for k, v in _rec(a, "ok", ha).items() if k != "faces"},
+                    {k: v for k, v in _rec(a, "ok", ha).items() if k != "verdict"},
+                    _rec(a, "ok", ha, score="0.5"), {"path": str(a), "status": "ok", "sha256": ha}):
+        p = _doc(tmp_path, [trimmed])
+        assert earlier_records(read_earlier(p), p, SETTINGS) == {}
 
 
 def test_other_deciding_settings_are_refused_naming_each_difference(tmp_path):
@@ -78,10 +100,28 @@ def test_other_deciding_settings_are_refused_naming_each_difference(tmp_path):
     with pytest.raises(ForgeryDetError) as e:
         earlier_records(read_earlier(p), p, now)
     said = str(e.value)
-    assert "threshold 0.338 -> 0.5" in said and "tta 'flip' -> 'none'" in said and "frames" not in said
-    assert said.endswith("resume with the same options, or scan without --resume (or into another --json)")
-    for key in ("checkpoint_sha256", "detector", "segment", "reference", "precision", "bank_fingerprint"):
+    assert said.startswith(f"--resume: {p} was scanned with other settings (it ran `forgerydet scan x`): ")
+    assert "--threshold: threshold 0.338 -> 0.5" in said and "--tta: tta 'flip' -> 'none'" in said
+    assert "frames" not in said
+    assert said.endswith("resume with its options, or scan without --resume (or into another --json)")
+    now = dict(SETTINGS, detector={"detect_side": 640, "min_confidence": 0.95})
+    with pytest.raises(ForgeryDetError) as e:  # of a group, the member that differs (a cut-off dict hid it)
+        earlier_records(read_earlier(p), p, now)
+    assert "--detect-side/--min-confidence: detector min_confidence 0.9 -> 0.95" in str(e.value)
+    for key in ("checkpoint_sha256", "detector", "segment", "reference", "precision", "bank_fingerprint",
+                "reference_content", "bank_written"):
         assert key in DECIDING  # what decides a face's score or a file's verdict
+
+
+def test_files_not_reached_keep_the_earlier_verdicts(tmp_path):
+    """A resumed scan stopped (or saved while running) before reaching files the earlier scan had judged wrote them
+    as not_scanned: their verdicts were lost."""
+    a, ha = _file(tmp_path, "a.png", b"aaa")
+    b, _ = _file(tmp_path, "b.png", b"bbb")
+    p = _doc(tmp_path, [_rec(a, "ok", ha)])
+    earlier = earlier_records(read_earlier(p), p, SETTINGS)
+    got = not_reached(earlier, [a, b], lambda f: {"path": str(f), "status": "not_scanned"})
+    assert got == [_rec(a, "ok", ha), {"path": str(b), "status": "not_scanned"}]
 
 
 def test_the_json_is_saved_first_after_a_while_then_within_its_share_of_the_time():
@@ -108,16 +148,18 @@ def test_the_resumed_line_counts_both_ways(tmp_path):
     assert resumed_line(1, tmp_path / "s.json", 3) == (f"1 file taken over from the earlier scan in {tmp_path / 's.json'} "
                                                        f"(same settings, same bytes), 3 scanned")
     assert resumed_line(2, Path("s.json"), 0).startswith("2 files taken over")
+    assert resumed_line(2, Path("s.json"), 0, 1).endswith("; 1 file of the earlier scan not given to this one is left "
+                                                          "out of the JSON")
 
 
 def test_a_file_is_found_again_given_relative_absolute_or_through_a_link(tmp_path, monkeypatch):
     """The earlier scan ran in another folder with a relative path; this one names the file absolute, or a link."""
     (tmp_path / "clips").mkdir()
     a, ha = _file(tmp_path / "clips", "a.mp4", b"aaa")
-    p = _doc(tmp_path, [{"path": "clips/a.mp4", "status": "ok", "sha256": ha}], working_directory=str(tmp_path))
+    p = _doc(tmp_path, [_rec("clips/a.mp4", "ok", ha)], working_directory=str(tmp_path))
     monkeypatch.chdir(tmp_path / "clips")  # elsewhere now
     earlier = earlier_records(read_earlier(p), p, SETTINGS)
-    assert take_over(earlier, a) == {"path": str(a), "status": "ok", "sha256": ha, "resumed": True}
+    assert take_over(earlier, a) == {**_rec(a, "ok", ha), "resumed": True}
     (tmp_path / "link.mp4").symlink_to(a)
     assert take_over(earlier, tmp_path / "link.mp4")["path"] == str(tmp_path / "link.mp4")  # named as given now
     assert take_over(earlier, Path("a.mp4"))["path"] == "a.mp4"

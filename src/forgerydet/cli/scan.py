@@ -21,12 +21,12 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, Start,
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
-from forgerydet.io import own_descriptor, write_text_atomic
+from forgerydet.io import own_descriptor, write_bytes_atomic, write_text_atomic
 from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits
 from forgerydet.scan.records import json_text, settings_notes, shortest_names
-from forgerydet.scan.resume import Checkpointer, earlier_records, read_earlier, resumed_line, take_over
+from forgerydet.scan.resume import Checkpointer, earlier_records, not_reached, read_earlier, resumed_line, take_over, where
 
 
 def scan_cmd(
@@ -105,6 +105,8 @@ def scan_cmd(
         settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
         with user_errors():  # before anything is said of this scan's settings
             earlier = earlier_records(earlier_doc, json_out, settings) if resume else {}
+        if resume and earlier_doc is None:  # a typo would otherwise rescan a night's batch in silence
+            note("note:", f"--resume: no earlier scan at {printable(json_out)}: every file is scanned", style="yellow")
         settings["notes"] = settings_notes(settings, threshold)  # printed now, and kept with the JSON and the report
         for line in settings["notes"]:
             note("note:", line, style="yellow")
@@ -115,9 +117,12 @@ def scan_cmd(
             note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
         # kept with the outputs too, so that a pipeline can account for every file of the folders it gave
         settings["other_files"] = list(dict.fromkeys(path_text(f) for f in skipped))  # reached twice: once
-        keeper = Checkpointer(lambda res, st: write_text_atomic(json_out, json_text(res, st))) \
+        keeper = Checkpointer(lambda res, st: write_bytes_atomic(json_out, path_text(json_text(res, st)).encode(),
+                                                                 durable=True)) \
             if _a_file_to_keep(json_out) else None  # a pipe's reader would get two documents
         interrupted, taken = False, 0
+        if resume:  # (in the JSON saved while it runs too)
+            settings["resumed"] = {"from": path_text(json_out), "files_taken_over": 0}
         with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
                           TimeElapsedColumn()) as p:
             task = p.add_task("scan", total=len(files), name="")
@@ -127,18 +132,20 @@ def scan_cmd(
                     p.update(task, completed=done, name=escape(printable(f.name)))
                     rec = take_over(earlier, f) if earlier else None
                     taken += rec is not None
+                    if resume:
+                        settings["resumed"]["files_taken_over"] = taken
                     results.append(rec or scanner.scan_file(f))
                     done += 1
                     if results[-1]["status"] != "ok":  # most errors start with the path already
                         named = results[-1]["error"].startswith(results[-1]["path"])
                         note("" if named else f"{printable(results[-1]['path'])}:", results[-1]["error"])
                     if keeper is not None and keeper.due():  # what a crash would otherwise lose
-                        keeper = _save_so_far(keeper, results, files[done:], scanner.threshold, settings)
+                        keeper = _save_so_far(keeper, results, files[done:], earlier, scanner.threshold, settings)
                 p.update(task, completed=done, name="")
             except KeyboardInterrupt:
                 interrupted = True
-                results += [empty_record(f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted")
-                            for f in files[done:]]
+                results += not_reached(earlier, files[done:], lambda f: empty_record(  # earlier verdicts kept
+                    f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted"))
         with user_errors():  # a second Ctrl-C while the outputs are written is still one line
             compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
                         f"{printable(settings['reference_file'])} (fingerprint {settings['reference_fingerprint']})"
@@ -154,13 +161,15 @@ def scan_cmd(
             settings["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
             settings["interrupted"] = interrupted  # then the files not reached are marked not_scanned
             settings["in_progress"] = False  # (True in the JSON saved while it ran)
-            if resume:
-                settings["resumed"] = {"from": path_text(json_out), "files_taken_over": taken}
-                note("resumed:", resumed_line(taken, json_out, done - taken))
+            if resume and not interrupted:  # (an interrupted one's line says what to do)
+                note("resumed:", resumed_line(taken, json_out, done - taken,
+                                              len(set(earlier) - {where(f) for f in files})))
             problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
         if interrupted:
+            again = "; the same command with --resume goes on" if _a_file_to_keep(json_out) else ""
             raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
-                problems + ["the outputs hold the files scanned so far, the rest marked not_scanned"]), EXIT_INTERRUPTED)
+                problems + ["the outputs hold the files scanned so far, the rest marked not_scanned" + again]),
+                EXIT_INTERRUPTED)
         failed = [r for r in results if r["status"] != "ok"]
         if failed:
             problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
@@ -171,17 +180,17 @@ def scan_cmd(
 def _a_file_to_keep(path: Optional[Path]) -> bool:
     """Whether --json names a file the scan can save while it runs and `--resume` read back: a regular file (also
     through a link) or a new one; not standard output, a named pipe or a device such as /dev/stderr."""
-    return path is not None and path != STDOUT and (os.path.isfile(path) or not os.path.lexists(path))
+    return path is not None and path != STDOUT and (os.path.isfile(path) or not os.path.exists(path))
 
 
-def _save_so_far(keeper: Checkpointer, results: list[dict], left: list[Path], threshold: float,
+def _save_so_far(keeper: Checkpointer, results: list[dict], left: list[Path], earlier: dict, threshold: float,
                  settings: dict) -> Checkpointer | None:
     """The scan so far into its --json while it runs (the files not reached marked not_scanned), for `--resume`
     after a crash; a failed write is said once and not tried again (the JSON is still written at the end)."""
     from forgerydet.scan.records import empty_record
 
-    rest = [empty_record(f, threshold, "not_scanned", "not scanned yet: the scan was running when this was saved")
-            for f in left]
+    rest = not_reached(earlier, left, lambda f: empty_record(f, threshold, "not_scanned",
+                                                            "not scanned yet: the scan was running when this was saved"))
     try:
         keeper.write(results + rest, settings)
     except (OSError, ForgeryDetError) as e:

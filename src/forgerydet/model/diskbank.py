@@ -197,6 +197,12 @@ class DiskBank:
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
 
+    @property
+    def written(self) -> int:
+        """When bank.json, written last by each build, was written (ns): a bank rebuilt in its folder, which keeps
+        the key encoder's fingerprint, gets another."""
+        return (self.dir / "bank.json").stat().st_mtime_ns
+
     def read_values(self, rows: np.ndarray) -> np.ndarray:
         """Token maps (U,N,D) fp16 of the given sorted distinct rows, read from disk (consecutive rows at once)."""
         row = self.num_tokens * self.dim * 2

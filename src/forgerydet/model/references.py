@@ -17,6 +17,7 @@ reading; the write itself is temp file + rename, so a reader never sees half a f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -214,6 +215,12 @@ class PersonReferences:
     bank: MemoryBank
     entries: list[dict[str, Any]]
     thumbs: np.ndarray  # (R,T,T,3) uint8
+
+    @property
+    def content(self) -> str:
+        """A digest of the enrolled faces compared with (their files, frames, tracks and boxes): it changes when the
+        person is enrolled again from other faces, as the key encoder's fingerprint does not."""
+        return hashlib.sha256(json.dumps(self.entries, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def neighbour(self, slot: int) -> dict[str, Any]:
         e = self.entries[slot]

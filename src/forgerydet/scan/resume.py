@@ -20,9 +20,14 @@ from forgerydet.errors import ForgeryDetError, path_text, printable
 from forgerydet.io import file_sha256
 
 # Scanner.settings() keys that decide a record's scores and verdict (the device, the command and the timing do not)
-DECIDING = ("checkpoint_sha256", "bank_fingerprint", "bank_entries", "aggregation", "threshold", "temperature",
-            "bank_fusion", "frames_per_video", "segment", "deinterlace", "tta", "precision", "face_size", "detector",
-            "mode", "bank", "reference", "reference_fingerprint", "reference_faces")
+# and the options that set them, for the line that refuses a resume with other settings
+DECIDING = {"checkpoint_sha256": "--checkpoint", "bank_fingerprint": "--bank", "bank_entries": "--bank",
+            "bank_written": "--bank", "aggregation": "--aggregation", "threshold": "--threshold",
+            "temperature": "--checkpoint", "bank_fusion": "--checkpoint", "frames_per_video": "--frames",
+            "segment": "--start/--end", "deinterlace": "--deinterlace", "tta": "--tta", "precision": "--precision",
+            "face_size": "--checkpoint", "detector": "--detect-side/--min-confidence", "mode": "--reference/--bank",
+            "bank": "--bank", "reference": "--reference", "reference_fingerprint": "--references",
+            "reference_faces": "--reference (enrolled since)", "reference_content": "--reference (enrolled since)"}
 TAKEN_OVER = ("ok", "no_face")  # the statuses a resumed scan keeps; errors and files not scanned are tried again
 SHARE = 0.05  # of the scan's time at most spent rewriting the JSON while it runs
 FIRST_AFTER = 30.0  # seconds: the JSON is first written this long after the scan starts, then as SHARE allows
@@ -33,26 +38,52 @@ def _shown(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _difference(key: str, before: Any, now: Any) -> str:
+    """One setting that differs, named with its option; of a group of settings (the detector's), the members
+    that differ."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        inner = [f"{k} {_shown(before.get(k))} -> {_shown(now.get(k))}" for k in sorted({*before, *now})
+                 if before.get(k) != now.get(k)]
+        return f"{DECIDING[key]}: {key} " + ", ".join(inner)
+    return f"{DECIDING[key]}: {key} {_shown(before)} -> {_shown(now)}"
+
+
+# what a record needs to be shown and written again (the scan's record layout, scan/records.py)
+NEEDED = {"path": str, "status": str, "sha256": str, "kind": str, "n_faces": int, "n_tracks": int, "frames_sampled": int,
+          "frames_with_face": int, "tracks": list, "faces": list, "notes": list}
+
+
+def _complete(r: Any) -> bool:
+    """Whether an earlier record can be taken over as it is: one of TAKEN_OVER with every field a record has, and a
+    verdict with its score for a file that got one (a record trimmed by hand is scanned again)."""
+    if not isinstance(r, dict) or r.get("status") not in TAKEN_OVER:
+        return False
+    if any(not isinstance(r.get(k), t) for k, t in NEEDED.items()):
+        return False
+    return r["status"] != "ok" or (r.get("verdict") in ("FAKE", "REAL") and isinstance(r.get("score"), (int, float))
+                                   and not isinstance(r.get("score"), bool))
+
+
 def read_earlier(path: Path) -> dict[str, Any] | None:
     """The JSON document of the earlier scan at `path` (checked before the model loads); None when there is no file
     there yet (nothing to resume: everything is scanned). One ForgeryDetError line for a file that is not a
     forgerydet scan's JSON, or one an other version of forgerydet wrote."""
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ForgeryDetError(f"--resume: cannot read {path_text(path)} ({type(e).__name__})") from None
-    try:
         doc = json.loads(text)
         if not isinstance(doc["settings"], dict) or not isinstance(doc["files"], list):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ForgeryDetError(f"--resume: cannot read {path_text(path)} ({os.strerror(e.errno or 0)})") from None
+    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
         raise ForgeryDetError(f"--resume: {path_text(path)} is not the JSON of a forgerydet scan (give the --json an "
                               f"earlier scan wrote, or leave out --resume)") from None
     if doc.get("forgerydet_version") != __version__:
-        raise ForgeryDetError(f"--resume: {path_text(path)} was written by forgerydet {doc.get('forgerydet_version')}, "
-                              f"this is {__version__}: its scores may differ; scan again without --resume")
+        by = f"forgerydet {doc['forgerydet_version']}" if doc.get("forgerydet_version") else "an unknown version"
+        raise ForgeryDetError(f"--resume: {path_text(path)} was written by {by}, this is forgerydet {__version__}: its "
+                              f"scores may differ; scan again without --resume")
     return doc
 
 
@@ -63,14 +94,14 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
     if doc is None:
         return {}
     before = doc["settings"]
-    changed = [f"{k} {_shown(before.get(k))} -> {_shown(settings.get(k))}" for k in DECIDING
-               if before.get(k) != settings.get(k)]
+    changed = [_difference(k, before.get(k), settings.get(k)) for k in DECIDING if before.get(k) != settings.get(k)]
     if changed:
-        raise ForgeryDetError(f"--resume: {path_text(path)} was scanned with other settings ({'; '.join(changed)}): "
-                              f"resume with the same options, or scan without --resume (or into another --json)")
+        command = f" (it ran `{before['command']}`)" if isinstance(before.get("command"), str) else ""
+        raise ForgeryDetError(f"--resume: {path_text(path)} was scanned with other settings{command}: "
+                              f"{'; '.join(changed)}; resume with its options, or scan without --resume (or into "
+                              f"another --json)")
     folder = before.get("working_directory") if isinstance(before.get("working_directory"), str) else os.getcwd()
-    return {where(r["path"], folder): r for r in doc["files"]
-            if isinstance(r, dict) and r.get("status") in TAKEN_OVER and isinstance(r.get("path"), str) and r.get("sha256")}
+    return {where(r["path"], folder): r for r in doc["files"] if _complete(r)}
 
 
 def where(path: str | Path, folder: str | None = None) -> str:
@@ -93,6 +124,13 @@ def take_over(earlier: dict[str, dict[str, Any]], f: Path) -> dict[str, Any] | N
     return {**rec, "path": path_text(f), "resumed": True}
 
 
+def not_reached(earlier: dict[str, dict[str, Any]], files: list[Path],
+                not_scanned: Callable[[Path], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of files a (resumed) scan has not reached: the earlier scan's record where it has one, kept as
+    it was (its sha256 names the bytes it judged; the next --resume checks them), else `not_scanned(f)`."""
+    return [dict(earlier[k], path=path_text(f)) if (k := where(f)) in earlier else not_scanned(f) for f in files]
+
+
 class Checkpointer:
     """Rewrites the --json while a scan runs, atomically, when enough time has passed since the scan started
     (FIRST_AFTER) and since the last write (the last write's duration / SHARE), so that a long scan that crashes
@@ -109,13 +147,17 @@ class Checkpointer:
 
     def write(self, results: list[dict[str, Any]], settings: dict[str, Any]) -> None:
         t0 = self._clock()
-        self._write(results, {**settings, "in_progress": True, "finished": None})
+        self._write(results, {**settings, "in_progress": True, "finished": None, "seconds": None,
+                              "interrupted": None})
         took = self._clock() - t0
         self._next = self._clock() + max(took / self._share, 1.0)
         self.writes += 1
 
 
-def resumed_line(taken: int, path: Path, scanned: int) -> str:
-    """What `scan --resume` says at its end: how many files it took over, and how many it scanned."""
+def resumed_line(taken: int, path: Path, scanned: int, left_out: int = 0) -> str:
+    """What `scan --resume` says at its end: how many files it took over, how many it scanned, and how many of the
+    earlier scan's files this one was not given (their records are not in the JSON any more)."""
     return (f"{taken} file{'' if taken == 1 else 's'} taken over from the earlier scan in {printable(path_text(path))} "
-            f"(same settings, same bytes), {scanned} scanned")
+            f"(same settings, same bytes), {scanned} scanned"
+            + (f"; {left_out} file{'' if left_out == 1 else 's'} of the earlier scan not given to this one "
+               f"{'is' if left_out == 1 else 'are'} left out of the JSON" if left_out else ""))

@@ -178,13 +178,13 @@ class Scanner:
         r, d = self.references, self.disk_bank
         if d is not None:
             return {"mode": "single (difference against the disk bank's nearest real faces)", "bank": str(d.dir),
-                    "bank_entries": d.filled, "bank_fingerprint": d.fingerprint[:16],
+                    "bank_entries": d.filled, "bank_fingerprint": d.fingerprint[:16], "bank_written": d.written,
                     "bank_search": "faiss + exact re-ranking" if d.index is not None else "exact"}
         if r is None:
             return {}
         return {"mode": f"reference (difference against the nearest enrolled real faces of {r.name!r})",
                 "reference": r.name, "reference_file": str(r.path), "reference_faces": r.bank.filled,
-                "reference_fingerprint": r.fingerprint[:16]}
+                "reference_fingerprint": r.fingerprint[:16], "reference_content": r.content}
 
     @torch.inference_mode()
     def _score(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
