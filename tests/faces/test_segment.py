@@ -47,7 +47,7 @@ def test_end_must_come_after_start():
 def test_clock_reads_as_a_player_shows_time():
     assert [clock(t) for t in (0, 7.25, 59.999, 59.9996, 90, 3723.5, 36000)] == \
         ["0:00", "0:07.25", "0:59.999", "1:00", "1:30", "1:02:03.5", "10:00:00"]
-    assert segment_text(None, None) is None
+    assert segment_text(None, None) is None and segment_text(0.0, None) is None  # --start 0: the whole video
     assert segment_text(5, None) == "0:05-end" and segment_text(None, 9.5) == "0:00-0:09.5"
 
 

@@ -74,7 +74,8 @@ def frame_span(frame_count: int, fps: float, start: float | None, end: float | N
 
 
 def segment_text(start: float | None, end: float | None) -> str | None:
-    """'0:12:00-0:14:30' style, for settings and notes; None when the whole video is sampled."""
-    if start is None and end is None:
+    """'0:12:00-0:14:30' style, for settings and notes; None when the whole video is sampled (`--start 0` alone
+    included: the same scan as none, so `scan --resume` takes it as one)."""
+    if not start and end is None:
         return None
     return f"{clock(start or 0.0)}-{clock(end) if end is not None else 'end'}"
