@@ -163,3 +163,15 @@ def test_a_file_is_found_again_given_relative_absolute_or_through_a_link(tmp_pat
     (tmp_path / "link.mp4").symlink_to(a)
     assert take_over(earlier, tmp_path / "link.mp4")["path"] == str(tmp_path / "link.mp4")  # named as given now
     assert take_over(earlier, Path("a.mp4"))["path"] == "a.mp4"
+
+
+def test_other_video_settings_still_take_over_the_images(tmp_path):
+    """--frames, --start/--end and --deinterlace do not touch a still image: a folder of photos resumed with another
+    --frames was refused; its videos are scanned again."""
+    a, ha = _file(tmp_path, "a.png", b"aaa")
+    v, hv = _file(tmp_path, "v.mp4", b"vvv")
+    p = _doc(tmp_path, [_rec(a, "ok", ha), _rec(v, "ok", hv, kind="video")])
+    earlier = earlier_records(read_earlier(p), p, dict(SETTINGS, frames_per_video=8, segment="0:05-end"))
+    assert sorted(earlier) == [os.path.realpath(a)]
+    with pytest.raises(ForgeryDetError, match="--frames: frames_per_video 32 -> 8; --tta"):  # and anything else: refused
+        earlier_records(read_earlier(p), p, dict(SETTINGS, frames_per_video=8, tta="none"))

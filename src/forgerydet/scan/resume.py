@@ -28,6 +28,7 @@ DECIDING = {"checkpoint_sha256": "--checkpoint", "bank_fingerprint": "--bank", "
             "face_size": "--checkpoint", "detector": "--detect-side/--min-confidence", "mode": "--reference/--bank",
             "bank": "--bank", "reference": "--reference", "reference_fingerprint": "--references",
             "reference_faces": "--reference (enrolled since)", "reference_content": "--reference (enrolled since)"}
+VIDEO_ONLY = {"frames_per_video", "segment", "deinterlace"}  # other values of these: images are still taken over
 TAKEN_OVER = ("ok", "no_face")  # the statuses a resumed scan keeps; errors and files not scanned are tried again
 SHARE = 0.05  # of the scan's time at most spent rewriting the JSON while it runs
 FIRST_AFTER = 30.0  # seconds: the JSON is first written this long after the scan starts, then as SHARE allows
@@ -88,20 +89,23 @@ def read_earlier(path: Path) -> dict[str, Any] | None:
 
 
 def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The records of the earlier scan (`doc`, read from `path`) that this scan of `settings` can take over, by
-    their path as written: those of files that got a verdict or hold no face. One ForgeryDetError line when its
-    settings differ from this scan's in what decides a score (DECIDING), naming each difference."""
+    """The records of the earlier scan (`doc`, read from `path`) that this scan of `settings` can take over, keyed by
+    the file's place: those of files that got a verdict or hold no face; only images' when the settings differ in
+    what videos alone depend on (VIDEO_ONLY: --frames, --start/--end, --deinterlace). One ForgeryDetError line when
+    they differ in anything else that decides a score (DECIDING), naming each difference."""
     if doc is None:
         return {}
     before = doc["settings"]
-    changed = [_difference(k, before.get(k), settings.get(k)) for k in DECIDING if before.get(k) != settings.get(k)]
-    if changed:
+    differ = [k for k in DECIDING if before.get(k) != settings.get(k)]
+    kinds = ("image", "video") if not differ else ("image",) if set(differ) <= VIDEO_ONLY else ()
+    changed = [_difference(k, before.get(k), settings.get(k)) for k in differ]
+    if not kinds:
         command = f" (it ran `{before['command']}`)" if isinstance(before.get("command"), str) else ""
         raise ForgeryDetError(f"--resume: {path_text(path)} was scanned with other settings{command}: "
                               f"{'; '.join(changed)}; resume with its options, or scan without --resume (or into "
                               f"another --json)")
     folder = before.get("working_directory") if isinstance(before.get("working_directory"), str) else os.getcwd()
-    return {where(r["path"], folder): r for r in doc["files"] if _complete(r)}
+    return {where(r["path"], folder): r for r in doc["files"] if _complete(r) and r["kind"] in kinds}
 
 
 def where(path: str | Path, folder: str | None = None) -> str:
