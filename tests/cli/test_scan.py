@@ -538,3 +538,24 @@ def test_a_resumed_scan_stopped_before_the_earlier_files_keeps_their_verdicts(ch
     after = json.loads(out.read_text())["files"]
     assert [f["status"] for f in after] == ["not_scanned", "ok", "no_face"]
     assert after[1:] == before  # as the earlier scan judged them, to be checked by the next --resume
+
+
+def test_two_scans_into_one_json_do_not_replace_each_others_work(checkpoint, face_png, grey_png, tmp_path, monkeypatch):
+    """The second of two scans into one --json at once was overwritten by the first's later saves, in silence."""
+    out = tmp_path / "s.json"
+    real_scan = scanner.Scanner.scan_file
+
+    def scan_file(self, path):  # the other scan writes its JSON while this one is busy
+        out.write_text('{"the other scan": true}')
+        return real_scan(self, path)
+
+    monkeypatch.setattr(scanner.Scanner, "scan_file", scan_file)
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", out)
+    beside = tmp_path / f"s.{os.getpid()}.json"
+    line = one_error(r, f"--json: another process wrote {out} while this scan ran", f"this scan's JSON is {beside}")
+    assert json.loads(out.read_text()) == {"the other scan": True}  # left as the other wrote it
+    assert json.loads(beside.read_text())["files"][0]["status"] == "ok" and line
+    monkeypatch.setattr(scanner.Scanner, "scan_file", real_scan)
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "target.json")
+    assert cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", link).exit_code == 0  # alone

@@ -175,3 +175,16 @@ def test_other_video_settings_still_take_over_the_images(tmp_path):
     assert sorted(earlier) == [os.path.realpath(a)]
     with pytest.raises(ForgeryDetError, match="--frames: frames_per_video 32 -> 8; --tta"):  # and anything else: refused
         earlier_records(read_earlier(p), p, dict(SETTINGS, frames_per_video=8, tta="none"))
+
+
+def test_a_guarded_output_writes_beside_a_file_another_process_wrote(tmp_path):
+    from forgerydet.scan.resume import GuardedOutput
+
+    out = tmp_path / "s.json"
+    out.write_text("earlier run")  # there before the scan: replaced, as always
+    g = GuardedOutput(out)
+    assert g.write("first save") == out and g.write("second save") == out and g.elsewhere is None
+    out.write_text("another scan")
+    beside = tmp_path / f"s.{os.getpid()}.json"
+    assert g.write("third save") == beside and g.write("final") == beside  # and it stays there
+    assert out.read_text() == "another scan" and beside.read_text() == "final"

@@ -21,12 +21,13 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, Start,
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
-from forgerydet.io import own_descriptor, write_bytes_atomic, write_text_atomic
+from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits
 from forgerydet.scan.records import json_text, settings_notes, shortest_names
-from forgerydet.scan.resume import Checkpointer, earlier_records, not_reached, read_earlier, resumed_line, take_over, where
+from forgerydet.scan.resume import (Checkpointer, GuardedOutput, earlier_records, not_reached, read_earlier,
+                                    resumed_line, take_over, where)
 
 
 def scan_cmd(
@@ -117,9 +118,8 @@ def scan_cmd(
             note("not scanned:", "the folders and patterns given hold " + describe_skipped(skipped), style="yellow")
         # kept with the outputs too, so that a pipeline can account for every file of the folders it gave
         settings["other_files"] = list(dict.fromkeys(path_text(f) for f in skipped))  # reached twice: once
-        keeper = Checkpointer(lambda res, st: write_bytes_atomic(json_out, path_text(json_text(res, st)).encode(),
-                                                                 durable=True)) \
-            if _a_file_to_keep(json_out) else None  # a pipe's reader would get two documents
+        guard = GuardedOutput(json_out) if _a_file_to_keep(json_out) else None  # a pipe's reader: two documents
+        keeper = Checkpointer(lambda res, st: guard.write(json_text(res, st), durable=True)) if guard else None
         interrupted, taken = False, 0
         if resume:  # (in the JSON saved while it runs too)
             settings["resumed"] = {"from": path_text(json_out), "files_taken_over": 0}
@@ -164,7 +164,8 @@ def scan_cmd(
             if resume and not interrupted:  # (an interrupted one's line says what to do)
                 note("resumed:", resumed_line(taken, json_out, done - taken,
                                               len(set(earlier) - {where(f) for f in files})))
-            problems = [error for option, path, _ in outputs if (error := _write_output(option, path, results, settings))]
+            problems = [error for option, path, _ in outputs
+                        if (error := _write_output(option, path, results, settings, guard))]
         if interrupted:
             again = "; the same command with --resume goes on" if _a_file_to_keep(json_out) else ""
             raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
@@ -244,8 +245,10 @@ def _without_report_files(files: list[Path], paths: list[Path], report: Path) ->
 STDOUT = Path("-")  # --json - / --csv -: that output on standard output
 
 
-def _write_output(option: str, path: Path, results: list[dict], settings: dict) -> str | None:
-    """Write one output (each on its own, so one failing does not lose the others); the error text, or None."""
+def _write_output(option: str, path: Path, results: list[dict], settings: dict,
+                  guard: GuardedOutput | None = None) -> str | None:
+    """Write one output (each on its own, so one failing does not lose the others); the error text, or None. The
+    --json goes through its guard, which writes beside a file another process wrote meanwhile."""
     from forgerydet.scan.records import csv_text
 
     try:
@@ -255,8 +258,13 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict) 
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
                 sys.stdout.flush()
                 return None
-            write_text_atomic(path, text)
-            console.print(escape(f"{option[2:].upper()}: {printable(path)}"), highlight=False)
+            guarded = option == "--json" and guard is not None
+            guard.write(text) if guarded else write_text_atomic(path, text)
+            elsewhere = guard.elsewhere if guarded else None
+            console.print(escape(f"{option[2:].upper()}: {printable(elsewhere or path)}"), highlight=False)
+            if elsewhere:
+                return (f"--json: another process wrote {printable(path)} while this scan ran (two scans into one "
+                        f"--json?): it was left as that process wrote it, and this scan's JSON is {printable(elsewhere)}")
         else:
             from forgerydet.scan.report import write_report
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text, printable
-from forgerydet.io import file_sha256
+from forgerydet.io import file_sha256, write_bytes_atomic
 
 # Scanner.settings() keys that decide a record's scores and verdict (the device, the command and the timing do not)
 # and the options that set them, for the line that refuses a resume with other settings
@@ -156,6 +156,31 @@ class Checkpointer:
         took = self._clock() - t0
         self._next = self._clock() + max(took / self._share, 1.0)
         self.writes += 1
+
+
+def _state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class GuardedOutput:
+    """The --json file as this scan last left it. A write finds whether another process wrote it since (two scans
+    into one --json at once) and then writes beside it, NAME.PID.json, instead of replacing that one's work, and
+    goes on writing there (`elsewhere`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._state, self.elsewhere = Path(path), _state(path), None
+
+    def write(self, text: str, *, durable: bool = False) -> Path:
+        if self.elsewhere is None and _state(self.path) != self._state:
+            self.elsewhere = self.path.with_name(f"{self.path.stem}.{os.getpid()}{self.path.suffix}")
+        target = self.elsewhere or self.path
+        write_bytes_atomic(target, path_text(text).encode("utf-8"), durable=durable)
+        self._state = _state(self.path)
+        return target
 
 
 def resumed_line(taken: int, path: Path, scanned: int, left_out: int = 0) -> str:
