@@ -13,7 +13,8 @@ import pytest
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.scan.resume import (DECIDING, Checkpointer, earlier_records, not_reached, read_earlier,
+from forgerydet.errors import path_text
+from forgerydet.scan.resume import (DECIDING, Checkpointer, earlier_records, left_out, not_reached, read_earlier,
                                     resumed_line, take_over)
 
 SETTINGS = {"checkpoint_sha256": "ab" * 32, "threshold": 0.338, "frames_per_video": 32, "tta": "flip",
@@ -23,7 +24,7 @@ SETTINGS = {"checkpoint_sha256": "ab" * 32, "threshold": 0.338, "frames_per_vide
 def _rec(path, status: str, sha: str | None, **more) -> dict:
     """A record as a scan writes it (scan/records.py), trimmed to what matters here."""
     rec = {"path": str(path), "kind": "image", "status": status, "sha256": sha, "n_faces": 1, "n_tracks": 1,
-           "frames_sampled": 1, "frames_with_face": 1, "tracks": [], "faces": [], "notes": []}
+           "frames_sampled": 1, "frames_with_face": 1, "tracks": [], "faces": [], "notes": [], "threshold": 0.3}
     if status == "ok":
         rec.update(verdict="FAKE", score=0.9)
     return rec | more
@@ -146,7 +147,7 @@ def test_the_json_is_saved_first_after_a_while_then_within_its_share_of_the_time
 
 def test_the_resumed_line_counts_both_ways(tmp_path):
     assert resumed_line(1, tmp_path / "s.json", 3) == (f"1 file taken over from the earlier scan in {tmp_path / 's.json'} "
-                                                       f"(same settings, same bytes), 3 scanned")
+                                                       f"(the same bytes, judged with the settings that decide their scores now), 3 scanned")
     assert resumed_line(2, Path("s.json"), 0).startswith("2 files taken over")
     assert resumed_line(2, Path("s.json"), 0, 1).endswith("; 1 file of the earlier scan not given to this one is left "
                                                           "out of the JSON")
@@ -188,3 +189,36 @@ def test_a_guarded_output_writes_beside_a_file_another_process_wrote(tmp_path):
     beside = tmp_path / f"s.{os.getpid()}.json"
     assert g.write("third save") == beside and g.write("final") == beside  # and it stays there
     assert out.read_text() == "another scan" and beside.read_text() == "final"
+
+
+@pytest.mark.parametrize("edit", [dict(notes=[1]), dict(fps="abc"), dict(score_interval="oops"), dict(tracks=["x", 3]),
+                                  dict(faces=[1, "y"]), dict(threshold="t"), dict(score=float("nan")),
+                                  dict(width=True and "w")])
+def test_a_record_with_a_field_of_the_wrong_type_is_scanned_again(tmp_path, edit):
+    """Each of these, taken over, crashed the table, CSV or report after the work (or wrote NaN, not JSON)."""
+    a, ha = _file(tmp_path, "a.png", b"aaa")
+    p = _doc(tmp_path, [_rec(a, "ok", ha) | edit])
+    assert earlier_records(read_earlier(p), p, SETTINGS) == {}
+    p = _doc(tmp_path, [_rec(a, "ok", ha, threshold=0.3, fps=None, score_interval=[0.1, 0.2])])
+    assert len(earlier_records(read_earlier(p), p, SETTINGS)) == 1  # the same record, well formed
+
+
+def test_a_name_of_bytes_that_are_not_utf8_is_found_again(tmp_path):
+    """Written as \\xNN (errors.path_text), it never matched the file and was called left out on every resume."""
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/\xff\xfe.png"))
+    odd.write_bytes(b"aaa")
+    p = _doc(tmp_path, [_rec(path_text(odd), "ok", hashlib.sha256(b"aaa").hexdigest(), threshold=0.3)])
+    earlier = earlier_records(read_earlier(p), p, SETTINGS)
+    assert take_over(earlier, odd)["path"] == path_text(odd) and left_out(earlier, [odd]) == 0
+    assert left_out(earlier, []) == 1
+
+
+def test_a_hand_edited_path_or_disagreeing_duplicates_are_not_taken_over(tmp_path):
+    a, ha = _file(tmp_path, "a.png", b"aaa")
+    p = _doc(tmp_path, [_rec("a\0b.png", "ok", ha, threshold=0.3)])  # a NUL: no file's name (it raised ValueError)
+    assert earlier_records(read_earlier(p), p, SETTINGS) == {}
+    real, fake = _rec(a, "ok", ha, threshold=0.3, verdict="REAL", score=0.03), _rec(a, "ok", ha, threshold=0.3)
+    p = _doc(tmp_path, [real, fake])  # the second claims FAKE 0.9 for the same file: neither is believed
+    assert earlier_records(read_earlier(p), p, SETTINGS) == {}
+    p = _doc(tmp_path, [real, dict(real)])  # the same record twice: fine
+    assert len(earlier_records(read_earlier(p), p, SETTINGS)) == 1

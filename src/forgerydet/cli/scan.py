@@ -26,8 +26,8 @@ from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits
 from forgerydet.scan.records import json_text, settings_notes, shortest_names
-from forgerydet.scan.resume import (Checkpointer, GuardedOutput, earlier_records, not_reached, read_earlier,
-                                    resumed_line, take_over, where)
+from forgerydet.scan.resume import (Checkpointer, GuardedOutput, earlier_records, left_out, not_reached, read_earlier,
+                                    resumed_line, take_over)
 
 
 def scan_cmd(
@@ -161,9 +161,8 @@ def scan_cmd(
             settings["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
             settings["interrupted"] = interrupted  # then the files not reached are marked not_scanned
             settings["in_progress"] = False  # (True in the JSON saved while it ran)
-            if resume and not interrupted:  # (an interrupted one's line says what to do)
-                note("resumed:", resumed_line(taken, json_out, done - taken,
-                                              len(set(earlier) - {where(f) for f in files})))
+            if resume and earlier_doc is not None and not interrupted:  # (an interrupted one's line says what to do)
+                note("resumed:", resumed_line(taken, json_out, done - taken, left_out(earlier, files)))
             problems = [error for option, path, _ in outputs
                         if (error := _write_output(option, path, results, settings, guard))]
         if interrupted:

@@ -10,7 +10,9 @@ ones judged then (sha256); every other file is scanned."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -61,8 +63,21 @@ def _complete(r: Any) -> bool:
         return False
     if any(not isinstance(r.get(k), t) for k, t in NEEDED.items()):
         return False
-    return r["status"] != "ok" or (r.get("verdict") in ("FAKE", "REAL") and isinstance(r.get("score"), (int, float))
-                                   and not isinstance(r.get("score"), bool))
+    if not (all(isinstance(x, str) for x in r["notes"]) and all(isinstance(x, dict) for x in r["tracks"] + r["faces"])
+            and _number(r.get("threshold")) and all(r.get(k) is None or _number(r[k]) for k in NUMBERS_OR_NONE)):
+        return False
+    iv = r.get("score_interval")
+    if iv is not None and not (isinstance(iv, list) and len(iv) == 2 and all(_number(x) for x in iv)):
+        return False
+    return r["status"] != "ok" or (r.get("verdict") in ("FAKE", "REAL") and _number(r.get("score")))
+
+
+NUMBERS_OR_NONE = ("fps", "duration_s", "width", "height", "pixel_aspect")
+
+
+def _number(x: Any) -> bool:
+    """A finite int or float (not a bool, not NaN: strict JSON readers refuse NaN)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def read_earlier(path: Path) -> dict[str, Any] | None:
@@ -105,13 +120,41 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
                               f"{'; '.join(changed)}; resume with its options, or scan without --resume (or into "
                               f"another --json)")
     folder = before.get("working_directory") if isinstance(before.get("working_directory"), str) else os.getcwd()
-    return {where(r["path"], folder): r for r in doc["files"] if _complete(r) and r["kind"] in kinds}
+    found: dict[str, dict[str, Any]] = {}
+    clash: set[str] = set()
+    for r in doc["files"]:
+        if not (_complete(r) and r["kind"] in kinds):
+            continue
+        for key in {where(r["path"], folder), where(_fs_name(r["path"]), folder)} - {None}:  # as written, and a name
+            if key in found and found[key] != r:  # of bytes that are not UTF-8 (errors.path_text) as on disk
+                clash.add(key)  # two records of one file that disagree (a hand edit): neither is taken over
+            found[key] = r
+    return {k: r for k, r in found.items() if k not in clash}
 
 
-def where(path: str | Path, folder: str | None = None) -> str:
+def _fs_name(text: str) -> str:
+    """A path as errors.path_text wrote it (each byte that is not UTF-8 as the four characters \\xNN) as the name on
+    disk, with those bytes back (surrogate escapes, as os.fsdecode gives)."""
+    if "\\x" not in text:
+        return text
+    raw = re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8"))
+    return os.fsdecode(raw)
+
+
+def left_out(earlier: dict[str, dict[str, Any]], files: list[Path]) -> int:
+    """How many earlier records are of files not given to this scan (a record may be found under two keys)."""
+    given = {id(earlier[k]) for f in files if (k := where(f)) in earlier}
+    return len({id(r) for r in earlier.values()} - given)
+
+
+def where(path: str | Path, folder: str | None = None) -> str | None:
     """A file's place, links resolved, a relative path taken from `folder` (the earlier scan's working directory;
-    None: this one's): the same file given relative, absolute or through a link is one file."""
-    return os.path.realpath(os.path.join(folder or os.getcwd(), path))
+    None: this one's): the same file given relative, absolute or through a link is one file. None for a path no
+    file can have (a NUL character, in a JSON edited by hand)."""
+    try:
+        return os.path.realpath(os.path.join(folder or os.getcwd(), path))
+    except ValueError:
+        return None
 
 
 def take_over(earlier: dict[str, dict[str, Any]], f: Path) -> dict[str, Any] | None:
@@ -187,6 +230,6 @@ def resumed_line(taken: int, path: Path, scanned: int, left_out: int = 0) -> str
     """What `scan --resume` says at its end: how many files it took over, how many it scanned, and how many of the
     earlier scan's files this one was not given (their records are not in the JSON any more)."""
     return (f"{taken} file{'' if taken == 1 else 's'} taken over from the earlier scan in {printable(path_text(path))} "
-            f"(same settings, same bytes), {scanned} scanned"
+            f"(the same bytes, judged with the settings that decide their scores now), {scanned} scanned"
             + (f"; {left_out} file{'' if left_out == 1 else 's'} of the earlier scan not given to this one "
                f"{'is' if left_out == 1 else 'are'} left out of the JSON" if left_out else ""))
