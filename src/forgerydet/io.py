@@ -173,9 +173,9 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False) 
     return atomic_write(path, bytes(data), durable=durable)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+def write_text_atomic(path: str | Path, text: str, *, durable: bool = False) -> Path:
     """UTF-8 text; a file name with bytes that are not UTF-8 is written as `\\xNN` (errors.path_text)."""
-    return write_bytes_atomic(path, path_text(text).encode("utf-8"))
+    return write_bytes_atomic(path, path_text(text).encode("utf-8"), durable=durable)
 
 
 def read_image(path: str | Path) -> np.ndarray:

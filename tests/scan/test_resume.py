@@ -121,8 +121,10 @@ def test_files_not_reached_keep_the_earlier_verdicts(tmp_path):
     b, _ = _file(tmp_path, "b.png", b"bbb")
     p = _doc(tmp_path, [_rec(a, "ok", ha)])
     earlier = earlier_records(read_earlier(p), p, SETTINGS)
-    got = not_reached(earlier, [a, b], lambda f: {"path": str(f), "status": "not_scanned"})
-    assert got == [_rec(a, "ok", ha), {"path": str(b), "status": "not_scanned"}]
+    got = not_reached(earlier, [a, b], 0.3, "not scanned: stopped")
+    assert got[0] == _rec(a, "ok", ha)
+    assert (got[1]["path"], got[1]["status"], got[1]["error"], got[1]["threshold"]) == (
+        str(b), "not_scanned", "not scanned: stopped", 0.3)
 
 
 def test_the_json_is_saved_first_after_a_while_then_within_its_share_of_the_time():

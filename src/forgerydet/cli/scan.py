@@ -63,7 +63,7 @@ def scan_cmd(
     json_out, csv_out = (STDOUT if p is not None and own_descriptor(p) == 1 else p for p in (json_out, csv_out))
     with console_on(sys.stderr if STDOUT in (json_out, csv_out) else None):
         from forgerydet.faces.media import describe_skipped
-        from forgerydet.scan.records import MAX_FACES, empty_record  # read when called (tests set MAX_FACES)
+        from forgerydet.scan.records import MAX_FACES  # read when called (tests set MAX_FACES)
 
         t_start = time.perf_counter()
         with user_errors():
@@ -120,7 +120,7 @@ def scan_cmd(
         settings["other_files"] = list(dict.fromkeys(path_text(f) for f in skipped))  # reached twice: once
         guard = GuardedOutput(json_out) if _a_file_to_keep(json_out) else None  # a pipe's reader: two documents
         keeper = Checkpointer(lambda res, st: guard.write(json_text(res, st), durable=True)) if guard else None
-        interrupted, taken = False, 0
+        interrupted = False
         if resume:  # (in the JSON saved while it runs too)
             settings["resumed"] = {"from": path_text(json_out), "files_taken_over": 0}
         with progress_bar(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
@@ -131,21 +131,22 @@ def scan_cmd(
                 for f in files:
                     p.update(task, completed=done, name=escape(printable(f.name)))
                     rec = take_over(earlier, f) if earlier else None
-                    taken += rec is not None
-                    if resume:
-                        settings["resumed"]["files_taken_over"] = taken
+                    if rec is not None:
+                        settings["resumed"]["files_taken_over"] += 1
                     results.append(rec or scanner.scan_file(f))
                     done += 1
                     if results[-1]["status"] != "ok":  # most errors start with the path already
                         named = results[-1]["error"].startswith(results[-1]["path"])
                         note("" if named else f"{printable(results[-1]['path'])}:", results[-1]["error"])
                     if keeper is not None and keeper.due():  # what a crash would otherwise lose
-                        keeper = _save_so_far(keeper, results, files[done:], earlier, scanner.threshold, settings)
+                        keeper = _save_so_far(keeper, results + not_reached(
+                            earlier, files[done:], scanner.threshold,
+                            "not scanned yet: the scan was running when this was saved"), settings)
                 p.update(task, completed=done, name="")
             except KeyboardInterrupt:
                 interrupted = True
-                results += not_reached(earlier, files[done:], lambda f: empty_record(  # earlier verdicts kept
-                    f, scanner.threshold, "not_scanned", "not scanned: the scan was interrupted"))
+                results += not_reached(earlier, files[done:], scanner.threshold,  # earlier verdicts kept
+                                       "not scanned: the scan was interrupted")
         with user_errors():  # a second Ctrl-C while the outputs are written is still one line
             compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
                         f"{printable(settings['reference_file'])} (fingerprint {settings['reference_fingerprint']})"
@@ -162,11 +163,12 @@ def scan_cmd(
             settings["interrupted"] = interrupted  # then the files not reached are marked not_scanned
             settings["in_progress"] = False  # (True in the JSON saved while it ran)
             if resume and earlier_doc is not None and not interrupted:  # (an interrupted one's line says what to do)
+                taken = settings["resumed"]["files_taken_over"]
                 note("resumed:", resumed_line(taken, json_out, done - taken, left_out(earlier, files)))
             problems = [error for option, path, _ in outputs
                         if (error := _write_output(option, path, results, settings, guard))]
         if interrupted:
-            again = "; the same command with --resume goes on" if _a_file_to_keep(json_out) else ""
+            again = "; the same command with --resume goes on" if guard is not None else ""
             raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
                 problems + ["the outputs hold the files scanned so far, the rest marked not_scanned" + again]),
                 EXIT_INTERRUPTED)
@@ -183,16 +185,11 @@ def _a_file_to_keep(path: Optional[Path]) -> bool:
     return path is not None and path != STDOUT and (os.path.isfile(path) or not os.path.exists(path))
 
 
-def _save_so_far(keeper: Checkpointer, results: list[dict], left: list[Path], earlier: dict, threshold: float,
-                 settings: dict) -> Checkpointer | None:
-    """The scan so far into its --json while it runs (the files not reached marked not_scanned), for `--resume`
-    after a crash; a failed write is said once and not tried again (the JSON is still written at the end)."""
-    from forgerydet.scan.records import empty_record
-
-    rest = not_reached(earlier, left, lambda f: empty_record(f, threshold, "not_scanned",
-                                                            "not scanned yet: the scan was running when this was saved"))
+def _save_so_far(keeper: Checkpointer, records: list[dict], settings: dict) -> Checkpointer | None:
+    """The scan so far (`records`: every file's, reached or not) into its --json while it runs, for `--resume` after
+    a crash; a failed write is said once and not tried again (the JSON is still written at the end)."""
     try:
-        keeper.write(results + rest, settings)
+        keeper.write(records, settings)
     except (OSError, ForgeryDetError) as e:
         note("warning:", f"--json: could not save the scan so far ({os_error_text(e) if isinstance(e, OSError) else e}); "
                          f"it goes on, and the JSON is written at its end", style="yellow")
@@ -257,9 +254,12 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
                 sys.stdout.flush()
                 return None
-            guarded = option == "--json" and guard is not None
-            guard.write(text) if guarded else write_text_atomic(path, text)
-            elsewhere = guard.elsewhere if guarded else None
+            guard = guard if option == "--json" else None
+            if guard is not None:
+                guard.write(text)
+            else:
+                write_text_atomic(path, text)
+            elsewhere = guard.elsewhere if guard is not None else None
             console.print(escape(f"{option[2:].upper()}: {printable(elsewhere or path)}"), highlight=False)
             if elsewhere:
                 return (f"--json: another process wrote {printable(path)} while this scan ran (two scans into one "

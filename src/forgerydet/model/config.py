@@ -111,11 +111,11 @@ def check_checkpoint_path(path: str | Path) -> Path:
     if (Path(path) / "bank.json").is_file():
         raise ForgeryDetError(f"{path} is a disk bank (from `rebuild-bank --disk-bank`), not a checkpoint: use it with "
                               f"`forgerydet scan --bank {path} --checkpoint MODEL` (MODEL: the checkpoint that wrote it)")
-    inside = [str(p).replace("{", "{{").replace("}", "}}")  # (the message is a template)
-              for p in sorted(Path(path).glob("*.safetensors"))] if Path(path).is_dir() else []
-    found = _a_file(path, "checkpoint not found: {path}",
-                    f"{{path}} is a folder: give the checkpoint file inside it (e.g. {inside[0]})" if inside else
-                    "{path} is a folder that holds no .safetensors file: give a checkpoint file")
+    if Path(path).is_dir():  # answered with a checkpoint it holds
+        inside = sorted(Path(path).glob("*.safetensors"))
+        raise ForgeryDetError(f"{path} is a folder: give the checkpoint file inside it (e.g. {inside[0]})" if inside
+                              else f"{path} is a folder that holds no .safetensors file: give a checkpoint file")
+    found = _a_file(path, "checkpoint not found: {path}", "{path} is a folder")
     if found.stat().st_size == 0:
         raise ForgeryDetError(f"{path} is empty (0 bytes), not a checkpoint: an interrupted copy or download?")
     return found

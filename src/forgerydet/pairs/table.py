@@ -280,6 +280,7 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
                              f"copied away from its crops?)" if (r.line, c) in relative else "")
                     raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: file not found: {p}{moved}")
     train_groups = {r.group for r in table.split("train")}
+    trained = {os.path.normpath(p): r.line for r in table.split("train") for p in (r.real, r.fake) if p is not None}
     for s in ("val", "test"):
         shared = train_groups & {r.group for r in table.split(s)}
         if shared:
@@ -287,8 +288,7 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
                 f"{path}: group(s) {', '.join(sorted(shared)[:5])} appear in 'train' and {s!r}: "
                 f"splits must be by source/identity (re-run `forgerydet pairs`)"
             )
-    trained = {os.path.normpath(p): r.line for r in table.split("train") for p in (r.real, r.fake) if p is not None}
-    for s in ("val", "test"):  # the same crop under another group label: its validation would score a training face
+        # the same crop under another group label: its validation would score a training face
         both = [(r.line, trained[k]) for r in table.split(s) for p in (r.real, r.fake)
                 if p is not None and (k := os.path.normpath(p)) in trained]
         if both:

@@ -2,7 +2,8 @@
 overnight) that crashes (power, out of memory, kill -9) or is stopped goes on where it was instead of starting over.
 
 While scanning, the JSON is rewritten atomically every so often (`Checkpointer`: at most ~5 % of the scan's time
-goes to it) with the records so far and the files not reached yet marked not_scanned, and `settings.in_progress`.
+goes to it) with the records so far, the files not reached yet marked not_scanned (or, in a resumed scan, as the
+earlier scan had them: `not_reached`), and `settings.in_progress`.
 `--resume` reads it back (`earlier_records`): its records of files that got a verdict or were found to hold no face
 are taken over when the scan's settings that decide a score are the same (DECIDING) and the file's bytes are the
 ones judged then (sha256); every other file is scanned."""
@@ -19,7 +20,8 @@ from typing import Any, Callable
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text, printable
-from forgerydet.io import file_sha256, write_bytes_atomic
+from forgerydet.io import file_sha256, write_text_atomic
+from forgerydet.scan.records import empty_record
 
 # Scanner.settings() keys that decide a record's scores and verdict (the device, the command and the timing do not)
 # and the options that set them, for the line that refuses a resume with other settings
@@ -171,11 +173,12 @@ def take_over(earlier: dict[str, dict[str, Any]], f: Path) -> dict[str, Any] | N
     return {**rec, "path": path_text(f), "resumed": True}
 
 
-def not_reached(earlier: dict[str, dict[str, Any]], files: list[Path],
-                not_scanned: Callable[[Path], dict[str, Any]]) -> list[dict[str, Any]]:
+def not_reached(earlier: dict[str, dict[str, Any]], files: list[Path], threshold: float, why: str) -> list[dict[str, Any]]:
     """The records of files a (resumed) scan has not reached: the earlier scan's record where it has one, kept as
-    it was (its sha256 names the bytes it judged; the next --resume checks them), else `not_scanned(f)`."""
-    return [dict(earlier[k], path=path_text(f)) if (k := where(f)) in earlier else not_scanned(f) for f in files]
+    it was (its sha256 names the bytes it judged; the next --resume checks them), else a not_scanned one saying
+    `why`."""
+    return [dict(earlier[k], path=path_text(f)) if (k := where(f)) in earlier else
+            empty_record(f, threshold, "not_scanned", why) for f in files]
 
 
 class Checkpointer:
@@ -221,7 +224,7 @@ class GuardedOutput:
         if self.elsewhere is None and _state(self.path) != self._state:
             self.elsewhere = self.path.with_name(f"{self.path.stem}.{os.getpid()}{self.path.suffix}")
         target = self.elsewhere or self.path
-        write_bytes_atomic(target, path_text(text).encode("utf-8"), durable=durable)
+        write_text_atomic(target, text, durable=durable)
         self._state = _state(self.path)
         return target
 

@@ -319,9 +319,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,
                                  "bank_sources_root": current_folder(), **({"earlier_faces": earlier} if earlier else {})})
-            resume = rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict(), scaler.state_dict())
+            to_resume = rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict(), scaler.state_dict())
             with signals_held():  # a stop between the two would leave a best of another epoch, or of a replaced run
-                save_checkpoint(last_path, model, train_state=resume, **common)
+                save_checkpoint(last_path, model, train_state=to_resume, **common)
                 if improved:  # how it was trained, without what only resuming needs (optimizer, RNG states)
                     save_checkpoint(best_path, model, train_state=TrainState(epoch + 1, step, best, tcfg.to_dict()), **common)
                 _write_jsonl(log_path, history)

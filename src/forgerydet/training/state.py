@@ -33,8 +33,8 @@ def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
     nps = np.random.get_state(legacy=False)
     nps["state"] = {"key": nps["state"]["key"].tolist(), "pos": int(nps["state"]["pos"])}
     js: dict[str, Any] = {"rng_python": [py[0], list(py[1]), py[2]], "rng_numpy": nps}
-    if scaler_state:
-        js["grad_scaler"] = {k: (int(v) if k == "_growth_tracker" else float(v)) for k, v in scaler_state.items()}
+    if scaler_state:  # plain numbers (GradScaler.state_dict)
+        js["grad_scaler"] = dict(scaler_state)
     return TrainState(epoch, step, best, train_config, optimizer_state, tensors, js)
 
 
