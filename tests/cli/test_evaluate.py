@@ -49,9 +49,9 @@ def fake_evaluate(monkeypatch):
                        "backbone": "resnet10t", "pretrained_weights": "none", "bank_entries": 64, "threshold": 0.42},
     }
 
-    def run(list_csv, checkpoint, *, config, crops, out_dir, progress, notes=None):
+    def run(list_csv, checkpoint, *, config, crops, out_dir, progress, notes=None, resume=False):
         calls.append({"list": list_csv, "checkpoint": checkpoint, "config": config, "crops": crops, "out": out_dir,
-                      "notes": notes})
+                      "notes": notes, "resume": resume})
         progress(1, 2, "a.png")
         return dict(result)
 
@@ -73,8 +73,8 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
             "--crops", "--frames", 6, "--aggregation", "track-max", "--threshold", "0.42", "--device", "cpu")
     assert r.exit_code == 0, r.output
     (call,) = calls
-    assert (call["list"], call["checkpoint"], call["crops"], call["out"]) == (
-        tmp_path / "l.csv", tmp_path / "c.safetensors", True, tmp_path / "ev")
+    assert (call["list"], call["checkpoint"], call["crops"], call["out"], call["resume"]) == (
+        tmp_path / "l.csv", tmp_path / "c.safetensors", True, tmp_path / "ev", False)
     c = call["config"]
     assert (c.num_frames, c.aggregation, c.threshold, c.device) == (6, "track-max", 0.42, "cpu")
     assert r.stdout.splitlines()[0] == ("checkpoint runs/m.safetensors (resnet10t, weights none, bank 64 real faces); "

@@ -136,13 +136,16 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(Scanner, "_score", stop_at(1))
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 130 and "Traceback" not in r.output
-    assert (f"interrupted after 0 of 12 listed file(s), before any got a score: nothing written; the earlier "
-            f"evaluation's metrics.json, roc.png, roc_groups.png in {tmp_path / 'ev'} removed, as they were not this "
-            f"run's") in " ".join(r.output.split())  # the first run's outputs would have passed for this one's
+    assert (f"interrupted after 0 of 12 listed file(s), before any got a score: nothing written; metrics.json, "
+            f"roc.png, roc_groups.png in {tmp_path / 'ev'} are an earlier evaluation's, left as they were"
+            ) in " ".join(r.output.split())  # said, not removed: they may be hours of scores --resume takes up
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["interrupted"] == {"done": 8, "total": 12}
 
 
-def test_stopped_while_the_metrics_are_computed_leaves_no_earlier_run_looking_like_this_one(setup, tmp_path,
-                                                                                          monkeypatch):
+def test_stopped_while_the_metrics_are_computed_keeps_the_scores_for_resume(setup, tmp_path, monkeypatch):
+    """Ctrl-C after every file was scored, while the metrics are computed: the scores are saved (in_progress, no
+    metrics, an earlier evaluation's plot removed as not theirs) and --resume computes the metrics from them
+    without scoring any file again."""
     import forgerydet.scan.evaluate as ev
 
     ck, lst, rows = setup
@@ -150,13 +153,25 @@ def test_stopped_while_the_metrics_are_computed_leaves_no_earlier_run_looking_li
     out.mkdir()
     for name in ("metrics.json", "roc.png"):
         (out / name).write_text("an earlier evaluation's")
+    real_metrics = ev.grouped_metrics
     monkeypatch.setattr(ev, "grouped_metrics", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
-                                 "--out", str(out)])
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out", str(out)]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 130, r.output
-    assert (f"interrupted while the metrics of the 12 scored file(s) were computed: nothing written; the earlier "
-            f"evaluation's metrics.json, roc.png in {out} removed, as they were not this run's") in " ".join(r.output.split())
-    assert list(out.iterdir()) == []
+    assert (f"interrupted while the metrics of the 12 scored file(s) were computed: the scores are saved in "
+            f"{out / 'metrics.json'} without metrics; the same command with --resume computes them without scoring "
+            f"again") in " ".join(r.output.split())
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["in_progress"] is True and len(saved["files"]) == 12 and "frame_level" not in saved
+    assert not (out / "roc.png").exists()
+    monkeypatch.setattr(ev, "grouped_metrics", real_metrics)
+    monkeypatch.setattr(Scanner, "_score", lambda *a, **k: pytest.fail("a saved file was scored again"))
+    r = CliRunner().invoke(app, [*args, "--resume"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "metrics.json").read_text())
+    assert res["in_progress"] is False and res["resumed"]["files_taken_over"] == 12
+    assert res["frame_level"]["overall"]["auc"] == pytest.approx(
+        roc_auc_score([f["label"] for f in saved["files"]], [f["score"] for f in saved["files"]]))
 
 
 def test_stopped_while_writing_the_plots_says_what_is_missing(setup, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar,
                                    shown, shows_whole, user_errors)
+from forgerydet.errors import printable
 from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
 
@@ -38,6 +39,7 @@ def evaluate_cmd(
     real: Annotated[Optional[list[Path]], typer.Option("--real", readable=False, help="Real files, folders or globs (repeat; each is a group), with --fake.")] = None,
     fake: Annotated[Optional[list[Path]], typer.Option("--fake", readable=False, help="Fake files, folders or globs (repeat; each is a group), with --real.")] = None,
     per_group: Annotated[Optional[int], typer.Option("--per-group", help="At most N files of each group and class, a seeded random draw (a quick figure; not with LIST.csv).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on with the evaluation in --out (one stopped, or crashed: its metrics.json is saved every so often while it runs; or a finished one, to score only the files a grown list adds): files scored with the settings that decide a score, whose bytes are the same, are taken over; the rest are scored, and the metrics computed over all.")] = False,
 ) -> None:
     """Frame- and video-level AUC, AP, EER and accuracy per group and overall; JSON and a ROC plot."""
     from forgerydet.scan.evalsets import evaluation_source
@@ -59,16 +61,20 @@ def evaluate_cmd(
         from forgerydet.scan.evaluate import evaluate as run  # torch and timm: ~5 s, after the layout was read
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
                          precision=precision)
+        if resume and not (out / "metrics.json").exists():  # a mistyped --out would score a night's set again
+            note("note:", f"--resume: no earlier evaluation in {printable(out)}: every file is scored", style="yellow")
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")
-            res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out, notes=layout_notes,
+            res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out, notes=layout_notes, resume=resume,
                       progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name))
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
     for line in [n for n in res.get("notes", []) if n not in layout_notes]:  # those were said before the scoring
         note("note:", line, style="yellow")
+    if (res.get("resumed") or {}).get("line"):
+        note("resumed:", res["resumed"]["line"])
     console.print(checkpoint_line(res["checkpoint"]), highlight=False)
     console.print(metrics_table(res, console.width))
     cc = res.get("close_calls")

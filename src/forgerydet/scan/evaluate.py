@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS, file_key
-from forgerydet.io import source_key, write_text_atomic
+from forgerydet.io import file_sha256, source_key, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.checkpoint import training_faces
 from forgerydet.model.inputs import load_image
@@ -24,7 +25,10 @@ from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.evalresume import (METRICS, earlier_scores, read_earlier_evaluation, resumed_text,
+                                        scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
+from forgerydet.scan.resume import Checkpointer, left_out, take_over
 from forgerydet.scan.scanner import Scanner
 
 def evaluate(
@@ -36,15 +40,22 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: Progress | None = None,
     notes: list[str] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Score every file of `source` (a LIST.csv, or items from scan.evalsets) and compute metrics. crops=True:
     images are already face crops (scored as they are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
     any scanning, and each file is written on its own; a write that fails anyway (full disk) is listed in
     result["output_errors"] instead of losing the metrics. result["problems"] lists what makes the result
     incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty. `notes` (what
-    reading a dataset's layout found, e.g. a method left out) lead result["notes"], which metrics.json keeps."""
+    reading a dataset's layout found, e.g. a method left out) lead result["notes"], which metrics.json keeps.
+
+    With out_dir, the files scored so far are saved into metrics.json while it runs (evalresume), and resume=True
+    takes over the files an earlier evaluation there scored with the same settings and bytes (result["resumed"])."""
     if out_dir:
         check_output(out_dir, "--out", folder=True)
+    if resume and not out_dir:
+        raise ForgeryDetError("--resume goes on with the evaluation whose --out folder is given")
+    earlier_doc = read_earlier_evaluation(out_dir) if resume else None  # a bad file is said before the model loads
     if isinstance(source, list):
         if out_dir:  # an --out inside a --real folder: its roc.png was scored as a real face on the next run
             source = [it for it in source if not _written_here(Path(out_dir), it.path)]
@@ -60,15 +71,23 @@ def evaluate(
     except KeyboardInterrupt:
         raise _stopped(out_dir, "while the model loaded, before any file was scored") from None
     thr = scanner.threshold
+    settings = scanner.settings()
+    earlier = earlier_scores(earlier_doc, Path(out_dir or ".") / METRICS, settings, crops) if resume else {}
+    head = {"forgerydet_version": __version__, "checkpoint": settings, "threshold": thr, "crops": crops,
+            "working_directory": os.getcwd()}
+    taken, save_notes = 0, []
     face_y, face_s, face_g, face_p, face_f = [], [], [], [], []  # face_f: the file of each face (a bootstrap cluster)
     file_y, file_s, file_g, file_p = [], [], [], []
     records, skipped = [], []
     done, interrupted = 0, False
+    keeper = Checkpointer(lambda recs, _: _save_progress(Path(out_dir), head, recs, skipped, items[done:])) if out_dir else None
     try:
         for i, it in enumerate(items):
             if progress:
                 progress(i, len(items), it.path.name)
-            rec = _score_item(scanner, it, crops)
+            was = take_over(earlier, it.path) if earlier else None
+            rec = scored_record(was) if was is not None else _score_item(scanner, it, crops)
+            taken += was is not None
             done = i + 1
             if rec["status"] != "ok":
                 skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error")})
@@ -84,7 +103,10 @@ def evaluate(
             file_g.append(it.group)
             file_p.append(it.pool)
             records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
-                            "score_interval": rec.get("score_interval"), "n_faces": n})
+                            "score_interval": rec.get("score_interval"), "n_faces": n, "sha256": rec.get("sha256"),
+                            "face_scores": [f["score"] for f in rec["faces"]]} | ({"resumed": True} if was else {}))
+            if keeper is not None and keeper.due():  # what a crash would otherwise lose
+                keeper = _save_so_far(keeper, records, save_notes)
     except KeyboardInterrupt:  # a long evaluation stopped by Ctrl-C still reports the files it scored
         if not records:
             raise _stopped(out_dir, f"after {done} of {len(items)} listed file(s), before any got a score") from None
@@ -96,10 +118,10 @@ def evaluate(
         progress(len(items), len(items), "")
     if not records:
         raise ForgeryDetError("no listed file produced a score (all unreadable or without faces)")
-    try:  # seconds on a large set (bootstrap intervals): a Ctrl-C here must not leave an earlier run's outputs looking
-        result = {  # like this one's
-            "checkpoint": scanner.settings(),
-            "threshold": thr,
+    try:  # seconds on a large set (bootstrap intervals)
+        result = {
+            **head,
+            "in_progress": False,
             "frame_level": grouped_metrics(face_y, face_s, face_g, thr, ci=True, pools=face_p, clusters=face_f),
             "video_level": grouped_metrics(file_y, file_s, file_g, thr, ci=True, pools=file_p),
             "close_calls": close_call_summary(records, thr),
@@ -107,12 +129,27 @@ def evaluate(
             "skipped": skipped,
         }
     except KeyboardInterrupt:
-        raise _stopped(out_dir, f"while the metrics of the {len(records)} scored file(s) were computed") from None
+        when = f"while the metrics of the {len(records)} scored file(s) were computed"
+        if not out_dir:
+            raise KeyboardInterrupt(f"interrupted {when}") from None
+        try:  # the scores are kept: --resume computes the metrics without scoring again
+            _save_progress(Path(out_dir), head, records, skipped, items[done:])
+        except (OSError, ForgeryDetError) as e:
+            raise KeyboardInterrupt(f"interrupted {when}; saving the scores failed too ({e})") from None
+        raise KeyboardInterrupt(f"interrupted {when}: the scores are saved in {path_text(Path(out_dir) / METRICS)} "
+                                f"without metrics; the same command with --resume computes them without scoring "
+                                f"again") from None
     problems = []
+    if resume:
+        result["resumed"] = {"from": path_text(Path(out_dir) / METRICS), "files_taken_over": taken}
+        if earlier_doc is not None and not interrupted:
+            result["resumed"]["line"] = resumed_text(taken, Path(out_dir) / METRICS, done - taken,
+                                                     left_out(earlier, [it.path for it in items]))
     if interrupted:
         result["interrupted"] = {"done": done, "total": len(items)}
         result["not_scored"] = [path_text(it.path) for it in items[done:]]  # as scan marks them not_scanned
-        problems.append(f"interrupted after {done} of {len(items)} listed file(s): the metrics use the files scored so far")
+        problems.append(f"interrupted after {done} of {len(items)} listed file(s): the metrics use the files scored so far"
+                        + ("; the same command with --resume scores the rest" if out_dir else ""))
     if skipped:
         problems.append(f"{len(skipped)} of {len(items)} listed file(s) were skipped (see above); the metrics use the rest")
     if len(set(file_y)) < 2:
@@ -123,7 +160,7 @@ def evaluate(
     result["problems"] = problems
     # what reading the layout found, how this scoring departs from the calibration, what the files are to the model
     result["notes"] = (list(notes or []) + settings_notes(result["checkpoint"], scanner.config.threshold)
-                       + _notes(items, crops, scanner.checkpoint.meta))
+                       + _notes(items, crops, scanner.checkpoint.meta) + save_notes)
     result["output_errors"] = []
     if out_dir:
         curves = {"frame level": (face_y, face_s), "video level": (file_y, file_s)}
@@ -136,13 +173,35 @@ PLOTS = ("roc.png", "roc_groups.png")
 
 
 def _stopped(out_dir: str | Path | None, when: str) -> KeyboardInterrupt:
-    """Ctrl-C or SIGTERM before any output was written: nothing is, and an earlier evaluation's outputs in --out are
-    removed (they would pass for this run's); the message says both, for the CLI's error line."""
-    gone = [n for n in ("metrics.json", *PLOTS) if out_dir and (Path(out_dir) / n).is_file()]
-    for name in gone:
-        (Path(out_dir) / name).unlink(missing_ok=True)
+    """Ctrl-C or SIGTERM before this run wrote anything: an earlier evaluation's outputs in --out are left as they
+    are (they may be hours of scores that --resume takes up) and the message says whose they are, for the CLI's
+    error line."""
+    there = [n for n in (METRICS, *PLOTS) if out_dir and (Path(out_dir) / n).is_file()]
     return KeyboardInterrupt(f"interrupted {when}: nothing written" + (
-        f"; the earlier evaluation's {', '.join(gone)} in {out_dir} removed, as they were not this run's" if gone else ""))
+        f"; {', '.join(there)} in {out_dir} {'is' if len(there) == 1 else 'are'} an earlier evaluation's, left as "
+        f"{'it was' if len(there) == 1 else 'they were'}" if there else ""))
+
+
+def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped: list[dict], rest: list[Item]) -> None:
+    """The files scored so far into metrics.json (in_progress, no metrics), fsynced, for --resume after a crash;
+    an earlier evaluation's plots are removed, as they are not of these scores."""
+    doc = {**head, "in_progress": True, "files": records, "skipped": skipped,
+           "not_scored": [path_text(it.path) for it in rest]}
+    write_text_atomic(out / METRICS, json.dumps(doc, indent=1), durable=True)
+    for name in PLOTS:
+        (out / name).unlink(missing_ok=True)
+
+
+def _save_so_far(keeper: Checkpointer, records: list[dict], notes: list[str]) -> Checkpointer | None:
+    """keeper.write, where a failed write (full disk) stops the saving, said in `notes`, but not the evaluation,
+    whose outputs are still written at its end."""
+    try:
+        keeper.write(records, {})
+    except (OSError, ForgeryDetError) as e:
+        notes.append(f"the scores so far could not be saved while the evaluation ran ({e}); a crash would have lost "
+                     f"them (the outputs are written at its end)")
+        return None
+    return keeper
 
 
 def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, per_group: dict) -> None:
@@ -232,8 +291,11 @@ def _score_item(scanner: Scanner, it: Item, crops: bool) -> dict[str, Any]:
     if crops and it.path.suffix.lower() in IMAGE_EXTS:
         try:
             img = load_image(it.path, scanner.model.img_size)
+            digest = file_sha256(it.path)  # which bytes were scored: --resume takes the score over only for these
         except ForgeryDetError as e:
             return {"path": path_text(it.path), "status": "error", "error": path_text(e)}
+        except OSError as e:
+            return {"path": path_text(it.path), "status": "error", "error": f"{path_text(it.path)}: {e.strerror}"}
         s = float(scanner._score([img])["p"][0])
-        return {"path": path_text(it.path), "status": "ok", "score": s, "faces": [{"score": s}]}
+        return {"path": path_text(it.path), "status": "ok", "score": s, "faces": [{"score": s}], "sha256": digest}
     return json_record(scanner.scan_file(it.path))

@@ -43,7 +43,7 @@ def _shown(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _difference(key: str, before: Any, now: Any) -> str:
+def setting_difference(key: str, before: Any, now: Any) -> str:
     """One setting that differs, named with its option; of a group of settings (the detector's), the members
     that differ."""
     if isinstance(before, dict) and isinstance(now, dict):
@@ -66,18 +66,18 @@ def _complete(r: Any) -> bool:
     if any(not isinstance(r.get(k), t) for k, t in NEEDED.items()):
         return False
     if not (all(isinstance(x, str) for x in r["notes"]) and all(isinstance(x, dict) for x in r["tracks"] + r["faces"])
-            and _number(r.get("threshold")) and all(r.get(k) is None or _number(r[k]) for k in NUMBERS_OR_NONE)):
+            and finite_number(r.get("threshold")) and all(r.get(k) is None or finite_number(r[k]) for k in NUMBERS_OR_NONE)):
         return False
     iv = r.get("score_interval")
-    if iv is not None and not (isinstance(iv, list) and len(iv) == 2 and all(_number(x) for x in iv)):
+    if iv is not None and not (isinstance(iv, list) and len(iv) == 2 and all(finite_number(x) for x in iv)):
         return False
-    return r["status"] != "ok" or (r.get("verdict") in ("FAKE", "REAL") and _number(r.get("score")))
+    return r["status"] != "ok" or (r.get("verdict") in ("FAKE", "REAL") and finite_number(r.get("score")))
 
 
 NUMBERS_OR_NONE = ("fps", "duration_s", "width", "height", "pixel_aspect")
 
 
-def _number(x: Any) -> bool:
+def finite_number(x: Any) -> bool:
     """A finite int or float (not a bool, not NaN: strict JSON readers refuse NaN)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -115,7 +115,7 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
     before = doc["settings"]
     differ = [k for k in DECIDING if before.get(k) != settings.get(k)]
     kinds = ("image", "video") if not differ else ("image",) if set(differ) <= VIDEO_ONLY else ()
-    changed = [_difference(k, before.get(k), settings.get(k)) for k in differ]
+    changed = [setting_difference(k, before.get(k), settings.get(k)) for k in differ]
     if not kinds:
         command = f" (it ran `{before['command']}`)" if isinstance(before.get("command"), str) else ""
         raise ForgeryDetError(f"--resume: {path_text(path)} was scanned with other settings{command}: "

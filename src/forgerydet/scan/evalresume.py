@@ -1,0 +1,112 @@
+"""`evaluate --resume`: an evaluation of thousands of files (a DFDC test set is hours on a CPU) that crashes or is
+stopped goes on where it was. While it runs, evaluate saves the files scored so far into --out/metrics.json every so
+often (`in_progress`, no metrics yet: resume.Checkpointer times it); each file's record keeps its sha256 and every
+face's score, so that frame-level metrics can be computed again without scoring. `--resume` reads that file back
+(or a finished evaluation's, to score only the files a grown list adds) and takes over each file that was scored
+with the settings that decide a score (resume.DECIDING, less the threshold: it decides the accuracy only, which is
+computed again from the scores) and still holds the bytes scored then; the rest are scored."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from forgerydet import __version__
+from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.faces.media import IMAGE_EXTS
+from forgerydet.scan.resume import DECIDING, VIDEO_ONLY, finite_number, setting_difference, where
+
+METRICS = "metrics.json"
+SCORE_DECIDING = [k for k in DECIDING if k != "threshold"]
+
+
+def read_earlier_evaluation(out_dir: str | Path) -> dict[str, Any] | None:
+    """The earlier evaluation's metrics.json in `out_dir` (read before the model loads); None when there is none.
+    One ForgeryDetError line for a file that is not an evaluation's, or one written by another version of forgerydet
+    (or by one that did not keep the scores --resume needs)."""
+    path = Path(out_dir) / METRICS
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc["checkpoint"], dict) or not isinstance(doc["files"], list):
+            raise TypeError
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ForgeryDetError(f"--resume: cannot read {path_text(path)} ({os.strerror(e.errno or 0)})") from None
+    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
+        raise ForgeryDetError(f"--resume: {path_text(path)} is not the metrics.json of a forgerydet evaluation (give "
+                              f"the --out an earlier evaluation wrote, or leave out --resume)") from None
+    version = doc.get("forgerydet_version")
+    if version != __version__:
+        by = f"forgerydet {version}" if isinstance(version, str) else "a forgerydet that did not keep each file's scores"
+        raise ForgeryDetError(f"--resume: {path_text(path)} was written by {by}, this is forgerydet {__version__}: "
+                              f"its scores may differ or cannot be taken over; evaluate again without --resume")
+    return doc
+
+
+def _complete(r: Any) -> bool:
+    """Whether an earlier file record can be taken over: a path, the sha256 of the bytes scored, the file's score and
+    every face's (as many as n_faces, at least one), finite numbers; a score interval of two numbers or none."""
+    if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("path", "sha256")):
+        return False
+    faces = r.get("face_scores")
+    if not (finite_number(r.get("score")) and isinstance(faces, list) and faces and all(finite_number(s) for s in faces)
+            and r.get("n_faces") == len(faces) and not isinstance(r.get("n_faces"), bool)):
+        return False
+    iv = r.get("score_interval")
+    return iv is None or (isinstance(iv, list) and len(iv) == 2 and all(finite_number(x) for x in iv))
+
+
+def _kind(path: str) -> str:
+    return "image" if Path(path).suffix.lower() in IMAGE_EXTS else "video"
+
+
+def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, Any], crops: bool) -> dict[str, dict]:
+    """The earlier evaluation's file records (`doc`, read from `path`) that this one, of Scanner `settings` and
+    `crops`, can take over, keyed by the file's place (resume.where). Videos alone when --crops differs (it changes
+    how images are scored), images alone when a setting only videos depend on differs (--frames); one
+    ForgeryDetError line, naming each difference, when both or anything else that decides a score differs."""
+    if doc is None:
+        return {}
+    before = doc["checkpoint"]
+    differ = [k for k in SCORE_DECIDING if before.get(k) != settings.get(k)]
+    changed = [setting_difference(k, before.get(k), settings.get(k)) for k in differ]
+    kinds = {"image", "video"}
+    if set(differ) - VIDEO_ONLY:
+        kinds = set()
+    elif differ:
+        kinds.discard("video")
+    if doc.get("crops") is not crops:
+        kinds.discard("image")
+        changed.append(f"--crops: {'given' if doc.get('crops') else 'not given'} -> {'given' if crops else 'not given'}")
+    if not kinds:
+        raise ForgeryDetError(f"--resume: {path_text(path)} was scored with other settings: {'; '.join(changed)}; "
+                              f"resume with its options, or evaluate without --resume (or into another --out)")
+    folder = doc.get("working_directory") if isinstance(doc.get("working_directory"), str) else os.getcwd()
+    found: dict[str, dict] = {}
+    clash: set[str] = set()
+    for r in doc["files"]:
+        if not (_complete(r) and _kind(r["path"]) in kinds):
+            continue
+        key = where(r["path"], folder)
+        if key is not None:
+            if key in found and found[key] != r:  # two records of one file that disagree: neither is believed
+                clash.add(key)
+            found[key] = r
+    return {k: r for k, r in found.items() if k not in clash}
+
+
+def scored_record(earlier: dict[str, Any]) -> dict[str, Any]:
+    """A taken-over file record in the shape a scored file's has (evaluate's `_score_item`)."""
+    return {"status": "ok", "score": earlier["score"], "score_interval": earlier.get("score_interval"),
+            "sha256": earlier["sha256"], "faces": [{"score": s} for s in earlier["face_scores"]], "resumed": True}
+
+
+def resumed_text(taken: int, path: Path, scored: int, left_out: int) -> str:
+    """What `evaluate --resume` says: files taken over, files scored, earlier files not in this list."""
+    return (f"{taken} file{'' if taken == 1 else 's'} taken over from the earlier evaluation in {path_text(path)} (the "
+            f"same bytes, scored with the settings that decide their scores now), {scored} scored"
+            + (f"; {left_out} file{'' if left_out == 1 else 's'} of the earlier evaluation not in this one "
+               f"{'is' if left_out == 1 else 'are'} left out of the metrics" if left_out else ""))

@@ -1,0 +1,203 @@
+"""`evaluate --resume`: an evaluation that crashed goes on from the scores it saved while it ran."""
+
+import csv
+import functools
+import itertools
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+import forgerydet.scan.evaluate as ev
+from forgerydet import __version__
+from forgerydet.cli.app import app
+from forgerydet.errors import ForgeryDetError
+from forgerydet.model.checkpoint import save_checkpoint
+from forgerydet.scan.evalresume import earlier_scores, read_earlier_evaluation
+from forgerydet.scan.resume import Checkpointer
+from forgerydet.scan.scanner import ScanConfig, Scanner
+from tests.helpers import tiny_model
+
+
+@pytest.fixture
+def setup(tmp_path):
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(8, 3, 64, 64)), m.key_fingerprint())
+    ck = save_checkpoint(tmp_path / "ck.safetensors", m)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        if i % 2:
+            img[20:40, 20:40] = 250
+        cv2.imwrite(str(tmp_path / f"face{i}.png"), img)
+        rows.append({"path": f"face{i}.png", "label": "fake" if i % 2 else "real"})
+    lst = _list(tmp_path / "list.csv", rows)
+    return ck, lst, rows
+
+
+def _list(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Scanner._score counted; `crash_at[0]` = n makes the n-th call raise as a power cut would (not Ctrl-C: no
+    output is written after it), and the scores are saved after every file (as a long evaluation's are, every
+    few minutes)."""
+    calls, crash_at, real = [], [0], Scanner._score
+
+    def score(self, crops):
+        calls.append(1)
+        if len(calls) == crash_at[0]:
+            raise RuntimeError("power cut")
+        return real(self, crops)
+
+    monkeypatch.setattr(Scanner, "_score", score)
+    ticks = itertools.count(step=100.0)  # a clock where every file takes long enough for a save after it
+    monkeypatch.setattr(ev, "Checkpointer", functools.partial(Checkpointer, first_after=0.0, share=1.0,
+                                                          clock=lambda: next(ticks)))
+    return calls, crash_at
+
+
+def _crashed(ck, lst, out, counted, at=9):
+    calls, crash_at = counted
+    crash_at[0] = at
+    with pytest.raises(RuntimeError, match="power cut"):
+        ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out)
+    crash_at[0] = 0
+    calls.clear()
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_a_crashed_evaluation_resumed_scores_only_the_rest_and_gives_the_whole_metrics(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    saved = _crashed(ck, lst, out, counted)
+    assert saved["in_progress"] is True and "frame_level" not in saved and saved["forgerydet_version"] == __version__
+    assert [Path(f["path"]).name for f in saved["files"]] == [r["path"] for r in rows[:8]]
+    assert [Path(p).name for p in saved["not_scored"]] == [r["path"] for r in rows[8:]]
+    assert all(len(f["sha256"]) == 64 and f["face_scores"] == [f["score"]] for f in saved["files"])
+    calls, _ = counted
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 4  # the four files the crash left
+    assert (f"resumed: 8 files taken over from the earlier evaluation in {out / 'metrics.json'} (the same bytes, scored "
+            f"with the settings that decide their scores now), 4 scored") in " ".join(r.output.split())
+    res = json.loads((out / "metrics.json").read_text())
+    whole = ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True)  # the same set scored in one go
+    assert [f["score"] for f in res["files"]] == pytest.approx([f["score"] for f in whole["files"]])
+    assert res["frame_level"]["overall"]["auc"] == pytest.approx(whole["frame_level"]["overall"]["auc"])
+    assert res["frame_level"]["overall"]["auc"] == pytest.approx(
+        roc_auc_score([f["label"] for f in res["files"]], [f["score"] for f in res["files"]]))
+    assert res["in_progress"] is False and res["resumed"]["files_taken_over"] == 8
+    assert sum(bool(f.get("resumed")) for f in res["files"]) == 8
+
+
+def test_changed_bytes_edited_records_and_two_disagreeing_records_are_scored_again(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    saved = _crashed(ck, lst, out, counted)
+    img = cv2.imread(str(tmp_path / "face0.png"))
+    cv2.imwrite(str(tmp_path / "face0.png"), 255 - img)  # other bytes under the same name
+    saved["files"][1]["face_scores"] = [float("nan")]  # edited by hand: not a score a scan writes
+    saved["files"][2]["n_faces"] = 3  # n_faces no longer the number of face scores
+    saved["files"].append({**saved["files"][3], "score": 0.5, "face_scores": [0.5]})  # face3 twice, disagreeing
+    (out / "metrics.json").write_text(json.dumps(saved))
+    calls, _ = counted
+    res = ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
+    assert len(calls) == 8 and res["resumed"]["files_taken_over"] == 4  # face0-3 and face8-11 scored
+    assert not any(f.get("resumed") for f in res["files"][:4])
+
+
+def test_other_deciding_settings_are_refused_before_any_scoring_and_a_threshold_is_not_one(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    _crashed(ck, lst, out, counted)
+    calls, _ = counted
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out", str(out), "--resume"]
+    r = CliRunner().invoke(app, [*args, "--tta", "flip"])
+    assert r.exit_code == 1 and "Traceback" not in r.output and not calls
+    assert "was scored with other settings: --tta: tta 'none' -> 'flip'" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, [*args, "--threshold", "0.01"])  # decides the accuracy only, computed again
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "metrics.json").read_text())
+    assert len(calls) == 4 and res["threshold"] == 0.01 and res["frame_level"]["overall"]["accuracy"] == 0.5
+
+def test_without_crops_no_image_scored_as_a_crop_is_taken_over(setup, tmp_path, counted, monkeypatch):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    _crashed(ck, lst, out, counted)
+    scanned = []
+    monkeypatch.setattr(Scanner, "scan_file", lambda self, path: scanned.append(path) or {
+        "path": str(path), "status": "no_face", "faces": [], "score": None})
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--device", "cpu", "--out", str(out),
+                                 "--resume"])
+    assert r.exit_code == 1 and "no listed file produced a score" in r.output
+    assert len(scanned) == 12  # every image detected again, none of the 8 crop scores taken over
+
+
+def test_a_grown_list_scores_only_its_new_files_and_says_which_earlier_ones_it_left_out(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    calls, _ = counted
+    ev.evaluate(_list(tmp_path / "first.csv", rows[:6]), ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out)
+    calls.clear()
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    os.symlink(tmp_path / "face2.png", sub / "link.png")  # the same file through a link: the same place
+    grown = [*rows[1:2], {"path": "sub/link.png", "label": "real"}, *rows[6:10]]
+    r = CliRunner().invoke(app, ["evaluate", str(_list(tmp_path / "grown.csv", grown)), "--checkpoint", str(ck),
+                                 "--crops", "--device", "cpu", "--out", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 4
+    assert "2 files taken over" in r.output and "4 scored; 4 files of the earlier evaluation not in this one are left " \
+        "out of the metrics" in " ".join(r.output.split())
+    assert len(json.loads((out / "metrics.json").read_text())["files"]) == 6
+
+
+def test_an_earlier_file_that_cannot_be_resumed_is_one_line_before_the_model_loads(setup, tmp_path, monkeypatch):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    out.mkdir()
+    monkeypatch.setattr(Scanner, "__init__", lambda *a, **k: pytest.fail("the model was loaded"))
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--out", str(out), "--resume"]
+    for text, said in [("not json", "is not the metrics.json of a forgerydet evaluation"),
+                       (json.dumps({"checkpoint": {}, "files": []}), "was written by a forgerydet that did not keep "
+                                                                      "each file's scores"),
+                       (json.dumps({"checkpoint": {}, "files": [], "forgerydet_version": "0.0.1"}),
+                        "was written by forgerydet 0.0.1")]:
+        (out / "metrics.json").write_text(text)
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 1 and said in " ".join(r.output.split()) and "Traceback" not in r.output
+        assert (out / "metrics.json").read_text() == text  # left as it was
+    (out / "metrics.json").unlink()
+    assert read_earlier_evaluation(out) is None
+    with pytest.raises(ForgeryDetError, match="--out folder"):
+        ev.evaluate(lst, ck, resume=True)
+
+
+def test_earlier_scores_take_over_by_kind_when_only_frames_or_crops_differ():
+    settings = {"checkpoint_sha256": "a", "frames_per_video": 32, "tta": "none"}
+    rec = lambda p: {"path": p, "sha256": "0" * 64, "score": 0.3, "face_scores": [0.3], "n_faces": 1,  # noqa: E731
+                     "score_interval": None}
+    doc = {"checkpoint": dict(settings), "crops": False, "files": [rec("/d/a.png"), rec("/d/b.mp4")],
+           "working_directory": "/d"}
+    assert sorted(earlier_scores(doc, Path("m.json"), settings, False)) == ["/d/a.png", "/d/b.mp4"]
+    assert sorted(earlier_scores(doc, Path("m.json"), {**settings, "frames_per_video": 8}, False)) == ["/d/a.png"]
+    assert sorted(earlier_scores(doc, Path("m.json"), settings, True)) == ["/d/b.mp4"]
+    with pytest.raises(ForgeryDetError, match="--frames: frames_per_video 32 -> 8; --crops: not given -> given"):
+        earlier_scores(doc, Path("m.json"), {**settings, "frames_per_video": 8}, True)
+    assert earlier_scores(None, Path("m.json"), settings, False) == {}
