@@ -71,11 +71,11 @@ def counted(monkeypatch):
     return calls, crash_at
 
 
-def _crashed(ck, lst, out, counted, at=9):
+def _crashed(ck, lst, out, counted, at=9, resume=False):
     calls, crash_at = counted
     crash_at[0] = at
     with pytest.raises(RuntimeError, match="power cut"):
-        ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out)
+        ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=resume)
     crash_at[0] = 0
     calls.clear()
     return json.loads((out / "metrics.json").read_text())
@@ -201,3 +201,17 @@ def test_earlier_scores_take_over_by_kind_when_only_frames_or_crops_differ():
     with pytest.raises(ForgeryDetError, match="--frames: frames_per_video 32 -> 8; --crops: not given -> given"):
         earlier_scores(doc, Path("m.json"), {**settings, "frames_per_video": 8}, True)
     assert earlier_scores(None, Path("m.json"), settings, False) == {}
+
+
+def test_a_resumed_evaluation_that_crashes_again_keeps_the_earlier_scores_it_had_not_reached(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    _crashed(ck, lst, out, counted)  # face0-7 scored
+    backwards = _list(tmp_path / "backwards.csv", rows[::-1])  # face11 first: scored, then the crash on face10
+    saved = _crashed(ck, backwards, out, counted, at=2, resume=True)
+    assert [Path(f["path"]).name for f in saved["files"]] == ["face11.png"]
+    assert sorted(Path(f["path"]).name for f in saved["earlier_files"]) == sorted(r["path"] for r in rows[:8])
+    calls, _ = counted
+    res = ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
+    assert res["resumed"]["files_taken_over"] == 9 and len(calls) == 3  # face8, face9, face10
+    assert "earlier_files" not in res

@@ -87,7 +87,8 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
     folder = doc.get("working_directory") if isinstance(doc.get("working_directory"), str) else os.getcwd()
     found: dict[str, dict] = {}
     clash: set[str] = set()
-    for r in doc["files"]:
+    carried = doc.get("earlier_files") if isinstance(doc.get("earlier_files"), list) else []
+    for r in doc["files"] + carried:  # files scored, and the scores of files not reached that an evaluation before had
         if not (_complete(r) and _kind(r["path"]) in kinds):
             continue
         key = where(r["path"], folder)
@@ -96,6 +97,13 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
                 clash.add(key)
             found[key] = r
     return {k: r for k, r in found.items() if k not in clash}
+
+
+def not_reached_scores(earlier: dict[str, dict], files: list[Path]) -> list[dict]:
+    """The earlier evaluation's records of `files` (not reached by this one yet), kept in the metrics.json this one
+    saves so that a resumed evaluation stopped or crashed again does not lose them; with `files`' paths as given now.
+    (Their sha256 is checked when they are taken over.)"""
+    return [dict(earlier[k], path=path_text(f)) for f in files if (k := where(f)) in earlier]
 
 
 def scored_record(earlier: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.evalresume import (METRICS, earlier_scores, read_earlier_evaluation, resumed_text,
-                                        scored_record)
+from forgerydet.scan.evalresume import (METRICS, earlier_scores, not_reached_scores, read_earlier_evaluation,
+                                        resumed_text, scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
 from forgerydet.scan.resume import Checkpointer, left_out, take_over
 from forgerydet.scan.scanner import Scanner
@@ -80,7 +80,8 @@ def evaluate(
     file_y, file_s, file_g, file_p = [], [], [], []
     records, skipped = [], []
     done, interrupted = 0, False
-    keeper = Checkpointer(lambda recs, _: _save_progress(Path(out_dir), head, recs, skipped, items[done:])) if out_dir else None
+    keeper = (Checkpointer(lambda recs, _: _save_progress(Path(out_dir), head, recs, skipped, items[done:], earlier))
+              if out_dir else None)
     try:
         for i, it in enumerate(items):
             if progress:
@@ -133,7 +134,7 @@ def evaluate(
         if not out_dir:
             raise KeyboardInterrupt(f"interrupted {when}") from None
         try:  # the scores are kept: --resume computes the metrics without scoring again
-            _save_progress(Path(out_dir), head, records, skipped, items[done:])
+            _save_progress(Path(out_dir), head, records, skipped, items[done:], earlier)
         except (OSError, ForgeryDetError) as e:
             raise KeyboardInterrupt(f"interrupted {when}; saving the scores failed too ({e})") from None
         raise KeyboardInterrupt(f"interrupted {when}: the scores are saved in {path_text(Path(out_dir) / METRICS)} "
@@ -148,6 +149,7 @@ def evaluate(
     if interrupted:
         result["interrupted"] = {"done": done, "total": len(items)}
         result["not_scored"] = [path_text(it.path) for it in items[done:]]  # as scan marks them not_scanned
+        result["earlier_files"] = not_reached_scores(earlier, [it.path for it in items[done:]])  # for the next --resume
         problems.append(f"interrupted after {done} of {len(items)} listed file(s): the metrics use the files scored so far"
                         + ("; the same command with --resume scores the rest" if out_dir else ""))
     if skipped:
@@ -182,11 +184,14 @@ def _stopped(out_dir: str | Path | None, when: str) -> KeyboardInterrupt:
         f"{'it was' if len(there) == 1 else 'they were'}" if there else ""))
 
 
-def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped: list[dict], rest: list[Item]) -> None:
-    """The files scored so far into metrics.json (in_progress, no metrics), fsynced, for --resume after a crash;
-    an earlier evaluation's plots are removed, as they are not of these scores."""
+def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped: list[dict], rest: list[Item],
+                   earlier: dict[str, dict]) -> None:
+    """The files scored so far into metrics.json (in_progress, no metrics), fsynced, for --resume after a crash,
+    with the files not reached yet and the earlier evaluation's scores of those (a resumed evaluation that crashes
+    again keeps them); an earlier evaluation's plots are removed, as they are not of these scores."""
     doc = {**head, "in_progress": True, "files": records, "skipped": skipped,
-           "not_scored": [path_text(it.path) for it in rest]}
+           "not_scored": [path_text(it.path) for it in rest],
+           "earlier_files": not_reached_scores(earlier, [it.path for it in rest])}
     write_text_atomic(out / METRICS, json.dumps(doc, indent=1), durable=True)
     for name in PLOTS:
         (out / name).unlink(missing_ok=True)
