@@ -114,12 +114,13 @@ def test_changed_bytes_edited_records_and_two_disagreeing_records_are_scored_aga
     cv2.imwrite(str(tmp_path / "face0.png"), 255 - img)  # other bytes under the same name
     saved["files"][1]["face_scores"] = [float("nan")]  # edited by hand: not a score a scan writes
     saved["files"][2]["n_faces"] = 3  # n_faces no longer the number of face scores
+    saved["files"][4]["score"] = saved["files"][4]["face_scores"][0] = 1e300  # not a probability
     saved["files"].append({**saved["files"][3], "score": 0.5, "face_scores": [0.5]})  # face3 twice, disagreeing
     (out / "metrics.json").write_text(json.dumps(saved))
     calls, _ = counted
     res = ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
-    assert len(calls) == 8 and res["resumed"]["files_taken_over"] == 4  # face0-3 and face8-11 scored
-    assert not any(f.get("resumed") for f in res["files"][:4])
+    assert len(calls) == 9 and res["resumed"]["files_taken_over"] == 3  # face0-4 and face8-11 scored
+    assert not any(f.get("resumed") for f in res["files"][:5])
 
 
 def test_other_deciding_settings_are_refused_before_any_scoring_and_a_threshold_is_not_one(setup, tmp_path, counted):
@@ -147,6 +148,9 @@ def test_without_crops_no_image_scored_as_a_crop_is_taken_over(setup, tmp_path, 
                                  "--resume"])
     assert r.exit_code == 1 and "no listed file produced a score" in r.output
     assert len(scanned) == 12  # every image detected again, none of the 8 crop scores taken over
+    said = " ".join(r.output.split())  # before the scoring, not only in the end line
+    assert (f"note: --resume: {out / 'metrics.json'} was scored with other settings (--crops: given -> not given): "
+            f"only its videos are taken over, its images are scored again") in said
 
 
 def test_a_grown_list_scores_only_its_new_files_and_says_which_earlier_ones_it_left_out(setup, tmp_path, counted):
@@ -215,3 +219,80 @@ def test_a_resumed_evaluation_that_crashes_again_keeps_the_earlier_scores_it_had
     res = ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
     assert res["resumed"]["files_taken_over"] == 9 and len(calls) == 3  # face8, face9, face10
     assert "earlier_files" not in res
+
+
+def test_a_second_evaluation_into_the_same_out_while_one_runs_is_refused(setup, tmp_path):
+    import fcntl
+
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)  # as the running evaluation holds it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                     "--out", str(out)])
+        assert r.exit_code == 1 and "Traceback" not in r.output
+        assert f"--out {out}: another evaluation is writing there now" in " ".join(r.output.split())
+        assert list(out.iterdir()) == []
+    finally:
+        os.close(held)
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output  # released at the end of the other
+
+
+def test_an_unfinished_evaluation_is_not_replaced_without_resume(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    _crashed(ck, lst, out, counted)
+    before = (out / "metrics.json").read_bytes()
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(out)])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert (f"{out / 'metrics.json'} holds the scores of an unfinished evaluation (8 file(s)), which this one would "
+            f"replace: the same command with --resume goes on with it") in " ".join(r.output.split())
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_what_is_not_a_metrics_file_is_one_line_and_never_read_or_written(setup, tmp_path, monkeypatch):
+    ck, lst, rows = setup
+    monkeypatch.setattr(Scanner, "__init__", lambda *a, **k: pytest.fail("the model was loaded"))
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    os.mkfifo(pipe / "metrics.json")  # reading or writing it would wait for a writer or reader for ever
+    for extra in ([], ["--resume"]):
+        r = CliRunner().invoke(app, ["evaluate", str(lst), "--crops", "--out", str(pipe), *extra])
+        assert r.exit_code == 1 and "is not a file (a folder, a named pipe or a device)" in " ".join(r.output.split())
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "metrics.json").write_text('{"a":' * 100000 + "1" + "}" * 100000)  # deeper than json reads
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--crops", "--out", str(deep), "--resume"])
+    assert r.exit_code == 1 and "is not the metrics.json of a forgerydet evaluation" in " ".join(r.output.split())
+    assert "Traceback" not in r.output
+
+
+def test_names_that_are_not_utf8_and_files_without_a_face_are_taken_over(tmp_path, astronaut, monkeypatch):
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=16).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(8, 3, 64, 64)), m.key_fingerprint())
+    ck = save_checkpoint(tmp_path / "ck.safetensors", m)
+    reals, fakes = tmp_path / "real", tmp_path / "fake"
+    reals.mkdir()
+    fakes.mkdir()
+    cv2.imwrite(str(reals / "a.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    odd = os.fsdecode(bytes(fakes) + b"/b\xff.png")  # a name of bytes that are not UTF-8
+    cv2.imwrite(str(tmp_path / "b.png"), cv2.cvtColor(astronaut[:, ::-1], cv2.COLOR_RGB2BGR))
+    os.rename(tmp_path / "b.png", odd)
+    cv2.imwrite(str(fakes / "noise.png"), np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    args = ["evaluate", "--real", str(reals), "--fake", str(fakes), "--checkpoint", str(ck), "--device", "cpu",
+            "--out", str(tmp_path / "ev")]
+    r = CliRunner().invoke(app, args)
+    assert "noise.png" in r.output and "1 of 3 listed file(s) were skipped" in " ".join(r.output.split())
+    scanned = []
+    real_scan = Scanner.scan_file
+    monkeypatch.setattr(Scanner, "scan_file", lambda self, path: scanned.append(path) or real_scan(self, path))
+    r = CliRunner().invoke(app, [*args, "--resume"])
+    assert scanned == [] and "3 files taken over" in r.output and "left out" not in r.output
+    res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert [s["status"] for s in res["skipped"]] == ["no_face"] and res["skipped"][0]["resumed"] is True

@@ -69,7 +69,8 @@ def test_no_earlier_json_means_everything_is_scanned(tmp_path):
 
 def test_a_file_that_is_no_scan_json_or_from_another_version_is_refused(tmp_path):
     p = tmp_path / "x.json"
-    for text in ("not json", "[1, 2]", json.dumps({"settings": {}}), json.dumps({"settings": [], "files": []})):
+    for text in ("not json", "[1, 2]", json.dumps({"settings": {}}), json.dumps({"settings": [], "files": []}),
+                 '{"a":' * 100000 + "1" + "}" * 100000):  # (nested deeper than json reads: a RecursionError)
         p.write_text(text)
         with pytest.raises(ForgeryDetError, match=r"^--resume: .*x.json is not the JSON of a forgerydet scan"):
             read_earlier(p)

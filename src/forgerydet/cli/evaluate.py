@@ -61,13 +61,15 @@ def evaluate_cmd(
         from forgerydet.scan.evaluate import evaluate as run  # torch and timm: ~5 s, after the layout was read
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
                          precision=precision)
-        if resume and not (out / "metrics.json").exists():  # a mistyped --out would score a night's set again
-            note("note:", f"--resume: no earlier evaluation in {printable(out)}: every file is scored", style="yellow")
+        if resume and (not out.exists() or (out.is_dir() and not (out / "metrics.json").exists())):  # a mistyped
+            note("note:", f"--resume: no earlier evaluation in {printable(out)}: every file is scored",  # --out would
+                 style="yellow")  # score a night's set again
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")
             res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out, notes=layout_notes, resume=resume,
-                      progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name))
+                      progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name),
+                      say=lambda line: note("note:", line, style="yellow"))
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")

@@ -8,25 +8,31 @@ computed again from the scores) and still holds the bytes scored then; the rest 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.scan.resume import DECIDING, VIDEO_ONLY, finite_number, setting_difference, where
+from forgerydet.scan.resume import DECIDING, VIDEO_ONLY, finite_number, fs_name, setting_difference, where
 
 METRICS = "metrics.json"
 SCORE_DECIDING = [k for k in DECIDING if k != "threshold"]
 
 
-def read_earlier_evaluation(out_dir: str | Path) -> dict[str, Any] | None:
+def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[str, Any] | None:
     """The earlier evaluation's metrics.json in `out_dir` (read before the model loads); None when there is none.
-    One ForgeryDetError line for a file that is not an evaluation's, or one written by another version of forgerydet
-    (or by one that did not keep the scores --resume needs)."""
+    One ForgeryDetError line for something there that is not a file (a named pipe would hang the reading and the
+    writing), for a file that is not an evaluation's, or one written by another version of forgerydet (or by one
+    that did not keep the scores --resume needs). resume=False (an evaluation that starts over): None, or one line
+    when it is an unfinished evaluation's, whose saved scores this one would replace."""
     path = Path(out_dir) / METRICS
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ForgeryDetError(f"{path_text(path)} is not a file (a folder, a named pipe or a device): evaluate writes its "
+                              f"metrics there; remove it or give another --out")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(doc["checkpoint"], dict) or not isinstance(doc["files"], list):
@@ -35,9 +41,17 @@ def read_earlier_evaluation(out_dir: str | Path) -> dict[str, Any] | None:
         return None
     except OSError as e:
         raise ForgeryDetError(f"--resume: cannot read {path_text(path)} ({os.strerror(e.errno or 0)})") from None
-    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, KeyError, TypeError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        if not resume:
+            return None  # not an evaluation's: replaced, as before
         raise ForgeryDetError(f"--resume: {path_text(path)} is not the metrics.json of a forgerydet evaluation (give "
                               f"the --out an earlier evaluation wrote, or leave out --resume)") from None
+    if not resume:
+        if doc.get("in_progress") is True:
+            raise ForgeryDetError(f"{path_text(path)} holds the scores of an unfinished evaluation ({len(doc['files'])} "
+                                  f"file(s)), which this one would replace: the same command with --resume goes on "
+                                  f"with it; to start over, remove it or give another --out")
+        return None
     version = doc.get("forgerydet_version")
     if version != __version__:
         by = f"forgerydet {version}" if isinstance(version, str) else "a forgerydet that did not keep each file's scores"
@@ -46,28 +60,37 @@ def read_earlier_evaluation(out_dir: str | Path) -> dict[str, Any] | None:
     return doc
 
 
+def _probability(x: Any) -> bool:
+    return finite_number(x) and 0.0 <= x <= 1.0
+
+
 def _complete(r: Any) -> bool:
-    """Whether an earlier file record can be taken over: a path, the sha256 of the bytes scored, the file's score and
-    every face's (as many as n_faces, at least one), finite numbers; a score interval of two numbers or none."""
+    """Whether an earlier record can be taken over: a path and the sha256 of the bytes scored, and either a file
+    found to hold no face (status no_face, from the skipped list) or the file's score and every face's (as many as
+    n_faces, at least one), probabilities; a score interval of two, in order, or none."""
     if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("path", "sha256")):
         return False
+    if r.get("status") == "no_face":
+        return r.get("error") is None or isinstance(r["error"], str)
     faces = r.get("face_scores")
-    if not (finite_number(r.get("score")) and isinstance(faces, list) and faces and all(finite_number(s) for s in faces)
+    if not (_probability(r.get("score")) and isinstance(faces, list) and faces and all(_probability(s) for s in faces)
             and r.get("n_faces") == len(faces) and not isinstance(r.get("n_faces"), bool)):
         return False
     iv = r.get("score_interval")
-    return iv is None or (isinstance(iv, list) and len(iv) == 2 and all(finite_number(x) for x in iv))
+    return iv is None or (isinstance(iv, list) and len(iv) == 2 and all(_probability(x) for x in iv) and iv[0] <= iv[1])
 
 
 def _kind(path: str) -> str:
     return "image" if Path(path).suffix.lower() in IMAGE_EXTS else "video"
 
 
-def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, Any], crops: bool) -> dict[str, dict]:
+def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, Any], crops: bool,
+                   notes: list[str] | None = None) -> dict[str, dict]:
     """The earlier evaluation's file records (`doc`, read from `path`) that this one, of Scanner `settings` and
-    `crops`, can take over, keyed by the file's place (resume.where). Videos alone when --crops differs (it changes
-    how images are scored), images alone when a setting only videos depend on differs (--frames); one
-    ForgeryDetError line, naming each difference, when both or anything else that decides a score differs."""
+    `crops`, can take over, keyed by the file's place (resume.where): files scored, and files found to hold no face.
+    Videos alone when --crops differs (it changes how images are scored), images alone when a setting only videos
+    depend on differs (--frames), and then a line saying so is added to `notes`; one ForgeryDetError line, naming
+    each difference, when both or anything else that decides a score differs."""
     if doc is None:
         return {}
     before = doc["checkpoint"]
@@ -84,17 +107,20 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
     if not kinds:
         raise ForgeryDetError(f"--resume: {path_text(path)} was scored with other settings: {'; '.join(changed)}; "
                               f"resume with its options, or evaluate without --resume (or into another --out)")
+    if changed and notes is not None:
+        other = "images" if kinds == {"video"} else "videos"
+        notes.append(f"--resume: {path_text(path)} was scored with other settings ({'; '.join(changed)}): only its "
+                     f"{next(iter(kinds))}s are taken over, its {other} are scored again")
     folder = doc.get("working_directory") if isinstance(doc.get("working_directory"), str) else os.getcwd()
     found: dict[str, dict] = {}
     clash: set[str] = set()
-    carried = doc.get("earlier_files") if isinstance(doc.get("earlier_files"), list) else []
-    for r in doc["files"] + carried:  # files scored, and the scores of files not reached that an evaluation before had
-        if not (_complete(r) and _kind(r["path"]) in kinds):
+    listed = [doc[k] if isinstance(doc.get(k), list) else [] for k in ("files", "earlier_files", "skipped")]
+    for r in [r for records in listed for r in records]:  # files scored, the scores of files not reached that the
+        if not (_complete(r) and _kind(r["path"]) in kinds):  # evaluation before had, files without a face
             continue
-        key = where(r["path"], folder)
-        if key is not None:
-            if key in found and found[key] != r:  # two records of one file that disagree: neither is believed
-                clash.add(key)
+        for key in {where(r["path"], folder), where(fs_name(r["path"]), folder)} - {None}:  # as written, and a name
+            if key in found and found[key] != r:  # of bytes that are not UTF-8 (errors.path_text) as on disk
+                clash.add(key)  # two records of one file that disagree: neither is believed
             found[key] = r
     return {k: r for k, r in found.items() if k not in clash}
 
@@ -107,7 +133,10 @@ def not_reached_scores(earlier: dict[str, dict], files: list[Path]) -> list[dict
 
 
 def scored_record(earlier: dict[str, Any]) -> dict[str, Any]:
-    """A taken-over file record in the shape a scored file's has (evaluate's `_score_item`)."""
+    """A taken-over file record in the shape a scored file's has (evaluate's `_score_item`), or a file found to hold
+    no face."""
+    if earlier.get("status") == "no_face":
+        return {"status": "no_face", "error": earlier.get("error"), "sha256": earlier["sha256"], "resumed": True}
     return {"status": "ok", "score": earlier["score"], "score_interval": earlier.get("score_interval"),
             "sha256": earlier["sha256"], "faces": [{"score": s} for s in earlier["face_scores"]], "resumed": True}
 
@@ -118,3 +147,36 @@ def resumed_text(taken: int, path: Path, scored: int, left_out: int) -> str:
             f"same bytes, scored with the settings that decide their scores now), {scored} scored"
             + (f"; {left_out} file{'' if left_out == 1 else 's'} of the earlier evaluation not in this one "
                f"{'is' if left_out == 1 else 'are'} left out of the metrics" if left_out else ""))
+
+
+@contextlib.contextmanager
+def folder_held(out_dir: str | Path) -> Iterator[None]:
+    """The --out folder held by this evaluation while it runs (an exclusive flock on the folder itself: no file is
+    added): a second evaluation into it at once is refused with one line instead of replacing this one's saved scores
+    and plots in silence. The folder is made if need be, and removed again if it is still empty at the end. Where the
+    file system has no locks (some network mounts) or the platform none, it is not held."""
+    out = Path(out_dir)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    fd = None
+    try:
+        import fcntl
+
+        fd = os.open(out, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ForgeryDetError(f"--out {path_text(out)}: another evaluation is writing there now: wait for it to end, or "
+                              f"give another --out") from None
+    except (ImportError, OSError):
+        if fd is not None:
+            os.close(fd)
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: nothing was written

@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -25,8 +25,8 @@ from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.evalresume import (METRICS, earlier_scores, not_reached_scores, read_earlier_evaluation,
-                                        resumed_text, scored_record)
+from forgerydet.scan.evalresume import (METRICS, earlier_scores, folder_held, not_reached_scores,
+                                        read_earlier_evaluation, resumed_text, scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
 from forgerydet.scan.resume import Checkpointer, left_out, take_over
 from forgerydet.scan.scanner import Scanner
@@ -41,6 +41,7 @@ def evaluate(
     progress: Progress | None = None,
     notes: list[str] | None = None,
     resume: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Score every file of `source` (a LIST.csv, or items from scan.evalsets) and compute metrics. crops=True:
     images are already face crops (scored as they are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
@@ -49,13 +50,24 @@ def evaluate(
     incomplete (skipped files, a class left without scores): the CLI exits 1 when it is not empty. `notes` (what
     reading a dataset's layout found, e.g. a method left out) lead result["notes"], which metrics.json keeps.
 
-    With out_dir, the files scored so far are saved into metrics.json while it runs (evalresume), and resume=True
-    takes over the files an earlier evaluation there scored with the same settings and bytes (result["resumed"])."""
-    if out_dir:
-        check_output(out_dir, "--out", folder=True)
+    With out_dir, the files scored so far are saved into metrics.json while it runs (evalresume), the folder is
+    held against a second evaluation at once (evalresume.folder_held), and resume=True takes over the files an
+    earlier evaluation there scored with the same settings and bytes (result["resumed"]); without it, an unfinished
+    evaluation's saved scores there are refused, not replaced. `say` gets what is worth saying before the scoring
+    (the files --resume cannot take over for a changed setting)."""
     if resume and not out_dir:
         raise ForgeryDetError("--resume goes on with the evaluation whose --out folder is given")
-    earlier_doc = read_earlier_evaluation(out_dir) if resume else None  # a bad file is said before the model loads
+    if not out_dir:
+        return _evaluate(source, checkpoint, config, crops, None, progress, notes, False, None, say)
+    check_output(out_dir, "--out", folder=True)
+    earlier_doc = read_earlier_evaluation(out_dir, resume)  # a bad file is said before the model loads
+    with folder_held(out_dir):
+        return _evaluate(source, checkpoint, config, crops, out_dir, progress, notes, resume, earlier_doc, say)
+
+
+def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, config: ScanConfig | None, crops: bool,
+              out_dir: str | Path | None, progress: Progress | None, notes: list[str] | None, resume: bool,
+              earlier_doc: dict[str, Any] | None, say: Callable[[str], None] | None) -> dict[str, Any]:
     if isinstance(source, list):
         if out_dir:  # an --out inside a --real folder: its roc.png was scored as a real face on the next run
             source = [it for it in source if not _written_here(Path(out_dir), it.path)]
@@ -72,7 +84,11 @@ def evaluate(
         raise _stopped(out_dir, "while the model loaded, before any file was scored") from None
     thr = scanner.threshold
     settings = scanner.settings()
-    earlier = earlier_scores(earlier_doc, Path(out_dir or ".") / METRICS, settings, crops) if resume else {}
+    restricted: list[str] = []
+    earlier = earlier_scores(earlier_doc, Path(out_dir or ".") / METRICS, settings, crops, restricted) if resume else {}
+    for line in restricted:
+        if say:
+            say(line)
     head = {"forgerydet_version": __version__, "checkpoint": settings, "threshold": thr, "crops": crops,
             "working_directory": os.getcwd()}
     taken, save_notes = 0, []
@@ -89,30 +105,33 @@ def evaluate(
             was = take_over(earlier, it.path) if earlier else None
             rec = scored_record(was) if was is not None else _score_item(scanner, it, crops)
             taken += was is not None
+            resumed = {"resumed": True} if was else {}
+            if rec["status"] != "ok":  # (a file without a face keeps its sha256: --resume need not scan it again)
+                skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error"),
+                                "sha256": rec.get("sha256")} | resumed)
+            else:
+                n = len(rec["faces"])
+                face_y += [it.label] * n
+                face_s += [f["score"] for f in rec["faces"]]
+                face_g += [it.group] * n
+                face_p += [it.pool] * n
+                face_f += [len(file_y)] * n
+                file_y.append(it.label)
+                file_s.append(rec["score"])
+                file_g.append(it.group)
+                file_p.append(it.pool)
+                records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
+                                "score_interval": rec.get("score_interval"), "n_faces": n, "sha256": rec.get("sha256"),
+                                "face_scores": [f["score"] for f in rec["faces"]]} | resumed)
             done = i + 1
-            if rec["status"] != "ok":
-                skipped.append({"path": path_text(it.path), "status": rec["status"], "error": rec.get("error")})
-                continue
-            n = len(rec["faces"])
-            face_y += [it.label] * n
-            face_s += [f["score"] for f in rec["faces"]]
-            face_g += [it.group] * n
-            face_p += [it.pool] * n
-            face_f += [len(file_y)] * n
-            file_y.append(it.label)
-            file_s.append(rec["score"])
-            file_g.append(it.group)
-            file_p.append(it.pool)
-            records.append({"path": path_text(it.path), "label": it.label, "group": it.group, "score": rec["score"],
-                            "score_interval": rec.get("score_interval"), "n_faces": n, "sha256": rec.get("sha256"),
-                            "face_scores": [f["score"] for f in rec["faces"]]} | ({"resumed": True} if was else {}))
             if keeper is not None and keeper.due():  # what a crash would otherwise lose
                 keeper = _save_so_far(keeper, records, save_notes)
     except KeyboardInterrupt:  # a long evaluation stopped by Ctrl-C still reports the files it scored
+        done = len(records) + len(skipped)  # each file reached went to one of them, whole (`records` grows last)
         if not records:
             raise _stopped(out_dir, f"after {done} of {len(items)} listed file(s), before any got a score") from None
         interrupted = True
-        k, m = len(records), sum(r["n_faces"] for r in records)  # `records` grows last: drop a half-added file
+        k, m = len(records), sum(r["n_faces"] for r in records)  # drop the face scores of a half-added file
         file_y, file_s, file_g, file_p = file_y[:k], file_s[:k], file_g[:k], file_p[:k]
         face_y, face_s, face_g, face_p, face_f = face_y[:m], face_s[:m], face_g[:m], face_p[:m], face_f[:m]
     if progress and not interrupted:
@@ -162,7 +181,7 @@ def evaluate(
     result["problems"] = problems
     # what reading the layout found, how this scoring departs from the calibration, what the files are to the model
     result["notes"] = (list(notes or []) + settings_notes(result["checkpoint"], scanner.config.threshold)
-                       + _notes(items, crops, scanner.checkpoint.meta) + save_notes)
+                       + _notes(items, crops, scanner.checkpoint.meta) + restricted + save_notes)
     result["output_errors"] = []
     if out_dir:
         curves = {"frame level": (face_y, face_s), "video level": (file_y, file_s)}

@@ -95,7 +95,7 @@ def read_earlier(path: Path) -> dict[str, Any] | None:
         return None
     except OSError as e:
         raise ForgeryDetError(f"--resume: cannot read {path_text(path)} ({os.strerror(e.errno or 0)})") from None
-    except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, KeyError, TypeError, RecursionError):  # (UnicodeDecodeError is a ValueError)
         raise ForgeryDetError(f"--resume: {path_text(path)} is not the JSON of a forgerydet scan (give the --json an "
                               f"earlier scan wrote, or leave out --resume)") from None
     if doc.get("forgerydet_version") != __version__:
@@ -127,14 +127,14 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
     for r in doc["files"]:
         if not (_complete(r) and r["kind"] in kinds):
             continue
-        for key in {where(r["path"], folder), where(_fs_name(r["path"]), folder)} - {None}:  # as written, and a name
+        for key in {where(r["path"], folder), where(fs_name(r["path"]), folder)} - {None}:  # as written, and a name
             if key in found and found[key] != r:  # of bytes that are not UTF-8 (errors.path_text) as on disk
                 clash.add(key)  # two records of one file that disagree (a hand edit): neither is taken over
             found[key] = r
     return {k: r for k, r in found.items() if k not in clash}
 
 
-def _fs_name(text: str) -> str:
+def fs_name(text: str) -> str:
     """A path as errors.path_text wrote it (each byte that is not UTF-8 as the four characters \\xNN) as the name on
     disk, with those bytes back (surrogate escapes, as os.fsdecode gives)."""
     if "\\x" not in text:
