@@ -25,27 +25,9 @@ from forgerydet.scan.scanner import ScanConfig, Scanner
 from tests.helpers import tiny_model
 
 
-@pytest.fixture
-def setup(tmp_path):
-    torch.manual_seed(0)
-    m = tiny_model(bank_size=16).eval()
-    m.bank.rebuild(m.encode_keys(torch.rand(8, 3, 64, 64)), m.key_fingerprint())
-    ck = save_checkpoint(tmp_path / "ck.safetensors", m)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(12):
-        img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-        if i % 2:
-            img[20:40, 20:40] = 250
-        cv2.imwrite(str(tmp_path / f"face{i}.png"), img)
-        rows.append({"path": f"face{i}.png", "label": "fake" if i % 2 else "real"})
-    lst = _list(tmp_path / "list.csv", rows)
-    return ck, lst, rows
-
-
 def _list(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "label"])
+        w = csv.DictWriter(f, fieldnames=["path", "label", "group"], extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     return path

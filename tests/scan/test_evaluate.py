@@ -5,7 +5,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -15,30 +14,6 @@ from forgerydet.model.checkpoint import save_checkpoint
 from forgerydet.model.inputs import load_image
 from forgerydet.scan.evaluate import group_curves
 from forgerydet.scan.scanner import ScanConfig, Scanner
-from tests.helpers import tiny_model
-
-
-@pytest.fixture
-def setup(tmp_path):
-    torch.manual_seed(0)
-    m = tiny_model(bank_size=16).eval()
-    m.bank.rebuild(m.encode_keys(torch.rand(8, 3, 64, 64)), m.key_fingerprint())
-    ck = save_checkpoint(tmp_path / "ck.safetensors", m)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(12):
-        img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-        if i % 2:
-            img[20:40, 20:40] = 250
-        p = tmp_path / f"face{i}.png"
-        cv2.imwrite(str(p), img)
-        rows.append({"path": p.name, "label": "fake" if i % 2 else "real", "group": "A" if i < 6 else "B"})
-    lst = tmp_path / "list.csv"
-    with open(lst, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "label", "group"])
-        w.writeheader()
-        w.writerows(rows)
-    return ck, lst, rows
 
 
 def test_evaluate_auc_equals_sklearn_on_the_same_scores(setup, tmp_path):

@@ -9,7 +9,6 @@ computed again from the scores) and still holds the bytes scored then; the rest 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +16,8 @@ from typing import Any, Iterator
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.scan.resume import DECIDING, VIDEO_ONLY, finite_number, fs_name, setting_difference, where
+from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, finite_number, fs_name, read_saved, setting_difference,
+                                    where)
 
 METRICS = "metrics.json"
 SCORE_DECIDING = [k for k in DECIDING if k != "threshold"]
@@ -34,18 +34,14 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
         raise ForgeryDetError(f"{path_text(path)} is not a file (a folder, a named pipe or a device): evaluate writes its "
                               f"metrics there; remove it or give another --out")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(doc["checkpoint"], dict) or not isinstance(doc["files"], list):
-            raise TypeError
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise ForgeryDetError(f"--resume: cannot read {path_text(path)} ({os.strerror(e.errno or 0)})") from None
-    except (ValueError, KeyError, TypeError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        doc = read_saved(path, {"checkpoint": dict, "files": list})
+    except ValueError:
         if not resume:
             return None  # not an evaluation's: replaced, as before
         raise ForgeryDetError(f"--resume: {path_text(path)} is not the metrics.json of a forgerydet evaluation (give "
                               f"the --out an earlier evaluation wrote, or leave out --resume)") from None
+    if doc is None:
+        return None
     if not resume:
         if doc.get("in_progress") is True:
             raise ForgeryDetError(f"{path_text(path)} holds the scores of an unfinished evaluation ({len(doc['files'])} "

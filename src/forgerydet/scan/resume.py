@@ -82,22 +82,34 @@ def finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def read_saved(path: Path, needed: dict[str, type]) -> dict[str, Any] | None:
+    """The JSON document a scan or an evaluation saved at `path`; None when no file is there. ValueError when it is
+    not UTF-8 JSON (nested too deep included) or lacks a key of `needed` with its type; one ForgeryDetError line
+    when it cannot be read."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ForgeryDetError(f"cannot read {path_text(path)} ({os.strerror(e.errno or 0)})") from None
+    except RecursionError:  # (UnicodeDecodeError is a ValueError already)
+        raise ValueError("nested too deep") from None
+    if not (isinstance(doc, dict) and all(isinstance(doc.get(k), t) for k, t in needed.items())):
+        raise ValueError("not the document wanted")
+    return doc
+
+
 def read_earlier(path: Path) -> dict[str, Any] | None:
     """The JSON document of the earlier scan at `path` (checked before the model loads); None when there is no file
     there yet (nothing to resume: everything is scanned). One ForgeryDetError line for a file that is not a
     forgerydet scan's JSON, or one an other version of forgerydet wrote."""
     try:
-        text = path.read_text(encoding="utf-8")
-        doc = json.loads(text)
-        if not isinstance(doc["settings"], dict) or not isinstance(doc["files"], list):
-            raise TypeError
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise ForgeryDetError(f"--resume: cannot read {path_text(path)} ({os.strerror(e.errno or 0)})") from None
-    except (ValueError, KeyError, TypeError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        doc = read_saved(path, {"settings": dict, "files": list})
+    except ValueError:
         raise ForgeryDetError(f"--resume: {path_text(path)} is not the JSON of a forgerydet scan (give the --json an "
                               f"earlier scan wrote, or leave out --resume)") from None
+    if doc is None:
+        return None
     if doc.get("forgerydet_version") != __version__:
         by = f"forgerydet {doc['forgerydet_version']}" if doc.get("forgerydet_version") else "an unknown version"
         raise ForgeryDetError(f"--resume: {path_text(path)} was written by {by}, this is forgerydet {__version__}: its "
