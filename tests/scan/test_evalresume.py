@@ -278,3 +278,16 @@ def test_names_that_are_not_utf8_and_files_without_a_face_are_taken_over(tmp_pat
     assert scanned == [] and "3 files taken over" in r.output and "left out" not in r.output
     res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert [s["status"] for s in res["skipped"]] == ["no_face"] and res["skipped"][0]["resumed"] is True
+
+
+def test_an_evaluation_that_writes_nothing_leaves_no_folder_it_made(setup, tmp_path):
+    ck, lst, rows = setup
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nface0.png,real\n")  # one class only: refused after the folder was held
+    r = CliRunner().invoke(app, ["evaluate", str(bad), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(tmp_path / "new" / "deeper" / "ev")])
+    assert r.exit_code == 1 and "only real" in r.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made is kept, empty or not
+    CliRunner().invoke(app, ["evaluate", str(bad), "--checkpoint", str(ck), "--crops", "--out", str(tmp_path / "mine")])
+    assert (tmp_path / "mine").is_dir()

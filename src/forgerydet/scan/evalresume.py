@@ -149,10 +149,10 @@ def resumed_text(taken: int, path: Path, scored: int, left_out: int) -> str:
 def folder_held(out_dir: str | Path) -> Iterator[None]:
     """The --out folder held by this evaluation while it runs (an exclusive flock on the folder itself: no file is
     added): a second evaluation into it at once is refused with one line instead of replacing this one's saved scores
-    and plots in silence. The folder is made if need be, and removed again if it is still empty at the end. Where the
+    and plots in silence. The folder (and its parents) are made if need be, and removed again if still empty at the end. Where the
     file system has no locks (some network mounts) or the platform none, it is not held."""
     out = Path(out_dir)
-    made = not out.exists()
+    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this makes, deepest first
     out.mkdir(parents=True, exist_ok=True)
     fd = None
     try:
@@ -173,6 +173,8 @@ def folder_held(out_dir: str | Path) -> Iterator[None]:
     finally:
         if fd is not None:
             os.close(fd)
-        if made:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only when empty: nothing was written
+        for d in made:  # only while empty: nothing was written
+            try:
+                d.rmdir()
+            except OSError:
+                break
