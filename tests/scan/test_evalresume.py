@@ -119,6 +119,21 @@ def test_other_deciding_settings_are_refused_before_any_scoring_and_a_threshold_
     res = json.loads((out / "metrics.json").read_text())
     assert len(calls) == 4 and res["threshold"] == 0.01 and res["frame_level"]["overall"]["accuracy"] == 0.5
 
+def test_crops_scored_before_are_taken_over_under_another_aggregation_and_the_note_is_said_once(setup, tmp_path,
+                                                                                                 counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    _crashed(ck, lst, out, counted)
+    calls, _ = counted
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out",
+                                 str(out), "--resume", "--aggregation", "mean"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 4 and "8 files taken over" in r.output  # a crop is scored alone: no aggregation
+    said = " ".join(r.output.split())
+    assert said.count("(--aggregation: aggregation 'max-then-mean' -> 'mean'): only its images are taken over") == 1
+    assert len(json.loads((out / "metrics.json").read_text())["notes"]) == 1  # kept once, in the metrics
+
+
 def test_without_crops_no_image_scored_as_a_crop_is_taken_over(setup, tmp_path, counted, monkeypatch):
     ck, lst, rows = setup
     out = tmp_path / "ev"
@@ -175,7 +190,7 @@ def test_an_earlier_file_that_cannot_be_resumed_is_one_line_before_the_model_loa
         ev.evaluate(lst, ck, resume=True)
 
 
-def test_earlier_scores_take_over_by_kind_when_only_frames_or_crops_differ():
+def test_earlier_scores_take_over_by_kind_when_only_frames_crops_or_what_crops_ignore_differ():
     settings = {"checkpoint_sha256": "a", "frames_per_video": 32, "tta": "none"}
     rec = lambda p: {"path": p, "sha256": "0" * 64, "score": 0.3, "face_scores": [0.3], "n_faces": 1,  # noqa: E731
                      "score_interval": None}
@@ -187,6 +202,14 @@ def test_earlier_scores_take_over_by_kind_when_only_frames_or_crops_differ():
     with pytest.raises(ForgeryDetError, match="--frames: frames_per_video 32 -> 8; --crops: not given -> given"):
         earlier_scores(doc, Path("m.json"), {**settings, "frames_per_video": 8}, True)
     assert earlier_scores(None, Path("m.json"), settings, False) == {}
+    # a crop scored as it is knows no aggregation or detector: with --crops both times its score is taken over
+    crops_doc = dict(doc, crops=True)
+    for other in ({"aggregation": "mean"}, {"detector": {"min_confidence": 0.5}}):
+        notes = []
+        assert sorted(earlier_scores(crops_doc, Path("m.json"), {**settings, **other}, True, notes)) == ["/d/a.png"]
+        assert "only its images are taken over, its videos are scored again" in notes[0]
+        with pytest.raises(ForgeryDetError, match=f"--{'aggregation' if 'aggregation' in other else 'detect'}"):
+            earlier_scores(doc, Path("m.json"), {**settings, **other}, False)  # scanned images: it decides them
 
 
 def test_a_resumed_evaluation_that_crashes_again_keeps_the_earlier_scores_it_had_not_reached(setup, tmp_path, counted):

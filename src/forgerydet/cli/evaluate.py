@@ -64,16 +64,17 @@ def evaluate_cmd(
         if resume and (not out.exists() or (out.is_dir() and not (out / "metrics.json").exists())):  # a mistyped
             note("note:", f"--resume: no earlier evaluation in {printable(out)}: every file is scored",  # --out would
                  style="yellow")  # score a night's set again
+        said: list[str] = []
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:
             task = p.add_task("eval", total=None, name="")
             res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out, notes=layout_notes, resume=resume,
                       progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name),
-                      say=lambda line: note("note:", line, style="yellow"))
+                      say=lambda line: said.append(line) or note("note:", line, style="yellow"))
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")
-    for line in [n for n in res.get("notes", []) if n not in layout_notes]:  # those were said before the scoring
+    for line in [n for n in res.get("notes", []) if n not in layout_notes + said]:  # said before the scoring
         note("note:", line, style="yellow")
     if (res.get("resumed") or {}).get("line"):
         note("resumed:", res["resumed"]["line"])

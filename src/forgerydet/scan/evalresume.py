@@ -21,6 +21,7 @@ from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, finite_number, fs_name
 
 METRICS = "metrics.json"
 SCORE_DECIDING = [k for k in DECIDING if k != "threshold"]
+CROP_FREE = VIDEO_ONLY | {"aggregation", "detector"}  # a face crop scored as it is (--crops) depends on none of these
 
 
 def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[str, Any] | None:
@@ -85,7 +86,8 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
     """The earlier evaluation's file records (`doc`, read from `path`) that this one, of Scanner `settings` and
     `crops`, can take over, keyed by the file's place (resume.where): files scored, and files found to hold no face.
     Videos alone when --crops differs (it changes how images are scored), images alone when a setting only videos
-    depend on differs (--frames), and then a line saying so is added to `notes`; one ForgeryDetError line, naming
+    depend on differs (--frames; with --crops both times also --aggregation and the detector's, as a crop is scored
+    without detection and alone), and then a line saying so is added to `notes`; one ForgeryDetError line, naming
     each difference, when both or anything else that decides a score differs."""
     if doc is None:
         return {}
@@ -93,10 +95,10 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
     differ = [k for k in SCORE_DECIDING if before.get(k) != settings.get(k)]
     changed = [setting_difference(k, before.get(k), settings.get(k)) for k in differ]
     kinds = {"image", "video"}
-    if set(differ) - VIDEO_ONLY:
-        kinds = set()
-    elif differ:
+    if differ:
         kinds.discard("video")
+    if set(differ) - (CROP_FREE if crops and doc.get("crops") is True else VIDEO_ONLY):
+        kinds.discard("image")
     if doc.get("crops") is not crops:
         kinds.discard("image")
         changed.append(f"--crops: {'given' if doc.get('crops') else 'not given'} -> {'given' if crops else 'not given'}")
@@ -149,8 +151,8 @@ def resumed_text(taken: int, path: Path, scored: int, left_out: int) -> str:
 def folder_held(out_dir: str | Path) -> Iterator[None]:
     """The --out folder held by this evaluation while it runs (an exclusive flock on the folder itself: no file is
     added): a second evaluation into it at once is refused with one line instead of replacing this one's saved scores
-    and plots in silence. The folder (and its parents) are made if need be, and removed again if still empty at the end. Where the
-    file system has no locks (some network mounts) or the platform none, it is not held."""
+    and plots in silence. The folder (and its parents) are made if need be, and removed again if still empty at the
+    end. Where the file system has no locks (some network mounts) or the platform none, it is not held."""
     out = Path(out_dir)
     made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this makes, deepest first
     out.mkdir(parents=True, exist_ok=True)
