@@ -37,8 +37,9 @@ def test_evaluate_auc_equals_sklearn_on_the_same_scores(setup, tmp_path):
     assert res["close_calls"] is None and all(f["score_interval"] is None for f in res["files"])  # crops: no frames
 
 
-def test_one_class_list_is_a_clear_message(setup, tmp_path):
+def test_one_class_list_is_a_clear_message(setup, tmp_path, monkeypatch):
     ck, lst, rows = setup
+    monkeypatch.chdir(tmp_path)  # the default --out, eval_out, is made in the current folder
     one = tmp_path / "reals.csv"
     one.write_text("path,label\n" + "".join(f"{r['path']},0\n" for r in rows if r["label"] == "real"))
     r = CliRunner().invoke(app, ["evaluate", str(one), "--checkpoint", str(ck), "--crops", "--device", "cpu"])
@@ -81,8 +82,9 @@ def test_a_real_and_a_fake_folder_score_as_the_same_list_does(setup, tmp_path):
 
 
 def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
-    """A long evaluation stopped with Ctrl-C writes metrics of the files it scored and exits 130; stopped before
-    any file was scored, it is only "interrupted"."""
+    """A long evaluation stopped with Ctrl-C writes metrics of the files it scored and exits 130, and the same
+    command without --resume is refused (it would score them all again); stopped before any file was scored, an
+    evaluation writes nothing and leaves the earlier one's outputs."""
     ck, lst, rows = setup
     real = Scanner._score
     calls = []
@@ -107,14 +109,24 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     scores = [f["score"] for f in res["files"]]
     assert res["frame_level"]["overall"]["auc"] == pytest.approx(roc_auc_score(labels, scores))
     assert res["frame_level"]["overall"]["n"] == 8
+    before = (tmp_path / "ev" / "metrics.json").read_bytes()
+    r = CliRunner().invoke(app, args)  # the same command again, --resume forgotten: refused, not starting over
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert (f"{tmp_path / 'ev' / 'metrics.json'} holds the scores of an unfinished evaluation (8 file(s)), which this "
+            f"one would replace: the same command with --resume goes on with it") in " ".join(r.output.split())
+    assert (tmp_path / "ev" / "metrics.json").read_bytes() == before
+    monkeypatch.setattr(Scanner, "_score", real)
+    args[-1] = str(tmp_path / "done")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (tmp_path / "done" / "metrics.json").read_bytes()
     calls.clear()
     monkeypatch.setattr(Scanner, "_score", stop_at(1))
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 130 and "Traceback" not in r.output
     assert (f"interrupted after 0 of 12 listed file(s), before any got a score: nothing written; metrics.json, "
-            f"roc.png, roc_groups.png in {tmp_path / 'ev'} are an earlier evaluation's, left as they were"
+            f"roc.png, roc_groups.png in {tmp_path / 'done'} are an earlier evaluation's, left as they were"
             ) in " ".join(r.output.split())  # said, not removed: they may be hours of scores --resume takes up
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["interrupted"] == {"done": 8, "total": 12}
+    assert (tmp_path / "done" / "metrics.json").read_bytes() == before
 
 
 def test_stopped_while_the_metrics_are_computed_keeps_the_scores_for_resume(setup, tmp_path, monkeypatch):
@@ -172,6 +184,29 @@ def test_stopped_while_writing_the_plots_says_what_is_missing(setup, tmp_path, m
     assert sorted(f.name for f in out.iterdir()) == ["metrics.json"]
 
 
+def test_an_earlier_evaluations_plots_are_gone_before_the_new_metrics_are_written(setup, tmp_path, monkeypatch):
+    """Killed (kill -9, power loss) between the new metrics.json and its plots, an earlier evaluation's plots must
+    not be left beside the new metrics as if they were theirs: they are removed before metrics.json is written."""
+    import forgerydet.scan.evaluate as ev
+
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "roc.png").write_bytes(b"an earlier evaluation's plot")
+    (out / "roc_groups.png").write_bytes(b"an earlier evaluation's plot")
+    real_write, seen = ev.write_text_atomic, []
+
+    def write(path, text, **k):
+        if Path(path).name == "metrics.json":
+            seen.append(sorted(p.name for p in out.glob("*.png")))
+        return real_write(path, text, **k)
+
+    monkeypatch.setattr(ev, "write_text_atomic", write)
+    ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out)
+    assert seen == [[]]  # the one write of the final metrics, with no plot of the earlier evaluation beside it
+    assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_videos_carry_their_score_interval_and_the_close_calls_are_summed_up(setup, tmp_path, astronaut):
     from forgerydet.scan.evaluate import evaluate
     from forgerydet.scan.records import close_call_summary
@@ -192,6 +227,7 @@ def test_videos_carry_their_score_interval_and_the_close_calls_are_summed_up(set
 
 def test_interrupted_while_only_one_class_was_scored_says_so_not_fix_the_skipped_files(setup, tmp_path, monkeypatch):
     ck, _, rows = setup
+    monkeypatch.chdir(tmp_path)  # the default --out, eval_out, is made in the current folder
     lst = tmp_path / "reals_first.csv"
     with open(lst, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["path", "label", "group"])

@@ -29,7 +29,8 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
     One ForgeryDetError line for something there that is not a file (a named pipe would hang the reading and the
     writing), for a file that is not an evaluation's, or one written by another version of forgerydet (or by one
     that did not keep the scores --resume needs). resume=False (an evaluation that starts over): None, or one line
-    when it is an unfinished evaluation's, whose saved scores this one would replace."""
+    when it is an unfinished evaluation's (saved while it ran, or stopped and its metrics written over the files
+    scored), whose saved scores this one would replace."""
     path = Path(out_dir) / METRICS
     if os.path.exists(path) and not os.path.isfile(path):
         raise ForgeryDetError(f"{path_text(path)} is not a file (a folder, a named pipe or a device): evaluate writes its "
@@ -44,7 +45,7 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
     if doc is None:
         return None
     if not resume:
-        if doc.get("in_progress") is True:
+        if doc.get("in_progress") is True or doc.get("interrupted"):  # crashed, or stopped by Ctrl-C or SIGTERM
             raise ForgeryDetError(f"{path_text(path)} holds the scores of an unfinished evaluation ({len(doc['files'])} "
                                   f"file(s)), which this one would replace: the same command with --resume goes on "
                                   f"with it; to start over, remove it or give another --out")

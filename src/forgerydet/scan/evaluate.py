@@ -232,14 +232,16 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
     """metrics.json, then the plots, each on its own: a write that fails (full disk) goes to result["output_errors"]
     and the others are still written. Ctrl-C or SIGTERM while writing stops the rest; what was not written is named
     there (and in metrics.json when it was written: it is written again, best-effort) and result["output_interrupted"]
-    is set. A plot this run did not write is removed: an earlier evaluation's would sit beside these metrics as if
-    it were theirs."""
+    is set. An earlier evaluation's plots are removed first: they would sit beside these metrics as if they were
+    theirs."""
     jobs = [("metrics.json", "metrics_json", lambda p: write_text_atomic(p, json.dumps(result, indent=1)))]
     if curves:
         jobs.append(("roc.png", "roc_png", lambda p: roc_plot(curves, p, f"ROC: {title}")))
     if len(per_group) > 1:
         jobs.append(("roc_groups.png", "roc_groups_png",
                      lambda p: roc_plot(per_group, p, f"ROC per group (video level): {title}")))
+    for name in PLOTS:  # first: killed between metrics.json and a plot, an earlier evaluation's would be left beside
+        (out / name).unlink(missing_ok=True)  # these metrics as if it were theirs
     written: list[str] = []
     try:
         for name, key, write in jobs:
@@ -252,9 +254,6 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
         left = [name for name, _, _ in jobs if name not in written]
         result["output_errors"].append(f"interrupted while writing the outputs: {', '.join(left)} not written")
         result["output_interrupted"] = True
-    for name in PLOTS:
-        if name not in written:
-            (out / name).unlink(missing_ok=True)
     if "metrics.json" in written and result["output_errors"]:  # written first: it says what went missing after it
         with contextlib.suppress(ForgeryDetError, KeyboardInterrupt):
             write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
