@@ -49,7 +49,8 @@ def fake_evaluate(monkeypatch):
                        "backbone": "resnet10t", "pretrained_weights": "none", "bank_entries": 64, "threshold": 0.42},
     }
 
-    def run(list_csv, checkpoint, *, config, crops, out_dir, progress, notes=None, resume=False, say=None):
+    def run(list_csv, checkpoint, *, config, crops, out_dir, progress, notes=None, resume=False, say=None,
+            command=None):
         calls.append({"list": list_csv, "checkpoint": checkpoint, "config": config, "crops": crops, "out": out_dir,
                       "notes": notes, "resume": resume})
         progress(1, 2, "a.png")

@@ -232,16 +232,20 @@ def test_a_second_evaluation_into_the_same_out_while_one_runs_is_refused(setup, 
     ck, lst, rows = setup
     out = tmp_path / "ev"
     out.mkdir()
+    running = json.dumps({"forgerydet_version": __version__, "checkpoint": {}, "files": [], "in_progress": True})
+    (out / "metrics.json").write_text(running)  # the running evaluation's first save
     held = os.open(out, os.O_RDONLY)  # as the running evaluation holds it
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
-        r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
-                                     "--out", str(out)])
-        assert r.exit_code == 1 and "Traceback" not in r.output
-        assert f"--out {out}: another evaluation is writing there now" in " ".join(r.output.split())
-        assert list(out.iterdir()) == []
+        for extra in ([], ["--resume"]):  # not told that it is an unfinished one to resume or remove: it is running
+            r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                         "--out", str(out / "."), *extra])
+            assert r.exit_code == 1 and "Traceback" not in r.output
+            assert f"another evaluation is writing there now" in " ".join(r.output.split())
+            assert "unfinished" not in r.output and (out / "metrics.json").read_text() == running
     finally:
         os.close(held)
+    (out / "metrics.json").unlink()
     r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
                                  "--out", str(out)])
     assert r.exit_code == 0, r.output  # released at the end of the other
@@ -256,8 +260,22 @@ def test_an_unfinished_evaluation_is_not_replaced_without_resume(setup, tmp_path
                                  "--out", str(out)])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert (f"{out / 'metrics.json'} holds the scores of an unfinished evaluation (8 file(s)), which this one would "
-            f"replace: the same command with --resume goes on with it") in " ".join(r.output.split())
+            f"replace: --resume with the options it ran with goes on with it") in " ".join(r.output.split())
     assert (out / "metrics.json").read_bytes() == before
+    doc = json.loads(before)
+    assert doc.get("command") is None  # run through the API, which knows no command line
+    doc["command"] = "forgerydet evaluate list.csv --crops --out ev"  # as the CLI records it
+    (out / "metrics.json").write_text(json.dumps(doc))
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(out)])
+    assert r.exit_code == 1 and ("which this one would replace: `forgerydet evaluate list.csv --crops --out ev "
+                                 "--resume` goes on with it") in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(out), "--resume", "--tta", "flip"])  # resumed with another setting
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1 and "--tta: tta 'none' -> 'flip'; `forgerydet evaluate list.csv --crops --out ev " \
+        "--resume` goes on with it; to start over, remove it or give another --out" in said
+    assert "without --resume" not in said  # which is refused for an unfinished evaluation: no advice in a loop
 
 
 def test_what_is_not_a_metrics_file_is_one_line_and_never_read_or_written(setup, tmp_path, monkeypatch):
@@ -301,6 +319,30 @@ def test_names_that_are_not_utf8_and_files_without_a_face_are_taken_over(tmp_pat
     assert scanned == [] and "3 files taken over" in r.output and "left out" not in r.output
     res = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert [s["status"] for s in res["skipped"]] == ["no_face"] and res["skipped"][0]["resumed"] is True
+
+
+def test_stopped_before_any_score_after_saving_files_without_a_face_keeps_them_and_says_so(setup, tmp_path, counted,
+                                                                                           monkeypatch):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    scanned = []
+
+    def scan_file(self, path):
+        scanned.append(path)
+        if len(scanned) == 4:
+            raise KeyboardInterrupt
+        return {"path": str(path), "status": "no_face", "faces": [], "score": None, "sha256": "0" * 64}
+
+    monkeypatch.setattr(Scanner, "scan_file", scan_file)
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--device", "cpu", "--out", str(out)]
+    r = CliRunner().invoke(app, args)  # no --crops: each image is scanned, and the first three hold no face
+    said = " ".join(r.output.split())
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    assert (f"interrupted after 3 of 12 listed file(s), before any got a score: the 3 file(s) without a face or "
+            f"unreadable are saved in {out / 'metrics.json'}; the same command with --resume goes on") in said
+    assert "nothing written" not in said and "earlier evaluation" not in said  # this run wrote it; none was before
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["in_progress"] is True and len(saved["skipped"]) == 3 and len(saved["not_scored"]) == 9
 
 
 def test_an_evaluation_that_writes_nothing_leaves_no_folder_it_made(setup, tmp_path):

@@ -1,5 +1,7 @@
 import csv
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import cv2
@@ -99,6 +101,7 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Scanner, "_score", stop_at(9))
     args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out", str(tmp_path / "ev")]
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/forgerydet", *args])  # the command line metrics.json records
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 130, r.output
     assert "interrupted after 8 of 12 listed file(s): the metrics use the files scored so far" in " ".join(r.output.split())
@@ -113,7 +116,8 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     r = CliRunner().invoke(app, args)  # the same command again, --resume forgotten: refused, not starting over
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert (f"{tmp_path / 'ev' / 'metrics.json'} holds the scores of an unfinished evaluation (8 file(s)), which this "
-            f"one would replace: the same command with --resume goes on with it") in " ".join(r.output.split())
+            f"one would replace: `{shlex.join(['forgerydet', *args])} --resume` goes on with it"
+            ) in " ".join(r.output.split())
     assert (tmp_path / "ev" / "metrics.json").read_bytes() == before
     monkeypatch.setattr(Scanner, "_score", real)
     args[-1] = str(tmp_path / "done")

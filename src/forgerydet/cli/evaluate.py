@@ -11,8 +11,8 @@ from rich.console import Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, console, fail, note, progress_bar,
-                                   shown, shows_whole, user_errors)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, fail, note,
+                                   progress_bar, shown, shows_whole, user_errors)
 from forgerydet.errors import printable
 from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
@@ -70,7 +70,7 @@ def evaluate_cmd(
             task = p.add_task("eval", total=None, name="")
             res = run(source, checkpoint, config=cfg, crops=crops, out_dir=out, notes=layout_notes, resume=resume,
                       progress=lambda i, n, name="": p.update(task, completed=i, total=n, name=name),
-                      say=lambda line: said.append(line) or note("note:", line, style="yellow"))
+                      say=lambda line: said.append(line) or note("note:", line, style="yellow"), command=command_line())
     for s in res["skipped"]:
         named = (s["error"] or "").startswith(s["path"])
         note("skipped" if named else f"skipped {Path(s['path']).name}:", s["error"] or s["status"], style="yellow")

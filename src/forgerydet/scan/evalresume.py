@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,10 +46,10 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
     if doc is None:
         return None
     if not resume:
-        if doc.get("in_progress") is True or doc.get("interrupted"):  # crashed, or stopped by Ctrl-C or SIGTERM
+        if unfinished(doc):
             raise ForgeryDetError(f"{path_text(path)} holds the scores of an unfinished evaluation ({len(doc['files'])} "
-                                  f"file(s)), which this one would replace: the same command with --resume goes on "
-                                  f"with it; to start over, remove it or give another --out")
+                                  f"file(s)), which this one would replace: {resume_advice(doc)} goes on with it; to "
+                                  f"start over, remove it or give another --out")
         return None
     version = doc.get("forgerydet_version")
     if version != __version__:
@@ -56,6 +57,25 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
         raise ForgeryDetError(f"--resume: {path_text(path)} was written by {by}, this is forgerydet {__version__}: "
                               f"its scores may differ or cannot be taken over; evaluate again without --resume")
     return doc
+
+
+def unfinished(doc: dict[str, Any]) -> bool:
+    """Whether an evaluation's metrics.json is an unfinished one's: saved while it ran (a crash, kill -9), or written
+    over the files scored when it was stopped by Ctrl-C or SIGTERM."""
+    return doc.get("in_progress") is True or bool(doc.get("interrupted"))
+
+
+def resume_advice(doc: dict[str, Any]) -> str:
+    """The command that goes on with the evaluation of `doc`: its own command (recorded by the CLI) with --resume,
+    or, when none is recorded, --resume with the options it ran with."""
+    command = doc.get("command")
+    if not isinstance(command, str):
+        return "--resume with the options it ran with"
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = []
+    return f"`{command if '--resume' in words else command + ' --resume'}`"
 
 
 def _probability(x: Any) -> bool:
@@ -104,8 +124,10 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
         kinds.discard("image")
         changed.append(f"--crops: {'given' if doc.get('crops') else 'not given'} -> {'given' if crops else 'not given'}")
     if not kinds:
+        how = (f"{resume_advice(doc)} goes on with it; to start over, remove it or give another --out" if unfinished(doc)
+               else "resume with its options, or evaluate without --resume (or into another --out)")
         raise ForgeryDetError(f"--resume: {path_text(path)} was scored with other settings: {'; '.join(changed)}; "
-                              f"resume with its options, or evaluate without --resume (or into another --out)")
+                              f"{how}")
     if changed and notes is not None:
         other = "images" if kinds == {"video"} else "videos"
         notes.append(f"--resume: {path_text(path)} was scored with other settings ({'; '.join(changed)}): only its "

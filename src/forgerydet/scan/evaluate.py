@@ -42,6 +42,7 @@ def evaluate(
     notes: list[str] | None = None,
     resume: bool = False,
     say: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Score every file of `source` (a LIST.csv, or items from scan.evalsets) and compute metrics. crops=True:
     images are already face crops (scored as they are, no detection). Writes metrics.json and roc.png into out_dir when given: the folder is checked before
@@ -54,20 +55,23 @@ def evaluate(
     held against a second evaluation at once (evalresume.folder_held), and resume=True takes over the files an
     earlier evaluation there scored with the same settings and bytes (result["resumed"]); without it, an unfinished
     evaluation's saved scores there are refused, not replaced. `say` gets what is worth saying before the scoring
-    (the files --resume cannot take over for a changed setting)."""
+    (the files --resume cannot take over for a changed setting). `command`, the command line that runs it, is kept
+    in metrics.json, so that a refusal to replace it can name the command that goes on with it."""
     if resume and not out_dir:
         raise ForgeryDetError("--resume goes on with the evaluation whose --out folder is given")
     if not out_dir:
-        return _evaluate(source, checkpoint, config, crops, None, progress, notes, False, None, say)
+        return _evaluate(source, checkpoint, config, crops, None, progress, notes, False, None, say, command)
     check_output(out_dir, "--out", folder=True)
-    earlier_doc = read_earlier_evaluation(out_dir, resume)  # a bad file is said before the model loads
-    with folder_held(out_dir):
-        return _evaluate(source, checkpoint, config, crops, out_dir, progress, notes, resume, earlier_doc, say)
+    with folder_held(out_dir):  # first: an evaluation running there is said as such, not as an unfinished one
+        earlier_doc = read_earlier_evaluation(out_dir, resume)  # a bad file is said before the model loads
+        return _evaluate(source, checkpoint, config, crops, out_dir, progress, notes, resume, earlier_doc, say,
+                         command)
 
 
 def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, config: ScanConfig | None, crops: bool,
               out_dir: str | Path | None, progress: Progress | None, notes: list[str] | None, resume: bool,
-              earlier_doc: dict[str, Any] | None, say: Callable[[str], None] | None) -> dict[str, Any]:
+              earlier_doc: dict[str, Any] | None, say: Callable[[str], None] | None,
+              command: str | None) -> dict[str, Any]:
     if isinstance(source, list):
         if out_dir:  # an --out inside a --real folder: its roc.png was scored as a real face on the next run
             source = [it for it in source if not _written_here(Path(out_dir), it.path)]
@@ -90,7 +94,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         if say:
             say(line)
     head = {"forgerydet_version": __version__, "checkpoint": settings, "threshold": thr, "crops": crops,
-            "working_directory": os.getcwd()}
+            "working_directory": os.getcwd()} | ({"command": command} if command else {})
     taken, save_notes = 0, []
     face_y, face_s, face_g, face_p, face_f = [], [], [], [], []  # face_f: the file of each face (a bootstrap cluster)
     file_y, file_s, file_g, file_p = [], [], [], []
@@ -129,7 +133,16 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
     except KeyboardInterrupt:  # a long evaluation stopped by Ctrl-C still reports the files it scored
         done = len(records) + len(skipped)  # each file reached went to one of them, whole (`records` grows last)
         if not records:
-            raise _stopped(out_dir, f"after {done} of {len(items)} listed file(s), before any got a score") from None
+            when = f"after {done} of {len(items)} listed file(s), before any got a score"
+            if keeper is None or not keeper.writes:
+                raise _stopped(out_dir, when) from None
+            try:  # this run's saves already replaced an earlier evaluation's file: what it found is kept
+                _save_progress(Path(out_dir), head, records, skipped, items[done:], earlier)
+            except (OSError, ForgeryDetError) as e:
+                raise KeyboardInterrupt(f"interrupted {when}; saving what was found failed ({e})") from None
+            raise KeyboardInterrupt(f"interrupted {when}: the {len(skipped)} file(s) without a face or unreadable are "
+                                    f"saved in {path_text(Path(out_dir) / METRICS)}; the same command with --resume goes "
+                                    f"on from there") from None
         interrupted = True
         k, m = len(records), sum(r["n_faces"] for r in records)  # drop the face scores of a half-added file
         file_y, file_s, file_g, file_p = file_y[:k], file_s[:k], file_g[:k], file_p[:k]
