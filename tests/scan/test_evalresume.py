@@ -150,7 +150,8 @@ def test_without_crops_no_image_scored_as_a_crop_is_taken_over(setup, tmp_path, 
             f"only its videos are taken over, its images are scored again") in said
 
 
-def test_a_grown_list_scores_only_its_new_files_and_says_which_earlier_ones_it_left_out(setup, tmp_path, counted):
+def test_a_grown_list_scores_only_its_new_files_and_keeps_the_earlier_ones_it_left_out(setup, tmp_path, counted,
+                                                                                       monkeypatch):
     ck, lst, rows = setup
     out = tmp_path / "ev"
     calls, _ = counted
@@ -165,8 +166,15 @@ def test_a_grown_list_scores_only_its_new_files_and_says_which_earlier_ones_it_l
     assert r.exit_code == 0, r.output
     assert len(calls) == 4
     assert "2 files taken over" in r.output and "4 scored; 4 files of the earlier evaluation not in this one are left " \
-        "out of the metrics" in " ".join(r.output.split())
-    assert len(json.loads((out / "metrics.json").read_text())["files"]) == 6
+        f"out of the metrics (kept in metrics.json as earlier_files, for a later --resume)" in " ".join(r.output.split())
+    res = json.loads((out / "metrics.json").read_text())
+    assert len(res["files"]) == 6 and res["frame_level"]["overall"]["n"] == 6
+    assert sorted(Path(f["path"]).name for f in res["earlier_files"]) == ["face0.png", "face3.png", "face4.png",
+                                                                          "face5.png"]
+    calls.clear()  # the whole list again, from another folder: the four left out are not scored again
+    monkeypatch.chdir(sub)
+    ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
+    assert len(calls) == 2  # face10, face11: never scored
 
 
 def test_an_earlier_file_that_cannot_be_resumed_is_one_line_before_the_model_loads(setup, tmp_path, monkeypatch):
@@ -190,15 +198,16 @@ def test_an_earlier_file_that_cannot_be_resumed_is_one_line_before_the_model_loa
         ev.evaluate(lst, ck, resume=True)
 
 
-def test_earlier_scores_take_over_by_kind_when_only_frames_crops_or_what_crops_ignore_differ():
+def test_earlier_scores_take_over_by_kind_when_only_frames_crops_or_what_crops_ignore_differ(tmp_path):
+    d = str(tmp_path)  # the folder the earlier evaluation ran in, still there
     settings = {"checkpoint_sha256": "a", "frames_per_video": 32, "tta": "none"}
     rec = lambda p: {"path": p, "sha256": "0" * 64, "score": 0.3, "face_scores": [0.3], "n_faces": 1,  # noqa: E731
                      "score_interval": None}
-    doc = {"checkpoint": dict(settings), "crops": False, "files": [rec("/d/a.png"), rec("/d/b.mp4")],
-           "working_directory": "/d"}
-    assert sorted(earlier_scores(doc, Path("m.json"), settings, False)) == ["/d/a.png", "/d/b.mp4"]
-    assert sorted(earlier_scores(doc, Path("m.json"), {**settings, "frames_per_video": 8}, False)) == ["/d/a.png"]
-    assert sorted(earlier_scores(doc, Path("m.json"), settings, True)) == ["/d/b.mp4"]
+    doc = {"checkpoint": dict(settings), "crops": False, "files": [rec(f"{d}/a.png"), rec(f"{d}/b.mp4")],
+           "working_directory": d}
+    assert sorted(earlier_scores(doc, Path("m.json"), settings, False)) == [f"{d}/a.png", f"{d}/b.mp4"]
+    assert sorted(earlier_scores(doc, Path("m.json"), {**settings, "frames_per_video": 8}, False)) == [f"{d}/a.png"]
+    assert sorted(earlier_scores(doc, Path("m.json"), settings, True)) == [f"{d}/b.mp4"]
     with pytest.raises(ForgeryDetError, match="--frames: frames_per_video 32 -> 8; --crops: not given -> given"):
         earlier_scores(doc, Path("m.json"), {**settings, "frames_per_video": 8}, True)
     assert earlier_scores(None, Path("m.json"), settings, False) == {}
@@ -206,7 +215,7 @@ def test_earlier_scores_take_over_by_kind_when_only_frames_crops_or_what_crops_i
     crops_doc = dict(doc, crops=True)
     for other in ({"aggregation": "mean"}, {"detector": {"min_confidence": 0.5}}):
         notes = []
-        assert sorted(earlier_scores(crops_doc, Path("m.json"), {**settings, **other}, True, notes)) == ["/d/a.png"]
+        assert sorted(earlier_scores(crops_doc, Path("m.json"), {**settings, **other}, True, notes)) == [f"{d}/a.png"]
         assert "only its images are taken over, its videos are scored again" in notes[0]
         with pytest.raises(ForgeryDetError, match=f"--{'aggregation' if 'aggregation' in other else 'detect'}"):
             earlier_scores(doc, Path("m.json"), {**settings, **other}, False)  # scanned images: it decides them
@@ -223,7 +232,26 @@ def test_a_resumed_evaluation_that_crashes_again_keeps_the_earlier_scores_it_had
     calls, _ = counted
     res = ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
     assert res["resumed"]["files_taken_over"] == 9 and len(calls) == 3  # face8, face9, face10
-    assert "earlier_files" not in res
+    assert res["earlier_files"] == []  # every earlier score was taken over
+
+
+def test_a_project_moved_since_the_crash_is_resumed_in_its_new_place(setup, tmp_path, counted, monkeypatch):
+    ck, _, rows = setup
+    project = tmp_path / "project"
+    (project / "faces").mkdir(parents=True)
+    for r_ in rows:
+        os.rename(tmp_path / r_["path"], project / "faces" / r_["path"])
+    lst = _list(project / "list.csv", [dict(r_, path=f"faces/{r_['path']}") for r_ in rows])
+    monkeypatch.chdir(project)
+    _crashed(ck, Path("list.csv"), Path("ev"), counted)  # relative paths, run from the project
+    _crashed(ck, lst, project / "abs", counted)  # absolute paths
+    os.rename(project, tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    calls, _ = counted
+    for out, listed in (("ev", "list.csv"), ("abs", str(tmp_path / "moved" / "list.csv"))):
+        calls.clear()
+        res = ev.evaluate(Path(listed), ck, config=ScanConfig(device="cpu"), crops=True, out_dir=Path(out), resume=True)
+        assert res["resumed"]["files_taken_over"] == 8 and len(calls) == 4, out
 
 
 def test_a_second_evaluation_into_the_same_out_while_one_runs_is_refused(setup, tmp_path):

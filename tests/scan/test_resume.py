@@ -225,3 +225,17 @@ def test_a_hand_edited_path_or_disagreeing_duplicates_are_not_taken_over(tmp_pat
     assert earlier_records(read_earlier(p), p, SETTINGS) == {}
     p = _doc(tmp_path, [real, dict(real)])  # the same record twice: fine
     assert len(earlier_records(read_earlier(p), p, SETTINGS)) == 1
+
+
+def test_places_of_a_record_follow_a_project_moved_since(tmp_path, monkeypatch):
+    from forgerydet.scan.resume import places
+
+    monkeypatch.chdir(tmp_path)
+    gone = "/no/such/project"  # the folder the earlier run ran in, moved to tmp_path since
+    assert places("faces/a.png", gone) == {f"{gone}/faces/a.png", str(tmp_path / "faces/a.png")}
+    assert places(f"{gone}/x/b.png", gone) == {f"{gone}/x/b.png", str(tmp_path / "x/b.png")}
+    assert places("/elsewhere/c.png", gone) == {"/elsewhere/c.png"}  # outside the project: not moved with it
+    assert places("../up.png", gone) == {"/no/such/up.png"}
+    assert places("faces/a.png", str(tmp_path)) == {str(tmp_path / "faces/a.png")}  # still there: one place
+    assert places("bad\\xff.png", str(tmp_path)) == {str(tmp_path / "bad\\xff.png"),
+                                                      os.fsdecode(bytes(tmp_path / "bad") + b"\xff.png")}

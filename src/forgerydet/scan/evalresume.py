@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, finite_number, fs_name, read_saved, setting_difference,
+from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, finite_number, places, read_saved, setting_difference,
                                     where)
 
 METRICS = "metrics.json"
@@ -139,18 +139,27 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
     for r in [r for records in listed for r in records]:  # files scored, the scores of files not reached that the
         if not (_complete(r) and _kind(r["path"]) in kinds):  # evaluation before had, files without a face
             continue
-        for key in {where(r["path"], folder), where(fs_name(r["path"]), folder)} - {None}:  # as written, and a name
-            if key in found and found[key] != r:  # of bytes that are not UTF-8 (errors.path_text) as on disk
+        for key in places(r["path"], folder):  # as written, a name of bytes that are not UTF-8, a project moved
+            if key in found and found[key] != r:
                 clash.add(key)  # two records of one file that disagree: neither is believed
             found[key] = r
     return {k: r for k, r in found.items() if k not in clash}
 
 
-def not_reached_scores(earlier: dict[str, dict], files: list[Path]) -> list[dict]:
-    """The earlier evaluation's records of `files` (not reached by this one yet), kept in the metrics.json this one
-    saves so that a resumed evaluation stopped or crashed again does not lose them; with `files`' paths as given now.
-    (Their sha256 is checked when they are taken over.)"""
-    return [dict(earlier[k], path=path_text(f)) for f in files if (k := where(f)) in earlier]
+def kept_earlier(earlier: dict[str, dict], rest: list[Path], listed: list[Path]) -> list[dict]:
+    """The earlier evaluation's records that the metrics.json this one writes keeps as `earlier_files`, so that a
+    later --resume can still take them over: those of `rest` (listed, not reached yet: a resumed evaluation stopped
+    or crashed again), with their paths as given now, and those of files not `listed` at all (a resume given a
+    shorter list), with their paths resolved (this evaluation may run from another folder). Their sha256 is checked
+    when they are taken over."""
+    given = {id(earlier[k]) for f in listed if (k := where(f)) in earlier}
+    records = [dict(earlier[k], path=path_text(f)) for f in rest if (k := where(f)) in earlier]
+    seen: set[int] = set()
+    for place, r in earlier.items():  # a record is found under several places: kept once
+        if id(r) not in given and id(r) not in seen:
+            seen.add(id(r))
+            records.append(dict(r, path=path_text(place)))
+    return records
 
 
 def scored_record(earlier: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +176,8 @@ def resumed_text(taken: int, path: Path, scored: int, left_out: int) -> str:
     return (f"{taken} file{'' if taken == 1 else 's'} taken over from the earlier evaluation in {path_text(path)} (the "
             f"same bytes, scored with the settings that decide their scores now), {scored} scored"
             + (f"; {left_out} file{'' if left_out == 1 else 's'} of the earlier evaluation not in this one "
-               f"{'is' if left_out == 1 else 'are'} left out of the metrics" if left_out else ""))
+               f"{'is' if left_out == 1 else 'are'} left out of the metrics (kept in {METRICS} as earlier_files, for a "
+               f"later --resume)" if left_out else ""))
 
 
 @contextlib.contextmanager

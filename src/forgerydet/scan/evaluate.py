@@ -25,7 +25,7 @@ from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.evalresume import (METRICS, earlier_scores, folder_held, not_reached_scores,
+from forgerydet.scan.evalresume import (METRICS, earlier_scores, folder_held, kept_earlier,
                                         read_earlier_evaluation, resumed_text, scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
 from forgerydet.scan.resume import Checkpointer, left_out, take_over
@@ -100,7 +100,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
     file_y, file_s, file_g, file_p = [], [], [], []
     records, skipped = [], []
     done, interrupted = 0, False
-    keeper = (Checkpointer(lambda recs, _: _save_progress(Path(out_dir), head, recs, skipped, items[done:], earlier))
+    keeper = (Checkpointer(lambda recs, _: _save_progress(Path(out_dir), head, recs, skipped, items, done, earlier))
               if out_dir else None)
     try:
         for i, it in enumerate(items):
@@ -137,7 +137,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
             if keeper is None or not keeper.writes:
                 raise _stopped(out_dir, when) from None
             try:  # this run's saves already replaced an earlier evaluation's file: what it found is kept
-                _save_progress(Path(out_dir), head, records, skipped, items[done:], earlier)
+                _save_progress(Path(out_dir), head, records, skipped, items, done, earlier)
             except (OSError, ForgeryDetError) as e:
                 raise KeyboardInterrupt(f"interrupted {when}; saving what was found failed ({e})") from None
             raise KeyboardInterrupt(f"interrupted {when}: the {len(skipped)} file(s) without a face or unreadable are "
@@ -166,7 +166,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         if not out_dir:
             raise KeyboardInterrupt(f"interrupted {when}") from None
         try:  # the scores are kept: --resume computes the metrics without scoring again
-            _save_progress(Path(out_dir), head, records, skipped, items[done:], earlier)
+            _save_progress(Path(out_dir), head, records, skipped, items, done, earlier)
         except (OSError, ForgeryDetError) as e:
             raise KeyboardInterrupt(f"interrupted {when}; saving the scores failed too ({e})") from None
         raise KeyboardInterrupt(f"interrupted {when}: the scores are saved in {path_text(Path(out_dir) / METRICS)} "
@@ -181,7 +181,6 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
     if interrupted:
         result["interrupted"] = {"done": done, "total": len(items)}
         result["not_scored"] = [path_text(it.path) for it in items[done:]]  # as scan marks them not_scanned
-        result["earlier_files"] = not_reached_scores(earlier, [it.path for it in items[done:]])  # for the next --resume
         problems.append(f"interrupted after {done} of {len(items)} listed file(s): the metrics use the files scored so far"
                         + ("; the same command with --resume scores the rest" if out_dir else ""))
     if skipped:
@@ -191,6 +190,8 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         why = ("the evaluation was interrupted before any other was scored" if interrupted and not skipped
                else "fix or replace the skipped files")
         problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: {why}")
+    if earlier:  # for a later --resume: the earlier scores of files not reached, or not listed in this evaluation
+        result["earlier_files"] = kept_earlier(earlier, [it.path for it in items[done:]], [it.path for it in items])
     result["problems"] = problems
     # what reading the layout found, how this scoring departs from the calibration, what the files are to the model
     result["notes"] = (list(notes or []) + settings_notes(result["checkpoint"], scanner.config.threshold)
@@ -216,14 +217,16 @@ def _stopped(out_dir: str | Path | None, when: str) -> KeyboardInterrupt:
         f"{'it was' if len(there) == 1 else 'they were'}" if there else ""))
 
 
-def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped: list[dict], rest: list[Item],
-                   earlier: dict[str, dict]) -> None:
-    """The files scored so far into metrics.json (in_progress, no metrics), fsynced, for --resume after a crash,
-    with the files not reached yet and the earlier evaluation's scores of those (a resumed evaluation that crashes
-    again keeps them); an earlier evaluation's plots are removed, as they are not of these scores."""
+def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped: list[dict], items: list[Item],
+                   done: int, earlier: dict[str, dict]) -> None:
+    """The files scored so far (of `items`, the first `done` reached) into metrics.json (in_progress, no metrics),
+    fsynced, for --resume after a crash, with the files not reached yet and the earlier evaluation's scores that
+    this one has not taken over (evalresume.kept_earlier: a resumed evaluation that crashes again keeps them); an
+    earlier evaluation's plots are removed, as they are not of these scores."""
+    rest = items[done:]
     doc = {**head, "in_progress": True, "files": records, "skipped": skipped,
            "not_scored": [path_text(it.path) for it in rest],
-           "earlier_files": not_reached_scores(earlier, [it.path for it in rest])}
+           "earlier_files": kept_earlier(earlier, [it.path for it in rest], [it.path for it in items])}
     write_text_atomic(out / METRICS, json.dumps(doc, indent=1), durable=True)
     for name in PLOTS:
         (out / name).unlink(missing_ok=True)

@@ -139,11 +139,29 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
     for r in doc["files"]:
         if not (_complete(r) and r["kind"] in kinds):
             continue
-        for key in {where(r["path"], folder), where(fs_name(r["path"]), folder)} - {None}:  # as written, and a name
-            if key in found and found[key] != r:  # of bytes that are not UTF-8 (errors.path_text) as on disk
+        for key in places(r["path"], folder):
+            if key in found and found[key] != r:
                 clash.add(key)  # two records of one file that disagree (a hand edit): neither is taken over
             found[key] = r
     return {k: r for k, r in found.items() if k not in clash}
+
+
+def places(path: str, folder: str) -> set[str]:
+    """The places an earlier record's `path` names (resume.where), from `folder`, the one the earlier run ran in: as
+    written, and as the name on disk of bytes that are not UTF-8 (fs_name). When that folder is gone (the project
+    was moved or renamed since, and this run runs in its new place), a path inside it also names the same path in
+    this run's folder; a file found so is taken over only if it holds the bytes judged then (take_over)."""
+    found = set()
+    for name in {path, fs_name(path)}:
+        found.add(where(name, folder))
+        if not os.path.isdir(folder):
+            try:
+                inside = os.path.relpath(os.path.normpath(os.path.join(folder, name)), folder)
+            except ValueError:
+                continue
+            if inside != ".." and not inside.startswith(".." + os.sep):
+                found.add(where(inside))
+    return found - {None}
 
 
 def fs_name(text: str) -> str:
