@@ -384,3 +384,43 @@ def test_an_evaluation_that_writes_nothing_leaves_no_folder_it_made(setup, tmp_p
     (tmp_path / "mine").mkdir()  # a folder the user made is kept, empty or not
     CliRunner().invoke(app, ["evaluate", str(bad), "--checkpoint", str(ck), "--crops", "--out", str(tmp_path / "mine")])
     assert (tmp_path / "mine").is_dir()
+
+
+def test_resume_with_no_earlier_evaluation_says_so_once_and_a_bad_out_is_one_line(setup, tmp_path):
+    ck, lst, rows = setup
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--resume", "--out"]
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "new")])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and said.count(f"--resume: no earlier evaluation in {tmp_path / 'new'}: every file is "
+                                           f"scored") == 1
+    (tmp_path / "afile").write_text("x")
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "afile" / "sub")])
+    assert r.exit_code == 1 and "no earlier evaluation" not in r.output  # not told first that it would score all
+    assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("error: --out")
+
+
+def test_a_second_ctrl_c_while_an_interrupted_evaluations_metrics_are_computed_names_the_files_left(setup, tmp_path,
+                                                                                                 monkeypatch):
+    ck, lst, rows = setup
+    real, calls = Scanner._score, []
+
+    def score(self, crops):
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return real(self, crops)
+
+    monkeypatch.setattr(Scanner, "_score", score)
+    monkeypatch.setattr(ev, "grouped_metrics", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
+                                 "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 130
+    assert ("interrupted while the metrics of the 8 scored file(s) were computed: the scores are saved in "
+            f"{tmp_path / 'ev' / 'metrics.json'} without metrics; the same command with --resume scores the other 4 "
+            "listed file(s) and computes the metrics") in " ".join(r.output.split())
+
+
+def test_a_crops_flag_edited_by_hand_is_named_as_such():
+    doc = {"checkpoint": {}, "crops": "true", "files": []}
+    with pytest.raises(ForgeryDetError, match=r"--crops: 'true' \(not an evaluation's\) -> given"):
+        earlier_scores(dict(doc, files=[]), Path("m.json"), {"frames_per_video": 8}, True)

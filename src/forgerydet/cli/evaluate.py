@@ -13,7 +13,6 @@ from rich.table import Table
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, fail, note,
                                    progress_bar, shown, shows_whole, user_errors)
-from forgerydet.errors import printable
 from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
 
@@ -61,9 +60,6 @@ def evaluate_cmd(
         from forgerydet.scan.evaluate import evaluate as run  # torch and timm: ~5 s, after the layout was read
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
                          precision=precision)
-        if resume and (not out.exists() or (out.is_dir() and not (out / "metrics.json").exists())):  # a mistyped
-            note("note:", f"--resume: no earlier evaluation in {printable(out)}: every file is scored",  # --out would
-                 style="yellow")  # score a night's set again
         said: list[str] = []
         with progress_bar(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[name]}"), TimeElapsedColumn()) as p:

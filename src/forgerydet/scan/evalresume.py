@@ -122,7 +122,9 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
         kinds.discard("image")
     if doc.get("crops") is not crops:
         kinds.discard("image")
-        changed.append(f"--crops: {'given' if doc.get('crops') else 'not given'} -> {'given' if crops else 'not given'}")
+        c = doc.get("crops")
+        was = "given" if c is True else "not given" if c is False else f"{c!r} (not an evaluation's)"
+        changed.append(f"--crops: {was} -> {'given' if crops else 'not given'}")
     if not kinds:
         how = (f"{resume_advice(doc)} goes on with it; to start over, remove it or give another --out" if unfinished(doc)
                else "resume with its options, or evaluate without --resume (or into another --out)")

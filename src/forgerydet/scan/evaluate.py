@@ -64,6 +64,8 @@ def evaluate(
     check_output(out_dir, "--out", folder=True)
     with folder_held(out_dir):  # first: an evaluation running there is said as such, not as an unfinished one
         earlier_doc = read_earlier_evaluation(out_dir, resume)  # a bad file is said before the model loads
+        if resume and earlier_doc is None and say:  # a mistyped --out would score a night's set again
+            say(f"--resume: no earlier evaluation in {path_text(out_dir)}: every file is scored")
         return _evaluate(source, checkpoint, config, crops, out_dir, progress, notes, resume, earlier_doc, say,
                          command)
 
@@ -169,9 +171,11 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
             _save_progress(Path(out_dir), head, records, skipped, items, done, earlier)
         except (OSError, ForgeryDetError) as e:
             raise KeyboardInterrupt(f"interrupted {when}; saving the scores failed too ({e})") from None
+        rest = len(items) - done  # a second Ctrl-C, while the metrics of an interrupted evaluation were computed
+        then = (f"scores the other {rest} listed file(s) and computes the metrics" if rest else
+                "computes them without scoring again")
         raise KeyboardInterrupt(f"interrupted {when}: the scores are saved in {path_text(Path(out_dir) / METRICS)} "
-                                f"without metrics; the same command with --resume computes them without scoring "
-                                f"again") from None
+                                f"without metrics; the same command with --resume {then}") from None
     problems = []
     if resume:
         result["resumed"] = {"from": path_text(Path(out_dir) / METRICS), "files_taken_over": taken}
