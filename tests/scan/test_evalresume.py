@@ -245,6 +245,7 @@ def test_a_project_moved_since_the_crash_is_resumed_in_its_new_place(setup, tmp_
     monkeypatch.chdir(project)
     _crashed(ck, Path("list.csv"), Path("ev"), counted)  # relative paths, run from the project
     _crashed(ck, lst, project / "abs", counted)  # absolute paths
+    _crashed(ck, lst, project / "abs2", counted)
     os.rename(project, tmp_path / "moved")
     monkeypatch.chdir(tmp_path / "moved")
     calls, _ = counted
@@ -252,6 +253,10 @@ def test_a_project_moved_since_the_crash_is_resumed_in_its_new_place(setup, tmp_
         calls.clear()
         res = ev.evaluate(Path(listed), ck, config=ScanConfig(device="cpu"), crops=True, out_dir=Path(out), resume=True)
         assert res["resumed"]["files_taken_over"] == 8 and len(calls) == 4, out
+    short = _list(Path("short.csv"), [dict(r_, path=f"faces/{r_['path']}") for r_ in rows[:2]])
+    res = ev.evaluate(short, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=Path("abs2"), resume=True)
+    kept = [f["path"] for f in res["earlier_files"]]  # the six scored left out, kept where a later --resume finds them
+    assert len(kept) == 6 and all(p.startswith(str(tmp_path / "moved")) and os.path.exists(p) for p in kept)
 
 
 def test_a_second_evaluation_into_the_same_out_while_one_runs_is_refused(setup, tmp_path):

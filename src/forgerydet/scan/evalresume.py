@@ -156,12 +156,11 @@ def kept_earlier(earlier: dict[str, dict], rest: list[Path], listed: list[Path])
     when they are taken over."""
     given = {id(earlier[k]) for f in listed if (k := where(f)) in earlier}
     records = [dict(earlier[k], path=path_text(f)) for f in rest if (k := where(f)) in earlier]
-    seen: set[int] = set()
-    for place, r in earlier.items():  # a record is found under several places: kept once
-        if id(r) not in given and id(r) not in seen:
-            seen.add(id(r))
-            records.append(dict(r, path=path_text(place)))
-    return records
+    others: dict[int, tuple[str, dict]] = {}
+    for place, r in earlier.items():  # a record is found under several places (resume.places): kept once, under
+        if id(r) not in given and (id(r) not in others or not os.path.lexists(others[id(r)][0])):  # one that exists
+            others[id(r)] = (place, r)
+    return records + [dict(r, path=path_text(place)) for place, r in others.values()]
 
 
 def scored_record(earlier: dict[str, Any]) -> dict[str, Any]:
