@@ -259,6 +259,46 @@ def test_a_project_moved_since_the_crash_is_resumed_in_its_new_place(setup, tmp_
     assert len(kept) == 6 and all(p.startswith(str(tmp_path / "moved")) and os.path.exists(p) for p in kept)
 
 
+def test_files_found_by_their_bytes_wherever_they_lie_now_are_taken_over(setup, tmp_path, counted, monkeypatch):
+    """Run from the project's parent folder and moved since, with a folder at the old name again, or the files
+    renamed: no place matches, the bytes do."""
+    ck, _, rows = setup
+    (tmp_path / "p1" / "faces").mkdir(parents=True)
+    for r_ in rows:
+        os.rename(tmp_path / r_["path"], tmp_path / "p1" / "faces" / r_["path"])
+    _list(tmp_path / "p1" / "list.csv", [dict(r_, path=f"faces/{r_['path']}") for r_ in rows])
+    monkeypatch.chdir(tmp_path)
+    _crashed(ck, Path("p1/list.csv"), Path("p1/ev"), counted)  # from the parent: paths p1/faces/..., 8 scored
+    os.rename(tmp_path / "p1", tmp_path / "p2")
+    (tmp_path / "p1").mkdir()  # another folder at the old name
+    calls, _ = counted
+    res = ev.evaluate(Path("p2/list.csv"), ck, config=ScanConfig(device="cpu"), crops=True, out_dir=Path("p2/ev"),
+                      resume=True)
+    assert res["resumed"]["files_taken_over"] == 8 and len(calls) == 4
+    assert "not in this one" not in res["resumed"]["line"] and res["earlier_files"] == []
+    for r_ in rows:  # every file renamed, a copy of one added: all twelve found by their bytes
+        os.rename(tmp_path / "p2" / "faces" / r_["path"], tmp_path / "p2" / "faces" / f"new_{r_['path']}")
+    (tmp_path / "p2" / "faces" / "copy.png").write_bytes((tmp_path / "p2" / "faces" / "new_face1.png").read_bytes())
+    renamed = [dict(r_, path=f"faces/new_{r_['path']}") for r_ in rows] + [{"path": "faces/copy.png", "label": "fake"}]
+    calls.clear()
+    res = ev.evaluate(_list(tmp_path / "p2" / "renamed.csv", renamed), ck, config=ScanConfig(device="cpu"), crops=True,
+                      out_dir=Path("p2/ev"), resume=True)
+    assert res["resumed"]["files_taken_over"] == 13 and not calls and res["earlier_files"] == []
+
+
+def test_the_same_bytes_saved_with_other_scores_are_not_taken_over_by_their_bytes(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    saved = _crashed(ck, lst, out, counted)
+    saved["files"].append(dict(saved["files"][0], path="/elsewhere/face0.png", score=0.999, face_scores=[0.999]))
+    (out / "metrics.json").write_text(json.dumps(saved))
+    os.rename(tmp_path / "face0.png", tmp_path / "moved0.png")
+    calls, _ = counted
+    listed = _list(tmp_path / "l.csv", [dict(rows[0], path="moved0.png"), *rows[1:]])
+    res = ev.evaluate(listed, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
+    assert res["resumed"]["files_taken_over"] == 7 and len(calls) == 5  # moved0 scored again: which score is its?
+
+
 def test_a_second_evaluation_into_the_same_out_while_one_runs_is_refused(setup, tmp_path):
     import fcntl
 

@@ -25,10 +25,10 @@ from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.evalresume import (METRICS, earlier_scores, folder_held, kept_earlier,
+from forgerydet.scan.evalresume import (METRICS, Earlier, earlier_scores, folder_held,
                                         read_earlier_evaluation, resumed_text, scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
-from forgerydet.scan.resume import Checkpointer, left_out, take_over
+from forgerydet.scan.resume import Checkpointer
 from forgerydet.scan.scanner import Scanner
 
 def evaluate(
@@ -91,7 +91,8 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
     thr = scanner.threshold
     settings = scanner.settings()
     restricted: list[str] = []
-    earlier = earlier_scores(earlier_doc, Path(out_dir or ".") / METRICS, settings, crops, restricted) if resume else {}
+    earlier = Earlier(earlier_scores(earlier_doc, Path(out_dir or ".") / METRICS, settings, crops, restricted)
+                      if resume else {}, [it.path for it in items])
     for line in restricted:
         if say:
             say(line)
@@ -108,7 +109,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         for i, it in enumerate(items):
             if progress:
                 progress(i, len(items), it.path.name)
-            was = take_over(earlier, it.path) if earlier else None
+            was = earlier.take(it.path) if earlier else None
             rec = scored_record(was) if was is not None else _score_item(scanner, it, crops)
             taken += was is not None
             resumed = {"resumed": True} if was else {}
@@ -181,7 +182,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         result["resumed"] = {"from": path_text(Path(out_dir) / METRICS), "files_taken_over": taken}
         if earlier_doc is not None and not interrupted:
             result["resumed"]["line"] = resumed_text(taken, Path(out_dir) / METRICS, done - taken,
-                                                     left_out(earlier, [it.path for it in items]))
+                                                     earlier.left_out())
     if interrupted:
         result["interrupted"] = {"done": done, "total": len(items)}
         result["not_scored"] = [path_text(it.path) for it in items[done:]]  # as scan marks them not_scanned
@@ -195,7 +196,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
                else "fix or replace the skipped files")
         problems.append(f"only {only} files got a score, so AUC, AP and EER are undefined: {why}")
     if earlier:  # for a later --resume: the earlier scores of files not reached, or not listed in this evaluation
-        result["earlier_files"] = kept_earlier(earlier, [it.path for it in items[done:]], [it.path for it in items])
+        result["earlier_files"] = earlier.kept([it.path for it in items[done:]])
     result["problems"] = problems
     # what reading the layout found, how this scoring departs from the calibration, what the files are to the model
     result["notes"] = (list(notes or []) + settings_notes(result["checkpoint"], scanner.config.threshold)
@@ -222,15 +223,15 @@ def _stopped(out_dir: str | Path | None, when: str) -> KeyboardInterrupt:
 
 
 def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped: list[dict], items: list[Item],
-                   done: int, earlier: dict[str, dict]) -> None:
+                   done: int, earlier: Earlier) -> None:
     """The files scored so far (of `items`, the first `done` reached) into metrics.json (in_progress, no metrics),
     fsynced, for --resume after a crash, with the files not reached yet and the earlier evaluation's scores that
-    this one has not taken over (evalresume.kept_earlier: a resumed evaluation that crashes again keeps them); an
+    this one has not taken over (evalresume.Earlier.kept: a resumed evaluation that crashes again keeps them); an
     earlier evaluation's plots are removed, as they are not of these scores."""
     rest = items[done:]
     doc = {**head, "in_progress": True, "files": records, "skipped": skipped,
            "not_scored": [path_text(it.path) for it in rest],
-           "earlier_files": kept_earlier(earlier, [it.path for it in rest], [it.path for it in items])}
+           "earlier_files": earlier.kept([it.path for it in rest])}
     write_text_atomic(out / METRICS, json.dumps(doc, indent=1), durable=True)
     for name in PLOTS:
         (out / name).unlink(missing_ok=True)
