@@ -329,27 +329,47 @@ def test_an_unfinished_evaluation_is_not_replaced_without_resume(setup, tmp_path
     out = tmp_path / "ev"
     _crashed(ck, lst, out, counted)
     before = (out / "metrics.json").read_bytes()
-    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
-                                 "--out", str(out)])
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out", str(out)]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 1 and "Traceback" not in r.output
-    assert (f"{out / 'metrics.json'} holds the scores of an unfinished evaluation (8 file(s)), which this one would "
-            f"replace: --resume with the options it ran with goes on with it") in " ".join(r.output.split())
+    assert (f"{out / 'metrics.json'} holds the saved scores of 8 file(s) of an unfinished evaluation (or kept for a "
+            f"later --resume), which this one would replace: its options with --resume go on with it; to start over, "
+            f"remove it or give another --out") in " ".join(r.output.split())
     assert (out / "metrics.json").read_bytes() == before
     doc = json.loads(before)
     assert doc.get("command") is None  # run through the API, which knows no command line
-    doc["command"] = "forgerydet evaluate list.csv --crops --out ev"  # as the CLI records it
+    doc["command"] = "forgerydet evaluate list.csv --crops --out ev"  # as the CLI records it, in the folder it ran in
     (out / "metrics.json").write_text(json.dumps(doc))
-    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
-                                 "--out", str(out)])
-    assert r.exit_code == 1 and ("which this one would replace: `forgerydet evaluate list.csv --crops --out ev "
-                                 "--resume` goes on with it") in " ".join(r.output.split())
-    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
-                                 "--out", str(out), "--resume", "--tta", "flip"])  # resumed with another setting
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and ("which this one would replace: its options with --resume go on with it (it ran "
+                                 f"`forgerydet evaluate list.csv --crops --out ev` in {os.getcwd()})"
+                                 ) in " ".join(r.output.split())
+    r = CliRunner().invoke(app, [*args, "--resume", "--tta", "flip"])  # resumed with another setting
     said = " ".join(r.output.split())
-    assert r.exit_code == 1 and "--tta: tta 'none' -> 'flip'; `forgerydet evaluate list.csv --crops --out ev " \
-        "--resume` goes on with it; to start over, remove it or give another --out" in said
+    assert r.exit_code == 1 and "--tta: tta 'none' -> 'flip'; its options with --resume go on with it (it ran " \
+        "`forgerydet evaluate list.csv --crops --out ev`" in said and "to start over, remove it or give another" in said
     assert "without --resume" not in said  # which is refused for an unfinished evaluation: no advice in a loop
+    (out / "metrics.json").write_text(json.dumps(dict(doc, forgerydet_version="0.0.1")))  # another version's
+    for extra in ([], ["--resume"]):  # neither sends the user to the other
+        said = " ".join(CliRunner().invoke(app, [*args, *extra]).output.split())
+        assert "go on with it" not in said.replace("which can go on with it", "") and "without --resume" not in said
+        assert "remove it or give another --out" in said
 
+
+def test_scores_kept_for_a_later_resume_are_not_replaced_without_resume(setup, tmp_path, counted):
+    ck, lst, rows = setup
+    out = tmp_path / "ev"
+    _crashed(ck, lst, out, counted)  # 8 scored
+    short = _list(tmp_path / "short.csv", rows[:2])
+    res = ev.evaluate(short, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)
+    assert len(res["earlier_files"]) == 6
+    before = (out / "metrics.json").read_bytes()
+    r = CliRunner().invoke(app, ["evaluate", str(short), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out",
+                                 str(out)])
+    assert r.exit_code == 1 and "holds the saved scores of 6 file(s)" in " ".join(r.output.split())
+    assert (out / "metrics.json").read_bytes() == before
+    ev.evaluate(lst, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out, resume=True)  # all taken up:
+    assert ev.evaluate(short, ck, config=ScanConfig(device="cpu"), crops=True, out_dir=out)  # replaced, as usual
 
 def test_what_is_not_a_metrics_file_is_one_line_and_never_read_or_written(setup, tmp_path, monkeypatch):
     ck, lst, rows = setup

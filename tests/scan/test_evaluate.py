@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -115,9 +116,9 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
     before = (tmp_path / "ev" / "metrics.json").read_bytes()
     r = CliRunner().invoke(app, args)  # the same command again, --resume forgotten: refused, not starting over
     assert r.exit_code == 1 and "Traceback" not in r.output
-    assert (f"{tmp_path / 'ev' / 'metrics.json'} holds the scores of an unfinished evaluation (8 file(s)), which this "
-            f"one would replace: `{shlex.join(['forgerydet', *args])} --resume` goes on with it"
-            ) in " ".join(r.output.split())
+    assert (f"{tmp_path / 'ev' / 'metrics.json'} holds the saved scores of 8 file(s) of an unfinished evaluation (or "
+            f"kept for a later --resume), which this one would replace: its options with --resume go on with it (it "
+            f"ran `{shlex.join(['forgerydet', *args])}` in {os.getcwd()})") in " ".join(r.output.split())
     assert (tmp_path / "ev" / "metrics.json").read_bytes() == before
     monkeypatch.setattr(Scanner, "_score", real)
     args[-1] = str(tmp_path / "done")

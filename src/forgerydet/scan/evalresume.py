@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,8 +30,7 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
     One ForgeryDetError line for something there that is not a file (a named pipe would hang the reading and the
     writing), for a file that is not an evaluation's, or one written by another version of forgerydet (or by one
     that did not keep the scores --resume needs). resume=False (an evaluation that starts over): None, or one line
-    when it is an unfinished evaluation's (saved while it ran, or stopped and its metrics written over the files
-    scored), whose saved scores this one would replace."""
+    when it holds saved scores this one would replace (holds_scores)."""
     path = Path(out_dir) / METRICS
     if os.path.exists(path) and not os.path.isfile(path):
         raise ForgeryDetError(f"{path_text(path)} is not a file (a folder, a named pipe or a device): evaluate writes its "
@@ -46,37 +44,44 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
                               f"the --out an earlier evaluation wrote, or leave out --resume)") from None
     if doc is None:
         return None
-    if not resume:
-        if unfinished(doc):
-            raise ForgeryDetError(f"{path_text(path)} holds the scores of an unfinished evaluation ({len(doc['files'])} "
-                                  f"file(s)), which this one would replace: {resume_advice(doc)} goes on with it; to "
-                                  f"start over, remove it or give another --out")
-        return None
     version = doc.get("forgerydet_version")
+    by = f"forgerydet {version}" if isinstance(version, str) else "a forgerydet that did not keep each file's scores"
+    if not resume:
+        if holds_scores(doc):
+            go_on = (resume_advice(doc) if version == __version__ else
+                     f"it was written by {by}, which can go on with it, not this forgerydet {__version__}")
+            raise ForgeryDetError(f"{path_text(path)} holds the saved scores of {holds_scores(doc)} file(s) of an "
+                                  f"unfinished evaluation (or kept for a later --resume), which this one would replace: "
+                                  f"{go_on}; to start over, remove it or give another --out")
+        return None
     if version != __version__:
-        by = f"forgerydet {version}" if isinstance(version, str) else "a forgerydet that did not keep each file's scores"
         raise ForgeryDetError(f"--resume: {path_text(path)} was written by {by}, this is forgerydet {__version__}: "
-                              f"its scores may differ or cannot be taken over; evaluate again without --resume")
+                              f"its scores may differ or cannot be taken over; "
+                              + ("remove it or give another --out to start over" if holds_scores(doc)
+                                 else "evaluate again without --resume"))
     return doc
 
 
-def unfinished(doc: dict[str, Any]) -> bool:
-    """Whether an evaluation's metrics.json is an unfinished one's: saved while it ran (a crash, kill -9), or written
-    over the files scored when it was stopped by Ctrl-C or SIGTERM."""
-    return doc.get("in_progress") is True or bool(doc.get("interrupted"))
+def _records(doc: dict[str, Any], key: str) -> list:
+    return doc[key] if isinstance(doc.get(key), list) else []
+
+
+def holds_scores(doc: dict[str, Any]) -> int:
+    """How many files' saved scores an evaluation's metrics.json holds that a rerun without --resume would lose: all
+    of them (scored, found without a face, kept from before) for an unfinished evaluation (saved while it ran, or
+    stopped by Ctrl-C or SIGTERM), else those kept for a later --resume (earlier_files); 0 when none."""
+    if doc.get("in_progress") is True or doc.get("interrupted"):
+        return len(_records(doc, "files")) + len(_records(doc, "skipped")) + len(_records(doc, "earlier_files"))
+    return len(_records(doc, "earlier_files"))
 
 
 def resume_advice(doc: dict[str, Any]) -> str:
-    """The command that goes on with the evaluation of `doc`: its own command (recorded by the CLI) with --resume,
-    or, when none is recorded, --resume with the options it ran with."""
-    command = doc.get("command")
-    if not isinstance(command, str):
-        return "--resume with the options it ran with"
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = []
-    return f"`{command if '--resume' in words else command + ' --resume'}`"
+    """What goes on with the evaluation of `doc`: its options with --resume, and the command that ran it (recorded by
+    the CLI; its relative paths are from the folder it ran in, also named)."""
+    command, folder = doc.get("command"), doc.get("working_directory")
+    ran = (f" (it ran `{command}`" + (f" in {path_text(folder)}" if isinstance(folder, str) else "") + ")"
+           if isinstance(command, str) else "")
+    return f"its options with --resume go on with it{ran}"
 
 
 def _probability(x: Any) -> bool:
@@ -127,18 +132,20 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
         was = "given" if c is True else "not given" if c is False else f"{c!r} (not an evaluation's)"
         changed.append(f"--crops: {was} -> {'given' if crops else 'not given'}")
     if not kinds:
-        how = (f"{resume_advice(doc)} goes on with it; to start over, remove it or give another --out" if unfinished(doc)
+        how = (f"{resume_advice(doc)}; to start over, remove it or give another --out" if holds_scores(doc)
                else "resume with its options, or evaluate without --resume (or into another --out)")
         raise ForgeryDetError(f"--resume: {path_text(path)} was scored with other settings: {'; '.join(changed)}; "
                               f"{how}")
     if changed and notes is not None:
         other = "images" if kinds == {"video"} else "videos"
         notes.append(f"--resume: {path_text(path)} was scored with other settings ({'; '.join(changed)}): only its "
-                     f"{next(iter(kinds))}s are taken over, its {other} are scored again")
+                     f"{next(iter(kinds))}s are taken over, its {other} are scored again (and the scores of its {other} "
+                     f"that this evaluation does not list are not kept for a later --resume: they were made with the "
+                     f"other settings)")
     folder = doc.get("working_directory") if isinstance(doc.get("working_directory"), str) else os.getcwd()
     found: dict[str, dict] = {}
     clash: set[str] = set()
-    listed = [doc[k] if isinstance(doc.get(k), list) else [] for k in ("files", "earlier_files", "skipped")]
+    listed = [_records(doc, k) for k in ("files", "earlier_files", "skipped")]
     for r in [r for records in listed for r in records]:  # files scored, the scores of files not reached that the
         if not (_complete(r) and _kind(r["path"]) in kinds):  # evaluation before had, files without a face
             continue
