@@ -1,6 +1,7 @@
 """`evaluate --resume`: an evaluation that crashed goes on from the scores it saved while it ran."""
 
 import csv
+import hashlib
 import functools
 import itertools
 import json
@@ -137,18 +138,28 @@ def test_crops_scored_before_are_taken_over_under_another_aggregation_and_the_no
 def test_without_crops_no_image_scored_as_a_crop_is_taken_over(setup, tmp_path, counted, monkeypatch):
     ck, lst, rows = setup
     out = tmp_path / "ev"
-    _crashed(ck, lst, out, counted)
+    _crashed(ck, lst, out, counted)  # images only, scored as crops
+    before = (out / "metrics.json").read_bytes()
     scanned = []
     monkeypatch.setattr(Scanner, "scan_file", lambda self, path: scanned.append(path) or {
         "path": str(path), "status": "no_face", "faces": [], "score": None})
-    r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--device", "cpu", "--out", str(out),
-                                 "--resume"])
-    assert r.exit_code == 1 and "no listed file produced a score" in r.output
+    args = ["evaluate", str(lst), "--checkpoint", str(ck), "--device", "cpu", "--out", str(out), "--resume"]
+    r = CliRunner().invoke(app, args)  # --crops forgotten: nothing left to take over, every saved score dropped
+    assert r.exit_code == 1 and not scanned and (out / "metrics.json").read_bytes() == before
+    assert (f"--resume: {out / 'metrics.json'} was scored with other settings: --crops: given -> not given; its "
+            f"options with --resume go on with it") in " ".join(r.output.split())
+    video = tmp_path / "clip.mp4"  # a list of images and a video: the video's score is taken over, the images
+    video.write_bytes(b"not decoded here")  # are scanned again, and a note says so before the scoring
+    doc = json.loads(before)
+    doc["files"].append(dict(doc["files"][0], path=str(video), sha256=hashlib.sha256(video.read_bytes()).hexdigest()))
+    (out / "metrics.json").write_text(json.dumps(doc))
+    r = CliRunner().invoke(app, ["evaluate", str(_list(tmp_path / "mixed.csv", [*rows, {"path": "clip.mp4",
+                                                                                      "label": "fake"}])), *args[2:]])
+    assert r.exit_code == 1 and "no listed file produced a score" not in r.output  # the video's score is there
     assert len(scanned) == 12  # every image detected again, none of the 8 crop scores taken over
     said = " ".join(r.output.split())  # before the scoring, not only in the end line
     assert (f"note: --resume: {out / 'metrics.json'} was scored with other settings (--crops: given -> not given): "
             f"only its videos are taken over, its images are scored again") in said
-
 
 def test_a_grown_list_scores_only_its_new_files_and_keeps_the_earlier_ones_it_left_out(setup, tmp_path, counted,
                                                                                        monkeypatch):
@@ -489,3 +500,18 @@ def test_a_crops_flag_edited_by_hand_is_named_as_such():
     doc = {"checkpoint": {}, "crops": "true", "files": []}
     with pytest.raises(ForgeryDetError, match=r"--crops: 'true' \(not an evaluation's\) -> given"):
         earlier_scores(dict(doc, files=[]), Path("m.json"), {"frames_per_video": 8}, True)
+
+
+def test_only_scores_resume_can_take_over_are_counted_and_a_missing_version_is_said_plainly(tmp_path):
+    from forgerydet.scan.evalresume import holds_scores
+
+    good = {"path": "a.png", "sha256": "0" * 64, "score": 0.3, "face_scores": [0.3], "n_faces": 1}
+    junk = [dict(good, score=float("nan")), dict(good, sha256=["x"]), dict(good, n_faces=True), "a.png"]
+    assert holds_scores({"in_progress": True, "files": [good, *junk], "skipped": junk, "earlier_files": [good]}) == 2
+    assert holds_scores({"files": [good], "earlier_files": [good, *junk]}) == 1  # finished: its kept scores only
+    assert holds_scores({"files": [good], "earlier_files": "junk"}) == 0
+    (tmp_path / "metrics.json").write_text(json.dumps({"checkpoint": {}, "files": [], "earlier_files": [good],
+                                                       "forgerydet_version": None}))
+    with pytest.raises(ForgeryDetError) as e:
+        read_earlier_evaluation(tmp_path, resume=False)
+    assert "did not keep each file's scores: this forgerydet" in str(e.value) and "which can go on" not in str(e.value)

@@ -49,7 +49,9 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
     if not resume:
         if holds_scores(doc):
             go_on = (resume_advice(doc) if version == __version__ else
-                     f"it was written by {by}, which can go on with it, not this forgerydet {__version__}")
+                     f"it was written by forgerydet {version}, which can go on with it, not this forgerydet "
+                     f"{__version__}" if isinstance(version, str) else
+                     f"it was written by {by}: this forgerydet {__version__} cannot go on with it")
             raise ForgeryDetError(f"{path_text(path)} holds the saved scores of {holds_scores(doc)} file(s) of an "
                                   f"unfinished evaluation (or kept for a later --resume), which this one would replace: "
                                   f"{go_on}; to start over, remove it or give another --out")
@@ -70,9 +72,9 @@ def holds_scores(doc: dict[str, Any]) -> int:
     """How many files' saved scores an evaluation's metrics.json holds that a rerun without --resume would lose: all
     of them (scored, found without a face, kept from before) for an unfinished evaluation (saved while it ran, or
     stopped by Ctrl-C or SIGTERM), else those kept for a later --resume (earlier_files); 0 when none."""
-    if doc.get("in_progress") is True or doc.get("interrupted"):
-        return len(_records(doc, "files")) + len(_records(doc, "skipped")) + len(_records(doc, "earlier_files"))
-    return len(_records(doc, "earlier_files"))
+    keys = ("files", "skipped", "earlier_files") if doc.get("in_progress") is True or doc.get("interrupted") else (
+        "earlier_files",)
+    return sum(1 for k in keys for r in _records(doc, k) if _complete(r))  # what --resume can take over
 
 
 def resume_advice(doc: dict[str, Any]) -> str:
@@ -131,6 +133,9 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
         c = doc.get("crops")
         was = "given" if c is True else "not given" if c is False else f"{c!r} (not an evaluation's)"
         changed.append(f"--crops: {was} -> {'given' if crops else 'not given'}")
+    saved = [r for k in ("files", "earlier_files", "skipped") for r in _records(doc, k) if _complete(r)]
+    if saved and not any(_kind(r["path"]) in kinds for r in saved):  # nothing of the kind still taken over: it
+        kinds = set()  # would go on, take nothing over, and drop every saved score (--crops forgotten on a resume)
     if not kinds:
         how = (f"{resume_advice(doc)}; to start over, remove it or give another --out" if holds_scores(doc)
                else "resume with its options, or evaluate without --resume (or into another --out)")
@@ -145,9 +150,8 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
     folder = doc.get("working_directory") if isinstance(doc.get("working_directory"), str) else os.getcwd()
     found: dict[str, dict] = {}
     clash: set[str] = set()
-    listed = [_records(doc, k) for k in ("files", "earlier_files", "skipped")]
-    for r in [r for records in listed for r in records]:  # files scored, the scores of files not reached that the
-        if not (_complete(r) and _kind(r["path"]) in kinds):  # evaluation before had, files without a face
+    for r in saved:  # files scored, the scores of files not reached or not listed that the evaluation before had,
+        if _kind(r["path"]) not in kinds:  # files without a face
             continue
         for key in places(r["path"], folder):  # as written, a name of bytes that are not UTF-8, a project moved
             if key in found and found[key] != r:
@@ -164,7 +168,8 @@ class Earlier:
     files, and which of them it took over. A listed file takes over the record of its place when it holds the bytes
     scored then (resume.take_over); else, a record that no listed file's place matches, of the same bytes and kind
     (its sha256): the same bytes scored with the same settings get the same score wherever they lie, so a project
-    moved or renamed, an evaluation run from another folder, or a file renamed or copied is not scored again."""
+    moved or renamed, an evaluation run from another folder, or a file renamed (or a copy of a file no longer listed
+    at its old place) is not scored again."""
 
     def __init__(self, records: dict[str, dict], listed: list[Path]) -> None:
         self.records = records
