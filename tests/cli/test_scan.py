@@ -473,6 +473,24 @@ def test_a_crashed_scan_is_resumed_from_its_saved_json_scanning_only_what_is_lef
     assert page.count("Taken over from the earlier scan this one resumed") == 2  # the two faces' files: no pictures
 
 
+def test_a_resumed_scan_takes_over_a_renamed_file_by_its_bytes(checkpoint, face_png, tmp_path, monkeypatch):
+    """No place matches (the file was renamed, or the project moved while the scan ran from its parent folder):
+    the same bytes, judged with the same settings, get the same verdict."""
+    out, orig = tmp_path / "s.json", tmp_path / "orig.png"
+    orig.write_bytes(face_png.read_bytes())  # (face_png is shared by the module's tests)
+    assert cli("scan", orig, "--checkpoint", checkpoint, "--device", "cpu", "--json", out).exit_code == 0
+    before = json.loads(out.read_text())["files"][0]
+    renamed = tmp_path / "renamed.png"
+    os.rename(orig, renamed)
+    scanned: list[str] = []
+    monkeypatch.setattr(scanner.Scanner, "scan_file", lambda self, path: scanned.append(path) or pytest.fail("scanned"))
+    r = cli("scan", renamed, "--checkpoint", checkpoint, "--device", "cpu", "--json", out, "--resume")
+    assert r.exit_code == 0 and not scanned, r.output
+    assert "1 file taken over" in r.flat and "left out" not in r.flat
+    after = json.loads(out.read_text())["files"][0]
+    assert after == {**before, "path": str(renamed), "resumed": True}
+
+
 def test_resume_needs_a_json_file_and_the_same_deciding_settings(checkpoint, face_png, tmp_path):
     one_error(cli("scan", face_png, "--checkpoint", checkpoint, "--resume"), "--resume goes on with the scan whose "
               "--json file is given: give --json FILE")

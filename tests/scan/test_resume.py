@@ -14,7 +14,7 @@ import pytest
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
 from forgerydet.errors import path_text
-from forgerydet.scan.resume import (DECIDING, Checkpointer, earlier_records, left_out, not_reached, read_earlier,
+from forgerydet.scan.resume import (DECIDING, Checkpointer, Earlier, earlier_records, not_reached, read_earlier,
                                     resumed_line, take_over)
 
 SETTINGS = {"checkpoint_sha256": "ab" * 32, "threshold": 0.338, "frames_per_video": 32, "tta": "flip",
@@ -212,8 +212,8 @@ def test_a_name_of_bytes_that_are_not_utf8_is_found_again(tmp_path):
     odd.write_bytes(b"aaa")
     p = _doc(tmp_path, [_rec(path_text(odd), "ok", hashlib.sha256(b"aaa").hexdigest(), threshold=0.3)])
     earlier = earlier_records(read_earlier(p), p, SETTINGS)
-    assert take_over(earlier, odd)["path"] == path_text(odd) and left_out(earlier, [odd]) == 0
-    assert left_out(earlier, []) == 1
+    assert take_over(earlier, odd)["path"] == path_text(odd) and Earlier(earlier, [odd]).left_out() == 0
+    assert Earlier(earlier, []).left_out() == 1
 
 
 def test_a_hand_edited_path_or_disagreeing_duplicates_are_not_taken_over(tmp_path):

@@ -26,8 +26,8 @@ from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits
 from forgerydet.scan.records import json_text, settings_notes, shortest_names
-from forgerydet.scan.resume import (Checkpointer, GuardedOutput, earlier_records, left_out, not_reached, read_earlier,
-                                    resumed_line, take_over)
+from forgerydet.scan.resume import (Checkpointer, Earlier, GuardedOutput, earlier_records, not_reached, read_earlier,
+                                    resumed_line)
 
 
 def scan_cmd(
@@ -105,7 +105,7 @@ def scan_cmd(
                            "(files already at the output paths are an earlier run's)", EXIT_INTERRUPTED) from None
         settings = scanner.settings() | {"command": command_line(), "working_directory": working_directory()}
         with user_errors():  # before anything is said of this scan's settings
-            earlier = earlier_records(earlier_doc, json_out, settings) if resume else {}
+            earlier = Earlier(earlier_records(earlier_doc, json_out, settings) if resume else {}, files)
         if resume and earlier_doc is None:  # a typo would otherwise rescan a night's batch in silence
             note("note:", f"--resume: no earlier scan at {printable(json_out)}: every file is scanned", style="yellow")
         settings["notes"] = settings_notes(settings, threshold)  # printed now, and kept with the JSON and the report
@@ -130,7 +130,7 @@ def scan_cmd(
             try:
                 for f in files:
                     p.update(task, completed=done, name=escape(printable(f.name)))
-                    rec = take_over(earlier, f) if earlier else None
+                    rec = earlier.take(f) if earlier else None
                     if rec is not None:
                         settings["resumed"]["files_taken_over"] += 1
                     results.append(rec or scanner.scan_file(f))
@@ -140,12 +140,12 @@ def scan_cmd(
                         note("" if named else f"{printable(results[-1]['path'])}:", results[-1]["error"])
                     if keeper is not None and keeper.due():  # what a crash would otherwise lose
                         keeper = _save_so_far(keeper, results + not_reached(
-                            earlier, files[done:], scanner.threshold,
+                            earlier.records, files[done:], scanner.threshold,
                             "not scanned yet: the scan was running when this was saved"), settings)
                 p.update(task, completed=done, name="")
             except KeyboardInterrupt:
                 interrupted = True
-                results += not_reached(earlier, files[done:], scanner.threshold,  # earlier verdicts kept
+                results += not_reached(earlier.records, files[done:], scanner.threshold,  # earlier verdicts kept
                                        "not scanned: the scan was interrupted")
         with user_errors():  # a second Ctrl-C while the outputs are written is still one line
             compared = (f"reference {settings['reference']!r}: {settings['reference_faces']} enrolled faces from "
@@ -164,7 +164,7 @@ def scan_cmd(
             settings["in_progress"] = False  # (True in the JSON saved while it ran)
             if resume and earlier_doc is not None and not interrupted:  # (an interrupted one's line says what to do)
                 taken = settings["resumed"]["files_taken_over"]
-                note("resumed:", resumed_line(taken, json_out, done - taken, left_out(earlier, files)))
+                note("resumed:", resumed_line(taken, json_out, done - taken, earlier.left_out()))
             problems = [error for option, path, _ in outputs
                         if (error := _write_output(option, path, results, settings, guard))]
         if interrupted:

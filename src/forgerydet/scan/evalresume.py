@@ -15,10 +15,8 @@ from typing import Any, Iterator
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.io import file_sha256
-from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, finite_number, places, read_saved, setting_difference,
-                                    take_over, where)
+from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, file_kind, finite_number, places, read_saved,
+                                    setting_difference)
 
 METRICS = "metrics.json"
 SCORE_DECIDING = [k for k in DECIDING if k != "threshold"]
@@ -106,10 +104,6 @@ def _complete(r: Any) -> bool:
     return iv is None or (isinstance(iv, list) and len(iv) == 2 and all(_probability(x) for x in iv) and iv[0] <= iv[1])
 
 
-def _kind(path: str) -> str:
-    return "image" if Path(path).suffix.lower() in IMAGE_EXTS else "video"
-
-
 def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, Any], crops: bool,
                    notes: list[str] | None = None) -> dict[str, dict]:
     """The earlier evaluation's file records (`doc`, read from `path`) that this one, of Scanner `settings` and
@@ -134,7 +128,7 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
         was = "given" if c is True else "not given" if c is False else f"{c!r} (not an evaluation's)"
         changed.append(f"--crops: {was} -> {'given' if crops else 'not given'}")
     saved = [r for k in ("files", "earlier_files", "skipped") for r in _records(doc, k) if _complete(r)]
-    if saved and not any(_kind(r["path"]) in kinds for r in saved):  # nothing of the kind still taken over: it
+    if saved and not any(file_kind(r["path"]) in kinds for r in saved):  # nothing of the kind still taken over: it
         kinds = set()  # would go on, take nothing over, and drop every saved score (--crops forgotten on a resume)
     if not kinds:
         how = (f"{resume_advice(doc)}; to start over, remove it or give another --out" if holds_scores(doc)
@@ -151,77 +145,13 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
     found: dict[str, dict] = {}
     clash: set[str] = set()
     for r in saved:  # files scored, the scores of files not reached or not listed that the evaluation before had,
-        if _kind(r["path"]) not in kinds:  # files without a face
+        if file_kind(r["path"]) not in kinds:  # files without a face
             continue
         for key in places(r["path"], folder):  # as written, a name of bytes that are not UTF-8, a project moved
             if key in found and found[key] != r:
                 clash.add(key)  # two records of one file that disagree: neither is believed
             found[key] = r
     return {k: r for k, r in found.items() if k not in clash}
-
-
-CONTENT = ("status", "score", "score_interval", "n_faces", "face_scores")  # what a taken-over record gives
-
-
-class Earlier:
-    """The earlier evaluation's records this one can take over (earlier_scores: keyed by place) for its `listed`
-    files, and which of them it took over. A listed file takes over the record of its place when it holds the bytes
-    scored then (resume.take_over); else, a record that no listed file's place matches, of the same bytes and kind
-    (its sha256): the same bytes scored with the same settings get the same score wherever they lie, so a project
-    moved or renamed, an evaluation run from another folder, or a file renamed (or a copy of a file no longer listed
-    at its old place) is not scored again."""
-
-    def __init__(self, records: dict[str, dict], listed: list[Path]) -> None:
-        self.records = records
-        self._placed = {id(records[k]) for f in listed if (k := where(f)) in records}
-        found: dict[tuple[str, str], dict] = {}
-        clash: set[tuple[str, str]] = set()
-        for r in {id(r): r for r in records.values() if id(r) not in self._placed}.values():
-            key = (_kind(r["path"]), r["sha256"])
-            if key in found and any(found[key].get(c) != r.get(c) for c in CONTENT):
-                clash.add(key)  # the same bytes with other scores (a hand edit): neither is believed
-            found[key] = r
-        self._by_bytes = {k: r for k, r in found.items() if k not in clash}  # hashing a file only when one is left
-        self._used: set[int] = set()
-
-    def __bool__(self) -> bool:
-        return bool(self.records)
-
-    def take(self, f: Path) -> dict[str, Any] | None:
-        """The earlier record `f` takes over, with `f`'s path and marked resumed; None: `f` is scored."""
-        was = take_over(self.records, f)
-        if was is not None or not self._by_bytes:
-            return was
-        try:
-            digest = file_sha256(f)
-        except OSError:
-            return None
-        r = self._by_bytes.get((_kind(str(f)), digest))
-        if r is None:
-            return None
-        self._used.add(id(r))
-        return {**r, "path": path_text(f), "resumed": True}
-
-    def kept(self, rest: list[Path]) -> list[dict]:
-        """The records the metrics.json this one writes keeps as `earlier_files`, so that a later --resume can still
-        take them over: those of `rest` (listed, not reached yet: a resumed evaluation stopped or crashed again),
-        with their paths as given now, and those of no listed file (a resume given a shorter list, or files not
-        reached that match by their bytes alone), under a place that exists where there is one."""
-        records = [dict(self.records[k], path=path_text(f)) for f in rest if (k := where(f)) in self.records]
-        return records + self._unlisted()
-
-    def left_out(self) -> int:
-        """How many earlier records this evaluation neither took over nor lists (said, and kept: kept)."""
-        return len(self._unlisted())
-
-    def _unlisted(self) -> list[dict]:
-        others: dict[int, tuple[str, dict]] = {}
-        for place, r in self.records.items():  # a record is found under several places (resume.places): kept once,
-            if id(r) in self._placed or id(r) in self._used:  # under one that exists
-                continue
-            if id(r) not in others or not os.path.lexists(others[id(r)][0]):
-                others[id(r)] = (place, r)
-        return [dict(r, path=path_text(place)) for place, r in others.values()]
 
 
 def scored_record(earlier: dict[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,10 @@ from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.evalresume import (METRICS, Earlier, earlier_scores, folder_held,
+from forgerydet.scan.evalresume import (METRICS, earlier_scores, folder_held,
                                         read_earlier_evaluation, resumed_text, scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
-from forgerydet.scan.resume import Checkpointer
+from forgerydet.scan.resume import Checkpointer, Earlier
 from forgerydet.scan.scanner import Scanner
 
 def evaluate(
@@ -226,7 +226,7 @@ def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped
                    done: int, earlier: Earlier) -> None:
     """The files scored so far (of `items`, the first `done` reached) into metrics.json (in_progress, no metrics),
     fsynced, for --resume after a crash, with the files not reached yet and the earlier evaluation's scores that
-    this one has not taken over (evalresume.Earlier.kept: a resumed evaluation that crashes again keeps them); an
+    this one has not taken over (resume.Earlier.kept: a resumed evaluation that crashes again keeps them); an
     earlier evaluation's plots are removed, as they are not of these scores."""
     rest = items[done:]
     doc = {**head, "in_progress": True, "files": records, "skipped": skipped,

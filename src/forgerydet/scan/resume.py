@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text, printable
+from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.io import file_sha256, write_text_atomic
 from forgerydet.scan.records import empty_record
 
@@ -164,6 +165,75 @@ def places(path: str, folder: str) -> set[str]:
     return found - {None}
 
 
+def file_kind(path: str | Path) -> str:
+    """'image' or 'video', by the file's extension, as scan and evaluate tell them apart."""
+    return "image" if Path(path).suffix.lower() in IMAGE_EXTS else "video"
+
+
+CONTENT = ("status", "score", "score_interval", "n_faces", "face_scores")  # what a taken-over record gives
+
+
+class Earlier:
+    """The earlier run's records this one can take over (evalresume.earlier_scores, or earlier_records for a scan:
+    keyed by place) for its `listed` files, and which of them it took over. A listed file takes over the record of its place when it holds the bytes
+    scored then (resume.take_over); else, a record that no listed file's place matches, of the same bytes and kind
+    (its sha256): the same bytes scored with the same settings get the same score wherever they lie, so a project
+    moved or renamed, an evaluation run from another folder, or a file renamed (or a copy of a file no longer listed
+    at its old place) is not scored again."""
+
+    def __init__(self, records: dict[str, dict], listed: list[Path]) -> None:
+        self.records = records
+        self._placed = {id(records[k]) for f in listed if (k := where(f)) in records}
+        found: dict[tuple[str, str], dict] = {}
+        clash: set[tuple[str, str]] = set()
+        for r in {id(r): r for r in records.values() if id(r) not in self._placed}.values():
+            key = (file_kind(r["path"]), r["sha256"])
+            if key in found and any(found[key].get(c) != r.get(c) for c in CONTENT):
+                clash.add(key)  # the same bytes with other scores (a hand edit): neither is believed
+            found[key] = r
+        self._by_bytes = {k: r for k, r in found.items() if k not in clash}  # hashing a file only when one is left
+        self._used: set[int] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    def take(self, f: Path) -> dict[str, Any] | None:
+        """The earlier record `f` takes over, with `f`'s path and marked resumed; None: `f` is scored."""
+        was = take_over(self.records, f)
+        if was is not None or not self._by_bytes:
+            return was
+        try:
+            digest = file_sha256(f)
+        except OSError:
+            return None
+        r = self._by_bytes.get((file_kind(str(f)), digest))
+        if r is None:
+            return None
+        self._used.add(id(r))
+        return {**r, "path": path_text(f), "resumed": True}
+
+    def kept(self, rest: list[Path]) -> list[dict]:
+        """The records the metrics.json this one writes keeps as `earlier_files`, so that a later --resume can still
+        take them over: those of `rest` (listed, not reached yet: a resumed evaluation stopped or crashed again),
+        with their paths as given now, and those of no listed file (a resume given a shorter list, or files not
+        reached that match by their bytes alone), under a place that exists where there is one."""
+        records = [dict(self.records[k], path=path_text(f)) for f in rest if (k := where(f)) in self.records]
+        return records + self._unlisted()
+
+    def left_out(self) -> int:
+        """How many earlier records this evaluation neither took over nor lists (said, and kept: kept)."""
+        return len(self._unlisted())
+
+    def _unlisted(self) -> list[dict]:
+        others: dict[int, tuple[str, dict]] = {}
+        for place, r in self.records.items():  # a record is found under several places (resume.places): kept once,
+            if id(r) in self._placed or id(r) in self._used:  # under one that exists
+                continue
+            if id(r) not in others or not os.path.lexists(others[id(r)][0]):
+                others[id(r)] = (place, r)
+        return [dict(r, path=path_text(place)) for place, r in others.values()]
+
+
 def fs_name(text: str) -> str:
     """A path as errors.path_text wrote it (each byte that is not UTF-8 as the four characters \\xNN) as the name on
     disk, with those bytes back (surrogate escapes, as os.fsdecode gives)."""
@@ -171,12 +241,6 @@ def fs_name(text: str) -> str:
         return text
     raw = re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8"))
     return os.fsdecode(raw)
-
-
-def left_out(earlier: dict[str, dict[str, Any]], files: list[Path]) -> int:
-    """How many earlier records are of files not given to this scan (a record may be found under two keys)."""
-    given = {id(earlier[k]) for f in files if (k := where(f)) in earlier}
-    return len({id(r) for r in earlier.values()} - given)
 
 
 def where(path: str | Path, folder: str | None = None) -> str | None:
