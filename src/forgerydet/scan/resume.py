@@ -183,7 +183,7 @@ class Earlier:
 
     def __init__(self, records: dict[str, dict], listed: list[Path]) -> None:
         self.records = records
-        self._placed = {id(records[k]) for f in listed if (k := where(f)) in records}
+        self._placed = {id(records[k]) for f in (listed if records else []) if (k := where(f)) in records}
         found: dict[tuple[str, str], dict] = {}
         clash: set[tuple[str, str]] = set()
         for r in {id(r): r for r in records.values() if id(r) not in self._placed}.values():
