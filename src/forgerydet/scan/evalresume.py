@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, file_kind, finite_number, places, read_saved,
+from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, by_place, file_kind, finite_number, read_saved,
                                     setting_difference)
 
 METRICS = "metrics.json"
@@ -45,12 +45,12 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
     version = doc.get("forgerydet_version")
     by = f"forgerydet {version}" if isinstance(version, str) else "a forgerydet that did not keep each file's scores"
     if not resume:
-        if holds_scores(doc):
+        if held := holds_scores(doc):
             go_on = (resume_advice(doc) if version == __version__ else
                      f"it was written by forgerydet {version}, which can go on with it, not this forgerydet "
                      f"{__version__}" if isinstance(version, str) else
                      f"it was written by {by}: this forgerydet {__version__} cannot go on with it")
-            raise ForgeryDetError(f"{path_text(path)} holds the saved scores of {holds_scores(doc)} file(s) of an "
+            raise ForgeryDetError(f"{path_text(path)} holds the saved scores of {held} file(s) of an "
                                   f"unfinished evaluation (or kept for a later --resume), which this one would replace: "
                                   f"{go_on}; to start over, remove it or give another --out")
         return None
@@ -141,17 +141,8 @@ def earlier_scores(doc: dict[str, Any] | None, path: Path, settings: dict[str, A
                      f"{next(iter(kinds))}s are taken over, its {other} are scored again (and the scores of its {other} "
                      f"that this evaluation does not list are not kept for a later --resume: they were made with the "
                      f"other settings)")
-    folder = doc.get("working_directory") if isinstance(doc.get("working_directory"), str) else os.getcwd()
-    found: dict[str, dict] = {}
-    clash: set[str] = set()
-    for r in saved:  # files scored, the scores of files not reached or not listed that the evaluation before had,
-        if file_kind(r["path"]) not in kinds:  # files without a face
-            continue
-        for key in places(r["path"], folder):  # as written, a name of bytes that are not UTF-8, a project moved
-            if key in found and found[key] != r:
-                clash.add(key)  # two records of one file that disagree: neither is believed
-            found[key] = r
-    return {k: r for k, r in found.items() if k not in clash}
+    # files scored, the scores of files not reached or not listed that the evaluation before had, files without a face
+    return by_place([r for r in saved if file_kind(r["path"]) in kinds], doc.get("working_directory"))
 
 
 def scored_record(earlier: dict[str, Any]) -> dict[str, Any]:

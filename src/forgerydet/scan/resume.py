@@ -134,15 +134,19 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
         raise ForgeryDetError(f"--resume: {path_text(path)} was scanned with other settings{command}: "
                               f"{'; '.join(changed)}; resume with its options, or scan without --resume (or into "
                               f"another --json)")
-    folder = before.get("working_directory") if isinstance(before.get("working_directory"), str) else os.getcwd()
+    return by_place([r for r in doc["files"] if _complete(r) and r["kind"] in kinds], before.get("working_directory"))
+
+
+def by_place(records: list[dict[str, Any]], folder: Any) -> dict[str, dict[str, Any]]:
+    """An earlier run's `records` keyed by every place each names (places), from `folder`, the one that run ran in
+    (this one's when it recorded none); two records of one place that disagree (a hand edit) are neither taken."""
+    folder = folder if isinstance(folder, str) else os.getcwd()
     found: dict[str, dict[str, Any]] = {}
     clash: set[str] = set()
-    for r in doc["files"]:
-        if not (_complete(r) and r["kind"] in kinds):
-            continue
+    for r in records:
         for key in places(r["path"], folder):
             if key in found and found[key] != r:
-                clash.add(key)  # two records of one file that disagree (a hand edit): neither is taken over
+                clash.add(key)
             found[key] = r
     return {k: r for k, r in found.items() if k not in clash}
 
@@ -175,9 +179,9 @@ CONTENT = ("status", "score", "score_interval", "n_faces", "face_scores")  # wha
 
 class Earlier:
     """The earlier run's records this one can take over (evalresume.earlier_scores, or earlier_records for a scan:
-    keyed by place) for its `listed` files, and which of them it took over. A listed file takes over the record of its place when it holds the bytes
-    scored then (resume.take_over); else, a record that no listed file's place matches, of the same bytes and kind
-    (its sha256): the same bytes scored with the same settings get the same score wherever they lie, so a project
+    keyed by place) for its `listed` files, and which of them it took over. A listed file takes over the record of
+    its place when it holds the bytes scored then (resume.take_over); else, a record that no listed file's place
+    matches, of the same bytes and kind (its sha256): the same bytes scored with the same settings get the same score wherever they lie, so a project
     moved or renamed, an evaluation run from another folder, or a file renamed (or a copy of a file no longer listed
     at its old place) is not scored again."""
 
