@@ -32,3 +32,26 @@ def setup(tmp_path):
         w.writeheader()
         w.writerows(rows)
     return ck, lst, rows
+
+
+@pytest.fixture
+def ctrl_c_at(monkeypatch):
+    """ctrl_c_at(n): from now on Scanner._score raises KeyboardInterrupt (a Ctrl-C) at its n-th call, as a user
+    stopping a long evaluation would; ctrl_c_at(None) scores as before. Returns the list the calls go to."""
+    from forgerydet.scan.scanner import Scanner
+
+    real = Scanner._score
+
+    def arm(n: int | None) -> list:
+        calls: list = []
+
+        def score(self, crops):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(self, crops)
+
+        monkeypatch.setattr(Scanner, "_score", score)
+        return calls
+
+    return arm

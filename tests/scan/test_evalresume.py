@@ -476,17 +476,9 @@ def test_resume_with_no_earlier_evaluation_says_so_once_and_a_bad_out_is_one_lin
 
 
 def test_a_second_ctrl_c_while_an_interrupted_evaluations_metrics_are_computed_names_the_files_left(setup, tmp_path,
-                                                                                                 monkeypatch):
+                                                                                                 monkeypatch, ctrl_c_at):
     ck, lst, rows = setup
-    real, calls = Scanner._score, []
-
-    def score(self, crops):
-        calls.append(1)
-        if len(calls) == 9:
-            raise KeyboardInterrupt
-        return real(self, crops)
-
-    monkeypatch.setattr(Scanner, "_score", score)
+    ctrl_c_at(9)
     monkeypatch.setattr(ev, "grouped_metrics", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu",
                                  "--out", str(tmp_path / "ev")])

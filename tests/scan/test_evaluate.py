@@ -84,23 +84,12 @@ def test_a_real_and_a_fake_folder_score_as_the_same_list_does(setup, tmp_path):
     assert sorted(two) == ["DF vs real", "F2F vs real"]  # FF++: each method against the originals
 
 
-def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
+def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch, ctrl_c_at):
     """A long evaluation stopped with Ctrl-C writes metrics of the files it scored and exits 130, and the same
     command without --resume is refused (it would score them all again); stopped before any file was scored, an
     evaluation writes nothing and leaves the earlier one's outputs."""
     ck, lst, rows = setup
-    real = Scanner._score
-    calls = []
-
-    def stop_at(n):
-        def score(self, crops):
-            calls.append(1)
-            if len(calls) == n:
-                raise KeyboardInterrupt
-            return real(self, crops)
-        return score
-
-    monkeypatch.setattr(Scanner, "_score", stop_at(9))
+    ctrl_c_at(9)
     args = ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out", str(tmp_path / "ev")]
     monkeypatch.setattr(sys, "argv", ["/usr/bin/forgerydet", *args])  # the command line metrics.json records
     r = CliRunner().invoke(app, args)
@@ -120,12 +109,11 @@ def test_ctrl_c_keeps_the_files_scored_so_far(setup, tmp_path, monkeypatch):
             f"kept for a later --resume), which this one would replace: its options with --resume go on with it (it "
             f"ran `{shlex.join(['forgerydet', *args])}` in {os.getcwd()})") in " ".join(r.output.split())
     assert (tmp_path / "ev" / "metrics.json").read_bytes() == before
-    monkeypatch.setattr(Scanner, "_score", real)
+    ctrl_c_at(None)
     args[-1] = str(tmp_path / "done")
     assert CliRunner().invoke(app, args).exit_code == 0
     before = (tmp_path / "done" / "metrics.json").read_bytes()
-    calls.clear()
-    monkeypatch.setattr(Scanner, "_score", stop_at(1))
+    ctrl_c_at(1)
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 130 and "Traceback" not in r.output
     assert (f"interrupted after 0 of 12 listed file(s), before any got a score: nothing written; metrics.json, "
@@ -230,7 +218,8 @@ def test_videos_carry_their_score_interval_and_the_close_calls_are_summed_up(set
     assert res["close_calls"]["videos"] == 2
 
 
-def test_interrupted_while_only_one_class_was_scored_says_so_not_fix_the_skipped_files(setup, tmp_path, monkeypatch):
+def test_interrupted_while_only_one_class_was_scored_says_so_not_fix_the_skipped_files(setup, tmp_path, monkeypatch,
+                                                                                      ctrl_c_at):
     ck, _, rows = setup
     monkeypatch.chdir(tmp_path)  # the default --out, eval_out, is made in the current folder
     lst = tmp_path / "reals_first.csv"
@@ -238,15 +227,7 @@ def test_interrupted_while_only_one_class_was_scored_says_so_not_fix_the_skipped
         w = csv.DictWriter(f, fieldnames=["path", "label", "group"])
         w.writeheader()
         w.writerows(sorted(rows, key=lambda r: r["label"] != "real"))
-    real, calls = Scanner._score, []
-
-    def score(self, crops):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, crops)
-
-    monkeypatch.setattr(Scanner, "_score", score)
+    ctrl_c_at(3)
     r = CliRunner().invoke(app, ["evaluate", str(lst), "--checkpoint", str(ck), "--crops", "--device", "cpu"])
     flat = " ".join(r.output.split())
     assert r.exit_code == 130 and "interrupted before any other was scored" in flat and "skipped files" not in flat
