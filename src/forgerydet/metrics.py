@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import atomic_write
@@ -52,6 +51,8 @@ def eer(labels: Any, scores: Any) -> tuple[float, float]:
     to the false-positive rate, and interpolates linearly between the two ROC points around that
     crossing; the threshold is interpolated the same way. Returns (eer, threshold).
     """
+    from sklearn.metrics import roc_curve  # here, not at import: sklearn and scipy add ~1 s to every command
+
     y, s = _check(labels, scores)
     _need_both(y)
     fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)  # thresholds decreasing, thr[0] = +inf
@@ -71,6 +72,8 @@ def binary_metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str
 
     Raises ForgeryDetError when only one class is present (AUC and EER are undefined then).
     """
+    from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+
     y, s = _check(labels, scores)
     _need_both(y)
     rate, eer_thr = eer(y, s)
@@ -223,6 +226,8 @@ def group_samples(y: np.ndarray, groups: np.ndarray, pools: np.ndarray) -> dict[
 
 
 def _metrics_or_error(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score
+
     try:
         return binary_metrics(y, s, threshold)
     except ForgeryDetError as e:
@@ -242,6 +247,7 @@ def roc_plot(curves: dict[str, tuple[Any, Any]], path: Path, title: str) -> Path
     Entries with a single class cannot have a curve and are listed in the legend as such.
     """
     from matplotlib.figure import Figure  # Figure without pyplot: no global state, Agg canvas
+    from sklearn.metrics import roc_auc_score, roc_curve
 
     if not curves:
         raise ForgeryDetError("no ROC curves to plot: give at least one (labels, scores) pair")
