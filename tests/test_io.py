@@ -157,6 +157,22 @@ def test_read_image_tells_the_failures_apart(tmp_path):
         assert str(e.value) == f"{path}: {why}"
 
 
+def test_an_image_over_opencvs_pixel_limit_is_one_line_not_a_cv2_error(tmp_path):
+    bomb = tmp_path / "bomb.pgm"
+    bomb.write_bytes(b"P5\n50000 50000\n255\n")  # 20 bytes whose header claims 2.5 gigapixels
+    with pytest.raises(ForgeryDetError) as e:
+        read_image(bomb)
+    assert str(e.value) == f"{bomb}: the image is too large to decode (over 2^30 pixels, OpenCV's limit); scale it down first"
+
+
+def test_a_float_tiff_is_named_for_its_sample_format_not_called_corrupt(tmp_path):
+    path = tmp_path / "float.tiff"
+    assert cv2.imwrite(str(path), np.random.default_rng(0).random((8, 8), np.float32))
+    with pytest.raises(ForgeryDetError, match=r"float\.tiff: cannot decode the image \(its samples are 32-bit floats, "
+                                              r"which are not read: save it with 8- or 16-bit samples\)$"):
+        read_image(path)
+
+
 def test_a_link_to_nothing_is_told_from_a_missing_file(tmp_path):
     (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")

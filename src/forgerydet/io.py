@@ -187,11 +187,36 @@ def read_image(path: str | Path) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
         raise ForgeryDetError(f"{path}: cannot read the file ({os_reason(e)})") from None
-    with quiet_native_stderr():  # libpng/libjpeg print their own warnings; our one line says it better
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        with quiet_native_stderr():  # libpng/libjpeg print their own warnings; our one line says it better
+            bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as e:  # OpenCV refuses, rather than decodes, an image over its pixel limit
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            raise ForgeryDetError(f"{path}: the image is too large to decode (over 2^30 pixels, OpenCV's limit); "
+                                  f"scale it down first") from None
+        raise ForgeryDetError(f"{path}: cannot decode the image ({cv2_reason(e)})") from None
     if bgr is None or bgr.size == 0:
-        raise ForgeryDetError(f"{path}: cannot decode the image (corrupt or not an image file)")
+        raise ForgeryDetError(f"{path}: cannot decode the image ({undecodable_reason(data)})")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def cv2_reason(e: Exception) -> str:
+    """OpenCV's own words from a cv2.error, without its source file and line: "(-215:Assertion failed) ..."."""
+    text = " ".join(str(e).split())
+    return text[text.find("error: ") + 7:] if "error: " in text else text
+
+
+def undecodable_reason(data: np.ndarray) -> str:
+    """Why OpenCV decoded no colour image from `data`: a sample format it reads but cannot convert to 8-bit
+    colour (a float TIFF), else a corrupt or unknown file."""
+    try:
+        with quiet_native_stderr():
+            raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:
+        raw = None
+    if raw is not None and raw.dtype.kind == "f":
+        return f"its samples are {raw.dtype.itemsize * 8}-bit floats, which are not read: save it with 8- or 16-bit samples"
+    return "corrupt or not an image file"
 
 
 def broken_link(p: Path) -> bool:
