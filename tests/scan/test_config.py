@@ -85,6 +85,20 @@ def test_the_default_checkpoint_is_the_env_var_else_the_shipped_model(tmp_path, 
     assert find_default_checkpoint() == mine
 
 
+def test_an_env_var_model_that_exists_but_is_no_file_is_said_as_what_it_is(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.safetensors").write_bytes(b"x")
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    cases = {tmp_path / "models": "is a folder: give the checkpoint file inside it",  # it used to say "does not exist"
+             Path("/dev/null"): "is a pipe or a device, not a file",
+             tmp_path / "empty.safetensors": "is empty (0 bytes), not a checkpoint"}
+    for path, why in cases.items():
+        monkeypatch.setenv("FORGERYDET_MODEL", str(path))
+        with pytest.raises(ForgeryDetError) as e:
+            find_default_checkpoint()
+        assert str(e.value).startswith(f"$FORGERYDET_MODEL: {path} {why}"), str(e.value)
+
+
 def test_expand_scan_paths_counts_left_out_files_once_and_never_a_named_one(tmp_path):
     (tmp_path / "case").mkdir()
     for name in ("case/a.png", "case/notes.txt", "case/IMG_1.heic"):

@@ -119,9 +119,12 @@ def find_default_checkpoint() -> Path:
     else in the forgerydet source checkout)."""
     env = os.environ.get(MODELS_ENV)
     if env:
-        if not Path(env).is_file():
+        if not os.path.lexists(env):
             raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which does not exist")
-        return Path(env)
+        try:
+            return check_checkpoint_path(env)
+        except ForgeryDetError as e:  # a folder, a pipe, an empty file: said as --checkpoint says it
+            raise ForgeryDetError(f"${MODELS_ENV}: {e}") from None
     for root in (Path.cwd() / "models", Path(__file__).resolve().parents[3] / "models"):
         if (root / SHIPPED_MODEL).is_file():
             return root / SHIPPED_MODEL
