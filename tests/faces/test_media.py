@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -311,6 +312,17 @@ def test_expand_sources_collects_what_it_leaves_out(tmp_path):
     assert ".tiff" in line and ".jpg" in line
     assert describe_skipped([tmp_path / "a/notes.txt"]).startswith("1 file neither")
     assert expand_sources([tmp_path / "a"]) == got[:2]  # without a list to fill, the same files
+
+
+def test_a_named_pipe_in_a_folder_is_listed_or_left_out_never_dropped(tmp_path):
+    (tmp_path / "case").mkdir()
+    (tmp_path / "case" / "a.png").write_bytes(b"x")
+    os.mkfifo(tmp_path / "case" / "pipe.mp4")  # listed: a batch gives it its "not a file" error
+    os.mkfifo(tmp_path / "case" / "pipe")  # no media extension: counted as left out
+    for given in (tmp_path / "case", str(tmp_path / "case" / "*")):
+        skipped: list[Path] = []
+        assert expand_sources([given], skipped) == [tmp_path / "case/a.png", tmp_path / "case/pipe.mp4"]
+        assert skipped == [tmp_path / "case/pipe"]
 
 
 def test_a_link_loop_and_a_folder_are_named_as_such(tmp_path):

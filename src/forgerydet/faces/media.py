@@ -109,8 +109,9 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
         if not str(raw):  # Path("") is the current folder: `scan "$VIDEO"` with VIDEO unset scanned all of it
             raise ForgeryDetError("an empty path was given (an unset variable?): name a file, folder or pattern")
         if p.is_dir():
-            # a link to nothing is listed, so that it gets its error (io.check_readable_file's) rather than vanishing
-            listed = sorted(f for f in p.rglob("*") if f.is_file() or broken_link(f))
+            # a link to nothing, a named pipe or a device is listed, so that it gets its error
+            # (io.check_readable_file's) or is counted as left out, rather than vanishing
+            listed = sorted(f for f in p.rglob("*") if not f.is_dir())
             found = [f for f in listed if is_media(f)]
             _note_skipped(listed, skipped)
             if not found:
@@ -121,8 +122,8 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
             add(p)
         elif glob.has_magic(str(raw)):
             matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
-            files = [m for m in matches if (m.is_file() or broken_link(m)) and is_media(m)]
-            _note_skipped([m for m in matches if m.is_file()], skipped)
+            files = [m for m in matches if not m.is_dir() and is_media(m)]
+            _note_skipped([m for m in matches if not m.is_dir()], skipped)
             if not files:
                 raise ForgeryDetError(f"no image or video file matches '{raw}'")
             for f in files:
