@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from forgerydet.cli.model import weights_export_cmd
 from forgerydet.errors import ForgeryDetError
@@ -175,3 +176,16 @@ def test_weights_export_does_not_replace_an_existing_file_unless_told(tmp_path):
     r = cli("weights", "export", "mobilenetv2_100", model, "--overwrite")
     assert r.exit_code == 0, r.output
     assert model.read_bytes() != b"a trained model"
+
+
+def test_weights_export_overwrite_never_replaces_a_detector_or_an_enrolment_file(tmp_path):
+    """`--overwrite` replaced the shipped detector with ImageNet weights (exit 0), after which every scan failed."""
+    ck = save_checkpoint(tmp_path / "best.safetensors", tiny_model())
+    refs = tmp_path / "people.refs.safetensors"
+    save_file({"x": torch.zeros(1)}, str(refs), metadata={"format": "forgerydet-references"})
+    for path, what in ((ck, "a forgerydet checkpoint (a trained detector)"),
+                       (refs, "a file of enrolled people (`forgerydet enroll`)")):
+        before = path.read_bytes()
+        one_error(cli("weights", "export", "mobilenetv2_100", path, "--overwrite"),
+                  f"is {what}, not exported weights: --overwrite does not replace it; give another path")
+        assert path.read_bytes() == before

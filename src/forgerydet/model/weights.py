@@ -204,6 +204,12 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
     check_output(out, "OUT")  # a parent that is a file, a read-only place: one line, before the work
     if out.is_file() and not overwrite:  # a trained model, a reference file, an earlier export: never replaced unasked
         raise ForgeryDetError(f"OUT {path_text(out)} already exists: give a new path, or --overwrite to replace it")
+    kind = safetensors_format(out) if out.is_file() else None
+    if kind is not None and kind.startswith("forgerydet-"):  # --overwrite is for an earlier export, not a detector
+        what = {CHECKPOINT_FORMAT: "a forgerydet checkpoint (a trained detector)",
+                "forgerydet-references": "a file of enrolled people (`forgerydet enroll`)"}.get(kind, f"a {kind} file")
+        raise ForgeryDetError(f"OUT {path_text(out)} is {what}, not exported weights: --overwrite does not replace "
+                              f"it; give another path")
     model = timm.create_model(model_name, pretrained=False)
     desc = load_pretrained(model, model_name, "packaged")
     state = {
