@@ -85,3 +85,20 @@ def test_safetensors_metadata_is_read_from_the_header_alone(tmp_path):
         f.write_bytes(bad)
         assert safetensors_metadata(f) is None and safetensors_format(f) is None, bad
     assert safetensors_metadata(tmp_path / "missing.safetensors") is None
+
+
+def test_folder_held_refuses_a_second_holder_and_removes_only_the_folders_it_made_while_empty(tmp_path):
+    from forgerydet.paths import folder_held
+
+    out = tmp_path / "new" / "out"
+    with folder_held(out, "--report", "scan"):
+        assert out.is_dir()
+        with pytest.raises(ForgeryDetError) as e, folder_held(out, "--report", "scan"):
+            pass
+        assert str(e.value) == f"--report {out}: another scan is writing there now: wait for it to end, or give another --report"
+    assert not (tmp_path / "new").exists()  # made by it, and still empty
+    with folder_held(out, "--out", "evaluation"):
+        (out / "metrics.json").write_text("{}")
+    assert (out / "metrics.json").is_file()
+    with folder_held(out, "--out", "evaluation"):  # released: held again
+        pass

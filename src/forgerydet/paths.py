@@ -4,11 +4,12 @@ same_file). Each refusal is one ForgeryDetError naming the user's path; nothing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import is_stream, looks_like_safetensors
@@ -103,3 +104,38 @@ def check_not_input(path: str | Path, option: str, inputs: Iterable[tuple[str, s
         if src is not None and same_file(path, src):
             raise ForgeryDetError(f"{option} {path_text(Path(path))} is {what}: writing there would replace it; "
                                   f"give another path")
+
+
+@contextlib.contextmanager
+def folder_held(out_dir: str | Path, option: str, what: str) -> Iterator[None]:
+    """An output folder held by this run while it writes (an exclusive flock on the folder itself: no file is
+    added): a second run into it at once (an evaluation's --out, a scan's --report: `what` names it) is refused with
+    one line instead of replacing what this one writes in silence. The folder (and its parents) are made if need be, and removed again if still empty at the
+    end. Where the file system has no locks (some network mounts) or the platform none, it is not held."""
+    out = Path(out_dir)
+    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this makes, deepest first
+    out.mkdir(parents=True, exist_ok=True)
+    fd = None
+    try:
+        import fcntl
+
+        fd = os.open(out, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ForgeryDetError(f"{option} {path_text(out)}: another {what} is writing there now: wait for it to end, or "
+                              f"give another {option}") from None
+    except (ImportError, OSError):
+        if fd is not None:
+            os.close(fd)
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+        for d in made:  # only while empty: nothing was written
+            try:
+                d.rmdir()
+            except OSError:
+                break

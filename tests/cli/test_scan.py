@@ -273,6 +273,27 @@ def test_a_report_inside_the_scanned_folder_is_not_scanned_on_the_next_run(check
     assert pictures[0].read_bytes() == before
 
 
+def test_a_second_scan_into_a_report_folder_being_written_is_refused(checkpoint, astronaut, tmp_path):
+    """Two scans into one --report at once both exited 0, the page of one showing faces the other had written."""
+    import fcntl
+
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(cv2.resize(astronaut, (256, 256)), cv2.COLOR_RGB2BGR))
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    held = os.open(rep, os.O_RDONLY)  # as a scan writing its report holds it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        one_error(cli("scan", photo, "--checkpoint", checkpoint, "--device", "cpu", "--report", rep),
+                  f"--report {rep}: another scan is writing there now: wait for it to end, or give another --report")
+        assert not list(rep.iterdir())
+    finally:
+        os.close(held)
+    r = cli("scan", photo, "--checkpoint", checkpoint, "--device", "cpu", "--report", rep)
+    assert r.exit_code == 0, r.output  # free again once the other has ended
+    assert (rep / "index.html").is_file()
+
+
 def test_a_cut_off_video_is_scanned_on_the_frames_it_has_and_says_so(checkpoint, astronaut, tmp_path):
     """A video cut short states its whole length; the sampled frames past the cut are skipped, counted and noted
     (they used to end the sampling without a word, the verdict resting on the first few frames)."""

@@ -132,7 +132,7 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
     assert not any(n.startswith("unlike") for n in rec["notes"])  # the same face as enrolled
     assert any(n.startswith("compared with the enrolled faces of 'Astro Naut'") for n in s["notes"])
     html = (rep / "index.html").read_text()
-    assert "Astro Naut" in html and "nearest enrolled real faces" in html and list((rep / "img" / "refs").glob("*.png"))
+    assert "Astro Naut" in html and "nearest enrolled real faces" in html and list((rep / "img").glob("*/refs/*.png"))
     # the scan really retrieved from the person's faces, not from the global bank
     from forgerydet.model.checkpoint import load_checkpoint
 

@@ -98,7 +98,7 @@ def test_every_img_points_at_an_existing_png(report):
         assert path.suffix == ".png" and cv2.imread(str(path)) is not None, src
     assert not list(report.parent.rglob("*.tmp"))  # atomic writes leave no temp files
     # the one bank source that exists is thumbnailed once, however many faces retrieved it
-    assert len(list((report.parent / "img" / "bank").glob("*.png"))) == 1
+    assert len(list((report.parent / "img").glob("*/bank/*.png"))) == 1
 
 
 def test_a_reused_report_folder_keeps_only_the_new_reports_images(report, results):
@@ -107,6 +107,7 @@ def test_a_reused_report_folder_keeps_only_the_new_reports_images(report, result
     folder = report.parent
     mine = [folder / "img" / "notes.png", folder / "img" / "file-000" / "keep.png", folder / "photo.png"]
     for p in mine:
+        p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"user's")
     first = {p for p in (folder / "img").rglob("*.png") if p not in mine}
     index = write_report(results[1:2], folder, SETTINGS)  # only the portrait now: one face, one bank thumbnail
@@ -115,7 +116,49 @@ def test_a_reused_report_folder_keeps_only_the_new_reports_images(report, result
     assert {p.resolve() for p in left} == shown and len(shown) == 3
     assert len(first) == 24 * 2 + 1 + 2 + 1  # crops and heatmaps, timeline, the portrait's two, one bank thumbnail
     assert all(p.read_bytes() == b"user's" for p in mine)
-    assert not (folder / "img" / "file-001").exists() and (folder / "img" / "file-000").is_dir()
+    assert [p.name for p in (folder / "img").iterdir() if p.is_dir() and p.name != "file-000"] == \
+        [shown.pop().relative_to(folder.resolve() / "img").parts[0]]  # the first report's folder went with it
+    assert not list((folder / "img").glob("*/file-001"))
+
+
+def _old_layout(folder):
+    """A report as forgerydet wrote it before 2026-12-07: its pictures straight under img/file-NNN/."""
+    (folder / "img" / "file-000").mkdir(parents=True)
+    for name in ("overview.png", "f0000_face.png"):
+        (folder / "img" / "file-000" / name).write_bytes(b"old")
+    (folder / "index.html").write_text("<html><title>forgerydet scan report</title></html>")
+
+
+def test_a_report_replaces_the_layout_before_it_whole(tmp_path, results):
+    _old_layout(tmp_path / "r")
+    index = write_report(results[1:2], tmp_path / "r", SETTINGS)
+    assert not (tmp_path / "r" / "img" / "file-000").exists()
+    pics = {p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r" / "img").rglob("*.png")}
+    assert pics == {unquote(html.unescape(s)) for s in IMG_SRC.findall(index.read_text("utf-8"))}
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "unwritable"])
+def test_a_report_stopped_before_its_page_leaves_the_earlier_one_whole(report, results, monkeypatch, stop):
+    """It used to overwrite the earlier report's pictures one by one, then its page: stopped between the two, the
+    old page showed the new scan's faces under the old verdicts."""
+    import forgerydet.scan.report_faces as report_faces
+
+    folder = report.parent
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    folders = sorted(p for p in folder.rglob("*") if p.is_dir())
+    real_write, n = report_faces.write_png, []
+
+    def write_png(path, rgb):
+        n.append(path)
+        if len(n) == 5:
+            raise KeyboardInterrupt if stop == "ctrl-c" else PermissionError(13, "Permission denied", str(path))
+        return real_write(path, rgb)
+
+    monkeypatch.setattr(report_faces, "write_png", write_png)
+    with pytest.raises(KeyboardInterrupt if stop == "ctrl-c" else PermissionError):
+        write_report(results[1:2] + results[:1], folder, SETTINGS)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before  # the new pictures went too
+    assert sorted(p for p in folder.rglob("*") if p.is_dir()) == folders
 
 
 def test_page_content_and_escaping(report):
@@ -221,10 +264,10 @@ def test_a_photo_gets_an_overview_with_its_faces_numbered(tmp_path, results, ast
                       for k, (f, s) in enumerate(zip(photo["faces"] * 2, (0.2, 0.9)))]
     index = write_report([photo], tmp_path / "r", SETTINGS)
     page = index.read_text(encoding="utf-8")
-    assert 'src="img/file-000/overview.png"' in page
+    src = re.search(r'src="(img/[^/"]+/file-000/overview\.png)"', page).group(1)
     assert 'alt="the image with its 2 faces boxed and numbered from the left; faces 1 at or above the threshold"' in page
-    pic = cv2.cvtColor(cv2.imread(str(index.parent / "img/file-000/overview.png")), cv2.COLOR_BGR2RGB)
+    pic = cv2.cvtColor(cv2.imread(str(index.parent / src)), cv2.COLOR_BGR2RGB)
     assert pic.shape == (150, 200, 3)  # drawn on the shrunk copy, boxes scaled to it (frame 400 px wide)
     assert tuple(pic[50, 10]) == (46, 125, 50) and tuple(pic[50, 85]) == (198, 40, 40)  # left edges: green, red
     write_report([results[1]], tmp_path / "r", SETTINGS)  # the same folder, a photo without one: it goes
-    assert not (index.parent / "img/file-000/overview.png").exists()
+    assert not (index.parent / src).exists() and not list(index.parent.glob("img/*/file-000/overview.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
@@ -22,7 +23,7 @@ from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printab
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
-from forgerydet.paths import check_not_input, check_output, same_file
+from forgerydet.paths import check_not_input, check_output, folder_held, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits
 from forgerydet.scan.records import json_text, settings_notes, shortest_names
@@ -61,7 +62,7 @@ def scan_cmd(
     # /dev/stdout (/dev/fd/1, /proc/self/fd/1) is '-': standard output holds that output alone, the table and
     # every other line go to stderr (else `--json /dev/stdout | jq` would get the table too)
     json_out, csv_out = (STDOUT if p is not None and own_descriptor(p) == 1 else p for p in (json_out, csv_out))
-    with console_on(sys.stderr if STDOUT in (json_out, csv_out) else None):
+    with console_on(sys.stderr if STDOUT in (json_out, csv_out) else None), contextlib.ExitStack() as held:
         from forgerydet.faces.media import describe_skipped
         from forgerydet.scan.records import MAX_FACES  # read when called (tests set MAX_FACES)
 
@@ -76,6 +77,7 @@ def scan_cmd(
             if report:
                 from forgerydet.scan.report import check_report_folder
 
+                held.enter_context(folder_held(report, "--report", "scan"))  # until its page is written
                 check_report_folder(report)
             det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
             cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
@@ -267,8 +269,11 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
         else:
             from forgerydet.scan.report import write_report
 
-            index = write_report(results, path, settings)
+            left: list[str] = []
+            index = write_report(results, path, settings, notes=left)
             console.print(escape(f"report: {printable(index)}"), highlight=False)
+            for line in left:
+                note("note:", line, style="yellow")
     except ForgeryDetError as e:
         return f"{option}: {e}"
     except OSError as e:

@@ -109,8 +109,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
         if not str(raw):  # Path("") is the current folder: `scan "$VIDEO"` with VIDEO unset scanned all of it
             raise ForgeryDetError("an empty path was given (an unset variable?): name a file, folder or pattern")
         if p.is_dir():
-            # a link to nothing, a named pipe or a device is listed, so that it gets its error
-            # (io.check_readable_file's) or is counted as left out, rather than vanishing
+            # a dangling link, a named pipe: listed, to get its error (check_readable_file's) or be counted as left out
             listed = sorted(f for f in p.rglob("*") if not f.is_dir())
             found = [f for f in listed if is_media(f)]
             _note_skipped(listed, skipped)

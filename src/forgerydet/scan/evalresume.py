@@ -8,10 +8,9 @@ computed again from the scores) and still holds the bytes scored then; the rest 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
@@ -161,38 +160,3 @@ def resumed_text(taken: int, path: Path, scored: int, left_out: int) -> str:
             + (f"; {left_out} file{'' if left_out == 1 else 's'} of the earlier evaluation not in this one "
                f"{'is' if left_out == 1 else 'are'} left out of the metrics (kept in {METRICS} as earlier_files, for a "
                f"later --resume)" if left_out else ""))
-
-
-@contextlib.contextmanager
-def folder_held(out_dir: str | Path) -> Iterator[None]:
-    """The --out folder held by this evaluation while it runs (an exclusive flock on the folder itself: no file is
-    added): a second evaluation into it at once is refused with one line instead of replacing this one's saved scores
-    and plots in silence. The folder (and its parents) are made if need be, and removed again if still empty at the
-    end. Where the file system has no locks (some network mounts) or the platform none, it is not held."""
-    out = Path(out_dir)
-    made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this makes, deepest first
-    out.mkdir(parents=True, exist_ok=True)
-    fd = None
-    try:
-        import fcntl
-
-        fd = os.open(out, os.O_RDONLY)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ForgeryDetError(f"--out {path_text(out)}: another evaluation is writing there now: wait for it to end, or "
-                              f"give another --out") from None
-    except (ImportError, OSError):
-        if fd is not None:
-            os.close(fd)
-        fd = None
-    try:
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)
-        for d in made:  # only while empty: nothing was written
-            try:
-                d.rmdir()
-            except OSError:
-                break

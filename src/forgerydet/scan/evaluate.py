@@ -22,11 +22,11 @@ from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.checkpoint import training_faces
 from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
-from forgerydet.paths import check_output
+from forgerydet.paths import check_output, folder_held
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
-from forgerydet.scan.evalresume import (METRICS, earlier_scores, folder_held,
-                                        read_earlier_evaluation, resumed_text, scored_record)
+from forgerydet.scan.evalresume import (METRICS, earlier_scores, read_earlier_evaluation, resumed_text,
+                                        scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
 from forgerydet.scan.resume import Checkpointer, Earlier
 from forgerydet.scan.scanner import Scanner
@@ -52,7 +52,7 @@ def evaluate(
     reading a dataset's layout found, e.g. a method left out) lead result["notes"], which metrics.json keeps.
 
     With out_dir, the files scored so far are saved into metrics.json while it runs (evalresume), the folder is
-    held against a second evaluation at once (evalresume.folder_held), and resume=True takes over the files an
+    held against a second evaluation at once (paths.folder_held), and resume=True takes over the files an
     earlier evaluation there scored with the same settings and bytes (result["resumed"]); without it, an unfinished
     evaluation's saved scores there are refused, not replaced. `say` gets what is worth saying before the scoring
     (the files --resume cannot take over for a changed setting). `command`, the command line that runs it, is kept
@@ -62,7 +62,7 @@ def evaluate(
     if not out_dir:
         return _evaluate(source, checkpoint, config, crops, None, progress, notes, False, None, say, command)
     check_output(out_dir, "--out", folder=True)
-    with folder_held(out_dir):  # first: an evaluation running there is said as such, not as an unfinished one
+    with folder_held(out_dir, "--out", "evaluation"):  # first: an evaluation running there is said as such, not as an unfinished one
         earlier_doc = read_earlier_evaluation(out_dir, resume)  # a bad file is said before the model loads
         if resume and earlier_doc is None and say:  # a mistyped --out would score a night's set again
             say(f"--resume: no earlier evaluation in {path_text(out_dir)}: every file is scored")

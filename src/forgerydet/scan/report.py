@@ -7,7 +7,9 @@ No external URLs; every string is HTML-escaped; every file is written atomically
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import itertools
 import json
 import os
 import re
@@ -180,8 +182,12 @@ window.addEventListener('load', function () {
 
 
 REPORT_TITLE = "<title>forgerydet scan report</title>"  # every report's page has it: an index.html without it is not ours
-# the names ReportImages and _file_html give the PNGs under img/: only these are ever removed from a reused folder
-_OUR_IMAGE = re.compile(r"(file-\d{3,}/(f\d{4,}_(face|heat)|timeline|overview)|refs/r\d{5,}|bank/n\d{5,})\.png")
+# A report's pictures go into a folder of its own, img/RUN/ (RUN: YYYYmmdd-HHMMSS-k), and its page last, so an earlier
+# page keeps its own pictures until the new one replaces it. Only these names (and img/file-NNN/..., the layout before
+# 2026-12-07) are ever removed from a reused folder.
+_RUN = r"\d{8}-\d{6}-\d+"
+_OUR_IMAGE = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}/(f\d{{4,}}_(face|heat)|timeline|overview)|refs/r\d{{5,}}|bank/n\d{{5,}})\.png")
+_OUR_FOLDER = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}|refs|bank)|{_RUN}")
 
 
 def check_report_folder(out_dir: Path) -> bool:
@@ -215,20 +221,27 @@ def written_by_report(out_dir: Path, path: Path) -> bool:
     return p.is_relative_to(root) and p.relative_to(root).parts[0] == IMG_FOLDER  # the report's pictures, all of them
 
 
-def _remove_stale(imgs: ReportImages) -> int:
-    """Delete the earlier report's images that the new page does not show (its faces of other videos would stay
-    beside it, and travel with the folder when it is shared); returns how many. Only names a report writes are
-    touched, then the folders they leave empty."""
-    removed = 0
-    for path in sorted(imgs.root.rglob("*.png")) if imgs.root.is_dir() else []:
-        rel = path.relative_to(imgs.root).as_posix()
-        if path not in imgs.written and _OUR_IMAGE.fullmatch(rel) and not path.is_symlink():
-            path.unlink(missing_ok=True)
-            removed += 1
-    for folder in sorted((p for p in imgs.root.glob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
-        if re.fullmatch(r"file-\d{3,}|refs|bank", folder.name) and not any(folder.iterdir()):
-            folder.rmdir()
-    return removed
+def _remove_stale(img: Path, keep: set[Path]) -> int:
+    """Delete the pictures under `img` that the page does not show (`keep`): an earlier report's (its faces of other
+    videos would stay beside the new page, and travel with the folder when it is shared), or those of a report that
+    was stopped before its page; then the folders they leave empty. Only names a report writes are touched. Returns
+    how many could not be removed."""
+    left = 0
+    for path in sorted(img.rglob("*.png")) if img.is_dir() else []:
+        rel = path.relative_to(img).as_posix()
+        if path not in keep and _OUR_IMAGE.fullmatch(rel) and not path.is_symlink():
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                left += 1
+    folders = [p for p in img.rglob("*") if p.is_dir() and not p.is_symlink()] if img.is_dir() else []
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):  # deepest first
+        if _OUR_FOLDER.fullmatch(folder.relative_to(img).as_posix()):
+            try:
+                folder.rmdir()  # only while empty
+            except OSError:
+                pass
+    return left
 
 
 def _provenance(settings: dict) -> str:
@@ -267,13 +280,46 @@ def write_report(
     *,
     max_faces: int = MAX_FACES,
     progress: Progress | None = None,
+    notes: list[str] | None = None,
 ) -> Path:
-    """Write out_dir/index.html (+ PNGs under out_dir/img) for scan results; returns the HTML path. An earlier
-    report in out_dir is replaced whole: its images that the new page does not show are removed."""
+    """Write out_dir/index.html (+ PNGs under out_dir/img/RUN) for scan results; returns the HTML path. An earlier
+    report there is replaced whole once the new page is written; stopped or failed before, the new pictures go and
+    the earlier report stays as it was. Pictures that could not be removed are said in `notes`, when given."""
     out_dir = Path(out_dir)
-    replacing = check_report_folder(out_dir)
+    check_report_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    imgs = ReportImages(out_dir, settings.get("bank_sources_root"))
+    imgs = ReportImages(out_dir, settings.get("bank_sources_root"), run=_new_run(out_dir / IMG_FOLDER))
+    try:
+        index = _write_page(imgs, results, settings, max_faces, progress)
+    except BaseException:  # Ctrl-C, a full disk, a read-only folder: the earlier page and its pictures stay whole
+        _remove_stale(imgs.root, set())
+        with contextlib.suppress(OSError):
+            imgs.root.rmdir()
+        raise
+    left = _remove_stale(out_dir / IMG_FOLDER, imgs.written)
+    if left and notes is not None:
+        notes.append(f"{left} picture(s) of an earlier report in {path_text(out_dir / IMG_FOLDER)} could not be removed "
+                     f"(no permission?); the new page does not show them")
+    return index
+
+
+def _new_run(img: Path) -> str:
+    """The name of a new folder, made now, for this report's pictures under `img` (never an earlier report's)."""
+    stamp = f"{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    img.mkdir(exist_ok=True)
+    for k in itertools.count(1):
+        try:
+            (img / f"{stamp}-{k}").mkdir()
+        except FileExistsError:
+            continue
+        return f"{stamp}-{k}"
+    raise AssertionError("unreachable")
+
+
+def _write_page(imgs: ReportImages, results: list[dict], settings: dict, max_faces: int,
+                progress: Progress | None) -> Path:
+    """The pictures (through `imgs`), then index.html, atomically and last."""
+    out_dir = imgs.out_dir
 
     counts = {k: 0 for k in ("FAKE", "REAL", "no_face", "error", "not_scanned")}
     for r in results:
@@ -311,8 +357,4 @@ def write_report(
     tail.append("</table></details>")
 
     page = "\n".join(head + summary + body + tail + [_TEST_HOOK, "</body></html>", ""])
-    index = out_dir / "index.html"
-    write_bytes_atomic(index, page.encode("utf-8"))
-    if replacing:
-        _remove_stale(imgs)
-    return index
+    return write_bytes_atomic(out_dir / "index.html", page.encode("utf-8"))

@@ -24,14 +24,15 @@ _CROP_NAME = re.compile(r"f(\d+)_\d+\.\w+")  # the crops `extract` and `pairs` w
 
 
 class ReportImages:
-    """Writes the report's PNGs under out_dir/img and hands back their relative src; `written` lists them all.
-    bank_root: the folder the checkpoint's bank sources are relative to (the scan setting bank_sources_root; None:
-    the current folder), where their pictures are looked up for thumbnails."""
+    """Writes the report's PNGs under out_dir/img (under out_dir/img/RUN with `run`: one report's own folder) and
+    hands back their relative src; `written` lists them all. bank_root: the folder the checkpoint's bank sources are
+    relative to (the scan setting bank_sources_root; None: the current folder), where their pictures are looked up
+    for thumbnails."""
 
-    def __init__(self, out_dir: Path, bank_root: str | None = None) -> None:
+    def __init__(self, out_dir: Path, bank_root: str | None = None, run: str | None = None) -> None:
         self.out_dir = out_dir
         self.bank_root = bank_root
-        self.root = out_dir / IMG_FOLDER
+        self.root = out_dir / IMG_FOLDER / run if run else out_dir / IMG_FOLDER
         self.written: set[Path] = set()
         self._neighbours: dict[str, str | None] = {}
 
