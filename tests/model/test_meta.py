@@ -30,3 +30,13 @@ def test_weights_holding_nan_are_refused_only_when_asked_and_named(tmp_path):
                                    f"(e.g. {floats[0][6:]})")
     good = read_meta(ck, check_weights=True)
     assert training_faces(good) == {"ann"} and calibration_bank(good) == "not calibrated"
+
+
+def test_a_file_of_enrolled_people_given_as_a_checkpoint_is_named_as_one(tmp_path):
+    """`info people.refs.safetensors` said only 'a safetensors file but not a forgerydet checkpoint'."""
+    refs = tmp_path / "people.refs.safetensors"
+    save_file({"x": torch.zeros(1)}, str(refs), metadata={"format": "forgerydet-references"})
+    with pytest.raises(ForgeryDetError) as e:
+        read_meta(refs)
+    assert str(e.value) == (f"{refs} is a file of enrolled people, not a checkpoint: `forgerydet enroll --list --into "
+                            f"{refs}` shows who is in it")

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import looks_like_safetensors
-from forgerydet.model.config import check_checkpoint_path
+from forgerydet.model.config import REFERENCES_FORMAT, check_checkpoint_path
 
 FORMAT = "forgerydet-checkpoint"
 FORMAT_VERSION = 1
@@ -56,6 +56,9 @@ def read_meta(path: str | Path, *, check_weights: bool = False) -> dict[str, Any
             bad = [k for k in keys if check_weights and raw.get("format") == FORMAT and non_finite(k, f.get_tensor(k))]
     except Exception as e:  # safetensors raises several types for broken headers
         raise open_error(path, e) from None
+    if raw.get("format") == REFERENCES_FORMAT:
+        raise ForgeryDetError(f"{path} is a file of enrolled people, not a checkpoint: `forgerydet enroll --list "
+                              f"--into {path}` shows who is in it")
     if raw.get("format") != FORMAT:
         raise ForgeryDetError(f"{path} is a safetensors file but not a forgerydet checkpoint")
     if raw.get("format_version") != str(FORMAT_VERSION):
