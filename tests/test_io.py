@@ -338,3 +338,11 @@ def test_a_replaced_file_keeps_its_permissions_and_a_read_only_one_is_refused(tm
     with pytest.raises(ForgeryDetError, match="cannot write .*locked.safetensors: the file is read-only"):
         write_bytes_atomic(locked, b"gone", durable=True)
     assert locked.read_bytes() == b"keep" and not list(tmp_path.glob(".*"))
+
+
+def test_read_csv_rows_names_a_row_with_more_fields_than_the_header(tmp_path):
+    p = tmp_path / "faces.csv"
+    p.write_text("source,crop\nv.mp4,c.png\nw.mp4,d.png,x\n")
+    with pytest.raises(ForgeryDetError) as e:
+        read_csv_rows(p, ["source", "crop"])
+    assert str(e.value) == f"{p}:3: 3 fields where the header has 2 (a comma in a value that is not quoted?)"

@@ -293,9 +293,20 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
                 raise ForgeryDetError(
                     f"{path}: missing column(s) {', '.join(missing)}; expected columns {', '.join(required)}"
                 )
-            return list(reader)
+            rows = list(reader)
     except UnicodeDecodeError:
         raise ForgeryDetError(f"{path}: not a UTF-8 text CSV file") from None
+    for i, row in enumerate(rows, start=2):
+        check_fields(path, i, row, reader.fieldnames or [])
+    return rows
+
+
+def check_fields(path: Path, line: int, row: dict, header: Sequence[str]) -> None:
+    """A csv.DictReader row with more fields than the header (kept under the key None) is one line naming it, not
+    a traceback further on: an unquoted comma in a name ('Smith, John') does it."""
+    if None in row:
+        raise ForgeryDetError(f"{path}:{line}: {len(header) + len(row[None])} fields where the header has {len(header)} "
+                              f"(a comma in a value that is not quoted?)")
 
 
 def current_folder() -> str | None:

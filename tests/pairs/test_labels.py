@@ -57,3 +57,11 @@ def test_a_list_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
     listed = tmp_path / "l.csv"
     listed.write_text("path,label\na.png,real\nb.png,fake\n", encoding="utf-8-sig")  # Excel's "CSV UTF-8"
     assert read_list(listed) == [Item(tmp_path / "a.png", 0, "all"), Item(tmp_path / "b.png", 1, "all")]
+
+
+def test_a_list_row_with_more_fields_than_the_header_is_one_line_naming_it(tmp_path):
+    p = tmp_path / "list.csv"
+    p.write_text("path,label\na.png,0\nb.png,1,extra,more\n")
+    with pytest.raises(ForgeryDetError) as e:
+        read_list(p)
+    assert str(e.value) == f"{p}:3: 4 fields where the header has 2 (a comma in a value that is not quoted?)"

@@ -148,3 +148,14 @@ def test_a_face_file_in_train_and_val_under_another_group_is_refused(tmp_path):
     assert str(e.value) == (f"{tmp_path / 'p.csv'}: 1 face file(s) of 'val' are 'train' files too (e.g. line 4, the "
                             f"file of line 2), under another group: 'val' would score faces it trained on; list each "
                             f"file in one split")
+
+
+def test_a_row_with_more_fields_than_the_header_is_one_line_naming_it(tmp_path):
+    """An unquoted comma ('Smith, John') gave AttributeError: 'list' object has no attribute 'strip'."""
+    from forgerydet.pairs.table import read_pairs
+
+    p = tmp_path / "pairs.csv"
+    p.write_text("real,fake,group,split\na.png,b.png,Smith, John,train\n")
+    with pytest.raises(ForgeryDetError) as e:
+        read_pairs(p)
+    assert str(e.value) == f"{p}:2: 5 fields where the header has 4 (a comma in a value that is not quoted?)"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forgerydet.errors import ForgeryDetError
+from forgerydet.io import check_fields
 
 LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1, "pristine": 0, "original": 0, "manipulated": 1}
 
@@ -53,6 +54,7 @@ def _read_rows(path: Path) -> list[Item]:
         if missing:
             raise ForgeryDetError(f"{path}: missing column(s) {', '.join(missing)}; needed: path, label (optional: group); found: {', '.join(cols) or 'none'}")
         for i, raw in enumerate(reader, start=2):
+            check_fields(path, i, raw, cols)
             rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
             lab = rec["label"].lower()
             if lab not in LABELS:

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import write_csv_atomic
+from forgerydet.io import check_fields, write_csv_atomic
 
 PAIRS_COLUMNS = ["real", "fake", "group", "split", "method", "landmarks"]
 
@@ -244,6 +244,7 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
                     f"(optional: {', '.join(OPTIONAL_COLUMNS)}); found: {', '.join(cols) or 'none'}"
                 )
             for i, raw in enumerate(reader, start=2):
+                check_fields(path, i, raw, cols)
                 rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
                 if rec.get("split") and rec["split"] not in SPLITS:  # first: a mistyped split, not an empty fake, is the mistake
                     raise ForgeryDetError(
