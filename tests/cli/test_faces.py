@@ -174,3 +174,4 @@ def test_an_interrupted_extract_or_pairs_says_what_a_rerun_does(face_png, tmp_pa
     monkeypatch.setattr(build, "make_pairs", stopped)
     one_error(cli("pairs", "--self-blend", face_png.parent, "--out", tmp_path / "p"), "interrupted before pairs.csv "
               "was written: run the same command again (it starts over)", code=130)
+

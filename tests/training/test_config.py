@@ -37,6 +37,7 @@ def test_pseudo_fakes_made_in_training_need_online_blending():
     ("calibration_fpr", 1.0), ("tune", "some"), ("steps_per_epoch", 0), ("val_batch_size", 0), ("weight_decay", -0.1), ("select", "best"),
     ("swap_blends", 1.5), ("swap_blends", -0.1), ("lr", float("inf")), ("lr", float("nan")), ("nce_weight", -1.0),
     ("max_minutes", float("nan")), ("clip", 0.0), ("weight_decay", float("nan")), ("pair_reference", "self"),
+    ("seed", -1), ("seed", 2**32),  # np.random.seed raised ValueError (a traceback) after the model was built
 ])
 def test_each_bad_value_is_named(name, bad):
     with pytest.raises(ForgeryDetError) as e:

@@ -136,7 +136,7 @@ def pairs_cmd(
     self_blend: Annotated[bool, typer.Option("--self-blend", help="Make one self-blended pseudo-fake per real face of SOURCES.")] = False,
     val: Annotated[float, typer.Option("--val", help="Fraction of groups (source videos) for validation.")] = VAL_SHARE,
     test: Annotated[float, typer.Option("--test", help="Fraction of groups for test.")] = TEST_SHARE,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the split and the self-blending.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for the split and the self-blending.")] = 0,
     frames: Frames = None,
     every: Every = None,
     fps: Fps = None,

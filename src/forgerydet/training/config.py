@@ -105,6 +105,7 @@ class TrainConfig:
             ("swap_blends", 0.0 <= self.swap_blends <= 1.0, "a share in [0, 1]"),
             ("select", self.select in SELECT_BY, f"one of {', '.join(SELECT_BY)}"),
             ("pair_reference", self.pair_reference in PAIR_REFERENCES, f"one of {', '.join(PAIR_REFERENCES)}"),
+            ("seed", 0 <= self.seed < 2**32, "a whole number from 0 to 2^32 - 1"),  # numpy's seeds
         ):
             if not ok:  # named as the option a user gives (a resumed run's stored settings use the same names)
                 raise ForgeryDetError(f"invalid training option --{name.replace('_', '-')} {getattr(self, name)!r}: "
