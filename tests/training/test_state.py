@@ -289,3 +289,41 @@ def test_the_best_epoch_is_the_highest_auc_then_the_lowest_validation_loss():
     w = [{"val_auc": 0.7, "watch_auc": 0.8, "val_loss": 0.5}]
     assert improves({"val_auc": 0.6, "watch_auc": 0.8, "val_loss": 0.4}, w, 0.8, "watch")
     assert not improves({"val_auc": 0.9, "watch_auc": 0.79, "val_loss": 0.1}, w, 0.8, "watch")
+
+
+def _run_files(tmp_path, aucs, best_held):
+    """A run's last.safetensors after len(aucs) epochs (their validation AUCs), and a best.safetensors of epoch
+    `best_held` (0: none), as a kill -9 between the epoch-end writes leaves them."""
+    from forgerydet.model.checkpoint import TrainState
+
+    history = [{"epoch": k + 1, "val_auc": a, "val_loss": 0.5} for k, a in enumerate(aucs)]
+    model = Detector(tiny_config())
+    cfg = TrainConfig().to_dict()
+    last = save_checkpoint(tmp_path / "last.safetensors", model, history=history, extra={"epochs_done": len(aucs)},
+                           train_state=TrainState(len(aucs), 4 * len(aucs), max(aucs), cfg,
+                                                              optimizer_state={"state": {}, "param_groups": []}))
+    if best_held:
+        save_checkpoint(tmp_path / "best.safetensors", model, history=history[:best_held],
+                        extra={"epochs_done": best_held}, train_state=TrainState(best_held, 4, aucs[0], cfg))
+    return load_checkpoint(last, "cpu")
+
+
+@pytest.mark.parametrize("aucs,held,rewritten", [
+    ([0.53, 0.55], 1, True),  # epoch 2 was the best: its best write was the one stopped
+    ([0.53, 0.55], 0, True),  # stopped before the first best write ended (none there)
+    ([0.53, 0.55], 2, False),  # all written
+    ([0.55, 0.53], 1, False),  # epoch 2 was no better: best is right as it is
+])
+def test_a_resume_catches_best_and_the_log_up_with_last(tmp_path, aucs, held, rewritten):
+    """`kill -9` between writing last and best lost the best epoch for good: a finished run was never resumed, and
+    an unfinished one rewrote best only for an epoch better still."""
+    from forgerydet.model.meta import read_meta
+    from forgerydet.training.state import catch_up
+
+    ck = _run_files(tmp_path, aucs, held)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")  # the log of epoch 1 only
+    said = catch_up(ck, tmp_path / "best.safetensors", tmp_path / "metrics.jsonl")
+    assert bool(said) == rewritten and (not said or "written again from last.safetensors" in said)
+    if held or rewritten:
+        assert read_meta(tmp_path / "best.safetensors")["extra"]["epochs_done"] == (2 if rewritten else held)
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]

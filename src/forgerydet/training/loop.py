@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import current_folder, write_text_atomic
+from forgerydet.io import current_folder
 from forgerydet.model.backbone import pooled
 from forgerydet.model.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from forgerydet.model.config import ModelConfig
@@ -33,8 +33,8 @@ from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed, shard
-from forgerydet.training.state import (check_new_run, check_same_data, data_path, grad_scaler, improves,
-                                      option_conflicts, resumed_config, rng_state, set_rng_state, stamp_new_run)
+from forgerydet.training.state import (catch_up, check_new_run, check_same_data, data_path, grad_scaler, improves,
+                                      option_conflicts, resumed_config, rng_state, set_rng_state, stamp_new_run, write_log)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate, watch_notice
 
 Event = Callable[[dict[str, Any]], None]
@@ -176,6 +176,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         if state is None or state.optimizer_state is None:
             raise ForgeryDetError(f"{last_path} holds no training state to continue (a best.safetensors or a "
                                   f"shipped file copied there?): start a new run from it with --init instead")
+        if caught := catch_up(ck, best_path, log_path):  # a crash between the epoch-end writes, finished run or not
+            emit({"event": "notice", "text": caught})
         tcfg = resumed_config(tcfg, mcfg, state, ck, given, last_path)
         unchecked = check_same_data(tcfg, last_path)
         if unchecked:
@@ -324,7 +326,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                 save_checkpoint(last_path, model, train_state=to_resume, **common)
                 if improved:  # how it was trained, without what only resuming needs (optimizer, RNG states)
                     save_checkpoint(best_path, model, train_state=TrainState(epoch + 1, step, best, tcfg.to_dict()), **common)
-                _write_jsonl(log_path, history)
+                write_log(log_path, history)
             emit({"event": "epoch_end", **record, "best": improved, "last_path": str(last_path),
                   "best_path": str(best_path)})
         if d.on:
@@ -353,8 +355,3 @@ def init_model(path: str, mcfg: ModelConfig | None, given: Collection[str]) -> t
     ck.model.bank.source.fill_(-1)
     return ck.model, sorted(ck.training_faces)
 
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """The per-epoch metrics log, rewritten whole and atomically from the checkpoint's history, so it always
-    agrees with the last checkpoint (also after a crash and --resume)."""
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))

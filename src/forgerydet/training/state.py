@@ -6,6 +6,7 @@ run's relative paths taken from the folder it was started in, and its data files
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 from pathlib import Path
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 
 from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.io import current_folder, file_sha256
-from forgerydet.model.checkpoint import Checkpoint, TrainState
+from forgerydet.io import current_folder, file_sha256, write_text_atomic
+from forgerydet.model.checkpoint import Checkpoint, TrainState, save_checkpoint
+from forgerydet.model.meta import read_meta
 from forgerydet.model.config import ModelConfig, config_from_dict
 from forgerydet.training.config import TrainConfig, aug_text, augment_config
 
@@ -210,3 +212,35 @@ def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainStat
     return config_from_dict(TrainConfig, {**stored, "out": tcfg.out, "device": tcfg.device, "workers": tcfg.workers,
                                           "epochs": epochs,  # and a new budget, which was accepted and then ignored
                                           **({"max_minutes": tcfg.max_minutes} if "max_minutes" in given else {})})
+
+
+def write_log(path: Path, records: list[dict[str, Any]]) -> None:
+    """The per-epoch metrics log, rewritten whole and atomically from the checkpoint's history, so it always
+    agrees with the last checkpoint (also after a crash and --resume)."""
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def catch_up(ck: Checkpoint, best_path: Path, log_path: Path) -> str | None:
+    """After a stop between an epoch's writes (last, then best, then the log; a kill -9 is not held off), bring
+    best and the log level with last, the run's loaded state `ck`: the log from its history, and best from its
+    weights when its last epoch was the best one and best holds an earlier one (or none). Returns a notice then."""
+    history, st = ck.history, ck.train_state
+    write_log(log_path, history)
+    name = "watch_auc" if st is not None and st.train_config.get("select") == "watch" else "val_auc"
+    if st is None or not history or not all(isinstance(h.get(name), (int, float)) for h in history):
+        return None
+    best_epoch, best = 1, float(history[0][name])  # a run's first epoch is its first best
+    for k in range(1, len(history)):
+        if improves(history[k], history[:k], best, name.removesuffix("_auc")):
+            best_epoch = k + 1
+        best = max(best, float(history[k][name]))
+    try:
+        held = int((read_meta(best_path).get("extra") or {}).get("epochs_done") or 0)
+    except ForgeryDetError:  # missing or damaged: the write that was stopped
+        held = 0
+    if best_epoch != len(history) or held >= best_epoch:
+        return None
+    save_checkpoint(best_path, ck.model, train_state=TrainState(st.epoch, st.step, st.best, st.train_config),
+                    bank_sources=ck.bank_sources, history=history, extra=ck.extra)
+    return (f"{best_path.name} held epoch {held or 'none'} though the run's best is its last finished epoch, {best_epoch} "
+            f"(the run was stopped between writing the two): written again from {ck.path.name}")
