@@ -122,6 +122,17 @@ def test_bad_pairs_files_are_clear_errors(pairs, tmp_path):
     assert (out / "last.safetensors").read_bytes() == b"precious"  # nothing already written is lost
 
 
+def test_a_resumed_run_keeps_to_the_budget_it_started_with(pairs, tmp_path):
+    """Resumed without --max-minutes, a run used to get its whole budget again (a killed 0.4-minute run trained 50
+    epochs where the uninterrupted one stopped at 31); with its budget spent it is refused, not run for no steps."""
+    res = train(tcfg(pairs, tmp_path / "run", epochs=50, max_minutes=0.001), tiny_config(bank_size=64))
+    assert len(res["history"]) == 1 and res["history"][0]["run_seconds"] >= 0.06
+    with pytest.raises(ForgeryDetError, match="has used its whole --max-minutes budget"):
+        train(tcfg(pairs, tmp_path / "run", epochs=50, max_minutes=0.001), resume=True)
+    res = train(tcfg(pairs, tmp_path / "run", epochs=50, max_minutes=0.001), resume=True, given={"max_minutes"})
+    assert len(res["history"]) == 2  # a new budget, given: one more epoch
+
+
 def test_training_stores_calibration_and_keeps_to_the_time_budget(pairs, tmp_path):
     res = train(tcfg(pairs, tmp_path / "run", epochs=50, max_minutes=0.001), tiny_config(bank_size=64))
     assert len(res["history"]) == 1  # the budget ended the run at the first epoch end

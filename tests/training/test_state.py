@@ -327,3 +327,17 @@ def test_a_resume_catches_best_and_the_log_up_with_last(tmp_path, aucs, held, re
     if held or rewritten:
         assert read_meta(tmp_path / "best.safetensors")["extra"]["epochs_done"] == (2 if rewritten else held)
     assert [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_resumed_run_goes_on_with_the_budget_it_had_left():
+    """A run killed and resumed got a whole new --max-minutes budget (and its time-based schedule started again):
+    50 epochs where the uninterrupted run stopped at 31."""
+    from forgerydet.training.state import spent
+
+    history = [{"epoch": 1, "run_seconds": 40.0}, {"epoch": 2, "run_seconds": 95.5}]
+    assert spent(history, 300.0) == 95.5  # goes on from its last finished epoch
+    assert spent(history, None) == 0.0  # --max-minutes given again (a new budget), or none
+    assert spent([{"epoch": 1}], 300.0) == 0.0  # stored before runs recorded it
+    with pytest.raises(ForgeryDetError, match=r"^the run has used its whole --max-minutes budget \(1.5 min\): to train "
+                                              r"on, give --max-minutes M with --resume for a new budget of M minutes$"):
+        spent(history, 90.0)

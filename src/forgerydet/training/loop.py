@@ -34,7 +34,8 @@ from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed, shard
 from forgerydet.training.state import (catch_up, check_new_run, check_same_data, data_path, grad_scaler, improves,
-                                      option_conflicts, resumed_config, rng_state, set_rng_state, stamp_new_run, write_log)
+                                      option_conflicts, resumed_config, rng_state, set_rng_state, spent, stamp_new_run,
+                                      write_log)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate, watch_notice
 
 Event = Callable[[dict[str, Any]], None]
@@ -155,7 +156,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     and refused if they changed: state.check_same_data). `given` names the TrainConfig/ModelConfig
     fields the user set explicitly: with resume, `epochs` may raise the stored count (extending a finished
     run; the cosine schedule is stretched to the new total), `device`/`workers` may change, and any other
-    given field that differs from the stored run is refused."""
+    given field that differs from the stored run is refused (`max_minutes` given sets a new budget)."""
     emit = on_event or (lambda e: None)
     out = Path(tcfg.out)
     last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
@@ -243,8 +244,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     steps_full = math.ceil(min(len(shard(len(ds), r, d.world, 2)) for r in range(d.world)) / tcfg.batch_size)
     steps_epoch = min(steps_full, tcfg.steps_per_epoch or steps_full)
     total = steps_epoch * tcfg.epochs
-    t_start = time.perf_counter()
     budget = tcfg.max_minutes * 60.0 if tcfg.max_minutes else None
+    t_start = time.perf_counter() - spent(history, budget if state is not None and "max_minutes" not in given else None)
     emit({"event": "start", "rank": d.rank, "world": d.world, "device": str(d.device),
           "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
           "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
@@ -303,7 +304,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
         # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
         record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, done),
                                   "train_img_s": seen / max(1e-9, train_time), "bank_entries": n_bank,
-                                  "bank_seconds": t_bank, "steps_done": done}  # 0: the budget ended before one
+                                  "bank_seconds": t_bank, "steps_done": done,  # 0: the budget ended before one
+                                  "run_seconds": time.perf_counter() - t_start}  # what --max-minutes counts
         if d.main:
             record.update(validate(model, table, d.device, tcfg))
             cal = record.pop("calibration")

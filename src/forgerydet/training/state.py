@@ -244,3 +244,15 @@ def catch_up(ck: Checkpoint, best_path: Path, log_path: Path) -> str | None:
                     bank_sources=ck.bank_sources, history=history, extra=ck.extra)
     return (f"{best_path.name} held epoch {held or 'none'} though the run's best is its last finished epoch, {best_epoch} "
             f"(the run was stopped between writing the two): written again from {ck.path.name}")
+
+
+def spent(history: list[dict[str, Any]], budget: float | None) -> float:
+    """The seconds of its --max-minutes `budget` (None: a new one, or none) a resumed run had used at its last
+    finished epoch, which it goes on from (a run stored before 2026-12-07 recorded none: 0). Refused when nothing is
+    left: it would run an epoch of no steps."""
+    value = history[-1].get("run_seconds") if history and budget else None
+    used = float(value) if isinstance(value, (int, float)) and 0 <= value < float("inf") else 0.0
+    if budget and used >= budget:
+        raise ForgeryDetError(f"the run has used its whole --max-minutes budget ({budget / 60:g} min): to train on, "
+                              f"give --max-minutes M with --resume for a new budget of M minutes")
+    return used
