@@ -127,6 +127,23 @@ def test_an_out_folder_inside_the_source_folder_is_not_read_back_as_sources(tmp_
         assert [r.source.rsplit("/", 1)[-1] for r in read_index(out / "faces.csv")] == ["p.png"]
 
 
+def test_extract_never_replaces_a_faces_csv_or_settings_file_it_did_not_write(tmp_path, astronaut):
+    """`extract photos --out photos` replaced the user's own photos/faces.csv without a word, and a foreign
+    extract.json was said to be 'extracted with other settings'."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "p.png"), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+    (src / "faces.csv").write_text("my precious,data\n")
+    with pytest.raises(ForgeryDetError, match=r"faces.csv is not an index `forgerydet extract` wrote there \(the folder "
+                                              r"has no extract.json\): it would be replaced; give another --out folder"):
+        extract([src], src, CFG)
+    assert (src / "faces.csv").read_text() == "my precious,data\n" and not (src / "extract.json").exists()
+    (src / "faces.csv").unlink()
+    (src / "extract.json").write_text('{"mine": 1}')
+    with pytest.raises(ForgeryDetError, match=r"extract.json is not the settings file `forgerydet extract` writes"):
+        extract([src], src, CFG)
+
+
 def test_extract_command_exit_code_after_finishing(media, tmp_path):
     out = tmp_path / "cli"
     args = ["extract", str(media / "notes.mp4"), str(media / "noface.mp4"), "--out", str(out), "--frames", "2",

@@ -164,8 +164,10 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
             have = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             raise ForgeryDetError(f"{path} is corrupt; delete it or use another --out folder") from None
-        if isinstance(have, dict):  # a folder written before frames were deinterlaced (2026-12-05) was not
-            have.setdefault("deinterlace", False)
+        if not isinstance(have, dict) or not {"num_frames", "size", "margin"} <= set(have):
+            raise ForgeryDetError(f"{path} is not the settings file `forgerydet extract` writes (another program's "
+                                  f"file of that name?): give another --out folder")
+        have.setdefault("deinterlace", False)  # a folder written before frames were deinterlaced (2026-12-05)
         if have != wanted:
             shown = lambda k, v: clock(v) if k in ("start", "end") and isinstance(v, (int, float)) else v  # noqa: E731
             diff = ", ".join(f"{k}: {shown(k, have.get(k))} -> {shown(k, wanted.get(k))}"
@@ -173,6 +175,9 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
             raise ForgeryDetError(
                 f"{out_dir} was extracted with other settings ({diff}); use another --out folder or the same settings"
             )
+    elif (out_dir / INDEX_NAME).exists():  # a faces.csv extract did not write: rebuilt from the parts, it would go
+        raise ForgeryDetError(f"{out_dir / INDEX_NAME} is not an index `forgerydet extract` wrote there (the folder has "
+                              f"no {SETTINGS_NAME}): it would be replaced; give another --out folder")
     else:
         write_text_atomic(path, json.dumps(wanted, indent=2) + "\n")
 
