@@ -271,3 +271,21 @@ def test_online_fakes_blended_from_another_person_follow_their_share(tmp_path, a
         out = fakes(swapped)
     assert len(donors) == 9 and all(target != donor for target, donor in donors)
     assert not any(torch.equal(a, b) for a, b in zip(plain, out))
+
+
+def test_landmarks_outside_their_face_are_named_by_file_and_line(tmp_path):
+    """Landmarks wholly outside the crop failed partway through an epoch with 'the face region from these landmarks
+    lies outside the image', naming no file; ones of 1e30 px made OpenCV ask for gigabytes."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+    lines = ["real,fake,group,split,method,landmarks", "a.png,,a,train,sbi,-500 -500 -400 -500 -450 -450 -500 -400 -400 -400"]
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    ds = TrainPairs(read_pairs(tmp_path / "pairs.csv", need_splits=("train",)), 64, seed=0, augment=False)
+    with pytest.raises(ForgeryDetError, match=r"pairs.csv:2: column 'landmarks' puts every point outside the 64x64 "
+                                              r"face .*a.png: not its landmarks"):
+        ds[0]
+    (tmp_path / "pairs.csv").write_text(lines[0] + "\na.png,,a,train,sbi,1e30 20 30 20 25 30 20 40 30 40\n")
+    with pytest.raises(ForgeryDetError, match=r"pairs.csv:2: column 'landmarks' holds a coordinate of 1e\+30 px, far "
+                                              r"outside any face crop"):
+        read_pairs(tmp_path / "pairs.csv", need_splits=("train",))

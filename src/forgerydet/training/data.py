@@ -51,6 +51,7 @@ class TrainPairs(Dataset):
         from forgerydet.pairs.sbi import SBIConfig
 
         self.sbi_config = SBIConfig.with_local(sbi_local)  # how online self-blends are made (TrainConfig.sbi_local)
+        self.path = table.path
         self.rows = table.fakes("train")
         self.reals = table.reals("train")
         self.by_group: dict[str, list[Path]] = {}
@@ -109,7 +110,11 @@ class TrainPairs(Dataset):
         """A row's real face at its working size (its own resolution, at most the model's; see __getitem__) and its
         landmarks, stored in the crop's own pixels, scaled to that size (None when it has none)."""
         raw = read_image(row.real)
-        work = min(self.size, *raw.shape[:2])
+        h, w = raw.shape[:2]
+        if row.landmarks is not None and not ((row.landmarks > -1) & (row.landmarks < (w + 1, h + 1))).all(axis=1).any():
+            raise ForgeryDetError(f"{self.path}:{row.line}: column 'landmarks' puts every point outside the {w}x{h} "
+                                  f"face {row.real}: not its landmarks (in the crop's own pixels)")
+        work = min(self.size, h, w)
         lm = None if row.landmarks is None else row.landmarks * (work / raw.shape[1])
         return resize_face(raw, work), lm
 
