@@ -210,11 +210,11 @@ def _parse_landmarks(text: str, line: int, path: Path) -> np.ndarray | None:
     if not np.isfinite(lm).all():  # what `pairs` writes for a face without landmarks is an empty cell, never NaN
         raise ForgeryDetError(f"{path}:{line}: column 'landmarks' holds NaN or infinite values; leave it empty for a "
                               "face without landmarks")
+    if float(np.ptp(lm, axis=0).max()) < 2.0:  # the self-blend mask needs a face (pairs/outline.face_frame)
+        raise ForgeryDetError(f"{path}:{line}: column 'landmarks' puts the 5 points within 2 px of each other: not a face")
     if float(np.abs(lm).max()) > 1e5:  # crops are at most a few thousand px; such a mask would not fit in memory
         raise ForgeryDetError(f"{path}:{line}: column 'landmarks' holds a coordinate of {float(np.abs(lm).max()):.3g} "
                               f"px, far outside any face crop: landmarks are in the crop's own pixels")
-    if float(np.ptp(lm, axis=0).max()) < 2.0:  # the self-blend mask needs a face (pairs/outline.face_frame)
-        raise ForgeryDetError(f"{path}:{line}: column 'landmarks' puts the 5 points within 2 px of each other: not a face")
     return lm
 
 
