@@ -116,6 +116,41 @@ def test_amp_asked_for_on_a_cpu_says_it_trains_in_fp32(fake_train, tmp_path):
         assert r.exit_code == 0 and r.stderr == "", r.output
 
 
+def test_the_random_weights_notice_says_why_and_is_said_once(monkeypatch, tmp_path):
+    """`--pretrained none` was told 'no ImageNet weights found' (nothing was looked for), again on every --resume."""
+    seen = {}
+
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
+        on_event({**EVENTS[0], **seen["start"]})
+        return {"rank": 0, "best": "R/best.safetensors", "last": "R/last.safetensors"}
+
+    monkeypatch.setattr(loop, "train", run)
+    for start, said in (({"asked": "none"}, "(--pretrained none)"), ({"asked": "auto"}, "(no ImageNet weights found)"),
+                        ({"asked": "none", "start_epoch": 2}, None)):
+        seen["start"] = start
+        r = cli("train", "--out", tmp_path / "run")
+        notices = [line for line in r.stdout.splitlines() if "RANDOM weights" in line]
+        assert r.exit_code == 0 and notices == ([] if said is None else [
+            f"notice: backbone starts from RANDOM weights {said}; expect weak transfer to real forgeries (see README: "
+            f"pretrained backbones)"]), r.stdout
+
+
+def test_ctrl_c_before_an_overwriting_runs_first_epoch_does_not_offer_the_old_run(monkeypatch, tmp_path):
+    """It said 'last.safetensors holds the last finished epoch; ... --resume continues' of the run it was replacing."""
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", run)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.safetensors").write_bytes(b"the old run")
+    r = cli("train", "--out", tmp_path / "run", "--overwrite")
+    assert r.exit_code == 130 and " ".join(r.output.split()).endswith(
+        f"interrupted: no epoch of this run had finished: {tmp_path / 'run'} still holds the run --overwrite was to "
+        f"replace, which `--resume` would go on with"), r.output
+    r = cli("train", "--out", tmp_path / "run", "--resume")
+    assert r.exit_code == 130 and "last.safetensors holds the last finished epoch" in r.output
+
+
 def test_train_renders_every_event(fake_train, tmp_path):
     r = cli("train", "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output

@@ -86,8 +86,9 @@ class TrainView:
                 + (f", starting from {shown(e['init'])}" if e.get("init") else "")
                 + (f", watching {e['watch_faces']} held-out faces" if e.get("watch_faces") else "")
             )
-            if e["pretrained"] == "none" and not e.get("init"):
-                console.print("[yellow]notice:[/] backbone starts from RANDOM weights (no ImageNet weights found); "
+            if e["pretrained"] == "none" and not e.get("init") and not e["start_epoch"]:  # said once, when it starts
+                why = "--pretrained none" if e.get("asked") == "none" else "no ImageNet weights found"
+                console.print(f"[yellow]notice:[/] backbone starts from RANDOM weights ({why}); "
                               "expect weak transfer to real forgeries (see README: pretrained backbones)")
         elif kind == "notice":
             console.print(f"[yellow]notice:[/] {shown(e['text'])}")
@@ -198,17 +199,30 @@ def train_cmd(
         if "amp" in given and amp in ("bf16", "fp16") and resolve_device(device).type == "cpu":
             note("note:", f"--amp {amp} applies on a GPU: on a CPU training runs in fp32 (bf16 steps measured no "
                           f"faster there; README, \"Faster scans in bf16\")", style="yellow")
+        last = Path(out) / "last.safetensors"
+        replaced = _identity(last) if overwrite else None  # the run --overwrite replaces at its first epoch end
         try:
             with _progress() as p:
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the finished epochs are in last.safetensors)
-            last = Path(out) / "last.safetensors"
             hint = (f"last.safetensors holds the last finished epoch; `forgerydet train --out {out} --resume` "
                     f"continues" if last.is_file() else "no epoch had finished, so there is nothing to resume")
+            if replaced is not None and _identity(last) == replaced:
+                hint = (f"no epoch of this run had finished: {out} still holds the run --overwrite was to replace, "
+                        f"which `--resume` would go on with")
             raise fail(f"interrupted: {hint}", EXIT_INTERRUPTED) from None
     if res["rank"] == 0:
         say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A file's inode and modification time (None when there is none): whether a run has written it since."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def rebuild_bank_cmd(

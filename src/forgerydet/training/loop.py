@@ -250,7 +250,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
           "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
           "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
           "max_minutes": tcfg.max_minutes,
-          "start_epoch": start_epoch, "pretrained": model.pretrained_source, "init": tcfg.init, "backbone": mcfg.backbone,
+          "start_epoch": start_epoch, "pretrained": model.pretrained_source, "asked": mcfg.pretrained, "init": tcfg.init, "backbone": mcfg.backbone,
           "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable,
           "watch_faces": len(watch[0]) if watch else 0})
 
