@@ -171,3 +171,14 @@ def test_extract_shared_videos_one_track_each(shared_data, tmp_path):
     for r in rows:
         per_source.setdefault(r["source"], set()).add(r["track_id"])
     assert len(per_source) == 3 and all(ids == {"0"} for ids in per_source.values())
+
+
+def test_an_index_row_of_an_unknown_status_is_named_not_dropped(tmp_path):
+    """`pairs --self-blend faces.csv` made 15 pairs of 16 faces, the row with a hand-typed status dropped unseen."""
+    from forgerydet.faces.index import REQUIRED_COLUMNS
+
+    row = {c: "" for c in INDEX_COLUMNS} | {"source": "v.mp4", "status": "OK", "frame_index": "3"}
+    (tmp_path / "faces.csv").write_text(",".join(INDEX_COLUMNS) + "\n" + ",".join(row[c] for c in INDEX_COLUMNS) + "\n")
+    assert set(REQUIRED_COLUMNS) <= set(INDEX_COLUMNS)
+    with pytest.raises(ForgeryDetError, match=r"faces.csv:2: column 'status' is 'OK'; an extract index has ok, no_face or error"):
+        read_index(tmp_path / "faces.csv")

@@ -159,3 +159,22 @@ def test_a_row_with_more_fields_than_the_header_is_one_line_naming_it(tmp_path):
     with pytest.raises(ForgeryDetError) as e:
         read_pairs(p)
     assert str(e.value) == f"{p}:2: 5 fields where the header has 4 (a comma in a value that is not quoted?)"
+
+
+def test_a_pair_listed_twice_a_folder_for_a_face_and_a_group_in_val_and_test_are_refused(tmp_path):
+    from forgerydet.pairs.table import read_pairs
+
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "dir").mkdir()
+    head = "real,fake,group,split\n"
+    cases = {
+        "a.png,b.png,g,train\nc.png,d.png,h,val\na.png,b.png,g,train\n": ":4: the pair of line 2 again: list each pair once",
+        "dir,b.png,g,train\n": ":2: column 'real': a folder, where a face image is wanted: ",
+        "a.png,b.png,g,train\nc.png,d.png,h,val\nc.png,b.png,h,test\n": ": group(s) h appear in 'val' and 'test'",
+    }
+    for rows, said in cases.items():
+        (tmp_path / "p.csv").write_text(head + rows)
+        with pytest.raises(ForgeryDetError) as e:
+            read_pairs(tmp_path / "p.csv")
+        assert str(e.value).startswith(f"{tmp_path / 'p.csv'}{said}"), str(e.value)

@@ -117,7 +117,10 @@ def read_index(path: str | Path) -> list[IndexRow]:
         return typ(s) if s not in ("", None) else None
 
     out = []
-    for r in rows:
+    for line, r in enumerate(rows, start=2):
+        if r["status"] not in ("ok", "no_face", "error"):  # what extract writes; another would be dropped unseen
+            raise ForgeryDetError(f"{path}:{line}: column 'status' is {r['status']!r}; an extract index has ok, "
+                                  f"no_face or error")
         ok = r["status"] == "ok"
         try:
             lm = np.array([float(r[c]) for c in LANDMARK_COLUMNS], np.float32).reshape(5, 2) if ok and r[LANDMARK_COLUMNS[0]] else None

@@ -279,10 +279,22 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
     if check_files:
         for r in table.rows:
             for c, p in (("real", r.real), ("fake", r.fake)):
+                if p is not None and p.is_dir():
+                    raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: a folder, where a face image is wanted: {p}")
                 if p is not None and not p.is_file():
                     moved = (f" (relative paths in a pairs file are taken from its folder, {base}: was it moved or "
                              f"copied away from its crops?)" if (r.line, c) in relative else "")
                     raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: file not found: {p}{moved}")
+    seen: dict[tuple[str, str], int] = {}
+    for r in table.rows:  # listed twice, a pair would weigh twice (and a real would be blended twice an epoch)
+        key = (os.path.normpath(r.real), os.path.normpath(r.fake) if r.fake else "")
+        if key in seen:
+            raise ForgeryDetError(f"{path}:{r.line}: the pair of line {seen[key]} again: list each pair once")
+        seen[key] = r.line
+    val_test = {r.group for r in table.split("val")} & {r.group for r in table.split("test")}
+    if val_test:  # the test figures would be of people validation chose the epoch on
+        raise ForgeryDetError(f"{path}: group(s) {', '.join(sorted(val_test)[:5])} appear in 'val' and 'test': "
+                              f"splits must be by source/identity (re-run `forgerydet pairs`)")
     train_groups = {r.group for r in table.split("train")}
     trained = {os.path.normpath(p): r.line for r in table.split("train") for p in (r.real, r.fake) if p is not None}
     for s in ("val", "test"):
