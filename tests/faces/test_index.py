@@ -144,6 +144,17 @@ def test_extract_never_replaces_a_faces_csv_or_settings_file_it_did_not_write(tm
         extract([src], src, CFG)
 
 
+def test_photos_in_a_source_folders_own_crops_and_parts_folders_are_extracted(tmp_path, astronaut):
+    """`extract own --out own` skipped own/crops/*.png and own/parts/*.png without a word ('files 1'): only the
+    crops extract writes (crops/<key>/f<frame>_<k>.png) are its own."""
+    src = tmp_path / "own"
+    for sub in (".", "crops", "parts"):
+        (src / sub).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(src / sub / "p.png"), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+    first, again = extract([src], src, CFG), extract([src], src, CFG)
+    assert (first.sources, first.faces, again.sources, again.skipped, again.processed) == (3, 3, 3, 3, 0)
+
+
 def test_extract_command_exit_code_after_finishing(media, tmp_path):
     out = tmp_path / "cli"
     args = ["extract", str(media / "notes.mp4"), str(media / "noface.mp4"), "--out", str(out), "--frames", "2",

@@ -214,7 +214,11 @@ def _written_here(out_dir: Path, path: Path) -> bool:
     folder that holds --out would otherwise give crops of crops, and more each re-run."""
     root, p = os.path.realpath(out_dir), os.path.realpath(path)
     rel = Path(os.path.relpath(p, root)).parts
-    return bool(rel) and rel[0] != ".." and (rel[0] in ("crops", "parts") or (len(rel) == 1 and rel[0] in (INDEX_NAME, SETTINGS_NAME)))
+    if not rel or rel[0] == "..":
+        return False
+    if rel[0] == "crops":  # crops/<key>/f<frame>_<k>.png only: a photo of the user's own crops/ folder is a source
+        return len(rel) == 3 and re.fullmatch(r"f\d{6,}_\d+\.png", rel[2]) is not None
+    return (len(rel) == 2 and rel[0] == "parts" and rel[1].endswith(".csv")) or (len(rel) == 1 and rel[0] in (INDEX_NAME, SETTINGS_NAME))
 
 
 def extract(
