@@ -131,8 +131,8 @@ def test_the_random_weights_notice_says_why_and_is_said_once(monkeypatch, tmp_pa
         r = cli("train", "--out", tmp_path / "run")
         notices = [line for line in r.stdout.splitlines() if "RANDOM weights" in line]
         assert r.exit_code == 0 and notices == ([] if said is None else [
-            f"notice: backbone starts from RANDOM weights {said}; expect weak transfer to real forgeries (see README: "
-            f"pretrained backbones)"]), r.stdout
+            f"notice: backbone starts from RANDOM weights {said}; expect weak transfer to real forgeries (see README, "
+            f"\"Pretrained backbones offline\")"]), r.stdout
 
 
 def test_ctrl_c_before_an_overwriting_runs_first_epoch_does_not_offer_the_old_run(monkeypatch, tmp_path):

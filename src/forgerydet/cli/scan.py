@@ -98,9 +98,9 @@ def scan_cmd(
                 raise ForgeryDetError("--resume goes on with the scan whose --json file is given: give --json FILE "
                                       "(a file, not standard output, a pipe or a device)")
             earlier_doc = read_earlier(json_out) if resume else None
-            from forgerydet.scan.scanner import Scanner  # torch and timm: ~5 s, after every cheap check
+            try:  # torch and timm, then the model: ~5 s, after every cheap check
+                from forgerydet.scan.scanner import Scanner
 
-            try:
                 scanner = Scanner(checkpoint, cfg)
             except KeyboardInterrupt:  # no file scanned yet: nothing to write, and files at the output paths are old
                 raise fail("interrupted while the model loaded, before any file was scanned: no output was written "

@@ -89,7 +89,7 @@ class TrainView:
             if e["pretrained"] == "none" and not e.get("init") and not e["start_epoch"]:  # said once, when it starts
                 why = "--pretrained none" if e.get("asked") == "none" else "no ImageNet weights found"
                 console.print(f"[yellow]notice:[/] backbone starts from RANDOM weights ({why}); "
-                              "expect weak transfer to real forgeries (see README: pretrained backbones)")
+                              'expect weak transfer to real forgeries (see README, "Pretrained backbones offline")')
         elif kind == "notice":
             console.print(f"[yellow]notice:[/] {shown(e['text'])}")
         elif kind == "epoch_start":
