@@ -280,11 +280,28 @@ def test_evaluates_own_plots_in_an_out_folder_inside_a_real_folder_are_not_score
 
     for name in ("reals/roc.png", "reals/roc_groups.png", "fakes/b.png"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_bytes(b"x")
+        (tmp_path / name).write_bytes(b"\x89PNG...tEXtSoftware\x00Matplotlib version3.10")  # as roc_plot writes them
     items = folder_items([tmp_path / "reals"], [tmp_path / "fakes"])
     monkeypatch.setattr(ev, "Scanner", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(ForgeryDetError, match="holds only fake samples"):  # the two plots were its only reals
         ev.evaluate(items, None, out_dir=tmp_path / "reals")
+
+
+def test_a_face_of_the_users_where_evaluate_writes_a_plot_is_refused_not_replaced(tmp_path, monkeypatch):
+    """A real face named roc.png in the --out folder was dropped from the metrics without a word (given by folder) or
+    scored (given in a list), and then replaced by the ROC plot."""
+    import forgerydet.scan.evaluate as ev
+
+    for name in ("reals/roc.png", "reals/a.png", "fakes/b.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"a photo")
+    (tmp_path / "list.csv").write_text("path,label\nreals/roc.png,0\nfakes/b.png,1\n")
+    monkeypatch.setattr(ev, "Scanner", lambda *a, **k: pytest.fail("the model was loaded"))
+    for source in (folder_items([tmp_path / "reals"], [tmp_path / "fakes"]), tmp_path / "list.csv"):
+        with pytest.raises(ForgeryDetError, match=r"reals/roc.png is to be scored and is where this evaluation writes "
+                                                  r"its roc.png: it would be replaced; give another --out"):
+            ev.evaluate(source, None, out_dir=tmp_path / "reals")
+    assert (tmp_path / "reals" / "roc.png").read_bytes() == b"a photo"
 
 
 def test_the_classes_are_interleaved_in_scoring_order_each_keeping_its_own():

@@ -84,6 +84,10 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         if gone:  # a bad path is said before the model loads, not after the other files were scored
             raise ForgeryDetError(f"{source}: {len(gone)} listed file(s) not found (e.g. {path_text(gone[0])}); relative "
                                   f"paths are taken from the list's folder: fix the list")
+    clash = [it.path for it in items if out_dir and _written_here(Path(out_dir), it.path, any_file=True)]
+    if clash:  # a face of the user's at roc.png: it would be replaced by the plot
+        raise ForgeryDetError(f"{path_text(clash[0])} is to be scored and is where this evaluation writes its "
+                              f"{clash[0].name}: it would be replaced; give another --out")
     try:
         scanner = Scanner(checkpoint, config or ScanConfig())
     except KeyboardInterrupt:
@@ -280,9 +284,16 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
             write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
 
 
-def _written_here(out_dir: Path, path: Path) -> bool:
-    """Whether `path` is one of the plots evaluate writes into out_dir (metrics.json is no image or video)."""
-    return path.name in PLOTS and os.path.realpath(path.parent) == os.path.realpath(out_dir)
+def _written_here(out_dir: Path, path: Path, any_file: bool = False) -> bool:
+    """Whether `path` is one of the plots evaluate writes into out_dir (metrics.json is no image or video): by
+    default only one an earlier evaluation wrote (a Matplotlib PNG), with any_file whatever file is there."""
+    if path.name not in PLOTS or os.path.realpath(path.parent) != os.path.realpath(out_dir):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return any_file or b"Matplotlib" in f.read(4096)  # the PNG's Software text chunk
+    except OSError:
+        return any_file
 
 
 def group_curves(y: list[int], s: list[float], g: list[str], p: list[str]) -> dict[str, tuple[Any, Any]]:
