@@ -65,3 +65,14 @@ def test_a_list_row_with_more_fields_than_the_header_is_one_line_naming_it(tmp_p
     with pytest.raises(ForgeryDetError) as e:
         read_list(p)
     assert str(e.value) == f"{p}:3: 4 fields where the header has 2 (a comma in a value that is not quoted?)"
+
+
+def test_a_link_to_a_listed_file_is_that_file(tmp_path):
+    """The same bytes listed as real and, through a link, as fake were scored against themselves (AUC 0.25)."""
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "alias.png").symlink_to(tmp_path / "a.png")
+    p = tmp_path / "list.csv"
+    p.write_text("path,label\na.png,0\nalias.png,1\n")
+    with pytest.raises(ForgeryDetError) as e:
+        read_list(p)
+    assert str(e.value) == f"{p}:3: alias.png is already listed on line 2 (through a link): list each file once, with one label"

@@ -274,6 +274,17 @@ def test_a_file_given_as_real_and_as_fake_is_refused(tmp_path):
     assert len(folder_items([tmp_path / "r"], [tmp_path / "f"])) == 2
 
 
+def test_a_file_given_twice_in_one_class_is_refused(tmp_path):
+    """`--fake fakes --fake fakes/b.png` counted b.png twice in the metrics (n_fake 4 for 3 fakes)."""
+    (tmp_path / "f").mkdir()
+    (tmp_path / "r").mkdir()
+    for name in ("f/b.png", "f/c.png", "r/a.png"):
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(ForgeryDetError, match=r"f/b.png is given twice \(in two of the paths given, or through a "
+                                              r"link\): give each file once"):
+        folder_items([tmp_path / "r"], [tmp_path / "f", tmp_path / "f" / "b.png"])
+
+
 def test_evaluates_own_plots_in_an_out_folder_inside_a_real_folder_are_not_scored(tmp_path, monkeypatch):
     """`evaluate --real reals --fake fakes --out reals`, run again, scored its own roc.png as a real face."""
     import forgerydet.scan.evaluate as ev

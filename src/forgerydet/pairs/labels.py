@@ -61,10 +61,11 @@ def _read_rows(path: Path) -> list[Item]:
                 raise ForgeryDetError(f"{path}:{i}: column 'label' is {rec['label']!r}; use 0/1 or real/fake")
             p = Path(rec["path"])
             p = p if p.is_absolute() else path.parent / p
-            key = os.path.normpath(p)
+            key = os.path.realpath(p)  # a link to a listed file is that file
             if key in seen:  # scored twice it would count twice, and with both labels it would score against itself
-                raise ForgeryDetError(f"{path}:{i}: {rec['path']} is already listed on line {seen[key]}: list each "
-                                      f"file once, with one label")
+                raise ForgeryDetError(f"{path}:{i}: {rec['path']} is already listed on line {seen[key]}"
+                                      f"{'' if os.path.normpath(p) == key or not os.path.islink(p) else ' (through a link)'}"
+                                      f": list each file once, with one label")
             seen[key] = i
             items.append(Item(p, LABELS[lab], rec.get("group") or "all"))
     return items
