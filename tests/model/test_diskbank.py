@@ -142,3 +142,20 @@ def test_rebuild_to_disk_bank_and_scan_with_it(tmp_path, astronaut):
     other = save_checkpoint(tmp_path / "other.safetensors", tiny_model(bank_size=4))
     r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(other), "--bank", str(tmp_path / "disk"), "--device", "cpu"])
     assert r.exit_code == 1 and "filled by another key encoder" in r.output and "Traceback" not in r.output
+
+
+def test_a_missing_or_cut_sources_file_is_said_when_the_bank_opens(tmp_path):
+    """`scan --bank` of a folder without sources.txt ended in a FileNotFoundError traceback and wrote no JSON; a
+    cut one made every neighbour's source silently None."""
+    e = clustered_entries(10)
+    write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32)
+    assert DiskBank.open(tmp_path / "b").size == 10
+    src = tmp_path / "b" / "sources.txt"
+    whole = src.read_bytes()
+    for damaged in (whole[:-1], None):
+        if damaged is None:
+            src.unlink()
+        else:
+            src.write_bytes(damaged)
+        with pytest.raises(ForgeryDetError, match=r"b/sources.txt is missing or truncated: rebuild the bank"):
+            DiskBank.open(tmp_path / "b")

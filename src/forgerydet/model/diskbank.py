@@ -187,6 +187,11 @@ class DiskBank:
         for name, nbytes in (("values.f16", m * n * d * 2), ("keys.f32", m * d * 4), ("sources.idx", (m + 1) * 8)):
             if not (folder / name).is_file() or (folder / name).stat().st_size != nbytes:
                 raise ForgeryDetError(f"{folder}/{name} is missing or truncated: rebuild the bank")
+        with open(folder / "sources.idx", "rb") as f:  # its last offset is where sources.txt ends
+            f.seek(m * 8)
+            end = int(np.frombuffer(f.read(8), np.int64)[0])
+        if not (folder / "sources.txt").is_file() or (folder / "sources.txt").stat().st_size != end:
+            raise ForgeryDetError(f"{folder}/sources.txt is missing or truncated: rebuild the bank")
         return cls(folder, meta)
 
     @property
