@@ -323,9 +323,11 @@ def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
     reals = [(it.path, file_key(it.path)) for it in items if it.label == 0]  # each resolved once
     seen = [p for p, where in reals if where in bank]
     if seen:
-        notes.append(f"{len(seen)} of the real files are faces this checkpoint trained on, whose bank was filled from "
-                     f"them (e.g. {path_text(seen[0])}): the nearest bank face can be the face itself, so they score "
-                     f"more real than unseen faces would; evaluate on faces it never trained on")
+        whose = ("faces its bank was rebuilt from" if (meta.get("extra") or {}).get("bank_rebuilt_from")
+                 else "faces this checkpoint trained on, whose bank was filled from them")
+        notes.append(f"{len(seen)} of the real files are {whose} (e.g. {path_text(seen[0])}): the nearest bank face "
+                     f"can be the face itself, so they score more real than unseen faces would; evaluate on faces it "
+                     f"never trained on")
     # a video (or photo) whose crops it trained on: `pairs` names a source's crop folder by io.source_key
     cut = training_faces(meta)
     sources = [p for p, where in reals if where not in bank and source_key(p) in cut]
