@@ -76,3 +76,12 @@ def test_a_link_to_a_listed_file_is_that_file(tmp_path):
     with pytest.raises(ForgeryDetError) as e:
         read_list(p)
     assert str(e.value) == f"{p}:3: alias.png is already listed on line 2 (through a link): list each file once, with one label"
+
+
+def test_an_empty_path_is_named_by_its_line(tmp_path):
+    """It was scored as the list's folder ('a folder, where a video or image file is wanted'), after the model loaded."""
+    p = tmp_path / "list.csv"
+    p.write_text("path,label\n,0\nb.png,1\n")
+    with pytest.raises(ForgeryDetError) as e:
+        read_list(p)
+    assert str(e.value) == f"{p}:2: column 'path' is empty"

@@ -329,3 +329,11 @@ def test_a_listed_file_that_is_not_there_is_said_before_the_model_loads(tmp_path
     with pytest.raises(ForgeryDetError) as e:
         ev.evaluate(lst, None)
     assert str(e.value).startswith(f"{lst}: 1 listed file(s) not found (e.g. {tmp_path / 'gone.png'})")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    for row in ("notes.txt", "sub"):  # found only after the model had loaded and the others were scored
+        lst.write_text(f"path,label\na.png,0\n{row},1\n")
+        with pytest.raises(ForgeryDetError) as e:
+            ev.evaluate(lst, None)
+        assert str(e.value) == (f"{lst}: 1 listed path(s) are not image or video files (e.g. {tmp_path / row}): fix "
+                                f"the list")

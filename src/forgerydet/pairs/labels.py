@@ -59,6 +59,8 @@ def _read_rows(path: Path) -> list[Item]:
             lab = rec["label"].lower()
             if lab not in LABELS:
                 raise ForgeryDetError(f"{path}:{i}: column 'label' is {rec['label']!r}; use 0/1 or real/fake")
+            if not rec["path"]:
+                raise ForgeryDetError(f"{path}:{i}: column 'path' is empty")
             p = Path(rec["path"])
             p = p if p.is_absolute() else path.parent / p
             key = os.path.realpath(p)  # a link to a listed file is that file

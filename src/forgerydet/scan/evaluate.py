@@ -16,7 +16,7 @@ import numpy as np
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.faces.media import IMAGE_EXTS, file_key
+from forgerydet.faces.media import IMAGE_EXTS, file_key, is_media
 from forgerydet.io import file_sha256, source_key, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.checkpoint import training_faces
@@ -84,6 +84,9 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         if gone:  # a bad path is said before the model loads, not after the other files were scored
             raise ForgeryDetError(f"{source}: {len(gone)} listed file(s) not found (e.g. {path_text(gone[0])}); relative "
                                   f"paths are taken from the list's folder: fix the list")
+        if odd := [it.path for it in items if it.path.is_dir() or not is_media(it.path)]:  # else found after loading
+            raise ForgeryDetError(f"{source}: {len(odd)} listed path(s) are not image or video files (e.g. "
+                                  f"{path_text(odd[0])}): fix the list")
     clash = [it.path for it in items if out_dir and _written_here(Path(out_dir), it.path, any_file=True)]
     if clash:  # a face of the user's at roc.png: it would be replaced by the plot
         raise ForgeryDetError(f"{path_text(clash[0])} is to be scored and is where this evaluation writes its "
@@ -285,8 +288,7 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
 
 
 def _written_here(out_dir: Path, path: Path, any_file: bool = False) -> bool:
-    """Whether `path` is one of the plots evaluate writes into out_dir (metrics.json is no image or video): by
-    default only one an earlier evaluation wrote (a Matplotlib PNG), with any_file whatever file is there."""
+    """Whether `path` is a plot evaluate writes into out_dir: one an earlier evaluation wrote (any_file: any file)."""
     if path.name not in PLOTS or os.path.realpath(path.parent) != os.path.realpath(out_dir):
         return False
     try:
