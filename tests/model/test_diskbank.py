@@ -159,3 +159,12 @@ def test_a_missing_or_cut_sources_file_is_said_when_the_bank_opens(tmp_path):
             src.write_bytes(damaged)
         with pytest.raises(ForgeryDetError, match=r"b/sources.txt is missing or truncated: rebuild the bank"):
             DiskBank.open(tmp_path / "b")
+
+
+def test_a_build_killed_before_its_bank_json_can_be_built_again_in_its_folder(tmp_path):
+    """The leftovers of a killed build (sources.idx among them) were called 'other files' and the folder refused."""
+    e = clustered_entries(10)
+    write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32)
+    (tmp_path / "b" / "bank.json").unlink()  # as a kill -9 before the last write leaves it
+    (tmp_path / "b" / ".keys.faiss.tmp").write_bytes(b"half")
+    assert write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32).size == 10

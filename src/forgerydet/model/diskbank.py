@@ -75,7 +75,8 @@ class IndexConfig:
     exact_limit: int = EXACT_LIMIT
 
 
-BANK_FILES = frozenset({"values.f16", "keys.f32", "sources.txt", "keys.faiss", "bank.json"})  # what a writer makes
+BANK_FILES = frozenset({"values.f16", "keys.f32", "sources.txt", "sources.idx", "keys.faiss", ".keys.faiss.tmp",
+                        "bank.json"})  # what a writer makes (a killed build leaves them; a new build may replace them)
 
 
 class DiskBankWriter:
@@ -310,7 +311,7 @@ def write_bank(folder: str | Path, batches: Iterable[torch.Tensor | tuple[torch.
     except BaseException:
         w._close_files()
         if not (folder / "bank.json").exists():  # remove only what this write created
-            for name in ("values.f16", "keys.f32", "keys.faiss", ".keys.faiss.tmp", "sources.txt", "sources.idx"):
+            for name in BANK_FILES - {"bank.json"}:
                 (folder / name).unlink(missing_ok=True)
         raise
 
