@@ -164,7 +164,8 @@ def test_weights_export_below_a_file_and_on_a_full_disk_is_one_line(tmp_path, mo
     (["scan", "x.mp4", "--frames"], "Option '--frames' requires an argument", "forgerydet scan"),  # was `forgerydet`
     (["weights", "export", "--dtype"], "requires an argument", "forgerydet weights export"),
     (["nosuchcommand"], "No such command", "forgerydet"),
-    (["pairs", "--self-blend", ".", "--out", "p", "--seed", "-1"], "Invalid value for '--seed'", "forgerydet pairs")])
+    (["pairs", "--self-blend", "/nowhere", "--out", "/nowhere/p", "--seed", "-1"], "Invalid value for '--seed'",
+     "forgerydet pairs")])
 def test_usage_errors_are_one_line_and_exit_1(argv, needle, where, capsys):
     with pytest.raises(SystemExit) as e:
         console_command(argv)
