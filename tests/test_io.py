@@ -22,6 +22,7 @@ from forgerydet.io import (
     broken_link,
     current_folder,
     file_sha256,
+    file_state,
     is_stream,
     looks_like_safetensors,
     own_descriptor,
@@ -346,3 +347,13 @@ def test_read_csv_rows_names_a_row_with_more_fields_than_the_header(tmp_path):
     with pytest.raises(ForgeryDetError) as e:
         read_csv_rows(p, ["source", "crop"])
     assert str(e.value) == f"{p}:3: 3 fields where the header has 2 (a comma in a value that is not quoted?)"
+
+
+def test_file_state_changes_when_a_file_is_written_and_is_none_without_one(tmp_path):
+    p = tmp_path / "f.json"
+    assert file_state(p) is None
+    write_text_atomic(p, "{}")
+    before = file_state(p)
+    assert before is not None and file_state(p) == before
+    write_text_atomic(p, "{}")  # the same bytes written again (another file replaces it): another state
+    assert file_state(p) != before

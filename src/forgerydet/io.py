@@ -219,6 +219,16 @@ def undecodable_reason(data: np.ndarray) -> str:
     return "corrupt or not an image file"
 
 
+def file_state(path: str | Path) -> tuple[int, int, int] | None:
+    """A file's inode, size and modification time (None when there is none): compared later, whether anything has
+    written it since."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def broken_link(p: Path) -> bool:
     """A symbolic link that leads to no file (dangling, or a loop: exists() follows the link)."""
     return p.is_symlink() and not p.exists()

@@ -110,8 +110,9 @@ def check_not_input(path: str | Path, option: str, inputs: Iterable[tuple[str, s
 def folder_held(out_dir: str | Path, option: str, what: str) -> Iterator[None]:
     """An output folder held by this run while it writes (an exclusive flock on the folder itself: no file is
     added): a second run into it at once (an evaluation's --out, a scan's --report: `what` names it) is refused with
-    one line instead of replacing what this one writes in silence. The folder (and its parents) are made if need be, and removed again if still empty at the
-    end. Where the file system has no locks (some network mounts) or the platform none, it is not held."""
+    one line instead of replacing what this one writes in silence. The folder (and its parents) are made if need be,
+    and removed again if still empty at the end. Where the file system has no locks (some network mounts) or the
+    platform none, it is not held."""
     out = Path(out_dir)
     made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this makes, deepest first
     out.mkdir(parents=True, exist_ok=True)

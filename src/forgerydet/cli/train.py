@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from forgerydet.cli.common import (EXIT_INTERRUPTED, console, fail, note, progress_bar, say, shown, typed_options,
                                    user_errors)
 from forgerydet.errors import ForgeryDetError
+from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import ModelConfig
 from forgerydet.runtime import resolve_device
@@ -200,7 +201,7 @@ def train_cmd(
             note("note:", f"--amp {amp} applies on a GPU: on a CPU training runs in fp32 (bf16 steps measured no "
                           f"faster there; README, \"Faster scans in bf16\")", style="yellow")
         last = Path(out) / "last.safetensors"
-        replaced = _identity(last) if overwrite else None  # the run --overwrite replaces at its first epoch end
+        replaced = file_state(last) if overwrite else None  # the run --overwrite replaces at its first epoch end
         try:
             with _progress() as p:
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
@@ -208,21 +209,12 @@ def train_cmd(
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the finished epochs are in last.safetensors)
             hint = (f"last.safetensors holds the last finished epoch; `forgerydet train --out {out} --resume` "
                     f"continues" if last.is_file() else "no epoch had finished, so there is nothing to resume")
-            if replaced is not None and _identity(last) == replaced:
+            if replaced is not None and file_state(last) == replaced:
                 hint = (f"no epoch of this run had finished: {out} still holds the run --overwrite was to replace, "
                         f"which `--resume` would go on with")
             raise fail(f"interrupted: {hint}", EXIT_INTERRUPTED) from None
     if res["rank"] == 0:
         say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """A file's inode and modification time (None when there is none): whether a run has written it since."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
 
 
 def rebuild_bank_cmd(

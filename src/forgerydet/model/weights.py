@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.model.config import REFERENCES_FORMAT
 from forgerydet.model.weights_mapping import dinov2_from_onnx, load_strict, read_state_dict, to_model_state
 from forgerydet.paths import CHECKPOINT_FORMAT, safetensors_format
 
@@ -207,7 +208,7 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
     kind = safetensors_format(out) if out.is_file() else None
     if kind is not None and kind.startswith("forgerydet-"):  # --overwrite is for an earlier export, not a detector
         what = {CHECKPOINT_FORMAT: "a forgerydet checkpoint (a trained detector)",
-                "forgerydet-references": "a file of enrolled people (`forgerydet enroll`)"}.get(kind, f"a {kind} file")
+                REFERENCES_FORMAT: "a file of enrolled people (`forgerydet enroll`)"}.get(kind, f"a {kind} file")
         raise ForgeryDetError(f"OUT {path_text(out)} is {what}, not exported weights: --overwrite does not replace "
                               f"it; give another path")
     model = timm.create_model(model_name, pretrained=False)

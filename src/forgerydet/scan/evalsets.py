@@ -191,16 +191,17 @@ def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path],
             if Path(p).is_dir():
                 files = _without_ffpp_masks(Path(p), files, notes)
             items += [Item(f, label, names[str(p)]) for f in files]
-    real_keys = {file_key(it.path) for it in items if it.label == 0}
-    both = next((it.path for it in items if it.label == 1 and file_key(it.path) in real_keys), None)
+    keys = [file_key(it.path) for it in items]  # each file resolved once
+    real_keys = {k for it, k in zip(items, keys) if it.label == 0}
+    both = next((it.path for it, k in zip(items, keys) if it.label == 1 and k in real_keys), None)
     if both is not None:  # scored with both labels it would count against itself
         raise ForgeryDetError(f"{path_text(both)} is given as real (--real) and as fake (--fake): give each file one label")
     seen: set[Path] = set()
-    for it in items:  # a folder and a file in it, or a file twice: it would count twice in the metrics
-        if file_key(it.path) in seen:
+    for it, k in zip(items, keys):  # a folder and a file in it, or a file twice: it would count twice in the metrics
+        if k in seen:
             raise ForgeryDetError(f"{path_text(it.path)} is given twice (in two of the paths given, or through a link): "
                                   f"give each file once")
-        seen.add(file_key(it.path))
+        seen.add(k)
     return items
 
 

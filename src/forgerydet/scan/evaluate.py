@@ -62,7 +62,7 @@ def evaluate(
     if not out_dir:
         return _evaluate(source, checkpoint, config, crops, None, progress, notes, False, None, say, command)
     check_output(out_dir, "--out", folder=True)
-    with folder_held(out_dir, "--out", "evaluation"):  # first: an evaluation running there is said as such, not as an unfinished one
+    with folder_held(out_dir, "--out", "evaluation"):  # first: one running there is said as such, not as unfinished
         earlier_doc = read_earlier_evaluation(out_dir, resume)  # a bad file is said before the model loads
         if resume and earlier_doc is None and say:  # a mistyped --out would score a night's set again
             say(f"--resume: no earlier evaluation in {path_text(out_dir)}: every file is scored")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text, printable
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.io import file_sha256, write_text_atomic
+from forgerydet.io import file_sha256, file_state, write_text_atomic
 from forgerydet.scan.records import empty_record
 
 # Scanner.settings() keys that decide a record's scores and verdict (the device, the command and the timing do not)
@@ -302,28 +302,20 @@ class Checkpointer:
         self.writes += 1
 
 
-def _state(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 class GuardedOutput:
     """The --json file as this scan last left it. A write finds whether another process wrote it since (two scans
     into one --json at once) and then writes beside it, NAME.PID.json, instead of replacing that one's work, and
     goes on writing there (`elsewhere`)."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self._state, self.elsewhere = Path(path), _state(path), None
+        self.path, self._state, self.elsewhere = Path(path), file_state(path), None
 
     def write(self, text: str, *, durable: bool = False) -> Path:
-        if self.elsewhere is None and _state(self.path) != self._state:
+        if self.elsewhere is None and file_state(self.path) != self._state:
             self.elsewhere = self.path.with_name(f"{self.path.stem}.{os.getpid()}{self.path.suffix}")
         target = self.elsewhere or self.path
         write_text_atomic(target, text, durable=durable)
-        self._state = _state(self.path)
+        self._state = file_state(self.path)
         return target
 
 
