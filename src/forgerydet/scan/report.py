@@ -190,16 +190,15 @@ _OUR_IMAGE = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}/(f\d{{4,}}_(face|heat)|tim
 _OUR_FOLDER = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}|refs|bank)|{_RUN}")
 
 
-def check_report_folder(out_dir: Path) -> bool:
+def check_report_folder(out_dir: Path) -> None:
     """Refuse, before the scan, a --report folder whose index.html forgerydet did not write: the report would
-    replace it (the images it adds go under img/, beside the user's other files). True when the folder holds an
-    earlier report, which the new one replaces."""
+    replace it (the images it adds go under img/, beside the user's other files)."""
     index = Path(out_dir) / "index.html"
     try:
         with open(index, "rb") as f:
             start = f.read(4096)
     except FileNotFoundError:
-        return False
+        return
     except OSError as e:
         raise ForgeryDetError(f"--report {path_text(out_dir)}: cannot read its index.html ({os_reason(e)})") from None
     if REPORT_TITLE.encode() not in start:
@@ -208,7 +207,6 @@ def check_report_folder(out_dir: Path) -> bool:
     if not os.access(index, os.W_OK):  # else refused only when the page is written, after the whole scan
         raise ForgeryDetError(f"--report {path_text(out_dir)}: its index.html is read-only (make it writable, or give "
                               f"another folder)")
-    return True
 
 
 def written_by_report(out_dir: Path, path: Path) -> bool:
