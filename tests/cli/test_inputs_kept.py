@@ -174,6 +174,20 @@ def test_usage_errors_are_one_line_and_exit_1(argv, needle, where, capsys):
     assert err[0].endswith(f"(see `{where} --help`)"), err
 
 
+def test_a_file_named_like_an_option_is_told_how_to_give_it(tmp_path, monkeypatch, capsys):
+    """`scan -x.png` said only "No such option: -x", as if the user had mistyped an option; the line now says how
+    to give that file (./-x.png, or after --). An unknown option that names no file keeps the plain line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-x.png").write_bytes(b"x")
+    for argv, hint in ((["scan", "-x.png"], True), (["extract", "a.png", "-x.png"], True),
+                       (["scan", "--bogus", "a.png"], False)):
+        with pytest.raises(SystemExit) as e:
+            console_command(argv)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert e.value.code == 1 and len(err) == 1 and err[0].startswith("error: No such option"), err
+        assert ("write ./-x.png or put -- before it" in err[0]) == hint, err
+
+
 def test_ctrl_c_outside_a_commands_own_handling_is_one_line(checkpoint, small_pairs, capsys, monkeypatch):
     """typer >= 0.29 turns a Ctrl-C that no command catches (one while torch loads) into a silent exit 130; the
     console command says "interrupted", once, and a command that said more is not repeated."""

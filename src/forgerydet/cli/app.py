@@ -107,6 +107,19 @@ def _typed_command(args: list[str]) -> str:
     return " ".join(path)
 
 
+def _dash_file_hint(args: list[str]) -> str:
+    """For an unknown option that is really a file or folder whose name begins with '-' (`scan -x.png`): how to
+    give it; '' when no argument before a `--` names one."""
+    import os
+
+    for a in args:
+        if a == "--":
+            break
+        if a.startswith("-") and len(a) > 1 and os.path.lexists(a):
+            return f"; to give the file {a}, write ./{a} or put -- before it"
+    return ""
+
+
 def cli(argv: list[str] | None = None) -> None:
     """The `forgerydet` console command: `app`, with a usage error (an unknown option, a missing argument, a value
     of the wrong type) told in one red line with exit code 1 like any other bad input, not click's boxed usage
@@ -114,9 +127,9 @@ def cli(argv: list[str] | None = None) -> None:
     import sys
 
     try:  # typer >= 0.20 carries its own copy of click
-        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
     except ImportError:  # pragma: no cover
-        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+        from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
     from forgerydet.cli.common import EXIT_INTERRUPTED, fail, said_errors
 
@@ -129,10 +142,12 @@ def cli(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except UsageError as e:
+        args = sys.argv[1:] if argv is None else argv
         where = e.ctx.command_path if e.ctx else "forgerydet"
         if where == "forgerydet":  # a missing option value is raised in the root's context: name the command typed
-            where = _typed_command(sys.argv[1:] if argv is None else argv)
-        code = fail(f"{e.format_message()} (see `{where} --help`)").exit_code
+            where = _typed_command(args)
+        hint = _dash_file_hint(args) if isinstance(e, NoSuchOption) else ""  # `scan -x.png`: "No such option: -x"
+        code = fail(f"{e.format_message()}{hint} (see `{where} --help`)").exit_code
     except ClickException as e:
         code = fail(e.format_message()).exit_code
     except typer.Abort:  # Ctrl-C outside a command's own handling
