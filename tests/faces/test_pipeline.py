@@ -39,6 +39,24 @@ def test_an_image_source_keeps_its_pixels(tmp_path, astronaut):
     assert found.info is None and np.array_equal(found.still, read_image(path))  # one frame: no second decode needed
 
 
+def test_an_image_of_several_frames_or_pages_says_that_only_the_first_is_read(tmp_path, astronaut):
+    """An animated WebP or a multi-page TIFF is decoded as its first frame alone; with a blank first frame it was
+    reported "no face found" and nothing said that the face on the next one was never looked at."""
+    from PIL import Image
+
+    blank, face = Image.fromarray(np.zeros_like(astronaut)), Image.fromarray(astronaut)
+    blank.save(tmp_path / "a.webp", save_all=True, append_images=[face], lossless=True)
+    blank.save(tmp_path / "p.tiff", save_all=True, append_images=[face, face])
+    face.save(tmp_path / "one.webp", lossless=True)
+    for name, n in (("a.webp", 2), ("p.tiff", 3)):
+        found = detect_source(tmp_path / name, CFG)
+        assert found.image_frames == n and found.all_faces == []  # the first frame, blank, alone is read
+        assert found.first_frame_warning() == [f"{tmp_path / name}: the file holds {n} frames or pages (an animated "
+                                               f"image or a multi-page TIFF): only the first is read"]
+    found = detect_source(tmp_path / "one.webp", CFG)
+    assert found.image_frames == 1 and found.first_frame_warning() == [] and len(found.all_faces) == 1
+
+
 def test_iter_frames_uses_a_video_info_it_is_given(media):
     from forgerydet.faces.media import VideoInfo, iter_frames
 

@@ -147,6 +147,8 @@ def test_no_face_on_a_frame_shrunk_for_detection_names_detect_side():
         "be found with --detect-side 2560)")
     assert no_face_error("video", 8, None, None, 640) == "no face found in 8 sampled frames"
     assert no_face_error("image", 1, 20000, 2, 640) == "no face found"  # not "try --detect-side 2560" for a 2 px strip
+    assert no_face_error("image", 1, 512, 512, 640, image_frames=2) == (  # an animated image: its first frame only
+        "no face found; the file holds 2 frames or pages (an animated image or a multi-page TIFF): only the first is read")
 
 
 def test_reliability_notes_flag_a_file_whose_median_face_is_small():

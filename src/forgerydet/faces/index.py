@@ -273,7 +273,7 @@ def _extract_one(
         summary.errors.append((source, path_text(e)))
         return [empty_row(source, "error", message=path_text(e))]
     rows: list[dict] = []
-    summary.warnings += found.unreadable_warning()
+    summary.warnings += found.unreadable_warning() + found.first_frame_warning()
     shown = _shown(found)
     for (index, time), faces in zip(found.frames, found.faces):
         if not faces:

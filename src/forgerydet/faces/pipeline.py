@@ -82,6 +82,11 @@ class SourceFaces:
     info: VideoInfo | None = None  # a video's frame count, frame rate and size (that of its decoded frames)
     still: np.ndarray | None = field(default=None, repr=False)  # an image source's pixels (RGB), kept: it is one frame
     unreadable: list[int] = field(default_factory=list)  # sampled frame indices that could not be decoded (damaged video)
+    image_frames: int = 1  # the frames or pages an image file holds (an animated WebP, a multi-page TIFF); one is read
+
+    def first_frame_warning(self) -> list[str]:
+        """A warning naming the image when it holds more frames or pages than the first, which alone is read."""
+        return [f"{path_text(self.source)}: {first_frame_only(self.image_frames)}"] if self.image_frames > 1 else []
 
     def unreadable_warning(self) -> list[str]:
         """A warning naming the file when some of its sampled frames could not be decoded, else none."""
@@ -108,6 +113,27 @@ class SourceFaces:
         if not stats:
             return None
         return max(stats, key=lambda t: (len(stats[t]), float(np.mean(stats[t])), -t))
+
+
+def image_frame_count(path: Path) -> int:
+    """How many frames (an animated WebP or PNG) or pages (a multi-page TIFF) an image file holds, of which
+    io.read_image decodes the first alone; 1 where Pillow cannot tell."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # Pillow's DecompressionBombWarning on a large photo
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # noqa: BLE001 - a format Pillow cannot read: OpenCV's decoder says what is wrong
+        return 1
+
+
+def first_frame_only(frames: int) -> str:
+    """What is said of an image file of several frames or pages: only the first was looked at."""
+    return f"the file holds {frames} frames or pages (an animated image or a multi-page TIFF): only the first is read"
 
 
 def detect_source(
@@ -167,4 +193,5 @@ def detect_source(
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
-    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, info, still, unreadable)
+    return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, info, still, unreadable,
+                       image_frame_count(path) if kind == "image" else 1)

@@ -100,7 +100,7 @@ def enroll(
     another key encoder wrote it, and the write is atomic under an exclusive lock."""
     from forgerydet.faces.detect import FaceDetector
     from forgerydet.faces.media import expand_sources
-    from forgerydet.faces.pipeline import ExtractConfig, detect_source
+    from forgerydet.faces.pipeline import ExtractConfig, detect_source, first_frame_only
     from forgerydet.model.checkpoint import load_checkpoint
     from forgerydet.runtime import resolve_device
     from forgerydet.scan.config import find_default_checkpoint
@@ -137,6 +137,7 @@ def enroll(
         chosen, which = choose_faces(src, cfg.face)
         if src.unreadable:  # a damaged or cut-off video: said in its report line, as scan notes it
             which += f"; {len(src.unreadable)} sampled frame(s) could not be decoded (a damaged or cut-off video)"
+        which += f"; {first_frame_only(src.image_frames)}" if src.image_frames > 1 else ""
         report.append((str(f), len(chosen), which))
         digest = file_sha256(f) if chosen else None  # the same footage under another name or a link is a duplicate
         if digest:

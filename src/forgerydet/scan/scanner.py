@@ -15,7 +15,7 @@ import torch
 
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
-from forgerydet.faces.pipeline import ExtractConfig, detect_source
+from forgerydet.faces.pipeline import ExtractConfig, detect_source, first_frame_only
 from forgerydet.faces.segment import segment_text
 from forgerydet.io import file_sha256
 from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
@@ -249,10 +249,11 @@ class Scanner:
                    n_tracks=src.num_tracks, **media_facts(path, src))
         sampled = (segment_note(src.kind, cfg.start, cfg.end, rec["duration_s"])  # what the frames were: said with
                    + unreadable_note(len(src.unreadable), len(src.frames)))  # or without a face
+        sampled += [first_frame_only(src.image_frames)] if src.image_frames > 1 else []
         deinterlaced = deinterlaced_note(src.deinterlaced, len(src.frames))
         if not faces:
             rec.update(status="no_face", error=no_face_error(src.kind, len(src.frames), rec["width"], rec["height"],
-                                                             cfg.detector.detect_side),
+                                                             cfg.detector.detect_side, src.image_frames),
                        notes=sampled + deinterlaced,
                        timing={"decode_s": t_decode, "detect_s": t_detect, "model_s": 0.0, "total_s": time.perf_counter() - t0})
             return rec
