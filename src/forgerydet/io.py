@@ -234,6 +234,15 @@ def broken_link(p: Path) -> bool:
     return p.is_symlink() and not p.exists()
 
 
+def apple_double(p: Path) -> bool:
+    """A macOS AppleDouble file (`._photo.jpg`, the metadata a Mac leaves on USB sticks and shares), not media."""
+    if not (p.name.startswith("._") and p.is_file()):  # is_file: never open a named pipe
+        return False
+    with contextlib.suppress(OSError), p.open("rb") as f:
+        return f.read(4) == b"\x00\x05\x16\x07"
+    return False
+
+
 def check_readable_file(path: Path) -> None:
     if broken_link(path):
         raise ForgeryDetError(f"{path}: a symbolic link to nothing readable (dangling, or a loop)")

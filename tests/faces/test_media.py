@@ -314,6 +314,19 @@ def test_expand_sources_collects_what_it_leaves_out(tmp_path):
     assert expand_sources([tmp_path / "a"]) == got[:2]  # without a list to fill, the same files
 
 
+def test_macos_appledouble_files_in_a_folder_are_not_scanned_as_images(tmp_path):
+    # `._photo.jpg` beside each photo copied from a Mac: metadata, not media; each was an "cannot decode" error
+    (tmp_path / "case").mkdir()
+    (tmp_path / "case" / "photo.jpg").write_bytes(b"x")
+    (tmp_path / "case" / "._photo.jpg").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    (tmp_path / "case" / "._real.jpg").write_bytes(b"\xff\xd8\xff")  # a JPEG so named is still an image
+    for given, names in ((tmp_path / "case", ["._real.jpg", "photo.jpg"]), (str(tmp_path / "case" / "._*"), ["._real.jpg"])):
+        skipped: list[Path] = []
+        assert expand_sources([given], skipped) == [tmp_path / "case" / n for n in names]
+        assert skipped == []  # hidden files are not counted as left out
+    assert expand_sources([tmp_path / "case" / "._photo.jpg"]) == [tmp_path / "case/._photo.jpg"]  # named: its error
+
+
 def test_a_named_pipe_in_a_folder_is_listed_or_left_out_never_dropped(tmp_path):
     (tmp_path / "case").mkdir()
     (tmp_path / "case" / "a.png").write_bytes(b"x")

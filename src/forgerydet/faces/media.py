@@ -37,7 +37,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError, os_reason
 from forgerydet.faces.playback import Frame, Playback, pixel_aspect, square_pixel_size
-from forgerydet.io import broken_link, check_readable_file, quiet_native_stderr, read_image
+from forgerydet.io import apple_double, broken_link, check_readable_file, quiet_native_stderr, read_image
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
 # what OpenCV's image codecs read (TIFF is common in forensic archives); a build without one of them still
@@ -111,7 +111,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
         if p.is_dir():
             # a dangling link, a named pipe: listed, to get its error (check_readable_file's) or be counted as left out
             listed = sorted(f for f in p.rglob("*") if not f.is_dir())
-            found = [f for f in listed if is_media(f)]
+            found = [f for f in listed if is_media(f) and not apple_double(f)]  # counted nowhere: hidden
             _note_skipped(listed, skipped)
             if not found:
                 raise ForgeryDetError(f"folder {p} holds no image or video files")
@@ -121,7 +121,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
             add(p)
         elif glob.has_magic(str(raw)):
             matches = sorted(Path(m) for m in glob.glob(str(raw), recursive=True))
-            files = [m for m in matches if not m.is_dir() and is_media(m)]
+            files = [m for m in matches if not m.is_dir() and is_media(m) and not apple_double(m)]
             _note_skipped([m for m in matches if not m.is_dir()], skipped)
             if not files:
                 raise ForgeryDetError(f"no image or video file matches '{raw}'")
