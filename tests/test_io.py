@@ -193,6 +193,33 @@ def test_quiet_native_stderr_silences_fd2_and_restores_it(capfd):
     assert capfd.readouterr().err == "before\nafter\n"
 
 
+def test_quiet_native_stderr_in_two_threads_at_once_restores_fd2(capfd):
+    """Each thread restored the fd 2 it found: the second in, finding /dev/null, left it there when it came out
+    last, and a service that read images in two threads lost its stderr (tracebacks, logs) for good."""
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with quiet_native_stderr():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with quiet_native_stderr():
+            second_in.set()
+            first_out.wait(10)
+            os.write(2, b"still quiet\n")  # the other thread left; this one is still in its native call
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+
+
 # ----------------------------------------------------------------------------- CSV, hashes, names
 
 def test_csv_round_trip_and_exact_contents(tmp_path):
