@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +92,23 @@ def test_one_path_alone_is_one_path_and_notes_are_warnings(checkpoint, tmp_path,
             api.scan(bad, checkpoint, device="cpu")
     with pytest.raises(ForgeryDetError, match=r"checkpoint=123: give a path"):
         api.scan("a.png", 123, device="cpu")
+
+
+def test_what_is_not_a_path_is_one_short_line_from_the_scanner_too(checkpoint, tmp_path):
+    """open_scanner's Scanner raised TypeError for scan(None), scan(image array) and scan_file(None) (api.scan
+    checked, the scanner it returns did not); an image array's repr made api.scan's message hundreds of lines;
+    and a name too long for the file system was an OSError ending the whole scan, not that path's error record."""
+    scanner = api.open_scanner(checkpoint, device="cpu")
+    image = np.zeros((480, 640, 3), np.uint8)
+    for call, said in [(lambda: list(scanner.scan(None)), "paths=None: give a path"),
+                       (lambda: list(scanner.scan(image)), "paths=<ndarray>: give a path"),
+                       (lambda: scanner.scan_file(None), "path=None: give a path"),
+                       (lambda: scanner.scan_file(image), "path=<ndarray>: give a path"),
+                       (lambda: api.scan(image, checkpoint), "paths=<ndarray>: give a path"),
+                       (lambda: api.scan(["a.png", image], checkpoint), "paths[1]=<ndarray>: give a path")]:
+        with pytest.raises(ForgeryDetError, match=re.escape(said)) as e:
+            call()
+        assert "\n" not in str(e.value)
+    long = tmp_path / ("x" * 300 + ".mp4")
+    for recs in (list(scanner.scan([long])), api.scan(long, checkpoint, device="cpu")):
+        assert [(r["status"], r["error"].endswith("File name too long")) for r in recs] == [("error", True)]

@@ -29,11 +29,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from forgerydet.errors import ForgeryDetError, os_error_text
+from forgerydet.errors import ForgeryDetError, os_error_text, value_text
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
 from forgerydet.runtime import tune_malloc
-from forgerydet.scan.config import ScanConfig, check_scan_inputs
+from forgerydet.scan.config import ScanConfig, check_scan_inputs, scan_paths
 from forgerydet.scan.records import json_record, settings_notes
 
 _ALIASES = {"frames": "num_frames"}  # CLI option name -> ScanConfig field
@@ -50,7 +50,7 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
         allowed += (int,)  # 1 for 1.0
     if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed if t is not int or float not in allowed)
-        raise ForgeryDetError(f"scan setting {name}={value!r}: use {names}")
+        raise ForgeryDetError(f"scan setting {name}={value_text(value)}: use {names}")
 
 
 def scan_config(**settings: Any) -> ScanConfig:
@@ -83,7 +83,7 @@ def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
     `.settings()` is what `scan --json` stores as settings. checkpoint None: $FORGERYDET_MODEL, else the shipped
     model."""
     if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
-        raise ForgeryDetError(f"checkpoint={checkpoint!r}: give a path (str or pathlib.Path), or None for the shipped model")
+        raise ForgeryDetError(f"checkpoint={value_text(checkpoint)}: give a path (str or pathlib.Path), or None for the shipped model")
     cfg = scan_config(**settings)
     check_scan_inputs(checkpoint, cfg)
     if not _tuned:
@@ -100,12 +100,7 @@ def scan(paths: str | Path | Sequence[str | Path], checkpoint: str | Path | None
          **settings: Any) -> list[dict[str, Any]]:
     """Scan videos, images, folders or globs; one JSON-safe record per file: first one with status 'error' per path
     that names nothing scannable (as in the CLI's JSON), then the files in the order given."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    iterable = isinstance(paths, typing.Iterable) and not isinstance(paths, (bytes, bytearray))  # bytes: numbers
-    listed = list(paths) if iterable else []
-    if not iterable or not all(isinstance(p, (str, Path)) for p in listed):
-        raise ForgeryDetError(f"paths={paths!r}: give a path (str or pathlib.Path) or a list of them")
+    listed = scan_paths(paths)
     scanner = open_scanner(checkpoint, **settings)
     try:  # the records as the JSON file holds them (lists, not tuples), so they compare equal to a loaded one
         return [json.loads(json.dumps(json_record(r))) for r in scanner.scan(listed)]

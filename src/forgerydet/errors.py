@@ -40,6 +40,13 @@ def printable(s: object) -> str:
                    for c in path_text(s))
 
 
+def value_text(value: object, limit: int = 80) -> str:
+    """A value a caller passed, for a one-line message: its repr where that is one short line, else its type (an
+    image array's or a long list's repr is hundreds of lines)."""
+    text = repr(value)
+    return text if len(text) <= limit and "\n" not in text else f"<{type(value).__name__}>"
+
+
 _OS_ADVICE = {
     errno.ENOSPC: "no space left on device: free some space or write elsewhere",
     errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, os_error_text, value_text
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
 from forgerydet.faces.segment import check_segment
@@ -135,6 +135,21 @@ def find_default_checkpoint() -> Path:
     )
 
 
+def scan_paths(paths: object) -> list[str | Path]:
+    """What a scan from Python was given, as a list of paths: one path (str or pathlib.Path) alone, or an iterable
+    of them. Anything else is one ForgeryDetError (None, an image array or bytes were TypeErrors from deep in)."""
+    if isinstance(paths, (str, Path)):
+        return [paths]  # not a list of one-character paths
+    what = f"paths={value_text(paths)}"
+    if isinstance(paths, Iterable) and not isinstance(paths, (bytes, bytearray)) and not hasattr(paths, "__array__"):
+        listed = list(paths)  # (bytes iterate as numbers, an image array as rows)
+        wrong = [(i, p) for i, p in enumerate(listed) if not isinstance(p, (str, Path))]
+        if not wrong:
+            return listed
+        what = f"paths[{wrong[0][0]}]={value_text(wrong[0][1])}"
+    raise ForgeryDetError(f"{what}: give a path (str or pathlib.Path) or a list of them")
+
+
 def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
                       skipped: list[Path] | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
     """The files to scan (folders and globs expanded, duplicates dropped, order kept) and an error record per
@@ -149,6 +164,9 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
             found = expand_sources([p], left)
         except ForgeryDetError as e:
             bad.append(empty_record(p, threshold, "error", str(e)))
+            continue
+        except OSError as e:  # a name too long for the file system, a folder that cannot be read
+            bad.append(empty_record(p, threshold, "error", os_error_text(e, p)))
             continue
         for f in found:
             key = file_key(f)

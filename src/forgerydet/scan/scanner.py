@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.errors import ForgeryDetError, path_text, value_text
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.pipeline import ExtractConfig, detect_source, first_frame_only
 from forgerydet.faces.segment import segment_text
@@ -25,7 +25,7 @@ from forgerydet.model.config import references_path
 from forgerydet.model.references import PersonReferences, load_person
 from forgerydet.runtime import Progress, resolve_device
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
-from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint
+from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint, scan_paths
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
                                      many_faces_note, media_facts, no_face_error, reliability_notes, segment_note,
                                      unlike_reference_note, unreadable_note)
@@ -228,6 +228,8 @@ class Scanner:
 
     def scan_file(self, path: Path) -> dict[str, Any]:
         """One file -> its result record (see scan/records.py for the layout)."""
+        if not isinstance(path, (str, Path)):  # None, an image array: one error, not a TypeError from deep in
+            raise ForgeryDetError(f"path={value_text(path)}: give a path (str or pathlib.Path)")
         cfg = self.config
         t0 = time.perf_counter()
         det0 = self.detector.seconds
@@ -342,9 +344,9 @@ class Scanner:
                     nb.pop("thumb", None)
 
     def scan(self, paths: str | Path | list[str | Path], progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-        """Expand paths (files, folders, globs) and yield one record per file; a bad path is an error record. One
-        path may be given alone (a string was read as a list of one-character paths, '.' among them)."""
-        files, bad = expand_scan_paths([paths] if isinstance(paths, (str, Path)) else list(paths), self.threshold)
+        """Expand paths (files, folders, globs) and yield one record per file; a path that names nothing scannable is
+        an error record, and what is not a path (None, an image array) a ForgeryDetError. One path may be given alone."""
+        files, bad = expand_scan_paths(scan_paths(paths), self.threshold)
         yield from bad
         for i, f in enumerate(files):
             if progress:
