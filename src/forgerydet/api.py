@@ -80,8 +80,9 @@ def scan_config(**settings: Any) -> ScanConfig:
 
 def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
     """A loaded Scanner (scan/scanner.py): `.scan(paths)` yields one record per file, `.scan_file(path)` scores one,
-    `.settings()` is what `scan --json` stores as settings. checkpoint None: $FORGERYDET_MODEL, else the shipped
-    model."""
+    `.settings()` is what `scan --json` stores as settings. checkpoint: a path (str or Path); None:
+    $FORGERYDET_MODEL, else the shipped model. settings: as scan_config's. Raises ForgeryDetError for a bad setting
+    or checkpoint (most before the model loads); the CLI's calibration notes come as UserWarnings."""
     if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
         raise ForgeryDetError(f"checkpoint={value_text(checkpoint)}: give a path (str or pathlib.Path), or None for the shipped model")
     cfg = scan_config(**settings)
@@ -99,7 +100,10 @@ def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
 def scan(paths: str | Path | Sequence[str | Path], checkpoint: str | Path | None = None,
          **settings: Any) -> list[dict[str, Any]]:
     """Scan videos, images, folders or globs; one JSON-safe record per file: first one with status 'error' per path
-    that names nothing scannable (as in the CLI's JSON), then the files in the order given."""
+    that names nothing scannable (as in the CLI's JSON), then the files in the order given. paths: a path (str or
+    pathlib.Path) or a list of them; checkpoint and settings: as open_scanner's. Loads the model on every call: to
+    scan again, keep an open_scanner. Raises ForgeryDetError for what is not a path, a bad setting or checkpoint,
+    or a folder that cannot be listed."""
     listed = scan_paths(paths)
     scanner = open_scanner(checkpoint, **settings)
     try:  # the records as the JSON file holds them (lists, not tuples), so they compare equal to a loaded one

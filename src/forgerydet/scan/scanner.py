@@ -121,6 +121,7 @@ class Scanner:
         self.sha256 = file_sha256(path)
 
     def settings(self) -> dict[str, Any]:
+        """What `scan --json` stores as `settings`: checkpoint, threshold, calibration, tta, precision, detector..."""
         m, meta = self.model, self.checkpoint.meta
         return {
             "checkpoint": path_text(self.checkpoint.path),
@@ -227,7 +228,8 @@ class Scanner:
         return empty_record(path, self.threshold)
 
     def scan_file(self, path: Path) -> dict[str, Any]:
-        """One file -> its result record (see scan/records.py for the layout)."""
+        """One file (str or Path) -> its result record (scan/records.py): a file it cannot read or finds no face in
+        is a record with status 'error' or 'no_face'; what is not a path raises ForgeryDetError."""
         if not isinstance(path, (str, Path)):  # None, an image array: one error, not a TypeError from deep in
             raise ForgeryDetError(f"path={value_text(path)}: give a path (str or pathlib.Path)")
         cfg = self.config
