@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -290,3 +292,38 @@ def test_scores_do_not_depend_on_the_batch_or_on_the_folded_batchnorms(checkpoin
     np.testing.assert_allclose(sigmoid(logits, default.temperature), want, atol=1e-5)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in default.model.encoder.modules())
+
+
+def test_a_scanner_shared_by_two_threads_times_each_files_own_detection(checkpoint, astronaut, tmp_path, monkeypatch):
+    """The detection seconds were one counter for the Scanner: a file scanned while another thread detected was
+    given that thread's detection time too, and its decode_s came out below zero."""
+    from forgerydet.faces.detect import FaceDetector
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    scanner = Scanner(checkpoint, ScanConfig(device="cpu"))
+    a_in, b_done = threading.Event(), threading.Event()
+    detect = FaceDetector.faces
+
+    def faces(self, frames):  # A's detection spans B's, which takes 0.3 s
+        if threading.current_thread().name == "B":
+            a_in.wait(10)
+            time.sleep(0.3)
+            b_done.set()
+        else:
+            a_in.set()
+            b_done.wait(10)
+        return detect(self, frames)
+
+    monkeypatch.setattr(FaceDetector, "faces", faces)
+    recs = {}
+    threads = [threading.Thread(target=lambda: recs.update({threading.current_thread().name: scanner.scan_file(path)}),
+                                name=n) for n in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert recs["A"]["score"] == recs["B"]["score"]
+    for rec in recs.values():
+        timing = rec["timing"]
+        assert timing["decode_s"] >= 0 and timing["detect_s"] <= timing["total_s"], timing

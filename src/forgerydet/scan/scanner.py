@@ -6,6 +6,7 @@ writes the bank or the checkpoint."""
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,16 +41,17 @@ def _number_left_to_right(faces: list) -> None:
 
 
 class _TimedDetector(FaceDetector):
-    """FaceDetector that adds up the seconds spent detecting (the rest of detect_source is decoding)."""
+    """FaceDetector that adds up the seconds spent detecting, per thread (the rest of detect_source is decoding)."""
 
-    seconds = 0.0
+    timer = threading.local()  # a Scanner shared by threads gave a file the others' detection time (decode_s < 0)
+    seconds = property(lambda self: getattr(self.timer, "seconds", 0.0))
 
     def faces(self, frames):
         t0 = time.perf_counter()
         try:
             return super().faces(frames)
         finally:
-            self.seconds += time.perf_counter() - t0
+            self.timer.seconds = self.seconds + time.perf_counter() - t0
 
 
 def _calibrated(ck: Checkpoint, path: Path, key: str, choices: tuple[str, ...], default: str) -> str:
