@@ -26,7 +26,6 @@ from forgerydet.io import (
     is_stream,
     looks_like_safetensors,
     own_descriptor,
-    quiet_native_stderr,
     read_csv_rows,
     read_image,
     remove_leftovers,
@@ -183,41 +182,6 @@ def test_a_link_to_nothing_is_told_from_a_missing_file(tmp_path):
     for name in ("dangling.png", "loop.png"):
         with pytest.raises(ForgeryDetError, match="a symbolic link to nothing readable"):
             read_image(tmp_path / name)
-
-
-def test_quiet_native_stderr_silences_fd2_and_restores_it(capfd):
-    os.write(2, b"before\n")
-    with quiet_native_stderr():
-        os.write(2, b"libpng error: noise\n")
-    os.write(2, b"after\n")
-    assert capfd.readouterr().err == "before\nafter\n"
-
-
-def test_quiet_native_stderr_in_two_threads_at_once_restores_fd2(capfd):
-    """Each thread restored the fd 2 it found: the second in, finding /dev/null, left it there when it came out
-    last, and a service that read images in two threads lost its stderr (tracebacks, logs) for good."""
-    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
-
-    def first():
-        with quiet_native_stderr():
-            first_in.set()
-            second_in.wait(10)
-        first_out.set()
-
-    def second():
-        first_in.wait(10)
-        with quiet_native_stderr():
-            second_in.set()
-            first_out.wait(10)
-            os.write(2, b"still quiet\n")  # the other thread left; this one is still in its native call
-
-    threads = [threading.Thread(target=f) for f in (first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    os.write(2, b"after\n")
-    assert capfd.readouterr().err == "after\n"
 
 
 # ----------------------------------------------------------------------------- CSV, hashes, names

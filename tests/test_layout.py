@@ -14,7 +14,7 @@ TESTS = Path(__file__).resolve().parent
 BASE = {"forgerydet", "errors", "io", "paths", "runtime", "metrics"}  # the bottom layer (forgerydet = the package's __init__)
 MAY_IMPORT = {  # stage -> the stages it may import (besides itself)
     "errors": set(),
-    "io": {"errors"},
+    "io": {"errors", "runtime"},  # runtime: the process-wide silence of fd 2 around native decoders
     "paths": {"errors", "io"},  # output checks, on io's streams and file kinds
     "runtime": {"errors"},
     "metrics": {"errors", "io"},

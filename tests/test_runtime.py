@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+import threading
 
 import pytest
 import torch
 
 from forgerydet import runtime
 from forgerydet.errors import ForgeryDetError
-from forgerydet.runtime import native_bf16, resolve_device, tune_malloc
+from forgerydet.runtime import native_bf16, quiet_native_stderr, resolve_device, tune_malloc
 
 
 def test_cpu_and_auto():
@@ -135,3 +137,38 @@ def test_a_stop_inside_held_signals_comes_after_the_writes_that_belong_together(
     with signals_held():  # nothing arrived: nothing raised
         done.append("third")
     assert done[-1] == "third"
+
+
+def test_quiet_native_stderr_silences_fd2_and_restores_it(capfd):
+    os.write(2, b"before\n")
+    with quiet_native_stderr():
+        os.write(2, b"libpng error: noise\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nafter\n"
+
+
+def test_quiet_native_stderr_in_two_threads_at_once_restores_fd2(capfd):
+    """Each thread restored the fd 2 it found: the second in, finding /dev/null, left it there when it came out
+    last, and a service that read images in two threads lost its stderr (tracebacks, logs) for good."""
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with quiet_native_stderr():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with quiet_native_stderr():
+            second_in.set()
+            first_out.wait(10)
+            os.write(2, b"still quiet\n")  # the other thread left; this one is still in its native call
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"

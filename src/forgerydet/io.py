@@ -17,7 +17,6 @@ import re
 import stat
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from forgerydet.errors import ForgeryDetError, os_error_text, os_reason, path_text
+from forgerydet.runtime import quiet_native_stderr
 
 
 def _new_temp(directory: Path, prefix: str, suffix: str) -> tuple[int, str]:
@@ -255,35 +255,6 @@ def check_readable_file(path: Path) -> None:
         raise ForgeryDetError(f"{path}: the file is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise ForgeryDetError(f"{path}: cannot read the file (permission denied)")
-
-
-_quiet_lock = threading.Lock()
-_quiet = {"inside": 0, "saved": -1}  # threads inside quiet_native_stderr now, and fd 2 as it was before the first
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 for a native call: libpng ("libpng error: ..."), libjpeg and OpenCV's own
-    "[ WARN ]" lines go straight to it and would sit beside our one-line error. Threads inside it at once share
-    one silence, and the last one out restores fd 2 (each restoring the fd 2 it found left /dev/null for good)."""
-    with _quiet_lock:
-        if _quiet["inside"] == 0:
-            _quiet["saved"] = -1
-            with contextlib.suppress(OSError, ValueError, AttributeError):  # no fd 2 or no /dev/null: left as is
-                sys.stderr.flush()
-                _quiet["saved"] = os.dup(2)
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)
-                os.close(devnull)
-        _quiet["inside"] += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet["inside"] -= 1
-            if _quiet["inside"] == 0 and _quiet["saved"] >= 0:
-                os.dup2(_quiet["saved"], 2)
-                os.close(_quiet["saved"])
 
 
 def source_key(path: str | Path) -> str:

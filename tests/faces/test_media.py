@@ -368,3 +368,29 @@ def test_a_broken_link_in_a_folder_is_listed_so_that_it_gets_its_error(tmp_path)
             read_image(p)
     # a glob lists them too
     assert [p.name for p in expand_sources([str(tmp_path / "c" / "*.*")])] == ["dangling.mp4", "ok.png", "selfl.png"]
+
+
+def test_videos_failing_to_open_in_two_threads_print_nothing_and_leave_opencvs_log_level(tmp_path, capfd):
+    # FFmpeg's "moov atom not found" lines go to fd 2, which is silenced while a video opens; OpenCV's log level is
+    # left alone (saving and restoring it per thread left it at ERROR when two threads opened videos at once)
+    import threading
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    level = cv2.utils.logging.getLogLevel()
+    failed: list[int] = []
+
+    def open_it() -> None:
+        for _ in range(10):
+            with pytest.raises(ForgeryDetError, match="cannot open the video"):
+                video.video_info(bad)
+            failed.append(1)
+
+    threads = [threading.Thread(target=open_it) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(failed) == 20
+    assert cv2.utils.logging.getLogLevel() == level
+    assert capfd.readouterr().err == ""

@@ -37,7 +37,8 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError, os_reason
 from forgerydet.faces.playback import Frame, Playback, pixel_aspect, square_pixel_size
-from forgerydet.io import apple_double, broken_link, check_readable_file, quiet_native_stderr, read_image
+from forgerydet.io import apple_double, broken_link, check_readable_file, read_image
+from forgerydet.runtime import quiet_native_stderr
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
 # what OpenCV's image codecs read (TIFF is common in forensic archives); a build without one of them still
@@ -221,14 +222,9 @@ def _cv_path(path: Path) -> Iterator[str]:
 def _open_video(path: Path) -> cv2.VideoCapture:
     check_readable_file(path)
     # FFmpeg's and OpenCV's own log lines ("moov atom not found") would duplicate our one-line error.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        with _cv_path(path) as name, quiet_native_stderr():
-            cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # (fd 2 silenced: no log level to set and restore,
+    with _cv_path(path) as name, quiet_native_stderr():  # which threads opening videos at once left at ERROR)
+        cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
         raise ForgeryDetError(f"{path}: cannot open the video (corrupt, truncated, or not a video file)")
