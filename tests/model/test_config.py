@@ -41,6 +41,8 @@ def test_a_checkpoint_path_that_is_missing_or_a_folder_is_one_line(tmp_path):
     (tmp_path / "db" / "bank.json").write_text("{}")
     with pytest.raises(ForgeryDetError, match="db is a disk bank .* not a checkpoint: use it with `forgerydet scan --bank"):
         check_checkpoint_path(tmp_path / "db")
+    with pytest.raises(ForgeryDetError, match=r"^an empty checkpoint path was given \(an unset variable\?\)"):
+        check_checkpoint_path("")  # api.scan(..., checkpoint=os.environ.get("MODEL", "")): was " is a folder ..."
 
 
 def test_a_missing_bank_folder_or_reference_file_is_one_line(tmp_path):

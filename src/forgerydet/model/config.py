@@ -108,6 +108,8 @@ def _a_file(path: str | Path, missing: str, folder: str) -> Path:
 def check_checkpoint_path(path: str | Path) -> Path:
     """A checkpoint path that is missing or a folder is one ForgeryDetError. Light (no torch), so commands call it
     before loading anything; model/checkpoint.py's read_meta starts with it. A disk bank's folder is named as one."""
+    if not str(path):  # Path("") is the current folder, which the messages below would call "" or "."
+        raise ForgeryDetError("an empty checkpoint path was given (an unset variable?): name a checkpoint file")
     if (Path(path) / "bank.json").is_file():
         raise ForgeryDetError(f"{path} is a disk bank (from `rebuild-bank --disk-bank`), not a checkpoint: use it with "
                               f"`forgerydet scan --bank {path} --checkpoint MODEL` (MODEL: the checkpoint that wrote it)")
