@@ -76,6 +76,25 @@ def test_average_refuses_two_different_models(tmp_path):
         avg.average(str(pa), str(pb), str(tmp_path / "ab.safetensors"), 0.5)
 
 
+def test_average_refuses_an_output_that_is_an_input_and_names_a_bad_input_in_one_line(tmp_path):
+    avg = _tool("average_weights")
+    pa, _ = _saved(tmp_path, "a.safetensors", 0)
+    pb, _ = _saved(tmp_path, "b.safetensors", 1)
+    before = pa.read_bytes()
+    for out in (pa, tmp_path / "." / "a.safetensors"):  # the shipped file given as OUT too was replaced in silence
+        with pytest.raises(SystemExit, match="is one of the checkpoints to average: writing there would replace it"):
+            avg.main([str(pa), str(pb), str(out)])
+    with pytest.raises(SystemExit, match="is one of the checkpoints"):
+        avg.main([str(pa), str(pb), str(pa), str(tmp_path / "soup.safetensors"), str(pa)])
+    assert pa.read_bytes() == before
+    out = tmp_path / "ab.safetensors"
+    with pytest.raises(SystemExit, match="^Error: checkpoint not found: .*none.safetensors$"):  # not a traceback
+        avg.main([str(tmp_path / "none.safetensors"), str(pb), str(out)])
+    assert not out.exists()
+    avg.main([str(pa), str(pb), str(out)])
+    assert load_checkpoint(out, "cpu").extra["averaged"]["alpha"] == 0.5
+
+
 def test_unseen_photos_keeps_only_photos_and_people_the_checkpoint_never_trained_on(tmp_path):
     tool = _tool("unseen_photos")
     train = tmp_path / "train"

@@ -18,11 +18,14 @@ never offers them for calibration. Refill and calibrate it as an imported model 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
+from forgerydet.errors import ForgeryDetError
 from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
 from forgerydet.model.detector import Detector
+from forgerydet.paths import check_checkpoint_out, check_not_input, check_output
 
 
 def average(a_path: str, b_path: str, out: str, alpha: float) -> None:
@@ -65,20 +68,30 @@ def _weighted(paths: list[str], weights: list[float], out: str, record: dict) ->
     print(f"wrote {out}: {terms} (bank empty, not calibrated)")
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("inputs", nargs="+", metavar="IN", help="two checkpoints (WiSE-FT) or more (a uniform soup)")
     ap.add_argument("out", metavar="OUT")
     ap.add_argument("--alpha", type=float, default=None, help="two inputs only: weight of the second (0: A, 1: B; default 0.5)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if len(args.inputs) < 2:
         raise SystemExit("give at least two checkpoints to average, then the output file")
-    if len(args.inputs) == 2:
-        alpha = 0.5 if args.alpha is None else args.alpha
-        if not 0.0 <= alpha <= 1.0:
-            raise SystemExit(f"--alpha {alpha} must be in [0, 1]")
-        average(args.inputs[0], args.inputs[1], args.out, alpha)
-    elif args.alpha is not None:
-        raise SystemExit(f"--alpha weights two checkpoints; {len(args.inputs)} are averaged uniformly")
-    else:
-        soup(args.inputs, args.out)
+    try:  # OUT checked before the inputs load: one of them given as OUT too would be replaced by the average
+        check_not_input(args.out, "OUT", [("one of the checkpoints to average", p) for p in args.inputs])
+        check_output(args.out, "OUT")
+        check_checkpoint_out(args.out, "OUT")
+        if len(args.inputs) == 2:
+            alpha = 0.5 if args.alpha is None else args.alpha
+            if not 0.0 <= alpha <= 1.0:
+                raise SystemExit(f"--alpha {alpha} must be in [0, 1]")
+            average(args.inputs[0], args.inputs[1], args.out, alpha)
+        elif args.alpha is not None:
+            raise SystemExit(f"--alpha weights two checkpoints; {len(args.inputs)} are averaged uniformly")
+        else:
+            soup(args.inputs, args.out)
+    except ForgeryDetError as e:
+        sys.exit(f"Error: {e}")
+
+
+if __name__ == "__main__":
+    main()
