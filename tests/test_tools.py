@@ -169,6 +169,22 @@ def test_ship_by_reference_leaves_the_frozen_backbone_to_its_weights_file(tmp_pa
         assert torch.equal(got[k], v), k
 
 
+def test_transfer_refuses_an_output_onto_its_input_and_names_a_missing_export_in_one_line(tmp_path):
+    tw = _tool("transfer_weights")
+    src, _ = _saved(tmp_path, "run.safetensors", 0)
+    tw.main(["export", str(src), str(tmp_path / "new" / "exp")])  # its folder is made, as ship makes its file's
+    enc = tmp_path / "new" / "exp.enc.safetensors"
+    kept = {p: p.read_bytes() for p in (src, enc)}
+    for argv in (["ship", str(src), str(src)], ["import", str(tmp_path / "new" / "exp"), str(enc)],
+                 ["export", str(tmp_path / "new" / "exp.enc.safetensors"), str(tmp_path / "new" / "exp")]):
+        with pytest.raises(SystemExit, match=r"^Error: DST .* is an input of \w+: writing there would replace it"):
+            tw.main(argv)
+    assert {p: p.read_bytes() for p in kept} == kept
+    with pytest.raises(SystemExit, match=r"^Error: .*nothere: no export there \(.*nothere.enc.safetensors not found\)"):
+        tw.main(["import", str(tmp_path / "nothere"), str(tmp_path / "x.safetensors")])  # was a FileNotFoundError
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_export_by_reference_carries_only_what_training_changed_and_imports_at_full_precision(tmp_path, capsys):
     import timm
     from safetensors.torch import save_file

@@ -37,6 +37,7 @@ from forgerydet.model import frozen
 from forgerydet.model.checkpoint import load_checkpoint, save_checkpoint
 from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector
+from forgerydet.paths import check_not_input, check_output
 
 
 def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -51,6 +52,7 @@ def export(ckpt: str, prefix: str, by_reference: bool = False) -> None:
     if by_reference:  # the backbone tensors equal to the weights it loaded stay behind, named and digested
         sd, meta["by_reference"] = frozen.split(ck.model)
     half = {k: v for k, v in _half(sd).items() if not k.startswith("bank.")}
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)  # as save_checkpoint makes the folder of its file
     save_file({k: v for k, v in half.items() if not k.startswith("key_encoder.")}, prefix + ".enc.safetensors",
               metadata={"meta": json.dumps(meta)})
     save_file({k: v for k, v in half.items() if k.startswith("key_encoder.")}, prefix + ".key.safetensors")
@@ -77,6 +79,10 @@ def _rounded_reference(cfg: ModelConfig, reference: str) -> dict[str, torch.Tens
 def import_(prefix: str, out: str, reference: str | None = None) -> None:
     from safetensors import safe_open
 
+    for part in (".enc.safetensors", ".key.safetensors"):
+        if not Path(prefix + part).is_file():
+            raise ForgeryDetError(f"{prefix}: no export there ({prefix + part} not found); give the OUTDIR/NAME that "
+                                  f"`export` wrote")
     with safe_open(prefix + ".enc.safetensors", "pt") as f:
         stored = (f.metadata() or {}).get("meta")
     meta = json.loads(stored if stored else Path(prefix + ".json").read_text())
@@ -135,7 +141,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--by-reference", action="store_true", help="export, ship: leave the frozen backbone out")
     parser.add_argument("--reference", help="import: the weights an export by reference left out")
     a = parser.parse_args(argv)
-    try:
+    parts = (".enc.safetensors", ".key.safetensors")
+    ins = [a.src + p for p in parts] if a.cmd == "import" else [a.src]
+    outs = [a.dst + p for p in parts] if a.cmd == "export" else [a.dst]
+    try:  # before anything loads: an output onto an input (`ship A A`, `import X X.enc.safetensors`) replaced it
+        for out in outs:
+            check_not_input(out, "DST", [(f"an input of {a.cmd}", i) for i in ins])
+            check_output(out, "DST")
         if a.cmd == "export":
             export(a.src, a.dst, by_reference=a.by_reference)
         elif a.cmd == "import":
