@@ -1,3 +1,3 @@
-from forgerydet.cli.app import cli
+from forgerydet.cli import main
 
-cli()
+main()  # as the console command: a Ctrl-C while the command's modules load is one line, not a traceback

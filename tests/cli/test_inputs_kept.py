@@ -220,6 +220,22 @@ def test_the_console_entry_point_is_light_and_runs_the_command(capsys):
     assert r.returncode == 0 and r.stdout.startswith("forgerydet "), r.stderr
 
 
+def test_python_m_forgerydet_tells_a_ctrl_c_during_its_imports_in_one_line(tmp_path):
+    """`python -m forgerydet` (what make demo and torchrun run) went around cli.main, so a Ctrl-C while its modules
+    loaded was a traceback, exit 1. A stand-in typer that is 'interrupted' as it loads plays the Ctrl-C."""
+    import subprocess
+    import sys
+
+    import forgerydet
+
+    (tmp_path / "typer").mkdir()
+    (tmp_path / "typer" / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    src = str(Path(forgerydet.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
+    r = subprocess.run([sys.executable, "-m", "forgerydet", "--version"], capture_output=True, text=True, env=env)
+    assert r.returncode == 130 and r.stderr == "error: interrupted\n", r.stderr
+
+
 def test_the_console_command_still_prints_help_and_runs_commands(capsys):
     with pytest.raises(SystemExit) as e:
         console_command([])
