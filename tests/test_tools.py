@@ -120,6 +120,30 @@ def test_unseen_photos_keeps_only_photos_and_people_the_checkpoint_never_trained
     assert few["utkface"][0] == 1 and 1 <= few["lfw"][0] <= 2  # whole people: Bob brings both his photos
 
 
+def test_subset_faces_refuses_a_mistyped_exclude_and_a_folder_of_another_draw(tmp_path, capsys):
+    tool = _tool("subset_faces")
+    train = tmp_path / "train"
+    (train / "utkface").mkdir(parents=True)
+    for i in range(20):
+        (train / "utkface" / f"{i}_0_0.jpg").write_bytes(b"x")
+    t = ["--train", str(train)]
+    calib, more = tmp_path / "calib", tmp_path / "more"
+    tool.main([str(calib), "--utkface", "5", "--seed", "1", *t])
+    tool.main([str(calib), "--utkface", "5", "--seed", "1", *t])  # the same draw again: make model-data twice
+    drawn = sorted(p.name for p in (calib / "utkface").iterdir())
+    assert len(drawn) == 5
+    with pytest.raises(SystemExit, match="already holds photos of another draw"):  # they were mixed: 10 photos
+        tool.main([str(calib), "--utkface", "5", "--seed", "2", *t])
+    assert sorted(p.name for p in (calib / "utkface").iterdir()) == drawn
+    with pytest.raises(SystemExit, match="--exclude .*calbi: not a subset folder"):  # excluded nothing, in silence
+        tool.main([str(more), "--utkface", "99", "--exclude", str(tmp_path / "calbi"), *t])
+    with pytest.raises(SystemExit, match="no celeba/ folder there"):  # was a FileNotFoundError traceback
+        tool.main([str(more), "--celeba", "3", *t])
+    assert not more.exists()
+    tool.main([str(more), "--utkface", "99", "--exclude", str(calib), *t])
+    assert not set(drawn) & {p.name for p in (more / "utkface").iterdir()}
+
+
 def test_unseen_photos_counts_the_faces_of_earlier_runs_as_seen(tmp_path):
     # a fine-tune's or an average's own bank_sources miss the faces its start trained on; earlier_faces has them
     tool = _tool("unseen_photos")

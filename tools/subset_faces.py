@@ -26,7 +26,7 @@ def person(name: str) -> str:
     return m.group(1) if m else name
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     for s in SOURCES:
@@ -34,10 +34,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--exclude", type=Path, action="append", default=[], help="another subset folder to leave out")
     ap.add_argument("--train", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "train")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    for s in SOURCES:
+        if getattr(args, s) < 0:
+            ap.error(f"--{s} {getattr(args, s)}: give a number of photos, 0 or more")
+        if getattr(args, s) and not (args.train / s).is_dir():
+            raise SystemExit(f"--train {args.train}: no {s}/ folder there (give the train/ folder of the shared data)")
+    for d in args.exclude:  # a mistyped one left nothing out in silence: training faces in the calibration set
+        if not any((d / s).is_dir() for s in SOURCES):
+            raise SystemExit(f"--exclude {d}: not a subset folder (it holds none of {', '.join(SOURCES)}/)")
     excluded = {(s, n) for d in args.exclude for s in SOURCES if (d / s).is_dir() for n in os.listdir(d / s)}
     excluded_people = {person(n) for s, n in excluded if s == "lfw"}
     rng = random.Random(args.seed)
+    draws: dict[str, list[str]] = {}
     for s in SOURCES:
         want = getattr(args, s)
         if not want:
@@ -55,6 +64,12 @@ def main() -> None:
                 names += by_person[p]
         else:
             names = rng.sample(files, min(want, len(files)))
+        d = args.out / s
+        if d.is_dir() and set(os.listdir(d)) - set(names):  # the same draw again (make model-data twice) is fine
+            raise SystemExit(f"{d} already holds photos of another draw (another --seed, count, --exclude or "
+                             f"--train): adding this one would mix the two; remove {args.out} or give a new folder")
+        draws[s] = names
+    for s, names in draws.items():
         d = args.out / s
         d.mkdir(parents=True, exist_ok=True)
         for n in names:
