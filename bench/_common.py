@@ -12,17 +12,31 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from forgerydet.errors import ForgeryDetError
 from forgerydet.runtime import tune_malloc
 
 # Every bench runs PyTorch as the forgerydet CLI does, which sets this at start-up: without it glibc maps and unmaps
 # each large buffer, and PyTorch on a CPU ran up to ~2x slower here (bench/heatmaps.py --occlusion: 16 -> 6.5 min).
 tune_malloc()
+
+
+def one_line_errors(kind: type, error: BaseException, tb: Any) -> None:
+    """sys.excepthook of every bench: a user's mistake the library names (a checkpoint or video not found, a
+    pairs.csv of other columns) is one line on stderr, as the CLI prints it, not a traceback; exit code 1."""
+    if isinstance(error, ForgeryDetError):
+        sys.stderr.write(f"error: {error}\n")
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
+sys.excepthook = one_line_errors
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FORGERYDET_SHARED_DATA", REPO.parent / "shared" / "data"))  # ../shared/data

@@ -27,7 +27,9 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector, crop_faces
 from forgerydet.faces.media import iter_frames, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 
-DEFAULT_VIDEO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "videos" / "anchor_real.mp4"
+# ../shared/data or FORGERYDET_SHARED_DATA, as _common.SHARED_DATA (not imported: it would change the malloc setting)
+SHARED_DATA = Path(os.environ.get("FORGERYDET_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DEFAULT_VIDEO = SHARED_DATA / "videos" / "anchor_real.mp4"
 
 
 def _median_time(fn, repeats: int) -> tuple[float, object]:
@@ -62,6 +64,8 @@ def main() -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if not args.video.is_file():
+        raise SystemExit(f"error: {args.video} not found: give a video, or set FORGERYDET_SHARED_DATA to the shared data")
     path = args.video.resolve()
     info = video_info(path)
 

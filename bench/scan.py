@@ -35,11 +35,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, astronaut_faces, figure, finish, interleaved, machine, median, print_figures  # noqa: E402
+from _common import SHARED_DATA, astronaut_faces, figure, finish, interleaved, machine, median, print_figures  # noqa: E402
 
 RATIO_TARGET = 1.3
 RSS_TARGET_MB = 200.0
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "anchor_real.mp4"
+DEFAULT_VIDEO = SHARED_DATA / "videos" / "anchor_real.mp4"
 
 
 def build_checkpoint(path: Path, n_faces: int, device: str) -> Path:

@@ -95,6 +95,28 @@ def test_average_refuses_an_output_that_is_an_input_and_names_a_bad_input_in_one
     assert load_checkpoint(out, "cpu").extra["averaged"]["alpha"] == 0.5
 
 
+def test_benches_tell_a_users_mistake_in_one_line_and_read_the_shared_data_where_it_is_set(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    bench = TOOLS.parent / "bench"
+    env = {**os.environ, "FORGERYDET_SHARED_DATA": str(tmp_path / "shared")}
+    wrong = tmp_path / "list.csv"
+    wrong.write_text("path,label\na.png,0\n")  # an evaluate list given as --pairs: a ForgeryDetError traceback
+    r = subprocess.run([sys.executable, str(bench / "shortcuts.py"), str(tmp_path / "m.safetensors"), "--pairs",
+                        str(wrong), "--n", "2"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "missing column(s)" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    # bench/extract.py's default video ignored FORGERYDET_SHARED_DATA and was a traceback where it was missing
+    r = subprocess.run([sys.executable, str(bench / "extract.py")], capture_output=True, text=True, env=env)
+    want = str(tmp_path / "shared" / "videos" / "anchor_real.mp4")
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {want} not found: give a video, or set " \
+        "FORGERYDET_SHARED_DATA to the shared data", r.stderr
+    r = subprocess.run([sys.executable, str(bench / "scan.py"), "--help"], capture_output=True, text=True, env=env)
+    assert want in r.stdout.replace("\n", "").replace(" ", ""), r.stdout  # its --video default, as help shows it
+
+
 def test_unseen_photos_keeps_only_photos_and_people_the_checkpoint_never_trained_on(tmp_path):
     tool = _tool("unseen_photos")
     train = tmp_path / "train"
