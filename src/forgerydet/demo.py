@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -50,10 +51,35 @@ def say(msg: str) -> None:
 def run(args: list[str], allow_fail: bool = False) -> int:
     cmd = ["forgerydet", *args]
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    rc = subprocess.call([sys.executable, "-m", "forgerydet", *args])
+    step = subprocess.Popen([sys.executable, "-m", "forgerydet", *args])
+    try:
+        rc = step.wait()
+    except KeyboardInterrupt:
+        stop(step)
+        raise KeyboardInterrupt(f"interrupted during `{' '.join(cmd[:2])}`") from None
     if rc and not allow_fail:
         raise SystemExit(f"demo: step failed (exit {rc}): {' '.join(cmd)}")
     return rc
+
+
+def stop(step: subprocess.Popen) -> None:
+    """The step running when the demo got Ctrl-C or SIGTERM. A terminal's Ctrl-C (or `timeout`) reaches it too, and
+    it ends as it does alone, saying what it kept (subprocess.call killed it a quarter second later, mid-sentence);
+    one still running after 10 s did not get it (the demo alone was signalled) and is sent Ctrl-C. A second Ctrl-C
+    kills it."""
+    try:
+        try:
+            step.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            step.send_signal(signal.SIGINT)
+            step.wait()
+    except KeyboardInterrupt:
+        step.kill()
+        step.wait()
+
+
+def terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (`timeout`, a scheduler) stops the demo as Ctrl-C does, as it stops the CLI
 
 
 def write_list(path: Path, rows: list[tuple[Path, int, str]]) -> Path:
@@ -207,5 +233,16 @@ def main() -> None:
           "detector to trust: see README 'Getting real accuracy'.")
 
 
+def cli() -> None:
+    """`make demo`: main, with Ctrl-C or SIGTERM told in one line and exit code 130, as the CLI's commands do."""
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        sys.stderr.write(f"demo: {e or 'interrupted'}; `make demo` again starts over (each step remakes its outputs "
+                         f"in demo_out/)\n")
+        sys.exit(130)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
