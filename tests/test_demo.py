@@ -1,10 +1,12 @@
-"""demo.py's step headings: bold on a terminal, no escape codes in a log file (`make demo > demo.log`). The demo
-itself is run end to end by `make demo`, not here."""
+"""demo.py's step headings: bold on a terminal, no escape codes in a log file (`make demo > demo.log`); a Ctrl-C and
+a rerun after one, with the steps stood in for. The demo itself is run end to end by `make demo`, not here."""
 
 from __future__ import annotations
 
 import io
+import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,37 @@ def test_ctrl_c_lets_the_running_step_stop_as_it_does_alone_and_is_one_line(monk
     assert e.value.code == 130 and Step.made.calls == [("wait", None), ("wait", 10)]  # waited for, not killed
     assert capsys.readouterr().err == ("demo: interrupted during `forgerydet train`; `make demo` again starts over "
                                        "(each step remakes its outputs in demo_out/)\n")
+
+
+def test_a_rerun_reports_its_own_evaluation_not_the_scores_an_interrupted_run_left(tmp_path, monkeypatch):
+    """`make demo` stopped during an evaluation left that evaluation's saved scores in demo_out/eval; the next run's
+    evaluate refused to replace them (exit 1, allowed there) and the summary reported the old scores as its own."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "README.md").write_text("samples\n")
+    out = tmp_path / "demo_out"
+    stale = out / "eval" / "pretrained" / "videos" / "metrics.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"interrupted": {"scored": 1}, "files": [{"path": "a.mp4", "score": 0.1}],
+                                 "video_level": {"overall": {"auc": 0.1}}, "frame_level": {"overall": {"auc": 0.1}}}))
+
+    def step(args, allow_fail=False):  # each forgerydet step, as far as the demo reads what it writes
+        where = Path(args[args.index("--out") + 1]) if "--out" in args else None
+        if args[0] == "train":
+            where.mkdir(parents=True)
+            (where / "metrics.jsonl").write_text('{"val_auc": 0.5, "val_auc_pair": 0.5, "epoch": 1}\n')
+        if args[0] == "evaluate":
+            if (where / "metrics.json").exists():
+                return 1  # evaluate refuses to replace an unfinished evaluation's scores
+            where.mkdir(parents=True)
+            (where / "metrics.json").write_text(json.dumps({
+                "files": [{"path": "a.mp4", "score": 0.7}], "video_level": {"overall": {"auc": 0.9}},
+                "frame_level": {"overall": {"auc": 0.8}}}))
+        return 0
+
+    monkeypatch.setenv("FORGERYDET_SHARED_DATA", str(shared))
+    monkeypatch.setattr(demo, "run", step)
+    monkeypatch.setattr("sys.argv", ["demo", "--out", str(out), "--no-random-baseline"])
+    demo.main()
+    summary = json.loads((out / "summary.json").read_text())["pretrained"]
+    assert (summary["video_auc_videos"], summary["video_scores"]) == (0.9, {"a.mp4": 0.7})

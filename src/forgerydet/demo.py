@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,6 +81,13 @@ def stop(step: subprocess.Popen) -> None:
 
 def terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM (`timeout`, a scheduler) stops the demo as Ctrl-C does, as it stops the CLI
+
+
+def evaluation(folder: Path) -> dict:
+    """The metrics.json an evaluate step wrote into `folder` (emptied before it ran); none: the step failed."""
+    if not (folder / "metrics.json").is_file():
+        raise SystemExit(f"demo: the evaluation wrote no {folder / 'metrics.json'} (its error is above)")
+    return json.loads((folder / "metrics.json").read_text())
 
 
 def write_list(path: Path, rows: list[tuple[Path, int, str]]) -> Path:
@@ -197,10 +205,12 @@ def main() -> None:
                  "--device", "cpu", "--json", str(out / "scan.json"), "--report", str(out / "report")], allow_fail=True)
         say(f"6. evaluate ({name})")
         ev_v = out / "eval" / name / "videos"
+        for old in (ev_v, out / "eval" / name / "ffpp_faces"):  # the demo remakes its own: an interrupted earlier
+            shutil.rmtree(old, ignore_errors=True)  # run's scores there are refused by evaluate, then were read back
         # evaluate exits 1 when a file was skipped (no face), yet writes metrics.json for the rest
         run(["evaluate", str(video_list), "--checkpoint", str(ck), "--frames", str(args.frames), "--device", "cpu",
              "--out", str(ev_v)], allow_fail=True)
-        m = json.loads((ev_v / "metrics.json").read_text())
+        m = evaluation(ev_v)
         res["video_auc_videos"] = m["video_level"]["overall"].get("auc")
         res["frame_auc_videos"] = m["frame_level"]["overall"].get("auc")
         res["video_scores"] = {Path(f["path"]).name: round(f["score"], 4) for f in m["files"]}
@@ -208,7 +218,7 @@ def main() -> None:
             ev_f = out / "eval" / name / "ffpp_faces"
             run(["evaluate", str(ffpp_list), "--checkpoint", str(ck), "--crops", "--device", "cpu", "--out", str(ev_f)],
                 allow_fail=True)
-            mf = json.loads((ev_f / "metrics.json").read_text())
+            mf = evaluation(ev_f)
             res["frame_auc_ffpp"] = mf["frame_level"]["overall"].get("auc")
             res["acc_ffpp"] = mf["frame_level"]["overall"].get("accuracy")
         summary[name] = res
