@@ -166,6 +166,22 @@ def test_subset_faces_refuses_a_mistyped_exclude_and_a_folder_of_another_draw(tm
     assert not set(drawn) & {p.name for p in (more / "utkface").iterdir()}
 
 
+def test_tools_have_help_and_tell_a_missing_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    def tool(*argv):
+        return subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True)
+
+    for name in ("ablation_subset", "subset_faces", "unseen_photos"):  # those that load no model (the others: by hand)
+        r = tool(TOOLS / f"{name}.py", "--help")  # ablation_subset's was an IndexError traceback
+        assert r.returncode == 0 and r.stdout.startswith("usage:"), (name, r.stderr)
+    r = tool(TOOLS / "ablation_subset.py", tmp_path / "faces.zip", tmp_path / "data")
+    assert r.returncode == 2 and r.stderr.splitlines()[-1].endswith("faces.zip: no such file"), r.stderr
+    r = tool(TOOLS / "unseen_photos.py", tmp_path / "none.safetensors", tmp_path / "out")  # was a traceback
+    assert r.returncode == 1 and r.stderr == f"Error: checkpoint not found: {tmp_path / 'none.safetensors'}\n", r.stderr
+
+
 def test_unseen_photos_counts_the_faces_of_earlier_runs_as_seen(tmp_path):
     # a fine-tune's or an average's own bank_sources miss the faces its start trained on; earlier_faces has them
     tool = _tool("unseen_photos")

@@ -5,13 +5,21 @@ crc32 % 6 == 0 (about 1/6 of the real faces) plus every validation row; rest.csv
     python tools/ablation_subset.py faces.zip DATA_DIR      (or a folder that holds pairs.csv already)
 """
 
+import argparse
 import csv
-import sys
 import zipfile
 import zlib
 from pathlib import Path
 
-src, data = Path(sys.argv[1]), Path(sys.argv[2])
+ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+ap.add_argument("src", type=Path, help="faces.zip of tools/device_carry.py, or a folder holding pairs.csv")
+ap.add_argument("data", type=Path, help="the folder to unzip into; subset.csv and rest.csv are written there")
+args = ap.parse_args()
+src, data = args.src, args.data
+if src.suffix == ".zip" and not src.is_file():
+    ap.error(f"{src}: no such file")
+if not (data / "pairs.csv").is_file() and src.suffix != ".zip":
+    ap.error(f"{src}: not a .zip, and {data} holds no pairs.csv")
 if src.suffix == ".zip":
     zipfile.ZipFile(src).extractall(data)
 rows = list(csv.DictReader(open(data / "pairs.csv")))

@@ -111,4 +111,9 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if Path(a.out).exists() and any(Path(a.out).iterdir()):
         sys.exit(f"{a.out} is not empty: choose a new folder")
-    split(a.checkpoint, a.out, a.train, a.per_source, a.seed, a.rest)
+    from forgerydet.errors import ForgeryDetError
+
+    try:
+        split(a.checkpoint, a.out, a.train, a.per_source, a.seed, a.rest)
+    except ForgeryDetError as e:  # a checkpoint not found or not one: one line, not a traceback
+        sys.exit(f"Error: {e}")
