@@ -1,6 +1,6 @@
 """Write docs/cli.md, the reference of every command, argument and option with its default, generated from the
 CLI itself by typer's Markdown generator (`typer forgerydet.cli.app utils docs`), so that it cannot drift from
-`--help`. `make docs` runs it; tests/test_docs.py fails when the committed file is stale.
+`--help`. `make docs` runs it; tests/test_tools.py fails when the committed file is stale.
 
     .venv/bin/python tools/cli_docs.py            # rewrite docs/cli.md
     .venv/bin/python tools/cli_docs.py --check    # exit 1 when docs/cli.md differs from the CLI
