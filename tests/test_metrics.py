@@ -190,3 +190,21 @@ def test_the_bootstrap_resamples_whole_videos_when_faces_are_grouped_by_video():
                           clusters=np.repeat([0, 1], 32))["overall"]
     assert two["auc"] == 1.0 and two["auc_ci"] is None  # one video a class: too few for an interval, not [1, 1]
     assert two["auc_ci_missing"] == "too few: under 5 real or 5 fake files" and "auc_ci_missing" not in frame
+
+
+def test_roc_plot_shows_names_as_they_are(tmp_path, monkeypatch):
+    """Group names come from a user's list: "$\\x$" was read as math and raised at saving (a traceback after the
+    whole evaluation), "a$x$b" lost its dollars, and "_x" vanished from the legend."""
+    import forgerydet.metrics as m
+
+    figures = []
+    monkeypatch.setattr(m, "save_figure", lambda fig, path: figures.append(fig) or m.atomic_write(
+        path, lambda tmp: fig.savefig(tmp, format="png")))
+    both = ([0, 1, 0, 1], [0.1, 0.9, 0.3, 0.6])
+    names = ["$\\foo$", "_hidden", "a$x$b"]
+    roc_plot({n: both for n in names}, tmp_path / "roc.png", "ROC: my$list$.csv")
+    ax = figures[0].axes[0]
+    shown = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [s.split(": AUC")[0] for s in shown[1:]] == names
+    assert ax.get_title() == "ROC: my$list$.csv"
+    assert not any(t.get_parse_math() for t in [*ax.get_legend().get_texts(), ax.title])

@@ -244,33 +244,40 @@ def _metrics_or_error(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[st
 def roc_plot(curves: dict[str, tuple[Any, Any]], path: Path, title: str) -> Path:
     """One ROC curve per entry (name -> (labels, scores)), AUC in the legend, written atomically as PNG.
 
-    Entries with a single class cannot have a curve and are listed in the legend as such.
+    Entries with a single class cannot have a curve and are listed in the legend as such. Names and the title are
+    shown as they are: a group from a user's list named "$\\x$" is not read as math (which raised at saving, after
+    the evaluation), nor one named "_x" dropped from the legend as matplotlib drops labels that start with "_".
     """
+    import matplotlib
     from matplotlib.figure import Figure  # Figure without pyplot: no global state, Agg canvas
     from sklearn.metrics import roc_auc_score, roc_curve
 
     if not curves:
         raise ForgeryDetError("no ROC curves to plot: give at least one (labels, scores) pair")
-    fig = Figure(figsize=(5.5, 5), dpi=110)
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance")
-    plotted = 0
-    for name, (labels, scores) in curves.items():
-        y, s = _check(labels, scores)
-        if y.min() == y.max():
-            ax.plot([], [], linestyle="none", label=f"{name}: one class only, no ROC (n={y.size})")
-            continue
-        fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, linewidth=1.8, label=f"{name}: AUC {roc_auc_score(y, s):.3f} (n={y.size})")
-        plotted += 1
-    if plotted == 0:
-        raise ForgeryDetError("every ROC curve holds a single class: add both real and fake samples")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (real called fake)",
-           ylabel="true positive rate (fake caught)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    with matplotlib.rc_context({"text.parse_math": False}):
+        fig = Figure(figsize=(5.5, 5), dpi=110)
+        ax = fig.add_subplot()
+        handles = ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
+        labels = ["chance"]
+        plotted = 0
+        for name, (y_true, scores) in curves.items():
+            y, s = _check(y_true, scores)
+            if y.min() == y.max():
+                handles += ax.plot([], [], linestyle="none")
+                labels.append(f"{name}: one class only, no ROC (n={y.size})")
+                continue
+            fpr, tpr, _ = roc_curve(y, s)
+            handles += ax.plot(fpr, tpr, linewidth=1.8)
+            labels.append(f"{name}: AUC {roc_auc_score(y, s):.3f} (n={y.size})")
+            plotted += 1
+        if plotted == 0:
+            raise ForgeryDetError("every ROC curve holds a single class: add both real and fake samples")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (real called fake)",
+               ylabel="true positive rate (fake caught)", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(handles, labels, loc="lower right", fontsize=8)  # given, not collected: "_x" is kept
+        fig.tight_layout()
+        return save_figure(fig, path)
 
 
 def save_figure(fig: Any, path: Path) -> Path:
