@@ -72,3 +72,16 @@ def test_os_error_text_names_the_users_path_not_the_temp_file():
     assert os_error_text(e) == "/out/.s.json.123.abc.tmp: no space left on device: free some space or write elsewhere"
     assert os_error_text(OSError(errno.EIO, "Input/output error")) == "Input/output error"  # no path known
     assert os_error_text(OSError(errno.EACCES, "x"), os.fsdecode(b"/d/\xff")) == "/d/\\xff: permission denied"
+
+
+def test_parse_json_says_too_deep_as_a_value_error():
+    """json.loads raises RecursionError on 100,000 '[' (a hand-edited or hostile file): no `except ValueError`
+    around it caught that, so a checkpoint, reference file, disk bank or split file nested so deep ended in a
+    traceback."""
+    from forgerydet.errors import parse_json
+
+    assert parse_json('{"a": [1, NaN]}')["a"][0] == 1
+    with pytest.raises(ValueError, match="nested too deep"):
+        parse_json("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError):
+        parse_json("{")

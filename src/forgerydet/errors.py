@@ -1,10 +1,13 @@
-"""The one exception type the library raises for problems a user can cause or fix, and the text helpers
-that keep file names and OS errors readable in messages and outputs."""
+"""The one exception type the library raises for problems a user can cause or fix, the text helpers
+that keep file names and OS errors readable in messages and outputs, and parse_json, whose every failure on
+malformed JSON is a ValueError."""
 
 from __future__ import annotations
 
 import errno
+import json
 import unicodedata
+from typing import Any
 
 
 class ForgeryDetError(Exception):
@@ -45,6 +48,16 @@ def value_text(value: object, limit: int = 80) -> str:
     image array's or a long list's repr is hundreds of lines)."""
     text = repr(value)
     return text if len(text) <= limit and "\n" not in text else f"<{type(value).__name__}>"
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads, where a document nested too deep for Python's parser (a hand-edited or hostile file of 100,000
+    '[') is a ValueError like any other malformed JSON, not a RecursionError that a caller's `except ValueError`
+    lets through as a traceback."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
 
 
 _OS_ADVICE = {

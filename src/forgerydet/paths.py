@@ -5,13 +5,12 @@ same_file). Each refusal is one ForgeryDetError naming the user's path; nothing 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from forgerydet.errors import ForgeryDetError, os_reason, path_text
+from forgerydet.errors import ForgeryDetError, os_reason, parse_json, path_text
 from forgerydet.io import is_stream, looks_like_safetensors
 
 
@@ -70,7 +69,7 @@ def safetensors_metadata(path: str | Path) -> dict | None:
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
-            head = json.loads(f.read(n)) if 2 <= n <= 1 << 28 else None
+            head = parse_json(f.read(n)) if 2 <= n <= 1 << 28 else None
     except (OSError, ValueError):
         return None
     if not isinstance(head, dict):

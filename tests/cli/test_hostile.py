@@ -450,6 +450,19 @@ def test_14_hand_edited_metadata_and_nan_weights(ck, face_png, tmp_path):
     assert_one_error(cli("info", tmp_path / "nan.safetensors"), "NaN or infinite values")  # was described as sound
 
 
+
+def test_14_metadata_json_nested_too_deep(ck, face_png, tmp_path):
+    """A metadata field of 100,000 '[' made Python's JSON parser raise RecursionError: a traceback from `info`
+    and `scan`, and so from the DFDC metadata.json of `evaluate --dfdc`."""
+    deep = edit_meta(ck, tmp_path / "deep.safetensors", extra="[" * 100_000 + "]" * 100_000)
+    assert_one_error(cli("info", deep), "not a readable forgerydet checkpoint", "nested too deep")
+    assert_one_error(cli("scan", face_png, "--checkpoint", deep, "--device", "cpu"), "nested too deep")
+    dfdc = tmp_path / "dfdc"
+    dfdc.mkdir()
+    (dfdc / "metadata.json").write_text("{" + '"a":{' * 100_000 + "}" * 100_001)
+    assert_one_error(cli("evaluate", "--dfdc", dfdc, "--checkpoint", ck, "--out", tmp_path / "ev"), "not DFDC metadata")
+
+
 # ----------------------------------------------------------------------------- 15. smaller points
 
 def test_15_unreadable_file_is_permission_denied_not_corrupt(ck, face_png, tmp_path, monkeypatch):

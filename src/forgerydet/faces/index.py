@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.errors import ForgeryDetError, parse_json, path_text
 from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from forgerydet.faces.media import describe_skipped, expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
@@ -164,7 +164,7 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
     wanted = config.settings()
     if path.is_file():
         try:
-            have = json.loads(path.read_text(encoding="utf-8"))
+            have = parse_json(path.read_text(encoding="utf-8"))
         except ValueError:
             raise ForgeryDetError(f"{path} is corrupt; delete it or use another --out folder") from None
         if not isinstance(have, dict) or not {"num_frames", "size", "margin"} <= set(have):

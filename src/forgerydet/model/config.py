@@ -4,14 +4,13 @@ model from them before loading weights strictly."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.paths import safetensors_metadata
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -207,7 +206,7 @@ def check_enrolled(path: str | Path, name: str, command: str | None = None) -> N
     if meta.get("format") != REFERENCES_FORMAT:
         raise not_a_references_file(path)
     try:
-        people = json.loads(meta["people"])
+        people = parse_json(meta["people"])
     except (KeyError, TypeError, ValueError):
         return
     name = check_name(name)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.io import write_text_atomic
 from forgerydet.model.config import check_bank_folder
 
@@ -177,7 +177,7 @@ class DiskBank:
     def open(cls, folder: str | Path) -> "DiskBank":
         folder = check_bank_folder(folder)
         try:
-            meta = json.loads((folder / "bank.json").read_text(encoding="utf-8"))
+            meta = parse_json((folder / "bank.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ForgeryDetError(f"{folder} holds no finished disk bank (no bank.json)") from None
         except ValueError:

@@ -5,7 +5,6 @@ the whole file."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 from forgerydet import __version__
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.io import looks_like_safetensors
 from forgerydet.model.config import REFERENCES_FORMAT, check_checkpoint_path
 
@@ -69,8 +68,8 @@ def read_meta(path: str | Path, *, check_weights: bool = False) -> dict[str, Any
     meta: dict[str, Any] = dict(raw)
     try:
         for k in ("config", "bank_sources", "history", "train", "extra", "by_reference"):
-            meta[k] = json.loads(raw.get(k) or "null")
-    except json.JSONDecodeError as e:
+            meta[k] = parse_json(raw.get(k) or "null")
+    except ValueError as e:  # malformed, or nested too deep
         raise open_error(path, e) from None
     try:
         meta["bank_fill"] = int(raw.get("bank_fill", 0))

@@ -31,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from forgerydet import __version__
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model.bank import MemoryBank
 from forgerydet.model.config import (
@@ -164,7 +164,7 @@ def _read_header(path: Path, f) -> dict[str, Any]:
         raise ForgeryDetError(f"{path} is reference format {raw.get('format_version')}, this forgerydet reads "
                               f"format {FORMAT_VERSION}: enrol again")
     try:
-        meta = dict(raw, people=json.loads(raw["people"]), entries=json.loads(raw["entries"]),
+        meta = dict(raw, people=parse_json(raw["people"]), entries=parse_json(raw["entries"]),
                     tokens=int(raw["tokens"]), dim=int(raw["dim"]))
     except (KeyError, ValueError) as e:
         raise damaged_references(path, f"bad metadata: {type(e).__name__}") from None

@@ -4,7 +4,6 @@ and the group (split unit) of a file: its name, or a pattern's match in it (the 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import dataclasses
@@ -16,7 +15,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.faces.media import expand_sources, iter_frames, media_kind
 from forgerydet.io import read_csv_rows
 from forgerydet.runtime import Progress
@@ -295,7 +294,7 @@ def group_of(path: Path, default: str, pattern: "re.Pattern[str] | None") -> str
 def read_ffpp_split(path: Path) -> list[tuple[str, str]]:
     """The [target, source] video-id pairs of one FaceForensics++ split file (its dataset/splits/*.json)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
         if not isinstance(data, list) or any(not isinstance(p, list) or len(p) != 2 for p in data):
             raise ValueError("not a list of pairs")
         # ids as the repository writes them ("000"); written as numbers (0), the three digits of the file names

@@ -16,12 +16,11 @@ holds one class is measured against all of the other class (`metrics.grouped_met
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Sequence
 
-from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.errors import ForgeryDetError, parse_json, path_text
 from forgerydet.faces.media import expand_sources, file_key
 from forgerydet.io import read_csv_rows
 from forgerydet.pairs.discover import find_ffpp, read_ffpp_split
@@ -85,7 +84,7 @@ def dfdc_items(folder: str | Path) -> list[Item]:
     meta, labels = folder / "metadata.json", folder / "labels.csv"
     if meta.is_file():
         try:
-            entries = json.loads(meta.read_text(encoding="utf-8"))
+            entries = parse_json(meta.read_text(encoding="utf-8"))
             named = {name: str(m["label"]).upper() for name, m in entries.items()}
         except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
             raise ForgeryDetError(f"{meta}: not DFDC metadata (a JSON object of file name -> {{\"label\": "
