@@ -463,6 +463,27 @@ def test_14_metadata_json_nested_too_deep(ck, face_png, tmp_path):
     assert_one_error(cli("evaluate", "--dfdc", dfdc, "--checkpoint", ck, "--out", tmp_path / "ev"), "not DFDC metadata")
 
 
+
+def _config_edit(ck: Path, **changes) -> str:
+    with safe_open(str(ck), framework="pt") as f:
+        return json.dumps({**json.loads(f.metadata()["config"]), **changes})
+
+
+@pytest.mark.parametrize("field, value, needles", [
+    ("config", "[1, 2]", ["metadata field config is not a JSON object"]),
+    ("history", '["x", 3]', ["metadata field history is not a JSON list of objects"]),
+    ("bank_sources", '"faces/a.png"', ["metadata field bank_sources is not a JSON list"]),
+    ("extra", '{"calibration": [1]}', ["metadata field extra.calibration is not a JSON object"]),
+    ("train", '{"train_config": 5}', ["metadata field train.train_config is not a JSON object"]),
+])
+def test_14_metadata_field_of_another_json_kind(field, value, needles, ck, face_png, tmp_path):
+    """A list where the writer stores an object (or a number in the bank sources) was taken as it was: an
+    AttributeError or TypeError traceback from `info` and `scan`."""
+    bad = edit_meta(ck, tmp_path / "bad.safetensors", **{field: value})
+    assert_one_error(cli("info", bad), *needles)
+    assert_one_error(cli("scan", face_png, "--checkpoint", bad, "--device", "cpu"), *needles)
+
+
 # ----------------------------------------------------------------------------- 15. smaller points
 
 def test_15_unreadable_file_is_permission_denied_not_corrupt(ck, face_png, tmp_path, monkeypatch):

@@ -36,7 +36,7 @@ def info_cmd(
         ("pretrained weights", meta.get("pretrained_source", "?")),
         ("stored by reference", _by_reference(meta.get("by_reference"))),
         ("image size", str(cfg.get("img_size") or "backbone default")),
-        ("bank", f"{meta['bank_fill']:,} / {cfg.get('bank_size', 0):,} entries filled"),
+        ("bank", f"{meta['bank_fill']:,} / {_num(cfg.get('bank_size', 0), ',')} entries filled"),
         ("key encoder fingerprint", f"{meta.get('fingerprint', '?')} (the encoder that wrote the bank)"),
         ("bank contents", f"{meta.get('bank_contents') or '?'} (which real faces it holds: changes with a rebuild)"),
         ("tokens", f"{cfg.get('grid')}x{cfg.get('grid')} x D={cfg.get('dim')}, {cfg.get('heads')} heads"),
@@ -138,6 +138,8 @@ def _calibration_rows(extra: dict) -> list[tuple[str, str]]:
 def _by_reference(record) -> str:
     """What a file leaves out to its pretrained weights (model/frozen.py), for `info`."""
     keys = record.get("keys") if isinstance(record, dict) else None
+    if keys is not None and not isinstance(keys, list):  # edited by hand: `scan` refuses it, naming the record
+        return f"unreadable record {keys!r} (was the metadata edited?)"
     if not keys:
         return "nothing (every weight is in the file)"
     return f"{len(keys)} frozen backbone tensors (loading needs the pretrained weights above)"

@@ -67,10 +67,11 @@ def read_meta(path: str | Path, *, check_weights: bool = False) -> dict[str, Any
         )
     meta: dict[str, Any] = dict(raw)
     try:
-        for k in ("config", "bank_sources", "history", "train", "extra", "by_reference"):
+        for k in _KINDS:
             meta[k] = parse_json(raw.get(k) or "null")
     except ValueError as e:  # malformed, or nested too deep
         raise open_error(path, e) from None
+    _check_kinds(path, meta)
     try:
         meta["bank_fill"] = int(raw.get("bank_fill", 0))
     except ValueError:
@@ -79,6 +80,29 @@ def read_meta(path: str | Path, *, check_weights: bool = False) -> dict[str, Any
     meta["tensor_names"] = keys
     refuse_non_finite(path, bad)
     return meta
+
+
+# each JSON field: the kind of value it holds and that of its items (None: any); then fields inside two of them
+_KINDS = {"config": (dict, None), "bank_sources": (list, str), "history": (list, dict), "train": (dict, None),
+          "extra": (dict, None), "by_reference": (dict, None)}
+_INNER_KINDS = {("extra", "calibration"): (dict, None), ("extra", "earlier_faces"): (list, str),
+                ("train", "train_config"): (dict, None), ("train", "optimizer"): (dict, None)}
+_NAMES = {dict: ("a JSON object", "objects"), list: ("a JSON list", "lists"), str: ("a string", "strings")}
+
+
+def _check_kinds(path: Path, meta: dict[str, Any]) -> None:
+    """Refuse a decoded field of another kind than its writer stores (a list where an object belongs, a number in the
+    list of bank sources): every reader takes them as they are, so it was a traceback in `info`, `scan`, ..."""
+    fields = [(k, meta[k], *kinds) for k, kinds in _KINDS.items()]
+    fields += [(f"{outer}.{k}", meta[outer].get(k) if isinstance(meta[outer], dict) else None, *kinds)
+               for (outer, k), kinds in _INNER_KINDS.items()]
+    for name, value, kind, item in fields:
+        if value is None and name != "config":
+            continue
+        if not isinstance(value, kind) or (item is not None and not all(isinstance(v, item) for v in value)):
+            what = "missing" if value is None else f"not {_NAMES[kind][0]}" + (f" of {_NAMES[item][1]}" if item else "")
+            raise ForgeryDetError(f"{path}: its metadata field {name} is {what} (was the file edited, or written by "
+                                  f"another tool?): re-copy it or train a new one")
 
 
 def training_faces(meta: dict[str, Any]) -> set[str]:
