@@ -484,6 +484,28 @@ def test_14_metadata_field_of_another_json_kind(field, value, needles, ck, face_
     assert_one_error(cli("scan", face_png, "--checkpoint", bad, "--device", "cpu"), *needles)
 
 
+def test_14_stored_config_and_training_state_edited(ck, face_png, tmp_path):
+    """A stored config's error did not name the file ('unknown backbone ...: use a timm model name', of a config
+    the user never typed); one a machine cannot hold went to the allocator (a traceback, or a swap before the
+    weights were found not to fit); a training state without its position was a KeyError traceback."""
+    def scan(**meta):
+        bad = edit_meta(ck, tmp_path / "bad.safetensors", **meta)
+        return cli("scan", face_png, "--checkpoint", bad, "--device", "cpu")
+
+    assert_one_error(scan(config=_config_edit(ck, backbone="<b>no</b>")), "bad.safetensors: its stored config",
+                     "unknown backbone")
+    assert_one_error(scan(config=_config_edit(ck, grid=-1)), "bad.safetensors: its stored config", "grid=-1")
+    assert_one_error(scan(config=_config_edit(ck, bank_size=10**12)), "needs at least", "GiB", "was the metadata edited")
+    assert_one_error(scan(config=_config_edit(ck, img_size=10**9)), "needs at least", "1000000000 px")
+    assert_one_error(scan(train='{"train_config": {}}'), "metadata field train is not a training state")
+    with safe_open(str(ck), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tensors["model.bank.fill"] = torch.ones(8, dtype=torch.bool)
+    save_file(tensors, str(tmp_path / "fill.safetensors"), metadata=meta)
+    assert_one_error(cli("scan", face_png, "--checkpoint", tmp_path / "fill.safetensors", "--device", "cpu"),
+                     "weights do not fit", "bank fill of shape [8]")
+
+
 # ----------------------------------------------------------------------------- 15. smaller points
 
 def test_15_unreadable_file_is_permission_denied_not_corrupt(ck, face_png, tmp_path, monkeypatch):

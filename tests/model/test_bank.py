@@ -159,3 +159,15 @@ def test_full_buffer_state_dict_of_older_checkpoints_loads():
     bad = dict(old, keys=bank.keys[:3])  # 3 rows fit neither fill=2 nor K=6
     with pytest.raises(RuntimeError, match="bank entries do not fit"):
         MemoryBank(6, 3, 4).load_state_dict(bad)
+
+
+@pytest.mark.parametrize("fill", [torch.tensor([2, 2]), torch.tensor(2.0, dtype=torch.float64), torch.tensor(-1),
+                                  torch.ones(8, dtype=torch.bool)])
+def test_a_fill_that_is_not_a_count_is_a_load_error(fill):
+    """A checkpoint edited to hold another shape or type of `fill` raised ValueError from int() (a traceback from
+    `scan`), or read a float's bits as a count, instead of the loader's 'weights do not fit' error."""
+    bank = MemoryBank(6, 3, 4)
+    bank.enqueue(entries(2, seed=3))
+    sd = dict(bank.state_dict(), fill=fill)
+    with pytest.raises(RuntimeError, match="bank fill of shape|bank entries do not fit"):
+        MemoryBank(6, 3, 4).load_state_dict(sd)

@@ -194,9 +194,14 @@ class MemoryBank(nn.Module):
         fill_key = prefix + "fill"
         present = [prefix + n for n in self._ENTRY_BUFFERS if prefix + n in state_dict]
         if present and fill_key in state_dict:
+            fill = state_dict[fill_key]
+            if fill.numel() != 1 or fill.is_floating_point() or fill.dtype == torch.bool or \
+                    any(state_dict[k].dim() == 0 for k in present):  # int() of it raised, or read a float's bits
+                error_msgs.append(f"bank fill of shape {list(fill.shape)} and type {fill.dtype} is not a count")
+                return
             rows = {int(state_dict[k].shape[0]) for k in present}
-            n = int(state_dict[fill_key])
-            if len(rows) != 1 or (rows != {n} and rows != {self.size}) or n > self.size:
+            n = int(fill)
+            if len(rows) != 1 or (rows != {n} and rows != {self.size}) or not 0 <= n <= self.size:
                 error_msgs.append(
                     f"bank entries do not fit: {sorted(rows)} rows for fill={n} in a bank of {self.size} slots"
                 )

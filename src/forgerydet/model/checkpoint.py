@@ -27,7 +27,7 @@ from forgerydet.io import write_bytes_atomic
 from forgerydet.model import frozen
 from forgerydet.model.bank import fingerprint_hex
 from forgerydet.model.config import ModelConfig
-from forgerydet.model.detector import Detector
+from forgerydet.model.detector import Detector, available_bytes, estimate_train_bytes
 from forgerydet.model.meta import (FORMAT, FORMAT_VERSION, calibration_bank, non_finite, open_error, read_meta,
                                    refuse_non_finite, training_faces)
 
@@ -230,7 +230,10 @@ def load_checkpoint(
     """Rebuild the model from the stored config, load weights strictly, verify the bank's fingerprint."""
     path = Path(path)
     meta = read_meta(path)
-    cfg = ModelConfig.from_dict(meta["config"])
+    try:
+        cfg = ModelConfig.from_dict(meta["config"])
+    except ForgeryDetError as e:  # said without the file: "invalid ModelConfig: grid=-1 must be >= 1"
+        raise ForgeryDetError(f"{path}: its stored config does not build a model ({e}); was the metadata edited?") from None
     if expect_backbone is not None and expect_backbone != cfg.backbone:
         raise ForgeryDetError(
             f"{path} was trained with backbone {cfg.backbone!r}, not {expect_backbone!r}: "
@@ -242,7 +245,11 @@ def load_checkpoint(
     except Exception as e:
         raise open_error(path, e) from None
     refuse_non_finite(path, [k for k, v in tensors.items() if non_finite(k, v)])
-    model = Detector(cfg, pretrained="none")
+    _check_size(path, cfg)
+    try:
+        model = Detector(cfg, pretrained="none")
+    except ForgeryDetError as e:  # "unknown backbone '...': use a timm model name", of a config the user never typed
+        raise ForgeryDetError(f"{path}: its stored config does not build a model ({e})") from None
     model.pretrained_source = meta.get("pretrained_source", "none")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     if meta.get("by_reference"):
@@ -264,7 +271,24 @@ def load_checkpoint(
                 f"run `forgerydet rebuild-bank --checkpoint {path} --pairs PAIRS.csv`"
             )
     model.to(device)
-    return Checkpoint(model=model, meta=meta, path=path, train_state=_train_state(meta.get("train") or {}, tensors))
+    try:
+        train_state = _train_state(meta.get("train") or {}, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ForgeryDetError(f"{path}: its metadata field train is not a training state ({type(e).__name__}: {e}; "
+                              f"was the file edited?): re-copy it") from None
+    return Checkpoint(model=model, meta=meta, path=path, train_state=train_state)
+
+
+def _check_size(path: Path, cfg: ModelConfig) -> None:
+    """Refuse, before anything is allocated, a stored config whose model would not fit in this machine's free memory:
+    an edited bank_size of 10**12 or img_size of 10**9 ended in a traceback from the allocator, and one a little
+    smaller would have been allocated, swapping or killed, before the weights were found not to fit."""
+    img = cfg.img_size or 224
+    need, free = estimate_train_bytes(cfg, 1, img), available_bytes(torch.device("cpu"))
+    if free is not None and need > free:
+        raise ForgeryDetError(f"{path}: its stored config needs at least ~{need / 2**30:.1f} GiB to build the model (bank "
+                              f"{cfg.bank_size:,}, {cfg.grid}x{cfg.grid} tokens of D={cfg.dim}, {img} px) but this "
+                              f"machine has {free / 2**30:.1f} GiB free; was the metadata edited?")
 
 
 _POSITION = ("epoch", "step", "best", "train_config", "optimizer")
