@@ -165,6 +165,15 @@ def test_info_prints_paths_and_values_as_text_not_rich_markup(tmp_path):
     assert "[run]" in r.output and _row(r.output, "note") == "[bold]kept[/bold]"
 
 
+def test_info_prints_history_values_as_text_not_rich_markup(tmp_path):
+    """The history table's cells were given to rich as markup: an epoch record holding "[/]" (a file edited by
+    hand, or another tool's) ended `info` in a MarkupError traceback after the first table."""
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(),
+                        history=[{"epoch": "[/]", "train_loss": "[bold]big[/bold]", "val_auc": 0.5}])
+    r = cli("info", p)
+    assert r.exit_code == 0, r.output
+    assert "[/]" in r.output and "[bold]big[/bold]" in r.output
+
 def test_weights_export_does_not_replace_an_existing_file_unless_told(tmp_path):
     """It replaced a trained model (and a people's reference file) with plain ImageNet weights, exit 0."""
     model = tmp_path / "mine.safetensors"

@@ -148,7 +148,7 @@ def _by_reference(record) -> str:
 def _fmt(v) -> str:
     if v is None:
         return "-"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    return f"{v:.4f}" if isinstance(v, float) else shown(v)  # a value written by hand is text, not rich markup
 
 
 def weights_list_cmd() -> None:
