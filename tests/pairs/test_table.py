@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from forgerydet.errors import ForgeryDetError
@@ -178,3 +180,18 @@ def test_a_pair_listed_twice_a_folder_for_a_face_and_a_group_in_val_and_test_are
         with pytest.raises(ForgeryDetError) as e:
             read_pairs(tmp_path / "p.csv")
         assert str(e.value).startswith(f"{tmp_path / 'p.csv'}{said}"), str(e.value)
+
+
+def test_a_pipe_or_device_for_a_face_is_named_as_one_not_as_missing(tmp_path):
+    """A pairs.csv row naming a named pipe (or /dev/zero) said 'file not found' (and 'was it moved or copied away
+    from its crops?') of a path that is there."""
+    from forgerydet.pairs.table import read_pairs
+
+    (tmp_path / "b.png").write_bytes(b"x")
+    os.mkfifo(tmp_path / "fifo.png")
+    for real in ("fifo.png", "/dev/zero"):
+        (tmp_path / "p.csv").write_text(f"real,fake,group,split\n{real},b.png,g,train\n")
+        with pytest.raises(ForgeryDetError) as e:
+            read_pairs(tmp_path / "p.csv")
+        assert str(e.value).startswith(f"{tmp_path / 'p.csv'}:2: column 'real': a pipe or a device, not a face image "
+                                       f"file: "), str(e.value)

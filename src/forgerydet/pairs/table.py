@@ -281,6 +281,8 @@ def read_pairs(path: str | Path, *, need_splits: tuple[str, ...] = ("train",), c
             for c, p in (("real", r.real), ("fake", r.fake)):
                 if p is not None and p.is_dir():
                     raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: a folder, where a face image is wanted: {p}")
+                if p is not None and p.exists() and not p.is_file():  # not "not found": it is there
+                    raise ForgeryDetError(f"{path}:{r.line}: column {c!r}: a pipe or a device, not a face image file: {p}")
                 if p is not None and not p.is_file():
                     moved = (f" (relative paths in a pairs file are taken from its folder, {base}: was it moved or "
                              f"copied away from its crops?)" if (r.line, c) in relative else "")
