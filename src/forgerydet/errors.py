@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import unicodedata
 from typing import Any
 
@@ -78,4 +79,15 @@ def os_error_text(e: OSError, path: object | None = None) -> str:
     """One line for an OSError: the user's path (not a temp file's), what went wrong, what to do."""
     what = os_reason(e)
     where = path if path is not None else e.filename
+    if e.errno == errno.ENOENT and (where is None or not os.path.isabs(os.fsdecode(where))) and _no_current_folder():
+        what += (" (the current folder was deleted while the command was in it, so relative paths name nothing: "
+                 "cd into a folder that exists, or give absolute paths)")
     return f"{path_text(where)}: {what}" if where is not None else what
+
+
+def _no_current_folder() -> bool:
+    try:
+        os.getcwd()
+        return False
+    except OSError:
+        return True

@@ -121,7 +121,7 @@ def _kept_mode(path: Path) -> int | None:
 def is_stream(path: str | Path) -> bool:
     """Whether `path` is written in place, never renamed over: it is there and is no regular file or folder (a terminal,
     a named pipe), or it names an open descriptor (/dev/stdout, /dev/fd/N: maybe a file, `--json /dev/stdout > log`)."""
-    if re.fullmatch(r"/dev/(stdout|stderr|fd/\d+)|/proc/[^/]+/fd/\d+", os.path.abspath(path)):
+    if re.fullmatch(r"/dev/(stdout|stderr|fd/\d+)|/proc/[^/]+/fd/\d+", _absolute(path)):
         return True
     try:
         mode = os.stat(path).st_mode
@@ -132,8 +132,17 @@ def is_stream(path: str | Path) -> bool:
 
 def own_descriptor(path: str | Path) -> int | None:
     """The descriptor of this process that `path` names (/dev/stdout 1, /dev/stderr 2, /dev/fd/N, /proc/self/fd/N)."""
-    m = re.fullmatch(r"/dev/(stdout|stderr)|/dev/fd/(\d+)|/proc/self/fd/(\d+)", os.path.abspath(path))
+    m = re.fullmatch(r"/dev/(stdout|stderr)|/dev/fd/(\d+)|/proc/self/fd/(\d+)", _absolute(path))
     return None if m is None else {"stdout": 1, "stderr": 2}.get(m[1] or "") or int(m[2] or m[3])
+
+
+def _absolute(path: str | Path) -> str:
+    """os.path.abspath, or the path as given where the current folder was deleted (a relative path names no
+    device then; opening it says why)."""
+    try:
+        return os.path.abspath(path)
+    except OSError:
+        return os.fspath(path)
 
 
 def _write_stream(path: Path, writer: Callable[[Path], object] | bytes, suffix: str) -> Path:

@@ -123,3 +123,30 @@ def quiet_native_stderr() -> Iterator[None]:
             if _quiet["inside"] == 0 and _quiet["saved"] >= 0:
                 os.dup2(_quiet["saved"], 2)
                 os.close(_quiet["saved"])
+
+
+HEAVY_IMPORTS = ("torch", "torchvision", "timm")
+
+
+def import_torch_from_anywhere() -> None:
+    """Import torch, torchvision and timm now when the current folder has been deleted under the process (`mkdir d;
+    cd d; rmdir ../d; forgerydet scan /abs/clip.mp4`): there oneMKL, loaded with torch, ended the process with
+    "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so" (exit code 2, no Python error to catch), and
+    torch._dynamo's import (through torchvision) asks for the current folder. The imports run from the root folder
+    and the process then returns into the deleted one, so relative paths still mean what they meant (they fail as
+    missing). Nothing where the current folder is there."""
+    try:
+        os.getcwd()
+        return
+    except OSError:
+        pass
+    import importlib
+
+    here = os.open(".", os.O_RDONLY)
+    try:
+        os.chdir("/")
+        for name in HEAVY_IMPORTS:
+            importlib.import_module(name)
+    finally:
+        os.fchdir(here)
+        os.close(here)

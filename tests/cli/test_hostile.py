@@ -543,3 +543,52 @@ def test_15_a_list_that_is_not_utf8_is_one_line(ck, tmp_path):
     lst.write_bytes(b"path,label\n\xe9t\xe9.png,real\nb.png,fake\n")
     r = cli("evaluate", lst, "--checkpoint", ck, "--device", "cpu", "--out", tmp_path / "ev")
     assert_one_error(r, f"{lst}: not a UTF-8 text CSV file")
+
+
+# ----------------------------------------------------------------------------- 16. the process's environment
+
+@pytest.fixture
+def deleted_folder(tmp_path, monkeypatch) -> Path:
+    """The current folder, deleted under the process (`mkdir d; cd d; rmdir ../d; forgerydet ...`)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    return gone
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a deleted current folder is a Linux condition")
+def test_16_deleted_current_folder_scan_of_absolute_paths_in_a_subprocess(ck, face_png, tmp_path):
+    """torch's import (oneMKL) ended the process: "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so", exit
+    code 2, nothing written."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.argv = ['forgerydet', *sys.argv[2:]]; "
+            "from forgerydet.cli.app import cli; cli()")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-c", code, str(gone), "scan", str(face_png), "--checkpoint", str(ck),
+                        "--device", "cpu", "--json", str(tmp_path / "s.json")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["files"][0]["status"] == "ok" and doc["settings"]["working_directory"] is None
+
+
+def test_16_deleted_current_folder_evaluate_and_resume(ck, face_png, tmp_path, deleted_folder):
+    """evaluate raised FileNotFoundError after scoring every file (os.getcwd, Path.cwd) and `scan --resume` before
+    scanning: one bare "error: No such file or directory" either way, although every path given was absolute."""
+    twin = shutil.copy(face_png, tmp_path / "twin.png")
+    r = cli("evaluate", "--real", face_png, "--fake", twin, "--checkpoint", ck, "--device", "cpu", "--crops",
+            "--out", tmp_path / "ev")
+    assert r.exit_code == 0 and clean(r), r.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["working_directory"] is None
+    for _ in range(2):  # the second one takes the first one's verdict over
+        r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", tmp_path / "s.json", "--resume")
+        assert r.exit_code == 0 and clean(r), r.output
+    assert json.loads((tmp_path / "s.json").read_text())["settings"]["resumed"]["files_taken_over"] == 1
+
+
+def test_16_deleted_current_folder_relative_output_is_one_line_that_says_why(ck, face_png, deleted_folder):
+    """A relative --json raised FileNotFoundError with a traceback (os.path.abspath, outside the error handling)."""
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", "s.json")
+    assert_one_error(r, "the current folder was deleted", "give absolute paths")

@@ -184,3 +184,18 @@ def test_the_enroll_line_a_reference_refusal_suggests_enrols_where_the_scan_look
         check_scan_inputs(ck, ScanConfig(reference="Nobody", references=str(refs)))
     command = str(e.value).split("`")[1]
     assert shlex.split(command) == ["forgerydet", "enroll", "Nobody", "VIDEO...", "--checkpoint", str(ck), "--into", str(refs)]
+
+
+def test_the_shipped_model_is_found_from_a_deleted_current_folder(tmp_path, monkeypatch):
+    """`mkdir d; cd d; rmdir ../d; forgerydet scan /abs/clip.mp4`: Path.cwd() raised, and the scan failed with
+    "error: No such file or directory" although every path given was absolute."""
+    import forgerydet.scan.config as config_mod
+
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "src" / "forgerydet" / "scan" / "config.py"))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "forgerydet-base.safetensors").write_bytes(b"x")
+    (tmp_path / "gone").mkdir()
+    monkeypatch.chdir(tmp_path / "gone")
+    (tmp_path / "gone").rmdir()
+    assert find_default_checkpoint() == tmp_path / "models" / "forgerydet-base.safetensors"

@@ -14,6 +14,7 @@ from forgerydet.errors import ForgeryDetError, os_error_text, value_text
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
 from forgerydet.faces.segment import check_segment
+from forgerydet.io import current_folder
 from forgerydet.model.calibration import check_precision, check_tta
 from forgerydet.model.config import (
     check_bank_folder,
@@ -125,7 +126,8 @@ def find_default_checkpoint() -> Path:
             return check_checkpoint_path(env)
         except ForgeryDetError as e:  # a folder, a pipe, an empty file: said as --checkpoint says it
             raise ForgeryDetError(f"${MODELS_ENV}: {e}") from None
-    for root in (Path.cwd() / "models", Path(__file__).resolve().parents[3] / "models"):
+    here = current_folder()  # None: the current folder was deleted under the process
+    for root in ([Path(here) / "models"] if here else []) + [Path(__file__).resolve().parents[3] / "models"]:
         if (root / SHIPPED_MODEL).is_file():
             return root / SHIPPED_MODEL
     raise ForgeryDetError(

@@ -17,7 +17,7 @@ import numpy as np
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.media import IMAGE_EXTS, file_key, is_media
-from forgerydet.io import file_sha256, source_key, write_text_atomic
+from forgerydet.io import current_folder, file_sha256, source_key, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.checkpoint import training_faces
 from forgerydet.model.inputs import load_image
@@ -104,7 +104,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
         if say:
             say(line)
     head = {"forgerydet_version": __version__, "checkpoint": settings, "threshold": thr, "crops": crops,
-            "working_directory": os.getcwd()} | ({"command": command} if command else {})
+            "working_directory": current_folder()} | ({"command": command} if command else {})
     taken, save_notes = 0, []
     face_y, face_s, face_g, face_p, face_f = [], [], [], [], []  # face_f: the file of each face (a bootstrap cluster)
     file_y, file_s, file_g, file_p = [], [], [], []
@@ -311,9 +311,9 @@ def group_curves(y: list[int], s: list[float], g: list[str], p: list[str]) -> di
 
 
 def _bank_faces(meta: dict[str, Any]) -> set[Path]:
-    """The checkpoint's training faces (bank_sources) as resolved paths: recorded relative to the folder the bank
-    was written in (extra 'bank_sources_root'), and from the current folder (a root not recorded, or elsewhere)."""
-    roots = {Path((meta.get("extra") or {}).get("bank_sources_root") or ".").resolve(), Path.cwd()}  # one when equal
+    """The checkpoint's training faces (bank_sources), resolved from the bank's folder (extra 'bank_sources_root') and the current one."""
+    here, recorded = current_folder(), (meta.get("extra") or {}).get("bank_sources_root")  # here: None if deleted
+    roots = {Path(r).resolve() for r in {recorded or here, here} if r and (here or os.path.isabs(r))}  # one when equal
     return {(root / p).resolve() for root in roots for p in meta.get("bank_sources") or []}
 
 

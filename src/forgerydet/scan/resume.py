@@ -21,7 +21,7 @@ from typing import Any, Callable
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text, printable
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.io import file_sha256, file_state, write_text_atomic
+from forgerydet.io import current_folder, file_sha256, file_state, write_text_atomic
 from forgerydet.scan.records import empty_record
 
 # Scanner.settings() keys that decide a record's scores and verdict (the device, the command and the timing do not)
@@ -140,7 +140,7 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
 def by_place(records: list[dict[str, Any]], folder: Any) -> dict[str, dict[str, Any]]:
     """An earlier run's `records` keyed by every place each names (places), from `folder`, the one that run ran in
     (this one's when it recorded none); two records of one place that disagree (a hand edit) are neither taken."""
-    folder = folder if isinstance(folder, str) else os.getcwd()
+    folder = folder if isinstance(folder, str) else current_folder()  # None: this one's was deleted under it
     found: dict[str, dict[str, Any]] = {}
     clash: set[str] = set()
     for r in records:
@@ -151,7 +151,7 @@ def by_place(records: list[dict[str, Any]], folder: Any) -> dict[str, dict[str, 
     return {k: r for k, r in found.items() if k not in clash}
 
 
-def places(path: str, folder: str) -> set[str]:
+def places(path: str, folder: str | None) -> set[str]:
     """The places an earlier record's `path` names (resume.where), from `folder`, the one the earlier run ran in: as
     written, and as the name on disk of bytes that are not UTF-8 (fs_name). When that folder is gone (the project
     was moved or renamed since, and this run runs in its new place), a path inside it also names the same path in
@@ -159,7 +159,7 @@ def places(path: str, folder: str) -> set[str]:
     found = set()
     for name in {path, fs_name(path)}:
         found.add(where(name, folder))
-        if not os.path.isdir(folder):
+        if folder is not None and not os.path.isdir(folder):
             try:
                 inside = os.path.relpath(os.path.normpath(os.path.join(folder, name)), folder)
             except ValueError:
@@ -250,10 +250,11 @@ def fs_name(text: str) -> str:
 def where(path: str | Path, folder: str | None = None) -> str | None:
     """A file's place, links resolved, a relative path taken from `folder` (the earlier scan's working directory;
     None: this one's): the same file given relative, absolute or through a link is one file. None for a path no
-    file can have (a NUL character, in a JSON edited by hand)."""
+    file can have (a NUL character, in a JSON edited by hand), and for a relative one where the current folder was
+    deleted under the process."""
     try:
-        return os.path.realpath(os.path.join(folder or os.getcwd(), path))
-    except ValueError:
+        return os.path.realpath(path if os.path.isabs(path) else os.path.join(folder or os.getcwd(), path))
+    except (ValueError, OSError):
         return None
 
 
