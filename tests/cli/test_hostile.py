@@ -592,3 +592,38 @@ def test_16_deleted_current_folder_relative_output_is_one_line_that_says_why(ck,
     """A relative --json raised FileNotFoundError with a traceback (os.path.abspath, outside the error handling)."""
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", "s.json")
     assert_one_error(r, "the current folder was deleted", "give absolute paths")
+
+
+def run_scan(*args: object, env: dict | None = None, close_stdout: bool = False) -> subprocess.CompletedProcess:
+    """`forgerydet scan ARGS` in a process of its own, with its environment's changes and, with close_stdout, started
+    without standard output (`>&-`)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+           **(env or {})}
+    return subprocess.run([sys.executable, "-m", "forgerydet", "scan", *map(str, args), "--device", "cpu"],
+                          stdout=None if close_stdout else subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+                          env=env, timeout=300, preexec_fn=(lambda: os.close(1)) if close_stdout else None)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="descriptors closed at start")
+def test_16_closed_standard_output_still_writes_the_outputs(ck, face_png, tmp_path):
+    """`forgerydet scan ... --json s.json >&-` printed an AttributeError traceback (sys.stdout is None) after the
+    scan and wrote no JSON (exit code 120); `--json -` there went nowhere."""
+    p = run_scan(face_png, "--checkpoint", ck, "--json", tmp_path / "s.json", close_stdout=True)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["files"][0]["status"] == "ok"
+    p = run_scan(face_png, "--checkpoint", ck, "--json", "-", close_stdout=True)
+    assert p.returncode == 1 and p.stderr.splitlines() == ["error: --json -: standard output is closed: give a file"]
+
+
+def test_16_an_output_encoding_without_the_names_characters(ck, face_png, tmp_path):
+    """PYTHONIOENCODING=ascii (or a Latin-1 locale): a file named é.png raised UnicodeEncodeError at the verdict
+    table, after the scan, with a traceback and no --json written; `--csv -` raised it too."""
+    photo = shutil.copy(face_png, tmp_path / "é.png")
+    ascii_out = {"PYTHONIOENCODING": "ascii"}
+    p = run_scan(photo, "--checkpoint", ck, "--json", tmp_path / "s.json", env=ascii_out)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "\\xe9.png" in p.stdout  # the table: as standard error writes such a character
+    assert json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["files"][0]["path"] == str(photo)
+    p = run_scan(photo, "--checkpoint", ck, "--csv", "-", env=ascii_out)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert list(csv.DictReader(p.stdout.splitlines()))[0]["path"] == str(photo)  # UTF-8, as the CSV's file holds

@@ -151,6 +151,22 @@ class PipeSafeStdout:
             except BrokenPipeError:
                 self._reader_left()
 
+    def write_utf8(self, text: str) -> None:
+        """`text` as UTF-8 whatever the stream's encoding: a document (`--json -`, `--csv -`) holds the bytes its file
+        would (PYTHONIOENCODING=ascii wrote a CSV's file names as \\xNN, or raised before: a wrong path for a
+        pipeline either way)."""
+        buffer = getattr(self._stream, "buffer", None)
+        if buffer is None:  # a text-only stream (a test runner's): it takes the text as it is
+            self.write(text)
+            return
+        self.flush()
+        if not self._gone:
+            try:
+                buffer.write(text.encode("utf-8"))
+                buffer.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
     def _reader_left(self) -> None:
         self._gone = True
         try:  # the descriptor too, so the final flush at exit does not raise again
@@ -162,8 +178,32 @@ class PipeSafeStdout:
         return getattr(self._stream, name)
 
 
+closed_at_start: set[int] = set()  # the standard descriptors (1: output) the command was started without
+
+
 def guard_stdout() -> None:
-    """Install PipeSafeStdout once (the app's callback calls it before every command)."""
+    """Make the standard streams safe for the command (the app's callback calls it before every command): each of
+    descriptors 0-2 that was closed at start (`>&-`, `2>&-`) is opened on /dev/null, else the next file opened took
+    its number (the video being scanned became descriptor 2, where C libraries write their warnings) and Python had
+    no sys.stdout (None: the first line printed raised AttributeError, after the scan, before its outputs were
+    written); standard output writes a character its encoding lacks (PYTHONIOENCODING=ascii, a Latin-1 locale) as
+    \\xNN, as standard error does, instead of raising UnicodeEncodeError at the verdict table with nothing written;
+    and PipeSafeStdout is installed once."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed_at_start.add(fd)
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the process's own, kept open
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     if not isinstance(sys.stdout, PipeSafeStdout):
         sys.stdout = PipeSafeStdout(sys.stdout)
 

@@ -17,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, Start, command_line, console, console_on, fail, note,
-                                   progress_bar, shows_whole, user_errors, working_directory)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, PipeSafeStdout, Start, closed_at_start, command_line,
+                                   console, console_on, fail, note, progress_bar, shows_whole, user_errors,
+                                   working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
@@ -71,6 +72,8 @@ def scan_cmd(
             outputs = [(o, p, o == "--report") for o, p in (("--json", json_out), ("--csv", csv_out), ("--report", report)) if p]
             if json_out == csv_out == STDOUT:  # the two documents would run together
                 raise ForgeryDetError("--json and --csv both name standard output: give one of them a file")
+            if STDOUT in (json_out, csv_out) and 1 in closed_at_start:  # (`>&-`) it would go nowhere, exit code 0
+                raise ForgeryDetError(f"{'--json' if json_out == STDOUT else '--csv'} -: standard output is closed: give a file")
             for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
                 if path != STDOUT or folder:
                     check_output(path, option, folder=folder)
@@ -252,8 +255,9 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
     try:
         if option in ("--json", "--csv"):
             text = json_text(results, settings) if option == "--json" else csv_text(results)
-            if path == STDOUT:
-                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            if path == STDOUT:  # in UTF-8, as its file would be (guard_stdout installed PipeSafeStdout)
+                text = text if text.endswith("\n") else text + "\n"
+                sys.stdout.write_utf8(text) if isinstance(sys.stdout, PipeSafeStdout) else sys.stdout.write(text)
                 sys.stdout.flush()
                 return None
             guard = guard if option == "--json" else None
