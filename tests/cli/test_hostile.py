@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from forgerydet.cli.app import app
+from forgerydet.cli.app import cli as console_command
 from forgerydet.model.checkpoint import save_checkpoint
 from tests._faces_util import face_frames, head, write_video
 from tests.helpers import make_synthetic_pairs, tiny_model
@@ -627,3 +628,35 @@ def test_16_an_output_encoding_without_the_names_characters(ck, face_png, tmp_pa
     p = run_scan(photo, "--checkpoint", ck, "--csv", "-", env=ascii_out)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert list(csv.DictReader(p.stdout.splitlines()))[0]["path"] == str(photo)  # UTF-8, as the CSV's file holds
+
+
+@pytest.mark.parametrize("error", [
+    ImportError("libtorch_cpu.so: failed to map segment from shared object"),  # ulimit -v 1500000: torch's import
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 4010112 bytes. Error code 12 (Cannot allocate memory)"),  # 4200000: the model's load
+    MemoryError()])
+def test_16_out_of_memory_is_one_line(error, ck, face_png, capsys, monkeypatch):
+    """A memory limit (`ulimit -v`, a container's) too low for torch or the model printed a traceback."""
+    import forgerydet.scan.scanner as scanner_mod
+
+    def short(*a, **k):
+        raise error
+
+    monkeypatch.setattr(scanner_mod.Scanner, "__init__", short)
+    with pytest.raises(SystemExit) as e:
+        console_command(["scan", str(face_png), "--checkpoint", str(ck), "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 1 and len(err) == 1 and err[0].startswith("error: out of memory"), err
+    assert "ulimit -v" in err[0]
+
+
+def test_16_other_runtime_errors_keep_their_traceback(ck, face_png, monkeypatch):
+    """Only a memory shortage is turned into a line: a bug still shows where it is."""
+    import forgerydet.scan.scanner as scanner_mod
+
+    def bug(*a, **k):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(scanner_mod.Scanner, "__init__", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        console_command(["scan", str(face_png), "--checkpoint", str(ck), "--device", "cpu"])

@@ -40,3 +40,19 @@ def test_a_file_of_enrolled_people_given_as_a_checkpoint_is_named_as_one(tmp_pat
         read_meta(refs)
     assert str(e.value) == (f"{refs} is a file of enrolled people, not a checkpoint: `forgerydet enroll --list --into "
                             f"{refs}` shows who is in it")
+
+
+def test_a_checkpoint_that_memory_cannot_hold_is_not_called_damaged(tmp_path, monkeypatch):
+    """Under `ulimit -v 4000000` safetensors raised MemoryError ("Cannot allocate memory (os error 12)"), and the
+    shipped model was called "not a readable forgerydet checkpoint (truncated or corrupted?) ... re-copy it"."""
+    import forgerydet.model.meta as meta_mod
+
+    ck = save_checkpoint(tmp_path / "ok.safetensors", tiny_model())
+
+    def no_memory(*a, **k):
+        raise MemoryError("Cannot allocate memory (os error 12)")
+
+    monkeypatch.setattr(meta_mod, "safe_open", no_memory)
+    with pytest.raises(ForgeryDetError) as e:
+        read_meta(ck)
+    assert str(e.value).startswith(f"{ck}: out of memory reading the checkpoint") and "corrupt" not in str(e.value)

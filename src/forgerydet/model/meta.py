@@ -23,6 +23,10 @@ FORMAT_VERSION = 1
 def open_error(path: Path, e: Exception) -> ForgeryDetError:
     """A file safetensors cannot open: a damaged checkpoint where it starts as one does, else another kind of file
     given by mistake (a photo, a CSV), said so."""
+    if isinstance(e, MemoryError) or "os error 12" in str(e):  # ENOMEM: the file may be fine
+        return ForgeryDetError(f"{path}: out of memory reading the checkpoint ({str(e)[:120]}): this process may use "
+                               f"too little memory (a limit such as `ulimit -v`, or a container's); raise it, or free "
+                               f"memory")
     if not looks_like_safetensors(path):
         renamed = " (damaged, or another kind of file renamed?)" if path.name.endswith(".safetensors") else ""
         return ForgeryDetError(f"{path} is not a forgerydet checkpoint: not a safetensors file{renamed}; give the "
