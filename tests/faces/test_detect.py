@@ -112,7 +112,7 @@ def test_device_errors_are_clear():
     with pytest.raises(ForgeryDetError, match="not valid"):
         FaceDetector(DetectorConfig(device="gpu")).mtcnn
     if not torch.cuda.is_available():
-        with pytest.raises(ForgeryDetError, match="CUDA is not available"):
+        with pytest.raises(ForgeryDetError, match="no CUDA GPU is available: use --device cpu"):
             FaceDetector(DetectorConfig(device="cuda")).detect([np.zeros((64, 64, 3), np.uint8)])
 
 

@@ -193,3 +193,20 @@ def test_an_index_row_of_an_unknown_status_is_named_not_dropped(tmp_path):
     assert set(REQUIRED_COLUMNS) <= set(INDEX_COLUMNS)
     with pytest.raises(ForgeryDetError, match=r"faces.csv:2: column 'status' is 'OK'; an extract index has ok, no_face or error"):
         read_index(tmp_path / "faces.csv")
+
+
+@pytest.mark.parametrize("device,said", [("cuda", "no CUDA GPU is available: use --device cpu"),
+                                         ("gpu", "device 'gpu' is not valid")])
+def test_a_device_that_is_not_there_is_refused_before_the_out_folder_is_made(device, said, tmp_path, astronaut,
+                                                                                monkeypatch):
+    """`extract DIR --out faces --device cuda` on a machine without a GPU made the folder, failed every file with the
+    same line (10,000 lines for 10,000 files) and wrote error rows for all of them."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    cfg = ExtractConfig(num_frames=1, detector=DetectorConfig(device=device))
+    with pytest.raises(ForgeryDetError, match=said):
+        extract([photo], tmp_path / "faces", cfg)
+    assert not (tmp_path / "faces").exists()

@@ -18,6 +18,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.media import Frame
+from forgerydet.runtime import resolve_device
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -192,15 +193,9 @@ class FaceDetector:
     @property
     def mtcnn(self):
         if self._mtcnn is None:
-            import torch
             from facenet_pytorch import MTCNN
 
-            try:
-                device = torch.device(self.config.device)
-            except RuntimeError as e:
-                raise ForgeryDetError(f"device '{self.config.device}' is not valid ({e}); use 'cpu' or 'cuda'") from None
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise ForgeryDetError(f"device '{self.config.device}' requested but CUDA is not available; use --device cpu")
+            device = resolve_device(self.config.device)  # a name torch does not know, a GPU that is not there
             mtcnn = MTCNN(keep_all=True, select_largest=False, device=device)
             if device.type == "cpu":
                 channels_last(mtcnn)

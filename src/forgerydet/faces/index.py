@@ -34,7 +34,7 @@ from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
 from forgerydet.faces.segment import clock
 from forgerydet.io import read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
 from forgerydet.paths import check_output
-from forgerydet.runtime import Progress
+from forgerydet.runtime import Progress, resolve_device
 
 LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in ("x", "y")]
 
@@ -240,6 +240,7 @@ def extract(
     files = [f for f in expand_sources(sources, others) if not _written_here(out_dir, f)]
     others = [f for f in others if not _written_here(out_dir, f)]
     check_output(out_dir, "--out", folder=True)  # before any face is detected
+    resolve_device(config.detector.device)  # and the device: every file failed on it, into a new folder
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, config)
     detector = detector or FaceDetector(config.detector)
