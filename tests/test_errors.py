@@ -85,3 +85,15 @@ def test_parse_json_says_too_deep_as_a_value_error():
         parse_json("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError):
         parse_json("{")
+
+
+def test_out_of_memory_is_told_by_kind_or_by_the_allocators_words():
+    from forgerydet.errors import out_of_memory
+
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(ImportError("libtorch_cpu.so: failed to map segment from shared object"))
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4010112 bytes"))
+    assert out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not out_of_memory(ImportError("No module named 'onnx'"))
+    assert not out_of_memory(ValueError("out of memory"))  # only the kinds the loader and torch raise

@@ -91,3 +91,11 @@ def _no_current_folder() -> bool:
         return False
     except OSError:
         return True
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether an exception says memory could not be had: MemoryError, or the loader's "failed to map segment"
+    (ImportError) and torch's allocator ("DefaultCPUAllocator: can't allocate memory", CUDA "out of memory"), which
+    raise RuntimeError and name it only in their text."""
+    return isinstance(e, MemoryError) or (isinstance(e, (ImportError, RuntimeError)) and any(
+        m in str(e).lower() for m in ("failed to map segment", "allocate memory", "out of memory")))

@@ -650,6 +650,33 @@ def test_16_out_of_memory_is_one_line(error, ck, face_png, capsys, monkeypatch):
     assert "ulimit -v" in err[0]
 
 
+def test_16_out_of_memory_while_scanning_one_file_is_its_error_and_the_scan_goes_on(ck, face_png, tmp_path,
+                                                                                   capsys, monkeypatch):
+    """Memory running out inside one file's scan (a huge frame, a limit) ended the whole scan with nothing written but
+    what the --json had saved so far; now that file gets an error record and the other files their verdicts."""
+    import forgerydet.scan.scanner as scanner_mod
+
+    real = scanner_mod.Scanner.scan_file
+    big = shutil.copy(face_png, tmp_path / "big.png")
+
+    def scan_file(self, path):
+        if Path(path).name == "big.png":
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                               "memory: you tried to allocate 9876543210 bytes.\nmore native detail")
+        return real(self, path)
+
+    monkeypatch.setattr(scanner_mod.Scanner, "scan_file", scan_file)
+    out = tmp_path / "s.json"
+    with pytest.raises(SystemExit) as e:
+        console_command(["scan", str(big), str(face_png), "--checkpoint", str(ck), "--device", "cpu", "--json", str(out)])
+    assert e.value.code == 1
+    files = json.loads(out.read_text())["files"]
+    assert [f["status"] for f in files] == ["error", "ok"]
+    assert files[0]["error"].startswith("out of memory while scanning this file (RuntimeError: [enforce fail at ")
+    assert files[0]["error"].endswith("): free memory or raise the process's limit, then scan it again")
+    assert "1 of 2 file(s) got no verdict" in capsys.readouterr().err
+
+
 def test_16_other_runtime_errors_keep_their_traceback(ck, face_png, monkeypatch):
     """Only a memory shortage is turned into a line: a bug still shows where it is."""
     import forgerydet.scan.scanner as scanner_mod

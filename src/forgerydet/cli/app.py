@@ -133,6 +133,7 @@ def cli(argv: list[str] | None = None) -> None:
         from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
     from forgerydet.cli.common import EXIT_INTERRUPTED, fail, said_errors
+    from forgerydet.errors import out_of_memory
 
     said = len(said_errors)
     try:
@@ -154,18 +155,12 @@ def cli(argv: list[str] | None = None) -> None:
     except typer.Abort:  # Ctrl-C outside a command's own handling
         code = fail("interrupted", EXIT_INTERRUPTED).exit_code
     except (ImportError, MemoryError, RuntimeError) as e:  # under a memory limit (`ulimit -v`): torch's libraries or
-        if not isinstance(e, MemoryError) and not _short_of_memory(str(e)):  # its allocator; else a bug: its traceback
+        if not out_of_memory(e):  # its allocator; else a bug: its traceback
             raise
         code = fail(f"out of memory{f' loading a library ({e})' if isinstance(e, ImportError) else ''}: this process "
                     f"may use too little memory (a limit such as `ulimit -v`, or a container's); raise it, or free "
                     f"memory").exit_code
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _short_of_memory(message: str) -> bool:
-    """Whether an error text says memory could not be had (the loader's "failed to map segment", ENOMEM's text, torch's
-    DefaultCPUAllocator "can't allocate memory")."""
-    return any(m in message.lower() for m in ("failed to map segment", "allocate memory", "out of memory"))
 
 
 if __name__ == "__main__":  # pragma: no cover

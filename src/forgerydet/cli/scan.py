@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Group, RenderableType
@@ -20,14 +20,14 @@ from rich.text import Text
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, PipeSafeStdout, Start, closed_at_start, command_line,
                                    console, console_on, fail, note, progress_bar, shows_whole, user_errors,
                                    working_directory)
-from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
+from forgerydet.errors import ForgeryDetError, os_error_text, out_of_memory, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.paths import check_not_input, check_output, folder_held, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits
-from forgerydet.scan.records import json_text, settings_notes, shortest_names
+from forgerydet.scan.records import empty_record, json_text, settings_notes, shortest_names
 from forgerydet.scan.resume import (Checkpointer, Earlier, GuardedOutput, earlier_records, not_reached, read_earlier,
                                     resumed_line)
 
@@ -138,7 +138,7 @@ def scan_cmd(
                     rec = earlier.take(f) if earlier else None
                     if rec is not None:
                         settings["resumed"]["files_taken_over"] += 1
-                    results.append(rec or scanner.scan_file(f))
+                    results.append(rec or _scanned(scanner, f))
                     done += 1
                     if results[-1]["status"] != "ok":  # most errors start with the path already
                         named = results[-1]["error"].startswith(results[-1]["path"])
@@ -182,6 +182,19 @@ def scan_cmd(
             problems.append(f"{len(failed)} of {len(results)} file(s) got no verdict (see above)")
         if problems:
             raise fail("; ".join(problems))
+
+
+def _scanned(scanner: Any, f: Path) -> dict:
+    """scanner.scan_file(f), where running out of memory (a huge frame, a limit such as `ulimit -v`) is this file's
+    error and the scan goes on: it ended the scan, and every verdict not yet saved in --json was lost."""
+    try:
+        return scanner.scan_file(f)
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        return empty_record(f, scanner.threshold, "error", f"out of memory while scanning this file ({type(e).__name__}: "
+                            f"{printable(str(e).strip().splitlines()[0][:160]) if str(e).strip() else 'no details'}): "
+                            f"free memory or raise the process's limit, then scan it again")
 
 
 def _a_file_to_keep(path: Optional[Path]) -> bool:
