@@ -81,7 +81,10 @@ def test_the_default_checkpoint_is_the_env_var_else_the_shipped_model(tmp_path, 
     monkeypatch.setenv("FORGERYDET_MODEL", str(mine))
     with pytest.raises(ForgeryDetError, match="points to .*mine.safetensors, which does not exist"):
         find_default_checkpoint()
-    mine.write_bytes(b"x")
+    mine.write_text("real,fake\n")  # a pairs.csv named by mistake: the load's error did not name the variable
+    with pytest.raises(ForgeryDetError, match=r"^\$FORGERYDET_MODEL points to .*mine.safetensors, which is not a checkpoint"):
+        find_default_checkpoint()
+    mine.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")  # a safetensors header: the load checks the rest
     assert find_default_checkpoint() == mine
 
 

@@ -14,7 +14,7 @@ from forgerydet.errors import ForgeryDetError, os_error_text, value_text
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
 from forgerydet.faces.segment import check_segment
-from forgerydet.io import current_folder
+from forgerydet.io import current_folder, looks_like_safetensors
 from forgerydet.model.calibration import check_precision, check_tta
 from forgerydet.model.config import (
     check_bank_folder,
@@ -123,9 +123,12 @@ def find_default_checkpoint() -> Path:
         if not os.path.lexists(env):
             raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which does not exist")
         try:
-            return check_checkpoint_path(env)
+            found = check_checkpoint_path(env)
         except ForgeryDetError as e:  # a folder, a pipe, an empty file: said as --checkpoint says it
             raise ForgeryDetError(f"${MODELS_ENV}: {e}") from None
+        if not looks_like_safetensors(found):  # a text file or a photo: else the load's error forgot the variable
+            raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which is not a checkpoint (a .safetensors file)")
+        return found
     here = current_folder()  # None: the current folder was deleted under the process
     for root in ([Path(here) / "models"] if here else []) + [Path(__file__).resolve().parents[3] / "models"]:
         if (root / SHIPPED_MODEL).is_file():
