@@ -4,9 +4,10 @@ fixed reading guide."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from forgerydet.scan.html import ABOVE, BELOW, GUIDE, count, esc, guide_html, mark, num, rel_src
+from forgerydet.scan.html import ABOVE, BELOW, GUIDE, count, esc, guide_html, mark, num, rel_src, threshold_text
 
 
 def test_esc_escapes_markup_and_shows_undecodable_bytes():
@@ -32,6 +33,17 @@ def test_a_mark_says_the_side_of_the_threshold_in_a_sign_and_a_title_not_only_in
     # below the threshold but equal to 3 decimals: more decimals, never '0.338 ▼' beside 'threshold 0.338'
     assert ">0.3376 ▼<" in mark(0.3376, 0.337873) and 'threshold 0.3379"' in mark(0.3376, 0.337873)
     assert ">0.338 ▲<" in mark(0.33790, 0.337873)
+
+
+def test_a_threshold_is_never_shown_below_itself_nor_a_score_on_its_wrong_side():
+    """A threshold of 0.027446 was shown as '0.027' beside a REAL '0.027445 ▼': a score above the threshold shown,
+    called REAL. It is shown with the decimals that keep it from rounding down, and the scores beside it so too."""
+    assert threshold_text(0.337873) == "0.338" and threshold_text(0.5) == "0.500"  # the usual case: 3 decimals
+    assert threshold_text(0.027446) == "0.02745" and threshold_text(0.027444) == "0.027444"
+    for thr in (0.027446, 0.027444, 0.254491, 0.337873, 0.5):
+        for score in (thr - 2e-6, thr - 1e-4, thr, thr + 1e-6, thr + 3e-4):
+            shown = float(re.search(r">([\d.]+) [▲▼]<", mark(score, thr)).group(1))
+            assert (shown >= float(threshold_text(thr))) == (score >= thr), (thr, score, mark(score, thr))
 
 
 def test_the_guide_is_one_open_box_with_every_point():

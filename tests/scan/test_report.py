@@ -255,6 +255,12 @@ def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, result
     assert "face 0 · detection" in page and "0.20 s, frame 5 · track 1" in page
     # the plot in words, for a reader who cannot see it
     assert re.search(r'alt="score over time: 32 faces, \d+ at or above the threshold 0.500, highest 0.\d{3} at', page)
+    # a threshold that 3 decimals would round down is shown so that no score beside it is on its wrong side
+    low = [r | {"threshold": 0.254491} for r in results[:2]]
+    low[1] |= {"score": 0.25446, "verdict": "REAL", "tracks": [{"track_id": 0, "score": 0.25446, "n_faces": 1}]}
+    page = write_report(low, tmp_path / "r3", settings | {"threshold": 0.254491}).read_text(encoding="utf-8")
+    assert "threshold 0.254<" not in page and "threshold 0.254)" not in page and "0.254</td>" not in page
+    assert "threshold 0.2545" in page and "(threshold 0.2545)" in page and "0.25446 ▼" in page
 
 
 

@@ -26,7 +26,7 @@ from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.paths import check_not_input, check_output, folder_held, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
-from forgerydet.scan.html import score_digits
+from forgerydet.scan.html import score_digits, threshold_text
 from forgerydet.scan.records import empty_record, json_text, settings_notes, shortest_names
 from forgerydet.scan.resume import (Checkpointer, Earlier, GuardedOutput, earlier_records, not_reached, read_earlier,
                                     resumed_line)
@@ -161,7 +161,7 @@ def scan_cmd(
                         f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
             console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
                                  f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
-                                 f"threshold {settings['threshold']:.3f}"), highlight=False)
+                                 f"threshold {threshold_text(settings['threshold'])}"), highlight=False)
             console.print(verdict_table(results, reference=bool(reference), width=console.width))
             settings["seconds"] = round(time.perf_counter() - t_start, 3)
             settings["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

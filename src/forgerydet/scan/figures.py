@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from forgerydet.metrics import save_figure
+from forgerydet.scan.html import score_digits, threshold_text
 
 HEAT_ALPHA = 0.45  # heatmap weight in the overlay
 
@@ -107,10 +108,10 @@ def timeline_plot(result: dict, path: Path) -> Path:
         xs, ys = zip(*pts)
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, label=f"track {tid}")
     thr = float(result.get("threshold", 0.5))
-    ax.axhline(thr, color="crimson", linestyle="--", linewidth=1, label=f"threshold {thr:.3f}")
+    ax.axhline(thr, color="crimson", linestyle="--", linewidth=1, label=f"threshold {threshold_text(thr)}")
     if result.get("score") is not None:
         ax.axhline(float(result["score"]), color="dimgrey", linestyle=":", linewidth=1.2,
-                   label=f"file score {float(result['score']):.3f}")
+                   label=f"file score {float(result['score']):.{score_digits(result['score'], thr)}f}")
     ax.set(ylim=(-0.02, 1.02), xlabel="time (s)" if use_time else "frame", ylabel="fake probability")
     ax.xaxis.label.set_size(11)
     ax.yaxis.label.set_size(11)

@@ -89,11 +89,20 @@ def rel_src(out_dir: Path, path: Path) -> str:
     return esc(quote(path.relative_to(out_dir).as_posix()))
 
 
+def threshold_text(threshold: float) -> str:
+    """A threshold as every output shows it: 3 decimals, or more where 3 would round it down (0.254491 -> '0.2545',
+    not '0.254', beside which a REAL 0.2545 read as a score above the threshold); never shown below its value."""
+    d = next((d for d in range(3, 9) if float(f"{threshold:.{d}f}") >= threshold), 8)
+    return f"{threshold:.{d}f}"
+
+
 def score_digits(score: float, threshold: float) -> int:
-    """Decimals to show a score with beside its threshold: 3, or more for a score below it that would round to it
-    ('0.338' REAL beside threshold 0.338 reads as a contradiction; 0.33796 does not)."""
+    """Decimals to show a score with beside its threshold (as threshold_text shows it): 3, or more for a score below
+    it that would round to it ('0.338' REAL beside threshold 0.338 reads as a contradiction; 0.33796 does not), or
+    for one at or above it that 3 decimals would show below threshold_text ('0.254' FAKE beside 0.2545)."""
     if float(score) >= threshold:
-        return 3
+        shown = float(threshold_text(threshold))
+        return next((d for d in range(3, 9) if float(f"{float(score):.{d}f}") >= shown), 8)
     return next((d for d in range(3, 7) if f"{float(score):.{d}f}" != f"{threshold:.{d}f}"), 6)
 
 

@@ -21,7 +21,7 @@ from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import write_bytes_atomic
 from forgerydet.runtime import Progress
 from forgerydet.scan.figures import overview_picture, timeline_plot
-from forgerydet.scan.html import CSS, count, esc, guide_html, mark, num, rel_src
+from forgerydet.scan.html import CSS, count, esc, guide_html, mark, num, rel_src, threshold_text
 from forgerydet.scan.records import MAX_FACES, select_faces, shortest_names
 from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html
 
@@ -82,7 +82,7 @@ def _timeline_alt(r: dict, thr: float) -> str:
     top = max(scored, key=lambda f: float(f["score"]))
     when = f"{float(top['time']):.2f} s" if top.get("time") is not None else f"frame {top.get('frame_index')}"
     above = sum(float(f["score"]) >= thr for f in scored)
-    return (f"score over time: {len(scored)} faces, {above} at or above the threshold {thr:.3f}, "
+    return (f"score over time: {len(scored)} faces, {above} at or above the threshold {threshold_text(thr)}, "
             f"highest {float(top['score']):.3f} at {when}")
 
 
@@ -122,7 +122,7 @@ def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     thr = float(r.get("threshold", 0.5))
     iv = r.get("score_interval")
     spread = f"; {num(iv[0])}-{num(iv[1])} over resampled frames" if iv else ""
-    meta = [f"fake probability <b>{mark(r.get('score'), thr)}</b> (threshold {thr:.3f}{spread})", esc(kind)]
+    meta = [f"fake probability <b>{mark(r.get('score'), thr)}</b> (threshold {threshold_text(thr)}{spread})", esc(kind)]
     if kind == "video":
         meta.append(f"{esc(r.get('frames_with_face', 0))} of {esc(sampled)} sampled frames with a face")
     meta.append(count(r.get("n_faces", 0), "face") if kind == "image" else
@@ -251,7 +251,7 @@ def _provenance(settings: dict) -> str:
             if settings.get("checkpoint_sha256") else ""
         parts.append(f"model {esc(settings['checkpoint'])}{digest}")
     if isinstance(settings.get("threshold"), (int, float)):
-        parts.append(f"threshold {float(settings['threshold']):.3f}")
+        parts.append(f"threshold {threshold_text(float(settings['threshold']))}")
     if settings.get("reference"):  # what the faces were compared with: a person's enrolled faces, a disk bank, the bank
         parts.append(f"compared with the enrolled faces of {esc(repr(settings['reference']))} "
                      f"({esc(settings.get('reference_faces'))} faces)")
@@ -351,7 +351,8 @@ def _write_page(imgs: ReportImages, results: list[dict], settings: dict, max_fac
             progress(i + 1, len(results))
     summary += ["</table></div>", guide_html(settings.get("reference"))]
     tail = ['<details class="file"><summary><b>Settings</b>: everything this scan used, to repeat it</summary><table>']
-    tail += [f"<tr><th>{esc(k)}</th><td>{esc(_setting_value(v))}</td></tr>" for k, v in settings.items()]
+    shown = {k: threshold_text(v) if k == "threshold" and isinstance(v, float) else _setting_value(v) for k, v in settings.items()}
+    tail += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in shown.items()]
     tail.append("</table></details>")
 
     page = "\n".join(head + summary + body + tail + [_TEST_HOOK, "</body></html>", ""])
