@@ -56,3 +56,7 @@ def test_the_guide_is_one_open_box_with_every_point():
     ref = guide_html("Anchor <b>")
     assert ref.count("<li>") == 6 and "unrelated people</li>" not in ref and "Nearest real faces" not in ref
     assert "enrolled as &#x27;Anchor &lt;b&gt;&#x27;" in ref and "no surer than a plain scan" in ref
+    # a threshold given with --threshold was not chosen on held-out real faces: the guide must not say it was
+    assert "chosen on held-out real faces at a set share" in box and "given with <code>--threshold" not in box
+    given = guide_html(threshold_given=True)
+    assert "which here was given with <code>--threshold</code>" in given and "which was chosen" not in given

@@ -261,6 +261,10 @@ def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, result
     page = write_report(low, tmp_path / "r3", settings | {"threshold": 0.254491}).read_text(encoding="utf-8")
     assert "threshold 0.254<" not in page and "threshold 0.254)" not in page and "0.254</td>" not in page
     assert "threshold 0.2545" in page and "(threshold 0.2545)" in page and "0.25446 ▼" in page
+    # a threshold of the user's (scan --threshold) is said to be one, in the header and the guide
+    assert "given with" not in page
+    page = write_report(results, tmp_path / "r4", settings | {"threshold_given": True}).read_text(encoding="utf-8")
+    assert "threshold 0.338 (given with <code>--threshold</code>)" in page and "which was chosen" not in page
 
 
 

@@ -267,6 +267,9 @@ def test_the_share_of_pseudo_fakes_the_calibration_caught_is_in_the_settings(che
                              extra={**cal, "bank_fusion": None, "calibration": {**cal, "val_tpr": 0.25}})
     assert Scanner(head, ScanConfig(device="cpu")).settings()["calibration_caught"] == 0.25
     assert Scanner(head, ScanConfig(device="cpu", threshold=0.5)).settings()["calibration_caught"] is None
+    # whose threshold the verdicts are at: the report says so (not 'chosen on held-out real faces')
+    assert Scanner(head, ScanConfig(device="cpu", threshold=0.5)).settings()["threshold_given"] is True
+    assert Scanner(head, ScanConfig(device="cpu")).settings()["threshold_given"] is False
     fusion = {"logit": 1.0, "similarity": -0.1, "bias": 0.0, "threshold": 0.3, "val_tpr": 0.9}
     fused = resave_checkpoint(ck, tmp_path / "fused.safetensors", ck.model,
                               extra={**cal, "bank_fusion": fusion, "calibration": {**cal, "val_tpr": 0.25}})

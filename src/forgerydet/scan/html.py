@@ -127,10 +127,18 @@ def reference_guide(name: str) -> str:
             "enrolled faces is no surer than a plain scan's (see the note above).")
 
 
-def guide_html(reference: str | None = None) -> str:
+CALIBRATED = ("which was chosen on held-out real faces at a set share of false alarms (<code>forgerydet info "
+              "CHECKPOINT</code> says which)")
+GIVEN = ("which here was given with <code>--threshold</code>: not the checkpoint's own, chosen on held-out real faces "
+         "at a set share of false alarms, so the share of real faces it calls FAKE is unknown")
+
+
+def guide_html(reference: str | None = None, threshold_given: bool = False) -> str:
     """The fixed 'How to read this report' box (open by default; it folds away); with `reference` (a scan against
-    a person's enrolled faces) its item on the nearest faces describes those instead of the bank's."""
+    a person's enrolled faces) its item on the nearest faces describes those instead of the bank's; with
+    `threshold_given` (scan --threshold) its item on the verdict says that the threshold is the user's."""
     guide = GUIDE if reference is None else [reference_guide(reference) if g.startswith("<b>Nearest real faces</b>")
                                              else g for g in GUIDE]
+    guide = [g.replace(CALIBRATED, GIVEN) for g in guide] if threshold_given else guide
     items = "".join(f"<li>{item}</li>" for item in guide)
     return f'<details class="guide" open><summary>How to read this report</summary><ul>{items}</ul></details>'

@@ -251,7 +251,8 @@ def _provenance(settings: dict) -> str:
             if settings.get("checkpoint_sha256") else ""
         parts.append(f"model {esc(settings['checkpoint'])}{digest}")
     if isinstance(settings.get("threshold"), (int, float)):
-        parts.append(f"threshold {threshold_text(float(settings['threshold']))}")
+        parts.append(f"threshold {threshold_text(float(settings['threshold']))}"
+                     + (" (given with <code>--threshold</code>)" if settings.get("threshold_given") else ""))
     if settings.get("reference"):  # what the faces were compared with: a person's enrolled faces, a disk bank, the bank
         parts.append(f"compared with the enrolled faces of {esc(repr(settings['reference']))} "
                      f"({esc(settings.get('reference_faces'))} faces)")
@@ -349,7 +350,7 @@ def _write_page(imgs: ReportImages, results: list[dict], settings: dict, max_fac
         body.append(_file_html(imgs, i, r, max_faces))
         if progress is not None:
             progress(i + 1, len(results))
-    summary += ["</table></div>", guide_html(settings.get("reference"))]
+    summary += ["</table></div>", guide_html(settings.get("reference"), bool(settings.get("threshold_given")))]
     tail = ['<details class="file"><summary><b>Settings</b>: everything this scan used, to repeat it</summary><table>']
     shown = {k: threshold_text(v) if k == "threshold" and isinstance(v, float) else _setting_value(v) for k, v in settings.items()}
     tail += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in shown.items()]

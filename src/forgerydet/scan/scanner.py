@@ -133,7 +133,7 @@ class Scanner:
             "pretrained_weights": meta.get("pretrained_source"),
             "bank_entries": m.bank.filled,
             "aggregation": self.config.aggregation,
-            "threshold": self.threshold,
+            "threshold": self.threshold, "threshold_given": self.config.threshold is not None,  # --threshold
             "temperature": self.temperature,
             "bank_fusion": None if self.fusion is None else {k: v for k, v in self.fusion.items() if k != "threshold"},
             "calibrated_against": self._calibrated_against(),
