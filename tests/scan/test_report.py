@@ -169,7 +169,8 @@ def test_page_content_and_escaping(report):
     assert "000_0042.png" in page and "slot 40" in page  # neighbours without a picture are named
     assert "24 of 32 faces" in page and "the only face" in page and "image · 1 face</p>" in page
     assert "mobilenetv2_100" in page and "12.345" in page  # settings table
-    assert "(threshold 0.500; 0.634-0.771 over resampled frames)" in page  # the video's; an image has none
+    # the video's; an image has none. Which interval it is, said: not a min-max, not a 95 % confidence interval
+    assert "(threshold 0.500; 0.634-0.771 over resampled frames, the central 90%)" in page
     assert page.count("over resampled frames") == 1
     assert "http://" not in page and "https://" not in page  # no external resources
 
