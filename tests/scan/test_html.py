@@ -3,6 +3,7 @@ fixed reading guide."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from pathlib import Path
@@ -52,6 +53,9 @@ def test_the_guide_is_one_open_box_with_every_point():
     assert "A REAL verdict is never proof" in box and "not a map of the forgery" in box
     assert "unrelated people" in box and "closed or downcast eyes" in box
     assert "http" not in box  # offline: names README sections, links nowhere
+    # what the guide calls nearly uniform is what the captions call so (half of the shipped model's maps, not most)
+    from forgerydet.scan.report_faces import FLAT_SPREAD
+    assert f'"nearly uniform" under {FLAT_SPREAD}x' in html.unescape(box) and "most maps" not in box
     # against a person's enrolled faces, the neighbours are that person's, not unrelated people
     ref = guide_html("Anchor <b>")
     assert ref.count("<li>") == 6 and "unrelated people</li>" not in ref and "Nearest real faces" not in ref

@@ -59,8 +59,9 @@ GUIDE = [
     "FAKE more often too: each face is another chance to cross the threshold. Notes under a file name the cases "
     "the scan can detect; for the others, look at the frames that drive its score.",
     "<b>The heatmap</b> shows where the model looked within each face, against the face's least-attended cell: "
-    "blue there, red where a cell got twice as much or more. The caption gives the actual ratio; most maps of the "
-    "shipped model are nearly uniform. It is not a map of the forgery.",
+    "blue there, red where a cell got twice as much or more. The caption gives the actual ratio (\"nearly uniform\" "
+    "under 1.25x); the shipped model's maps are mild (1.1-1.7x on its validation videos, about half of them nearly "
+    "uniform), so mostly blue. It is not a map of the forgery.",
     "<b>Nearest real faces</b> are the bank's faces each face was compared with, with the cosine similarity of "
     "their features (1 = identical). They are other, unrelated people: a name says which training photo or video "
     "frame it was, not who is in this file. Their pictures appear only when the images the bank was built from are "
