@@ -144,3 +144,26 @@ def test_a_position_embedding_that_is_no_grid_is_reported_not_resampled():
     src["pos_embed"] = torch.zeros(1, 7, 64)  # 6 patch tokens: not a square grid
     with pytest.raises(ForgeryDetError, match=r"'pos_embed' has shape \(1, 7, 64\) but the model's 'pos_embed' has \(1, 5, 64\)"):
         to_model_state(src, model, "test_vit", "F")
+
+
+@pytest.mark.parametrize("head", ["missing", "two classes"])
+def test_a_timm_state_dict_with_no_or_another_head_fits_the_backbone(head, tmp_path):
+    # the classifier is reset to nothing once the weights are in (Encoder): a backbone saved headless
+    # (num_classes=0) or fine-tuned to 2 classes was refused as "missing key" / "weights of another model size?"
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", pretrained=False)
+    saved = timm.create_model("resnet10t", pretrained=False, num_classes=0 if head == "missing" else 2).state_dict()
+    out = to_model_state(saved, model, "resnet10t", "F")
+    load_strict(model, out)
+    assert torch.equal(model.conv1[0].weight, saved["conv1.0.weight"])
+    assert torch.equal(out["fc.weight"], model.state_dict()["fc.weight"])  # the model's own head, unused
+
+
+def test_a_file_of_only_a_head_or_another_body_is_still_refused():
+    model = timm.create_model("resnet10t", pretrained=False)
+    with pytest.raises(ForgeryDetError, match="does not fit timm model"):
+        to_model_state({"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}, model, "resnet10t", "F")
+    body = dict(timm.create_model("resnet10t", pretrained=False, num_classes=0).state_dict())
+    body["conv1.0.weight"] = torch.zeros(1, 3, 3, 3)
+    with pytest.raises(ForgeryDetError, match=r"'conv1.0.weight' has shape \(1, 3, 3, 3\)"):
+        to_model_state(body, model, "resnet10t", "F")

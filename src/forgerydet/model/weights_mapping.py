@@ -60,8 +60,9 @@ def to_model_state(
     target = model.state_dict()
     src_keys = [k for k in source if not k.endswith(_NBT)]
     tgt_keys = [k for k in target if not k.endswith(_NBT)]
-    if set(src_keys) == set(tgt_keys):
-        mapping = {k: k for k in tgt_keys}  # a timm state dict for this model
+    head = classifier_keys(model)  # dropped by Encoder right after loading: a file may lack it or size it otherwise
+    if set(src_keys) - head == set(tgt_keys) - head and set(src_keys) - head:
+        mapping = {k: k for k in tgt_keys}  # a timm state dict for this model (headless, or fine-tuned to N classes)
     elif layout is not None and src_keys and src_keys[0] == layout.first_key:
         mapping = _map_in_order(source, src_keys, target, tgt_keys, model_name, label, layout.about)
     else:
@@ -78,6 +79,9 @@ def to_model_state(
     out: dict[str, torch.Tensor] = {}
     for tk in tgt_keys:
         sk = mapping[tk]
+        if tk in head and (sk not in source or source[sk].shape != target[tk].shape):
+            out[tk] = target[tk]  # the model's own head: never used (reset_classifier(0))
+            continue
         if tk == "pos_embed" and source[sk].shape != target[tk].shape:
             source = {**source, sk: _resample_pos_embed(source[sk], model, target[tk])}
         if source[sk].shape != target[tk].shape:
@@ -90,6 +94,20 @@ def to_model_state(
         if k.endswith(_NBT):
             out[k] = source.get(k, v)  # BN step counters: from the file when it has them, else kept
     return out
+
+
+def classifier_keys(model: torch.nn.Module) -> set[str]:
+    """The state-dict keys of a timm model's classifier head (get_classifier()), which the Encoder resets to
+    nothing once the weights are in: a timm state dict saved headless (num_classes=0) or fine-tuned to another
+    number of classes fits the backbone all the same. Empty for a model without get_classifier."""
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    if not isinstance(head, torch.nn.Module):
+        return set()
+    for name, module in model.named_modules():
+        if module is head and name:
+            return {f"{name}.{k}" for k in module.state_dict()}
+    return set()
 
 
 def _map_in_order(
