@@ -198,3 +198,15 @@ def test_weights_export_overwrite_never_replaces_a_detector_or_an_enrolment_file
         one_error(cli("weights", "export", "mobilenetv2_100", path, "--overwrite"),
                   f"is {what}, not exported weights: --overwrite does not replace it; give another path")
         assert path.read_bytes() == before
+
+
+def test_info_shows_a_long_weights_path_whole(tmp_path):
+    """The value column cut a path without spaces to the table's width: on 80 columns (a pipe, a log) the
+    'pretrained weights' row read 'file:/tmp/.../tf_efficientnet_lite0.sa…', hiding which file the backbone was from."""
+    model = tiny_model()
+    model.pretrained_source = "file:/" + "/".join(["a_rather_long_folder_name"] * 4) + "/my_backbone_weights.safetensors"
+    p = save_checkpoint(tmp_path / "m.safetensors", model)
+    r = cli("info", p, COLUMNS="80")
+    assert r.exit_code == 0, r.output
+    cells = "".join(line.strip("│ ").split("│")[-1].strip() for line in r.output.splitlines() if "│" in line)
+    assert model.pretrained_source in cells and "…" not in r.output

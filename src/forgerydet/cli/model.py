@@ -30,7 +30,7 @@ def info_cmd(
     cfg, train = meta["config"] or {}, meta.get("train") or {}
     t = Table(title=shown(checkpoint), show_header=False, title_justify="left")
     t.add_column(style="bold")
-    t.add_column()
+    t.add_column(overflow="fold")  # a long path (the weights file, a note) is folded, never cut to "…"
     rows = [
         ("backbone", cfg.get("backbone", "?")),
         ("pretrained weights", meta.get("pretrained_source", "?")),
