@@ -167,3 +167,22 @@ def test_a_file_of_only_a_head_or_another_body_is_still_refused():
     body["conv1.0.weight"] = torch.zeros(1, 3, 3, 3)
     with pytest.raises(ForgeryDetError, match=r"'conv1.0.weight' has shape \(1, 3, 3, 3\)"):
         to_model_state(body, model, "resnet10t", "F")
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+@pytest.mark.parametrize("content, msg", [
+    (b"", r"^W is empty \(0 bytes\)"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n", r"^W is a Git LFS pointer .*git lfs pull"),
+])
+def test_an_empty_file_or_a_git_lfs_pointer_is_named(suffix, content, msg, tmp_path):
+    # an LFS pointer given as .pth was "refused: it holds pickled Python objects besides tensors"
+    (tmp_path / f"w{suffix}").write_bytes(content)
+    with pytest.raises(ForgeryDetError, match=msg):
+        read_state_dict(tmp_path / f"w{suffix}", "W")
+
+
+def test_a_text_file_given_as_pth_is_not_a_pytorch_file(tmp_path):
+    # torch.load's own error was "KeyError: 101", shown as "could not read W: 101"
+    (tmp_path / "w.pth").write_text("hello\n")
+    with pytest.raises(ForgeryDetError, match=r"^could not read W: it is not a PyTorch file"):
+        read_state_dict(tmp_path / "w.pth", "W")

@@ -18,6 +18,7 @@ _NBT = "num_batches_tracked"
 
 def read_state_dict(path: Path, label: str) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors or a .pth/.pt/.bin file, never unpickling arbitrary objects."""
+    _refuse_what_is_no_tensor_file(path, label)
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -49,6 +50,25 @@ def read_state_dict(path: Path, label: str) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in obj):  # saved from a DDP-wrapped model
         obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
+
+
+def _refuse_what_is_no_tensor_file(path: Path, label: str) -> None:
+    """An empty file, a Git LFS pointer (a clone without `git lfs pull`) or, for .pth/.pt/.bin, a file that is
+    neither torch.save's zip archive nor its older pickle: named as such, not as torch's 'KeyError: 101' or
+    'pickled Python objects besides tensors'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise ForgeryDetError(f"could not read {label}: {e.strerror or type(e).__name__}") from None
+    if not head:
+        raise ForgeryDetError(f"{label} is empty (0 bytes): re-download or re-export it")
+    if head.startswith(b"version https://git-lfs"):
+        raise ForgeryDetError(f"{label} is a Git LFS pointer (a small text file), not the weights: fetch them with "
+                              f"`git lfs pull` in that repository, or download the file itself")
+    if path.suffix.lower() != ".safetensors" and not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise ForgeryDetError(f"could not read {label}: it is not a PyTorch file (neither a torch.save zip archive "
+                              f"nor a pickle); re-download or re-export it")
 
 
 def to_model_state(
