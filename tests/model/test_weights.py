@@ -176,6 +176,13 @@ def test_truncated_file_is_a_clear_error(tmp_path):
         load_pretrained(model, "mobilenetv2_100", str(tmp_path / "missing.pth"))
 
 
+def test_a_folder_given_as_weights_file_is_named_a_folder(tmp_path):
+    # it was "weights file DIR not found", about a folder that exists
+    model = timm.create_model(SMALL, pretrained=False)
+    with pytest.raises(ForgeryDetError, match=r"is a folder: pass a file in it, or set \$FORGERYDET_WEIGHTS="):
+        load_pretrained(model, SMALL, str(tmp_path))
+
+
 def test_wrong_shapes_are_a_clear_error(tmp_path):
     save_file(timm.create_model("mobilenetv2_050").state_dict(), str(tmp_path / "half.safetensors"))
     model = timm.create_model("mobilenetv2_100", pretrained=False)

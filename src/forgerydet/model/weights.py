@@ -313,6 +313,9 @@ def _env_file(model_name: str) -> Path | None:
 
 def _load_file(model: torch.nn.Module, model_name: str, path: Path) -> str:
     path = path.resolve()
+    if path.is_dir():
+        raise ForgeryDetError(f"weights file {path} is a folder: pass a file in it, or set ${WEIGHTS_ENV}={path} "
+                              f"to have 'auto' take <backbone>.safetensors/.pth/.bin from there")
     if not path.is_file():
         raise ForgeryDetError(
             f"weights file {path} not found: pass an existing .pth/.pt/.bin/.safetensors file, "
