@@ -430,6 +430,15 @@ def test_init_from_a_missing_or_bad_file_is_one_line(tmp_path):
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
 
+def test_init_refuses_a_pretrained_it_would_ignore(tmp_path):
+    # --pretrained (even a file that is no weights at all) was silently ignored: the run took the checkpoint's
+    (tmp_path / "w.pth").write_text("not weights")
+    (tmp_path / "p.csv").write_text("real,fake,group,split\n")
+    one_error(cli("train", "--pairs", tmp_path / "p.csv", "--out", tmp_path / "run", "--init", tmp_path / "m.safetensors",
+                  "--pretrained", tmp_path / "w.pth"), "--pretrained does not apply")
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_epoch_the_budget_ended_before_its_first_step_says_so():
     """`--max-minutes 1e-9` printed 'train loss 0.0000 (0 img/s)' for an epoch that never trained."""
     from rich.progress import Progress

@@ -188,6 +188,8 @@ def train_cmd(
 
             check_pairs_path(pairs)
         if init is not None:
+            if "pretrained" in given:  # the backbone's weights are the checkpoint's: the file was never even read
+                raise ForgeryDetError(f"--init starts from {init}'s weights, so --pretrained does not apply: drop it")
             from forgerydet.model.config import check_checkpoint_path
 
             check_checkpoint_path(init)
