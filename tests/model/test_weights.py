@@ -117,6 +117,14 @@ def test_none_keeps_random_init():
     assert pretrained_notice("packaged:x/y.pth") is None
 
 
+def test_the_random_init_notice_names_a_weights_folder_that_is_not_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORGERYDET_WEIGHTS", str(tmp_path / "wieghts"))  # mistyped: 'auto' found nothing there
+    assert "(no ImageNet weights found; $FORGERYDET_WEIGHTS=" + str(tmp_path / "wieghts") + " is not a folder)" in (
+        pretrained_notice("none"))
+    monkeypatch.setenv("FORGERYDET_WEIGHTS", str(tmp_path))  # there, without the backbone's file: as before
+    assert "(no ImageNet weights found)" in pretrained_notice("none")
+
+
 def test_auto_without_any_source_is_random_init(empty_hub):
     model = timm.create_model(SMALL, pretrained=False)
     before = model.conv_stem.weight.clone()

@@ -169,8 +169,10 @@ def pretrained_notice(description: str) -> str | None:
     if description != "none":
         return None
     have = ", ".join(packaged_backbones()) or "none installed"
+    folder = os.environ.get(WEIGHTS_ENV)  # a mistyped folder would otherwise look like a folder without the file
+    missing = f"; ${WEIGHTS_ENV}={folder} is not a folder" if folder and not Path(folder).expanduser().is_dir() else ""
     return (
-        "backbone starts from random init (no ImageNet weights found), which transfers poorly to real forgeries: "
+        f"backbone starts from random init (no ImageNet weights found{missing}), which transfers poorly to real forgeries: "
         f"use a backbone with packaged weights ({have}), put a weights file at ${WEIGHTS_ENV}/<backbone>.safetensors, "
         "or pass a weights file path"
     )
