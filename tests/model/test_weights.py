@@ -130,7 +130,7 @@ def test_auto_without_any_source_is_random_init(empty_hub):
     before = model.conv_stem.weight.clone()
     assert load_pretrained(model, SMALL, "auto") == "none"
     assert torch.equal(model.conv_stem.weight, before)
-    with pytest.raises(ForgeryDetError, match="no packaged ImageNet weights"):
+    with pytest.raises(ForgeryDetError, match="no packaged pretrained weights"):
         load_pretrained(model, SMALL, "packaged")
     with pytest.raises(ForgeryDetError, match="holds no weights"):
         load_pretrained(model, SMALL, "hub")

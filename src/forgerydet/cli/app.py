@@ -87,7 +87,7 @@ app.command("calibrate", cls=PlainFlagsCommand)(calibrate_cmd)
 app.command("scan", cls=PlainFlagsCommand)(scan_cmd)
 app.command("evaluate", cls=PlainFlagsCommand)(evaluate_cmd)
 app.command("enroll", cls=PlainFlagsCommand)(enroll_cmd)
-weights = typer.Typer(cls=PlainFlagsGroup, help="The packaged ImageNet weights of the backbones (offline).",
+weights = typer.Typer(cls=PlainFlagsGroup, help="The packaged pretrained weights of the backbones (ImageNet; DINOv2: LVD-142M), offline.",
                       no_args_is_help=True)
 weights.command("list", cls=PlainFlagsCommand)(weights_list_cmd)
 weights.command("export", cls=PlainFlagsCommand)(weights_export_cmd)

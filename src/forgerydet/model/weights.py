@@ -126,7 +126,7 @@ def load_pretrained(model: torch.nn.Module, model_name: str, pretrained: str = "
         if path is None:
             have = ", ".join(packaged_backbones()) or "none installed"
             raise ForgeryDetError(
-                f"no packaged ImageNet weights for backbone {model_name!r} (packaged: {have}); "
+                f"no packaged pretrained weights for backbone {model_name!r} (packaged: {have}); "
                 f"use pretrained='auto', 'hub' or a weights file path"
             )
         return _load_packaged(model, model_name, path)
