@@ -289,3 +289,29 @@ def test_landmarks_outside_their_face_are_named_by_file_and_line(tmp_path):
     with pytest.raises(ForgeryDetError, match=r"pairs.csv:2: column 'landmarks' holds a coordinate of 1e\+30 px, far "
                                               r"outside any face crop"):
         read_pairs(tmp_path / "pairs.csv", need_splits=("train",))
+
+
+def test_blends_that_no_train_row_can_make_are_refused_up_front(tmp_path):
+    """`train --swap-blends 1` on faces of one person (group) made no swap blend at all, every fake silently a
+    self-blend, while `info` said 1.0 of them came from another person; --sbi-local on pairs with no online
+    self-blend did nothing likewise. Both are refused when the training set is read."""
+    import cv2
+
+    lm = "20 24 44 24 32 34 22 46 42 46"
+    for i, name in enumerate("abcf"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.full((64, 64, 3), 60 + 20 * i, np.uint8))
+
+    def table(rows):
+        (tmp_path / "pairs.csv").write_text("real,fake,group,split,method,landmarks\n" + "".join(rows))
+        return read_pairs(tmp_path / "pairs.csv", need_splits=("train",))
+
+    one_person = table([f"{name}.png,,p,train,sbi,{lm}\n" for name in "abc"])
+    with pytest.raises(ForgeryDetError, match="--swap-blends .* come from one group"):
+        TrainPairs(one_person, 64, swap_blends=1.0)
+    TrainPairs(one_person, 64, sbi_local=0.5)  # local self-blends need no other person
+    stored = table(["a.png,f.png,p,train,deepfakes,\n", "b.png,f.png,q,train,deepfakes,\n"])
+    with pytest.raises(ForgeryDetError, match="--sbi-local .* no train row"):
+        TrainPairs(stored, 64, sbi_local=0.5)
+    with pytest.raises(ForgeryDetError, match="--swap-blends .* come from no group"):
+        TrainPairs(stored, 64, swap_blends=0.5)
+    TrainPairs(table([f"a.png,,p,train,sbi,{lm}\n", f"b.png,,q,train,sbi,{lm}\n"]), 64, swap_blends=1.0)

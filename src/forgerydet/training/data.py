@@ -69,6 +69,15 @@ class TrainPairs(Dataset):
         # the rows whose real face can be a donor (those that are self-blended online), and their poses and groups
         self._donors = [k for k, r in enumerate(self.rows) if r.method == "sbi" and r.landmarks is not None] \
             if swap_blends > 0 else []
+        if swap_blends > 0 and len({self.rows[k].group for k in self._donors}) < 2:  # else every fake a self-blend
+            raise ForgeryDetError(
+                f"{table.path}: --swap-blends blends another person's face into each pseudo-fake, but its train "
+                f"rows self-blended online (method sbi, with landmarks) come from "
+                f"{'one group' if self._donors else 'no group'}, so none could be made: train on faces of several "
+                f"people (groups), or drop --swap-blends")
+        if sbi_local > 0 and not any(r.method == "sbi" and r.landmarks is not None for r in self.rows):
+            raise ForgeryDetError(f"{table.path}: --sbi-local shapes the self-blends made online, but no train row is "
+                                  f"one (method sbi, with landmarks): drop --sbi-local")
         if self._donors:
             from forgerydet.pairs.swapblend import pose_key
 
