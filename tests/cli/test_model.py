@@ -210,3 +210,21 @@ def test_info_shows_a_long_weights_path_whole(tmp_path):
     assert r.exit_code == 0, r.output
     cells = "".join(line.strip("│ ").split("│")[-1].strip() for line in r.output.splitlines() if "│" in line)
     assert model.pretrained_source in cells and "…" not in r.output
+
+
+def test_info_names_the_checkpoint_a_run_started_from_and_how_its_best_epoch_was_picked(tmp_path):
+    """A run trained with --init showed 'pretrained weights: none' and nothing of the checkpoint its weights came
+    from; one with --watch LIST --select watch did not say that best.safetensors was picked by the watch list."""
+    from forgerydet.training.config import TrainConfig
+
+    def info(tc):
+        p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), train_state=TrainState(1, 10, 0.8, tc.to_dict()))
+        return cli("info", p, COLUMNS="200").output
+
+    out = info(TrainConfig(init="models/base.safetensors", watch="mine.csv", select="watch"))
+    assert _row(out, "started from") == "models/base.safetensors (--init: its weights, key encoder and bank)"
+    assert _row(out, "watch list") == ("mine.csv; best.safetensors is the epoch of the highest watch AUC "
+                                       "(--select watch)")
+    assert "validation AUC (--select val)" in _row(info(TrainConfig(watch="mine.csv")), "watch list")
+    plain = info(TrainConfig())
+    assert "started from" not in plain and "watch list" not in plain

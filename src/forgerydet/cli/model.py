@@ -83,6 +83,12 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
     rows.append(("fakes and references", ("self-blends re-made every epoch" if tc.get("sbi_online", True) else
                                           "fakes as stored (--no-sbi-online)") + (f" ({', '.join(shares)})" if shares else "")
                  + f"; 'pair' references: {tc.get('pair_reference', 'source')}"))
+    if tc.get("init"):  # else 'pretrained weights: none' read as a model trained from random weights
+        rows.append(("started from", f"{tc['init']} (--init: its weights, key encoder and bank)"))
+    if tc.get("watch"):
+        rows.append(("watch list", f"{tc['watch']}; best.safetensors is the epoch of the highest "
+                                   f"{'watch' if tc.get('select') == 'watch' else 'validation'} AUC (--select "
+                                   f"{tc.get('select', 'val')})"))
     if tc.get("workdir"):  # the folder its relative paths (trained on, below) are from: runs since 2026-12-06
         rows.append(("started in", str(tc["workdir"])))
     if not tc.get("augment", True):
