@@ -81,11 +81,11 @@ def test_a_recorded_augmentation_comes_back_from_json_and_bad_ones_are_refused()
 
 def test_aug_changes_parse_as_each_fields_type_and_leave_the_rest_to_the_defaults():
     assert augmentation_with(None) is None and augmentation_with([]) is None
-    got = augmentation_with(["noise_p=0.4", "blur-sigma = 0.5, 3", "jpeg_quality=40,90", "quality=FALSE"])
-    assert got == {"noise_p": 0.4, "blur_sigma": (0.5, 3.0), "jpeg_quality": (40, 90), "quality": False}
+    got = augmentation_with(["noise_p=0.4", "blur-sigma = 0.5, 3", "jpeg_quality=40,90", "quality=on"])
+    assert got == {"noise_p": 0.4, "blur_sigma": (0.5, 3.0), "jpeg_quality": (40, 90), "quality": True}
     assert isinstance(got["jpeg_quality"][0], int) and isinstance(got["blur_sigma"][0], float)
-    assert augment_config(got) == AugmentConfig(noise_p=0.4, blur_sigma=(0.5, 3.0), jpeg_quality=(40, 90), quality=False)
-    assert augmentation_with(["quality=on"]) == {"quality": True}
+    assert augment_config(got) == AugmentConfig(noise_p=0.4, blur_sigma=(0.5, 3.0), jpeg_quality=(40, 90))
+    assert augmentation_with(["quality=FALSE", "hflip_p=0"]) == {"quality": False, "hflip_p": 0.0}
     assert TrainConfig(augmentation=got).augmentation == got  # a partial dict is a valid TrainConfig
 
 
@@ -116,6 +116,14 @@ def test_aug_changes_need_augmentation_on():
     with pytest.raises(ForgeryDetError, match="--aug changes the augmentation that --no-augment turns off"):
         augmentation_with(["noise_p=0.4"], augment=False)
     assert augmentation_with(None, augment=False) is None
+
+
+def test_aug_changes_to_the_quality_transforms_that_quality_false_turns_off_are_refused():
+    """--aug quality=false --aug noise_p=0.9 trained with no noise at all while the run recorded, and info showed,
+    noise_p=0.9 as one of its changes."""
+    with pytest.raises(ForgeryDetError, match="--aug noise_p, jpeg_quality changes a per-image quality transform"):
+        augmentation_with(["quality=false", "noise_p=0.9", "hflip_p=0", "jpeg_quality=40,50"])
+    assert augmentation_with(["quality=true", "noise_p=0.9"]) == {"quality": True, "noise_p": 0.9}
 
 
 def test_a_checkpoint_rewrite_is_checked_before_any_work(tmp_path):

@@ -185,6 +185,10 @@ def augmentation_with(changes: Sequence[str] | None, augment: bool = True) -> di
         if name in new:
             raise ForgeryDetError(f"--aug {name} is given twice")
         new[name] = _aug_value(name, text.strip(), base[name])
+    moot = [k for k in new if k.startswith(QUALITY_TRANSFORMS)] if new.get("quality") is False else []
+    if moot:  # as --aug with --no-augment: a change that would be recorded and never applied
+        raise ForgeryDetError(f"--aug {', '.join(moot)} changes a per-image quality transform that --aug quality=false "
+                              f"turns off: give one or the other")
     try:
         AugmentConfig(**{**base, **new})
     except ForgeryDetError as e:
@@ -192,6 +196,8 @@ def augmentation_with(changes: Sequence[str] | None, augment: bool = True) -> di
     return new
 
 
+# the AugmentConfig fields of the per-image quality transforms, which quality=False turns off together
+QUALITY_TRANSFORMS = ("blur_", "motion_", "sharpen_", "smooth_", "rescale", "noise_", "video_", "jpeg_")
 TUNE_MODES = ("all", "norm", "none")
 SELECT_BY = ("val", "watch")
 PAIR_REFERENCES = ("source", "other", "reaugmented")  # how 'pair' steps draw references (training/data.TrainPairs)
