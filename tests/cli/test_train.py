@@ -450,3 +450,16 @@ def test_an_epoch_the_budget_ended_before_its_first_step_says_so():
     first, second = [" ".join(x.split()) for x in cap.get().split("epoch ")[1:3]]
     assert first.startswith("1: no training step (the --max-minutes budget ran out before this epoch's first) | val")
     assert second.startswith("2: train loss")
+
+
+def test_resume_help_names_every_option_a_resumed_run_takes_anew():
+    """--resume's help said only --epochs, --device and --workers may be given anew, while --max-minutes is taken
+    too (a new budget; README): a user with a spent budget read that they could not give one."""
+    import inspect
+
+    from forgerydet.training.state import resumed_config
+
+    help_text = inspect.signature(train_cmd, eval_str=True).parameters["resume"].annotation.__metadata__[0].help
+    body = inspect.getsource(resumed_config)
+    for name in ("epochs", "device", "workers", "max_minutes"):
+        assert f'"{name}"' in body and f"--{name.replace('_', '-')}" in help_text
