@@ -141,6 +141,7 @@ def test_training_stores_calibration_and_keeps_to_the_time_budget(pairs, tmp_pat
     cal = extra["calibration"]
     assert 0 < extra["threshold"] < 1 and extra["temperature"] > 0 and cal["target_fpr"] == 0.05
     assert cal["val_fpr"] <= 0.05 + 1e-9
+    assert cal["calibrated_on"] == str(pairs)  # its val split: what rebuild-bank's refit line names (was PAIRS.csv)
     scanner = Scanner(res["best"])
     assert scanner.threshold == extra["threshold"] and scanner.temperature == extra["temperature"]
     r = CliRunner().invoke(app, ["calibrate", "--checkpoint", res["best"], "--pairs", str(pairs), "--fpr", "0.2",

@@ -73,7 +73,8 @@ def validate(model: Detector, table: PairsTable, device: torch.device, tcfg: Tra
     return {"val_auc": m["auc"], "val_ap": m["ap"], "val_eer": m["eer"], "val_acc": m["accuracy"], "val_loss": loss,
             "val_auc_pair": mp["auc"], "val_n": len(labels),
             "calibration": {**calibrate(logits, np.asarray(labels), tcfg.calibration_fpr, _fusion_input(sims)),
-                            "precision": amp_precision(device, tcfg.amp)}}
+                            "precision": amp_precision(device, tcfg.amp),
+                            "calibrated_on": str(Path(tcfg.pairs)) if tcfg.pairs else None}}  # its val split, as calibrate
 
 
 def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[int]]:
