@@ -90,7 +90,7 @@ def test_info_shows_a_runs_training_settings_and_what_its_augmentation_changed(t
     aug = json.loads(json.dumps(dataclasses.asdict(AugmentConfig(noise_p=0.4, blur_sigma=(0.3, 3.0)))))
     for tc, want in [
         (TrainConfig(epochs=3, steps_per_epoch=400, lr=2e-4, seed=41, augmentation=aug),
-         ("3 epochs of 400 steps, batch 32, lr 0.0002, seed 41, tune all, 0.5 of batches in 'single' mode",
+         ("3 epochs of at most 400 steps, batch 32, lr 0.0002, seed 41, tune all, 0.5 of batches in 'single' mode",
           "today's defaults except blur_sigma=0.3,3.0, noise_p=0.4")),
         (TrainConfig(epochs=1), ("1 epoch, batch 32, lr 0.0003, seed 0, tune all, 0.5 of batches in 'single' mode",
                                  "today's defaults")),

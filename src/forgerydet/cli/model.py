@@ -74,7 +74,7 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
     from forgerydet.training.config import aug_text, augment_config
 
     steps, epochs = tc.get("steps_per_epoch"), tc.get("epochs")
-    rows = [("training", f"{epochs} epoch{'' if epochs == 1 else 's'}{f' of {steps} steps' if steps else ''}, "
+    rows = [("training", f"{epochs} epoch{'' if epochs == 1 else 's'}{f' of at most {steps} steps' if steps else ''}, "
                          f"batch {tc.get('batch_size')}, "
                          f"lr {tc.get('lr')}, seed {tc.get('seed')}, tune {tc.get('tune')}, "
                          f"{tc.get('single_share')} of batches in 'single' mode")]
