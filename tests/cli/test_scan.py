@@ -131,6 +131,21 @@ def test_outputs_and_table_for_a_face_a_wall_and_a_missing_file(checkpoint, face
     assert "JSON: " + str(tmp_path / "s.json") in r.stdout and "CSV: " + str(tmp_path / "s.csv") in r.stdout
 
 
+def test_the_json_and_csv_remove_what_a_killed_earlier_write_left_beside_them(checkpoint, face_png, tmp_path):
+    # kill -9 while an earlier scan wrote its outputs leaves its hidden temp file; the next scan's write removes it
+    # (a writer still running is never touched), as a checkpoint's write does
+    dead = 4_000_000  # beyond pid_max: no process has it
+    left = [tmp_path / f".s.json.{dead}.ab12cd.tmp", tmp_path / f".s.csv.{dead}.ab12cd.tmp"]
+    alive = tmp_path / f".s.json.{os.getppid()}.ab12cd.tmp"
+    for f in left + [alive]:
+        f.write_text("half a document")
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", tmp_path / "s.json", "--csv",
+            tmp_path / "s.csv")
+    assert r.exit_code == 0, r.output
+    assert not any(f.exists() for f in left) and alive.exists()
+    assert json.loads((tmp_path / "s.json").read_text())["files"][0]["status"] == "ok"
+
+
 def test_a_folder_scan_says_which_files_it_left_out(checkpoint, face_png, tmp_path):
     folder = tmp_path / "case"
     (folder / "sub").mkdir(parents=True)

@@ -274,10 +274,10 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
                 sys.stdout.flush()
                 return None
             guard = guard if option == "--json" else None
-            if guard is not None:
-                guard.write(text)
+            if guard is not None:  # durable: synced, and a temp file a killed earlier write left beside it removed
+                guard.write(text, durable=True)
             else:
-                write_text_atomic(path, text)
+                write_text_atomic(path, text, durable=True)
             elsewhere = guard.elsewhere if guard is not None else None
             console.print(escape(f"{option[2:].upper()}: {printable(elsewhere or path)}"), highlight=False)
             if elsewhere:
