@@ -48,7 +48,8 @@ def _faces(rng, astronaut, n_frames, tracks, bank_png, fps=25.0):
 @pytest.fixture
 def results(tmp_path, astronaut):
     rng = np.random.default_rng(0)
-    bank_png = tmp_path / "bank_real_face.png"
+    bank_png = tmp_path / "crops" / "bank_real_face-0123abcd" / "f000000_0.png"  # a crop as `pairs` writes them
+    bank_png.parent.mkdir(parents=True)
     cv2.imwrite(str(bank_png), cv2.cvtColor(astronaut[20:240, 150:370], cv2.COLOR_RGB2BGR))
     video_faces = _faces(rng, astronaut, n_frames=16, tracks=2, bank_png=bank_png)  # 32 faces: > 24 shown
     image_faces = _faces(rng, astronaut, n_frames=1, tracks=1, bank_png=bank_png)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from forgerydet.scan.report_faces import FLAT_SPREAD, ReportImages, face_html, source_label, spread_caption
+from forgerydet.scan.report_faces import (FLAT_SPREAD, ReportImages, face_html, is_crop_path, source_label,
+                                         spread_caption)
 
 
 def test_source_labels_name_the_photo_or_video_a_bank_face_came_from():
@@ -31,13 +32,14 @@ def _face(tmp_path, sources):
 
 
 def test_a_video_face_card(tmp_path):
-    here = tmp_path / "bank.png"
+    here = tmp_path / "crops" / "bank-89abcdef" / "f000007_0.png"
+    here.parent.mkdir(parents=True)
     cv2.imwrite(str(here), np.full((80, 80, 3), 128, np.uint8))
     imgs = ReportImages(tmp_path / "report")
     card = face_html(imgs, "file-000/f0001", _face(tmp_path, [str(here), "p-0123abcd/f000000_0.jpg"]), 0.5)
     assert "0.610 ▲" in card and "0.48 s, frame 12 · track 1 · detection 0.99" in card
     assert 'alt="0.48 s, frame 12 · track 1, score 0.610"' in card and "attention heatmap of that face; heatmap:" in card
-    assert '<img src="img/bank/n00000.png" alt="bank.png, sim 0.70"' in card  # a picture where the image is here
+    assert '<img src="img/bank/n00000.png" alt="bank, frame 7, sim 0.70"' in card  # a picture where the crop is here
     assert '<li title="p-0123abcd/f000000_0.jpg">p · sim 0.60</li>' in card  # a name where it is not
     assert {p.name for p in imgs.written} == {"f0001_face.png", "f0001_heat.png", "n00000.png"}
 
@@ -55,3 +57,17 @@ def test_relative_bank_sources_are_found_from_the_folder_the_bank_was_written_in
 def test_a_still_images_faces_are_numbered_not_timed(tmp_path):
     card = face_html(ReportImages(tmp_path), "file-000/f0000", _face(tmp_path, []), 0.7, kind="image")
     assert "0.610 ▼" in card and "· face 1 · detection 0.99" in card and "frame" not in card and "nbl" not in card
+
+
+def test_a_checkpoint_cannot_make_a_report_show_pictures_that_are_not_face_crops(tmp_path):
+    # bank sources come from the checkpoint: one from a stranger could name the user's own photos, and a report
+    # that is then shared would carry them. Only crops in the layout `pairs`/`extract` write are shown as pictures.
+    private = tmp_path / "Pictures" / "IMG_0001.jpg"
+    private.parent.mkdir()
+    cv2.imwrite(str(private), np.full((80, 80, 3), 200, np.uint8))
+    imgs = ReportImages(tmp_path / "report", bank_root=str(tmp_path))
+    card = face_html(imgs, "file-000/f0001", _face(tmp_path, [str(private), "Pictures/IMG_0001.jpg"]), 0.5)
+    assert "<img" not in card.split("heatmap")[-1] and not (tmp_path / "report" / "img" / "bank").exists()
+    assert "IMG_0001.jpg · sim 0.70" in card  # named, as a source that is not on this machine is
+    assert is_crop_path("Ann_0001-0123abcd/f000000_0.jpg") and is_crop_path("/r/crops/real/v-0123abcd/f000012.png")
+    assert not is_crop_path("Ann_0001/f000000_0.jpg") and not is_crop_path("x-0123abcd/photo.jpg")

@@ -20,7 +20,7 @@ THUMB = 160  # longest side of a face thumbnail (px)
 NEIGHBOUR_THUMB = 64  # longest side of a neighbour thumbnail (px)
 FLAT_SPREAD = 1.25  # a map whose most-attended cell got less than this times the least is called nearly uniform
 IMG_FOLDER = "img"  # the report's pictures: out_dir/img/...
-_CROP_NAME = re.compile(r"f(\d+)_\d+\.\w+")  # the crops `extract` and `pairs` write: frame index, face number
+_CROP_NAME = re.compile(r"f(\d+)(?:_\d+)?\.\w+")  # the crops `extract`, `pairs` write: frame index[, face number]
 
 
 class ReportImages:
@@ -50,8 +50,13 @@ class ReportImages:
         return self._neighbours[key]  # type: ignore[return-value]
 
     def neighbour(self, source: str) -> str | None:
-        """Thumbnail of a bank face's source image, or None when it is not readable here."""
+        """Thumbnail of a bank face's source image, or None when it is not readable here or is not a face crop that
+        `pairs`/`extract` wrote (STEM-8hex/fNNNNNN[_K].ext): the sources come from the checkpoint, so one from a stranger
+        could otherwise name any picture on this disk and have a report that is then shared show it."""
         if source not in self._neighbours:
+            if not is_crop_path(source):
+                self._neighbours[source] = None
+                return None
             path = Path(self.bank_root or ".") / source  # an absolute source stays itself
             if not path.is_file():  # a checkpoint copied from the machine it was made on: from here, as typed
                 path = Path(source)
@@ -65,6 +70,12 @@ class ReportImages:
                 rgb = shrink(rgb, NEIGHBOUR_THUMB)
                 self._neighbours[source] = self.png(f"bank/n{len(self._neighbours):05d}.png", rgb)
         return self._neighbours[source]
+
+
+def is_crop_path(source: str) -> bool:
+    """Whether a bank source names a face crop in the layout `pairs` and `extract` write (STEM-8hex/fNNNNNN[_K].ext)."""
+    p = Path(source)
+    return SOURCE_FOLDER.fullmatch(p.parent.name) is not None and _CROP_NAME.fullmatch(p.name) is not None
 
 
 def source_label(source: str) -> str:
