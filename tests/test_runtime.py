@@ -25,7 +25,7 @@ def test_auto_without_a_gpu_is_the_cpu(monkeypatch):
     assert resolve_device("auto") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("name", ["bogus", "", "mps", "meta", "cuda:x", "gpu"])
+@pytest.mark.parametrize("name", ["bogus", "", "mps", "meta", "cuda:x", "gpu", "cpu:1"])
 def test_names_other_than_cpu_and_cuda_are_refused(name):
     with pytest.raises(ForgeryDetError) as e:
         resolve_device(name)

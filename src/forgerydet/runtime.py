@@ -44,7 +44,8 @@ def tune_malloc() -> bool:
 
 def resolve_device(device: str) -> "torch.device":
     """The one device resolver (scan, evaluate, train, rebuild-bank): 'auto' (a GPU when there is one),
-    'cpu', 'cuda' or 'cuda:N'; anything else, or a GPU that is not there, is a ForgeryDetError."""
+    'cpu', 'cuda' or 'cuda:N'; anything else (also 'cpu:1': torch takes it and ignores the index), or a GPU that
+    is not there, is a ForgeryDetError."""
     import torch
 
     from forgerydet.errors import ForgeryDetError
@@ -55,7 +56,7 @@ def resolve_device(device: str) -> "torch.device":
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
         dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
         raise ForgeryDetError(f"device {device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
