@@ -165,7 +165,12 @@ def test_weights_export_below_a_file_and_on_a_full_disk_is_one_line(tmp_path, mo
     (["weights", "export", "--dtype"], "requires an argument", "forgerydet weights export"),
     (["nosuchcommand"], "No such command", "forgerydet"),
     (["pairs", "--self-blend", "/nowhere", "--out", "/nowhere/p", "--seed", "-1"], "Invalid value for '--seed'",
-     "forgerydet pairs")])
+     "forgerydet pairs"),
+    # `--out "$OUT"` with OUT unset: '' read as the current folder, where pairs/extract/train then wrote
+    (["pairs", "--self-blend", "/nowhere", "--out", ""], "--out was given an empty value (an unset shell variable?)",
+     "forgerydet pairs"),
+    (["extract", "a.png", "--out="], "--out was given an empty value", "forgerydet extract"),
+    (["scan", ""], "an empty argument was given", "forgerydet scan")])
 def test_usage_errors_are_one_line_and_exit_1(argv, needle, where, capsys):
     with pytest.raises(SystemExit) as e:
         console_command(argv)

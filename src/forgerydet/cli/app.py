@@ -94,6 +94,19 @@ weights.command("export", cls=PlainFlagsCommand)(weights_export_cmd)
 app.add_typer(weights, name="weights")
 
 
+def _empty_argument(args: list[str]) -> str | None:
+    """What is wrong with an empty argument, if one was given: `--out "$OUT"` with OUT unset reached the commands as
+    '', which a path reads as the current folder, so pairs/extract/train wrote there; no option takes ''."""
+    for i, tok in enumerate(args):
+        option = tok[:-1] if tok.startswith("--") and tok.endswith("=") else None  # --out=
+        if tok == "" and i > 0 and args[i - 1].startswith("-") and args[i - 1] != "--":
+            option = args[i - 1]
+        if tok == "" or option:
+            what = f"{option} was given an empty value" if option else "an empty argument was given"
+            return f"{what} (an unset shell variable?): give a value"
+    return None
+
+
 def _typed_command(args: list[str]) -> str:
     """`forgerydet CMD [SUB]` as far as the arguments name commands (for 'see ... --help')."""
     from typer.main import get_command
@@ -136,6 +149,10 @@ def cli(argv: list[str] | None = None) -> None:
     from forgerydet.errors import out_of_memory
 
     said = len(said_errors)
+    args = sys.argv[1:] if argv is None else argv
+    empty = _empty_argument(args)
+    if empty:
+        sys.exit(fail(f"{empty} (see `{_typed_command(args)} --help`)").exit_code)
     try:
         code = app(args=argv, prog_name="forgerydet", standalone_mode=False)
         if code == EXIT_INTERRUPTED and len(said_errors) == said:  # typer >= 0.29 turns a Ctrl-C that no command
@@ -144,7 +161,6 @@ def cli(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except UsageError as e:
-        args = sys.argv[1:] if argv is None else argv
         where = e.ctx.command_path if e.ctx else "forgerydet"
         if where == "forgerydet":  # a missing option value is raised in the root's context: name the command typed
             where = _typed_command(args)
