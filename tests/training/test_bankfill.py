@@ -120,3 +120,19 @@ def test_a_calibration_older_than_the_record_is_unknown_until_a_rebuild_replaces
     assert load_checkpoint(ck).calibration_bank == "an earlier bank"
     uncalibrated = save_checkpoint(tmp_path / "u.safetensors", m, bank_sources=[f"/r/{i}.png" for i in range(10)])
     assert not rebuild_checkpoint_bank(uncalibrated, pairs, device="cpu")["calibration_stale"]
+
+
+def test_a_model_trained_without_a_bank_is_refused_before_any_encoding(pairs, tmp_path):
+    """A --reference none model never reads its bank: rebuild-bank spent minutes encoding faces into it and said it
+    had rebuilt it. It is now one line, before any encoding, and the file is not rewritten."""
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.training.bankfill import rebuild_disk_bank
+
+    ck = save_checkpoint(tmp_path / "plain.safetensors", tiny_model(reference="none"))
+    before = ck.read_bytes()
+    for call in (lambda: rebuild_checkpoint_bank(ck, pairs, device="cpu"),
+                 lambda: rebuild_disk_bank(ck, pairs, tmp_path / "disk", device="cpu")):
+        with pytest.raises(ForgeryDetError, match="was trained with --reference none: it compares with no real faces"):
+            call()
+    assert ck.read_bytes() == before

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.io import current_folder
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
@@ -73,6 +73,12 @@ def rebuild_bank(
     return n, time.perf_counter() - t0
 
 
+def _check_uses_bank(model: Detector, checkpoint: str | Path) -> None:
+    if not model.uses_bank:  # the minutes of encoding would fill a bank its scans never read
+        raise ForgeryDetError(f"{path_text(checkpoint)} was trained with --reference none: it compares with no real "
+                              f"faces, so it has no bank to rebuild")
+
+
 def rebuild_checkpoint_bank(
     checkpoint: str | Path,
     pairs: str | Path,
@@ -90,6 +96,7 @@ def rebuild_checkpoint_bank(
     check_checkpoint_rewrite(checkpoint, out, pairs, batch_size)  # before the scoring, not after it
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
+    _check_uses_bank(ck.model, checkpoint)
     table = read_pairs(pairs, need_splits=("train",))
     reals = [p for p, _ in table.reals("train")]
     model = ck.model.to(d.device)
@@ -145,6 +152,7 @@ def rebuild_disk_bank(
     check_output(folder, "--disk-bank", folder=True)  # before the encoding, in the option's words
     dev = resolve_device(device)
     model = load_checkpoint(checkpoint, dev, check_bank=False).model.eval()
+    _check_uses_bank(model, checkpoint)
     reals = [p for p, _ in read_pairs(pairs, need_splits=("train",)).reals("train")]
     if not reals:
         raise ForgeryDetError(f"{pairs} has no real training faces to build the bank from")
