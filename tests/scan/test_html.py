@@ -34,6 +34,10 @@ def test_a_mark_says_the_side_of_the_threshold_in_a_sign_and_a_title_not_only_in
     # below the threshold but equal to 3 decimals: more decimals, never '0.338 ▼' beside 'threshold 0.338'
     assert ">0.3376 ▼<" in mark(0.3376, 0.337873) and 'threshold 0.3379"' in mark(0.3376, 0.337873)
     assert ">0.338 ▲<" in mark(0.33790, 0.337873)
+    # the hover text names the threshold as the page shows it, not rounded below it ('below the threshold 0.470'
+    # beside 'threshold 0.4701' for --threshold 0.47005)
+    assert 'title="below the threshold 0.4701"' in mark(0.405, 0.47005)
+    assert 'title="at or above the threshold 0.4701"' in mark(0.6, 0.47005)
 
 
 def test_a_threshold_is_never_shown_below_itself_nor_a_score_on_its_wrong_side():

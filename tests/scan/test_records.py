@@ -194,6 +194,23 @@ def test_a_verdict_that_depends_on_the_sampled_frames_is_a_close_call():
     assert close_call_note((0.2, 0.5), 0.338, 20, 32, 32)[0].endswith("(--frames 128) to settle it")
 
 
+def test_a_close_call_shows_its_interval_on_the_sides_of_the_threshold_it_straddles():
+    """anchor_fake_ffpp.mp4 with --threshold 0.47005: its interval 0.33313-0.470074 holds the threshold, but the note
+    read 'over 0.333-0.470 (90%), across the threshold 0.4701', an interval wholly below it. A bound is shown as a
+    score is beside the threshold: one below it never reads as at or above it, one at or above it never below."""
+    import re
+
+    from forgerydet.scan.html import threshold_text
+
+    assert "over 0.333-0.4701 (90%), across the threshold 0.4701;" in close_call_note((0.33313, 0.470074), 0.47005, 32, 32)[0]
+    assert "over 0.3378-0.400 (90%), across the threshold 0.338;" in close_call_note((0.3378, 0.4), 0.337873, 32, 32)[0]
+    for thr in (0.47005, 0.337873, 0.254491, 0.027446):
+        for lo, hi in ((thr - 4e-5, thr + 0.1), (thr - 0.02, thr + 2e-5), (thr - 2e-6, thr), (thr - 3e-4, thr + 3e-4)):
+            note = close_call_note((lo, hi), thr, 32, 32)[0]
+            a, b = (float(v) for v in re.search(r"over ([\d.]+)-([\d.]+) \(", note).groups())
+            assert a < float(threshold_text(thr)) <= b, (thr, lo, hi, note)
+
+
 def test_close_call_summary_counts_them_and_the_accuracy_on_each_side():
     def f(score, label, interval):
         return {"score": score, "label": label, "score_interval": interval}

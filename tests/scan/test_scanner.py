@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from forgerydet.cli.app import app
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.checkpoint import save_checkpoint
-from forgerydet.scan.html import threshold_text
+from forgerydet.scan.html import score_text, threshold_text
 from forgerydet.scan.scanner import ScanConfig, Scanner
 from tests._faces_util import face_frames, write_video
 from tests.helpers import tiny_model
@@ -104,7 +104,8 @@ def test_a_video_gets_its_frame_resampling_interval_and_a_close_call_note(checkp
     assert not any(n.startswith("close call") for n in rec["notes"])  # the tiny model's threshold 0.5 is far away
     at = Scanner(checkpoint, ScanConfig(num_frames=6, device="cpu", threshold=(lo + hi) / 2)).scan_file(media["face"])
     assert tuple(at["score_interval"]) == (lo, hi)
-    assert at["notes"][-1] == (f"close call: resampling its 6 frames with faces moves the score over {lo:.3f}-{hi:.3f} "
+    assert at["notes"][-1] == (f"close call: resampling its 6 frames with faces moves the score over {score_text(lo, (lo + hi) / 2)}-"
+                               f"{score_text(hi, (lo + hi) / 2)} "
                                f"(90%), across the threshold {threshold_text((lo + hi) / 2)}; scan more frames (--frames 24) to "
                                f"settle it")
     png = tmp_path / "face.png"

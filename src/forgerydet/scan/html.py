@@ -107,6 +107,12 @@ def score_digits(score: float, threshold: float) -> int:
     return next((d for d in range(3, 7) if f"{float(score):.{d}f}" != f"{threshold:.{d}f}"), 6)
 
 
+def score_text(score: float, threshold: float) -> str:
+    """A score (or a bound of its interval) as shown beside its threshold: with score_digits' decimals, so that one
+    below the threshold never reads as at or above threshold_text, nor one at or above it as below."""
+    return f"{float(score):.{score_digits(score, threshold)}f}"
+
+
 def mark(score: Any, threshold: float) -> str:
     """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below. A score below
     the threshold that rounds to its 3 decimals gets more, so that '0.338 ▼' never sits beside 'threshold 0.338'."""
@@ -115,7 +121,8 @@ def mark(score: Any, threshold: float) -> str:
     above = float(score) >= threshold
     side = "at or above" if above else "below"
     digits = score_digits(score, threshold)
-    return (f'<span class="{"s-fake" if above else "s-real"}" title="{side} the threshold {threshold:.{digits}f}">'
+    shown = max(digits, len(threshold_text(threshold).split(".")[1]))  # never fewer decimals than threshold_text's
+    return (f'<span class="{"s-fake" if above else "s-real"}" title="{side} the threshold {threshold:.{shown}f}">'
             f'{num(score, f".{digits}f")} {ABOVE if above else BELOW}</span>')
 
 

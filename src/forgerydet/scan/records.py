@@ -31,7 +31,7 @@ from forgerydet.errors import path_text
 from forgerydet.faces.pipeline import first_frame_only
 from forgerydet.faces.segment import clock
 from forgerydet.io import file_sha256
-from forgerydet.scan.html import threshold_text
+from forgerydet.scan.html import score_text, threshold_text
 
 MAX_FACES = 24  # faces a report shows per file (and whose crops a scan keeps)
 # Faces whose box's shorter side (frame pixels) is below this, as a file's median, get a note. bench/robustness.py
@@ -168,8 +168,9 @@ def close_call_note(interval: tuple[float, float] | None, threshold: float, fram
     (`got`: it has no more), it says that more cannot be had."""
     if not is_close_call(interval, threshold):
         return []
-    head = (f"close call: resampling its {frames} frames with faces moves the score over {interval[0]:.3f}-"
-            f"{interval[1]:.3f} ({INTERVAL_LEVEL:.0%}), across the threshold {threshold_text(threshold)}; ")
+    head = (f"close call: resampling its {frames} frames with faces moves the score over "
+            f"{score_text(interval[0], threshold)}-{score_text(interval[1], threshold)} ({INTERVAL_LEVEL:.0%}), across "
+            f"the threshold {threshold_text(threshold)}; ")
     if got is not None and got < sampled:
         return [head + f"only {got} frames of the video could be read, all scanned, so more frames cannot settle it"]
     return [head + f"scan more frames (--frames {4 * sampled}) to settle it"]

@@ -21,7 +21,7 @@ from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import write_bytes_atomic
 from forgerydet.runtime import Progress
 from forgerydet.scan.figures import overview_picture, timeline_plot
-from forgerydet.scan.html import CSS, count, esc, guide_html, mark, num, rel_src, threshold_text
+from forgerydet.scan.html import CSS, count, esc, guide_html, mark, rel_src, score_text, threshold_text
 from forgerydet.scan.records import INTERVAL_LEVEL, MAX_FACES, select_faces, shortest_names
 from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html
 
@@ -121,7 +121,7 @@ def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
 
     thr = float(r.get("threshold", 0.5))
     iv = r.get("score_interval")
-    spread = f"; {num(iv[0])}-{num(iv[1])} over resampled frames, the central {INTERVAL_LEVEL:.0%}" if iv else ""
+    spread = f"; {score_text(iv[0], thr)}-{score_text(iv[1], thr)} over resampled frames, the central {INTERVAL_LEVEL:.0%}" if iv else ""
     meta = [f"fake probability <b>{mark(r.get('score'), thr)}</b> (threshold {threshold_text(thr)}{spread})", esc(kind)]
     if kind == "video":
         meta.append(f"{esc(r.get('frames_with_face', 0))} of {esc(sampled)} sampled frames with a face")
