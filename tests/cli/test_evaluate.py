@@ -60,6 +60,17 @@ def fake_evaluate(monkeypatch):
     return calls, result
 
 
+def test_the_threshold_is_shown_as_scan_shows_it_never_rounded_below_itself(fake_evaluate, tmp_path):
+    """--threshold 0.47005 was printed 'threshold 0.470' (below the threshold the accuracy was computed at), where
+    scan, the report and `info` show it as '0.4701'."""
+    _, result = fake_evaluate
+    result["threshold"] = result["checkpoint"]["threshold"] = 0.47005
+    r = cli("evaluate", tmp_path / "l.csv", "--checkpoint", tmp_path / "c.safetensors", "--out", tmp_path / "ev",
+            "--threshold", "0.47005", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].endswith("threshold 0.4701") and "evaluation (threshold 0.4701)" in r.stdout
+
+
 def _rows(stdout: str) -> list[list[str]]:
     """The table's body rows, cells split on the column gaps (2+ spaces; no cell here holds two spaces)."""
     lines = stdout.splitlines()

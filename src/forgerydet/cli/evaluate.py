@@ -15,6 +15,7 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_lin
                                    progress_bar, shown, shows_whole, user_errors)
 from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.html import threshold_text
 
 
 def evaluate_cmd(
@@ -95,7 +96,7 @@ def evaluate_cmd(
 def checkpoint_line(settings: dict) -> str:
     """Which model was evaluated (a forgotten --checkpoint evaluates the shipped one), as scan names it."""
     return shown(f"checkpoint {settings['checkpoint']} ({settings['backbone']}, weights {settings['pretrained_weights']}, "
-                 f"bank {settings['bank_entries']} real faces); threshold {settings['threshold']:.3f}")
+                 f"bank {settings['bank_entries']} real faces); threshold {threshold_text(settings['threshold'])}")
 
 
 COLUMNS = ("level", "group", "real", "fake", "AUC", "95 % CI", "AP", "EER", "accuracy")
@@ -119,7 +120,7 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
                 ci = (f"{m['auc_ci'][0]:.2f}-{m['auc_ci'][1]:.2f}" if m.get("auc_ci") else
                       "too few" if "auc_ci" in m else "-")
                 rows.append([*head, f"{m['auc']:.3f}", ci, f"{m['ap']:.3f}", f"{m['eer']:.3f}", f"{m['accuracy']:.3f}"])
-    title = f"evaluation (threshold {res['threshold']:.3f})"
+    title = f"evaluation (threshold {threshold_text(res['threshold'])})"
     caption = ("95 % CI: stratified bootstrap of the AUC (1,000 resamples); at frame level whole files are resampled "
                "with their faces, which are not independent samples")
     if any("auc_ci" in m and m["auc_ci"] is None for level in ("frame_level", "video_level") for m in res[level].values()):
