@@ -37,7 +37,8 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
                         train_state=TrainState(2, 10, 0.8, {}, {"state": {}, "param_groups": []}))
     r = cli("info", p)
     assert r.exit_code == 0, r.output
-    assert _row(r.output, "verdict threshold") == "0.421" and _row(r.output, "epochs done") == "2"
+    # shown as scan shows it: 0.4213 read '0.421' here and '0.4213' in scan's output (never rounded below itself)
+    assert _row(r.output, "verdict threshold") == "0.4213" and _row(r.output, "epochs done") == "2"
     assert _row(r.output, "earlier faces") == "1,200 entries"  # a long list is counted, not printed whole
     assert _row(r.output, "training state") == "yes (resumable)"
     assert _row(r.output, "bank") == "3 / 37 entries filled" and _row(r.output, "image size") == "64"

@@ -106,6 +106,13 @@ def _num(v, fmt: str = ".3f", scale: float = 1.0) -> str:
     return format(v if scale == 1.0 else v * scale, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
+def _threshold(v) -> str:
+    """A stored threshold as scan and the report show it (threshold_text: never rounded below itself)."""
+    from forgerydet.scan.html import threshold_text
+
+    return threshold_text(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _num(v)
+
+
 def _calibration_rows(extra: dict) -> list[tuple[str, str]]:
     """The stored threshold(s), temperature and bank fusion as `scan` uses them, and how they were fitted, in words;
     pops those keys from `extra` (they were printed as raw dicts, and the threshold shown was not the one a plain
@@ -113,12 +120,12 @@ def _calibration_rows(extra: dict) -> list[tuple[str, str]]:
     thr, temp = extra.pop("threshold", None), extra.pop("temperature", None)
     fusion, cal = extra.pop("bank_fusion", None), extra.pop("calibration", None)
     rows = []
-    head = None if thr is None else _num(thr) + ("" if temp is None else f", temperature {_num(temp)}")
+    head = None if thr is None else _threshold(thr) + ("" if temp is None else f", temperature {_num(temp)}")
     if isinstance(fusion, dict) and "threshold" in fusion:
         sim, bias = fusion.get("similarity", 0), fusion.get("bias", 0)
         sign = lambda v: "-" if isinstance(v, (int, float)) and v < 0 else "+"  # noqa: E731
         mag = lambda v: _num(abs(v)) if isinstance(v, (int, float)) else str(v)  # noqa: E731
-        rows.append(("verdict threshold", f"{_num(fusion['threshold'])} on p = sigmoid({_num(fusion.get('logit'))} x logit "
+        rows.append(("verdict threshold", f"{_threshold(fusion['threshold'])} on p = sigmoid({_num(fusion.get('logit'))} x logit "
                                           f"{sign(sim)} {mag(sim)} x nearest-bank similarity {sign(bias)} {mag(bias)}): "
                                           f"the bank fusion, what `scan` and `evaluate` use with this file's bank"))
         if head:
