@@ -161,6 +161,10 @@ def test_reliability_notes_flag_a_file_whose_median_face_is_small():
     # the shorter side counts: a tall thin box is small
     assert reliability_notes([{"box": [0.0, 0.0, 50.0, 300.0]}]) == ["small faces (median 50 px): less reliable"]
     assert reliability_notes(faces(100), small_px=120) == ["small faces (median 100 px): less reliable"]
+    # a median just under the line is not shown at it: 63.6 px read 'median 64 px' in a note for faces under 64 px
+    assert reliability_notes(faces(63.6)) == ["small faces (median 63.6 px): less reliable"]
+    assert reliability_notes(faces(63.96)) == ["small faces (median 63.9 px): less reliable"]
+    assert reliability_notes(faces(63.4)) == ["small faces (median 63 px): less reliable"]
 
 
 def test_a_fake_verdict_on_several_faces_says_which_faces():

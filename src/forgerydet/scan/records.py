@@ -71,7 +71,10 @@ def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_
         return []
     sides = [min(f["box"][2] - f["box"][0], f["box"][3] - f["box"][1]) for f in faces]
     median = float(np.median(sides))
-    return [f"small faces (median {median:.0f} px): less reliable"] if median < small_px else []
+    if median >= small_px:
+        return []
+    shown = f"{median:.0f}" if round(median) < small_px else f"{np.floor(median * 10) / 10:.1f}"  # not '64' under 64
+    return [f"small faces (median {shown} px): less reliable"]
 
 
 def segment_note(kind: str, start: float | None, end: float | None, duration: float | None) -> list[str]:
