@@ -30,6 +30,16 @@ def test_a_real_face_scored_near_one_stays_below_the_threshold():
     assert threshold_at_fpr(np.r_[reals[:-1], 1.0], 0.05) < 1.0  # a real at exactly 1.0 cannot be kept under it
 
 
+def test_threshold_at_fpr_allows_floor_of_the_rate_as_written():
+    """--fpr 0.29 on 100 reals let 28 of them be called FAKE, not 29: 0.29 x 100 is 28.999999999999996 in binary,
+    and floor took it to 28 (0.57 x 200 likewise 113 for 114)."""
+    reals = np.arange(100) / 100.0
+    assert int((reals >= threshold_at_fpr(reals, 0.29)).sum()) == 29
+    reals = np.arange(200) / 200.0
+    assert int((reals >= threshold_at_fpr(reals, 0.57)).sum()) == 114
+    assert int((reals >= threshold_at_fpr(reals, 0.05)).sum()) == 10  # the usual rate: as before
+
+
 def test_threshold_at_fpr_is_exact_on_a_worked_example():
     reals = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
     assert threshold_at_fpr(reals, 0.10) == 0.95  # one of ten reals may be >= the threshold

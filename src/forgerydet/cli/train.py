@@ -15,7 +15,7 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, console, fail, note, progre
                                    user_errors)
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_state
-from forgerydet.model.calibration import DEFAULT_FPR
+from forgerydet.model.calibration import DEFAULT_FPR, allowed_reals
 from forgerydet.model.config import ModelConfig
 from forgerydet.runtime import resolve_device
 from forgerydet.training.config import TrainConfig, augmentation_with
@@ -332,7 +332,7 @@ def calibrate_cmd(
         f"{f['val_tpr']:.3f}, AUC {f['val_auc']:.4f}); scans against this bank use it" if f else
         "bank fusion: none (the nearest-bank similarity was no evidence on these faces, or the model has no bank): "
         "scans use the temperature alone", highlight=False, soft_wrap=True)
-    n, top = r["val_reals"], int(fpr * r["val_reals"])
+    n, top = r["val_reals"], allowed_reals(fpr, r["val_reals"])
     if top == 0:  # 'rests on the top 0 of them' said nothing
         note("note:", f"--fpr {fpr:g} is less than one of the {n} held-out real faces (1/{n} = {1 / n:.3f}): the "
                       f"threshold sits at the highest real score, and a rate this small cannot be resolved on them; "

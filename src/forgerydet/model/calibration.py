@@ -73,6 +73,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(fine[int(np.argmin([_nll(logits, labels, t) for t in fine]))])
 
 
+def allowed_reals(fpr: float, n: int) -> int:
+    """floor(fpr x n), the real faces a threshold at rate `fpr` may call FAKE, of the decimal rate as given: in binary
+    0.29 x 100 is 28.999999999999996, which floor made 28 (rounded to 12 digits first, so it is 29)."""
+    return int(np.floor(round(fpr * n, 12)))
+
+
 def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
     """A threshold that calls at most floor(fpr x n) of these n real faces FAKE (score >= threshold): the highest
     score among those allowed above it (any threshold down to just above the next real score calls as many), or
@@ -81,7 +87,7 @@ def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
     p = np.sort(np.asarray(real_probs, np.float64))
     if p.size == 0:
         return 0.5
-    k = int(np.floor(fpr * p.size))  # how many reals may be at or above the threshold
+    k = allowed_reals(fpr, p.size)  # how many reals may be at or above the threshold
     thr = p[p.size - k] if k > 0 else np.nextafter(p[-1], 1.0)
     if 0 < k < p.size and p[p.size - k - 1] >= thr:  # the k-th highest is tied with faces below the cut: at that
         thr = np.nextafter(thr, 1.0)  # value more than k would be at or above it, so the tie goes below instead
