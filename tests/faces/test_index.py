@@ -210,3 +210,14 @@ def test_a_device_that_is_not_there_is_refused_before_the_out_folder_is_made(dev
     with pytest.raises(ForgeryDetError, match=said):
         extract([photo], tmp_path / "faces", cfg)
     assert not (tmp_path / "faces").exists()
+
+
+def test_crop_source_guesses_the_video_or_photo_a_crop_was_cut_from():
+    from pathlib import Path
+
+    from forgerydet.faces.index import crop_source
+
+    assert crop_source(Path("d/real/abarnvbtwb-003-00.png")) == str(Path("d/real/abarnvbtwb"))
+    assert crop_source(Path("lfw/Aaron_Peirsol_0001.jpg")) == str(Path("lfw/Aaron_Peirsol"))
+    assert crop_source(Path("out/crops/clip-1234abcd/f000012_0.png")) == str(Path("out/crops/clip-1234abcd"))
+    assert crop_source(Path("faces/0001.png")) == "faces"

@@ -17,7 +17,7 @@ from forgerydet.model.inputs import load_image, to_tensor
 from forgerydet.pairs.table import read_pairs
 from forgerydet.training.config import TrainConfig
 from forgerydet.training.data import validation_lists
-from forgerydet.training.validate import (calibrate_checkpoint, crop_source, read_watch, score_faces, validate,
+from forgerydet.training.validate import (calibrate_checkpoint, read_watch, score_faces, validate,
                                           watch_notice)
 from tests.helpers import tcfg, tiny_model
 
@@ -206,10 +206,6 @@ def test_a_watch_list_is_a_path_label_csv_or_the_test_split_of_another_pairs_csv
 
 
 def test_a_watch_list_of_one_source_per_class_is_warned_about():
-    assert crop_source(Path("d/real/abarnvbtwb-003-00.png")) == str(Path("d/real/abarnvbtwb"))
-    assert crop_source(Path("lfw/Aaron_Peirsol_0001.jpg")) == str(Path("lfw/Aaron_Peirsol"))
-    assert crop_source(Path("out/crops/clip-1234abcd/f000012_0.png")) == str(Path("out/crops/clip-1234abcd"))
-    assert crop_source(Path("faces/0001.png")) == "faces"
     one = [Path(f"d/real/abarnvbtwb-{i:03d}-00.png") for i in range(11)]
     fakes = [Path(f"d/fake/{n}-001-00.png") for n in ("aagf", "aapn", "abcd")]
     said = watch_notice("w.csv", one + fakes, [0] * 11 + [1] * 3)

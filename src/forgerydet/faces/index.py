@@ -49,6 +49,19 @@ INDEX_COLUMNS = [*REQUIRED_COLUMNS, "pixel_aspect", "deinterlaced"]  # the last 
 SOURCE_FOLDER = re.compile(r"(.+)-[0-9a-f]{8}")  # a source's crop folder, io.source_key: its stem and 8 hex digits
 
 
+_FRAME_SUFFIX = re.compile(r"(?:[-_. ]*\d+)+$")  # 'clip-003-00', 'Person_Name_0001': the frame or photo number
+
+
+def crop_source(path: Path) -> str:
+    """The video or photo a face crop was most likely cut from, guessed from its name: the crop folder `extract`
+    and `pairs` write per source (NAME-1234abcd/f000012_0.png), else the file name less its trailing numbers
+    (a DFDC crop 'abarnvbtwb-003-00.png', an LFW photo 'Person_Name_0001.png')."""
+    if SOURCE_FOLDER.fullmatch(path.parent.name):
+        return str(path.parent)
+    stem = _FRAME_SUFFIX.sub("", path.stem)
+    return str(path.parent / stem) if stem else str(path.parent)
+
+
 INDEX_NAME = "faces.csv"
 
 

@@ -16,15 +16,15 @@ import numpy as np
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.faces.media import IMAGE_EXTS, file_key, is_media
-from forgerydet.io import current_folder, file_sha256, source_key, write_text_atomic
+from forgerydet.faces.media import IMAGE_EXTS, is_media
+from forgerydet.io import current_folder, file_sha256, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
-from forgerydet.model.checkpoint import training_faces
 from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.paths import check_output, folder_held
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
+from forgerydet.scan.evalnotes import evaluation_notes
 from forgerydet.scan.evalresume import (METRICS, earlier_scores, read_earlier_evaluation, resumed_text,
                                         scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
@@ -207,7 +207,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
     result["problems"] = problems
     # what reading the layout found, how this scoring departs from the calibration, what the files are to the model
     result["notes"] = (list(notes or []) + settings_notes(result["checkpoint"], scanner.config.threshold)
-                       + _notes(items, crops, scanner.checkpoint.meta) + restricted + save_notes)
+                       + evaluation_notes(items, crops, scanner.checkpoint.meta) + restricted + save_notes)
     result["output_errors"] = []
     if out_dir:
         curves = {"frame level": (face_y, face_s), "video level": (file_y, file_s)}
@@ -308,41 +308,6 @@ def group_curves(y: list[int], s: list[float], g: list[str], p: list[str]) -> di
         if len(set(ya[sel])) == 2 and against != "fake":
             out[name if against is None else f"{name} vs {against}"] = (ya[sel], sa[sel])
     return out
-
-
-def _bank_faces(meta: dict[str, Any]) -> set[Path]:
-    """The checkpoint's training faces (bank_sources), resolved from the bank's folder (extra 'bank_sources_root') and the current one."""
-    here, recorded = current_folder(), (meta.get("extra") or {}).get("bank_sources_root")  # here: None if deleted
-    roots = {Path(r).resolve() for r in {recorded or here, here} if r and (here or os.path.isabs(r))}  # one when equal
-    return {(root / p).resolve() for root in roots for p in meta.get("bank_sources") or []}
-
-
-def _notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:
-    """What the metrics should be read with: real files that are the checkpoint's own bank faces (the bank recalls
-    each as its own nearest real face, so they score more real than unseen faces), and --crops given for videos."""
-    notes = []
-    bank = _bank_faces(meta)
-    reals = [(it.path, file_key(it.path)) for it in items if it.label == 0]  # each resolved once
-    seen = [p for p, where in reals if where in bank]
-    if seen:
-        whose = ("faces its bank was rebuilt from" if (meta.get("extra") or {}).get("bank_rebuilt_from")
-                 else "faces this checkpoint trained on, whose bank was filled from them")
-        notes.append(f"{len(seen)} of the real files are {whose} (e.g. {path_text(seen[0])}): the nearest bank face "
-                     f"can be the face itself, so they score more real than unseen faces would; evaluate on faces it "
-                     f"never trained on")
-    # a video (or photo) whose crops it trained on: `pairs` names a source's crop folder by io.source_key
-    cut = training_faces(meta)
-    sources = [p for p, where in reals if where not in bank and source_key(p) in cut]
-    if sources:
-        notes.append(f"{len(sources)} of the real files are videos or photos this checkpoint's training faces were cut "
-                     f"from (e.g. {path_text(sources[0])}): it has seen those faces, so they flatter its figures; "
-                     f"evaluate on sources it never trained on (FaceForensics++: pairs --splits, then evaluate --split "
-                     f"test.json)")
-    videos = sum(1 for it in items if it.path.suffix.lower() not in IMAGE_EXTS)
-    if crops and videos:
-        notes.append(f"--crops applies to images: the {videos} video{'' if videos == 1 else 's'} listed "
-                     f"{'was' if videos == 1 else 'were'} scanned as `scan` does, with face detection")
-    return notes
 
 
 def _score_item(scanner: Scanner, it: Item, crops: bool) -> dict[str, Any]:

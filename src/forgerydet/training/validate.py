@@ -4,7 +4,6 @@ every epoch and `forgerydet calibrate` stores on demand."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.faces.index import SOURCE_FOLDER
+from forgerydet.faces.index import crop_source
 from forgerydet.faces.media import IMAGE_EXTS
 from forgerydet.metrics import binary_metrics
 from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_precision, check_tta, fused_logits, sigmoid
@@ -104,19 +103,6 @@ def read_watch(path: str | Path, table: PairsTable) -> tuple[list[Path], list[in
         raise ForgeryDetError(f"--watch {path}: {seen[0]} is a training face of {table.path} ({len(seen)} in all); "
                               "a watch list measures faces the model never trains on")
     return [it.path for it in items], [it.label for it in items]
-
-
-_FRAME_SUFFIX = re.compile(r"(?:[-_. ]*\d+)+$")  # 'clip-003-00', 'Person_Name_0001': the frame or photo number
-
-
-def crop_source(path: Path) -> str:
-    """The video or photo a face crop was most likely cut from, guessed from its name: the crop folder `extract`
-    and `pairs` write per source (NAME-1234abcd/f000012_0.png), else the file name less its trailing numbers
-    (a DFDC crop 'abarnvbtwb-003-00.png', an LFW photo 'Person_Name_0001.png')."""
-    if SOURCE_FOLDER.fullmatch(path.parent.name):
-        return str(path.parent)
-    stem = _FRAME_SUFFIX.sub("", path.stem)
-    return str(path.parent / stem) if stem else str(path.parent)
 
 
 def watch_notice(path: str | Path, paths: list[Path], labels: list[int]) -> str | None:
