@@ -385,7 +385,7 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     assert seen["fpr"] == 0.1 and seen["out"] is None and seen["batch_size"] == TrainConfig.val_batch_size
     assert seen["tta"] == "none" and seen["precision"] == "fp32"
-    assert r.flat == ("calibrated on 800 real / 6 fake validation faces: temperature 1.235, threshold 0.6123 (real faces "
+    assert r.flat == ("calibrated on 800 real / 6 fake validation faces: temperature 1.235, threshold 0.61234 (real faces "
                       "called FAKE: 0.125, pseudo-fakes caught: 0.500, AUC 0.8750) -> C.safetensors bank fusion: none "
                       "(the nearest-bank similarity was no evidence on these faces, or the model has no bank): scans "
                       "use the temperature alone")
@@ -395,7 +395,7 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors")
     assert r.exit_code == 0, r.output
     assert r.flat.endswith("bank fusion: p = sigmoid(0.866 * logit -3.667 * nearest similarity +1.220), threshold "
-                           "0.7183 (real faces called FAKE: 0.050, pseudo-fakes caught: 0.856, AUC 0.9648); scans "
+                           "0.71834 (real faces called FAKE: 0.050, pseudo-fakes caught: 0.856, AUC 0.9648); scans "
                            "against this bank use it")
     r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors", "--tta", "flip")
     assert r.exit_code == 0 and seen["tta"] == "flip", r.output

@@ -18,6 +18,7 @@ from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, allowed_reals
 from forgerydet.model.config import ModelConfig
 from forgerydet.runtime import resolve_device
+from forgerydet.scan.html import threshold_text
 from forgerydet.training.config import TrainConfig, augmentation_with
 
 
@@ -116,9 +117,9 @@ class TrainView:
                 f"epoch {e['epoch']}: {trained} | val 'single' "
                 f"AUC {e['val_auc']:.4f} AP {e['val_ap']:.4f} EER {e['val_eer']:.4f} acc {e['val_acc']:.4f} "
                 f"loss {e['val_loss']:.4f} | val 'pair' AUC {e['val_auc_pair']:.4f} | "
-                + (f"threshold {e['fusion_threshold']:.3f} (bank fusion, as scan uses it; head {e['threshold']:.3f} "
+                + (f"threshold {threshold_text(e['fusion_threshold'])} (bank fusion, as scan uses it; head {threshold_text(e['threshold'])} "
                    f"T {e['temperature']:.2f})" if "fusion_threshold" in e else
-                   f"threshold {e['threshold']:.3f} T {e['temperature']:.2f}"
+                   f"threshold {threshold_text(e['threshold'])} T {e['temperature']:.2f}"
                    + (" (head alone: the nearest-bank similarity was no evidence on the validation faces)"
                       if e.get("bank_entries") else ""))
                 + (f" | watch AUC {e['watch_auc']:.4f} AP {e['watch_ap']:.4f}" if "watch_auc" in e else "")
@@ -323,12 +324,12 @@ def calibrate_cmd(
         f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces"
         f"{' (each face averaged with its mirror image)' if r['tta'] == 'flip' else ''}"
         f"{' in ' + r['precision'] if r['precision'] != 'fp32' else ''}: temperature {r['temperature']:.3f}, "
-        f"threshold {r['threshold']:.4f} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
+        f"threshold {threshold_text(r['threshold'])} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
         f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}")
     f = r.get("bank_fusion")
     console.print(
         f"bank fusion: p = sigmoid({f['logit']:.3f} * logit {f['similarity']:+.3f} * nearest similarity {f['bias']:+.3f}), "
-        f"threshold {f['threshold']:.4f} (real faces called FAKE: {f['val_fpr']:.3f}, pseudo-fakes caught: "
+        f"threshold {threshold_text(f['threshold'])} (real faces called FAKE: {f['val_fpr']:.3f}, pseudo-fakes caught: "
         f"{f['val_tpr']:.3f}, AUC {f['val_auc']:.4f}); scans against this bank use it" if f else
         "bank fusion: none (the nearest-bank similarity was no evidence on these faces, or the model has no bank): "
         "scans use the temperature alone", highlight=False, soft_wrap=True)
