@@ -193,6 +193,17 @@ def test_csv_round_trip_and_exact_contents(tmp_path):
     assert read_csv_rows(p, ["path"]) == [{"path": "a,b.png", "label": "1"}, {"path": "c.png", "label": "0"}]
 
 
+def test_csv_keeps_a_row_whose_value_holds_a_carriage_return(tmp_path):
+    # a file named "cr\rhere.png" (Linux allows it): its faces.csv row was written unquoted and read back as two
+    # rows, one with the source ".../cr" and no status, one with the source "here.png"
+    p = tmp_path / "t.csv"
+    rows = [{"path": "cr\rhere.png", "label": 1}, {"path": "lf\nhere.png", "label": 0}, {"path": "c.png", "label": 0}]
+    write_csv_atomic(p, ["path", "label"], rows)
+    assert read_csv_rows(p, ["path"]) == [{"path": "cr\rhere.png", "label": "1"}, {"path": "lf\nhere.png", "label": "0"},
+                                          {"path": "c.png", "label": "0"}]
+    assert p.read_bytes().endswith(b"c.png,0\n")  # other rows as before
+
+
 def test_read_csv_rows_reads_a_file_with_a_byte_order_mark_as_without(tmp_path):
     p = tmp_path / "t.csv"
     p.write_bytes(b"\xef\xbb\xbfreal,fake\nr.png,f.png\n")  # Excel's "CSV UTF-8" (pairs --mapping, faces.csv)

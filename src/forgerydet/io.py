@@ -285,10 +285,14 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 
 
 def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[dict]) -> None:
+    """Lines end in \n; a row with a carriage return in a value (a file name may hold one) is quoted whole, since
+    the writer quotes only the line ending's characters and a reader ends a line at a bare \r too."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    quoted = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", quoting=csv.QUOTE_ALL)
     w.writeheader()
-    w.writerows(rows)
+    for row in rows:
+        (quoted if any("\r" in str(v) for v in row.values()) else w).writerow(row)
     write_text_atomic(path, buf.getvalue())
 
 
