@@ -203,6 +203,20 @@ def test_4_unwritable_json_is_named_and_refused_before_the_scan(ck, face_png, tm
     assert ".tmp" not in line and not (tmp_path / "a.csv").exists()
 
 
+def test_4_json_on_a_full_standard_output_names_it(ck, face_png, tmp_path, monkeypatch):
+    # `scan ... --json - > /dev/full` said "--json: cannot write no space left on device": no output named
+    from forgerydet.cli.common import PipeSafeStdout
+
+    def full(self, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(PipeSafeStdout, "write_utf8", full)
+    r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", "-", "--csv", tmp_path / "a.csv")
+    assert clean(r) and r.exit_code == 1  # the table is on standard error too, with --json -
+    assert error_lines(r.stderr) == ["error: --json: cannot write standard output: no space left on device: free some "
+                                     "space or write elsewhere"]
+    assert (tmp_path / "a.csv").is_file()
+
+
 def test_4_json_failing_at_write_time_keeps_the_other_outputs(ck, face_png, tmp_path, monkeypatch):
     js = tmp_path / "x.json"
     fail_syscall(monkeypatch, os, "replace", errno.ENOSPC, lambda src, dst: str(dst) == str(js))

@@ -294,7 +294,7 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
     except ForgeryDetError as e:
         return f"{option}: {e}"
     except OSError as e:
-        return f"{option}: cannot write {os_error_text(e)}"
+        return f"{option}: cannot write {os_error_text(e, 'standard output' if path == STDOUT else None)}"
     return None
 
 
