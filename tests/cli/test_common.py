@@ -112,6 +112,43 @@ def test_stdout_outlives_its_reader(tmp_path):
     assert (tmp_path / "written.txt").read_text() == "done"
 
 
+def test_stdout_on_a_full_disk_is_one_line_and_the_work_goes_on(tmp_path):
+    """`forgerydet ... > /dev/full` (a log on a full disk): a traceback from the table's print (info, extract, weights
+    list, --version), and a scan ended there before writing its --json, --csv and --report. Now the output is
+    dropped, the work finishes, and the command ends with one line naming standard output and exit code 1."""
+    import errno
+    import os
+    import subprocess
+    import sys
+
+    from forgerydet.cli.common import PipeSafeStdout
+
+    class Full:
+        calls = 0
+        encoding = "utf-8"
+
+        def write(self, text):
+            Full.calls += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    safe = PipeSafeStdout(Full())
+    assert safe.write("verdict table") == len("verdict table") and safe.failed.errno == errno.ENOSPC
+    safe.write("more")
+    safe.flush()
+    assert Full.calls == 1
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    for args in (["--version"], ["weights", "list"]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([sys.executable, "-m", "forgerydet", *args], stdout=full, stderr=subprocess.PIPE,
+                               text=True, timeout=120)
+        assert p.returncode == 1 and p.stderr == ("error: standard output: no space left on device: free some space "
+                                                  "or write elsewhere\n"), (args, p.stderr)
+
+
 def test_the_command_line_is_what_a_shell_would_take_back(monkeypatch):
     import shlex
     import sys

@@ -145,9 +145,10 @@ def cli(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
-    from forgerydet.cli.common import EXIT_INTERRUPTED, fail, said_errors
-    from forgerydet.errors import out_of_memory
+    from forgerydet.cli.common import EXIT_INTERRUPTED, PipeSafeStdout, fail, guard_stdout, said_errors
+    from forgerydet.errors import os_error_text, out_of_memory
 
+    guard_stdout()  # already for --version, which prints before any command's callback
     said = len(said_errors)
     args = sys.argv[1:] if argv is None else argv
     empty = _empty_argument(args)
@@ -176,6 +177,10 @@ def cli(argv: list[str] | None = None) -> None:
         code = fail(f"out of memory{f' loading a library ({e})' if isinstance(e, ImportError) else ''}: this process "
                     f"may use too little memory (a limit such as `ulimit -v`, or a container's); raise it, or free "
                     f"memory").exit_code
+    sys.stdout.flush()  # a write still buffered fails here, not unseen at exit
+    failed = sys.stdout.failed if isinstance(sys.stdout, PipeSafeStdout) else None
+    if failed is not None and code in (0, None):  # what it printed is lost; the files it wrote are not
+        code = fail(os_error_text(failed, "standard output")).exit_code
     sys.exit(code if isinstance(code, int) else 0)
 
 

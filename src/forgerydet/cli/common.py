@@ -130,11 +130,14 @@ def user_errors() -> Iterator[None]:
 class PipeSafeStdout:
     """sys.stdout that outlives its reader: `forgerydet scan ... --json out.json | head` closed the pipe while the
     table was printed, and the BrokenPipeError ended the command before out.json was written. Once the reader has
-    gone, output is dropped (the interpreter's last flush too) and the command finishes its work."""
+    gone, output is dropped (the interpreter's last flush too) and the command finishes its work. Standard output
+    that cannot be written (`> /dev/full`, a log on a full disk) is dropped as well, and kept in `failed` for the
+    command to report at its end: the OSError was a traceback, or ended a scan before its --json and --report."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
         self._gone = False
+        self.failed: OSError | None = None
 
     def write(self, text: str) -> int:
         if not self._gone:
@@ -142,6 +145,8 @@ class PipeSafeStdout:
                 return self._stream.write(text)
             except BrokenPipeError:
                 self._reader_left()
+            except OSError as e:
+                self._cannot_write(e)
         return len(text)
 
     def flush(self) -> None:
@@ -150,6 +155,8 @@ class PipeSafeStdout:
                 self._stream.flush()
             except BrokenPipeError:
                 self._reader_left()
+            except OSError as e:
+                self._cannot_write(e)
 
     def write_utf8(self, text: str) -> None:
         """`text` as UTF-8 whatever the stream's encoding: a document (`--json -`, `--csv -`) holds the bytes its file
@@ -166,6 +173,15 @@ class PipeSafeStdout:
                 buffer.flush()
             except BrokenPipeError:
                 self._reader_left()
+            except OSError as e:  # the document's own failure: its writer names the option
+                self._reader_left()
+                raise OSError(e.errno, e.strerror, "standard output") from None
+        elif self.failed is not None:
+            raise OSError(self.failed.errno, self.failed.strerror, "standard output")
+
+    def _cannot_write(self, e: OSError) -> None:
+        self.failed = e
+        self._reader_left()
 
     def _reader_left(self) -> None:
         self._gone = True
