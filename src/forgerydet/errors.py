@@ -37,6 +37,19 @@ def path_text(s: object) -> str:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def json_safe(obj: Any) -> Any:
+    """obj (dicts, lists, tuples, scalars) with every string path_text'ed, for a JSON output: a file name taken from
+    elsewhere than the command's paths (an enrolled face's source, a checkpoint's or reference file's path) kept
+    its surrogate escapes, which json.dumps writes as "\\udcff", a lone surrogate that strict parsers refuse."""
+    if isinstance(obj, str):
+        return path_text(obj)
+    if isinstance(obj, dict):
+        return {json_safe(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def printable(s: object) -> str:
     """path_text(s) with control characters (a newline or tab in a file name) written as escapes, so that a
     name stays on its table row and an error stays one line."""

@@ -79,6 +79,22 @@ def test_json_record_drops_the_pictures_and_leaves_the_record_alone():
     assert {k: v for k, v in rec.items() if k != "faces"} == before
 
 
+def test_json_names_from_enrolled_faces_and_settings_are_utf8_text():
+    # an enrolled face's source (and a --checkpoint or --references path) of bytes that are not UTF-8 was written as
+    # "\\udcff", a lone surrogate strict JSON parsers refuse, not as the documented \\xNN
+    bad = os.fsdecode(b"/v/ann\xff.mp4")
+    rec = empty_record("/v/a.mp4", 0.5)
+    rec["faces"] = [{"frame_index": 0, "score": 0.2, "neighbours": [{"slot": 0, "similarity": 0.9, "source": bad}]}]
+    rec["reference"] = {"name": "Ann", "file": bad, "used": [{"slot": 0, "source": bad, "frame_index": 0}]}
+    text = json_text([rec], {"checkpoint": bad, "notes": [f"{bad} noted"]})
+    text.encode("utf-8")
+    assert "\\udc" not in text
+    doc = json.loads(text)
+    assert doc["files"][0]["faces"][0]["neighbours"][0]["source"] == "/v/ann\\xff.mp4"
+    assert doc["files"][0]["reference"]["used"][0]["source"] == doc["settings"]["checkpoint"] == "/v/ann\\xff.mp4"
+    assert doc["settings"]["notes"] == ["/v/ann\\xff.mp4 noted"]
+
+
 def test_select_faces_hand_worked():
     """8 faces, room for 4: the top quarter (1 face: #5), then 3 spread over the 7 others (their 1st, 4th, 7th)."""
     faces = [{"frame_index": i, "track_id": 0, "score": 0.1} for i in range(8)]

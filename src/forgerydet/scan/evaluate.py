@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from forgerydet import __version__
-from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.errors import ForgeryDetError, json_safe, path_text
 from forgerydet.faces.media import IMAGE_EXTS, is_media
 from forgerydet.io import current_folder, file_sha256, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
@@ -239,7 +239,7 @@ def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped
     doc = {**head, "in_progress": True, "files": records, "skipped": skipped,
            "not_scored": [path_text(it.path) for it in rest],
            "earlier_files": earlier.kept([it.path for it in rest])}
-    write_text_atomic(out / METRICS, json.dumps(doc, indent=1), durable=True)
+    write_text_atomic(out / METRICS, json.dumps(json_safe(doc), indent=1), durable=True)
     for name in PLOTS:
         (out / name).unlink(missing_ok=True)
 
@@ -262,7 +262,7 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
     there (and in metrics.json when it was written: it is written again, best-effort) and result["output_interrupted"]
     is set. An earlier evaluation's plots are removed first: they would sit beside these metrics as if they were
     theirs."""
-    jobs = [("metrics.json", "metrics_json", lambda p: write_text_atomic(p, json.dumps(result, indent=1)))]
+    jobs = [("metrics.json", "metrics_json", lambda p: write_text_atomic(p, json.dumps(json_safe(result), indent=1)))]
     if curves:
         jobs.append(("roc.png", "roc_png", lambda p: roc_plot(curves, p, f"ROC: {title}")))
     if len(per_group) > 1:
@@ -284,7 +284,7 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
         result["output_interrupted"] = True
     if "metrics.json" in written and result["output_errors"]:  # written first: it says what went missing after it
         with contextlib.suppress(ForgeryDetError, KeyboardInterrupt):
-            write_text_atomic(out / "metrics.json", json.dumps(result, indent=1))
+            write_text_atomic(out / "metrics.json", json.dumps(json_safe(result), indent=1))
 
 
 def _written_here(out_dir: Path, path: Path, any_file: bool = False) -> bool:

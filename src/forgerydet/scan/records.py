@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from forgerydet import __version__
-from forgerydet.errors import path_text
+from forgerydet.errors import json_safe, path_text
 from forgerydet.faces.pipeline import first_frame_only
 from forgerydet.faces.segment import clock
 from forgerydet.io import file_sha256
@@ -215,7 +215,7 @@ def json_record(rec: dict[str, Any]) -> dict[str, Any]:
     for f in out["faces"]:
         if "neighbours" in f:
             f["neighbours"] = [{k: v for k, v in nb.items() if k != "thumb"} for nb in f["neighbours"]]
-    return out
+    return json_safe(out)
 
 
 def select_faces(faces: list[dict], max_faces: int = MAX_FACES) -> list[int]:
@@ -240,7 +240,7 @@ CSV_COLUMNS = ["path", "status", "verdict", "score", "threshold", "n_faces", "n_
 
 def json_text(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     """`scan --json`: the version, the scan's settings and every file's record (without pictures)."""
-    doc = {"forgerydet_version": __version__, "settings": settings, "files": [json_record(r) for r in results]}
+    doc = {"forgerydet_version": __version__, "settings": json_safe(settings), "files": [json_record(r) for r in results]}
     return json.dumps(doc, indent=1)
 
 
