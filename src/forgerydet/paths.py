@@ -14,6 +14,24 @@ from forgerydet.errors import ForgeryDetError, os_reason, parse_json, path_text
 from forgerydet.io import is_stream, looks_like_safetensors
 
 
+@contextlib.contextmanager
+def utf8_name(path: str | Path) -> Iterator[str]:
+    """A name of `path` that a library taking only UTF-8 text opens (safetensors refused `ck\\xff.safetensors`: "not
+    valid UTF-8", told as a corrupted checkpoint): the path itself, or, for a name holding bytes that are not UTF-8,
+    /dev/fd/N of the file opened here, until the block ends."""
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            yield f"/dev/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    yield name
+
+
 def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path:
     """Refuse now, before any work, an output the writers could not create later: a folder where a file is
     wanted (or the reverse), a parent that is a file, a location that is read-only or not writable.

@@ -50,6 +50,20 @@ def test_round_trip_identical_outputs(tmp_path):
             assert torch.equal(torch.as_tensor(s1["state"][pid][name]), torch.as_tensor(s2["state"][pid][name]))
 
 
+def test_a_checkpoint_whose_name_is_not_utf8_loads(tmp_path):
+    # `scan --checkpoint 'ck\xff.safetensors'` (and info, calibrate, rebuild-bank): safetensors takes only UTF-8
+    # names, and the file was refused as "truncated or corrupted? ... not valid UTF-8"
+    import os
+
+    folder = tmp_path / os.fsdecode(b"run\xfe")
+    folder.mkdir()
+    m = filled_model()
+    p = save_checkpoint(folder / os.fsdecode(b"ck\xff.safetensors"), m)
+    assert read_meta(p)["format"] == "forgerydet-checkpoint"
+    back = load_checkpoint(p).model
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values()))
+
+
 def test_another_backbone_refused(tmp_path):
     p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
     with pytest.raises(ForgeryDetError, match="backbone 'test_efficientnet', not 'resnet10t'"):

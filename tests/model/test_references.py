@@ -115,6 +115,15 @@ def test_save_and_read_are_an_exact_round_trip(model, tmp_path):
     assert sorted(x.name for x in tmp_path.iterdir()) == [".x.refs.safetensors.lock", "x.refs.safetensors"]
 
 
+def test_a_reference_file_whose_name_is_not_utf8_is_read(model, tmp_path):
+    # `enroll --list --into 'refs\xff.safetensors'`, `scan --references ...`: refused as damaged before
+    import os
+
+    p = refs_for(model).save(tmp_path / os.fsdecode(b"x\xff.refs.safetensors"))
+    assert read_references(p).entries == refs_for(model).entries
+    assert load_person(p, "B", model).entries == [entry("B", 0, "all")]
+
+
 def test_load_person_reads_only_that_persons_rows(model, tmp_path):
     p = refs_for(model).save(tmp_path / "r.safetensors")
     b = load_person(p, " B ", model)

@@ -30,6 +30,7 @@ from forgerydet.model.config import ModelConfig
 from forgerydet.model.detector import Detector, available_bytes, estimate_train_bytes
 from forgerydet.model.meta import (FORMAT, FORMAT_VERSION, calibration_bank, non_finite, open_error, read_meta,
                                    refuse_non_finite, training_faces)
+from forgerydet.paths import utf8_name
 
 DEFAULT_THRESHOLD = 0.5  # the verdict threshold of a checkpoint that was never calibrated
 DEFAULT_TEMPERATURE = 1.0  # logits as they are
@@ -240,7 +241,7 @@ def load_checkpoint(
             f"drop the backbone option or use a checkpoint of that backbone"
         )
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with utf8_name(path) as name, safe_open(name, framework="pt", device="cpu") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise open_error(path, e) from None

@@ -15,6 +15,7 @@ from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.io import looks_like_safetensors
 from forgerydet.model.config import REFERENCES_FORMAT, check_checkpoint_path
+from forgerydet.paths import utf8_name
 
 FORMAT = "forgerydet-checkpoint"
 FORMAT_VERSION = 1
@@ -53,7 +54,7 @@ def read_meta(path: str | Path, *, check_weights: bool = False) -> dict[str, Any
     holding NaN or infinite values too, as load_checkpoint does (for `info`; one tensor in memory at a time)."""
     path = check_checkpoint_path(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with utf8_name(path) as name, safe_open(name, framework="pt") as f:
             raw = f.metadata() or {}
             keys = list(f.keys())
             bad = [k for k in keys if check_weights and raw.get("format") == FORMAT and non_finite(k, f.get_tensor(k))]

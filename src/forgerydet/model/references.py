@@ -42,7 +42,7 @@ from forgerydet.model.config import (
     not_a_references_file,
     not_enrolled,
 )
-from forgerydet.paths import safetensors_format
+from forgerydet.paths import safetensors_format, utf8_name
 
 FORMAT = REFERENCES_FORMAT
 FORMAT_VERSION = "1"
@@ -177,14 +177,15 @@ def _read_header(path: Path, f) -> dict[str, Any]:
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
     check_references_file(path)
-    try:
-        f = safe_open(str(path), framework="pt", device="cpu")
-    except Exception as e:  # safetensors raises several types for broken headers
-        if not path.name.endswith(".safetensors"):  # a video or a CSV given by mistake, not a damaged file of ours
-            raise not_a_references_file(path, safetensors=False) from None
-        raise damaged_references(path, f"truncated or corrupted? {type(e).__name__}") from None
-    with f:
-        yield f, _read_header(path, f)
+    with utf8_name(path) as name:
+        try:
+            f = safe_open(name, framework="pt", device="cpu")
+        except Exception as e:  # safetensors raises several types for broken headers
+            if not path.name.endswith(".safetensors"):  # a video or a CSV given by mistake, not a damaged file of ours
+                raise not_a_references_file(path, safetensors=False) from None
+            raise damaged_references(path, f"truncated or corrupted? {type(e).__name__}") from None
+        with f:
+            yield f, _read_header(path, f)
 
 
 def read_references(path: str | Path, *, wait: float = 30.0) -> ReferenceFile:

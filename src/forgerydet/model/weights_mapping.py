@@ -23,7 +23,10 @@ def read_state_dict(path: Path, label: str) -> dict[str, torch.Tensor]:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
 
-            obj = load_file(str(path), device="cpu")
+            from forgerydet.paths import utf8_name
+
+            with utf8_name(path) as name:
+                obj = load_file(name, device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
