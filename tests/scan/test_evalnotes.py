@@ -31,5 +31,7 @@ def test_no_note_for_crops_of_several_sources_for_too_few_or_for_files_named_by_
     assert one_source_notes(_items(["d/clip-000.png", "d/clip-001.png"], ["e/x.png", "e/y.png"])) == []  # 2 < 3
     numbered = [f"mine/real/{i:04d}.png" for i in range(10)]  # a user's own crops: no name to go by
     assert one_source_notes(_items(numbered, [f"mine/fake/{i:04d}.png" for i in range(10)])) == []
+    generic = [f"mine/real/face_{i:04d}.png" for i in range(10)]  # one number: crops or photos counted, not frames
+    assert one_source_notes(_items(generic, [f"mine/fake/face_{i:04d}.png" for i in range(10)])) == []
     folder = [f"out/crops/real/clip-1234abcd/f{i:06d}_0.png" for i in range(5)]  # pairs' crop folder of one video
     assert "the 5 real crops look cut from one video or photo (clip-1234abcd)" in one_source_notes(_items(folder, []))[0]

@@ -5,6 +5,7 @@ one class that all come from one video, whose intervals then count its frames as
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +59,24 @@ def one_source_notes(items: list[Item]) -> list[str]:
     """A note for each class whose face crops (MIN_CROPS or more) all look cut from one video or photo, by their
     names (faces.index.crop_source: the DFDC crops 'abarnvbtwb-003-00.png', pairs' NAME-1234abcd/ folders): the
     bootstrap resamples crops as independent files, so the AUC's interval is narrower than one source supports.
-    Crops named by number alone ('0001.png') are not taken for one source."""
+    Only crops named as frames of a video are taken for one source (_frame_of_a_video): 'face_0001.png' is not."""
     notes = []
     for label, name in ((0, "real"), (1, "fake")):
         crops = [it.path for it in items if it.label == label and it.path.suffix.lower() in IMAGE_EXTS]
         sources = {crop_source(p) for p in crops}
-        named = all(SOURCE_FOLDER.fullmatch(p.parent.name) or crop_source(p) != str(p.parent) for p in crops)
+        named = all(_frame_of_a_video(p) for p in crops)
         if len(crops) >= MIN_CROPS and len(sources) == 1 and named:
             notes.append(f"the {len(crops)} {name} crops look cut from one video or photo ({Path(sources.pop()).name}):"
                          f" the AUC interval resamples them as independent faces, so it is narrower than one source "
                          f"can support; add crops of other {name} videos")
     return notes
+
+
+def _frame_of_a_video(path: Path) -> bool:
+    """Whether a crop's name says which video frame it is: in a crop folder pairs/extract write (NAME-1234abcd/), or
+    a name ending in two numbers, frame and face (DFDC's 'abarnvbtwb-003-00'); one number ('face_0001', an LFW
+    'Person_Name_0001') numbers photos or crops as often as frames, so it is no sign of one video."""
+    if SOURCE_FOLDER.fullmatch(path.parent.name):
+        return True
+    stem = Path(crop_source(path)).name if crop_source(path) != str(path.parent) else ""
+    return len(re.findall(r"\d+", path.stem[len(stem):])) >= 2
