@@ -241,6 +241,24 @@ def test_python_m_forgerydet_tells_a_ctrl_c_during_its_imports_in_one_line(tmp_p
     assert r.returncode == 130 and r.stderr == "error: interrupted\n", r.stderr
 
 
+def test_sigterm_while_the_modules_load_is_one_line_and_exit_130(tmp_path):
+    """SIGTERM (`timeout`, a scheduler) in the first second or two, while typer and torch loaded, ended the command
+    with a bare exit 143: the app's own handler came later. A stand-in typer that gets SIGTERM as it loads plays it."""
+    import subprocess
+    import sys
+
+    import forgerydet
+
+    (tmp_path / "typer").mkdir()
+    (tmp_path / "typer" / "__init__.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\n"
+                                                    "time.sleep(5)\n")
+    src = str(Path(forgerydet.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
+    for argv in (["-m", "forgerydet", "--version"], ["-c", "from forgerydet.cli import main; main()"]):
+        r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 130 and r.stderr == "error: interrupted\n", (argv, r.returncode, r.stderr)
+
+
 def test_the_console_command_still_prints_help_and_runs_commands(capsys):
     with pytest.raises(SystemExit) as e:
         console_command([])
