@@ -96,3 +96,22 @@ def test_methods_that_name_none_are_refused_not_read_as_all(tmp_path):
     with pytest.raises(ForgeryDetError, match="--methods names no method"):
         find_ffpp(tmp_path, methods=[])  # `--methods ,` after splitting
     assert {e.method for e in find_ffpp(tmp_path).fakes} == {"Deepfakes", "Face2Face"}  # not given: all
+
+
+def test_match_dirs_leaves_ffpp_masks_out_and_notes_levels(tmp_path):
+    # --fake-dir FFPP/manipulated_sequences/Deepfakes: its masks/videos (black and white frames) were paired as fakes
+    m = tmp_path / "manipulated_sequences" / "Deepfakes"
+    for name in ("original_sequences/youtube/c23/videos/000.mp4", "manipulated_sequences/Deepfakes/c23/videos/000_003.mp4",
+                 "manipulated_sequences/Deepfakes/c40/videos/000_003.mp4",
+                 "manipulated_sequences/Deepfakes/masks/videos/000_003.mp4"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    notes: list[str] = []
+    entries, unmatched = match_dirs(tmp_path / "original_sequences/youtube/c23/videos", m, notes)
+    assert sorted(str(e.fake.relative_to(m)) for e in entries) == ["c23/videos/000_003.mp4", "c40/videos/000_003.mp4"]
+    assert unmatched == []
+    assert any("left out 1 files under masks/videos" in n for n in notes)
+    assert any("holds fakes at c23, c40" in n for n in notes)
+    notes.clear()
+    assert len(match_dirs(tmp_path / "original_sequences/youtube/c23/videos", m / "c23" / "videos", notes)[0]) == 1
+    assert notes == []

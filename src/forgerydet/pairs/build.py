@@ -123,10 +123,12 @@ def _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_
         return pairs_from_self_blend(sources, out_dir, config, **kw, options=blend)
     if not (real_dir and fake_dir):
         raise ForgeryDetError("give both --real-dir and --fake-dir")
-    entries, unmatched = match_dirs(real_dir, fake_dir)
+    notes: list[str] = []  # FaceForensics++'s masks/videos left out, several compression levels in one folder
+    entries, unmatched = match_dirs(real_dir, fake_dir, notes)
     if not entries:
         raise ForgeryDetError(f"no fake in {fake_dir} is named after a real in {real_dir} (same stem, or real stem + suffix)")
     s = pairs_from_mapping(entries, out_dir, config, **kw)
     if unmatched:
-        s.warnings.insert(0, f"{len(unmatched)} fake(s) named after no real were skipped (e.g. {unmatched[0].name})")
+        notes.insert(0, f"{len(unmatched)} fake(s) named after no real were skipped (e.g. {unmatched[0].name})")
+    s.warnings[:0] = notes
     return s

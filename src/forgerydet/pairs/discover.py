@@ -80,14 +80,14 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def match_dirs(real_dir: str | Path, fake_dir: str | Path) -> tuple[list[MappingEntry], list[Path]]:
+def match_dirs(real_dir: str | Path, fake_dir: str | Path, notes: list[str] | None = None) -> tuple[list[MappingEntry], list[Path]]:
     """Pair each fake with the real of the same stem, else the real whose stem is the fake stem's longest
-    prefix (preferring a prefix followed by '_', '-' or '.'); returns (entries, fakes left unmatched)."""
+    prefix (preferring a prefix followed by '_', '-' or '.'); returns (entries, fakes left unmatched). FF++'s
+    masks/videos are left out; `notes` says so, and names the compression levels of a folder holding several."""
     if _same(Path(real_dir), Path(fake_dir)):
         raise ForgeryDetError(f"--real-dir and --fake-dir are the same folder ({fake_dir}): each real would be paired "
                               "with itself as its fake")
-    reals = expand_sources([real_dir])
-    fakes = expand_sources([fake_dir])
+    reals, fakes = (_no_masks(Path(d), what, notes) for d, what in ((real_dir, "reals"), (fake_dir, "fakes")))
     by_stem: dict[str, Path] = {}
     for r in reals:
         if r.stem in by_stem:
@@ -110,6 +110,29 @@ def match_dirs(real_dir: str | Path, fake_dir: str | Path) -> tuple[list[Mapping
         else:
             entries.append(MappingEntry(real, f))
     return entries, unmatched
+
+
+FFPP_LEVELS = ("raw", "c0", "c23", "c40")  # FaceForensics++'s compression folders, each holding videos/
+
+
+def split_ffpp_masks(folder: Path, files: Sequence[Path]) -> tuple[list[Path], int, list[str]]:
+    """`files` found in `folder` less those under a `masks/videos` below it (FaceForensics++'s manipulation masks, no
+    faces), how many those were, and the compression levels (FFPP_LEVELS) of the files kept."""
+    dirs = [f.relative_to(folder).parts[:-1] for f in files]  # below: the folders right above a `videos`: c23, masks
+    over = [{a for a, b in zip(d, d[1:]) if b == "videos"} for d in dirs]
+    kept = [f for f, o in zip(files, over) if "masks" not in o]
+    levels = sorted({d for o in over if "masks" not in o for d in o if d in FFPP_LEVELS}, key=FFPP_LEVELS.index)
+    return kept, len(files) - len(kept), levels
+
+
+def _no_masks(folder: Path, what: str, notes: list[str] | None) -> list[Path]:
+    files = expand_sources([folder])
+    kept, masks, levels = split_ffpp_masks(folder, files) if folder.is_dir() else (files, 0, [])
+    if notes is not None and masks:
+        notes.append(f"{folder}: left out {masks} files under masks/videos (FaceForensics++'s manipulation masks, not {what})")
+    if notes is not None and len(levels) > 1:
+        notes.append(f"{folder}: holds {what} at {', '.join(levels)}, each one a file of its own (give {folder}/{levels[0]}/videos)")
+    return kept
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Sequence
 from forgerydet.errors import ForgeryDetError, parse_json, path_text
 from forgerydet.faces.media import expand_sources, file_key
 from forgerydet.io import read_csv_rows
-from forgerydet.pairs.discover import find_ffpp, read_ffpp_split
+from forgerydet.pairs.discover import find_ffpp, read_ffpp_split, split_ffpp_masks
 from forgerydet.pairs.labels import Item
 
 REAL_GROUP = "original"  # the FF++ originals
@@ -204,23 +204,15 @@ def folder_items(real: Sequence[str | Path], fake: Sequence[str | Path],
     return items
 
 
-FFPP_LEVELS = ("raw", "c0", "c23", "c40")  # FaceForensics++'s compression folders, each holding videos/
-
-
 def _without_ffpp_masks(folder: Path, files: list[Path], notes: list[str] | None) -> list[Path]:
     """files less those under a `masks/videos` folder below `folder`; notes name what was left out, and the
     compression levels when `folder` holds videos at more than one."""
-    def over_videos(f: Path) -> set[str]:  # the folders right above a `videos` folder on f's path: masks, c23, ...
-        dirs = f.relative_to(folder).parts[:-1]
-        return {a for a, b in zip(dirs, dirs[1:]) if b == "videos"}
-
-    kept = [f for f in files if "masks" not in over_videos(f)]
+    kept, masks, levels = split_ffpp_masks(folder, files)
     if files and not kept:
         raise ForgeryDetError(f"{folder}: holds only FaceForensics++ manipulation masks (masks/videos), no videos "
                               f"to score")
-    levels = sorted({d for f in kept for d in over_videos(f) if d in FFPP_LEVELS}, key=FFPP_LEVELS.index)
-    if notes is not None and len(kept) < len(files):
-        notes.append(f"{folder}: left out {len(files) - len(kept)} files under masks/videos (FaceForensics++'s "
+    if notes is not None and masks:
+        notes.append(f"{folder}: left out {masks} files under masks/videos (FaceForensics++'s "
                      f"manipulation masks, not videos to score)")
     if notes is not None and len(levels) > 1:
         notes.append(f"{folder}: holds videos at {', '.join(levels)}; each copy is scored as a video of its own "
