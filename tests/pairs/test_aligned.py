@@ -194,10 +194,16 @@ def test_ffpp_official_split_files_decide_each_videos_split(tmp_path, astronaut)
     splits = tmp_path / "splits"
     splits.mkdir()
     (splits / "train.json").write_text(json.dumps([["000", "001"], ["905", "906"]]))  # 905, 906 not downloaded
-    (splits / "val.json").write_text(json.dumps([["003", "002"]]))
+    (splits / "val.json").write_text(json.dumps([["003", "002"], ["007", "008"]]))
+    write_video(root / "manipulated_sequences/Deepfakes/c23/videos/007_008.mp4", frames_for("007", True))  # no 007.mp4
     s = make_pairs(tmp_path / "out", CFG, ffpp=root, splits=splits)
     rows = read_csv(tmp_path / "out" / "pairs.csv")
     assert {(r["group"], r["split"]) for r in rows} == {("000+001", "train"), ("002+003", "val")}
+    # a fake whose original is missing was said to be left out because the split files list YouTube ids only
+    assert ("1 fake video(s) were skipped: no YouTube original of their name is under "
+            "original_sequences/youtube/c23/videos (e.g. 007_008.mp4)") in s.warnings
+    assert any(w.startswith("1 DeepFakeDetection fake video(s) were left out: the official split files list YouTube "
+                            "ids only (e.g. 01_02__walk__ABC.mp4)") for w in s.warnings)
     assert any(w.startswith("1 fake video(s) of ids that no split file lists were left out (e.g. 004_000.mp4)")
                for w in s.warnings)
     # what the split files name that is not here is said, per file (a partly downloaded FF++, or ids as numbers)

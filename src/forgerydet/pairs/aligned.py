@@ -18,7 +18,7 @@ from forgerydet.faces.detect import Face, FaceDetector, crop_faces
 from forgerydet.faces.media import iter_frames, media_kind, sample_indices, video_info
 from forgerydet.faces.pipeline import ExtractConfig, detect_source
 from forgerydet.io import read_image, safe_name, source_key, write_png
-from forgerydet.pairs.discover import (FFPP_SPLITS, MappingEntry, actor_fakes, find_ffpp, identity_groups,
+from forgerydet.pairs.discover import (DFD_NAME, FFPP_SPLITS, MappingEntry, actor_fakes, find_ffpp, identity_groups,
                                       read_ffpp_splits, unique_group_names)
 from forgerydet.pairs.table import (
     PAIRS_NAME,
@@ -212,9 +212,14 @@ def pairs_from_ffpp(
                               f"DeepFakeDetection's A_B__SCENE__CODE.mp4 after original_sequences/actors' A__SCENE.mp4)")
     # A real without fakes still makes no pair; fakes that match no real are reported.
     summary_extra = []
-    if left and splits is not None:
-        summary_extra.append(f"{len(left)} fake video(s) named after no YouTube original were left out: the official "
-                             f"split files list YouTube ids only (e.g. {left[0].name})")
+    if left and splits is not None:  # DeepFakeDetection's are not in the files; any other lacks its original here
+        dfd, gone = [p for p in left if DFD_NAME.fullmatch(p.stem)], [p for p in left if not DFD_NAME.fullmatch(p.stem)]
+        if dfd:
+            summary_extra.append(f"{len(dfd)} DeepFakeDetection fake video(s) were left out: the official split files "
+                                 f"list YouTube ids only (e.g. {dfd[0].name})")
+        if gone:
+            summary_extra.append(f"{len(gone)} fake video(s) were skipped: no YouTube original of their name is under "
+                                 f"original_sequences/youtube/{tree.compression}/videos (e.g. {gone[0].name})")
     elif left:
         summary_extra.append(f"{len(left)} fake video(s) are named after no YouTube original and no actors' video here "
                              f"and were skipped (e.g. {left[0].name}; DeepFakeDetection's A_B__SCENE__CODE is paired with "
