@@ -234,3 +234,22 @@ def test_a_fake_of_another_shape_than_its_real_is_warned_about(tmp_path, astrona
     assert said == [f"{tmp_path / 'wide.mp4'}: 256x192, another shape than its real r.mp4 (192x192): the real's face "
                     f"boxes are stretched to fit it, so its crops may not line up with the real's (a re-framed or "
                     f"cropped copy?)"]
+
+
+def test_a_fake_much_shorter_than_its_real_and_the_other_fakes_is_named(tmp_path, astronaut):
+    # frames are sampled over the shortest of a real and all its fakes: one short fake (a cut download) confined
+    # every other fake of that real to its first frames, and nothing said so
+    frames = face_frames(astronaut, 10)
+    write_video(tmp_path / "r.mp4", frames)
+    write_video(tmp_path / "a.mp4", [brighter(f) for f in frames])
+    write_video(tmp_path / "b.mp4", [brighter(f) for f in frames[:9]])  # a frame less: not worth a word
+    s = pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, [("r.mp4", "a.mp4"), ("r.mp4", "b.mp4")])),
+                           tmp_path / "out", CFG, val=0.0)
+    assert not [w for w in s.warnings if "sampled from the first" in w]
+    write_video(tmp_path / "c.mp4", [brighter(f) for f in frames[:2]])
+    rows = [("r.mp4", "a.mp4"), ("r.mp4", "b.mp4"), ("r.mp4", "c.mp4")]
+    s = pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, rows)), tmp_path / "out2", CFG, val=0.0)
+    assert [w for w in s.warnings if "sampled from the first" in w] == [
+        f"{tmp_path / 'c.mp4'}: 2 frames, where its real r.mp4 has 10: the frames of r.mp4 and of all its 3 fakes are "
+        f"sampled from the first 2 only (the same frames in each); leave it out (with a --mapping) to sample the "
+        f"others over 9 frames"]

@@ -143,6 +143,13 @@ def _pairs_for_real(
         fakes.append((e, finfo))
     if not fakes:
         return []
+    short, n_short = min(((e, fi.frame_count) for e, fi in fakes), key=lambda c: c[1])
+    rest = min([rinfo.frame_count] + [fi.frame_count for e, fi in fakes if e is not short])
+    if n_short < 0.9 * rest and len(fakes) > 1:  # one short fake (a cut download) shrinks every fake's sampling
+        summary.warnings.append(f"{short.fake}: {n_short} frames, where its real {real.name} has {rinfo.frame_count}: the frames of "
+                                f"{real.name} and of all its {len(fakes)} fakes are sampled from the first {n_short} only "
+                                f"(the same frames in each); leave it out (with a --mapping) to sample the others over "
+                                f"{rest} frames")
     indices = sample_indices(min(counts), rinfo.fps, config.num_frames, config.every, config.fps)
     found = detect_source(real, config, detector, indices=indices)
     summary.warnings += found.unreadable_warning()
