@@ -99,6 +99,12 @@ def test_ffpp_split_lists_its_missing_videos_and_the_actors_are_dfds_reals(ffpp,
                                                      ("NeuralTextures", "youtube")}
     assert notes == ["Face2Face has no c23/videos (it has c40): not used; choose that level with --compression to use it"]
     assert not [it for it in ffpp_items(ffpp, methods=["Deepfakes"]) if it.group == "actors"]  # no DFD fakes: no actors
+    # nor for a Deepfakes fake whose original is missing (named after no YouTube id here): the actors' videos were
+    # scored as reals of their own group, against no fake, and counted in the overall figures
+    _touch(ffpp, "manipulated_sequences/Deepfakes/c23/videos/012_013.mp4")
+    items = ffpp_items(ffpp, methods=["Deepfakes"])
+    assert {(it.group, it.pool) for it in items} == {("original", "youtube"), ("Deepfakes", "youtube")}
+    assert "012_013.mp4" in [it.path.name for it in items]  # still a fake, measured against the YouTube originals
     notes.clear()
     evaluation_source(ffpp=ffpp, notes=notes)
     assert len(notes) == 1

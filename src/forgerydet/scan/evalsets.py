@@ -46,7 +46,7 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
     # a fake named after no original (DeepFakeDetection's, made on original_sequences/actors) is still a fake
     fakes = sorted([(e.fake, e.method) for e in tree.fakes] + [(p, tree.method_of(p)) for p in tree.unmatched],
                    key=lambda f: (f[1], f[0].name))
-    actors = tree.actors if tree.unmatched else {}
+    actors = tree.actors if tree.actors_methods else {}  # not for a stray fake of another method (its original missing)
     if split is not None:
         dirs = {m: p.parent for p, m in fakes}  # every method found, also one without a video of the split here
         named_after_actors = tree.actors_methods  # DeepFakeDetection's fakes are named after actors, never after a split's ids
