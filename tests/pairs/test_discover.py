@@ -115,3 +115,16 @@ def test_match_dirs_leaves_ffpp_masks_out_and_notes_levels(tmp_path):
     notes.clear()
     assert len(match_dirs(tmp_path / "original_sequences/youtube/c23/videos", m / "c23" / "videos", notes)[0]) == 1
     assert notes == []
+
+
+def test_ffpp_tree_passes_over_a_macs_appledouble_files(tmp_path):
+    # a FaceForensics++ copy from a Mac's drive holds ._000.mp4 beside 000.mp4: it was taken for a real video and
+    # a fake named after no original (evaluate --ffpp then failed on both, and exited 1)
+    tiny = lambda a, fake: [np.zeros((16, 16, 3), np.uint8)] * 2  # noqa: E731
+    ffpp_tree(tmp_path, tiny)
+    for d, name in (("original_sequences/youtube/c23/videos", "000.mp4"), ("manipulated_sequences/Deepfakes/c23/videos", "000_001.mp4")):
+        (tmp_path / d / f"._{name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    tree = find_ffpp(tmp_path)
+    assert sorted(tree.reals) == ["000", "001"]
+    assert [p.name for p in tree.unmatched] == ["01_02__walk__ABC.mp4"]
+    assert not [e for e in tree.fakes if e.fake.name.startswith("._")]

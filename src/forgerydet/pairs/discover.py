@@ -17,7 +17,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.faces.media import expand_sources, iter_frames, media_kind
-from forgerydet.io import read_csv_rows
+from forgerydet.io import apple_double, read_csv_rows
 from forgerydet.runtime import Progress
 
 MAPPING_COLUMNS = ["real", "fake"]  # optional: group, method
@@ -296,9 +296,9 @@ def _ffpp_root_hint(root: Path) -> str:
     return f" ({inside[0]} looks like one)" if inside else ""
 
 
-def media_kind_ok(p: Path) -> bool:
+def media_kind_ok(p: Path) -> bool:  # a Mac's `._000.mp4` beside a copied video is metadata, as everywhere
     try:
-        return media_kind(p) == "video"
+        return media_kind(p) == "video" and not apple_double(p)
     except ForgeryDetError:
         return False
 
