@@ -101,6 +101,18 @@ def test_a_mapping_row_whose_fake_is_its_real_or_empty_is_refused_by_line(tmp_pa
         read_mapping_csv(write_mapping(tmp_path, [("a.mp4", "")]))
 
 
+def test_a_fake_listed_twice_in_a_mapping_is_refused_before_any_crop(tmp_path):
+    # with two reals, the second real's boxes overwrote the fake crops the first real's rows name (one crop path
+    # per fake), and the fake could land in two splits; nothing was said
+    for n in ("a.mp4", "b.mp4", "f.mp4"):
+        (tmp_path / n).write_bytes(b"x")
+    for rows in ([("a.mp4", "f.mp4"), ("b.mp4", "./f.mp4")], [("a.mp4", "f.mp4"), ("a.mp4", "f.mp4")]):
+        with pytest.raises(ForgeryDetError, match=r"f.mp4 is listed twice as a fake \(with real .*a.mp4, and again "
+                                                  r"with .*mp4\): a fake is made from one real; list it once"):
+            pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, rows)), tmp_path / "out", CFG, val=0.0)
+    assert not (tmp_path / "out").exists()
+
+
 def test_mapping_images_and_bad_files(tmp_path, astronaut):
     face = cv2.resize(head(astronaut), (128, 128))
     frame = np.full((160, 192, 3), 90, np.uint8)

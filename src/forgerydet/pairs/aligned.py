@@ -8,6 +8,7 @@ the two decided apart, a pair could differ by deinterlacing alone, a difference 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -65,6 +66,12 @@ def pairs_from_mapping(
     out_dir = Path(out_dir)
     if not entries:
         raise ForgeryDetError("no real/fake pair to make: the mapping is empty")
+    made_on: dict[str, Path] = {}
+    for e in entries:  # its crops have one place: listed again, the second real's boxes overwrote the first's crops
+        if (key := os.path.realpath(e.fake)) in made_on:
+            raise ForgeryDetError(f"{e.fake} is listed twice as a fake (with real {made_on[key]}, and again with "
+                                  f"{e.real}): a fake is made from one real; list it once")
+        made_on[key] = e.real
     reals = list(dict.fromkeys(e.real for e in entries))
     auto_groups = unique_group_names(reals)
     groups = {e.real: e.group or auto_groups[e.real] for e in entries}
