@@ -80,6 +80,10 @@ def test_deepfakedetection_fakes_pair_with_the_actors_video_they_were_made_on(tm
     s = pairs_from_ffpp(root, tmp_path / "out2", CFG, splits=splits)
     assert "DeepFakeDetection" not in s.methods
     assert any("left out" in w and "official split" in w for w in s.warnings)
+    # DeepFakeDetection alone: it said no fake matched a real id, though the actors' videos are here
+    with pytest.raises(ForgeryDetError, match="^--splits: the official split files list YouTube ids only, so "
+                                              "DeepFakeDetection's fakes .* are left out, and no other method's are here$"):
+        pairs_from_ffpp(root, tmp_path / "out3", CFG, methods=["DeepFakeDetection"], splits=splits)
 
 def test_too_few_groups_fails_before_detection(tmp_path, astronaut):
     v = write_video(tmp_path / "a.mp4", face_frames(astronaut, 2))

@@ -105,6 +105,11 @@ def test_ffpp_split_lists_its_missing_videos_and_the_actors_are_dfds_reals(ffpp,
     items = ffpp_items(ffpp, methods=["Deepfakes"])
     assert {(it.group, it.pool) for it in items} == {("original", "youtube"), ("Deepfakes", "youtube")}
     assert "012_013.mp4" in [it.path.name for it in items]  # still a fake, measured against the YouTube originals
+    # DeepFakeDetection alone with a split file: it said none of the split's ids was here, though they were
+    (tmp_path / "test.json").write_text('[["000", "003"]]')
+    with pytest.raises(ForgeryDetError, match="test.json lists YouTube ids only: DeepFakeDetection's fakes, made on "
+                                              "original_sequences/actors, are in no official split"):
+        ffpp_items(ffpp, methods=["DeepFakeDetection"], split=tmp_path / "test.json")
     notes.clear()
     evaluation_source(ffpp=ffpp, notes=notes)
     assert len(notes) == 1

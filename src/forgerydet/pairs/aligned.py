@@ -221,6 +221,9 @@ def pairs_from_ffpp(
     tree = find_ffpp(root, compression, methods)
     # DeepFakeDetection's fakes, made on the actors' videos (the official splits list YouTube ids only)
     on_actors, left = actor_fakes(tree, progress) if splits is None else ([], tree.unmatched)
+    if not tree.fakes and splits is not None and tree.actors_methods:  # DeepFakeDetection alone (--methods)
+        raise ForgeryDetError(f"--splits: the official split files list YouTube ids only, so {', '.join(sorted(tree.actors_methods))}'s "
+                              f"fakes (made on original_sequences/actors) are left out, and no other method's are here")
     if not tree.fakes and not on_actors:
         raise ForgeryDetError(f"{root}: no fake video matches a real video id (fakes are named A_B.mp4 after real A.mp4, "
                               f"DeepFakeDetection's A_B__SCENE__CODE.mp4 after original_sequences/actors' A__SCENE.mp4)")

@@ -56,6 +56,9 @@ def ffpp_items(root: str | Path, compression: str | None = None, methods: Sequen
         reals = {k: v for k, v in reals.items() if k in ids}
         fakes = [(p, m) for p, m in fakes if p.stem in names]
         actors = {}
+        if reals and not fakes and named_after_actors and not tree.fakes:  # --methods DeepFakeDetection alone
+            raise ForgeryDetError(f"{split} lists YouTube ids only: {', '.join(sorted(named_after_actors))}'s fakes, made "
+                                  f"on original_sequences/actors, are in no official split (leave out --split)")
         if not reals or not fakes:
             raise ForgeryDetError(f"{split}: none of its video ids is in {root} (for {tree.compression})")
         real_dir = next(iter(tree.reals.values())).parent
