@@ -133,6 +133,14 @@ def test_a_split_left_empty_by_failed_files_is_warned_of(tmp_path):
     s = finish_pairs(rows, tmp_path, 0.3, 0.3, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv"),
                      splits={"a": "train", "b": "val", "c": "test"})
     assert s.warnings[0].startswith("no 'val' or 'test' pairs: every group drawn for them gave no face")
+    # the official split files decide (pairs --splits, where --val keeps its default): a split no file drew for was
+    # said to have lost every group drawn for it, and one that did lose them all went unsaid while --test was 0
+    s = finish_pairs(rows, tmp_path, 0.15, 0.0, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv"),
+                     splits={"a": "train"})  # no val.json
+    assert s.warnings == []
+    s = finish_pairs(rows, tmp_path, 0.15, 0.0, 0, PairsSummary(pairs_csv=tmp_path / "pairs.csv"),
+                     splits={"a": "train", "c": "test"})
+    assert s.warnings[0].startswith("no 'test' pairs: every group drawn for it gave no face")
 
 
 def test_a_face_file_in_train_and_val_under_another_group_is_refused(tmp_path):

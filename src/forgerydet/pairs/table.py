@@ -119,6 +119,7 @@ def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed:
                 raise
             raise ForgeryDetError(f"{e}; {len(summary.errors)} file(s) failed, which may have taken groups with them "
                                   f"(first: {summary.errors[0][1]})") from None
+    drawn = set(splits.values())  # official split files: a split none of whose videos is here was said already
     present = {r["group"] for r in rows}
     splits = {g: s for g, s in splits.items() if g in present}
     for r in rows:
@@ -131,8 +132,7 @@ def finish_pairs(rows: list[dict], out_dir: Path, val: float, test: float, seed:
         summary.split_groups[s] = sum(v == s for v in splits.values())
     for r in rows:
         summary.methods[r["method"]] = summary.methods.get(r["method"], 0) + 1
-    wanted = ["train"] + ["val"] * (val > 0) + ["test"] * (test > 0)
-    empty = [s for s in wanted if not summary.split_rows[s]]
+    empty = [s for s in SPLITS if s in drawn and not summary.split_rows[s]]
     if empty:  # splits are drawn over the groups found before detection: all of one split may then have failed
         summary.warnings.append(f"no {' or '.join(repr(s) for s in empty)} pairs: every group drawn for "
                                 f"{'it' if len(empty) == 1 else 'them'} gave no face (no face found, or its files "
