@@ -117,6 +117,21 @@ def test_a_fake_listed_twice_in_a_mapping_is_refused_before_any_crop(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_real_given_two_groups_in_a_mapping_is_refused(tmp_path):
+    # the last row's group won in silence: 'personA' vanished, so person A's faces could sit in two splits
+    for n in ("a.mp4", "b.mp4", "f.mp4", "g.mp4", "h.mp4"):
+        (tmp_path / n).write_bytes(b"x")
+    rows = [("a.mp4", "f.mp4", "personA"), ("a.mp4", "g.mp4", "personB"), ("b.mp4", "h.mp4", "personA")]
+    with pytest.raises(ForgeryDetError, match=r"a.mp4 is given two groups \('personA' and 'personB'\): its faces are "
+                                              r"one source, in one split"):
+        pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, rows, ["group"])), tmp_path / "out", CFG, val=0.0)
+    assert not (tmp_path / "out").exists()
+    # a row without a group takes the real's group from its other rows
+    rows = [("a.mp4", "f.mp4", ""), ("a.mp4", "g.mp4", "personA"), ("b.mp4", "h.mp4", "personA")]
+    with pytest.raises(ForgeryDetError, match="no pair could be made"):  # the stand-in files are no videos
+        pairs_from_mapping(read_mapping_csv(write_mapping(tmp_path, rows, ["group"])), tmp_path / "out", CFG, val=0.0)
+
+
 def test_mapping_images_and_bad_files(tmp_path, astronaut):
     face = cv2.resize(head(astronaut), (128, 128))
     frame = np.full((160, 192, 3), 90, np.uint8)

@@ -74,7 +74,12 @@ def pairs_from_mapping(
         made_on[key] = e.real
     reals = list(dict.fromkeys(e.real for e in entries))
     auto_groups = unique_group_names(reals)
-    groups = {e.real: e.group or auto_groups[e.real] for e in entries}
+    groups = {e.real: e.group for e in entries if e.group}
+    for e in entries:  # one real, two groups: the last row's won in silence, and the other group's person could leak
+        if e.group and e.group != groups[e.real]:
+            raise ForgeryDetError(f"{e.real} is given two groups ({e.group!r} and {groups[e.real]!r}): its faces are one "
+                                  f"source, in one split; give all its rows one group (people a fake joins belong in one)")
+    groups = {r: groups.get(r) or auto_groups[r] for r in reals}  # a row without a group: the real's from another row
     if not any(Path(r).is_file() for r in reals):  # said before the split count, which would hide it
         raise ForgeryDetError(f"none of the {len(reals)} real file(s) the mapping names exists (first: {reals[0]})")
     if splits is None:
