@@ -22,6 +22,9 @@ def test_labels_groups_and_relative_paths(tmp_path):
     ("file,label\na.png,0\n", "missing column(s) path; needed: path, label (optional: group); found: file, label"),
     ("path,label\na.png,0\nb.png,maybe\n", "l.csv:3: column 'label' is 'maybe'; use 0/1 or real/fake"),
     ("path,label\n", "has a header but no rows"),
+    # `evaluate pairs.csv` said only "missing column(s) path, label"
+    ("real,fake,group,split,method,landmarks\na.png,b.png,g,test,sbi,\n",
+     "is a pairs.csv (real,fake,...), which train reads; a list here has columns path,label[,group]"),
     ("path,label\na.png,1\nb.png,fake\n", "holds only fake samples: AUC, AP and EER need both"),
 ])
 def test_each_problem_is_one_error_naming_the_line(tmp_path, text, message):

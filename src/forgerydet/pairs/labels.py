@@ -51,6 +51,9 @@ def _read_rows(path: Path) -> list[Item]:
         reader = csv.DictReader(f)
         cols = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in ("path", "label") if c not in cols]
+        if missing and {"real", "fake"} <= set(cols):  # a pairs.csv: what train reads, not a list of labelled files
+            raise ForgeryDetError(f"{path} is a pairs.csv (real,fake,...), which train reads; a list here has columns "
+                                  f"path,label[,group] (one row per file), or give the files as --real DIR --fake DIR")
         if missing:
             raise ForgeryDetError(f"{path}: missing column(s) {', '.join(missing)}; needed: path, label (optional: group); found: {', '.join(cols) or 'none'}")
         for i, raw in enumerate(reader, start=2):
