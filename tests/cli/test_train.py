@@ -397,6 +397,11 @@ def test_calibrate_prints_the_calibration(monkeypatch, tmp_path):
     assert r.flat.endswith("bank fusion: p = sigmoid(0.866 * logit -3.667 * nearest similarity +1.220), threshold "
                            "0.71834 (real faces called FAKE: 0.050, pseudo-fakes caught: 0.856, AUC 0.9648); scans "
                            "against this bank use it")
+    # calibrated on real forgeries (FF++, Celeb-DF pairs): they are not called pseudo-fakes
+    monkeypatch.setattr(validate, "calibrate_checkpoint",
+                        lambda *a, **kw: {**fake(*a, **kw), "bank_fusion": fusion, "val_fakes_self_blended": False})
+    r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors")
+    assert "pseudo" not in r.flat and r.flat.count("fakes caught: ") == 2, r.output
     r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors", "--tta", "flip")
     assert r.exit_code == 0 and seen["tta"] == "flip", r.output
     assert r.flat.startswith("calibrated on 800 real / 6 fake validation faces (each face averaged with its mirror image):")

@@ -100,6 +100,7 @@ def test_calibrate_into_another_file_keeps_the_original(model, pairs, tmp_path):
     assert hashlib.sha256(ck.read_bytes()).hexdigest() == before
     assert res["checkpoint"] == str(out) and res["calibrated_on"] == str(pairs) and res["target_fpr"] == 0.25
     assert res["val_fpr"] <= 0.25 and res["val_reals"] == 8 and res["val_fakes"] == 8
+    assert res["val_fakes_self_blended"] is False  # the synthetic pairs' fakes are method 'patch', not 'sbi'
     extra = load_checkpoint(out).meta["extra"]
     assert extra["threshold"] == res["threshold"] and extra["temperature"] == res["temperature"]
     assert extra["calibration"]["val_auc"] == res["val_auc"]

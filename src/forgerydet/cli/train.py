@@ -320,16 +320,17 @@ def calibrate_cmd(
     with user_errors():
         r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out, tta=tta,
                                  precision=precision)
+    caught = "pseudo-fakes caught" if r.get("val_fakes_self_blended", True) else "fakes caught"  # real forgeries
     say(
         f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces"
         f"{' (each face averaged with its mirror image)' if r['tta'] == 'flip' else ''}"
         f"{' in ' + r['precision'] if r['precision'] != 'fp32' else ''}: temperature {r['temperature']:.3f}, "
-        f"threshold {threshold_text(r['threshold'])} (real faces called FAKE: {r['val_fpr']:.3f}, pseudo-fakes caught: "
+        f"threshold {threshold_text(r['threshold'])} (real faces called FAKE: {r['val_fpr']:.3f}, {caught}: "
         f"{r['val_tpr']:.3f}, AUC {r['val_auc']:.4f}) -> {r['checkpoint']}")
     f = r.get("bank_fusion")
     console.print(
         f"bank fusion: p = sigmoid({f['logit']:.3f} * logit {f['similarity']:+.3f} * nearest similarity {f['bias']:+.3f}), "
-        f"threshold {threshold_text(f['threshold'])} (real faces called FAKE: {f['val_fpr']:.3f}, pseudo-fakes caught: "
+        f"threshold {threshold_text(f['threshold'])} (real faces called FAKE: {f['val_fpr']:.3f}, {caught}: "
         f"{f['val_tpr']:.3f}, AUC {f['val_auc']:.4f}); scans against this bank use it" if f else
         "bank fusion: none (the nearest-bank similarity was no evidence on these faces, or the model has no bank): "
         "scans use the temperature alone", highlight=False, soft_wrap=True)

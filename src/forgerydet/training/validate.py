@@ -168,6 +168,7 @@ def calibrate_checkpoint(
     if cal.get("bank_fusion"):
         cal["bank_fusion"]["val_auc"] = binary_metrics(labels, fused_logits(logits, sims, cal["bank_fusion"]))["auc"]
     cal["calibrated_on"] = str(Path(pairs))
+    cal["val_fakes_self_blended"] = all(r.method == "sbi" for r in table.split("val"))  # else real forgeries too
     target = Path(out or checkpoint)
     resave_checkpoint(ck, target, model, extra=calibration_extra(cal, model))
     return {**cal, "checkpoint": str(target)}
