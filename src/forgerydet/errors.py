@@ -23,8 +23,9 @@ def path_text(s: object) -> str:
 
     On Linux a file name is bytes; Python keeps bytes that are not UTF-8 as surrogate escapes, which cannot
     be written as UTF-8 (and crash OpenCV). Each such byte becomes the four characters `\\xNN` (bad\\xff.png),
-    the documented, lossless spelling: `os.fsencode` of the name is recovered by decoding those escapes.
-    Names that are valid UTF-8 pass unchanged."""
+    the documented spelling. It is not lossless: a valid name that holds those four characters itself is written
+    the same way (scan's records also carry each file's sha256, which tells the two apart). Names that are valid
+    UTF-8 pass unchanged."""
     s = str(s)
     try:
         s.encode("utf-8")
