@@ -8,7 +8,8 @@ import pytest
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.calibration import (PRECISION_CHOICES, calibrate, check_precision, fit_fusion, fit_temperature,
-                                         fused_logits, nearest_similarity, sigmoid, threshold_at_fpr)
+                                         fused_logits, nearest_similarity, probability_formula, sigmoid,
+                                         threshold_at_fpr)
 
 
 def test_temperature_recovers_the_true_scale():
@@ -103,3 +104,12 @@ def test_threshold_keeps_its_rate_when_scores_tie_across_the_cut():
     assert (tied >= thr).mean() <= 0.05 and thr > 0.49594255
     spread = np.linspace(0, 1, 101)
     assert threshold_at_fpr(spread, 0.05) == pytest.approx(0.96)  # no tie: unchanged, 5 of 101 at or above
+
+
+def test_the_probability_formula_says_what_a_flip_scan_averages():
+    """With --tta flip the fusion's nearest similarity is the mean over the face and its mirror image, not the one
+    the face's listed neighbours show; settings.probability did not say so, and a face's p could not be rebuilt."""
+    assert probability_formula(False) == "sigmoid(logit / temperature)"
+    fused = probability_formula(True, "flip")
+    assert fused.startswith("sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity")
+    assert "averaged over the face and its mirror image" in fused and "flip" not in probability_formula(True, "none")

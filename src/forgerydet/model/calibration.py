@@ -101,6 +101,16 @@ def nearest_similarity(similarities: np.ndarray) -> np.ndarray:
     return sims[..., 0] if sims.shape[-1] else np.full(sims.shape[:-1], np.nan)
 
 
+def probability_formula(fused: bool, tta: str = "none") -> str:
+    """How a scan's probability is computed, in words, for its JSON settings: with the bank fusion, or from the
+    temperature alone. With the flip the inputs are averaged over the face and its mirror image, so the nearest
+    similarity it uses is not the one a face's listed neighbours show."""
+    text = ("sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)"
+            if fused else "sigmoid(logit / temperature)")
+    return text + (" (tta flip: logit and nearest similarity averaged over the face and its mirror image; the "
+                   "neighbours listed are the face's own, unmirrored)" if tta == "flip" else "")
+
+
 def fused_logits(logits: np.ndarray, similarities: np.ndarray, fusion: dict[str, float]) -> np.ndarray:
     """a * logit + b * nearest similarity + c (see the module docstring); sigmoid of it is the fake probability."""
     return (fusion["logit"] * np.asarray(logits, np.float64) + fusion["similarity"] * np.asarray(similarities, np.float64)

@@ -19,7 +19,8 @@ from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.pipeline import ExtractConfig, detect_source, first_frame_only
 from forgerydet.faces.segment import segment_text
 from forgerydet.io import file_sha256
-from forgerydet.model.calibration import PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits, sigmoid
+from forgerydet.model.calibration import (PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits,
+                                          probability_formula, sigmoid)
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.config import references_path
@@ -137,8 +138,7 @@ class Scanner:
             "temperature": self.temperature,
             "bank_fusion": None if self.fusion is None else {k: v for k, v in self.fusion.items() if k != "threshold"},
             "calibrated_against": self._calibrated_against(),
-            "probability": "sigmoid(logit / temperature)" if self.fusion is None else
-                           "sigmoid(logit * bank_fusion.logit + nearest similarity * bank_fusion.similarity + bank_fusion.bias)",
+            "probability": probability_formula(self.fusion is not None, self.tta),
             "frames_per_video": self.config.num_frames,
             "detector": {k: getattr(self.config.detector, k) for k in ("detect_side", "min_confidence", "min_face",
                                                                         "margin", "size")},  # what finds the faces
