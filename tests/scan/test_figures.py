@@ -3,6 +3,8 @@ blend, and the score-over-time plot (one line per track, the threshold, time or 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -88,6 +90,30 @@ def test_timeline_has_one_sorted_line_per_track_and_the_threshold(times, tmp_pat
     assert lines["file score 0.457"] == [0.4567, 0.4567]  # the file's score beside its frames', 3 decimals as elsewhere
     assert ax.get_xlabel() == ("time (s)" if times else "frame") and ax.get_ylabel() == "fake probability"
     assert ax.get_ylim() == (-0.02, 1.02)
+
+
+def test_timeline_of_a_crowd_names_its_highest_tracks_and_greys_the_rest(tmp_path, monkeypatch):
+    # a video of 54 faces (a tiled group photo): every track in the legend made it taller than the figure, which
+    # cut off the threshold's entry and the axis label (matplotlib's "Tight layout not applied" on stderr)
+    seen = {}
+    real_save = figures.save_figure
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: seen.update(fig=fig) or real_save(fig, path))
+    faces = [{"frame_index": t, "time": t / 5, "track_id": k, "score": (k % 27) / 30 + t / 1000}
+             for k in range(54) for t in range(6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        timeline_plot({"faces": faces, "threshold": 0.35, "score": 0.8}, tmp_path / "t.png")
+    ax = seen["fig"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    n = figures.MAX_NAMED_TRACKS - 1
+    assert labels[0] == f"{54 - n} other tracks (see the table)" and len(labels) == n + 3
+    assert set(labels[1:1 + n]) == {f"track {k}" for k in (25, 26, 52, 53, 24)}  # the highest mean scores
+    assert labels[-2:] == ["threshold 0.350", "file score 0.800"]
+    named = [ln for ln in ax.get_lines() if ln.get_label().startswith("track ")]
+    assert len({ln.get_color() for ln in named}) == n  # no two named tracks share a colour
+    assert len(ax.get_lines()) == 54 + 2  # every track still drawn
+    timeline_plot({"faces": _faces(True), "threshold": 0.35}, tmp_path / "few.png")  # few tracks: each named
+    assert [t.get_text() for t in seen["fig"].axes[0].get_legend().get_texts()][:2] == ["track 0", "track 1"]
 
 
 def test_timeline_writes_a_png(tmp_path):

@@ -92,8 +92,23 @@ def overview_picture(image: Any, faces: list[dict], frame_width: int, threshold:
     return out
 
 
+MAX_NAMED_TRACKS = 6  # tracks a timeline names in its legend and colours; more: the highest-scoring 5, the rest grey
+
+
+def _named_tracks(by_track: dict[int, list[tuple[float, float]]]) -> list[int]:
+    """The tracks a timeline draws in colour with a legend entry each: all of up to MAX_NAMED_TRACKS, else the
+    MAX_NAMED_TRACKS - 1 of the highest mean score. (Every track named: a crowd of 54 faces made the legend above
+    the plot taller than the figure, which cut it off with the threshold's entry and the axis label, and the
+    colours repeated every 10 tracks.)"""
+    if len(by_track) <= MAX_NAMED_TRACKS:
+        return sorted(by_track)
+    mean = {tid: sum(s for _, s in pts) / len(pts) for tid, pts in by_track.items()}
+    return sorted(sorted(by_track, key=lambda t: (-mean[t], t))[:MAX_NAMED_TRACKS - 1])
+
+
 def timeline_plot(result: dict, path: Path) -> Path:
-    """Score over time, one line per track, with the decision threshold and the file's score."""
+    """Score over time, one line per track (more than MAX_NAMED_TRACKS: the highest in colour, the rest grey), with the
+    decision threshold and the file's score."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 2.6), dpi=100)
@@ -103,9 +118,14 @@ def timeline_plot(result: dict, path: Path) -> Path:
     for f in result["faces"]:
         x = float(f["time"]) if use_time else float(f.get("frame_index", 0))
         by_track.setdefault(int(f.get("track_id", 0)), []).append((x, float(f["score"])))
-    for tid, pts in sorted(by_track.items()):
-        pts.sort()
-        xs, ys = zip(*pts)
+    named = _named_tracks(by_track)
+    others = [tid for tid in sorted(by_track) if tid not in named]
+    for k, tid in enumerate(others):  # beneath, in one grey, with one legend entry for them all
+        xs, ys = zip(*sorted(by_track[tid]))
+        ax.plot(xs, ys, color="silver", marker="o", markersize=2, linewidth=0.8,
+                label=f"{len(others)} other tracks (see the table)" if k == 0 else "_nolegend_")
+    for tid in named:
+        xs, ys = zip(*sorted(by_track[tid]))
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, label=f"track {tid}")
     thr = float(result.get("threshold", 0.5))
     ax.axhline(thr, color="crimson", linestyle="--", linewidth=1, label=f"threshold {threshold_text(thr)}")
