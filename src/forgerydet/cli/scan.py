@@ -77,11 +77,15 @@ def scan_cmd(
             for option, path, folder in outputs:  # before any work: a bad output must not cost the whole scan
                 if path != STDOUT or folder:
                     check_output(path, option, folder=folder)
+            keep: Any = lambda rec: rec  # with --report: its pictures in a temporary folder until it is written
             if report:
                 from forgerydet.scan.report import check_report_folder
+                from forgerydet.scan.spill import PictureSpill
 
                 held.enter_context(folder_held(report, "--report", "scan"))  # until its page is written
                 check_report_folder(report)
+                keep = PictureSpill()  # (in memory they grew ~3 MB a file: 4 GB over 1,500 photos)
+                held.callback(keep.close)
             det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)
             cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, batch_size=batch_size,
                              device=device, keep_crops=MAX_FACES if report else 0, detector=det, reference=reference,
@@ -138,7 +142,7 @@ def scan_cmd(
                     rec = earlier.take(f) if earlier else None
                     if rec is not None:
                         settings["resumed"]["files_taken_over"] += 1
-                    results.append(rec or _scanned(scanner, f))
+                    results.append(rec or keep(_scanned(scanner, f)))
                     done += 1
                     if results[-1]["status"] != "ok":  # most errors start with the path already
                         named = results[-1]["error"].startswith(results[-1]["path"])
