@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 
 import pytest
@@ -59,6 +60,38 @@ def test_progress_bar_is_off_and_transient_off_a_terminal():
     bar = progress_bar("x")
     assert not console.is_terminal  # pytest captures stdout
     assert bar.disable and bar.live.transient
+
+
+def test_off_a_terminal_a_progress_line_is_printed_every_minute_instead_of_the_bar():
+    # `forgerydet scan photos/ > scan.log` (nohup, a job scheduler) said nothing for hours, as if it hung
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn
+
+    from forgerydet.cli import common
+
+    log = Console(file=io.StringIO(), width=200)
+    now = [0.0]
+    assert not log.is_terminal
+    bar = progress_bar(TextColumn("[bold]scanning"), BarColumn(), on=log)
+    bar.clock = lambda: now[0]
+    bar.t_start = bar.t_line = 0.0
+    task = bar.add_task("scan", total=1500)
+    with bar:
+        for done, t in [(1, 10.0), (60, 59.0), (100, 61.0), (150, 90.0), (412, 7 * 60.0), (1400, 7200.0)]:
+            now[0] = t
+            bar.update(task, completed=done)
+    assert log.file.getvalue().splitlines() == [
+        "scanning: 100 of 1500 done after 1 min; about 14 min left",
+        "scanning: 412 of 1500 done after 7 min; about 18 min left",
+        "scanning: 1400 of 1500 done after 2 h 00 min; about 9 min left"]
+    assert common.PROGRESS_LINE_EVERY_S == 60.0
+    quiet = progress_bar(TextColumn("x"), on=log, lines=False)  # train prints its own step lines
+    quiet.clock = lambda: 1e9
+    quiet.update(quiet.add_task("x", total=None), completed=3)
+    unsized = progress_bar(TextColumn("[bold]evaluating"), on=log)
+    unsized.clock, unsized.t_start, unsized.t_line = (lambda: 1e4), 0.0, 0.0
+    unsized.update(unsized.add_task("e", total=None), completed=3)
+    assert log.file.getvalue().splitlines()[3:] == ["evaluating: 3 done after 2 h 47 min"]
 
 
 def test_a_path_with_markup_reaches_the_user_as_typed(tmp_path):

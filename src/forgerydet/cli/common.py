@@ -10,13 +10,15 @@ import io
 import os
 import shlex
 import sys
+import time
 from collections import Counter
 from typing import Annotated, Any, Iterable, Iterator, Optional
 
 import typer
 from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.progress import Progress, ProgressColumn
+from rich.progress import Progress, ProgressColumn, TextColumn
+from rich.text import Text
 
 from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
 from forgerydet.io import current_folder
@@ -53,10 +55,48 @@ def typed_options(ctx: typer.Context) -> set[str]:
             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
 
 
-def progress_bar(*columns: str | ProgressColumn, on: Console = console, disable: bool = False) -> Progress:
+PROGRESS_LINE_EVERY_S = 60.0  # off a terminal (nohup, a job scheduler's log): a progress line this often
+
+
+class _LoggedProgress(Progress):
+    """A Progress that, where its bar is off because the console is not a terminal, prints a line every
+    PROGRESS_LINE_EVERY_S instead: a scan of thousands of files sent to a log said nothing for hours, which
+    looks like a hang (train has its own step lines)."""
+
+    def __init__(self, *columns: str | ProgressColumn, label: str, lines: bool, clock: Any = time.monotonic,
+                 **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self.label, self.lines, self.clock = label, lines, clock
+        self.t_start = self.t_line = clock()
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        now = self.clock()
+        if not self.lines or now - self.t_line < PROGRESS_LINE_EVERY_S:
+            return
+        self.t_line = now
+        task = next(t for t in self.tasks if t.id == task_id)
+        done, total, took = int(task.completed), task.total, now - self.t_start
+        of = f" of {int(total)}" if total else ""
+        left = f"; about {_minutes((took / done) * (total - done))} left" if total and 0 < done < total else ""
+        self.console.print(f"{self.label}: {done}{of} done after {_minutes(took)}{left}", highlight=False)
+
+
+def _minutes(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return "<1 min" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def progress_bar(*columns: str | ProgressColumn, on: Console = console, disable: bool = False,
+                 lines: bool = True) -> Progress:
     """The one progress-bar setup: transient (gone once done, so no stale bar sits above a result or an error
-    line), and off where the console is not a terminal (a pipe or file gets the results, not bar frames)."""
-    return Progress(*columns, console=on, transient=True, disable=disable or not on.is_terminal)
+    line), and off where the console is not a terminal (a pipe or file gets the results, not bar frames): there,
+    unless `lines` is False, a line every PROGRESS_LINE_EVERY_S says how far it is (named by the first column's
+    text: "scanning: 412 of 1500 done after 7 min; about 19 min left")."""
+    first = columns[0] if columns else None
+    label = Text.from_markup(first.text_format if isinstance(first, TextColumn) else "").plain or "working"
+    return _LoggedProgress(*columns, console=on, transient=True, disable=disable or not on.is_terminal,
+                           label=label, lines=lines and not disable and not on.is_terminal)
 
 
 def shown(text: object) -> str:

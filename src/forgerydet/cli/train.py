@@ -25,7 +25,7 @@ from forgerydet.training.config import TrainConfig, augmentation_with
 def _progress() -> Progress:
     return progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        disable=int(os.environ.get("RANK", "0")) != 0)
+                        disable=int(os.environ.get("RANK", "0")) != 0, lines=False)  # TrainView's step lines
 
 
 LOG_EVERY_S = 60.0  # where the output is not a terminal (nohup, a job scheduler): a step line this often
