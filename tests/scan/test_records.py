@@ -162,7 +162,11 @@ def test_no_face_on_a_frame_shrunk_for_detection_names_detect_side():
         "no face found (the detector saw the 4000x200 frame shrunk to 640 px on its longest side: a small face may "
         "be found with --detect-side 2560)")
     assert no_face_error("video", 8, None, None, 640) == "no face found in 8 sampled frames"
-    assert no_face_error("image", 1, 20000, 2, 640) == "no face found"  # not "try --detect-side 2560" for a 2 px strip
+    # not "try --detect-side 2560" for a 2 px strip, and a thumbnail too small for any face is said to be
+    assert no_face_error("image", 1, 20000, 2, 640) == ("no face found (the 20000x2 frame is smaller than the smallest "
+                                                         "face the detector keeps, 32 px)")
+    assert no_face_error("image", 1, 16, 16, 640).endswith("(the 16x16 frame is smaller than the smallest face the "
+                                                           "detector keeps, 32 px)")
     assert no_face_error("image", 1, 512, 512, 640, image_frames=2) == (  # an animated image: its first frame only
         "no face found; the file holds 2 frames or pages (an animated image or a multi-page TIFF): only the first is read")
 

@@ -145,13 +145,16 @@ NO_FACE_BELOW_PX = 32  # a frame whose shorter side is smaller holds no face the
 def no_face_error(kind: str | None, sampled: int, width: int | None, height: int | None, detect_side: int,
                   image_frames: int = 1) -> str:
     """The error of a file without a face; where MTCNN saw the frame shrunk by more than half, the hint that a
-    small face may need a larger --detect-side; for an image of several frames or pages, that only one was read."""
+    small face may need a larger --detect-side; where the frame is smaller than any face it keeps, that; for an
+    image of several frames or pages, that only one was read."""
     text = "no face found" + (f" in {sampled} sampled frames" if kind == "video" else "")
     text += f"; {first_frame_only(image_frames)}" if image_frames > 1 else ""
     longest, shortest = max(width or 0, height or 0), min(width or 0, height or 0)
     if longest > 2 * detect_side and shortest >= NO_FACE_BELOW_PX:  # a 20000x2 strip holds no face at any size
         text += (f" (the detector saw the {width}x{height} frame shrunk to {detect_side} px on its longest side: a "
                  f"small face may be found with --detect-side {min(longest, 4 * detect_side)})")
+    elif 0 < shortest < NO_FACE_BELOW_PX:  # a thumbnail: said why, not left to look like a missed face
+        text += f" (the {width}x{height} frame is smaller than the smallest face the detector keeps, {NO_FACE_BELOW_PX} px)"
     return text
 
 
