@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from forgerydet.cli.app import app
 from forgerydet.errors import ForgeryDetError
-from forgerydet.pairs.build import make_pairs
+from forgerydet.pairs.build import make_pairs, two_person_fakes
+from forgerydet.pairs.discover import MappingEntry
 
 # ---------------------------------------------------------------- splits
 
@@ -69,3 +70,14 @@ def test_a_rerun_into_the_same_folder_says_what_the_earlier_run_left(tmp_path, a
     assert said == [f"{tmp_path / 'out' / 'crops'} also holds 9 file(s) of an earlier run that pairs.csv does not "
                     f"name (delete that folder first for a clean one)"]
     assert len([p for p in (tmp_path / "out" / "crops").rglob("*") if p.is_file()]) == 12  # nothing deleted
+
+
+def test_fakes_named_after_two_reals_are_found_for_the_split_warning():
+    """--real-dir/--fake-dir on FaceForensics++ folders grouped fake 002_001 (001's face) with real 002 only, so
+    001's face could train while real 001 was in val, without a word; those fakes are now named in a warning."""
+    from pathlib import Path
+
+    e = [MappingEntry(Path("r/000.mp4"), Path("f/000_003.mp4")), MappingEntry(Path("r/003.mp4"), Path("f/003_000.mp4")),
+         MappingEntry(Path("r/002.mp4"), Path("f/002_999.mp4")),  # 999 is no real here: nothing to leak
+         MappingEntry(Path("r/clip.mp4"), Path("f/clip_fake.mp4")), MappingEntry(Path("r/a.mp4"), Path("f/a.mp4"))]
+    assert two_person_fakes(e) == [Path("f/000_003.mp4"), Path("f/003_000.mp4")]

@@ -17,7 +17,7 @@ from typing import Sequence
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
-from forgerydet.pairs.discover import match_dirs, read_mapping_csv
+from forgerydet.pairs.discover import MappingEntry, match_dirs, read_mapping_csv
 from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
 from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE, PairsSummary, check_split_shares
 from forgerydet.paths import check_not_input, check_output
@@ -127,8 +127,21 @@ def _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_
     entries, unmatched = match_dirs(real_dir, fake_dir, notes)
     if not entries:
         raise ForgeryDetError(f"no fake in {fake_dir} is named after a real in {real_dir} (same stem, or real stem + suffix)")
+    two = two_person_fakes(entries)
     s = pairs_from_mapping(entries, out_dir, config, **kw)
     if unmatched:
         notes.insert(0, f"{len(unmatched)} fake(s) named after no real were skipped (e.g. {unmatched[0].name})")
+    if two:
+        notes.append(f"{len(two)} fake(s) are named after two of the real videos (e.g. {two[0].name}: FaceForensics++ "
+                     f"puts B's face on A's video as A_B); each is grouped with A alone, so B's face can be in another "
+                     f"split: for FaceForensics++ give --ffpp ROOT, which groups them, or --mapping with a group column")
     s.warnings[:0] = notes
     return s
+
+
+def two_person_fakes(entries: Sequence[MappingEntry]) -> list[Path]:
+    """The fakes named A_B where A is their real and B another real of the set (FaceForensics++'s naming: B's face
+    on A's video). --real-dir/--fake-dir groups a fake with its real A only, so B's face may land in another split."""
+    reals = {e.real.stem for e in entries}
+    return [e.fake for e in entries
+            if e.fake.stem.startswith(e.real.stem + "_") and e.fake.stem[len(e.real.stem) + 1:] in reals - {e.real.stem}]
