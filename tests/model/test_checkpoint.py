@@ -215,3 +215,17 @@ def test_training_faces_are_this_runs_face_folders_and_the_earlier_runs_ones(tmp
         "Ann_0001-0123abcd", "Bob_0002-89abcdef", "Cid_0001-00112233"}
     plain = save_checkpoint(tmp_path / "p.safetensors", m)
     assert load_checkpoint(plain, check_bank=False).training_faces == set()
+
+
+def test_the_hash_of_a_checkpoint_is_of_the_file_loaded_not_one_written_over_it_since(tmp_path):
+    """scan records the checkpoint's sha256, hashed after the model loaded: a rebuild-bank finishing in between
+    had the scan name the new file while it scored with the old bank (and `--resume` then took those verdicts over
+    for the new one)."""
+    import hashlib
+
+    p = save_checkpoint(tmp_path / "m.safetensors", filled_model())
+    ck = load_checkpoint(p)
+    assert ck.sha256() == hashlib.sha256(p.read_bytes()).hexdigest()
+    save_checkpoint(p, filled_model(), extra={"threshold": 0.3})  # another command rewrites it
+    with pytest.raises(ForgeryDetError, match="rewritten by another command while it loaded"):
+        ck.sha256()

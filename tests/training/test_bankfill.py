@@ -136,3 +136,32 @@ def test_a_model_trained_without_a_bank_is_refused_before_any_encoding(pairs, tm
         with pytest.raises(ForgeryDetError, match="was trained with --reference none: it compares with no real faces"):
             call()
     assert ck.read_bytes() == before
+
+
+def test_a_checkpoint_rewritten_by_another_command_meanwhile_is_not_overwritten(pairs, tmp_path, monkeypatch):
+    """rebuild-bank and calibrate both read a checkpoint, work for minutes and write it back in place: run at once,
+    the last one to finish wrote its result over the other's (a rebuilt bank silently gone, each saying it had
+    written). Now the later one leaves the file as the other command wrote it and says so."""
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.training import bankfill
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=64).eval()
+    m.bank.rebuild(m.encode_keys(torch.rand(10, 3, 64, 64)), m.key_fingerprint(), source=torch.arange(10))
+    ck = save_checkpoint(tmp_path / "m.safetensors", m, bank_sources=[f"/r/{i}.png" for i in range(10)])
+    original = bankfill.rebuild_bank
+
+    def meanwhile(*a, **kw):  # another command (calibrate) writes the file while the faces are encoded
+        out = original(*a, **kw)
+        save_checkpoint(ck, m, bank_sources=[f"/r/{i}.png" for i in range(10)], extra={"threshold": 0.3})
+        return out
+
+    monkeypatch.setattr(bankfill, "rebuild_bank", meanwhile)
+    with pytest.raises(ForgeryDetError, match="rewritten by another command .* left as that one wrote it"):
+        rebuild_checkpoint_bank(ck, pairs, device="cpu")
+    assert load_checkpoint(ck).threshold == 0.3  # the other command's write is kept
+    rebuild_checkpoint_bank(ck, pairs, device="cpu", out=tmp_path / "other.safetensors")  # another file: written
+    monkeypatch.setattr(bankfill, "rebuild_bank", original)
+    rebuild_checkpoint_bank(ck, pairs, device="cpu")  # run again alone: written in place
+    assert load_checkpoint(ck).meta["extra"]["bank_rebuilt_from"] == str(pairs)

@@ -12,6 +12,7 @@ file + rename), so a crash never leaves a broken checkpoint. Reading the metadat
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from safetensors.torch import save
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import write_bytes_atomic
+from forgerydet.io import file_sha256, write_bytes_atomic
 from forgerydet.model import frozen
 from forgerydet.model.bank import fingerprint_hex
 from forgerydet.model.config import ModelConfig
@@ -60,6 +61,20 @@ class Checkpoint:
     meta: dict[str, Any]  # the decoded metadata, as read_meta returns it
     path: Path
     train_state: TrainState | None = None
+    identity: tuple[int, ...] | None = None  # file_identity(path) when it was read
+
+    def replaced(self) -> bool:
+        """Whether the file at `path` is no longer the one this was read from: another command (rebuild-bank,
+        calibrate, train) wrote it since, by an atomic rename."""
+        now = file_identity(self.path)
+        return self.identity is not None and now is not None and now != self.identity
+
+    def sha256(self) -> str:
+        """The SHA-256 of the file this was loaded from: a file replaced since is an error, not the other's hash."""
+        digest = file_sha256(self.path)
+        if self.replaced():
+            raise ForgeryDetError(f"{self.path} was rewritten by another command while it loaded: run this one again")
+        return digest
 
     @property
     def fingerprint(self) -> str:
@@ -215,7 +230,12 @@ def resave_checkpoint(ck: Checkpoint, path: str | Path, model: Detector, *, extr
                       bank_sources: list[str] | None = None) -> Path:
     """Write a changed model of a loaded checkpoint (a rebuilt bank, a new calibration) to `path`, keeping the
     checkpoint's history and training state (optimizer, RNG, schedule: `--resume` still works), its bank
-    sources unless new ones are given, and its extra fields with `extra` merged over them."""
+    sources unless new ones are given, and its extra fields with `extra` merged over them. In place, a file that
+    another command rewrote meanwhile is refused: writing would silently undo that command's change."""
+    if Path(path).resolve() == ck.path.resolve() and ck.replaced():
+        raise ForgeryDetError(f"{path} was rewritten by another command (rebuild-bank, calibrate, train) while this one "
+                              f"ran: left as that one wrote it, since this result would undo its change; run this "
+                              f"command again")
     return save_checkpoint(path, model, bank_sources=ck.bank_sources if bank_sources is None else bank_sources,
                            history=ck.history, train_state=ck.train_state, extra={**ck.extra, **extra},
                            by_reference=bool(ck.meta.get("by_reference")))
@@ -230,6 +250,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Rebuild the model from the stored config, load weights strictly, verify the bank's fingerprint."""
     path = Path(path)
+    identity = file_identity(path)  # before anything is read: a file replaced later is seen to differ
     meta = read_meta(path)
     try:
         cfg = ModelConfig.from_dict(meta["config"])
@@ -277,7 +298,16 @@ def load_checkpoint(
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ForgeryDetError(f"{path}: its metadata field train is not a training state ({type(e).__name__}: {e}; "
                               f"was the file edited?): re-copy it") from None
-    return Checkpoint(model=model, meta=meta, path=path, train_state=train_state)
+    return Checkpoint(model=model, meta=meta, path=path, train_state=train_state, identity=identity)
+
+
+def file_identity(path: str | Path) -> tuple[int, ...] | None:
+    """What tells a file from one that replaced it (device, inode, size, mtime); None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _check_size(path: Path, cfg: ModelConfig) -> None:

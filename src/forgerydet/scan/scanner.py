@@ -18,7 +18,6 @@ from forgerydet.errors import ForgeryDetError, path_text, value_text
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.pipeline import ExtractConfig, detect_source, first_frame_only
 from forgerydet.faces.segment import segment_text
-from forgerydet.io import file_sha256
 from forgerydet.model.calibration import (PRECISION_CHOICES, TTA_CHOICES, check_precision, fused_logits,
                                           probability_formula, sigmoid)
 from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
@@ -121,7 +120,7 @@ class Scanner:
         self.detector = _TimedDetector(cfg.detector)
         self.extract_config = ExtractConfig(num_frames=cfg.num_frames, detector=cfg.detector,
                                             deinterlace=cfg.deinterlace, start=cfg.start, end=cfg.end)
-        self.sha256 = file_sha256(path)
+        self.sha256 = self.checkpoint.sha256()  # of the file loaded, not one written over it since
 
     def settings(self) -> dict[str, Any]:
         """What `scan --json` stores as `settings`: checkpoint, threshold, calibration, tta, precision, detector..."""
