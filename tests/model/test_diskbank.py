@@ -168,3 +168,67 @@ def test_a_build_killed_before_its_bank_json_can_be_built_again_in_its_folder(tm
     (tmp_path / "b" / "bank.json").unlink()  # as a kill -9 before the last write leaves it
     (tmp_path / "b" / ".keys.faiss.tmp").write_bytes(b"half")
     assert write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32).size == 10
+
+
+@pytest.mark.parametrize("edit", [{"entries": None}, {"entries": "10"}, {"dim": 1.5}, {"tokens": -4}, {"fingerprint": None},
+                                  {"index": {"nprobe": "all"}}, {"index": {"foo": 1}}, {"index": [1]}, {"indexed": "no"}])
+def test_a_hand_edited_bank_json_is_one_line_not_a_traceback(tmp_path, edit):
+    """A bank.json missing a field, or with a string, list or unknown index setting, ended in KeyError, ValueError,
+    TypeError or AttributeError tracebacks from `scan --bank`."""
+    import json
+
+    write_bank(tmp_path / "b", [clustered_entries(10)], 4, 16, "ef" * 32)
+    meta = json.loads((tmp_path / "b" / "bank.json").read_text())
+    for k, v in edit.items():
+        meta.pop(k) if v is None else meta.__setitem__(k, v)
+    (tmp_path / "b" / "bank.json").write_text(json.dumps(meta))
+    with pytest.raises(ForgeryDetError, match=r"b/bank.json: \w+ not as a build writes it \(edited\?\): rebuild the bank"):
+        DiskBank.open(tmp_path / "b")
+    (tmp_path / "b" / "bank.json").write_text("[1, 2]")
+    with pytest.raises(ForgeryDetError, match="is not a forgerydet disk bank"):
+        DiskBank.open(tmp_path / "b")
+
+
+def test_damaged_keys_and_source_offsets_are_said_when_the_bank_opens(tmp_path):
+    """A NaN key (a damaged keys.f32) was retrieved as a neighbour of EVERY query (torch's topk ranks NaN first),
+    its similarity written as NaN into the JSON; a damaged sources.idx had one neighbour's name read as a
+    terabyte-long line (MemoryError); a sources line that is not UTF-8 was a UnicodeDecodeError."""
+    e = clustered_entries(10)
+    write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32)
+    b = tmp_path / "b"
+    keys, idx, src = (b / n for n in ("keys.f32", "sources.idx", "sources.txt"))
+    good_keys, good_idx = keys.read_bytes(), idx.read_bytes()
+    for bad in (np.nan, np.inf):
+        k = np.frombuffer(good_keys, np.float32).copy()
+        k[16 * 3] = bad
+        keys.write_bytes(k.tobytes())
+        with pytest.raises(ForgeryDetError, match="keys.f32 holds NaN or infinite keys: rebuild the bank"):
+            DiskBank.open(b)
+    keys.write_bytes(good_keys)
+    offs = np.frombuffer(good_idx, np.int64).copy()
+    offs[4] = 10**12
+    idx.write_bytes(offs.tobytes())
+    with pytest.raises(ForgeryDetError, match="sources.idx is damaged: rebuild the bank"):
+        DiskBank.open(b)
+    idx.write_bytes(good_idx)
+    src.write_bytes(b"\xff" + src.read_bytes()[1:])
+    assert DiskBank.open(b).source_of(0).startswith("\ufffd")
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu not installed (the optional 'scale' extra)")
+def test_a_damaged_or_another_banks_faiss_index_is_refused(tmp_path):
+    """A cut or garbage keys.faiss was a faiss RuntimeError traceback; another bank's index was used in silence, and
+    never proposed the entries past its own count."""
+    cfg = IndexConfig(nlist=16, nprobe=4, train_size=2000, exact_limit=500)
+    write_bank(tmp_path / "a", [clustered_entries(1200)], 4, 16, "ef" * 32, cfg)
+    write_bank(tmp_path / "b", [clustered_entries(1000)], 4, 16, "ef" * 32, cfg)
+    index = tmp_path / "a" / "keys.faiss"
+    whole = index.read_bytes()
+    shutil.copy(tmp_path / "b" / "keys.faiss", index)
+    with pytest.raises(ForgeryDetError, match="keys.faiss indexes 1000 keys of 16 dims, the bank holds 1200 of 16: it is "
+                                              "another bank's"):
+        DiskBank.open(tmp_path / "a")
+    for damaged in (whole[:200], b"\x00" * 300):
+        index.write_bytes(damaged)
+        with pytest.raises(ForgeryDetError, match="keys.faiss is missing or damaged: rebuild the bank"):
+            DiskBank.open(tmp_path / "a")

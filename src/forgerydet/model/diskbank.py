@@ -132,6 +132,22 @@ class DiskBankWriter:
         return DiskBank.open(self.dir)
 
 
+def _checked_sizes(folder: Path, meta: dict) -> tuple[int, int, int]:
+    """bank.json's entries, tokens and dim, after every field is found as a build writes it: an edited one is one
+    line naming the file, not a KeyError or TypeError."""
+    bad = [k for k in ("entries", "tokens", "dim") if type(meta.get(k)) is not int or meta[k] < (k != "entries")]
+    fp, index = meta.get("fingerprint"), meta.get("index", {})
+    bad += [] if isinstance(fp, str) and len(fp) == 64 else ["fingerprint"]
+    ints = ("nlist", "nprobe", "candidates", "train_size", "exact_limit")
+    if not (isinstance(index, dict) and set(index) <= set(IndexConfig.__dataclass_fields__) and isinstance(
+            index.get("codec", ""), str) and all(type(index.get(k, 1)) is int and index.get(k, 1) >= 0 for k in ints)):
+        bad.append("index")
+    bad += [] if isinstance(meta.get("indexed", False), bool) else ["indexed"]
+    if bad:
+        raise ForgeryDetError(f"{folder}/bank.json: {', '.join(bad)} not as a build writes it (edited?): rebuild the bank")
+    return meta["entries"], meta["tokens"], meta["dim"]
+
+
 def _keys_map(folder: Path, m: int, d: int) -> np.memmap:
     return np.memmap(folder / "keys.f32", dtype=np.float32, mode="r", shape=(m, d))
 
@@ -170,8 +186,15 @@ class DiskBank:
         self.index_cfg = IndexConfig(**meta.get("index", {}))
         self.index = None
         if meta.get("indexed"):
-            self.index = _faiss().read_index(str(folder / "keys.faiss"))
-            _faiss().extract_index_ivf(self.index).nprobe = self.index_cfg.nprobe
+            faiss = _faiss()
+            try:
+                self.index = faiss.read_index(str(folder / "keys.faiss"))
+                faiss.extract_index_ivf(self.index).nprobe = self.index_cfg.nprobe
+            except RuntimeError:
+                raise ForgeryDetError(f"{folder}/keys.faiss is missing or damaged: rebuild the bank") from None
+            if (self.index.ntotal, self.index.d) != (m, self.dim):  # another bank's index: it never proposes the rest
+                raise ForgeryDetError(f"{folder}/keys.faiss indexes {self.index.ntotal} keys of {self.index.d} dims, "
+                                      f"the bank holds {m} of {self.dim}: it is another bank's; rebuild the bank")
 
     @classmethod
     def open(cls, folder: str | Path) -> "DiskBank":
@@ -182,17 +205,21 @@ class DiskBank:
             raise ForgeryDetError(f"{folder} holds no finished disk bank (no bank.json)") from None
         except ValueError:
             raise ForgeryDetError(f"{folder}/bank.json is corrupt: rebuild the bank") from None
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise ForgeryDetError(f"{folder} is not a forgerydet disk bank of format {FORMAT_VERSION}")
-        m, n, d = int(meta["entries"]), int(meta["tokens"]), int(meta["dim"])
+        m, n, d = _checked_sizes(folder, meta)
         for name, nbytes in (("values.f16", m * n * d * 2), ("keys.f32", m * d * 4), ("sources.idx", (m + 1) * 8)):
             if not (folder / name).is_file() or (folder / name).stat().st_size != nbytes:
                 raise ForgeryDetError(f"{folder}/{name} is missing or truncated: rebuild the bank")
-        with open(folder / "sources.idx", "rb") as f:  # its last offset is where sources.txt ends
-            f.seek(m * 8)
-            end = int(np.frombuffer(f.read(8), np.int64)[0])
-        if not (folder / "sources.txt").is_file() or (folder / "sources.txt").stat().st_size != end:
+        offsets = np.fromfile(folder / "sources.idx", np.int64)  # (M+1,): where each entry's line starts, then the end
+        if offsets[0] != 0 or (np.diff(offsets) < 0).any():  # a line read from them could ask for terabytes
+            raise ForgeryDetError(f"{folder}/sources.idx is damaged: rebuild the bank")
+        if not (folder / "sources.txt").is_file() or (folder / "sources.txt").stat().st_size != int(offsets[-1]):
             raise ForgeryDetError(f"{folder}/sources.txt is missing or truncated: rebuild the bank")
+        with open(folder / "keys.f32", "rb") as f:  # read in chunks, not mapped: a NaN key was every query's neighbour
+            while chunk := f.read(1 << 24):
+                if not np.isfinite(np.frombuffer(chunk, np.float32)).all():
+                    raise ForgeryDetError(f"{folder}/keys.f32 holds NaN or infinite keys: rebuild the bank")
         return cls(folder, meta)
 
     @property
@@ -234,7 +261,7 @@ class DiskBank:
         a, b = int(self._src_offsets[slot]), int(self._src_offsets[slot + 1])
         with open(self.dir / "sources.txt", "rb") as f:
             f.seek(a)
-            line = f.read(b - a).decode("utf-8").rstrip("\n")
+            line = f.read(b - a).decode("utf-8", "replace").rstrip("\n")
         return line or None
 
     def to(self, device) -> "DiskBank":  # rows are read to the query's device at retrieval
