@@ -232,3 +232,48 @@ def test_a_damaged_or_another_banks_faiss_index_is_refused(tmp_path):
         index.write_bytes(damaged)
         with pytest.raises(ForgeryDetError, match="keys.faiss is missing or damaged: rebuild the bank"):
             DiskBank.open(tmp_path / "a")
+
+
+def test_a_disk_banks_neighbour_pictures_are_found_from_another_folder(tmp_path, astronaut, monkeypatch):
+    """The sources a disk bank records are relative to the folder rebuild-bank ran in, which it did not record: a
+    `scan --report` run from any other folder showed no neighbour picture, though the crops were on this machine
+    (a checkpoint's own bank records that folder, and its report shows them)."""
+    import csv
+    import json
+
+    import cv2
+    from typer.testing import CliRunner
+
+    from forgerydet.cli.app import app
+    from forgerydet.model.checkpoint import save_checkpoint
+    from tests._faces_util import face_frames
+    from tests.helpers import make_synthetic_pairs
+
+    project = tmp_path / "project"
+    synthetic = make_synthetic_pairs(project / "synthetic")
+    rows = list(csv.DictReader(open(synthetic)))
+    for i, r in enumerate(rows):  # in the layout `pairs` writes its crops in: the report shows only those
+        r["real"] = f"crops/face{i}-0123abcd/f000000_0.png"
+        (project / r["real"]).parent.mkdir(parents=True)
+        (project / r["real"]).write_bytes((project / "synthetic" / f"g{i // 4}_f{i % 4}_real.png").read_bytes())
+        r["fake"] = f"synthetic/{r['fake']}"
+    with open(project / "pairs.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "ck.safetensors", tiny_model(bank_size=4))
+    monkeypatch.chdir(project)
+    r = CliRunner().invoke(app, ["rebuild-bank", "--checkpoint", str(ck), "--pairs", "pairs.csv", "--device", "cpu",
+                                 "--disk-bank", "disk"])
+    assert r.exit_code == 0, r.output
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(ck), "--bank", str(project / "disk"),
+                                 "--device", "cpu", "--json", "s.json", "--report", "rep"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(open("s.json").read())
+    assert doc["settings"]["bank_sources_root"] == str(project)
+    assert list((tmp_path / "elsewhere" / "rep" / "img").rglob("bank/n*.png"))  # the neighbours' pictures

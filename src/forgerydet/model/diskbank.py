@@ -119,12 +119,13 @@ class DiskBankWriter:
         for f in (self._values, self._keys, self._sources):
             f.close()
 
-    def close(self, index: IndexConfig | None = None, seed: int = 0) -> "DiskBank":
+    def close(self, index: IndexConfig | None = None, seed: int = 0, sources_root: str | None = None) -> "DiskBank":
         self._close_files()
         np.asarray(self._offsets, dtype=np.int64).tofile(self.dir / "sources.idx")
         cfg = index or IndexConfig()
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "entries": self.count, "tokens": self.tokens,
-                "dim": self.dim, "fingerprint": self.fingerprint, "index": asdict(cfg), "indexed": False}
+                "dim": self.dim, "fingerprint": self.fingerprint, "index": asdict(cfg), "indexed": False,
+                "sources_root": sources_root}  # the folder relative sources are taken from (the report's pictures)
         if self.count >= cfg.exact_limit and faiss_available():
             build_index(self.dir, self.count, self.dim, cfg, seed)
             meta["indexed"] = True
@@ -133,16 +134,15 @@ class DiskBankWriter:
 
 
 def _checked_sizes(folder: Path, meta: dict) -> tuple[int, int, int]:
-    """bank.json's entries, tokens and dim, after every field is found as a build writes it: an edited one is one
-    line naming the file, not a KeyError or TypeError."""
+    """bank.json's entries, tokens and dim, every field checked: an edited one is one line, not a KeyError."""
     bad = [k for k in ("entries", "tokens", "dim") if type(meta.get(k)) is not int or meta[k] < (k != "entries")]
     fp, index = meta.get("fingerprint"), meta.get("index", {})
-    bad += [] if isinstance(fp, str) and len(fp) == 64 else ["fingerprint"]
     ints = ("nlist", "nprobe", "candidates", "train_size", "exact_limit")
     if not (isinstance(index, dict) and set(index) <= set(IndexConfig.__dataclass_fields__) and isinstance(
             index.get("codec", ""), str) and all(type(index.get(k, 1)) is int and index.get(k, 1) >= 0 for k in ints)):
         bad.append("index")
-    bad += [] if isinstance(meta.get("indexed", False), bool) else ["indexed"]
+    bad += [k for k, ok in (("fingerprint", isinstance(fp, str) and len(fp) == 64), ("indexed", isinstance(meta.get(
+        "indexed", False), bool)), ("sources_root", isinstance(meta.get("sources_root") or "", str))) if not ok]
     if bad:
         raise ForgeryDetError(f"{folder}/bank.json: {', '.join(bad)} not as a build writes it (edited?): rebuild the bank")
     return meta["entries"], meta["tokens"], meta["dim"]
@@ -178,8 +178,7 @@ class DiskBank:
 
     def __init__(self, folder: Path, meta: dict) -> None:
         self.dir, self.meta = folder, meta
-        self.size = m = int(meta["entries"])
-        self.num_tokens, self.dim = int(meta["tokens"]), int(meta["dim"])
+        self.size, self.num_tokens, self.dim = m, _, _ = int(meta["entries"]), int(meta["tokens"]), int(meta["dim"])
         self.keys = _keys_map(folder, m, self.dim) if m else np.zeros((0, self.dim), np.float32)  # (M,D)
         self._values_path = folder / "values.f16"  # (M,N,D) fp16, read row by row (read_values)
         self._src_offsets = np.memmap(folder / "sources.idx", dtype=np.int64, mode="r") if m else None  # (M+1,)
@@ -326,15 +325,16 @@ class DiskBank:
 
 
 def write_bank(folder: str | Path, batches: Iterable[torch.Tensor | tuple[torch.Tensor, list[str]]], tokens: int,
-               dim: int, fingerprint: str, index: IndexConfig | None = None, seed: int = 0) -> DiskBank:
-    """Write a DiskBank from batches of (B,N,D) key-encoder token maps (or (values, sources) pairs); a failed
-    write leaves no bank behind."""
+               dim: int, fingerprint: str, index: IndexConfig | None = None, seed: int = 0,
+               sources_root: str | None = None) -> DiskBank:
+    """Write a DiskBank from batches of (B,N,D) key-encoder token maps (or (values, sources) pairs, relative ones
+    taken from `sources_root`); a failed write leaves no bank behind."""
     folder = Path(folder)
     w = DiskBankWriter(folder, tokens, dim, fingerprint)
     try:
         for b in batches:
             w.add(*b) if isinstance(b, tuple) else w.add(b)
-        return w.close(index, seed)
+        return w.close(index, seed, sources_root)
     except BaseException:
         w._close_files()
         if not (folder / "bank.json").exists():  # remove only what this write created

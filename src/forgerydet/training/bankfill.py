@@ -170,6 +170,6 @@ def rebuild_disk_bank(
                 progress(done, len(reals))
 
     bank = write_bank(folder, batches(), model.bank.num_tokens, model.bank.dim, fingerprint_full(model.key_fingerprint()),
-                      index)
+                      index, sources_root=current_folder())  # the sources are relative to it, as a checkpoint's
     return {"entries": bank.filled, "indexed": bank.index is not None, "folder": str(folder),
             "disk_mb": bank.nbytes_on_disk() / 2**20, "seconds": time.perf_counter() - t0}
