@@ -165,3 +165,19 @@ def test_a_checkpoint_rewritten_by_another_command_meanwhile_is_not_overwritten(
     monkeypatch.setattr(bankfill, "rebuild_bank", original)
     rebuild_checkpoint_bank(ck, pairs, device="cpu")  # run again alone: written in place
     assert load_checkpoint(ck).meta["extra"]["bank_rebuilt_from"] == str(pairs)
+
+
+def test_a_disk_bank_under_torchrun_is_refused_before_any_encoding(pairs, tmp_path, monkeypatch):
+    """Under torchrun every process encoded every face (no sharding) and wrote the same disk-bank folder at once,
+    each truncating the files the other was writing, and each said it had written the bank."""
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.training.bankfill import rebuild_disk_bank
+
+    ck = save_checkpoint(tmp_path / "m.safetensors", tiny_model(bank_size=4))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ForgeryDetError, match="--disk-bank runs in one process, not under torchrun"):
+        rebuild_disk_bank(ck, pairs, tmp_path / "disk", device="cpu")
+    assert not (tmp_path / "disk").exists()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert rebuild_disk_bank(ck, pairs, tmp_path / "disk", device="cpu")["entries"] == 24

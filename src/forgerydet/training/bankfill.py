@@ -4,6 +4,7 @@ real face into a disk bank, model.diskbank). Under torchrun each rank encodes a 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,9 @@ def rebuild_disk_bank(
     from forgerydet.training.data import FaceList
 
     t0 = time.perf_counter()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process encoded every face and wrote the same files at once
+        raise ForgeryDetError("--disk-bank runs in one process, not under torchrun: every process would encode all the "
+                              "faces and write the same folder at once; run it as a plain `forgerydet rebuild-bank`")
     check_output(folder, "--disk-bank", folder=True)  # before the encoding, in the option's words
     dev = resolve_device(device)
     model = load_checkpoint(checkpoint, dev, check_bank=False).model.eval()
