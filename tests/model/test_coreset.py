@@ -47,6 +47,17 @@ def test_selection_is_seeded_distinct_and_complete_when_k_covers_all():
         select(keys, 5, "best")
 
 
+def test_duplicate_faces_never_have_one_face_chosen_twice():
+    """With more slots than distinct faces (identical crops: a video's repeated frames, a photo copied under two
+    names), once every distinct face was chosen all distances were 0 and argmax kept returning index 0 or 1: the
+    bank got one face 11 times over (in a random draw each copy is kept at most once)."""
+    base = F.normalize(torch.randn(10, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    keys = torch.cat([base] * 5)  # 50 faces, 10 distinct
+    chosen = kcenter_greedy(keys, 20, torch.Generator().manual_seed(0))
+    assert len(set(chosen.tolist())) == 20
+    assert coverage_radius(keys, chosen) < 1e-3  # and every distinct face is among them
+
+
 def test_a_random_subset_drawn_without_keys_is_the_random_selection_of_those_keys():
     keys = torch.randn(50, 8)
     idx = random_subset(50, 12, torch.Generator().manual_seed(3))

@@ -37,6 +37,7 @@ def kcenter_greedy(keys: torch.Tensor, k: int, generator: torch.Generator | None
         chosen[i] = cur
         d = (2.0 - 2.0 * (x @ x[cur])).clamp_(min=0.0)  # (M,)
         torch.minimum(nearest, d, out=nearest)
+        nearest[cur] = -1.0  # never again: once the rest are all at 0 (duplicates), argmax picked a chosen one
         cur = int(nearest.argmax())
     return chosen
 
