@@ -277,3 +277,26 @@ def test_a_disk_banks_neighbour_pictures_are_found_from_another_folder(tmp_path,
     doc = json.loads(open("s.json").read())
     assert doc["settings"]["bank_sources_root"] == str(project)
     assert list((tmp_path / "elsewhere" / "rep" / "img").rglob("bank/n*.png"))  # the neighbours' pictures
+
+
+def test_scanning_with_an_empty_disk_bank_is_one_line_before_any_file(tmp_path, astronaut):
+    """A disk bank of no entries (written through the API, or bank.json and the files emptied by hand) passed every
+    check when it opened, and the first face's retrieval raised mid-scan: a traceback, and no --json written."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from forgerydet.cli.app import app
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.model.references import fingerprint_full
+    from tests._faces_util import face_frames
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=4)
+    ck = save_checkpoint(tmp_path / "ck.safetensors", m)
+    write_bank(tmp_path / "empty", [], m.bank.num_tokens, m.bank.dim, fingerprint_full(m.key_fingerprint()))
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+    r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(ck), "--bank", str(tmp_path / "empty"),
+                                 "--device", "cpu"])
+    assert r.exit_code == 1 and "holds 0 real faces" in r.output and "rebuild it with" in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)

@@ -40,6 +40,7 @@ from forgerydet.model.config import check_bank_folder
 FORMAT = "forgerydet-diskbank"
 FORMAT_VERSION = 1
 EXACT_LIMIT = 100_000
+REBUILD = "`forgerydet rebuild-bank --checkpoint CK --pairs PAIRS.csv --disk-bank DIR`"
 
 
 def faiss_available() -> bool:
@@ -351,10 +352,9 @@ def open_for(folder: str | Path, model) -> DiskBank:
     bank = DiskBank.open(folder)
     want = fingerprint_full(model.key_fingerprint())
     if bank.fingerprint != want:
-        raise ForgeryDetError(
-            f"{folder} was filled by another key encoder (fingerprint {bank.fingerprint[:16]}, this model's "
-            f"{want[:16]}): rebuild it with `forgerydet rebuild-bank --checkpoint CK --pairs PAIRS.csv --disk-bank DIR`"
-        )
-    if bank.num_tokens != model.bank.num_tokens or bank.dim != model.bank.dim:
-        raise ForgeryDetError(f"{folder} holds {bank.num_tokens}x{bank.dim} tokens, the model {model.bank.num_tokens}x{model.bank.dim}")
+        raise ForgeryDetError(f"{folder} was filled by another key encoder (fingerprint {bank.fingerprint[:16]}, this "
+                              f"model's {want[:16]}): rebuild it with {REBUILD}")
+    if bank.num_tokens != model.bank.num_tokens or bank.dim != model.bank.dim or not bank.size:  # (empty: mid-scan)
+        raise ForgeryDetError(f"{folder} holds {bank.size} real faces of {bank.num_tokens}x{bank.dim} tokens, the model "
+                              f"needs some of {model.bank.num_tokens}x{model.bank.dim}: rebuild it with {REBUILD}")
     return bank
