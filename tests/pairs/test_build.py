@@ -81,3 +81,19 @@ def test_fakes_named_after_two_reals_are_found_for_the_split_warning():
          MappingEntry(Path("r/002.mp4"), Path("f/002_999.mp4")),  # 999 is no real here: nothing to leak
          MappingEntry(Path("r/clip.mp4"), Path("f/clip_fake.mp4")), MappingEntry(Path("r/a.mp4"), Path("f/a.mp4"))]
     assert two_person_fakes(e) == [Path("f/000_003.mp4"), Path("f/003_000.mp4")]
+
+
+def test_a_second_run_into_a_folder_another_run_is_writing_is_refused(tmp_path):
+    """Two `pairs` into one --out at once each said "wrote pairs.csv" and exited 0: the last one's replaced the
+    first's, and one's crops could be the other's (blended with the other seed). The folder is held while a run
+    writes: the second is refused at once, --overwrite or not, and writes nothing."""
+    from forgerydet.paths import folder_held
+
+    out = tmp_path / "out"
+    with folder_held(out, "--out", "`forgerydet pairs`"):  # as a run writing there holds it
+        for overwrite in (False, True):
+            with pytest.raises(ForgeryDetError) as e:
+                make_pairs(out, self_blend=True, sources=[tmp_path / "a.png"], overwrite=overwrite)
+            assert str(e.value) == (f"--out {out}: another `forgerydet pairs` is writing there now: wait for it to "
+                                    f"end, or give another --out")
+        assert list(out.iterdir()) == []
