@@ -102,3 +102,17 @@ def test_folder_held_refuses_a_second_holder_and_removes_only_the_folders_it_mad
     assert (out / "metrics.json").is_file()
     with folder_held(out, "--out", "evaluation"):  # released: held again
         pass
+
+
+def test_folder_held_says_a_file_in_the_way_as_check_output_does(tmp_path):
+    """`train --out FILE` said "error: FILE: File exists" (mkdir's words) once train held its --out, where it had
+    said that FILE is a file, not a folder: the holder checks the folder as check_output does, before making it."""
+    from forgerydet.paths import folder_held
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ForgeryDetError, match=r"^--out .*f: an existing file, not a folder: give a folder path$"), \
+            folder_held(tmp_path / "f", "--out", "training run"):
+        pass
+    with pytest.raises(ForgeryDetError, match=r"f is a file, so nothing can be written below it$"), \
+            folder_held(tmp_path / "f" / "sub", "--out", "training run"):
+        pass

@@ -130,7 +130,7 @@ def folder_held(out_dir: str | Path, option: str, what: str) -> Iterator[None]:
     one line instead of replacing what this one writes in silence. The folder (and its parents) are made if need be,
     and removed again if still empty at the end. Where the file system has no locks (some network mounts) or the
     platform none, it is not held."""
-    out = Path(out_dir)
+    out = check_output(out_dir, option, folder=True)  # a file there is said as such, not as mkdir's "File exists"
     made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this makes, deepest first
     out.mkdir(parents=True, exist_ok=True)
     fd = None

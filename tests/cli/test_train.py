@@ -233,6 +233,23 @@ def test_other_ranks_print_nothing(fake_train, tmp_path):
     assert r.exit_code == 0 and r.stdout.count("epoch 1") == 0 and "training test_efficientnet" not in r.stdout
 
 
+def test_a_second_run_into_an_out_another_run_is_writing_is_refused(fake_train, tmp_path):
+    """Two `train --out R` at once (or two `--resume`s) both trained and exited 0, each writing R at its epoch
+    ends: R was left with one run's best.safetensors beside the other's last.safetensors. Rank 0 holds --out
+    while it trains: a second run is refused at once and trains nothing; other ranks of a torchrun job do not
+    hold it (rank 0 does), and once the first run ends the folder is free again."""
+    from forgerydet.paths import folder_held
+
+    out = tmp_path / "run"
+    with folder_held(out, "--out", "training run"):  # as a run training there holds it
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            one_error(cli("train", "--out", out, *extra), f"--out {out}: another training run is writing there now: "
+                                                          f"wait for it to end, or give another --out")
+        assert not fake_train
+        assert cli("train", "--out", out, RANK="1").exit_code == 0
+    assert cli("train", "--out", out).exit_code == 0 and len(fake_train) == 2
+
+
 def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     one_error(cli("train", "--out", tmp_path / "run", "--reference", "neighbours"), "reference")
     one_error(cli("train", "--out", tmp_path / "run", "--amp", "fp8"), "invalid training option --amp 'fp8': use one of auto, bf16, fp16, off")

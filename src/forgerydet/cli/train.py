@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import time
@@ -17,6 +18,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, allowed_reals
 from forgerydet.model.config import ModelConfig
+from forgerydet.paths import folder_held
 from forgerydet.runtime import resolve_device
 from forgerydet.scan.html import threshold_text
 from forgerydet.training.config import TrainConfig, augmentation_with
@@ -205,8 +207,9 @@ def train_cmd(
                           f"faster there; README, \"Faster scans in bf16\")", style="yellow")
         last = Path(out) / "last.safetensors"
         replaced = file_state(last) if overwrite else None  # the run --overwrite replaces at its first epoch end
-        try:
-            with _progress() as p:
+        try:  # --out held by rank 0 (which writes it): two runs into one at once left one's best beside the other's last
+            with _progress() as p, folder_held(out, "--out", "training run") if int(os.environ.get("RANK", "0")) == 0 \
+                    else contextlib.nullcontext():
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the finished epochs are in last.safetensors)
