@@ -96,3 +96,19 @@ def test_a_rerun_reports_its_own_evaluation_not_the_scores_an_interrupted_run_le
     demo.main()
     summary = json.loads((out / "summary.json").read_text())["pretrained"]
     assert (summary["video_auc_videos"], summary["video_scores"]) == (0.9, {"a.mp4": 0.7})
+
+
+def test_a_second_demo_into_a_folder_one_is_running_in_is_refused(tmp_path, monkeypatch):
+    """Two `make demo` at once in one clone both wrote demo_out/: pairs, runs and scores of one replaced the
+    other's, and the second one's clean-up deleted the evaluation folder the first one was writing. The demo holds
+    its --out for its whole run: a second one stops at once with one line, before any step."""
+    from forgerydet.paths import folder_held
+
+    out = tmp_path / "demo_out"
+    steps = []
+    monkeypatch.setattr(demo, "run", lambda args, allow_fail=False: steps.append(args) or 0)
+    monkeypatch.setattr("sys.argv", ["demo", "--out", str(out)])
+    with folder_held(out, "--out", "demo"), pytest.raises(SystemExit) as e:  # as a running demo holds it
+        demo.main()
+    assert str(e.value) == f"demo: --out {out}: another demo is writing there now: wait for it to end, or give another --out"
+    assert steps == [] and not out.exists()  # nothing written: the holder removed the folder it made

@@ -19,6 +19,7 @@ crops are held out, training uses other people.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -32,6 +33,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from forgerydet.errors import ForgeryDetError
+from forgerydet.paths import folder_held
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -156,9 +160,19 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=16, help="frames sampled per video when scanning")
     ap.add_argument("--no-random-baseline", action="store_true", help="skip the random-init comparison run")
     args = ap.parse_args()
-    t0 = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    # held for the whole demo: two at once in one clone replaced each other's pairs, runs and scores, and the
+    # second one's clean-up deleted the evaluation folder the first one was writing
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(folder_held(out, "--out", "demo"))
+        except ForgeryDetError as e:
+            raise SystemExit(f"demo: {e}") from None
+        _demo(args, out)
+
+
+def _demo(args: argparse.Namespace, out: Path) -> None:
+    t0 = time.time()
     shared = find_shared()
 
     say("1. real training faces")
