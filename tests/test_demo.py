@@ -112,3 +112,21 @@ def test_a_second_demo_into_a_folder_one_is_running_in_is_refused(tmp_path, monk
         demo.main()
     assert str(e.value) == f"demo: --out {out}: another demo is writing there now: wait for it to end, or give another --out"
     assert steps == [] and not out.exists()  # nothing written: the holder removed the folder it made
+
+
+def test_a_stop_between_steps_says_interrupted(monkeypatch, capsys):
+    """SIGTERM (or Ctrl-C) while the demo itself works, between steps (making its generated faces), printed
+    "demo: ; `make demo` again starts over": the bare KeyboardInterrupt has no text, and the fallback was never used."""
+    def stopped():
+        raise KeyboardInterrupt  # what the SIGTERM handler raises
+
+    monkeypatch.setattr(demo, "main", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as e:
+            demo.cli()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert e.value.code == 130
+    assert capsys.readouterr().err == ("demo: interrupted; `make demo` again starts over (each step remakes its outputs "
+                                       "in demo_out/)\n")

@@ -263,7 +263,7 @@ def cli() -> None:
     try:
         main()
     except KeyboardInterrupt as e:
-        sys.stderr.write(f"demo: {e or 'interrupted'}; `make demo` again starts over (each step remakes its outputs "
+        sys.stderr.write(f"demo: {str(e) or 'interrupted'}; `make demo` again starts over (each step remakes its outputs "
                          f"in demo_out/)\n")
         sys.exit(130)
 
