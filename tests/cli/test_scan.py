@@ -622,6 +622,29 @@ def test_a_resumed_scan_stopped_before_the_earlier_files_keeps_their_verdicts(ch
     assert after[1:] == before  # as the earlier scan judged them, to be checked by the next --resume
 
 
+def test_two_scans_into_one_csv_do_not_replace_each_others_work(checkpoint, face_png, tmp_path, monkeypatch):
+    """Two scans at once with one --json and one --csv: the second wrote its JSON beside the first's (NAME.PID.json)
+    yet replaced the first's CSV, leaving s.json of one scan beside s.csv of the other, the first's CSV lost in
+    silence. The CSV is guarded as the JSON is: written beside, and said so."""
+    out, table = tmp_path / "s.json", tmp_path / "s.csv"
+    real_scan = scanner.Scanner.scan_file
+
+    def scan_file(self, path):  # the other scan writes its JSON and CSV while this one is busy
+        out.write_text('{"the other scan": true}')
+        table.write_text("the other scan\n")
+        return real_scan(self, path)
+
+    monkeypatch.setattr(scanner.Scanner, "scan_file", scan_file)
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", out, "--csv", table)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    beside = tmp_path / f"s.{os.getpid()}.csv"
+    assert (f"--csv: another process wrote {table} while this scan ran (two scans into one --csv?): it was left as "
+            f"that process wrote it, and this scan's CSV is {beside}") in " ".join(r.stderr.split())
+    assert table.read_text() == "the other scan\n"  # left as the other wrote it
+    assert beside.read_text().splitlines()[1].startswith(str(face_png)) and f"CSV: {beside}" in r.flat
+    assert (tmp_path / f"s.{os.getpid()}.json").is_file()  # the pair stays together: this scan's JSON and CSV
+
+
 def test_two_scans_into_one_json_do_not_replace_each_others_work(checkpoint, face_png, grey_png, tmp_path, monkeypatch):
     """The second of two scans into one --json at once was overwritten by the first's later saves, in silence."""
     out = tmp_path / "s.json"

@@ -128,6 +128,7 @@ def scan_cmd(
         # kept with the outputs too, so that a pipeline can account for every file of the folders it gave
         settings["other_files"] = list(dict.fromkeys(path_text(f) for f in skipped))  # reached twice: once
         guard = GuardedOutput(json_out) if _a_file_to_keep(json_out) else None  # a pipe's reader: two documents
+        guards = {"--json": guard, "--csv": GuardedOutput(csv_out) if _a_file_to_keep(csv_out) else None}
         keeper = Checkpointer(lambda res, st: guard.write(json_text(res, st), durable=True)) if guard else None
         interrupted = False
         if resume:  # (in the JSON saved while it runs too)
@@ -175,7 +176,7 @@ def scan_cmd(
                 taken = settings["resumed"]["files_taken_over"]
                 note("resumed:", resumed_line(taken, json_out, done - taken, earlier.left_out()))
             problems = [error for option, path, _ in outputs
-                        if (error := _write_output(option, path, results, settings, guard))]
+                        if (error := _write_output(option, path, results, settings, guards))]
         if interrupted:
             again = "; the same command with --resume goes on" if guard is not None else ""
             raise fail(f"interrupted after {done} of {len(files)} file(s); " + "; ".join(
@@ -264,9 +265,9 @@ STDOUT = Path("-")  # --json - / --csv -: that output on standard output
 
 
 def _write_output(option: str, path: Path, results: list[dict], settings: dict,
-                  guard: GuardedOutput | None = None) -> str | None:
+                  guards: dict[str, GuardedOutput | None] | None = None) -> str | None:
     """Write one output (each on its own, so one failing does not lose the others); the error text, or None. The
-    --json goes through its guard, which writes beside a file another process wrote meanwhile."""
+    --json and --csv go through their guards, which write beside a file another process wrote meanwhile."""
     from forgerydet.scan.records import csv_text
 
     try:
@@ -277,7 +278,7 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
                 sys.stdout.write_utf8(text) if isinstance(sys.stdout, PipeSafeStdout) else sys.stdout.write(text)
                 sys.stdout.flush()
                 return None
-            guard = guard if option == "--json" else None
+            guard = (guards or {}).get(option)  # --csv too: two scans at once left one's JSON beside the other's CSV
             if guard is not None:  # durable: synced, and a temp file a killed earlier write left beside it removed
                 guard.write(text, durable=True)
             else:
@@ -285,8 +286,9 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
             elsewhere = guard.elsewhere if guard is not None else None
             console.print(escape(f"{option[2:].upper()}: {printable(elsewhere or path)}"), highlight=False)
             if elsewhere:
-                return (f"--json: another process wrote {printable(path)} while this scan ran (two scans into one "
-                        f"--json?): it was left as that process wrote it, and this scan's JSON is {printable(elsewhere)}")
+                return (f"{option}: another process wrote {printable(path)} while this scan ran (two scans into one "
+                        f"{option}?): it was left as that process wrote it, and this scan's {option[2:].upper()} is "
+                        f"{printable(elsewhere)}")
         else:
             from forgerydet.scan.report import write_report
 

@@ -304,9 +304,9 @@ class Checkpointer:
 
 
 class GuardedOutput:
-    """The --json file as this scan last left it. A write finds whether another process wrote it since (two scans
-    into one --json at once) and then writes beside it, NAME.PID.json, instead of replacing that one's work, and
-    goes on writing there (`elsewhere`)."""
+    """The --json (or --csv) file as this scan last left it. A write finds whether another process wrote it since
+    (two scans into one --json at once) and then writes beside it, NAME.PID.json, instead of replacing that one's
+    work, and goes on writing there (`elsewhere`)."""
 
     def __init__(self, path: Path) -> None:
         self.path, self._state, self.elsewhere = Path(path), file_state(path), None
