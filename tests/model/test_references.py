@@ -182,6 +182,31 @@ def test_an_index_that_names_rows_past_the_end_is_one_error(model, tmp_path):
             load_person(tmp_path / "edited.safetensors", "A", model)
 
 
+def test_a_hand_edited_index_is_one_error_in_every_command(model, tmp_path):
+    """An entry without its person or source, a people index of another shape, too few thumbnails or no fingerprint
+    were tracebacks (KeyError, TypeError, IndexError) in `enroll --list`, `enroll --remove` or `scan --reference`."""
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    with safe_open(str(p), "pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    entries = json.loads(meta["entries"])
+    edits = {
+        "entry 0 lacks a person": {"entries": json.dumps([{k: v for k, v in entries[0].items() if k != "person"}]
+                                                         + entries[1:])},
+        "entry 4 lacks a person, source": {"entries": json.dumps(entries[:4] + [dict(entries[4], source=None)])},
+        "entry 0 lacks": {"entries": json.dumps(["x"] * 5)},
+        "its people index is not": {"people": json.dumps(["A", "B"])},
+        "no key-encoder fingerprint": {"fingerprint": "?"},
+    }
+    for why, change in edits.items():
+        save_file(tensors, str(tmp_path / "edited.safetensors"), metadata={**meta, **change})
+        for read in (read_references, lambda q: load_person(q, "A", model), lambda q: remove_person(q, "B")):
+            with pytest.raises(ForgeryDetError, match=f"not a readable forgerydet reference file \\(bad metadata: {why}"):
+                read(tmp_path / "edited.safetensors")
+    save_file({**tensors, "thumbs": tensors["thumbs"][:3]}, str(tmp_path / "edited.safetensors"), metadata=meta)
+    with pytest.raises(ForgeryDetError, match=r"thumbs of shape \[3\] do not match 5 entries"):
+        remove_person(tmp_path / "edited.safetensors", "A")
+
+
 def test_remove_and_list(model, tmp_path):
     p = refs_for(model).save(tmp_path / "r.safetensors")
     refs, people = list_people(p)

@@ -182,6 +182,23 @@ def damaged_references(path: str | Path, why: str) -> ForgeryDetError:
                            f"restore it, or move it away and enrol again (or enrol into another file with --into)")
 
 
+def index_problem(fingerprint: Any, entries: Any, people: Any) -> str | None:
+    """What makes a reference file's index unusable (a hand-edited or damaged header), or None: a fingerprint, one
+    entry per row naming its person, source, frame and track, and a people index of name -> [first row, rows]."""
+    if not isinstance(fingerprint, str) or len(fingerprint) != 64:
+        return "no key-encoder fingerprint"
+    if not isinstance(entries, list):
+        return "its entries are not a list"
+    for i, e in enumerate(entries):
+        if not (isinstance(e, dict) and isinstance(e.get("person"), str) and isinstance(e.get("source"), str)
+                and all(isinstance(e.get(k), int) for k in ("frame_index", "track_id"))):
+            return f"entry {i} lacks a person, source, frame_index or track_id"
+    if not (isinstance(people, dict) and all(isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v)
+                                             for v in people.values())):
+        return "its people index is not name -> [first row, rows]"
+    return None
+
+
 def enroll_command(name: str, checkpoint: str | Path | None = None, into: str | Path | None = None) -> str:
     """The `forgerydet enroll` line that enrols `name` for this model into this file, quoted for a shell (O'Brien)."""
     opts = "".join(f" {o} {shlex.quote(str(v))}" for o, v in (("--checkpoint", checkpoint), ("--into", into)) if v)

@@ -39,6 +39,7 @@ from forgerydet.model.config import (
     check_name,
     check_references_file,
     damaged_references,
+    index_problem,
     not_a_references_file,
     not_enrolled,
 )
@@ -168,9 +169,16 @@ def _read_header(path: Path, f) -> dict[str, Any]:
                     tokens=int(raw["tokens"]), dim=int(raw["dim"]))
     except (KeyError, ValueError) as e:
         raise damaged_references(path, f"bad metadata: {type(e).__name__}") from None
-    shape = f.get_slice("values").get_shape()
-    if list(shape) != [len(meta["entries"]), meta["tokens"], meta["dim"]]:
-        raise damaged_references(path, f"values of shape {shape} do not match {len(meta['entries'])} entries")
+    problem = index_problem(meta.get("fingerprint"), meta["entries"], meta["people"])
+    if problem:
+        raise damaged_references(path, f"bad metadata: {problem}")
+    try:
+        shape, thumbs = f.get_slice("values").get_shape(), f.get_slice("thumbs").get_shape()
+    except Exception as e:  # a tensor missing
+        raise damaged_references(path, f"unreadable tensors: {type(e).__name__}") from None
+    for what, got in (("values", shape), ("thumbs", thumbs[:1])):
+        if list(got) != [len(meta["entries"]), meta["tokens"], meta["dim"]][: len(got)]:
+            raise damaged_references(path, f"{what} of shape {got} do not match {len(meta['entries'])} entries")
     return meta
 
 
