@@ -89,6 +89,18 @@ def test_names():
         check_name("two\nlines")
 
 
+def test_a_name_is_one_person_however_its_accents_are_encoded(model, tmp_path):
+    """'Jose' + a combining acute (a name pasted from a macOS file name) and the precomposed 'José' look the same but
+    were two people: enrolling one and scanning with the other said "'José' is not enrolled (enrolled: José)"."""
+    composed, combining = "Jos\u00e9", "Jose\u0301"
+    assert check_name(combining) == check_name(composed) == composed
+    fp = fingerprint_full(model.key_fingerprint())
+    p = ReferenceFile.empty(fp, "test_efficientnet", N, D).plus(*rows(1, 1), [entry(check_name(composed), 0)]).save(
+        tmp_path / "r.safetensors")
+    assert load_person(p, combining, model).name == composed
+    assert [r["faces"] for r in person_sources(p, combining)] == [1]
+
+
 def test_plus_keeps_each_persons_rows_together(model):
     r = refs_for(model)
     assert [(e["person"], e["frame_index"]) for e in r.entries] == [("A", 0), ("A", 1), ("A", 2), ("A", 3), ("B", 0)]

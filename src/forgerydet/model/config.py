@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -158,9 +159,10 @@ def references_path(checkpoint: str | Path) -> Path:
 
 def check_name(name: str) -> str:
     """An enrolled person's name, stripped; one ForgeryDetError for an empty, too long or control-character name
-    (shown as typed, a long one cut short)."""
+    (shown as typed, a long one cut short). Unicode NFC: 'José' typed or pasted with a combining accent is the same
+    person as 'José' with a precomposed one (they look alike, and were two people, neither found by the other)."""
     given = name or ""
-    name = given.strip()
+    name = unicodedata.normalize("NFC", given).strip()
     if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
         shown = (f"of {len(name):,} characters ({name[:24]!r}...)" if len(name) > MAX_NAME else
                  f"{given!r}" + (" (empty)" if not given else " (spaces only)" if not name else ""))
