@@ -63,6 +63,13 @@ def test_options_reach_enroll_and_the_summary_is_printed(fake_enroll, tmp_path):
     ]
 
 
+def test_the_name_is_passed_and_named_as_it_is_stored(fake_enroll, tmp_path):
+    """`enroll "Ann Lee " ...` said "enrolled 3 faces of 'Ann Lee '" of a person stored (and scanned) as 'Ann Lee'."""
+    r = cli("enroll", " Ann Lee ", "/v/a.mp4", "--into", tmp_path / "r.safetensors")
+    assert r.exit_code == 0, r.output
+    assert fake_enroll[0]["name"] == "Ann Lee" and "enrolled 3 faces of 'Ann Lee' (2 already" in r.flat
+
+
 def test_a_bad_face_choice_is_one_line_before_enrolling(fake_enroll, tmp_path):
     one_error(cli("enroll", "A", "/v/a.mp4", "--into", tmp_path / "r.safetensors", "--face", "biggest"),
               "unknown --face 'biggest': use one of main-track, largest, all")
@@ -123,7 +130,7 @@ def test_one_persons_files_are_listed_and_removed_by_name(tmp_path):
               "person's files): it takes no sources or --remove")
     one_error(cli("enroll", "Ann", tmp_path / "c.mp4", "--remove", "--into", p), "c.mp4: not among the sources 'Ann' "
               "was enrolled with (see `forgerydet enroll --list 'Ann'`): nothing removed")
-    r = cli("enroll", "Ann", a, "--remove", "--into", p)
+    r = cli("enroll", " Ann ", a, "--remove", "--into", p)  # the name as stored, not as typed ('Ann ' was echoed)
     assert r.exit_code == 0 and f"removed 2 faces of 'Ann' enrolled from 1 file, from {p} (1 left)" in r.flat, r.output
     assert r.stdout.splitlines()[1:] == [f"  {a}"], r.output
     copy = tmp_path / "copy_of_b.mp4"  # the same bytes under another name: the file enrolled is named

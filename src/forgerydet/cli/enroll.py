@@ -34,7 +34,7 @@ def enroll_cmd(
 ) -> None:
     """Enrol NAME's real faces from SOURCES (added to what is enrolled already), or --list [NAME] / --remove [SOURCES]."""
     from forgerydet.model import references as refs
-    from forgerydet.model.config import references_path
+    from forgerydet.model.config import check_name, references_path
 
     with user_errors():
         cfg = EnrollConfig(num_frames=frames, face=face, device=device, wait=wait, deinterlace=deinterlace,
@@ -44,10 +44,11 @@ def enroll_cmd(
         if list_ and (remove or sources):
             raise fail("--list lists the reference file (with NAME, one person's files): it takes no sources or --remove")
         if list_:
-            _list(path) if name is None else _list_sources(path, name)
+            _list(path) if name is None else _list_sources(path, check_name(name))
             return
         if not name:
             raise fail("give the person's NAME (or --list)")
+        name = check_name(name)  # as stored and as the messages below name it: 'Ann', not ' Ann '
         if remove and sources:
             n, left, matched = refs.remove_sources(path, name, sources, wait=cfg.wait)
             rest = f"{left} left" if left else f"none left: {name!r} is no longer enrolled"
