@@ -83,6 +83,18 @@ def test_an_excluded_entry_never_enters_the_reference_and_retrieval_is_fp32_unde
     assert auto_sims.dtype == torch.float32 and torch.equal(auto_sims, plain_sims)
 
 
+def test_nearest_other_similarity_is_the_full_matrix_s_row_maximum_in_blocks():
+    """`scan --reference` of a person with 20,000 enrolled faces built a 20,000 x 20,000 matrix (1.6 GB) for the
+    enrolled faces' likeness to one another; now a block of rows at a time, with the same result."""
+    bank = MemoryBank(50, 3, 4, token_dtype=torch.float32)
+    bank.enqueue(entries(13, seed=6))
+    keys = bank.filled_keys().float()
+    full = keys @ keys.T
+    full.fill_diagonal_(-2.0)
+    for chunk in (1, 4, 13, 1024):
+        torch.testing.assert_close(bank.nearest_other_similarity(chunk=chunk), full.max(dim=1).values)
+
+
 def test_retrieve_on_empty_bank_is_clear_and_never_writes():
     bank = MemoryBank(5, 3, 4)
     with pytest.raises(ForgeryDetError, match="empty"):

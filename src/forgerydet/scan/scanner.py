@@ -326,12 +326,10 @@ class Scanner:
     def enrolled_similarity(self) -> float | None:
         """The median, over the enrolled faces, of each one's cosine similarity to its nearest other enrolled face:
         how alike the person's own faces are (None with fewer than two)."""
-        keys = self.references.bank.filled_keys().float()  # (F,D), unit length
-        if keys.shape[0] < 2:
+        bank = self.references.bank
+        if bank.filled < 2:
             return None
-        sims = keys @ keys.T
-        sims.fill_diagonal_(-2.0)
-        return round(float(sims.max(dim=1).values.median()), 4)
+        return round(float(bank.nearest_other_similarity().median()), 4)
 
     def _trim_arrays(self, rec: dict[str, Any]) -> None:
         """Keep crops/attention only for the faces a report will show, so memory stays flat over many files."""
