@@ -292,6 +292,30 @@ def test_a_file_unlike_the_enrolled_person_is_noted():
     assert unlike_reference_note({**summary, "nearest_similarity_median": None}) == []
 
 
+def test_a_bystander_unlike_the_enrolled_person_is_named_by_its_track():
+    """A video of the enrolled person beside someone else: the file's median hid the bystander (no note, though its
+    faces were compared with the person's) or, where the bystander had more faces, called the whole file unlike."""
+    from forgerydet.scan.records import track_likeness
+
+    def face(track, sim):
+        return {"track_id": track, "neighbours": [{"similarity": sim}, {"similarity": sim - 0.1}]}
+
+    faces = [face(0, 0.93), face(1, 0.11), face(0, 0.95), face(1, 0.12), face(1, 0.10)]
+    tracks = track_likeness(faces)
+    assert tracks == [{"track_id": 0, "nearest_similarity_median": 0.94}, {"track_id": 1, "nearest_similarity_median": 0.11}]
+    summary = {"name": "Ann", "nearest_similarity_median": 0.12, "enrolled_similarity_median": 0.96, "tracks": tracks}
+    assert unlike_reference_note(summary) == [
+        "track 1 unlike 'Ann': its faces' nearest enrolled similarity (median 0.11) is far below the enrolled faces' to "
+        "one another (0.96); it may be someone else, compared with 'Ann' all the same, and its score says little"]
+    assert unlike_reference_note({**summary, "nearest_similarity_median": 0.9}, "image")[0].startswith("face 1 unlike 'Ann'")
+    two = tracks + [{"track_id": 2, "nearest_similarity_median": 0.2}]
+    assert unlike_reference_note({**summary, "tracks": two})[0].startswith(
+        "tracks 1, 2 unlike 'Ann': their faces' nearest enrolled similarity (median 0.11, 0.20) is far below")
+    assert unlike_reference_note({**summary, "tracks": [{**t, "nearest_similarity_median": 0.9} for t in tracks]}) == []
+    everyone = [{**t, "nearest_similarity_median": 0.2} for t in tracks]  # nobody like the person: the file's note
+    assert unlike_reference_note({**summary, "tracks": everyone})[0].startswith("unlike 'Ann': its faces'")
+
+
 def test_the_segment_note_names_the_part_sampled_and_is_left_out_for_the_whole_video():
     from forgerydet.scan.records import segment_note
 

@@ -129,12 +129,35 @@ def few_frames_note(kind: str | None, frames: int, interval: Any) -> list[str]:
 UNLIKE_REFERENCE = 0.5  # a file's faces under this share of the enrolled faces' own likeness: likely someone else
 
 
-def unlike_reference_note(summary: dict[str, Any]) -> list[str]:
+def track_likeness(faces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per track (a still image's face), the median similarity of its faces to their nearest enrolled face."""
+    near: dict[int, list[float]] = {}
+    for f in faces:
+        if f["neighbours"]:
+            near.setdefault(int(f["track_id"]), []).append(f["neighbours"][0]["similarity"])
+    return [{"track_id": t, "nearest_similarity_median": round(float(np.median(v)), 4)} for t, v in sorted(near.items())]
+
+
+def unlike_reference_note(summary: dict[str, Any], kind: str | None = "video") -> list[str]:
     """Say so when a file's faces are far less like the enrolled person's faces (median nearest similarity) than
-    those are like one another: the face may be someone else's, and a comparison with that person says little."""
+    those are like one another: the face may be someone else's, and a comparison with that person says little. In a
+    file of several faces, judged per track (summary["tracks"]): a bystander beside the person is named, not hidden
+    in (or, outnumbering the person, turning) the file's median."""
     mine, theirs = summary.get("nearest_similarity_median"), summary.get("enrolled_similarity_median")
-    if mine is None or theirs is None or theirs <= 0 or mine >= UNLIKE_REFERENCE * theirs:
+    if mine is None or theirs is None or theirs <= 0:
         return []
+    tracks = summary.get("tracks") or []
+    unlike = [t for t in tracks if t["nearest_similarity_median"] < UNLIKE_REFERENCE * theirs]
+    if len(tracks) < 2 and mine >= UNLIKE_REFERENCE * theirs or len(tracks) > 1 and not unlike:
+        return []
+    if len(tracks) > 1 and len(unlike) < len(tracks):
+        one = len(unlike) == 1
+        word = ("face" if kind == "image" else "track") + ("" if one else "s")
+        return [f"{word} {', '.join(str(t['track_id']) for t in unlike)} unlike {summary['name']!r}: "
+                f"{'its' if one else 'their'} faces' nearest enrolled similarity (median "
+                f"{', '.join(format(t['nearest_similarity_median'], '.2f') for t in unlike)}) is far below the enrolled "
+                f"faces' to one another ({theirs:.2f}); {'it' if one else 'they'} may be someone else, compared with "
+                f"{summary['name']!r} all the same, and {'its' if one else 'their'} score says little"]
     return [f"unlike {summary['name']!r}: its faces' nearest enrolled similarity (median {mine:.2f}) is far below "
             f"the enrolled faces' to one another ({theirs:.2f}); it may be someone else, and the comparison says little"]
 
