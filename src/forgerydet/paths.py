@@ -5,6 +5,8 @@ same_file). Each refusal is one ForgeryDetError naming the user's path; nothing 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -112,6 +114,16 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
     except (OSError, ValueError):
         return False
+
+
+def source_given(stored: str, given: str | Path) -> bool:
+    """Whether an enrolled file (its absolute path as recorded) is what a path given to name it means, as SOURCES were
+    expanded when enrolling: the same file (links resolved either side), a file inside a given folder, or one a
+    given glob pattern matches; by path alone, so a folder or file since moved away still names what it held."""
+    given = str(given)
+    forms, mine = {os.path.abspath(given), os.path.realpath(given)}, {stored, os.path.realpath(stored)}
+    return bool(forms & mine) or any(m.startswith(os.path.join(f, "")) for m in mine for f in forms) or (
+        glob.has_magic(given) and not os.path.exists(given) and any(fnmatch.fnmatchcase(m, f) for m in mine for f in forms))
 
 
 def check_not_input(path: str | Path, option: str, inputs: Iterable[tuple[str, str | Path | None]]) -> None:

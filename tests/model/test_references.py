@@ -257,6 +257,19 @@ def test_one_persons_sources_are_listed_and_removed_one_at_a_time(model, tmp_pat
     assert remove_sources(p, "A", ["/v/A_0.mp4"]) == (2, 0, [("/v/A_0.mp4", False)]) and read_references(p).people() == {"B": 1}
 
 
+def test_a_folder_or_pattern_enrolled_is_removed_as_it_was_given(model, tmp_path):
+    """`enroll A clips/` then `enroll A clips/ --remove` said "clips/: not among the sources 'A' was enrolled with":
+    --remove took files only, though enrolling takes folders and patterns (also once the folder has gone)."""
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    assert remove_sources(p, "A", ["/v/A_*.mp4"]) == (4, 0, [("/v/A_0.mp4", False), ("/v/A_1.mp4", False)])
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    assert remove_sources(p, "A", ["/v/"])[:2] == (4, 0)  # a folder that is not on this machine (any more)
+    assert remove_sources(p, "B", ["/v"])[:2] == (1, 0) and read_references(p).people() == {}
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    with pytest.raises(ForgeryDetError, match="/v/A: not among the sources"):  # a name's prefix is no folder
+        remove_sources(p, "A", ["/v/A"])
+
+
 def test_a_source_is_found_by_its_content_after_a_move(model, tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"video bytes")

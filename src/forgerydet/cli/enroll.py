@@ -23,7 +23,7 @@ def enroll_cmd(
     face: Annotated[str, typer.Option(help="Which faces of a source: main-track (tracked over most frames) | largest (per frame) | all (bystanders too).")] = EnrollConfig.face,
     frames: Annotated[int, typer.Option(help="Frames sampled evenly per video (as scan).")] = EnrollConfig.num_frames,
     list_: Annotated[bool, typer.Option("--list", help="List the people enrolled in the reference file; with NAME, the files that person was enrolled from.")] = False,
-    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's faces from the reference file; with SOURCES, only the faces enrolled from those files.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove NAME's faces from the reference file; with SOURCES, only the faces enrolled from those files (or the files of those folders or patterns).")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait while another forgerydet process uses the reference file.")] = EnrollConfig.wait,
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = EnrollConfig.device,
     detect_side: Annotated[int, typer.Option(help="Longest side of the copy MTCNN runs on.")] = DetectorConfig.detect_side,

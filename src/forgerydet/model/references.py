@@ -43,7 +43,7 @@ from forgerydet.model.config import (
     not_a_references_file,
     not_enrolled,
 )
-from forgerydet.paths import safetensors_format, utf8_name
+from forgerydet.paths import safetensors_format, source_given, utf8_name
 
 FORMAT = REFERENCES_FORMAT
 FORMAT_VERSION = "1"
@@ -293,12 +293,11 @@ def _not_enrolled(refs: ReferenceFile, name: str, path: Path, tail: str = "") ->
 
 
 def _source_rows(refs: ReferenceFile, name: str, source: str | Path) -> set[int]:
-    """The rows of `name` enrolled from `source`: by its path as enrolled (links resolved) or, where the file is
-    still there, by its content (the sha256 recorded since 2026-12-06: a copy or a renamed file)."""
-    paths = {os.path.abspath(source), os.path.realpath(source)}
+    """The rows of `name` enrolled from `source`: by its path as enrolled (links resolved; a folder or a pattern: the
+    files it held, as enrolling expanded it) or, where the file is still there, by its content (the sha256 recorded
+    since 2026-12-06: a copy or a renamed file)."""
     digest = file_sha256(Path(source)) if os.path.isfile(source) else None
-    return {i for i in refs.rows_of(name) if refs.entries[i]["source"] in paths
-            or os.path.realpath(refs.entries[i]["source"]) in paths
+    return {i for i in refs.rows_of(name) if source_given(refs.entries[i]["source"], source)
             or (digest is not None and refs.entries[i].get("sha256") == digest)}
 
 
@@ -321,9 +320,8 @@ def remove_sources(path: str | Path, name: str, sources: list[str], *,
                                       f"enroll --list {name!r}`): nothing removed")
             rows |= found
         refs.without_rows(rows).save(path)
-    given = {os.path.realpath(src) for src in sources} | {os.path.abspath(src) for src in sources}
     enrolled = dict.fromkeys(refs.entries[i]["source"] for i in sorted(rows))
-    matched = [(src, src not in given and os.path.realpath(src) not in given) for src in enrolled]
+    matched = [(src, not any(source_given(src, given) for given in sources)) for src in enrolled]
     return len(rows), refs.people()[name] - len(rows), matched
 
 
