@@ -103,6 +103,11 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
     r = run("enroll", "Bob", media["photo"], "--checkpoint", ck, "--frames", "3", "--device", "cpu")  # Astro Naut's too
     assert r.exit_code == 0 and r.flat.count("warning:") == 1 and f"{media['photo']}: the same file is enrolled as " \
         "'Astro Naut' too" in r.flat, r.output
+    # enrolled as two others already: both named (only the last one in the file was)
+    r = run("enroll", "Carl", media["photo"], "--checkpoint", ck, "--frames", "3", "--device", "cpu")
+    assert r.exit_code == 0 and r.flat.count("warning:") == 2 and "enrolled as 'Astro Naut' too" in r.flat \
+        and "enrolled as 'Bob' too" in r.flat, r.output
+    run("enroll", "Carl", "--remove", "--checkpoint", ck)
     run("enroll", "Bob", "--remove", "--checkpoint", ck)
     r = run("enroll", "--list", "--checkpoint", ck)
     assert r.exit_code == 0 and "Astro Naut" in r.output and " 4 " in r.output, r.output

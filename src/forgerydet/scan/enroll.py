@@ -162,8 +162,11 @@ def enroll(
         else:
             refs = ReferenceFile.empty(fp, model.cfg.backbone, model.bank.num_tokens, model.bank.dim)
         have = {k for e in refs.entries if e["person"] == name for k in _same_face_keys(e)}
-        owners = {e["sha256"]: e["person"] for e in refs.entries if e.get("sha256") and e["person"] != name}
-        also_as = [(f, owners[d]) for f, d in digests.items() if d in owners]  # enrolled, but not only as NAME
+        owners: dict[str, dict[str, None]] = {}  # sha256 -> every other person enrolled from those bytes, in order
+        for e in refs.entries:
+            if e.get("sha256") and e["person"] != name:
+                owners.setdefault(e["sha256"], {})[e["person"]] = None
+        also_as = [(f, o) for f, d in digests.items() for o in owners.get(d, ())]  # enrolled, but not only as NAME
         new = []
         for i, e in enumerate(entries):  # against the file, and against the faces of this call (a copy given beside)
             if not have & set(_same_face_keys(e, new=True)):
