@@ -135,6 +135,9 @@ def test_enroll_list_add_remove_and_scan_against_the_person(ck, media, tmp_path)
     assert rec["reference"]["nearest_similarity_median"] == pytest.approx(float(np.median(top)), abs=1e-4)
     assert 0.5 < rec["reference"]["enrolled_similarity_median"] <= 1.0001  # frames of one face: alike
     assert not any(n.startswith("unlike") for n in rec["notes"])  # the same face as enrolled
+    # and the very file enrolled: its faces recall frames of itself, which says nothing about it (no note said so)
+    assert rec["reference"]["enrolled_from_this_file"] == 3 and "this file is one 'Astro Naut' was enrolled from (3 " \
+        "enrolled faces): its faces are compared with frames of itself" in " ".join(rec["notes"])
     assert any(n.startswith("compared with the enrolled faces of 'Astro Naut'") for n in s["notes"])
     html = (rep / "index.html").read_text()
     assert "Astro Naut" in html and "nearest enrolled real faces" in html and list((rep / "img").glob("*/refs/*.png"))

@@ -162,6 +162,17 @@ def unlike_reference_note(summary: dict[str, Any], kind: str | None = "video") -
             f"the enrolled faces' to one another ({theirs:.2f}); it may be someone else, and the comparison says little"]
 
 
+def self_reference_note(summary: dict[str, Any]) -> list[str]:
+    """Say so when the file scanned is one the person was enrolled from (by its bytes): its faces are compared with
+    their own enrolled copies, as a face the bank holds recalls itself, which says nothing about the file."""
+    n = summary.get("enrolled_from_this_file") or 0
+    if not n:
+        return []
+    return [f"this file is one {summary['name']!r} was enrolled from ({n} enrolled face{'' if n == 1 else 's'}): its "
+            f"faces are compared with frames of itself, so the comparison says nothing about this file; scan it against "
+            f"the bank (without --reference), or enrol {summary['name']!r} from other footage"]
+
+
 NO_FACE_BELOW_PX = 32  # a frame whose shorter side is smaller holds no face the detector keeps (DetectorConfig.min_face)
 
 

@@ -29,7 +29,7 @@ from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint, scan_paths
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
                                      many_faces_note, media_facts, no_face_error, reliability_notes, segment_note,
-                                     track_likeness, unlike_reference_note, unreadable_note)
+                                     self_reference_note, track_likeness, unlike_reference_note, unreadable_note)
 
 OVERVIEW_SIDE = 960  # longest side of the copy of a still image a report numbers its faces on (px)
 
@@ -295,8 +295,8 @@ class Scanner:
                                           cfg.num_frames, len(src.frames))
                         + few_frames_note(src.kind, rec["frames_with_face"], rec["score_interval"]))
         if self.references is not None:
-            rec["reference"] = self._reference_summary(rec["faces"])
-            rec["notes"] += unlike_reference_note(rec["reference"], src.kind)
+            rec["reference"] = self._reference_summary(rec["faces"], rec["sha256"])
+            rec["notes"] += unlike_reference_note(rec["reference"], src.kind) + self_reference_note(rec["reference"])
         self._trim_arrays(rec)
         if src.still is not None and cfg.keep_crops > 0:  # the photo, for the report to number its faces on
             from forgerydet.scan.figures import shrink  # the report's module (with scikit-learn): only for a report
@@ -305,7 +305,7 @@ class Scanner:
         rec["timing"] = {"decode_s": t_decode, "detect_s": t_detect, "model_s": t_model, "total_s": time.perf_counter() - t0}
         return rec
 
-    def _reference_summary(self, faces: list[dict[str, Any]]) -> dict[str, Any]:
+    def _reference_summary(self, faces: list[dict[str, Any]], sha256: str | None) -> dict[str, Any]:
         """Which enrolled faces a file was compared with: each one's uses and mean similarity, most used first."""
         used: dict[int, list[float]] = {}
         for f in faces:
@@ -319,6 +319,7 @@ class Scanner:
                 # each face's similarity to its nearest enrolled face, and the enrolled faces' to their nearest other
                 "nearest_similarity_median": round(float(np.median(nearest)), 4) if nearest else None,
                 "enrolled_similarity_median": self.enrolled_similarity, "tracks": track_likeness(faces),
+                "enrolled_from_this_file": sum(1 for e in r.entries if sha256 and e.get("sha256") == sha256),
                 "used": [{"slot": s, "source": r.entries[s]["source"], "frame_index": r.entries[s]["frame_index"],
                           "times": len(used[s]), "mean_similarity": round(float(np.mean(used[s])), 4)} for s in order]}
 
