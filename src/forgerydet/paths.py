@@ -5,6 +5,7 @@ same_file). Each refusal is one ForgeryDetError naming the user's path; nothing 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import glob
 import os
@@ -124,6 +125,21 @@ def source_given(stored: str, given: str | Path) -> bool:
     forms, mine = {os.path.abspath(given), os.path.realpath(given)}, {stored, os.path.realpath(stored)}
     return bool(forms & mine) or any(m.startswith(os.path.join(f, "")) for m in mine for f in forms) or (
         glob.has_magic(given) and not os.path.exists(given) and any(fnmatch.fnmatchcase(m, f) for m in mine for f in forms))
+
+
+def open_lock_file(lock: Path, *, shared: bool) -> int | None:
+    """A descriptor of a lock file, created where missing; for a reader (`shared`) in a folder it may not write (a
+    read-only share, another user's folder), an existing lock file opened read-only, else None: such a reader goes
+    on unlocked rather than failing on a file it would only have read."""
+    try:
+        return os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if not shared or e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+    try:
+        return os.open(lock, os.O_RDONLY)  # flock takes a shared lock on a read-only descriptor
+    except OSError:
+        return None
 
 
 def check_not_input(path: str | Path, option: str, inputs: Iterable[tuple[str, str | Path | None]]) -> None:

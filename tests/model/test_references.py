@@ -219,6 +219,31 @@ def test_a_hand_edited_index_is_one_error_in_every_command(model, tmp_path):
         remove_person(tmp_path / "edited.safetensors", "A")
 
 
+def test_a_reference_file_in_a_folder_the_reader_may_not_write_is_read(model, tmp_path, monkeypatch):
+    """A reference file on a read-only share: `scan --reference` and `enroll --list` failed with
+    "error: .r.safetensors.lock: read-only file system: choose a writable location", though they only read it."""
+    import errno
+    import os
+
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    real = os.open
+
+    def read_only_folder(path, flags, *args, **kw):
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", read_only_folder)
+    for lock_file_there in (False, True):  # none beside it: read unlocked; one there: locked through it, read-only
+        if lock_file_there:
+            monkeypatch.setattr(os, "open", real)
+            (tmp_path / ".r.safetensors.lock").touch()
+            monkeypatch.setattr(os, "open", read_only_folder)
+        assert read_references(p).entries == refs_for(model).entries and load_person(p, "B", model).bank.filled == 1
+        with pytest.raises(OSError, match="Read-only file system"):  # a writer still needs its lock (the CLI: one line)
+            remove_person(p, "B")
+
+
 def test_remove_and_list(model, tmp_path):
     p = refs_for(model).save(tmp_path / "r.safetensors")
     refs, people = list_people(p)

@@ -43,7 +43,7 @@ from forgerydet.model.config import (
     not_a_references_file,
     not_enrolled,
 )
-from forgerydet.paths import safetensors_format, source_given, utf8_name
+from forgerydet.paths import open_lock_file, safetensors_format, source_given, utf8_name
 
 FORMAT = REFERENCES_FORMAT
 FORMAT_VERSION = "1"
@@ -73,7 +73,10 @@ def file_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[None]:
         return  # else's file (`enroll --into clip.mp4` left one) or a missing one
     lock = path.parent / f".{path.name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(lock, shared=not exclusive)
+    if fd is None:  # a reader where it may not write: writes are atomic renames, so it reads a whole file unlocked
+        yield
+        return
     try:
         deadline = time.monotonic() + max(0.0, wait)
         while True:
