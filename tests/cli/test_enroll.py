@@ -145,3 +145,17 @@ def test_one_persons_files_are_listed_and_removed_by_name(tmp_path):
     assert r.exit_code == 0 and "(none left: 'Ann' is no longer enrolled)" in r.flat, r.output
     assert r.stdout.splitlines()[1:] == [f"  {b} (not a path given: found by its content, the same bytes as a file "
                                          "given)"], r.output
+
+
+def test_a_name_that_differs_from_an_enrolled_one_by_case_only_is_warned_of(monkeypatch, tmp_path):
+    """`enroll anchor ...` beside an enrolled 'Anchor' made a second person without a word; scans against either name
+    then compare with half of one person's faces."""
+    def run(name, sources, *, checkpoint, into, config, progress):
+        return EnrollResult(name, Path("/m/r.safetensors"), Path("/m/x.safetensors"), added=1, duplicates=0, total=1,
+                            people=2, sources=[("/v/a.png", 1, "largest face")], case_twins=["Anchor"])
+
+    monkeypatch.setattr(enroll, "enroll", run)
+    r = cli("enroll", "anchor", "/v/a.png", "--into", tmp_path / "r.safetensors")
+    assert r.exit_code == 0, r.output
+    assert ("warning: 'Anchor' is enrolled too, a name that differs from 'anchor' only by case: they are two people "
+            "to forgerydet") in " ".join(r.stderr.split())

@@ -76,6 +76,10 @@ def enroll_cmd(
     for src, other in res.also_as:
         note("warning:", f"{src}: the same file is enrolled as {other!r} too; the faces of one person under two names make a "
              f"comparison with either say less (`forgerydet enroll {other!r} --remove` if that was a mistake)", style="yellow")
+    for twin in res.case_twins:  # names are matched exactly: 'anchor' and 'Anchor' are two people
+        note("warning:", f"{twin!r} is enrolled too, a name that differs from {res.name!r} only by case: they are two "
+             f"people to forgerydet, and each scan compares with one (`forgerydet enroll {res.name!r} --remove` if "
+             f"these faces were meant for {twin!r})", style="yellow")
     dup = f" ({res.duplicates} already enrolled, skipped)" if res.duplicates else ""
     people = "1 person" if res.people == 1 else f"{res.people} people"
     say(f"enrolled {res.added} face{'' if res.added == 1 else 's'} of {name!r}{dup}: {res.total} in all; {people} in {res.path} "

@@ -62,6 +62,7 @@ class EnrollResult:
     people: int
     sources: list[tuple[str, int, str]]  # (file, faces taken, which)
     also_as: list[tuple[str, str]] = field(default_factory=list)  # (file, another person it is enrolled as)
+    case_twins: list[str] = field(default_factory=list)  # other people whose names differ from NAME by case only
 
 
 def _same_face_keys(entry: dict, new: bool = False) -> list[tuple]:
@@ -176,5 +177,6 @@ def enroll(
             idx = torch.tensor(new, dtype=torch.long)
             refs = refs.plus(values[idx], thumbs[idx], [entries[i] for i in new])
             refs.save(path)
+    twins = [p for p in refs.people() if p != name and p.casefold() == name.casefold()]  # 'anchor' beside 'Anchor'
     return EnrollResult(name, path, ck_path, len(new), len(entries) - len(new), refs.people().get(name, 0),
-                        len(refs.people()), report, also_as)
+                        len(refs.people()), report, also_as, twins)
