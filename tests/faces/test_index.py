@@ -15,6 +15,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import DetectorConfig, FaceDetector
 from forgerydet.faces.index import INDEX_COLUMNS, extract, read_index
 from forgerydet.faces.pipeline import ExtractConfig
+from forgerydet.io import file_sha256
 from tests._faces_util import face_frames, read_csv, shifted, weave, with_pixel_aspect, write_video
 from tests.faces.conftest import CFG
 
@@ -221,3 +222,20 @@ def test_crop_source_guesses_the_video_or_photo_a_crop_was_cut_from():
     assert crop_source(Path("lfw/Aaron_Peirsol_0001.jpg")) == str(Path("lfw/Aaron_Peirsol"))
     assert crop_source(Path("out/crops/clip-1234abcd/f000012_0.png")) == str(Path("out/crops/clip-1234abcd"))
     assert crop_source(Path("faces/0001.png")) == "faces"
+
+
+def test_a_source_whose_bytes_changed_is_extracted_again_and_its_old_crops_removed(tmp_path, astronaut):
+    """A video replaced in place (a new export under the same name) kept its old faces in faces.csv, silently."""
+    video = tmp_path / "v" / "clip.mp4"
+    write_video(video, face_frames(astronaut, 8))
+    out = tmp_path / "faces"
+    first = extract([video], out, CFG)
+    assert first.faces == 3
+    old_crops = sorted((out / "crops").rglob("*.png"))
+    write_video(video, [np.full((96, 96, 3), 40, np.uint8)] * 6)  # now a faceless video
+    again = extract([video], out, CFG)
+    assert (again.processed, again.skipped, again.faces) == (1, 0, 0)
+    assert {r["status"] for r in read_csv(out / "faces.csv")} == {"no_face"}
+    assert not any(p.exists() for p in old_crops)  # crops of the old bytes are gone
+    assert {r["sha256"] for r in read_csv(out / "faces.csv")} == {file_sha256(video)}
+    assert extract([video], out, CFG).skipped == 1  # unchanged: skipped as before

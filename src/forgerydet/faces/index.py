@@ -6,14 +6,16 @@ Extract folder layout:
     OUT/parts/<key>.csv         one source's rows, written (temp + rename) after its crops: the done-marker
     OUT/crops/<key>/f<frame:06d>_<k>.png   face k (most confident first) of that frame
 `<key>` is the file stem plus a short hash of its absolute path (io.source_key). A source whose part exists
-(and is not an error) is skipped on a re-run; failed sources are tried again.
+(and is not an error) is skipped on a re-run unless the file's bytes changed since (its `sha256` column); failed and
+changed sources are extracted again, their earlier crops removed first.
 
 faces.csv rows: one per face (status `ok`), one per sampled frame without a face (`no_face`, empty box,
 landmark, crop columns), one per unreadable file (`error`, with the message). Box and confidence are
 in full-resolution frame pixels (upright, square pixels: faces/playback.py); the landmark columns are in crop
 pixels. `pixel_aspect` is the stored frames' pixel aspect (to map a box back to stored pixels) and `deinterlaced`
 1 when the video showed interlacing combing and its frames were deinterlaced. A folder written before those two
-columns (2026-12-06) still reads; its rows leave them empty (read as 1.0 and False)."""
+columns (2026-12-06) still reads; its rows leave them empty (read as 1.0 and False). `sha256` is the source file's
+(since 2026-12-07; a part without it counts as done, as before)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from forgerydet.faces.media import describe_skipped, expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
 from forgerydet.faces.segment import clock
-from forgerydet.io import read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
+from forgerydet.io import file_sha256, read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress, resolve_device
 
@@ -43,7 +45,7 @@ REQUIRED_COLUMNS = [
     "source", "frame_index", "time", "track_id", "x1", "y1", "x2", "y2",
     *LANDMARK_COLUMNS, "confidence", "crop", "status", "message",
 ]  # fmt: skip
-INDEX_COLUMNS = [*REQUIRED_COLUMNS, "pixel_aspect", "deinterlaced"]  # the last two: since 2026-12-06
+INDEX_COLUMNS = [*REQUIRED_COLUMNS, "pixel_aspect", "deinterlaced", "sha256"]  # since 2026-12-06, sha256 2026-12-07
 
 
 SOURCE_FOLDER = re.compile(r"(.+)-[0-9a-f]{8}")  # a source's crop folder, io.source_key: its stem and 8 hex digits
@@ -198,14 +200,32 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
         write_text_atomic(path, json.dumps(wanted, indent=2) + "\n")
 
 
-def _part_done(part: Path) -> bool:
+def _part_done(part: Path, digest: str) -> bool:
+    """Whether a source's part is finished and of the file's present bytes (`digest`; a part written before the
+    sha256 column, or a file that cannot be hashed, is taken as it is)."""
     if not part.is_file():
         return False
     try:
         rows = read_csv_rows(part, REQUIRED_COLUMNS)
     except ForgeryDetError:
         return False
-    return bool(rows) and all(r["status"] != "error" for r in rows)
+    return bool(rows) and all(r["status"] != "error" and r.get("sha256", "") in ("", digest) for r in rows)
+
+
+def _digest(path: Path) -> str:
+    """The sha256 of a regular file's bytes ("" for anything else: a named pipe is never read here)."""
+    try:
+        return file_sha256(path) if path.is_file() else ""
+    except OSError:
+        return ""
+
+
+def _forget(part: Path, crops: Path) -> None:
+    """Remove a source's earlier part and crops before it is extracted again (part first: a stop midway redoes it)."""
+    part.unlink(missing_ok=True)
+    for old in crops.glob("f*_*.png") if crops.is_dir() else ():
+        if re.fullmatch(r"f\d{6,}_\d+\.png", old.name):
+            old.unlink(missing_ok=True)
 
 
 def rebuild_index(out_dir: Path) -> Path:
@@ -263,10 +283,13 @@ def extract(
         for n, path in enumerate(files, 1):
             key = source_key(path)
             part = out_dir / "parts" / f"{key}.csv"
-            if _part_done(part):
+            digest = _digest(path)
+            if _part_done(part, digest):
                 summary.skipped += 1
             else:
-                rows = _extract_one(path, key, out_dir, config, detector, summary)
+                if part.is_file():  # an error, or a file whose bytes changed since: its old crops must not linger
+                    _forget(part, out_dir / "crops" / key)
+                rows = [r | {"sha256": digest} for r in _extract_one(path, key, out_dir, config, detector, summary)]
                 write_csv_atomic(part, INDEX_COLUMNS, rows)
                 summary.processed += 1
             if progress is not None:
