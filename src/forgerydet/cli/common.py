@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shlex
 import sys
 import time
@@ -120,9 +121,18 @@ def shows_whole(renderable: RenderableType, width: int, texts: Iterable[str]) ->
 said_errors: list[str] = []  # every line `fail` printed in this process (cli.app.cli reads it)
 
 
+# The face detector's settings are checked where they are made (faces/detect.DetectorConfig), in the Python API's
+# words: "min_face=0 must be >= 1". On the command line they are the options the user typed: "--min-face 0: must ...".
+_DETECTOR_FIELD = re.compile(r"(detect_side|min_confidence|min_face|margin|size|batch_size)=(\S+) must ")
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one red line on stderr and return the Exit(code) to raise. File names in the message are shown
-    printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup."""
+    printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup; a detector setting
+    is named as its option."""
+    field = _DETECTOR_FIELD.match(message)
+    if field:
+        message = f"--{field.group(1).replace('_', '-')} {field.group(2)}: must {message[field.end():]}"
     err_console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     said_errors.append(message)
     return typer.Exit(code)
