@@ -53,13 +53,8 @@ def test_ctrl_c_lets_the_running_step_stop_as_it_does_alone_and_is_one_line(monk
 
     monkeypatch.setattr(demo.subprocess, "Popen", Step)
     monkeypatch.setattr(demo, "main", lambda: demo.run(["train", "--out", "x"]))
-    before = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as e:
-            demo.cli()
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    assert e.value.code == 130 and Step.made.calls == [("wait", None), ("wait", 10)]  # waited for, not killed
+    e = _demo_cli_exit()
+    assert e == 130 and Step.made.calls == [("wait", None), ("wait", 10)]  # waited for, not killed
     assert capsys.readouterr().err == ("demo: interrupted during `forgerydet train`; `make demo` again starts over "
                                        "(each step remakes its outputs in demo_out/)\n")
 
@@ -121,12 +116,18 @@ def test_a_stop_between_steps_says_interrupted(monkeypatch, capsys):
         raise KeyboardInterrupt  # what the SIGTERM handler raises
 
     monkeypatch.setattr(demo, "main", stopped)
+    e = _demo_cli_exit()
+    assert e == 130
+    assert capsys.readouterr().err == ("demo: interrupted; `make demo` again starts over (each step remakes its outputs "
+                                       "in demo_out/)\n")
+
+
+def _demo_cli_exit() -> int:
+    """demo.cli()'s exit code, with the SIGTERM handler it installs put back afterwards."""
     before = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as e:
             demo.cli()
     finally:
         signal.signal(signal.SIGTERM, before)
-    assert e.value.code == 130
-    assert capsys.readouterr().err == ("demo: interrupted; `make demo` again starts over (each step remakes its outputs "
-                                       "in demo_out/)\n")
+    return e.value.code
