@@ -188,6 +188,28 @@ def test_weights_export_does_not_replace_an_existing_file_unless_told(tmp_path):
     assert model.read_bytes() != b"a trained model"
 
 
+def test_weights_export_keeps_a_file_another_export_made_meanwhile(tmp_path, monkeypatch):
+    """Two `weights export NAME OUT` at once: both exited 0 and the second replaced the first, whose user was told to
+    use OUT as its backbone while it held another. The existence check runs first, the write seconds later; a file
+    made at OUT in between is now kept and this export refused."""
+    import forgerydet.model.weights as weights
+
+    out = tmp_path / "w.safetensors"
+    real_load = weights.load_pretrained
+
+    def slow_load(*a, **kw):  # another export finishes while this one loads its weights
+        out.write_bytes(b"the other export")
+        return real_load(*a, **kw)
+
+    monkeypatch.setattr(weights, "load_pretrained", slow_load)
+    one_error(cli("weights", "export", "mobilenetv2_100", out), "was made by another command while this one ran")
+    assert out.read_bytes() == b"the other export" and [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+    out.unlink()
+    monkeypatch.setattr(weights, "load_pretrained", real_load)
+    r = cli("weights", "export", "mobilenetv2_100", out)  # alone: written as before
+    assert r.exit_code == 0 and out.stat().st_size > 1000 and [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
 def test_weights_export_overwrite_never_replaces_a_detector_or_an_enrolment_file(tmp_path):
     """`--overwrite` replaced the shipped detector with ImageNet weights (exit 0), after which every scan failed."""
     ck = save_checkpoint(tmp_path / "best.safetensors", tiny_model())

@@ -220,7 +220,20 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
     }
     meta = {"format": "pt", "timm_model": model_name, "source": desc, "dtype": dtype}
     # serialised in memory: safetensors reports a full disk as its own error, not an OSError atomic_write names
-    return write_bytes_atomic(out, save(state, metadata=meta), durable=True)
+    if overwrite:
+        return write_bytes_atomic(out, save(state, metadata=meta), durable=True)
+    # a new file only: one another export made at OUT since the check above is kept (a hard link fails on it)
+    new = write_bytes_atomic(out.with_name(f".{out.name}.{os.getpid()}.new"), save(state, metadata=meta), durable=True)
+    try:
+        os.link(new, out)
+    except FileExistsError:
+        raise ForgeryDetError(f"OUT {path_text(out)} was made by another command while this one ran: it was left as "
+                              f"that one wrote it; give a new path, or --overwrite to replace it") from None
+    except OSError:  # no hard links on this file system (FAT, some network mounts): a rename, as before
+        os.replace(new, out)
+    finally:
+        new.unlink(missing_ok=True)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- sources
