@@ -235,6 +235,8 @@ def test_a_source_whose_bytes_changed_is_extracted_again_and_its_old_crops_remov
     write_video(video, [np.full((96, 96, 3), 40, np.uint8)] * 6)  # now a faceless video
     again = extract([video], out, CFG)
     assert (again.processed, again.skipped, again.faces) == (1, 0, 0)
+    assert again.warnings == [f"{video}: its bytes changed since the earlier run: extracted again, its earlier crops "
+                              f"removed"]  # said: "processed now" alone read as if it had never been done
     assert {r["status"] for r in read_csv(out / "faces.csv")} == {"no_face"}
     assert not any(p.exists() for p in old_crops)  # crops of the old bytes are gone
     assert {r["sha256"] for r in read_csv(out / "faces.csv")} == {file_sha256(video)}

@@ -202,14 +202,15 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
 
 def _part_done(part: Path, digest: str) -> bool:
     """Whether a source's part is finished and of the file's present bytes (`digest`; a part written before the
-    sha256 column, or a file that cannot be hashed, is taken as it is)."""
+    sha256 column, or a file that cannot be hashed, is taken as it is; digest "": finished, whatever its bytes)."""
     if not part.is_file():
         return False
     try:
         rows = read_csv_rows(part, REQUIRED_COLUMNS)
     except ForgeryDetError:
         return False
-    return bool(rows) and all(r["status"] != "error" and r.get("sha256", "") in ("", digest) for r in rows)
+    return bool(rows) and all(r["status"] != "error" and r.get("sha256", "") in ("", digest or r["sha256"])
+                              for r in rows)
 
 
 def _digest(path: Path) -> str:
@@ -288,6 +289,9 @@ def extract(
                 summary.skipped += 1
             else:
                 if part.is_file():  # an error, or a file whose bytes changed since: its old crops must not linger
+                    if _part_done(part, ""):  # done, but of other bytes: said, as a replaced file is a surprise
+                        summary.warnings.append(f"{path}: its bytes changed since the earlier run: extracted again, "
+                                                f"its earlier crops removed")
                     _forget(part, out_dir / "crops" / key)
                 rows = [r | {"sha256": digest} for r in _extract_one(path, key, out_dir, config, detector, summary)]
                 write_csv_atomic(part, INDEX_COLUMNS, rows)
