@@ -136,6 +136,10 @@ def test_a_model_output_of_nan_is_that_files_error_not_a_traceback(checkpoint, a
     assert rec["error"] == f"{path}: the model gave no number (NaN) for 1 of 1 faces in fp32: the model file may be damaged"
     scanner.precision = "bf16"
     assert scanner.scan_file(path)["error"].endswith("faces in bf16: scan it with --precision fp32")
+    scanner.precision, scanner.disk_bank = "fp32", object()  # a --bank folder's NaN rows give NaN too: not only the model
+    monkeypatch.setattr(Scanner, "_score", lambda self, crops: {"p": np.full(len(crops), np.nan)})
+    assert scanner.scan_file(path)["error"].endswith("faces in fp32: the model file or the --bank folder may be damaged "
+                                                     "(rebuild it)")
 
 
 def test_a_photos_faces_are_numbered_left_to_right_and_it_is_kept_only_for_a_report(checkpoint, astronaut, tmp_path):

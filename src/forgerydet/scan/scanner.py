@@ -268,7 +268,8 @@ class Scanner:
         t_model = time.perf_counter() - t1
         scores = out["p"]
         if not np.isfinite(scores).all():  # an overflow in reduced precision: that file's error, not a traceback
-            advice = "scan it with --precision fp32" if self.precision != "fp32" else "the model file may be damaged"
+            advice = ("scan it with --precision fp32" if self.precision != "fp32" else "the model file may be damaged"
+                      if self.disk_bank is None else "the model file or the --bank folder may be damaged (rebuild it)")
             rec.update(status="error", error=f"{path_text(path)}: the model gave no number (NaN) for "
                        f"{int((~np.isfinite(scores)).sum())} of {scores.size} faces in {self.precision}: {advice}",
                        timing={"total_s": time.perf_counter() - t0})
