@@ -205,6 +205,20 @@ def find_browser() -> str:
     pytest.skip("no headless browser found: `apt-get install chromium` to run the browser test")
 
 
+def test_the_page_prints_whole_and_its_tables_wrap_on_a_phone(report):
+    """Printed for a case file (Chrome's 'Save as PDF'): no face card, picture or table row cut across two pages, a
+    file's heading kept with what follows, the folded settings printed, the verdict badges in colour; on a phone, the
+    summary's file names and the settings' long values (a sha256, the command) wrap instead of widening the page."""
+    page = report.read_text(encoding="utf-8")
+    style = page[page.index("<style>"):page.index("</style>")]
+    printed = style[style.index("@media print{"):]
+    assert "\ntr,img,.face,.notice,.warn{break-inside:avoid}" in printed
+    assert "\nh2,.meta:has(+.grid){break-after:avoid}" in printed
+    assert "details:not([open])::details-content{content-visibility:visible" in printed
+    assert re.search(r"\n\.verdict,[^{]*\{[^}]*print-color-adjust:exact", printed)
+    assert ".scroll td a,details.file td{overflow-wrap:anywhere}" in style
+
+
 @pytest.mark.slow
 def test_headless_browser_loads_every_image(report, tmp_path):
     browser = find_browser()
@@ -283,3 +297,26 @@ def test_a_photo_gets_an_overview_with_its_faces_numbered(tmp_path, results, ast
     assert tuple(pic[50, 10]) == (46, 125, 50) and tuple(pic[50, 85]) == (198, 40, 40)  # left edges: green, red
     write_report([results[1]], tmp_path / "r", SETTINGS)  # the same folder, a photo without one: it goes
     assert not (index.parent / src).exists() and not list(index.parent.glob("img/*/file-000/overview.png"))
+
+
+@pytest.mark.slow
+def test_headless_browser_at_phone_width_needs_no_sideways_scrolling(tmp_path, results):
+    """Laid out 360 px wide (a phone; an iframe, since headless windows are at least 500 px) with the settings
+    unfolded, nothing sticks out of the page: no wide table that makes the whole page scroll sideways."""
+    browser = find_browser()
+    results[1]["path"] = "/data/a_long_file_name_without_any_spaces_from_a_camera.jpg"
+    settings = SETTINGS | {"checkpoint_sha256": "f" * 64, "command": "forgerydet scan /data/" + "x" * 80 + ".mp4"}
+    report = write_report(results, tmp_path / "report", settings)
+    probe = report.parent / "probe.html"
+    probe.write_text('<iframe id="f" src="index.html" style="width:360px;height:800px"></iframe><pre id="out"></pre>'
+                     "<script>document.getElementById('f').onload = function () { var d = this.contentDocument;"
+                     " d.querySelectorAll('details').forEach(function (x) { x.open = true; });"
+                     " document.getElementById('out').textContent = 'widths ' + d.documentElement.scrollWidth + ' '"
+                     " + d.documentElement.clientWidth; };</script>", encoding="utf-8")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--allow-file-access-from-files",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run(flags + ["--dump-dom", probe.resolve().as_uri()], capture_output=True, text=True,
+                         timeout=60).stdout
+    widths = re.search(r"widths (\d+) (\d+)", dom)
+    assert widths, "the probe did not run:\n" + dom[:500]
+    assert int(widths.group(1)) <= int(widths.group(2)), widths.group(0)

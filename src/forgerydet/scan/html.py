@@ -39,6 +39,15 @@ code{overflow-wrap:anywhere;background:#f0f0f0;padding:0 3px;border-radius:3px}
 .nb img{width:56px;height:56px;object-fit:cover;display:block}
 .nbl{font-size:.75em;margin:4px 0 0;padding-left:16px;overflow-wrap:anywhere}
 .timeline{max-width:100%;height:auto}
+.scroll td a,details.file td{overflow-wrap:anywhere}
+@media print{
+body{margin:0;background:#fff}
+h2,.meta:has(+.grid){break-after:avoid}
+tr,img,.face,.notice,.warn{break-inside:avoid}
+.verdict,.noterow td,.notice,th{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+details:not([open])::details-content{content-visibility:visible;display:contents}
+.scroll{overflow:visible}
+}
 """
 
 ABOVE, BELOW = "▲", "▼"  # beside a score, so that the colour is never the only sign of which side of the threshold
