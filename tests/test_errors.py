@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from forgerydet.errors import ForgeryDetError, os_error_text, os_reason, path_text, printable
+from forgerydet.errors import ForgeryDetError, no_bidi, os_error_text, os_reason, path_text, printable
 
 
 def test_forgerydet_error_is_a_plain_exception_with_its_message():
@@ -97,3 +97,12 @@ def test_out_of_memory_is_told_by_kind_or_by_the_allocators_words():
     assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not out_of_memory(ImportError("No module named 'onnx'"))
     assert not out_of_memory(ValueError("out of memory"))  # only the kinds the loader and torch raise
+
+
+def test_bidirectional_controls_are_shown_as_escapes_so_no_name_reads_reordered():
+    """A right-to-left override (U+202E) in a file name reached the table and the report as it is: a file named
+    "invoice<RLO>gpj.exe" read as "invoiceexe.jpg". Joiners that scripts and emoji need are kept."""
+    spoof = "invoice\u202egpj.exe"
+    assert printable(spoof) == no_bidi(spoof) == "invoice\\u202egpj.exe"
+    assert printable("isolate\u2066x\u2069") == "isolate\\u2066x\\u2069" and printable("a\u200db\u200cc") == "a\u200db\u200cc"
+    assert path_text(spoof) == spoof  # the JSON and CSV keep the exact name a program matches the file by

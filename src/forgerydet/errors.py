@@ -51,11 +51,21 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+# Bidirectional controls reorder the text around them on screen: a file named "invoice<U+202E>gpj.exe" reads as
+# "invoiceexe.jpg". Shown to a person (terminal, report), they are written as escapes (\u202e).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def no_bidi(s: str) -> str:
+    """`s` with every bidirectional control written as its \\uXXXX escape (for what a person reads)."""
+    return "".join(f"\\u{ord(c):04x}" if c in BIDI_CONTROLS else c for c in s)
+
+
 def printable(s: object) -> str:
-    """path_text(s) with control characters (a newline or tab in a file name) written as escapes, so that a
-    name stays on its table row and an error stays one line."""
-    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
-                   for c in path_text(s))
+    """path_text(s) with control characters (a newline or tab in a file name) and bidirectional controls written as
+    escapes, so that a name stays on its table row, an error stays one line, and no name shows reordered."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS else c for c in path_text(s))
 
 
 def value_text(value: object, limit: int = 80) -> str:

@@ -68,3 +68,8 @@ def test_the_guide_is_one_open_box_with_every_point():
     assert "chosen on held-out real faces at a set share" in box and "given with <code>--threshold" not in box
     given = guide_html(threshold_given=True)
     assert "which here was given with <code>--threshold</code>" in given and "which was chosen" not in given
+
+
+def test_a_file_name_that_would_show_reordered_is_escaped_in_the_report():
+    assert esc("invoice\u202egpj.exe") == "invoice\\u202egpj.exe"  # not "invoiceexe.jpg" on screen
+    assert esc("<b>\u2067x") == "&lt;b&gt;\\u2067x"

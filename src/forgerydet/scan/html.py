@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from forgerydet.errors import path_text
+from forgerydet.errors import no_bidi, path_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa}
@@ -82,8 +82,9 @@ GUIDE = [
 
 
 def esc(x: Any) -> str:
-    """Any value as escaped HTML text (a file name's non-UTF-8 bytes as \\xNN, errors.path_text)."""
-    return html.escape(path_text(x), quote=True)
+    """Any value as escaped HTML text (a file name's non-UTF-8 bytes as \\xNN, errors.path_text; its bidirectional
+    controls as \\uXXXX, errors.no_bidi, so that no name shows reordered)."""
+    return html.escape(no_bidi(path_text(x)), quote=True)
 
 
 def num(x: Any, fmt: str = ".3f") -> str:
