@@ -12,7 +12,6 @@ file + rename), so a crash never leaves a broken checkpoint. Reading the metadat
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from safetensors.torch import save
 
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError
-from forgerydet.io import file_sha256, write_bytes_atomic
+from forgerydet.io import file_sha256, file_state, write_bytes_atomic
 from forgerydet.model import frozen
 from forgerydet.model.bank import fingerprint_hex
 from forgerydet.model.config import ModelConfig
@@ -61,12 +60,12 @@ class Checkpoint:
     meta: dict[str, Any]  # the decoded metadata, as read_meta returns it
     path: Path
     train_state: TrainState | None = None
-    identity: tuple[int, ...] | None = None  # file_identity(path) when it was read
+    identity: tuple[int, ...] | None = None  # io.file_state(path) when it was read
 
     def replaced(self) -> bool:
         """Whether the file at `path` is no longer the one this was read from: another command (rebuild-bank,
         calibrate, train) wrote it since, by an atomic rename."""
-        now = file_identity(self.path)
+        now = file_state(self.path)
         return self.identity is not None and now is not None and now != self.identity
 
     def sha256(self) -> str:
@@ -250,7 +249,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Rebuild the model from the stored config, load weights strictly, verify the bank's fingerprint."""
     path = Path(path)
-    identity = file_identity(path)  # before anything is read: a file replaced later is seen to differ
+    identity = file_state(path)  # before anything is read: a file replaced later is seen to differ
     meta = read_meta(path)
     try:
         cfg = ModelConfig.from_dict(meta["config"])
@@ -299,15 +298,6 @@ def load_checkpoint(
         raise ForgeryDetError(f"{path}: its metadata field train is not a training state ({type(e).__name__}: {e}; "
                               f"was the file edited?): re-copy it") from None
     return Checkpoint(model=model, meta=meta, path=path, train_state=train_state, identity=identity)
-
-
-def file_identity(path: str | Path) -> tuple[int, ...] | None:
-    """What tells a file from one that replaced it (device, inode, size, mtime); None when it is not there."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _check_size(path: Path, cfg: ModelConfig) -> None:
