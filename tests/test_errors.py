@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from forgerydet.errors import ForgeryDetError, no_bidi, os_error_text, os_reason, path_text, printable
+from forgerydet.errors import ForgeryDetError, current_folder, no_bidi, os_error_text, os_reason, path_text, printable
 
 
 def test_forgerydet_error_is_a_plain_exception_with_its_message():
@@ -106,3 +106,13 @@ def test_bidirectional_controls_are_shown_as_escapes_so_no_name_reads_reordered(
     assert printable(spoof) == no_bidi(spoof) == "invoice\\u202egpj.exe"
     assert printable("isolate\u2066x\u2069") == "isolate\\u2066x\\u2069" and printable("a\u200db\u200cc") == "a\u200db\u200cc"
     assert path_text(spoof) == spoof  # the JSON and CSV keep the exact name a program matches the file by
+
+
+def test_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert current_folder() == os.getcwd()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert current_folder() is None  # deleted under the process

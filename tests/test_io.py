@@ -20,7 +20,6 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.io import (
     atomic_write,
     broken_link,
-    current_folder,
     file_sha256,
     file_state,
     is_stream,
@@ -227,16 +226,6 @@ def test_file_sha256(tmp_path):
     big = os.urandom(3 * (1 << 20) + 5)  # several read chunks
     (tmp_path / "big").write_bytes(big)
     assert file_sha256(tmp_path / "big") == hashlib.sha256(big).hexdigest()
-
-
-def test_current_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert current_folder() == os.getcwd()
-    gone = tmp_path / "gone"
-    gone.mkdir()
-    monkeypatch.chdir(gone)
-    gone.rmdir()
-    assert current_folder() is None  # deleted under the process
 
 
 def test_looks_like_safetensors(tmp_path):

@@ -103,18 +103,19 @@ def os_error_text(e: OSError, path: object | None = None) -> str:
     """One line for an OSError: the user's path (not a temp file's), what went wrong, what to do."""
     what = os_reason(e)
     where = path if path is not None else e.filename
-    if e.errno == errno.ENOENT and (where is None or not os.path.isabs(os.fsdecode(where))) and _no_current_folder():
+    if e.errno == errno.ENOENT and (where is None or not os.path.isabs(os.fsdecode(where))) and current_folder() is None:
         what += (" (the current folder was deleted while the command was in it, so relative paths name nothing: "
                  "cd into a folder that exists, or give absolute paths)")
     return f"{path_text(where)}: {what}" if where is not None else what
 
 
-def _no_current_folder() -> bool:
+def current_folder() -> str | None:
+    """The process's working folder, as relative paths written now are from; None when it was deleted under it
+    (here, the base module, for the hint above; io and runtime use it too)."""
     try:
-        os.getcwd()
-        return False
+        return os.getcwd()
     except OSError:
-        return True
+        return None
 
 
 def out_of_memory(e: BaseException) -> bool:

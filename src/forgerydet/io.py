@@ -322,14 +322,6 @@ def check_fields(path: Path, line: int, row: dict, header: Sequence[str]) -> Non
                               f"(a comma in a value that is not quoted?)")
 
 
-def current_folder() -> str | None:
-    """The process's working folder, as relative paths written now are from; None when it was deleted under it."""
-    try:
-        return os.getcwd()
-    except OSError:
-        return None
-
-
 def looks_like_safetensors(path: Path) -> bool:
     """Whether a file starts as a safetensors file does: an 8-byte header length, then its JSON header's '{' (tells
     a damaged checkpoint from a photo or a CSV given by mistake)."""

@@ -136,11 +136,10 @@ def import_torch_from_anywhere() -> None:
     torch._dynamo's import (through torchvision) asks for the current folder. The imports run from the root folder
     and the process then returns into the deleted one, so relative paths still mean what they meant (they fail as
     missing). Nothing where the current folder is there."""
-    try:
-        os.getcwd()
+    from forgerydet.errors import current_folder
+
+    if current_folder() is not None:
         return
-    except OSError:
-        pass
     import importlib
 
     here = os.open(".", os.O_RDONLY)

@@ -21,8 +21,7 @@ from rich.markup import escape
 from rich.progress import Progress, ProgressColumn, TextColumn
 from rich.text import Text
 
-from forgerydet.errors import ForgeryDetError, os_error_text, path_text, printable
-from forgerydet.io import current_folder
+from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, path_text, printable
 
 console = Console()
 err_console = Console(stderr=True)

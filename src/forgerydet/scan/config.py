@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from forgerydet.errors import ForgeryDetError, os_error_text, value_text
+from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, value_text
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
 from forgerydet.faces.segment import check_segment
-from forgerydet.io import current_folder, looks_like_safetensors
+from forgerydet.io import looks_like_safetensors
 from forgerydet.model.calibration import check_precision, check_tta
 from forgerydet.model.config import (
     check_bank_folder,

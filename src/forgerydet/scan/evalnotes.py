@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from forgerydet.errors import path_text
+from forgerydet.errors import current_folder, path_text
 from forgerydet.faces.index import SOURCE_FOLDER, crop_source
 from forgerydet.faces.media import IMAGE_EXTS, file_key
-from forgerydet.io import current_folder, source_key
+from forgerydet.io import source_key
 from forgerydet.model.checkpoint import training_faces
 from forgerydet.pairs.labels import Item
 

@@ -15,9 +15,9 @@ from typing import Any, Callable
 import numpy as np
 
 from forgerydet import __version__
-from forgerydet.errors import ForgeryDetError, json_safe, path_text
+from forgerydet.errors import ForgeryDetError, current_folder, json_safe, path_text
 from forgerydet.faces.media import IMAGE_EXTS, is_media
-from forgerydet.io import current_folder, file_sha256, write_text_atomic
+from forgerydet.io import file_sha256, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from forgerydet import __version__
-from forgerydet.errors import ForgeryDetError, path_text, printable
+from forgerydet.errors import ForgeryDetError, current_folder, path_text, printable
 from forgerydet.faces.media import IMAGE_EXTS
-from forgerydet.io import current_folder, file_sha256, file_state, write_text_atomic
+from forgerydet.io import file_sha256, file_state, write_text_atomic
 from forgerydet.scan.records import empty_record
 
 # Scanner.settings() keys that decide a record's scores and verdict (the device, the command and the timing do not)

@@ -12,8 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.io import current_folder
+from forgerydet.errors import ForgeryDetError, current_folder, path_text
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from forgerydet.errors import ForgeryDetError
-from forgerydet.io import current_folder
+from forgerydet.errors import ForgeryDetError, current_folder
 from forgerydet.model.backbone import pooled
 from forgerydet.model.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from forgerydet.model.config import ModelConfig

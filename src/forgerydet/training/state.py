@@ -15,8 +15,8 @@ from typing import Any, Callable, Collection
 import numpy as np
 import torch
 
-from forgerydet.errors import ForgeryDetError, path_text
-from forgerydet.io import current_folder, file_sha256, write_text_atomic
+from forgerydet.errors import ForgeryDetError, current_folder, path_text
+from forgerydet.io import file_sha256, write_text_atomic
 from forgerydet.model.checkpoint import Checkpoint, TrainState, save_checkpoint
 from forgerydet.model.meta import read_meta
 from forgerydet.model.config import ModelConfig, config_from_dict
