@@ -172,3 +172,20 @@ def test_quiet_native_stderr_in_two_threads_at_once_restores_fd2(capfd):
         t.join(20)
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+def test_sigterm_is_an_interrupt_once_asked_for():
+    import os
+    import signal
+    import time
+
+    from forgerydet.runtime import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        sigterm_as_interrupt()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGTERM, before)

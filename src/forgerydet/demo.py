@@ -36,6 +36,7 @@ import numpy as np
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.paths import folder_held
+from forgerydet.runtime import sigterm_as_interrupt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,10 +82,6 @@ def stop(step: subprocess.Popen) -> None:
     except KeyboardInterrupt:
         step.kill()
         step.wait()
-
-
-def terminated(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (`timeout`, a scheduler) stops the demo as Ctrl-C does, as it stops the CLI
 
 
 def evaluation(folder: Path) -> dict:
@@ -259,7 +256,7 @@ def _demo(args: argparse.Namespace, out: Path) -> None:
 
 def cli() -> None:
     """`make demo`: main, with Ctrl-C or SIGTERM told in one line and exit code 130, as the CLI's commands do."""
-    signal.signal(signal.SIGTERM, terminated)
+    sigterm_as_interrupt()  # SIGTERM (`timeout`, a scheduler) stops the demo as Ctrl-C does, as it stops the CLI
     try:
         main()
     except KeyboardInterrupt as e:

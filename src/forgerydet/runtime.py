@@ -77,6 +77,17 @@ def native_bf16() -> bool:
     return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
 
 
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (`timeout`, a job scheduler, `docker stop`) raises KeyboardInterrupt from now on, as Ctrl-C does, so a
+    command (or the demo) says it in one line and still writes what it has. Only the main thread can set a handler."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM arriving inside are held until its end, then raised as KeyboardInterrupt: for writes that

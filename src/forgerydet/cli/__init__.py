@@ -8,17 +8,15 @@ from __future__ import annotations
 
 def main() -> None:
     """`forgerydet`: cli.app.cli, with a Ctrl-C or SIGTERM during its imports told in one line and exit code 130."""
-    import signal
     import sys
 
-    try:  # SIGTERM is Ctrl-C from the start: the app's own handler came after typer and torch loaded (~1-2 s),
-        signal.signal(signal.SIGTERM, _terminated)  # and a `timeout` or scheduler stop before that was a bare 143
+    try:
+        from forgerydet.runtime import sigterm_as_interrupt
+
+        # SIGTERM is Ctrl-C from the start: the app's own handler came after typer and torch loaded (~1-2 s), and a
+        sigterm_as_interrupt()  # `timeout` or scheduler stop before that was a bare exit 143
         from forgerydet.cli.app import cli
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
     cli()
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

@@ -61,21 +61,13 @@ def main(
     ] = None,
 ) -> None:
     """forgerydet: trustworthy face-forgery verdicts on a laptop CPU or a GPU."""
-    import signal
-    import threading
-
     from forgerydet.cli.common import guard_stdout
-    from forgerydet.runtime import import_torch_from_anywhere, tune_malloc
+    from forgerydet.runtime import import_torch_from_anywhere, sigterm_as_interrupt, tune_malloc
 
     tune_malloc()
     import_torch_from_anywhere()  # a deleted current folder: torch's import would end the process later
     guard_stdout()  # `forgerydet scan ... | head`: the outputs are still written
-    if threading.current_thread() is threading.main_thread():  # SIGTERM (`timeout`, a scheduler, `docker stop`)
-        signal.signal(signal.SIGTERM, _terminated)  # is Ctrl-C: scan and evaluate still write what they have
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    sigterm_as_interrupt()  # SIGTERM is Ctrl-C: scan and evaluate still write what they have
 
 
 app.command("info", cls=PlainFlagsCommand)(info_cmd)
