@@ -179,12 +179,12 @@ class DiskBank:
 
     def __init__(self, folder: Path, meta: dict) -> None:
         self.dir, self.meta = folder, meta
-        self.size, self.num_tokens, self.dim = m, _, _ = int(meta["entries"]), int(meta["tokens"]), int(meta["dim"])
+        self.size = m = int(meta["entries"])
+        self.num_tokens, self.dim = int(meta["tokens"]), int(meta["dim"])
         self.keys = _keys_map(folder, m, self.dim) if m else np.zeros((0, self.dim), np.float32)  # (M,D)
         self._values_path = folder / "values.f16"  # (M,N,D) fp16, read row by row (read_values)
         self._src_offsets = np.memmap(folder / "sources.idx", dtype=np.int64, mode="r") if m else None  # (M+1,)
-        self.index_cfg = IndexConfig(**meta.get("index", {}))
-        self.index = None
+        self.index_cfg, self.index = IndexConfig(**meta.get("index", {})), None  # the index: read below when built
         if meta.get("indexed"):
             faiss = _faiss()
             try:
