@@ -200,17 +200,21 @@ def _check_settings(out_dir: Path, config: ExtractConfig) -> None:
         write_text_atomic(path, json.dumps(wanted, indent=2) + "\n")
 
 
-def _part_done(part: Path, digest: str) -> bool:
-    """Whether a source's part is finished and of the file's present bytes (`digest`; a part written before the
-    sha256 column, or a file that cannot be hashed, is taken as it is; digest "": finished, whatever its bytes)."""
+def _finished_rows(part: Path) -> list[dict[str, str]] | None:
+    """A source's part as an earlier run finished it (rows, none an error), or None: missing, unreadable, failed."""
     if not part.is_file():
-        return False
+        return None
     try:
         rows = read_csv_rows(part, REQUIRED_COLUMNS)
     except ForgeryDetError:
-        return False
-    return bool(rows) and all(r["status"] != "error" and r.get("sha256", "") in ("", digest or r["sha256"])
-                              for r in rows)
+        return None
+    return rows if rows and all(r["status"] != "error" for r in rows) else None
+
+
+def _of_bytes(rows: list[dict[str, str]], digest: str) -> bool:
+    """Whether finished rows are of the file's present bytes (`digest`); a part written before the sha256 column,
+    or a file that cannot be hashed, is taken as it is."""
+    return all(r.get("sha256", "") in ("", digest) for r in rows)
 
 
 def _digest(path: Path) -> str:
@@ -284,12 +288,12 @@ def extract(
         for n, path in enumerate(files, 1):
             key = source_key(path)
             part = out_dir / "parts" / f"{key}.csv"
-            digest = _digest(path)
-            if _part_done(part, digest):
+            digest, done = _digest(path), _finished_rows(part)
+            if done is not None and _of_bytes(done, digest):
                 summary.skipped += 1
             else:
                 if part.is_file():  # an error, or a file whose bytes changed since: its old crops must not linger
-                    if _part_done(part, ""):  # done, but of other bytes: said, as a replaced file is a surprise
+                    if done is not None:  # finished, but of other bytes: said, as a replaced file is a surprise
                         summary.warnings.append(f"{path}: its bytes changed since the earlier run: extracted again, "
                                                 f"its earlier crops removed")
                     _forget(part, out_dir / "crops" / key)
