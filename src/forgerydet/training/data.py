@@ -66,16 +66,16 @@ class TrainPairs(Dataset):
             raise ForgeryDetError(f"--pair-reference {pair_reference!r}: use one of {', '.join(PAIR_REFERENCES)}")
         self.pair_reference = pair_reference
         self.swap_blends = swap_blends  # share of online fakes blended from another person (TrainConfig.swap_blends)
+        blended = [k for k, r in enumerate(self.rows) if r.method == "sbi" and r.landmarks is not None]  # online
         # the rows whose real face can be a donor (those that are self-blended online), and their poses and groups
-        self._donors = [k for k, r in enumerate(self.rows) if r.method == "sbi" and r.landmarks is not None] \
-            if swap_blends > 0 else []
+        self._donors = blended if swap_blends > 0 else []
         if swap_blends > 0 and len({self.rows[k].group for k in self._donors}) < 2:  # else every fake a self-blend
             raise ForgeryDetError(
                 f"{table.path}: --swap-blends blends another person's face into each pseudo-fake, but its train "
                 f"rows self-blended online (method sbi, with landmarks) come from "
                 f"{'one group' if self._donors else 'no group'}, so none could be made: train on faces of several "
                 f"people (groups), or drop --swap-blends")
-        if sbi_local > 0 and not any(r.method == "sbi" and r.landmarks is not None for r in self.rows):
+        if sbi_local > 0 and not blended:
             raise ForgeryDetError(f"{table.path}: --sbi-local shapes the self-blends made online, but no train row is "
                                   f"one (method sbi, with landmarks): drop --sbi-local")
         if self._donors:
