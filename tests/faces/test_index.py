@@ -216,12 +216,14 @@ def test_a_device_that_is_not_there_is_refused_before_the_out_folder_is_made(dev
 def test_crop_source_guesses_the_video_or_photo_a_crop_was_cut_from():
     from pathlib import Path
 
-    from forgerydet.faces.index import crop_source
+    from forgerydet.faces.index import crop_source, frame_numbers
 
     assert crop_source(Path("d/real/abarnvbtwb-003-00.png")) == str(Path("d/real/abarnvbtwb"))
     assert crop_source(Path("lfw/Aaron_Peirsol_0001.jpg")) == str(Path("lfw/Aaron_Peirsol"))
     assert crop_source(Path("out/crops/clip-1234abcd/f000012_0.png")) == str(Path("out/crops/clip-1234abcd"))
     assert crop_source(Path("faces/0001.png")) == "faces"
+    assert frame_numbers(Path("d/real/abarnvbtwb-003-00.png")) == ["003", "00"]
+    assert frame_numbers(Path("lfw/Aaron_Peirsol_0001.jpg")) == ["0001"] and frame_numbers(Path("a/b.png")) == []
 
 
 def test_a_source_whose_bytes_changed_is_extracted_again_and_its_old_crops_removed(tmp_path, astronaut):

@@ -64,6 +64,12 @@ def crop_source(path: Path) -> str:
     return str(path.parent / stem) if stem else str(path.parent)
 
 
+def frame_numbers(path: Path) -> list[str]:
+    """The numbers that end a crop's name, which crop_source drops ('abarnvbtwb-003-00' -> ['003', '00'])."""
+    end = _FRAME_SUFFIX.search(path.stem)
+    return re.findall(r"\d+", end.group()) if end else []
+
+
 INDEX_NAME = "faces.csv"
 
 

@@ -5,12 +5,11 @@ one class that all come from one video, whose intervals then count its frames as
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from forgerydet.errors import current_folder, path_text
-from forgerydet.faces.index import SOURCE_FOLDER, crop_source
+from forgerydet.faces.index import SOURCE_FOLDER, crop_source, frame_numbers
 from forgerydet.faces.media import IMAGE_EXTS, file_key
 from forgerydet.io import source_key
 from forgerydet.model.checkpoint import training_faces
@@ -76,7 +75,4 @@ def _frame_of_a_video(path: Path) -> bool:
     """Whether a crop's name says which video frame it is: in a crop folder pairs/extract write (NAME-1234abcd/), or
     a name ending in two numbers, frame and face (DFDC's 'abarnvbtwb-003-00'); one number ('face_0001', an LFW
     'Person_Name_0001') numbers photos or crops as often as frames, so it is no sign of one video."""
-    if SOURCE_FOLDER.fullmatch(path.parent.name):
-        return True
-    stem = Path(crop_source(path)).name if crop_source(path) != str(path.parent) else ""
-    return len(re.findall(r"\d+", path.stem[len(stem):])) >= 2
+    return SOURCE_FOLDER.fullmatch(path.parent.name) is not None or len(frame_numbers(path)) >= 2
