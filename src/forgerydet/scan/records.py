@@ -148,7 +148,7 @@ def unlike_reference_note(summary: dict[str, Any], kind: str | None = "video") -
         return []
     tracks = summary.get("tracks") or []
     unlike = [t for t in tracks if t["nearest_similarity_median"] < UNLIKE_REFERENCE * theirs]
-    if len(tracks) < 2 and mine >= UNLIKE_REFERENCE * theirs or len(tracks) > 1 and not unlike:
+    if (not unlike) if len(tracks) > 1 else (mine >= UNLIKE_REFERENCE * theirs):  # per track, or the file's median
         return []
     if len(tracks) > 1 and len(unlike) < len(tracks):
         one = len(unlike) == 1
