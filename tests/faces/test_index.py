@@ -243,3 +243,33 @@ def test_a_source_whose_bytes_changed_is_extracted_again_and_its_old_crops_remov
     assert not any(p.exists() for p in old_crops)  # crops of the old bytes are gone
     assert {r["sha256"] for r in read_csv(out / "faces.csv")} == {file_sha256(video)}
     assert extract([video], out, CFG).skipped == 1  # unchanged: skipped as before
+
+
+def test_a_rerun_reads_no_unchanged_source_again_and_rehashes_one_written_since(tmp_path, astronaut, monkeypatch):
+    """Every re-run hashed every source: minutes of reading for a dataset of hundreds of GB where one file was added.
+    A source whose inode, size and times are the ones recorded is taken as the bytes hashed then; one written since
+    (even to the same size, its modification time put back by hand) changes its change time and is read again."""
+    import os
+
+    import forgerydet.faces.index as index
+
+    video = tmp_path / "v" / "clip.mp4"
+    write_video(video, face_frames(astronaut, 8))
+    out = tmp_path / "faces"
+    extract([video], out, CFG)
+    hashed = []
+    monkeypatch.setattr(index, "file_sha256", lambda p: hashed.append(p) or file_sha256(p))
+    assert extract([video], out, CFG).skipped == 1 and hashed == []  # unchanged: not read
+    st = os.stat(video)
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes: hashed once, still skipped
+    assert extract([video], out, CFG).skipped == 1 and hashed == [video]
+    assert extract([video], out, CFG).skipped == 1 and hashed == [video]  # and recorded again
+    data = bytearray(video.read_bytes())
+    data[-1] ^= 0xFF  # same size; modification time put back: the change time still moves
+    st = os.stat(video)
+    video.write_bytes(bytes(data))
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = extract([video], out, CFG)
+    assert (again.processed, again.skipped) == (1, 0) and len(hashed) == 2
+    assert {r["sha256"] for r in read_csv(out / "faces.csv")} == {file_sha256(video)}
+    assert sorted(p.suffix for p in (out / "parts").iterdir()) == [".csv", ".stat"]  # the part and its stat key

@@ -4,6 +4,7 @@ Extract folder layout:
     OUT/faces.csv               the index (INDEX_COLUMNS), rebuilt from the parts at the end of every run
     OUT/extract.json            the sampling/cropping settings; a re-run with other settings is refused
     OUT/parts/<key>.csv         one source's rows, written (temp + rename) after its crops: the done-marker
+    OUT/parts/<key>.stat        the source's stat key and sha256 when hashed: unchanged, the file is not read again
     OUT/crops/<key>/f<frame:06d>_<k>.png   face k (most confident first) of that frame
 `<key>` is the file stem plus a short hash of its absolute path (io.source_key). A source whose part exists
 (and is not an error) is skipped on a re-run unless the file's bytes changed since (its `sha256` column); failed and
@@ -74,8 +75,6 @@ INDEX_NAME = "faces.csv"
 
 
 SETTINGS_NAME = "extract.json"
-
-
 
 
 def _fmt(x: float, nd: int) -> str:
@@ -223,17 +222,34 @@ def _of_bytes(rows: list[dict[str, str]], digest: str) -> bool:
     return all(r.get("sha256", "") in ("", digest) for r in rows)
 
 
-def _digest(path: Path) -> str:
-    """The sha256 of a regular file's bytes ("" for anything else: a named pipe is never read here)."""
+def _digest(path: Path, part: Path) -> tuple[str, str, bool]:
+    """A regular file's sha256 ("" for anything else: a named pipe is never read here), its stat key (inode, size,
+    modification and change times: what changes whenever its bytes do, as git's index compares) and whether both
+    were already recorded in `part`'s .stat file, whose sha256 is then taken without reading the file again (a
+    re-run over terabytes of unchanged sources does not hash them all again)."""
     try:
-        return file_sha256(path) if path.is_file() else ""
+        if not path.is_file():
+            return "", "", False
+        st = os.stat(path)  # before the bytes are read: a write meanwhile changes it, and the next run rehashes
+        key = f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+        stat = part.with_suffix(".stat")
+        recorded = stat.read_text(encoding="utf-8").split("\n") if stat.is_file() else []
+        if len(recorded) >= 2 and recorded[0] == key and re.fullmatch(r"[0-9a-f]{64}", recorded[1]):
+            return recorded[1], key, True
+        return file_sha256(path), key, False
     except OSError:
-        return ""
+        return "", "", False
+
+
+def _record_stat(part: Path, key: str, digest: str) -> None:
+    if key and digest:
+        write_text_atomic(part.with_suffix(".stat"), f"{key}\n{digest}\n")
 
 
 def _forget(part: Path, crops: Path) -> None:
     """Remove a source's earlier part and crops before it is extracted again (part first: a stop midway redoes it)."""
     part.unlink(missing_ok=True)
+    part.with_suffix(".stat").unlink(missing_ok=True)
     for old in crops.glob("f*_*.png") if crops.is_dir() else ():
         if re.fullmatch(r"f\d{6,}_\d+\.png", old.name):
             old.unlink(missing_ok=True)
@@ -262,7 +278,7 @@ def _written_here(out_dir: Path, path: Path) -> bool:
         return False
     if rel[0] == "crops":  # crops/<key>/f<frame>_<k>.png only: a photo of the user's own crops/ folder is a source
         return len(rel) == 3 and re.fullmatch(r"f\d{6,}_\d+\.png", rel[2]) is not None
-    return (len(rel) == 2 and rel[0] == "parts" and rel[1].endswith(".csv")) or (len(rel) == 1 and rel[0] in (INDEX_NAME, SETTINGS_NAME))
+    return (len(rel) == 2 and rel[0] == "parts" and rel[1].endswith((".csv", ".stat"))) or (len(rel) == 1 and rel[0] in (INDEX_NAME, SETTINGS_NAME))
 
 
 def extract(
@@ -294,8 +310,11 @@ def extract(
         for n, path in enumerate(files, 1):
             key = source_key(path)
             part = out_dir / "parts" / f"{key}.csv"
-            digest, done = _digest(path), _finished_rows(part)
+            digest, stat, recorded = _digest(path, part)
+            done = _finished_rows(part)
             if done is not None and _of_bytes(done, digest):
+                if not recorded:  # a part of a run before .stat files, or a file touched: hashed once more
+                    _record_stat(part, stat, digest)
                 summary.skipped += 1
             else:
                 if part.is_file():  # an error, or a file whose bytes changed since: its old crops must not linger
@@ -305,6 +324,7 @@ def extract(
                     _forget(part, out_dir / "crops" / key)
                 rows = [r | {"sha256": digest} for r in _extract_one(path, key, out_dir, config, detector, summary)]
                 write_csv_atomic(part, INDEX_COLUMNS, rows)
+                _record_stat(part, stat, digest)
                 summary.processed += 1
             if progress is not None:
                 progress(n, len(files))
