@@ -88,6 +88,28 @@ def test_the_default_checkpoint_is_the_env_var_else_the_shipped_model(tmp_path, 
     assert find_default_checkpoint() == mine
 
 
+def test_a_missing_shipped_model_names_the_variable_and_why_it_is_missing(tmp_path, monkeypatch):
+    """The message printed `${MODELS_ENV}` (not an f-string) and blamed a copy of the repository without models/
+    also where forgerydet was installed as a package (`pip install .`), which never holds the model."""
+    import forgerydet.scan.config as config_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    monkeypatch.setattr(config_mod, "__file__", str(site / "forgerydet" / "scan" / "config.py"))
+    with pytest.raises(ForgeryDetError) as e:
+        find_default_checkpoint()
+    msg = str(e.value)
+    assert "set $FORGERYDET_MODEL," in msg and "{" not in msg, msg
+    assert f"installed package ({site / 'forgerydet'})" in msg and "without its models/" not in msg, msg
+    repo = tmp_path / "repo"  # a checkout (editable install) that lacks models/: said as such
+    (repo / "src").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("[project]\n")
+    monkeypatch.setattr(config_mod, "__file__", str(repo / "src" / "forgerydet" / "scan" / "config.py"))
+    with pytest.raises(ForgeryDetError, match=r"is not in .*repo.models \(a copy of the repository without its models/"):
+        find_default_checkpoint()
+
+
 def test_an_env_var_model_that_exists_but_is_no_file_is_said_as_what_it_is(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "a.safetensors").write_bytes(b"x")

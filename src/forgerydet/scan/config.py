@@ -130,13 +130,19 @@ def find_default_checkpoint() -> Path:
             raise ForgeryDetError(f"${MODELS_ENV} points to {env}, which is not a checkpoint (a .safetensors file)")
         return found
     here = current_folder()  # None: the current folder was deleted under the process
-    for root in ([Path(here) / "models"] if here else []) + [Path(__file__).resolve().parents[3] / "models"]:
+    checkout = Path(__file__).resolve().parents[3]  # the repository, where forgerydet runs from its src/ folder
+    for root in ([Path(here) / "models"] if here else []) + [checkout / "models"]:
         if (root / SHIPPED_MODEL).is_file():
             return root / SHIPPED_MODEL
+    if (checkout / "pyproject.toml").is_file():
+        where = f"not in {checkout / 'models'} (a copy of the repository without its models/ folder?)"
+    else:  # `pip install .` or a wheel: the package holds no model, and it no longer knows the repository
+        where = (f"not in the current folder's models/, and forgerydet runs from an installed package "
+                 f"({Path(__file__).resolve().parents[1]}) that does not hold it (it stays in the repository's "
+                 "models/ folder; `make install` installs forgerydet from the repository, where it is found)")
     raise ForgeryDetError(
-        f"no checkpoint given and the shipped model models/{SHIPPED_MODEL} is not here (a copy of the "
-        "repository without its models/ folder?): pass --checkpoint FILE, set ${MODELS_ENV}, or train one "
-        "(`make demo` trains a small one, `make model` the shipped one)"
+        f"no checkpoint given and the shipped model models/{SHIPPED_MODEL} is {where}: pass --checkpoint FILE, "
+        f"set ${MODELS_ENV}, or train one (`make demo` trains a small one, `make model` the shipped one)"
     )
 
 
