@@ -194,6 +194,18 @@ def test_bad_options_are_one_line_before_the_library_runs(fake_evaluate, tmp_pat
     assert calls == []
 
 
+def test_no_checkpoint_and_no_shipped_model_is_one_line_before_the_library_runs(fake_evaluate, tmp_path, monkeypatch):
+    """From a package install (`pip install .`), which holds no model: said after torch and timm had loaded."""
+    import forgerydet.scan.config as config_mod
+
+    calls, _ = fake_evaluate
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "site-packages" / "forgerydet" / "scan" / "config.py"))
+    one_error(cli("evaluate", tmp_path / "l.csv"), "no checkpoint given", "set $FORGERYDET_MODEL")
+    assert calls == []
+
+
 def test_a_dataset_layout_instead_of_a_list(fake_evaluate, tmp_path):
     """--real/--fake (each path a group) reach the library as items; a one-class group is marked and explained."""
     calls, result = fake_evaluate

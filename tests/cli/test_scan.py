@@ -57,6 +57,18 @@ def stop_at_scanner(monkeypatch):
     return seen
 
 
+def test_no_checkpoint_and_no_shipped_model_is_refused_before_the_model_loads(stop_at_scanner, face_png, tmp_path,
+                                                                              monkeypatch):
+    """From a package install (`pip install .`), which holds no model: one line, before torch and the Scanner."""
+    import forgerydet.scan.config as config_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "site-packages" / "forgerydet" / "scan" / "config.py"))
+    one_error(cli("scan", face_png), "no checkpoint given", "set $FORGERYDET_MODEL")
+    assert stop_at_scanner == []
+
+
 def test_options_reach_the_scan_config(stop_at_scanner, face_png, tmp_path):
     (tmp_path / "disk").mkdir()  # the --bank folder must exist and hold a bank.json (checked before the Scanner)
     (tmp_path / "disk" / "bank.json").write_text("{}")

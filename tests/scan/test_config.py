@@ -188,6 +188,20 @@ def test_a_scans_other_input_files_are_checked_in_one_place(tmp_path):
         check_scan_inputs(ck, ScanConfig(reference="Ann", references=str(tmp_path / "r.refs.safetensors")))
 
 
+def test_a_missing_default_model_is_refused_with_the_other_inputs(tmp_path, monkeypatch):
+    """No --checkpoint and no shipped model (a `pip install .`): scan and the API said so only once torch and timm
+    had loaded (~5-15 s), though the other inputs were checked before."""
+    import forgerydet.scan.config as config_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "site-packages" / "forgerydet" / "scan" / "config.py"))
+    with pytest.raises(ForgeryDetError, match="no checkpoint given and the shipped model"):
+        check_scan_inputs(None, ScanConfig())
+    (tmp_path / "c.safetensors").write_bytes(b"x")
+    check_scan_inputs(tmp_path / "c.safetensors", ScanConfig())  # one given: the shipped model is not looked for
+
+
 def test_the_enroll_line_a_reference_refusal_suggests_enrols_where_the_scan_looks(tmp_path):
     """Pasted, the suggested command must enrol into the file the scan read, for the model it used (it named neither,
     so it enrolled beside the shipped model and the scan failed again), quoted for a shell."""

@@ -58,6 +58,10 @@ def evaluate_cmd(
             from forgerydet.model.config import check_checkpoint_path
 
             check_checkpoint_path(checkpoint)
+        else:  # a missing shipped model: said now, not after torch and timm have loaded
+            from forgerydet.scan.config import find_default_checkpoint
+
+            find_default_checkpoint()
         from forgerydet.scan.evaluate import evaluate as run  # torch and timm: ~5 s, after the layout was read
         cfg = ScanConfig(num_frames=frames, aggregation=aggregation, threshold=threshold, device=device, tta=tta,
                          precision=precision)

@@ -229,7 +229,7 @@ def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path
     if checkpoint is None:
         try:
             checkpoint = find_default_checkpoint()
-        except ForgeryDetError:  # the Scanner says so next, in its own words
+        except ForgeryDetError:  # check_scan_inputs says so next
             pass
     inputs = [("the checkpoint", checkpoint), ("the --references file", references)]
     files_out = [(option, path) for option, path, folder in outputs if not folder and path != STDOUT]

@@ -191,9 +191,11 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
 
 def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
     """The files a scan reads besides its media, checked before torch loads (~5 s): the checkpoint (None: the
-    default one, looked up by the Scanner), a --bank folder and a --references file."""
+    default one, which must be found), a --bank folder and a --references file."""
     if checkpoint is not None:
         check_checkpoint_path(checkpoint)
+    # (a missing shipped model was said only after torch and timm had loaded)
+    model = checkpoint if checkpoint is not None else find_default_checkpoint()
     if cfg.bank is not None:
         check_bank_folder(cfg.bank)
     if cfg.reference is not None:  # (--references needs it) a bad name, a missing or foreign file, a name not
@@ -202,10 +204,7 @@ def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
         command = enroll_command(name, checkpoint, cfg.references)
         refs = cfg.references
         if refs is None:
-            try:
-                refs = references_path(checkpoint if checkpoint is not None else find_default_checkpoint())
-            except ForgeryDetError:  # the Scanner says so, in its own words
-                return
+            refs = references_path(model)
         if not Path(refs).exists():
             raise ForgeryDetError(f"reference file not found: {refs} (enrol {name!r} first: `{command}`)")
         check_enrolled(check_references_file(refs), name, command)
