@@ -111,6 +111,7 @@ def test_shown_makes_user_text_printable_and_never_markup():
 def test_stdout_outlives_its_reader(tmp_path):
     """`forgerydet ... | head`: once the reader has gone, writes are dropped instead of raising BrokenPipeError, so
     the command still writes its files (it ended before them, with exit 1 and nothing said)."""
+    import shlex
     import subprocess
     import sys
 
@@ -139,8 +140,8 @@ def test_stdout_outlives_its_reader(tmp_path):
     code = ("import sys\nfrom forgerydet.cli.common import console, guard_stdout\nguard_stdout()\n"
             "for i in range(20000):\n    console.print(f'line {i}')\n"
             f"open({str(tmp_path / 'written.txt')!r}, 'w').write('done')\n")
-    p = subprocess.run(f"{sys.executable} -c \"$CODE\" | head -c 10", shell=True, capture_output=True, text=True,
-                       env={**__import__("os").environ, "CODE": code}, timeout=120)
+    p = subprocess.run(f"{shlex.quote(sys.executable)} -c \"$CODE\" | head -c 10", shell=True,  # a clone path may hold spaces
+                       capture_output=True, text=True, env={**__import__("os").environ, "CODE": code}, timeout=120)
     assert p.stdout == "line 0\nlin" and "BrokenPipe" not in p.stderr, p.stderr
     assert (tmp_path / "written.txt").read_text() == "done"
 
