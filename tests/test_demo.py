@@ -131,3 +131,17 @@ def _demo_cli_exit() -> int:
     finally:
         signal.signal(signal.SIGTERM, before)
     return e.value.code
+
+
+def test_without_shared_data_or_scikit_image_the_demo_says_so_in_one_line(tmp_path, monkeypatch):
+    """scikit-image is a test extra, not a dependency: a `pip install .` without it and without the shared data ended
+    `python -m forgerydet.demo` in a ModuleNotFoundError traceback, after the step heading."""
+    out = tmp_path / "demo_out"
+    monkeypatch.setattr(demo, "find_shared", lambda: None)
+    monkeypatch.setattr(demo, "run", lambda args, allow_fail=False: pytest.fail(f"a step ran: {args}"))
+    monkeypatch.setitem(__import__("sys").modules, "skimage", None)  # as if not installed
+    monkeypatch.setitem(__import__("sys").modules, "skimage.data", None)
+    monkeypatch.setattr("sys.argv", ["demo", "--out", str(out)])
+    with pytest.raises(SystemExit) as e:
+        demo.main()
+    assert str(e.value).startswith("demo: no shared data here") and "pip install scikit-image" in str(e.value)

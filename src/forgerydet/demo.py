@@ -104,7 +104,12 @@ def write_list(path: Path, rows: list[tuple[Path, int, str]]) -> Path:
 def generated_material(out: Path) -> tuple[list[Path], list[tuple[Path, int, str]]]:
     """No shared data: the astronaut photo, variations of it as training reals, and a real video plus a
     self-blended fake video of it for scanning."""
-    from skimage.data import astronaut
+    try:
+        from skimage.data import astronaut
+    except ImportError:  # a test extra (`make install` has it), not a dependency: `pip install .` lacks it
+        raise SystemExit("demo: no shared data here (../shared/data, or set FORGERYDET_SHARED_DATA), and the faces "
+                         "generated instead come from scikit-image's astronaut photo, which is not installed: "
+                         "pip install scikit-image (`make install` installs it)") from None
 
     from forgerydet.faces.detect import DetectorConfig, FaceDetector
     from forgerydet.faces.media import Frame
