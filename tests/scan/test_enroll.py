@@ -210,6 +210,27 @@ def test_empty_enrolment_writes_nothing(ck, media, enrolled, tmp_path):
     assert not fresh.exists()
 
 
+def test_a_model_folder_that_cannot_be_written_names_into(ck, media, tmp_path, monkeypatch):
+    """A shared install whose models/ is read-only: enrolling beside the shipped model said "cannot write there
+    (...: choose a writable location)" and named no option that chooses one."""
+    import errno
+
+    import forgerydet.paths as paths_mod
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    model = Path(shutil.copy(ck, tmp_path / "m.safetensors"))  # (other tests enrol beside the shared one)
+    monkeypatch.setattr(paths_mod.tempfile, "mkstemp", refused)  # every folder unwritable, as for a user in /opt
+    r = run("enroll", "A", media["photo"], "--checkpoint", model, "--device", "cpu")
+    one_error_line(r, "the reference file beside the model", "cannot write there", "--into FILE",
+                   "scan --references FILE")
+    assert not references_path(model).exists()
+    r = run("enroll", "A", media["photo"], "--checkpoint", model, "--into", tmp_path / "r.safetensors", "--device", "cpu")
+    one_error_line(r, "--into", "cannot write there")
+    assert "--into FILE" not in r.output  # the option was given: nothing to suggest
+
+
 def test_reference_file_of_another_model_is_refused(ck, media, enrolled, tmp_path):
     other = _ck(tmp_path / "other.safetensors", 1)
     before = sha(enrolled)

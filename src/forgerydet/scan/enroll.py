@@ -115,7 +115,11 @@ def enroll(
     fp = fingerprint_full(model.key_fingerprint())
     path = Path(into) if into else references_path(ck_path)
     option = "--into" if into else "the reference file beside the model"
-    check_output(path, option)  # before the lock file beside it is made, and before the slow part
+    try:
+        check_output(path, option)  # before the lock file beside it is made, and before the slow part
+    except ForgeryDetError as e:  # the models/ folder of a shared, read-only install: the way out is an option
+        raise ForgeryDetError(f"{e}; to enrol into a file of your own: --into FILE (and `scan --references FILE`)"
+                              if into is None else str(e)) from None
     check_not_input(path, option, [("the checkpoint", ck_path), *(("a source being enrolled", f) for f in files)])
     if path.exists():  # refuse a foreign or broken file before the slow part
         check_fingerprint(path, read_references(path, wait=cfg.wait).fingerprint, fp, ck_path)
