@@ -97,6 +97,8 @@ def test_a_missing_shipped_model_names_the_variable_and_why_it_is_missing(tmp_pa
     monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
     site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
     monkeypatch.setattr(config_mod, "__file__", str(site / "forgerydet" / "scan" / "config.py"))
+    monkeypatch.setattr(config_mod.sys, "prefix", str(tmp_path / "venv"))  # an install that lost its data file
+    monkeypatch.setattr(config_mod.site, "USER_BASE", None)
     with pytest.raises(ForgeryDetError) as e:
         find_default_checkpoint()
     msg = str(e.value)
@@ -108,6 +110,27 @@ def test_a_missing_shipped_model_names_the_variable_and_why_it_is_missing(tmp_pa
     monkeypatch.setattr(config_mod, "__file__", str(repo / "src" / "forgerydet" / "scan" / "config.py"))
     with pytest.raises(ForgeryDetError, match=r"is not in .*repo.models \(a copy of the repository without its models/"):
         find_default_checkpoint()
+
+
+def test_an_installed_package_finds_the_shipped_model_where_its_install_put_it(tmp_path, monkeypatch):
+    """After `pip install .` or a wheel (no checkout beside the package), every scan without --checkpoint was refused:
+    the model stayed in the repository. The install now puts it in <prefix>/share/forgerydet/models (pyproject's
+    data-files), and the lookup finds it there, also for a `pip install --user` (site.USER_BASE)."""
+    import forgerydet.scan.config as config_mod
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '[tool.setuptools.data-files]\n"share/forgerydet/models" = ["models/forgerydet-base.safetensors"]' in pyproject
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
+    prefix, user = tmp_path / "venv", tmp_path / "home" / ".local"
+    monkeypatch.setattr(config_mod, "__file__", str(prefix / "lib" / "python3.11" / "site-packages" / "forgerydet" / "scan" / "config.py"))
+    monkeypatch.setattr(config_mod.sys, "prefix", str(prefix))
+    monkeypatch.setattr(config_mod.site, "USER_BASE", str(user))
+    for base in (user, prefix):  # the user scheme first alone, then the prefix's, which is looked at before it
+        model = base / "share" / "forgerydet" / "models" / "forgerydet-base.safetensors"
+        model.parent.mkdir(parents=True)
+        model.write_bytes(b"x")
+        assert find_default_checkpoint() == model
 
 
 def test_an_env_var_model_that_exists_but_is_no_file_is_said_as_what_it_is(tmp_path, monkeypatch):

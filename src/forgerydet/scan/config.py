@@ -6,6 +6,8 @@ torch and timm."""
 from __future__ import annotations
 
 import os
+import site
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -116,8 +118,8 @@ MODELS_ENV = "FORGERYDET_MODEL"
 
 
 def find_default_checkpoint() -> Path:
-    """$FORGERYDET_MODEL, else the shipped model models/forgerydet-base.safetensors (in the current folder,
-    else in the forgerydet source checkout)."""
+    """$FORGERYDET_MODEL, else the shipped model models/forgerydet-base.safetensors (in the current folder, else in
+    the forgerydet source checkout, else where an install put it: <prefix>/share/forgerydet/models)."""
     env = os.environ.get(MODELS_ENV)
     if env:
         if not os.path.lexists(env):
@@ -131,15 +133,15 @@ def find_default_checkpoint() -> Path:
         return found
     here = current_folder()  # None: the current folder was deleted under the process
     checkout = Path(__file__).resolve().parents[3]  # the repository, where forgerydet runs from its src/ folder
-    for root in ([Path(here) / "models"] if here else []) + [checkout / "models"]:
+    installed = [Path(base) / "share" / "forgerydet" / "models" for base in dict.fromkeys([sys.prefix, site.USER_BASE]) if base]
+    for root in ([Path(here) / "models"] if here else []) + [checkout / "models", *installed]:
         if (root / SHIPPED_MODEL).is_file():
             return root / SHIPPED_MODEL
     if (checkout / "pyproject.toml").is_file():
         where = f"not in {checkout / 'models'} (a copy of the repository without its models/ folder?)"
-    else:  # `pip install .` or a wheel: the package holds no model, and it no longer knows the repository
-        where = (f"not in the current folder's models/, and forgerydet runs from an installed package "
-                 f"({Path(__file__).resolve().parents[1]}) that does not hold it (it stays in the repository's "
-                 "models/ folder; `make install` installs forgerydet from the repository, where it is found)")
+    else:  # an install that lost its data file, or was built from a copy of the repository without models/
+        where = (f"not in the current folder's models/ nor where an install puts it ({installed[0]}); forgerydet "
+                 f"runs from an installed package ({Path(__file__).resolve().parents[1]}) that came without it")
     raise ForgeryDetError(
         f"no checkpoint given and the shipped model models/{SHIPPED_MODEL} is {where}: pass --checkpoint FILE, "
         f"set ${MODELS_ENV}, or train one (`make demo` trains a small one, `make model` the shipped one)"
