@@ -115,6 +115,28 @@ def test_other_deciding_settings_are_refused_naming_each_difference(tmp_path):
         assert key in DECIDING  # what decides a face's score or a file's verdict
 
 
+def test_a_json_of_an_earlier_forgerydet_is_refused_without_asking_for_options_that_cannot_match(tmp_path):
+    """A scan JSON written before forgerydet recorded --deinterlace, --precision or the detector (and with the
+    checkpoint's sha256 cut to 16 characters) was refused with 'resume with its options': no option gives null."""
+    sha = "ab" * 32
+    p = _doc(tmp_path, [], checkpoint_sha256=sha[:16])
+    del_keys = ("tta", "detector")
+    doc = read_earlier(p)
+    for k in del_keys:
+        del doc["settings"][k]
+    now = dict(SETTINGS, deinterlace=True, precision="fp32")
+    with pytest.raises(ForgeryDetError) as e:
+        earlier_records(doc, p, now)
+    said = str(e.value)
+    assert said.startswith(f"--resume: {p} was written by an earlier forgerydet, which did not record ")
+    for k in ("checkpoint_sha256", "deinterlace", "tta", "precision", "detector"):
+        assert k in said
+    assert "resume with its options" not in said and "scan into another --json" in said
+    doc = read_earlier(_doc(tmp_path, [], mode="single"))  # an option not given then (no --bank) is still an option to give again
+    with pytest.raises(ForgeryDetError, match="resume with its options"):
+        earlier_records(doc, p, dict(SETTINGS, bank="bankdir", mode="disk bank"))
+
+
 def test_files_not_reached_keep_the_earlier_verdicts(tmp_path):
     """A resumed scan stopped (or saved while running) before reaching files the earlier scan had judged wrote them
     as not_scanned: their verdicts were lost."""

@@ -33,6 +33,7 @@ DECIDING = {"checkpoint_sha256": "--checkpoint", "bank_fingerprint": "--bank", "
             "face_size": "--checkpoint", "detector": "--detect-side/--min-confidence", "mode": "--reference/--bank",
             "bank": "--bank", "reference": "--reference", "reference_fingerprint": "--references",
             "reference_faces": "--reference (enrolled since)", "reference_content": "--reference (enrolled since)"}
+OPTIONAL = {"bank_written", "bank", "reference", "reference_fingerprint", "reference_faces", "reference_content"}
 VIDEO_ONLY = {"frames_per_video", "segment", "deinterlace"}  # other values of these: images are still taken over
 TAKEN_OVER = ("ok", "no_face")  # the statuses a resumed scan keeps; errors and files not scanned are tried again
 SHARE = 0.05  # of the scan's time at most spent rewriting the JSON while it runs
@@ -130,11 +131,25 @@ def earlier_records(doc: dict[str, Any] | None, path: Path, settings: dict[str, 
     kinds = ("image", "video") if not differ else ("image",) if set(differ) <= VIDEO_ONLY else ()
     changed = [setting_difference(k, before.get(k), settings.get(k)) for k in differ]
     if not kinds:
+        if unrecorded := _unrecorded(before, settings, differ):  # no option of this forgerydet can match them
+            raise ForgeryDetError(f"--resume: {path_text(path)} was written by an earlier forgerydet, which did not "
+                                  f"record {', '.join(unrecorded)} as this one does: its verdicts cannot be checked "
+                                  f"against this scan's settings; scan into another --json, or without --resume to "
+                                  f"replace it")
         command = f" (it ran `{before['command']}`)" if isinstance(before.get("command"), str) else ""
         raise ForgeryDetError(f"--resume: {path_text(path)} was scanned with other settings{command}: "
                               f"{'; '.join(changed)}; resume with its options, or scan without --resume (or into "
                               f"another --json)")
     return by_place([r for r in doc["files"] if _complete(r) and r["kind"] in kinds], before.get("working_directory"))
+
+
+def _unrecorded(before: dict[str, Any], settings: dict[str, Any], differ: list[str]) -> list[str]:
+    """The settings of `differ` that the earlier scan's forgerydet did not record (a scan writes every DECIDING key
+    but the OPTIONAL ones, each time) or recorded in an older form (the checkpoint's sha256 cut to 16 characters)."""
+    sha, now = before.get("checkpoint_sha256"), settings.get("checkpoint_sha256")
+    cut = isinstance(sha, str) and isinstance(now, str) and len(sha) < len(now) and now.startswith(sha)
+    return [k for k in differ if (k not in before and k not in OPTIONAL and settings.get(k) is not None)
+            or (k == "checkpoint_sha256" and cut)]
 
 
 def by_place(records: list[dict[str, Any]], folder: Any) -> dict[str, dict[str, Any]]:
