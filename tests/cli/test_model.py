@@ -82,6 +82,26 @@ def test_info_names_the_threshold_a_scan_uses_and_how_it_was_fitted(tmp_path):
     assert _row(r.output, "calibration") == "many real / ? fake faces; reals called FAKE q % (target None %), fakes caught ? %"
 
 
+def test_info_does_not_call_an_unrecorded_augmentation_todays_defaults(tmp_path):
+    """A run started before forgerydet recorded its augmentation (2026-12-05) trained with that version's defaults
+    (noise_std 1-6, blur_sigma 0.3-1.5, no occlusion, sharpening or smoothing): info said 'today's defaults'."""
+    import dataclasses
+
+    from forgerydet.training.augment import AugmentConfig
+    from forgerydet.training.config import TrainConfig
+
+    old = TrainConfig(epochs=1).to_dict()  # augmentation None, as such a run stored it
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), train_state=TrainState(1, 10, 0.8, old))
+    said = _row(cli("info", p, COLUMNS="200").output, "augmentation")
+    assert said.startswith("not recorded") and "today" not in said
+    aug = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(AugmentConfig()))).items()
+           if not k.startswith("defocus")}  # a run started before the defocus settings existed
+    tc = TrainConfig(epochs=1, augmentation=aug).to_dict()
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(), train_state=TrainState(1, 10, 0.8, tc))
+    assert _row(cli("info", p, COLUMNS="200").output, "augmentation") == (
+        "today's defaults; not recorded: defocus_p, defocus_sigma, defocus_axes (added since the run started)")
+
+
 def test_info_shows_a_runs_training_settings_and_what_its_augmentation_changed(tmp_path):
     import dataclasses
 
@@ -93,8 +113,8 @@ def test_info_shows_a_runs_training_settings_and_what_its_augmentation_changed(t
         (TrainConfig(epochs=3, steps_per_epoch=400, lr=2e-4, seed=41, augmentation=aug),
          ("3 epochs of at most 400 steps, batch 32, lr 0.0002, seed 41, tune all, 0.5 of batches in 'single' mode",
           "today's defaults except blur_sigma=0.3,3.0, noise_p=0.4")),
-        (TrainConfig(epochs=1), ("1 epoch, batch 32, lr 0.0003, seed 0, tune all, 0.5 of batches in 'single' mode",
-                                 "today's defaults")),
+        (TrainConfig(epochs=1, augmentation=json.loads(json.dumps(dataclasses.asdict(AugmentConfig())))),
+         ("1 epoch, batch 32, lr 0.0003, seed 0, tune all, 0.5 of batches in 'single' mode", "today's defaults")),
         (TrainConfig(augment=False), (None, "off (--no-augment)")),
     ]:
         p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(),

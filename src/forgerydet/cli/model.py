@@ -93,12 +93,18 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
         rows.append(("started in", str(tc["workdir"])))
     if not tc.get("augment", True):
         return rows + [("augmentation", "off (--no-augment)")]
+    recorded = tc.get("augmentation")
+    if recorded is None:  # a run started before 2026-12-05: trained with its forgerydet's defaults, not today's
+        return rows + [("augmentation", "not recorded (a run started before forgerydet recorded it: the defaults of "
+                                        "the forgerydet that trained it)")]
     try:
-        now, today = augment_config(tc.get("augmentation")), augment_config(None)
+        now, today = augment_config(recorded), augment_config(None)
     except ForgeryDetError as e:
         return rows + [("augmentation", f"unreadable: {e}")]
     changed = [f"{k}={aug_text(v)}" for k, v in vars(now).items() if v != getattr(today, k)]
-    return rows + [("augmentation", "today's defaults" + (f" except {', '.join(changed)}" if changed else ""))]
+    unrecorded = [k for k in vars(today) if k not in recorded]  # settings added since the run started
+    return rows + [("augmentation", "today's defaults" + (f" except {', '.join(changed)}" if changed else "")
+                    + (f"; not recorded: {', '.join(unrecorded)} (added since the run started)" if unrecorded else ""))]
 
 
 def _num(v, fmt: str = ".3f", scale: float = 1.0) -> str:
