@@ -100,7 +100,9 @@ def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0,
     (2026-12-07). With one sample per cluster it is the plain bootstrap, resample for resample.
 
     Each resample's AUC is the Mann-Whitney statistic from average ranks (ties count one half), which is what
-    roc_auc_score computes; O(n log n) per resample, in chunks, so it serves 40 crops and 40,000 faces alike."""
+    roc_auc_score computes; O(n log n) per resample, in chunks, so it serves 40 crops and 40,000 faces alike.
+    The samples (or clusters) of each class are drawn from in the order of their scores, not of the list, so the
+    same scores listed in another order get the same intervals."""
     from scipy.stats import rankdata
 
     y, _ = _check(labels, scores[0])
@@ -108,7 +110,8 @@ def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0,
     if clusters is not None:
         return _cluster_bootstrap_auc(y, [_check(y, sc)[1] for sc in scores], clusters, n_boot, seed)
     rng = np.random.default_rng(seed)
-    real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    values = np.stack([_check(y, sc)[1] for sc in scores], axis=1)  # (n,k)
+    real, fake = (_in_value_order(np.flatnonzero(y == c), values) for c in (0, 1))
     ir = rng.integers(0, real.size, (n_boot, real.size))  # (B,n_r) positions among the reals
     jf = rng.integers(0, fake.size, (n_boot, fake.size))  # (B,n_f)
     n_r, n_f = real.size, fake.size
@@ -122,6 +125,12 @@ def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0,
             ranks = rankdata(both, axis=1)[:, n_r:]  # the fakes' average ranks
             out[b : b + chunk, k] = (ranks.sum(axis=1) - n_f * (n_f + 1) / 2.0) / (n_r * n_f)
     return out
+
+
+def _in_value_order(idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`idx` sorted by the rows of `values` (n,k) it points to, the first column first: an order of the samples that
+    does not depend on the order they were listed in (samples of equal rows are interchangeable)."""
+    return idx[np.lexsort(values[idx].T[::-1])]
 
 
 def cluster_ids(clusters: Sequence[Any], y: np.ndarray) -> np.ndarray:
@@ -141,11 +150,15 @@ def _cluster_bootstrap_auc(y: np.ndarray, scores: list[np.ndarray], clusters: Se
     order = np.argsort(ids, kind="stable")
     members = np.split(order, np.cumsum(np.bincount(ids))[:-1])  # each cluster's samples, in their order
     label = np.asarray([y[m[0]] for m in members])
-    real, fake = np.flatnonzero(label == 0), np.flatnonzero(label == 1)
+    s = np.stack(scores, axis=1)  # (n,k)
+
+    def by_value(cs: np.ndarray) -> np.ndarray:  # clusters by their sorted scores, list by list (as _in_value_order)
+        return np.asarray(sorted(cs.tolist(), key=lambda c: [sorted(col) for col in s[members[c]].T.tolist()]), int)
+
+    real, fake = by_value(np.flatnonzero(label == 0)), by_value(np.flatnonzero(label == 1))
     rng = np.random.default_rng(seed)  # drawn as the plain bootstrap draws samples: one per cluster, the same
     ir = rng.integers(0, real.size, (n_boot, real.size))
     jf = rng.integers(0, fake.size, (n_boot, fake.size))
-    s = np.stack(scores, axis=1)  # (n,k)
     out = np.empty((n_boot, len(scores)))
     for b in range(n_boot):
         r = np.concatenate([members[c] for c in real[ir[b]]])
