@@ -266,6 +266,9 @@ def test_info_names_the_checkpoint_a_run_started_from_and_how_its_best_epoch_was
 
     out = info(TrainConfig(init="models/base.safetensors", watch="mine.csv", select="watch"))
     assert _row(out, "started from") == "models/base.safetensors (--init: its weights, key encoder and bank)"
+    stamped = info(TrainConfig(init="models/base.safetensors", data_sha256={"init": "ab12" * 16}))
+    assert _row(stamped, "started from") == ("models/base.safetensors (sha256 ab12ab12ab12ab12; --init: its weights, "
+                                             "key encoder and bank)")  # the file a later run may have rewritten
     assert _row(out, "watch list") == ("mine.csv; best.safetensors is the epoch of the highest watch AUC "
                                        "(--select watch)")
     assert "validation AUC (--select val)" in _row(info(TrainConfig(watch="mine.csv")), "watch list")

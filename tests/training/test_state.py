@@ -5,6 +5,7 @@ run's files found from the folder it started in, and refused when they changed."
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -193,6 +194,18 @@ def _started_in(start: Path, pairs: str = "sbi/pairs.csv", **kw) -> TrainConfig:
         return stamp_new_run(TrainConfig(pairs=pairs, out=str(start / "run"), epochs=3, device="cpu", **kw))
     finally:
         os.chdir(cwd)
+
+
+def test_a_run_records_the_bytes_it_was_initialised_from_and_a_rewritten_init_file_does_not_stop_its_resume(tmp_path):
+    """`--init t1/best.safetensors` was recorded by path alone: once a continued t1 run rewrote that file, `info`
+    named a model the run never started from. Its sha256 is recorded now, and only shown: the resume reads `last`."""
+    start = tmp_path / "project"
+    (start / "t1").mkdir(parents=True)
+    (start / "t1" / "best.safetensors").write_bytes(b"weights of epoch 3")
+    stored = _started_in(start, init="t1/best.safetensors")
+    assert stored.data_sha256["init"] == hashlib.sha256(b"weights of epoch 3").hexdigest()
+    (start / "t1" / "best.safetensors").write_bytes(b"weights of epoch 5")
+    assert check_same_data(stored, LAST) == []
 
 
 def test_a_resumed_run_finds_its_files_from_any_folder(tmp_path, monkeypatch):

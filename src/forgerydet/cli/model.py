@@ -84,7 +84,9 @@ def _training_rows(tc: dict | None) -> list[tuple[str, str]]:
                                           "fakes as stored (--no-sbi-online)") + (f" ({', '.join(shares)})" if shares else "")
                  + f"; 'pair' references: {tc.get('pair_reference', 'source')}"))
     if tc.get("init"):  # else 'pretrained weights: none' read as a model trained from random weights
-        rows.append(("started from", f"{tc['init']} (--init: its weights, key encoder and bank)"))
+        digest = (tc.get("data_sha256") or {}).get("init")  # runs since 2026-12-07: the path may name another file now
+        rows.append(("started from", f"{tc['init']} (" + (f"sha256 {digest[:16]}; " if digest else "")
+                     + "--init: its weights, key encoder and bank)"))
     if tc.get("watch"):
         rows.append(("watch list", f"{tc['watch']}; best.safetensors is the epoch of the highest "
                                    f"{'watch' if tc.get('select') == 'watch' else 'validation'} AUC (--select "

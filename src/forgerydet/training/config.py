@@ -49,7 +49,8 @@ class TrainConfig:
     run records every field at its start), workdir (the folder the run was started in: relative paths above are
     from there, so `--resume` finds the same files from any folder; None in runs started before 2026-12-06),
     data_sha256 (the sha256 of the pairs file and of the watch list when the run started: `--resume` refuses
-    changed files, whose splits or faces would differ; None likewise).
+    changed files, whose splits or faces would differ; and of the --init checkpoint, since 2026-12-07, shown by
+    `info` and never checked; None likewise).
     """
 
     pairs: str = "pairs.csv"

@@ -89,8 +89,9 @@ def check_new_run(out: Path, overwrite: bool) -> None:
 
 
 def stamp_new_run(tcfg: TrainConfig) -> TrainConfig:
-    """`tcfg` with the folder it starts in and the sha256 of its pairs file and watch list recorded."""
-    digests = {name: file_sha256(Path(getattr(tcfg, name))) for name in ("pairs", "watch") if getattr(tcfg, name)}
+    """`tcfg` with the folder it starts in and the sha256 of its pairs file, watch list and --init checkpoint recorded
+    (the last for provenance alone: `info` shows it, as a later run may rewrite the file the path names)."""
+    digests = {name: file_sha256(Path(getattr(tcfg, name))) for name in ("pairs", "watch", "init") if getattr(tcfg, name)}
     return dataclasses.replace(tcfg, workdir=current_folder(), data_sha256=digests)
 
 
