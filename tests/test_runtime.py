@@ -189,3 +189,16 @@ def test_sigterm_is_an_interrupt_once_asked_for():
             time.sleep(1)
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_software_versions_name_what_a_scores_last_digits_depend_on():
+    import cv2
+    import numpy as np
+    import torch
+
+    from forgerydet.runtime import software_versions
+
+    v = software_versions()
+    assert (v["torch"], v["opencv"], v["numpy"]) == (torch.__version__, cv2.__version__, np.__version__)
+    assert v["torch_threads"] == torch.get_num_threads() and v["facenet-pytorch"] == "2.5.3" and v["timm"]
+    assert v["python"] == ".".join(map(str, sys.version_info[:3]))

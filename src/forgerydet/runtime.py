@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import platform
 import signal
 import sys
 import threading
@@ -161,3 +162,23 @@ def import_torch_from_anywhere() -> None:
     finally:
         os.fchdir(here)
         os.close(here)
+
+
+def software_versions() -> dict[str, object]:
+    """The software beyond forgerydet's own version that a score depends on, as a scan records it (settings.software):
+    Python, torch and its thread count (which moves a score in its 7th digit), timm, facenet-pytorch, OpenCV (the
+    video decoder) and numpy; None for a package not installed as a distribution."""
+    from importlib import metadata
+
+    import cv2
+    import torch
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "timm": version("timm"), "facenet-pytorch": version("facenet-pytorch"), "opencv": cv2.__version__,
+            "numpy": version("numpy")}

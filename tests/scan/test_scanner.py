@@ -64,6 +64,9 @@ def test_scan_batch_json_schema_and_failures(checkpoint, media, tmp_path):
     doc = json.loads(out.read_text())
     assert set(doc["settings"]) >= {"checkpoint", "checkpoint_sha256", "bank_fingerprint", "backbone", "aggregation",
                                     "threshold", "frames_per_video", "device", "seconds"}
+    import torch  # the software a score's last digits depend on, for a verdict traced months later (h1's pass)
+    assert doc["settings"]["software"]["torch"] == torch.__version__
+    assert doc["settings"]["software"]["torch_threads"] == torch.get_num_threads()
     recs = {Path(f["path"]).name: f for f in doc["files"]}
     assert [Path(f["path"]).name for f in doc["files"]] == [p.name for p in files]  # order kept, nothing dropped
     ok = recs["face.mp4"]

@@ -24,7 +24,7 @@ from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.config import references_path
 from forgerydet.model.references import PersonReferences, load_person
-from forgerydet.runtime import Progress, resolve_device
+from forgerydet.runtime import Progress, resolve_device, software_versions
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint, scan_paths
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
@@ -148,7 +148,7 @@ class Scanner:
             "precision": self.precision,
             "calibrated_precision": self.calibrated_precision,
             "face_size": m.img_size,
-            "device": str(self.device),
+            "device": str(self.device), "software": software_versions(),  # versions decide the last digits
             "mode": "single (difference against the bank's nearest real faces)",
             "calibration_caught": self._caught(),
             # the folder the bank's recorded source paths are relative to (written with the bank since 2026-12-06)
