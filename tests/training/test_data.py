@@ -315,3 +315,28 @@ def test_blends_that_no_train_row_can_make_are_refused_up_front(tmp_path):
     with pytest.raises(ForgeryDetError, match="--swap-blends .* come from no group"):
         TrainPairs(stored, 64, swap_blends=0.5)
     TrainPairs(table([f"a.png,,p,train,sbi,{lm}\n", f"b.png,,q,train,sbi,{lm}\n"]), 64, swap_blends=1.0)
+
+
+def test_the_landmarks_of_a_crop_that_is_not_square_follow_it_to_the_working_size(tmp_path, monkeypatch):
+    """A face crop of the user's own that is not square (CelebA's aligned faces are 178x218, with their 5
+    landmarks) is squashed to a square working face, but its landmarks were scaled by its width alone: every y
+    landed far below the face, and each online self-blend was made with a mask off the face."""
+    import cv2
+
+    import forgerydet.pairs.sbi as sbi
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((128, 64, 3), 128, np.uint8))  # 64 wide, 128 tall
+    lm = np.array([[20, 48], [44, 48], [32, 68], [22, 92], [42, 92]], np.float32)
+    (tmp_path / "pairs.csv").write_text("real,fake,group,split,method,landmarks\n"
+                                        f"a.png,,a,train,sbi,{' '.join(str(v) for v in lm.ravel())}\n")
+    seen = []
+
+    def blend(face, points, *args, **kwargs):
+        seen.append((face.shape, points))
+        return face, None
+
+    monkeypatch.setattr(sbi, "self_blend", blend)
+    TrainPairs(read_pairs(tmp_path / "pairs.csv", need_splits=("train",)), 32, seed=0, augment=False)[0]
+    (shape, points), = seen
+    assert shape[:2] == (32, 32)
+    np.testing.assert_allclose(points, lm * [32 / 64, 32 / 128], atol=1e-4)

@@ -123,8 +123,8 @@ class TrainPairs(Dataset):
         if row.landmarks is not None and not ((row.landmarks > -1) & (row.landmarks < (w + 1, h + 1))).all(axis=1).any():
             raise ForgeryDetError(f"{self.path}:{row.line}: column 'landmarks' puts every point outside the {w}x{h} "
                                   f"face {row.real}: not its landmarks (in the crop's own pixels)")
-        work = min(self.size, h, w)
-        lm = None if row.landmarks is None else row.landmarks * (work / raw.shape[1])
+        work = min(self.size, h, w)  # resized to work x work: a crop that is not square scales x and y apart
+        lm = None if row.landmarks is None else row.landmarks * (work / np.array([w, h], np.float32))
         return resize_face(raw, work), lm
 
     def __getitem__(self, i: int) -> dict[str, Any]:
