@@ -485,3 +485,24 @@ def test_resume_help_names_every_option_a_resumed_run_takes_anew():
     body = inspect.getsource(resumed_config)
     for name in ("epochs", "device", "workers", "max_minutes"):
         assert f'"{name}"' in body and f"--{name.replace('_', '-')}" in help_text
+
+
+def test_training_on_few_held_out_reals_says_what_its_threshold_rests_on():
+    """A run on a folder of a few photos stored a threshold fitted on 1-2 held-out real faces at every epoch end with
+    no word, while `calibrate` on the same faces warns (2 reals gave a threshold of 0.0001 and a real video scanned
+    FAKE): the start line is followed by the same note, once, not on a resumed run."""
+    from rich.progress import Progress
+
+    def said(**changed):
+        with console.capture() as cap:
+            TrainView(Progress(disable=True))({**EVENTS[0], "calibration_fpr": 0.05, **changed})
+        return " ".join(cap.get().split())
+
+    assert ("notice: only 40 held-out real face(s): at a 0.05 false-positive rate the threshold every epoch stores "
+            "rests on the top 2 of them, so the rate scans see can be far from it; calibrate on a few hundred or more"
+            ) in said(val_reals=40)
+    assert ("notice: --calibration-fpr 0.05 is less than one of the 2 held-out real faces (1/2 = 0.500): the threshold "
+            "every epoch stores sits at the highest real score, and a rate this small cannot be resolved on them; "
+            "calibrate on more real faces, or give a larger --calibration-fpr") in said(val_reals=2)
+    assert "held-out real" not in said(val_reals=800)
+    assert "held-out real" not in said(val_reals=2, start_epoch=1)  # said when the run started

@@ -461,3 +461,15 @@ def test_a_stop_while_an_epochs_checkpoints_are_written_leaves_both_or_neither(p
     (run / "best.safetensors").unlink()  # gone (deleted by hand): the next epoch's is saved, so the run names a file
     res = train(tcfg(pairs, run, epochs=2), resume=True)
     assert Path(res["best"]).is_file() and load_checkpoint(res["best"]).extra["epochs_done"] == 2
+
+
+def test_the_start_event_counts_the_held_out_reals_the_epochs_calibrate_on(pairs, tmp_path):
+    """Every epoch end stores a threshold fitted on the 'val' split's real faces; a run on a folder of a few photos
+    fitted it on one or two of them, and nothing said so (`calibrate` warns of the same faces): the start event
+    carries their count and the rate, for the CLI's note."""
+    events = []
+    train(tcfg(pairs, tmp_path / "run", epochs=1, steps_per_epoch=1, calibration_fpr=0.1), tiny_config(bank_size=16),
+          on_event=events.append)
+    began = next(e for e in events if e["event"] == "start")
+    assert began["val_reals"] == len(read_pairs(pairs, need_splits=("val",)).reals("val")) > 0
+    assert began["calibration_fpr"] == 0.1

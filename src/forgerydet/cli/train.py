@@ -16,7 +16,7 @@ from forgerydet.cli.common import (EXIT_INTERRUPTED, console, fail, note, progre
                                    user_errors)
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_state
-from forgerydet.model.calibration import DEFAULT_FPR, allowed_reals
+from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
 from forgerydet.model.config import ModelConfig
 from forgerydet.paths import folder_held
 from forgerydet.runtime import resolve_device
@@ -90,6 +90,9 @@ class TrainView:
                 + (f", starting from {shown(e['init'])}" if e.get("init") else "")
                 + (f", watching {e['watch_faces']} held-out faces" if e.get("watch_faces") else "")
             )
+            if not e["start_epoch"] and (few := few_reals_note(e.get("val_reals"), e.get("calibration_fpr"),
+                                                                "--calibration-fpr", "the threshold every epoch stores")):
+                console.print(f"[yellow]notice:[/] {few}")  # what `calibrate` says of the same faces, said before the epochs
             if e["pretrained"] == "none" and not e.get("init") and not e["start_epoch"]:  # said once, when it starts
                 why = "--pretrained none" if e.get("asked") == "none" else "no ImageNet weights found"
                 console.print(f"[yellow]notice:[/] backbone starts from RANDOM weights ({why}); "
@@ -274,9 +277,6 @@ def rebuild_bank_cmd(
                           f"use them until you refit them: {_recalibrate_line(res)}", style="yellow")
 
 
-FEW_REALS = 200  # calibrate warns below this many held-out real faces
-
-
 def _check_inputs_first(checkpoint: Path, pairs: Path) -> None:
     """A mistyped --checkpoint or --pairs is one line before torch loads (~6 s), not after."""
     from forgerydet.model.config import check_checkpoint_path
@@ -337,12 +337,5 @@ def calibrate_cmd(
         f"{f['val_tpr']:.3f}, AUC {f['val_auc']:.4f}); scans against this bank use it" if f else
         "bank fusion: none (the nearest-bank similarity was no evidence on these faces, or the model has no bank): "
         "scans use the temperature alone", highlight=False, soft_wrap=True)
-    n, top = r["val_reals"], allowed_reals(fpr, r["val_reals"])
-    if top == 0:  # 'rests on the top 0 of them' said nothing
-        note("note:", f"--fpr {fpr:g} is less than one of the {n} held-out real faces (1/{n} = {1 / n:.3f}): the "
-                      f"threshold sits at the highest real score, and a rate this small cannot be resolved on them; "
-                      f"calibrate on more real faces, or give a larger --fpr", style="yellow")
-    elif n < FEW_REALS:  # 2 reals gave a threshold of 0.0001, and a real video scanned FAKE
-        note("note:", f"only {n} held-out real face(s): at a {fpr:g} false-positive rate the threshold "
-                      f"rests on the top {top} of them, so the rate scans see can be far from it; "
-                      f"calibrate on a few hundred or more", style="yellow")
+    if few := few_reals_note(r["val_reals"], fpr, "--fpr", "the threshold"):
+        note("note:", few, style="yellow")

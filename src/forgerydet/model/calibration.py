@@ -79,6 +79,26 @@ def allowed_reals(fpr: float, n: int) -> int:
     return int(np.floor(round(fpr * n, 12)))
 
 
+FEW_REALS = 200  # calibrate and train warn below this many held-out real faces
+
+
+def few_reals_note(n: int | None, fpr: float | None, option: str, what: str) -> str | None:
+    """What a threshold fitted on n held-out real faces at rate fpr (given as `option`) is worth, where they are too
+    few (FEW_REALS), for `calibrate` and for `train`, whose epoch ends calibrate the same way; None otherwise."""
+    if n is None or fpr is None:
+        return None
+    top = allowed_reals(fpr, n)
+    if top == 0 and n:  # 'rests on the top 0 of them' said nothing
+        return (f"{option} {fpr:g} is less than one of the {n} held-out real faces (1/{n} = {1 / n:.3f}): {what} "
+                f"sits at the highest real score, and a rate this small cannot be resolved on them; calibrate on more "
+                f"real faces, or give a larger {option}")
+    if n >= FEW_REALS:
+        return None
+    # 2 reals gave a threshold of 0.0001, and a real video scanned FAKE
+    return (f"only {n} held-out real face(s): at a {fpr:g} false-positive rate {what} rests on the top {top} of them, "
+            f"so the rate scans see can be far from it; calibrate on a few hundred or more")
+
+
 def threshold_at_fpr(real_probs: np.ndarray, fpr: float = DEFAULT_FPR) -> float:
     """A threshold that calls at most floor(fpr x n) of these n real faces FAKE (score >= threshold): the highest
     score among those allowed above it (any threshold down to just above the next real score calls as many), or

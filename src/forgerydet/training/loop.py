@@ -247,7 +247,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     t_start = time.perf_counter() - spent(history, budget if state is not None and "max_minutes" not in given else None)
     emit({"event": "start", "rank": d.rank, "world": d.world, "device": str(d.device),
           "train_pairs": len(table.split("train")), "train_reals": len(train_reals),
-          "val_faces": len(validation_lists(table, "val")[0]), "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
+          "val_faces": len(validation_lists(table, "val")[0]), "val_reals": len(table.reals("val")),
+          "calibration_fpr": tcfg.calibration_fpr, "steps_per_epoch": steps_epoch, "epochs": tcfg.epochs,
           "max_minutes": tcfg.max_minutes,
           "start_epoch": start_epoch, "pretrained": model.pretrained_source, "asked": mcfg.pretrained, "init": tcfg.init, "backbone": mcfg.backbone,
           "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable,
