@@ -109,3 +109,13 @@ def test_a_name_not_enrolled_is_found_from_the_reference_files_header(tmp_path):
                                               r"`forgerydet enroll` wrote, e.g. \*.refs.safetensors\)$"):
         check_enrolled(video, "Cy")  # a video given by mistake is not called damaged
     assert references_path(tmp_path / "best.safetensors") == tmp_path / "best.refs.safetensors"
+
+
+def test_a_bank_smaller_than_a_references_entries_names_the_option_to_change():
+    """`train --bank-size 2` (a folder of a few photos) was refused with 'topk=4 must be in [1, bank_size]', naming a
+    setting the CLI has no option for."""
+    with pytest.raises(ForgeryDetError, match=r"^bank_size=2 is less than topk=4, the bank entries a face's reference "
+                                              r"averages: use a --bank-size of 4 or more$"):
+        ModelConfig(bank_size=2)
+    with pytest.raises(ForgeryDetError, match=r"topk=0 must be in \[1, bank_size\]"):
+        ModelConfig(topk=0)

@@ -59,7 +59,9 @@ class ModelConfig:
             (self.dim > 0 and self.dim % self.heads == 0, f"dim={self.dim} must be a positive multiple of heads={self.heads}"),
             (self.grid >= 1, f"grid={self.grid} must be >= 1"),
             (self.bank_size >= 1, f"bank_size={self.bank_size} must be >= 1"),
-            (1 <= self.topk <= self.bank_size, f"topk={self.topk} must be in [1, bank_size]"),
+            (1 <= self.topk <= self.bank_size,  # topk is no option of the CLI's: say which it is (--bank-size 2)
+             f"topk={self.topk} must be in [1, bank_size]" if self.topk < 1 else f"bank_size={self.bank_size} is less "
+             f"than topk={self.topk}, the bank entries a face's reference averages: use a --bank-size of {self.topk} or more"),
             (0.0 <= self.momentum < 1.0, f"momentum={self.momentum} must be in [0, 1)"),
             (self.temperature > 0, f"temperature={self.temperature} must be > 0"),
             (0.0 <= self.slot_momentum < 1.0, f"slot_momentum={self.slot_momentum} must be in [0, 1)"),
