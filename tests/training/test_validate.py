@@ -123,6 +123,25 @@ def test_calibrate_stores_the_bank_fusion_and_replaces_a_stale_one(model, pairs,
         assert stored.bank_fusion is None
 
 
+def test_calibrate_refuses_val_faces_the_bank_was_filled_from(model, pairs, tmp_path):
+    """`calibrate --pairs` with a pairs file whose 'val' faces were the checkpoint's training reals (the same photos
+    split again with another --seed, or a bank rebuilt from a set that holds them) fitted the threshold on faces the
+    bank recalls as their own nearest: 20 unseen real photos all called FAKE (fusion threshold 0.03 for 0.63), and
+    written over the checkpoint's own calibration. Refused before any scoring, the checkpoint left as it was."""
+    import os
+
+    reals = [p for p, _ in read_pairs(pairs, need_splits=("val",)).reals("val")]
+    inside = os.path.relpath(reals[1], tmp_path)  # recorded relative to the folder the bank was filled in
+    ck = save_checkpoint(tmp_path / "m.safetensors", model, bank_sources=[f"/r/{i}.png" for i in range(9)] + [inside],
+                         extra={"bank_sources_root": str(tmp_path)})
+    before = hashlib.sha256(ck.read_bytes()).hexdigest()
+    with pytest.raises(ForgeryDetError, match=rf"pairs.csv: 1 of its {len(reals)} 'val' real faces are faces "
+                                              rf".*m.safetensors's bank was filled from \(e.g. .*{reals[1].name}\): the "
+                                              r"bank recalls each as its own nearest real face"):
+        calibrate_checkpoint(ck, pairs, device="cpu", batch_size=4, workers=0)
+    assert hashlib.sha256(ck.read_bytes()).hexdigest() == before
+
+
 def test_calibrate_refuses_bad_values_and_an_empty_bank(pairs, tmp_path):
     empty = save_checkpoint(tmp_path / "e.safetensors", tiny_model(bank_size=16))
     with pytest.raises(ForgeryDetError, match=r"^--fpr 0.0: use a rate in \(0, 1\)$"):

@@ -5,6 +5,7 @@ the whole file."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from safetensors import safe_open
 
 from forgerydet import __version__
-from forgerydet.errors import ForgeryDetError, parse_json
+from forgerydet.errors import ForgeryDetError, current_folder, parse_json
 from forgerydet.io import looks_like_safetensors
 from forgerydet.model.config import REFERENCES_FORMAT, check_checkpoint_path
 from forgerydet.paths import utf8_name
@@ -113,6 +114,13 @@ def _check_kinds(path: Path, meta: dict[str, Any]) -> None:
 def training_faces(meta: dict[str, Any]) -> set[str]:
     """Checkpoint.training_faces from a checkpoint's metadata alone (tools/unseen_photos.py reads no tensors)."""
     return {Path(p).parent.name for p in meta.get("bank_sources") or []} | set((meta.get("extra") or {}).get("earlier_faces") or [])
+
+
+def bank_faces(meta: dict[str, Any]) -> set[Path]:
+    """The checkpoint's training faces (bank_sources), resolved from the bank's folder (extra 'bank_sources_root') and the current one."""
+    here, recorded = current_folder(), (meta.get("extra") or {}).get("bank_sources_root")  # here: None if deleted
+    roots = {Path(r).resolve() for r in {recorded or here, here} if r and (here or os.path.isabs(r))}  # one when equal
+    return {(root / p).resolve() for root in roots for p in meta.get("bank_sources") or []}
 
 
 def calibration_bank(meta: dict[str, Any]) -> str:

@@ -4,25 +4,18 @@ one class that all come from one video, whose intervals then count its frames as
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from forgerydet.errors import current_folder, path_text
+from forgerydet.errors import path_text
 from forgerydet.faces.index import SOURCE_FOLDER, crop_source, frame_numbers
 from forgerydet.faces.media import IMAGE_EXTS, file_key
 from forgerydet.io import source_key
 from forgerydet.model.checkpoint import training_faces
+from forgerydet.model.meta import bank_faces
 from forgerydet.pairs.labels import Item
 
 MIN_CROPS = 3  # fewer crops of a class than this: no one-source note (two frames of a video say little either way)
-
-
-def bank_faces(meta: dict[str, Any]) -> set[Path]:
-    """The checkpoint's training faces (bank_sources), resolved from the bank's folder (extra 'bank_sources_root') and the current one."""
-    here, recorded = current_folder(), (meta.get("extra") or {}).get("bank_sources_root")  # here: None if deleted
-    roots = {Path(r).resolve() for r in {recorded or here, here} if r and (here or os.path.isabs(r))}  # one when equal
-    return {(root / p).resolve() for root in roots for p in meta.get("bank_sources") or []}
 
 
 def evaluation_notes(items: list[Item], crops: bool, meta: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from forgerydet.metrics import binary_metrics
 from forgerydet.model.calibration import DEFAULT_FPR, calibrate, check_precision, check_tta, fused_logits, sigmoid
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.detector import Detector
+from forgerydet.model.meta import bank_faces
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.pairs.table import REQUIRED_COLUMNS, PairsTable, read_pairs
 from forgerydet.training.config import TrainConfig, check_checkpoint_rewrite, check_watch_path
@@ -156,6 +157,8 @@ def calibrate_checkpoint(
     if ck.model.bank.filled == 0 and ck.model.uses_bank:
         raise ForgeryDetError(f"{checkpoint}: the bank is empty; run `forgerydet rebuild-bank` first")
     table = read_pairs(pairs, need_splits=("val",))
+    if ck.model.uses_bank:  # before the scoring, and before its threshold replaces the checkpoint's own
+        check_held_out(table, ck.meta, checkpoint)
     model = ck.model.to(d.device)
     paths, labels, refs, _ = validation_lists(table, "val")
     check_precision(precision, d.device.type)  # fp16 on a CPU: refused before the scoring
@@ -172,6 +175,20 @@ def calibrate_checkpoint(
     target = Path(out or checkpoint)
     resave_checkpoint(ck, target, model, extra=calibration_extra(cal, model))
     return {**cal, "checkpoint": str(target)}
+
+
+def check_held_out(table: PairsTable, meta: dict[str, Any], checkpoint: str | Path) -> None:
+    """Refuse, before any scoring, a 'val' split whose real faces are the checkpoint's bank faces (its training reals,
+    or those `rebuild-bank --pairs` filled it from): the bank recalls each as its own nearest real face, so the
+    threshold and bank fusion fitted on them were far too low for faces it never saw (all 20 unseen real photos
+    called FAKE, at a fusion threshold of 0.03 instead of 0.63), and were written over the checkpoint's own."""
+    held = bank_faces(meta)
+    inside = [p for p, _ in table.reals("val") if p.resolve() in held]
+    if inside:
+        raise ForgeryDetError(f"{table.path}: {len(inside)} of its {len(table.reals('val'))} 'val' real faces are faces "
+                              f"{checkpoint}'s bank was filled from (e.g. {inside[0]}): the bank recalls each as its "
+                              f"own nearest real face, so a threshold fitted on them would call unseen real faces FAKE; "
+                              f"calibrate on a pairs file whose 'val' faces it never trained on")
 
 
 def calibration_extra(cal: dict[str, Any], model: Detector) -> dict[str, Any]:
