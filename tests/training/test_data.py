@@ -14,7 +14,7 @@ import torch
 from forgerydet.errors import ForgeryDetError
 from forgerydet.model.inputs import load_image, to_tensor
 from forgerydet.pairs.table import read_pairs
-from forgerydet.training.data import FaceList, TrainPairs, sample_rng, validation_lists
+from forgerydet.training.data import FaceList, TrainPairs, check_decodable, sample_rng, validation_lists
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +340,13 @@ def test_the_landmarks_of_a_crop_that_is_not_square_follow_it_to_the_working_siz
     (shape, points), = seen
     assert shape[:2] == (32, 32)
     np.testing.assert_allclose(points, lm * [32 / 64, 32 / 128], atol=1e-4)
+
+
+def test_a_face_image_that_cannot_be_decoded_is_refused_before_the_first_step(pairs, tmp_path):
+    """One corrupt crop among thousands ended a run when a batch first met it (a random step) or at validation, an
+    epoch in; in the first epoch nothing was saved to resume. Every file is decoded first, in seconds."""
+    table = _single_frame_table(pairs, tmp_path)
+    check_decodable(table)  # all good: no error
+    (tmp_path / "g6_f0_fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))  # a copy cut short
+    with pytest.raises(ForgeryDetError, match=r"1 of its 6 face images cannot be read.*g6_f0_fake.png.*remove their rows"):
+        check_decodable(table)

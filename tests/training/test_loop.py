@@ -122,6 +122,23 @@ def test_bad_pairs_files_are_clear_errors(pairs, tmp_path):
     assert (out / "last.safetensors").read_bytes() == b"precious"  # nothing already written is lost
 
 
+def test_a_corrupt_face_image_stops_the_run_before_its_first_step(pairs, tmp_path):
+    """A pairs file whose val fake is a PNG cut short: the run trained a whole epoch and then died at validation
+    with nothing saved (h4's pass). Now it stops in one line before the model trains a step."""
+    d = pairs.parent
+    bad = tmp_path / "cut.png"
+    bad.write_bytes((d / "g5_f0_fake.png").read_bytes()[:200])
+    path = _write_csv(tmp_path / "p.csv", ["real", "fake", "group", "split"],
+                      [[str(d / "g0_f0_real.png"), str(d / "g0_f0_fake.png"), "g0", "train"],
+                       [str(d / "g1_f0_real.png"), str(d / "g1_f0_fake.png"), "g1", "train"],
+                       [str(d / "g5_f0_real.png"), str(bad), "g5", "val"]])
+    events = []
+    with pytest.raises(ForgeryDetError, match=r"1 of its 6 face images cannot be read.*cut.png"):
+        train(tcfg(path, tmp_path / "run", epochs=1), tiny_config(), on_event=events.append)
+    assert not any(e["event"] in ("start", "step") for e in events)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
 def test_a_resumed_run_keeps_to_the_budget_it_started_with(pairs, tmp_path):
     """Resumed without --max-minutes, a run used to get its whole budget again (a killed 0.4-minute run trained 50
     epochs where the uninterrupted one stopped at 31); with its budget spent it is refused, not run for no steps."""

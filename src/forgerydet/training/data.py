@@ -9,6 +9,8 @@ never memorises a fixed pool of pseudo-fakes.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +226,25 @@ def validation_lists(table: PairsTable, split: str = "val") -> tuple[list[Path],
         refs.append(r.real)
         groups.append(r.group)
     return paths, labels, refs, groups
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        read_image(path)
+    except ForgeryDetError as e:
+        return str(e)
+    return None
+
+
+def check_decodable(table: PairsTable) -> None:
+    """Decode every face image a run reads (train and val, real and fake) before its first step: a corrupt file (a
+    copy cut short, a disk error) otherwise ended the run at a random step, or at validation an epoch in, and in
+    its first epoch with nothing saved to resume. About 0.4 ms a 250 px JPEG on one core (threads: OpenCV decodes
+    without the GIL), so ~5 s for 24,000 faces."""
+    paths = list(dict.fromkeys(p for r in table.rows if r.split in ("train", "val") for p in (r.real, r.fake) if p))
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        bad = [e for e in pool.map(_unreadable, paths, chunksize=64) if e]
+    if bad:
+        raise ForgeryDetError(f"{table.path}: {len(bad)} of its {len(paths)} face images cannot be read, so training "
+                              f"would stop at the first it met; the first: {bad[0]}. Replace them, or remove their "
+                              f"rows (nothing was trained)")

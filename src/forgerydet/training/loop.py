@@ -30,7 +30,7 @@ from forgerydet.runtime import signals_held
 from forgerydet.training.bankfill import rebuild_bank
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
-from forgerydet.training.data import TrainPairs, validation_lists
+from forgerydet.training.data import TrainPairs, check_decodable, validation_lists
 from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed, shard
 from forgerydet.training.state import (catch_up, check_new_run, check_same_data, data_path, grad_scaler, improves,
                                       option_conflicts, resumed_config, rng_state, set_rng_state, spent, stamp_new_run,
@@ -207,6 +207,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     augmentation = augment_config(tcfg.augmentation)
     tcfg = dataclasses.replace(tcfg, augmentation=dataclasses.asdict(augmentation))
     table = read_pairs(data_path(tcfg, "pairs"), need_splits=("train", "val"))
+    check_decodable(table)  # seconds, before any step: not a random step or an epoch's end, with nothing saved
     watch = read_watch(data_path(tcfg, "watch"), table) if tcfg.watch else None
     if watch and (said := watch_notice(tcfg.watch, *watch)):
         emit({"event": "notice", "text": said})
