@@ -94,6 +94,24 @@ def test_off_a_terminal_a_progress_line_is_printed_every_minute_instead_of_the_b
     assert log.file.getvalue().splitlines()[3:] == ["evaluating: 3 done after 2 h 47 min"]
 
 
+def test_a_dumb_terminal_gets_the_progress_lines_not_silence(monkeypatch):
+    """TERM=dumb (an Emacs shell, some CI consoles) is a terminal where rich draws no bar at all: the bar was on, the
+    lines were off, and a scan of thousands of files said nothing for hours there."""
+    from rich.console import Console
+    from rich.progress import TextColumn
+
+    monkeypatch.setenv("TERM", "dumb")
+    dumb = Console(file=io.StringIO(), width=200, force_terminal=True)
+    assert dumb.is_terminal and dumb.is_dumb_terminal
+    bar = progress_bar(TextColumn("[bold]scanning"), on=dumb)
+    assert bar.disable and bar.lines
+    bar.clock, bar.t_start, bar.t_line = (lambda: 120.0), 0.0, 0.0
+    bar.update(bar.add_task("scan", total=10), completed=4)
+    assert dumb.file.getvalue().splitlines() == ["scanning: 4 of 10 done after 2 min; about 3 min left"]
+    monkeypatch.setenv("TERM", "xterm")
+    assert not progress_bar(TextColumn("x"), on=Console(file=io.StringIO(), force_terminal=True)).lines
+
+
 def test_a_path_with_markup_reaches_the_user_as_typed(tmp_path):
     p = tmp_path / "[red]x[/red].safetensors"
     one_error(cli("info", p), f"{p}")

@@ -4,6 +4,7 @@ was typed (the options given by the user, for --resume), render the training eve
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,21 @@ def test_a_log_file_gets_a_step_line_a_minute_and_every_epoch_the_time_left():
            "step 80/100, loss 0.500, lr 2.00e-04, 21 img/s; <1 min of this epoch's steps left epoch 1: train loss" in text
     assert text.endswith("epoch 1 took 3 min; the 3 epochs left: about 9 min at this pace (--max-minutes 90 ends the "
                          "run at the first epoch end past it)")
+
+
+def test_a_dumb_terminal_gets_the_step_lines(monkeypatch):
+    """TERM=dumb is a terminal where rich draws no step bar: a training run there showed nothing between epochs."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    import forgerydet.cli.train as train_cli
+
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setattr(train_cli, "console", Console(file=io.StringIO(), force_terminal=True))
+    assert TrainView(Progress(disable=True)).log_steps
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(train_cli, "console", Console(file=io.StringIO(), force_terminal=True))
+    assert not TrainView(Progress(disable=True)).log_steps
 
 
 def test_paths_in_the_lines_are_text_not_rich_markup(monkeypatch, tmp_path):

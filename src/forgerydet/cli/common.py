@@ -87,16 +87,23 @@ def _minutes(seconds: float) -> str:
     return "<1 min" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def draws_bars(on: Console) -> bool:
+    """Whether `on` can show a progress bar: a terminal, and not a dumb one (TERM=dumb or unknown: an Emacs shell,
+    some CI consoles), where rich draws nothing at all: a scan or a training run there said nothing for hours."""
+    return on.is_terminal and not on.is_dumb_terminal
+
+
 def progress_bar(*columns: str | ProgressColumn, on: Console = console, disable: bool = False,
                  lines: bool = True) -> Progress:
     """The one progress-bar setup: transient (gone once done, so no stale bar sits above a result or an error
-    line), and off where the console is not a terminal (a pipe or file gets the results, not bar frames): there,
-    unless `lines` is False, a line every PROGRESS_LINE_EVERY_S says how far it is (named by the first column's
-    text: "scanning: 412 of 1500 done after 7 min; about 19 min left")."""
+    line), and off where the console cannot draw it (a pipe or file gets the results, not bar frames; a dumb
+    terminal): there, unless `lines` is False, a line every PROGRESS_LINE_EVERY_S says how far it is (named by the
+    first column's text: "scanning: 412 of 1500 done after 7 min; about 19 min left")."""
     first = columns[0] if columns else None
     label = Text.from_markup(first.text_format if isinstance(first, TextColumn) else "").plain or "working"
-    return _LoggedProgress(*columns, console=on, transient=True, disable=disable or not on.is_terminal,
-                           label=label, lines=lines and not disable and not on.is_terminal)
+    bars = draws_bars(on)
+    return _LoggedProgress(*columns, console=on, transient=True, disable=disable or not bars,
+                           label=label, lines=lines and not disable and not bars)
 
 
 def shown(text: object) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, console, fail, note, progress_bar, say, shown, typed_options,
+from forgerydet.cli.common import (EXIT_INTERRUPTED, console, draws_bars, fail, note, progress_bar, say, shown, typed_options,
                                    user_errors)
 from forgerydet.errors import ForgeryDetError
 from forgerydet.io import file_state
@@ -49,7 +49,7 @@ class TrainView:
         self.p = progress
         self.task = None
         self.quiet = int(os.environ.get("RANK", "0")) != 0
-        self.log_steps = not console.is_terminal
+        self.log_steps = not draws_bars(console)  # a file, a pipe, or a dumb terminal (no bar there)
         self.clock = clock
         self.epochs, self.max_minutes, self.epoch, self.steps = 0, None, 0, 0
         self.t_epoch = self.t_line = 0.0
