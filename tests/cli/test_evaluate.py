@@ -104,6 +104,20 @@ def test_options_reach_the_library_and_the_table_is_printed(fake_evaluate, tmp_p
     assert r.stderr.splitlines() == ["skipped /d/a.png: cannot decode the image", "skipped b.mp4: no_face"]
 
 
+def test_paths_reach_a_log_on_one_line_not_folded(fake_evaluate, tmp_path):
+    """`evaluate ... > eval.log` (80 columns): a long --out or checkpoint path was folded across lines, so the path
+    in the log could not be copied or grepped whole."""
+    _, result = fake_evaluate
+    out = "/evaluations/" + "a_rather_long_folder_name_for_the_results_of_the_night/" * 2
+    result.update(metrics_json=out + "metrics.json", roc_png=out + "roc.png")
+    result["checkpoint"]["checkpoint"] = out + "the_checkpoint_that_was_evaluated.safetensors"
+    r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"checkpoint {out}the_checkpoint_that_was_evaluated.safetensors (resnet10t")
+    assert f"metrics: {out}metrics.json   ROC: {out}roc.png" in lines
+
+
 def test_scoring_otherwise_than_the_calibration_is_noted(fake_evaluate, tmp_path):
     _, result = fake_evaluate
     result["skipped"] = []
@@ -134,7 +148,7 @@ def test_the_table_fits_80_columns_with_every_figure_whole(fake_evaluate, tmp_pa
     result["video_level"]["[b]"] = _metrics(1, 1, 1.0, 1.0)  # a user's group name is text, not rich markup
     r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
     assert r.exit_code == 0, r.output
-    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    assert max(len(line) for line in r.stdout.splitlines()[1:]) <= 80  # (the checkpoint line is one line, as long as it is)
     header = next(line for line in r.stdout.splitlines() if line.strip().startswith("level"))
     assert header.split() == ["level", "group", "real", "fake", "AUC", "95", "%", "CI", "AP", "EER", "accuracy"]
     assert "…" not in r.stdout
@@ -151,7 +165,7 @@ def test_a_narrow_terminal_gets_two_tables_with_every_figure_whole(fake_evaluate
     for width in (60, 50):
         r = cli("evaluate", tmp_path / "l.csv", COLUMNS=str(width))
         assert r.exit_code == 0, r.output
-        lines = r.stdout.splitlines()
+        lines = r.stdout.splitlines()[1:]  # the checkpoint line is one line, as long as it is
         assert max(len(line) for line in lines) <= width and "…" not in r.stdout
         headers = [line.split() for line in lines if line.strip().startswith("level")]
         assert headers == [["level", "group", "real", "fake", "AUC", "95", "%", "CI"], ["level", "group", "AP", "EER", "accuracy"]]
@@ -170,7 +184,7 @@ def test_80_columns_split_the_table_rather_than_fold_a_method_name(fake_evaluate
     assert len([line for line in r.stdout.splitlines() if line.strip().startswith("level")]) == 1
     result["video_level"]["NeuralTextures"] = {**_metrics(20, 20, 0.75, 0.5), "against": "real"}
     r = cli("evaluate", tmp_path / "l.csv", COLUMNS="80")
-    lines = r.stdout.splitlines()
+    lines = r.stdout.splitlines()[1:]  # the checkpoint line is one line, as long as it is
     assert len([line for line in lines if line.strip().startswith("level")]) == 2 and max(map(len, lines)) <= 80
     assert ["video", "NeuralTextures*", "20", "20", "0.750", "-"] in _rows(r.stdout)
 

@@ -455,6 +455,20 @@ def test_files_of_one_name_in_two_folders_are_told_apart_in_the_table():
     assert "x/face.png" in out.file.getvalue() and "y/face.png" in out.file.getvalue()
 
 
+def test_output_paths_reach_a_log_on_one_line_not_folded(checkpoint, face_png, tmp_path):
+    """`scan ... > scan.log` or `| tee` (80 columns): "JSON:" stood alone and the path was folded over the next
+    lines, so a log or a pipeline (`grep JSON:`) had no whole path; so for the checkpoint in the first line."""
+    deep = tmp_path / ("a_rather_long_folder_name_for_the_results_of_the_night" * 2)
+    deep.mkdir()
+    r = cli("scan", face_png, "--checkpoint", checkpoint, "--device", "cpu", "--json", deep / "scan.json",
+            "--csv", deep / "scan.csv", "--report", deep / "report", COLUMNS="80")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert f"JSON: {deep / 'scan.json'}" in lines and f"CSV: {deep / 'scan.csv'}" in lines
+    assert f"report: {deep / 'report' / 'index.html'}" in lines
+    assert lines[0].startswith(f"checkpoint {checkpoint} (") and "threshold" in lines[0]
+
+
 def test_json_or_csv_dash_goes_to_standard_output_alone(checkpoint, face_png, grey_png, tmp_path):
     """`--json -` (or `--csv -`): standard output holds that document and nothing else, for a pipeline to parse;
     the table, notes and file lines go to standard error."""

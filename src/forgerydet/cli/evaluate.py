@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, fail, note,
-                                   progress_bar, shown, shows_whole, user_errors)
+                                   progress_bar, say, shown, shows_whole, user_errors)
 from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.html import threshold_text
@@ -79,7 +79,7 @@ def evaluate_cmd(
         note("note:", line, style="yellow")
     if (res.get("resumed") or {}).get("line"):
         note("resumed:", res["resumed"]["line"])
-    console.print(checkpoint_line(res["checkpoint"]), highlight=False)
+    console.print(checkpoint_line(res["checkpoint"]), highlight=False, soft_wrap=True)  # a long path: one line
     console.print(metrics_table(res, console.width))
     cc = res.get("close_calls")
     if cc:
@@ -91,7 +91,7 @@ def evaluate_cmd(
     written += [f"ROC: {res['roc_png']}"] if res.get("roc_png") else []
     written += [f"per group: {res['roc_groups_png']}"] if res.get("roc_groups_png") else []
     if written:
-        console.print(shown("   ".join(written)), highlight=False)
+        say("   ".join(written))
     problems = res["output_errors"] + res["problems"]  # exit 1 like scan when the result is incomplete
     if problems:
         raise fail("; ".join(problems), EXIT_INTERRUPTED if res.get("interrupted") or res.get("output_interrupted") else 1)

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, PipeSafeStdout, Start, closed_at_start, command_line,
-                                   console, console_on, fail, note, progress_bar, shows_whole, user_errors,
+                                   console, console_on, fail, note, progress_bar, say, shows_whole, user_errors,
                                    working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, out_of_memory, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
@@ -164,9 +164,8 @@ def scan_cmd(
                         f"disk bank {printable(settings['bank'])}: {settings['bank_entries']} real faces, fingerprint "
                         f"{settings['bank_fingerprint']}" if "bank" in settings else
                         f"bank {settings['bank_entries']} real faces, fingerprint {settings['bank_fingerprint']}")
-            console.print(escape(f"checkpoint {printable(settings['checkpoint'])} ({settings['backbone']}, weights "
-                                 f"{settings['pretrained_weights']}, {compared}); aggregation {settings['aggregation']}, "
-                                 f"threshold {threshold_text(settings['threshold'])}"), highlight=False)
+            say(f"checkpoint {settings['checkpoint']} ({settings['backbone']}, weights {settings['pretrained_weights']}, "
+                f"{compared}); aggregation {settings['aggregation']}, threshold {threshold_text(settings['threshold'])}")
             console.print(verdict_table(results, reference=bool(reference), width=console.width))
             settings["seconds"] = round(time.perf_counter() - t_start, 3)
             settings["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -284,7 +283,7 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
             else:
                 write_text_atomic(path, text, durable=True)
             elsewhere = guard.elsewhere if guard is not None else None
-            console.print(escape(f"{option[2:].upper()}: {printable(elsewhere or path)}"), highlight=False)
+            say(f"{option[2:].upper()}: {elsewhere or path}")  # one line, a long path not folded (a log, a pipe)
             if elsewhere:
                 return (f"{option}: another process wrote {printable(path)} while this scan ran (two scans into one "
                         f"{option}?): it was left as that process wrote it, and this scan's {option[2:].upper()} is "
@@ -294,7 +293,7 @@ def _write_output(option: str, path: Path, results: list[dict], settings: dict,
 
             left: list[str] = []
             index = write_report(results, path, settings, notes=left)
-            console.print(escape(f"report: {printable(index)}"), highlight=False)
+            say(f"report: {index}")
             for line in left:
                 note("note:", line, style="yellow")
     except ForgeryDetError as e:

@@ -88,8 +88,8 @@ class TrainView:
                 f"{e['steps_per_epoch']} steps/epoch, epochs {e['start_epoch'] + 1}..{e['epochs']}, "
                 f"tuning {e['tune']} ({e['trainable']:,} trainable parameters)"
                 + (f", starting from {shown(e['init'])}" if e.get("init") else "")
-                + (f", watching {e['watch_faces']} held-out faces" if e.get("watch_faces") else "")
-            )
+                + (f", watching {e['watch_faces']} held-out faces" if e.get("watch_faces") else ""),
+                soft_wrap=True)  # one line in a log: the weights' and --init's paths not folded
             if not e["start_epoch"] and (few := few_reals_note(e.get("val_reals"), e.get("calibration_fpr"),
                                                                 "--calibration-fpr", "the threshold every epoch stores")):
                 console.print(f"[yellow]notice:[/] {few}")  # what `calibrate` says of the same faces, said before the epochs
@@ -98,7 +98,7 @@ class TrainView:
                 console.print(f"[yellow]notice:[/] backbone starts from RANDOM weights ({why}); "
                               'expect weak transfer to real forgeries (see README, "Pretrained backbones offline")')
         elif kind == "notice":
-            console.print(f"[yellow]notice:[/] {shown(e['text'])}")
+            console.print(f"[yellow]notice:[/] {shown(e['text'])}", soft_wrap=True)
         elif kind == "epoch_start":
             self.task = self.p.add_task(f"epoch {e['epoch']}", total=e["steps"], info="")
             self.epoch, self.steps = e["epoch"], e["steps"]
