@@ -143,6 +143,17 @@ def test_pairs_passes_every_option(fake_pairs, tmp_path):
         "error: 1 file(s) failed (listed above); everything else was done"]
 
 
+def test_a_method_name_from_a_users_csv_is_text_not_rich_markup(monkeypatch, tmp_path):
+    """A --mapping CSV's method column (or an FF++ method folder) named '[/x]' raised a MarkupError, a traceback after
+    pairs.csv was written; one named '[b]' vanished from the summary."""
+    monkeypatch.setattr(build, "make_pairs", lambda out, config, **kw: PairsSummary(
+        Path(out) / "pairs.csv", rows=3, groups=2, split_rows={"train": 3}, split_groups={"train": 2},
+        methods={"[/x]": 1, "[b]": 2}))
+    r = cli("pairs", "--mapping", tmp_path / "map.csv", "--out", tmp_path / "p")
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "methods: [/x] 1, [b] 2" in r.stdout
+
+
 def test_pairs_splits_refuses_a_typed_val_even_at_its_default(fake_pairs, tmp_path):
     one_error(cli("pairs", "--ffpp", tmp_path, "--splits", tmp_path, "--val", "0.15", "--out", tmp_path / "p"),
               "--splits decides the splits: leave out --val")

@@ -19,6 +19,7 @@ from forgerydet.cli.common import (
     fail,
     note,
     progress_bar,
+    say,
     typed_options,
     user_errors,
 )
@@ -181,7 +182,7 @@ def pairs_cmd(
     for split in SPLITS:
         table.add_row(split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0)))
     console.print(table)
-    console.print("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())), highlight=False)
+    say("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())))  # a user's names: not markup
     if s.blended_online:
         console.print(f"fakes: {s.blended_online} train row(s) have none stored; training blends a new one every "
                       "epoch (--all-fakes writes them)", highlight=False)
