@@ -147,6 +147,25 @@ def test_one_persons_files_are_listed_and_removed_by_name(tmp_path):
                                          "given)"], r.output
 
 
+def test_list_on_80_columns_shows_a_long_source_path_and_name_whole(tmp_path):
+    """`enroll --list NAME` on 80 columns (a terminal, a log) cut a source path to "/data/people_of_interest…": the
+    file enrolled, which `--remove` needs, could not be read; so for a long person's name in `enroll --list`."""
+    import torch
+
+    folder = tmp_path / "people_of_interest" / "alice_long_surname" / "interviews"
+    src = folder / "interview_2024_full_take_02.mp4"
+    name = "Alice Long-Surname-With-A-Second-Family-Name-Of-Her-Mothers-Side"
+    entry = {"person": name, "source": str(src), "frame_index": 0, "time": 0.0, "track_id": 0, "box": [0, 0, 9, 9],
+             "confidence": 0.99, "face": "main-track", "sha256": "ab" * 32}
+    refs = ReferenceFile.empty("ab" * 32, "test_efficientnet", 16, 32)
+    p = refs.plus(torch.zeros(1, 16, 32), torch.zeros(1, 48, 48, 3, dtype=torch.uint8), [entry]).save(tmp_path / "r.refs.safetensors")
+    for args in (["--list", name], ["--list"]):
+        r = cli("enroll", *args, "--into", p, COLUMNS="80")
+        assert r.exit_code == 0, r.output
+        cells = "".join(line.split("│")[1].strip() for line in r.stdout.splitlines() if line.startswith("│"))
+        assert "…" not in r.stdout and cells == (str(src) if len(args) == 2 else name.replace(" ", "")), r.stdout
+
+
 def test_a_name_that_differs_from_an_enrolled_one_by_case_only_is_warned_of(monkeypatch, tmp_path):
     """`enroll anchor ...` beside an enrolled 'Anchor' made a second person without a word; scans against either name
     then compare with half of one person's faces."""

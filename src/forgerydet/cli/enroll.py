@@ -101,7 +101,7 @@ def _list(path: Path) -> None:
         return
     t = Table(title=shown(f"{path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})"), title_justify="left")
     for col in ("person", "faces", "sources", "face choice"):
-        t.add_column(col, justify="right" if col in ("faces", "sources") else "left")
+        t.add_column(col, justify="right" if col in ("faces", "sources") else "left", overflow="fold")  # never cut to "…"
     for name, p in people.items():
         t.add_row(shown(name), str(p["faces"]), str(p["sources"]), shown(p["face"]))  # names are text, not markup
     console.print(t)
@@ -113,7 +113,7 @@ def _list_sources(path: Path, name: str) -> None:
     rows = person_sources(path, name)
     t = Table(title=shown(f"{name} in {path}"), title_justify="left")
     for col in ("source", "faces", "face choice", "sha256"):
-        t.add_column(col, justify="right" if col == "faces" else "left")
+        t.add_column(col, justify="right" if col == "faces" else "left", overflow="fold")  # a path whole, never "…"
     for r in rows:
         t.add_row(shown(r["source"]), str(r["faces"]), shown(r["face"]), (r["sha256"] or "not recorded")[:16])
     console.print(t)
