@@ -112,6 +112,32 @@ def test_a_dumb_terminal_gets_the_progress_lines_not_silence(monkeypatch):
     assert not progress_bar(TextColumn("x"), on=Console(file=io.StringIO(), force_terminal=True)).lines
 
 
+def test_a_table_too_wide_for_the_terminal_becomes_a_line_per_row_with_every_cell_whole():
+    from rich.console import Console
+    from rich.table import Table
+
+    from forgerydet.cli.common import table_or_lines
+
+    rows = [["1", "0.4605", "0.9809", "\\[b]"], ["2", "0.4032", "0.9858", "-"]]  # "[b]": a string as add_row reads it
+
+    def printed(width):
+        t = Table(title="history")
+        for h in ("epoch", "loss", "val AUC", "note"):
+            t.add_column(h, justify="right")
+        for row in rows:
+            t.add_row(*row)
+        out = Console(width=width, file=io.StringIO(), color_system=None)
+        out.print(table_or_lines(t, rows, width))
+        return out.file.getvalue()
+
+    assert "┃ epoch ┃" in printed(80)  # wide enough: the table
+    for width in (30, 20):  # rich cut the figures to "0…" here, or the last columns off
+        text = printed(width)
+        assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= width
+        assert " ".join(text.split()) == ("history epoch 1, loss 0.4605, val AUC 0.9809, note [b] "
+                                          "epoch 2, loss 0.4032, val AUC 0.9858, note -")
+
+
 def test_a_path_with_markup_reaches_the_user_as_typed(tmp_path):
     p = tmp_path / "[red]x[/red].safetensors"
     one_error(cli("info", p), f"{p}")

@@ -176,6 +176,20 @@ def test_a_narrow_terminal_gets_two_tables_with_every_figure_whole(fake_evaluate
     assert len([line for line in wide.stdout.splitlines() if line.strip().startswith("level")]) == 1  # one table
 
 
+def test_a_very_narrow_terminal_gets_a_line_per_row_with_every_figure(fake_evaluate, tmp_path):
+    """Under ~45 columns even two tables cut figures (the AUC to '0.9' on 20 columns, the rest off): each row then
+    comes as one line of "HEADER figure" pairs."""
+    _, result = fake_evaluate
+    result["video_level"]["[b]"] = _metrics(1, 1, 1.0, 1.0)
+    for width in (36, 20):
+        r = cli("evaluate", tmp_path / "l.csv", COLUMNS=str(width))
+        assert r.exit_code == 0, r.output
+        assert "…" not in r.stdout and max(len(line.rstrip()) for line in r.stdout.splitlines()[1:-1]) <= width
+        assert ("level frame, group overall, real 3, fake 4, AUC 0.875, 95 % CI 0.50-1.00, AP 0.825, EER 0.125, "
+                "accuracy 0.750") in r.flat, r.stdout
+        assert "level video, group [b], real 1, fake 1, AUC 1.000, 95 % CI -, AP 0.950, EER 0.000, accuracy 1.000" in r.flat
+
+
 def test_80_columns_split_the_table_rather_than_fold_a_method_name(fake_evaluate, tmp_path):
     """One table leaves a group name ~9 characters on 80 columns, so 'NeuralTextures*' would be broken in two;
     two tables keep it whole. Short names keep one table."""

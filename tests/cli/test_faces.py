@@ -154,6 +154,13 @@ def test_a_method_name_from_a_users_csv_is_text_not_rich_markup(monkeypatch, tmp
     assert "methods: [/x] 1, [b] 2" in r.stdout
 
 
+def test_pairs_on_a_very_narrow_terminal_names_every_split_whole(fake_pairs, tmp_path):
+    """On 20 columns the split table cut 'train' and 'test' to 'tr…' and 'te…'."""
+    r = cli("pairs", "--self-blend", tmp_path / "a.png", "--out", tmp_path / "p", COLUMNS="20")
+    assert "…" not in r.stdout and ("split train, groups 2, pairs 4 split val, groups 1, pairs 1 split test, groups 0, "
+                                    "pairs 0") in r.flat, r.stdout
+
+
 def test_pairs_splits_refuses_a_typed_val_even_at_its_default(fake_pairs, tmp_path):
     one_error(cli("pairs", "--ffpp", tmp_path, "--splits", tmp_path, "--val", "0.15", "--out", tmp_path / "p"),
               "--splits decides the splits: leave out --val")

@@ -54,6 +54,18 @@ def test_info_shows_extras_history_and_training_state(tmp_path):
     assert "…" not in table and table.split().count("AUC") == 2  # 'val AUC' and 'watch AUC', whole on 80 columns
 
 
+def test_info_on_a_narrow_terminal_shows_every_history_figure(tmp_path):
+    """Under ~64 columns the history table cut every figure to '0…': each epoch then gets a line of its own."""
+    p = save_checkpoint(tmp_path / "m.safetensors", tiny_model(),
+                        history=[{"epoch": 1, "train_loss": 0.5, "val_auc": 0.75, "val_auc_pair": 0.7, "val_ap": 0.71,
+                                  "val_eer": 0.3, "val_acc": 0.7, "watch_auc": 0.9, "bank_entries": 4096}])
+    r = cli("info", p, COLUMNS="40")
+    assert r.exit_code == 0, r.output
+    table = r.output[r.output.index("training history"):]
+    assert "…" not in table and ("epoch 1, loss 0.5000, val AUC 0.7500, pair AUC 0.7000, AP 0.7100, EER 0.3000, acc "
+                                 "0.7000, watch AUC 0.9000, bank 4096") in " ".join(table.split()), table
+
+
 def test_info_names_the_threshold_a_scan_uses_and_how_it_was_fitted(tmp_path):
     """With a bank fusion a plain scan uses the fusion's threshold, not the head's (info showed the head's alone,
     and the calibration as a raw dict)."""

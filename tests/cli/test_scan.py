@@ -437,6 +437,33 @@ def test_a_narrow_terminal_gets_the_notes_under_the_table_not_cut_off():
         assert "[b].mp4: no face found" in flat  # a file name is text, not rich markup
 
 
+def test_a_very_narrow_terminal_gets_a_line_per_file_with_every_figure():
+    """Below ~52 columns even the table without notes lost its last columns (the frames, then the score: 'verdi'
+    and nothing after it on 20): each file then gets a line of its own with every figure."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from forgerydet.cli.scan import verdict_table
+
+    files = [{"path": "/v/some_long_video_name_2024.mp4", "status": "ok", "verdict": "FAKE", "score": 0.405,
+              "n_faces": 32, "n_tracks": 1, "frames_with_face": 30, "frames_sampled": 32,
+              "notes": ["small faces (median 48 px): less reliable"]},
+             {"path": "/v/[b].mp4", "status": "no_face", "n_faces": 0, "n_tracks": 0, "frames_with_face": 0,
+              "frames_sampled": 32}]
+    for width in (50, 40, 32):  # (a name longer than the terminal is folded, as in the table)
+        out = Console(width=width, file=StringIO(), color_system=None)
+        out.print(verdict_table(files, width=width))
+        text = out.file.getvalue()
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= width and "…" not in text
+        flat = " ".join(text.split())
+        assert ("file some_long_video_name_2024.mp4, verdict FAKE, p(fake) 0.405, faces/tracks 32/1, frames 30/32"
+                in flat), (width, text)
+        assert "file [b].mp4, verdict none, p(fake) -, faces/tracks 0/0, frames 0/32" in flat
+        assert "some_long_video_name_2024.mp4: small faces (median 48 px): less reliable" in flat
+        assert "[b].mp4: no face found" in flat
+
+
 def test_files_of_one_name_in_two_folders_are_told_apart_in_the_table():
     from io import StringIO
 

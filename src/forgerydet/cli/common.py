@@ -16,9 +16,10 @@ from collections import Counter
 from typing import Annotated, Any, Iterable, Iterator, Optional
 
 import typer
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.progress import Progress, ProgressColumn, TextColumn
+from rich.table import Table
 from rich.text import Text
 
 from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, path_text, printable
@@ -122,6 +123,23 @@ def shows_whole(renderable: RenderableType, width: int, texts: Iterable[str]) ->
     on_screen = Counter(probe.file.getvalue().split())
     wanted = Counter(word for text in texts for word in str(text).split())
     return all(on_screen[word] >= n for word, n in wanted.items())
+
+
+def table_or_lines(table: Table, rows: list[list[Any]], width: int | None,
+                   whole: Iterable[str] | None = None) -> RenderableType:
+    """`table` where it shows every text of `whole` (default: every cell of `rows`, a string read as rich markup, as
+    table.add_row reads it) whole on `width` columns; else
+    its title and one line per row, each cell after its column's header ("file a.mp4, verdict FAKE, p(fake) 0.662,
+    frames 32/32"), which wraps between words and cuts nothing: on a narrow terminal (a split pane, a phone) rich
+    cut a table's last columns to '0…' or off, a scan's score and frame counts, evaluate's AUC, info's figures."""
+    texts = [[c if isinstance(c, Text) else Text.from_markup(str(c)) for c in row] for row in rows]  # as the table reads them
+    if width is None or shows_whole(table, width, [c.plain for row in texts for c in row] if whole is None else whole):
+        return table
+    headers = [Text.from_markup(str(c.header)).plain for c in table.columns]
+    lines = [Text.from_markup(str(table.title), style="bold")] if table.title else []
+    for row in texts:
+        lines.append(Text(", ").join(Text.assemble(f"{h} " if h else "", c) for h, c in zip(headers, row) if c.plain))
+    return Group(*lines, *([Text.from_markup(str(table.caption))] if table.caption else []))
 
 
 said_errors: list[str] = []  # every line `fail` printed in this process (cli.app.cli reads it)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, command_line, console, fail, note,
-                                   progress_bar, say, shown, shows_whole, user_errors)
+                                   progress_bar, say, shown, shows_whole, table_or_lines, user_errors)
 from forgerydet.metrics import CI_MIN_PER_CLASS
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.html import threshold_text
@@ -144,6 +144,8 @@ def metrics_table(res: dict, width: int | None = None) -> RenderableType:
     split = Group(_table(rows, first, title, None), _table(rows, second, None, caption))
     if figures_whole and not shows_whole(split, width, names):
         return whole  # the group names fold either way: one table, every figure whole
+    if not shows_whole(split, width, figures):  # (under ~45 columns) a line of "HEADER figure" per row
+        return table_or_lines(whole, [[shown(c) for c in r] for r in rows], width, figures)
     return split  # every figure whole, and the group names too where two tables leave them room
 
 

@@ -20,6 +20,7 @@ from forgerydet.cli.common import (
     note,
     progress_bar,
     say,
+    table_or_lines,
     typed_options,
     user_errors,
 )
@@ -179,9 +180,10 @@ def pairs_cmd(
     table = Table()
     for col in ("split", "groups", "pairs"):
         table.add_column(col)
-    for split in SPLITS:
-        table.add_row(split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0)))
-    console.print(table)
+    rows = [[split, str(s.split_groups.get(split, 0)), str(s.split_rows.get(split, 0))] for split in SPLITS]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table_or_lines(table, rows, console.width))  # too narrow: a line per split, none cut to "tr…"
     say("methods: " + ", ".join(f"{m} {n}" for m, n in sorted(s.methods.items())))  # a user's names: not markup
     if s.blended_online:
         console.print(f"fakes: {s.blended_online} train row(s) have none stored; training blends a new one every "

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forgerydet.cli.common import console, say, shown, user_errors
+from forgerydet.cli.common import console, say, shown, table_or_lines, user_errors
 
 
 # history fields -> headers ('watch AUC': `train --watch`); the field names were cut to "train_l…" on 80 columns
@@ -61,9 +61,10 @@ def info_cmd(
         cols = [c for c in HISTORY_COLUMNS if any(c in r for r in history)]
         for c in cols:
             h.add_column(HISTORY_COLUMNS[c], justify="right")  # short headers: whole on 80 columns
-        for r in history:
-            h.add_row(*[_fmt(r.get(c)) for c in cols])
-        console.print(h)
+        rows = [[_fmt(r.get(c)) for c in cols] for r in history]
+        for row in rows:
+            h.add_row(*row)
+        console.print(table_or_lines(h, rows, console.width))  # narrower: a line per epoch, no figure cut to "0…"
 
 
 def _training_rows(tc: dict | None) -> list[tuple[str, str]]:

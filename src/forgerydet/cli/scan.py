@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, PipeSafeStdout, Start, closed_at_start, command_line,
-                                   console, console_on, fail, note, progress_bar, say, shows_whole, user_errors,
-                                   working_directory)
+                                   console, console_on, fail, note, progress_bar, say, shows_whole, table_or_lines,
+                                   user_errors, working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, out_of_memory, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
@@ -321,7 +321,8 @@ def verdict_table(results: list[dict], reference: bool = False, width: int | Non
         return whole  # every verdict, score, count and note whole, and the right edge there; file names may fold
     lines = [Text.assemble((f"{row[0].plain}: ", "bold"), row[5]) for row in rows if row[5].plain]
     lines += [Text(f"{row[0].plain}: nearest enrolled {row[6]}") for row in rows if reference and row[6]]
-    return Group(_verdicts(rows, notes=False, reference=False), *lines)
+    figures = [x.plain if isinstance(x, Text) else x for row in rows for x in row[1:5]]  # too narrow still: a line each
+    return Group(table_or_lines(_verdicts(rows, notes=False, reference=False), [r[:5] for r in rows], width, figures), *lines)
 
 
 def _row(r: dict, reference: bool, shown_name: str) -> list:
