@@ -138,6 +138,20 @@ def test_a_table_too_wide_for_the_terminal_becomes_a_line_per_row_with_every_cel
                                           "epoch 2, loss 0.4032, val AUC 0.9858, note -")
 
 
+def test_columns_0_is_dropped_so_that_rich_prints_at_all(monkeypatch):
+    from rich.console import Console
+
+    from forgerydet.cli.common import usable_columns
+
+    for value, kept in (("0", False), ("00", False), ("120", True), ("", True), ("abc", True)):
+        monkeypatch.setenv("COLUMNS", value)
+        usable_columns()
+        assert ("COLUMNS" in os.environ) is kept, value
+    monkeypatch.setenv("COLUMNS", "0")
+    usable_columns()
+    assert Console(file=io.StringIO()).width == 80  # (with COLUMNS=0 rich's width was 0: nothing printed)
+
+
 def test_a_path_with_markup_reaches_the_user_as_typed(tmp_path):
     p = tmp_path / "[red]x[/red].safetensors"
     one_error(cli("info", p), f"{p}")

@@ -619,6 +619,16 @@ def run_scan(*args: object, env: dict | None = None, close_stdout: bool = False)
                           env=env, timeout=300, preexec_fn=(lambda: os.close(1)) if close_stdout else None)
 
 
+def test_16_columns_0_still_prints_the_error_line_and_the_verdicts(ck, face_png, tmp_path):
+    """COLUMNS=0 (exported by a shell on a pseudo-terminal that reports no size) made rich draw on 0 columns: the
+    error line, the verdict table and --help printed nothing at all, exit code 1 with no word why."""
+    p = run_scan(tmp_path / "missing.png", env={"COLUMNS": "0"})
+    assert p.returncode == 1 and p.stderr.splitlines() == [
+        f"error: nothing to scan: {tmp_path / 'missing.png'}: no such file or folder"], p.stderr
+    p = run_scan(face_png, "--checkpoint", ck, env={"COLUMNS": "0"})
+    assert p.returncode == 0 and "forgerydet scan" in p.stdout and face_png.name in p.stdout, (p.stdout, p.stderr)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="descriptors closed at start")
 def test_16_closed_standard_output_still_writes_the_outputs(ck, face_png, tmp_path):
     """`forgerydet scan ... --json s.json >&-` printed an AttributeError traceback (sys.stdout is None) after the

@@ -24,6 +24,16 @@ from rich.text import Text
 
 from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, path_text, printable
 
+def usable_columns() -> None:
+    """COLUMNS=0 (a shell on a pseudo-terminal that reports no size exports it: `docker exec -t`, a serial console)
+    made rich draw on 0 columns, which prints nothing: verdicts, tables, --help and the error lines vanished (exit
+    code 1, no word why). It is dropped, so that the terminal's own size, else 80 columns, is used."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) == 0:  # (rich takes any digits as the width)
+        del os.environ["COLUMNS"]
+
+
+usable_columns()  # before the consoles read it (typer's help console reads it when it prints)
 console = Console()
 err_console = Console(stderr=True)
 
