@@ -149,7 +149,8 @@ def test_one_persons_files_are_listed_and_removed_by_name(tmp_path):
 
 def test_list_on_80_columns_shows_a_long_source_path_and_name_whole(tmp_path):
     """`enroll --list NAME` on 80 columns (a terminal, a log) cut a source path to "/data/people_of_interest…": the
-    file enrolled, which `--remove` needs, could not be read; so for a long person's name in `enroll --list`."""
+    file enrolled, which `--remove` needs, could not be read; so for a long person's name in `enroll --list`. The
+    title line, which names the reference file, is one line, not folded."""
     import torch
 
     folder = tmp_path / "people_of_interest" / "alice_long_surname" / "interviews"
@@ -164,6 +165,7 @@ def test_list_on_80_columns_shows_a_long_source_path_and_name_whole(tmp_path):
         assert r.exit_code == 0, r.output
         cells = "".join(line.split("│")[1].strip() for line in r.stdout.splitlines() if line.startswith("│"))
         assert "…" not in r.stdout and cells == (str(src) if len(args) == 2 else name.replace(" ", "")), r.stdout
+        assert r.stdout.splitlines()[0] in (f"{name} in {p}", f"{p} (key encoder abababababababab, test_efficientnet)")
 
 
 def test_a_name_that_differs_from_an_enrolled_one_by_case_only_is_warned_of(monkeypatch, tmp_path):

@@ -66,6 +66,16 @@ def test_info_on_a_narrow_terminal_shows_every_history_figure(tmp_path):
                                  "0.7000, watch AUC 0.9000, bank 4096") in " ".join(table.split()), table
 
 
+def test_info_names_a_long_checkpoint_path_on_one_line(tmp_path):
+    """`info` on 80 columns (a terminal, a log) folded a long checkpoint path, its table's title, over two lines."""
+    deep = tmp_path / ("run_with_a_descriptive_name_and_seed_0_" * 3)
+    deep.mkdir()
+    p = save_checkpoint(deep / "best.safetensors", tiny_model())
+    r = cli("info", p, COLUMNS="80")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == str(p)
+
+
 def test_info_names_the_threshold_a_scan_uses_and_how_it_was_fitted(tmp_path):
     """With a bank fusion a plain scan uses the fusion's threshold, not the head's (info showed the head's alone,
     and the calibration as a raw dict)."""

@@ -99,7 +99,8 @@ def _list(path: Path) -> None:
     if not people:  # every person removed: no empty table
         say(f"nobody enrolled in {path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})")
         return
-    t = Table(title=shown(f"{path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})"), title_justify="left")
+    say(f"{path} (key encoder {refs.fingerprint[:16]}, {refs.backbone})")  # one line, a long path not folded
+    t = Table()
     for col in ("person", "faces", "sources", "face choice"):
         t.add_column(col, justify="right" if col in ("faces", "sources") else "left", overflow="fold")  # never cut to "…"
     for name, p in people.items():
@@ -111,7 +112,8 @@ def _list_sources(path: Path, name: str) -> None:
     from forgerydet.model.references import person_sources
 
     rows = person_sources(path, name)
-    t = Table(title=shown(f"{name} in {path}"), title_justify="left")
+    say(f"{name} in {path}")
+    t = Table()
     for col in ("source", "faces", "face choice", "sha256"):
         t.add_column(col, justify="right" if col == "faces" else "left", overflow="fold")  # a path whole, never "…"
     for r in rows:

@@ -28,7 +28,8 @@ def info_cmd(
 
         meta = read_meta(checkpoint, check_weights=True)  # a damaged copy is not described as sound (scan refuses it)
     cfg, train = meta["config"] or {}, meta.get("train") or {}
-    t = Table(title=shown(checkpoint), show_header=False, title_justify="left")
+    say(str(checkpoint))  # the title, one line: a long path folded in a table's title broke it in a log
+    t = Table(show_header=False)
     t.add_column(style="bold")
     t.add_column(overflow="fold")  # a long path (the weights file, a note) is folded, never cut to "…"
     rows = [
