@@ -71,6 +71,26 @@ def test_help_paragraphs_are_not_broken_mid_sentence():
     assert "an output could not be written (every other output is still written); 130 after" in r.output
 
 
+def test_help_on_an_80_column_terminal_cuts_no_option_name_or_default():
+    """typer's boxed help squeezed its columns at 80 (a default terminal, a pipe) and cut names and defaults to '…'
+    (`--min-confiden…`, `models/forgerydet-base.saf…`); below 100 columns the help is click's plain text now."""
+    from typer.main import get_command
+
+    from forgerydet.cli.app import app
+
+    group = get_command(app)
+    for name in COMMANDS:
+        cmd = group.commands[name]
+        for sub in (cmd.commands.values() if hasattr(cmd, "commands") else [cmd]):
+            args = [name, sub.name] if sub is not cmd else [name]
+            r = cli(*args, "--help", COLUMNS="80")
+            assert r.exit_code == 0 and "…" not in r.output, (args, r.output)
+            assert max(map(len, r.output.splitlines())) <= 80, args
+            for opt in (o for p in sub.params for o in [*p.opts, *p.secondary_opts] if o.startswith("--")):
+                assert re.search(rf"(^|[\s,/]){re.escape(opt)}([\s,=/]|$)", r.output, re.M), (args, opt)
+    assert "╭" in cli("scan", "--help", COLUMNS="120").output  # the boxed help where it has room
+
+
 def test_version():
     r = cli("--version")
     assert r.exit_code == 0 and r.output == f"forgerydet {__version__}\n"

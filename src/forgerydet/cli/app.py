@@ -4,6 +4,7 @@ rendering of what that call returned."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated, Optional
 
 import typer
@@ -17,9 +18,23 @@ from forgerydet.cli.model import info_cmd, weights_export_cmd, weights_list_cmd
 from forgerydet.cli.scan import scan_cmd
 from forgerydet.cli.train import calibrate_cmd, rebuild_bank_cmd, train_cmd
 
+RICH_HELP_COLUMNS = 100  # narrower, typer's boxed help cut option names and defaults to '…' (--min-confiden…)
+
+
 class _PlainFlags:
     """Help without a value type for flags: typer >= 0.29 shows `--help <bool>`, `--overwrite <bool>`, which reads as
-    if the flag took a value (`--overwrite true`). A flag's metavar is set to '' before the help is drawn."""
+    if the flag took a value (`--overwrite true`). A flag's metavar is set to '' before the help is drawn.
+    Below RICH_HELP_COLUMNS (an 80-column terminal, a pipe) the help is click's plain text, which wraps and cuts
+    nothing; the boxed help is kept where it has room."""
+
+    def format_help(self, ctx, formatter):  # noqa: ANN001, ANN201 - click's signature
+        if shutil.get_terminal_size().columns >= RICH_HELP_COLUMNS:
+            return super().format_help(ctx, formatter)  # type: ignore[misc]
+        mode, self.rich_markup_mode = self.rich_markup_mode, None  # type: ignore[attr-defined]
+        try:
+            return super().format_help(ctx, formatter)  # type: ignore[misc]
+        finally:
+            self.rich_markup_mode = mode
 
     def get_params(self, ctx):  # noqa: ANN001, ANN201 - click's signature
         params = super().get_params(ctx)  # type: ignore[misc]
