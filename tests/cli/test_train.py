@@ -374,6 +374,34 @@ def test_rebuild_bank_passes_its_options_and_reports(monkeypatch, tmp_path):
     assert r.stderr == ""
 
 
+def test_rebuild_bank_and_calibrate_say_how_far_they_are_off_a_terminal(monkeypatch, tmp_path):
+    """`rebuild-bank ... > log` encoded 900 faces for over two minutes (an hour for a real training set) and
+    `calibrate` scored its validation faces with no bar even on a terminal: nothing said they were alive. Off a
+    terminal both write scan's line once a minute, named by what they do."""
+    from forgerydet.cli import common
+
+    monkeypatch.setattr(common, "PROGRESS_LINE_EVERY_S", -1.0)  # every update writes its line
+
+    def rebuild(checkpoint, pairs, **kw):
+        kw["progress"](400, 900)
+        return {"entries": 16, "real_faces": 900, "bank_size": 16, "select": "coreset", "seconds": 1.25,
+                "checkpoint": str(checkpoint), "calibration_stale": False, "calibrated_on": None}
+
+    def calibrate(checkpoint, pairs, **kw):
+        kw["progress"](64, 200)
+        return {"val_reals": 100, "val_fakes": 100, "temperature": 1.0, "threshold": 0.5, "val_fpr": 0.05,
+                "val_tpr": 0.5, "val_auc": 0.75, "checkpoint": str(checkpoint), "tta": "none", "precision": "fp32"}
+
+    monkeypatch.setattr(bankfill, "rebuild_checkpoint_bank", rebuild)
+    monkeypatch.setattr(validate, "calibrate_checkpoint", calibrate)
+    r = cli("rebuild-bank", "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "p.csv")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "encoding real faces: 400 of 900 done after <1 min; about <1 min left"
+    r = cli("calibrate", "--checkpoint", tmp_path / "c.safetensors", "--pairs", tmp_path / "p.csv")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "scoring validation faces: 64 of 200 done after <1 min; about <1 min left"
+
+
 def test_rebuild_bank_says_when_the_stored_calibration_was_fitted_against_the_old_bank(monkeypatch, tmp_path):
     def fake(checkpoint, pairs, **kw):
         return {"entries": 16, "real_faces": 40, "bank_size": 16, "select": "coreset", "seconds": 1.25,

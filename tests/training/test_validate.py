@@ -56,6 +56,15 @@ def test_scores_are_the_models_logits_whatever_the_batch_size(model, val):
     assert not np.allclose(single, want_pair)  # the two modes really differ
 
 
+def test_scoring_reports_its_progress_per_batch(model, val):
+    """`calibrate` scored its validation faces without a word (minutes on a real validation split)."""
+    _, (paths, labels, refs, _) = val
+    seen = []
+    score_faces(model, paths, labels, refs, "single", CPU, batch_size=5, progress=lambda a, b: seen.append((a, b)))
+    n = len(paths)
+    assert seen == [(min(k, n), n) for k in range(5, n + 5, 5)]
+
+
 def test_scoring_puts_the_model_in_eval_mode(val):
     m = _filled().train()
     _, (paths, labels, refs, _) = val

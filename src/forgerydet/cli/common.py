@@ -90,7 +90,9 @@ class _LoggedProgress(Progress):
         done, total, took = int(task.completed), task.total, now - self.t_start
         of = f" of {int(total)}" if total else ""
         left = f"; about {_minutes((took / done) * (total - done))} left" if total and 0 < done < total else ""
-        self.console.print(f"{self.label}: {done}{of} done after {_minutes(took)}{left}", highlight=False)
+        first = self.columns[0] if self.columns else None  # "[bold]{task.description}": this task's own words
+        label = first.render(task).plain if isinstance(first, TextColumn) else self.label
+        self.console.print(f"{label or self.label}: {done}{of} done after {_minutes(took)}{left}", highlight=False)
 
 
 def _minutes(seconds: float) -> str:

@@ -24,10 +24,12 @@ from forgerydet.scan.html import threshold_text
 from forgerydet.training.config import TrainConfig, augmentation_with
 
 
-def _progress() -> Progress:
+def _progress(lines: bool = False) -> Progress:
+    """The bar of train (lines=False: off a terminal TrainView writes its own step lines), rebuild-bank and calibrate
+    (lines=True: off a terminal a line a minute, as scan's; their encoding said nothing for an hour in a log)."""
     return progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        disable=int(os.environ.get("RANK", "0")) != 0, lines=False)  # TrainView's step lines
+                        disable=int(os.environ.get("RANK", "0")) != 0, lines=lines)
 
 
 LOG_EVERY_S = 60.0  # where the output is not a terminal (nohup, a job scheduler): a step line this often
@@ -249,7 +251,7 @@ def rebuild_bank_cmd(
         if select is not None:
             raise fail("--select chooses which faces fit the checkpoint's bank; a disk bank keeps every face: drop it")
 
-        with user_errors(), _progress() as p:
+        with user_errors(), _progress(lines=True) as p:
             task = p.add_task("encoding real faces", total=None, info="")
             res = rebuild_disk_bank(checkpoint, pairs, disk_bank, device=device, batch_size=batch_size, workers=workers,
                                     progress=lambda a, b, item="": p.update(task, completed=a, total=b))
@@ -259,7 +261,7 @@ def rebuild_bank_cmd(
         return
     from forgerydet.training.bankfill import rebuild_checkpoint_bank
 
-    with user_errors(), _progress() as p:
+    with user_errors(), _progress(lines=True) as p:
         from forgerydet.model.coreset import SELECTIONS
 
         if select is not None and select not in SELECTIONS:
@@ -320,9 +322,10 @@ def calibrate_cmd(
     _check_inputs_first(checkpoint, pairs)
     from forgerydet.training.validate import calibrate_checkpoint
 
-    with user_errors():
+    with user_errors(), _progress(lines=True) as p:
+        task = p.add_task("scoring validation faces", total=None, info="")
         r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out, tta=tta,
-                                 precision=precision)
+                                 precision=precision, progress=lambda a, b, item="": p.update(task, completed=a, total=b))
     caught = "pseudo-fakes caught" if r.get("val_fakes_self_blended", True) else "fakes caught"  # real forgeries
     say(
         f"calibrated on {r['val_reals']} real / {r['val_fakes']} fake validation faces"

@@ -20,6 +20,7 @@ from forgerydet.model.detector import Detector
 from forgerydet.model.meta import bank_faces
 from forgerydet.pairs.labels import Item, check_classes, read_list
 from forgerydet.pairs.table import REQUIRED_COLUMNS, PairsTable, read_pairs
+from forgerydet.runtime import Progress
 from forgerydet.training.config import TrainConfig, check_checkpoint_rewrite, check_watch_path
 from forgerydet.training.data import FaceList, validation_lists
 from forgerydet.training.distributed import Dist, amp_precision, autocast, make_loader, setup_distributed
@@ -29,11 +30,12 @@ from forgerydet.training.distributed import Dist, amp_precision, autocast, make_
 def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: list[Path] | None, mode: str,
                 device: torch.device, batch_size: int = 64, workers: int = 0, amp: str = "off",
                 similarity: bool = False, tta: str = "none",
-                precision: str | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                precision: str | None = None, progress: Progress | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The logit of each face (sigmoid: fake probability), in 'single' (bank) or 'pair' (given references) mode;
     with similarity=True ('single' mode) also each face's cosine similarity to its nearest bank entry.
     tta='flip' ('single' mode): the mean over the face and its mirror image, as `scan --tta flip` scores.
-    precision ('single' mode): the arithmetic, as `scan --precision`; None: what `amp` makes of it on `device`."""
+    precision ('single' mode): the arithmetic, as `scan --precision`; None: what `amp` makes of it on `device`.
+    progress(done, total) is called after every batch."""
     model.eval()
     ds = FaceList(paths, labels, model.img_size, refs=refs if mode == "pair" else None)
     out, sims = [], []
@@ -46,6 +48,8 @@ def score_faces(model: Detector, paths: list[Path], labels: list[int], refs: lis
             with autocast(device, amp):
                 logits = model(x, mode, reference=batch["ref"].to(device))["logits"].float().cpu().numpy()
         out.append(logits)
+        if progress:
+            progress(sum(len(o) for o in out), len(ds))
     logits = np.concatenate(out).astype(np.float32)
     return (logits, np.concatenate(sims)) if similarity else logits
 
@@ -141,6 +145,7 @@ def calibrate_checkpoint(
     out: str | Path | None = None,
     tta: str = "none",
     precision: str = "fp32",
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """`forgerydet calibrate`: score the validation split of pairs.csv in 'single' mode (the scan's mode)
     and store a temperature and a threshold (at most `fpr` of its real faces called FAKE), and the bank fusion
@@ -163,7 +168,7 @@ def calibrate_checkpoint(
     paths, labels, refs, _ = validation_lists(table, "val")
     check_precision(precision, d.device.type)  # fp16 on a CPU: refused before the scoring
     logits, sims = score_faces(model, paths, labels, refs, "single", d.device, batch_size, workers,
-                               similarity=True, tta=tta, precision=precision)
+                               similarity=True, tta=tta, precision=precision, progress=progress)
     cal = calibrate(logits, np.asarray(labels), fpr, _fusion_input(sims))
     cal["tta"] = tta
     cal["precision"] = precision
