@@ -63,13 +63,14 @@ def remove_leftovers(path: Path, suffix: str = ".tmp") -> list[Path]:
 
 
 def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, suffix: str = ".tmp",
-                 durable: bool = False) -> Path:
+                 durable: bool = False, named: str | Path | None = None) -> Path:
     """Call writer(tmp_path) (or write the bytes `writer` into the temp file), then move the finished file to
     `path`; on any failure the temp file is removed and `path` is untouched. suffix: the temp file's ending
     (e.g. '.png' where the writer picks the format from it). durable: fsync before the rename (checkpoints), so
     a power cut cannot leave an empty file; a durable write also removes temp files of `path` that killed
     writers left behind. A new file gets the umask's permissions, a replaced one keeps its own. An OSError (full
-    disk, no permission) becomes a ForgeryDetError naming `path`. A symbolic link is written through (its target
+    disk, no permission) becomes a ForgeryDetError naming `path`, or `named` where `path` is a caller's own temp
+    file (its final name, the user's). A symbolic link is written through (its target
     replaced); a device, a named pipe or /dev/stdout is written in place (`is_stream`)."""
     path = Path(path)
     if is_stream(path):
@@ -100,7 +101,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
         os.replace(tmp, path)
     except OSError as e:
         _discard(tmp)
-        raise ForgeryDetError(f"cannot write {os_error_text(e, path)}") from None
+        raise ForgeryDetError(f"cannot write {os_error_text(e, named or path)}") from None
     except BaseException:
         _discard(tmp)
         raise
@@ -179,8 +180,8 @@ def _discard(tmp: str | None) -> None:
             os.unlink(tmp)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False) -> Path:
-    return atomic_write(path, bytes(data), durable=durable)
+def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False, named: str | Path | None = None) -> Path:
+    return atomic_write(path, bytes(data), durable=durable, named=named)
 
 
 def write_text_atomic(path: str | Path, text: str, *, durable: bool = False) -> Path:

@@ -252,6 +252,23 @@ def test_weights_export_keeps_a_file_another_export_made_meanwhile(tmp_path, mon
     assert r.exit_code == 0 and out.stat().st_size > 1000 and [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
 
 
+def test_weights_export_onto_a_full_disk_names_out_not_its_temp_file(tmp_path, monkeypatch):
+    """A full disk said "cannot write DIR/.w.safetensors.1369.new: no space left on device", a name the user never
+    gave, and which is gone by the time they look; the error names OUT, and nothing is left behind."""
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "w.safetensors"
+    for extra in ((), ("--overwrite",)):
+        one_error(cli("weights", "export", "mobilenetv2_100", out, *extra),
+                  f"cannot write {out}: no space left on device: free some space or write elsewhere")
+        assert list(tmp_path.iterdir()) == []
+
+
 def test_weights_export_overwrite_never_replaces_a_detector_or_an_enrolment_file(tmp_path):
     """`--overwrite` replaced the shipped detector with ImageNet weights (exit 0), after which every scan failed."""
     ck = save_checkpoint(tmp_path / "best.safetensors", tiny_model())

@@ -223,7 +223,8 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
     if overwrite:
         return write_bytes_atomic(out, save(state, metadata=meta), durable=True)
     # a new file only: one another export made at OUT since the check above is kept (a hard link fails on it)
-    new = write_bytes_atomic(out.with_name(f".{out.name}.{os.getpid()}.new"), save(state, metadata=meta), durable=True)
+    new = write_bytes_atomic(out.with_name(f".{out.name}.{os.getpid()}.new"), save(state, metadata=meta), durable=True,
+                             named=out)  # a full disk: the user's OUT, not this temp name
     try:
         os.link(new, out)
     except FileExistsError:
