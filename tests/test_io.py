@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, os_error_text
 from forgerydet.io import (
     atomic_write,
     broken_link,
@@ -81,6 +81,29 @@ def test_os_error_becomes_one_error_naming_the_target(tmp_path):
         atomic_write(tmp_path / "ck.safetensors", full)
     assert str(e.value) == f"cannot write {tmp_path / 'ck.safetensors'}: no space left on device: free some space or write elsewhere"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_where_a_folder_is_needed_is_named(tmp_path, monkeypatch):
+    """`extract --out faces` over a folder that held a file `crops` (or `parts`) failed, after the detection, with
+    mkdir's bare "Not a directory" / "File exists", naming no culprit; a report's `img` the same."""
+    out = tmp_path / "faces"
+    out.mkdir()
+    (out / "crops").write_text("mine")
+    (out / "parts").write_text("mine")
+    with pytest.raises(ForgeryDetError) as e:  # below it: Not a directory
+        write_bytes_atomic(out / "crops" / "clip-1234abcd" / "f000000_0.png", b"png")
+    assert str(e.value) == (f"cannot write {out / 'crops' / 'clip-1234abcd' / 'f000000_0.png'}: {out / 'crops'} is a "
+                            f"file where a folder is needed (move it away, or give another path)")
+    with pytest.raises(ForgeryDetError) as e:  # it, as the folder to make: File exists
+        write_bytes_atomic(out / "parts" / "clip-1234abcd.csv", b"rows")
+    assert str(e.value).endswith(f": {out / 'parts'} is a file where a folder is needed (move it away, or give "
+                                 f"another path)")
+    monkeypatch.chdir(tmp_path)  # a relative path is named relative, as given
+    with pytest.raises(OSError) as raw:
+        Path("faces/parts").mkdir(exist_ok=True)
+    assert os_error_text(raw.value) == ("faces/parts: faces/parts is a file where a folder is needed (move it away, "
+                                        "or give another path)")
+    assert (out / "crops").read_text() == (out / "parts").read_text() == "mine"
 
 
 def test_write_bytes_and_text(tmp_path):

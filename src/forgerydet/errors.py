@@ -106,7 +106,27 @@ def os_error_text(e: OSError, path: object | None = None) -> str:
     if e.errno == errno.ENOENT and (where is None or not os.path.isabs(os.fsdecode(where))) and current_folder() is None:
         what += (" (the current folder was deleted while the command was in it, so relative paths name nothing: "
                  "cd into a folder that exists, or give absolute paths)")
+    blocker = _file_in_the_way(where) if e.errno in (errno.EEXIST, errno.ENOTDIR) else None
+    if blocker is not None:  # mkdir's bare "File exists" / "Not a directory" named no culprit
+        what = f"{path_text(blocker)} is a file where a folder is needed (move it away, or give another path)"
     return f"{path_text(where)}: {what}" if where is not None else what
+
+
+def _file_in_the_way(where: object) -> str | None:
+    """The deepest existing one of `where` and its parents when it is not a folder (a file named like the folder a
+    command writes into: OUT/crops, a report's img), relative as `where` is; None when it is a folder, or unknown."""
+    if not isinstance(where, (str, bytes, os.PathLike)):
+        return None
+    given = os.fsdecode(where)
+    try:
+        path = os.path.abspath(given)
+        while not os.path.lexists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        if not os.path.lexists(path) or os.path.isdir(path):
+            return None
+        return path if os.path.isabs(given) else os.path.relpath(path)
+    except (OSError, ValueError):  # the current folder deleted: nothing to tell
+        return None
 
 
 def current_folder() -> str | None:
