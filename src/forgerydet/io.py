@@ -180,7 +180,8 @@ def _discard(tmp: str | None) -> None:
             os.unlink(tmp)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False, named: str | Path | None = None) -> Path:
+def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False,
+                       named: str | Path | None = None) -> Path:
     return atomic_write(path, bytes(data), durable=durable, named=named)
 
 
