@@ -391,6 +391,11 @@ def test_what_is_not_a_metrics_file_is_one_line_and_never_read_or_written(setup,
     for extra in ([], ["--resume"]):
         r = CliRunner().invoke(app, ["evaluate", str(lst), "--crops", "--out", str(pipe), *extra])
         assert r.exit_code == 1 and "is not a file (a folder, a named pipe or a device)" in " ".join(r.output.split())
+    plots = tmp_path / "plots"  # a folder where a plot goes: its removal failed after the scoring, and the
+    (plots / "roc.png").mkdir(parents=True)  # metrics.json with every score was never written ("Is a directory")
+    for extra in ([], ["--resume"]):
+        r = CliRunner().invoke(app, ["evaluate", str(lst), "--crops", "--out", str(plots), *extra])
+        assert r.exit_code == 1 and f"{plots / 'roc.png'} is a folder: evaluate writes its plot there" in r.output
     deep = tmp_path / "deep"
     deep.mkdir()
     (deep / "metrics.json").write_text('{"a":' * 100000 + "1" + "}" * 100000)  # deeper than json reads

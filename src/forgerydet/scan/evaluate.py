@@ -25,7 +25,7 @@ from forgerydet.paths import check_output, folder_held
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.evalnotes import evaluation_notes
-from forgerydet.scan.evalresume import (METRICS, earlier_scores, read_earlier_evaluation, resumed_text,
+from forgerydet.scan.evalresume import (METRICS, PLOT_NAMES, earlier_scores, read_earlier_evaluation, resumed_text,
                                         scored_record)
 from forgerydet.scan.records import close_call_summary, json_record, settings_notes
 from forgerydet.scan.resume import Checkpointer, Earlier
@@ -216,7 +216,7 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
     return result
 
 
-PLOTS = ("roc.png", "roc_groups.png")
+PLOTS = PLOT_NAMES
 
 
 def _stopped(out_dir: str | Path | None, when: str) -> KeyboardInterrupt:
