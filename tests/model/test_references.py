@@ -240,8 +240,8 @@ def test_a_reference_file_in_a_folder_the_reader_may_not_write_is_read(model, tm
             (tmp_path / ".r.safetensors.lock").touch()
             monkeypatch.setattr(os, "open", read_only_folder)
         assert read_references(p).entries == refs_for(model).entries and load_person(p, "B", model).bank.filled == 1
-        with pytest.raises(OSError, match="Read-only file system"):  # a writer still needs its lock (the CLI: one line)
-            remove_person(p, "B")
+        with pytest.raises(ForgeryDetError, match=r"^the reference file .*r.safetensors: cannot write there \(read-only"):
+            remove_person(p, "B")  # a writer still needs its lock: said of the file, not of its hidden lock file
 
 
 def test_remove_and_list(model, tmp_path):
@@ -257,6 +257,29 @@ def test_remove_and_list(model, tmp_path):
     assert remove_person(p, "B") == 1
     refs, people = list_people(p)
     assert people == {} and refs.values.shape == (0, N, D)
+
+
+def test_removing_from_a_read_only_place_names_the_file_not_its_lock(model, tmp_path, monkeypatch):
+    """`enroll NAME --remove` on a read-only mount said "error: DIR/.r.safetensors.lock: read-only file system", a
+    hidden file the user never named, where enrolling said it of the reference file (checked before the lock)."""
+    import errno
+    import tempfile
+
+    from forgerydet.model import references
+
+    p = refs_for(model).save(tmp_path / "r.safetensors")
+    before = p.read_bytes()
+
+    def read_only(*a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".r.safetensors.lock"))
+
+    monkeypatch.setattr(references, "open_lock_file", read_only)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # the location's probe
+    for remove in (lambda: remove_person(p, "A"), lambda: remove_sources(p, "A", ["/v/A_0.mp4"])):
+        with pytest.raises(ForgeryDetError) as e:
+            remove()
+        assert str(e.value) == f"the reference file {p}: cannot write there (read-only file system: choose a writable location)"
+    assert p.read_bytes() == before
 
 
 def test_one_persons_sources_are_listed_and_removed_one_at_a_time(model, tmp_path):

@@ -43,7 +43,7 @@ from forgerydet.model.config import (
     not_a_references_file,
     not_enrolled,
 )
-from forgerydet.paths import open_lock_file, safetensors_format, source_given, utf8_name
+from forgerydet.paths import check_output, open_lock_file, safetensors_format, source_given, utf8_name
 
 FORMAT = REFERENCES_FORMAT
 FORMAT_VERSION = "1"
@@ -72,6 +72,8 @@ def file_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[None]:
         yield  # nothing to read, or not ours: _open's error follows, and no lock file is left beside someone
         return  # else's file (`enroll --into clip.mp4` left one) or a missing one
     lock = path.parent / f".{path.name}.lock"
+    if exclusive:  # a read-only place: said of the file, not of the hidden lock file (`enroll NAME --remove`)
+        check_output(path, "the reference file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = open_lock_file(lock, shared=not exclusive)
     if fd is None:  # a reader where it may not write: writes are atomic renames, so it reads a whole file unlocked
