@@ -180,6 +180,19 @@ def _discard(tmp: str | None) -> None:
             os.unlink(tmp)
 
 
+def close_all(files: Iterable[io.IOBase], *, quiet: bool = False) -> None:
+    """Close every file, each even where closing another failed (a full disk fails the flush of its last writes),
+    then raise the first OSError, unless `quiet` (a writer that failed already, cleaning up)."""
+    failed = None
+    for f in files:
+        try:
+            f.close()
+        except OSError as e:
+            failed = failed or e
+    if failed is not None and not quiet:
+        raise failed
+
+
 def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = False,
                        named: str | Path | None = None) -> Path:
     return atomic_write(path, bytes(data), durable=durable, named=named)

@@ -106,6 +106,33 @@ def test_broken_or_reused_folders_are_clear(tmp_path):
     assert DiskBank.open(tmp_path / "fresh").written != first
 
 
+def test_a_full_disk_leaves_no_half_written_bank(tmp_path, monkeypatch):
+    """`rebuild-bank --disk-bank` onto a full disk left values.f16, keys.f32 and sources.txt behind (a megabyte on a
+    disk that was full): the cleanup closed the files first, and closing flushed their last writes, which failed too."""
+    import builtins
+    import errno
+
+    from forgerydet.model import diskbank
+
+    class Full:
+        def __init__(self, path, mode):
+            self.f = builtins.open(path, mode)
+
+        def write(self, data):
+            self.f.write(data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.f.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(diskbank, "open", Full, raising=False)
+    with pytest.raises(OSError) as e:
+        write_bank(tmp_path / "b", [clustered_entries(10)], 4, 16, "ef" * 32)
+    assert e.value.errno == errno.ENOSPC
+    assert list((tmp_path / "b").iterdir()) == []
+
+
 def test_rebuild_to_disk_bank_and_scan_with_it(tmp_path, astronaut):
     import json
 

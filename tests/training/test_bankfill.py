@@ -181,3 +181,23 @@ def test_a_disk_bank_under_torchrun_is_refused_before_any_encoding(pairs, tmp_pa
     assert not (tmp_path / "disk").exists()
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert rebuild_disk_bank(ck, pairs, tmp_path / "disk", device="cpu")["entries"] == 24
+
+
+def test_a_disk_bank_onto_a_full_disk_is_one_line_naming_the_folder(pairs, tmp_path, monkeypatch):
+    """It said "error: no space left on device: free some space or write elsewhere", naming nothing."""
+    import errno
+
+    from forgerydet.errors import ForgeryDetError
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.training import bankfill
+    from forgerydet.training.bankfill import rebuild_disk_bank
+
+    def full(*a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ck = save_checkpoint(tmp_path / "m.safetensors", tiny_model(bank_size=4))
+    monkeypatch.setattr(bankfill, "write_bank", full)
+    with pytest.raises(ForgeryDetError) as e:
+        rebuild_disk_bank(ck, pairs, tmp_path / "disk", device="cpu")
+    assert str(e.value) == (f"--disk-bank: cannot write {tmp_path / 'disk'}: no space left on device: free some space "
+                            f"or write elsewhere")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from forgerydet.errors import ForgeryDetError, parse_json
-from forgerydet.io import write_text_atomic
+from forgerydet.io import close_all, write_text_atomic
 from forgerydet.model.config import check_bank_folder
 
 FORMAT = "forgerydet-diskbank"
@@ -116,9 +116,8 @@ class DiskBankWriter:
         self._keys.write(k.contiguous().numpy().tobytes())
         self.count += v.shape[0]
 
-    def _close_files(self) -> None:
-        for f in (self._values, self._keys, self._sources):
-            f.close()
+    def _close_files(self, quiet: bool = False) -> None:
+        close_all((self._values, self._keys, self._sources), quiet=quiet)  # one failed: the others still closed
 
     def close(self, index: IndexConfig | None = None, seed: int = 0, sources_root: str | None = None) -> "DiskBank":
         self._close_files()
@@ -337,7 +336,7 @@ def write_bank(folder: str | Path, batches: Iterable[torch.Tensor | tuple[torch.
             w.add(*b) if isinstance(b, tuple) else w.add(b)
         return w.close(index, seed, sources_root)
     except BaseException:
-        w._close_files()
+        w._close_files(quiet=True)  # a full disk fails their last flush too: the files are removed regardless
         if not (folder / "bank.json").exists():  # remove only what this write created
             for name in BANK_FILES - {"bank.json"}:
                 (folder / name).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from forgerydet.errors import ForgeryDetError, current_folder, path_text
+from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, path_text
 from forgerydet.model.checkpoint import load_checkpoint, resave_checkpoint
 from forgerydet.model.coreset import random_subset
 from forgerydet.model.detector import Detector
@@ -172,7 +172,10 @@ def rebuild_disk_bank(
             if progress:
                 progress(done, len(reals))
 
-    bank = write_bank(folder, batches(), model.bank.num_tokens, model.bank.dim, fingerprint_full(model.key_fingerprint()),
-                      index, sources_root=current_folder())  # the sources are relative to it, as a checkpoint's
+    try:  # the sources are relative to current_folder(), as a checkpoint's
+        bank = write_bank(folder, batches(), model.bank.num_tokens, model.bank.dim,
+                          fingerprint_full(model.key_fingerprint()), index, sources_root=current_folder())
+    except OSError as e:  # a full disk: one line naming the folder (write_bank removed what it had written)
+        raise ForgeryDetError(f"--disk-bank: cannot write {os_error_text(e, folder)}") from None
     return {"entries": bank.filled, "indexed": bank.index is not None, "folder": str(folder),
             "disk_mb": bank.nbytes_on_disk() / 2**20, "seconds": time.perf_counter() - t0}
