@@ -194,6 +194,28 @@ def test_a_log_file_gets_a_step_line_a_minute_and_every_epoch_the_time_left():
                          "run at the first epoch end past it)")
 
 
+def test_an_epoch_end_says_what_it_is_doing_and_how_long_the_last_one_took():
+    """After the last step the bank rebuild and validation ran for minutes (2.5 min for 4,096 faces here) with no line
+    in a log and the step bar at 100 % on a terminal, which looked like a hang (h6's pass)."""
+    from rich.progress import Progress
+
+    now = [0.0]
+    view = TrainView(Progress(disable=True), clock=lambda: now[0])
+    with console.capture() as cap:
+        view({**EVENTS[0], "epochs": 3})
+        for epoch in (1, 2):
+            view({"event": "epoch_start", "epoch": epoch, "steps": 3})
+            now[0] += 600
+            view({"event": "epoch_ending", "epoch": epoch, "bank_faces": 4096})
+            now[0] += 150
+            view({**EVENTS[4], "epoch": epoch})
+        view({"event": "epoch_ending", "epoch": 3, "bank_faces": 0})  # the reference='none' ablation: no bank
+    lines = cap.get().splitlines()
+    assert "epoch 1: steps done; rebuilding the bank from 4096 real faces, then validating" in lines
+    assert "epoch 2: steps done; rebuilding the bank from 4096 real faces, then validating (the last epoch end took 2 min)" in lines
+    assert lines[-1] == "epoch 3: steps done; validating (the last epoch end took 2 min)"
+
+
 def test_a_dumb_terminal_gets_the_step_lines(monkeypatch):
     """TERM=dumb is a terminal where rich draws no step bar: a training run there showed nothing between epochs."""
     from rich.console import Console

@@ -54,7 +54,8 @@ class TrainView:
         self.log_steps = not draws_bars(console)  # a file, a pipe, or a dumb terminal (no bar there)
         self.clock = clock
         self.epochs, self.max_minutes, self.epoch, self.steps = 0, None, 0, 0
-        self.t_epoch = self.t_line = 0.0
+        self.t_epoch = self.t_line = self.t_ending = 0.0
+        self.ending_took = 0.0  # the last epoch end's bank rebuild, validation and checkpoints, in seconds
 
     def _step_line(self, e: dict) -> None:
         now = self.clock()
@@ -110,6 +111,15 @@ class TrainView:
                           info=f"loss {e['loss']:.3f} lr {e['lr']:.2e} {e['img_s']:.0f} img/s")
             if self.log_steps:
                 self._step_line(e)
+        elif kind == "epoch_ending":  # minutes without a line otherwise: the bar at 100 %, or nothing in a log
+            if self.task is not None:
+                self.p.remove_task(self.task)
+                self.task = None
+            self.t_ending = self.clock()
+            work = f"rebuilding the bank from {e['bank_faces']} real faces, then " if e["bank_faces"] else ""
+            console.print(f"epoch {e['epoch']}: steps done; {work}validating"
+                          + (f" (the last epoch end took {_duration(self.ending_took)})" if self.ending_took else ""),
+                          highlight=False, soft_wrap=True)
         elif kind == "rebuild":
             if self.task is not None:
                 self.p.remove_task(self.task)
@@ -132,6 +142,7 @@ class TrainView:
                 + (f" | watch AUC {e['watch_auc']:.4f} AP {e['watch_ap']:.4f}" if "watch_auc" in e else "")
                 + (" [green]best[/]" if e["best"] else "")
             )
+            self.ending_took = self.clock() - self.t_ending if self.t_ending else 0.0
             self._pace_line(e["epoch"])
         elif kind == "budget":
             console.print(f"time budget reached after epoch {e['epoch']} ({e['minutes']:.1f} min): stopping")

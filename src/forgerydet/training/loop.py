@@ -283,13 +283,13 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             single = bool(mode_rng.random() < tcfg.single_share)
             r = train_step(ctx, batch, single, lr, step)
             x = batch["x"]
-            step += 1
-            done += 1
+            step, done = step + 1, done + 1
             seen += x.shape[0] * d.world
             loss_sum += r["loss"]
             emit({"event": "step", "epoch": epoch + 1, "step": i + 1, "steps": steps_epoch, **r, "lr": lr,
                   "img_s": x.shape[0] * d.world / max(1e-9, time.perf_counter() - t0)})
         train_time = time.perf_counter() - t_epoch
+        emit({"event": "epoch_ending", "epoch": epoch + 1, "bank_faces": len(train_reals) if model.uses_bank else 0})
 
         # ---- epoch end: sync BN statistics, rebuild the bank from ALL real training faces ----
         if d.on:
