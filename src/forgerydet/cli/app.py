@@ -165,8 +165,9 @@ def cli(argv: list[str] | None = None) -> None:
         code = app(args=argv, prog_name="forgerydet", standalone_mode=False)
         if code == EXIT_INTERRUPTED and len(said_errors) == said:  # typer >= 0.29 turns a Ctrl-C that no command
             code = fail("interrupted", EXIT_INTERRUPTED).exit_code  # handled (one while torch loads) into a silent 130
-    except NoArgsIsHelpError as e:  # `forgerydet`, `forgerydet weights`: the help, as before
-        e.show()
+    except NoArgsIsHelpError as e:  # `forgerydet`, `forgerydet weights`: the help, on stdout as `--help` puts it
+        if e.format_message():  # the plain help of a narrow terminal or a pipe (the boxed one is printed already)
+            typer.echo(e.format_message())
         sys.exit(e.exit_code)
     except UsageError as e:
         where = e.ctx.command_path if e.ctx else "forgerydet"
