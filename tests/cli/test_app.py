@@ -91,6 +91,23 @@ def test_help_on_an_80_column_terminal_cuts_no_option_name_or_default():
     assert "╭" in cli("scan", "--help", COLUMNS="120").output  # the boxed help where it has room
 
 
+def test_help_on_80_columns_lists_each_commands_summary_whole():
+    """Below 100 columns the group help is click's plain text, which cut every command's summary at ~45-60
+    characters to '...' ('pairs  Write OUT/pairs.csv...', 'export  Write a backbone's packaged weights as a
+    plain timm state dict,...'), where the boxed help had shown it whole, wrapped."""
+    from typer.main import get_command
+
+    from forgerydet.cli.app import app
+
+    group = get_command(app)
+    for args, cmds in (([], group.commands), (["weights"], group.commands["weights"].commands)):
+        flat = " ".join(cli(*args, "--help", COLUMNS="80").output.split("Commands:")[1].split())
+        assert "..." not in flat, flat
+        for cmd in cmds.values():
+            summary = " ".join(cmd.help.split("\n\n")[0].split())
+            assert f"{cmd.name} {summary}" in flat, (cmd.name, flat)
+
+
 def test_version():
     r = cli("--version")
     assert r.exit_code == 0 and r.output == f"forgerydet {__version__}\n"

@@ -49,7 +49,14 @@ class PlainFlagsCommand(_PlainFlags, TyperCommand):
 
 
 class PlainFlagsGroup(_PlainFlags, TyperGroup):
-    pass
+    def format_commands(self, ctx, formatter):  # noqa: ANN001, ANN201 - click's signature
+        """The plain help's command list with each summary whole (the first paragraph, as the boxed help shows it):
+        click cut them to '...' at a third of the width ('pairs  Write OUT/pairs.csv...')."""
+        rows = [(name, cmd.short_help or " ".join((cmd.help or "").split("\n\n")[0].split()))
+                for name in self.list_commands(ctx) if (cmd := self.get_command(ctx, name)) and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 app = typer.Typer(
