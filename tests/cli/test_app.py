@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from forgerydet import __version__, runtime
 from tests.cli._cli_util import cli
 
@@ -106,6 +108,35 @@ def test_help_on_80_columns_lists_each_commands_summary_whole():
         for cmd in cmds.values():
             summary = " ".join(cmd.help.split("\n\n")[0].split())
             assert f"{cmd.name} {summary}" in flat, (cmd.name, flat)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a pseudo-terminal of a given size")
+def test_help_on_a_dumb_terminal_is_decided_by_the_width_it_is_drawn_at():
+    """The plain/boxed choice read shutil's terminal size (120 here) while rich draws on a dumb terminal (TERM=dumb:
+    an Emacs shell) at 80 columns, so the boxed help came out at 80 and cut the default model path to '…' again."""
+    import fcntl
+    import struct
+    import termios
+
+    main, sub = os.openpty()
+    fcntl.ioctl(sub, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env.update(TERM="dumb", PYTHONPATH=str(SRC))
+    p = subprocess.Popen([sys.executable, "-m", "forgerydet", "scan", "--help"], stdin=sub, stdout=sub, stderr=sub,
+                         env=env)
+    os.close(sub)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert p.wait(timeout=120) == 0
+    assert "…" not in out.decode() and "╭" not in out.decode(), out.decode()
 
 
 def test_version():

@@ -4,13 +4,13 @@ rendering of what that call returned."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from forgerydet import __version__
+from forgerydet.cli.common import console
 from forgerydet.cli.enroll import enroll_cmd
 from forgerydet.cli.evaluate import evaluate_cmd
 from forgerydet.cli.faces import extract_cmd, pairs_cmd
@@ -24,11 +24,11 @@ RICH_HELP_COLUMNS = 100  # narrower, typer's boxed help cut option names and def
 class _PlainFlags:
     """Help without a value type for flags: typer >= 0.29 shows `--help <bool>`, `--overwrite <bool>`, which reads as
     if the flag took a value (`--overwrite true`). A flag's metavar is set to '' before the help is drawn.
-    Below RICH_HELP_COLUMNS (an 80-column terminal, a pipe) the help is click's plain text, which wraps and cuts
-    nothing; the boxed help is kept where it has room."""
+    Below RICH_HELP_COLUMNS of the console's width (an 80-column terminal, a dumb one, a pipe) the help is click's
+    plain text, which wraps and cuts nothing; the boxed help is kept where it has room."""
 
     def format_help(self, ctx, formatter):  # noqa: ANN001, ANN201 - click's signature
-        if shutil.get_terminal_size().columns >= RICH_HELP_COLUMNS:
+        if console.width >= RICH_HELP_COLUMNS:  # the width rich draws the help at (80 on a dumb terminal)
             return super().format_help(ctx, formatter)  # type: ignore[misc]
         mode, self.rich_markup_mode = self.rich_markup_mode, None  # type: ignore[attr-defined]
         try:
