@@ -219,6 +219,8 @@ def test_a_missing_default_model_is_refused_with_the_other_inputs(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
     monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "site-packages" / "forgerydet" / "scan" / "config.py"))
+    monkeypatch.setattr(config_mod.sys, "prefix", str(tmp_path))  # no install of this machine's holds the model
+    monkeypatch.setattr(config_mod.site, "USER_BASE", None)
     with pytest.raises(ForgeryDetError, match="no checkpoint given and the shipped model"):
         check_scan_inputs(None, ScanConfig())
     (tmp_path / "c.safetensors").write_bytes(b"x")
