@@ -273,3 +273,16 @@ def test_a_rerun_reads_no_unchanged_source_again_and_rehashes_one_written_since(
     assert (again.processed, again.skipped) == (1, 0) and len(hashed) == 2
     assert {r["sha256"] for r in read_csv(out / "faces.csv")} == {file_sha256(video)}
     assert sorted(p.suffix for p in (out / "parts").iterdir()) == [".csv", ".stat"]  # the part and its stat key
+
+
+def test_a_stat_file_that_is_not_text_is_read_again_not_a_traceback(tmp_path, astronaut):
+    """A parts/KEY.stat garbled on disk (not UTF-8) ended a re-run in a UnicodeDecodeError traceback; it is a stat
+    key that does not match: the source is hashed again (unchanged: skipped) and the file rewritten."""
+    video = tmp_path / "v" / "clip.mp4"
+    write_video(video, face_frames(astronaut, 8))
+    out = tmp_path / "faces"
+    extract([video], out, CFG)
+    (stat,) = (out / "parts").glob("*.stat")
+    stat.write_bytes(b"\xff\xfe garbled\n\x00")
+    assert extract([video], out, CFG).skipped == 1
+    assert stat.read_text(encoding="utf-8").split("\n")[1] == file_sha256(video)

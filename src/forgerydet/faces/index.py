@@ -233,7 +233,7 @@ def _digest(path: Path, part: Path) -> tuple[str, str, bool]:
         st = os.stat(path)  # before the bytes are read: a write meanwhile changes it, and the next run rehashes
         key = f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
         stat = part.with_suffix(".stat")
-        recorded = stat.read_text(encoding="utf-8").split("\n") if stat.is_file() else []
+        recorded = stat.read_text("utf-8", "replace").split("\n") if stat.is_file() else []  # garbled: no match
         if len(recorded) >= 2 and recorded[0] == key and re.fullmatch(r"[0-9a-f]{64}", recorded[1]):
             return recorded[1], key, True
         return file_sha256(path), key, False
