@@ -65,8 +65,7 @@ def test_no_checkpoint_and_no_shipped_model_is_refused_before_the_model_loads(st
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
     monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "site-packages" / "forgerydet" / "scan" / "config.py"))
-    monkeypatch.setattr(config_mod.sys, "prefix", str(tmp_path))  # no install of this machine's holds the model
-    monkeypatch.setattr(config_mod.site, "USER_BASE", None)
+    monkeypatch.setattr(config_mod, "install_bases", lambda: [str(tmp_path)])  # no install of this machine's holds the model
     one_error(cli("scan", face_png), "no checkpoint given", "set $FORGERYDET_MODEL")
     assert stop_at_scanner == []
 

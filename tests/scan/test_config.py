@@ -97,8 +97,7 @@ def test_a_missing_shipped_model_names_the_variable_and_why_it_is_missing(tmp_pa
     monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
     site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
     monkeypatch.setattr(config_mod, "__file__", str(site / "forgerydet" / "scan" / "config.py"))
-    monkeypatch.setattr(config_mod.sys, "prefix", str(tmp_path / "venv"))  # an install that lost its data file
-    monkeypatch.setattr(config_mod.site, "USER_BASE", None)
+    monkeypatch.setattr(config_mod, "install_bases", lambda: [str(tmp_path / "venv")])  # an install that lost its data file
     with pytest.raises(ForgeryDetError) as e:
         find_default_checkpoint()
     msg = str(e.value)
@@ -124,6 +123,7 @@ def test_an_installed_package_finds_the_shipped_model_where_its_install_put_it(t
     monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
     prefix, user = tmp_path / "venv", tmp_path / "home" / ".local"
     monkeypatch.setattr(config_mod, "__file__", str(prefix / "lib" / "python3.11" / "site-packages" / "forgerydet" / "scan" / "config.py"))
+    monkeypatch.setattr(config_mod.sysconfig, "get_path", lambda name: str(prefix))  # a venv: data path = prefix
     monkeypatch.setattr(config_mod.sys, "prefix", str(prefix))
     monkeypatch.setattr(config_mod.site, "USER_BASE", str(user))
     for base in (user, prefix):  # the user scheme first alone, then the prefix's, which is looked at before it
@@ -131,6 +131,12 @@ def test_an_installed_package_finds_the_shipped_model_where_its_install_put_it(t
         model.parent.mkdir(parents=True)
         model.write_bytes(b"x")
         assert find_default_checkpoint() == model
+    debian = tmp_path / "usr" / "local"  # Debian's system pip: data files under /usr/local while sys.prefix is /usr
+    monkeypatch.setattr(config_mod.sysconfig, "get_path", lambda name: str(debian) if name == "data" else "")
+    model = debian / "share" / "forgerydet" / "models" / "forgerydet-base.safetensors"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"x")
+    assert find_default_checkpoint() == model
 
 
 def test_an_env_var_model_that_exists_but_is_no_file_is_said_as_what_it_is(tmp_path, monkeypatch):
@@ -219,8 +225,7 @@ def test_a_missing_default_model_is_refused_with_the_other_inputs(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FORGERYDET_MODEL", raising=False)
     monkeypatch.setattr(config_mod, "__file__", str(tmp_path / "site-packages" / "forgerydet" / "scan" / "config.py"))
-    monkeypatch.setattr(config_mod.sys, "prefix", str(tmp_path))  # no install of this machine's holds the model
-    monkeypatch.setattr(config_mod.site, "USER_BASE", None)
+    monkeypatch.setattr(config_mod, "install_bases", lambda: [str(tmp_path)])  # no install of this machine's holds the model
     with pytest.raises(ForgeryDetError, match="no checkpoint given and the shipped model"):
         check_scan_inputs(None, ScanConfig())
     (tmp_path / "c.safetensors").write_bytes(b"x")

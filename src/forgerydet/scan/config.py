@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import site
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -117,6 +118,12 @@ SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, 
 MODELS_ENV = "FORGERYDET_MODEL"
 
 
+def install_bases() -> list[str]:
+    """Where pip puts an install's data files (pyproject's data-files): this scheme's data path (/usr/local under
+    Debian's system Python, whose sys.prefix is /usr), sys.prefix (a venv) and the user scheme (`pip install --user`)."""
+    return [b for b in dict.fromkeys([sysconfig.get_path("data"), sys.prefix, site.USER_BASE]) if b]
+
+
 def find_default_checkpoint() -> Path:
     """$FORGERYDET_MODEL, else the shipped model models/forgerydet-base.safetensors (in the current folder, else in
     the forgerydet source checkout, else where an install put it: <prefix>/share/forgerydet/models)."""
@@ -133,7 +140,7 @@ def find_default_checkpoint() -> Path:
         return found
     here = current_folder()  # None: the current folder was deleted under the process
     checkout = Path(__file__).resolve().parents[3]  # the repository, where forgerydet runs from its src/ folder
-    installed = [Path(base) / "share" / "forgerydet" / "models" for base in dict.fromkeys([sys.prefix, site.USER_BASE]) if base]
+    installed = [Path(base) / "share" / "forgerydet" / "models" for base in install_bases()]
     for root in ([Path(here) / "models"] if here else []) + [checkout / "models", *installed]:
         if (root / SHIPPED_MODEL).is_file():
             return root / SHIPPED_MODEL
