@@ -103,6 +103,20 @@ def test_select_faces_hand_worked():
     assert MAX_FACES == 24
 
 
+def test_select_faces_shows_every_track_of_a_crowded_video():
+    """Three people on all 48 frames (one scoring high throughout) and a passer-by on 5 early frames, above the
+    threshold: the top quarter was all the high-scoring person and the even spread missed the passer-by, so the report
+    showed no picture of a track its note named (tracks 1, 3 above the threshold)."""
+    faces = [{"frame_index": t, "track_id": k, "score": s} for t in range(48) for k, s in ((0, 0.06), (1, 0.46), (2, 0.2))]
+    faces += [{"frame_index": t, "track_id": 3, "score": 0.42} for t in range(2, 7)]
+    chosen = select_faces(faces)
+    assert len(chosen) == MAX_FACES and {faces[i]["track_id"] for i in chosen} == {0, 1, 2, 3}
+    one = [{"frame_index": i, "track_id": 0, "score": 0.1} for i in range(30)]  # one track: as before
+    assert select_faces(one) == select_faces([dict(f, track_id=7) for f in one])
+    photo = [{"frame_index": 0, "track_id": k, "score": k / 40} for k in range(40)]  # more tracks than room: as before
+    assert len(select_faces(photo)) == MAX_FACES and set(range(34, 40)) <= set(select_faces(photo))
+
+
 def test_select_faces_orders_by_time_then_track_and_returns_input_indices():
     faces = [{"frame_index": 2, "track_id": 1}, {"frame_index": 0, "track_id": 0}, {"frame_index": 2, "track_id": 0},
              {"frame_index": 1}]

@@ -256,16 +256,23 @@ def json_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def select_faces(faces: list[dict], max_faces: int = MAX_FACES) -> list[int]:
-    """Indices of at most `max_faces` faces, in time order: the highest-scoring quarter, the rest spread
-    evenly over time."""
+    """Indices of at most `max_faces` faces, in time order: the highest-scoring quarter and, where there is room for
+    every track's, each track's highest-scoring face (a person on a few frames of a crowded video, whom a note may
+    name as above the threshold, was left without a picture while the persistent tracks filled the spread), the rest
+    spread evenly over time."""
     n = len(faces)
     order = sorted(range(n), key=lambda i: (faces[i].get("frame_index", 0), faces[i].get("track_id", 0)))
     if n <= max_faces:
         return order
-    n_top = max(1, max_faces // 4)
-    top = set(sorted(range(n), key=lambda i: -float(faces[i].get("score") or 0.0))[:n_top])
+    by_score = sorted(range(n), key=lambda i: -float(faces[i].get("score") or 0.0))
+    top = set(by_score[:max(1, max_faces // 4)])
+    best: dict[Any, int] = {}
+    for i in by_score:
+        best.setdefault(faces[i].get("track_id", 0), i)
+    if len(top | set(best.values())) <= max_faces:
+        top |= set(best.values())
     rest = [i for i in order if i not in top]
-    picks = np.unique(np.round(np.linspace(0, len(rest) - 1, max_faces - n_top)).astype(int))
+    picks = np.unique(np.round(np.linspace(0, len(rest) - 1, max_faces - len(top))).astype(int))
     chosen = top | {rest[p] for p in picks}
     return [i for i in order if i in chosen]
 
