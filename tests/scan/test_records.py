@@ -201,6 +201,22 @@ def test_reliability_notes_flag_a_file_whose_median_face_is_small():
     assert reliability_notes(faces(63.4)) == ["small faces (median 63 px): less reliable"]
 
 
+def test_a_fake_verdict_decided_by_small_faces_says_so_when_most_faces_are_large():
+    """A crowded scene's FAKE (0.469) rested on one 41 px face in the background, and no note said so: the median of
+    all the file's boxes was large (h7's pass). The faces at or above the threshold are looked at too."""
+    def face(side, score):
+        return {"box": [0.0, 0.0, side, side], "score": score}
+
+    crowd = [face(200, 0.1), face(180, 0.2), face(190, 0.1), face(41, 0.6), face(43, 0.5)]
+    assert reliability_notes(crowd, 0.4, "FAKE") == ["the faces above the threshold are small (median 42 px): less reliable"]
+    assert reliability_notes(crowd, 0.4, "REAL") == []  # a REAL verdict is not decided by them
+    assert reliability_notes(crowd) == []
+    big = [face(200, 0.6), face(41, 0.1), face(190, 0.1)]
+    assert reliability_notes(big, 0.4, "FAKE") == []
+    small = [face(41, 0.6), face(40, 0.1), face(190, 0.1)]
+    assert reliability_notes(small, 0.4, "FAKE") == ["small faces (median 41 px): less reliable"]  # said once
+
+
 def test_a_fake_verdict_on_several_faces_says_which_faces():
     def tracks(*scores):
         return [{"track_id": i, "score": s, "n_faces": 1} for i, s in enumerate(scores)]

@@ -64,17 +64,23 @@ def media_facts(path: Path, src: Any) -> dict[str, Any]:
             "width": width, "height": height, "sha256": digest}
 
 
-def reliability_notes(faces: list[dict[str, Any]], small_px: float = SMALL_FACE_PX) -> list[str]:
+def reliability_notes(faces: list[dict[str, Any]], threshold: float | None = None, verdict: str = "",
+                      small_px: float = SMALL_FACE_PX) -> list[str]:
     """Why a file's verdict deserves less trust, from its face records: small faces (the median shorter box
-    side under small_px frame pixels), on which the detector is measurably weaker (SMALL_FACE_PX)."""
+    side under small_px frame pixels), on which the detector is measurably weaker (SMALL_FACE_PX); for a FAKE
+    verdict, also when the faces at or above the threshold are small while most of the file's are not (a face in
+    the background deciding the verdict of a crowded scene)."""
+    def note(group: list[dict[str, Any]], what: str) -> list[str]:
+        median = float(np.median([min(f["box"][2] - f["box"][0], f["box"][3] - f["box"][1]) for f in group]))
+        if median >= small_px:
+            return []
+        shown = f"{median:.0f}" if round(median) < small_px else f"{np.floor(median * 10) / 10:.1f}"  # not '64' under 64
+        return [f"{what} (median {shown} px): less reliable"]
+
     if not faces:
         return []
-    sides = [min(f["box"][2] - f["box"][0], f["box"][3] - f["box"][1]) for f in faces]
-    median = float(np.median(sides))
-    if median >= small_px:
-        return []
-    shown = f"{median:.0f}" if round(median) < small_px else f"{np.floor(median * 10) / 10:.1f}"  # not '64' under 64
-    return [f"small faces (median {shown} px): less reliable"]
+    above = [f for f in faces if threshold is not None and verdict == "FAKE" and f["score"] >= threshold]
+    return note(faces, "small faces") or (note(above, "the faces above the threshold are small") if above else [])
 
 
 def segment_note(kind: str, start: float | None, end: float | None, duration: float | None) -> list[str]:

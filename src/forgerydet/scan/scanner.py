@@ -290,7 +290,7 @@ class Scanner:
                 "crop": f.crop, "attention": out["sal"][k].astype(np.float32),
                 "neighbours": [self._neighbour(int(s), float(v)) for s, v in zip(out["nb"][k], out["sim"][k])],
             })
-        rec["notes"] = (sampled + reliability_notes(rec["faces"]) + deinterlaced
+        rec["notes"] = (sampled + reliability_notes(rec["faces"], self.threshold, rec["verdict"]) + deinterlaced
                         + many_faces_note(rec["tracks"], rec["verdict"], self.threshold, src.kind)
                         + close_call_note(rec["score_interval"], self.threshold, rec["frames_with_face"],
                                           cfg.num_frames, len(src.frames))
