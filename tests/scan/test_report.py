@@ -7,6 +7,7 @@ import html
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from urllib.parse import unquote
 
 import cv2
@@ -76,6 +77,32 @@ def results(tmp_path, astronaut):
 SETTINGS = {"checkpoint": "models/demo", "fingerprint": "ab12cd34", "backbone": "mobilenetv2_100",
             "pretrained": "imagenet (packaged)", "aggregation": "confident", "threshold": 0.5,
             "frames per video": 16, "device": "cpu", "seconds": 12.345}
+
+
+class _Text(HTMLParser):
+    """The text of every element named `tags`, as a screen reader or a copy of it gets it (tags within, dropped)."""
+
+    def __init__(self, tags: tuple[str, ...]) -> None:
+        super().__init__()
+        self.tags, self.open, self.found = tags, [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.tags:
+            self.open.append([])
+
+    def handle_endtag(self, tag):
+        if tag in self.tags and self.open:
+            self.found.append("".join(self.open.pop()))
+
+    def handle_data(self, data):
+        for parts in self.open:
+            parts.append(data)
+
+
+def texts(page: str, *tags: str) -> list[str]:
+    parser = _Text(tags)
+    parser.feed(page)
+    return parser.found
 
 
 @pytest.fixture
@@ -174,6 +201,16 @@ def test_page_content_and_escaping(report):
     assert "(threshold 0.500; 0.634-0.771 over resampled frames, the central 90%)" in page
     assert page.count("over resampled frames") == 1
     assert "http://" not in page and "https://" not in page  # no external resources
+
+
+def test_a_file_heading_reads_its_verdict_apart_from_its_name(tmp_path, results):
+    """The badge was glued to the name: a screen reader's heading list, and a copy of the heading, read
+    'FAKEt1.jpg' for a file scanned by a relative name."""
+    results[1]["path"] = "t1.jpg"
+    page = write_report(results, tmp_path / "r", SETTINGS).read_text(encoding="utf-8")
+    headings = texts(page, "h1", "h2")
+    assert "REAL t1.jpg" in headings and "NO FACE /data/empty_room.mp4" in headings, headings
+    assert "ERROR /data/broken.mp4" in headings
 
 
 def test_select_faces_keeps_top_scores_and_spreads_over_time():

@@ -98,7 +98,7 @@ def _overview_html(imgs: ReportImages, anchor: str, r: dict, thr: float) -> str:
 
 def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     anchor = f"file-{idx:03d}"
-    out = [f'<section class="file" id="{anchor}">', f"<h2>{_verdict_badge(r)}{esc(r.get('path', '?'))}</h2>"]
+    out = [f'<section class="file" id="{anchor}">', f"<h2>{_verdict_badge(r)} {esc(r.get('path', '?'))}</h2>"]
     status = r.get("status", "ok")
     kind = r.get("kind", "?")
     sampled = r.get("frames_sampled", 0)
