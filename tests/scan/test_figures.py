@@ -138,3 +138,18 @@ def test_overview_boxes_each_face_in_the_colour_of_its_side_of_the_threshold():
     assert tuple(out[30, 10]) == (46, 125, 50)  # face 0's box (frame x 20 -> 10 here): green, below
     assert tuple(out[30, 120]) == (198, 40, 40)  # face 1's box (frame x 240 -> 120): red, at or above
     assert tuple(out[70, 100]) == (255, 255, 255)  # between the boxes: untouched
+
+
+def test_overview_marks_each_face_with_its_side_of_the_threshold_not_by_colour_alone():
+    """Red and green boxes print as one grey (luma 87 and 93): printed in black and white, the overview did not say
+    which faces were at or above the threshold. Each tag now holds a ▲ or ▼ beside the number, as the page's
+    scores do."""
+    black = np.zeros((120, 200, 3), np.uint8)
+    face = {"track_id": 3, "box": [40, 50, 140, 110]}
+    below, above = (overview_picture(black, [face | {"score": s}], frame_width=200, threshold=0.5) for s in (0.1, 0.8))
+    marks = [(pic > 200).all(axis=2) for pic in (below, above)]  # what is drawn in white: the number and the sign
+    assert marks[0].sum() > 0 and (marks[0] != marks[1]).sum() > 20  # the same number; a different sign
+    rows = [np.flatnonzero(m.any(axis=1)) for m in marks]
+    width = [m.sum(axis=1) for m in marks]  # the sign narrows upwards (▲) or downwards (▼): compare its top and foot
+    top_minus_foot = [int(w[r[0] + 2]) - int(w[r[-1] - 2]) for w, r in zip(width, rows)]
+    assert top_minus_foot[0] > top_minus_foot[1]  # ▼ widest at its top, ▲ at its foot

@@ -74,21 +74,27 @@ def heatmap_overlay(crop: Any, attention: Any, alpha: float = HEAT_ALPHA) -> np.
 
 def overview_picture(image: Any, faces: list[dict], frame_width: int, threshold: float) -> np.ndarray:
     """A still image with every face's box and number drawn on it (its track id, as the report's cards name it):
-    red for a face at or above the threshold, green below. `image` may be a shrunk copy of the frame the boxes
-    (frame pixels) were found on, `frame_width` wide."""
+    red with a ▲ beside the number for a face at or above the threshold, green with a ▼ below (the sign, as the
+    page's scores have, since the two colours print as one grey in black and white). `image` may be a shrunk copy
+    of the frame the boxes (frame pixels) were found on, `frame_width` wide."""
     out = as_rgb(image).copy()
     scale = out.shape[1] / max(1, frame_width)
     thick = max(2, round(out.shape[1] / 400))
     for f in faces:
         x1, y1, x2, y2 = (int(round(float(v) * scale)) for v in f["box"])
-        colour = (198, 40, 40) if f.get("score") is not None and float(f["score"]) >= threshold else (46, 125, 50)
+        above = f.get("score") is not None and float(f["score"]) >= threshold
+        colour = (198, 40, 40) if above else (46, 125, 50)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
         label, font = str(f.get("track_id", "?")), cv2.FONT_HERSHEY_SIMPLEX
         size = max(0.6, (x2 - x1) / 90)
         (tw, th), _ = cv2.getTextSize(label, font, size, thick)
         top = max(th + 4, y1 - 4)
-        cv2.rectangle(out, (x1, top - th - 4), (x1 + tw + 6, top + 2), colour, -1)  # a filled tag behind the number
+        cv2.rectangle(out, (x1, top - th - 4), (x1 + tw + th + 11, top + 2), colour, -1)  # a filled tag behind both
         cv2.putText(out, label, (x1 + 3, top - 1), font, size, (255, 255, 255), thick, cv2.LINE_AA)
+        left, bottom, tip = x1 + tw + 7, top - 1, top - 1 - th  # the sign: a triangle as tall as the number
+        corners = ([(left, bottom), (left + th, bottom), (left + th // 2, tip)] if above else
+                   [(left, tip), (left + th, tip), (left + th // 2, bottom)])
+        cv2.fillPoly(out, [np.array(corners, np.int32)], (255, 255, 255), cv2.LINE_AA)
     return out
 
 
