@@ -111,6 +111,9 @@ def test_timeline_of_a_crowd_names_its_highest_tracks_and_greys_the_rest(tmp_pat
     assert labels[-2:] == ["threshold 0.350", "file score 0.800"]
     named = [ln for ln in ax.get_lines() if ln.get_label().startswith("track ")]
     assert len({ln.get_color() for ln in named}) == n  # no two named tracks share a colour
+    # nor a marker: printed in black and white, or to a reader who cannot tell the colours apart, their colours were
+    # one grey and every track drew the same dots, so which line was which track could not be told
+    assert len({ln.get_marker() for ln in named}) == n
     assert len(ax.get_lines()) == 54 + 2  # every track still drawn
     timeline_plot({"faces": _faces(True), "threshold": 0.35}, tmp_path / "few.png")  # few tracks: each named
     assert [t.get_text() for t in seen["fig"].axes[0].get_legend().get_texts()][:2] == ["track 0", "track 1"]

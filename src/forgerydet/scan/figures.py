@@ -99,6 +99,8 @@ def overview_picture(image: Any, faces: list[dict], frame_width: int, threshold:
 
 
 MAX_NAMED_TRACKS = 6  # tracks a timeline names in its legend and colours; more: the highest-scoring 5, the rest grey
+# each named track's own marker as well as its colour: printed in black and white, colours alone became one grey
+TRACK_MARKERS = ("o", "s", "D", "X", "P", "*")
 
 
 def _named_tracks(by_track: dict[int, list[tuple[float, float]]]) -> list[int]:
@@ -130,9 +132,9 @@ def timeline_plot(result: dict, path: Path) -> Path:
         xs, ys = zip(*sorted(by_track[tid]))
         ax.plot(xs, ys, color="silver", marker="o", markersize=2, linewidth=0.8,
                 label=f"{len(others)} other tracks (see the table)" if k == 0 else "_nolegend_")
-    for tid in named:
+    for k, tid in enumerate(named):
         xs, ys = zip(*sorted(by_track[tid]))
-        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.4, label=f"track {tid}")
+        ax.plot(xs, ys, marker=TRACK_MARKERS[k % len(TRACK_MARKERS)], markersize=5, linewidth=1.4, label=f"track {tid}")
     thr = float(result.get("threshold", 0.5))
     ax.axhline(thr, color="crimson", linestyle="--", linewidth=1, label=f"threshold {threshold_text(thr)}")
     if result.get("score") is not None:
