@@ -99,6 +99,19 @@ class _Text(HTMLParser):
             parts.append(data)
 
 
+def attrs(page: str, tag: str, name: str) -> list[str]:
+    """The `name` attribute of every `tag` element, unescaped."""
+    found: list[str] = []
+
+    class Attrs(HTMLParser):
+        def handle_starttag(self, t, a):
+            if t == tag and dict(a).get(name) is not None:
+                found.append(dict(a)[name])
+
+    Attrs().feed(page)
+    return found
+
+
 def texts(page: str, *tags: str) -> list[str]:
     parser = _Text(tags)
     parser.feed(page)
@@ -308,6 +321,13 @@ def test_the_page_leads_with_verdicts_and_says_how_to_read_them(tmp_path, result
     assert "face 0 · detection" in page and "0.20 s, frame 5 · track 1" in page
     # the plot in words, for a reader who cannot see it
     assert re.search(r'alt="score over time: 32 faces, \d+ at or above the threshold 0.500, highest 0.\d{3} at', page)
+    # its highest score as the page shows scores beside the threshold: not '1 at or above the threshold 0.8661,
+    # highest 0.866', which read as below it
+    faces = [f | {"score": 0.86617 if k == 0 else 0.2} for k, f in enumerate(results[0]["faces"])]
+    thr = [results[0] | {"threshold": 0.8661, "faces": faces}]
+    alts = [a for a in attrs(write_report(thr, tmp_path / "r5", SETTINGS).read_text(), "img", "alt") if "over time" in a]
+    shown = re.search(r"threshold (0\.\d+), highest (0\.\d+) at", alts[0])
+    assert shown and float(shown.group(2)) >= float(shown.group(1)), alts
     # a threshold that 3 decimals would round down is shown so that no score beside it is on its wrong side
     low = [r | {"threshold": 0.254491} for r in results[:2]]
     low[1] |= {"score": 0.25446, "verdict": "REAL", "tracks": [{"track_id": 0, "score": 0.25446, "n_faces": 1}]}

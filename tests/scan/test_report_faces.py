@@ -3,6 +3,8 @@ neighbours as pictures when their source images are here and as readable names w
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import cv2
 import numpy as np
 
@@ -38,7 +40,7 @@ def test_a_video_face_card(tmp_path):
     imgs = ReportImages(tmp_path / "report")
     card = face_html(imgs, "file-000/f0001", _face(tmp_path, [str(here), "p-0123abcd/f000000_0.jpg"]), 0.5)
     assert "0.610 ▲" in card and "0.48 s, frame 12 · track 1 · detection 0.99" in card
-    assert 'alt="0.48 s, frame 12 · track 1, score 0.610"' in card and "attention heatmap of that face; heatmap:" in card
+    assert 'alt="face crop, 0.48 s, frame 12 · track 1: score 0.610, at or above the threshold 0.500"' in card and "attention heatmap of that face; heatmap:" in card
     assert '<img src="img/bank/n00000.png" alt="bank, frame 7, sim 0.70"' in card  # a picture where the crop is here
     assert '<li title="p-0123abcd/f000000_0.jpg">p · sim 0.60</li>' in card  # a name where it is not
     assert {p.name for p in imgs.written} == {"f0001_face.png", "f0001_heat.png", "n00000.png"}
@@ -71,3 +73,30 @@ def test_a_checkpoint_cannot_make_a_report_show_pictures_that_are_not_face_crops
     assert "IMG_0001.jpg · sim 0.70" in card  # named, as a source that is not on this machine is
     assert is_crop_path("Ann_0001-0123abcd/f000000_0.jpg") and is_crop_path("/r/crops/real/v-0123abcd/f000012.png")
     assert not is_crop_path("Ann_0001/f000000_0.jpg") and not is_crop_path("x-0123abcd/photo.jpg")
+
+
+def _alts(card: str) -> list[str]:
+    class Alts(HTMLParser):
+        found: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.found.append(dict(attrs).get("alt"))
+
+    parser = Alts()
+    parser.found = []
+    parser.feed(card)
+    return parser.found
+
+
+def test_a_face_crops_alt_says_what_it_shows_and_its_score_as_its_caption_does(tmp_path):
+    """The crop's alt was 'WHERE, score 0.288' (3 decimals, no side) for a face its caption showed as '0.2884 ▲'
+    beside the threshold 0.2884 (scan --threshold 0.2884): a screen reader heard a score below the threshold for a
+    face at or above it, and not that the picture was the face."""
+    face = _face(tmp_path, []) | {"score": 0.28840072}
+    card = face_html(ReportImages(tmp_path / "r"), "file-000/f0001", face, 0.2884)
+    crop, heat = _alts(card)
+    assert crop == "face crop, 0.48 s, frame 12 · track 1: score 0.2884, at or above the threshold 0.2884", crop
+    assert "0.2884 ▲" in card and heat.startswith("attention heatmap of that face")
+    below = face_html(ReportImages(tmp_path / "r2"), "file-000/f0001", face, 0.28841, kind="image")
+    assert _alts(below)[0] == "face crop, face 1: score 0.28840, below the threshold 0.28841"

@@ -123,6 +123,13 @@ def score_text(score: float, threshold: float) -> str:
     return f"{float(score):.{score_digits(score, threshold)}f}"
 
 
+def side_text(score: float, threshold: float) -> str:
+    """Which side of the threshold a score is on, in words, with the threshold as threshold_text shows it (for a
+    picture's alt text, where the ▲/▼ and colour of `mark` do not reach)."""
+    side = "at or above" if float(score) >= threshold else "below"
+    return f"{side} the threshold {threshold_text(threshold)}"
+
+
 def mark(score: Any, threshold: float) -> str:
     """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below. A score below
     the threshold that rounds to its 3 decimals gets more, so that '0.338 ▼' never sits beside 'threshold 0.338'."""

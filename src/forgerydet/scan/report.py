@@ -83,7 +83,7 @@ def _timeline_alt(r: dict, thr: float) -> str:
     when = f"{float(top['time']):.2f} s" if top.get("time") is not None else f"frame {top.get('frame_index')}"
     above = sum(float(f["score"]) >= thr for f in scored)
     return (f"score over time: {len(scored)} faces, {above} at or above the threshold {threshold_text(thr)}, "
-            f"highest {float(top['score']):.3f} at {when}")
+            f"highest {score_text(top['score'], thr)} at {when}")
 
 
 def _overview_html(imgs: ReportImages, anchor: str, r: dict, thr: float) -> str:

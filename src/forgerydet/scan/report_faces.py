@@ -14,7 +14,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.index import SOURCE_FOLDER
 from forgerydet.io import read_image, write_png
 from forgerydet.scan.figures import as_rgb, attention_spread, heatmap_overlay, shrink
-from forgerydet.scan.html import esc, mark, num, rel_src
+from forgerydet.scan.html import esc, mark, num, rel_src, score_text, side_text
 
 THUMB = 160  # longest side of a face thumbnail (px)
 NEIGHBOUR_THUMB = 64  # longest side of a neighbour thumbnail (px)
@@ -139,7 +139,8 @@ def face_html(imgs: ReportImages, key: str, face: dict, thr: float, kind: str = 
     heat_note = ""
     if crop is not None:
         rgb = as_rgb(crop)
-        alt = f"{where}, score {num(score)}"
+        alt = f"face crop, {where}: " + ("no score" if score is None else  # as its caption reads, side included
+                                          f"score {score_text(score, thr)}, {side_text(score, thr)}")
         parts.append(f'<img class="crop" src="{imgs.png(key + "_face.png", shrink(rgb, THUMB))}" alt="{esc(alt)}"> ')
         if face.get("attention") is not None:
             heat_note = spread_caption(face["attention"])
