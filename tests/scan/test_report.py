@@ -226,6 +226,21 @@ def test_a_file_heading_reads_its_verdict_apart_from_its_name(tmp_path, results)
     assert "ERROR /data/broken.mp4" in headings
 
 
+def test_a_file_without_a_face_is_said_once_with_what_its_error_adds(tmp_path, results):
+    """'No face found in 8 sampled frames: there is nothing to judge, so no verdict. no face found in 8 sampled
+    frames': the record's error repeated the line, which a screen reader read out twice."""
+    video = results[2] | {"error": "no face found in 16 sampled frames"}
+    hint = "(the detector saw the 8000x6000 frame shrunk to 640 px on its longest side: a small face may be found)"
+    photo = results[2] | {"path": "/data/big.jpg", "kind": "image", "error": f"no face found {hint}"}
+    pages = "the file holds 3 frames or pages (an animated image or a multi-page TIFF): only the first is read"
+    gif = results[2] | {"path": "/data/a.webp", "kind": "image", "error": f"no face found; {pages}"}
+    page = write_report([video, photo, gif], tmp_path / "r", SETTINGS).read_text(encoding="utf-8")
+    notices = [t for t in texts(page, "p") if t.startswith("No face found")]
+    assert notices[0] == "No face found in 16 sampled frames: there is nothing to judge, so no verdict."
+    assert notices[1] == f"No face found in the image: there is nothing to judge, so no verdict. {hint}"
+    assert notices[2].endswith("so no verdict. T" + pages[1:]) and len(notices) == 3
+
+
 def test_select_faces_keeps_top_scores_and_spreads_over_time():
     faces = [{"frame_index": i, "track_id": 0, "score": s} for i, s in enumerate(np.linspace(0, 0.5, 100))]
     faces[37]["score"] = 0.99  # a spike in the middle

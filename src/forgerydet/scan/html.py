@@ -5,6 +5,7 @@ report_faces.py (the face cards)."""
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -98,6 +99,14 @@ def count(n: Any, word: str) -> str:
 def rel_src(out_dir: Path, path: Path) -> str:
     """A file under out_dir as an escaped, URL-quoted relative src."""
     return esc(quote(path.relative_to(out_dir).as_posix()))
+
+
+def no_face_detail(error: Any) -> str:
+    """What a no-face record's error adds to the report's 'No face found in ...: there is nothing to judge' line (a
+    hint on --detect-side, a first page only), escaped, with a space before it; '' where it adds nothing. Its
+    opening words ('no face found in 8 sampled frames') only repeated that line."""
+    rest = re.sub(r"^no face found(?: in \d+ sampled frames)?[;:,]?\s*", "", str(error or ""))
+    return f" {esc(rest[:1].upper() + rest[1:])}" if rest else ""
 
 
 def threshold_text(threshold: float) -> str:

@@ -21,7 +21,7 @@ from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import write_bytes_atomic
 from forgerydet.runtime import Progress
 from forgerydet.scan.figures import overview_picture, timeline_plot
-from forgerydet.scan.html import CSS, count, esc, guide_html, mark, rel_src, score_text, threshold_text
+from forgerydet.scan.html import CSS, count, esc, guide_html, mark, no_face_detail, rel_src, score_text, threshold_text
 from forgerydet.scan.records import INTERVAL_LEVEL, MAX_FACES, select_faces, shortest_names
 from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html
 
@@ -115,7 +115,7 @@ def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     if status == "no_face":
         what = f"{esc(sampled)} sampled frames" if kind == "video" else "the image"
         out.append(f'<p class="notice"><b>No face found</b> in {what}: there is nothing to judge, so no verdict.'
-                   + (f" {esc(r['error'])}" if r.get("error") else "") + "</p>")
+                   + no_face_detail(r.get("error")) + "</p>")
         out.append("</section>")
         return "".join(out)
 
