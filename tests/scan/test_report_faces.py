@@ -100,3 +100,23 @@ def test_a_face_crops_alt_says_what_it_shows_and_its_score_as_its_caption_does(t
     assert "0.2884 ▲" in card and heat.startswith("attention heatmap of that face")
     below = face_html(ReportImages(tmp_path / "r2"), "file-000/f0001", face, 0.28841, kind="image")
     assert _alts(below)[0] == "face crop, face 1: score 0.28840, below the threshold 0.28841"
+
+
+def test_neighbour_pictures_are_a_named_group_as_neighbour_names_are_a_named_list(tmp_path):
+    """The pictures of the nearest real faces sat in a <div> named only by a title (a mouse's tooltip), so a screen
+    reader heard 'bank, frame 7, sim 0.70' without hearing what these were; the list of names had an aria-label."""
+    here = tmp_path / "crops" / "bank-89abcdef" / "f000007_0.png"
+    here.parent.mkdir(parents=True)
+    cv2.imwrite(str(here), np.full((80, 80, 3), 128, np.uint8))
+    card = face_html(ReportImages(tmp_path / "r"), "file-000/f0001", _face(tmp_path, [str(here), "p-0123abcd/f"]), 0.5)
+    named = {}
+
+    class Groups(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if a.get("class") in ("nbrs", "nbl"):
+                named[a["class"]] = (a.get("role", "list" if tag == "ul" else None), a.get("aria-label"))
+
+    Groups().feed(card)
+    assert named == {"nbrs": ("group", "nearest real faces in the memory bank"),
+                     "nbl": ("list", "nearest real faces in the memory bank")}, named

@@ -118,7 +118,8 @@ def _neighbours_html(imgs: ReportImages, nbs: list[dict]) -> str:
                             f'title="{esc(label if person else source)}">{esc(sim)}</div>')
         else:
             names.append(f'<li title="{esc(source or label)}">{esc(label)} · {esc(sim)}</li>')
-    out = f'<div class="nbrs" title="{esc(what)}">{"".join(pictures)}</div>' if pictures else ""
+    out = (f'<div class="nbrs" role="group" aria-label="{esc(what)}" title="{esc(what)}">{"".join(pictures)}</div>'
+           if pictures else "")  # named for a screen reader as the list is: a title is only a mouse's tooltip
     if names:
         out += f'<ul class="nbl" aria-label="{esc(what)}">{"".join(names)}</ul>'
     return out
