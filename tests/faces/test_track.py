@@ -38,3 +38,16 @@ def test_tracker_threshold_and_gap():
     # two boxes competing for one track: the better overlap wins it
     two = [np.array([[0, 0, 10, 10]]), np.array([[3, 0, 13, 10], [1, 0, 11, 10]])]
     assert assign_tracks(two, iou_threshold=0.3) == [[0], [1, 0]]
+
+
+def test_a_track_seen_in_the_last_sample_keeps_its_face_against_one_hidden_since():
+    """Two people cross: A (track 0) is hidden behind B after sample 1; B (track 1) then moves to where A was last
+    seen. By IoU alone B's box joined A's old track (0.62 against 0.48 with B's own last box) and track 0 held two
+    people (h7's pass). The tracks seen most recently are matched first."""
+    a = [100, 100, 200, 200]
+    b0, b1 = [150, 100, 250, 200], [130, 100, 230, 200]  # B beside A, then B moving left over A, who is hidden
+    b2 = [105, 100, 205, 200]  # B again, now overlapping A's last box more than its own last one
+    assert box_iou(np.array([b2]), np.array([a]))[0, 0] > box_iou(np.array([b2]), np.array([b1]))[0, 0] >= 0.3
+    ids = assign_tracks([np.array([a, b0]), np.array([b1]), np.array([b2])])
+    assert ids == [[0, 1], [1], [1]]  # not [[0, 1], [1], [0]]
+    assert assign_tracks([np.array([a]), np.zeros((0, 4)), np.array([a])]) == [[0], [], [0]]  # a gap alone: kept

@@ -1,8 +1,11 @@
 """Greedy IoU tracking of face boxes across the sampled frames of one video.
 
-Pure functions over boxes: each frame's boxes are matched to the live tracks' last boxes, highest IoU
-first, a pair counting only when IoU >= `iou_threshold`; unmatched boxes start new tracks. Track ids
-are 0, 1, 2, ... in order of first appearance.
+Pure functions over boxes: each frame's boxes are matched to the live tracks' last boxes, the tracks seen
+most recently first (a matching cascade, as DeepSORT's) and within them highest IoU first, a pair counting
+only when IoU >= `iou_threshold`; unmatched boxes start new tracks. Track ids are 0, 1, 2, ... in order of
+first appearance. The cascade keeps a person who was hidden for a few samples from taking the box of one seen
+in the sample before: by IoU alone, a face that moved into the place where the hidden one was last seen
+joined the hidden one's track, and one track held two people.
 """
 
 from __future__ import annotations
@@ -44,16 +47,17 @@ def assign_tracks(
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         ids = [-1] * len(boxes)
         live = [k for k in range(len(last_box)) if max_gap is None or t - last_seen[k] <= max_gap + 1]
-        if len(boxes) and live:
-            iou = box_iou(boxes, np.stack([last_box[k] for k in live]))  # (N,L)
+        for age in sorted({t - last_seen[k] for k in live}) if len(boxes) else []:  # the most recently seen first
+            group = [k for k in live if t - last_seen[k] == age]
+            iou = box_iou(boxes, np.stack([last_box[k] for k in group]))  # (N,G)
             used_tracks: set[int] = set()
             for flat in np.argsort(-iou, axis=None, kind="stable"):
-                i, j = divmod(int(flat), len(live))
+                i, j = divmod(int(flat), len(group))
                 if iou[i, j] < iou_threshold:
                     break
                 if ids[i] != -1 or j in used_tracks:
                     continue
-                ids[i] = live[j]
+                ids[i] = group[j]
                 used_tracks.add(j)
         for i, box in enumerate(boxes):
             if ids[i] == -1:
