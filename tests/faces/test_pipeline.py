@@ -39,6 +39,25 @@ def test_an_image_source_keeps_its_pixels(tmp_path, astronaut):
     assert found.info is None and np.array_equal(found.still, read_image(path))  # one frame: no second decode needed
 
 
+def test_a_photos_faces_are_numbered_from_the_left_as_scan_names_them(tmp_path, astronaut):
+    """scan called t1.jpg's face at x=272 "face 1" while extract's faces.csv gave track 1 to the face at x=52 and
+    enroll said "main track 1" of it: one photo, two numberings (h7's pass). detect_source numbers an image's faces
+    from the left for all three, whatever order the detector gives them in (which crop names keep)."""
+    import cv2
+
+    from forgerydet.faces.detect import FaceDetector
+
+    class RightFirst(FaceDetector):
+        def faces(self, frames):
+            return [sorted(fr, key=lambda f: -float(f.box[0])) for fr in super().faces(frames)]
+
+    path = tmp_path / "two.png"
+    cv2.imwrite(str(path), cv2.cvtColor(np.hstack([astronaut, astronaut]), cv2.COLOR_RGB2BGR))
+    (faces,) = detect_source(path, CFG, RightFirst(CFG.detector)).faces
+    assert len(faces) == 2 and faces[0].box[0] > faces[1].box[0]  # the detector's order is kept
+    assert [f.track_id for f in faces] == [1, 0]  # the left face is 0
+
+
 def test_an_image_of_several_frames_or_pages_says_that_only_the_first_is_read(tmp_path, astronaut):
     """An animated WebP or a multi-page TIFF is decoded as its first frame alone; with a blank first frame it was
     reported "no face found" and nothing said that the face on the next one was never looked at."""

@@ -193,5 +193,8 @@ def detect_source(
     for fr, fr_ids in zip(faces, ids):
         for face, tid in zip(fr, fr_ids):
             face.track_id = tid
+        if kind == "image":  # a photo's faces are numbered from the left, as a reader looks for them: scan's face k is
+            for k, face in enumerate(sorted(fr, key=lambda f: (float(f.box[0]), float(f.box[1])))):  # extract's
+                face.track_id = k  # track k and enroll's (the list keeps the detector's order, which crop names use)
     return SourceFaces(path, kind, frames, faces, deinterlaced, pixel_aspect, info, still, unreadable,
                        image_frame_count(path) if kind == "image" else 1)

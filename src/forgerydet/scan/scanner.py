@@ -34,12 +34,6 @@ from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlac
 OVERVIEW_SIDE = 960  # longest side of the copy of a still image a report numbers its faces on (px)
 
 
-def _number_left_to_right(faces: list) -> None:
-    """Give a still image's faces (one frame, detector order) track ids 0, 1, ... from left to right."""
-    for k, f in enumerate(sorted(faces, key=lambda f: (float(f.box[0]), float(f.box[1])))):
-        f.track_id = k
-
-
 class _TimedDetector(FaceDetector):
     """FaceDetector that adds up the seconds spent detecting, per thread (the rest of detect_source is decoding)."""
 
@@ -246,9 +240,8 @@ class Scanner:
         t_detect = self.detector.seconds - det0
         t_decode = time.perf_counter() - t0 - t_detect
         faces = src.all_faces
-        if src.kind == "image":  # a photo's faces are numbered left to right, as a reader looks for them, and listed
-            _number_left_to_right(faces)  # in that order: the JSON's faces[k] is the note's and the report's face k
-            faces.sort(key=lambda f: f.track_id)
+        if src.kind == "image":  # a photo's faces, numbered from the left by detect_source, are listed in that order:
+            faces.sort(key=lambda f: f.track_id)  # the JSON's faces[k] is the note's and the report's face k
         rec.update(kind=src.kind, frames_sampled=len(src.frames), frames_with_face=sum(1 for f in src.faces if f),
                    frames_deinterlaced=src.deinterlaced, frames_unreadable=len(src.unreadable),
                    pixel_aspect=src.pixel_aspect, n_faces=len(faces),
