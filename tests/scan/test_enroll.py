@@ -171,6 +171,35 @@ def test_several_faces_enrol_the_main_one_and_say_so(ck, media, tmp_path):
     assert read_references(into).people() == {"A": 3, "B": 6}
 
 
+def test_a_group_photo_enrolled_under_the_old_numbering_is_not_enrolled_twice(ck, media, tmp_path, monkeypatch):
+    """Before 0.2.0 a photo's faces were numbered in the detector's order, now from the left: a face enrolled then
+    got another track id, and enrolling the same photo again added it a second time. The same frame and box of the
+    same bytes is the same face too."""
+    import forgerydet.faces.pipeline as pipeline
+
+    cap = cv2.VideoCapture(str(media["two"]))
+    ok, frame = cap.read()
+    cap.release()
+    photo = tmp_path / "group.png"
+    cv2.imwrite(str(photo), frame)  # the main face on the left, a bystander on the right
+    real = pipeline.detect_source  # enroll imports it when it runs
+
+    def old_numbering(*a, **k):  # the right face first, as a detector's order may have put it
+        src = real(*a, **k)
+        for fr in src.faces:
+            for f in fr:
+                f.track_id = len(fr) - 1 - f.track_id
+        return src
+
+    into = tmp_path / "refs.safetensors"
+    cfg = EnrollConfig(device="cpu")
+    monkeypatch.setattr(pipeline, "detect_source", old_numbering)
+    assert enroll("A", [photo], checkpoint=ck, into=into, config=cfg).added == 1
+    monkeypatch.setattr(pipeline, "detect_source", real)
+    again = enroll("A", [photo], checkpoint=ck, into=into, config=cfg)
+    assert (again.added, again.duplicates, again.total) == (0, 1, 1)
+
+
 def test_a_cut_off_video_is_enrolled_from_the_frames_it_has_and_says_so(ck, astronaut, tmp_path):
     """Its report line used to say "on 1 of 1 sampled frame(s)", the frames that could not be decoded unsaid."""
     whole = write_video(tmp_path / "whole.mkv", face_frames(astronaut, 40, shift=1), fps=5)

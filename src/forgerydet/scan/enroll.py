@@ -57,7 +57,7 @@ class EnrollResult:
     path: Path
     checkpoint: Path
     added: int
-    duplicates: int  # faces already enrolled for this person (same source, frame and track), not added again
+    duplicates: int  # faces already enrolled for this person (same source and frame, same track or box), not added
     total: int  # this person's faces in the file now
     people: int
     sources: list[tuple[str, int, str]]  # (file, faces taken, which)
@@ -66,14 +66,17 @@ class EnrollResult:
 
 
 def _same_face_keys(entry: dict, new: bool = False) -> list[tuple]:
-    """What makes two enrolled faces one: the same frame and track of the same file, known by its content (sha256,
-    recorded since 2026-12-06) or, for a stored entry without it, by its path with links resolved. A new face (with
-    its sha256) also gives its path key, to meet such older entries."""
-    at = (entry["frame_index"], entry["track_id"])
-    by_path = ("path", os.path.realpath(entry["source"]), *at)
+    """What makes two enrolled faces one: the same frame and track, or the same frame and box (a photo's faces were
+    numbered in the detector's order before 0.2.0, from the left since, so one face's track id may differ), of the
+    same file, known by its content (sha256, recorded since 2026-12-06) or, for a stored entry without it, by its
+    path with links resolved. A new face (with its sha256) also gives its path keys, to meet such older entries."""
+    ats = [(entry["frame_index"], entry["track_id"])]
+    if entry.get("box"):
+        ats.append((entry["frame_index"], "box", *(round(float(v)) for v in entry["box"])))
+    by_path = [("path", os.path.realpath(entry["source"]), *at) for at in ats]
     if not entry.get("sha256"):
-        return [by_path]
-    return [("sha256", entry["sha256"], *at)] + ([by_path] if new else [])
+        return by_path
+    return [("sha256", entry["sha256"], *at) for at in ats] + (by_path if new else [])
 
 
 def encode_faces(model, crops: Sequence[np.ndarray], device: torch.device, batch_size: int = 32) -> torch.Tensor:
