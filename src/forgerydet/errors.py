@@ -18,6 +18,11 @@ class ForgeryDetError(Exception):
     """
 
 
+class WriteError(ForgeryDetError):
+    """An output that could not be written (a full disk, a read-only place): the file it was to replace, if any, is
+    as it was (writes are temp + rename), which a caller may say (train: the last finished epoch is still there)."""
+
+
 def path_text(s: object) -> str:
     """A file name (or a message holding one) as valid Unicode text, for JSON, CSV, HTML and messages.
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from forgerydet.errors import ForgeryDetError, os_error_text, os_reason, path_text
+from forgerydet.errors import ForgeryDetError, WriteError, os_error_text, os_reason, path_text
 from forgerydet.runtime import quiet_native_stderr
 
 
@@ -101,7 +101,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object] | bytes, *, 
         os.replace(tmp, path)
     except OSError as e:
         _discard(tmp)
-        raise ForgeryDetError(f"cannot write {os_error_text(e, named or path)}") from None
+        raise WriteError(f"cannot write {os_error_text(e, named or path)}") from None
     except BaseException:
         _discard(tmp)
         raise
@@ -168,7 +168,7 @@ def _write_stream(path: Path, writer: Callable[[Path], object] | bytes, suffix: 
         with open(path, "wb") as f:
             f.write(data)
     except OSError as e:
-        raise ForgeryDetError(f"cannot write {os_error_text(e, path)}") from None
+        raise WriteError(f"cannot write {os_error_text(e, path)}") from None
     finally:
         _discard(tmp)
     return path

@@ -152,6 +152,29 @@ def test_ctrl_c_before_an_overwriting_runs_first_epoch_does_not_offer_the_old_ru
     assert r.exit_code == 130 and "last.safetensors holds the last finished epoch" in r.output
 
 
+def test_a_full_disk_at_an_epoch_end_says_the_last_finished_epoch_is_kept_and_how_to_go_on(monkeypatch, tmp_path):
+    """A full disk at an epoch's checkpoint said only 'cannot write .../last.safetensors: no space left on device',
+    not that last.safetensors still held the epoch before, nor that --resume goes on once there is space (h6's
+    pass). It is said as Ctrl-C's line says it."""
+    from forgerydet.errors import WriteError
+
+    out = tmp_path / "run"
+
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
+        raise WriteError(f"cannot write {out / 'last.safetensors'}: no space left on device: free some space")
+
+    monkeypatch.setattr(loop, "train", run)
+    out.mkdir()
+    (out / "last.safetensors").write_bytes(b"epoch 3")
+    r = cli("train", "--out", out, "--resume")
+    assert r.exit_code == 1 and " ".join(r.output.split()).endswith(
+        f"no space left on device: free some space; last.safetensors holds the last finished epoch; "
+        f"`forgerydet train --out {out} --resume` continues"), r.output
+    (out / "last.safetensors").unlink()
+    r = cli("train", "--out", out, "--overwrite")
+    assert r.exit_code == 1 and r.output.rstrip().endswith("no epoch had finished, so there is nothing to resume")
+
+
 def test_train_renders_every_event(fake_train, tmp_path):
     r = cli("train", "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, console, draws_bars, fail, note, progress_bar, say, shown, typed_options,
                                    user_errors)
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, WriteError, os_error_text
 from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
 from forgerydet.model.config import ModelConfig
@@ -228,12 +228,14 @@ def train_cmd(
                     else contextlib.nullcontext():
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the finished epochs are in last.safetensors)
-            hint = (f"last.safetensors holds the last finished epoch; `forgerydet train --out {out} --resume` "
+        except (KeyboardInterrupt, OSError, WriteError) as e:  # Ctrl-C, SIGTERM, a full disk: how to go on (last holds
+            hint = (f"last.safetensors holds the last finished epoch; `forgerydet train --out {out} --resume` "  # them
                     f"continues" if last.is_file() else "no epoch had finished, so there is nothing to resume")
             if replaced is not None and file_state(last) == replaced:
                 hint = (f"no epoch of this run had finished: {out} still holds the run --overwrite was to replace, "
                         f"which `--resume` would go on with")
+            if not isinstance(e, KeyboardInterrupt):  # writes are temp + rename: the epoch before is still whole
+                raise fail(f"{e if isinstance(e, WriteError) else os_error_text(e)}; {hint}") from None
             raise fail(f"interrupted: {hint}", EXIT_INTERRUPTED) from None
     if res["rank"] == 0:
         say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")
