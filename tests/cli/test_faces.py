@@ -79,6 +79,21 @@ def test_extract_and_enroll_take_start_and_end_as_scan_does(monkeypatch, tmp_pat
     one_error(cli("enroll", "Ann", tmp_path, "--start", "3", "--end", "2"), "--end 0:02 is not after --start 0:03")
 
 
+def test_extract_onto_a_full_disk_says_what_is_kept_and_how_to_go_on(monkeypatch, tmp_path):
+    """A full disk mid-extract printed only the write error, not that the sources finished before are kept and that
+    the same command goes on once there is space (h6's pass), as its Ctrl-C line says."""
+    from forgerydet.errors import WriteError
+    from forgerydet.faces import index
+
+    def full(sources, out, config, progress):
+        raise WriteError("cannot write f/crops/v-1234abcd/f000051_0.png: no space left on device")
+
+    monkeypatch.setattr(index, "extract", full)
+    one_error(cli("extract", tmp_path, "--out", tmp_path / "f"),
+              "no space left on device; the files finished before it are kept: with space freed, the same command "
+              "goes on (it skips them)")
+
+
 def test_extract_prints_its_counts_and_a_rerun_skips(face_png, tmp_path):
     src = tmp_path / "in"
     src.mkdir()

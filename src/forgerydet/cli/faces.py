@@ -24,7 +24,7 @@ from forgerydet.cli.common import (
     typed_options,
     user_errors,
 )
-from forgerydet.errors import ForgeryDetError, printable
+from forgerydet.errors import ForgeryDetError, WriteError, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.pairs.selfblend import BlendOptions
 from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE
@@ -67,12 +67,17 @@ def _progress(label: str) -> Iterator:
 
 
 @contextmanager
-def _said_if_stopped(message: str) -> Iterator[None]:
-    """Ctrl-C or SIGTERM inside: the interrupted line says what was kept and how to go on (user_errors prints it)."""
+def _said_if_stopped(message: str, full: str = "") -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside: the interrupted line says what was kept and how to go on (user_errors prints it);
+    an output that could not be written (a full disk), with `full` after it where that says how to go on."""
     try:
         yield
     except KeyboardInterrupt:
         raise KeyboardInterrupt(message) from None
+    except WriteError as e:
+        if not full:
+            raise
+        raise WriteError(f"{e}; {full}") from None
 
 
 def _report_errors(errors: list[tuple[str, str]], total_label: str) -> None:
@@ -106,7 +111,8 @@ def extract_cmd(
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
                          deinterlace, start, end)
         with _progress("extract") as progress, _said_if_stopped(
-                "interrupted: the files finished so far are kept; run the same command again to go on (it skips them)"):
+                "interrupted: the files finished so far are kept; run the same command again to go on (it skips them)",
+                "the files finished before it are kept: with space freed, the same command goes on (it skips them)"):
             s = extract(sources, out, config, progress=progress)
     table = Table(show_header=False)
     for k, v in [
