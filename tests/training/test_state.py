@@ -354,3 +354,23 @@ def test_a_resumed_run_goes_on_with_the_budget_it_had_left():
     with pytest.raises(ForgeryDetError, match=r"^the run has used its whole --max-minutes budget \(1.5 min\): to train "
                                               r"on, give --max-minutes M with --resume for a new budget of M minutes$"):
         spent(history, 90.0)
+
+
+def test_a_run_is_resumed_by_as_many_processes_as_trained_it(tmp_path, monkeypatch):
+    """A run of 2 torchrun processes resumed by one went on with its stored step count against a schedule of twice
+    the steps per epoch: it ended half-way down its cosine, never at the floor rate; a 1-process run resumed by two
+    trained its remaining epochs at the floor rate. Both were silent."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pairs.csv").write_text("real,fake,group,split\n")
+    assert stamp_new_run(TrainConfig(), 2).processes == 2 and stamp_new_run(TrainConfig()).processes == 1
+    for trained, now in ((2, 1), (1, 2), (4, 2)):
+        _, state, ck = _stored(processes=trained)
+        with pytest.raises(ForgeryDetError) as e:
+            resumed_config(TrainConfig(), None, state, ck, set(), LAST, now)
+        assert str(e.value).startswith(f"--resume: /runs/a was trained by "
+                                       + ("one process (no torchrun)" if trained == 1 else
+                                          f"{trained} processes (torchrun --nproc_per_node {trained})")
+                                       + f", and this resume runs {now} process{'es' if now > 1 else ''}"), e.value
+        assert resumed_config(TrainConfig(), None, state, ck, set(), LAST, trained).processes == trained
+    _, state, ck = _stored()  # a run started before the number was recorded: not checked
+    assert resumed_config(TrainConfig(), None, state, ck, set(), LAST, 2).processes is None

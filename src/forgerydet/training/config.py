@@ -50,7 +50,9 @@ class TrainConfig:
     from there, so `--resume` finds the same files from any folder; None in runs started before 2026-12-06),
     data_sha256 (the sha256 of the pairs file and of the watch list when the run started: `--resume` refuses
     changed files, whose splits or faces would differ; and of the --init checkpoint, since 2026-12-07, shown by
-    `info` and never checked; None likewise).
+    `info` and never checked; None likewise), processes (how many processes trained it: torchrun's WORLD_SIZE,
+    1 without it; its steps and their schedule are counted in batches of all of them, so `--resume` refuses
+    another number; None in runs started before 2026-12-08).
     """
 
     pairs: str = "pairs.csv"
@@ -83,6 +85,7 @@ class TrainConfig:
     augmentation: dict[str, Any] | None = None
     workdir: str | None = None
     data_sha256: dict[str, str] | None = None
+    processes: int | None = None
 
     def __post_init__(self) -> None:
         fin = math.isfinite

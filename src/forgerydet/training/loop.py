@@ -178,7 +178,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                                   f"shipped file copied there?): start a new run from it with --init instead")
         if caught := catch_up(ck, best_path, log_path):  # a crash between the epoch-end writes, finished run or not
             emit({"event": "notice", "text": caught})
-        tcfg = resumed_config(tcfg, mcfg, state, ck, given, last_path)
+        tcfg = resumed_config(tcfg, mcfg, state, ck, given, last_path, d.world)
         unchecked = check_same_data(tcfg, last_path)
         if unchecked:
             emit({"event": "notice", "text": f"the run recorded no sha256 of its {' and '.join(unchecked)} file: "
@@ -212,7 +212,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     if watch and (said := watch_notice(tcfg.watch, *watch)):
         emit({"event": "notice", "text": said})
     if state is None:
-        tcfg = stamp_new_run(tcfg)
+        tcfg = stamp_new_run(tcfg, d.world)
     train_reals = [p for p, _ in table.reals("train")]
     groups = {g: i for i, g in enumerate(sorted({g for _, g in table.reals("train")}))}
     real_group = torch.tensor([groups[g] for _, g in table.reals("train")], dtype=torch.long)  # (R,)

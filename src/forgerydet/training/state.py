@@ -88,11 +88,25 @@ def check_new_run(out: Path, overwrite: bool) -> None:
                           f"train into another --out, or give --overwrite to replace it")
 
 
-def stamp_new_run(tcfg: TrainConfig) -> TrainConfig:
-    """`tcfg` with the folder it starts in and the sha256 of its pairs file, watch list and --init checkpoint recorded
-    (the last for provenance alone: `info` shows it, as a later run may rewrite the file the path names)."""
+def stamp_new_run(tcfg: TrainConfig, processes: int = 1) -> TrainConfig:
+    """`tcfg` with the folder it starts in, the number of processes training it, and the sha256 of its pairs file,
+    watch list and --init checkpoint recorded (the last for provenance alone: `info` shows it, as a later run may
+    rewrite the file the path names)."""
     digests = {name: file_sha256(Path(getattr(tcfg, name))) for name in ("pairs", "watch", "init") if getattr(tcfg, name)}
-    return dataclasses.replace(tcfg, workdir=current_folder(), data_sha256=digests)
+    return dataclasses.replace(tcfg, workdir=current_folder(), data_sha256=digests, processes=processes)
+
+
+def check_same_processes(stored: dict[str, Any], world: int, last_path: Path) -> None:
+    """A run is resumed by as many processes as trained it: its steps are batches of all of them, so another number
+    changed the batch per step and, counted in steps, its learning-rate schedule (a 2-process run resumed by one
+    ended half-way down its cosine; a 1-process run resumed by two trained its remaining epochs at the floor rate)."""
+    before = stored.get("processes")
+    if isinstance(before, int) and before != world:
+        how = "one process (no torchrun)" if before == 1 else f"{before} processes (torchrun --nproc_per_node {before})"
+        raise ForgeryDetError(
+            f"--resume: {last_path.parent} was trained by {how}, and this resume runs {world} process{'es' if world > 1 else ''}: its batch per step and its "
+            f"learning-rate schedule are counted in steps of all of them, so resume it with as many, or start a new run "
+            f"from it with `forgerydet train --init {path_text(last_path)} --out NEW_FOLDER ...`")
 
 
 def _found(stored: dict[str, Any], name: str) -> str | None:
@@ -188,10 +202,12 @@ def option_conflicts(names: Collection[str], sources: list[tuple[Any, dict[str, 
 
 
 def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainState, ck: Checkpoint, given: Collection[str],
-                   last_path: Path) -> TrainConfig:
+                   last_path: Path, processes: int = 1) -> TrainConfig:
     """The stored training config, with where-to-run options and a raised epoch count taken from this call;
-    a ForgeryDetError for any other explicitly given option that differs from the stored run."""
+    a ForgeryDetError for any other explicitly given option that differs from the stored run, or for another
+    number of `processes` than trained it."""
     stored = _same_files(tcfg, state.train_config, given)
+    check_same_processes(stored, processes, last_path)
     here = {**stored, **{name: _found(stored, name) for name in PATH_FIELDS}}  # its files as found now, to compare
     may_change = {"out", "device", "workers", "epochs", "max_minutes"}
     conflicts = option_conflicts(set(given) - may_change, [(tcfg, here), (mcfg, ck.model.cfg.to_dict())], "the run has")
