@@ -89,6 +89,15 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def ignore_stops() -> None:
+    """Ctrl-C and SIGTERM are ignored from now on, for a command that is already stopping and saying how to go on: a
+    second signal (under torchrun every process gets the terminal's Ctrl-C and then torchrun's forwarded one) raised
+    again inside that report and replaced its line with a bare "interrupted". Only the main thread can set it."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM arriving inside are held until its end, then raised as KeyboardInterrupt: for writes that

@@ -606,3 +606,52 @@ def test_training_on_few_held_out_reals_says_what_its_threshold_rests_on():
             "calibrate on more real faces, or give a larger --calibration-fpr") in said(val_reals=2)
     assert "held-out real" not in said(val_reals=800)
     assert "held-out real" not in said(val_reals=2, start_epoch=1)  # said when the run started
+
+
+@pytest.fixture
+def signals_restored():
+    """Under torchrun a stopping process ignores further Ctrl-C and SIGTERM (runtime.ignore_stops): put them back."""
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
+def test_under_torchrun_rank_0_alone_says_a_stop_and_names_the_torchrun_resume(monkeypatch, tmp_path, signals_restored,
+                                                                                 capsys):
+    """A Ctrl-C or SIGTERM reaches every torchrun process: each printed the same 'interrupted' line (rank 1's often
+    a bare 'error: interrupted', its second signal, torchrun's forwarded one, arriving inside the first's report),
+    whose command resumed with one process, which the run then refuses. Rank 1 seeing rank 0 end printed a gloo
+    traceback; rank 0 seeing rank 1 end (its corrupt image said in its own line) did too."""
+    from forgerydet.cli.app import cli as console_command
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.safetensors").write_bytes(b"epoch 1")
+    stop: list[BaseException] = []
+
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
+        raise stop[0]
+
+    monkeypatch.setattr(loop, "train", run)
+    torchrun = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    lost = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:6532")
+    resume = f"`torchrun --nproc_per_node 2 -m forgerydet train --out {out} --resume` continues"
+    for error, rank, code, said in ((KeyboardInterrupt(), "0", 130, f"error: interrupted: last.safetensors holds the "
+                                     f"last finished epoch; {resume}"),
+                                    (KeyboardInterrupt(), "1", 130, None), (lost, "1", 1, None),
+                                    (lost, "0", 1, "error: another process of this torchrun run ended (its error, if it "
+                                     f"gave one, is above); last.safetensors holds the last finished epoch; {resume}")):
+        stop[:] = [error]
+        for k, v in {**torchrun, "RANK": rank}.items():
+            monkeypatch.setenv(k, v)
+        with pytest.raises(SystemExit) as e:  # the console command, as torchrun starts it
+            console_command(["train", "--out", str(out), "--resume"])
+        err = capsys.readouterr().err
+        assert e.value.code == code and "Traceback" not in err, err
+        assert (" ".join(err.split()) or None) == said, err
+    stop[:] = [RuntimeError("a bug")]  # no process's end: its traceback, as before
+    with pytest.raises(RuntimeError, match="a bug"):
+        console_command(["train", "--out", str(out), "--resume"])

@@ -124,3 +124,31 @@ def test_loader_keeps_the_order_and_shards_by_rank(monkeypatch):
     assert sizes == [1026, 1024] and [-(-n // 32) for n in sizes] == [33, 32]
     assert shard(10, 1, 2, 2) == [2, 3, 6, 7] and shard(10, 0, 3) == [0, 3, 6, 9]
     assert make_loader(Numbers(10), 2, 2, Dist()).worker_init_fn is not None  # one thread per loader process
+
+
+def test_how_a_stopping_process_says_it_under_torchrun(monkeypatch):
+    """Rank 0 speaks for the run: a Ctrl-C/SIGTERM or another process's end (gloo's 'Connection closed by peer', a
+    traceback on every peer) is quiet on the other ranks; a process's own error is its own; anything else is a bug."""
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    lost = RuntimeError("[third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:6532")
+    try:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+        monkeypatch.delenv("RANK", raising=False)
+        assert [distributed.stop_cause(e) for e in (KeyboardInterrupt(), OSError(28, "full"), lost)] == ["own", "own", "other"]
+        assert distributed.resume_command("r") == "`forgerydet train --out r --resume`"
+        assert signal.getsignal(signal.SIGINT) == before[signal.SIGINT]  # one process: a second Ctrl-C is the user's
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        for rank, want in (("0", ["own", "own", "peer", "other"]), ("1", ["quiet", "own", "quiet", "other"])):
+            monkeypatch.setenv("RANK", rank)
+            assert [distributed.stop_cause(e) for e in (KeyboardInterrupt(), OSError(28, "full"), lost,
+                                                        RuntimeError("a bug"))] == want
+        assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert distributed.resume_command("r") == "`torchrun --nproc_per_node 2 -m forgerydet train --out r --resume`"
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # two nodes
+        assert "the same torchrun command (2 processes)" in distributed.resume_command("r")
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)

@@ -4,6 +4,7 @@ rendering of what that call returned."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -170,8 +171,9 @@ def cli(argv: list[str] | None = None) -> None:
         sys.exit(fail(f"{empty} (see `{_typed_command(args)} --help`)").exit_code)
     try:
         code = app(args=argv, prog_name="forgerydet", standalone_mode=False)
-        if code == EXIT_INTERRUPTED and len(said_errors) == said:  # typer >= 0.29 turns a Ctrl-C that no command
-            code = fail("interrupted", EXIT_INTERRUPTED).exit_code  # handled (one while torch loads) into a silent 130
+        if code == EXIT_INTERRUPTED and len(said_errors) == said and os.environ.get("RANK", "0") in ("0", ""):
+            code = fail("interrupted", EXIT_INTERRUPTED).exit_code  # typer >= 0.29 turns a Ctrl-C that no command
+            # handled (one while torch loads) into a silent 130; under torchrun rank 0 says it for every process
     except NoArgsIsHelpError as e:  # `forgerydet`, `forgerydet weights`: the help, on stdout as `--help` puts it
         if e.format_message():  # the plain help of a narrow terminal or a pipe (the boxed one is printed already)
             typer.echo(e.format_message())

@@ -228,14 +228,17 @@ def train_cmd(
                     else contextlib.nullcontext():
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
-        except (KeyboardInterrupt, OSError, WriteError) as e:  # Ctrl-C, SIGTERM, a full disk: how to go on (last holds
-            hint = (f"last.safetensors holds the last finished epoch; `forgerydet train --out {out} --resume` "  # them
-                    f"continues" if last.is_file() else "no epoch had finished, so there is nothing to resume")
+        except (KeyboardInterrupt, OSError, WriteError, RuntimeError) as e:  # Ctrl-C, SIGTERM, a full disk, a torchrun
+            from forgerydet.training.distributed import resume_command, stop_cause  # peer's end: how to go on
+            if (cause := stop_cause(e)) in ("other", "quiet"):  # not a stop; or one that rank 0 says for the run
+                raise (typer.Exit(EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else 1) if cause == "quiet" else e)
+            hint = (f"last.safetensors holds the last finished epoch; {resume_command(out)} continues"  # (last holds them)
+                    if last.is_file() else "no epoch had finished, so there is nothing to resume")
             if replaced is not None and file_state(last) == replaced:
                 hint = (f"no epoch of this run had finished: {out} still holds the run --overwrite was to replace, "
                         f"which `--resume` would go on with")
-            if not isinstance(e, KeyboardInterrupt):  # writes are temp + rename: the epoch before is still whole
-                raise fail(f"{e if isinstance(e, WriteError) else os_error_text(e)}; {hint}") from None
+            if cause == "peer" or not isinstance(e, KeyboardInterrupt):  # writes are temp + rename: the epoch before is whole
+                raise fail(f"{'another process of this torchrun run ended (its error, if it gave one, is above)' if cause == 'peer' else e if isinstance(e, WriteError) else os_error_text(e)}; {hint}") from None
             raise fail(f"interrupted: {hint}", EXIT_INTERRUPTED) from None
     if res["rank"] == 0:
         say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")

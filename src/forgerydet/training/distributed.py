@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
 from forgerydet.model.detector import precision_autocast
-from forgerydet.runtime import resolve_device
+from forgerydet.runtime import ignore_stops, resolve_device
 
 
 @dataclass
@@ -44,6 +44,35 @@ def setup_distributed(device: str) -> Dist:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return Dist(rank, world, dev)
+
+
+def resume_command(out: Path | str) -> str:
+    """The command that continues the run in `out` as this process was started: under torchrun, torchrun with as
+    many processes (a run resumed by another number is refused: training/state.check_same_processes)."""
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "0"))
+    if world <= 1:
+        return f"`forgerydet train --out {out} --resume`"
+    if local == world:
+        return f"`torchrun --nproc_per_node {world} -m forgerydet train --out {out} --resume`"
+    return f"the same torchrun command ({world} processes) with `-m forgerydet train --out {out} --resume`"
+
+
+def stop_cause(e: BaseException) -> str:
+    """How a training process that stops on `e` says so under torchrun, where every rank stops: 'quiet' where rank 0
+    speaks for the run (each rank gets the Ctrl-C or SIGTERM, and each printed the same line; another process's end
+    seen from a peer, which printed a gloo traceback), 'peer' on rank 0 for another process ending (its error, if
+    it gave one, is its own line), 'own' for this process's own error, 'other' for an error of no process's end.
+    Under torchrun further Ctrl-C and SIGTERM are ignored from here on (runtime.ignore_stops): it is stopping."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:
+        ignore_stops()
+    lost = world > 1 and isinstance(e, RuntimeError) and (
+        isinstance(e, dist.DistError) or any(s in str(e) for s in ("by peer", "gloo", "NCCL")))
+    if isinstance(e, RuntimeError) and not lost:
+        return "other"
+    if rank != 0 and (lost or isinstance(e, KeyboardInterrupt)):
+        return "quiet"
+    return "peer" if lost else "own"
 
 
 def gather_rows(t: torch.Tensor, d: Dist) -> torch.Tensor:
