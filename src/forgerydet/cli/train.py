@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, console, draws_bars, fail, note, progress_bar, say, shown, typed_options,
                                    user_errors)
-from forgerydet.errors import ForgeryDetError, WriteError, os_error_text
+from forgerydet.errors import ForgeryDetError, WriteError
 from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
 from forgerydet.model.config import ModelConfig
@@ -229,7 +229,7 @@ def train_cmd(
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
         except (KeyboardInterrupt, OSError, WriteError, RuntimeError) as e:  # Ctrl-C, SIGTERM, a full disk, a torchrun
-            from forgerydet.training.distributed import resume_command, stop_cause  # peer's end: how to go on
+            from forgerydet.training.distributed import resume_command, stop_cause, stop_text  # peer's end: go on
             if (cause := stop_cause(e)) in ("other", "quiet"):  # not a stop; or one that rank 0 says for the run
                 raise (typer.Exit(EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else 1) if cause == "quiet" else e)
             hint = (f"last.safetensors holds the last finished epoch; {resume_command(out)} continues"  # (last holds them)
@@ -237,8 +237,8 @@ def train_cmd(
             if replaced is not None and file_state(last) == replaced:
                 hint = (f"no epoch of this run had finished: {out} still holds the run --overwrite was to replace, "
                         f"which `--resume` would go on with")
-            if cause == "peer" or not isinstance(e, KeyboardInterrupt):  # writes are temp + rename: the epoch before is whole
-                raise fail(f"{'another process of this torchrun run ended (its error, if it gave one, is above)' if cause == 'peer' else e if isinstance(e, WriteError) else os_error_text(e)}; {hint}") from None
+            if (what := stop_text(e, cause)) is not None:
+                raise fail(f"{what}; {hint}") from None
             raise fail(f"interrupted: {hint}", EXIT_INTERRUPTED) from None
     if res["rank"] == 0:
         say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
+from forgerydet.errors import WriteError, os_error_text
 from forgerydet.model.detector import precision_autocast
 from forgerydet.runtime import ignore_stops, resolve_device
 
@@ -73,6 +74,16 @@ def stop_cause(e: BaseException) -> str:
     if rank != 0 and (lost or isinstance(e, KeyboardInterrupt)):
         return "quiet"
     return "peer" if lost else "own"
+
+
+def stop_text(e: BaseException, cause: str) -> str | None:
+    """What rank 0 says of a stop before how to go on: another process's end, an output that could not be written
+    (a full disk: the epoch before is still whole, as writes are temp + rename) or an OS error; None for Ctrl-C."""
+    if cause == "peer":
+        return "another process of this torchrun run ended (its error, if it gave one, is above)"
+    if isinstance(e, WriteError):
+        return str(e)
+    return os_error_text(e) if isinstance(e, OSError) else None
 
 
 def gather_rows(t: torch.Tensor, d: Dist) -> torch.Tensor:
