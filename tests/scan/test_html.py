@@ -31,6 +31,11 @@ def test_a_mark_says_the_side_of_the_threshold_in_a_sign_and_a_title_not_only_in
     assert "0.500 " + ABOVE in above and 's-fake' in above and 'title="at or above the threshold 0.500"' in above
     assert "0.4999 " + BELOW in below and 's-real' in below and 'title="below the threshold 0.5000"' in below
     assert mark(None, 0.5) == "–"
+    # in words for a screen reader, which neither the colour nor the tooltip reaches (h8's pass); hidden on screen
+    assert '<span class="vh"> (at or above the threshold)</span>' in above and "(below the threshold)" in below
+    from forgerydet.scan.html import CSS
+
+    assert ".vh{position:absolute;width:1px;height:1px;overflow:hidden" in CSS
     # below the threshold but equal to 3 decimals: more decimals, never '0.338 ▼' beside 'threshold 0.338'
     assert ">0.3376 ▼<" in mark(0.3376, 0.337873) and 'threshold 0.3379"' in mark(0.3376, 0.337873)
     assert ">0.338 ▲<" in mark(0.33790, 0.337873)

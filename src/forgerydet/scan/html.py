@@ -35,6 +35,7 @@ code{overflow-wrap:anywhere;background:#f0f0f0;padding:0 3px;border-radius:3px}
 .face figcaption{font-size:.8em;margin-top:3px}
 .noterow td{border-top:none;font-size:.85em;color:#6d4c00;background:#fff8ee}
 .s-fake{color:#c62828;font-weight:700}.s-real{color:#2e7d32;font-weight:700}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}
 .nbrs{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
 .nb{font-size:.7em;width:56px;text-align:center;overflow-wrap:anywhere}
 .nb img{width:56px;height:56px;object-fit:cover;display:block}
@@ -140,8 +141,9 @@ def side_text(score: float, threshold: float) -> str:
 
 
 def mark(score: Any, threshold: float) -> str:
-    """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below. A score below
-    the threshold that rounds to its 3 decimals gets more, so that '0.338 ▼' never sits beside 'threshold 0.338'."""
+    """A score with its threshold mark, coloured, for HTML: 'score ▲' at or above, 'score ▼' below, and the side in
+    words for a screen reader (visually hidden: a tooltip reaches neither it nor a keyboard). A score below the
+    threshold that rounds to its 3 decimals gets more, so that '0.338 ▼' never sits beside 'threshold 0.338'."""
     if score is None:
         return "–"
     above = float(score) >= threshold
@@ -149,7 +151,7 @@ def mark(score: Any, threshold: float) -> str:
     digits = score_digits(score, threshold)
     shown = max(digits, len(threshold_text(threshold).split(".")[1]))  # never fewer decimals than threshold_text's
     return (f'<span class="{"s-fake" if above else "s-real"}" title="{side} the threshold {threshold:.{shown}f}">'
-            f'{num(score, f".{digits}f")} {ABOVE if above else BELOW}</span>')
+            f'{num(score, f".{digits}f")} {ABOVE if above else BELOW}<span class="vh"> ({side} the threshold)</span></span>')
 
 
 def reference_guide(name: str) -> str:
