@@ -1,7 +1,7 @@
 """Training: one flat loop (nanoGPT style) that mixes 'pair' and 'single' batches, keeps the MoCo queue
 of real keys, rebuilds the bank from every real training face at each epoch end, validates in 'single'
-mode, and writes atomic best/last checkpoints that resume bit-for-bit. Runs as one process or under
-`torchrun` (DDP: NCCL on GPUs, gloo on CPUs)."""
+mode, and writes atomic best/last checkpoints that resume bit-for-bit in one process. Runs as one process or under
+`torchrun` (DDP: NCCL on GPUs, gloo on CPUs; resumed, its ranks other than 0 take rank 0's stored RNG state)."""
 
 from __future__ import annotations
 
