@@ -202,3 +202,16 @@ def test_software_versions_name_what_a_scores_last_digits_depend_on():
     assert (v["torch"], v["opencv"], v["numpy"]) == (torch.__version__, cv2.__version__, np.__version__)
     assert v["torch_threads"] == torch.get_num_threads() and v["facenet-pytorch"] == "2.5.3" and v["timm"]
     assert v["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_process_rank_and_count_read_torchrun_s_environment(monkeypatch):
+    from forgerydet.runtime import process_count, process_rank
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert (process_rank(), process_count()) == (0, 1)  # no torchrun
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert (process_rank(), process_count()) == (1, 2)
+    monkeypatch.setenv("RANK", "")  # set but empty: as unset
+    assert process_rank() == 0

@@ -78,6 +78,17 @@ def native_bf16() -> bool:
     return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
 
 
+def process_rank() -> int:
+    """This process's rank in a torchrun run (torchrun's RANK), 0 without torchrun: read from the environment, so
+    the CLI knows it before torch loads. Rank 0 writes a run's files and speaks for it."""
+    return int(os.environ.get("RANK") or 0)
+
+
+def process_count() -> int:
+    """How many processes the run has (torchrun's WORLD_SIZE), 1 without torchrun."""
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
 def sigterm_as_interrupt() -> None:
     """SIGTERM (`timeout`, a job scheduler, `docker stop`) raises KeyboardInterrupt from now on, as Ctrl-C does, so a
     command (or the demo) says it in one line and still writes what it has. Only the main thread can set a handler."""

@@ -162,6 +162,7 @@ def cli(argv: list[str] | None = None) -> None:
 
     from forgerydet.cli.common import EXIT_INTERRUPTED, PipeSafeStdout, fail, guard_stdout, said_errors
     from forgerydet.errors import os_error_text, out_of_memory
+    from forgerydet.runtime import process_rank
 
     guard_stdout()  # already for --version, which prints before any command's callback
     said = len(said_errors)
@@ -171,7 +172,7 @@ def cli(argv: list[str] | None = None) -> None:
         sys.exit(fail(f"{empty} (see `{_typed_command(args)} --help`)").exit_code)
     try:
         code = app(args=argv, prog_name="forgerydet", standalone_mode=False)
-        if code == EXIT_INTERRUPTED and len(said_errors) == said and os.environ.get("RANK", "0") in ("0", ""):
+        if code == EXIT_INTERRUPTED and len(said_errors) == said and process_rank() == 0:
             code = fail("interrupted", EXIT_INTERRUPTED).exit_code  # typer >= 0.29 turns a Ctrl-C that no command
             # handled (one while torch loads) into a silent 130; under torchrun rank 0 says it for every process
     except NoArgsIsHelpError as e:  # `forgerydet`, `forgerydet weights`: the help, on stdout as `--help` puts it

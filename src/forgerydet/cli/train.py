@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
 from forgerydet.model.config import ModelConfig
 from forgerydet.paths import folder_held
-from forgerydet.runtime import resolve_device
+from forgerydet.runtime import process_rank, resolve_device
 from forgerydet.scan.html import threshold_text
 from forgerydet.training.config import TrainConfig, augmentation_with
 
@@ -29,7 +28,7 @@ def _progress(lines: bool = False) -> Progress:
     (lines=True: off a terminal a line a minute, as scan's; their encoding said nothing for an hour in a log)."""
     return progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        disable=int(os.environ.get("RANK", "0")) != 0, lines=lines)
+                        disable=process_rank() != 0, lines=lines)
 
 
 LOG_EVERY_S = 60.0  # where the output is not a terminal (nohup, a job scheduler): a step line this often
@@ -50,7 +49,7 @@ class TrainView:
     def __init__(self, progress: Progress, clock=time.monotonic) -> None:
         self.p = progress
         self.task = None
-        self.quiet = int(os.environ.get("RANK", "0")) != 0
+        self.quiet = process_rank() != 0
         self.log_steps = not draws_bars(console)  # a file, a pipe, or a dumb terminal (no bar there)
         self.clock = clock
         self.epochs, self.max_minutes, self.epoch, self.steps = 0, None, 0, 0
@@ -224,7 +223,7 @@ def train_cmd(
         last = Path(out) / "last.safetensors"
         replaced = file_state(last) if overwrite else None  # the run --overwrite replaces at its first epoch end
         try:  # --out held by rank 0 (which writes it): two runs into one at once left one's best beside the other's last
-            with _progress() as p, folder_held(out, "--out", "training run") if int(os.environ.get("RANK", "0")) == 0 \
+            with _progress() as p, folder_held(out, "--out", "training run") if process_rank() == 0 \
                     else contextlib.nullcontext():
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
@@ -286,7 +285,7 @@ def rebuild_bank_cmd(
         chosen = {} if select is None else {"select": select}  # none given: the library's default (coreset)
         res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,
                                       progress=lambda a, b, item="": p.update(task, completed=a, total=b), **chosen)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if process_rank() == 0:
         say(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
             f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
             f"in {res['seconds']:.1f} s -> {res['checkpoint']}")

@@ -4,7 +4,6 @@ real face into a disk bank, model.diskbank). Under torchrun each rank encodes a 
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from forgerydet.model.detector import Detector
 from forgerydet.model.diskbank import IndexConfig, write_bank
 from forgerydet.pairs.table import read_pairs
 from forgerydet.paths import check_output
-from forgerydet.runtime import Progress
+from forgerydet.runtime import Progress, process_count
 from forgerydet.training.config import TrainConfig, check_checkpoint_rewrite
 from forgerydet.training.data import FaceList
 from forgerydet.training.distributed import Dist, auto_workers, gather_rows, make_loader, setup_distributed
@@ -149,7 +148,7 @@ def rebuild_disk_bank(
     from forgerydet.training.data import FaceList
 
     t0 = time.perf_counter()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process encoded every face and wrote the same files at once
+    if process_count() > 1:  # each process encoded every face and wrote the same files at once
         raise ForgeryDetError("--disk-bank runs in one process, not under torchrun: every process would encode all the "
                               "faces and write the same folder at once; run it as a plain `forgerydet rebuild-bank`")
     check_output(folder, "--disk-bank", folder=True)  # before the encoding, in the option's words

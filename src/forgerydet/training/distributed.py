@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 
 from forgerydet.errors import WriteError, os_error_text
 from forgerydet.model.detector import precision_autocast
-from forgerydet.runtime import ignore_stops, resolve_device
+from forgerydet.runtime import ignore_stops, process_count, process_rank, resolve_device
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Dist:
 
 def setup_distributed(device: str) -> Dist:
     """Use torchrun's environment when present (NCCL on GPUs, gloo on CPUs)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = process_count()
     dev = resolve_device(device)  # the one resolver: a bad name is a clear error, not a torch traceback
     if world <= 1:
         return Dist(0, 1, dev)
@@ -50,7 +50,7 @@ def setup_distributed(device: str) -> Dist:
 def resume_command(out: Path | str) -> str:
     """The command that continues the run in `out` as this process was started: under torchrun, torchrun with as
     many processes (a run resumed by another number is refused: training/state.check_same_processes)."""
-    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "0"))
+    world, local = process_count(), int(os.environ.get("LOCAL_WORLD_SIZE", "0"))
     if world <= 1:
         return f"`forgerydet train --out {out} --resume`"
     if local == world:
@@ -64,7 +64,7 @@ def stop_cause(e: BaseException) -> str:
     seen from a peer, which printed a gloo traceback), 'peer' on rank 0 for another process ending (its error, if
     it gave one, is its own line), 'own' for this process's own error, 'other' for an error of no process's end.
     Under torchrun further Ctrl-C and SIGTERM are ignored from here on (runtime.ignore_stops): it is stopping."""
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    world, rank = process_count(), process_rank()
     if world > 1:
         ignore_stops()
     lost = world > 1 and isinstance(e, RuntimeError) and (
