@@ -107,18 +107,18 @@ def bootstrap_auc(labels: Any, *scores: Any, n_boot: int = 2000, seed: int = 0,
 
     y, _ = _check(labels, scores[0])
     _need_both(y)
+    checked = [_check(y, sc)[1] for sc in scores]
     if clusters is not None:
-        return _cluster_bootstrap_auc(y, [_check(y, sc)[1] for sc in scores], clusters, n_boot, seed)
+        return _cluster_bootstrap_auc(y, checked, clusters, n_boot, seed)
     rng = np.random.default_rng(seed)
-    values = np.stack([_check(y, sc)[1] for sc in scores], axis=1)  # (n,k)
+    values = np.stack(checked, axis=1)  # (n,k)
     real, fake = (_in_value_order(np.flatnonzero(y == c), values) for c in (0, 1))
     ir = rng.integers(0, real.size, (n_boot, real.size))  # (B,n_r) positions among the reals
     jf = rng.integers(0, fake.size, (n_boot, fake.size))  # (B,n_f)
     n_r, n_f = real.size, fake.size
     out = np.empty((n_boot, len(scores)))
     chunk = max(1, int(4e6 // (n_r + n_f)))
-    for k, sc in enumerate(scores):
-        _, s = _check(y, sc)
+    for k, s in enumerate(checked):
         sr, sf = s[real], s[fake]
         for b in range(0, n_boot, chunk):
             both = np.concatenate([sr[ir[b : b + chunk]], sf[jf[b : b + chunk]]], axis=1)  # (b,n_r+n_f)

@@ -18,7 +18,7 @@ from forgerydet.scan.resume import (DECIDING, VIDEO_ONLY, by_place, file_kind, f
                                     setting_difference)
 
 METRICS = "metrics.json"
-PLOT_NAMES = ("roc.png", "roc_groups.png")  # evaluate.PLOTS
+PLOT_NAMES = ("roc.png", "roc_groups.png")  # the plots evaluate writes beside metrics.json
 SCORE_DECIDING = [k for k in DECIDING if k != "threshold"]
 CROP_FREE = VIDEO_ONLY | {"aggregation", "detector"}  # a face crop scored as it is (--crops) depends on none of these
 

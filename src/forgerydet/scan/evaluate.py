@@ -216,14 +216,11 @@ def _evaluate(source: str | Path | list[Item], checkpoint: str | Path | None, co
     return result
 
 
-PLOTS = PLOT_NAMES
-
-
 def _stopped(out_dir: str | Path | None, when: str) -> KeyboardInterrupt:
     """Ctrl-C or SIGTERM before this run wrote anything: an earlier evaluation's outputs in --out are left as they
     are (they may be hours of scores that --resume takes up) and the message says whose they are, for the CLI's
     error line."""
-    there = [n for n in (METRICS, *PLOTS) if out_dir and (Path(out_dir) / n).is_file()]
+    there = [n for n in (METRICS, *PLOT_NAMES) if out_dir and (Path(out_dir) / n).is_file()]
     return KeyboardInterrupt(f"interrupted {when}: nothing written" + (
         f"; {', '.join(there)} in {out_dir} {'is' if len(there) == 1 else 'are'} an earlier evaluation's, left as "
         f"{'it was' if len(there) == 1 else 'they were'}" if there else ""))
@@ -240,7 +237,7 @@ def _save_progress(out: Path, head: dict[str, Any], records: list[dict], skipped
            "not_scored": [path_text(it.path) for it in rest],
            "earlier_files": earlier.kept([it.path for it in rest])}
     write_text_atomic(out / METRICS, json.dumps(json_safe(doc), indent=1), durable=True)
-    for name in PLOTS:
+    for name in PLOT_NAMES:
         (out / name).unlink(missing_ok=True)
 
 
@@ -268,7 +265,7 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
     if len(per_group) > 1:
         jobs.append(("roc_groups.png", "roc_groups_png",
                      lambda p: roc_plot(per_group, p, f"ROC per group (video level): {title}")))
-    for name in PLOTS:  # first: killed between metrics.json and a plot, an earlier evaluation's would be left beside
+    for name in PLOT_NAMES:  # first: killed between metrics.json and a plot, an earlier evaluation's would be left beside
         (out / name).unlink(missing_ok=True)  # these metrics as if it were theirs
     written: list[str] = []
     try:
@@ -289,7 +286,7 @@ def _write_outputs(result: dict[str, Any], out: Path, title: str, curves: dict, 
 
 def _written_here(out_dir: Path, path: Path, any_file: bool = False) -> bool:
     """Whether `path` is a plot evaluate writes into out_dir: one an earlier evaluation wrote (any_file: any file)."""
-    if path.name not in PLOTS or os.path.realpath(path.parent) != os.path.realpath(out_dir):
+    if path.name not in PLOT_NAMES or os.path.realpath(path.parent) != os.path.realpath(out_dir):
         return False
     try:
         with open(path, "rb") as f:
