@@ -86,12 +86,12 @@ def open_scanner(checkpoint: str | Path | None = None, **settings: Any):
     if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
         raise ForgeryDetError(f"checkpoint={value_text(checkpoint)}: give a path (str or pathlib.Path), or None for the shipped model")
     cfg = scan_config(**settings)
-    check_scan_inputs(checkpoint, cfg)
+    path = check_scan_inputs(checkpoint, cfg)  # the default checkpoint, looked up once
     if not _tuned:
         _tuned.append(tune_malloc())
     from forgerydet.scan.scanner import Scanner  # torch: after the settings were checked
 
-    scanner = Scanner(checkpoint, cfg)
+    scanner = Scanner(path, cfg)
     for line in settings_notes(scanner.settings(), cfg.threshold):  # what the CLI prints as notes
         warnings.warn(f"forgerydet: {line}", UserWarning, stacklevel=2)
     return scanner

@@ -70,6 +70,19 @@ def test_no_checkpoint_and_no_shipped_model_is_refused_before_the_model_loads(st
     assert stop_at_scanner == []
 
 
+def test_the_default_checkpoint_is_looked_up_once_and_given_to_the_scanner(stop_at_scanner, face_png, tmp_path,
+                                                                           monkeypatch):
+    """Without --checkpoint, `scan` looked for the default model for its output checks, again for its input checks
+    and a third time in the Scanner (each a search of three folders, or a read of $FORGERYDET_MODEL's header)."""
+    import forgerydet.scan.config as config_mod
+
+    looked = []
+    monkeypatch.setattr(config_mod, "find_default_checkpoint", lambda: looked.append(1) or tmp_path / "c.safetensors")
+    one_error(cli("scan", face_png, "--json", tmp_path / "s.json"), "stopped by the test")
+    assert stop_at_scanner[0][0] == tmp_path / "c.safetensors" and len(looked) == 1
+    one_error(cli("scan", face_png, "--json", tmp_path / "c.safetensors"), "--json", "the checkpoint")  # still checked
+
+
 def test_options_reach_the_scan_config(stop_at_scanner, face_png, tmp_path):
     (tmp_path / "disk").mkdir()  # the --bank folder must exist and hold a bank.json (checked before the Scanner)
     (tmp_path / "disk" / "bank.json").write_text("{}")

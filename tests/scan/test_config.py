@@ -206,7 +206,8 @@ def test_a_scans_other_input_files_are_checked_in_one_place(tmp_path):
     """The CLI and the API both call check_scan_inputs before torch loads: checkpoint, --bank, --references."""
     ck = tmp_path / "c.safetensors"
     ck.write_bytes(b"x")
-    check_scan_inputs(None, ScanConfig())  # the default checkpoint is the Scanner's to find
+    assert check_scan_inputs(None, ScanConfig()) == find_default_checkpoint()  # found here, for the Scanner
+    assert check_scan_inputs(ck, ScanConfig()) == ck
     (tmp_path / "bank.json").write_text("{}")  # a finished disk bank (its files are the DiskBank's to check)
     check_scan_inputs(ck, ScanConfig(bank=str(tmp_path)))
     with pytest.raises(ForgeryDetError, match="checkpoint not found"):

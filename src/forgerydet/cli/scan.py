@@ -99,8 +99,8 @@ def scan_cmd(
                 skipped = _without_report_files(skipped, [], report)  # its index.html is not "a file left out"
             if not files:  # checked before the model loads
                 raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
-            _check_outputs_apart(outputs, files, checkpoint, references)
-            check_scan_inputs(checkpoint, cfg)
+            model = check_scan_inputs(checkpoint, cfg)  # the checkpoint given, else the default one (looked up once)
+            _check_outputs_apart(outputs, files, model, references)
             if resume and not _a_file_to_keep(json_out):
                 raise ForgeryDetError("--resume goes on with the scan whose --json file is given: give --json FILE "
                                       "(a file, not standard output, a pipe or a device)")
@@ -108,7 +108,7 @@ def scan_cmd(
             try:  # torch and timm, then the model: ~5 s, after every cheap check
                 from forgerydet.scan.scanner import Scanner
 
-                scanner = Scanner(checkpoint, cfg)
+                scanner = Scanner(model, cfg)
             except KeyboardInterrupt:  # no file scanned yet: nothing to write, and files at the output paths are old
                 raise fail("interrupted while the model loaded, before any file was scanned: no output was written "
                            "(files already at the output paths are an earlier run's)", EXIT_INTERRUPTED) from None
@@ -219,17 +219,10 @@ def _save_so_far(keeper: Checkpointer, records: list[dict], settings: dict) -> C
     return keeper
 
 
-def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path], checkpoint: Optional[Path],
+def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path], checkpoint: Path,
                          references: Optional[Path]) -> None:
     """No output file may be a file the scan reads (`--json photo.png`, `--csv model.safetensors`) or the other
     output: it would be replaced."""
-    from forgerydet.scan.config import find_default_checkpoint
-
-    if checkpoint is None:
-        try:
-            checkpoint = find_default_checkpoint()
-        except ForgeryDetError:  # check_scan_inputs says so next
-            pass
     inputs = [("the checkpoint", checkpoint), ("the --references file", references)]
     files_out = [(option, path) for option, path, folder in outputs if not folder and path != STDOUT]
     for option, path in files_out:

@@ -198,9 +198,10 @@ def expand_scan_paths(paths: list[str | Path], threshold: float | None = None,
     return files, bad
 
 
-def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
+def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> Path:
     """The files a scan reads besides its media, checked before torch loads (~5 s): the checkpoint (None: the
-    default one, which must be found), a --bank folder and a --references file."""
+    default one, which must be found), a --bank folder and a --references file. Returns the checkpoint to load (the
+    default one found here: give it to the Scanner, which would otherwise look it up again)."""
     if checkpoint is not None:
         check_checkpoint_path(checkpoint)
     # (a missing shipped model was said only after torch and timm had loaded)
@@ -217,4 +218,5 @@ def check_scan_inputs(checkpoint: str | Path | None, cfg: ScanConfig) -> None:
         if not Path(refs).exists():
             raise ForgeryDetError(f"reference file not found: {refs} (enrol {name!r} first: `{command}`)")
         check_enrolled(check_references_file(refs), name, command)
+    return Path(model)
 
