@@ -198,7 +198,8 @@ def test_a_build_killed_before_its_bank_json_can_be_built_again_in_its_folder(tm
 
 
 @pytest.mark.parametrize("edit", [{"entries": None}, {"entries": "10"}, {"dim": 1.5}, {"tokens": -4}, {"fingerprint": None},
-                                  {"index": {"nprobe": "all"}}, {"index": {"foo": 1}}, {"index": [1]}, {"indexed": "no"}])
+                                  {"index": {"nprobe": "all"}}, {"index": {"foo": 1}}, {"index": [1]}, {"indexed": "no"},
+                                  {"files": [1]}, {"files": {"keys.f32": {"size": "1"}}}, {"files": {"other": {}}}])
 def test_a_hand_edited_bank_json_is_one_line_not_a_traceback(tmp_path, edit):
     """A bank.json missing a field, or with a string, list or unknown index setting, ended in KeyError, ValueError,
     TypeError or AttributeError tracebacks from `scan --bank`."""
@@ -327,3 +328,44 @@ def test_scanning_with_an_empty_disk_bank_is_one_line_before_any_file(tmp_path, 
                                  "--device", "cpu"])
     assert r.exit_code == 1 and "holds 0 real faces" in r.output and "rebuild it with" in r.output, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def _bytes_read() -> int:
+    return int(next(line for line in open("/proc/self/io") if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/io"), reason="reads counted by Linux's /proc/self/io")
+def test_opening_a_bank_does_not_read_its_keys_again(tmp_path):
+    """Every open (every `scan --bank`) read the whole keys.f32 to look for NaN: 256 MB per million entries. The
+    build records that its keys were finite, with the file's size and time, so an open of an unchanged bank reads
+    none of them; one whose keys were changed since is still read and refused."""
+    import os
+
+    write_bank(tmp_path / "b", [clustered_entries(20000, n=1, d=64)], 1, 64, "ef" * 32)  # keys.f32: 5 MB
+    bank_json = tmp_path / "b" / "bank.json"
+    t = bank_json.stat().st_mtime_ns + 10**9
+    os.utime(bank_json, ns=(t, t))  # written in a later clock tick than the keys (as any but the tiniest build)
+    before = _bytes_read()
+    DiskBank.open(tmp_path / "b")
+    assert _bytes_read() - before < 1 << 20
+    keys = tmp_path / "b" / "keys.f32"
+    k = np.fromfile(keys, np.float32).reshape(20000, 64)
+    k[[0, 1]] = k[[1, 0]]  # finite, the same size: two entries' keys swapped, so each finds the other's tokens
+    k.tofile(keys)
+    with pytest.raises(ForgeryDetError, match="keys.f32 was changed since the bank was built .*: rebuild the bank"):
+        DiskBank.open(tmp_path / "b")
+
+
+def test_a_bank_built_before_its_files_were_recorded_still_opens_and_is_checked_in_full(tmp_path):
+    import json
+
+    write_bank(tmp_path / "b", [clustered_entries(10)], 4, 16, "ef" * 32)
+    meta = json.loads((tmp_path / "b" / "bank.json").read_text())
+    del meta["files"]
+    (tmp_path / "b" / "bank.json").write_text(json.dumps(meta))
+    assert DiskBank.open(tmp_path / "b").size == 10
+    k = np.fromfile(tmp_path / "b" / "keys.f32", np.float32)
+    k[5] = np.nan
+    k.tofile(tmp_path / "b" / "keys.f32")
+    with pytest.raises(ForgeryDetError, match="keys.f32 holds NaN or infinite keys"):
+        DiskBank.open(tmp_path / "b")

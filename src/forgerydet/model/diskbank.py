@@ -3,7 +3,8 @@
 The in-checkpoint MemoryBank holds K entries in RAM (65,536 x 7x7x64 fp16 tokens is about 400 MB). A platform
 has millions of real faces. A DiskBank keeps them in a folder:
 
-    DIR/bank.json    format, entries (M), tokens (N), dim (D), fingerprint (key encoder, 64 hex), index settings
+    DIR/bank.json    format, entries (M), tokens (N), dim (D), fingerprint (key encoder, 64 hex), index settings,
+                     files: each file's size, modification time and sha256 at the build (model/bankfiles.py)
     DIR/values.f16   (M,N,D) fp16 token maps, raw: a query reads only the k rows it retrieves, by positioned
                      reads (os.pread), not a memory map: on this machine's kernel a page fault maps a whole
                      large folio, so a memory map's RSS grew by ~1.3 MB per 6 KB row read (measured)
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 
 from forgerydet.errors import ForgeryDetError, parse_json
 from forgerydet.io import close_all, write_text_atomic
+from forgerydet.model.bankfiles import STREAMED, HashedFile, build_record, check_files
 from forgerydet.model.config import check_bank_folder
 
 FORMAT = "forgerydet-diskbank"
@@ -94,10 +96,10 @@ class DiskBankWriter:
                                   f"{', ...' if len(others) > 3 else ''}): give a new or empty folder")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tokens, self.dim, self.fingerprint, self.count = int(tokens), int(dim), fingerprint, 0
-        self._values = open(self.dir / "values.f16", "wb")
-        self._keys = open(self.dir / "keys.f32", "wb")
-        self._sources = open(self.dir / "sources.txt", "wb")
-        self._offsets = [0]
+        self._values = HashedFile(open(self.dir / "values.f16", "wb"))  # sha256 on the way: bank.json's `files`
+        self._keys = HashedFile(open(self.dir / "keys.f32", "wb"))
+        self._sources = HashedFile(open(self.dir / "sources.txt", "wb"))
+        self._offsets, self.finite = [0], True  # finite: every key written so far (the open of the bank trusts it)
 
     @torch.no_grad()
     def add(self, values: torch.Tensor, sources: list[str] | None = None) -> None:
@@ -115,6 +117,7 @@ class DiskBankWriter:
         self._values.write(v.contiguous().numpy().tobytes())
         self._keys.write(k.contiguous().numpy().tobytes())
         self.count += v.shape[0]
+        self.finite = self.finite and bool(torch.isfinite(k).all())
 
     def _close_files(self, quiet: bool = False) -> None:
         close_all((self._values, self._keys, self._sources), quiet=quiet)  # one failed: the others still closed
@@ -129,6 +132,9 @@ class DiskBankWriter:
         if self.count >= cfg.exact_limit and faiss_available():
             build_index(self.dir, self.count, self.dim, cfg, seed)
             meta["indexed"] = True
+        hashes = {n: f.hash.hexdigest() for n, f in zip(STREAMED, (self._values, self._keys, self._sources))}
+        meta["files"] = build_record(self.dir, hashes, STREAMED + ("sources.idx",) + ("keys.faiss",) * meta["indexed"],
+                                     self.finite)  # so that an open reads the keys only where they may have changed
         write_text_atomic(self.dir / "bank.json", json.dumps(meta, indent=1) + "\n")  # written last: the done-marker
         return DiskBank.open(self.dir)
 
@@ -206,19 +212,7 @@ class DiskBank:
             raise ForgeryDetError(f"{folder}/bank.json is corrupt: rebuild the bank") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise ForgeryDetError(f"{folder} is not a forgerydet disk bank of format {FORMAT_VERSION}")
-        m, n, d = _checked_sizes(folder, meta)
-        for name, nbytes in (("values.f16", m * n * d * 2), ("keys.f32", m * d * 4), ("sources.idx", (m + 1) * 8)):
-            if not (folder / name).is_file() or (folder / name).stat().st_size != nbytes:
-                raise ForgeryDetError(f"{folder}/{name} is missing or truncated: rebuild the bank")
-        offsets = np.fromfile(folder / "sources.idx", np.int64)  # (M+1,): where each entry's line starts, then the end
-        if offsets[0] != 0 or (np.diff(offsets) < 0).any():  # a line read from them could ask for terabytes
-            raise ForgeryDetError(f"{folder}/sources.idx is damaged: rebuild the bank")
-        if not (folder / "sources.txt").is_file() or (folder / "sources.txt").stat().st_size != int(offsets[-1]):
-            raise ForgeryDetError(f"{folder}/sources.txt is missing or truncated: rebuild the bank")
-        with open(folder / "keys.f32", "rb") as f:  # read in chunks, not mapped: a NaN key was every query's neighbour
-            while chunk := f.read(1 << 24):
-                if not np.isfinite(np.frombuffer(chunk, np.float32)).all():
-                    raise ForgeryDetError(f"{folder}/keys.f32 holds NaN or infinite keys: rebuild the bank")
+        check_files(folder, meta, *_checked_sizes(folder, meta))  # cut or damaged files, NaN keys, edited keys
         return cls(folder, meta)
 
     @property
