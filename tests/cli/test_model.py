@@ -313,3 +313,36 @@ def test_info_names_the_checkpoint_a_run_started_from_and_how_its_best_epoch_was
     assert "validation AUC (--select val)" in _row(info(TrainConfig(watch="mine.csv")), "watch list")
     plain = info(TrainConfig())
     assert "started from" not in plain and "watch list" not in plain
+
+
+def test_info_describes_a_disk_bank_and_verify_names_a_file_changed_since_its_build(tmp_path):
+    """`info DIR` of a disk bank was refused as "not a checkpoint", and nothing could check a bank's files: token
+    maps zeroed or rewritten by something else (same size) were scanned against in silence."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from forgerydet.model.diskbank import write_bank
+
+    e = F.normalize(torch.randn(30, 4, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32, sources_root=str(tmp_path))
+    r = cli("info", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    assert _row(r.output, "disk bank") == "30 real faces, 4 tokens x D=16 each" and _row(r.output, "search") == "exact"
+    r = cli("info", tmp_path / "b", "--verify")
+    assert r.exit_code == 0 and "values.f16: as built" in r.output and "keys.f32: as built" in r.output, r.output
+    v = np.memmap(tmp_path / "b" / "values.f16", np.float16, "r+")
+    v[:] = 0
+    v.flush()
+    del v
+    assert cli("info", tmp_path / "b").exit_code == 0  # an open checks sizes and keys, not 6 GB of token maps
+    one_error(cli("info", tmp_path / "b", "--verify"), "values.f16 changed since the build (sha256 differs): rebuild the bank")
+    meta = json.loads((tmp_path / "b" / "bank.json").read_text())
+    del meta["files"]  # a bank built before its files were recorded
+    (tmp_path / "b" / "bank.json").write_text(json.dumps(meta))
+    assert "not recorded" in _row(cli("info", tmp_path / "b").output, "files")
+    one_error(cli("info", tmp_path / "b", "--verify"), "records no sha256 of its files")
+
+
+def test_info_verify_of_a_checkpoint_is_refused(tmp_path):
+    ck = save_checkpoint(tmp_path / "c.safetensors", tiny_model(bank_size=4))
+    one_error(cli("info", ck, "--verify"), "--verify checks a disk bank folder's files")

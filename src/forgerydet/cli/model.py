@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forgerydet.cli.common import console, say, shown, table_or_lines, user_errors
+from forgerydet.cli.common import console, fail, progress_bar, say, shown, table_or_lines, user_errors
+from forgerydet.errors import ForgeryDetError
 
 
 # history fields -> headers ('watch AUC': `train --watch`); the field names were cut to "train_l…" on 80 columns
@@ -17,12 +18,19 @@ HISTORY_COLUMNS = {"epoch": "epoch", "train_loss": "loss", "val_auc": "val AUC",
 
 
 def info_cmd(
-    checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors) to describe.")],
+    checkpoint: Annotated[Path, typer.Argument(readable=False, help="Checkpoint file (.safetensors), or a disk bank folder (from `rebuild-bank --disk-bank`), to describe.")],
+    verify: Annotated[bool, typer.Option("--verify", help="For a disk bank: read every file whole and compare its sha256 with the one its build recorded (exit code 1 where one differs; about 10 s per million entries).")] = False,
 ) -> None:
-    """Show a checkpoint's backbone, config, bank size/fill, encoder fingerprint and training history."""
+    """Show a checkpoint's backbone, config, bank size/fill, encoder fingerprint and training history, or a disk
+    bank's size, search and files."""
     from forgerydet.model.config import check_checkpoint_path
 
+    if (checkpoint / "bank.json").is_file():
+        return _disk_bank_info(checkpoint, verify)
     with user_errors():
+        if verify:
+            raise ForgeryDetError("--verify checks a disk bank folder's files; a checkpoint's weights are checked "
+                                  "whenever it is read, as `info` reads them")
         check_checkpoint_path(checkpoint)  # before torch loads (~5 s)
         from forgerydet.model.checkpoint import calibration_bank, read_meta
 
@@ -66,6 +74,45 @@ def info_cmd(
         for row in rows:
             h.add_row(*row)
         console.print(table_or_lines(h, rows, console.width))  # narrower: a line per epoch, no figure cut to "0…"
+
+
+def _disk_bank_info(folder: Path, verify: bool) -> None:
+    """`info DIR` of a disk bank: what `scan --bank` would compare with; `--verify`: every file against its sha256."""
+    import datetime
+
+    from rich.progress import BarColumn, TextColumn
+
+    from forgerydet.model.bankfiles import checked_record, record_state, verify as verify_files
+    from forgerydet.model.diskbank import DiskBank
+
+    with user_errors():
+        bank = DiskBank.open(folder)  # the checks of `scan --bank`: a damaged bank is one line, as there
+        files = checked_record(folder, bank.meta)
+        if verify and not files:
+            raise ForgeryDetError(f"--verify: {folder} records no sha256 of its files (a bank built before "
+                                  f"2026-12-08): rebuild it to have them recorded")
+    built = datetime.datetime.fromtimestamp(bank.written / 1e9).astimezone().isoformat(timespec="seconds")
+    say(str(folder))
+    t = Table(show_header=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for k, v in (("disk bank", f"{bank.size:,} real faces, {bank.num_tokens} tokens x D={bank.dim} each"),
+                 ("key encoder fingerprint", f"{bank.fingerprint} (scan with the checkpoint whose key encoder wrote it)"),
+                 ("search", bank.search_text()), ("built", built),
+                 ("sources relative to", bank.meta.get("sources_root") or "not recorded"),
+                 ("size on disk", f"{bank.nbytes_on_disk() / 2**20:,.1f} MB"), ("files", record_state(files))):
+        t.add_row(shown(k), shown(v))
+    console.print(t)
+    if not verify:
+        return
+    with user_errors(), progress_bar(TextColumn("[bold]verifying"), BarColumn()) as p:
+        task = p.add_task("verify", total=sum(r["size"] for r in files.values()))
+        found = verify_files(folder, files, lambda done, total: p.update(task, completed=done))
+    for name, state in found.items():
+        say(f"{name}: {state}")
+    changed = [f"{name} {state}" for name, state in found.items() if state != "as built"]
+    if changed:
+        raise fail(f"{folder}: {'; '.join(changed)}: rebuild the bank")
 
 
 def _training_rows(tc: dict | None) -> list[tuple[str, str]]:

@@ -229,6 +229,10 @@ class DiskBank:
         the key encoder's fingerprint, gets another."""
         return (self.dir / "bank.json").stat().st_mtime_ns
 
+    def search_text(self) -> str:
+        """How `search` finds the neighbours, in words (scan's settings, `info`)."""
+        return "faiss + exact re-ranking" if self.index is not None else "exact"
+
     def read_values(self, rows: np.ndarray) -> np.ndarray:
         """Token maps (U,N,D) fp16 of the given sorted distinct rows, read from disk (consecutive rows at once)."""
         row = self.num_tokens * self.dim * 2
