@@ -369,3 +369,54 @@ def test_a_bank_built_before_its_files_were_recorded_still_opens_and_is_checked_
     k.tofile(tmp_path / "b" / "keys.f32")
     with pytest.raises(ForgeryDetError, match="keys.f32 holds NaN or infinite keys"):
         DiskBank.open(tmp_path / "b")
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu not installed (the optional 'scale' extra)")
+def test_a_bank_built_with_a_faiss_index_is_searched_exactly_where_faiss_is_missing(tmp_path, monkeypatch):
+    """A bank built where faiss was installed was refused on a machine without it ("this bank needs faiss"), though
+    keys.f32 holds every key the index only proposes."""
+    import sys
+
+    cfg = IndexConfig(nlist=16, nprobe=4, train_size=2000, exact_limit=500)
+    e = clustered_entries(1200)
+    write_bank(tmp_path / "b", [e], 4, 16, "ef" * 32, cfg)
+    assert DiskBank.open(tmp_path / "b").index is not None
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as where faiss-cpu is not installed
+    bank = DiskBank.open(tmp_path / "b")
+    assert bank.index is None and bank.search_text().startswith("exact (faiss is not installed")
+    q = torch.randn(5, 16)
+    ref, idx, sims = bank.retrieve(q, 3)
+    s, i = bank.search_exact(F.normalize(q, dim=-1).numpy(), 3)
+    assert np.array_equal(idx.numpy(), i) and ref.shape == (5, 4, 16)
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss-cpu not installed (the optional 'scale' extra)")
+def test_scanning_with_an_indexed_bank_where_faiss_is_missing_says_so_and_scans(tmp_path, astronaut, monkeypatch):
+    import json
+    import sys
+
+    import cv2
+    from typer.testing import CliRunner
+
+    from forgerydet.cli.app import app
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.model.references import fingerprint_full
+    from tests._faces_util import face_frames
+
+    torch.manual_seed(0)
+    m = tiny_model(bank_size=4).eval()
+    ck = save_checkpoint(tmp_path / "ck.safetensors", m)
+    with torch.no_grad():
+        vals = m.encode_keys(torch.rand(600, 3, 64, 64))
+    write_bank(tmp_path / "disk", [vals], m.bank.num_tokens, m.bank.dim, fingerprint_full(m.key_fingerprint()),
+               IndexConfig(nlist=8, exact_limit=500))
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), cv2.cvtColor(face_frames(astronaut, 1)[0], cv2.COLOR_RGB2BGR))
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    r = CliRunner().invoke(app, ["scan", str(img), "--checkpoint", str(ck), "--bank", str(tmp_path / "disk"),
+                                 "--device", "cpu", "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert "faiss is not installed here: its 600 keys are searched exactly" in " ".join(r.output.split())
+    settings = json.loads((tmp_path / "s.json").read_text())["settings"]
+    assert settings["bank_search"] == "exact" and settings["bank_indexed"] is True
+    assert any("searched exactly" in n for n in settings["notes"])

@@ -356,3 +356,13 @@ def test_the_segment_note_names_the_part_sampled_and_is_left_out_for_the_whole_v
     assert segment_note("video", 0.0, None, 15.84) == []
     assert segment_note("video", 5.0, None, None) == [f"only from 0:05 on {note}"]  # no length stated
     assert segment_note("image", 5.0, 9.0, None) == [] and segment_note("video", None, None, 10.0) == []
+
+
+def test_a_disk_bank_searched_without_its_faiss_index_is_noted():
+    same = {"calibrated_against": "not calibrated", "tta": "none", "calibrated_tta": "none", "precision": "fp32",
+            "calibrated_precision": "fp32", "device": "cpu", "bank": "db", "bank_entries": 120000}
+    assert settings_notes({**same, "bank_indexed": True, "bank_search": "faiss + exact re-ranking"}, None) == []
+    assert settings_notes({**same, "bank_indexed": False, "bank_search": "exact"}, None) == []
+    assert settings_notes({**same, "bank_indexed": True, "bank_search": "exact"}, None) == [
+        "the disk bank db was built with a faiss index, but faiss is not installed here: its 120,000 keys are searched "
+        "exactly (the true nearest faces, more slowly; `pip install 'forgerydet[scale]'` for the index)"]

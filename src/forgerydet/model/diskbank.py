@@ -190,7 +190,9 @@ class DiskBank:
         self._values_path = folder / "values.f16"  # (M,N,D) fp16, read row by row (read_values)
         self._src_offsets = np.memmap(folder / "sources.idx", dtype=np.int64, mode="r") if m else None  # (M+1,)
         self.index_cfg, self.index = IndexConfig(**meta.get("index", {})), None  # the index: read below when built
-        if meta.get("indexed"):
+        # without faiss an indexed bank is searched exactly: keys.f32 holds every key (the index only proposes them)
+        self.index_unused = bool(meta.get("indexed")) and not faiss_available()
+        if meta.get("indexed") and not self.index_unused:
             faiss = _faiss()
             try:
                 self.index = faiss.read_index(str(folder / "keys.faiss"))
@@ -230,8 +232,9 @@ class DiskBank:
         return (self.dir / "bank.json").stat().st_mtime_ns
 
     def search_text(self) -> str:
-        """How `search` finds the neighbours, in words (scan's settings, `info`)."""
-        return "faiss + exact re-ranking" if self.index is not None else "exact"
+        """How `search` finds the neighbours, in words (for `info`)."""
+        return "faiss + exact re-ranking" if self.index is not None else \
+            "exact (faiss is not installed here: its index is not used)" if self.index_unused else "exact"
 
     def read_values(self, rows: np.ndarray) -> np.ndarray:
         """Token maps (U,N,D) fp16 of the given sorted distinct rows, read from disk (consecutive rows at once)."""

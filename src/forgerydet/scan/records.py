@@ -326,6 +326,10 @@ def settings_notes(settings: dict, threshold: float | None) -> list[str]:
         out.append(f"the threshold was fitted against the checkpoint's own bank, not the disk bank {settings['bank']} "
                    f"({settings['bank_entries']} faces): its similarities differ in scale, so the head's threshold "
                    f"applies (no bank fusion), only approximately calibrated for this bank")
+    if settings.get("bank_indexed") and settings.get("bank_search") == "exact":
+        out.append(f"the disk bank {settings['bank']} was built with a faiss index, but faiss is not installed here: "
+                   f"its {settings['bank_entries']:,} keys are searched exactly (the true nearest faces, more slowly; "
+                   f"`pip install 'forgerydet[scale]'` for the index)")
     if "reference" in settings:
         out.append(f"compared with the enrolled faces of {settings['reference']!r}, not the bank: the model reads the "
                    f"difference to its reference only weakly (README, 'Does the head use the bank?') and how it fares "

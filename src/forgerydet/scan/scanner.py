@@ -175,7 +175,8 @@ class Scanner:
         if d is not None:
             return {"mode": "single (difference against the disk bank's nearest real faces)", "bank": str(d.dir),
                     "bank_entries": d.filled, "bank_fingerprint": d.fingerprint[:16], "bank_written": d.written,
-                    "bank_search": d.search_text(),
+                    "bank_search": "faiss + exact re-ranking" if d.index is not None else "exact",
+                    "bank_indexed": bool(d.meta.get("indexed")),  # and yet "exact": faiss is not installed here
                     "bank_sources_root": d.meta.get("sources_root")}  # None: a bank built before 2026-12-07
         if r is None:
             return {}
