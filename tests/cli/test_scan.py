@@ -102,6 +102,18 @@ def test_options_reach_the_scan_config(stop_at_scanner, face_png, tmp_path):
     assert cfg.deinterlace is False
 
 
+def test_an_output_may_not_be_the_default_references_file(stop_at_scanner, face_png, tmp_path):
+    """`--reference NAME` without --references reads CHECKPOINT.refs.safetensors: an output there replaced the
+    person's enrolled faces (only a --references file given by name was checked)."""
+    meta = json.dumps({"__metadata__": {"format": "forgerydet-references", "people": json.dumps({"Ann": [0, 1]})}})
+    refs = tmp_path / "c.refs.safetensors"
+    refs.write_bytes(len(meta).to_bytes(8, "little") + meta.encode())
+    before = refs.read_bytes()
+    one_error(cli("scan", face_png, "--checkpoint", tmp_path / "c.safetensors", "--reference", "Ann", "--json", refs),
+              "--json", "references file")
+    assert refs.read_bytes() == before and not stop_at_scanner
+
+
 def test_a_report_keeps_crops_of_the_faces_it_shows(stop_at_scanner, face_png, tmp_path, monkeypatch):
     cli("scan", face_png, "--checkpoint", tmp_path / "c.safetensors", "--report", tmp_path / "rep")
     assert stop_at_scanner[0][1].keep_crops == records.MAX_FACES

@@ -24,6 +24,7 @@ from forgerydet.errors import ForgeryDetError, os_error_text, out_of_memory, pat
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
+from forgerydet.model.config import references_path
 from forgerydet.paths import check_not_input, check_output, folder_held, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits, threshold_text
@@ -100,7 +101,9 @@ def scan_cmd(
             if not files:  # checked before the model loads
                 raise ForgeryDetError("nothing to scan: " + "; ".join(r["error"] for r in bad_paths))
             model = check_scan_inputs(checkpoint, cfg)  # the checkpoint given, else the default one (looked up once)
-            _check_outputs_apart(outputs, files, model, references)
+            # --reference without --references reads the model's default reference file: no output may replace it
+            refs_read = references if references is not None or reference is None else references_path(model)
+            _check_outputs_apart(outputs, files, model, refs_read)
             if resume and not _a_file_to_keep(json_out):
                 raise ForgeryDetError("--resume goes on with the scan whose --json file is given: give --json FILE "
                                       "(a file, not standard output, a pipe or a device)")
@@ -223,7 +226,7 @@ def _check_outputs_apart(outputs: list[tuple[str, Path, bool]], files: list[Path
                          references: Optional[Path]) -> None:
     """No output file may be a file the scan reads (`--json photo.png`, `--csv model.safetensors`) or the other
     output: it would be replaced."""
-    inputs = [("the checkpoint", checkpoint), ("the --references file", references)]
+    inputs = [("the checkpoint", checkpoint), ("the references file", references)]
     files_out = [(option, path) for option, path, folder in outputs if not folder and path != STDOUT]
     for option, path in files_out:
         check_not_input(path, option, [*inputs, *(("a file being scanned", f) for f in files)])
