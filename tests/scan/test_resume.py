@@ -115,6 +115,17 @@ def test_other_deciding_settings_are_refused_naming_each_difference(tmp_path):
         assert key in DECIDING  # what decides a face's score or a file's verdict
 
 
+def test_a_disk_bank_searched_another_way_is_refused(tmp_path):
+    """A scan with a faiss-indexed --bank resumed where faiss is missing (or the reverse) retrieves other neighbours,
+    so other scores: it mixed approximate and exact ones in one output."""
+    p = _doc(tmp_path, [], bank="disk", bank_search="faiss + exact re-ranking")
+    with pytest.raises(ForgeryDetError) as e:
+        earlier_records(read_earlier(p), p, dict(SETTINGS, bank="disk", bank_search="exact"))
+    assert "--bank (searched with faiss, or exactly where it is not installed): bank_search" in str(e.value)
+    same = dict(SETTINGS, bank="disk", bank_search="faiss + exact re-ranking")
+    assert earlier_records(read_earlier(p), p, same) == {}
+
+
 def test_a_json_of_an_earlier_forgerydet_is_refused_without_asking_for_options_that_cannot_match(tmp_path):
     """A scan JSON written before forgerydet recorded --deinterlace, --precision or the detector (and with the
     checkpoint's sha256 cut to 16 characters) was refused with 'resume with its options': no option gives null."""

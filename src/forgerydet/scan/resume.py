@@ -32,8 +32,9 @@ DECIDING = {"checkpoint_sha256": "--checkpoint", "bank_fingerprint": "--bank", "
             "segment": "--start/--end", "deinterlace": "--deinterlace", "tta": "--tta", "precision": "--precision",
             "face_size": "--checkpoint", "detector": "--detect-side/--min-confidence", "mode": "--reference/--bank",
             "bank": "--bank", "reference": "--reference", "reference_fingerprint": "--references",
-            "reference_faces": "--reference (enrolled since)", "reference_content": "--reference (enrolled since)"}
-OPTIONAL = {"bank_written", "bank", "reference", "reference_fingerprint", "reference_faces", "reference_content"}
+            "reference_faces": "--reference (enrolled since)", "reference_content": "--reference (enrolled since)",
+            "bank_search": "--bank (searched with faiss, or exactly where it is not installed)"}
+OPTIONAL = {"bank_written", "bank", "bank_search", "reference", "reference_fingerprint", "reference_faces", "reference_content"}
 VIDEO_ONLY = {"frames_per_video", "segment", "deinterlace"}  # other values of these: images are still taken over
 TAKEN_OVER = ("ok", "no_face")  # the statuses a resumed scan keeps; errors and files not scanned are tried again
 SHARE = 0.05  # of the scan's time at most spent rewriting the JSON while it runs
