@@ -89,14 +89,30 @@ def process_count() -> int:
     return int(os.environ.get("WORLD_SIZE") or 1)
 
 
-def sigterm_as_interrupt() -> None:
+_stopping = {"owner": -1, "stops": 0}  # the process whose stops are held once it is stopping, and how many came
+
+
+def sigterm_as_interrupt(hold_later: bool = False) -> None:
     """SIGTERM (`timeout`, a job scheduler, `docker stop`) raises KeyboardInterrupt from now on, as Ctrl-C does, so a
-    command (or the demo) says it in one line and still writes what it has. Only the main thread can set a handler."""
+    command (or the demo) says it in one line and still writes what it has. Only the main thread can set a handler.
+
+    hold_later (the console command): Ctrl-C too, and only the first stop raises; later ones are dropped, so that a
+    second Ctrl-C or SIGTERM while the command writes its last checkpoint or outputs after the first (an impatient
+    Ctrl-C, a scheduler's repeated stop) no longer broke off those writes with a bare "interrupted" or a traceback,
+    and the command still ends with its own line of what it kept. A process forked from this one (a data-loading
+    worker) still stops at each signal."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        if hold_later:
+            _stopping.update(owner=os.getpid(), stops=0)
+        for sig in (signal.SIGINT, signal.SIGTERM) if hold_later else (signal.SIGTERM,):
+            signal.signal(sig, _interrupt)
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    if os.getpid() == _stopping["owner"]:
+        _stopping["stops"] += 1
+        if _stopping["stops"] > 1:  # already stopping: it finishes its writes and says what it kept
+            return
     raise KeyboardInterrupt
 
 
@@ -126,6 +142,10 @@ def signals_held() -> Iterator[None]:
         for sig, handler in before.items():
             signal.signal(sig, handler)
     if arrived:
+        if os.getpid() == _stopping["owner"] and before[signal.SIGTERM] is _interrupt:
+            _stopping["stops"] += len(arrived)
+            if _stopping["stops"] > len(arrived):  # it was stopping already: they are later stops, held
+                return
         raise KeyboardInterrupt
 
 

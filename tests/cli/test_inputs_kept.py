@@ -261,6 +261,23 @@ def test_sigterm_while_the_modules_load_is_one_line_and_exit_130(tmp_path):
         assert r.returncode == 130 and r.stderr == "error: interrupted\n", (argv, r.returncode, r.stderr)
 
 
+def test_a_stop_during_the_interpreters_teardown_leaves_the_commands_exit_code(tmp_path):
+    """A second SIGTERM (or Ctrl-C) after a command had said how it ended, while the interpreter tore torch down,
+    ended it with exit code 143 and no line, or a KeyboardInterrupt traceback from torch's finalizers: Python puts
+    the default handlers back there. An object whose finalizer sends SIGTERM plays the late stop."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal\n"
+            "class Late:\n"
+            "    def __del__(self):\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "late = Late()\n"
+            "import sys; from forgerydet.cli import main; sys.argv = ['forgerydet', '--version']; main()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("forgerydet ") and not r.stderr, (r.returncode, r.stderr)
+
+
 def test_the_console_command_still_prints_help_and_runs_commands(capsys):
     with pytest.raises(SystemExit) as e:
         console_command([])
