@@ -9,7 +9,8 @@ import os
 import pytest
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.paths import check_checkpoint_out, check_not_input, check_output, same_file
+from forgerydet.paths import (check_checkpoint_out, check_not_input, check_output, folder_held, same_file,
+                              sweep_leftovers)
 
 
 def test_check_output_accepts_new_paths_and_creates_nothing(tmp_path):
@@ -116,3 +117,43 @@ def test_folder_held_says_a_file_in_the_way_as_check_output_does(tmp_path):
     with pytest.raises(ForgeryDetError, match=r"f is a file, so nothing can be written below it$"), \
             folder_held(tmp_path / "f" / "sub", "--out", "training run"):
         pass
+
+
+def _gone_pid() -> int:
+    """The pid of a process that has ended (a writer killed with `kill -9`)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_the_temp_files_of_killed_writers_are_removed_and_never_a_live_ones(tmp_path):
+    """`kill -9` during an atomic write left `.NAME.PID.RANDOM.SUFFIX` beside NAME: a checkpoint's until its next
+    write, a face crop's, metrics.jsonl's or roc.png's for good (80 MB each for a checkpoint)."""
+    import subprocess
+    import sys
+
+    dead, live = _gone_pid(), subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "crops" / "a-12345678").mkdir(parents=True)
+        (tmp_path / "deep" / "er").mkdir(parents=True)
+        stale = [tmp_path / f".last.safetensors.{dead}.0123456789.tmp", tmp_path / f".metrics.jsonl.{dead}.abcdef0123.tmp",
+                 tmp_path / "crops" / "a-12345678" / f".f000007_0.png.{dead}.563f05eca1.tmp"]
+        kept = [tmp_path / f".best.safetensors.{live.pid}.0123456789.tmp",  # a running writer's
+                tmp_path / f".best.safetensors.{os.getpid()}.0123456789.tmp",  # this process's own
+                tmp_path / f"last.safetensors.{dead}.0123456789.tmp",  # not hidden: not ours
+                tmp_path / f".notes.{dead}.txt", tmp_path / "deep" / "er" / f".x.{dead}.0123456789.tmp"]  # not below
+        for p in stale + kept:
+            p.write_bytes(b"half")
+        removed = sweep_leftovers(tmp_path, "crops/*", "deep")
+        assert sorted(removed) == sorted(stale) and not any(p.exists() for p in stale)
+        assert all(p.exists() for p in kept)
+        (tmp_path / f".metrics.json.{dead}.0123456789.tmp").write_bytes(b"half")
+        with folder_held(tmp_path, "--out", "evaluation") as held_removed:  # a held output folder is swept
+            assert [p.name for p in held_removed] == [f".metrics.json.{dead}.0123456789.tmp"]
+        assert sweep_leftovers(tmp_path / "missing") == []
+    finally:
+        live.kill()
+        live.wait()

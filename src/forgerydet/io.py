@@ -39,7 +39,7 @@ def _new_temp(directory: Path, prefix: str, suffix: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temp file name in {directory}")
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +55,7 @@ def remove_leftovers(path: Path, suffix: str = ".tmp") -> list[Path]:
     prefix = f".{path.name}."
     for tmp in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*" + glob.escape(suffix))):
         pid = os.path.basename(tmp)[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_running(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_running(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
                 removed.append(Path(tmp))

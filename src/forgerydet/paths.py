@@ -9,12 +9,13 @@ import errno
 import fnmatch
 import glob
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from forgerydet.errors import ForgeryDetError, os_reason, parse_json, path_text
-from forgerydet.io import is_stream, looks_like_safetensors
+from forgerydet.io import is_stream, looks_like_safetensors, pid_running
 
 
 @contextlib.contextmanager
@@ -151,13 +152,47 @@ def check_not_input(path: str | Path, option: str, inputs: Iterable[tuple[str, s
                                   f"give another path")
 
 
+TEMP_NAME = re.compile(r"\..+\.(\d{1,9})\.[0-9a-f]{10}\.[A-Za-z0-9]+", re.S)  # io.atomic_write's .NAME.PID.RANDOM.SUFFIX
+
+
+def sweep_leftovers(folder: str | Path, *below: str) -> list[Path]:
+    """Remove the temp files of atomic writes (io.atomic_write's `.NAME.PID.RANDOM.SUFFIX`) that a writer killed
+    midway (`kill -9`, the OOM killer, a power cut) left in `folder` and in its subfolders that match a glob pattern
+    of `below` ("parts", "crops/*"): those whose process is gone, never this process's or a running one's. A checkpoint's
+    stayed until the next write of that checkpoint, the others (a face crop, metrics.jsonl, roc.png) for good. Returns
+    what it removed; a folder that is missing or cannot be listed gives nothing."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    for d in [folder, *(sub for pattern in below for sub in sorted(folder.glob(pattern)))]:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for entry in entries:
+            m = TEMP_NAME.fullmatch(entry.name)
+            if m is None or int(m[1]) == os.getpid() or pid_running(int(m[1])):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def leftovers_text(removed: list[Path], folder: str | Path) -> str:
+    """The one notice line that says what sweep_leftovers removed."""
+    return (f"removed {len(removed)} temp file(s) of unfinished writes that a killed earlier run left in "
+            f"{path_text(folder)} (e.g. {path_text(removed[0].name)})")
+
+
 @contextlib.contextmanager
-def folder_held(out_dir: str | Path, option: str, what: str) -> Iterator[None]:
+def folder_held(out_dir: str | Path, option: str, what: str, *below: str) -> Iterator[list[Path]]:
     """An output folder held by this run while it writes (an exclusive flock on the folder itself: no file is
     added): a second run into it at once (an evaluation's --out, a scan's --report: `what` names it) is refused with
     one line instead of replacing what this one writes in silence. The folder (and its parents) are made if need be,
     and removed again if still empty at the end. Where the file system has no locks (some network mounts) or the
-    platform none, it is not held."""
+    platform none, it is not held. Held, the temp files that killed writers left in it (and in its subfolders
+    matching `below`) are removed (sweep_leftovers) and yielded, for the command to say so."""
     out = check_output(out_dir, option, folder=True)  # a file there is said as such, not as mkdir's "File exists"
     made = [d for d in (out, *out.parents) if not d.exists()]  # the folders this makes, deepest first
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +211,7 @@ def folder_held(out_dir: str | Path, option: str, what: str) -> Iterator[None]:
             os.close(fd)
         fd = None
     try:
-        yield
+        yield sweep_leftovers(out, *below) if fd is not None else []
     finally:
         if fd is not None:
             os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,26 @@ def test_a_full_disk_at_an_epoch_end_says_the_last_finished_epoch_is_kept_and_ho
     (out / "last.safetensors").unlink()
     r = cli("train", "--out", out, "--overwrite")
     assert r.exit_code == 1 and r.output.rstrip().endswith("no epoch had finished, so there is nothing to resume")
+
+
+def test_train_removes_the_temp_files_a_killed_run_left_in_out_and_says_so(monkeypatch, tmp_path):
+    """`kill -9` while a run wrote metrics.jsonl (or a checkpoint) left `.metrics.jsonl.PID.RANDOM.tmp` in --out for
+    good; the next train into that folder removes it, says so in one notice line, and keeps a running writer's."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    left, own = out / f".metrics.jsonl.{gone.pid}.0123456789.tmp", out / f".last.safetensors.{os.getpid()}.abcdef0123.tmp"
+    left.write_text("{}")
+    own.write_text("{}")
+    seen = []
+    monkeypatch.setattr(loop, "train", lambda *a, **kw: seen.append(left.exists()) or {"rank": 1})
+    r = cli("train", "--out", out, "--overwrite")
+    assert r.exit_code == 0 and seen == [False] and own.exists(), r.output
+    assert f"notice: removed 1 temp file(s) of unfinished writes that a killed earlier run left in {out}" in r.flat
 
 
 def test_train_renders_every_event(fake_train, tmp_path):

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, path_text, printable
+from forgerydet.paths import folder_held, leftovers_text, sweep_leftovers
 
 def usable_columns() -> None:
     """COLUMNS=0 (a shell on a pseudo-terminal that reports no size exports it: `docker exec -t`, a serial console)
@@ -197,6 +198,21 @@ def note(label: str, message: str, style: str = "red") -> None:
     """One coloured line on stderr about one file of a batch (the batch goes on)."""
     head = f"[{style}]{shown(label)}[/] " if label else ""
     err_console.print(f"{head}{shown(message)}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def output_held(out: Any, option: str, what: str, *below: str) -> Iterator[None]:
+    """paths.folder_held, saying in one notice line the temp files of killed writers that it removed there."""
+    with folder_held(out, option, what, *below) as removed:
+        if removed:
+            note("notice:", leftovers_text(removed, out), style="yellow")
+        yield
+
+
+def say_swept(out: Any, *below: str) -> None:
+    """Remove the temp files that killed writers left in an output folder not held (paths.sweep_leftovers); say so."""
+    if removed := sweep_leftovers(out, *below):
+        note("notice:", leftovers_text(removed, out), style="yellow")
 
 
 @contextlib.contextmanager

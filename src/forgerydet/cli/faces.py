@@ -20,6 +20,7 @@ from forgerydet.cli.common import (
     note,
     progress_bar,
     say,
+    say_swept,
     table_or_lines,
     typed_options,
     user_errors,
@@ -110,6 +111,7 @@ def extract_cmd(
     with user_errors():
         config = _config(frames, every, fps, size, margin, detect_side, min_confidence, min_face, device, batch_size,
                          deinterlace, start, end)
+        say_swept(out, "parts", "crops/*")  # what a killed run left: a crop's, a part's or faces.csv's temp file
         with _progress("extract") as progress, _said_if_stopped(
                 "interrupted: the files finished so far are kept; run the same command again to go on (it skips them)",
                 "the files finished before it are kept: with space freed, the same command goes on (it skips them)"):

@@ -18,14 +18,14 @@ from rich.table import Table
 from rich.text import Text
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, PipeSafeStdout, Start, closed_at_start, command_line,
-                                   console, console_on, fail, note, progress_bar, say, shows_whole, table_or_lines,
+                                   console, console_on, fail, note, output_held, progress_bar, say, shows_whole, table_or_lines,
                                    user_errors, working_directory)
 from forgerydet.errors import ForgeryDetError, os_error_text, out_of_memory, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.model.config import references_path
-from forgerydet.paths import check_not_input, check_output, folder_held, same_file
+from forgerydet.paths import check_not_input, check_output, same_file
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits, threshold_text
 from forgerydet.scan.records import empty_record, json_text, settings_notes, shortest_names
@@ -83,8 +83,8 @@ def scan_cmd(
                 from forgerydet.scan.report import check_report_folder
                 from forgerydet.scan.spill import PictureSpill
 
-                held.enter_context(folder_held(report, "--report", "scan"))  # until its page is written
-                check_report_folder(report)
+                check_report_folder(report)  # (before killed writers' temp files are removed there: a report's)
+                held.enter_context(output_held(report, "--report", "scan", "img/*", "img/*/*"))  # until its page is written
                 keep = PictureSpill()  # (in memory they grew ~3 MB a file: 4 GB over 1,500 photos)
                 held.callback(keep.close)
             det = DetectorConfig(detect_side=detect_side, min_confidence=min_confidence)

@@ -11,13 +11,12 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, console, draws_bars, fail, note, progress_bar, say, shown, typed_options,
-                                   user_errors)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, console, draws_bars, fail, note, output_held, progress_bar, say, shown,
+                                   typed_options, user_errors)
 from forgerydet.errors import ForgeryDetError, WriteError
 from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
 from forgerydet.model.config import ModelConfig
-from forgerydet.paths import folder_held
 from forgerydet.runtime import process_rank, resolve_device
 from forgerydet.scan.html import threshold_text
 from forgerydet.training.config import TrainConfig, augmentation_with
@@ -223,7 +222,7 @@ def train_cmd(
         last = Path(out) / "last.safetensors"
         replaced = file_state(last) if overwrite else None  # the run --overwrite replaces at its first epoch end
         try:  # --out held by rank 0 (which writes it): two runs into one at once left one's best beside the other's last
-            with _progress() as p, folder_held(out, "--out", "training run") if process_rank() == 0 \
+            with _progress() as p, output_held(out, "--out", "training run") if process_rank() == 0 \
                     else contextlib.nullcontext():
                 res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)

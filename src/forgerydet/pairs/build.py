@@ -20,7 +20,7 @@ from forgerydet.pairs.aligned import pairs_from_ffpp, pairs_from_mapping
 from forgerydet.pairs.discover import MappingEntry, match_dirs, read_mapping_csv
 from forgerydet.pairs.selfblend import BlendOptions, pairs_from_self_blend
 from forgerydet.pairs.table import TEST_SHARE, VAL_SHARE, PairsSummary, check_split_shares
-from forgerydet.paths import check_not_input, check_output, folder_held
+from forgerydet.paths import check_not_input, check_output, folder_held, leftovers_text
 from forgerydet.runtime import Progress
 
 
@@ -69,11 +69,13 @@ def make_pairs(
         check_not_input(Path(out_dir) / "pairs.csv", "--out", [("the --mapping file", mapping)])
     # held while it writes: two runs into one --out at once each said "wrote pairs.csv", the last one's replaced
     # the first's, and each one's crops could be the other's (a fake blended with the other seed)
-    with folder_held(out_dir, "--out", "`forgerydet pairs`"):
+    with folder_held(out_dir, "--out", "`forgerydet pairs`", "crops/*", "crops/*/*") as removed:
         _check_new_pairs(Path(out_dir) / "pairs.csv", overwrite)
         kw = dict(val=val, test=test, seed=seed, progress=progress)
         summary = _pairs(out_dir, config, ffpp, compression, methods, mapping, real_dir, fake_dir, self_blend, sources,
                          blend, kw, splits)
+    if removed:  # the temp files that a killed run left (a crop's, pairs.csv's)
+        summary.warnings.insert(0, leftovers_text(removed, out_dir))
     stale = _stale_crops(Path(out_dir), summary.pairs_csv)
     if stale:
         summary.warnings.append(f"{Path(out_dir) / 'crops'} also holds {stale} file(s) of an earlier run that "

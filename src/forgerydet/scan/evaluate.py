@@ -21,7 +21,7 @@ from forgerydet.io import file_sha256, write_text_atomic
 from forgerydet.metrics import group_samples, grouped_metrics, roc_plot
 from forgerydet.model.inputs import load_image
 from forgerydet.pairs.labels import Item, check_classes, read_list
-from forgerydet.paths import check_output, folder_held
+from forgerydet.paths import check_output, folder_held, leftovers_text
 from forgerydet.runtime import Progress
 from forgerydet.scan.config import ScanConfig
 from forgerydet.scan.evalnotes import evaluation_notes
@@ -62,7 +62,9 @@ def evaluate(
     if not out_dir:
         return _evaluate(source, checkpoint, config, crops, None, progress, notes, False, None, say, command)
     check_output(out_dir, "--out", folder=True)
-    with folder_held(out_dir, "--out", "evaluation"):  # first: one running there is said as such, not as unfinished
+    with folder_held(out_dir, "--out", "evaluation") as removed:  # first: one running there is said as such, not as
+        if removed and say:  # unfinished; the temp files that a killed evaluation left there are removed
+            say(leftovers_text(removed, out_dir))
         earlier_doc = read_earlier_evaluation(out_dir, resume)  # a bad file is said before the model loads
         if resume and earlier_doc is None and say:  # a mistyped --out would score a night's set again
             say(f"--resume: no earlier evaluation in {path_text(out_dir)}: every file is scored")
