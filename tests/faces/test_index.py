@@ -251,17 +251,17 @@ def test_a_rerun_reads_no_unchanged_source_again_and_rehashes_one_written_since(
     (even to the same size, its modification time put back by hand) changes its change time and is read again."""
     import os
 
-    import forgerydet.faces.index as index
+    import forgerydet.faces.statcache as statcache
 
     video = tmp_path / "v" / "clip.mp4"
     write_video(video, face_frames(astronaut, 8))
     out = tmp_path / "faces"
     extract([video], out, CFG)
     hashed = []
-    monkeypatch.setattr(index, "file_sha256", lambda p: hashed.append(p) or file_sha256(p))
+    monkeypatch.setattr(statcache, "file_sha256", lambda p: hashed.append(p) or file_sha256(p))
     assert extract([video], out, CFG).skipped == 1 and hashed == []  # unchanged: not read
     st = os.stat(video)
-    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes: hashed once, still skipped
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))  # touched, same bytes: hashed once, still skipped
     assert extract([video], out, CFG).skipped == 1 and hashed == [video]
     assert extract([video], out, CFG).skipped == 1 and hashed == [video]  # and recorded again
     data = bytearray(video.read_bytes())

@@ -35,7 +35,8 @@ from forgerydet.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from forgerydet.faces.media import describe_skipped, expand_sources
 from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
 from forgerydet.faces.segment import clock
-from forgerydet.io import file_sha256, read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
+from forgerydet.faces.statcache import record_stat, source_digest
+from forgerydet.io import read_csv_rows, source_key, write_csv_atomic, write_png, write_text_atomic
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress, resolve_device
 
@@ -222,30 +223,6 @@ def _of_bytes(rows: list[dict[str, str]], digest: str) -> bool:
     return all(r.get("sha256", "") in ("", digest) for r in rows)
 
 
-def _digest(path: Path, part: Path) -> tuple[str, str, bool]:
-    """A regular file's sha256 ("" for anything else: a named pipe is never read here), its stat key (inode, size,
-    modification and change times: what changes whenever its bytes do, as git's index compares) and whether both
-    were already recorded in `part`'s .stat file, whose sha256 is then taken without reading the file again (a
-    re-run over terabytes of unchanged sources does not hash them all again)."""
-    try:
-        if not path.is_file():
-            return "", "", False
-        st = os.stat(path)  # before the bytes are read: a write meanwhile changes it, and the next run rehashes
-        key = f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
-        stat = part.with_suffix(".stat")
-        recorded = stat.read_text("utf-8", "replace").split("\n") if stat.is_file() else []  # garbled: no match
-        if len(recorded) >= 2 and recorded[0] == key and re.fullmatch(r"[0-9a-f]{64}", recorded[1]):
-            return recorded[1], key, True
-        return file_sha256(path), key, False
-    except OSError:
-        return "", "", False
-
-
-def _record_stat(part: Path, key: str, digest: str) -> None:
-    if key and digest:
-        write_text_atomic(part.with_suffix(".stat"), f"{key}\n{digest}\n")
-
-
 def _forget(part: Path, crops: Path) -> None:
     """Remove a source's earlier part and crops before it is extracted again (part first: a stop midway redoes it)."""
     part.unlink(missing_ok=True)
@@ -310,11 +287,11 @@ def extract(
         for n, path in enumerate(files, 1):
             key = source_key(path)
             part = out_dir / "parts" / f"{key}.csv"
-            digest, stat, recorded = _digest(path, part)
+            digest, stat, recorded = source_digest(path, part)
             done = _finished_rows(part)
             if done is not None and _of_bytes(done, digest):
                 if not recorded:  # a part of a run before .stat files, or a file touched: hashed once more
-                    _record_stat(part, stat, digest)
+                    record_stat(part, stat, digest)
                 summary.skipped += 1
             else:
                 if part.is_file():  # an error, or a file whose bytes changed since: its old crops must not linger
@@ -324,7 +301,7 @@ def extract(
                     _forget(part, out_dir / "crops" / key)
                 rows = [r | {"sha256": digest} for r in _extract_one(path, key, out_dir, config, detector, summary)]
                 write_csv_atomic(part, INDEX_COLUMNS, rows)
-                _record_stat(part, stat, digest)
+                record_stat(part, stat, digest)
                 summary.processed += 1
             if progress is not None:
                 progress(n, len(files))
