@@ -125,6 +125,15 @@ def test_remove_leftovers_removes_only_dead_writers_temps(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, odd.name, other.name])
 
 
+def test_a_temp_like_name_with_a_number_no_pid_can_be_is_kept_not_a_traceback(tmp_path):
+    """A file `.NAME.<20 digits>.x.tmp` beside a checkpoint (hostile material, a sync tool's copy) ended every durable
+    write of NAME (calibrate, train's epoch end, scan's --json) in an OverflowError traceback from os.kill."""
+    huge = tmp_path / ".m.bin.99999999999999999999.x.tmp"
+    huge.write_bytes(b"x")
+    write_bytes_atomic(tmp_path / "m.bin", b"1", durable=True)
+    assert huge.exists() and (tmp_path / "m.bin").read_bytes() == b"1"
+
+
 def test_durable_write_removes_leftovers_plain_write_does_not(tmp_path):
     target = tmp_path / "m.bin"
     dead = tmp_path / f".m.bin.{_dead_pid()}.zz.tmp"

@@ -55,7 +55,7 @@ def remove_leftovers(path: Path, suffix: str = ".tmp") -> list[Path]:
     prefix = f".{path.name}."
     for tmp in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*" + glob.escape(suffix))):
         pid = os.path.basename(tmp)[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_running(int(pid)):
+        if pid.isdigit() and len(pid) <= 9 and int(pid) != os.getpid() and not pid_running(int(pid)):  # (a pid_t)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
                 removed.append(Path(tmp))
