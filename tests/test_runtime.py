@@ -191,24 +191,26 @@ def test_sigterm_is_an_interrupt_once_asked_for():
         signal.signal(signal.SIGTERM, before)
 
 
-def test_once_stopping_the_console_command_holds_later_stops_and_forked_workers_still_stop():
+def test_once_stopping_the_console_command_holds_a_second_stop_quits_at_a_third_and_forked_workers_still_stop():
     """A second Ctrl-C or SIGTERM while a stopped command wrote what it kept raised again inside those writes (a bare
-    "interrupted", a traceback, or half the outputs). In a subprocess: its handlers are the process's own."""
+    "interrupted", a traceback, or half the outputs): it is held and said (on_held); a third quits at once, as a user
+    who insists expects. In a subprocess: its handlers are the process's own."""
     import subprocess
 
     code = """if True:
         import os, signal, sys, time
         from forgerydet.runtime import signals_held, sigterm_as_interrupt
-        sigterm_as_interrupt(hold_later=True)
+        sigterm_as_interrupt(hold_later=True, on_held=lambda: print('held'))
         try:
             os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); sys.exit('the first stop did not raise')
         except KeyboardInterrupt:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                os.kill(os.getpid(), sig)  # while the outputs are written: held
-                time.sleep(0.2)
             with signals_held():  # a block of writes that belong together, once stopping: nothing raised after it
                 os.kill(os.getpid(), signal.SIGINT)
             print('written')
+            try:
+                os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); sys.exit('the third stop did not raise')
+            except KeyboardInterrupt:
+                print('quit')
         pid = os.fork()
         if pid == 0:  # a data-loading worker forked from it: every stop still stops it
             try:
@@ -219,7 +221,8 @@ def test_once_stopping_the_console_command_holds_later_stops_and_forked_workers_
         print('worker', os.waitpid(pid, 0)[1] >> 8)
     """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and r.stdout.split() == ["written", "worker", "7"], (r.returncode, r.stdout, r.stderr)
+    assert r.returncode == 0 and r.stdout.split() == ["held", "written", "quit", "worker", "7"], (
+        r.returncode, r.stdout, r.stderr)
 
 
 def test_software_versions_name_what_a_scores_last_digits_depend_on():

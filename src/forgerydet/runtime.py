@@ -10,7 +10,7 @@ import platform
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -89,30 +89,43 @@ def process_count() -> int:
     return int(os.environ.get("WORLD_SIZE") or 1)
 
 
-_stopping = {"owner": -1, "stops": 0}  # the process whose stops are held once it is stopping, and how many came
+_stopping: dict = {"owner": -1, "stops": 0, "on_held": None}  # the process whose later stops are held, how many came
+QUIT_AT = 3  # the stop that no longer waits for the writes of the first: a user who insists can always quit
 
 
-def sigterm_as_interrupt(hold_later: bool = False) -> None:
+def sigterm_as_interrupt(hold_later: bool = False, on_held: Callable[[], None] | None = None) -> None:
     """SIGTERM (`timeout`, a job scheduler, `docker stop`) raises KeyboardInterrupt from now on, as Ctrl-C does, so a
     command (or the demo) says it in one line and still writes what it has. Only the main thread can set a handler.
 
-    hold_later (the console command): Ctrl-C too, and only the first stop raises; later ones are dropped, so that a
+    hold_later (the console command): Ctrl-C too, and the second stop is held (on_held() is called, to say so): a
     second Ctrl-C or SIGTERM while the command writes its last checkpoint or outputs after the first (an impatient
-    Ctrl-C, a scheduler's repeated stop) no longer broke off those writes with a bare "interrupted" or a traceback,
-    and the command still ends with its own line of what it kept. A process forked from this one (a data-loading
-    worker) still stops at each signal."""
+    Ctrl-C, a scheduler's repeated stop) broke off those writes with a bare "interrupted" or a traceback, and the
+    command now still ends with its own line of what it kept. The third (QUIT_AT) raises again: a user who insists
+    quits at once, leaving those writes undone (each is atomic: no half-written file). A process forked from this
+    one (a data-loading worker) still stops at each signal."""
     if threading.current_thread() is threading.main_thread():
         if hold_later:
-            _stopping.update(owner=os.getpid(), stops=0)
+            _stopping.update(owner=os.getpid(), stops=0, on_held=on_held)
         for sig in (signal.SIGINT, signal.SIGTERM) if hold_later else (signal.SIGTERM,):
             signal.signal(sig, _interrupt)
 
 
+def _held(count: int) -> bool:
+    """Whether `count` more stops of this process are held (see sigterm_as_interrupt), counting them."""
+    if os.getpid() != _stopping["owner"]:
+        return False
+    before = _stopping["stops"]
+    _stopping["stops"] += count
+    if before == 0 or _stopping["stops"] >= QUIT_AT:  # the first stop, or one too many: raised
+        return False
+    if _stopping["on_held"] is not None:
+        _stopping["on_held"]()
+    return True
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    if os.getpid() == _stopping["owner"]:
-        _stopping["stops"] += 1
-        if _stopping["stops"] > 1:  # already stopping: it finishes its writes and says what it kept
-            return
+    if _held(1):  # already stopping: it finishes its writes and says what it kept
+        return
     raise KeyboardInterrupt
 
 
@@ -142,10 +155,8 @@ def signals_held() -> Iterator[None]:
         for sig, handler in before.items():
             signal.signal(sig, handler)
     if arrived:
-        if os.getpid() == _stopping["owner"] and before[signal.SIGTERM] is _interrupt:
-            _stopping["stops"] += len(arrived)
-            if _stopping["stops"] > len(arrived):  # it was stopping already: they are later stops, held
-                return
+        if before[signal.SIGTERM] is _interrupt and _held(len(arrived)):  # stopping already: later stops, held
+            return
         raise KeyboardInterrupt
 
 

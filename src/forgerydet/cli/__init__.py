@@ -14,8 +14,9 @@ def main() -> None:
         from forgerydet.runtime import ignore_stops, sigterm_as_interrupt
 
         # SIGTERM is Ctrl-C from the start: the app's own handler came after typer and torch loaded (~1-2 s), and a
-        sigterm_as_interrupt(hold_later=True)  # `timeout` or scheduler stop before that was a bare exit 143; a
-        from forgerydet.cli.app import cli  # second stop while the first one's outputs are written is held
+        # `timeout` or scheduler stop before that was a bare exit 143; a second stop while the first one's outputs
+        sigterm_as_interrupt(hold_later=True, on_held=_say_held)  # are written is held
+        from forgerydet.cli.app import cli
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
@@ -23,3 +24,15 @@ def main() -> None:
         cli()
     finally:  # the command has said how it ended: a stop during the interpreter's teardown (torch's, ~0.1-1 s, where
         ignore_stops()  # Python puts the default handlers back) ended it with exit code 143 or a traceback instead
+
+
+def _say_held() -> None:
+    """What a second Ctrl-C or SIGTERM gets while the command writes what it kept (runtime.sigterm_as_interrupt)."""
+    import sys
+
+    try:  # inside a signal handler: a closed or broken stderr must not raise there
+        sys.stderr.write("\nnotice: already stopping: writing what was kept first (stop once more to quit at once, "
+                         "without it)\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
