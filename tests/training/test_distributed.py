@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training import distributed
-from forgerydet.training.distributed import (Dist, amp_precision, auto_workers, autocast, gather_rows, make_loader, shard,
-                                             setup_distributed)
+from forgerydet.training.distributed import (Dist, amp_precision, auto_workers, autocast, gather_objects, gather_rows,
+                                             make_loader, shard, setup_distributed)
 
 
 class Numbers(Dataset):
@@ -73,6 +73,17 @@ def test_gather_rows_pads_uneven_ranks_and_trims_in_rank_order(monkeypatch):
     got = gather_rows(mine, Dist(0, 2))
     assert calls == [(1,), (3, 2)]
     assert torch.equal(got, torch.cat([mine, peer]))  # (4,2): no padding rows
+
+
+def test_gather_objects_is_every_rank_s_object_in_rank_order(monkeypatch):
+    """What each rank's RNG state travels to rank 0 by (training/loop.py), one object a rank."""
+    assert gather_objects({"a": 1}, Dist()) == [{"a": 1}]
+
+    def fake_all_gather_object(out: list, obj) -> None:
+        out[:] = [obj, "peer"]
+
+    monkeypatch.setattr(distributed.dist, "all_gather_object", fake_all_gather_object)
+    assert gather_objects("mine", Dist(0, 2)) == ["mine", "peer"]
 
 
 def test_autocast_is_off_on_the_cpu_whatever_is_asked():

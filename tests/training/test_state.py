@@ -47,6 +47,49 @@ def test_rng_states_round_trip_through_json():
     assert _draws() == first
 
 
+def test_each_torchrun_rank_resumes_its_own_rng_state_and_an_older_run_rank_0s(tmp_path):
+    """Only rank 0's RNG state was stored and every rank resumed with it, so rank 1's dropout drew otherwise than in
+    the run that went on (its generators had served no validation): a resumed torchrun run was not bit for bit.
+    Each rank's state is stored and taken back by that rank; a run stored with rank 0's alone is resumed as before."""
+    from forgerydet.training.state import rng_snapshot
+
+    def seeded(seed: int) -> None:
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+
+    def at(seed: int):  # a rank's state, and what it draws next
+        seeded(seed)
+        return rng_snapshot(), _draws()
+
+    (one, one_draws), (two, two_draws), (_, zero_draws) = at(11), at(12), at(10)
+    seeded(10)
+    st = rng_state(1, 5, 0.5, {}, None, others=[one, two])  # rank 0's own, now
+    ck = save_checkpoint(tmp_path / "last.safetensors", Detector(tiny_config()), train_state=st)
+    stored = load_checkpoint(ck).train_state  # through the file: tensors and JSON as read back
+    for rank, want in enumerate((zero_draws, one_draws, two_draws)):
+        _draws()
+        set_rng_state(stored, rank)
+        assert _draws() == want, rank
+    older = rng_state(1, 5, 0.5, {}, {})  # rank 0's state alone, as every run stored it before
+    older_draws = _draws()
+    _draws()
+    set_rng_state(older, 1)
+    assert _draws() == older_draws
+
+
+def test_cuda_generators_are_put_back_on_their_own_devices(monkeypatch):
+    """Stored as rng_cuda_0..rng_cuda_N, they were put back in text order: on a machine of more than ten GPUs device
+    2 got device 10's state."""
+    st = rng_state(1, 5, 0.5, {}, {})
+    st.rng_tensors.update({f"rng_cuda_{i}": torch.tensor([i], dtype=torch.uint8) for i in range(12)})
+    got = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: got.extend(int(s) for s in states))
+    set_rng_state(st)
+    assert got == list(range(12))
+
+
 def _overflowed_scaler() -> torch.amp.GradScaler:
     """An fp16 loss scaler after one overflowing step (scale halved) and two good ones (growth count 2)."""
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=5)

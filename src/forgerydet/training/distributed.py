@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -98,6 +99,15 @@ def gather_rows(t: torch.Tensor, d: Dist) -> torch.Tensor:
     buf = [torch.zeros((m,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device) for _ in range(d.world)]
     dist.all_gather(buf, torch.cat([t, pad]).contiguous())
     return torch.cat([b[: int(s.item())] for b, s in zip(buf, sizes)])
+
+
+def gather_objects(obj: Any, d: Dist) -> list[Any]:
+    """Every rank's `obj` (picklable), in rank order, on every rank; [obj] in one process."""
+    if not d.on:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def amp_precision(device: torch.device, amp: str) -> str:

@@ -1,7 +1,7 @@
 """Training: one flat loop (nanoGPT style) that mixes 'pair' and 'single' batches, keeps the MoCo queue
 of real keys, rebuilds the bank from every real training face at each epoch end, validates in 'single'
-mode, and writes atomic best/last checkpoints that resume bit-for-bit in one process. Runs as one process or under
-`torchrun` (DDP: NCCL on GPUs, gloo on CPUs; resumed, its ranks other than 0 take rank 0's stored RNG state)."""
+mode, and writes atomic best/last checkpoints that resume bit-for-bit. Runs as one process or under `torchrun`
+(DDP: NCCL on GPUs, gloo on CPUs; every rank's RNG state is stored, and each rank resumes its own)."""
 
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ from forgerydet.training.bankfill import rebuild_bank
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, check_decodable, validation_lists
-from forgerydet.training.distributed import Dist, autocast, gather_rows, make_loader, setup_distributed, shard
+from forgerydet.training.distributed import Dist, autocast, gather_objects, gather_rows, make_loader, setup_distributed, shard
 from forgerydet.training.state import (catch_up, check_new_run, check_same_data, data_path, grad_scaler, improves,
-                                      option_conflicts, resumed_config, rng_state, set_rng_state, spent, stamp_new_run,
-                                      write_log)
+                                      option_conflicts, resumed_config, rng_snapshot, rng_state, set_rng_state, spent,
+                                      stamp_new_run, write_log)
 from forgerydet.training.validate import calibration_extra, read_watch, score_watch, validate, watch_notice
 
 Event = Callable[[dict[str, Any]], None]
@@ -70,7 +70,6 @@ def cosine_lr(step: int, total: int, base: float, warmup: float) -> float:
     return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-# ---- state for bit-for-bit resume ---------------------------------------------------------------------------
 def _json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
@@ -226,7 +225,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                              {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.lr)
     if state is not None:
         opt.load_state_dict(state.optimizer_state)
-        set_rng_state(state)
+        set_rng_state(state, d.rank)
     else:
         random.seed(tcfg.seed)
         np.random.seed(tcfg.seed)
@@ -303,6 +302,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
                   "real_faces": len(train_reals)})
 
         # ---- validation ('single' mode is the headline) and checkpoints, rank 0 only ----
+        others = gather_objects(rng_snapshot(), d)[1:]  # ranks 1.. draw nothing more this epoch: each resumes its own
         record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(1, done),
                                   "train_img_s": seen / max(1e-9, train_time), "bank_entries": n_bank,
                                   "bank_seconds": t_bank, "steps_done": done,  # 0: the budget ended before one
@@ -324,7 +324,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
             common = dict(bank_sources=[str(p) for p in train_reals], history=history,
                           extra={**calibration_extra(cal, model), "trained_on": str(Path(tcfg.pairs)), "epochs_done": epoch + 1,
                                  "bank_sources_root": current_folder(), **({"earlier_faces": earlier} if earlier else {})})
-            to_resume = rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict(), scaler.state_dict())
+            to_resume = rng_state(epoch + 1, step, best, tcfg.to_dict(), opt.state_dict(), scaler.state_dict(), others)
             with signals_held():  # a stop between the two would leave a best of another epoch, or of a replaced run
                 save_checkpoint(last_path, model, train_state=to_resume, **common)
                 if improved:  # how it was trained, without what only resuming needs (optimizer, RNG states)

@@ -10,7 +10,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 import torch
@@ -23,10 +23,8 @@ from forgerydet.model.config import ModelConfig, config_from_dict
 from forgerydet.training.config import TrainConfig, aug_text, augment_config
 
 
-def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
-              optimizer_state: dict[str, Any], scaler_state: dict[str, Any] | None = None) -> TrainState:
-    """The TrainState to store after `epoch` epochs: position, best AUC, config, optimizer, every RNG's state and
-    the fp16 loss scaler's (its scale and growth count; empty when no scaler is in use)."""
+def rng_snapshot() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This process's RNG states: torch's and every CUDA device's as tensors, Python's and NumPy's as JSON."""
     tensors = {"rng_torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -34,18 +32,38 @@ def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
     py = random.getstate()
     nps = np.random.get_state(legacy=False)
     nps["state"] = {"key": nps["state"]["key"].tolist(), "pos": int(nps["state"]["pos"])}
-    js: dict[str, Any] = {"rng_python": [py[0], list(py[1]), py[2]], "rng_numpy": nps}
+    return tensors, {"rng_python": [py[0], list(py[1]), py[2]], "rng_numpy": nps}
+
+
+def rng_state(epoch: int, step: int, best: float, train_config: dict[str, Any],
+              optimizer_state: dict[str, Any], scaler_state: dict[str, Any] | None = None,
+              others: Sequence[tuple[dict[str, torch.Tensor], dict[str, Any]]] = ()) -> TrainState:
+    """The TrainState to store after `epoch` epochs: position, best AUC, config, optimizer, every RNG's state and
+    the fp16 loss scaler's (its scale and growth count; empty when no scaler is in use). `others`: under torchrun,
+    the rng_snapshot of ranks 1.. in order, stored beside this process's (rank 0's, as a one-process run stores
+    it) so that every rank resumes its own generators (set_rng_state): each draws its own dropout."""
+    tensors, js = rng_snapshot()
+    for r, (t, _) in enumerate(others, 1):
+        tensors.update({f"rank{r}.{k}": v for k, v in t.items()})
+    if others:
+        js["rank_rng"] = [j for _, j in others]
     if scaler_state:  # plain numbers (GradScaler.state_dict)
         js["grad_scaler"] = dict(scaler_state)
     return TrainState(epoch, step, best, train_config, optimizer_state, tensors, js)
 
 
-def set_rng_state(state: TrainState) -> None:
-    """Put every RNG back where a stored run left it (bit-for-bit resume)."""
+def set_rng_state(state: TrainState, rank: int = 0) -> None:
+    """Put every RNG of process `rank` back where a stored run left it (bit-for-bit resume). A run stored before
+    forgerydet kept each rank's state (or a one-process run) has rank 0's alone, which every rank then takes."""
     tensors, js = state.rng_tensors, state.rng
+    ranks = js.get("rank_rng") or []
+    if 0 < rank <= len(ranks) and f"rank{rank}.rng_torch" in tensors:
+        tensors = {k[len(f"rank{rank}."):]: v for k, v in tensors.items() if k.startswith(f"rank{rank}.")}
+        js = ranks[rank - 1]
     torch.set_rng_state(tensors["rng_torch"])
     if torch.cuda.is_available():
-        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng_cuda_"))]
+        cuda = [k for k in tensors if k.startswith("rng_cuda_")]
+        states = [tensors[k] for k in sorted(cuda, key=lambda k: int(k[len("rng_cuda_"):]))]  # cuda_10 after cuda_9
         if states:
             torch.cuda.set_rng_state_all(states)
     a, b, c = js["rng_python"]
