@@ -343,6 +343,74 @@ def test_a_second_run_into_an_out_another_run_is_writing_is_refused(fake_train, 
     assert cli("train", "--out", out).exit_code == 0 and len(fake_train) == 2
 
 
+def test_under_torchrun_an_error_before_the_first_step_is_said_once_and_by_the_right_process(monkeypatch, tmp_path):
+    """Every torchrun process printed its own line for an error before the first step, and where another run was
+    writing --out, rank 1 (rank 0 alone takes the folder's lock) said "already holds a training run (...): continue it
+    with --resume", which that run's lock refuses. The processes' outcomes are gathered (distributed.start_outcomes,
+    played here by the other process): rank 0 says the run's line, another process its own only where rank 0 passed,
+    and a process whose checks passed ends quietly at the start where another's failed."""
+    from forgerydet.paths import folder_held
+    from forgerydet.training import distributed
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    held = f"--out {out}: another training run is writing there now: wait for it to end, or give another --out"
+    peer: list = []  # the other process's outcome
+    gathered: list = []
+
+    def outcomes(device, error):
+        gathered.append(error)
+        return [error, *peer] if rank == "0" else [*peer, error]
+
+    monkeypatch.setattr(distributed, "start_outcomes", outcomes)
+    torchrun = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    with folder_held(out, "--out", "training run"):  # the run writing there
+        rank, peer[:] = "1", [held]  # rank 0 refused: rank 1's own check of the folder is not said
+        r = cli("train", "--out", out, RANK=rank, **torchrun)
+        assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and "already holds a training run" in gathered[-1]
+        rank, peer[:] = "0", ["--out ... already holds a training run"]
+        one_error(cli("train", "--out", out, RANK=rank, **torchrun), held)
+        assert gathered[-1] == held
+    rank, peer[:] = "1", [None]  # rank 0 passed: rank 1's error is its own, said by it
+    one_error(cli("train", "--out", out, RANK=rank, **torchrun), "already holds a training run (1 epoch logged)")
+    assert len(gathered) == 3
+
+    def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
+        on_event({**EVENTS[0]})
+        raise AssertionError("trained on after another process's checks failed")
+
+    monkeypatch.setattr(loop, "train", run)
+    rank, peer[:] = "0", ["pairs file not found: p.csv"]  # this process passed: the other says why, once
+    r = cli("train", "--out", tmp_path / "new", RANK=rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and gathered[-1] is None
+    assert cli("train", "--out", tmp_path / "new").exit_code == 1 and len(gathered) == 4  # one process: no gathering
+
+
+@pytest.mark.slow
+def test_a_torchrun_into_an_out_another_run_holds_says_one_line(tmp_path):
+    """The same with two real gloo processes: one line, rank 0's, and no other process's line."""
+    import os
+    import subprocess
+    import sys
+
+    from forgerydet.paths import folder_held
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed beside this Python")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    with folder_held(out, "--out", "training run"):
+        r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "forgerydet", "train", "--out",
+                            str(out), "--pairs", str(tmp_path / "pairs.csv"), "--device", "cpu"], capture_output=True,
+                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}, timeout=120)
+    said = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and said == [f"error: --out {out}: another training run is writing there now: wait for "
+                                          f"it to end, or give another --out"], r.stdout + r.stderr
+
+
 def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     one_error(cli("train", "--out", tmp_path / "run", "--reference", "neighbours"), "reference")
     one_error(cli("train", "--out", tmp_path / "run", "--amp", "fp8"), "invalid training option --amp 'fp8': use one of auto, bf16, fp16, off")

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training import distributed
 from forgerydet.training.distributed import (Dist, amp_precision, auto_workers, autocast, gather_objects, gather_rows,
-                                             make_loader, shard, setup_distributed)
+                                             make_loader, says_start_error, shard, setup_distributed, start_outcomes)
 
 
 class Numbers(Dataset):
@@ -84,6 +84,29 @@ def test_gather_objects_is_every_rank_s_object_in_rank_order(monkeypatch):
 
     monkeypatch.setattr(distributed.dist, "all_gather_object", fake_all_gather_object)
     assert gather_objects("mine", Dist(0, 2)) == ["mine", "peer"]
+
+
+def test_an_error_before_the_first_step_is_said_by_rank_0_or_else_once_by_the_process_it_concerns():
+    held, found = "--out R: another training run is writing there now", "--out R already holds a training run"
+    assert [says_start_error([held, found], r) for r in (0, 1)] == [True, False]  # rank 0's lock speaks for the run
+    assert [says_start_error([held, None], r) for r in (0, 1)] == [True, False]
+    assert [says_start_error([None, "out of memory", "out of memory", "gone"], r) for r in range(4)] == \
+        [False, True, False, True]  # rank 0 passed: each other line once, by its lowest rank
+    assert not any(says_start_error([None, None], r) for r in (0, 1))
+
+
+def test_start_outcomes_makes_the_group_where_the_error_came_before_the_loop_did(monkeypatch):
+    made, gathered = [], []
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: bool(made))
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: made.append(backend))
+    monkeypatch.setattr(distributed.dist, "all_gather_object", lambda out, obj: gathered.append(obj) or
+                        out.__setitem__(slice(None), ["rank 0's", obj]))
+    assert start_outcomes("cpu", "mine") == ["rank 0's", "mine"] and made == ["gloo"]
+    assert start_outcomes("cpu", None) == ["rank 0's", None] and made == ["gloo"]  # made once
+    made.clear()
+    assert start_outcomes("tpu", "x") == ["rank 0's", "x"] and made == ["gloo"]  # the device was the error
 
 
 def test_autocast_is_off_on_the_cpu_whatever_is_asked():

@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from typing import Annotated, Any, Iterable, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterable, Iterator, Optional
 
 import typer
 from rich.console import Console, Group, RenderableType
@@ -24,6 +24,7 @@ from rich.text import Text
 
 from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, path_text, printable
 from forgerydet.paths import folder_held, leftovers_text, sweep_leftovers
+from forgerydet.runtime import process_count, process_rank
 
 def usable_columns() -> None:
     """COLUMNS=0 (a shell on a pseudo-terminal that reports no size exports it: `docker exec -t`, a serial console)
@@ -216,17 +217,56 @@ def say_swept(out: Any, *below: str) -> None:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(say: Callable[[str], typer.Exit] = fail) -> Iterator[None]:
     """Turn a ForgeryDetError (and any OS error: missing file, no permission, read-only file system, full
-    disk) into one red line and exit code 1; Ctrl-C into "interrupted" and exit code 130."""
+    disk) into one red line (`say`: StartVoice.fail under torchrun) and exit code 1; Ctrl-C into "interrupted" and
+    exit code 130."""
     try:
         yield
     except ForgeryDetError as e:
-        raise fail(str(e)) from None
+        raise say(str(e)) from None
     except OSError as e:
-        raise fail(os_error_text(e)) from None
+        raise say(os_error_text(e)) from None
     except KeyboardInterrupt as e:  # a library call that was stopped may say what it left (evaluate)
         raise fail(str(e) or "interrupted", EXIT_INTERRUPTED) from None
+
+
+class StartVoice:
+    """Under torchrun, who says an error met before a training run's first step: each process printed its own line,
+    and where another run held --out, rank 1 (which does not take the folder's lock: rank 0 does) told to continue
+    it with --resume. Each process's outcome is gathered once (training/distributed.start_outcomes): the line is
+    said by rank 0, or by the other process it concerns alone (says_start_error); the others end with exit code 1
+    and nothing said. An error after the start is each process's own (train's stop handling); one process: `fail`."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.open = device, process_count() > 1
+
+    def events(self, view: Callable[[dict], None]) -> Callable[[dict], None]:
+        """The run's on_event: `view`, after the 'start' event (every check of this process passed) has been agreed
+        on; where another process's check failed (it says why), this one ends there, exit code 1."""
+        def on_event(e: dict) -> None:
+            if e["event"] == "start" and self.open:
+                self.open = False
+                from forgerydet.training.distributed import start_outcomes
+
+                if any(o is not None for o in start_outcomes(self.device, None)):
+                    raise typer.Exit(1)
+            view(e)
+        return on_event
+
+    def fail(self, message: str, own: bool = True) -> typer.Exit:
+        """`fail(message)` for this process's error; before the start under torchrun, a quiet Exit(1) where another
+        process says the run's line. `own` False: the error is another process's end, with nothing to agree on."""
+        if self.open and own:
+            self.open = False
+            from forgerydet.training.distributed import says_start_error, start_outcomes
+
+            try:
+                if not says_start_error(start_outcomes(self.device, message), process_rank()):
+                    return typer.Exit(1)
+            except (Exception, KeyboardInterrupt):  # no process group to agree in, or a peer gone: say it here
+                pass
+        return fail(message)
 
 
 class PipeSafeStdout:

@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, console, draws_bars, fail, note, output_held, progress_bar, say, shown,
-                                   typed_options, user_errors)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, StartVoice, console, draws_bars, fail, note, output_held,
+                                   progress_bar, say, shown, typed_options, user_errors)
 from forgerydet.errors import ForgeryDetError, WriteError
 from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
@@ -187,7 +187,8 @@ def train_cmd(
     select: Annotated[str, typer.Option(help="Which AUC picks best.safetensors: 'val' (self-blend validation split) or 'watch' (the --watch list).")] = TrainConfig.select,
 ) -> None:
     """Train a detector on pairs.csv; the bank is rebuilt from every real training face at each epoch end."""
-    with user_errors():
+    voice = StartVoice(device)  # under torchrun, an error before the first step is said once
+    with user_errors(voice.fail):
         mcfg = ModelConfig(backbone=backbone, pretrained=pretrained, img_size=img_size, dim=dim, grid=grid,
                            bank_size=bank_size, momentum=momentum, temperature=temperature, reference=reference)
         tcfg = TrainConfig(pairs=str(pairs), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
@@ -224,7 +225,7 @@ def train_cmd(
         try:  # --out held by rank 0 (which writes it): two runs into one at once left one's best beside the other's last
             with _progress() as p, output_held(out, "--out", "training run") if process_rank() == 0 \
                     else contextlib.nullcontext():
-                res = run_train(tcfg, mcfg, resume=resume, on_event=TrainView(p), given=given - {"resume", "overwrite"},
+                res = run_train(tcfg, mcfg, resume=resume, on_event=voice.events(TrainView(p)), given=given - {"resume", "overwrite"},
                               overwrite=overwrite)
         except (KeyboardInterrupt, OSError, WriteError, RuntimeError) as e:  # Ctrl-C, SIGTERM, a full disk, a torchrun
             from forgerydet.training.distributed import resume_command, stop_cause, stop_text  # peer's end: go on
@@ -236,7 +237,7 @@ def train_cmd(
                 hint = (f"no epoch of this run had finished: {out} still holds the run --overwrite was to replace, "
                         f"which `--resume` would go on with")
             if (what := stop_text(e, cause)) is not None:
-                raise fail(f"{what}; {hint}") from None
+                raise voice.fail(f"{what}; {hint}", own=cause == "own") from None
             raise fail(f"interrupted: {hint}", EXIT_INTERRUPTED) from None
     if res["rank"] == 0:
         say(f"checkpoints: best {res['best']}  last {res['last']}  (inspect with `forgerydet info`)")

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
-from forgerydet.errors import WriteError, os_error_text
+from forgerydet.errors import ForgeryDetError, WriteError, os_error_text
 from forgerydet.model.detector import precision_autocast
 from forgerydet.runtime import ignore_stops, process_count, process_rank, resolve_device
 
@@ -108,6 +108,28 @@ def gather_objects(obj: Any, d: Dist) -> list[Any]:
     out: list[Any] = [None] * d.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def start_outcomes(device: str, error: str | None) -> list[str | None]:
+    """Under torchrun, every process's outcome of the checks before a run's first step, in rank order, on every
+    process: None where they passed, else the line of its error. Each process calls it once: at its first error, or
+    once its checks have passed (training/loop's 'start' event, which comes before DDP's first collective). The
+    process group is made here where the error came before the loop made it (over gloo where the device was it)."""
+    if not dist.is_initialized():
+        try:
+            setup_distributed(device)
+        except ForgeryDetError:
+            dist.init_process_group(backend="gloo")
+    return gather_objects(error, Dist(process_rank(), process_count()))
+
+
+def says_start_error(outcomes: list[str | None], rank: int) -> bool:
+    """Whether process `rank` prints its error met before the run's first step (`outcomes`: start_outcomes'). Rank 0
+    says its own for the run: it alone holds --out's lock, so where another run held it, the other ranks' check of
+    the same folder said "already holds a training run: continue it with --resume". Another rank says its own only
+    where rank 0 passed (a file or a memory of its own machine), and only the lowest rank with that line."""
+    mine = outcomes[rank]
+    return mine is not None and (rank == 0 or (outcomes[0] is None and outcomes.index(mine) == rank))
 
 
 def amp_precision(device: torch.device, amp: str) -> str:

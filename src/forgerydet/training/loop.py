@@ -229,13 +229,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     else:
         random.seed(tcfg.seed)
         np.random.seed(tcfg.seed)
-    net = model
-    if d.on:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
     scaler = grad_scaler(d.device.type, d.device.type == "cuda" and tcfg.amp == "fp16", state, emit)
 
-    ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
     ds = TrainPairs(table, model.img_size, seed=tcfg.seed, augment=tcfg.augment, sbi_online=tcfg.sbi_online,
                     sbi_local=tcfg.sbi_local, augment_cfg=augmentation, swap_blends=tcfg.swap_blends,
                     pair_reference=tcfg.pair_reference)
@@ -253,6 +248,11 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
           "start_epoch": start_epoch, "pretrained": model.pretrained_source, "asked": mcfg.pretrained, "init": tcfg.init, "backbone": mcfg.backbone,
           "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable,
           "watch_faces": len(watch[0]) if watch else 0})
+    net = model  # DDP's first collective after 'start': the CLI's processes agree there that their checks passed
+    if d.on:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
+    ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
 
     if tcfg.init and state is None and model.uses_bank:
         # the bank --init brings may hold this run's own faces under unknown sources, and a 'single' step would then
