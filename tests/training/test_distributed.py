@@ -13,7 +13,8 @@ from torch.utils.data import Dataset
 from forgerydet.errors import ForgeryDetError
 from forgerydet.training import distributed
 from forgerydet.training.distributed import (Dist, amp_precision, auto_workers, autocast, gather_objects, gather_rows,
-                                             make_loader, says_start_error, shard, setup_distributed, start_outcomes)
+                                             make_loader, says_start_error, shard, setup_distributed, start_outcomes,
+                                             wrap_ddp)
 
 
 class Numbers(Dataset):
@@ -107,6 +108,35 @@ def test_start_outcomes_makes_the_group_where_the_error_came_before_the_loop_did
     assert start_outcomes("cpu", None) == ["rank 0's", None] and made == ["gloo"]  # made once
     made.clear()
     assert start_outcomes("tpu", "x") == ["rank 0's", "x"] and made == ["gloo"]  # the device was the error
+
+
+def test_ddp_is_made_without_torch_s_deprecation_warning_and_its_buffers_not_synced_at_each_forward(monkeypatch):
+    """DDP(broadcast_buffers=False) warned "`broadcast_buffers` is deprecated" in every torchrun process at every start
+    (torch >= 2.14); where torch has forward_sync_buffers it is used, else broadcast_buffers (torch 2.4...)."""
+    import socket
+    import warnings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning fails
+            net = wrap_ddp(torch.nn.BatchNorm1d(3), Dist())
+    finally:
+        dist.destroy_process_group()
+    assert getattr(net, "forward_sync_buffers", getattr(net, "broadcast_buffers", None)) is False
+
+    made = []
+
+    class OldDDP:  # torch before forward_sync_buffers
+        def __init__(self, module, device_ids=None, broadcast_buffers=True):
+            made.append(broadcast_buffers)
+
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", OldDDP)
+    wrap_ddp(torch.nn.Linear(2, 2), Dist())
+    assert made == [False]
 
 
 def test_autocast_is_off_on_the_cpu_whatever_is_asked():

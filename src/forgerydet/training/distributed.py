@@ -3,6 +3,7 @@ every rank, mixed precision on GPUs, and the data loaders (sharded per rank, one
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,16 @@ def gather_objects(obj: Any, d: Dist) -> list[Any]:
     out: list[Any] = [None] * d.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def wrap_ddp(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
+    """`model` in DDP, its buffers (BatchNorm statistics, the bank) not synced at every forward: training/loop
+    broadcasts rank 0's at each epoch end. Where torch has `forward_sync_buffers` (it deprecated
+    `broadcast_buffers`, warning once per process at every start), that one: it also syncs them at the start, where
+    every rank's are the same (one seed, or one checkpoint)."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else "broadcast_buffers"
+    return ddp(model, device_ids=[d.device.index] if d.device.type == "cuda" else None, **{sync: False})
 
 
 def start_outcomes(device: str, error: str | None) -> list[str | None]:

@@ -31,7 +31,8 @@ from forgerydet.training.bankfill import rebuild_bank
 from forgerydet.training.augment import AugmentConfig
 from forgerydet.training.config import TrainConfig, augment_config
 from forgerydet.training.data import TrainPairs, check_decodable, validation_lists
-from forgerydet.training.distributed import Dist, autocast, gather_objects, gather_rows, make_loader, setup_distributed, shard
+from forgerydet.training.distributed import (Dist, autocast, gather_objects, gather_rows, make_loader, setup_distributed,
+                                             shard, wrap_ddp)
 from forgerydet.training.state import (catch_up, check_new_run, check_same_data, data_path, grad_scaler, improves,
                                       option_conflicts, resumed_config, rng_snapshot, rng_state, set_rng_state, spent,
                                       stamp_new_run, write_log)
@@ -248,10 +249,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
           "start_epoch": start_epoch, "pretrained": model.pretrained_source, "asked": mcfg.pretrained, "init": tcfg.init, "backbone": mcfg.backbone,
           "img_size": model.img_size, "bank_size": mcfg.bank_size, "tune": tcfg.tune, "trainable": n_trainable,
           "watch_faces": len(watch[0]) if watch else 0})
-    net = model  # DDP's first collective after 'start': the CLI's processes agree there that their checks passed
-    if d.on:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
+    net = wrap_ddp(model, d) if d.on else model  # DDP's first collective after 'start', where the CLI's processes agree
     ctx = StepContext(model, net, opt, scaler, params, real_group, tcfg, d)
 
     if tcfg.init and state is None and model.uses_bank:
