@@ -50,6 +50,18 @@ def test_user_errors(exc, line, code, capsys):
     assert EXIT_INTERRUPTED == 130
 
 
+def test_under_torchrun_rank_0_alone_says_a_stop_met_in_user_errors(monkeypatch, capsys):
+    """A Ctrl-C or SIGTERM while train started (torch loading, its checks) reaches every torchrun process, and each
+    printed "error: interrupted"; rank 0 says it for the run, as once training runs (cli/train)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, said in (("1", []), ("0", ["error: interrupted"])):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(typer.Exit) as e:
+            with user_errors():
+                raise KeyboardInterrupt
+        assert e.value.exit_code == EXIT_INTERRUPTED and capsys.readouterr().err.splitlines() == said
+
+
 def test_user_errors_let_bugs_through():
     with pytest.raises(ZeroDivisionError):
         with user_errors():

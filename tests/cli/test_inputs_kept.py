@@ -259,6 +259,11 @@ def test_sigterm_while_the_modules_load_is_one_line_and_exit_130(tmp_path):
     for argv in (["-m", "forgerydet", "--version"], ["-c", "from forgerydet.cli import main; main()"]):
         r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 130 and r.stderr == "error: interrupted\n", (argv, r.returncode, r.stderr)
+    torchrun = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1"}  # every process gets it: rank 0 says it
+    for rank, said in (("1", ""), ("0", "error: interrupted\n")):
+        r = subprocess.run([sys.executable, "-m", "forgerydet", "--version"], capture_output=True, text=True,
+                           env={**env, **torchrun, "RANK": rank}, timeout=60)
+        assert r.returncode == 130 and r.stderr == said, (rank, r.returncode, r.stderr)
 
 
 def test_a_stop_during_the_interpreters_teardown_leaves_the_commands_exit_code(tmp_path):

@@ -18,7 +18,10 @@ def main() -> None:
         sigterm_as_interrupt(hold_later=True, on_held=_say_held)  # are written is held
         from forgerydet.cli.app import cli
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+        from forgerydet.runtime import process_rank
+
+        if process_rank() == 0:  # under torchrun every process is stopped: rank 0 says it
+            sys.stderr.write("error: interrupted\n")
         sys.exit(130)
     try:
         cli()

@@ -187,8 +187,8 @@ def cli(argv: list[str] | None = None) -> None:
         code = fail(f"{e.format_message()}{hint} (see `{where} --help`)").exit_code
     except ClickException as e:
         code = fail(e.format_message()).exit_code
-    except typer.Abort:  # Ctrl-C outside a command's own handling
-        code = fail("interrupted", EXIT_INTERRUPTED).exit_code
+    except typer.Abort:  # Ctrl-C outside a command's own handling (under torchrun every process's: rank 0 says it)
+        code = fail("interrupted", EXIT_INTERRUPTED).exit_code if process_rank() == 0 else EXIT_INTERRUPTED
     except (ImportError, MemoryError, RuntimeError) as e:  # under a memory limit (`ulimit -v`): torch's libraries or
         if not out_of_memory(e):  # its allocator; else a bug: its traceback
             raise

@@ -228,6 +228,8 @@ def user_errors(say: Callable[[str], typer.Exit] = fail) -> Iterator[None]:
     except OSError as e:
         raise say(os_error_text(e)) from None
     except KeyboardInterrupt as e:  # a library call that was stopped may say what it left (evaluate)
+        if process_count() > 1 and process_rank() != 0:  # under torchrun every process is stopped: rank 0 says it
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         raise fail(str(e) or "interrupted", EXIT_INTERRUPTED) from None
 
 
