@@ -205,7 +205,7 @@ def test_4_unwritable_json_is_named_and_refused_before_the_scan(ck, face_png, tm
 
 def test_4_json_on_a_full_standard_output_names_it(ck, face_png, tmp_path, monkeypatch):
     # `scan ... --json - > /dev/full` said "--json: cannot write no space left on device": no output named
-    from forgerydet.cli.common import PipeSafeStdout
+    from forgerydet.cli.stdout import PipeSafeStdout
 
     def full(self, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -84,7 +84,7 @@ def main(
     ] = None,
 ) -> None:
     """forgerydet: trustworthy face-forgery verdicts on a laptop CPU or a GPU."""
-    from forgerydet.cli.common import guard_stdout
+    from forgerydet.cli.stdout import guard_stdout
     from forgerydet.runtime import import_torch_from_anywhere, sigterm_as_interrupt, tune_malloc
 
     tune_malloc()
@@ -160,7 +160,8 @@ def cli(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         from click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 
-    from forgerydet.cli.common import EXIT_INTERRUPTED, PipeSafeStdout, fail, guard_stdout, said_errors
+    from forgerydet.cli.common import EXIT_INTERRUPTED, fail, said_errors
+    from forgerydet.cli.stdout import PipeSafeStdout, guard_stdout
     from forgerydet.errors import os_error_text, out_of_memory
     from forgerydet.runtime import process_rank
 

@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, PipeSafeStdout, Start, closed_at_start, command_line,
-                                   console, console_on, fail, note, output_held, progress_bar, say, shows_whole, table_or_lines,
-                                   user_errors, working_directory)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, PRECISION_HELP, End, Start, command_line, console, console_on, fail,
+                                   note, output_held, progress_bar, say, shows_whole, table_or_lines, user_errors,
+                                   working_directory)
+from forgerydet.cli.stdout import PipeSafeStdout, closed_at_start
 from forgerydet.errors import ForgeryDetError, os_error_text, out_of_memory, path_text, printable
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
