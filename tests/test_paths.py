@@ -24,14 +24,37 @@ def test_check_output_refuses_a_file_for_a_folder_and_the_reverse(tmp_path):
     f.write_text("keep")
     with pytest.raises(ForgeryDetError) as e:
         check_output(f, "--out", folder=True)
-    assert str(e.value) == f"--out {f}: an existing file, not a folder: give a folder path"
+    assert str(e.value) == f"--out {f}: {f} is a file where a folder is needed (move it away, or give another path)"
     with pytest.raises(ForgeryDetError) as e:
         check_output(tmp_path, "--json")
     assert str(e.value) == f"--json {tmp_path}: a folder, not a file: give a file path inside it"
     with pytest.raises(ForgeryDetError) as e:
         check_output(f / "deeper" / "x.csv", "--csv")
-    assert str(e.value) == f"--csv {f / 'deeper' / 'x.csv'}: {f} is a file, so nothing can be written below it"
+    assert str(e.value) == f"--csv {f / 'deeper' / 'x.csv'}: {f} is a file where a folder is needed (move it away, or give another path)"
     assert f.read_text() == "keep"
+
+
+def test_check_output_says_a_file_in_the_way_as_a_write_would_and_sees_the_folders_made_inside(tmp_path, monkeypatch):
+    """A file where a folder is needed had two wordings, "a file, so nothing can be written below it" before the
+    work and "a file where a folder is needed" from a write; and a file named like a folder the command makes in
+    its --out (extract's crops/ or parts/, a report's img/) was met only by that write, after all the detection."""
+    from forgerydet.errors import os_error_text
+
+    out = tmp_path / "faces"
+    out.mkdir()
+    (out / "parts").write_text("mine")
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(out, "--out", folder=True, inside=("crops", "parts"))
+    assert str(e.value) == f"--out {out}: {out / 'parts'} is a file where a folder is needed (move it away, or give another path)"
+    assert check_output(out, "--out", folder=True) == out  # not a folder the caller makes: not its business
+    monkeypatch.chdir(tmp_path)  # named relative as the user's path is, as a write's error names it
+    with pytest.raises(ForgeryDetError) as e:
+        check_output("faces/parts/x/y", "--out", folder=True)
+    with pytest.raises(OSError) as raw:
+        os.makedirs("faces/parts/x/y")
+    assert str(e.value) == "--out faces/parts/x/y: " + os_error_text(raw.value).split(": ", 1)[1]
+    assert str(e.value) == "--out faces/parts/x/y: faces/parts is a file where a folder is needed (move it away, or give another path)"
+    assert (out / "parts").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["parts"]
 
 
 def test_same_file_and_check_not_input_see_through_links(tmp_path):
@@ -111,10 +134,10 @@ def test_folder_held_says_a_file_in_the_way_as_check_output_does(tmp_path):
     from forgerydet.paths import folder_held
 
     (tmp_path / "f").write_text("x")
-    with pytest.raises(ForgeryDetError, match=r"^--out .*f: an existing file, not a folder: give a folder path$"), \
+    with pytest.raises(ForgeryDetError, match=r"^--out (.*f): \1 is a file where a folder is needed \(move it away, or give another path\)$"), \
             folder_held(tmp_path / "f", "--out", "training run"):
         pass
-    with pytest.raises(ForgeryDetError, match=r"f is a file, so nothing can be written below it$"), \
+    with pytest.raises(ForgeryDetError, match=r"f is a file where a folder is needed \(move it away, or give another path\)$"), \
             folder_held(tmp_path / "f" / "sub", "--out", "training run"):
         pass
 

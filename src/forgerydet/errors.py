@@ -113,8 +113,14 @@ def os_error_text(e: OSError, path: object | None = None) -> str:
                  "cd into a folder that exists, or give absolute paths)")
     blocker = _file_in_the_way(where) if e.errno in (errno.EEXIST, errno.ENOTDIR) else None
     if blocker is not None:  # mkdir's bare "File exists" / "Not a directory" named no culprit
-        what = f"{path_text(blocker)} is a file where a folder is needed (move it away, or give another path)"
+        what = folder_needed(blocker)
     return f"{path_text(where)}: {what}" if where is not None else what
+
+
+def folder_needed(blocker: object) -> str:
+    """The one wording of a file standing where a command must make or write into a folder, whether found before
+    the work (paths.check_output) or by a write (os_error_text)."""
+    return f"{path_text(blocker)} is a file where a folder is needed (move it away, or give another path)"
 
 
 def _file_in_the_way(where: object) -> str | None:

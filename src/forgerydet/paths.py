@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from forgerydet.errors import ForgeryDetError, os_reason, parse_json, path_text
+from forgerydet.errors import ForgeryDetError, folder_needed, os_reason, parse_json, path_text
 from forgerydet.io import is_stream, looks_like_safetensors, pid_running
 
 
@@ -36,9 +36,10 @@ def utf8_name(path: str | Path) -> Iterator[str]:
     yield name
 
 
-def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path:
+def check_output(path: str | Path, option: str, *, folder: bool = False, inside: Iterable[str] = ()) -> Path:
     """Refuse now, before any work, an output the writers could not create later: a folder where a file is
-    wanted (or the reverse), a parent that is a file, a location that is read-only or not writable.
+    wanted (or the reverse), a parent that is a file, a location that is read-only or not writable; with
+    `inside`, also a file named like one of the folders the command makes in the output folder (OUT/crops).
 
     Probes by creating (and removing) an empty temp file in the nearest existing folder; nothing else is
     created. A full disk cannot be foreseen: atomic_write reports it when it happens."""
@@ -48,8 +49,9 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
         if not os.access(p, os.W_OK):
             raise ForgeryDetError(f"{label}: cannot write there (no permission)")
         return p
-    if folder and p.exists() and not p.is_dir():
-        raise ForgeryDetError(f"{label}: an existing file, not a folder: give a folder path")
+    blocker = folder and next((q for q in (p, *(p / n for n in inside)) if os.path.lexists(q) and not q.is_dir()), None)
+    if blocker:
+        raise ForgeryDetError(f"{label}: {folder_needed(blocker)}")
     if not folder and p.is_dir():
         raise ForgeryDetError(f"{label}: a folder, not a file: give a file path inside it")
     if not folder and p.is_file() and not os.access(p, os.W_OK):
@@ -58,8 +60,8 @@ def check_output(path: str | Path, option: str, *, folder: bool = False) -> Path
     d = Path(os.path.abspath(d))
     while not d.exists() and d.parent != d:
         d = d.parent
-    if not d.is_dir():
-        raise ForgeryDetError(f"{label}: {path_text(d)} is a file, so nothing can be written below it")
+    if not d.is_dir():  # named relative as the user's path is, as a write's error names it
+        raise ForgeryDetError(f"{label}: {folder_needed(d if p.is_absolute() else os.path.relpath(d))}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".forgerydet-probe.", dir=d)
         os.close(fd)

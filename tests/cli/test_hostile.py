@@ -182,7 +182,7 @@ def test_2_train_out_is_a_file_refused_before_training(pairs, tmp_path):
     f = tmp_path / "taken"
     f.write_text("x")
     r = cli("train", "--pairs", pairs, "--out", f, "--epochs", 1, *TINY_TRAIN)
-    assert_one_error(r, f"--out {f}", "not a folder")
+    assert_one_error(r, f"--out {f}", f"{f} is a file where a folder is needed")
     assert "epoch" not in r.stdout and f.read_text() == "x"
 
 
@@ -190,11 +190,29 @@ def test_3_scan_report_on_a_file_and_json_below_a_file(ck, face_png, tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("keep")
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--report", f)
-    assert_one_error(r, f"--report {f}", "not a folder")
+    assert_one_error(r, f"--report {f}", f"{f} is a file where a folder is needed")
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", f / "x.json")
-    assert_one_error(r, f"--json {f / 'x.json'}", f"{f} is a file")
+    assert_one_error(r, f"--json {f / 'x.json'}", f"{f} is a file where a folder is needed")
     assert "checkpoint" not in r.stdout  # refused before the model loaded
     assert f.read_text() == "keep"
+
+
+def test_3_a_file_named_like_a_folder_made_inside_the_output_is_refused_before_the_work(ck, face_png, tmp_path):
+    """A file `crops` in extract's --out, or `img` in a report folder, was met only when the first crop or picture
+    was written: after the whole detection or scan, and extract's line then ended "with space freed, the same
+    command goes on". Now refused first, in the words a file in the way gets everywhere."""
+    for command, option, name in [("extract", "--out", "crops"), ("extract", "--out", "parts"),
+                                  ("pairs", "--out", "crops"), ("scan", "--report", "img")]:
+        out = tmp_path / f"{command}-{name}"
+        out.mkdir()
+        (out / name).write_text("mine")
+        extra = ["--checkpoint", ck, "--device", "cpu"] if command == "scan" else []
+        args = ["pairs", "--self-blend", face_png] if command == "pairs" else [command, face_png]
+        r = cli(*args, option, out, *extra)
+        assert_one_error(r, f"{option} {out}: {out / name} is a file where a folder is needed (move it away, or give "
+                            f"another path)")
+        assert "checkpoint" not in r.stdout and "files" not in r.stdout  # before the model, before the detection
+        assert [p.name for p in out.iterdir()] == [name] and (out / name).read_text() == "mine"
 
 
 def test_4_unwritable_json_is_named_and_refused_before_the_scan(ck, face_png, tmp_path):

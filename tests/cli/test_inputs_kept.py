@@ -109,7 +109,7 @@ def test_rebuild_bank_workers_and_disk_bank_folder(checkpoint, small_pairs, tmp_
     a_file = tmp_path / "existing.txt"
     a_file.write_text("x")
     one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--disk-bank", a_file),
-              "--disk-bank", "not a folder")
+              "--disk-bank", "is a file where a folder is needed")
     # options that do nothing with a disk bank are refused, not ignored
     one_error(cli("rebuild-bank", "--checkpoint", checkpoint, "--pairs", small_pairs, "--disk-bank", tmp_path / "d",
                   "--out", tmp_path / "zz.safetensors"), "--out goes with the checkpoint's own bank")

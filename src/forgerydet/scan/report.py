@@ -19,12 +19,12 @@ from typing import Any
 from forgerydet import __version__
 from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import write_bytes_atomic
+from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
 from forgerydet.scan.figures import overview_picture, timeline_plot
 from forgerydet.scan.html import CSS, count, esc, guide_html, mark, no_face_detail, rel_src, score_text, threshold_text
 from forgerydet.scan.records import INTERVAL_LEVEL, MAX_FACES, select_faces, shortest_names
 from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html
-
 
 
 def _rounded(v: Any) -> Any:
@@ -192,7 +192,8 @@ _OUR_FOLDER = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}|refs|bank)|{_RUN}")
 
 def check_report_folder(out_dir: Path) -> None:
     """Refuse, before the scan, a --report folder whose index.html forgerydet did not write: the report would
-    replace it (the images it adds go under img/, beside the user's other files)."""
+    replace it (the images it adds go under img/, beside the user's other files), or whose img is a file."""
+    check_output(out_dir, "--report", folder=True, inside=(IMG_FOLDER,))
     index = Path(out_dir) / "index.html"
     try:
         with open(index, "rb") as f:
@@ -319,7 +320,6 @@ def _write_page(imgs: ReportImages, results: list[dict], settings: dict, max_fac
                 progress: Progress | None) -> Path:
     """The pictures (through `imgs`), then index.html, atomically and last."""
     out_dir = imgs.out_dir
-
     counts = {k: 0 for k in ("FAKE", "REAL", "no_face", "error", "not_scanned")}
     for r in results:
         key = r.get("status") if r.get("status") in ("no_face", "error", "not_scanned") else r.get("verdict")
