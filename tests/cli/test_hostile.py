@@ -527,7 +527,8 @@ def test_14_stored_config_and_training_state_edited(ck, face_png, tmp_path):
 
     assert_one_error(scan(config=_config_edit(ck, backbone="<b>no</b>")), "bad.safetensors: its stored config",
                      "unknown backbone")
-    assert_one_error(scan(config=_config_edit(ck, grid=-1)), "bad.safetensors: its stored config", "grid=-1")
+    assert_one_error(scan(config=_config_edit(ck, grid=-1)), "bad.safetensors: the stored model settings are "
+                     "inconsistent: grid=-1 must be >= 1; was the metadata edited?")
     assert_one_error(scan(config=_config_edit(ck, bank_size=10**12)), "needs at least", "GiB", "was the metadata edited")
     assert_one_error(scan(config=_config_edit(ck, img_size=10**9)), "needs at least", "1000000000 px")
     assert_one_error(scan(train='{"train_config": {}}'), "metadata field train is not a training state")

@@ -413,6 +413,12 @@ def test_a_torchrun_into_an_out_another_run_holds_says_one_line(tmp_path):
 
 def test_a_bad_model_option_is_one_line(fake_train, tmp_path):
     one_error(cli("train", "--out", tmp_path / "run", "--reference", "neighbours"), "reference")
+    # named as the option typed: "dim=30 must be a positive multiple of heads=4" named a setting no command has
+    assert one_error(cli("train", "--out", tmp_path / "run", "--dim", "30")) == \
+        "error: --dim 30: must be a positive multiple of 4, the number of attention heads"
+    assert one_error(cli("train", "--out", tmp_path / "run", "--bank-size", "2")) == \
+        "error: --bank-size 2: must be 4 or more, the bank entries a face's reference averages"
+    one_error(cli("train", "--out", tmp_path / "run", "--grid", "0"), "--grid 0: must be >= 1")
     one_error(cli("train", "--out", tmp_path / "run", "--amp", "fp8"), "invalid training option --amp 'fp8': use one of auto, bf16, fp16, off")
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "1.5"), "invalid training option --sbi-local 1.5: use a share in [0, 1]")
     one_error(cli("train", "--out", tmp_path / "run", "--sbi-local", "0.2", "--no-sbi-online"), "needs --sbi-online")

@@ -9,7 +9,7 @@ from forgerydet.model.config import ModelConfig
 
 
 def test_config_validation_names_bad_value():
-    with pytest.raises(ForgeryDetError, match="heads=3"):
+    with pytest.raises(ForgeryDetError, match="^dim=32 must be a positive multiple of 3, the number of attention heads$"):
         ModelConfig(dim=32, heads=3)
     with pytest.raises(ForgeryDetError, match="momentum=1.5"):
         ModelConfig(momentum=1.5)
@@ -113,9 +113,24 @@ def test_a_name_not_enrolled_is_found_from_the_reference_files_header(tmp_path):
 
 def test_a_bank_smaller_than_a_references_entries_names_the_option_to_change():
     """`train --bank-size 2` (a folder of a few photos) was refused with 'topk=4 must be in [1, bank_size]', naming a
-    setting the CLI has no option for."""
-    with pytest.raises(ForgeryDetError, match=r"^bank_size=2 is less than topk=4, the bank entries a face's reference "
-                                              r"averages: use a --bank-size of 4 or more$"):
+    setting the CLI has no option for. Said as FIELD=VALUE must ..., which the CLI names as the option typed."""
+    with pytest.raises(ForgeryDetError, match=r"^bank_size=2 must be 4 or more, the bank entries a face's reference "
+                                              r"averages$"):
         ModelConfig(bank_size=2)
-    with pytest.raises(ForgeryDetError, match=r"topk=0 must be in \[1, bank_size\]"):
+    with pytest.raises(ForgeryDetError, match=r"^topk=0 must be >= 1$"):
         ModelConfig(topk=0)
+
+
+def test_stored_model_settings_that_do_not_fit_together_are_said_as_a_checkpoints_not_as_options():
+    """A checkpoint whose stored settings did not fit said "invalid ModelConfig: bank_size=2 is less than topk=4 ...:
+    use a --bank-size of 4 or more" (a class name, and an option `scan` has not) and "dim=64 must be a positive
+    multiple of heads=7" (a field no command has)."""
+    stored = ModelConfig().to_dict() | {"bank_size": 2}
+    with pytest.raises(ForgeryDetError) as e:
+        ModelConfig.from_dict(stored)
+    assert str(e.value) == ("the stored model settings are inconsistent: bank_size=2 must be 4 or more, the bank "
+                            "entries a face's reference averages")
+    with pytest.raises(ForgeryDetError) as e:
+        ModelConfig.from_dict(ModelConfig().to_dict() | {"heads": 7})
+    assert str(e.value) == ("the stored model settings are inconsistent: dim=64 must be a positive multiple of 7, "
+                            "the number of attention heads")

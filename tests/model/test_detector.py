@@ -145,3 +145,17 @@ def test_single_scores_in_bf16_run_every_pass_in_bf16(monkeypatch):
     assert seen == [None, None, torch.bfloat16, torch.bfloat16]  # the face and its mirror image alike
     assert fp32.dtype == bf16.dtype == np.float32 and sims.dtype == np.float64
     assert not np.array_equal(fp32, bf16) and np.allclose(fp32, bf16, atol=0.2)
+
+
+def test_memory_refused_under_init_names_only_the_option_left_to_lower(monkeypatch):
+    """`train --init CK --batch-size 200000` said "lower --grid, --dim, --bank-size, --batch-size or --img-size",
+    and each of those but the batch size was then refused: --init keeps the checkpoint's model settings."""
+    from forgerydet.model import detector
+    from forgerydet.model.config import ModelConfig
+
+    monkeypatch.setattr(detector, "available_bytes", lambda device: 2**30)
+    with pytest.raises(ForgeryDetError, match=r"GiB free: lower --grid, --dim, --bank-size, --batch-size or --img-size$"):
+        detector.check_memory(ModelConfig(), 10**6, torch.device("cpu"))
+    with pytest.raises(ForgeryDetError, match=r"GiB free: lower --batch-size \(--init keeps its checkpoint's model "
+                                              r"settings\)$"):
+        detector.check_memory(ModelConfig(), 10**6, torch.device("cpu"), kept_from="--init")

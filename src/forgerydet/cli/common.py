@@ -160,16 +160,18 @@ def table_or_lines(table: Table, rows: list[list[Any]], width: int | None,
 said_errors: list[str] = []  # every line `fail` printed in this process (cli.app.cli reads it)
 
 
-# The face detector's settings are checked where they are made (faces/detect.DetectorConfig), in the Python API's
-# words: "min_face=0 must be >= 1". On the command line they are the options the user typed: "--min-face 0: must ...".
-_DETECTOR_FIELD = re.compile(r"(detect_side|min_confidence|min_face|margin|size|batch_size)=(\S+) must ")
+# The face detector's and the model's settings are checked where they are made (faces/detect.DetectorConfig,
+# model/config.ModelConfig), in the Python API's words: "min_face=0 must be >= 1". On the command line they are the
+# options the user typed: "--min-face 0: must ...". (A checkpoint's stored settings are said with its path first.)
+_SETTING_FIELD = re.compile(r"(detect_side|min_confidence|min_face|margin|size|batch_size|img_size|dim|grid|bank_size"
+                             r"|momentum|temperature|reference)=(\S+) must ")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one red line on stderr and return the Exit(code) to raise. File names in the message are shown
-    printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup; a detector setting
-    is named as its option."""
-    field = _DETECTOR_FIELD.match(message)
+    printable (undecodable bytes as \\xNN, a newline as \\n) and never read as rich markup; a detector or model
+    setting is named as its option."""
+    field = _SETTING_FIELD.match(message)
     if field:
         message = f"--{field.group(1).replace('_', '-')} {field.group(2)}: must {message[field.end():]}"
     err_console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)

@@ -253,8 +253,8 @@ def load_checkpoint(
     meta = read_meta(path)
     try:
         cfg = ModelConfig.from_dict(meta["config"])
-    except ForgeryDetError as e:  # said without the file: "invalid ModelConfig: grid=-1 must be >= 1"
-        raise ForgeryDetError(f"{path}: its stored config does not build a model ({e}); was the metadata edited?") from None
+    except ForgeryDetError as e:  # said without the file: "the stored model settings are inconsistent: grid=-1 must ..."
+        raise ForgeryDetError(f"{path}: {e}; was the metadata edited?") from None
     if expect_backbone is not None and expect_backbone != cfg.backbone:
         raise ForgeryDetError(
             f"{path} was trained with backbone {cfg.backbone!r}, not {expect_backbone!r}: "

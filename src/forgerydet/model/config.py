@@ -56,12 +56,15 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.dim > 0 and self.dim % self.heads == 0, f"dim={self.dim} must be a positive multiple of heads={self.heads}"),
+            # each message starts "FIELD=VALUE must": the CLI names the option typed (cli.common.fail: "--dim 30: must
+            # ..."); heads and topk are no options of the CLI's, so they are said by what they are, not by name
+            (self.dim > 0 and self.dim % self.heads == 0,
+             f"dim={self.dim} must be a positive multiple of {self.heads}, the number of attention heads"),
             (self.grid >= 1, f"grid={self.grid} must be >= 1"),
             (self.bank_size >= 1, f"bank_size={self.bank_size} must be >= 1"),
-            (1 <= self.topk <= self.bank_size,  # topk is no option of the CLI's: say which it is (--bank-size 2)
-             f"topk={self.topk} must be in [1, bank_size]" if self.topk < 1 else f"bank_size={self.bank_size} is less "
-             f"than topk={self.topk}, the bank entries a face's reference averages: use a --bank-size of {self.topk} or more"),
+            (self.topk >= 1, f"topk={self.topk} must be >= 1"),
+            (self.bank_size >= self.topk, f"bank_size={self.bank_size} must be {self.topk} or more, the bank entries "
+             f"a face's reference averages"),
             (0.0 <= self.momentum < 1.0, f"momentum={self.momentum} must be in [0, 1)"),
             (self.temperature > 0, f"temperature={self.temperature} must be > 0"),
             (0.0 <= self.slot_momentum < 1.0, f"slot_momentum={self.slot_momentum} must be in [0, 1)"),
@@ -77,10 +80,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        return config_from_dict(cls, d)
+        """The model settings a checkpoint stored (said as such when they do not fit together)."""
+        return config_from_dict(cls, d, "the stored model settings are inconsistent")
 
 
-def config_from_dict(cls, d: dict[str, Any]):
+def config_from_dict(cls, d: dict[str, Any], invalid: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
@@ -90,7 +94,7 @@ def config_from_dict(cls, d: dict[str, Any]):
     try:
         return cls(**d)
     except (TypeError, ForgeryDetError) as e:
-        raise ForgeryDetError(f"invalid {cls.__name__}: {e}") from None
+        raise ForgeryDetError(f"{invalid or f'invalid {cls.__name__}'}: {e}") from None
 
 
 def _a_file(path: str | Path, missing: str, folder: str) -> Path:

@@ -243,15 +243,18 @@ def available_bytes(device: torch.device) -> int | None:
         return None
 
 
-def check_memory(cfg: ModelConfig, batch_size: int, device: torch.device) -> None:
-    """Refuse, before anything is allocated, a configuration whose estimated memory exceeds what is free."""
+def check_memory(cfg: ModelConfig, batch_size: int, device: torch.device, kept_from: str = "") -> None:
+    """Refuse, before anything is allocated, a configuration whose estimated memory exceeds what is free. `kept_from`:
+    the option whose checkpoint's model settings are kept (--init), so that only --batch-size is left to lower."""
     img = cfg.img_size or 224
     need, free = estimate_train_bytes(cfg, batch_size, img), available_bytes(device)
     if free is not None and need > free:
+        lower = (f"--batch-size ({kept_from} keeps its checkpoint's model settings)" if kept_from else
+                 "--grid, --dim, --bank-size, --batch-size or --img-size")
         raise ForgeryDetError(
             f"this configuration needs at least ~{need / 2**30:.1f} GiB ({cfg.grid}x{cfg.grid} tokens of D={cfg.dim}, "
             f"bank {cfg.bank_size:,}, batch {batch_size}, {img} px) but {device} has {free / 2**30:.1f} GiB free: "
-            f"lower --grid, --dim, --bank-size, --batch-size or --img-size")
+            f"lower {lower}")
 
 
 def check_tokens(model: Detector) -> None:

@@ -191,7 +191,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     elif tcfg.init:
         model, earlier = init_model(tcfg.init, mcfg, given)
         mcfg = model.cfg
-        check_memory(mcfg, tcfg.batch_size, d.device)
+        check_memory(mcfg, tcfg.batch_size, d.device, kept_from="--init")
         torch.manual_seed(tcfg.seed)
     else:
         mcfg = mcfg or ModelConfig()
