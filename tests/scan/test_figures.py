@@ -119,6 +119,37 @@ def test_timeline_of_a_crowd_names_its_highest_tracks_and_greys_the_rest(tmp_pat
     assert [t.get_text() for t in seen["fig"].axes[0].get_legend().get_texts()][:2] == ["track 0", "track 1"]
 
 
+def test_the_phone_copy_of_the_timeline_keeps_its_legend_legible_and_whole(tmp_path, monkeypatch):
+    """Shrunk to a phone's width (~240 CSS px of a 320 px screen) the wide plot's legend was text 4 px high; its
+    phone copy is narrow enough that the text is 10 px or more there, with the same entries, none cut off."""
+    figs = {}
+    real_save = figures.save_figure
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: figs.update({path.name: fig}) or real_save(fig, path))
+    faces = [{"frame_index": t, "time": t / 5, "track_id": k, "score": (k % 27) / 30 + t / 1000}
+             for k in range(54) for t in range(6)]  # a crowd: the most legend entries there are
+    for name, video in [("few", _faces(True)), ("crowd", faces)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "Tight layout not applied": something cut off
+            timeline_plot({"faces": video, "threshold": 0.35, "score": 0.8}, tmp_path / f"{name}.png")
+            timeline_plot({"faces": video, "threshold": 0.35, "score": 0.8}, tmp_path / f"{name}_n.png", narrow=True)
+        wide, narrow = figs[f"{name}.png"], figs[f"{name}_n.png"]
+        legend = narrow.legends[0]  # the figure's, from its left edge
+
+        def px_on_a_phone(fig, size):  # text size on screen when the picture is shown 240 CSS px wide
+            return size / 72 * 240 / fig.get_size_inches()[0]
+
+        assert [t.get_text() for t in legend.get_texts()] == \
+            [t.get_text() for t in wide.axes[0].get_legend().get_texts()]
+        assert px_on_a_phone(wide, wide.axes[0].get_legend().get_texts()[0].get_fontsize()) < 5  # why a copy
+        assert min(px_on_a_phone(narrow, t.get_fontsize()) for t in legend.get_texts()) >= 10
+        assert min(px_on_a_phone(narrow, t.get_fontsize()) for t in narrow.axes[0].get_xticklabels()) >= 9
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        box = legend.get_window_extent(FigureCanvasAgg(narrow).get_renderer())
+        assert 0 <= box.x0 and box.x1 <= narrow.bbox.width and box.y1 <= narrow.bbox.height  # whole, inside
+        assert read_image(tmp_path / f"{name}_n.png").shape[1] == figures.NARROW_WIDTH_IN * 200  # sharp at 2x
+
+
 def test_timeline_writes_a_png(tmp_path):
     out = timeline_plot({"faces": _faces(True)}, tmp_path / "plots" / "t.png")  # threshold missing: 0.5
     img = read_image(out)

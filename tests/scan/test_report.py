@@ -142,6 +142,18 @@ def test_every_img_points_at_an_existing_png(report):
     assert len(list((report.parent / "img").glob("*/bank/*.png"))) == 1
 
 
+def test_a_phone_gets_a_narrow_copy_of_the_score_plot(report):
+    """The score-over-time plot, 750 px wide, shrunk to a 320 px screen had its legend and axis labels 3-4 px high:
+    a screen that narrow gets a copy drawn for it (figures.timeline_plot(narrow=True)); the wide one stays the img."""
+    page = report.read_text(encoding="utf-8")
+    picture = re.search(r'<picture><source media="\(max-width: (\d+)px\)" srcset="([^"]+)"><img class="timeline" '
+                        r'src="([^"]+)" alt="score over time[^"]*"></picture>', page)
+    assert picture and 320 <= int(picture.group(1)) < 1000, page[page.find("<picture"):][:300]
+    narrow, wide = (cv2.imread(str(report.parent / unquote(html.unescape(picture.group(k))))) for k in (2, 3))
+    assert narrow is not None and wide is not None
+    assert picture.group(2).endswith("/file-000/timeline_narrow.png") and narrow.shape[1] < wide.shape[1]
+
+
 def test_a_reused_report_folder_keeps_only_the_new_reports_images(report, results):
     """Scanning another video into the same folder must not leave the first video's faces beside the new page
     (they would travel with the folder when it is shared); files a report does not write are left alone."""
@@ -155,7 +167,7 @@ def test_a_reused_report_folder_keeps_only_the_new_reports_images(report, result
     left = {p for p in (folder / "img").rglob("*.png") if p not in mine}
     shown = {(folder / unquote(html.unescape(s))).resolve() for s in IMG_SRC.findall(index.read_text("utf-8"))}
     assert {p.resolve() for p in left} == shown and len(shown) == 3
-    assert len(first) == 24 * 2 + 1 + 2 + 1  # crops and heatmaps, timeline, the portrait's two, one bank thumbnail
+    assert len(first) == 24 * 2 + 2 + 2 + 1  # crops and heatmaps, timeline and its phone copy, the portrait's two, a bank thumbnail
     assert all(p.read_bytes() == b"user's" for p in mine)
     assert [p.name for p in (folder / "img").iterdir() if p.is_dir() and p.name != "file-000"] == \
         [shown.pop().relative_to(folder.resolve() / "img").parts[0]]  # the first report's folder went with it

@@ -120,3 +120,37 @@ def test_neighbour_pictures_are_a_named_group_as_neighbour_names_are_a_named_lis
     Groups().feed(card)
     assert named == {"nbrs": ("group", "nearest real faces in the memory bank"),
                      "nbl": ("list", "nearest real faces in the memory bank")}, named
+
+
+def _children(card: str, parent: str = "figure") -> list[str]:
+    """The tags of the element children of the card's first `parent`, in order."""
+    found: list[str] = []
+    depth = [0]
+    void = {"img", "br", "source"}
+
+    class Children(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if depth[0] == 1:
+                found.append(tag)
+            if tag not in void and (depth[0] or tag == parent):
+                depth[0] += 1
+
+        def handle_endtag(self, tag):
+            if depth[0]:
+                depth[0] -= 1
+
+    Children().feed(card)
+    return found
+
+
+def test_the_caption_is_the_figures_first_child_as_html_requires(tmp_path):
+    """The <figcaption> stood between the pictures and the neighbours: HTML allows it only as a figure's first or
+    last child, and a validator (or a screen reader's figure navigation) did not take it as the caption."""
+    for sources, kind in [([], "video"), (["p-0123abcd/f000000_0.jpg"], "image")]:
+        face = _face(tmp_path, sources)
+        imgs = ReportImages(tmp_path / kind)
+        for card in (face_html(imgs, "file-000/f0001", face, 0.5, kind=kind),
+                     face_html(imgs, "file-000/f0002", face | {"crop": None}, 0.5)):
+            children = _children(card)
+            assert children[0] == "figcaption" and children.count("figcaption") == 1, children
+            assert children[1] == "div" and ("ul" in children) == bool(sources), children

@@ -114,12 +114,18 @@ def _named_tracks(by_track: dict[int, list[tuple[float, float]]]) -> list[int]:
     return sorted(sorted(by_track, key=lambda t: (-mean[t], t))[:MAX_NAMED_TRACKS - 1])
 
 
-def timeline_plot(result: dict, path: Path) -> Path:
+NARROW_WIDTH_IN = 3.2  # a phone's copy: shown ~240 CSS px wide on a 320 px screen, 11 pt text is ~11 px there
+NARROW_ROW_IN = 0.24  # the height of one of its legend's lines (11 pt), inches
+
+
+def timeline_plot(result: dict, path: Path, narrow: bool = False) -> Path:
     """Score over time, one line per track (more than MAX_NAMED_TRACKS: the highest in colour, the rest grey), with the
-    decision threshold and the file's score."""
+    decision threshold and the file's score. `narrow`: the same plot for a phone's screen, NARROW_WIDTH_IN wide
+    (at twice the pixels, for its denser screen) with the legend an entry a line: the wide one, shrunk to a phone's
+    width, had text 3-4 px high."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 2.6), dpi=100)
+    fig = Figure(figsize=(7.5, 2.6), dpi=200 if narrow else 100)
     ax = fig.add_subplot()
     use_time = all(f.get("time") is not None for f in result["faces"])
     by_track: dict[int, list[tuple[float, float]]] = {}
@@ -145,7 +151,13 @@ def timeline_plot(result: dict, path: Path) -> Path:
     ax.yaxis.label.set_size(11)
     ax.tick_params(labelsize=10)
     ax.grid(alpha=0.3)
-    # above the plot, across its width: still legible when a phone shrinks the picture
+    if narrow:  # the figure's legend, from its left edge (an axes' one began after the y label, and was cut off)
+        rows = len(ax.get_legend_handles_labels()[1])
+        fig.set_size_inches(NARROW_WIDTH_IN, 2.2 + NARROW_ROW_IN * rows)
+        fig.legend(loc="upper left", bbox_to_anchor=(0.0, 1.0), fontsize=11, handlelength=1.5, frameon=False)
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - (NARROW_ROW_IN * rows + 0.05) / (2.2 + NARROW_ROW_IN * rows)))
+        return save_figure(fig, path)
+    # above the plot, across its width
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=4, fontsize=10, frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)

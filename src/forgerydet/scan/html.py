@@ -32,7 +32,7 @@ code{overflow-wrap:anywhere;background:#f0f0f0;padding:0 3px;border-radius:3px}
 .grid{display:flex;flex-wrap:wrap;gap:10px}
 .face{margin:0;border:1px solid #e0e0e0;border-radius:6px;padding:6px;width:252px;max-width:100%;background:#fcfcfc}
 .face img.crop{width:120px;height:120px;object-fit:cover}
-.face figcaption{font-size:.8em;margin-top:3px}
+.face figcaption{font-size:.8em;margin-bottom:4px}
 .noterow td{border-top:none;font-size:.85em;color:#6d4c00;background:#fff8ee}
 .s-fake{color:#c62828;font-weight:700}.s-real{color:#2e7d32;font-weight:700}
 .vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}

@@ -21,10 +21,10 @@ from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import write_bytes_atomic
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
-from forgerydet.scan.figures import overview_picture, timeline_plot
-from forgerydet.scan.html import CSS, count, esc, guide_html, mark, no_face_detail, rel_src, score_text, threshold_text
+from forgerydet.scan.figures import overview_picture
+from forgerydet.scan.html import CSS, count, esc, guide_html, mark, no_face_detail, score_text, threshold_text
 from forgerydet.scan.records import INTERVAL_LEVEL, MAX_FACES, select_faces, shortest_names
-from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html
+from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html, timeline_html
 
 
 def _rounded(v: Any) -> Any:
@@ -149,10 +149,7 @@ def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
     if kind == "image" and faces and r.get("overview") is not None and r.get("width"):
         out.append(_overview_html(imgs, anchor, r, thr))
     if kind == "video" and faces:
-        path = imgs.root / f"{anchor}/timeline.png"
-        timeline_plot(r, path)
-        imgs.written.add(path)
-        out.append(f'<img class="timeline" src="{rel_src(imgs.out_dir, path)}" alt="{esc(_timeline_alt(r, thr))}">')
+        out.append(timeline_html(imgs, anchor, r, _timeline_alt(r, thr)))
     if faces:
         chosen = select_faces(faces, max_faces)
         note = (("the only face" if len(faces) == 1 else f"all {len(faces)} faces") if len(chosen) == len(faces) else
@@ -186,7 +183,7 @@ REPORT_TITLE = "<title>forgerydet scan report</title>"  # every report's page ha
 # page keeps its own pictures until the new one replaces it. Only these names (and img/file-NNN/..., the layout before
 # 2026-12-07) are ever removed from a reused folder.
 _RUN = r"\d{8}-\d{6}-\d+"
-_OUR_IMAGE = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}/(f\d{{4,}}_(face|heat)|timeline|overview)|refs/r\d{{5,}}|bank/n\d{{5,}})\.png")
+_OUR_IMAGE = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}/(f\d{{4,}}_(face|heat)|timeline(_narrow)?|overview)|refs/r\d{{5,}}|bank/n\d{{5,}})\.png")
 _OUR_FOLDER = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}|refs|bank)|{_RUN}")
 
 

@@ -1,6 +1,7 @@
 """The report's face cards: each shown face's crop, its DifferenceAttention heatmap (with how uneven the map is)
 and the real faces it was compared with (their pictures when the bank's source images are on this machine,
-their names otherwise), plus the PNG writer that keeps track of every image the page uses."""
+their names otherwise), plus the PNG writer that keeps track of every image the page uses, and the score-over-time
+plot's picture (a phone's copy beside it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.index import SOURCE_FOLDER
 from forgerydet.io import read_image, write_png
-from forgerydet.scan.figures import as_rgb, attention_spread, heatmap_overlay, shrink
+from forgerydet.scan.figures import as_rgb, attention_spread, heatmap_overlay, shrink, timeline_plot
 from forgerydet.scan.html import esc, mark, num, rel_src, score_text, side_text
 
 THUMB = 160  # longest side of a face thumbnail (px)
@@ -125,9 +126,24 @@ def _neighbours_html(imgs: ReportImages, nbs: list[dict]) -> str:
     return out
 
 
+PHONE_WIDTH = 600  # CSS px: a screen this narrow or narrower gets the plot's phone copy
+
+
+def timeline_html(imgs: ReportImages, anchor: str, result: dict, alt: str) -> str:
+    """A video's score-over-time plot: the wide picture, and on a phone's screen its narrow copy, whose legend and
+    labels stay legible there."""
+    wide, narrow = imgs.root / f"{anchor}/timeline.png", imgs.root / f"{anchor}/timeline_narrow.png"
+    timeline_plot(result, wide)
+    timeline_plot(result, narrow, narrow=True)
+    imgs.written |= {wide, narrow}
+    return (f'<picture><source media="(max-width: {PHONE_WIDTH}px)" srcset="{rel_src(imgs.out_dir, narrow)}">'
+            f'<img class="timeline" src="{rel_src(imgs.out_dir, wide)}" alt="{esc(alt)}"></picture>')
+
+
 def face_html(imgs: ReportImages, key: str, face: dict, thr: float, kind: str = "video") -> str:
-    """One face card: crop, heatmap and caption (score with its threshold mark; where in the file), neighbours.
-    A still image's faces are named by number (its track id), a video's by time, frame and track."""
+    """One face card: caption (score with its threshold mark; where in the file), crop and heatmap, neighbours.
+    A still image's faces are named by number (its track id), a video's by time, frame and track. The caption is
+    the figure's first child (HTML allows it first or last only; it stood between the pictures and the neighbours)."""
     score = face.get("score")
     t = face.get("time")
     if kind == "image":
@@ -135,24 +151,24 @@ def face_html(imgs: ReportImages, key: str, face: dict, thr: float, kind: str = 
     else:
         where = (f"{float(t):.2f} s, " if t is not None else "") + f"frame {esc(face.get('frame_index', '?'))}" \
                 + f" · track {esc(face.get('track_id', '?'))}"
-    parts = ['<figure class="face">', "<div>"]
+    pictures = []
     crop = face.get("crop")
     heat_note = ""
     if crop is not None:
         rgb = as_rgb(crop)
         alt = f"face crop, {where}: " + ("no score" if score is None else  # as its caption reads, side included
                                           f"score {score_text(score, thr)}, {side_text(score, thr)}")
-        parts.append(f'<img class="crop" src="{imgs.png(key + "_face.png", shrink(rgb, THUMB))}" alt="{esc(alt)}"> ')
+        pictures.append(f'<img class="crop" src="{imgs.png(key + "_face.png", shrink(rgb, THUMB))}" alt="{esc(alt)}"> ')
         if face.get("attention") is not None:
             heat_note = spread_caption(face["attention"])
             heat = shrink(heatmap_overlay(rgb, face["attention"]), THUMB)
-            parts.append(f'<img class="crop" src="{imgs.png(key + "_heat.png", heat)}" '
-                         f'alt="{esc(f"attention heatmap of that face; {heat_note}")}">')
+            pictures.append(f'<img class="crop" src="{imgs.png(key + "_heat.png", heat)}" '
+                            f'alt="{esc(f"attention heatmap of that face; {heat_note}")}">')
     else:
-        parts.append('<span class="meta">(no crop stored)</span>')
-    parts.append("</div>")
-    parts.append(f"<figcaption>score {mark(score, thr)} · {where} · detection {num(face.get('confidence'), '.2f')}"
-                 + (f"<br>{esc(heat_note)}" if heat_note else "") + "</figcaption>")
+        pictures.append('<span class="meta">(no crop stored)</span>')
+    caption = (f"<figcaption>score {mark(score, thr)} · {where} · detection {num(face.get('confidence'), '.2f')}"
+               + (f"<br>{esc(heat_note)}" if heat_note else "") + "</figcaption>")
+    parts = ['<figure class="face">', caption, "<div>", *pictures, "</div>"]
     if face.get("neighbours"):
         parts.append(_neighbours_html(imgs, face["neighbours"]))
     parts.append("</figure>")
