@@ -14,6 +14,7 @@ from forgerydet.cli.faces import extract_cmd, pairs_cmd
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.pipeline import ExtractConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES
+from forgerydet.io import source_key
 from forgerydet.pairs import build
 from forgerydet.pairs.selfblend import BlendOptions
 from forgerydet.pairs.table import PairsSummary
@@ -90,8 +91,19 @@ def test_extract_onto_a_full_disk_says_what_is_kept_and_how_to_go_on(monkeypatch
 
     monkeypatch.setattr(index, "extract", full)
     one_error(cli("extract", tmp_path, "--out", tmp_path / "f"),
-              "no space left on device; the files finished before it are kept: with space freed, the same command "
-              "goes on (it skips them)")
+              "no space left on device; the files finished before it are kept: once that is put right, the same "
+              "command goes on (it skips them)")
+
+
+def test_extract_failing_to_write_for_another_reason_than_space_does_not_say_to_free_space(face_png, tmp_path):
+    """A crop folder that is a file (or a read-only one) mid-extract said "with space freed, the same command goes
+    on": freeing space changes nothing there; the write error itself says what to do."""
+    out = tmp_path / "f"
+    (out / "crops").mkdir(parents=True)
+    (out / "crops" / source_key(face_png)).write_text("mine")  # the one folder its crops go to
+    line = one_error(cli("extract", face_png, "--out", out), "is a file where a folder is needed (move it away",
+                     "the files finished before it are kept: once that is put right, the same command goes on")
+    assert "space" not in line
 
 
 def test_extract_prints_its_counts_and_a_rerun_skips(face_png, tmp_path):

@@ -114,7 +114,8 @@ def extract_cmd(
         say_swept(out, "parts", "crops/*")  # what a killed run left: a crop's, a part's or faces.csv's temp file
         with _progress("extract") as progress, _said_if_stopped(
                 "interrupted: the files finished so far are kept; run the same command again to go on (it skips them)",
-                "the files finished before it are kept: with space freed, the same command goes on (it skips them)"):
+                "the files finished before it are kept: once that is put right, the same command goes on (it skips "
+                "them)"):
             s = extract(sources, out, config, progress=progress)
     table = Table(show_header=False)
     for k, v in [
