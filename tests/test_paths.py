@@ -57,6 +57,32 @@ def test_check_output_says_a_file_in_the_way_as_a_write_would_and_sees_the_folde
     assert (out / "parts").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["parts"]
 
 
+def test_a_folder_where_a_file_is_written_is_refused_before_the_work_and_named_at_write_time(tmp_path, monkeypatch):
+    """A folder named like a file a command writes in its output folder (a run's last.safetensors, OUT/pairs.csv)
+    was met by the write, after the work (an epoch of training), as "cannot write OUT/last.safetensors: Is a
+    directory"; `train --overwrite` then added that the folder "still holds the run --overwrite was to replace"."""
+    from forgerydet.errors import os_error_text
+    from forgerydet.io import write_text_atomic
+
+    out = tmp_path / "run"
+    (out / "last.safetensors").mkdir(parents=True)
+    with pytest.raises(ForgeryDetError) as e:
+        check_output(out, "--out", folder=True, writes=("last.safetensors", "best.safetensors"))
+    assert str(e.value) == (f"--out {out}: {out / 'last.safetensors'} is a folder where a file is needed (move it "
+                            f"away, or give another path)")
+    assert check_output(out, "--out", folder=True, writes=("best.safetensors",)) == out
+    with pytest.raises(ForgeryDetError) as e:
+        write_text_atomic(out / "last.safetensors", "x")
+    assert str(e.value).endswith(f"{out / 'last.safetensors'} is a folder where a file is needed (move it away, or "
+                                 f"give another path)"), str(e.value)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError) as raw:
+        open("run/last.safetensors", "w")
+    assert os_error_text(raw.value) == ("run/last.safetensors: run/last.safetensors is a folder where a file is needed "
+                                        "(move it away, or give another path)")
+    assert [p.name for p in out.iterdir()] == ["last.safetensors"]
+
+
 def test_same_file_and_check_not_input_see_through_links(tmp_path):
     a = tmp_path / "a.png"
     a.write_bytes(b"x")

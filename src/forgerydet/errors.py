@@ -114,6 +114,8 @@ def os_error_text(e: OSError, path: object | None = None) -> str:
     blocker = _file_in_the_way(where) if e.errno in (errno.EEXIST, errno.ENOTDIR) else None
     if blocker is not None:  # mkdir's bare "File exists" / "Not a directory" named no culprit
         what = folder_needed(blocker)
+    if e.errno == errno.EISDIR and where is not None and os.path.isdir(os.fsdecode(where)):  # "Is a directory"
+        what = file_needed(where)
     return f"{path_text(where)}: {what}" if where is not None else what
 
 
@@ -121,6 +123,11 @@ def folder_needed(blocker: object) -> str:
     """The one wording of a file standing where a command must make or write into a folder, whether found before
     the work (paths.check_output) or by a write (os_error_text)."""
     return f"{path_text(blocker)} is a file where a folder is needed (move it away, or give another path)"
+
+
+def file_needed(blocker: object) -> str:
+    """The reverse: a folder standing where a command writes a file (a run's last.safetensors, OUT/pairs.csv)."""
+    return f"{path_text(blocker)} is a folder where a file is needed (move it away, or give another path)"
 
 
 def _file_in_the_way(where: object) -> str | None:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from forgerydet.errors import ForgeryDetError, folder_needed, os_reason, parse_json, path_text
+from forgerydet.errors import ForgeryDetError, file_needed, folder_needed, os_reason, parse_json, path_text
 from forgerydet.io import is_stream, looks_like_safetensors, pid_running
 
 
@@ -36,10 +36,12 @@ def utf8_name(path: str | Path) -> Iterator[str]:
     yield name
 
 
-def check_output(path: str | Path, option: str, *, folder: bool = False, inside: Iterable[str] = ()) -> Path:
+def check_output(path: str | Path, option: str, *, folder: bool = False, inside: Iterable[str] = (),
+                 writes: Iterable[str] = ()) -> Path:
     """Refuse now, before any work, an output the writers could not create later: a folder where a file is
     wanted (or the reverse), a parent that is a file, a location that is read-only or not writable; with
-    `inside`, also a file named like one of the folders the command makes in the output folder (OUT/crops).
+    `inside`, also a file named like one of the folders the command makes in the output folder (OUT/crops), and
+    with `writes` a folder named like one of the files it writes there (OUT/last.safetensors).
 
     Probes by creating (and removing) an empty temp file in the nearest existing folder; nothing else is
     created. A full disk cannot be foreseen: atomic_write reports it when it happens."""
@@ -52,6 +54,8 @@ def check_output(path: str | Path, option: str, *, folder: bool = False, inside:
     blocker = folder and next((q for q in (p, *(p / n for n in inside)) if os.path.lexists(q) and not q.is_dir()), None)
     if blocker:
         raise ForgeryDetError(f"{label}: {folder_needed(blocker)}")
+    if folder and (blocker := next((p / n for n in writes if (p / n).is_dir()), None)):
+        raise ForgeryDetError(f"{label}: {file_needed(blocker)}")
     if not folder and p.is_dir():
         raise ForgeryDetError(f"{label}: a folder, not a file: give a file path inside it")
     if not folder and p.is_file() and not os.access(p, os.W_OK):

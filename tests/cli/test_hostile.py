@@ -215,6 +215,22 @@ def test_3_a_file_named_like_a_folder_made_inside_the_output_is_refused_before_t
         assert [p.name for p in out.iterdir()] == [name] and (out / name).read_text() == "mine"
 
 
+def test_3_a_folder_named_like_a_file_the_command_writes_is_refused_before_the_work(pairs, face_png, tmp_path):
+    """`train --overwrite` into a run folder holding a folder last.safetensors trained a whole epoch, then said
+    "cannot write OUT/last.safetensors: Is a directory; ... OUT still holds the run --overwrite was to replace, which
+    `--resume` would go on with" (there was none); `pairs --overwrite` with a folder pairs.csv detected every face."""
+    for args, out, name in [(["train", "--pairs", pairs, "--epochs", 1, *TINY_TRAIN, "--overwrite"], "run",
+                             "last.safetensors"),
+                            (["train", "--pairs", pairs, "--epochs", 1, *TINY_TRAIN], "run2", "metrics.jsonl"),
+                            (["pairs", "--self-blend", face_png, "--overwrite"], "pairs", "pairs.csv")]:
+        (tmp_path / out / name).mkdir(parents=True)
+        r = cli(*args, "--out", tmp_path / out)
+        assert_one_error(r, f"--out {tmp_path / out}: {tmp_path / out / name} is a folder where a file is needed "
+                            f"(move it away, or give another path)")
+        assert "epoch" not in r.stdout and "files" not in r.stdout
+        assert [p.name for p in (tmp_path / out).iterdir()] == [name]
+
+
 def test_4_unwritable_json_is_named_and_refused_before_the_scan(ck, face_png, tmp_path):
     r = cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--json", "/proc/x.json", "--csv", tmp_path / "a.csv")
     line = assert_one_error(r, "--json /proc/x.json", "cannot write there")

@@ -395,7 +395,7 @@ def test_what_is_not_a_metrics_file_is_one_line_and_never_read_or_written(setup,
     (plots / "roc.png").mkdir(parents=True)  # metrics.json with every score was never written ("Is a directory")
     for extra in ([], ["--resume"]):
         r = CliRunner().invoke(app, ["evaluate", str(lst), "--crops", "--out", str(plots), *extra])
-        assert r.exit_code == 1 and f"{plots / 'roc.png'} is a folder: evaluate writes its plot there" in r.output
+        assert r.exit_code == 1 and f"{plots / 'roc.png'} is a folder where a file is needed (move it away" in r.output
     deep = tmp_path / "deep"
     deep.mkdir()
     (deep / "metrics.json").write_text('{"a":' * 100000 + "1" + "}" * 100000)  # deeper than json reads

@@ -276,7 +276,7 @@ def extract(
     others: list[Path] = []
     files = [f for f in expand_sources(sources, others) if not _written_here(out_dir, f)]
     others = [f for f in others if not _written_here(out_dir, f)]
-    check_output(out_dir, "--out", folder=True, inside=("crops", "parts"))  # before any face is detected
+    check_output(out_dir, "--out", folder=True, inside=("crops", "parts"), writes=(INDEX_NAME, SETTINGS_NAME))  # first
     resolve_device(config.detector.device)  # and the device: every file failed on it, into a new folder
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, config)

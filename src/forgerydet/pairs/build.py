@@ -64,7 +64,7 @@ def make_pairs(
         raise ForgeryDetError("--splits (FaceForensics++'s official split files) goes with --ffpp")
     if splits is not None and (val, test) != (VAL_SHARE, TEST_SHARE):
         raise ForgeryDetError("--splits decides the splits: leave out --val and --test")
-    check_output(out_dir, "--out", folder=True, inside=("crops", "crops/real", "crops/sbi"))  # before any detection
+    check_output(out_dir, "--out", folder=True, inside=("crops", "crops/real", "crops/sbi"), writes=("pairs.csv",))
     if mapping:  # OUT/pairs.csv must not be the mapping being read
         check_not_input(Path(out_dir) / "pairs.csv", "--out", [("the --mapping file", mapping)])
     # held while it writes: two runs into one --out at once each said "wrote pairs.csv", the last one's replaced

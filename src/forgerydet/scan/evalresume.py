@@ -33,9 +33,6 @@ def read_earlier_evaluation(out_dir: str | Path, resume: bool = True) -> dict[st
     if os.path.exists(path) and not os.path.isfile(path):
         raise ForgeryDetError(f"{path_text(path)} is not a file (a folder, a named pipe or a device): evaluate writes its "
                               f"metrics there; remove it or give another --out")
-    if plot := next((Path(out_dir) / n for n in PLOT_NAMES if (Path(out_dir) / n).is_dir()), None):  # else its removal
-        raise ForgeryDetError(f"{path_text(plot)} is a folder: evaluate writes its plot there; remove it or give "
-                              f"another --out")  # failed after the scoring, and metrics.json was never written
     try:
         doc = read_saved(path, {"checkpoint": dict, "files": list})
     except ValueError:

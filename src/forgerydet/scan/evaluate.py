@@ -61,7 +61,7 @@ def evaluate(
         raise ForgeryDetError("--resume goes on with the evaluation whose --out folder is given")
     if not out_dir:
         return _evaluate(source, checkpoint, config, crops, None, progress, notes, False, None, say, command)
-    check_output(out_dir, "--out", folder=True)
+    check_output(out_dir, "--out", folder=True, writes=(METRICS, *PLOT_NAMES))  # a folder there: before the scoring
     with folder_held(out_dir, "--out", "evaluation") as removed:  # first: one running there is said as such, not as
         if removed and say:  # unfinished; the temp files that a killed evaluation left there are removed
             say(leftovers_text(removed, out_dir))

@@ -190,7 +190,7 @@ _OUR_FOLDER = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}|refs|bank)|{_RUN}")
 def check_report_folder(out_dir: Path) -> None:
     """Refuse, before the scan, a --report folder whose index.html forgerydet did not write: the report would
     replace it (the images it adds go under img/, beside the user's other files), or whose img is a file."""
-    check_output(out_dir, "--report", folder=True, inside=(IMG_FOLDER,))
+    check_output(out_dir, "--report", folder=True, inside=(IMG_FOLDER,), writes=("index.html",))
     index = Path(out_dir) / "index.html"
     try:
         with open(index, "rb") as f:

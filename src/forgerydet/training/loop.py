@@ -159,7 +159,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig | None = None, *, resume: bool = 
     emit = on_event or (lambda e: None)
     out = Path(tcfg.out)
     last_path, best_path, log_path = out / "last.safetensors", out / "best.safetensors", out / "metrics.jsonl"
-    check_output(out, "--out", folder=True)  # before an epoch of work, not after it
+    check_output(out, "--out", folder=True, writes=(last_path.name, best_path.name, log_path.name))  # before an epoch
     if not resume:
         check_new_run(out, overwrite)
     d = setup_distributed(tcfg.device)
