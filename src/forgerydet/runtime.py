@@ -68,6 +68,21 @@ def resolve_device(device: str) -> "torch.device":
     return dev
 
 
+def torch_after_fork(device: "torch.device") -> None:
+    """Make torch usable in a process forked from the one that loaded a model (a multiprocessing 'fork' worker given a
+    Scanner opened before it): the OpenMP thread pool this torch computes with does not survive a fork, and a forked
+    worker's first scan hung for good in its first convolution. One thread per process works (the processes then
+    use the cores). CUDA cannot be used after a fork at all: that is a ForgeryDetError saying what to do instead."""
+    import torch
+
+    from forgerydet.errors import ForgeryDetError
+
+    if device.type == "cuda":
+        raise ForgeryDetError("a model on a GPU cannot be used in a process forked from the one that loaded it (CUDA "
+                              "does not survive a fork): load it in each worker, or start workers with 'spawn'")
+    torch.set_num_threads(1)
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where `--precision bf16` roughly halves a
     scan's model time (lite0 on 32 faces 0.30 -> 0.16 s, 2-core AMD EPYC VM, 2026-12-06); elsewhere bf16 is emulated."""

@@ -339,3 +339,38 @@ def test_a_scanner_shared_by_two_threads_times_each_files_own_detection(checkpoi
     for rec in recs.values():
         timing = rec["timing"]
         assert timing["decode_s"] >= 0 and timing["detect_s"] <= timing["total_s"], timing
+
+
+def test_a_scanner_used_before_a_fork_scans_in_the_forked_worker(checkpoint, astronaut, tmp_path):
+    """A multiprocessing 'fork' worker given a Scanner its parent had scanned with hung for good in its first
+    convolution (this torch's OpenMP thread pool does not survive a fork): a service's worker never answered."""
+    import multiprocessing
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the parent's pool must have more than one thread for the hang
+    try:
+        scanner = Scanner(checkpoint, ScanConfig(device="cpu"))
+        want = scanner.scan_file(path)["score"]
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=lambda: queue.put(scanner.scan_file(path)["score"]))
+        child.start()
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            pytest.fail("the forked worker's scan hung")
+        assert queue.get(timeout=10) == pytest.approx(want, abs=1e-5)
+        assert torch.get_num_threads() == 2  # the parent's own threads are left alone
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_scanner_on_a_gpu_in_a_forked_process_is_one_clear_error(checkpoint, tmp_path):
+    """CUDA does not survive a fork: a GPU scanner in a forked worker raised torch's RuntimeError from deep inside."""
+    scanner = Scanner(checkpoint, ScanConfig(device="cpu"))
+    scanner.device, scanner.pid = torch.device("cuda"), -1  # as in a worker forked from the process that opened it
+    with pytest.raises(ForgeryDetError, match="forked.*spawn"):
+        scanner.scan_file(tmp_path / "a.png")

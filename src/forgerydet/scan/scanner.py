@@ -6,6 +6,7 @@ writes the bank or the checkpoint."""
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.config import references_path
 from forgerydet.model.references import PersonReferences, load_person
-from forgerydet.runtime import Progress, resolve_device, software_versions
+from forgerydet.runtime import Progress, resolve_device, software_versions, torch_after_fork
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint, scan_paths
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
@@ -115,6 +116,7 @@ class Scanner:
         self.extract_config = ExtractConfig(num_frames=cfg.num_frames, detector=cfg.detector,
                                             deinterlace=cfg.deinterlace, start=cfg.start, end=cfg.end)
         self.sha256 = self.checkpoint.sha256()  # of the file loaded, not one written over it since
+        self.pid = os.getpid()  # a forked worker's first scan sets torch up for it (runtime.torch_after_fork)
 
     def settings(self) -> dict[str, Any]:
         """What `scan --json` stores as `settings`: checkpoint, threshold, calibration, tta, precision, detector..."""
@@ -229,6 +231,9 @@ class Scanner:
         is a record with status 'error' or 'no_face'; what is not a path raises ForgeryDetError."""
         if not isinstance(path, (str, Path)):  # None, an image array: one error, not a TypeError from deep in
             raise ForgeryDetError(f"path={value_text(path)}: give a path (str or pathlib.Path)")
+        if os.getpid() != self.pid:
+            torch_after_fork(self.device)
+            self.pid = os.getpid()
         cfg = self.config
         t0 = time.perf_counter()
         det0 = self.detector.seconds
