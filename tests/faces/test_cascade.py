@@ -4,13 +4,17 @@ suppress another's in a batch: there each image must get what it gets alone."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from torch.nn.functional import interpolate
 
-from forgerydet.faces.cascade import AreaTable, WindowTooLarge, batched_nms, batched_nms_numpy, detect_face, detect_faces
+from forgerydet.faces.cascade import (AreaTable, WindowTooLarge, batched_nms, batched_nms_numpy, detect_face, detect_faces,
+                                      facenet_suppressing_per_image)
 from tests._faces_util import head, tight_pair
 
 
@@ -204,3 +208,32 @@ def test_facenet_cascade_suppresses_per_image_where_it_runs(astronaut, monkeypat
         np.testing.assert_allclose(t.boxes, a.boxes, atol=1e-3)
         np.testing.assert_allclose(t.landmarks, a.landmarks, atol=1e-3)
     assert facenet.batched_nms is not cascade.batched_nms and facenet.batched_nms_numpy is not cascade.batched_nms_numpy
+
+
+def test_facenet_suppression_in_two_threads_at_once_stays_ours_inside_and_is_restored_after():
+    """A Scanner shared by threads on a GPU runs facenet-pytorch's cascade in each: the first thread out put facenet's
+    own suppression back under the other, still detecting, and the last one out left ours in facenet-pytorch for
+    good."""
+    from facenet_pytorch.models.utils import detect_face as facenet
+
+    original = facenet.batched_nms
+    a_in, seen = threading.Event(), {}
+
+    def a():
+        with facenet_suppressing_per_image():
+            a_in.set()
+            time.sleep(0.3)  # B asks to come in meanwhile
+
+    def b():
+        a_in.wait(10)
+        with facenet_suppressing_per_image():
+            time.sleep(0.5)  # A would have left meanwhile
+            seen["b"] = facenet.batched_nms is batched_nms
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen["b"]
+    assert facenet.batched_nms is original

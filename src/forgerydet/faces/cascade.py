@@ -31,6 +31,7 @@ Deliberate differences:
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -162,20 +163,26 @@ def batched_nms_numpy(boxes: torch.Tensor, scores: torch.Tensor, image_inds: tor
     return torch.from_numpy(np.concatenate(keep)).to(boxes.device)
 
 
+_FACENET_TURN = threading.Lock()  # one thread at a time in facenet-pytorch's cascade
+
+
 @contextmanager
 def facenet_suppressing_per_image() -> Iterator[None]:
     """Within this block facenet-pytorch's own cascade (`MTCNN.detect`: on a GPU, or on a CPU for a box too large
     for exact area sums) suppresses each image's boxes on their own too, with `batched_nms` and
-    `batched_nms_numpy` here in place of the ones its detect_face module calls (restored on leaving). Not for use
-    from several threads at once."""
+    `batched_nms_numpy` here in place of the ones its detect_face module calls (restored on leaving). Threads take
+    turns inside it (a Scanner shared by threads on a GPU): the swap is process-wide, and the first thread out put
+    facenet-pytorch's own back under another still detecting, the last left ours in it for good (and the caller's
+    MTCNN.min_face_size, set inside, was another thread's)."""
     from facenet_pytorch.models.utils import detect_face as facenet
 
-    saved = facenet.batched_nms, facenet.batched_nms_numpy
-    facenet.batched_nms, facenet.batched_nms_numpy = batched_nms, batched_nms_numpy
-    try:
-        yield
-    finally:
-        facenet.batched_nms, facenet.batched_nms_numpy = saved
+    with _FACENET_TURN:
+        saved = facenet.batched_nms, facenet.batched_nms_numpy
+        facenet.batched_nms, facenet.batched_nms_numpy = batched_nms, batched_nms_numpy
+        try:
+            yield
+        finally:
+            facenet.batched_nms, facenet.batched_nms_numpy = saved
 
 
 class Tables:
