@@ -374,3 +374,11 @@ def test_a_scanner_on_a_gpu_in_a_forked_process_is_one_clear_error(checkpoint, t
     scanner.device, scanner.pid = torch.device("cuda"), -1  # as in a worker forked from the process that opened it
     with pytest.raises(ForgeryDetError, match="forked.*spawn"):
         scanner.scan_file(tmp_path / "a.png")
+
+
+def test_scan_file_of_an_empty_path_says_so_not_that_the_current_folder_is_a_folder(checkpoint):
+    """A service passing an empty form field got 'error .: a folder, where a video or image file is wanted' from
+    scan_file (Path("") is the current folder), where scan() and the CLI say the path was empty."""
+    rec = Scanner(checkpoint, ScanConfig(device="cpu")).scan_file("")
+    assert rec["status"] == "error" and rec["path"] == ""
+    assert rec["error"].startswith("an empty path was given"), rec["error"]

@@ -46,6 +46,7 @@ VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".avif",
                         ".ppm", ".pgm"})
 DEFAULT_NUM_FRAMES = 32
+EMPTY_PATH = "an empty path was given (an unset variable?): name a file, folder or pattern"  # Path("") is "."
 DEFAULT_SEEK_THRESHOLD = 300  # frames; ~12 s at 25 fps, longer than most keyframe intervals
 
 MediaKind = Literal["video", "image"]
@@ -108,7 +109,7 @@ def expand_sources(paths: Iterable[str | Path], skipped: list[Path] | None = Non
     for raw in paths:
         p = Path(raw)
         if not str(raw):  # Path("") is the current folder: `scan "$VIDEO"` with VIDEO unset scanned all of it
-            raise ForgeryDetError("an empty path was given (an unset variable?): name a file, folder or pattern")
+            raise ForgeryDetError(EMPTY_PATH)
         if p.is_dir():
             # a dangling link, a named pipe: listed, to get its error (check_readable_file's) or be counted as left out
             listed = sorted(f for f in p.rglob("*") if not f.is_dir())

@@ -13,6 +13,7 @@ import numpy as np
 from forgerydet.errors import ForgeryDetError, path_text
 from forgerydet.faces.detect import DetectorConfig, Face, FaceDetector
 from forgerydet.faces.media import (
+    EMPTY_PATH,
     MediaKind,
     VideoInfo,
     check_sampling,
@@ -148,6 +149,8 @@ def detect_source(
     cropping, so memory holds the crops only. `indices` overrides the sampling (frame-aligned pairs).
     Raises ForgeryDetError for a file that cannot be read.
     """
+    if not str(path):  # not the current folder ("." is "a folder, where a video or image file is wanted")
+        raise ForgeryDetError(EMPTY_PATH)
     config = config or ExtractConfig()
     detector = detector or FaceDetector(config.detector)
     path = Path(path)
