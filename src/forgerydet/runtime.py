@@ -68,15 +68,22 @@ def resolve_device(device: str) -> "torch.device":
     return dev
 
 
+_forked = {"child": False}  # whether this process was forked from another (set in the child by os.fork)
+os.register_at_fork(after_in_child=lambda: _forked.update(child=True))
+
+
 def torch_after_fork(device: "torch.device") -> None:
     """Make torch usable in a process forked from the one that loaded a model (a multiprocessing 'fork' worker given a
     Scanner opened before it): the OpenMP thread pool this torch computes with does not survive a fork, and a forked
     worker's first scan hung for good in its first convolution. One thread per process works (the processes then
-    use the cores). CUDA cannot be used after a fork at all: that is a ForgeryDetError saying what to do instead."""
+    use the cores). CUDA cannot be used after a fork at all: that is a ForgeryDetError saying what to do instead.
+    Nothing in a process that was not forked (a 'spawn' worker given a pickled Scanner starts torch afresh)."""
     import torch
 
     from forgerydet.errors import ForgeryDetError
 
+    if not _forked["child"]:
+        return
     if device.type == "cuda":
         raise ForgeryDetError("a model on a GPU cannot be used in a process forked from the one that loaded it (CUDA "
                               "does not survive a fork): load it in each worker, or start workers with 'spawn'")

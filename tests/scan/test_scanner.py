@@ -370,10 +370,45 @@ def test_a_scanner_used_before_a_fork_scans_in_the_forked_worker(checkpoint, ast
 
 def test_a_scanner_on_a_gpu_in_a_forked_process_is_one_clear_error(checkpoint, tmp_path):
     """CUDA does not survive a fork: a GPU scanner in a forked worker raised torch's RuntimeError from deep inside."""
+    import multiprocessing
+
     scanner = Scanner(checkpoint, ScanConfig(device="cpu"))
-    scanner.device, scanner.pid = torch.device("cuda"), -1  # as in a worker forked from the process that opened it
-    with pytest.raises(ForgeryDetError, match="forked.*spawn"):
-        scanner.scan_file(tmp_path / "a.png")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        scanner.device = torch.device("cuda")  # as a scanner opened on a GPU before the fork
+        try:
+            scanner.scan_file(tmp_path / "a.png")
+            queue.put("no error")
+        except ForgeryDetError as e:
+            queue.put(str(e))
+        except Exception as e:  # noqa: BLE001 - what the test is about
+            queue.put(f"{type(e).__name__}: {e}")
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(60)
+    message = queue.get(timeout=10)
+    assert "forked" in message and "'spawn'" in message, message
+
+
+def test_a_scanner_unpickled_in_another_process_that_was_not_forked_keeps_torch_s_threads(checkpoint, astronaut,
+                                                                                           tmp_path):
+    """A 'spawn' worker given a pickled Scanner starts torch afresh: its threads are its own, not set to one."""
+    import pickle
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        scanner = pickle.loads(pickle.dumps(Scanner(checkpoint, ScanConfig(device="cpu"))))
+        scanner.pid = -1  # as unpickled in another process
+        assert scanner.scan_file(path)["status"] in ("ok", "no_face")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_scan_file_of_an_empty_path_says_so_not_that_the_current_folder_is_a_folder(checkpoint):
