@@ -29,7 +29,7 @@ def test_auto_without_a_gpu_is_the_cpu(monkeypatch):
 def test_names_other_than_cpu_and_cuda_are_refused(name):
     with pytest.raises(ForgeryDetError) as e:
         resolve_device(name)
-    assert str(e.value) == f"device {name!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    assert str(e.value) == f"--device {name!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
 @pytest.mark.parametrize("name", ["cuda", "cuda:0"])
@@ -37,13 +37,13 @@ def test_cuda_without_a_gpu_says_use_cpu(name, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ForgeryDetError) as e:
         resolve_device(name)
-    assert str(e.value) == f"device {name!r} asked for, but no CUDA GPU is available: use --device cpu"
+    assert str(e.value) == f"--device {name!r}: no CUDA GPU is available here (use --device cpu)"
 
 
 def test_cuda_index_past_the_gpus_names_the_range(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(ForgeryDetError, match=r"only 2 GPU\(s\) exist: use cuda:0\.\.cuda:1$"):
+    with pytest.raises(ForgeryDetError, match=r"^--device 'cuda:2': only 2 GPU\(s\) exist here \(use cuda:0\.\.cuda:1\)$"):
         resolve_device("cuda:2")
     assert resolve_device("cuda:1") == torch.device("cuda", 1)  # exists: no CUDA call is made
     assert resolve_device("cuda") == torch.device("cuda")

@@ -80,6 +80,14 @@ def value_text(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit and "\n" not in text else f"<{type(value).__name__}>"
 
 
+def option_error(option: str, value: object, rule: str) -> ForgeryDetError:
+    """The one wording of a bad option value, whichever command or config finds it: "--frames 0: must be >= 1",
+    "--tta 'foo': use one of none, flip" (the option, the value as typed, then what is wrong or what to give). A
+    checkpoint's stored settings are said otherwise: "PATH: the stored model settings ...", in the fields' names."""
+    shown = path_text(value) if isinstance(value, os.PathLike) else value_text(value)
+    return ForgeryDetError(f"{option} {shown}: {rule}")
+
+
 def parse_json(text: str | bytes) -> Any:
     """json.loads, where a document nested too deep for Python's parser (a hand-edited or hostile file of 100,000
     '[') is a ValueError like any other malformed JSON, not a RecursionError that a caller's `except ValueError`

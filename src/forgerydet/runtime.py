@@ -49,7 +49,7 @@ def resolve_device(device: str) -> "torch.device":
     is not there, is a ForgeryDetError."""
     import torch
 
-    from forgerydet.errors import ForgeryDetError
+    from forgerydet.errors import option_error
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -58,13 +58,13 @@ def resolve_device(device: str) -> "torch.device":
     except (RuntimeError, ValueError, TypeError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
-        raise ForgeryDetError(f"device {device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise option_error("--device", device, "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ForgeryDetError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
+            raise option_error("--device", device, "no CUDA GPU is available here (use --device cpu)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ForgeryDetError(f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist: "
-                                  f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+            raise option_error("--device", device, f"only {torch.cuda.device_count()} GPU(s) exist here (use "
+                                                   f"cuda:0..cuda:{torch.cuda.device_count() - 1})")
     return dev
 
 

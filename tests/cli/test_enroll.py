@@ -72,7 +72,7 @@ def test_the_name_is_passed_and_named_as_it_is_stored(fake_enroll, tmp_path):
 
 def test_a_bad_face_choice_is_one_line_before_enrolling(fake_enroll, tmp_path):
     one_error(cli("enroll", "A", "/v/a.mp4", "--into", tmp_path / "r.safetensors", "--face", "biggest"),
-              "unknown --face 'biggest': use one of main-track, largest, all")
+              "--face 'biggest': use one of main-track, largest, all")
     assert fake_enroll == []
 
 

@@ -216,9 +216,9 @@ def test_problems_exit_1_after_the_results(fake_evaluate, tmp_path):
 
 def test_bad_options_are_one_line_before_the_library_runs(fake_evaluate, tmp_path):
     calls, _ = fake_evaluate
-    one_error(cli("evaluate", tmp_path / "l.csv", "--aggregation", "median"), "unknown aggregation 'median'")
-    one_error(cli("evaluate", tmp_path / "l.csv", "--threshold", "1.5"), "--threshold must be in (0, 1), got 1.5")
-    one_error(cli("evaluate", tmp_path / "l.csv", "--frames", 0), "--frames must be >= 1, got 0")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--aggregation", "median"), "--aggregation 'median': use one of")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--threshold", "1.5"), "--threshold 1.5: must be in (0, 1)")
+    one_error(cli("evaluate", tmp_path / "l.csv", "--frames", 0), "--frames 0: must be >= 1")
     assert calls == []
 
 

@@ -313,27 +313,54 @@ def test_5_any_os_error_is_one_line():
 @pytest.mark.parametrize("bs", ["0", "-1"])
 def test_6_scan_batch_size(bs, ck, face_png):
     assert_one_error(cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--batch-size", bs),
-                     f"--batch-size must be >= 1, got {bs}")
+                     f"--batch-size {bs}: must be >= 1")
 
 
 def test_6_rebuild_bank_batch_size(ck, pairs, tmp_path):
     assert_one_error(cli("rebuild-bank", "--checkpoint", ck, "--pairs", pairs, "--batch-size", 0, "--out",
-                         tmp_path / "o.safetensors"), "--batch-size must be >= 1, got 0")
+                         tmp_path / "o.safetensors"), "--batch-size 0: must be >= 1")
 
 
 def test_7_train_bogus_device(pairs, tmp_path):
     assert_one_error(cli("train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN, "--device", "bogus"),
-                     "device 'bogus' is not valid")
+                     "--device 'bogus': use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 def test_8_grid_dim_and_memory_bounded_before_training(pairs, tmp_path):
     base = ["train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN]
     # test_efficientnet at 64 px gives a 2x2 feature map: at most a 4x4 grid of tokens
-    assert_one_error(cli(*base, "--grid", 5), "--grid 5 is more than the backbone can fill", "use --grid 4 or less")
-    assert_one_error(cli(*base, "--dim", 512), "--dim 512 is more than the 256 channels")
+    assert_one_error(cli(*base, "--grid", 5), "--grid 5: more than the backbone can fill", "use --grid 4 or less")
+    assert_one_error(cli(*base, "--dim", 512), "--dim 512: more than the 256 channels")
     line = assert_one_error(cli(*base, "--bank-size", 10**10), "this configuration needs at least", "GiB free")
     assert "--bank-size" in line
     assert not (tmp_path / "r" / "last.safetensors").exists()
+
+
+def test_8_every_commands_option_errors_share_one_style(ck, face_png, pairs, tmp_path):
+    """A bad option value was said five ways: "--frames must be >= 1, got 0", "--detect-side 10: must be in [64,
+    8192]", "unknown aggregation 'foo'" (no option), "invalid training option --epochs 0", "/tmp holds no finished
+    disk bank" (no --bank), "device 'x' is not valid". Now each is "--OPTION VALUE: what is wrong (what to give)"."""
+    scan, out = ["scan", face_png, "--checkpoint", ck, "--device", "cpu"], tmp_path / "o.safetensors"
+    train = ["train", "--pairs", pairs, "--out", tmp_path / "r", *TINY_TRAIN]
+    for args, said in [
+        ([*scan, "--frames", 0], "--frames 0: must be >= 1"),
+        ([*scan, "--aggregation", "foo"], "--aggregation 'foo': use one of mean, max-then-mean, confident, track-max"),
+        ([*scan, "--threshold", 1.5], "--threshold 1.5: must be in (0, 1)"),
+        ([*scan, "--detect-side", 10], "--detect-side 10: must be in [64, 8192]"),
+        ([*scan, "--tta", "foo"], "--tta 'foo': use one of none, flip"),
+        ([*scan, "--bank", tmp_path], f"--bank {tmp_path}: holds no finished disk bank (no bank.json)"),
+        (["scan", face_png, "--checkpoint", ck, "--device", "gpu0"], "--device 'gpu0': use 'auto', 'cpu'"),
+        ([*train, "--epochs", 0], "--epochs 0: use a whole number >= 1"),
+        ([*train, "--backbone", "nope"], "--backbone 'nope': must be a timm model name"),
+        ([*train, "--augment", "--aug", "noise_p=2"], "--aug noise_p=2.0: must be in [0, 1]"),
+        (["rebuild-bank", "--checkpoint", ck, "--pairs", pairs, "--out", out, "--select", "x"],
+         "--select 'x': use one of coreset, random"),
+        (["calibrate", "--checkpoint", ck, "--pairs", pairs, "--out", out, "--fpr", 0], "--fpr 0.0: use a rate in (0, 1)"),
+        (["enroll", "bob", face_png, "--checkpoint", ck, "--wait", -1], "--wait -1.0: must be a number of seconds >= 0"),
+        (["enroll", "bob", face_png, "--checkpoint", ck, "--face", "x"], "--face 'x': use one of main-track"),
+    ]:
+        line = assert_one_error(cli(*args), said)
+        assert line.startswith(f"error: {said}"), line
 
 
 # ----------------------------------------------------------------------------- 9. resume
@@ -541,12 +568,12 @@ def test_14_stored_config_and_training_state_edited(ck, face_png, tmp_path):
         bad = edit_meta(ck, tmp_path / "bad.safetensors", **meta)
         return cli("scan", face_png, "--checkpoint", bad, "--device", "cpu")
 
-    assert_one_error(scan(config=_config_edit(ck, backbone="<b>no</b>")), "bad.safetensors: its stored config",
-                     "unknown backbone")
+    assert_one_error(scan(config=_config_edit(ck, backbone="<b>no</b>")), "bad.safetensors: the stored model settings do not build a "
+                     "model: backbone='<b>no</b>' must be a timm model name")
     assert_one_error(scan(config=_config_edit(ck, grid=-1)), "bad.safetensors: the stored model settings are "
                      "inconsistent: grid=-1 must be >= 1; was the metadata edited?")
-    assert_one_error(scan(config=_config_edit(ck, bank_size=10**12)), "needs at least", "GiB", "was the metadata edited")
-    assert_one_error(scan(config=_config_edit(ck, img_size=10**9)), "needs at least", "1000000000 px")
+    assert_one_error(scan(config=_config_edit(ck, bank_size=10**12)), "need at least", "GiB", "was the metadata edited")
+    assert_one_error(scan(config=_config_edit(ck, img_size=10**9)), "need at least", "1000000000 px")
     assert_one_error(scan(train='{"train_config": {}}'), "metadata field train is not a training state")
     with safe_open(str(ck), framework="pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}

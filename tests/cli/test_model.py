@@ -194,7 +194,7 @@ def test_weights_export_default_precision_is_the_librarys():
 
 def test_weights_export_refuses_an_unknown_precision(tmp_path):
     one_error(cli("weights", "export", "mobilenetv2_100", tmp_path / "w.safetensors", "--dtype", "fp8"),
-              "dtype must be one of fp32, bf16, fp16, not 'fp8'")
+              "--dtype 'fp8': use one of fp32, bf16, fp16")
     assert list(tmp_path.iterdir()) == []
 
 

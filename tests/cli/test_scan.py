@@ -298,7 +298,7 @@ def test_scoring_in_another_precision_than_the_calibration_is_noted(face_png, tm
                                           "fp32 is likely faster")
     one_error(cli("scan", face_png, "--checkpoint", ck, "--device", "cpu", "--precision", "fp16"),
               "--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32")
-    one_error(cli("scan", face_png, "--checkpoint", ck, "--precision", "half"), "unknown --precision 'half'")
+    one_error(cli("scan", face_png, "--checkpoint", ck, "--precision", "half"), "--precision 'half': use one of")
 
 
 def test_a_small_face_gets_a_note_in_the_table_json_and_report(checkpoint, astronaut, tmp_path):

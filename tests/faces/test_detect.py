@@ -109,10 +109,10 @@ def test_min_face_and_confidence_filter(astronaut):
 def test_device_errors_are_clear():
     import torch
 
-    with pytest.raises(ForgeryDetError, match="not valid"):
+    with pytest.raises(ForgeryDetError, match="--device 'gpu': use"):
         FaceDetector(DetectorConfig(device="gpu")).mtcnn
     if not torch.cuda.is_available():
-        with pytest.raises(ForgeryDetError, match="no CUDA GPU is available: use --device cpu"):
+        with pytest.raises(ForgeryDetError, match=r"no CUDA GPU is available here \(use --device cpu\)"):
             FaceDetector(DetectorConfig(device="cuda")).detect([np.zeros((64, 64, 3), np.uint8)])
 
 

@@ -196,8 +196,8 @@ def test_an_index_row_of_an_unknown_status_is_named_not_dropped(tmp_path):
         read_index(tmp_path / "faces.csv")
 
 
-@pytest.mark.parametrize("device,said", [("cuda", "no CUDA GPU is available: use --device cpu"),
-                                         ("gpu", "device 'gpu' is not valid")])
+@pytest.mark.parametrize("device,said", [("cuda", "--device .cuda.: no CUDA GPU is available here"),
+                                         ("gpu", "--device 'gpu': use 'auto'")])
 def test_a_device_that_is_not_there_is_refused_before_the_out_folder_is_made(device, said, tmp_path, astronaut,
                                                                                 monkeypatch):
     """`extract DIR --out faces --device cuda` on a machine without a GPU made the folder, failed every file with the

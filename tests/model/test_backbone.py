@@ -8,7 +8,7 @@ from tests.helpers import randomise_batchnorm_statistics, tiny_model
 
 
 def test_unknown_backbone_is_a_clear_error():
-    with pytest.raises(ForgeryDetError, match="unknown backbone"):
+    with pytest.raises(ForgeryDetError, match="backbone=.* must be a timm model name"):
         tiny_model(backbone="no_such_net_xyz")
 
 

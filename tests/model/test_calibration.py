@@ -88,7 +88,7 @@ def test_nearest_similarity_is_the_first_retrieved_or_nan_without_a_bank():
 def test_check_precision_accepts_the_choices_and_names_them_otherwise():
     for p in PRECISION_CHOICES:
         check_precision(p)
-    with pytest.raises(ForgeryDetError, match=r"^unknown --precision 'FP32': use one of fp32, bf16, fp16$"):
+    with pytest.raises(ForgeryDetError, match=r"^--precision 'FP32': use one of fp32, bf16, fp16$"):
         check_precision("FP32")
     check_precision("fp16", "cuda")
     check_precision("bf16", "cpu")

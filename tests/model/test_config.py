@@ -54,7 +54,7 @@ def test_a_missing_bank_folder_or_reference_file_is_one_line(tmp_path):
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(ForgeryDetError, match="--bank .*f: a file;"):
         check_bank_folder(tmp_path / "f")
-    with pytest.raises(ForgeryDetError, match="holds no finished disk bank \\(no bank.json\\)"):
+    with pytest.raises(ForgeryDetError, match="^--bank .*: holds no finished disk bank \\(no bank.json\\)"):
         check_bank_folder(tmp_path)  # an empty or half-written folder: said before torch loads, not after the model
     (tmp_path / "bank.json").write_text("{}")
     assert check_bank_folder(tmp_path) == tmp_path

@@ -108,4 +108,4 @@ def test_rebuild_bank_command_selects_a_coreset(tmp_path):
     radius = {how: coverage_radius(keys, b.source[:6]) for how, b in got.items()}
     assert radius["coreset"] <= radius["random"] + 1e-4, radius
     r = CliRunner().invoke(app, ["rebuild-bank", "--checkpoint", str(ck), "--pairs", str(pairs), "--select", "best"])
-    assert r.exit_code == 1 and "unknown --select 'best'" in r.output
+    assert r.exit_code == 1 and "--select 'best': use one of" in r.output

@@ -125,7 +125,7 @@ def test_precision_autocast_turns_bf16_on_and_fp32_off_even_inside_another():
             assert (a @ a).dtype == torch.float32
     with pytest.raises(ForgeryDetError, match=r"^--precision fp16 needs a CUDA GPU, not cpu: use bf16 or fp32$"):
         precision_autocast(cpu, "fp16")
-    with pytest.raises(ForgeryDetError, match=r"^unknown --precision 'tf32': use one of fp32, bf16, fp16$"):
+    with pytest.raises(ForgeryDetError, match=r"^--precision 'tf32': use one of fp32, bf16, fp16$"):
         precision_autocast(cpu, "tf32")
 
 

@@ -27,12 +27,12 @@ def test_scan_defaults():
 
 
 @pytest.mark.parametrize("kw,msg", [
-    ({"aggregation": "median"}, f"unknown aggregation 'median': use one of {', '.join(STRATEGIES)}"),
-    ({"num_frames": 0}, "--frames must be >= 1, got 0"),
+    ({"aggregation": "median"}, f"--aggregation 'median': use one of {', '.join(STRATEGIES)}"),
+    ({"num_frames": 0}, "--frames 0: must be >= 1"),
     ({"references": "r.safetensors"}, "--references FILE needs --reference NAME: which enrolled person to compare with"),
-    ({"threshold": 0.0}, "--threshold must be in (0, 1), got 0.0"),
-    ({"threshold": 1.0}, "--threshold must be in (0, 1), got 1.0"),
-    ({"batch_size": 0}, "--batch-size must be >= 1, got 0"),
+    ({"threshold": 0.0}, "--threshold 0.0: must be in (0, 1)"),
+    ({"threshold": 1.0}, "--threshold 1.0: must be in (0, 1)"),
+    ({"batch_size": 0}, "--batch-size 0: must be >= 1"),
 ])
 def test_scan_checks(kw, msg):
     with pytest.raises(ForgeryDetError) as e:
@@ -53,8 +53,8 @@ def test_enroll_defaults_and_checks():
     assert [EnrollConfig(face=f).face for f in FACE_CHOICES] == list(FACE_CHOICES)
     with pytest.raises(ForgeryDetError) as e:
         EnrollConfig(face="biggest")
-    assert str(e.value) == "unknown --face 'biggest': use one of main-track, largest, all"
-    with pytest.raises(ForgeryDetError, match=r"^--frames must be >= 1, got -1$"):
+    assert str(e.value) == "--face 'biggest': use one of main-track, largest, all"
+    with pytest.raises(ForgeryDetError, match=r"^--frames -1: must be >= 1$"):
         EnrollConfig(num_frames=-1)
 
 

@@ -223,7 +223,7 @@ def test_per_group_sample_is_seeded_and_keeps_the_order():
     assert a == [it for it in items if it in a]  # the list's order
     assert sample_per_group(items, 100) == items
     assert sample_per_group(items, 3, seed=1) != a
-    with pytest.raises(ForgeryDetError, match="--per-group must be >= 1"):
+    with pytest.raises(ForgeryDetError, match="--per-group 0: must be >= 1"):
         sample_per_group(items, 0)
     # a group of both classes (a DFDC part: mostly fakes) keeps up to n of each, never only fakes
     part = [Item(Path(f"{i}.mp4"), int(i >= 2), "dfdc_train_part_0") for i in range(12)]

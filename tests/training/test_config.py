@@ -42,7 +42,7 @@ def test_pseudo_fakes_made_in_training_need_online_blending():
 def test_each_bad_value_is_named(name, bad):
     with pytest.raises(ForgeryDetError) as e:
         TrainConfig(**{name: bad})
-    assert str(e.value).startswith(f"invalid training option --{name.replace('_', '-')} {bad!r}: use ")
+    assert str(e.value).startswith(f"--{name.replace('_', '-')} {bad!r}: use ")
 
 
 @pytest.mark.parametrize("name,ok", [
@@ -61,7 +61,7 @@ def test_dict_form_is_json_and_round_trips():
     assert list(d) == [f.name for f in dataclasses.fields(TrainConfig)]
     assert config_from_dict(TrainConfig, json.loads(json.dumps(d))) == c  # as stored in, and read from, a checkpoint
     d["epochs"] = 0
-    with pytest.raises(ForgeryDetError, match=r"invalid TrainConfig: invalid training option --epochs 0: use a whole number >= 1"):
+    with pytest.raises(ForgeryDetError, match=r"^--epochs 0: use a whole number >= 1$"):
         config_from_dict(TrainConfig, d)
 
 
@@ -75,7 +75,7 @@ def test_a_recorded_augmentation_comes_back_from_json_and_bad_ones_are_refused()
         TrainConfig(augmentation={"sparkle_p": 0.5})
     with pytest.raises(ForgeryDetError, match="noise_p=2"):
         TrainConfig(augmentation={"noise_p": 2})
-    with pytest.raises(ForgeryDetError, match="a dict of AugmentConfig fields"):
+    with pytest.raises(ForgeryDetError, match="a dict of --aug settings"):
         TrainConfig(augmentation=[1, 2])
 
 
@@ -97,13 +97,13 @@ def test_aug_changes_parse_as_each_fields_type_and_leave_the_rest_to_the_default
     (["noise_p=0.3", "noise-p=0.4"], "--aug noise_p is given twice"),
     (["noise_p=lots"], "--aug noise_p=lots: expected a number (today: 0.2)"),
     (["noise_p=nan"], "--aug noise_p=nan: expected a number"),
-    (["noise_p=1.5"], "--aug: noise_p=1.5 must be in [0, 1]"),
+    (["noise_p=1.5"], "--aug noise_p=1.5: must be in [0, 1]"),
     (["noise_std=3"], "--aug noise_std=3: expected two numbers LOW,HIGH (today: 1.0,12.0)"),
     (["noise_std=1,2,3"], "--aug noise_std=1,2,3: expected two numbers"),
     (["noise_std=1,inf"], "--aug noise_std=1,inf: expected two numbers"),
     (["jpeg_quality=30.5,90"], "--aug jpeg_quality=30.5,90: expected two whole numbers LOW,HIGH (today: 30,95)"),
-    (["blur_sigma=3,1"], "--aug: blur_sigma=(3.0, 1.0) must be a (low, high) pair with 0 <= low <= high"),
-    (["jpeg_quality=30,101"], "--aug: jpeg_quality=(30, 101) must lie in [1, 100]"),
+    (["blur_sigma=3,1"], "--aug blur_sigma=(3.0, 1.0): must be a (low, high) pair with 0 <= low <= high"),
+    (["jpeg_quality=30,101"], "--aug jpeg_quality=(30, 101): must lie in [1, 100]"),
     (["quality=maybe"], "--aug quality=maybe: expected true or false"),
 ])
 def test_a_bad_aug_change_is_named(items, message):
@@ -133,7 +133,7 @@ def test_a_checkpoint_rewrite_is_checked_before_any_work(tmp_path):
     ck.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     check_checkpoint_rewrite(ck, None, pairs, 8)  # in place: fine
     check_checkpoint_rewrite(ck, tmp_path / "new.safetensors", pairs, 8)
-    with pytest.raises(ForgeryDetError, match="--batch-size must be >= 1"):
+    with pytest.raises(ForgeryDetError, match="^--batch-size 0: must be >= 1$"):
         check_checkpoint_rewrite(ck, None, pairs, 0)
     with pytest.raises(ForgeryDetError, match="--out .*pairs.csv is the --pairs file"):
         check_checkpoint_rewrite(ck, pairs, pairs, 8)

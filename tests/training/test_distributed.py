@@ -46,7 +46,7 @@ def test_setup_without_torchrun_is_one_process(world, monkeypatch):
 
 def test_setup_checks_the_device_first(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun's variables without the rest: the device error comes first
-    with pytest.raises(ForgeryDetError, match="device 'tpu' is not valid"):
+    with pytest.raises(ForgeryDetError, match="--device 'tpu': use 'auto'"):
         setup_distributed("tpu")
 
 

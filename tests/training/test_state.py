@@ -176,6 +176,24 @@ def test_a_resumed_run_takes_an_aug_change_only_when_the_run_has_it():
         resumed_config(same, None, old, ck, {"augmentation", "epochs"}, LAST)
 
 
+def test_hand_edited_stored_settings_are_said_as_the_files_not_as_a_class():
+    """A run whose stored settings were edited said "invalid TrainConfig: invalid training option --lr -1.0 ..." on
+    --resume (a class name, and no file); and "invalid AugmentConfig: ..." for its augmentation."""
+    _, state, ck = _stored()
+    state.train_config["lr"] = -1.0
+    with pytest.raises(ForgeryDetError) as e:
+        resumed_config(TrainConfig(epochs=4), None, state, ck, {"epochs"}, LAST)
+    assert str(e.value) == (f"{LAST}: the stored training settings are invalid: --lr -1.0: use a number > 0; was the "
+                            f"metadata edited?")
+    _, state, ck = _stored()
+    state.train_config["augmentation"] = {"noise_p": 2.0}
+    with pytest.raises(ForgeryDetError) as e:
+        resumed_config(TrainConfig(epochs=4), None, state, ck, {"epochs"}, LAST)
+    assert str(e.value) == (f"{LAST}: the stored training settings are invalid: --aug noise_p=2.0: must be in [0, 1]; "
+                            f"was the metadata edited?")
+    assert "Config" not in str(e.value)
+
+
 def test_nothing_left_to_train():
     _, state, ck = _stored()
     state.epoch = 3

@@ -162,9 +162,10 @@ said_errors: list[str] = []  # every line `fail` printed in this process (cli.ap
 
 # The face detector's and the model's settings are checked where they are made (faces/detect.DetectorConfig,
 # model/config.ModelConfig), in the Python API's words: "min_face=0 must be >= 1". On the command line they are the
-# options the user typed: "--min-face 0: must ...". (A checkpoint's stored settings are said with its path first.)
+# options the user typed: "--min-face 0: must ...", the one wording of errors.option_error, which the other configs
+# use directly. (A checkpoint's stored settings are said with its path first: "PATH: the stored model settings ...")
 _SETTING_FIELD = re.compile(r"(detect_side|min_confidence|min_face|margin|size|batch_size|img_size|dim|grid|bank_size"
-                             r"|momentum|temperature|reference)=(\S+) must ")
+                             r"|momentum|temperature|reference|backbone)=(\S+) must ")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

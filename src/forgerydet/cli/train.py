@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from forgerydet.cli.common import (EXIT_INTERRUPTED, StartVoice, console, draws_bars, fail, note, output_held,
                                    progress_bar, say, shown, typed_options, user_errors)
-from forgerydet.errors import ForgeryDetError, WriteError
+from forgerydet.errors import ForgeryDetError, WriteError, option_error
 from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
 from forgerydet.model.config import ModelConfig
@@ -280,7 +280,7 @@ def rebuild_bank_cmd(
         from forgerydet.model.coreset import SELECTIONS
 
         if select is not None and select not in SELECTIONS:
-            raise ForgeryDetError(f"unknown --select {select!r}: use one of {', '.join(SELECTIONS)}")
+            raise option_error("--select", select, f"use one of {', '.join(SELECTIONS)}")
         task = p.add_task("encoding real faces", total=None, info="")
         chosen = {} if select is None else {"select": select}  # none given: the library's default (coreset)
         res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,

@@ -20,7 +20,7 @@ def create_backbone(name: str, img_size: int | None = None) -> nn.Module:
     """A timm classifier by name, randomly initialised (weights are loaded separately, offline)."""
     if not timm.is_model(name):
         raise ForgeryDetError(
-            f"unknown backbone {name!r}: use a timm model name (see `python -m timm.models` or timm.list_models())"
+            f"backbone={name!r} must be a timm model name (see `python -m timm.models` or timm.list_models())"
         )
     kwargs = {}
     cfg = timm.get_pretrained_cfg(name)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, option_error
 
 TTA_CHOICES = ("none", "flip")  # how a face is scored: as it is, or averaged with its mirror image (scan, calibrate)
 
@@ -30,7 +30,7 @@ TTA_CHOICES = ("none", "flip")  # how a face is scored: as it is, or averaged wi
 def check_tta(tta: str) -> None:
     """One clear error for a test-time augmentation that is not one of TTA_CHOICES (scan, evaluate, calibrate)."""
     if tta not in TTA_CHOICES:
-        raise ForgeryDetError(f"unknown --tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
+        raise option_error("--tta", tta, f"use one of {', '.join(TTA_CHOICES)}")
 
 
 # the arithmetic a face is scored in (scan, evaluate, calibrate): fp32; bf16 (autocast, CPU or CUDA: a scan's model
@@ -42,7 +42,7 @@ def check_precision(precision: str, device_type: str | None = None) -> None:
     """One clear error for a precision that is not one of PRECISION_CHOICES, or (given the device type: 'cpu',
     'cuda') one that device cannot compute in: fp16 needs CUDA."""
     if precision not in PRECISION_CHOICES:
-        raise ForgeryDetError(f"unknown --precision {precision!r}: use one of {', '.join(PRECISION_CHOICES)}")
+        raise option_error("--precision", precision, f"use one of {', '.join(PRECISION_CHOICES)}")
     if precision == "fp16" and device_type is not None and device_type != "cuda":
         raise ForgeryDetError(f"--precision fp16 needs a CUDA GPU, not {device_type}: use bf16 or fp32")
 

@@ -269,8 +269,9 @@ def load_checkpoint(
     _check_size(path, cfg)
     try:
         model = Detector(cfg, pretrained="none")
-    except ForgeryDetError as e:  # "unknown backbone '...': use a timm model name", of a config the user never typed
-        raise ForgeryDetError(f"{path}: its stored config does not build a model ({e})") from None
+    except ForgeryDetError as e:  # "backbone='...' must be a timm model name", of a config the user never typed
+        raise ForgeryDetError(f"{path}: the stored model settings do not build a model: {e}; was the metadata "
+                              f"edited?") from None
     model.pretrained_source = meta.get("pretrained_source", "none")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     if meta.get("by_reference"):
@@ -280,8 +281,8 @@ def load_checkpoint(
     except RuntimeError as e:
         first = str(e).split("\n")[1:2]
         raise ForgeryDetError(
-            f"{path}: weights do not fit backbone {cfg.backbone!r} of its config ({' '.join(first).strip()[:160]}); "
-            f"the file was edited or written by another tool"
+            f"{path}: weights do not fit backbone {cfg.backbone!r} of the stored model settings "
+            f"({' '.join(first).strip()[:160]}); the file was edited or written by another tool"
         ) from None
     if check_bank and model.bank.filled > 0:
         expected = model.key_fingerprint()
@@ -307,7 +308,7 @@ def _check_size(path: Path, cfg: ModelConfig) -> None:
     img = cfg.img_size or 224
     need, free = estimate_train_bytes(cfg, 1, img), available_bytes(torch.device("cpu"))
     if free is not None and need > free:
-        raise ForgeryDetError(f"{path}: its stored config needs at least ~{need / 2**30:.1f} GiB to build the model (bank "
+        raise ForgeryDetError(f"{path}: the stored model settings need at least ~{need / 2**30:.1f} GiB to build the model (bank "
                               f"{cfg.bank_size:,}, {cfg.grid}x{cfg.grid} tokens of D={cfg.dim}, {img} px) but this "
                               f"machine has {free / 2**30:.1f} GiB free; was the metadata edited?")
 

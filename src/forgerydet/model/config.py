@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from forgerydet.errors import ForgeryDetError, parse_json
+from forgerydet.errors import ForgeryDetError, option_error, parse_json
 from forgerydet.paths import safetensors_metadata
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -94,7 +94,7 @@ def config_from_dict(cls, d: dict[str, Any], invalid: str = ""):
     try:
         return cls(**d)
     except (TypeError, ForgeryDetError) as e:
-        raise ForgeryDetError(f"{invalid or f'invalid {cls.__name__}'}: {e}") from None
+        raise ForgeryDetError(f"{invalid}: {e}" if invalid else str(e)) from None  # never the class's name
 
 
 def _a_file(path: str | Path, missing: str, folder: str) -> Path:
@@ -138,7 +138,8 @@ def check_bank_folder(folder: str | Path) -> Path:
         raise ForgeryDetError(f"--bank {folder}: {what}; give the folder that `forgerydet rebuild-bank --disk-bank` "
                               f"wrote")
     if not (folder / "bank.json").is_file():  # written last by the bank's writer: checked before torch loads
-        raise ForgeryDetError(f"{folder} holds no finished disk bank (no bank.json)")
+        raise option_error("--bank", folder, "holds no finished disk bank (no bank.json); give the folder that "
+                                               "`forgerydet rebuild-bank --disk-bank` wrote")
     return folder
 
 

@@ -276,8 +276,8 @@ def check_tokens(model: Detector) -> None:
     channels = int(bb.num_features)
     if cfg.grid > 2 * side:
         raise ForgeryDetError(
-            f"--grid {cfg.grid} is more than the backbone can fill: {cfg.backbone} gives a {side}x{side} feature map at "
-            f"{model.img_size} px, and the token grid's side may be at most twice the map's: use --grid {2 * side} or "
+            f"--grid {cfg.grid}: more than the backbone can fill ({cfg.backbone} gives a {side}x{side} feature map at "
+            f"{model.img_size} px, and the token grid's side may be at most twice the map's); use --grid {2 * side} or "
             f"less (or a larger --img-size)")
     if cfg.dim > channels:
-        raise ForgeryDetError(f"--dim {cfg.dim} is more than the {channels} channels {cfg.backbone} produces: use --dim <= {channels}")
+        raise ForgeryDetError(f"--dim {cfg.dim}: more than the {channels} channels {cfg.backbone} produces; use --dim <= {channels}")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from forgerydet.errors import ForgeryDetError, path_text
+from forgerydet.errors import ForgeryDetError, option_error, path_text
 from forgerydet.model.config import REFERENCES_FORMAT
 from forgerydet.model.weights_mapping import dinov2_from_onnx, load_strict, read_state_dict, to_model_state
 from forgerydet.paths import CHECKPOINT_FORMAT, safetensors_format
@@ -194,7 +194,7 @@ def export_packaged(model_name: str, out: str | Path, dtype: str = "fp32", overw
     from forgerydet.paths import check_output
 
     if dtype not in WEIGHT_DTYPES:
-        raise ForgeryDetError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype!r}")
+        raise option_error("--dtype", dtype, f"use one of {', '.join(WEIGHT_DTYPES)}")
     out = Path(out).expanduser()
     if out.is_dir():
         raise ForgeryDetError(f"OUT {path_text(out)} is a folder: give a file name, e.g. "

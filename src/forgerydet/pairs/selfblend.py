@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, option_error
 from forgerydet.faces.detect import FaceDetector
 from forgerydet.faces.index import read_index
 from forgerydet.faces.media import IMAGE_EXTS, describe_skipped, expand_sources, media_kind
@@ -71,7 +71,7 @@ class BlendOptions:
         try:
             return re.compile(self.group_pattern) if self.group_pattern else None
         except re.error as e:
-            raise ForgeryDetError(f"--group-pattern {self.group_pattern!r} is not a valid regular expression ({e})") from None
+            raise option_error("--group-pattern", self.group_pattern, f"not a valid regular expression ({e})") from None
 
 
 NUMBERED = re.compile(r"^(.+?)[_ -]?\d+$")  # Person_Name_0001, IMG-12: a name before a trailing number

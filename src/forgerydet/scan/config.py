@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from forgerydet.errors import ForgeryDetError, current_folder, os_error_text, value_text
+from forgerydet.errors import ForgeryDetError, current_folder, option_error, os_error_text, value_text
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.media import DEFAULT_NUM_FRAMES, expand_sources, file_key
 from forgerydet.faces.segment import check_segment
@@ -74,15 +74,15 @@ class ScanConfig:
         if self.precision is not None:
             check_precision(self.precision)
         if self.aggregation not in STRATEGIES:
-            raise ForgeryDetError(f"unknown aggregation {self.aggregation!r}: use one of {', '.join(STRATEGIES)}")
+            raise option_error("--aggregation", self.aggregation, f"use one of {', '.join(STRATEGIES)}")
         if self.num_frames < 1:
-            raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
+            raise option_error("--frames", self.num_frames, "must be >= 1")
         if self.references is not None and self.reference is None:
             raise ForgeryDetError("--references FILE needs --reference NAME: which enrolled person to compare with")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ForgeryDetError(f"--threshold must be in (0, 1), got {self.threshold}")
+            raise option_error("--threshold", self.threshold, "must be in (0, 1)")
         if self.batch_size < 1:
-            raise ForgeryDetError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise option_error("--batch-size", self.batch_size, "must be >= 1")
         if self.keep_crops < 0:
             raise ForgeryDetError(f"keep_crops must be >= 0 (faces kept for a report), got {self.keep_crops}")
 
@@ -107,11 +107,11 @@ class EnrollConfig:
     def __post_init__(self) -> None:
         check_segment(self.start, self.end)
         if self.face not in FACE_CHOICES:
-            raise ForgeryDetError(f"unknown --face {self.face!r}: use one of {', '.join(FACE_CHOICES)}")
+            raise option_error("--face", self.face, f"use one of {', '.join(FACE_CHOICES)}")
         if self.num_frames < 1:
-            raise ForgeryDetError(f"--frames must be >= 1, got {self.num_frames}")
+            raise option_error("--frames", self.num_frames, "must be >= 1")
         if not 0 <= self.wait < float("inf"):  # NaN fails too
-            raise ForgeryDetError(f"--wait must be a number of seconds >= 0, got {self.wait}")
+            raise option_error("--wait", self.wait, "must be a number of seconds >= 0")
 
 
 SHIPPED_MODEL = "forgerydet-base.safetensors"  # trained on ~15,600 real faces, see models/README.md

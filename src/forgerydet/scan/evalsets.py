@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from forgerydet.errors import ForgeryDetError, parse_json, path_text
+from forgerydet.errors import ForgeryDetError, option_error, parse_json, path_text
 from forgerydet.faces.media import expand_sources, file_key
 from forgerydet.io import read_csv_rows
 from forgerydet.pairs.discover import find_ffpp, read_ffpp_split, split_ffpp_masks
@@ -242,7 +242,7 @@ def sample_per_group(items: list[Item], n: int, seed: int = 0) -> list[Item]:
     """At most n items of each group and class, a seeded random draw (the list's order kept): a group of both
     classes (a DFDC part, ~80 % fakes) keeps some of each."""
     if n < 1:
-        raise ForgeryDetError(f"--per-group must be >= 1, got {n}")
+        raise option_error("--per-group", n, "must be >= 1")
     rng = random.Random(seed)
     by_group: dict[tuple[str, int], list[int]] = {}
     for i, it in enumerate(items):

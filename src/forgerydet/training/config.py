@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from forgerydet.errors import ForgeryDetError
+from forgerydet.errors import ForgeryDetError, option_error, value_text
 from forgerydet.model.calibration import DEFAULT_FPR
 from forgerydet.model.config import config_from_dict
 from forgerydet.paths import check_checkpoint_out, check_not_input, check_output
@@ -112,8 +113,7 @@ class TrainConfig:
             ("seed", 0 <= self.seed < 2**32, "a whole number from 0 to 2^32 - 1"),  # numpy's seeds
         ):
             if not ok:  # named as the option a user gives (a resumed run's stored settings use the same names)
-                raise ForgeryDetError(f"invalid training option --{name.replace('_', '-')} {getattr(self, name)!r}: "
-                                      f"use {rule}")
+                raise option_error(f"--{name.replace('_', '-')}", getattr(self, name), f"use {rule}")
         if self.select == "watch" and not self.watch:
             raise ForgeryDetError("--select watch picks the best epoch by the watch list: give --watch LIST.csv")
         augment_config(self.augmentation)  # a bad recorded value fails here, before any work
@@ -131,8 +131,22 @@ def augment_config(recorded: dict[str, Any] | None) -> AugmentConfig:
     if recorded is None:
         return AugmentConfig()
     if not isinstance(recorded, dict):
-        raise ForgeryDetError(f"invalid training option augmentation={recorded!r}: a dict of AugmentConfig fields")
-    return config_from_dict(AugmentConfig, {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+        raise ForgeryDetError(f"augmentation={value_text(recorded)} must be a dict of --aug settings (NAME: VALUE)")
+    try:
+        return config_from_dict(AugmentConfig, {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()},
+                                "--aug")
+    except ForgeryDetError as e:
+        raise aug_error(str(e).removeprefix("--aug: ")) from None
+
+
+_AUG_FIELD = re.compile(r"(\w+=.+?) must ")
+
+
+def aug_error(message: str) -> ForgeryDetError:
+    """An AugmentConfig check's "noise_p=2.0 must be in [0, 1]" as the option says it: "--aug noise_p=2.0: must be
+    in [0, 1]" (as every option's error, errors.option_error); one of two settings together after "--aug: "."""
+    field = _AUG_FIELD.match(message)
+    return ForgeryDetError(f"--aug {field.group(1)}: must {message[field.end():]}" if field else f"--aug: {message}")
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -196,7 +210,7 @@ def augmentation_with(changes: Sequence[str] | None, augment: bool = True) -> di
     try:
         AugmentConfig(**{**base, **new})
     except ForgeryDetError as e:
-        raise ForgeryDetError(f"--aug: {e}") from None
+        raise aug_error(str(e)) from None
     return new
 
 
@@ -218,7 +232,7 @@ def check_checkpoint_rewrite(checkpoint: str | Path, out: str | Path | None, pai
     rewritten into (--out, else itself in place): writable, not the --pairs file, and an --out not a file of
     another kind."""
     if batch_size < 1:
-        raise ForgeryDetError(f"--batch-size must be >= 1, got {batch_size}")
+        raise option_error("--batch-size", batch_size, "must be >= 1")
     target, option = (out, "--out") if out else (checkpoint, "--checkpoint")
     check_output(target, option)
     check_not_input(target, option, [("the --pairs file", pairs)])

@@ -244,9 +244,13 @@ def resumed_config(tcfg: TrainConfig, mcfg: ModelConfig | None, state: TrainStat
             f"--epochs {epochs} would cut {last_path.parent}, a run of {stored['epochs']} epochs with {done} done, short "
             f"and change its learning-rate schedule midway: resume without --epochs (best.safetensors already holds "
             f"its best epoch so far), or train a shorter run into a new --out")
-    return config_from_dict(TrainConfig, {**stored, "out": tcfg.out, "device": tcfg.device, "workers": tcfg.workers,
-                                          "epochs": epochs,  # and a new budget, which was accepted and then ignored
-                                          **({"max_minutes": tcfg.max_minutes} if "max_minutes" in given else {})})
+    try:  # a hand-edited value is said as the file's, not as the class's ("invalid TrainConfig: ...")
+        return config_from_dict(TrainConfig, {**stored, "out": tcfg.out, "device": tcfg.device, "workers": tcfg.workers,
+                                              "epochs": epochs,  # and a new budget, which was accepted and then ignored
+                                              **({"max_minutes": tcfg.max_minutes} if "max_minutes" in given else {})},
+                                "the stored training settings are invalid")
+    except ForgeryDetError as e:
+        raise ForgeryDetError(f"{path_text(last_path)}: {e}; was the metadata edited?") from None
 
 
 def write_log(path: Path, records: list[dict[str, Any]]) -> None:
