@@ -514,6 +514,45 @@ def test_rebuild_bank_passes_its_options_and_reports(monkeypatch, tmp_path):
     assert r.stderr == ""
 
 
+def test_under_torchrun_rebuild_bank_says_an_error_before_the_encoding_once(monkeypatch, tmp_path, stand_in_checkpoint):
+    """`torchrun --nproc_per_node 2 -m forgerydet rebuild-bank --checkpoint nope.safetensors ...` printed the line
+    once per process (the encoding is sharded, so rebuild-bank is meant to run there). As `train`: the outcomes of
+    the checks before the encoding are gathered (distributed.start_outcomes, played here by the other process), rank
+    0 says the line, and a process whose checks passed ends quietly where another's failed."""
+    from forgerydet.training import distributed
+
+    peer: list = []
+    gathered: list = []
+
+    def outcomes(device, error):
+        gathered.append(error)
+        return [error, *peer] if rank == "0" else [*peer, error]
+
+    monkeypatch.setattr(distributed, "start_outcomes", outcomes)
+    torchrun = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    missing = ["rebuild-bank", "--checkpoint", tmp_path / "nope.safetensors", "--pairs", tmp_path / "p.csv"]
+    said = f"checkpoint not found: {tmp_path / 'nope.safetensors'}"
+    rank, peer[:] = "1", [said]
+    r = cli(*missing, RANK=rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and gathered == [said]
+    rank = "0"
+    one_error(cli(*missing, RANK=rank, **torchrun), said)
+    disk = ["rebuild-bank", "--checkpoint", stand_in_checkpoint, "--pairs", stand_in_checkpoint, "--disk-bank",
+            tmp_path / "db", "--device", "cpu"]
+    rank, peer[:] = "1", ["--disk-bank runs in one process, not under torchrun: ..."]
+    r = cli(*disk, RANK=rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and "not under torchrun" in gathered[-1]
+
+    def rebuild(checkpoint, pairs, **kw):
+        kw["on_start"]()
+        raise AssertionError("encoded on after another process's checks failed")
+
+    monkeypatch.setattr(bankfill, "rebuild_checkpoint_bank", rebuild)
+    rank, peer[:] = "0", ["pairs file not found: p.csv"]  # this process passed: the other says why, once
+    r = cli("rebuild-bank", "--checkpoint", stand_in_checkpoint, "--pairs", stand_in_checkpoint, RANK=rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and gathered[-1] is None
+
+
 def test_rebuild_bank_and_calibrate_say_how_far_they_are_off_a_terminal(monkeypatch, tmp_path):
     """`rebuild-bank ... > log` encoded 900 faces for over two minutes (an hour for a real training set) and
     `calibrate` scored its validation faces with no bar even on a terminal: nothing said they were alive. Off a

@@ -138,6 +138,19 @@ def test_a_model_trained_without_a_bank_is_refused_before_any_encoding(pairs, tm
     assert ck.read_bytes() == before
 
 
+def test_on_start_comes_after_every_check_and_before_the_encoding(pairs, tmp_path, monkeypatch):
+    """The CLI agrees there, under torchrun, on who says an error met before the encoding (each process said it)."""
+    from forgerydet.model.checkpoint import save_checkpoint
+    from forgerydet.training import bankfill
+
+    ck = save_checkpoint(tmp_path / "m.safetensors", tiny_model(bank_size=64))
+    order: list = []
+    real = bankfill.rebuild_bank
+    monkeypatch.setattr(bankfill, "rebuild_bank", lambda *a, **kw: (order.append("encode"), real(*a, **kw))[1])
+    rebuild_checkpoint_bank(ck, pairs, device="cpu", out=tmp_path / "o.safetensors", on_start=lambda: order.append("start"))
+    assert order == ["start", "encode"]
+
+
 def test_a_checkpoint_rewritten_by_another_command_meanwhile_is_not_overwritten(pairs, tmp_path, monkeypatch):
     """rebuild-bank and calibrate both read a checkpoint, work for minutes and write it back in place: run at once,
     the last one to finish wrote its result over the other's (a rebuilt bank silently gone, each saying it had

@@ -238,7 +238,7 @@ def user_errors(say: Callable[[str], typer.Exit] = fail) -> Iterator[None]:
 
 
 class StartVoice:
-    """Under torchrun, who says an error met before a training run's first step: each process printed its own line,
+    """Under torchrun, who says an error met before a training run's first step (or rebuild-bank's encoding): each process printed its own line,
     and where another run held --out, rank 1 (which does not take the folder's lock: rank 0 does) told to continue
     it with --resume. Each process's outcome is gathered once (training/distributed.start_outcomes): the line is
     said by rank 0, or by the other process it concerns alone (says_start_error); the others end with exit code 1
@@ -251,14 +251,21 @@ class StartVoice:
         """The run's on_event: `view`, after the 'start' event (every check of this process passed) has been agreed
         on; where another process's check failed (it says why), this one ends there, exit code 1."""
         def on_event(e: dict) -> None:
-            if e["event"] == "start" and self.open:
-                self.open = False
-                from forgerydet.training.distributed import start_outcomes
-
-                if any(o is not None for o in start_outcomes(self.device, None)):
-                    raise typer.Exit(1)
+            if e["event"] == "start":
+                self.started()
             view(e)
         return on_event
+
+    def started(self) -> None:
+        """Every check of this process passed (called before the work's first collective: training's 'start' event,
+        rebuild-bank's encoding): agreed on under torchrun; where another process's check failed (it says why),
+        this one ends here, exit code 1."""
+        if self.open:
+            self.open = False
+            from forgerydet.training.distributed import start_outcomes
+
+            if any(o is not None for o in start_outcomes(self.device, None)):
+                raise typer.Exit(1)
 
     def fail(self, message: str, own: bool = True) -> typer.Exit:
         """`fail(message)` for this process's error; before the start under torchrun, a quiet Exit(1) where another

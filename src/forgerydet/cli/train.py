@@ -6,7 +6,7 @@ import contextlib
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -254,19 +254,20 @@ def rebuild_bank_cmd(
     disk_bank: Annotated[Optional[Path], typer.Option(help="Write EVERY real face to this new disk-bank folder (memory-mapped, faiss past 100,000 entries; for `scan --bank`) instead of the checkpoint's bank.")] = None,
 ) -> None:
     """Recompute the memory bank from all real training faces with the checkpoint's key encoder."""
+    voice = StartVoice(device)  # under torchrun (the encoding is sharded), an error before it is said once
     if workers < -1:
-        raise fail(f"--workers {workers}: use -1 (auto), 0 (none) or a number of processes")
-    _check_inputs_first(checkpoint, pairs)
+        raise voice.fail(f"--workers {workers}: use -1 (auto), 0 (none) or a number of processes")
+    _check_inputs_first(checkpoint, pairs, voice.fail)
     if disk_bank is not None:
         from forgerydet.training.bankfill import rebuild_disk_bank
 
         if out is not None:  # it was ignored: the checkpoint is never written with --disk-bank
-            raise fail(f"--out goes with the checkpoint's own bank; --disk-bank writes every face to {disk_bank} and "
+            raise voice.fail(f"--out goes with the checkpoint's own bank; --disk-bank writes every face to {disk_bank} and "
                        f"leaves {checkpoint} unchanged: drop one of them")
         if select is not None:
-            raise fail("--select chooses which faces fit the checkpoint's bank; a disk bank keeps every face: drop it")
+            raise voice.fail("--select chooses which faces fit the checkpoint's bank; a disk bank keeps every face: drop it")
 
-        with user_errors(), _progress(lines=True) as p:
+        with user_errors(voice.fail), _progress(lines=True) as p:
             task = p.add_task("encoding real faces", total=None, info="")
             res = rebuild_disk_bank(checkpoint, pairs, disk_bank, device=device, batch_size=batch_size, workers=workers,
                                     progress=lambda a, b, item="": p.update(task, completed=a, total=b))
@@ -276,7 +277,7 @@ def rebuild_bank_cmd(
         return
     from forgerydet.training.bankfill import rebuild_checkpoint_bank
 
-    with user_errors(), _progress(lines=True) as p:
+    with user_errors(voice.fail), _progress(lines=True) as p:
         from forgerydet.model.coreset import SELECTIONS
 
         if select is not None and select not in SELECTIONS:
@@ -284,7 +285,7 @@ def rebuild_bank_cmd(
         task = p.add_task("encoding real faces", total=None, info="")
         chosen = {} if select is None else {"select": select}  # none given: the library's default (coreset)
         res = rebuild_checkpoint_bank(checkpoint, pairs, device=device, batch_size=batch_size, workers=workers, out=out,
-                                      progress=lambda a, b, item="": p.update(task, completed=a, total=b), **chosen)
+                                      progress=lambda a, b, item="": p.update(task, completed=a, total=b), on_start=voice.started, **chosen)
     if process_rank() == 0:
         say(f"bank rebuilt: {res['entries']} entries written (from {res['real_faces']} real training faces, "
             f"bank size {res['bank_size']}{', ' + res['select'] + ' selection' if res['real_faces'] > res['bank_size'] else ''}) "
@@ -294,12 +295,12 @@ def rebuild_bank_cmd(
                           f"use them until you refit them: {_recalibrate_line(res)}", style="yellow")
 
 
-def _check_inputs_first(checkpoint: Path, pairs: Path) -> None:
+def _check_inputs_first(checkpoint: Path, pairs: Path, say: Callable[[str], typer.Exit] = fail) -> None:
     """A mistyped --checkpoint or --pairs is one line before torch loads (~6 s), not after."""
     from forgerydet.model.config import check_checkpoint_path
     from forgerydet.pairs.table import check_pairs_path
 
-    with user_errors():
+    with user_errors(say):
         check_checkpoint_path(checkpoint)
         check_pairs_path(pairs)
 

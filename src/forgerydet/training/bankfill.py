@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -88,16 +88,21 @@ def rebuild_checkpoint_bank(
     out: str | Path | None = None,
     progress: Progress | None = None,
     select: str = "coreset",
+    on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """`forgerydet rebuild-bank`: refill a checkpoint's bank from all real training faces of pairs.csv with
     its own key encoder (the same code as the epoch-end rebuild) and store it back atomically, keeping
-    weights, history and training state. Under torchrun the encoding is sharded across ranks."""
+    weights, history and training state. Under torchrun the encoding is sharded across ranks. `on_start` is called
+    once every check has passed, before the encoding's first collective (the CLI agrees there on who says an error
+    met before it: cli.common.StartVoice)."""
     check_checkpoint_rewrite(checkpoint, out, pairs, batch_size)  # before the scoring, not after it
     d = setup_distributed(device)
     ck = load_checkpoint(checkpoint, "cpu", check_bank=False)
     _check_uses_bank(ck.model, checkpoint)
     table = read_pairs(pairs, need_splits=("train",))
     reals = [p for p, _ in table.reals("train")]
+    if on_start is not None:
+        on_start()
     model = ck.model.to(d.device)
     # a calibration made before forgerydet recorded its bank was made against the bank being replaced
     cal = ck.extra.get("calibration") if isinstance(ck.extra.get("calibration"), dict) else None
