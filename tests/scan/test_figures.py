@@ -10,7 +10,8 @@ import pytest
 
 from forgerydet.io import read_image
 from forgerydet.scan import figures
-from forgerydet.scan.figures import (FULL_SPREAD, HEAT_ALPHA, as_rgb, attention_spread, heatmap_overlay, overview_picture,
+from forgerydet.scan.figures import (FULL_SPREAD, HEAT_ALPHA, as_rgb, attention_spread, heatmap_overlay, narrow_overview,
+                                     overview_picture,
                                      shrink, timeline_plot)
 
 
@@ -172,6 +173,32 @@ def test_overview_boxes_each_face_in_the_colour_of_its_side_of_the_threshold():
     assert tuple(out[30, 10]) == (46, 125, 50)  # face 0's box (frame x 20 -> 10 here): green, below
     assert tuple(out[30, 120]) == (198, 40, 40)  # face 1's box (frame x 240 -> 120): red, at or above
     assert tuple(out[70, 100]) == (255, 255, 255)  # between the boxes: untouched
+
+
+def test_a_phone_gets_an_overview_whose_tags_are_legible_there_and_cover_no_face():
+    """The overview is 960 px wide: shrunk to a 320 px screen (~240 px), its tags were ~3 px high. The phone's copy
+    (640 px) draws them NARROW_TAG_SHARES of its width high, about 11 px there, in a band above the picture, in the
+    faces' order from the left, with a line to each box; on the picture itself only boxes and lines."""
+    image = np.full((600, 960, 3), 90, np.uint8)  # as the scan keeps a photo for its report: 960 px wide
+    faces = [{"track_id": k, "box": [40 + 150 * k, 150, 120 + 150 * k, 250], "score": 0.9 if k == 2 else 0.1}
+             for k in range(6)]  # a group photo's row of faces
+    out = narrow_overview(image, faces, frame_width=960, threshold=0.5)
+    wide = overview_picture(image, faces, frame_width=960, threshold=0.5)
+    band = out.shape[0] - round(600 * 640 / 960)
+    assert out.shape[1] == figures.NARROW_OVERVIEW_WIDTH and band > 0
+    # the tags' height: the filled rows above the boxes (the band; the wide copy's boxes begin at 150)
+    tag_rows = [np.flatnonzero((pic[:top] == (46, 125, 50)).all(axis=2).sum(axis=1) > 20) for pic, top in
+                ((out, band), (wide, 148))]
+    on_phone = [len(rows) * 240 / pic.shape[1] for rows, pic in zip(tag_rows, (out, wide))]  # px high, 240 px wide
+    assert on_phone[0] >= 12 and on_phone[0] > 1.8 * on_phone[1], on_phone  # 15.75 and 7.5: the digits ~11 px
+    white = (out[band:] > 200).all(axis=2)  # a tag's number and sign are white: none on the picture
+    assert not white.any()
+    top = tag_rows[0][0]  # the tags' top edge: faces 0, 1, 3 to 5 green, 2 red, each over its face, from the left
+    runs = [np.flatnonzero(np.diff(np.r_[0, (out[top] == colour).all(axis=1), 0]) == 1) for colour in
+            ((46, 125, 50), (198, 40, 40))]
+    assert len(runs[0]) == 5 and len(runs[1]) == 1 and runs[0][1] < runs[1][0] < runs[0][2]
+    crowd = [{"track_id": k, "box": [10 * k, 20, 10 * k + 9, 30], "score": 0.1} for k in range(40)]
+    assert narrow_overview(image, crowd, frame_width=960, threshold=0.5) is None  # shown as on a desktop
 
 
 def test_overview_marks_each_face_with_its_side_of_the_threshold_not_by_colour_alone():

@@ -376,11 +376,15 @@ def test_a_photo_gets_an_overview_with_its_faces_numbered(tmp_path, results, ast
     page = index.read_text(encoding="utf-8")
     src = re.search(r'src="(img/[^/"]+/file-000/overview\.png)"', page).group(1)
     assert 'alt="the image with its 2 faces boxed and numbered from the left; faces 1 at or above the threshold"' in page
+    # a phone's copy, whose tags are legible there (shrunk to a 320 px screen, the wide one's were ~3 px high)
+    phone = re.search(r'<picture><source media="\(max-width: \d+px\)" srcset="(img/[^/"]+/file-000/overview_narrow'
+                      r'\.png)"><img class="timeline" src="img/[^"]+/overview\.png"', page).group(1)
+    assert cv2.imread(str(index.parent / phone)).shape[1] == 640
     pic = cv2.cvtColor(cv2.imread(str(index.parent / src)), cv2.COLOR_BGR2RGB)
     assert pic.shape == (150, 200, 3)  # drawn on the shrunk copy, boxes scaled to it (frame 400 px wide)
     assert tuple(pic[50, 10]) == (46, 125, 50) and tuple(pic[50, 85]) == (198, 40, 40)  # left edges: green, red
     write_report([results[1]], tmp_path / "r", SETTINGS)  # the same folder, a photo without one: it goes
-    assert not (index.parent / src).exists() and not list(index.parent.glob("img/*/file-000/overview.png"))
+    assert not (index.parent / src).exists() and not list(index.parent.glob("img/*/file-000/overview*.png"))
 
 
 @pytest.mark.slow

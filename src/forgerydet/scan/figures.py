@@ -76,25 +76,89 @@ def overview_picture(image: Any, faces: list[dict], frame_width: int, threshold:
     """A still image with every face's box and number drawn on it (its track id, as the report's cards name it):
     red with a ▲ beside the number for a face at or above the threshold, green with a ▼ below (the sign, as the
     page's scores have, since the two colours print as one grey in black and white). `image` may be a shrunk copy
-    of the frame the boxes (frame pixels) were found on, `frame_width` wide."""
+    of the frame the boxes (frame pixels) were found on, `frame_width` wide (a phone's copy: narrow_overview)."""
     out = as_rgb(image).copy()
     scale = out.shape[1] / max(1, frame_width)
     thick = max(2, round(out.shape[1] / 400))
     for f in faces:
         x1, y1, x2, y2 = (int(round(float(v) * scale)) for v in f["box"])
         above = f.get("score") is not None and float(f["score"]) >= threshold
-        colour = (198, 40, 40) if above else (46, 125, 50)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
-        label, font = str(f.get("track_id", "?")), cv2.FONT_HERSHEY_SIMPLEX
+        cv2.rectangle(out, (x1, y1), (x2, y2), _side_colour(above), thick)
         size = max(0.6, (x2 - x1) / 90)
-        (tw, th), _ = cv2.getTextSize(label, font, size, thick)
-        top = max(th + 4, y1 - 4)
-        cv2.rectangle(out, (x1, top - th - 4), (x1 + tw + th + 11, top + 2), colour, -1)  # a filled tag behind both
-        cv2.putText(out, label, (x1 + 3, top - 1), font, size, (255, 255, 255), thick, cv2.LINE_AA)
-        left, bottom, tip = x1 + tw + 7, top - 1, top - 1 - th  # the sign: a triangle as tall as the number
-        corners = ([(left, bottom), (left + th, bottom), (left + th // 2, tip)] if above else
-                   [(left, tip), (left + th, tip), (left + th // 2, bottom)])
-        cv2.fillPoly(out, [np.array(corners, np.int32)], (255, 255, 255), cv2.LINE_AA)
+        th = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, size, thick)[0][1]
+        _tag(out, x1, max(th + 4, y1 - 4), str(f.get("track_id", "?")), above, size, thick)
+    return out
+
+
+def _side_colour(above: bool) -> tuple[int, int, int]:
+    return (198, 40, 40) if above else (46, 125, 50)
+
+
+def _tag_size(label: str, size: float, thick: int) -> tuple[int, int]:
+    """The (width, height) of a face's tag: its number and the sign after it, on a filled ground."""
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    return tw + th + 11, th + 6
+
+
+def _tag(out: np.ndarray, x1: int, top: int, label: str, above: bool, size: float, thick: int) -> None:
+    """A face's tag drawn on `out`: its number in white on a filled ground of its side's colour, then ▲ (at or above
+    the threshold) or ▼; `x1` its left edge, `top` the number's baseline."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), _ = cv2.getTextSize(label, font, size, thick)
+    cv2.rectangle(out, (x1, top - th - 4), (x1 + tw + th + 11, top + 2), _side_colour(above), -1)  # behind both
+    cv2.putText(out, label, (x1 + 3, top - 1), font, size, (255, 255, 255), thick, cv2.LINE_AA)
+    left, bottom, tip = x1 + tw + 7, top - 1, top - 1 - th  # the sign: a triangle as tall as the number
+    corners = ([(left, bottom), (left + th, bottom), (left + th // 2, tip)] if above else
+               [(left, tip), (left + th, tip), (left + th // 2, bottom)])
+    cv2.fillPoly(out, [np.array(corners, np.int32)], (255, 255, 255), cv2.LINE_AA)
+
+
+NARROW_OVERVIEW_WIDTH = 640  # px: a phone's copy of a still image's overview (shown ~240-560 CSS px wide)
+NARROW_TAG_SHARES = (0.045, 0.04, 0.035)  # its tags' digits that share of its width high: ~11 to ~8 CSS px on a
+# 320 px screen (the wide copy's, shrunk there, were ~3 px high)
+NARROW_TAG_ROWS = 2  # at most this many rows of tags above it (a third made a crowd's lines a tangle)
+
+
+def narrow_overview(image: Any, faces: list[dict], frame_width: int, threshold: float) -> np.ndarray | None:
+    """overview_picture for a phone's screen: NARROW_OVERVIEW_WIDTH wide, its tags in a band above the picture (the
+    faces from the left taking the rows in turn), each at its face's place (pushed aside where tags meet, in the
+    faces' order) with a line down to the box: tags that large, drawn on the picture, would cover the faces around.
+    None where they do not fit in NARROW_TAG_ROWS rows even at the smallest of NARROW_TAG_SHARES (a crowd: the
+    wide copy is shown, as on a desktop)."""
+    rgb, width, thick = as_rgb(image), NARROW_OVERVIEW_WIDTH, 2
+    boxes = [tuple(int(round(float(v) * width / max(1, frame_width))) for v in f["box"]) for f in faces]
+    labels = [str(f.get("track_id", "?")) for f in faces]
+    order = sorted(range(len(faces)), key=lambda i: (boxes[i][0] + boxes[i][2]) / 2)
+    fits = [(share, k) for share in NARROW_TAG_SHARES for k in range(1, NARROW_TAG_ROWS + 1)
+            if all(sum(_tag_size(labels[i], share * width / 22, thick)[0] + 6 for i in order[r::k]) <= width + 6
+                   for r in range(k))]  # (HERSHEY_SIMPLEX's digits are ~22 px high at size 1)
+    if not fits:
+        return None
+    share, rows = min(fits, key=lambda f: (f[1], -f[0]))  # the fewest rows, then the largest tags
+    size = share * width / 22
+    tag_h, widths = _tag_size("0", size, thick)[1], [_tag_size(label, size, thick)[0] for label in labels]
+    lefts, tops = {}, {}
+    for r in range(rows):  # row 0 nearest the picture; in each, from the left, each tag as near its face as it can
+        end, row = -6, order[r::rows]
+        for n, i in enumerate(row):
+            room = width - sum(widths[j] + 6 for j in row[n + 1:])
+            lefts[i] = end = int(min(max((boxes[i][0] + boxes[i][2]) / 2 - widths[i] / 2, end + 6), room - widths[i]))
+            end, tops[i] = end + widths[i], 4 + (rows - 1 - r) * (tag_h + 6)
+    band = 4 + rows * (tag_h + 6) + 8  # the rows, then room for the lines to leave them
+    scale = width / rgb.shape[1]
+    out = np.full((band + max(1, round(rgb.shape[0] * scale)), width, 3), 255, np.uint8)
+    out[band:] = cv2.resize(rgb, (width, out.shape[0] - band), interpolation=cv2.INTER_AREA if scale < 1
+                            else cv2.INTER_LINEAR)
+    above = [f.get("score") is not None and float(f["score"]) >= threshold for f in faces]
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        cv2.rectangle(out, (x1, band + y1), (x2, band + y2), _side_colour(above[i]), thick + 1)
+    for r in range(rows):  # a row's lines over the rows nearer the picture: each line is whole from tag to box
+        for i in order[r::rows]:
+            x1, y1, x2, _ = boxes[i]
+            cv2.line(out, (lefts[i] + widths[i] // 2, tops[i] + tag_h), ((x1 + x2) // 2, band + y1),
+                     _side_colour(above[i]), thick, cv2.LINE_AA)
+        for i in order[r::rows]:
+            _tag(out, lefts[i], tops[i] + tag_h - 2, labels[i], above[i], size, thick)
     return out
 
 

@@ -21,10 +21,10 @@ from forgerydet.errors import ForgeryDetError, os_reason, path_text
 from forgerydet.io import write_bytes_atomic
 from forgerydet.paths import check_output
 from forgerydet.runtime import Progress
-from forgerydet.scan.figures import overview_picture
+from forgerydet.scan.figures import narrow_overview, overview_picture
 from forgerydet.scan.html import CSS, count, esc, guide_html, mark, no_face_detail, score_text, threshold_text
 from forgerydet.scan.records import INTERVAL_LEVEL, MAX_FACES, select_faces, shortest_names
-from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html, timeline_html
+from forgerydet.scan.report_faces import IMG_FOLDER, ReportImages, face_html, picture_html, timeline_html
 
 
 def _rounded(v: Any) -> Any:
@@ -89,11 +89,12 @@ def _timeline_alt(r: dict, thr: float) -> str:
 def _overview_html(imgs: ReportImages, anchor: str, r: dict, thr: float) -> str:
     """A still image with its faces boxed and numbered (red at or above the threshold), so that 'face 2' of a group
     photo can be found in it."""
-    src = imgs.png(f"{anchor}/overview.png", overview_picture(r["overview"], r["faces"], int(r["width"]), thr))
+    wide = imgs.png(f"{anchor}/overview.png", overview_picture(r["overview"], r["faces"], int(r["width"]), thr))
+    phone = narrow_overview(r["overview"], r["faces"], int(r["width"]), thr)  # its tags legible there (a crowd's: none)
     above = [str(f.get("track_id")) for f in r["faces"] if f.get("score") is not None and float(f["score"]) >= thr]
     said = f"faces {', '.join(above)} at or above the threshold" if above else "no face at or above the threshold"
     alt = f"the image with its {len(r['faces'])} faces boxed and numbered from the left; {said}"
-    return f'<img class="timeline" src="{src}" alt="{esc(alt)}">'
+    return picture_html(wide, None if phone is None else imgs.png(f"{anchor}/overview_narrow.png", phone), alt)
 
 
 def _file_html(imgs: ReportImages, idx: int, r: dict, max_faces: int) -> str:
@@ -183,7 +184,7 @@ REPORT_TITLE = "<title>forgerydet scan report</title>"  # every report's page ha
 # page keeps its own pictures until the new one replaces it. Only these names (and img/file-NNN/..., the layout before
 # 2026-12-07) are ever removed from a reused folder.
 _RUN = r"\d{8}-\d{6}-\d+"
-_OUR_IMAGE = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}/(f\d{{4,}}_(face|heat)|timeline(_narrow)?|overview)|refs/r\d{{5,}}|bank/n\d{{5,}})\.png")
+_OUR_IMAGE = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}/(f\d{{4,}}_(face|heat)|(timeline|overview)(_narrow)?)|refs/r\d{{5,}}|bank/n\d{{5,}})\.png")
 _OUR_FOLDER = re.compile(rf"(?:{_RUN}/)?(file-\d{{3,}}|refs|bank)|{_RUN}")
 
 

@@ -136,8 +136,13 @@ def timeline_html(imgs: ReportImages, anchor: str, result: dict, alt: str) -> st
     timeline_plot(result, wide)
     timeline_plot(result, narrow, narrow=True)
     imgs.written |= {wide, narrow}
-    return (f'<picture><source media="(max-width: {PHONE_WIDTH}px)" srcset="{rel_src(imgs.out_dir, narrow)}">'
-            f'<img class="timeline" src="{rel_src(imgs.out_dir, wide)}" alt="{esc(alt)}"></picture>')
+    return picture_html(rel_src(imgs.out_dir, wide), rel_src(imgs.out_dir, narrow), alt)
+
+
+def picture_html(wide: str, narrow: str | None, alt: str) -> str:
+    """A report picture (`wide`: its src), and on a phone's screen its copy drawn for it (`narrow`, if any)."""
+    img = f'<img class="timeline" src="{wide}" alt="{esc(alt)}">'
+    return img if narrow is None else f'<picture><source media="(max-width: {PHONE_WIDTH}px)" srcset="{narrow}">{img}</picture>'
 
 
 def face_html(imgs: ReportImages, key: str, face: dict, thr: float, kind: str = "video") -> str:
