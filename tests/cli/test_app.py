@@ -217,3 +217,20 @@ def test_the_docs_check_finds_an_unknown_option():
                                    "forgerydet weights export a b --dtype fp16 --nope && forgerydet scan v.mp4"))
     assert [(c, [o for o in used if o not in known]) for _, c, used, known in found] == [
         ("train", ["--bogus"]), ("weights export", ["--nope"]), ("scan", [])]
+
+
+@pytest.mark.parametrize("rank, said", [("0", True), ("1", False)])
+def test_a_one_process_command_under_torchrun_is_refused_once(monkeypatch, tmp_path, rank, said):
+    """`torchrun ... -m forgerydet calibrate`: every process scored the faces and rewrote the checkpoint, and the second
+    found it rewritten by the first and failed (exit 1 after a success line). Only train and rebuild-bank share their
+    work across torchrun's processes; any other command is refused, in one line said by rank 0."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    ck = tmp_path / "c.safetensors"
+    ck.write_bytes(b"not read")
+    r = cli("calibrate", "--checkpoint", ck, "--pairs", tmp_path / "p.csv")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = r.stderr.splitlines()
+    assert lines == (["error: calibrate runs as one process: run it without torchrun (only train and rebuild-bank "
+                      "share their work across torchrun's processes)"] if said else [])
+    assert ck.read_bytes() == b"not read"

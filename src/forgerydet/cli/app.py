@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from forgerydet import __version__
-from forgerydet.cli.common import console
+from forgerydet.cli.common import console, fail
 from forgerydet.cli.enroll import enroll_cmd
 from forgerydet.cli.evaluate import evaluate_cmd
 from forgerydet.cli.faces import extract_cmd, pairs_cmd
@@ -76,8 +76,12 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+TORCHRUN_COMMANDS = ("train", "rebuild-bank")  # the commands that share their work across torchrun's processes
+
+
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         Optional[bool],
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
@@ -85,8 +89,14 @@ def main(
 ) -> None:
     """forgerydet: trustworthy face-forgery verdicts on a laptop CPU or a GPU."""
     from forgerydet.cli.stdout import guard_stdout
-    from forgerydet.runtime import import_torch_from_anywhere, sigterm_as_interrupt, tune_malloc
+    from forgerydet.runtime import (import_torch_from_anywhere, process_count, process_rank, sigterm_as_interrupt,
+                                    tune_malloc)
 
+    if process_count() > 1 and ctx.invoked_subcommand not in TORCHRUN_COMMANDS:  # every process did all of it: a
+        if process_rank() == 0:  # calibrate's second process found the checkpoint rewritten by the first and failed
+            raise fail(f"{ctx.invoked_subcommand} runs as one process: run it without torchrun (only "
+                       f"{' and '.join(TORCHRUN_COMMANDS)} share their work across torchrun's processes)")
+        raise typer.Exit(1)  # rank 0 says it for all
     tune_malloc()
     import_torch_from_anywhere()  # a deleted current folder: torch's import would end the process later
     guard_stdout()  # `forgerydet scan ... | head`: the outputs are still written
