@@ -194,3 +194,55 @@ def test_pool_workers_come_from_a_fork_server_or_else_spawn(monkeypatch):
 
     monkeypatch.setattr(forkserver, "ensure_running", refuse)
     assert stills.worker_context().get_start_method() == "spawn"
+
+
+_STOPPED_AS_IT_STARTS = '''
+import os, signal, sys
+from multiprocessing import forkserver
+
+if __name__ == "__main__":
+    from forgerydet.faces import stills
+    from forgerydet.faces.pipeline import ExtractConfig
+
+    read_signed, started = forkserver.read_signed, []
+
+    def pid_then_stop(fd):  # the fork server reports the new worker's pid, and Ctrl-C arrives right then
+        value = read_signed(fd)
+        if not started:
+            started.append(value)
+            os.kill(os.getpid(), signal.SIGINT)
+        return value
+
+    forkserver.read_signed = pid_then_stop
+    stills.CHUNK = 1
+    try:
+        for _ in stills.iter_faces(sys.argv[1:], [], ExtractConfig(), workers=2):
+            pass
+    except KeyboardInterrupt:
+        print(started[0], flush=True)
+'''
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_a_stop_while_a_worker_starts_waits_for_it(tmp_path):
+    """Ctrl-C while the fork server was still forking a worker (seconds, while it imports torch) left a worker the
+    pool never registered: the shutdown did not wait for it, and once the command had exited and its semaphores
+    were gone, it printed a multiprocessing traceback after the one-line error. The stop is now held until the
+    worker is the pool's, so that it has exited when the stop reaches the caller."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this platform")
+    script = tmp_path / "stopped.py"
+    script.write_text(_STOPPED_AS_IT_STARTS)
+    images = [str(tmp_path / f"{i}.png") for i in range(3)]  # never read: the stop comes first
+    proc = subprocess.Popen([sys.executable, str(script), *images], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        still_running = _alive(worker)
+    finally:
+        proc.kill()
+        proc.wait()
+    if still_running:  # its watch would end it soon after its parent: not left to it here
+        os.kill(worker, signal.SIGKILL)
+    assert not still_running

@@ -26,6 +26,7 @@ from forgerydet.errors import ForgeryDetError
 from forgerydet.faces.detect import FaceDetector, crop_face
 from forgerydet.faces.pipeline import ExtractConfig, SourceFaces, detect_source
 from forgerydet.io import read_image
+from forgerydet.runtime import signals_held
 
 PAD = 0.25  # tight-crop retry: black border of this fraction of the image side on every edge
 CHUNK = 32  # images per worker task
@@ -195,6 +196,16 @@ def _ordered(submit: Callable[[Any], Any], tasks: Iterable[Any], ahead: int) -> 
         yield pending.popleft().result()
 
 
+def submit_held(ex: ProcessPoolExecutor, task: Task) -> Any:
+    """ex.submit(_work, task), with Ctrl-C and SIGTERM held until it returns. A submit may start a worker, and a
+    stop that arrived while the fork server was still forking it (seconds, while it imports torch) left a worker
+    the pool never registered: the pool's shutdown did not wait for it, the main process exited and removed the
+    pool's semaphores, and the worker, reading them late, printed a multiprocessing traceback after the command's
+    one line. Raised once the worker is the pool's, the stop's shutdown waits for it."""
+    with signals_held():
+        return ex.submit(_work, task)
+
+
 def pool_size(workers: int) -> int:
     """Worker processes for `workers` (<= 0: one per core)."""
     return max(1, os.cpu_count() or 1) if workers <= 0 else workers
@@ -214,5 +225,5 @@ def iter_faces(images: Sequence[Path], videos: Sequence[Path], config: ExtractCo
         return
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=worker_context(), initializer=_init_worker,
                              initargs=(config, os.getpid())) as ex:
-        for res in _ordered(lambda t: ex.submit(_work, t), tasks, AHEAD * workers):
+        for res in _ordered(lambda t: submit_held(ex, t), tasks, AHEAD * workers):
             yield from res
