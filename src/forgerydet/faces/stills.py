@@ -149,7 +149,8 @@ def _init_worker(config: ExtractConfig, parent: int | None = None) -> None:
     _WORKER = (config, FaceDetector(config.detector))
 
 
-PRELOAD = ("torch", "torchvision", "facenet_pytorch", "forgerydet.faces.cascade", "forgerydet.faces.stills")
+PRELOAD = ("forgerydet.faces.poolserver", "torch", "torchvision", "facenet_pytorch", "forgerydet.faces.cascade",
+           "forgerydet.faces.stills")  # poolserver first: a terminal's Ctrl-C during the rest is ignored
 
 
 def worker_context():
