@@ -246,3 +246,17 @@ def test_a_stop_while_a_worker_starts_waits_for_it(tmp_path):
     if still_running:  # its watch would end it soon after its parent: not left to it here
         os.kill(worker, signal.SIGKILL)
     assert not still_running
+
+
+def test_a_worker_killed_from_outside_is_one_clear_error(people, monkeypatch):
+    """A worker the OOM killer (or anyone) ended broke the pool, and `pairs --self-blend` died with a
+    BrokenProcessPool traceback; it is now one error that says what happened and what to do."""
+    import multiprocessing
+
+    monkeypatch.setattr(stills, "CHUNK", 1)
+    faces = stills.iter_faces(sorted(people.iterdir()), [], CFG, workers=2)
+    next(faces)  # the pool runs
+    for worker in multiprocessing.active_children():
+        os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(ForgeryDetError, match="ended abruptly .*--workers"):
+        list(faces)

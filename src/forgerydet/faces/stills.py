@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -226,5 +227,12 @@ def iter_faces(images: Sequence[Path], videos: Sequence[Path], config: ExtractCo
         return
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=worker_context(), initializer=_init_worker,
                              initargs=(config, os.getpid())) as ex:
-        for res in _ordered(lambda t: submit_held(ex, t), tasks, AHEAD * workers):
-            yield from res
+        try:
+            for res in _ordered(lambda t: submit_held(ex, t), tasks, AHEAD * workers):
+                yield from res
+        except (BrokenProcessPool, EOFError, ConnectionError):  # a worker, or the fork server (EOF on its pid)
+            raise ForgeryDetError(POOL_BROKEN) from None
+
+
+POOL_BROKEN = ("a process detecting faces ended abruptly (killed from outside, out of memory, or crashed): run the "
+               "command again, with fewer --workers where memory is short")
