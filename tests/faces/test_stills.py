@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -260,3 +261,54 @@ def test_a_worker_killed_from_outside_is_one_clear_error(people, monkeypatch):
         os.kill(worker.pid, signal.SIGKILL)
     with pytest.raises(ForgeryDetError, match="ended abruptly .*--workers"):
         list(faces)
+
+
+_STOPPED_WHILE_BUSY = '''
+import sys, time
+
+if __name__ == "__main__":
+    from forgerydet.faces import stills
+    from forgerydet.faces.pipeline import ExtractConfig
+
+    stills.PRELOAD = (*stills.PRELOAD, "busy_worker")
+    stills.CHUNK = 1
+    faces = stills.iter_faces(["missing.png", "busy1.png", "busy2.png"], [], ExtractConfig(), workers=2)
+    print(next(faces).status, flush=True)
+    began = time.monotonic()
+    faces.close()  # as a Ctrl-C in the caller's loop does
+    print(round(time.monotonic() - began), flush=True)
+'''
+
+_BUSY = '''
+import time
+from pathlib import Path
+from forgerydet.faces import stills
+
+detect = stills.faces_of_images
+
+def busy(paths, detector):  # forked from the fork server, every worker has this
+    if any("busy" in str(p) for p in paths):
+        time.sleep(300)  # a long video
+    return detect(paths, detector)
+
+stills.faces_of_images = busy
+'''
+
+
+def test_a_stop_ends_the_pool_workers_instead_of_waiting_for_their_tasks(tmp_path):
+    """A stop waited for every running and queued task (a long video each: the second Ctrl-C's notice, then
+    minutes), and a third Ctrl-C inside that wait left the workers blocked on the pool's queue: the command
+    printed its line and never exited. Now the workers end as soon as the pool is left."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this platform")
+    (tmp_path / "stopped.py").write_text(_STOPPED_WHILE_BUSY)
+    (tmp_path / "busy_worker.py").write_text(_BUSY)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(tmp_path), str(Path(stills.__file__).parents[2]), os.environ.get("PYTHONPATH", "")) if p))
+    done = subprocess.run([sys.executable, str(tmp_path / "stopped.py")], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    status, seconds = done.stdout.split()
+    assert status == "error" and int(seconds) < 30

@@ -111,10 +111,11 @@ _WORKER: tuple[ExtractConfig, FaceDetector] | None = None
 WATCH_S = 1.0  # how often a worker checks that the process that started it is still there
 
 
-def exit_with_parent(parent: int, every: float = WATCH_S) -> None:
-    """End this worker process once `parent` is gone. A pool's workers outlive a parent that was killed
-    (SIGTERM from a job scheduler, the OOM killer) and would go on detecting faces nobody reads, holding a
-    gigabyte each, until their task queue breaks; a daemon thread polls the parent pid and exits instead."""
+def exit_with_parent(parent: int, every: float = WATCH_S, stop: Any = None) -> None:
+    """End this worker process once `parent` is gone, or at once when `parent` sets the multiprocessing Event
+    `stop`. A pool's workers outlive a parent that was killed (SIGTERM from a job scheduler, the OOM killer) and
+    would go on detecting faces nobody reads, holding a gigabyte each, until their task queue breaks; a daemon
+    thread polls the parent pid and exits instead."""
     import threading
     import time
 
@@ -132,18 +133,21 @@ def exit_with_parent(parent: int, every: float = WATCH_S) -> None:
     def watch() -> None:
         # a fork server exits once `parent` is gone, so this process's own parent changes too
         while os.getppid() == started_by and alive(parent):
-            time.sleep(every)
+            if stop is None:
+                time.sleep(every)
+            elif stop.wait(every):
+                break
         os._exit(1)
 
     threading.Thread(target=watch, name="forgerydet-parent-watch", daemon=True).start()
 
 
-def _init_worker(config: ExtractConfig, parent: int | None = None) -> None:
+def _init_worker(config: ExtractConfig, parent: int | None = None, stop: Any = None) -> None:
     global _WORKER
     import torch
 
     if parent is not None:
-        exit_with_parent(parent)
+        exit_with_parent(parent, stop=stop)
 
     torch.set_num_threads(1)  # one thread per process: processes, not threads, use the cores
     cv2.setNumThreads(1)
@@ -225,13 +229,18 @@ def iter_faces(images: Sequence[Path], videos: Sequence[Path], config: ExtractCo
         for task in tasks:
             yield from _faces_of(task, config, det)
         return
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=worker_context(), initializer=_init_worker,
-                             initargs=(config, os.getpid())) as ex:
+    ctx = worker_context()
+    stop = ctx.Event()
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(config, os.getpid(), stop)) as ex:
         try:
             for res in _ordered(lambda t: submit_held(ex, t), tasks, AHEAD * workers):
                 yield from res
         except (BrokenProcessPool, EOFError, ConnectionError):  # a worker, or the fork server (EOF on its pid)
             raise ForgeryDetError(POOL_BROKEN) from None
+        except BaseException:  # a stop, an error, or a caller that stopped reading: the workers end now
+            stop.set()  # (the shutdown waited for their running and queued tasks, and a third Ctrl-C inside that
+            raise  # wait left them blocked on the pool's queue and the command hung at its exit)
 
 
 POOL_BROKEN = ("a process detecting faces ended abruptly (killed from outside, out of memory, or crashed): run the "
