@@ -494,6 +494,43 @@ def test_13_ctrl_c_writes_what_was_scanned(ck, face_png, tmp_path, monkeypatch):
     assert (tmp_path / "s.json").read_bytes() == before and not (tmp_path / "new.csv").exists()
 
 
+def test_13_a_stopped_checkpoint_command_says_what_it_left_unchanged(ck, pairs, face_png, tmp_path, monkeypatch):
+    """calibrate, rebuild-bank, enroll and weights export stopped by Ctrl-C or SIGTERM said a bare "interrupted", as if
+    the checkpoint might be half rewritten: each writes once, atomically, at its end, and its line now says so."""
+    from forgerydet.model import weights
+    from forgerydet.scan import enroll
+    from forgerydet.training import bankfill, validate
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    for module, name in ((validate, "calibrate_checkpoint"), (bankfill, "rebuild_checkpoint_bank"),
+                         (bankfill, "rebuild_disk_bank"), (enroll, "enroll"), (weights, "export_packaged")):
+        monkeypatch.setattr(module, name, stopped)
+    before, new = ck.read_bytes(), tmp_path / "new.safetensors"
+    for command in ("calibrate", "rebuild-bank"):
+        assert_one_error(cli(command, "--checkpoint", ck, "--pairs", pairs), f"interrupted: {ck} is unchanged (nothing "
+                         "was written); run the same command again", code=130)
+        assert_one_error(cli(command, "--checkpoint", ck, "--pairs", pairs, "--out", new),
+                         f"interrupted: {new} was not written; {ck} is unchanged; run the same", code=130)
+    assert_one_error(cli("rebuild-bank", "--checkpoint", ck, "--pairs", pairs, "--disk-bank", tmp_path / "db"),
+                     f"interrupted: the disk bank {tmp_path / 'db'} was not written; {ck} is unchanged", code=130)
+    assert_one_error(cli("enroll", "Ann", face_png, "--checkpoint", ck, "--into", tmp_path / "refs.safetensors"),
+                     f"interrupted: {tmp_path / 'refs.safetensors'} was not written; run the same", code=130)
+    assert_one_error(cli("weights", "export", "tf_efficientnet_lite0", tmp_path / "w.safetensors"),
+                     f"interrupted: {tmp_path / 'w.safetensors'} was not written", code=130)
+    assert ck.read_bytes() == before and not new.exists()
+
+    def written_then_stopped(checkpoint, *args, **kwargs):  # the stop came after the atomic write, as it was said
+        shutil.copy(checkpoint, tmp_path / "copy")
+        os.replace(tmp_path / "copy", checkpoint)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate, "calibrate_checkpoint", written_then_stopped)
+    assert_one_error(cli("calibrate", "--checkpoint", ck, "--pairs", pairs), f"interrupted after {ck} was written",
+                     code=130)
+
+
 # ----------------------------------------------------------------------------- 14. training values, edited checkpoints
 
 def test_14_steps_per_epoch_zero_refused(pairs, tmp_path):

@@ -92,13 +92,14 @@ class _LoggedProgress(Progress):
         task = next(t for t in self.tasks if t.id == task_id)
         done, total, took = int(task.completed), task.total, now - self.t_start
         of = f" of {int(total)}" if total else ""
-        left = f"; about {_minutes((took / done) * (total - done))} left" if total and 0 < done < total else ""
+        left = f"; about {minutes_text((took / done) * (total - done))} left" if total and 0 < done < total else ""
         first = self.columns[0] if self.columns else None  # "[bold]{task.description}": this task's own words
         label = first.render(task).plain if isinstance(first, TextColumn) else self.label
-        self.console.print(f"{label or self.label}: {done}{of} done after {_minutes(took)}{left}", highlight=False)
+        self.console.print(f"{label or self.label}: {done}{of} done after {minutes_text(took)}{left}", highlight=False)
 
 
-def _minutes(seconds: float) -> str:
+def minutes_text(seconds: float) -> str:
+    """A duration as a person reads it in a progress line: '<1 min', '12 min', '2 h 05 min'."""
     minutes = round(seconds / 60)
     return "<1 min" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
@@ -237,10 +238,33 @@ def user_errors(say: Callable[[str], typer.Exit] = fail) -> Iterator[None]:
         raise fail(str(e) or "interrupted", EXIT_INTERRUPTED) from None
 
 
+@contextlib.contextmanager
+def said_if_stopped(target, what: str = "", spared=None) -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside a command that writes `target` once, atomically, at its end (calibrate, rebuild-bank,
+    enroll, weights export): its line says whether `target` was written and that `spared` (a checkpoint read, not
+    written) is unchanged, as train, scan and extract say what they kept, not a bare "interrupted". `what` names
+    `target` in words (a disk bank by its folder, `target` being its bank.json)."""
+    from forgerydet.io import file_state
+
+    before = file_state(target)
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        if str(e):  # the library said what it left
+            raise
+        name = what or path_text(target)
+        if file_state(target) != before:  # stopped after the write, while it said so
+            raise KeyboardInterrupt(f"interrupted after {name} was written") from None
+        kept = f"{name} is unchanged (nothing was written)" if before is not None else f"{name} was not written"
+        if spared is not None and os.path.abspath(spared) != os.path.abspath(target):  # --out: the checkpoint read
+            kept += f"; {path_text(spared)} is unchanged"
+        raise KeyboardInterrupt(f"interrupted: {kept}; run the same command again") from None
+
+
 class StartVoice:
-    """Under torchrun, who says an error met before a training run's first step (or rebuild-bank's encoding): each process printed its own line,
-    and where another run held --out, rank 1 (which does not take the folder's lock: rank 0 does) told to continue
-    it with --resume. Each process's outcome is gathered once (training/distributed.start_outcomes): the line is
+    """Under torchrun, who says an error met before a training run's first step (or rebuild-bank's encoding): each
+    process printed its own line, and where another run held --out, rank 1 (which does not take the folder's lock:
+    rank 0 does) told to continue it with --resume. Each process's outcome is gathered once (training/distributed.start_outcomes): the line is
     said by rank 0, or by the other process it concerns alone (says_start_error); the others end with exit code 1
     and nothing said. An error after the start is each process's own (train's stop handling); one process: `fail`."""
 

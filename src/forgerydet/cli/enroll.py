@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forgerydet.cli.common import End, Start, console, fail, note, progress_bar, say, shown, user_errors
+from forgerydet.cli.common import End, Start, console, fail, note, progress_bar, said_if_stopped, say, shown, user_errors
 from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
 from forgerydet.scan.config import EnrollConfig
@@ -66,8 +66,8 @@ def enroll_cmd(
             raise fail(f"give real videos or images of {name!r} to enrol (or --remove / --list)")
         from forgerydet.scan.enroll import enroll
 
-        with progress_bar(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[f]}"),
-                          TimeElapsedColumn()) as p:
+        with said_if_stopped(path), progress_bar(TextColumn("[bold]enrolling"), BarColumn(), MofNCompleteColumn(),
+                                                 TextColumn("{task.fields[f]}"), TimeElapsedColumn()) as p:
             task = p.add_task("enroll", total=None, f="")
             res = enroll(name, sources, checkpoint=checkpoint, into=into, config=cfg,
                          progress=lambda i, n, f="": p.update(task, completed=i, total=n, f=Path(f).name))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forgerydet.cli.common import console, fail, progress_bar, say, shown, table_or_lines, user_errors
+from forgerydet.cli.common import console, fail, progress_bar, said_if_stopped, say, shown, table_or_lines, user_errors
 from forgerydet.errors import ForgeryDetError
 
 
@@ -239,6 +239,6 @@ def weights_export_cmd(
     (`--pretrained OUT.safetensors` there)."""
     from forgerydet.model.weights import export_packaged
 
-    with user_errors():
+    with user_errors(), said_if_stopped(out):
         path = export_packaged(name, out, dtype, overwrite)
     say(f"{path} ({path.stat().st_size / 2**20:.1f} MiB, {dtype}): use --backbone {name} --pretrained {path}")

@@ -11,8 +11,8 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from forgerydet.cli.common import (EXIT_INTERRUPTED, StartVoice, console, draws_bars, fail, note, output_held,
-                                   progress_bar, say, shown, typed_options, user_errors)
+from forgerydet.cli.common import (EXIT_INTERRUPTED, StartVoice, console, draws_bars, fail, minutes_text, note,
+                                   output_held, progress_bar, said_if_stopped, say, shown, typed_options, user_errors)
 from forgerydet.errors import ForgeryDetError, WriteError, option_error
 from forgerydet.io import file_state
 from forgerydet.model.calibration import DEFAULT_FPR, few_reals_note
@@ -31,13 +31,6 @@ def _progress(lines: bool = False) -> Progress:
 
 
 LOG_EVERY_S = 60.0  # where the output is not a terminal (nohup, a job scheduler): a step line this often
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes < 1:
-        return "<1 min"
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 class TrainView:
@@ -62,15 +55,15 @@ class TrainView:
         self.t_line = now
         left = (now - self.t_epoch) / e["step"] * (self.steps - e["step"])
         console.print(f"epoch {self.epoch}: step {e['step']}/{self.steps}, loss {e['loss']:.3f}, lr {e['lr']:.2e}, "
-                      f"{e['img_s']:.0f} img/s; {_duration(left)} of this epoch's steps left", highlight=False)
+                      f"{e['img_s']:.0f} img/s; {minutes_text(left)} of this epoch's steps left", highlight=False)
 
     def _pace_line(self, epoch: int) -> None:
         left = self.epochs - epoch
         if left <= 0 or not self.t_epoch:
             return
         took = self.clock() - self.t_epoch  # steps, bank rebuild, validation and checkpoints
-        line = (f"epoch {epoch} took {_duration(took)}; the {left} epoch{'' if left == 1 else 's'} left: about "
-                f"{_duration(took * left)} at this pace")
+        line = (f"epoch {epoch} took {minutes_text(took)}; the {left} epoch{'' if left == 1 else 's'} left: about "
+                f"{minutes_text(took * left)} at this pace")
         if self.max_minutes:
             line += f" (--max-minutes {self.max_minutes:g} ends the run at the first epoch end past it)"
         console.print(line, highlight=False)
@@ -116,7 +109,7 @@ class TrainView:
             self.t_ending = self.clock()
             work = f"rebuilding the bank from {e['bank_faces']} real faces, then " if e["bank_faces"] else ""
             console.print(f"epoch {e['epoch']}: steps done; {work}validating"
-                          + (f" (the last epoch end took {_duration(self.ending_took)})" if self.ending_took else ""),
+                          + (f" (the last epoch end took {minutes_text(self.ending_took)})" if self.ending_took else ""),
                           highlight=False, soft_wrap=True)
         elif kind == "rebuild":
             if self.task is not None:
@@ -267,7 +260,8 @@ def rebuild_bank_cmd(
         if select is not None:
             raise voice.fail("--select chooses which faces fit the checkpoint's bank; a disk bank keeps every face: drop it")
 
-        with user_errors(voice.fail), _progress(lines=True) as p:
+        stopped = said_if_stopped(disk_bank / "bank.json", f"the disk bank {disk_bank}", checkpoint)
+        with user_errors(voice.fail), stopped, _progress(lines=True) as p:
             task = p.add_task("encoding real faces", total=None, info="")
             res = rebuild_disk_bank(checkpoint, pairs, disk_bank, device=device, batch_size=batch_size, workers=workers,
                                     progress=lambda a, b, item="": p.update(task, completed=a, total=b))
@@ -277,7 +271,8 @@ def rebuild_bank_cmd(
         return
     from forgerydet.training.bankfill import rebuild_checkpoint_bank
 
-    with user_errors(voice.fail), _progress(lines=True) as p:
+    with user_errors(voice.fail), said_if_stopped(out or checkpoint, spared=out and checkpoint), \
+            _progress(lines=True) as p:
         from forgerydet.model.coreset import SELECTIONS
 
         if select is not None and select not in SELECTIONS:
@@ -338,7 +333,7 @@ def calibrate_cmd(
     _check_inputs_first(checkpoint, pairs)
     from forgerydet.training.validate import calibrate_checkpoint
 
-    with user_errors(), _progress(lines=True) as p:
+    with user_errors(), said_if_stopped(out or checkpoint, spared=out and checkpoint), _progress(lines=True) as p:
         task = p.add_task("scoring validation faces", total=None, info="")
         r = calibrate_checkpoint(checkpoint, pairs, fpr=fpr, device=device, batch_size=batch_size, out=out, tta=tta,
                                  precision=precision, progress=lambda a, b, item="": p.update(task, completed=a, total=b))
