@@ -9,7 +9,7 @@ import os
 import pytest
 
 from forgerydet.errors import ForgeryDetError
-from forgerydet.paths import (check_checkpoint_out, check_not_input, check_output, folder_held, same_file,
+from forgerydet.paths import (check_checkpoint_out, check_not_input, check_output, folder_held, same_file, sweep_beside,
                               sweep_leftovers)
 
 
@@ -206,3 +206,15 @@ def test_the_temp_files_of_killed_writers_are_removed_and_never_a_live_ones(tmp_
     finally:
         live.kill()
         live.wait()
+
+
+def test_sweep_beside_removes_a_killed_writers_temp_files_of_one_file_through_its_link(tmp_path):
+    dead = 4_000_000  # beyond pid_max: no process has it
+    (tmp_path / "real").mkdir()
+    (tmp_path / "s.json").symlink_to(tmp_path / "real" / "s.json")  # written through: its temp files lie by the target
+    left = tmp_path / "real" / f".s.json.{dead}.ab12.tmp"
+    others = [tmp_path / "real" / f".s.json.{os.getpid()}.cd34.tmp", tmp_path / "real" / f".t.json.{dead}.ef56.tmp"]
+    for f in [left, *others]:
+        f.write_text("half")
+    assert sweep_beside(tmp_path / "s.json") == [left]
+    assert all(f.exists() for f in others) and sweep_beside(tmp_path / "none.json") == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from forgerydet.errors import ForgeryDetError, file_needed, folder_needed, os_reason, parse_json, path_text
-from forgerydet.io import is_stream, looks_like_safetensors, pid_running
+from forgerydet.io import is_stream, looks_like_safetensors, pid_running, remove_leftovers
 
 
 @contextlib.contextmanager
@@ -183,6 +183,14 @@ def sweep_leftovers(folder: str | Path, *below: str) -> list[Path]:
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
     return removed
+
+
+def sweep_beside(path: str | Path) -> list[Path]:
+    """Remove the temp files of atomic writes of the file `path` (through a link: of its target) that a killed writer
+    left beside it (io.remove_leftovers: a killed scan's saves of its --json and --csv), for the command to say so as
+    it does for its output folders; the first durable write of `path` removed them in silence."""
+    path = Path(path)
+    return remove_leftovers(Path(os.path.realpath(path)) if path.is_symlink() else path)
 
 
 def leftovers_text(removed: list[Path], folder: str | Path) -> str:

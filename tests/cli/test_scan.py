@@ -209,6 +209,10 @@ def test_the_json_and_csv_remove_what_a_killed_earlier_write_left_beside_them(ch
     assert r.exit_code == 0, r.output
     assert not any(f.exists() for f in left) and alive.exists()
     assert json.loads((tmp_path / "s.json").read_text())["files"][0]["status"] == "ok"
+    # and says so, as every other output does (the first save removed them in silence)
+    for f in left:
+        assert (f"notice: removed 1 temp file(s) of unfinished writes that a killed earlier run left in {tmp_path} "
+                f"(e.g. {f.name})") in r.flat
 
 
 def test_a_folder_scan_says_which_files_it_left_out(checkpoint, face_png, tmp_path):

@@ -26,7 +26,7 @@ from forgerydet.faces.detect import DetectorConfig
 from forgerydet.faces.segment import parse_time
 from forgerydet.io import own_descriptor, write_text_atomic
 from forgerydet.model.config import references_path
-from forgerydet.paths import check_not_input, check_output, same_file
+from forgerydet.paths import check_not_input, check_output, leftovers_text, same_file, sweep_beside
 from forgerydet.scan.config import ScanConfig, check_scan_inputs, expand_scan_paths
 from forgerydet.scan.html import score_digits, threshold_text
 from forgerydet.scan.records import empty_record, json_text, settings_notes, shortest_names
@@ -134,6 +134,9 @@ def scan_cmd(
         guard = GuardedOutput(json_out) if _a_file_to_keep(json_out) else None  # a pipe's reader: two documents
         guards = {"--json": guard, "--csv": GuardedOutput(csv_out) if _a_file_to_keep(csv_out) else None}
         keeper = Checkpointer(lambda res, st: guard.write(json_text(res, st), durable=True)) if guard else None
+        for kept in (g for g in guards.values() if g is not None):  # a killed scan's unfinished saves: said, as elsewhere
+            if removed := sweep_beside(kept.path):
+                note("notice:", leftovers_text(removed, removed[0].parent), style="yellow")
         interrupted = False
         if resume:  # (in the JSON saved while it runs too)
             settings["resumed"] = {"from": path_text(json_out), "files_taken_over": 0}
