@@ -356,6 +356,28 @@ def test_opening_a_bank_does_not_read_its_keys_again(tmp_path):
         DiskBank.open(tmp_path / "b")
 
 
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/io"), reason="reads counted by Linux's /proc/self/io")
+def test_opening_a_bank_does_not_read_its_sources_index_again(tmp_path):
+    """sources.idx (8 MB per million entries) was still read whole at every open, to check that its offsets are in
+    order; as built (its recorded size and time), it is trusted as the keys are, and one changed since is read and
+    a damaged one refused."""
+    import os
+
+    write_bank(tmp_path / "b", [torch.ones(250_000, 1, 2)], 1, 2, "ef" * 32,  # sources.idx: 2 MB, keys 2 MB
+               IndexConfig(exact_limit=10**6))  # no faiss index (an open reads it whole)
+    bank_json, idx = tmp_path / "b" / "bank.json", tmp_path / "b" / "sources.idx"
+    t = bank_json.stat().st_mtime_ns + 10**9
+    os.utime(bank_json, ns=(t, t))  # written in a later clock tick than the files (as any but the tiniest build)
+    before = _bytes_read()
+    assert DiskBank.open(tmp_path / "b").size == 250_000
+    assert _bytes_read() - before < 1 << 20
+    offsets = np.fromfile(idx, np.int64)
+    offsets[4] = 10**12
+    offsets.tofile(idx)
+    with pytest.raises(ForgeryDetError, match="sources.idx is damaged: rebuild the bank"):
+        DiskBank.open(tmp_path / "b")
+
+
 def test_a_bank_built_before_its_files_were_recorded_still_opens_and_is_checked_in_full(tmp_path):
     import json
 

@@ -8,7 +8,8 @@ was finite. Opening the bank reads keys.f32 whole (a NaN key was every query's n
 modification time is not the recorded one, or was recorded in the same clock tick as bank.json was written (an
 edit then could keep it, as in git's "racy" index entries); it then compares the key file's sha256 with the
 recorded one in the same pass, and refuses a key file changed since the build. Before, every `scan --bank` read
-all keys: 256 MB per million entries. A bank built before 2026-12-08 has no `files` and is checked as then
+all keys: 256 MB per million entries. sources.idx (the offsets of the sources' lines) is read whole, to check that
+they are in order, under the same rule. A bank built before 2026-12-08 has no `files` and is checked as then
 (keys read whole at each open, no hash to compare). The token maps (6.3 GB per million entries) are too large to
 hash at every open: `verify` reads them.
 """
@@ -80,12 +81,17 @@ def check_files(folder: Path, meta: dict, m: int, n: int, d: int) -> None:
     for name, nbytes in (("values.f16", m * n * d * 2), ("keys.f32", m * d * 4), ("sources.idx", (m + 1) * 8)):
         if not (folder / name).is_file() or (folder / name).stat().st_size != nbytes:
             raise ForgeryDetError(f"{folder}/{name} is missing or truncated: rebuild the bank")
-    offsets = np.fromfile(folder / "sources.idx", np.int64)  # (M+1,): where each entry's line starts, then the end
-    if offsets[0] != 0 or (np.diff(offsets) < 0).any():  # a line read from them could ask for terabytes
-        raise ForgeryDetError(f"{folder}/sources.idx is damaged: rebuild the bank")
-    if not (folder / "sources.txt").is_file() or (folder / "sources.txt").stat().st_size != int(offsets[-1]):
+    files, written_ns = checked_record(folder, meta), (folder / "bank.json").stat().st_mtime_ns
+    if as_built(folder / "sources.idx", files.get("sources.idx"), written_ns):  # in order as built: its end only
+        end = np.fromfile(folder / "sources.idx", np.int64, count=1, offset=m * 8)  # (8 MB per million entries)
+    else:
+        offsets = np.fromfile(folder / "sources.idx", np.int64)  # (M+1,): where each entry's line starts, then the end
+        if offsets[0] != 0 or (np.diff(offsets) < 0).any():  # a line read from them could ask for terabytes
+            raise ForgeryDetError(f"{folder}/sources.idx is damaged: rebuild the bank")
+        end = offsets[-1:]
+    if not (folder / "sources.txt").is_file() or (folder / "sources.txt").stat().st_size != int(end[0]):
         raise ForgeryDetError(f"{folder}/sources.txt is missing or truncated: rebuild the bank")
-    check_keys(folder, checked_record(folder, meta), (folder / "bank.json").stat().st_mtime_ns)
+    check_keys(folder, files, written_ns)
 
 
 def check_keys(folder: Path, files: dict, written_ns: int) -> None:
