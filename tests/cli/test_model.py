@@ -346,3 +346,10 @@ def test_info_describes_a_disk_bank_and_verify_names_a_file_changed_since_its_bu
 def test_info_verify_of_a_checkpoint_is_refused(tmp_path):
     ck = save_checkpoint(tmp_path / "c.safetensors", tiny_model(bank_size=4))
     one_error(cli("info", ck, "--verify"), "--verify checks a disk bank folder's files")
+
+
+def test_info_of_a_name_too_long_is_one_line_not_a_traceback(tmp_path):
+    """`info NAME` looked for NAME/bank.json (a disk bank) with Path.is_file, which raises for a name too long for
+    the file system: an OSError traceback where `info` had said one line."""
+    line = one_error(cli("info", tmp_path / ("a" * 300 + ".safetensors")), "File name too long")
+    assert "bank.json" not in line  # the path given, not one the user never typed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,7 @@ def info_cmd(
     bank's size, search and files."""
     from forgerydet.model.config import check_checkpoint_path
 
-    if (checkpoint / "bank.json").is_file():
+    if os.path.isfile(checkpoint / "bank.json"):  # (a name too long, a folder not searchable: not one; said below)
         return _disk_bank_info(checkpoint, verify)
     with user_errors():
         if verify:

@@ -116,7 +116,7 @@ def check_checkpoint_path(path: str | Path) -> Path:
     before loading anything; model/checkpoint.py's read_meta starts with it. A disk bank's folder is named as one."""
     if not str(path):  # Path("") is the current folder, which the messages below would call "" or "."
         raise ForgeryDetError("an empty checkpoint path was given (an unset variable?): name a checkpoint file")
-    if (Path(path) / "bank.json").is_file():
+    if os.path.isfile(Path(path) / "bank.json"):  # (False for a name too long: said as the path's, not bank.json's)
         raise ForgeryDetError(f"{path} is a disk bank (from `rebuild-bank --disk-bank`), not a checkpoint: use it with "
                               f"`forgerydet scan --bank {path} --checkpoint MODEL` (MODEL: the checkpoint that wrote it)")
     if Path(path).is_dir():  # answered with a checkpoint it holds
