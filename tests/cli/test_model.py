@@ -353,3 +353,14 @@ def test_info_of_a_name_too_long_is_one_line_not_a_traceback(tmp_path):
     the file system: an OSError traceback where `info` had said one line."""
     line = one_error(cli("info", tmp_path / ("a" * 300 + ".safetensors")), "File name too long")
     assert "bank.json" not in line  # the path given, not one the user never typed
+
+
+def test_info_of_a_folder_without_bank_json_says_no_finished_disk_bank(tmp_path):
+    """`info DIR --verify` of a folder with no bank.json (a build stopped before its end) said that --verify is for
+    disk banks and that a checkpoint's weights are checked when read; without --verify, a stopped build's folder
+    was "a folder that holds no .safetensors file: give a checkpoint file"."""
+    (tmp_path / "b").mkdir()
+    one_error(cli("info", tmp_path / "b", "--verify"), "holds no finished disk bank (no bank.json")
+    (tmp_path / "b" / "values.f16").write_bytes(b"\0" * 64)
+    one_error(cli("info", tmp_path / "b"), "holds no finished disk bank (no bank.json")
+    one_error(cli("info", tmp_path), "holds no .safetensors file")  # a folder of neither: as before

@@ -29,6 +29,9 @@ def info_cmd(
     if os.path.isfile(checkpoint / "bank.json"):  # (a name too long, a folder not searchable: not one; said below)
         return _disk_bank_info(checkpoint, verify)
     with user_errors():
+        if os.path.isdir(checkpoint) and (verify or os.path.exists(checkpoint / "values.f16")):  # a bank's, unfinished
+            raise ForgeryDetError(f"{checkpoint} holds no finished disk bank (no bank.json: a build that was stopped?): "
+                                  f"give the folder that `forgerydet rebuild-bank --disk-bank` wrote, or a checkpoint")
         if verify:
             raise ForgeryDetError("--verify checks a disk bank folder's files; a checkpoint's weights are checked "
                                   "whenever it is read, as `info` reads them")
