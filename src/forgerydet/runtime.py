@@ -68,8 +68,12 @@ def resolve_device(device: str) -> "torch.device":
     return dev
 
 
-_forked = {"child": False}  # whether this process was forked from another (set in the child by os.fork)
-os.register_at_fork(after_in_child=lambda: _forked.update(child=True))
+_model_loaded = {"pid": None}  # the process that last loaded a model (a Scanner) and computed with it
+
+
+def model_loaded() -> None:
+    """Note that this process loads a model (Scanner): a process forked from it later must set torch up anew."""
+    _model_loaded["pid"] = os.getpid()
 
 
 def torch_after_fork(device: "torch.device") -> None:
@@ -77,12 +81,14 @@ def torch_after_fork(device: "torch.device") -> None:
     Scanner opened before it): the OpenMP thread pool this torch computes with does not survive a fork, and a forked
     worker's first scan hung for good in its first convolution. One thread per process works (the processes then
     use the cores). CUDA cannot be used after a fork at all: that is a ForgeryDetError saying what to do instead.
-    Nothing in a process that was not forked (a 'spawn' worker given a pickled Scanner starts torch afresh)."""
+    Nothing where this process, or none, loaded the model: a 'spawn' or 'forkserver' worker given a pickled Scanner
+    starts torch afresh (a fork server forks its workers, but never loaded a model: taking any fork for this one set
+    their threads to one and refused a GPU scanner there)."""
     import torch
 
     from forgerydet.errors import ForgeryDetError
 
-    if not _forked["child"]:
+    if _model_loaded["pid"] in (None, os.getpid()):
         return
     if device.type == "cuda":
         raise ForgeryDetError("a model on a GPU cannot be used in a process forked from the one that loaded it (CUDA "

@@ -411,6 +411,30 @@ def test_a_scanner_unpickled_in_another_process_that_was_not_forked_keeps_torch_
         torch.set_num_threads(threads)
 
 
+def _threads_after_a_scan(scanner, path, queue) -> None:  # a forkserver worker's target (picklable: module level)
+    torch.set_num_threads(2)
+    scanner.scan_file(path)
+    queue.put(torch.get_num_threads())
+
+
+def test_a_scanner_sent_to_a_forkserver_worker_keeps_torch_s_threads(checkpoint, astronaut, tmp_path):
+    """A fork server forks its workers, but never loaded a model: a pickled Scanner sent to one was taken for a forked
+    one (torch set to one thread; a GPU scanner would have been refused), where forgerydet.runtime was preloaded."""
+    import multiprocessing
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    from forgerydet.faces.stills import PRELOAD
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))  # the pool's own server (one per process): it imports forgerydet.runtime
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_threads_after_a_scan, args=(Scanner(checkpoint, ScanConfig(device="cpu")), path, queue))
+    proc.start()
+    proc.join(120)
+    assert queue.get(timeout=10) == 2
+
+
 def test_scan_file_of_an_empty_path_says_so_not_that_the_current_folder_is_a_folder(checkpoint):
     """A service passing an empty form field got 'error .: a folder, where a video or image file is wanted' from
     scan_file (Path("") is the current folder), where scan() and the CLI say the path was empty."""

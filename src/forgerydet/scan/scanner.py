@@ -25,7 +25,7 @@ from forgerydet.model.checkpoint import Checkpoint, load_checkpoint
 from forgerydet.model.inputs import resize_face, to_tensor
 from forgerydet.model.config import references_path
 from forgerydet.model.references import PersonReferences, load_person
-from forgerydet.runtime import Progress, resolve_device, software_versions, torch_after_fork
+from forgerydet.runtime import Progress, model_loaded, resolve_device, software_versions, torch_after_fork
 from forgerydet.scan.aggregate import aggregate, frame_interval, track_scores
 from forgerydet.scan.config import ScanConfig, expand_scan_paths, find_default_checkpoint, scan_paths
 from forgerydet.scan.records import (INTERVAL_LEVEL, close_call_note, deinterlaced_note, empty_record, few_frames_note,
@@ -117,6 +117,7 @@ class Scanner:
                                             deinterlace=cfg.deinterlace, start=cfg.start, end=cfg.end)
         self.sha256 = self.checkpoint.sha256()  # of the file loaded, not one written over it since
         self.pid = os.getpid()  # a forked worker's first scan sets torch up for it (runtime.torch_after_fork)
+        model_loaded()
 
     def settings(self) -> dict[str, Any]:
         """What `scan --json` stores as `settings`: checkpoint, threshold, calibration, tta, precision, detector..."""
