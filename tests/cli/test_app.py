@@ -234,3 +234,12 @@ def test_a_one_process_command_under_torchrun_is_refused_once(monkeypatch, tmp_p
     assert lines == (["error: calibrate runs as one process: run it without torchrun (only train and rebuild-bank "
                       "share their work across torchrun's processes)"] if said else [])
     assert ck.read_bytes() == b"not read"
+
+
+def test_a_one_process_command_s_help_under_torchrun_is_shown(monkeypatch):
+    """A launcher that sets WORLD_SIZE for every process (Kubeflow's PyTorchJob): `--help` still answers."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr("sys.argv", ["forgerydet", "calibrate", "--help"])
+    r = cli("calibrate", "--help")
+    assert r.exit_code == 0 and "--checkpoint" in r.output

@@ -88,12 +88,15 @@ def main(
     ] = None,
 ) -> None:
     """forgerydet: trustworthy face-forgery verdicts on a laptop CPU or a GPU."""
+    import sys
+
     from forgerydet.cli.stdout import guard_stdout
     from forgerydet.runtime import (import_torch_from_anywhere, process_count, process_rank, sigterm_as_interrupt,
                                     tune_malloc)
 
-    if process_count() > 1 and ctx.invoked_subcommand not in TORCHRUN_COMMANDS:  # every process did all of it: a
-        if process_rank() == 0:  # calibrate's second process found the checkpoint rewritten by the first and failed
+    # under torchrun every process did all of a command's work: two calibrate processes each rewrote the checkpoint
+    if process_count() > 1 and ctx.invoked_subcommand not in TORCHRUN_COMMANDS and "--help" not in sys.argv[1:]:
+        if process_rank() == 0:
             raise fail(f"{ctx.invoked_subcommand} runs as one process: run it without torchrun (only "
                        f"{' and '.join(TORCHRUN_COMMANDS)} share their work across torchrun's processes)")
         raise typer.Exit(1)  # rank 0 says it for all
