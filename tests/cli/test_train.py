@@ -343,6 +343,21 @@ def test_a_second_run_into_an_out_another_run_is_writing_is_refused(fake_train, 
     assert cli("train", "--out", out).exit_code == 0 and len(fake_train) == 2
 
 
+class FakePeer:
+    """distributed.start_outcomes as the other torchrun process plays it: `peer` is its outcome, `gathered` what this
+    process gave, `rank` this process's RANK."""
+
+    def __init__(self, monkeypatch) -> None:
+        from forgerydet.training import distributed
+
+        self.rank, self.peer, self.gathered = "0", [], []
+        monkeypatch.setattr(distributed, "start_outcomes", self.outcomes)
+
+    def outcomes(self, device, error) -> list:
+        self.gathered.append(error)
+        return [error, *self.peer] if self.rank == "0" else [*self.peer, error]
+
+
 def test_under_torchrun_an_error_before_the_first_step_is_said_once_and_by_the_right_process(monkeypatch, tmp_path):
     """Every torchrun process printed its own line for an error before the first step, and where another run was
     writing --out, rank 1 (rank 0 alone takes the folder's lock) said "already holds a training run (...): continue it
@@ -350,41 +365,33 @@ def test_under_torchrun_an_error_before_the_first_step_is_said_once_and_by_the_r
     played here by the other process): rank 0 says the run's line, another process its own only where rank 0 passed,
     and a process whose checks passed ends quietly at the start where another's failed."""
     from forgerydet.paths import folder_held
-    from forgerydet.training import distributed
 
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
     held = f"--out {out}: another training run is writing there now: wait for it to end, or give another --out"
-    peer: list = []  # the other process's outcome
-    gathered: list = []
-
-    def outcomes(device, error):
-        gathered.append(error)
-        return [error, *peer] if rank == "0" else [*peer, error]
-
-    monkeypatch.setattr(distributed, "start_outcomes", outcomes)
+    fake = FakePeer(monkeypatch)  # distributed.start_outcomes, played by the other process
     torchrun = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
     with folder_held(out, "--out", "training run"):  # the run writing there
-        rank, peer[:] = "1", [held]  # rank 0 refused: rank 1's own check of the folder is not said
-        r = cli("train", "--out", out, RANK=rank, **torchrun)
-        assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and "already holds a training run" in gathered[-1]
-        rank, peer[:] = "0", ["--out ... already holds a training run"]
-        one_error(cli("train", "--out", out, RANK=rank, **torchrun), held)
-        assert gathered[-1] == held
-    rank, peer[:] = "1", [None]  # rank 0 passed: rank 1's error is its own, said by it
-    one_error(cli("train", "--out", out, RANK=rank, **torchrun), "already holds a training run (1 epoch logged)")
-    assert len(gathered) == 3
+        fake.rank, fake.peer[:] = "1", [held]  # rank 0 refused: rank 1's own check of the folder is not said
+        r = cli("train", "--out", out, RANK=fake.rank, **torchrun)
+        assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and "already holds a training run" in fake.gathered[-1]
+        fake.rank, fake.peer[:] = "0", ["--out ... already holds a training run"]
+        one_error(cli("train", "--out", out, RANK=fake.rank, **torchrun), held)
+        assert fake.gathered[-1] == held
+    fake.rank, fake.peer[:] = "1", [None]  # rank 0 passed: rank 1's error is its own, said by it
+    one_error(cli("train", "--out", out, RANK=fake.rank, **torchrun), "already holds a training run (1 epoch logged)")
+    assert len(fake.gathered) == 3
 
     def run(tcfg, mcfg, *, resume, on_event, given, overwrite):
         on_event({**EVENTS[0]})
         raise AssertionError("trained on after another process's checks failed")
 
     monkeypatch.setattr(loop, "train", run)
-    rank, peer[:] = "0", ["pairs file not found: p.csv"]  # this process passed: the other says why, once
-    r = cli("train", "--out", tmp_path / "new", RANK=rank, **torchrun)
-    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and gathered[-1] is None
-    assert cli("train", "--out", tmp_path / "new").exit_code == 1 and len(gathered) == 4  # one process: no gathering
+    fake.rank, fake.peer[:] = "0", ["pairs file not found: p.csv"]  # this process passed: the other says why, once
+    r = cli("train", "--out", tmp_path / "new", RANK=fake.rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and fake.gathered[-1] is None
+    assert cli("train", "--out", tmp_path / "new").exit_code == 1 and len(fake.gathered) == 4  # one process: no gathering
 
 
 @pytest.mark.slow
@@ -519,38 +526,29 @@ def test_under_torchrun_rebuild_bank_says_an_error_before_the_encoding_once(monk
     once per process (the encoding is sharded, so rebuild-bank is meant to run there). As `train`: the outcomes of
     the checks before the encoding are gathered (distributed.start_outcomes, played here by the other process), rank
     0 says the line, and a process whose checks passed ends quietly where another's failed."""
-    from forgerydet.training import distributed
-
-    peer: list = []
-    gathered: list = []
-
-    def outcomes(device, error):
-        gathered.append(error)
-        return [error, *peer] if rank == "0" else [*peer, error]
-
-    monkeypatch.setattr(distributed, "start_outcomes", outcomes)
+    fake = FakePeer(monkeypatch)  # distributed.start_outcomes, played by the other process
     torchrun = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
     missing = ["rebuild-bank", "--checkpoint", tmp_path / "nope.safetensors", "--pairs", tmp_path / "p.csv"]
     said = f"checkpoint not found: {tmp_path / 'nope.safetensors'}"
-    rank, peer[:] = "1", [said]
-    r = cli(*missing, RANK=rank, **torchrun)
-    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and gathered == [said]
-    rank = "0"
-    one_error(cli(*missing, RANK=rank, **torchrun), said)
+    fake.rank, fake.peer[:] = "1", [said]
+    r = cli(*missing, RANK=fake.rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and fake.gathered == [said]
+    fake.rank = "0"
+    one_error(cli(*missing, RANK=fake.rank, **torchrun), said)
     disk = ["rebuild-bank", "--checkpoint", stand_in_checkpoint, "--pairs", stand_in_checkpoint, "--disk-bank",
             tmp_path / "db", "--device", "cpu"]
-    rank, peer[:] = "1", ["--disk-bank runs in one process, not under torchrun: ..."]
-    r = cli(*disk, RANK=rank, **torchrun)
-    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and "not under torchrun" in gathered[-1]
+    fake.rank, fake.peer[:] = "1", ["--disk-bank runs in one process, not under torchrun: ..."]
+    r = cli(*disk, RANK=fake.rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and "not under torchrun" in fake.gathered[-1]
 
     def rebuild(checkpoint, pairs, **kw):
         kw["on_start"]()
         raise AssertionError("encoded on after another process's checks failed")
 
     monkeypatch.setattr(bankfill, "rebuild_checkpoint_bank", rebuild)
-    rank, peer[:] = "0", ["pairs file not found: p.csv"]  # this process passed: the other says why, once
-    r = cli("rebuild-bank", "--checkpoint", stand_in_checkpoint, "--pairs", stand_in_checkpoint, RANK=rank, **torchrun)
-    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and gathered[-1] is None
+    fake.rank, fake.peer[:] = "0", ["pairs file not found: p.csv"]  # this process passed: the other says why, once
+    r = cli("rebuild-bank", "--checkpoint", stand_in_checkpoint, "--pairs", stand_in_checkpoint, RANK=fake.rank, **torchrun)
+    assert (r.exit_code, r.stderr, r.stdout) == (1, "", "") and fake.gathered[-1] is None
 
 
 def test_rebuild_bank_and_calibrate_say_how_far_they_are_off_a_terminal(monkeypatch, tmp_path):
